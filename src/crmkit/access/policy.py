@@ -1,0 +1,184 @@
+"""Access rules applied in SQL.
+
+:class:`AccessPolicy` answers two questions for one actor in one unit of work: *may I do
+this action on this entity at all* (:meth:`~AccessPolicy.require`) and *which rows does it
+reach* (:meth:`~AccessPolicy.where`, a SQL predicate every service query includes).  Because
+the predicate is part of the query, a list, a search, a count, a report and an export never
+see a row the user may not see, and a page of 50 rows stays 50 rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import false, or_, select, true
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from crmkit.access.rules import Scope
+from crmkit.entities import EntityRegistry, EntityType
+from crmkit.errors import NotFound, PermissionDenied
+from crmkit.model import (
+    GroupGrant,
+    GroupMembership,
+    Party,
+    PartyGroup,
+    PermissionRule,
+    TeamMember,
+    User,
+)
+
+
+def load_actor(session: Session, who: Any) -> Any:
+    """The :class:`~crmkit.app.Actor` for a user given as ``User``, id or username.
+
+    A blocked user raises :class:`PermissionDenied`: nothing may act as them.
+    """
+    from crmkit.app import Actor
+
+    if isinstance(who, User):
+        user = session.get(User, who.id)
+    elif isinstance(who, int):
+        user = session.get(User, who)
+    elif isinstance(who, str):
+        user = session.scalar(select(User).where(User.username == who))
+    else:
+        raise TypeError(f"cannot act as {who!r}")
+    if user is None:
+        raise NotFound("user", who if not isinstance(who, User) else who.id)
+    if user.blocked:
+        raise PermissionDenied("user", "act", f"user {user.username} is blocked")
+    roles = frozenset(user.role_names)
+    team_ids = frozenset(session.scalars(
+        select(TeamMember.team_id).where(TeamMember.user_id == user.id)))
+    teammates = frozenset(session.scalars(
+        select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids)))) | {user.id}
+    grant_filter = GroupGrant.user_id == user.id
+    if roles:
+        grant_filter = or_(grant_filter, GroupGrant.role.in_(roles))
+    paths = tuple(sorted(set(session.scalars(
+        select(PartyGroup.path).join(GroupGrant, GroupGrant.group_id == PartyGroup.id)
+        .where(grant_filter)))))
+    return Actor(
+        user_id=user.id, label=user.label, roles=roles, team_ids=team_ids,
+        teammate_ids=teammates, group_paths=paths, locale=user.locale,
+        timezone=user.timezone, session_epoch=user.session_epoch,
+    )
+
+
+def load_scopes(session: Session, roles: Iterable[str]) -> dict[tuple[str, str], Scope]:
+    """The widest scope per (entity, action) over ``roles``; ``*`` cells expand later."""
+    scopes: dict[tuple[str, str], Scope] = {}
+    roles = list(roles)
+    if not roles:
+        return scopes
+    rows = session.execute(
+        select(PermissionRule.entity, PermissionRule.action, PermissionRule.scope)
+        .where(PermissionRule.role.in_(roles))
+    )
+    for entity, action, scope_name in rows:
+        scope = Scope.parse(scope_name)
+        key = (entity, action)
+        if scope > scopes.get(key, Scope.NONE):
+            scopes[key] = scope
+    return scopes
+
+
+class AccessPolicy:
+    """The permissions of one actor, loaded once per unit of work."""
+
+    def __init__(self, actor: Any, entities: EntityRegistry, session: Session) -> None:
+        self.actor = actor
+        self.entities = entities
+        self._scopes = {} if actor.system else load_scopes(session, actor.roles)
+
+    # -- the table -----------------------------------------------------------------
+
+    def scope(self, entity: str, action: str) -> Scope:
+        """The scope the actor has for ``action`` on ``entity`` (``NONE`` if not allowed)."""
+        if self.actor.system:
+            return Scope.ALL
+        scopes = self._scopes
+        return max(
+            scopes.get((entity, action), Scope.NONE),
+            scopes.get((entity, "*"), Scope.NONE),
+            scopes.get(("*", action), Scope.NONE),
+            scopes.get(("*", "*"), Scope.NONE),
+        )
+
+    def can(self, entity: str, action: str) -> bool:
+        """Whether the actor may perform ``action`` on some ``entity`` records."""
+        return self.scope(entity, action) is not Scope.NONE
+
+    def require(self, entity: str, action: str) -> Scope:
+        """The actor's scope, or :class:`PermissionDenied` when they have none."""
+        scope = self.scope(entity, action)
+        if scope is Scope.NONE:
+            raise PermissionDenied(entity, action)
+        return scope
+
+    # -- rows ------------------------------------------------------------------------
+
+    def where(self, entity: EntityType | str, action: str = "read",
+              scope: Scope | None = None) -> ColumnElement[bool]:
+        """SQL predicate selecting the rows of ``entity`` that ``action`` reaches."""
+        entity_type = self.entities[entity] if isinstance(entity, str) else entity
+        if scope is None:
+            scope = self.scope(entity_type.name, action)
+        return self._predicate(entity_type, scope)
+
+    def _predicate(self, entity: EntityType, scope: Scope) -> ColumnElement[bool]:
+        if scope is Scope.ALL:
+            return true()
+        if scope is Scope.NONE:
+            return false()
+        clauses = self._ownership(entity, entity.model, scope)
+        if entity.scope_through_party and entity.party_attr:
+            party_type = self.entities["party"]
+            party_rows = select(Party.id).where(
+                or_(*self._ownership(party_type, Party, scope)) if party_type.owner_attrs
+                else false()
+            )
+            clauses.append(entity.column(entity.party_attr).in_(party_rows))
+        return or_(*clauses) if clauses else false()
+
+    def _ownership(self, entity: EntityType, model: Any, scope: Scope) -> list[Any]:
+        actor = self.actor
+        owners = [getattr(model, attr) for attr in entity.owner_attrs]
+        clauses: list[Any] = []
+        if actor.user_id is None:
+            return clauses
+        if scope is Scope.TEAM and len(actor.teammate_ids) > 1:
+            clauses += [column.in_(sorted(actor.teammate_ids)) for column in owners]
+        else:
+            clauses += [column == actor.user_id for column in owners]
+        if scope is Scope.TEAM and entity.team_attr and actor.team_ids:
+            clauses.append(getattr(model, entity.team_attr).in_(sorted(actor.team_ids)))
+        if scope is Scope.GROUP and actor.group_paths and entity.party_attr:
+            party_column = Party.id if model is Party else getattr(model, entity.party_attr)
+            members = (
+                select(GroupMembership.party_id)
+                .join(PartyGroup, PartyGroup.id == GroupMembership.group_id)
+                .where(or_(*(PartyGroup.path.startswith(path) for path in actor.group_paths)))
+            )
+            clauses.append(party_column.in_(members))
+        return clauses
+
+    def check_record(self, session: Session, entity: EntityType, record_id: Any,
+                     action: str) -> None:
+        """Raise if the (visible) record is outside the actor's scope for ``action``.
+
+        Invisible rows were already :class:`NotFound` when they were read; a visible row
+        that ``action`` does not reach gives :class:`PermissionDenied`.
+        """
+        scope = self.require(entity.name, action)
+        if scope is Scope.ALL:
+            return
+        model = entity.model
+        reached = session.scalar(
+            select(model.id).where(model.id == record_id, self._predicate(entity, scope))
+        )
+        if reached is None:
+            raise PermissionDenied(entity.name, action,
+                                   f"not allowed to {action} this {entity.label or entity.name}")

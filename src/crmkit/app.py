@@ -1,0 +1,251 @@
+"""The application object: configuration, plugin manager, database and registries.
+
+One :class:`CRM` per deployment (or per test); nothing is global.  Work is done in units of
+work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from crmkit.access.rules import Permission, Role
+from crmkit.channels import Channel
+from crmkit.config import Config
+from crmkit.db import MigrationBranch, Migrations, make_engine
+from crmkit.demo import Demo
+from crmkit.entities import EntityRegistry, EntityType
+from crmkit.errors import NotFound, PluginError
+from crmkit.filters import FilterField
+from crmkit.jobs import Job, Schedule
+from crmkit.pipeline.definition import Pipeline
+from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
+from crmkit.reports import Report
+from crmkit.services.users import password_hasher
+from crmkit.storage import FileStorage, Storage
+from crmkit.web.contributions import MenuItem, Route, Screen
+
+
+@attrs.frozen
+class Actor:
+    """Who is acting in a unit of work, with everything access rules need, loaded once.
+
+    ``teammate_ids`` are the users of the actor's teams (the actor included);
+    ``group_paths`` the materialized paths of groups granted to the actor or their roles.
+    The system actor (``system=True``) passes every check: it is used by the CLI, workers
+    and the automation assistant, and its writes are signed with ``label``.
+    """
+
+    user_id: int | None
+    label: str
+    roles: frozenset[str] = frozenset()
+    team_ids: frozenset[int] = frozenset()
+    teammate_ids: frozenset[int] = frozenset()
+    group_paths: tuple[str, ...] = ()
+    system: bool = False
+    assistant: bool = False
+    locale: str | None = None
+    timezone: str | None = None
+    session_epoch: int = 0
+
+
+SYSTEM = Actor(user_id=None, label="system", system=True)
+ASSISTANT = Actor(user_id=None, label="assistant", system=True, assistant=True)
+
+
+class CRM:
+    """One crmkit application: settings, plugins, database, and what the plugins registered.
+
+    ``plugins`` are extra plugin objects (modules, classes, instances) registered after the
+    built-ins and the installed entry points; ``load_entry_points=False`` loads none of the
+    installed plugins (the test kit's default, so tests choose exactly what they run with).
+    """
+
+    def __init__(self, config: Config, *, plugins: Sequence[Any] = (),
+                 load_entry_points: bool = True, engine: Engine | None = None) -> None:
+        self.config = config
+        self.pm: CrmkitPluginManager = make_plugin_manager(
+            allow=config["plugins.allow"], block=config["plugins.block"], extra=plugins,
+            load_entry_points=load_entry_points,
+        )
+        self.config.declare(item for _, item in self._collect("crmkit_register_settings"))
+        self.config.validate()
+        self.engine = engine or make_engine(config.database_url, echo=config["database.echo"])
+        self.session_factory: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+        self.storage: Storage = FileStorage(config.path("storage.path"))
+        self.password_hasher = password_hasher(config["security.argon2_profile"])
+        self.entities = EntityRegistry()
+        self.pipelines: dict[str, Pipeline] = {}
+        self.roles: dict[str, Role] = {}
+        self.permissions: list[Permission] = []
+        self.channels: dict[str, Channel] = {}
+        self.reports: dict[str, Report] = {}
+        self.jobs: dict[str, Job] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.routes: list[Route] = []
+        self.screens: dict[str, Screen] = {}
+        self.menu_items: list[MenuItem] = []
+        self.migration_branches: list[MigrationBranch] = []
+        self.demos: dict[str, Demo] = {}
+        self.filter_fields: list[FilterField] = []
+        self._collect_registries()
+        self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_directory(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> CRM:
+        """Load the deployment at ``path`` (its ``crmkit.toml``)."""
+        return cls(Config.load(path), **kwargs)
+
+    def _collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call a collecting hook implementation by implementation, yielding (plugin, item)."""
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):
+            plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            args = {name: kwargs[name] for name in impl.argnames}
+            try:
+                result = impl.function(**args)
+            except Exception as exc:
+                raise PluginError(plugin_name, f"{hook_name} failed: {exc}") from exc
+            if result is None:
+                continue
+            if not isinstance(result, Iterable):
+                raise PluginError(plugin_name, f"{hook_name} must return a list, got {result!r}")
+            for item in result:
+                yield plugin_name, item
+
+    def _collect_registries(self) -> None:
+        for plugin, entity in self._collect("crmkit_register_entities"):
+            try:
+                self.entities.add(entity, plugin)
+            except ValueError as exc:
+                raise PluginError(plugin, str(exc)) from None
+        pipelines = list(self._collect("crmkit_register_pipelines"))
+        _fill_unique(self.pipelines, pipelines, "pipeline")
+        for plugin, pipeline in pipelines:
+            if pipeline.entity not in self.entities:
+                raise PluginError(plugin, f"pipeline {pipeline.name!r} drives unknown entity "
+                                  f"{pipeline.entity!r}")
+        for _, role in self._collect("crmkit_register_roles"):
+            self.roles.setdefault(role.name, role)
+        self.permissions = [p for _, p in self._collect("crmkit_register_permissions")]
+        _fill_unique(self.channels, self._collect("crmkit_register_channels"), "channel")
+        _fill_unique(self.reports, self._collect("crmkit_register_reports"), "report")
+        _fill_unique(self.jobs, self._collect("crmkit_register_jobs"), "job")
+        schedules = list(self._collect("crmkit_register_schedules"))
+        _fill_unique(self.schedules, schedules, "schedule")
+        for plugin, schedule in schedules:
+            if schedule.job not in self.jobs:
+                raise PluginError(plugin, f"schedule {schedule.name!r} runs unknown job "
+                                  f"{schedule.job!r}")
+        self.routes = [r for _, r in self._collect("crmkit_register_routes")]
+        _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")
+        self.menu_items = sorted((m for _, m in self._collect("crmkit_register_menu_items")),
+                                 key=lambda m: (m.order, m.label))
+        seen_labels: set[str] = set()
+        for plugin, branch in self._collect("crmkit_register_migrations"):
+            if branch.label in seen_labels:
+                raise PluginError(plugin, f"migration branch {branch.label!r} registered twice")
+            seen_labels.add(branch.label)
+            self.migration_branches.append(branch)
+        _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
+        self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
+
+    # -- units of work ---------------------------------------------------------------
+
+    def acting_as(self, who: Any) -> Any:
+        """A unit of work acting as a user (a ``User``, its id, its username, or an ``Actor``).
+
+        Use it as a context manager: the transaction commits when the block ends and rolls
+        back, leaving nothing written, when it raises.
+        """
+        from crmkit.services.unit import UnitOfWork
+
+        actor = who if isinstance(who, Actor) else self.load_actor(who)
+        return UnitOfWork(self, actor)
+
+    def system(self) -> Any:
+        """A unit of work as the system actor (CLI, workers): every permission, no scope."""
+        return self.acting_as(SYSTEM)
+
+    def assistant(self) -> Any:
+        """A unit of work as the automation assistant (its writes are signed as such)."""
+        return self.acting_as(ASSISTANT)
+
+    def load_actor(self, who: Any) -> Actor:
+        """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""
+        from crmkit.access.policy import load_actor
+
+        with self.session_factory() as session:
+            return load_actor(session, who)
+
+    # -- schema and seeding ------------------------------------------------------------
+
+    @property
+    def migrations(self) -> Migrations:
+        """Alembic over the core branch and every plugin branch."""
+        return Migrations(self.engine, self.migration_branches)
+
+    def create_schema(self) -> None:
+        """Create every table directly from the models (tests and throwaway databases).
+
+        Deployments use ``crmkit db upgrade`` instead, which applies the migrations.
+        """
+        from crmkit.model import metadata
+
+        metadata.create_all(self.engine)
+        self.sync_access()
+
+    def sync_access(self) -> None:
+        """Seed roles and permission cells declared by plugins; keep what an admin changed."""
+        from crmkit.access.seeding import seed_roles_and_permissions
+
+        with self.session_factory.begin() as session:
+            seed_roles_and_permissions(session, self.roles.values(), self.permissions)
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The pipeline called ``name``."""
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise NotFound("pipeline", name) from None
+
+    def pipelines_for(self, entity: str) -> list[Pipeline]:
+        """Pipelines driving ``entity``, in registration order."""
+        return [p for p in self.pipelines.values() if p.entity == entity]
+
+    def filter_fields_for(self, entity: str) -> dict[str, FilterField]:
+        """Computed filter fields that apply to ``entity`` (by name)."""
+        return {f.name: f for f in self.filter_fields if f.entity in ("*", entity)}
+
+    def entity(self, name: str) -> EntityType:
+        """The entity type called ``name``."""
+        return self.entities[name]
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fill_unique(target: dict[str, Any], items: Iterable[tuple[str, Any]], what: str) -> None:
+    for plugin, item in items:
+        existing = target.get(item.name)
+        if existing is not None and existing is not item and existing != item:
+            raise PluginError(plugin, f"{what} {item.name!r} is already registered")
+        target[item.name] = item

@@ -1,0 +1,1 @@
+"""The core's own features, registered as plugins on the same hooks third parties use."""

@@ -1,0 +1,215 @@
+"""The channel contract: how mail, messengers and telephony plug into crmkit.
+
+A channel plugin returns a :class:`Channel` from ``crmkit_register_channels``.  The channel
+says what it can do (send, receive, calls), which kind of address it uses (email, phone,
+messenger handle) and which settings configure it, and gives a factory for its
+:class:`ChannelAdapter`: the object that talks to the outside service.
+
+* **Outbound** messages are never sent from a request: services write an outbox item
+  (``channel.send``) in the same transaction as the change, and a worker calls
+  :meth:`ChannelAdapter.send` with an :class:`OutboundMessage` whose ``idempotency_key``
+  lets the adapter (or the peer) recognise a retry.
+* **Inbound** messages, whether pushed (a webhook) or pulled (:meth:`ChannelAdapter.poll`),
+  go to :meth:`crmkit.services.channels.ChannelService.ingest`, which finds the sender's
+  party through the ``crmkit_resolve_party`` hook, records the message on the timeline
+  once (``channel`` + ``external_id`` are unique) and calls ``crmkit_message_received``.
+* **Calls** (telephony) report :class:`CallEvent` objects (ringing, answered, ended) to
+  :meth:`~crmkit.services.channels.ChannelService.record_call`, which keeps one timeline
+  entry per call and calls ``crmkit_call_event`` (the web UI shows a pop-up on ringing);
+  outbound calls are placed by :meth:`ChannelAdapter.originate` through the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from crmkit.config import Setting
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class AddressKind(enum.StrEnum):
+    """The kind of address a channel reaches people at (matches ``ContactPoint.kind``)."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    MESSENGER = "messenger"
+
+
+class Capability(enum.StrEnum):
+    """What a channel can do."""
+
+    SEND = "send"
+    RECEIVE = "receive"
+    CALL_OUT = "call_out"
+    CALL_IN = "call_in"
+
+
+@attrs.frozen
+class Attachment:
+    """A file travelling with a message (inbound: the bytes; outbound: an attachment id)."""
+
+    filename: str
+    content_type: str = "application/octet-stream"
+    data: bytes | None = None
+    attachment_id: int | None = None
+
+
+@attrs.frozen
+class OutboundMessage:
+    """A message to send: built by the services, stored in the outbox, given to ``send``."""
+
+    channel: str
+    to: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    idempotency_key: str = ""
+    party_id: int | None = None
+    record_entity: str | None = None
+    record_id: int | None = None
+    sender_user_id: int | None = None
+    account: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
+    headers: dict[str, str] = attrs.field(factory=dict)
+    activity_id: int | None = None
+
+
+@attrs.frozen
+class DeliveryReceipt:
+    """What the peer said when it accepted a message or call: its id for the item."""
+
+    external_id: str | None = None
+    detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+class PermanentFailure(Exception):
+    """Raised by an adapter when retrying cannot help (a rejected address, a banned bot)."""
+
+
+@attrs.frozen
+class InboundMessage:
+    """A message that arrived through a channel.
+
+    ``external_id`` is the peer's stable id of the message (a Message-ID, a Telegram
+    ``chat_id:message_id``); together with ``channel`` it makes ingest idempotent.
+    ``thread_refs`` are ids of earlier messages this one answers (mail References),
+    used to link it to the conversation's deal or task.
+    """
+
+    channel: str
+    external_id: str
+    sender: str
+    body: str
+    sender_name: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    recipients: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    received_at: dt.datetime | None = None
+    thread_refs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
+    account: str | None = None
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class PollResult:
+    """What one poll of a pulling channel returned, and where to continue next time."""
+
+    messages: Sequence[InboundMessage]
+    cursor: str | None
+
+
+class CallPhase(enum.StrEnum):
+    """Where a phone call is."""
+
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+    MISSED = "missed"
+
+
+@attrs.frozen
+class CallEvent:
+    """A change in a phone call, as reported by a telephony channel.
+
+    ``call_id`` is stable for the whole call (Asterisk's Linkedid, say); ``remote`` is the
+    other party's number, ``extension`` the staff member's line.
+    """
+
+    channel: str
+    call_id: str
+    phase: CallPhase
+    direction: str
+    remote: str
+    extension: str | None = None
+    user_id: int | None = None
+    at: dt.datetime | None = None
+    duration_seconds: int | None = None
+    recording_url: str | None = None
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OutboundCall:
+    """A call to place: ring the staff member's ``extension``, then dial ``to``."""
+
+    channel: str
+    to: str
+    extension: str
+    idempotency_key: str = ""
+    party_id: int | None = None
+    user_id: int | None = None
+
+
+@runtime_checkable
+class ChannelAdapter(Protocol):
+    """The object a channel plugin implements to talk to its service.
+
+    Only the methods matching the channel's capabilities are called.  Every method may
+    raise :class:`PermanentFailure` (do not retry) or any other exception (retry later).
+    """
+
+    def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Deliver one message; must not send twice for one ``idempotency_key``."""
+        ...
+
+    def poll(self, cursor: str | None) -> PollResult:
+        """Fetch messages that arrived after ``cursor`` (pulling channels only)."""
+        ...
+
+    def originate(self, call: OutboundCall) -> DeliveryReceipt:
+        """Place an outbound call (telephony only)."""
+        ...
+
+
+@attrs.frozen
+class Channel:
+    """A way of reaching people, contributed by a plugin.
+
+    ``adapter`` builds the :class:`ChannelAdapter` for an application (reading the
+    channel's ``settings`` from its config); ``activity_kind`` is the timeline kind of
+    items it carries (``mail``, ``message``, ``call``); ``service`` names the messenger for
+    ``messenger`` addresses (``telegram``).
+    """
+
+    name: str
+    address_kind: AddressKind
+    capabilities: frozenset[Capability] = attrs.field(converter=frozenset)
+    adapter: Callable[[CRM], ChannelAdapter]
+    label: str = ""
+    activity_kind: str = "message"
+    service: str | None = None
+    settings: tuple[Setting, ...] = attrs.field(default=(), converter=tuple)
+
+    def can(self, capability: Capability) -> bool:
+        """Whether the channel has ``capability``."""
+        return capability in self.capabilities

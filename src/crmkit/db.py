@@ -1,0 +1,195 @@
+"""Database engines and migrations.
+
+:func:`make_engine` builds an engine with the settings crmkit relies on (SQLite: WAL,
+foreign keys, a busy timeout; PostgreSQL: psycopg 3).  :class:`Migrations` runs Alembic with
+one branch per plugin: the core's branch is labelled ``crmkit`` and each plugin registers
+its own :class:`MigrationBranch` through ``crmkit_register_migrations``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from crmkit.errors import ConfigError
+
+CORE_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@attrs.frozen
+class MigrationBranch:
+    """An Alembic branch: its label (the plugin name) and its ``versions`` directory."""
+
+    label: str
+    directory: Path = attrs.field(converter=Path)
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url`` configured for crmkit; a malformed URL raises ``ConfigError``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database.url {url!r} is not a valid database URL") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            connect_args = kwargs.pop("connect_args", {})
+            connect_args.setdefault("timeout", 30)
+            connect_args.setdefault("check_same_thread", False)
+            engine = sa.create_engine(parsed, echo=echo, connect_args=connect_args, **kwargs)
+            sa.event.listen(engine, "connect", _sqlite_on_connect)
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            return engine
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, echo=echo, **kwargs)
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"database.url {url!r}: unknown database driver {parsed.drivername!r} "
+            "(use sqlite:/// or postgresql+psycopg://)"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"database.url {url!r}: driver not installed ({exc.name})") from None
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _unicode_upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's own lower()/upper() fold ASCII only; Russian text needs Unicode folding
+    # for case-insensitive search (ILIKE compiles to lower(x) LIKE lower(y)).
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+    dbapi_connection.create_function("upper", 1, _unicode_upper, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; an unreachable database raises ``ConfigError`` with the reason in a line."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        safe = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot connect to database {safe}: {reason}") from None
+
+
+def is_postgres(bind: Engine | sa.Connection) -> bool:
+    """Whether ``bind`` talks to PostgreSQL."""
+    return bind.dialect.name == "postgresql"
+
+
+class Migrations:
+    """Alembic for one application: every branch (core + plugins) in one script directory."""
+
+    def __init__(self, engine: Engine, branches: Sequence[MigrationBranch]) -> None:
+        self.engine = engine
+        self.branches = list(branches)
+
+    def config(self, stdout: io.TextIOBase | None = None) -> Any:
+        """An Alembic ``Config`` covering every branch's versions directory."""
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig(stdout=stdout) if stdout else AlembicConfig()
+        config.set_main_option("script_location", str(CORE_MIGRATIONS))
+        locations = [str(CORE_MIGRATIONS / "versions")]
+        locations += [str(b.directory) for b in self.branches if b.label != "crmkit"]
+        config.set_main_option("version_locations", " ".join(locations))
+        config.set_main_option("path_separator", "space")
+        config.attributes["engine"] = self.engine
+        return config
+
+    def branch(self, label: str) -> MigrationBranch:
+        """The branch labelled ``label``; a clear error naming the known ones."""
+        for branch in self.branches:
+            if branch.label == label:
+                return branch
+        known = ", ".join(b.label for b in self.branches)
+        raise ConfigError(f"no migration branch {label!r} (known: {known})")
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def upgrade(self, target: str = "heads") -> None:
+        """Apply every branch up to its head (or to ``target``)."""
+        from alembic import command
+
+        config = self.config()
+        with self._connection() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, target)
+
+    def current(self) -> dict[str, str | None]:
+        """The applied revision of each branch (``None`` when a branch was never applied)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self.config())
+        with self.engine.connect() as connection:
+            heads = set(MigrationContext.configure(connection).get_current_heads())
+        result: dict[str, str | None] = {}
+        for branch in self.branches:
+            applied = None
+            for head in heads:
+                revision = script.get_revision(head)
+                if revision is not None and branch.label in _labels_upstream(script, revision):
+                    applied = head
+            result[branch.label] = applied
+        return result
+
+    def heads(self) -> dict[str, str]:
+        """The newest revision of each branch in the scripts."""
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self.config())
+        result = {}
+        for head in script.get_heads():
+            revision = script.get_revision(head)
+            for label in _labels_upstream(script, revision):
+                result[label] = head
+        return result
+
+    def revision(self, message: str, label: str, autogenerate: bool = True) -> Path:
+        """Write a new revision script on branch ``label`` (autogenerated from the models)."""
+        from alembic import command
+
+        branch = self.branch(label)
+        config = self.config()
+        existing = self.heads().get(label)
+        with self._connection() as connection:
+            config.attributes["connection"] = connection
+            kwargs: dict[str, Any] = {"message": message, "autogenerate": autogenerate}
+            if existing:
+                kwargs["head"] = f"{label}@head"
+            else:
+                kwargs.update(head="base", branch_label=label, version_path=str(branch.directory))
+            script = command.revision(config, **kwargs)
+        scripts = script if isinstance(script, list) else [script]
+        return Path(scripts[0].path)  # type: ignore[union-attr]
+
+
+def _labels_upstream(script: Any, revision: Any) -> set[str]:
+    labels: set[str] = set()
+    for rev in script.iterate_revisions(revision.revision, "base"):
+        labels |= set(rev.branch_labels or ())
+    return labels

@@ -1,0 +1,101 @@
+"""Entity types: what the services, access rules, lists and API know about a model.
+
+A model is a SQLAlchemy class; an :class:`EntityType` says how crmkit treats it: its public
+name, the marshmallow schema that validates input, which columns make a record "mine"
+(``owner_attrs``), which column ties it to a party, whether it borrows the party's
+visibility, and which attributes lists may filter, sort and search on.  Plugins return
+entity types from ``crmkit_register_entities``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    import marshmallow
+
+
+@attrs.frozen
+class EntityType:
+    """How crmkit treats one model.
+
+    ``name`` is the public name used in permissions, URLs and events (``party``, ``deal``,
+    ``finance_order``).  ``owner_attrs`` are columns holding user ids that make a record the
+    user's own; ``team_attr`` a column holding a team id; ``party_attr`` the column linking
+    to a party.  With ``scope_through_party`` a record is also visible wherever its party is
+    (an activity, a contact point).  ``schema`` validates create/update input; ``service``
+    names an :class:`~crmkit.services.records.EntityService` subclass with extra behaviour.
+    """
+
+    name: str
+    model: type[Any]
+    label: str = ""
+    label_plural: str = ""
+    schema: type[marshmallow.Schema] | None = None
+    owner_attrs: tuple[str, ...] = ()
+    team_attr: str | None = None
+    party_attr: str | None = None
+    scope_through_party: bool = False
+    title_attr: str = "id"
+    search_attrs: tuple[str, ...] = ()
+    filter_attrs: tuple[str, ...] = ()
+    sort_attrs: tuple[str, ...] = ("id",)
+    default_sort: tuple[str, ...] = ("-id",)
+    custom_fields: bool = False
+    audited: bool = True
+    actions: tuple[str, ...] = ("read", "create", "update", "delete")
+    service: type[Any] | None = None
+
+    def column(self, attr: str) -> Any:
+        """The mapped attribute ``attr`` of the model; a clear error when it does not exist."""
+        try:
+            return getattr(self.model, attr)
+        except AttributeError:
+            raise AttributeError(f"entity {self.name!r} has no attribute {attr!r}") from None
+
+    def title_of(self, record: Any) -> str:
+        """A short human title for a record (used in audit, notifications, timeline)."""
+        return str(getattr(record, self.title_attr, None) or f"{self.name} {record.id}")
+
+
+@attrs.define
+class EntityRegistry:
+    """Every entity type of one application, by name and by model class."""
+
+    by_name: dict[str, EntityType] = attrs.field(factory=dict)
+    by_model: dict[type[Any], EntityType] = attrs.field(factory=dict)
+
+    def add(self, entity: EntityType, source: str) -> None:
+        """Register ``entity``; two plugins may not claim one name."""
+        if entity.name in self.by_name and self.by_name[entity.name] != entity:
+            raise ValueError(f"entity {entity.name!r} registered twice (second time by {source})")
+        self.by_name[entity.name] = entity
+        self.by_model[entity.model] = entity
+
+    def __getitem__(self, name: str) -> EntityType:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self.by_name))
+            raise KeyError(f"unknown entity {name!r} (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.by_name.values())
+
+    def of(self, record_or_model: Any) -> EntityType:
+        """The entity type of a model class or instance."""
+        model = record_or_model if isinstance(record_or_model, type) else type(record_or_model)
+        for klass in model.__mro__:
+            if klass in self.by_model:
+                return self.by_model[klass]
+        raise KeyError(f"{model.__name__} is not a registered entity")
+
+    def as_mapping(self) -> Mapping[str, EntityType]:
+        """Read-only view by name."""
+        return dict(self.by_name)

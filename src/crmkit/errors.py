@@ -1,0 +1,96 @@
+"""Errors the framework raises on purpose; each carries a message a user can act on.
+
+The web layer maps them to HTTP statuses (``NotFound`` 404, ``PermissionDenied`` 403,
+``ValidationFailed`` 422, ``Conflict`` 409/412, ``MoveRefused`` 409) and the CLI prints their
+message as one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class CrmkitError(Exception):
+    """Base of every error crmkit raises deliberately."""
+
+
+class ConfigError(CrmkitError):
+    """A setting is missing, malformed or of the wrong type."""
+
+
+class PluginError(CrmkitError):
+    """A plugin cannot be loaded: not installed, fails to import, or implements an unknown hook."""
+
+    def __init__(self, plugin: str, problem: str) -> None:
+        self.plugin = plugin
+        self.problem = problem
+        super().__init__(f"plugin {plugin!r}: {problem}")
+
+
+class NotFound(CrmkitError):
+    """The record does not exist *or* the user may not see it (the two are never told apart)."""
+
+    def __init__(self, entity: str, record_id: Any = None) -> None:
+        self.entity = entity
+        self.record_id = record_id
+        what = f"{entity} {record_id}" if record_id is not None else entity
+        super().__init__(f"{what} not found")
+
+
+class PermissionDenied(CrmkitError):
+    """The actor's roles do not allow this action on this entity."""
+
+    def __init__(self, entity: str, action: str, detail: str | None = None) -> None:
+        self.entity = entity
+        self.action = action
+        super().__init__(detail or f"not allowed to {action} {entity}")
+
+
+class ValidationFailed(CrmkitError):
+    """Input was rejected; ``errors`` maps a field (or ``_schema``) to its messages."""
+
+    def __init__(self, errors: Mapping[str, Any], entity: str | None = None,
+                 row: int | None = None) -> None:
+        self.errors = dict(errors)
+        self.entity = entity
+        self.row = row
+        parts = []
+        for field, messages in self.errors.items():
+            if isinstance(messages, Mapping):
+                text = "; ".join(f"{k}: {_join(v)}" for k, v in messages.items())
+            else:
+                text = _join(messages)
+            parts.append(f"{field}: {text}")
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(where + "; ".join(parts))
+
+
+def _join(messages: Any) -> str:
+    if isinstance(messages, str):
+        return messages
+    if isinstance(messages, Sequence):
+        return " ".join(str(m) for m in messages)
+    return str(messages)
+
+
+class Conflict(CrmkitError):
+    """Somebody else changed the record first (optimistic locking); reload and try again."""
+
+    def __init__(self, entity: str, record_id: Any, detail: str | None = None) -> None:
+        self.entity = entity
+        self.record_id = record_id
+        super().__init__(
+            detail or f"{entity} {record_id} was changed by someone else; reload and try again"
+        )
+
+
+class MoveRefused(CrmkitError):
+    """A stage move was refused; ``reasons`` say why, ``missing_fields`` what to fill in."""
+
+    def __init__(self, reasons: Sequence[str], missing_fields: Sequence[str] = (),
+                 missing_documents: Sequence[str] = ()) -> None:
+        self.reasons = list(reasons)
+        self.missing_fields = list(missing_fields)
+        self.missing_documents = list(missing_documents)
+        super().__init__("; ".join(self.reasons))

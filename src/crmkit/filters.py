@@ -1,0 +1,285 @@
+"""A small declarative condition language, stored as data and compiled to SQL.
+
+Lists, saved filters, smart groups and automation rules all describe "which records" the
+same way: a JSON-able tree, never Python code or user text passed to ``eval``::
+
+    {"all": [
+        {"field": "stage", "op": "in", "value": ["firm", "account"]},
+        {"field": "custom.region", "op": "eq", "value": "Москва"},
+        {"any": [{"field": "tag", "op": "has", "value": "vip"},
+                 {"field": "last_activity_at", "op": "older_than_days", "value": 30}]}
+    ]}
+
+:func:`compile_condition` turns a tree into a SQL predicate for an entity;
+:func:`evaluate` checks a tree against a plain mapping of values (for automation on one
+record already in memory).  Fields are checked against the entity: an unknown field or
+operator is a :class:`~crmkit.errors.ValidationFailed` naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+from sqlalchemy import and_, exists, not_, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from crmkit.clock import utcnow
+from crmkit.entities import EntityType
+from crmkit.errors import ValidationFailed
+
+OPERATORS = (
+    "eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", "startswith",
+    "is_null", "not_null", "has", "older_than_days", "within_days",
+)
+
+Condition = Mapping[str, Any]
+
+#: Compiles one comparison on a computed field: ``(entity, op, value) -> predicate``.
+FieldCompiler = Callable[[EntityType, str, Any], ColumnElement[bool]]
+
+
+@attrs.frozen
+class FilterField:
+    """A field computed in SQL rather than read from a column (``tag``, ``total_paid``...).
+
+    Plugins return them from ``crmkit_register_filter_fields``; ``entity`` is the entity it
+    applies to, or ``"*"`` for every entity.
+    """
+
+    name: str
+    entity: str
+    compile: FieldCompiler
+    label: str = ""
+    kind: str = "text"
+
+
+def from_simple_filters(filters: Mapping[str, Any]) -> Condition:
+    """``{"stage": "firm", "amount__gte": 100}`` -> an ``all`` condition (for query strings)."""
+    items = []
+    for key, value in filters.items():
+        field, _, op = key.partition("__")
+        if not op:
+            op = "in" if isinstance(value, list | tuple) else "eq"
+        items.append({"field": field, "op": op, "value": value})
+    return {"all": items}
+
+
+def compile_condition(entity: EntityType, condition: Condition | None,
+                      custom_kinds: Mapping[str, str] | None = None,
+                      fields: Mapping[str, FilterField] | None = None) -> ColumnElement[bool]:
+    """The SQL predicate of ``condition`` over ``entity``'s model.
+
+    ``custom_kinds`` maps custom field keys to their kinds (to cast JSON values);
+    ``fields`` are the computed fields available for this entity.
+    """
+    if not condition:
+        return true()
+    available = dict(BUILTIN_FIELDS)
+    available.update(fields or {})
+    return _compile(entity, condition, custom_kinds or {}, available)
+
+
+def _compile(entity: EntityType, node: Condition, kinds: Mapping[str, str],
+             fields: Mapping[str, FilterField]) -> Any:
+    if "all" in node:
+        return and_(true(), *(_compile(entity, child, kinds, fields) for child in node["all"]))
+    if "any" in node:
+        children = [_compile(entity, child, kinds, fields) for child in node["any"]]
+        return or_(*children) if children else true()
+    if "not" in node:
+        return not_(_compile(entity, node["not"], kinds, fields))
+    field = node.get("field")
+    op = node.get("op", "eq")
+    value = node.get("value")
+    if not isinstance(field, str):
+        raise ValidationFailed({"filter": [f"condition without a field: {dict(node)!r}"]})
+    if op not in OPERATORS:
+        raise ValidationFailed({field: [f"unknown operator {op!r}"]})
+    computed = fields.get(field)
+    if computed is not None and computed.entity in ("*", entity.name):
+        return computed.compile(entity, op, value)
+    column = _column(entity, field, kinds)
+    return _apply(column, op, value, field)
+
+
+def _column(entity: EntityType, field: str, kinds: Mapping[str, str]) -> Any:
+    if field.startswith("custom."):
+        if not entity.custom_fields:
+            raise ValidationFailed({field: [f"{entity.name} has no custom fields"]})
+        key = field[len("custom."):]
+        kind = kinds.get(key)
+        if kind is None:
+            raise ValidationFailed({field: [f"no custom field {key!r} on {entity.name}"]})
+        element = entity.model.custom[key]
+        if kind in ("number", "money"):
+            return element.as_float()
+        if kind == "boolean":
+            return element.as_boolean()
+        return element.as_string()
+    allowed = set(entity.filter_attrs) | set(entity.sort_attrs)
+    if field not in allowed:
+        raise ValidationFailed({field: [f"{entity.name} cannot be filtered by {field!r}"]})
+    return entity.column(field)
+
+
+def _apply(column: Any, op: str, value: Any, field: str) -> Any:
+    if op == "eq":
+        return column.is_(None) if value is None else column == value
+    if op == "ne":
+        return column.is_not(None) if value is None else or_(column != value, column.is_(None))
+    if op in ("lt", "lte", "gt", "gte"):
+        if value is None:
+            raise ValidationFailed({field: [f"operator {op} needs a value"]})
+        return {"lt": column < value, "lte": column <= value,
+                "gt": column > value, "gte": column >= value}[op]
+    if op in ("in", "not_in"):
+        if not isinstance(value, list | tuple):
+            raise ValidationFailed({field: [f"operator {op} needs a list"]})
+        return column.in_(list(value)) if op == "in" else column.not_in(list(value))
+    if op == "contains":
+        return column.ilike(f"%{_escape_like(str(value))}%", escape="\\")
+    if op == "startswith":
+        return column.ilike(f"{_escape_like(str(value))}%", escape="\\")
+    if op == "is_null":
+        return column.is_(None)
+    if op == "not_null":
+        return column.is_not(None)
+    if op in ("older_than_days", "within_days"):
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            raise ValidationFailed({field: [f"operator {op} needs a number of days"]}) from None
+        edge = utcnow() - dt.timedelta(days=days)
+        return or_(column < edge, column.is_(None)) if op == "older_than_days" else column >= edge
+    raise ValidationFailed({field: [f"operator {op} does not apply to {field}"]})
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# -- evaluation in memory -------------------------------------------------------------------
+
+
+def evaluate(condition: Condition | None, values: Mapping[str, Any]) -> bool:
+    """Whether ``values`` (field -> value; ``custom.x`` keys for custom fields; ``tags`` as a
+    list) satisfy ``condition``.  Same operators and meaning as in SQL."""
+    if not condition:
+        return True
+    if "all" in condition:
+        return all(evaluate(child, values) for child in condition["all"])
+    if "any" in condition:
+        children = condition["any"]
+        return any(evaluate(child, values) for child in children) if children else True
+    if "not" in condition:
+        return not evaluate(condition["not"], values)
+    field = condition["field"]
+    op = condition.get("op", "eq")
+    expected = condition.get("value")
+    if op not in OPERATORS:
+        raise ValidationFailed({field: [f"unknown operator {op!r}"]})
+    if field == "tag":
+        tags = set(values.get("tags") or ())
+        wanted = set(expected if isinstance(expected, list | tuple) else [expected])
+        return bool(tags & wanted) if op in ("has", "in", "eq") else not (tags & wanted)
+    actual = values.get(field)
+    return _compare(op, actual, expected)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return value
+    return value
+
+
+def _compare(op: str, actual: Any, expected: Any) -> bool:
+    if op == "eq":
+        return _number(actual) == _number(expected)
+    if op == "ne":
+        return _number(actual) != _number(expected)
+    if op in ("lt", "lte", "gt", "gte"):
+        if actual is None or expected is None:
+            return False
+        a, b = _number(actual), _number(expected)
+        try:
+            return {"lt": a < b, "lte": a <= b, "gt": a > b, "gte": a >= b}[op]
+        except TypeError:
+            return False
+    if op == "in":
+        return actual in (expected or ())
+    if op == "not_in":
+        return actual not in (expected or ())
+    if op == "contains":
+        return actual is not None and str(expected).casefold() in str(actual).casefold()
+    if op == "startswith":
+        return actual is not None and str(actual).casefold().startswith(str(expected).casefold())
+    if op == "is_null":
+        return actual is None
+    if op == "not_null":
+        return actual is not None
+    if op in ("older_than_days", "within_days"):
+        edge = utcnow() - dt.timedelta(days=float(expected))
+        if actual is None:
+            return op == "older_than_days"
+        return actual < edge if op == "older_than_days" else actual >= edge
+    if op == "has":
+        return expected in (actual or ())
+    return False
+
+
+# -- built-in virtual fields ----------------------------------------------------------------
+
+
+def _tag_field(entity: EntityType, op: str, value: Any) -> Any:
+    from crmkit.model import Tag, Tagging
+
+    names = list(value) if isinstance(value, list | tuple) else [value]
+    found = exists(
+        select(Tagging.record_id)
+        .join(Tag, Tag.id == Tagging.tag_id)
+        .where(Tagging.entity == entity.name, Tagging.record_id == entity.model.id,
+               Tag.name.in_(names))
+    )
+    if op in ("has", "eq", "in"):
+        return found
+    if op in ("ne", "not_in"):
+        return not_(found)
+    raise ValidationFailed({"tag": [f"operator {op} does not apply to tags"]})
+
+
+def _group_field(entity: EntityType, op: str, value: Any) -> Any:
+    from crmkit.model import GroupMembership, PartyGroup
+
+    if not entity.party_attr:
+        raise ValidationFailed({"group": [f"{entity.name} is not linked to parties"]})
+    ids = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
+    party_column = entity.model.id if entity.name == "party" else entity.column(entity.party_attr)
+    members = (
+        select(GroupMembership.party_id)
+        .join(PartyGroup, PartyGroup.id == GroupMembership.group_id)
+        .where(or_(PartyGroup.id.in_(ids),
+                   *(PartyGroup.path.startswith(select(PartyGroup.path)
+                                                .where(PartyGroup.id == i).scalar_subquery())
+                     for i in ids)))
+    )
+    inside = party_column.in_(members)
+    if op in ("in", "eq", "has"):
+        return inside
+    if op in ("not_in", "ne"):
+        return not_(inside)
+    raise ValidationFailed({"group": [f"operator {op} does not apply to groups"]})
+
+
+BUILTIN_FIELDS: Mapping[str, FilterField] = {
+    "tag": FilterField("tag", "*", _tag_field, label="Tag"),
+    "group": FilterField("group", "*", _group_field, label="Group", kind="group"),
+}

@@ -1,0 +1,318 @@
+"""Every hook a crmkit plugin can implement.  Nothing else lives here.
+
+Implement a hook by defining a function of the same name in a module or class registered
+as a plugin and decorating it with :data:`crmkit.hookimpl`.  An implementation may accept
+fewer arguments than the spec names.  The core's own features are built-in plugins that
+implement these same hooks (see :mod:`crmkit.builtins`).
+
+Call semantics, stated on each spec:
+
+* ``register_*`` hooks are *collecting*: every implementation is called and the lists
+  they return are concatenated (plugins registered later come first, as pluggy orders
+  them; order never carries meaning for registrations).
+* ``firstresult`` hooks stop at the first implementation that returns something other
+  than ``None``.
+* ``wrapper`` hooks wrap an operation: ``result = yield`` runs the inner implementations.
+* ``historic`` hooks are replayed for plugins registered after the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from crmkit.access.rules import Permission, Role
+    from crmkit.app import CRM
+    from crmkit.channels import CallEvent, Channel, InboundMessage
+    from crmkit.config import Setting
+    from crmkit.db import MigrationBranch
+    from crmkit.demo import Demo
+    from crmkit.entities import EntityType
+    from crmkit.events import DomainEvent
+    from crmkit.filters import FilterField
+    from crmkit.jobs import Job, Schedule
+    from crmkit.model import Activity, Party
+    from crmkit.pipeline.definition import GuardResult, Pipeline
+    from crmkit.pipeline.engine import MoveContext
+    from crmkit.reports import Report
+    from crmkit.services.unit import UnitOfWork
+    from crmkit.web.contributions import MenuItem, Route, Screen
+
+PROJECT = "crmkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# ---------------------------------------------------------------------------------------
+# Start-up
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def crmkit_configure(crm: CRM) -> None:
+    """The application is assembled: every plugin is registered and registries are filled.
+
+    Historic: a plugin registered later still receives the call.  Use it to read settings,
+    open clients to outside services lazily, or check that a plugin you need is present.
+    Return value ignored.
+    """
+
+
+@hookspec
+def crmkit_register_settings() -> list[Setting]:
+    """Configuration keys the plugin reads (name, type, default, description).
+
+    Collecting.  Declared keys get type checking and ``CRMKIT_*`` environment overrides,
+    and must appear in the plugin's docs.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_migrations() -> list[MigrationBranch]:
+    """The plugin's Alembic branch: a label and the directory of its revision scripts.
+
+    Collecting.  ``crmkit db upgrade`` applies every registered branch to its head.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the ``crmkit`` command line.
+
+    Every implementation is called with the root group; return value ignored.
+    """
+
+
+@hookspec
+def crmkit_register_demos() -> list[Demo]:
+    """Demo data generators offered by ``crmkit demo NAME``.
+
+    Collecting.
+    """
+    return []
+
+
+# ---------------------------------------------------------------------------------------
+# Data model, pipelines and access
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_entities() -> list[EntityType]:
+    """Entity types the plugin contributes (its models, schemas, scope columns).
+
+    Collecting.  Two plugins may not register one entity name.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_filter_fields() -> list[FilterField]:
+    """Computed fields that lists, smart groups and automation conditions may filter on.
+
+    Collecting.  Each compiles ``(entity, op, value)`` to a SQL predicate (a client's
+    total paid, days since the last visit...).
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_pipelines() -> list[Pipeline]:
+    """Pipelines (stages and transitions) over any registered entity.
+
+    Collecting.  Pipeline names are unique in an application.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_roles() -> list[Role]:
+    """Roles users can hold, with their labels and start screens.
+
+    Collecting.  Roles are seeded into the ``role`` table at start-up; an admin's edits
+    are kept.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_permissions() -> list[Permission]:
+    """Cells of the role x entity x action permission table, each with a record scope.
+
+    Collecting.  Seeded into the ``permission`` table at start-up without overwriting cells
+    an admin changed.
+    """
+    return []
+
+
+# ---------------------------------------------------------------------------------------
+# Stage moves
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_before_stage_move(move: MoveContext) -> GuardResult | None:
+    """Veto a stage move: return ``GuardResult.refuse(reason)`` to stop it.
+
+    Every implementation is called after the pipeline's own checks passed; all refusals
+    are collected and shown together.  Return ``None`` (or an ok result) to allow.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_stage_move(move: MoveContext) -> Any:
+    """Apply a stage move; a wrapper around the write itself.
+
+    The core's implementation updates the record (with optimistic locking), records the
+    history row, the audit entry, the timeline entry and the ``stage.moved`` event.
+    Implement it with ``@hookimpl(wrapper=True)`` and ``result = yield`` to run code around
+    the move inside its transaction (a raised exception aborts the move); stops at the first
+    non-``None`` result.
+    """
+
+
+@hookspec
+def crmkit_after_stage_move(move: MoveContext) -> None:
+    """A stage move was applied (same transaction, not yet committed).
+
+    Every implementation is called; return value ignored.  Raise to abort the move.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Events and parties
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_handle_event(event: DomainEvent, work: UnitOfWork) -> None:
+    """React to a domain event inside the transaction that raised it.
+
+    Every implementation is called, before commit; writes made through ``work`` commit with
+    the change.  Anything that leaves the process must go to the outbox
+    (``work.outbox.add``) rather than be done here.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_resolve_party(work: UnitOfWork, kind: str, key: str) -> int | None:
+    """Which party owns this address?  ``kind`` is ``phone``, ``email`` or ``messenger``;
+    ``key`` is the normalized value (E.164 phone, lower-case email, ``service:handle``).
+
+    Stops at the first non-``None`` party id.  The core's implementation, which runs last,
+    looks the key up among contact points.
+    """
+
+
+@hookspec
+def crmkit_party_merged(work: UnitOfWork, survivor: Party, merged: Party) -> None:
+    """Two parties were merged; move the plugin's own rows from ``merged`` to ``survivor``.
+
+    Every implementation is called inside the merge's transaction.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Channels (mail, messengers, telephony)
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_channels() -> list[Channel]:
+    """Channels the plugin provides: capabilities, address kind, settings, adapter factory.
+
+    Collecting.  See :mod:`crmkit.channels` for the contract an adapter must keep.
+    """
+    return []
+
+
+@hookspec
+def crmkit_message_received(work: UnitOfWork, message: InboundMessage,
+                            activity: Activity) -> None:
+    """An inbound message was recorded on the timeline (once; repeats are not reported).
+
+    Every implementation is called in the ingest transaction; ``activity.party_id`` is
+    ``None`` when the sender is unknown and the message waits in triage.
+    """
+
+
+@hookspec
+def crmkit_call_event(work: UnitOfWork, call: CallEvent, activity: Activity) -> None:
+    """A phone call changed phase (ringing, answered, ended, missed).
+
+    Every implementation is called in the transaction that recorded the call; the web UI
+    uses ``ringing`` to pop up the caller's card.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Web UI, reports, background work
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_routes() -> list[Route]:
+    """HTTP routes (pages, API endpoints, webhooks) the plugin serves.
+
+    Collecting.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_screens() -> list[Screen]:
+    """Screens of the UI (a page with a title, limited to some roles).
+
+    Collecting.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_menu_items() -> list[MenuItem]:
+    """Entries of the role menus.
+
+    Collecting; items are ordered by their ``order`` and filtered by the user's roles.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_reports() -> list[Report]:
+    """Reports (tables and charts) the plugin offers.
+
+    Collecting.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_jobs() -> list[Job]:
+    """Functions the task queue may run (outbox handlers, imports, syncs).
+
+    Collecting.  Job names are unique in an application.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_schedules() -> list[Schedule]:
+    """Periodic runs of registered jobs (every N seconds or by cron).
+
+    Collecting.
+    """
+    return []
+
+
+def iter_specs() -> Generator[str, None, None]:
+    """Names of every hook spec, in the order they are declared (for docs and tests)."""
+    for name, value in globals().items():
+        if name.startswith("crmkit_") and callable(value):
+            yield name

@@ -1,0 +1,175 @@
+"""Normalized keys that make one person or company recognisable however it was typed.
+
+Every key function takes what a user typed and returns the form used for matching:
+phones in E.164 (``+79161234567``), emails in lower case, websites as a bare domain,
+company names without legal forms, quotes and punctuation, car plates with Cyrillic and
+Latin look-alike letters folded together.  :func:`contact_key` returns the key and whether
+the value was valid; an invalid value still gets a key (so exact repeats match) and is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import attrs
+import phonenumbers
+
+# Legal forms stripped from organisation names.  Long forms first so that
+# "общество с ограниченной ответственностью" goes before "общество".
+_LEGAL_FORMS = (
+    "общество с ограниченной ответственностью",
+    "публичное акционерное общество",
+    "непубличное акционерное общество",
+    "закрытое акционерное общество",
+    "открытое акционерное общество",
+    "акционерное общество",
+    "индивидуальный предприниматель",
+    "некоммерческая организация",
+    "товарищество с ограниченной ответственностью",
+    "limited liability company",
+    "private limited company",
+    "public limited company",
+    "incorporated",
+    "corporation",
+    "limited",
+    "company",
+    "ооо", "оао", "зао", "пао", "нао", "ао", "ип", "нко", "тоо", "фгуп", "гуп", "муп", "чуп",
+    "llc", "l.l.c", "ltd", "gmbh", "inc", "corp", "co", "llp", "lp", "plc", "ag", "sa", "srl",
+    "bv", "oy", "ab", "as", "kg", "ug", "sarl", "spa",
+)
+_LEGAL_FORM_RE = re.compile(
+    r"(?<![\w])(" + "|".join(re.escape(f) for f in _LEGAL_FORMS) + r")\.?(?![\w])",
+    re.IGNORECASE,
+)
+_QUOTES = "«»\"'„“”‚‘’`´"
+_NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+
+# Cyrillic letters that look like Latin ones on Russian plates (ГОСТ Р 50577: А В Е К М Н
+# О Р С Т У Х), folded to their Latin twins.
+_PLATE_FOLD = str.maketrans("АВЕКМНОРСТУХ", "ABEKMHOPCTYX")
+
+
+def _fold_text(value: str) -> str:
+    value = unicodedata.normalize("NFKC", value).casefold().replace("ё", "е")
+    for quote in _QUOTES:
+        value = value.replace(quote, " ")
+    return value
+
+
+def company_name_key(name: str) -> str:
+    """``ООО «Ромашка»`` and ``Romashka LLC``-style noise removed: ``ромашка``.
+
+    Lower case, ``ё`` as ``е``, legal forms, quotes and punctuation removed, spaces collapsed.
+    Returns the plain folded text when nothing would be left (a company called "АО").
+    """
+    folded = _fold_text(name)
+    stripped = _LEGAL_FORM_RE.sub(" ", folded)
+    words = _NON_WORD.sub(" ", stripped).split()
+    if not words:
+        words = _NON_WORD.sub(" ", folded).split()
+    return " ".join(words)
+
+
+def person_name_key(name: str) -> str:
+    """A person's name folded for matching (case, ``ё``, punctuation, spacing)."""
+    return " ".join(_NON_WORD.sub(" ", _fold_text(name)).split())
+
+
+def name_key(name: str, kind: str = "organisation") -> str:
+    """The matching key of a party's name, by party kind."""
+    return company_name_key(name) if kind == "organisation" else person_name_key(name)
+
+
+@lru_cache(maxsize=4096)
+def _phone(value: str, region: str) -> tuple[str, bool]:
+    digits = re.sub(r"\D", "", value)
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return (("+" + digits) if value.strip().startswith("+") else digits) or value.strip(), False
+    if not phonenumbers.is_valid_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), False
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), True
+
+
+def phone_key(value: str, region: str = "RU") -> str:
+    """``8 (916) 123-45-67``, ``+7 916 1234567`` and ``916-123-45-67`` all give ``+79161234567``.
+
+    ``region`` reads numbers written without a country code.  An invalid number still
+    gets a key (its digits) so that the same typo matches itself.
+    """
+    return _phone(value.strip(), region)[0]
+
+
+def phone_is_valid(value: str, region: str = "RU") -> bool:
+    """Whether ``value`` is a valid phone number for ``region``'s rules."""
+    return _phone(value.strip(), region)[1]
+
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def email_key(value: str) -> str:
+    """The address in lower case, without surrounding spaces and angle brackets."""
+    return value.strip().strip("<>").strip().lower()
+
+
+def email_domain(value: str) -> str:
+    """The domain part of an email address (its own key: "everyone at this company")."""
+    key = email_key(value)
+    return key.rpartition("@")[2] if "@" in key else ""
+
+
+def website_key(value: str) -> str:
+    """``https://www.Example.com/about`` gives ``example.com``."""
+    text = value.strip().lower()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    text = text.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    text = text.rsplit("@", 1)[-1].split(":", 1)[0]
+    if text.startswith("www."):
+        text = text[4:]
+    return text.strip(".")
+
+
+def messenger_key(handle: str, service: str | None = None) -> str:
+    """``@Ivan_Petrov`` on Telegram gives ``telegram:ivan_petrov``."""
+    handle = handle.strip().lstrip("@").lower()
+    return f"{service.lower()}:{handle}" if service else handle
+
+
+def plate_key(value: str) -> str:
+    """``а 123 вс 77`` and ``A123BC77`` both give ``A123BC77``."""
+    text = unicodedata.normalize("NFKC", value).upper().replace("Ё", "Е")
+    text = re.sub(r"[\s\-_.]", "", text)
+    return text.translate(_PLATE_FOLD)
+
+
+@attrs.frozen
+class NormalizedContact:
+    """A contact value as typed, its matching key, and whether it was recognised as valid."""
+
+    value: str
+    key: str
+    valid: bool
+
+
+def contact_key(kind: str, value: str, *, region: str = "RU",
+                service: str | None = None) -> NormalizedContact:
+    """Normalize a contact point of ``kind`` (phone, email, messenger, website)."""
+    typed = value.strip()
+    if kind == "phone":
+        key, valid = _phone(typed, region)
+        return NormalizedContact(typed, key, valid)
+    if kind == "email":
+        key = email_key(typed)
+        return NormalizedContact(typed, key, bool(_EMAIL_RE.match(key)))
+    if kind == "website":
+        key = website_key(typed)
+        return NormalizedContact(typed, key, "." in key and " " not in key)
+    if kind == "messenger":
+        key = messenger_key(typed, service)
+        return NormalizedContact(typed, key, bool(typed.lstrip("@")))
+    raise ValueError(f"unknown contact kind {kind!r}")

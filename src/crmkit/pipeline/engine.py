@@ -1,0 +1,186 @@
+"""The pipeline engine: checking a move, then applying it with history, audit and events.
+
+:func:`check_move` finds every reason a move may not happen (no such transition, a role
+that may not make it, missing fields or documents, failing guards, plugin vetoes) and
+raises :class:`~crmkit.errors.MoveRefused` with all of them at once.  :func:`apply_move`
+is the core's implementation of the ``crmkit_stage_move`` hook: it writes the new stage
+under optimistic locking, the history row, the audit entry, the timeline entry and the
+``stage.moved`` event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import select
+
+from crmkit import events
+from crmkit.clock import utcnow
+from crmkit.errors import Conflict, MoveRefused
+from crmkit.model import Attachment, StageMove
+from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
+
+if TYPE_CHECKING:
+    from crmkit.entities import EntityType
+    from crmkit.services.unit import UnitOfWork
+
+
+@attrs.define
+class MoveContext:
+    """A move about to happen (or just applied): what guards and hooks look at.
+
+    ``source`` is ``None`` when a new record is placed in its first stage.
+    """
+
+    work: UnitOfWork
+    pipeline: Pipeline
+    entity: EntityType
+    record: Any
+    source: str | None
+    target: Stage
+    transition: Transition | None
+    comment: str | None = None
+    at: dt.datetime = attrs.field(factory=utcnow)
+    history: StageMove | None = None
+
+    @property
+    def actor(self) -> Any:
+        """Who is making the move."""
+        return self.work.actor
+
+    @property
+    def backward(self) -> bool:
+        """Whether the move goes against the flow."""
+        return bool(self.transition and self.transition.backward)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | tuple | dict) and not value)
+
+
+def field_value(record: Any, field: str) -> Any:
+    """A record's attribute, or ``custom.<key>`` from its custom fields."""
+    if field.startswith("custom."):
+        return (getattr(record, "custom", None) or {}).get(field[len("custom."):])
+    return getattr(record, field, None)
+
+
+def missing_fields(move: MoveContext) -> list[str]:
+    """Required fields (target stage's and transition's) that are still empty."""
+    required = list(move.target.requires_fields)
+    if move.transition:
+        required += [f for f in move.transition.requires_fields if f not in required]
+    return [f for f in required if _is_empty(field_value(move.record, f))]
+
+
+def missing_documents(move: MoveContext) -> list[str]:
+    """Document types required to enter the stage that are not attached to the record."""
+    required = list(move.target.requires_documents)
+    if move.transition:
+        required += [d for d in move.transition.requires_documents if d not in required]
+    if not required:
+        return []
+    attached = set(move.work.session.scalars(
+        select(Attachment.document_type).where(
+            Attachment.record_entity == move.entity.name,
+            Attachment.record_id == move.record.id,
+            Attachment.document_type.in_(required),
+        )))
+    return [d for d in required if d not in attached]
+
+
+def _verdict(guard: Any, outcome: Any) -> GuardResult:
+    if outcome is None or outcome is True:
+        return GuardResult.allow()
+    if outcome is False:
+        name = getattr(guard, "__name__", "a guard").replace("_", " ")
+        return GuardResult.refuse(f"refused by {name}")
+    if isinstance(outcome, str):
+        return GuardResult.refuse(outcome)
+    if isinstance(outcome, GuardResult):
+        return outcome
+    raise TypeError(f"guard {guard!r} returned {outcome!r}; expected GuardResult, bool, str or None")
+
+
+def check_move(move: MoveContext) -> None:
+    """Raise :class:`MoveRefused` with every reason this move may not happen."""
+    actor = move.actor
+    pipeline, target = move.pipeline, move.target
+    if move.source == target.name:
+        raise MoveRefused([f"already in stage “{target.title}”"])
+    transition = move.transition
+    if transition is None:
+        source = pipeline.stage(move.source).title if move.source else "—"
+        raise MoveRefused([f"no move from “{source}” to “{target.title}” in {pipeline.title}"])
+    if transition.roles and not actor.system and not (actor.roles & set(transition.roles)):
+        raise MoveRefused([f"only {', '.join(transition.roles)} may move to “{target.title}”"])
+    reasons: list[str] = []
+    fields = missing_fields(move)
+    if fields:
+        reasons.append("fill in: " + ", ".join(fields))
+    documents = missing_documents(move)
+    if documents:
+        reasons.append("attach documents: " + ", ".join(documents))
+    if transition.requires_comment and not (move.comment or "").strip():
+        reasons.append("a comment is required for this move")
+        fields.append("comment")
+    for guard in transition.guards:
+        verdict = _verdict(guard, guard(move))
+        if not verdict.ok:
+            reasons.append(verdict.reason)
+    for outcome in move.work.crm.pm.hook.crmkit_before_stage_move(move=move):
+        verdict = _verdict("a plugin", outcome)
+        if not verdict.ok:
+            reasons.append(verdict.reason)
+    if reasons:
+        raise MoveRefused(reasons, missing_fields=fields, missing_documents=documents)
+
+
+def apply_move(move: MoveContext) -> StageMove:
+    """Write the move: new stage (optimistically locked), history, audit, timeline, event."""
+    work, record = move.work, move.record
+    record_id = record.id  # read now: after a failed flush the session cannot load it
+    entered = record.stage_entered_at
+    seconds = int((move.at - entered).total_seconds()) if entered and move.source else None
+    record.stage = move.target.name
+    record.stage_entered_at = move.at
+    if move.target.terminal and hasattr(record, "closed_at"):
+        record.closed_at = move.at
+    elif hasattr(record, "closed_at"):
+        record.closed_at = None
+    try:
+        work.flush()
+    except Conflict:
+        raise Conflict(move.entity.name, record_id,
+                       f"{move.entity.label or move.entity.name} {record_id} was moved or "
+                       "changed by someone else meanwhile; reload and try again") from None
+    history = StageMove(
+        entity=move.entity.name, record_id=record.id, pipeline=move.pipeline.name,
+        from_stage=move.source, to_stage=move.target.name, actor_id=work.actor.user_id,
+        at=move.at, comment=move.comment, seconds_in_source=seconds,
+        owner_id=getattr(record, "owner_id", None),
+    )
+    work.session.add(history)
+    move.history = history
+    changes: dict[str, Any] = {"stage": [move.source, move.target.name]}
+    if move.comment:
+        changes["comment"] = [None, move.comment]
+    work.audit(move.entity.name, record.id, "move", changes)
+    party_id = work.records(move.entity.name).party_id_of(record)
+    if party_id is not None:
+        source_title = move.pipeline.stage(move.source).title if move.source else None
+        work.timeline.add(
+            "stage_move", party_id=party_id, record=(move.entity.name, record.id),
+            subject=f"{source_title} → {move.target.title}" if source_title
+            else move.target.title,
+            body=move.comment or "",
+            data={"pipeline": move.pipeline.name, "from": move.source,
+                  "to": move.target.name, "backward": move.backward},
+            occurred_at=move.at,
+        )
+    work.emit(events.STAGE_MOVED, move.entity.name, record.id, party_id=party_id,
+              pipeline=move.pipeline.name, **{"from": move.source, "to": move.target.name},
+              comment=move.comment, backward=move.backward, kind=move.target.kind.value)
+    return history

@@ -1,0 +1,231 @@
+"""marshmallow schemas: the one place where input to core entities is validated.
+
+Services load input through these schemas (API, forms, CLI and imports alike), so a field's
+rules live here only.  Unknown fields are refused, naming the field.  Custom fields arrive
+under ``custom`` and are checked against their definitions by the custom field service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+from crmkit.model.party import ContactKind, CustomerType, PartyKind
+
+TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
+EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
+
+
+class StrictSchema(Schema):
+    """Base: unknown fields raise, naming the field."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def _text(max_length: int, required: bool = False, **kwargs: Any) -> fields.String:
+    if required:
+        return fields.String(required=True, validate=validate.Length(min=1, max=max_length),
+                             **kwargs)
+    return fields.String(validate=validate.Length(max=max_length), allow_none=True, **kwargs)
+
+
+class ContactPointSchema(StrictSchema):
+    """A phone, email, messenger handle or website as typed by a user."""
+
+    id = fields.Integer(load_only=True)
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in ContactKind]))
+    value = _text(320, required=True)
+    service = _text(32)
+    label = _text(100)
+    is_primary = fields.Boolean()
+
+
+class PartySchema(StrictSchema):
+    """A person or an organisation."""
+
+    kind = fields.String(validate=validate.OneOf([k.value for k in PartyKind]))
+    customer_type = fields.String(
+        validate=validate.OneOf([t.value for t in CustomerType]), allow_none=True
+    )
+    name = _text(300)
+    first_name = _text(150)
+    last_name = _text(150)
+    organisation_id = fields.Integer(allow_none=True)
+    position = _text(200)
+    source = _text(100)
+    description = fields.String(validate=validate.Length(max=20000))
+    owner_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    pipeline = _text(64)
+    stage = _text(64)
+    custom = fields.Dict(keys=fields.String())
+    contact_points = fields.List(fields.Nested(ContactPointSchema))
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=100)))
+
+    @validates_schema
+    def _named(self, data: dict[str, Any], partial: Any = None, **_: Any) -> None:
+        if partial:
+            if "name" in data and not (data["name"] or "").strip():
+                raise ValidationError("a name is required", "name")
+            return
+        kind = data.get("kind", PartyKind.ORGANISATION)
+        name = (data.get("name") or "").strip()
+        if not name and kind == PartyKind.PERSON:
+            name = " ".join(p for p in (data.get("first_name"), data.get("last_name")) if p)
+        if not name.strip():
+            raise ValidationError("a name is required", "name")
+
+
+class DealSchema(StrictSchema):
+    """An opportunity with a party."""
+
+    title = _text(300, required=True)
+    party_id = fields.Integer(allow_none=True)
+    amount = fields.Decimal(places=2, allow_none=True, as_string=True)
+    currency = fields.String(validate=validate.Length(equal=3))
+    owner_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    pipeline = _text(64)
+    stage = _text(64)
+    custom = fields.Dict(keys=fields.String())
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=100)))
+
+
+class TaskSchema(StrictSchema):
+    """Work for someone, with a deadline."""
+
+    title = _text(300, required=True)
+    description = fields.String(validate=validate.Length(max=20000))
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+    priority = fields.Integer(validate=validate.Range(min=0, max=3))
+    deadline = fields.AwareDateTime(allow_none=True)
+    assignee_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    party_id = fields.Integer(allow_none=True)
+    parent_id = fields.Integer(allow_none=True)
+    record_entity = _text(64)
+    record_id = fields.Integer(allow_none=True)
+    custom = fields.Dict(keys=fields.String())
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=100)))
+
+
+class RecipientSchema(StrictSchema):
+    """A user or a team to remind."""
+
+    user_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+
+    @validates_schema
+    def _one(self, data: dict[str, Any], **_: Any) -> None:
+        if bool(data.get("user_id")) == bool(data.get("team_id")):
+            raise ValidationError("give a user_id or a team_id", "_schema")
+
+
+class ReminderSchema(StrictSchema):
+    """A reminder at a time, for several people."""
+
+    remind_at = fields.AwareDateTime(required=True)
+    text = _text(5000, required=True)
+    party_id = fields.Integer(allow_none=True)
+    record_entity = _text(64)
+    record_id = fields.Integer(allow_none=True)
+    recipients = fields.List(fields.Nested(RecipientSchema))
+
+
+class AttendeeSchema(StrictSchema):
+    """Someone invited to an event."""
+
+    user_id = fields.Integer(allow_none=True)
+    party_id = fields.Integer(allow_none=True)
+    email = fields.Email(allow_none=True)
+
+
+class CalendarEventSchema(StrictSchema):
+    """A meeting, call, follow-up or booking."""
+
+    title = _text(300, required=True)
+    description = fields.String(validate=validate.Length(max=20000))
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    all_day = fields.Boolean()
+    location = _text(300)
+    kind = _text(32)
+    status = fields.String(validate=validate.OneOf(EVENT_STATUSES))
+    owner_id = fields.Integer(allow_none=True)
+    party_id = fields.Integer(allow_none=True)
+    resource_id = fields.Integer(allow_none=True)
+    record_entity = _text(64)
+    record_id = fields.Integer(allow_none=True)
+    attendees = fields.List(fields.Nested(AttendeeSchema))
+
+    @validates_schema
+    def _order(self, data: dict[str, Any], partial: Any = None, **_: Any) -> None:
+        start, end = data.get("starts_at"), data.get("ends_at")
+        if start and end and end <= start:
+            raise ValidationError("must be after the start", "ends_at")
+
+
+class UserSchema(StrictSchema):
+    """A staff member (the password is set separately and never read back)."""
+
+    username = fields.String(required=True, validate=[
+        validate.Length(min=2, max=150),
+        validate.Regexp(r"^[\w.@+-]+$", error="letters, digits and . @ + - _ only"),
+    ])
+    display_name = _text(200)
+    email = fields.Email(allow_none=True)
+    phone = _text(32)
+    locale = fields.String(validate=validate.OneOf(["ru", "en"]), allow_none=True)
+    timezone = _text(64)
+    manager_id = fields.Integer(allow_none=True)
+    roles = fields.List(fields.String(validate=validate.Length(min=1, max=64)))
+    password = fields.String(load_only=True, validate=validate.Length(min=8, max=1000))
+
+
+class FieldDefinitionSchema(StrictSchema):
+    """An admin-defined field."""
+
+    entity = fields.String(required=True)
+    key = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z][a-z0-9_]{0,63}$", error="lower-case letters, digits and _ only"))
+    label = _text(200, required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ["text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"]))
+    required = fields.Boolean()
+    choices = fields.List(fields.String(), allow_none=True)
+    ref_entity = _text(64)
+    currency = fields.String(validate=validate.Length(equal=3), allow_none=True)
+    position = fields.Integer()
+    help_text = fields.String()
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        kind = data.get("kind")
+        if kind in ("choice", "multi_choice") and not data.get("choices"):
+            raise ValidationError("a choice field needs choices", "choices")
+        if kind == "reference" and not data.get("ref_entity"):
+            raise ValidationError("a reference field needs ref_entity", "ref_entity")
+
+
+__all__ = [
+    "AttendeeSchema",
+    "CalendarEventSchema",
+    "ContactPointSchema",
+    "DealSchema",
+    "FieldDefinitionSchema",
+    "PartySchema",
+    "RecipientSchema",
+    "ReminderSchema",
+    "StrictSchema",
+    "TaskSchema",
+    "UserSchema",
+]

@@ -1,0 +1,116 @@
+"""Files on parties and records, kept by the application's storage backend.
+
+The content is written before the database row; if the transaction then rolls back, the
+stored file is deleted again, so a failed upload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, BinaryIO
+
+from sqlalchemy import select
+
+from crmkit.errors import ValidationFailed
+from crmkit.model import Attachment
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+_CHUNK = 1 << 16
+
+
+def _chunks(content: bytes | BinaryIO | Iterable[bytes]) -> Iterable[bytes]:
+    if isinstance(content, bytes | bytearray):
+        yield bytes(content)
+        return
+    read = getattr(content, "read", None)
+    if read is not None:
+        while chunk := read(_CHUNK):
+            yield chunk
+        return
+    yield from content  # type: ignore[misc]
+
+
+class AttachmentService:
+    """Adding, reading and removing files."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+        self.entity = work.crm.entities["attachment"]
+
+    def add(self, filename: str, content: bytes | BinaryIO | Iterable[bytes], *,
+            party_id: int | None = None, record: tuple[str, int] | None = None,
+            document_type: str | None = None, content_type: str | None = None,
+            timeline: bool = True) -> Attachment:
+        """Store a file and link it; ``document_type`` marks papers pipelines may require."""
+        work = self.work
+        work.access.require("attachment", "create")
+        name = (filename or "").strip().replace("/", "_").replace("\\", "_")
+        if not name:
+            raise ValidationFailed({"filename": ["a file needs a name"]})
+        if party_id is None and record is None:
+            raise ValidationFailed({"party_id": ["a file belongs to a party or a record"]})
+        if party_id is not None:
+            work.parties.get(party_id)
+        if record is not None:
+            linked = work.records(record[0]).get(record[1])
+            if party_id is None:
+                party_id = work.records(record[0]).party_id_of(linked)
+        limit = int(work.crm.config["storage.max_upload_mb"]) * 1024 * 1024
+        try:
+            stored = work.crm.storage.save(_chunks(content), max_size=limit)
+        except ValueError as exc:
+            raise ValidationFailed({"file": [str(exc)]}) from None
+        work.on_rollback(lambda: work.crm.storage.delete(stored.key))
+        kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        attachment = Attachment(
+            storage_key=stored.key, filename=name, content_type=kind, size=stored.size,
+            sha256=stored.sha256, document_type=document_type, party_id=party_id,
+            uploaded_by_id=work.actor.user_id,
+            record_entity=record[0] if record else None, record_id=record[1] if record else None,
+        )
+        work.session.add(attachment)
+        work.flush()
+        work.audit("attachment", attachment.id, "create",
+                   {"filename": [None, name], "document_type": [None, document_type]})
+        if timeline and party_id is not None:
+            work.timeline.add("file", party_id=party_id, subject=name, record=record,
+                              data={"attachment_id": attachment.id, "size": stored.size,
+                                    "document_type": document_type})
+        return attachment
+
+    def get(self, attachment_id: int) -> Attachment:
+        """One visible attachment."""
+        return self.work.records("attachment").get(attachment_id)
+
+    def open(self, attachment_id: int) -> tuple[Attachment, BinaryIO]:
+        """A visible attachment and a binary stream of its content."""
+        attachment = self.get(attachment_id)
+        return attachment, self.work.crm.storage.open(attachment.storage_key)
+
+    def for_record(self, entity: str, record_id: int) -> list[Attachment]:
+        """Files attached to a visible record."""
+        self.work.records(entity).get(record_id)
+        return list(self.work.session.scalars(
+            select(Attachment).where(Attachment.record_entity == entity,
+                                     Attachment.record_id == record_id)
+            .order_by(Attachment.id)))
+
+    def for_party(self, party_id: int) -> list[Attachment]:
+        """Files of a visible party (its records' files included)."""
+        self.work.parties.get(party_id)
+        return list(self.work.session.scalars(
+            select(Attachment).where(Attachment.party_id == party_id)
+            .where(self.work.access.where(self.entity, "read"))
+            .order_by(Attachment.id.desc())))
+
+    def delete(self, attachment_id: int) -> None:
+        """Remove a file (its content goes once the transaction commits)."""
+        attachment = self.work.records("attachment").get(attachment_id, action="delete")
+        key = attachment.storage_key
+        self.work.session.delete(attachment)
+        self.work.audit("attachment", attachment_id, "delete",
+                        {"filename": [attachment.filename, None]})
+        self.work.after_commit(lambda: self.work.crm.storage.delete(key))

@@ -1,0 +1,196 @@
+"""Stage moves as a service: place new records, move them, list what is possible, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+
+from crmkit.clock import utcnow
+from crmkit.errors import (
+    Conflict,
+    CrmkitError,
+    MoveRefused,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from crmkit.filters import evaluate
+from crmkit.model import StageMove
+from crmkit.pipeline.definition import Pipeline, Stage, Transition
+from crmkit.pipeline.engine import MoveContext, check_move
+
+if TYPE_CHECKING:
+    from crmkit.entities import EntityType
+    from crmkit.services.unit import UnitOfWork
+
+
+@attrs.frozen
+class MoveOption:
+    """A stage the record could move to, and whether the actor's roles allow it."""
+
+    stage: Stage
+    transition: Transition
+    allowed: bool
+
+
+@attrs.frozen
+class BulkMoveResult:
+    """What a bulk move did: records moved, and the reason each refused one stayed."""
+
+    moved: list[int]
+    refused: dict[int, str]
+
+
+class MoveService:
+    """Moves records of any pipelined entity through their pipeline."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    def _entity(self, record: Any, entity: str | None) -> EntityType:
+        registry = self.work.crm.entities
+        return registry[entity] if entity else registry.of(record)
+
+    def pipeline_of(self, record: Any) -> Pipeline:
+        """The pipeline a record is in (``ValidationFailed`` if it is in none)."""
+        if not record.pipeline:
+            raise ValidationFailed({"pipeline": ["this record is not in a pipeline"]})
+        return self.work.crm.pipeline(record.pipeline)
+
+    def place(self, record: Any, entity: EntityType, pipeline_name: str | None,
+              stage: str | None) -> None:
+        """Put a new record in a pipeline: the named one, or the entity's default one.
+
+        The record starts in the pipeline's initial stage, or in ``stage`` when given
+        (imports of records already under way; needs the ``move`` permission).
+        """
+        crm = self.work.crm
+        if pipeline_name is None:
+            pipeline = self._default_pipeline(record, entity)
+            if pipeline is None:
+                if stage:
+                    raise ValidationFailed({"pipeline": ["give the pipeline of the stage"]})
+                return
+        else:
+            pipeline = crm.pipelines.get(pipeline_name)
+            if pipeline is None or pipeline.entity != entity.name:
+                raise ValidationFailed({"pipeline": [f"no pipeline {pipeline_name!r} "
+                                                     f"for {entity.name}"]})
+        if stage is None:
+            target = pipeline.initial_stage
+        else:
+            if not pipeline.has_stage(stage):
+                raise ValidationFailed({"stage": [f"{pipeline.title} has no stage {stage!r}"]})
+            target = pipeline.stage(stage)
+            if target.name != pipeline.initial_stage.name:
+                self.work.access.require(entity.name, "move")
+        record.pipeline = pipeline.name
+        record.stage = target.name
+        record.stage_entered_at = utcnow()
+
+    def _default_pipeline(self, record: Any, entity: EntityType) -> Pipeline | None:
+        for pipeline in self.work.crm.pipelines_for(entity.name):
+            if not pipeline.default:
+                continue
+            if pipeline.applies_to is None:
+                return pipeline
+            values = {c.key: getattr(record, c.key, None)
+                      for c in entity.model.__table__.columns}
+            if evaluate(pipeline.applies_to, values):
+                return pipeline
+        return None
+
+    def record_placement(self, record: Any, entity: EntityType) -> None:
+        """History of a new record's first stage (called once the record has an id)."""
+        self.work.session.add(StageMove(
+            entity=entity.name, record_id=record.id, pipeline=record.pipeline, from_stage=None,
+            to_stage=record.stage, actor_id=self.work.actor.user_id,
+            at=record.stage_entered_at, owner_id=getattr(record, "owner_id", None),
+        ))
+
+    def move(self, record: Any, to: str, *, comment: str | None = None,
+             fields: Mapping[str, Any] | None = None, expected_version: int | None = None,
+             entity: str | None = None) -> MoveContext:
+        """Move ``record`` (an instance, or an id with ``entity``) to stage ``to``.
+
+        ``fields`` are set on the record first (the small form a move may ask for), so
+        guards and required-field checks see them; if the move is refused they are
+        discarded, nothing having been written.  Raises :class:`MoveRefused` with every
+        reason, :class:`Conflict` if someone else moved or changed the record meanwhile.
+        """
+        entity_type = self._entity(record, entity)
+        service = self.work.records(entity_type.name)
+        record = service.get(record, action="move")
+        if expected_version is not None and record.version != expected_version:
+            raise Conflict(entity_type.name, record.id)
+        pipeline = self.pipeline_of(record)
+        if not pipeline.has_stage(to):
+            raise MoveRefused([f"{pipeline.title} has no stage “{to}”"])
+        for key in ("tags", "owner_id"):
+            if fields and key in fields:
+                raise ValidationFailed({key: ["cannot be changed as part of a move"]})
+        self.work.flush()  # so that discarding the record's unsaved state below loses nothing
+        changes: dict[str, Any] = {}
+        move = MoveContext(
+            work=self.work, pipeline=pipeline, entity=entity_type, record=record,
+            source=record.stage, target=pipeline.stage(to),
+            transition=pipeline.transition(record.stage, to) if record.stage else None,
+            comment=(comment or "").strip() or None,
+        )
+        try:
+            with self.work.session.no_autoflush:  # staged fields stay in memory until allowed
+                if fields:
+                    changes = service.stage_changes(record, fields)
+                check_move(move)
+        except CrmkitError:
+            staged = [a.key for a in sa_inspect(record).attrs if a.history.has_changes()]
+            if staged:
+                self.work.session.expire(record, staged)
+            raise
+        if changes:
+            service.record_update(record, changes)
+        self.work.crm.pm.hook.crmkit_stage_move(move=move)
+        self.work.crm.pm.hook.crmkit_after_stage_move(move=move)
+        return move
+
+    def move_many(self, records: Iterable[Any], to: str, *, comment: str | None = None,
+                  entity: str | None = None) -> BulkMoveResult:
+        """Move many records (a bulk action); each refused one is reported, not fatal."""
+        moved: list[int] = []
+        refused: dict[int, str] = {}
+        for record in records:
+            record_id = record if isinstance(record, int) else record.id
+            try:
+                self.move(record, to, comment=comment, entity=entity)
+            except (MoveRefused, NotFound, PermissionDenied) as exc:  # raised before any write
+                refused[record_id] = str(exc)
+            else:
+                moved.append(record_id)
+        return BulkMoveResult(moved, refused)
+
+    def options(self, record: Any, entity: str | None = None) -> list[MoveOption]:
+        """Stages the record can go to next, with whether the actor's roles allow each."""
+        entity_type = self._entity(record, entity)
+        record = self.work.records(entity_type.name).get(record)
+        pipeline = self.pipeline_of(record)
+        actor = self.work.actor
+        may_move = self.work.access.can(entity_type.name, "move")
+        options = []
+        for transition in pipeline.transitions_from(record.stage):
+            allowed = may_move and (not transition.roles or actor.system
+                                    or bool(actor.roles & set(transition.roles)))
+            options.append(MoveOption(pipeline.stage(transition.target), transition, allowed))
+        return options
+
+    def history(self, record: Any, entity: str | None = None) -> list[StageMove]:
+        """Every move of a visible record, oldest first."""
+        entity_type = self._entity(record, entity)
+        record = self.work.records(entity_type.name).get(record)
+        return list(self.work.session.scalars(
+            select(StageMove).where(StageMove.entity == entity_type.name,
+                                    StageMove.record_id == record.id)
+            .order_by(StageMove.at, StageMove.id)))

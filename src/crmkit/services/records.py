@@ -1,0 +1,465 @@
+"""Create, read, update, delete, list and search any entity, with access rules applied.
+
+:class:`EntityService` is the generic service every entity gets (a plugin's too); entity
+types may name a subclass in ``EntityType.service`` for extra behaviour (contact points of
+parties, assignment notifications of tasks...).  Every read goes through :meth:`query`,
+which carries the actor's scope predicate; every write checks the action, validates input
+with the entity's schema, writes an audit entry and raises a domain event, all in the unit
+of work's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import ValidationError
+from sqlalchemy import func, or_, select
+from sqlalchemy.sql import Select
+
+from crmkit import events
+from crmkit.clock import utcnow
+from crmkit.entities import EntityType
+from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from crmkit.filters import Condition, compile_condition, from_simple_filters
+from crmkit.model import PipelineMixin, Tag, Tagging
+from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+MAX_PAGE = 500
+
+#: Fields that only the pipeline engine may change.
+PIPELINE_FIELDS = ("pipeline", "stage", "stage_entered_at", "version")
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe form of a column value (for audit entries and event data)."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def service_class_for(entity: EntityType) -> type[EntityService] | None:
+    """The service class an entity type asks for (``EntityType.service``), if any."""
+    return entity.service
+
+
+class EntityService:
+    """Generic, access-scoped CRUD and listing for one entity type."""
+
+    #: Input keys handled by the service itself rather than written to a column.
+    extra_fields: tuple[str, ...] = ("tags",)
+
+    def __init__(self, work: UnitOfWork, entity: EntityType) -> None:
+        self.work = work
+        self.entity = entity
+        self.model = entity.model
+
+    @property
+    def session(self) -> Any:
+        """The unit of work's SQLAlchemy session."""
+        return self.work.session
+
+    # -- reading -------------------------------------------------------------------------
+
+    def base_query(self) -> Select[Any]:
+        """All rows of the entity before access rules (subclasses hide merged rows, etc.)."""
+        return select(self.model)
+
+    def query(self, action: str = "read") -> Select[Any]:
+        """Rows the actor may ``action``: the base query with the scope predicate."""
+        self.work.access.require(self.entity.name, action)
+        return self.base_query().where(self.visible(action))
+
+    def visible(self, action: str = "read") -> Any:
+        """The scope predicate for ``action`` (subclasses widen it: a reminder's recipients)."""
+        return self.work.access.where(self.entity, action)
+
+    def find(self, record_id: int) -> Any | None:
+        """The record if it exists and the actor may read it, else ``None``."""
+        return self.session.scalar(self.query().where(self.model.id == record_id))
+
+    def get(self, record: Any, action: str = "read") -> Any:
+        """The record (an instance or an id) checked for ``action``.
+
+        A record the actor may not read is :class:`NotFound`, exactly like a missing one;
+        one they may read but not ``action`` is :class:`PermissionDenied`.
+        """
+        record_id = record.id if isinstance(record, self.model) else record
+        if record_id is None:
+            raise NotFound(self.entity.name, None)
+        try:
+            record_id = int(record_id)
+        except (TypeError, ValueError):
+            raise NotFound(self.entity.name, record_id) from None
+        found = self.find(record_id)
+        if found is None:
+            raise NotFound(self.entity.name, record_id)
+        if action != "read":
+            self.work.access.check_record(self.session, self.entity, record_id, action)
+        return found
+
+    def custom_kinds(self) -> dict[str, str]:
+        """Custom field key -> kind for this entity (casts JSON values in filters)."""
+        if not self.entity.custom_fields:
+            return {}
+        return {k: d.kind for k, d in self.work.custom_fields.definitions(self.entity.name).items()}
+
+    def filtered(self, *, where: Condition | None = None,
+                 filters: Mapping[str, Any] | None = None, search: str | None = None,
+                 action: str = "read") -> Select[Any]:
+        """The scoped query narrowed by a condition, simple filters and a search text."""
+        statement = self.query(action)
+        fields = self.work.crm.filter_fields_for(self.entity.name)
+        kinds = self.custom_kinds()
+        if where:
+            statement = statement.where(compile_condition(self.entity, where, kinds, fields))
+        if filters:
+            statement = statement.where(
+                compile_condition(self.entity, from_simple_filters(filters), kinds, fields))
+        if search and search.strip():
+            statement = statement.where(self.search_clause(search.strip()))
+        return statement
+
+    def search_clause(self, text: str) -> Any:
+        """Rows matching a search text (case-insensitive substring of the search attributes)."""
+        if not self.entity.search_attrs:
+            raise ValidationFailed({"search": [f"{self.entity.name} cannot be searched"]})
+        pattern = f"%{_escape(text.casefold())}%"
+        return or_(*(func.lower(self.entity.column(attr)).like(pattern, escape="\\")
+                     for attr in self.entity.search_attrs))
+
+    def sort_columns(self) -> dict[str, Any]:
+        """Attribute name -> column, for every attribute lists may sort by."""
+        columns = {attr: self.entity.column(attr) for attr in self.entity.sort_attrs}
+        columns["id"] = self.model.id
+        return columns
+
+    def list(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
+             search: str | None = None, order: Sequence[str] | None = None,
+             after: str | None = None, limit: int = 50) -> Page:
+        """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
+        statement = self.filtered(where=where, filters=filters, search=search)
+        if after:
+            statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
+        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
+        rows = list(self.session.scalars(statement))
+        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+        return Page(rows[:limit], next_cursor)
+
+    def count(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
+              search: str | None = None) -> int:
+        """How many visible records match."""
+        inner = self.filtered(where=where, filters=filters, search=search)
+        statement = select(func.count()).select_from(inner.with_only_columns(self.model.id)
+                                                     .subquery())
+        return int(self.session.scalar(statement) or 0)
+
+    def iterate(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
+                search: str | None = None, batch: int = 1000) -> Iterable[Any]:
+        """Every visible matching record, in id order, fetched in batches (exports)."""
+        after_id = 0
+        while True:
+            statement = (self.filtered(where=where, filters=filters, search=search)
+                         .where(self.model.id > after_id).order_by(self.model.id).limit(batch))
+            rows = list(self.session.scalars(statement))
+            if not rows:
+                return
+            yield from rows
+            after_id = rows[-1].id
+
+    # -- input --------------------------------------------------------------------------
+
+    def load(self, data: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        """Validate input with the entity's schema (and custom field definitions)."""
+        schema_class = self.entity.schema
+        if schema_class is None:
+            raise ValidationFailed({"_schema": [f"{self.entity.name} has no input schema"]})
+        try:
+            values = schema_class().load(dict(data), partial=partial)
+        except ValidationError as exc:
+            raise ValidationFailed(_messages(exc), entity=self.entity.name) from None
+        if "custom" in values:
+            values["custom"] = self.work.custom_fields.validate(
+                self.entity.name, values["custom"] or {}, partial=partial)
+        elif not partial and self.entity.custom_fields:
+            values["custom"] = self.work.custom_fields.validate(self.entity.name, {},
+                                                                partial=False)
+        return values
+
+    # -- writing ------------------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> Any:
+        """Validate and insert one record owned by the actor (unless an owner is given)."""
+        self.work.access.require(self.entity.name, "create")
+        loaded = self.load({**(data or {}), **values})
+        extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
+        record = self.build(loaded)
+        self.session.add(record)
+        self.work.flush()
+        if isinstance(record, PipelineMixin) and record.pipeline:
+            self.work.moves.record_placement(record, self.entity)
+        self.after_create(record, loaded, extra)
+        if "tags" in extra:
+            self.set_tags(record, extra["tags"])
+        if self.entity.audited:
+            self.work.audit(self.entity.name, record.id, "create",
+                            {k: [None, jsonable(v)] for k, v in loaded.items()})
+        self.work.emit(events.RECORD_CREATED, self.entity.name, record.id,
+                       party_id=self.party_id_of(record))
+        return record
+
+    def build(self, values: dict[str, Any]) -> Any:
+        """A new model instance from validated values, with ownership and pipeline defaults."""
+        actor = self.work.actor
+        if "owner_id" in self.entity.owner_attrs and "owner_id" not in values:
+            values["owner_id"] = actor.user_id
+        if "owner_id" in values and values["owner_id"] != actor.user_id:
+            if values["owner_id"] is not None:
+                self.check_assignable(values["owner_id"])
+        if hasattr(self.model, "created_by_id") and "created_by_id" not in values:
+            values["created_by_id"] = actor.user_id
+        self.check_references(values)
+        pipeline_name = values.pop("pipeline", None)
+        stage = values.pop("stage", None)
+        record = self.model(**values)
+        if isinstance(record, PipelineMixin):
+            self.work.moves.place(record, self.entity, pipeline_name, stage)
+        elif pipeline_name or stage:
+            raise ValidationFailed({"pipeline": [f"{self.entity.name} has no pipeline"]})
+        return record
+
+    def after_create(self, record: Any, values: Mapping[str, Any],
+                     extra: Mapping[str, Any]) -> None:
+        """Subclasses add related rows here (contact points, attendees...)."""
+
+    def check_assignable(self, owner_id: int) -> None:
+        """Giving a record to someone else needs the ``assign`` permission and a live user."""
+        from crmkit.model import User
+
+        self.work.access.require(self.entity.name, "assign")
+        user = self.session.get(User, owner_id)
+        if user is None:
+            raise ValidationFailed({"owner_id": [f"no user {owner_id}"]})
+        if user.blocked:
+            raise ValidationFailed({"owner_id": [f"user {user.username} is blocked"]})
+
+    def check_references(self, values: Mapping[str, Any]) -> None:
+        """Linked parties must be visible to the actor (no linking to hidden records)."""
+        for attr in ("party_id", "organisation_id"):
+            party_id = values.get(attr)
+            if party_id is not None and hasattr(self.model, attr):
+                if self.work.records("party").find(party_id) is None:
+                    raise ValidationFailed({attr: [f"no party {party_id}"]})
+
+    def update(self, record: Any, data: Mapping[str, Any] | None = None, *,
+               expected_version: int | None = None, **values: Any) -> Any:
+        """Change fields of a record; the audit entry lists each changed field's old and new value.
+
+        ``expected_version`` (the version the user loaded, from an ``If-Match`` header) turns
+        a stale write into :class:`Conflict` instead of overwriting someone's change.
+        """
+        record = self.get(record, action="update")
+        if expected_version is not None and getattr(record, "version", None) != expected_version:
+            raise Conflict(self.entity.name, record.id)
+        raw = {**(data or {}), **values}
+        blocked = [f for f in PIPELINE_FIELDS if f in raw]
+        if blocked:
+            raise ValidationFailed({blocked[0]: ["change the stage with a move, not an edit"]},
+                                   entity=self.entity.name)
+        changes = self.stage_changes(record, raw)
+        self.record_update(record, changes)
+        return record
+
+    def stage_changes(self, record: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``data`` and set it on the record in memory; ``{field: [old, new]}``.
+
+        Nothing is written until :meth:`record_update` (or a flush); the move service
+        uses the gap to check a move against the new values and discard them if refused.
+        """
+        loaded = self.load(data, partial=True)
+        extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
+        if "custom" in loaded:
+            merged = dict(record.custom or {})
+            merged.update(loaded["custom"])
+            loaded["custom"] = {k: v for k, v in merged.items() if v is not None}
+        changes = self.apply_changes(record, loaded)
+        self.after_update(record, loaded, extra, changes)
+        if "tags" in extra:
+            before = self.tags_of(record)
+            self.set_tags(record, extra["tags"])
+            if set(before) != set(extra["tags"]):
+                changes["tags"] = [sorted(before), sorted(extra["tags"])]
+        return changes
+
+    def record_update(self, record: Any, changes: dict[str, Any]) -> None:
+        """Write staged changes: flush, audit entry and ``record.updated`` event."""
+        if not changes:
+            return
+        if hasattr(record, "updated_at"):
+            record.updated_at = utcnow()
+        self.work.flush()
+        if self.entity.audited:
+            self.work.audit(self.entity.name, record.id, "update", changes)
+        self.work.emit(events.RECORD_UPDATED, self.entity.name, record.id,
+                       party_id=self.party_id_of(record), changes=changes)
+
+    def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Set attributes that differ; returns ``{field: [old, new]}`` of what changed."""
+        changes: dict[str, Any] = {}
+        owner_change = None
+        for key, new in values.items():
+            old = getattr(record, key)
+            if old == new:
+                continue
+            if key in self.entity.owner_attrs and key == "owner_id":
+                if new is not None:
+                    self.check_assignable(new)
+                else:
+                    self.work.access.require(self.entity.name, "assign")
+                owner_change = (old, new)
+            changes[key] = [jsonable(old), jsonable(new)]
+            setattr(record, key, new)
+        if any(k in changes for k in ("party_id", "organisation_id")):
+            self.check_references({k: values[k] for k in ("party_id", "organisation_id")
+                                   if k in changes})
+        if owner_change is not None:
+            self.work.flush()
+            self.work.emit(events.OWNER_CHANGED, self.entity.name, record.id,
+                           party_id=self.party_id_of(record), old=owner_change[0],
+                           new=owner_change[1])
+        return changes
+
+    def after_update(self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any],
+                     changes: dict[str, Any]) -> None:
+        """Subclasses update related rows here and add to ``changes``."""
+
+    def delete(self, record: Any) -> None:
+        """Delete a record (audit keeps its last values)."""
+        record = self.get(record, action="delete")
+        snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
+        party_id = self.party_id_of(record)
+        self.session.execute(
+            Tagging.__table__.delete().where(Tagging.entity == self.entity.name,
+                                             Tagging.record_id == record.id))
+        self.session.delete(record)
+        self.work.flush()
+        if self.entity.audited:
+            self.work.audit(self.entity.name, record.id, "delete",
+                            {k: [v, None] for k, v in snapshot.items()})
+        self.work.emit(events.RECORD_DELETED, self.entity.name, record.id, party_id=party_id)
+
+    def assign(self, records: Iterable[Any], owner_id: int | None) -> int:
+        """Give many records to one owner (admin reassignment); returns how many changed.
+
+        Each record changed gets an audit entry and an ``owner.changed`` event; records the
+        actor may not assign make the whole call fail, changing nothing.
+        """
+        if "owner_id" not in self.entity.owner_attrs:
+            raise ValidationFailed({"owner_id": [f"{self.entity.name} has no owner"]})
+        self.work.access.require(self.entity.name, "assign")
+        if owner_id is not None:
+            self.check_assignable(owner_id)
+        ids = sorted({r.id if isinstance(r, self.model) else int(r) for r in records})
+        if not ids:
+            return 0
+        changed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = list(self.session.scalars(
+                self.query("assign").where(self.model.id.in_(chunk))))
+            if len(rows) != len(chunk):
+                visible = {r.id for r in self.session.scalars(
+                    self.query().where(self.model.id.in_(chunk)))}
+                missing = [i for i in chunk if i not in visible]
+                if missing:
+                    raise NotFound(self.entity.name, missing[0])
+                raise PermissionDenied(self.entity.name, "assign")
+            for row in rows:
+                if row.owner_id == owner_id:
+                    continue
+                old = row.owner_id
+                row.owner_id = owner_id
+                changed += 1
+                self.work.audit(self.entity.name, row.id, "assign", {"owner_id": [old, owner_id]})
+                self.work.emit(events.OWNER_CHANGED, self.entity.name, row.id,
+                               party_id=self.party_id_of(row), old=old, new=owner_id)
+            self.work.flush()
+        return changed
+
+    # -- tags ---------------------------------------------------------------------------
+
+    def tags_of(self, record: Any) -> list[str]:
+        """Tag names on a record, sorted."""
+        return list(self.session.scalars(
+            select(Tag.name).join(Tagging, Tagging.tag_id == Tag.id)
+            .where(Tagging.entity == self.entity.name, Tagging.record_id == record.id)
+            .order_by(Tag.name)))
+
+    def set_tags(self, record: Any, names: Iterable[str]) -> None:
+        """Replace the record's tags (creating unknown tag names)."""
+        wanted = {n.strip() for n in names if n and n.strip()}
+        tag_ids = self.work.groups.tag_ids(wanted)
+        self.session.execute(
+            Tagging.__table__.delete().where(
+                Tagging.entity == self.entity.name, Tagging.record_id == record.id,
+                Tagging.tag_id.not_in(list(tag_ids.values()) or [0])))
+        existing = set(self.session.scalars(
+            select(Tagging.tag_id).where(Tagging.entity == self.entity.name,
+                                         Tagging.record_id == record.id)))
+        for tag_id in tag_ids.values():
+            if tag_id not in existing:
+                self.session.add(Tagging(tag_id=tag_id, entity=self.entity.name,
+                                         record_id=record.id))
+        self.work.flush()
+
+    def add_tags(self, records: Iterable[Any], names: Iterable[str]) -> int:
+        """Tag many records at once (bulk action); returns the number of taggings added."""
+        tag_ids = self.work.groups.tag_ids(names)
+        added = 0
+        for record in records:
+            record = self.get(record, action="update")
+            existing = set(self.session.scalars(
+                select(Tagging.tag_id).where(Tagging.entity == self.entity.name,
+                                             Tagging.record_id == record.id)))
+            for name, tag_id in tag_ids.items():
+                if tag_id not in existing:
+                    self.session.add(Tagging(tag_id=tag_id, entity=self.entity.name,
+                                             record_id=record.id))
+                    self.work.audit(self.entity.name, record.id, "tag", {"tags": [None, name]})
+                    added += 1
+        self.work.flush()
+        return added
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def party_id_of(self, record: Any) -> int | None:
+        """The party a record belongs to (for timeline and automation), if any."""
+        if self.entity.name == "party":
+            return record.id
+        if self.entity.party_attr:
+            return getattr(record, self.entity.party_attr, None)
+        return None
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _messages(exc: ValidationError) -> dict[str, Any]:
+    messages = exc.messages
+    if isinstance(messages, dict):
+        return messages
+    return {"_schema": messages}

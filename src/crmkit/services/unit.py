@@ -1,0 +1,306 @@
+"""The unit of work: one transaction, one actor, every service, events and audit.
+
+Everything that changes data goes through a unit of work::
+
+    with crm.acting_as(user) as work:
+        lead = work.parties.create({"kind": "organisation", "name": "ООО Ромашка"})
+        work.moves.move(lead, "firm", comment="reached the director")
+
+The block is one transaction.  Audit entries, stage history and outbox items are written in
+it; domain events are handed to ``crmkit_handle_event`` just before commit; callbacks
+registered with :meth:`UnitOfWork.after_commit` run only once the commit succeeded (a live
+notification, say).  If anything raises, the transaction rolls back and nothing is kept,
+files included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from crmkit.access.policy import AccessPolicy
+from crmkit.clock import utcnow
+from crmkit.errors import Conflict, CrmkitError
+from crmkit.events import DomainEvent
+from crmkit.model import AuditEntry
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM, Actor
+    from crmkit.entities import EntityType
+    from crmkit.services.records import EntityService
+
+log = logging.getLogger(__name__)
+
+#: Event handlers may raise further events; past this many rounds something loops.
+MAX_EVENT_ROUNDS = 50
+
+
+class UnitOfWork:
+    """One transaction acting as one actor.  Use as a context manager."""
+
+    def __init__(self, crm: CRM, actor: Actor) -> None:
+        self.crm = crm
+        self.actor = actor
+        self._session: Session | None = None
+        self._events: list[DomainEvent] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+        self._services: dict[str, Any] = {}
+
+    # -- transaction ---------------------------------------------------------------------
+
+    def __enter__(self) -> UnitOfWork:
+        self._session = self.crm.session_factory()
+        self._session.begin()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    @property
+    def session(self) -> Session:
+        """The SQLAlchemy session of this unit of work (open only inside the ``with`` block)."""
+        if self._session is None:
+            raise RuntimeError("use the unit of work as a context manager: `with crm.acting_as(...)`")
+        return self._session
+
+    def flush(self) -> None:
+        """Send pending changes to the database; an optimistic-lock clash becomes ``Conflict``."""
+        try:
+            self.session.flush()
+        except StaleDataError as exc:
+            raise Conflict("record", None, _conflict_text(exc)) from None
+
+    def commit(self) -> None:
+        """Dispatch queued events, commit, then run after-commit callbacks."""
+        session = self.session
+        try:
+            self.flush()
+            self.dispatch_events()
+            self.flush()
+            session.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        finally:
+            session.close()
+            self._session = None
+        callbacks, self._after_commit = self._after_commit, []
+        self._on_rollback.clear()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the data is committed; a failed notification must not undo it
+                log.exception("after-commit callback failed")
+
+    def rollback(self) -> None:
+        """Undo everything done in this unit of work (files it stored included)."""
+        if self._session is not None:
+            self._session.rollback()
+            self._session.close()
+            self._session = None
+        self._events.clear()
+        self._after_commit.clear()
+        callbacks, self._on_rollback = self._on_rollback, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("rollback cleanup failed")
+
+    def savepoint(self) -> Any:
+        """A nested transaction: ``with work.savepoint(): ...`` undoes only its block on error."""
+        session = self.session
+        if self.crm.engine.dialect.name == "sqlite":
+            # pysqlite opens transactions lazily, before the first write; a SAVEPOINT opened
+            # outside one would become the transaction and its RELEASE would commit.
+            connection = session.connection()
+            if not connection.connection.driver_connection.in_transaction:
+                connection.exec_driver_sql("BEGIN")
+        return session.begin_nested()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction committed (never if it rolled back)."""
+        self._after_commit.append(callback)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if the transaction rolls back (to undo work outside the database)."""
+        self._on_rollback.append(callback)
+
+    # -- events and audit --------------------------------------------------------------
+
+    def emit(self, name: str, entity: str, record_id: int | None, *,
+             party_id: int | None = None, **data: Any) -> DomainEvent:
+        """Queue a domain event; handlers see it before this transaction commits."""
+        event = DomainEvent(name=name, entity=entity, record_id=record_id,
+                            actor_id=self.actor.user_id, party_id=party_id, data=data)
+        self._events.append(event)
+        return event
+
+    def dispatch_events(self) -> None:
+        """Hand queued events to their handlers now (bulk paths do it batch by batch)."""
+        rounds = 0
+        while self._events:
+            rounds += 1
+            if rounds > MAX_EVENT_ROUNDS:
+                raise CrmkitError("event handlers keep raising events; giving up (a loop?)")
+            batch, self._events = self._events, []
+            for event in batch:
+                self.crm.pm.hook.crmkit_handle_event(event=event, work=self)
+            self.flush()
+
+    @property
+    def pending_events(self) -> list[DomainEvent]:
+        """Events queued and not yet dispatched (for tests and wrappers)."""
+        return list(self._events)
+
+    def audit(self, entity: str, record_id: int | None, action: str,
+              changes: dict[str, Any] | None = None) -> None:
+        """Append an audit entry (who, when, which record, what changed) to this transaction."""
+        self.session.add(AuditEntry(
+            at=utcnow(), actor_id=self.actor.user_id, actor_label=self.actor.label,
+            entity=entity, record_id=record_id, action=action, changes=changes or {},
+        ))
+
+    # -- access ------------------------------------------------------------------------
+
+    @cached_property
+    def access(self) -> AccessPolicy:
+        """The actor's permissions, loaded once for this unit of work."""
+        return AccessPolicy(self.actor, self.crm.entities, self.session)
+
+    # -- services ----------------------------------------------------------------------
+
+    def records(self, entity: str | EntityType) -> EntityService:
+        """The generic CRUD service of any registered entity (plugins' ones included)."""
+        from crmkit.services.records import EntityService, service_class_for
+
+        name = entity if isinstance(entity, str) else entity.name
+        service = self._services.get(f"records:{name}")
+        if service is None:
+            entity_type = self.crm.entities[name]
+            klass = service_class_for(entity_type) or EntityService
+            service = klass(self, entity_type)
+            self._services[f"records:{name}"] = service
+        return service
+
+    def _service(self, key: str, factory: Callable[[UnitOfWork], Any]) -> Any:
+        service = self._services.get(key)
+        if service is None:
+            service = self._services[key] = factory(self)
+        return service
+
+    @property
+    def parties(self) -> Any:
+        """Persons and organisations: create, update, search, contact points, reassign."""
+        return self.records("party")
+
+    @property
+    def deals(self) -> Any:
+        """Generic pipelined records (opportunities)."""
+        return self.records("deal")
+
+    @property
+    def tasks(self) -> Any:
+        """Tasks: assign, complete, subtasks, my/team lists."""
+        return self.records("task")
+
+    @property
+    def calendar(self) -> Any:
+        """Calendar events and resource bookings."""
+        return self.records("calendar_event")
+
+    @property
+    def reminders(self) -> Any:
+        """Reminders with several recipients; snooze and done."""
+        return self.records("reminder")
+
+    @property
+    def timeline(self) -> Any:
+        """The one timeline per party: activities, notes with mentions."""
+        from crmkit.services.timeline import TimelineService
+
+        return self._service("timeline", TimelineService)
+
+    @property
+    def moves(self) -> Any:
+        """Stage moves through pipelines, with guards, history and optimistic locking."""
+        from crmkit.services.moves import MoveService
+
+        return self._service("moves", MoveService)
+
+    @property
+    def attachments(self) -> Any:
+        """Files on parties and records."""
+        from crmkit.services.attachments import AttachmentService
+
+        return self._service("attachments", AttachmentService)
+
+    @property
+    def notifications(self) -> Any:
+        """What users should see: mentions, assignments, reminders."""
+        from crmkit.services.notifications import NotificationService
+
+        return self._service("notifications", NotificationService)
+
+    @property
+    def users(self) -> Any:
+        """Users, roles, teams, blocking and passwords (admin work)."""
+        from crmkit.services.users import UserService
+
+        return self._service("users", UserService)
+
+    @property
+    def groups(self) -> Any:
+        """Nested groups of parties and tags."""
+        from crmkit.services.groups import GroupService
+
+        return self._service("groups", GroupService)
+
+    @property
+    def custom_fields(self) -> Any:
+        """Admin-defined fields: definitions and validation."""
+        from crmkit.services.custom_fields import CustomFieldService
+
+        return self._service("custom_fields", CustomFieldService)
+
+    @property
+    def outbox(self) -> Any:
+        """Side effects to deliver after commit (mail, messages, calls, webhooks)."""
+        from crmkit.services.outbox import OutboxService
+
+        return self._service("outbox", OutboxService)
+
+    @property
+    def channels(self) -> Any:
+        """Sending through channels, ingesting inbound messages and calls."""
+        from crmkit.services.channels import ChannelService
+
+        return self._service("channels", ChannelService)
+
+    @property
+    def permissions(self) -> Any:
+        """The editable permission table (admin)."""
+        from crmkit.services.permissions import PermissionService
+
+        return self._service("permissions", PermissionService)
+
+    @property
+    def audit_log(self) -> Any:
+        """Reading the audit log."""
+        from crmkit.services.audit import AuditService
+
+        return self._service("audit_log", AuditService)
+
+
+def _conflict_text(exc: StaleDataError) -> str:
+    return ("the record was changed by someone else since you loaded it; "
+            f"reload and try again ({str(exc).splitlines()[0]})")

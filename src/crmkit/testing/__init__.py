@@ -1,0 +1,247 @@
+"""The test kit for crmkit and its plugins: real databases, fresh applications, named roles.
+
+``make_crm(plugins=[...], db="sqlite" | "postgresql")`` builds a new application with its
+own empty database: a SQLite file in a temporary directory, or a PostgreSQL schema private
+to the test process (so parallel runs and parallel sessions never see each other's rows).
+The pytest plugin (:mod:`crmkit.testing.pytest_plugin`, registered through ``pytest11``)
+runs every test that uses the ``crm`` or ``make_crm`` fixtures on both databases.
+
+Services that cannot run here are never skipped silently under CI: :func:`require` fails
+the test when ``CI`` is set and skips it, with the reason shown, otherwise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from crmkit.app import CRM
+from crmkit.config import Config
+from crmkit.model import User, metadata
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEMO_PASSWORD = "test-password-1"
+
+
+def in_ci() -> bool:
+    """Whether we run under CI, where a missing service is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class ServiceUnavailable(Exception):
+    """A service a test needs (PostgreSQL, Redis, a browser, recordings) is not there."""
+
+
+def require(available: bool, what: str) -> None:
+    """Skip (outside CI) or fail (under CI) the current test when ``what`` is unavailable."""
+    if available:
+        return
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{what} is required under CI but unavailable", pytrace=False)
+    pytest.skip(f"{what} unavailable")
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server tests use (``CRMKIT_TEST_PG_URL``)."""
+    return os.environ.get("CRMKIT_TEST_PG_URL", DEFAULT_PG_URL)
+
+
+def redis_url() -> str:
+    """The Redis server tests use (``CRMKIT_TEST_REDIS_URL``)."""
+    return os.environ.get("CRMKIT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+_pg_state: dict[str, Any] = {}
+
+
+def postgres_reachable() -> bool:
+    """Whether the test PostgreSQL server answers (checked once per process)."""
+    if "reachable" not in _pg_state:
+        try:
+            engine = sa.create_engine(postgres_url(), connect_args={"connect_timeout": 3})
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            _pg_state["reachable"] = True
+        except Exception as exc:  # any failure means "not reachable"; the reason is kept
+            _pg_state["reachable"] = False
+            _pg_state["error"] = str(exc).splitlines()[0]
+    return bool(_pg_state["reachable"])
+
+
+def postgres_error() -> str:
+    """Why PostgreSQL was not reachable."""
+    return str(_pg_state.get("error", ""))
+
+
+def private_schema() -> str:
+    """The PostgreSQL schema of this test process, created on first use, dropped at exit."""
+    if "schema" not in _pg_state:
+        name = f"crmkit_t{os.getpid()}_{secrets.token_hex(3)}"
+        engine = sa.create_engine(postgres_url())
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        engine.dispose()
+        _pg_state["schema"] = name
+        _pg_state["tables"] = set()
+        atexit.register(_drop_schema, name)
+    return str(_pg_state["schema"])
+
+
+def _drop_schema(name: str) -> None:
+    try:
+        engine = sa.create_engine(postgres_url())
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        engine.dispose()
+    except Exception:  # the server may be gone at exit; the schema name is unique anyway
+        pass
+
+
+def new_postgres_schema(prefix: str = "crmkit_m") -> tuple[str, Any]:
+    """A separate empty schema and a function that drops it (for migration tests)."""
+    name = f"{prefix}{os.getpid()}_{secrets.token_hex(3)}"
+    engine = sa.create_engine(postgres_url())
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    engine.dispose()
+    return name, lambda: _drop_schema(name)
+
+
+def postgres_engine_for(schema: str, **kwargs: Any) -> sa.Engine:
+    """An engine whose connections work inside ``schema``."""
+    from crmkit.db import make_engine
+
+    return make_engine(postgres_url(), connect_args={"options": f"-csearch_path={schema}"},
+                       **kwargs)
+
+
+def _reset_postgres(engine: sa.Engine) -> None:
+    created: set[str] = _pg_state["tables"]
+    missing = [t for t in metadata.sorted_tables if t.name not in created]
+    if missing:
+        metadata.create_all(engine, tables=missing)
+        created.update(t.name for t in missing)
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+def make_crm(plugins: Sequence[Any] = (), *, db: str = "sqlite",
+             directory: str | os.PathLike[str] | None = None,
+             settings: dict[str, Any] | None = None, load_entry_points: bool = False,
+             **engine_options: Any) -> CRM:
+    """A new application with an empty database and the given plugins.
+
+    ``db`` is ``"sqlite"`` (a file in ``directory`` or a new temporary directory) or
+    ``"postgresql"`` (this process's private schema, emptied).  ``settings`` are config
+    values in dotted or nested form.  Installed plugins are not loaded unless
+    ``load_entry_points`` is true: a test states what it runs with.
+    """
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="crmkit-test-"))
+    root.mkdir(parents=True, exist_ok=True)
+    tree: dict[str, Any] = {"secret_key": "test-secret-" + secrets.token_hex(8),
+                            "security.argon2_profile": "CHEAPEST"}
+    tree.update(settings or {})
+    engine = None
+    if db == "sqlite":
+        tree.setdefault("database.url", f"sqlite:///{root / 'crm.sqlite3'}")
+    elif db == "postgresql":
+        if not postgres_reachable():
+            raise ServiceUnavailable(f"PostgreSQL at {postgres_url()}: {postgres_error()}")
+        tree.setdefault("database.url", postgres_url())
+        engine = postgres_engine_for(private_schema(), **engine_options)
+    else:
+        raise ValueError(f"unknown test database {db!r} (sqlite or postgresql)")
+    config = Config.from_mapping(tree, root=root, environ={})
+    crm = CRM(config, plugins=plugins, load_entry_points=load_entry_points, engine=engine)
+    if db == "postgresql":
+        _reset_postgres(crm.engine)
+        crm.sync_access()
+    else:
+        crm.create_schema()
+    return crm
+
+
+def add_user(crm: CRM, username: str, roles: Iterable[str] = ("agent",), *,
+             password: str = DEMO_PASSWORD, **values: Any) -> User:
+    """Create a user holding ``roles`` (as the system), with a known password."""
+    with crm.system() as work:
+        return work.users.create(username=username, roles=list(roles), password=password,
+                                 **values)
+
+
+class Factories:
+    """Quick builders of valid records, acting as whoever the unit of work acts as."""
+
+    counter = 0
+
+    @classmethod
+    def _next(cls) -> int:
+        cls.counter += 1
+        return cls.counter
+
+    @classmethod
+    def organisation(cls, work: Any, **values: Any) -> Any:
+        """An organisation with a phone and an email unless given."""
+        n = cls._next()
+        data: dict[str, Any] = {
+            "kind": "organisation", "name": f"ООО «Тест {n}»",
+            "contact_points": [{"kind": "phone", "value": f"+7 916 {n % 1000:03d}-{n % 100:02d}-01"},
+                               {"kind": "email", "value": f"org{n}@example.ru"}],
+        }
+        data.update(values)
+        return work.parties.create(data)
+
+    @classmethod
+    def person(cls, work: Any, **values: Any) -> Any:
+        """A person."""
+        n = cls._next()
+        data: dict[str, Any] = {"kind": "person", "first_name": "Иван", "last_name": f"Тестов{n}"}
+        data.update(values)
+        return work.parties.create(data)
+
+    @classmethod
+    def deal(cls, work: Any, **values: Any) -> Any:
+        """A deal (on a new organisation unless ``party_id`` is given)."""
+        if "party_id" not in values:
+            values["party_id"] = cls.organisation(work).id
+        data: dict[str, Any] = {"title": f"Сделка {cls._next()}"}
+        data.update(values)
+        return work.deals.create(data)
+
+    @classmethod
+    def task(cls, work: Any, **values: Any) -> Any:
+        """A task assigned to the actor."""
+        data: dict[str, Any] = {"title": f"Задача {cls._next()}",
+                                "assignee_id": work.actor.user_id}
+        data.update(values)
+        return work.tasks.create(data)
+
+
+factories = Factories
+
+__all__ = [
+    "DEMO_PASSWORD",
+    "ServiceUnavailable",
+    "add_user",
+    "factories",
+    "in_ci",
+    "make_crm",
+    "new_postgres_schema",
+    "postgres_engine_for",
+    "postgres_reachable",
+    "postgres_url",
+    "redis_url",
+    "require",
+]

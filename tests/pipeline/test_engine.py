@@ -1,0 +1,292 @@
+"""Stage moves: checks, history, audit, timeline, events, hooks, optimistic locking."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from crmkit import GuardResult, Pipeline, Stage, StageKind, Transition, hookimpl
+from crmkit.errors import Conflict, MoveRefused, ValidationFailed
+from crmkit.model import Activity, AuditEntry, StageMove
+from crmkit.testing import add_user, factories
+
+
+def has_contact_person(move):
+    work = move.work
+    if not work.parties.contacts_of(move.record.id):
+        return GuardResult.refuse("add a contact person first")
+    return None
+
+
+DEALER = Pipeline(
+    "dealer", "party", label="Dealers", default=True,
+    applies_to={"field": "kind", "op": "eq", "value": "organisation"},
+    stages=[
+        Stage("lead", "Lead"),
+        Stage("firm", "Firm"),
+        Stage("account", "Account", requires_documents=("contract",)),
+        Stage("client", "Client", kind=StageKind.SUCCESS),
+        Stage("refused", "Refused", kind=StageKind.DEAD_END),
+    ],
+    transitions=[
+        Transition("lead", "firm", guards=(has_contact_person,)),
+        Transition("firm", "account", requires_fields=("custom.inn",)),
+        Transition("account", "client"),
+        Transition("account", "firm", backward=True, requires_comment=True),
+        Transition(("lead", "firm"), "refused", requires_comment=True),
+        Transition("refused", "lead", backward=True, roles=("admin",)),
+    ],
+)
+
+
+class DealerPlugin:
+    crmkit_plugin_name = "dealer"
+
+    @hookimpl
+    def crmkit_register_pipelines(self):
+        return [DEALER]
+
+
+@pytest.fixture
+def crm(make_crm):
+    crm = make_crm(plugins=[DealerPlugin()])
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="inn", label="ИНН", kind="text")
+    return crm
+
+
+@pytest.fixture
+def agent(crm):
+    return add_user(crm, "agent", ["agent"])
+
+
+def make_firm(crm, agent):
+    with crm.acting_as(agent) as work:
+        firm = factories.organisation(work)
+        factories.person(work, organisation_id=firm.id)
+        work.moves.move(firm, "firm")
+        return firm.id
+
+
+def test_new_organisations_enter_default_pipeline_persons_do_not(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        person = factories.person(work)
+        assert (org.pipeline, org.stage) == ("dealer", "lead")
+        assert person.pipeline is None
+        history = work.moves.history(org)
+    assert [(h.from_stage, h.to_stage) for h in history] == [(None, "lead")]
+
+
+def test_guard_refuses_with_its_reason(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(org, "firm")
+        assert info.value.reasons == ["add a contact person first"]
+        assert org.stage == "lead"
+
+
+def test_move_records_history_audit_timeline_and_event(crm, agent):
+    seen = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == "stage.moved":
+                seen.append((event.data["from"], event.data["to"], event.party_id))
+
+    crm.pm.register(Listener())
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert firm.stage == "firm" and firm.stage_entered_at is not None
+        history = work.moves.history(firm)
+        assert [(h.from_stage, h.to_stage, h.actor_id) for h in history][-1] == (
+            "lead", "firm", agent.id)
+        timeline = work.timeline.list(firm_id, kinds=["stage_move"]).items
+        assert timeline[0].subject == "Lead → Firm"
+        audit = work.session.scalars(select(AuditEntry).where(
+            AuditEntry.entity == "party", AuditEntry.record_id == firm_id,
+            AuditEntry.action == "move")).all()
+        assert audit[0].changes == {"stage": ["lead", "firm"]}
+    assert seen == [("lead", "firm", firm_id)]
+
+
+def test_missing_fields_and_documents_are_all_reported(crm, agent):
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm_id, "account", entity="party")
+    assert info.value.missing_fields == ["custom.inn"]
+    assert info.value.missing_documents == ["contract"]
+    assert "fill in: custom.inn" in str(info.value) and "attach documents: contract" in str(
+        info.value)
+
+
+def test_documents_and_fields_given_then_move_succeeds(crm, agent):
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        work.attachments.add("contract.pdf", b"%PDF-1.4 signed", record=("party", firm_id),
+                             document_type="contract")
+        move = work.moves.move(firm_id, "account", entity="party",
+                               fields={"custom": {"inn": "7701234567"}})
+        assert move.record.stage == "account"
+        assert move.record.custom == {"inn": "7701234567"}
+
+
+def test_refused_move_discards_the_fields_it_brought(crm, agent):
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        with pytest.raises(MoveRefused):
+            work.moves.move(firm_id, "account", entity="party",
+                            fields={"custom": {"inn": "7701234567"}})
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert firm.stage == "firm" and not firm.custom.get("inn")
+
+
+def test_transition_not_allowed_and_unknown_stage(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(MoveRefused, match="no move from “Lead” to “Client”"):
+            work.moves.move(org, "client")
+        with pytest.raises(MoveRefused, match="has no stage “moon”"):
+            work.moves.move(org, "moon")
+        with pytest.raises(MoveRefused, match="already in stage"):
+            work.moves.move(org, "lead")
+
+
+def test_comment_required_for_dead_end_and_backward(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(org, "refused")
+        assert "comment" in info.value.missing_fields
+        work.moves.move(org, "refused", comment="not interested")
+        assert org.stage == "refused"
+
+
+def test_role_limited_transition(crm, agent):
+    admin = add_user(crm, "boss", ["admin"])
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        work.moves.move(org, "refused", comment="no")
+        with pytest.raises(MoveRefused, match="only admin may move"):
+            work.moves.move(org, "lead")
+        options = {o.stage.name: o.allowed for o in work.moves.options(org)}
+        assert options == {"lead": False}
+    with crm.acting_as(admin) as work:
+        work.moves.move(org.id, "lead", entity="party")
+
+
+def test_plugin_veto_and_wrapper_order(crm, agent):
+    calls = []
+
+    class Policy:
+        @hookimpl
+        def crmkit_before_stage_move(self, move):
+            if move.target.name == "refused" and "keep" in (move.comment or ""):
+                return GuardResult.refuse("policy: this one we keep")
+            return None
+
+        @hookimpl(wrapper=True)
+        def crmkit_stage_move(self, move):
+            calls.append(("before", move.record.stage))
+            result = yield
+            calls.append(("after", move.record.stage, type(result).__name__))
+            return result
+
+        @hookimpl
+        def crmkit_after_stage_move(self, move):
+            calls.append(("done", move.history.to_stage))
+
+    crm.pm.register(Policy())
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(MoveRefused, match="policy: this one we keep"):
+            work.moves.move(org, "refused", comment="keep them")
+        work.moves.move(org, "refused", comment="gone")
+    assert calls == [("before", "lead"), ("after", "refused", "StageMove"), ("done", "refused")]
+
+
+def test_wrapper_that_raises_aborts_the_whole_move(crm, agent):
+    class Breaker:
+        @hookimpl(wrapper=True)
+        def crmkit_stage_move(self, move):
+            yield
+            raise RuntimeError("downstream system rejected the move")
+
+    with crm.acting_as(agent) as work:
+        org_id = factories.organisation(work).id
+    crm.pm.register(Breaker())
+    with pytest.raises(RuntimeError), crm.acting_as(agent) as work:
+        work.moves.move(org_id, "refused", entity="party", comment="x")
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(org_id).stage == "lead"
+        moves = work.session.scalars(select(StageMove).where(StageMove.record_id == org_id)).all()
+        assert [m.to_stage for m in moves] == ["lead"]
+
+
+def test_stage_cannot_be_edited_directly(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(ValidationFailed, match="change the stage with a move"):
+            work.parties.update(org, stage="client")
+
+
+def test_expected_version_mismatch_is_a_conflict(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        version = org.version
+        work.parties.update(org, description="changed by a colleague")
+    with crm.acting_as(agent) as work, pytest.raises(Conflict):
+        work.moves.move(org.id, "refused", entity="party", comment="x",
+                        expected_version=version)
+
+
+def test_two_concurrent_moves_one_wins_other_conflicts(crm, agent):
+    """Two people load the same record and move it at the same moment."""
+    with crm.acting_as(agent) as work:
+        org_id = factories.organisation(work).id
+    barrier = threading.Barrier(2, timeout=20)
+    outcomes: dict[str, str] = {}
+
+    def mover(name: str, target: str) -> None:
+        try:
+            with crm.acting_as(agent) as work:
+                record = work.parties.get(org_id)  # both read version N
+                barrier.wait()
+                work.moves.move(record, target, comment=f"by {name}")
+            outcomes[name] = "moved"
+        except Conflict as exc:
+            outcomes[name] = f"conflict: {exc}"
+        except Exception as exc:  # anything else is a bug this test must show
+            outcomes[name] = f"error: {type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=mover, args=("a", "refused")),
+               threading.Thread(target=mover, args=("b", "refused"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(v.split(":")[0] for v in outcomes.values()) == ["conflict", "moved"], outcomes
+    loser = next(v for v in outcomes.values() if v.startswith("conflict"))
+    assert "moved or changed by someone else" in loser
+    with crm.acting_as(agent) as work:
+        moves = work.moves.history(org_id, entity="party")
+        assert [m.to_stage for m in moves] == ["lead", "refused"]
+        assert work.session.scalar(select(Activity.id).where(
+            Activity.kind == "stage_move", Activity.party_id == org_id)) is not None
+
+
+def test_bulk_move_reports_each_refusal(crm, agent):
+    with crm.acting_as(agent) as work:
+        ready = factories.organisation(work)
+        factories.person(work, organisation_id=ready.id)
+        lonely = factories.organisation(work)
+        result = work.moves.move_many([ready, lonely], "firm")
+    assert result.moved == [ready.id]
+    assert result.refused == {lonely.id: "add a contact person first"}

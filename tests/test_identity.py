@@ -1,0 +1,70 @@
+"""Normalized keys: phones, emails, sites, company names, car plates."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmkit.identity import (
+    company_name_key,
+    contact_key,
+    email_domain,
+    messenger_key,
+    phone_key,
+    plate_key,
+    website_key,
+)
+
+
+@pytest.mark.parametrize("typed", ["8 (916) 123-45-67", "+7 916 123 45 67", "916-123-45-67",
+                                   "+79161234567", "8-916-1234567", " 7 (916) 123 4567 "])
+def test_russian_phone_formats_are_equal(typed):
+    assert phone_key(typed) == "+79161234567"
+
+
+def test_invalid_phone_is_kept_and_flagged():
+    result = contact_key("phone", "12-34")
+    assert result.value == "12-34"
+    assert not result.valid
+    assert result.key == contact_key("phone", "12 34").key
+
+
+def test_foreign_number_with_country_code():
+    assert phone_key("+49 30 901820") == "+4930901820"
+
+
+def test_email_and_domain():
+    assert contact_key("email", "  Ivan.Petrov@Romashka.RU ").key == "ivan.petrov@romashka.ru"
+    assert email_domain("ivan@Romashka.ru") == "romashka.ru"
+    assert not contact_key("email", "not an email").valid
+
+
+@pytest.mark.parametrize("typed", ["https://www.Romashka.ru/about?x=1", "romashka.ru",
+                                   "http://romashka.ru:8080/", "WWW.ROMASHKA.RU"])
+def test_website_to_bare_domain(typed):
+    assert website_key(typed) == "romashka.ru"
+
+
+@pytest.mark.parametrize("typed", ["ООО «Ромашка»", 'ООО "Ромашка"', "Ромашка, ООО",
+                                   "Общество с ограниченной ответственностью Ромашка",
+                                   "ромашка", "  РОМАШКА  "])
+def test_company_names_without_legal_forms_and_quotes(typed):
+    assert company_name_key(typed) == "ромашка"
+
+
+def test_company_latin_forms_and_yo():
+    assert company_name_key("Blue Harbor LLC") == "blue harbor"
+    assert company_name_key("Acme GmbH.") == "acme"
+    assert company_name_key("Ёлка ИП") == "елка"
+
+
+def test_company_made_only_of_a_form_keeps_its_text():
+    assert company_name_key("АО") == "ао"
+
+
+@pytest.mark.parametrize("typed", ["А123ВС77", "a 123 bc 77", "A123BC77", "а123вс 77", "A-123-BC-77"])
+def test_plates_fold_cyrillic_and_latin(typed):
+    assert plate_key(typed) == "A123BC77"
+
+
+def test_messenger_handles():
+    assert messenger_key("@Ivan_Petrov", "telegram") == "telegram:ivan_petrov"

@@ -1,0 +1,132 @@
+"""Plugin manager: built-ins on the same hooks, allow-list, clear one-line failures."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import types
+
+import pytest
+
+from crmkit import Pipeline, Stage, Transition, hookimpl
+from crmkit.errors import PluginError
+from crmkit.plugins import BUILTIN_PLUGINS, make_plugin_manager
+
+
+def test_builtins_register_on_public_hooks():
+    pm = make_plugin_manager(load_entry_points=False)
+    names = [info.name for info in pm.describe()]
+    assert names[: len(BUILTIN_PLUGINS)] == list(BUILTIN_PLUGINS)
+    core = pm.infos["crmkit.builtins.core"]
+    assert "crmkit_register_entities" in core.hooks
+    assert "crmkit_stage_move" in core.hooks
+    assert core.builtin
+
+
+def test_misspelled_hook_stops_startup_naming_plugin():
+    class Sloppy:
+        crmkit_plugin_name = "sloppy"
+
+        @hookimpl
+        def crmkit_register_pipeline(self):  # missing the final "s"
+            return []
+
+    with pytest.raises(PluginError) as info:
+        make_plugin_manager(extra=[Sloppy()], load_entry_points=False)
+    message = str(info.value)
+    assert "sloppy" in message
+    assert "crmkit_register_pipeline" in message
+    assert "did you mean crmkit_register_pipelines" in message
+    assert "\n" not in message
+
+
+def test_undecorated_hook_function_is_also_checked():
+    module = types.ModuleType("undecorated_plugin")
+
+    def crmkit_regster_roles():
+        return []
+
+    module.crmkit_regster_roles = crmkit_regster_roles
+    with pytest.raises(PluginError, match="undecorated_plugin.*crmkit_regster_roles"):
+        make_plugin_manager(extra=[module], load_entry_points=False)
+
+
+class _FakeDist:
+    name = "crmkit-fake"
+
+
+def _entry_point(name: str, value: str) -> importlib.metadata.EntryPoint:
+    ep = importlib.metadata.EntryPoint(name=name, value=value, group="crmkit")
+    object.__setattr__(ep, "dist", _FakeDist())
+    return ep
+
+
+def test_plugin_that_fails_to_import(monkeypatch):
+    monkeypatch.setattr("crmkit.plugins.installed_plugins",
+                        lambda: {"broken": _entry_point("broken", "crmkit_no_such_module_xyz")})
+    with pytest.raises(PluginError) as info:
+        make_plugin_manager()
+    assert str(info.value).startswith("plugin 'broken': failed to import crmkit_no_such_module_xyz")
+
+
+def test_allow_listed_plugin_not_installed(monkeypatch):
+    monkeypatch.setattr("crmkit.plugins.installed_plugins", lambda: {})
+    with pytest.raises(PluginError, match="plugin 'mail': named in plugins.allow but not installed"):
+        make_plugin_manager(allow=["mail"])
+
+
+def test_allow_list_limits_and_block_list_excludes(monkeypatch):
+    for name in ("plug_a", "plug_b"):
+        module = types.ModuleType(name)
+        module.crmkit_register_roles = lambda: []
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr("crmkit.plugins.installed_plugins", lambda: {
+        "a": _entry_point("a", "plug_a"), "b": _entry_point("b", "plug_b")})
+    assert "b" not in make_plugin_manager(allow=["a"]).infos
+    assert "a" in make_plugin_manager(allow=["a"]).infos
+    loaded = make_plugin_manager(block=["a"]).infos
+    assert "a" not in loaded and "b" in loaded
+
+
+def test_duplicate_pipeline_names_are_refused(make_crm):
+    class One:
+        @hookimpl
+        def crmkit_register_pipelines(self):
+            return [Pipeline("sales", "deal", [Stage("x")], [])]
+
+    with pytest.raises(PluginError, match="pipeline 'sales' is already registered"):
+        make_crm(plugins=[One()])
+
+
+def test_pipeline_over_unknown_entity_is_refused(make_crm):
+    class Bad:
+        crmkit_plugin_name = "bad"
+
+        @hookimpl
+        def crmkit_register_pipelines(self):
+            return [Pipeline("p", "spaceship", [Stage("a"), Stage("b")],
+                             [Transition("a", "b")])]
+
+    with pytest.raises(PluginError, match="plugin 'bad': pipeline 'p' drives unknown entity"):
+        make_crm(plugins=[Bad()])
+
+
+def test_configure_is_historic_and_sees_registries(make_crm):
+    seen = []
+
+    class Watcher:
+        @hookimpl
+        def crmkit_configure(self, crm):
+            seen.append(sorted(crm.pipelines))
+
+    crm = make_crm(plugins=[Watcher()])
+    assert seen == [["sales"]]
+    late = []
+
+    class Late:
+        @hookimpl
+        def crmkit_configure(self, crm):
+            late.append(crm)
+
+    crm.pm.register(Late(), name="late")
+    assert late == [crm]
