@@ -9,8 +9,9 @@ from crmkit.errors import ConfigError
 
 
 def test_defaults_file_and_environment(tmp_path):
-    (tmp_path / "crmkit.toml").write_text('[database]\nurl = "sqlite:///data/crm.db"\n'
-                                          '[plugins]\nallow = ["mail"]\n')
+    (tmp_path / "crmkit.toml").write_text(
+        '[database]\nurl = "sqlite:///data/crm.db"\n[plugins]\nallow = ["mail"]\n'
+    )
     config = Config.load(tmp_path, environ={"CRMKIT_LOCALE_DEFAULT": "en"})
     assert config.database_url == f"sqlite:///{tmp_path / 'data' / 'crm.db'}"
     assert config["plugins.allow"] == ["mail"]
@@ -20,8 +21,13 @@ def test_defaults_file_and_environment(tmp_path):
 
 def test_environment_overrides_file(tmp_path):
     (tmp_path / "crmkit.toml").write_text('[database]\nurl = "sqlite:///a.db"\n')
-    config = Config.load(tmp_path, environ={
-        "CRMKIT_DATABASE_URL": "postgresql+psycopg://db/crm", "CRMKIT_PLUGINS_ALLOW": "mail, finance"})
+    config = Config.load(
+        tmp_path,
+        environ={
+            "CRMKIT_DATABASE_URL": "postgresql+psycopg://db/crm",
+            "CRMKIT_PLUGINS_ALLOW": "mail, finance",
+        },
+    )
     assert config.database_url == "postgresql+psycopg://db/crm"
     assert config["plugins.allow"] == ["mail", "finance"]
 
@@ -40,7 +46,7 @@ def test_bad_toml_names_the_file(tmp_path):
 
 
 def test_wrong_type_names_key_and_origin(tmp_path):
-    (tmp_path / "crmkit.toml").write_text("[storage]\nmax_upload_mb = \"lots\"\n")
+    (tmp_path / "crmkit.toml").write_text('[storage]\nmax_upload_mb = "lots"\n')
     config = Config.load(tmp_path, environ={})
     with pytest.raises(ConfigError, match="'storage.max_upload_mb' from .*crmkit.toml must be int"):
         config.validate()
@@ -48,8 +54,9 @@ def test_wrong_type_names_key_and_origin(tmp_path):
 
 def test_plugin_settings_get_env_overrides():
     config = Config.from_mapping({}, environ={})
-    config.declare([Setting("mail.smtp_port", int, 25, "SMTP port")],
-                   environ={"CRMKIT_MAIL_SMTP_PORT": "2525"})
+    config.declare(
+        [Setting("mail.smtp_port", int, 25, "SMTP port")], environ={"CRMKIT_MAIL_SMTP_PORT": "2525"}
+    )
     assert config["mail.smtp_port"] == 2525
 
 

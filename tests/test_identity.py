@@ -15,8 +15,17 @@ from crmkit.identity import (
 )
 
 
-@pytest.mark.parametrize("typed", ["8 (916) 123-45-67", "+7 916 123 45 67", "916-123-45-67",
-                                   "+79161234567", "8-916-1234567", " 7 (916) 123 4567 "])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "8 (916) 123-45-67",
+        "+7 916 123 45 67",
+        "916-123-45-67",
+        "+79161234567",
+        "8-916-1234567",
+        " 7 (916) 123 4567 ",
+    ],
+)
 def test_russian_phone_formats_are_equal(typed):
     assert phone_key(typed) == "+79161234567"
 
@@ -38,15 +47,30 @@ def test_email_and_domain():
     assert not contact_key("email", "not an email").valid
 
 
-@pytest.mark.parametrize("typed", ["https://www.Romashka.ru/about?x=1", "romashka.ru",
-                                   "http://romashka.ru:8080/", "WWW.ROMASHKA.RU"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "https://www.Romashka.ru/about?x=1",
+        "romashka.ru",
+        "http://romashka.ru:8080/",
+        "WWW.ROMASHKA.RU",
+    ],
+)
 def test_website_to_bare_domain(typed):
     assert website_key(typed) == "romashka.ru"
 
 
-@pytest.mark.parametrize("typed", ["ООО «Ромашка»", 'ООО "Ромашка"', "Ромашка, ООО",
-                                   "Общество с ограниченной ответственностью Ромашка",
-                                   "ромашка", "  РОМАШКА  "])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ООО «Ромашка»",
+        'ООО "Ромашка"',
+        "Ромашка, ООО",
+        "Общество с ограниченной ответственностью Ромашка",
+        "ромашка",
+        "  РОМАШКА  ",
+    ],
+)
 def test_company_names_without_legal_forms_and_quotes(typed):
     assert company_name_key(typed) == "ромашка"
 
@@ -61,7 +85,9 @@ def test_company_made_only_of_a_form_keeps_its_text():
     assert company_name_key("АО") == "ао"
 
 
-@pytest.mark.parametrize("typed", ["А123ВС77", "a 123 bc 77", "A123BC77", "а123вс 77", "A-123-BC-77"])
+@pytest.mark.parametrize(
+    "typed", ["А123ВС77", "a 123 bc 77", "A123BC77", "а123вс 77", "A-123-BC-77"]
+)
 def test_plates_fold_cyrillic_and_latin(typed):
     assert plate_key(typed) == "A123BC77"
 

@@ -62,8 +62,10 @@ def _entry_point(name: str, value: str) -> importlib.metadata.EntryPoint:
 
 
 def test_plugin_that_fails_to_import(monkeypatch):
-    monkeypatch.setattr("crmkit.plugins.installed_plugins",
-                        lambda: {"broken": _entry_point("broken", "crmkit_no_such_module_xyz")})
+    monkeypatch.setattr(
+        "crmkit.plugins.installed_plugins",
+        lambda: {"broken": _entry_point("broken", "crmkit_no_such_module_xyz")},
+    )
     with pytest.raises(PluginError) as info:
         make_plugin_manager()
     assert str(info.value).startswith("plugin 'broken': failed to import crmkit_no_such_module_xyz")
@@ -71,7 +73,9 @@ def test_plugin_that_fails_to_import(monkeypatch):
 
 def test_allow_listed_plugin_not_installed(monkeypatch):
     monkeypatch.setattr("crmkit.plugins.installed_plugins", lambda: {})
-    with pytest.raises(PluginError, match="plugin 'mail': named in plugins.allow but not installed"):
+    with pytest.raises(
+        PluginError, match="plugin 'mail': named in plugins.allow but not installed"
+    ):
         make_plugin_manager(allow=["mail"])
 
 
@@ -80,8 +84,10 @@ def test_allow_list_limits_and_block_list_excludes(monkeypatch):
         module = types.ModuleType(name)
         module.crmkit_register_roles = lambda: []
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr("crmkit.plugins.installed_plugins", lambda: {
-        "a": _entry_point("a", "plug_a"), "b": _entry_point("b", "plug_b")})
+    monkeypatch.setattr(
+        "crmkit.plugins.installed_plugins",
+        lambda: {"a": _entry_point("a", "plug_a"), "b": _entry_point("b", "plug_b")},
+    )
     assert "b" not in make_plugin_manager(allow=["a"]).infos
     assert "a" in make_plugin_manager(allow=["a"]).infos
     loaded = make_plugin_manager(block=["a"]).infos
@@ -104,8 +110,7 @@ def test_pipeline_over_unknown_entity_is_refused(make_crm):
 
         @hookimpl
         def crmkit_register_pipelines(self):
-            return [Pipeline("p", "spaceship", [Stage("a"), Stage("b")],
-                             [Transition("a", "b")])]
+            return [Pipeline("p", "spaceship", [Stage("a"), Stage("b")], [Transition("a", "b")])]
 
     with pytest.raises(PluginError, match="plugin 'bad': pipeline 'p' drives unknown entity"):
         make_crm(plugins=[Bad()])

@@ -66,11 +66,19 @@ class CRM:
     installed plugins (the test kit's default, so tests choose exactly what they run with).
     """
 
-    def __init__(self, config: Config, *, plugins: Sequence[Any] = (),
-                 load_entry_points: bool = True, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: Sequence[Any] = (),
+        load_entry_points: bool = True,
+        engine: Engine | None = None,
+    ) -> None:
         self.config = config
         self.pm: CrmkitPluginManager = make_plugin_manager(
-            allow=config["plugins.allow"], block=config["plugins.block"], extra=plugins,
+            allow=config["plugins.allow"],
+            block=config["plugins.block"],
+            extra=plugins,
             load_entry_points=load_entry_points,
         )
         self.config.declare(item for _, item in self._collect("crmkit_register_settings"))
@@ -132,8 +140,9 @@ class CRM:
         _fill_unique(self.pipelines, pipelines, "pipeline")
         for plugin, pipeline in pipelines:
             if pipeline.entity not in self.entities:
-                raise PluginError(plugin, f"pipeline {pipeline.name!r} drives unknown entity "
-                                  f"{pipeline.entity!r}")
+                raise PluginError(
+                    plugin, f"pipeline {pipeline.name!r} drives unknown entity {pipeline.entity!r}"
+                )
         for _, role in self._collect("crmkit_register_roles"):
             self.roles.setdefault(role.name, role)
         self.permissions = [p for _, p in self._collect("crmkit_register_permissions")]
@@ -144,12 +153,15 @@ class CRM:
         _fill_unique(self.schedules, schedules, "schedule")
         for plugin, schedule in schedules:
             if schedule.job not in self.jobs:
-                raise PluginError(plugin, f"schedule {schedule.name!r} runs unknown job "
-                                  f"{schedule.job!r}")
+                raise PluginError(
+                    plugin, f"schedule {schedule.name!r} runs unknown job {schedule.job!r}"
+                )
         self.routes = [r for _, r in self._collect("crmkit_register_routes")]
         _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")
-        self.menu_items = sorted((m for _, m in self._collect("crmkit_register_menu_items")),
-                                 key=lambda m: (m.order, m.label))
+        self.menu_items = sorted(
+            (m for _, m in self._collect("crmkit_register_menu_items")),
+            key=lambda m: (m.order, m.label),
+        )
         seen_labels: set[str] = set()
         for plugin, branch in self._collect("crmkit_register_migrations"):
             if branch.label in seen_labels:

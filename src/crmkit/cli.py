@@ -48,8 +48,13 @@ pass_env = click.make_pass_decorator(Env)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="CRMKIT_CONFIG", metavar="PATH",
-              help="Deployment directory or its crmkit.toml (default: current directory).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CRMKIT_CONFIG",
+    metavar="PATH",
+    help="Deployment directory or its crmkit.toml (default: current directory).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="crmkit")
 @click.pass_context
@@ -78,8 +83,10 @@ def init(env: Env, directory: Path, database_url: str | None, no_migrate: bool) 
         env.config_path = str(directory)
         env.crm.migrations.upgrade()
         env.crm.sync_access()
-        click.echo("database ready; add an admin with: "
-                   f"crmkit --config {directory} user add admin --role admin")
+        click.echo(
+            "database ready; add an admin with: "
+            f"crmkit --config {directory} user add admin --role admin"
+        )
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -112,8 +119,13 @@ def db_current(env: Env) -> None:
 
 
 @db.command("revision")
-@click.option("--plugin", "label", default="crmkit", show_default=True,
-              help="Branch (plugin name) the revision belongs to.")
+@click.option(
+    "--plugin",
+    "label",
+    default="crmkit",
+    show_default=True,
+    help="Branch (plugin name) the revision belongs to.",
+)
 @click.option("-m", "--message", required=True, help="What the revision changes.")
 @click.option("--empty", is_flag=True, help="Write an empty revision (no autogenerate).")
 @pass_env
@@ -149,21 +161,37 @@ def _password(prompt: str) -> str:
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--email", default=None)
 @click.option("--locale", type=click.Choice(["ru", "en"]), default=None)
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from standard input instead of prompting.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input instead of prompting.",
+)
 @click.option("--no-password", is_flag=True, help="Create without a password (cannot sign in).")
 @pass_env
-def user_add(env: Env, username: str, roles: Sequence[str], display_name: str,
-             email: str | None, locale: str | None, password_stdin: bool,
-             no_password: bool) -> None:
+def user_add(
+    env: Env,
+    username: str,
+    roles: Sequence[str],
+    display_name: str,
+    email: str | None,
+    locale: str | None,
+    password_stdin: bool,
+    no_password: bool,
+) -> None:
     """Add a user with one or more roles."""
     password = None
     if not no_password:
-        password = sys.stdin.readline().rstrip("\n") if password_stdin else _password(
-            f"Password for {username}: ")
+        password = (
+            sys.stdin.readline().rstrip("\n")
+            if password_stdin
+            else _password(f"Password for {username}: ")
+        )
     with env.crm.system() as work:
-        data: dict[str, Any] = {"username": username, "roles": list(roles),
-                                "display_name": display_name}
+        data: dict[str, Any] = {
+            "username": username,
+            "roles": list(roles),
+            "display_name": display_name,
+        }
         if email:
             data["email"] = email
         if locale:
@@ -211,8 +239,11 @@ def user_unblock(env: Env, username: str) -> None:
 @pass_env
 def user_passwd(env: Env, username: str, password_stdin: bool) -> None:
     """Set a user's password (their other sessions end)."""
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else _password(
-        f"New password for {username}: ")
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else _password(f"New password for {username}: ")
+    )
     with env.crm.system() as work:
         work.users.set_password(username, password)
     click.echo(f"password of {username} changed")
@@ -253,8 +284,9 @@ def pipeline_list(env: Env) -> None:
 
 @pipeline.command("show")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text", show_default=True
+)
 @pass_env
 def pipeline_show(env: Env, name: str, fmt: str) -> None:
     """Print a pipeline's stage graph as text or Mermaid."""
@@ -271,8 +303,13 @@ def pipeline_show(env: Env, name: str, fmt: str) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Web worker processes (share nothing but the database and queue).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Web worker processes (share nothing but the database and queue).",
+)
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 @pass_env
 def serve(env: Env, host: str, port: int, workers: int, reload: bool) -> None:
@@ -289,8 +326,10 @@ def serve(env: Env, host: str, port: int, workers: int, reload: bool) -> None:
 def shell(env: Env) -> None:
     """A Python shell with `crm` (the application) ready."""
     crm = env.crm
-    banner = ("crmkit shell: `crm` is the application; try\n"
-              "  with crm.system() as work: work.parties.list()")
+    banner = (
+        "crmkit shell: `crm` is the application; try\n"
+        "  with crm.system() as work: work.parties.list()"
+    )
     namespace = {"crm": crm}
     try:
         from IPython import start_ipython  # type: ignore[import-not-found]

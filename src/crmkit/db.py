@@ -183,6 +183,8 @@ class Migrations:
                 kwargs["head"] = f"{label}@head"
             else:
                 kwargs.update(head="base", branch_label=label, version_path=str(branch.directory))
+                if label != "crmkit":
+                    kwargs["depends_on"] = "crmkit"  # plugin tables point at core tables
             script = command.revision(config, **kwargs)
         scripts = script if isinstance(script, list) else [script]
         return Path(scripts[0].path)  # type: ignore[union-attr]

@@ -50,8 +50,9 @@ class PermissionDenied(CrmkitError):
 class ValidationFailed(CrmkitError):
     """Input was rejected; ``errors`` maps a field (or ``_schema``) to its messages."""
 
-    def __init__(self, errors: Mapping[str, Any], entity: str | None = None,
-                 row: int | None = None) -> None:
+    def __init__(
+        self, errors: Mapping[str, Any], entity: str | None = None, row: int | None = None
+    ) -> None:
         self.errors = dict(errors)
         self.entity = entity
         self.row = row
@@ -88,8 +89,12 @@ class Conflict(CrmkitError):
 class MoveRefused(CrmkitError):
     """A stage move was refused; ``reasons`` say why, ``missing_fields`` what to fill in."""
 
-    def __init__(self, reasons: Sequence[str], missing_fields: Sequence[str] = (),
-                 missing_documents: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        reasons: Sequence[str],
+        missing_fields: Sequence[str] = (),
+        missing_documents: Sequence[str] = (),
+    ) -> None:
         self.reasons = list(reasons)
         self.missing_fields = list(missing_fields)
         self.missing_documents = list(missing_documents)

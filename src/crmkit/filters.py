@@ -32,8 +32,21 @@ from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
 
 OPERATORS = (
-    "eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", "startswith",
-    "is_null", "not_null", "has", "older_than_days", "within_days",
+    "eq",
+    "ne",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "in",
+    "not_in",
+    "contains",
+    "startswith",
+    "is_null",
+    "not_null",
+    "has",
+    "older_than_days",
+    "within_days",
 )
 
 Condition = Mapping[str, Any]
@@ -68,9 +81,12 @@ def from_simple_filters(filters: Mapping[str, Any]) -> Condition:
     return {"all": items}
 
 
-def compile_condition(entity: EntityType, condition: Condition | None,
-                      custom_kinds: Mapping[str, str] | None = None,
-                      fields: Mapping[str, FilterField] | None = None) -> ColumnElement[bool]:
+def compile_condition(
+    entity: EntityType,
+    condition: Condition | None,
+    custom_kinds: Mapping[str, str] | None = None,
+    fields: Mapping[str, FilterField] | None = None,
+) -> ColumnElement[bool]:
     """The SQL predicate of ``condition`` over ``entity``'s model.
 
     ``custom_kinds`` maps custom field keys to their kinds (to cast JSON values);
@@ -83,8 +99,9 @@ def compile_condition(entity: EntityType, condition: Condition | None,
     return _compile(entity, condition, custom_kinds or {}, available)
 
 
-def _compile(entity: EntityType, node: Condition, kinds: Mapping[str, str],
-             fields: Mapping[str, FilterField]) -> Any:
+def _compile(
+    entity: EntityType, node: Condition, kinds: Mapping[str, str], fields: Mapping[str, FilterField]
+) -> Any:
     if "all" in node:
         return and_(true(), *(_compile(entity, child, kinds, fields) for child in node["all"]))
     if "any" in node:
@@ -110,7 +127,7 @@ def _column(entity: EntityType, field: str, kinds: Mapping[str, str]) -> Any:
     if field.startswith("custom."):
         if not entity.custom_fields:
             raise ValidationFailed({field: [f"{entity.name} has no custom fields"]})
-        key = field[len("custom."):]
+        key = field[len("custom.") :]
         kind = kinds.get(key)
         if kind is None:
             raise ValidationFailed({field: [f"no custom field {key!r} on {entity.name}"]})
@@ -134,8 +151,12 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
     if op in ("lt", "lte", "gt", "gte"):
         if value is None:
             raise ValidationFailed({field: [f"operator {op} needs a value"]})
-        return {"lt": column < value, "lte": column <= value,
-                "gt": column > value, "gte": column >= value}[op]
+        return {
+            "lt": column < value,
+            "lte": column <= value,
+            "gt": column > value,
+            "gte": column >= value,
+        }[op]
     if op in ("in", "not_in"):
         if not isinstance(value, list | tuple):
             raise ValidationFailed({field: [f"operator {op} needs a list"]})
@@ -246,8 +267,9 @@ def _tag_field(entity: EntityType, op: str, value: Any) -> Any:
     found = exists(
         select(Tagging.record_id)
         .join(Tag, Tag.id == Tagging.tag_id)
-        .where(Tagging.entity == entity.name, Tagging.record_id == entity.model.id,
-               Tag.name.in_(names))
+        .where(
+            Tagging.entity == entity.name, Tagging.record_id == entity.model.id, Tag.name.in_(names)
+        )
     )
     if op in ("has", "eq", "in"):
         return found
@@ -266,10 +288,17 @@ def _group_field(entity: EntityType, op: str, value: Any) -> Any:
     members = (
         select(GroupMembership.party_id)
         .join(PartyGroup, PartyGroup.id == GroupMembership.group_id)
-        .where(or_(PartyGroup.id.in_(ids),
-                   *(PartyGroup.path.startswith(select(PartyGroup.path)
-                                                .where(PartyGroup.id == i).scalar_subquery())
-                     for i in ids)))
+        .where(
+            or_(
+                PartyGroup.id.in_(ids),
+                *(
+                    PartyGroup.path.startswith(
+                        select(PartyGroup.path).where(PartyGroup.id == i).scalar_subquery()
+                    )
+                    for i in ids
+                ),
+            )
+        )
     )
     inside = party_column.in_(members)
     if op in ("in", "eq", "has"):

@@ -234,8 +234,7 @@ def crmkit_register_channels() -> list[Channel]:
 
 
 @hookspec
-def crmkit_message_received(work: UnitOfWork, message: InboundMessage,
-                            activity: Activity) -> None:
+def crmkit_message_received(work: UnitOfWork, message: InboundMessage, activity: Activity) -> None:
     """An inbound message was recorded on the timeline (once; repeats are not reported).
 
     Every implementation is called in the ingest transaction; ``activity.party_id`` is

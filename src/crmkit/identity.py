@@ -35,9 +35,40 @@ _LEGAL_FORMS = (
     "corporation",
     "limited",
     "company",
-    "ооо", "оао", "зао", "пао", "нао", "ао", "ип", "нко", "тоо", "фгуп", "гуп", "муп", "чуп",
-    "llc", "l.l.c", "ltd", "gmbh", "inc", "corp", "co", "llp", "lp", "plc", "ag", "sa", "srl",
-    "bv", "oy", "ab", "as", "kg", "ug", "sarl", "spa",
+    "ооо",
+    "оао",
+    "зао",
+    "пао",
+    "нао",
+    "ао",
+    "ип",
+    "нко",
+    "тоо",
+    "фгуп",
+    "гуп",
+    "муп",
+    "чуп",
+    "llc",
+    "l.l.c",
+    "ltd",
+    "gmbh",
+    "inc",
+    "corp",
+    "co",
+    "llp",
+    "lp",
+    "plc",
+    "ag",
+    "sa",
+    "srl",
+    "bv",
+    "oy",
+    "ab",
+    "as",
+    "kg",
+    "ug",
+    "sarl",
+    "spa",
 )
 _LEGAL_FORM_RE = re.compile(
     r"(?<![\w])(" + "|".join(re.escape(f) for f in _LEGAL_FORMS) + r")\.?(?![\w])",
@@ -156,8 +187,9 @@ class NormalizedContact:
     valid: bool
 
 
-def contact_key(kind: str, value: str, *, region: str = "RU",
-                service: str | None = None) -> NormalizedContact:
+def contact_key(
+    kind: str, value: str, *, region: str = "RU", service: str | None = None
+) -> NormalizedContact:
     """Normalize a contact point of ``kind`` (phone, email, messenger, website)."""
     typed = value.strip()
     if kind == "phone":

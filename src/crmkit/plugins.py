@@ -83,8 +83,15 @@ class CrmkitPluginManager(pluggy.PluginManager):
                 hint = f"; did you mean {close}?" if close else ""
                 raise PluginError(plugin, f"implements unknown hook {name}{hint}")
 
-    def register_plugin(self, plugin: Any, name: str, *, version: str = "",
-                        distribution: str | None = None, builtin: bool = False) -> None:
+    def register_plugin(
+        self,
+        plugin: Any,
+        name: str,
+        *,
+        version: str = "",
+        distribution: str | None = None,
+        builtin: bool = False,
+    ) -> None:
         """Register ``plugin`` under ``name`` and remember what ``crmkit plugins`` shows."""
         try:
             self.register(plugin, name=name)
@@ -141,24 +148,34 @@ def make_plugin_manager(
     """
     pm = CrmkitPluginManager()
     for module_name in BUILTIN_PLUGINS:
-        pm.register_plugin(importlib.import_module(module_name), module_name, builtin=True,
-                           version=_version("crmkit"), distribution="crmkit")
+        pm.register_plugin(
+            importlib.import_module(module_name),
+            module_name,
+            builtin=True,
+            version=_version("crmkit"),
+            distribution="crmkit",
+        )
     if load_entry_points:
         available = installed_plugins()
         missing = [name for name in allow if name not in available]
         if missing:
-            raise PluginError(missing[0], "named in plugins.allow but not installed "
-                              f"(installed: {', '.join(sorted(available)) or 'none'})")
+            raise PluginError(
+                missing[0],
+                "named in plugins.allow but not installed "
+                f"(installed: {', '.join(sorted(available)) or 'none'})",
+            )
         for name, entry_point in sorted(available.items()):
             if (allow and name not in allow) or name in block:
                 continue
             plugin = _import_plugin(name, entry_point.value)
             dist = entry_point.dist.name if entry_point.dist else None
-            pm.register_plugin(plugin, name, version=_version(dist) if dist else "",
-                               distribution=dist)
+            pm.register_plugin(
+                plugin, name, version=_version(dist) if dist else "", distribution=dist
+            )
     for plugin in extra:
         name = getattr(plugin, "crmkit_plugin_name", None) or getattr(
-            plugin, "__name__", type(plugin).__name__)
+            plugin, "__name__", type(plugin).__name__
+        )
         if pm.has_plugin(name) or pm.is_registered(plugin):
             continue
         pm.register_plugin(plugin, name, version=getattr(plugin, "__version__", ""))

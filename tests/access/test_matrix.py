@@ -15,8 +15,16 @@ from crmkit.access.rules import Scope
 from crmkit.errors import NotFound, PermissionDenied
 from crmkit.testing import add_user, factories
 
-ENTITIES = ("party", "deal", "task", "activity", "attachment", "calendar_event", "reminder",
-            "contact_point")
+ENTITIES = (
+    "party",
+    "deal",
+    "task",
+    "activity",
+    "attachment",
+    "calendar_event",
+    "reminder",
+    "contact_point",
+)
 
 
 def seed_world(crm, owner):
@@ -28,14 +36,27 @@ def seed_world(crm, owner):
         task = factories.task(work, party_id=org.id, title=f"Задача {owner.username}")
         note = work.timeline.add_note(party_id=org.id, body=f"заметка {owner.username}")
         file = work.attachments.add(f"{owner.username}.txt", b"secret", party_id=org.id)
-        event = work.calendar.create(title=f"Встреча {owner.username}", party_id=org.id,
-                                     starts_at=(now + dt.timedelta(hours=1)).isoformat(),
-                                     ends_at=(now + dt.timedelta(hours=2)).isoformat())
-        reminder = work.reminders.create(text=f"напомнить {owner.username}", party_id=org.id,
-                                         remind_at=(now + dt.timedelta(days=1)).isoformat())
-        return {"party": org.id, "deal": deal.id, "task": task.id, "activity": note.id,
-                "attachment": file.id, "calendar_event": event.id, "reminder": reminder.id,
-                "contact_point": org.contact_points[0].id}
+        event = work.calendar.create(
+            title=f"Встреча {owner.username}",
+            party_id=org.id,
+            starts_at=(now + dt.timedelta(hours=1)).isoformat(),
+            ends_at=(now + dt.timedelta(hours=2)).isoformat(),
+        )
+        reminder = work.reminders.create(
+            text=f"напомнить {owner.username}",
+            party_id=org.id,
+            remind_at=(now + dt.timedelta(days=1)).isoformat(),
+        )
+        return {
+            "party": org.id,
+            "deal": deal.id,
+            "task": task.id,
+            "activity": note.id,
+            "attachment": file.id,
+            "calendar_event": event.id,
+            "reminder": reminder.id,
+            "contact_point": org.contact_points[0].id,
+        }
 
 
 @pytest.fixture
@@ -92,14 +113,14 @@ def test_search_never_finds_hidden_clients(crm, world):
     with crm.acting_as(people["alice"]) as work:
         assert [p.id for p in work.parties.list(search="Клиент bob").items] == []
         assert [p.id for p in work.parties.list(search="Клиент").items] == [
-            records["alice"]["party"]]
+            records["alice"]["party"]
+        ]
         bob_phone = work.session.get(work.parties.model, records["bob"]["party"])
         phone = bob_phone.contact_points[0].value
         assert work.parties.list(search=phone).items == []
         assert work.parties.by_contact("phone", phone) == []
         assert [t.id for t in work.tasks.list(search="Задача").items] == [records["alice"]["task"]]
-        assert [d.id for d in work.deals.list(search="Сделка").items] == [
-            records["alice"]["deal"]]
+        assert [d.id for d in work.deals.list(search="Сделка").items] == [records["alice"]["deal"]]
 
 
 def test_related_lists_of_a_hidden_client_are_not_found(crm, world):

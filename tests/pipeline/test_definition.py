@@ -9,15 +9,23 @@ from crmkit import Pipeline, Stage, StageKind, Transition
 
 def dealer() -> Pipeline:
     return Pipeline(
-        "dealer", "party", label="Dealers",
-        stages=[Stage("lead", "Lead"), Stage("firm", "Firm"),
-                Stage("account", "Account", requires_documents=("contract",)),
-                Stage("client", "Client", kind=StageKind.SUCCESS),
-                Stage("refused", "Refused", kind=StageKind.DEAD_END)],
-        transitions=[Transition("lead", "firm"), Transition("firm", "account"),
-                     Transition("account", "client"),
-                     Transition("account", "refused", backward=True, requires_comment=True),
-                     Transition("*", "refused", roles=("admin",))],
+        "dealer",
+        "party",
+        label="Dealers",
+        stages=[
+            Stage("lead", "Lead"),
+            Stage("firm", "Firm"),
+            Stage("account", "Account", requires_documents=("contract",)),
+            Stage("client", "Client", kind=StageKind.SUCCESS),
+            Stage("refused", "Refused", kind=StageKind.DEAD_END),
+        ],
+        transitions=[
+            Transition("lead", "firm"),
+            Transition("firm", "account"),
+            Transition("account", "client"),
+            Transition("account", "refused", backward=True, requires_comment=True),
+            Transition("*", "refused", roles=("admin",)),
+        ],
     )
 
 

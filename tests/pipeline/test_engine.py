@@ -21,7 +21,10 @@ def has_contact_person(move):
 
 
 DEALER = Pipeline(
-    "dealer", "party", label="Dealers", default=True,
+    "dealer",
+    "party",
+    label="Dealers",
+    default=True,
     applies_to={"field": "kind", "op": "eq", "value": "organisation"},
     stages=[
         Stage("lead", "Lead"),
@@ -105,44 +108,53 @@ def test_move_records_history_audit_timeline_and_event(crm, agent):
         assert firm.stage == "firm" and firm.stage_entered_at is not None
         history = work.moves.history(firm)
         assert [(h.from_stage, h.to_stage, h.actor_id) for h in history][-1] == (
-            "lead", "firm", agent.id)
+            "lead",
+            "firm",
+            agent.id,
+        )
         timeline = work.timeline.list(firm_id, kinds=["stage_move"]).items
         assert timeline[0].subject == "Lead → Firm"
-        audit = work.session.scalars(select(AuditEntry).where(
-            AuditEntry.entity == "party", AuditEntry.record_id == firm_id,
-            AuditEntry.action == "move")).all()
+        audit = work.session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.entity == "party",
+                AuditEntry.record_id == firm_id,
+                AuditEntry.action == "move",
+            )
+        ).all()
         assert audit[0].changes == {"stage": ["lead", "firm"]}
     assert seen == [("lead", "firm", firm_id)]
 
 
 def test_missing_fields_and_documents_are_all_reported(crm, agent):
     firm_id = make_firm(crm, agent)
-    with crm.acting_as(agent) as work:
-        with pytest.raises(MoveRefused) as info:
-            work.moves.move(firm_id, "account", entity="party")
+    with crm.acting_as(agent) as work, pytest.raises(MoveRefused) as info:
+        work.moves.move(firm_id, "account", entity="party")
     assert info.value.missing_fields == ["custom.inn"]
     assert info.value.missing_documents == ["contract"]
     assert "fill in: custom.inn" in str(info.value) and "attach documents: contract" in str(
-        info.value)
+        info.value
+    )
 
 
 def test_documents_and_fields_given_then_move_succeeds(crm, agent):
     firm_id = make_firm(crm, agent)
     with crm.acting_as(agent) as work:
-        work.attachments.add("contract.pdf", b"%PDF-1.4 signed", record=("party", firm_id),
-                             document_type="contract")
-        move = work.moves.move(firm_id, "account", entity="party",
-                               fields={"custom": {"inn": "7701234567"}})
+        work.attachments.add(
+            "contract.pdf", b"%PDF-1.4 signed", record=("party", firm_id), document_type="contract"
+        )
+        move = work.moves.move(
+            firm_id, "account", entity="party", fields={"custom": {"inn": "7701234567"}}
+        )
         assert move.record.stage == "account"
         assert move.record.custom == {"inn": "7701234567"}
 
 
 def test_refused_move_discards_the_fields_it_brought(crm, agent):
     firm_id = make_firm(crm, agent)
-    with crm.acting_as(agent) as work:
-        with pytest.raises(MoveRefused):
-            work.moves.move(firm_id, "account", entity="party",
-                            fields={"custom": {"inn": "7701234567"}})
+    with crm.acting_as(agent) as work, pytest.raises(MoveRefused):
+        work.moves.move(
+            firm_id, "account", entity="party", fields={"custom": {"inn": "7701234567"}}
+        )
     with crm.acting_as(agent) as work:
         firm = work.parties.get(firm_id)
         assert firm.stage == "firm" and not firm.custom.get("inn")
@@ -243,8 +255,7 @@ def test_expected_version_mismatch_is_a_conflict(crm, agent):
         version = org.version
         work.parties.update(org, description="changed by a colleague")
     with crm.acting_as(agent) as work, pytest.raises(Conflict):
-        work.moves.move(org.id, "refused", entity="party", comment="x",
-                        expected_version=version)
+        work.moves.move(org.id, "refused", entity="party", comment="x", expected_version=version)
 
 
 def test_two_concurrent_moves_one_wins_other_conflicts(crm, agent):
@@ -266,8 +277,10 @@ def test_two_concurrent_moves_one_wins_other_conflicts(crm, agent):
         except Exception as exc:  # anything else is a bug this test must show
             outcomes[name] = f"error: {type(exc).__name__}: {exc}"
 
-    threads = [threading.Thread(target=mover, args=("a", "refused")),
-               threading.Thread(target=mover, args=("b", "refused"))]
+    threads = [
+        threading.Thread(target=mover, args=("a", "refused")),
+        threading.Thread(target=mover, args=("b", "refused")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -278,8 +291,14 @@ def test_two_concurrent_moves_one_wins_other_conflicts(crm, agent):
     with crm.acting_as(agent) as work:
         moves = work.moves.history(org_id, entity="party")
         assert [m.to_stage for m in moves] == ["lead", "refused"]
-        assert work.session.scalar(select(Activity.id).where(
-            Activity.kind == "stage_move", Activity.party_id == org_id)) is not None
+        assert (
+            work.session.scalar(
+                select(Activity.id).where(
+                    Activity.kind == "stage_move", Activity.party_id == org_id
+                )
+            )
+            is not None
+        )
 
 
 def test_bulk_move_reports_each_refusal(crm, agent):

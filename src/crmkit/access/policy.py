@@ -50,20 +50,36 @@ def load_actor(session: Session, who: Any) -> Any:
     if user.blocked:
         raise PermissionDenied("user", "act", f"user {user.username} is blocked")
     roles = frozenset(user.role_names)
-    team_ids = frozenset(session.scalars(
-        select(TeamMember.team_id).where(TeamMember.user_id == user.id)))
-    teammates = frozenset(session.scalars(
-        select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids)))) | {user.id}
+    team_ids = frozenset(
+        session.scalars(select(TeamMember.team_id).where(TeamMember.user_id == user.id))
+    )
+    teammates = frozenset(
+        session.scalars(select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids)))
+    ) | {user.id}
     grant_filter = GroupGrant.user_id == user.id
     if roles:
         grant_filter = or_(grant_filter, GroupGrant.role.in_(roles))
-    paths = tuple(sorted(set(session.scalars(
-        select(PartyGroup.path).join(GroupGrant, GroupGrant.group_id == PartyGroup.id)
-        .where(grant_filter)))))
+    paths = tuple(
+        sorted(
+            set(
+                session.scalars(
+                    select(PartyGroup.path)
+                    .join(GroupGrant, GroupGrant.group_id == PartyGroup.id)
+                    .where(grant_filter)
+                )
+            )
+        )
+    )
     return Actor(
-        user_id=user.id, label=user.label, roles=roles, team_ids=team_ids,
-        teammate_ids=teammates, group_paths=paths, locale=user.locale,
-        timezone=user.timezone, session_epoch=user.session_epoch,
+        user_id=user.id,
+        label=user.label,
+        roles=roles,
+        team_ids=team_ids,
+        teammate_ids=teammates,
+        group_paths=paths,
+        locale=user.locale,
+        timezone=user.timezone,
+        session_epoch=user.session_epoch,
     )
 
 
@@ -74,8 +90,9 @@ def load_scopes(session: Session, roles: Iterable[str]) -> dict[tuple[str, str],
     if not roles:
         return scopes
     rows = session.execute(
-        select(PermissionRule.entity, PermissionRule.action, PermissionRule.scope)
-        .where(PermissionRule.role.in_(roles))
+        select(PermissionRule.entity, PermissionRule.action, PermissionRule.scope).where(
+            PermissionRule.role.in_(roles)
+        )
     )
     for entity, action, scope_name in rows:
         scope = Scope.parse(scope_name)
@@ -120,8 +137,9 @@ class AccessPolicy:
 
     # -- rows ------------------------------------------------------------------------
 
-    def where(self, entity: EntityType | str, action: str = "read",
-              scope: Scope | None = None) -> ColumnElement[bool]:
+    def where(
+        self, entity: EntityType | str, action: str = "read", scope: Scope | None = None
+    ) -> ColumnElement[bool]:
         """SQL predicate selecting the rows of ``entity`` that ``action`` reaches."""
         entity_type = self.entities[entity] if isinstance(entity, str) else entity
         if scope is None:
@@ -137,7 +155,8 @@ class AccessPolicy:
         if entity.scope_through_party and entity.party_attr:
             party_type = self.entities["party"]
             party_rows = select(Party.id).where(
-                or_(*self._ownership(party_type, Party, scope)) if party_type.owner_attrs
+                or_(*self._ownership(party_type, Party, scope))
+                if party_type.owner_attrs
                 else false()
             )
             clauses.append(entity.column(entity.party_attr).in_(party_rows))
@@ -165,8 +184,9 @@ class AccessPolicy:
             clauses.append(party_column.in_(members))
         return clauses
 
-    def check_record(self, session: Session, entity: EntityType, record_id: Any,
-                     action: str) -> None:
+    def check_record(
+        self, session: Session, entity: EntityType, record_id: Any, action: str
+    ) -> None:
         """Raise if the (visible) record is outside the actor's scope for ``action``.
 
         Invisible rows were already :class:`NotFound` when they were read; a visible row
@@ -180,5 +200,6 @@ class AccessPolicy:
             select(model.id).where(model.id == record_id, self._predicate(entity, scope))
         )
         if reached is None:
-            raise PermissionDenied(entity.name, action,
-                                   f"not allowed to {action} this {entity.label or entity.name}")
+            raise PermissionDenied(
+                entity.name, action, f"not allowed to {action} this {entity.label or entity.name}"
+            )

@@ -71,9 +71,13 @@ class Permission:
     scope: Scope = attrs.field(default=Scope.ALL, converter=Scope.parse)
 
 
-def grant(role: str, entities: str | tuple[str, ...], actions: str | tuple[str, ...],
-          scope: Scope | str = Scope.ALL) -> list[Permission]:
-    """Shorthand for many cells: ``grant("agent", ("party", "deal"), ("read", "update"), "own")``."""
+def grant(
+    role: str,
+    entities: str | tuple[str, ...],
+    actions: str | tuple[str, ...],
+    scope: Scope | str = Scope.ALL,
+) -> list[Permission]:
+    """Many cells at once: ``grant("agent", ("party", "deal"), ("read", "update"), "own")``."""
     entity_list = (entities,) if isinstance(entities, str) else entities
     action_list = (actions,) if isinstance(actions, str) else actions
     return [Permission(role, e, a, Scope.parse(scope)) for e in entity_list for a in action_list]

@@ -20,7 +20,9 @@ def crmkit_handle_event(event: DomainEvent, work: Any) -> None:
     record = work.session.get(entity.model, event.record_id)
     title = entity.title_of(record) if record is not None else f"{entity.name} {event.record_id}"
     work.notifications.notify(
-        new_owner, "reassignment",
+        new_owner,
+        "reassignment",
         f"{work.actor.label} → {entity.label or entity.name}: {title}",
-        party_id=event.party_id, record=(event.entity, event.record_id),
+        party_id=event.party_id,
+        record=(event.entity, event.record_id),
     )

@@ -47,13 +47,38 @@ def crmkit_register_pipelines() -> list[Pipeline]:
 
 @hookimpl
 def crmkit_register_demos() -> list[Demo]:
-    return [Demo("basic", "A sales team: an admin, a manager, agents, clients and deals.",
-                 generate_basic, default_size=200)]
+    return [
+        Demo(
+            "basic",
+            "A sales team: an admin, a manager, agents, clients and deals.",
+            generate_basic,
+            default_size=200,
+        )
+    ]
 
 
-_COMPANIES = ("Ромашка", "Вектор", "Северный ветер", "Техносфера", "Альфа-Строй", "Лазурь",
-              "Гранит", "Меридиан", "Восход", "Orbit Systems", "Blue Harbor", "Кедр", "Сфера",
-              "Прогресс", "Янтарь", "Атлант", "Полюс", "Магистраль", "Зенит", "Квант")
+_COMPANIES = (
+    "Ромашка",
+    "Вектор",
+    "Северный ветер",
+    "Техносфера",
+    "Альфа-Строй",
+    "Лазурь",
+    "Гранит",
+    "Меридиан",
+    "Восход",
+    "Orbit Systems",
+    "Blue Harbor",
+    "Кедр",
+    "Сфера",
+    "Прогресс",
+    "Янтарь",
+    "Атлант",
+    "Полюс",
+    "Магистраль",
+    "Зенит",
+    "Квант",
+)
 _FORMS = ("ООО", "АО", "ИП", "ПАО", "LLC", "")
 _FIRST = ("Иван", "Мария", "Алексей", "Ольга", "Дмитрий", "Анна", "Сергей", "Елена")
 _LAST = ("Петров", "Смирнова", "Кузнецов", "Попова", "Волков", "Соколова", "Лебедев", "Новикова")
@@ -64,43 +89,70 @@ def generate_basic(crm: Any, size: int, seed: int) -> str:
     rng = random.Random(seed)
     with crm.system() as work:
         agents = []
-        for username, roles in (("admin", ["admin"]), ("manager", ["manager"]),
-                                ("agent1", ["agent"]), ("agent2", ["agent"]),
-                                ("agent3", ["agent"])):
+        for username, roles in (
+            ("admin", ["admin"]),
+            ("manager", ["manager"]),
+            ("agent1", ["agent"]),
+            ("agent2", ["agent"]),
+            ("agent3", ["agent"]),
+        ):
             existing = [u for u in work.users.list() if u.username == username]
-            found = existing[0] if existing else work.users.create(
-                username=username, password="demo-password", roles=roles,
-                display_name=username.capitalize())
+            found = (
+                existing[0]
+                if existing
+                else work.users.create(
+                    username=username,
+                    password="demo-password",
+                    roles=roles,
+                    display_name=username.capitalize(),
+                )
+            )
             if "agent" in roles:
                 agents.append(found)
     rows = []
     for index in range(size):
         company = f"{rng.choice(_FORMS)} «{rng.choice(_COMPANIES)} {index + 1}»".strip()
-        rows.append({
-            "kind": "organisation", "name": company, "owner_id": rng.choice(agents).id,
-            "customer_type": "corporate", "source": rng.choice(["site", "call", "referral"]),
-            "contact_points": [
-                {"kind": "phone", "value": f"+7 9{rng.randint(10, 99)} {rng.randint(100, 999)}"
-                                           f"-{rng.randint(10, 99)}-{rng.randint(10, 99)}"},
-                {"kind": "email", "value": f"info{index + 1}@example.ru"},
-            ],
-        })
+        rows.append(
+            {
+                "kind": "organisation",
+                "name": company,
+                "owner_id": rng.choice(agents).id,
+                "customer_type": "corporate",
+                "source": rng.choice(["site", "call", "referral"]),
+                "contact_points": [
+                    {
+                        "kind": "phone",
+                        "value": f"+7 9{rng.randint(10, 99)} {rng.randint(100, 999)}"
+                        f"-{rng.randint(10, 99)}-{rng.randint(10, 99)}",
+                    },
+                    {"kind": "email", "value": f"info{index + 1}@example.ru"},
+                ],
+            }
+        )
     with crm.system() as work:
         created = work.parties.bulk_create(rows)
     moved = 0
     for party_id in created.ids[: max(1, size // 2)]:
         with crm.system() as work:
             party = work.parties.get(party_id)
-            deal = work.deals.create(title=f"Поставка для {party.name}", party_id=party.id,
-                                     owner_id=party.owner_id,
-                                     amount=str(Decimal(rng.randint(10, 500)) * 1000))
+            deal = work.deals.create(
+                title=f"Поставка для {party.name}",
+                party_id=party.id,
+                owner_id=party.owner_id,
+                amount=str(Decimal(rng.randint(10, 500)) * 1000),
+            )
             for stage in ("qualified", "proposal", "won")[: rng.randint(0, 3)]:
                 work.moves.move(deal, stage)
                 moved += 1
-            work.timeline.add_note(party_id=party.id,
-                                   body=f"Звонок: {rng.choice(_FIRST)} {rng.choice(_LAST)} "
-                                        "просит прислать предложение.")
-            work.tasks.create(title="Перезвонить", party_id=party.id, assignee_id=party.owner_id,
-                              deadline=(utcnow() + dt.timedelta(days=rng.randint(-3, 10)))
-                              .isoformat())
+            work.timeline.add_note(
+                party_id=party.id,
+                body=f"Звонок: {rng.choice(_FIRST)} {rng.choice(_LAST)} "
+                "просит прислать предложение.",
+            )
+            work.tasks.create(
+                title="Перезвонить",
+                party_id=party.id,
+                assignee_id=party.owner_id,
+                deadline=(utcnow() + dt.timedelta(days=rng.randint(-3, 10))).isoformat(),
+            )
     return f"{size} clients, {len(created.ids[: max(1, size // 2)])} deals, {moved} moves"

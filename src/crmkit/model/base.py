@@ -142,15 +142,17 @@ class TimestampMixin:
 
 def user_fk(**kwargs: Any) -> Any:
     """A nullable foreign key to ``user.id`` that survives the user's deletion."""
-    return mapped_column(IdType, ForeignKey("user.id", ondelete="SET NULL"), nullable=True,
-                         **kwargs)
+    return mapped_column(
+        IdType, ForeignKey("user.id", ondelete="SET NULL"), nullable=True, **kwargs
+    )
 
 
 def party_fk(nullable: bool = True, **kwargs: Any) -> Any:
     """A foreign key to ``party.id``."""
     ondelete = "SET NULL" if nullable else "CASCADE"
-    return mapped_column(IdType, ForeignKey("party.id", ondelete=ondelete), nullable=nullable,
-                         **kwargs)
+    return mapped_column(
+        IdType, ForeignKey("party.id", ondelete=ondelete), nullable=nullable, **kwargs
+    )
 
 
 class OwnedMixin:

@@ -76,7 +76,9 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
     )
 
     contact_points: Mapped[list[ContactPoint]] = relationship(
-        back_populates="party", cascade="all, delete-orphan", passive_deletes=True,
+        back_populates="party",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="ContactPoint.id",
     )
 

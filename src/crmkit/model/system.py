@@ -97,5 +97,6 @@ AUDIT_APPEND_ONLY: dict[str, tuple[str, ...]] = {
 
 for _dialect, _statements in AUDIT_APPEND_ONLY.items():
     for _statement in _statements:
-        event.listen(AuditEntry.__table__, "after_create",
-                     DDL(_statement).execute_if(dialect=_dialect))
+        event.listen(
+            AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect)
+        )

@@ -96,7 +96,7 @@ class PermissionRule(IdMixin, Base):
 
 
 class GroupGrant(IdMixin, Base):
-    """Limits the ``group`` scope of a user or a role to the parties of a group and its subgroups."""
+    """Opens the ``group`` scope of a user or role to a group's parties (subgroups included)."""
 
     __table_args__ = (Index("ix_group_grant_user_role", "user_id", "role"),)
 

@@ -63,7 +63,7 @@ def _is_empty(value: Any) -> bool:
 def field_value(record: Any, field: str) -> Any:
     """A record's attribute, or ``custom.<key>`` from its custom fields."""
     if field.startswith("custom."):
-        return (getattr(record, "custom", None) or {}).get(field[len("custom."):])
+        return (getattr(record, "custom", None) or {}).get(field[len("custom.") :])
     return getattr(record, field, None)
 
 
@@ -82,12 +82,15 @@ def missing_documents(move: MoveContext) -> list[str]:
         required += [d for d in move.transition.requires_documents if d not in required]
     if not required:
         return []
-    attached = set(move.work.session.scalars(
-        select(Attachment.document_type).where(
-            Attachment.record_entity == move.entity.name,
-            Attachment.record_id == move.record.id,
-            Attachment.document_type.in_(required),
-        )))
+    attached = set(
+        move.work.session.scalars(
+            select(Attachment.document_type).where(
+                Attachment.record_entity == move.entity.name,
+                Attachment.record_id == move.record.id,
+                Attachment.document_type.in_(required),
+            )
+        )
+    )
     return [d for d in required if d not in attached]
 
 
@@ -101,7 +104,9 @@ def _verdict(guard: Any, outcome: Any) -> GuardResult:
         return GuardResult.refuse(outcome)
     if isinstance(outcome, GuardResult):
         return outcome
-    raise TypeError(f"guard {guard!r} returned {outcome!r}; expected GuardResult, bool, str or None")
+    raise TypeError(
+        f"guard {guard!r} returned {outcome!r}; expected GuardResult, bool, str or None"
+    )
 
 
 def check_move(move: MoveContext) -> None:
@@ -153,13 +158,22 @@ def apply_move(move: MoveContext) -> StageMove:
     try:
         work.flush()
     except Conflict:
-        raise Conflict(move.entity.name, record_id,
-                       f"{move.entity.label or move.entity.name} {record_id} was moved or "
-                       "changed by someone else meanwhile; reload and try again") from None
+        raise Conflict(
+            move.entity.name,
+            record_id,
+            f"{move.entity.label or move.entity.name} {record_id} was moved or "
+            "changed by someone else meanwhile; reload and try again",
+        ) from None
     history = StageMove(
-        entity=move.entity.name, record_id=record.id, pipeline=move.pipeline.name,
-        from_stage=move.source, to_stage=move.target.name, actor_id=work.actor.user_id,
-        at=move.at, comment=move.comment, seconds_in_source=seconds,
+        entity=move.entity.name,
+        record_id=record.id,
+        pipeline=move.pipeline.name,
+        from_stage=move.source,
+        to_stage=move.target.name,
+        actor_id=work.actor.user_id,
+        at=move.at,
+        comment=move.comment,
+        seconds_in_source=seconds,
         owner_id=getattr(record, "owner_id", None),
     )
     work.session.add(history)
@@ -172,15 +186,28 @@ def apply_move(move: MoveContext) -> StageMove:
     if party_id is not None:
         source_title = move.pipeline.stage(move.source).title if move.source else None
         work.timeline.add(
-            "stage_move", party_id=party_id, record=(move.entity.name, record.id),
-            subject=f"{source_title} → {move.target.title}" if source_title
-            else move.target.title,
+            "stage_move",
+            party_id=party_id,
+            record=(move.entity.name, record.id),
+            subject=f"{source_title} → {move.target.title}" if source_title else move.target.title,
             body=move.comment or "",
-            data={"pipeline": move.pipeline.name, "from": move.source,
-                  "to": move.target.name, "backward": move.backward},
+            data={
+                "pipeline": move.pipeline.name,
+                "from": move.source,
+                "to": move.target.name,
+                "backward": move.backward,
+            },
             occurred_at=move.at,
         )
-    work.emit(events.STAGE_MOVED, move.entity.name, record.id, party_id=party_id,
-              pipeline=move.pipeline.name, **{"from": move.source, "to": move.target.name},
-              comment=move.comment, backward=move.backward, kind=move.target.kind.value)
+    work.emit(
+        events.STAGE_MOVED,
+        move.entity.name,
+        record.id,
+        party_id=party_id,
+        pipeline=move.pipeline.name,
+        **{"from": move.source, "to": move.target.name},
+        comment=move.comment,
+        backward=move.backward,
+        kind=move.target.kind.value,
+    )
     return history

@@ -33,8 +33,9 @@ class StrictSchema(Schema):
 
 def _text(max_length: int, required: bool = False, **kwargs: Any) -> fields.String:
     if required:
-        return fields.String(required=True, validate=validate.Length(min=1, max=max_length),
-                             **kwargs)
+        return fields.String(
+            required=True, validate=validate.Length(min=1, max=max_length), **kwargs
+        )
     return fields.String(validate=validate.Length(max=max_length), allow_none=True, **kwargs)
 
 
@@ -177,10 +178,13 @@ class CalendarEventSchema(StrictSchema):
 class UserSchema(StrictSchema):
     """A staff member (the password is set separately and never read back)."""
 
-    username = fields.String(required=True, validate=[
-        validate.Length(min=2, max=150),
-        validate.Regexp(r"^[\w.@+-]+$", error="letters, digits and . @ + - _ only"),
-    ])
+    username = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=2, max=150),
+            validate.Regexp(r"^[\w.@+-]+$", error="letters, digits and . @ + - _ only"),
+        ],
+    )
     display_name = _text(200)
     email = fields.Email(allow_none=True)
     phone = _text(32)
@@ -195,11 +199,19 @@ class FieldDefinitionSchema(StrictSchema):
     """An admin-defined field."""
 
     entity = fields.String(required=True)
-    key = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z][a-z0-9_]{0,63}$", error="lower-case letters, digits and _ only"))
+    key = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[a-z][a-z0-9_]{0,63}$", error="lower-case letters, digits and _ only"
+        ),
+    )
     label = _text(200, required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(
-        ["text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"]))
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ["text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"]
+        ),
+    )
     required = fields.Boolean()
     choices = fields.List(fields.String(), allow_none=True)
     ref_entity = _text(64)

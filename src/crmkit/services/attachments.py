@@ -40,10 +40,17 @@ class AttachmentService:
         self.work = work
         self.entity = work.crm.entities["attachment"]
 
-    def add(self, filename: str, content: bytes | BinaryIO | Iterable[bytes], *,
-            party_id: int | None = None, record: tuple[str, int] | None = None,
-            document_type: str | None = None, content_type: str | None = None,
-            timeline: bool = True) -> Attachment:
+    def add(
+        self,
+        filename: str,
+        content: bytes | BinaryIO | Iterable[bytes],
+        *,
+        party_id: int | None = None,
+        record: tuple[str, int] | None = None,
+        document_type: str | None = None,
+        content_type: str | None = None,
+        timeline: bool = True,
+    ) -> Attachment:
         """Store a file and link it; ``document_type`` marks papers pipelines may require."""
         work = self.work
         work.access.require("attachment", "create")
@@ -66,19 +73,37 @@ class AttachmentService:
         work.on_rollback(lambda: work.crm.storage.delete(stored.key))
         kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         attachment = Attachment(
-            storage_key=stored.key, filename=name, content_type=kind, size=stored.size,
-            sha256=stored.sha256, document_type=document_type, party_id=party_id,
+            storage_key=stored.key,
+            filename=name,
+            content_type=kind,
+            size=stored.size,
+            sha256=stored.sha256,
+            document_type=document_type,
+            party_id=party_id,
             uploaded_by_id=work.actor.user_id,
-            record_entity=record[0] if record else None, record_id=record[1] if record else None,
+            record_entity=record[0] if record else None,
+            record_id=record[1] if record else None,
         )
         work.session.add(attachment)
         work.flush()
-        work.audit("attachment", attachment.id, "create",
-                   {"filename": [None, name], "document_type": [None, document_type]})
+        work.audit(
+            "attachment",
+            attachment.id,
+            "create",
+            {"filename": [None, name], "document_type": [None, document_type]},
+        )
         if timeline and party_id is not None:
-            work.timeline.add("file", party_id=party_id, subject=name, record=record,
-                              data={"attachment_id": attachment.id, "size": stored.size,
-                                    "document_type": document_type})
+            work.timeline.add(
+                "file",
+                party_id=party_id,
+                subject=name,
+                record=record,
+                data={
+                    "attachment_id": attachment.id,
+                    "size": stored.size,
+                    "document_type": document_type,
+                },
+            )
         return attachment
 
     def get(self, attachment_id: int) -> Attachment:
@@ -93,24 +118,32 @@ class AttachmentService:
     def for_record(self, entity: str, record_id: int) -> list[Attachment]:
         """Files attached to a visible record."""
         self.work.records(entity).get(record_id)
-        return list(self.work.session.scalars(
-            select(Attachment).where(Attachment.record_entity == entity,
-                                     Attachment.record_id == record_id)
-            .order_by(Attachment.id)))
+        return list(
+            self.work.session.scalars(
+                select(Attachment)
+                .where(Attachment.record_entity == entity, Attachment.record_id == record_id)
+                .order_by(Attachment.id)
+            )
+        )
 
     def for_party(self, party_id: int) -> list[Attachment]:
         """Files of a visible party (its records' files included)."""
         self.work.parties.get(party_id)
-        return list(self.work.session.scalars(
-            select(Attachment).where(Attachment.party_id == party_id)
-            .where(self.work.access.where(self.entity, "read"))
-            .order_by(Attachment.id.desc())))
+        return list(
+            self.work.session.scalars(
+                select(Attachment)
+                .where(Attachment.party_id == party_id)
+                .where(self.work.access.where(self.entity, "read"))
+                .order_by(Attachment.id.desc())
+            )
+        )
 
     def delete(self, attachment_id: int) -> None:
         """Remove a file (its content goes once the transaction commits)."""
         attachment = self.work.records("attachment").get(attachment_id, action="delete")
         key = attachment.storage_key
         self.work.session.delete(attachment)
-        self.work.audit("attachment", attachment_id, "delete",
-                        {"filename": [attachment.filename, None]})
+        self.work.audit(
+            "attachment", attachment_id, "delete", {"filename": [attachment.filename, None]}
+        )
         self.work.after_commit(lambda: self.work.crm.storage.delete(key))

@@ -21,13 +21,22 @@ class AuditService:
     def for_record(self, entity: str, record_id: int) -> list[AuditEntry]:
         """The history of one visible record, oldest first."""
         self.work.records(entity).get(record_id)
-        return list(self.work.session.scalars(
-            select(AuditEntry).where(AuditEntry.entity == entity,
-                                     AuditEntry.record_id == record_id)
-            .order_by(AuditEntry.id)))
+        return list(
+            self.work.session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.entity == entity, AuditEntry.record_id == record_id)
+                .order_by(AuditEntry.id)
+            )
+        )
 
-    def latest(self, *, entity: str | None = None, actor_id: int | None = None,
-               before_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+    def latest(
+        self,
+        *,
+        entity: str | None = None,
+        actor_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
         """The newest entries of the whole log (needs ``read`` on ``audit_log``)."""
         self.work.access.require("audit_log", "read")
         statement = select(AuditEntry)
@@ -37,5 +46,8 @@ class AuditService:
             statement = statement.where(AuditEntry.actor_id == actor_id)
         if before_id is not None:
             statement = statement.where(AuditEntry.id < before_id)
-        return list(self.work.session.scalars(
-            statement.order_by(AuditEntry.id.desc()).limit(min(limit, 1000))))
+        return list(
+            self.work.session.scalars(
+                statement.order_by(AuditEntry.id.desc()).limit(min(limit, 1000))
+            )
+        )

@@ -48,7 +48,8 @@ def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
     if connection.dialect.name == "postgresql":
         sequence = connection.scalar(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')"))
         rows = connection.execute(
-            text("SELECT nextval(:seq) FROM generate_series(1, :n)"), {"seq": sequence, "n": count})
+            text("SELECT nextval(:seq) FROM generate_series(1, :n)"), {"seq": sequence, "n": count}
+        )
         return [r[0] for r in rows]
     connection.execute(table.delete().where(table.c.id == -1))  # takes SQLite's write lock
     start = (connection.scalar(select(func.max(table.c.id))) or 0) + 1
@@ -87,12 +88,14 @@ def _copy_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str,
             processors.append(None)
     driver = connection.connection.driver_connection
     quoted = ", ".join(f'"{c}"' for c in columns)
-    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') \
-            as copy:
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
+    ):
         for row in rows:
-            copy.write_row([
-                p(row[c]) if p else row[c] for p, c in zip(processors, columns, strict=True)
-            ])
+            copy.write_row(
+                [p(row[c]) if p else row[c] for p, c in zip(processors, columns, strict=True)]
+            )
 
 
 def _is_json_variant(column: Any) -> bool:
@@ -109,13 +112,29 @@ def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 # -- parties ------------------------------------------------------------------------------
 
-_PARTY_KEYS = {"kind", "customer_type", "name", "first_name", "last_name", "organisation_id",
-               "position", "source", "description", "owner_id", "team_id", "pipeline", "stage",
-               "custom", "contact_points", "tags"}
+_PARTY_KEYS = {
+    "kind",
+    "customer_type",
+    "name",
+    "first_name",
+    "last_name",
+    "organisation_id",
+    "position",
+    "source",
+    "description",
+    "owner_id",
+    "team_id",
+    "pipeline",
+    "stage",
+    "custom",
+    "contact_points",
+    "tags",
+}
 
 
-def bulk_create_parties(service: PartyService, rows: Iterable[Mapping[str, Any]], *,
-                        batch_size: int, source: str | None) -> BulkResult:
+def bulk_create_parties(
+    service: PartyService, rows: Iterable[Mapping[str, Any]], *, batch_size: int, source: str | None
+) -> BulkResult:
     """See :meth:`crmkit.services.parties.PartyService.bulk_create`."""
     work = service.work
     work.access.require("party", "create")
@@ -137,21 +156,27 @@ def bulk_create_parties(service: PartyService, rows: Iterable[Mapping[str, Any]]
             row_number += 1
             unknown = set(row) - _PARTY_KEYS
             if unknown:
-                raise ValidationFailed({sorted(unknown)[0]: ["Unknown field."]},
-                                       entity="party", row=row_number)
+                raise ValidationFailed(
+                    {sorted(unknown)[0]: ["Unknown field."]}, entity="party", row=row_number
+                )
             kind = row.get("kind") or "organisation"
             if kind not in ("person", "organisation"):
-                raise ValidationFailed({"kind": [f"must be person or organisation, not {kind!r}"]},
-                                       entity="party", row=row_number)
+                raise ValidationFailed(
+                    {"kind": [f"must be person or organisation, not {kind!r}"]},
+                    entity="party",
+                    row=row_number,
+                )
             name = (row.get("name") or "").strip()
             if not name and kind == "person":
                 name = " ".join(p for p in (row.get("first_name"), row.get("last_name")) if p)
             if not name:
-                raise ValidationFailed({"name": ["a name is required"]}, entity="party",
-                                       row=row_number)
+                raise ValidationFailed(
+                    {"name": ["a name is required"]}, entity="party", row=row_number
+                )
             if len(name) > 300:
-                raise ValidationFailed({"name": ["longer than 300 characters"]}, entity="party",
-                                       row=row_number)
+                raise ValidationFailed(
+                    {"name": ["longer than 300 characters"]}, entity="party", row=row_number
+                )
             owner_id = row.get("owner_id", actor_id)
             if owner_id not in assignable:
                 service.check_assignable(owner_id)
@@ -163,15 +188,29 @@ def bulk_create_parties(service: PartyService, rows: Iterable[Mapping[str, Any]]
                 except ValidationFailed as exc:
                     raise ValidationFailed(exc.errors, entity="party", row=row_number) from None
             party = {
-                "id": party_id, "kind": kind, "customer_type": row.get("customer_type"),
-                "name": name, "name_key": name_key(name, kind),
-                "first_name": row.get("first_name"), "last_name": row.get("last_name"),
-                "organisation_id": row.get("organisation_id"), "position": row.get("position"),
-                "source": row.get("source") or source, "description": row.get("description") or "",
-                "owner_id": owner_id, "created_by_id": actor_id, "team_id": row.get("team_id"),
-                "created_at": now, "updated_at": now, "last_activity_at": now,
-                "custom": custom, "pipeline": None, "stage": None, "stage_entered_at": None,
-                "version": 1, "merged_into_id": None,
+                "id": party_id,
+                "kind": kind,
+                "customer_type": row.get("customer_type"),
+                "name": name,
+                "name_key": name_key(name, kind),
+                "first_name": row.get("first_name"),
+                "last_name": row.get("last_name"),
+                "organisation_id": row.get("organisation_id"),
+                "position": row.get("position"),
+                "source": row.get("source") or source,
+                "description": row.get("description") or "",
+                "owner_id": owner_id,
+                "created_by_id": actor_id,
+                "team_id": row.get("team_id"),
+                "created_at": now,
+                "updated_at": now,
+                "last_activity_at": now,
+                "custom": custom,
+                "pipeline": None,
+                "stage": None,
+                "stage_entered_at": None,
+                "version": 1,
+                "merged_into_id": None,
             }
             _place(party, row, pipelines, row_number)
             if row.get("stage") and not may_place_anywhere:
@@ -179,34 +218,69 @@ def bulk_create_parties(service: PartyService, rows: Iterable[Mapping[str, Any]]
                 may_place_anywhere = True
             if party["pipeline"]:
                 party["stage_entered_at"] = now
-                moves.append({"entity": "party", "record_id": party_id,
-                              "pipeline": party["pipeline"], "from_stage": None,
-                              "to_stage": party["stage"], "actor_id": actor_id, "at": now,
-                              "comment": None, "seconds_in_source": None, "owner_id": owner_id})
+                moves.append(
+                    {
+                        "entity": "party",
+                        "record_id": party_id,
+                        "pipeline": party["pipeline"],
+                        "from_stage": None,
+                        "to_stage": party["stage"],
+                        "actor_id": actor_id,
+                        "at": now,
+                        "comment": None,
+                        "seconds_in_source": None,
+                        "owner_id": owner_id,
+                    }
+                )
             parties.append(party)
             for point in row.get("contact_points") or ():
                 point_kind = point.get("kind")
                 if point_kind not in ("phone", "email", "messenger", "website"):
-                    raise ValidationFailed({"contact_points": [f"unknown kind {point_kind!r}"]},
-                                           entity="party", row=row_number)
-                normalized = contact_key(point_kind, str(point.get("value") or ""),
-                                         region=region, service=point.get("service"))
+                    raise ValidationFailed(
+                        {"contact_points": [f"unknown kind {point_kind!r}"]},
+                        entity="party",
+                        row=row_number,
+                    )
+                normalized = contact_key(
+                    point_kind,
+                    str(point.get("value") or ""),
+                    region=region,
+                    service=point.get("service"),
+                )
                 if not normalized.value:
                     continue
-                contacts.append({"party_id": party_id, "kind": point_kind,
-                                 "service": point.get("service"), "value": normalized.value,
-                                 "key": normalized.key, "label": point.get("label"),
-                                 "is_primary": bool(point.get("is_primary")),
-                                 "valid": normalized.valid})
-            audits.append({"at": now, "actor_id": actor_id, "actor_label": work.actor.label,
-                           "entity": "party", "record_id": party_id, "action": "create",
-                           "changes": {"name": [None, name], "bulk": [None, True]}})
+                contacts.append(
+                    {
+                        "party_id": party_id,
+                        "kind": point_kind,
+                        "service": point.get("service"),
+                        "value": normalized.value,
+                        "key": normalized.key,
+                        "label": point.get("label"),
+                        "is_primary": bool(point.get("is_primary")),
+                        "valid": normalized.valid,
+                    }
+                )
+            audits.append(
+                {
+                    "at": now,
+                    "actor_id": actor_id,
+                    "actor_label": work.actor.label,
+                    "entity": "party",
+                    "record_id": party_id,
+                    "action": "create",
+                    "changes": {"name": [None, name], "bulk": [None, True]},
+                }
+            )
         insert_rows(connection, Party.__table__, parties)
         insert_rows(connection, ContactPoint.__table__, contacts)
         insert_rows(connection, StageMove.__table__, moves)
         insert_rows(connection, AuditEntry.__table__, audits)
-        tags = [(party_id, row.get("tags")) for party_id, row in zip(ids, chunk, strict=True)
-                if row.get("tags")]
+        tags = [
+            (party_id, row.get("tags"))
+            for party_id, row in zip(ids, chunk, strict=True)
+            if row.get("tags")
+        ]
         for party_id, names in tags:
             _tag(work, party_id, names)
         for party_id in ids:
@@ -216,29 +290,34 @@ def bulk_create_parties(service: PartyService, rows: Iterable[Mapping[str, Any]]
     return BulkResult(len(all_ids), all_ids)
 
 
-def _place(party: dict[str, Any], row: Mapping[str, Any], pipelines: Sequence[Any],
-           row_number: int) -> None:
+def _place(
+    party: dict[str, Any], row: Mapping[str, Any], pipelines: Sequence[Any], row_number: int
+) -> None:
     name, stage = row.get("pipeline"), row.get("stage")
     pipeline = None
     if name:
         pipeline = next((p for p in pipelines if p.name == name), None)
         if pipeline is None:
-            raise ValidationFailed({"pipeline": [f"no pipeline {name!r} for parties"]},
-                                   entity="party", row=row_number)
+            raise ValidationFailed(
+                {"pipeline": [f"no pipeline {name!r} for parties"]}, entity="party", row=row_number
+            )
     else:
         for candidate in pipelines:
-            if candidate.default and (candidate.applies_to is None
-                                      or evaluate(candidate.applies_to, party)):
+            if candidate.default and (
+                candidate.applies_to is None or evaluate(candidate.applies_to, party)
+            ):
                 pipeline = candidate
                 break
     if pipeline is None:
         if stage:
-            raise ValidationFailed({"pipeline": ["give the pipeline of the stage"]},
-                                   entity="party", row=row_number)
+            raise ValidationFailed(
+                {"pipeline": ["give the pipeline of the stage"]}, entity="party", row=row_number
+            )
         return
     if stage and not pipeline.has_stage(stage):
-        raise ValidationFailed({"stage": [f"{pipeline.title} has no stage {stage!r}"]},
-                               entity="party", row=row_number)
+        raise ValidationFailed(
+            {"stage": [f"{pipeline.title} has no stage {stage!r}"]}, entity="party", row=row_number
+        )
     party["pipeline"] = pipeline.name
     party["stage"] = stage or pipeline.initial_stage.name
 
@@ -248,4 +327,3 @@ def _tag(work: Any, party_id: int, names: Iterable[str]) -> None:
 
     for tag_id in work.groups.tag_ids(names).values():
         work.session.add(Tagging(tag_id=tag_id, entity="party", record_id=party_id))
-

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 def address_key(channel: Channel, address: str, region: str) -> str:
     """The normalized key of an address on a channel (what contact points are matched by)."""
-    return contact_key(channel.address_kind.value, address, region=region,
-                       service=channel.service).key
+    return contact_key(
+        channel.address_kind.value, address, region=region, service=channel.service
+    ).key
 
 
 class ChannelService:
@@ -68,11 +69,22 @@ class ChannelService:
 
     # -- outbound ----------------------------------------------------------------------
 
-    def send(self, channel_name: str, *, to: str, body: str, subject: str | None = None,
-             html: str | None = None, party_id: int | None = None,
-             record: tuple[str, int] | None = None, in_reply_to: str | None = None,
-             references: tuple[str, ...] = (), attachment_ids: tuple[int, ...] = (),
-             account: str | None = None, idempotency_key: str | None = None) -> Activity:
+    def send(
+        self,
+        channel_name: str,
+        *,
+        to: str,
+        body: str,
+        subject: str | None = None,
+        html: str | None = None,
+        party_id: int | None = None,
+        record: tuple[str, int] | None = None,
+        in_reply_to: str | None = None,
+        references: tuple[str, ...] = (),
+        attachment_ids: tuple[int, ...] = (),
+        account: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Activity:
         """Queue a message: a timeline entry now, the delivery by a worker after commit."""
         channel = self.channel(channel_name)
         if not channel.can(Capability.SEND):
@@ -87,17 +99,32 @@ class ChannelService:
         for attachment_id in attachment_ids:
             self.work.attachments.get(attachment_id)
         activity = self.work.timeline.add(
-            channel.activity_kind, party_id=party_id, subject=subject, body=body,
-            record=record, direction="out", channel=channel.name, status="queued",
+            channel.activity_kind,
+            party_id=party_id,
+            subject=subject,
+            body=body,
+            record=record,
+            direction="out",
+            channel=channel.name,
+            status="queued",
             data={"to": to, "account": account, "html": bool(html)},
         )
         self.work.flush()
         key = idempotency_key or f"{channel.name}:activity:{activity.id}"
         message = OutboundMessage(
-            channel=channel.name, to=to.strip(), body=body, subject=subject, html=html,
-            idempotency_key=key, party_id=party_id, record_entity=record[0] if record else None,
-            record_id=record[1] if record else None, sender_user_id=self.work.actor.user_id,
-            account=account, in_reply_to=in_reply_to, references=references,
+            channel=channel.name,
+            to=to.strip(),
+            body=body,
+            subject=subject,
+            html=html,
+            idempotency_key=key,
+            party_id=party_id,
+            record_entity=record[0] if record else None,
+            record_id=record[1] if record else None,
+            sender_user_id=self.work.actor.user_id,
+            account=account,
+            in_reply_to=in_reply_to,
+            references=references,
             activity_id=activity.id,
         )
         payload = attrs.asdict(message, recurse=True)
@@ -111,8 +138,10 @@ class ChannelService:
         """Record an inbound message once; returns ``None`` when it was already recorded."""
         channel = self.channel(message.channel)
         existing = self.work.session.scalar(
-            select(Activity.id).where(Activity.channel == channel.name,
-                                      Activity.external_id == message.external_id))
+            select(Activity.id).where(
+                Activity.channel == channel.name, Activity.external_id == message.external_id
+            )
+        )
         if existing is not None:
             return None
         party_id = self.resolve(channel.address_kind.value, message.sender, channel.service)
@@ -120,31 +149,57 @@ class ChannelService:
         if party_id is None:
             party_id, status = self._unknown_sender(channel, message)
         activity = self.work.timeline.add(
-            channel.activity_kind, party_id=party_id, subject=message.subject,
-            body=message.body, direction="in", channel=channel.name,
-            external_id=message.external_id, occurred_at=message.received_at or utcnow(),
+            channel.activity_kind,
+            party_id=party_id,
+            subject=message.subject,
+            body=message.body,
+            direction="in",
+            channel=channel.name,
+            external_id=message.external_id,
+            occurred_at=message.received_at or utcnow(),
             status=status,
-            data={"from": message.sender, "from_name": message.sender_name,
-                  "to": list(message.recipients), "refs": list(message.thread_refs),
-                  "account": message.account, "has_html": bool(message.html),
-                  **message.meta},
+            data={
+                "from": message.sender,
+                "from_name": message.sender_name,
+                "to": list(message.recipients),
+                "refs": list(message.thread_refs),
+                "account": message.account,
+                "has_html": bool(message.html),
+                **message.meta,
+            },
         )
         self.work.flush()
         for attachment in message.attachments:
             if attachment.data is None:
                 continue
-            stored = self.work.attachments.add(
-                attachment.filename, attachment.data, party_id=party_id,
-                record=("activity", activity.id), content_type=attachment.content_type,
-                timeline=False) if party_id is not None else None
+            stored = (
+                self.work.attachments.add(
+                    attachment.filename,
+                    attachment.data,
+                    party_id=party_id,
+                    record=("activity", activity.id),
+                    content_type=attachment.content_type,
+                    timeline=False,
+                )
+                if party_id is not None
+                else None
+            )
             if stored is not None:
-                activity.data = {**activity.data,
-                                 "attachments": [*activity.data.get("attachments", []),
-                                                 stored.id]}
-        self.work.crm.pm.hook.crmkit_message_received(work=self.work, message=message,
-                                                      activity=activity)
-        self.work.emit(events.MESSAGE_RECEIVED, "activity", activity.id, party_id=party_id,
-                       channel=channel.name, status=status)
+                activity.data = {
+                    **activity.data,
+                    "attachments": [*activity.data.get("attachments", []), stored.id],
+                }
+        self.work.crm.pm.hook.crmkit_message_received(
+            work=self.work, message=message, activity=activity
+        )
+        self.work.emit(
+            events.MESSAGE_RECEIVED,
+            "activity",
+            activity.id,
+            party_id=party_id,
+            channel=channel.name,
+            status=status,
+        )
         return activity
 
     def _unknown_sender(self, channel: Channel, message: InboundMessage) -> tuple[int | None, str]:
@@ -153,11 +208,21 @@ class ChannelService:
             return None, "triage"
         name = message.sender_name or message.sender
         contact_kind = channel.address_kind.value
-        party = self.work.parties.create({
-            "kind": "person", "name": name, "source": channel.name, "owner_id": None,
-            "contact_points": [{"kind": contact_kind, "value": message.sender,
-                                **({"service": channel.service} if channel.service else {})}],
-        })
+        party = self.work.parties.create(
+            {
+                "kind": "person",
+                "name": name,
+                "source": channel.name,
+                "owner_id": None,
+                "contact_points": [
+                    {
+                        "kind": contact_kind,
+                        "value": message.sender,
+                        **({"service": channel.service} if channel.service else {}),
+                    }
+                ],
+            }
+        )
         return party.id, "new"
 
     def attach_to_party(self, activity_id: int, party_id: int) -> Activity:
@@ -169,14 +234,21 @@ class ChannelService:
         party = self.work.parties.get(party_id, action="update")
         channel = self.channel(activity.channel or "")
         sender = (activity.data or {}).get("from")
-        if sender and channel.address_kind in (AddressKind.EMAIL, AddressKind.PHONE,
-                                               AddressKind.MESSENGER):
+        if sender and channel.address_kind in (
+            AddressKind.EMAIL,
+            AddressKind.PHONE,
+            AddressKind.MESSENGER,
+        ):
             key = address_key(channel, sender, self.region)
-            known = self.work.session.scalar(select(ContactPoint.id).where(
-                ContactPoint.party_id == party.id, ContactPoint.key == key))
+            known = self.work.session.scalar(
+                select(ContactPoint.id).where(
+                    ContactPoint.party_id == party.id, ContactPoint.key == key
+                )
+            )
             if known is None:
-                self.work.parties.add_contact(party, channel.address_kind.value, sender,
-                                              service=channel.service)
+                self.work.parties.add_contact(
+                    party, channel.address_kind.value, sender, service=channel.service
+                )
         activity.party_id = party.id
         activity.status = "new"
         self.work.timeline.touch(party.id, activity.occurred_at)
@@ -190,17 +262,28 @@ class ChannelService:
         channel = self.channel(call.channel)
         external_id = f"call:{call.call_id}"
         activity = self.work.session.scalar(
-            select(Activity).where(Activity.channel == channel.name,
-                                   Activity.external_id == external_id))
+            select(Activity).where(
+                Activity.channel == channel.name, Activity.external_id == external_id
+            )
+        )
         when = call.at or utcnow()
         if activity is None:
             party_id = self.resolve("phone", call.remote)
             activity = self.work.timeline.add(
-                "call", party_id=party_id, subject=call.remote, direction=call.direction,
-                channel=channel.name, external_id=external_id, occurred_at=when,
+                "call",
+                party_id=party_id,
+                subject=call.remote,
+                direction=call.direction,
+                channel=channel.name,
+                external_id=external_id,
+                occurred_at=when,
                 status=call.phase.value,
-                data={"remote": call.remote, "extension": call.extension,
-                      "user_id": call.user_id, "phases": {call.phase.value: when.isoformat()}},
+                data={
+                    "remote": call.remote,
+                    "extension": call.extension,
+                    "user_id": call.user_id,
+                    "phases": {call.phase.value: when.isoformat()},
+                },
             )
         else:
             data: dict[str, Any] = dict(activity.data or {})
@@ -216,6 +299,12 @@ class ChannelService:
                 activity.status = call.phase.value
         self.work.flush()
         self.work.crm.pm.hook.crmkit_call_event(work=self.work, call=call, activity=activity)
-        self.work.emit(events.CALL_EVENT, "activity", activity.id, party_id=activity.party_id,
-                       phase=call.phase.value, direction=call.direction)
+        self.work.emit(
+            events.CALL_EVENT,
+            "activity",
+            activity.id,
+            party_id=activity.party_id,
+            phase=call.phase.value,
+            direction=call.direction,
+        )
         return activity

@@ -34,8 +34,10 @@ class CustomFieldService:
         """Field key -> definition for ``entity``, in display order."""
         if entity not in self._cache:
             rows = self.work.session.scalars(
-                select(FieldDefinition).where(FieldDefinition.entity == entity)
-                .order_by(FieldDefinition.position, FieldDefinition.id))
+                select(FieldDefinition)
+                .where(FieldDefinition.entity == entity)
+                .order_by(FieldDefinition.position, FieldDefinition.id)
+            )
             self._cache[entity] = {row.key: row for row in rows}
         return self._cache[entity]
 
@@ -46,8 +48,7 @@ class CustomFieldService:
             loaded = FieldDefinitionSchema().load({**(data or {}), **values})
         except ValidationError as exc:
             raise ValidationFailed(exc.messages) from None  # type: ignore[arg-type]
-        entity = self.work.crm.entities[loaded["entity"]] if loaded["entity"] in \
-            self.work.crm.entities else None
+        entity = self.work.crm.entities.by_name.get(loaded["entity"])
         if entity is None or not entity.custom_fields:
             raise ValidationFailed({"entity": [f"{loaded['entity']} has no custom fields"]})
         if loaded["key"] in self.definitions(loaded["entity"]):
@@ -58,8 +59,9 @@ class CustomFieldService:
         self.work.session.add(definition)
         self.work.flush()
         self._cache.pop(loaded["entity"], None)
-        self.work.audit("field_definition", definition.id, "create",
-                        {k: [None, v] for k, v in loaded.items()})
+        self.work.audit(
+            "field_definition", definition.id, "create", {k: [None, v] for k, v in loaded.items()}
+        )
         return definition
 
     def validate(self, entity: str, values: dict[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -121,8 +123,10 @@ class CustomFieldService:
             if isinstance(value, dt.date):
                 return value.isoformat()
             text = str(value).strip()
-            for parse in (dt.date.fromisoformat,
-                          lambda t: dt.datetime.strptime(t, "%d.%m.%Y").date()):
+            for parse in (
+                dt.date.fromisoformat,
+                lambda t: dt.datetime.strptime(t, "%d.%m.%Y").date(),
+            ):
                 try:
                     return parse(text).isoformat()
                 except ValueError:

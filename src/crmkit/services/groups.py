@@ -35,9 +35,14 @@ class GroupService:
             raise NotFound("group", group_id)
         return group
 
-    def create(self, name: str, parent_id: int | None = None, *,
-               rules: dict[str, Any] | None = None,
-               price_level: str | None = None) -> PartyGroup:
+    def create(
+        self,
+        name: str,
+        parent_id: int | None = None,
+        *,
+        rules: dict[str, Any] | None = None,
+        price_level: str | None = None,
+    ) -> PartyGroup:
         """A new group under ``parent_id`` (top level when ``None``); with ``rules`` a smart one."""
         self.work.access.require("party_group", "create")
         if not name or not name.strip():
@@ -45,13 +50,23 @@ class GroupService:
         parent = self.get(parent_id) if parent_id is not None else None
         if parent is not None and parent.smart:
             raise ValidationFailed({"parent_id": ["a smart group cannot hold subgroups"]})
-        group = PartyGroup(name=name.strip(), parent_id=parent_id, smart=rules is not None,
-                           rules=rules, price_level=price_level, path="/")
+        group = PartyGroup(
+            name=name.strip(),
+            parent_id=parent_id,
+            smart=rules is not None,
+            rules=rules,
+            price_level=price_level,
+            path="/",
+        )
         self.session.add(group)
         self.work.flush()
         group.path = f"{parent.path if parent else '/'}{group.id}/"
-        self.work.audit("party_group", group.id, "create",
-                        {"name": [None, group.name], "parent_id": [None, parent_id]})
+        self.work.audit(
+            "party_group",
+            group.id,
+            "create",
+            {"name": [None, group.name], "parent_id": [None, parent_id]},
+        )
         return group
 
     def move(self, group_id: int, new_parent_id: int | None) -> PartyGroup:
@@ -64,9 +79,13 @@ class GroupService:
         old_path = group.path
         new_path = f"{parent.path if parent else '/'}{group.id}/"
         self.session.execute(
-            update(PartyGroup).where(PartyGroup.path.startswith(old_path))
-            .values(path=literal(new_path, String) + func.substr(PartyGroup.path, len(old_path) + 1))
-            .execution_options(synchronize_session=False))
+            update(PartyGroup)
+            .where(PartyGroup.path.startswith(old_path))
+            .values(
+                path=literal(new_path, String) + func.substr(PartyGroup.path, len(old_path) + 1)
+            )
+            .execution_options(synchronize_session=False)
+        )
         old_parent = group.parent_id
         group.parent_id = new_parent_id
         self.work.flush()
@@ -81,8 +100,11 @@ class GroupService:
     def subtree_ids(self, group_id: int) -> list[int]:
         """A group's id and the ids of all its subgroups."""
         group = self.get(group_id)
-        return list(self.session.scalars(
-            select(PartyGroup.id).where(PartyGroup.path.startswith(group.path))))
+        return list(
+            self.session.scalars(
+                select(PartyGroup.id).where(PartyGroup.path.startswith(group.path))
+            )
+        )
 
     def add_members(self, group_id: int, party_ids: Iterable[int]) -> int:
         """Put visible parties in a static group; returns how many were added."""
@@ -91,15 +113,23 @@ class GroupService:
             raise ValidationFailed({"group": ["a smart group's members follow its rules"]})
         self.work.access.require("party", "update")
         ids = sorted(set(party_ids))
-        visible = set(self.session.scalars(
-            self.work.parties.query("update").with_only_columns(self.work.parties.model.id)
-            .where(self.work.parties.model.id.in_(ids))))
+        visible = set(
+            self.session.scalars(
+                self.work.parties.query("update")
+                .with_only_columns(self.work.parties.model.id)
+                .where(self.work.parties.model.id.in_(ids))
+            )
+        )
         missing = [i for i in ids if i not in visible]
         if missing:
             raise NotFound("party", missing[0])
-        present = set(self.session.scalars(
-            select(GroupMembership.party_id).where(GroupMembership.group_id == group_id,
-                                                   GroupMembership.party_id.in_(ids))))
+        present = set(
+            self.session.scalars(
+                select(GroupMembership.party_id).where(
+                    GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
+                )
+            )
+        )
         added = [i for i in ids if i not in present]
         for party_id in added:
             self.session.add(GroupMembership(group_id=group_id, party_id=party_id))
@@ -113,8 +143,10 @@ class GroupService:
         self.work.access.require("party", "update")
         ids = list(set(party_ids))
         result = self.session.execute(
-            delete(GroupMembership).where(GroupMembership.group_id == group_id,
-                                          GroupMembership.party_id.in_(ids)))
+            delete(GroupMembership).where(
+                GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
+            )
+        )
         for party_id in ids:
             self.work.audit("party", party_id, "ungroup", {"groups": [group_id, None]})
         return int(result.rowcount or 0)
@@ -122,12 +154,18 @@ class GroupService:
     def groups_of(self, party_id: int) -> list[PartyGroup]:
         """The static groups a visible party is in."""
         self.work.parties.get(party_id)
-        return list(self.session.scalars(
-            select(PartyGroup).join(GroupMembership, GroupMembership.group_id == PartyGroup.id)
-            .where(GroupMembership.party_id == party_id).order_by(PartyGroup.path)))
+        return list(
+            self.session.scalars(
+                select(PartyGroup)
+                .join(GroupMembership, GroupMembership.group_id == PartyGroup.id)
+                .where(GroupMembership.party_id == party_id)
+                .order_by(PartyGroup.path)
+            )
+        )
 
-    def grant(self, group_id: int, *, user_id: int | None = None,
-              role: str | None = None) -> GroupGrant:
+    def grant(
+        self, group_id: int, *, user_id: int | None = None, role: str | None = None
+    ) -> GroupGrant:
         """Let a user or a role reach this group's parties under the ``group`` scope."""
         self.work.access.require("permission", "update")
         self.get(group_id)
@@ -136,9 +174,12 @@ class GroupService:
         grant = GroupGrant(group_id=group_id, user_id=user_id, role=role)
         self.session.add(grant)
         self.work.flush()
-        self.work.audit("group_grant", grant.id, "create",
-                        {"group_id": [None, group_id], "user_id": [None, user_id],
-                         "role": [None, role]})
+        self.work.audit(
+            "group_grant",
+            grant.id,
+            "create",
+            {"group_id": [None, group_id], "user_id": [None, user_id], "role": [None, role]},
+        )
         return grant
 
     # -- tags ----------------------------------------------------------------------------
@@ -148,8 +189,12 @@ class GroupService:
         wanted = sorted({n.strip() for n in names if n and n.strip()})
         if not wanted:
             return {}
-        found = {name: tag_id for name, tag_id in self.session.execute(
-            select(Tag.name, Tag.id).where(Tag.name.in_(wanted)))}
+        found = {
+            name: tag_id
+            for name, tag_id in self.session.execute(
+                select(Tag.name, Tag.id).where(Tag.name.in_(wanted))
+            )
+        }
         for name in wanted:
             if name not in found:
                 if len(name) > 100:

@@ -61,8 +61,9 @@ class MoveService:
             raise ValidationFailed({"pipeline": ["this record is not in a pipeline"]})
         return self.work.crm.pipeline(record.pipeline)
 
-    def place(self, record: Any, entity: EntityType, pipeline_name: str | None,
-              stage: str | None) -> None:
+    def place(
+        self, record: Any, entity: EntityType, pipeline_name: str | None, stage: str | None
+    ) -> None:
         """Put a new record in a pipeline: the named one, or the entity's default one.
 
         The record starts in the pipeline's initial stage, or in ``stage`` when given
@@ -78,8 +79,9 @@ class MoveService:
         else:
             pipeline = crm.pipelines.get(pipeline_name)
             if pipeline is None or pipeline.entity != entity.name:
-                raise ValidationFailed({"pipeline": [f"no pipeline {pipeline_name!r} "
-                                                     f"for {entity.name}"]})
+                raise ValidationFailed(
+                    {"pipeline": [f"no pipeline {pipeline_name!r} for {entity.name}"]}
+                )
         if stage is None:
             target = pipeline.initial_stage
         else:
@@ -98,23 +100,36 @@ class MoveService:
                 continue
             if pipeline.applies_to is None:
                 return pipeline
-            values = {c.key: getattr(record, c.key, None)
-                      for c in entity.model.__table__.columns}
+            values = {c.key: getattr(record, c.key, None) for c in entity.model.__table__.columns}
             if evaluate(pipeline.applies_to, values):
                 return pipeline
         return None
 
     def record_placement(self, record: Any, entity: EntityType) -> None:
         """History of a new record's first stage (called once the record has an id)."""
-        self.work.session.add(StageMove(
-            entity=entity.name, record_id=record.id, pipeline=record.pipeline, from_stage=None,
-            to_stage=record.stage, actor_id=self.work.actor.user_id,
-            at=record.stage_entered_at, owner_id=getattr(record, "owner_id", None),
-        ))
+        self.work.session.add(
+            StageMove(
+                entity=entity.name,
+                record_id=record.id,
+                pipeline=record.pipeline,
+                from_stage=None,
+                to_stage=record.stage,
+                actor_id=self.work.actor.user_id,
+                at=record.stage_entered_at,
+                owner_id=getattr(record, "owner_id", None),
+            )
+        )
 
-    def move(self, record: Any, to: str, *, comment: str | None = None,
-             fields: Mapping[str, Any] | None = None, expected_version: int | None = None,
-             entity: str | None = None) -> MoveContext:
+    def move(
+        self,
+        record: Any,
+        to: str,
+        *,
+        comment: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        entity: str | None = None,
+    ) -> MoveContext:
         """Move ``record`` (an instance, or an id with ``entity``) to stage ``to``.
 
         ``fields`` are set on the record first (the small form a move may ask for), so
@@ -136,8 +151,12 @@ class MoveService:
         self.work.flush()  # so that discarding the record's unsaved state below loses nothing
         changes: dict[str, Any] = {}
         move = MoveContext(
-            work=self.work, pipeline=pipeline, entity=entity_type, record=record,
-            source=record.stage, target=pipeline.stage(to),
+            work=self.work,
+            pipeline=pipeline,
+            entity=entity_type,
+            record=record,
+            source=record.stage,
+            target=pipeline.stage(to),
             transition=pipeline.transition(record.stage, to) if record.stage else None,
             comment=(comment or "").strip() or None,
         )
@@ -157,8 +176,14 @@ class MoveService:
         self.work.crm.pm.hook.crmkit_after_stage_move(move=move)
         return move
 
-    def move_many(self, records: Iterable[Any], to: str, *, comment: str | None = None,
-                  entity: str | None = None) -> BulkMoveResult:
+    def move_many(
+        self,
+        records: Iterable[Any],
+        to: str,
+        *,
+        comment: str | None = None,
+        entity: str | None = None,
+    ) -> BulkMoveResult:
         """Move many records (a bulk action); each refused one is reported, not fatal."""
         moved: list[int] = []
         refused: dict[int, str] = {}
@@ -181,8 +206,9 @@ class MoveService:
         may_move = self.work.access.can(entity_type.name, "move")
         options = []
         for transition in pipeline.transitions_from(record.stage):
-            allowed = may_move and (not transition.roles or actor.system
-                                    or bool(actor.roles & set(transition.roles)))
+            allowed = may_move and (
+                not transition.roles or actor.system or bool(actor.roles & set(transition.roles))
+            )
             options.append(MoveOption(pipeline.stage(transition.target), transition, allowed))
         return options
 
@@ -190,7 +216,10 @@ class MoveService:
         """Every move of a visible record, oldest first."""
         entity_type = self._entity(record, entity)
         record = self.work.records(entity_type.name).get(record)
-        return list(self.work.session.scalars(
-            select(StageMove).where(StageMove.entity == entity_type.name,
-                                    StageMove.record_id == record.id)
-            .order_by(StageMove.at, StageMove.id)))
+        return list(
+            self.work.session.scalars(
+                select(StageMove)
+                .where(StageMove.entity == entity_type.name, StageMove.record_id == record.id)
+                .order_by(StageMove.at, StageMove.id)
+            )
+        )

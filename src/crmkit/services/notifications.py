@@ -28,19 +28,32 @@ class NotificationService:
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
 
-    def notify(self, user_id: int, kind: str, text: str, *, party_id: int | None = None,
-               record: tuple[str, int] | None = None) -> Notification:
+    def notify(
+        self,
+        user_id: int,
+        kind: str,
+        text: str,
+        *,
+        party_id: int | None = None,
+        record: tuple[str, int] | None = None,
+    ) -> Notification:
         """Queue a notification for ``user_id``; it is published once the transaction commits."""
         notification = Notification(
-            user_id=user_id, kind=kind, text=text, party_id=party_id,
-            record_entity=record[0] if record else None, record_id=record[1] if record else None,
+            user_id=user_id,
+            kind=kind,
+            text=text,
+            party_id=party_id,
+            record_entity=record[0] if record else None,
+            record_id=record[1] if record else None,
             created_at=utcnow(),
         )
         self.work.session.add(notification)
         publish = getattr(self.work.crm, "publish_notification", None)
         if publish is not None:
+
             def after() -> None:
                 publish(user_id, notification.id)
+
             self.work.after_commit(after)
         return notification
 
@@ -51,23 +64,32 @@ class NotificationService:
 
     def unread_count(self) -> int:
         """How many of the actor's notifications are unread."""
-        return int(self.work.session.scalar(
-            select(func.count()).select_from(Notification)
-            .where(Notification.user_id == self._own(), Notification.read_at.is_(None))) or 0)
+        return int(
+            self.work.session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.user_id == self._own(), Notification.read_at.is_(None))
+            )
+            or 0
+        )
 
     def latest(self, limit: int = 20, unread_only: bool = False) -> list[Notification]:
         """The actor's newest notifications."""
         statement = select(Notification).where(Notification.user_id == self._own())
         if unread_only:
             statement = statement.where(Notification.read_at.is_(None))
-        return list(self.work.session.scalars(
-            statement.order_by(Notification.id.desc()).limit(limit)))
+        return list(
+            self.work.session.scalars(statement.order_by(Notification.id.desc()).limit(limit))
+        )
 
     def mark_read(self, ids: list[int] | None = None) -> int:
         """Mark some (or all) of the actor's notifications read; returns how many changed."""
-        statement = (update(Notification)
-                     .where(Notification.user_id == self._own(), Notification.read_at.is_(None))
-                     .values(read_at=utcnow()).execution_options(synchronize_session=False))
+        statement = (
+            update(Notification)
+            .where(Notification.user_id == self._own(), Notification.read_at.is_(None))
+            .values(read_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
         if ids is not None:
             statement = statement.where(Notification.id.in_(ids))
         return int(self.work.session.execute(statement).rowcount or 0)

@@ -27,17 +27,32 @@ class OutboxService:
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
 
-    def add(self, kind: str, payload: dict[str, Any], *, idempotency_key: str | None = None,
-            party_id: int | None = None, max_attempts: int = 8) -> OutboxItem:
+    def add(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        party_id: int | None = None,
+        max_attempts: int = 8,
+    ) -> OutboxItem:
         """Queue a side effect; an item with the same idempotency key is returned instead."""
         key = idempotency_key or f"{kind}:{uuid.uuid4()}"
         existing = self.work.session.scalar(
-            select(OutboxItem).where(OutboxItem.idempotency_key == key))
+            select(OutboxItem).where(OutboxItem.idempotency_key == key)
+        )
         if existing is not None:
             return existing
-        item = OutboxItem(kind=kind, payload=payload, idempotency_key=key, party_id=party_id,
-                          actor_id=self.work.actor.user_id, max_attempts=max_attempts,
-                          created_at=utcnow(), next_attempt_at=utcnow())
+        item = OutboxItem(
+            kind=kind,
+            payload=payload,
+            idempotency_key=key,
+            party_id=party_id,
+            actor_id=self.work.actor.user_id,
+            max_attempts=max_attempts,
+            created_at=utcnow(),
+            next_attempt_at=utcnow(),
+        )
         self.work.session.add(item)
         self.work.flush()
         notify = getattr(self.work.crm, "outbox_wakeup", None)

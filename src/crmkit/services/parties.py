@@ -60,22 +60,29 @@ class PartyService(EntityService):
         kind = values.setdefault("kind", PartyKind.ORGANISATION.value)
         if not (values.get("name") or "").strip() and kind == PartyKind.PERSON:
             values["name"] = " ".join(
-                p for p in (values.get("first_name"), values.get("last_name")) if p)
+                p for p in (values.get("first_name"), values.get("last_name")) if p
+            )
         values["name"] = values["name"].strip()
         values["name_key"] = name_key(values["name"], kind)
         record = super().build(values)
         record.last_activity_at = record.created_at = record.updated_at = utcnow()
         return record
 
-    def after_create(self, record: Any, values: Mapping[str, Any],
-                     extra: Mapping[str, Any]) -> None:
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
         for point in extra.get("contact_points") or ():
             self._add_point(record, point)
         if extra.get("contact_points"):
             self.work.flush()
 
-    def after_update(self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any],
-                     changes: dict[str, Any]) -> None:
+    def after_update(
+        self,
+        record: Any,
+        values: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        changes: dict[str, Any],
+    ) -> None:
         if "name" in changes or "kind" in changes:
             record.name_key = name_key(record.name, record.kind)
         if "contact_points" in extra:
@@ -91,29 +98,57 @@ class PartyService(EntityService):
         kind = point["kind"]
         if kind not in CONTACT_KINDS:
             raise ValidationFailed({"contact_points": [f"unknown kind {kind!r}"]})
-        normalized = contact_key(kind, point["value"], region=self.region,
-                                 service=point.get("service"))
+        normalized = contact_key(
+            kind, point["value"], region=self.region, service=point.get("service")
+        )
         if not normalized.value:
             raise ValidationFailed({"contact_points": [f"empty {kind}"]})
         contact = ContactPoint(
-            party_id=party.id, kind=kind, service=point.get("service"), value=normalized.value,
-            key=normalized.key, label=point.get("label"),
-            is_primary=bool(point.get("is_primary")), valid=normalized.valid,
+            party_id=party.id,
+            kind=kind,
+            service=point.get("service"),
+            value=normalized.value,
+            key=normalized.key,
+            label=point.get("label"),
+            is_primary=bool(point.get("is_primary")),
+            valid=normalized.valid,
         )
         party.contact_points.append(contact)
         return contact
 
-    def add_contact(self, party: Any, kind: str, value: str, *, service: str | None = None,
-                    label: str | None = None, is_primary: bool = False) -> ContactPoint:
+    def add_contact(
+        self,
+        party: Any,
+        kind: str,
+        value: str,
+        *,
+        service: str | None = None,
+        label: str | None = None,
+        is_primary: bool = False,
+    ) -> ContactPoint:
         """Add a phone, email, messenger handle or website to a party."""
         party = self.get(party, action="update")
-        contact = self._add_point(party, {"kind": kind, "value": value, "service": service,
-                                          "label": label, "is_primary": is_primary})
+        contact = self._add_point(
+            party,
+            {
+                "kind": kind,
+                "value": value,
+                "service": service,
+                "label": label,
+                "is_primary": is_primary,
+            },
+        )
         self.work.flush()
-        self.work.audit("party", party.id, "update",
-                        {"contact_points": [None, f"{kind}: {contact.value}"]})
-        self.work.emit(events.RECORD_UPDATED, "party", party.id, party_id=party.id,
-                       changes={"contact_points": [None, contact.value]})
+        self.work.audit(
+            "party", party.id, "update", {"contact_points": [None, f"{kind}: {contact.value}"]}
+        )
+        self.work.emit(
+            events.RECORD_UPDATED,
+            "party",
+            party.id,
+            party_id=party.id,
+            changes={"contact_points": [None, contact.value]},
+        )
         return contact
 
     def remove_contact(self, party: Any, contact_id: int) -> None:
@@ -124,8 +159,12 @@ class PartyService(EntityService):
             raise NotFound("contact_point", contact_id)
         party.contact_points.remove(contact)
         self.work.flush()
-        self.work.audit("party", party.id, "update",
-                        {"contact_points": [f"{contact.kind}: {contact.value}", None]})
+        self.work.audit(
+            "party",
+            party.id,
+            "update",
+            {"contact_points": [f"{contact.kind}: {contact.value}", None]},
+        )
 
     def replace_contacts(self, party: Party, points: Sequence[Mapping[str, Any]]) -> None:
         """Make a party's contact points exactly ``points`` (kept ones keep their ids)."""
@@ -134,11 +173,17 @@ class PartyService(EntityService):
         for point in points:
             existing = by_id.get(point.get("id")) if point.get("id") else None
             if existing is not None:
-                normalized = contact_key(existing.kind if "kind" not in point else point["kind"],
-                                         point["value"], region=self.region,
-                                         service=point.get("service", existing.service))
-                existing.value, existing.key, existing.valid = (normalized.value, normalized.key,
-                                                                normalized.valid)
+                normalized = contact_key(
+                    point.get("kind", existing.kind),
+                    point["value"],
+                    region=self.region,
+                    service=point.get("service", existing.service),
+                )
+                existing.value, existing.key, existing.valid = (
+                    normalized.value,
+                    normalized.key,
+                    normalized.valid,
+                )
                 existing.label = point.get("label", existing.label)
                 existing.is_primary = bool(point.get("is_primary", existing.is_primary))
                 keep.append(existing)
@@ -165,29 +210,48 @@ class PartyService(EntityService):
             if normalized.valid:
                 keys.add(normalized.key)
         if keys:
-            clauses.append(Party.id.in_(
-                select(ContactPoint.party_id).where(ContactPoint.key.in_(sorted(keys)))))
+            clauses.append(
+                Party.id.in_(
+                    select(ContactPoint.party_id).where(ContactPoint.key.in_(sorted(keys)))
+                )
+            )
         return or_(*clauses) if clauses else Party.id.is_(None)
 
     def by_contact(self, kind: str, value: str, service: str | None = None) -> list[Party]:
         """Visible parties having this phone, email, handle or website (normalized match)."""
         key = contact_key(kind, value, region=self.region, service=service).key
-        return list(self.work.session.scalars(
-            self.query().where(Party.id.in_(
-                select(ContactPoint.party_id).where(ContactPoint.kind == kind,
-                                                    ContactPoint.key == key)))
-            .order_by(Party.id)))
+        return list(
+            self.work.session.scalars(
+                self.query()
+                .where(
+                    Party.id.in_(
+                        select(ContactPoint.party_id).where(
+                            ContactPoint.kind == kind, ContactPoint.key == key
+                        )
+                    )
+                )
+                .order_by(Party.id)
+            )
+        )
 
     def contacts_of(self, organisation_id: int) -> list[Party]:
         """Visible persons working at an organisation."""
         self.get(organisation_id)
-        return list(self.work.session.scalars(
-            self.query().where(Party.organisation_id == organisation_id).order_by(Party.name)))
+        return list(
+            self.work.session.scalars(
+                self.query().where(Party.organisation_id == organisation_id).order_by(Party.name)
+            )
+        )
 
     # -- bulk ----------------------------------------------------------------------------
 
-    def bulk_create(self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 5000,
-                    source: str | None = None) -> BulkResult:
+    def bulk_create(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = 5000,
+        source: str | None = None,
+    ) -> BulkResult:
         """Insert many parties with their contact points, bypassing the ORM unit of work.
 
         Each row is validated like :meth:`create` would (name, kinds, custom fields) and a
@@ -198,4 +262,3 @@ class PartyService(EntityService):
         from crmkit.services.bulk import bulk_create_parties
 
         return bulk_create_parties(self, rows, batch_size=batch_size, source=source)
-

@@ -23,9 +23,13 @@ class PermissionService:
     def table(self) -> list[PermissionRule]:
         """Every cell, by role, entity and action."""
         self.work.access.require("permission", "read")
-        return list(self.work.session.scalars(
-            select(PermissionRule).order_by(PermissionRule.role, PermissionRule.entity,
-                                            PermissionRule.action)))
+        return list(
+            self.work.session.scalars(
+                select(PermissionRule).order_by(
+                    PermissionRule.role, PermissionRule.entity, PermissionRule.action
+                )
+            )
+        )
 
     def roles(self) -> list[RoleDefinition]:
         """Every stored role."""
@@ -42,18 +46,27 @@ class PermissionService:
             raise ValidationFailed({"role": [f"unknown role {role!r}"]})
         if entity != "*" and entity not in self.work.crm.entities:
             raise ValidationFailed({"entity": [f"unknown entity {entity!r}"]})
-        row = self.work.session.scalar(select(PermissionRule).where(
-            PermissionRule.role == role, PermissionRule.entity == entity,
-            PermissionRule.action == action))
+        row = self.work.session.scalar(
+            select(PermissionRule).where(
+                PermissionRule.role == role,
+                PermissionRule.entity == entity,
+                PermissionRule.action == action,
+            )
+        )
         old = row.scope if row else None
         if row is None:
-            row = PermissionRule(role=role, entity=entity, action=action, scope=parsed.label,
-                                 source="admin")
+            row = PermissionRule(
+                role=role, entity=entity, action=action, scope=parsed.label, source="admin"
+            )
             self.work.session.add(row)
         else:
             row.scope = parsed.label
             row.source = "admin"
         self.work.flush()
-        self.work.audit("permission", row.id, "update",
-                        {"cell": [None, f"{role}/{entity}/{action}"], "scope": [old, parsed.label]})
+        self.work.audit(
+            "permission",
+            row.id,
+            "update",
+            {"cell": [None, f"{role}/{entity}/{action}"], "scope": [old, parsed.label]},
+        )
         return row

@@ -115,9 +115,14 @@ class EntityService:
             return {}
         return {k: d.kind for k, d in self.work.custom_fields.definitions(self.entity.name).items()}
 
-    def filtered(self, *, where: Condition | None = None,
-                 filters: Mapping[str, Any] | None = None, search: str | None = None,
-                 action: str = "read") -> Select[Any]:
+    def filtered(
+        self,
+        *,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        action: str = "read",
+    ) -> Select[Any]:
         """The scoped query narrowed by a condition, simple filters and a search text."""
         statement = self.query(action)
         fields = self.work.crm.filter_fields_for(self.entity.name)
@@ -126,7 +131,8 @@ class EntityService:
             statement = statement.where(compile_condition(self.entity, where, kinds, fields))
         if filters:
             statement = statement.where(
-                compile_condition(self.entity, from_simple_filters(filters), kinds, fields))
+                compile_condition(self.entity, from_simple_filters(filters), kinds, fields)
+            )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
@@ -136,8 +142,12 @@ class EntityService:
         if not self.entity.search_attrs:
             raise ValidationFailed({"search": [f"{self.entity.name} cannot be searched"]})
         pattern = f"%{_escape(text.casefold())}%"
-        return or_(*(func.lower(self.entity.column(attr)).like(pattern, escape="\\")
-                     for attr in self.entity.search_attrs))
+        return or_(
+            *(
+                func.lower(self.entity.column(attr)).like(pattern, escape="\\")
+                for attr in self.entity.search_attrs
+            )
+        )
 
     def sort_columns(self) -> dict[str, Any]:
         """Attribute name -> column, for every attribute lists may sort by."""
@@ -145,9 +155,16 @@ class EntityService:
         columns["id"] = self.model.id
         return columns
 
-    def list(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
-             search: str | None = None, order: Sequence[str] | None = None,
-             after: str | None = None, limit: int = 50) -> Page:
+    def list(
+        self,
+        *,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        order: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
         limit = max(1, min(int(limit), MAX_PAGE))
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
@@ -159,21 +176,37 @@ class EntityService:
         next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
         return Page(rows[:limit], next_cursor)
 
-    def count(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
-              search: str | None = None) -> int:
+    def count(
+        self,
+        *,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+    ) -> int:
         """How many visible records match."""
         inner = self.filtered(where=where, filters=filters, search=search)
-        statement = select(func.count()).select_from(inner.with_only_columns(self.model.id)
-                                                     .subquery())
+        statement = select(func.count()).select_from(
+            inner.with_only_columns(self.model.id).subquery()
+        )
         return int(self.session.scalar(statement) or 0)
 
-    def iterate(self, *, where: Condition | None = None, filters: Mapping[str, Any] | None = None,
-                search: str | None = None, batch: int = 1000) -> Iterable[Any]:
+    def iterate(
+        self,
+        *,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        batch: int = 1000,
+    ) -> Iterable[Any]:
         """Every visible matching record, in id order, fetched in batches (exports)."""
         after_id = 0
         while True:
-            statement = (self.filtered(where=where, filters=filters, search=search)
-                         .where(self.model.id > after_id).order_by(self.model.id).limit(batch))
+            statement = (
+                self.filtered(where=where, filters=filters, search=search)
+                .where(self.model.id > after_id)
+                .order_by(self.model.id)
+                .limit(batch)
+            )
             rows = list(self.session.scalars(statement))
             if not rows:
                 return
@@ -193,10 +226,10 @@ class EntityService:
             raise ValidationFailed(_messages(exc), entity=self.entity.name) from None
         if "custom" in values:
             values["custom"] = self.work.custom_fields.validate(
-                self.entity.name, values["custom"] or {}, partial=partial)
+                self.entity.name, values["custom"] or {}, partial=partial
+            )
         elif not partial and self.entity.custom_fields:
-            values["custom"] = self.work.custom_fields.validate(self.entity.name, {},
-                                                                partial=False)
+            values["custom"] = self.work.custom_fields.validate(self.entity.name, {}, partial=False)
         return values
 
     # -- writing ------------------------------------------------------------------------
@@ -215,10 +248,15 @@ class EntityService:
         if "tags" in extra:
             self.set_tags(record, extra["tags"])
         if self.entity.audited:
-            self.work.audit(self.entity.name, record.id, "create",
-                            {k: [None, jsonable(v)] for k, v in loaded.items()})
-        self.work.emit(events.RECORD_CREATED, self.entity.name, record.id,
-                       party_id=self.party_id_of(record))
+            self.work.audit(
+                self.entity.name,
+                record.id,
+                "create",
+                {k: [None, jsonable(v)] for k, v in loaded.items()},
+            )
+        self.work.emit(
+            events.RECORD_CREATED, self.entity.name, record.id, party_id=self.party_id_of(record)
+        )
         return record
 
     def build(self, values: dict[str, Any]) -> Any:
@@ -226,9 +264,8 @@ class EntityService:
         actor = self.work.actor
         if "owner_id" in self.entity.owner_attrs and "owner_id" not in values:
             values["owner_id"] = actor.user_id
-        if "owner_id" in values and values["owner_id"] != actor.user_id:
-            if values["owner_id"] is not None:
-                self.check_assignable(values["owner_id"])
+        if values.get("owner_id") not in (None, actor.user_id):
+            self.check_assignable(values["owner_id"])
         if hasattr(self.model, "created_by_id") and "created_by_id" not in values:
             values["created_by_id"] = actor.user_id
         self.check_references(values)
@@ -241,8 +278,9 @@ class EntityService:
             raise ValidationFailed({"pipeline": [f"{self.entity.name} has no pipeline"]})
         return record
 
-    def after_create(self, record: Any, values: Mapping[str, Any],
-                     extra: Mapping[str, Any]) -> None:
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
         """Subclasses add related rows here (contact points, attendees...)."""
 
     def check_assignable(self, owner_id: int) -> None:
@@ -260,12 +298,21 @@ class EntityService:
         """Linked parties must be visible to the actor (no linking to hidden records)."""
         for attr in ("party_id", "organisation_id"):
             party_id = values.get(attr)
-            if party_id is not None and hasattr(self.model, attr):
-                if self.work.records("party").find(party_id) is None:
-                    raise ValidationFailed({attr: [f"no party {party_id}"]})
+            if (
+                party_id is not None
+                and hasattr(self.model, attr)
+                and self.work.records("party").find(party_id) is None
+            ):
+                raise ValidationFailed({attr: [f"no party {party_id}"]})
 
-    def update(self, record: Any, data: Mapping[str, Any] | None = None, *,
-               expected_version: int | None = None, **values: Any) -> Any:
+    def update(
+        self,
+        record: Any,
+        data: Mapping[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
+        **values: Any,
+    ) -> Any:
         """Change fields of a record; the audit entry lists each changed field's old and new value.
 
         ``expected_version`` (the version the user loaded, from an ``If-Match`` header) turns
@@ -277,8 +324,9 @@ class EntityService:
         raw = {**(data or {}), **values}
         blocked = [f for f in PIPELINE_FIELDS if f in raw]
         if blocked:
-            raise ValidationFailed({blocked[0]: ["change the stage with a move, not an edit"]},
-                                   entity=self.entity.name)
+            raise ValidationFailed(
+                {blocked[0]: ["change the stage with a move, not an edit"]}, entity=self.entity.name
+            )
         changes = self.stage_changes(record, raw)
         self.record_update(record, changes)
         return record
@@ -313,8 +361,13 @@ class EntityService:
         self.work.flush()
         if self.entity.audited:
             self.work.audit(self.entity.name, record.id, "update", changes)
-        self.work.emit(events.RECORD_UPDATED, self.entity.name, record.id,
-                       party_id=self.party_id_of(record), changes=changes)
+        self.work.emit(
+            events.RECORD_UPDATED,
+            self.entity.name,
+            record.id,
+            party_id=self.party_id_of(record),
+            changes=changes,
+        )
 
     def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
         """Set attributes that differ; returns ``{field: [old, new]}`` of what changed."""
@@ -333,17 +386,28 @@ class EntityService:
             changes[key] = [jsonable(old), jsonable(new)]
             setattr(record, key, new)
         if any(k in changes for k in ("party_id", "organisation_id")):
-            self.check_references({k: values[k] for k in ("party_id", "organisation_id")
-                                   if k in changes})
+            self.check_references(
+                {k: values[k] for k in ("party_id", "organisation_id") if k in changes}
+            )
         if owner_change is not None:
             self.work.flush()
-            self.work.emit(events.OWNER_CHANGED, self.entity.name, record.id,
-                           party_id=self.party_id_of(record), old=owner_change[0],
-                           new=owner_change[1])
+            self.work.emit(
+                events.OWNER_CHANGED,
+                self.entity.name,
+                record.id,
+                party_id=self.party_id_of(record),
+                old=owner_change[0],
+                new=owner_change[1],
+            )
         return changes
 
-    def after_update(self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any],
-                     changes: dict[str, Any]) -> None:
+    def after_update(
+        self,
+        record: Any,
+        values: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        changes: dict[str, Any],
+    ) -> None:
         """Subclasses update related rows here and add to ``changes``."""
 
     def delete(self, record: Any) -> None:
@@ -352,13 +416,16 @@ class EntityService:
         snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
         party_id = self.party_id_of(record)
         self.session.execute(
-            Tagging.__table__.delete().where(Tagging.entity == self.entity.name,
-                                             Tagging.record_id == record.id))
+            Tagging.__table__.delete().where(
+                Tagging.entity == self.entity.name, Tagging.record_id == record.id
+            )
+        )
         self.session.delete(record)
         self.work.flush()
         if self.entity.audited:
-            self.work.audit(self.entity.name, record.id, "delete",
-                            {k: [v, None] for k, v in snapshot.items()})
+            self.work.audit(
+                self.entity.name, record.id, "delete", {k: [v, None] for k, v in snapshot.items()}
+            )
         self.work.emit(events.RECORD_DELETED, self.entity.name, record.id, party_id=party_id)
 
     def assign(self, records: Iterable[Any], owner_id: int | None) -> int:
@@ -377,12 +444,12 @@ class EntityService:
             return 0
         changed = 0
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = list(self.session.scalars(
-                self.query("assign").where(self.model.id.in_(chunk))))
+            chunk = ids[start : start + 500]
+            rows = list(self.session.scalars(self.query("assign").where(self.model.id.in_(chunk))))
             if len(rows) != len(chunk):
-                visible = {r.id for r in self.session.scalars(
-                    self.query().where(self.model.id.in_(chunk)))}
+                visible = {
+                    r.id for r in self.session.scalars(self.query().where(self.model.id.in_(chunk)))
+                }
                 missing = [i for i in chunk if i not in visible]
                 if missing:
                     raise NotFound(self.entity.name, missing[0])
@@ -394,8 +461,14 @@ class EntityService:
                 row.owner_id = owner_id
                 changed += 1
                 self.work.audit(self.entity.name, row.id, "assign", {"owner_id": [old, owner_id]})
-                self.work.emit(events.OWNER_CHANGED, self.entity.name, row.id,
-                               party_id=self.party_id_of(row), old=old, new=owner_id)
+                self.work.emit(
+                    events.OWNER_CHANGED,
+                    self.entity.name,
+                    row.id,
+                    party_id=self.party_id_of(row),
+                    old=old,
+                    new=owner_id,
+                )
             self.work.flush()
         return changed
 
@@ -403,10 +476,14 @@ class EntityService:
 
     def tags_of(self, record: Any) -> list[str]:
         """Tag names on a record, sorted."""
-        return list(self.session.scalars(
-            select(Tag.name).join(Tagging, Tagging.tag_id == Tag.id)
-            .where(Tagging.entity == self.entity.name, Tagging.record_id == record.id)
-            .order_by(Tag.name)))
+        return list(
+            self.session.scalars(
+                select(Tag.name)
+                .join(Tagging, Tagging.tag_id == Tag.id)
+                .where(Tagging.entity == self.entity.name, Tagging.record_id == record.id)
+                .order_by(Tag.name)
+            )
+        )
 
     def set_tags(self, record: Any, names: Iterable[str]) -> None:
         """Replace the record's tags (creating unknown tag names)."""
@@ -414,15 +491,23 @@ class EntityService:
         tag_ids = self.work.groups.tag_ids(wanted)
         self.session.execute(
             Tagging.__table__.delete().where(
-                Tagging.entity == self.entity.name, Tagging.record_id == record.id,
-                Tagging.tag_id.not_in(list(tag_ids.values()) or [0])))
-        existing = set(self.session.scalars(
-            select(Tagging.tag_id).where(Tagging.entity == self.entity.name,
-                                         Tagging.record_id == record.id)))
+                Tagging.entity == self.entity.name,
+                Tagging.record_id == record.id,
+                Tagging.tag_id.not_in(list(tag_ids.values()) or [0]),
+            )
+        )
+        existing = set(
+            self.session.scalars(
+                select(Tagging.tag_id).where(
+                    Tagging.entity == self.entity.name, Tagging.record_id == record.id
+                )
+            )
+        )
         for tag_id in tag_ids.values():
             if tag_id not in existing:
-                self.session.add(Tagging(tag_id=tag_id, entity=self.entity.name,
-                                         record_id=record.id))
+                self.session.add(
+                    Tagging(tag_id=tag_id, entity=self.entity.name, record_id=record.id)
+                )
         self.work.flush()
 
     def add_tags(self, records: Iterable[Any], names: Iterable[str]) -> int:
@@ -431,13 +516,18 @@ class EntityService:
         added = 0
         for record in records:
             record = self.get(record, action="update")
-            existing = set(self.session.scalars(
-                select(Tagging.tag_id).where(Tagging.entity == self.entity.name,
-                                             Tagging.record_id == record.id)))
+            existing = set(
+                self.session.scalars(
+                    select(Tagging.tag_id).where(
+                        Tagging.entity == self.entity.name, Tagging.record_id == record.id
+                    )
+                )
+            )
             for name, tag_id in tag_ids.items():
                 if tag_id not in existing:
-                    self.session.add(Tagging(tag_id=tag_id, entity=self.entity.name,
-                                             record_id=record.id))
+                    self.session.add(
+                        Tagging(tag_id=tag_id, entity=self.entity.name, record_id=record.id)
+                    )
                     self.work.audit(self.entity.name, record.id, "tag", {"tags": [None, name]})
                     added += 1
         self.work.flush()

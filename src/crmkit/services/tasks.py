@@ -36,12 +36,18 @@ class TaskService(EntityService):
             self.work.records(values["record_entity"]).get(values.get("record_id"))
         return super().build(values)
 
-    def after_create(self, record: Any, values: Mapping[str, Any],
-                     extra: Mapping[str, Any]) -> None:
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
         self._announce(record)
 
-    def after_update(self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any],
-                     changes: dict[str, Any]) -> None:
+    def after_update(
+        self,
+        record: Any,
+        values: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        changes: dict[str, Any],
+    ) -> None:
         if "status" in changes:
             record.done_at = utcnow() if record.status == "done" else None
         if "assignee_id" in changes:
@@ -57,12 +63,21 @@ class TaskService(EntityService):
         if task.assignee_id is None:
             return
         self.work.flush()
-        self.work.emit(events.TASK_ASSIGNED, "task", task.id, party_id=task.party_id,
-                       assignee_id=task.assignee_id)
+        self.work.emit(
+            events.TASK_ASSIGNED,
+            "task",
+            task.id,
+            party_id=task.party_id,
+            assignee_id=task.assignee_id,
+        )
         if task.assignee_id != self.work.actor.user_id:
             self.work.notifications.notify(
-                task.assignee_id, "assignment", f"{self.work.actor.label}: {task.title}",
-                party_id=task.party_id, record=("task", task.id))
+                task.assignee_id,
+                "assignment",
+                f"{self.work.actor.label}: {task.title}",
+                party_id=task.party_id,
+                record=("task", task.id),
+            )
 
     def complete(self, task: Any) -> Task:
         """Mark a task done."""
@@ -73,28 +88,42 @@ class TaskService(EntityService):
         statement = self.query().where(Task.assignee_id == self.work.actor.user_id)
         if not include_done:
             statement = statement.where(Task.status.in_(OPEN_STATUSES))
-        return list(self.session.scalars(
-            statement.order_by(Task.deadline.asc().nulls_last(), Task.id).limit(limit)))
+        return list(
+            self.session.scalars(
+                statement.order_by(Task.deadline.asc().nulls_last(), Task.id).limit(limit)
+            )
+        )
 
     def team(self, *, limit: int = 200) -> list[Task]:
         """Open tasks of everyone in the actor's teams (as far as the actor may see)."""
-        statement = self.query().where(Task.assignee_id.in_(sorted(self.work.actor.teammate_ids)),
-                                       Task.status.in_(OPEN_STATUSES))
-        return list(self.session.scalars(
-            statement.order_by(Task.deadline.asc().nulls_last(), Task.id).limit(limit)))
+        statement = self.query().where(
+            Task.assignee_id.in_(sorted(self.work.actor.teammate_ids)),
+            Task.status.in_(OPEN_STATUSES),
+        )
+        return list(
+            self.session.scalars(
+                statement.order_by(Task.deadline.asc().nulls_last(), Task.id).limit(limit)
+            )
+        )
 
     def overdue(self, *, now: dt.datetime | None = None, limit: int = 1000) -> list[Task]:
         """Open visible tasks past their deadline."""
         moment = now or utcnow()
-        return list(self.session.scalars(
-            self.query().where(Task.status.in_(OPEN_STATUSES), Task.deadline < moment)
-            .order_by(Task.deadline).limit(limit)))
+        return list(
+            self.session.scalars(
+                self.query()
+                .where(Task.status.in_(OPEN_STATUSES), Task.deadline < moment)
+                .order_by(Task.deadline)
+                .limit(limit)
+            )
+        )
 
     def subtasks(self, task: Any) -> list[Task]:
         """A task's visible subtasks."""
         parent = self.get(task)
-        return list(self.session.scalars(
-            self.query().where(Task.parent_id == parent.id).order_by(Task.id)))
+        return list(
+            self.session.scalars(self.query().where(Task.parent_id == parent.id).order_by(Task.id))
+        )
 
     def for_party(self, party_id: int, *, open_only: bool = True) -> list[Task]:
         """Visible tasks about a party."""
@@ -117,7 +146,8 @@ class ReminderService(EntityService):
             return scoped
         teams = select(TeamMember.team_id).where(TeamMember.user_id == user_id)
         mine = select(ReminderRecipient.reminder_id).where(
-            or_(ReminderRecipient.user_id == user_id, ReminderRecipient.team_id.in_(teams)))
+            or_(ReminderRecipient.user_id == user_id, ReminderRecipient.team_id.in_(teams))
+        )
         return or_(scoped, Reminder.id.in_(mine))
 
     def build(self, values: dict[str, Any]) -> Any:
@@ -125,26 +155,37 @@ class ReminderService(EntityService):
             self.work.records(values["record_entity"]).get(values.get("record_id"))
         return super().build(values)
 
-    def after_create(self, record: Any, values: Mapping[str, Any],
-                     extra: Mapping[str, Any]) -> None:
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
         recipients = extra.get("recipients") or [{"user_id": self.work.actor.user_id}]
         for recipient in recipients:
             if recipient.get("user_id") is None and recipient.get("team_id") is None:
                 raise ValidationFailed({"recipients": ["a reminder needs someone to remind"]})
-            self.session.add(ReminderRecipient(reminder_id=record.id,
-                                               user_id=recipient.get("user_id"),
-                                               team_id=recipient.get("team_id")))
+            self.session.add(
+                ReminderRecipient(
+                    reminder_id=record.id,
+                    user_id=recipient.get("user_id"),
+                    team_id=recipient.get("team_id"),
+                )
+            )
         self.work.flush()
 
     def recipients_of(self, reminder: Reminder) -> list[int]:
         """User ids to remind: the named people plus every member of the named teams."""
-        rows = list(self.session.scalars(
-            select(ReminderRecipient).where(ReminderRecipient.reminder_id == reminder.id)))
+        rows = list(
+            self.session.scalars(
+                select(ReminderRecipient).where(ReminderRecipient.reminder_id == reminder.id)
+            )
+        )
         users = {r.user_id for r in rows if r.user_id is not None and r.done_at is None}
         team_ids = [r.team_id for r in rows if r.team_id is not None and r.done_at is None]
         if team_ids:
-            users |= set(self.session.scalars(
-                select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids))))
+            users |= set(
+                self.session.scalars(
+                    select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids))
+                )
+            )
         return sorted(users)
 
     def snooze(self, reminder: Any, until: dt.datetime) -> Reminder:
@@ -162,8 +203,11 @@ class ReminderService(EntityService):
         """The actor has dealt with it; when everyone has, the reminder is done."""
         row = self.get(reminder)
         user_id = self.work.actor.user_id
-        recipient = self.session.scalar(select(ReminderRecipient).where(
-            ReminderRecipient.reminder_id == row.id, ReminderRecipient.user_id == user_id))
+        recipient = self.session.scalar(
+            select(ReminderRecipient).where(
+                ReminderRecipient.reminder_id == row.id, ReminderRecipient.user_id == user_id
+            )
+        )
         if recipient is None:
             recipient = ReminderRecipient(reminder_id=row.id, user_id=user_id)
             self.session.add(recipient)
@@ -176,19 +220,29 @@ class ReminderService(EntityService):
     def due(self, *, now: dt.datetime | None = None, limit: int = 500) -> list[Reminder]:
         """Pending reminders whose time has come (system use: the reminder job)."""
         moment = now or utcnow()
-        return list(self.session.scalars(
-            self.query().where(Reminder.status == "pending", Reminder.remind_at <= moment)
-            .order_by(Reminder.remind_at).limit(limit)))
+        return list(
+            self.session.scalars(
+                self.query()
+                .where(Reminder.status == "pending", Reminder.remind_at <= moment)
+                .order_by(Reminder.remind_at)
+                .limit(limit)
+            )
+        )
 
     def for_user(self, user_id: int) -> list[Reminder]:
         """Pending reminders for a user (directly or through a team)."""
         teams = select(TeamMember.team_id).where(TeamMember.user_id == user_id)
         mine = select(ReminderRecipient.reminder_id).where(
             ReminderRecipient.done_at.is_(None),
-            or_(ReminderRecipient.user_id == user_id, ReminderRecipient.team_id.in_(teams)))
-        return list(self.session.scalars(
-            self.query().where(Reminder.id.in_(mine), Reminder.status != "done")
-            .order_by(Reminder.remind_at)))
+            or_(ReminderRecipient.user_id == user_id, ReminderRecipient.team_id.in_(teams)),
+        )
+        return list(
+            self.session.scalars(
+                self.query()
+                .where(Reminder.id.in_(mine), Reminder.status != "done")
+                .order_by(Reminder.remind_at)
+            )
+        )
 
 
 class CalendarService(EntityService):
@@ -209,12 +263,18 @@ class CalendarService(EntityService):
         self._check_free(values.get("resource_id"), values["starts_at"], values["ends_at"], None)
         return super().build(values)
 
-    def after_create(self, record: Any, values: Mapping[str, Any],
-                     extra: Mapping[str, Any]) -> None:
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
         self._set_attendees(record, extra.get("attendees") or ())
 
-    def after_update(self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any],
-                     changes: dict[str, Any]) -> None:
+    def after_update(
+        self,
+        record: Any,
+        values: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        changes: dict[str, Any],
+    ) -> None:
         if {"starts_at", "ends_at", "resource_id"} & set(changes):
             if record.ends_at <= record.starts_at:
                 raise ValidationFailed({"ends_at": ["must be after the start"]})
@@ -226,13 +286,19 @@ class CalendarService(EntityService):
     def _set_attendees(self, event: CalendarEvent, attendees: Sequence[Mapping[str, Any]]) -> None:
         self.session.execute(delete(EventAttendee).where(EventAttendee.event_id == event.id))
         for attendee in attendees:
-            self.session.add(EventAttendee(event_id=event.id, user_id=attendee.get("user_id"),
-                                           party_id=attendee.get("party_id"),
-                                           email=attendee.get("email")))
+            self.session.add(
+                EventAttendee(
+                    event_id=event.id,
+                    user_id=attendee.get("user_id"),
+                    party_id=attendee.get("party_id"),
+                    email=attendee.get("email"),
+                )
+            )
         self.work.flush()
 
-    def _check_free(self, resource_id: int | None, start: dt.datetime, end: dt.datetime,
-                    exclude_id: int | None) -> None:
+    def _check_free(
+        self, resource_id: int | None, start: dt.datetime, end: dt.datetime, exclude_id: int | None
+    ) -> None:
         if resource_id is None:
             return
         from crmkit.model import Resource
@@ -240,45 +306,69 @@ class CalendarService(EntityService):
         if self.session.get(Resource, resource_id) is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
         clash = select(CalendarEvent.id, CalendarEvent.starts_at).where(
-            CalendarEvent.resource_id == resource_id, CalendarEvent.status != "cancelled",
-            CalendarEvent.starts_at < end, CalendarEvent.ends_at > start)
+            CalendarEvent.resource_id == resource_id,
+            CalendarEvent.status != "cancelled",
+            CalendarEvent.starts_at < end,
+            CalendarEvent.ends_at > start,
+        )
         if exclude_id is not None:
             clash = clash.where(CalendarEvent.id != exclude_id)
         taken = self.session.execute(clash.limit(1)).first()
         if taken is not None:
-            raise ValidationFailed({"resource_id": [
-                f"already booked at {taken.starts_at:%Y-%m-%d %H:%M} UTC"]})
+            raise ValidationFailed(
+                {"resource_id": [f"already booked at {taken.starts_at:%Y-%m-%d %H:%M} UTC"]}
+            )
 
-    def reschedule(self, event: Any, starts_at: dt.datetime, ends_at: dt.datetime, *,
-                   expected_version: int | None = None) -> CalendarEvent:
+    def reschedule(
+        self,
+        event: Any,
+        starts_at: dt.datetime,
+        ends_at: dt.datetime,
+        *,
+        expected_version: int | None = None,
+    ) -> CalendarEvent:
         """Move an event in time (drag in the calendar), keeping its resource free of clashes."""
-        return self.update(event, {"starts_at": starts_at.isoformat(),
-                                   "ends_at": ends_at.isoformat()},
-                           expected_version=expected_version)
+        return self.update(
+            event,
+            {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()},
+            expected_version=expected_version,
+        )
 
-    def between(self, start: dt.datetime, end: dt.datetime, *, owner_id: int | None = None,
-                resource_id: int | None = None, user_ids: Sequence[int] | None = None,
-                ) -> list[CalendarEvent]:
+    def between(
+        self,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        owner_id: int | None = None,
+        resource_id: int | None = None,
+        user_ids: Sequence[int] | None = None,
+    ) -> list[CalendarEvent]:
         """Visible events overlapping ``[start, end)``, for a user, several users or a resource."""
         statement = self.query().where(CalendarEvent.starts_at < end, CalendarEvent.ends_at > start)
         if owner_id is not None:
             attending = select(EventAttendee.event_id).where(EventAttendee.user_id == owner_id)
-            statement = statement.where(or_(CalendarEvent.owner_id == owner_id,
-                                            CalendarEvent.id.in_(attending)))
+            statement = statement.where(
+                or_(CalendarEvent.owner_id == owner_id, CalendarEvent.id.in_(attending))
+            )
         if user_ids is not None:
             statement = statement.where(CalendarEvent.owner_id.in_(list(user_ids)))
         if resource_id is not None:
             statement = statement.where(CalendarEvent.resource_id == resource_id)
         return list(self.session.scalars(statement.order_by(CalendarEvent.starts_at)))
 
-    def free_slots(self, resource_id: int, day_start: dt.datetime, day_end: dt.datetime,
-                   duration: dt.timedelta) -> list[tuple[dt.datetime, dt.datetime]]:
+    def free_slots(
+        self, resource_id: int, day_start: dt.datetime, day_end: dt.datetime, duration: dt.timedelta
+    ) -> list[tuple[dt.datetime, dt.datetime]]:
         """Free windows of at least ``duration`` for a resource between two times."""
         busy = self.session.execute(
-            select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
-                CalendarEvent.resource_id == resource_id, CalendarEvent.status != "cancelled",
-                and_(CalendarEvent.starts_at < day_end, CalendarEvent.ends_at > day_start))
-            .order_by(CalendarEvent.starts_at)).all()
+            select(CalendarEvent.starts_at, CalendarEvent.ends_at)
+            .where(
+                CalendarEvent.resource_id == resource_id,
+                CalendarEvent.status != "cancelled",
+                and_(CalendarEvent.starts_at < day_end, CalendarEvent.ends_at > day_start),
+            )
+            .order_by(CalendarEvent.starts_at)
+        ).all()
         slots = []
         cursor = day_start
         for start, end in busy:
@@ -292,8 +382,9 @@ class CalendarService(EntityService):
     def attendees(self, event: Any) -> list[EventAttendee]:
         """Who is invited to a visible event."""
         row = self.get(event)
-        return list(self.session.scalars(
-            select(EventAttendee).where(EventAttendee.event_id == row.id)))
+        return list(
+            self.session.scalars(select(EventAttendee).where(EventAttendee.event_id == row.id))
+        )
 
 
 __all__ = ["CalendarService", "ReminderService", "TaskService"]

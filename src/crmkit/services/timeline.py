@@ -24,8 +24,19 @@ if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 #: The kinds of timeline entries the core knows; plugins may add their own.
-ACTIVITY_KINDS = ("call", "mail", "message", "note", "stage_move", "payment", "file",
-                  "assistant", "task", "meeting", "merge")
+ACTIVITY_KINDS = (
+    "call",
+    "mail",
+    "message",
+    "note",
+    "stage_move",
+    "payment",
+    "file",
+    "assistant",
+    "task",
+    "meeting",
+    "merge",
+)
 
 _MENTION = re.compile(r"(?<![\w@])@([\w.+-]{2,150})", re.UNICODE)
 
@@ -45,12 +56,22 @@ class TimelineService:
         self.work = work
         self.entity = work.crm.entities["activity"]
 
-    def add(self, kind: str, *, party_id: int | None, subject: str | None = None,
-            body: str = "", record: tuple[str, int] | None = None,
-            data: dict[str, Any] | None = None, occurred_at: dt.datetime | None = None,
-            direction: str | None = None, channel: str | None = None,
-            external_id: str | None = None, status: str | None = None,
-            pinned: bool = False) -> Activity:
+    def add(
+        self,
+        kind: str,
+        *,
+        party_id: int | None,
+        subject: str | None = None,
+        body: str = "",
+        record: tuple[str, int] | None = None,
+        data: dict[str, Any] | None = None,
+        occurred_at: dt.datetime | None = None,
+        direction: str | None = None,
+        channel: str | None = None,
+        external_id: str | None = None,
+        status: str | None = None,
+        pinned: bool = False,
+    ) -> Activity:
         """Record an activity (the caller has already checked its own permission).
 
         Activities by the automation assistant are marked ``by_assistant``.  The party's
@@ -59,10 +80,20 @@ class TimelineService:
         when = occurred_at or utcnow()
         actor = self.work.actor
         activity = Activity(
-            party_id=party_id, kind=kind, occurred_at=when, actor_id=actor.user_id,
-            by_assistant=actor.assistant, subject=subject, body=body, data=data or {},
-            direction=direction, channel=channel, external_id=external_id, status=status,
-            pinned=pinned, record_entity=record[0] if record else None,
+            party_id=party_id,
+            kind=kind,
+            occurred_at=when,
+            actor_id=actor.user_id,
+            by_assistant=actor.assistant,
+            subject=subject,
+            body=body,
+            data=data or {},
+            direction=direction,
+            channel=channel,
+            external_id=external_id,
+            status=status,
+            pinned=pinned,
+            record_entity=record[0] if record else None,
             record_id=record[1] if record else None,
         )
         self.work.session.add(activity)
@@ -73,42 +104,62 @@ class TimelineService:
     def touch(self, party_id: int, when: dt.datetime) -> None:
         """Move a party's ``last_activity_at`` forward (never back), without bumping its version."""
         self.work.session.execute(
-            update(Party).where(Party.id == party_id,
-                                (Party.last_activity_at < when) | Party.last_activity_at.is_(None))
+            update(Party)
+            .where(
+                Party.id == party_id,
+                (Party.last_activity_at < when) | Party.last_activity_at.is_(None),
+            )
             .values(last_activity_at=when)
             .execution_options(synchronize_session=False)
         )
 
-    def list(self, party_id: int, *, kinds: Sequence[str] | None = None,
-             record: tuple[str, int] | None = None, after: str | None = None,
-             limit: int = 50) -> Page:
+    def list(
+        self,
+        party_id: int,
+        *,
+        kinds: Sequence[str] | None = None,
+        record: tuple[str, int] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
         """A party's timeline, newest first, optionally only some kinds or one record's entries."""
         self.work.parties.get(party_id)  # NotFound when the party is hidden
         access = self.work.access
         access.require("activity", "read")
         keys = parse_order(["-occurred_at"], {"occurred_at": Activity.occurred_at}, Activity.id)
-        statement = (select(Activity).where(Activity.party_id == party_id)
-                     .where(access.where(self.entity, "read")))
+        statement = (
+            select(Activity)
+            .where(Activity.party_id == party_id)
+            .where(access.where(self.entity, "read"))
+        )
         if kinds:
             statement = statement.where(Activity.kind.in_(list(kinds)))
         if record:
-            statement = statement.where(Activity.record_entity == record[0],
-                                        Activity.record_id == record[1])
+            statement = statement.where(
+                Activity.record_entity == record[0], Activity.record_id == record[1]
+            )
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
         limit = max(1, min(limit, 500))
-        rows = list(self.work.session.scalars(
-            statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)))
+        rows = list(
+            self.work.session.scalars(
+                statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
+            )
+        )
         cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
         return Page(rows[:limit], cursor)
 
     def pinned(self, party_id: int) -> list[Activity]:
         """Pinned notes of a party, newest first."""
         self.work.parties.get(party_id)
-        return list(self.work.session.scalars(
-            select(Activity).where(Activity.party_id == party_id, Activity.pinned.is_(True))
-            .where(self.work.access.where(self.entity, "read"))
-            .order_by(Activity.occurred_at.desc())))
+        return list(
+            self.work.session.scalars(
+                select(Activity)
+                .where(Activity.party_id == party_id, Activity.pinned.is_(True))
+                .where(self.work.access.where(self.entity, "read"))
+                .order_by(Activity.occurred_at.desc())
+            )
+        )
 
     def get(self, activity_id: int) -> Activity:
         """One visible activity."""
@@ -116,9 +167,15 @@ class TimelineService:
 
     # -- notes ------------------------------------------------------------------------
 
-    def add_note(self, *, party_id: int | None = None, body: str,
-                 record: tuple[str, int] | None = None, pinned: bool = False,
-                 mention: Iterable[int] = ()) -> Activity:
+    def add_note(
+        self,
+        *,
+        party_id: int | None = None,
+        body: str,
+        record: tuple[str, int] | None = None,
+        pinned: bool = False,
+        mention: Iterable[int] = (),
+    ) -> Activity:
         """Write a note on a party (and/or a record); notify every @mentioned colleague.
 
         ``mention`` adds user ids to those found as ``@username`` in the text.
@@ -136,18 +193,34 @@ class TimelineService:
             if party_id is None:
                 party_id = self.work.records(record[0]).party_id_of(linked)
         users = self._mentioned_users(text, mention)
-        activity = self.add("note", party_id=party_id, body=text, record=record, pinned=pinned,
-                            data={"mentions": [u.username for u in users]})
+        activity = self.add(
+            "note",
+            party_id=party_id,
+            body=text,
+            record=record,
+            pinned=pinned,
+            data={"mentions": [u.username for u in users]},
+        )
         self.work.flush()
         for user in users:
             self.work.session.add(Mention(activity_id=activity.id, user_id=user.id))
             if user.id != self.work.actor.user_id:
                 self.work.notifications.notify(
-                    user.id, "mention", f"{self.work.actor.label}: {_excerpt(text)}",
-                    party_id=party_id, record=("activity", activity.id))
+                    user.id,
+                    "mention",
+                    f"{self.work.actor.label}: {_excerpt(text)}",
+                    party_id=party_id,
+                    record=("activity", activity.id),
+                )
         self.work.audit("activity", activity.id, "create", {"kind": [None, "note"]})
-        self.work.emit(events.NOTE_ADDED, "activity", activity.id, party_id=party_id,
-                       mentions=[u.id for u in users], pinned=pinned)
+        self.work.emit(
+            events.NOTE_ADDED,
+            "activity",
+            activity.id,
+            party_id=party_id,
+            mentions=[u.id for u in users],
+            pinned=pinned,
+        )
         return activity
 
     def _mentioned_users(self, text: str, extra_ids: Iterable[int]) -> list[User]:
@@ -160,8 +233,11 @@ class TimelineService:
             clauses.append(User.username.in_(names))
         if ids:
             clauses.append(User.id.in_(ids))
-        return list(self.work.session.scalars(
-            select(User).where(or_(*clauses), User.blocked.is_(False)).order_by(User.id)))
+        return list(
+            self.work.session.scalars(
+                select(User).where(or_(*clauses), User.blocked.is_(False)).order_by(User.id)
+            )
+        )
 
     def pin(self, activity_id: int, pinned: bool = True) -> Activity:
         """Pin (or unpin) a note on top of its party's card."""
@@ -175,11 +251,16 @@ class TimelineService:
 
     def mentions_of(self, user_id: int, limit: int = 50) -> list[Activity]:
         """Notes mentioning a user that the actor may see, newest first."""
-        return list(self.work.session.scalars(
-            select(Activity).join(Mention, Mention.activity_id == Activity.id)
-            .where(Mention.user_id == user_id)
-            .where(self.work.access.where(self.entity, "read"))
-            .order_by(Activity.occurred_at.desc()).limit(limit)))
+        return list(
+            self.work.session.scalars(
+                select(Activity)
+                .join(Mention, Mention.activity_id == Activity.id)
+                .where(Mention.user_id == user_id)
+                .where(self.work.access.where(self.entity, "read"))
+                .order_by(Activity.occurred_at.desc())
+                .limit(limit)
+            )
+        )
 
 
 def _excerpt(text: str, length: int = 140) -> str:

@@ -69,7 +69,9 @@ class UnitOfWork:
     def session(self) -> Session:
         """The SQLAlchemy session of this unit of work (open only inside the ``with`` block)."""
         if self._session is None:
-            raise RuntimeError("use the unit of work as a context manager: `with crm.acting_as(...)`")
+            raise RuntimeError(
+                "use the unit of work as a context manager: `with crm.acting_as(...)`"
+            )
         return self._session
 
     def flush(self) -> None:
@@ -137,11 +139,24 @@ class UnitOfWork:
 
     # -- events and audit --------------------------------------------------------------
 
-    def emit(self, name: str, entity: str, record_id: int | None, *,
-             party_id: int | None = None, **data: Any) -> DomainEvent:
+    def emit(
+        self,
+        name: str,
+        entity: str,
+        record_id: int | None,
+        *,
+        party_id: int | None = None,
+        **data: Any,
+    ) -> DomainEvent:
         """Queue a domain event; handlers see it before this transaction commits."""
-        event = DomainEvent(name=name, entity=entity, record_id=record_id,
-                            actor_id=self.actor.user_id, party_id=party_id, data=data)
+        event = DomainEvent(
+            name=name,
+            entity=entity,
+            record_id=record_id,
+            actor_id=self.actor.user_id,
+            party_id=party_id,
+            data=data,
+        )
         self._events.append(event)
         return event
 
@@ -162,13 +177,21 @@ class UnitOfWork:
         """Events queued and not yet dispatched (for tests and wrappers)."""
         return list(self._events)
 
-    def audit(self, entity: str, record_id: int | None, action: str,
-              changes: dict[str, Any] | None = None) -> None:
+    def audit(
+        self, entity: str, record_id: int | None, action: str, changes: dict[str, Any] | None = None
+    ) -> None:
         """Append an audit entry (who, when, which record, what changed) to this transaction."""
-        self.session.add(AuditEntry(
-            at=utcnow(), actor_id=self.actor.user_id, actor_label=self.actor.label,
-            entity=entity, record_id=record_id, action=action, changes=changes or {},
-        ))
+        self.session.add(
+            AuditEntry(
+                at=utcnow(),
+                actor_id=self.actor.user_id,
+                actor_label=self.actor.label,
+                entity=entity,
+                record_id=record_id,
+                action=action,
+                changes=changes or {},
+            )
+        )
 
     # -- access ------------------------------------------------------------------------
 
@@ -302,5 +325,7 @@ class UnitOfWork:
 
 
 def _conflict_text(exc: StaleDataError) -> str:
-    return ("the record was changed by someone else since you loaded it; "
-            f"reload and try again ({str(exc).splitlines()[0]})")
+    return (
+        "the record was changed by someone else since you loaded it; "
+        f"reload and try again ({str(exc).splitlines()[0]})"
+    )

@@ -22,6 +22,7 @@ from crmkit.schemas import UserSchema
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
+
 def password_hasher(profile: str) -> PasswordHasher:
     """An argon2id hasher with the parameters of ``profile`` (a name in ``argon2.profiles``)."""
     parameters = getattr(profiles, profile.upper(), None)
@@ -73,7 +74,8 @@ class UserService:
         statement = select(User)
         if role:
             statement = statement.join(UserRole, UserRole.user_id == User.id).where(
-                UserRole.role == role)
+                UserRole.role == role
+            )
         if not include_blocked:
             statement = statement.where(User.blocked.is_(False))
         return list(self.session.scalars(statement.order_by(User.username)))
@@ -96,22 +98,32 @@ class UserService:
         user.roles = [UserRole(role=r) for r in dict.fromkeys(roles)]
         self.session.add(user)
         self.work.flush()
-        self.work.audit("user", user.id, "create",
-                        {"username": [None, user.username], "roles": [None, sorted(roles)]})
+        self.work.audit(
+            "user",
+            user.id,
+            "create",
+            {"username": [None, user.username], "roles": [None, sorted(roles)]},
+        )
         return user
 
     def _check_roles(self, roles: Iterable[str]) -> None:
         known = self.work.crm.roles
         unknown = [r for r in roles if r not in known]
         if unknown:
-            raise ValidationFailed({"roles": [f"unknown role {unknown[0]!r} (known: "
-                                              f"{', '.join(sorted(known))})"]})
+            raise ValidationFailed(
+                {"roles": [f"unknown role {unknown[0]!r} (known: {', '.join(sorted(known))})"]}
+            )
 
     def update(self, user: int | str | User, **values: Any) -> User:
         """Change a user's profile fields (not the password, see :meth:`set_password`)."""
         target = self.get(user)
         own_profile = target.id == self.work.actor.user_id and set(values) <= {
-            "display_name", "email", "phone", "locale", "timezone"}
+            "display_name",
+            "email",
+            "phone",
+            "locale",
+            "timezone",
+        }
         if not own_profile:
             self.work.access.require("user", "update")
         values.pop("username", None)
@@ -174,8 +186,12 @@ class UserService:
         if not target.blocked:
             target.blocked = True
             target.session_epoch += 1
-            self.work.audit("user", target.id, "block", {"blocked": [False, True],
-                                                         "reason": [None, reason or None]})
+            self.work.audit(
+                "user",
+                target.id,
+                "block",
+                {"blocked": [False, True], "reason": [None, reason or None]},
+            )
         return target
 
     def unblock(self, user: int | str | User) -> User:
@@ -189,8 +205,9 @@ class UserService:
 
     # -- teams -------------------------------------------------------------------------
 
-    def create_team(self, name: str, members: Sequence[int] = (),
-                    lead_id: int | None = None) -> Team:
+    def create_team(
+        self, name: str, members: Sequence[int] = (), lead_id: int | None = None
+    ) -> Team:
         """A team with its members."""
         self.work.access.require("team", "create")
         if not name.strip():
@@ -203,8 +220,9 @@ class UserService:
         for user_id in dict.fromkeys(members):
             self.get(user_id)
             self.session.add(TeamMember(team_id=team.id, user_id=user_id))
-        self.work.audit("team", team.id, "create", {"name": [None, team.name],
-                                                    "members": [None, list(members)]})
+        self.work.audit(
+            "team", team.id, "create", {"name": [None, team.name], "members": [None, list(members)]}
+        )
         return team
 
     def set_team_members(self, team_id: int, members: Sequence[int]) -> None:
@@ -213,8 +231,9 @@ class UserService:
         team = self.session.get(Team, team_id)
         if team is None:
             raise NotFound("team", team_id)
-        before = sorted(self.session.scalars(
-            select(TeamMember.user_id).where(TeamMember.team_id == team_id)))
+        before = sorted(
+            self.session.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team_id))
+        )
         self.session.execute(delete(TeamMember).where(TeamMember.team_id == team_id))
         for user_id in dict.fromkeys(members):
             self.get(user_id)
@@ -227,6 +246,11 @@ class UserService:
 
     def team_members(self, team_id: int) -> list[User]:
         """Users in a team."""
-        return list(self.session.scalars(
-            select(User).join(TeamMember, TeamMember.user_id == User.id)
-            .where(TeamMember.team_id == team_id).order_by(User.username)))
+        return list(
+            self.session.scalars(
+                select(User)
+                .join(TeamMember, TeamMember.user_id == User.id)
+                .where(TeamMember.team_id == team_id)
+                .order_by(User.username)
+            )
+        )

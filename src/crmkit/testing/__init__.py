@@ -122,8 +122,9 @@ def postgres_engine_for(schema: str, **kwargs: Any) -> sa.Engine:
     """An engine whose connections work inside ``schema``."""
     from crmkit.db import make_engine
 
-    return make_engine(postgres_url(), connect_args={"options": f"-csearch_path={schema}"},
-                       **kwargs)
+    return make_engine(
+        postgres_url(), connect_args={"options": f"-csearch_path={schema}"}, **kwargs
+    )
 
 
 def _reset_postgres(engine: sa.Engine) -> None:
@@ -137,10 +138,15 @@ def _reset_postgres(engine: sa.Engine) -> None:
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
-def make_crm(plugins: Sequence[Any] = (), *, db: str = "sqlite",
-             directory: str | os.PathLike[str] | None = None,
-             settings: dict[str, Any] | None = None, load_entry_points: bool = False,
-             **engine_options: Any) -> CRM:
+def make_crm(
+    plugins: Sequence[Any] = (),
+    *,
+    db: str = "sqlite",
+    directory: str | os.PathLike[str] | None = None,
+    settings: dict[str, Any] | None = None,
+    load_entry_points: bool = False,
+    **engine_options: Any,
+) -> CRM:
     """A new application with an empty database and the given plugins.
 
     ``db`` is ``"sqlite"`` (a file in ``directory`` or a new temporary directory) or
@@ -150,8 +156,10 @@ def make_crm(plugins: Sequence[Any] = (), *, db: str = "sqlite",
     """
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="crmkit-test-"))
     root.mkdir(parents=True, exist_ok=True)
-    tree: dict[str, Any] = {"secret_key": "test-secret-" + secrets.token_hex(8),
-                            "security.argon2_profile": "CHEAPEST"}
+    tree: dict[str, Any] = {
+        "secret_key": "test-secret-" + secrets.token_hex(8),
+        "security.argon2_profile": "CHEAPEST",
+    }
     tree.update(settings or {})
     engine = None
     if db == "sqlite":
@@ -173,12 +181,17 @@ def make_crm(plugins: Sequence[Any] = (), *, db: str = "sqlite",
     return crm
 
 
-def add_user(crm: CRM, username: str, roles: Iterable[str] = ("agent",), *,
-             password: str = DEMO_PASSWORD, **values: Any) -> User:
+def add_user(
+    crm: CRM,
+    username: str,
+    roles: Iterable[str] = ("agent",),
+    *,
+    password: str = DEMO_PASSWORD,
+    **values: Any,
+) -> User:
     """Create a user holding ``roles`` (as the system), with a known password."""
     with crm.system() as work:
-        return work.users.create(username=username, roles=list(roles), password=password,
-                                 **values)
+        return work.users.create(username=username, roles=list(roles), password=password, **values)
 
 
 class Factories:
@@ -196,9 +209,12 @@ class Factories:
         """An organisation with a phone and an email unless given."""
         n = cls._next()
         data: dict[str, Any] = {
-            "kind": "organisation", "name": f"ООО «Тест {n}»",
-            "contact_points": [{"kind": "phone", "value": f"+7 916 {n % 1000:03d}-{n % 100:02d}-01"},
-                               {"kind": "email", "value": f"org{n}@example.ru"}],
+            "kind": "organisation",
+            "name": f"ООО «Тест {n}»",
+            "contact_points": [
+                {"kind": "phone", "value": f"+7 916 {n % 1000:03d}-{n % 100:02d}-01"},
+                {"kind": "email", "value": f"org{n}@example.ru"},
+            ],
         }
         data.update(values)
         return work.parties.create(data)
@@ -223,8 +239,7 @@ class Factories:
     @classmethod
     def task(cls, work: Any, **values: Any) -> Any:
         """A task assigned to the actor."""
-        data: dict[str, Any] = {"title": f"Задача {cls._next()}",
-                                "assignee_id": work.actor.user_id}
+        data: dict[str, Any] = {"title": f"Задача {cls._next()}", "assignee_id": work.actor.user_id}
         data.update(values)
         return work.tasks.create(data)
 

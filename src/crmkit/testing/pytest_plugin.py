@@ -32,9 +32,11 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--crmkit-db", default=os.environ.get("CRMKIT_TEST_DBS", ",".join(BACKENDS)),
-                     help="Comma-separated databases to run crmkit tests on "
-                          "(sqlite, postgresql).")
+    parser.addoption(
+        "--crmkit-db",
+        default=os.environ.get("CRMKIT_TEST_DBS", ",".join(BACKENDS)),
+        help="Comma-separated databases to run crmkit tests on (sqlite, postgresql).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,9 +72,10 @@ def make_crm(db_backend: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
     def factory(plugins: Any = (), **kwargs: Any) -> Any:
         if db_backend == "postgresql":
-            testing.require(testing.postgres_reachable(),
-                            f"PostgreSQL at {testing.postgres_url()} "
-                            f"({testing.postgres_error()})")
+            testing.require(
+                testing.postgres_reachable(),
+                f"PostgreSQL at {testing.postgres_url()} ({testing.postgres_error()})",
+            )
         directory = kwargs.pop("directory", tmp_path / f"crm{next(counter)}")
         crm = testing.make_crm(plugins, db=db_backend, directory=directory, **kwargs)
         created.append(crm)

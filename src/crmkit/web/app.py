@@ -28,7 +28,8 @@ def create_app(crm: Any) -> Starlette:
         pipelines = "".join(
             f"<li>{html.escape(p.title)} ({html.escape(p.entity)}): "
             f"{' → '.join(html.escape(s.title) for s in p.stages)}</li>"
-            for p in crm.pipelines.values())
+            for p in crm.pipelines.values()
+        )
         body = (
             "<!doctype html><html lang=en><meta charset=utf-8><title>crmkit</title>"
             "<body style='font-family:system-ui;max-width:50rem;margin:2rem auto'>"
@@ -43,8 +44,9 @@ def create_app(crm: Any) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     routes = [StarletteRoute("/", home), StarletteRoute("/healthz", health)]
-    routes += [StarletteRoute(r.path, r.endpoint, methods=list(r.methods), name=r.name)
-               for r in crm.routes]
+    routes += [
+        StarletteRoute(r.path, r.endpoint, methods=list(r.methods), name=r.name) for r in crm.routes
+    ]
     app = Starlette(routes=routes)
     app.state.crm = crm
     return app

@@ -28,8 +28,13 @@ def run(config: Config, *, host: str, port: int, workers: int = 1, reload: bool 
     import uvicorn
 
     os.environ["CRMKIT_CONFIG"] = str(config.source or config.root)
-    options: dict[str, Any] = {"host": host, "port": port, "factory": True,
-                               "proxy_headers": True, "log_level": "info"}
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "factory": True,
+        "proxy_headers": True,
+        "log_level": "info",
+    }
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"
     if importlib.util.find_spec("httptools"):

@@ -1,0 +1,169 @@
+"""The command line: a deployment from nothing, users, plugins, pipelines, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crmkit.cli import main
+
+CRMKIT = [sys.executable, "-m", "crmkit.cli"]
+
+
+def run(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [*CRMKIT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def deployment(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    code, out, err = call(capsys, "init", str(directory))
+    assert code == 0, err
+    assert "wrote" in out and (directory / "crmkit.toml").exists()
+    return directory
+
+
+def test_init_user_lifecycle(deployment, capsys, monkeypatch):
+    config = str(deployment)
+    monkeypatch.setattr(sys, "stdin", _Stdin("correct-horse-1\n"))
+    code, out, err = call(
+        capsys, "--config", config, "user", "add", "olga", "--role", "admin", "--password-stdin"
+    )
+    assert code == 0, err
+    assert "added olga (admin)" in out
+    code, out, _ = call(capsys, "--config", config, "user", "list")
+    assert out.split() == ["olga", "admin", "active"]
+    code, out, _ = call(capsys, "--config", config, "user", "block", "olga")
+    assert code == 0 and "blocked olga" in out
+    code, out, _ = call(capsys, "--config", config, "user", "list")
+    assert out.split()[-1] == "blocked"
+    assert call(capsys, "--config", config, "user", "unblock", "olga")[0] == 0
+    monkeypatch.setattr(sys, "stdin", _Stdin("another-secret-2\n"))
+    assert call(capsys, "--config", config, "user", "passwd", "olga", "--password-stdin")[0] == 0
+    from crmkit import CRM
+
+    crm = CRM.from_directory(deployment)
+    with crm.system() as work:
+        assert work.users.authenticate("olga", "another-secret-2") is not None
+        assert work.users.authenticate("olga", "correct-horse-1") is None
+    crm.close()
+
+
+def test_db_current_after_init(deployment, capsys):
+    code, out, _ = call(capsys, "--config", str(deployment), "db", "current")
+    assert code == 0
+    assert out.startswith("crmkit: ") and "(head)" in out
+
+
+def test_plugins_lists_builtins_with_hooks(deployment, capsys):
+    code, out, _ = call(capsys, "--config", str(deployment), "plugins")
+    assert code == 0
+    assert "crmkit.builtins.core 0.1.0 (built-in)" in out
+    assert "    crmkit_register_entities" in out
+
+
+def test_pipeline_show_text_and_mermaid(deployment, capsys):
+    code, out, _ = call(capsys, "--config", str(deployment), "pipeline", "show", "sales")
+    assert code == 0 and "new -> qualified" in out
+    code, out, _ = call(
+        capsys, "--config", str(deployment), "pipeline", "show", "sales", "--format", "mermaid"
+    )
+    assert out.startswith("stateDiagram-v2") and "new --> qualified" in out
+
+
+def test_demo_data(deployment, capsys):
+    code, out, err = call(capsys, "--config", str(deployment), "demo", "basic", "--size", "12")
+    assert code == 0, err
+    assert out.startswith("demo basic: 12 clients")
+    code, out, _ = call(capsys, "--config", str(deployment), "user", "list")
+    assert "agent1" in out
+
+
+def _one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_missing_config_is_one_line(tmp_path):
+    line = _one_line_error(run("--config", str(tmp_path / "none"), "user", "list"))
+    assert line.startswith("error: no crmkit.toml at ")
+
+
+def test_wrong_database_url_is_one_line(tmp_path):
+    (tmp_path / "crmkit.toml").write_text(
+        'secret_key = "x"\n[database]\nurl = "postgresql+psycopg://nobody@127.0.0.1:1/none"\n'
+    )
+    line = _one_line_error(run("--config", str(tmp_path), "user", "list"))
+    assert line.startswith("error: cannot connect to database postgresql+psycopg://nobody@")
+
+
+def test_malformed_database_url_is_one_line(tmp_path):
+    (tmp_path / "crmkit.toml").write_text('[database]\nurl = "not a url"\n')
+    line = _one_line_error(run("--config", str(tmp_path), "user", "list"))
+    assert "is not a valid database URL" in line
+
+
+def test_unknown_plugin_in_allow_list_is_one_line(tmp_path):
+    (tmp_path / "crmkit.toml").write_text('[plugins]\nallow = ["nonexistent_plugin"]\n')
+    line = _one_line_error(run("--config", str(tmp_path), "plugins"))
+    assert line.startswith("error: plugin 'nonexistent_plugin': named in plugins.allow but not")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run("--debug", "--config", str(tmp_path / "none"), "user", "list")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_unknown_user_is_one_line(deployment):
+    line = _one_line_error(run("--config", str(deployment), "user", "block", "ghost"))
+    assert line == "error: user ghost not found"
+
+
+def test_init_refuses_to_overwrite(deployment):
+    line = _one_line_error(run("init", str(deployment)))
+    assert "exists already" in line
+
+
+class _Stdin:
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines(keepends=True)
+
+    def readline(self) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_module_entry_point_matches_console_script():
+    assert Path(sys.executable).parent.joinpath("crmkit").exists()

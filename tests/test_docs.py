@@ -1,0 +1,83 @@
+"""Docs are part of the product: every hook, CLI command and setting must be documented.
+
+A hook is documented by a heading ``### crmkit_<name>``; a command by a heading naming its
+full path (``### crmkit db upgrade``); a setting by a heading with its key
+(``### database.url``).  Plugins and examples may document theirs in their own README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from crmkit import hookspecs
+from crmkit.cli import cli
+from crmkit.config import CORE_SETTINGS
+from crmkit.plugins import make_plugin_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documentation() -> str:
+    files = [
+        *ROOT.joinpath("docs").rglob("*.md"),
+        *ROOT.glob("plugins/*/README.md"),
+        *ROOT.glob("examples/*/README.md"),
+    ]
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def headings() -> set[str]:
+    return {
+        m.group(1).strip().strip("`")
+        for m in re.finditer(r"^#{2,4}\s+(.+)$", documentation(), re.MULTILINE)
+    }
+
+
+def command_paths(group: click.Group, prefix: str = "crmkit") -> list[str]:
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        if isinstance(command, click.Group):
+            paths.append(path)
+            paths += command_paths(command, path)
+        else:
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def installed():
+    pm = make_plugin_manager()  # every installed plugin: their hooks, commands, settings
+    pm.hook.crmkit_register_commands(cli=cli)
+    return pm
+
+
+@pytest.mark.parametrize("hook", list(hookspecs.iter_specs()))
+def test_every_hook_is_documented(hook):
+    assert hook in headings(), f"docs/reference/hooks.md needs a heading `### {hook}`"
+
+
+def test_every_cli_command_is_documented(installed):
+    missing = [p for p in command_paths(cli) if p not in headings()]
+    assert not missing, f"undocumented commands (add `### <command>` to docs): {missing}"
+
+
+def test_every_setting_is_documented(installed):
+    settings = list(CORE_SETTINGS)
+    for result in installed.hook.crmkit_register_settings():
+        settings += list(result or [])
+    missing = [s.name for s in settings if s.name not in headings()]
+    assert not missing, f"undocumented settings (add `### <key>` to docs): {missing}"
+
+
+def test_every_hook_spec_states_its_call_semantics():
+    for name in hookspecs.iter_specs():
+        doc = getattr(hookspecs, name).__doc__ or ""
+        assert any(
+            word in doc
+            for word in ("Collecting", "Every implementation", "Stops at", "Historic", "wrapper")
+        ), name
