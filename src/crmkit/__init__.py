@@ -27,6 +27,7 @@ from crmkit.entities import EntityType
 from crmkit.errors import (
     Conflict,
     CrmkitError,
+    DuplicatesFound,
     MoveRefused,
     NotFound,
     PermissionDenied,
@@ -59,6 +60,7 @@ __all__ = [
     "DeliveryReceipt",
     "Demo",
     "DomainEvent",
+    "DuplicatesFound",
     "EntityType",
     "FilterField",
     "GuardResult",

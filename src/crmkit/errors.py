@@ -99,3 +99,17 @@ class MoveRefused(CrmkitError):
         self.missing_fields = list(missing_fields)
         self.missing_documents = list(missing_documents)
         super().__init__("; ".join(self.reasons))
+
+
+class DuplicatesFound(CrmkitError):
+    """Creating this record would likely duplicate existing ones; the caller must confirm.
+
+    ``candidates`` are mappings with at least ``id``, ``name`` and ``score`` (0-100), and
+    ``stage``/``owner_id`` as far as the actor may see them.  The API answers 409 with them.
+    """
+
+    def __init__(self, entity: str, candidates: Sequence[Mapping[str, Any]]) -> None:
+        self.entity = entity
+        self.candidates = [dict(c) for c in candidates]
+        names = ", ".join(str(c.get("name")) for c in self.candidates[:3])
+        super().__init__(f"possible duplicates of this {entity}: {names}")
