@@ -215,11 +215,18 @@ class UnitOfWork:
             self._services[f"records:{name}"] = service
         return service
 
-    def _service(self, key: str, factory: Callable[[UnitOfWork], Any]) -> Any:
+    def service(self, key: str, factory: Callable[[UnitOfWork], Any]) -> Any:
+        """A service object built once per unit of work by ``factory(work)``.
+
+        Plugins reach their own services this way (``work.service("finance", Finance)``),
+        so that a service keeps its caches for exactly one transaction.
+        """
         service = self._services.get(key)
         if service is None:
             service = self._services[key] = factory(self)
         return service
+
+    _service = service
 
     @property
     def parties(self) -> Any:

@@ -1,0 +1,679 @@
+"""The cash desk: shifts with cash counts, and payments by cash, card, transfer or cashback.
+
+A cashier opens a shift at a desk by counting the drawer and closes it by counting again;
+the ledger says what the drawer should hold, and a difference is booked as a cash surplus
+or shortage (never silently absorbed).  Cash and card payments need an open shift at the
+desk; bank transfers and cashback do not.
+
+Every payment is an append-only row plus a ledger transaction: money in (the drawer, the
+card terminal, the bank) against the client's receivable.  A **refund** gives money back
+(a new negative payment); a **void** undoes a payment entered by mistake (a reversal of its
+transaction).  A payment in another currency than the order's is converted at the day's
+rate through the exchange account.  ``payment.received`` is raised for every payment and
+the payment appears on the client's timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
+from crmkit.model import Party
+from crmkit_finance.ledger import Leg, credit, debit
+from crmkit_finance.model import (
+    FinanceAccount,
+    FinanceCashDesk,
+    FinanceEntry,
+    FinanceOrder,
+    FinancePayment,
+    FinanceShift,
+    FinanceTransaction,
+)
+from crmkit_finance.money import exact_money, minor_units
+
+if TYPE_CHECKING:
+    from crmkit_finance.services import Finance
+
+METHODS = ("cash", "card", "transfer", "cashback")
+DESK_METHODS = ("cash", "card")
+
+
+class CashDeskService:
+    """Desks and shifts.  Reached as ``finance(work).cashdesk``."""
+
+    def __init__(self, finance: Finance) -> None:
+        self.finance = finance
+        self.work = finance.work
+        self.session = finance.work.session
+
+    def desk(self, desk_id: int) -> FinanceCashDesk:
+        """A desk the actor may read."""
+        return self.work.records("finance_cash_desk").get(desk_id)
+
+    def current_shift(self, desk_id: int) -> FinanceShift | None:
+        """The open shift of a desk, if any."""
+        return self.session.scalar(
+            select(FinanceShift).where(
+                FinanceShift.desk_id == desk_id, FinanceShift.closed_at.is_(None)
+            )
+        )
+
+    def drawer_balance(self, desk: FinanceCashDesk) -> Decimal:
+        """What the ledger says is in the desk's cash drawer."""
+        ledger = self.finance.ledger
+        return ledger.balance(ledger.desk_account(desk.id, "cash"), desk.currency)
+
+    def open_shift(self, desk_id: int, counted: Any, *, note: str = "") -> FinanceShift:
+        """Open a shift: the cashier counts the drawer; a difference is booked at once."""
+        self.finance.require("finance_shift", "create")
+        desk = self.desk(desk_id)
+        if not desk.active:
+            raise ValidationFailed({"desk_id": [f"{desk.name} is closed for good"]})
+        if self.current_shift(desk.id) is not None:
+            raise ValidationFailed({"desk_id": [f"a shift is already open at {desk.name}"]})
+        count = exact_money(counted, desk.currency, "counted")
+        if count < 0:
+            raise ValidationFailed({"counted": ["a count is not negative"]})
+        expected = self.drawer_balance(desk)
+        shift = FinanceShift(
+            desk_id=desk.id,
+            cashier_id=self.work.actor.user_id,
+            opened_at=utcnow(),
+            opening_count=count,
+            opening_expected=expected,
+            note=note,
+        )
+        self.session.add(shift)
+        self.work.flush()
+        self._book_difference(desk, shift, count - expected, "opening")
+        self.work.audit(
+            "finance_shift", shift.id, "open", {"counted": [None, str(count)], "expected": [None, str(expected)]}
+        )
+        self.work.emit("shift.opened", "finance_shift", shift.id, desk_id=desk.id)
+        return shift
+
+    def close_shift(self, shift_id: int, counted: Any, *, note: str = "") -> FinanceShift:
+        """Close a shift with a count of the drawer; a difference is booked."""
+        shift = self.work.records("finance_shift").get(shift_id, action="update")
+        if shift.closed_at is not None:
+            raise ValidationFailed({"shift": ["the shift is already closed"]})
+        desk = self.session.get(FinanceCashDesk, shift.desk_id)
+        count = exact_money(counted, desk.currency, "counted")
+        if count < 0:
+            raise ValidationFailed({"counted": ["a count is not negative"]})
+        expected = self.drawer_balance(desk)
+        self._book_difference(desk, shift, count - expected, "closing")
+        shift.closed_at = utcnow()
+        shift.closing_count = count
+        shift.closing_expected = expected
+        if note:
+            shift.note = (shift.note + "\n" + note).strip()
+        self.work.flush()
+        self.work.audit(
+            "finance_shift", shift.id, "close", {"counted": [None, str(count)], "expected": [None, str(expected)]}
+        )
+        self.work.emit("shift.closed", "finance_shift", shift.id, desk_id=desk.id)
+        return shift
+
+    def _book_difference(
+        self, desk: FinanceCashDesk, shift: FinanceShift, difference: Decimal, when: str
+    ) -> None:
+        if difference == 0:
+            return
+        ledger = self.finance.ledger
+        drawer = ledger.desk_account(desk.id, "cash")
+        other = ledger.account("expense:cash_difference")
+        ledger.post(
+            "cash_difference",
+            [debit(drawer, difference, desk.currency), credit(other, difference, desk.currency)],
+            memo=f"{when} count of shift {shift.id}: {'surplus' if difference > 0 else 'shortage'}",
+            record=("finance_shift", shift.id),
+        )
+
+    def move_cash(self, desk_id: int, amount: Any, *, to: str = "bank:main", note: str = "") -> Any:
+        """Take cash out of the drawer to the bank (``to``), or put cash in (negative amount
+        from ``to``).  Needs an open shift."""
+        self.finance.require("finance_shift", "update")
+        desk = self.desk(desk_id)
+        shift = self.current_shift(desk.id)
+        if shift is None:
+            raise ValidationFailed({"desk_id": [f"open a shift at {desk.name} first"]})
+        value = exact_money(amount, desk.currency)
+        if value == 0:
+            raise ValidationFailed({"amount": ["move some money"]})
+        ledger = self.finance.ledger
+        drawer = ledger.desk_account(desk.id, "cash")
+        other = ledger.get_account(to)
+        if value > 0 and value > self.drawer_balance(desk):
+            raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+        return ledger.post(
+            "cash_out" if value > 0 else "cash_in",
+            [credit(drawer, value, desk.currency), debit(other, value, desk.currency)],
+            memo=note or ("cash to bank" if value > 0 else "cash in"),
+            record=("finance_shift", shift.id),
+        )
+
+    def shift_report(self, shift_id: int) -> dict[str, Any]:
+        """What happened in a shift: payments and refunds by method, counts, difference."""
+        shift = self.work.records("finance_shift").get(shift_id)
+        desk = self.session.get(FinanceCashDesk, shift.desk_id)
+        totals: dict[str, dict[str, Decimal]] = defaultdict(
+            lambda: {"received": Decimal(0), "returned": Decimal(0), "count": Decimal(0)}
+        )
+        for method, amount in self.session.execute(
+            select(FinancePayment.method, FinancePayment.amount).where(
+                FinancePayment.shift_id == shift.id
+            )
+        ):
+            bucket = totals[method]
+            bucket["received" if amount > 0 else "returned"] += abs(amount)
+            bucket["count"] += 1
+        drawer = self.finance.ledger.desk_account(desk.id, "cash")
+        moved = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceEntry.amount), 0))
+            .join(FinanceTransaction, FinanceTransaction.id == FinanceEntry.transaction_id)
+            .where(
+                FinanceEntry.account_id == drawer.id,
+                FinanceTransaction.record_entity == "finance_shift",
+                FinanceTransaction.record_id == shift.id,
+                FinanceTransaction.kind.in_(("cash_out", "cash_in")),
+            )
+        )
+        cash = totals.get("cash", {"received": Decimal(0), "returned": Decimal(0)})
+        expected_now = (
+            shift.closing_expected if shift.closed_at is not None else self.drawer_balance(desk)
+        )
+        return {
+            "shift_id": shift.id,
+            "desk": desk.name,
+            "currency": desk.currency,
+            "cashier_id": shift.cashier_id,
+            "opened_at": shift.opened_at,
+            "closed_at": shift.closed_at,
+            "opening_count": shift.opening_count,
+            "opening_difference": shift.opening_count - shift.opening_expected,
+            "by_method": {m: dict(v) for m, v in sorted(totals.items())},
+            "cash_received": cash["received"],
+            "cash_returned": cash["returned"],
+            "cash_moved": Decimal(moved),
+            "expected_cash": expected_now,
+            "closing_count": shift.closing_count,
+            "closing_difference": (
+                shift.closing_count - shift.closing_expected if shift.closed_at is not None else None
+            ),
+        }
+
+    def shifts(self, desk_id: int, limit: int = 50) -> list[FinanceShift]:
+        """A desk's latest shifts (as far as the actor may see them)."""
+        return list(
+            self.session.scalars(
+                self.work.records("finance_shift")
+                .query()
+                .where(FinanceShift.desk_id == desk_id)
+                .order_by(FinanceShift.opened_at.desc())
+                .limit(limit)
+            )
+        )
+
+
+class PaymentService:
+    """Taking, refunding and voiding payments; receivables.  ``finance(work).payments``."""
+
+    def __init__(self, finance: Finance) -> None:
+        self.finance = finance
+        self.work = finance.work
+        self.session = finance.work.session
+
+    def _money_account(self, method: str, desk: FinanceCashDesk | None) -> FinanceAccount:
+        ledger = self.finance.ledger
+        if method in DESK_METHODS:
+            assert desk is not None
+            return ledger.desk_account(desk.id, method)
+        if method == "transfer":
+            return ledger.account("bank:main")
+        raise ValueError(method)
+
+    def _desk_and_shift(
+        self, method: str, desk_id: int | None
+    ) -> tuple[FinanceCashDesk | None, FinanceShift | None]:
+        if method not in DESK_METHODS:
+            return None, None
+        if desk_id is None:
+            raise ValidationFailed({"desk_id": [f"a {method} payment is taken at a desk"]})
+        desk = self.finance.cashdesk.desk(desk_id)
+        shift = self.finance.cashdesk.current_shift(desk.id)
+        if shift is None:
+            raise ValidationFailed({"desk_id": [f"open a shift at {desk.name} first"]})
+        return desk, shift
+
+    def take(
+        self,
+        *,
+        order_id: int | None = None,
+        party_id: int | None = None,
+        amount: Any,
+        method: str,
+        currency: str | None = None,
+        desk_id: int | None = None,
+        invoice_id: int | None = None,
+        reference: str = "",
+        note: str = "",
+        at: dt.datetime | None = None,
+    ) -> FinancePayment:
+        """Take a payment for an order (a prepayment if it is not completed yet, a partial
+        payment if it covers part) or onto a client's account (``party_id`` alone).
+
+        ``currency`` defaults to the order's; a foreign currency is converted at the day's
+        rate.  Paying with cashback spends the client's cashback (base currency).
+        """
+        self.finance.require("finance_payment", "create")
+        if method not in METHODS:
+            raise ValidationFailed({"method": [f"one of {', '.join(METHODS)}"]})
+        order = None
+        if order_id is not None:
+            order = self.finance.orders.get(order_id)
+            if party_id is not None and party_id != order.party_id:
+                raise ValidationFailed({"party_id": ["the order belongs to another client"]})
+            party_id = order.party_id
+            if order.cancelled_at is not None:
+                raise ValidationFailed({"order_id": [f"order {order.number} is cancelled"]})
+        if party_id is None:
+            raise ValidationFailed({"order_id": ["pay for an order or onto a client's account"]})
+        self.work.parties.get(party_id)
+        base = self.finance.base_currency
+        receivable_currency = order.currency if order is not None else base
+        if method == "cashback":
+            currency = base
+        currency = (currency or receivable_currency).upper()
+        minor_units(currency)
+        value = exact_money(amount, currency)
+        if value <= 0:
+            raise ValidationFailed({"amount": ["a payment is positive; refund to give money back"]})
+        desk, shift = self._desk_and_shift(method, desk_id)
+        when = at or utcnow()
+        day = self.finance.business_date(when)
+        order_amount = self.finance.rates.convert(value, currency, receivable_currency, day)
+        base_amount = self.finance.rates.to_base(value, currency, day)
+        ledger = self.finance.ledger
+        receivable = ledger.receivable(party_id)
+        if method == "cashback":
+            source = ledger.cashback(party_id)
+            available = ledger.balance(source, base)
+            if value > available:
+                raise ValidationFailed({"amount": [f"only {available} {base} of cashback to spend"]})
+        else:
+            source = self._money_account(method, desk)
+        legs = [debit(source, value, currency)]
+        legs += _exchange(ledger, value, currency, order_amount, receivable_currency)
+        legs.append(credit(receivable, order_amount, receivable_currency))
+        transaction = ledger.post(
+            "payment",
+            legs,
+            memo=f"{method} payment" + (f" for order {order.number}" if order else ""),
+            record=("finance_order", order.id) if order else ("party", party_id),
+            party_id=party_id,
+            at=when,
+        )
+        if method == "cashback":
+            self.finance.cashback.consume(party_id, value)
+        payment = FinancePayment(
+            at=when,
+            on_date=day,
+            kind="payment",
+            party_id=party_id,
+            order_id=order.id if order else None,
+            invoice_id=invoice_id,
+            method=method,
+            amount=value,
+            currency=currency,
+            order_amount=order_amount,
+            order_currency=receivable_currency,
+            base_amount=base_amount,
+            desk_id=desk.id if desk else None,
+            shift_id=shift.id if shift else None,
+            cashier_id=self.work.actor.user_id,
+            transaction_id=transaction.id,
+            reference=reference,
+            note=note,
+        )
+        self.session.add(payment)
+        self.work.flush()
+        self._announce(payment, order, "payment.received", "Payment")
+        if order is not None:
+            self.finance.cashback.on_order_changed(order)
+        return payment
+
+    def refund(
+        self,
+        payment_id: int,
+        amount: Any = None,
+        *,
+        method: str | None = None,
+        desk_id: int | None = None,
+        note: str = "",
+    ) -> FinancePayment:
+        """Give (part of) a payment back, by the same method unless another is named."""
+        self.finance.require("finance_payment", "refund")
+        original = self.get(payment_id)
+        if original.kind != "payment":
+            raise ValidationFailed({"payment": ["only a payment can be refunded"]})
+        left = original.amount - self.refunded(original)
+        value = left if amount is None else exact_money(amount, original.currency)
+        if value <= 0 or value > left:
+            raise ValidationFailed({"amount": [f"between 0.01 and {left} {original.currency}"]})
+        method = method or original.method
+        if method not in METHODS:
+            raise ValidationFailed({"method": [f"one of {', '.join(METHODS)}"]})
+        desk_id = desk_id if desk_id is not None else original.desk_id
+        desk, shift = self._desk_and_shift(method, desk_id)
+        # the part of the receivable it settled, in proportion
+        if value == original.amount:
+            order_amount = original.order_amount
+            base_amount = original.base_amount
+        else:
+            from crmkit_finance.money import round_money
+
+            order_amount = round_money(original.order_amount * value / original.amount, original.order_currency)
+            base_amount = round_money(original.base_amount * value / original.amount, self.finance.base_currency)
+        ledger = self.finance.ledger
+        party_id = original.party_id
+        currency = original.currency
+        if method == "cashback":
+            if currency != self.finance.base_currency:
+                raise ValidationFailed({"method": ["cashback is in the base currency"]})
+            target = ledger.cashback(party_id)
+        else:
+            target = self._money_account(method, desk)
+            if method == "cash":
+                drawer = self.finance.cashdesk.drawer_balance(desk)
+                if value > drawer:
+                    raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+        legs = [credit(target, value, currency)]
+        legs += _exchange(ledger, -value, currency, -order_amount, original.order_currency)
+        legs.append(debit(ledger.receivable(party_id), order_amount, original.order_currency))
+        transaction = ledger.post(
+            "refund",
+            legs,
+            memo=f"refund of payment {original.id}",
+            record=("finance_order", original.order_id) if original.order_id else ("party", party_id),
+            party_id=party_id,
+        )
+        if method == "cashback":
+            self.finance.cashback.restore(party_id, value, transaction)
+        refund = FinancePayment(
+            at=utcnow(),
+            on_date=self.finance.business_date(utcnow()),
+            kind="refund",
+            party_id=party_id,
+            order_id=original.order_id,
+            invoice_id=original.invoice_id,
+            method=method,
+            amount=-value,
+            currency=currency,
+            order_amount=-order_amount,
+            order_currency=original.order_currency,
+            base_amount=-base_amount,
+            desk_id=desk.id if desk else None,
+            shift_id=shift.id if shift else None,
+            cashier_id=self.work.actor.user_id,
+            transaction_id=transaction.id,
+            refund_of_id=original.id,
+            note=note,
+        )
+        self.session.add(refund)
+        self.work.flush()
+        order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
+        self._announce(refund, order, "payment.refunded", "Refund")
+        if order is not None:
+            self.finance.cashback.on_refund(order, base_amount)
+        return refund
+
+    def void(self, payment_id: int, *, reason: str) -> FinancePayment:
+        """Cancel a payment entered by mistake: its transaction is reversed.
+
+        A cash or card payment can be voided only during the shift it was taken in.
+        """
+        self.finance.require("finance_payment", "void")
+        if not (reason or "").strip():
+            raise ValidationFailed({"reason": ["say why the payment is voided"]})
+        original = self.get(payment_id)
+        if original.kind != "payment":
+            raise ValidationFailed({"payment": ["only a payment can be voided"]})
+        if self.refunded(original):
+            raise ValidationFailed({"payment": ["part of it was refunded; refund the rest"]})
+        if self.session.scalar(select(FinancePayment.id).where(FinancePayment.voids_id == original.id)):
+            raise ValidationFailed({"payment": ["already voided"]})
+        if original.shift_id is not None:
+            shift = self.session.get(FinanceShift, original.shift_id)
+            if shift.closed_at is not None:
+                raise ValidationFailed({"payment": ["its shift is closed; refund it instead"]})
+        if original.method == "cash":
+            desk = self.session.get(FinanceCashDesk, original.desk_id)
+            if original.amount > self.finance.cashdesk.drawer_balance(desk):
+                raise ValidationFailed({"payment": ["there is not that much cash in the drawer"]})
+        reversal = self.finance.ledger.reverse(
+            original.transaction_id, memo=f"void: {reason}", kind="payment_void", check_kind=False
+        )
+        if original.method == "cashback":
+            self.finance.cashback.restore(original.party_id, original.amount, reversal)
+        void = FinancePayment(
+            at=utcnow(),
+            on_date=self.finance.business_date(utcnow()),
+            kind="void",
+            party_id=original.party_id,
+            order_id=original.order_id,
+            invoice_id=original.invoice_id,
+            method=original.method,
+            amount=-original.amount,
+            currency=original.currency,
+            order_amount=-original.order_amount,
+            order_currency=original.order_currency,
+            base_amount=-original.base_amount,
+            desk_id=original.desk_id,
+            shift_id=original.shift_id,
+            cashier_id=self.work.actor.user_id,
+            transaction_id=reversal.id,
+            voids_id=original.id,
+            note=reason,
+        )
+        self.session.add(void)
+        self.work.flush()
+        self.work.audit("finance_payment", original.id, "void", {"reason": [None, reason]})
+        order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
+        if order is not None:
+            self.finance.cashback.on_refund(order, original.base_amount)
+        return void
+
+    def _announce(self, payment: FinancePayment, order: Any, event: str, title: str) -> None:
+        record = ("finance_order", order.id) if order is not None else ("finance_payment", payment.id)
+        amount = abs(payment.amount)
+        self.work.timeline.add(
+            "payment",
+            party_id=payment.party_id,
+            subject=f"{title}: {amount} {payment.currency} ({payment.method})",
+            record=record,
+            data={
+                "payment_id": payment.id,
+                "kind": payment.kind,
+                "order_id": payment.order_id,
+                "method": payment.method,
+                "amount": str(payment.amount),
+                "currency": payment.currency,
+            },
+            occurred_at=payment.at,
+            direction="in" if payment.amount > 0 else "out",
+        )
+        self.work.audit(
+            "finance_payment",
+            payment.id,
+            payment.kind,
+            {"amount": [None, str(payment.amount)], "method": [None, payment.method]},
+        )
+        self.work.emit(
+            event,
+            "finance_payment",
+            payment.id,
+            party_id=payment.party_id,
+            order_id=payment.order_id,
+            amount=str(abs(payment.amount)),
+            currency=payment.currency,
+            method=payment.method,
+            base_amount=str(abs(payment.base_amount)),
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, payment_id: int) -> FinancePayment:
+        """A payment the actor may read."""
+        return self.work.records("finance_payment").get(payment_id)
+
+    def refunded(self, payment: FinancePayment) -> Decimal:
+        """How much of a payment was given back."""
+        value = self.session.scalar(
+            select(func.coalesce(func.sum(FinancePayment.amount), 0)).where(
+                FinancePayment.refund_of_id == payment.id
+            )
+        )
+        return -Decimal(value)
+
+    def of_order(self, order_id: int) -> list[FinancePayment]:
+        """Payments, refunds and voids of an order, oldest first."""
+        self.finance.orders.get(order_id)
+        return list(
+            self.session.scalars(
+                self.work.records("finance_payment")
+                .query()
+                .where(FinancePayment.order_id == order_id)
+                .order_by(FinancePayment.id)
+            )
+        )
+
+    def receivable(self, party_id: int, currency: str | None = None) -> Decimal:
+        """What a client owes (negative: paid in advance), in one currency."""
+        self.finance.require("finance_payment", "read")
+        self.work.parties.get(party_id)
+        ledger = self.finance.ledger
+        return ledger.balance(ledger.receivable(party_id), currency or self.finance.base_currency)
+
+    def total_paid(self, party_id: int) -> Decimal:
+        """Everything a client paid, refunds deducted, in the base currency."""
+        self.finance.require("finance_payment", "read")
+        value = self.session.scalar(
+            select(func.coalesce(func.sum(FinancePayment.base_amount), 0)).where(
+                FinancePayment.party_id.in_(_party_and_merged(party_id))
+            )
+        )
+        return Decimal(value).quantize(Decimal("0.01"))
+
+    def receivables(self, *, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+        """Clients who owe money (base currency), biggest debt first, with overdue amounts."""
+        self.finance.require("finance_payment", "read")
+        base = self.finance.base_currency
+        day = as_of or self.finance.business_date(utcnow())
+        rows = self.session.execute(
+            select(FinanceAccount.party_id, func.sum(FinanceEntry.amount))
+            .join(FinanceEntry, FinanceEntry.account_id == FinanceAccount.id)
+            .where(FinanceAccount.kind == "receivable", FinanceEntry.currency == base)
+            .group_by(FinanceAccount.party_id)
+            .having(func.sum(FinanceEntry.amount) != 0)
+        )
+        balances = {party_id: Decimal(total) for party_id, total in rows}
+        if not balances:
+            return []
+        names = dict(
+            self.session.execute(
+                select(Party.id, Party.name).where(Party.id.in_(list(balances)))
+            ).all()
+        )
+        overdue_rows = self.session.execute(
+            select(FinanceOrder.party_id, FinanceOrder.id, FinanceOrder.total)
+            .where(
+                FinanceOrder.party_id.in_(list(balances)),
+                FinanceOrder.completed_at.is_not(None),
+                FinanceOrder.due_on < day,
+                FinanceOrder.currency == base,
+            )
+        )
+        overdue: dict[int, Decimal] = defaultdict(Decimal)
+        order_ids = {}
+        for party_id, order_id, order_total in overdue_rows:
+            order_ids[order_id] = (party_id, order_total)
+        if order_ids:
+            paid = dict(
+                self.session.execute(
+                    select(FinancePayment.order_id, func.sum(FinancePayment.order_amount))
+                    .where(FinancePayment.order_id.in_(list(order_ids)))
+                    .group_by(FinancePayment.order_id)
+                ).all()
+            )
+            for order_id, (party_id, order_total) in order_ids.items():
+                left = order_total - Decimal(paid.get(order_id) or 0)
+                if left > 0:
+                    overdue[party_id] += left
+        result = [
+            {
+                "party_id": party_id,
+                "client": names.get(party_id, ""),
+                "balance": balance,
+                "overdue": min(overdue.get(party_id, Decimal(0)), max(balance, Decimal(0))),
+                "currency": base,
+            }
+            for party_id, balance in balances.items()
+        ]
+        return sorted(result, key=lambda r: (-r["balance"], r["party_id"]))
+
+    def pay_invoice(
+        self, invoice_id: int, amount: Any, *, reference: str = "", at: dt.datetime | None = None
+    ) -> list[FinancePayment]:
+        """A bank transfer against an invoice, spread over its orders oldest first."""
+        invoice = self.finance.invoices.get(invoice_id)
+        if invoice.status == "cancelled":
+            raise ValidationFailed({"invoice": ["the invoice is cancelled"]})
+        value = exact_money(amount, invoice.currency)
+        if value <= 0:
+            raise ValidationFailed({"amount": ["a payment is positive"]})
+        payments = []
+        left = value
+        for order in self.finance.invoices.orders_of(invoice):
+            due = order.total - self.finance.orders.paid(order)
+            if due <= 0 or left <= 0:
+                continue
+            part = min(due, left)
+            payments.append(
+                self.take(
+                    order_id=order.id, amount=part, method="transfer", currency=invoice.currency,
+                    invoice_id=invoice.id, reference=reference, at=at,
+                )
+            )
+            left -= part
+        if left > 0:
+            payments.append(
+                self.take(
+                    party_id=invoice.party_id, amount=left, method="transfer", currency=invoice.currency,
+                    invoice_id=invoice.id, reference=reference, note="overpayment", at=at,
+                )
+            )
+        self.finance.invoices.refresh_status(invoice)
+        return payments
+
+
+def _exchange(
+    ledger: Any, amount: Decimal, currency: str, target_amount: Decimal, target_currency: str
+) -> list[Leg]:
+    """Legs carrying ``amount`` of ``currency`` over into ``target_amount`` of ``target_currency``."""
+    if currency == target_currency:
+        return []
+    exchange = ledger.account("equity:exchange")
+    return [credit(exchange, amount, currency), debit(exchange, target_amount, target_currency)]
+
+
+def _party_and_merged(party_id: int) -> Any:
+    """The party and those merged into it (their payments are the survivor's history)."""
+    return select(Party.id).where((Party.id == party_id) | (Party.merged_into_id == party_id))
+

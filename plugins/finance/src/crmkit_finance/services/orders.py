@@ -1,0 +1,703 @@
+"""Orders: lines of services and goods, discounts, totals, and revenue recognition.
+
+An order is a pipelined entity (``finance_order``).  The deployment owns its statuses: the
+finance plugin only reads the *kind* of the stage an order enters.
+
+* entering a **success** stage completes the order: its revenue is recognized (the client's
+  receivable is charged, income is booked, the goods' cost moves from "goods issued to
+  orders" to the cost of goods sold);
+* leaving a success stage for an open one reopens it: the recognized lines are credited
+  back and copied as open lines, to be recognized again on completion;
+* entering a **dead end** cancels it: goods go back to stock.
+
+Goods leave stock when their line is added (valued at the moving average cost) and come back
+when it is removed.  A recognized line is never edited: removing it appends a negative
+line, recognized on the day of the removal, so every report of a past period stays true.
+
+**Line amounts**: ``gross = qty x unit_price`` rounded half up; the discount is the order's
+percent of ``gross`` (rounded half up) unless an amount is given for the line;
+``amount = gross - discount``.  Order totals are sums of their lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import func, select
+
+from crmkit.clock import utcnow
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.pipeline.definition import StageKind
+from crmkit.services.records import EntityService
+from crmkit_finance.ledger import credit, debit
+from crmkit_finance.model import (
+    FinanceContract,
+    FinanceItem,
+    FinanceOrder,
+    FinanceOrderLine,
+    FinancePayment,
+)
+from crmkit_finance.money import exact_money, percent_of, quantity, round_money, to_decimal
+from crmkit_finance.numbering import next_number
+from crmkit_finance.services import finance
+
+if TYPE_CHECKING:
+    from crmkit.pipeline.engine import MoveContext
+
+#: The pipeline new orders get when no other is configured or registered as default.
+BUILTIN_PIPELINE = "finance_order"
+
+LINE_EDITABLE = ("qty", "unit_price", "discount", "performer_id", "description", "main")
+
+
+@attrs.frozen
+class OrderTotals:
+    """What an order is worth and where its payment stands (order currency)."""
+
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    total: Decimal
+    charged: Decimal
+    paid: Decimal
+
+    @property
+    def due(self) -> Decimal:
+        """What is left to pay: of the charged amount once completed, else of the total."""
+        return (self.charged if self.charged else self.total) - self.paid
+
+    @property
+    def settled(self) -> bool:
+        """Completed and fully paid."""
+        return self.charged > 0 and self.paid >= self.charged
+
+
+class OrderService(EntityService):
+    """The ``finance_order`` entity service: generic CRUD plus lines, totals and recognition."""
+
+    extra_fields = ("tags", "lines")
+
+    @property
+    def fin(self) -> Any:
+        return finance(self.work)
+
+    # -- creating ----------------------------------------------------------------------
+
+    def build(self, values: dict[str, Any]) -> Any:
+        fin = self.fin
+        values.setdefault("currency", fin.base_currency)
+        if values.get("pipeline") is None:
+            values["pipeline"] = self.default_pipeline_name()
+        if values.get("assignee_id") not in (None, self.work.actor.user_id):
+            self.check_assignable(values["assignee_id"])
+        if values.get("location_id") is not None:
+            self.work.records("finance_location").get(values["location_id"])
+        if values.get("contract_id") is None and values.get("party_id") is not None:
+            contract = self.active_contract(values["party_id"])
+            values["contract_id"] = contract.id if contract else None
+        elif values.get("contract_id") is not None:
+            contract = self.session.get(FinanceContract, values["contract_id"])
+            if contract is None or contract.party_id != values.get("party_id"):
+                raise ValidationFailed({"contract_id": ["not a contract of this client"]})
+        return super().build(values)
+
+    def default_pipeline_name(self) -> str | None:
+        """``finance.order_pipeline``, else a deployment's default pipeline, else the built-in."""
+        configured = str(self.work.crm.config["finance.order_pipeline"] or "")
+        if configured:
+            return configured
+        crm = self.work.crm
+        if any(p.default for p in crm.pipelines_for("finance_order")):
+            return None  # the pipeline engine picks the default one
+        return BUILTIN_PIPELINE
+
+    def after_create(
+        self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
+    ) -> None:
+        record.number = str(next_number(self.session, "order"))
+        for line in extra.get("lines") or ():
+            self.add_line(record, **line)
+
+    def active_contract(self, party_id: int, on_date: dt.date | None = None) -> Any:
+        """The client's contract in force on a date (the latest signed), if any."""
+        day = on_date or self.fin.business_date(utcnow())
+        return self.session.scalar(
+            select(FinanceContract)
+            .where(
+                FinanceContract.party_id == party_id,
+                FinanceContract.active.is_(True),
+                (FinanceContract.valid_until.is_(None)) | (FinanceContract.valid_until >= day),
+            )
+            .order_by(FinanceContract.signed_on.desc().nulls_last(), FinanceContract.id.desc())
+            .limit(1)
+        )
+
+    def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+        if "assignee_id" in values and values["assignee_id"] != record.assignee_id:
+            if values["assignee_id"] is not None:
+                self.check_assignable(values["assignee_id"])
+            else:
+                self.work.access.require(self.entity.name, "assign")
+        if record.completed_at is not None:
+            frozen = {"currency", "party_id", "discount_percent", "contract_id"} & set(values)
+            frozen = {k for k in frozen if values[k] != getattr(record, k)}
+            if frozen:
+                raise ValidationFailed(
+                    {sorted(frozen)[0]: ["the order is completed; reopen it to change this"]}
+                )
+        if (
+            "currency" in values
+            and values["currency"] != record.currency
+            and self.lines(record)
+        ):
+            raise ValidationFailed({"currency": ["remove the lines before changing currency"]})
+        changes = super().apply_changes(record, values)
+        if "discount_percent" in changes:
+            self._reprice(record)
+        return changes
+
+    # -- lines -------------------------------------------------------------------------
+
+    def lines(self, order: Any) -> list[FinanceOrderLine]:
+        """Every line of an order in order of entry (negative lines after their originals)."""
+        order = self.get(order)
+        return list(
+            self.session.scalars(
+                select(FinanceOrderLine)
+                .where(FinanceOrderLine.order_id == order.id)
+                .order_by(FinanceOrderLine.position, FinanceOrderLine.id)
+            )
+        )
+
+    def _open_for_lines(self, order: Any) -> Any:
+        order = self.get(order, action="update")
+        if order.cancelled_at is not None:
+            raise ValidationFailed({"order": [f"order {order.number} is cancelled"]})
+        return order
+
+    def add_line(
+        self,
+        order: Any,
+        item_id: int,
+        qty: Any = 1,
+        unit_price: Any = None,
+        discount: Any = None,
+        performer_id: int | None = None,
+        main: bool = False,
+        description: str | None = None,
+    ) -> FinanceOrderLine:
+        """Add a service or a good; goods leave stock now (at their moving average cost).
+
+        Without ``unit_price`` the client's price applies (see the catalogue); without
+        ``discount`` the order's percent.  On a completed order the line is recognized at
+        once (an extra service added after the work was done).
+        """
+        order = self._open_for_lines(order)
+        fin = self.fin
+        item = fin.catalogue.require_item(item_id)
+        amount_qty = quantity(qty if qty is not None else 1)
+        if amount_qty <= 0:
+            raise ValidationFailed({"qty": ["a quantity is positive"]})
+        if unit_price is None:
+            price = fin.catalogue.quote(
+                item, currency=order.currency, party_id=order.party_id, price_level=order.price_level
+            ).price
+        else:
+            if not fin.can("finance_order", "price"):
+                raise PermissionDenied("finance_order", "price", "not allowed to set prices")
+            price = exact_money(unit_price, order.currency, "unit_price")
+            if price < 0:
+                raise ValidationFailed({"unit_price": ["a price is not negative"]})
+        if performer_id is not None and performer_id != self.work.actor.user_id:
+            self.check_assignable(performer_id)
+        position = (
+            self.session.scalar(
+                select(func.max(FinanceOrderLine.position)).where(
+                    FinanceOrderLine.order_id == order.id
+                )
+            )
+            or 0
+        ) + 1
+        line = FinanceOrderLine(
+            order_id=order.id,
+            position=position,
+            item_id=item.id,
+            kind=item.kind,
+            category_id=item.category_id,
+            description=(description or item.name)[:300],
+            main=bool(main),
+            qty=amount_qty,
+            unit_price=price,
+            performer_id=performer_id,
+            added_at=utcnow(),
+            added_by_id=self.work.actor.user_id,
+            cost=Decimal(0),
+        )
+        self._price_line(order, line, discount)
+        self.session.add(line)
+        self.work.flush()
+        if item.track_stock:
+            self._issue(order, line, item)
+        if order.completed_at is not None:
+            self._recognize(order, [line], utcnow())
+        self._retotal(order)
+        self.work.audit(
+            "finance_order",
+            order.id,
+            "add_line",
+            {"line": [None, {"item_id": item.id, "qty": str(amount_qty), "amount": str(line.amount)}]},
+        )
+        return line
+
+    def update_line(self, line: Any, **values: Any) -> FinanceOrderLine:
+        """Change an open line's quantity, price, discount, performer or text."""
+        line = self._line(line)
+        order = self._open_for_lines(line.order_id)
+        unknown = set(values) - set(LINE_EDITABLE)
+        if unknown:
+            raise ValidationFailed({sorted(unknown)[0]: ["cannot be changed on a line"]})
+        if line.recognized_on is not None:
+            raise ValidationFailed(
+                {"line": ["the line is recognized; remove it and add a new one instead"]}
+            )
+        changes: dict[str, Any] = {}
+        item = self.session.get(FinanceItem, line.item_id) if line.item_id else None
+        if "qty" in values:
+            new_qty = quantity(values["qty"])
+            if new_qty <= 0:
+                raise ValidationFailed({"qty": ["a quantity is positive"]})
+            if new_qty != line.qty:
+                changes["qty"] = [str(line.qty), str(new_qty)]
+                if item is not None and item.track_stock and order.cancelled_at is None:
+                    self._return_goods(order, line, item)
+                    line.qty = new_qty
+                    self._issue(order, line, item)
+                else:
+                    line.qty = new_qty
+        if "unit_price" in values:
+            if not self.fin.can("finance_order", "price"):
+                raise PermissionDenied("finance_order", "price", "not allowed to set prices")
+            price = exact_money(values["unit_price"], order.currency, "unit_price")
+            if price < 0:
+                raise ValidationFailed({"unit_price": ["a price is not negative"]})
+            changes["unit_price"] = [str(line.unit_price), str(price)]
+            line.unit_price = price
+        if "performer_id" in values and values["performer_id"] != line.performer_id:
+            if values["performer_id"] is not None:
+                self.check_assignable(values["performer_id"])
+            changes["performer_id"] = [line.performer_id, values["performer_id"]]
+            line.performer_id = values["performer_id"]
+        for key in ("description", "main"):
+            if key in values:
+                changes[key] = [getattr(line, key), values[key]]
+                setattr(line, key, values[key])
+        self._price_line(order, line, values.get("discount"))
+        self._retotal(order)
+        self.work.audit("finance_order", order.id, "update_line", {f"line:{line.id}": changes})
+        return line
+
+    def remove_line(self, line: Any, *, reason: str = "") -> FinanceOrderLine | None:
+        """Take a line off the order; goods go back to stock.
+
+        An open line is deleted.  A recognized one stays and gets a negative twin,
+        recognized today (returned as the result).
+        """
+        line = self._line(line)
+        order = self._open_for_lines(line.order_id)
+        item = self.session.get(FinanceItem, line.item_id) if line.item_id else None
+        if line.reverses_line_id is not None:
+            raise ValidationFailed({"line": ["a correcting line cannot be removed"]})
+        if line.recognized_on is None:
+            if item is not None and item.track_stock and line.cost:
+                self._return_goods(order, line, item)
+            self.session.delete(line)
+            self.work.flush()
+            self._retotal(order)
+            self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
+            return None
+        if self.session.scalar(
+            select(FinanceOrderLine.id).where(FinanceOrderLine.reverses_line_id == line.id)
+        ):
+            raise ValidationFailed({"line": ["this line was already removed"]})
+        negative = self._credit_line(order, line, utcnow(), memo=reason or "line removed")
+        if item is not None and item.track_stock and line.cost:
+            self.fin.stock.take_back(
+                item=item,
+                location_id=order.location_id,
+                qty=line.qty,
+                value=line.cost,
+                order=order,
+                line=negative,
+                from_account="expense:cogs",
+            )
+        self._retotal(order)
+        self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
+        return negative
+
+    def _line(self, line: Any) -> FinanceOrderLine:
+        line_id = line.id if isinstance(line, FinanceOrderLine) else int(line)
+        found = self.session.get(FinanceOrderLine, line_id)
+        if found is None:
+            raise NotFound("finance_order_line", line_id)
+        self.get(found.order_id)  # NotFound when the order is hidden
+        return found
+
+    def _price_line(self, order: Any, line: FinanceOrderLine, discount: Any) -> None:
+        gross = round_money(line.qty * line.unit_price, order.currency)
+        if discount is None:
+            amount_off = percent_of(gross, order.discount_percent, order.currency)
+        else:
+            amount_off = exact_money(discount, order.currency, "discount")
+            if amount_off < 0 or amount_off > gross:
+                raise ValidationFailed({"discount": [f"a discount is between 0 and {gross}"]})
+        line.discount = amount_off
+        line.amount = gross - amount_off
+
+    def _reprice(self, order: Any) -> None:
+        for line in self.lines(order):
+            if line.recognized_on is None:
+                self._price_line(order, line, None)
+        self._retotal(order)
+
+    def set_discount(self, order: Any, percent: Any) -> Any:
+        """Give the order a discount percent (applied to every open line)."""
+        value = to_decimal(percent, "discount_percent")
+        if not 0 <= value <= 100:
+            raise ValidationFailed({"discount_percent": ["between 0 and 100"]})
+        return self.update(order, discount_percent=str(value))
+
+    def _retotal(self, order: Any) -> None:
+        row = self.session.execute(
+            select(
+                func.coalesce(func.sum(FinanceOrderLine.amount), 0),
+                func.coalesce(func.sum(FinanceOrderLine.discount), 0),
+            ).where(FinanceOrderLine.order_id == order.id)
+        ).one()
+        total, discount = Decimal(row[0]), Decimal(row[1])
+        order.total = total
+        order.discount_total = discount
+        order.subtotal = total + discount
+        order.updated_at = utcnow()
+        self.work.flush()
+
+    # -- totals and payments ------------------------------------------------------------
+
+    def totals(self, order: Any) -> OrderTotals:
+        """Totals, what was charged (recognized) and what was paid."""
+        order = self.get(order)
+        charged = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceOrderLine.amount), 0)).where(
+                FinanceOrderLine.order_id == order.id, FinanceOrderLine.recognized_on.is_not(None)
+            )
+        )
+        return OrderTotals(
+            currency=order.currency,
+            subtotal=order.subtotal,
+            discount=order.discount_total,
+            total=order.total,
+            charged=Decimal(charged),
+            paid=self.paid(order),
+        )
+
+    def paid(self, order: Any) -> Decimal:
+        """What the client paid for this order (refunds deducted), in its currency."""
+        order_id = order.id if isinstance(order, FinanceOrder) else int(order)
+        value = self.session.scalar(
+            select(func.coalesce(func.sum(FinancePayment.order_amount), 0)).where(
+                FinancePayment.order_id == order_id
+            )
+        )
+        return Decimal(value).quantize(Decimal("0.01"))
+
+    def of_party(self, party_id: int, *, limit: int = 100) -> list[Any]:
+        """A client's visible orders, newest first."""
+        return list(
+            self.session.scalars(
+                self.query()
+                .where(FinanceOrder.party_id == party_id)
+                .order_by(FinanceOrder.id.desc())
+                .limit(limit)
+            )
+        )
+
+    def assigned_to(self, user_id: int, *, open_only: bool = True) -> list[Any]:
+        """Orders a worker is assigned to (as far as the actor may see)."""
+        statement = self.query().where(FinanceOrder.assignee_id == user_id)
+        if open_only:
+            statement = statement.where(
+                FinanceOrder.completed_at.is_(None), FinanceOrder.cancelled_at.is_(None)
+            )
+        return list(self.session.scalars(statement.order_by(FinanceOrder.id.desc())))
+
+    # -- recognition ------------------------------------------------------------------
+
+    def complete(self, order: Any, *, at: dt.datetime | None = None) -> Any:
+        """Recognize the order's revenue (called when it enters a success stage)."""
+        order = self.get(order)
+        if order.completed_at is not None:
+            return order
+        if order.cancelled_at is not None:
+            raise ValidationFailed({"order": ["a cancelled order cannot be completed"]})
+        when = at or utcnow()
+        fin = self.fin
+        open_lines = [ln for ln in self.lines(order) if ln.recognized_on is None]
+        if open_lines:
+            self._recognize(order, open_lines, when)
+        order.completed_at = when
+        order.completed_on = fin.business_date(when)
+        contract = self.session.get(FinanceContract, order.contract_id) if order.contract_id else None
+        order.due_on = order.completed_on + dt.timedelta(days=contract.payment_days if contract else 0)
+        self.work.flush()
+        self.work.audit("finance_order", order.id, "complete", {"total": [None, str(order.total)]})
+        self.work.emit(
+            "order.completed",
+            "finance_order",
+            order.id,
+            party_id=order.party_id,
+            total=str(order.total),
+            currency=order.currency,
+        )
+        fin.cashback.on_order_changed(order)
+        return order
+
+    def reopen(self, order: Any, *, reason: str = "reopened") -> Any:
+        """Undo a completion: credit the recognized lines back and copy them as open lines."""
+        order = self.get(order)
+        if order.completed_at is None:
+            return order
+        now = utcnow()
+        for line in self._live_recognized(order):
+            self._credit_line(order, line, now, memo=reason)
+            copy = FinanceOrderLine(
+                order_id=order.id,
+                position=line.position,
+                item_id=line.item_id,
+                kind=line.kind,
+                category_id=line.category_id,
+                description=line.description,
+                main=line.main,
+                qty=line.qty,
+                unit_price=line.unit_price,
+                discount=line.discount,
+                amount=line.amount,
+                cost=line.cost,
+                performer_id=line.performer_id,
+                added_at=now,
+                added_by_id=self.work.actor.user_id,
+            )
+            self.session.add(copy)
+            if line.kind == "goods" and line.cost:
+                # the goods stay with the order: their cost goes back to "issued to orders"
+                fin = self.fin
+                fin.ledger.post(
+                    "order_reopen",
+                    [
+                        debit(fin.ledger.account("wip:orders"), line.cost, fin.base_currency),
+                        credit(fin.ledger.account("expense:cogs"), line.cost, fin.base_currency),
+                    ],
+                    record=("finance_order", order.id),
+                    party_id=order.party_id,
+                )
+        order.completed_at = None
+        order.completed_on = None
+        order.due_on = None
+        self.work.flush()
+        self._retotal(order)
+        self.work.audit("finance_order", order.id, "reopen", {"reason": [None, reason]})
+        self.work.emit("order.reopened", "finance_order", order.id, party_id=order.party_id)
+        return order
+
+    def cancel(self, order: Any, *, reason: str = "cancelled") -> Any:
+        """Cancel the order: a completed one is reopened first; goods go back to stock."""
+        order = self.get(order)
+        if order.cancelled_at is not None:
+            return order
+        if order.completed_at is not None:
+            self.reopen(order, reason=reason)
+        for line in self.lines(order):
+            if line.recognized_on is None and line.kind == "goods" and line.cost:
+                item = self.session.get(FinanceItem, line.item_id)
+                if item is not None and item.track_stock:
+                    self._return_goods(order, line, item)
+        order.cancelled_at = utcnow()
+        self.work.flush()
+        self.work.audit("finance_order", order.id, "cancel", {"reason": [None, reason]})
+        self.work.emit("order.cancelled", "finance_order", order.id, party_id=order.party_id)
+        return order
+
+    def restore(self, order: Any) -> Any:
+        """Bring a cancelled order back: its goods are issued from stock again."""
+        order = self.get(order)
+        if order.cancelled_at is None:
+            return order
+        order.cancelled_at = None
+        for line in self.lines(order):
+            if line.recognized_on is None and line.kind == "goods":
+                item = self.session.get(FinanceItem, line.item_id)
+                if item is not None and item.track_stock:
+                    self._issue(order, line, item)
+        self.work.flush()
+        self.work.audit("finance_order", order.id, "restore", {})
+        return order
+
+    def _live_recognized(self, order: Any) -> list[FinanceOrderLine]:
+        lines = self.lines(order)
+        reversed_ids = {ln.reverses_line_id for ln in lines if ln.reverses_line_id}
+        return [
+            ln
+            for ln in lines
+            if ln.recognized_on is not None
+            and ln.reverses_line_id is None
+            and ln.id not in reversed_ids
+        ]
+
+    def _issue(self, order: Any, line: FinanceOrderLine, item: FinanceItem) -> None:
+        if order.location_id is None:
+            raise ValidationFailed({"location_id": ["choose the branch the goods come from"]})
+        line.cost = self.fin.stock.issue(
+            item=item, location_id=order.location_id, qty=line.qty, order=order, line=line
+        )
+
+    def _return_goods(self, order: Any, line: FinanceOrderLine, item: FinanceItem) -> None:
+        self.fin.stock.take_back(
+            item=item,
+            location_id=order.location_id,
+            qty=line.qty,
+            value=line.cost,
+            order=order,
+            line=line,
+            from_account="wip:orders",
+        )
+        line.cost = Decimal(0)
+
+    def _recognize(self, order: Any, lines: list[FinanceOrderLine], when: dt.datetime) -> None:
+        """Charge the client for ``lines`` and book their income and cost, in one transaction."""
+        fin = self.fin
+        ledger = fin.ledger
+        base = fin.base_currency
+        day = fin.business_date(when)
+        income: dict[str, Decimal] = defaultdict(Decimal)
+        charged = Decimal(0)
+        base_charged = Decimal(0)
+        cost = Decimal(0)
+        for line in lines:
+            line.base_amount = fin.rates.to_base(line.amount, order.currency, day)
+            line.base_cost = line.cost
+            line.recognized_on = day
+            income[fin.catalogue.income_account_code(line.kind)] += line.base_amount
+            charged += line.amount
+            base_charged += line.base_amount
+            cost += line.cost
+        legs = [debit(ledger.receivable(order.party_id), charged, order.currency)]
+        if order.currency != base:
+            exchange = ledger.account("equity:exchange")
+            legs += [credit(exchange, charged, order.currency), debit(exchange, base_charged, base)]
+        legs += [credit(ledger.account(code), amount, base) for code, amount in income.items()]
+        if cost:
+            legs += [
+                debit(ledger.account("expense:cogs"), cost, base),
+                credit(ledger.account("wip:orders"), cost, base),
+            ]
+        if charged == 0 and cost == 0:
+            self.work.flush()
+            return
+        transaction = ledger.post(
+            "order_charge",
+            legs,
+            memo=f"order {order.number}",
+            record=("finance_order", order.id),
+            party_id=order.party_id,
+            at=when,
+        )
+        for line in lines:
+            line.charge_transaction_id = transaction.id
+        order.base_total += base_charged
+        self.work.flush()
+
+    def _credit_line(
+        self, order: Any, line: FinanceOrderLine, when: dt.datetime, *, memo: str
+    ) -> FinanceOrderLine:
+        """Append the negative twin of a recognized line and credit the client for it."""
+        fin = self.fin
+        ledger = fin.ledger
+        base = fin.base_currency
+        negative = FinanceOrderLine(
+            order_id=order.id,
+            position=line.position,
+            item_id=line.item_id,
+            kind=line.kind,
+            category_id=line.category_id,
+            description=line.description,
+            main=line.main,
+            qty=-line.qty,
+            unit_price=line.unit_price,
+            discount=-line.discount,
+            amount=-line.amount,
+            cost=-line.cost,
+            performer_id=line.performer_id,
+            added_at=when,
+            added_by_id=self.work.actor.user_id,
+            recognized_on=fin.business_date(when),
+            base_amount=-(line.base_amount or Decimal(0)),
+            base_cost=-(line.base_cost or Decimal(0)),
+            reverses_line_id=line.id,
+        )
+        self.session.add(negative)
+        self.work.flush()
+        base_amount = line.base_amount or Decimal(0)
+        legs = [credit(ledger.receivable(order.party_id), line.amount, order.currency)]
+        if order.currency != base:
+            exchange = ledger.account("equity:exchange")
+            legs += [debit(exchange, line.amount, order.currency), credit(exchange, base_amount, base)]
+        legs.append(debit(ledger.account(fin.catalogue.income_account_code(line.kind)), base_amount, base))
+        if line.amount or base_amount:
+            transaction = ledger.post(
+                "order_credit",
+                legs,
+                memo=f"order {order.number}: {memo}",
+                record=("finance_order", order.id),
+                party_id=order.party_id,
+                at=when,
+            )
+            negative.charge_transaction_id = transaction.id
+        order.base_total -= base_amount
+        self.work.flush()
+        return negative
+
+
+# -- the pipeline side ------------------------------------------------------------------
+
+
+def follow_stage_move(move: MoveContext) -> None:
+    """Complete, reopen, cancel or restore an order according to the kind of stage it entered."""
+    if move.entity.name != "finance_order" or move.source is None:
+        return
+    orders = finance(move.work).orders
+    record = move.record
+    source_kind = move.pipeline.stage(move.source).kind
+    target_kind = move.target.kind
+    if source_kind is StageKind.DEAD_END and target_kind is not StageKind.DEAD_END:
+        orders.restore(record)
+    if target_kind is StageKind.SUCCESS:
+        orders.complete(record, at=move.at)
+    elif target_kind is StageKind.DEAD_END:
+        orders.cancel(record, reason=move.comment or f"moved to {move.target.title}")
+    elif source_kind is StageKind.SUCCESS:
+        orders.reopen(record, reason=move.comment or f"moved back to {move.target.title}")
+
+
+def paid_or_on_contract(move: MoveContext) -> str | None:
+    """A guard for pipelines: the order is paid in full, or the client pays by contract."""
+    orders = finance(move.work).orders
+    order = move.record
+    if order.contract_id is not None:
+        return None
+    totals = orders.totals(order)
+    if totals.paid >= totals.total:
+        return None
+    return f"the order is not paid: {totals.total - totals.paid} {order.currency} due"

@@ -1,0 +1,402 @@
+"""Salary: pay schemes, monthly accrual, payouts and payslips.
+
+A pay scheme (from a date on) is a fixed monthly sum, a percent of revenue, or both.  The
+revenue is that of the order lines recognized in the month, net of discounts and of lines
+removed later (their negative twins count in the month of removal), in the base currency:
+
+* basis ``lines``: the lines the employee performed (a line without a performer is the
+  order's assignee's);
+* basis ``orders``: every line of the orders the employee was assigned to.
+
+The scheme's percent applies to service lines (and goods lines when ``include_goods``); a
+rate for a category replaces it for lines of that category.  Commission is rounded half up
+once per group of lines sharing a percent.  The scheme in force on the last day of the
+month applies.  Accrual books salary expense against the employee's salary account; a
+payout pays that account down; a payslip shows both.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.model import User
+from crmkit_finance.ledger import credit, debit
+from crmkit_finance.model import (
+    FinanceEntry,
+    FinanceOrder,
+    FinanceOrderLine,
+    FinancePayRate,
+    FinancePayScheme,
+    FinancePayslip,
+    FinanceTransaction,
+)
+from crmkit_finance.money import exact_money, percent_of, round_money, to_decimal
+
+if TYPE_CHECKING:
+    from crmkit_finance.services import Finance
+
+BASES = ("lines", "orders")
+
+
+def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last day of the month containing ``day``."""
+    last = calendar.monthrange(day.year, day.month)[1]
+    return day.replace(day=1), day.replace(day=last)
+
+
+def _percent(value: Any, field: str) -> Decimal:
+    number = to_decimal(value, field)
+    if not 0 <= number <= 100 or number != round(number, 2):
+        raise ValidationFailed({field: ["a percent between 0 and 100, two decimals at most"]})
+    return number
+
+
+class PayrollService:
+    """Pay schemes, accrual, payouts, payslips.  Reached as ``finance(work).payroll``."""
+
+    def __init__(self, finance: Finance) -> None:
+        self.finance = finance
+        self.work = finance.work
+        self.session = finance.work.session
+
+    # -- schemes -----------------------------------------------------------------------
+
+    def set_scheme(
+        self,
+        user_id: int,
+        *,
+        fixed_amount: Any = "0",
+        percent: Any = "0",
+        basis: str = "lines",
+        include_goods: bool = False,
+        rates: Mapping[int, Any] | None = None,
+        valid_from: dt.date,
+    ) -> FinancePayScheme:
+        """Set how an employee is paid from ``valid_from`` on (replacing a scheme of that date)."""
+        self.finance.require("finance_pay_scheme", "create")
+        if self.session.get(User, user_id) is None:
+            raise ValidationFailed({"user_id": [f"no user {user_id}"]})
+        if basis not in BASES:
+            raise ValidationFailed({"basis": [f"one of {', '.join(BASES)}"]})
+        base = self.finance.base_currency
+        fixed = exact_money(fixed_amount, base, "fixed_amount")
+        if fixed < 0:
+            raise ValidationFailed({"fixed_amount": ["not negative"]})
+        scheme = self.session.scalar(
+            select(FinancePayScheme).where(
+                FinancePayScheme.user_id == user_id, FinancePayScheme.valid_from == valid_from
+            )
+        )
+        if scheme is None:
+            scheme = FinancePayScheme(user_id=user_id, valid_from=valid_from)
+            self.session.add(scheme)
+        scheme.fixed_amount = fixed
+        scheme.percent = _percent(percent, "percent")
+        scheme.basis = basis
+        scheme.include_goods = bool(include_goods)
+        scheme.currency = base
+        scheme.created_by_id = self.work.actor.user_id
+        self.work.flush()
+        self.session.execute(FinancePayRate.__table__.delete().where(FinancePayRate.scheme_id == scheme.id))
+        for category_id, rate in (rates or {}).items():
+            self.session.add(
+                FinancePayRate(
+                    scheme_id=scheme.id,
+                    category_id=int(category_id),
+                    percent=_percent(rate, f"rates[{category_id}]"),
+                )
+            )
+        self.work.flush()
+        self.work.audit(
+            "finance_pay_scheme",
+            scheme.id,
+            "set",
+            {
+                "user_id": [None, user_id],
+                "fixed_amount": [None, str(fixed)],
+                "percent": [None, str(scheme.percent)],
+                "rates": [None, {str(k): str(v) for k, v in (rates or {}).items()}],
+            },
+        )
+        return scheme
+
+    def scheme_for(self, user_id: int, on_date: dt.date) -> FinancePayScheme | None:
+        """The scheme in force for an employee on a date."""
+        self.finance.require("finance_pay_scheme", "read")
+        return self.session.scalar(
+            select(FinancePayScheme)
+            .where(FinancePayScheme.user_id == user_id, FinancePayScheme.valid_from <= on_date)
+            .order_by(FinancePayScheme.valid_from.desc())
+            .limit(1)
+        )
+
+    def rates_of(self, scheme: FinancePayScheme) -> dict[int, Decimal]:
+        """Category id -> percent of a scheme."""
+        return dict(
+            self.session.execute(
+                select(FinancePayRate.category_id, FinancePayRate.percent).where(
+                    FinancePayRate.scheme_id == scheme.id
+                )
+            ).all()
+        )
+
+    # -- calculation ---------------------------------------------------------------------
+
+    def calculate(self, user_id: int, month: dt.date) -> dict[str, Any]:
+        """What an employee earned in the month containing ``month`` (nothing is written)."""
+        self.finance.require("finance_payroll", "read")
+        start, end = month_bounds(month)
+        base = self.finance.base_currency
+        scheme = self.scheme_for(user_id, end)
+        result: dict[str, Any] = {
+            "user_id": user_id,
+            "period_start": start,
+            "period_end": end,
+            "currency": base,
+            "fixed_amount": Decimal("0.00"),
+            "commission": Decimal("0.00"),
+            "groups": [],
+        }
+        if scheme is None:
+            result["total"] = Decimal("0.00")
+            return result
+        rates = self.rates_of(scheme)
+        performer = func.coalesce(FinanceOrderLine.performer_id, FinanceOrder.assignee_id)
+        who = performer == user_id if scheme.basis == "lines" else FinanceOrder.assignee_id == user_id
+        rows = self.session.execute(
+            select(
+                FinanceOrderLine.category_id,
+                FinanceOrderLine.kind,
+                func.sum(FinanceOrderLine.base_amount),
+                func.count(),
+            )
+            .join(FinanceOrder, FinanceOrder.id == FinanceOrderLine.order_id)
+            .where(
+                FinanceOrderLine.recognized_on >= start,
+                FinanceOrderLine.recognized_on <= end,
+                who,
+            )
+            .group_by(FinanceOrderLine.category_id, FinanceOrderLine.kind)
+        )
+        by_percent: dict[Decimal, Decimal] = defaultdict(Decimal)
+        lines_by_percent: dict[Decimal, int] = defaultdict(int)
+        for category_id, kind, revenue, count in rows:
+            if category_id in rates:
+                pct = rates[category_id]
+            elif kind == "service" or scheme.include_goods:
+                pct = scheme.percent
+            else:
+                pct = Decimal(0)
+            by_percent[pct] += Decimal(revenue or 0)
+            lines_by_percent[pct] += int(count)
+        groups = []
+        commission = Decimal(0)
+        for pct in sorted(by_percent):
+            amount = percent_of(by_percent[pct], pct, base)
+            commission += amount
+            groups.append(
+                {
+                    "percent": pct,
+                    "revenue": round_money(by_percent[pct], base),
+                    "lines": lines_by_percent[pct],
+                    "amount": amount,
+                }
+            )
+        result.update(
+            fixed_amount=scheme.fixed_amount,
+            commission=commission,
+            groups=groups,
+            total=scheme.fixed_amount + commission,
+            basis=scheme.basis,
+            scheme_id=scheme.id,
+        )
+        return result
+
+    def accrue(self, month: dt.date, user_ids: Iterable[int] | None = None) -> list[FinancePayslip]:
+        """Accrue the month's salary to every employee with a scheme (or those named).
+
+        An employee already accrued for the month is refused (reverse the payslip first);
+        nothing is accrued when the total is zero.
+        """
+        self.finance.require("finance_payroll", "create")
+        start, end = month_bounds(month)
+        if user_ids is None:
+            user_ids = list(
+                self.session.scalars(
+                    select(FinancePayScheme.user_id)
+                    .where(FinancePayScheme.valid_from <= end)
+                    .distinct()
+                    .order_by(FinancePayScheme.user_id)
+                )
+            )
+        ledger = self.finance.ledger
+        base = self.finance.base_currency
+        slips = []
+        for user_id in user_ids:
+            existing = self.session.scalar(
+                select(FinancePayslip.id).where(
+                    FinancePayslip.user_id == user_id,
+                    FinancePayslip.period_start == start,
+                    FinancePayslip.status == "accrued",
+                )
+            )
+            if existing is not None:
+                raise ValidationFailed(
+                    {"period": [f"user {user_id} is accrued for {start:%Y-%m}; reverse payslip {existing} first"]}
+                )
+            figures = self.calculate(user_id, start)
+            if figures["total"] <= 0:
+                continue
+            user = self.session.get(User, user_id)
+            transaction = ledger.post(
+                "salary_accrual",
+                [
+                    debit(ledger.account("expense:salary"), figures["total"], base),
+                    credit(ledger.salary(user_id), figures["total"], base),
+                ],
+                memo=f"salary {start:%Y-%m} {user.label if user else user_id}",
+                record=("user", user_id),
+                at=self.finance.start_of_day(end) if end < self.finance.business_date(_now()) else None,
+            )
+            slip = FinancePayslip(
+                user_id=user_id,
+                period_start=start,
+                period_end=end,
+                currency=base,
+                fixed_amount=figures["fixed_amount"],
+                commission=figures["commission"],
+                total=figures["total"],
+                details=_jsonable(figures),
+                status="accrued",
+                transaction_id=transaction.id,
+                created_by_id=self.work.actor.user_id,
+            )
+            self.session.add(slip)
+            self.work.flush()
+            self.work.audit("finance_payroll", slip.id, "accrue", {"total": [None, str(slip.total)]})
+            self.work.emit(
+                "salary.accrued", "finance_payroll", slip.id, user_id=user_id, total=str(slip.total)
+            )
+            slips.append(slip)
+        return slips
+
+    def reverse(self, payslip_id: int, *, reason: str) -> FinancePayslip:
+        """Undo a payslip's accrual (to correct it and accrue again)."""
+        self.finance.require("finance_payroll", "reverse")
+        slip = self.session.get(FinancePayslip, payslip_id)
+        if slip is None:
+            raise NotFound("finance_payroll", payslip_id)
+        if slip.status != "accrued":
+            raise ValidationFailed({"payslip": ["already reversed"]})
+        reversal = self.finance.ledger.reverse(
+            slip.transaction_id, memo=f"salary reversed: {reason}", kind="salary_reversal", check_kind=False
+        )
+        slip.status = "reversed"
+        slip.reversal_transaction_id = reversal.id
+        self.work.flush()
+        self.work.audit("finance_payroll", slip.id, "reverse", {"reason": [None, reason]})
+        return slip
+
+    def pay(self, user_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = "") -> Any:
+        """Pay an employee from a money account."""
+        self.finance.require("finance_payroll", "pay")
+        base = self.finance.base_currency
+        value = exact_money(amount, base)
+        if value <= 0:
+            raise ValidationFailed({"amount": ["a payout is positive"]})
+        ledger = self.finance.ledger
+        source = ledger.get_account(paid_from)
+        if source.kind not in ("cash", "bank"):
+            raise ValidationFailed({"paid_from": ["pay from a cash drawer or a bank account"]})
+        transaction = ledger.post(
+            "salary_payout",
+            [debit(ledger.salary(user_id), value, base), credit(source, value, base)],
+            memo=note or "salary payout",
+            record=("user", user_id),
+        )
+        self.work.audit("finance_payroll", user_id, "pay", {"amount": [None, str(value)]})
+        return transaction
+
+    def owed(self, user_id: int) -> Decimal:
+        """Salary accrued and not yet paid out."""
+        self.finance.require("finance_payroll", "read")
+        ledger = self.finance.ledger
+        return ledger.balance(ledger.salary(user_id), self.finance.base_currency)
+
+    def payslip(self, user_id: int, month: dt.date) -> dict[str, Any]:
+        """The month's payslip: what was accrued (with its groups), paid out, and is owed."""
+        self.finance.require("finance_payroll", "read")
+        start, end = month_bounds(month)
+        slip = self.session.scalar(
+            select(FinancePayslip).where(
+                FinancePayslip.user_id == user_id,
+                FinancePayslip.period_start == start,
+                FinancePayslip.status == "accrued",
+            )
+        )
+        account = self.finance.ledger.salary(user_id)
+        paid = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceEntry.amount), 0))
+            .join(FinanceTransaction, FinanceTransaction.id == FinanceEntry.transaction_id)
+            .where(
+                FinanceEntry.account_id == account.id,
+                FinanceTransaction.kind == "salary_payout",
+                FinanceEntry.on_date >= start,
+                FinanceEntry.on_date <= end,
+            )
+        )
+        user = self.session.get(User, user_id)
+        figures = slip.details if slip is not None else _jsonable(self.calculate(user_id, start))
+        return {
+            "user_id": user_id,
+            "employee": user.label if user else str(user_id),
+            "period_start": start,
+            "period_end": end,
+            "accrued": slip is not None,
+            "payslip_id": slip.id if slip else None,
+            "fixed_amount": Decimal(figures["fixed_amount"]),
+            "commission": Decimal(figures["commission"]),
+            "total": Decimal(figures["total"]),
+            "groups": figures["groups"],
+            "paid_in_period": Decimal(paid),
+            "owed": self.owed(user_id),
+            "currency": self.finance.base_currency,
+        }
+
+    def payslips(self, month: dt.date) -> list[FinancePayslip]:
+        """Accrued payslips of a month."""
+        self.finance.require("finance_payroll", "read")
+        start, _ = month_bounds(month)
+        return list(
+            self.session.scalars(
+                select(FinancePayslip)
+                .where(FinancePayslip.period_start == start, FinancePayslip.status == "accrued")
+                .order_by(FinancePayslip.user_id)
+            )
+        )
+
+
+def _now() -> dt.datetime:
+    from crmkit.clock import utcnow
+
+    return utcnow()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,181 @@
+"""Orders: lines, discounts, totals, prices per client group, completion through the pipeline."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit_finance import finance
+
+from finance_fixtures import money
+
+
+def test_order_lines_discount_and_totals(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work, discount_percent="10")
+        main = fin.orders.add_line(order, shop.oil_change.id, main=True)
+        oil = fin.orders.add_line(order, shop.oil.id, qty="4.5")
+        extra = fin.orders.add_line(order, shop.diagnostics.id, discount="0")
+        totals = fin.orders.totals(order)
+    assert main.amount == money("1350.00")  # 1500 - 10 %
+    assert oil.amount == money("3645.00")  # 4.5 x 900 = 4050 - 405
+    assert oil.cost == money("1800.00")  # 4.5 l at the average cost of 400
+    assert extra.amount == money("1000.00")  # a line's own discount replaces the percent
+    assert totals.total == money("5995.00")
+    assert totals.subtotal == money("6550.00")
+    assert totals.discount == money("555.00")
+    assert totals.charged == 0 and totals.due == money("5995.00")
+    assert order.number and order.stage == "new"
+
+
+def test_goods_cannot_exceed_stock_and_nothing_is_written(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    with pytest.raises(ValidationFailed, match="only 10 l of “Motor oil 5W-30” at Branch 1"):
+        with shop.crm.acting_as(shop.manager) as work:
+            finance(work).orders.add_line(order.id, shop.oil.id, qty="11")
+    with shop.crm.acting_as(shop.manager) as work:
+        assert finance(work).orders.lines(order.id) == []
+        assert finance(work).stock.level(shop.oil.id, shop.branch.id).qty == 10
+
+
+def test_price_level_of_a_client_group(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        vip = work.groups.create(name="VIP", price_level="vip")
+        work.groups.add_members(vip.id, [shop.client.id])
+        vip_list = work.records("finance_price_list").create(name="VIP prices", price_level="vip")
+        fin.catalogue.set_price(vip_list.id, shop.oil_change.id, "1200.00")
+        default_list = work.records("finance_price_list").create(name="Retail")
+        fin.catalogue.set_price(default_list.id, shop.oil_change.id, "1600.00")
+        other = work.parties.create(kind="person", first_name="Пётр", last_name="Другой")
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        vip_order = shop.order(work)
+        other_order = shop.order(work, party_id=other.id)
+        assert fin.orders.add_line(vip_order, shop.oil_change.id).unit_price == money("1200.00")
+        assert fin.orders.add_line(other_order, shop.oil_change.id).unit_price == money("1600.00")
+        # an item in no list keeps its own price
+        assert fin.orders.add_line(other_order, shop.diagnostics.id).unit_price == money("1000.00")
+
+
+def test_completion_recognizes_revenue_and_extra_service_after_it(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id, main=True)
+        fin.orders.add_line(order, shop.oil.id, qty="4")
+        work.moves.move(order, "in_work")
+        work.moves.move(order, "done")
+        assert order.completed_at is not None
+        extra = fin.orders.add_line(order, shop.diagnostics.id)
+        assert extra.recognized_on == order.completed_on
+        totals = fin.orders.totals(order)
+        ledger = fin.ledger
+        assert ledger.balance(ledger.receivable(shop.client.id), "RUB") == money("6100.00")
+        assert ledger.balance(ledger.account("income:services"), "RUB") == money("2500.00")
+        assert ledger.balance(ledger.account("income:goods"), "RUB") == money("3600.00")
+        assert ledger.balance(ledger.account("expense:cogs"), "RUB") == money("1600.00")
+        assert ledger.balance(ledger.account("wip:orders"), "RUB") == 0
+    assert totals.charged == totals.total == money("6100.00")
+    assert order.base_total == money("6100.00")
+
+
+def test_removing_a_recognized_line_appends_a_negative_one(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id)
+        oil = fin.orders.add_line(order, shop.oil.id, qty="2")
+        work.moves.move(order, "done")
+        negative = fin.orders.remove_line(oil, reason="client brought own oil")
+        lines = fin.orders.lines(order)
+        stock = fin.stock.level(shop.oil.id, shop.branch.id)
+        with pytest.raises(ValidationFailed, match="already removed"):
+            fin.orders.remove_line(oil)
+    assert negative.amount == money("-1800.00") and negative.reverses_line_id == oil.id
+    assert len(lines) == 3 and oil in lines
+    assert order.total == money("1500.00") and order.base_total == money("1500.00")
+    assert stock.qty == 10 and stock.value == money("4000.00")
+
+
+def test_reopen_and_cancel_follow_the_stage_kind(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id)
+        fin.orders.add_line(order, shop.oil.id, qty="3")
+        work.moves.move(order, "done")
+        work.moves.move(order, "in_work", comment="noise again")
+        assert order.completed_at is None
+        assert fin.orders.totals(order).charged == 0
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 7  # still with the order
+        work.moves.move(order, "cancelled", comment="client left")
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 10
+        ledger = fin.ledger
+        assert ledger.balance(ledger.receivable(shop.client.id), "RUB") == 0
+        assert ledger.balance(ledger.account("income:services"), "RUB") == 0
+        assert ledger.balance(ledger.account("expense:cogs"), "RUB") == 0
+        with pytest.raises(ValidationFailed, match="cancelled"):
+            fin.orders.add_line(order, shop.diagnostics.id)
+        work.moves.move(order, "new")  # restored: the goods are issued again
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 7
+        from crmkit_finance.integrity import problems
+
+        assert problems(work) == []
+
+
+def test_a_completed_order_keeps_its_currency_and_client(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id)
+        fin.orders.complete(order)
+        with pytest.raises(ValidationFailed, match="completed"):
+            fin.orders.update(order, discount_percent="5")
+
+
+def test_cashier_cannot_create_orders_and_worker_sees_only_theirs(shop, make_crm):
+    from crmkit import Role, grant, hookimpl
+    from crmkit.errors import PermissionDenied
+    from crmkit.testing import add_user
+
+    crm = shop.crm
+    with crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
+        shop.order(work)
+
+    class WorkerRole:
+        crmkit_plugin_name = "workers"
+
+        @hookimpl
+        def crmkit_register_roles(self):
+            return [Role("worker", "Worker")]
+
+        @hookimpl
+        def crmkit_register_permissions(self):
+            return grant("worker", "finance_order", ("read", "move"), "own")
+
+    from crmkit_finance import plugin as finance_plugin
+
+    crm2 = make_crm(plugins=[finance_plugin, WorkerRole()])
+    from finance_fixtures import build_shop
+
+    shop2 = build_shop(crm2)
+    ivan = add_user(crm2, "ivan", ["worker"])
+    olga = add_user(crm2, "olga", ["worker"])
+    with crm2.acting_as(shop2.manager) as work:
+        mine = shop2.order(work, assignee_id=ivan.id)
+        theirs = shop2.order(work, assignee_id=olga.id)
+    with crm2.acting_as(ivan) as work:
+        visible = [o.id for o in work.records("finance_order").list().items]
+        assert visible == [mine.id]
+        with pytest.raises(NotFound):
+            finance(work).orders.get(theirs.id)
+        work.moves.move(mine.id, "in_work", entity="finance_order")
+        with pytest.raises(PermissionDenied):
+            finance(work).payments.take(order_id=mine.id, amount="1", method="transfer")
