@@ -670,4 +670,9 @@ for _table_name in APPEND_ONLY_TABLES:
     _table = Base.metadata.tables[_table_name]
     for _dialect in ("sqlite", "postgresql"):
         for _statement in append_only_statements(_dialect, _table_name):
-            event.listen(_table, "after_create", DDL(_statement).execute_if(dialect=_dialect))
+            event.listen(
+                _table,
+                "after_create",
+                # DDL() formats the text with %; the trigger message has a literal one
+                DDL(_statement.replace("%", "%%")).execute_if(dialect=_dialect),
+            )
