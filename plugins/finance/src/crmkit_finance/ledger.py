@@ -228,6 +228,8 @@ class LedgerService:
         """An account by code or id."""
         if isinstance(code_or_id, int):
             found = self.session.get(FinanceAccount, code_or_id)
+        elif code_or_id in SYSTEM_ACCOUNTS:
+            found = self.account(code_or_id)
         else:
             found = self.session.scalar(
                 select(FinanceAccount).where(FinanceAccount.code == code_or_id)

@@ -1,0 +1,180 @@
+"""The cash desk: shifts and counts, payments by every method, refunds, voids, currencies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from finance_fixtures import money
+
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit_finance import finance
+from crmkit_finance.integrity import problems
+
+
+def completed_order(shop, *lines):
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        for item, qty in lines or ((shop.oil_change, 1),):
+            fin.orders.add_line(order, item.id, qty=qty)
+        work.moves.move(order, "done")
+        return order
+
+
+def test_shift_counts_and_differences(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.cashier) as work:
+        cashdesk = finance(work).cashdesk
+        shift = cashdesk.open_shift(shop.desk.id, counted="0.00")
+        with pytest.raises(ValidationFailed, match="already open"):
+            cashdesk.open_shift(shop.desk.id, counted="0.00")
+    order = completed_order(shop)
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=order.id, amount="1000.00", method="cash", desk_id=shop.desk.id)
+        fin.payments.take(order_id=order.id, amount="500.00", method="card", desk_id=shop.desk.id)
+        closed = fin.cashdesk.close_shift(shift.id, counted="990.00")
+        report = fin.cashdesk.shift_report(shift.id)
+    assert closed.closing_expected == money("1000.00")
+    assert report["closing_difference"] == money("-10.00")
+    assert report["by_method"]["cash"]["received"] == money("1000.00")
+    assert report["by_method"]["card"]["received"] == money("500.00")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # the shortage is booked: the drawer now holds what was counted
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("990.00")
+        nxt = fin.cashdesk.open_shift(shop.desk.id, counted="990.00")
+        assert nxt.opening_expected == money("990.00")
+        assert fin.ledger.balance(fin.ledger.account("expense:cash_difference"), "RUB") == money("10.00")
+
+
+def test_cash_payment_needs_an_open_shift(shop):
+    order = completed_order(shop)
+    with pytest.raises(ValidationFailed, match="open a shift at Desk 1 first"):
+        with shop.crm.acting_as(shop.cashier) as work:
+            finance(work).payments.take(
+                order_id=order.id, amount="100.00", method="cash", desk_id=shop.desk.id
+            )
+
+
+def test_partial_payments_prepayment_refund_and_events(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id)
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        prepayment = fin.payments.take(
+            order_id=order.id, amount="500.00", method="cash", desk_id=shop.desk.id
+        )
+        events = [e.name for e in work.pending_events]
+        assert "payment.received" in events
+        event = next(e for e in work.pending_events if e.name == "payment.received")
+        assert event.party_id == shop.client.id and event.data["amount"] == "500.00"
+        # a prepayment: the client's receivable is negative (money paid in advance)
+        assert fin.payments.receivable(shop.client.id) == money("-500.00")
+    with crm.acting_as(shop.manager) as work:
+        work.moves.move(order.id, "done", entity="finance_order")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.orders.totals(order.id).due == money("1000.00")
+        rest = fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        assert fin.orders.totals(order.id).due == 0
+        assert fin.payments.receivable(shop.client.id) == 0
+        refund = fin.payments.refund(prepayment.id, "200.00")
+        assert refund.amount == money("-200.00") and refund.method == "cash"
+        assert fin.orders.totals(order.id).due == money("200.00")
+        assert fin.payments.refunded(prepayment) == money("200.00")
+        with pytest.raises(ValidationFailed, match="between 0.01 and 300.00"):
+            fin.payments.refund(prepayment.id, "300.01")
+        assert fin.payments.total_paid(shop.client.id) == money("1300.00")
+        timeline = work.timeline.list(shop.client.id, kinds=["payment"]).items
+        assert [a.data["amount"] for a in timeline] == ["-200.00", "1000.00", "500.00"]
+        assert rest.shift_id is None
+        assert problems(work) == []
+
+
+def test_void_reverses_and_only_in_its_shift(shop):
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        shift = fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        wrong = fin.payments.take(order_id=order.id, amount="15000.00", method="card", desk_id=shop.desk.id)
+        void = fin.payments.void(wrong.id, reason="typed one zero too many")
+        assert void.voids_id == wrong.id
+        with pytest.raises(ValidationFailed, match="already voided"):
+            fin.payments.void(wrong.id, reason="again")
+        right = fin.payments.take(order_id=order.id, amount="1500.00", method="card", desk_id=shop.desk.id)
+        fin.cashdesk.close_shift(shift.id, counted="0")
+        with pytest.raises(ValidationFailed, match="shift is closed"):
+            fin.payments.void(right.id, reason="late")
+        ledger = fin.ledger
+        assert ledger.balance(ledger.desk_account(shop.desk.id, "card"), "RUB") == money("1500.00")
+        assert fin.orders.totals(order.id).due == 0
+
+
+def test_ledger_entries_cannot_be_edited_or_deleted(shop):
+    import sqlalchemy as sa
+
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(order_id=order.id, amount="100.00", method="transfer")
+    for statement in ("UPDATE finance_entry SET amount = 0", "DELETE FROM finance_payment",
+                      "UPDATE finance_transaction SET memo = 'x'", "DELETE FROM finance_stock_move"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with shop.crm.engine.begin() as connection:
+                connection.execute(sa.text(statement))
+
+
+def test_payment_in_another_currency_goes_through_exchange(shop):
+    crm = shop.crm
+    order = completed_order(shop)  # 1500 RUB
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).rates.set("USD", "90.00", dt.date(2020, 1, 1))
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        payment = fin.payments.take(order_id=order.id, amount="10.00", method="transfer", currency="USD")
+        assert payment.order_amount == money("900.00") and payment.base_amount == money("900.00")
+        assert fin.orders.totals(order.id).due == money("600.00")
+        ledger = fin.ledger
+        assert ledger.balance(ledger.account("bank:main"), "USD") == money("10.00")
+        for currency, total in work.session.execute(
+            sa_text("SELECT currency, SUM(amount) FROM finance_entry GROUP BY currency")
+        ):
+            assert total == 0, currency
+
+
+def test_orders_in_foreign_currency_are_reported_in_base(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).rates.set("EUR", "100.00", dt.date(2020, 1, 1))
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work, currency="EUR")
+        line = fin.orders.add_line(order, shop.oil_change.id)  # 1500 RUB list price = 15 EUR
+        fin.orders.complete(order)
+        assert line.unit_price == money("15.00") and line.base_amount == money("1500.00")
+        assert fin.ledger.balance(fin.ledger.receivable(shop.client.id), "EUR") == money("15.00")
+        assert fin.ledger.balance(fin.ledger.account("income:services"), "RUB") == money("1500.00")
+
+
+def test_unknown_rate_is_a_clear_error(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work, currency="USD")
+        with pytest.raises(ValidationFailed, match="no USD exchange rate"):
+            finance(work).orders.add_line(order, shop.oil_change.id)
+
+
+def test_worker_roles_without_payment_rights(shop):
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.warehouse) as work, pytest.raises(PermissionDenied):
+        finance(work).payments.take(order_id=order.id, amount="1", method="transfer")
+
+
+def sa_text(statement):
+    import sqlalchemy as sa
+
+    return sa.text(statement)

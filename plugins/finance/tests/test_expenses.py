@@ -1,0 +1,53 @@
+"""Expenses by category, assets with straight-line amortization, plans."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from finance_fixtures import money
+
+from crmkit.errors import ValidationFailed
+from crmkit_finance import finance
+
+
+def test_expenses_by_category(shop):
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        insurance = fin.ledger.add_category("expense", "Страховка")
+        fin.expenses.expense("expense:rent", "50000.00", note="November rent")
+        fin.expenses.expense(insurance.code, "1200.50")
+        fin.expenses.income("income:other", "300.00", note="scrap metal")
+        with pytest.raises(ValidationFailed, match="not an expense category"):
+            fin.expenses.expense("income:other", "1.00")
+        assert fin.ledger.balance(fin.ledger.account("bank:main"), "RUB") == money("-50900.50")
+        names = [a.name for a in fin.ledger.categories("expense")]
+        assert "Страховка" in names and "Rent" in names
+        mistake = fin.expenses.expense("expense:other", "10.00")
+        fin.ledger.reverse(mistake, memo="entered twice")
+        with pytest.raises(ValidationFailed, match="is reversed"):
+            fin.ledger.reverse(mistake)
+        assert fin.ledger.balance(fin.ledger.account("expense:other"), "RUB") == 0
+
+
+def test_straight_line_amortization_adds_up_exactly(shop):
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        lift = fin.assets.acquire(
+            "Подъёмник", "100000.00", useful_life_months=7, acquired_on=dt.date(2024, 1, 15)
+        )
+        schedule = fin.assets.schedule(lift)
+        assert schedule[0] == (dt.date(2024, 2, 1), money("14285.71"))
+        assert schedule[-1] == (dt.date(2024, 8, 1), money("14285.74"))
+        assert sum(a for _, a in schedule) == money("100000.00")
+        assert fin.assets.amortize(dt.date(2024, 1, 31)) == 0
+        assert fin.assets.amortize(dt.date(2024, 2, 10)) == money("14285.71")
+        assert fin.assets.amortize(dt.date(2024, 2, 20)) == 0  # once per month
+        assert fin.assets.book_value(lift.id) == money("85714.29")
+
+
+def test_cashier_cannot_record_expenses(shop):
+    from crmkit.errors import PermissionDenied
+
+    with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
+        finance(work).expenses.expense("expense:rent", "1.00")

@@ -1,0 +1,117 @@
+"""Stock: moving average valuation, issues and returns, counts, purchases, low-stock reminders."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from finance_fixtures import money
+
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.model import Reminder
+from crmkit_finance import finance
+from crmkit_finance.integrity import problems
+
+
+def test_moving_average_cost_and_last_units_take_the_rest(shop):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        stock = finance(work).stock
+        stock.receive(shop.oil.id, shop.branch.id, "5", "430.00")  # 10 @ 400 + 5 @ 430
+        level = stock.level(shop.oil.id, shop.branch.id)
+        assert level.qty == 15 and level.value == money("6150.00")
+        assert stock.average_cost(level) == money("410.00")
+        first = stock.write_off(shop.oil.id, shop.branch.id, "1", reason="spilled")
+        assert first.value == money("-410.00")
+        stock.receive(shop.oil.id, shop.branch.id, "3", "333.33")  # uneven average
+        level = stock.level(shop.oil.id, shop.branch.id)
+        values = []
+        while level.qty > 0:
+            take = min(level.qty, 7)
+            values.append(-stock.write_off(shop.oil.id, shop.branch.id, take, reason="used").value)
+        assert level.value == 0  # no rounding residue stays in stock
+        assert sum(values) == money("5740.00") + money("999.99")
+        assert problems(work) == []
+
+
+def test_purchase_order_for_a_client_order_received_and_paid(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    with crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id, payment_days=14)
+        purchase = fin.purchases.create_order(
+            supplier.id, shop.branch.id, [{"item_id": shop.oil.id, "qty": "20", "unit_cost": "380.00"}],
+            client_order_id=order.id,
+        )
+        assert purchase.task_id is not None
+        assert work.tasks.get(purchase.task_id).record_id == purchase.id
+        [line] = fin.purchases.lines(purchase)
+        fin.purchases.receive(purchase.id, {line.id: "12"})
+        assert purchase.status == "partially_received"
+        with pytest.raises(ValidationFailed, match="only 8.000 outstanding"):
+            fin.purchases.receive(purchase.id, {line.id: "9"})
+        fin.purchases.receive(purchase.id)
+        assert purchase.status == "received"
+        assert [p.id for p in fin.purchases.for_order(order.id)] == [purchase.id]
+        level = fin.stock.level(shop.oil.id, shop.branch.id)
+        assert level.qty == 30 and level.value == money("11600.00")
+        subject, body = fin.purchases.letter(purchase.id)
+        assert "Motor oil 5W-30: 20 l x 380.00 RUB" in body
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.purchases.owed_to(supplier.id) == money("7600.00")
+        fin.purchases.pay(supplier.id, "5000.00")
+        assert fin.purchases.owed_to(supplier.id) == money("2600.00")
+        assert problems(work) == []
+
+
+def test_inventory_count_and_supplier_return(shop):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        vendor = work.parties.create(kind="organisation", name="ООО «Склад»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id)
+        fin.stock.receive(shop.oil.id, shop.branch.id, "10", "400.00", supplier_id=supplier.id)
+        moves = fin.stock.count(shop.branch.id, {shop.oil.id: "18.5"})
+        assert [m.qty for m in moves] == [money("-1.5")]
+        assert fin.ledger.balance(fin.ledger.account("expense:shrinkage"), "RUB") == money("600.00")
+        fin.stock.count(shop.branch.id, {shop.oil.id: "19"})  # surplus at the average cost
+        fin.stock.return_to_supplier(shop.oil.id, shop.branch.id, "4", supplier_id=supplier.id)
+        assert fin.purchases.owed_to(supplier.id) == money("2400.00")
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 15
+        assert problems(work) == []
+
+
+def test_transfer_between_locations_keeps_value(shop):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        store = work.records("finance_location").create(name="Central store", kind="warehouse")
+        out, into = fin.stock.transfer(shop.oil.id, shop.branch.id, store.id, "4")
+        assert into.value == -out.value == money("1600.00")
+        assert fin.stock.total_value() == money("4000.00")
+
+
+def test_low_stock_reminds_the_warehouse_once(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.warehouse) as work:
+        finance(work).stock.set_minimum(shop.oil.id, shop.branch.id, "5")
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil.id, qty="6")  # 4 left, below 5
+    with crm.acting_as(shop.manager) as work:
+        finance(work).orders.add_line(order.id, shop.oil.id, qty="1")  # still low: no repeat
+    with crm.system() as work:
+        reminders = list(work.session.scalars(select(Reminder)))
+    assert len(reminders) == 1
+    assert "Low stock: “Motor oil 5W-30” at Branch 1: 4 l left, minimum 5" in reminders[0].text
+    with crm.acting_as(shop.warehouse) as work:
+        assert [r.id for r in work.reminders.list().items] == [reminders[0].id]
+    from crmkit_finance.services.stock import check_low_stock
+
+    assert check_low_stock(crm) == 0  # the pending reminder is enough
+
+
+def test_cashier_cannot_touch_stock(shop):
+    with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
+        finance(work).stock.receive(shop.oil.id, shop.branch.id, "1", "1.00")
