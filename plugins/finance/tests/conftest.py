@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from finance_fixtures import Shop, build_shop
-
 from crmkit_finance import plugin as finance_plugin
+from finance_fixtures import Shop, build_shop
 
 
 @pytest.fixture

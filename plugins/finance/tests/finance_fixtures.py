@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+from crmkit_finance import finance
 
 from crmkit.testing import add_user, factories
-from crmkit_finance import finance
 
 
 @attrs.define
@@ -63,16 +63,30 @@ def build_shop(crm: Any) -> Shop:
             name="Oil change", kind="service", category_id=engine.id, price="1500.00"
         )
         oil = work.records("finance_item").create(
-            name="Motor oil 5W-30", kind="goods", category_id=parts.id, price="900.00",
-            unit="l", track_stock=True,
+            name="Motor oil 5W-30",
+            kind="goods",
+            category_id=parts.id,
+            price="900.00",
+            unit="l",
+            track_stock=True,
         )
         fin.stock.receive(oil.id, branch.id, "10", "400.00")
     with crm.acting_as(users["accountant"]) as work:
         desk = work.records("finance_cash_desk").create(name="Desk 1", location_id=branch.id)
     with crm.acting_as(users["manager"]) as work:
         client = factories.person(work, customer_type="individual")
-    return Shop(crm=crm, **users, branch=branch, desk=desk, engine=engine, parts=parts,
-                diagnostics=diagnostics, oil_change=oil_change, oil=oil, client=client)
+    return Shop(
+        crm=crm,
+        **users,
+        branch=branch,
+        desk=desk,
+        engine=engine,
+        parts=parts,
+        diagnostics=diagnostics,
+        oil_change=oil_change,
+        oil=oil,
+        client=client,
+    )
 
 
 def money(value: str) -> Decimal:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from crmkit_finance import finance
+from crmkit_finance.integrity import problems
 from finance_fixtures import money
 
 from crmkit.errors import ValidationFailed
-from crmkit_finance import finance
-from crmkit_finance.integrity import problems
 
 
 def paid_order(shop, amount="1500.00"):
@@ -61,9 +61,10 @@ def test_refund_withdraws_cashback_and_expiry(shop):
     with crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         fin.cashback.adjust(shop.client.id, "50.00", reason="apology", expiry_days=400)
-        assert fin.cashback.expire(dt.datetime.now(dt.UTC) + dt.timedelta(days=31)) == money("100.00")
+        assert fin.cashback.expire(dt.datetime.now(dt.UTC) + dt.timedelta(days=31)) == money(
+            "100.00"
+        )
         assert fin.cashback.balance(shop.client.id) == money("50.00")
         assert problems(work) == []
-    with crm.acting_as(shop.cashier) as work:
-        with pytest.raises(Exception, match="not allowed"):
-            finance(work).cashback.adjust(shop.client.id, "10.00", reason="friend")
+    with crm.acting_as(shop.cashier) as work, pytest.raises(Exception, match="not allowed"):
+        finance(work).cashback.adjust(shop.client.id, "10.00", reason="friend")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from crmkit_finance import finance
+from crmkit_finance.integrity import problems
 from finance_fixtures import money
 
 from crmkit.errors import PermissionDenied, ValidationFailed
-from crmkit_finance import finance
-from crmkit_finance.integrity import problems
 
 
 def completed_order(shop, *lines):
@@ -46,16 +46,20 @@ def test_shift_counts_and_differences(shop):
         assert fin.cashdesk.drawer_balance(shop.desk) == money("990.00")
         nxt = fin.cashdesk.open_shift(shop.desk.id, counted="990.00")
         assert nxt.opening_expected == money("990.00")
-        assert fin.ledger.balance(fin.ledger.account("expense:cash_difference"), "RUB") == money("10.00")
+        assert fin.ledger.balance(fin.ledger.account("expense:cash_difference"), "RUB") == money(
+            "10.00"
+        )
 
 
 def test_cash_payment_needs_an_open_shift(shop):
     order = completed_order(shop)
-    with pytest.raises(ValidationFailed, match="open a shift at Desk 1 first"):
-        with shop.crm.acting_as(shop.cashier) as work:
-            finance(work).payments.take(
-                order_id=order.id, amount="100.00", method="cash", desk_id=shop.desk.id
-            )
+    with (
+        pytest.raises(ValidationFailed, match="open a shift at Desk 1 first"),
+        shop.crm.acting_as(shop.cashier) as work,
+    ):
+        finance(work).payments.take(
+            order_id=order.id, amount="100.00", method="cash", desk_id=shop.desk.id
+        )
 
 
 def test_partial_payments_prepayment_refund_and_events(shop):
@@ -102,12 +106,16 @@ def test_void_reverses_and_only_in_its_shift(shop):
     with shop.crm.acting_as(shop.cashier) as work:
         fin = finance(work)
         shift = fin.cashdesk.open_shift(shop.desk.id, counted="0")
-        wrong = fin.payments.take(order_id=order.id, amount="15000.00", method="card", desk_id=shop.desk.id)
+        wrong = fin.payments.take(
+            order_id=order.id, amount="15000.00", method="card", desk_id=shop.desk.id
+        )
         void = fin.payments.void(wrong.id, reason="typed one zero too many")
         assert void.voids_id == wrong.id
         with pytest.raises(ValidationFailed, match="already voided"):
             fin.payments.void(wrong.id, reason="again")
-        right = fin.payments.take(order_id=order.id, amount="1500.00", method="card", desk_id=shop.desk.id)
+        right = fin.payments.take(
+            order_id=order.id, amount="1500.00", method="card", desk_id=shop.desk.id
+        )
         fin.cashdesk.close_shift(shift.id, counted="0")
         with pytest.raises(ValidationFailed, match="shift is closed"):
             fin.payments.void(right.id, reason="late")
@@ -122,11 +130,17 @@ def test_ledger_entries_cannot_be_edited_or_deleted(shop):
     order = completed_order(shop)
     with shop.crm.acting_as(shop.cashier) as work:
         finance(work).payments.take(order_id=order.id, amount="100.00", method="transfer")
-    for statement in ("UPDATE finance_entry SET amount = 0", "DELETE FROM finance_payment",
-                      "UPDATE finance_transaction SET memo = 'x'", "DELETE FROM finance_stock_move"):
-        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
-            with shop.crm.engine.begin() as connection:
-                connection.execute(sa.text(statement))
+    for statement in (
+        "UPDATE finance_entry SET amount = 0",
+        "DELETE FROM finance_payment",
+        "UPDATE finance_transaction SET memo = 'x'",
+        "DELETE FROM finance_stock_move",
+    ):
+        with (
+            pytest.raises(sa.exc.DatabaseError, match="append-only"),
+            shop.crm.engine.begin() as connection,
+        ):
+            connection.execute(sa.text(statement))
 
 
 def test_payment_in_another_currency_goes_through_exchange(shop):
@@ -136,7 +150,9 @@ def test_payment_in_another_currency_goes_through_exchange(shop):
         finance(work).rates.set("USD", "90.00", dt.date(2020, 1, 1))
     with crm.acting_as(shop.cashier) as work:
         fin = finance(work)
-        payment = fin.payments.take(order_id=order.id, amount="10.00", method="transfer", currency="USD")
+        payment = fin.payments.take(
+            order_id=order.id, amount="10.00", method="transfer", currency="USD"
+        )
         assert payment.order_amount == money("900.00") and payment.base_amount == money("900.00")
         assert fin.orders.totals(order.id).due == money("600.00")
         ledger = fin.ledger

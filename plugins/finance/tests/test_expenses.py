@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from crmkit_finance import finance
 from finance_fixtures import money
 
 from crmkit.errors import ValidationFailed
-from crmkit_finance import finance
 
 
 def test_expenses_by_category(shop):

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from finance_fixtures import money
-
 from crmkit_finance import finance
 from crmkit_finance.integrity import problems
+from finance_fixtures import money
 
 
 def test_contract_invoice_and_transfer(shop):
     crm = shop.crm
     with crm.acting_as(shop.manager) as work:
         fin = finance(work)
-        company = work.parties.create(kind="organisation", name="ООО «Такси»", customer_type="corporate")
+        company = work.parties.create(
+            kind="organisation", name="ООО «Такси»", customer_type="corporate"
+        )
         contract = work.records("finance_contract").create(
             party_id=company.id, number="Д-17", payment_days=10, signed_on="2020-01-01"
         )
@@ -48,7 +49,9 @@ def test_overdue_receivables(shop):
     crm = shop.crm
     with crm.acting_as(shop.manager) as work:
         fin = finance(work)
-        company = work.parties.create(kind="organisation", name="АО «Парк»", customer_type="corporate")
+        company = work.parties.create(
+            kind="organisation", name="АО «Парк»", customer_type="corporate"
+        )
         work.records("finance_contract").create(party_id=company.id, number="7", payment_days=5)
         order = shop.order(work, party_id=company.id)
         fin.orders.add_line(order, shop.oil_change.id)

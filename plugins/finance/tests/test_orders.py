@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from crmkit_finance import finance
+from finance_fixtures import money
 
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit_finance import finance
-
-from finance_fixtures import money
 
 
 def test_order_lines_discount_and_totals(shop):
@@ -32,9 +31,11 @@ def test_order_lines_discount_and_totals(shop):
 def test_goods_cannot_exceed_stock_and_nothing_is_written(shop):
     with shop.crm.acting_as(shop.manager) as work:
         order = shop.order(work)
-    with pytest.raises(ValidationFailed, match="only 10 l of “Motor oil 5W-30” at Branch 1"):
-        with shop.crm.acting_as(shop.manager) as work:
-            finance(work).orders.add_line(order.id, shop.oil.id, qty="11")
+    with (
+        pytest.raises(ValidationFailed, match="only 10 l of “Motor oil 5W-30” at Branch 1"),
+        shop.crm.acting_as(shop.manager) as work,
+    ):
+        finance(work).orders.add_line(order.id, shop.oil.id, qty="11")
     with shop.crm.acting_as(shop.manager) as work:
         assert finance(work).orders.lines(order.id) == []
         assert finance(work).stock.level(shop.oil.id, shop.branch.id).qty == 10

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from crmkit_finance import finance
 from finance_fixtures import money
 
 from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.testing import add_user
-from crmkit_finance import finance
 
 
 def test_accrual_payout_and_payslip(shop):
@@ -27,7 +27,10 @@ def test_accrual_payout_and_payslip(shop):
     with crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         fin.payroll.set_scheme(
-            mechanic.id, fixed_amount="30000.00", percent="10", rates={shop.parts.id: "5"},
+            mechanic.id,
+            fixed_amount="30000.00",
+            percent="10",
+            rates={shop.parts.id: "5"},
             valid_from=dt.date(2020, 1, 1),
         )
         fin.payroll.set_scheme(helper.id, percent="33.33", valid_from=dt.date(2020, 1, 1))
@@ -46,8 +49,9 @@ def test_accrual_payout_and_payslip(shop):
         assert payslip["paid_in_period"] == money("20000.00")
         fin.payroll.reverse(payslip["payslip_id"], reason="wrong percent")
         assert fin.payroll.owed(mechanic.id) == money("-20000.00")  # paid ahead now
-        fin.payroll.set_scheme(mechanic.id, fixed_amount="30000.00", percent="12",
-                               valid_from=dt.date(2020, 1, 1))
+        fin.payroll.set_scheme(
+            mechanic.id, fixed_amount="30000.00", percent="12", valid_from=dt.date(2020, 1, 1)
+        )
         [again] = fin.payroll.accrue(month, [mechanic.id])
         assert again.total == money("30180.00")  # 12 % of services; goods no longer count
         assert fin.ledger.balance(fin.ledger.account("expense:salary"), "RUB") == money("30513.30")
@@ -65,10 +69,16 @@ def test_basis_orders_counts_the_whole_order_and_removed_lines(shop):
         fin.orders.remove_line(extra, reason="not done")
     with crm.acting_as(shop.accountant) as work:
         fin = finance(work)
-        fin.payroll.set_scheme(mechanic.id, percent="10", basis="orders", valid_from=dt.date(2020, 1, 1))
-        assert fin.payroll.calculate(mechanic.id, order.completed_on)["commission"] == money("150.00")
+        fin.payroll.set_scheme(
+            mechanic.id, percent="10", basis="orders", valid_from=dt.date(2020, 1, 1)
+        )
+        assert fin.payroll.calculate(mechanic.id, order.completed_on)["commission"] == money(
+            "150.00"
+        )
 
 
 def test_cashier_cannot_change_salary_settings(shop):
     with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
-        finance(work).payroll.set_scheme(shop.cashier.id, percent="50", valid_from=dt.date(2020, 1, 1))
+        finance(work).payroll.set_scheme(
+            shop.cashier.id, percent="50", valid_from=dt.date(2020, 1, 1)
+        )

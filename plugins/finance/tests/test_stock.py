@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from crmkit_finance import finance
+from crmkit_finance.integrity import problems
 from finance_fixtures import money
+from sqlalchemy import select
 
 from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.model import Reminder
-from crmkit_finance import finance
-from crmkit_finance.integrity import problems
 
 
 def test_moving_average_cost_and_last_units_take_the_rest(shop):
@@ -41,7 +41,9 @@ def test_purchase_order_for_a_client_order_received_and_paid(shop):
         vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
         supplier = work.records("finance_supplier").create(party_id=vendor.id, payment_days=14)
         purchase = fin.purchases.create_order(
-            supplier.id, shop.branch.id, [{"item_id": shop.oil.id, "qty": "20", "unit_cost": "380.00"}],
+            supplier.id,
+            shop.branch.id,
+            [{"item_id": shop.oil.id, "qty": "20", "unit_cost": "380.00"}],
             client_order_id=order.id,
         )
         assert purchase.task_id is not None
@@ -57,6 +59,7 @@ def test_purchase_order_for_a_client_order_received_and_paid(shop):
         level = fin.stock.level(shop.oil.id, shop.branch.id)
         assert level.qty == 30 and level.value == money("11600.00")
         subject, body = fin.purchases.letter(purchase.id)
+        assert subject == f"Purchase order {purchase.id}"
         assert "Motor oil 5W-30: 20 l x 380.00 RUB" in body
     with crm.acting_as(shop.accountant) as work:
         fin = finance(work)

@@ -138,6 +138,49 @@ def _reset_postgres(engine: sa.Engine) -> None:
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+def owned_tables(crm: CRM) -> set[str]:
+    """Names of the tables whose models belong to the core or to a plugin loaded in ``crm``.
+
+    Every model lives on one metadata, so a process that imported a plugin (a test run
+    collecting plugin tests) sees its tables even in applications that do not load it.
+    """
+    import types
+
+    from crmkit.model import Base
+
+    packages = {"crmkit"}
+    for plugin in crm.pm.get_plugins():
+        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        packages.add(module.split(".")[0])
+    return {
+        mapper.local_table.name
+        for mapper in Base.registry.mappers
+        if mapper.class_.__module__.split(".")[0] in packages
+    }
+
+
+def schema_differences(crm: CRM, connection: sa.Connection) -> list[Any]:
+    """Alembic's differences between the database and the models of ``crm``'s plugins.
+
+    An empty list means the migrations of the core and of every loaded plugin create
+    exactly what the models describe.  Tables of plugins not loaded are ignored.
+    """
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    tables = owned_tables(crm)
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        table_name = getattr(table, "name", name)
+        return reflected and compare_to is None or table_name in tables
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": include}
+    )
+    return list(compare_metadata(context, metadata))
+
+
 def make_crm(
     plugins: Sequence[Any] = (),
     *,
@@ -254,9 +297,11 @@ __all__ = [
     "in_ci",
     "make_crm",
     "new_postgres_schema",
+    "owned_tables",
     "postgres_engine_for",
     "postgres_reachable",
     "postgres_url",
     "redis_url",
     "require",
+    "schema_differences",
 ]

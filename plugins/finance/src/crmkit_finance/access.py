@@ -36,9 +36,24 @@ GOODS = ("finance_stock", "finance_purchase_order", "finance_supplier")
 ALL_FINANCE = ("finance_order", *CATALOGUE, *PLACES, *MONEY, *GOODS, "finance_shift")
 
 ROLES = (
-    Role("cashier", "Cashier", "Takes payments; opens and closes cash desk shifts.", "finance-cashdesk"),
-    Role("accountant", "Accountant", "Salaries, cashback, payments, invoices, the ledger.", "finance-ledger"),
-    Role("warehouse_head", "Warehouse head", "Goods, suppliers, purchases and stock.", "finance-stock"),
+    Role(
+        "cashier",
+        "Cashier",
+        "Takes payments; opens and closes cash desk shifts.",
+        "finance-cashdesk",
+    ),
+    Role(
+        "accountant",
+        "Accountant",
+        "Salaries, cashback, payments, invoices, the ledger.",
+        "finance-ledger",
+    ),
+    Role(
+        "warehouse_head",
+        "Warehouse head",
+        "Goods, suppliers, purchases and stock.",
+        "finance-stock",
+    ),
     Role("director", "Director", "Reads every report and sets plans.", "finance-dashboard"),
 )
 
@@ -52,7 +67,12 @@ def permissions() -> list[Permission]:
         *grant("cashier", "finance_payment", ("read", "create", "refund", "void"), Scope.ALL),
         *grant("cashier", "finance_shift", ("read", "create", "update"), Scope.OWN),
         *grant("cashier", (*PLACES, *CATALOGUE), everyone_reads, Scope.ALL),
-        *grant("cashier", ("finance_cashback", "finance_invoice", "finance_contract"), ("read",), Scope.ALL),
+        *grant(
+            "cashier",
+            ("finance_cashback", "finance_invoice", "finance_contract"),
+            ("read",),
+            Scope.ALL,
+        ),
         *grant("cashier", ("party", "contact_point"), ("read",), Scope.ALL),
         *grant("cashier", "activity", ("read", "create"), Scope.ALL),
         # accountant
@@ -62,22 +82,36 @@ def permissions() -> list[Permission]:
         *grant("accountant", "finance_payroll", ("pay", "reverse"), Scope.ALL),
         *grant("accountant", ("finance_order", "finance_shift"), ("read", "export"), Scope.ALL),
         *grant("accountant", "finance_cash_desk", ("read", "create", "update"), Scope.ALL),
-        *grant("accountant", (*CATALOGUE, *GOODS, "finance_location"), ("read", "export"), Scope.ALL),
+        *grant(
+            "accountant", (*CATALOGUE, *GOODS, "finance_location"), ("read", "export"), Scope.ALL
+        ),
         *grant("accountant", "finance_supplier", ("update",), Scope.ALL),
         *grant("accountant", ("party", "contact_point"), ("read",), Scope.ALL),
         *grant("accountant", "activity", ("read", "create"), Scope.ALL),
         # warehouse head
-        *grant("warehouse_head", (*CATALOGUE, *GOODS), ("read", "create", "update", "export"), Scope.ALL),
+        *grant(
+            "warehouse_head",
+            (*CATALOGUE, *GOODS),
+            ("read", "create", "update", "export"),
+            Scope.ALL,
+        ),
         *grant("warehouse_head", CATALOGUE, ("delete",), Scope.ALL),
         *grant("warehouse_head", "finance_location", ("read", "create", "update"), Scope.ALL),
         *grant("warehouse_head", "finance_order", ("read",), Scope.ALL),
-        *grant("warehouse_head", ("party", "contact_point"), ("read", "create", "update"), Scope.ALL),
+        *grant(
+            "warehouse_head", ("party", "contact_point"), ("read", "create", "update"), Scope.ALL
+        ),
         *grant("warehouse_head", ("task", "reminder"), ("read", "create", "update"), Scope.OWN),
         *grant("warehouse_head", "activity", ("read", "create"), Scope.ALL),
         # director
         *grant("director", ALL_FINANCE, ("read", "export"), Scope.ALL),
         *grant("director", "finance_plan", ("create", "update"), Scope.ALL),
-        *grant("director", ("party", "contact_point", "activity", "deal", "task"), ("read", "export"), Scope.ALL),
+        *grant(
+            "director",
+            ("party", "contact_point", "activity", "deal", "task"),
+            ("read", "export"),
+            Scope.ALL,
+        ),
         # the core manager takes orders
         *grant(
             "manager",

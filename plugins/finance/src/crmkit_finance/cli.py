@@ -30,7 +30,12 @@ def rates_command(env: Env, source: Path) -> None:
         fin = finance(work)
         for number, row in enumerate(csv.DictReader(handle), start=2):
             try:
-                fin.rates.set(row["currency"], row["rate"], dt.date.fromisoformat(row["date"]), source=source.name)
+                fin.rates.set(
+                    row["currency"],
+                    row["rate"],
+                    dt.date.fromisoformat(row["date"]),
+                    source=source.name,
+                )
             except (KeyError, ValueError) as exc:
                 raise ConfigError(f"{source.name}, row {number}: {exc}") from None
             count += 1
@@ -40,10 +45,16 @@ def rates_command(env: Env, source: Path) -> None:
 @finance_group.command("report")
 @click.argument("name")
 @click.option("--param", "-p", multiple=True, metavar="KEY=VALUE", help="A report parameter.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "xlsx", "json"]), default="table")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "xlsx", "json"]), default="table"
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
 @pass_env
-def report_command(env: Env, name: str, param: tuple[str, ...], fmt: str, output: Path | None) -> None:
+def report_command(
+    env: Env, name: str, param: tuple[str, ...], fmt: str, output: Path | None
+) -> None:
     """Build report NAME (finance.director, finance.revenue...) and print or export it."""
     from crmkit_finance.export import export, to_csv
     from crmkit_finance.reports import run_report
@@ -58,7 +69,12 @@ def report_command(env: Env, name: str, param: tuple[str, ...], fmt: str, output
         click.echo(f"wrote {target}")
         return
     if fmt == "json":
-        text = json.dumps({"rows": result.rows, "totals": result.totals}, default=str, ensure_ascii=False, indent=2)
+        text = json.dumps(
+            {"rows": result.rows, "totals": result.totals},
+            default=str,
+            ensure_ascii=False,
+            indent=2,
+        )
     else:
         text = to_csv(result).decode("utf-8-sig")
     if output:

@@ -89,7 +89,7 @@ def to_xlsx(result: ReportResult, title: str = "Report") -> bytes:
         for cell in sheet[sheet.max_row]:
             cell.font = Font(bold=True)
     for index, column in enumerate(result.columns, start=1):
-        width = max([len(column.label), *(len(_cell_text(r.get(column.key))) for r in rows)] or [8])
+        width = max([len(column.label), *(len(_cell_text(r.get(column.key))) for r in rows)])
         sheet.column_dimensions[get_column_letter(index)].width = min(width + 2, 60)
     sheet.freeze_panes = "A2"
     buffer = io.BytesIO()

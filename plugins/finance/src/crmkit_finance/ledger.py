@@ -148,7 +148,9 @@ class LedgerService:
         }
         dialect = self.session.get_bind().dialect.name
         insert = (postgresql if dialect == "postgresql" else sqlite).insert(FinanceAccount)
-        self.session.execute(insert.values(**values).on_conflict_do_nothing(index_elements=["code"]))
+        self.session.execute(
+            insert.values(**values).on_conflict_do_nothing(index_elements=["code"])
+        )
         return self.session.scalar(select(FinanceAccount).where(FinanceAccount.code == code))
 
     def receivable(self, party_id: int) -> FinanceAccount:
@@ -454,7 +456,9 @@ class LedgerService:
         """Problems found in the ledger (empty when sound): unbalanced transactions."""
         problems = []
         rows = self.session.execute(
-            select(FinanceEntry.transaction_id, FinanceEntry.currency, func.sum(FinanceEntry.amount))
+            select(
+                FinanceEntry.transaction_id, FinanceEntry.currency, func.sum(FinanceEntry.amount)
+            )
             .group_by(FinanceEntry.transaction_id, FinanceEntry.currency)
             .having(func.sum(FinanceEntry.amount) != 0)
         )

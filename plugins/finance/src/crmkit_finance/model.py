@@ -40,7 +40,6 @@ from crmkit.model import (
     PipelineMixin,
     TimestampMixin,
     VersionedMixin,
-    party_fk,
     user_fk,
 )
 from crmkit_finance.money import QUANTITY_PLACES, RATE_PLACES
@@ -231,9 +230,7 @@ class FinanceInvoice(IdMixin, TimestampMixin, Base):
 # -- orders -----------------------------------------------------------------------------
 
 
-class FinanceOrder(
-    IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixin, Base
-):
+class FinanceOrder(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixin, Base):
     """A client's order: lines of services and goods, a worker, totals, a status pipeline.
 
     ``owner_id`` is who took the order, ``assignee_id`` the worker doing it; both make the

@@ -67,7 +67,9 @@ def _date(params: Mapping[str, Any], key: str, default: dt.date) -> dt.date:
 def period(work: Any, params: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
     """``start``/``end`` from the parameters; by default the last twelve months to today."""
     today = finance(work).business_date(utcnow())
-    default_start = dt.date(today.year - 1, today.month, 1) if today.month < 12 else dt.date(today.year, 1, 1)
+    default_start = (
+        dt.date(today.year - 1, today.month, 1) if today.month < 12 else dt.date(today.year, 1, 1)
+    )
     start = _date(params, "start", default_start)
     end = _date(params, "end", today)
     if end < start:
@@ -106,7 +108,9 @@ def _order_scope(work: Any, scope: Scope) -> Any:
 
 def _category_names(work: Any) -> dict[int | None, str]:
     names: dict[int | None, str] = {None: "Uncategorized"}
-    names.update(work.session.execute(select(FinanceItemCategory.id, FinanceItemCategory.name)).all())
+    names.update(
+        work.session.execute(select(FinanceItemCategory.id, FinanceItemCategory.name)).all()
+    )
     return names
 
 
@@ -116,13 +120,18 @@ def _percent(part: Decimal, whole: Decimal) -> Decimal | None:
     return (part * 100 / whole).quantize(Decimal("0.1"))
 
 
-def _bar_chart(labels: list[str], datasets: list[dict[str, Any]], stacked: bool = False) -> dict[str, Any]:
+def _bar_chart(
+    labels: list[str], datasets: list[dict[str, Any]], stacked: bool = False
+) -> dict[str, Any]:
     options: dict[str, Any] = {"responsive": True}
     if stacked:
         options["scales"] = {"x": {"stacked": True}, "y": {"stacked": True}}
     return {
         "type": "bar",
-        "data": {"labels": labels, "datasets": [{**d, "data": [_num(v) for v in d["data"]]} for d in datasets]},
+        "data": {
+            "labels": labels,
+            "datasets": [{**d, "data": [_num(v) for v in d["data"]]} for d in datasets],
+        },
         "options": options,
     }
 
@@ -140,12 +149,19 @@ def revenue_by_month_and_category(
     """(day, category, revenue, cost) of recognized lines: one indexed, covering scan."""
     line = FinanceOrderLine
     statement = (
-        select(line.recognized_on, line.category_id, func.sum(line.base_amount), func.sum(line.base_cost))
+        select(
+            line.recognized_on,
+            line.category_id,
+            func.sum(line.base_amount),
+            func.sum(line.base_cost),
+        )
         .where(line.recognized_on >= start, line.recognized_on <= end)
         .group_by(line.recognized_on, line.category_id)
     )
     if scope_predicate is not None:
-        statement = statement.join(FinanceOrder, FinanceOrder.id == line.order_id).where(scope_predicate)
+        statement = statement.join(FinanceOrder, FinanceOrder.id == line.order_id).where(
+            scope_predicate
+        )
     return list(work.session.execute(statement))
 
 
@@ -173,7 +189,9 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     revenue: dict[str, dict[int | None, Decimal]] = {m: defaultdict(Decimal) for m in months}
     cost: dict[str, Decimal] = defaultdict(Decimal)
     categories: set[int | None] = set()
-    for day, category, amount, goods_cost in revenue_by_month_and_category(work, start, end, predicate):
+    for day, category, amount, goods_cost in revenue_by_month_and_category(
+        work, start, end, predicate
+    ):
         key = month_key(day)
         revenue[key][category] += amount or ZERO
         cost[key] += goods_cost or ZERO
@@ -219,7 +237,11 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     chart = _bar_chart(
         months,
         [
-            {"label": names.get(c, str(c)), "data": [r[f"category_{c or 0}"] for r in rows], "stack": "revenue"}
+            {
+                "label": names.get(c, str(c)),
+                "data": [r[f"category_{c or 0}"] for r in rows],
+                "stack": "revenue",
+            }
             for c in ordered
         ]
         + [
@@ -240,7 +262,9 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         totals={
             "orders": total_orders,
             "revenue": total_revenue,
-            "average_check": round_money(total_checks / total_orders, base) if total_orders else ZERO,
+            "average_check": round_money(total_checks / total_orders, base)
+            if total_orders
+            else ZERO,
             "cost": total_cost,
             "margin": total_revenue - total_cost,
             "margin_percent": _percent(total_revenue - total_cost, total_revenue),
@@ -297,7 +321,12 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     for day, key, amount, count in work.session.execute(statement):
         bucket = table.setdefault(
             (_period_key(day, grain), key),
-            {"period": _period_key(day, grain), "group": names.get(key, "—"), "revenue": ZERO, "lines": 0},
+            {
+                "period": _period_key(day, grain),
+                "group": names.get(key, "—"),
+                "revenue": ZERO,
+                "lines": 0,
+            },
         )
         bucket["revenue"] += amount or ZERO
         bucket["lines"] += count
@@ -356,7 +385,9 @@ def average_check_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             "type": "line",
             "data": {
                 "labels": [r["month"] for r in rows],
-                "datasets": [{"label": "Average check", "data": [_num(r["average_check"]) for r in rows]}],
+                "datasets": [
+                    {"label": "Average check", "data": [_num(r["average_check"]) for r in rows]}
+                ],
             },
         },
         totals={
@@ -507,7 +538,9 @@ def _ledger_by_month(
             FinanceEntry.currency == base,
             FinanceAccount.kind.in_(kinds),
         )
-        .group_by(FinanceEntry.on_date, FinanceAccount.code, FinanceAccount.name, FinanceAccount.kind)
+        .group_by(
+            FinanceEntry.on_date, FinanceAccount.code, FinanceAccount.name, FinanceAccount.kind
+        )
     )
     return list(work.session.execute(statement))
 
@@ -520,7 +553,8 @@ def profit_loss_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for day, code, name, kind, raw in _ledger_by_month(work, start, end, ("income", "expense")):
         row = table.setdefault(
-            (kind, code), {"kind": kind, "code": code, "category": name, **{m: ZERO for m in months}}
+            (kind, code),
+            {"kind": kind, "code": code, "category": name, **{m: ZERO for m in months}},
         )
         row[month_key(day)] += normal_balance(kind, as_amount(raw))
     rows = sorted(table.values(), key=lambda r: (r["kind"] != "income", r["category"]))
@@ -528,7 +562,12 @@ def profit_loss_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     expenses = {m: sum((r[m] for r in rows if r["kind"] == "expense"), ZERO) for m in months}
     for row in rows:
         row["total"] = sum((row[m] for m in months), ZERO)
-    profit_row = {"kind": "profit", "code": "", "category": "Profit", **{m: income[m] - expenses[m] for m in months}}
+    profit_row = {
+        "kind": "profit",
+        "code": "",
+        "category": "Profit",
+        **{m: income[m] - expenses[m] for m in months},
+    }
     profit_row["total"] = sum((profit_row[m] for m in months), ZERO)
     rows.append(profit_row)
     return ReportResult(
@@ -544,7 +583,11 @@ def profit_loss_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             [
                 {"label": "Income", "data": [income[m] for m in months]},
                 {"label": "Expenses", "data": [expenses[m] for m in months]},
-                {"label": "Profit", "type": "line", "data": [income[m] - expenses[m] for m in months]},
+                {
+                    "label": "Profit",
+                    "type": "line",
+                    "data": [income[m] - expenses[m] for m in months],
+                },
             ],
         ),
         totals={
@@ -688,7 +731,9 @@ def corporate_income_report(work: Any, params: Mapping[str, Any]) -> ReportResul
             Column("received", "Received", "money"),
         ],
         rows=rows,
-        chart=_bar_chart(months, [{"label": "Corporate income", "data": [per_month[m] for m in months]}]),
+        chart=_bar_chart(
+            months, [{"label": "Corporate income", "data": [per_month[m] for m in months]}]
+        ),
         totals={"received": sum(per_month.values(), ZERO)},
     )
 
@@ -775,9 +820,15 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         rows=rows,
         chart={
             "type": "doughnut",
-            "data": {"labels": labels, "datasets": [{"label": "Value", "data": [_num(by_category[k]) for k in labels]}]},
+            "data": {
+                "labels": labels,
+                "datasets": [{"label": "Value", "data": [_num(by_category[k]) for k in labels]}],
+            },
         },
-        totals={"value": sum((r["value"] for r in rows), ZERO), "low": sum(1 for r in rows if r["low"])},
+        totals={
+            "value": sum((r["value"] for r in rows), ZERO),
+            "low": sum(1 for r in rows if r["low"]),
+        },
     )
 
 
@@ -788,7 +839,12 @@ def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         raise ValidationFailed({"shift_id": ["choose a shift"]})
     report = finance(work).cashdesk.shift_report(int(params["shift_id"]))
     rows = [
-        {"method": method, "received": v["received"], "returned": v["returned"], "count": v["count"]}
+        {
+            "method": method,
+            "received": v["received"],
+            "returned": v["returned"],
+            "count": v["count"],
+        }
         for method, v in report["by_method"].items()
     ]
     return ReportResult(
@@ -806,7 +862,9 @@ def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 def receivables_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """Clients who owe money (or paid in advance), with what is overdue."""
     guard(work, ("cashier", "accountant", "director"), "finance_payment", "receivables")
-    rows = finance(work).payments.receivables(as_of=_date(params, "as_of", finance(work).business_date(utcnow())))
+    rows = finance(work).payments.receivables(
+        as_of=_date(params, "as_of", finance(work).business_date(utcnow()))
+    )
     return ReportResult(
         columns=[
             Column("client", "Client"),
@@ -822,7 +880,11 @@ def receivables_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 
 
 def _report(
-    name: str, label: str, build: Callable[..., ReportResult], entity: str, roles: tuple[str, ...],
+    name: str,
+    label: str,
+    build: Callable[..., ReportResult],
+    entity: str,
+    roles: tuple[str, ...],
     params: Mapping[str, Any] | None = None,
 ) -> Report:
     return Report(
@@ -837,33 +899,78 @@ def _report(
 
 
 REPORTS = (
-    _report("finance.director", "Director's dashboard", director_report, "finance_order", MANAGEMENT),
     _report(
-        "finance.revenue", "Revenue", revenue_report, "finance_order", MANAGEMENT,
-        {"start": "date", "end": "date", "grain": ["month", "week", "day"], "by": ["category", "item", "worker"]},
+        "finance.director", "Director's dashboard", director_report, "finance_order", MANAGEMENT
     ),
-    _report("finance.average_check", "Average check", average_check_report, "finance_order", MANAGEMENT),
-    _report("finance.order_margin", "Margin per order", order_margin_report, "finance_order", MANAGEMENT),
-    _report("finance.service_margin", "Margin per service", service_margin_report, "finance_order", MANAGEMENT),
-    _report("finance.profit_loss", "Profit and loss", profit_loss_report, "finance_ledger", MANAGEMENT),
+    _report(
+        "finance.revenue",
+        "Revenue",
+        revenue_report,
+        "finance_order",
+        MANAGEMENT,
+        {
+            "start": "date",
+            "end": "date",
+            "grain": ["month", "week", "day"],
+            "by": ["category", "item", "worker"],
+        },
+    ),
+    _report(
+        "finance.average_check", "Average check", average_check_report, "finance_order", MANAGEMENT
+    ),
+    _report(
+        "finance.order_margin", "Margin per order", order_margin_report, "finance_order", MANAGEMENT
+    ),
+    _report(
+        "finance.service_margin",
+        "Margin per service",
+        service_margin_report,
+        "finance_order",
+        MANAGEMENT,
+    ),
+    _report(
+        "finance.profit_loss", "Profit and loss", profit_loss_report, "finance_ledger", MANAGEMENT
+    ),
     _report("finance.cash_flow", "Cash flow", cash_flow_report, "finance_ledger", MANAGEMENT),
     _report("finance.plan_fact", "Plan versus fact", plan_fact_report, "finance_plan", MANAGEMENT),
     _report(
-        "finance.corporate_income", "Income from corporate clients", corporate_income_report,
-        "finance_payment", MANAGEMENT,
-    ),
-    _report("finance.salaries", "Salaries", salaries_report, "finance_payroll", MANAGEMENT, {"month": "date"}),
-    _report(
-        "finance.stock", "Stock on hand", stock_report, "finance_stock",
-        ("director", "accountant", "warehouse_head"), {"location_id": "finance_location"},
+        "finance.corporate_income",
+        "Income from corporate clients",
+        corporate_income_report,
+        "finance_payment",
+        MANAGEMENT,
     ),
     _report(
-        "finance.shift", "Shift report", shift_report, "finance_shift",
-        ("cashier", "accountant", "director"), {"shift_id": "finance_shift"},
+        "finance.salaries",
+        "Salaries",
+        salaries_report,
+        "finance_payroll",
+        MANAGEMENT,
+        {"month": "date"},
     ),
     _report(
-        "finance.receivables", "Receivables", receivables_report, "finance_payment",
-        ("cashier", "accountant", "director"), {"as_of": "date"},
+        "finance.stock",
+        "Stock on hand",
+        stock_report,
+        "finance_stock",
+        ("director", "accountant", "warehouse_head"),
+        {"location_id": "finance_location"},
+    ),
+    _report(
+        "finance.shift",
+        "Shift report",
+        shift_report,
+        "finance_shift",
+        ("cashier", "accountant", "director"),
+        {"shift_id": "finance_shift"},
+    ),
+    _report(
+        "finance.receivables",
+        "Receivables",
+        receivables_report,
+        "finance_payment",
+        ("cashier", "accountant", "director"),
+        {"as_of": "date"},
     ),
 )
 

@@ -64,14 +64,18 @@ class CashbackService:
             select(FinanceCashbackProgram).where(FinanceCashbackProgram.valid_from == day)
         )
         if row is None:
-            row = FinanceCashbackProgram(valid_from=day, percent=value, expiry_days=int(expiry_days))
+            row = FinanceCashbackProgram(
+                valid_from=day, percent=value, expiry_days=int(expiry_days)
+            )
             self.session.add(row)
         else:
             row.percent, row.expiry_days = value, int(expiry_days)
         row.created_by_id = self.work.actor.user_id
         self.work.flush()
         self.work.audit(
-            "finance_cashback", row.id, "program",
+            "finance_cashback",
+            row.id,
+            "program",
             {"percent": [None, str(value)], "expiry_days": [None, int(expiry_days)]},
         )
         return row
@@ -143,8 +147,13 @@ class CashbackService:
         if amount <= 0:
             return None
         return self._accrue(
-            order.party_id, amount, kind="accrual", order_id=order.id, basis=basis,
-            expiry_days=program.expiry_days, memo=f"cashback for order {order.number}",
+            order.party_id,
+            amount,
+            kind="accrual",
+            order_id=order.id,
+            basis=basis,
+            expiry_days=program.expiry_days,
+            memo=f"cashback for order {order.number}",
         )
 
     def _accrue(
@@ -186,8 +195,12 @@ class CashbackService:
         self.session.add(lot)
         self.work.flush()
         self.work.emit(
-            "cashback.accrued", "finance_cashback", lot.id, party_id=party_id,
-            amount=str(amount), order_id=order_id,
+            "cashback.accrued",
+            "finance_cashback",
+            lot.id,
+            party_id=party_id,
+            amount=str(amount),
+            order_id=order_id,
         )
         return lot
 
@@ -262,7 +275,9 @@ class CashbackService:
         self.work.flush()
         return take
 
-    def adjust(self, party_id: int, amount: Any, *, reason: str, expiry_days: int | None = None) -> Any:
+    def adjust(
+        self, party_id: int, amount: Any, *, reason: str, expiry_days: int | None = None
+    ) -> Any:
         """The accountant gives (positive) or withdraws (negative) cashback by hand."""
         self.finance.require("finance_cashback", "create")
         if not (reason or "").strip():

@@ -93,7 +93,10 @@ class CashDeskService:
         self.work.flush()
         self._book_difference(desk, shift, count - expected, "opening")
         self.work.audit(
-            "finance_shift", shift.id, "open", {"counted": [None, str(count)], "expected": [None, str(expected)]}
+            "finance_shift",
+            shift.id,
+            "open",
+            {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
         self.work.emit("shift.opened", "finance_shift", shift.id, desk_id=desk.id)
         return shift
@@ -116,7 +119,10 @@ class CashDeskService:
             shift.note = (shift.note + "\n" + note).strip()
         self.work.flush()
         self.work.audit(
-            "finance_shift", shift.id, "close", {"counted": [None, str(count)], "expected": [None, str(expected)]}
+            "finance_shift",
+            shift.id,
+            "close",
+            {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
         self.work.emit("shift.closed", "finance_shift", shift.id, desk_id=desk.id)
         return shift
@@ -205,7 +211,9 @@ class CashDeskService:
             "expected_cash": expected_now,
             "closing_count": shift.closing_count,
             "closing_difference": (
-                shift.closing_count - shift.closing_expected if shift.closed_at is not None else None
+                shift.closing_count - shift.closing_expected
+                if shift.closed_at is not None
+                else None
             ),
         }
 
@@ -306,7 +314,9 @@ class PaymentService:
             source = ledger.cashback(party_id)
             available = ledger.balance(source, base)
             if value > available:
-                raise ValidationFailed({"amount": [f"only {available} {base} of cashback to spend"]})
+                raise ValidationFailed(
+                    {"amount": [f"only {available} {base} of cashback to spend"]}
+                )
         else:
             source = self._money_account(method, desk)
         legs = [debit(source, value, currency)]
@@ -379,8 +389,12 @@ class PaymentService:
         else:
             from crmkit_finance.money import round_money
 
-            order_amount = round_money(original.order_amount * value / original.amount, original.order_currency)
-            base_amount = round_money(original.base_amount * value / original.amount, self.finance.base_currency)
+            order_amount = round_money(
+                original.order_amount * value / original.amount, original.order_currency
+            )
+            base_amount = round_money(
+                original.base_amount * value / original.amount, self.finance.base_currency
+            )
         ledger = self.finance.ledger
         party_id = original.party_id
         currency = original.currency
@@ -393,7 +407,9 @@ class PaymentService:
             if method == "cash":
                 drawer = self.finance.cashdesk.drawer_balance(desk)
                 if value > drawer:
-                    raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+                    raise ValidationFailed(
+                        {"amount": ["there is not that much cash in the drawer"]}
+                    )
         legs = [credit(target, value, currency)]
         legs += _exchange(ledger, -value, currency, -order_amount, original.order_currency)
         legs.append(debit(ledger.receivable(party_id), order_amount, original.order_currency))
@@ -401,7 +417,9 @@ class PaymentService:
             "refund",
             legs,
             memo=f"refund of payment {original.id}",
-            record=("finance_order", original.order_id) if original.order_id else ("party", party_id),
+            record=("finance_order", original.order_id)
+            if original.order_id
+            else ("party", party_id),
             party_id=party_id,
         )
         if method == "cashback":
@@ -447,7 +465,9 @@ class PaymentService:
             raise ValidationFailed({"payment": ["only a payment can be voided"]})
         if self.refunded(original):
             raise ValidationFailed({"payment": ["part of it was refunded; refund the rest"]})
-        if self.session.scalar(select(FinancePayment.id).where(FinancePayment.voids_id == original.id)):
+        if self.session.scalar(
+            select(FinancePayment.id).where(FinancePayment.voids_id == original.id)
+        ):
             raise ValidationFailed({"payment": ["already voided"]})
         if original.shift_id is not None:
             shift = self.session.get(FinanceShift, original.shift_id)
@@ -491,7 +511,9 @@ class PaymentService:
         return void
 
     def _announce(self, payment: FinancePayment, order: Any, event: str, title: str) -> None:
-        record = ("finance_order", order.id) if order is not None else ("finance_payment", payment.id)
+        record = (
+            ("finance_order", order.id) if order is not None else ("finance_payment", payment.id)
+        )
         amount = abs(payment.amount)
         self.work.timeline.add(
             "payment",
@@ -592,8 +614,7 @@ class PaymentService:
             ).all()
         )
         overdue_rows = self.session.execute(
-            select(FinanceOrder.party_id, FinanceOrder.id, FinanceOrder.total)
-            .where(
+            select(FinanceOrder.party_id, FinanceOrder.id, FinanceOrder.total).where(
                 FinanceOrder.party_id.in_(list(balances)),
                 FinanceOrder.completed_at.is_not(None),
                 FinanceOrder.due_on < day,
@@ -647,16 +668,27 @@ class PaymentService:
             part = min(due, left)
             payments.append(
                 self.take(
-                    order_id=order.id, amount=part, method="transfer", currency=invoice.currency,
-                    invoice_id=invoice.id, reference=reference, at=at,
+                    order_id=order.id,
+                    amount=part,
+                    method="transfer",
+                    currency=invoice.currency,
+                    invoice_id=invoice.id,
+                    reference=reference,
+                    at=at,
                 )
             )
             left -= part
         if left > 0:
             payments.append(
                 self.take(
-                    party_id=invoice.party_id, amount=left, method="transfer", currency=invoice.currency,
-                    invoice_id=invoice.id, reference=reference, note="overpayment", at=at,
+                    party_id=invoice.party_id,
+                    amount=left,
+                    method="transfer",
+                    currency=invoice.currency,
+                    invoice_id=invoice.id,
+                    reference=reference,
+                    note="overpayment",
+                    at=at,
                 )
             )
         self.finance.invoices.refresh_status(invoice)
@@ -666,7 +698,7 @@ class PaymentService:
 def _exchange(
     ledger: Any, amount: Decimal, currency: str, target_amount: Decimal, target_currency: str
 ) -> list[Leg]:
-    """Legs carrying ``amount`` of ``currency`` over into ``target_amount`` of ``target_currency``."""
+    """Legs turning ``amount`` of ``currency`` into ``target_amount`` of ``target_currency``."""
     if currency == target_currency:
         return []
     exchange = ledger.account("equity:exchange")
@@ -676,4 +708,3 @@ def _exchange(
 def _party_and_merged(party_id: int) -> Any:
     """The party and those merged into it (their payments are the survivor's history)."""
     return select(Party.id).where((Party.id == party_id) | (Party.merged_into_id == party_id))
-

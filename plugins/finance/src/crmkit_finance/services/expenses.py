@@ -43,8 +43,14 @@ class ExpenseService:
         self.work = finance.work
 
     def _record(
-        self, kind: str, category: str, amount: Any, account: str, note: str,
-        party_id: int | None, at: dt.datetime | None,
+        self,
+        kind: str,
+        category: str,
+        amount: Any,
+        account: str,
+        note: str,
+        party_id: int | None,
+        at: dt.datetime | None,
     ) -> Any:
         self.finance.require("finance_ledger", "create")
         ledger = self.finance.ledger
@@ -54,7 +60,9 @@ class ExpenseService:
             raise ValidationFailed({"category": [f"{category} is not an {kind} category"]})
         money = ledger.get_account(account)
         if money.kind not in ("cash", "bank", "card", "payable"):
-            raise ValidationFailed({"account": ["a drawer, a bank account or a supplier's payable"]})
+            raise ValidationFailed(
+                {"account": ["a drawer, a bank account or a supplier's payable"]}
+            )
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
@@ -64,19 +72,36 @@ class ExpenseService:
         else:
             legs = [debit(money, value, base), credit(target, value, base)]
         transaction = ledger.post(kind, legs, memo=note, party_id=party_id, at=at)
-        self.work.audit("finance_ledger", transaction.id, kind, {"amount": [None, str(value)], "category": category})
+        self.work.audit(
+            "finance_ledger",
+            transaction.id,
+            kind,
+            {"amount": [None, str(value)], "category": category},
+        )
         return transaction
 
     def expense(
-        self, category: str, amount: Any, *, paid_from: str = "bank:main", note: str = "",
-        party_id: int | None = None, at: dt.datetime | None = None,
+        self,
+        category: str,
+        amount: Any,
+        *,
+        paid_from: str = "bank:main",
+        note: str = "",
+        party_id: int | None = None,
+        at: dt.datetime | None = None,
     ) -> Any:
         """Spend money on an expense category (``expense:rent``...)."""
         return self._record("expense", category, amount, paid_from, note, party_id, at)
 
     def income(
-        self, category: str, amount: Any, *, received_into: str = "bank:main", note: str = "",
-        party_id: int | None = None, at: dt.datetime | None = None,
+        self,
+        category: str,
+        amount: Any,
+        *,
+        received_into: str = "bank:main",
+        note: str = "",
+        party_id: int | None = None,
+        at: dt.datetime | None = None,
     ) -> Any:
         """Money earned outside orders (``income:other``...)."""
         return self._record("income", category, amount, received_into, note, party_id, at)
@@ -91,8 +116,15 @@ class AssetService:
         self.session = finance.work.session
 
     def acquire(
-        self, name: str, cost: Any, *, useful_life_months: int, acquired_on: dt.date,
-        salvage_value: Any = "0", paid_from: str = "bank:main", location_id: int | None = None,
+        self,
+        name: str,
+        cost: Any,
+        *,
+        useful_life_months: int,
+        acquired_on: dt.date,
+        salvage_value: Any = "0",
+        paid_from: str = "bank:main",
+        location_id: int | None = None,
     ) -> FinanceAsset:
         """Buy equipment: its cost leaves ``paid_from`` and becomes an asset."""
         self.finance.require("finance_asset", "create")
@@ -111,13 +143,21 @@ class AssetService:
         source = ledger.get_account(paid_from)
         transaction = ledger.post(
             "asset_purchase",
-            [debit(ledger.account("fixed_asset:equipment"), value, base), credit(source, value, base)],
+            [
+                debit(ledger.account("fixed_asset:equipment"), value, base),
+                credit(source, value, base),
+            ],
             memo=f"equipment: {name}",
         )
         asset = FinanceAsset(
-            name=name.strip(), cost=value, salvage_value=salvage, currency=base,
-            acquired_on=acquired_on, useful_life_months=int(useful_life_months),
-            location_id=location_id, transaction_id=transaction.id,
+            name=name.strip(),
+            cost=value,
+            salvage_value=salvage,
+            currency=base,
+            acquired_on=acquired_on,
+            useful_life_months=int(useful_life_months),
+            location_id=location_id,
+            transaction_id=transaction.id,
         )
         self.session.add(asset)
         self.work.flush()
@@ -164,14 +204,20 @@ class AssetService:
                 "amortization",
                 [
                     debit(ledger.account("expense:amortization"), amount, asset.currency),
-                    credit(ledger.account("accumulated_amortization:equipment"), amount, asset.currency),
+                    credit(
+                        ledger.account("accumulated_amortization:equipment"), amount, asset.currency
+                    ),
                 ],
                 memo=f"amortization {start:%Y-%m}: {asset.name}",
                 record=("finance_asset", asset.id),
-                at=self.finance.start_of_day(end) if end < self.finance.business_date(utcnow()) else None,
+                at=self.finance.start_of_day(end)
+                if end < self.finance.business_date(utcnow())
+                else None,
             )
             self.session.add(
-                FinanceAmortization(asset_id=asset.id, month=start, amount=amount, transaction_id=transaction.id)
+                FinanceAmortization(
+                    asset_id=asset.id, month=start, amount=amount, transaction_id=transaction.id
+                )
             )
             total += amount
         self.work.flush()
@@ -203,7 +249,9 @@ class PlanService:
         """Plan a figure for a month."""
         self.finance.require("finance_plan", "create")
         if metric not in PLAN_METRICS and ":" not in metric:
-            raise ValidationFailed({"metric": [f"one of {', '.join(PLAN_METRICS)} or an account code"]})
+            raise ValidationFailed(
+                {"metric": [f"one of {', '.join(PLAN_METRICS)} or an account code"]}
+            )
         if ":" in metric:
             self.finance.ledger.get_account(metric)
         base = self.finance.base_currency
@@ -219,7 +267,12 @@ class PlanService:
         else:
             row.amount = value
         self.work.flush()
-        self.work.audit("finance_plan", row.id, "set", {metric: [str(old) if old is not None else None, str(value)]})
+        self.work.audit(
+            "finance_plan",
+            row.id,
+            "set",
+            {metric: [str(old) if old is not None else None, str(value)]},
+        )
         return row
 
     def of_period(self, start: dt.date, end: dt.date) -> list[FinancePlan]:

@@ -41,7 +41,9 @@ class InvoiceService:
         self.work.parties.get(found.party_id)
         return found
 
-    def issue(self, order_ids: Iterable[int], *, issued_on: dt.date | None = None) -> FinanceInvoice:
+    def issue(
+        self, order_ids: Iterable[int], *, issued_on: dt.date | None = None
+    ) -> FinanceInvoice:
         """Invoice completed orders of one client (none already invoiced)."""
         self.finance.require("finance_invoice", "create")
         orders = [self.finance.orders.get(i) for i in order_ids]
@@ -62,9 +64,7 @@ class InvoiceService:
         party_id = party_ids.pop()
         contract = self.finance.orders.active_contract(party_id, day)
         payment_days = contract.payment_days if contract else 0
-        amount = sum(
-            (o.total - self.finance.orders.paid(o) for o in orders), Decimal(0)
-        )
+        amount = sum((o.total - self.finance.orders.paid(o) for o in orders), Decimal(0))
         if amount <= 0:
             raise ValidationFailed({"order_ids": ["the orders are paid"]})
         number = f"{day.year}-{next_number(self.session, f'invoice:{day.year}'):04d}"
@@ -87,8 +87,13 @@ class InvoiceService:
         self.work.flush()
         self.work.audit("finance_invoice", invoice.id, "issue", {"amount": [None, str(amount)]})
         self.work.emit(
-            "invoice.issued", "finance_invoice", invoice.id, party_id=party_id,
-            amount=str(amount), currency=invoice.currency, number=number,
+            "invoice.issued",
+            "finance_invoice",
+            invoice.id,
+            party_id=party_id,
+            amount=str(amount),
+            currency=invoice.currency,
+            number=number,
         )
         return invoice
 
@@ -105,7 +110,10 @@ class InvoiceService:
     def outstanding(self, invoice: FinanceInvoice) -> Decimal:
         """What is left to pay on an invoice."""
         return sum(
-            (max(o.total - self.finance.orders.paid(o), Decimal(0)) for o in self.orders_of(invoice)),
+            (
+                max(o.total - self.finance.orders.paid(o), Decimal(0))
+                for o in self.orders_of(invoice)
+            ),
             Decimal(0),
         )
 
@@ -134,7 +142,9 @@ class InvoiceService:
         """Everything a printed invoice shows: client, contract, orders with their lines."""
         invoice = self.get(invoice_id)
         party = self.work.parties.get(invoice.party_id)
-        contract = self.session.get(FinanceContract, invoice.contract_id) if invoice.contract_id else None
+        contract = (
+            self.session.get(FinanceContract, invoice.contract_id) if invoice.contract_id else None
+        )
         orders = []
         for order in self.orders_of(invoice):
             orders.append(
@@ -143,8 +153,13 @@ class InvoiceService:
                     "completed_on": order.completed_on,
                     "total": order.total,
                     "lines": [
-                        {"description": ln.description, "qty": ln.qty, "unit_price": ln.unit_price,
-                         "discount": ln.discount, "amount": ln.amount}
+                        {
+                            "description": ln.description,
+                            "qty": ln.qty,
+                            "unit_price": ln.unit_price,
+                            "discount": ln.discount,
+                            "amount": ln.amount,
+                        }
                         for ln in self.finance.orders.lines(order)
                     ],
                 }

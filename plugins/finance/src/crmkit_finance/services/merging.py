@@ -35,7 +35,10 @@ def merge_party_finance(work: Any, survivor: Any, merged: Any) -> None:
             .values(party_id=survivor.id)
             .execution_options(synchronize_session=False)
         )
-    if session.scalar(select(FinanceSupplier.id).where(FinanceSupplier.party_id == survivor.id)) is None:
+    if (
+        session.scalar(select(FinanceSupplier.id).where(FinanceSupplier.party_id == survivor.id))
+        is None
+    ):
         session.execute(
             update(FinanceSupplier)
             .where(FinanceSupplier.party_id == merged.id)
@@ -53,7 +56,11 @@ def merge_party_finance(work: Any, survivor: Any, merged: Any) -> None:
         target = getattr(ledger, account.kind)(survivor.id)
         legs = []
         for currency in sorted(
-            set(session.scalars(select(FinanceEntry.currency).where(FinanceEntry.account_id == account.id)))
+            set(
+                session.scalars(
+                    select(FinanceEntry.currency).where(FinanceEntry.account_id == account.id)
+                )
+            )
         ):
             raw = ledger.raw_balance(account, currency)
             if raw:

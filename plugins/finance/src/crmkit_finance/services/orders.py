@@ -150,11 +150,7 @@ class OrderService(EntityService):
                 raise ValidationFailed(
                     {sorted(frozen)[0]: ["the order is completed; reopen it to change this"]}
                 )
-        if (
-            "currency" in values
-            and values["currency"] != record.currency
-            and self.lines(record)
-        ):
+        if "currency" in values and values["currency"] != record.currency and self.lines(record):
             raise ValidationFailed({"currency": ["remove the lines before changing currency"]})
         changes = super().apply_changes(record, values)
         if "discount_percent" in changes:
@@ -205,7 +201,10 @@ class OrderService(EntityService):
             raise ValidationFailed({"qty": ["a quantity is positive"]})
         if unit_price is None:
             price = fin.catalogue.quote(
-                item, currency=order.currency, party_id=order.party_id, price_level=order.price_level
+                item,
+                currency=order.currency,
+                party_id=order.party_id,
+                price_level=order.price_level,
             ).price
         else:
             if not fin.can("finance_order", "price"):
@@ -250,7 +249,12 @@ class OrderService(EntityService):
             "finance_order",
             order.id,
             "add_line",
-            {"line": [None, {"item_id": item.id, "qty": str(amount_qty), "amount": str(line.amount)}]},
+            {
+                "line": [
+                    None,
+                    {"item_id": item.id, "qty": str(amount_qty), "amount": str(line.amount)},
+                ]
+            },
         )
         return line
 
@@ -450,8 +454,12 @@ class OrderService(EntityService):
             self._recognize(order, open_lines, when)
         order.completed_at = when
         order.completed_on = fin.business_date(when)
-        contract = self.session.get(FinanceContract, order.contract_id) if order.contract_id else None
-        order.due_on = order.completed_on + dt.timedelta(days=contract.payment_days if contract else 0)
+        contract = (
+            self.session.get(FinanceContract, order.contract_id) if order.contract_id else None
+        )
+        order.due_on = order.completed_on + dt.timedelta(
+            days=contract.payment_days if contract else 0
+        )
         self.work.flush()
         self.work.audit("finance_order", order.id, "complete", {"total": [None, str(order.total)]})
         self.work.emit(
@@ -653,8 +661,13 @@ class OrderService(EntityService):
         legs = [credit(ledger.receivable(order.party_id), line.amount, order.currency)]
         if order.currency != base:
             exchange = ledger.account("equity:exchange")
-            legs += [debit(exchange, line.amount, order.currency), credit(exchange, base_amount, base)]
-        legs.append(debit(ledger.account(fin.catalogue.income_account_code(line.kind)), base_amount, base))
+            legs += [
+                debit(exchange, line.amount, order.currency),
+                credit(exchange, base_amount, base),
+            ]
+        legs.append(
+            debit(ledger.account(fin.catalogue.income_account_code(line.kind)), base_amount, base)
+        )
         if line.amount or base_amount:
             transaction = ledger.post(
                 "order_credit",

@@ -105,7 +105,9 @@ class PayrollService:
         scheme.currency = base
         scheme.created_by_id = self.work.actor.user_id
         self.work.flush()
-        self.session.execute(FinancePayRate.__table__.delete().where(FinancePayRate.scheme_id == scheme.id))
+        self.session.execute(
+            FinancePayRate.__table__.delete().where(FinancePayRate.scheme_id == scheme.id)
+        )
         for category_id, rate in (rates or {}).items():
             self.session.add(
                 FinancePayRate(
@@ -170,7 +172,9 @@ class PayrollService:
             return result
         rates = self.rates_of(scheme)
         performer = func.coalesce(FinanceOrderLine.performer_id, FinanceOrder.assignee_id)
-        who = performer == user_id if scheme.basis == "lines" else FinanceOrder.assignee_id == user_id
+        who = (
+            performer == user_id if scheme.basis == "lines" else FinanceOrder.assignee_id == user_id
+        )
         rows = self.session.execute(
             select(
                 FinanceOrderLine.category_id,
@@ -250,7 +254,12 @@ class PayrollService:
             )
             if existing is not None:
                 raise ValidationFailed(
-                    {"period": [f"user {user_id} is accrued for {start:%Y-%m}; reverse payslip {existing} first"]}
+                    {
+                        "period": [
+                            f"user {user_id} is accrued for {start:%Y-%m}; "
+                            f"reverse payslip {existing} first"
+                        ]
+                    }
                 )
             figures = self.calculate(user_id, start)
             if figures["total"] <= 0:
@@ -264,7 +273,9 @@ class PayrollService:
                 ],
                 memo=f"salary {start:%Y-%m} {user.label if user else user_id}",
                 record=("user", user_id),
-                at=self.finance.start_of_day(end) if end < self.finance.business_date(_now()) else None,
+                at=self.finance.start_of_day(end)
+                if end < self.finance.business_date(_now())
+                else None,
             )
             slip = FinancePayslip(
                 user_id=user_id,
@@ -281,7 +292,9 @@ class PayrollService:
             )
             self.session.add(slip)
             self.work.flush()
-            self.work.audit("finance_payroll", slip.id, "accrue", {"total": [None, str(slip.total)]})
+            self.work.audit(
+                "finance_payroll", slip.id, "accrue", {"total": [None, str(slip.total)]}
+            )
             self.work.emit(
                 "salary.accrued", "finance_payroll", slip.id, user_id=user_id, total=str(slip.total)
             )
@@ -297,7 +310,10 @@ class PayrollService:
         if slip.status != "accrued":
             raise ValidationFailed({"payslip": ["already reversed"]})
         reversal = self.finance.ledger.reverse(
-            slip.transaction_id, memo=f"salary reversed: {reason}", kind="salary_reversal", check_kind=False
+            slip.transaction_id,
+            memo=f"salary reversed: {reason}",
+            kind="salary_reversal",
+            check_kind=False,
         )
         slip.status = "reversed"
         slip.reversal_transaction_id = reversal.id
@@ -305,7 +321,9 @@ class PayrollService:
         self.work.audit("finance_payroll", slip.id, "reverse", {"reason": [None, reason]})
         return slip
 
-    def pay(self, user_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = "") -> Any:
+    def pay(
+        self, user_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = ""
+    ) -> Any:
         """Pay an employee from a money account."""
         self.finance.require("finance_payroll", "pay")
         base = self.finance.base_currency

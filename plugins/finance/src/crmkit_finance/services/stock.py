@@ -142,7 +142,9 @@ class StockService:
         statement = select(FinanceStockMove).where(FinanceStockMove.item_id == item_id)
         if location_id is not None:
             statement = statement.where(FinanceStockMove.location_id == location_id)
-        return list(self.session.scalars(statement.order_by(FinanceStockMove.id.desc()).limit(limit)))
+        return list(
+            self.session.scalars(statement.order_by(FinanceStockMove.id.desc()).limit(limit))
+        )
 
     # -- the one place stock changes --------------------------------------------------
 
@@ -244,7 +246,14 @@ class StockService:
     ) -> Decimal:
         """Goods leave stock for an order line; returns their value (moving average)."""
         move = self._move(
-            "issue", item, location_id, -qty, None, counter_account="wip:orders", order=order, line=line
+            "issue",
+            item,
+            location_id,
+            -qty,
+            None,
+            counter_account="wip:orders",
+            order=order,
+            line=line,
         )
         return -move.value
 
@@ -318,11 +327,16 @@ class StockService:
             note=note,
         )
         self.work.audit(
-            "finance_stock", move.id, "receive", {"qty": [None, str(amount)], "cost": [None, str(cost)]}
+            "finance_stock",
+            move.id,
+            "receive",
+            {"qty": [None, str(amount)], "cost": [None, str(cost)]},
         )
         return move
 
-    def write_off(self, item_id: int, location_id: int, qty: Any, *, reason: str) -> FinanceStockMove:
+    def write_off(
+        self, item_id: int, location_id: int, qty: Any, *, reason: str
+    ) -> FinanceStockMove:
         """Goods lost, broken or used in-house: out of stock, into shortages and write-offs."""
         self.finance.require("finance_stock", "create")
         if not (reason or "").strip():
@@ -332,9 +346,17 @@ class StockService:
         if amount <= 0:
             raise ValidationFailed({"qty": ["a quantity is positive"]})
         move = self._move(
-            "write_off", item, location_id, -amount, None, counter_account="expense:shrinkage", note=reason
+            "write_off",
+            item,
+            location_id,
+            -amount,
+            None,
+            counter_account="expense:shrinkage",
+            note=reason,
         )
-        self.work.audit("finance_stock", move.id, "write_off", {"qty": [None, str(amount)], "reason": reason})
+        self.work.audit(
+            "finance_stock", move.id, "write_off", {"qty": [None, str(amount)], "reason": reason}
+        )
         return move
 
     def return_to_supplier(
@@ -373,7 +395,13 @@ class StockService:
             raise ValidationFailed({"qty": ["a quantity is positive"]})
         out = self._move("transfer", item, from_location_id, -amount, None, counter_account=None)
         into = self._move(
-            "transfer", item, to_location_id, amount, -out.value, counter_account=None, inbound_value=True
+            "transfer",
+            item,
+            to_location_id,
+            amount,
+            -out.value,
+            counter_account=None,
+            inbound_value=True,
         )
         return out, into
 
@@ -398,8 +426,13 @@ class StockService:
             if difference < 0:
                 moves.append(
                     self._move(
-                        "count", item, location_id, difference, None,
-                        counter_account="expense:shrinkage", note=note,
+                        "count",
+                        item,
+                        location_id,
+                        difference,
+                        None,
+                        counter_account="expense:shrinkage",
+                        note=note,
                     )
                 )
             else:
@@ -407,12 +440,20 @@ class StockService:
                 value = round_money(difference * unit, self.finance.base_currency)
                 moves.append(
                     self._move(
-                        "count", item, location_id, difference, value,
-                        counter_account="expense:shrinkage", inbound_value=True, note=note,
+                        "count",
+                        item,
+                        location_id,
+                        difference,
+                        value,
+                        counter_account="expense:shrinkage",
+                        inbound_value=True,
+                        note=note,
                     )
                 )
         self.work.audit(
-            "finance_stock", location_id, "count",
+            "finance_stock",
+            location_id,
+            "count",
             {str(k): [None, str(v)] for k, v in counted.items()},
         )
         return moves
@@ -620,7 +661,9 @@ class PurchaseService:
             "finance_purchase_order", purchase.id, "create", {"lines": [None, len(rows)]}
         )
         self.work.emit(
-            "purchase.ordered", "finance_purchase_order", purchase.id,
+            "purchase.ordered",
+            "finance_purchase_order",
+            purchase.id,
             client_order_id=purchase.client_order_id,
         )
         return purchase
@@ -681,7 +724,9 @@ class PurchaseService:
         complete = all(line.received_qty >= line.qty for line in lines.values())
         purchase.status = "received" if complete else "partially_received"
         self.work.flush()
-        self.work.audit("finance_purchase_order", purchase.id, "receive", {"status": [None, purchase.status]})
+        self.work.audit(
+            "finance_purchase_order", purchase.id, "receive", {"status": [None, purchase.status]}
+        )
         return moves
 
     def cancel(self, purchase_id: int, reason: str = "") -> FinancePurchaseOrder:
@@ -712,7 +757,9 @@ class PurchaseService:
         ledger = self.finance.ledger
         return ledger.balance(ledger.payable(supplier.party_id), self.finance.base_currency)
 
-    def pay(self, supplier_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = "") -> Any:
+    def pay(
+        self, supplier_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = ""
+    ) -> Any:
         """Pay a supplier from a money account (``bank:main``, ``cash:desk:1``...)."""
         self.finance.require("finance_ledger", "create")
         supplier = self.supplier(supplier_id)
