@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from crmkit_finance import plugin as finance_plugin
 
 from crmkit import CRM, Config
 from crmkit.testing import (
@@ -13,7 +14,6 @@ from crmkit.testing import (
     require,
     schema_differences,
 )
-from crmkit_finance import plugin as finance_plugin
 
 
 @pytest.fixture

@@ -150,7 +150,9 @@ def owned_tables(crm: CRM) -> set[str]:
 
     packages = {"crmkit"}
     for plugin in crm.pm.get_plugins():
-        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        module = (
+            plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        )
         packages.add(module.split(".")[0])
     return {
         mapper.local_table.name
@@ -173,7 +175,7 @@ def schema_differences(crm: CRM, connection: sa.Connection) -> list[Any]:
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         table = obj if type_ == "table" else getattr(obj, "table", None)
         table_name = getattr(table, "name", name)
-        return reflected and compare_to is None or table_name in tables
+        return (reflected and compare_to is None) or table_name in tables
 
     context = MigrationContext.configure(
         connection, opts={"compare_type": True, "include_object": include}
