@@ -468,7 +468,8 @@ class FinanceStockMove(IdMixin, Base):
     qty: Mapped[Decimal] = mapped_column(Quantity)
     value: Mapped[Decimal] = mapped_column(Amount(2))
     order_id: Mapped[int | None] = _fk("finance_order.id")
-    order_line_id: Mapped[int | None] = _fk("finance_order_line.id")
+    # no foreign key: an open order's line may be deleted, its stock history stays
+    order_line_id: Mapped[int | None] = mapped_column(IdType)
     purchase_order_id: Mapped[int | None] = _fk("finance_purchase_order.id")
     supplier_id: Mapped[int | None] = _fk("finance_supplier.id")
     transaction_id: Mapped[int | None] = _fk("finance_transaction.id")

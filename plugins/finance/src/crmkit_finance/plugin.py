@@ -405,16 +405,12 @@ def _total_paid(entity: EntityType, op: str, value: Any) -> Any:
     if op not in ("eq", "ne", "lt", "lte", "gt", "gte"):
         raise ValidationFailed({"total_paid": [f"operator {op} does not apply to an amount"]})
     amount = to_decimal(value, "total_paid")
-    merged = aliased(Party)
+    payer = aliased(Party)
+    # payments of the party and of the parties merged into it (their history is its own)
     paid = (
         select(func.coalesce(func.sum(FinancePayment.base_amount), 0))
-        .where(
-            FinancePayment.party_id.in_(
-                select(merged.id).where(
-                    or_(merged.id == entity.model.id, merged.merged_into_id == entity.model.id)
-                )
-            )
-        )
+        .join(payer, payer.id == FinancePayment.party_id)
+        .where(or_(payer.id == entity.model.id, payer.merged_into_id == entity.model.id))
         .scalar_subquery()
     )
     return {

@@ -1092,11 +1092,6 @@ def upgrade() -> None:
             name=op.f("fk_finance_stock_move_order_id_finance_order"),
         ),
         sa.ForeignKeyConstraint(
-            ["order_line_id"],
-            ["finance_order_line.id"],
-            name=op.f("fk_finance_stock_move_order_line_id_finance_order_line"),
-        ),
-        sa.ForeignKeyConstraint(
             ["purchase_order_id"],
             ["finance_purchase_order.id"],
             name=op.f("fk_finance_stock_move_purchase_order_id_finance_purchase_order"),

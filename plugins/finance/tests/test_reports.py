@@ -1,0 +1,186 @@
+"""Reports: figures equal those computed directly, each role sees only its reports, exports."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import random
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from finance_fixtures import money
+
+from crmkit.errors import PermissionDenied
+from crmkit.testing import add_user
+from crmkit_finance import finance
+from crmkit_finance.export import to_csv, to_xlsx
+from crmkit_finance.reports import run_report
+
+
+def trade(shop, orders=12, seed=3):
+    """A few orders with random lines, completed and paid; returns what was sold."""
+    rng = random.Random(seed)
+    crm = shop.crm
+    mechanic = add_user(crm, "mechanic", ["agent"])
+    sold = []
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    for _ in range(orders):
+        with crm.acting_as(shop.manager) as work:
+            fin = finance(work)
+            order = shop.order(
+                work, assignee_id=mechanic.id, discount_percent=str(rng.choice([0, 5]))
+            )
+            fin.orders.add_line(order, shop.oil_change.id, main=True)
+            if rng.random() < 0.6:
+                fin.orders.add_line(order, shop.diagnostics.id)
+            if rng.random() < 0.4:
+                fin.orders.add_line(order, shop.oil.id, qty="0.5")
+            work.moves.move(order, "done")
+            sold.append(order)
+        with crm.acting_as(shop.cashier) as work:
+            fin = finance(work)
+            fin.payments.take(
+                order_id=order.id,
+                amount=order.total,
+                method=rng.choice(["cash", "card"]),
+                desk_id=shop.desk.id,
+            )
+    return sold, mechanic
+
+
+def test_director_report_equals_the_orders(shop):
+    orders, _ = trade(shop)
+    with shop.crm.acting_as(shop.director) as work:
+        fin = finance(work)
+        result = run_report(work, "finance.director", {})
+        by_category = defaultdict(Decimal)
+        revenue = cost = Decimal(0)
+        for order in orders:
+            for line in fin.orders.lines(order.id):
+                by_category[line.category_id] += line.amount
+                revenue += line.amount
+                cost += line.cost
+    month = orders[0].completed_on.strftime("%Y-%m")
+    [row] = [r for r in result.rows if r["month"] == month]
+    assert row["revenue"] == revenue == result.totals["revenue"]
+    assert row["orders"] == len(orders)
+    assert row["cost"] == cost and row["margin"] == revenue - cost
+    assert row["average_check"] == (revenue / len(orders)).quantize(Decimal("0.01"))
+    assert row[f"category_{shop.engine.id}"] == by_category[shop.engine.id]
+    assert row[f"category_{shop.parts.id}"] == by_category[shop.parts.id]
+    assert result.chart["type"] == "bar" and result.chart["data"]["labels"][-1] == month
+
+
+def test_ledger_reports_agree_with_the_orders(shop):
+    orders, mechanic = trade(shop, orders=6)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.expenses.expense("expense:rent", "1000.00")
+        fin.payroll.set_scheme(mechanic.id, percent="10", valid_from=dt.date(2020, 1, 1))
+        fin.payroll.accrue(orders[0].completed_on)
+        fin.plans.set(orders[0].completed_on, "revenue", "10000.00")
+        pnl = run_report(work, "finance.profit_loss", {})
+        revenue = sum((o.total for o in orders), Decimal(0))
+        cost = sum((ln.cost for o in orders for ln in fin.orders.lines(o.id)), Decimal(0))
+        salary = fin.payroll.payslip(mechanic.id, orders[0].completed_on)["total"]
+        assert pnl.totals["income"] == revenue
+        assert pnl.totals["expenses"] == cost + Decimal("1000.00") + salary
+        assert pnl.totals["profit"] == revenue - cost - Decimal("1000.00") - salary
+        flow = run_report(work, "finance.cash_flow", {})
+        assert flow.totals["inflow"] == revenue
+        assert flow.totals["outflow"] == money("1000.00")
+        [plan] = run_report(work, "finance.plan_fact", {}).rows
+        assert plan["fact"] == revenue and plan["difference"] == revenue - Decimal("10000.00")
+        salaries = run_report(
+            work, "finance.salaries", {"month": orders[0].completed_on.isoformat()}
+        )
+        assert [r["total"] for r in salaries.rows] == [salary]
+        margin = run_report(work, "finance.service_margin", {})
+        assert sum((r["revenue"] for r in margin.rows), Decimal(0)) == revenue
+        per_order = run_report(work, "finance.order_margin", {})
+        assert {r["order_id"]: r["revenue"] for r in per_order.rows} == {
+            o.id: o.total for o in orders
+        }
+
+
+def test_corporate_income_and_average_check(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        company = work.parties.create(
+            kind="organisation", name="ООО «Флот»", customer_type="corporate"
+        )
+        order = shop.order(work, party_id=company.id)
+        fin.orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    trade(shop, orders=2)
+    with crm.acting_as(shop.director) as work:
+        result = run_report(work, "finance.corporate_income", {})
+        assert [(r["client"], r["received"]) for r in result.rows] == [
+            ("ООО «Флот»", money("1500.00"))
+        ]
+        check = run_report(work, "finance.average_check", {})
+        assert check.totals["orders"] == 3
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("cashier", {"finance.shift", "finance.receivables"}),
+        ("warehouse_head", {"finance.stock"}),
+        ("accountant", "all"),
+        ("director", "all"),
+        ("manager", set()),
+    ],
+)
+def test_each_role_sees_only_its_reports(shop, role, allowed):
+    crm = shop.crm
+    user = shop.cashier if role == "cashier" else add_user(crm, f"user_{role}", [role])
+    with crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    reached = set()
+    for name in crm.reports:
+        if not name.startswith("finance."):
+            continue
+        params = {"shift_id": shift.id} if name == "finance.shift" else {}
+        with crm.acting_as(user) as work:
+            try:
+                run_report(work, name, params)
+            except PermissionDenied:
+                continue
+            reached.add(name)
+    expected = {n for n in crm.reports if n.startswith("finance.")} if allowed == "all" else allowed
+    assert reached == expected
+
+
+def test_exports_are_readable(shop):
+    trade(shop, orders=3)
+    with shop.crm.acting_as(shop.director) as work:
+        result = run_report(work, "finance.director", {})
+    rows = list(csv.reader(io.StringIO(to_csv(result).decode("utf-8-sig"))))
+    assert rows[0][:3] == ["Month", "Orders", "Revenue"]
+    assert rows[-1][0] == "Total" and Decimal(rows[-1][2]) == result.totals["revenue"]
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(to_xlsx(result, "Director"))).active
+    assert sheet["A1"].value == "Month"
+    assert sheet.cell(row=sheet.max_row, column=3).value == float(result.totals["revenue"])
+    assert sheet.cell(row=2, column=3).number_format == "#,##0.00"
+
+
+def test_total_paid_filters_a_smart_group(shop):
+    trade(shop, orders=2)
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        other = work.parties.create(kind="person", first_name="Нина", last_name="Нулева")
+        paid = finance(work).payments.total_paid(shop.client.id)
+        rich = work.parties.list(where={"field": "total_paid", "op": "gte", "value": "1000"}).items
+        poor = work.parties.list(where={"field": "total_paid", "op": "lt", "value": "1000"}).items
+    assert paid > 1000
+    assert [p.id for p in rich] == [shop.client.id]
+    assert other.id in [p.id for p in poor]
