@@ -10,13 +10,13 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from crmkit_finance import finance
+from crmkit_finance.export import to_csv, to_xlsx
+from crmkit_finance.reports import run_report
 from finance_fixtures import money
 
 from crmkit.errors import PermissionDenied
 from crmkit.testing import add_user
-from crmkit_finance import finance
-from crmkit_finance.export import to_csv, to_xlsx
-from crmkit_finance.reports import run_report
 
 
 def trade(shop, orders=12, seed=3):
