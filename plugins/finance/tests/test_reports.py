@@ -184,3 +184,41 @@ def test_total_paid_filters_a_smart_group(shop):
     assert paid > 1000
     assert [p.id for p in rich] == [shop.client.id]
     assert other.id in [p.id for p in poor]
+
+
+@pytest.mark.sqlite_only
+def test_director_report_reads_only_covering_indexes(shop):
+    """SQLite's planner must keep using the covering indexes (it may change after ANALYZE)."""
+    import sqlalchemy as sa
+    from crmkit_finance.reports import orders_by_month, revenue_by_month_and_category
+
+    trade(shop, orders=3)
+    with shop.crm.engine.connect() as connection:
+        connection.execute(sa.text("ANALYZE"))
+        connection.commit()
+    captured = []
+    with shop.crm.acting_as(shop.director) as work:
+        session = work.session
+
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().startswith("SELECT"):
+                captured.append((statement, parameters))
+
+        sa.event.listen(shop.crm.engine, "before_cursor_execute", capture)
+        try:
+            start, end = dt.date(2000, 1, 1), dt.date(2100, 1, 1)
+            revenue_by_month_and_category(work, start, end)
+            orders_by_month(work, start, end)
+        finally:
+            sa.event.remove(shop.crm.engine, "before_cursor_execute", capture)
+        plans = [
+            " ".join(str(row[-1]) for row in session.execute(sa.text("EXPLAIN QUERY PLAN " + s), p))
+            if isinstance(p, dict)
+            else " ".join(
+                str(row[-1])
+                for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + s, p)
+            )
+            for s, p in captured
+        ]
+    assert "COVERING INDEX ix_finance_order_line_recognized" in plans[0]
+    assert "COVERING INDEX ix_finance_order_completed" in plans[1]
