@@ -410,7 +410,7 @@ class FinancePurchaseOrder(IdMixin, TimestampMixin, VersionedMixin, Base):
     __table_args__ = (Index("ix_finance_purchase_order_status", "status", "expected_on"),)
 
     supplier_id: Mapped[int] = _fk("finance_supplier.id", nullable=False, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(32), default="draft")
     location_id: Mapped[int] = _fk("finance_location.id", nullable=False)
     client_order_id: Mapped[int | None] = _fk("finance_order.id", index=True)
     task_id: Mapped[int | None] = _fk("task.id", ondelete="SET NULL")

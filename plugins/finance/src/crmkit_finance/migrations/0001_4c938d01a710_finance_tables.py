@@ -957,7 +957,7 @@ def upgrade() -> None:
         sa.Column(
             "supplier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column(
             "location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
