@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from crmkit.cli import Env, pass_env
-from crmkit.errors import ConfigError
+from crmkit.errors import ConfigError, CrmkitError
 
 
 @click.group("finance")
@@ -36,7 +36,7 @@ def rates_command(env: Env, source: Path) -> None:
                     dt.date.fromisoformat(row["date"]),
                     source=source.name,
                 )
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, CrmkitError) as exc:
                 raise ConfigError(f"{source.name}, row {number}: {exc}") from None
             count += 1
     click.echo(f"{count} rates imported")

@@ -1,0 +1,65 @@
+"""``crmkit finance ...`` on a real deployment (the plugin installed, migrations applied)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from crmkit.cli import main
+
+
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_rates_report_and_check(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(directory))
+    assert code == 0, err
+    config = str(directory)
+    rates = tmp_path / "rates.csv"
+    rates.write_text(
+        "currency,date,rate\nUSD,2026-01-05,90.5\nEUR,2026-01-05,99.1\n", encoding="utf-8"
+    )
+    code, out, err = call(capsys, "--config", config, "finance", "rates", str(rates))
+    assert (code, out.strip()) == (0, "2 rates imported"), err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("currency,date,rate\nUSD,2026-01-06,ninety\n", encoding="utf-8")
+    code, _, err = call(capsys, "--config", config, "finance", "rates", str(bad))
+    assert code == 1 and "row 2" in err and "ninety" in err
+    code, out, err = call(capsys, "--config", config, "finance", "check")
+    assert (code, out.strip()) == (0, "ledger ok"), err
+    code, out, err = call(
+        capsys,
+        "--config",
+        config,
+        "finance",
+        "report",
+        "finance.profit_loss",
+        "-p",
+        f"start={dt.date.today().replace(day=1).isoformat()}",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["totals"]["profit"] == "0.00"
+    target = tmp_path / "pnl.xlsx"
+    code, out, err = call(
+        capsys,
+        "--config",
+        config,
+        "finance",
+        "report",
+        "finance.profit_loss",
+        "--format",
+        "xlsx",
+        "-o",
+        str(target),
+    )
+    assert code == 0 and target.read_bytes()[:2] == b"PK", err
