@@ -180,3 +180,16 @@ def test_cashier_cannot_create_orders_and_worker_sees_only_theirs(shop, make_crm
         work.moves.move(mine.id, "in_work", entity="finance_order")
         with pytest.raises(PermissionDenied):
             finance(work).payments.take(order_id=mine.id, amount="1", method="transfer")
+
+
+def test_only_an_empty_order_can_be_deleted(shop):
+    with shop.crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        empty = shop.order(work)
+        used = shop.order(work)
+        fin.orders.add_line(used, shop.oil.id, qty="1")
+        fin.orders.delete(empty)
+        with pytest.raises(ValidationFailed, match="cancel it instead"):
+            fin.orders.delete(used)
+        with pytest.raises(NotFound):
+            fin.orders.get(empty.id)

@@ -157,6 +157,24 @@ class OrderService(EntityService):
             self._reprice(record)
         return changes
 
+    def delete(self, record: Any) -> None:
+        """Delete an order entered by mistake: only while it has no lines and no payments.
+
+        An order with history is cancelled instead (its money and goods movements stay).
+        """
+        order = self.get(record, action="delete")
+        has_lines = self.session.scalar(
+            select(FinanceOrderLine.id).where(FinanceOrderLine.order_id == order.id).limit(1)
+        )
+        has_payments = self.session.scalar(
+            select(FinancePayment.id).where(FinancePayment.order_id == order.id).limit(1)
+        )
+        if has_lines or has_payments:
+            raise ValidationFailed(
+                {"order": ["the order has lines or payments; cancel it instead"]}
+            )
+        super().delete(order)
+
     # -- lines -------------------------------------------------------------------------
 
     def lines(self, order: Any) -> list[FinanceOrderLine]:
