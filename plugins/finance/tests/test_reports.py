@@ -223,3 +223,28 @@ def test_director_report_reads_only_covering_indexes(shop):
     assert "COVERING INDEX ix_finance_order_line_recognized" in plans[0]
     assert "COVERING INDEX ix_finance_order_completed" in plans[1]
     assert not any("TEMP B-TREE" in plan for plan in plans)  # streamed, never sorted
+
+
+def test_reports_honour_a_narrower_scope(shop):
+    """A director whose order scope an admin narrowed to "own" counts only their orders."""
+    from sqlalchemy import update
+
+    from crmkit.model import PermissionRule
+
+    orders, _ = trade(shop, orders=3)
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        mine = shop.order(work, assignee_id=shop.director.id)
+        fin.orders.add_line(mine, shop.diagnostics.id)
+        work.moves.move(mine, "done")
+    with shop.crm.system() as work:
+        work.session.execute(
+            update(PermissionRule)
+            .where(PermissionRule.role == "director", PermissionRule.entity == "finance_order")
+            .values(scope="own", source="admin")
+        )
+    with shop.crm.acting_as(shop.director) as work:
+        result = run_report(work, "finance.director", {})
+        revenue = run_report(work, "finance.revenue", {})
+    assert result.totals["orders"] == 1
+    assert result.totals["revenue"] == mine.total == revenue.totals["revenue"]
