@@ -231,7 +231,7 @@ def test_reports_honour_a_narrower_scope(shop):
 
     from crmkit.model import PermissionRule
 
-    orders, _ = trade(shop, orders=3)
+    trade(shop, orders=3)
     with shop.crm.acting_as(shop.manager) as work:
         fin = finance(work)
         mine = shop.order(work, assignee_id=shop.director.id)
