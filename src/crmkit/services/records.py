@@ -235,7 +235,14 @@ class EntityService:
     # -- writing ------------------------------------------------------------------------
 
     def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> Any:
-        """Validate and insert one record owned by the actor (unless an owner is given)."""
+        """Validate and insert one record owned by the actor (unless an owner is given).
+
+        A failure leaves nothing behind, even if the caller goes on with the unit of work.
+        """
+        with self.work.savepoint():
+            return self._create(data, values)
+
+    def _create(self, data: Mapping[str, Any] | None, values: Mapping[str, Any]) -> Any:
         self.work.access.require(self.entity.name, "create")
         loaded = self.load({**(data or {}), **values})
         extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
@@ -327,8 +334,9 @@ class EntityService:
             raise ValidationFailed(
                 {blocked[0]: ["change the stage with a move, not an edit"]}, entity=self.entity.name
             )
-        changes = self.stage_changes(record, raw)
-        self.record_update(record, changes)
+        with self.work.savepoint():
+            changes = self.stage_changes(record, raw)
+            self.record_update(record, changes)
         return record
 
     def stage_changes(self, record: Any, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -415,13 +423,14 @@ class EntityService:
         record = self.get(record, action="delete")
         snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
         party_id = self.party_id_of(record)
-        self.session.execute(
-            Tagging.__table__.delete().where(
-                Tagging.entity == self.entity.name, Tagging.record_id == record.id
+        with self.work.savepoint():
+            self.session.execute(
+                Tagging.__table__.delete().where(
+                    Tagging.entity == self.entity.name, Tagging.record_id == record.id
+                )
             )
-        )
-        self.session.delete(record)
-        self.work.flush()
+            self.session.delete(record)
+            self.work.flush()
         if self.entity.audited:
             self.work.audit(
                 self.entity.name, record.id, "delete", {k: [v, None] for k, v in snapshot.items()}

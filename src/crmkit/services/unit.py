@@ -15,8 +15,9 @@ files included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -118,16 +119,41 @@ class UnitOfWork:
             except Exception:
                 log.exception("rollback cleanup failed")
 
-    def savepoint(self) -> Any:
-        """A nested transaction: ``with work.savepoint(): ...`` undoes only its block on error."""
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[Any]:
+        """A nested transaction: ``with work.savepoint(): ...`` undoes only its block on error.
+
+        Events raised, after-commit callbacks registered and files stored inside a block that
+        fails are dropped with it.
+        """
         session = self.session
         if self.crm.engine.dialect.name == "sqlite":
             # pysqlite opens transactions lazily, before the first write; a SAVEPOINT opened
-            # outside one would become the transaction and its RELEASE would commit.
+            # outside one would become the transaction and its RELEASE would commit.  The
+            # block is about to write, so take the write lock now (IMMEDIATE) rather than
+            # read a snapshot that a concurrent writer could make stale.
             connection = session.connection()
             if not connection.connection.driver_connection.in_transaction:
-                connection.exec_driver_sql("BEGIN")
-        return session.begin_nested()
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        marks = (len(self._events), len(self._after_commit), len(self._on_rollback))
+        nested = session.begin_nested()
+        try:
+            yield nested
+        except BaseException:
+            if nested.is_active:
+                nested.rollback()
+            del self._events[marks[0] :]
+            del self._after_commit[marks[1] :]
+            undo, self._on_rollback = self._on_rollback[marks[2] :], self._on_rollback[: marks[2]]
+            for callback in undo:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("rollback cleanup failed")
+            raise
+        else:
+            if nested.is_active:
+                nested.commit()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction committed (never if it rolled back)."""
