@@ -7,7 +7,7 @@ work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -36,7 +36,9 @@ class Actor:
     """Who is acting in a unit of work, with everything access rules need, loaded once.
 
     ``teammate_ids`` are the users of the actor's teams (the actor included);
-    ``group_paths`` the materialized paths of groups granted to the actor or their roles.
+    ``group_paths`` the materialized paths of groups granted to the actor or their roles;
+    ``scopes`` the widest scope per (entity, action) over the actor's roles, read from the
+    permission table when the actor was loaded (so a unit of work needs no query for it).
     The system actor (``system=True``) passes every check: it is used by the CLI, workers
     and the automation assistant, and its writes are signed with ``label``.
     """
@@ -52,6 +54,7 @@ class Actor:
     locale: str | None = None
     timezone: str | None = None
     session_epoch: int = 0
+    scopes: Mapping[tuple[str, str], Any] | None = attrs.field(default=None, eq=False)
 
 
 SYSTEM = Actor(user_id=None, label="system", system=True)

@@ -125,14 +125,14 @@ class EntityService:
     ) -> Select[Any]:
         """The scoped query narrowed by a condition, simple filters and a search text."""
         statement = self.query(action)
-        fields = self.work.crm.filter_fields_for(self.entity.name)
-        kinds = self.custom_kinds()
-        if where:
-            statement = statement.where(compile_condition(self.entity, where, kinds, fields))
-        if filters:
-            statement = statement.where(
-                compile_condition(self.entity, from_simple_filters(filters), kinds, fields)
-            )
+        conditions = [c for c in (where, from_simple_filters(filters) if filters else None) if c]
+        if conditions:
+            fields = self.work.crm.filter_fields_for(self.entity.name)
+            kinds = self.custom_kinds()
+            for condition in conditions:
+                statement = statement.where(
+                    compile_condition(self.entity, condition, kinds, fields)
+                )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
@@ -166,15 +166,54 @@ class EntityService:
         limit: int = 50,
     ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
+        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
+        return _page(list(self.session.scalars(statement)), keys, limit)
+
+    def list_rows(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        order: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Like :meth:`list`, but plain rows (attribute access by column name), not objects.
+
+        List screens and API lists use this: building 50 ORM objects costs several times
+        the query itself, and a list shows columns, not behaviour.  ``columns`` limits what
+        is read (the id and the sort columns are always included).
+        """
+        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
+        table = self.model.__table__
+        wanted = list(columns) if columns else [c.key for c in table.columns]
+        for needed in ["id", *(k.attr for k in keys)]:
+            if needed not in wanted:
+                wanted.append(needed)
+        try:
+            selected = [table.c[name] for name in wanted]
+        except KeyError as exc:
+            raise ValidationFailed({"columns": [f"no column {exc.args[0]!r}"]}) from None
+        rows = list(self.session.execute(statement.with_only_columns(*selected)))
+        return _page(rows, keys, limit)
+
+    def _page_query(
+        self,
+        where: Condition | None,
+        filters: Mapping[str, Any] | None,
+        search: str | None,
+        order: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
-        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
-        rows = list(self.session.scalars(statement))
-        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
-        return Page(rows[:limit], next_cursor)
+        return statement.order_by(*(k.clause() for k in keys)).limit(limit + 1), keys, limit
 
     def count(
         self,
@@ -551,6 +590,11 @@ class EntityService:
         if self.entity.party_attr:
             return getattr(record, self.entity.party_attr, None)
         return None
+
+
+def _page(rows: list[Any], keys: list[Any], limit: int) -> Page:
+    next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
 
 
 def _escape(text: str) -> str:
