@@ -171,30 +171,35 @@ async def sign_in_required(request: Request, exc: Exception) -> Response:
 
 async def csrf_failed(request: Request, exc: Exception) -> Response:
     return await _error_page(
-        request, 403, "Forbidden", "The form has expired; reload the page and try again."
+        request,
+        403,
+        i18n.lazy("Forbidden"),
+        i18n.lazy("The form has expired; reload the page and try again."),
     )
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    return await _error_page(request, 404, "Not found", "This page does not exist.")
+    return await _error_page(
+        request, 404, i18n.lazy("Not found"), i18n.lazy("This page does not exist.")
+    )
 
 
 async def forbidden(request: Request, exc: Exception) -> Response:
     await attach_user(request)
-    return await _error_page(request, 403, "Forbidden", error_text(request, exc))
+    return await _error_page(request, 403, i18n.lazy("Forbidden"), error_text(request, exc))
 
 
 async def invalid(request: Request, exc: Exception) -> Response:
     await attach_user(request)
-    return await _error_page(request, 422, "Not saved", error_text(request, exc))
+    return await _error_page(request, 422, i18n.lazy("Not saved"), error_text(request, exc))
 
 
 async def conflict(request: Request, exc: Exception) -> Response:
     return await _error_page(
         request,
         409,
-        "Changed meanwhile",
-        "Someone else changed this record meanwhile; reload and try again.",
+        i18n.lazy("Changed meanwhile"),
+        i18n.lazy("Someone else changed this record meanwhile; reload and try again."),
     )
 
 
@@ -202,4 +207,4 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return await not_found(request, exc)
-    return await _error_page(request, exc.status_code, "Error", str(exc.detail))
+    return await _error_page(request, exc.status_code, i18n.lazy("Error"), str(exc.detail))

@@ -176,3 +176,46 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def lazy(message: str) -> str:
     """Mark a message for extraction without translating it now (labels in registries)."""
     return message
+
+
+#: Messages raised by the services that users see often (shown translated when listed here).
+SERVICE_MESSAGES = {
+    "wrong username or password",
+    "too many failed sign-in attempts; try again later",
+    "a comment is required for this move",
+    "a note cannot be empty",
+    "a name is required",
+}
+
+
+def registry_messages(crm: Any) -> set[str]:
+    """Texts the UI shows from registries and data, translated with ``_(value)``.
+
+    Entity, role, pipeline and stage labels, column names, kinds and statuses: none of them
+    is a literal in a template, so the catalog tools collect them from here.
+    """
+    from crmkit.access.rules import ACTIONS, Scope
+    from crmkit.model import ContactKind, CustomerType, PartyKind
+    from crmkit.schemas import EVENT_STATUSES, TASK_STATUSES
+    from crmkit.services.timeline import ACTIVITY_KINDS
+
+    texts: set[str] = set()
+    for entity in crm.entities:
+        texts |= {entity.label, entity.label_plural}
+        texts |= {c.key for c in entity.model.__table__.columns}
+        texts |= set(entity.filter_attrs)
+    for role in crm.roles.values():
+        texts.add(role.label or role.name)
+    for pipeline in crm.pipelines.values():
+        texts.add(pipeline.title)
+        texts |= {stage.title for stage in pipeline.stages}
+    for item in crm.menu_items:
+        texts.add(item.label)
+    texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
+    texts |= {s.label for s in Scope}
+    texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}
+    texts |= {k.value for k in ContactKind}
+    texts |= {"mention", "assignment", "reminder", "reassignment", "tags", "tag", "group"}
+    texts |= {"text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"}
+    texts |= SERVICE_MESSAGES
+    return {t for t in texts if t}

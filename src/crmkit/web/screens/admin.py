@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from crmkit.access.rules import ACTIONS, Scope
 from crmkit.errors import NotFound
+from crmkit.web import i18n
 from crmkit.web.forms import as_list, optional_int
 from crmkit.web.pages import form_data, redirect, render, work
 from crmkit.web.stage_graph import stage_graph
@@ -25,7 +26,7 @@ async def index(request: Request) -> Response:
         request,
         "admin/index.html",
         {
-            "title": "Administration",
+            "title": i18n.lazy("Administration"),
             "user_count": len(users),
             "blocked": sum(1 for u in users if u.blocked),
             "pipelines": list(crm.pipelines.values()),
@@ -52,7 +53,9 @@ async def users(request: Request) -> Response:
     with work(request) as unit:
         rows = unit.users.list()
     return render(
-        request, "admin/users.html", {"title": "Users", "rows": rows, "roles": crm.roles.values()}
+        request,
+        "admin/users.html",
+        {"title": i18n.lazy("Users"), "rows": rows, "roles": crm.roles.values()},
     )
 
 
@@ -118,7 +121,7 @@ async def permissions(request: Request) -> Response:
         request,
         "admin/permissions.html",
         {
-            "title": "Roles and permissions",
+            "title": i18n.lazy("Roles and permissions"),
             "roles": roles,
             "role": role,
             "entities": entities,
@@ -144,7 +147,9 @@ async def teams(request: Request) -> Response:
     with work(request) as unit:
         rows = [(t, unit.users.team_members(t.id)) for t in unit.users.teams()]
         people = [u for u in unit.users.list() if not u.blocked]
-    return render(request, "admin/teams.html", {"title": "Teams", "rows": rows, "people": people})
+    return render(
+        request, "admin/teams.html", {"title": i18n.lazy("Teams"), "rows": rows, "people": people}
+    )
 
 
 async def fields(request: Request) -> Response:
@@ -174,7 +179,7 @@ async def fields(request: Request) -> Response:
         request,
         "admin/fields.html",
         {
-            "title": "Custom fields",
+            "title": i18n.lazy("Custom fields"),
             "defined": defined,
             "kinds": (
                 "text",
@@ -195,7 +200,9 @@ async def pipelines(request: Request) -> Response:
     """Every pipeline: stages, moves with their rules, and the rendered stage graph."""
     crm = request.app.state.crm
     items = [(p, stage_graph(p)) for p in crm.pipelines.values()]
-    return render(request, "admin/pipelines.html", {"title": "Pipelines", "items": items})
+    return render(
+        request, "admin/pipelines.html", {"title": i18n.lazy("Pipelines"), "items": items}
+    )
 
 
 async def audit(request: Request) -> Response:
@@ -215,7 +222,7 @@ async def audit(request: Request) -> Response:
         request,
         "admin/audit.html",
         {
-            "title": "Audit log",
+            "title": i18n.lazy("Audit log"),
             "rows": rows,
             "users": {u.id: u for u in people},
             "people": people,

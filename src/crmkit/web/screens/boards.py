@@ -34,7 +34,7 @@ async def index(request: Request) -> Response:
     crm = request.app.state.crm
     with work(request) as unit:
         boards = [p for p in crm.pipelines.values() if unit.access.can(p.entity, "read")]
-    return render(request, "boards.html", {"title": "Boards", "boards": boards})
+    return render(request, "boards.html", {"title": i18n.lazy("Boards"), "boards": boards})
 
 
 async def board(request: Request) -> Response:

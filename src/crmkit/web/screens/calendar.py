@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
 from crmkit.web.links import party_url
 from crmkit.web.pages import error_text, form_data, redirect, render, work
@@ -59,7 +60,7 @@ async def calendar_page(request: Request) -> Response:
         request,
         "calendar.html",
         {
-            "title": "Calendar",
+            "title": i18n.lazy("Calendar"),
             "who": who,
             "users": users,
             "teams": teams,

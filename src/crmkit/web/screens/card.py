@@ -159,7 +159,12 @@ async def new(request: Request) -> Response:
         return render(
             request,
             "client_form.html",
-            {"title": "New client", "party": None, "definitions": definitions, "values": {}},
+            {
+                "title": i18n.lazy("New client"),
+                "party": None,
+                "definitions": definitions,
+                "values": {},
+            },
         )
     data = await form_data(request)
     values = _party_values(data, definitions)
@@ -179,7 +184,7 @@ async def new(request: Request) -> Response:
             request,
             "client_form.html",
             {
-                "title": "New client",
+                "title": i18n.lazy("New client"),
                 "party": None,
                 "definitions": definitions,
                 "values": data,

@@ -7,6 +7,7 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from crmkit.web import i18n
 from crmkit.web.pages import render, screen_path, work
 
 
@@ -61,7 +62,7 @@ async def workspace(request: Request) -> Response:
         request,
         "home.html",
         {
-            "title": "Workspace",
+            "title": i18n.lazy("Workspace"),
             "overdue": [t for t in mine if t.deadline and t.deadline < now],
             "upcoming": [t for t in mine if not (t.deadline and t.deadline < now)],
             "reminders": reminders,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.web import i18n
 from crmkit.web.links import notification_url
 from crmkit.web.pages import form_data, redirect, render, work
 
@@ -16,7 +17,7 @@ async def page(request: Request) -> Response:
     return render(
         request,
         "notifications.html",
-        {"title": "Notifications", "items": items, "url": notification_url},
+        {"title": i18n.lazy("Notifications"), "items": items, "url": notification_url},
     )
 
 

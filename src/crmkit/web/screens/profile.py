@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
+from crmkit.web import i18n
 from crmkit.web.pages import form_data, redirect, render, work
 
 
@@ -38,7 +39,7 @@ async def page(request: Request) -> Response:
         request,
         "profile.html",
         {
-            "title": "Profile",
+            "title": i18n.lazy("Profile"),
             "profile": user,
             "sessions": sessions,
             "feed_since": feed_since,

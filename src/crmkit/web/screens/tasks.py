@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmkit.schemas import TASK_STATUSES
+from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
 from crmkit.web.pages import error_text, form_data, is_htmx, redirect, render, work
 
@@ -33,7 +34,7 @@ async def tasks_page(request: Request) -> Response:
         request,
         "tasks.html",
         {
-            "title": "Tasks",
+            "title": i18n.lazy("Tasks"),
             "who": who,
             "view": view,
             "rows": rows,

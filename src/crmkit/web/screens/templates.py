@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
+from crmkit.web import i18n
 from crmkit.web.forms import optional_int
 from crmkit.web.pages import error_text, form_data, redirect, render, work
 
@@ -25,7 +26,7 @@ async def index(request: Request) -> Response:
     return render(
         request,
         "templates.html",
-        {"title": "Message templates", "items": items, "may_create": may_create},
+        {"title": i18n.lazy("Message templates"), "items": items, "may_create": may_create},
     )
 
 
