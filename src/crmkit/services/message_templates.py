@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
@@ -71,8 +72,15 @@ class RenderedMessage:
     body: str
 
 
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, telling the author when a template reaches for something forbidden."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"{attribute!r} may not be used in a template")
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.ChainableUndefined, autoescape=False, keep_trailing_newline=True
     )
     env.filters["money"] = lambda value: f"{Decimal(str(value or 0)):,.2f}".replace(",", " ")

@@ -163,7 +163,7 @@ class SignInService:
             )
         user = self.work.users.authenticate(name, password or "")
         if user is None:
-            throttle.record([account_key, address_key], self.window)
+            self._record_failure([account_key, address_key])
             raise SignInRefused("wrong username or password")
         throttle.clear(account_key)
         token = secrets.token_urlsafe(32)
@@ -184,6 +184,14 @@ class SignInService:
         user.last_login_at = now
         self.work.audit("user", user.id, "sign_in", {"address": [None, address]})
         return user, token
+
+    def _record_failure(self, keys: list[str]) -> None:
+        # in a transaction of its own: the refusal rolls this unit of work back, the count stays
+        if self.work.crm.redis is not None:
+            self.throttle.record(keys, self.window)
+            return
+        with self.work.crm.system() as other:
+            DatabaseThrottle(other).record(keys, self.window)
 
     def resume(self, token: str) -> ResumedSession | None:
         """The live session of a token, or ``None`` (unknown, expired, ended, user blocked)."""
