@@ -42,7 +42,10 @@ def test_local_hub_keeps_users_apart():
 
 def test_redis_hub_crosses_processes(redis_url):
     # two hubs stand for two web processes: published on one, received on the other
-    receiver, sender = RedisHub(redis_url, "crmkit-test:live"), RedisHub(redis_url, "crmkit-test:live")
+    receiver, sender = (
+        RedisHub(redis_url, "crmkit-test:live"),
+        RedisHub(redis_url, "crmkit-test:live"),
+    )
     message = asyncio.run(_receive_one(receiver, 5, lambda: sender.publish(5, {"type": "call"})))
     assert message == {"type": "call"}
     receiver.close()
@@ -53,7 +56,9 @@ def test_redis_hub_crosses_processes(redis_url):
 def test_postgres_hub_crosses_processes(crm):
     channel = f"{crm.namespace}_live".replace("-", "_")
     receiver, sender = PostgresHub(crm.engine, channel), PostgresHub(crm.engine, channel)
-    message = asyncio.run(_receive_one(receiver, 3, lambda: sender.publish(3, {"type": "notification", "id": 9})))
+    message = asyncio.run(
+        _receive_one(receiver, 3, lambda: sender.publish(3, {"type": "notification", "id": 9}))
+    )
     assert message == {"type": "notification", "id": 9}
 
 

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _extracted():
-    spec = importlib.util.spec_from_file_location("update_catalogs", ROOT / "scripts/update-catalogs.py")
+    spec = importlib.util.spec_from_file_location(
+        "update_catalogs", ROOT / "scripts/update-catalogs.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.extracted()
@@ -28,7 +30,9 @@ def test_every_message_is_translated_in_every_language():
             catalog = read_po(source, locale=language)
         translated = {m.id for m in catalog if m.id and m.string}
         missing = sorted(str(m) for m in wanted - translated)
-        assert not missing, f"{language}: run scripts/update-catalogs.py and translate {missing[:10]}"
+        assert not missing, (
+            f"{language}: run scripts/update-catalogs.py and translate {missing[:10]}"
+        )
 
 
 def test_russian_translations_keep_their_placeholders():

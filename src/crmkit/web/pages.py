@@ -154,12 +154,12 @@ def render(
     }
     flashes = flash_messages(request)
     values["flashes"] = flashes
-    if state.user is not None and not is_htmx(request):
-        values["menu"] = menu_for(request)
-        with work(request) as unit:
-            values["unread"] = unit.notifications.unread_count()
     values.update(context or {})
     with i18n.activate(locale):
+        if state.user is not None and not is_htmx(request):
+            values["menu"] = menu_for(request)
+            with work(request) as unit:
+                values["unread"] = unit.notifications.unread_count()
         html = request.app.state.templates.get_template(template).render(values)
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
     if flashes:

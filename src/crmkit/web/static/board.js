@@ -76,6 +76,7 @@
       window.Sortable.create(list, {
         group: "board",
         animation: 150,
+        forceFallback: true, // pointer events: the same on desktops, phones and in tests
         delay: 150,
         delayOnTouchOnly: true,
         onEnd: (event) => {
