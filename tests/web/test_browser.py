@@ -118,9 +118,8 @@ def test_a_refused_move_snaps_back_with_its_reason(server, browser):
     toast = page.wait_for_selector(".toast.error", timeout=10000)
     reason = toast.inner_text()
     assert "won" in reason.lower() or "выиграна" in reason.lower() or "qualified" in reason.lower()
-    page.wait_for_function(
-        f'document.querySelector(\'ul.cards[data-stage="qualified"] .kcard[data-id="{deal.id}"]\') !== null'
-    )
+    back = f'ul.cards[data-stage="qualified"] .kcard[data-id="{deal.id}"]'
+    page.wait_for_selector(back)
     page.screenshot(path=str(ARTIFACTS / "board-refused.png"))
     with crm.acting_as("petr") as work:
         assert work.deals.get(deal.id).stage == "qualified"

@@ -76,18 +76,21 @@ async def card(request: Request) -> Response:
             filters={"party_id": party.id, "status": "pending"}, limit=20
         )
         definitions = unit.custom_fields.definitions("party")
+        all_groups = unit.groups.tree()
         context.update(
             party=party,
             contacts=list(party.contact_points),
             title=party.name,
             tags=unit.parties.tags_of(party),
             groups=unit.groups.groups_of(party.id),
-            all_groups=unit.groups.tree(),
+            all_groups=all_groups,
             pinned=unit.timeline.pinned(party.id),
             tasks=unit.tasks.for_party(party.id),
             reminders=list(reminders),
             files=unit.attachments.for_party(party.id),
-            events=list(unit.calendar.list(filters={"party_id": party.id}, limit=10)),
+            events=list(
+                unit.calendar.list(filters={"party_id": party.id}, order=["-starts_at"], limit=10)
+            ),
             linked=linked,
             options=options,
             pipeline=crm.pipelines.get(party.pipeline) if party.pipeline else None,
@@ -104,7 +107,7 @@ async def card(request: Request) -> Response:
                 "reminder": unit.access.can("reminder", "create"),
                 "deal": unit.access.can("deal", "create"),
                 "file": unit.access.can("attachment", "create"),
-                "group": unit.access.can("party", "update") and bool(unit.groups.tree()),
+                "group": unit.access.can("party", "update") and bool(all_groups),
             },
             now=dt.datetime.now(dt.UTC),
         )

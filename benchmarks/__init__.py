@@ -1,0 +1,1 @@
+"""Benchmarks of crmkit (``make bench`` = ``python -m benchmarks``); not run in CI."""
