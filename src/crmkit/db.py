@@ -191,7 +191,21 @@ class Migrations:
 
 
 def _labels_upstream(script: Any, revision: Any) -> set[str]:
+    """Branch labels on ``revision``'s own line of descent.
+
+    Only ``down_revision`` links are followed, not ``depends_on``: a plugin branch depends
+    on the core branch, but its head is not the core branch's head.
+    """
     labels: set[str] = set()
-    for rev in script.iterate_revisions(revision.revision, "base"):
+    pending = [revision]
+    seen: set[str] = set()
+    while pending:
+        rev = pending.pop()
+        if rev is None or rev.revision in seen:
+            continue
+        seen.add(rev.revision)
         labels |= set(rev.branch_labels or ())
+        down = rev.down_revision
+        for parent in (down,) if isinstance(down, str) else (down or ()):
+            pending.append(script.get_revision(parent))
     return labels

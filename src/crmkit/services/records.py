@@ -109,6 +109,21 @@ class EntityService:
             self.work.access.check_record(self.session, self.entity, record_id, action)
         return found
 
+    def find_many(self, ids: Iterable[int]) -> dict[int, Any]:
+        """Visible records among ``ids``, by id (hidden and missing ones are left out).
+
+        Lists use it to show the names of linked records with one query per page.
+        """
+        wanted = sorted({int(i) for i in ids if i is not None})
+        if not wanted:
+            return {}
+        found: dict[int, Any] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for row in self.session.scalars(self.query().where(self.model.id.in_(chunk))):
+                found[row.id] = row
+        return found
+
     def custom_kinds(self) -> dict[str, str]:
         """Custom field key -> kind for this entity (casts JSON values in filters)."""
         if not self.entity.custom_fields:
@@ -532,6 +547,22 @@ class EntityService:
                 .order_by(Tag.name)
             )
         )
+
+    def tags_for(self, record_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Tag names of many records at once (a list page), by record id."""
+        ids = sorted({int(i) for i in record_ids})
+        found: dict[int, list[str]] = {}
+        if not ids:
+            return found
+        rows = self.session.execute(
+            select(Tagging.record_id, Tag.name)
+            .join(Tag, Tag.id == Tagging.tag_id)
+            .where(Tagging.entity == self.entity.name, Tagging.record_id.in_(ids))
+            .order_by(Tag.name)
+        )
+        for record_id, name in rows:
+            found.setdefault(record_id, []).append(name)
+        return found
 
     def set_tags(self, record: Any, names: Iterable[str]) -> None:
         """Replace the record's tags (creating unknown tag names)."""

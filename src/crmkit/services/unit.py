@@ -343,6 +343,34 @@ class UnitOfWork:
         return self._service("permissions", PermissionService)
 
     @property
+    def signin(self) -> Any:
+        """Web sessions: sign in with throttling, resume, sign out (everywhere)."""
+        from crmkit.services.signin import SignInService
+
+        return self._service("signin", SignInService)
+
+    @property
+    def saved_views(self) -> Any:
+        """Users' named list views (search, filters, sort, columns)."""
+        from crmkit.services.views import SavedViewService
+
+        return self._service("saved_views", SavedViewService)
+
+    @property
+    def message_templates(self) -> Any:
+        """Reusable message texts rendered in Jinja's sandbox."""
+        from crmkit.services.message_templates import MessageTemplateService
+
+        return self._service("message_templates", MessageTemplateService)
+
+    @property
+    def calendar_feeds(self) -> Any:
+        """Secret addresses of users' read-only iCalendar feeds."""
+        from crmkit.services.feeds import CalendarFeedService
+
+        return self._service("calendar_feeds", CalendarFeedService)
+
+    @property
     def audit_log(self) -> Any:
         """Reading the audit log."""
         from crmkit.services.audit import AuditService
