@@ -200,8 +200,8 @@ class AccessPolicy:
         that ``action`` does not reach gives :class:`PermissionDenied`.
         """
         scope = self.require(entity.name, action)
-        if scope is Scope.ALL:
-            return
+        if scope is Scope.ALL or scope == self.scope(entity.name, "read"):
+            return  # the same predicate already selected the row when it was read
         model = entity.model
         reached = session.scalar(
             select(model.id).where(model.id == record_id, self._predicate(entity, scope))
