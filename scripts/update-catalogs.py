@@ -30,11 +30,14 @@ KEYWORDS = {
     "toast": (2,),
     "Screen": (3,),
     "MenuItem": (1,),
+    "message": (1,),
 }
 METHODS = [
     ("src/crmkit/web/templates/**.html", "jinja2"),
     ("src/crmkit/web/**.py", "python"),
     ("src/crmkit/builtins/web.py", "python"),
+    ("src/crmkit/pipeline/**.py", "python"),
+    ("src/crmkit/services/**.py", "python"),
 ]
 
 

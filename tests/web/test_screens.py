@@ -147,7 +147,7 @@ async def test_board_move_refused_then_completed_with_the_missing_field(web, crm
     assert refused.status_code == 409
     body = refused.json()
     assert body["missing_fields"] == ["amount"] and body["form"] is True
-    assert "amount" in body["reasons"][0] or "сумма" in body["reasons"][0]
+    assert body["reasons"] == ["заполните: amount"]  # the engine's message, in Russian
     moved = await agent.post_json(
         "/boards/sales/move",
         {"id": deal.id, "to": "proposal", "version": version, "field.amount": "15000"},
@@ -157,6 +157,17 @@ async def test_board_move_refused_then_completed_with_the_missing_field(web, crm
         assert work.deals.get(deal.id).stage == "proposal"
     skip = await agent.post_json("/boards/sales/move", {"id": deal.id, "to": "new", "version": 1})
     assert skip.status_code == 409  # stale version: someone (we) moved it meanwhile
+    with crm.acting_as(agent.user) as work:
+        version = work.deals.get(deal.id).version
+    jump = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "new", "version": version}
+    )
+    assert jump.status_code == 200
+    leap = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "won", "version": jump.json()["version"]}
+    )
+    [reason] = leap.json()["reasons"]
+    assert reason.startswith("в воронке «") and "нельзя перейти с этапа «" in reason
 
 
 async def test_move_form_for_a_comment(web, crm):

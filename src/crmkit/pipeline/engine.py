@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import Conflict, MoveRefused
+from crmkit.i18n import Label, Message, message
 from crmkit.model import Attachment, StageMove
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
 
@@ -101,8 +102,8 @@ def _verdict(guard: Any, outcome: Any) -> GuardResult:
         return GuardResult.allow()
     if outcome is False:
         name = getattr(guard, "__name__", "a guard").replace("_", " ")
-        return GuardResult.refuse(f"refused by {name}")
-    if isinstance(outcome, str):
+        return GuardResult.refuse(message("refused by {guard}", guard=name))
+    if isinstance(outcome, str | Message):
         return GuardResult.refuse(outcome)
     if isinstance(outcome, GuardResult):
         return outcome
@@ -116,22 +117,39 @@ def check_move(move: MoveContext) -> None:
     actor = move.actor
     pipeline, target = move.pipeline, move.target
     if move.source == target.name:
-        raise MoveRefused([f"already in stage “{target.title}”"])
+        raise MoveRefused([message("already in stage “{stage}”", stage=Label(target.title))])
     transition = move.transition
     if transition is None:
         source = pipeline.stage(move.source).title if move.source else "—"
-        raise MoveRefused([f"no move from “{source}” to “{target.title}” in {pipeline.title}"])
+        raise MoveRefused(
+            [
+                message(
+                    "no move from “{source}” to “{target}” in {pipeline}",
+                    source=Label(source),
+                    target=Label(target.title),
+                    pipeline=Label(pipeline.title),
+                )
+            ]
+        )
     if transition.roles and not actor.system and not (actor.roles & set(transition.roles)):
-        raise MoveRefused([f"only {', '.join(transition.roles)} may move to “{target.title}”"])
-    reasons: list[str] = []
+        raise MoveRefused(
+            [
+                message(
+                    "only {roles} may move to “{target}”",
+                    roles=", ".join(transition.roles),
+                    target=Label(target.title),
+                )
+            ]
+        )
+    reasons: list[str | Message] = []
     fields = missing_fields(move)
     if fields:
-        reasons.append("fill in: " + ", ".join(fields))
+        reasons.append(message("fill in: {fields}", fields=", ".join(fields)))
     documents = missing_documents(move)
     if documents:
-        reasons.append("attach documents: " + ", ".join(documents))
+        reasons.append(message("attach documents: {documents}", documents=", ".join(documents)))
     if transition.requires_comment and not (move.comment or "").strip():
-        reasons.append("a comment is required for this move")
+        reasons.append(message("a comment is required for this move"))
         fields.append("comment")
     for guard in transition.guards:
         verdict = _verdict(guard, guard(move))

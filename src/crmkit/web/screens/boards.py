@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.links import record_url
 from crmkit.web.pages import error_text, render, work
@@ -104,7 +105,7 @@ async def move(request: Request) -> Response:
             version = moved.record.version
     except MoveRefused as refused:
         with i18n.activate(locale):
-            reasons = [i18n.gettext(r) for r in refused.reasons]
+            reasons = [translate(r, i18n.gettext) for r in refused.messages]
             labels = {f: i18n.gettext(f.removeprefix("custom.")) for f in refused.missing_fields}
         fixable = bool(refused.missing_fields) and not refused.missing_documents
         return JSONResponse(

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import MoveRefused, NotFound
+from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
 from crmkit.web.links import party_url, record_url
@@ -130,7 +131,7 @@ async def move(request: Request) -> Response:
             entity,
             record,
             target,
-            reasons=refused.reasons,
+            reasons=refused.messages,
             missing=refused.missing_fields,
             values=data,
             status=409,
@@ -146,7 +147,7 @@ def _form(
     record: Any,
     target: str,
     *,
-    reasons: list[str],
+    reasons: list[Any],
     missing: list[str],
     values: dict[str, Any],
     status: int = 200,
@@ -155,7 +156,7 @@ def _form(
     pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
     stage = pipeline.stage(target) if pipeline and pipeline.has_stage(target) else None
     with i18n.activate(request.state.locale):
-        shown = [i18n.gettext(r) for r in reasons]
+        shown = [translate(r, i18n.gettext) for r in reasons]
     return render(
         request,
         "move_form.html",
