@@ -64,6 +64,9 @@ class EntityService:
         self.work = work
         self.entity = entity
         self.model = entity.model
+        # records already found visible in this unit of work: a card asks "may I see this
+        # client?" once per panel; the answer cannot change until the record is edited
+        self._visible: dict[int, Any] = {}
 
     @property
     def session(self) -> Any:
@@ -87,7 +90,19 @@ class EntityService:
 
     def find(self, record_id: int) -> Any | None:
         """The record if it exists and the actor may read it, else ``None``."""
-        return self.session.scalar(self.query().where(self.model.id == record_id))
+        found = self._visible.get(record_id)
+        if found is None:
+            found = self.session.scalar(self.query().where(self.model.id == record_id))
+            if found is not None:
+                self._visible[record_id] = found
+        return found
+
+    def forget(self, record_id: int | None = None) -> None:
+        """Drop remembered visibility (of one record, or all) after a change of ownership."""
+        if record_id is None:
+            self._visible.clear()
+        else:
+            self._visible.pop(record_id, None)
 
     def get(self, record: Any, action: str = "read") -> Any:
         """The record (an instance or an id) checked for ``action``.
@@ -451,6 +466,9 @@ class EntityService:
             self.check_references(
                 {k: values[k] for k in ("party_id", "organisation_id") if k in changes}
             )
+        scope_columns = {*self.entity.owner_attrs, self.entity.team_attr, self.entity.party_attr}
+        if scope_columns & set(changes):
+            self.forget(record.id)  # who may see it may have changed
         if owner_change is not None:
             self.work.flush()
             self.work.emit(
@@ -484,6 +502,7 @@ class EntityService:
                 )
             )
             self.session.delete(record)
+            self.forget(record.id)
             self.work.flush()
         if self.entity.audited:
             self.work.audit(
@@ -505,6 +524,7 @@ class EntityService:
         ids = sorted({r.id if isinstance(r, self.model) else int(r) for r in records})
         if not ids:
             return 0
+        self.forget()
         changed = 0
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
