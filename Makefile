@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 DEMO_DIR ?= var/demo
 PYTEST_WORKERS ?= 2
+VENDOR := src/crmkit/web/static/vendor
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install assets browser demo test test-fast bench lint clean
 
 # Everything the project needs, from its own files: uv (from PyPI), the workspace
 # (core + plugins + examples, editable) pinned by uv.lock.
@@ -15,7 +16,21 @@ $(BIN)/.installed: pyproject.toml uv.lock $(wildcard plugins/*/pyproject.toml ex
 	UV_PYTHON=$(PYTHON) $(UV) sync --all-packages --group dev --frozen
 	touch $@
 
-install: $(BIN)/.installed
+# Front-end libraries of the web UI, from the npm registry pinned by package-lock.json,
+# copied into the Python package (gitignored; the wheel ships them).
+$(VENDOR)/versions.json: package.json package-lock.json scripts/build-web-assets.mjs
+	npm ci --no-audit --no-fund --loglevel=error
+	npm run --silent build
+
+assets: $(VENDOR)/versions.json
+
+# Debian's Chromium for the end-to-end tests (Playwright drives it; no browser downloads).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed: end-to-end tests will be skipped (run: apt-get install -y chromium)"; }
+
+install: $(BIN)/.installed assets
 
 demo: install
 	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR)
@@ -24,7 +39,7 @@ demo: install
 		$(BIN)/crmkit --config $(DEMO_DIR) demo basic
 	$(BIN)/crmkit --config $(DEMO_DIR) serve --host 127.0.0.1 --port 8000
 
-test: install
+test: install browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: install
@@ -38,4 +53,4 @@ lint: install
 	$(BIN)/ruff format --check src tests plugins examples benchmarks
 
 clean:
-	rm -rf $(VENV) var build dist
+	rm -rf $(VENV) var build dist node_modules $(VENDOR)

@@ -6,8 +6,10 @@ work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)`
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import attrs
@@ -36,7 +38,9 @@ class Actor:
     """Who is acting in a unit of work, with everything access rules need, loaded once.
 
     ``teammate_ids`` are the users of the actor's teams (the actor included);
-    ``group_paths`` the materialized paths of groups granted to the actor or their roles.
+    ``group_paths`` the materialized paths of groups granted to the actor or their roles;
+    ``scopes`` the widest scope per (entity, action) over the actor's roles, read from the
+    permission table when the actor was loaded (so a unit of work needs no query for it).
     The system actor (``system=True``) passes every check: it is used by the CLI, workers
     and the automation assistant, and its writes are signed with ``label``.
     """
@@ -52,6 +56,7 @@ class Actor:
     locale: str | None = None
     timezone: str | None = None
     session_epoch: int = 0
+    scopes: Mapping[tuple[str, str], Any] | None = attrs.field(default=None, eq=False)
 
 
 SYSTEM = Actor(user_id=None, label="system", system=True)
@@ -244,8 +249,45 @@ class CRM:
         """The entity type called ``name``."""
         return self.entities[name]
 
+    # -- shared services outside the database -------------------------------------------
+
+    @cached_property
+    def namespace(self) -> str:
+        """A name private to this deployment (from its secret key) for keys in shared servers.
+
+        Every process of a deployment computes the same one; two deployments sharing a Redis
+        or a PostgreSQL server get different ones.
+        """
+        digest = hashlib.sha256(("crmkit:" + self.config["secret_key"]).encode()).hexdigest()
+        return f"crmkit-{digest[:12]}"
+
+    @cached_property
+    def redis(self) -> Any:
+        """A Redis client when ``queue.url`` names a Redis server, else ``None``."""
+        url = self.config["queue.url"] or ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        import redis
+
+        return redis.Redis.from_url(url)
+
+    @cached_property
+    def live(self) -> Any:
+        """The :mod:`crmkit.live` hub delivering messages to users' browsers."""
+        from crmkit.live import make_hub
+
+        return make_hub(self)
+
+    def publish_notification(self, user_id: int, notification_id: int) -> None:
+        """Tell ``user_id``'s browsers about a new notification (called after commit)."""
+        self.live.publish(user_id, {"type": "notification", "id": notification_id})
+
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and connections to Redis or the live hub."""
+        if "live" in self.__dict__:
+            self.live.close()
+        if "redis" in self.__dict__ and self.redis is not None:
+            self.redis.close()
         self.engine.dispose()
 
     def __enter__(self) -> CRM:

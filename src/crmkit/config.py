@@ -101,6 +101,38 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "Directory of uploaded files, relative to the deployment directory.",
     ),
     Setting("storage.max_upload_mb", int, 25, "Largest accepted upload, in megabytes."),
+    Setting("security.session_days", int, 14, "Days a web session lasts without being used."),
+    Setting(
+        "security.login_window_minutes",
+        int,
+        15,
+        "Window over which failed sign-ins are counted by the login throttle.",
+    ),
+    Setting(
+        "security.login_max_failures_account",
+        int,
+        5,
+        "Failed sign-ins of one account within the window before it is refused.",
+    ),
+    Setting(
+        "security.login_max_failures_address",
+        int,
+        20,
+        "Failed sign-ins from one address within the window before it is refused.",
+    ),
+    Setting(
+        "web.secure_cookies",
+        bool,
+        False,
+        "Mark session cookies Secure (only sent over HTTPS); turn on behind a TLS proxy.",
+    ),
+    Setting(
+        "web.base_url",
+        str,
+        "",
+        "Public address of the web UI (https://crm.example.com), used in links such as "
+        "calendar feed URLs; empty uses the address of the request.",
+    ),
 )
 
 

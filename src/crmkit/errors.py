@@ -87,15 +87,20 @@ class Conflict(CrmkitError):
 
 
 class MoveRefused(CrmkitError):
-    """A stage move was refused; ``reasons`` say why, ``missing_fields`` what to fill in."""
+    """A stage move was refused; ``reasons`` say why, ``missing_fields`` what to fill in.
+
+    ``messages`` keeps each reason as raised (a :class:`crmkit.i18n.Message` where the core
+    wrote it, so a reader can translate it); ``reasons`` are the same in English.
+    """
 
     def __init__(
         self,
-        reasons: Sequence[str],
+        reasons: Sequence[Any],
         missing_fields: Sequence[str] = (),
         missing_documents: Sequence[str] = (),
     ) -> None:
-        self.reasons = list(reasons)
+        self.messages = list(reasons)
+        self.reasons = [str(r) for r in reasons]
         self.missing_fields = list(missing_fields)
         self.missing_documents = list(missing_documents)
         super().__init__("; ".join(self.reasons))

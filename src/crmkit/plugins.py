@@ -32,6 +32,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtins.core",
     "crmkit.builtins.notify",
     "crmkit.builtins.sales",
+    "crmkit.builtins.messaging",
+    "crmkit.builtins.web",
 )
 
 

@@ -29,7 +29,9 @@ from crmkit.model import (
     User,
 )
 from crmkit.pipeline.engine import MoveContext, apply_move
+from crmkit.pipeline.reports import funnel_report, stage_counts_report, time_in_stage_report
 from crmkit.plugins import hookimpl
+from crmkit.reports import Report
 from crmkit.schemas import (
     CalendarEventSchema,
     DealSchema,
@@ -83,7 +85,7 @@ def crmkit_register_entities() -> list[EntityType]:
                 "name",
                 "created_by_id",
             ),
-            sort_attrs=("name", "created_at", "last_activity_at", "stage", "updated_at"),
+            sort_attrs=("name", "created_at", "last_activity_at", "stage", "updated_at", "source"),
             default_sort=("-last_activity_at",),
             custom_fields=True,
             actions=ALL_ACTIONS,
@@ -277,6 +279,35 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("agent", ("contact_point", "activity", "attachment"), ("read", "create"), own),
         *grant("agent", ("task", "reminder", "calendar_event"), ("read", "create", "update"), own),
         *grant("agent", ("party_group", "resource", "team", "user"), ("read",), Scope.ALL),
+    ]
+
+
+@hookimpl
+def crmkit_register_reports() -> list[Report]:
+    pipeline_param = {"pipeline": "the pipeline's name"}
+    period = {"since": "start (ISO 8601)", "until": "end, exclusive (ISO 8601)"}
+    return [
+        Report(
+            "pipeline_funnel",
+            "Funnel",
+            funnel_report,
+            description="Records that entered each stage in a period, with conversion.",
+            params={**pipeline_param, **period, "owner_id": "only this owner's records"},
+        ),
+        Report(
+            "pipeline_time_in_stage",
+            "Time in stage",
+            time_in_stage_report,
+            description="How long records stayed in each stage before moving on.",
+            params={**pipeline_param, **period},
+        ),
+        Report(
+            "pipeline_stage_counts",
+            "Records by stage",
+            stage_counts_report,
+            description="Records in each stage now, optionally per owner.",
+            params={**pipeline_param, "by_owner": "true to split by owner"},
+        ),
     ]
 
 

@@ -28,11 +28,20 @@ from crmkit.model.party import (
     Tag,
     Tagging,
 )
-from crmkit.model.system import AuditEntry, FieldDefinition, OutboxItem
+from crmkit.model.system import (
+    AuditEntry,
+    FieldDefinition,
+    MessageTemplate,
+    OutboxItem,
+    SavedView,
+)
 from crmkit.model.user import (
+    CalendarFeed,
     GroupGrant,
+    LoginFailure,
     PermissionRule,
     RoleDefinition,
+    SignInSession,
     Team,
     TeamMember,
     User,
@@ -60,6 +69,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CalendarEvent",
+    "CalendarFeed",
     "ContactKind",
     "ContactPoint",
     "CustomFieldsMixin",
@@ -72,7 +82,9 @@ __all__ = [
     "IdMixin",
     "IdType",
     "JSONType",
+    "LoginFailure",
     "Mention",
+    "MessageTemplate",
     "Notification",
     "OutboxItem",
     "OwnedMixin",
@@ -86,6 +98,8 @@ __all__ = [
     "ReminderRecipient",
     "Resource",
     "RoleDefinition",
+    "SavedView",
+    "SignInSession",
     "StageMove",
     "Tag",
     "Tagging",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crmkit.clock import utcnow
 from crmkit.model.base import (
     Base,
     CustomFieldsMixin,
@@ -70,7 +71,7 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
     source: Mapped[str | None] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     team_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("team.id", ondelete="SET NULL"))
-    last_activity_at: Mapped[dt.datetime | None] = mapped_column()
+    last_activity_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     merged_into_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("party.id", ondelete="SET NULL")
     )

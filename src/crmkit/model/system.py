@@ -1,11 +1,22 @@
-"""Framework tables: the audit log, custom field definitions and the outbox."""
+"""Framework tables: the audit log, custom field definitions, the outbox, saved list views
+and message templates."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import DDL, Boolean, Index, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import (
+    DDL,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
@@ -80,6 +91,47 @@ class OutboxItem(IdMixin, Base):
 
 
 #: Statements that make ``audit_log`` append-only, per dialect (used by migrations too).
+
+
+class SavedView(IdMixin, Base):
+    """A user's named list view: search text, filters, sort order and chosen columns.
+
+    ``query`` holds the list's query-string parameters as a mapping; ``shared`` views are
+    offered to every user who may read the entity.
+    """
+
+    __table_args__ = (Index("ix_saved_view_user_entity", "user_id", "entity"),)
+
+    user_id: Mapped[int] = mapped_column(IdType, ForeignKey("user.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    query: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MessageTemplate(IdMixin, Base):
+    """A text staff send again and again (a mail, a messenger reply), with placeholders.
+
+    ``subject`` and ``body`` are Jinja templates rendered in the sandbox with the party, the
+    record and the sender; ``channel`` (``mail``, ``telegram``...) and ``language`` say
+    where and for whom it is meant.
+    """
+
+    __table_args__ = (UniqueConstraint("name", "channel", "language"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(32), default="mail")
+    language: Mapped[str] = mapped_column(String(16), default="ru")
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 AUDIT_APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "sqlite": (
         "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "

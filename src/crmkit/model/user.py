@@ -103,3 +103,46 @@ class GroupGrant(IdMixin, Base):
     group_id: Mapped[int] = mapped_column(IdType, ForeignKey("party_group.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("user.id", ondelete="CASCADE"))
     role: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignInSession(IdMixin, Base):
+    """A signed-in browser: the server side of a session cookie.
+
+    The cookie carries a random token (signed); only its SHA-256 is stored, so a leaked
+    table cannot be replayed.  A session is valid while its ``epoch`` equals the user's
+    ``session_epoch``: blocking the user, changing their roles or password bumps the epoch
+    and ends every session at once, in every process.
+    """
+
+    __tablename__ = "signin_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column()
+    last_seen_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+
+class LoginFailure(IdMixin, Base):
+    """A failed sign-in, counted per account and per address by the login throttle."""
+
+    __table_args__ = (Index("ix_login_failure_key_at", "key", "at"),)
+
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column()
+
+
+class CalendarFeed(Base):
+    """The secret token of a user's read-only iCalendar feed (only its hash is kept)."""
+
+    user_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column()

@@ -32,7 +32,7 @@ class GuardResult:
     """A guard's verdict: ``ok``, or refused with a reason a user can read."""
 
     ok: bool
-    reason: str = ""
+    reason: Any = ""  # a str or a crmkit.i18n.Message
 
     @classmethod
     def allow(cls) -> GuardResult:
@@ -40,7 +40,7 @@ class GuardResult:
         return cls(True)
 
     @classmethod
-    def refuse(cls, reason: str) -> GuardResult:
+    def refuse(cls, reason: Any) -> GuardResult:
         """The move is refused; ``reason`` is shown to the user as is."""
         return cls(False, reason)
 

@@ -72,7 +72,7 @@ class PartySchema(StrictSchema):
     contact_points = fields.List(fields.Nested(ContactPointSchema))
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=100)))
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def _named(self, data: dict[str, Any], partial: Any = None, **_: Any) -> None:
         if partial:
             if "name" in data and not (data["name"] or "").strip():

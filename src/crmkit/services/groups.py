@@ -84,7 +84,7 @@ class GroupService:
             .values(
                 path=literal(new_path, String) + func.substr(PartyGroup.path, len(old_path) + 1)
             )
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
         old_parent = group.parent_id
         group.parent_id = new_parent_id

@@ -19,6 +19,7 @@ from crmkit.errors import (
     ValidationFailed,
 )
 from crmkit.filters import evaluate
+from crmkit.i18n import Label, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
 from crmkit.pipeline.engine import MoveContext, check_move
@@ -144,7 +145,15 @@ class MoveService:
             raise Conflict(entity_type.name, record.id)
         pipeline = self.pipeline_of(record)
         if not pipeline.has_stage(to):
-            raise MoveRefused([f"{pipeline.title} has no stage “{to}”"])
+            raise MoveRefused(
+                [
+                    message(
+                        "{pipeline} has no stage “{stage}”",
+                        pipeline=Label(pipeline.title),
+                        stage=to,
+                    )
+                ]
+            )
         for key in ("tags", "owner_id"):
             if fields and key in fields:
                 raise ValidationFailed({key: ["cannot be changed as part of a move"]})

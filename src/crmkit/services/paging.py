@@ -41,12 +41,20 @@ class SortKey:
     attr: str
     column: Any
     descending: bool
+    nullable: bool = True
 
     def clause(self) -> Any:
-        """``ORDER BY`` element (NULLs sort as the smallest values on both backends)."""
+        """``ORDER BY`` element (NULLs sort as the smallest values on both backends).
+
+        A NOT NULL column gets no NULLS clause: PostgreSQL puts NULLs first in DESC order,
+        and asking for anything else on a column would stop it from reading the order
+        straight from an index.
+        """
         if self.descending:
-            return self.column.desc().nulls_last()
-        return self.column.asc().nulls_first()
+            ordered = self.column.desc()
+            return ordered.nulls_last() if self.nullable else ordered
+        ordered = self.column.asc()
+        return ordered.nulls_first() if self.nullable else ordered
 
 
 def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -> list[SortKey]:
@@ -59,12 +67,14 @@ def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -
             allowed = ", ".join(sorted(columns))
             raise ValidationFailed({"order": [f"cannot sort by {attr!r} (allowed: {allowed})"]})
         if attr != "id":
-            keys.append(SortKey(attr, columns[attr], descending))
+            column = columns[attr]
+            nullable = getattr(getattr(column, "expression", column), "nullable", True)
+            keys.append(SortKey(attr, column, descending, bool(nullable)))
     last_descending = keys[-1].descending if keys else True
     id_item = next((i for i in order if i.lstrip("-+") == "id"), None)
     if id_item is not None:
         last_descending = id_item.startswith("-")
-    keys.append(SortKey("id", id_column, last_descending))
+    keys.append(SortKey("id", id_column, last_descending, nullable=False))
     return keys
 
 

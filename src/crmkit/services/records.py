@@ -64,6 +64,9 @@ class EntityService:
         self.work = work
         self.entity = entity
         self.model = entity.model
+        # records already found visible in this unit of work: a card asks "may I see this
+        # client?" once per panel; the answer cannot change until the record is edited
+        self._visible: dict[int, Any] = {}
 
     @property
     def session(self) -> Any:
@@ -87,7 +90,19 @@ class EntityService:
 
     def find(self, record_id: int) -> Any | None:
         """The record if it exists and the actor may read it, else ``None``."""
-        return self.session.scalar(self.query().where(self.model.id == record_id))
+        found = self._visible.get(record_id)
+        if found is None:
+            found = self.session.scalar(self.query().where(self.model.id == record_id))
+            if found is not None:
+                self._visible[record_id] = found
+        return found
+
+    def forget(self, record_id: int | None = None) -> None:
+        """Drop remembered visibility (of one record, or all) after a change of ownership."""
+        if record_id is None:
+            self._visible.clear()
+        else:
+            self._visible.pop(record_id, None)
 
     def get(self, record: Any, action: str = "read") -> Any:
         """The record (an instance or an id) checked for ``action``.
@@ -109,6 +124,21 @@ class EntityService:
             self.work.access.check_record(self.session, self.entity, record_id, action)
         return found
 
+    def find_many(self, ids: Iterable[int]) -> dict[int, Any]:
+        """Visible records among ``ids``, by id (hidden and missing ones are left out).
+
+        Lists use it to show the names of linked records with one query per page.
+        """
+        wanted = sorted({int(i) for i in ids if i is not None})
+        if not wanted:
+            return {}
+        found: dict[int, Any] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for row in self.session.scalars(self.query().where(self.model.id.in_(chunk))):
+                found[row.id] = row
+        return found
+
     def custom_kinds(self) -> dict[str, str]:
         """Custom field key -> kind for this entity (casts JSON values in filters)."""
         if not self.entity.custom_fields:
@@ -125,14 +155,14 @@ class EntityService:
     ) -> Select[Any]:
         """The scoped query narrowed by a condition, simple filters and a search text."""
         statement = self.query(action)
-        fields = self.work.crm.filter_fields_for(self.entity.name)
-        kinds = self.custom_kinds()
-        if where:
-            statement = statement.where(compile_condition(self.entity, where, kinds, fields))
-        if filters:
-            statement = statement.where(
-                compile_condition(self.entity, from_simple_filters(filters), kinds, fields)
-            )
+        conditions = [c for c in (where, from_simple_filters(filters) if filters else None) if c]
+        if conditions:
+            fields = self.work.crm.filter_fields_for(self.entity.name)
+            kinds = self.custom_kinds()
+            for condition in conditions:
+                statement = statement.where(
+                    compile_condition(self.entity, condition, kinds, fields)
+                )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
@@ -166,15 +196,54 @@ class EntityService:
         limit: int = 50,
     ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
+        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
+        return _page(list(self.session.scalars(statement)), keys, limit)
+
+    def list_rows(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        order: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Like :meth:`list`, but plain rows (attribute access by column name), not objects.
+
+        List screens and API lists use this: building 50 ORM objects costs several times
+        the query itself, and a list shows columns, not behaviour.  ``columns`` limits what
+        is read (the id and the sort columns are always included).
+        """
+        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
+        table = self.model.__table__
+        wanted = list(columns) if columns else [c.key for c in table.columns]
+        for needed in ["id", *(k.attr for k in keys)]:
+            if needed not in wanted:
+                wanted.append(needed)
+        try:
+            selected = [table.c[name] for name in wanted]
+        except KeyError as exc:
+            raise ValidationFailed({"columns": [f"no column {exc.args[0]!r}"]}) from None
+        rows = list(self.session.execute(statement.with_only_columns(*selected)))
+        return _page(rows, keys, limit)
+
+    def _page_query(
+        self,
+        where: Condition | None,
+        filters: Mapping[str, Any] | None,
+        search: str | None,
+        order: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
-        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
-        rows = list(self.session.scalars(statement))
-        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
-        return Page(rows[:limit], next_cursor)
+        return statement.order_by(*(k.clause() for k in keys)).limit(limit + 1), keys, limit
 
     def count(
         self,
@@ -235,7 +304,14 @@ class EntityService:
     # -- writing ------------------------------------------------------------------------
 
     def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> Any:
-        """Validate and insert one record owned by the actor (unless an owner is given)."""
+        """Validate and insert one record owned by the actor (unless an owner is given).
+
+        A failure leaves nothing behind, even if the caller goes on with the unit of work.
+        """
+        with self.work.savepoint():
+            return self._create(data, values)
+
+    def _create(self, data: Mapping[str, Any] | None, values: Mapping[str, Any]) -> Any:
         self.work.access.require(self.entity.name, "create")
         loaded = self.load({**(data or {}), **values})
         extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
@@ -327,8 +403,9 @@ class EntityService:
             raise ValidationFailed(
                 {blocked[0]: ["change the stage with a move, not an edit"]}, entity=self.entity.name
             )
-        changes = self.stage_changes(record, raw)
-        self.record_update(record, changes)
+        with self.work.savepoint():
+            changes = self.stage_changes(record, raw)
+            self.record_update(record, changes)
         return record
 
     def stage_changes(self, record: Any, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -389,6 +466,9 @@ class EntityService:
             self.check_references(
                 {k: values[k] for k in ("party_id", "organisation_id") if k in changes}
             )
+        scope_columns = {*self.entity.owner_attrs, self.entity.team_attr, self.entity.party_attr}
+        if scope_columns & set(changes):
+            self.forget(record.id)  # who may see it may have changed
         if owner_change is not None:
             self.work.flush()
             self.work.emit(
@@ -415,13 +495,15 @@ class EntityService:
         record = self.get(record, action="delete")
         snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
         party_id = self.party_id_of(record)
-        self.session.execute(
-            Tagging.__table__.delete().where(
-                Tagging.entity == self.entity.name, Tagging.record_id == record.id
+        with self.work.savepoint():
+            self.session.execute(
+                Tagging.__table__.delete().where(
+                    Tagging.entity == self.entity.name, Tagging.record_id == record.id
+                )
             )
-        )
-        self.session.delete(record)
-        self.work.flush()
+            self.session.delete(record)
+            self.forget(record.id)
+            self.work.flush()
         if self.entity.audited:
             self.work.audit(
                 self.entity.name, record.id, "delete", {k: [v, None] for k, v in snapshot.items()}
@@ -442,6 +524,7 @@ class EntityService:
         ids = sorted({r.id if isinstance(r, self.model) else int(r) for r in records})
         if not ids:
             return 0
+        self.forget()
         changed = 0
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -484,6 +567,22 @@ class EntityService:
                 .order_by(Tag.name)
             )
         )
+
+    def tags_for(self, record_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Tag names of many records at once (a list page), by record id."""
+        ids = sorted({int(i) for i in record_ids})
+        found: dict[int, list[str]] = {}
+        if not ids:
+            return found
+        rows = self.session.execute(
+            select(Tagging.record_id, Tag.name)
+            .join(Tag, Tag.id == Tagging.tag_id)
+            .where(Tagging.entity == self.entity.name, Tagging.record_id.in_(ids))
+            .order_by(Tag.name)
+        )
+        for record_id, name in rows:
+            found.setdefault(record_id, []).append(name)
+        return found
 
     def set_tags(self, record: Any, names: Iterable[str]) -> None:
         """Replace the record's tags (creating unknown tag names)."""
@@ -542,6 +641,11 @@ class EntityService:
         if self.entity.party_attr:
             return getattr(record, self.entity.party_attr, None)
         return None
+
+
+def _page(rows: list[Any], keys: list[Any], limit: int) -> Page:
+    next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
 
 
 def _escape(text: str) -> str:

@@ -186,7 +186,8 @@ class ReminderService(EntityService):
                     select(TeamMember.user_id).where(TeamMember.team_id.in_(team_ids))
                 )
             )
-        return sorted(users)
+        dismissed = {r.user_id for r in rows if r.user_id is not None and r.done_at is not None}
+        return sorted(users - dismissed)
 
     def snooze(self, reminder: Any, until: dt.datetime) -> Reminder:
         """Remind again at ``until``."""

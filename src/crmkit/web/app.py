@@ -1,52 +1,210 @@
-"""The Starlette application: for now a status page and a health check.
+"""The Starlette application of one CRM: screens, plugin routes, static files, the API.
 
-The reference UI and the REST API are built on this module (see the web UI issue); plugin
-routes registered through ``crmkit_register_routes`` are mounted already.
+Everything a user sees is a *screen* registered through ``crmkit_register_screens`` (the
+core's own screens are the built-in plugin :mod:`crmkit.builtins.web`), reached from menus
+registered through ``crmkit_register_menu_items``.  Plugin routes from
+``crmkit_register_routes`` are mounted beside them.  Every non-public endpoint is wrapped by
+:func:`crmkit.web.security.guarded` (session, roles, CSRF, locale).
+
+Templates: a plugin's ``templates/`` folder (beside its module) is searched before the
+core's, so it may override a core template; ``default:page.html`` names the core's own
+version for ``{% extends %}``.  A plugin's ``static/`` folder is served at
+``/static/plugins/<plugin name>/``.
 """
 
 from __future__ import annotations
 
-import html
+import importlib.resources
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import func, select
+import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route as StarletteRoute
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.pages import NotFoundPage, attach_user, error_text, is_htmx, render, toast
+from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
+
+WEB_DIR = Path(__file__).parent
+
+
+def plugin_folders(crm: Any, name: str) -> list[tuple[str, Path]]:
+    """``(plugin name, folder)`` for every loaded plugin shipping a folder called ``name``.
+
+    The folder sits beside the plugin's module (``crmkit_finance/templates`` for the plugin
+    module ``crmkit_finance.plugin``).  Core built-ins ship theirs inside ``crmkit.web``.
+    """
+    found = []
+    for plugin_name, plugin in crm.pm.list_name_plugin():
+        module_file = getattr(plugin, "__file__", None)
+        if not module_file or getattr(plugin, "__name__", "").startswith("crmkit."):
+            continue
+        folder = Path(module_file).parent / name
+        if folder.is_dir():
+            found.append((plugin_name, folder))
+    return found
+
+
+def make_templates(crm: Any) -> jinja2.Environment:
+    """The Jinja environment: plugin templates first, then the core's (also as ``default:``)."""
+    core = jinja2.FileSystemLoader(WEB_DIR / "templates")
+    loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"default": core}, delimiter=":")]
+    loaders += [jinja2.FileSystemLoader(folder) for _, folder in plugin_folders(crm, "templates")]
+    loaders.append(core)
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(("html", "svg")),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    env.globals["static"] = static_url
+    return env
+
+
+def static_url(path: str) -> str:
+    """URL of a core static file, with the package version to defeat stale caches."""
+    return f"/static/{path}?v={_version()}"
+
+
+def _version() -> str:
+    try:
+        import importlib.metadata
+
+        return importlib.metadata.version("crmkit")
+    except Exception:  # running from a checkout without metadata
+        return "dev"
 
 
 def create_app(crm: Any) -> Starlette:
     """The ASGI application of one CRM."""
+    from crmkit.web.screens import auth, live
 
-    async def home(request: Request) -> HTMLResponse:
-        from crmkit.model import Party, User
-
-        with crm.session_factory() as session:
-            parties = session.scalar(select(func.count()).select_from(Party)) or 0
-            users = session.scalar(select(func.count()).select_from(User)) or 0
-        pipelines = "".join(
-            f"<li>{html.escape(p.title)} ({html.escape(p.entity)}): "
-            f"{' → '.join(html.escape(s.title) for s in p.stages)}</li>"
-            for p in crm.pipelines.values()
-        )
-        body = (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>crmkit</title>"
-            "<body style='font-family:system-ui;max-width:50rem;margin:2rem auto'>"
-            "<h1>crmkit is running</h1>"
-            f"<p>{parties} clients, {users} users.</p><h2>Pipelines</h2><ul>{pipelines}</ul>"
-        )
-        return HTMLResponse(body)
-
-    async def health(request: Request) -> JSONResponse:
-        with crm.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-        return JSONResponse({"status": "ok"})
-
-    routes = [StarletteRoute("/", home), StarletteRoute("/healthz", health)]
-    routes += [
-        StarletteRoute(r.path, r.endpoint, methods=list(r.methods), name=r.name) for r in crm.routes
+    routes: list[BaseRoute] = [
+        Route("/login", guarded(auth.login_form, public=True), methods=["GET"], name="login"),
+        Route("/login", guarded(auth.login, public=True), methods=["POST"]),
+        Route("/logout", guarded(auth.logout), methods=["POST"], name="logout"),
+        Route("/language", guarded(auth.language, public=True), methods=["POST"]),
+        Route("/live", guarded(live.stream), name="live"),
+        Route("/healthz", health),
     ]
-    app = Starlette(routes=routes)
+    for screen in crm.screens.values():
+        routes.append(
+            Route(
+                screen.path,
+                guarded(screen.endpoint, roles=screen.roles),
+                methods=list(screen.methods),
+                name=screen.name,
+            )
+        )
+    for route in crm.routes:
+        routes.append(
+            Route(
+                route.path,
+                guarded(route.endpoint, public=route.public),
+                methods=list(route.methods),
+                name=route.name,
+            )
+        )
+    # The REST API (crmkit.web.api) is mounted here, at /api/v1.
+    static = importlib.resources.files("crmkit.web") / "static"
+    for plugin_name, folder in plugin_folders(crm, "static"):
+        routes.append(Mount(f"/static/plugins/{plugin_name}", StaticFiles(directory=folder)))
+    routes.append(Mount("/static", StaticFiles(directory=str(static)), name="static"))
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            SignInRequired: sign_in_required,
+            CsrfFailed: csrf_failed,
+            NotFound: not_found,
+            NotFoundPage: not_found,
+            PermissionDenied: forbidden,
+            ValidationFailed: invalid,
+            MoveRefused: invalid,
+            Conflict: conflict,
+            HTTPException: http_error,
+        },
+    )
     app.state.crm = crm
+    app.state.signer = CookieSigner(crm.config["secret_key"], crm.config["web.secure_cookies"])
+    app.state.templates = make_templates(crm)
+    app.state.catalogs = i18n.load_catalogs(
+        [i18n.LOCALE_DIR, *(folder for _, folder in plugin_folders(crm, "locale"))]
+    )
     return app
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness and database check for load balancers."""
+    with request.app.state.crm.engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+    return JSONResponse({"status": "ok"})
+
+
+# -- errors as pages ----------------------------------------------------------------------
+
+
+async def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    await attach_user(request)
+    if is_htmx(request):
+        return toast(request, message, kind="error", status=200)
+    return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+async def sign_in_required(request: Request, exc: Exception) -> Response:
+    if is_htmx(request) or request.url.path.startswith("/live"):
+        return Response(status_code=401, headers={"HX-Redirect": "/login"})
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+async def csrf_failed(request: Request, exc: Exception) -> Response:
+    return await _error_page(
+        request,
+        403,
+        i18n.lazy("Forbidden"),
+        i18n.lazy("The form has expired; reload the page and try again."),
+    )
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return await _error_page(
+        request, 404, i18n.lazy("Not found"), i18n.lazy("This page does not exist.")
+    )
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    await attach_user(request)
+    return await _error_page(request, 403, i18n.lazy("Forbidden"), error_text(request, exc))
+
+
+async def invalid(request: Request, exc: Exception) -> Response:
+    await attach_user(request)
+    return await _error_page(request, 422, i18n.lazy("Not saved"), error_text(request, exc))
+
+
+async def conflict(request: Request, exc: Exception) -> Response:
+    return await _error_page(
+        request,
+        409,
+        i18n.lazy("Changed meanwhile"),
+        i18n.lazy("Someone else changed this record meanwhile; reload and try again."),
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return await not_found(request, exc)
+    return await _error_page(request, exc.status_code, i18n.lazy("Error"), str(exc.detail))

@@ -311,7 +311,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=100), nullable=True),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("team_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("last_activity_at", crmkit.model.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_activity_at", crmkit.model.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "merged_into_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),

@@ -1,9 +1,10 @@
-"""The director's report over 1,000,000 orders with 3,000,000 lines.
+"""Finance plugin (issue "plugins/finance"): the director's report over 1,000,000 orders
+with 3,000,000 lines.
 
-``python -m benchmarks finance_director [--orders N] [--db sqlite|postgresql|both]``
+``python -m benchmarks --only finance [--size N] [--db sqlite,postgresql]``
 
-Builds (once, then reuses) a database of N completed orders with three lines each over two
-years, then times ``finance.director`` (revenue by month and service category, orders,
+Builds (once, then reuses) a database of N (``--size``) completed orders with three lines
+each over two years, then times ``finance.director`` (revenue by month and service category, orders,
 average check, cost and margin) through the services, as a director, against a hand-written
 SQL query computing the same figures on the raw driver in the same run.  Targets: <= 2 s on
 SQLite, <= 1 s on PostgreSQL, and within 1.5x of the hand-written query.  The query plans
@@ -12,7 +13,6 @@ of both statements are printed: they must read only the covering indexes.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 import statistics
@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from crmkit_finance import plugin as finance_plugin
 from crmkit_finance.reports import director_report
 
+from benchmarks.harness import Context, Row
 from crmkit import CRM, Config
 from crmkit.testing import postgres_reachable, postgres_url
 
@@ -365,7 +366,7 @@ def explain(crm: CRM, plans: tuple[str, str, Any]) -> list[str]:
     return lines
 
 
-def timed(func: Any, runs: int = 5) -> tuple[float, Any]:
+def median_time(func: Any, runs: int = 5) -> tuple[float, Any]:
     """Median wall time of ``runs`` calls after one warm-up, and the last result."""
     result = func()
     times = []
@@ -376,8 +377,8 @@ def timed(func: Any, runs: int = 5) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def bench(db: str, orders: int) -> bool:
-    """Run the benchmark on one database; whether every target was met."""
+def bench(db: str, orders: int) -> list[Row]:
+    """Run the benchmark on one database; its result rows."""
     crm = application(db, orders)
     if not loaded(crm, orders):
         print(f"[{db}] generating {orders:,} orders with {3 * orders:,} lines...", file=sys.stderr)
@@ -391,9 +392,9 @@ def bench(db: str, orders: int) -> bool:
         with crm.acting_as("director") as work:
             return director_report(work, params)
 
-    report_time, result = timed(report)
-    by_month_time, by_month = timed(lambda: hand_written(crm, start, end, "month"))
-    by_day_time, by_day = timed(lambda: hand_written(crm, start, end, "day"))
+    report_time, result = median_time(report)
+    by_month_time, by_month = median_time(lambda: hand_written(crm, start, end, "month"))
+    by_day_time, by_day = median_time(lambda: hand_written(crm, start, end, "day"))
     for baseline in (by_month, by_day):
         for row in result.rows:  # the report must compute the very same figures
             key = row["month"]
@@ -407,36 +408,40 @@ def bench(db: str, orders: int) -> bool:
             assert row["average_check"] == expected, key
     baseline_time = min(by_month_time, by_day_time)
     ratio = report_time / baseline_time
-    ok = report_time <= TARGETS[db] and ratio <= RATIO
-    print(f"[{db}] director's report over {orders:,} orders / {3 * orders:,} lines")
-    target = f"(target <= {TARGETS[db]:.0f} s)"
-    print(f"  report (services, as director):        {report_time * 1000:8.0f} ms  {target}")
-    print(f"  hand-written SQL grouped by month:     {by_month_time * 1000:8.0f} ms")
-    print(f"  hand-written SQL grouped by day+fold:  {by_day_time * 1000:8.0f} ms")
-    print(f"  ratio to the faster hand-written: {ratio:.2f}  (target <= {RATIO})")
-    print(f"  {'OK' if ok else 'MISSED'}")
-    print("  plans (grouped by day, as the report):")
+    print(f"[{db}] query plans (grouped by day, as the report):", file=sys.stderr)
     for line in explain(crm, by_day["plans"]):
-        print(f"    {line}")
+        print(f"    {line}", file=sys.stderr)
     crm.close()
-    return ok
+    figure = f"director's report, {orders:,} orders / {3 * orders:,} lines"
+    return [
+        Row(
+            "finance",
+            db,
+            figure,
+            f"{report_time * 1000:.0f} ms",
+            f"{baseline_time * 1000:.0f} ms (raw SQL, by day)",
+            ratio,
+            f"<= {TARGETS[db]:.0f} s, <= {RATIO}x",
+            report_time <= TARGETS[db] and ratio <= RATIO,
+        ),
+        Row(
+            "finance",
+            db,
+            "same figures, raw SQL grouped by month",
+            f"{by_month_time * 1000:.0f} ms",
+            "",
+            None,
+            "(for comparison)",
+        ),
+    ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks finance_director")
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    args = parser.parse_args(argv)
-    databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    results = []
-    for db in databases:
+def run(context: Context) -> list[Row]:
+    """Every database of the run; the size is the number of orders."""
+    rows: list[Row] = []
+    for db in context.databases:
         if db == "postgresql" and not postgres_reachable():
-            print("[postgresql] skipped: PostgreSQL is not reachable")
+            rows.append(Row("finance", db, "director's report", "skipped: no PostgreSQL"))
             continue
-        results.append(bench(db, args.orders))
-    if not all(results):
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+        rows += bench(db, context.size)
+    return rows

@@ -1,0 +1,200 @@
+"""Core library figures (issue "Core library"):
+
+1. Creating organisations with two contact points each through the services' bulk path
+   (normalization, audit and events included), vs SQLAlchemy Core ``executemany`` of the same
+   final rows into an empty copy of the tables.  Target: >= 0.3x.
+2. An access-scoped list page (50 rows, newest activity first, keyset) over the same base,
+   owned by 50 agents, as an agent: p95 <= 10 ms on SQLite, <= 20 ms on PostgreSQL, and
+   within 2x of a hand-written SQL query returning the same rows (raw driver).
+3. Stage moves with history, audit and events, on SQLite: >= 1,000 moves/s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from benchmarks.data import fresh_crm, organisation_rows
+from benchmarks.harness import Context, Row, percentile, timed
+from crmkit.model import AuditEntry, ContactPoint, Party, User
+from crmkit.testing import add_user
+
+AGENTS = 50
+BATCH = 20_000
+
+
+def run(context: Context) -> list[Row]:
+    rows: list[Row] = []
+    for database in context.databases:
+        with fresh_crm(database) as crm:
+            agents = [add_user(crm, f"agent{i}", ["agent"]).id for i in range(AGENTS)]
+            rows.append(_bulk_create(crm, database, context.size, agents))
+            rows += _list_page(crm, database, agents)
+        if database == "sqlite":
+            rows.append(_moves(database))
+    return rows
+
+
+# -- 1. bulk create ---------------------------------------------------------------------------
+
+
+def _bulk_create(crm: Any, database: str, size: int, agents: list[int]) -> Row:
+    def create() -> int:
+        created = 0
+        with crm.system() as work:
+            created = work.parties.bulk_create(
+                organisation_rows(size, agents), batch_size=BATCH
+            ).count
+        return created
+
+    seconds, created = timed(create)
+    tables = [Party.__table__, ContactPoint.__table__, AuditEntry.__table__]
+    with crm.engine.connect() as connection:
+        final = {
+            t.name: [dict(r._mapping) for r in connection.execute(sa.select(t))] for t in tables
+        }
+        users = [dict(r._mapping) for r in connection.execute(sa.select(User.__table__))]
+    written = sum(len(v) for v in final.values())
+    baseline = _core_executemany(database, tables, final, users)
+    ours = written / seconds
+    ratio = ours / baseline
+    return Row(
+        "bulk create (org + 2 contacts)",
+        database,
+        f"{created:,} parties",
+        f"{ours:,.0f} rows/s",
+        f"{baseline:,.0f} rows/s (Core executemany)",
+        ratio,
+        ">= 0.30x",
+        ratio >= 0.3,
+    )
+
+
+def _core_executemany(
+    database: str,
+    tables: list[sa.Table],
+    final: dict[str, list[dict[str, Any]]],
+    users: list[dict[str, Any]],
+) -> float:
+    """Rows/s of plain Core executemany of ``final`` into empty tables of a fresh database."""
+    with fresh_crm(database) as empty:
+        with empty.engine.begin() as connection:  # the owners the rows point at; not timed
+            connection.execute(sa.insert(User.__table__), users)
+        started = time.perf_counter()
+        with empty.engine.begin() as connection:
+            for table in tables:
+                rows = final[table.name]
+                for start in range(0, len(rows), BATCH):
+                    connection.execute(sa.insert(table), rows[start : start + BATCH])
+        seconds = time.perf_counter() - started
+    return sum(len(v) for v in final.values()) / seconds
+
+
+# -- 2. access-scoped list page ---------------------------------------------------------------
+
+
+def _list_page(crm: Any, database: str, agents: list[int]) -> list[Row]:
+    pages_per_agent = 10
+    probe_agents = agents[:: max(1, len(agents) // 10)]
+    actors = {agent: crm.load_actor(agent) for agent in probe_agents}
+    ours: list[float] = []
+    cursors: list[tuple[int, Any, int]] = []
+    for agent in probe_agents:
+        after = None
+        for _ in range(pages_per_agent):
+            started = time.perf_counter()
+            with crm.acting_as(actors[agent]) as work:
+                page = work.parties.list(limit=50, after=after)
+                last = page.items[-1]
+                cursors.append((agent, last.last_activity_at, last.id))
+            ours.append(time.perf_counter() - started)
+            after = page.next_cursor
+    raw = _raw_pages(crm, database, probe_agents, pages_per_agent)
+    p95, raw_p95 = percentile(ours, 0.95) * 1000, percentile(raw, 0.95) * 1000
+    limit = 10 if database == "sqlite" else 20
+    return [
+        Row(
+            "list page, 50 of 1M, as an agent",
+            database,
+            "p95 latency",
+            f"{p95:.2f} ms",
+            "",
+            None,
+            f"<= {limit} ms",
+            p95 <= limit,
+        ),
+        Row(
+            "list page vs hand-written SQL",
+            database,
+            "p95 ratio",
+            f"{p95:.2f} ms",
+            f"{raw_p95:.2f} ms (raw driver)",
+            p95 / raw_p95,
+            "<= 2.00x",
+            p95 / raw_p95 <= 2,
+        ),
+    ]
+
+
+def _raw_pages(crm: Any, database: str, agents: list[int], pages: int) -> list[float]:
+    columns = ", ".join(c.name for c in Party.__table__.columns)
+    first = (
+        f"SELECT {columns} FROM party WHERE merged_into_id IS NULL AND owner_id = {{p}} "
+        "ORDER BY last_activity_at DESC, id DESC LIMIT 51"
+    )
+    later = (
+        f"SELECT {columns} FROM party WHERE merged_into_id IS NULL AND owner_id = {{p}} "
+        "AND (last_activity_at, id) < ({p}, {p}) "
+        "ORDER BY last_activity_at DESC, id DESC LIMIT 51"
+    )
+    marker = "?" if database == "sqlite" else "%s"
+    first, later = first.replace("{p}", marker), later.replace("{p}", marker)
+    samples = []
+    raw = crm.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for agent in agents:
+            key = None
+            for _ in range(pages):
+                started = time.perf_counter()
+                if key is None:
+                    cursor.execute(first, (agent,))
+                else:
+                    cursor.execute(later, (agent, key[0], key[1]))
+                fetched = cursor.fetchall()
+                samples.append(time.perf_counter() - started)
+                last = fetched[49]
+                index = list(Party.__table__.columns.keys())
+                key = (last[index.index("last_activity_at")], last[index.index("id")])
+    finally:
+        raw.close()
+    return samples
+
+
+# -- 3. moves -------------------------------------------------------------------------------
+
+
+def _moves(database: str, count: int = 3000) -> Row:
+    with fresh_crm(database) as crm:
+        agent = add_user(crm, "mover", ["agent"])
+        with crm.acting_as(agent) as work:
+            deals = [work.deals.create(title=f"Deal {i}", amount="100").id for i in range(count)]
+        actor = crm.load_actor(agent.id)
+        started = time.perf_counter()
+        for deal_id in deals:
+            with crm.acting_as(actor) as work:
+                work.moves.move(deal_id, "qualified", entity="deal")
+        seconds = time.perf_counter() - started
+    rate = count / seconds
+    return Row(
+        "stage moves, one transaction each",
+        database,
+        f"{count:,} moves",
+        f"{rate:,.0f} moves/s",
+        "",
+        None,
+        ">= 1,000 moves/s",
+        rate >= 1000,
+    )

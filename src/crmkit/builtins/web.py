@@ -1,0 +1,177 @@
+"""Built-in plugin: the reference web UI's screens and menus, on the same hooks plugins use.
+
+A deployment or plugin adds a screen the same way (see docs/guide/screens.md): return a
+:class:`~crmkit.web.contributions.Screen` from ``crmkit_register_screens`` and a
+:class:`~crmkit.web.contributions.MenuItem` pointing at it from
+``crmkit_register_menu_items``.  A screen registered under a name used here replaces the
+core's (``home``, say).
+"""
+
+from __future__ import annotations
+
+from crmkit.plugins import hookimpl
+from crmkit.web.contributions import MenuItem, Route, Screen
+
+ADMIN = ("admin",)
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Screen]:
+    from crmkit.web.screens import (
+        admin,
+        boards,
+        calendar,
+        card,
+        home,
+        lists,
+        notifications,
+        profile,
+        records,
+        tasks,
+        templates,
+    )
+
+    def post(name: str, path: str, endpoint, title: str = "", roles=()) -> Screen:  # type: ignore[no-untyped-def]
+        return Screen(name, path, title or name, endpoint, roles=roles, methods=("POST",))
+
+    return [
+        Screen("start", "/", "Start", home.start),
+        Screen("home", "/home", "Workspace", home.workspace),
+        # lists of every entity
+        Screen("list", "/lists/{entity}", "List", lists.list_page),
+        post("list_bulk", "/lists/{entity}/bulk", lists.bulk),
+        post("list_view_save", "/lists/{entity}/views", lists.save_view),
+        post("list_view_delete", "/lists/{entity}/views/{view_id:int}/delete", lists.delete_view),
+        # the client card
+        Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
+        Screen("client", "/clients/{party_id:int}", "Client", card.card),
+        Screen(
+            "client_edit",
+            "/clients/{party_id:int}/edit",
+            "Edit",
+            card.edit,
+            methods=("GET", "POST"),
+        ),
+        Screen("client_timeline", "/clients/{party_id:int}/timeline", "Timeline", card.timeline),
+        post("client_note", "/clients/{party_id:int}/notes", card.add_note),
+        post("client_contact", "/clients/{party_id:int}/contacts", card.add_contact),
+        post(
+            "client_contact_delete",
+            "/clients/{party_id:int}/contacts/{contact_id:int}/delete",
+            card.remove_contact,
+        ),
+        post("client_file", "/clients/{party_id:int}/files", card.upload),
+        post("client_task", "/clients/{party_id:int}/tasks", card.add_task),
+        post("client_reminder", "/clients/{party_id:int}/reminders", card.add_reminder),
+        post("client_deal", "/clients/{party_id:int}/deals", card.add_deal),
+        post("client_group", "/clients/{party_id:int}/groups", card.add_group),
+        post("client_tags", "/clients/{party_id:int}/tags", card.set_tags),
+        post("note_pin", "/notes/{activity_id:int}/pin", card.pin_note),
+        Screen("file", "/files/{attachment_id:int}", "File", card.download),
+        # any record, and stage moves with their small form
+        Screen("record", "/records/{entity}/{record_id:int}", "Record", records.record_page),
+        Screen(
+            "record_move",
+            "/records/{entity}/{record_id:int}/move",
+            "Move",
+            records.move,
+            methods=("GET", "POST"),
+        ),
+        # boards
+        Screen("boards", "/boards", "Boards", boards.index),
+        Screen("board", "/boards/{pipeline}", "Board", boards.board),
+        post("board_move", "/boards/{pipeline}/move", boards.move),
+        # tasks
+        Screen("tasks", "/tasks", "Tasks", tasks.tasks_page),
+        post("task_new", "/tasks/new", tasks.create),
+        post("task_status", "/tasks/{task_id:int}/status", tasks.set_status),
+        post("reminder_done", "/reminders/{reminder_id:int}/done", tasks.reminder_done),
+        # calendar
+        Screen("calendar", "/calendar", "Calendar", calendar.calendar_page),
+        Screen("calendar_events", "/calendar/events", "Events", calendar.events),
+        post("calendar_new", "/calendar/new", calendar.create),
+        post(
+            "calendar_reschedule", "/calendar/events/{event_id:int}/reschedule", calendar.reschedule
+        ),
+        # notifications and the profile
+        Screen("notifications", "/notifications", "Notifications", notifications.page),
+        post("notifications_read", "/notifications/read", notifications.mark_read),
+        Screen("profile", "/profile", "Profile", profile.page, methods=("GET", "POST")),
+        post("profile_password", "/profile/password", profile.password),
+        post("profile_feed", "/profile/feed", profile.renew_feed),
+        # message templates
+        Screen("templates", "/templates", "Message templates", templates.index),
+        post("template_preview", "/templates/preview", templates.preview),
+        Screen(
+            "template_edit",
+            "/templates/{template_id}",
+            "Template",
+            templates.edit,
+            methods=("GET", "POST"),
+        ),
+        # administration
+        Screen("admin", "/admin", "Administration", admin.index, roles=ADMIN),
+        Screen(
+            "admin_users",
+            "/admin/users",
+            "Users",
+            admin.users,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_user",
+            "/admin/users/{user_id:int}",
+            "User",
+            admin.user,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_permissions",
+            "/admin/permissions",
+            "Roles and permissions",
+            admin.permissions,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_teams",
+            "/admin/teams",
+            "Teams",
+            admin.teams,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_fields",
+            "/admin/fields",
+            "Custom fields",
+            admin.fields,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen("admin_pipelines", "/admin/pipelines", "Pipelines", admin.pipelines, roles=ADMIN),
+        Screen("admin_audit", "/admin/audit", "Audit log", admin.audit, roles=ADMIN),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[MenuItem]:
+    return [
+        MenuItem("Workspace", "home", roles=("agent", "manager"), order=10, icon="🏠"),
+        MenuItem("Clients", "/lists/party", order=20, icon="👥"),
+        MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
+        MenuItem("Boards", "boards", order=40, icon="▦"),
+        MenuItem("Tasks", "tasks", order=50, icon="✔"),
+        MenuItem("Calendar", "calendar", order=60, icon="📅"),
+        MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
+        MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
+    ]
+
+
+@hookimpl
+def crmkit_register_routes() -> list[Route]:
+    from crmkit.web.screens import calendar
+
+    return [Route("/ical/{token}.ics", calendar.ical_feed, name="ical_feed", public=True)]

@@ -1,0 +1,47 @@
+"""Messages that travel from the core to a reader in another language.
+
+The core raises errors and refusals long before anyone knows who will read them (a Russian
+agent in the UI, an English API client, a log).  A :class:`Message` keeps the English
+template and its parameters apart, so each reader translates the template and fills in the
+parameters itself; parameters that are labels (a stage's title) are marked :class:`Label`
+and translated too.  ``str(message)`` is the English text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+
+class Label(str):
+    """A message parameter that is itself a translatable label (a stage, a pipeline)."""
+
+    __slots__ = ()
+
+
+@attrs.frozen
+class Message:
+    """An English template (``str.format`` style) with its parameters."""
+
+    template: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __str__(self) -> str:
+        return self.template.format(**self.params)
+
+    def translate(self, gettext: Callable[[str], str]) -> str:
+        """The message in the language of ``gettext`` (labels among parameters included)."""
+        params = {k: gettext(v) if isinstance(v, Label) else v for k, v in self.params.items()}
+        return gettext(self.template).format(**params)
+
+
+def message(template: str, **params: Any) -> Message:
+    """Shorthand: ``message("no stage “{stage}”", stage=Label(title))``."""
+    return Message(template, params)
+
+
+def translate(text: str | Message, gettext: Callable[[str], str]) -> str:
+    """Translate a plain text or a :class:`Message` with ``gettext``."""
+    return text.translate(gettext) if isinstance(text, Message) else gettext(text)

@@ -1,0 +1,291 @@
+"""Message templates: texts staff send again and again, with the client's details filled in.
+
+Subjects and bodies are Jinja templates written by users, so they are rendered in Jinja's
+:class:`~jinja2.sandbox.SandboxedEnvironment` with plain values only (never ORM objects that
+could reach other records).  A mistake in a template is a :class:`TemplateFailed` naming
+the field and the line, never a crash::
+
+    with crm.acting_as(user) as work:
+        message = work.message_templates.render(template_id, party_id=42)
+        message.subject, message.body
+
+Variables: ``party`` (name, first_name, last_name, kind, phone, email, custom...),
+``record`` (the chosen record's columns and ``custom``), ``sender`` (the actor: name,
+email, phone) and ``today``.  The mail plugin uses this service to fill its messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import select
+
+from crmkit.clock import utcnow
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.model import MessageTemplate, User
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+#: Names of template fields, as they are reported in errors.
+TEMPLATE_FIELDS = ("subject", "body")
+
+
+class MessageTemplateSchema(Schema):
+    """A message template as entered in the editor."""
+
+    class Meta:
+        unknown = "raise"
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    channel = fields.String(validate=validate.Length(min=1, max=32))
+    language = fields.String(validate=validate.Length(min=2, max=16))
+    subject = fields.String(validate=validate.Length(max=500))
+    body = fields.String(validate=validate.Length(max=100_000))
+
+
+class TemplateFailed(ValidationFailed):
+    """A template does not compile or fails while rendering; ``line`` is where (1-based)."""
+
+    def __init__(self, field: str, line: int | None, message: str) -> None:
+        self.field = field
+        self.line = line
+        self.message = message
+        where = f"line {line}: " if line else ""
+        super().__init__({field: [where + message]})
+
+
+@attrs.frozen
+class RenderedMessage:
+    """A template filled in for one client."""
+
+    subject: str
+    body: str
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, telling the author when a template reaches for something forbidden."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"{attribute!r} may not be used in a template")
+
+
+def _environment() -> SandboxedEnvironment:
+    env = _Sandbox(
+        undefined=jinja2.ChainableUndefined, autoescape=False, keep_trailing_newline=True
+    )
+    env.filters["money"] = lambda value: f"{Decimal(str(value or 0)):,.2f}".replace(",", " ")
+    env.filters["date"] = lambda value, fmt="%d.%m.%Y": (
+        value.strftime(fmt) if isinstance(value, dt.date | dt.datetime) else value
+    )
+    return env
+
+
+_ENV = _environment()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _columns(record: Any) -> dict[str, Any]:
+    return {c.key: _plain(getattr(record, c.key)) for c in record.__table__.columns}
+
+
+class MessageTemplateService:
+    """Create, edit, list and render message templates (entity ``message_template``)."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    @property
+    def session(self) -> Any:
+        return self.work.session
+
+    # -- editing --------------------------------------------------------------------------
+
+    def list(self, *, channel: str | None = None, language: str | None = None) -> list[Any]:
+        """Templates, by name."""
+        self.work.access.require("message_template", "read")
+        statement = select(MessageTemplate)
+        if channel:
+            statement = statement.where(MessageTemplate.channel == channel)
+        if language:
+            statement = statement.where(MessageTemplate.language == language)
+        return list(self.session.scalars(statement.order_by(MessageTemplate.name)))
+
+    def get(self, template_id: int) -> MessageTemplate:
+        """One template."""
+        self.work.access.require("message_template", "read")
+        template = self.session.get(MessageTemplate, template_id)
+        if template is None:
+            raise NotFound("message_template", template_id)
+        return template
+
+    def _load(self, data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
+        try:
+            loaded: dict[str, Any] = MessageTemplateSchema().load(dict(data), partial=partial)
+        except ValidationError as exc:
+            raise ValidationFailed(exc.messages, entity="message_template") from None  # type: ignore[arg-type]
+        for field in TEMPLATE_FIELDS:
+            if field in loaded:
+                self.check(field, loaded[field])
+        return loaded
+
+    def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> MessageTemplate:
+        """A new template; its subject and body must compile."""
+        self.work.access.require("message_template", "create")
+        loaded = self._load({**(data or {}), **values}, partial=False)
+        loaded.setdefault("language", self.work.crm.config["locale.default"])
+        self._unique(loaded["name"], loaded.get("channel", "mail"), loaded["language"], None)
+        template = MessageTemplate(created_by_id=self.work.actor.user_id, **loaded)
+        self.session.add(template)
+        self.work.flush()
+        self.work.audit("message_template", template.id, "create", {"name": [None, template.name]})
+        return template
+
+    def update(
+        self, template_id: int, data: Mapping[str, Any] | None = None, **values: Any
+    ) -> MessageTemplate:
+        """Change a template; the audit entry lists what changed."""
+        self.work.access.require("message_template", "update")
+        template = self.get(template_id)
+        loaded = self._load({**(data or {}), **values}, partial=True)
+        self._unique(
+            loaded.get("name", template.name),
+            loaded.get("channel", template.channel),
+            loaded.get("language", template.language),
+            template.id,
+        )
+        changes = {}
+        for key, value in loaded.items():
+            if getattr(template, key) != value:
+                changes[key] = [getattr(template, key), value]
+                setattr(template, key, value)
+        if changes:
+            template.updated_at = utcnow()
+            self.work.flush()
+            self.work.audit("message_template", template.id, "update", changes)
+        return template
+
+    def delete(self, template_id: int) -> None:
+        """Delete a template."""
+        self.work.access.require("message_template", "delete")
+        template = self.get(template_id)
+        self.session.delete(template)
+        self.work.audit("message_template", template_id, "delete", {"name": [template.name, None]})
+
+    def _unique(self, name: str, channel: str, language: str, own_id: int | None) -> None:
+        clash = self.session.scalar(
+            select(MessageTemplate.id).where(
+                MessageTemplate.name == name,
+                MessageTemplate.channel == channel,
+                MessageTemplate.language == language,
+            )
+        )
+        if clash is not None and clash != own_id:
+            raise ValidationFailed({"name": [f"a {channel} template {name!r} ({language}) exists"]})
+
+    # -- rendering ------------------------------------------------------------------------
+
+    @staticmethod
+    def check(field: str, source: str) -> None:
+        """Compile a template text; :class:`TemplateFailed` with the line of the mistake."""
+        try:
+            _ENV.parse(source or "")
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateFailed(field, exc.lineno, exc.message or "syntax error") from None
+
+    def variables(
+        self, *, party_id: int | None = None, record: tuple[str, int] | None = None
+    ) -> dict[str, Any]:
+        """What templates may use: ``party``, ``record``, ``sender``, ``today``.
+
+        The party and the record are read through the services, so a hidden one is
+        :class:`NotFound`.
+        """
+        values: dict[str, Any] = {"today": utcnow().date(), "party": {}, "record": {}}
+        if record is not None:
+            service = self.work.records(record[0])
+            row = service.get(record[1])
+            values["record"] = _columns(row)
+            if party_id is None:
+                party_id = service.party_id_of(row)
+        if party_id is not None:
+            party = self.work.parties.get(party_id)
+            data = _columns(party)
+            for point in party.contact_points:
+                data.setdefault(point.kind, point.value)
+            data["custom"] = _plain(party.custom or {})
+            values["party"] = data
+        sender = (
+            self.session.get(User, self.work.actor.user_id) if self.work.actor.user_id else None
+        )
+        values["sender"] = (
+            {
+                "name": sender.label,
+                "username": sender.username,
+                "email": sender.email,
+                "phone": sender.phone,
+            }
+            if sender
+            else {"name": self.work.actor.label}
+        )
+        return values
+
+    def render_text(self, field: str, source: str, variables: Mapping[str, Any]) -> str:
+        """Render one template text in the sandbox; mistakes become :class:`TemplateFailed`."""
+        self.check(field, source)
+        template = _ENV.from_string(source or "")
+        try:
+            return template.render(variables)
+        except jinja2.TemplateError as exc:
+            raise TemplateFailed(field, _template_line(exc), str(exc)) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            raise TemplateFailed(
+                field, _template_line(exc), f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def render(
+        self,
+        template: int | MessageTemplate | Mapping[str, str],
+        *,
+        party_id: int | None = None,
+        record: tuple[str, int] | None = None,
+    ) -> RenderedMessage:
+        """Fill a template (an id, a row, or ``{"subject":..., "body":...}``) for a client."""
+        if isinstance(template, int):
+            template = self.get(template)
+        if isinstance(template, MessageTemplate):
+            texts = {"subject": template.subject, "body": template.body}
+        else:
+            texts = {field: template.get(field, "") for field in TEMPLATE_FIELDS}
+        variables = self.variables(party_id=party_id, record=record)
+        return RenderedMessage(
+            subject=self.render_text("subject", texts["subject"], variables),
+            body=self.render_text("body", texts["body"], variables),
+        )
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The line of the user's template where rendering failed (Jinja keeps it in the traceback)."""
+    line = getattr(exc, "lineno", None)
+    if line:
+        return int(line)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == "<template>":
+            return frame.lineno
+    return None

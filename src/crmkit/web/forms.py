@@ -1,0 +1,68 @@
+"""Reading HTML form values into what the services take (times, amounts, lists)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from crmkit.errors import ValidationFailed
+from crmkit.web.i18n import Locale
+
+
+def local_time(value: Any, locale: Locale, field: str) -> str | None:
+    """A ``datetime-local`` input (the user's wall clock) as an aware ISO time, or ``None``."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        naive = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed({field: ["not a valid date and time"]}) from None
+    if naive.tzinfo is not None:
+        return naive.astimezone(dt.UTC).isoformat()
+    return naive.replace(tzinfo=locale.zone).astimezone(dt.UTC).isoformat()
+
+
+def input_time(value: dt.datetime | None, locale: Locale) -> str:
+    """An aware time as a ``datetime-local`` input value in the user's zone."""
+    if value is None:
+        return ""
+    return locale.local(value).strftime("%Y-%m-%dT%H:%M")
+
+
+def optional_int(value: Any) -> int | None:
+    """A form value as an int, ``None`` when empty."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValidationFailed({"_schema": [f"not a number: {text}"]}) from None
+
+
+def as_list(value: Any) -> list[str]:
+    """A form value that may be repeated, as a list of non-empty strings."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [str(v) for v in items if str(v).strip()]
+
+
+def custom_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """``custom.<key>`` form fields -> the ``custom`` mapping (only fields that were sent)."""
+    values: dict[str, Any] = {}
+    for key, definition in definitions.items():
+        name = f"custom.{key}"
+        if name not in data:
+            if definition.kind == "boolean" and f"{name}.present" in data:
+                values[key] = False
+            continue
+        raw = data[name]
+        if definition.kind == "multi_choice":
+            values[key] = as_list(raw)
+        elif definition.kind == "boolean":
+            values[key] = str(raw) in ("1", "on", "true")
+        else:
+            values[key] = raw if raw != "" else None
+    return values

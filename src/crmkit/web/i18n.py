@@ -1,0 +1,221 @@
+"""Languages and formats of the web UI: Babel catalogs, dates, numbers and money.
+
+The catalogs are gettext ``.po`` files under ``crmkit/web/locale/<lang>/LC_MESSAGES/``
+(``messages.po``); plugins ship their own ``locale/`` folder beside their package and it is
+merged in.  Catalogs are read once per application from the ``.po`` sources (no compiled
+files to keep in step).  The language and time zone of a request are the signed-in user's,
+else the deployment's defaults (``locale.default``, ``locale.timezone``).
+
+Templates call ``_("text")``; Python code calls :func:`gettext`.  Both read the current
+request's :class:`Locale` from a context variable set by :func:`activate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import io
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+from babel import Locale as BabelLocale
+from babel import dates, numbers
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+#: Languages of the reference UI.
+LANGUAGES = {"ru": "Русский", "en": "English"}
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+def load_catalogs(directories: Iterable[Path]) -> dict[str, NullTranslations]:
+    """Translations per language, merged from every ``locale`` directory given (first wins)."""
+    result: dict[str, NullTranslations] = {}
+    for language in LANGUAGES:
+        merged: Translations | None = None
+        for directory in directories:
+            po = directory / language / "LC_MESSAGES" / "messages.po"
+            if not po.exists():
+                continue
+            with po.open("rb") as source:
+                catalog = read_po(source, locale=language)
+            buffer = io.BytesIO()
+            write_mo(buffer, catalog)
+            buffer.seek(0)
+            translations = Translations(buffer, domain="messages")
+            if merged is None:
+                merged = translations
+            else:
+                # later directories (plugins) only add what the earlier ones lack
+                translations.merge(merged)
+                merged = translations
+        result[language] = merged or NullTranslations()
+    return result
+
+
+@attrs.frozen
+class Locale:
+    """How one request speaks and writes: language, time zone, currency."""
+
+    language: str
+    timezone: str
+    currency: str
+    translations: NullTranslations = attrs.field(eq=False, repr=False)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone (UTC when the name is unknown)."""
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def gettext(self, message: str) -> str:
+        """The translation of ``message``."""
+        return self.translations.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        """The translation of a message with a count."""
+        return self.translations.ngettext(singular, plural, n)
+
+    # -- formats -------------------------------------------------------------------------
+
+    def local(self, value: dt.datetime) -> dt.datetime:
+        """An aware time in the user's zone."""
+        return value.astimezone(self.zone)
+
+    def datetime(self, value: dt.datetime | None, format: str = "short") -> str:
+        """A date and time in the user's zone and language (``21.11.2026, 14:05``)."""
+        if value is None:
+            return ""
+        return dates.format_datetime(value, format, tzinfo=self.zone, locale=self.language)
+
+    def date(self, value: dt.date | dt.datetime | None, format: str = "medium") -> str:
+        """A date (a time is first moved to the user's zone)."""
+        if value is None:
+            return ""
+        if isinstance(value, dt.datetime):
+            value = self.local(value).date()
+        return dates.format_date(value, format, locale=self.language)
+
+    def time(self, value: dt.datetime | None) -> str:
+        """A time of day in the user's zone."""
+        if value is None:
+            return ""
+        return dates.format_time(value, "short", tzinfo=self.zone, locale=self.language)
+
+    def number(self, value: Any) -> str:
+        """A number with the language's separators."""
+        if value is None or value == "":
+            return ""
+        return numbers.format_decimal(value, locale=self.language)
+
+    def money(self, value: Decimal | float | int | None, currency: str | None = None) -> str:
+        """An amount with its currency (``1 234,50 ₽`` in Russian)."""
+        if value is None:
+            return ""
+        return numbers.format_currency(
+            Decimal(str(value)), currency or self.currency, locale=self.language
+        )
+
+    def relative(self, value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+        """How long ago or from now (``3 hours ago``)."""
+        if value is None:
+            return ""
+        delta = value - (now or dt.datetime.now(dt.UTC))
+        return dates.format_timedelta(
+            delta, add_direction=True, threshold=1.1, locale=self.language
+        )
+
+    @property
+    def first_weekday(self) -> int:
+        """0 for Monday (Babel's numbering) in Russian, Sunday is 6."""
+        return BabelLocale.parse(self.language).first_week_day
+
+
+_current: contextvars.ContextVar[Locale | None] = contextvars.ContextVar(
+    "crmkit_locale", default=None
+)
+
+
+@contextlib.contextmanager
+def activate(locale: Locale) -> Iterator[Locale]:
+    """Make ``locale`` the current one while the block runs (rendering a page)."""
+    token = _current.set(locale)
+    try:
+        yield locale
+    finally:
+        _current.reset(token)
+
+
+def current() -> Locale | None:
+    """The active locale, if any."""
+    return _current.get()
+
+
+def gettext(message: str) -> str:
+    """Translate ``message`` into the current request's language."""
+    locale = _current.get()
+    return locale.gettext(message) if locale else message
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """Translate a message with a count into the current request's language."""
+    locale = _current.get()
+    if locale:
+        return locale.ngettext(singular, plural, n)
+    return singular if n == 1 else plural
+
+
+def lazy(message: str) -> str:
+    """Mark a message for extraction without translating it now (labels in registries)."""
+    return message
+
+
+#: Messages raised by the services that users see often (shown translated when listed here).
+SERVICE_MESSAGES = {
+    "wrong username or password",
+    "too many failed sign-in attempts; try again later",
+    "a comment is required for this move",
+    "a note cannot be empty",
+    "a name is required",
+}
+
+
+def registry_messages(crm: Any) -> set[str]:
+    """Texts the UI shows from registries and data, translated with ``_(value)``.
+
+    Entity, role, pipeline and stage labels, column names, kinds and statuses: none of them
+    is a literal in a template, so the catalog tools collect them from here.
+    """
+    from crmkit.access.rules import ACTIONS, Scope
+    from crmkit.model import ContactKind, CustomerType, PartyKind
+    from crmkit.schemas import EVENT_STATUSES, TASK_STATUSES
+    from crmkit.services.timeline import ACTIVITY_KINDS
+
+    texts: set[str] = set()
+    for entity in crm.entities:
+        texts |= {entity.label, entity.label_plural}
+        texts |= {c.key for c in entity.model.__table__.columns}
+        texts |= set(entity.filter_attrs)
+    for role in crm.roles.values():
+        texts.add(role.label or role.name)
+    for pipeline in crm.pipelines.values():
+        texts.add(pipeline.title)
+        texts |= {stage.title for stage in pipeline.stages}
+    for item in crm.menu_items:
+        texts.add(item.label)
+    texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
+    texts |= {s.label for s in Scope}
+    texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}
+    texts |= {k.value for k in ContactKind}
+    texts |= {"mention", "assignment", "reminder", "reassignment", "tags", "tag", "group"}
+    texts |= {"text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"}
+    texts |= SERVICE_MESSAGES
+    return {t for t in texts if t}

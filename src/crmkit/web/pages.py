@@ -1,0 +1,236 @@
+"""What a screen needs: the signed-in user, a unit of work as them, rendering, redirects.
+
+A screen (core or plugin) is an ``async def endpoint(request)``::
+
+    from crmkit.web.pages import render, work
+
+    async def cashbox(request):
+        with work(request) as w:                      # acting as the signed-in user
+            orders = w.records("finance_order").list(limit=20)
+        return render(request, "finance/cashbox.html", {"orders": orders})
+
+``render`` adds the layout's context (the user, their menu, the CSRF token, the unread
+count, the locale ``l`` for formats and ``_`` for translations).  Records outside the user's
+scope raise :class:`~crmkit.errors.NotFound` in the services, which becomes a 404 page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from crmkit.web import i18n
+from crmkit.web.security import LANGUAGE_COOKIE, SESSION_COOKIE
+
+FLASH_COOKIE = "crmkit_flash"
+
+
+class NotFoundPage(Exception):
+    """Answer 404 (a missing page, or one the user may not open)."""
+
+
+async def attach_user(request: Request) -> None:
+    """Resume the session of the request's cookie and set ``request.state`` for screens.
+
+    Sets ``user`` (a detached ``User`` or ``None``), ``actor``, ``csrf_token``, ``session_id``
+    and ``locale``.  Runs once per request.
+    """
+    state = request.state
+    if getattr(state, "attached", False):
+        return
+    crm = request.app.state.crm
+    token = request.app.state.signer.unsign(request.cookies.get(SESSION_COOKIE))
+    resumed = None
+    if token:
+        with crm.system() as unit:
+            resumed = unit.signin.resume(token)
+    state.crm = crm
+    state.session_token = token if resumed else None
+    state.user = resumed.user if resumed else None
+    state.actor = resumed.actor if resumed else None
+    state.csrf_token = resumed.csrf_token if resumed else ""
+    state.session_id = resumed.session_id if resumed else None
+    state.locale = locale_for(request, state.user)
+    state.attached = True
+
+
+def locale_for(request: Request, user: Any) -> i18n.Locale:
+    """The user's language and zone; before sign-in the language cookie or the default."""
+    config = request.app.state.crm.config
+    catalogs = request.app.state.catalogs
+    language = (user.locale if user else None) or request.cookies.get(LANGUAGE_COOKIE)
+    if language not in i18n.LANGUAGES:
+        language = config["locale.default"]
+    if language not in i18n.LANGUAGES:
+        language = "ru"
+    timezone = (user.timezone if user else None) or config["locale.timezone"]
+    return i18n.Locale(language, timezone, config["locale.currency"], catalogs[language])
+
+
+def work(request: Request) -> Any:
+    """A unit of work acting as the signed-in user (use it as a context manager)."""
+    return request.app.state.crm.acting_as(request.state.actor)
+
+
+def is_htmx(request: Request) -> bool:
+    """Whether htmx sent the request (it then expects a fragment)."""
+    return request.headers.get("hx-request") == "true"
+
+
+def menu_for(request: Request) -> list[dict[str, Any]]:
+    """The signed-in user's menu: items of ``crmkit_register_menu_items`` for their roles.
+
+    An item pointing at a screen is shown only if the user may open the screen.
+    """
+    crm = request.app.state.crm
+    roles = request.state.actor.roles if request.state.actor else frozenset()
+    current = request.url.path
+    items = []
+    for item in crm.menu_items:
+        if item.roles and not (set(item.roles) & roles):
+            continue
+        screen = crm.screens.get(item.target)
+        if screen is not None:
+            if screen.roles and not (set(screen.roles) & roles):
+                continue
+            path = screen_path(screen.path)
+        else:
+            path = item.target
+        active = current == path or (path != "/" and current.startswith(path.rstrip("/") + "/"))
+        items.append(
+            {
+                "label": i18n.gettext(item.label),
+                "path": path,
+                "icon": item.icon,
+                "section": item.section,
+                "active": active,
+            }
+        )
+    return items
+
+
+def screen_path(path: str) -> str:
+    """A screen's path with its parameters dropped (``/boards/{pipeline}`` is not linkable)."""
+    return path.split("{", 1)[0].rstrip("/") or "/"
+
+
+def flash_messages(request: Request) -> list[dict[str, str]]:
+    """Messages left for this page by the previous request (after a redirect)."""
+    raw = request.app.state.signer.unsign(request.cookies.get(FLASH_COOKIE))
+    if not raw:
+        return []
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return []
+    return [i for i in items if isinstance(i, dict)]
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a template with the layout's context; returns the HTML response."""
+    state = request.state
+    locale: i18n.Locale = state.locale
+    values: dict[str, Any] = {
+        "request": request,
+        "crm": request.app.state.crm,
+        "user": state.user,
+        "actor": state.actor,
+        "csrf_token": state.csrf_token,
+        "l": locale,
+        "htmx": is_htmx(request),
+        "languages": i18n.LANGUAGES,
+    }
+    flashes = flash_messages(request)
+    values["flashes"] = flashes
+    values.update(context or {})
+    with i18n.activate(locale):
+        if state.user is not None and not is_htmx(request):
+            values["menu"] = menu_for(request)
+            with work(request) as unit:
+                values["unread"] = unit.notifications.unread_count()
+        html = request.app.state.templates.get_template(template).render(values)
+    response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
+    if flashes:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def redirect(
+    request: Request, path: str, message: str | None = None, kind: str = "ok", **query: Any
+) -> Response:
+    """Redirect (303) to ``path``; ``message`` is shown on the next page.
+
+    For htmx requests the redirect is an ``HX-Redirect`` header, so the whole page changes.
+    """
+    target = path + (
+        "?" + urlencode({k: v for k, v in query.items() if v is not None}) if query else ""
+    )
+    if is_htmx(request):
+        response: Response = Response(status_code=200, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    if message:
+        with i18n.activate(request.state.locale):
+            text = i18n.gettext(message)
+        request.app.state.signer.set(
+            response, FLASH_COOKIE, json.dumps([{"text": text, "kind": kind}]), max_age=60
+        )
+    return response
+
+
+def toast(request: Request, message: str, kind: str = "ok", status: int = 200) -> Response:
+    """An empty htmx answer that shows ``message`` as a toast (``crmkit:toast`` event)."""
+    with i18n.activate(request.state.locale):
+        text = i18n.gettext(message)
+    trigger = json.dumps({"crmkit:toast": {"text": text, "kind": kind}})
+    return Response(status_code=status, headers={"HX-Trigger": trigger, "HX-Reswap": "none"})
+
+
+def error_text(request: Request, error: Exception) -> str:
+    """A crmkit error's message in the user's language, field by field for validation errors."""
+    from crmkit.errors import ValidationFailed
+
+    with i18n.activate(request.state.locale):
+        if isinstance(error, ValidationFailed):
+            parts = []
+            for field, messages in error.errors.items():
+                items = messages if isinstance(messages, list) else [messages]
+                text = "; ".join(
+                    i18n.gettext(m) if isinstance(m, str) else _flatten(m) for m in items
+                )
+                label = "" if field == "_schema" else i18n.gettext(field) + ": "
+                parts.append(label + text)
+            return "; ".join(parts)
+        return i18n.gettext(str(error))
+
+
+def _flatten(messages: Any) -> str:
+    if isinstance(messages, Mapping):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return " ".join(_flatten(m) for m in messages)
+    return i18n.gettext(str(messages))
+
+
+async def form_data(request: Request) -> dict[str, Any]:
+    """The submitted form as a dict (repeated fields become lists), without the CSRF token."""
+    form = await request.form()
+    data: dict[str, Any] = {}
+    for key in form:
+        if key == "csrf_token":
+            continue
+        values = form.getlist(key)
+        data[key] = values if len(values) > 1 or key.endswith("[]") else values[0]
+    return {k.removesuffix("[]"): v for k, v in data.items()}

@@ -1,0 +1,233 @@
+"""Administration: users (roles, blocking, passwords), the permission table, teams, custom
+fields, pipelines with their stage graph, and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.access.rules import ACTIONS, Scope
+from crmkit.errors import NotFound
+from crmkit.web import i18n
+from crmkit.web.forms import as_list, optional_int
+from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.stage_graph import stage_graph
+
+
+async def index(request: Request) -> Response:
+    """The administrator's start screen."""
+    crm = request.app.state.crm
+    with work(request) as unit:
+        users = unit.users.list()
+        audit = unit.audit_log.latest(limit=10)
+    return render(
+        request,
+        "admin/index.html",
+        {
+            "title": i18n.lazy("Administration"),
+            "user_count": len(users),
+            "blocked": sum(1 for u in users if u.blocked),
+            "pipelines": list(crm.pipelines.values()),
+            "audit": audit,
+            "users": {u.id: u for u in users},
+        },
+    )
+
+
+async def users(request: Request) -> Response:
+    """Every user; POST creates one."""
+    crm = request.app.state.crm
+    if request.method == "POST":
+        data = await form_data(request)
+        with work(request) as unit:
+            created = unit.users.create(
+                username=str(data.get("username", "")).strip(),
+                display_name=str(data.get("display_name", "")).strip(),
+                email=str(data.get("email", "")).strip() or None,
+                roles=as_list(data.get("roles")),
+                password=str(data.get("password", "")) or None,
+            )
+        return redirect(request, f"/admin/users/{created.id}", "User created.")
+    with work(request) as unit:
+        rows = unit.users.list()
+    return render(
+        request,
+        "admin/users.html",
+        {"title": i18n.lazy("Users"), "rows": rows, "roles": crm.roles.values()},
+    )
+
+
+async def user(request: Request) -> Response:
+    """One user: profile and roles, block/unblock, new password, sign out everywhere."""
+    crm = request.app.state.crm
+    user_id = int(request.path_params["user_id"])
+    if request.method == "POST":
+        data = await form_data(request)
+        action = data.get("action")
+        with work(request) as unit:
+            if action == "block":
+                unit.users.block(user_id, reason=str(data.get("reason", "")))
+                message = "User blocked; their sessions ended."
+            elif action == "unblock":
+                unit.users.unblock(user_id)
+                message = "User unblocked."
+            elif action == "password":
+                unit.users.set_password(user_id, str(data.get("password", "")))
+                message = "Password set; their sessions ended."
+            elif action == "sign_out":
+                unit.signin.end_everywhere(user_id)
+                message = "Signed out everywhere."
+            else:
+                unit.users.update(
+                    user_id,
+                    display_name=str(data.get("display_name", "")).strip(),
+                    email=str(data.get("email", "")).strip() or None,
+                    roles=as_list(data.get("roles")),
+                )
+                message = "Saved."
+        return redirect(request, f"/admin/users/{user_id}", message)
+    with work(request) as unit:
+        target = unit.users.get(user_id)
+        teams = [t for t in unit.users.teams() if target in unit.users.team_members(t.id)]
+    return render(
+        request,
+        "admin/user.html",
+        {"title": target.label, "target": target, "roles": crm.roles.values(), "teams": teams},
+    )
+
+
+async def permissions(request: Request) -> Response:
+    """The role x entity x action table; POST sets one cell."""
+    crm = request.app.state.crm
+    if request.method == "POST":
+        data = await form_data(request)
+        with work(request) as unit:
+            unit.permissions.set(
+                str(data.get("role")),
+                str(data.get("entity")),
+                str(data.get("action")),
+                str(data.get("scope")),
+            )
+        return redirect(request, "/admin/permissions", "Saved.", role=data.get("role"))
+    with work(request) as unit:
+        cells = unit.permissions.table()
+        roles = unit.permissions.roles()
+    role = request.query_params.get("role") or (roles[0].name if roles else "")
+    table: dict[tuple[str, str], Any] = {(c.entity, c.action): c for c in cells if c.role == role}
+    entities = sorted(crm.entities.by_name.values(), key=lambda e: e.name)
+    return render(
+        request,
+        "admin/permissions.html",
+        {
+            "title": i18n.lazy("Roles and permissions"),
+            "roles": roles,
+            "role": role,
+            "entities": entities,
+            "actions": ACTIONS,
+            "table": table,
+            "scopes": [s.label for s in Scope],
+        },
+    )
+
+
+async def teams(request: Request) -> Response:
+    """Teams and their members; POST creates a team or sets its members."""
+    if request.method == "POST":
+        data = await form_data(request)
+        members = [int(m) for m in as_list(data.get("members"))]
+        with work(request) as unit:
+            team_id = optional_int(data.get("team_id"))
+            if team_id:
+                unit.users.set_team_members(team_id, members)
+            else:
+                unit.users.create_team(str(data.get("name", "")), members)
+        return redirect(request, "/admin/teams", "Saved.")
+    with work(request) as unit:
+        rows = [(t, unit.users.team_members(t.id)) for t in unit.users.teams()]
+        people = [u for u in unit.users.list() if not u.blocked]
+    return render(
+        request, "admin/teams.html", {"title": i18n.lazy("Teams"), "rows": rows, "people": people}
+    )
+
+
+async def fields(request: Request) -> Response:
+    """Custom fields of every entity that has them; POST defines one."""
+    crm = request.app.state.crm
+    entities = [e for e in crm.entities if e.custom_fields]
+    if request.method == "POST":
+        data = await form_data(request)
+        choices = [c.strip() for c in str(data.get("choices", "")).split(",") if c.strip()]
+        values: dict[str, Any] = {
+            "entity": str(data.get("entity", "")),
+            "key": str(data.get("key", "")).strip(),
+            "label": str(data.get("label", "")).strip(),
+            "kind": str(data.get("kind", "text")),
+            "required": bool(data.get("required")),
+        }
+        if choices:
+            values["choices"] = choices
+        if data.get("ref_entity"):
+            values["ref_entity"] = str(data["ref_entity"])
+        with work(request) as unit:
+            unit.custom_fields.define(values)
+        return redirect(request, "/admin/fields", "Field added.")
+    with work(request) as unit:
+        defined = [(e, list(unit.custom_fields.definitions(e.name).values())) for e in entities]
+    return render(
+        request,
+        "admin/fields.html",
+        {
+            "title": i18n.lazy("Custom fields"),
+            "defined": defined,
+            "kinds": (
+                "text",
+                "number",
+                "money",
+                "date",
+                "boolean",
+                "choice",
+                "multi_choice",
+                "reference",
+            ),
+            "all_entities": sorted(crm.entities.by_name),
+        },
+    )
+
+
+async def pipelines(request: Request) -> Response:
+    """Every pipeline: stages, moves with their rules, and the rendered stage graph."""
+    crm = request.app.state.crm
+    items = [(p, stage_graph(p)) for p in crm.pipelines.values()]
+    return render(
+        request, "admin/pipelines.html", {"title": i18n.lazy("Pipelines"), "items": items}
+    )
+
+
+async def audit(request: Request) -> Response:
+    """The audit log, newest first, filtered by entity and user, 100 entries a page."""
+    params = request.query_params
+    with work(request) as unit:
+        rows = unit.audit_log.latest(
+            entity=params.get("entity") or None,
+            actor_id=optional_int(params.get("actor_id")),
+            before_id=optional_int(params.get("before")),
+            limit=100,
+        )
+        people = unit.users.list()
+    if params.get("entity") and params["entity"] not in request.app.state.crm.entities:
+        raise NotFound("entity", params["entity"])
+    return render(
+        request,
+        "admin/audit.html",
+        {
+            "title": i18n.lazy("Audit log"),
+            "rows": rows,
+            "users": {u.id: u for u in people},
+            "people": people,
+            "params": params,
+            "entities": sorted(request.app.state.crm.entities.by_name),
+            "next_before": rows[-1].id if len(rows) == 100 else None,
+        },
+    )

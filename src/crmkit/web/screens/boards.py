@@ -1,0 +1,128 @@
+"""Pipeline boards (kanban): one column per stage, drag a card to move it.
+
+The server decides: a drag posts the move, the pipeline's guards run, and a refused move
+comes back with its reasons (the card snaps back in the browser) and with the fields it
+needs, for which the browser opens a small form and tries again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import translate
+from crmkit.web import i18n
+from crmkit.web.links import record_url
+from crmkit.web.pages import error_text, render, work
+from crmkit.web.screens.records import move_fields
+
+COLUMN_SIZE = 50
+
+
+def pipeline_or_404(crm: Any, name: str) -> Any:
+    """The pipeline of a URL, or a 404."""
+    pipeline = crm.pipelines.get(name)
+    if pipeline is None:
+        raise NotFound("pipeline", name)
+    return pipeline
+
+
+async def index(request: Request) -> Response:
+    """Every board the user may open."""
+    crm = request.app.state.crm
+    with work(request) as unit:
+        boards = [p for p in crm.pipelines.values() if unit.access.can(p.entity, "read")]
+    return render(request, "boards.html", {"title": i18n.lazy("Boards"), "boards": boards})
+
+
+async def board(request: Request) -> Response:
+    """One pipeline's board; ``?mine=1`` shows only the user's records, ``q`` searches."""
+    crm = request.app.state.crm
+    pipeline = pipeline_or_404(crm, request.path_params["pipeline"])
+    entity = crm.entities[pipeline.entity]
+    params = request.query_params
+    filters: dict[str, Any] = {"pipeline": pipeline.name}
+    if params.get("mine") and "owner_id" in entity.owner_attrs:
+        filters["owner_id"] = request.state.user.id
+    columns = []
+    with work(request) as unit:
+        service = unit.records(entity.name)
+        may_move = unit.access.can(entity.name, "move")
+        users = {u.id: u for u in unit.users.list()}
+        for stage in pipeline.stages:
+            page = service.list(
+                filters={**filters, "stage": stage.name},
+                search=params.get("q") or None,
+                limit=COLUMN_SIZE,
+            )
+            columns.append((stage, list(page), page.next_cursor is not None))
+        party_ids = [
+            getattr(r, entity.party_attr, None)
+            for _, rows, _ in columns
+            for r in rows
+            if entity.party_attr and entity.name != "party"
+        ]
+        parties = unit.parties.find_many(i for i in party_ids if i)
+    return render(
+        request,
+        "board.html",
+        {
+            "title": pipeline.title,
+            "pipeline": pipeline,
+            "entity": entity,
+            "columns": columns,
+            "users": users,
+            "parties": parties,
+            "may_move": may_move,
+            "record_url": record_url,
+            "params": params,
+        },
+    )
+
+
+async def move(request: Request) -> Response:
+    """A card was dropped: JSON ``{id, to, version, comment?, field.*?}`` -> moved or refused."""
+    crm = request.app.state.crm
+    pipeline = pipeline_or_404(crm, request.path_params["pipeline"])
+    data = await request.json()
+    locale = request.state.locale
+    try:
+        record_id = int(data.get("id"))
+        with work(request) as unit:
+            record = unit.records(pipeline.entity).get(record_id)
+            if record.pipeline != pipeline.name:
+                raise NotFound(pipeline.entity, record_id)
+            moved = unit.moves.move(
+                record,
+                str(data.get("to", "")),
+                comment=str(data.get("comment") or "") or None,
+                fields=move_fields(data) or None,
+                expected_version=int(data["version"]) if data.get("version") else None,
+            )
+            version = moved.record.version
+    except MoveRefused as refused:
+        with i18n.activate(locale):
+            reasons = [translate(r, i18n.gettext) for r in refused.messages]
+            labels = {f: i18n.gettext(f.removeprefix("custom.")) for f in refused.missing_fields}
+        fixable = bool(refused.missing_fields) and not refused.missing_documents
+        return JSONResponse(
+            {
+                "moved": False,
+                "reasons": reasons,
+                "missing_fields": refused.missing_fields,
+                "labels": labels,
+                "form": fixable and len(refused.missing_fields) == len(reasons),
+            },
+            status_code=409,
+        )
+    except (Conflict, PermissionDenied, ValidationFailed) as failed:
+        return JSONResponse(
+            {"moved": False, "reasons": [error_text(request, failed)], "missing_fields": []},
+            status_code=409,
+        )
+    except (TypeError, ValueError):
+        return JSONResponse({"moved": False, "reasons": ["bad request"]}, status_code=400)
+    return JSONResponse({"moved": True, "version": version})

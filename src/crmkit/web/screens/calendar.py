@@ -1,0 +1,202 @@
+"""The calendar: a user's, a team's or a resource's; drag to reschedule; free slots; iCal feed.
+
+FullCalendar draws the page and asks ``/calendar/events`` for the visible range; a drag
+posts to ``/calendar/events/{id}/reschedule``, which goes through
+``work.calendar.reschedule`` (a resource is never double-booked: the clash comes back as a
+reason and the event jumps back).  ``/ical/<token>.ics`` is a read-only iCalendar feed of
+the user's events for calendar apps, opened by a secret token instead of a session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.forms import local_time, optional_int
+from crmkit.web.links import party_url
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+
+#: Working hours in which free slots of a resource are shown (the user's zone).
+WORKING_HOURS = (9, 18)
+SLOT = dt.timedelta(minutes=60)
+FEED_PAST = dt.timedelta(days=30)
+FEED_FUTURE = dt.timedelta(days=365)
+
+
+def _scope(who: str, user_id: int) -> dict[str, Any]:
+    kind, _, ident = who.partition(":")
+    if kind == "user" and ident.isdigit():
+        return {"owner_id": int(ident)}
+    if kind == "resource" and ident.isdigit():
+        return {"resource_id": int(ident)}
+    if kind == "team" and ident.isdigit():
+        return {"team_id": int(ident)}
+    return {"owner_id": user_id}
+
+
+async def calendar_page(request: Request) -> Response:
+    """The calendar page (``?who=me|user:<id>|team:<id>|resource:<id>``)."""
+    from crmkit.model import Resource
+
+    who = request.query_params.get("who", "me")
+    with work(request) as unit:
+        users = [u for u in unit.users.list() if not u.blocked]
+        teams = unit.users.teams()
+        resources = (
+            list(
+                unit.session.scalars(
+                    unit.records("resource").query().where(Resource.active.is_(True))
+                )
+            )
+            if unit.access.can("resource", "read")
+            else []
+        )
+    return render(
+        request,
+        "calendar.html",
+        {
+            "title": i18n.lazy("Calendar"),
+            "who": who,
+            "users": users,
+            "teams": teams,
+            "resources": resources,
+        },
+    )
+
+
+def _parse(value: str | None, field: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed({field: ["not a valid time"]}) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+async def events(request: Request) -> Response:
+    """FullCalendar's event source: visible events in ``[start, end)``, plus free slots."""
+    params = request.query_params
+    start = _parse(params.get("start"), "start")
+    end = _parse(params.get("end"), "end")
+    if end - start > dt.timedelta(days=62):
+        raise ValidationFailed({"end": ["ask for two months at most"]})
+    scope = _scope(params.get("who", "me"), request.state.user.id)
+    locale = request.state.locale
+    with work(request) as unit:
+        if "team_id" in scope:
+            members = [u.id for u in unit.users.team_members(scope["team_id"])]
+            rows = unit.calendar.between(start, end, user_ids=members)
+        else:
+            rows = unit.calendar.between(start, end, **scope)
+        slots = []
+        if "resource_id" in scope:
+            day = locale.local(start).date()
+            last = locale.local(end).date()
+            while day < last:
+                opens = dt.datetime.combine(day, dt.time(WORKING_HOURS[0]), tzinfo=locale.zone)
+                closes = dt.datetime.combine(day, dt.time(WORKING_HOURS[1]), tzinfo=locale.zone)
+                if day.weekday() < 5:
+                    slots += unit.calendar.free_slots(scope["resource_id"], opens, closes, SLOT)
+                day += dt.timedelta(days=1)
+    items: list[dict[str, Any]] = [
+        {
+            "id": str(event.id),
+            "title": event.title,
+            "start": event.starts_at.isoformat(),
+            "end": event.ends_at.isoformat(),
+            "allDay": event.all_day,
+            "url": party_url(event.party_id) if event.party_id else None,
+            "extendedProps": {"version": None, "kind": event.kind},
+            "classNames": [f"event-{event.status}"],
+        }
+        for event in rows
+    ]
+    items += [
+        {
+            "start": begin.isoformat(),
+            "end": finish.isoformat(),
+            "display": "background",
+            "classNames": ["free-slot"],
+        }
+        for begin, finish in slots
+    ]
+    return JSONResponse(items)
+
+
+async def reschedule(request: Request) -> Response:
+    """A dragged or resized event: ``{start, end}``; a clash is refused with its reason."""
+    data = await request.json()
+    try:
+        starts = _parse(data.get("start"), "start")
+        ends = _parse(data.get("end"), "end") if data.get("end") else None
+        with work(request) as unit:
+            event = unit.calendar.get(int(request.path_params["event_id"]), action="update")
+            if ends is None:
+                ends = starts + (event.ends_at - event.starts_at)
+            unit.calendar.reschedule(event, starts, ends)
+    except CrmkitError as failed:
+        return JSONResponse({"ok": False, "reason": error_text(request, failed)}, status_code=409)
+    return JSONResponse({"ok": True})
+
+
+async def create(request: Request) -> Response:
+    """A new event from the calendar's form."""
+    data = await form_data(request)
+    locale = request.state.locale
+    values: dict[str, Any] = {
+        "title": str(data.get("title", "")),
+        "starts_at": local_time(data.get("starts_at"), locale, "starts_at"),
+        "ends_at": local_time(data.get("ends_at"), locale, "ends_at"),
+    }
+    for key in ("party_id", "resource_id"):
+        if optional_int(data.get(key)):
+            values[key] = optional_int(data.get(key))
+    with work(request) as unit:
+        unit.calendar.create(values)
+    return redirect(request, "/calendar", "Event added.", who=data.get("who") or None)
+
+
+async def ical_feed(request: Request) -> Response:
+    """The read-only iCalendar feed of the user owning the token (404 for a wrong token)."""
+    from icalendar import Calendar, Event
+
+    crm = request.app.state.crm
+    token = request.path_params["token"]
+    with crm.system() as unit:
+        user_id = unit.calendar_feeds.owner_of(token)
+    if user_id is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    now = dt.datetime.now(dt.UTC)
+    with crm.acting_as(user_id) as unit:
+        rows = unit.calendar.between(now - FEED_PAST, now + FEED_FUTURE, owner_id=user_id)
+    calendar = Calendar()
+    calendar.add("prodid", "-//crmkit//calendar feed//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", "crmkit")
+    host = crm.config["web.base_url"] or str(request.base_url).rstrip("/")
+    for row in rows:
+        event = Event()
+        event.add("uid", row.uid or f"crmkit-event-{row.id}@{request.url.hostname}")
+        event.add("summary", row.title)
+        event.add("dtstart", row.starts_at)
+        event.add("dtend", row.ends_at)
+        event.add("dtstamp", row.updated_at or now)
+        if row.location:
+            event.add("location", row.location)
+        if row.description:
+            event.add("description", row.description)
+        if row.party_id:
+            event.add("url", host + party_url(row.party_id))
+        event.add("status", "CANCELLED" if row.status == "cancelled" else "CONFIRMED")
+        calendar.add_component(event)
+    return Response(
+        calendar.to_ical(),
+        media_type="text/calendar; charset=utf-8",
+        headers={"Cache-Control": "private, max-age=300"},
+    )

@@ -1,0 +1,363 @@
+"""The client card: everything about one party, one click from each other.
+
+Details and contact points, groups and tags, pinned notes, the whole timeline newest first
+(filtered by kind, a keyset page at a time), open tasks and reminders, pipelined records,
+files and meetings, and a note form with @mentions.  A party outside the user's scope is a
+404, like a missing one (the services raise ``NotFound``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from crmkit.errors import ValidationFailed
+from crmkit.services.timeline import ACTIVITY_KINDS
+from crmkit.web import i18n
+from crmkit.web.forms import as_list, custom_values, local_time, optional_int
+from crmkit.web.links import party_url
+from crmkit.web.pages import form_data, is_htmx, redirect, render, work
+
+TIMELINE_PAGE = 30
+#: Entities shown in the card's own sections rather than as "linked records".
+OWN_SECTIONS = {
+    "party",
+    "activity",
+    "contact_point",
+    "attachment",
+    "task",
+    "reminder",
+    "calendar_event",
+}
+
+
+def _party_id(request: Request) -> int:
+    return int(request.path_params["party_id"])
+
+
+def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
+    """A page of the timeline with the names needed to show it."""
+    kinds = [k for k in params.getlist("kind") if k]
+    page = unit.timeline.list(
+        party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
+    )
+    return {
+        "timeline": list(page),
+        "timeline_next": page.next_cursor,
+        "kinds": kinds,
+        "all_kinds": ACTIVITY_KINDS,
+    }
+
+
+async def card(request: Request) -> Response:
+    """The card of one client."""
+    crm = request.app.state.crm
+    party_id = _party_id(request)
+    with work(request) as unit:
+        party = unit.parties.get(party_id)
+        context = timeline_context(unit, party_id, request.query_params)
+        users = unit.users.list()
+        options = unit.moves.options(party) if party.pipeline else []
+        organisation = unit.parties.find(party.organisation_id) if party.organisation_id else None
+        people = unit.parties.contacts_of(party.id) if party.kind == "organisation" else []
+        linked = []
+        for entity in crm.entities:
+            if entity.name in OWN_SECTIONS or not entity.party_attr:
+                continue
+            if not unit.access.can(entity.name, "read"):
+                continue
+            page = unit.records(entity.name).list(filters={entity.party_attr: party.id}, limit=20)
+            if len(page):
+                linked.append((entity, list(page)))
+        reminders = unit.reminders.list(
+            filters={"party_id": party.id, "status": "pending"}, limit=20
+        )
+        definitions = unit.custom_fields.definitions("party")
+        all_groups = unit.groups.tree()
+        context.update(
+            party=party,
+            contacts=list(party.contact_points),
+            title=party.name,
+            tags=unit.parties.tags_of(party),
+            groups=unit.groups.groups_of(party.id),
+            all_groups=all_groups,
+            pinned=unit.timeline.pinned(party.id),
+            tasks=unit.tasks.for_party(party.id),
+            reminders=list(reminders),
+            files=unit.attachments.for_party(party.id),
+            events=list(
+                unit.calendar.list(filters={"party_id": party.id}, order=["-starts_at"], limit=10)
+            ),
+            linked=linked,
+            options=options,
+            pipeline=crm.pipelines.get(party.pipeline) if party.pipeline else None,
+            organisation=organisation,
+            people=people,
+            users={u.id: u for u in users},
+            colleagues=[u for u in users if not u.blocked],
+            definitions=definitions,
+            deal_pipelines=crm.pipelines_for("deal"),
+            may={
+                "update": unit.access.can("party", "update"),
+                "note": unit.access.can("activity", "create"),
+                "task": unit.access.can("task", "create"),
+                "reminder": unit.access.can("reminder", "create"),
+                "deal": unit.access.can("deal", "create"),
+                "file": unit.access.can("attachment", "create"),
+                "group": unit.access.can("party", "update") and bool(all_groups),
+            },
+            now=dt.datetime.now(dt.UTC),
+        )
+    return render(request, "card.html", context)
+
+
+async def timeline(request: Request) -> Response:
+    """The timeline section alone (htmx: kind filter, next page)."""
+    party_id = _party_id(request)
+    with work(request) as unit:
+        party = unit.parties.get(party_id)
+        context = timeline_context(unit, party_id, request.query_params)
+        context["users"] = {u.id: u for u in unit.users.list()}
+    context["party"] = party
+    template = "timeline_items.html" if request.query_params.get("after") else "timeline.html"
+    return render(request, template, context)
+
+
+async def add_note(request: Request) -> Response:
+    """Write a note (``@username`` mentions notify colleagues at once)."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    with work(request) as unit:
+        unit.timeline.add_note(
+            party_id=party_id, body=str(data.get("body", "")), pinned=bool(data.get("pinned"))
+        )
+    if is_htmx(request):
+        with work(request) as unit:
+            party = unit.parties.get(party_id)
+            context = timeline_context(unit, party_id, request.query_params)
+            context["users"] = {u.id: u for u in unit.users.list()}
+        context["party"] = party
+        return render(request, "timeline.html", context)
+    return redirect(request, party_url(party_id), "Note added.")
+
+
+async def pin_note(request: Request) -> Response:
+    """Pin or unpin a note on top of the card."""
+    data = await form_data(request)
+    with work(request) as unit:
+        note = unit.timeline.pin(int(request.path_params["activity_id"]), bool(data.get("pinned")))
+        party_id = note.party_id
+    return redirect(request, party_url(party_id) if party_id else "/")
+
+
+async def new(request: Request) -> Response:
+    """Create a client: a form, then the card of the new client."""
+    with work(request) as unit:
+        unit.access.require("party", "create")
+        definitions = unit.custom_fields.definitions("party")
+    if request.method == "GET":
+        return render(
+            request,
+            "client_form.html",
+            {
+                "title": i18n.lazy("New client"),
+                "party": None,
+                "definitions": definitions,
+                "values": {},
+            },
+        )
+    data = await form_data(request)
+    values = _party_values(data, definitions)
+    points = []
+    for kind in ("phone", "email"):
+        if str(data.get(kind, "")).strip():
+            points.append({"kind": kind, "value": str(data[kind]).strip(), "is_primary": True})
+    if points:
+        values["contact_points"] = points
+    try:
+        with work(request) as unit:
+            party = unit.parties.create(values)
+    except ValidationFailed as failed:
+        from crmkit.web.pages import error_text
+
+        return render(
+            request,
+            "client_form.html",
+            {
+                "title": i18n.lazy("New client"),
+                "party": None,
+                "definitions": definitions,
+                "values": data,
+                "error": error_text(request, failed),
+            },
+            status=422,
+        )
+    return redirect(request, party_url(party.id), "Client created.")
+
+
+def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in ("kind", "name", "first_name", "last_name", "position", "source", "description"):
+        if key in data:
+            values[key] = str(data[key]).strip() or (None if key != "description" else "")
+    if values.get("kind") == "person" and not values.get("name"):
+        values.pop("name", None)
+    if "customer_type" in data:
+        values["customer_type"] = str(data["customer_type"]) or None
+    if "organisation_id" in data:
+        values["organisation_id"] = optional_int(data["organisation_id"])
+    custom = custom_values(data, definitions)
+    if custom:
+        values["custom"] = custom
+    return values
+
+
+async def edit(request: Request) -> Response:
+    """Edit a client's details (stale edits are refused: ``version`` of the form)."""
+    party_id = _party_id(request)
+    with work(request) as unit:
+        party = unit.parties.get(party_id, action="update")
+        definitions = unit.custom_fields.definitions("party")
+    if request.method == "GET":
+        return render(
+            request,
+            "client_form.html",
+            {"title": party.name, "party": party, "definitions": definitions, "values": {}},
+        )
+    data = await form_data(request)
+    values = _party_values(data, definitions)
+    with work(request) as unit:
+        unit.parties.update(party_id, values, expected_version=optional_int(data.get("version")))
+    return redirect(request, party_url(party_id), "Saved.")
+
+
+async def add_contact(request: Request) -> Response:
+    """Add a phone, email, messenger handle or website."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    with work(request) as unit:
+        unit.parties.add_contact(
+            party_id,
+            str(data.get("kind", "phone")),
+            str(data.get("value", "")),
+            label=str(data.get("label", "")) or None,
+        )
+    return redirect(request, party_url(party_id) + "#contacts", "Contact added.")
+
+
+async def remove_contact(request: Request) -> Response:
+    """Remove a contact point."""
+    party_id = _party_id(request)
+    with work(request) as unit:
+        unit.parties.remove_contact(party_id, int(request.path_params["contact_id"]))
+    return redirect(request, party_url(party_id) + "#contacts", "Contact removed.")
+
+
+async def upload(request: Request) -> Response:
+    """Attach a file (size-limited by ``storage.max_upload_mb``)."""
+    party_id = _party_id(request)
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        raise ValidationFailed({"file": ["choose a file"]})
+    document_type = str(form.get("document_type", "")).strip() or None
+    with work(request) as unit:
+        unit.attachments.add(
+            upload.filename,
+            upload.file,
+            party_id=party_id,
+            document_type=document_type,
+            content_type=upload.content_type,
+        )
+    return redirect(request, party_url(party_id) + "#files", "File attached.")
+
+
+async def download(request: Request) -> Response:
+    """A visible file's content."""
+    from urllib.parse import quote
+
+    with work(request) as unit:
+        attachment, stream = unit.attachments.open(int(request.path_params["attachment_id"]))
+        filename, content_type = attachment.filename, attachment.content_type
+
+    def chunks():  # type: ignore[no-untyped-def]
+        with stream:
+            while chunk := stream.read(1 << 16):
+                yield chunk
+
+    disposition = f"attachment; filename*=UTF-8''{quote(filename)}"
+    return StreamingResponse(
+        chunks(), media_type=content_type, headers={"Content-Disposition": disposition}
+    )
+
+
+async def add_task(request: Request) -> Response:
+    """A task about this client."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    locale = request.state.locale
+    with work(request) as unit:
+        unit.tasks.create(
+            title=str(data.get("title", "")),
+            party_id=party_id,
+            assignee_id=optional_int(data.get("assignee_id")) or request.state.user.id,
+            deadline=local_time(data.get("deadline"), locale, "deadline"),
+        )
+    return redirect(request, party_url(party_id) + "#tasks", "Task added.")
+
+
+async def add_reminder(request: Request) -> Response:
+    """A reminder about this client, for the user and chosen colleagues."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    locale = request.state.locale
+    recipients = [{"user_id": int(u)} for u in as_list(data.get("recipients"))]
+    with work(request) as unit:
+        unit.reminders.create(
+            text=str(data.get("text", "")),
+            remind_at=local_time(data.get("remind_at"), locale, "remind_at"),
+            party_id=party_id,
+            recipients=recipients or [{"user_id": request.state.user.id}],
+        )
+    return redirect(request, party_url(party_id) + "#reminders", "Reminder set.")
+
+
+async def add_deal(request: Request) -> Response:
+    """A deal with this client."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    values: dict[str, Any] = {"title": str(data.get("title", "")), "party_id": party_id}
+    if str(data.get("amount", "")).strip():
+        values["amount"] = str(data["amount"]).replace(" ", "").replace(",", ".")
+    if data.get("pipeline"):
+        values["pipeline"] = str(data["pipeline"])
+    with work(request) as unit:
+        deal = unit.deals.create(values)
+    return redirect(request, f"/records/deal/{deal.id}", "Deal created.")
+
+
+async def add_group(request: Request) -> Response:
+    """Put this client in a group."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    with work(request) as unit:
+        unit.groups.add_members(int(data.get("group_id") or 0), [party_id])
+    return redirect(request, party_url(party_id), "Added to the group.")
+
+
+async def set_tags(request: Request) -> Response:
+    """Replace the client's tags (comma-separated)."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    names = [t.strip() for t in str(data.get("tags", "")).split(",") if t.strip()]
+    with work(request) as unit:
+        unit.parties.update(party_id, {"tags": names})
+    return redirect(request, party_url(party_id), "Saved.")
+
+
+def kind_label(kind: str) -> str:
+    """A timeline kind in the user's language."""
+    return i18n.gettext(kind)

@@ -1,0 +1,483 @@
+"""Lists of any entity: search, filters (custom fields too), saved views, sort, keyset pages,
+bulk actions and column choice.
+
+Everything goes through the entity's service (``work.records(name).list``), so the access
+predicate is part of every query and a page is one indexed keyset query however deep it is.
+The query string is the state of a list (``q``, ``order``, ``after``, ``cols`` and
+``f.<field>[__op]``), so a list can be bookmarked, shared and saved as a view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.links import party_url, record_url
+from crmkit.web.pages import form_data, redirect, render, work
+
+#: Columns shown when the user has chosen none.
+DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "party": ("name", "kind", "stage", "owner_id", "tags", "last_activity_at"),
+    "deal": ("title", "party_id", "stage", "amount", "owner_id", "updated_at"),
+    "task": ("title", "status", "deadline", "assignee_id", "party_id"),
+    "reminder": ("text", "remind_at", "status", "party_id"),
+    "calendar_event": ("title", "starts_at", "ends_at", "owner_id", "party_id"),
+    "activity": ("kind", "subject", "party_id", "actor_id", "occurred_at"),
+    "attachment": ("filename", "document_type", "party_id", "created_at"),
+    "message_template": ("name", "channel", "language", "updated_at"),
+}
+#: Columns never offered (big or internal).
+HIDDEN_COLUMNS = {
+    "custom",
+    "data",
+    "version",
+    "name_key",
+    "merged_into_id",
+    "storage_key",
+    "sha256",
+}
+USER_COLUMNS = {
+    "owner_id",
+    "assignee_id",
+    "created_by_id",
+    "actor_id",
+    "uploaded_by_id",
+    "manager_id",
+}
+PARTY_COLUMNS = {"party_id", "organisation_id"}
+PAGE_SIZE = 50
+
+
+@attrs.frozen
+class Cell:
+    """One shown value, with an optional link."""
+
+    text: str
+    url: str | None = None
+    css: str = ""
+
+
+@attrs.frozen
+class Row:
+    """A record on the page and its cells."""
+
+    id: int
+    url: str
+    cells: list[Cell]
+    overdue: bool = False
+
+
+@attrs.frozen
+class FilterInput:
+    """One filter control: the query-string name, its label, kind and current value."""
+
+    name: str
+    label: str
+    kind: str  # select | text | date | number
+    value: str
+    choices: list[tuple[str, str]] = attrs.field(factory=list)
+
+
+def entity_or_404(crm: Any, name: str) -> Any:
+    """The entity type of a URL, or a 404."""
+    if name not in crm.entities:
+        raise NotFound("entity", name)
+    return crm.entities[name]
+
+
+def column_names(entity: Any, custom_keys: list[str]) -> list[str]:
+    """Every column a list of ``entity`` may show."""
+    names = [c.key for c in entity.model.__table__.columns if c.key not in HIDDEN_COLUMNS]
+    names += [f"custom.{k}" for k in custom_keys]
+    names.append("tags")
+    return names
+
+
+def parse_filters(entity: Any, params: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
+    """``f.stage=firm&f.amount__gte=10`` -> service filters, with values of the column's type."""
+    filters: dict[str, Any] = {}
+    for key in params:
+        if not key.startswith("f."):
+            continue
+        values = [v for v in params.getlist(key) if v != ""]  # type: ignore[attr-defined]
+        if not values:
+            continue
+        name = key[2:]
+        field, _, op = name.partition("__")
+        converted = [coerce(entity, field, v, kinds) for v in values]
+        if op:
+            filters[name] = converted if op in ("in", "not_in") else converted[0]
+        else:
+            filters[field] = converted if len(converted) > 1 else converted[0]
+    return filters
+
+
+def coerce(entity: Any, field: str, value: str, kinds: Mapping[str, str]) -> Any:
+    """A query-string value as the type of the column (or custom field) it filters."""
+    if field.startswith("custom."):
+        kind = kinds.get(field[7:])
+        if kind in ("number", "money"):
+            return _number(field, value)
+        if kind == "boolean":
+            return value in ("1", "true", "yes")
+        return value
+    if field in ("tag", "group"):
+        return int(value) if field == "group" and value.isdigit() else value
+    column = getattr(entity.model, field, None)
+    try:
+        python_type = column.type.python_type if column is not None else str
+    except (AttributeError, NotImplementedError):
+        python_type = str
+    try:
+        if python_type is bool:
+            return value in ("1", "true", "yes", "on")
+        if python_type is int:
+            return int(value)
+        if python_type is Decimal:
+            return Decimal(value.replace(",", "."))
+        if python_type is dt.datetime:
+            day = dt.date.fromisoformat(value[:10])
+            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    except (ValueError, ArithmeticError):
+        raise ValidationFailed({field: [f"not a valid value: {value}"]}) from None
+    return value
+
+
+def _number(field: str, value: str) -> float:
+    try:
+        return float(value.replace(",", ".").replace(" ", ""))
+    except ValueError:
+        raise ValidationFailed({field: [f"not a number: {value}"]}) from None
+
+
+def choices_of(entity: Any, attr: str) -> list[str]:
+    """Allowed values of an attribute, read from the entity's schema (``OneOf``)."""
+    schema = entity.schema
+    if schema is None:
+        return []
+    field = schema._declared_fields.get(attr)
+    validators = getattr(field, "validators", []) if field is not None else []
+    for validator in validators:
+        allowed = getattr(validator, "choices", None)
+        if allowed:
+            return [str(c) for c in allowed]
+    return []
+
+
+def filter_inputs(
+    unit: Any, entity: Any, params: Mapping[str, Any], users: list[Any], definitions: dict
+) -> list[FilterInput]:
+    """The filter bar of a list: user, pipeline and stage pickers, choices, custom fields."""
+    crm = unit.crm
+    gettext = i18n.gettext
+    inputs: list[FilterInput] = []
+    user_choices = [(str(u.id), u.label) for u in users]
+    pipelines = crm.pipelines_for(entity.name)
+    for attr in entity.filter_attrs:
+        name = f"f.{attr}"
+        value = params.get(name, "")
+        if attr in USER_COLUMNS:
+            inputs.append(FilterInput(name, gettext(attr), "select", value, user_choices))
+        elif attr == "pipeline" and len(pipelines) > 1:
+            options = [(p.name, gettext(p.title)) for p in pipelines]
+            inputs.append(FilterInput(name, gettext("pipeline"), "select", value, options))
+        elif attr == "stage" and pipelines:
+            options = [
+                (
+                    s.name,
+                    f"{gettext(s.title)}"
+                    + (f" ({gettext(p.title)})" if len(pipelines) > 1 else ""),
+                )
+                for p in pipelines
+                for s in p.stages
+            ]
+            inputs.append(FilterInput(name, gettext("stage"), "select", value, options))
+        elif choices := choices_of(entity, attr):
+            options = [(c, gettext(c)) for c in choices]
+            inputs.append(FilterInput(name, gettext(attr), "select", value, options))
+    if entity.name == "party" or entity.party_attr:
+        groups = [(str(g.id), "· " * (g.path.count("/") - 2) + g.name) for g in unit.groups.tree()]
+        if groups:
+            inputs.append(
+                FilterInput(
+                    "f.group", gettext("group"), "select", params.get("f.group", ""), groups
+                )
+            )
+    inputs.append(FilterInput("f.tag", gettext("tag"), "text", params.get("f.tag", "")))
+    for key, definition in definitions.items():
+        name = f"f.custom.{key}"
+        label = definition.label
+        if definition.kind in ("choice", "multi_choice"):
+            options = [(c, c) for c in definition.choices or []]
+            inputs.append(FilterInput(name, label, "select", params.get(name, ""), options))
+        elif definition.kind == "boolean":
+            options = [("1", gettext("yes")), ("0", gettext("no"))]
+            inputs.append(FilterInput(name, label, "select", params.get(name, ""), options))
+        elif definition.kind in ("number", "money"):
+            inputs.append(
+                FilterInput(f"{name}__gte", label + " ≥", "number", params.get(f"{name}__gte", ""))
+            )
+        elif definition.kind == "text":
+            inputs.append(
+                FilterInput(f"{name}__contains", label, "text", params.get(f"{name}__contains", ""))
+            )
+        else:
+            inputs.append(FilterInput(name, label, "text", params.get(name, "")))
+    return inputs
+
+
+def format_value(
+    locale: i18n.Locale,
+    entity: Any,
+    column: str,
+    record: Any,
+    users: dict[int, Any],
+    parties: dict[int, Any],
+    tags: dict[int, list[str]],
+    stage_titles: dict[tuple[str, str], str],
+) -> Cell:
+    """One cell: users and parties by name, stages by title, times in the user's zone."""
+    if column == "tags":
+        return Cell(", ".join(tags.get(record.id, [])))
+    if column.startswith("custom."):
+        value = (record.custom or {}).get(column[7:])
+        if isinstance(value, list):
+            return Cell(", ".join(map(str, value)))
+        return Cell("" if value is None else str(value))
+    value = getattr(record, column, None)
+    if value is None:
+        return Cell("")
+    if column in USER_COLUMNS:
+        user = users.get(value)
+        return Cell(user.label if user else f"#{value}")
+    if column in PARTY_COLUMNS:
+        party = parties.get(value)
+        return Cell(party.name if party else "—", party_url(value) if party else None)
+    if column == "stage":
+        title = stage_titles.get((getattr(record, "pipeline", None) or "", value), value)
+        return Cell(i18n.gettext(title), css="stage")
+    if column == "pipeline":
+        return Cell(i18n.gettext(stage_titles.get((value, ""), value)))
+    if isinstance(value, dt.datetime):
+        return Cell(locale.datetime(value))
+    if isinstance(value, dt.date):
+        return Cell(locale.date(value))
+    if isinstance(value, Decimal):
+        currency = getattr(record, "currency", None)
+        return Cell(locale.money(value, currency))
+    if isinstance(value, bool):
+        return Cell("✓" if value else "")
+    if column in ("kind", "status", "customer_type", "direction"):
+        return Cell(i18n.gettext(str(value)))
+    return Cell(str(value))
+
+
+def _query(params: Mapping[str, Any], **changes: Any) -> str:
+    items = [(k, v) for k in params for v in params.getlist(k) if k not in changes]  # type: ignore[attr-defined]
+    items += [(k, v) for k, v in changes.items() if v not in (None, "")]
+    return urlencode(items)
+
+
+async def list_page(request: Request) -> Response:
+    """A list of any entity (``/lists/{entity}``)."""
+    crm = request.app.state.crm
+    entity = entity_or_404(crm, request.path_params["entity"])
+    params = request.query_params
+    locale: i18n.Locale = request.state.locale
+    with work(request) as unit:
+        service = unit.records(entity.name)
+        unit.access.require(entity.name, "read")
+        definitions = unit.custom_fields.definitions(entity.name) if entity.custom_fields else {}
+        kinds = {k: d.kind for k, d in definitions.items()}
+        available = column_names(entity, list(definitions))
+        chosen = [c for c in params.get("cols", "").split(",") if c in available]
+        columns = chosen or [c for c in DEFAULT_COLUMNS.get(entity.name, ()) if c in available]
+        if not columns:
+            columns = [entity.title_attr, *[a for a in entity.filter_attrs[:4] if a in available]]
+        order_param = params.get("order") or ""
+        order = [order_param] if order_param else None
+        filters = parse_filters(entity, params, kinds)
+        page = service.list(
+            search=params.get("q") or None,
+            filters=filters,
+            order=order,
+            after=params.get("after") or None,
+            limit=PAGE_SIZE,
+        )
+        users = unit.users.list()
+        users_by_id = {u.id: u for u in users}
+        party_ids = {getattr(r, c, None) for r in page for c in columns if c in PARTY_COLUMNS}
+        parties = unit.parties.find_many(i for i in party_ids if i) if party_ids else {}
+        tags = service.tags_for(r.id for r in page) if "tags" in columns else {}
+        stage_titles: dict[tuple[str, str], str] = {}
+        for pipeline in crm.pipelines_for(entity.name):
+            stage_titles[(pipeline.name, "")] = pipeline.title
+            for stage in pipeline.stages:
+                stage_titles[(pipeline.name, stage.name)] = stage.title
+        now = dt.datetime.now(dt.UTC)
+        rows = [
+            Row(
+                id=record.id,
+                url=record_url(entity.name, record.id),
+                cells=[
+                    format_value(
+                        locale, entity, c, record, users_by_id, parties, tags, stage_titles
+                    )
+                    for c in columns
+                ],
+                overdue=bool(
+                    getattr(record, "deadline", None)
+                    and record.deadline < now
+                    and getattr(record, "status", "") not in ("done", "cancelled")
+                ),
+            )
+            for record in page
+        ]
+        views = unit.saved_views.list(entity.name)
+        with i18n.activate(locale):
+            inputs = filter_inputs(unit, entity, params, users, definitions)
+        groups = unit.groups.tree() if entity.name == "party" else []
+        may = {a: unit.access.can(entity.name, a) for a in ("create", "assign", "update", "move")}
+    sortable = set(service.sort_columns())
+    stages = [s for p in crm.pipelines_for(entity.name) for s in p.stages]
+    return render(
+        request,
+        "list.html",
+        {
+            "entity": entity,
+            "title": entity.label_plural or entity.name,
+            "columns": columns,
+            "available": available,
+            "labels": {c: _column_label(c, definitions) for c in available},
+            "rows": rows,
+            "next_url": f"?{_query(params, after=page.next_cursor)}" if page.next_cursor else None,
+            "first_url": f"?{_query(params, after=None)}" if params.get("after") else None,
+            "sort_url": lambda c: (
+                f"?{_query(params, after=None, order=_next_order(order_param, c))}"
+            ),
+            "sortable": sortable,
+            "order": order_param,
+            "params": params,
+            "filtering": any(k.startswith("f.") for k in params),
+            "inputs": inputs,
+            "views": views,
+            "users": users,
+            "groups": groups,
+            "stages": stages,
+            "may": may,
+            "query_string": _query(params, after=None),
+        },
+    )
+
+
+def _next_order(current: str, column: str) -> str:
+    return f"-{column}" if current == column else column
+
+
+def _column_label(column: str, definitions: dict) -> str:
+    if column.startswith("custom."):
+        definition = definitions.get(column[7:])
+        return definition.label if definition else column
+    return i18n.lazy(column)
+
+
+async def bulk(request: Request) -> Response:
+    """Apply a bulk action to the checked rows: assign, tag, put in a group, change stage."""
+    crm = request.app.state.crm
+    entity = entity_or_404(crm, request.path_params["entity"])
+    data = await form_data(request)
+    back = f"/lists/{entity.name}?{data.get('back', '')}"
+    raw_ids = data.get("ids", [])
+    ids = [
+        int(i) for i in (raw_ids if isinstance(raw_ids, list) else [raw_ids]) if str(i).isdigit()
+    ]
+    action = data.get("action", "")
+    if not ids:
+        return redirect(request, back, "Choose some rows first.", kind="error")
+    with work(request) as unit:
+        service = unit.records(entity.name)
+        if action == "assign":
+            owner = data.get("owner_id") or None
+            changed = service.assign(ids, int(owner) if owner else None)
+            message = i18n.lazy("Assigned: %(count)s")
+        elif action == "tag":
+            names = [t.strip() for t in str(data.get("tag", "")).split(",") if t.strip()]
+            if not names:
+                raise ValidationFailed({"tag": ["give a tag"]})
+            changed = service.add_tags(ids, names)
+            message = i18n.lazy("Tagged: %(count)s")
+        elif action == "group":
+            changed = unit.groups.add_members(int(data.get("group_id") or 0), ids)
+            message = i18n.lazy("Added to the group: %(count)s")
+        elif action == "stage":
+            result = unit.moves.move_many(ids, str(data.get("stage", "")), entity=entity.name)
+            changed = len(result.moved)
+            if result.refused:
+                first = next(iter(result.refused.items()))
+                with i18n.activate(request.state.locale):
+                    text = i18n.gettext(
+                        "Moved: %(count)s; refused: %(refused)s (#%(id)s: %(reason)s)"
+                    ) % {
+                        "count": changed,
+                        "refused": len(result.refused),
+                        "id": first[0],
+                        "reason": first[1],
+                    }
+                return _flash_raw(request, back, text)
+            message = i18n.lazy("Moved: %(count)s")
+        else:
+            raise ValidationFailed({"action": ["choose an action"]})
+    with i18n.activate(request.state.locale):
+        text = i18n.gettext(message) % {"count": changed}
+    return _flash_raw(request, back, text)
+
+
+def _flash_raw(request: Request, path: str, text: str) -> Response:
+    import json
+
+    from starlette.responses import RedirectResponse
+
+    from crmkit.web.pages import FLASH_COOKIE
+
+    response = RedirectResponse(path, status_code=303)
+    request.app.state.signer.set(
+        response, FLASH_COOKIE, json.dumps([{"text": text, "kind": "ok"}]), max_age=60
+    )
+    return response
+
+
+async def save_view(request: Request) -> Response:
+    """Save the list's current query string as a named view."""
+    from urllib.parse import parse_qsl
+
+    crm = request.app.state.crm
+    entity = entity_or_404(crm, request.path_params["entity"])
+    data = await form_data(request)
+    query = dict(parse_qsl(str(data.get("query", ""))))
+    with work(request) as unit:
+        view = unit.saved_views.save(
+            entity.name, str(data.get("name", "")), query, shared=bool(data.get("shared"))
+        )
+    return redirect(request, f"/lists/{entity.name}", "View saved.", **view.query)
+
+
+async def delete_view(request: Request) -> Response:
+    """Delete one of the user's saved views."""
+    entity = entity_or_404(request.app.state.crm, request.path_params["entity"])
+    with work(request) as unit:
+        unit.saved_views.delete(int(request.path_params["view_id"]))
+    return redirect(request, f"/lists/{entity.name}", "View deleted.")
+
+
+def view_url(entity: str, view: Any) -> str:
+    """The list URL a saved view stands for."""
+    return f"/lists/{entity}?{urlencode(view.query)}"

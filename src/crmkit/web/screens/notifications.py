@@ -1,0 +1,33 @@
+"""The notifications page behind the bell."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.web import i18n
+from crmkit.web.links import notification_url
+from crmkit.web.pages import form_data, redirect, render, work
+
+
+async def page(request: Request) -> Response:
+    """The user's newest notifications (opening the page does not mark them read)."""
+    with work(request) as unit:
+        items = unit.notifications.latest(limit=100)
+    return render(
+        request,
+        "notifications.html",
+        {"title": i18n.lazy("Notifications"), "items": items, "url": notification_url},
+    )
+
+
+async def mark_read(request: Request) -> Response:
+    """Mark one (``id``) or all notifications read; with ``go`` continue to its record."""
+    data = await form_data(request)
+    ident = data.get("id")
+    with work(request) as unit:
+        unit.notifications.mark_read([int(ident)] if ident else None)
+    target = str(data.get("go") or "/notifications")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/notifications"
+    return redirect(request, target)

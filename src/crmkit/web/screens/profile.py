@@ -1,0 +1,71 @@
+"""The user's own profile: name, language, time zone, password, calendar feed, sessions."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.pages import form_data, redirect, render, work
+
+
+async def page(request: Request) -> Response:
+    """Show (GET) or save (POST) the profile."""
+    user_id = request.state.user.id
+    if request.method == "POST":
+        data = await form_data(request)
+        timezone = str(data.get("timezone", "")).strip()
+        if timezone and timezone not in zoneinfo.available_timezones():
+            raise ValidationFailed({"timezone": [f"unknown time zone {timezone}"]})
+        with work(request) as unit:
+            unit.users.update(
+                user_id,
+                display_name=str(data.get("display_name", "")).strip(),
+                email=str(data.get("email", "")).strip() or None,
+                phone=str(data.get("phone", "")).strip() or None,
+                locale=str(data.get("locale", "")) or None,
+                timezone=timezone or None,
+            )
+        return redirect(request, "/profile", "Saved.")
+    with request.app.state.crm.system() as unit:
+        sessions = unit.signin.sessions_of(user_id)
+    with work(request) as unit:
+        user = unit.users.get(user_id)
+        feed_since = unit.calendar_feeds.created_at()
+    return render(
+        request,
+        "profile.html",
+        {
+            "title": i18n.lazy("Profile"),
+            "profile": user,
+            "sessions": sessions,
+            "feed_since": feed_since,
+            "feed_url": request.query_params.get("feed"),
+            "zones": sorted(z for z in zoneinfo.available_timezones() if "/" in z),
+        },
+    )
+
+
+async def password(request: Request) -> Response:
+    """Change the password (the current one is asked); other sessions end."""
+    data = await form_data(request)
+    user = request.state.user
+    if data.get("new") != data.get("repeat"):
+        raise ValidationFailed({"password": ["the two new passwords differ"]})
+    with work(request) as unit:
+        if unit.users.authenticate(user.username, str(data.get("current", ""))) is None:
+            raise ValidationFailed({"password": ["the current password is wrong"]})
+        unit.users.set_password(user.id, str(data.get("new", "")))
+    # the epoch moved on: this browser signs in again with the new password
+    return redirect(request, "/login", "Password changed; sign in again.")
+
+
+async def renew_feed(request: Request) -> Response:
+    """Make a new secret calendar feed address (the old one stops working)."""
+    with work(request) as unit:
+        token = unit.calendar_feeds.renew()
+    base = request.app.state.crm.config["web.base_url"] or str(request.base_url).rstrip("/")
+    return redirect(request, "/profile", "New feed address made.", feed=f"{base}/ical/{token}.ics")

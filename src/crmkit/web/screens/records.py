@@ -1,0 +1,180 @@
+"""The page of any record, and stage moves with the small form a move may ask for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import MoveRefused, NotFound
+from crmkit.i18n import translate
+from crmkit.web import i18n
+from crmkit.web.forms import optional_int
+from crmkit.web.links import party_url, record_url
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.screens.lists import (
+    HIDDEN_COLUMNS,
+    PARTY_COLUMNS,
+    USER_COLUMNS,
+    entity_or_404,
+    format_value,
+)
+
+
+async def record_page(request: Request) -> Response:
+    """Fields, stage and next moves, history and the timeline entries of one record."""
+    crm = request.app.state.crm
+    entity = entity_or_404(crm, request.path_params["entity"])
+    if entity.name == "party":
+        return redirect(request, party_url(int(request.path_params["record_id"])))
+    locale = request.state.locale
+    with work(request) as unit:
+        service = unit.records(entity.name)
+        record = service.get(int(request.path_params["record_id"]))
+        users = {u.id: u for u in unit.users.list()}
+        columns = [
+            c.key
+            for c in entity.model.__table__.columns
+            if c.key not in HIDDEN_COLUMNS and c.key != "id"
+        ]
+        party_ids = [getattr(record, c) for c in columns if c in PARTY_COLUMNS]
+        parties = unit.parties.find_many(i for i in party_ids if i)
+        stage_titles = {
+            (p.name, s.name): s.title for p in crm.pipelines_for(entity.name) for s in p.stages
+        }
+        with i18n.activate(locale):
+            fields = [
+                (c, format_value(locale, entity, c, record, users, parties, {}, stage_titles))
+                for c in columns
+                if getattr(record, c, None) not in (None, "")
+            ]
+        pipelined = bool(getattr(record, "pipeline", None))
+        options = unit.moves.options(record, entity=entity.name) if pipelined else []
+        history = unit.moves.history(record, entity=entity.name) if pipelined else []
+        party_id = service.party_id_of(record)
+        entries = (
+            list(unit.timeline.list(party_id, record=(entity.name, record.id), limit=50))
+            if party_id and unit.access.can("activity", "read")
+            else []
+        )
+        definitions = unit.custom_fields.definitions(entity.name) if entity.custom_fields else {}
+        tags = service.tags_of(record)
+    return render(
+        request,
+        "record.html",
+        {
+            "entity": entity,
+            "record": record,
+            "title": entity.title_of(record),
+            "fields": fields,
+            "custom": [
+                (d.label, (record.custom or {}).get(k))
+                for k, d in definitions.items()
+                if (record.custom or {}).get(k) is not None
+            ],
+            "tags": tags,
+            "options": options,
+            "history": history,
+            "pipeline": crm.pipelines.get(record.pipeline) if pipelined else None,
+            "timeline": entries,
+            "users": users,
+            "party_id": party_id,
+        },
+    )
+
+
+def move_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``field.amount`` and ``field.custom.inn`` inputs -> the ``fields`` of a move."""
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if not key.startswith("field.") or value in ("", None):
+            continue
+        name = key[len("field.") :]
+        if name.startswith("custom."):
+            fields.setdefault("custom", {})[name[len("custom.") :]] = value
+        else:
+            fields[name] = (
+                str(value).replace(" ", "").replace(",", ".") if name == "amount" else value
+            )
+    return fields
+
+
+async def move(request: Request) -> Response:
+    """Move a record to a stage; a refusal that can be fixed shows the small form."""
+    crm = request.app.state.crm
+    entity = entity_or_404(crm, request.path_params["entity"])
+    record_id = int(request.path_params["record_id"])
+    back = record_url(entity.name, record_id)
+    if request.method == "GET":
+        with work(request) as unit:
+            record = unit.records(entity.name).get(record_id)
+        target = request.query_params.get("to", "")
+        return _form(request, entity, record, target, reasons=[], missing=[], values={})
+    data = await form_data(request)
+    target = str(data.get("to", ""))
+    try:
+        with work(request) as unit:
+            unit.moves.move(
+                record_id,
+                target,
+                entity=entity.name,
+                comment=str(data.get("comment", "")) or None,
+                fields=move_fields(data) or None,
+                expected_version=optional_int(data.get("version")),
+            )
+    except MoveRefused as refused:
+        with work(request) as unit:
+            record = unit.records(entity.name).get(record_id)
+        return _form(
+            request,
+            entity,
+            record,
+            target,
+            reasons=refused.messages,
+            missing=refused.missing_fields,
+            values=data,
+            status=409,
+        )
+    except NotFound:
+        raise
+    return redirect(request, back, "Moved.")
+
+
+def _form(
+    request: Request,
+    entity: Any,
+    record: Any,
+    target: str,
+    *,
+    reasons: list[Any],
+    missing: list[str],
+    values: dict[str, Any],
+    status: int = 200,
+) -> Response:
+    crm = request.app.state.crm
+    pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
+    stage = pipeline.stage(target) if pipeline and pipeline.has_stage(target) else None
+    with i18n.activate(request.state.locale):
+        shown = [translate(r, i18n.gettext) for r in reasons]
+    return render(
+        request,
+        "move_form.html",
+        {
+            "entity": entity,
+            "record": record,
+            "title": entity.title_of(record),
+            "target": target,
+            "stage": stage,
+            "reasons": shown,
+            "missing": [m for m in missing if m != "comment"],
+            "needs_comment": "comment" in missing,
+            "values": values,
+            "back": record_url(entity.name, record.id),
+            "error": error_text,
+        },
+        status=status,
+    )
+
+
+__all__ = ["USER_COLUMNS", "move", "move_fields", "record_page"]

@@ -1,0 +1,125 @@
+// crmkit reference UI: toasts, the live bell and reminder pop-ups (server-sent events),
+// @mention suggestions, bulk-action inputs and the column chooser.
+(function () {
+  "use strict";
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+  window.crmkit = window.crmkit || {};
+
+  function toast(text, kind) {
+    const box = document.getElementById("toasts");
+    if (!box) return;
+    const item = document.createElement("div");
+    item.className = "toast " + (kind || "ok");
+    item.setAttribute("role", kind === "error" ? "alert" : "status");
+    item.textContent = text;
+    box.appendChild(item);
+    setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
+  }
+  window.crmkit.toast = toast;
+  window.crmkit.csrf = csrf;
+  document.body.addEventListener("crmkit:toast", (e) => toast(e.detail.text, e.detail.kind));
+
+  // POST JSON with the CSRF header; resolves to {status, body}.
+  window.crmkit.post = async function (url, data) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(data),
+      credentials: "same-origin",
+    });
+    let body = {};
+    try { body = await response.json(); } catch (_) { /* not JSON */ }
+    return { status: response.status, body: body };
+  };
+
+  // The bell and pop-ups: one EventSource per tab; the browser reconnects by itself.
+  const liveUrl = document.body.dataset.live;
+  if (liveUrl && window.EventSource) {
+    const source = new EventSource(liveUrl);
+    const count = document.getElementById("unread");
+    source.addEventListener("notification", (event) => {
+      const data = JSON.parse(event.data);
+      if (count) {
+        count.textContent = data.unread;
+        count.hidden = !data.unread;
+      }
+      if (data.id) {
+        if (data.kind === "reminder") popup(data.kind_label, data.text, data.url);
+        else toast(data.text);
+      }
+    });
+    source.addEventListener("signed-out", () => { source.close(); window.location = "/login"; });
+    window.crmkit.live = source;
+  }
+
+  function popup(title, text, url) {
+    const dialog = document.getElementById("popup");
+    if (!dialog) return toast(text);
+    document.getElementById("popup-title").textContent = title;
+    document.getElementById("popup-text").textContent = text;
+    document.getElementById("popup-link").href = url || "#";
+    if (!dialog.open) dialog.showModal();
+  }
+  window.crmkit.popup = popup;
+  document.addEventListener("click", (e) => {
+    if (e.target.matches("[data-close]")) e.target.closest("dialog").close();
+  });
+
+  // @mentions: suggest colleagues' usernames while typing "@na…" in a note.
+  document.querySelectorAll("textarea[data-mentions]").forEach((area) => {
+    const names = JSON.parse(area.dataset.mentions || "[]");
+    const menu = document.createElement("ul");
+    menu.className = "mention-menu";
+    menu.hidden = true;
+    area.parentNode.style.position = "relative";
+    area.parentNode.appendChild(menu);
+    const word = () => {
+      const before = area.value.slice(0, area.selectionStart);
+      const match = before.match(/(^|\s)@([\w.+-]*)$/);
+      return match ? match[2] : null;
+    };
+    const choose = (name) => {
+      const caret = area.selectionStart;
+      const before = area.value.slice(0, caret).replace(/@([\w.+-]*)$/, "@" + name + " ");
+      area.value = before + area.value.slice(caret);
+      area.selectionStart = area.selectionEnd = before.length;
+      menu.hidden = true;
+      area.focus();
+    };
+    area.addEventListener("input", () => {
+      const typed = word();
+      if (typed === null) { menu.hidden = true; return; }
+      const found = names.filter((n) => n.toLowerCase().startsWith(typed.toLowerCase())).slice(0, 6);
+      menu.replaceChildren(...found.map((n) => {
+        const li = document.createElement("li");
+        li.textContent = "@" + n;
+        li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(n); });
+        return li;
+      }));
+      menu.hidden = !found.length;
+      menu.style.top = area.offsetTop + area.offsetHeight + "px";
+    });
+    area.addEventListener("blur", () => setTimeout(() => { menu.hidden = true; }, 150));
+  });
+
+  // Bulk actions: show the input the chosen action needs; "select all" checkbox.
+  document.querySelectorAll("[data-bulk-action]").forEach((select) => {
+    const form = select.form;
+    const sync = () => form.querySelectorAll("[data-for]").forEach((input) => {
+      input.hidden = input.dataset.for !== select.value;
+    });
+    select.addEventListener("change", sync);
+    sync();
+  });
+  document.querySelectorAll("[data-check-all]").forEach((box) => {
+    box.addEventListener("change", () => {
+      box.closest("form").querySelectorAll('input[name="ids"]').forEach((c) => { c.checked = box.checked; });
+    });
+  });
+  // Column chooser: checked boxes -> the "cols" parameter.
+  document.querySelectorAll("input[data-columns]").forEach((hidden) => {
+    hidden.form.addEventListener("submit", () => {
+      hidden.value = Array.from(hidden.form.querySelectorAll("[data-column]:checked")).map((c) => c.value).join(",");
+    });
+  });
+})();

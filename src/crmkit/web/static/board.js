@@ -1,0 +1,90 @@
+// Kanban boards: drag a card to another column; the server decides.  A refused move snaps the
+// card back to where it was and shows why; a move that needs fields opens a small form first.
+(function () {
+  "use strict";
+  function restore(item, from, index) {
+    const sibling = from.children[index];
+    from.insertBefore(item, sibling || null);
+    item.classList.add("refused");
+    setTimeout(() => item.classList.remove("refused"), 1200);
+  }
+
+  function askFields(reasons, fields, labels) {
+    const dialog = document.getElementById("move-form");
+    if (!dialog) return Promise.resolve(null);
+    dialog.querySelector(".reasons").textContent = reasons.join("; ");
+    const inputs = dialog.querySelector(".inputs");
+    inputs.replaceChildren(...fields.map((field) => {
+      const label = document.createElement("label");
+      label.textContent = labels[field] || field;
+      const input = document.createElement(field === "comment" ? "textarea" : "input");
+      input.name = field;
+      input.required = true;
+      label.appendChild(input);
+      return label;
+    }));
+    dialog.showModal();
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => {
+        if (dialog.returnValue !== "move") return resolve(null);
+        const values = {};
+        inputs.querySelectorAll("[name]").forEach((i) => { values[i.name] = i.value; });
+        resolve(values);
+      }, { once: true });
+    });
+  }
+
+  async function pipelineMove(board, event) {
+    const item = event.item;
+    const to = event.to.dataset.stage;
+    let payload = { id: item.dataset.id, to: to, version: item.dataset.version };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { status, body } = await window.crmkit.post(board.dataset.board, payload);
+      if (status === 200 && body.moved) {
+        item.dataset.version = body.version;
+        return;
+      }
+      if (body.form && body.missing_fields && body.missing_fields.length) {
+        const values = await askFields(body.reasons, body.missing_fields, body.labels || {});
+        if (values) {
+          payload = Object.assign({}, payload);
+          for (const [key, value] of Object.entries(values)) {
+            if (key === "comment") payload.comment = value; else payload["field." + key] = value;
+          }
+          continue;
+        }
+      }
+      restore(item, event.from, event.oldIndex);
+      window.crmkit.toast((body.reasons || ["refused"]).join("; "), "error");
+      return;
+    }
+  }
+
+  async function statusMove(event) {
+    const item = event.item;
+    const { status, body } = await window.crmkit.post(
+      "/tasks/" + item.dataset.id + "/status", { status: event.to.dataset.stage });
+    if (status !== 200) {
+      restore(item, event.from, event.oldIndex);
+      window.crmkit.toast(body.reason || "refused", "error");
+    }
+  }
+
+  document.querySelectorAll(".board").forEach((board) => {
+    if (board.hasAttribute("data-readonly") || !window.Sortable) return;
+    board.querySelectorAll("ul.cards").forEach((list) => {
+      window.Sortable.create(list, {
+        group: "board",
+        animation: 150,
+        forceFallback: true, // pointer events: the same on desktops, phones and in tests
+        delay: 150,
+        delayOnTouchOnly: true,
+        onEnd: (event) => {
+          if (event.from === event.to) return;
+          if (board.dataset.board) pipelineMove(board, event);
+          else if (board.hasAttribute("data-status-board")) statusMove(event);
+        },
+      });
+    });
+  });
+})();

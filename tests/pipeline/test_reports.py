@@ -1,0 +1,87 @@
+"""Funnels and time in stage from the move history, access-scoped."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+
+from crmkit.model import StageMove
+from crmkit.pipeline.reports import funnel, stage_counts, time_in_stage
+from crmkit.testing import add_user, factories
+
+
+@pytest.fixture
+def history(crm):
+    """Two agents' deals through the sales pipeline, with known durations."""
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    boss = add_user(crm, "boss", ["manager"])
+    paths = {
+        ivan: [["qualified", "proposal", "won"], ["qualified"], [], ["lost"]],
+        maria: [["qualified", "proposal"], ["lost"]],
+    }
+    for user, deals in paths.items():
+        for stages in deals:
+            with crm.acting_as(user) as work:
+                deal = factories.deal(work, amount="1000")
+                for stage in stages:
+                    comment = "no budget" if stage == "lost" else None
+                    work.moves.move(deal, stage, comment=comment)
+    with crm.system() as work:  # every move out of "new" took exactly two hours
+        work.session.execute(
+            update(StageMove).where(StageMove.from_stage == "new").values(seconds_in_source=7200)
+        )
+    return ivan, maria, boss
+
+
+def test_funnel_counts_and_conversions(crm, history):
+    _, _, boss = history
+    with crm.acting_as(boss) as work:
+        steps = {s.stage: s for s in funnel(work, "sales")}
+    assert [(s, steps[s].entered) for s in ("new", "qualified", "proposal", "won", "lost")] == [
+        ("new", 6),
+        ("qualified", 3),
+        ("proposal", 2),
+        ("won", 1),
+        ("lost", 2),
+    ]
+    assert steps["qualified"].from_first == 0.5
+    assert steps["proposal"].from_previous == round(2 / 3, 4)
+    assert steps["won"].from_previous == 0.5
+    assert steps["lost"].from_previous is None
+
+
+def test_agents_see_their_own_funnel_only(crm, history):
+    ivan, maria, _ = history
+    with crm.acting_as(maria) as work:
+        entered = {s.stage: s.entered for s in funnel(work, "sales")}
+    assert entered["new"] == 2 and entered["won"] == 0
+    with crm.acting_as(ivan) as work:
+        counts = {r["stage"]: r["count"] for r in stage_counts(work, "sales")}
+    assert counts == {"won": 1, "qualified": 1, "new": 1, "lost": 1}
+
+
+def test_period_filter(crm, history):
+    _, _, boss = history
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with crm.acting_as(boss) as work:
+        assert all(s.entered == 0 for s in funnel(work, "sales", since=future))
+
+
+def test_time_in_stage(crm, history):
+    _, _, boss = history
+    with crm.acting_as(boss) as work:
+        rows = {r["stage"]: r for r in time_in_stage(work, "sales")}
+    assert rows["new"]["left"] == 5 and rows["new"]["average_seconds"] == 7200.0
+    assert rows["qualified"]["left"] == 2  # two went on to proposal, one still waits
+
+
+def test_registered_report_with_owner_split(crm, history):
+    ivan, _, boss = history
+    with crm.acting_as(boss) as work:
+        report = crm.reports["pipeline_stage_counts"].build(
+            work, {"pipeline": "sales", "by_owner": "true"}
+        )
+    assert {"stage": "won", "owner_id": ivan.id, "count": 1} in report.rows

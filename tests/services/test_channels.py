@@ -1,0 +1,172 @@
+"""The core half of the channel contract: send via the outbox, ingest once, calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from crmkit import (
+    AddressKind,
+    CallEvent,
+    CallPhase,
+    Capability,
+    Channel,
+    DeliveryReceipt,
+    InboundMessage,
+    hookimpl,
+)
+from crmkit.channels import Attachment
+from crmkit.errors import ValidationFailed
+from crmkit.model import Activity, OutboxItem
+from crmkit.testing import factories
+
+
+class NullAdapter:
+    def send(self, message):
+        return DeliveryReceipt("never-called-here")
+
+
+class ChannelsPlugin:
+    crmkit_plugin_name = "test_channels"
+
+    def __init__(self):
+        self.received = []
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "mail",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE},
+                lambda crm: NullAdapter(),
+                activity_kind="mail",
+            ),
+            Channel(
+                "phone",
+                AddressKind.PHONE,
+                {Capability.CALL_IN, Capability.CALL_OUT},
+                lambda crm: NullAdapter(),
+                activity_kind="call",
+            ),
+        ]
+
+    @hookimpl
+    def crmkit_message_received(self, work, message, activity):
+        self.received.append((message.external_id, activity.party_id))
+
+
+@pytest.fixture
+def plugin():
+    return ChannelsPlugin()
+
+
+@pytest.fixture
+def crm(make_crm, plugin):
+    return make_crm(plugins=[plugin])
+
+
+def message(external_id="<m1@example.ru>", sender="Client@Romashka.ru", **kw):
+    return InboundMessage(
+        channel="mail",
+        external_id=external_id,
+        sender=sender,
+        body="Здравствуйте!",
+        subject="Вопрос",
+        **kw,
+    )
+
+
+def test_inbound_lands_on_the_right_party_exactly_once(crm, plugin):
+    with crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "client@romashka.ru"}]
+        )
+    with crm.system() as work:
+        first = work.channels.ingest(
+            message(attachments=[Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")])
+        )
+        assert first.party_id == client.id and first.direction == "in"
+    with crm.system() as work:
+        assert work.channels.ingest(message()) is None  # the same message again
+        assert len(work.attachments.for_party(client.id)) == 1
+    assert plugin.received == [("<m1@example.ru>", client.id)]
+
+
+def test_unknown_sender_waits_in_triage_then_is_attached(crm):
+    with crm.system() as work:
+        triaged = work.channels.ingest(message(sender="new@unknown.ru"))
+        assert triaged.party_id is None and triaged.status == "triage"
+        client = factories.organisation(work, contact_points=[])
+        work.channels.attach_to_party(triaged.id, client.id)
+    with crm.system() as work:
+        later = work.channels.ingest(message("<m2@x>", sender="NEW@unknown.ru"))
+        assert later.party_id == client.id  # the address was remembered
+
+
+def test_unknown_sender_becomes_a_lead_when_configured(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"channels.unknown_sender": "lead"})
+    with crm.system() as work:
+        activity = work.channels.ingest(message(sender="boss@newfirm.ru", sender_name="Олег"))
+        lead = work.parties.get(activity.party_id)
+        assert lead.name == "Олег" and lead.source == "mail"
+        assert [c.key for c in lead.contact_points] == ["boss@newfirm.ru"]
+
+
+def test_send_goes_through_the_outbox_in_the_same_transaction(crm):
+    with crm.system() as work:
+        client = factories.organisation(work)
+        activity = work.channels.send(
+            "mail", to="client@romashka.ru", subject="КП", body="Добрый день", party_id=client.id
+        )
+        assert activity.status == "queued"
+        item = work.session.scalar(select(OutboxItem))
+        assert item.kind == "channel.send" and item.payload["to"] == "client@romashka.ru"
+        assert item.idempotency_key == f"mail:activity:{activity.id}"
+    with pytest.raises(RuntimeError), crm.system() as work:
+        work.channels.send("mail", to="a@b.ru", body="x", party_id=client.id)
+        raise RuntimeError("the change failed")
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 1
+
+
+def test_send_refuses_what_a_channel_cannot_do(crm):
+    with crm.system() as work:
+        with pytest.raises(ValidationFailed, match="phone cannot send"):
+            work.channels.send("phone", to="+79160000000", body="hi")
+        with pytest.raises(ValidationFailed, match="empty"):
+            work.channels.send("mail", to="a@b.ru", body="  ")
+
+
+def test_a_call_is_one_timeline_entry_across_phases(crm):
+    start = dt.datetime(2026, 11, 1, 10, tzinfo=dt.UTC)
+    with crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "phone", "value": "8 916 555-44-33"}]
+        )
+    for phase, minutes in ((CallPhase.RINGING, 0), (CallPhase.ANSWERED, 1), (CallPhase.ENDED, 5)):
+        with crm.system() as work:
+            work.channels.record_call(
+                CallEvent(
+                    channel="phone",
+                    call_id="1700000000.42",
+                    phase=phase,
+                    direction="in",
+                    remote="+79165554433",
+                    extension="101",
+                    at=start + dt.timedelta(minutes=minutes),
+                    duration_seconds=240 if phase == CallPhase.ENDED else None,
+                )
+            )
+    with crm.system() as work:
+        calls = work.session.scalars(select(Activity).where(Activity.kind == "call")).all()
+        assert len(calls) == 1
+        call = calls[0]
+        assert call.party_id == client.id and call.status == "ended"
+        assert call.data["duration"] == 240 and set(call.data["phases"]) == {
+            "ringing",
+            "answered",
+            "ended",
+        }

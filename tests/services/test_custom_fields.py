@@ -1,0 +1,90 @@
+"""Custom fields: definitions, validation, filtering and sorting in SQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmkit.errors import ValidationFailed
+from crmkit.testing import factories
+
+
+@pytest.fixture
+def fields(crm):
+    with crm.system() as work:
+        for definition in (
+            {"key": "region", "label": "Регион", "kind": "choice", "choices": ["Москва", "Казань"]},
+            {"key": "employees", "label": "Сотрудников", "kind": "number"},
+            {"key": "budget", "label": "Бюджет", "kind": "money", "currency": "RUB"},
+            {"key": "since", "label": "Клиент с", "kind": "date"},
+            {"key": "inn", "label": "ИНН", "kind": "text", "required": True},
+            {"key": "parent", "label": "Головная", "kind": "reference", "ref_entity": "party"},
+        ):
+            work.custom_fields.define(entity="party", **definition)
+    return crm
+
+
+def test_values_are_validated_and_normalized(fields):
+    with fields.system() as work:
+        party = factories.organisation(
+            work,
+            custom={
+                "region": "Москва",
+                "employees": "1 200",
+                "budget": "15000,5",
+                "since": "01.03.2024",
+                "inn": "7701",
+            },
+        )
+        assert party.custom == {
+            "region": "Москва",
+            "employees": 1200,
+            "budget": 15000.5,
+            "since": "2024-03-01",
+            "inn": "7701",
+        }
+
+
+def test_every_bad_value_is_named(fields):
+    with pytest.raises(ValidationFailed) as info, fields.system() as work:
+        factories.organisation(
+            work,
+            custom={
+                "region": "Тверь",
+                "employees": "many",
+                "since": "32.13.2024",
+                "parent": 999,
+                "x": 1,
+            },
+        )
+    errors = info.value.errors["custom"]
+    assert set(errors) == {"region", "employees", "since", "parent", "x", "inn"}
+    assert errors["inn"] == ["required"] and errors["x"] == ["unknown field"]
+    assert errors["parent"] == ["no party 999"]
+
+
+def test_filter_and_sort_on_custom_fields(fields):
+    with fields.system() as work:
+        small = factories.organisation(
+            work, custom={"inn": "1", "employees": 9, "region": "Казань"}
+        )
+        big = factories.organisation(
+            work, custom={"inn": "2", "employees": 100, "region": "Москва"}
+        )
+        mid = factories.organisation(work, custom={"inn": "3", "employees": 20, "region": "Москва"})
+    with fields.system() as work:
+        moscow = work.parties.list(filters={"custom.region": "Москва"})
+        assert {p.id for p in moscow.items} == {big.id, mid.id}
+        large = work.parties.list(where={"field": "custom.employees", "op": "gte", "value": 20})
+        assert {p.id for p in large.items} == {big.id, mid.id}
+        with pytest.raises(ValidationFailed, match="no custom field 'nope'"):
+            work.parties.list(filters={"custom.nope": 1})
+        assert small.id not in {p.id for p in large.items}
+
+
+def test_update_merges_and_clears_values(fields):
+    with fields.system() as work:
+        party = factories.organisation(work, custom={"inn": "1", "employees": 5})
+        work.parties.update(party, custom={"employees": None, "region": "Казань"})
+        assert party.custom == {"inn": "1", "region": "Казань"}
+        with pytest.raises(ValidationFailed, match="required"):
+            work.parties.update(party, custom={"inn": None})

@@ -1,0 +1,81 @@
+"""Nested groups, tags, and the user administration."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.testing import add_user, factories
+
+
+def test_nested_groups_move_with_their_subtree(crm):
+    with crm.system() as work:
+        dealers = work.groups.create("Дилеры")
+        moscow = work.groups.create("Москва", parent_id=dealers.id)
+        center = work.groups.create("Центр", parent_id=moscow.id)
+        archive = work.groups.create("Архив")
+        assert center.path == f"/{dealers.id}/{moscow.id}/{center.id}/"
+        work.groups.move(moscow.id, archive.id)
+        assert work.groups.get(center.id).path == f"/{archive.id}/{moscow.id}/{center.id}/"
+        assert sorted(work.groups.subtree_ids(archive.id)) == sorted(
+            [archive.id, moscow.id, center.id]
+        )
+        with pytest.raises(ValidationFailed, match="inside itself"):
+            work.groups.move(archive.id, center.id)
+
+
+def test_members_in_several_groups(crm):
+    with crm.system() as work:
+        a, b = work.groups.create("A"), work.groups.create("B")
+        client = factories.organisation(work)
+        assert work.groups.add_members(a.id, [client.id]) == 1
+        assert work.groups.add_members(a.id, [client.id]) == 0
+        work.groups.add_members(b.id, [client.id])
+        assert [g.name for g in work.groups.groups_of(client.id)] == ["A", "B"]
+        assert work.groups.remove_members(a.id, [client.id]) == 1
+        with pytest.raises(NotFound):
+            work.groups.add_members(b.id, [987654])
+
+
+def test_bulk_tagging(crm):
+    with crm.system() as work:
+        clients = [factories.organisation(work) for _ in range(3)]
+        assert work.parties.add_tags(clients, ["vip", "2026"]) == 6
+        assert work.parties.add_tags(clients[:1], ["vip"]) == 0
+        assert work.parties.tags_of(clients[0]) == ["2026", "vip"]
+        assert work.parties.count(where={"field": "tag", "op": "has", "value": "vip"}) == 3
+
+
+def test_roles_change_ends_sessions_and_unknown_roles_are_refused(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.system() as work:
+        epoch = work.users.get("ivan").session_epoch
+        work.users.update("ivan", roles=["manager"])
+        assert work.users.get("ivan").session_epoch == epoch + 1
+        with pytest.raises(ValidationFailed, match="unknown role 'pilot'"):
+            work.users.update("ivan", roles=["pilot"])
+    with crm.acting_as(ivan.id) as work:
+        assert work.actor.roles == {"manager"}
+
+
+def test_users_edit_their_own_profile_only(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    add_user(crm, "maria", ["agent"])
+    with crm.acting_as(ivan) as work:
+        work.users.update("ivan", display_name="Иван Петров", locale="en")
+        with pytest.raises(PermissionDenied):
+            work.users.update("ivan", roles=["admin"])
+        with pytest.raises(PermissionDenied):
+            work.users.update("maria", display_name="hacked")
+
+
+def test_blocked_user_cannot_act_or_sign_in(crm):
+    add_user(crm, "ivan", ["agent"], password="secret-pass-1")
+    with crm.system() as work:
+        assert work.users.authenticate("ivan", "secret-pass-1") is not None
+        assert work.users.authenticate("ivan", "wrong") is None
+        assert work.users.authenticate("nobody", "secret-pass-1") is None
+        work.users.block("ivan", reason="left the company")
+        assert work.users.authenticate("ivan", "secret-pass-1") is None
+    with pytest.raises(PermissionDenied, match="blocked"):
+        crm.acting_as("ivan")

@@ -1,0 +1,92 @@
+"""The unit of work: all or nothing, events before commit, callbacks after."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from crmkit import hookimpl
+from crmkit.model import Attachment, AuditEntry, Party
+
+
+def test_exception_rolls_everything_back_files_included(crm):
+    with pytest.raises(RuntimeError), crm.system() as work:
+        party = work.parties.create(name="Temp")
+        attachment = work.attachments.add("a.txt", b"hello", party_id=party.id)
+        path_key = attachment.storage_key
+        raise RuntimeError("boom")
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 0
+        assert work.session.scalar(select(func.count()).select_from(Attachment)) == 0
+        assert work.session.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    with pytest.raises(FileNotFoundError):
+        crm.storage.open(path_key)
+
+
+def test_event_handlers_write_in_the_same_transaction(crm):
+    class Greeter:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == "record.created" and event.entity == "party":
+                work.timeline.add_note(party_id=event.record_id, body="welcome")
+
+    class Failing:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == "record.created" and event.entity == "deal":
+                raise RuntimeError("handler failed")
+
+    crm.pm.register(Greeter())
+    crm.pm.register(Failing())
+    with crm.system() as work:
+        party = work.parties.create(name="A")
+    with crm.system() as work:
+        assert [a.body for a in work.timeline.list(party.id).items] == ["welcome"]
+    with pytest.raises(RuntimeError, match="handler failed"), crm.system() as work:
+        work.parties.create(name="B")
+        work.deals.create(title="D")
+    with crm.system() as work:
+        assert work.parties.count(search="B") == 0  # the party went with the failed deal
+
+
+def test_after_commit_runs_only_after_success(crm):
+    calls = []
+    with crm.system() as work:
+        work.after_commit(lambda: calls.append("committed"))
+        work.parties.create(name="A")
+        assert calls == []
+    assert calls == ["committed"]
+    with pytest.raises(ValueError), crm.system() as work:
+        work.after_commit(lambda: calls.append("never"))
+        raise ValueError
+    assert calls == ["committed"]
+
+
+def test_runaway_event_loop_is_stopped(crm):
+    class Echo:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            work.emit("echo", "party", event.record_id)
+
+    crm.pm.register(Echo())
+    with pytest.raises(Exception, match="loop"), crm.system() as work:
+        work.parties.create(name="A")
+
+
+def test_savepoint_undoes_only_its_block(crm):
+    with crm.system() as work:
+        work.parties.create(name="kept")
+        with pytest.raises(ValueError), work.savepoint():
+            work.parties.create(name="dropped")
+            raise ValueError
+    with crm.system() as work:
+        assert [p.name for p in work.parties.list().items] == ["kept"]
+
+
+def test_audit_rows_cannot_be_changed(crm):
+    import sqlalchemy as sa
+
+    with crm.system() as work:
+        work.parties.create(name="A")
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), crm.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM audit_log"))

@@ -1,0 +1,121 @@
+"""Tasks, reminders and the calendar."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.testing import add_user, factories
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def iso(delta_hours: float) -> str:
+    return (NOW + dt.timedelta(hours=delta_hours)).isoformat()
+
+
+def test_task_assignment_notifies_and_done_is_dated(crm):
+    boss = add_user(crm, "boss", ["manager"])
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.acting_as(boss) as work:
+        client = factories.organisation(work)
+        task = work.tasks.create(
+            title="Позвонить",
+            assignee_id=ivan.id,
+            party_id=client.id,
+            deadline=iso(-1),
+            tags=["срочно"],
+        )
+        sub = work.tasks.create(title="Подготовить КП", parent_id=task.id, assignee_id=ivan.id)
+    with crm.acting_as(ivan) as work:
+        assert [t.id for t in work.tasks.mine()] == [task.id, sub.id]
+        assert [t.id for t in work.tasks.overdue()] == [task.id]
+        assert [t.id for t in work.tasks.subtasks(task.id)] == [sub.id]
+        assert {n.kind for n in work.notifications.latest()} == {"assignment"}
+        done = work.tasks.complete(task.id)
+        assert done.done_at is not None
+        assert [t.id for t in work.tasks.mine()] == [sub.id]
+
+
+def test_agent_may_not_assign_tasks_to_others(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    with crm.acting_as(ivan) as work, pytest.raises(PermissionDenied):
+        work.tasks.create(title="for maria", assignee_id=maria.id)
+
+
+def test_reminder_for_people_and_a_team(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    oleg = add_user(crm, "oleg", ["agent"])
+    with crm.system() as work:
+        team = work.users.create_team("sales", members=[maria.id, oleg.id])
+    with crm.acting_as(ivan) as work:
+        reminder = work.reminders.create(
+            text="Продлить договор",
+            remind_at=iso(1),
+            recipients=[{"user_id": ivan.id}, {"team_id": team.id}],
+        )
+        assert work.reminders.recipients_of(reminder) == sorted([ivan.id, maria.id, oleg.id])
+    with crm.acting_as(maria) as work:
+        assert [r.id for r in work.reminders.for_user(maria.id)] == [reminder.id]
+        work.reminders.get(reminder.id)  # a recipient sees it although ivan made it
+        work.reminders.done(reminder.id)
+    with crm.system() as work:
+        assert work.reminders.recipients_of(work.reminders.get(reminder.id)) == sorted(
+            [ivan.id, oleg.id]
+        )
+        assert work.reminders.due(now=NOW + dt.timedelta(hours=2))[0].id == reminder.id
+        later = NOW + dt.timedelta(days=1)
+        work.reminders.snooze(reminder.id, later)
+        assert work.reminders.due(now=NOW + dt.timedelta(hours=2)) == []
+
+
+def test_resource_is_never_double_booked(crm):
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        first = work.calendar.create(
+            title="ТО", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2)
+        )
+        with pytest.raises(ValidationFailed, match="already booked"):
+            work.calendar.create(
+                title="Шиномонтаж", resource_id=bay.id, starts_at=iso(1.5), ends_at=iso(3)
+            )
+        second = work.calendar.create(
+            title="Шиномонтаж", resource_id=bay.id, starts_at=iso(2), ends_at=iso(3)
+        )
+        with pytest.raises(ValidationFailed, match="already booked"):
+            work.calendar.reschedule(
+                second, NOW + dt.timedelta(hours=1.5), NOW + dt.timedelta(hours=2.5)
+            )
+        slots = work.calendar.free_slots(
+            bay.id, NOW, NOW + dt.timedelta(hours=6), dt.timedelta(hours=1)
+        )
+        assert slots == [
+            (NOW, NOW + dt.timedelta(hours=1)),
+            (NOW + dt.timedelta(hours=3), NOW + dt.timedelta(hours=6)),
+        ]
+        work.calendar.reschedule(first, NOW + dt.timedelta(hours=4), NOW + dt.timedelta(hours=5))
+
+
+def test_event_end_before_start_is_refused(crm):
+    with crm.system() as work, pytest.raises(ValidationFailed, match="ends_at"):
+        work.calendar.create(title="x", starts_at=iso(2), ends_at=iso(1))
+
+
+def test_invited_colleague_sees_the_event(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    with crm.acting_as(ivan) as work:
+        event = work.calendar.create(
+            title="Встреча", starts_at=iso(1), ends_at=iso(2), attendees=[{"user_id": maria.id}]
+        )
+    with crm.acting_as(maria) as work:
+        window = work.calendar.between(NOW, NOW + dt.timedelta(days=1), owner_id=maria.id)
+        assert [e.id for e in window] == [event.id]

@@ -1,0 +1,103 @@
+"""The condition language: compiled to SQL and evaluated in memory the same way."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from crmkit.errors import ValidationFailed
+from crmkit.filters import evaluate, from_simple_filters
+from crmkit.testing import factories
+
+
+def test_simple_filters_become_conditions():
+    assert from_simple_filters({"stage": "firm", "amount__gte": 5, "kind": ["a", "b"]}) == {
+        "all": [
+            {"field": "stage", "op": "eq", "value": "firm"},
+            {"field": "amount", "op": "gte", "value": 5},
+            {"field": "kind", "op": "in", "value": ["a", "b"]},
+        ]
+    }
+
+
+def test_evaluate_in_memory():
+    values = {
+        "stage": "firm",
+        "amount": "120.50",
+        "custom.region": "Москва",
+        "tags": ["vip"],
+        "last": dt.datetime.now(dt.UTC) - dt.timedelta(days=40),
+    }
+    assert evaluate(
+        {
+            "all": [
+                {"field": "stage", "op": "in", "value": ["firm", "account"]},
+                {"field": "amount", "op": "gt", "value": 100},
+                {"field": "tag", "op": "has", "value": "vip"},
+                {"field": "last", "op": "older_than_days", "value": 30},
+            ]
+        },
+        values,
+    )
+    assert not evaluate(
+        {
+            "any": [
+                {"field": "custom.region", "op": "eq", "value": "Казань"},
+                {"not": {"field": "stage", "op": "eq", "value": "firm"}},
+            ]
+        },
+        values,
+    )
+    with pytest.raises(ValidationFailed, match="unknown operator"):
+        evaluate({"field": "stage", "op": "like", "value": "x"}, values)
+
+
+def test_sql_and_memory_agree(crm):
+    with crm.system() as work:
+        a = factories.organisation(work, name="Альфа", source="site", tags=["vip"])
+        b = factories.organisation(work, name="Бета", source="call")
+        c = factories.organisation(work, name="Гамма", source=None, tags=["vip", "old"])
+    condition = {
+        "any": [
+            {"field": "source", "op": "eq", "value": "site"},
+            {
+                "all": [
+                    {"field": "tag", "op": "has", "value": "old"},
+                    {"field": "name", "op": "contains", "value": "амм"},
+                ]
+            },
+        ]
+    }
+    with crm.system() as work:
+        in_sql = {p.id for p in work.parties.list(where=condition).items}
+        in_memory = {
+            p.id
+            for p in (a, b, c)
+            if evaluate(
+                condition, {"source": p.source, "name": p.name, "tags": work.parties.tags_of(p)}
+            )
+        }
+    assert in_sql == in_memory == {a.id, c.id}
+
+
+def test_unknown_field_is_named(crm):
+    with crm.system() as work, pytest.raises(ValidationFailed, match="password_hash"):
+        work.parties.list(filters={"password_hash": "x"})
+
+
+def test_group_filter_includes_subgroups(crm):
+    with crm.system() as work:
+        top = work.groups.create("Дилеры")
+        sub = work.groups.create("Москва", parent_id=top.id)
+        inside = factories.organisation(work)
+        outside = factories.organisation(work)
+        work.groups.add_members(sub.id, [inside.id])
+        found = work.parties.list(where={"field": "group", "op": "in", "value": [top.id]})
+        assert [p.id for p in found.items] == [inside.id]
+        assert outside.id in {
+            p.id
+            for p in work.parties.list(
+                where={"field": "group", "op": "not_in", "value": [top.id]}
+            ).items
+        }

@@ -1,0 +1,84 @@
+"""Pages through the ASGI app (httpx), signed in as users of the test kit."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from crmkit.testing import DEMO_PASSWORD, add_user
+from crmkit.web.app import create_app
+
+
+class Browser:
+    """An httpx client on the app that signs in and sends CSRF tokens like a browser."""
+
+    def __init__(self, app, crm):
+        self.app = app
+        self.crm = crm
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.0.0.1", 1234)),
+            base_url="http://testserver",
+            follow_redirects=False,
+        )
+        self.csrf = ""
+
+    async def login(self, username, password=DEMO_PASSWORD):
+        page = await self.client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        response = await self.client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}
+        )
+        if response.status_code == 303:
+            await self.refresh_csrf()
+        return response
+
+    async def refresh_csrf(self):
+        page = await self.client.get("/profile")
+        found = re.search(r'<meta name="csrf-token" content="([^"]*)"', page.text)
+        self.csrf = found.group(1) if found else ""
+
+    async def get(self, url, **kwargs):
+        return await self.client.get(url, **kwargs)
+
+    async def post(self, url, data=None, **kwargs):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf)
+        return await self.client.post(url, data=data, **kwargs)
+
+    async def post_json(self, url, payload):
+        return await self.client.post(
+            url,
+            json=payload,
+            headers={"X-CSRF-Token": self.csrf, "Accept": "application/json"},
+        )
+
+    async def close(self):
+        await self.client.aclose()
+
+
+@pytest.fixture
+def web(crm):
+    """``await web("agent")`` -> a signed-in Browser on the core app (user ``<role>1``)."""
+    app = create_app(crm)
+    browsers = []
+    counter = iter(range(1, 1000))
+
+    async def open_as(*roles, username=None, **values):
+        name = username or f"{roles[0] if roles else 'user'}{next(counter)}"
+        user = add_user(crm, name, roles or ("agent",), **values)
+        browser = Browser(app, crm)
+        browser.user = user
+        browsers.append(browser)
+        response = await browser.login(name)
+        assert response.status_code == 303, response.text
+        return browser
+
+    open_as.app = app
+    yield open_as
+
+
+@pytest.fixture
+def anonymous(crm):
+    return Browser(create_app(crm), crm)

@@ -1,0 +1,226 @@
+"""End-to-end stories in headless Chromium (Debian's package, driven by Playwright).
+
+The server is uvicorn on a free port of 127.0.0.1, serving a fresh SQLite deployment in a
+thread of the test process.  Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from crmkit.web.app import create_app
+
+    crm = make_crm(directory=tmp_path_factory.mktemp("e2e"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield crm, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    crm.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(context, base, username):
+    page = context.new_page()
+    page.goto(f"{base}/login")
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', DEMO_PASSWORD)
+    page.click('button[type="submit"]')
+    page.wait_for_load_state()
+    return page
+
+
+def test_client_note_mention_reaches_the_colleagues_bell(server, browser):
+    crm, base = server
+    add_user(crm, "ivan", ["agent"], display_name="Иван")
+    add_user(crm, "maria", ["manager"], display_name="Мария")
+    ivan = sign_in(browser.new_context(), base, "ivan")
+    maria = sign_in(browser.new_context(), base, "maria")
+    assert maria.locator("#unread").is_hidden()
+
+    ivan.goto(f"{base}/clients/new")
+    ivan.fill('input[name="name"]', "ООО «Северный ветер»")
+    ivan.fill('input[name="phone"]', "8 916 123-45-67")
+    ivan.click('form.record-form button[type="submit"]')
+    ivan.wait_for_selector("h1:has-text('Северный ветер')")
+    assert "+79161234567" in ivan.inner_html("#contacts")
+
+    ivan.fill('textarea[name="body"]', "Перезвонить директору, @mar")
+    ivan.click(".mention-menu li:has-text('@maria')")  # the suggestion completes the name
+    ivan.click("button:has-text('Добавить заметку')")
+    ivan.wait_for_selector("#timeline .entry.note:has-text('@maria')")
+
+    maria.wait_for_selector("#unread:not([hidden])", timeout=10000)  # pushed over SSE
+    assert maria.inner_text("#unread") == "1"
+    ivan.screenshot(path=str(ARTIFACTS / "client-card.png"), full_page=True)
+    maria.screenshot(path=str(ARTIFACTS / "bell.png"))
+
+
+def test_a_refused_move_snaps_back_with_its_reason(server, browser):
+    crm, base = server
+    add_user(crm, "petr", ["agent"])
+    with crm.acting_as("petr") as work:
+        deal = factories.deal(work, title="Поставка станков")
+        work.moves.move(deal, "qualified")
+    page = sign_in(browser.new_context(viewport={"width": 1400, "height": 900}), base, "petr")
+    page.goto(f"{base}/boards/sales")
+    card = page.locator(f'.kcard[data-id="{deal.id}"]')
+    target = page.locator('ul.cards[data-stage="won"]')
+    _drag(page, card, target)
+    toast = page.wait_for_selector(".toast.error", timeout=10000)
+    reason = toast.inner_text()
+    assert "won" in reason.lower() or "выиграна" in reason.lower() or "qualified" in reason.lower()
+    back = f'ul.cards[data-stage="qualified"] .kcard[data-id="{deal.id}"]'
+    page.wait_for_selector(back)
+    page.screenshot(path=str(ARTIFACTS / "board-refused.png"))
+    with crm.acting_as("petr") as work:
+        assert work.deals.get(deal.id).stage == "qualified"
+
+
+def test_reschedule_an_event_by_dragging_it(server, browser):
+    crm, base = server
+    add_user(crm, "olga", ["agent"])
+    start = dt.datetime.now(dt.UTC).replace(hour=10, minute=0, second=0, microsecond=0)  # this week
+    with crm.acting_as("olga") as work:
+        event = work.calendar.create(
+            title="Встреча в офисе",
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+        )
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
+    page = sign_in(context, base, "olga")
+    page.goto(f"{base}/calendar")
+    event_box = page.wait_for_selector(".fc-event:has-text('Встреча в офисе')")
+    box = event_box.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8 + step * 12)
+        time.sleep(0.03)
+    page.mouse.up()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with crm.acting_as("olga") as work:
+            moved = work.calendar.get(event.id)
+        if moved.starts_at != start:
+            break
+        time.sleep(0.2)
+    assert moved.starts_at > start
+    assert moved.ends_at - moved.starts_at == dt.timedelta(hours=1)
+    page.screenshot(path=str(ARTIFACTS / "calendar.png"))
+
+
+def test_switch_the_language(server, browser):
+    crm, base = server
+    add_user(crm, "anna", ["agent"])
+    page = sign_in(browser.new_context(), base, "anna")
+    page.goto(f"{base}/tasks")
+    assert page.inner_text("h1") == "Задачи"
+    page.click("details.usermenu summary")
+    page.click('button[data-language="en"]')
+    page.wait_for_selector("h1:has-text('Tasks')")
+    assert page.get_attribute("html", "lang") == "en"
+    page.goto(f"{base}/home")
+    assert "My tasks" in page.inner_text("main")
+
+
+def test_agent_workspace_on_a_phone(server, browser):
+    crm, base = server
+    add_user(crm, "agent7", ["agent"])
+    with crm.acting_as("agent7") as work:
+        party = factories.organisation(work, name="ООО «Кедр»")
+        factories.task(
+            work,
+            title="Позвонить в «Кедр»",
+            party_id=party.id,
+            deadline=(dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).isoformat(),
+        )
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    page = sign_in(phone, base, "agent7")
+    assert page.url.endswith("/home")
+    assert page.locator("li.task.overdue:has-text('Кедр')").count() == 1
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page scrolls sideways by {overflow}px on a phone"
+    page.click("#main-menu summary")
+    page.click("#main-menu a:has-text('Клиенты')")
+    page.wait_for_selector("h1:has-text('Клиенты')")
+    page.click("a:has-text('ООО «Кедр»')")
+    page.wait_for_selector("h1:has-text('Кедр')")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    page.screenshot(path=str(ARTIFACTS / "phone-card.png"), full_page=True)
+
+
+def _drag(page, source, target):
+    start = source.bounding_box()
+    end = target.bounding_box()
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    steps = 15
+    for step in range(1, steps + 1):
+        x = (
+            start["x"]
+            + start["width"] / 2
+            + (end["x"] + 40 - start["x"] - start["width"] / 2) * step / steps
+        )
+        y = (
+            start["y"]
+            + start["height"] / 2
+            + (end["y"] + 20 - start["y"] - start["height"] / 2) * step / steps
+        )
+        page.mouse.move(x, y)
+        time.sleep(0.03)
+    page.mouse.up()

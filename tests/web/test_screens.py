@@ -1,0 +1,325 @@
+"""Screens through the ASGI app, on SQLite and PostgreSQL, as users of different roles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from crmkit.model import Resource
+from crmkit.testing import add_user, factories
+from tests.web.conftest import Browser
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def _own_client(crm, user, **values):
+    with crm.acting_as(user) as work:
+        return factories.organisation(work, **values)
+
+
+async def test_records_outside_the_scope_are_404(web, crm):
+    owner = await web("agent")
+    stranger = await web("agent")
+    party = _own_client(crm, owner.user)
+    with crm.acting_as(owner.user) as work:
+        deal = factories.deal(work, party_id=party.id)
+        file = work.attachments.add("contract.pdf", b"%PDF", party_id=party.id)
+    assert (await owner.get(f"/clients/{party.id}")).status_code == 200
+    for url in (
+        f"/clients/{party.id}",
+        f"/records/deal/{deal.id}",
+        f"/files/{file.id}",
+        f"/clients/{party.id}/timeline",
+        "/clients/999999",
+    ):
+        response = await stranger.get(url)
+        assert response.status_code == 404, url
+        assert party.name not in response.text
+    refused = await stranger.post(f"/clients/{party.id}/notes", {"body": "hello"})
+    assert refused.status_code == 404
+
+
+async def test_admin_screens_are_404_for_other_roles(web):
+    agent = await web("agent")
+    assert (await agent.get("/admin/users")).status_code == 404
+    page = await agent.get("/home")
+    assert "/admin" not in re.findall(r'href="(/admin[^"]*)"', page.text)
+
+
+async def test_list_search_filters_custom_fields_and_keyset_pages(web, crm):
+    manager = await web("manager")
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="region", label="Регион", kind="text")
+    with crm.acting_as(manager.user) as work:
+        for n in range(55):
+            factories.organisation(
+                work, name=f"Альфа {n:02d}", custom={"region": "Москва" if n % 5 == 0 else "Тверь"}
+            )
+        factories.organisation(work, name="Бета")
+    found = await manager.get("/lists/party?q=бета")
+    assert "Бета" in found.text and "Альфа" not in found.text
+    moscow = await manager.get(
+        "/lists/party?f.custom.region__contains=Москва&cols=name,custom.region"
+    )
+    assert moscow.text.count("Москва") >= 11 and "Тверь" not in moscow.text
+    first = await manager.get("/lists/party?order=name")
+    names = re.findall(r"Альфа \d\d", first.text)
+    assert names[:2] == ["Альфа 00", "Альфа 01"] and len(set(names)) == 50
+    next_url = re.search(r'href="(\?[^"]*after=[^"]+)" rel="next"', first.text).group(1)
+    second = await manager.get("/lists/party" + next_url.replace("&amp;", "&"))
+    rest = re.findall(r"Альфа \d\d", second.text)
+    assert rest[:5] == ["Альфа 50", "Альфа 51", "Альфа 52", "Альфа 53", "Альфа 54"]
+
+
+async def test_bulk_assign_and_tag(web, crm):
+    manager = await web("manager")
+    agent = add_user(crm, "vasya", ["agent"])
+    parties = [_own_client(crm, manager.user) for _ in range(3)]
+    ids = [str(p.id) for p in parties]
+    response = await manager.post(
+        "/lists/party/bulk", {"ids": ids[:2], "action": "assign", "owner_id": str(agent.id)}
+    )
+    assert response.status_code == 303
+    response = await manager.post("/lists/party/bulk", {"ids": ids, "action": "tag", "tag": "vip"})
+    with crm.acting_as(agent) as work:
+        assert {p.id for p in work.parties.list()} == {parties[0].id, parties[1].id}
+    vip = await manager.get("/lists/party?f.tag=vip&cols=name,tags")
+    assert all(p.name in vip.text for p in parties)
+
+
+async def test_saved_views(web, crm):
+    agent = await web("agent")
+    response = await agent.post(
+        "/lists/party/views", {"name": "Мои москвичи", "query": "q=моск&order=name"}
+    )
+    assert response.status_code == 303
+    page = await agent.get("/lists/party")
+    assert "Мои москвичи" in page.text and "q=%D0%BC%D0%BE%D1%81%D0%BA" in page.text
+
+
+async def test_note_with_a_mention_notifies_the_colleague(web, crm):
+    author = await web("agent", username="ivan")
+    colleague = await web("manager", username="maria")
+    party = _own_client(crm, author.user)
+    response = await author.post(f"/clients/{party.id}/notes", {"body": "позвони им @maria"})
+    assert response.status_code == 303
+    card = await author.get(f"/clients/{party.id}")
+    assert "позвони им @maria" in card.text
+    page = await colleague.get("/notifications")
+    assert "ivan" in page.text or "Ivan" in page.text
+    assert re.search(r'id="unread" class="count">1<', page.text)
+
+
+async def test_timeline_kinds_and_pages(web, crm):
+    agent = await web("agent")
+    party = _own_client(crm, agent.user)
+    with crm.acting_as(agent.user) as work:
+        for n in range(35):
+            work.timeline.add("call", party_id=party.id, subject=f"разговор {n}")
+        work.timeline.add_note(party_id=party.id, body="единственная заметка")
+    notes = await agent.get(f"/clients/{party.id}/timeline?kind=note")
+    assert "единственная заметка" in notes.text and "разговор" not in notes.text
+    page = await agent.get(f"/clients/{party.id}")
+    assert "разговор 34" in page.text and "разговор 0<" not in page.text
+    cursor = re.search(r'timeline\?after=([^"&]+)', page.text).group(1)
+    more = await agent.get(f"/clients/{party.id}/timeline?after={cursor}")
+    assert "разговор 0<" in more.text
+
+
+async def test_board_move_refused_then_completed_with_the_missing_field(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+        work.moves.move(deal, "qualified")
+        version = work.deals.get(deal.id).version
+    board = await agent.get("/boards/sales")
+    assert deal.title in board.text
+    refused = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "proposal", "version": version}
+    )
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["missing_fields"] == ["amount"] and body["form"] is True
+    assert body["reasons"] == ["заполните: amount"]  # the engine's message, in Russian
+    moved = await agent.post_json(
+        "/boards/sales/move",
+        {"id": deal.id, "to": "proposal", "version": version, "field.amount": "15000"},
+    )
+    assert moved.status_code == 200 and moved.json()["moved"]
+    with crm.acting_as(agent.user) as work:
+        assert work.deals.get(deal.id).stage == "proposal"
+    skip = await agent.post_json("/boards/sales/move", {"id": deal.id, "to": "new", "version": 1})
+    assert skip.status_code == 409  # stale version: someone (we) moved it meanwhile
+    with crm.acting_as(agent.user) as work:
+        version = work.deals.get(deal.id).version
+    jump = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "new", "version": version}
+    )
+    assert jump.status_code == 200
+    leap = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "won", "version": jump.json()["version"]}
+    )
+    [reason] = leap.json()["reasons"]
+    assert reason.startswith("в воронке «") and "нельзя перейти с этапа «" in reason
+
+
+async def test_move_form_for_a_comment(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+    form = await agent.post(f"/records/deal/{deal.id}/move", {"to": "lost"})
+    assert form.status_code == 409 and 'name="comment"' in form.text
+    done = await agent.post(f"/records/deal/{deal.id}/move", {"to": "lost", "comment": "дорого"})
+    assert done.status_code == 303
+
+
+async def test_calendar_reschedule_and_resource_clash(web, crm):
+    agent = await web("agent")
+    start = dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    with crm.acting_as(agent.user) as work:
+        first = work.calendar.create(
+            title="ТО",
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+            resource_id=bay_id,
+        )
+        second = work.calendar.create(
+            title="Ремонт",
+            starts_at=(start + dt.timedelta(hours=2)).isoformat(),
+            ends_at=(start + dt.timedelta(hours=3)).isoformat(),
+            resource_id=bay_id,
+        )
+    moved = await agent.post_json(
+        f"/calendar/events/{first.id}/reschedule",
+        {"start": "2026-12-01T11:00:00Z", "end": "2026-12-01T12:00:00Z"},
+    )
+    assert moved.status_code == 200
+    clash = await agent.post_json(
+        f"/calendar/events/{first.id}/reschedule",
+        {"start": "2026-12-01T12:30:00Z", "end": "2026-12-01T13:30:00Z"},
+    )
+    assert clash.status_code == 409 and clash.json()["reason"]
+    events = (
+        await agent.get("/calendar/events?start=2026-11-30T00:00:00Z&end=2026-12-07T00:00:00Z")
+    ).json()
+    starts = {e["title"]: e["start"] for e in events if "title" in e}
+    assert starts["ТО"].startswith("2026-12-01T11:00") and "Ремонт" in starts
+    free = (
+        await agent.get(
+            f"/calendar/events?who=resource:{bay_id}&start=2026-11-30T00:00:00Z&end=2026-12-02T00:00:00Z"
+        )
+    ).json()
+    assert any(e.get("display") == "background" for e in free)
+    assert second.id
+
+
+async def test_ical_feed(web, crm):
+    agent = await web("agent")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with crm.acting_as(agent.user) as work:
+        work.calendar.create(
+            title="Встреча с клиентом",
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+        )
+    made = await agent.post("/profile/feed", {})
+    feed_url = re.search(r"feed=([^&\s]+)", made.headers["location"]).group(1)
+    from urllib.parse import unquote
+
+    path = unquote(feed_url).split("testserver", 1)[1]
+    feed = await Browser(agent.app, crm).get(path)
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+    assert "BEGIN:VCALENDAR" in feed.text and "Встреча с клиентом" in feed.text
+    assert (await Browser(agent.app, crm).get("/ical/wrong-token.ics")).status_code == 404
+
+
+async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
+    manager = await web("manager")
+    party = _own_client(crm, manager.user, name="ООО «Вектор»")
+    good = await manager.post(
+        "/templates/preview",
+        {
+            "party_id": str(party.id),
+            "subject": "Для {{ party.name }}",
+            "body": "Здравствуйте!\n{{ sender.name }}",
+        },
+    )
+    assert "Для ООО «Вектор»" in good.text.replace("&#34;", '"').replace("&laquo;", "«")
+    bad = await manager.post(
+        "/templates/preview", {"party_id": str(party.id), "subject": "", "body": "ok\n{% if %}"}
+    )
+    assert bad.status_code == 200 and "строка 2" in bad.text
+    unsafe = await manager.post(
+        "/templates/preview",
+        {"party_id": str(party.id), "subject": "", "body": "{{ ''.__class__.__mro__ }}"},
+    )
+    assert unsafe.status_code == 200 and "template-error" in unsafe.text
+    saved = await manager.post(
+        "/templates/new",
+        {
+            "name": "Привет",
+            "channel": "mail",
+            "language": "ru",
+            "subject": "Тема",
+            "body": "Текст {{ party.name }}",
+        },
+    )
+    assert saved.status_code == 303
+    with crm.acting_as(manager.user) as work:
+        [template] = work.message_templates.list()
+        assert (
+            work.message_templates.render(template.id, party_id=party.id).body
+            == "Текст ООО «Вектор»"
+        )
+
+
+async def test_language_switch(web, crm):
+    agent = await web("agent")
+    russian = await agent.get("/tasks")
+    assert "Задачи" in russian.text and 'lang="ru"' in russian.text
+    await agent.post("/language", {"language": "en", "next": "/tasks"})
+    english = await agent.get("/tasks")
+    assert 'lang="en"' in english.text and ">Tasks<" in english.text
+
+
+async def test_money_and_dates_follow_the_language(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work, amount="1234.50")
+    page = await agent.get(f"/records/deal/{deal.id}")
+    assert "1\xa0234,50\xa0₽" in page.text
+    await agent.post("/language", {"language": "en", "next": "/"})
+    assert "RUB1,234.50" in (await agent.get(f"/records/deal/{deal.id}")).text.replace("\xa0", "")
+
+
+async def test_a_plugin_screen_with_its_menu_role_and_template(make_crm):
+    from tests.web.screen_plugin import plugin
+
+    crm = make_crm(plugins=[plugin])
+    add_user(crm, "kassa", ["cashier"])
+    add_user(crm, "ivan", ["agent"])
+    from crmkit.web.app import create_app
+
+    app = create_app(crm)
+    cashier = Browser(app, crm)
+    await cashier.login("kassa")
+    assert (await cashier.get("/")).headers["location"] == "/cashbox"
+    page = await cashier.get("/cashbox")
+    assert page.status_code == 200 and 'id="count">0 clients' in page.text
+    assert 'href="/cashbox"' in page.text
+    agent = Browser(app, crm)
+    await agent.login("ivan")
+    assert (await agent.get("/cashbox")).status_code == 404
+    assert 'href="/cashbox"' not in (await agent.get("/home")).text

@@ -1,0 +1,142 @@
+"""Signing in: sessions checked on every request, throttling, CSRF, blocking, sign-out."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from crmkit.testing import DEMO_PASSWORD, add_user
+from tests.web.conftest import Browser
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_sign_in_lands_on_the_roles_start_screen(web, crm):
+    agent = await web("agent")
+    assert (await agent.get("/")).headers["location"] == "/home"
+    admin = await web("admin")
+    assert (await admin.get("/")).headers["location"] == "/admin"
+    page = await agent.get("/home")
+    assert page.status_code == 200 and agent.user.username in page.text
+
+
+async def test_wrong_password_opens_no_session_and_never_logs_the_password(crm, caplog):
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    with caplog.at_level(logging.DEBUG):
+        response = await browser.login("ivan", "secret-wrong-Пароль")
+    assert response.status_code == 401
+    assert "неверное имя пользователя или пароль" in response.text
+    assert (await browser.get("/home")).status_code == 303
+    assert not any("secret-wrong" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_account_is_throttled_after_repeated_failures(make_crm):
+    crm = make_crm(settings={"security.login_max_failures_account": 3})
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    for _ in range(3):
+        assert (await browser.login("ivan", "nope")).status_code == 401
+    refused = await browser.login("ivan", DEMO_PASSWORD)  # even the right password
+    assert refused.status_code == 429 and refused.headers["retry-after"]
+    other = Browser(_app(crm), crm)  # another browser, same address: the account is locked
+    assert (await other.login("ivan", DEMO_PASSWORD)).status_code == 429
+
+
+async def test_an_address_is_throttled_across_accounts(make_crm):
+    crm = make_crm(settings={"security.login_max_failures_address": 2})
+    add_user(crm, "maria", ["agent"])
+    browser = Browser(_app(crm), crm)
+    await browser.login("nobody1", "x")
+    await browser.login("nobody2", "x")
+    assert (await browser.login("maria", DEMO_PASSWORD)).status_code == 429
+
+
+async def test_redis_throttle_is_shared_by_applications(make_crm, redis_url):
+    settings = {"queue.url": redis_url, "security.login_max_failures_account": 2}
+    crm = make_crm(settings=settings)
+    add_user(crm, "petr", ["agent"])
+    first, second = Browser(_app(crm), crm), Browser(_app(crm), crm)
+    assert (await first.login("petr", "bad")).status_code == 401
+    assert (await second.login("petr", "bad")).status_code == 401
+    assert (await first.login("petr", DEMO_PASSWORD)).status_code == 429
+    crm.redis.delete(*crm.redis.keys(f"{crm.namespace}:*"))
+
+
+async def test_blocking_ends_every_session_at_once(web, crm):
+    agent = await web("agent")
+    other_tab = Browser(agent.app, crm)
+    await other_tab.login(agent.user.username)
+    with crm.system() as work:
+        work.users.block(agent.user.id)
+    for browser in (agent, other_tab):
+        response = await browser.get("/home")
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
+    assert (await agent.login(agent.user.username)).status_code == 401
+
+
+async def test_changing_roles_ends_sessions(web, crm):
+    agent = await web("agent")
+    with crm.system() as work:
+        work.users.update(agent.user.id, roles=["manager"])
+    assert (await agent.get("/home")).status_code == 303
+
+
+async def test_sign_out_everywhere(web, crm):
+    agent = await web("agent")
+    phone = Browser(agent.app, crm)
+    await phone.login(agent.user.username)
+    response = await agent.post("/logout", {"everywhere": "1"})
+    assert response.status_code == 303
+    assert (await phone.get("/home")).status_code == 303
+
+
+async def test_state_changing_requests_need_the_csrf_token(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО Ромашка")
+    forged = await agent.client.post(f"/clients/{party.id}/notes", data={"body": "forged"})
+    assert forged.status_code == 403
+    with crm.acting_as(agent.user) as work:
+        assert len(work.timeline.list(party.id, kinds=["note"])) == 0
+    ok = await agent.post(f"/clients/{party.id}/notes", {"body": "real"})
+    assert ok.status_code == 303
+
+
+async def test_login_form_itself_needs_its_csrf_token(crm):
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    response = await browser.client.post(
+        "/login", data={"username": "ivan", "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 403
+
+
+async def test_next_parameter_never_leaves_the_site(crm):
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    page = await browser.get("/login?next=//evil.example/x")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = await browser.client.post(
+        "/login",
+        data={
+            "username": "ivan",
+            "password": DEMO_PASSWORD,
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+    )
+    assert response.headers["location"] == "/"
+
+
+def _app(crm):
+    from crmkit.web.app import create_app
+
+    return create_app(crm)
