@@ -366,15 +366,20 @@ def explain(crm: CRM, plans: tuple[str, str, Any]) -> list[str]:
     return lines
 
 
-def median_time(func: Any, runs: int = 5) -> tuple[float, Any]:
-    """Median wall time of ``runs`` calls after one warm-up, and the last result."""
-    result = func()
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), result
+def interleaved(functions: dict[str, Any], rounds: int = 5) -> dict[str, tuple[float, Any]]:
+    """Median wall time and last result of each function, run in turns after a warm-up.
+
+    Taking turns (A, B, C, A, B, C...) keeps a load change on a shared machine from
+    favouring whichever was measured while it was quiet.
+    """
+    results = {name: function() for name, function in functions.items()}
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            began = time.perf_counter()
+            results[name] = function()
+            times[name].append(time.perf_counter() - began)
+    return {name: (statistics.median(times[name]), results[name]) for name in functions}
 
 
 def bench(db: str, orders: int) -> list[Row]:
@@ -392,9 +397,16 @@ def bench(db: str, orders: int) -> list[Row]:
         with crm.acting_as("director") as work:
             return director_report(work, params)
 
-    report_time, result = median_time(report)
-    by_month_time, by_month = median_time(lambda: hand_written(crm, start, end, "month"))
-    by_day_time, by_day = median_time(lambda: hand_written(crm, start, end, "day"))
+    measured = interleaved(
+        {
+            "report": report,
+            "month": lambda: hand_written(crm, start, end, "month"),
+            "day": lambda: hand_written(crm, start, end, "day"),
+        }
+    )
+    report_time, result = measured["report"]
+    by_month_time, by_month = measured["month"]
+    by_day_time, by_day = measured["day"]
     for baseline in (by_month, by_day):
         for row in result.rows:  # the report must compute the very same figures
             key = row["month"]
