@@ -193,3 +193,12 @@ def test_only_an_empty_order_can_be_deleted(shop):
             fin.orders.delete(used)
         with pytest.raises(NotFound):
             fin.orders.get(empty.id)
+
+
+def test_a_client_with_orders_is_not_deleted(shop):
+    with shop.crm.acting_as(shop.admin) as work:
+        shop.order(work)
+    with shop.crm.acting_as(shop.admin) as work:
+        with pytest.raises(ValidationFailed, match="still referenced by other records"):
+            work.parties.delete(shop.client.id)
+        assert work.parties.get(shop.client.id).id == shop.client.id

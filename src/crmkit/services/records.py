@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from crmkit import events
@@ -491,19 +492,35 @@ class EntityService:
         """Subclasses update related rows here and add to ``changes``."""
 
     def delete(self, record: Any) -> None:
-        """Delete a record (audit keeps its last values)."""
+        """Delete a record (audit keeps its last values).
+
+        A record other records still depend on (a client with orders and payments) is not
+        deleted: :class:`ValidationFailed` says so and nothing changes.
+        """
         record = self.get(record, action="delete")
+        record_id = record.id
         snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
         party_id = self.party_id_of(record)
-        with self.work.savepoint():
-            self.session.execute(
-                Tagging.__table__.delete().where(
-                    Tagging.entity == self.entity.name, Tagging.record_id == record.id
+        try:
+            with self.work.savepoint():
+                self.session.execute(
+                    Tagging.__table__.delete().where(
+                        Tagging.entity == self.entity.name, Tagging.record_id == record_id
+                    )
                 )
-            )
-            self.session.delete(record)
-            self.forget(record.id)
-            self.work.flush()
+                self.session.delete(record)
+                self.work.flush()
+        except IntegrityError:
+            raise ValidationFailed(
+                {
+                    "_schema": [
+                        f"this {self.entity.label or self.entity.name} is still referenced "
+                        "by other records (orders, payments...) and cannot be deleted"
+                    ]
+                },
+                entity=self.entity.name,
+            ) from None
+        self.forget(record_id)
         if self.entity.audited:
             self.work.audit(
                 self.entity.name, record.id, "delete", {k: [v, None] for k, v in snapshot.items()}

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -143,8 +144,8 @@ class UnitOfWork:
         try:
             yield nested
         except BaseException:
-            if nested.is_active:
-                nested.rollback()
+            with contextlib.suppress(InvalidRequestError):  # already closed: nothing to undo
+                nested.rollback()  # also after a failed flush, which leaves it inactive
             del self._events[marks[0] :]
             del self._after_commit[marks[1] :]
             undo, self._on_rollback = self._on_rollback[marks[2] :], self._on_rollback[: marks[2]]
