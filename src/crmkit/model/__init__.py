@@ -1,5 +1,6 @@
 """The crmkit data model: SQLAlchemy 2 typed declarative classes on one metadata."""
 
+from crmkit.model.api_token import ApiToken
 from crmkit.model.base import (
     Amount,
     Base,
@@ -56,6 +57,7 @@ from crmkit.model.work import (
 __all__ = [
     "Activity",
     "Amount",
+    "ApiToken",
     "Attachment",
     "AuditEntry",
     "Base",

@@ -126,7 +126,8 @@ class EntityService:
         """The scoped query narrowed by a condition, simple filters and a search text."""
         statement = self.query(action)
         fields = self.work.crm.filter_fields_for(self.entity.name)
-        kinds = self.custom_kinds()
+        # custom field definitions are read only when a condition may need them
+        kinds = self.custom_kinds() if where or filters else {}
         if where:
             statement = statement.where(compile_condition(self.entity, where, kinds, fields))
         if filters:
@@ -166,15 +167,53 @@ class EntityService:
         limit: int = 50,
     ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
+        statement, keys, limit = self._page_statement(where, filters, search, order, after, limit)
+        rows = list(self.session.scalars(statement))
+        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+        return Page(rows[:limit], next_cursor)
+
+    def list_rows(
+        self,
+        columns: Sequence[str],
+        *,
+        where: Condition | None = None,
+        filters: Mapping[str, Any] | None = None,
+        search: str | None = None,
+        order: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Like :meth:`list`, but only ``columns`` of each record, as plain rows.
+
+        The same query, access predicate and cursor as :meth:`list`, without building ORM
+        objects: the fast path for API lists and exports that only show columns.
+        """
+        statement, keys, limit = self._page_statement(where, filters, search, order, after, limit)
+        wanted = list(dict.fromkeys([*columns, *(k.attr for k in keys)]))
+        table = self.model.__table__
+        unknown = [c for c in wanted if c not in table.c]
+        if unknown:
+            raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
+        rows = self.session.execute(statement.with_only_columns(*(table.c[c] for c in wanted)))
+        fetched = rows.all()
+        next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
+        return Page(fetched[:limit], next_cursor)
+
+    def _page_statement(
+        self,
+        where: Condition | None,
+        filters: Mapping[str, Any] | None,
+        search: str | None,
+        order: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
-        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
-        rows = list(self.session.scalars(statement))
-        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
-        return Page(rows[:limit], next_cursor)
+        return statement.order_by(*(k.clause() for k in keys)).limit(limit + 1), keys, limit
 
     def count(
         self,

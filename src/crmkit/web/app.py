@@ -13,7 +13,10 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
+
+from crmkit.web.api import MOUNT, create_api
 
 
 def create_app(crm: Any) -> Starlette:
@@ -44,6 +47,7 @@ def create_app(crm: Any) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     routes = [StarletteRoute("/", home), StarletteRoute("/healthz", health)]
+    routes.append(Mount(MOUNT, app=create_api(crm)))
     routes += [
         StarletteRoute(r.path, r.endpoint, methods=list(r.methods), name=r.name) for r in crm.routes
     ]
