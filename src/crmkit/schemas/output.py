@@ -19,6 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields
+from sqlalchemy import JSON, TypeDecorator
 
 from crmkit.model.base import Amount
 
@@ -32,15 +33,28 @@ def public_columns(model: type[Any]) -> list[Any]:
     return sorted(shown, key=lambda c: c.key != "id")  # the id first, then table order
 
 
-def _field_for(column: Any) -> fields.Field:
-    options: dict[str, Any] = {"dump_only": True, "allow_none": bool(column.nullable)}
+def column_python_type(column: Any) -> type[Any]:
+    """The Python type of a column's values (``Decimal`` for amounts, ``object`` for JSON).
+
+    Looks through type decorators (``UTCDateTime`` is a ``datetime``) and treats JSON as
+    "anything", since a JSON column may hold a list as well as a mapping.
+    """
     column_type = column.type
     if isinstance(column_type, Amount):
-        return fields.Decimal(as_string=True, **options)
+        return Decimal
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    if isinstance(column_type, JSON):
+        return object
     try:
-        python_type = column_type.python_type
+        return column_type.python_type  # type: ignore[no-any-return]
     except NotImplementedError:
-        return fields.Raw(**options)
+        return object
+
+
+def _field_for(column: Any) -> fields.Field:
+    options: dict[str, Any] = {"dump_only": True, "allow_none": bool(column.nullable)}
+    python_type = column_python_type(column)
     if python_type is bool:
         return fields.Boolean(**options)
     if python_type is int:
@@ -55,8 +69,6 @@ def _field_for(column: Any) -> fields.Field:
         return fields.Date(**options)
     if python_type is str:
         return fields.String(**options)
-    if python_type is dict:
-        return fields.Dict(**options)
     return fields.Raw(**options)
 
 
@@ -185,6 +197,7 @@ def encoder_for(schema: type[Schema], model: type[Any]) -> RowEncoder:
 __all__ = [
     "RowEncoder",
     "carries_tags",
+    "column_python_type",
     "detail_schema",
     "encoder_for",
     "output_schema",

@@ -8,7 +8,6 @@ once, by every process.  The API never reads session cookies, so it needs no CSR
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,10 +40,12 @@ class BearerAuthMiddleware:
         self.app = app
         self.crm = crm
         self.public_paths = public_paths
-        self._touching: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        path, root = scope["path"], scope.get("root_path", "")
+        if path.startswith(root):
+            path = path[len(root) :]  # mounted: the path below /api/v1
+        if scope["type"] != "http" or path in self.public_paths:
             await self.app(scope, receive, send)
             return
         try:
@@ -54,7 +55,8 @@ class BearerAuthMiddleware:
             return
         scope["crmkit.token"] = owner
         if owner.needs_touch:
-            self._touch_later(owner.token_id)
+            # at most once per token every few minutes; in the thread pool, as it writes
+            await run_in_threadpool(tokens.touch, self.crm.engine, owner.token_id)
         await self.app(scope, receive, send)
 
     def authenticate(self, scope: Scope) -> tokens.TokenOwner:
@@ -78,14 +80,6 @@ class BearerAuthMiddleware:
         if owner is None:
             raise _unauthorized("the token is unknown, revoked or expired, or its user blocked")
         return owner
-
-    def _touch_later(self, token_id: int) -> None:
-        # last_used_at is bookkeeping: written off the request path, never delaying it
-        task = asyncio.get_running_loop().create_task(
-            run_in_threadpool(tokens.touch, self.crm.engine, token_id)
-        )
-        self._touching.add(task)
-        task.add_done_callback(self._touching.discard)
 
 
 def caller_id(request: Request) -> int:

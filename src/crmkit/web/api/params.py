@@ -21,7 +21,7 @@ from starlette.datastructures import QueryParams
 from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
 from crmkit.filters import OPERATORS
-from crmkit.model.base import Amount
+from crmkit.schemas.output import column_python_type
 
 RESERVED = ("limit", "after", "order", "q", "confirm_duplicates")
 DEFAULT_LIMIT = 50
@@ -99,12 +99,8 @@ def _python_type(entity: EntityType, field: str, custom_kinds: Mapping[str, str]
     column = entity.model.__table__.columns.get(field)
     if column is None:
         return str  # a computed field (tag, group...) or an unknown one: compiling says which
-    if isinstance(column.type, Amount):
-        return Decimal
-    try:
-        return column.type.python_type
-    except NotImplementedError:
-        return str
+    python_type = column_python_type(column)
+    return str if python_type is object else python_type
 
 
 def _convert(

@@ -29,6 +29,7 @@ from crmkit.schemas.api import (
 )
 from crmkit.schemas.output import (
     carries_tags,
+    column_python_type,
     detail_schema,
     encoder_for,
     output_schema,
@@ -457,25 +458,19 @@ class _LazyKinds(dict):  # type: ignore[type-arg]
 
 
 def _json_type(column: Any) -> dict[str, Any]:
-    from crmkit.model.base import Amount
+    import datetime as dt
+    from decimal import Decimal
 
     if column is None:
         return {"type": "string"}
-    if isinstance(column.type, Amount):
-        return {"type": "string", "format": "decimal"}
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        return {"type": "string"}
-    import datetime as dt
-
     return {
         bool: {"type": "boolean"},
         int: {"type": "integer", "format": "int64"},
         float: {"type": "number"},
+        Decimal: {"type": "string", "format": "decimal"},
         dt.datetime: {"type": "string", "format": "date-time"},
         dt.date: {"type": "string", "format": "date"},
-    }.get(python_type, {"type": "string"})
+    }.get(column_python_type(column), {"type": "string"})
 
 
 @cache
