@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from crmkit.schemas import StrictSchema
+from crmkit.schemas import MAX_ID, StrictSchema
 
 
 class ProblemSchema(StrictSchema):
@@ -74,12 +74,12 @@ class NoteRequestSchema(StrictSchema):
     """A note on a party's timeline (and/or on a record); ``@username`` mentions notify."""
 
     body = fields.String(required=True, validate=validate.Length(min=1, max=20000))
-    party_id = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    party_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
     record_entity = fields.String(allow_none=True, validate=validate.Length(max=64))
-    record_id = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    record_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
     pinned = fields.Boolean()
     mention = fields.List(
-        fields.Integer(validate=validate.Range(min=1)),
+        fields.Integer(validate=validate.Range(min=1, max=MAX_ID)),
         metadata={"description": "User ids to notify besides the @mentioned ones."},
     )
 
@@ -96,7 +96,7 @@ class TokenRequestSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     expires_at = fields.AwareDateTime(allow_none=True)
     user_id = fields.Integer(
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_ID),
         metadata={"description": "Whose token (admins only; default: the caller)."},
     )
 
@@ -139,9 +139,9 @@ class AttachmentUploadSchema(StrictSchema):
     """A file upload (``multipart/form-data``)."""
 
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-    party_id = fields.Integer(validate=validate.Range(min=1))
+    party_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     record_entity = fields.String(validate=validate.Length(max=64))
-    record_id = fields.Integer(validate=validate.Range(min=1))
+    record_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     document_type = fields.String(validate=validate.Length(max=64))
 
 

@@ -334,15 +334,41 @@ class EntityService:
             raise ValidationFailed({"owner_id": [f"user {user.username} is blocked"]})
 
     def check_references(self, values: Mapping[str, Any]) -> None:
-        """Linked parties must be visible to the actor (no linking to hidden records)."""
-        for attr in ("party_id", "organisation_id"):
-            party_id = values.get(attr)
-            if (
-                party_id is not None
-                and hasattr(self.model, attr)
-                and self.work.records("party").find(party_id) is None
-            ):
-                raise ValidationFailed({attr: [f"no party {party_id}"]})
+        """Linked records must exist, and linked parties be visible to the actor.
+
+        Every foreign key given is checked, so a wrong id is a ``ValidationFailed`` naming
+        the field rather than a database integrity error; a party the actor may not see
+        counts as missing (no linking to hidden records).
+        """
+        if values.get("record_entity"):
+            self.linked_record(values["record_entity"], values.get("record_id"))
+        columns = self.model.__table__.columns
+        for attr, value in values.items():
+            column = columns.get(attr)
+            if value is None or column is None or not column.foreign_keys:
+                continue
+            target = next(iter(column.foreign_keys)).column
+            if target.table.name == "party":
+                if self.work.records("party").find(value) is None:
+                    raise ValidationFailed({attr: [f"no party {value}"]})
+            elif self.session.execute(select(target).where(target == value)).first() is None:
+                raise ValidationFailed({attr: [f"no {target.table.name} {value}"]})
+
+    def _check_exists(self, model: type[Any], record_id: Any, field: str, what: str) -> None:
+        """``ValidationFailed`` on ``field`` unless ``record_id`` is ``None`` or exists."""
+        if record_id is not None and self.session.get(model, record_id) is None:
+            raise ValidationFailed({field: [f"no {what} {record_id}"]})
+
+    def linked_record(self, entity: str, record_id: int | None) -> Any:
+        """The record a loose link (``record_entity``/``record_id``) points at, if visible."""
+        if entity not in self.work.crm.entities:
+            raise ValidationFailed({"record_entity": [f"no entity {entity!r}"]})
+        if record_id is None:
+            raise ValidationFailed({"record_id": ["give the id of the linked record"]})
+        try:
+            return self.work.records(entity).get(record_id)
+        except NotFound:
+            raise ValidationFailed({"record_id": [f"no {entity} {record_id}"]}) from None
 
     def update(
         self,
@@ -424,10 +450,8 @@ class EntityService:
                 owner_change = (old, new)
             changes[key] = [jsonable(old), jsonable(new)]
             setattr(record, key, new)
-        if any(k in changes for k in ("party_id", "organisation_id")):
-            self.check_references(
-                {k: values[k] for k in ("party_id", "organisation_id") if k in changes}
-            )
+        if changes:
+            self.check_references({k: values[k] for k in changes if k in values})
         if owner_change is not None:
             self.work.flush()
             self.work.emit(

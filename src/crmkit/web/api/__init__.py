@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -103,14 +103,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_api(crm: Any) -> ASGIApp:
     """The ASGI application of the REST API of ``crm`` (to be mounted at ``/api/v1``)."""
     operations = api_operations(crm)
-    spec = build_spec(operations, base=MOUNT)
-    docs_page = render_docs(spec)
+    built: dict[str, Any] = {}
+
+    def document() -> dict[str, Any]:
+        # built on first request: it costs more than the rest of the app's set-up together
+        if "spec" not in built:
+            built["spec"] = build_spec(operations, base=MOUNT)
+        return built["spec"]  # type: ignore[no-any-return]
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(spec)
+        return JSONResponse(document())
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(docs_page)
+        if "docs" not in built:
+            built["docs"] = render_docs(document())
+        return HTMLResponse(built["docs"])
 
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -128,11 +135,12 @@ def create_api(crm: Any) -> ASGIApp:
             ApiError: _crmkit_error,
             HTTPException: _http_error,
             DataError: _crmkit_error,
+            OverflowError: _crmkit_error,
+            IntegrityError: _crmkit_error,
             Exception: _server_error,
         },
     )
     app.state.crm = crm
-    app.state.spec = spec
     app.state.operations = operations
     return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS))
 

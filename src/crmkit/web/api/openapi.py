@@ -138,7 +138,10 @@ def build_spec(
                     }
                 }
             responses[str(status)] = response
-        for status in sorted({*op.errors, *(() if op.public else (401,))}):
+        errors = {*op.errors, *(() if op.public else (401,))}
+        if op.body is not None:
+            errors |= {400, 415, 422}  # malformed, of another media type, or invalid
+        for status in sorted(errors):
             responses[str(status)] = {"$ref": f"#/components/responses/Problem{status}"}
         operation: dict[str, Any] = {
             "operationId": op.operation_id,

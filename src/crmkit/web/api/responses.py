@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,9 +42,14 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def dumps(content: Any) -> bytes:
-    """JSON bytes; datetimes as ISO 8601 with offset and Decimals as strings (as marshmallow)."""
-    return orjson.dumps(content, default=_default)
+def dumps(content: Any, *, any_keys: bool = False) -> bytes:
+    """JSON bytes; datetimes as ISO 8601 with offset and Decimals as strings (as marshmallow).
+
+    ``any_keys`` allows non-string keys (marshmallow numbers the items of a rejected list).
+    """
+    return orjson.dumps(
+        content, default=_default, option=orjson.OPT_NON_STR_KEYS if any_keys else 0
+    )
 
 
 class JSONResponse(Response):
@@ -92,7 +97,9 @@ def problem(
     if detail:
         body["detail"] = detail
     body.update({k: v for k, v in extensions.items() if v is not None})
-    return Response(dumps(body), status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+    return Response(
+        dumps(body, any_keys=True), status_code=status, headers=headers, media_type=PROBLEM_TYPE
+    )
 
 
 def problem_for(request: Request, exc: Exception) -> Response:
@@ -145,6 +152,15 @@ def problem_for(request: Request, exc: Exception) -> Response:
         # a value the database cannot hold (an integer beyond 64 bits...): the input's fault
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         return problem(422, "Validation failed", reason, kind="validation-failed", errors={})
+    if isinstance(exc, IntegrityError):
+        # the services check references and uniqueness first; reaching here means one of
+        # them missed a case: answer like a conflict, but leave a trace to fix it
+        log.warning("integrity error reached the API: %s", exc)
+        return problem(409, "Conflict", "the change conflicts with existing data", kind="conflict")
+    if isinstance(exc, OverflowError):  # SQLite's driver, for integers beyond 64 bits
+        return problem(
+            422, "Validation failed", "a number is too large", kind="validation-failed", errors={}
+        )
     if isinstance(exc, CrmkitError):
         return problem(400, "Bad request", str(exc), kind="bad-request")
     return problem(500, "Internal server error", kind="server-error")
