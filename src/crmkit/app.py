@@ -7,7 +7,8 @@ work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import attrs
@@ -38,7 +39,9 @@ class Actor:
     ``teammate_ids`` are the users of the actor's teams (the actor included);
     ``group_paths`` the materialized paths of groups granted to the actor or their roles.
     The system actor (``system=True``) passes every check: it is used by the CLI, workers
-    and the automation assistant, and its writes are signed with ``label``.
+    and the automation assistant, and its writes are signed with ``label``.  ``scopes`` is
+    the actor's row of the permission table when already loaded (a cached actor, see
+    :mod:`crmkit.access.cache`); otherwise each unit of work reads it.
     """
 
     user_id: int | None
@@ -52,6 +55,7 @@ class Actor:
     locale: str | None = None
     timezone: str | None = None
     session_epoch: int = 0
+    scopes: Mapping[tuple[str, str], Any] | None = attrs.field(default=None, eq=False)
 
 
 SYSTEM = Actor(user_id=None, label="system", system=True)
@@ -191,6 +195,13 @@ class CRM:
     def assistant(self) -> Any:
         """A unit of work as the automation assistant (its writes are signed as such)."""
         return self.acting_as(ASSISTANT)
+
+    @cached_property
+    def actors(self) -> Any:
+        """Actors loaded once and reused while nothing about their access changed."""
+        from crmkit.access.cache import ActorCache
+
+        return ActorCache(self)
 
     def load_actor(self, who: Any) -> Actor:
         """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""

@@ -108,7 +108,12 @@ class AccessPolicy:
     def __init__(self, actor: Any, entities: EntityRegistry, session: Session) -> None:
         self.actor = actor
         self.entities = entities
-        self._scopes = {} if actor.system else load_scopes(session, actor.roles)
+        if actor.system:
+            self._scopes: dict[tuple[str, str], Scope] = {}
+        elif actor.scopes is not None:
+            self._scopes = dict(actor.scopes)
+        else:
+            self._scopes = load_scopes(session, actor.roles)
 
     # -- the table -----------------------------------------------------------------
 

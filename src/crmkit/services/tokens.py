@@ -18,6 +18,7 @@ import attrs
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from crmkit.access.cache import Stamp, stamp_columns
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import ApiToken, User
@@ -51,7 +52,7 @@ class TokenOwner:
 
     token_id: int
     user_id: int
-    session_epoch: int
+    stamp: Stamp
     needs_touch: bool = False
 
 
@@ -159,6 +160,8 @@ def authenticate(
 
     One indexed query (the token joined with its user): a blocked user, a revoked or an
     expired token all answer ``None``, so blocking takes effect on the very next request.
+    The same query reads the user's access :class:`~crmkit.access.cache.Stamp`, which says
+    whether an actor kept from an earlier request is still exact.
     """
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
@@ -172,7 +175,7 @@ def authenticate(
                 ApiToken.revoked_at,
                 ApiToken.last_used_at,
                 User.blocked,
-                User.session_epoch,
+                *stamp_columns(),
             )
             .join(User, User.id == ApiToken.user_id)
             .where(ApiToken.secret_hash == digest(secret))
@@ -182,7 +185,8 @@ def authenticate(
     if row.expires_at is not None and row.expires_at <= moment:
         return None
     stale = row.last_used_at is None or moment - row.last_used_at > LAST_USED_PRECISION
-    return TokenOwner(row.id, row.user_id, row.session_epoch, needs_touch=stale)
+    stamp = Stamp(row.session_epoch, row.updated_at, row.generation)
+    return TokenOwner(row.id, row.user_id, stamp, needs_touch=stale)
 
 
 def touch(engine: Engine, token_id: int, *, now: dt.datetime | None = None) -> None:

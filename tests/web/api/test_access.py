@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
+from crmkit.model import PermissionRule
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
 
@@ -113,3 +115,29 @@ def test_search_timeline_calendar_and_files_stay_private(world):
     assert [e["id"] for e in week.json()["items"]] == [mine["calendar_event"]]
     filtered = api.get("activity", params={"party_id": theirs["party"]}).json()["items"]
     assert filtered == []
+
+
+def test_access_changes_apply_on_the_next_request(crm, client_for):
+    """Actors are kept between requests; any change to what shapes them is seen at once."""
+    alice = add_user(crm, "alice", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    theirs = seed(crm, bob)
+    api = client_for(alice)
+    problem(api.get(f"party/{theirs['party']}"), 404)
+
+    with crm.engine.begin() as connection:  # any write path, even raw SQL, is noticed
+        connection.execute(
+            sa.update(PermissionRule)
+            .where(PermissionRule.role == "agent", PermissionRule.entity == "party")
+            .values(scope="team")
+        )
+    problem(api.get(f"party/{theirs['party']}"), 404)  # a team scope without a team
+    with crm.system() as work:
+        team = work.users.create_team("Продажи", members=[alice.id, bob.id])
+    assert api.get(f"party/{theirs['party']}").status_code == 200
+    with crm.system() as work:
+        work.users.set_team_members(team.id, [alice.id])
+    problem(api.get(f"party/{theirs['party']}"), 404)
+    with crm.system() as work:
+        work.users.update(alice.id, roles=["manager"])
+    assert api.get(f"party/{theirs['party']}").status_code == 200

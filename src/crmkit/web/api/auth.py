@@ -87,9 +87,15 @@ def caller_id(request: Request) -> int:
     return int(request.scope["crmkit.token"].user_id)
 
 
+def caller(request: Request) -> Any:
+    """The caller's :class:`~crmkit.app.Actor`, kept between requests while still exact."""
+    owner = request.scope["crmkit.token"]
+    return request.app.state.crm.actors.actor(owner.user_id, owner.stamp)
+
+
 def acting(request: Request) -> Any:
     """A unit of work acting as the caller (use as a context manager)."""
-    return request.app.state.crm.acting_as(caller_id(request))
+    return request.app.state.crm.acting_as(caller(request))
 
 
 async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
@@ -99,10 +105,10 @@ async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
     not stall the event loop; fast reads run on the loop directly (``with acting(request)``).
     """
     crm = request.app.state.crm
-    user_id = caller_id(request)
+    actor = caller(request)
 
     def run() -> T:
-        with crm.acting_as(user_id) as work:
+        with crm.acting_as(actor) as work:
             return action(work)
 
     return await run_in_threadpool(run)

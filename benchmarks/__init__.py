@@ -1,0 +1,1 @@
+"""Benchmarks of crmkit (``make bench``); each prints ratios against a raw baseline."""

@@ -1,0 +1,273 @@
+"""API list endpoint under wrk: 50 parties as an agent, out of 1,000,000 owned by 50 agents.
+
+``GET /api/v1/party?limit=50`` (bearer token, access rules, keyset page, output schema) is
+served by ``crmkit.web.server`` under uvicorn (uvloop + httptools) with 1 and 2 workers and
+loaded by ``wrk -t2 -c32`` from the same machine.  The baseline, measured in the same run,
+is a bare Starlette endpoint running the same SQL through SQLAlchemy Core (no token, no
+access policy, no schema) and returning the same rows, encoded by the same JSON library.
+Targets: requests/s >= 0.5x the baseline; p99 <= 50 ms.
+
+    python -m benchmarks api_list [--db sqlite|postgresql] [--duration 10] [--parties N]
+
+The data set is generated once through ``work.parties.bulk_create`` and kept (SQLite under
+``var/bench``, PostgreSQL in the schema ``crmkit_bench_api`` of ``CRMKIT_BENCH_PG_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "var" / "bench"
+AGENTS = 50
+PARTIES = 1_000_000
+SCHEMA = "crmkit_bench_api"
+BATCH = 50_000
+CONNECTIONS = 32
+
+
+# -- the data set ---------------------------------------------------------------------------
+
+
+def deployment(db: str) -> Path:
+    """The benchmark deployment directory (its ``crmkit.toml`` names the database)."""
+    directory = BENCH_DIR / f"api-list-{db}"
+    directory.mkdir(parents=True, exist_ok=True)
+    if db == "sqlite":
+        url = "sqlite:///api-list.sqlite3"
+    else:
+        base = os.environ.get(
+            "CRMKIT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        )
+        engine = sa.create_engine(base)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+        engine.dispose()
+        url = f"{base}?options=-csearch_path%3D{SCHEMA}"
+    (directory / "crmkit.toml").write_text(
+        f'secret_key = "benchmark-only"\n\n[database]\nurl = "{url}"\n',
+        encoding="utf-8",
+    )
+    return directory
+
+
+def prepare(directory: Path, parties: int) -> tuple[str, int, dict[str, Any]]:
+    """Generate the data set unless it is there; a token and the id of the first agent."""
+    from crmkit.app import CRM
+    from crmkit.model import Party
+
+    crm = CRM.from_directory(directory, load_entry_points=False)
+    try:
+        crm.create_schema()
+        with crm.system() as work:
+            agents = [u for u in work.users.list(role="agent")]
+            if len(agents) < AGENTS:
+                for index in range(len(agents), AGENTS):
+                    work.users.create(username=f"agent{index + 1:02d}", roles=["agent"])
+        with crm.system() as work:
+            agents = sorted(work.users.list(role="agent"), key=lambda u: u.id)[:AGENTS]
+            have = work.session.scalar(sa.select(sa.func.count()).select_from(Party)) or 0
+        if have < parties:
+            print(f"generating {parties - have:,} parties (once; kept in {directory})", flush=True)
+            started = time.perf_counter()
+            for start in range(have, parties, BATCH):
+                rows = [
+                    {
+                        "kind": "organisation",
+                        "name": f"ООО «Клиент {index + 1}»",
+                        "owner_id": agents[index % AGENTS].id,
+                        "source": ("site", "call", "referral")[index % 3],
+                    }
+                    for index in range(start, min(start + BATCH, parties))
+                ]
+                with crm.system() as work:
+                    work.parties.bulk_create(rows, source="benchmark")
+                done = min(start + BATCH, parties)
+                rate = (done - have) / (time.perf_counter() - started)
+                print(f"  {done:,} parties ({rate:,.0f}/s)", flush=True)
+            with crm.engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE")
+        agent = agents[0]
+        with crm.acting_as(agent) as work:
+            secret = work.api_tokens.create("benchmark").secret
+        with crm.system() as work:
+            owned = work.session.scalar(
+                sa.select(sa.func.count()).select_from(Party).where(Party.owner_id == agent.id)
+            )
+        info = {
+            "agent": agent.username,
+            "owned": owned,
+            "users": AGENTS,
+            "url": crm.config.database_url,
+        }
+        return secret, int(agent.id), info
+    finally:
+        crm.close()
+
+
+# -- servers and load -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port the OS says is free on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(target: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """uvicorn serving an app factory, as ``crmkit serve`` does (uvloop, httptools)."""
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
+
+
+def wait_until_up(url: str, headers: dict[str, str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout} s")
+        time.sleep(0.3)
+
+
+def check_rows(url: str, headers: dict[str, str]) -> int:
+    """How many rows the endpoint answers (both must answer the same 50)."""
+    import orjson
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        body = orjson.loads(r.read())
+    return len(body["items"])
+
+
+def load(url: str, headers: dict[str, str], duration: int) -> dict[str, float]:
+    """wrk's requests/s and p99 latency (ms) for ``url``."""
+    header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+    base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--latency", *header_args, url]
+    subprocess.run([*base[:1], "-d2s", *base[1:]], capture_output=True, check=True)  # warm up
+    run = subprocess.run([*base[:1], f"-d{duration}s", *base[1:]], capture_output=True, check=True)
+    output = run.stdout.decode()
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"errors under load:\n{output}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    assert p99 is not None, output
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {"rps": rps, "p99": float(p99.group(1)) * scale}
+
+
+def measure(
+    name: str,
+    target: str,
+    path: str,
+    workers: int,
+    env: dict[str, str],
+    headers: dict[str, str],
+    duration: int,
+) -> dict[str, float]:
+    port = free_port()
+    process = serve(target, port, workers, env)
+    try:
+        url = f"http://127.0.0.1:{port}{path}"
+        wait_until_up(url, headers)
+        rows = check_rows(url, headers)
+        if rows != 50:
+            raise RuntimeError(f"{name} answered {rows} rows, not 50")
+        return load(url, headers, duration)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks api_list")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
+    parser.add_argument("--parties", type=int, default=PARTIES)
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to try")
+    args = parser.parse_args(argv or [])
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk); skipping the API list benchmark")
+        return
+    directory = deployment(args.db)
+    secret, agent_id, info = prepare(directory, args.parties)
+    print(
+        f"{args.db}: {args.parties:,} parties, {AGENTS} agents; as {info['agent']} "
+        f"({info['owned']:,} own parties); wrk -t2 -c{CONNECTIONS} -d{args.duration}s",
+        flush=True,
+    )
+    env = {"CRMKIT_CONFIG": str(directory), "CRMKIT_BENCH_AGENT": str(agent_id)}
+    api_headers = {"Authorization": f"Bearer {secret}"}
+    print(
+        f"{'workers':>7} {'baseline rps':>13} {'api rps':>9} {'ratio':>6} "
+        f"{'base p99':>9} {'api p99':>8}"
+    )
+    for workers in (int(w) for w in args.workers.split(",")):
+        baseline = measure(
+            "baseline",
+            "benchmarks.api_baseline:create_app",
+            "/party",
+            workers,
+            env,
+            {},
+            args.duration,
+        )
+        api = measure(
+            "api",
+            "crmkit.web.server:app_from_environment",
+            "/api/v1/party?limit=50",
+            workers,
+            env,
+            api_headers,
+            args.duration,
+        )
+        ratio = api["rps"] / baseline["rps"]
+        verdict = "ok" if ratio >= 0.5 and api["p99"] <= 50 else "BELOW TARGET"
+        print(
+            f"{workers:>7} {baseline['rps']:>13,.0f} {api['rps']:>9,.0f} {ratio:>5.2f}x "
+            f"{baseline['p99']:>7.1f}ms {api['p99']:>6.1f}ms  {verdict}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
