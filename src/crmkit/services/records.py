@@ -11,10 +11,13 @@ of work's transaction.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.sql import Select
@@ -194,8 +197,9 @@ class EntityService:
         unknown = [c for c in wanted if c not in table.c]
         if unknown:
             raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
-        rows = self.session.execute(statement.with_only_columns(*(table.c[c] for c in wanted)))
-        fetched = rows.all()
+        statement = statement.with_only_columns(*(table.c[c] for c in wanted))
+        # plain columns need none of the ORM's loading machinery: run it as Core
+        fetched = self.session.connection().execute(statement).all()
         next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
         return Page(fetched[:limit], next_cursor)
 
@@ -209,6 +213,61 @@ class EntityService:
         limit: int,
     ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
+        key = None if where or filters else self._statement_key(search, order, after, limit)
+        if key is None:
+            return self._build_page_statement(where, filters, search, order, after, limit)
+        self.work.access.require(self.entity.name, "read")  # the check a cached query skips
+        cache = _statement_cache(self.work.crm)
+        with cache.lock:
+            found = cache.entries.get(key)
+            if found is not None:
+                cache.entries.move_to_end(key)
+                return found
+        built = self._build_page_statement(where, filters, search, order, after, limit)
+        with cache.lock:
+            cache.entries[key] = built
+            while len(cache.entries) > cache.capacity:
+                cache.entries.popitem(last=False)
+        return built
+
+    def _statement_key(
+        self, search: str | None, order: Sequence[str] | None, after: str | None, limit: int
+    ) -> tuple[Any, ...] | None:
+        """What a page query without conditions depends on, when all of it is known.
+
+        Building a statement costs about as much as running it; a list read again and
+        again (the first page of a busy list) reuses the one built for the same actor's
+        access, order, cursor and search.  Conditions (filters) are never cached: they may
+        depend on the time (``older_than_days``) and on custom field definitions.
+        """
+        actor = self.work.actor
+        if actor.scopes is None and not actor.system:
+            return None  # the scopes are read per unit of work: nothing to key on
+        return (
+            type(self),
+            self.entity.name,
+            actor.user_id,
+            actor.system,
+            actor.roles,
+            actor.team_ids,
+            actor.teammate_ids,
+            actor.group_paths,
+            frozenset((actor.scopes or {}).items()),
+            search,
+            tuple(order or ()),
+            after,
+            limit,
+        )
+
+    def _build_page_statement(
+        self,
+        where: Condition | None,
+        filters: Mapping[str, Any] | None,
+        search: str | None,
+        order: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[Select[Any], list[Any], int]:
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
@@ -605,6 +664,28 @@ class EntityService:
         if self.entity.party_attr:
             return getattr(record, self.entity.party_attr, None)
         return None
+
+
+@attrs.define
+class _StatementCache:
+    """Page statements by everything they depend on (see ``EntityService._statement_key``)."""
+
+    capacity: int = 2000
+    entries: OrderedDict[tuple[Any, ...], Any] = attrs.field(factory=OrderedDict)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+
+_CACHES_LOCK = threading.Lock()
+
+
+def _statement_cache(crm: Any) -> _StatementCache:
+    cache = getattr(crm, "_page_statements", None)
+    if cache is None:
+        with _CACHES_LOCK:
+            cache = getattr(crm, "_page_statements", None)
+            if cache is None:
+                cache = crm._page_statements = _StatementCache()
+    return cache  # type: ignore[no-any-return]
 
 
 def _escape(text: str) -> str:

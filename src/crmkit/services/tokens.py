@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
 from crmkit.access.cache import Stamp, stamp_columns
@@ -153,6 +154,24 @@ class ApiTokenService:
         return len(tokens)
 
 
+@cache
+def _lookup() -> Any:
+    """The token look-up, built once (constructing a statement costs more than running it)."""
+    return (
+        select(
+            ApiToken.id,
+            ApiToken.user_id,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            User.blocked,
+            *stamp_columns(),
+        )
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.secret_hash == bindparam("digest"))
+    )
+
+
 def authenticate(
     engine: Engine, secret: str, *, now: dt.datetime | None = None
 ) -> TokenOwner | None:
@@ -167,19 +186,7 @@ def authenticate(
         return None
     moment = now or utcnow()
     with engine.connect() as connection:
-        row = connection.execute(
-            select(
-                ApiToken.id,
-                ApiToken.user_id,
-                ApiToken.expires_at,
-                ApiToken.revoked_at,
-                ApiToken.last_used_at,
-                User.blocked,
-                *stamp_columns(),
-            )
-            .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.secret_hash == digest(secret))
-        ).first()
+        row = connection.execute(_lookup(), {"digest": digest(secret)}).first()
     if row is None or row.revoked_at is not None or row.blocked:
         return None
     if row.expires_at is not None and row.expires_at <= moment:
