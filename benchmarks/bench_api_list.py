@@ -6,7 +6,9 @@ loaded by ``wrk -t2 -c32`` from the same machine, in alternating rounds (medians
 The baseline, measured in the same run, is a bare Starlette endpoint running the same SQL
 through SQLAlchemy Core (no token, no access policy, no schema) and returning the same rows,
 encoded by the same JSON library.
-Targets: requests/s >= 0.5x the baseline; p99 <= 50 ms.
+Targets: requests/s >= 0.5x the baseline; p99 <= 50 ms.  The servers' CPU time per request
+is shown too: on a machine shared with other work, requests/s and latencies move with the
+neighbours' load, while CPU per request (and its ratio) does not.
 
     python -m benchmarks api_list [--db sqlite|postgresql] [--duration 10] [--rounds 3]
 
@@ -182,17 +184,18 @@ def load(url: str, headers: dict[str, str], duration: int) -> dict[str, float]:
     """wrk's requests/s and p99 latency (ms) for ``url``."""
     header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
     base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--latency", *header_args, url]
-    subprocess.run([*base[:1], "-d2s", *base[1:]], capture_output=True, check=True)  # warm up
     run = subprocess.run([*base[:1], f"-d{duration}s", *base[1:]], capture_output=True, check=True)
     output = run.stdout.decode()
     if "Non-2xx" in output:
         raise RuntimeError(f"error answers under load:\n{output}")
     timeouts = re.search(r"timeout (\d+)", output)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    served = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
     assert p99 is not None, output
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     return {
+        "requests": float(served),
         "rps": rps,
         "p99": float(p99.group(1)) * scale,
         "timeouts": float(timeouts.group(1)) if timeouts else 0.0,
@@ -210,9 +213,16 @@ class Server:
         self.headers = headers
         self.process = serve(target, port, workers, env)
         wait_until_up(self.url, headers)
+        header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+        warm_up = ["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", *header_args, self.url]
+        subprocess.run(warm_up, capture_output=True, check=True)
         rows = check_rows(self.url, headers)
         if rows != 50:
             raise RuntimeError(f"{target} answered {rows} rows, not 50")
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its worker processes."""
+        return sum(_cpu_of(pid) for pid in _tree(self.process.pid))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -220,6 +230,25 @@ class Server:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            queue += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def median(values: list[float]) -> float:
@@ -245,8 +274,13 @@ def compare(
     try:
         runs: dict[str, list[dict[str, float]]] = {"baseline": [], "api": []}
         for _ in range(rounds):
-            runs["baseline"].append(load(baseline.url, baseline.headers, duration))
-            runs["api"].append(load(api.url, api.headers, duration))
+            for name, server in (("baseline", baseline), ("api", api)):
+                before = server.cpu_seconds()
+                figures = load(server.url, server.headers, duration)
+                used = server.cpu_seconds() - before
+                # the warm-up's requests are not counted: measured over the timed run only
+                figures["cpu_ms"] = 1000 * used / max(figures["requests"], 1)
+                runs[name].append(figures)
     finally:
         baseline.stop()
         api.stop()
@@ -278,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     api_headers = {"Authorization": f"Bearer {secret}"}
     print(
         f"{'workers':>7} {'baseline rps':>13} {'api rps':>9} {'ratio':>6} "
-        f"{'base p99':>9} {'api p99':>8}"
+        f"{'base p99':>9} {'api p99':>8} {'CPU ms/request base/api':>24}"
     )
     for workers in (int(w) for w in args.workers.split(",")):
         baseline, api = compare(workers, env, api_headers, args.duration, args.rounds)
@@ -288,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
             verdict += f" (wrk timeouts: {baseline['timeouts']:.0f} / {api['timeouts']:.0f})"
         print(
             f"{workers:>7} {baseline['rps']:>13,.0f} {api['rps']:>9,.0f} {ratio:>5.2f}x "
-            f"{baseline['p99']:>7.1f}ms {api['p99']:>6.1f}ms  {verdict}",
+            f"{baseline['p99']:>7.1f}ms {api['p99']:>6.1f}ms "
+            f"{baseline['cpu_ms']:>13.2f} / {api['cpu_ms']:.2f} "
+            f"({baseline['cpu_ms'] / api['cpu_ms']:.2f}x)  {verdict}",
             flush=True,
         )
 

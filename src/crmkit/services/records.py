@@ -191,13 +191,9 @@ class EntityService:
         The same query, access predicate and cursor as :meth:`list`, without building ORM
         objects: the fast path for API lists and exports that only show columns.
         """
-        statement, keys, limit = self._page_statement(where, filters, search, order, after, limit)
-        wanted = list(dict.fromkeys([*columns, *(k.attr for k in keys)]))
-        table = self.model.__table__
-        unknown = [c for c in wanted if c not in table.c]
-        if unknown:
-            raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
-        statement = statement.with_only_columns(*(table.c[c] for c in wanted))
+        statement, keys, limit = self._page_statement(
+            where, filters, search, order, after, limit, tuple(columns)
+        )
         # plain columns need none of the ORM's loading machinery: run it as Core
         fetched = self.session.connection().execute(statement).all()
         next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
@@ -211,11 +207,13 @@ class EntityService:
         order: Sequence[str] | None,
         after: str | None,
         limit: int,
+        columns: tuple[str, ...] | None = None,
     ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
         key = None if where or filters else self._statement_key(search, order, after, limit)
         if key is None:
-            return self._build_page_statement(where, filters, search, order, after, limit)
+            return self._build_page_statement(where, filters, search, order, after, limit, columns)
+        key += (columns,)
         self.work.access.require(self.entity.name, "read")  # the check a cached query skips
         cache = _statement_cache(self.work.crm)
         with cache.lock:
@@ -223,7 +221,7 @@ class EntityService:
             if found is not None:
                 cache.entries.move_to_end(key)
                 return found
-        built = self._build_page_statement(where, filters, search, order, after, limit)
+        built = self._build_page_statement(where, filters, search, order, after, limit, columns)
         with cache.lock:
             cache.entries[key] = built
             while len(cache.entries) > cache.capacity:
@@ -267,12 +265,21 @@ class EntityService:
         order: Sequence[str] | None,
         after: str | None,
         limit: int,
+        columns: tuple[str, ...] | None = None,
     ) -> tuple[Select[Any], list[Any], int]:
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
-        return statement.order_by(*(k.clause() for k in keys)).limit(limit + 1), keys, limit
+        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
+        if columns is not None:
+            wanted = list(dict.fromkeys([*columns, *(k.attr for k in keys)]))
+            table = self.model.__table__
+            unknown = [c for c in wanted if c not in table.c]
+            if unknown:
+                raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
+            statement = statement.with_only_columns(*(table.c[c] for c in wanted))
+        return statement, keys, limit
 
     def count(
         self,
