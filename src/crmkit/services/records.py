@@ -63,6 +63,11 @@ class EntityService:
     #: Input keys handled by the service itself rather than written to a column.
     extra_fields: tuple[str, ...] = ("tags",)
 
+    #: Reuse built page statements (lists without filters) for the same actor access.  A
+    #: subclass whose ``base_query``/``visible``/``search_clause`` depend on anything but the
+    #: actor, the arguments and the configuration (the current time, say) sets it false.
+    cache_page_statements: bool = True
+
     def __init__(self, work: UnitOfWork, entity: EntityType) -> None:
         self.work = work
         self.entity = entity
@@ -239,6 +244,8 @@ class EntityService:
         depend on the time (``older_than_days``) and on custom field definitions.
         """
         actor = self.work.actor
+        if not self.cache_page_statements:
+            return None
         if actor.scopes is None and not actor.system:
             return None  # the scopes are read per unit of work: nothing to key on
         return (

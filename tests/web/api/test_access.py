@@ -125,6 +125,10 @@ def test_access_changes_apply_on_the_next_request(crm, client_for):
     api = client_for(alice)
     problem(api.get(f"party/{theirs['party']}"), 404)
 
+    def listed():  # the first page: its query is built once per actor access and reused
+        return theirs["party"] in {p["id"] for p in api.get("party").json()["items"]}
+
+    assert not listed()
     with crm.engine.begin() as connection:  # any write path, even raw SQL, is noticed
         connection.execute(
             sa.update(PermissionRule)
@@ -135,9 +139,12 @@ def test_access_changes_apply_on_the_next_request(crm, client_for):
     with crm.system() as work:
         team = work.users.create_team("Продажи", members=[alice.id, bob.id])
     assert api.get(f"party/{theirs['party']}").status_code == 200
+    assert listed()
     with crm.system() as work:
         work.users.set_team_members(team.id, [alice.id])
     problem(api.get(f"party/{theirs['party']}"), 404)
+    assert not listed()
     with crm.system() as work:
         work.users.update(alice.id, roles=["manager"])
     assert api.get(f"party/{theirs['party']}").status_code == 200
+    assert listed()
