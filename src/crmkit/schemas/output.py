@@ -87,6 +87,11 @@ def output_schema(entity: EntityType) -> type[Schema]:
     return _derived(entity.model, schema_name(entity))
 
 
+def model_schema(model: type[Any]) -> type[Schema]:
+    """The derived output schema of any model (related rows shown with a record)."""
+    return _derived(model, model.__name__)
+
+
 def related_lists(entity: EntityType) -> dict[str, type[Any]]:
     """Relationships shown with a single record: those its input schema also accepts
     (a party's ``contact_points``), by name, with the related model."""
@@ -112,7 +117,7 @@ def _detail(entity: EntityType) -> type[Schema]:
     if carries_tags(entity):
         declared["tags"] = fields.List(fields.String(), dump_only=True)
     for key, model in related_lists(entity).items():
-        related = _derived(model, model.__name__)
+        related = model_schema(model)
         declared[key] = fields.List(fields.Nested(related), dump_only=True)
     schema = Schema.from_dict(declared, name=f"{schema_name(entity)}Detail")
     schema.__doc__ = f"One {entity.name} with its tags and related rows."
@@ -200,6 +205,7 @@ __all__ = [
     "column_python_type",
     "detail_schema",
     "encoder_for",
+    "model_schema",
     "output_schema",
     "public_columns",
     "related_lists",

@@ -32,6 +32,7 @@ from crmkit.schemas.output import (
     column_python_type,
     detail_schema,
     encoder_for,
+    model_schema,
     output_schema,
     related_lists,
     schema_name,
@@ -59,16 +60,9 @@ def represent(work: Any, entity: EntityType, record: Any) -> dict[str, Any]:
     if carries_tags(entity):
         data["tags"] = work.records(entity.name).tags_of(record)
     for key, model in related_lists(entity).items():
-        related = encoder_for(output_schema_of_model(model), model)
+        related = encoder_for(model_schema(model), model)
         data[key] = related.records(list(getattr(record, key)))
     return data
-
-
-def output_schema_of_model(model: type[Any]) -> Any:
-    """The derived output schema of a related model (contact points...)."""
-    from crmkit.schemas.output import _derived
-
-    return _derived(model, model.__name__)
 
 
 def record_response(
