@@ -51,11 +51,7 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
     An organisation's own lifecycle can be a pipeline (``pipeline``/``stage``).
     """
 
-    __table_args__ = (
-        Index("ix_party_owner_activity", "owner_id", "last_activity_at", "id"),
-        Index("ix_party_activity", "last_activity_at", "id"),
-        Index("ix_party_pipeline_stage", "pipeline", "stage", "owner_id"),
-    )
+    __table_args__ = (Index("ix_party_pipeline_stage", "pipeline", "stage", "owner_id"),)
 
     kind: Mapped[str] = mapped_column(String(16), default=PartyKind.ORGANISATION)
     customer_type: Mapped[str | None] = mapped_column(String(16))
@@ -81,6 +77,21 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
         passive_deletes=True,
         order_by="ContactPoint.id",
     )
+
+
+# Lists show "most recently active first, never active last": DESC NULLS LAST, the order of
+# crmkit.services.paging on both databases.  SQLite's ascending indexes put NULLs first, so
+# scanned backwards they give exactly that; PostgreSQL's put NULLs last, so there the
+# indexes say NULLS FIRST (without it every page of a busy owner sorted all their parties).
+for _name, _columns in (
+    ("ix_party_owner_activity", (Party.owner_id, Party.last_activity_at, Party.id)),
+    ("ix_party_activity", (Party.last_activity_at, Party.id)),
+):
+    Index(_name, *_columns).ddl_if(dialect="sqlite")
+    Index(
+        f"{_name}_pg",
+        *(c.asc().nulls_first() if c is Party.last_activity_at else c for c in _columns),
+    ).ddl_if(dialect="postgresql")
 
 
 class ContactPoint(IdMixin, Base):

@@ -1,4 +1,5 @@
-"""API tokens; versions on tasks, reminders and events; the access generation counter.
+"""API tokens; versions on tasks, reminders and events; the access generation counter;
+PostgreSQL indexes of party activity in list order (NULLS FIRST, scanned backwards).
 
 Revision ID: 8c338737cbb0
 Revises: 7aada6315ef3
@@ -89,6 +90,18 @@ def upgrade() -> None:
     for statement in triggers(op.get_bind().dialect.name):
         op.execute(statement)
 
+    if op.get_bind().dialect.name == "postgresql":
+        # lists read "DESC NULLS LAST": a backward scan of these, never a sort
+        op.drop_index("ix_party_owner_activity", table_name="party")
+        op.drop_index("ix_party_activity", table_name="party")
+        op.execute(
+            "CREATE INDEX ix_party_owner_activity_pg ON party "
+            "(owner_id, last_activity_at ASC NULLS FIRST, id)"
+        )
+        op.execute(
+            "CREATE INDEX ix_party_activity_pg ON party (last_activity_at ASC NULLS FIRST, id)"
+        )
+
     # existing rows start at version 1, as new ones do
     for table in VERSIONED:
         with op.batch_alter_table(table, schema=None) as batch_op:
@@ -107,6 +120,10 @@ def downgrade() -> None:
                 op.execute(f"DROP TRIGGER IF EXISTS {table}_access_generation_{event}")
     if dialect == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS crmkit_bump_access_generation()")
+        op.drop_index("ix_party_owner_activity_pg", table_name="party")
+        op.drop_index("ix_party_activity_pg", table_name="party")
+        op.create_index("ix_party_owner_activity", "party", ["owner_id", "last_activity_at", "id"])
+        op.create_index("ix_party_activity", "party", ["last_activity_at", "id"])
     op.drop_table("access_generation")
     for table in VERSIONED:
         with op.batch_alter_table(table, schema=None) as batch_op:
