@@ -43,10 +43,22 @@ class SortKey:
     descending: bool
 
     def clause(self) -> Any:
-        """``ORDER BY`` element (NULLs sort as the smallest values on both backends)."""
+        """``ORDER BY`` element (NULLs sort as the smallest values on both backends).
+
+        A column that cannot be NULL (the id) gets no NULLS clause: PostgreSQL does not
+        know it is irrelevant there, and would sort instead of reading an index in order.
+        """
+        if not _nullable(self.column):
+            return self.column.desc() if self.descending else self.column.asc()
         if self.descending:
             return self.column.desc().nulls_last()
         return self.column.asc().nulls_first()
+
+
+def _nullable(column: Any) -> bool:
+    """Whether a column (or a mapped attribute) may hold NULL; unknown counts as yes."""
+    expression = getattr(column, "expression", column)
+    return bool(getattr(expression, "nullable", True))
 
 
 def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -> list[SortKey]:
