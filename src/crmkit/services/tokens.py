@@ -185,7 +185,9 @@ def authenticate(
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
     moment = now or utcnow()
-    with engine.connect() as connection:
+    # one statement, no transaction around it: on PostgreSQL that saves the ROLLBACK round
+    # trip a pooled connection otherwise makes when it is returned
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         row = connection.execute(_lookup(), {"digest": digest(secret)}).first()
     if row is None or row.revoked_at is not None or row.blocked:
         return None
