@@ -203,6 +203,13 @@ class CRM:
 
         return ActorCache(self)
 
+    @cached_property
+    def page_statements(self) -> Any:
+        """List queries already built, reused for the same actor access and arguments."""
+        from crmkit.services.records import StatementCache
+
+        return StatementCache()
+
     def load_actor(self, who: Any) -> Actor:
         """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""
         from crmkit.access.policy import load_actor

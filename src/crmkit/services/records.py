@@ -220,7 +220,7 @@ class EntityService:
             return self._build_page_statement(where, filters, search, order, after, limit, columns)
         key += (columns,)
         self.work.access.require(self.entity.name, "read")  # the check a cached query skips
-        cache = _statement_cache(self.work.crm)
+        cache = self.work.crm.page_statements
         with cache.lock:
             found = cache.entries.get(key)
             if found is not None:
@@ -681,25 +681,16 @@ class EntityService:
 
 
 @attrs.define
-class _StatementCache:
-    """Page statements by everything they depend on (see ``EntityService._statement_key``)."""
+class StatementCache:
+    """Built page statements by everything they depend on (``EntityService._statement_key``).
+
+    One per application (``crm.page_statements``); statements are immutable, so threads
+    share them freely.
+    """
 
     capacity: int = 2000
     entries: OrderedDict[tuple[Any, ...], Any] = attrs.field(factory=OrderedDict)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-
-_CACHES_LOCK = threading.Lock()
-
-
-def _statement_cache(crm: Any) -> _StatementCache:
-    cache = getattr(crm, "_page_statements", None)
-    if cache is None:
-        with _CACHES_LOCK:
-            cache = getattr(crm, "_page_statements", None)
-            if cache is None:
-                cache = crm._page_statements = _StatementCache()
-    return cache  # type: ignore[no-any-return]
 
 
 def _escape(text: str) -> str:
