@@ -42,7 +42,9 @@ class Actor:
     ``scopes`` the widest scope per (entity, action) over the actor's roles, read from the
     permission table when the actor was loaded (so a unit of work needs no query for it).
     The system actor (``system=True``) passes every check: it is used by the CLI, workers
-    and the automation assistant, and its writes are signed with ``label``.
+    and the automation assistant, and its writes are signed with ``label``.  ``scopes`` is
+    the actor's row of the permission table when already loaded (a cached actor, see
+    :mod:`crmkit.access.cache`); otherwise each unit of work reads it.
     """
 
     user_id: int | None
@@ -196,6 +198,20 @@ class CRM:
     def assistant(self) -> Any:
         """A unit of work as the automation assistant (its writes are signed as such)."""
         return self.acting_as(ASSISTANT)
+
+    @cached_property
+    def actors(self) -> Any:
+        """Actors loaded once and reused while nothing about their access changed."""
+        from crmkit.access.cache import ActorCache
+
+        return ActorCache(self)
+
+    @cached_property
+    def page_statements(self) -> Any:
+        """List queries already built, reused for the same actor access and arguments."""
+        from crmkit.services.records import StatementCache
+
+        return StatementCache()
 
     def load_actor(self, who: Any) -> Actor:
         """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""

@@ -249,6 +249,64 @@ def user_passwd(env: Env, username: str, password_stdin: bool) -> None:
     click.echo(f"password of {username} changed")
 
 
+# -- API tokens -------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Personal API tokens (bearer tokens for /api/v1/): create, list, revoke."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for (shown in lists).")
+@click.option(
+    "--expires-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Expire after this many days (default: never).",
+)
+@pass_env
+def token_create(env: Env, username: str, name: str, expires_days: int | None) -> None:
+    """Create a token acting as USERNAME and print its secret (shown this once only)."""
+    import datetime as dt
+
+    from crmkit.clock import utcnow
+
+    expires_at = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
+    with env.crm.system() as work:
+        issued = work.api_tokens.create(name, user=username, expires_at=expires_at)
+    click.echo(issued.secret)
+    click.echo(
+        f"token {issued.token.id} ({issued.token.name}) for {username}; "
+        "keep the secret above: it is not stored and cannot be shown again",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.argument("username")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@pass_env
+def token_list(env: Env, username: str, include_revoked: bool) -> None:
+    """List a user's tokens: id, prefix, name, last use, state."""
+    with env.crm.system() as work:
+        for row in work.api_tokens.list(user=username, include_revoked=include_revoked):
+            used = row.last_used_at.strftime("%Y-%m-%d %H:%M") if row.last_used_at else "never"
+            state = "revoked" if row.revoked_at else "active"
+            click.echo(f"{row.id:<6} {row.prefix}…  {row.name:<30} used {used:<16} {state}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@pass_env
+def token_revoke(env: Env, token_id: int) -> None:
+    """Revoke a token by its id; requests bearing it are refused from now on."""
+    with env.crm.system() as work:
+        revoked = work.api_tokens.revoke(token_id)
+    click.echo(f"revoked token {revoked.id} ({revoked.name})")
+
+
 # -- plugins and pipelines -----------------------------------------------------------------
 
 

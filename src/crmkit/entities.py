@@ -28,6 +28,9 @@ class EntityType:
     to a party.  With ``scope_through_party`` a record is also visible wherever its party is
     (an activity, a contact point).  ``schema`` validates create/update input; ``service``
     names an :class:`~crmkit.services.records.EntityService` subclass with extra behaviour.
+    ``output_schema`` is the marshmallow schema of what the API returns for a record; when
+    not given it is derived from the model's columns (those marked ``info={"private": True}``
+    left out), see :func:`crmkit.schemas.output.output_schema`.
     """
 
     name: str
@@ -48,6 +51,7 @@ class EntityType:
     audited: bool = True
     actions: tuple[str, ...] = ("read", "create", "update", "delete")
     service: type[Any] | None = None
+    output_schema: type[marshmallow.Schema] | None = None
 
     def column(self, attr: str) -> Any:
         """The mapped attribute ``attr`` of the model; a clear error when it does not exist."""

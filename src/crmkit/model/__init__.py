@@ -1,5 +1,7 @@
 """The crmkit data model: SQLAlchemy 2 typed declarative classes on one metadata."""
 
+from crmkit.model.access_state import AccessGeneration, attach_all_triggers
+from crmkit.model.api_token import ApiToken
 from crmkit.model.base import (
     Amount,
     Base,
@@ -62,9 +64,13 @@ from crmkit.model.work import (
     Task,
 )
 
+attach_all_triggers()
+
 __all__ = [
+    "AccessGeneration",
     "Activity",
     "Amount",
+    "ApiToken",
     "Attachment",
     "AuditEntry",
     "Base",

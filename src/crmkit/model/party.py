@@ -52,6 +52,8 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
     An organisation's own lifecycle can be a pipeline (``pipeline``/``stage``).
     """
 
+    # lists read "most recently active first": a backward scan of these indexes (the column
+    # is NOT NULL, so no NULLS clause stands between the order and the index)
     __table_args__ = (
         Index("ix_party_owner_activity", "owner_id", "last_activity_at", "id"),
         Index("ix_party_activity", "last_activity_at", "id"),

@@ -17,11 +17,11 @@ class User(IdMixin, TimestampMixin, Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str | None] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(32))
-    password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_hash: Mapped[str | None] = mapped_column(String(255), info={"private": True})
     locale: Mapped[str | None] = mapped_column(String(16))
     timezone: Mapped[str | None] = mapped_column(String(64))
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, info={"private": True})
     manager_id: Mapped[int | None] = user_fk()
     last_login_at: Mapped[dt.datetime | None] = mapped_column()
 

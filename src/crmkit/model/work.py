@@ -30,6 +30,7 @@ from crmkit.model.base import (
     PipelineMixin,
     RecordRefMixin,
     TimestampMixin,
+    VersionedMixin,
     party_fk,
     user_fk,
 )
@@ -114,7 +115,7 @@ class Mention(Base):
     )
 
 
-class Task(IdMixin, TimestampMixin, RecordRefMixin, CustomFieldsMixin, Base):
+class Task(IdMixin, TimestampMixin, RecordRefMixin, CustomFieldsMixin, VersionedMixin, Base):
     """Work for someone: an assignee, a deadline, a status, subtasks, a linked record."""
 
     __table_args__ = (
@@ -138,7 +139,7 @@ class Task(IdMixin, TimestampMixin, RecordRefMixin, CustomFieldsMixin, Base):
     escalated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
-class Reminder(IdMixin, TimestampMixin, RecordRefMixin, Base):
+class Reminder(IdMixin, TimestampMixin, RecordRefMixin, VersionedMixin, Base):
     """A time to remind several people (and teams) about a record."""
 
     __table_args__ = (Index("ix_reminder_status_at", "status", "remind_at"),)
@@ -173,7 +174,7 @@ class Resource(IdMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class CalendarEvent(IdMixin, TimestampMixin, RecordRefMixin, Base):
+class CalendarEvent(IdMixin, TimestampMixin, RecordRefMixin, VersionedMixin, Base):
     """A meeting, call, follow-up or booking in time, optionally holding a resource.
 
     ``uid`` is the iCalendar UID used by calendar sync; ``etag`` the peer's last version.
@@ -224,7 +225,7 @@ class Attachment(IdMixin, RecordRefMixin, Base):
 
     __table_args__ = (Index("ix_attachment_record", "record_entity", "record_id"),)
 
-    storage_key: Mapped[str] = mapped_column(String(500), unique=True)
+    storage_key: Mapped[str] = mapped_column(String(500), unique=True, info={"private": True})
     filename: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     size: Mapped[int] = mapped_column(IdType)

@@ -31,6 +31,18 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+#: The largest id a database column holds (64-bit signed integers).
+MAX_ID = 2**63 - 1
+
+
+def _record_id(**kwargs: Any) -> fields.Integer:
+    """A reference to a record by id: a positive 64-bit integer (or null)."""
+    kwargs.setdefault("allow_none", True)
+    return fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID, error="not an id (1 to 2^63-1)"), **kwargs
+    )
+
+
 def _text(max_length: int, required: bool = False, **kwargs: Any) -> fields.String:
     if required:
         return fields.String(
@@ -42,7 +54,7 @@ def _text(max_length: int, required: bool = False, **kwargs: Any) -> fields.Stri
 class ContactPointSchema(StrictSchema):
     """A phone, email, messenger handle or website as typed by a user."""
 
-    id = fields.Integer(load_only=True)
+    id = _record_id(load_only=True)
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in ContactKind]))
     value = _text(320, required=True)
     service = _text(32)
@@ -60,12 +72,12 @@ class PartySchema(StrictSchema):
     name = _text(300)
     first_name = _text(150)
     last_name = _text(150)
-    organisation_id = fields.Integer(allow_none=True)
+    organisation_id = _record_id()
     position = _text(200)
     source = _text(100)
     description = fields.String(validate=validate.Length(max=20000))
-    owner_id = fields.Integer(allow_none=True)
-    team_id = fields.Integer(allow_none=True)
+    owner_id = _record_id()
+    team_id = _record_id()
     pipeline = _text(64)
     stage = _text(64)
     custom = fields.Dict(keys=fields.String())
@@ -90,11 +102,11 @@ class DealSchema(StrictSchema):
     """An opportunity with a party."""
 
     title = _text(300, required=True)
-    party_id = fields.Integer(allow_none=True)
+    party_id = _record_id()
     amount = fields.Decimal(places=2, allow_none=True, as_string=True)
     currency = fields.String(validate=validate.Length(equal=3))
-    owner_id = fields.Integer(allow_none=True)
-    team_id = fields.Integer(allow_none=True)
+    owner_id = _record_id()
+    team_id = _record_id()
     pipeline = _text(64)
     stage = _text(64)
     custom = fields.Dict(keys=fields.String())
@@ -109,12 +121,12 @@ class TaskSchema(StrictSchema):
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
     priority = fields.Integer(validate=validate.Range(min=0, max=3))
     deadline = fields.AwareDateTime(allow_none=True)
-    assignee_id = fields.Integer(allow_none=True)
-    team_id = fields.Integer(allow_none=True)
-    party_id = fields.Integer(allow_none=True)
-    parent_id = fields.Integer(allow_none=True)
+    assignee_id = _record_id()
+    team_id = _record_id()
+    party_id = _record_id()
+    parent_id = _record_id()
     record_entity = _text(64)
-    record_id = fields.Integer(allow_none=True)
+    record_id = _record_id()
     custom = fields.Dict(keys=fields.String())
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=100)))
 
@@ -122,8 +134,8 @@ class TaskSchema(StrictSchema):
 class RecipientSchema(StrictSchema):
     """A user or a team to remind."""
 
-    user_id = fields.Integer(allow_none=True)
-    team_id = fields.Integer(allow_none=True)
+    user_id = _record_id()
+    team_id = _record_id()
 
     @validates_schema
     def _one(self, data: dict[str, Any], **_: Any) -> None:
@@ -136,17 +148,17 @@ class ReminderSchema(StrictSchema):
 
     remind_at = fields.AwareDateTime(required=True)
     text = _text(5000, required=True)
-    party_id = fields.Integer(allow_none=True)
+    party_id = _record_id()
     record_entity = _text(64)
-    record_id = fields.Integer(allow_none=True)
+    record_id = _record_id()
     recipients = fields.List(fields.Nested(RecipientSchema))
 
 
 class AttendeeSchema(StrictSchema):
     """Someone invited to an event."""
 
-    user_id = fields.Integer(allow_none=True)
-    party_id = fields.Integer(allow_none=True)
+    user_id = _record_id()
+    party_id = _record_id()
     email = fields.Email(allow_none=True)
 
 
@@ -161,11 +173,11 @@ class CalendarEventSchema(StrictSchema):
     location = _text(300)
     kind = _text(32)
     status = fields.String(validate=validate.OneOf(EVENT_STATUSES))
-    owner_id = fields.Integer(allow_none=True)
-    party_id = fields.Integer(allow_none=True)
-    resource_id = fields.Integer(allow_none=True)
+    owner_id = _record_id()
+    party_id = _record_id()
+    resource_id = _record_id()
     record_entity = _text(64)
-    record_id = fields.Integer(allow_none=True)
+    record_id = _record_id()
     attendees = fields.List(fields.Nested(AttendeeSchema))
 
     @validates_schema
@@ -190,7 +202,7 @@ class UserSchema(StrictSchema):
     phone = _text(32)
     locale = fields.String(validate=validate.OneOf(["ru", "en"]), allow_none=True)
     timezone = _text(64)
-    manager_id = fields.Integer(allow_none=True)
+    manager_id = _record_id()
     roles = fields.List(fields.String(validate=validate.Length(min=1, max=64)))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=1000))
 
@@ -216,7 +228,7 @@ class FieldDefinitionSchema(StrictSchema):
     choices = fields.List(fields.String(), allow_none=True)
     ref_entity = _text(64)
     currency = fields.String(validate=validate.Length(equal=3), allow_none=True)
-    position = fields.Integer()
+    position = fields.Integer(validate=validate.Range(min=-(2**31), max=2**31 - 1))
     help_text = fields.String()
 
     @validates_schema

@@ -57,6 +57,12 @@ class SortKey:
         return ordered.nulls_first() if self.nullable else ordered
 
 
+def _nullable(column: Any) -> bool:
+    """Whether a column (or a mapped attribute) may hold NULL; unknown counts as yes."""
+    expression = getattr(column, "expression", column)
+    return bool(getattr(expression, "nullable", True))
+
+
 def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -> list[SortKey]:
     """``["-last_activity_at", "name"]`` -> sort keys, with the id appended as tie-breaker."""
     keys: list[SortKey] = []

@@ -11,10 +11,13 @@ of work's transaction.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -60,6 +63,11 @@ class EntityService:
 
     #: Input keys handled by the service itself rather than written to a column.
     extra_fields: tuple[str, ...] = ("tags",)
+
+    #: Reuse built page statements (lists without filters) for the same actor access.  A
+    #: subclass whose ``base_query``/``visible``/``search_clause`` depend on anything but the
+    #: actor, the arguments and the configuration (the current time, say) sets it false.
+    cache_page_statements: bool = True
 
     def __init__(self, work: UnitOfWork, entity: EntityType) -> None:
         self.work = work
@@ -156,14 +164,15 @@ class EntityService:
     ) -> Select[Any]:
         """The scoped query narrowed by a condition, simple filters and a search text."""
         statement = self.query(action)
-        conditions = [c for c in (where, from_simple_filters(filters) if filters else None) if c]
-        if conditions:
-            fields = self.work.crm.filter_fields_for(self.entity.name)
-            kinds = self.custom_kinds()
-            for condition in conditions:
-                statement = statement.where(
-                    compile_condition(self.entity, condition, kinds, fields)
-                )
+        fields = self.work.crm.filter_fields_for(self.entity.name)
+        # custom field definitions are read only when a condition may need them
+        kinds = self.custom_kinds() if where or filters else {}
+        if where:
+            statement = statement.where(compile_condition(self.entity, where, kinds, fields))
+        if filters:
+            statement = statement.where(
+                compile_condition(self.entity, from_simple_filters(filters), kinds, fields)
+            )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
@@ -197,13 +206,15 @@ class EntityService:
         limit: int = 50,
     ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
-        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
-        return _page(list(self.session.scalars(statement)), keys, limit)
+        statement, keys, limit = self._page_statement(where, filters, search, order, after, limit)
+        rows = list(self.session.scalars(statement))
+        next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+        return Page(rows[:limit], next_cursor)
 
     def list_rows(
         self,
+        columns: Sequence[str],
         *,
-        columns: Sequence[str] | None = None,
         where: Condition | None = None,
         filters: Mapping[str, Any] | None = None,
         search: str | None = None,
@@ -211,26 +222,20 @@ class EntityService:
         after: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """Like :meth:`list`, but plain rows (attribute access by column name), not objects.
+        """Like :meth:`list`, but only ``columns`` of each record, as plain rows.
 
-        List screens and API lists use this: building 50 ORM objects costs several times
-        the query itself, and a list shows columns, not behaviour.  ``columns`` limits what
-        is read (the id and the sort columns are always included).
+        The same query, access predicate and cursor as :meth:`list`, without building ORM
+        objects: the fast path for API lists and exports that only show columns.
         """
-        statement, keys, limit = self._page_query(where, filters, search, order, after, limit)
-        table = self.model.__table__
-        wanted = list(columns) if columns else [c.key for c in table.columns]
-        for needed in ["id", *(k.attr for k in keys)]:
-            if needed not in wanted:
-                wanted.append(needed)
-        try:
-            selected = [table.c[name] for name in wanted]
-        except KeyError as exc:
-            raise ValidationFailed({"columns": [f"no column {exc.args[0]!r}"]}) from None
-        rows = list(self.session.execute(statement.with_only_columns(*selected)))
-        return _page(rows, keys, limit)
+        statement, keys, limit = self._page_statement(
+            where, filters, search, order, after, limit, tuple(columns)
+        )
+        # plain columns need none of the ORM's loading machinery: run it as Core
+        fetched = self.session.connection().execute(statement).all()
+        next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
+        return Page(fetched[:limit], next_cursor)
 
-    def _page_query(
+    def _page_statement(
         self,
         where: Condition | None,
         filters: Mapping[str, Any] | None,
@@ -238,13 +243,81 @@ class EntityService:
         order: Sequence[str] | None,
         after: str | None,
         limit: int,
+        columns: tuple[str, ...] | None = None,
     ) -> tuple[Select[Any], list[Any], int]:
         limit = max(1, min(int(limit), MAX_PAGE))
+        key = None if where or filters else self._statement_key(search, order, after, limit)
+        if key is None:
+            return self._build_page_statement(where, filters, search, order, after, limit, columns)
+        key += (columns,)
+        self.work.access.require(self.entity.name, "read")  # the check a cached query skips
+        cache = self.work.crm.page_statements
+        with cache.lock:
+            found = cache.entries.get(key)
+            if found is not None:
+                cache.entries.move_to_end(key)
+                return found
+        built = self._build_page_statement(where, filters, search, order, after, limit, columns)
+        with cache.lock:
+            cache.entries[key] = built
+            while len(cache.entries) > cache.capacity:
+                cache.entries.popitem(last=False)
+        return built
+
+    def _statement_key(
+        self, search: str | None, order: Sequence[str] | None, after: str | None, limit: int
+    ) -> tuple[Any, ...] | None:
+        """What a page query without conditions depends on, when all of it is known.
+
+        Building a statement costs about as much as running it; a list read again and
+        again (the first page of a busy list) reuses the one built for the same actor's
+        access, order, cursor and search.  Conditions (filters) are never cached: they may
+        depend on the time (``older_than_days``) and on custom field definitions.
+        """
+        actor = self.work.actor
+        if not self.cache_page_statements:
+            return None
+        if actor.scopes is None and not actor.system:
+            return None  # the scopes are read per unit of work: nothing to key on
+        return (
+            type(self),
+            self.entity.name,
+            actor.user_id,
+            actor.system,
+            actor.roles,
+            actor.team_ids,
+            actor.teammate_ids,
+            actor.group_paths,
+            frozenset((actor.scopes or {}).items()),
+            search,
+            tuple(order or ()),
+            after,
+            limit,
+        )
+
+    def _build_page_statement(
+        self,
+        where: Condition | None,
+        filters: Mapping[str, Any] | None,
+        search: str | None,
+        order: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+        columns: tuple[str, ...] | None = None,
+    ) -> tuple[Select[Any], list[Any], int]:
         keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
         statement = self.filtered(where=where, filters=filters, search=search)
         if after:
             statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
-        return statement.order_by(*(k.clause() for k in keys)).limit(limit + 1), keys, limit
+        statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
+        if columns is not None:
+            wanted = list(dict.fromkeys([*columns, *(k.attr for k in keys)]))
+            table = self.model.__table__
+            unknown = [c for c in wanted if c not in table.c]
+            if unknown:
+                raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
+            statement = statement.with_only_columns(*(table.c[c] for c in wanted))
+        return statement, keys, limit
 
     def count(
         self,
@@ -372,15 +445,41 @@ class EntityService:
             raise ValidationFailed({"owner_id": [f"user {user.username} is blocked"]})
 
     def check_references(self, values: Mapping[str, Any]) -> None:
-        """Linked parties must be visible to the actor (no linking to hidden records)."""
-        for attr in ("party_id", "organisation_id"):
-            party_id = values.get(attr)
-            if (
-                party_id is not None
-                and hasattr(self.model, attr)
-                and self.work.records("party").find(party_id) is None
-            ):
-                raise ValidationFailed({attr: [f"no party {party_id}"]})
+        """Linked records must exist, and linked parties be visible to the actor.
+
+        Every foreign key given is checked, so a wrong id is a ``ValidationFailed`` naming
+        the field rather than a database integrity error; a party the actor may not see
+        counts as missing (no linking to hidden records).
+        """
+        if values.get("record_entity"):
+            self.linked_record(values["record_entity"], values.get("record_id"))
+        columns = self.model.__table__.columns
+        for attr, value in values.items():
+            column = columns.get(attr)
+            if value is None or column is None or not column.foreign_keys:
+                continue
+            target = next(iter(column.foreign_keys)).column
+            if target.table.name == "party":
+                if self.work.records("party").find(value) is None:
+                    raise ValidationFailed({attr: [f"no party {value}"]})
+            elif self.session.execute(select(target).where(target == value)).first() is None:
+                raise ValidationFailed({attr: [f"no {target.table.name} {value}"]})
+
+    def _check_exists(self, model: type[Any], record_id: Any, field: str, what: str) -> None:
+        """``ValidationFailed`` on ``field`` unless ``record_id`` is ``None`` or exists."""
+        if record_id is not None and self.session.get(model, record_id) is None:
+            raise ValidationFailed({field: [f"no {what} {record_id}"]})
+
+    def linked_record(self, entity: str, record_id: int | None) -> Any:
+        """The record a loose link (``record_entity``/``record_id``) points at, if visible."""
+        if entity not in self.work.crm.entities:
+            raise ValidationFailed({"record_entity": [f"no entity {entity!r}"]})
+        if record_id is None:
+            raise ValidationFailed({"record_id": ["give the id of the linked record"]})
+        try:
+            return self.work.records(entity).get(record_id)
+        except NotFound:
+            raise ValidationFailed({"record_id": [f"no {entity} {record_id}"]}) from None
 
     def update(
         self,
@@ -463,13 +562,8 @@ class EntityService:
                 owner_change = (old, new)
             changes[key] = [jsonable(old), jsonable(new)]
             setattr(record, key, new)
-        if any(k in changes for k in ("party_id", "organisation_id")):
-            self.check_references(
-                {k: values[k] for k in ("party_id", "organisation_id") if k in changes}
-            )
-        scope_columns = {*self.entity.owner_attrs, self.entity.team_attr, self.entity.party_attr}
-        if scope_columns & set(changes):
-            self.forget(record.id)  # who may see it may have changed
+        if changes:
+            self.check_references({k: values[k] for k in changes if k in values})
         if owner_change is not None:
             self.work.flush()
             self.work.emit(
@@ -660,9 +754,17 @@ class EntityService:
         return None
 
 
-def _page(rows: list[Any], keys: list[Any], limit: int) -> Page:
-    next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
-    return Page(rows[:limit], next_cursor)
+@attrs.define
+class StatementCache:
+    """Built page statements by everything they depend on (``EntityService._statement_key``).
+
+    One per application (``crm.page_statements``); statements are immutable, so threads
+    share them freely.
+    """
+
+    capacity: int = 2000
+    entries: OrderedDict[tuple[Any, ...], Any] = attrs.field(factory=OrderedDict)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
 
 
 def _escape(text: str) -> str:

@@ -17,7 +17,9 @@ from crmkit.model import (
     Reminder,
     ReminderRecipient,
     Task,
+    Team,
     TeamMember,
+    User,
 )
 from crmkit.services.records import EntityService
 
@@ -28,12 +30,10 @@ class TaskService(EntityService):
     """Tasks: the assignee is told; done sets ``done_at``; subtasks hang under a parent."""
 
     def build(self, values: dict[str, Any]) -> Any:
-        if values.get("parent_id") is not None:
-            self.get(values["parent_id"])
+        if values.get("parent_id") is not None and self.find(values["parent_id"]) is None:
+            raise ValidationFailed({"parent_id": [f"no task {values['parent_id']}"]})
         if values.get("assignee_id") not in (None, self.work.actor.user_id):
             self.check_assignable(values["assignee_id"])
-        if values.get("record_entity"):
-            self.work.records(values["record_entity"]).get(values.get("record_id"))
         return super().build(values)
 
     def after_create(
@@ -151,8 +151,6 @@ class ReminderService(EntityService):
         return or_(scoped, Reminder.id.in_(mine))
 
     def build(self, values: dict[str, Any]) -> Any:
-        if values.get("record_entity"):
-            self.work.records(values["record_entity"]).get(values.get("record_id"))
         return super().build(values)
 
     def after_create(
@@ -162,6 +160,8 @@ class ReminderService(EntityService):
         for recipient in recipients:
             if recipient.get("user_id") is None and recipient.get("team_id") is None:
                 raise ValidationFailed({"recipients": ["a reminder needs someone to remind"]})
+            self._check_exists(User, recipient.get("user_id"), "recipients", "user")
+            self._check_exists(Team, recipient.get("team_id"), "recipients", "team")
             self.session.add(
                 ReminderRecipient(
                     reminder_id=record.id,
@@ -285,6 +285,11 @@ class CalendarService(EntityService):
             changes["attendees"] = [None, len(extra["attendees"])]
 
     def _set_attendees(self, event: CalendarEvent, attendees: Sequence[Mapping[str, Any]]) -> None:
+        for attendee in attendees:
+            self._check_exists(User, attendee.get("user_id"), "attendees", "user")
+            party_id = attendee.get("party_id")
+            if party_id is not None and self.work.parties.find(party_id) is None:
+                raise ValidationFailed({"attendees": [f"no party {party_id}"]})
         self.session.execute(delete(EventAttendee).where(EventAttendee.event_id == event.id))
         for attendee in attendees:
             self.session.add(

@@ -353,6 +353,13 @@ class UnitOfWork:
         return self._service("channels", ChannelService)
 
     @property
+    def api_tokens(self) -> Any:
+        """Personal API tokens: create, list, revoke (one's own; an admin's for anyone)."""
+        from crmkit.services.tokens import ApiTokenService
+
+        return self._service("api_tokens", ApiTokenService)
+
+    @property
     def permissions(self) -> Any:
         """The editable permission table (admin)."""
         from crmkit.services.permissions import PermissionService

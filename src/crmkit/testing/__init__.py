@@ -172,7 +172,13 @@ def schema_differences(crm: CRM, connection: sa.Connection) -> list[Any]:
 
     tables = owned_tables(crm)
 
+    dialect = connection.dialect.name
+
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "index" and not reflected:
+            ddl_if = getattr(obj, "_ddl_if", None)  # an index declared for another database
+            if ddl_if is not None and ddl_if.dialect not in (None, dialect):
+                return False
         table = obj if type_ == "table" else getattr(obj, "table", None)
         table_name = getattr(table, "name", name)
         return (reflected and compare_to is None) or table_name in tables

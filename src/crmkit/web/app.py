@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
 from crmkit.web import i18n
+from crmkit.web.api import MOUNT, create_api
 from crmkit.web.pages import NotFoundPage, attach_user, error_text, is_htmx, render, toast
 from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
 
@@ -116,7 +117,8 @@ def create_app(crm: Any) -> Starlette:
                 name=route.name,
             )
         )
-    # The REST API (crmkit.web.api) is mounted here, at /api/v1.
+    # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api)
+    routes.append(Mount(MOUNT, app=create_api(crm)))
     static = importlib.resources.files("crmkit.web") / "static"
     for plugin_name, folder in plugin_folders(crm, "static"):
         routes.append(Mount(f"/static/plugins/{plugin_name}", StaticFiles(directory=folder)))

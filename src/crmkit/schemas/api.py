@@ -1,0 +1,162 @@
+"""marshmallow schemas of the REST API's own request and response bodies.
+
+Records are described by their entities' schemas (input: ``EntityType.schema``; output:
+:mod:`crmkit.schemas.output`); these are the bodies around them: moves, notes, tokens,
+search results, problems.  The OpenAPI document is generated from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import fields, validate
+
+from crmkit.schemas import MAX_ID, StrictSchema
+
+
+class ProblemSchema(StrictSchema):
+    """An error, as ``application/problem+json`` (RFC 9457).
+
+    ``errors`` maps each rejected field to its messages; a refused stage move adds
+    ``reasons``, ``missing_fields`` and ``missing_documents``; possible duplicates add
+    ``candidates``.
+    """
+
+    type = fields.String(metadata={"description": "A link to this kind of problem's docs."})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String()
+    errors = fields.Dict(keys=fields.String(), metadata={"description": "field -> messages"})
+    reasons = fields.List(fields.String())
+    missing_fields = fields.List(fields.String())
+    missing_documents = fields.List(fields.String())
+    candidates = fields.List(fields.Dict())
+
+
+class MoveRequestSchema(StrictSchema):
+    """Move a record to another stage of its pipeline."""
+
+    to = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    comment = fields.String(validate=validate.Length(max=5000), allow_none=True)
+    fields_ = fields.Dict(
+        data_key="fields",
+        attribute="fields",
+        keys=fields.String(),
+        metadata={"description": "Fields to set with the move (those a stage requires)."},
+    )
+
+
+class MoveOptionSchema(StrictSchema):
+    """A stage the record can move to next."""
+
+    stage = fields.String()
+    title = fields.String()
+    kind = fields.String()
+    allowed = fields.Boolean(metadata={"description": "Whether the caller's roles allow it."})
+    backward = fields.Boolean()
+    requires_comment = fields.Boolean()
+    requires_fields = fields.List(fields.String())
+
+
+class StageMoveSchema(StrictSchema):
+    """One move in a record's stage history."""
+
+    id = fields.Integer()
+    pipeline = fields.String()
+    from_stage = fields.String(allow_none=True)
+    to_stage = fields.String()
+    actor_id = fields.Integer(allow_none=True)
+    at = fields.AwareDateTime()
+    comment = fields.String(allow_none=True)
+
+
+class NoteRequestSchema(StrictSchema):
+    """A note on a party's timeline (and/or on a record); ``@username`` mentions notify."""
+
+    body = fields.String(required=True, validate=validate.Length(min=1, max=20000))
+    party_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+    record_entity = fields.String(allow_none=True, validate=validate.Length(max=64))
+    record_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+    pinned = fields.Boolean()
+    mention = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=MAX_ID)),
+        metadata={"description": "User ids to notify besides the @mentioned ones."},
+    )
+
+
+class SnoozeRequestSchema(StrictSchema):
+    """Remind again later."""
+
+    until = fields.AwareDateTime(required=True)
+
+
+class TokenRequestSchema(StrictSchema):
+    """A new personal API token."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    expires_at = fields.AwareDateTime(allow_none=True)
+    user_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Whose token (admins only; default: the caller)."},
+    )
+
+
+class TokenSchema(StrictSchema):
+    """A personal API token (its secret is never shown again after creation)."""
+
+    id = fields.Integer()
+    user_id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String(metadata={"description": "The secret's first characters."})
+    created_at = fields.AwareDateTime()
+    expires_at = fields.AwareDateTime(allow_none=True)
+    last_used_at = fields.AwareDateTime(allow_none=True)
+    revoked_at = fields.AwareDateTime(allow_none=True)
+
+
+class NewTokenSchema(TokenSchema):
+    """A token just created, with its secret: send it as ``Authorization: Bearer <secret>``."""
+
+    secret = fields.String()
+
+
+class SearchHitSchema(StrictSchema):
+    """A record found by a search."""
+
+    entity = fields.String()
+    id = fields.Integer()
+    title = fields.String()
+
+
+class SearchResultSchema(StrictSchema):
+    """Records matching a search text, per entity, as far as the caller may see."""
+
+    q = fields.String()
+    hits = fields.List(fields.Nested(SearchHitSchema))
+
+
+class AttachmentUploadSchema(StrictSchema):
+    """A file upload (``multipart/form-data``)."""
+
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    party_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    record_entity = fields.String(validate=validate.Length(max=64))
+    record_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    document_type = fields.String(validate=validate.Length(max=64))
+
+
+def page_schema(name: str, item: Any) -> Any:
+    """The schema of a page of ``item`` records: ``items`` and the ``next`` cursor."""
+    from marshmallow import Schema
+
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next": fields.String(
+                allow_none=True,
+                required=True,
+                metadata={"description": "Cursor of the next page (`after=`); null at the end."},
+            ),
+        },
+        name=name,
+    )

@@ -1,0 +1,114 @@
+"""Bearer-token authentication of API requests, and units of work acting as the caller.
+
+Every request but the public ones (the OpenAPI document and its docs page) must carry
+``Authorization: Bearer <personal API token>``.  The token is checked against the database
+on every request (one indexed query), so a revoked token or a blocked user is refused at
+once, by every process.  The API never reads session cookies, so it needs no CSRF defence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crmkit.services import tokens
+from crmkit.web.api.responses import ApiError, problem_for
+
+T = TypeVar("T")
+
+CHALLENGE = 'Bearer realm="crmkit"'
+
+
+def _unauthorized(detail: str, error: str = "invalid_token") -> ApiError:
+    return ApiError(
+        401,
+        "Unauthorized",
+        detail,
+        kind="unauthorized",
+        headers={"WWW-Authenticate": f'{CHALLENGE}, error="{error}"'},
+    )
+
+
+class BearerAuthMiddleware:
+    """Puts the caller's token owner in ``scope["crmkit.token"]`` or answers 401."""
+
+    def __init__(self, app: ASGIApp, crm: Any, public_paths: frozenset[str]) -> None:
+        self.app = app
+        self.crm = crm
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, root = scope["path"], scope.get("root_path", "")
+        if path.startswith(root):
+            path = path[len(root) :]  # mounted: the path below /api/v1
+        if scope["type"] != "http" or path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            owner = self.authenticate(scope)
+        except ApiError as exc:
+            await problem_for(Request(scope), exc)(scope, receive, send)
+            return
+        scope["crmkit.token"] = owner
+        if owner.needs_touch:
+            # at most once per token every few minutes; in the thread pool, as it writes
+            await run_in_threadpool(tokens.touch, self.crm.engine, owner.token_id)
+        await self.app(scope, receive, send)
+
+    def authenticate(self, scope: Scope) -> tokens.TokenOwner:
+        header = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value
+                break
+        if not header:
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "send a personal API token: Authorization: Bearer <token>",
+                kind="unauthorized",
+                headers={"WWW-Authenticate": CHALLENGE},
+            )
+        scheme, _, secret = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _unauthorized("use the Bearer scheme", "invalid_request")
+        owner = tokens.authenticate(self.crm.engine, secret.strip())
+        if owner is None:
+            raise _unauthorized("the token is unknown, revoked or expired, or its user blocked")
+        return owner
+
+
+def caller_id(request: Request) -> int:
+    """The id of the user the request's token acts as."""
+    return int(request.scope["crmkit.token"].user_id)
+
+
+def caller(request: Request) -> Any:
+    """The caller's :class:`~crmkit.app.Actor`, kept between requests while still exact."""
+    owner = request.scope["crmkit.token"]
+    return request.app.state.crm.actors.actor(owner.user_id, owner.stamp)
+
+
+def acting(request: Request) -> Any:
+    """A unit of work acting as the caller (use as a context manager)."""
+    return request.app.state.crm.acting_as(caller(request))
+
+
+async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
+    """Run ``action(work)`` in a unit of work acting as the caller, in the thread pool.
+
+    Writes go through here: on SQLite a write may wait for the database lock, which must
+    not stall the event loop; fast reads run on the loop directly (``with acting(request)``).
+    """
+    crm = request.app.state.crm
+    actor = caller(request)
+
+    def run() -> T:
+        with crm.acting_as(actor) as work:
+            return action(work)
+
+    return await run_in_threadpool(run)

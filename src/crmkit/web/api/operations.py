@@ -1,0 +1,180 @@
+"""API operations: each endpoint with what the OpenAPI document says about it.
+
+An :class:`Operation` is the one place an endpoint is declared: the Starlette route is made
+from it and so is its entry in ``/api/v1/openapi.json``, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import orjson
+from starlette.requests import Request
+
+from crmkit.errors import Conflict
+from crmkit.web.api.responses import ApiError
+
+_CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
+
+
+@attrs.frozen
+class Operation:
+    """One method on one path.
+
+    ``path`` is relative to ``/api/v1`` in Starlette syntax (``/party/{id:int}``);
+    ``body`` is a marshmallow schema (class or instance) of a JSON body, or a mapping of
+    media types to OpenAPI content objects; ``responses`` map a status to a description
+    and a schema (or ``None`` for no body).  ``errors`` are the problem statuses it may
+    answer besides 401.
+    """
+
+    method: str
+    path: str
+    endpoint: Callable[[Request], Any]
+    operation_id: str
+    summary: str
+    tag: str
+    description: str = ""
+    parameters: Sequence[Mapping[str, Any]] = ()
+    body: Any = None
+    responses: Mapping[int, tuple[str, Any]] = attrs.field(factory=dict)
+    errors: Sequence[int] = ()
+    public: bool = False
+    etag: bool = False
+
+    @property
+    def openapi_path(self) -> str:
+        """``/party/{id:int}`` -> ``/party/{id}``."""
+        return _CONVERTER.sub(lambda m: "{" + m.group(1) + "}", self.path)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        """Names of the parameters in the path."""
+        return [m.group(1) for m in _CONVERTER.finditer(self.path)]
+
+
+def query_parameter(
+    name: str, description: str, schema: Mapping[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An OpenAPI query parameter."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": dict(schema or {"type": "string"}),
+        **extra,
+    }
+
+
+def header_parameter(name: str, description: str) -> dict[str, Any]:
+    """An OpenAPI header parameter (a string)."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+IF_MATCH = header_parameter(
+    "If-Match",
+    'The ETag of the version you changed (e.g. `"3"`); a newer version answers 412 '
+    "instead of being overwritten.",
+)
+IF_NONE_MATCH = header_parameter(
+    "If-None-Match", "The ETag you hold; answers 304 Not Modified while it is current."
+)
+
+
+# -- ETags ---------------------------------------------------------------------------------
+
+
+def etag_of(record: Any) -> str | None:
+    """The ETag of a record: its version, for entities that keep one."""
+    version = getattr(record, "version", None)
+    return None if version is None else f'"{version}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
+def _version(tag: str) -> int | None:
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip().strip('"')
+    try:
+        return int(tag)
+    except ValueError:
+        return None
+
+
+def expected_version(request: Request, record: Any) -> int | None:
+    """The version the client's ``If-Match`` expects, checked against ``record``.
+
+    ``None`` means "no condition" (no header, or ``*``).  An ETag that is not the record's
+    current one raises :class:`~crmkit.errors.Conflict` (answered 412); for a record
+    without versions any ETag but ``*`` fails, since none can match.
+    """
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    tags = _tags(header)
+    if tags == ["*"]:
+        return None
+    current = getattr(record, "version", None)
+    wanted = [_version(t) for t in tags]
+    if current is None or current not in wanted:
+        raise Conflict(
+            "record",
+            getattr(record, "id", None),
+            "the record changed since you read it (its ETag is no longer "
+            f"{', '.join(tags)}); read it again and reapply your change",
+        )
+    return int(current)
+
+
+def not_modified(request: Request, record: Any) -> bool:
+    """Whether ``If-None-Match`` names the record's current ETag (answer 304)."""
+    header = request.headers.get("if-none-match")
+    tag = etag_of(record)
+    if header is None or tag is None:
+        return False
+    tags = _tags(header)
+    return "*" in tags or any(_version(t) == record.version for t in tags)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; a clear 400/415/422 otherwise."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise ApiError(
+            415,
+            "Unsupported media type",
+            f"send JSON (Content-Type: application/json), not {content_type}",
+            kind="unsupported-media-type",
+        )
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "Bad request", f"the body is not valid JSON: {exc}", kind="bad-json"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            422,
+            "Validation failed",
+            "the body must be a JSON object",
+            kind="validation-failed",
+            errors={"_schema": ["the body must be a JSON object"]},
+        )
+    return data

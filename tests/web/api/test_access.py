@@ -1,0 +1,150 @@
+"""Through the API an agent never sees another agent's records, by any endpoint.
+
+Alice and Bob, two agents, each own a client with a deal, a task, a note, a file, an event
+and a reminder.  Every way of reaching Bob's records with Alice's token must answer as if
+they did not exist: 404 on reads and writes, absent from lists, search and the timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from crmkit.model import PermissionRule
+from crmkit.testing import add_user, factories
+from tests.web.api.conftest import problem
+
+READABLE = ("party", "deal", "task", "activity", "attachment", "calendar_event", "reminder")
+
+
+def seed(crm, owner):
+    now = dt.datetime.now(dt.UTC)
+    with crm.acting_as(owner) as work:
+        org = factories.organisation(work, name=f"Клиент {owner.username}")
+        deal = factories.deal(work, party_id=org.id, title=f"Сделка {owner.username}")
+        task = factories.task(work, party_id=org.id, title=f"Задача {owner.username}")
+        note = work.timeline.add_note(party_id=org.id, body=f"заметка {owner.username}")
+        file = work.attachments.add(f"{owner.username}.txt", b"secret", party_id=org.id)
+        event = work.calendar.create(
+            title=f"Встреча {owner.username}",
+            party_id=org.id,
+            starts_at=(now + dt.timedelta(hours=1)).isoformat(),
+            ends_at=(now + dt.timedelta(hours=2)).isoformat(),
+        )
+        reminder = work.reminders.create(
+            text=f"напомнить {owner.username}",
+            party_id=org.id,
+            remind_at=(now + dt.timedelta(days=1)).isoformat(),
+        )
+    return {
+        "party": org.id,
+        "deal": deal.id,
+        "task": task.id,
+        "activity": note.id,
+        "attachment": file.id,
+        "calendar_event": event.id,
+        "reminder": reminder.id,
+    }
+
+
+@pytest.fixture
+def world(crm, client_for):
+    alice = add_user(crm, "alice", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    return client_for(alice), seed(crm, alice), seed(crm, bob)
+
+
+def all_ids(api, entity):
+    ids, cursor = set(), None
+    while True:
+        params = {"limit": 2, **({"after": cursor} if cursor else {})}
+        page = api.get(entity, params=params)
+        assert page.status_code == 200, page.text
+        ids |= {row["id"] for row in page.json()["items"]}
+        cursor = page.json()["next"]
+        if not cursor:
+            return ids
+
+
+@pytest.mark.parametrize("entity", READABLE)
+def test_lists_and_reads_show_only_own_records(world, entity):
+    api, mine, theirs = world
+    listed = all_ids(api, entity)
+    assert mine[entity] in listed
+    assert theirs[entity] not in listed
+    assert api.get(f"{entity}/{mine[entity]}").status_code == 200
+    body = problem(api.get(f"{entity}/{theirs[entity]}"), 404)
+    assert str(theirs[entity]) not in body.get("detail", "")  # no echo of what exists
+
+
+def test_writes_to_hidden_records_are_not_found(world):
+    api, _, theirs = world
+    problem(api.patch(f"party/{theirs['party']}", json={"source": "x"}), 404)
+    problem(api.patch(f"deal/{theirs['deal']}", json={"title": "x"}), 404)
+    problem(api.patch(f"task/{theirs['task']}", json={"title": "x"}), 404)
+    problem(api.post(f"deal/{theirs['deal']}/move", json={"to": "qualified"}), 404)
+    problem(api.get(f"deal/{theirs['deal']}/stages"), 404)
+    problem(api.get(f"deal/{theirs['deal']}/history"), 404)
+    problem(api.post(f"reminder/{theirs['reminder']}/done"), 404)
+    problem(api.post("notes", json={"party_id": theirs["party"], "body": "hi"}), 404)
+    linked = api.post("deal", json={"title": "x", "party_id": theirs["party"]})
+    assert "party_id" in problem(linked, 422)["errors"]
+    upload = api.post(
+        "attachment", data={"party_id": str(theirs["party"])}, files={"file": ("a.txt", b"x")}
+    )
+    problem(upload, 404)
+
+
+def test_search_timeline_calendar_and_files_stay_private(world):
+    api, mine, theirs = world
+    hits = api.get("search", params={"q": "bob"}).json()["hits"]
+    hits += api.get("search", params={"q": "Клиент"}).json()["hits"]
+    assert ("party", theirs["party"]) not in {(h["entity"], h["id"]) for h in hits}
+    assert ("party", mine["party"]) in {(h["entity"], h["id"]) for h in hits}
+    problem(api.get(f"party/{theirs['party']}/timeline"), 404)
+    assert api.get(f"party/{mine['party']}/timeline").json()["items"]
+    problem(api.get(f"attachment/{theirs['attachment']}/content"), 404)
+    assert api.get(f"attachment/{mine['attachment']}/content").content == b"secret"
+    now = dt.datetime.now(dt.UTC)
+    week = api.get(
+        "calendar",
+        params={"start": now.isoformat(), "end": (now + dt.timedelta(days=7)).isoformat()},
+    )
+    assert [e["id"] for e in week.json()["items"]] == [mine["calendar_event"]]
+    filtered = api.get("activity", params={"party_id": theirs["party"]}).json()["items"]
+    assert filtered == []
+
+
+def test_access_changes_apply_on_the_next_request(crm, client_for):
+    """Actors are kept between requests; any change to what shapes them is seen at once."""
+    alice = add_user(crm, "alice", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    theirs = seed(crm, bob)
+    api = client_for(alice)
+    problem(api.get(f"party/{theirs['party']}"), 404)
+
+    def listed():  # the first page: its query is built once per actor access and reused
+        return theirs["party"] in {p["id"] for p in api.get("party").json()["items"]}
+
+    assert not listed()
+    with crm.engine.begin() as connection:  # any write path, even raw SQL, is noticed
+        connection.execute(
+            sa.update(PermissionRule)
+            .where(PermissionRule.role == "agent", PermissionRule.entity == "party")
+            .values(scope="team")
+        )
+    problem(api.get(f"party/{theirs['party']}"), 404)  # a team scope without a team
+    with crm.system() as work:
+        team = work.users.create_team("Продажи", members=[alice.id, bob.id])
+    assert api.get(f"party/{theirs['party']}").status_code == 200
+    assert listed()
+    with crm.system() as work:
+        work.users.set_team_members(team.id, [alice.id])
+    problem(api.get(f"party/{theirs['party']}"), 404)
+    assert not listed()
+    with crm.system() as work:
+        work.users.update(alice.id, roles=["manager"])
+    assert api.get(f"party/{theirs['party']}").status_code == 200
+    assert listed()

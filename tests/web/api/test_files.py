@@ -1,0 +1,78 @@
+"""Attachments: multipart upload within the size limit, download, deletion."""
+
+from __future__ import annotations
+
+from crmkit.testing import add_user
+from tests.web.api.conftest import problem
+
+
+def stored_files(crm):
+    return sorted(p for p in crm.config.path("storage.path").rglob("*") if p.is_file())
+
+
+def test_upload_then_download_then_delete(make_crm, client_for_crm):
+    crm = make_crm()
+    manager = add_user(crm, "mia", ["manager"])
+    api = client_for_crm(crm, manager)
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    content = "договор №1\n".encode() * 1000
+    uploaded = api.post(
+        "attachment",
+        data={"party_id": str(party_id), "document_type": "contract"},
+        files={"file": ("Договор.txt", content, "text/plain")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    body = uploaded.json()
+    assert (body["filename"], body["size"], body["document_type"]) == (
+        "Договор.txt",
+        len(content),
+        "contract",
+    )
+    assert "storage_key" not in body
+    downloaded = api.get(f"attachment/{body['id']}/content")
+    assert downloaded.content == content
+    assert "filename*=UTF-8''%D0%94" in downloaded.headers["content-disposition"]
+    assert downloaded.headers["x-content-type-options"] == "nosniff"
+    timeline = api.get(f"party/{party_id}/timeline").json()["items"]
+    assert [t["kind"] for t in timeline] == ["file"]
+    assert api.delete(f"attachment/{body['id']}").status_code == 204
+    problem(api.get(f"attachment/{body['id']}/content"), 404)
+    assert stored_files(crm) == []
+
+
+def test_uploads_beyond_the_limit_are_refused_and_leave_nothing(make_crm, client_for_crm):
+    crm = make_crm(settings={"storage.max_upload_mb": 1})
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for_crm(crm, agent)
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    big = b"x" * (1024 * 1024 + 1)
+    refused = api.post(
+        "attachment", data={"party_id": str(party_id)}, files={"file": ("big.bin", big)}
+    )
+    body = problem(refused, 413)
+    assert body["errors"] == {"file": ["larger than the limit of 1 MB"]}
+    assert stored_files(crm) == []
+    far_too_big = b"x" * (3 * 1024 * 1024)
+    problem(
+        api.post(
+            "attachment", data={"party_id": str(party_id)}, files={"file": ("b", far_too_big)}
+        ),
+        413,
+    )
+    exactly = api.post(
+        "attachment", data={"party_id": str(party_id)}, files={"file": ("ok.bin", big[:-1])}
+    )
+    assert exactly.status_code == 201, exactly.text
+
+
+def test_bad_uploads_get_clear_answers(make_crm, client_for_crm):
+    crm = make_crm()
+    api = client_for_crm(crm, add_user(crm, "ann", ["agent"]))
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    problem(api.post("attachment", json={"party_id": party_id}), 415)
+    no_file = api.post("attachment", data={"party_id": str(party_id)}, files={"other": ("a", b"x")})
+    assert "file" in problem(no_file, 422)["errors"]
+    nowhere = api.post("attachment", files={"file": ("a.txt", b"x")})
+    assert "party_id" in problem(nowhere, 422)["errors"]
+    bad_id = api.post("attachment", data={"party_id": "abc"}, files={"file": ("a.txt", b"x")})
+    assert "party_id" in problem(bad_id, 422)["errors"]

@@ -1,0 +1,234 @@
+"""Generic entity endpoints: CRUD, lists (pages, filters, order, search), ETags, moves."""
+
+from __future__ import annotations
+
+from crmkit.testing import add_user, factories
+from tests.web.api.conftest import problem
+
+
+def test_create_read_update_delete_a_party(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)
+    created = api.post(
+        "party",
+        json={
+            "name": "ООО «Ромашка»",
+            "contact_points": [{"kind": "phone", "value": "8 (916) 123-45-67"}],
+            "tags": ["vip"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert created.headers["location"] == f"/api/v1/party/{body['id']}"
+    assert created.headers["etag"] == '"1"'
+    assert body["owner_id"] == agent.id
+    assert body["tags"] == ["vip"]
+    assert [(c["kind"], c["key"]) for c in body["contact_points"]] == [("phone", "+79161234567")]
+
+    read = api.get(f"party/{body['id']}")
+    assert read.status_code == 200
+    assert read.json()["name"] == "ООО «Ромашка»"
+
+    changed = api.patch(f"party/{body['id']}", json={"source": "site"}, headers={"If-Match": '"1"'})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["source"] == "site"
+    assert changed.headers["etag"] == '"2"'
+
+
+def test_validation_errors_name_each_field(crm, client_for):
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    body = problem(api.post("party", json={"kind": "alien", "colour": "red"}), 422)
+    assert set(body["errors"]) >= {"kind", "colour"}
+    assert problem(api.post("deal", json={"amount": "12.345"}), 422)["errors"].keys() >= {"title"}
+    assert problem(
+        api.post("party", content=b"{not json", headers={"content-type": "application/json"}), 400
+    )
+    assert problem(api.post("party", json=[1, 2]), 422)["errors"] == {
+        "_schema": ["the body must be a JSON object"]
+    }
+    assert problem(
+        api.post("party", content=b"name=x", headers={"content-type": "text/plain"}), 415
+    )
+
+
+def test_a_deletion_and_a_missing_record(crm, client_for):
+    admin = add_user(crm, "root", ["admin"])
+    api = client_for(admin)
+    party_id = api.post("party", json={"name": "Gone"}).json()["id"]
+    assert api.delete(f"party/{party_id}").status_code == 204
+    assert problem(api.get(f"party/{party_id}"), 404)["type"] == "/api/v1/docs#not-found"
+    problem(api.get("party/99999999999999999999"), 404)
+    problem(api.get("nothing-here"), 404)
+
+
+def test_list_pages_filters_order_and_search(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    with crm.acting_as(agent) as work:
+        for index in range(7):
+            factories.organisation(
+                work, name=f"Фирма {index}", source="call" if index % 2 else "site"
+            )
+    api = client_for(agent)
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3, "order": "name"}
+        if cursor:
+            params["after"] = cursor
+        page = api.get("party", params=params)
+        assert page.status_code == 200, page.text
+        pages += 1
+        seen += [row["name"] for row in page.json()["items"]]
+        cursor = page.json()["next"]
+        if cursor is None:
+            assert "link" not in page.headers
+            break
+        assert 'rel="next"' in page.headers["link"]
+    assert pages == 3
+    assert seen == sorted(seen) and len(seen) == 7 == len(set(seen))
+
+    calls = api.get("party", params={"source": "call"}).json()["items"]
+    assert sorted(r["name"] for r in calls) == ["Фирма 1", "Фирма 3", "Фирма 5"]
+    both = api.get("party", params={"source__in": "call,site", "limit": 50}).json()["items"]
+    assert len(both) == 7
+    assert [r["name"] for r in api.get("party", params={"q": "фирма 4"}).json()["items"]] == [
+        "Фирма 4"
+    ]
+    desc = api.get("party", params={"order": "-name", "limit": 2}).json()["items"]
+    assert [r["name"] for r in desc] == ["Фирма 6", "Фирма 5"]
+
+    assert "order" in problem(api.get("party", params={"order": "password"}), 422)["errors"]
+    assert "colour" in problem(api.get("party", params={"colour": "red"}), 422)["errors"]
+    assert "owner_id" in problem(api.get("party", params={"owner_id": "me"}), 422)["errors"]
+    assert "limit" in problem(api.get("party", params={"limit": 100000}), 422)["errors"]
+    assert "after" in problem(api.get("party", params={"after": "garbage!"}), 422)["errors"]
+
+
+def test_a_stale_write_is_refused_and_loses_nothing(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    first, second = client_for(agent), client_for(agent)
+    party_id = first.post("party", json={"name": "Общая"}).json()["id"]
+    tag = first.get(f"party/{party_id}").headers["etag"]
+    assert second.get(f"party/{party_id}").headers["etag"] == tag
+
+    assert first.patch(f"party/{party_id}", json={"source": "first"}, headers={"If-Match": tag})
+    stale = second.patch(f"party/{party_id}", json={"source": "second"}, headers={"If-Match": tag})
+    body = problem(stale, 412)
+    assert body["type"].endswith("#stale-write")
+    assert first.get(f"party/{party_id}").json()["source"] == "first"
+
+    current = first.get(f"party/{party_id}")
+    assert current.headers["etag"] != tag
+    assert (
+        first.get(
+            f"party/{party_id}", headers={"If-None-Match": current.headers["etag"]}
+        ).status_code
+        == 304
+    )
+    assert problem(first.delete(f"party/{party_id}"), 403)["type"].endswith("#forbidden")
+
+
+def test_stage_moves_explain_refusals_and_take_required_fields(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    deal = api.post("deal", json={"title": "Поставка", "party_id": party_id})
+    deal_id = deal.json()["id"]
+    assert deal.json()["stage"] == "new"
+
+    refused = problem(api.post(f"deal/{deal_id}/move", json={"to": "won"}), 409)
+    assert refused["type"].endswith("#move-refused") and refused["reasons"]
+
+    stages = api.get(f"deal/{deal_id}/stages").json()["items"]
+    assert {s["stage"] for s in stages} == {"qualified", "lost"}
+    moved = api.post(f"deal/{deal_id}/move", json={"to": "qualified"}, headers={"If-Match": '"1"'})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["stage"] == "qualified"
+
+    needs_amount = problem(api.post(f"deal/{deal_id}/move", json={"to": "proposal"}), 409)
+    assert needs_amount["missing_fields"] == ["amount"]
+    assert api.get(f"deal/{deal_id}").json()["stage"] == "qualified"
+    with_amount = api.post(
+        f"deal/{deal_id}/move", json={"to": "proposal", "fields": {"amount": "120000"}}
+    )
+    assert with_amount.status_code == 200, with_amount.text
+    assert with_amount.json()["amount"] == "120000.00"
+    stale = api.post(f"deal/{deal_id}/move", json={"to": "won"}, headers={"If-Match": '"1"'})
+    problem(stale, 412)
+
+    history = api.get(f"deal/{deal_id}/history").json()["items"]
+    assert [(h["from_stage"], h["to_stage"]) for h in history] == [
+        (None, "new"),
+        ("new", "qualified"),
+        ("qualified", "proposal"),
+    ]
+
+
+def test_tasks_reminders_and_calendar(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)
+    task = api.post("task", json={"title": "Перезвонить", "deadline": "2030-01-02T10:00:00+03:00"})
+    assert task.status_code == 201, task.text
+    done = api.patch(
+        f"task/{task.json()['id']}", json={"status": "done"}, headers={"If-Match": '"1"'}
+    )
+    assert done.json()["done_at"] is not None
+    assert done.headers["etag"] == '"2"'
+
+    reminder = api.post("reminder", json={"text": "позвонить", "remind_at": "2030-01-01T09:00:00Z"})
+    assert reminder.status_code == 201, reminder.text
+    snoozed = api.post(
+        f"reminder/{reminder.json()['id']}/snooze", json={"until": "2030-01-02T09:00:00Z"}
+    )
+    assert snoozed.json()["remind_at"] == "2030-01-02T09:00:00+00:00"
+
+    event = api.post(
+        "calendar_event",
+        json={
+            "title": "Встреча",
+            "starts_at": "2030-01-05T10:00:00+00:00",
+            "ends_at": "2030-01-05T11:00:00+00:00",
+        },
+    )
+    assert event.status_code == 201, event.text
+    week = api.get(
+        "calendar", params={"start": "2030-01-04T00:00:00Z", "end": "2030-01-11T00:00:00Z"}
+    )
+    assert [e["title"] for e in week.json()["items"]] == ["Встреча"]
+    assert problem(api.get("calendar", params={"start": "2030-01-04"}), 422)["errors"]
+    bad = api.post(
+        "calendar_event",
+        json={"title": "x", "starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T09:00:00Z"},
+    )
+    assert "ends_at" in problem(bad, 422)["errors"]
+
+
+def test_notes_mention_colleagues_and_fill_the_timeline(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    api = client_for(ann)
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    note = api.post("notes", json={"party_id": party_id, "body": "@bob позвони им"})
+    assert note.status_code == 201, note.text
+    assert note.json()["data"]["mentions"] == ["bob"]
+    with crm.acting_as(bob) as work:
+        assert [n.kind for n in work.notifications.latest()] == ["mention"]
+    timeline = api.get(f"party/{party_id}/timeline", params={"kind": "note"}).json()["items"]
+    assert [t["body"] for t in timeline] == ["@bob позвони им"]
+    assert (
+        "body" in problem(api.post("notes", json={"party_id": party_id, "body": ""}), 422)["errors"]
+    )
+
+
+def test_search_across_entities(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)
+    party_id = api.post("party", json={"name": "Гранит"}).json()["id"]
+    api.post("deal", json={"title": "Гранит: плитка", "party_id": party_id})
+    hits = api.get("search", params={"q": "гранит"}).json()["hits"]
+    assert {(h["entity"], h["title"]) for h in hits} >= {
+        ("party", "Гранит"),
+        ("deal", "Гранит: плитка"),
+    }
+    assert problem(api.get("search", params={"q": ""}), 422)["errors"] == {
+        "q": ["give something to search for"]
+    }

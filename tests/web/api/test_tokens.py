@@ -1,0 +1,110 @@
+"""Personal API tokens: bearer authentication, create/list/revoke, blocking, the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from crmkit.cli import cli
+from crmkit.model import ApiToken
+from crmkit.services import tokens
+from crmkit.testing import add_user
+from tests.web.api.conftest import problem, token_for
+
+
+def test_requests_without_a_valid_token_are_refused(crm, client_for):
+    anonymous = client_for()
+    body = problem(anonymous.get("party"), 401)
+    assert body["type"].endswith("#unauthorized")
+    assert anonymous.get("party").headers["www-authenticate"].startswith("Bearer")
+    problem(client_for(secret="crmkit_not-a-real-token").get("party"), 401)
+    basic = anonymous.get("party", headers={"Authorization": "Basic YWxhZGRpbjpvcGVu"})
+    problem(basic, 401)
+    assert anonymous.get("openapi.json").status_code == 200
+    assert anonymous.get("docs").status_code == 200
+
+
+def test_tokens_are_created_listed_and_revoked_through_the_api(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    api = client_for(ann)
+    created = api.post("tokens", json={"name": "1C sync"})
+    assert created.status_code == 201, created.text
+    secret = created.json()["secret"]
+    assert secret.startswith("crmkit_") and created.headers["cache-control"] == "no-store"
+    second = client_for(secret=secret)
+    assert second.get("me").json()["username"] == "ann"
+
+    listed = api.get("tokens").json()["items"]
+    assert {t["name"] for t in listed} == {"test", "1C sync"}
+    assert all("secret" not in t and "secret_hash" not in t for t in listed)
+    assert secret.startswith(next(t["prefix"] for t in listed if t["name"] == "1C sync"))
+    with crm.engine.connect() as connection:
+        stored = connection.scalars(sa.select(ApiToken.secret_hash)).all()
+    assert secret not in stored and tokens.digest(secret) in stored
+
+    assert api.delete(f"tokens/{created.json()['id']}").status_code == 204
+    problem(second.get("me"), 401)
+    assert api.get("me").status_code == 200
+
+
+def test_a_blocked_users_tokens_stop_at_once(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    api = client_for(ann)
+    assert api.get("party").status_code == 200
+    with crm.system() as work:
+        work.users.block("ann")
+    problem(api.get("party"), 401)
+    with crm.system() as work:
+        work.users.unblock("ann")
+    assert api.get("party").status_code == 200
+
+
+def test_expired_tokens_are_refused(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    api = client_for(ann)
+    with crm.engine.begin() as connection:
+        connection.execute(
+            sa.update(ApiToken).values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(1))
+        )
+    problem(api.get("party"), 401)
+
+
+def test_only_admins_manage_other_peoples_tokens(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    root = add_user(crm, "root", ["admin"])
+    token_for(crm, bob, "bob's")
+    agent, admin = client_for(ann), client_for(root)
+    problem(agent.get("tokens", params={"user_id": bob.id}), 403)
+    problem(agent.post("tokens", json={"name": "x", "user_id": bob.id}), 403)
+    bobs = admin.get("tokens", params={"user_id": bob.id}).json()["items"]
+    assert [t["name"] for t in bobs] == ["bob's"]
+    problem(agent.delete(f"tokens/{bobs[0]['id']}"), 404)
+    assert admin.delete(f"tokens/{bobs[0]['id']}").status_code == 204
+    assert admin.post("tokens", json={"name": "for bob", "user_id": bob.id}).status_code == 201
+
+
+def test_cli_creates_lists_and_revokes_tokens(tmp_path):
+    runner = CliRunner()
+    deployment = str(tmp_path / "crm")
+    assert runner.invoke(cli, ["init", deployment]).exit_code == 0
+    config = ["--config", deployment]
+    added = runner.invoke(cli, [*config, "user", "add", "ann", "--role", "agent", "--no-password"])
+    assert added.exit_code == 0, added.output
+    created = runner.invoke(cli, [*config, "token", "create", "ann", "--name", "script"])
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[0]
+    assert secret.startswith("crmkit_")
+
+    from crmkit import CRM
+
+    with CRM.from_directory(deployment, load_entry_points=False) as crm:
+        owner = tokens.authenticate(crm.engine, secret)
+        assert owner is not None
+        listed = runner.invoke(cli, [*config, "token", "list", "ann"])
+        assert "script" in listed.output and secret not in listed.output
+        revoked = runner.invoke(cli, [*config, "token", "revoke", str(owner.token_id)])
+        assert revoked.exit_code == 0, revoked.output
+        assert tokens.authenticate(crm.engine, secret) is None
