@@ -323,3 +323,33 @@ async def test_a_plugin_screen_with_its_menu_role_and_template(make_crm):
     await agent.login("ivan")
     assert (await agent.get("/cashbox")).status_code == 404
     assert 'href="/cashbox"' not in (await agent.get("/home")).text
+
+
+async def test_screens_menu_items_and_card_panels_follow_a_permission(make_crm):
+    from tests.web.screen_plugin import plugin
+
+    crm = make_crm(plugins=[plugin])
+    boss = add_user(crm, "boss", ["manager"])
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.acting_as(boss) as work:
+        firm = factories.organisation(work, name="Ромашка")
+        factories.person(work, organisation_id=firm.id)
+        person = factories.person(work)
+        mine = factories.organisation(work, name="Агентская", owner_id=ivan.id)
+    from crmkit.web.app import create_app
+
+    app = create_app(crm)
+    manager = Browser(app, crm)
+    await manager.login("boss")
+    assert (await manager.get("/purge")).status_code == 200
+    assert 'href="/purge"' in (await manager.get("/home")).text
+    card = await manager.get(f"/clients/{firm.id}")
+    assert 'id="people-count">1 people at Ромашка' in card.text
+    # the panel's context decides there is nothing to show for a person
+    assert "people-count" not in (await manager.get(f"/clients/{person.id}")).text
+    agent = Browser(app, crm)
+    await agent.login("ivan")
+    assert (await agent.get("/purge")).status_code == 404
+    assert 'href="/purge"' not in (await agent.get("/home")).text
+    page = await agent.get(f"/clients/{mine.id}")
+    assert page.status_code == 200 and "people-count" not in page.text

@@ -75,6 +75,7 @@ async def card(request: Request) -> Response:
         reminders = unit.reminders.list(
             filters={"party_id": party.id, "status": "pending"}, limit=20
         )
+        panels = card_panels(request, unit, party)
         definitions = unit.custom_fields.definitions("party")
         all_groups = unit.groups.tree()
         context.update(
@@ -92,6 +93,7 @@ async def card(request: Request) -> Response:
                 unit.calendar.list(filters={"party_id": party.id}, order=["-starts_at"], limit=10)
             ),
             linked=linked,
+            panels=panels,
             options=options,
             pipeline=crm.pipelines.get(party.pipeline) if party.pipeline else None,
             organisation=organisation,
@@ -112,6 +114,20 @@ async def card(request: Request) -> Response:
             now=dt.datetime.now(dt.UTC),
         )
     return render(request, "card.html", context)
+
+
+def card_panels(request: Request, unit: Any, party: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """``(panel, its context)`` of every plugin panel the viewer may see on this card."""
+    from crmkit.web.pages import actor_can
+
+    shown = []
+    for panel in request.app.state.crm.card_panels:
+        if panel.permission is not None and not actor_can(request, *panel.permission):
+            continue
+        values = panel.context(unit, party)
+        if values is not None:
+            shown.append((panel, dict(values)))
+    return shown
 
 
 async def timeline(request: Request) -> Response:
