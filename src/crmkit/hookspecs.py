@@ -285,10 +285,11 @@ def crmkit_register_menu_items() -> list[MenuItem]:
 
 @hookspec
 def crmkit_register_card_panels() -> list[CardPanel]:
-    """Blocks the plugin adds to the client card (a balance, a plugin's records...).
+    """Blocks the plugin adds to the client card or to a record's page (a balance, an
+    order's lines...).
 
     Collecting; panels are ordered by their ``order``.  Each ``CardPanel.context(work,
-    party)`` runs in the card's unit of work acting as the viewer and returns the panel
+    record)`` runs in the page's unit of work acting as the viewer and returns the panel
     template's variables, or ``None`` to show nothing.
     """
     return []

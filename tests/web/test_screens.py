@@ -336,6 +336,7 @@ async def test_screens_menu_items_and_card_panels_follow_a_permission(make_crm):
         factories.person(work, organisation_id=firm.id)
         person = factories.person(work)
         mine = factories.organisation(work, name="Агентская", owner_id=ivan.id)
+        deal = factories.deal(work, party_id=firm.id, title="Поставка")
     from crmkit.web.app import create_app
 
     app = create_app(crm)
@@ -347,6 +348,9 @@ async def test_screens_menu_items_and_card_panels_follow_a_permission(make_crm):
     assert 'id="people-count">1 people at Ромашка' in card.text
     # the panel's context decides there is nothing to show for a person
     assert "people-count" not in (await manager.get(f"/clients/{person.id}")).text
+    # a panel on the page of another entity's records
+    record = await manager.get(f"/records/deal/{deal.id}")
+    assert 'id="deal-client">Поставка for Ромашка' in record.text
     agent = Browser(app, crm)
     await agent.login("ivan")
     assert (await agent.get("/purge")).status_code == 404

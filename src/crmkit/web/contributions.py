@@ -72,14 +72,16 @@ class MenuItem:
 
 @attrs.frozen
 class CardPanel:
-    """A block on the client card contributed by a plugin (``crmkit_register_card_panels``).
+    """A block a plugin adds to the client card or to a record's page
+    (``crmkit_register_card_panels``).
 
-    ``context(work, party)`` runs in the card's unit of work (acting as the viewer) and
-    returns the template's variables, or ``None`` to show nothing (the viewer may not see
-    it, there is nothing to show); ``template`` is rendered with them plus the page's own
-    context (``party``, ``l``, ``csrf_token``...).  ``permission`` (an ``(entity, action)``
-    cell) hides the panel, without calling ``context``, from users who lack it.  Panels are
-    shown in the card's side column ordered by ``order``.
+    ``entity`` is ``"party"`` for the client card (the default) or the entity whose record
+    pages show the panel (``/records/<entity>/<id>``).  ``context(work, record)`` runs in
+    the page's unit of work (acting as the viewer) and returns the template's variables, or
+    ``None`` to show nothing; ``template`` reads them as ``data.<name>`` beside the page's
+    own context (``party`` or ``record``, ``l``, ``csrf_token``...).  ``permission`` (an
+    ``(entity, action)`` cell) hides the panel, without calling ``context``, from users who
+    lack it.  Panels are ordered by ``order``.
     """
 
     name: str
@@ -87,3 +89,4 @@ class CardPanel:
     context: Callable[..., Any]
     permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
     order: int = 100
+    entity: str = "party"

@@ -33,7 +33,13 @@ def crmkit_register_card_panels():
             "screen_plugin/people_panel.html",
             people_panel,
             permission=("party", "delete"),
-        )
+        ),
+        CardPanel(
+            "deal_party",
+            "screen_plugin/deal_panel.html",
+            lambda work, deal: {"client": work.parties.get(deal.party_id).name},
+            entity="deal",
+        ),
     ]
 
 

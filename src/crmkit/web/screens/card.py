@@ -116,15 +116,19 @@ async def card(request: Request) -> Response:
     return render(request, "card.html", context)
 
 
-def card_panels(request: Request, unit: Any, party: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """``(panel, its context)`` of every plugin panel the viewer may see on this card."""
+def card_panels(
+    request: Request, unit: Any, record: Any, entity: str = "party"
+) -> list[tuple[Any, dict[str, Any]]]:
+    """``(panel, its context)`` of every plugin panel the viewer may see on this page."""
     from crmkit.web.pages import actor_can
 
     shown = []
     for panel in request.app.state.crm.card_panels:
+        if panel.entity != entity:
+            continue
         if panel.permission is not None and not actor_can(request, *panel.permission):
             continue
-        values = panel.context(unit, party)
+        values = panel.context(unit, record)
         if values is not None:
             shown.append((panel, dict(values)))
     return shown
