@@ -72,8 +72,13 @@ async def card(request: Request) -> Response:
             page = unit.records(entity.name).list(filters={entity.party_attr: party.id}, limit=20)
             if len(page):
                 linked.append((entity, list(page)))
-        reminders = unit.reminders.list(
-            filters={"party_id": party.id, "status": "pending"}, limit=20
+        # a role may read clients without tasks, reminders or meetings (a cashier): the
+        # card leaves those sections empty for them rather than refusing the whole card
+        can = unit.access.can
+        reminders = (
+            unit.reminders.list(filters={"party_id": party.id, "status": "pending"}, limit=20)
+            if can("reminder", "read")
+            else []
         )
         panels = card_panels(request, unit, party)
         definitions = unit.custom_fields.definitions("party")
@@ -86,12 +91,14 @@ async def card(request: Request) -> Response:
             groups=unit.groups.groups_of(party.id),
             all_groups=all_groups,
             pinned=unit.timeline.pinned(party.id),
-            tasks=unit.tasks.for_party(party.id),
+            tasks=unit.tasks.for_party(party.id) if can("task", "read") else [],
             reminders=list(reminders),
-            files=unit.attachments.for_party(party.id),
+            files=unit.attachments.for_party(party.id) if can("attachment", "read") else [],
             events=list(
                 unit.calendar.list(filters={"party_id": party.id}, order=["-starts_at"], limit=10)
-            ),
+            )
+            if can("calendar_event", "read")
+            else [],
             linked=linked,
             panels=panels,
             options=options,
