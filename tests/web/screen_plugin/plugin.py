@@ -43,6 +43,42 @@ def crmkit_register_card_panels():
     ]
 
 
+def clients_by_kind(work, params):
+    """Clients by kind, the current user's visible ones."""
+    from crmkit.reports import Column, ReportResult
+
+    kinds = {}
+    for party in work.parties.list(limit=500):
+        kinds[party.kind] = kinds.get(party.kind, 0) + 1
+    if params.get("kind"):
+        kinds = {k: v for k, v in kinds.items() if k == params["kind"]}
+    rows = [{"kind": k, "count": v} for k, v in sorted(kinds.items())]
+    return ReportResult(
+        columns=[Column("kind", "Kind"), Column("count", "Clients", "number")],
+        rows=rows,
+        totals={"count": sum(kinds.values())},
+        chart={"type": "bar", "data": {"labels": list(kinds), "datasets": [
+            {"label": "Clients", "data": list(kinds.values())}
+        ]}},
+    )
+
+
+@hookimpl
+def crmkit_register_reports():
+    from crmkit.reports import Report
+
+    return [
+        Report(
+            "demo.kinds",
+            "Clients by kind",
+            clients_by_kind,
+            entity="party",
+            roles=("manager",),
+            params={"kind": ["organisation", "person"]},
+        )
+    ]
+
+
 @hookimpl
 def crmkit_register_roles():
     return [Role("cashier", "Cashier", start_screen="cashbox")]
