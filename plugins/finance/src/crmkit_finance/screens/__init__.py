@@ -70,9 +70,9 @@ REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")
 
 def screens() -> list[Screen]:
     """Every finance screen (see the modules for what each does)."""
-    from crmkit_finance.screens import cashdesk, orders
+    from crmkit_finance.screens import accounting, cashdesk, orders
 
-    return [*cashdesk.SCREENS, *orders.SCREENS]
+    return [*cashdesk.SCREENS, *orders.SCREENS, *accounting.SCREENS]
 
 
 def menu_items() -> list[MenuItem]:
@@ -88,6 +88,9 @@ def menu_items() -> list[MenuItem]:
             icon="🛠",
             permission=("finance_order", "read"),
         ),
+        MenuItem("Salaries", "finance_payroll", order=61, icon="👛"),
+        MenuItem("Cashback", "finance_cashback", order=62, icon="🎁"),
+        MenuItem("Expenses", "finance_expenses", order=63, icon="📉"),
     ]
 
 
