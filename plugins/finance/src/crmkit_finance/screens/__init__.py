@@ -70,9 +70,9 @@ REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")
 
 def screens() -> list[Screen]:
     """Every finance screen (see the modules for what each does)."""
-    from crmkit_finance.screens import accounting, cashdesk, orders
+    from crmkit_finance.screens import accounting, cashdesk, orders, warehouse
 
-    return [*cashdesk.SCREENS, *orders.SCREENS, *accounting.SCREENS]
+    return [*cashdesk.SCREENS, *orders.SCREENS, *accounting.SCREENS, *warehouse.SCREENS]
 
 
 def menu_items() -> list[MenuItem]:
@@ -91,6 +91,8 @@ def menu_items() -> list[MenuItem]:
         MenuItem("Salaries", "finance_payroll", order=61, icon="👛"),
         MenuItem("Cashback", "finance_cashback", order=62, icon="🎁"),
         MenuItem("Expenses", "finance_expenses", order=63, icon="📉"),
+        MenuItem("Warehouse", "finance_stock", order=64, icon="📦"),
+        MenuItem("Purchases", "finance_purchases", order=65, icon="🚚"),
     ]
 
 
