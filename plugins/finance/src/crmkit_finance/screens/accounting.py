@@ -212,6 +212,7 @@ async def cashback(request: Request) -> Response:
             "lots": fin.cashback.lots(client.id) if client else [],
             "may_edit": fin.can("finance_cashback", "update"),
             "may_adjust": fin.can("finance_cashback", "create"),
+            "may_ledger": fin.can("finance_ledger", "read"),
             "today": fin.business_date(utcnow()),
         }
     return render(request, "finance/cashback.html", context)
