@@ -49,7 +49,7 @@ class WorkerRole:
     def crmkit_register_permissions(self):
         return [
             *grant("worker", "finance_order", ("read", "move"), Scope.OWN),
-            *grant("worker", ("party", "contact_point", "user"), ("read",), Scope.ALL),
+            *grant("worker", ("party", "contact_point", "user", "activity"), ("read",), Scope.ALL),
         ]
 
 
