@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from crmkit.entities import EntityType
     from crmkit.events import DomainEvent
     from crmkit.filters import FilterField
-    from crmkit.jobs import Job, Schedule
+    from crmkit.jobs import Job, OutboxHandler, Schedule
     from crmkit.model import Activity, Party
     from crmkit.pipeline.definition import GuardResult, Pipeline
     from crmkit.pipeline.engine import MoveContext
@@ -318,6 +318,18 @@ def crmkit_register_schedules() -> list[Schedule]:
     """Periodic runs of registered jobs (every N seconds or by cron).
 
     Collecting.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
+    """Handlers that deliver outbox items of a kind (``channel.send``, ``webhook``...).
+
+    Collecting.  Kinds are unique in an application.  A worker claims an item, calls the
+    handler's ``deliver(crm, delivery)`` outside any transaction, and retries with backoff
+    on an exception (at once to the dead-letter list on ``PermanentFailure``).  The handler
+    must hand ``delivery.idempotency_key`` to the peer so that a retry is never done twice.
     """
     return []
 
