@@ -24,7 +24,9 @@ from crmkit.model.party import (
     ContactPoint,
     CustomerType,
     GroupMembership,
+    MatchWord,
     Party,
+    PartyMatchKey,
     PartyGroup,
     PartyKind,
     Tag,
@@ -67,6 +69,8 @@ from crmkit.model.work import (
 attach_all_triggers()
 
 __all__ = [
+    "MatchWord",
+    "PartyMatchKey",
     "AccessGeneration",
     "Activity",
     "Amount",
