@@ -18,9 +18,7 @@ def base(crm):
     """A few organisations created through the service (keys kept on write)."""
     with crm.system() as work:
         ids = {
-            name: work.parties.create(
-                name=name, contact_points=points, confirm_duplicates=True
-            ).id
+            name: work.parties.create(name=name, contact_points=points, confirm_duplicates=True).id
             for name, points in [
                 ("ООО «Ромашка»", [{"kind": "phone", "value": "8 (916) 123-45-67"}]),
                 ("ЗАО «Альфа-Строй»", [{"kind": "email", "value": "Info@Alfastroy.ru"}]),

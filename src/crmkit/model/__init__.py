@@ -26,9 +26,9 @@ from crmkit.model.party import (
     GroupMembership,
     MatchWord,
     Party,
-    PartyMatchKey,
     PartyGroup,
     PartyKind,
+    PartyMatchKey,
     Tag,
     Tagging,
 )
@@ -69,8 +69,6 @@ from crmkit.model.work import (
 attach_all_triggers()
 
 __all__ = [
-    "MatchWord",
-    "PartyMatchKey",
     "AccessGeneration",
     "Activity",
     "Amount",
@@ -93,6 +91,7 @@ __all__ = [
     "IdType",
     "JSONType",
     "LoginFailure",
+    "MatchWord",
     "Mention",
     "MessageTemplate",
     "Notification",
@@ -101,6 +100,7 @@ __all__ = [
     "Party",
     "PartyGroup",
     "PartyKind",
+    "PartyMatchKey",
     "PermissionRule",
     "PipelineMixin",
     "RecordRefMixin",

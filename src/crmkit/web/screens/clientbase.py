@@ -32,9 +32,7 @@ def screen_values(unit: Any, params: Any) -> list[Any]:
         return list(unit.screening.probe_text(typed, limit=20))
     name = str(params.get("name", "")).strip()
     if params.get("kind") == "person" and not name:
-        name = " ".join(
-            str(params.get(k, "")).strip() for k in ("first_name", "last_name")
-        ).strip()
+        name = " ".join(str(params.get(k, "")).strip() for k in ("first_name", "last_name")).strip()
     phones = [str(params.get("phone", "")).strip()]
     emails = [str(params.get("email", "")).strip()]
     if not (name or any(phones) or any(emails)):
