@@ -36,6 +36,12 @@ def client_names(work: Any, party_ids: Iterable[int | None]) -> dict[int, str]:
     return {i: p.name for i, p in work.parties.find_many(i for i in party_ids if i).items()}
 
 
+def order_numbers(work: Any, order_ids: Iterable[int | None]) -> dict[int, str]:
+    """Numbers of the orders the user may see, by id."""
+    found = work.records("finance_order").find_many(i for i in order_ids if i)
+    return {i: o.number for i, o in found.items()}
+
+
 def safe_back(value: Any, default: str) -> str:
     """Where a form returns: a local path only (never another site)."""
     text = str(value or "")
