@@ -59,11 +59,19 @@ def shop_with_worker(make_crm):
     return shop, add_user(shop.crm, "worker", ["worker"])
 
 
-def test_each_role_sees_only_its_menu_items(shop):
+def test_each_role_sees_only_its_menu_items_and_starts_on_its_screen(shop):
     signed_in = clients(shop.crm)
     for username, expected in MENUS.items():
         menu = set(signed_in(username).menu())
         assert menu & MONEY_MENU == expected, username
+    starts = {
+        "cashier": "/finance/cashdesk",
+        "accountant": "/finance/payroll",
+        "warehouse": "/finance/stock",
+        "director": "/reports/finance.director",
+    }
+    for username, path in starts.items():
+        assert signed_in(username).get("/").headers["location"] == path, username
 
 
 def _sample_path(path, ids):
