@@ -81,6 +81,7 @@ def client_panel(work: Any, party: Any) -> dict[str, Any] | None:
         "open_orders": open_orders,
         "currency": fin.base_currency,
         "may_pay": may_pay,
+        "may_ledger": fin.can("finance_ledger", "read"),
         "desks": _desks(work) if may_pay else [],
         "methods": [m for m in METHODS if m != "cashback"],
     }
