@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from crmkit.errors import ValidationFailed
-from crmkit.testing import factories
 
 
 @pytest.mark.parametrize(
