@@ -163,8 +163,11 @@ def organisations(count: int, owners: list[int], seed: int = 11) -> Iterator[dic
     rng = random.Random(seed)
     for index in range(count):
         name, _ = organisation_name(rng)
-        points = [{"kind": "phone", "value": f"+7 9{index // 10_000_000 % 100:02d} "
-                   f"{index // 10_000 % 1000:03d}-{index // 100 % 100:02d}-{index % 100:02d}"}]  # fmt: skip
+        phone = (
+            f"+7 9{index // 10_000_000 % 100:02d} {index // 10_000 % 1000:03d}-"
+            f"{index // 100 % 100:02d}-{index % 100:02d}"
+        )
+        points = [{"kind": "phone", "value": phone}]
         if index % 2:
             points.append({"kind": "email", "value": f"office@firm{index}.ru"})
         yield {
@@ -173,6 +176,13 @@ def organisations(count: int, owners: list[int], seed: int = 11) -> Iterator[dic
             "owner_id": owners[index % len(owners)],
             "contact_points": points,
         }
+
+
+def _latin(letter: str) -> str:
+    if letter in _LATIN:
+        return _LATIN[letter]
+    lower = letter.lower()
+    return _LATIN[lower].capitalize() if lower in _LATIN else letter
 
 
 def _typo(word: str, rng: random.Random) -> str:
@@ -209,12 +219,16 @@ def near_duplicate(name: str, phone: str, rng: random.Random) -> tuple[str, dict
     elif kind == "word order":
         probe = {"name": " ".join(reversed(words)) if len(words) > 1 else plain.upper()}
     elif kind == "translit":
-        probe = {"name": "".join(_LATIN.get(c, _LATIN.get(c.lower(), c).upper() if c.isupper() else c) for c in plain) + " LLC"}  # fmt: skip
+        probe = {"name": "".join(_latin(c) for c in plain) + " LLC"}
     else:
         digits = "".join(c for c in phone if c.isdigit())[1:]
         shown = rng.choice(
-            (f"8 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}", f"{digits[:3]}-{digits[3:]}", f"+7{digits}")
-        )  # fmt: skip
+            (
+                f"8 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}",
+                f"{digits[:3]}-{digits[3:]}",
+                f"+7{digits}",
+            )
+        )
         probe = {"name": "Новый контрагент", "phones": [shown]}
     return kind, probe
 
