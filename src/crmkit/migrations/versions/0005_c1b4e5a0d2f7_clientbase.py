@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c1b4e5a0d2f7"
-down_revision: str | Sequence[str] | None = "8c338737cbb0"
+down_revision: str | Sequence[str] | None = "0004_background"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
