@@ -51,3 +51,31 @@ async def test_new_client_form_shows_duplicates_and_creates_only_when_confirmed(
     assert created.status_code in (302, 303)
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(Party)) == 2
+
+
+async def test_merge_from_the_card_and_the_old_id_redirects(web, crm):
+    admin = await web("admin")
+    with crm.acting_as(admin.user) as work:
+        keep = work.parties.create(name="ООО «Вектор»", source="сайт")
+        dupe = work.parties.create(
+            name="Вектор",
+            contact_points=[{"kind": "email", "value": "a@vektor.ru"}],
+            confirm_duplicates=True,
+        )
+        work.timeline.add_note(party_id=dupe.id, body="старая заметка")
+    card = await admin.get(f"/clients/{keep.id}")
+    assert f"/clients/{keep.id}/merge" in card.text
+    choose = await admin.get(f"/clients/{keep.id}/merge")
+    assert f"merge?with={dupe.id}" in choose.text
+    compare = await admin.get(f"/clients/{keep.id}/merge", params={"with": dupe.id})
+    assert 'name="keep.name"' in compare.text
+    done = await admin.post(
+        f"/clients/{keep.id}/merge", {"with": str(dupe.id), "keep.name": str(dupe.id)}
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith(f"/clients/{keep.id}")
+    old = await admin.get(f"/clients/{dupe.id}")
+    assert old.status_code == 303 and old.headers["location"] == f"/clients/{keep.id}"
+    page = await admin.get(f"/clients/{keep.id}")
+    assert "старая заметка" in page.text and "a@vektor.ru" in page.text
+    with crm.system() as work:
+        assert work.parties.get(keep.id).name == "Вектор"

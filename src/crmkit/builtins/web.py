@@ -48,6 +48,13 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
         Screen("screening", "/screening", "Check for duplicates", clientbase.screening_page),
         Screen(
+            "client_merge",
+            "/clients/{party_id:int}/merge",
+            "Merge duplicates",
+            clientbase.merge_page,
+            methods=("GET", "POST"),
+        ),
+        Screen(
             "screening_candidates",
             "/screening/candidates",
             "Possible duplicates",

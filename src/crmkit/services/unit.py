@@ -339,6 +339,13 @@ class UnitOfWork:
         return self._service("screening", ScreeningService)
 
     @property
+    def merges(self) -> Any:
+        """Merging duplicate parties (fields chosen one by one, every linked row moved)."""
+        from crmkit.services.merge import MergeService
+
+        return self._service("merges", MergeService)
+
+    @property
     def custom_fields(self) -> Any:
         """Admin-defined fields: definitions and validation."""
         from crmkit.services.custom_fields import CustomFieldService
