@@ -54,12 +54,6 @@ def upgrade() -> None:
         for statement in SQLITE_FTS:
             op.execute(statement)
     op.create_table(
-        "match_word_variant",
-        sa.Column("variant", sa.String(length=120), nullable=False),
-        sa.Column("word", sa.String(length=120), nullable=False),
-        sa.PrimaryKeyConstraint("variant", "word", name=op.f("pk_match_word_variant")),
-    )
-    op.create_table(
         "party_match_key",
         sa.Column("key", sa.String(length=120), nullable=False),
         sa.Column("party_id", ID, nullable=False),
@@ -117,7 +111,6 @@ def downgrade() -> None:
         batch_op.drop_column("domain")
     op.drop_index("ix_party_match_key_party", table_name="party_match_key")
     op.drop_table("party_match_key")
-    op.drop_table("match_word_variant")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS match_word_fts")
     op.drop_table("match_word")
