@@ -79,3 +79,16 @@ async def test_merge_from_the_card_and_the_old_id_redirects(web, crm):
     assert "старая заметка" in page.text and "a@vektor.ru" in page.text
     with crm.system() as work:
         assert work.parties.get(keep.id).name == "Вектор"
+
+
+async def test_admin_duplicate_report_screen(web, crm):
+    admin = await web("admin")
+    agent = await web("agent")
+    with crm.system() as work:
+        first = work.parties.create(name="ООО «Зенит»")
+        second = work.parties.create(name="Зенит LLC", confirm_duplicates=True)
+    assert (await agent.get("/admin/duplicates")).status_code == 404
+    ran = await admin.post("/admin/duplicates", {"now": "1"})
+    assert ran.status_code == 303
+    page = await admin.get("/admin/duplicates")
+    assert f"/clients/{first.id}/merge?with={second.id}" in page.text

@@ -173,6 +173,14 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen("admin_pipelines", "/admin/pipelines", "Pipelines", admin.pipelines, roles=ADMIN),
         Screen("admin_audit", "/admin/audit", "Audit log", admin.audit, roles=ADMIN),
+        Screen(
+            "admin_duplicates",
+            "/admin/duplicates",
+            "Duplicate report",
+            clientbase.duplicates_page,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
     ]
 
 

@@ -16,6 +16,15 @@ from starlette.responses import Response
 from crmkit.web import i18n
 from crmkit.web.pages import render, work
 
+STATUSES = {
+    "new": i18n.lazy("new"),
+    "queued": i18n.lazy("queued"),
+    "running": i18n.lazy("running"),
+    "done": i18n.lazy("done"),
+    "failed": i18n.lazy("failed"),
+    "interrupted": i18n.lazy("interrupted"),
+}
+
 REASONS = {
     "phone": i18n.lazy("same phone"),
     "email": i18n.lazy("same email"),
@@ -156,4 +165,52 @@ async def merge_page(request: Request) -> Response:
             "error": error,
         },
         status=422 if error else 200,
+    )
+
+
+# -- duplicate report (admin) -----------------------------------------------------------------
+
+
+async def duplicates_page(request: Request) -> Response:
+    """The latest whole-base duplicate report, its groups with links to merge them."""
+    from sqlalchemy import select
+
+    from crmkit.model import DuplicateReport
+    from crmkit.services.duplicates import queue_report, run_report
+    from crmkit.web.pages import form_data, redirect
+
+    if request.method == "POST":
+        data = await form_data(request)
+        if data.get("now"):
+            with work(request) as unit:
+                unit.access.require("party", "delete")
+            run_report(request.app.state.crm, requested_by_id=request.state.user.id)
+            return redirect(request, "/admin/duplicates", "Report ready.")
+        with work(request) as unit:
+            queue_report(unit)
+        return redirect(request, "/admin/duplicates", "Report queued.")
+    with work(request) as unit:
+        unit.access.require("party", "delete")
+        report = unit.session.scalar(
+            select(DuplicateReport).order_by(DuplicateReport.id.desc()).limit(1)
+        )
+        groups = []
+        if report is not None and report.groups:
+            shown = report.groups[:200]
+            parties = unit.parties.find_many(i for g in shown for i in g["party_ids"])
+            for group in shown:
+                members = [parties[i] for i in group["party_ids"] if i in parties]
+                members = [p for p in members if p.merged_into_id is None]
+                if len(members) > 1:
+                    groups.append({**group, "members": members})
+    return render(
+        request,
+        "duplicates.html",
+        {
+            "title": i18n.lazy("Duplicate report"),
+            "report": report,
+            "groups": groups,
+            "reasons": REASONS,
+            "statuses": STATUSES,
+        },
     )

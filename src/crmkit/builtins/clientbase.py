@@ -1,0 +1,30 @@
+"""Built-in plugin: the clean client base (duplicate report job, ``crmkit duplicates``,
+``crmkit import``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmkit.jobs import Job
+from crmkit.plugins import hookimpl
+
+
+@hookimpl
+def crmkit_register_jobs() -> list[Job]:
+    from crmkit.services import duplicates
+
+    return [
+        Job(
+            duplicates.JOB_NAME,
+            duplicates.run_report,
+            retries=1,
+            description="Group likely duplicate clients of the whole base for an admin.",
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_commands(cli: Any) -> None:
+    from crmkit.clientbase_cli import duplicates
+
+    cli.add_command(duplicates)
