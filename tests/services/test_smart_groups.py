@@ -103,7 +103,7 @@ def test_nested_static_groups_and_group_actions(base):
 
 
 def test_access_limited_to_granted_groups_and_subgroups(base):
-    crm, moscow, kazan = base
+    crm, moscow, _kazan = base
     agent = add_user(crm, "a1", ["agent"])
     with crm.system() as work:
         work.permissions.set("agent", "party", "read", "group")

@@ -11,9 +11,15 @@ from crmkit.plugins import hookimpl
 
 @hookimpl
 def crmkit_register_jobs() -> list[Job]:
-    from crmkit.services import duplicates
+    from crmkit.services import duplicates, imports
 
     return [
+        Job(
+            imports.JOB_NAME,
+            imports.run_import,
+            retries=3,
+            description="Import contacts from a CSV or XLSX file (resumes where it stopped).",
+        ),
         Job(
             duplicates.JOB_NAME,
             duplicates.run_report,
@@ -25,6 +31,8 @@ def crmkit_register_jobs() -> list[Job]:
 
 @hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit.clientbase_cli import duplicates
+    from crmkit.clientbase_cli import duplicates, export, import_
 
     cli.add_command(duplicates)
+    cli.add_command(import_)
+    cli.add_command(export)
