@@ -235,6 +235,7 @@ _LATIN_FOLDS = (
 )
 
 
+@lru_cache(maxsize=65536)  # screening scores the same candidates again as one types
 def name_skeleton(name: str, kind: str = "organisation") -> str:
     """The name key in Latin letters with common spelling variants folded (for matching).
 

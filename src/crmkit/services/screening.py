@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 #: them; rarer words and the whole-name keys carry the match).
 POSTINGS_PER_KEY = 300
 #: Parties scored with rapidfuzz after blocking.
-SCORED_CANDIDATES = 150
+SCORED_CANDIDATES = 80
 #: Similar vocabulary words tried for each word of the name.
 SIMILAR_WORDS = 8
 #: A similar word must be at least this close (rapidfuzz ratio) to count.
@@ -391,7 +391,12 @@ class ScreeningService:
         if not scored:
             return []
         ids = [row.id for _, _, row, _ in scored]
-        visible = set(self.work.parties.find_many(ids))
+        parties = self.work.parties
+        visible = set(
+            self.work.session.scalars(
+                parties.query().with_only_columns(Party.id).where(Party.id.in_(ids))
+            )
+        )
         owner_ids = {row.owner_id for _, _, row, _ in scored if row.id in visible and row.owner_id}
         owners = (
             {
