@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import Conflict, MoveRefused
-from crmkit.i18n import Label, Message, message
+from crmkit.i18n import Label, Labels, Message, message
 from crmkit.model import Attachment, StageMove
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
 
@@ -147,7 +147,8 @@ def check_move(move: MoveContext) -> None:
         reasons.append(message("fill in: {fields}", fields=", ".join(fields)))
     documents = missing_documents(move)
     if documents:
-        reasons.append(message("attach documents: {documents}", documents=", ".join(documents)))
+        labels = Labels(Label(pipeline.document_label(d)) for d in documents)
+        reasons.append(message("attach documents: {documents}", documents=labels))
     if transition.requires_comment and not (move.comment or "").strip():
         reasons.append(message("a comment is required for this move"))
         fields.append("comment")

@@ -166,7 +166,8 @@ async def new(request: Request) -> Response:
                 "title": i18n.lazy("New client"),
                 "party": None,
                 "definitions": definitions,
-                "values": {},
+                # ?kind=person&organisation_id=7: a contact person of organisation 7
+                "values": dict(request.query_params),
             },
         )
     data = await form_data(request)
