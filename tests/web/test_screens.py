@@ -125,6 +125,28 @@ async def test_a_contact_person_is_added_from_the_organisation_card(web, crm):
     assert "Ольга Кедрова" in people and "директор" in people
 
 
+async def test_reports_show_only_the_users_records_and_download_as_csv(web, crm):
+    agent = await web("agent")
+    other = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        for _ in range(2):
+            deal = factories.deal(work)
+            work.moves.move(deal, "qualified")
+    with crm.acting_as(other.user) as work:
+        factories.deal(work)
+    index = await agent.get("/reports")
+    assert "Воронка" in index.text and 'href="/reports"' in index.text
+    page = await agent.get("/reports/pipeline_funnel?pipeline=sales")
+    assert page.status_code == 200 and "data-chart=" in page.text
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td>", page.text))
+    assert rows["Новая"] == "2" and rows["Квалифицирована"] == "2"
+    exported = await agent.get("/reports/pipeline_funnel?pipeline=sales&format=csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("Стадия,Вошло") and lines[1].startswith("Новая,2")
+    assert (await agent.get("/reports/no_such_report")).status_code == 404
+
+
 async def test_saved_views(web, crm):
     agent = await web("agent")
     response = await agent.post(

@@ -27,6 +27,7 @@ def crmkit_register_screens() -> list[Screen]:
         notifications,
         profile,
         records,
+        reports,
         tasks,
         templates,
     )
@@ -109,6 +110,9 @@ def crmkit_register_screens() -> list[Screen]:
             templates.edit,
             methods=("GET", "POST"),
         ),
+        # reports (tables and charts)
+        Screen("reports", "/reports", "Reports", reports.index),
+        Screen("report", "/reports/{name}", "Report", reports.report_page),
         # administration
         Screen("admin", "/admin", "Administration", admin.index, roles=ADMIN),
         Screen(
@@ -165,6 +169,7 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Boards", "boards", order=40, icon="▦"),
         MenuItem("Tasks", "tasks", order=50, icon="✔"),
         MenuItem("Calendar", "calendar", order=60, icon="📅"),
+        MenuItem("Reports", "reports", order=65, icon="📊"),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
     ]
