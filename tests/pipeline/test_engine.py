@@ -166,6 +166,9 @@ def test_missing_documents_are_named_by_their_labels(make_crm):
     russian = {"attach documents: {documents}": "приложите документы: {documents}"}
     reason = translate(info.value.messages[0], lambda text: russian.get(text, text))
     assert reason == "приложите документы: Signed contract"
+    with crm.acting_as(user) as work:  # a file uploaded on the card counts as well
+        work.attachments.add("c.pdf", b"%PDF", party_id=firm.id, document_type="contract")
+        assert work.moves.move(firm.id, "account", entity="party").record.stage == "account"
     assert labelled.required_documents() == ["contract", "requisites"]
     assert labelled.document_label("passport") == "passport"
 

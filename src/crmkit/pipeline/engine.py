@@ -85,13 +85,16 @@ def missing_documents(move: MoveContext) -> list[str]:
         required += [d for d in move.transition.requires_documents if d not in required]
     if not required:
         return []
+    linked = (Attachment.record_entity == move.entity.name) & (
+        Attachment.record_id == move.record.id
+    )
+    if move.entity.party_attr == "id":  # a party's own files (uploaded on its card) count
+        linked = linked | (
+            (Attachment.party_id == move.record.id) & Attachment.record_entity.is_(None)
+        )
     attached = set(
         move.work.session.scalars(
-            select(Attachment.document_type).where(
-                Attachment.record_entity == move.entity.name,
-                Attachment.record_id == move.record.id,
-                Attachment.document_type.in_(required),
-            )
+            select(Attachment.document_type).where(linked, Attachment.document_type.in_(required))
         )
     )
     return [d for d in required if d not in attached]
