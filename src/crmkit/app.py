@@ -109,6 +109,7 @@ class CRM:
         self.menu_items: list[MenuItem] = []
         self.migration_branches: list[MigrationBranch] = []
         self.demos: dict[str, Demo] = {}
+        self.starter_templates: list[Any] = []
         self.filter_fields: list[FilterField] = []
         self._collect_registries()
         self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
@@ -177,6 +178,7 @@ class CRM:
             self.migration_branches.append(branch)
         _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
         self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
+        self.starter_templates = [t for _, t in self._collect("crmkit_register_message_templates")]
 
     # -- units of work ---------------------------------------------------------------
 
@@ -238,11 +240,14 @@ class CRM:
         self.sync_access()
 
     def sync_access(self) -> None:
-        """Seed roles and permission cells declared by plugins; keep what an admin changed."""
+        """Seed roles, permission cells and starter message templates declared by plugins;
+        keep what an admin changed."""
         from crmkit.access.seeding import seed_roles_and_permissions
+        from crmkit.services.message_templates import seed_templates
 
         with self.session_factory.begin() as session:
             seed_roles_and_permissions(session, self.roles.values(), self.permissions)
+            seed_templates(session, self.starter_templates)
 
     # -- lookups -----------------------------------------------------------------------
 
