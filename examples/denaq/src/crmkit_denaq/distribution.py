@@ -132,7 +132,9 @@ class Distribution:
 
     def _move_work(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
         tasks = self.work.tasks.query().where(
-            Task.party_id.in_(party_ids), Task.assignee_id == from_agent, Task.status.not_in(("done", "cancelled"))
+            Task.party_id.in_(party_ids),
+            Task.assignee_id == from_agent,
+            Task.status.not_in(("done", "cancelled")),
         )
         for task in list(self.work.session.scalars(tasks)):
             self.work.tasks.update(task, {"assignee_id": to_agent})

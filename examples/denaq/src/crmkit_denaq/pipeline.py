@@ -56,9 +56,7 @@ DEALERS = Pipeline(
         Transition("firm", "account"),
         Transition("account", "client"),
         Transition(("lead", "firm"), "refused", label="refused", requires_comment=True),
-        Transition(
-            "account", "refused", label="gave up", backward=True, requires_comment=True
-        ),
+        Transition("account", "refused", label="gave up", backward=True, requires_comment=True),
         Transition("firm", "lead", label="back", backward=True),
         Transition("account", "firm", label="back", backward=True),
         Transition("client", "account", label="stopped reselling", backward=True),
