@@ -80,6 +80,7 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("My leads", "denaq_leads", roles=(LEAD_CREATOR,), order=5, icon="🔎"),
         MenuItem("New lead", "/clients/new", roles=(LEAD_CREATOR,), order=6, icon="➕"),
         MenuItem("Dealers board", "/boards/dealer", roles=("agent", "admin"), order=15, icon="▦"),
+        MenuItem("Mail templates", "templates", roles=("agent",), order=70, icon="✉"),
         MenuItem("Distribution", "denaq_distribution", roles=ADMIN, order=16, icon="🎯"),
         MenuItem("Statistics", "denaq_stats", roles=ADMIN, order=17, icon="📈"),
     ]
