@@ -77,7 +77,9 @@ def test_an_account_that_resells_becomes_a_client(denaq, staff):
     account = _account(denaq, staff.anna)
     with denaq.acting_as(staff.anna) as work:
         assert work.moves.move(account, "client", entity="party").record.stage == "client"
-        backward = {o.stage.name: o.transition.backward for o in work.moves.options(account, "party")}
+        backward = {
+            o.stage.name: o.transition.backward for o in work.moves.options(account, "party")
+        }
         assert backward == {"account": True}
 
 
