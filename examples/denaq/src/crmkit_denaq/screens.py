@@ -15,7 +15,7 @@ from crmkit.model import Party
 from crmkit.web import i18n
 from crmkit.web.forms import as_list
 from crmkit.web.pages import form_data, redirect, render, work
-from crmkit.web.screens.reports import run_report
+from crmkit.web.screens.reports import chart_json
 from crmkit_denaq.distribution import distribution, summary
 from crmkit_denaq.pipeline import NAME
 from crmkit_denaq.stats import STATS
@@ -109,9 +109,10 @@ async def _distribute(request: Request) -> Response:
 
 
 async def statistics(request: Request) -> Response:
-    """Every denaq report on one page: funnels, conversion, time in stage, sources, activity."""
-    shown = []
+    """denaq's reports on one page, as charts; each links to its table and downloads."""
+    charts = []
     with work(request) as unit, i18n.activate(request.state.locale):
         for report in STATS:
-            shown.append(run_report(unit, report, dict(request.query_params)))
-    return render(request, "denaq/stats.html", {"title": i18n.lazy("Statistics"), "shown": shown})
+            result = report.build(unit, dict(request.query_params))
+            charts.append((report, chart_json(result.chart), len(result.rows)))
+    return render(request, "denaq/stats.html", {"title": i18n.lazy("Statistics"), "charts": charts})

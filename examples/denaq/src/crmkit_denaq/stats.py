@@ -69,7 +69,7 @@ def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult
             "type": "bar",
             "labels": [r["owner"] for r in table],
             "datasets": [
-                {"label": s.title, "data": [r[s.name] for r in table], "color": s.color}
+                {"label": s.title, "data": [r[s.name] for r in table], "backgroundColor": s.color}
                 for s in DEALERS.stages
             ],
         },
