@@ -152,3 +152,19 @@ def test_configure_is_historic_and_sees_registries(make_crm):
 
     crm.pm.register(Late(), name="late")
     assert late == [crm]
+
+
+def test_a_plugins_permission_cell_replaces_the_builtin_one(make_crm):
+    from crmkit.access.rules import grant
+
+    class NoDeals:
+        @hookimpl
+        def crmkit_register_permissions(self):
+            return grant("agent", "deal", ("read", "create"), "none")
+
+    crm = make_crm(plugins=[NoDeals()])
+    with crm.system() as work:
+        cells = {
+            (r.entity, r.action): r.scope for r in work.permissions.table() if r.role == "agent"
+        }
+    assert cells[("deal", "read")] == "none" and cells[("party", "read")] == "own"

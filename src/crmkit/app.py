@@ -157,7 +157,13 @@ class CRM:
                 )
         for _, role in self._collect("crmkit_register_roles"):
             self.roles.setdefault(role.name, role)
-        self.permissions = [p for _, p in self._collect("crmkit_register_permissions")]
+        # a plugin's cell replaces the built-in one for the same role, entity and action
+        # (seeding keeps the last declaration of each cell): built-ins go first
+        cells = list(self._collect("crmkit_register_permissions"))
+        builtin = {name for name, info in self.pm.infos.items() if info.builtin}
+        self.permissions = [p for n, p in cells if n in builtin] + [
+            p for n, p in cells if n not in builtin
+        ]
         _fill_unique(self.channels, self._collect("crmkit_register_channels"), "channel")
         _fill_unique(self.reports, self._collect("crmkit_register_reports"), "report")
         _fill_unique(self.jobs, self._collect("crmkit_register_jobs"), "job")
