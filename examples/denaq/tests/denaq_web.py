@@ -16,12 +16,12 @@ from crmkit.testing import DEMO_PASSWORD
 class Client:
     """A TestClient signed in as one user, sending the CSRF token like the pages do."""
 
-    def __init__(self, app: Any, username: str) -> None:
+    def __init__(self, app: Any, username: str, password: str = DEMO_PASSWORD) -> None:
         self.http = TestClient(app, follow_redirects=False)
         form = self.http.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
         signed_in = self.http.post(
-            "/login", data={"username": username, "password": DEMO_PASSWORD, "csrf_token": token}
+            "/login", data={"username": username, "password": password, "csrf_token": token}
         )
         assert signed_in.status_code == 303, signed_in.text
         page = self.http.get("/profile")
