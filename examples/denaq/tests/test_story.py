@@ -77,7 +77,7 @@ def sign_in(browser, base, username):
 
 def move(page, stage):
     """Press the card's move button to ``stage`` (its Russian title)."""
-    page.click(f".moves button:has-text('→ {stage}')")
+    page.click(f".moves button:text-is('→ {stage}')")
     page.wait_for_load_state()
 
 
@@ -154,10 +154,10 @@ def test_the_dealer_story_as_each_role(server, browser):
     assert agent.inner_text(".stage-line li.current") == "Аккаунт"
 
     # the account gives up: back among the refused firms, with the reason
-    move(agent, "Отказ")
+    move(agent, "Фирма: отказ")
     agent.fill('textarea[name="comment"]', "не нашли спроса в регионе")
     agent.click('.move-form button[type="submit"]')
-    agent.wait_for_selector(".stage-line li.current:has-text('Отказ')")
+    agent.wait_for_selector(".stage-line li.current:text-is('Фирма: отказ')")
     # another firm resells: a Client
     agent.goto(f"{base}/clients/{kedr}")
     move(agent, "Клиент")
@@ -182,7 +182,7 @@ def test_the_dealer_story_as_each_role(server, browser):
     header = [c.strip() for c in admin.locator("#report-table thead th").all_inner_texts()]
     anna_row = dict(zip(header, cells(admin, "Анна"), strict=True))
     igor_row = dict(zip(header, cells(admin, "Игорь"), strict=True))
-    assert (anna_row["Фирма"], anna_row["Аккаунт"], anna_row["Отказ"]) == ("1", "1", "1")
+    assert (anna_row["Фирма"], anna_row["Аккаунт"], anna_row["Фирма: отказ"]) == ("1", "1", "1")
     assert (igor_row["Аккаунт"], igor_row["Клиент"]) == ("1", "1")
     admin.goto(f"{base}/denaq/stats")
     admin.wait_for_function("Object.keys(window.Chart.instances).length >= 5")

@@ -2,7 +2,7 @@
 
 - A **Lead** is a company someone found; it becomes a **Firm** once it has a contact person
   and is being worked.
-- A Firm may refuse (the dead end **Refused**), keep thinking (stays) or agree: it becomes an
+- A Firm may refuse (the dead end **Refused firm**), keep thinking (stays) or agree: it becomes an
   **Account** once the signed papers are attached.
 - An Account resells the product: it becomes a **Client**, or gives up and goes back to the
   refused firms (a backward move, with the reason).
@@ -49,7 +49,7 @@ DEALERS = Pipeline(
         Stage("firm", "Firm", color="#3f7cac"),
         Stage("account", "Account", requires_documents=tuple(DOCUMENTS), color="#d49a2a"),
         Stage("client", "Client", kind=StageKind.SUCCESS, color="#3c9d5d"),
-        Stage("refused", "Refused", kind=StageKind.DEAD_END, color="#b04848"),
+        Stage("refused", "Refused firm", kind=StageKind.DEAD_END, color="#b04848"),
     ],
     transitions=[
         Transition("lead", "firm", guards=(has_contact_person,)),
