@@ -443,3 +443,22 @@ async def test_pipeline_reports_count_the_users_records_and_chart_them(web, crm)
     chart = json.loads(html.unescape(page.text.split('data-chart="', 1)[1].split('"', 1)[0]))
     assert chart["type"] == "bar" and chart["data"]["labels"][:2] == ["Новая", "Квалифицирована"]
     assert chart["data"]["datasets"][0]["data"][:2] == [2, 2]
+
+
+async def test_a_meeting_is_planned_from_the_card(web, crm):
+    agent = await web("agent")
+    firm = _own_client(crm, agent.user, name="ООО «Ольха»")
+    card = await agent.get(f"/clients/{firm.id}")
+    assert 'class="plan-meeting"' in card.text
+    response = await agent.post(
+        "/calendar/new",
+        {
+            "party_id": str(firm.id),
+            "title": "Созвон по договору",
+            "starts_at": "2030-03-04T10:00",
+            "ends_at": "2030-03-04T10:30",
+        },
+    )
+    assert response.status_code == 303
+    meetings = (await agent.get(f"/clients/{firm.id}")).text.split("Созвон по договору")
+    assert len(meetings) == 2

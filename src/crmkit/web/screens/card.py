@@ -116,6 +116,7 @@ async def card(request: Request) -> Response:
                 "reminder": unit.access.can("reminder", "create"),
                 "deal": unit.access.can("deal", "create"),
                 "file": unit.access.can("attachment", "create"),
+                "meeting": unit.access.can("calendar_event", "create"),
                 "group": unit.access.can("party", "update") and bool(all_groups),
             },
             now=dt.datetime.now(dt.UTC),
