@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
-DEMO_DIR ?= var/demo
+DEMO_DIR ?= var/denaq
 PYTEST_WORKERS ?= 2
 VENDOR := src/crmkit/web/static/vendor
 
@@ -32,11 +32,13 @@ browser:
 
 install: $(BIN)/.installed assets
 
+# The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
-	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR)
+	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
-		$(BIN)/crmkit --config $(DEMO_DIR) demo basic
+		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
+	@echo "sign in at http://127.0.0.1:8000 as admin, lead1, lead2 or agent1..agent5 (password: demo-password)"
 	$(BIN)/crmkit --config $(DEMO_DIR) serve --host 127.0.0.1 --port 8000
 
 test: install browser
