@@ -163,8 +163,8 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Clients", "/lists/party", order=20, icon="👥"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
-        MenuItem("Tasks", "tasks", order=50, icon="✔"),
-        MenuItem("Calendar", "calendar", order=60, icon="📅"),
+        MenuItem("Tasks", "tasks", order=50, icon="✔", entity="task"),
+        MenuItem("Calendar", "calendar", order=60, icon="📅", entity="calendar_event"),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
     ]

@@ -41,7 +41,11 @@ class Screen:
 
 @attrs.frozen
 class MenuItem:
-    """An entry of a role's menu, pointing at a screen name or a path."""
+    """An entry of a role's menu, pointing at a screen name or a path.
+
+    ``entity`` hides the item from users who may not read that entity (an item pointing
+    at ``/lists/<entity>`` names its entity without it), so one menu serves every role.
+    """
 
     label: str
     target: str
@@ -49,3 +53,12 @@ class MenuItem:
     order: int = 100
     icon: str | None = None
     section: str | None = None
+    entity: str | None = None
+
+    def reads(self) -> str | None:
+        """The entity a user must be able to read to see this item, if any."""
+        if self.entity:
+            return self.entity
+        if self.target.startswith("/lists/"):
+            return self.target[len("/lists/") :].split("/", 1)[0].split("?", 1)[0] or None
+        return None

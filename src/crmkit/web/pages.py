@@ -82,10 +82,12 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-def menu_for(request: Request) -> list[dict[str, Any]]:
+def menu_for(request: Request, access: Any = None) -> list[dict[str, Any]]:
     """The signed-in user's menu: items of ``crmkit_register_menu_items`` for their roles.
 
-    An item pointing at a screen is shown only if the user may open the screen.
+    An item pointing at a screen is shown only if the user may open the screen; an item
+    naming an entity (:meth:`MenuItem.reads`) only if ``access`` (the user's
+    :class:`~crmkit.access.policy.AccessPolicy`) lets them read it.
     """
     crm = request.app.state.crm
     roles = request.state.actor.roles if request.state.actor else frozenset()
@@ -93,6 +95,9 @@ def menu_for(request: Request) -> list[dict[str, Any]]:
     items = []
     for item in crm.menu_items:
         if item.roles and not (set(item.roles) & roles):
+            continue
+        entity = item.reads()
+        if access is not None and entity and not access.can(entity, "read"):
             continue
         screen = crm.screens.get(item.target)
         if screen is not None:
@@ -157,8 +162,8 @@ def render(
     values.update(context or {})
     with i18n.activate(locale):
         if state.user is not None and not is_htmx(request):
-            values["menu"] = menu_for(request)
             with work(request) as unit:
+                values["menu"] = menu_for(request, unit.access)
                 values["unread"] = unit.notifications.unread_count()
         html = request.app.state.templates.get_template(template).render(values)
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
