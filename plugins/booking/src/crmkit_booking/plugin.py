@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crmkit import Setting, hookimpl
+from crmkit.access.rules import Scope, grant
 from crmkit.web.contributions import MenuItem, Screen
 
 crmkit_plugin_name = "booking"
@@ -19,6 +20,12 @@ def crmkit_register_settings() -> list[Setting]:
         Setting("booking.day_end", str, "20:00", "When the journal's day closes (local time)."),
         Setting("booking.slot_minutes", int, 30, "Length of one row of the journal, in minutes."),
     ]
+
+
+@hookimpl
+def crmkit_register_permissions() -> list[Any]:
+    # managers keep the journal: they add bays and specialists (everyone may read them)
+    return grant("manager", "resource", ("create", "update"), Scope.ALL)
 
 
 @hookimpl
