@@ -133,6 +133,6 @@ def crmkit_register_demos() -> list[Demo]:
             "carservice",
             "A car service: two branches, staff of every role, a year of orders.",
             _generate,
-            default_size=2000,
+            default_size=800,
         )
     ]
