@@ -19,6 +19,7 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
     ContactKind,
     ContactPoint,
@@ -88,6 +89,7 @@ __all__ = [
     "IdMixin",
     "IdType",
     "JSONType",
+    "JobSchedule",
     "LoginFailure",
     "Mention",
     "MessageTemplate",

@@ -77,17 +77,31 @@ def work(request: Request) -> Any:
     return request.app.state.crm.acting_as(request.state.actor)
 
 
+def actor_can(request: Request, entity: str, action: str) -> bool:
+    """Whether the signed-in user holds ``action`` on ``entity`` in the permission table."""
+    from crmkit.access.policy import scope_in
+    from crmkit.access.rules import Scope
+
+    actor = request.state.actor
+    if actor is None:
+        return False
+    if actor.system:
+        return True
+    if actor.scopes is None:
+        with work(request) as unit:
+            return bool(unit.access.can(entity, action))
+    return scope_in(actor.scopes, entity, action) is not Scope.NONE
+
+
 def is_htmx(request: Request) -> bool:
     """Whether htmx sent the request (it then expects a fragment)."""
     return request.headers.get("hx-request") == "true"
 
 
-def menu_for(request: Request, access: Any = None) -> list[dict[str, Any]]:
+def menu_for(request: Request) -> list[dict[str, Any]]:
     """The signed-in user's menu: items of ``crmkit_register_menu_items`` for their roles.
 
-    An item pointing at a screen is shown only if the user may open the screen; an item
-    naming an entity (:meth:`MenuItem.reads`) only if ``access`` (the user's
-    :class:`~crmkit.access.policy.AccessPolicy`) lets them read it.
+    An item pointing at a screen is shown only if the user may open the screen.
     """
     crm = request.app.state.crm
     roles = request.state.actor.roles if request.state.actor else frozenset()
@@ -96,12 +110,14 @@ def menu_for(request: Request, access: Any = None) -> list[dict[str, Any]]:
     for item in crm.menu_items:
         if item.roles and not (set(item.roles) & roles):
             continue
-        entity = item.reads()
-        if access is not None and entity and not access.can(entity, "read"):
+        needed = item.required_permission()
+        if needed is not None and not actor_can(request, *needed):
             continue
         screen = crm.screens.get(item.target)
         if screen is not None:
             if screen.roles and not (set(screen.roles) & roles):
+                continue
+            if screen.permission is not None and not actor_can(request, *screen.permission):
                 continue
             path = screen_path(screen.path)
         else:
@@ -162,8 +178,8 @@ def render(
     values.update(context or {})
     with i18n.activate(locale):
         if state.user is not None and not is_htmx(request):
+            values["menu"] = menu_for(request)
             with work(request) as unit:
-                values["menu"] = menu_for(request, unit.access)
                 values["unread"] = unit.notifications.unread_count()
         html = request.app.state.templates.get_template(template).render(values)
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
