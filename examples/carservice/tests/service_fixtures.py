@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from crmkit_booking import plugin as booking_plugin
 from crmkit_carservice import carservice
+from crmkit_carservice import plugin as carservice_plugin
 from crmkit_finance import finance
+from crmkit_finance import plugin as finance_plugin
 
 from crmkit.testing import add_user
+
+#: What the car service is assembled from.
+PLUGINS = [finance_plugin, booking_plugin, carservice_plugin]
 
 STAFF = (
     ("admin", "admin"),

@@ -60,6 +60,6 @@ def test_every_role_lands_on_its_own_workspace(station):
     assert crm.roles["worker"].start_screen == "carservice-my"
     assert crm.roles["manager"].start_screen == "carservice-desk"
     assert crm.roles["director"].start_screen == "carservice-director"
-    assert crm.roles["cashier"].start_screen == "finance-cashdesk"
+    assert crm.roles["cashier"].start_screen == "finance_cashdesk"
     for name in ("carservice-my", "carservice-desk", "carservice-director"):
         assert name in crm.screens

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import crmkit_carservice
-from conftest import PLUGINS
 from crmkit_booking import plugin as booking_plugin
 from crmkit_finance import plugin as finance_plugin
+from service_fixtures import PLUGINS
 
 from crmkit.testing import make_crm
 from crmkit.testing.catalogs import missing_translations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import PLUGINS
+from service_fixtures import PLUGINS
 
 from crmkit import CRM, Config
 from crmkit.testing import (

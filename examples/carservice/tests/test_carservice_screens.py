@@ -28,6 +28,7 @@ async def signed_in(station, username):
 async def test_each_role_lands_on_its_workspace(station):
     for username, path in (
         ("manager", "/service"),
+        ("cashier", "/finance/cashdesk"),
         ("ivan", "/service/my"),
         ("director", "/service/director"),
         ("admin", "/admin"),
@@ -43,7 +44,7 @@ async def test_manager_finds_the_client_by_plate_typed_in_latin(station):
     page = await client.get("/service", params={"q": "a 123 bc 77"})
     assert page.status_code == 200
     results = page.text.split('id="plate-results"', 1)[1]
-    assert "Сергей Волков" in results and f"/service/orders/{order.id}" in results
+    assert "Сергей Волков" in results and f"/records/finance_order/{order.id}" in results
     assert "Приёмка" in page.text  # Russian by default
 
 
@@ -70,7 +71,10 @@ async def test_manager_takes_an_order_with_a_new_client_and_car_in_one_form(stat
     assert "Анна Смирнова" in page.text and "О 777 ОО 77" in page.text
     assert "Диагностика" in page.text and "Замена масла" in page.text
     # an extra service later
-    added = await client.post(order_url + "/lines", {"item_id": station.oil.id, "qty": "4"})
+    order_id = order_url.rsplit("/", 1)[1]
+    added = await client.post(
+        f"/finance/orders/{order_id}/lines", {"item_id": station.oil.id, "qty": "4"}
+    )
     assert added.status_code == 303
     page = await client.get(order_url)
     assert "Масло 5W-30" in page.text
@@ -100,7 +104,6 @@ async def test_a_worker_moves_their_order_and_cannot_open_anyone_elses(station):
         {"to": "in_work", "next": "/service/my", "version": mine.version},
     )
     assert moved.status_code == 303 and moved.headers["location"] == "/service/my"
-    assert (await client.get(f"/service/orders/{theirs.id}")).status_code == 404
     assert (await client.get(f"/records/finance_order/{theirs.id}")).status_code == 404
     forbidden = await client.post(f"/records/finance_order/{theirs.id}/move", {"to": "in_work"})
     assert forbidden.status_code == 404

@@ -15,6 +15,7 @@ ROLES = (
     Role("worker", "Worker", "Does the work on the orders assigned to them.", "carservice-my"),
     Role("manager", "Manager", "Takes orders, finds clients by plate, books.", "carservice-desk"),
     Role("director", "Director", "Reads every report and sets plans.", "carservice-director"),
+    Role("cashier", "Cashier", "Takes payments; opens and closes shifts.", "finance_cashdesk"),
 )
 
 CARS = ("carservice_car",)

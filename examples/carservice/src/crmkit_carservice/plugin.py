@@ -11,7 +11,7 @@ from typing import Any
 
 from crmkit import EntityType, MigrationBranch, Pipeline, hookimpl
 from crmkit.demo import Demo
-from crmkit.web.contributions import MenuItem, Screen
+from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit_carservice import access
 from crmkit_carservice.model import CarserviceCar
 from crmkit_carservice.pipeline import SERVICE_ORDER
@@ -21,7 +21,6 @@ crmkit_plugin_name = "carservice"
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OFFICE = ("manager", "admin")
-MONEY_ROLES = ("director", "accountant")
 
 
 @hookimpl
@@ -83,15 +82,7 @@ def crmkit_register_screens() -> list[Screen]:
             roles=OFFICE,
             methods=("GET", "POST"),
         ),
-        Screen(
-            "carservice-order",
-            "/service/orders/{order_id:int}",
-            "Order",
-            screens.order_page,
-            roles=(*OFFICE, "worker", "cashier", *MONEY_ROLES, "warehouse_head"),
-        ),
         post("carservice-assign", "/service/orders/{order_id:int}/assign", screens.assign, OFFICE),
-        post("carservice-line", "/service/orders/{order_id:int}/lines", screens.add_line, OFFICE),
         Screen("carservice-my", "/service/my", "My orders", screens.my_orders, roles=("worker",)),
         Screen(
             "carservice-director",
@@ -104,18 +95,33 @@ def crmkit_register_screens() -> list[Screen]:
 
 
 @hookimpl
+def crmkit_register_card_panels() -> list[CardPanel]:
+    from crmkit_carservice import screens
+
+    return [
+        CardPanel(
+            "carservice_order",
+            "carservice/order_panel.html",
+            screens.order_panel,
+            entity="finance_order",
+            order=5,
+        ),
+        CardPanel(
+            "carservice_cars",
+            "carservice/client_panel.html",
+            screens.client_panel,
+            permission=("carservice_car", "read"),
+            order=5,
+        ),
+    ]
+
+
+@hookimpl
 def crmkit_register_menu_items() -> list[MenuItem]:
     return [
         MenuItem("Service desk", "carservice-desk", roles=OFFICE, order=5, icon="🔧"),
         MenuItem("My orders", "carservice-my", roles=("worker",), order=5, icon="🔧"),
         MenuItem("Dashboard", "carservice-director", roles=("director",), order=5, icon="📊"),
-        MenuItem(
-            "Service orders",
-            "/lists/finance_order",
-            roles=(*OFFICE, "cashier", *MONEY_ROLES, "warehouse_head"),
-            order=15,
-            icon="📋",
-        ),
         MenuItem("Cars", "/lists/carservice_car", roles=OFFICE, order=25, icon="🚗"),
     ]
 

@@ -22,7 +22,7 @@ from crmkit_carservice.services import carservice
 
 
 def _order_url(order_id: int) -> str:
-    return f"/service/orders/{order_id}"
+    return f"/records/finance_order/{order_id}"
 
 
 async def desk(request: Request) -> Response:
@@ -128,41 +128,22 @@ async def intake(request: Request) -> Response:
     return redirect(request, _order_url(order_id), "Order created.")
 
 
-async def order_page(request: Request) -> Response:
-    """An order: car, client, worker, status and moves, lines; the manager adds services."""
-    order_id = int(request.path_params["order_id"])
-    with work(request) as unit:
-        desk_ = carservice(unit)
-        order = unit.records("finance_order").get(order_id)
-        view = desk_.views([order])[0]
-        options = unit.moves.options(order, entity="finance_order")
-        history = unit.moves.history(order, entity="finance_order")
-        fin = finance(unit)
-        lines = fin.orders.lines(order)
-        office = unit.access.can("finance_order", "update")
-        context: dict[str, Any] = {}
-        if office:
-            context = _choices(unit)
-        totals = fin.orders.totals(order) if unit.access.can("finance_payment", "read") else None
-        items = {i.id: i for i in fin.catalogue.items()}
-    pipeline = request.app.state.crm.pipelines.get(order.pipeline)
-    return render(
-        request,
-        "carservice/order.html",
-        {
-            "title": order.number or f"#{order.id}",
-            "view": view,
-            "order": order,
-            "pipeline": pipeline,
-            "options": [o for o in options if o.allowed],
-            "history": history,
-            "lines": lines,
-            "items": items,
-            "totals": totals,
-            "office": office,
-            **context,
-        },
-    )
+def order_panel(unit: Any, order: Any) -> dict[str, Any]:
+    """The order page's car service block: the car, the client's name, the worker."""
+    desk_ = carservice(unit)
+    office = unit.access.can("finance_order", "update")
+    return {
+        "view": desk_.views([order])[0],
+        "workers": desk_.workers() if office else [],
+        "office": office,
+    }
+
+
+def client_panel(unit: Any, party: Any) -> dict[str, Any] | None:
+    """The client card's cars, each with a new order and a booking at hand."""
+    cars = carservice(unit).cars.of_party(party.id)
+    office = unit.access.can("finance_order", "create")
+    return {"cars": cars, "office": office, "party": party}
 
 
 async def assign(request: Request) -> Response:
@@ -175,23 +156,6 @@ async def assign(request: Request) -> Response:
     except ValidationFailed as exc:
         return redirect(request, _order_url(order_id), error_text(request, exc), kind="error")
     return redirect(request, _order_url(order_id), "Saved.")
-
-
-async def add_line(request: Request) -> Response:
-    """Add an extra service (or a good) to the order, at any stage."""
-    order_id = int(request.path_params["order_id"])
-    data = await form_data(request)
-    try:
-        with work(request) as unit:
-            fin = finance(unit)
-            fin.orders.add_line(
-                fin.orders.get(order_id),
-                int(optional_int(data.get("item_id")) or 0),
-                qty=str(data.get("qty") or "1").replace(",", "."),
-            )
-    except ValidationFailed as exc:
-        return redirect(request, _order_url(order_id), error_text(request, exc), kind="error")
-    return redirect(request, _order_url(order_id), "Service added.")
 
 
 async def my_orders(request: Request) -> Response:
