@@ -201,6 +201,14 @@ async def director(request: Request) -> Response:
         previous = (month - dt.timedelta(days=1)).replace(day=1)
         salaries = crm.reports["finance.salaries"].build(unit, {"month": previous.isoformat()})
     totals = dict(summary.totals or {})
+    chart = dict(summary.chart or {})
+    if chart:
+        with i18n.activate(request.state.locale):  # the report's labels are English
+            data = dict(chart["data"])
+            data["datasets"] = [
+                {**d, "label": i18n.gettext(str(d.get("label", "")))} for d in data["datasets"]
+            ]
+            chart["data"] = data
     return render(
         request,
         "carservice/director.html",
@@ -212,7 +220,7 @@ async def director(request: Request) -> Response:
             "stock": stock,
             "salaries": salaries,
             "salary_month": previous,
-            "chart": json.dumps(summary.chart, default=_json_number) if summary.chart else "",
+            "chart": json.dumps(chart, default=_json_number) if chart else "",
             "params": params,
         },
     )
