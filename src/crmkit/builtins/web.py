@@ -232,8 +232,10 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Import clients", "import", roles=("admin", "manager"), order=27, icon="⇪"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
-        MenuItem("Tasks", "tasks", order=50, icon="✔"),
-        MenuItem("Calendar", "calendar", order=60, icon="📅"),
+        MenuItem("Tasks", "tasks", order=50, icon="✔", permission=("task", "read")),
+        MenuItem(
+            "Calendar", "calendar", order=60, icon="📅", permission=("calendar_event", "read")
+        ),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
         MenuItem("Reports", "reports", order=80, icon="📊"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
