@@ -19,6 +19,7 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
     ContactKind,
@@ -26,6 +27,7 @@ from crmkit.model.party import (
     CustomerType,
     GroupMembership,
     MatchWord,
+    MatchWordVariant,
     Party,
     PartyGroup,
     PartyKind,
@@ -84,16 +86,20 @@ __all__ = [
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",
+    "DuplicateReport",
     "EventAttendee",
     "FieldDefinition",
     "GroupGrant",
     "GroupMembership",
     "IdMixin",
     "IdType",
+    "ImportMapping",
+    "ImportRun",
     "JSONType",
     "JobSchedule",
     "LoginFailure",
     "MatchWord",
+    "MatchWordVariant",
     "Mention",
     "MessageTemplate",
     "Notification",
