@@ -208,31 +208,33 @@ def header_text(message: Message, name: str, defects: list[str]) -> str:
 
 
 def _addresses(message: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
-    """``(display name, lower-case address)`` pairs of an address header."""
+    """``(display name, lower-case address)`` pairs of an address header.
+
+    Read from the raw value: the standard header registry puts a space between adjacent
+    encoded words of a display name split by folding ("про даж"), which RFC 2047 forbids.
+    """
     found: list[tuple[str, str]] = []
-    try:
+    for raw in (v for k, v in message.raw_items() if k.lower() == name):
+        unfolded = re.sub(r"\r?\n[ \t]+", " ", str(raw))
+        for display, address in email.utils.getaddresses([unfolded]):
+            if "@" in address:
+                found.append(
+                    (decode_header_text(display, defects, name), _unsurrogate(address).lower())
+                )
+    if found:
+        return found
+    try:  # the registry's parser copes with some shapes getaddresses does not
         header = message.get(name)
         for address in getattr(header, "addresses", ()):
             if address.addr_spec and "@" in address.addr_spec:
-                display = address.display_name or ""
-                if "\ufffd" in display:
-                    raise ValueError("undecodable display name")
                 found.append(
-                    (_unsurrogate(display).strip(), _unsurrogate(address.addr_spec).lower())
+                    (
+                        _unsurrogate(address.display_name or "").strip(),
+                        _unsurrogate(address.addr_spec).lower(),
+                    )
                 )
-        if found or header is None:
-            return found
-    except Exception as exc:  # fall back to the permissive parser on the raw value
+    except Exception as exc:  # nothing readable: the caller reports a missing sender
         defects.append(f"{name}: {type(exc).__name__}")
-        found = []
-    raw = _raw_header(message, name)
-    if raw is None:
-        return []
-    for display, address in email.utils.getaddresses([re.sub(r"\r?\n[ \t]+", " ", raw)]):
-        if "@" in address:
-            found.append(
-                (decode_header_text(display, defects, name), _unsurrogate(address).lower())
-            )
     return found
 
 

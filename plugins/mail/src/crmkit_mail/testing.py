@@ -353,8 +353,9 @@ def smtp_server(
     server = SmtpServer("127.0.0.1", free_port(), security, str(cert), users)
     options: dict[str, Any] = {
         "authenticator": _Authenticator(users),
-        "auth_require_tls": security != "none",
-        "auth_required": bool(users) and security != "none",
+        # aiosmtpd only counts STARTTLS as TLS; an implicit-TLS socket is encrypted already
+        "auth_require_tls": security == "starttls",
+        "auth_required": bool(users) and security == "starttls",
         "data_size_limit": 50 * 1024 * 1024,
     }
     if security == "starttls":
