@@ -114,14 +114,14 @@ def test_a_reply_from_the_client_joins_the_deal(mail_crm, account, smtp, dovecot
 @pytest.mark.parametrize("security", ["tls", "none"])
 def test_implicit_tls_and_plain_servers(mail_crm, tmp_path, certificate, security):
     users = {"crm@example.test": "pw"} if security == "tls" else {}
+    login = {"smtp_username": "crm@example.test", "smtp_password": "pw"} if users else {}
     with smtp_server(
         tmp_path / security, security=security, users=users, certificate=certificate
     ) as server:
         with mail_crm.system() as work:
             mail(work).accounts.create(
                 name="out", address="crm@example.test", smtp_host=server.host,
-                smtp_port=server.port, smtp_security=security,
-                smtp_username="crm@example.test" if users else "", smtp_password=users.get("crm@example.test", ""),
+                smtp_port=server.port, smtp_security=security, **login,
             )  # fmt: skip
             activity_id = mail(work).send(to="a@example.ru", subject="Тест", body="Привет").id
         mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, activity_id))
