@@ -19,6 +19,7 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.conversation import Conversation
 from crmkit.model.party import (
     ContactKind,
     ContactPoint,
@@ -78,6 +79,7 @@ __all__ = [
     "CalendarFeed",
     "ContactKind",
     "ContactPoint",
+    "Conversation",
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",

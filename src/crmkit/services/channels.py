@@ -192,6 +192,12 @@ class ChannelService:
             stored_ids.append(stored.id)
         if stored_ids:
             activity.data = {**activity.data, "attachments": stored_ids}
+        self.work.conversations.file(
+            activity,
+            address=message.sender,
+            address_key=address_key(channel, message.sender, self.region),
+            sender_name=message.sender_name,
+        )
         self.work.crm.pm.hook.crmkit_message_received(
             work=self.work, message=message, activity=activity
         )
@@ -269,6 +275,10 @@ class ChannelService:
             raise NotFound("activity", activity_id)
         self.work.access.require("activity", "update")
         party = self.work.parties.get(party_id, action="update")
+        return self.file_under(activity, party)
+
+    def file_under(self, activity: Activity, party: Any) -> Activity:
+        """Move a triaged message (and its files) to ``party``; the caller checked access."""
         channel = self.channel(activity.channel or "")
         sender = (activity.data or {}).get("from")
         if sender and channel.address_kind in (
