@@ -39,7 +39,7 @@ class ConversationService:
 
     def file(
         self, activity: Activity, *, address: str, address_key: str, sender_name: str | None
-    ) -> Conversation:  # noqa: E501
+    ) -> Conversation:
         """Put an inbound message into its sender's open conversation (or a new one)."""
         session = self.work.session
         conversation = session.scalar(
@@ -95,7 +95,7 @@ class ConversationService:
 
     def list(
         self, view: str = "unassigned", status: str = "open", limit: int = 100
-    ) -> list[Conversation]:  # noqa: E501
+    ) -> list[Conversation]:
         """Conversations of a view (``unassigned``, ``mine``, ``team``), newest message first.
 
         ``open`` includes snoozed ones whose time has come.

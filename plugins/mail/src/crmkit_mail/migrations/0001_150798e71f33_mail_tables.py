@@ -16,7 +16,8 @@ import crmkit.model.base
 revision: str = "150798e71f33"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("mail",)
-depends_on: str | Sequence[str] | None = "crmkit"
+# message_template (a mailing's template) comes with the core's second revision
+depends_on: str | Sequence[str] | None = "d534eda57c81"
 
 
 def upgrade() -> None:
