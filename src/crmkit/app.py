@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -24,13 +24,13 @@ from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import NotFound, PluginError
 from crmkit.filters import FilterField
-from crmkit.jobs import Job, Schedule
+from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.pipeline.definition import Pipeline
 from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
 from crmkit.reports import Report
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
-from crmkit.web.contributions import MenuItem, Route, Screen
+from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
 
 @attrs.frozen
@@ -104,9 +104,13 @@ class CRM:
         self.reports: dict[str, Report] = {}
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.outbox_handlers: dict[str, OutboxHandler] = {}
+        #: Quick checks every worker's ticker runs often (``func(crm)``; see crmkit.jobs.worker).
+        self.tickers: list[Callable[[CRM], Any]] = []
         self.routes: list[Route] = []
         self.screens: dict[str, Screen] = {}
         self.menu_items: list[MenuItem] = []
+        self.card_panels: list[CardPanel] = []
         self.migration_branches: list[MigrationBranch] = []
         self.demos: dict[str, Demo] = {}
         self.filter_fields: list[FilterField] = []
@@ -163,11 +167,20 @@ class CRM:
                 raise PluginError(
                     plugin, f"schedule {schedule.name!r} runs unknown job {schedule.job!r}"
                 )
+        _fill_unique(
+            self.outbox_handlers,
+            self._collect("crmkit_register_outbox_handlers"),
+            "outbox handler",
+        )
         self.routes = [r for _, r in self._collect("crmkit_register_routes")]
         _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")
         self.menu_items = sorted(
             (m for _, m in self._collect("crmkit_register_menu_items")),
             key=lambda m: (m.order, m.label),
+        )
+        self.card_panels = sorted(
+            (p for _, p in self._collect("crmkit_register_card_panels")),
+            key=lambda p: (p.order, p.name),
         )
         seen_labels: set[str] = set()
         for plugin, branch in self._collect("crmkit_register_migrations"):
@@ -301,6 +314,26 @@ class CRM:
 
         return make_hub(self)
 
+    @cached_property
+    def queue(self) -> Any:
+        """The task queue (:class:`crmkit.jobs.queue.TaskQueue`): Huey on SQLite or Redis."""
+        from crmkit.jobs.queue import TaskQueue
+
+        return TaskQueue(self)
+
+    @cached_property
+    def http(self) -> Any:
+        """A shared keep-alive httpx client for calls to outside services (webhooks)."""
+        import httpx
+
+        return httpx.Client(
+            timeout=float(self.config["webhook.timeout_seconds"]), follow_redirects=False
+        )
+
+    def outbox_wakeup(self, *item_ids: int) -> None:
+        """Ask a worker to deliver these outbox items now (called after their commit)."""
+        self.queue.wakeup(list(item_ids))
+
     def publish_notification(self, user_id: int, notification_id: int) -> None:
         """Tell ``user_id``'s browsers about a new notification (called after commit)."""
         self.live.publish(user_id, {"type": "notification", "id": notification_id})
@@ -309,6 +342,10 @@ class CRM:
         """Release database connections and connections to Redis or the live hub."""
         if "live" in self.__dict__:
             self.live.close()
+        if "queue" in self.__dict__:
+            self.queue.close()
+        if "http" in self.__dict__:
+            self.http.close()
         if "redis" in self.__dict__ and self.redis is not None:
             self.redis.close()
         self.engine.dispose()

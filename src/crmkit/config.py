@@ -149,6 +149,8 @@ def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
     kind = setting.type
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
+    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)  # `lease_seconds = 30` in TOML means 30.0
     if isinstance(raw, str):
         text = raw.strip()
         if kind is bool:

@@ -35,13 +35,13 @@ if TYPE_CHECKING:
     from crmkit.entities import EntityType
     from crmkit.events import DomainEvent
     from crmkit.filters import FilterField
-    from crmkit.jobs import Job, Schedule
+    from crmkit.jobs import Job, OutboxHandler, Schedule
     from crmkit.model import Activity, Party
     from crmkit.pipeline.definition import GuardResult, Pipeline
     from crmkit.pipeline.engine import MoveContext
     from crmkit.reports import Report
     from crmkit.services.unit import UnitOfWork
-    from crmkit.web.contributions import MenuItem, Route, Screen
+    from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
 PROJECT = "crmkit"
 
@@ -284,6 +284,18 @@ def crmkit_register_menu_items() -> list[MenuItem]:
 
 
 @hookspec
+def crmkit_register_card_panels() -> list[CardPanel]:
+    """Blocks the plugin adds to the client card or to a record's page (a balance, an
+    order's lines...).
+
+    Collecting; panels are ordered by their ``order``.  Each ``CardPanel.context(work,
+    record)`` runs in the page's unit of work acting as the viewer and returns the panel
+    template's variables, or ``None`` to show nothing.
+    """
+    return []
+
+
+@hookspec
 def crmkit_register_reports() -> list[Report]:
     """Reports (tables and charts) the plugin offers.
 
@@ -306,6 +318,18 @@ def crmkit_register_schedules() -> list[Schedule]:
     """Periodic runs of registered jobs (every N seconds or by cron).
 
     Collecting.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
+    """Handlers that deliver outbox items of a kind (``channel.send``, ``webhook``...).
+
+    Collecting.  Kinds are unique in an application.  A worker claims an item, calls the
+    handler's ``deliver(crm, delivery)`` outside any transaction, and retries with backoff
+    on an exception (at once to the dead-letter list on ``PermanentFailure``).  The handler
+    must hand ``delivery.idempotency_key`` to the peer so that a retry is never done twice.
     """
     return []
 

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtins.sales",
     "crmkit.builtins.messaging",
     "crmkit.builtins.web",
+    "crmkit.builtins.background",
 )
 
 

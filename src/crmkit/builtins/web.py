@@ -27,6 +27,7 @@ def crmkit_register_screens() -> list[Screen]:
         notifications,
         profile,
         records,
+        reports,
         tasks,
         templates,
     )
@@ -109,6 +110,10 @@ def crmkit_register_screens() -> list[Screen]:
             templates.edit,
             methods=("GET", "POST"),
         ),
+        # reports (each limited to its roles and entity)
+        Screen("reports", "/reports", "Reports", reports.index),
+        Screen("report", "/reports/{name}", "Report", reports.report_page),
+        Screen("report_export", "/reports/{name}/export.{format}", "Export", reports.download),
         # administration
         Screen("admin", "/admin", "Administration", admin.index, roles=ADMIN),
         Screen(
@@ -166,6 +171,7 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Tasks", "tasks", order=50, icon="✔"),
         MenuItem("Calendar", "calendar", order=60, icon="📅"),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
+        MenuItem("Reports", "reports", order=80, icon="📊"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
     ]
 

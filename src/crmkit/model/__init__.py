@@ -20,6 +20,7 @@ from crmkit.model.base import (
     user_fk,
 )
 from crmkit.model.conversation import Conversation
+from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
     ContactKind,
     ContactPoint,
@@ -90,6 +91,7 @@ __all__ = [
     "IdMixin",
     "IdType",
     "JSONType",
+    "JobSchedule",
     "LoginFailure",
     "Mention",
     "MessageTemplate",

@@ -65,9 +65,12 @@ class FieldDefinition(IdMixin, Base):
 class OutboxItem(IdMixin, Base):
     """A side effect waiting to leave the process, written in the transaction that caused it.
 
-    ``kind`` names the handler (``channel.send``, ``webhook.call`` ...), ``payload`` its
+    ``kind`` names the handler (``channel.send``, ``webhook`` ...), ``payload`` its
     input, ``idempotency_key`` guards against sending twice.  Workers move ``status`` from
-    ``pending`` to ``delivered``, or to ``dead`` after the last failed try.
+    ``pending`` to ``delivering`` (claimed by ``claimed_by`` until ``next_attempt_at``, the
+    lease's end) and on to ``delivered``, back to ``pending`` with a later
+    ``next_attempt_at`` after a failed try, or to ``dead`` after the last one (an admin may
+    retry it, or set it ``discarded``).  See :mod:`crmkit.jobs.delivery`.
     """
 
     __table_args__ = (
@@ -88,6 +91,7 @@ class OutboxItem(IdMixin, Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     party_id: Mapped[int | None] = mapped_column(IdType)
     actor_id: Mapped[int | None] = mapped_column(IdType)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 #: Statements that make ``audit_log`` append-only, per dialect (used by migrations too).

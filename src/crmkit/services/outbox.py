@@ -9,12 +9,15 @@ duplicate item (the same change submitted twice) collapse into one.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
+from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import OutboxItem
 
 if TYPE_CHECKING:
@@ -26,6 +29,8 @@ class OutboxService:
 
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
+        self._wake: list[int] = []
+        self._later: list[tuple[int, dt.datetime]] = []
 
     def add(
         self,
@@ -35,14 +40,19 @@ class OutboxService:
         idempotency_key: str | None = None,
         party_id: int | None = None,
         max_attempts: int = 8,
+        due: dt.datetime | None = None,
     ) -> OutboxItem:
-        """Queue a side effect; an item with the same idempotency key is returned instead."""
+        """Queue a side effect; an item with the same idempotency key is returned instead.
+
+        ``due`` delays the first attempt (a reminder's message, a job to run later).
+        """
         key = idempotency_key or f"{kind}:{uuid.uuid4()}"
         existing = self.work.session.scalar(
             select(OutboxItem).where(OutboxItem.idempotency_key == key)
         )
         if existing is not None:
             return existing
+        now = utcnow()
         item = OutboxItem(
             kind=kind,
             payload=payload,
@@ -50,17 +60,115 @@ class OutboxService:
             party_id=party_id,
             actor_id=self.work.actor.user_id,
             max_attempts=max_attempts,
-            created_at=utcnow(),
-            next_attempt_at=utcnow(),
+            created_at=now,
+            next_attempt_at=due or now,
         )
         self.work.session.add(item)
         self.work.flush()
-        notify = getattr(self.work.crm, "outbox_wakeup", None)
-        if notify is not None:
-            self.work.after_commit(lambda: notify(item.id))
+        self._wake_after_commit(item.id, due if due and due > now else None)
         return item
+
+    def run_job(
+        self,
+        job: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        due: dt.datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> OutboxItem:
+        """Run registered job ``job`` in a worker after commit (or at ``due``).
+
+        Failures are retried ``Job.retries`` times with backoff, then dead-lettered.
+        """
+        registered = self.work.crm.jobs.get(job)
+        if registered is None:
+            raise ValidationFailed({"job": [f"no job {job!r} is registered"]})
+        return self.add(
+            "job",
+            {"job": job, "payload": payload or {}},
+            idempotency_key=idempotency_key,
+            max_attempts=registered.retries + 1,
+            due=due,
+        )
+
+    def _wake_after_commit(self, item_id: int, due: dt.datetime | None = None) -> None:
+        # One wake-up call per transaction, whatever the number of items it queued.
+        if not self._wake and not self._later:
+            self.work.after_commit(self._send_wakeups)
+        if due is None:
+            self._wake.append(item_id)
+        else:
+            self._later.append((item_id, due))
+
+    def _send_wakeups(self) -> None:
+        ids, self._wake = self._wake, []
+        later, self._later = self._later, []
+        if ids:
+            self.work.crm.outbox_wakeup(*ids)
+        for item_id, due in later:
+            self.work.crm.queue.wakeup([item_id], eta=due)
 
     def get(self, item_id: int) -> OutboxItem | None:
         """An outbox item by id (system and admins)."""
         self.work.access.require("outbox_item", "read")
         return self.work.session.get(OutboxItem, item_id)
+
+    # -- the dead-letter list (admins) ----------------------------------------------------
+
+    def failed(self, limit: int = 200, kind: str | None = None) -> list[OutboxItem]:
+        """Dead items, newest first: what an admin must retry or discard."""
+        self.work.access.require("outbox_item", "read")
+        query = select(OutboxItem).where(OutboxItem.status == "dead")
+        if kind:
+            query = query.where(OutboxItem.kind == kind)
+        query = query.order_by(OutboxItem.id.desc()).limit(limit)
+        return list(self.work.session.scalars(query))
+
+    def counts(self) -> dict[str, int]:
+        """How many items are in each status."""
+        self.work.access.require("outbox_item", "read")
+        rows = self.work.session.execute(
+            select(OutboxItem.status, func.count()).group_by(OutboxItem.status)
+        )
+        return {status: int(count) for status, count in rows}
+
+    def _dead(self, item_ids: Sequence[int]) -> list[OutboxItem]:
+        self.work.access.require("outbox_item", "update")
+        items = list(
+            self.work.session.scalars(
+                select(OutboxItem).where(OutboxItem.id.in_(list(item_ids))).with_for_update()
+            )
+        )
+        found = {item.id for item in items}
+        missing = [i for i in item_ids if i not in found]
+        if missing:
+            raise NotFound("outbox_item", missing[0])
+        alive = [item.id for item in items if item.status != "dead"]
+        if alive:
+            raise ValidationFailed(
+                {"status": [f"outbox item {alive[0]} is not in the dead-letter list"]}
+            )
+        return items
+
+    def retry(self, item_ids: Sequence[int]) -> list[OutboxItem]:
+        """Put dead items back in the queue with a fresh set of attempts."""
+        items = self._dead(item_ids)
+        now = utcnow()
+        for item in items:
+            item.status = "pending"
+            item.attempts = 0
+            item.next_attempt_at = now
+            item.claimed_by = None
+            self.work.audit("outbox_item", item.id, "retry", {"status": ["dead", "pending"]})
+            self._wake_after_commit(item.id)
+        self.work.flush()
+        return items
+
+    def discard(self, item_ids: Sequence[int]) -> list[OutboxItem]:
+        """Give dead items up for good (they stay listed as discarded, with their error)."""
+        items = self._dead(item_ids)
+        for item in items:
+            item.status = "discarded"
+            self.work.audit("outbox_item", item.id, "discard", {"status": ["dead", "discarded"]})
+        self.work.flush()
+        return items

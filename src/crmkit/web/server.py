@@ -20,7 +20,14 @@ def app_from_environment() -> Any:
     from crmkit.app import CRM
     from crmkit.web.app import create_app
 
-    return create_app(CRM(Config.load(os.environ.get("CRMKIT_CONFIG"))))
+    crm = CRM(Config.load(os.environ.get("CRMKIT_CONFIG")))
+    threads = int(crm.config["queue.embedded_workers"])
+    if threads > 0:
+        # The embedded worker: outbox, schedules and reminders need no second process.
+        from crmkit.jobs.worker import Worker
+
+        Worker(crm, concurrency=threads).start()
+    return create_app(crm)
 
 
 def run(config: Config, *, host: str, port: int, workers: int = 1, reload: bool = False) -> None:

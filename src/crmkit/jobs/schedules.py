@@ -1,0 +1,162 @@
+"""Periodic schedules: time slots, and runs that two workers never make at once.
+
+Every worker's ticker computes each schedule's current *slot* (``time // every_seconds``,
+or the minute when a cron expression matches it) and, when the slot is new to it, enqueues
+a run for it.  Several workers enqueue the same slot; :func:`run_schedule` lets exactly one
+run start, by one conditional ``UPDATE`` of the schedule's row in ``job_schedule``:
+the slot must be newer than the last one started and nobody may hold an unexpired lease.
+A run longer than the period therefore makes the next slots skip rather than overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+import zoneinfo
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select, update
+
+from crmkit.clock import utcnow
+from crmkit.jobs import Schedule
+from crmkit.jobs.delivery import _error_text
+from crmkit.model import JobSchedule
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+log = logging.getLogger(__name__)
+
+
+def _cron_field(spec: str, value: int, low: int, high: int) -> bool:
+    for part in spec.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = int(step_text)
+        if part == "*":
+            start, end = low, high
+        elif "-" in part:
+            first, last = part.split("-", 1)
+            start, end = int(first), int(last)
+        else:
+            start = int(part)
+            end = start if step == 1 else high
+        if start <= value <= end and (value - start) % step == 0:
+            return True
+    return False
+
+
+def cron_matches(expression: str, moment: dt.datetime) -> bool:
+    """Whether a 5-field cron expression (minute hour day month weekday) matches ``moment``.
+
+    Weekdays count from 0 = Sunday (7 is Sunday too), as in crontab.
+    """
+    minute, hour, day, month, weekday = expression.split()
+    cron_weekday = (moment.isoweekday()) % 7
+    return (
+        _cron_field(minute, moment.minute, 0, 59)
+        and _cron_field(hour, moment.hour, 0, 23)
+        and _cron_field(day, moment.day, 1, 31)
+        and _cron_field(month, moment.month, 1, 12)
+        and (
+            _cron_field(weekday, cron_weekday, 0, 7)
+            or (cron_weekday == 0 and _cron_field(weekday, 7, 0, 7))
+        )
+    )
+
+
+def current_slot(schedule: Schedule, now: float, timezone: str) -> int | None:
+    """The slot a schedule is in at ``now`` (epoch seconds); ``None`` when a cron is idle."""
+    if schedule.every_seconds is not None:
+        return int(now // schedule.every_seconds)
+    assert schedule.cron is not None
+    minute = int(now // 60)
+    local = dt.datetime.fromtimestamp(minute * 60, zoneinfo.ZoneInfo(timezone))
+    return minute if cron_matches(schedule.cron, local) else None
+
+
+def ensure_rows(crm: CRM, names: Iterable[str]) -> None:
+    """Create the state rows of these schedules when missing (idempotent, concurrent-safe)."""
+    names = list(names)
+    if not names:
+        return
+    dialect = crm.engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(JobSchedule).on_conflict_do_nothing(index_elements=["name"])
+    with crm.engine.begin() as connection:
+        connection.execute(statement, [{"name": n, "last_slot": 0, "runs": 0} for n in names])
+
+
+def claim_slot(crm: CRM, name: str, slot: int, lease_seconds: float) -> str | None:
+    """Start a run of ``name`` for ``slot`` if nobody ran that slot or runs it now."""
+    now = utcnow()
+    token = uuid.uuid4().hex
+    statement = (
+        update(JobSchedule)
+        .where(
+            JobSchedule.name == name,
+            JobSchedule.last_slot < slot,
+            or_(JobSchedule.lease_until.is_(None), JobSchedule.lease_until < now),
+        )
+        .values(
+            last_slot=slot,
+            holder=token,
+            lease_until=now + dt.timedelta(seconds=lease_seconds),
+            last_started_at=now,
+        )
+    )
+    with crm.engine.begin() as connection:
+        claimed = connection.execute(statement).rowcount
+    return token if claimed else None
+
+
+def release(crm: CRM, name: str, token: str, error: str | None) -> None:
+    """End a run: free the schedule and record how it went."""
+    statement = (
+        update(JobSchedule)
+        .where(JobSchedule.name == name, JobSchedule.holder == token)
+        .values(
+            holder=None,
+            lease_until=None,
+            last_finished_at=utcnow(),
+            last_error=error,
+            runs=JobSchedule.runs + 1,
+        )
+    )
+    with crm.engine.begin() as connection:
+        connection.execute(statement)
+
+
+def run_schedule(crm: CRM, name: str, slot: int) -> bool:
+    """Run schedule ``name`` for ``slot`` unless it ran or runs already; whether it ran."""
+    schedule = crm.schedules.get(name)
+    if schedule is None:
+        log.warning("schedule %r is not registered in this worker", name)
+        return False
+    token = claim_slot(crm, name, slot, schedule.lease_seconds)
+    if token is None:
+        return False
+    error = None
+    started = time.monotonic()
+    try:
+        crm.jobs[schedule.job].func(crm, **schedule.payload)
+    except Exception as exc:
+        error = _error_text(exc)
+        log.exception("schedule %s failed", name)
+    finally:
+        release(crm, name, token, error)
+    log.info("schedule %s ran in %.3fs", name, time.monotonic() - started)
+    return True
+
+
+def states(crm: CRM) -> list[JobSchedule]:
+    """The state rows of every schedule (for the admin and ``crmkit jobs schedules``)."""
+    with crm.session_factory() as session:
+        return list(session.scalars(select(JobSchedule).order_by(JobSchedule.name)))

@@ -1,0 +1,258 @@
+"""Outbox delivery in one process: handlers by kind, claims, backoff, dead letters, retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
+from crmkit.channels import PermanentFailure
+from crmkit.clock import utcnow
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.jobs import Job
+from crmkit.jobs.delivery import claim, deliver_due, deliver_item, retry_delay
+from crmkit.jobs.worker import Worker
+from crmkit.model import Activity, OutboxItem
+from crmkit.testing import add_user, factories
+from crmkit.testing.peer import RecordingPeer
+
+FAST = {"outbox.retry_base_seconds": 0.0, "outbox.retry_max_seconds": 0.0}
+
+
+class RecordingAdapter:
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    def send(self, message):
+        if self.plugin.refuse:
+            raise PermanentFailure(f"mailbox {message.to} does not exist")
+        self.plugin.sent.append(message)
+        return DeliveryReceipt(f"<{message.idempotency_key}@peer>")
+
+
+class MailPlugin:
+    crmkit_plugin_name = "test_mail"
+
+    def __init__(self):
+        self.sent = []
+        self.refuse = False
+        self.job_runs = []
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "mail",
+                AddressKind.EMAIL,
+                {Capability.SEND},
+                lambda crm: RecordingAdapter(self),
+                activity_kind="mail",
+            )
+        ]
+
+    @hookimpl
+    def crmkit_register_jobs(self):
+        def remember(crm, n):
+            self.job_runs.append(n)
+            return f"ran {n}"
+
+        return [Job("test.remember", remember, retries=2)]
+
+
+@pytest.fixture
+def plugin():
+    return MailPlugin()
+
+
+@pytest.fixture
+def peer():
+    with RecordingPeer() as running:
+        yield running
+
+
+def item(crm, item_id):
+    with crm.system() as work:
+        return work.session.get(OutboxItem, item_id)
+
+
+def add_webhook(crm, url, key=None, **kw):
+    with crm.system() as work:
+        return work.outbox.add(
+            "webhook", {"url": url, "json": {"hello": "мир"}}, idempotency_key=key, **kw
+        ).id
+
+
+def test_webhook_reaches_the_peer_with_its_idempotency_key(make_crm, peer):
+    crm = make_crm()
+    item_id = add_webhook(crm, peer.url, key="order:42:paid")
+    assert deliver_due(crm) == {"delivered": 1}
+    assert peer.accepted_count("order:42:paid") == 1
+    assert json.loads(peer.accepted["order:42:paid"]) == {"hello": "мир"}
+    done = item(crm, item_id)
+    assert done.status == "delivered" and done.attempts == 1
+    assert done.result["status"] == 200 and done.delivered_at is not None
+    assert deliver_due(crm) == {}  # nothing due any more
+
+
+def test_one_claim_at_a_time_and_a_lapsed_lease_is_claimed_again(make_crm, peer):
+    crm = make_crm(settings={"outbox.lease_seconds": 30})
+    item_id = add_webhook(crm, peer.url)
+    first = claim(crm, item_id)
+    assert first is not None
+    assert claim(crm, item_id) is None  # a second worker gets nothing
+    # the first worker dies; once its lease ran out, another worker takes the item
+    with crm.engine.begin() as connection:
+        connection.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == item_id)
+            .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+        )
+    assert deliver_item(crm, item_id) == "delivered"
+    done = item(crm, item_id)
+    assert done.status == "delivered" and done.attempts == 2
+
+
+def test_peer_down_backs_off_then_dead_letter_then_admin_retry(make_crm, peer):
+    crm = make_crm(settings={"outbox.retry_base_seconds": 60, "outbox.retry_max_seconds": 600})
+    peer.down = True
+    item_id = add_webhook(crm, peer.url, key="k1", max_attempts=3)
+    before = utcnow()
+    assert deliver_item(crm, item_id) == "retry"
+    waiting = item(crm, item_id)
+    assert waiting.status == "pending" and "HTTP 503" in waiting.last_error
+    delay = (waiting.next_attempt_at - before).total_seconds()
+    assert 30 <= delay <= 61  # first retry: 60 s with jitter in [30, 60]
+    assert deliver_item(crm, item_id) == "skipped"  # not due yet
+    for _ in range(2):
+        with crm.engine.begin() as connection:
+            connection.execute(update(OutboxItem).values(next_attempt_at=utcnow()))
+        deliver_item(crm, item_id)
+    dead = item(crm, item_id)
+    assert dead.status == "dead" and dead.attempts == 3 and "503" in dead.last_error
+    assert peer.request_count("k1") == 3 and peer.accepted_count("k1") == 0
+
+    agent = add_user(crm, "agent1", ["agent"])
+    with crm.acting_as(agent) as work, pytest.raises(PermissionDenied):
+        work.outbox.failed()
+    admin = add_user(crm, "admin1", ["admin"])
+    with crm.acting_as(admin) as work:
+        assert [i.id for i in work.outbox.failed()] == [item_id]
+        work.outbox.retry([item_id])
+    peer.down = False
+    assert deliver_due(crm) == {"delivered": 1}
+    assert peer.accepted_count("k1") == 1
+    with crm.acting_as(admin) as work:
+        assert work.outbox.failed() == []
+        with pytest.raises(ValidationFailed, match="not in the dead-letter list"):
+            work.outbox.retry([item_id])
+
+
+def test_client_errors_are_permanent_and_can_be_discarded(make_crm):
+    crm = make_crm()
+    item_id = add_webhook(crm, "ftp://example.invalid/x")
+    assert deliver_item(crm, item_id) == "dead"
+    dead = item(crm, item_id)
+    assert dead.attempts == 1 and "http(s)" in dead.last_error
+    with crm.system() as work:
+        work.outbox.discard([item_id])
+    assert item(crm, item_id).status == "discarded"
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap():
+    rng = random.Random(7)
+    for attempt, full in [(1, 10), (2, 20), (3, 40), (4, 80)]:
+        values = [retry_delay(attempt, 10, 1000, rng) for _ in range(200)]
+        assert full / 2 <= min(values) and max(values) <= full
+        assert max(values) - min(values) > full / 4  # really spread out
+    assert retry_delay(30, 10, 300, rng) <= 300
+
+
+def test_channel_send_goes_through_the_adapter_and_marks_the_timeline(make_crm, plugin):
+    crm = make_crm(plugins=[plugin])
+    with crm.system() as work:
+        party = factories.organisation(work)
+        activity = work.channels.send(
+            "mail",
+            to="boss@romashka.ru",
+            body="Счёт во вложении",
+            party_id=party.id,
+            subject="Счёт",
+        )
+    assert deliver_due(crm) == {"delivered": 1}
+    [sent] = plugin.sent
+    assert sent.to == "boss@romashka.ru" and sent.subject == "Счёт"
+    assert sent.idempotency_key == f"mail:activity:{activity.id}"
+    with crm.system() as work:
+        row = work.session.get(Activity, activity.id)
+        assert row.status == "sent" and row.external_id == f"<{sent.idempotency_key}@peer>"
+
+    plugin.refuse = True
+    with crm.system() as work:
+        refused = work.channels.send("mail", to="nobody@romashka.ru", body="?", party_id=party.id)
+    assert deliver_due(crm) == {"dead": 1}
+    with crm.system() as work:
+        row = work.session.get(Activity, refused.id)
+        assert row.status == "failed" and "does not exist" in row.data["error"]
+
+
+def test_jobs_run_later_with_retries_from_the_job(make_crm, plugin):
+    crm = make_crm(plugins=[plugin])
+    with crm.system() as work:
+        queued = work.outbox.run_job("test.remember", {"n": 5})
+        later = work.outbox.run_job("test.remember", {"n": 6}, due=utcnow() + dt.timedelta(hours=1))
+        assert queued.max_attempts == 3
+        with pytest.raises(ValidationFailed, match="no job"):
+            work.outbox.run_job("test.nothing")
+    assert deliver_due(crm) == {"delivered": 1}
+    assert plugin.job_runs == [5]
+    assert item(crm, queued.id).result == {"result": "ran 5"}
+    assert item(crm, later.id).status == "pending"
+
+
+def test_unknown_kind_is_retried_with_a_clear_error(make_crm):
+    crm = make_crm(settings=FAST)
+    with crm.system() as work:
+        item_id = work.outbox.add("sms.send", {"to": "+79161234567"}, max_attempts=2).id
+    deliver_due(crm)
+    deliver_due(crm)
+    dead = item(crm, item_id)
+    assert dead.status == "dead" and "no outbox handler for kind 'sms.send'" in dead.last_error
+
+
+def test_rolled_back_change_leaves_no_item_and_wakes_nobody(make_crm, peer):
+    crm = make_crm()
+    crm.queue.flush()
+    with pytest.raises(RuntimeError), crm.system() as work:
+        work.outbox.add("webhook", {"url": peer.url})
+        raise RuntimeError("the change failed")
+    with crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+    assert crm.queue.pending_count() == 0
+
+
+def test_embedded_worker_delivers_after_commit(make_crm, peer):
+    crm = make_crm(settings={"queue.tick_seconds": 0.1})
+    crm.queue.flush()
+    with crm.system() as work:
+        ids = [
+            work.outbox.add("webhook", {"url": peer.url}, idempotency_key=f"e{n}").id
+            for n in range(3)
+        ]
+    assert crm.queue.pending_count() == 1  # one wake-up for the transaction
+    worker = Worker(crm, concurrency=2)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if all(item(crm, i).status == "delivered" for i in ids):
+                break
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert [peer.accepted_count(f"e{n}") for n in range(3)] == [1, 1, 1]
+    assert all(item(crm, i).status == "delivered" for i in ids)
