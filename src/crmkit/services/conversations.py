@@ -7,8 +7,9 @@ the channel and the outbox), snooze until a time (a new message wakes it) and cl
 conversation from an unknown sender becomes a lead, or is attached to an existing party, in
 one step; its messages and files move to that party's timeline.
 
-Visibility follows the clients: a conversation is visible where its party is, or to its
-assignee; an unassigned conversation with an unknown sender is everyone's (that is triage).
+Visibility follows the clients: a conversation is visible where its party is (and may only
+be assigned to someone who sees that client); a conversation with an unknown sender is
+everyone's (that is triage).
 """
 
 from __future__ import annotations
@@ -87,11 +88,8 @@ class ConversationService:
         if self.work.actor.system:
             return true()
         party_rows = select(Party.id).where(access.where("party", "read"))
-        clauses = [Conversation.party_id.in_(party_rows)]
-        if self.work.actor.user_id is not None:
-            clauses.append(Conversation.assignee_id == self.work.actor.user_id)
-        clauses.append(and_(Conversation.party_id.is_(None), Conversation.assignee_id.is_(None)))
-        return or_(*clauses)
+        # triage (no client yet) is everyone's queue; the rest follows the client
+        return or_(Conversation.party_id.in_(party_rows), Conversation.party_id.is_(None))
 
     def list(
         self, view: str = "unassigned", status: str = "open", limit: int = 100
@@ -172,8 +170,13 @@ class ConversationService:
 
     def assign(self, conversation_id: int, user_id: int | None) -> Conversation:
         """Give the conversation to a colleague (``None``: back to the unassigned queue)."""
+        conversation = self.get(conversation_id)
         if user_id is not None:
-            self.work.users.get(user_id)
+            user = self.work.users.get(user_id)
+            if conversation.party_id is not None and not self._sees_party(
+                user_id, conversation.party_id
+            ):
+                raise ValidationFailed({"assignee_id": [f"{user.label} cannot see this client"]})
         conversation = self._change(conversation_id, assignee_id=user_id)
         if user_id is not None and user_id != self.work.actor.user_id:
             self.work.notifications.notify(
@@ -184,6 +187,14 @@ class ConversationService:
                 record=("conversation", conversation.id),
             )
         return conversation
+
+    def _sees_party(self, user_id: int, party_id: int) -> bool:
+        with self.work.crm.acting_as(user_id) as theirs:
+            try:
+                theirs.parties.get(party_id)
+            except NotFound:
+                return False
+        return True
 
     def snooze(self, conversation_id: int, until: dt.datetime) -> Conversation:
         """Hide it until ``until`` (a new message brings it back sooner)."""
