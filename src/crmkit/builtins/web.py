@@ -22,6 +22,7 @@ def crmkit_register_screens() -> list[Screen]:
         boards,
         calendar,
         card,
+        clientbase,
         home,
         inbox,
         lists,
@@ -46,6 +47,13 @@ def crmkit_register_screens() -> list[Screen]:
         post("list_view_delete", "/lists/{entity}/views/{view_id:int}/delete", lists.delete_view),
         # the client card
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
+        Screen("screening", "/screening", "Check for duplicates", clientbase.screening_page),
+        Screen(
+            "screening_candidates",
+            "/screening/candidates",
+            "Possible duplicates",
+            clientbase.screening_candidates,
+        ),
         Screen("client", "/clients/{party_id:int}", "Client", card.card),
         Screen(
             "client_edit",
@@ -171,6 +179,7 @@ def crmkit_register_menu_items() -> list[MenuItem]:
     return [
         MenuItem("Workspace", "home", roles=("agent", "manager"), order=10, icon="🏠"),
         MenuItem("Clients", "/lists/party", order=20, icon="👥"),
+        MenuItem("Check for duplicates", "screening", order=25, icon="🔎"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
         MenuItem("Tasks", "tasks", order=50, icon="✔"),

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from crmkit.errors import ValidationFailed
+from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int
@@ -204,9 +204,29 @@ async def new(request: Request) -> Response:
             points.append({"kind": kind, "value": str(data[kind]).strip(), "is_primary": True})
     if points:
         values["contact_points"] = points
+    confirmed = bool(data.get("confirm_duplicates"))
     try:
         with work(request) as unit:
-            party = unit.parties.create(values)
+            party = unit.parties.create(values, confirm_duplicates=confirmed)
+    except DuplicatesFound as found:
+        from crmkit.web.screens.clientbase import REASONS
+
+        with work(request) as unit:  # the candidates as objects, for the table
+            candidates = unit.screening.for_values(values)
+        return render(
+            request,
+            "client_form.html",
+            {
+                "title": i18n.lazy("New client"),
+                "party": None,
+                "definitions": definitions,
+                "values": data,
+                "candidates": candidates or found.candidates,
+                "reasons": REASONS,
+                "probed": True,
+            },
+            status=409,
+        )
     except ValidationFailed as failed:
         from crmkit.web.pages import error_text
 

@@ -1,7 +1,7 @@
 """conversations
 
 Revision ID: 07ca17593b37
-Revises: 0004_background
+Revises: c1b4e5a0d2f7
 Create Date: 2026-11-22 14:53:30.790969
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import crmkit.model.base
 
 revision: str = "07ca17593b37"
-down_revision: str | Sequence[str] | None = "0004_background"
+down_revision: str | Sequence[str] | None = "c1b4e5a0d2f7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
