@@ -130,6 +130,22 @@ def crmkit_register_schedules() -> list[Schedule]:
 
 
 @hookimpl
+def crmkit_register_routes() -> list[Any]:
+    from crmkit.web.contributions import Route
+    from crmkit_mail.web import unsubscribe
+
+    return [
+        Route(
+            "/mail/unsubscribe/{token}",
+            unsubscribe,
+            methods=("GET", "POST"),
+            name="mail_unsubscribe",
+            public=True,
+        )
+    ]
+
+
+@hookimpl
 def crmkit_register_commands(cli: Any) -> None:
     from crmkit_mail.cli import mail_group
 
