@@ -302,6 +302,13 @@ class CRM:
         return f"crmkit-{digest[:12]}"
 
     @cached_property
+    def sealing(self) -> Any:
+        """Encrypts integration secrets at rest (:class:`crmkit.sealing.Sealing`)."""
+        from crmkit.sealing import Sealing
+
+        return Sealing(self.config["security.secrets_key"] or "", self.config["secret_key"])
+
+    @cached_property
     def redis(self) -> Any:
         """A Redis client when ``queue.url`` names a Redis server, else ``None``."""
         url = self.config["queue.url"] or ""

@@ -107,6 +107,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "contact center) or `lead` (a new person is created).",
     ),
     Setting(
+        "security.secrets_key",
+        str,
+        "",
+        "Fernet key(s) that encrypt integration secrets (mailbox passwords, bot tokens) at "
+        "rest, comma-separated, the first one sealing; empty derives one from `secret_key`.",
+        secret=True,
+    ),
+    Setting(
         "storage.path",
         str,
         "files",

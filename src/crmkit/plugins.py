@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtins.messaging",
     "crmkit.builtins.web",
     "crmkit.builtins.background",
+    "crmkit.builtins.clientbase",
 )
 
 

@@ -118,7 +118,8 @@ def menu_for(request: Request) -> list[dict[str, Any]]:
     for item in crm.menu_items:
         if item.roles and not (set(item.roles) & roles):
             continue
-        if item.permission is not None and not actor_can(request, *item.permission):
+        needed = item.required_permission()
+        if needed is not None and not actor_can(request, *needed):
             continue
         screen = crm.screens.get(item.target)
         if screen is not None:

@@ -58,6 +58,8 @@ async def card(request: Request) -> Response:
     party_id = _party_id(request)
     with work(request) as unit:
         party = unit.parties.get(party_id)
+        if party.id != party_id:  # merged into another client: show that one
+            return redirect(request, party_url(party.id))
         context = timeline_context(unit, party_id, request.query_params)
         users = unit.users.list()
         options = unit.moves.options(party) if party.pipeline else []
@@ -111,6 +113,7 @@ async def card(request: Request) -> Response:
             deal_pipelines=crm.pipelines_for("deal"),
             may={
                 "update": unit.access.can("party", "update"),
+                "delete": unit.access.can("party", "delete"),
                 "note": unit.access.can("activity", "create"),
                 "task": unit.access.can("task", "create"),
                 "reminder": unit.access.can("reminder", "create"),
@@ -147,6 +150,8 @@ async def timeline(request: Request) -> Response:
     party_id = _party_id(request)
     with work(request) as unit:
         party = unit.parties.get(party_id)
+        if party.id != party_id:  # merged into another client: show that one
+            return redirect(request, party_url(party.id))
         context = timeline_context(unit, party_id, request.query_params)
         context["users"] = {u.id: u for u in unit.users.list()}
     context["party"] = party
