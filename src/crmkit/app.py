@@ -30,7 +30,7 @@ from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
 from crmkit.reports import Report
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
-from crmkit.web.contributions import MenuItem, Route, Screen
+from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
 
 @attrs.frozen
@@ -110,6 +110,7 @@ class CRM:
         self.routes: list[Route] = []
         self.screens: dict[str, Screen] = {}
         self.menu_items: list[MenuItem] = []
+        self.card_panels: list[CardPanel] = []
         self.migration_branches: list[MigrationBranch] = []
         self.demos: dict[str, Demo] = {}
         self.filter_fields: list[FilterField] = []
@@ -176,6 +177,10 @@ class CRM:
         self.menu_items = sorted(
             (m for _, m in self._collect("crmkit_register_menu_items")),
             key=lambda m: (m.order, m.label),
+        )
+        self.card_panels = sorted(
+            (p for _, p in self._collect("crmkit_register_card_panels")),
+            key=lambda p: (p.order, p.name),
         )
         seen_labels: set[str] = set()
         for plugin, branch in self._collect("crmkit_register_migrations"):

@@ -88,6 +88,18 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("locale.currency", str, "RUB", "Default currency of money amounts."),
     Setting(
+        "screening.threshold",
+        int,
+        85,
+        "Name similarity (0-100) from which an existing party counts as a likely duplicate.",
+    ),
+    Setting(
+        "screening.on_create",
+        bool,
+        True,
+        "Refuse to create a party that looks like an existing one unless the caller confirms.",
+    ),
+    Setting(
         "channels.unknown_sender",
         str,
         "triage",

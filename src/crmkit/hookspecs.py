@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from crmkit.pipeline.engine import MoveContext
     from crmkit.reports import Report
     from crmkit.services.unit import UnitOfWork
-    from crmkit.web.contributions import MenuItem, Route, Screen
+    from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
 PROJECT = "crmkit"
 
@@ -279,6 +279,18 @@ def crmkit_register_menu_items() -> list[MenuItem]:
     """Entries of the role menus.
 
     Collecting; items are ordered by their ``order`` and filtered by the user's roles.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_card_panels() -> list[CardPanel]:
+    """Blocks the plugin adds to the client card or to a record's page (a balance, an
+    order's lines...).
+
+    Collecting; panels are ordered by their ``order``.  Each ``CardPanel.context(work,
+    record)`` runs in the page's unit of work acting as the viewer and returns the panel
+    template's variables, or ``None`` to show nothing.
     """
     return []
 

@@ -205,3 +205,91 @@ def contact_key(
         key = messenger_key(typed, service)
         return NormalizedContact(typed, key, bool(typed.lstrip("@")))
     raise ValueError(f"unknown contact kind {kind!r}")
+
+
+# -- matching forms for duplicate screening --------------------------------------------------
+
+# Cyrillic written in Latin letters the way people type it, then a few Latin spellings
+# folded together, so that ``Ромашка``, ``Romashka`` and ``Romaschka`` share one form.
+_TRANSLIT = str.maketrans(
+    {
+        "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ж": "zh", "з": "z",
+        "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p",
+        "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "h", "ц": "ts", "ч": "ch",
+        "ш": "sh", "щ": "sch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya",
+        "і": "i", "ї": "i", "є": "e", "ґ": "g",
+    }
+)  # fmt: skip
+_LATIN_FOLDS = (
+    ("shch", "sch"),
+    ("kh", "h"),
+    ("ph", "f"),
+    ("ck", "k"),
+    ("x", "ks"),
+    ("w", "v"),
+    ("q", "k"),
+    ("j", "i"),
+    ("y", "i"),
+    ("tz", "ts"),
+    ("ii", "i"),
+)
+
+
+def name_skeleton(name: str, kind: str = "organisation") -> str:
+    """The name key in Latin letters with common spelling variants folded (for matching).
+
+    ``ООО «Ромашка»`` and ``Romashka LLC`` both give ``romashka``; ``Яндекс`` and ``Yandex``
+    both give ``iandeks``.  Never shown: it only decides which names are compared.
+    """
+    key = name_key(name, kind).translate(_TRANSLIT)
+    key = unicodedata.normalize("NFKD", key)
+    key = "".join(c for c in key if not unicodedata.combining(c))
+    for before, after in _LATIN_FOLDS:
+        key = key.replace(before, after)
+    return " ".join(key.split())
+
+
+def match_words(skeleton: str) -> list[str]:
+    """The distinct words of a name skeleton worth indexing (two letters or more)."""
+    return list(dict.fromkeys(w for w in skeleton.split() if len(w) >= 2))
+
+
+def name_match_keys(skeleton: str) -> list[str]:
+    """Blocking keys of a name skeleton: each word, the words in sorted order, the words
+    run together (``alfa stroi`` = ``alfastroi``)."""
+    words = match_words(skeleton)
+    if not words:
+        return []
+    keys = [f"w:{w}" for w in words]
+    if len(skeleton.split()) > 1:  # one word: its ``w:`` key says it all
+        keys.append("n:" + " ".join(sorted(skeleton.split())))
+        keys.append("c:" + "".join(skeleton.split()))
+    return [k[:120] for k in dict.fromkeys(keys)]
+
+
+#: Mail services whose domain says nothing about who the sender works for.
+PUBLIC_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
+        "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net",
+        "mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru", "yandex.ru", "ya.ru",
+        "yandex.com", "rambler.ru", "lenta.ru", "ro.ru", "autorambler.ru", "qip.ru",
+    }
+)  # fmt: skip
+
+
+def domain_key(kind: str, key: str) -> str | None:
+    """The organisation's domain behind an email or website key, if it says anything.
+
+    ``info@romashka.ru`` and ``https://www.romashka.ru`` share ``romashka.ru``; addresses at
+    public mail services (``gmail.com``, ``mail.ru``...) have none.
+    """
+    if kind == "email":
+        domain = key.rpartition("@")[2] if "@" in key else ""
+    elif kind == "website":
+        domain = key
+    else:
+        return None
+    if not domain or "." not in domain or domain in PUBLIC_MAIL_DOMAINS:
+        return None
+    return domain[:253]

@@ -7,7 +7,12 @@ returns a :class:`ReportResult` that screens render and exports write to CSV/XLS
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import importlib.util
+import io
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -49,3 +54,119 @@ class Report:
     roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     description: str = ""
     params: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+# -- export ---------------------------------------------------------------------------------
+#
+# Both formats write the columns in order with their labels as the header, then the rows,
+# then a totals row for the columns that have a total.  In XLSX (openpyxl, imported only
+# when used: install it, or a plugin that depends on it, to export XLSX), money and numbers
+# are real numbers with a number format (``#,##0.00``), dates are dates, percents keep one
+# decimal, so an accountant can add them up in a spreadsheet.  CSV is UTF-8 with a BOM (so
+# spreadsheet programs read Cyrillic right) and amounts are written exactly (``1500.00``).
+
+MONEY_FORMAT = "#,##0.00"
+NUMBER_FORMAT = "#,##0.###"
+PERCENT_FORMAT = "0.0"
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _totals_row(result: ReportResult) -> dict[str, Any] | None:
+    totals = result.totals or {}
+    keys = [c.key for c in result.columns]
+    row = {k: totals[k] for k in keys if k in totals}
+    if not row:
+        return None
+    row.setdefault(keys[0], "Total")
+    return row
+
+
+def to_csv(result: ReportResult) -> bytes:
+    """The report as CSV bytes (UTF-8 with BOM, comma-separated)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([c.label for c in result.columns])
+    for row in result.rows:
+        writer.writerow([_cell_text(row.get(c.key)) for c in result.columns])
+    totals = _totals_row(result)
+    if totals:
+        writer.writerow([_cell_text(totals.get(c.key)) for c in result.columns])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(result: ReportResult, title: str = "Report") -> bytes:
+    """The report as an XLSX workbook (one sheet, typed cells, bold header and totals)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31] or "Report"
+    sheet.append([c.label for c in result.columns])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    rows = list(result.rows)
+    totals = _totals_row(result)
+    if totals:
+        rows.append(totals)
+    for row in rows:
+        sheet.append([_xlsx_value(row.get(c.key)) for c in result.columns])
+        for index, column in enumerate(result.columns, start=1):
+            cell = sheet.cell(row=sheet.max_row, column=index)
+            if column.kind == "money":
+                cell.number_format = MONEY_FORMAT
+            elif column.kind == "number":
+                cell.number_format = NUMBER_FORMAT
+            elif column.kind == "percent":
+                cell.number_format = PERCENT_FORMAT
+            elif column.kind == "date" and isinstance(cell.value, dt.date):
+                cell.number_format = "yyyy-mm-dd"
+    if totals:
+        for cell in sheet[sheet.max_row]:
+            cell.font = Font(bold=True)
+    for index, column in enumerate(result.columns, start=1):
+        width = max([len(column.label), *(len(_cell_text(r.get(column.key))) for r in rows)])
+        sheet.column_dimensions[get_column_letter(index)].width = min(width + 2, 60)
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def _xlsx_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # openpyxl writes Decimal as a number; keep it exact rather than via float
+        return value
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    return value
+
+
+def export_formats() -> tuple[str, ...]:
+    """The formats :func:`export` can write here (``xlsx`` needs openpyxl installed)."""
+    return ("csv", "xlsx") if importlib.util.find_spec("openpyxl") else ("csv",)
+
+
+def export(result: ReportResult, fmt: str, title: str = "Report") -> tuple[bytes, str, str]:
+    """(content, media type, file extension) of a report in ``fmt`` (``csv`` or ``xlsx``)."""
+    if fmt == "csv":
+        return to_csv(result), "text/csv; charset=utf-8", "csv"
+    if fmt == "xlsx":
+        return (
+            to_xlsx(result, title),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "xlsx",
+        )
+    raise ValueError(f"unknown export format {fmt!r} (csv or xlsx)")

@@ -323,3 +323,71 @@ async def test_a_plugin_screen_with_its_menu_role_and_template(make_crm):
     await agent.login("ivan")
     assert (await agent.get("/cashbox")).status_code == 404
     assert 'href="/cashbox"' not in (await agent.get("/home")).text
+
+
+async def test_screens_menu_items_and_card_panels_follow_a_permission(make_crm):
+    from tests.web.screen_plugin import plugin
+
+    crm = make_crm(plugins=[plugin])
+    boss = add_user(crm, "boss", ["manager"])
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.acting_as(boss) as work:
+        firm = factories.organisation(work, name="Ромашка")
+        factories.person(work, organisation_id=firm.id)
+        person = factories.person(work)
+        mine = factories.organisation(work, name="Агентская", owner_id=ivan.id)
+        deal = factories.deal(work, party_id=firm.id, title="Поставка")
+    from crmkit.web.app import create_app
+
+    app = create_app(crm)
+    manager = Browser(app, crm)
+    await manager.login("boss")
+    assert (await manager.get("/purge")).status_code == 200
+    assert 'href="/purge"' in (await manager.get("/home")).text
+    card = await manager.get(f"/clients/{firm.id}")
+    assert 'id="people-count">1 people at Ромашка' in card.text
+    # the panel's context decides there is nothing to show for a person
+    assert "people-count" not in (await manager.get(f"/clients/{person.id}")).text
+    # a panel on the page of another entity's records
+    record = await manager.get(f"/records/deal/{deal.id}")
+    assert 'id="deal-client">Поставка for Ромашка' in record.text
+    agent = Browser(app, crm)
+    await agent.login("ivan")
+    assert (await agent.get("/purge")).status_code == 404
+    assert 'href="/purge"' not in (await agent.get("/home")).text
+    page = await agent.get(f"/clients/{mine.id}")
+    assert page.status_code == 200 and "people-count" not in page.text
+
+
+async def test_a_registered_report_as_table_chart_and_csv_for_its_roles_only(make_crm):
+    from tests.web.screen_plugin import plugin
+
+    crm = make_crm(plugins=[plugin])
+    boss = add_user(crm, "boss", ["manager"])
+    add_user(crm, "ivan", ["agent"])
+    with crm.acting_as(boss) as work:
+        factories.organisation(work)
+        factories.organisation(work)
+        factories.person(work)
+    from crmkit.web.app import create_app
+
+    app = create_app(crm)
+    manager = Browser(app, crm)
+    await manager.login("boss")
+    assert 'href="/reports/demo.kinds"' in (await manager.get("/reports")).text
+    page = await manager.get("/reports/demo.kinds?kind=organisation")
+    assert page.status_code == 200 and 'id="report-chart"' in page.text
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r"<td[^>]*>2</td>", table) and "person" not in table
+    assert 'href="/reports/demo.kinds/export.csv?kind=organisation"' in page.text
+    csv = await manager.get("/reports/demo.kinds/export.csv?kind=organisation")
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert lines[1] == "organisation,2" and len(lines) == 3  # header, row, totals
+    agent = Browser(app, crm)
+    await agent.login("ivan")
+    # the core's own reports are for everyone; this one is for managers
+    assert "demo.kinds" not in (await agent.get("/reports")).text
+    for url in ("/reports/demo.kinds", "/reports/demo.kinds/export.csv"):
+        assert (await agent.get(url)).status_code == 404, url
+    assert (await manager.get("/reports/no.such")).status_code == 404

@@ -104,6 +104,17 @@ def load_scopes(session: Session, roles: Iterable[str]) -> dict[tuple[str, str],
     return scopes
 
 
+def scope_in(scopes: Mapping[tuple[str, str], Scope], entity: str, action: str) -> Scope:
+    """The widest scope a row of the permission table gives for ``action`` on ``entity``
+    (``*`` cells included)."""
+    return max(
+        scopes.get((entity, action), Scope.NONE),
+        scopes.get((entity, "*"), Scope.NONE),
+        scopes.get(("*", action), Scope.NONE),
+        scopes.get(("*", "*"), Scope.NONE),
+    )
+
+
 class AccessPolicy:
     """The permissions of one actor, loaded once per unit of work."""
 
@@ -123,13 +134,7 @@ class AccessPolicy:
         """The scope the actor has for ``action`` on ``entity`` (``NONE`` if not allowed)."""
         if self.actor.system:
             return Scope.ALL
-        scopes = self._scopes
-        return max(
-            scopes.get((entity, action), Scope.NONE),
-            scopes.get((entity, "*"), Scope.NONE),
-            scopes.get(("*", action), Scope.NONE),
-            scopes.get(("*", "*"), Scope.NONE),
-        )
+        return scope_in(self._scopes, entity, action)
 
     def can(self, entity: str, action: str) -> bool:
         """Whether the actor may perform ``action`` on some ``entity`` records."""

@@ -22,11 +22,13 @@ def crmkit_register_screens() -> list[Screen]:
         boards,
         calendar,
         card,
+        clientbase,
         home,
         lists,
         notifications,
         profile,
         records,
+        reports,
         tasks,
         templates,
     )
@@ -44,6 +46,13 @@ def crmkit_register_screens() -> list[Screen]:
         post("list_view_delete", "/lists/{entity}/views/{view_id:int}/delete", lists.delete_view),
         # the client card
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
+        Screen("screening", "/screening", "Check for duplicates", clientbase.screening_page),
+        Screen(
+            "screening_candidates",
+            "/screening/candidates",
+            "Possible duplicates",
+            clientbase.screening_candidates,
+        ),
         Screen("client", "/clients/{party_id:int}", "Client", card.card),
         Screen(
             "client_edit",
@@ -109,6 +118,10 @@ def crmkit_register_screens() -> list[Screen]:
             templates.edit,
             methods=("GET", "POST"),
         ),
+        # reports (each limited to its roles and entity)
+        Screen("reports", "/reports", "Reports", reports.index),
+        Screen("report", "/reports/{name}", "Report", reports.report_page),
+        Screen("report_export", "/reports/{name}/export.{format}", "Export", reports.download),
         # administration
         Screen("admin", "/admin", "Administration", admin.index, roles=ADMIN),
         Screen(
@@ -161,11 +174,13 @@ def crmkit_register_menu_items() -> list[MenuItem]:
     return [
         MenuItem("Workspace", "home", roles=("agent", "manager"), order=10, icon="🏠"),
         MenuItem("Clients", "/lists/party", order=20, icon="👥"),
+        MenuItem("Check for duplicates", "screening", order=25, icon="🔎"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
         MenuItem("Tasks", "tasks", order=50, icon="✔"),
         MenuItem("Calendar", "calendar", order=60, icon="📅"),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
+        MenuItem("Reports", "reports", order=80, icon="📊"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
     ]
 

@@ -94,7 +94,10 @@ class ContactPoint(IdMixin, Base):
     not be normalized: it is kept and flagged, never dropped.
     """
 
-    __table_args__ = (Index("ix_contact_point_kind_key", "kind", "key"),)
+    __table_args__ = (
+        Index("ix_contact_point_kind_key", "kind", "key"),
+        Index("ix_contact_point_domain", "domain"),
+    )
 
     party_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("party.id", ondelete="CASCADE"), index=True
@@ -106,6 +109,8 @@ class ContactPoint(IdMixin, Base):
     label: Mapped[str | None] = mapped_column(String(100))
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
     valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the organisation's domain behind an email or website (not public mail services)
+    domain: Mapped[str | None] = mapped_column(String(253))
 
     party: Mapped[Party] = relationship(back_populates="contact_points")
 
@@ -161,3 +166,72 @@ class Tagging(Base):
     tag_id: Mapped[int] = mapped_column(IdType, ForeignKey("tag.id", ondelete="CASCADE"))
     entity: Mapped[str] = mapped_column(String(64))
     record_id: Mapped[int] = mapped_column(IdType)
+
+
+class PartyMatchKey(Base):
+    """A blocking key of a party's name (a word, the sorted words, the words run together).
+
+    Kept on every write by the party service (see :mod:`crmkit.services.screening`):
+    screening looks candidates up by key, then scores them with rapidfuzz.
+    """
+
+    __table_args__ = (Index("ix_party_match_key_party", "party_id"),)
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    party_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("party.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class MatchWord(Base):
+    """Every word seen in a party name's skeleton, once: the vocabulary that fuzzy word
+    look-up searches (pg_trgm index on PostgreSQL, FTS5 trigram table on SQLite)."""
+
+    __table_args__ = (
+        Index(
+            "ix_match_word_trgm",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "public.gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    word: Mapped[str] = mapped_column(String(120), unique=True)
+
+
+#: The SQLite full-text table over ``match_word`` (trigram tokenizer) and the triggers that
+#: keep it in step; the schema check ignores it and its shadow tables.
+MATCH_WORD_FTS = "match_word_fts"
+SQLITE_MATCH_WORD_DDL = (
+    f"CREATE VIRTUAL TABLE {MATCH_WORD_FTS} USING fts5(word, content='match_word', "
+    "content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER match_word_fts_insert AFTER INSERT ON match_word BEGIN "
+    f"INSERT INTO {MATCH_WORD_FTS}(rowid, word) VALUES (new.id, new.word); END",
+    "CREATE TRIGGER match_word_fts_delete AFTER DELETE ON match_word BEGIN "
+    f"INSERT INTO {MATCH_WORD_FTS}({MATCH_WORD_FTS}, rowid, word) "
+    "VALUES ('delete', old.id, old.word); END",
+)
+#: pg_trgm lives in ``public`` so that every schema (one per test process) can use it.
+POSTGRES_TRGM_DDL = (
+    "SELECT pg_advisory_xact_lock(7741001)",  # two processes creating it at once
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public",
+)
+
+
+def _attach_match_word_ddl() -> None:
+    from sqlalchemy import DDL, event
+
+    table = MatchWord.__table__
+    for statement in POSTGRES_TRGM_DDL:
+        event.listen(table, "before_create", DDL(statement).execute_if(dialect="postgresql"))
+    for statement in SQLITE_MATCH_WORD_DDL:
+        event.listen(table, "after_create", DDL(statement).execute_if(dialect="sqlite"))
+    event.listen(
+        table,
+        "before_drop",
+        DDL(f"DROP TABLE IF EXISTS {MATCH_WORD_FTS}").execute_if(dialect="sqlite"),
+    )
+
+
+_attach_match_word_ddl()

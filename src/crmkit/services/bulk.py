@@ -21,7 +21,7 @@ from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.filters import evaluate
-from crmkit.identity import contact_key, name_key
+from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
 
 if TYPE_CHECKING:
@@ -136,6 +136,8 @@ def bulk_create_parties(
     service: PartyService, rows: Iterable[Mapping[str, Any]], *, batch_size: int, source: str | None
 ) -> BulkResult:
     """See :meth:`crmkit.services.parties.PartyService.bulk_create`."""
+    from crmkit.services.screening import index_names
+
     work = service.work
     work.access.require("party", "create")
     work.flush()
@@ -259,6 +261,7 @@ def bulk_create_parties(
                         "label": point.get("label"),
                         "is_primary": bool(point.get("is_primary")),
                         "valid": normalized.valid,
+                        "domain": domain_key(point_kind, normalized.key),
                     }
                 )
             audits.append(
@@ -273,6 +276,7 @@ def bulk_create_parties(
                 }
             )
         insert_rows(connection, Party.__table__, parties)
+        index_names(connection, [(p["id"], p["name"], p["kind"]) for p in parties], bulk=True)
         insert_rows(connection, ContactPoint.__table__, contacts)
         insert_rows(connection, StageMove.__table__, moves)
         insert_rows(connection, AuditEntry.__table__, audits)

@@ -221,7 +221,9 @@ class ChannelService:
                         **({"service": channel.service} if channel.service else {}),
                     }
                 ],
-            }
+            },
+            # the address is unknown (checked above); a namesake is no reason to drop mail
+            confirm_duplicates=True,
         )
         return party.id, "new"
 

@@ -17,8 +17,8 @@ from sqlalchemy.sql import Select
 
 from crmkit import events
 from crmkit.clock import utcnow
-from crmkit.errors import NotFound, ValidationFailed
-from crmkit.identity import contact_key, name_key
+from crmkit.errors import DuplicatesFound, NotFound, ValidationFailed
+from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import ContactPoint, Party, PartyKind
 from crmkit.services.records import EntityService
 
@@ -56,6 +56,27 @@ class PartyService(EntityService):
             current = self.work.session.get(Party, current.merged_into_id)
         return None
 
+    def create(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        confirm_duplicates: bool = False,
+        **values: Any,
+    ) -> Any:
+        """Create a party, refusing a likely duplicate unless ``confirm_duplicates``.
+
+        :class:`~crmkit.errors.DuplicatesFound` carries the candidates (see
+        :meth:`crmkit.services.screening.ScreeningService.candidates`); nothing is written.
+        The setting ``screening.on_create`` turns the check off.
+        """
+        wanted = {**(data or {}), **values}
+        if not confirm_duplicates and self.work.crm.config["screening.on_create"]:
+            self.work.access.require("party", "create")
+            found = self.work.screening.for_values(wanted)
+            if any(c.score >= self.work.screening.threshold for c in found):
+                raise DuplicatesFound("party", [c.as_dict() for c in found])
+        return super().create(wanted)
+
     def build(self, values: dict[str, Any]) -> Any:
         kind = values.setdefault("kind", PartyKind.ORGANISATION.value)
         if not (values.get("name") or "").strip() and kind == PartyKind.PERSON:
@@ -75,6 +96,16 @@ class PartyService(EntityService):
             self._add_point(record, point)
         if extra.get("contact_points"):
             self.work.flush()
+        self.index_name(record)
+
+    def index_name(self, record: Party, *, replace: bool = False) -> None:
+        """Keep the party's screening keys (see :mod:`crmkit.services.screening`)."""
+        from crmkit.services.screening import index_names
+
+        self.work.flush()
+        index_names(
+            self.session.connection(), [(record.id, record.name, record.kind)], replace=replace
+        )
 
     def after_update(
         self,
@@ -85,6 +116,7 @@ class PartyService(EntityService):
     ) -> None:
         if "name" in changes or "kind" in changes:
             record.name_key = name_key(record.name, record.kind)
+            self.index_name(record, replace=True)
         if "contact_points" in extra:
             before = [(p.kind, p.value) for p in record.contact_points]
             self.replace_contacts(record, extra["contact_points"])
@@ -112,6 +144,7 @@ class PartyService(EntityService):
             label=point.get("label"),
             is_primary=bool(point.get("is_primary")),
             valid=normalized.valid,
+            domain=domain_key(kind, normalized.key),
         )
         party.contact_points.append(contact)
         return contact
@@ -184,6 +217,7 @@ class PartyService(EntityService):
                     normalized.key,
                     normalized.valid,
                 )
+                existing.domain = domain_key(existing.kind, normalized.key)
                 existing.label = point.get("label", existing.label)
                 existing.is_primary = bool(point.get("is_primary", existing.is_primary))
                 keep.append(existing)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from marshmallow import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -101,10 +101,20 @@ class EntityService:
         """The record if it exists and the actor may read it, else ``None``."""
         found = self._visible.get(record_id)
         if found is None:
-            found = self.session.scalar(self.query().where(self.model.id == record_id))
+            found = self.session.scalar(self._find_statement(), {"crmkit_record_id": record_id})
             if found is not None:
                 self._visible[record_id] = found
         return found
+
+    def _find_statement(self) -> Select[Any]:
+        """``query()`` for one id, built once per actor access (like list pages)."""
+        key = self._statement_key(None, ("<find>",), None, 1)
+        if key is None:
+            return self.query().where(self.model.id == bindparam("crmkit_record_id"))
+        self.work.access.require(self.entity.name, "read")  # the check a cached query skips
+        return self.work.crm.page_statements.get_or_build(
+            key, lambda: self.query().where(self.model.id == bindparam("crmkit_record_id"))
+        )
 
     def forget(self, record_id: int | None = None) -> None:
         """Drop remembered visibility (of one record, or all) after a change of ownership."""
@@ -251,18 +261,12 @@ class EntityService:
             return self._build_page_statement(where, filters, search, order, after, limit, columns)
         key += (columns,)
         self.work.access.require(self.entity.name, "read")  # the check a cached query skips
-        cache = self.work.crm.page_statements
-        with cache.lock:
-            found = cache.entries.get(key)
-            if found is not None:
-                cache.entries.move_to_end(key)
-                return found
-        built = self._build_page_statement(where, filters, search, order, after, limit, columns)
-        with cache.lock:
-            cache.entries[key] = built
-            while len(cache.entries) > cache.capacity:
-                cache.entries.popitem(last=False)
-        return built
+        return self.work.crm.page_statements.get_or_build(
+            key,
+            lambda: self._build_page_statement(
+                where, filters, search, order, after, limit, columns
+            ),
+        )
 
     def _statement_key(
         self, search: str | None, order: Sequence[str] | None, after: str | None, limit: int
@@ -765,6 +769,20 @@ class StatementCache:
     capacity: int = 2000
     entries: OrderedDict[tuple[Any, ...], Any] = attrs.field(factory=OrderedDict)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """The entry for ``key``, built (outside the lock) and kept when missing."""
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+                return found
+        built = build()
+        with self.lock:
+            self.entries[key] = built
+            while len(self.entries) > self.capacity:
+                self.entries.popitem(last=False)
+        return built
 
 
 def _escape(text: str) -> str:

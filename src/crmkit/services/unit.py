@@ -332,6 +332,13 @@ class UnitOfWork:
         return self._service("groups", GroupService)
 
     @property
+    def screening(self) -> Any:
+        """Duplicate screening: likely duplicates of a party before it is created."""
+        from crmkit.services.screening import ScreeningService
+
+        return self._service("screening", ScreeningService)
+
+    @property
     def custom_fields(self) -> Any:
         """Admin-defined fields: definitions and validation."""
         from crmkit.services.custom_fields import CustomFieldService

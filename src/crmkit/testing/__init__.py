@@ -170,6 +170,8 @@ def schema_differences(crm: CRM, connection: sa.Connection) -> list[Any]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from crmkit.model.party import MATCH_WORD_FTS
+
     tables = owned_tables(crm)
 
     dialect = connection.dialect.name
@@ -181,6 +183,8 @@ def schema_differences(crm: CRM, connection: sa.Connection) -> list[Any]:
                 return False
         table = obj if type_ == "table" else getattr(obj, "table", None)
         table_name = getattr(table, "name", name)
+        if table_name and table_name.startswith(MATCH_WORD_FTS):
+            return False  # SQLite's full-text table and its shadow tables: no model
         return (reflected and compare_to is None) or table_name in tables
 
     context = MigrationContext.configure(

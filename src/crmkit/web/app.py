@@ -103,7 +103,7 @@ def create_app(crm: Any) -> Starlette:
         routes.append(
             Route(
                 screen.path,
-                guarded(screen.endpoint, roles=screen.roles),
+                guarded(screen.endpoint, roles=screen.roles, permission=screen.permission),
                 methods=list(screen.methods),
                 name=screen.name,
             )

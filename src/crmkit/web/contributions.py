@@ -27,9 +27,22 @@ class Route:
     public: bool = False
 
 
+def _permission(value: Any) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    entity, action = value
+    return (str(entity), str(action))
+
+
 @attrs.frozen
 class Screen:
-    """A page of the UI: a route plus its title and the roles that may open it."""
+    """A page of the UI: a route plus its title and who may open it.
+
+    ``roles``: the user needs one of them.  ``permission``: an ``(entity, action)`` cell of
+    the permission table the user needs (any scope), e.g. ``("finance_payment", "create")``;
+    it follows the permission table, so a deployment's own roles get the screen by being
+    granted the permission.  A user failing either check gets 404, like a missing page.
+    """
 
     name: str
     path: str
@@ -37,11 +50,16 @@ class Screen:
     endpoint: Callable[..., Any]
     roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     methods: tuple[str, ...] = attrs.field(default=("GET",), converter=tuple)
+    permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
 
 
 @attrs.frozen
 class MenuItem:
-    """An entry of a role's menu, pointing at a screen name or a path."""
+    """An entry of a role's menu, pointing at a screen name or a path.
+
+    Shown to users with one of ``roles`` (any user when empty) who hold ``permission``
+    (an ``(entity, action)`` cell, if given) and may open the target screen.
+    """
 
     label: str
     target: str
@@ -49,3 +67,26 @@ class MenuItem:
     order: int = 100
     icon: str | None = None
     section: str | None = None
+    permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
+
+
+@attrs.frozen
+class CardPanel:
+    """A block a plugin adds to the client card or to a record's page
+    (``crmkit_register_card_panels``).
+
+    ``entity`` is ``"party"`` for the client card (the default) or the entity whose record
+    pages show the panel (``/records/<entity>/<id>``).  ``context(work, record)`` runs in
+    the page's unit of work (acting as the viewer) and returns the template's variables, or
+    ``None`` to show nothing; ``template`` reads them as ``data.<name>`` beside the page's
+    own context (``party`` or ``record``, ``l``, ``csrf_token``...).  ``permission`` (an
+    ``(entity, action)`` cell) hides the panel, without calling ``context``, from users who
+    lack it.  Panels are ordered by ``order``.
+    """
+
+    name: str
+    template: str
+    context: Callable[..., Any]
+    permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
+    order: int = 100
+    entity: str = "party"

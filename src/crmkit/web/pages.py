@@ -77,6 +77,22 @@ def work(request: Request) -> Any:
     return request.app.state.crm.acting_as(request.state.actor)
 
 
+def actor_can(request: Request, entity: str, action: str) -> bool:
+    """Whether the signed-in user holds ``action`` on ``entity`` in the permission table."""
+    from crmkit.access.policy import scope_in
+    from crmkit.access.rules import Scope
+
+    actor = request.state.actor
+    if actor is None:
+        return False
+    if actor.system:
+        return True
+    if actor.scopes is None:
+        with work(request) as unit:
+            return bool(unit.access.can(entity, action))
+    return scope_in(actor.scopes, entity, action) is not Scope.NONE
+
+
 def is_htmx(request: Request) -> bool:
     """Whether htmx sent the request (it then expects a fragment)."""
     return request.headers.get("hx-request") == "true"
@@ -94,9 +110,13 @@ def menu_for(request: Request) -> list[dict[str, Any]]:
     for item in crm.menu_items:
         if item.roles and not (set(item.roles) & roles):
             continue
+        if item.permission is not None and not actor_can(request, *item.permission):
+            continue
         screen = crm.screens.get(item.target)
         if screen is not None:
             if screen.roles and not (set(screen.roles) & roles):
+                continue
+            if screen.permission is not None and not actor_can(request, *screen.permission):
                 continue
             path = screen_path(screen.path)
         else:

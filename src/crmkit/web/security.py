@@ -97,13 +97,19 @@ class SignInRequired(Exception):
     """The request needs a signed-in user."""
 
 
-def guarded(endpoint: Endpoint, roles: Sequence[str] = (), public: bool = False) -> Endpoint:
-    """Wrap an endpoint: resume the session, check roles and CSRF, set the locale.
+def guarded(
+    endpoint: Endpoint,
+    roles: Sequence[str] = (),
+    public: bool = False,
+    permission: tuple[str, str] | None = None,
+) -> Endpoint:
+    """Wrap an endpoint: resume the session, check roles, permission and CSRF, set the locale.
 
     Without a session a page redirects to the sign-in form (htmx and API-like requests get
-    401).  A user without any of ``roles`` gets 404, exactly like a missing page.
+    401).  A user without any of ``roles``, or without ``permission`` (an ``(entity,
+    action)`` cell of the permission table), gets 404, exactly like a missing page.
     """
-    from crmkit.web.pages import NotFoundPage, attach_user
+    from crmkit.web.pages import NotFoundPage, actor_can, attach_user
 
     @wraps(endpoint)
     async def guard(request: Request) -> Response:
@@ -113,6 +119,8 @@ def guarded(endpoint: Endpoint, roles: Sequence[str] = (), public: bool = False)
             if user is None:
                 raise SignInRequired()
             if roles and not (set(roles) & request.state.actor.roles):
+                raise NotFoundPage()
+            if permission is not None and not actor_can(request, *permission):
                 raise NotFoundPage()
             if request.method in UNSAFE_METHODS and not tokens_match(
                 request.state.csrf_token, await submitted_csrf(request)

@@ -1,95 +1,72 @@
-"""409 with candidates when screening finds likely duplicates; confirming creates anyway.
-
-Duplicate screening proper belongs to its own plugin; this tiny plugin raises
-``DuplicatesFound`` the way it will (``create(..., confirm_duplicates=False)``), over the
-``party`` model, so the API side of the contract is tested on its own.
-"""
+"""409 with candidates when screening finds likely duplicates; confirming creates anyway."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from crmkit import EntityType, hookimpl
-from crmkit.errors import DuplicatesFound
-from crmkit.identity import name_key
 from crmkit.model import Party
-from crmkit.schemas import PartySchema
-from crmkit.services.parties import PartyService
 from crmkit.testing import add_user
 from tests.web.api.conftest import problem
 
 
-class ScreenedPartyService(PartyService):
-    """Refuses a party whose folded name exists already, unless confirmed."""
-
-    def create(self, data: Any = None, *, confirm_duplicates: bool = False, **values: Any) -> Any:
-        wanted = {**(data or {}), **values}
-        if not confirm_duplicates:
-            key = name_key(wanted.get("name") or "", wanted.get("kind", "organisation"))
-            same = self.session.scalars(
-                self.query().where(Party.name_key == key).order_by(Party.id)
-            ).all()
-            if same:
-                raise DuplicatesFound(
-                    "party", [{"id": p.id, "name": p.name, "score": 100} for p in same]
-                )
-        return super().create(wanted)
-
-
-class ScreeningPlugin:
-    @hookimpl
-    def crmkit_register_entities(self):
-        return [
-            EntityType(
-                "screened_party",
-                Party,
-                label="Screened client",
-                schema=PartySchema,
-                service=ScreenedPartyService,
-                owner_attrs=("owner_id",),
-                party_attr="id",
-                title_attr="name",
-            )
-        ]
-
-    @hookimpl
-    def crmkit_register_permissions(self):
-        from crmkit import Permission, Scope
-
-        return [Permission("agent", "screened_party", "*", Scope.OWN)]
-
-
 @pytest.mark.parametrize("confirm", ["query", "body"])
-def test_duplicates_answer_409_until_confirmed(make_crm, client_for_crm, confirm):
-    crm = make_crm(plugins=[ScreeningPlugin()])
-    api = client_for_crm(crm, add_user(crm, "ann", ["agent"]))
-    first = api.post("screened_party", json={"name": "ООО «Ромашка»"})
+def test_duplicates_answer_409_until_confirmed(crm, client_for, confirm):
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    first = api.post(
+        "party",
+        json={
+            "name": "ООО «Ромашка»",
+            "contact_points": [{"kind": "phone", "value": "8 (916) 123-45-67"}],
+        },
+    )
     assert first.status_code == 201, first.text
 
-    again = problem(api.post("screened_party", json={"name": "Ромашка ООО"}), 409)
+    again = problem(api.post("party", json={"name": "Ромашка ООО"}), 409)
     assert again["type"].endswith("#duplicates-found")
-    assert again["candidates"] == [
-        {"id": first.json()["id"], "name": "ООО «Ромашка»", "score": 100}
-    ]
+    [candidate] = again["candidates"]
+    assert candidate["id"] == first.json()["id"]
+    assert candidate["name"] == "ООО «Ромашка»"
+    assert candidate["score"] == 100 and candidate["reasons"] == ["name"]
+    assert candidate["owner_name"] == "ann" and candidate["visible"] is True
+
+    by_phone = problem(
+        api.post(
+            "party",
+            json={
+                "name": "Совсем другое имя",
+                "contact_points": [{"kind": "phone", "value": "+7 916 1234567"}],
+            },
+        ),
+        409,
+    )
+    assert by_phone["candidates"][0]["reasons"] == ["phone"]
     with crm.system() as work:
-        assert work.session.scalar(select(Party.id).where(Party.name == "Ромашка ООО")) is None
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 1
 
     if confirm == "query":
         confirmed = api.post(
-            "screened_party", params={"confirm_duplicates": "true"}, json={"name": "Ромашка ООО"}
+            "party", params={"confirm_duplicates": "true"}, json={"name": "Ромашка ООО"}
         )
     else:
-        confirmed = api.post(
-            "screened_party", json={"name": "Ромашка ООО", "confirm_duplicates": True}
-        )
+        confirmed = api.post("party", json={"name": "Ромашка ООО", "confirm_duplicates": True})
     assert confirmed.status_code == 201, confirmed.text
     assert confirmed.json()["name"] == "Ромашка ООО"
 
 
-def test_services_without_screening_ignore_the_flag(crm, client_for):
+def test_candidates_hide_what_the_caller_may_not_see(crm, client_for):
+    ann = client_for(add_user(crm, "ann", ["agent"]))
+    bob = client_for(add_user(crm, "bob", ["agent"]))
+    assert ann.post("party", json={"name": "ЗАО «Альфа-Строй»"}).status_code == 201
+    answer = problem(bob.post("party", json={"name": "Alfa Stroy LLC"}), 409)
+    [candidate] = answer["candidates"]
+    assert candidate["name"] == "ЗАО «Альфа-Строй»"
+    assert candidate["visible"] is False
+    assert candidate["owner_id"] is None and candidate["owner_name"] is None
+    assert bob.get(f"party/{candidate['id']}").status_code == 404
+
+
+def test_a_bad_confirmation_flag_is_named(crm, client_for):
     api = client_for(add_user(crm, "ann", ["agent"]))
     created = api.post("party", params={"confirm_duplicates": "true"}, json={"name": "Ромашка"})
     assert created.status_code == 201, created.text

@@ -440,6 +440,27 @@ def crmkit_register_filter_fields() -> list[FilterField]:
 
 
 @hookimpl
+def crmkit_register_screens() -> list[Any]:
+    from crmkit_finance.screens import screens
+
+    return screens()
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[Any]:
+    from crmkit_finance.screens import menu_items
+
+    return menu_items()
+
+
+@hookimpl
+def crmkit_register_card_panels() -> list[Any]:
+    from crmkit_finance.screens import panels
+
+    return panels()
+
+
+@hookimpl
 def crmkit_register_reports() -> list[Any]:
     from crmkit_finance.reports import REPORTS
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from crmkit.errors import ValidationFailed
+from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int
@@ -72,9 +72,15 @@ async def card(request: Request) -> Response:
             page = unit.records(entity.name).list(filters={entity.party_attr: party.id}, limit=20)
             if len(page):
                 linked.append((entity, list(page)))
-        reminders = unit.reminders.list(
-            filters={"party_id": party.id, "status": "pending"}, limit=20
+        # a role may read clients without tasks, reminders or meetings (a cashier): the
+        # card leaves those sections empty for them rather than refusing the whole card
+        can = unit.access.can
+        reminders = (
+            unit.reminders.list(filters={"party_id": party.id, "status": "pending"}, limit=20)
+            if can("reminder", "read")
+            else []
         )
+        panels = card_panels(request, unit, party)
         definitions = unit.custom_fields.definitions("party")
         all_groups = unit.groups.tree()
         context.update(
@@ -85,13 +91,16 @@ async def card(request: Request) -> Response:
             groups=unit.groups.groups_of(party.id),
             all_groups=all_groups,
             pinned=unit.timeline.pinned(party.id),
-            tasks=unit.tasks.for_party(party.id),
+            tasks=unit.tasks.for_party(party.id) if can("task", "read") else [],
             reminders=list(reminders),
-            files=unit.attachments.for_party(party.id),
+            files=unit.attachments.for_party(party.id) if can("attachment", "read") else [],
             events=list(
                 unit.calendar.list(filters={"party_id": party.id}, order=["-starts_at"], limit=10)
-            ),
+            )
+            if can("calendar_event", "read")
+            else [],
             linked=linked,
+            panels=panels,
             options=options,
             pipeline=crm.pipelines.get(party.pipeline) if party.pipeline else None,
             organisation=organisation,
@@ -112,6 +121,24 @@ async def card(request: Request) -> Response:
             now=dt.datetime.now(dt.UTC),
         )
     return render(request, "card.html", context)
+
+
+def card_panels(
+    request: Request, unit: Any, record: Any, entity: str = "party"
+) -> list[tuple[Any, dict[str, Any]]]:
+    """``(panel, its context)`` of every plugin panel the viewer may see on this page."""
+    from crmkit.web.pages import actor_can
+
+    shown = []
+    for panel in request.app.state.crm.card_panels:
+        if panel.entity != entity:
+            continue
+        if panel.permission is not None and not actor_can(request, *panel.permission):
+            continue
+        values = panel.context(unit, record)
+        if values is not None:
+            shown.append((panel, dict(values)))
+    return shown
 
 
 async def timeline(request: Request) -> Response:
@@ -177,9 +204,29 @@ async def new(request: Request) -> Response:
             points.append({"kind": kind, "value": str(data[kind]).strip(), "is_primary": True})
     if points:
         values["contact_points"] = points
+    confirmed = bool(data.get("confirm_duplicates"))
     try:
         with work(request) as unit:
-            party = unit.parties.create(values)
+            party = unit.parties.create(values, confirm_duplicates=confirmed)
+    except DuplicatesFound as found:
+        from crmkit.web.screens.clientbase import REASONS
+
+        with work(request) as unit:  # the candidates as objects, for the table
+            candidates = unit.screening.for_values(values)
+        return render(
+            request,
+            "client_form.html",
+            {
+                "title": i18n.lazy("New client"),
+                "party": None,
+                "definitions": definitions,
+                "values": data,
+                "candidates": candidates or found.candidates,
+                "reasons": REASONS,
+                "probed": True,
+            },
+            status=409,
+        )
     except ValidationFailed as failed:
         from crmkit.web.pages import error_text
 

@@ -13,6 +13,7 @@ from crmkit.web import i18n
 from crmkit.web.forms import optional_int
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.screens.card import card_panels
 from crmkit.web.screens.lists import (
     HIDDEN_COLUMNS,
     PARTY_COLUMNS,
@@ -60,6 +61,7 @@ async def record_page(request: Request) -> Response:
         )
         definitions = unit.custom_fields.definitions(entity.name) if entity.custom_fields else {}
         tags = service.tags_of(record)
+        panels = card_panels(request, unit, record, entity.name)
     return render(
         request,
         "record.html",
@@ -80,6 +82,7 @@ async def record_page(request: Request) -> Response:
             "timeline": entries,
             "users": users,
             "party_id": party_id,
+            "panels": panels,
         },
     )
 

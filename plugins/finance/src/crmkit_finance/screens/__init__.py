@@ -1,0 +1,98 @@
+"""The finance plugin's screens, menu items and record panels (the web UI's hooks).
+
+Every screen names the permission-table cell it needs (``Screen.permission``), so a user
+without it gets 404 and no menu item, whatever their role is called; the services check the
+same permissions again for every action.  Screens are thin: a form calls one service method
+in a unit of work acting as the signed-in user and redirects back with a message; a refused
+operation (bad input, no permission) writes nothing and comes back as an error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.web.contributions import CardPanel, MenuItem, Screen
+from crmkit.web.pages import error_text, redirect, work
+from crmkit_finance import finance
+
+
+def optional_id(value: Any) -> int | None:
+    """A form's id field: empty is ``None``, anything else must be a number."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValidationFailed({"id": [f"not a number: {value!r}"]}) from None
+
+
+def client_names(work: Any, party_ids: Iterable[int | None]) -> dict[int, str]:
+    """Names of the clients the user may see, by id."""
+    return {i: p.name for i, p in work.parties.find_many(i for i in party_ids if i).items()}
+
+
+def safe_back(value: Any, default: str) -> str:
+    """Where a form returns: a local path only (never another site)."""
+    text = str(value or "")
+    return text if text.startswith("/") and not text.startswith("//") else default
+
+
+def attempt(
+    request: Request,
+    back: str,
+    action: Callable[[Any], Any],
+    done: str,
+    then: Callable[[Any], str] | None = None,
+) -> Response:
+    """Run ``action(fin)`` in one unit of work as the user and go back to ``back``.
+
+    Success shows ``done`` (on ``then(result)`` when given); a refusal (invalid input, no
+    permission) rolls everything back and shows why on ``back``.  A record outside the
+    user's scope stays a 404.
+    """
+    try:
+        with work(request) as unit:
+            result = action(finance(unit))
+    except NotFound:
+        raise
+    except (ValidationFailed, PermissionDenied) as refused:
+        return redirect(request, back, error_text(request, refused), kind="error")
+    return redirect(request, then(result) if then else back, done)
+
+
+REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")
+
+
+def screens() -> list[Screen]:
+    """Every finance screen (see the modules for what each does)."""
+    from crmkit_finance.screens import cashdesk, orders
+
+    return [*cashdesk.SCREENS, *orders.SCREENS]
+
+
+def menu_items() -> list[MenuItem]:
+    """Menu entries; each shows only to users who may open its screen."""
+    return [
+        MenuItem("Cash desk", "finance_cashdesk", order=15, icon="💰"),
+        MenuItem("Receivables", "finance_receivables", order=16, icon="🧾"),
+        MenuItem("Invoices", "finance_invoices", order=17, icon="📄"),
+        MenuItem(
+            "Orders",
+            "/lists/finance_order",
+            order=18,
+            icon="🛠",
+            permission=("finance_order", "read"),
+        ),
+    ]
+
+
+def panels() -> list[CardPanel]:
+    """The client card's money panel and the order page's lines, payments and totals."""
+    from crmkit_finance.screens import orders
+
+    return orders.PANELS

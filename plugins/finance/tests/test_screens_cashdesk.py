@@ -1,0 +1,202 @@
+"""The cashier's screens over HTTP: shift, payments, refunds, voids, receivables, invoices."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from crmkit_finance import finance
+from finance_web import clients
+
+from crmkit.testing import factories
+
+
+@pytest.fixture
+def signed_in(shop):
+    return clients(shop.crm)
+
+
+def _completed_order(shop, *items, party_id=None):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work, **({"party_id": party_id} if party_id else {}))
+        for item in items:
+            finance(work).orders.add_line(order, item.id)
+        work.moves.move(order, "done", entity="finance_order")
+        return order
+
+
+def test_a_cashier_opens_a_shift_takes_payments_and_closes_with_a_report(shop, signed_in):
+    order = _completed_order(shop, shop.oil_change, shop.diagnostics)  # 2500.00
+    cashier = signed_in("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    page = cashier.get(desk)
+    assert page.status_code == 200 and 'id="open-shift"' in page.text
+    opened = cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "1 000,00"})
+    assert "Shift opened." in opened.text or "Смена открыта." in opened.text
+    found = cashier.get(desk + f"&q={order.number}")
+    assert f'id="order-{order.id}"' in found.text
+    # a partial cash payment, then the rest by card
+    cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "desk_id": shop.desk.id,
+            "amount": "1000",
+            "method": "cash",
+            "back": desk,
+        },
+    )
+    cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "desk_id": shop.desk.id,
+            "amount": "1500.00",
+            "method": "card",
+            "back": desk,
+        },
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        totals = finance(work).orders.totals(order.id)
+        cash_payment = next(
+            p for p in finance(work).payments.of_order(order.id) if p.method == "cash"
+        )
+    assert totals.paid == Decimal("2500.00") and totals.due == 0
+    # a refund of part of the cash payment
+    cashier.submit(f"/finance/payments/{cash_payment.id}/refund", {"amount": "200", "back": desk})
+    # the drawer holds 1000 + 1000 - 200 = 1800; the cashier counts 1750: 50 short
+    closed = cashier.post(f"/finance/shifts/{_open_shift(shop).id}/close", {"counted": "1750"})
+    assert closed.status_code == 303 and closed.headers["location"].startswith("/finance/shifts/")
+    report = cashier.get(closed.headers["location"])
+    by_method = report.text.split('id="by-method"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r"1\xa0000,00|1,000\.00", by_method)  # cash received
+    assert re.search(r"1\xa0500,00|1,500\.00", by_method)  # card received
+    assert re.search(r"200,00|200\.00", by_method)  # cash returned
+    difference = report.text.split('id="closing-difference">', 1)[1].split("<", 1)[0]
+    assert "50" in difference and "-" in difference.replace("\u2212", "-")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.cashdesk.drawer_balance(fin.cashdesk.desk(shop.desk.id)) == Decimal("1750.00")
+
+
+def _open_shift(shop):
+    with shop.crm.acting_as(shop.cashier) as work:
+        return finance(work).cashdesk.current_shift(shop.desk.id)
+
+
+def test_a_refused_payment_writes_nothing_and_says_why(shop, signed_in):
+    order = _completed_order(shop, shop.oil_change)
+    cashier = signed_in("cashier")
+    # no shift open: a cash payment is refused with the reason, nothing is written
+    page = cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "desk_id": shop.desk.id,
+            "amount": "100",
+            "method": "cash",
+            "back": f"/records/finance_order/{order.id}",
+        },
+    )
+    assert 'class="flash error"' in page.text and "Desk 1" in page.text
+    too_precise = cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "amount": "10.001",
+            "method": "transfer",
+            "back": f"/records/finance_order/{order.id}",
+        },
+    )
+    assert 'class="flash error"' in too_precise.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).payments.of_order(order.id) == []
+
+
+def test_prepayment_cashback_and_void_from_the_order_page(shop, signed_in):
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", expiry_days=365)
+    first = _completed_order(shop, shop.oil_change)  # 1500.00
+    cashier = signed_in("cashier")
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    back = f"/records/finance_order/{first.id}"
+    cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": first.id,
+            "desk_id": shop.desk.id,
+            "amount": "1500",
+            "method": "card",
+            "back": back,
+        },
+    )
+    card = cashier.get(f"/clients/{shop.client.id}")
+    assert card.status_code == 200
+    cashback = card.text.split('id="client-cashback">', 1)[1].split("<", 1)[0]
+    assert "150" in cashback
+    # a prepayment on a new order, partly with cashback
+    with shop.crm.acting_as(shop.manager) as work:
+        second = shop.order(work)
+        finance(work).orders.add_line(second, shop.diagnostics.id)  # 1000.00
+    back = f"/records/finance_order/{second.id}"
+    page = cashier.get(back)
+    assert 'id="order-lines"' in page.text and "Diagnostics" in page.text
+    cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": second.id,
+            "amount": "150",
+            "method": "cashback",
+            "back": back,
+        },
+    )
+    cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": second.id,
+            "desk_id": shop.desk.id,
+            "amount": "300",
+            "method": "cash",
+            "back": back,
+        },
+    )
+    page = cashier.get(back)
+    due = page.text.split('id="order-due">', 1)[1].split("<", 1)[0]
+    assert "550" in due
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        cash = next(p for p in fin.payments.of_order(second.id) if p.method == "cash")
+        assert fin.cashback.balance(shop.client.id) == 0
+    voided = cashier.submit(
+        f"/finance/payments/{cash.id}/void", {"reason": "wrong order", "back": back}
+    )
+    assert "850" in voided.text.split('id="order-due">', 1)[1].split("<", 1)[0]
+    refused = cashier.submit(f"/finance/payments/{cash.id}/void", {"reason": "again", "back": back})
+    assert 'class="flash error"' in refused.text
+
+
+def test_receivables_and_a_corporate_invoice_paid_by_transfer(shop, signed_in):
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = factories.organisation(work, name="ООО «Вектор»", customer_type="corporate")
+        work.records("finance_contract").create(party_id=firm.id, number="Д-1", payment_days=10)
+    one = _completed_order(shop, shop.oil_change, party_id=firm.id)
+    two = _completed_order(shop, shop.diagnostics, party_id=firm.id)
+    accountant = signed_in("accountant")
+    owed = accountant.get("/finance/receivables")
+    row = owed.text.split("ООО «Вектор»", 1)[1].split("</tr>", 1)[0]
+    assert re.search(r"2\xa0500,00|2,500\.00", row)
+    form = accountant.get(f"/finance/invoices?client={firm.id}")
+    assert f'value="{one.id}"' in form.text and f'value="{two.id}"' in form.text
+    issued = accountant.post("/finance/invoices", {"order_id": [one.id, two.id]})
+    assert issued.status_code == 303
+    invoice_page = issued.headers["location"]
+    page = accountant.get(invoice_page)
+    assert "Oil change" in page.text and "Д-1" in page.text
+    # the cashier sees and prints the invoice, books the transfer; cannot issue one
+    cashier = signed_in("cashier")
+    assert 'id="issue-invoice"' not in cashier.get("/finance/invoices").text
+    assert cashier.post("/finance/invoices", {"order_id": [one.id]}).status_code == 404
+    paid = cashier.submit(invoice_page + "/pay", {"amount": "2500.00", "reference": "п/п 17"})
+    assert re.search(r'id="outstanding">0,00|id="outstanding">RUB0\.00', paid.text)
+    assert "ООО «Вектор»" not in cashier.get("/finance/receivables").text

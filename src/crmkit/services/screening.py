@@ -1,0 +1,487 @@
+"""Duplicate screening: which existing parties a new lead probably is.
+
+Candidates come from two kinds of evidence:
+
+* **exact keys** — a phone (E.164), an email, a website or the organisation's domain
+  behind an email or a website, looked up among contact points (B-tree indexes);
+* **the name** — the name is folded to a Latin *skeleton* (:func:`crmkit.identity.name_skeleton`:
+  legal forms, quotes, case and Cyrillic/Latin spelling removed), split into blocking keys
+  (each word, the sorted words, the words run together) and looked up in
+  ``party_match_key``.  Words with a typo are first corrected against the vocabulary of
+  known words (``match_word``) with a trigram index: ``pg_trgm`` on PostgreSQL, an FTS5
+  ``trigram`` table on SQLite.  The few hundred parties found are scored with rapidfuzz.
+
+Keys are kept on every write (create, rename, bulk import, merge) by :func:`index_names`.
+Screening sees the whole base: a lead creator must learn that a colleague already works
+with this company.  What the actor may not see of a candidate (its owner, a link to it) is
+left out of the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from rapidfuzz import fuzz
+from rapidfuzz import process as fuzz_process
+from sqlalchemy import and_, delete, or_, select, text, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from crmkit.identity import contact_key, domain_key, name_match_keys, name_skeleton
+from crmkit.model import ContactPoint, MatchWord, Party, PartyMatchKey, User
+from crmkit.model.party import MATCH_WORD_FTS
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+#: How many parties one blocking key may bring in (a very common word brings in some of
+#: them; rarer words and the whole-name keys carry the match).
+POSTINGS_PER_KEY = 300
+#: Parties scored with rapidfuzz after blocking.
+SCORED_CANDIDATES = 300
+#: Similar vocabulary words tried for each word of the name.
+SIMILAR_WORDS = 8
+#: A similar word must be at least this close (rapidfuzz ratio) to count.
+WORD_SIMILARITY = 72
+
+#: The score of a candidate found only by its domain (below the default threshold).
+DOMAIN_SCORE = 75
+
+_DIGITS = re.compile(r"\d+")
+
+REASON_LABELS = {
+    "phone": "same phone",
+    "email": "same email",
+    "website": "same website",
+    "domain": "same domain",
+    "name": "similar name",
+}
+
+
+@attrs.frozen
+class Candidate:
+    """An existing party that a new one probably duplicates.
+
+    ``score`` is 0-100 (100: an exact key matched); ``reasons`` name the evidence
+    (``phone``, ``email``, ``website``, ``domain``, ``name``).  ``visible`` says whether the
+    actor may open the party; when not, ``owner_id`` and ``owner_name`` are ``None``.
+    """
+
+    id: int
+    name: str
+    kind: str
+    score: int
+    reasons: tuple[str, ...]
+    name_score: int
+    pipeline: str | None
+    stage: str | None
+    stage_label: str | None
+    visible: bool
+    owner_id: int | None
+    owner_name: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able form (the API's ``candidates``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "score": self.score,
+            "reasons": list(self.reasons),
+            "stage": self.stage,
+            "stage_label": self.stage_label,
+            "visible": self.visible,
+            "owner_id": self.owner_id,
+            "owner_name": self.owner_name,
+        }
+
+
+@attrs.frozen
+class Probe:
+    """What a screening compares: a name and contact values as typed."""
+
+    name: str = ""
+    kind: str = "organisation"
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    websites: tuple[str, ...] = ()
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Probe:
+        """A probe from party input (``name``/``first_name``/``last_name``, ``contact_points``)."""
+        kind = values.get("kind") or "organisation"
+        name = (values.get("name") or "").strip()
+        if not name and kind == "person":
+            name = " ".join(p for p in (values.get("first_name"), values.get("last_name")) if p)
+        found: dict[str, list[str]] = defaultdict(list)
+        for point in values.get("contact_points") or ():
+            if isinstance(point, Mapping) and point.get("value"):
+                found[str(point.get("kind"))].append(str(point["value"]))
+        return cls(
+            name=name,
+            kind=kind,
+            phones=tuple(found["phone"]),
+            emails=tuple(found["email"]),
+            websites=tuple(found["website"]),
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.name.strip() or self.phones or self.emails or self.websites)
+
+
+class ScreeningService:
+    """Find likely duplicates of a party before it is created (``work.screening``)."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    @property
+    def threshold(self) -> int:
+        """The name score (0-100) from which a candidate is reported."""
+        return int(self.work.crm.config["screening.threshold"])
+
+    def candidates(
+        self,
+        name: str = "",
+        *,
+        kind: str = "organisation",
+        phones: Iterable[str] = (),
+        emails: Iterable[str] = (),
+        websites: Iterable[str] = (),
+        exclude: Iterable[int] = (),
+        limit: int = 10,
+        threshold: int | None = None,
+    ) -> list[Candidate]:
+        """Likely duplicates of a party with this name and these contacts, best first.
+
+        Any of the arguments may be empty (a screening screen probes with whatever was
+        typed).  ``exclude`` leaves out parties (the record itself, when editing).
+        """
+        probe = Probe(
+            name=name or "",
+            kind=kind or "organisation",
+            phones=tuple(p for p in phones if p and str(p).strip()),
+            emails=tuple(e for e in emails if e and str(e).strip()),
+            websites=tuple(w for w in websites if w and str(w).strip()),
+        )
+        return self.screen(probe, exclude=exclude, limit=limit, threshold=threshold)
+
+    def for_values(self, values: Mapping[str, Any], **options: Any) -> list[Candidate]:
+        """Likely duplicates of a party about to be created from ``values`` (service input)."""
+        return self.screen(Probe.from_values(values), **options)
+
+    def probe_text(self, typed: str, **options: Any) -> list[Candidate]:
+        """Candidates for one pasted value: a phone, an email, a website or a name.
+
+        Whatever looks like an address is also tried as a name, so ``Ромашка`` and
+        ``romashka.ru`` and ``+7 916 123-45-67`` all work in one search box.
+        """
+        typed = (typed or "").strip()
+        if not typed:
+            return []
+        region = self.work.crm.config["locale.phone_region"]
+        phones = [typed] if contact_key("phone", typed, region=region).valid else []
+        emails = [typed] if "@" in typed else []
+        websites = [typed] if ("." in typed and " " not in typed and "@" not in typed) else []
+        name = typed if not (phones or emails) else ""
+        if websites:
+            name = typed.split("//")[-1].removeprefix("www.").split(".")[0]
+        probe = Probe(
+            name=name, phones=tuple(phones), emails=tuple(emails), websites=tuple(websites)
+        )
+        return self.screen(probe, **options)
+
+    # -- the search --------------------------------------------------------------------
+
+    def screen(
+        self,
+        probe: Probe,
+        *,
+        exclude: Iterable[int] = (),
+        limit: int = 10,
+        threshold: int | None = None,
+    ) -> list[Candidate]:
+        """Candidates for a :class:`Probe`, best first, at most ``limit``."""
+        if probe.empty:
+            return []
+        self.work.access.require("party", "create")
+        threshold = self.threshold if threshold is None else threshold
+        connection = self.work.session.connection()
+        reasons: dict[int, set[str]] = defaultdict(set)
+        for party_id, reason in self._contact_matches(connection, probe):
+            reasons[party_id].add(reason)
+        skeleton = name_skeleton(probe.name, probe.kind) if probe.name.strip() else ""
+        blocked = self._name_block(connection, skeleton) if skeleton else []
+        ids = set(reasons) | set(blocked)
+        ids -= {int(i) for i in exclude}
+        if not ids:
+            return []
+        rows = connection.execute(
+            select(
+                Party.id,
+                Party.name,
+                Party.kind,
+                Party.pipeline,
+                Party.stage,
+                Party.owner_id,
+            ).where(Party.id.in_(sorted(ids)), Party.merged_into_id.is_(None))
+        ).all()
+        scored = []
+        for row in rows:
+            name_score = _name_score(skeleton, name_skeleton(row.name, row.kind)) if skeleton else 0
+            why = set(reasons.get(row.id, ()))
+            if name_score >= threshold:
+                why.add("name")
+            if not why:
+                continue
+            # a shared domain alone suggests a colleague or a branch: shown, never blocking
+            score = 100 if why - {"name", "domain"} else max(name_score, DOMAIN_SCORE)
+            scored.append((score, name_score, row, why))
+        scored.sort(key=lambda s: (-s[0], -s[1], s[2].id))
+        scored = scored[:limit]
+        return self._describe(scored)
+
+    def _contact_matches(self, connection: Connection, probe: Probe) -> list[tuple[int, str]]:
+        region = self.work.crm.config["locale.phone_region"]
+        clauses = []
+        domains: set[str] = set()
+        for kind, values in (
+            ("phone", probe.phones),
+            ("email", probe.emails),
+            ("website", probe.websites),
+        ):
+            keys = set()
+            for value in values:
+                normalized = contact_key(kind, str(value), region=region)
+                if not normalized.key:
+                    continue
+                if kind == "phone" and sum(c.isdigit() for c in normalized.key) < 6:
+                    continue  # "12-34" matches too much to mean anything
+                keys.add(normalized.key)
+                domain = domain_key(kind, normalized.key)
+                if domain:
+                    domains.add(domain)
+            if keys:
+                clauses.append(and_(ContactPoint.kind == kind, ContactPoint.key.in_(sorted(keys))))
+        if domains:
+            clauses.append(ContactPoint.domain.in_(sorted(domains)))
+        if not clauses:
+            return []
+        found = connection.execute(
+            select(ContactPoint.party_id, ContactPoint.kind, ContactPoint.key, ContactPoint.domain)
+            .where(or_(*clauses))
+            .limit(500)
+        ).all()
+        exact = {(k, key) for k, vs in (
+            ("phone", probe.phones), ("email", probe.emails), ("website", probe.websites)
+        ) for key in (contact_key(k, str(v), region=region).key for v in vs)}  # fmt: skip
+        matches = []
+        for party_id, kind, key, domain in found:
+            if (kind, key) in exact:
+                matches.append((party_id, kind))
+            elif domain and domain in domains:
+                matches.append((party_id, "domain"))
+        return matches
+
+    def _name_block(self, connection: Connection, skeleton: str) -> list[int]:
+        """Parties sharing blocking keys with the name (or with corrected spellings of it)."""
+        words = skeleton.split()
+        compact = "".join(words)
+        weights: dict[str, float] = {}
+        for key in name_match_keys(skeleton):
+            weights[key] = 1.0 if key.startswith("w:") else 3.0
+        weights[f"c:{compact}"[:120]] = 3.0
+        weights.setdefault(f"w:{compact}"[:120], 3.0)
+        for word in {w for w in words if len(w) >= 4} | ({compact} if len(words) > 1 else set()):
+            for similar, similarity in self.similar_words(connection, word):
+                key = f"w:{similar}"[:120]
+                weights[key] = max(weights.get(key, 0.0), similarity / 100.0)
+        statements = [
+            select(PartyMatchKey.key, PartyMatchKey.party_id)
+            .where(PartyMatchKey.key == key)
+            .limit(POSTINGS_PER_KEY)
+            .subquery()
+            .select()
+            for key in weights
+        ]
+        rank: dict[int, float] = defaultdict(float)
+        for key, party_id in connection.execute(union_all(*statements)):
+            rank[party_id] += weights.get(key, 0.0)
+        best = sorted(rank.items(), key=lambda item: -item[1])[:SCORED_CANDIDATES]
+        return [party_id for party_id, _ in best]
+
+    def similar_words(self, connection: Connection, word: str) -> list[tuple[str, float]]:
+        """Known words spelled like ``word`` (itself included when known), with a 0-100 score.
+
+        PostgreSQL: ``pg_trgm``'s ``%`` operator on the GIN index; SQLite: the FTS5
+        trigram table, any of the word's trigrams, best ranked first.
+        """
+        if connection.dialect.name == "postgresql":
+            rows = connection.execute(
+                text(
+                    "SELECT word FROM match_word WHERE word OPERATOR(public.%) :word "
+                    "ORDER BY public.similarity(word, :word) DESC LIMIT :n"
+                ),
+                {"word": word, "n": SIMILAR_WORDS * 3},
+            ).scalars()
+        elif connection.dialect.name == "sqlite":
+            grams = sorted({word[i : i + 3] for i in range(len(word) - 2)})
+            if not grams:
+                return []
+            query = " OR ".join('"' + g.replace('"', '""') + '"' for g in grams)
+            rows = connection.execute(
+                text(
+                    f"SELECT word FROM {MATCH_WORD_FTS} WHERE {MATCH_WORD_FTS} MATCH :q "
+                    "ORDER BY rank LIMIT :n"
+                ),
+                {"q": query, "n": SIMILAR_WORDS * 3},
+            ).scalars()
+        else:
+            rows = connection.execute(
+                select(MatchWord.word).where(MatchWord.word.like(word[:3] + "%")).limit(100)
+            ).scalars()
+        found = fuzz_process.extract(
+            word, list(rows), scorer=fuzz.ratio, limit=SIMILAR_WORDS, score_cutoff=WORD_SIMILARITY
+        )
+        return [(choice, score) for choice, score, _ in found]
+
+    def _describe(self, scored: Sequence[tuple[int, int, Any, set[str]]]) -> list[Candidate]:
+        if not scored:
+            return []
+        ids = [row.id for _, _, row, _ in scored]
+        visible = set(self.work.parties.find_many(ids))
+        owner_ids = {row.owner_id for _, _, row, _ in scored if row.id in visible and row.owner_id}
+        owners = (
+            {
+                user_id: display or username
+                for user_id, display, username in self.work.session.execute(
+                    select(User.id, User.display_name, User.username).where(
+                        User.id.in_(sorted(owner_ids))
+                    )
+                )
+            }
+            if owner_ids
+            else {}
+        )
+        result = []
+        for score, name_score, row, why in scored:
+            seen = row.id in visible
+            result.append(
+                Candidate(
+                    id=row.id,
+                    name=row.name,
+                    kind=row.kind,
+                    score=round(score),
+                    reasons=tuple(r for r in REASON_LABELS if r in why),
+                    name_score=round(name_score),
+                    pipeline=row.pipeline,
+                    stage=row.stage,
+                    stage_label=self._stage_label(row.pipeline, row.stage),
+                    visible=seen,
+                    owner_id=row.owner_id if seen else None,
+                    owner_name=owners.get(row.owner_id) if seen else None,
+                )
+            )
+        return result
+
+    def _stage_label(self, pipeline: str | None, stage: str | None) -> str | None:
+        if not pipeline or not stage:
+            return stage
+        definition = self.work.crm.pipelines.get(pipeline)
+        if definition is None or not definition.has_stage(stage):
+            return stage
+        return str(definition.stage(stage).label)
+
+
+def _name_score(probe: str, other: str) -> float:
+    """How alike two name skeletons are (0-100): word order and spacing do not matter.
+
+    Numbers must agree: ``Автосервис 5`` and ``Автосервис 15`` are two businesses.
+    """
+    if not probe or not other:
+        return 0.0
+    if _DIGITS.findall(probe) != _DIGITS.findall(other):
+        return min(60.0, fuzz.token_sort_ratio(probe, other))
+    return max(
+        fuzz.token_sort_ratio(probe, other),
+        fuzz.ratio(probe.replace(" ", ""), other.replace(" ", "")),
+    )
+
+
+# -- keeping the keys ---------------------------------------------------------------------
+
+
+def index_names(
+    connection: Connection,
+    parties: Sequence[tuple[int, str, str]],
+    *,
+    replace: bool = False,
+    bulk: bool = False,
+) -> None:
+    """Write the blocking keys of ``(party_id, name, kind)`` triples and their words.
+
+    ``replace`` drops the parties' old keys first (a rename).  ``bulk`` writes keys with
+    the bulk path (COPY on PostgreSQL) and assumes the parties are new.
+    """
+    from crmkit.services.bulk import insert_rows
+
+    if not parties:
+        return
+    if replace:
+        ids = [p[0] for p in parties]
+        for start in range(0, len(ids), 500):
+            connection.execute(
+                delete(PartyMatchKey).where(PartyMatchKey.party_id.in_(ids[start : start + 500]))
+            )
+    rows: list[dict[str, Any]] = []
+    words: set[str] = set()
+    for party_id, name, kind in parties:
+        skeleton = name_skeleton(name or "", kind or "organisation")
+        for key in name_match_keys(skeleton):
+            rows.append({"key": key, "party_id": party_id})
+            if key.startswith("w:"):
+                words.add(key[2:])
+    add_words(connection, words)
+    if bulk:
+        insert_rows(connection, PartyMatchKey.__table__, rows)
+    elif rows:
+        connection.execute(PartyMatchKey.__table__.insert(), rows)
+
+
+def add_words(connection: Connection, words: Iterable[str]) -> None:
+    """Add words to the vocabulary, skipping known ones (safe against concurrent writers)."""
+    wanted = sorted({w for w in words if w})
+    if not wanted:
+        return
+    known: set[str] = set()
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        known.update(
+            connection.execute(select(MatchWord.word).where(MatchWord.word.in_(chunk))).scalars()
+        )
+    new = [{"word": w} for w in wanted if w not in known]
+    if not new:
+        return
+    if connection.dialect.name == "postgresql":
+        statement: Any = postgresql.insert(MatchWord).on_conflict_do_nothing(
+            index_elements=["word"]
+        )
+    elif connection.dialect.name == "sqlite":
+        statement = sqlite.insert(MatchWord).on_conflict_do_nothing(index_elements=["word"])
+    else:  # pragma: no cover - other databases are not supported
+        statement = MatchWord.__table__.insert()
+    connection.execute(statement, new)
+
+
+def forget_names(connection: Connection, party_ids: Iterable[int]) -> None:
+    """Drop the blocking keys of parties (merged away): they no longer screen."""
+    ids = sorted({int(i) for i in party_ids})
+    for start in range(0, len(ids), 500):
+        connection.execute(
+            delete(PartyMatchKey).where(PartyMatchKey.party_id.in_(ids[start : start + 500]))
+        )

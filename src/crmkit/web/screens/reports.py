@@ -1,0 +1,176 @@
+"""Reports: every registered report (``crmkit_register_reports``) as a table and a chart.
+
+``/reports`` lists the reports the user may run: one of the report's ``roles`` (any role
+when it names none; an admin runs every report) and ``read`` on its ``entity``.  Others are
+404, like a missing page.  ``/reports/<name>`` shows the parameter form (from
+``Report.params``: ``"date"``, a list of choices, or an entity name whose records are
+offered), the table with its totals and the Chart.js chart; ``/reports/<name>/export.csv``
+and ``.xlsx`` download the same figures, for users who may also ``export`` the entity.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from babel import numbers
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.reports import Report, export, export_formats
+from crmkit.web import i18n
+from crmkit.web.pages import NotFoundPage, actor_can, error_text, render, work
+
+MONEY_PATTERN = "#,##0.00"
+CHOICES_LIMIT = 200
+
+
+def may_run(request: Request, report: Report) -> bool:
+    """Whether the signed-in user may run ``report`` (roles, then the entity's ``read``)."""
+    roles = request.state.actor.roles
+    if report.roles and "admin" not in roles and not (set(report.roles) & roles):
+        return False
+    return report.entity is None or actor_can(request, report.entity, "read")
+
+
+def may_export(request: Request, report: Report) -> bool:
+    """Whether the user may also download it (``export`` on the report's entity)."""
+    return may_run(request, report) and (
+        report.entity is None or actor_can(request, report.entity, "export")
+    )
+
+
+def _report_or_404(request: Request) -> Report:
+    report = request.app.state.crm.reports.get(request.path_params["name"])
+    if report is None or not may_run(request, report):
+        raise NotFoundPage()
+    return report
+
+
+async def index(request: Request) -> Response:
+    """The reports this user may run."""
+    reports = [r for r in request.app.state.crm.reports.values() if may_run(request, r)]
+    if not reports:
+        raise NotFoundPage()
+    return render(request, "reports.html", {"title": "Reports", "reports": reports})
+
+
+def _params(report: Report, query: Any) -> dict[str, str]:
+    return {key: query[key] for key in report.params if query.get(key)}
+
+
+def _inputs(unit: Any, report: Report, values: dict[str, str]) -> list[dict[str, Any]]:
+    """Form inputs for a report's parameters."""
+    crm = unit.crm
+    inputs = []
+    for key, kind in report.params.items():
+        entry: dict[str, Any] = {"name": key, "value": values.get(key, "")}
+        if isinstance(kind, list | tuple):
+            entry.update(kind="select", choices=[(str(c), str(c)) for c in kind], blank=False)
+        elif kind in crm.entities:
+            entity = crm.entities[kind]
+            records = unit.records(kind).list(limit=CHOICES_LIMIT)
+            choices = [(str(r.id), entity.title_of(r) or f"#{r.id}") for r in records]
+            entry.update(kind="select", choices=choices, blank=True)
+        else:
+            entry.update(kind="date" if kind == "date" else "text")
+        inputs.append(entry)
+    return inputs
+
+
+def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
+    if value is None or value == "":
+        return ""
+    if kind == "money" and isinstance(value, Decimal | int | float):
+        return numbers.format_decimal(value, MONEY_PATTERN, locale=locale.language)
+    if kind in ("number", "percent") and isinstance(value, Decimal | int | float):
+        text = locale.number(value)
+        return text + (" %" if kind == "percent" else "")
+    if kind == "date":
+        return locale.date(value)
+    return i18n.gettext(str(value)) if isinstance(value, str) else str(value)
+
+
+def _chart_json(chart: Any) -> str | None:
+    if not chart:
+        return None
+    return json.dumps(chart, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
+
+
+async def report_page(request: Request) -> Response:
+    """One report: its parameter form, table, totals and chart."""
+    report = _report_or_404(request)
+    locale = request.state.locale
+    values = _params(report, request.query_params)
+    result = None
+    error = None
+    with work(request) as unit:
+        inputs = _inputs(unit, report, values)
+        try:
+            result = report.build(unit, values)
+        except (ValidationFailed, PermissionDenied) as refused:
+            error = error_text(request, refused)
+    rows = []
+    totals = None
+    headers = []
+    if result is not None:
+        with i18n.activate(locale):
+            # translated here: a label may hold a "%" that the template's _() would format
+            headers = [
+                (i18n.gettext(c.label), c.kind in ("money", "number", "percent"))
+                for c in result.columns
+            ]
+            rows = [
+                [_cell(locale, row.get(c.key), c.kind) for c in result.columns]
+                for row in result.rows
+            ]
+            if result.totals:
+                totals = [_cell(locale, result.totals.get(c.key), c.kind) for c in result.columns]
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in values.items())
+    return render(
+        request,
+        "report.html",
+        {
+            "title": report.label,
+            "report": report,
+            "inputs": inputs,
+            "result": result,
+            "headers": headers,
+            "rows": rows,
+            "totals": totals,
+            "chart": _chart_json(result.chart) if result is not None else None,
+            "error": error,
+            "formats": export_formats() if may_export(request, report) else (),
+            "query": query,
+        },
+        # a report opened without its parameters shows why next to the empty form
+        status=422 if error is not None and values else 200,
+    )
+
+
+async def download(request: Request) -> Response:
+    """The report as a CSV or XLSX file."""
+    report = _report_or_404(request)
+    fmt = request.path_params["format"]
+    if fmt not in export_formats() or not may_export(request, report):
+        raise NotFoundPage()
+    with work(request) as unit:
+        result = report.build(unit, _params(report, request.query_params))
+    with i18n.activate(request.state.locale):
+        title = i18n.gettext(report.label)
+        translated = type(result)(
+            columns=[type(c)(c.key, i18n.gettext(c.label), c.kind) for c in result.columns],
+            rows=result.rows,
+            chart=result.chart,
+            totals=result.totals,
+        )
+    content, media_type, extension = export(translated, fmt, title)
+    filename = f"{report.name}.{extension}"
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,97 @@
+"""Duplicate screening: exact keys, fuzzy names, keys kept on every write, creation refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmkit.errors import DuplicatesFound
+from crmkit.testing import add_user
+
+
+@pytest.fixture
+def agent(crm):
+    return add_user(crm, "agent", ["agent"])
+
+
+@pytest.fixture
+def base(crm):
+    """A few organisations created through the service (keys kept on write)."""
+    with crm.system() as work:
+        ids = {
+            name: work.parties.create(name=name, contact_points=points, confirm_duplicates=True).id
+            for name, points in [
+                ("ООО «Ромашка»", [{"kind": "phone", "value": "8 (916) 123-45-67"}]),
+                ("ЗАО «Альфа-Строй»", [{"kind": "email", "value": "Info@Alfastroy.ru"}]),
+                ("Яндекс", [{"kind": "website", "value": "https://www.yandex.ru/"}]),
+                ("Автосервис 5", []),
+                ("Северная звезда", [{"kind": "email", "value": "boss@gmail.com"}]),
+            ]
+        }
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected", "reason"),
+    [
+        ("ромашка", "ООО «Ромашка»", "name"),  # legal form and quotes
+        ("Romashka LLC", "ООО «Ромашка»", "name"),  # transliteration
+        ("ООО Ромащка", "ООО «Ромашка»", "name"),  # a typo
+        ("Строй Альфа", "ЗАО «Альфа-Строй»", "name"),  # word order
+        ("АльфаСтрой", "ЗАО «Альфа-Строй»", "name"),  # words run together
+        ("Yandex", "Яндекс", "name"),
+        ("+7 916 123-45-67", "ООО «Ромашка»", "phone"),
+        ("916 1234567", "ООО «Ромашка»", "phone"),
+        ("info@alfastroy.ru", "ЗАО «Альфа-Строй»", "email"),
+        ("sales@alfastroy.ru", "ЗАО «Альфа-Строй»", "domain"),
+        ("yandex.ru", "Яндекс", "website"),
+    ],
+)
+def test_screening_finds_near_duplicates(crm, base, agent, typed, expected, reason):
+    with crm.acting_as(agent) as work:
+        found = work.screening.probe_text(typed)
+    assert found, f"nothing found for {typed!r}"
+    assert found[0].name == expected
+    assert reason in found[0].reasons
+
+
+def test_different_numbers_and_public_mail_are_not_duplicates(crm, base, agent):
+    with crm.acting_as(agent) as work:
+        assert work.screening.candidates("Автосервис 15") == []
+        assert work.screening.candidates("Кто-то", emails=["other@gmail.com"]) == []
+        assert work.screening.candidates("Совершенно новая фирма") == []
+
+
+def test_owner_is_shown_only_to_who_may_see_the_party(crm, agent):
+    other = add_user(crm, "other", ["agent"])
+    with crm.acting_as(other) as work:
+        mine = work.parties.create(name="ООО «Вектор»")
+    with crm.acting_as(agent) as work:
+        [hidden] = work.screening.candidates("Вектор")
+        assert hidden.id == mine.id and not hidden.visible
+        assert hidden.owner_id is None and hidden.owner_name is None
+        assert hidden.stage == mine.stage
+    with crm.acting_as(other) as work:
+        [seen] = work.screening.candidates("Vektor")
+        assert seen.visible and seen.owner_name == "other"
+
+
+def test_creating_a_duplicate_is_refused_until_confirmed(crm, base, agent):
+    with pytest.raises(DuplicatesFound) as info, crm.acting_as(agent) as work:
+        work.parties.create(name="ромашка", contact_points=[{"kind": "email", "value": "a@b.ru"}])
+    assert info.value.candidates[0]["id"] == base["ООО «Ромашка»"]
+    with crm.acting_as(agent) as work:
+        created = work.parties.create(name="ромашка", confirm_duplicates=True)
+        assert created.id not in base.values()
+
+
+def test_keys_follow_renames_bulk_imports_and_merges(crm, base, agent):
+    with crm.system() as work:
+        work.parties.update(base["Северная звезда"], name="Полярная звезда")
+        result = work.parties.bulk_create([{"name": "ООО «Техносила»"}, {"name": "Вымпел"}])
+    with crm.acting_as(agent) as work:
+        assert [c.id for c in work.screening.candidates("Полярная звезда")] == [
+            base["Северная звезда"]
+        ]
+        assert work.screening.candidates("Северная звезда", threshold=95) == []
+        assert [c.id for c in work.screening.candidates("Техносила")] == [result.ids[0]]
+        assert [c.id for c in work.screening.candidates("Vympel")] == [result.ids[1]]
