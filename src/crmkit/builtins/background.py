@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from crmkit.config import Setting
-from crmkit.jobs import OutboxHandler
+from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.plugins import hookimpl
 
 
@@ -53,6 +53,13 @@ def crmkit_register_settings() -> list[Setting]:
             "How often (across all workers) the outbox is swept for items whose wake-up was lost.",
         ),
         Setting(
+            "reminders.escalate_after_minutes",
+            float,
+            60.0,
+            "Minutes after which an overdue task, or a fired reminder nobody dealt with, is "
+            "raised to the responsible person's manager.",
+        ),
+        Setting(
             "webhook.timeout_seconds",
             float,
             10.0,
@@ -74,3 +81,28 @@ def crmkit_register_commands(cli: Any) -> None:
 
     cli.add_command(worker)
     cli.add_command(jobs)
+
+
+@hookimpl
+def crmkit_register_jobs() -> list[Job]:
+    from crmkit.jobs.reminders import raise_overdue
+
+    return [
+        Job(
+            "crmkit.overdue",
+            raise_overdue,
+            description="Tell assignees about overdue tasks; raise late ones to managers.",
+        )
+    ]
+
+
+@hookimpl
+def crmkit_register_schedules() -> list[Schedule]:
+    return [Schedule("crmkit.overdue", "crmkit.overdue", every_seconds=30, lease_seconds=300)]
+
+
+@hookimpl
+def crmkit_configure(crm: Any) -> None:
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    crm.tickers.append(fire_due_reminders)

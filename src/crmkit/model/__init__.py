@@ -20,6 +20,7 @@ from crmkit.model.base import (
     user_fk,
 )
 from crmkit.model.jobs import JobSchedule
+from crmkit.model.notify import NotificationPreference
 from crmkit.model.party import (
     ContactKind,
     ContactPoint,
@@ -97,6 +98,7 @@ __all__ = [
     "Mention",
     "MessageTemplate",
     "Notification",
+    "NotificationPreference",
     "OutboxItem",
     "OwnedMixin",
     "Party",
