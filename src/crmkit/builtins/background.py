@@ -70,9 +70,13 @@ def crmkit_register_settings() -> list[Setting]:
 
 @hookimpl
 def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
+    from crmkit.automation.engine import KIND, run_queued
     from crmkit.jobs.handlers import CORE_HANDLERS
 
-    return list(CORE_HANDLERS)
+    return [
+        *CORE_HANDLERS,
+        OutboxHandler(KIND, run_queued, "Run an automation rule as the assistant."),
+    ]
 
 
 @hookimpl
@@ -85,6 +89,7 @@ def crmkit_register_commands(cli: Any) -> None:
 
 @hookimpl
 def crmkit_register_jobs() -> list[Job]:
+    from crmkit.automation.engine import scan_clock
     from crmkit.jobs.reminders import raise_overdue
 
     return [
@@ -92,13 +97,33 @@ def crmkit_register_jobs() -> list[Job]:
             "crmkit.overdue",
             raise_overdue,
             description="Tell assignees about overdue tasks; raise late ones to managers.",
-        )
+        ),
+        Job(
+            "crmkit.automation.clock",
+            scan_clock,
+            description="Queue automation rules due by time (before bookings, idle clients).",
+        ),
     ]
 
 
 @hookimpl
 def crmkit_register_schedules() -> list[Schedule]:
-    return [Schedule("crmkit.overdue", "crmkit.overdue", every_seconds=30, lease_seconds=300)]
+    return [
+        Schedule("crmkit.overdue", "crmkit.overdue", every_seconds=30, lease_seconds=300),
+        Schedule(
+            "crmkit.automation.clock",
+            "crmkit.automation.clock",
+            every_seconds=60,
+            lease_seconds=300,
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_handle_event(event: Any, work: Any) -> None:
+    from crmkit.automation.engine import on_event
+
+    on_event(event, work)
 
 
 @hookimpl

@@ -125,8 +125,10 @@ def claim(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
 
 
 def error_text(exc: BaseException) -> str:
+    from crmkit.errors import CrmkitError
+
     text = f"{type(exc).__name__}: {exc}".strip()
-    if not isinstance(exc, PermanentFailure):
+    if not isinstance(exc, PermanentFailure | CrmkitError):  # those explain themselves
         frames = traceback.extract_tb(exc.__traceback__)
         if frames:
             last = frames[-1]

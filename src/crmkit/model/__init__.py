@@ -2,6 +2,7 @@
 
 from crmkit.model.access_state import AccessGeneration, attach_all_triggers
 from crmkit.model.api_token import ApiToken
+from crmkit.model.automation import AutomationFailure, AutomationRule
 from crmkit.model.base import (
     Amount,
     Base,
@@ -77,6 +78,8 @@ __all__ = [
     "ApiToken",
     "Attachment",
     "AuditEntry",
+    "AutomationFailure",
+    "AutomationRule",
     "Base",
     "CalendarEvent",
     "CalendarFeed",
