@@ -20,6 +20,8 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
+from crmkit.model.conversation import Conversation
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.notify import NotificationPreference
 from crmkit.model.party import (
@@ -28,6 +30,7 @@ from crmkit.model.party import (
     CustomerType,
     GroupMembership,
     MatchWord,
+    MatchWordVariant,
     Party,
     PartyGroup,
     PartyKind,
@@ -85,19 +88,24 @@ __all__ = [
     "CalendarFeed",
     "ContactKind",
     "ContactPoint",
+    "Conversation",
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",
+    "DuplicateReport",
     "EventAttendee",
     "FieldDefinition",
     "GroupGrant",
     "GroupMembership",
     "IdMixin",
     "IdType",
+    "ImportMapping",
+    "ImportRun",
     "JSONType",
     "JobSchedule",
     "LoginFailure",
     "MatchWord",
+    "MatchWordVariant",
     "Mention",
     "MessageTemplate",
     "Notification",
