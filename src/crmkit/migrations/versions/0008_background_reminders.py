@@ -1,7 +1,7 @@
 """Reminders and overdue tasks raised by the workers; notification forwarding preferences.
 
-Revision ID: 0006_reminders
-Revises: c1b4e5a0d2f7
+Revision ID: 0008_reminders
+Revises: 07ca17593b37
 Create Date: 2026-11-22 15:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import crmkit.model.base
 
-revision: str = "0006_reminders"
-down_revision: str | Sequence[str] | None = "c1b4e5a0d2f7"
+revision: str = "0008_reminders"
+down_revision: str | Sequence[str] | None = "07ca17593b37"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

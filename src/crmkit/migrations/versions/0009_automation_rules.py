@@ -1,7 +1,7 @@
 """Automation rules defined by admins; failures of rule runs.
 
-Revision ID: 0007_automation
-Revises: 0006_reminders
+Revision ID: 0009_automation
+Revises: 0008_reminders
 Create Date: 2026-11-22 15:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import crmkit.model.base
 
-revision: str = "0007_automation"
-down_revision: str | Sequence[str] | None = "0006_reminders"
+revision: str = "0009_automation"
+down_revision: str | Sequence[str] | None = "0008_reminders"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
