@@ -24,6 +24,7 @@ def crmkit_register_screens() -> list[Screen]:
         card,
         clientbase,
         home,
+        inbox,
         lists,
         notifications,
         profile,
@@ -135,6 +136,10 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("boards", "/boards", "Boards", boards.index),
         Screen("board", "/boards/{pipeline}", "Board", boards.board),
         post("board_move", "/boards/{pipeline}/move", boards.move),
+        # the contact center
+        Screen("inbox", "/inbox", "Contact center", inbox.inbox),
+        Screen("inbox_conversation", "/inbox/{conversation_id:int}", "Conversation", inbox.inbox),
+        post("inbox_act", "/inbox/{conversation_id:int}/act", inbox.act),
         # tasks
         Screen("tasks", "/tasks", "Tasks", tasks.tasks_page),
         post("task_new", "/tasks/new", tasks.create),
@@ -232,8 +237,13 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Import clients", "import", roles=("admin", "manager"), order=27, icon="⇪"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
-        MenuItem("Tasks", "tasks", order=50, icon="✔"),
-        MenuItem("Calendar", "calendar", order=60, icon="📅"),
+        MenuItem("Tasks", "tasks", order=50, icon="✔", permission=("task", "read")),
+        MenuItem(
+            "Contact center", "inbox", roles=("agent", "manager", "admin"), order=55, icon="💬"
+        ),
+        MenuItem(
+            "Calendar", "calendar", order=60, icon="📅", permission=("calendar_event", "read")
+        ),
         MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
         MenuItem("Reports", "reports", order=80, icon="📊"),
         MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),

@@ -20,6 +20,7 @@ from crmkit.model.base import (
     user_fk,
 )
 from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
+from crmkit.model.conversation import Conversation
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
     ContactKind,
@@ -83,6 +84,7 @@ __all__ = [
     "CalendarFeed",
     "ContactKind",
     "ContactPoint",
+    "Conversation",
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",

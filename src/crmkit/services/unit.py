@@ -367,6 +367,13 @@ class UnitOfWork:
         return self._service("outbox", OutboxService)
 
     @property
+    def conversations(self) -> Any:
+        """The contact center: inbound conversations, assigned, answered, snoozed, closed."""
+        from crmkit.services.conversations import ConversationService
+
+        return self._service("conversations", ConversationService)
+
+    @property
     def channels(self) -> Any:
         """Sending through channels, ingesting inbound messages and calls."""
         from crmkit.services.channels import ChannelService

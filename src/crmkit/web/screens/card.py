@@ -119,6 +119,7 @@ async def card(request: Request) -> Response:
                 "reminder": unit.access.can("reminder", "create"),
                 "deal": unit.access.can("deal", "create"),
                 "file": unit.access.can("attachment", "create"),
+                "meeting": unit.access.can("calendar_event", "create"),
                 "group": unit.access.can("party", "update") and bool(all_groups),
             },
             now=dt.datetime.now(dt.UTC),
@@ -198,7 +199,8 @@ async def new(request: Request) -> Response:
                 "title": i18n.lazy("New client"),
                 "party": None,
                 "definitions": definitions,
-                "values": {},
+                # ?kind=person&organisation_id=7: a contact person of organisation 7
+                "values": dict(request.query_params),
             },
         )
     data = await form_data(request)
@@ -311,19 +313,19 @@ async def remove_contact(request: Request) -> Response:
 async def upload(request: Request) -> Response:
     """Attach a file (size-limited by ``storage.max_upload_mb``)."""
     party_id = _party_id(request)
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        raise ValidationFailed({"file": ["choose a file"]})
-    document_type = str(form.get("document_type", "")).strip() or None
-    with work(request) as unit:
-        unit.attachments.add(
-            upload.filename,
-            upload.file,
-            party_id=party_id,
-            document_type=document_type,
-            content_type=upload.content_type,
-        )
+    async with request.form() as form:  # closes the spooled upload however this ends
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise ValidationFailed({"file": ["choose a file"]})
+        document_type = str(form.get("document_type", "")).strip() or None
+        with work(request) as unit:
+            unit.attachments.add(
+                upload.filename,
+                upload.file,
+                party_id=party_id,
+                document_type=document_type,
+                content_type=upload.content_type,
+            )
     return redirect(request, party_url(party_id) + "#files", "File attached.")
 
 
