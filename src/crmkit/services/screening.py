@@ -514,6 +514,9 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     if not new:
         return
     variants = [{"variant": v, "word": w} for w in new for v in one_letter_variants(w)]
+    if connection.dialect.name == "postgresql" and len(variants) > 200:
+        _copy_words(connection, new, variants)
+        return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
         dialect.insert(MatchWord).on_conflict_do_nothing(index_elements=["word"]),
@@ -523,6 +526,34 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
         dialect.insert(MatchWordVariant).on_conflict_do_nothing(index_elements=["variant", "word"]),
         variants,
     )
+
+
+def _copy_words(connection: Connection, words: list[str], variants: list[dict[str, str]]) -> None:
+    """Many new words on PostgreSQL: COPY into temporary tables, then one ``INSERT ...
+    ON CONFLICT DO NOTHING`` each (executemany of thousands of rows is several times slower)."""
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS new_match_word (word text) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS new_match_word_variant "
+            "(variant text, word text) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE new_match_word, new_match_word_variant")
+        with cursor.copy("COPY new_match_word (word) FROM STDIN") as copy:
+            for word in words:
+                copy.write_row((word,))
+        with cursor.copy("COPY new_match_word_variant (variant, word) FROM STDIN") as copy:
+            for row in variants:
+                copy.write_row((row["variant"], row["word"]))
+        cursor.execute(
+            "INSERT INTO match_word (word) SELECT word FROM new_match_word ON CONFLICT DO NOTHING"
+        )
+        cursor.execute(
+            "INSERT INTO match_word_variant (variant, word) SELECT variant, word "
+            "FROM new_match_word_variant ON CONFLICT DO NOTHING"
+        )
 
 
 def forget_names(connection: Connection, party_ids: Iterable[int]) -> None:
