@@ -53,6 +53,8 @@ POSTINGS_PER_KEY = 300
 SCORED_CANDIDATES = 80
 #: Similar vocabulary words tried for each word of the name.
 SIMILAR_WORDS = 8
+#: pg_trgm similarity from which a deep search considers a word.
+DEEP_SIMILARITY = 0.2
 #: A similar word must be at least this close (rapidfuzz ratio) to count.
 WORD_SIMILARITY = 72
 
@@ -364,6 +366,11 @@ class ScreeningService:
 
     def _trigram_words(self, connection: Connection, word: str) -> list[str]:
         if connection.dialect.name == "postgresql":
+            # the default 0.3 misses two typos in an eight-letter word; for this transaction
+            connection.execute(
+                text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+                {"t": str(DEEP_SIMILARITY)},
+            )
             return list(
                 connection.execute(
                     text(
