@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
-DEMO_DIR ?= var/demo
+DEMO_DIR ?= var/denaq
 PYTEST_WORKERS ?= 2
 VENDOR := src/crmkit/web/static/vendor
 
-.PHONY: install assets browser mailserver demo test test-fast bench lint clean
+.PHONY: install assets browser mailserver demo demo-carservice test test-fast bench lint clean
 
 # Everything the project needs, from its own files: uv (from PyPI), the workspace
 # (core + plugins + examples, editable) pinned by uv.lock.
@@ -39,12 +39,23 @@ mailserver:
 
 install: $(BIN)/.installed assets
 
+# The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
-	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR)
+	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
-		$(BIN)/crmkit --config $(DEMO_DIR) demo basic
+		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
+	@echo "sign in at http://127.0.0.1:8000 as admin, lead1, lead2 or agent1..agent5 (password: demo-password)"
 	$(BIN)/crmkit --config $(DEMO_DIR) serve --host 127.0.0.1 --port 8000
+
+# The car service example (examples/carservice): a demo year for two branches, on port 8001.
+CARSERVICE_DIR ?= var/demo-carservice
+demo-carservice: install
+	@test -f $(CARSERVICE_DIR)/crmkit.toml || $(BIN)/crmkit init $(CARSERVICE_DIR) --no-migrate
+	$(BIN)/crmkit --config $(CARSERVICE_DIR) db upgrade
+	@$(BIN)/crmkit --config $(CARSERVICE_DIR) user list | grep -q . || \
+		$(BIN)/crmkit --config $(CARSERVICE_DIR) demo carservice
+	$(BIN)/crmkit --config $(CARSERVICE_DIR) serve --host 127.0.0.1 --port 8001
 
 test: install browser mailserver
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup

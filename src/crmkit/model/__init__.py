@@ -19,6 +19,7 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
 from crmkit.model.conversation import Conversation
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
@@ -27,6 +28,7 @@ from crmkit.model.party import (
     CustomerType,
     GroupMembership,
     MatchWord,
+    MatchWordVariant,
     Party,
     PartyGroup,
     PartyKind,
@@ -86,16 +88,20 @@ __all__ = [
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",
+    "DuplicateReport",
     "EventAttendee",
     "FieldDefinition",
     "GroupGrant",
     "GroupMembership",
     "IdMixin",
     "IdType",
+    "ImportMapping",
+    "ImportRun",
     "JSONType",
     "JobSchedule",
     "LoginFailure",
     "MatchWord",
+    "MatchWordVariant",
     "Mention",
     "MessageTemplate",
     "Notification",

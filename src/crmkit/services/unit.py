@@ -339,6 +339,20 @@ class UnitOfWork:
         return self._service("screening", ScreeningService)
 
     @property
+    def merges(self) -> Any:
+        """Merging duplicate parties (fields chosen one by one, every linked row moved)."""
+        from crmkit.services.merge import MergeService
+
+        return self._service("merges", MergeService)
+
+    @property
+    def imports(self) -> Any:
+        """Imports of contacts from CSV and XLSX files (preview, dry run, resumable job)."""
+        from crmkit.services.imports import ImportService
+
+        return self._service("imports", ImportService)
+
+    @property
     def custom_fields(self) -> Any:
         """Admin-defined fields: definitions and validation."""
         from crmkit.services.custom_fields import CustomFieldService

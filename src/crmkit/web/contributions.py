@@ -58,7 +58,9 @@ class MenuItem:
     """An entry of a role's menu, pointing at a screen name or a path.
 
     Shown to users with one of ``roles`` (any user when empty) who hold ``permission``
-    (an ``(entity, action)`` cell, if given) and may open the target screen.
+    (an ``(entity, action)`` cell, if given) and may open the target screen.  An item
+    pointing at an entity's list (``/lists/<entity>``) needs ``(entity, "read")`` unless it
+    names another permission, so one menu serves every role.
     """
 
     label: str
@@ -68,6 +70,15 @@ class MenuItem:
     icon: str | None = None
     section: str | None = None
     permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
+
+    def required_permission(self) -> tuple[str, str] | None:
+        """The ``(entity, action)`` cell a user needs to see this item, if any."""
+        if self.permission is not None:
+            return self.permission
+        if self.target.startswith("/lists/"):
+            entity = self.target[len("/lists/") :].split("/", 1)[0].split("?", 1)[0]
+            return (entity, "read") if entity else None
+        return None
 
 
 @attrs.frozen

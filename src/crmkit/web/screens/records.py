@@ -141,7 +141,15 @@ async def move(request: Request) -> Response:
         )
     except NotFound:
         raise
-    return redirect(request, back, "Moved.")
+    return redirect(request, local_path(data.get("next")) or back, "Moved.")
+
+
+def local_path(value: Any) -> str | None:
+    """A ``next`` form value when it is a path of this site (never another host)."""
+    text = str(value or "")
+    if text.startswith("/") and not text.startswith("//") and "\\" not in text:
+        return text
+    return None
 
 
 def _form(

@@ -13,7 +13,7 @@ from alembic import op
 import crmkit.model.base
 
 revision: str = "07ca17593b37"
-down_revision: str | Sequence[str] | None = "c1b4e5a0d2f7"
+down_revision: str | Sequence[str] | None = "d2e7f1a9c3b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

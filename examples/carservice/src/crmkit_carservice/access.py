@@ -1,0 +1,43 @@
+"""Who does what at the car service: roles, their start screens and permission cells.
+
+The finance plugin seeds the money roles (cashier, accountant, warehouse head, director);
+this deployment adds the **worker** (the executor of orders) and decides where each role
+lands after sign-in.  A worker reads and moves only the orders assigned to them (scope
+``own`` over the order's ``assignee_id``/``owner_id``), and holds no permission on any money
+entity, so every money screen and report refuses them.
+"""
+
+from __future__ import annotations
+
+from crmkit.access.rules import Permission, Role, Scope, grant
+
+ROLES = (
+    Role("worker", "Worker", "Does the work on the orders assigned to them.", "carservice-my"),
+    Role("manager", "Manager", "Takes orders, finds clients by plate, books.", "carservice-desk"),
+    Role("director", "Director", "Reads every report and sets plans.", "carservice-director"),
+    Role("cashier", "Cashier", "Takes payments; opens and closes shifts.", "finance_cashdesk"),
+)
+
+CARS = ("carservice_car",)
+
+
+def permissions() -> list[Permission]:
+    """The car service's permission cells (added to the core's and the finance plugin's)."""
+    return [
+        # the worker: their own orders, their tasks and calendar, nothing about money
+        *grant("worker", "finance_order", ("read", "move"), Scope.OWN),
+        *grant("worker", ("task", "calendar_event"), ("read", "update"), Scope.OWN),
+        *grant("worker", ("finance_item", "finance_item_category"), ("read",), Scope.ALL),
+        *grant("worker", "resource", ("read",), Scope.ALL),
+        # the manager: cars like clients
+        *grant("manager", CARS, ("read", "create", "update", "delete", "export"), Scope.ALL),
+        # the cashier hands paid orders over (the pipeline limits them to done -> paid)
+        *grant("cashier", "finance_order", ("move",), Scope.ALL),
+        *grant("cashier", CARS, ("read",), Scope.ALL),
+        *grant("accountant", "finance_order", ("move",), Scope.ALL),
+        *[
+            p
+            for role in ("director", "accountant", "warehouse_head")
+            for p in grant(role, CARS, ("read", "export"), Scope.ALL)
+        ],
+    ]

@@ -1,0 +1,144 @@
+"""Hook implementations of the car service deployment (entry point ``crmkit: carservice``).
+
+Everything else comes from the core, the finance plugin (orders, lines, money, stock,
+salaries, cashback, reports) and the booking plugin (the appointment journal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crmkit import EntityType, MigrationBranch, Pipeline, hookimpl
+from crmkit.demo import Demo
+from crmkit.web.contributions import CardPanel, MenuItem, Screen
+from crmkit_carservice import access
+from crmkit_carservice.model import CarserviceCar
+from crmkit_carservice.pipeline import SERVICE_ORDER
+from crmkit_carservice.services import CarSchema, CarService
+
+crmkit_plugin_name = "carservice"
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+OFFICE = ("manager", "admin")
+
+
+@hookimpl
+def crmkit_register_entities() -> list[EntityType]:
+    return [
+        EntityType(
+            "carservice_car",
+            CarserviceCar,
+            label="Car",
+            label_plural="Cars",
+            schema=CarSchema,
+            service=CarService,
+            party_attr="party_id",
+            scope_through_party=True,
+            title_attr="plate",
+            search_attrs=("plate_key", "make", "model", "vin"),
+            filter_attrs=("party_id", "make", "year"),
+            sort_attrs=("plate_key", "created_at"),
+            default_sort=("plate_key",),
+        )
+    ]
+
+
+@hookimpl
+def crmkit_register_pipelines() -> list[Pipeline]:
+    return [SERVICE_ORDER]
+
+
+@hookimpl(tryfirst=True)
+def crmkit_register_roles() -> list[Any]:
+    # tryfirst: where this deployment's start screens differ from a plugin's, ours win
+    return list(access.ROLES)
+
+
+@hookimpl
+def crmkit_register_permissions() -> list[Any]:
+    return access.permissions()
+
+
+@hookimpl
+def crmkit_register_migrations() -> list[MigrationBranch]:
+    return [MigrationBranch("carservice", MIGRATIONS)]
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Screen]:
+    from crmkit_carservice import screens
+
+    def post(name: str, path: str, endpoint: Any, roles: tuple[str, ...]) -> Screen:
+        return Screen(name, path, name, endpoint, roles=roles, methods=("POST",))
+
+    return [
+        Screen("carservice-desk", "/service", "Service desk", screens.desk, roles=OFFICE),
+        Screen(
+            "carservice-intake",
+            "/service/intake",
+            "New order",
+            screens.intake,
+            roles=OFFICE,
+            methods=("GET", "POST"),
+        ),
+        post("carservice-assign", "/service/orders/{order_id:int}/assign", screens.assign, OFFICE),
+        Screen("carservice-my", "/service/my", "My orders", screens.my_orders, roles=("worker",)),
+        Screen(
+            "carservice-director",
+            "/service/director",
+            "Dashboard",
+            screens.director,
+            roles=("director", "admin"),
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_card_panels() -> list[CardPanel]:
+    from crmkit_carservice import screens
+
+    return [
+        CardPanel(
+            "carservice_order",
+            "carservice/order_panel.html",
+            screens.order_panel,
+            entity="finance_order",
+            order=5,
+        ),
+        CardPanel(
+            "carservice_cars",
+            "carservice/client_panel.html",
+            screens.client_panel,
+            permission=("carservice_car", "read"),
+            order=5,
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[MenuItem]:
+    return [
+        MenuItem("Service desk", "carservice-desk", roles=OFFICE, order=5, icon="🔧"),
+        MenuItem("My orders", "carservice-my", roles=("worker",), order=5, icon="🔧"),
+        MenuItem("Dashboard", "carservice-director", roles=("director",), order=5, icon="📊"),
+        MenuItem("Cars", "/lists/carservice_car", roles=OFFICE, order=25, icon="🚗"),
+    ]
+
+
+def _generate(crm: Any, size: int, seed: int) -> str:
+    from crmkit_carservice.demo import generate
+
+    return generate(crm, size=size, seed=seed)
+
+
+@hookimpl
+def crmkit_register_demos() -> list[Demo]:
+    return [
+        Demo(
+            "carservice",
+            "A car service: two branches, staff of every role, a year of orders.",
+            _generate,
+            default_size=800,
+        )
+    ]

@@ -1,0 +1,226 @@
+"""The car service's screens: the manager's desk (plate search, intake), the order page, the
+worker's orders and the director's dashboard.  Each calls one or two services and renders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+from crmkit_finance import finance
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.forms import optional_int
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit_carservice.services import carservice
+
+
+def _order_url(order_id: int) -> str:
+    return f"/records/finance_order/{order_id}"
+
+
+async def desk(request: Request) -> Response:
+    """Find a client by car plate (any alphabet, spacing or case); open orders of today."""
+    query = request.query_params.get("q", "").strip()
+    with work(request) as unit:
+        desk_ = carservice(unit)
+        matches = desk_.find_by_plate(query) if query else []
+        open_orders = unit.records("finance_order").list(limit=30)
+        views = desk_.views([*open_orders, *[o for m in matches for o in m.orders]])
+    by_id = {v.order.id: v for v in views}
+    pipelines = request.app.state.crm.pipelines
+
+    def stage_title(order: Any) -> str:
+        pipeline = pipelines.get(order.pipeline)
+        if pipeline is None or not pipeline.has_stage(order.stage):
+            return str(order.stage)
+        return pipeline.stage(order.stage).title
+
+    return render(
+        request,
+        "carservice/desk.html",
+        {
+            "title": i18n.lazy("Service desk"),
+            "q": query,
+            "matches": matches,
+            "views": by_id,
+            "recent": [by_id[o.id] for o in open_orders],
+            "stage_title": stage_title,
+        },
+    )
+
+
+def _choices(unit: Any) -> dict[str, Any]:
+    fin = finance(unit)
+    return {
+        "services": fin.catalogue.items(kind="service"),
+        "workers": carservice(unit).workers(),
+        "locations": list(unit.records("finance_location").list(limit=50)),
+    }
+
+
+async def intake(request: Request) -> Response:
+    """One form: a new or found client, their car, the services, the worker."""
+    if request.method == "GET":
+        values: dict[str, Any] = dict(request.query_params)
+        with work(request) as unit:
+            context = _choices(unit)
+            party_id = optional_int(values.get("party_id"))
+            if party_id:
+                context["party"] = unit.parties.get(party_id)
+                context["cars"] = carservice(unit).cars.of_party(party_id)
+        return render(
+            request,
+            "carservice/intake.html",
+            {"title": i18n.lazy("New order"), "values": values, **context},
+        )
+    data = await form_data(request)
+    services = data.get("services") or []
+    if isinstance(services, str):
+        services = [services]
+    try:
+        with work(request) as unit:
+            order = carservice(unit).intake(
+                party_id=optional_int(data.get("party_id")),
+                client={
+                    "kind": data.get("client_kind") or "person",
+                    "name": data.get("client_name", ""),
+                    "phone": data.get("phone", ""),
+                },
+                car_id=optional_int(data.get("car_id")),
+                car={
+                    "plate": data.get("plate", ""),
+                    "make": data.get("make", ""),
+                    "model": data.get("model", ""),
+                },
+                services=[int(s) for s in services if str(s).strip()],
+                assignee_id=optional_int(data.get("assignee_id")),
+                location_id=optional_int(data.get("location_id")),
+                mileage=optional_int(data.get("mileage")),
+                note=str(data.get("note", "")),
+            )
+            order_id = order.id
+    except ValidationFailed as exc:
+        with work(request) as unit:
+            context = _choices(unit)
+            party_id = optional_int(data.get("party_id"))
+            if party_id:
+                context["party"] = unit.parties.get(party_id)
+                context["cars"] = carservice(unit).cars.of_party(party_id)
+        return render(
+            request,
+            "carservice/intake.html",
+            {
+                "title": i18n.lazy("New order"),
+                "values": data,
+                "chosen": {str(s) for s in services},
+                "error": error_text(request, exc),
+                **context,
+            },
+            status=422,
+        )
+    return redirect(request, _order_url(order_id), "Order created.")
+
+
+def order_panel(unit: Any, order: Any) -> dict[str, Any]:
+    """The order page's car service block: the car, the client's name, the worker."""
+    desk_ = carservice(unit)
+    office = unit.access.can("finance_order", "update")
+    return {
+        "view": desk_.views([order])[0],
+        "workers": desk_.workers() if office else [],
+        "office": office,
+    }
+
+
+def client_panel(unit: Any, party: Any) -> dict[str, Any] | None:
+    """The client card's cars, each with a new order and a booking at hand."""
+    cars = carservice(unit).cars.of_party(party.id)
+    office = unit.access.can("finance_order", "create")
+    return {"cars": cars, "office": office, "party": party}
+
+
+async def assign(request: Request) -> Response:
+    """Give the order to a worker."""
+    order_id = int(request.path_params["order_id"])
+    data = await form_data(request)
+    try:
+        with work(request) as unit:
+            carservice(unit).assign(order_id, optional_int(data.get("assignee_id")))
+    except ValidationFailed as exc:
+        return redirect(request, _order_url(order_id), error_text(request, exc), kind="error")
+    return redirect(request, _order_url(order_id), "Saved.")
+
+
+async def my_orders(request: Request) -> Response:
+    """The worker's open orders (the scope shows them only theirs) and what they did lately."""
+    with work(request) as unit:
+        orders = unit.records("finance_order")
+        mine = list(orders.list(filters={"assignee_id": request.state.user.id}, limit=100))
+        views = carservice(unit).views(mine)
+        moves = {v.order.id: [o for o in unit.moves.options(v.order) if o.allowed] for v in views}
+    pipeline = request.app.state.crm.pipelines.get("carservice_order")
+    open_views = [v for v in views if v.order.stage not in ("done", "paid", "closed", "cancelled")]
+    return render(
+        request,
+        "carservice/my.html",
+        {
+            "title": i18n.lazy("My orders"),
+            "open": open_views,
+            "finished": [v for v in views if v not in open_views][:20],
+            "moves": moves,
+            "pipeline": pipeline,
+        },
+    )
+
+
+def _json_number(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
+
+
+async def director(request: Request) -> Response:
+    """Revenue, orders, average check and margin by month, corporate income, salaries, stock."""
+    crm = request.app.state.crm
+    today = utcnow().date()
+    start = dt.date(today.year - 1, today.month, 1) + dt.timedelta(days=31)
+    start = start.replace(day=1)
+    params = {"start": request.query_params.get("start") or start.isoformat()}
+    if request.query_params.get("end"):
+        params["end"] = request.query_params["end"]
+    with work(request) as unit:
+        summary = crm.reports["finance.director"].build(unit, params)
+        corporate = crm.reports["finance.corporate_income"].build(unit, params)
+        stock = crm.reports["finance.stock"].build(unit, {})
+        month = today.replace(day=1)
+        previous = (month - dt.timedelta(days=1)).replace(day=1)
+        salaries = crm.reports["finance.salaries"].build(unit, {"month": previous.isoformat()})
+    totals = dict(summary.totals or {})
+    chart = dict(summary.chart or {})
+    if chart:
+        with i18n.activate(request.state.locale):  # the report's labels are English
+            data = dict(chart["data"])
+            data["datasets"] = [
+                {**d, "label": i18n.gettext(str(d.get("label", "")))} for d in data["datasets"]
+            ]
+            chart["data"] = data
+    return render(
+        request,
+        "carservice/director.html",
+        {
+            "title": i18n.lazy("Dashboard"),
+            "summary": summary,
+            "totals": totals,
+            "corporate": corporate,
+            "stock": stock,
+            "salaries": salaries,
+            "salary_month": previous,
+            "chart": json.dumps(chart, default=_json_number) if chart else "",
+            "params": params,
+        },
+    )

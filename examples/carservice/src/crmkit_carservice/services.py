@@ -1,0 +1,253 @@
+"""The car service's use cases on top of crmkit and the finance plugin.
+
+``carservice(work)`` is the facade a screen uses::
+
+    from crmkit_carservice.services import carservice
+
+    with crm.acting_as(manager) as work:
+        found = carservice(work).find_by_plate("а 123 вс 77")   # = A123BC77
+        order = carservice(work).intake(
+            client={"name": "Иван Петров", "phone": "+7 916 123-45-67"},
+            car={"plate": "А123ВС77", "make": "Lada", "model": "Vesta"},
+            services=[diagnostics.id], assignee_id=worker.id, location_id=branch.id,
+        )
+
+Every read goes through the entity services, so the actor's scope applies: a worker finds
+only the orders assigned to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from crmkit_finance import finance
+from marshmallow import fields, validate
+from sqlalchemy import select
+
+from crmkit.errors import ValidationFailed
+from crmkit.identity import plate_key
+from crmkit.model import Party, User
+from crmkit.schemas import StrictSchema
+from crmkit.services.records import EntityService
+from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
+
+
+class CarSchema(StrictSchema):
+    """A client's car as entered on a form or through the API."""
+
+    party_id = fields.Integer(required=True)
+    plate = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    make = fields.String(validate=validate.Length(max=100))
+    model = fields.String(validate=validate.Length(max=100))
+    vin = fields.String(validate=validate.Length(max=17), allow_none=True)
+    year = fields.Integer(validate=validate.Range(min=1900, max=2100), allow_none=True)
+    note = fields.String(validate=validate.Length(max=5000))
+
+
+def _plate(values: dict[str, Any]) -> None:
+    if "plate" in values:
+        values["plate"] = " ".join(values["plate"].split()).upper()
+        values["plate_key"] = plate_key(values["plate"])
+        if not values["plate_key"]:
+            raise ValidationFailed({"plate": ["a plate is required"]}, entity="carservice_car")
+
+
+class CarService(EntityService):
+    """Cars (entity ``carservice_car``): the plate is kept as typed and folded for search."""
+
+    def build(self, values: dict[str, Any]) -> Any:
+        _plate(values)
+        return super().build(values)
+
+    def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+        staged = dict(values)
+        _plate(staged)
+        return super().apply_changes(record, staged)
+
+    def by_plate(self, text: str, *, limit: int = 20) -> list[CarserviceCar]:
+        """Visible cars whose plate is or starts with ``text`` (any alphabet, spacing, case)."""
+        key = plate_key(text)
+        if not key:
+            return []
+        statement = (
+            self.query()
+            .where(CarserviceCar.plate_key.startswith(key, autoescape=True))
+            .order_by(CarserviceCar.plate_key != key, CarserviceCar.plate_key)
+            .limit(limit)
+        )
+        return list(self.session.scalars(statement))
+
+    def of_party(self, party_id: int) -> list[CarserviceCar]:
+        """The visible cars of a client."""
+        statement = self.query().where(CarserviceCar.party_id == party_id)
+        return list(self.session.scalars(statement.order_by(CarserviceCar.id)))
+
+
+@attrs.frozen
+class PlateMatch:
+    """A car found by its plate, its owner and their orders (those the actor may see)."""
+
+    car: CarserviceCar
+    party: Party
+    orders: Sequence[Any]
+
+
+@attrs.frozen
+class OrderView:
+    """What the order screens show: the order, its car, client name and worker."""
+
+    order: Any
+    car: CarserviceCar | None
+    mileage: int | None
+    client_name: str
+    worker: User | None
+
+
+def carservice(work: Any) -> Desk:
+    """The car service's use cases for this unit of work."""
+    return work.service("carservice", Desk)
+
+
+class Desk:
+    """Plate search, intake of a new order, assignment, the car of an order."""
+
+    def __init__(self, work: Any) -> None:
+        self.work = work
+
+    @property
+    def cars(self) -> CarService:
+        """The entity service of cars."""
+        return self.work.records("carservice_car")
+
+    def find_by_plate(self, text: str) -> list[PlateMatch]:
+        """Cars matching a plate as typed, with their client and the client's orders."""
+        matches = []
+        orders = self.work.records("finance_order")
+        for car in self.cars.by_plate(text):
+            party = self.work.parties.find(car.party_id)
+            if party is None:
+                continue
+            found = orders.list(filters={"party_id": party.id}, limit=20)
+            matches.append(PlateMatch(car=car, party=party, orders=list(found)))
+        return matches
+
+    def intake(
+        self,
+        *,
+        client: Mapping[str, Any] | None = None,
+        party_id: int | None = None,
+        car: Mapping[str, Any] | None = None,
+        car_id: int | None = None,
+        services: Iterable[int] = (),
+        assignee_id: int | None = None,
+        location_id: int | None = None,
+        mileage: int | None = None,
+        note: str = "",
+    ) -> Any:
+        """Take an order: an existing or new client, an existing or new car, the services.
+
+        Runs in the caller's unit of work: anything refused (a bad plate, a hidden client,
+        an unknown service) raises and nothing of the order, client or car is kept.
+        """
+        with self.work.savepoint():
+            if party_id is None:
+                if not client:
+                    raise ValidationFailed({"client": ["choose a client or enter a new one"]})
+                party_id = self._new_client(client).id
+            elif self.work.parties.find(party_id) is None:
+                raise ValidationFailed({"party_id": [f"no party {party_id}"]})
+            if car_id is None and car and (car.get("plate") or "").strip():
+                car_id = self.cars.create({**car, "party_id": party_id}).id
+            elif car_id is not None:
+                found = self.cars.get(car_id)
+                if found.party_id != party_id:
+                    raise ValidationFailed({"car_id": ["the car belongs to another client"]})
+            fin = finance(self.work)
+            order = fin.orders.create(
+                {
+                    "party_id": party_id,
+                    "assignee_id": assignee_id,
+                    "location_id": location_id,
+                    "note": note,
+                }
+            )
+            if car_id is not None:
+                self.work.session.add(
+                    CarserviceOrderCar(order_id=order.id, car_id=car_id, mileage=mileage)
+                )
+            for index, item_id in enumerate(services):
+                fin.orders.add_line(order, int(item_id), main=index == 0)
+            self.work.flush()
+            return order
+
+    def _new_client(self, client: Mapping[str, Any]) -> Party:
+        data = {k: v for k, v in client.items() if v not in (None, "") and k != "phone"}
+        data.setdefault("kind", "person")
+        if data.get("kind") == "organisation":
+            data.setdefault("customer_type", "corporate")
+        else:
+            data.setdefault("customer_type", "individual")
+        phone = (client.get("phone") or "").strip()
+        if phone:
+            data["contact_points"] = [{"kind": "phone", "value": phone}]
+        return self.work.parties.create(data)
+
+    def assign(self, order: Any, worker_id: int | None) -> Any:
+        """Give an order to a worker (or take it back with ``None``)."""
+        if worker_id is not None:
+            user = self.work.session.get(User, worker_id)
+            if user is None or user.blocked:
+                raise ValidationFailed({"assignee_id": [f"no active user {worker_id}"]})
+        return self.work.records("finance_order").update(order, {"assignee_id": worker_id})
+
+    def car_of(self, order_id: int) -> tuple[CarserviceCar | None, int | None]:
+        """The car of an order the actor may see, and the mileage on intake."""
+        self.work.records("finance_order").get(order_id)
+        row = self.work.session.execute(
+            select(CarserviceCar, CarserviceOrderCar.mileage)
+            .join(CarserviceOrderCar, CarserviceOrderCar.car_id == CarserviceCar.id)
+            .where(CarserviceOrderCar.order_id == order_id)
+        ).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    def views(self, orders: Sequence[Any]) -> list[OrderView]:
+        """Orders the actor already sees, with their car, client name and worker.
+
+        The client's *name* and the car belong to the order here: a worker who may see an
+        order sees whose car it is, without being able to open the client card.
+        """
+        ids = [o.id for o in orders]
+        cars: dict[int, tuple[CarserviceCar, int | None]] = {}
+        if ids:
+            for car, order_id, mileage in self.work.session.execute(
+                select(CarserviceCar, CarserviceOrderCar.order_id, CarserviceOrderCar.mileage)
+                .join(CarserviceOrderCar, CarserviceOrderCar.car_id == CarserviceCar.id)
+                .where(CarserviceOrderCar.order_id.in_(ids))
+            ):
+                cars[order_id] = (car, mileage)
+        party_ids = {o.party_id for o in orders}
+        names = dict(
+            self.work.session.execute(
+                select(Party.id, Party.name).where(Party.id.in_(party_ids))
+            ).all()
+        )
+        user_ids = {o.assignee_id for o in orders if o.assignee_id}
+        users = {
+            u.id: u for u in self.work.session.scalars(select(User).where(User.id.in_(user_ids)))
+        }
+        return [
+            OrderView(
+                order=o,
+                car=cars.get(o.id, (None, None))[0],
+                mileage=cars.get(o.id, (None, None))[1],
+                client_name=names.get(o.party_id, ""),
+                worker=users.get(o.assignee_id) if o.assignee_id else None,
+            )
+            for o in orders
+        ]
+
+    def workers(self) -> list[User]:
+        """Active users holding the worker role (for the assignment picker)."""
+        return [u for u in self.work.users.list(role="worker", include_blocked=False)]

@@ -1,0 +1,194 @@
+"""The car service's day, end to end in headless Chromium, as each role.
+
+The admin blocks a worker, who loses the open session and cannot sign in again; the
+manager finds a client by a plate typed in Latin, takes an order for their car and adds a
+service; the worker sees only their own order, moves it through the workshop and reaches
+no money screen; the cashier takes the payment and hands the car over, and cannot reach
+salary settings; the director's dashboard shows the figures the tables hold.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from service_fixtures import PLUGINS, build_station
+from sqlalchemy import text
+
+from crmkit.testing import DEMO_PASSWORD, make_crm, require
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def station_server(tmp_path_factory):
+    import uvicorn
+
+    from crmkit.web.app import create_app
+
+    crm = make_crm(plugins=PLUGINS, directory=tmp_path_factory.mktemp("carservice-e2e"))
+    station = build_station(crm)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield station, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    crm.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser, base, username, *, phone=False):
+    options = (
+        {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+        if phone
+        else {"viewport": {"width": 1366, "height": 900}}
+    )
+    page = browser.new_context(**options).new_page()
+    page.goto(f"{base}/login")
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', DEMO_PASSWORD)
+    page.click('button[type="submit"]')
+    page.wait_for_load_state()
+    return page
+
+
+def menu_links(page):
+    return page.eval_on_selector_all("nav a[href]", "links => links.map(a => a.pathname)")
+
+
+def test_a_day_at_the_car_service(station_server, browser):
+    station, base = station_server
+    crm = station.crm
+
+    # -- the admin blocks petr, who is signed in: his session ends, he cannot come back
+    petr = sign_in(browser, base, "petr")
+    assert petr.url.endswith("/service/my")
+    admin = sign_in(browser, base, "admin")
+    admin.goto(f"{base}/admin/users/{station.petr.id}")
+    admin.fill('input[name="reason"]', "уволен")
+    admin.click('button[value="block"]')
+    admin.wait_for_selector("h1 .chip.error")
+    petr.goto(f"{base}/service/my")
+    assert "/login" in petr.url
+    petr.fill('input[name="username"]', "petr")
+    petr.fill('input[name="password"]', DEMO_PASSWORD)
+    petr.click('button[type="submit"]')
+    petr.wait_for_load_state()
+    assert "/login" in petr.url and petr.locator(".error, [role=alert]").count() >= 1
+
+    # an order of another worker, which ivan must never see
+    with crm.system() as work:
+        work.users.unblock(station.petr.id)
+    others = station.order("petr")
+
+    # -- the manager: plate typed in Latin, one form, an extra service -------------------
+    manager = sign_in(browser, base, "manager")
+    assert manager.url.endswith("/service")
+    manager.fill('.plate-search input[name="q"]', "a 123 bc 77")
+    manager.press('.plate-search input[name="q"]', "Enter")
+    manager.wait_for_selector("#plate-results .plate-match")
+    assert "Сергей Волков" in manager.inner_text("#plate-results")
+    manager.click("#plate-results a.new-for-car")
+    manager.check(f'input[name="services"][value="{station.diagnostics.id}"]')
+    manager.select_option('select[name="assignee_id"]', str(station.ivan.id))
+    manager.fill('input[name="mileage"]', "87000")
+    manager.click('#intake button[type="submit"]')
+    manager.wait_for_selector("#order-car .plate")
+    assert "А123ВС77" in manager.inner_text("#order-car")
+    order_id = int(manager.url.rstrip("/").rsplit("/", 1)[1])
+    manager.click("#add-line summary")
+    manager.select_option('#add-line select[name="item_id"]', str(station.oil_change.id))
+    manager.click('#add-line button[type="submit"]')
+    manager.wait_for_selector("#order-lines:has-text('Замена масла')")
+    manager.screenshot(path=str(ARTIFACTS / "carservice-order.png"), full_page=True)
+
+    # -- the worker, on a phone: only their order, moved through the workshop -----------
+    ivan = sign_in(browser, base, "ivan", phone=True)
+    assert ivan.url.endswith("/service/my")
+    assert ivan.locator(f'[data-order="{order_id}"]').count() == 1
+    assert ivan.locator(f'[data-order="{others.id}"]').count() == 0
+    for stage in ("in_work", "done"):
+        ivan.click(f'[data-order="{order_id}"] button[data-stage="{stage}"]')
+        ivan.wait_for_load_state()
+    assert ivan.locator(f'[data-order="{order_id}"]').count() == 0  # finished
+    links = menu_links(ivan)
+    assert "/service/my" in links
+    assert not [p for p in links if p.startswith(("/finance", "/lists/party"))]
+    for path in (
+        f"/records/finance_order/{others.id}",
+        "/finance/cashdesk",
+        "/service/director",
+        "/reports/finance.revenue",
+        "/reports/finance.salaries",
+    ):
+        assert ivan.goto(f"{base}{path}").status == 404, path
+    ivan.goto(f"{base}/service/my")
+    overflow = ivan.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the worker's page scrolls sideways by {overflow}px on a phone"
+
+    # -- the cashier: opens the shift, takes the payment, hands the car over ---------------
+    cashier = sign_in(browser, base, "cashier")
+    assert "/finance/cashdesk" in cashier.url
+    cashier.fill('#open-shift input[name="counted"]', "0")
+    cashier.click('#open-shift button[type="submit"]')
+    cashier.wait_for_selector("#close-shift")
+    cashier.goto(f"{base}/records/finance_order/{order_id}")
+    cashier.select_option('#order-pay select[name="method"]', "card")
+    cashier.click('#order-pay button[type="submit"]')
+    cashier.wait_for_load_state()
+    cashier.goto(f"{base}/records/finance_order/{order_id}")
+    cashier.click('form:has(input[name="to"][value="paid"]) button')
+    cashier.wait_for_selector(".stage-line li.current:has-text('Оплачен')")
+    for path in ("/lists/finance_pay_scheme", "/lists/finance_payroll", "/admin/permissions"):
+        assert cashier.goto(f"{base}{path}").status in (403, 404), path
+    with crm.acting_as(station.manager) as work:
+        order = work.records("finance_order").get(order_id)
+        assert order.stage == "paid" and order.total == Decimal("3500.00")
+
+    # -- the director: the dashboard shows what the tables hold ------------------------
+    director = sign_in(browser, base, "director")
+    assert director.url.endswith("/service/director")
+    director.wait_for_selector("#revenue-chart")
+    shown = Decimal(director.get_attribute("#kpi-revenue", "data-value"))
+    orders = int(director.get_attribute("#kpi-orders", "data-value"))
+    with crm.engine.connect() as connection:
+        revenue = connection.execute(
+            text("SELECT SUM(base_amount) FROM finance_order_line WHERE recognized_on IS NOT NULL")
+        ).scalar()
+        completed = connection.execute(
+            text("SELECT COUNT(*) FROM finance_order WHERE completed_on IS NOT NULL")
+        ).scalar()
+    assert shown == Decimal(revenue) / 100 == Decimal("3500.00")
+    assert orders == completed == 1
+    assert director.inner_text("#kpi-revenue").replace("\xa0", " ") == "3 500,00 ₽"  # Russian
+    director.screenshot(path=str(ARTIFACTS / "carservice-director.png"), full_page=True)

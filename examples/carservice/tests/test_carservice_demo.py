@@ -1,0 +1,96 @@
+"""The demo year: sound books, and a director's dashboard equal to the generated data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from crmkit_finance.integrity import problems
+from sqlalchemy import text
+
+from crmkit.testing.web import WebClient
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a demo year takes a while
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def demo(station_crm):
+    result = station_crm.demos["carservice"].run(station_crm, size=40, seed=3)
+    return station_crm, result
+
+
+def direct_figures(crm, start: dt.date) -> dict[str, Decimal]:
+    """The director's figures computed straight from the tables, in plain SQL."""
+    with crm.engine.connect() as connection:
+        revenue = connection.execute(
+            text(
+                "SELECT COALESCE(SUM(base_amount), 0) FROM finance_order_line "
+                "WHERE recognized_on >= :start"
+            ),
+            {"start": start},
+        ).scalar()
+        orders = connection.execute(
+            text("SELECT COUNT(*) FROM finance_order WHERE completed_on >= :start"),
+            {"start": start},
+        ).scalar()
+        corporate = connection.execute(
+            text(
+                "SELECT COALESCE(SUM(p.base_amount), 0) FROM finance_payment p "
+                "JOIN party ON party.id = p.party_id "
+                "WHERE party.customer_type = 'corporate' AND p.on_date >= :start"
+            ),
+            {"start": start},
+        ).scalar()
+    # amounts are stored as integer kopecks
+    return {
+        "revenue": Decimal(revenue) / 100,
+        "orders": Decimal(orders),
+        "corporate": Decimal(corporate) / 100,
+    }
+
+
+async def test_a_demo_year_keeps_sound_books_and_the_dashboard_equals_the_data(demo):
+    crm, result = demo
+    assert result.completed > 20 and result.clients >= 40 and result.bookings > 0
+    with crm.system() as work:
+        assert problems(work) == []
+        # workers were paid a percent: every month of the year has their payslips
+        assert work.records("finance_payroll").count() >= 12 * 6
+        assert work.records("finance_cashback").count() > 0  # cashback accrued
+    # a year of history: the first orders are about a year old
+    with crm.engine.connect() as connection:
+        first = connection.execute(text("SELECT MIN(completed_on) FROM finance_order")).scalar()
+    first = dt.date.fromisoformat(str(first))
+    assert (dt.date.today() - first).days > 300
+    await dashboard_equals_the_data(crm, result)
+
+
+async def dashboard_equals_the_data(crm, result):
+    start = dt.date.today() - dt.timedelta(days=400)
+    client = WebClient.for_crm(crm)
+    assert (await client.login("director", "demo-password")).status_code == 303
+    page = await client.get("/service/director", params={"start": start.isoformat()})
+    assert page.status_code == 200
+
+    def shown(element_id: str) -> Decimal:
+        found = re.search(rf'id="{element_id}" data-value="([^"]+)"', page.text)
+        return Decimal(found.group(1))
+
+    direct = direct_figures(crm, start)
+    generated = sum(result.revenue_by_month.values(), Decimal(0))
+    assert shown("kpi-revenue") == direct["revenue"] == generated
+    assert shown("kpi-orders") == direct["orders"] == result.completed
+    expected_check = (generated / result.completed).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert shown("kpi-average") == expected_check
+    assert shown("corporate-income") == direct["corporate"] == result.corporate_paid
+    for month, revenue in result.revenue_by_month.items():
+        row = re.search(rf'data-month="{month}">.*?data-value="([^"]+)"', page.text, re.S).group(1)
+        assert Decimal(row) == revenue, month
+    assert "<canvas" in page.text

@@ -1,0 +1,130 @@
+"""Service orders: the pipeline as the workshop works, intake in one go, plate search."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from crmkit_carservice import carservice
+from crmkit_carservice.model import CarserviceCar
+from crmkit_finance import finance
+from sqlalchemy import func, select
+
+from crmkit.errors import MoveRefused, ValidationFailed
+from crmkit.model import Party
+
+
+def test_an_order_goes_through_the_workshop_and_is_handed_over_paid(station):
+    crm = station.crm
+    order = station.order()
+    assert order.pipeline == "carservice_order" and order.stage == "new"
+    with crm.acting_as(station.ivan) as work:
+        for stage in ("diagnostics", "in_work", "waiting_parts", "in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+        # handing over is not the worker's
+        with pytest.raises(MoveRefused):
+            work.moves.move(order.id, "paid", entity="finance_order")
+    with crm.acting_as(station.manager) as work:
+        done = work.records("finance_order").get(order.id)
+        assert done.completed_on is not None  # revenue recognized on entering "done"
+        assert done.total == Decimal("1500.00")
+    with crm.acting_as(station.cashier) as work, pytest.raises(MoveRefused, match="not paid"):
+        work.moves.move(order.id, "paid", entity="finance_order")
+    with crm.acting_as(station.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(station.desk.id, counted="0.00")
+        fin.payments.take(
+            order_id=order.id, amount="1500.00", method="card", desk_id=station.desk.id
+        )
+        work.moves.move(order.id, "paid", entity="finance_order")
+    with crm.acting_as(station.manager) as work:
+        work.moves.move(order.id, "closed", entity="finance_order")
+        closed = work.records("finance_order").get(order.id)
+        assert closed.stage == "closed"
+        history = [m.to_stage for m in work.moves.history(closed, entity="finance_order")]
+    assert history[-3:] == ["done", "paid", "closed"]
+
+
+def test_cancelling_needs_a_reason_and_the_office(station):
+    order = station.order()
+    with station.crm.acting_as(station.ivan) as work, pytest.raises(MoveRefused):
+        work.moves.move(order.id, "cancelled", entity="finance_order", comment="client left")
+    with station.crm.acting_as(station.manager) as work, pytest.raises(MoveRefused):
+        work.moves.move(order.id, "cancelled", entity="finance_order")
+    with station.crm.acting_as(station.manager) as work:
+        work.moves.move(order.id, "cancelled", entity="finance_order", comment="client left")
+        assert work.records("finance_order").get(order.id).cancelled_at is not None
+
+
+@pytest.mark.parametrize("typed", ["А123ВС77", "a 123 bc 77", "A123BC77", "а123вс 77", "A123"])
+def test_plate_search_finds_the_client_and_their_orders(station, typed):
+    order = station.order()
+    with station.crm.acting_as(station.manager) as work:
+        matches = carservice(work).find_by_plate(typed)
+    assert [m.car.id for m in matches] == [station.car.id]
+    assert matches[0].party.id == station.client.id
+    assert [o.id for o in matches[0].orders] == [order.id]
+
+
+def test_plate_search_misses_other_plates(station):
+    with station.crm.acting_as(station.manager) as work:
+        assert carservice(work).find_by_plate("В777ОР99") == []
+        assert carservice(work).find_by_plate("  ") == []
+
+
+def test_intake_creates_client_car_and_order_in_one_go(station):
+    with station.crm.acting_as(station.manager) as work:
+        order = carservice(work).intake(
+            client={"name": "ООО «Логистик»", "kind": "organisation", "phone": "8 495 111-22-33"},
+            car={"plate": "к 001 мм 197", "make": "Ford", "model": "Transit"},
+            services=[station.diagnostics.id, station.oil_change.id],
+            assignee_id=station.petr.id,
+            location_id=station.branch.id,
+            mileage=120000,
+        )
+        client = work.parties.get(order.party_id)
+        car, mileage = carservice(work).car_of(order.id)
+        lines = finance(work).orders.lines(order)
+    assert client.customer_type == "corporate"
+    assert car.plate == "К 001 ММ 197" and car.plate_key == "K001MM197" and mileage == 120000
+    assert [line.item_id for line in lines] == [station.diagnostics.id, station.oil_change.id]
+    assert order.total == Decimal("3500.00") and order.assignee_id == station.petr.id
+
+
+def test_a_refused_intake_leaves_nothing_behind(station):
+    crm = station.crm
+    with crm.system() as work:
+        parties_before = work.session.scalar(select(func.count()).select_from(Party))
+    with crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed):
+        carservice(work).intake(
+            client={"name": "Новый клиент", "phone": "+7 916 555-44-33"},
+            car={"plate": "Е555КХ99"},
+            services=[999999],  # no such service
+            location_id=station.branch.id,
+        )
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(Party)) == parties_before
+        assert (
+            work.session.scalar(select(func.count()).where(CarserviceCar.plate_key == "E555KX99"))
+            == 0
+        )
+
+
+def test_extra_services_can_be_added_after_the_work_is_done(station):
+    order = station.order()
+    with station.crm.acting_as(station.ivan) as work:
+        work.moves.move(order.id, "in_work", entity="finance_order")
+        work.moves.move(order.id, "done", entity="finance_order")
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        fin.orders.add_line(fin.orders.get(order.id), station.oil_change.id)
+        assert fin.orders.get(order.id).total == Decimal("3500.00")
+        assert fin.orders.get(order.id).base_total == Decimal("3500.00")  # recognized at once
+
+
+def test_assigning_a_blocked_worker_is_refused(station):
+    order = station.order()
+    with station.crm.system() as work:
+        work.users.block(station.petr.id, reason="left")
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed):
+        carservice(work).assign(order.id, station.petr.id)

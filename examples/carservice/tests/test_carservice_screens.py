@@ -1,0 +1,132 @@
+"""The car service's screens over HTTP: the desk, intake, the worker's orders, money refused."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from crmkit_carservice import carservice
+
+from crmkit.errors import PermissionDenied
+from crmkit.testing.web import WebClient
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def signed_in(station, username):
+    client = WebClient.for_crm(station.crm)
+    response = await client.login(username)
+    assert response.status_code == 303, response.text
+    return client
+
+
+async def test_each_role_lands_on_its_workspace(station):
+    for username, path in (
+        ("manager", "/service"),
+        ("cashier", "/finance/cashdesk"),
+        ("ivan", "/service/my"),
+        ("director", "/service/director"),
+        ("admin", "/admin"),
+    ):
+        client = await signed_in(station, username)
+        assert (await client.get("/")).headers["location"] == path, username
+        assert (await client.get(path)).status_code == 200, username
+
+
+async def test_manager_finds_the_client_by_plate_typed_in_latin(station):
+    order = station.order()
+    client = await signed_in(station, "manager")
+    page = await client.get("/service", params={"q": "a 123 bc 77"})
+    assert page.status_code == 200
+    results = page.text.split('id="plate-results"', 1)[1]
+    assert "Сергей Волков" in results and f"/records/finance_order/{order.id}" in results
+    assert "Приёмка" in page.text  # Russian by default
+
+
+async def test_manager_takes_an_order_with_a_new_client_and_car_in_one_form(station):
+    client = await signed_in(station, "manager")
+    response = await client.post(
+        "/service/intake",
+        [
+            ("client_name", "Анна Смирнова"),
+            ("phone", "8 903 123-45-67"),
+            ("client_kind", "person"),
+            ("plate", "о 777 оо 77"),
+            ("make", "Kia"),
+            ("model", "Rio"),
+            ("services", str(station.diagnostics.id)),
+            ("services", str(station.oil_change.id)),
+            ("assignee_id", str(station.ivan.id)),
+            ("location_id", str(station.branch.id)),
+        ],
+    )
+    assert response.status_code == 303, response.text
+    order_url = response.headers["location"]
+    page = await client.get(order_url)
+    assert "Анна Смирнова" in page.text and "О 777 ОО 77" in page.text
+    assert "Диагностика" in page.text and "Замена масла" in page.text
+    # an extra service later
+    order_id = order_url.rsplit("/", 1)[1]
+    added = await client.post(
+        f"/finance/orders/{order_id}/lines", {"item_id": station.oil.id, "qty": "4"}
+    )
+    assert added.status_code == 303
+    page = await client.get(order_url)
+    assert "Масло 5W-30" in page.text
+    # and the plate, typed in Latin, now finds her
+    found = await client.get("/service", params={"q": "O777OO77"})
+    assert "Анна Смирнова" in found.text.split('id="plate-results"', 1)[1]
+
+
+async def test_a_bad_intake_says_which_field_and_keeps_the_form(station):
+    client = await signed_in(station, "manager")
+    response = await client.post(
+        "/service/intake",
+        {"client_name": "", "plate": "Х001ХХ77", "location_id": station.branch.id},
+    )
+    assert response.status_code == 422
+    assert 'id="form-error"' in response.text and 'value="Х001ХХ77"' in response.text
+
+
+async def test_a_worker_moves_their_order_and_cannot_open_anyone_elses(station):
+    mine = station.order("ivan")
+    theirs = station.order("petr")
+    client = await signed_in(station, "ivan")
+    page = await client.get("/service/my")
+    assert f'data-order="{mine.id}"' in page.text and f'data-order="{theirs.id}"' not in page.text
+    moved = await client.post(
+        f"/records/finance_order/{mine.id}/move",
+        {"to": "in_work", "next": "/service/my", "version": mine.version},
+    )
+    assert moved.status_code == 303 and moved.headers["location"] == "/service/my"
+    assert (await client.get(f"/records/finance_order/{theirs.id}")).status_code == 404
+    forbidden = await client.post(f"/records/finance_order/{theirs.id}/move", {"to": "in_work"})
+    assert forbidden.status_code == 404
+    # no money screens, no client base in the menu
+    assert (await client.get("/service/director")).status_code == 404
+    assert (await client.get("/lists/finance_payment")).status_code in (403, 404)
+    menu = re.search(r"<nav.*?</nav>", page.text, re.S).group(0)
+    assert "/lists/party" not in menu and "/service/my" in menu
+
+
+async def test_moving_to_a_next_path_elsewhere_is_ignored(station):
+    order = station.order("ivan")
+    client = await signed_in(station, "ivan")
+    moved = await client.post(
+        f"/records/finance_order/{order.id}/move",
+        {"to": "in_work", "next": "//evil.example/"},
+    )
+    assert moved.headers["location"] == f"/records/finance_order/{order.id}"
+
+
+async def test_the_plate_search_is_not_the_workers(station):
+    station.order("petr")
+    with station.crm.acting_as(station.ivan) as work, pytest.raises(PermissionDenied):
+        carservice(work).find_by_plate("А123ВС77")
+    client = await signed_in(station, "ivan")
+    assert (await client.get("/service", params={"q": "А123ВС77"})).status_code == 404

@@ -1,0 +1,58 @@
+"""Hook implementations of the booking plugin (entry point ``crmkit: booking``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmkit import Setting, hookimpl
+from crmkit.access.rules import Scope, grant
+from crmkit.web.contributions import MenuItem, Screen
+
+crmkit_plugin_name = "booking"
+
+ROLES = ("manager", "admin")
+
+
+@hookimpl
+def crmkit_register_settings() -> list[Setting]:
+    return [
+        Setting("booking.day_start", str, "09:00", "When the journal's day opens (local time)."),
+        Setting("booking.day_end", str, "20:00", "When the journal's day closes (local time)."),
+        Setting("booking.slot_minutes", int, 30, "Length of one row of the journal, in minutes."),
+    ]
+
+
+@hookimpl
+def crmkit_register_permissions() -> list[Any]:
+    # managers keep the journal: they add bays and specialists (everyone may read them)
+    return grant("manager", "resource", ("create", "update"), Scope.ALL)
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Screen]:
+    from crmkit_booking import screens
+
+    return [
+        Screen("booking", "/booking", "Booking journal", screens.journal, roles=ROLES),
+        Screen(
+            "booking-new",
+            "/booking/new",
+            "New booking",
+            screens.new,
+            roles=ROLES,
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "booking-cancel",
+            "/booking/{event_id:int}/cancel",
+            "Cancel booking",
+            screens.cancel,
+            roles=ROLES,
+            methods=("POST",),
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[Any]:
+    return [MenuItem("Booking journal", "booking", roles=ROLES, order=55, icon="🗓")]

@@ -1,0 +1,120 @@
+"""The booking journal's screens: the day/week grid, free windows, the booking form."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.forms import optional_int
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit_booking.services import booking
+
+
+def _day(text: str | None, zone: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text) if text else utcnow().astimezone(zone).date()
+    except ValueError:
+        return utcnow().astimezone(zone).date()
+
+
+async def journal(request: Request) -> Response:
+    """``/booking?day=2026-11-23&days=7&minutes=60``: the grid, and free windows if asked."""
+    params = request.query_params
+    with work(request) as unit:
+        service = booking(unit)
+        day = _day(params.get("day"), service.zone)
+        days = 7 if params.get("days") == "7" else 1
+        grid = service.journal(day, days)
+        minutes = optional_int(params.get("minutes"))
+        windows = []
+        if minutes:
+            since = max(utcnow(), service.day_bounds(day)[0])
+            windows = service.find_free(
+                dt.timedelta(minutes=minutes),
+                since=since,
+                kind=params.get("kind") or None,
+            )
+    return render(
+        request,
+        "booking/journal.html",
+        {
+            "title": i18n.lazy("Booking journal"),
+            "grid": grid,
+            "day": day,
+            "days": days,
+            "prev": day - dt.timedelta(days=days),
+            "next": day + dt.timedelta(days=days),
+            "slot_minutes": service.slot_minutes,
+            "zone": service.zone,
+            "windows": windows,
+            "minutes": minutes or "",
+            "kind": params.get("kind", ""),
+            "party_id": params.get("party_id", ""),
+        },
+    )
+
+
+async def new(request: Request) -> Response:
+    """The booking form: resource, time, duration and the client (searched by name)."""
+    values: dict[str, Any] = dict(request.query_params)
+    error = None
+    status = 200
+    if request.method == "POST":
+        values = await form_data(request)
+        try:
+            with work(request) as unit:
+                service = booking(unit)
+                starts = dt.datetime.fromisoformat(str(values.get("starts_at", "")))
+                if starts.tzinfo is None:
+                    starts = starts.replace(tzinfo=service.zone)
+                service.book(
+                    party_id=int(optional_int(values.get("party_id")) or 0),
+                    resource_id=int(optional_int(values.get("resource_id")) or 0),
+                    starts_at=starts.astimezone(dt.UTC),
+                    duration=dt.timedelta(minutes=int(optional_int(values.get("minutes")) or 60)),
+                    description=str(values.get("description", "")),
+                )
+            return redirect(
+                request, "/booking", "Booked.", day=starts.astimezone(service.zone).date()
+            )
+        except ValueError:
+            error, status = i18n.gettext("Enter the date and time of the booking."), 422
+        except ValidationFailed as exc:
+            error, status = error_text(request, exc), 422
+    with work(request) as unit:
+        service = booking(unit)
+        resources = service.resources()
+        found = []
+        query = str(values.get("client_q", "")).strip()
+        if query:
+            found = list(unit.parties.list(search=query, limit=10))
+        party_id = optional_int(values.get("party_id"))
+        party = unit.parties.get(party_id) if party_id else None
+    return render(
+        request,
+        "booking/new.html",
+        {
+            "title": i18n.lazy("New booking"),
+            "values": values,
+            "resources": resources,
+            "found": found,
+            "party": party,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+async def cancel(request: Request) -> Response:
+    """Cancel a booking from the journal."""
+    event_id = int(request.path_params["event_id"])
+    data = await form_data(request)
+    with work(request) as unit:
+        booking(unit).cancel(event_id, reason=str(data.get("reason", "")))
+    return redirect(request, "/booking", "Booking cancelled.", day=data.get("day"))

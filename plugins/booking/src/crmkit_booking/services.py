@@ -1,0 +1,286 @@
+"""The booking journal: resources (specialists, bays), who is busy when, free windows, bookings.
+
+A booking is a core ``calendar_event`` of kind ``booking`` holding a ``resource`` and naming
+the client (``party_id``): the calendar, the client card, iCalendar feeds and access rules
+all see it with no table of its own.  ``booking(work)`` is the facade::
+
+    from crmkit_booking import booking
+
+    with crm.acting_as(manager) as work:
+        journal = booking(work)
+        window = journal.find_free(dt.timedelta(hours=1), since=tomorrow)[0]
+        journal.book(party_id=client.id, resource_id=window.resource.id,
+                     starts_at=window.starts_at, duration=dt.timedelta(hours=1))
+
+Booking raises the domain event ``booking.made`` (``booking.cancelled`` when cancelled),
+which automation rules react to (confirm, remind the day before, ask for a review).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+from sqlalchemy import select, update
+
+from crmkit.errors import ValidationFailed
+from crmkit.model import CalendarEvent, Party, Resource
+
+BOOKING_MADE = "booking.made"
+BOOKING_CANCELLED = "booking.cancelled"
+KIND = "booking"
+
+
+def booking(work: Any) -> BookingService:
+    """The booking journal of this unit of work."""
+    return work.service("booking", BookingService)
+
+
+@attrs.frozen
+class Window:
+    """A free window of a resource."""
+
+    resource: Resource
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+@attrs.frozen
+class Journal:
+    """Who is busy in a period: the resources, the slot times, and bookings per resource."""
+
+    start: dt.datetime
+    end: dt.datetime
+    resources: Sequence[Resource]
+    slots: Sequence[dt.datetime]
+    busy: dict[int, list[CalendarEvent]]
+    clients: dict[int, str]
+
+    def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> CalendarEvent | None:
+        """The booking holding ``resource_id`` during the slot starting at ``slot``."""
+        end = slot + dt.timedelta(minutes=minutes)
+        for event in self.busy.get(resource_id, ()):
+            if event.starts_at < end and event.ends_at > slot:
+                return event
+        return None
+
+
+def _clock(text: str, setting: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed({setting: [f"not a time of day: {text!r}"]}) from None
+
+
+class BookingService:
+    """Resources, the journal grid, free windows, booking and cancelling."""
+
+    def __init__(self, work: Any) -> None:
+        self.work = work
+        config = work.crm.config
+        self.zone = ZoneInfo(str(config["locale.timezone"]))
+        self.opens = _clock(str(config["booking.day_start"]), "booking.day_start")
+        self.closes = _clock(str(config["booking.day_end"]), "booking.day_end")
+        self.slot_minutes = int(config["booking.slot_minutes"])
+
+    # -- resources --------------------------------------------------------------------
+
+    def resources(self, kind: str | None = None) -> list[Resource]:
+        """Active resources (of one kind: ``specialist``, ``bay``...), by name."""
+        self.work.access.require("resource", "read")
+        statement = select(Resource).where(Resource.active.is_(True))
+        if kind:
+            statement = statement.where(Resource.kind == kind)
+        return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
+
+    def add_resource(self, name: str, kind: str = "specialist", user_id: int | None = None) -> Any:
+        """A new bookable resource (a bay, or a specialist linked to their user)."""
+        self.work.access.require("resource", "create")
+        if not name.strip():
+            raise ValidationFailed({"name": ["a name is required"]}, entity="resource")
+        resource = Resource(name=name.strip(), kind=kind, user_id=user_id, active=True)
+        self.work.session.add(resource)
+        self.work.flush()
+        self.work.audit("resource", resource.id, "create", {"name": [None, resource.name]})
+        return resource
+
+    # -- the journal ------------------------------------------------------------------
+
+    def day_bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        """Opening and closing of a business day, in UTC."""
+        opens = dt.datetime.combine(day, self.opens, self.zone).astimezone(dt.UTC)
+        closes = dt.datetime.combine(day, self.closes, self.zone).astimezone(dt.UTC)
+        return opens, closes
+
+    def journal(
+        self, day: dt.date, days: int = 1, resource_ids: Sequence[int] | None = None
+    ) -> Journal:
+        """Bookings of each resource over ``days`` business days from ``day``.
+
+        Only bookings the actor may see are listed by title; the client of a booking the
+        actor may not see is not named.
+        """
+        resources = self.resources()
+        if resource_ids:
+            resources = [r for r in resources if r.id in set(resource_ids)]
+        start = self.day_bounds(day)[0]
+        end = self.day_bounds(day + dt.timedelta(days=days - 1))[1]
+        busy: dict[int, list[CalendarEvent]] = {r.id: [] for r in resources}
+        ids = list(busy)
+        if ids:
+            events = self.work.calendar.query().where(
+                CalendarEvent.resource_id.in_(ids),
+                CalendarEvent.status != "cancelled",
+                CalendarEvent.starts_at < end,
+                CalendarEvent.ends_at > start,
+            )
+            for event in self.work.session.scalars(events.order_by(CalendarEvent.starts_at)):
+                busy[event.resource_id].append(event)
+        party_ids = {e.party_id for events in busy.values() for e in events if e.party_id}
+        clients = dict(
+            self.work.session.execute(
+                select(Party.id, Party.name).where(Party.id.in_(party_ids))
+            ).all()
+        )
+        slots = []
+        for offset in range(days):
+            opens, closes = self.day_bounds(day + dt.timedelta(days=offset))
+            cursor = opens
+            while cursor < closes:
+                slots.append(cursor)
+                cursor += dt.timedelta(minutes=self.slot_minutes)
+        return Journal(start, end, resources, slots, busy, clients)
+
+    def find_free(
+        self,
+        duration: dt.timedelta,
+        *,
+        since: dt.datetime,
+        days: int = 7,
+        resource_ids: Sequence[int] | None = None,
+        kind: str | None = None,
+        limit: int = 20,
+    ) -> list[Window]:
+        """The earliest free windows of ``duration`` within opening hours, soonest first.
+
+        Windows start on the slot grid (``booking.slot_minutes``).  Every resource is busy
+        where *any* booking holds it, whoever may see that booking.
+        """
+        if duration <= dt.timedelta(0):
+            raise ValidationFailed({"duration": ["a duration is positive"]})
+        resources = self.resources(kind)
+        if resource_ids:
+            resources = [r for r in resources if r.id in set(resource_ids)]
+        step = dt.timedelta(minutes=self.slot_minutes)
+        found: list[Window] = []
+        first_day = since.astimezone(self.zone).date()
+        for offset in range(days):
+            opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            for resource in resources:
+                free = self.work.calendar.free_slots(resource.id, opens, closes, duration)
+                for free_start, free_end in free:
+                    start = max(free_start, since)
+                    # round up to the slot grid, counted from the opening
+                    steps = -((opens - start) // step)
+                    start = opens + steps * step
+                    if start + duration <= free_end:
+                        found.append(Window(resource, start, start + duration))
+                        break
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda w: (w.starts_at, w.resource.name))
+        return found[:limit]
+
+    # -- booking ----------------------------------------------------------------------
+
+    def book(
+        self,
+        *,
+        party_id: int,
+        resource_id: int,
+        starts_at: dt.datetime,
+        duration: dt.timedelta | None = None,
+        ends_at: dt.datetime | None = None,
+        title: str = "",
+        description: str = "",
+        owner_id: int | None = None,
+        record: tuple[str, int] | None = None,
+    ) -> CalendarEvent:
+        """Book a resource for a client; a clash with another booking is refused.
+
+        The resource row is written first, which serializes bookings of one resource on
+        both databases (a row lock on PostgreSQL, the write lock on SQLite), so two people
+        booking the same slot at once cannot both succeed.
+        """
+        self.work.access.require("calendar_event", "create")
+        if ends_at is None:
+            if duration is None:
+                raise ValidationFailed({"ends_at": ["give an end or a duration"]})
+            ends_at = starts_at + duration
+        locked = self.work.session.execute(
+            update(Resource)
+            .where(Resource.id == resource_id, Resource.active.is_(True))
+            .values(active=True)
+        )
+        if locked.rowcount != 1:
+            raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
+        resource = self.work.session.get(Resource, resource_id)
+        party = self.work.parties.get(party_id)
+        values: dict[str, Any] = {
+            "title": title or f"{party.name} — {resource.name}",
+            "description": description,
+            "starts_at": starts_at.isoformat(),
+            "ends_at": ends_at.isoformat(),
+            "kind": KIND,
+            "party_id": party_id,
+            "resource_id": resource_id,
+        }
+        if owner_id is not None:
+            values["owner_id"] = owner_id
+        elif resource.user_id is not None:
+            values["owner_id"] = resource.user_id
+        if record is not None:
+            values["record_entity"], values["record_id"] = record
+        event = self.work.calendar.create(values)
+        self.work.emit(
+            BOOKING_MADE,
+            "calendar_event",
+            event.id,
+            party_id=party_id,
+            resource_id=resource_id,
+            starts_at=event.starts_at.isoformat(),
+            ends_at=event.ends_at.isoformat(),
+        )
+        return event
+
+    def cancel(self, event_id: int, reason: str = "") -> CalendarEvent:
+        """Cancel a booking: its slot is free again."""
+        event = self.work.calendar.get(event_id, "update")
+        if event.kind != KIND:
+            raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
+        self.work.calendar.update(event, {"status": "cancelled"})
+        self.work.emit(
+            BOOKING_CANCELLED,
+            "calendar_event",
+            event.id,
+            party_id=event.party_id,
+            resource_id=event.resource_id,
+            reason=reason,
+        )
+        return event
+
+    def of_party(self, party_id: int, *, upcoming_only: bool = True) -> list[CalendarEvent]:
+        """A client's bookings (the upcoming ones by default), soonest first."""
+        statement = self.work.calendar.query().where(
+            CalendarEvent.party_id == party_id,
+            CalendarEvent.kind == KIND,
+            CalendarEvent.status != "cancelled",
+        )
+        if upcoming_only:
+            from crmkit.clock import utcnow
+
+            statement = statement.where(CalendarEvent.ends_at > utcnow())
+        return list(self.work.session.scalars(statement.order_by(CalendarEvent.starts_at)))

@@ -1,0 +1,150 @@
+"""The booking journal: who is busy, free windows, bookings that never clash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from crmkit_booking import BOOKING_MADE, booking
+
+from crmkit import hookimpl
+from crmkit.errors import ValidationFailed
+from crmkit.testing import add_user, factories
+
+MSK = dt.timezone(dt.timedelta(hours=3))  # the deployment's default zone, Europe/Moscow
+DAY = dt.date(2030, 3, 4)
+
+
+def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), MSK).astimezone(dt.UTC)
+
+
+@pytest.fixture
+def shop(booking_crm):
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay")
+        master = journal.add_resource("Мастер Иван", kind="specialist")
+        client = factories.person(work)
+        other = factories.person(work)
+    return booking_crm, bay.id, master.id, client.id, other.id
+
+
+def test_booking_shows_in_the_journal_and_raises_its_event(shop):
+    crm, bay, master, client, _ = shop
+    seen = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == BOOKING_MADE:
+                seen.append((event.party_id, event.data["resource_id"], event.data["starts_at"]))
+
+    crm.pm.register(Listener())
+    with crm.acting_as("manager") as work:
+        event = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=dt.timedelta(hours=1)
+        )
+    assert seen == [(client, bay, at(10).isoformat())]
+    with crm.acting_as("manager") as work:
+        grid = booking(work).journal(DAY)
+    assert [r.id for r in grid.resources] == [bay, master]  # bays before specialists
+    assert grid.slots[0] == at(9) and grid.slots[-1] == at(19, 30)
+    assert grid.at(bay, at(10, 30), 30).id == event.id
+    assert grid.at(bay, at(11), 30) is None and grid.at(master, at(10), 30) is None
+
+
+def test_a_resource_is_never_booked_twice(shop):
+    crm, bay, master, client, other = shop
+    with crm.acting_as("manager") as work:
+        booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=dt.timedelta(hours=2)
+        )
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed, match="already booked"):
+        booking(work).book(
+            party_id=other, resource_id=bay, starts_at=at(11), duration=dt.timedelta(hours=1)
+        )
+    with crm.acting_as("manager") as work:  # back to back, and another resource, are fine
+        booking(work).book(
+            party_id=other, resource_id=bay, starts_at=at(12), duration=dt.timedelta(hours=1)
+        )
+        booking(work).book(
+            party_id=other, resource_id=master, starts_at=at(11), duration=dt.timedelta(hours=1)
+        )
+
+
+def test_two_people_booking_one_slot_at_once_cannot_both_win(shop):
+    crm, bay, _, client, other = shop
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def attempt(party_id):
+        try:
+            with crm.acting_as("manager") as work:
+                barrier.wait(5)
+                booking(work).book(
+                    party_id=party_id,
+                    resource_id=bay,
+                    starts_at=at(15),
+                    duration=dt.timedelta(hours=1),
+                )
+            outcomes.append("booked")
+        except ValidationFailed:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in (client, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["booked", "refused"]
+
+
+def test_free_windows_skip_busy_times_and_closed_hours(shop):
+    crm, bay, master, client, _ = shop
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        journal.book(
+            party_id=client, resource_id=bay, starts_at=at(9), duration=dt.timedelta(hours=3)
+        )
+        windows = journal.find_free(dt.timedelta(hours=2), since=at(8), kind="bay")
+        assert [(w.resource.id, w.starts_at) for w in windows[:2]] == [
+            (bay, at(12)),
+            (bay, at(9, day=DAY + dt.timedelta(days=1))),
+        ]
+        # from mid-morning, the window starts on the next slot of the grid
+        windows = journal.find_free(dt.timedelta(minutes=30), since=at(12, 10), kind="specialist")
+        assert windows[0].resource.id == master and windows[0].starts_at == at(12, 30)
+        # too long for any day
+        assert journal.find_free(dt.timedelta(hours=12), since=at(8), days=2) == []
+
+
+def test_a_cancelled_booking_frees_its_slot(shop):
+    crm, bay, _, client, other = shop
+    with crm.acting_as("manager") as work:
+        first = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=dt.timedelta(hours=1)
+        )
+    with crm.acting_as("manager") as work:
+        booking(work).cancel(first.id, reason="client called")
+        booking(work).book(
+            party_id=other, resource_id=bay, starts_at=at(10), duration=dt.timedelta(hours=1)
+        )
+
+
+def test_booking_a_hidden_client_or_a_missing_resource_is_refused(shop):
+    crm, bay, _, client, _ = shop
+    add_user(crm, "agent", ["agent"])
+    with crm.acting_as("agent") as work:
+        from crmkit.errors import NotFound
+
+        with pytest.raises((NotFound, ValidationFailed)):
+            booking(work).book(
+                party_id=client, resource_id=bay, starts_at=at(10), duration=dt.timedelta(hours=1)
+            )
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed, match="no resource"):
+        booking(work).book(
+            party_id=client, resource_id=999, starts_at=at(10), duration=dt.timedelta(hours=1)
+        )
