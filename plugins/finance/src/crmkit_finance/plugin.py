@@ -382,6 +382,13 @@ def crmkit_register_settings() -> list[Setting]:
 
 
 @hookimpl
+def crmkit_register_message_templates() -> list[Any]:
+    from crmkit_finance.services.letters import DEFAULT_TEMPLATE
+
+    return [DEFAULT_TEMPLATE]
+
+
+@hookimpl
 def crmkit_register_migrations() -> list[MigrationBranch]:
     return [MigrationBranch("finance", MIGRATIONS)]
 

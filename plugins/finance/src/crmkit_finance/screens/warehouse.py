@@ -5,11 +5,14 @@
   with its cost, a write-off, a transfer, an inventory count, a minimum; a new good or
   service and a new category.
 * ``/finance/purchases``: purchase orders with their supplier and state, a new purchase
-  order (optionally for a client order), receiving one, and a new supplier.
+  order (optionally for a client order), receiving one, sending one to the supplier's
+  email (when a mail channel is configured) with the letters sent so far, and a new
+  supplier.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from starlette.requests import Request
@@ -157,11 +160,15 @@ async def purchases(request: Request) -> Response:
     with work(request) as unit:
         fin = finance(unit)
         orders = list(unit.records("finance_purchase_order").list(order=["-id"], limit=100))
+        letters = fin.letters.sent([o.id for o in orders])
         suppliers = list(unit.records("finance_supplier").list(limit=200))
         names = client_names(unit, (s.party_id for s in suppliers))
         context = {
             "title": "Purchases",
-            "orders": [{"order": o, "lines": fin.purchases.lines(o)} for o in orders],
+            "orders": [
+                {"order": o, "lines": fin.purchases.lines(o), "letters": letters.get(o.id, [])}
+                for o in orders
+            ],
             "suppliers": suppliers,
             "supplier_names": {s.id: names.get(s.party_id, "") for s in suppliers},
             "owed": {s.id: fin.purchases.owed_to(s.id) for s in suppliers},
@@ -172,6 +179,8 @@ async def purchases(request: Request) -> Response:
             "may_order": fin.can("finance_purchase_order", "create"),
             "may_receive": fin.can("finance_purchase_order", "update"),
             "may_supplier": fin.can("finance_supplier", "create"),
+            "may_mail": fin.letters.can_send(),
+            "no_mail_channel": fin.letters.channel is None,
         }
     return render(request, "finance/purchases.html", context)
 
@@ -186,8 +195,15 @@ async def new_purchase(request: Request) -> Response:
         if item and qty
     ]
     number = str(form.get("client_order") or "").strip()
+    expected = str(form.get("expected_on") or "").strip()
 
     def order(fin: Any) -> Any:
+        expected_on = None
+        if expected:
+            try:
+                expected_on = dt.date.fromisoformat(expected)
+            except ValueError:
+                raise ValidationFailed({"expected_on": [f"not a date: {expected!r}"]}) from None
         client_order_id = None
         if number:
             found = list(fin.orders.list(search=number, limit=5))
@@ -200,6 +216,7 @@ async def new_purchase(request: Request) -> Response:
             _required(form, "location_id"),
             lines,
             client_order_id=client_order_id,
+            expected_on=expected_on,
             note=str(form.get("note") or ""),
         )
 
@@ -217,12 +234,27 @@ async def receive_purchase(request: Request) -> Response:
     )
 
 
+async def send_letter(request: Request) -> Response:
+    """Send the purchase order to the supplier's email (queued in the outbox)."""
+    purchase_id = int(request.path_params["purchase_id"])
+    return attempt(
+        request,
+        "/finance/purchases",
+        lambda fin: fin.letters.send(purchase_id),
+        "Letter to the supplier queued.",
+    )
+
+
 async def new_supplier(request: Request) -> Response:
     """A supplier: an organisation with payment terms."""
     data = await form_data(request)
 
     def create(fin: Any) -> Any:
-        party = fin.work.parties.create({"kind": "organisation", "name": str(data.get("name", ""))})
+        values: dict[str, Any] = {"kind": "organisation", "name": str(data.get("name", ""))}
+        email = str(data.get("email") or "").strip()
+        if email:
+            values["contact_points"] = [{"kind": "email", "value": email}]
+        party = fin.work.parties.create(values)
         return fin.work.records("finance_supplier").create(
             party_id=party.id, payment_days=int(str(data.get("payment_days") or "0") or 0)
         )
@@ -262,6 +294,12 @@ SCREENS = [
         "/finance/purchases/{purchase_id:int}/receive",
         receive_purchase,
         ("finance_purchase_order", "update"),
+    ),
+    _post(
+        "finance_purchase_letter",
+        "/finance/purchases/{purchase_id:int}/letter",
+        send_letter,
+        PURCHASES_READ,
     ),
     _post(
         "finance_supplier_new",

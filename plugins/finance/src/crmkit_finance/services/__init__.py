@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from crmkit_finance.services.catalogue import CatalogueService
     from crmkit_finance.services.expenses import AssetService, ExpenseService, PlanService
     from crmkit_finance.services.invoices import InvoiceService
+    from crmkit_finance.services.letters import SupplierLetterService
     from crmkit_finance.services.orders import OrderService
     from crmkit_finance.services.payroll import PayrollService
     from crmkit_finance.services.rates import RateService
@@ -142,6 +143,13 @@ class Finance:
         from crmkit_finance.services.stock import PurchaseService
 
         return PurchaseService(self)
+
+    @cached_property
+    def letters(self) -> SupplierLetterService:
+        """Letters to suppliers about purchase orders, through a mail channel."""
+        from crmkit_finance.services.letters import SupplierLetterService
+
+        return SupplierLetterService(self)
 
     @cached_property
     def payroll(self) -> PayrollService:
