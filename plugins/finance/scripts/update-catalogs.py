@@ -45,6 +45,7 @@ DYNAMIC = (
     *("order_reopen", "salary_accrual", "salary_payout", "salary_reversal", "supplier_payment"),
     *("cashback_accrual", "cashback_expiry", "cashback_withdrawal", "amortization"),
     "asset_purchase",
+    *("queued", "sent", "failed"),
 )
 METHODS = [
     ("templates/**.html", "jinja2"),
