@@ -58,9 +58,9 @@ def test_purchase_order_for_a_client_order_received_and_paid(shop):
         assert [p.id for p in fin.purchases.for_order(order.id)] == [purchase.id]
         level = fin.stock.level(shop.oil.id, shop.branch.id)
         assert level.qty == 30 and level.value == money("11600.00")
-        subject, body = fin.purchases.letter(purchase.id)
-        assert subject == f"Purchase order {purchase.id}"
-        assert "Motor oil 5W-30: 20 l x 380.00 RUB" in body
+        subject, body, email = fin.letters.render(purchase.id)
+        assert subject == f"Заказ поставщику № {purchase.id}" and email is None
+        assert "1. Motor oil 5W-30 — 20 l × 380.00 RUB = 7 600.00 RUB" in body
     with crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         assert fin.purchases.owed_to(supplier.id) == money("7600.00")

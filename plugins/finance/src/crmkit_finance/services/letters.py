@@ -160,6 +160,18 @@ class SupplierLetterService:
         }
         return values
 
+    def render(self, purchase_id: int) -> tuple[str, str, str | None]:
+        """The letter's subject and body, and the supplier's email (``None`` if it has none)."""
+        self.finance.require("finance_purchase_order", "read")
+        purchase = self.finance.purchases.get(purchase_id)
+        supplier = self.finance.purchases.supplier(purchase.supplier_id)
+        texts = self.template()
+        variables = self.variables(purchase, supplier.party_id)
+        templates = self.work.message_templates
+        subject = templates.render_text("subject", texts["subject"], variables).strip()
+        body = templates.render_text("body", texts["body"], variables)
+        return subject, body, self.supplier_email(supplier)
+
     def send(self, purchase_id: int) -> Activity:
         """Queue the purchase order letter to the supplier's email.
 
@@ -183,11 +195,7 @@ class SupplierLetterService:
             raise ValidationFailed(
                 {"email": [f"the supplier {party.name} has no email: add one on their card"]}
             )
-        texts = self.template()
-        variables = self.variables(purchase, party.id)
-        templates = self.work.message_templates
-        subject = templates.render_text("subject", texts["subject"], variables).strip()
-        body = templates.render_text("body", texts["body"], variables)
+        subject, body, _ = self.render(purchase.id)
         activity = self.work.channels.send(
             channel.name,
             to=to,

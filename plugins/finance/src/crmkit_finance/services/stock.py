@@ -780,36 +780,3 @@ class PurchaseService:
         )
         self.work.audit("finance_supplier", supplier.id, "pay", {"amount": [None, str(value)]})
         return transaction
-
-    def letter(self, purchase_id: int) -> tuple[str, str]:
-        """The subject and text of a purchase order, ready to mail to the supplier."""
-        purchase = self.get(purchase_id)
-        lines = []
-        for line in self.lines(purchase):
-            item = self.session.get(FinanceItem, line.item_id)
-            lines.append(
-                f"- {item.name}{f' ({item.sku})' if item.sku else ''}: "
-                f"{line.qty.normalize():f} {item.unit} x {line.unit_cost} {purchase.currency}"
-            )
-        subject = f"Purchase order {purchase.id}"
-        body = "\n".join([f"Please supply for purchase order {purchase.id}:", *lines])
-        if purchase.expected_on:
-            body += f"\n\nExpected by {purchase.expected_on.isoformat()}."
-        return subject, body
-
-    def send(self, purchase_id: int, *, to: str, channel: str = "mail") -> Any:
-        """Mail the purchase order to the supplier through a channel (the mail plugin's)."""
-        purchase = self.get(purchase_id)
-        if channel not in self.work.crm.channels:
-            raise ValidationFailed({"channel": [f"no {channel} channel is installed"]})
-        supplier = self.session.get(FinanceSupplier, purchase.supplier_id)
-        subject, body = self.letter(purchase_id)
-        return self.work.channels.send(
-            channel,
-            to=to,
-            subject=subject,
-            body=body,
-            party_id=supplier.party_id,
-            record=("finance_purchase_order", purchase.id),
-            idempotency_key=f"finance-po-{purchase.id}-{to}",
-        )
