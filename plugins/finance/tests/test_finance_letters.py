@@ -90,6 +90,11 @@ def test_send_a_purchase_order_from_the_screen(mail_shop):
     assert 'class="flash error"' not in done.text
     row = done.text.split(f'id="purchase-{purchase.id}"', 1)[1].split("</tr>")[0]
     assert 'class="letter letter-queued"' in row
+    card = head.get(f"/clients/{supplier.party_id}")
+    assert card.status_code == 200 and f"Заказ поставщику № {purchase.id}" in card.text
+    record = head.get(f"/records/finance_purchase_order/{purchase.id}")
+    assert record.status_code == 200 and f"Заказ поставщику № {purchase.id}" in record.text
+    assert "zakaz@masla.ru" in record.text.split('id="purchase-letters"', 1)[1]
     head.post("/language", {"language": "ru", "next": "/"})
     russian = head.get("/finance/purchases").text
     assert "Отправить поставщику" in russian and "в очереди" in russian

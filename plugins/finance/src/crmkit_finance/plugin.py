@@ -211,7 +211,7 @@ def crmkit_register_entities() -> list[EntityType]:
             "Suppliers",
             schema=schemas.SupplierSchema,
             party_attr="party_id",
-            filter_attrs=("active",),
+            filter_attrs=("party_id", "active"),
         ),
         _entity(
             "finance_contract",

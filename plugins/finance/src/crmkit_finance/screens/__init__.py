@@ -103,7 +103,8 @@ def menu_items() -> list[MenuItem]:
 
 
 def panels() -> list[CardPanel]:
-    """The client card's money panel and the order page's lines, payments and totals."""
-    from crmkit_finance.screens import orders
+    """The client card's money panel, the order page's lines, payments and totals, and the
+    purchase order page's letters to the supplier."""
+    from crmkit_finance.screens import orders, warehouse
 
-    return orders.PANELS
+    return [*orders.PANELS, *warehouse.PANELS]

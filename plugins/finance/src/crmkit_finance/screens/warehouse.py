@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
-from crmkit.web.contributions import Screen
+from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.pages import form_data, render, work
 from crmkit_finance import finance
-from crmkit_finance.screens import attempt, client_names, optional_id
+from crmkit_finance.screens import attempt, client_names, optional_id, safe_back
 
 STOCK_READ = ("finance_stock", "read")
 STOCK_WRITE = ("finance_stock", "create")
@@ -237,9 +237,10 @@ async def receive_purchase(request: Request) -> Response:
 async def send_letter(request: Request) -> Response:
     """Send the purchase order to the supplier's email (queued in the outbox)."""
     purchase_id = int(request.path_params["purchase_id"])
+    data = await form_data(request)
     return attempt(
         request,
-        "/finance/purchases",
+        safe_back(data.get("back"), "/finance/purchases"),
         lambda fin: fin.letters.send(purchase_id),
         "Letter to the supplier queued.",
     )
@@ -260,6 +261,16 @@ async def new_supplier(request: Request) -> Response:
         )
 
     return attempt(request, "/finance/purchases", create, "Supplier added.")
+
+
+def purchase_panel(work: Any, record: Any) -> dict[str, Any]:
+    """The purchase order page's letters to the supplier, and the send button."""
+    fin = finance(work)
+    return {
+        "letters": fin.letters.sent([record.id]).get(record.id, []),
+        "may_mail": fin.letters.can_send() and record.status != "cancelled",
+        "no_mail_channel": fin.letters.channel is None,
+    }
 
 
 def _post(name: str, path: str, endpoint: Any, permission: tuple[str, str]) -> Screen:
@@ -306,5 +317,15 @@ SCREENS = [
         "/finance/suppliers",
         new_supplier,
         ("finance_supplier", "create"),
+    ),
+]
+
+PANELS = [
+    CardPanel(
+        "finance_purchase_letters",
+        "finance/purchase_panel.html",
+        purchase_panel,
+        permission=PURCHASES_READ,
+        entity="finance_purchase_order",
     ),
 ]
