@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,15 +64,33 @@ def data_rules(session: Any, *, enabled_only: bool = True) -> list[Rule]:
     return rules
 
 
+#: Seconds a process keeps admins' rules before reading them again (edits made in the
+#: process itself apply at once; other processes see them within this time).
+RULES_TTL = 5.0
+
+_cache: weakref.WeakKeyDictionary[Any, tuple[float, list[Rule]]] = weakref.WeakKeyDictionary()
+
+
+def forget_rules(crm: CRM) -> None:
+    """Drop this process's copy of the admins' rules (after an edit)."""
+    _cache.pop(crm, None)
+
+
 class _Rules:
-    """Every enabled rule, read once per unit of work."""
+    """Every enabled rule, for one unit of work."""
 
     def __init__(self, work: UnitOfWork) -> None:
-        self.all = code_rules(work.crm) + data_rules(work.session)
+        import time
+
+        now = time.monotonic()
+        cached = _cache.get(work.crm)
+        if cached is None or now - cached[0] > RULES_TTL:
+            cached = _cache[work.crm] = (now, data_rules(work.session))
+        self.all = code_rules(work.crm) + cached[1]
 
 
 def rules_of(work: UnitOfWork) -> list[Rule]:
-    """The enabled rules, cached for this unit of work."""
+    """The enabled rules (admins' ones read at most every few seconds per process)."""
     return work.service("automation_rules", _Rules).all
 
 
