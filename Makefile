@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
-DEMO_DIR ?= var/demo
+DEMO_DIR ?= var/denaq
 PYTEST_WORKERS ?= 2
 VENDOR := src/crmkit/web/static/vendor
 
-.PHONY: install assets browser demo demo-carservice test test-fast bench lint clean
+.PHONY: install assets browser mailserver demo demo-carservice test test-fast bench lint clean
 
 # Everything the project needs, from its own files: uv (from PyPI), the workspace
 # (core + plugins + examples, editable) pinned by uv.lock.
@@ -30,13 +30,22 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed: end-to-end tests will be skipped (run: apt-get install -y chromium)"; }
 
+# Debian's Dovecot for the mail plugin's tests (they start it themselves with a config of their
+# own on loopback; no system service is used).
+mailserver:
+	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; } || \
+		echo "dovecot is not installed: mail server tests will be skipped (run: apt-get install -y dovecot-imapd)"; }
+
 install: $(BIN)/.installed assets
 
+# The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
-	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR)
+	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
-		$(BIN)/crmkit --config $(DEMO_DIR) demo basic
+		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
+	@echo "sign in at http://127.0.0.1:8000 as admin, lead1, lead2 or agent1..agent5 (password: demo-password)"
 	$(BIN)/crmkit --config $(DEMO_DIR) serve --host 127.0.0.1 --port 8000
 
 # The car service example (examples/carservice): a demo year for two branches, on port 8001.
@@ -48,13 +57,13 @@ demo-carservice: install
 		$(BIN)/crmkit --config $(CARSERVICE_DIR) demo carservice
 	$(BIN)/crmkit --config $(CARSERVICE_DIR) serve --host 127.0.0.1 --port 8001
 
-test: install browser
+test: install browser mailserver
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: install
 	$(BIN)/pytest -x -q --crmkit-db=sqlite -m "not slow"
 
-bench: install
+bench: install mailserver
 	$(BIN)/python -m benchmarks
 
 lint: install

@@ -18,7 +18,15 @@ import sqlalchemy as sa
 
 from benchmarks.data import fresh_crm, organisation_rows
 from benchmarks.harness import Context, Row, percentile, timed
-from crmkit.model import AuditEntry, ContactPoint, Party, User
+from crmkit.model import (
+    AuditEntry,
+    ContactPoint,
+    MatchWord,
+    MatchWordVariant,
+    Party,
+    PartyMatchKey,
+    User,
+)
 from crmkit.testing import add_user
 
 AGENTS = 50
@@ -55,7 +63,14 @@ def _bulk_create(crm: Any, database: str, size: int, agents: list[int]) -> Row:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                 "VACUUM ANALYZE party"
             )
-    tables = [Party.__table__, ContactPoint.__table__, AuditEntry.__table__]
+    tables = [
+        Party.__table__,
+        ContactPoint.__table__,
+        AuditEntry.__table__,
+        PartyMatchKey.__table__,  # screening keys are final rows of a bulk create too
+        MatchWord.__table__,
+        MatchWordVariant.__table__,
+    ]
     with crm.engine.connect() as connection:
         final = {
             t.name: [dict(r._mapping) for r in connection.execute(sa.select(t))] for t in tables

@@ -31,6 +31,8 @@ KEYWORDS = {
     "Screen": (3,),
     "MenuItem": (1,),
     "message": (1,),
+    "Column": (2,),
+    "Report": (2,),
 }
 METHODS = [
     ("src/crmkit/web/templates/**.html", "jinja2"),

@@ -150,6 +150,14 @@ def test_unknown_user_is_one_line(deployment):
     assert line == "error: user ghost not found"
 
 
+def test_init_writes_the_plugins_to_load(tmp_path, capsys):
+    from crmkit.config import Config
+
+    target = tmp_path / "dealers"
+    assert call(capsys, "init", str(target), "--no-migrate", "--plugin", "finance")[0] == 0
+    assert Config.load(target)["plugins.allow"] == ["finance"]
+
+
 def test_init_refuses_to_overwrite(deployment):
     line = _one_line_error(run("init", str(deployment)))
     assert "exists already" in line

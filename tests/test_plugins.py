@@ -94,6 +94,23 @@ def test_allow_list_limits_and_block_list_excludes(monkeypatch):
     assert "a" not in loaded and "b" in loaded
 
 
+def test_deployment_plugin_loads_only_when_allow_listed(monkeypatch):
+    for name, deployment in (("plug_dep", True), ("plug_lib", False)):
+        module = types.ModuleType(name)
+        module.crmkit_register_roles = lambda: []
+        if deployment:
+            module.crmkit_deployment = True
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(
+        "crmkit.plugins.installed_plugins",
+        lambda: {"dep": _entry_point("dep", "plug_dep"), "lib": _entry_point("lib", "plug_lib")},
+    )
+    everything = make_plugin_manager().infos
+    assert "lib" in everything and "dep" not in everything
+    chosen = make_plugin_manager(allow=["dep"]).infos
+    assert "dep" in chosen and "lib" not in chosen
+
+
 def test_duplicate_pipeline_names_are_refused(make_crm):
     class One:
         @hookimpl
@@ -135,3 +152,19 @@ def test_configure_is_historic_and_sees_registries(make_crm):
 
     crm.pm.register(Late(), name="late")
     assert late == [crm]
+
+
+def test_a_plugins_permission_cell_replaces_the_builtin_one(make_crm):
+    from crmkit.access.rules import grant
+
+    class NoDeals:
+        @hookimpl
+        def crmkit_register_permissions(self):
+            return grant("agent", "deal", ("read", "create"), "none")
+
+    crm = make_crm(plugins=[NoDeals()])
+    with crm.system() as work:
+        cells = {
+            (r.entity, r.action): r.scope for r in work.permissions.table() if r.role == "agent"
+        }
+    assert cells[("deal", "read")] == "none" and cells[("party", "read")] == "own"

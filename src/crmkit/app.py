@@ -113,6 +113,7 @@ class CRM:
         self.card_panels: list[CardPanel] = []
         self.migration_branches: list[MigrationBranch] = []
         self.demos: dict[str, Demo] = {}
+        self.starter_templates: list[Any] = []
         self.filter_fields: list[FilterField] = []
         self._collect_registries()
         self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
@@ -156,7 +157,13 @@ class CRM:
                 )
         for _, role in self._collect("crmkit_register_roles"):
             self.roles.setdefault(role.name, role)
-        self.permissions = [p for _, p in self._collect("crmkit_register_permissions")]
+        # a plugin's cell replaces the built-in one for the same role, entity and action
+        # (seeding keeps the last declaration of each cell): built-ins go first
+        cells = list(self._collect("crmkit_register_permissions"))
+        builtin = {name for name, info in self.pm.infos.items() if info.builtin}
+        self.permissions = [p for n, p in cells if n in builtin] + [
+            p for n, p in cells if n not in builtin
+        ]
         _fill_unique(self.channels, self._collect("crmkit_register_channels"), "channel")
         _fill_unique(self.reports, self._collect("crmkit_register_reports"), "report")
         _fill_unique(self.jobs, self._collect("crmkit_register_jobs"), "job")
@@ -190,6 +197,7 @@ class CRM:
             self.migration_branches.append(branch)
         _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
         self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
+        self.starter_templates = [t for _, t in self._collect("crmkit_register_message_templates")]
 
     # -- units of work ---------------------------------------------------------------
 
@@ -251,11 +259,14 @@ class CRM:
         self.sync_access()
 
     def sync_access(self) -> None:
-        """Seed roles and permission cells declared by plugins; keep what an admin changed."""
+        """Seed roles, permission cells and starter message templates declared by plugins;
+        keep what an admin changed."""
         from crmkit.access.seeding import seed_roles_and_permissions
+        from crmkit.services.message_templates import seed_templates
 
         with self.session_factory.begin() as session:
             seed_roles_and_permissions(session, self.roles.values(), self.permissions)
+            seed_templates(session, self.starter_templates)
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -289,6 +300,13 @@ class CRM:
         """
         digest = hashlib.sha256(("crmkit:" + self.config["secret_key"]).encode()).hexdigest()
         return f"crmkit-{digest[:12]}"
+
+    @cached_property
+    def sealing(self) -> Any:
+        """Encrypts integration secrets at rest (:class:`crmkit.sealing.Sealing`)."""
+        from crmkit.sealing import Sealing
+
+        return Sealing(self.config["security.secrets_key"] or "", self.config["secret_key"])
 
     @cached_property
     def redis(self) -> Any:

@@ -70,14 +70,22 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--database-url", help="Database URL (default: a SQLite file in DIRECTORY).")
 @click.option("--no-migrate", is_flag=True, help="Only write crmkit.toml; create no tables.")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    help="Load only these installed plugins (plugins.allow); repeat for several.",
+)
 @pass_env
-def init(env: Env, directory: Path, database_url: str | None, no_migrate: bool) -> None:
+def init(
+    env: Env, directory: Path, database_url: str | None, no_migrate: bool, plugins: tuple[str, ...]
+) -> None:
     """Create a deployment in DIRECTORY: crmkit.toml with a new secret, and its database."""
     target = directory / CONFIG_FILENAME
     if target.exists():
         raise ConfigError(f"{target} exists already; refusing to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(new_config_text(database_url), encoding="utf-8")
+    target.write_text(new_config_text(database_url, plugins), encoding="utf-8")
     click.echo(f"wrote {target}")
     if not no_migrate:
         env.config_path = str(directory)

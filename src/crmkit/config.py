@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "triage",
         "What happens to a message from an unknown address: `triage` (waits in the "
         "contact center) or `lead` (a new person is created).",
+    ),
+    Setting(
+        "security.secrets_key",
+        str,
+        "",
+        "Fernet key(s) that encrypt integration secrets (mailbox passwords, bot tokens) at "
+        "rest, comma-separated, the first one sealing; empty derives one from `secret_key`.",
+        secret=True,
     ),
     Setting(
         "storage.path",
@@ -303,9 +311,13 @@ class Config:
         return value if value.is_absolute() else self.root / value
 
 
-def new_config_text(database_url: str | None = None) -> str:
-    """The ``crmkit.toml`` written by ``crmkit init``, with a fresh secret key."""
+def new_config_text(database_url: str | None = None, plugins: Sequence[str] = ()) -> str:
+    """The ``crmkit.toml`` written by ``crmkit init``, with a fresh secret key.
+
+    ``plugins`` fills ``plugins.allow`` (a deployment plugin loads only when named there).
+    """
     url = database_url or "sqlite:///crmkit.sqlite3"
+    allow = ", ".join(f'"{name}"' for name in plugins)
     return (
         "# crmkit deployment settings; every key is described in docs/reference/settings.md.\n"
         "# Environment variables CRMKIT_<SECTION>_<KEY> override these values.\n"
@@ -317,7 +329,7 @@ def new_config_text(database_url: str | None = None) -> str:
         'url = ""\n\n'
         "[plugins]\n"
         "# names of the plugins to load; an empty list loads every installed plugin\n"
-        "allow = []\n\n"
+        f"allow = [{allow}]\n\n"
         "[locale]\n"
         'default = "ru"\n'
         'timezone = "Europe/Moscow"\n'

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from crmkit.pipeline.definition import GuardResult, Pipeline
     from crmkit.pipeline.engine import MoveContext
     from crmkit.reports import Report
+    from crmkit.services.message_templates import StarterTemplate
     from crmkit.services.unit import UnitOfWork
     from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
@@ -148,6 +149,17 @@ def crmkit_register_permissions() -> list[Permission]:
 
     Collecting.  Seeded into the ``permission`` table at start-up without overwriting cells
     an admin changed.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_message_templates() -> list[StarterTemplate]:
+    """Message templates a deployment starts with (a first offer, a request for papers).
+
+    Collecting.  Seeded with the roles and permissions (``crmkit init``, ``crmkit db
+    upgrade``): a template whose name, channel and language exist already is left as it
+    is, so an admin's edits are kept.
     """
     return []
 

@@ -21,6 +21,18 @@ class Label(str):
     __slots__ = ()
 
 
+class Labels(tuple):  # type: ignore[type-arg]
+    """A message parameter listing translatable labels, shown joined by commas."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ", ".join(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 @attrs.frozen
 class Message:
     """An English template (``str.format`` style) with its parameters."""
@@ -33,8 +45,16 @@ class Message:
 
     def translate(self, gettext: Callable[[str], str]) -> str:
         """The message in the language of ``gettext`` (labels among parameters included)."""
-        params = {k: gettext(v) if isinstance(v, Label) else v for k, v in self.params.items()}
+        params = {k: _translated(v, gettext) for k, v in self.params.items()}
         return gettext(self.template).format(**params)
+
+
+def _translated(value: Any, gettext: Callable[[str], str]) -> Any:
+    if isinstance(value, Label):
+        return gettext(value)
+    if isinstance(value, Labels):
+        return ", ".join(gettext(item) for item in value)
+    return value
 
 
 def message(template: str, **params: Any) -> Message:

@@ -235,6 +235,7 @@ _LATIN_FOLDS = (
 )
 
 
+@lru_cache(maxsize=65536)  # screening scores the same candidates again as one types
 def name_skeleton(name: str, kind: str = "organisation") -> str:
     """The name key in Latin letters with common spelling variants folded (for matching).
 
@@ -293,3 +294,14 @@ def domain_key(kind: str, key: str) -> str | None:
     if not domain or "." not in domain or domain in PUBLIC_MAIL_DOMAINS:
         return None
     return domain[:253]
+
+
+def one_letter_variants(word: str) -> list[str]:
+    """``word`` and each spelling of it with one letter left out (words of 4+ letters).
+
+    Two words within one typo (a letter changed, dropped, added or two swapped) always
+    share one of these, which makes typo-tolerant look-up an exact, indexed match.
+    """
+    if len(word) < 4:
+        return [word]
+    return list(dict.fromkeys([word, *(word[:i] + word[i + 1 :] for i in range(len(word)))]))

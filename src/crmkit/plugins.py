@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "crmkit.builtins.messaging",
     "crmkit.builtins.web",
     "crmkit.builtins.background",
+    "crmkit.builtins.clientbase",
 )
 
 
@@ -146,7 +147,8 @@ def make_plugin_manager(
     """Build the plugin manager of one application.
 
     Built-ins are registered first, then installed plugins from the entry point group
-    (only those in ``allow`` when it is not empty, never those in ``block``), then
+    (only those in ``allow`` when it is not empty, never those in ``block``; a plugin
+    whose module sets ``crmkit_deployment = True`` only when ``allow`` names it), then
     ``extra`` objects (modules, classes or instances, as tests and deployments pass them).
     """
     pm = CrmkitPluginManager()
@@ -171,6 +173,8 @@ def make_plugin_manager(
             if (allow and name not in allow) or name in block:
                 continue
             plugin = _import_plugin(name, entry_point.value)
+            if getattr(plugin, "crmkit_deployment", False) and name not in allow:
+                continue  # a deployment takes over a CRM: only when named in plugins.allow
             dist = entry_point.dist.name if entry_point.dist else None
             pm.register_plugin(
                 plugin, name, version=_version(dist) if dist else "", distribution=dist

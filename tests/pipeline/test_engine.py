@@ -136,6 +136,43 @@ def test_missing_fields_and_documents_are_all_reported(crm, agent):
     )
 
 
+def test_missing_documents_are_named_by_their_labels(make_crm):
+    from crmkit.i18n import translate
+
+    labelled = Pipeline(
+        "papers",
+        "party",
+        documents={"contract": "Signed contract", "requisites": "Company details"},
+        stages=[Stage("firm"), Stage("account", requires_documents=("contract", "requisites"))],
+        transitions=[Transition("firm", "account")],
+    )
+
+    class Papers:
+        @hookimpl
+        def crmkit_register_pipelines(self):
+            return [labelled]
+
+    crm = make_crm(plugins=[Papers()])
+    user = add_user(crm, "olga", ["agent"])
+    with crm.acting_as(user) as work:
+        firm = factories.organisation(work, pipeline="papers")
+        work.attachments.add(
+            "r.pdf", b"%PDF", record=("party", firm.id), document_type="requisites"
+        )
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm, "account")
+    assert info.value.missing_documents == ["contract"]
+    assert "attach documents: Signed contract" in str(info.value)
+    russian = {"attach documents: {documents}": "приложите документы: {documents}"}
+    reason = translate(info.value.messages[0], lambda text: russian.get(text, text))
+    assert reason == "приложите документы: Signed contract"
+    with crm.acting_as(user) as work:  # a file uploaded on the card counts as well
+        work.attachments.add("c.pdf", b"%PDF", party_id=firm.id, document_type="contract")
+        assert work.moves.move(firm.id, "account", entity="party").record.stage == "account"
+    assert labelled.required_documents() == ["contract", "requisites"]
+    assert labelled.document_label("passport") == "passport"
+
+
 def test_documents_and_fields_given_then_move_succeeds(crm, agent):
     firm_id = make_firm(crm, agent)
     with crm.acting_as(agent) as work:

@@ -51,3 +51,101 @@ async def test_new_client_form_shows_duplicates_and_creates_only_when_confirmed(
     assert created.status_code in (302, 303)
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(Party)) == 2
+
+
+async def test_merge_from_the_card_and_the_old_id_redirects(web, crm):
+    admin = await web("admin")
+    with crm.acting_as(admin.user) as work:
+        keep = work.parties.create(name="ООО «Вектор»", source="сайт")
+        dupe = work.parties.create(
+            name="Вектор",
+            contact_points=[{"kind": "email", "value": "a@vektor.ru"}],
+            confirm_duplicates=True,
+        )
+        work.timeline.add_note(party_id=dupe.id, body="старая заметка")
+    card = await admin.get(f"/clients/{keep.id}")
+    assert f"/clients/{keep.id}/merge" in card.text
+    choose = await admin.get(f"/clients/{keep.id}/merge")
+    assert f"merge?with={dupe.id}" in choose.text
+    compare = await admin.get(f"/clients/{keep.id}/merge", params={"with": dupe.id})
+    assert 'name="keep.name"' in compare.text
+    done = await admin.post(
+        f"/clients/{keep.id}/merge", {"with": str(dupe.id), "keep.name": str(dupe.id)}
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith(f"/clients/{keep.id}")
+    old = await admin.get(f"/clients/{dupe.id}")
+    assert old.status_code == 303 and old.headers["location"] == f"/clients/{keep.id}"
+    page = await admin.get(f"/clients/{keep.id}")
+    assert "старая заметка" in page.text and "a@vektor.ru" in page.text
+    with crm.system() as work:
+        assert work.parties.get(keep.id).name == "Вектор"
+
+
+async def test_admin_duplicate_report_screen(web, crm):
+    admin = await web("admin")
+    agent = await web("agent")
+    with crm.system() as work:
+        first = work.parties.create(name="ООО «Зенит»")
+        second = work.parties.create(name="Зенит LLC", confirm_duplicates=True)
+    assert (await agent.get("/admin/duplicates")).status_code == 404
+    ran = await admin.post("/admin/duplicates", {"now": "1"})
+    assert ran.status_code == 303
+    page = await admin.get("/admin/duplicates")
+    assert f"/clients/{first.id}/merge?with={second.id}" in page.text
+
+
+async def test_groups_screen_counts_acts_and_exports(web, crm):
+    admin = await web("admin")
+    with crm.acting_as(admin.user) as work:
+        vip = [work.parties.create(name=f"Клиент {i}", tags=["vip"]).id for i in range(3)]
+        work.parties.create(name="Обычный клиент")
+        target = work.groups.create("Рассылка")
+    created = await admin.post(
+        "/groups",
+        {"name": "VIP", "rules": '{"field": "tag", "op": "has", "value": "vip"}', "parent_id": ""},
+    )
+    assert created.status_code == 303
+    group_url = created.headers["location"].split("?")[0]
+    page = await admin.get(group_url)
+    assert '<span class="chip" id="group-count">3</span>' in page.text
+    copied = await admin.post(f"{group_url}/action", {"action": "copy", "to_group": target.id})
+    assert copied.status_code == 303
+    with crm.system() as work:
+        assert work.groups.count(target.id) == 3
+    tree = await admin.get("/groups")
+    assert 'data-count="3"' in tree.text
+    sheet = await admin.get(f"{group_url}/export.csv")
+    text = sheet.content.decode("utf-8-sig")
+    assert all(f"Клиент {i}" in text for i in range(3)) and "Обычный" not in text
+    bad = await admin.post("/groups", {"name": "X", "rules": '{"field": "nope"}'})
+    assert bad.status_code == 422
+    assert vip
+
+
+async def test_import_screen_upload_map_preview_and_progress(web, crm):
+    from crmkit.model import ImportRun
+    from crmkit.services.imports import run_import
+
+    manager = await web("manager")
+    data = "Компания;Тел.\nООО Альфа;+7 916 111-22-33\n;+7 916 111-22-34\n".encode("cp1251")
+    uploaded = await manager.client.post(
+        "/import",
+        data={"csrf_token": manager.csrf, "source": "выставка", "on_duplicate": "skip"},
+        files={"file": ("leads.csv", data, "text/csv")},
+    )
+    assert uploaded.status_code == 303
+    run_url = uploaded.headers["location"]
+    page = await manager.get(run_url)
+    assert 'name="map.Компания"' in page.text
+    mapped = await manager.post(
+        run_url, {"map.Компания": "name", "map.Тел.": "phone", "on_duplicate": "skip", "start": "1"}
+    )
+    assert mapped.status_code == 303
+    run_id = int(run_url.rsplit("/", 1)[1])
+    run_import(crm, run_id)
+    progress = await manager.get(f"{run_url}/progress")
+    assert "hx-trigger" not in progress.text and "2 / 2" in progress.text
+    errors = await manager.get(f"{run_url}/errors.csv")
+    assert errors.content.decode("utf-8-sig").splitlines()[1].startswith("2;")
+    with crm.system() as work:
+        assert work.session.get(ImportRun, run_id).created == 1

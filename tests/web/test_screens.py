@@ -53,6 +53,14 @@ async def test_admin_screens_are_404_for_other_roles(web):
     assert "/admin" not in re.findall(r'href="(/admin[^"]*)"', page.text)
 
 
+async def test_menu_hides_lists_of_entities_the_user_may_not_read(web, crm):
+    agent = await web("agent")
+    assert 'href="/lists/deal"' in (await agent.get("/home")).text
+    with crm.system() as work:
+        work.permissions.set("agent", "deal", "read", "none")
+    assert 'href="/lists/deal"' not in (await agent.get("/home")).text
+
+
 async def test_list_search_filters_custom_fields_and_keyset_pages(web, crm):
     manager = await web("manager")
     with crm.system() as work:
@@ -92,6 +100,29 @@ async def test_bulk_assign_and_tag(web, crm):
         assert {p.id for p in work.parties.list()} == {parties[0].id, parties[1].id}
     vip = await manager.get("/lists/party?f.tag=vip&cols=name,tags")
     assert all(p.name in vip.text for p in parties)
+
+
+async def test_a_contact_person_is_added_from_the_organisation_card(web, crm):
+    agent = await web("agent")
+    firm = _own_client(crm, agent.user, name="ООО «Кедр»")
+    card = await agent.get(f"/clients/{firm.id}")
+    assert "Контактных лиц пока нет." in card.text
+    form = await agent.get(f"/clients/new?kind=person&organisation_id={firm.id}")
+    assert f'name="organisation_id" value="{firm.id}"' in form.text
+    response = await agent.post(
+        "/clients/new",
+        {
+            "kind": "person",
+            "organisation_id": str(firm.id),
+            "first_name": "Ольга",
+            "last_name": "Кедрова",
+            "position": "директор",
+        },
+    )
+    assert response.status_code == 303
+    card = await agent.get(f"/clients/{firm.id}")
+    people = card.text.split('id="people"', 1)[1].split("</section>", 1)[0]
+    assert "Ольга Кедрова" in people and "директор" in people
 
 
 async def test_saved_views(web, crm):
@@ -391,3 +422,43 @@ async def test_a_registered_report_as_table_chart_and_csv_for_its_roles_only(mak
     for url in ("/reports/demo.kinds", "/reports/demo.kinds/export.csv"):
         assert (await agent.get(url)).status_code == 404, url
     assert (await manager.get("/reports/no.such")).status_code == 404
+
+
+async def test_pipeline_reports_count_the_users_records_and_chart_them(web, crm):
+    import html
+    import json
+
+    agent = await web("agent")
+    other = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        for _ in range(2):
+            work.moves.move(factories.deal(work), "qualified")
+    with crm.acting_as(other.user) as work:
+        factories.deal(work)
+    page = await agent.get("/reports/pipeline_funnel?pipeline=sales")
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
+    assert cells[cells.index("Новая") + 1] == "2"  # the other agent's deal is not counted
+    assert cells[cells.index("Квалифицирована") + 1] == "2"
+    chart = json.loads(html.unescape(page.text.split('data-chart="', 1)[1].split('"', 1)[0]))
+    assert chart["type"] == "bar" and chart["data"]["labels"][:2] == ["Новая", "Квалифицирована"]
+    assert chart["data"]["datasets"][0]["data"][:2] == [2, 2]
+
+
+async def test_a_meeting_is_planned_from_the_card(web, crm):
+    agent = await web("agent")
+    firm = _own_client(crm, agent.user, name="ООО «Ольха»")
+    card = await agent.get(f"/clients/{firm.id}")
+    assert 'class="plan-meeting"' in card.text
+    response = await agent.post(
+        "/calendar/new",
+        {
+            "party_id": str(firm.id),
+            "title": "Созвон по договору",
+            "starts_at": "2030-03-04T10:00",
+            "ends_at": "2030-03-04T10:30",
+        },
+    )
+    assert response.status_code == 303
+    meetings = (await agent.get(f"/clients/{firm.id}")).text.split("Созвон по договору")
+    assert len(meetings) == 2

@@ -16,6 +16,7 @@ from crmkit.model import (
     AuditEntry,
     CalendarEvent,
     ContactPoint,
+    Conversation,
     Deal,
     FieldDefinition,
     OutboxItem,
@@ -248,6 +249,21 @@ def crmkit_register_entities() -> list[EntityType]:
         EntityType("field_definition", FieldDefinition, label="Custom field", title_attr="label"),
         EntityType("audit_log", AuditEntry, label="Audit log", actions=("read",), audited=False),
         EntityType(
+            "conversation",
+            Conversation,
+            label="Conversation",
+            label_plural="Conversations",
+            title_attr="subject",
+            owner_attrs=("assignee_id",),
+            party_attr="party_id",
+            scope_through_party=True,
+            filter_attrs=("party_id", "channel", "status", "assignee_id"),
+            sort_attrs=("last_message_at",),
+            default_sort=("-last_message_at",),
+            actions=("read", "update"),
+            audited=False,
+        ),
+        EntityType(
             "outbox_item", OutboxItem, label="Outbox", actions=("read", "update"), audited=False
         ),
     ]
@@ -279,6 +295,8 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("agent", ("contact_point", "activity", "attachment"), ("read", "create"), own),
         *grant("agent", ("task", "reminder", "calendar_event"), ("read", "create", "update"), own),
         *grant("agent", ("party_group", "resource", "team", "user"), ("read",), Scope.ALL),
+        *grant("manager", "conversation", ("read", "update"), Scope.ALL),
+        *grant("agent", "conversation", ("read", "update"), own),
     ]
 
 

@@ -24,6 +24,7 @@ def crmkit_register_screens() -> list[Screen]:
         card,
         clientbase,
         home,
+        inbox,
         lists,
         notifications,
         profile,
@@ -32,6 +33,7 @@ def crmkit_register_screens() -> list[Screen]:
         tasks,
         templates,
     )
+    from crmkit.web.screens import clientbase_groups as cbg
 
     def post(name: str, path: str, endpoint, title: str = "", roles=()) -> Screen:  # type: ignore[no-untyped-def]
         return Screen(name, path, title or name, endpoint, roles=roles, methods=("POST",))
@@ -47,6 +49,50 @@ def crmkit_register_screens() -> list[Screen]:
         # the client card
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
         Screen("screening", "/screening", "Check for duplicates", clientbase.screening_page),
+        Screen("groups", "/groups", "Groups", cbg.groups_page, methods=("GET", "POST")),
+        Screen("group", "/groups/{group_id:int}", "Group", cbg.group_page),
+        post("group_action", "/groups/{group_id:int}/action", cbg.group_action, "Group"),
+        Screen(
+            "group_export", "/groups/{group_id:int}/export.{fmt:str}", "Export", cbg.group_export
+        ),
+        Screen("clients_export", "/lists/party/export.{fmt:str}", "Export", cbg.list_export),
+        Screen(
+            "import",
+            "/import",
+            "Import clients",
+            cbg.import_page,
+            methods=("GET", "POST"),
+            roles=("admin", "manager"),
+        ),
+        Screen(
+            "import_run",
+            "/import/{run_id:int}",
+            "Import clients",
+            cbg.import_run_page,
+            methods=("GET", "POST"),
+            roles=("admin", "manager"),
+        ),
+        Screen(
+            "import_progress",
+            "/import/{run_id:int}/progress",
+            "Import",
+            cbg.import_progress,
+            roles=("admin", "manager"),
+        ),
+        Screen(
+            "import_errors",
+            "/import/{run_id:int}/errors.csv",
+            "Import",
+            cbg.import_errors,
+            roles=("admin", "manager"),
+        ),
+        Screen(
+            "client_merge",
+            "/clients/{party_id:int}/merge",
+            "Merge duplicates",
+            clientbase.merge_page,
+            methods=("GET", "POST"),
+        ),
         Screen(
             "screening_candidates",
             "/screening/candidates",
@@ -90,6 +136,10 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("boards", "/boards", "Boards", boards.index),
         Screen("board", "/boards/{pipeline}", "Board", boards.board),
         post("board_move", "/boards/{pipeline}/move", boards.move),
+        # the contact center
+        Screen("inbox", "/inbox", "Contact center", inbox.inbox),
+        Screen("inbox_conversation", "/inbox/{conversation_id:int}", "Conversation", inbox.inbox),
+        post("inbox_act", "/inbox/{conversation_id:int}/act", inbox.act),
         # tasks
         Screen("tasks", "/tasks", "Tasks", tasks.tasks_page),
         post("task_new", "/tasks/new", tasks.create),
@@ -166,6 +216,14 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen("admin_pipelines", "/admin/pipelines", "Pipelines", admin.pipelines, roles=ADMIN),
         Screen("admin_audit", "/admin/audit", "Audit log", admin.audit, roles=ADMIN),
+        Screen(
+            "admin_duplicates",
+            "/admin/duplicates",
+            "Duplicate report",
+            clientbase.duplicates_page,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
     ]
 
 
@@ -175,9 +233,14 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Workspace", "home", roles=("agent", "manager"), order=10, icon="🏠"),
         MenuItem("Clients", "/lists/party", order=20, icon="👥"),
         MenuItem("Check for duplicates", "screening", order=25, icon="🔎"),
+        MenuItem("Groups", "groups", order=26, icon="🗂"),
+        MenuItem("Import clients", "import", roles=("admin", "manager"), order=27, icon="⇪"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
         MenuItem("Tasks", "tasks", order=50, icon="✔", permission=("task", "read")),
+        MenuItem(
+            "Contact center", "inbox", roles=("agent", "manager", "admin"), order=55, icon="💬"
+        ),
         MenuItem(
             "Calendar", "calendar", order=60, icon="📅", permission=("calendar_event", "read")
         ),

@@ -19,6 +19,8 @@ from crmkit.model.base import (
     party_fk,
     user_fk,
 )
+from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
+from crmkit.model.conversation import Conversation
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.party import (
     ContactKind,
@@ -26,6 +28,7 @@ from crmkit.model.party import (
     CustomerType,
     GroupMembership,
     MatchWord,
+    MatchWordVariant,
     Party,
     PartyGroup,
     PartyKind,
@@ -81,19 +84,24 @@ __all__ = [
     "CalendarFeed",
     "ContactKind",
     "ContactPoint",
+    "Conversation",
     "CustomFieldsMixin",
     "CustomerType",
     "Deal",
+    "DuplicateReport",
     "EventAttendee",
     "FieldDefinition",
     "GroupGrant",
     "GroupMembership",
     "IdMixin",
     "IdType",
+    "ImportMapping",
+    "ImportRun",
     "JSONType",
     "JobSchedule",
     "LoginFailure",
     "MatchWord",
+    "MatchWordVariant",
     "Mention",
     "MessageTemplate",
     "Notification",

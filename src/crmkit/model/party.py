@@ -200,6 +200,15 @@ class MatchWord(Base):
     word: Mapped[str] = mapped_column(String(120), unique=True)
 
 
+class MatchWordVariant(Base):
+    """A known word and each spelling of it with one letter left out (``romashka`` ->
+    ``omashka``, ``rmashka``...): two words one typo apart share a variant, so fuzzy word
+    look-up is one indexed ``IN`` query (see :mod:`crmkit.services.screening`)."""
+
+    variant: Mapped[str] = mapped_column(String(120), primary_key=True)
+    word: Mapped[str] = mapped_column(String(120), primary_key=True)
+
+
 #: The SQLite full-text table over ``match_word`` (trigram tokenizer) and the triggers that
 #: keep it in step; the schema check ignores it and its shadow tables.
 MATCH_WORD_FTS = "match_word_fts"

@@ -102,6 +102,9 @@ class Activity(IdMixin, RecordRefMixin, Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str | None] = mapped_column(String(32))
+    conversation_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("conversation.id", ondelete="SET NULL"), index=True
+    )
 
 
 class Mention(Base):

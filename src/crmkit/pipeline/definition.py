@@ -119,8 +119,10 @@ class Pipeline:
     ``initial`` is the stage a new record starts in (the first stage by default).  A
     ``default`` pipeline takes every new record of its entity that names no pipeline and
     matches ``applies_to`` (a :mod:`crmkit.filters` condition over the new record's
-    columns, e.g. only organisations).  Construction fails on transitions to unknown
-    stages.
+    columns, e.g. only organisations).  ``documents`` gives the document types the stages
+    require a readable label (``{"contract": "Signed contract"}``): refusals name the
+    missing papers by it and the card offers them when a file is attached.  Construction
+    fails on transitions to unknown stages.
     """
 
     name: str
@@ -132,6 +134,7 @@ class Pipeline:
     description: str = ""
     default: bool = False
     applies_to: Mapping[str, Any] | None = None
+    documents: Mapping[str, str] = attrs.field(factory=dict)
     _by_name: dict[str, Stage] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -166,6 +169,17 @@ class Pipeline:
             return self._by_name[name]
         except KeyError:
             raise KeyError(f"pipeline {self.name!r} has no stage {name!r}") from None
+
+    def document_label(self, document_type: str) -> str:
+        """The label of a document type (the type itself when none was given)."""
+        return self.documents.get(document_type, document_type)
+
+    def required_documents(self) -> list[str]:
+        """Every document type some stage or transition requires, labelled ones first."""
+        found = dict.fromkeys(self.documents)
+        for item in (*self.stages, *self.transitions):
+            found.update(dict.fromkeys(item.requires_documents))
+        return list(found)
 
     def has_stage(self, name: str) -> bool:
         """Whether ``name`` is one of the stages."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import Conflict, MoveRefused
-from crmkit.i18n import Label, Message, message
+from crmkit.i18n import Label, Labels, Message, message
 from crmkit.model import Attachment, StageMove
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
 
@@ -85,13 +85,16 @@ def missing_documents(move: MoveContext) -> list[str]:
         required += [d for d in move.transition.requires_documents if d not in required]
     if not required:
         return []
+    linked = (Attachment.record_entity == move.entity.name) & (
+        Attachment.record_id == move.record.id
+    )
+    if move.entity.party_attr == "id":  # a party's own files (uploaded on its card) count
+        linked = linked | (
+            (Attachment.party_id == move.record.id) & Attachment.record_entity.is_(None)
+        )
     attached = set(
         move.work.session.scalars(
-            select(Attachment.document_type).where(
-                Attachment.record_entity == move.entity.name,
-                Attachment.record_id == move.record.id,
-                Attachment.document_type.in_(required),
-            )
+            select(Attachment.document_type).where(linked, Attachment.document_type.in_(required))
         )
     )
     return [d for d in required if d not in attached]
@@ -147,7 +150,8 @@ def check_move(move: MoveContext) -> None:
         reasons.append(message("fill in: {fields}", fields=", ".join(fields)))
     documents = missing_documents(move)
     if documents:
-        reasons.append(message("attach documents: {documents}", documents=", ".join(documents)))
+        labels = Labels(Label(pipeline.document_label(d)) for d in documents)
+        reasons.append(message("attach documents: {documents}", documents=labels))
     if transition.requires_comment and not (move.comment or "").strip():
         reasons.append(message("a comment is required for this move"))
         fields.append("comment")

@@ -31,9 +31,14 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
 from crmkit.model import Activity, ContactPoint
+from crmkit.model import Attachment as AttachmentRow
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
+
+
+#: Statuses of records (tasks and the like) that are over: mail no longer joins them.
+CLOSED_STATUSES = frozenset({"done", "cancelled", "closed"})
 
 
 def address_key(channel: Channel, address: str, region: str) -> str:
@@ -148,11 +153,13 @@ class ChannelService:
         status = "new"
         if party_id is None:
             party_id, status = self._unknown_sender(channel, message)
+        record = self.thread_record(channel.name, message.thread_refs)
         activity = self.work.timeline.add(
             channel.activity_kind,
             party_id=party_id,
             subject=message.subject,
             body=message.body,
+            record=record,
             direction="in",
             channel=channel.name,
             external_id=message.external_id,
@@ -169,26 +176,28 @@ class ChannelService:
             },
         )
         self.work.flush()
+        stored_ids = []
         for attachment in message.attachments:
             if attachment.data is None:
                 continue
-            stored = (
-                self.work.attachments.add(
-                    attachment.filename,
-                    attachment.data,
-                    party_id=party_id,
-                    record=("activity", activity.id),
-                    content_type=attachment.content_type,
-                    timeline=False,
-                )
-                if party_id is not None
-                else None
+            # kept on the message even while it waits in triage (the party comes later)
+            stored = self.work.attachments.add(
+                attachment.filename or "attachment",
+                attachment.data,
+                party_id=party_id,
+                record=("activity", activity.id),
+                content_type=attachment.content_type,
+                timeline=False,
             )
-            if stored is not None:
-                activity.data = {
-                    **activity.data,
-                    "attachments": [*activity.data.get("attachments", []), stored.id],
-                }
+            stored_ids.append(stored.id)
+        if stored_ids:
+            activity.data = {**activity.data, "attachments": stored_ids}
+        self.work.conversations.file(
+            activity,
+            address=message.sender,
+            address_key=address_key(channel, message.sender, self.region),
+            sender_name=message.sender_name,
+        )
         self.work.crm.pm.hook.crmkit_message_received(
             work=self.work, message=message, activity=activity
         )
@@ -201,6 +210,40 @@ class ChannelService:
             status=status,
         )
         return activity
+
+    def thread_record(self, channel_name: str, refs: tuple[str, ...]) -> tuple[str, int] | None:
+        """The open record (deal, task...) of the conversation a message answers.
+
+        ``refs`` are the ids of earlier messages (mail References, a replied-to Telegram
+        message), nearest first; the first one recorded on this channel with a record that
+        is still open gives it.  Closed records (a ``closed_at`` or a done/cancelled status)
+        are passed over, so a new request after a won deal starts fresh.
+        """
+        if not refs:
+            return None
+        rows = self.work.session.execute(
+            select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
+                Activity.channel == channel_name,
+                Activity.external_id.in_(list(refs[:100])),
+                Activity.record_entity.is_not(None),
+            )
+        ).all()
+        found = {row.external_id: (row.record_entity, row.record_id) for row in rows}
+        for ref in refs:
+            record = found.get(ref)
+            if record is not None and self._record_open(*record):
+                return record
+        return None
+
+    def _record_open(self, entity: str, record_id: int) -> bool:
+        try:
+            model = self.work.crm.entity(entity).model
+        except Exception:  # an entity of a plugin no longer loaded
+            return False
+        row = self.work.session.get(model, record_id)
+        if row is None or getattr(row, "closed_at", None) is not None:
+            return False
+        return getattr(row, "status", None) not in CLOSED_STATUSES
 
     def _unknown_sender(self, channel: Channel, message: InboundMessage) -> tuple[int | None, str]:
         policy = self.work.crm.config.get("channels.unknown_sender", "triage")
@@ -234,6 +277,10 @@ class ChannelService:
             raise NotFound("activity", activity_id)
         self.work.access.require("activity", "update")
         party = self.work.parties.get(party_id, action="update")
+        return self.file_under(activity, party)
+
+    def file_under(self, activity: Activity, party: Any) -> Activity:
+        """Move a triaged message (and its files) to ``party``; the caller checked access."""
         channel = self.channel(activity.channel or "")
         sender = (activity.data or {}).get("from")
         if sender and channel.address_kind in (
@@ -253,6 +300,10 @@ class ChannelService:
                 )
         activity.party_id = party.id
         activity.status = "new"
+        for attachment_id in (activity.data or {}).get("attachments", []):
+            stored = self.work.session.get(AttachmentRow, attachment_id)
+            if stored is not None and stored.party_id is None:
+                stored.party_id = party.id
         self.work.timeline.touch(party.id, activity.occurred_at)
         self.work.audit("activity", activity.id, "attach", {"party_id": [None, party.id]})
         return activity

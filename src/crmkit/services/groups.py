@@ -12,10 +12,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, delete, func, literal, select, update
 
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.filters import compile_condition
 from crmkit.model import GroupGrant, GroupMembership, PartyGroup, Tag
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
+
+
+class _Unset:
+    """Marks an argument not given (``None`` is a value: "clear it")."""
 
 
 class GroupService:
@@ -50,6 +55,7 @@ class GroupService:
         parent = self.get(parent_id) if parent_id is not None else None
         if parent is not None and parent.smart:
             raise ValidationFailed({"parent_id": ["a smart group cannot hold subgroups"]})
+        self.check_rules(rules)
         group = PartyGroup(
             name=name.strip(),
             parent_id=parent_id,
@@ -68,6 +74,120 @@ class GroupService:
             {"name": [None, group.name], "parent_id": [None, parent_id]},
         )
         return group
+
+    def check_rules(self, rules: dict[str, Any] | None) -> None:
+        """Refuse smart-group rules that name an unknown field or operator (compiled once)."""
+        if rules is None:
+            return
+        if not isinstance(rules, dict):
+            raise ValidationFailed({"rules": ["rules are a condition (a mapping)"]})
+        parties = self.work.parties
+        try:
+            compile_condition(
+                parties.entity,
+                rules,
+                parties.custom_kinds(),
+                self.work.crm.filter_fields_for("party"),
+            )
+        except ValidationFailed as failed:
+            raise ValidationFailed({"rules": [str(failed)]}) from None
+
+    def update(
+        self,
+        group_id: int,
+        *,
+        name: str | None = None,
+        rules: dict[str, Any] | None = None,
+        price_level: str | type[_Unset] | None = _Unset,
+    ) -> PartyGroup:
+        """Rename a group, change a smart group's rules, or set its price level.
+
+        The price level is what the finance plugin reads to price goods for the group's
+        members (``PartyGroup.price_level``); ``None`` clears it.
+        """
+        self.work.access.require("party_group", "update")
+        group = self.get(group_id)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            if not name.strip():
+                raise ValidationFailed({"name": ["a group needs a name"]})
+            changes["name"] = [group.name, name.strip()]
+            group.name = name.strip()
+        if rules is not None:
+            if not group.smart:
+                raise ValidationFailed({"rules": ["a static group has members, not rules"]})
+            self.check_rules(rules)
+            changes["rules"] = [group.rules, rules]
+            group.rules = rules
+        if price_level is not _Unset:
+            level = (price_level or "").strip() or None  # type: ignore[union-attr]
+            changes["price_level"] = [group.price_level, level]
+            group.price_level = level
+        self.work.flush()
+        self.work.audit("party_group", group.id, "update", changes)
+        return group
+
+    # -- members -------------------------------------------------------------------------
+
+    def condition(self, group_id: int) -> dict[str, Any]:
+        """Which parties a group holds, as a condition: a smart group's rules, or membership
+        of the static group and its subgroups."""
+        group = self.get(group_id)
+        if group.smart:
+            return dict(group.rules or {})
+        return {"field": "group", "op": "in", "value": [group.id]}
+
+    def members(self, group_id: int, **options: Any) -> Any:
+        """A page of the group's members the actor may see (``work.parties.list`` options)."""
+        return self.work.parties.list(where=self.condition(group_id), **options)
+
+    def count(self, group_id: int) -> int:
+        """How many members of the group the actor may see, counted now in SQL."""
+        return self.work.parties.count(where=self.condition(group_id))
+
+    def member_ids(self, group_id: int, action: str = "read") -> list[int]:
+        """Ids of the members the actor may ``action`` (bulk group actions)."""
+        parties = self.work.parties
+        statement = parties.filtered(where=self.condition(group_id), action=action)
+        return list(
+            self.session.scalars(
+                statement.with_only_columns(parties.model.id).order_by(parties.model.id)
+            )
+        )
+
+    def copy_members(self, group_id: int, to_group_id: int) -> int:
+        """Put the group's members (smart or static) in another static group too."""
+        return self.add_members(to_group_id, self.member_ids(group_id, "update"))
+
+    def move_members(self, group_id: int, to_group_id: int) -> int:
+        """Move the members of a static group to another static group."""
+        group = self.get(group_id)
+        if group.smart:
+            raise ValidationFailed({"group": ["a smart group's members follow its rules: copy"]})
+        ids = self.member_ids(group_id, "update")
+        own = list(
+            self.session.scalars(
+                select(GroupMembership.party_id).where(
+                    GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
+                )
+            )
+        ) if ids else []  # fmt: skip
+        added = self.add_members(to_group_id, ids)
+        self.remove_members(group_id, own)
+        return added
+
+    def assign_members(self, group_id: int, owner_id: int | None) -> int:
+        """Give every member of the group to one manager."""
+        return int(self.work.parties.assign(self.member_ids(group_id, "assign"), owner_id))
+
+    def tag_members(self, group_id: int, names: Iterable[str]) -> int:
+        """Tag every member of the group."""
+        return int(self.work.parties.add_tags(self.member_ids(group_id, "update"), names))
+
+    def move_members_to_stage(self, group_id: int, stage: str, comment: str | None = None) -> Any:
+        """Move every member of the group to a stage (refusals are reported, not fatal)."""
+        parties = self.work.parties.find_many(self.member_ids(group_id, "update"))
+        return self.work.moves.move_many(list(parties.values()), stage, comment=comment)
 
     def move(self, group_id: int, new_parent_id: int | None) -> PartyGroup:
         """Move a group (with its whole subtree) under another parent."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,44 @@ class MessageTemplateSchema(Schema):
     language = fields.String(validate=validate.Length(min=2, max=16))
     subject = fields.String(validate=validate.Length(max=500))
     body = fields.String(validate=validate.Length(max=100_000))
+
+
+@attrs.frozen
+class StarterTemplate:
+    """A template a plugin ships (``crmkit_register_message_templates``), seeded once."""
+
+    name: str
+    subject: str = ""
+    body: str = ""
+    channel: str = "mail"
+    language: str = "ru"
+
+
+def seed_templates(session: Any, templates: Iterable[StarterTemplate]) -> int:
+    """Insert the starter templates that are not there yet; returns how many were added.
+
+    Each must compile (a mistake names the template, field and line).
+    """
+    existing = {
+        (name, channel, language)
+        for name, channel, language in session.execute(
+            select(MessageTemplate.name, MessageTemplate.channel, MessageTemplate.language)
+        )
+    }
+    added = 0
+    for template in templates:
+        key = (template.name, template.channel, template.language)
+        if key in existing:
+            continue
+        for field in TEMPLATE_FIELDS:
+            try:
+                MessageTemplateService.check(field, getattr(template, field))
+            except TemplateFailed as exc:
+                raise ValueError(f"starter template {template.name!r}: {exc}") from None
+        session.add(MessageTemplate(**attrs.asdict(template)))
+        existing.add(key)
+        added += 1
+    return added
 
 
 class TemplateFailed(ValidationFailed):

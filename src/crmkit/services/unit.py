@@ -339,6 +339,20 @@ class UnitOfWork:
         return self._service("screening", ScreeningService)
 
     @property
+    def merges(self) -> Any:
+        """Merging duplicate parties (fields chosen one by one, every linked row moved)."""
+        from crmkit.services.merge import MergeService
+
+        return self._service("merges", MergeService)
+
+    @property
+    def imports(self) -> Any:
+        """Imports of contacts from CSV and XLSX files (preview, dry run, resumable job)."""
+        from crmkit.services.imports import ImportService
+
+        return self._service("imports", ImportService)
+
+    @property
     def custom_fields(self) -> Any:
         """Admin-defined fields: definitions and validation."""
         from crmkit.services.custom_fields import CustomFieldService
@@ -351,6 +365,13 @@ class UnitOfWork:
         from crmkit.services.outbox import OutboxService
 
         return self._service("outbox", OutboxService)
+
+    @property
+    def conversations(self) -> Any:
+        """The contact center: inbound conversations, assigned, answered, snoozed, closed."""
+        from crmkit.services.conversations import ConversationService
+
+        return self._service("conversations", ConversationService)
 
     @property
     def channels(self) -> Any:

@@ -211,6 +211,8 @@ def registry_messages(crm: Any) -> set[str]:
         texts |= {stage.title for stage in pipeline.stages}
     for item in crm.menu_items:
         texts.add(item.label)
+    for report in crm.reports.values():
+        texts |= {report.label, report.description}
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
     texts |= {s.label for s in Scope}
     texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}

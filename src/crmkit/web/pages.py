@@ -101,12 +101,20 @@ def is_htmx(request: Request) -> bool:
 def menu_for(request: Request) -> list[dict[str, Any]]:
     """The signed-in user's menu: items of ``crmkit_register_menu_items`` for their roles.
 
-    An item pointing at a screen is shown only if the user may open the screen.
+    An item pointing at a screen is shown only if the user may open the screen, and one
+    pointing at the list of an entity (``/lists/deal``) only if they may read the entity.
     """
     crm = request.app.state.crm
     roles = request.state.actor.roles if request.state.actor else frozenset()
     current = request.url.path
     items = []
+    listed = {
+        item.target[len("/lists/") :].split("?", 1)[0].split("/", 1)[0]
+        for item in crm.menu_items
+        if item.target.startswith("/lists/")
+    }
+    with work(request) as unit:  # no query: the actor carries its permission table
+        unreadable = {e for e in listed if e in crm.entities and not unit.access.can(e, "read")}
     for item in crm.menu_items:
         if item.roles and not (set(item.roles) & roles):
             continue
@@ -122,6 +130,9 @@ def menu_for(request: Request) -> list[dict[str, Any]]:
             path = screen_path(screen.path)
         else:
             path = item.target
+            listed_entity = path[len("/lists/") :].split("?", 1)[0].split("/", 1)[0]
+            if path.startswith("/lists/") and listed_entity in unreadable:
+                continue
         active = current == path or (path != "/" and current.startswith(path.rstrip("/") + "/"))
         items.append(
             {

@@ -57,9 +57,13 @@ def clients_by_kind(work, params):
         columns=[Column("kind", "Kind"), Column("count", "Clients", "number")],
         rows=rows,
         totals={"count": sum(kinds.values())},
-        chart={"type": "bar", "data": {"labels": list(kinds), "datasets": [
-            {"label": "Clients", "data": list(kinds.values())}
-        ]}},
+        chart={
+            "type": "bar",
+            "data": {
+                "labels": list(kinds),
+                "datasets": [{"label": "Clients", "data": list(kinds.values())}],
+            },
+        },
     )
 
 

@@ -40,21 +40,21 @@ ROLES = (
         "cashier",
         "Cashier",
         "Takes payments; opens and closes cash desk shifts.",
-        "finance-cashdesk",
+        "finance_cashdesk",
     ),
     Role(
         "accountant",
         "Accountant",
         "Salaries, cashback, payments, invoices, the ledger.",
-        "finance-ledger",
+        "finance_payroll",
     ),
     Role(
         "warehouse_head",
         "Warehouse head",
         "Goods, suppliers, purchases and stock.",
-        "finance-stock",
+        "finance_stock",
     ),
-    Role("director", "Director", "Reads every report and sets plans.", "finance-dashboard"),
+    Role("director", "Director", "Reads every report and sets plans.", "/reports/finance.director"),
 )
 
 

@@ -58,6 +58,8 @@ async def card(request: Request) -> Response:
     party_id = _party_id(request)
     with work(request) as unit:
         party = unit.parties.get(party_id)
+        if party.id != party_id:  # merged into another client: show that one
+            return redirect(request, party_url(party.id))
         context = timeline_context(unit, party_id, request.query_params)
         users = unit.users.list()
         options = unit.moves.options(party) if party.pipeline else []
@@ -111,11 +113,13 @@ async def card(request: Request) -> Response:
             deal_pipelines=crm.pipelines_for("deal"),
             may={
                 "update": unit.access.can("party", "update"),
+                "delete": unit.access.can("party", "delete"),
                 "note": unit.access.can("activity", "create"),
                 "task": unit.access.can("task", "create"),
                 "reminder": unit.access.can("reminder", "create"),
                 "deal": unit.access.can("deal", "create"),
                 "file": unit.access.can("attachment", "create"),
+                "meeting": unit.access.can("calendar_event", "create"),
                 "group": unit.access.can("party", "update") and bool(all_groups),
             },
             now=dt.datetime.now(dt.UTC),
@@ -146,6 +150,8 @@ async def timeline(request: Request) -> Response:
     party_id = _party_id(request)
     with work(request) as unit:
         party = unit.parties.get(party_id)
+        if party.id != party_id:  # merged into another client: show that one
+            return redirect(request, party_url(party.id))
         context = timeline_context(unit, party_id, request.query_params)
         context["users"] = {u.id: u for u in unit.users.list()}
     context["party"] = party
@@ -193,7 +199,8 @@ async def new(request: Request) -> Response:
                 "title": i18n.lazy("New client"),
                 "party": None,
                 "definitions": definitions,
-                "values": {},
+                # ?kind=person&organisation_id=7: a contact person of organisation 7
+                "values": dict(request.query_params),
             },
         )
     data = await form_data(request)
@@ -306,19 +313,19 @@ async def remove_contact(request: Request) -> Response:
 async def upload(request: Request) -> Response:
     """Attach a file (size-limited by ``storage.max_upload_mb``)."""
     party_id = _party_id(request)
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        raise ValidationFailed({"file": ["choose a file"]})
-    document_type = str(form.get("document_type", "")).strip() or None
-    with work(request) as unit:
-        unit.attachments.add(
-            upload.filename,
-            upload.file,
-            party_id=party_id,
-            document_type=document_type,
-            content_type=upload.content_type,
-        )
+    async with request.form() as form:  # closes the spooled upload however this ends
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise ValidationFailed({"file": ["choose a file"]})
+        document_type = str(form.get("document_type", "")).strip() or None
+        with work(request) as unit:
+            unit.attachments.add(
+                upload.filename,
+                upload.file,
+                party_id=party_id,
+                document_type=document_type,
+                content_type=upload.content_type,
+            )
     return redirect(request, party_url(party_id) + "#files", "File attached.")
 
 

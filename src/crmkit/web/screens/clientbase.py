@@ -16,6 +16,15 @@ from starlette.responses import Response
 from crmkit.web import i18n
 from crmkit.web.pages import render, work
 
+STATUSES = {
+    "new": i18n.lazy("new"),
+    "queued": i18n.lazy("queued"),
+    "running": i18n.lazy("running"),
+    "done": i18n.lazy("done"),
+    "failed": i18n.lazy("failed"),
+    "interrupted": i18n.lazy("interrupted"),
+}
+
 REASONS = {
     "phone": i18n.lazy("same phone"),
     "email": i18n.lazy("same email"),
@@ -77,4 +86,131 @@ async def screening_candidates(request: Request) -> Response:
         request,
         "screening_candidates.html",
         {"candidates": candidates, "reasons": REASONS, "probed": probed},
+    )
+
+
+# -- merge ------------------------------------------------------------------------------------
+
+
+def _field_label(field: str, definitions: dict[str, Any]) -> str:
+    if field.startswith("custom."):
+        definition = definitions.get(field[len("custom.") :])
+        return definition.label if definition else field
+    return field
+
+
+async def merge_page(request: Request) -> Response:
+    """Merge a duplicate into this client: pick the other record, then field by field."""
+    from crmkit.errors import ValidationFailed
+    from crmkit.web.forms import optional_int
+    from crmkit.web.links import party_url
+    from crmkit.web.pages import error_text, form_data, redirect
+
+    party_id = int(request.path_params["party_id"])
+    data = await form_data(request) if request.method == "POST" else {}
+    other_id = optional_int(data.get("with") or request.query_params.get("with"))
+    error = None
+    if request.method == "POST" and other_id:
+        keep = {
+            key[len("keep.") :]: int(value)
+            for key, value in data.items()
+            if key.startswith("keep.") and str(value).isdigit()
+        }
+        try:
+            with work(request) as unit:
+                survivor = unit.merges.merge(party_id, other_id, keep=keep)
+                survivor_id = survivor.id
+            return redirect(request, party_url(survivor_id), "Clients merged.")
+        except ValidationFailed as failed:
+            error = error_text(request, failed)
+    with work(request) as unit:
+        party = unit.parties.get(party_id, action="update")
+        if party.id != party_id:
+            return redirect(request, f"/clients/{party.id}/merge")
+        other = unit.parties.get(other_id, action="delete") if other_id else None
+        candidates = []
+        if other is None:
+            candidates = [
+                c
+                for c in unit.screening.candidates(
+                    party.name,
+                    kind=party.kind,
+                    phones=[p.value for p in party.contact_points if p.kind == "phone"],
+                    emails=[p.value for p in party.contact_points if p.kind == "email"],
+                    websites=[p.value for p in party.contact_points if p.kind == "website"],
+                    exclude=[party.id],
+                    threshold=70,
+                    limit=20,
+                )
+                if c.visible
+            ]
+        fields = unit.merges.fields(party, other) if other is not None else []
+        definitions = unit.custom_fields.definitions("party")
+        users = {u.id: u.label for u in unit.users.list()}
+    for row in fields:
+        row["label"] = _field_label(row["field"], definitions)
+        if row["field"] == "owner_id":
+            row["survivor"] = users.get(row["survivor"], row["survivor"])
+            row["merged"] = users.get(row["merged"], row["merged"])
+    return render(
+        request,
+        "merge.html",
+        {
+            "title": i18n.lazy("Merge duplicates"),
+            "party": party,
+            "other": other,
+            "candidates": candidates,
+            "fields": fields,
+            "reasons": REASONS,
+            "error": error,
+        },
+        status=422 if error else 200,
+    )
+
+
+# -- duplicate report (admin) -----------------------------------------------------------------
+
+
+async def duplicates_page(request: Request) -> Response:
+    """The latest whole-base duplicate report, its groups with links to merge them."""
+    from sqlalchemy import select
+
+    from crmkit.model import DuplicateReport
+    from crmkit.services.duplicates import queue_report, run_report
+    from crmkit.web.pages import form_data, redirect
+
+    if request.method == "POST":
+        data = await form_data(request)
+        if data.get("now"):
+            with work(request) as unit:
+                unit.access.require("party", "delete")
+            run_report(request.app.state.crm, requested_by_id=request.state.user.id)
+            return redirect(request, "/admin/duplicates", "Report ready.")
+        with work(request) as unit:
+            queue_report(unit)
+        return redirect(request, "/admin/duplicates", "Report queued.")
+    with work(request) as unit:
+        unit.access.require("party", "delete")
+        report = unit.session.scalar(
+            select(DuplicateReport).order_by(DuplicateReport.id.desc()).limit(1)
+        )
+        groups = []
+        if report is not None and report.groups:
+            shown = report.groups[:200]
+            parties = unit.parties.find_many(i for g in shown for i in g["party_ids"])
+            for group in shown:
+                members = [parties[i] for i in group["party_ids"] if i in parties]
+                members = [p for p in members if p.merged_into_id is None]
+                if len(members) > 1:
+                    groups.append({**group, "members": members})
+    return render(
+        request,
+        "duplicates.html",
+        {
+            "title": i18n.lazy("Duplicate report"),
+            "report": report,
+            "groups": groups,
+            "reasons": REASONS,
+            "statuses": STATUSES,
+        },
     )

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from crmkit.web import i18n
-from crmkit.web.pages import render, screen_path, work
+from crmkit.web.pages import actor_can, render, screen_path, work
 
 
 async def start(request: Request) -> Response:
@@ -33,6 +33,8 @@ async def start(request: Request) -> Response:
                 return RedirectResponse(target, status_code=303)
             continue
         if screen.roles and not (set(screen.roles) & roles):
+            continue
+        if screen.permission is not None and not actor_can(request, *screen.permission):
             continue
         path = screen_path(screen.path)
         if path != "/":

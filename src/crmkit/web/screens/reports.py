@@ -94,9 +94,25 @@ def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
     return i18n.gettext(str(value)) if isinstance(value, str) else str(value)
 
 
-def _chart_json(chart: Any) -> str | None:
+def chart_json(chart: Any) -> str | None:
+    """The Chart.js configuration of a report's chart, as JSON.
+
+    A chart given in the short form ``{"type", "labels", "datasets"}`` (the core's
+    pipeline reports) is wrapped into ``{"type", "data": {...}}`` with its labels
+    translated; a full configuration passes as it is.
+    """
     if not chart:
         return None
+    if "data" not in chart and "datasets" in chart:
+        _ = i18n.gettext
+        chart = {
+            "type": chart.get("type", "bar"),
+            "data": {
+                "labels": [_(str(label)) for label in chart.get("labels", [])],
+                "datasets": [{**d, "label": _(str(d.get("label", "")))} for d in chart["datasets"]],
+            },
+            "options": chart.get("options", {}),
+        }
     return json.dumps(chart, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
 
 
@@ -116,6 +132,7 @@ async def report_page(request: Request) -> Response:
     rows = []
     totals = None
     headers = []
+    chart = None
     if result is not None:
         with i18n.activate(locale):
             # translated here: a label may hold a "%" that the template's _() would format
@@ -129,6 +146,7 @@ async def report_page(request: Request) -> Response:
             ]
             if result.totals:
                 totals = [_cell(locale, result.totals.get(c.key), c.kind) for c in result.columns]
+            chart = chart_json(result.chart)
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in values.items())
     return render(
         request,
@@ -141,7 +159,7 @@ async def report_page(request: Request) -> Response:
             "headers": headers,
             "rows": rows,
             "totals": totals,
-            "chart": _chart_json(result.chart) if result is not None else None,
+            "chart": chart,
             "error": error,
             "formats": export_formats() if may_export(request, report) else (),
             "query": query,

@@ -1,8 +1,10 @@
-// Draws a report's chart: the server gives the whole Chart.js configuration as JSON.
+// Draws the charts of reports: each <canvas data-chart> holds a whole Chart.js configuration
+// as JSON (one on a report's page, several on a plugin's dashboard).
 (function () {
-  const canvas = document.getElementById("report-chart");
-  if (!canvas || !window.Chart) return;
-  const config = JSON.parse(canvas.dataset.chart);
-  config.options = Object.assign({ maintainAspectRatio: false }, config.options || {});
-  new window.Chart(canvas, config);
+  if (!window.Chart) return;
+  document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+    const config = JSON.parse(canvas.dataset.chart);
+    config.options = Object.assign({ maintainAspectRatio: false }, config.options || {});
+    new window.Chart(canvas, config);
+  });
 })();

@@ -36,6 +36,12 @@ def client_names(work: Any, party_ids: Iterable[int | None]) -> dict[int, str]:
     return {i: p.name for i, p in work.parties.find_many(i for i in party_ids if i).items()}
 
 
+def order_numbers(work: Any, order_ids: Iterable[int | None]) -> dict[int, str]:
+    """Numbers of the orders the user may see, by id."""
+    found = work.records("finance_order").find_many(i for i in order_ids if i)
+    return {i: o.number for i, o in found.items()}
+
+
 def safe_back(value: Any, default: str) -> str:
     """Where a form returns: a local path only (never another site)."""
     text = str(value or "")
@@ -70,9 +76,9 @@ REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")
 
 def screens() -> list[Screen]:
     """Every finance screen (see the modules for what each does)."""
-    from crmkit_finance.screens import cashdesk, orders
+    from crmkit_finance.screens import accounting, cashdesk, orders, warehouse
 
-    return [*cashdesk.SCREENS, *orders.SCREENS]
+    return [*cashdesk.SCREENS, *orders.SCREENS, *accounting.SCREENS, *warehouse.SCREENS]
 
 
 def menu_items() -> list[MenuItem]:
@@ -88,6 +94,11 @@ def menu_items() -> list[MenuItem]:
             icon="🛠",
             permission=("finance_order", "read"),
         ),
+        MenuItem("Salaries", "finance_payroll", order=61, icon="👛"),
+        MenuItem("Cashback", "finance_cashback", order=62, icon="🎁"),
+        MenuItem("Expenses", "finance_expenses", order=63, icon="📉"),
+        MenuItem("Warehouse", "finance_stock", order=64, icon="📦"),
+        MenuItem("Purchases", "finance_purchases", order=65, icon="🚚"),
     ]
 
 

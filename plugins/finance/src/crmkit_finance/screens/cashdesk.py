@@ -20,7 +20,13 @@ from crmkit.web.contributions import Screen
 from crmkit.web.pages import form_data, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceOrder, FinancePayment
-from crmkit_finance.screens import attempt, client_names, optional_id, safe_back
+from crmkit_finance.screens import (
+    attempt,
+    client_names,
+    optional_id,
+    order_numbers,
+    safe_back,
+)
 from crmkit_finance.services.cashdesk import METHODS
 
 CASHIER = ("finance_payment", "create")
@@ -86,6 +92,7 @@ async def cashdesk(request: Request) -> Response:
             "voided": voided,
             "refunded": refunded,
             "clients": client_names(unit, (p.party_id for p in payments)),
+            "order_numbers": order_numbers(unit, (p.order_id for p in payments)),
             "q": text,
             "found": _found_orders(fin, text) if text else [],
             "methods": METHODS,
@@ -156,6 +163,7 @@ async def shift_page(request: Request) -> Response:
         )
         cashier = unit.users.get(report["cashier_id"]) if report["cashier_id"] else None
         clients = client_names(unit, (p.party_id for p in payments))
+        numbers = order_numbers(unit, (p.order_id for p in payments))
     return render(
         request,
         "finance/shift.html",
@@ -165,6 +173,7 @@ async def shift_page(request: Request) -> Response:
             "payments": payments,
             "cashier": cashier,
             "clients": clients,
+            "order_numbers": numbers,
         },
     )
 

@@ -49,7 +49,7 @@ def order_panel(work: Any, order: Any) -> dict[str, Any]:
         "may_pay": may_pay and order.cancelled_at is None,
         "may_refund": fin.can("finance_payment", "refund"),
         "may_void": fin.can("finance_payment", "void"),
-        "items": fin.catalogue.items() if may_edit else [],
+        "catalogue": fin.catalogue.items() if may_edit else [],
         "desks": _desks(work) if may_pay else [],
         "methods": METHODS,
         "users": users,

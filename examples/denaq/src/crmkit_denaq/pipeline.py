@@ -1,0 +1,65 @@
+"""The dealer pipeline: Lead → Firm → Account → Client, with the refused firms' dead end.
+
+- A **Lead** is a company someone found; it becomes a **Firm** once it has a contact person
+  and is being worked.
+- A Firm may refuse (the dead end **Refused firm**), keep thinking (stays) or agree: it becomes an
+  **Account** once the signed papers are attached.
+- An Account resells the product: it becomes a **Client**, or gives up and goes back to the
+  refused firms (a backward move, with the reason).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from crmkit import GuardResult, MoveContext, Pipeline, Stage, StageKind, Transition
+from crmkit.i18n import message
+from crmkit.model import Party
+
+NAME = "dealer"
+
+#: Papers a firm sends and signs before it may resell (document type -> label).
+DOCUMENTS = {
+    "contract": "Signed dealer contract",
+    "requisites": "Company details card",
+}
+
+
+def has_contact_person(move: MoveContext) -> GuardResult | None:
+    """A lead becomes a firm only once someone there is known by name."""
+    people = move.work.session.scalar(
+        select(func.count())
+        .select_from(Party)
+        .where(Party.organisation_id == move.record.id, Party.merged_into_id.is_(None))
+    )
+    if not people:
+        return GuardResult.refuse(message("add a contact person first"))
+    return None
+
+
+DEALERS = Pipeline(
+    NAME,
+    "party",
+    label="Dealers",
+    default=True,
+    applies_to={"field": "kind", "op": "eq", "value": "organisation"},
+    documents=DOCUMENTS,
+    stages=[
+        Stage("lead", "Lead", color="#8aa1b1"),
+        Stage("firm", "Firm", color="#3f7cac"),
+        Stage("account", "Account", requires_documents=tuple(DOCUMENTS), color="#d49a2a"),
+        Stage("client", "Client", kind=StageKind.SUCCESS, color="#3c9d5d"),
+        Stage("refused", "Refused firm", kind=StageKind.DEAD_END, color="#b04848"),
+    ],
+    transitions=[
+        Transition("lead", "firm", guards=(has_contact_person,)),
+        Transition("firm", "account"),
+        Transition("account", "client"),
+        Transition(("lead", "firm"), "refused", label="refused", requires_comment=True),
+        Transition("account", "refused", label="gave up", backward=True, requires_comment=True),
+        Transition("firm", "lead", label="back", backward=True),
+        Transition("account", "firm", label="back", backward=True),
+        Transition("client", "account", label="stopped reselling", backward=True),
+        Transition("refused", "firm", label="reopen", backward=True),
+    ],
+)

@@ -1,0 +1,110 @@
+"""Hook implementations of the denaq deployment (entry point ``crmkit: denaq``).
+
+A deployment plugin: it takes over the CRM (the organisations' pipeline, the roles and
+their screens), so it loads only where ``plugins.allow`` names it.
+"""
+
+from __future__ import annotations
+
+from crmkit import Demo, MenuItem, Permission, Pipeline, Report, Role, Scope, Screen, hookimpl
+from crmkit.access.rules import grant
+from crmkit.services.message_templates import StarterTemplate
+from crmkit_denaq import screens
+from crmkit_denaq.mail import STAGE_TEMPLATES
+from crmkit_denaq.pipeline import DEALERS
+from crmkit_denaq.stats import STATS
+
+crmkit_plugin_name = "denaq"
+crmkit_deployment = True
+
+LEAD_CREATOR = "lead_creator"
+ADMIN = ("admin",)
+
+
+@hookimpl
+def crmkit_register_pipelines() -> list[Pipeline]:
+    return [DEALERS]
+
+
+@hookimpl
+def crmkit_register_roles() -> list[Role]:
+    return [
+        Role(
+            LEAD_CREATOR,
+            "Lead creator",
+            "Finds companies worth offering the product to and enters them as leads.",
+            start_screen="denaq_leads",
+        )
+    ]
+
+
+@hookimpl
+def crmkit_register_permissions() -> list[Permission]:
+    # Agents keep the core's "own" scope on clients, their contacts, files, notes, tasks
+    # and meetings: they see their own firms and accounts only, everywhere.  Deals are not
+    # used by this company.
+    return [
+        *grant(LEAD_CREATOR, "party", ("read", "create", "update"), Scope.OWN),
+        *grant(LEAD_CREATOR, ("contact_point", "activity"), ("read", "create"), Scope.OWN),
+        *grant(LEAD_CREATOR, ("task", "reminder", "calendar_event"), ("read", "create"), Scope.OWN),
+        *grant(LEAD_CREATOR, "user", "read", Scope.ALL),
+        *grant("agent", "deal", ("read", "create", "update", "move", "export"), Scope.NONE),
+    ]
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Screen]:
+    return [
+        Screen(
+            "denaq_leads",
+            "/denaq/leads",
+            "Leads",
+            screens.leads,
+            roles=(LEAD_CREATOR, "admin"),
+        ),
+        Screen(
+            "denaq_distribution",
+            "/denaq/distribution",
+            "Distribution",
+            screens.distribution_page,
+            roles=ADMIN,
+            methods=("GET", "POST"),
+        ),
+        Screen("denaq_stats", "/denaq/stats", "Statistics", screens.statistics, roles=ADMIN),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[MenuItem]:
+    return [
+        MenuItem("My leads", "denaq_leads", roles=(LEAD_CREATOR,), order=5, icon="🔎"),
+        MenuItem("New lead", "/clients/new", roles=(LEAD_CREATOR,), order=6, icon="➕"),
+        MenuItem("Dealers board", "/boards/dealer", roles=("agent", "admin"), order=15, icon="▦"),
+        MenuItem("Mail templates", "templates", roles=("agent",), order=70, icon="✉"),
+        MenuItem("Distribution", "denaq_distribution", roles=ADMIN, order=16, icon="🎯"),
+        MenuItem("Statistics", "denaq_stats", roles=ADMIN, order=17, icon="📈"),
+    ]
+
+
+@hookimpl
+def crmkit_register_message_templates() -> list[StarterTemplate]:
+    return list(STAGE_TEMPLATES)
+
+
+@hookimpl
+def crmkit_register_reports() -> list[Report]:
+    return list(STATS)
+
+
+@hookimpl
+def crmkit_register_demos() -> list[Demo]:
+    from crmkit_denaq.demo import generate
+
+    return [
+        Demo(
+            "denaq",
+            "Dealer acquisition: lead creators, agents, an admin and thousands of leads.",
+            generate,
+            default_size=3000,
+        )
+    ]

@@ -1,0 +1,118 @@
+"""denaq's own screens: the lead creators' leads, the admin's distribution and statistics.
+
+Everything else (cards, lists, the board, calendar, templates, users) is the core's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import ValidationFailed
+from crmkit.model import Party
+from crmkit.web import i18n
+from crmkit.web.forms import as_list
+from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.screens.reports import chart_json
+from crmkit_denaq.distribution import distribution, summary
+from crmkit_denaq.pipeline import NAME
+from crmkit_denaq.stats import STATS
+
+HERE = "/denaq/distribution"
+
+
+def _ids(value: Any) -> list[int]:
+    return [int(v) for v in as_list(value) if v.isdigit()]
+
+
+async def leads(request: Request) -> Response:
+    """A lead creator's leads: those still waiting for an agent, newest first."""
+    user_id = request.state.user.id
+    with work(request) as unit:
+        waiting = unit.parties.list(
+            filters={"pipeline": NAME, "stage": "lead", "owner_id": user_id},
+            order=["-created_at"],
+            limit=100,
+        )
+        entered = unit.parties.count(filters={"pipeline": NAME, "created_by_id": user_id})
+    return render(
+        request,
+        "denaq/leads.html",
+        {"title": i18n.lazy("My leads"), "waiting": list(waiting), "entered": entered},
+    )
+
+
+async def distribution_page(request: Request) -> Response:
+    """Unassigned leads to agents (by hand, in bulk, round-robin); firms from agent to agent."""
+    if request.method == "POST":
+        return await _distribute(request)
+    source = request.query_params.get("from", "")
+    with work(request) as unit:
+        service = distribution(unit)
+        agents = service.agents()
+        pool = service.unassigned()
+        users = {u.id: u for u in unit.users.list()}
+        portfolio: list[Party] = []
+        if source.isdigit():
+            portfolio = list(
+                unit.parties.list(
+                    filters={"pipeline": NAME, "owner_id": int(source)}, order=["name"], limit=500
+                )
+            )
+        rows = summary(unit)
+    return render(
+        request,
+        "denaq/distribution.html",
+        {
+            "title": i18n.lazy("Distribution"),
+            "agents": agents,
+            "pool": pool,
+            "users": users,
+            "summary": rows,
+            "source": int(source) if source.isdigit() else None,
+            "portfolio": portfolio,
+            "pipeline": request.app.state.crm.pipeline(NAME),
+        },
+    )
+
+
+async def _distribute(request: Request) -> Response:
+    data = await form_data(request)
+    action = data.get("action", "")
+    ids = _ids(data.get("ids"))
+    with work(request) as unit:
+        service = distribution(unit)
+        if action == "assign":
+            agent = str(data.get("agent_id", ""))
+            if not ids:
+                raise ValidationFailed({"ids": ["choose some leads first"]})
+            if not agent.isdigit():
+                raise ValidationFailed({"agent_id": ["choose an agent"]})
+            count = service.assign(ids, int(agent))
+        elif action == "round_robin":
+            count = sum(service.round_robin(ids or None).values())
+        elif action == "reassign":
+            source, target = str(data.get("from_agent", "")), str(data.get("to_agent", ""))
+            if not (source.isdigit() and target.isdigit()):
+                raise ValidationFailed({"to_agent": ["choose both agents"]})
+            count = service.reassign(int(source), int(target), ids or None)
+            with i18n.activate(request.state.locale):
+                text = i18n.gettext("Firms handed over: %(count)s") % {"count": count}
+            return redirect(request, HERE, text, **{"from": source})
+        else:
+            raise ValidationFailed({"action": ["choose an action"]})
+    with i18n.activate(request.state.locale):
+        text = i18n.gettext("Leads given to agents: %(count)s") % {"count": count}
+    return redirect(request, HERE, text)
+
+
+async def statistics(request: Request) -> Response:
+    """denaq's reports on one page, as charts; each links to its table and downloads."""
+    charts = []
+    with work(request) as unit, i18n.activate(request.state.locale):
+        for report in STATS:
+            result = report.build(unit, dict(request.query_params))
+            charts.append((report, chart_json(result.chart), len(result.rows)))
+    return render(request, "denaq/stats.html", {"title": i18n.lazy("Statistics"), "charts": charts})

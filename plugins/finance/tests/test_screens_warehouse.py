@@ -1,0 +1,105 @@
+"""The warehouse head's screens over HTTP: catalogue, receipts with cost, stock per location,
+write-offs, counts, low stock, purchases."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from crmkit_finance import finance
+from finance_web import clients
+
+
+@pytest.fixture
+def signed_in(shop):
+    return clients(shop.crm)
+
+
+def _level(shop, item_id):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        rows = finance(work).stock.levels(location_id=shop.branch.id)
+    return next(r for r in rows if r["item_id"] == item_id)
+
+
+def test_receipt_write_off_count_and_low_stock(shop, signed_in):
+    head = signed_in("warehouse")
+    page = head.get("/finance/stock")
+    row = page.text.split(f'id="stock-{shop.oil.id}-{shop.branch.id}"', 1)[1].split("</tr>")[0]
+    assert "10" in row and "4\xa0000,00" in row  # 10 l at 400.00
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    # 10 more litres at 500.00: the average becomes 450.00
+    head.submit("/finance/stock/receive", {**common, "qty": "10", "unit_cost": "500"})
+    level = _level(shop, shop.oil.id)
+    assert level["qty"] == Decimal("20") and level["average_cost"] == Decimal("450.00")
+    head.submit("/finance/stock/write_off", {**common, "qty": "2", "reason": "spilled"})
+    counted = head.submit("/finance/stock/count", {**common, "qty": "17"})
+    level = _level(shop, shop.oil.id)
+    assert level["qty"] == Decimal("17") and level["value"] == Decimal("7650.00")
+    assert re.search(r'id="stock-value">7\xa0650,00', counted.text)
+    refused = head.submit("/finance/stock/write_off", {**common, "qty": "1", "reason": ""})
+    assert 'class="flash error"' in refused.text and _level(shop, shop.oil.id)["qty"] == 17
+    head.submit("/finance/stock/minimum", {**common, "min_qty": "20"})
+    low = head.get("/finance/stock?low=1")
+    assert f'id="stock-{shop.oil.id}-{shop.branch.id}"' in low.text and "chip" in low.text
+
+
+def test_new_goods_and_a_purchase_order_received_with_its_cost(shop, signed_in):
+    head = signed_in("warehouse")
+    head.submit("/finance/stock/categories", {"name": "Filters", "kind": "goods"})
+    head.submit(
+        "/finance/stock/items",
+        {
+            "name": "Oil filter",
+            "kind": "goods",
+            "price": "650",
+            "unit": "pcs",
+            "track_stock": "1",
+        },
+    )
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    with shop.crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        item = next(i for i in fin.catalogue.items(kind="goods") if i.name == "Oil filter")
+        supplier = next(iter(work.records("finance_supplier").list(limit=5)))
+    page = head.submit(
+        "/finance/purchases",
+        {
+            "supplier_id": supplier.id,
+            "location_id": shop.branch.id,
+            "item_id": [item.id, ""],
+            "qty": ["6", ""],
+            "unit_cost": ["300", ""],
+        },
+    )
+    assert "Oil filter" in page.text and "ООО «Запчасти»" in page.text
+    with shop.crm.acting_as(shop.warehouse) as work:
+        purchase = next(iter(work.records("finance_purchase_order").list(limit=5)))
+    head.submit(f"/finance/purchases/{purchase.id}/receive")
+    level = _level(shop, item.id)
+    assert level["qty"] == Decimal("6") and level["value"] == Decimal("1800.00")
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).purchases.owed_to(supplier.id) == Decimal("1800.00")
+
+
+def test_warehouse_screens_are_hidden_from_the_cashier(shop, signed_in):
+    cashier = signed_in("cashier")
+    for url in ("/finance/stock", "/finance/purchases"):
+        assert cashier.get(url).status_code == 404, url
+    assert (
+        cashier.post(
+            "/finance/stock/receive",
+            {
+                "item_id": shop.oil.id,
+                "location_id": shop.branch.id,
+                "qty": "5",
+                "unit_cost": "1",
+            },
+        ).status_code
+        == 404
+    )
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("10")
+    # the director and the accountant read stock but have no warehouse forms
+    for who in ("director", "accountant"):
+        page = signed_in(who).get("/finance/stock")
+        assert page.status_code == 200 and 'id="receive"' not in page.text

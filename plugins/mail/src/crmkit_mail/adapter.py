@@ -1,0 +1,98 @@
+"""The mail channel's adapter: what the outbox worker and pollers call (see crmkit.channels).
+
+``send`` turns an :class:`~crmkit.channels.OutboundMessage` into a MIME message and hands it
+to the SMTP server of the mailbox it goes out from (named, the sender's own, or a shared
+one).  Its Message-ID derives from the idempotency key, so a retry after a crash carries
+the same id and the recipient's mail client shows one message, and replies to it thread.
+``poll`` reads every active mailbox once (see :mod:`crmkit_mail.sync`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from crmkit.channels import DeliveryReceipt, OutboundMessage, PermanentFailure, PollResult
+from crmkit.errors import NotFound
+from crmkit.model import Activity, User
+from crmkit_mail.accounts import MailAccounts, smtp_settings
+from crmkit_mail.smtp import FileToSend, SmtpTransport, compose, make_message_id
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+def _attachment_id(item: Any) -> int | None:
+    if isinstance(item, int):
+        return item
+    if isinstance(item, dict):
+        return item.get("attachment_id")
+    return getattr(item, "attachment_id", None)
+
+
+class MailAdapter:
+    """Sends through SMTP and reads through IMAP for one application."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Deliver one mail; PermanentFailure for a refused address or a missing mailbox."""
+        files: list[FileToSend] = []
+        with self.crm.system() as work:
+            try:
+                account = MailAccounts(work).sending_account(
+                    name=message.account, user_id=message.sender_user_id
+                )
+            except NotFound as exc:
+                raise PermanentFailure(f"no mailbox to send from: {exc}") from None
+            settings = smtp_settings(self.crm, account)
+            sender_name = account.display_name or None
+            if account.owner_id is None and message.sender_user_id is not None:
+                user = work.session.get(User, message.sender_user_id)
+                if user is not None and account.display_name:
+                    sender_name = f"{user.label} ({account.display_name})"
+            for item in message.attachments:
+                attachment_id = _attachment_id(item)
+                if attachment_id is not None:
+                    row, stream = work.attachments.open(attachment_id)
+                    with stream:
+                        files.append(FileToSend(row.filename, row.content_type, stream.read()))
+                elif getattr(item, "data", None) is not None:
+                    files.append(FileToSend(item.filename, item.content_type, item.data))
+            address = account.address
+        message_id = make_message_id(message.idempotency_key, address)
+        mime = compose(
+            sender=address,
+            sender_name=sender_name,
+            to=[message.to],
+            subject=message.subject or "",
+            body=message.body,
+            html=message.html,
+            message_id=message_id,
+            in_reply_to=message.in_reply_to,
+            references=message.references,
+            attachments=files,
+            headers=dict(message.headers),
+        )
+        with SmtpTransport(settings) as transport:
+            transport.send(mime, address, [message.to])
+        if message.activity_id is not None:
+            self._remember_message_id(message.activity_id, message_id)
+        return DeliveryReceipt(external_id=message_id, detail={"account": account.name})
+
+    def _remember_message_id(self, activity_id: int, message_id: str) -> None:
+        # replies quote this id in References: it is how they find the deal or task
+        with self.crm.system() as work:
+            activity = work.session.get(Activity, activity_id)
+            if activity is not None and activity.external_id is None:
+                activity.external_id = message_id
+
+    def poll(self, cursor: str | None) -> PollResult:
+        """Record new mail of every active mailbox; the cursor is each one's UID state."""
+        from crmkit_mail.sync import sync_all
+
+        reports = sync_all(self.crm)
+        state = {r.account: f"{r.uidvalidity}:{r.last_uid}" for r in reports}
+        # messages are recorded by sync itself, in the transaction that moves each cursor
+        return PollResult(messages=(), cursor=json.dumps(state, sort_keys=True))

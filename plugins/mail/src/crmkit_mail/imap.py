@@ -1,0 +1,232 @@
+"""Inbound mail: a thin IMAP client over :mod:`imaplib` with UID fetches and IDLE.
+
+Only what sync needs: open a folder read-only (``EXAMINE``) and learn its ``UIDVALIDITY``,
+list the UIDs above the last one recorded, fetch raw messages by UID in batches, and wait
+for new mail with ``IDLE`` (RFC 2177) when the server has it.  Messages are fetched with
+``BODY.PEEK[]`` so reading them never marks them seen for the people using the mailbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import imaplib
+import re
+import select
+import time
+from collections.abc import Iterator, Sequence
+
+import attrs
+
+from crmkit_mail.smtp import tls_context
+
+_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+
+
+class ImapError(Exception):
+    """The IMAP server refused a command (the message names the command and the answer)."""
+
+
+@attrs.frozen
+class ImapSettings:
+    """Where and how to connect; ``password`` is already unsealed."""
+
+    host: str
+    port: int
+    security: str = "tls"
+    username: str = ""
+    password: str = ""
+    folder: str = "INBOX"
+    timeout: float = 60.0
+    ca_file: str | None = None
+
+
+@attrs.frozen
+class FetchedMessage:
+    """A message as the server holds it: its UID, arrival time and raw bytes."""
+
+    uid: int
+    internal_date: dt.datetime | None
+    raw: bytes
+
+
+def _check(command: str, answer: tuple[str, list[object]]) -> list[object]:
+    status, data = answer
+    if status != "OK":
+        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        raise ImapError(f"IMAP {command}: {status} {detail}")
+    return data
+
+
+def _internal_date(header: bytes) -> dt.datetime | None:
+    found = _INTERNALDATE.search(header)
+    if not found:
+        return None
+    try:
+        when = dt.datetime.strptime(found.group(1).decode("ascii"), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+    return when.astimezone(dt.UTC)
+
+
+class ImapMailbox:
+    """One connection to one folder; use as a context manager."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.conn: imaplib.IMAP4 | None = None
+        self.uidvalidity: int | None = None
+
+    def __enter__(self) -> ImapMailbox:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, secure, log in and open the folder read-only."""
+        s = self.settings
+        if s.security == "tls":
+            conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                s.host, s.port, ssl_context=tls_context(s.ca_file), timeout=s.timeout
+            )
+        elif s.security in ("starttls", "none"):
+            conn = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
+            if s.security == "starttls":
+                _check("STARTTLS", conn.starttls(ssl_context=tls_context(s.ca_file)))
+        else:
+            raise ImapError(f"imap security {s.security!r}: use tls, starttls or none")
+        try:
+            _check("LOGIN", conn.login(s.username, s.password))
+        except imaplib.IMAP4.error as exc:
+            conn.shutdown()
+            raise ImapError(f"IMAP LOGIN as {s.username}: {exc}") from None
+        self.conn = conn
+        self.examine()
+
+    def examine(self) -> int:
+        """(Re)open the folder read-only; returns its UIDVALIDITY."""
+        conn = self._conn()
+        folder = self.settings.folder
+        quoted = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        _check(f"EXAMINE {folder}", conn.select(quoted, readonly=True))
+        answer = conn.response("UIDVALIDITY")[1]
+        value = answer[0] if answer and answer[0] is not None else None
+        if value is None:
+            raise ImapError(f"IMAP EXAMINE {folder}: no UIDVALIDITY")
+        self.uidvalidity = int(value)
+        return self.uidvalidity
+
+    def close(self) -> None:
+        """Log out (or drop the connection if the server is gone)."""
+        if self.conn is None:
+            return
+        try:
+            self.conn.logout()
+        except (imaplib.IMAP4.error, OSError):
+            with contextlib.suppress(OSError):
+                self.conn.shutdown()
+        self.conn = None
+
+    def _conn(self) -> imaplib.IMAP4:
+        if self.conn is None:
+            raise ImapError("IMAP: not connected")
+        return self.conn
+
+    @property
+    def has_idle(self) -> bool:
+        """Whether the server announced IDLE."""
+        return "IDLE" in self._conn().capabilities
+
+    # -- reading --------------------------------------------------------------------------
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs of the folder's messages above ``last_uid``, ascending."""
+        data = _check("UID SEARCH", self._conn().uid("SEARCH", f"UID {last_uid + 1}:*"))
+        found = b" ".join(d for d in data if isinstance(d, bytes)).split()
+        # "n:*" always matches the last message, even when its UID is below n
+        return sorted(uid for uid in (int(x) for x in found) if uid > last_uid)
+
+    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """Raw messages of ``uids`` (in UID order); vanished ones are simply absent."""
+        if not uids:
+            return []
+        spec = ",".join(str(u) for u in uids)
+        data = _check(
+            "UID FETCH", self._conn().uid("FETCH", spec, "(UID INTERNALDATE BODY.PEEK[])")
+        )
+        messages = []
+        for item in data:
+            if not isinstance(item, tuple) or len(item) < 2:
+                continue
+            header, raw = item[0], item[1]
+            found = _UID.search(header)
+            if found is None or not isinstance(raw, bytes):
+                continue
+            messages.append(FetchedMessage(int(found.group(1)), _internal_date(header), raw))
+        messages.sort(key=lambda m: m.uid)
+        return messages
+
+    def batches(self, uids: Sequence[int], size: int) -> Iterator[list[FetchedMessage]]:
+        """``fetch`` in batches of ``size`` UIDs."""
+        for start in range(0, len(uids), size):
+            yield self.fetch(uids[start : start + size])
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for new mail with IDLE; True if some arrived.
+
+        Without IDLE on the server this sleeps and returns True (the caller polls).
+        """
+        conn = self._conn()
+        if not self.has_idle:
+            time.sleep(timeout)
+            return True
+        tag = conn._new_tag()  # type: ignore[attr-defined]
+        conn.send(tag + b" IDLE\r\n")
+        line = conn.readline()
+        if not line.startswith(b"+"):
+            raise ImapError(f"IMAP IDLE: {line!r}")
+        arrived = False
+        deadline = time.monotonic() + timeout
+        sock = conn.socket()
+        while not arrived:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            pending = getattr(sock, "pending", lambda: 0)()
+            if not pending and not select.select([sock], [], [], remaining)[0]:
+                break
+            line = conn.readline()
+            if not line:
+                raise ImapError("IMAP IDLE: connection closed")
+            arrived = line.startswith(b"*") and (b"EXISTS" in line or b"RECENT" in line)
+        conn.send(b"DONE\r\n")
+        while True:
+            line = conn.readline()
+            if not line:
+                raise ImapError("IMAP IDLE: connection closed")
+            if line.startswith(tag):
+                break
+            if line.startswith(b"*") and b"EXISTS" in line:
+                arrived = True
+        return arrived
+
+
+def append(settings: ImapSettings, raw: bytes, folder: str | None = None) -> int | None:
+    """Store a message in a folder (tests, sent copies); returns its UID when the server says."""
+    with ImapMailbox(settings) as box:
+        conn = box._conn()
+        answer = conn.append(folder or settings.folder, None, None, raw)
+        _check("APPEND", answer)
+        found = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
+        return int(found.group(1)) if found else None
+
+
+__all__ = ["FetchedMessage", "ImapError", "ImapMailbox", "ImapSettings", "append"]

@@ -1,0 +1,509 @@
+"""Reading a raw mail (RFC 5322 / MIME bytes) into what crmkit records, without ever failing.
+
+Mail from Russian correspondents arrives in every encoding there is: UTF-8, windows-1251 and
+KOI8-R bodies, RFC 2047 encoded headers (and raw 8-bit ones that no standard allows),
+quoted-printable, base64 and 8-bit transfer encodings, unknown or wrong charset labels, dates
+that no parser reads.  :func:`parse_message` lets the standard library's ``email`` package
+find the structure (parts, transfer encodings, parameters) and decodes every header and
+body itself from the raw bytes, guessing the charset where the label is missing or wrong
+(the header registry of ``policy.default`` was both slower and wrong on folded encoded
+words); what had to be guessed or dropped is listed in ``defects``.  A message always
+yields *something*: ingest never stops on one bad mail.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import email
+import email.header
+import email.utils
+import hashlib
+import html
+import mimetypes
+import re
+from email import policy
+from email.message import Message
+from html.parser import HTMLParser
+from typing import Any
+
+import attrs
+
+#: Charsets tried, in order, for 8-bit text that declares none (or a wrong one).
+CYRILLIC_GUESSES = ("cp1251", "koi8_r")
+#: The ten most frequent Russian letters: the decoding that produces most of them wins.
+_FREQUENT = frozenset("оеаинтсрвл")
+#: Charset labels mail clients write that Python does not know, and what they mean.
+_CHARSET_ALIASES = {
+    "win-1251": "cp1251",
+    "windows-cp1251": "cp1251",
+    "x-cp1251": "cp1251",
+    "cp-1251": "cp1251",
+    "koi8": "koi8_r",
+    "x-koi8-r": "koi8_r",
+    "koi-8r": "koi8_r",
+    "unknown-8bit": "",
+    "x-unknown": "",
+    "unknown": "",
+    "default": "",
+}
+_EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+
+
+@attrs.frozen
+class MailAttachment:
+    """A file that travelled with the mail."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@attrs.frozen
+class Bounce:
+    """A delivery status notification: which recipients failed, and for which message."""
+
+    recipients: tuple[str, ...]
+    status: str
+    original_message_id: str | None
+
+
+@attrs.frozen
+class ParsedMail:
+    """A mail as crmkit understands it; ``defects`` say what had to be guessed."""
+
+    message_id: str | None
+    sender: str
+    sender_name: str | None
+    recipients: tuple[str, ...]
+    subject: str
+    date: dt.datetime | None
+    text: str
+    html: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    attachments: tuple[MailAttachment, ...]
+    bounce: Bounce | None
+    auto_submitted: bool
+    list_unsubscribe: str | None
+    digest: str
+    defects: tuple[str, ...] = ()
+
+    @property
+    def thread_refs(self) -> tuple[str, ...]:
+        """Ids of earlier messages this one answers, the nearest first."""
+        refs = [self.in_reply_to] if self.in_reply_to else []
+        refs += [r for r in reversed(self.references) if r not in refs]
+        return tuple(refs)
+
+
+# -- text decoding ------------------------------------------------------------------------
+
+
+def normalize_charset(label: str | None) -> str | None:
+    """A Python codec name for a charset label, or ``None`` when it is unknown or empty."""
+    if not label:
+        return None
+    name = label.strip().strip("\"'").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def guess_cyrillic(data: bytes) -> str:
+    """Decode 8-bit bytes of unknown charset: UTF-8 if valid, else windows-1251 or KOI8-R.
+
+    The two Cyrillic code pages put lower- and upper-case letters in swapped halves, so the
+    one whose decoding yields more of the most frequent lower-case Russian letters wins.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best, best_score = "", -1
+    for charset in CYRILLIC_GUESSES:
+        text = data.decode(charset, errors="replace")
+        score = sum(1 for ch in text if ch in _FREQUENT)
+        if score > best_score:
+            best, best_score = text, score
+    return best
+
+
+def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: str) -> str:
+    """Text from bytes in the ``declared`` charset, guessing when it is missing or wrong."""
+    charset = normalize_charset(declared)
+    if charset is None and declared and declared.lower() not in _CHARSET_ALIASES:
+        defects.append(f"{where}: unknown charset {declared!r}")
+    if charset in (None, "ascii"):
+        if data.isascii():
+            return data.decode("ascii")
+        if charset == "ascii":
+            defects.append(f"{where}: 8-bit text labelled us-ascii")
+        return guess_cyrillic(data)
+    try:
+        return data.decode(charset)
+    except UnicodeDecodeError:
+        defects.append(f"{where}: not valid {declared}")
+        guessed = guess_cyrillic(data)
+        return guessed if "\ufffd" not in guessed else data.decode(charset, errors="replace")
+
+
+def _unsurrogate(value: str) -> str:
+    """Raw 8-bit header bytes (kept by the parser as surrogate escapes), decoded by guess."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    return guess_cyrillic(value.encode("utf-8", errors="surrogateescape"))
+
+
+def decode_header_text(raw: str, defects: list[str] | None = None, where: str = "header") -> str:
+    """Decode a raw header value: RFC 2047 encoded words in any charset, raw 8-bit bytes."""
+    defects = defects if defects is not None else []
+    raw = re.sub(r"\r?\n[ \t]+", " ", raw or "")
+    try:
+        chunks = email.header.decode_header(raw)
+    except Exception as exc:  # a malformed encoded word: keep the text as it came
+        defects.append(f"{where}: {exc}")
+        return _unsurrogate(raw).strip()
+    parts: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            parts.append(_unsurrogate(chunk))
+        else:
+            # decode_header hands back bytes for encoded words and for plain text beside them
+            parts.append(
+                decode_bytes(chunk, charset, defects, where)
+                if charset
+                else _unsurrogate(chunk.decode("ascii", errors="surrogateescape"))
+            )
+    return "".join(parts).strip()
+
+
+def _raw_header(message: Message, name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == lowered:
+            return str(value)
+    return None
+
+
+def header_text(message: Message, name: str, defects: list[str]) -> str:
+    """A header as text, decoded from its raw value (encoded words, raw 8-bit bytes)."""
+    raw = _raw_header(message, name)
+    return decode_header_text(raw, defects, name) if raw is not None else ""
+
+
+# -- addresses, ids, dates ----------------------------------------------------------------
+
+
+def _addresses(message: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
+    """``(display name, lower-case address)`` pairs of an address header.
+
+    Read from the raw value: the standard header registry puts a space between adjacent
+    encoded words of a display name split by folding ("про даж"), which RFC 2047 forbids.
+    """
+    found: list[tuple[str, str]] = []
+    for raw in (v for k, v in message.raw_items() if k.lower() == name):
+        unfolded = re.sub(r"\r?\n[ \t]+", " ", str(raw))
+        for display, address in email.utils.getaddresses([unfolded]):
+            if "@" in address:
+                found.append(
+                    (decode_header_text(display, defects, name), _unsurrogate(address).lower())
+                )
+    if found:
+        return found
+    try:  # the registry's parser copes with some shapes getaddresses does not
+        header = message.get(name)
+        for address in getattr(header, "addresses", ()):
+            if address.addr_spec and "@" in address.addr_spec:
+                found.append(
+                    (
+                        _unsurrogate(address.display_name or "").strip(),
+                        _unsurrogate(address.addr_spec).lower(),
+                    )
+                )
+    except Exception as exc:  # nothing readable: the caller reports a missing sender
+        defects.append(f"{name}: {type(exc).__name__}")
+    return found
+
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """The ``<id>`` values in a Message-ID, In-Reply-To or References header."""
+    if not value:
+        return ()
+    found = _MSGID.findall(value)
+    if not found and value.strip() and " " not in value.strip():
+        found = [value.strip()]  # an id without angle brackets, as some clients write it
+    return tuple(f"<{item}>" for item in found)
+
+
+_COMMENT = re.compile(r"\([^)]*\)")
+_RUSSIAN_MONTHS = {
+    "янв": "Jan", "фев": "Feb", "мар": "Mar", "апр": "Apr", "мая": "May", "май": "May",
+    "июн": "Jun", "июл": "Jul", "авг": "Aug", "сен": "Sep", "окт": "Oct", "ноя": "Nov",
+    "дек": "Dec",
+}  # fmt: skip
+
+
+def parse_date(value: str | None, defects: list[str]) -> dt.datetime | None:
+    """A Date header as aware UTC, or ``None`` (with a defect) when it cannot be read."""
+    if not value or not value.strip():
+        return None
+    value = _unsurrogate(value)
+    candidates = [value]
+    cleaned = _COMMENT.sub("", value).replace(".", " ").strip()
+    for russian, english in _RUSSIAN_MONTHS.items():
+        cleaned = re.sub(russian + r"[а-я]*", english, cleaned, flags=re.IGNORECASE)
+    candidates.append(cleaned)
+    # "12 Oct 2017 09:41:56 +0500" without a weekday, or with a zone name Python lacks
+    candidates.append(re.sub(r"\s+[A-Z]{3,5}$", "", cleaned))
+    for candidate in candidates:
+        try:
+            when = email.utils.parsedate_to_datetime(candidate)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+        if when is None:
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        when = when.astimezone(dt.UTC)
+        if when < _EARLIEST or when > dt.datetime.now(dt.UTC) + dt.timedelta(days=2):
+            defects.append(f"Date: implausible {value!r}")
+            return None
+        return when
+    defects.append(f"Date: unreadable {value!r}")
+    return None
+
+
+# -- bodies and attachments ---------------------------------------------------------------
+
+
+class _TextOfHtml(HTMLParser):
+    BLOCKS = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style", "head"):
+            self.skip += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(source: str) -> str:
+    """Readable plain text of an HTML body (for mails that have no text part)."""
+    parser = _TextOfHtml()
+    try:
+        parser.feed(source)
+        parser.close()
+    except Exception:  # html.parser is lenient, but never let a body stop ingest
+        return html.unescape(re.sub(r"<[^>]+>", " ", source))
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def part_text(part: Message, defects: list[str]) -> str:
+    """The decoded text of a text part (transfer encoding undone, charset applied)."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception as exc:  # a broken base64 or QP body
+        defects.append(f"body: {type(exc).__name__}")
+        data = None
+    if data is None:
+        payload = part.get_payload()
+        data = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+    return decode_bytes(data, part.get_content_charset(), defects, "body")
+
+
+def _filename(part: Message, defects: list[str]) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception as exc:
+        defects.append(f"filename: {type(exc).__name__}")
+        name = None
+    if name is None:
+        try:
+            name = part.get_param("name", header="content-type")  # type: ignore[assignment]
+        except Exception:
+            name = None
+        if isinstance(name, tuple):
+            name = email.utils.collapse_rfc2231_value(name)
+    if not name:
+        return None
+    return decode_header_text(str(name), defects, "filename").replace("/", "_") or None
+
+
+def _is_attachment(part: Message, filename: str | None) -> bool:
+    disposition = (part.get_content_disposition() or "").lower()
+    if disposition == "attachment":
+        return True
+    if part.get_content_maintype() in ("text", "multipart"):
+        return False
+    # inline images of an HTML body (cid: references) are decoration, not documents
+    return disposition != "inline" and part.get("content-id") is None and filename is not None
+
+
+def _walk(
+    part: Message,
+    defects: list[str],
+    texts: list[str],
+    htmls: list[str],
+    files: list[MailAttachment],
+) -> None:
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822":
+        inner = part.get_payload()
+        inner_message = inner[0] if isinstance(inner, list) and inner else None
+        name = _filename(part, defects)
+        if inner_message is not None:
+            data = inner_message.as_bytes(policy=policy.compat32)
+            if not name:
+                name = (header_text(inner_message, "subject", defects) or "message")[:80] + ".eml"
+            files.append(MailAttachment(name, "message/rfc822", data))
+        return
+    if part.is_multipart():
+        payload = part.get_payload()
+        subparts = payload if isinstance(payload, list) else []
+        if content_type == "multipart/alternative":
+            # one body of the alternatives: the plain one if any, the richest html otherwise
+            before = len(texts)
+            for sub in subparts:
+                if sub.get_content_type() == "text/plain" and len(texts) == before:
+                    _walk(sub, defects, texts, htmls, files)
+            for sub in subparts:
+                if sub.get_content_type() != "text/plain":
+                    _walk(sub, defects, texts, htmls, files)
+            return
+        for sub in subparts:
+            _walk(sub, defects, texts, htmls, files)
+        return
+    filename = _filename(part, defects)
+    if _is_attachment(part, filename):
+        try:
+            data = part.get_payload(decode=True) or b""
+        except Exception as exc:
+            defects.append(f"attachment: {type(exc).__name__}")
+            data = b""
+        if not filename:
+            extension = mimetypes.guess_extension(content_type) or ".bin"
+            filename = f"attachment-{len(files) + 1}{extension}"
+        files.append(MailAttachment(filename, content_type, data))
+    elif content_type == "text/plain":
+        texts.append(part_text(part, defects))
+    elif content_type == "text/html":
+        htmls.append(part_text(part, defects))
+
+
+# -- delivery status notifications --------------------------------------------------------
+
+
+def _bounce(message: Message, defects: list[str]) -> Bounce | None:
+    """A bounce from a multipart/report DSN (RFC 3464), or ``None`` for an ordinary mail."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if (message.get_param("report-type") or "").lower() != "delivery-status":
+        return None
+    recipients: list[str] = []
+    status = ""
+    original: str | None = None
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            payload = part.get_payload()
+            blocks = payload if isinstance(payload, list) else []
+            for block in blocks:
+                action = (block.get("action") or "").strip().lower()
+                recipient = block.get("final-recipient") or block.get("original-recipient")
+                if recipient and action in ("failed", ""):
+                    address = str(recipient).split(";", 1)[-1].strip().strip("<>").lower()
+                    if "@" in address:
+                        recipients.append(address)
+                        status = status or str(block.get("status") or "").strip()
+        elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
+            inner: Any = part.get_payload()
+            if isinstance(inner, list) and inner:
+                original = (message_ids(str(inner[0].get("message-id", ""))) or (None,))[0]
+            else:
+                text = part_text(part, defects)
+                found = re.search(r"^message-id:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE)
+                original = (message_ids(found.group(1)) or (None,))[0] if found else None
+    if not recipients:
+        return None
+    return Bounce(tuple(recipients), status, original)
+
+
+# -- the whole message --------------------------------------------------------------------
+
+
+def parse_message(raw: bytes) -> ParsedMail:
+    """Read a raw mail; never raises for bad content (see ``ParsedMail.defects``)."""
+    defects: list[str] = []
+    # compat32 parses the structure only; headers are decoded from their raw values below,
+    # which is both faster than the header registry and right where it is wrong
+    message = email.message_from_bytes(raw, policy=policy.compat32)
+    defects.extend(type(d).__name__ for d in getattr(message, "defects", ()))
+
+    senders = _addresses(message, "from", defects) or _addresses(message, "sender", defects)
+    sender_name, sender = senders[0] if senders else ("", "")
+    if not sender:
+        defects.append("From: no address")
+    recipients = tuple(
+        address for name in ("to", "cc") for _display, address in _addresses(message, name, defects)
+    )
+    subject = header_text(message, "subject", defects)
+    date = parse_date(_raw_header(message, "date"), defects)
+    message_id = (message_ids(header_text(message, "message-id", defects)) or (None,))[0]
+    in_reply_to = (message_ids(header_text(message, "in-reply-to", defects)) or (None,))[0]
+    references = message_ids(header_text(message, "references", defects))
+
+    texts: list[str] = []
+    htmls: list[str] = []
+    files: list[MailAttachment] = []
+    try:
+        _walk(message, defects, texts, htmls, files)
+    except Exception as exc:  # a structure the walker did not foresee: keep the raw text
+        defects.append(f"structure: {type(exc).__name__}: {exc}")
+        texts = [decode_bytes(raw.partition(b"\n\n")[2], None, defects, "body")]
+    html_body = "\n".join(htmls) if htmls else None
+    text = "\n".join(t for t in texts if t.strip()).strip()
+    if not text and html_body:
+        text = html_to_text(html_body)
+
+    auto = (header_text(message, "auto-submitted", defects) or "no").lower()
+    return ParsedMail(
+        message_id=message_id,
+        sender=sender,
+        sender_name=sender_name or None,
+        recipients=recipients,
+        subject=subject,
+        date=date,
+        text=text,
+        html=html_body,
+        in_reply_to=in_reply_to,
+        references=references,
+        attachments=tuple(files),
+        bounce=_bounce(message, defects),
+        auto_submitted=auto not in ("", "no"),
+        list_unsubscribe=header_text(message, "list-unsubscribe", defects) or None,
+        digest=hashlib.sha256(raw).hexdigest(),
+        defects=tuple(defects),
+    )

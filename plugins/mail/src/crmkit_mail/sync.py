@@ -1,0 +1,273 @@
+"""Reading mailboxes into the timeline, so that a restart neither misses nor duplicates.
+
+For each mailbox the database keeps the folder's ``UIDVALIDITY`` and the highest UID
+recorded.  A sync opens the folder read-only, lists the UIDs above that one, fetches them in
+batches and records each batch in **one transaction that also moves the mailbox's UID**:
+a worker killed mid-batch leaves neither the messages nor the new UID, so the next run
+fetches the batch again.  Ingest is idempotent too (a message's Message-ID, or the digest
+of its bytes, is its external id), which also covers a changed ``UIDVALIDITY``: the folder
+is read again from the start and what was recorded already is passed over.
+
+Delivery status notifications (bounces) are not put on the timeline: they mark the mailing
+recipient, or the outbound mail they answer, as bounced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import select, update
+
+from crmkit.channels import Attachment, InboundMessage
+from crmkit.clock import utcnow
+from crmkit.model import Activity
+from crmkit_mail.accounts import imap_settings
+from crmkit_mail.imap import FetchedMessage, ImapMailbox
+from crmkit_mail.model import MailAccount, MailCampaignRecipient
+from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+    from crmkit.services.unit import UnitOfWork
+
+CHANNEL = "mail"
+
+
+@attrs.define
+class SyncReport:
+    """What one sync of one mailbox did."""
+
+    account: str
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    fetched: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    bounces: int = 0
+    restarted: bool = False
+    error: str | None = None
+
+
+def external_id(parsed: ParsedMail) -> str:
+    """The id a mail is recorded under: its Message-ID, else the digest of its bytes."""
+    return parsed.message_id or f"sha256:{parsed.digest}"
+
+
+def inbound(parsed: ParsedMail, fetched: FetchedMessage | None, account: str) -> InboundMessage:
+    """The channel contract's view of a parsed mail."""
+    when = parsed.date or (fetched.internal_date if fetched else None)
+    meta: dict[str, Any] = {}
+    if parsed.defects:
+        meta["defects"] = list(parsed.defects[:20])
+    if fetched is not None:
+        meta["uid"] = fetched.uid
+    if parsed.auto_submitted:
+        meta["auto_submitted"] = True
+    return InboundMessage(
+        channel=CHANNEL,
+        external_id=external_id(parsed)[:500],
+        sender=parsed.sender or "unknown@invalid",
+        sender_name=parsed.sender_name,
+        subject=parsed.subject[:500] if parsed.subject else None,
+        body=parsed.text,
+        html=parsed.html,
+        recipients=parsed.recipients,
+        received_at=when,
+        thread_refs=parsed.thread_refs,
+        attachments=[Attachment(a.filename, a.content_type, a.data) for a in parsed.attachments],
+        account=account,
+        meta=meta,
+    )
+
+
+def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
+    """Mark what a bounce is about: mailing recipients and outbound mails. Returns how many."""
+    marked = 0
+    if bounce.original_message_id:
+        result = work.session.execute(
+            update(MailCampaignRecipient)
+            .where(
+                MailCampaignRecipient.message_id == bounce.original_message_id,
+                MailCampaignRecipient.status.in_(("sent", "pending")),
+            )
+            .values(status="bounced", error=f"{bounce.status} bounced".strip())
+        )
+        marked += result.rowcount or 0
+        activity = work.session.scalar(
+            select(Activity).where(
+                Activity.channel == CHANNEL, Activity.external_id == bounce.original_message_id
+            )
+        )
+        if activity is not None:
+            activity.status = "bounced"
+            activity.data = {**(activity.data or {}), "bounce": bounce.status}
+            marked += 1
+    return marked
+
+
+def record_batch(
+    crm: CRM, account_id: int, uidvalidity: int, batch: list[FetchedMessage], report: SyncReport
+) -> None:
+    """Record one batch and move the mailbox's UID in the same transaction."""
+    if not batch:
+        return
+    with crm.system() as work:
+        for fetched in batch:
+            parsed = parse_message(fetched.raw)
+            if parsed.bounce is not None:
+                record_bounce(work, parsed.bounce)
+                report.bounces += 1
+                continue
+            activity = _ingest(work, inbound(parsed, fetched, report.account))
+            if activity is None:
+                report.duplicates += 1
+            else:
+                report.recorded += 1
+        top = batch[-1].uid
+        moved = work.session.execute(
+            update(MailAccount)
+            .where(
+                MailAccount.id == account_id,
+                MailAccount.uidvalidity == uidvalidity,
+                MailAccount.last_uid < top,
+            )
+            .values(last_uid=top)
+        )
+        if moved.rowcount == 0:
+            # another worker got there first (or the folder was reset): drop our copy
+            raise _Overtaken()
+        report.last_uid = top
+    report.fetched += len(batch)
+
+
+def _ingest(work: UnitOfWork, message: InboundMessage) -> Activity | None:
+    """Ingest; a message whose files are refused (too large) is kept without them."""
+    if not message.attachments:
+        return work.channels.ingest(message)
+    try:
+        with work.savepoint():
+            return work.channels.ingest(message)
+    except Exception as exc:
+        names = ", ".join(a.filename for a in message.attachments)
+        meta = {**message.meta, "dropped_attachments": f"{names}: {exc}"[:500]}
+        return work.channels.ingest(attrs.evolve(message, attachments=(), meta=meta))
+
+
+class _Overtaken(Exception):
+    pass
+
+
+def sync_account(
+    crm: CRM,
+    account_id: int,
+    *,
+    batch_size: int | None = None,
+    mailbox: ImapMailbox | None = None,
+    after_batch: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    """Record the new mail of one mailbox (see the module's doc for the guarantees)."""
+    with crm.system() as work:
+        account = work.session.get(MailAccount, account_id)
+        if account is None:
+            raise LookupError(f"no mailbox {account_id}")
+        settings = imap_settings(crm, account)
+        report = SyncReport(account=account.name, uidvalidity=account.uidvalidity)
+        known_validity, last_uid = account.uidvalidity, account.last_uid
+    size = batch_size or int(crm.config["mail.batch_size"])
+    own = mailbox is None
+    box = mailbox or ImapMailbox(settings)
+    try:
+        if own:
+            box.open()
+        else:
+            box.examine()
+        validity = box.uidvalidity
+        assert validity is not None
+        if validity != known_validity:
+            # a new folder, or the server renumbered it: start again from its first message
+            with crm.system() as work:
+                work.session.execute(
+                    update(MailAccount)
+                    .where(MailAccount.id == account_id)
+                    .values(uidvalidity=validity, last_uid=0)
+                )
+            report.restarted = known_validity is not None
+            last_uid = 0
+        report.uidvalidity, report.last_uid = validity, last_uid
+        uids = box.uids_after(last_uid)
+        for batch in box.batches(uids, size):
+            try:
+                record_batch(crm, account_id, validity, batch, report)
+            except _Overtaken:
+                break
+            if after_batch is not None:
+                after_batch(report)
+        _finish(crm, account_id, None)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        _finish(crm, account_id, report.error)
+        raise
+    finally:
+        if own:
+            box.close()
+    return report
+
+
+def _finish(crm: CRM, account_id: int, error: str | None) -> None:
+    with crm.system() as work:
+        work.session.execute(
+            update(MailAccount)
+            .where(MailAccount.id == account_id)
+            .values(last_sync_at=utcnow(), last_error=error)
+        )
+
+
+def active_accounts(crm: CRM) -> list[int]:
+    """Ids of the mailboxes that read mail."""
+    with crm.system() as work:
+        return list(
+            work.session.scalars(
+                select(MailAccount.id)
+                .where(MailAccount.active.is_(True), MailAccount.imap_host != "")
+                .order_by(MailAccount.id)
+            )
+        )
+
+
+def sync_all(crm: CRM, **_payload: Any) -> list[SyncReport]:
+    """Sync every active mailbox once; one failing mailbox does not stop the others."""
+    reports = []
+    for account_id in active_accounts(crm):
+        try:
+            reports.append(sync_account(crm, account_id))
+        except Exception as exc:  # recorded on the mailbox (last_error); the rest go on
+            reports.append(SyncReport(account=str(account_id), error=str(exc)))
+    return reports
+
+
+def watch(
+    crm: CRM,
+    account_id: int,
+    *,
+    stop: threading.Event,
+    idle_seconds: float | None = None,
+    on_sync: Callable[[SyncReport], None] | None = None,
+) -> None:
+    """Keep a mailbox in sync until ``stop`` is set: IDLE when the server has it, else poll."""
+    with crm.system() as work:
+        account = work.session.get(MailAccount, account_id)
+        if account is None:
+            raise LookupError(f"no mailbox {account_id}")
+        settings = imap_settings(crm, account)
+    wait = idle_seconds or float(crm.config["mail.idle_seconds"])
+    with ImapMailbox(settings) as box:
+        while not stop.is_set():
+            report = sync_account(crm, account_id, mailbox=box)
+            if on_sync is not None:
+                on_sync(report)
+            if stop.is_set():
+                break
+            box.idle(wait)

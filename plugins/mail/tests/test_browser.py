@@ -1,0 +1,105 @@
+"""The contact center's main flow in headless Chromium, with real mail servers behind it.
+
+A mail from an unknown sender arrives in Dovecot, is synced, shows in the contact center;
+the agent makes the sender a lead, takes the conversation and replies; the outbox worker
+hands the reply to aiosmtpd, threaded on the client's mail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from crmkit_mail import mail
+from crmkit_mail import plugin as mail_plugin
+from crmkit_mail.imap import append
+from crmkit_mail.parsing import parse_message
+from crmkit_mail.sync import sync_all
+
+from crmkit.jobs.delivery import deliver_due
+from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def served(tmp_path, certificate, dovecot, imap_user, smtp):
+    import uvicorn
+
+    from crmkit.web.app import create_app
+
+    crm = make_crm(
+        [mail_plugin], directory=tmp_path / "e2e", settings={"mail.ca_file": str(certificate[0])}
+    )
+    with crm.system() as work:
+        mail(work).accounts.create(
+            name="sales", address=imap_user, imap_host=dovecot.host, imap_port=dovecot.port,
+            imap_security="none", imap_password=dovecot.users[imap_user],
+            smtp_host=smtp.host, smtp_port=smtp.port, smtp_username="crm@example.test",
+            smtp_password=smtp.users["crm@example.test"],
+        )  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield crm, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    crm.close()
+
+
+def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_user, smtp):
+    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    crm, base = served
+    add_user(crm, "olga", ["agent"], display_name="Ольга")
+    raw = (
+        "From: =?utf-8?b?0J/QtdGC0YAg0KHQuNC00L7RgNC+0LI=?= <petr@stroy.ru>\r\n"
+        f"To: {imap_user}\r\nSubject: =?utf-8?b?0J3Rg9C20L3RiyDRiNC40L3Riw==?=\r\n"
+        "Message-ID: <ask-1@stroy.ru>\r\nContent-Type: text/plain; charset=windows-1251\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + "Нужны зимние шины на 4 машины.".encode("cp1251")
+    append(dovecot.settings(imap_user), raw)
+    sync_all(crm)
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = chromium.new_page(viewport={"width": 390, "height": 844})  # a phone
+        page.goto(f"{base}/login")
+        page.fill('input[name="username"]', "olga")
+        page.fill('input[name="password"]', DEMO_PASSWORD)
+        page.click('button[type="submit"]')
+        page.wait_for_load_state()
+        page.goto(f"{base}/inbox")
+        page.click("text=Петр Сидоров")
+        assert page.is_visible("text=Нужны зимние шины на 4 машины.")
+        page.click('[data-action="lead"]')  # one click: the name is filled in from the mail
+        page.wait_for_load_state()
+        assert page.is_visible('[data-party-link]:has-text("Петр Сидоров")')
+        page.fill('textarea[name="body"]', "Добрый день! Шины есть, пришлю счёт.")
+        page.click('[data-action="reply"]')
+        page.wait_for_load_state()
+        page.goto(f"{base}/inbox?view=mine")
+        assert page.is_visible("text=Петр Сидоров")
+        chromium.close()
+
+    assert deliver_due(crm) == {"delivered": 1}
+    (sent,) = smtp.received
+    reply = parse_message(sent.raw)
+    assert sent.recipients == ["petr@stroy.ru"]
+    assert reply.subject == "Re: Нужны шины" and reply.in_reply_to == "<ask-1@stroy.ru>"
+    assert reply.text.startswith("Добрый день! Шины есть")

@@ -1,0 +1,111 @@
+"""Mass mailings through aiosmtpd: per-recipient text, rate limit, unsubscribes, bounces, report."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from crmkit_mail import mail
+from crmkit_mail.campaigns import send_campaign
+from crmkit_mail.imap import append
+from crmkit_mail.parsing import parse_message
+from crmkit_mail.sync import sync_account
+
+from crmkit.jobs.delivery import deliver_due
+from crmkit.web.app import create_app
+
+pytestmark = pytest.mark.anyio
+
+
+def clients(crm):
+    with crm.system() as work:
+        group = work.groups.create(name="Автосервисы")
+        ids = []
+        for n, email in enumerate(["a@one.ru", "b@two.ru", "c@three.ru", None, "gone@four.ru"]):
+            points = [{"kind": "email", "value": email}] if email else []
+            ids.append(work.parties.create({"kind": "organisation", "name": f"Сервис {n}",
+                                            "contact_points": points}).id)  # fmt: skip
+        work.groups.add_members(group.id, ids)
+        mail(work).campaigns.unsubscribe("Gone@Four.ru")
+        return group.id
+
+
+async def test_a_mailing_from_start_to_report(mail_crm, account, smtp, dovecot, imap_user):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create(
+            "Зимние шины", subject="{{ party.name }}: шины со скидкой",
+            body="Здравствуйте, {{ party.name }}!\nОтписаться: {{ unsubscribe_url }}",
+            group_id=group_id, rate_per_minute=0,
+        )  # fmt: skip
+        assert mail(work).campaigns.start(campaign.id) == 3
+        campaign_id = campaign.id
+    smtp.refuse["c@three"] = "550 5.1.1 mailbox unavailable"
+    assert smtp.received == []  # the job goes through the outbox, after commit
+
+    deliver_due(mail_crm)
+
+    sent = {r.recipients[0]: parse_message(r.raw) for r in smtp.received}
+    assert set(sent) == {"a@one.ru", "b@two.ru"}
+    first = sent["a@one.ru"]
+    assert first.subject == "Сервис 0: шины со скидкой" and "Здравствуйте, Сервис 0!" in first.text
+    link = re.search(r"http\S+/mail/unsubscribe/\S+", first.text).group(0)
+    assert first.list_unsubscribe == f"<{link}>"
+
+    # b@two.ru bounces: the notice arrives in the mailbox and is read from there
+    dsn = (
+        "From: MAILER-DAEMON@two.ru\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\r\n\r\n'
+        "--r\r\nContent-Type: text/plain\r\n\r\nsorry\r\n--r\r\n"
+        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; two.ru\r\n\r\n"
+        "Final-Recipient: rfc822; b@two.ru\r\nAction: failed\r\nStatus: 5.2.1\r\n\r\n"
+        "--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {sent['b@two.ru'].message_id}\r\n"
+        "\r\n--r--\r\n"
+    )
+    append(dovecot.settings(imap_user), dsn.encode())
+    assert sync_account(mail_crm, account).bounces == 1
+
+    # a@one.ru follows the link: a page with a button (link scanners change nothing), then POST
+    path = link.split("127.0.0.1:8000", 1)[1]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(mail_crm)), base_url="http://test"
+    ) as client:
+        page = await client.get(path)
+        assert page.status_code == 200 and "data-unsubscribe" in page.text
+        with mail_crm.system() as work:
+            assert mail(work).campaigns.report(campaign_id)["unsubscribed_after"] == 0
+        assert (await client.post(path)).status_code == 200
+        assert (await client.get(path[:-3] + "xyz")).status_code == 404
+
+    with mail_crm.system() as work:
+        report = mail(work).campaigns.report(campaign_id)
+        assert {k: report[k] for k in ("sent", "failed", "bounced", "unsubscribed", "skipped")} == {
+            "sent": 1, "failed": 1, "bounced": 1, "unsubscribed": 1, "skipped": 1,
+        }  # fmt: skip
+        assert report["unsubscribed_after"] == 1
+        # every later mailing leaves both opted-out addresses out
+        later = mail(work).campaigns.create("Весна", subject="s", body="b", group_id=group_id)
+        assert mail(work).campaigns.start(later.id) == 2
+
+
+def test_the_rate_limit_spaces_the_mails(mail_crm, account, smtp):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create("r", subject="s", body="b", group_id=group_id,
+                                               rate_per_minute=120)  # fmt: skip
+        mail(work).campaigns.start(campaign.id)
+    waits = []
+    report = send_campaign(mail_crm, campaign.id, sleep=waits.append)
+    assert report["sent"] == 3 and len(smtp.received) == 3
+    assert sum(waits) == pytest.approx(1.0, abs=0.2)  # two gaps of half a second
+
+
+def test_a_mailing_needs_an_audience_and_a_body(mail_crm, account):
+    from crmkit.errors import ValidationFailed
+
+    with mail_crm.system() as work, pytest.raises(ValidationFailed, match="audience"):
+        mail(work).campaigns.create("x", body="b")
+    with mail_crm.system() as work, pytest.raises(ValidationFailed, match="line 1"):
+        mail(work).campaigns.create("x", body="{{ party.name", group_id=None, where={})

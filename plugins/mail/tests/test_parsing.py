@@ -1,0 +1,177 @@
+"""Decoding real and hand-built Russian mail: charsets, encoded headers, bodies, dates."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import quopri
+
+from crmkit_mail.parsing import guess_cyrillic, parse_message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+TEXT = "Добрый день! Пришлите, пожалуйста, счёт на оплату запчастей."
+
+
+def read_peer(peers_dir, name):
+    return (peers_dir / "mail" / "imap_tools" / name).read_bytes()
+
+
+def test_yandex_welcome_mail(peers_dir):
+    mail = parse_message(read_peer(peers_dir, "base.eml"))
+    assert mail.sender == "hello@yandex.ru" and mail.sender_name == "Яндекс"
+    assert mail.subject == "Соберите всю почту в этот ящик"
+    assert mail.message_id == "<20110815165837.A26162B2802A@yaback1.mail.yandex.net>"
+    # an HTML-only mail gets a readable text body, no tags
+    assert "Соберите письма из других почтовых ящиков" in mail.text and "<" not in mail.text
+    assert [(a.filename, a.content_type) for a in mail.attachments] == [
+        ("collector.jpg", "image/jpeg")
+    ]
+    assert mail.attachments[0].data[:2] == b"\xff\xd8"  # a real JPEG, base64 undone
+
+
+def test_mailru_mail_with_inline_images(peers_dir):
+    mail = parse_message(read_peer(peers_dir, "attachment_inline1.eml"))
+    assert mail.sender_name == "Команда Почты Mail.Ru"
+    assert mail.subject.startswith("Mail.Ru – больше, чем почта.")
+    assert mail.text == "Здравствуйте"
+    assert mail.attachments == ()  # logos referenced by cid: are not documents
+
+
+def test_forwarded_message_is_an_attachment(peers_dir):
+    mail = parse_message(read_peer(peers_dir, "attachment_7bit.eml"))
+    assert mail.subject == "статус"
+    assert mail.date == dt.datetime(2017, 10, 12, 4, 41, 56, tzinfo=dt.UTC)
+    assert mail.in_reply_to == "<20171011085432.15374.20485@web.hades.company>"
+    assert mail.thread_refs == ("<20171011085432.15374.20485@web.hades.company>",)
+    assert "jessica.schmidt@uni.de" in mail.recipients
+    (forwarded,) = mail.attachments
+    assert forwarded.filename == "Contract 25 04 2020.docx"
+    inner = parse_message(forwarded.data)
+    assert inner.text.startswith("Новый заказ №28922")
+
+
+def build(headers: str, body: bytes, *, extra: bytes = b"") -> bytes:
+    return headers.encode("ascii").replace(b"\n", b"\r\n") + extra + b"\r\n" + body
+
+
+def test_windows_1251_8bit_body_and_encoded_subject():
+    subject = "=?windows-1251?B?" + base64.b64encode("Счёт №17".encode("cp1251")).decode() + "?="
+    raw = build(
+        f"From: =?windows-1251?Q?=C8=E2=E0=ED_=CF=E5=F2=F0=EE=E2?= <Ivan@Example.RU>\n"
+        f"To: sales@firm.test\nSubject: {subject}\n"
+        "Date: Mon, 3 Mar 2025 10:15:00 +0300\nMessage-ID: <1@example.ru>\n"
+        "Content-Type: text/plain; charset=windows-1251\nContent-Transfer-Encoding: 8bit\n",
+        TEXT.encode("cp1251"),
+    )
+    mail = parse_message(raw)
+    assert mail.sender == "ivan@example.ru" and mail.sender_name == "Иван Петров"
+    assert mail.subject == "Счёт №17"
+    assert mail.text == TEXT
+    assert mail.date == dt.datetime(2025, 3, 3, 7, 15, tzinfo=dt.UTC)
+    assert mail.defects == ()
+
+
+def test_koi8r_quoted_printable_body_and_subject():
+    subject = "=?KOI8-R?B?" + base64.b64encode("Заказ запчастей".encode("koi8_r")).decode() + "?="
+    body = quopri.encodestring(TEXT.encode("koi8_r"))
+    raw = build(
+        f"From: petrov@example.ru\nSubject: {subject}\nDate: 3 Mar 2025 10:15:00 +0300\n"
+        'Content-Type: text/plain; charset="koi8-r"\nContent-Transfer-Encoding: quoted-printable\n',
+        body,
+    )
+    mail = parse_message(raw)
+    assert mail.subject == "Заказ запчастей"
+    assert mail.text == TEXT
+    assert mail.message_id is None  # recorded by the digest of its bytes instead
+
+
+def test_undeclared_8bit_cyrillic_is_guessed():
+    for charset in ("cp1251", "koi8_r", "utf-8"):
+        raw = build("From: a@example.ru\nSubject: test\n", TEXT.encode(charset))
+        assert parse_message(raw).text == TEXT, charset
+    assert guess_cyrillic("привет".encode("koi8_r")) == "привет"
+
+
+def test_raw_8bit_headers_and_a_wrong_charset_label():
+    raw = build(
+        "From: a@example.ru\nContent-Type: text/plain; charset=x-unknown-cyr\n",
+        TEXT.encode("cp1251"),
+        extra=b"Subject: " + "Привет из Тулы".encode("cp1251") + b"\r\n",
+    )
+    mail = parse_message(raw)
+    assert mail.subject == "Привет из Тулы"
+    assert mail.text == TEXT
+    assert any("unknown charset" in d for d in mail.defects)
+
+
+def test_broken_and_russian_dates():
+    base = "From: a@example.ru\nSubject: x\nDate: {}\n"
+    broken = parse_message(build(base.format("32 Foo 2025 99:99"), b"hi"))
+    assert broken.date is None and any("Date" in d for d in broken.defects)
+    russian = parse_message(
+        build(
+            "From: a@example.ru\nSubject: x\n",
+            b"hi",
+            extra=("Date: 5 марта 2025 14:00:00 +0300\r\n".encode()),
+        )
+    )
+    assert russian.date == dt.datetime(2025, 3, 5, 11, 0, tzinfo=dt.UTC)
+    naive = parse_message(build(base.format("Wed, 5 Mar 2025 14:00:00"), b"hi"))
+    assert naive.date == dt.datetime(2025, 3, 5, 14, 0, tzinfo=dt.UTC)
+    future = parse_message(build(base.format("Wed, 5 Mar 2099 14:00:00 +0000"), b"hi"))
+    assert future.date is None
+
+
+def test_attachment_with_cyrillic_rfc2231_name_and_broken_base64():
+    raw = build(
+        "From: a@example.ru\nSubject: files\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b1"\n',
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "см. вложение".encode()
+        + b"\r\n--b1\r\nContent-Type: application/pdf\r\n"
+        b"Content-Disposition: attachment; filename*=UTF-8''%D0%A1%D1%87%D1%91%D1%82.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"%PDF-1.4 test")
+        + b"\r\n--b1\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="broken.bin"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64 at all\r\n--b1--\r\n",
+    )
+    mail = parse_message(raw)
+    assert mail.text == "см. вложение"
+    names = [a.filename for a in mail.attachments]
+    assert names == ["Счёт.pdf", "broken.bin"]
+    assert mail.attachments[0].data == b"%PDF-1.4 test"
+
+
+def test_delivery_status_notification_is_a_bounce():
+    raw = build(
+        "From: MAILER-DAEMON@mx.example.ru\nSubject: Undelivered Mail Returned to Sender\n"
+        "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n',
+        b"--r\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you...\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.ru\r\n\r\n"
+        b"Final-Recipient: rfc822; Nobody@Example.RU\r\nAction: failed\r\n"
+        b"Status: 5.1.1\r\n\r\n"
+        b"--r\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        b"Message-ID: <crmkit.abc@firm.test>\r\nSubject: offer\r\n\r\n--r--\r\n",
+    )
+    mail = parse_message(raw)
+    assert mail.bounce is not None
+    assert mail.bounce.recipients == ("nobody@example.ru",)
+    assert mail.bounce.status == "5.1.1"
+    assert mail.bounce.original_message_id == "<crmkit.abc@firm.test>"
+    assert mail.auto_submitted
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.binary(max_size=400),
+    st.sampled_from(
+        [b"", b"Subject: =?koi8-r?B?", b"Content-Type: multipart/mixed; boundary=x\r\n"]
+    ),
+)
+def test_no_input_crashes_the_parser(noise, prefix):
+    mail = parse_message(prefix + b"\r\n" + noise if prefix else noise)
+    assert isinstance(mail.text, str) and isinstance(mail.subject, str)

@@ -1,0 +1,164 @@
+"""Outbound mail to a real aiosmtpd: headers, attachments, TLS modes, threads, failures."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from crmkit_mail import mail
+from crmkit_mail.imap import append
+from crmkit_mail.model import MailAccount
+from crmkit_mail.parsing import parse_message
+from crmkit_mail.sync import sync_account
+from crmkit_mail.testing import smtp_server
+from sqlalchemy import select, text
+
+from crmkit.channels import OutboundMessage, PermanentFailure
+from crmkit.model import Activity, OutboxItem
+from crmkit.sealing import SecretUnreadable
+from crmkit.testing import add_user, factories
+
+
+def queued_message(crm, activity_id):
+    """The outbox item written for a queued mail, as the delivery worker reads it."""
+    with crm.system() as work:
+        item = work.session.scalar(
+            select(OutboxItem).where(OutboxItem.kind == "channel.send")
+            .where(OutboxItem.payload["activity_id"].as_integer() == activity_id)
+        )  # fmt: skip
+        payload = dict(item.payload)
+    payload["references"] = tuple(payload.get("references") or ())
+    return OutboundMessage(**payload)
+
+
+def test_a_mail_from_a_template_with_an_attachment(mail_crm, account, smtp):
+    manager = add_user(mail_crm, "maria", ["manager"], display_name="Мария Иванова")
+    with mail_crm.acting_as(manager) as work:
+        client = factories.organisation(
+            work,
+            name="ООО «Ромашка»",
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )
+        deal = factories.deal(work, party_id=client.id, title="Поставка шин")
+        template = work.message_templates.create(
+            name="offer", subject="Предложение: {{ record.title }}",
+            body="Здравствуйте, {{ party.name }}!\n{{ sender.name }}",
+        )  # fmt: skip
+        file = work.attachments.add("Прайс 2025.pdf", b"%PDF price", party_id=client.id)
+        activity = mail(work).send(
+            template=template.id, party_id=client.id, record=("deal", deal.id),
+            attachment_ids=(file.id,),
+        )  # fmt: skip
+        activity_id, message_id = activity.id, activity.external_id
+    assert smtp.received == []  # nothing leaves before the outbox delivers it
+
+    receipt = (
+        mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, activity_id))
+    )
+
+    (received,) = smtp.received
+    assert received.recipients == ["boss@romashka.ru"]
+    sent = parse_message(received.raw)
+    assert sent.subject == "Предложение: Поставка шин"
+    assert sent.text.startswith("Здравствуйте, ООО «Ромашка»!")
+    assert sent.sender_name == "Мария Иванова (Отдел продаж)"
+    assert sent.message_id == message_id == receipt.external_id
+    assert [(a.filename, a.data) for a in sent.attachments] == [("Прайс 2025.pdf", b"%PDF price")]
+
+
+def test_a_reply_from_the_client_joins_the_deal(mail_crm, account, smtp, dovecot, imap_user):
+    with mail_crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        deal = factories.deal(work, party_id=client.id)
+        out = mail(work).send(subject="Счёт", body="Счёт во вложении", party_id=client.id,
+                              record=("deal", deal.id))  # fmt: skip
+        out_id = out.id
+    mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, out_id))
+    ours = parse_message(smtp.received[0].raw)
+    reply = (
+        "From: Buyer <buyer@client.ru>\r\nTo: sales@firm.test\r\nSubject: Re: Счёт\r\n"
+        f"Message-ID: <reply1@client.ru>\r\nIn-Reply-To: {ours.message_id}\r\n"
+        f"References: {ours.message_id}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Оплатим завтра\r\n"
+    ).encode()
+    append(dovecot.settings(imap_user), reply)
+
+    sync_account(mail_crm, account)
+
+    with mail_crm.system() as work:
+        answer = work.session.scalar(
+            select(Activity).where(Activity.external_id == "<reply1@client.ru>")
+        )
+        assert (answer.party_id, answer.record_entity, answer.record_id) == (
+            client.id,
+            "deal",
+            deal.id,
+        )
+        # replying from the CRM threads back: In-Reply-To and References name the client's mail
+        again = mail(work).send(reply_to=answer.id, body="Спасибо!")
+        assert (again.record_entity, again.record_id, again.subject) == (
+            "deal",
+            deal.id,
+            "Re: Счёт",
+        )
+        again_id = again.id
+    mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, again_id))
+    second = parse_message(smtp.received[1].raw)
+    assert second.in_reply_to == "<reply1@client.ru>"
+    assert second.references == (ours.message_id, "<reply1@client.ru>")
+    assert smtp.received[1].recipients == ["buyer@client.ru"]
+
+
+@pytest.mark.parametrize("security", ["tls", "none"])
+def test_implicit_tls_and_plain_servers(mail_crm, tmp_path, certificate, security):
+    users = {"crm@example.test": "pw"} if security == "tls" else {}
+    login = {"smtp_username": "crm@example.test", "smtp_password": "pw"} if users else {}
+    with smtp_server(
+        tmp_path / security, security=security, users=users, certificate=certificate
+    ) as server:
+        with mail_crm.system() as work:
+            mail(work).accounts.create(
+                name="out", address="crm@example.test", smtp_host=server.host,
+                smtp_port=server.port, smtp_security=security, **login,
+            )  # fmt: skip
+            activity_id = mail(work).send(to="a@example.ru", subject="Тест", body="Привет").id
+        mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, activity_id))
+        assert parse_message(server.received[0].raw).text == "Привет"
+
+
+def test_refusals_are_permanent_and_outages_are_retried(mail_crm, account, smtp):
+    with mail_crm.system() as work:
+        bad = mail(work).send(to="ghost@nowhere.ru", subject="x", body="x").id
+        later = mail(work).send(to="fine@example.ru", subject="y", body="y").id
+    adapter = mail_crm.channels["mail"].adapter(mail_crm)
+    smtp.refuse["ghost@"] = "550 5.1.1 no such user"
+    with pytest.raises(PermanentFailure, match="550"):
+        adapter.send(queued_message(mail_crm, bad))
+    smtp.fail_data = "451 4.3.0 try again later"
+    with pytest.raises(smtplib.SMTPDataError):
+        adapter.send(queued_message(mail_crm, later))
+    smtp.fail_data = None
+    adapter.send(queued_message(mail_crm, later))
+    assert [r.recipients for r in smtp.received] == [["fine@example.ru"]]
+
+
+def test_a_mail_without_a_mailbox_fails_for_good(mail_crm):
+    message = OutboundMessage(channel="mail", to="a@example.ru", body="x", idempotency_key="k1")
+    with pytest.raises(PermanentFailure, match="no mailbox"):
+        mail_crm.channels["mail"].adapter(mail_crm).send(message)
+
+
+def test_passwords_are_sealed_at_rest(mail_crm, account, dovecot, imap_user, make_crm, certificate):
+    with mail_crm.engine.connect() as connection:
+        row = connection.execute(text("SELECT * FROM mail_account")).mappings().one()
+    stored = " ".join(str(v) for v in row.values())
+    assert dovecot.users[imap_user] not in stored and "smtp-secret-1" not in stored
+    with mail_crm.system() as work:
+        account_row = work.session.get(MailAccount, account)
+        assert mail_crm.sealing.open(account_row.imap_password_sealed) == dovecot.users[imap_user]
+    # another deployment (another key) cannot read them
+    other = make_crm(settings={"secret_key": "another-deployment"})
+    with pytest.raises(SecretUnreadable):
+        other.sealing.open(row["imap_password_sealed"])

@@ -1,0 +1,213 @@
+"""Inbound mail from a real Dovecot: the recorded messages, restarts, UIDVALIDITY, IDLE."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from crmkit_mail.imap import ImapMailbox, append
+from crmkit_mail.model import MailAccount
+from crmkit_mail.sync import sync_account, watch
+from sqlalchemy import func, select
+
+from crmkit.model import Activity, Attachment
+from crmkit.testing import factories
+
+
+def deliver(dovecot, user, raw, folder="INBOX"):
+    return append(dovecot.settings(user, folder=folder), raw)
+
+
+def simple(n, sender="client@example.ru", subject=None, extra=""):
+    return (
+        f"From: Client <{sender}>\r\nTo: sales@firm.test\r\nSubject: {subject or f'letter {n}'}\r\n"
+        f"Message-ID: <m{n}.{time.monotonic_ns()}@example.ru>\r\n{extra}"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Письмо номер {n}\r\n"
+    ).encode()
+
+
+def mails(crm):
+    with crm.system() as work:
+        return list(
+            work.session.scalars(
+                select(Activity).where(Activity.kind == "mail").order_by(Activity.id)
+            )
+        )
+
+
+def test_recorded_messages_land_on_the_right_timeline(
+    mail_crm, account, dovecot, imap_user, peers_dir
+):
+    with mail_crm.system() as work:
+        yandex = factories.organisation(
+            work, name="Яндекс", contact_points=[{"kind": "email", "value": "Hello@Yandex.ru"}]
+        )
+    for name in ("base.eml", "attachment_inline1.eml", "attachment_7bit.eml"):
+        deliver(dovecot, imap_user, (peers_dir / "mail" / "imap_tools" / name).read_bytes())
+
+    report = sync_account(mail_crm, account)
+
+    assert (report.recorded, report.duplicates, report.error) == (3, 0, None)
+    by_subject = {m.subject: m for m in mails(mail_crm)}
+    known = by_subject["Соберите всю почту в этот ящик"]
+    assert known.party_id == yandex.id and known.status == "new"
+    assert known.data["from_name"] == "Яндекс"
+    assert "Соберите письма из других почтовых ящиков" in known.body
+    # unknown senders wait in triage (the default of channels.unknown_sender)
+    triaged = by_subject["статус"]
+    assert triaged.party_id is None and triaged.status == "triage"
+    with mail_crm.system() as work:
+        files = {a.filename: a for a in work.session.scalars(select(Attachment))}
+        assert set(files) == {"collector.jpg", "Contract 25 04 2020.docx"}
+        assert files["collector.jpg"].party_id == yandex.id
+        _, stream = work.attachments.open(files["collector.jpg"].id)
+        with stream:
+            assert stream.read()[:2] == b"\xff\xd8"
+        assert files["collector.jpg"].id in known.data["attachments"]
+
+
+def test_unknown_sender_becomes_a_lead_when_configured(
+    make_crm, certificate, dovecot, imap_user, smtp
+):
+    from crmkit_mail import mail
+    from crmkit_mail import plugin as mail_plugin
+
+    crm = make_crm(
+        plugins=[mail_plugin],
+        settings={"mail.ca_file": str(certificate[0]), "channels.unknown_sender": "lead"},
+    )
+    with crm.system() as work:
+        account_id = mail(work).accounts.create(
+            name="in", address=imap_user, imap_host=dovecot.host, imap_port=dovecot.port,
+            imap_security="none", imap_password=dovecot.users[imap_user],
+        ).id  # fmt: skip
+    deliver(dovecot, imap_user, simple(1, sender="new.client@example.ru"))
+    sync_account(crm, account_id)
+    (entry,) = mails(crm)
+    with crm.system() as work:
+        lead = work.parties.get(entry.party_id)
+        assert [p.value for p in lead.contact_points] == ["new.client@example.ru"]
+        assert lead.name == "Client"
+
+
+def test_restart_mid_sync_neither_misses_nor_duplicates(mail_crm, account, dovecot, imap_user):
+    for n in range(7):
+        deliver(dovecot, imap_user, simple(n))
+
+    class Crash(Exception):
+        pass
+
+    batches = []
+
+    def crash_after_two(report):
+        batches.append(report.last_uid)
+        if len(batches) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        sync_account(mail_crm, account, batch_size=2, after_batch=crash_after_two)
+    assert len(mails(mail_crm)) == 4
+    with mail_crm.system() as work:
+        assert work.session.get(MailAccount, account).last_uid == 4
+
+    deliver(dovecot, imap_user, simple(7))
+    report = sync_account(mail_crm, account, batch_size=2)
+
+    assert report.recorded == 4 and report.duplicates == 0
+    bodies = [m.body for m in mails(mail_crm)]
+    assert bodies == [f"Письмо номер {n}" for n in range(8)]
+    assert sync_account(mail_crm, account).recorded == 0
+
+
+def test_a_batch_that_fails_is_not_half_recorded(mail_crm, account, dovecot, imap_user):
+    from crmkit import hookimpl
+
+    for n in range(3):
+        deliver(dovecot, imap_user, simple(n))
+
+    class Refuses:
+        fail = True
+
+        @hookimpl
+        def crmkit_message_received(self, work, message, activity):
+            if self.fail and message.body.endswith("2"):
+                raise RuntimeError("handler down")
+
+    plugin = Refuses()
+    mail_crm.pm.register(plugin)
+    with pytest.raises(RuntimeError):
+        sync_account(mail_crm, account, batch_size=10)
+    assert mails(mail_crm) == []
+    with mail_crm.system() as work:
+        stored = work.session.get(MailAccount, account)
+        assert stored.last_uid == 0 and "handler down" in stored.last_error
+    plugin.fail = False
+    assert sync_account(mail_crm, account).recorded == 3
+
+
+def test_new_uidvalidity_rereads_without_duplicates(mail_crm, account, dovecot, imap_user):
+    settings = dovecot.settings(imap_user)
+    with ImapMailbox(settings) as box:
+        box.conn.create("Support")
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).imap_folder = "Support"
+    first = simple(1)
+    deliver(dovecot, imap_user, first, folder="Support")
+    assert sync_account(mail_crm, account).recorded == 1
+    # the folder is removed and made again: the server numbers it anew
+    with ImapMailbox(settings) as box:
+        box.conn.delete("Support")
+        box.conn.create("Support")
+    deliver(dovecot, imap_user, first, folder="Support")
+    deliver(dovecot, imap_user, simple(2), folder="Support")
+
+    report = sync_account(mail_crm, account)
+
+    assert report.restarted and (report.recorded, report.duplicates) == (1, 1)
+    assert len(mails(mail_crm)) == 2
+
+
+def test_watch_records_new_mail_through_idle(mail_crm, account, dovecot, imap_user):
+    stop = threading.Event()
+    syncs = []
+    worker = threading.Thread(
+        target=watch,
+        args=(mail_crm, account),
+        kwargs={"stop": stop, "idle_seconds": 20, "on_sync": syncs.append},
+        daemon=True,
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not syncs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        deliver(dovecot, imap_user, simple(1, subject="срочно"))
+        while not mails(mail_crm) and time.monotonic() < started + 15:
+            time.sleep(0.1)
+        # well inside the 20 s idle: the server's IDLE push woke the watcher
+        assert [m.subject for m in mails(mail_crm)] == ["срочно"]
+        assert time.monotonic() - started < 10
+    finally:
+        stop.set()
+        deliver(dovecot, imap_user, simple(2))  # wakes the IDLE so the thread can end
+        worker.join(25)
+    assert not worker.is_alive()
+
+
+def test_attachments_of_a_triaged_mail_follow_it_to_the_party(
+    mail_crm, account, dovecot, imap_user, peers_dir
+):
+    deliver(dovecot, imap_user, (peers_dir / "mail" / "imap_tools" / "base.eml").read_bytes())
+    sync_account(mail_crm, account)
+    (entry,) = mails(mail_crm)
+    with mail_crm.system() as work:
+        party = factories.organisation(work, name="Яндекс")
+        work.channels.attach_to_party(entry.id, party.id)
+    with mail_crm.system() as work:
+        (file,) = work.attachments.for_party(party.id)
+        assert file.filename == "collector.jpg"
+        assert work.session.scalar(select(func.count()).select_from(Activity).where(
+            Activity.party_id == party.id, Activity.kind == "mail")) == 1  # fmt: skip

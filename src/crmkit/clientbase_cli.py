@@ -1,0 +1,135 @@
+"""``crmkit duplicates ...`` and ``crmkit import``: client-base work from the command line."""
+
+from __future__ import annotations
+
+import click
+
+from crmkit.cli import Env, pass_env
+
+
+@click.group()
+def duplicates() -> None:
+    """Duplicate clients: the whole-base report."""
+
+
+@duplicates.command("report")
+@click.option("--limit", default=20, show_default=True, help="Groups to print.")
+@pass_env
+def duplicates_report(env: Env, limit: int) -> None:
+    """Build the duplicate report now (in this process) and print its best groups."""
+    from crmkit.model import DuplicateReport, Party
+    from crmkit.services.duplicates import run_report
+
+    crm = env.crm
+    report_id = run_report(crm)
+    with crm.system() as work:
+        report = work.session.get(DuplicateReport, report_id)
+        click.echo(
+            f"report {report.id}: {report.scanned} clients scanned, "
+            f"{len(report.groups)} groups of likely duplicates"
+        )
+        for group in report.groups[:limit]:
+            names = [work.session.get(Party, i).name for i in group["party_ids"]]
+            click.echo(
+                f"  {group['score']:>3}  {', '.join(group['reasons'])}: "
+                + " | ".join(f"#{i} {n}" for i, n in zip(group["party_ids"], names, strict=True))
+            )
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--as", "username", required=True, help="User the clients are imported as.")
+@click.option("--source", default="", help="Where the file comes from (its mapping is kept).")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Map a column to a field (name, phone, email, custom.inn...); repeatable.",
+)
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["skip", "update", "create"]),
+    default="skip",
+    show_default=True,
+)
+@click.option("--dry-run", is_flag=True, help="Check every row; write nothing.")
+@click.option("--resume", "resume_id", type=int, default=None, help="Resume import run ID.")
+@pass_env
+def import_(
+    env: Env,
+    path: str,
+    username: str,
+    source: str,
+    mappings: tuple[str, ...],
+    on_duplicate: str,
+    dry_run: bool,
+    resume_id: int | None,
+) -> None:
+    """Import clients from a CSV or XLSX file, with a progress bar."""
+    from pathlib import Path
+
+    from crmkit.services.imports import run_import
+
+    crm = env.crm
+    if resume_id is None:
+        mapping = None
+        if mappings:
+            mapping = {}
+            for item in mappings:
+                column, _, field = item.partition("=")
+                mapping[column] = field
+        with crm.acting_as(username) as work:
+            run = work.imports.start(
+                Path(path).name,
+                Path(path).read_bytes(),
+                source=source,
+                on_duplicate=on_duplicate,
+                dry_run=dry_run,
+            )
+            if mapping is not None:
+                work.imports.configure(run.id, mapping={**run.mapping, **mapping})
+            work.imports.remember(run)
+            run_id, total = run.id, run.total_rows
+    else:
+        run_id, total = resume_id, 0
+    click.echo(f"import {run_id}: {total} rows", err=True)
+    with click.progressbar(length=max(total, 1), label="importing") as bar:
+        shown = [0]
+
+        def progress(done: int, whole: int) -> None:
+            if whole and bar.length != whole:
+                bar.length = whole
+            bar.update(done - shown[0])
+            shown[0] = done
+
+        run_import(crm, run_id, progress=progress)
+    with crm.system() as work:
+        from crmkit.model import ImportRun
+
+        run = work.session.get(ImportRun, run_id)
+        click.echo(
+            f"{run.status}: {run.created} created, {run.updated} updated, {run.skipped} skipped, "
+            f"{len(run.errors)} errors"
+        )
+        for error in run.errors[:20]:
+            click.echo(f"  row {error['row']}, {error['column']}: {error['reason']}")
+
+
+@click.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--as", "username", required=True, help="User whose access rules apply.")
+@click.option("--group", "group_id", type=int, default=None, help="Only the members of a group.")
+@click.option("--search", default=None, help="Only clients matching a search text.")
+@pass_env
+def export(env: Env, path: str, username: str, group_id: int | None, search: str | None) -> None:
+    """Export clients to PATH (.csv or .xlsx) as a user sees them."""
+    from pathlib import Path
+
+    from crmkit.services.imports import export_parties
+
+    fmt = "xlsx" if path.lower().endswith(".xlsx") else "csv"
+    with env.crm.acting_as(username) as work:
+        where = work.groups.condition(group_id) if group_id else None
+        Path(path).write_bytes(export_parties(work, fmt, where=where, search=search))
+    click.echo(f"written {path}")

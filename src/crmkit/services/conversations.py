@@ -1,0 +1,303 @@
+"""The contact center: every inbound conversation of every channel, assigned and answered.
+
+Ingest (:meth:`crmkit.services.channels.ChannelService.ingest`) files each inbound message
+under the open conversation of its sender on its channel, or starts one.  Staff see them as
+*unassigned*, *mine* or *my team's*; they assign, reply (by hand or from a template, through
+the channel and the outbox), snooze until a time (a new message wakes it) and close.  A
+conversation from an unknown sender becomes a lead, or is attached to an existing party, in
+one step; its messages and files move to that party's timeline.
+
+Visibility follows the clients: a conversation is visible where its party is (and may only
+be assigned to someone who sees that client); a conversation with an unknown sender is
+everyone's (that is triage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, true
+
+from crmkit.clock import utcnow
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.model import Activity, Conversation, Party
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+VIEWS = ("unassigned", "mine", "team")
+STATUSES = ("open", "snoozed", "closed")
+
+
+class ConversationService:
+    """Conversations for the contact center (``work.conversations``)."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    # -- filing messages ------------------------------------------------------------------
+
+    def file(
+        self, activity: Activity, *, address: str, address_key: str, sender_name: str | None
+    ) -> Conversation:
+        """Put an inbound message into its sender's open conversation (or a new one)."""
+        session = self.work.session
+        conversation = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.channel == activity.channel,
+                Conversation.address_key == address_key,
+                Conversation.status != "closed",
+            )
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+        when = activity.occurred_at
+        if conversation is None:
+            conversation = Conversation(
+                channel=activity.channel or "",
+                address=address,
+                address_key=address_key,
+                sender_name=sender_name,
+                subject=activity.subject,
+                party_id=activity.party_id,
+                status="open",
+                unread=0,
+                last_message_at=when,
+                created_at=utcnow(),
+            )
+            session.add(conversation)
+            self.work.flush()
+        conversation.unread = (conversation.unread or 0) + 1
+        conversation.last_message_at = max(conversation.last_message_at, when)
+        if conversation.status == "snoozed":
+            conversation.status, conversation.snoozed_until = "open", None
+        if conversation.party_id is None and activity.party_id is not None:
+            conversation.party_id = activity.party_id
+        if activity.record_entity and activity.record_id:
+            conversation.record_entity = activity.record_entity
+            conversation.record_id = activity.record_id
+        activity.conversation_id = conversation.id
+        return conversation
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _visible(self) -> Any:
+        access = self.work.access
+        if self.work.actor.system:
+            return true()
+        party_rows = select(Party.id).where(access.where("party", "read"))
+        # triage (no client yet) is everyone's queue; the rest follows the client
+        return or_(Conversation.party_id.in_(party_rows), Conversation.party_id.is_(None))
+
+    def list(
+        self, view: str = "unassigned", status: str = "open", limit: int = 100
+    ) -> list[Conversation]:
+        """Conversations of a view (``unassigned``, ``mine``, ``team``), newest message first.
+
+        ``open`` includes snoozed ones whose time has come.
+        """
+        if view not in VIEWS:
+            raise ValidationFailed({"view": [f"one of {', '.join(VIEWS)}"]})
+        if status not in STATUSES:
+            raise ValidationFailed({"status": [f"one of {', '.join(STATUSES)}"]})
+        self.work.access.require("conversation", "read")
+        actor = self.work.actor
+        statement = select(Conversation).where(self._visible())
+        if view == "unassigned":
+            statement = statement.where(Conversation.assignee_id.is_(None))
+        elif view == "mine":
+            statement = statement.where(Conversation.assignee_id == actor.user_id)
+        else:
+            team = sorted(actor.teammate_ids or {actor.user_id or 0})
+            statement = statement.where(Conversation.assignee_id.in_(team))
+        now = utcnow()
+        if status == "open":
+            statement = statement.where(
+                or_(
+                    Conversation.status == "open",
+                    and_(Conversation.status == "snoozed", Conversation.snoozed_until <= now),
+                )
+            )
+        elif status == "snoozed":
+            statement = statement.where(
+                Conversation.status == "snoozed", Conversation.snoozed_until > now
+            )
+        else:
+            statement = statement.where(Conversation.status == "closed")
+        statement = statement.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
+        return list(self.work.session.scalars(statement.limit(limit)))
+
+    def get(self, conversation_id: int) -> Conversation:
+        """One conversation (hidden ones are :class:`NotFound`)."""
+        self.work.access.require("conversation", "read")
+        found = self.work.session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id, self._visible())
+        )
+        if found is None:
+            raise NotFound("conversation", conversation_id)
+        return found
+
+    def messages(self, conversation_id: int) -> list[Activity]:
+        """The conversation's messages, both ways, oldest first."""
+        conversation = self.get(conversation_id)
+        return list(
+            self.work.session.scalars(
+                select(Activity)
+                .where(Activity.conversation_id == conversation.id)
+                .order_by(Activity.occurred_at, Activity.id)
+            )
+        )
+
+    # -- acting ---------------------------------------------------------------------------
+
+    def _change(self, conversation_id: int, **values: Any) -> Conversation:
+        self.work.access.require("conversation", "update")
+        conversation = self.get(conversation_id)
+        changes = {
+            key: [getattr(conversation, key), value]
+            for key, value in values.items()
+            if getattr(conversation, key) != value
+        }
+        for key, value in values.items():
+            setattr(conversation, key, value)
+        if changes:
+            self.work.flush()
+            shown = {k: [_plain(a), _plain(b)] for k, (a, b) in changes.items()}
+            self.work.audit("conversation", conversation.id, "update", shown)
+        return conversation
+
+    def assign(self, conversation_id: int, user_id: int | None) -> Conversation:
+        """Give the conversation to a colleague (``None``: back to the unassigned queue)."""
+        conversation = self.get(conversation_id)
+        if user_id is not None:
+            user = self.work.users.get(user_id)
+            if conversation.party_id is not None and not self._sees_party(
+                user_id, conversation.party_id
+            ):
+                raise ValidationFailed({"assignee_id": [f"{user.label} cannot see this client"]})
+        conversation = self._change(conversation_id, assignee_id=user_id)
+        if user_id is not None and user_id != self.work.actor.user_id:
+            self.work.notifications.notify(
+                user_id,
+                "conversation.assigned",
+                f"{conversation.sender_name or conversation.address}: {conversation.subject or ''}",
+                party_id=conversation.party_id,
+                record=("conversation", conversation.id),
+            )
+        return conversation
+
+    def _sees_party(self, user_id: int, party_id: int) -> bool:
+        with self.work.crm.acting_as(user_id) as theirs:
+            try:
+                theirs.parties.get(party_id)
+            except NotFound:
+                return False
+        return True
+
+    def snooze(self, conversation_id: int, until: dt.datetime) -> Conversation:
+        """Hide it until ``until`` (a new message brings it back sooner)."""
+        if until.tzinfo is None or until <= utcnow():
+            raise ValidationFailed({"until": ["a time in the future"]})
+        return self._change(conversation_id, status="snoozed", snoozed_until=until)
+
+    def close(self, conversation_id: int) -> Conversation:
+        """Done: the next message from the sender starts a new conversation."""
+        return self._change(conversation_id, status="closed", closed_at=utcnow(), unread=0)
+
+    def reopen(self, conversation_id: int) -> Conversation:
+        """Open a closed or snoozed conversation again."""
+        return self._change(conversation_id, status="open", closed_at=None, snoozed_until=None)
+
+    def mark_read(self, conversation_id: int) -> Conversation:
+        """Nothing unread any more."""
+        return self._change(conversation_id, unread=0)
+
+    def reply(
+        self,
+        conversation_id: int,
+        *,
+        body: str | None = None,
+        template_id: int | None = None,
+        subject: str | None = None,
+    ) -> Activity:
+        """Answer through the conversation's channel (queued in the outbox)."""
+        conversation = self.get(conversation_id)
+        record = (
+            (conversation.record_entity, conversation.record_id)
+            if conversation.record_entity and conversation.record_id
+            else None
+        )
+        if template_id is not None:
+            rendered = self.work.message_templates.render(
+                template_id, party_id=conversation.party_id, record=record
+            )
+            body = body or rendered.body
+            subject = subject or rendered.subject
+        last_in = self.work.session.scalar(
+            select(Activity)
+            .where(Activity.conversation_id == conversation.id, Activity.direction == "in")
+            .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+            .limit(1)
+        )
+        in_reply_to = last_in.external_id if last_in is not None else None
+        refs = tuple(reversed((last_in.data or {}).get("refs", []))) if last_in else ()
+        if subject is None and conversation.subject:
+            subject = conversation.subject
+            if not subject.lower().startswith("re:"):
+                subject = f"Re: {subject}"
+        activity = self.work.channels.send(
+            conversation.channel,
+            to=conversation.address,
+            body=body or "",
+            subject=subject,
+            party_id=conversation.party_id,
+            record=record,
+            in_reply_to=in_reply_to,
+            references=(*refs, in_reply_to) if in_reply_to else refs,
+        )
+        activity.conversation_id = conversation.id
+        if conversation.assignee_id is None:
+            conversation.assignee_id = self.work.actor.user_id
+        conversation.unread = 0
+        return activity
+
+    def create_lead(self, conversation_id: int, name: str | None = None) -> Party:
+        """Make the unknown sender a new person (a lead) and file the conversation there."""
+        conversation = self.get(conversation_id)
+        if conversation.party_id is not None:
+            raise ValidationFailed({"party_id": ["the conversation already has a client"]})
+        channel = self.work.channels.channel(conversation.channel)
+        party = self.work.parties.create(
+            {
+                "kind": "person",
+                "name": (name or conversation.sender_name or conversation.address).strip(),
+                "source": conversation.channel,
+            }
+        )
+        self.attach(conversation.id, party.id, _channel=channel)
+        return party
+
+    def attach(self, conversation_id: int, party_id: int, _channel: Any = None) -> Conversation:
+        """File an unknown sender's conversation under an existing party (the address is kept)."""
+        conversation = self.get(conversation_id)
+        if conversation.party_id is not None:
+            raise ValidationFailed({"party_id": ["the conversation already has a client"]})
+        self.work.access.require("conversation", "update")
+        party = self.work.parties.get(party_id, action="update")
+        triaged = self.work.session.scalars(
+            select(Activity).where(
+                Activity.conversation_id == conversation.id, Activity.party_id.is_(None)
+            )
+        ).all()
+        for activity in triaged:
+            self.work.channels.file_under(activity, party)
+        conversation.party_id = party_id
+        self.work.flush()
+        self.work.audit("conversation", conversation.id, "attach", {"party_id": [None, party_id]})
+        return conversation
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value

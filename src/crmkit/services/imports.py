@@ -1,0 +1,758 @@
+"""Importing contacts from CSV and XLSX files, and exporting lists and groups.
+
+An import is an :class:`~crmkit.model.ImportRun`::
+
+    with crm.acting_as(user) as work:
+        run = work.imports.start("clients.csv", data, source="old-crm")  # mapping guessed
+        work.imports.preview(run.id)       # the first rows as they would be written
+    run_import(crm, run.id)                # the job (or `crmkit import FILE`)
+
+* Files as Russian Excel writes them are read as they are: UTF-8 (with or without BOM) or
+  windows-1251, ``;`` or ``,`` or tab between columns, ``1 234,56`` numbers and
+  ``31.12.2025`` dates.
+* Columns map to fields (``name``, ``phone``, ``email``, ``custom.inn``...); the mapping is
+  guessed from the headers and remembered per ``source`` for the next file.
+* Each batch of rows is one transaction that also moves the checkpoint (``done_rows``):
+  an interrupted or failed import resumes after the last committed batch and a row is
+  never half written.  A bad row is skipped with its row number, column and reason in the
+  error report; the others are imported.
+* Duplicates (the same phone, email, site or name as an existing client or as an earlier
+  row of the file) are skipped, updated or created anyway: ``on_duplicate`` for the whole
+  file, ``choices`` per row (from the preview).  Fuzzy look-alikes are left to the
+  whole-base duplicate report.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from crmkit.clock import utcnow
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.identity import contact_key, name_match_keys, name_skeleton
+from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+JOB_NAME = "clientbase.import"
+BATCH_ROWS = 2000
+ON_DUPLICATE = ("skip", "update", "create")
+CONTACT_FIELDS = ("phone", "email", "website")
+PLAIN_FIELDS = (
+    "name",
+    "kind",
+    "first_name",
+    "last_name",
+    "position",
+    "source",
+    "description",
+    "customer_type",
+)
+FIELDS = (*PLAIN_FIELDS, *CONTACT_FIELDS, "tags", "owner", "stage")
+
+#: Header words that name a field (lower case), Russian and English.
+GUESSES = {
+    "name": ("name", "название", "наименование", "компания", "организация", "клиент", "фио"),
+    "first_name": ("first name", "имя"),
+    "last_name": ("last name", "фамилия"),
+    "phone": ("phone", "телефон", "тел", "мобильный", "tel"),
+    "email": ("email", "e-mail", "почта", "эл. почта", "mail"),
+    "website": ("website", "site", "сайт", "url"),
+    "position": ("position", "должность"),
+    "source": ("source", "источник"),
+    "description": ("description", "comment", "комментарий", "описание", "примечание"),
+    "tags": ("tags", "теги", "метки"),
+    "owner": ("owner", "manager", "ответственный", "менеджер"),
+    "stage": ("stage", "стадия", "этап", "статус"),
+    "kind": ("kind", "тип"),
+}
+
+_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+
+
+# -- reading files ------------------------------------------------------------------------
+
+
+def decode(data: bytes) -> str:
+    """Text of a CSV file: UTF-8 (BOM or not), else windows-1251."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1251")
+
+
+def read_rows(filename: str, data: bytes) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and the rows (as strings) of a CSV or XLSX file."""
+    if filename.lower().endswith((".xlsx", ".xlsm")):
+        return _read_xlsx(data)
+    text = decode(data)
+    sample = text[:4096]
+    first = sample.splitlines()[0] if sample else ""
+    delimiter = max((";", ",", "\t"), key=first.count) if first else ";"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader, [])
+    return [h.strip() for h in header], (row for row in reader if any(c.strip() for c in row))
+
+
+def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[list[str]]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several kinds for a broken file
+        raise ValidationFailed({"file": [f"not a readable XLSX file ({exc})"]}) from None
+    sheet = book.worksheets[0]
+    rows = sheet.iter_rows(values_only=True)
+    header = [_cell(v) for v in next(rows, ())]
+
+    def body() -> Iterator[list[str]]:
+        for row in rows:
+            values = [_cell(v) for v in row]
+            if any(values):
+                yield values
+
+    return header, body()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%d.%m.%Y") if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.strftime("%d.%m.%Y")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def parse_number(text: str) -> Decimal:
+    """``1 234,56`` (Russian Excel) or ``1234.56`` as a Decimal."""
+    cleaned = text.replace("\u00a0", "").replace(" ", "")
+    if "," in cleaned and "." not in cleaned:
+        cleaned = cleaned.replace(",", ".")
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def parse_date(text: str) -> str:
+    """``31.12.2025`` (or ISO ``2025-12-31``) as an ISO date string."""
+    found = _DATE.match(text.strip())
+    try:
+        if found:
+            day, month, year = (int(g) for g in found.groups())
+            return dt.date(year, month, day).isoformat()
+        return dt.date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (dd.mm.yyyy)") from None
+
+
+def guess_mapping(header: Sequence[str], custom_labels: Mapping[str, str]) -> dict[str, str]:
+    """Column -> field, from the header words (unknown columns map to nothing)."""
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in header:
+        word = column.strip().lower()
+        field = ""
+        for candidate, words in GUESSES.items():
+            if word in words and candidate not in taken:
+                field = candidate
+                break
+        if not field:
+            for key, label in custom_labels.items():
+                if word in (key.lower(), label.lower()) and f"custom.{key}" not in taken:
+                    field = f"custom.{key}"
+                    break
+        if field:
+            taken.add(field)
+        mapping[column] = field
+    return mapping
+
+
+# -- the service --------------------------------------------------------------------------
+
+
+class ImportService:
+    """Start, preview and follow imports (``work.imports``)."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    @property
+    def session(self) -> Any:
+        return self.work.session
+
+    def start(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        source: str = "",
+        mapping: Mapping[str, str] | None = None,
+        on_duplicate: str = "skip",
+        dry_run: bool = False,
+    ) -> ImportRun:
+        """Store the file and make a run (not started: preview it, then run the job)."""
+        self.work.access.require("party", "create")
+        if on_duplicate not in ON_DUPLICATE:
+            raise ValidationFailed({"on_duplicate": [f"one of {', '.join(ON_DUPLICATE)}"]})
+        if not filename.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm")):
+            raise ValidationFailed({"file": ["a .csv or .xlsx file"]})
+        header, rows = read_rows(filename, data)
+        if not header or not any(header):
+            raise ValidationFailed({"file": ["the first row must name the columns"]})
+        total = sum(1 for _ in rows)
+        stored = self.work.crm.storage.save([data])
+        self.work.on_rollback(lambda: self.work.crm.storage.delete(stored.key))
+        remembered = self.session.get(ImportMapping, source) if source else None
+        chosen = dict(mapping or (remembered.mapping if remembered else {}))
+        guessed = guess_mapping(header, self._custom_labels())
+        chosen = {column: chosen.get(column, guessed[column]) for column in header}
+        self.check_mapping(chosen)
+        run = ImportRun(
+            created_by_id=self.work.actor.user_id,
+            source=source,
+            filename=filename,
+            path=stored.key,
+            status="new",
+            dry_run=dry_run,
+            on_duplicate=on_duplicate,
+            mapping=chosen,
+            options={"choices": {}},
+            total_rows=total,
+            errors=[],
+        )
+        self.session.add(run)
+        self.work.flush()
+        return run
+
+    def _custom_labels(self) -> dict[str, str]:
+        return {k: d.label for k, d in self.work.custom_fields.definitions("party").items()}
+
+    def check_mapping(self, mapping: Mapping[str, str]) -> None:
+        """Refuse a mapping to unknown fields, or one without a name."""
+        custom = self._custom_labels()
+        for column, field in mapping.items():
+            if not field:
+                continue
+            if field.startswith("custom."):
+                if field[len("custom.") :] not in custom:
+                    raise ValidationFailed({column: [f"no custom field {field!r}"]})
+            elif field not in FIELDS:
+                raise ValidationFailed({column: [f"no field {field!r}"]})
+        targets = set(mapping.values())
+        if not targets & {"name", "last_name", "first_name"}:
+            raise ValidationFailed({"mapping": ["map a column to the name"]})
+
+    def get(self, run_id: int) -> ImportRun:
+        """An import the actor started (an admin's: any)."""
+        run = self.session.get(ImportRun, run_id)
+        if run is None or (
+            run.created_by_id != self.work.actor.user_id and not self.work.actor.system
+            and "admin" not in self.work.actor.roles
+        ):  # fmt: skip
+            raise NotFound("import", run_id)
+        return run
+
+    def configure(
+        self,
+        run_id: int,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        on_duplicate: str | None = None,
+        dry_run: bool | None = None,
+        choices: Mapping[int, str] | None = None,
+    ) -> ImportRun:
+        """Change a run before it starts; the mapping is remembered for its source."""
+        run = self.get(run_id)
+        if run.status not in ("new", "dry_run"):
+            raise ValidationFailed({"status": ["the import has started already"]})
+        if mapping is not None:
+            self.check_mapping(mapping)
+            run.mapping = dict(mapping)
+        if on_duplicate is not None:
+            if on_duplicate not in ON_DUPLICATE:
+                raise ValidationFailed({"on_duplicate": [f"one of {', '.join(ON_DUPLICATE)}"]})
+            run.on_duplicate = on_duplicate
+        if dry_run is not None:
+            run.dry_run = dry_run
+        if choices is not None:
+            bad = [c for c in choices.values() if c not in ON_DUPLICATE]
+            if bad:
+                raise ValidationFailed({"choices": [f"{bad[0]!r}: one of skip, update, create"]})
+            run.options = {**run.options, "choices": {str(k): v for k, v in choices.items()}}
+        self.work.flush()
+        return run
+
+    def remember(self, run: ImportRun) -> None:
+        """Keep the run's mapping for the next file of the same source."""
+        if not run.source:
+            return
+        stored = self.session.get(ImportMapping, run.source)
+        if stored is None:
+            self.session.add(ImportMapping(source=run.source, mapping=dict(run.mapping)))
+        else:
+            stored.mapping, stored.updated_at = dict(run.mapping), utcnow()
+
+    def preview(self, run_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The first rows as they would be imported: values, errors, duplicates found."""
+        run = self.get(run_id)
+        header, rows = self._rows(run)
+        plan = _Planner(self.work, run, header)
+        shown = []
+        for number, raw in enumerate(rows, start=1):
+            if number > limit:
+                break
+            shown.append(plan.row(number, raw))
+        return shown
+
+    def queue(self, run_id: int) -> ImportRun:
+        """Hand the run to the background workers."""
+        run = self.get(run_id)
+        run.status = "queued"
+        self.remember(run)
+        self.work.outbox.add("job", {"job": JOB_NAME, "payload": {"run_id": run.id}})
+        return run
+
+    def _rows(self, run: ImportRun) -> tuple[list[str], Iterator[list[str]]]:
+        with self.work.crm.storage.open(run.path) as handle:
+            data = handle.read()
+        return read_rows(run.filename, data)
+
+    def error_report(self, run_id: int) -> bytes:
+        """The errors as a CSV file (row; column; reason), UTF-8 with BOM for Excel."""
+        run = self.get(run_id)
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";")
+        writer.writerow(["row", "column", "reason"])
+        for error in run.errors:
+            writer.writerow([error["row"], error["column"], error["reason"]])
+        return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+
+
+class _Planner:
+    """Turns file rows into party input and finds their duplicates, batch by batch."""
+
+    def __init__(self, work: UnitOfWork, run: ImportRun, header: Sequence[str]) -> None:
+        self.work = work
+        self.run = run
+        self.header = list(header)
+        self.region = str(work.crm.config["locale.phone_region"])
+        self.kinds = {k: d.kind for k, d in work.custom_fields.definitions("party").items()}
+        self.users: dict[str, int] | None = None
+        self.seen: dict[str, int] = {}  # keys of rows already planned in this file -> row
+
+    def _user(self, text: str) -> int:
+        if self.users is None:
+            self.users = {
+                name.lower(): user_id
+                for user_id, name, display in self.work.session.execute(
+                    select(User.id, User.username, User.display_name)
+                )
+                for name in (name, display)
+                if name
+            }
+        found = self.users.get(text.strip().lower())
+        if found is None:
+            raise ValueError(f"no user {text!r}")
+        return found
+
+    def values(self, raw: Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Party input from one row, and ``(column, reason)`` of each bad cell."""
+        values: dict[str, Any] = {}
+        points: list[dict[str, Any]] = []
+        errors: list[tuple[str, str]] = []
+        for index, column in enumerate(self.header):
+            field = self.run.mapping.get(column) or ""
+            text = raw[index].strip() if index < len(raw) and raw[index] else ""
+            if not field or not text:
+                continue
+            try:
+                if field in CONTACT_FIELDS:
+                    for part in re.split(r"[,;]\s*", text) if field != "phone" else [text]:
+                        if part.strip():
+                            points.append({"kind": field, "value": part.strip()})
+                elif field == "tags":
+                    values["tags"] = [t.strip() for t in re.split(r"[,;]", text) if t.strip()]
+                elif field == "owner":
+                    values["owner_id"] = self._user(text)
+                elif field == "kind":
+                    lowered = text.lower()
+                    values["kind"] = (
+                        "person"
+                        if lowered in ("person", "человек", "физлицо", "физ. лицо", "фл")
+                        else "organisation"
+                    )
+                elif field.startswith("custom."):
+                    key = field[len("custom.") :]
+                    kind = self.kinds.get(key, "text")
+                    if kind in ("number", "money"):
+                        number = parse_number(text)
+                        values.setdefault("custom", {})[key] = (
+                            str(number) if kind == "money" else float(number)
+                        )
+                    elif kind == "date":
+                        values.setdefault("custom", {})[key] = parse_date(text)
+                    elif kind == "boolean":
+                        values.setdefault("custom", {})[key] = text.lower() in (
+                            "1", "да", "yes", "true", "+", "y", "д",
+                        )  # fmt: skip
+                    else:
+                        values.setdefault("custom", {})[key] = text
+                else:
+                    values[field] = text
+            except ValueError as exc:
+                errors.append((column, str(exc)))
+        if points:
+            values["contact_points"] = points
+        kind = values.get("kind", "organisation")
+        name = values.get("name") or " ".join(
+            values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
+        )
+        if not name.strip():
+            errors.append((self._column_of("name"), "a name is required"))
+        if len(name) > 300:
+            errors.append((self._column_of("name"), "longer than 300 characters"))
+        for point in points:
+            normalized = contact_key(point["kind"], point["value"], region=self.region)
+            if not normalized.valid:
+                point["invalid"] = True  # kept and flagged, not refused
+        values.setdefault("kind", kind)
+        return values, errors
+
+    def _column_of(self, field: str) -> str:
+        return next((c for c, f in self.run.mapping.items() if f == field), field)
+
+    def keys(self, values: Mapping[str, Any]) -> list[str]:
+        """Exact duplicate keys of a planned party: contacts and the name skeleton."""
+        keys = []
+        for point in values.get("contact_points") or ():
+            key = contact_key(point["kind"], point["value"], region=self.region).key
+            if point["kind"] != "phone" or sum(c.isdigit() for c in key) >= 6:
+                keys.append(f"{point['kind']}={key}")
+        name = values.get("name") or " ".join(
+            values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
+        )
+        skeleton = name_skeleton(name, values.get("kind", "organisation"))
+        if skeleton:
+            blocking = name_match_keys(skeleton)
+            keys.append(next((k for k in blocking if k.startswith("n:")), blocking[0]))
+        return keys
+
+    def existing(self, planned: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Key -> id of an existing (live) party, for all keys of a batch, in two queries."""
+        contact: dict[tuple[str, str], str] = {}
+        names: dict[str, str] = {}
+        for values in planned:
+            for key in self.keys(values):
+                if key.startswith(("n:", "w:")):
+                    names[key] = key
+                else:
+                    kind, _, value = key.partition("=")
+                    contact[(kind, value)] = key
+        found: dict[str, int] = {}
+        session = self.work.session
+        for kind in CONTACT_FIELDS:
+            wanted = sorted(v for k, v in contact if k == kind)
+            for start in range(0, len(wanted), 500):
+                for key, party_id in session.execute(
+                    select(ContactPoint.key, ContactPoint.party_id)
+                    .join(Party, Party.id == ContactPoint.party_id)
+                    .where(
+                        ContactPoint.kind == kind,
+                        ContactPoint.key.in_(wanted[start : start + 500]),
+                        Party.merged_into_id.is_(None),
+                    )
+                ):
+                    found.setdefault(f"{kind}={key}", party_id)
+        wanted_names = sorted(names)
+        for start in range(0, len(wanted_names), 500):
+            for key, party_id in session.execute(
+                select(PartyMatchKey.key, PartyMatchKey.party_id).where(
+                    PartyMatchKey.key.in_(wanted_names[start : start + 500])
+                )
+            ):
+                found.setdefault(key, party_id)
+        return found
+
+    def row(self, number: int, raw: Sequence[str]) -> dict[str, Any]:
+        """One row planned alone (the preview)."""
+        values, errors = self.values(raw)
+        duplicate = None
+        if not errors:
+            found = self.existing([values])
+            duplicate = next((found[k] for k in self.keys(values) if k in found), None)
+        return {
+            "row": number,
+            "values": values,
+            "errors": [{"column": c, "reason": r} for c, r in errors],
+            "duplicate_of": duplicate,
+            "action": self.action(number, duplicate),
+        }
+
+    def action(self, number: int, duplicate: int | None) -> str:
+        if duplicate is None:
+            return "create"
+        return str(self.run.options.get("choices", {}).get(str(number), self.run.on_duplicate))
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def run_import(
+    crm: Any,
+    run_id: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> int:
+    """Run (or resume) an import; the job's function.  Returns the rows done.
+
+    Rows before ``done_rows`` were committed by an earlier try and are skipped; each batch
+    is one transaction moving the checkpoint with it.  ``progress(done, total)`` is called
+    after each batch (the CLI's progress bar).
+    """
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        if run is None:
+            raise NotFound("import", run_id)
+        if run.status == "done":
+            return int(run.done_rows)
+        run.status = "running"
+        actor_id, start_at, total = run.created_by_id, run.done_rows, run.total_rows
+    actor = crm.load_actor(actor_id) if actor_id else None
+    try:
+        with crm.system() as work:
+            run = work.session.get(ImportRun, run_id)
+            header, rows = ImportService(work)._rows(run)
+        batch: list[tuple[int, list[str]]] = []
+        seen: dict[str, int] = {}
+        for number, raw in enumerate(rows, start=1):
+            if number <= start_at:
+                continue
+            batch.append((number, raw))
+            if len(batch) >= batch_rows:
+                _run_batch(crm, actor, run_id, header, batch, seen)
+                batch = []
+                if progress:
+                    progress(number, total)
+        if batch:
+            _run_batch(crm, actor, run_id, header, batch, seen)
+        with crm.system() as work:
+            run = work.session.get(ImportRun, run_id)
+            run.status = "done" if not run.dry_run else "dry_run"
+            run.finished_at = utcnow()
+            done = run.done_rows
+        if progress:
+            progress(done, total)
+        return int(done)
+    except BaseException as exc:
+        with crm.system() as work:
+            run = work.session.get(ImportRun, run_id)
+            run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            run.error = str(exc)[:2000]
+        raise
+
+
+def _run_batch(
+    crm: Any,
+    actor: Any,
+    run_id: int,
+    header: Sequence[str],
+    batch: Sequence[tuple[int, list[str]]],
+    seen: dict[str, int],
+) -> None:
+    """Plan and write one batch, with the checkpoint, in one transaction."""
+    unit = crm.acting_as(actor) if actor is not None else crm.system()
+    with unit as work:
+        run = work.session.get(ImportRun, run_id)
+        plan = _Planner(work, run, header)
+        planned: list[tuple[int, dict[str, Any]]] = []
+        errors: list[dict[str, Any]] = []
+        for number, raw in batch:
+            values, problems = plan.values(raw)
+            if problems:
+                errors += [{"row": number, "column": c, "reason": r} for c, r in problems]
+                continue
+            planned.append((number, values))
+        existing = plan.existing([v for _, v in planned])
+        creates: list[tuple[int, dict[str, Any]]] = []
+        updated = skipped = 0
+        for number, values in planned:
+            keys = plan.keys(values)
+            duplicate = next((existing[k] for k in keys if k in existing), None)
+            earlier = next((seen[k] for k in keys if k in seen), None)
+            action = plan.action(number, duplicate if duplicate is not None else earlier)
+            if action == "skip":
+                skipped += 1
+                continue
+            if action == "update" and duplicate is not None:
+                try:
+                    if not run.dry_run:
+                        _update(work, duplicate, values)
+                    updated += 1
+                except ValidationFailed as failed:
+                    errors += _errors(number, failed)
+                continue
+            for key in keys:
+                seen.setdefault(key, number)
+            for point in values.get("contact_points") or ():
+                point.pop("invalid", None)
+            creates.append((number, values))
+        created = _create(work, run, creates, errors)
+        run.done_rows = batch[-1][0]
+        run.created += created
+        run.updated += updated
+        run.skipped += skipped
+        run.errors = [*run.errors, *errors]
+
+
+def _create(
+    work: Any, run: ImportRun, creates: list[tuple[int, dict[str, Any]]], errors: list[Any]
+) -> int:
+    """Create the batch's new parties on the bulk path; a row it refuses is reported and
+    the rest written (the bulk call is all or nothing, so it is repeated without it)."""
+    pending = list(creates)
+    while pending:
+        try:
+            if run.dry_run:
+                for _, values in pending:
+                    work.parties.load({k: v for k, v in values.items() if k != "owner_id"})
+            else:
+                with work.savepoint():
+                    work.parties.bulk_create(
+                        [values for _, values in pending], source=run.source or None
+                    )
+            return len(pending)
+        except ValidationFailed as failed:
+            if failed.row is None:
+                raise
+            number, _ = pending.pop(failed.row - 1)
+            errors += _errors(number, failed)
+    return 0
+
+
+def _update(work: Any, party_id: int, values: dict[str, Any]) -> None:
+    """Fill an existing client from a row: given fields overwrite, new contacts are added."""
+    party = work.parties.get(party_id, action="update")
+    known = {(c.kind, c.key) for c in party.contact_points}
+    region = str(work.crm.config["locale.phone_region"])
+    changes = {
+        k: v for k, v in values.items() if k not in ("contact_points", "kind", "tags", "owner_id")
+    }
+    if changes:
+        work.parties.update(party, changes)
+    for point in values.get("contact_points") or ():
+        if (point["kind"], contact_key(point["kind"], point["value"], region=region).key) not in (
+            known
+        ):
+            work.parties.add_contact(party, point["kind"], point["value"])
+    if values.get("tags"):
+        work.parties.add_tags([party], values["tags"])
+
+
+def _errors(number: int, failed: ValidationFailed) -> list[dict[str, Any]]:
+    return [
+        {"row": number, "column": field, "reason": " ".join(map(str, messages))
+         if isinstance(messages, list) else str(messages)}
+        for field, messages in failed.errors.items()
+    ]  # fmt: skip
+
+
+# -- export -------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("id", "name", "kind", "phone", "email", "website", "owner", "stage", "tags")
+
+
+def export_parties(
+    work: UnitOfWork,
+    fmt: str = "csv",
+    *,
+    where: Mapping[str, Any] | None = None,
+    filters: Mapping[str, Any] | None = None,
+    search: str | None = None,
+) -> bytes:
+    """Every client the actor may see that matches, as CSV (``;``, UTF-8 with BOM, as Excel
+    in Russia opens it) or XLSX, with contacts, owner, stage, tags and custom fields."""
+    if fmt not in ("csv", "xlsx"):
+        raise ValidationFailed({"format": ["csv or xlsx"]})
+    parties = work.parties
+    definitions = work.custom_fields.definitions("party")
+    users = {u.id: u.label for u in work.users.list()}
+    header = [*EXPORT_COLUMNS, *(d.label for d in definitions.values())]
+
+    def lines() -> Iterator[list[Any]]:
+        batch: list[Any] = []
+        for party in parties.iterate(where=where, filters=filters, search=search):
+            batch.append(party)
+            if len(batch) >= 500:
+                yield from _export_rows(parties, batch, users, definitions)
+                batch = []
+        yield from _export_rows(parties, batch, users, definitions)
+
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";")
+        writer.writerow(header)
+        for line in lines():
+            writer.writerow(["" if v is None else v for v in line])
+        return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("clients")
+    sheet.append(header)
+    for line in lines():
+        sheet.append(line)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def _export_rows(
+    parties: Any, batch: list[Any], users: Mapping[int, str], definitions: Mapping[str, Any]
+) -> Iterator[list[Any]]:
+    if not batch:
+        return
+    tags = parties.tags_for(p.id for p in batch)
+    for party in batch:
+        points: dict[str, list[str]] = {}
+        for point in party.contact_points:
+            points.setdefault(point.kind, []).append(point.value)
+        custom = party.custom or {}
+        yield [
+            party.id,
+            party.name,
+            party.kind,
+            ", ".join(points.get("phone", [])),
+            ", ".join(points.get("email", [])),
+            ", ".join(points.get("website", [])),
+            users.get(party.owner_id, "") if party.owner_id else "",
+            party.stage or "",
+            ", ".join(tags.get(party.id, [])),
+            *(_plain(custom.get(key)) for key in definitions),
+        ]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return value
+
+
+def read_file(path: str | Path) -> bytes:
+    """A file's bytes (the CLI reads the file it is given)."""
+    return Path(path).read_bytes()

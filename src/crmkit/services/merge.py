@@ -1,0 +1,265 @@
+"""Merging duplicate parties into one.
+
+``work.merges.merge(survivor, merged, keep={...})`` keeps ``survivor`` and folds ``merged``
+into it, in one transaction:
+
+* fields: for each field named in ``keep`` the value is taken from the party given there
+  (``{"name": merged.id, "custom.inn": merged.id}``); every other field keeps the
+  survivor's value, and fields empty on the survivor are filled from the merged party;
+* every row that points at the merged party by foreign key — activities, tasks, deals,
+  files, events, reminders, persons of an organisation, contact points, group memberships,
+  plugins' tables — and every loose link (``record_entity = 'party'``) and tag moves to the
+  survivor; repeats (the same phone twice, the same group twice) are dropped;
+* plugins move whatever else they keep through ``crmkit_party_merged``;
+* the merged party stays as a row with ``merged_into_id``: lists and screening no longer
+  show it, and its id still resolves to the survivor (the card redirects, the API and
+  ``work.parties.get`` answer with the survivor);
+* an audit entry on both parties and a ``merge`` entry on the survivor's timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.orm import aliased
+
+from crmkit import events
+from crmkit.errors import ValidationFailed
+from crmkit.model import ContactPoint, GroupMembership, Party, Tagging
+from crmkit.services.records import jsonable
+from crmkit.services.screening import forget_names
+
+if TYPE_CHECKING:
+    from crmkit.services.unit import UnitOfWork
+
+#: Party attributes a person chooses between when merging (custom fields are added).
+MERGE_FIELDS = (
+    "name",
+    "kind",
+    "customer_type",
+    "first_name",
+    "last_name",
+    "organisation_id",
+    "position",
+    "source",
+    "description",
+    "owner_id",
+    "team_id",
+)
+#: Foreign keys to ``party.id`` the merge handles itself (or must never move).
+_SPECIAL = {("party", "merged_into_id"), ("party_match_key", "party_id")}
+
+
+class MergeService:
+    """Fold duplicate parties into one (``work.merges``)."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+
+    @property
+    def session(self) -> Any:
+        return self.work.session
+
+    def fields(self, survivor: Any, merged: Any) -> list[dict[str, Any]]:
+        """What a merge screen shows: each field with both values and whether they differ."""
+        survivor = self.work.parties.get(survivor)
+        merged = self.work.parties.get(merged)
+        rows = []
+        for field in MERGE_FIELDS:
+            rows.append(self._field(field, getattr(survivor, field), getattr(merged, field)))
+        keys = sorted(set(survivor.custom or {}) | set(merged.custom or {}))
+        for key in keys:
+            rows.append(
+                self._field(
+                    f"custom.{key}",
+                    (survivor.custom or {}).get(key),
+                    (merged.custom or {}).get(key),
+                )
+            )
+        return rows
+
+    @staticmethod
+    def _field(name: str, ours: Any, theirs: Any) -> dict[str, Any]:
+        return {"field": name, "survivor": ours, "merged": theirs, "differ": ours != theirs}
+
+    def merge(self, survivor: Any, merged: Any, *, keep: Mapping[str, int] | None = None) -> Party:
+        """Fold ``merged`` into ``survivor``; ``keep`` maps a field to the party whose value wins.
+
+        Needs ``update`` on the survivor and ``delete`` on the merged party.  Returns the
+        survivor.  Nothing is written if anything fails.
+        """
+        target = self.work.parties.get(survivor, action="update")
+        other = self.work.parties.get(merged, action="delete")
+        if target.id == other.id:
+            raise ValidationFailed({"merged": ["a party cannot be merged into itself"]})
+        with self.work.savepoint():
+            changes = self._fields(target, other, keep or {})
+            self._move_rows(target.id, other.id)
+            self.work.crm.pm.hook.crmkit_party_merged(work=self.work, survivor=target, merged=other)
+            other.merged_into_id = target.id
+            self.work.flush()
+            forget_names(self.session.connection(), [other.id])
+            if "name" in changes or "kind" in changes:
+                self.work.parties.index_name(target, replace=True)
+            self.work.parties.forget(other.id)
+            self.work.parties.forget(target.id)
+            self.work.audit(
+                "party",
+                target.id,
+                "merge",
+                {"merged": [None, other.id], "merged_name": [None, other.name], **changes},
+            )
+            self.work.audit("party", other.id, "merged_into", {"merged_into_id": [None, target.id]})
+            self.work.timeline.add(
+                "merge",
+                party_id=target.id,
+                subject=other.name,
+                body="",
+                data={"merged_id": other.id, "merged_name": other.name, "fields": sorted(changes)},
+            )
+            self.work.emit(
+                events.RECORD_UPDATED, "party", target.id, party_id=target.id, changes=changes
+            )
+            self.work.emit(
+                events.RECORD_DELETED, "party", other.id, party_id=target.id, merged_into=target.id
+            )
+        return target
+
+    def _fields(self, target: Party, other: Party, keep: Mapping[str, int]) -> dict[str, Any]:
+        unknown = [f for f in keep if f not in MERGE_FIELDS and not f.startswith("custom.")]
+        if unknown:
+            raise ValidationFailed({unknown[0]: ["not a field that can be merged"]})
+        wrong = [f for f, source in keep.items() if int(source) not in (target.id, other.id)]
+        if wrong:
+            raise ValidationFailed({wrong[0]: ["choose the survivor or the merged party"]})
+        values: dict[str, Any] = {}
+        for field in MERGE_FIELDS:
+            ours, theirs = getattr(target, field), getattr(other, field)
+            chosen = keep.get(field)
+            if (chosen is not None and int(chosen) == other.id and ours != theirs) or (
+                chosen is None and ours in (None, "") and theirs not in (None, "")
+            ):
+                values[field] = theirs
+        if values.get("organisation_id") in (target.id, other.id):
+            values.pop("organisation_id")
+        custom = dict(target.custom or {})
+        for key, value in (other.custom or {}).items():
+            chosen = keep.get(f"custom.{key}")
+            if (chosen is not None and int(chosen) == other.id) or (
+                chosen is None and custom.get(key) in (None, "", [])
+            ):
+                custom[key] = value
+        if custom != (target.custom or {}):
+            values["custom"] = custom
+        if not values:
+            return {}
+        # through the service: validation, owner checks, name keys, audit of the update
+        before = {k: jsonable(getattr(target, k)) for k in values}
+        self.work.parties.update(target, values)
+        return {k: [before[k], jsonable(getattr(target, k))] for k in values}
+
+    def _move_rows(self, survivor_id: int, merged_id: int) -> None:
+        session = self.session
+        # contact points: the same address twice is kept once
+        duplicate = aliased(ContactPoint)
+        session.execute(
+            delete(ContactPoint).where(
+                ContactPoint.party_id == merged_id,
+                exists(
+                    select(duplicate.id).where(
+                        duplicate.party_id == survivor_id,
+                        duplicate.kind == ContactPoint.kind,
+                        duplicate.key == ContactPoint.key,
+                    )
+                ),
+            )
+        )
+        session.execute(
+            update(ContactPoint)
+            .where(ContactPoint.party_id == merged_id)
+            .values(party_id=survivor_id, is_primary=False)
+        )
+        # group memberships and tags: the survivor's own first
+        in_group = aliased(GroupMembership)
+        session.execute(
+            delete(GroupMembership).where(
+                GroupMembership.party_id == merged_id,
+                exists(
+                    select(in_group.group_id).where(
+                        in_group.party_id == survivor_id,
+                        in_group.group_id == GroupMembership.group_id,
+                    )
+                ),
+            )
+        )
+        session.execute(
+            update(GroupMembership)
+            .where(GroupMembership.party_id == merged_id)
+            .values(party_id=survivor_id)
+        )
+        tagged = aliased(Tagging)
+        session.execute(
+            delete(Tagging).where(
+                Tagging.entity == "party",
+                Tagging.record_id == merged_id,
+                exists(
+                    select(tagged.id).where(
+                        tagged.entity == "party",
+                        tagged.record_id == survivor_id,
+                        tagged.tag_id == Tagging.tag_id,
+                    )
+                ),
+            )
+        )
+        session.execute(
+            update(Tagging)
+            .where(Tagging.entity == "party", Tagging.record_id == merged_id)
+            .values(record_id=survivor_id)
+        )
+        handled = {"contact_point", "group_membership", "tagging"}
+        for table in loaded_tables(self.work.crm):
+            if table.name in handled:
+                continue
+            for column in table.columns:
+                if (table.name, column.name) in _SPECIAL:
+                    continue
+                if any(fk.column.table.name == "party" for fk in column.foreign_keys):
+                    session.execute(
+                        update(table)
+                        .where(column == merged_id)
+                        .values({column.name: survivor_id})
+                        .execution_options(synchronize_session=False)
+                    )
+            if "record_entity" in table.c and "record_id" in table.c:
+                session.execute(
+                    update(table)
+                    .where(and_(table.c.record_entity == "party", table.c.record_id == merged_id))
+                    .values(record_id=survivor_id)
+                    .execution_options(synchronize_session=False)
+                )
+        session.expire_all()
+
+
+def loaded_tables(crm: Any) -> list[Any]:
+    """Tables of the models of the core and of the plugins loaded in ``crm``.
+
+    Every model lives on one metadata, so a process may know tables of plugins that this
+    application does not load (and whose tables need not exist).
+    """
+    import types
+
+    from crmkit.model import Base
+
+    packages = {"crmkit"}
+    for plugin in crm.pm.get_plugins():
+        module = (
+            plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        )
+        packages.add(module.split(".")[0])
+    return [
+        mapper.local_table
+        for mapper in Base.registry.mappers
+        if mapper.class_.__module__.split(".")[0] in packages
+    ]

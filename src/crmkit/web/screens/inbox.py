@@ -1,0 +1,124 @@
+"""The contact center: one inbox for the conversations of every channel.
+
+``/inbox?view=unassigned|mine|team&status=open|snoozed|closed`` lists conversations; a
+chosen one (``/inbox/<id>``) shows its messages, the client and the deal or task it is about,
+and the actions: assign, reply (by hand or from a template), snooze, close; for an unknown
+sender, create a lead or attach to an existing client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.services.conversations import STATUSES, VIEWS
+from crmkit.web import i18n
+from crmkit.web.forms import local_time, optional_int
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+
+
+def _query(request: Request) -> tuple[str, str]:
+    view = request.query_params.get("view", "unassigned")
+    status = request.query_params.get("status", "open")
+    return (view if view in VIEWS else "unassigned", status if status in STATUSES else "open")
+
+
+async def inbox(request: Request) -> Response:
+    """The list of conversations, and the chosen one beside it."""
+    view, status = _query(request)
+    chosen_id = optional_int(request.path_params.get("conversation_id"))
+    search = (request.query_params.get("party") or "").strip()
+    with work(request) as unit:
+        rows = unit.conversations.list(view, status)
+        chosen = messages = party = record = None
+        templates = candidates = []
+        if chosen_id is not None:
+            chosen = unit.conversations.get(chosen_id)
+            messages = unit.conversations.messages(chosen.id)
+            if chosen.unread:
+                unit.conversations.mark_read(chosen.id)
+            if chosen.party_id:
+                party = unit.parties.get(chosen.party_id)
+            if chosen.record_entity and chosen.record_id:
+                record = unit.records(chosen.record_entity).get(chosen.record_id)
+            templates = unit.message_templates.list(channel=chosen.channel)
+            if search and chosen.party_id is None:
+                candidates = unit.parties.list(search=search, limit=10).items
+        users = [u for u in unit.users.list() if not u.blocked]
+        parties = unit.parties.find_many(c.party_id for c in rows if c.party_id)
+    return render(
+        request,
+        "inbox.html",
+        {
+            "title": i18n.lazy("Contact center"),
+            "view": view,
+            "status": status,
+            "rows": rows,
+            "parties": parties,
+            "chosen": chosen,
+            "messages": messages or [],
+            "party": party,
+            "record": record,
+            "templates": templates,
+            "candidates": candidates,
+            "search": search,
+            "users": users,
+        },
+    )
+
+
+async def act(request: Request) -> Response:
+    """One action on a conversation (``action``: assign, reply, snooze, close, reopen, lead, attach)."""  # noqa: E501
+    conversation_id = int(request.path_params["conversation_id"])
+    data = await form_data(request)
+    action = str(data.get("action", ""))
+    back = f"/inbox/{conversation_id}?view={data.get('view', 'unassigned')}"
+    message = i18n.lazy("Saved.")
+    try:
+        with work(request) as unit:
+            service = unit.conversations
+            if action == "assign":
+                who = data.get("assignee_id")
+                user_id = request.state.user.id if who == "me" else optional_int(who)
+                service.assign(conversation_id, user_id)
+            elif action == "reply":
+                service.reply(
+                    conversation_id,
+                    body=str(data.get("body") or "") or None,
+                    template_id=optional_int(data.get("template_id")),
+                )
+                message = i18n.lazy("Reply queued.")
+            elif action == "snooze":
+                hours = optional_int(data.get("hours"))
+                chosen = local_time(data.get("until"), request.state.locale, "until")
+                if hours:
+                    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
+                elif chosen:
+                    until = dt.datetime.fromisoformat(chosen)
+                else:
+                    raise ValidationFailed({"until": [i18n.lazy("choose when it comes back")]})
+                service.snooze(conversation_id, until)
+                message = i18n.lazy("Snoozed.")
+            elif action == "close":
+                service.close(conversation_id)
+                message = i18n.lazy("Closed.")
+            elif action == "reopen":
+                service.reopen(conversation_id)
+            elif action == "lead":
+                party = service.create_lead(conversation_id, str(data.get("name") or "") or None)
+                message = i18n.lazy("Lead created.")
+                back = f"/inbox/{conversation_id}?view=unassigned&lead={party.id}"
+            elif action == "attach":
+                party_id = optional_int(data.get("party_id"))
+                if party_id is None:
+                    raise ValidationFailed({"party_id": [i18n.lazy("choose a client")]})
+                service.attach(conversation_id, party_id)
+                message = i18n.lazy("Attached to the client.")
+            else:
+                raise CrmkitError(f"unknown action {action!r}")
+    except CrmkitError as failed:
+        return redirect(request, back, error_text(request, failed), kind="error")
+    return redirect(request, back, message)

@@ -1,0 +1,145 @@
+"""Imports from Russian-Excel CSV and XLSX: mapping, preview, dry run, duplicates, errors,
+resuming; exports with access rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import func, select
+
+from crmkit.model import ImportRun, Party
+from crmkit.services import imports
+from crmkit.services.imports import export_parties, run_import
+from crmkit.testing import add_user
+
+CSV_1251 = (
+    "Название;Телефон;E-mail;ИНН;Выручка;Дата договора;Ответственный\n"
+    "ООО «Ромашка»;8 (916) 123-45-67;info@romashka.ru;7701234567;1 234 567,89;31.12.2025;anna\n"
+    "ЗАО Вектор;+7 495 765-43-21;;7702222222;10,5;01.02.2024;\n"
+    "ИП Сидоров;12-34;;;много;32.13.2024;\n"
+    "Ромашка;+7 916 1234567;;;;;\n"
+)
+
+
+@pytest.fixture
+def setup(crm):
+    anna = add_user(crm, "anna", ["manager"])
+    with crm.system() as work:
+        for key, label, kind in [
+            ("inn", "ИНН", "text"),
+            ("revenue", "Выручка", "money"),
+            ("contract_date", "Дата договора", "date"),
+        ]:
+            work.custom_fields.define(entity="party", key=key, label=label, kind=kind)
+    return anna
+
+
+def _start(crm, user, data, name="clients.csv", **options):
+    with crm.acting_as(user) as work:
+        run = work.imports.start(name, data, **options)
+        return run.id, dict(run.mapping)
+
+
+def test_russian_csv_is_read_mapped_and_imported_with_an_error_report(crm, setup):
+    anna = setup
+    run_id, mapping = _start(crm, anna, CSV_1251.encode("cp1251"), source="old-crm")
+    assert mapping["Название"] == "name" and mapping["ИНН"] == "custom.inn"
+    assert mapping["Ответственный"] == "owner"
+    with crm.acting_as(anna) as work:
+        preview = work.imports.preview(run_id)
+        assert preview[0]["values"]["custom"] == {
+            "inn": "7701234567",
+            "revenue": "1234567.89",
+            "contract_date": "2025-12-31",
+        }
+        assert {e["column"] for e in preview[2]["errors"]} == {"Выручка", "Дата договора"}
+        work.imports.queue(run_id)
+    assert run_import(crm, run_id) == 4
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.created, run.skipped) == ("done", 2, 1)  # row 4 = row 1's phone
+        romashka = work.parties.by_contact("phone", "+79161234567")[0]
+        assert romashka.owner_id == anna.id
+        assert Decimal(str(romashka.custom["revenue"])) == Decimal("1234567.89")
+        assert romashka.custom["contract_date"] == "2025-12-31"
+        report = work.imports.error_report(run_id).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(report), delimiter=";"))
+    assert rows[0] == ["row", "column", "reason"]
+    assert {(r[0], r[1]) for r in rows[1:]} == {("3", "Выручка"), ("3", "Дата договора")}
+    # the mapping is remembered for the source
+    _run2, mapping2 = _start(crm, anna, "Название;Что-то\nX;1\n".encode(), source="old-crm")
+    assert mapping2["Название"] == "name"
+
+
+def test_duplicates_choice_per_row_dry_run_and_bom(crm, setup):
+    anna = setup
+    with crm.acting_as(anna) as work:
+        existing = work.parties.create(
+            name="ООО «Ромашка»", contact_points=[{"kind": "phone", "value": "89161234567"}]
+        )
+    data = ("\ufeffНазвание,Телефон,Должность\nРомашка,+7 916 123 45 67,поставщик\n"
+            "Новая фирма,+7 999 000 00 01,\n").encode()  # fmt: skip
+    run_id, _ = _start(crm, anna, data, dry_run=True)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.created, run.skipped) == ("dry_run", 1, 1)
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 1
+    run_id, _ = _start(crm, anna, data)
+    with crm.acting_as(anna) as work:
+        assert work.imports.preview(run_id)[0]["duplicate_of"] == existing.id
+        work.imports.configure(run_id, choices={1: "update"})
+    run_import(crm, run_id)
+    with crm.system() as work:
+        assert work.parties.get(existing.id).position == "поставщик"
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 2
+
+
+def test_xlsx_import_resumes_after_a_failure_without_half_rows(crm, setup, monkeypatch):
+    anna = setup
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Name", "Phone"])
+    for i in range(10):
+        sheet.append([f"Фирма {i}", f"+7 916 000-00-{i:02d}"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    run_id, _ = _start(crm, anna, buffer.getvalue(), name="list.xlsx")
+    real = imports._run_batch
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionError("the database went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_run_batch", flaky)
+    with pytest.raises(ConnectionError):
+        run_import(crm, run_id, batch_rows=3)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.done_rows, run.created) == ("failed", 6, 6)
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 6
+    assert run_import(crm, run_id, batch_rows=3) == 10
+    with crm.system() as work:
+        names = sorted(work.session.scalars(select(Party.name)))
+        assert names == sorted(f"Фирма {i}" for i in range(10))
+
+
+def test_export_applies_access_rules(crm):
+    ann, bob = add_user(crm, "ann", ["agent"]), add_user(crm, "bob", ["agent"])
+    with crm.acting_as(ann) as work:
+        work.parties.create(name="Моя фирма", contact_points=[{"kind": "email", "value": "a@b.ru"}])
+    with crm.acting_as(bob) as work:
+        work.parties.create(name="Чужая фирма")
+    with crm.acting_as(ann) as work:
+        text = export_parties(work, "csv").decode("utf-8-sig")
+        data = export_parties(work, "xlsx")
+    assert "Моя фирма" in text and "a@b.ru" in text and "Чужая" not in text
+    sheet = load_workbook(io.BytesIO(data)).active
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["Моя фирма"]

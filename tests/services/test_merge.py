@@ -1,0 +1,112 @@
+"""Merging duplicates: fields chosen, every linked row moved, audit, timeline, old id resolves."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.model import AuditEntry, ContactPoint, GroupMembership, Party
+from crmkit.testing import add_user
+
+
+@pytest.fixture
+def pair(crm):
+    """Two records of one company, each with its own history."""
+    with crm.system() as work:
+        group = work.groups.create("Дилеры")
+        survivor = work.parties.create(
+            name="ООО «Ромашка»",
+            contact_points=[{"kind": "phone", "value": "8 916 123-45-67"}],
+            tags=["vip"],
+        )
+        merged = work.parties.create(
+            name="Ромашка",
+            position=None,
+            source="выставка",
+            contact_points=[
+                {"kind": "phone", "value": "+7 916 1234567"},
+                {"kind": "email", "value": "boss@romashka.ru"},
+            ],
+            tags=["vip", "опт"],
+            confirm_duplicates=True,
+        )
+        person = work.parties.create(
+            kind="person", first_name="Анна", last_name="Смирнова", organisation_id=merged.id
+        )
+        work.groups.add_members(group.id, [survivor.id, merged.id])
+        note = work.timeline.add_note(party_id=merged.id, body="звонили в понедельник")
+        deal = work.deals.create(title="Поставка", party_id=merged.id)
+        task = work.tasks.create(
+            title="Перезвонить", party_id=merged.id, assignee_id=work.actor.user_id
+        )
+        file = work.attachments.add("contract.pdf", b"%PDF", party_id=merged.id)
+        return {
+            "survivor": survivor.id,
+            "merged": merged.id,
+            "person": person.id,
+            "group": group.id,
+            "note": note.id,
+            "deal": deal.id,
+            "task": task.id,
+            "file": file.id,
+        }
+
+
+def test_merge_moves_everything_and_keeps_chosen_fields(crm, pair):
+    s, m = pair["survivor"], pair["merged"]
+    with crm.system() as work:
+        work.merges.merge(s, m, keep={"name": m})
+    with crm.system() as work:
+        survivor = work.parties.get(s)
+        assert survivor.name == "Ромашка"  # chosen from the merged record
+        assert survivor.source == "выставка"  # empty on the survivor: filled in
+        points = sorted((c.kind, c.key) for c in survivor.contact_points)
+        assert points == [("email", "boss@romashka.ru"), ("phone", "+79161234567")]
+        assert work.parties.tags_of(survivor) == ["vip", "опт"]
+        assert work.deals.get(pair["deal"]).party_id == s
+        assert work.tasks.get(pair["task"]).party_id == s
+        assert work.records("attachment").get(pair["file"]).party_id == s
+        assert work.parties.get(pair["person"]).organisation_id == s
+        bodies = [a.body for a in work.timeline.list(s)]
+        assert "звонили в понедельник" in bodies
+        assert any(a.kind == "merge" for a in work.timeline.list(s))
+        members = work.session.scalars(
+            select(GroupMembership.party_id).where(GroupMembership.group_id == pair["group"])
+        ).all()
+        assert members == [s]
+        # the merged-away id resolves to the survivor, lists and screening forget it
+        assert work.parties.get(m).id == s
+        assert m not in {p.id for p in work.parties.list(limit=100).items}
+        assert [c.id for c in work.screening.candidates("Ромашка")] == [s]
+        assert work.session.get(Party, m).merged_into_id == s
+        actions = work.session.scalars(
+            select(AuditEntry.action).where(
+                AuditEntry.entity == "party", AuditEntry.record_id.in_([s, m])
+            )
+        ).all()
+        assert "merge" in actions and "merged_into" in actions
+        orphans = work.session.scalar(
+            select(func.count()).select_from(ContactPoint).where(ContactPoint.party_id == m)
+        )
+        assert orphans == 0
+
+
+def test_merge_needs_rights_and_sane_input(crm, pair):
+    agent = add_user(crm, "agent", ["agent"])
+    with pytest.raises(NotFound), crm.acting_as(agent) as work:
+        work.merges.merge(pair["survivor"], pair["merged"])
+    with pytest.raises(ValidationFailed, match="itself"), crm.system() as work:
+        work.merges.merge(pair["survivor"], pair["survivor"])
+    with pytest.raises(ValidationFailed, match="shoe_size"), crm.system() as work:
+        work.merges.merge(pair["survivor"], pair["merged"], keep={"shoe_size": pair["merged"]})
+    with crm.system() as work:  # nothing moved
+        assert work.deals.get(pair["deal"]).party_id == pair["merged"]
+    viewer = add_user(crm, "viewer", ["agent"])
+    with crm.system() as work:
+        work.parties.assign([pair["survivor"], pair["merged"]], viewer.id)
+    with crm.acting_as(viewer) as work:
+        rights = work.access.can("party", "delete")
+    if not rights:
+        with pytest.raises(PermissionDenied), crm.acting_as(viewer) as work:
+            work.merges.merge(pair["survivor"], pair["merged"])

@@ -1,0 +1,119 @@
+"""Smart groups by rules evaluated in SQL, group actions, access by group, price levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, update
+
+from crmkit import hookimpl
+from crmkit.errors import ValidationFailed
+from crmkit.filters import FilterField
+from crmkit.model import Party
+from crmkit.testing import add_user, factories
+
+
+class DealsTotalPlugin:
+    """A plugin's computed filter field: the sum of a client's deal amounts."""
+
+    @hookimpl
+    def crmkit_register_filter_fields(self):
+        from crmkit.model import Deal
+
+        def compile_total(entity, op, value):
+            total = (
+                select(func.coalesce(func.sum(Deal.amount), 0))
+                .where(Deal.party_id == entity.model.id)
+                .scalar_subquery()
+            )
+            return {"gt": total > value, "gte": total >= value}[op]
+
+        return [FilterField("deals_total", "party", compile_total, kind="money")]
+
+
+@pytest.fixture
+def base(make_crm):
+    crm = make_crm(plugins=[DealsTotalPlugin()])
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="region", label="Регион", kind="text")
+        moscow = [
+            factories.organisation(work, custom={"region": "Москва"}, tags=["vip"])
+            for _ in range(3)
+        ]
+        kazan = [factories.organisation(work, custom={"region": "Казань"}) for _ in range(2)]
+        work.deals.create(title="Большая", party_id=moscow[0].id, amount="150000")
+        work.deals.create(title="Малая", party_id=kazan[0].id, amount="1000")
+        # one client untouched for 100 days
+        work.session.execute(
+            update(Party)
+            .where(Party.id == kazan[1].id)
+            .values(last_activity_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=100))
+        )
+    return crm, [p.id for p in moscow], [p.id for p in kazan]
+
+
+def test_smart_groups_count_and_list_live(base):
+    crm, moscow, kazan = base
+    with crm.system() as work:
+        rules = {
+            "all": [
+                {"field": "custom.region", "op": "eq", "value": "Москва"},
+                {"field": "tag", "op": "has", "value": "vip"},
+            ]
+        }
+        vip = work.groups.create("VIP Москва", rules=rules)
+        asleep = work.groups.create(
+            "Спят", rules={"field": "last_activity_at", "op": "older_than_days", "value": 30}
+        )
+        big = work.groups.create(
+            "Крупные", rules={"field": "deals_total", "op": "gt", "value": 100000}
+        )
+        assert work.groups.count(vip.id) == 3
+        assert {p.id for p in work.groups.members(vip.id, limit=10).items} == set(moscow)
+        assert [p.id for p in work.groups.members(asleep.id).items] == [kazan[1]]
+        assert [p.id for p in work.groups.members(big.id).items] == [moscow[0]]
+        work.parties.update(kazan[0], custom={"region": "Москва"}, tags=["vip"])
+        assert work.groups.count(vip.id) == 4  # no stored members: the rules are the truth
+        with pytest.raises(ValidationFailed, match="shoe_size"):
+            work.groups.create("Плохая", rules={"field": "shoe_size", "op": "eq", "value": 1})
+
+
+def test_nested_static_groups_and_group_actions(base):
+    crm, moscow, kazan = base
+    manager = add_user(crm, "mgr", ["manager"])
+    with crm.system() as work:
+        dealers = work.groups.create("Дилеры", price_level="опт")
+        center = work.groups.create("Центр", parent_id=dealers.id)
+        other = work.groups.create("Другие")
+        work.groups.add_members(center.id, moscow[:2])
+        work.groups.add_members(dealers.id, [kazan[0]])
+        assert work.groups.count(dealers.id) == 3  # subgroups included
+        assert work.groups.count(center.id) == 2
+        assert work.groups.assign_members(center.id, manager.id) == 2
+        assert work.groups.tag_members(dealers.id, ["дилер"]) == 3
+        assert work.parties.tags_of(work.parties.get(kazan[0])) == ["дилер"]
+        assert work.groups.copy_members(center.id, other.id) == 2
+        assert work.groups.move_members(dealers.id, other.id) == 1  # kazan[0]; center's stay
+        assert work.groups.count(dealers.id) == 2
+        assert work.groups.count(other.id) == 3
+        assert work.groups.update(dealers.id, price_level="розница").price_level == "розница"
+        owners = work.session.scalars(select(Party.owner_id).where(Party.id.in_(moscow[:2])))
+        assert set(owners) == {manager.id}
+
+
+def test_access_limited_to_granted_groups_and_subgroups(base):
+    crm, moscow, _kazan = base
+    agent = add_user(crm, "a1", ["agent"])
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "group")
+        top = work.groups.create("Регион")
+        sub = work.groups.create("Город", parent_id=top.id)
+        work.groups.add_members(sub.id, [moscow[1]])
+        work.groups.grant(top.id, user_id=agent.id)
+        everyone = work.groups.create(
+            "Все", rules={"field": "kind", "op": "eq", "value": "organisation"}
+        )
+    with crm.acting_as(agent) as work:
+        assert [p.id for p in work.parties.list().items] == [moscow[1]]
+        assert work.groups.count(everyone.id) == 1  # a group's count is what the user may see

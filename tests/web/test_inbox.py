@@ -1,0 +1,175 @@
+"""The contact center: conversations of every channel, triage, assignment, replies, access."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, InboundMessage, hookimpl
+from crmkit.model import Activity, Conversation, OutboxItem
+from crmkit.testing import factories
+
+pytestmark = pytest.mark.anyio
+
+
+class ChatChannel:
+    """A messenger-like channel: inbound through ingest, outbound through the outbox."""
+
+    crmkit_plugin_name = "test_chat"
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "chat",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE},
+                lambda crm: self,
+                activity_kind="message",
+            )
+        ]
+
+    def send(self, message):
+        return DeliveryReceipt("chat-1")
+
+
+@pytest.fixture
+def crm(make_crm):
+    return make_crm(plugins=[ChatChannel()])
+
+
+def receive(crm, sender, body, n, name=None, subject="Вопрос"):
+    with crm.system() as work:
+        return work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id=f"m{n}", sender=sender, body=body,
+                sender_name=name, subject=subject,
+            )
+        )  # fmt: skip
+
+
+def conversations(crm):
+    with crm.system() as work:
+        return list(work.session.scalars(select(Conversation).order_by(Conversation.id)))
+
+
+async def test_unknown_sender_to_lead_reply_snooze_close(web, crm):
+    agent = await web("agent")
+    receive(crm, "anna@example.ru", "Сколько стоит доставка?", 1, name="Анна")
+    receive(crm, "anna@example.ru", "И сроки?", 2, name="Анна")
+    (conversation,) = conversations(crm)  # two messages, one conversation
+    assert conversation.unread == 2 and conversation.party_id is None
+
+    page = await agent.get("/inbox")
+    assert page.status_code == 200 and "Анна" in page.text
+    page = await agent.get(f"/inbox/{conversation.id}")
+    assert "Сколько стоит доставка?" in page.text and "И сроки?" in page.text
+
+    # an unknown sender becomes a lead in one click (the name is filled in already)
+    answer = await agent.post(f"/inbox/{conversation.id}/act", {"action": "lead", "name": "Анна"})
+    assert answer.status_code == 303
+    with crm.system() as work:
+        lead = work.parties.get(conversations(crm)[0].party_id)
+        assert lead.name == "Анна" and [p.value for p in lead.contact_points] == ["anna@example.ru"]
+        assert {a.party_id for a in work.session.scalars(select(Activity))} == {lead.id}
+    # the next message from her is filed under the lead at once
+    receive(crm, "anna@example.ru", "Жду ответа", 3)
+    assert conversations(crm)[0].unread == 1
+
+    with crm.system() as work:  # managers write templates; agents use them
+        template = work.message_templates.create(
+            {"name": "ответ", "channel": "chat", "subject": "Ответ",
+             "body": "{{ party.name }}, доставка бесплатно."}
+        )  # fmt: skip
+    await agent.post(
+        f"/inbox/{conversation.id}/act", {"action": "reply", "template_id": template.id}
+    )
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert item.payload["body"] == "Анна, доставка бесплатно."
+        assert item.payload["to"] == "anna@example.ru" and item.payload["in_reply_to"] == "m3"
+    # replying took it: it is now the agent's
+    mine = await agent.get("/inbox?view=mine")
+    assert f'data-id="{conversation.id}"' in mine.text
+    assert f'data-id="{conversation.id}"' not in (await agent.get("/inbox")).text
+
+    await agent.post(f"/inbox/{conversation.id}/act", {"action": "snooze", "hours": "4"})
+    assert f'data-id="{conversation.id}"' not in (await agent.get("/inbox?view=mine")).text
+    snoozed = await agent.get("/inbox?view=mine&status=snoozed")
+    assert f'data-id="{conversation.id}"' in snoozed.text
+    receive(crm, "anna@example.ru", "Алло?", 4)  # a new message wakes it up
+    assert conversations(crm)[0].status == "open"
+
+    await agent.post(f"/inbox/{conversation.id}/act", {"action": "close"})
+    receive(crm, "anna@example.ru", "Ещё вопрос", 5)
+    first, second = conversations(crm)
+    assert first.status == "closed" and second.status == "open" and second.party_id == lead.id
+
+
+async def test_attach_to_an_existing_client_in_two_clicks(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(work, name="ООО «Ромашка»")
+        deal = factories.deal(work, party_id=client.id)
+    receive(crm, "new.boss@romashka.ru", "Это наш новый адрес", 1)
+    (conversation,) = conversations(crm)
+    found = await agent.get(f"/inbox/{conversation.id}?party=Ромашка")
+    assert f'name="party_id" value="{client.id}"' in found.text
+    await agent.post(f"/inbox/{conversation.id}/act", {"action": "attach", "party_id": client.id})
+    with crm.system() as work:
+        card = work.parties.get(client.id)
+        assert "new.boss@romashka.ru" in [p.value for p in card.contact_points]
+    page = await agent.get(f"/inbox/{conversation.id}")
+    assert f'href="/clients/{client.id}"' in page.text
+    # a message answering one that was about a deal joins that deal
+    with crm.system() as work:
+        first = work.session.scalar(select(Activity).where(Activity.external_id == "m1"))
+        first.record_entity, first.record_id = "deal", deal.id
+    with crm.system() as work:
+        follow = work.channels.ingest(
+            InboundMessage(channel="chat", external_id="m2", sender="new.boss@romashka.ru",
+                           body="ну что?", thread_refs=("m1",))
+        )  # fmt: skip
+        assert (follow.record_entity, follow.record_id) == ("deal", deal.id)
+
+
+async def test_conversations_follow_client_visibility(web, crm):
+    owner = await web("agent")
+    other = await web("agent")
+    manager = await web("manager")
+    with crm.acting_as(owner.user) as work:
+        factories.organisation(
+            work, name="Чужой клиент", contact_points=[{"kind": "email", "value": "c@client.ru"}]
+        )
+    receive(crm, "c@client.ru", "секрет", 1)
+    (conversation,) = conversations(crm)
+    assert (await owner.get(f"/inbox/{conversation.id}")).status_code == 200
+    assert (await other.get(f"/inbox/{conversation.id}")).status_code == 404
+    assert "секрет" not in (await other.get("/inbox")).text
+    assert (await other.post(f"/inbox/{conversation.id}/act", {"action": "close"})).status_code in (
+        303,
+        404,
+    )
+    assert conversations(crm)[0].status == "open"
+    # it cannot be given to someone who does not see the client; to the owner it can
+    await manager.post(
+        f"/inbox/{conversation.id}/act", {"action": "assign", "assignee_id": other.user.id}
+    )
+    assert conversations(crm)[0].assignee_id is None
+    await manager.post(
+        f"/inbox/{conversation.id}/act", {"action": "assign", "assignee_id": owner.user.id}
+    )
+    assert f'data-id="{conversation.id}"' in (await owner.get("/inbox?view=mine")).text
+    with crm.acting_as(owner.user) as work:
+        assert [n.kind for n in work.notifications.latest()] == ["conversation.assigned"]
+
+
+async def test_snooze_needs_a_time_in_the_future(crm):
+    receive(crm, "x@example.ru", "hi", 1)
+    (conversation,) = conversations(crm)
+    from crmkit.errors import ValidationFailed
+
+    with crm.system() as work, pytest.raises(ValidationFailed, match="future"):
+        work.conversations.snooze(conversation.id, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
