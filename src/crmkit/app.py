@@ -105,6 +105,7 @@ class CRM:
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
         self.outbox_handlers: dict[str, OutboxHandler] = {}
+        self.automations: dict[str, Any] = {}
         #: Quick checks every worker's ticker runs often (``func(crm)``; see crmkit.jobs.worker).
         self.tickers: list[Callable[[CRM], Any]] = []
         self.routes: list[Route] = []
@@ -179,6 +180,7 @@ class CRM:
             self._collect("crmkit_register_outbox_handlers"),
             "outbox handler",
         )
+        _fill_unique(self.automations, self._collect("crmkit_register_automations"), "automation")
         self.routes = [r for _, r in self._collect("crmkit_register_routes")]
         _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")
         self.menu_items = sorted(

@@ -57,13 +57,12 @@ class TaskQueue:
     # -- tasks (run in a worker) ------------------------------------------------------
 
     def _deliver_ids(self, ids: Sequence[int]) -> None:
-        from crmkit.jobs.delivery import deliver_item
+        from crmkit.jobs.delivery import deliver_batch
 
-        for item_id in ids:
-            try:
-                deliver_item(self.crm, item_id)
-            except Exception:  # the database went away, say: the sweep retries the item
-                log.exception("delivering outbox item %s failed", item_id)
+        try:
+            deliver_batch(self.crm, list(ids))
+        except Exception:  # the database went away, say: the sweep retries the items
+            log.exception("delivering outbox items %s failed", list(ids))
 
     def _run_schedule(self, name: str, slot: int) -> None:
         from crmkit.jobs.schedules import run_schedule
