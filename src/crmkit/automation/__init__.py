@@ -34,7 +34,12 @@ Actions (``Action.kind`` and its parameters): ``move`` (``to``), ``assign`` (``u
 (``text``, ``in_hours``, ``to``), ``notify`` (``text``, ``to``: ``owner``, a username,
 ``role:NAME`` or ``team:NAME``), ``send_message`` (``channel``, ``template`` or
 ``subject``/``body``, optional ``to``), ``add_note`` (``body``), ``webhook`` (``url``).
-Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``event``.
+Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``event`` and
+``zone`` (the ``locale.timezone`` setting: ``{{ record.starts_at|local(zone)|date("%d.%m.%Y
+%H:%M") }}`` writes a moment in local time).  Conditions see the subject's fields, ``event.*``
+and the client's first address of each kind (``party.email``, ``party.phone``,
+``party.messenger``, ``None`` when the client has none), so one rule can write to clients
+with an address and another give the staff a task for the rest.
 """
 
 from __future__ import annotations

@@ -412,23 +412,31 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
                 return {"skipped": f"{entity} {record_id} is gone"}
         values = _record_values(work, entity, record) if record is not None else {}
         values.update({f"event.{k}": v for k, v in event.items()})
+        party_id = payload.get("party_id")
+        if record is not None:
+            party_id = work.records(entity).party_id_of(record) or party_id
+        party_values: dict[str, Any] = {}
+        if party_id is not None:
+            party = work.parties.find(party_id)
+            if party is not None:
+                party_values = {"id": party.id, "name": party.name}
+                for point in party.contact_points:  # the first address of each kind
+                    party_values.setdefault(str(point.kind), point.value)
+        # conditions may ask for the client's addresses: party.email, party.phone ...
+        values.update({f"party.{k}": v for k, v in party_values.items()})
+        for kind in ("email", "phone", "messenger"):
+            values.setdefault(f"party.{kind}", None)
         from crmkit.filters import evaluate
 
         if not evaluate(rule.condition, values):
             return {"skipped": "condition not met"}
-        party_id = payload.get("party_id")
-        if record is not None:
-            party_id = work.records(entity).party_id_of(record) or party_id
         variables = {
             "record": values,
             "event": event,
-            "party": {},
+            "party": party_values,
             "today": utcnow().date(),
+            "zone": str(work.crm.config["locale.timezone"]),
         }
-        if party_id is not None:
-            party = work.parties.find(party_id)
-            if party is not None:
-                variables["party"] = {"id": party.id, "name": party.name}
         done = [
             _act(work, rule, action.kind, action.params, entity, record, party_id, variables)
             for action in rule.actions

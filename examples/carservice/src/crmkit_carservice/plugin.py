@@ -142,3 +142,10 @@ def crmkit_register_demos() -> list[Demo]:
             default_size=800,
         )
     ]
+
+
+@hookimpl
+def crmkit_register_automations() -> list[Any]:
+    from crmkit_carservice.automations import rules
+
+    return rules()
