@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from crmkit import events
-from crmkit.automation import Rule, rule_from_data
+from crmkit.automation import Rule, is_paused, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import CrmkitError, ValidationFailed
@@ -117,7 +117,7 @@ def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -
 
 def on_event(event: DomainEvent, work: UnitOfWork) -> None:
     """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
-    if work.actor.assistant:
+    if work.actor.assistant or is_paused():
         return
     found = triggers_of(event)
     if not found:
