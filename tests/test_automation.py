@@ -233,3 +233,33 @@ def test_rules_do_not_trigger_on_the_assistants_own_changes(app):
     assert deliver_due(app) == {}  # the task the assistant created started nothing
     with app.system() as work:
         assert len(work.session.scalars(select(Task)).all()) == 1
+
+
+def test_payment_received_acts_on_the_record_the_event_names(make_crm):
+    class PaidPlugin:
+        crmkit_plugin_name = "test_paid"
+
+        @hookimpl
+        def crmkit_register_automations(self):
+            return [
+                Rule(
+                    "paid-deal-qualifies",
+                    Trigger("payment.received"),
+                    (Action("move", {"to": "qualified"}),),
+                    subject=("deal", "order_id"),
+                    condition={"field": "event.amount", "op": "gte", "value": 100},
+                )
+            ]
+
+    app = make_crm(plugins=[PaidPlugin()])
+    olga = add_user(app, "olga", ["agent"])
+    with app.acting_as(olga) as work:
+        deal = factories.deal(work, amount="500")
+        small = factories.deal(work, amount="500")
+        # what the finance plugin raises when a payment is taken for an order
+        work.emit("payment.received", "finance_payment", 1, order_id=deal.id, amount="500.00")
+        work.emit("payment.received", "finance_payment", 2, order_id=small.id, amount="5.00")
+    deliver_due(app)
+    with app.system() as work:
+        assert work.session.get(Deal, deal.id).stage == "qualified"
+        assert work.session.get(Deal, small.id).stage == "new"

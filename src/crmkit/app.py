@@ -344,8 +344,9 @@ class CRM:
         )
 
     def outbox_wakeup(self, *item_ids: int) -> None:
-        """Ask a worker to deliver these outbox items now (called after their commit)."""
-        self.queue.wakeup(list(item_ids))
+        """Ask a worker to deliver these outbox items now (called after their commit; the
+        message is sent from a background thread, so the caller never waits for it)."""
+        self.queue.wakeup_soon(list(item_ids))
 
     def publish_notification(self, user_id: int, notification_id: int) -> None:
         """Tell ``user_id``'s browsers about a new notification (called after commit)."""

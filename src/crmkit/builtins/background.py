@@ -131,3 +131,38 @@ def crmkit_configure(crm: Any) -> None:
     from crmkit.jobs.reminders import fire_due_reminders
 
     crm.tickers.append(fire_due_reminders)
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Any]:
+    from crmkit.web.contributions import Screen
+    from crmkit.web.screens import background
+
+    return [
+        Screen(
+            "admin_dead_letters",
+            "/admin/dead-letters",
+            "Failed deliveries",
+            background.dead_letters,
+            roles=("admin",),
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_automation",
+            "/admin/automation",
+            "Automation",
+            background.rules,
+            roles=("admin",),
+            methods=("GET", "POST"),
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[Any]:
+    from crmkit.web.contributions import MenuItem
+
+    return [
+        MenuItem("Automation", "admin_automation", roles=("admin",), order=91, icon="🤖"),
+        MenuItem("Failed deliveries", "admin_dead_letters", roles=("admin",), order=92, icon="⚠"),
+    ]

@@ -229,6 +229,7 @@ def send_campaign(
     *,
     rate_per_minute: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, int]:
     """Send a mailing's pending recipients (the ``mail.campaign`` job); returns the report."""
     with crm.system() as work:
@@ -243,7 +244,7 @@ def send_campaign(
         rate = campaign.rate_per_minute if rate_per_minute is None else rate_per_minute
     interval = 60.0 / rate if rate else 0.0
     transport = SmtpTransport(settings)
-    next_at = time.monotonic()
+    next_at = clock()
     try:
         while True:
             with crm.system() as work:
@@ -293,8 +294,8 @@ def send_campaign(
                             },
                         )
                         if interval:
-                            sleep(max(0.0, next_at - time.monotonic()))
-                            next_at = max(next_at, time.monotonic()) + interval
+                            sleep(max(0.0, next_at - clock()))
+                            next_at = max(next_at, clock()) + interval
                         transport.send(mime, sender, [row.address])
                     except (PermanentFailure, ValidationFailed) as exc:
                         row.status, row.error = "failed", str(exc)[:1000]
