@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from crmkit import events
-from crmkit.automation import Rule, rule_from_data
+from crmkit.automation import Rule, is_paused, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import CrmkitError, ValidationFailed
@@ -136,7 +136,7 @@ def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -
 
 def on_event(event: DomainEvent, work: UnitOfWork) -> None:
     """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
-    if work.actor.assistant:
+    if work.actor.assistant or is_paused():
         return
     found = triggers_of(event)
     if not found:
@@ -431,23 +431,31 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
                 return {"skipped": f"{entity} {record_id} is gone"}
         values = _record_values(work, entity, record) if record is not None else {}
         values.update({f"event.{k}": v for k, v in event.items()})
+        party_id = payload.get("party_id")
+        if record is not None:
+            party_id = work.records(entity).party_id_of(record) or party_id
+        party_values: dict[str, Any] = {}
+        if party_id is not None:
+            party = work.parties.find(party_id)
+            if party is not None:
+                party_values = {"id": party.id, "name": party.name}
+                for point in party.contact_points:  # the first address of each kind
+                    party_values.setdefault(str(point.kind), point.value)
+        # conditions may ask for the client's addresses: party.email, party.phone ...
+        values.update({f"party.{k}": v for k, v in party_values.items()})
+        for kind in ("email", "phone", "messenger"):
+            values.setdefault(f"party.{kind}", None)
         from crmkit.filters import evaluate
 
         if not evaluate(rule.condition, values):
             return {"skipped": "condition not met"}
-        party_id = payload.get("party_id")
-        if record is not None:
-            party_id = work.records(entity).party_id_of(record) or party_id
         variables = {
             "record": values,
             "event": event,
-            "party": {},
+            "party": party_values,
             "today": utcnow().date(),
+            "zone": str(work.crm.config["locale.timezone"]),
         }
-        if party_id is not None:
-            party = work.parties.find(party_id)
-            if party is not None:
-                variables["party"] = {"id": party.id, "name": party.name}
         done = [
             _act(work, rule, action.kind, action.params, entity, record, party_id, variables)
             for action in rule.actions
