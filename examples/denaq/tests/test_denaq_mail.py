@@ -63,7 +63,8 @@ def test_an_agent_mails_a_template_from_the_card_and_the_worker_delivers_it(crm,
     firm = _firm(crm)
     app = create_app(crm)
     anna = Client(app, "anna")
-    assert "mail-no-mailbox" in anna.get(f"/clients/{firm}").text  # no mailbox yet: said so
+    card = anna.get(f"/clients/{firm}").text
+    assert "mail-no-mailbox" in card and "Почтовый ящик не настроен" in card  # said, in Russian
 
     with crm.system() as work:
         mail(work).accounts.create(
