@@ -7,6 +7,9 @@ and a failed delivery stays in the outbox to be retried.
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from crmkit_denaq import plugin as denaq_plugin
 from crmkit_mail import mail
@@ -93,8 +96,12 @@ def test_an_agent_mails_a_template_from_the_card_and_the_worker_delivers_it(crm,
     assert wrong.status_code == 422 and "mail-compose-error" in wrong.text
     assert _outbox(crm) == []
 
-    subject = f"Предложение о сотрудничестве для {FIRM}"
-    body = f"Добрый день!\nПредлагаю созвониться и обсудить условия для {FIRM}.\nАнна"
+    # what the page shows, as the agent would send it after adding a line
+    subject = html.unescape(re.search(r'name="subject" value="([^"]*)"', page.text).group(1))
+    body = html.unescape(re.search(r'name="body"[^>]*>([^<]*)</textarea>', page.text).group(1))
+    assert subject == f"Предложение о сотрудничестве для {FIRM}"
+    assert f"обсудить условия для {FIRM}" in body
+    body += "\nP.S. Каталог во вложении пришлю после звонка."
     sent = anna.post(
         f"/mail/compose/{firm}/send",
         {"to": ADDRESS, "subject": subject, "body": body, "template": str(offer)},
@@ -115,7 +122,8 @@ def test_an_agent_mails_a_template_from_the_card_and_the_worker_delivers_it(crm,
     assert received.recipients == [ADDRESS]
     message = parse_message(received.raw)
     assert message.subject == subject
-    assert f"условия для {FIRM}" in message.text
+    assert f"обсудить условия для {FIRM}" in message.text
+    assert "P.S. Каталог во вложении" in message.text  # the agent's edit went out
 
 
 def test_a_failed_delivery_stays_in_the_outbox_and_is_retried(crm, smtp):
