@@ -105,6 +105,7 @@ class CRM:
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
         self.outbox_handlers: dict[str, OutboxHandler] = {}
+        self.automations: dict[str, Any] = {}
         #: Quick checks every worker's ticker runs often (``func(crm)``; see crmkit.jobs.worker).
         self.tickers: list[Callable[[CRM], Any]] = []
         self.routes: list[Route] = []
@@ -179,6 +180,7 @@ class CRM:
             self._collect("crmkit_register_outbox_handlers"),
             "outbox handler",
         )
+        _fill_unique(self.automations, self._collect("crmkit_register_automations"), "automation")
         self.routes = [r for _, r in self._collect("crmkit_register_routes")]
         _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")
         self.menu_items = sorted(
@@ -342,8 +344,9 @@ class CRM:
         )
 
     def outbox_wakeup(self, *item_ids: int) -> None:
-        """Ask a worker to deliver these outbox items now (called after their commit)."""
-        self.queue.wakeup(list(item_ids))
+        """Ask a worker to deliver these outbox items now (called after their commit; the
+        message is sent from a background thread, so the caller never waits for it)."""
+        self.queue.wakeup_soon(list(item_ids))
 
     def publish_notification(self, user_id: int, notification_id: int) -> None:
         """Tell ``user_id``'s browsers about a new notification (called after commit)."""

@@ -43,6 +43,12 @@ class Env:
             check_connection(self._crm.engine)
         return self._crm
 
+    def close(self) -> None:
+        """Release the application's connections (when the command ends)."""
+        if self._crm is not None:
+            self._crm.close()
+            self._crm = None
+
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -61,6 +67,7 @@ pass_env = click.make_pass_decorator(Env)
 def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """crmkit: build and run CRMs."""
     ctx.obj = Env(config_path, debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # -- init --------------------------------------------------------------------------------

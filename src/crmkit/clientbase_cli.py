@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from crmkit.cli import Env, pass_env
@@ -94,7 +96,7 @@ def import_(
     else:
         run_id, total = resume_id, 0
     click.echo(f"import {run_id}: {total} rows", err=True)
-    with click.progressbar(length=max(total, 1), label="importing") as bar:
+    with click.progressbar(length=max(total, 1), label="importing", file=sys.stderr) as bar:
         shown = [0]
 
         def progress(done: int, whole: int) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from crmkit.access.rules import Permission, Role
     from crmkit.app import CRM
+    from crmkit.automation import Rule
     from crmkit.channels import CallEvent, Channel, InboundMessage
     from crmkit.config import Setting
     from crmkit.db import MigrationBranch
@@ -342,6 +343,18 @@ def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
     handler's ``deliver(crm, delivery)`` outside any transaction, and retries with backoff
     on an exception (at once to the dead-letter list on ``PermanentFailure``).  The handler
     must hand ``delivery.idempotency_key`` to the peer so that a retry is never done twice.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_automations() -> list[Rule]:
+    """Automation rules defined in code: "when EVENT and CONDITIONS then ACTIONS".
+
+    Collecting.  Rule names are unique in an application (admins' rules stored as data
+    may not reuse them).  A matching change queues the rule in its own transaction; a
+    worker runs it afterwards as the assistant, so a failing rule never blocks the change.
+    See :mod:`crmkit.automation` for triggers, conditions and actions.
     """
     return []
 

@@ -114,7 +114,7 @@ def name_key(name: str, kind: str = "organisation") -> str:
     return company_name_key(name) if kind == "organisation" else person_name_key(name)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)  # an import parses each number in planning and again in writing
 def _phone(value: str, region: str) -> tuple[str, bool]:
     digits = re.sub(r"\D", "", value)
     try:

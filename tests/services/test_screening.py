@@ -95,3 +95,12 @@ def test_keys_follow_renames_bulk_imports_and_merges(crm, base, agent):
         assert work.screening.candidates("Северная звезда", threshold=95) == []
         assert [c.id for c in work.screening.candidates("Техносила")] == [result.ids[0]]
         assert [c.id for c in work.screening.candidates("Vympel")] == [result.ids[1]]
+
+
+def test_deep_search_uses_the_trigram_index_for_words_further_apart(crm, agent):
+    with crm.system() as work:
+        party = work.parties.create(name="ООО «Меридиан»")
+    with crm.acting_as(agent) as work:
+        assert work.screening.candidates("Мередиен", threshold=70) == []  # two typos
+        found = work.screening.candidates("Мередиен", threshold=70, deep=True)
+        assert [c.id for c in found] == [party.id]

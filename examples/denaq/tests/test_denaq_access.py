@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import add_person, attach, new_lead
+from denaq_fixtures import add_person, attach, new_lead
 from denaq_web import Client, api
 
 from crmkit.clock import utcnow

@@ -6,7 +6,7 @@ catalogs (``src/crmkit_finance/locale``).
 Messages come from the plugin's templates and screens (``_``, ``gettext``, ``redirect`` and
 ``attempt`` messages, screen titles, menu labels), its reports (labels and column headers)
 and its registries (entity, stage and field names).  Messages the core's catalogs already
-translate are left to them.  ``tests/test_catalogs.py`` fails until every Russian one is
+translate are left to them.  ``tests/test_finance_catalogs.py`` fails until every Russian one is
 filled in.
 """
 

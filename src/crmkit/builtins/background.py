@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from crmkit.config import Setting
-from crmkit.jobs import OutboxHandler
+from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.plugins import hookimpl
 
 
@@ -53,6 +53,13 @@ def crmkit_register_settings() -> list[Setting]:
             "How often (across all workers) the outbox is swept for items whose wake-up was lost.",
         ),
         Setting(
+            "reminders.escalate_after_minutes",
+            float,
+            60.0,
+            "Minutes after which an overdue task, or a fired reminder nobody dealt with, is "
+            "raised to the responsible person's manager.",
+        ),
+        Setting(
             "webhook.timeout_seconds",
             float,
             10.0,
@@ -63,9 +70,13 @@ def crmkit_register_settings() -> list[Setting]:
 
 @hookimpl
 def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
+    from crmkit.automation.engine import KIND, run_queued
     from crmkit.jobs.handlers import CORE_HANDLERS
 
-    return list(CORE_HANDLERS)
+    return [
+        *CORE_HANDLERS,
+        OutboxHandler(KIND, run_queued, "Run an automation rule as the assistant."),
+    ]
 
 
 @hookimpl
@@ -74,3 +85,84 @@ def crmkit_register_commands(cli: Any) -> None:
 
     cli.add_command(worker)
     cli.add_command(jobs)
+
+
+@hookimpl
+def crmkit_register_jobs() -> list[Job]:
+    from crmkit.automation.engine import scan_clock
+    from crmkit.jobs.reminders import raise_overdue
+
+    return [
+        Job(
+            "crmkit.overdue",
+            raise_overdue,
+            description="Tell assignees about overdue tasks; raise late ones to managers.",
+        ),
+        Job(
+            "crmkit.automation.clock",
+            scan_clock,
+            description="Queue automation rules due by time (before bookings, idle clients).",
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_schedules() -> list[Schedule]:
+    return [
+        Schedule("crmkit.overdue", "crmkit.overdue", every_seconds=30, lease_seconds=300),
+        Schedule(
+            "crmkit.automation.clock",
+            "crmkit.automation.clock",
+            every_seconds=60,
+            lease_seconds=300,
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_handle_event(event: Any, work: Any) -> None:
+    from crmkit.automation.engine import on_event
+
+    on_event(event, work)
+
+
+@hookimpl
+def crmkit_configure(crm: Any) -> None:
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    crm.tickers.append(fire_due_reminders)
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Any]:
+    from crmkit.web.contributions import Screen
+    from crmkit.web.screens import background
+
+    return [
+        Screen(
+            "admin_dead_letters",
+            "/admin/dead-letters",
+            "Failed deliveries",
+            background.dead_letters,
+            roles=("admin",),
+            methods=("GET", "POST"),
+        ),
+        Screen(
+            "admin_automation",
+            "/admin/automation",
+            "Automation",
+            background.rules,
+            roles=("admin",),
+            methods=("GET", "POST"),
+        ),
+    ]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[Any]:
+    from crmkit.web.contributions import MenuItem
+
+    return [
+        MenuItem("Automation", "admin_automation", roles=("admin",), order=91, icon="🤖"),
+        MenuItem("Failed deliveries", "admin_dead_letters", roles=("admin",), order=92, icon="⚠"),
+    ]

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from crmkit.cli import Env, pass_env
+from crmkit.cli import Env
 from crmkit.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ from crmkit.errors import ConfigError
     help="Worker threads in this process.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Log every delivery and schedule run.")
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def worker(env: Env, concurrency: int, verbose: bool) -> None:
     """Deliver the outbox and run scheduled jobs until interrupted (SIGINT/SIGTERM).
 
@@ -45,7 +45,7 @@ def jobs() -> None:
 @jobs.command("failed")
 @click.option("--kind", default=None, help="Only items of this kind (channel.send, webhook...).")
 @click.option("--limit", default=50, show_default=True, type=int)
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def jobs_failed(env: Env, kind: str | None, limit: int) -> None:
     """List dead outbox items: id, kind, attempts, when, and the last error."""
     with env.crm.system() as work:
@@ -70,7 +70,7 @@ def _ids(env: Env, ids: tuple[int, ...], every: bool) -> list[int]:
 @jobs.command("retry")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "every", is_flag=True, help="Every dead item.")
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def jobs_retry(env: Env, ids: tuple[int, ...], every: bool) -> None:
     """Put dead items back in the queue with fresh attempts."""
     chosen = _ids(env, ids, every)
@@ -82,7 +82,7 @@ def jobs_retry(env: Env, ids: tuple[int, ...], every: bool) -> None:
 @jobs.command("discard")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "every", is_flag=True, help="Every dead item.")
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def jobs_discard(env: Env, ids: tuple[int, ...], every: bool) -> None:
     """Give dead items up for good (kept as discarded, with their error)."""
     chosen = _ids(env, ids, every)
@@ -92,7 +92,7 @@ def jobs_discard(env: Env, ids: tuple[int, ...], every: bool) -> None:
 
 
 @jobs.command("deliver")
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def jobs_deliver(env: Env) -> None:
     """Deliver every due outbox item now, in this process (no worker needed)."""
     from crmkit.jobs.delivery import deliver_due
@@ -103,7 +103,7 @@ def jobs_deliver(env: Env) -> None:
 
 
 @jobs.command("schedules")
-@pass_env
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
 def jobs_schedules(env: Env) -> None:
     """List periodic schedules: period, runs, last start, last error."""
     from crmkit.jobs.schedules import states

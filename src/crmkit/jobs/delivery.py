@@ -17,15 +17,17 @@ idempotency key, and the outcome is written only if the claim is still ours
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
+import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
@@ -60,15 +62,29 @@ def retry_delay(attempt: int, base: float, cap: float, rng: random.Random | None
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
-def claim(crm: CRM, item_id: int) -> tuple[Delivery, str] | None:
-    """Claim a due item for delivery; ``None`` when it is not due or someone else has it."""
+@contextlib.contextmanager
+def _bookkeeping(crm: CRM) -> Iterator[Connection]:
+    """A short transaction for claims and outcomes.
+
+    On PostgreSQL it commits without waiting for the WAL flush: if the server crashed and
+    lost such a commit, the item would merely be claimable or delivered again, with the
+    same idempotency key (the item itself was written durably with the change).
+    """
+    with crm.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        yield connection
+
+
+def claim(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
+    """Claim those of ``item_ids`` that are due and free; the claimed ones and the token."""
     now = utcnow()
     token = uuid.uuid4().hex
     lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
     statement = (
         update(OutboxItem)
         .where(
-            OutboxItem.id == item_id,
+            OutboxItem.id.in_(list(item_ids)),
             OutboxItem.status.in_(CLAIMABLE),
             OutboxItem.next_attempt_at <= now,
         )
@@ -79,6 +95,7 @@ def claim(crm: CRM, item_id: int) -> tuple[Delivery, str] | None:
             next_attempt_at=now + lease,
         )
         .returning(
+            OutboxItem.id,
             OutboxItem.kind,
             OutboxItem.payload,
             OutboxItem.idempotency_key,
@@ -88,36 +105,30 @@ def claim(crm: CRM, item_id: int) -> tuple[Delivery, str] | None:
             OutboxItem.actor_id,
         )
     )
-    with crm.engine.begin() as connection:
-        row = connection.execute(statement).first()
-    if row is None:
-        return None
-    delivery = Delivery(
-        item_id=item_id,
-        kind=row.kind,
-        payload=dict(row.payload or {}),
-        idempotency_key=row.idempotency_key,
-        attempt=row.attempts,
-        max_attempts=row.max_attempts,
-        party_id=row.party_id,
-        actor_id=row.actor_id,
-    )
-    return delivery, token
+    with _bookkeeping(crm) as connection:
+        rows = connection.execute(statement).all()
+    order = {item_id: n for n, item_id in enumerate(item_ids)}
+    deliveries = [
+        Delivery(
+            item_id=row.id,
+            kind=row.kind,
+            payload=dict(row.payload or {}),
+            idempotency_key=row.idempotency_key,
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
+            party_id=row.party_id,
+            actor_id=row.actor_id,
+        )
+        for row in sorted(rows, key=lambda r: order.get(r.id, 0))
+    ]
+    return deliveries, token
 
 
-def _finish(crm: CRM, item_id: int, token: str, **values: Any) -> bool:
-    statement = (
-        update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.claimed_by == token)
-        .values(**values)
-    )
-    with crm.engine.begin() as connection:
-        return bool(connection.execute(statement).rowcount)
+def error_text(exc: BaseException) -> str:
+    from crmkit.errors import CrmkitError
 
-
-def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
-    if not isinstance(exc, PermanentFailure):
+    if not isinstance(exc, PermanentFailure | CrmkitError):  # those explain themselves
         frames = traceback.extract_tb(exc.__traceback__)
         if frames:
             last = frames[-1]
@@ -125,16 +136,8 @@ def _error_text(exc: BaseException) -> str:
     return text[:_ERROR_LIMIT]
 
 
-def deliver_item(crm: CRM, item_id: int) -> str:
-    """Try to deliver one item now.
-
-    Returns what happened: ``delivered``, ``retry`` (failed, due again later), ``dead``
-    (given up), or ``skipped`` (not due, or claimed by another worker).
-    """
-    claimed = claim(crm, item_id)
-    if claimed is None:
-        return "skipped"
-    delivery, token = claimed
+def _attempt(crm: CRM, delivery: Delivery) -> dict[str, Any]:
+    """Call the handler once; the outcome as the values to write."""
     handler = crm.outbox_handlers.get(delivery.kind)
     try:
         if handler is None:
@@ -144,45 +147,125 @@ def deliver_item(crm: CRM, item_id: int) -> str:
             )
         result = handler.deliver(crm, delivery)
     except Exception as exc:
-        error = _error_text(exc)
-        permanent = isinstance(exc, PermanentFailure)
-        if permanent or delivery.attempt >= delivery.max_attempts:
-            if _finish(crm, item_id, token, status=DEAD, last_error=error, claimed_by=None):
-                log.warning("outbox item %s (%s) is dead: %s", item_id, delivery.kind, error)
-                if handler is not None and handler.on_dead is not None:
-                    try:
-                        handler.on_dead(crm, delivery, error)
-                    except Exception:
-                        log.exception("on_dead of outbox kind %s failed", delivery.kind)
-            return DEAD
+        error = error_text(exc)
+        if isinstance(exc, PermanentFailure) or delivery.attempt >= delivery.max_attempts:
+            return {"b_status": DEAD, "b_error": error, "b_due": None, "b_result": None}
         delay = retry_delay(
             delivery.attempt,
             float(crm.config["outbox.retry_base_seconds"]),
             float(crm.config["outbox.retry_max_seconds"]),
         )
         due = utcnow() + dt.timedelta(seconds=delay)
-        if _finish(
-            crm,
-            item_id,
-            token,
-            status=PENDING,
-            last_error=error,
-            next_attempt_at=due,
-            claimed_by=None,
-        ):
-            crm.queue.wakeup([item_id], eta=due)
-        return "retry"
-    _finish(
-        crm,
-        item_id,
-        token,
+        return {"b_status": PENDING, "b_error": error, "b_due": due, "b_result": None}
+    return {"b_status": DELIVERED, "b_error": None, "b_due": None, "b_result": result or {}}
+
+
+_FENCE = (OutboxItem.id == bindparam("b_id")) & (OutboxItem.claimed_by == bindparam("b_token"))
+_DELIVERED = (
+    update(OutboxItem)
+    .where(_FENCE)
+    .values(
         status=DELIVERED,
-        delivered_at=utcnow(),
-        result=result or {},
+        delivered_at=bindparam("b_at"),
+        result=bindparam("b_result"),
         last_error=None,
         claimed_by=None,
     )
-    return DELIVERED
+)
+_RETRY = (
+    update(OutboxItem)
+    .where(_FENCE)
+    .values(
+        status=PENDING,
+        last_error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_due"),
+        claimed_by=None,
+    )
+)
+_DEAD = (
+    update(OutboxItem)
+    .where(_FENCE)
+    .values(status=DEAD, last_error=bindparam("b_error"), claimed_by=None)
+)
+_UNREACHED = (
+    update(OutboxItem)
+    .where(_FENCE)
+    .values(
+        status=PENDING,
+        attempts=OutboxItem.attempts - 1,
+        next_attempt_at=bindparam("b_due"),
+        claimed_by=None,
+    )
+)
+
+
+def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
+    """Claim and deliver these items; what happened to each claimed one.
+
+    Outcomes: ``delivered``, ``retry`` (failed, due again later), ``dead`` (given up).
+    Items not due or claimed by another worker are left out.  The batch is claimed in one
+    statement and its outcomes written in one transaction; a batch that runs past half
+    the lease hands its remaining items back untouched, so that no claim outlives its lease.
+    """
+    deliveries, token = claim(crm, item_ids)
+    if not deliveries:
+        return {}
+    budget = float(crm.config["outbox.lease_seconds"]) / 2
+    started = time.monotonic()
+    done: list[tuple[Delivery, dict[str, Any]]] = []
+    unreached: list[Delivery] = []
+    for delivery in deliveries:
+        if done and time.monotonic() - started > budget:
+            unreached.append(delivery)
+            continue
+        done.append((delivery, _attempt(crm, delivery)))
+    now = utcnow()
+    groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
+    for delivery, values in done:
+        groups[values["b_status"]].append(
+            {**values, "b_id": delivery.item_id, "b_token": token, "b_at": now}
+        )
+    back = [{"b_id": d.item_id, "b_token": token, "b_due": now} for d in unreached]
+    with _bookkeeping(crm) as connection:
+        for statement, rows in (
+            (_DELIVERED, groups[DELIVERED]),
+            (_RETRY, groups[PENDING]),
+            (_DEAD, groups[DEAD]),
+            (_UNREACHED, back),
+        ):
+            if rows:
+                connection.execute(statement, rows)
+    outcomes: dict[int, str] = {}
+    for delivery, values in done:
+        status = values["b_status"]
+        outcomes[delivery.item_id] = "retry" if status == PENDING else status
+        if status == DEAD:
+            log.warning(
+                "outbox item %s (%s) is dead: %s",
+                delivery.item_id,
+                delivery.kind,
+                values["b_error"],
+            )
+            handler = crm.outbox_handlers.get(delivery.kind)
+            if handler is not None and handler.on_dead is not None:
+                try:
+                    handler.on_dead(crm, delivery, values["b_error"])
+                except Exception:
+                    log.exception("on_dead of outbox kind %s failed", delivery.kind)
+    for row in groups[PENDING]:
+        crm.queue.wakeup([row["b_id"]], eta=row["b_due"])
+    if unreached:
+        crm.queue.wakeup([d.item_id for d in unreached])
+    return outcomes
+
+
+def deliver_item(crm: CRM, item_id: int) -> str:
+    """Try to deliver one item now.
+
+    Returns what happened: ``delivered``, ``retry`` (failed, due again later), ``dead``
+    (given up), or ``skipped`` (not due, or claimed by another worker).
+    """
+    return deliver_batch(crm, [item_id]).get(item_id, "skipped")
 
 
 def due_item_ids(crm: CRM, *, overdue_seconds: float = 0.0, limit: int = 1000) -> list[int]:
@@ -201,13 +284,13 @@ def due_item_ids(crm: CRM, *, overdue_seconds: float = 0.0, limit: int = 1000) -
 def deliver_due(crm: CRM, ids: Iterable[int] | None = None) -> dict[str, int]:
     """Deliver every due item (or those of ``ids``) in this process; counts per outcome.
 
-    What a worker does item by item, here in one loop: for tests, scripts and
-    ``crmkit jobs deliver``.
+    What workers do, here in one loop: for tests, scripts and ``crmkit jobs deliver``.
     """
     counts: dict[str, int] = {}
-    for item_id in list(ids) if ids is not None else due_item_ids(crm, limit=100_000):
-        outcome = deliver_item(crm, item_id)
-        counts[outcome] = counts.get(outcome, 0) + 1
+    chosen = list(ids) if ids is not None else due_item_ids(crm, limit=100_000)
+    for start in range(0, len(chosen), 25):
+        for outcome in deliver_batch(crm, chosen[start : start + 25]).values():
+            counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 

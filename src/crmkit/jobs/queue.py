@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,17 +55,19 @@ class TaskQueue:
             self.kind = "sqlite"
         self._deliver = self.huey.task(name="crmkit.outbox.deliver")(self._deliver_ids)
         self._schedule = self.huey.task(name="crmkit.schedule.run")(self._run_schedule)
+        self._waiting: queue.Queue[list[int] | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
+        self._sender_lock = threading.Lock()
 
     # -- tasks (run in a worker) ------------------------------------------------------
 
     def _deliver_ids(self, ids: Sequence[int]) -> None:
-        from crmkit.jobs.delivery import deliver_item
+        from crmkit.jobs.delivery import deliver_batch
 
-        for item_id in ids:
-            try:
-                deliver_item(self.crm, item_id)
-            except Exception:  # the database went away, say: the sweep retries the item
-                log.exception("delivering outbox item %s failed", item_id)
+        try:
+            deliver_batch(self.crm, list(ids))
+        except Exception:  # the database went away, say: the sweep retries the items
+            log.exception("delivering outbox items %s failed", list(ids))
 
     def _run_schedule(self, name: str, slot: int) -> None:
         from crmkit.jobs.schedules import run_schedule
@@ -82,12 +86,60 @@ class TaskQueue:
             else:
                 self._deliver.schedule((chunk,), eta=eta)
 
+    def wakeup_soon(self, ids: Sequence[int]) -> None:
+        """Wake a worker for these items from a background thread; returns at once.
+
+        Used after commit, so that a change never waits for the queue's round trip: a
+        wake-up is only a hint (the outbox row is the truth), and one lost with the process
+        is made good by the sweep.  Wake-ups of many transactions go out together.
+        """
+        with self._sender_lock:
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(
+                    target=self._send_forever, name="crmkit-wakeups", daemon=True
+                )
+                self._sender.start()
+        self._waiting.put(list(ids))
+
+    def _send_forever(self) -> None:
+        while True:
+            batch = self._waiting.get()
+            if batch is None:
+                self._waiting.task_done()
+                return
+            ids = list(batch)
+            taken = 1
+            while True:  # gather whatever else is waiting, to send it together
+                try:
+                    more = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+                if more is None:
+                    self._waiting.put(None)
+                    self._waiting.task_done()
+                    taken -= 1
+                    break
+                ids.extend(more)
+            try:
+                self.wakeup(ids)
+            except Exception:  # Redis away: the sweep finds these items later
+                log.exception("could not wake workers for outbox items %s", ids[:10])
+            for _ in range(taken):
+                self._waiting.task_done()
+
+    def flush_wakeups(self) -> None:
+        """Wait until every wake-up handed to :meth:`wakeup_soon` has been sent."""
+        if self._sender is not None and self._sender.is_alive():
+            self._waiting.join()
+
     def run_schedule(self, name: str, slot: int) -> None:
         """Ask a worker to run schedule ``name`` for time slot ``slot``."""
         self._schedule(name, slot)
 
     def pending_count(self) -> int:
         """Messages waiting in the queue (not counting scheduled ones)."""
+        self.flush_wakeups()
         return int(self.huey.pending_count())
 
     def flush(self) -> None:
@@ -95,7 +147,10 @@ class TaskQueue:
         self.huey.flush()
 
     def close(self) -> None:
-        """Release the storage's connections."""
+        """Send the wake-ups still waiting, then release the storage's connections."""
+        if self._sender is not None and self._sender.is_alive():
+            self._waiting.put(None)
+            self._sender.join(timeout=5)
         storage = self.huey.storage
         close = getattr(storage, "close", None)
         if close is not None:

@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, update
 
 from crmkit.clock import utcnow
 from crmkit.jobs import Schedule
-from crmkit.jobs.delivery import _error_text
+from crmkit.jobs.delivery import error_text
 from crmkit.model import JobSchedule
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def run_schedule(crm: CRM, name: str, slot: int) -> bool:
     try:
         crm.jobs[schedule.job].func(crm, **schedule.payload)
     except Exception as exc:
-        error = _error_text(exc)
+        error = error_text(exc)
         log.exception("schedule %s failed", name)
     finally:
         release(crm, name, token, error)

@@ -2,6 +2,7 @@
 
 from crmkit.model.access_state import AccessGeneration, attach_all_triggers
 from crmkit.model.api_token import ApiToken
+from crmkit.model.automation import AutomationFailure, AutomationRule
 from crmkit.model.base import (
     Amount,
     Base,
@@ -22,6 +23,7 @@ from crmkit.model.base import (
 from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
 from crmkit.model.conversation import Conversation
 from crmkit.model.jobs import JobSchedule
+from crmkit.model.notify import NotificationPreference
 from crmkit.model.party import (
     ContactKind,
     ContactPoint,
@@ -79,6 +81,8 @@ __all__ = [
     "ApiToken",
     "Attachment",
     "AuditEntry",
+    "AutomationFailure",
+    "AutomationRule",
     "Base",
     "CalendarEvent",
     "CalendarFeed",
@@ -105,6 +109,7 @@ __all__ = [
     "Mention",
     "MessageTemplate",
     "Notification",
+    "NotificationPreference",
     "OutboxItem",
     "OwnedMixin",
     "Party",

@@ -139,6 +139,8 @@ class Task(IdMixin, TimestampMixin, RecordRefMixin, CustomFieldsMixin, Versioned
         IdType, ForeignKey("task.id", ondelete="CASCADE"), index=True
     )
     done_at: Mapped[dt.datetime | None] = mapped_column()
+    #: When the assignee was told the task is overdue (by the background worker).
+    overdue_notified_at: Mapped[dt.datetime | None] = mapped_column()
     escalated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
@@ -153,6 +155,8 @@ class Reminder(IdMixin, TimestampMixin, RecordRefMixin, VersionedMixin, Base):
     created_by_id: Mapped[int | None] = user_fk()
     status: Mapped[str] = mapped_column(String(16), default="pending")
     fired_at: Mapped[dt.datetime | None] = mapped_column()
+    #: When recipients who had not dealt with it were raised to their managers.
+    escalated_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ReminderRecipient(IdMixin, Base):

@@ -426,10 +426,9 @@ class _Planner:
             errors.append((self._column_of("name"), "a name is required"))
         if len(name) > 300:
             errors.append((self._column_of("name"), "longer than 300 characters"))
-        for point in points:
+        for point in points:  # normalized once per row; kept and flagged when invalid
             normalized = contact_key(point["kind"], point["value"], region=self.region)
-            if not normalized.valid:
-                point["invalid"] = True  # kept and flagged, not refused
+            point["invalid"], point["key"] = not normalized.valid, normalized.key
         values.setdefault("kind", kind)
         return values, errors
 
@@ -440,7 +439,10 @@ class _Planner:
         """Exact duplicate keys of a planned party: contacts and the name skeleton."""
         keys = []
         for point in values.get("contact_points") or ():
-            key = contact_key(point["kind"], point["value"], region=self.region).key
+            key = (
+                point.get("key")
+                or contact_key(point["kind"], point["value"], region=self.region).key
+            )
             if point["kind"] != "phone" or sum(c.isdigit() for c in key) >= 6:
                 keys.append(f"{point['kind']}={key}")
         name = values.get("name") or " ".join(
@@ -611,6 +613,7 @@ def _run_batch(
                 seen.setdefault(key, number)
             for point in values.get("contact_points") or ():
                 point.pop("invalid", None)
+                point.pop("key", None)
             creates.append((number, values))
         created = _create(work, run, creates, errors)
         run.done_rows = batch[-1][0]
@@ -656,9 +659,11 @@ def _update(work: Any, party_id: int, values: dict[str, Any]) -> None:
     if changes:
         work.parties.update(party, changes)
     for point in values.get("contact_points") or ():
-        if (point["kind"], contact_key(point["kind"], point["value"], region=region).key) not in (
-            known
-        ):
+        point.pop("invalid", None)
+        key = (
+            point.pop("key", None) or contact_key(point["kind"], point["value"], region=region).key
+        )
+        if (point["kind"], key) not in known:
             work.parties.add_contact(party, point["kind"], point["value"])
     if values.get("tags"):
         work.parties.add_tags([party], values["tags"])

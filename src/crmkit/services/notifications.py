@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 
 from crmkit.clock import utcnow
-from crmkit.model import Notification
+from crmkit.errors import ValidationFailed
+from crmkit.model import Notification, NotificationPreference
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -55,7 +56,91 @@ class NotificationService:
                 publish(user_id, notification.id)
 
             self.work.after_commit(after)
+        self._forward(notification)
         return notification
+
+    def _forward(self, notification: Notification) -> None:
+        """Queue the notification on the channels its user asked for (outbox items)."""
+        preferences = self.work.session.scalars(
+            select(NotificationPreference).where(
+                NotificationPreference.user_id == notification.user_id
+            )
+        ).all()
+        wanted = [
+            p
+            for p in preferences
+            if (not p.kinds or notification.kind in p.kinds) and p.channel in self.work.crm.channels
+        ]
+        if not wanted:
+            return
+        import attrs
+
+        from crmkit.channels import OutboundMessage
+
+        self.work.flush()
+        for preference in wanted:
+            key = f"notification:{notification.id}:{preference.channel}"
+            message = OutboundMessage(
+                channel=preference.channel,
+                to=preference.address,
+                subject=notification.text[:120],
+                body=notification.text,
+                idempotency_key=key,
+                record_entity=notification.record_entity,
+                record_id=notification.record_id,
+            )
+            payload = attrs.asdict(message, recurse=True)
+            payload["attachments"] = []
+            self.work.outbox.add("channel.send", payload, idempotency_key=key)
+
+    def preferences(self, user_id: int | None = None) -> list[NotificationPreference]:
+        """Where the actor's (an admin: anyone's) notifications are forwarded."""
+        user_id = self._whose(user_id)
+        return list(
+            self.work.session.scalars(
+                select(NotificationPreference)
+                .where(NotificationPreference.user_id == user_id)
+                .order_by(NotificationPreference.channel)
+            )
+        )
+
+    def set_preference(
+        self,
+        channel: str,
+        address: str | None,
+        *,
+        kinds: list[str] | None = None,
+        user_id: int | None = None,
+    ) -> NotificationPreference | None:
+        """Forward notifications (of ``kinds``, all when empty) to ``address`` on ``channel``;
+        an empty address stops forwarding there."""
+        user_id = self._whose(user_id)
+        if channel not in self.work.crm.channels:
+            raise ValidationFailed({"channel": [f"no channel {channel!r}"]})
+        existing = self.work.session.scalar(
+            select(NotificationPreference).where(
+                NotificationPreference.user_id == user_id,
+                NotificationPreference.channel == channel,
+            )
+        )
+        if not (address or "").strip():
+            if existing is not None:
+                self.work.session.delete(existing)
+                self.work.flush()
+            return None
+        if existing is None:
+            existing = NotificationPreference(user_id=user_id, channel=channel)
+            self.work.session.add(existing)
+        existing.address = address.strip()
+        existing.kinds = list(kinds or [])
+        self.work.flush()
+        return existing
+
+    def _whose(self, user_id: int | None) -> int:
+        if user_id is None or user_id == self.work.actor.user_id:
+            return self._own()
+        self.work.access.require("user", "update")
+        return user_id
 
     def _own(self) -> int:
         if self.work.actor.user_id is None:

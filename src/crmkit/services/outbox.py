@@ -24,6 +24,24 @@ if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 
+def _insert_statement(dialect: str) -> Any:
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = _INSERTS[dialect] = (
+            insert(OutboxItem.__table__)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(OutboxItem.__table__.c.id)
+        )
+    return statement
+
+
+_INSERTS: dict[str, Any] = {}
+
+
 class OutboxService:
     """Adding items to the outbox and reading their state."""
 
@@ -47,26 +65,31 @@ class OutboxService:
         ``due`` delays the first attempt (a reminder's message, a job to run later).
         """
         key = idempotency_key or f"{kind}:{uuid.uuid4()}"
-        existing = self.work.session.scalar(
-            select(OutboxItem).where(OutboxItem.idempotency_key == key)
-        )
-        if existing is not None:
-            return existing
         now = utcnow()
-        item = OutboxItem(
-            kind=kind,
-            payload=payload,
-            idempotency_key=key,
-            party_id=party_id,
-            actor_id=self.work.actor.user_id,
-            max_attempts=max_attempts,
-            created_at=now,
-            next_attempt_at=due or now,
-        )
-        self.work.session.add(item)
-        self.work.flush()
-        self._wake_after_commit(item.id, due if due and due > now else None)
-        return item
+        values = {
+            "kind": kind,
+            "payload": payload,
+            "idempotency_key": key,
+            "status": "pending",
+            "attempts": 0,
+            "party_id": party_id,
+            "actor_id": self.work.actor.user_id,
+            "max_attempts": max_attempts,
+            "created_at": now,
+            "next_attempt_at": due or now,
+        }
+        # One INSERT on the unit of work's connection, no ORM bookkeeping: this is on the
+        # path of every change with a side effect.  A repeated key inserts nothing.
+        connection = self.work.session.connection()
+        item_id = connection.execute(_insert_statement(connection.dialect.name), values).scalar()
+        if item_id is None:
+            existing = self.work.session.scalar(
+                select(OutboxItem).where(OutboxItem.idempotency_key == key)
+            )
+            assert existing is not None
+            return existing
+        self._wake_after_commit(item_id, due if due and due > now else None)
+        return OutboxItem(id=item_id, **values)
 
     def run_job(
         self,

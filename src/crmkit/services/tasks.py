@@ -197,6 +197,7 @@ class ReminderService(EntityService):
         row.remind_at = until
         row.status = "pending"
         row.fired_at = None
+        row.escalated_at = None
         self.work.audit("reminder", row.id, "snooze", {"remind_at": [None, until.isoformat()]})
         return row
 

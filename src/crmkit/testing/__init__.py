@@ -272,7 +272,8 @@ class Factories:
             ],
         }
         data.update(values)
-        return work.parties.create(data)
+        # test data may repeat names on purpose; screening has its own tests
+        return work.parties.create(data, confirm_duplicates=True)
 
     @classmethod
     def person(cls, work: Any, **values: Any) -> Any:
@@ -280,7 +281,7 @@ class Factories:
         n = cls._next()
         data: dict[str, Any] = {"kind": "person", "first_name": "Иван", "last_name": f"Тестов{n}"}
         data.update(values)
-        return work.parties.create(data)
+        return work.parties.create(data, confirm_duplicates=True)
 
     @classmethod
     def deal(cls, work: Any, **values: Any) -> Any:

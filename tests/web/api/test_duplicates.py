@@ -72,3 +72,13 @@ def test_a_bad_confirmation_flag_is_named(crm, client_for):
     assert created.status_code == 201, created.text
     bad = api.post("party", json={"name": "Ромашка", "confirm_duplicates": "yes"})
     assert "confirm_duplicates" in problem(bad, 422)["errors"]
+
+
+def test_a_merged_away_id_resolves_to_the_survivor(crm, client_for):
+    api = client_for(add_user(crm, "boss", ["admin"]))
+    keep = api.post("party", json={"name": "ООО «Гранит»"}).json()["id"]
+    dupe = api.post("party", json={"name": "Гранит", "confirm_duplicates": True}).json()["id"]
+    with crm.system() as work:
+        work.merges.merge(keep, dupe)
+    answer = api.get(f"party/{dupe}")
+    assert answer.status_code == 200 and answer.json()["id"] == keep

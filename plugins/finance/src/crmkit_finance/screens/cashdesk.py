@@ -251,13 +251,16 @@ async def receivables(request: Request) -> Response:
 
 async def invoices(request: Request) -> Response:
     """Invoices of corporate clients; the accountant issues one for a client's orders."""
-    party_id = optional_id(request.query_params.get("client"))
+    wanted = request.query_params.get("client", "").strip()
+    party_id = int(wanted) if wanted.isdigit() else None
     with work(request) as unit:
         fin = finance(unit)
         listed = list(unit.records("finance_invoice").list(order=["-id"], limit=100))
         clients = client_names(unit, (i.party_id for i in listed))
         may_issue = fin.can("finance_invoice", "create")
         client = unit.parties.get(party_id) if party_id else None
+        # a name finds the clients to choose from
+        matches = list(unit.parties.list(search=wanted, limit=20)) if wanted and not client else []
         uninvoiced = []
         if client is not None and may_issue:
             for order in fin.orders.of_party(client.id):
@@ -277,6 +280,8 @@ async def invoices(request: Request) -> Response:
             "outstanding": outstanding,
             "may_issue": may_issue,
             "client": client,
+            "wanted": wanted,
+            "matches": matches,
             "uninvoiced": uninvoiced,
         },
     )

@@ -63,7 +63,7 @@ def order_panel(work: Any, order: Any) -> dict[str, Any]:
 def client_panel(work: Any, party: Any) -> dict[str, Any] | None:
     """The client's money: receivable, total paid, cashback, orders with something due."""
     fin = finance(work)
-    orders = fin.orders.of_party(party.id, limit=50) if fin.can("finance_order", "read") else []
+    orders = fin.orders.of_party(party.id, limit=20) if fin.can("finance_order", "read") else []
     open_orders = []
     for order in orders:
         if order.cancelled_at is not None:
@@ -81,6 +81,7 @@ def client_panel(work: Any, party: Any) -> dict[str, Any] | None:
         "open_orders": open_orders,
         "currency": fin.base_currency,
         "may_pay": may_pay,
+        "may_ledger": fin.can("finance_ledger", "read"),
         "desks": _desks(work) if may_pay else [],
         "methods": [m for m in METHODS if m != "cashback"],
     }

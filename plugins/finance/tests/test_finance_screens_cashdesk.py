@@ -186,6 +186,8 @@ def test_receivables_and_a_corporate_invoice_paid_by_transfer(shop, signed_in):
     owed = accountant.get("/finance/receivables")
     row = owed.text.split("ООО «Вектор»", 1)[1].split("</tr>", 1)[0]
     assert re.search(r"2\xa0500,00|2,500\.00", row)
+    found = accountant.get("/finance/invoices?client=Вектор")
+    assert f'href="/finance/invoices?client={firm.id}"' in found.text
     form = accountant.get(f"/finance/invoices?client={firm.id}")
     assert f'value="{one.id}"' in form.text and f'value="{two.id}"' in form.text
     issued = accountant.post("/finance/invoices", {"order_id": [one.id, two.id]})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import add_person, attach, new_lead
 from crmkit_denaq import stats
 from crmkit_denaq.distribution import distribution
+from denaq_fixtures import add_person, attach, new_lead
 
 
 def _story(crm, staff):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import new_lead
+from denaq_fixtures import new_lead
 from denaq_web import Client
 
 from crmkit.web.app import create_app

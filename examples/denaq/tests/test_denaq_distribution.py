@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import add_person, new_lead
 from crmkit_denaq.distribution import distribution, summary
+from denaq_fixtures import add_person, new_lead
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed

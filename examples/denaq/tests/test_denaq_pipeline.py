@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import add_person, attach, new_lead
+from denaq_fixtures import add_person, attach, new_lead
 
 from crmkit.errors import MoveRefused
 from crmkit.i18n import translate

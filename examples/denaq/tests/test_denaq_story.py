@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import add_person, attach, new_lead
 from crmkit_denaq import plugin as denaq_plugin
+from denaq_fixtures import add_person, attach, new_lead
 
 from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
 

@@ -140,3 +140,14 @@ def test_the_cashier_cannot_change_salary_settings(shop):
         fin = finance(work)
         assert fin.payroll.owed(shop.cashier.id) == 0
         assert fin.cashback.program() is None
+
+
+def test_every_role_names_a_start_screen_that_exists(fin_crm):
+    for role in fin_crm.roles.values():
+        target = role.start_screen
+        if not target:
+            continue
+        if target.startswith("/reports/"):
+            assert target.removeprefix("/reports/") in fin_crm.reports, (role.name, target)
+        elif not target.startswith("/"):
+            assert target in fin_crm.screens, (role.name, target)

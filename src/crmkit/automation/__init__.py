@@ -1,0 +1,195 @@
+"""The automation assistant: rules "when EVENT and CONDITIONS then ACTIONS".
+
+Plugins define rules in code (``crmkit_register_automations``), admins as data (the
+``automation_rule`` table, edited on the rules screen).  Both have the same shape::
+
+    Rule(
+        "paid-order",
+        when=Trigger("payment.received"),
+        subject=("finance_order", "order_id"),     # act on the order the event names
+        condition={"field": "event.amount", "op": "gte", "value": 1},
+        actions=(Action("move", {"to": "paid"}),
+                 Action("notify", {"to": "owner", "text": "Order {{ record.id }} is paid"})),
+    )
+
+When a change raises a matching event, the rule is queued (an outbox item of kind
+``automation``) in the change's transaction; a worker runs it after commit as the
+assistant, in its own transaction.  So a rule never slows down or blocks the change, a
+failing rule rolls back only its own actions (and is recorded for the admin, see
+``automation_failure``), and everything it did is written on the record's timeline
+signed "assistant".  Events raised by the assistant's own actions trigger no rules
+(no loops).
+
+Triggers (``Trigger.event``):
+
+``record.created``, ``booking.made`` (a calendar event with a resource)
+``stage.entered`` / ``stage.left`` (``stage=`` the stage name)
+``field.changed`` (``field=`` a field name)
+``payment.received`` (raised by the finance plugin), ``task.overdue``
+``booking.upcoming`` (``hours=`` N hours before a booking starts)
+``record.idle`` (``days=`` N days without activity on a party)
+
+Actions (``Action.kind`` and its parameters): ``move`` (``to``), ``assign`` (``user``),
+``create_task`` (``title``, ``assignee``, ``due_in_hours``), ``create_reminder``
+(``text``, ``in_hours``, ``to``), ``notify`` (``text``, ``to``: ``owner``, a username,
+``role:NAME`` or ``team:NAME``), ``send_message`` (``channel``, ``template`` or
+``subject``/``body``, optional ``to``), ``add_note`` (``body``), ``webhook`` (``url``).
+Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``event``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from crmkit.errors import ValidationFailed
+
+TRIGGERS: dict[str, str] = {
+    "record.created": "A record was created",
+    "stage.entered": "A record entered a stage",
+    "stage.left": "A record left a stage",
+    "field.changed": "A field changed",
+    "payment.received": "A payment was received",
+    "task.overdue": "A task became overdue",
+    "booking.made": "A booking was made",
+    "booking.upcoming": "Hours before a booking",
+    "record.idle": "Days without activity",
+}
+
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "move": ("to",),
+    "assign": ("user",),
+    "create_task": ("title",),
+    "create_reminder": ("text",),
+    "notify": ("text",),
+    "send_message": ("channel",),
+    "add_note": ("body",),
+    "webhook": ("url",),
+}
+
+
+@attrs.frozen
+class Trigger:
+    """When a rule runs: an event, narrowed to an entity, a stage or a field."""
+
+    event: str
+    entity: str | None = None
+    stage: str | None = None
+    field: str | None = None
+    hours: float | None = None
+    days: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.event not in TRIGGERS:
+            raise ValidationFailed(
+                {"trigger": [f"unknown event {self.event!r} (one of {', '.join(TRIGGERS)})"]}
+            )
+        if self.event == "booking.upcoming" and not self.hours:
+            raise ValidationFailed({"trigger": ["booking.upcoming needs hours"]})
+        if self.event == "record.idle" and not self.days:
+            raise ValidationFailed({"trigger": ["record.idle needs days"]})
+        if self.event == "field.changed" and not self.field:
+            raise ValidationFailed({"trigger": ["field.changed needs a field"]})
+
+
+@attrs.frozen
+class Action:
+    """Something a rule does; ``params`` depend on ``kind`` (see the module doc)."""
+
+    kind: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        required = ACTIONS.get(self.kind)
+        if required is None:
+            raise ValidationFailed(
+                {"actions": [f"unknown action {self.kind!r} (one of {', '.join(ACTIONS)})"]}
+            )
+        missing = [name for name in required if not self.params.get(name)]
+        if missing:
+            raise ValidationFailed({"actions": [f"{self.kind} needs {', '.join(missing)}"]})
+
+
+@attrs.frozen
+class Rule:
+    """A rule: ``when`` an event happens and ``condition`` holds, do ``actions``.
+
+    ``subject`` names the record the actions work on when it is not the event's own:
+    ``(entity, key)`` reads the id from the event's data (``("finance_order",
+    "order_id")``).  ``condition`` uses the :mod:`crmkit.filters` language over the
+    subject's fields (``custom.x`` for custom fields, ``tags``) and ``event.*`` values.
+    """
+
+    name: str
+    when: Trigger
+    actions: tuple[Action, ...] = attrs.field(converter=tuple)
+    condition: Mapping[str, Any] | None = None
+    subject: tuple[str, str] | None = None
+    label: str = ""
+    source: str = "code"
+
+    def __attrs_post_init__(self) -> None:
+        if not self.actions:
+            raise ValidationFailed({"actions": [f"rule {self.name!r} does nothing"]})
+
+    def to_data(self) -> dict[str, Any]:
+        """The rule as JSON-able data (the shape of the ``automation_rule`` columns)."""
+        trigger = {k: v for k, v in attrs.asdict(self.when).items() if v is not None}
+        if self.subject:
+            trigger["subject"] = list(self.subject)
+        return {
+            "name": self.name,
+            "label": self.label,
+            "trigger": trigger,
+            "condition": dict(self.condition) if self.condition else None,
+            "actions": [{"kind": a.kind, **dict(a.params)} for a in self.actions],
+        }
+
+
+def rule_from_data(
+    name: str,
+    trigger: Mapping[str, Any],
+    actions: list[Mapping[str, Any]],
+    condition: Mapping[str, Any] | None = None,
+    label: str = "",
+) -> Rule:
+    """Build (and so validate) a rule from stored data; ``ValidationFailed`` names the part."""
+    if not isinstance(trigger, Mapping) or "event" not in trigger:
+        raise ValidationFailed({"trigger": ["give the event that starts the rule"]})
+    values = dict(trigger)
+    subject = values.pop("subject", None)
+    known = {f.name for f in attrs.fields(Trigger)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValidationFailed({"trigger": [f"unknown trigger key {unknown[0]!r}"]})
+    if not isinstance(actions, list) or not actions:
+        raise ValidationFailed({"actions": ["a rule needs at least one action"]})
+    built = []
+    for index, action in enumerate(actions, start=1):
+        if not isinstance(action, Mapping) or "kind" not in action:
+            raise ValidationFailed({"actions": [f"action {index} has no kind"]})
+        params = {k: v for k, v in action.items() if k != "kind"}
+        built.append(Action(str(action["kind"]), params))
+    if condition is not None and not isinstance(condition, Mapping):
+        raise ValidationFailed({"condition": ["a condition is an object"]})
+    if condition:
+        from crmkit.filters import evaluate
+
+        try:
+            evaluate(condition, {})
+        except (KeyError, TypeError) as exc:
+            raise ValidationFailed({"condition": [f"malformed condition: {exc}"]}) from None
+    return Rule(
+        name,
+        Trigger(**values),
+        tuple(built),
+        condition=condition or None,
+        subject=tuple(subject) if subject else None,  # type: ignore[arg-type]
+        label=label,
+        source="data",
+    )
+
+
+__all__ = ["ACTIONS", "TRIGGERS", "Action", "Rule", "Trigger", "rule_from_data"]

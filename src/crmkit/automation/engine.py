@@ -1,0 +1,486 @@
+"""Running automation rules: matching events, queueing runs, doing the actions.
+
+* :func:`on_event` (a ``crmkit_handle_event`` implementation) matches the event against
+  every enabled rule and queues each match as an ``automation`` outbox item, in the
+  change's transaction (rules are read once per unit of work).
+* :func:`scan_clock` (the schedule ``crmkit.automation.clock``) queues the time-based
+  triggers: bookings starting within N hours, parties idle for N days.  The outbox's
+  idempotency key makes each (rule, record, moment) queue once however often it scans.
+* :func:`run_queued` (the ``automation`` outbox handler) runs one match in a unit of work
+  acting as the assistant: loads the subject, checks the condition, does the actions,
+  writes them on the timeline.  A failure rolls all of it back and is recorded in
+  ``automation_failure`` (and shown to admins); errors a retry cannot fix are not retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from crmkit import events
+from crmkit.automation import Rule, rule_from_data
+from crmkit.channels import PermanentFailure
+from crmkit.clock import utcnow
+from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.events import DomainEvent
+from crmkit.jobs import Delivery
+from crmkit.model import AutomationFailure, AutomationRule, Team, TeamMember, User, UserRole
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+    from crmkit.services.unit import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+KIND = "automation"
+
+
+# -- which rules ---------------------------------------------------------------------------
+
+
+def code_rules(crm: CRM) -> list[Rule]:
+    """Rules plugins defined in code (``crmkit_register_automations``)."""
+    return list(crm.automations.values())
+
+
+def data_rules(session: Any, *, enabled_only: bool = True) -> list[Rule]:
+    """Rules admins defined; a stored rule that no longer validates is skipped (logged)."""
+    query = select(AutomationRule)
+    if enabled_only:
+        query = query.where(AutomationRule.enabled.is_(True))
+    rules = []
+    for row in session.scalars(query.order_by(AutomationRule.name)):
+        try:
+            rules.append(
+                rule_from_data(row.name, row.trigger, row.actions, row.condition, row.label)
+            )
+        except ValidationFailed as exc:
+            log.warning("automation rule %s is invalid: %s", row.name, exc)
+    return rules
+
+
+class _Rules:
+    """Every enabled rule, read once per unit of work."""
+
+    def __init__(self, work: UnitOfWork) -> None:
+        self.all = code_rules(work.crm) + data_rules(work.session)
+
+
+def rules_of(work: UnitOfWork) -> list[Rule]:
+    """The enabled rules, cached for this unit of work."""
+    return work.service("automation_rules", _Rules).all
+
+
+def find_rule(crm: CRM, session: Any, name: str) -> Rule | None:
+    """A rule (code or data, enabled or not) by name."""
+    if name in crm.automations:
+        return crm.automations[name]
+    return next((r for r in data_rules(session, enabled_only=False) if r.name == name), None)
+
+
+# -- matching events ---------------------------------------------------------------------------
+
+
+def triggers_of(event: DomainEvent) -> list[tuple[str, dict[str, Any]]]:
+    """The automation triggers a domain event stands for, each with what narrows it."""
+    if event.name == events.RECORD_CREATED:
+        found = [("record.created", {})]
+        if event.entity == "calendar_event":
+            found.append(("booking.made", {}))
+        return found
+    if event.name == events.STAGE_MOVED:
+        return [
+            ("stage.entered", {"stage": event.data.get("to")}),
+            ("stage.left", {"stage": event.data.get("from")}),
+        ]
+    if event.name == events.RECORD_UPDATED:
+        return [("field.changed", {"field": f}) for f in (event.data.get("changes") or {})]
+    if event.name in ("payment.received", "task.overdue"):
+        return [(event.name, {})]
+    return []
+
+
+def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -> bool:
+    when = rule.when
+    if when.event != trigger:
+        return False
+    if when.entity and when.entity != entity:
+        return False
+    if when.stage and when.stage != narrow.get("stage"):
+        return False
+    return not (when.field and when.field != narrow.get("field"))
+
+
+def on_event(event: DomainEvent, work: UnitOfWork) -> None:
+    """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
+    if work.actor.assistant:
+        return
+    found = triggers_of(event)
+    if not found:
+        return
+    rules = rules_of(work)
+    if not rules:
+        return
+    for trigger, narrow in found:
+        for rule in rules:
+            if _matches(rule, trigger, narrow, event.entity):
+                queue_run(
+                    work,
+                    rule,
+                    trigger,
+                    event.entity,
+                    event.record_id,
+                    event.data,
+                    party_id=event.party_id,
+                )
+
+
+def queue_run(
+    work: UnitOfWork,
+    rule: Rule,
+    trigger: str,
+    entity: str,
+    record_id: int | None,
+    data: Mapping[str, Any],
+    *,
+    party_id: int | None = None,
+    key: str | None = None,
+) -> None:
+    """Write the outbox item that makes a worker run ``rule`` for this event."""
+    from crmkit.services.records import jsonable
+
+    payload = {
+        "rule": rule.name,
+        "trigger": trigger,
+        "entity": entity,
+        "record_id": record_id,
+        "party_id": party_id,
+        "event": {k: jsonable(v) for k, v in data.items()},
+    }
+    work.outbox.add(KIND, payload, idempotency_key=key, party_id=party_id, max_attempts=3)
+
+
+# -- time-based triggers -------------------------------------------------------------------
+
+
+def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
+    """Queue ``booking.upcoming`` and ``record.idle`` matches; how many were new."""
+    from crmkit.model import CalendarEvent, OutboxItem, Party
+
+    moment = now or utcnow()
+    queued = 0
+    with crm.system() as work:
+        rules = [r for r in rules_of(work) if r.when.event in ("booking.upcoming", "record.idle")]
+        for rule in rules:
+            if rule.when.event == "booking.upcoming":
+                horizon = moment + dt.timedelta(hours=float(rule.when.hours or 0))
+                rows = work.session.execute(
+                    select(CalendarEvent.id, CalendarEvent.starts_at, CalendarEvent.party_id)
+                    .where(
+                        CalendarEvent.starts_at > moment,
+                        CalendarEvent.starts_at <= horizon,
+                        CalendarEvent.status != "cancelled",
+                    )
+                    .limit(1000)
+                ).all()
+                candidates = [
+                    ("calendar_event", r.id, r.party_id, r.starts_at.isoformat()) for r in rows
+                ]
+            else:
+                cutoff = moment - dt.timedelta(days=float(rule.when.days or 0))
+                rows = work.session.execute(
+                    select(Party.id, Party.last_activity_at)
+                    .where(Party.last_activity_at < cutoff)
+                    .limit(1000)
+                ).all()
+                candidates = [("party", r.id, r.id, r.last_activity_at.isoformat()) for r in rows]
+            for entity, record_id, party_id, moment_key in candidates:
+                if rule.when.entity and rule.when.entity != entity:
+                    continue
+                key = f"automation:{rule.name}:{entity}:{record_id}:{moment_key}"
+                exists = work.session.scalar(
+                    select(OutboxItem.id).where(OutboxItem.idempotency_key == key)
+                )
+                if exists is not None:
+                    continue
+                queue_run(
+                    work,
+                    rule,
+                    rule.when.event,
+                    entity,
+                    record_id,
+                    {"at": moment_key},
+                    party_id=party_id,
+                    key=key,
+                )
+                queued += 1
+    return queued
+
+
+# -- running a rule --------------------------------------------------------------------------
+
+
+def _record_values(work: UnitOfWork, entity: str, record: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for column in record.__table__.columns:
+        values[column.key] = getattr(record, column.key, None)
+    for name, value in (values.pop("custom", None) or {}).items():
+        values[f"custom.{name}"] = value
+    return values
+
+
+def _template(work: UnitOfWork, text: str, variables: Mapping[str, Any]) -> str:
+    return str(work.message_templates.render_text("text", str(text), variables))
+
+
+def _users_for(work: UnitOfWork, target: Any, record: Any) -> list[int]:
+    """``owner``, a username or id, ``role:NAME`` or ``team:NAME`` -> user ids."""
+    if target in (None, "owner"):
+        owner = getattr(record, "owner_id", None) or getattr(record, "assignee_id", None)
+        return [owner] if owner else []
+    if isinstance(target, int):
+        return [target]
+    text = str(target)
+    if text.startswith("role:"):
+        return list(work.session.scalars(select(UserRole.user_id).where(UserRole.role == text[5:])))
+    if text.startswith("team:"):
+        return list(
+            work.session.scalars(
+                select(TeamMember.user_id)
+                .join(Team, Team.id == TeamMember.team_id)
+                .where(Team.name == text[5:])
+            )
+        )
+    user = work.session.scalar(select(User.id).where(User.username == text))
+    if user is None:
+        raise ValidationFailed({"to": [f"no user {text!r}"]})
+    return [user]
+
+
+def _one_user(work: UnitOfWork, target: Any, record: Any) -> int:
+    users = _users_for(work, target, record)
+    if not users:
+        raise ValidationFailed({"user": [f"nobody to give it to ({target!r})"]})
+    return users[0]
+
+
+def _act(
+    work: UnitOfWork,
+    rule: Rule,
+    kind: str,
+    params: Mapping[str, Any],
+    entity: str,
+    record: Any,
+    party_id: int | None,
+    variables: Mapping[str, Any],
+) -> str:
+    """Do one action; a line describing what was done (for the timeline)."""
+    ref = (entity, record.id) if record is not None else None
+    if kind == "move":
+        work.moves.move(record, str(params["to"]), comment=f"assistant: {rule.label or rule.name}")
+        return f"moved to {params['to']}"
+    if kind == "assign":
+        user_id = _one_user(work, params["user"], record)
+        field = "assignee_id" if hasattr(record, "assignee_id") else "owner_id"
+        work.records(entity).update(record, {field: user_id})
+        return f"assigned to user {user_id}"
+    if kind == "create_task":
+        due = utcnow() + dt.timedelta(hours=float(params.get("due_in_hours") or 24))
+        assignee = _one_user(work, params.get("assignee", "owner"), record)
+        task = work.tasks.create(
+            {
+                "title": _template(work, params["title"], variables)[:300],
+                "assignee_id": assignee,
+                "deadline": due.isoformat(),
+                "party_id": party_id,
+                **({"record_entity": entity, "record_id": record.id} if record else {}),
+            }
+        )
+        return f"task {task.id}: {task.title}"
+    if kind == "create_reminder":
+        at = utcnow() + dt.timedelta(hours=float(params.get("in_hours") or 0))
+        recipients = [{"user_id": u} for u in _users_for(work, params.get("to", "owner"), record)]
+        if not recipients:
+            raise ValidationFailed({"to": ["nobody to remind"]})
+        reminder = work.reminders.create(
+            {
+                "remind_at": at.isoformat(),
+                "text": _template(work, params["text"], variables),
+                "party_id": party_id,
+                "recipients": recipients,
+                **({"record_entity": entity, "record_id": record.id} if record else {}),
+            }
+        )
+        return f"reminder {reminder.id} at {at:%Y-%m-%d %H:%M} UTC"
+    if kind == "notify":
+        text = _template(work, params["text"], variables)
+        users = _users_for(work, params.get("to", "owner"), record)
+        for user_id in users:
+            work.notifications.notify(user_id, "assistant", text, party_id=party_id, record=ref)
+        return f"told {len(users)} colleague(s): {text}"
+    if kind == "send_message":
+        channel = work.channels.channel(str(params["channel"]))
+        if params.get("template"):
+            template = _find_template(work, params["template"], channel.name)
+            rendered = work.message_templates.render(template, party_id=party_id, record=ref)
+            subject, body = rendered.subject, rendered.body
+        else:
+            subject = _template(work, params.get("subject") or "", variables) or None
+            body = _template(work, params.get("body") or "", variables)
+        to = params.get("to") or _address_of(work, party_id, channel)
+        work.channels.send(
+            channel.name, to=to, body=body, subject=subject, party_id=party_id, record=ref
+        )
+        return f"sent a {channel.name} message to {to}"
+    if kind == "add_note":
+        work.timeline.add_note(
+            party_id=party_id, body=_template(work, params["body"], variables), record=ref
+        )
+        return "added a note"
+    if kind == "webhook":
+        work.outbox.add(
+            "webhook",
+            {"url": params["url"], "json": {"rule": rule.name, **_plain(variables)}},
+            party_id=party_id,
+        )
+        return f"called {params['url']}"
+    raise ValidationFailed({"actions": [f"unknown action {kind!r}"]})
+
+
+def _plain(variables: Mapping[str, Any]) -> dict[str, Any]:
+    from crmkit.services.records import jsonable
+
+    return {
+        "event": {k: jsonable(v) for k, v in (variables.get("event") or {}).items()},
+        "record": {k: jsonable(v) for k, v in (variables.get("record") or {}).items()},
+    }
+
+
+def _find_template(work: UnitOfWork, template: Any, channel: str) -> Any:
+    if isinstance(template, int) or str(template).isdigit():
+        return work.message_templates.get(int(template))
+    for row in work.message_templates.list(channel=channel):
+        if row.name == template:
+            return row
+    raise ValidationFailed({"template": [f"no {channel} template {template!r}"]})
+
+
+def _address_of(work: UnitOfWork, party_id: int | None, channel: Any) -> str:
+    if party_id is None:
+        raise ValidationFailed({"to": ["no client to write to"]})
+    party = work.parties.get(party_id)
+    for point in party.contact_points:
+        if point.kind == channel.address_kind.value:
+            return str(point.value)
+    raise ValidationFailed({"to": [f"the client has no {channel.address_kind.value} address"]})
+
+
+def run_queued(crm: CRM, delivery: Delivery) -> dict[str, Any]:
+    """The ``automation`` outbox handler: run one queued match as the assistant."""
+    payload = delivery.payload
+    try:
+        return _run(crm, payload)
+    except Exception as exc:
+        from crmkit.jobs.delivery import error_text
+
+        error = error_text(exc)
+        record_failure(crm, payload, error)
+        if isinstance(exc, CrmkitError):  # bad data or a refused move: retrying cannot help
+            raise PermanentFailure(error) from exc
+        raise
+
+
+def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
+    with crm.assistant() as work:
+        rule = find_rule(crm, work.session, payload["rule"])
+        if rule is None:
+            return {"skipped": "the rule no longer exists"}
+        entity = payload["entity"]
+        record_id = payload.get("record_id")
+        event = dict(payload.get("event") or {})
+        if rule.subject:
+            entity, key = rule.subject
+            record_id = event.get(key)
+        record = None
+        if record_id is not None and entity in crm.entities:
+            record = work.records(entity).find(record_id)
+            if record is None:
+                return {"skipped": f"{entity} {record_id} is gone"}
+        values = _record_values(work, entity, record) if record is not None else {}
+        values.update({f"event.{k}": v for k, v in event.items()})
+        from crmkit.filters import evaluate
+
+        if not evaluate(rule.condition, values):
+            return {"skipped": "condition not met"}
+        party_id = payload.get("party_id")
+        if record is not None:
+            party_id = work.records(entity).party_id_of(record) or party_id
+        variables = {
+            "record": values,
+            "event": event,
+            "party": {},
+            "today": utcnow().date(),
+        }
+        if party_id is not None:
+            party = work.parties.find(party_id)
+            if party is not None:
+                variables["party"] = {"id": party.id, "name": party.name}
+        done = [
+            _act(work, rule, action.kind, action.params, entity, record, party_id, variables)
+            for action in rule.actions
+        ]
+        if party_id is not None:
+            work.timeline.add(
+                "automation",
+                party_id=party_id,
+                subject=rule.label or rule.name,
+                body="\n".join(done),
+                record=(entity, record.id) if record is not None else None,
+                data={"rule": rule.name, "trigger": payload.get("trigger")},
+            )
+        if rule.source == "data":
+            work.session.execute(
+                update(AutomationRule)
+                .where(AutomationRule.name == rule.name)
+                .values(runs=AutomationRule.runs + 1)
+            )
+        return {"rule": rule.name, "done": done}
+
+
+def record_failure(crm: CRM, payload: Mapping[str, Any], error: str) -> None:
+    """Keep a failed run for the admin (its own transaction: the run's rolled back)."""
+    with crm.system() as work:
+        work.session.add(
+            AutomationFailure(
+                rule=str(payload.get("rule")),
+                event=str(payload.get("trigger")),
+                entity=payload.get("entity"),
+                record_id=payload.get("record_id"),
+                error=error,
+                at=utcnow(),
+            )
+        )
+        work.session.execute(
+            update(AutomationRule)
+            .where(AutomationRule.name == payload.get("rule"))
+            .values(failures=AutomationRule.failures + 1)
+        )
+
+
+def recent_failures(session: Any, rule: str | None = None, limit: int = 50) -> list[Any]:
+    """The newest failures (of one rule, or all)."""
+    query = select(AutomationFailure)
+    if rule:
+        query = query.where(AutomationFailure.rule == rule)
+    return list(session.scalars(query.order_by(AutomationFailure.id.desc()).limit(limit)))
+
+
+def ensure_unique(crm: CRM, names: Iterable[str]) -> None:
+    """Refuse a data rule named like a code rule."""
+    clash = sorted(set(names) & set(crm.automations))
+    if clash:
+        raise ValidationFailed({"name": [f"a rule named {clash[0]!r} is defined in code"]})

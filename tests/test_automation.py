@@ -1,0 +1,265 @@
+"""The automation assistant: rules in code and as data, run after the change, signed,
+failures recorded without blocking anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
+from crmkit.automation import Action, Rule, Trigger
+from crmkit.automation.engine import scan_clock
+from crmkit.clock import utcnow
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.jobs.delivery import deliver_due
+from crmkit.model import Activity, Deal, Notification, OutboxItem, Task
+from crmkit.services.automation import automation
+from crmkit.testing import add_user, factories
+
+
+class Mail:
+    def __init__(self, sent):
+        self.sent = sent
+
+    def send(self, message):
+        self.sent.append(message)
+        return DeliveryReceipt(f"m{len(self.sent)}")
+
+
+CALL = "Call {{ party.name }} about {{ record.title }}"
+NOTE = [{"kind": "add_note", "body": "."}]
+
+
+class RulesPlugin:
+    crmkit_plugin_name = "test_rules"
+
+    def __init__(self):
+        self.sent = []
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [Channel("mail", AddressKind.EMAIL, {Capability.SEND}, lambda crm: Mail(self.sent))]
+
+    @hookimpl
+    def crmkit_register_automations(self):
+        return [
+            Rule(
+                "qualified-big-deal",
+                Trigger("stage.entered", entity="deal", stage="qualified"),
+                (
+                    Action(
+                        "create_task", {"title": "Call {{ party.name }} about {{ record.title }}"}
+                    ),
+                    Action(
+                        "notify", {"to": "role:manager", "text": "Big deal: {{ record.title }}"}
+                    ),
+                ),
+                condition={"field": "amount", "op": "gte", "value": 100000},
+                label="Big deals get a call",
+            )
+        ]
+
+
+@pytest.fixture
+def plugin():
+    return RulesPlugin()
+
+
+@pytest.fixture
+def app(make_crm, plugin):
+    return make_crm(plugins=[plugin])
+
+
+def timeline(crm, party_id, kind="automation"):
+    with crm.system() as work:
+        return list(
+            work.session.scalars(
+                select(Activity).where(Activity.party_id == party_id, Activity.kind == kind)
+            )
+        )
+
+
+def test_code_rule_runs_after_the_change_signed_as_the_assistant(app):
+    boss = add_user(app, "boss", ["manager"])
+    olga = add_user(app, "olga", ["agent"])
+    with app.acting_as(olga) as work:
+        party = factories.organisation(work, name="ООО «Ромашка»")
+        big = factories.deal(work, party_id=party.id, title="Поставка", amount="250000")
+        small = factories.deal(work, party_id=party.id, title="Мелочь", amount="1000")
+        work.moves.move(big, "qualified")
+        work.moves.move(small, "qualified")
+        # queued in the change's transaction, not done in it
+        assert work.session.scalars(select(Task)).all() == []
+    assert deliver_due(app) == {"delivered": 2}
+    with app.system() as work:
+        [task] = work.session.scalars(select(Task)).all()
+        assert task.title == "Call ООО «Ромашка» about Поставка"
+        assert task.assignee_id == olga.id and task.record_id == big.id
+        [told] = work.session.scalars(select(Notification).where(Notification.user_id == boss.id))
+        assert told.text == "Big deal: Поставка" and told.kind == "assistant"
+    [entry] = timeline(app, party.id)
+    assert entry.by_assistant and entry.subject == "Big deals get a call"
+    assert "task" in entry.body and entry.record_id == big.id
+
+
+def test_admin_rule_as_data_with_enable_disable_and_a_templated_client_message(app, plugin):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        work.message_templates.create(
+            name="welcome",
+            channel="mail",
+            language="ru",
+            subject="Здравствуйте, {{ party.name }}",
+            body="Спасибо за обращение!",
+        )
+        automation(work).create(
+            "welcome-new-clients",
+            {"event": "record.created", "entity": "party"},
+            [
+                {"kind": "send_message", "channel": "mail", "template": "welcome"},
+                {"kind": "add_note", "body": "Отправлено приветствие"},
+            ],
+            condition={"field": "kind", "op": "eq", "value": "organisation"},
+            label="Welcome",
+        )
+        party = factories.organisation(work, name="ООО «Лютик»")
+        person = factories.person(work)
+    deliver_due(app)  # the rule, then the mail it queued
+    deliver_due(app)
+    [mail] = plugin.sent
+    assert mail.subject == "Здравствуйте, ООО «Лютик»" and mail.to.endswith("@example.ru")
+    notes = timeline(app, party.id, kind="note")
+    assert [n.body for n in notes] == ["Отправлено приветствие"] and notes[0].by_assistant
+    assert timeline(app, person.id) == []  # condition not met
+    with app.acting_as(admin) as work:
+        automation(work).set_enabled("welcome-new-clients", False)
+        factories.organisation(work)
+    assert deliver_due(app) == {}  # disabled: nothing queued
+    with app.acting_as(admin) as work:
+        [row] = [r for r in automation(work).rules() if r.name == "welcome-new-clients"]
+        assert (row.source, row.enabled, row.runs) == ("data", False, 1)  # acted once
+
+
+def test_bad_rules_are_refused_naming_the_part(app):
+    admin = add_user(app, "root", ["admin"])
+    agent = add_user(app, "agent", ["agent"])
+    with app.acting_as(admin) as work:
+        service = automation(work)
+        with pytest.raises(ValidationFailed, match="unknown event"):
+            service.create("x", {"event": "moon.phase"}, [{"kind": "add_note", "body": "."}])
+        with pytest.raises(ValidationFailed, match="unknown action"):
+            service.create("x", {"event": "record.created"}, [{"kind": "format_disk"}])
+        with pytest.raises(ValidationFailed, match="move needs to"):
+            service.create("x", {"event": "record.created"}, [{"kind": "move"}])
+        with pytest.raises(ValidationFailed, match="defined in code"):
+            service.create(
+                "qualified-big-deal",
+                {"event": "record.created"},
+                [{"kind": "add_note", "body": "."}],
+            )
+    with app.acting_as(agent) as work, pytest.raises(PermissionDenied):
+        automation(work).create(
+            "x", {"event": "record.created"}, [{"kind": "add_note", "body": "."}]
+        )
+
+
+def test_a_failing_rule_never_blocks_the_change_and_is_shown_to_the_admin(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "impossible-move",
+            {"event": "record.created", "entity": "deal"},
+            [{"kind": "move", "to": "won"}],  # new -> won is not an allowed move
+        )
+        deal = factories.deal(work, amount="10")
+    assert deliver_due(app) == {"dead": 1}  # a refused move is not retried
+    with app.system() as work:
+        assert work.session.get(Deal, deal.id).stage == "new"  # the deal is there, unmoved
+        [item] = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == "automation"))
+        assert item.status == "dead"
+    with app.acting_as(admin) as work:
+        [failure] = automation(work).failures()
+        assert failure.rule == "impossible-move" and failure.record_id == deal.id
+        assert failure.error == "MoveRefused: no move from “New” to “Won” in Sales"
+        [row] = [r for r in automation(work).rules() if r.name == "impossible-move"]
+        assert row.failures == 1
+
+
+def test_booking_reminder_the_day_before_is_queued_once(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "remind-day-before",
+            {"event": "booking.upcoming", "hours": 24},
+            [{"kind": "add_note", "body": "Напомнить клиенту о визите"}],
+        )
+        party = factories.person(work)
+        starts = utcnow() + dt.timedelta(hours=20)
+        work.calendar.create(
+            {
+                "title": "ТО",
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + dt.timedelta(hours=1)).isoformat(),
+                "party_id": party.id,
+            }
+        )
+        later = utcnow() + dt.timedelta(days=3)
+        work.calendar.create(
+            {
+                "title": "Ремонт",
+                "starts_at": later.isoformat(),
+                "ends_at": (later + dt.timedelta(hours=1)).isoformat(),
+                "party_id": party.id,
+            }
+        )
+    assert scan_clock(app) == 1
+    assert scan_clock(app) == 0  # the same booking is not queued twice
+    deliver_due(app)
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["Напомнить клиенту о визите"]
+
+
+def test_rules_do_not_trigger_on_the_assistants_own_changes(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "note-on-every-party",
+            {"event": "record.created", "entity": "party"},
+            [{"kind": "create_task", "title": "Знакомство", "assignee": "root"}],
+        )
+        factories.organisation(work)
+    deliver_due(app)
+    assert deliver_due(app) == {}  # the task the assistant created started nothing
+    with app.system() as work:
+        assert len(work.session.scalars(select(Task)).all()) == 1
+
+
+def test_payment_received_acts_on_the_record_the_event_names(make_crm):
+    class PaidPlugin:
+        crmkit_plugin_name = "test_paid"
+
+        @hookimpl
+        def crmkit_register_automations(self):
+            return [
+                Rule(
+                    "paid-deal-qualifies",
+                    Trigger("payment.received"),
+                    (Action("move", {"to": "qualified"}),),
+                    subject=("deal", "order_id"),
+                    condition={"field": "event.amount", "op": "gte", "value": 100},
+                )
+            ]
+
+    app = make_crm(plugins=[PaidPlugin()])
+    olga = add_user(app, "olga", ["agent"])
+    with app.acting_as(olga) as work:
+        deal = factories.deal(work, amount="500")
+        small = factories.deal(work, amount="500")
+        # what the finance plugin raises when a payment is taken for an order
+        work.emit("payment.received", "finance_payment", 1, order_id=deal.id, amount="500.00")
+        work.emit("payment.received", "finance_payment", 2, order_id=small.id, amount="5.00")
+    deliver_due(app)
+    with app.system() as work:
+        assert work.session.get(Deal, deal.id).stage == "qualified"
+        assert work.session.get(Deal, small.id).stage == "new"

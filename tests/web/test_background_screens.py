@@ -1,0 +1,70 @@
+"""Admin screens of background work: failed deliveries and automation rules, RU and EN."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from crmkit.jobs.delivery import deliver_due
+from crmkit.model import AutomationRule, OutboxItem
+
+pytestmark = [pytest.mark.anyio, pytest.mark.sqlite_only]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_dead_letters_show_the_error_and_can_be_retried_or_discarded(crm, web):
+    with crm.system() as work:
+        first = work.outbox.add("webhook", {"url": "ftp://nowhere/1"}).id
+        second = work.outbox.add("webhook", {"url": "ftp://nowhere/2"}).id
+    deliver_due(crm)
+    agent = await web("agent")
+    assert (await agent.get("/admin/dead-letters")).status_code == 404
+    admin = await web("admin", locale="en")
+    page = await admin.get("/admin/dead-letters")
+    assert page.status_code == 200
+    assert "Failed deliveries" in page.text and "webhook url must be http(s)" in page.text
+    response = await admin.post("/admin/dead-letters", {"ids": [str(first)], "action": "retry"})
+    assert response.status_code == 303
+    response = await admin.post("/admin/dead-letters", {"ids": [str(second)], "action": "discard"})
+    assert response.status_code == 303
+    with crm.system() as work:
+        statuses = dict(work.session.execute(select(OutboxItem.id, OutboxItem.status)).all())
+    assert statuses == {first: "pending", second: "discarded"}
+    russian = await web("admin", locale="ru")
+    assert "Неудавшиеся доставки" in (await russian.get("/admin/dead-letters")).text
+
+
+async def test_rules_screen_creates_switches_and_shows_failures(crm, web):
+    admin = await web("admin", locale="en")
+    response = await admin.post(
+        "/admin/automation",
+        {
+            "action": "create",
+            "name": "move-new-deals",
+            "label": "Impossible move",
+            "event": "record.created",
+            "entity": "deal",
+            "actions": '[{"kind": "move", "to": "won"}]',
+        },
+    )
+    assert response.status_code == 303, response.text
+    bad = await admin.post(
+        "/admin/automation",
+        {"action": "create", "name": "bad", "event": "record.created", "actions": "[{"},
+    )
+    assert bad.status_code in (400, 422) and "not valid JSON" in bad.text
+    with crm.system() as work:
+        party = work.parties.create({"kind": "organisation", "name": "ООО «Тест»"})
+        work.deals.create({"title": "Сделка", "party_id": party.id})
+    deliver_due(crm)
+    page = await admin.get("/admin/automation")
+    assert "Impossible move" in page.text and "MoveRefused" in page.text
+    await admin.post("/admin/automation", {"action": "disable", "name": "move-new-deals"})
+    with crm.system() as work:
+        assert work.session.scalar(select(AutomationRule.enabled)) is False
+    russian = await web("admin", locale="ru")
+    assert "Автоматизация" in (await russian.get("/admin/automation")).text
