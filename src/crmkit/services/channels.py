@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 
 from crmkit import events
 from crmkit.builtins.core import crmkit_resolve_party as _core_resolve
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 #: Statuses of records (tasks and the like) that are over: mail no longer joins them.
 CLOSED_STATUSES = frozenset({"done", "cancelled", "closed"})
 
+
+#: Errors that blame one message's data rather than the system (see ``ingest_isolated``).
+BAD_MESSAGE = (ValidationFailed, DataError, IntegrityError)
 
 _TOUCH_PARTY = (
     update(Party)
@@ -226,10 +230,10 @@ class ChannelService:
             conversation = self.work.conversations.note_message(
                 opened.get(key),
                 channel=channel.name,
-                address=message.sender,
-                address_key=key,
-                sender_name=message.sender_name,
-                subject=message.subject,
+                address=message.sender[:320],
+                address_key=key[:320],
+                sender_name=message.sender_name[:300] if message.sender_name else None,
+                subject=message.subject[:500] if message.subject else None,
                 party_id=party_id,
                 record=record,
                 when=when,
@@ -244,7 +248,7 @@ class ChannelService:
                     "occurred_at": when,
                     "actor_id": self.work.actor.user_id,
                     "by_assistant": self.work.actor.assistant,
-                    "subject": message.subject,
+                    "subject": message.subject[:500] if message.subject else None,
                     "body": message.body,
                     "data": {
                         "from": message.sender,
@@ -297,6 +301,34 @@ class ChannelService:
                 status=status,
             )
         return results
+
+    def ingest_isolated(
+        self, messages: list[InboundMessage]
+    ) -> tuple[list[Activity | None], dict[int, str]]:
+        """:meth:`ingest_many`, where a message refused for its own content spoils nothing.
+
+        The batch runs in a savepoint.  When it fails on a message's data (a refusal of a
+        ``crmkit_message_received`` handler with :class:`ValidationFailed`, a value the
+        database rejects), it is undone and run again message by message, each in its own
+        savepoint: the others are recorded and the refused ones come back as
+        ``{index: reason}`` for the caller to report.  Any other error (a handler down, the
+        database gone) propagates, so the caller's whole transaction is retried later.
+        """
+        try:
+            with self.work.savepoint():
+                return self.ingest_many(messages), {}
+        except BAD_MESSAGE:
+            pass  # find the culprits one by one
+        results: list[Activity | None] = []
+        failures: dict[int, str] = {}
+        for index, message in enumerate(messages):
+            try:
+                with self.work.savepoint():
+                    results.append(self.ingest_many([message])[0])
+            except BAD_MESSAGE as exc:
+                results.append(None)
+                failures[index] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
+        return results, failures
 
     def _store_files(
         self, message: InboundMessage, activity: Activity, party_id: int | None

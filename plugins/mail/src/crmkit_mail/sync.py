@@ -46,6 +46,8 @@ class SyncReport:
     fetched: int = 0
     recorded: int = 0
     duplicates: int = 0
+    #: messages refused for their content, as "UID n: reason" (skipped, the rest recorded)
+    failures: list[str] = attrs.Factory(list)
     bounces: int = 0
     restarted: bool = False
     error: str | None = None
@@ -123,8 +125,14 @@ def record_batch(
                 report.bounces += 1
                 continue
             messages.append(inbound(parsed, fetched, report.account))
-        # one unit of work for the batch: a few statements, not a few per message
-        for activity in work.channels.ingest_many(messages):
+        # one unit of work for the batch: a few statements, not a few per message; a message
+        # refused for its content is left out (and reported) rather than stopping the mailbox
+        activities, failures = work.channels.ingest_isolated(messages)
+        for index, reason in failures.items():
+            report.failures.append(f"UID {messages[index].meta.get('uid')}: {reason}")
+        for index, activity in enumerate(activities):
+            if index in failures:
+                continue
             if activity is None:
                 report.duplicates += 1
             else:
@@ -195,7 +203,7 @@ def sync_account(
                 break
             if after_batch is not None:
                 after_batch(report)
-        _finish(crm, account_id, None)
+        _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         _finish(crm, account_id, report.error)
@@ -204,6 +212,12 @@ def sync_account(
         if own:
             box.close()
     return report
+
+
+def _failures_text(failures: list[str]) -> str | None:
+    if not failures:
+        return None
+    return f"{len(failures)} message(s) not recorded: " + "; ".join(failures)[:900]
 
 
 def _finish(crm: CRM, account_id: int, error: str | None) -> None:
