@@ -201,3 +201,23 @@ def test_a_call_is_one_timeline_entry_across_phases(crm):
             "answered",
             "ended",
         }
+
+
+def test_a_file_too_large_is_dropped_with_a_note_and_spoils_nothing(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"storage.max_upload_mb": 1})
+    big = Attachment("чертёж.dwg", "application/acad", b"x" * (1024 * 1024 + 1))
+    small = Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")
+    with crm.system() as work:
+        heavy, light = work.channels.ingest_many(
+            [
+                message("<big@x>", attachments=[small, big]),
+                message("<small@x>", attachments=[small]),
+            ]
+        )
+    with crm.system() as work:
+        heavy, light = work.session.get(Activity, heavy.id), work.session.get(Activity, light.id)
+        assert "чертёж.dwg" in heavy.data["dropped_attachments"]
+        assert "attachments" not in heavy.data  # all or none of a message's files
+        assert len(light.data["attachments"]) == 1
+        stored = work.attachments.get(light.data["attachments"][0])
+        assert stored.filename == "счёт.pdf" and stored.record_id == light.id
