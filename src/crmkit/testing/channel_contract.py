@@ -281,7 +281,8 @@ class ChannelContract:
         claim = _delivery().claim
         self._send(app, channel_peer, 11, "claimed then orphaned")
         (item,) = _outbox(app)
-        assert claim(app, item.id) is not None  # a worker took it, then died
+        claimed, _token = claim(app, [item.id])
+        assert len(claimed) == 1  # a worker took it, then died
         deliver_outbox(app)
         assert channel_peer.sent() == []  # still leased to the dead worker
         make_due(app)  # the lease ran out
