@@ -278,7 +278,7 @@ class ChannelContract:
     def test_a_worker_dying_mid_delivery_loses_nothing(
         self, app: Any, channel_peer: ChannelPeer
     ) -> None:
-        claim = _delivery().claim
+        claim = _delivery().claim_batch
         self._send(app, channel_peer, 11, "claimed then orphaned")
         (item,) = _outbox(app)
         claimed, _token = claim(app, [item.id])
