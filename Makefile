@@ -41,7 +41,7 @@ install: $(BIN)/.installed assets
 
 # The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
-	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq
+	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq --plugin mail
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
 		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
@@ -51,7 +51,8 @@ demo: install
 # The car service example (examples/carservice): a demo year for two branches, on port 8001.
 CARSERVICE_DIR ?= var/demo-carservice
 demo-carservice: install
-	@test -f $(CARSERVICE_DIR)/crmkit.toml || $(BIN)/crmkit init $(CARSERVICE_DIR) --no-migrate
+	@test -f $(CARSERVICE_DIR)/crmkit.toml || $(BIN)/crmkit init $(CARSERVICE_DIR) --no-migrate \
+		--plugin finance --plugin booking --plugin mail --plugin carservice
 	$(BIN)/crmkit --config $(CARSERVICE_DIR) db upgrade
 	@$(BIN)/crmkit --config $(CARSERVICE_DIR) user list | grep -q . || \
 		$(BIN)/crmkit --config $(CARSERVICE_DIR) demo carservice

@@ -102,9 +102,9 @@ def test_webhook_reaches_the_peer_with_its_idempotency_key(make_crm, peer):
 def test_one_claim_at_a_time_and_a_lapsed_lease_is_claimed_again(make_crm, peer):
     crm = make_crm(settings={"outbox.lease_seconds": 30})
     item_id = add_webhook(crm, peer.url)
-    claimed, _ = claim(crm, [item_id])
-    assert [d.item_id for d in claimed] == [item_id]
-    assert claim(crm, [item_id])[0] == []  # a second worker gets nothing
+    claimed = claim(crm, item_id)
+    assert claimed is not None and claimed[0].item_id == item_id
+    assert claim(crm, item_id) is None  # a second worker gets nothing
     # the first worker dies; once its lease ran out, another worker takes the item
     with crm.engine.begin() as connection:
         connection.execute(

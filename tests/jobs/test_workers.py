@@ -57,14 +57,14 @@ def test_killed_worker_mid_delivery_is_retried_and_the_peer_acts_once(deploy, pe
         item_id = work.outbox.add(
             "webhook", {"url": peer.url, "json": {"n": 1}}, idempotency_key="kill-1"
         ).id
-    assert peer.wait_for_requests(1, timeout=20), crm.logs()
+    assert peer.wait_for_requests(1, timeout=90), crm.logs()
     assert status_of(crm, item_id) == "delivering"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     peer.release()
 
     crm.start_worker(concurrency=1)
-    assert wait_until(lambda: status_of(crm, item_id) == "delivered", timeout=30), crm.logs()
+    assert wait_until(lambda: status_of(crm, item_id) == "delivered", timeout=90), crm.logs()
     assert peer.request_count("kill-1") == 2  # delivered again after the lease ran out...
     assert peer.accepted_count("kill-1") == 1  # ...and the peer acted on it once
     attempts = crm.scalar("SELECT attempts FROM outbox_item WHERE id = :i", i=item_id)
@@ -118,7 +118,7 @@ def test_peer_down_retries_then_dead_letter_then_admin_retry(deploy, peer):
         item_id = work.outbox.add(
             "webhook", {"url": peer.url}, idempotency_key="down-1", max_attempts=3
         ).id
-    assert wait_until(lambda: status_of(crm, item_id) == "dead", timeout=30), crm.logs()
+    assert wait_until(lambda: status_of(crm, item_id) == "dead", timeout=90), crm.logs()
     assert peer.request_count("down-1") == 3 and peer.accepted_count("down-1") == 0
 
     failed = crm.cli("jobs", "failed")
@@ -128,7 +128,7 @@ def test_peer_down_retries_then_dead_letter_then_admin_retry(deploy, peer):
     peer.down = False
     retried = crm.cli("jobs", "retry", str(item_id))
     assert retried.exit_code == 0, retried.output
-    assert wait_until(lambda: status_of(crm, item_id) == "delivered", timeout=20), crm.logs()
+    assert wait_until(lambda: status_of(crm, item_id) == "delivered", timeout=90), crm.logs()
     assert peer.accepted_count("down-1") == 1
     assert "no failed deliveries" in crm.cli("jobs", "failed").stdout
 
@@ -150,7 +150,7 @@ def test_two_workers_never_run_one_schedule_at_once(deploy, tmp_path):
             for pid, start, end in (line.split() for line in runs_file.read_text().splitlines())
         ]
 
-    assert wait_until(lambda: len(runs()) >= 4, timeout=30), crm.logs()
+    assert wait_until(lambda: len(runs()) >= 4, timeout=90), crm.logs()
     ordered = sorted(runs(), key=lambda run: run[1])
     for before, after in itertools.pairwise(ordered):
         assert after[1] >= before[2] - 0.01, f"runs overlap: {before} and {after}"

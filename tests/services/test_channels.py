@@ -115,6 +115,37 @@ def test_unknown_sender_becomes_a_lead_when_configured(make_crm, plugin):
         assert [c.key for c in lead.contact_points] == ["boss@newfirm.ru"]
 
 
+def test_a_batch_is_recorded_like_its_messages_one_by_one(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"channels.unknown_sender": "lead"})
+    with crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "client@romashka.ru"}]
+        )
+        work.channels.ingest(message("<old@x>"))
+    batch = [
+        message("<old@x>"),  # recorded before
+        message("<b1@x>", sender="boss@newfirm.ru", sender_name="Олег"),
+        message("<b2@x>"),
+        message("<b3@x>", sender="Boss@NewFirm.ru"),  # the same stranger again
+        message("<b2@x>"),  # twice in the batch
+    ]
+    with crm.system() as work:
+        results = work.channels.ingest_many(batch)
+        assert [r is None for r in results] == [True, False, False, False, True]
+        assert results[2].party_id == client.id
+        lead_id = results[1].party_id
+        assert lead_id not in (None, client.id) and results[3].party_id == lead_id
+        assert work.parties.get(lead_id).name == "Олег"
+        conversations = {c.address_key: c.unread for c in work.conversations.list(limit=10)}
+        assert conversations == {"client@romashka.ru": 2, "boss@newfirm.ru": 2}
+    assert [external for external, _ in plugin.received] == [
+        "<old@x>",
+        "<b1@x>",
+        "<b2@x>",
+        "<b3@x>",
+    ]
+
+
 def test_send_goes_through_the_outbox_in_the_same_transaction(crm):
     with crm.system() as work:
         client = factories.organisation(work)
@@ -170,3 +201,23 @@ def test_a_call_is_one_timeline_entry_across_phases(crm):
             "answered",
             "ended",
         }
+
+
+def test_a_file_too_large_is_dropped_with_a_note_and_spoils_nothing(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"storage.max_upload_mb": 1})
+    big = Attachment("чертёж.dwg", "application/acad", b"x" * (1024 * 1024 + 1))
+    small = Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")
+    with crm.system() as work:
+        heavy, light = work.channels.ingest_many(
+            [
+                message("<big@x>", attachments=[small, big]),
+                message("<small@x>", attachments=[small]),
+            ]
+        )
+    with crm.system() as work:
+        heavy, light = work.session.get(Activity, heavy.id), work.session.get(Activity, light.id)
+        assert "чертёж.dwg" in heavy.data["dropped_attachments"]
+        assert "attachments" not in heavy.data  # all or none of a message's files
+        assert len(light.data["attachments"]) == 1
+        stored = work.attachments.get(light.data["attachments"][0])
+        assert stored.filename == "счёт.pdf" and stored.record_id == light.id

@@ -28,6 +28,54 @@ def test_order_lines_discount_and_totals(shop):
     assert order.number and order.stage == "new"
 
 
+def test_lines_added_at_once_give_the_same_books_as_one_by_one(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        one_by_one = shop.order(work, discount_percent="10")
+        fin.orders.add_line(one_by_one, shop.oil_change.id, main=True)
+        fin.orders.add_line(one_by_one, shop.oil.id, qty="2")
+        at_once = shop.order(work, discount_percent="10")
+        lines = fin.orders.add_lines(
+            at_once,
+            [
+                {"item_id": shop.oil_change.id, "main": True},
+                {"item_id": shop.oil.id, "qty": "2"},
+            ],
+        )
+        assert [line.position for line in lines] == [1, 2]
+        assert fin.orders.totals(at_once) == fin.orders.totals(one_by_one)
+        assert [(x.amount, x.cost) for x in lines] == [
+            (x.amount, x.cost) for x in fin.orders.lines(one_by_one)
+        ]
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 6  # 10 - 2 - 2
+        work.moves.move(at_once, "in_work")
+        work.moves.move(at_once, "done")
+        # on a completed order, lines added at once are recognized at once
+        [extra] = fin.orders.add_lines(at_once, [{"item_id": shop.diagnostics.id}])
+        assert extra.recognized_on == at_once.completed_on and extra.position == 3
+
+
+def test_a_refused_line_among_many_writes_none_of_them(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    with (
+        pytest.raises(ValidationFailed, match="only 10 l"),
+        shop.crm.acting_as(shop.manager) as work,
+    ):
+        finance(work).orders.add_lines(
+            order.id,
+            [{"item_id": shop.oil_change.id}, {"item_id": shop.oil.id, "qty": "11"}],
+        )
+    with (
+        pytest.raises(ValidationFailed, match=r"lines\[2\]"),
+        shop.crm.acting_as(shop.manager) as work,
+    ):
+        finance(work).orders.add_lines(order.id, [{"item_id": shop.oil.id}, {"qty": "1"}])
+    with shop.crm.acting_as(shop.manager) as work:
+        assert finance(work).orders.lines(order.id) == []
+        assert finance(work).stock.level(shop.oil.id, shop.branch.id).qty == 10
+
+
 def test_goods_cannot_exceed_stock_and_nothing_is_written(shop):
     with shop.crm.acting_as(shop.manager) as work:
         order = shop.order(work)

@@ -147,6 +147,32 @@ def test_a_batch_that_fails_is_not_half_recorded(mail_crm, account, dovecot, ima
     assert sync_account(mail_crm, account).recorded == 3
 
 
+def test_a_refused_message_does_not_stop_its_batch(mail_crm, account, dovecot, imap_user):
+    from crmkit import hookimpl
+    from crmkit.errors import ValidationFailed
+
+    for n in range(4):
+        deliver(dovecot, imap_user, simple(n))
+
+    class RefusesOne:
+        @hookimpl
+        def crmkit_message_received(self, work, message, activity):
+            if message.body.endswith("2"):
+                raise ValidationFailed({"body": ["not for us"]})
+
+    mail_crm.pm.register(RefusesOne())
+    report = sync_account(mail_crm, account, batch_size=10)
+
+    assert [m.body for m in mails(mail_crm)] == [f"Письмо номер {n}" for n in (0, 1, 3)]
+    assert report.recorded == 3 and len(report.failures) == 1
+    assert report.failures[0].startswith("UID 3:") and "not for us" in report.failures[0]
+    with mail_crm.system() as work:
+        stored = work.session.get(MailAccount, account)
+        assert stored.last_uid == 4 and "UID 3" in stored.last_error
+        # the neighbours' conversation counts them and nothing of the refused one
+        assert work.conversations.list(limit=10)[0].unread == 3
+
+
 def test_new_uidvalidity_rereads_without_duplicates(mail_crm, account, dovecot, imap_user):
     settings = dovecot.settings(imap_user)
     with ImapMailbox(settings) as box:

@@ -34,12 +34,19 @@ Actions (``Action.kind`` and its parameters): ``move`` (``to``), ``assign`` (``u
 (``text``, ``in_hours``, ``to``), ``notify`` (``text``, ``to``: ``owner``, a username,
 ``role:NAME`` or ``team:NAME``), ``send_message`` (``channel``, ``template`` or
 ``subject``/``body``, optional ``to``), ``add_note`` (``body``), ``webhook`` (``url``).
-Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``event``.
+Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``event`` and
+``zone`` (the ``locale.timezone`` setting: ``{{ record.starts_at|local(zone)|date("%d.%m.%Y
+%H:%M") }}`` writes a moment in local time).  Conditions see the subject's fields, ``event.*``
+and the client's first address of each kind (``party.email``, ``party.phone``,
+``party.messenger``, ``None`` when the client has none), so one rule can write to clients
+with an address and another give the staff a task for the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -192,4 +199,35 @@ def rule_from_data(
     )
 
 
-__all__ = ["ACTIONS", "TRIGGERS", "Action", "Rule", "Trigger", "rule_from_data"]
+_PAUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("automation_paused", default=False)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No rule reacts to changes made inside the block (in this thread or task).
+
+    For writing history that already happened (demo data, imports of past orders): a year
+    of generated payments must not ask a year of clients for reviews.
+    """
+    token = _PAUSED.set(True)
+    try:
+        yield
+    finally:
+        _PAUSED.reset(token)
+
+
+def is_paused() -> bool:
+    """Whether rules are paused here (see :func:`paused`)."""
+    return _PAUSED.get()
+
+
+__all__ = [
+    "ACTIONS",
+    "TRIGGERS",
+    "Action",
+    "Rule",
+    "Trigger",
+    "is_paused",
+    "paused",
+    "rule_from_data",
+]

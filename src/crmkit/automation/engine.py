@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
 from crmkit import events
-from crmkit.automation import Rule, rule_from_data
+from crmkit.automation import Rule, is_paused, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import CrmkitError, ValidationFailed
@@ -63,15 +64,33 @@ def data_rules(session: Any, *, enabled_only: bool = True) -> list[Rule]:
     return rules
 
 
+#: Seconds a process keeps admins' rules before reading them again (edits made in the
+#: process itself apply at once; other processes see them within this time).
+RULES_TTL = 5.0
+
+_cache: weakref.WeakKeyDictionary[Any, tuple[float, list[Rule]]] = weakref.WeakKeyDictionary()
+
+
+def forget_rules(crm: CRM) -> None:
+    """Drop this process's copy of the admins' rules (after an edit)."""
+    _cache.pop(crm, None)
+
+
 class _Rules:
-    """Every enabled rule, read once per unit of work."""
+    """Every enabled rule, for one unit of work."""
 
     def __init__(self, work: UnitOfWork) -> None:
-        self.all = code_rules(work.crm) + data_rules(work.session)
+        import time
+
+        now = time.monotonic()
+        cached = _cache.get(work.crm)
+        if cached is None or now - cached[0] > RULES_TTL:
+            cached = _cache[work.crm] = (now, data_rules(work.session))
+        self.all = code_rules(work.crm) + cached[1]
 
 
 def rules_of(work: UnitOfWork) -> list[Rule]:
-    """The enabled rules, cached for this unit of work."""
+    """The enabled rules (admins' ones read at most every few seconds per process)."""
     return work.service("automation_rules", _Rules).all
 
 
@@ -117,7 +136,7 @@ def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -
 
 def on_event(event: DomainEvent, work: UnitOfWork) -> None:
     """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
-    if work.actor.assistant:
+    if work.actor.assistant or is_paused():
         return
     found = triggers_of(event)
     if not found:
@@ -412,23 +431,31 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
                 return {"skipped": f"{entity} {record_id} is gone"}
         values = _record_values(work, entity, record) if record is not None else {}
         values.update({f"event.{k}": v for k, v in event.items()})
+        party_id = payload.get("party_id")
+        if record is not None:
+            party_id = work.records(entity).party_id_of(record) or party_id
+        party_values: dict[str, Any] = {}
+        if party_id is not None:
+            party = work.parties.find(party_id)
+            if party is not None:
+                party_values = {"id": party.id, "name": party.name}
+                for point in party.contact_points:  # the first address of each kind
+                    party_values.setdefault(str(point.kind), point.value)
+        # conditions may ask for the client's addresses: party.email, party.phone ...
+        values.update({f"party.{k}": v for k, v in party_values.items()})
+        for kind in ("email", "phone", "messenger"):
+            values.setdefault(f"party.{kind}", None)
         from crmkit.filters import evaluate
 
         if not evaluate(rule.condition, values):
             return {"skipped": "condition not met"}
-        party_id = payload.get("party_id")
-        if record is not None:
-            party_id = work.records(entity).party_id_of(record) or party_id
         variables = {
             "record": values,
             "event": event,
-            "party": {},
+            "party": party_values,
             "today": utcnow().date(),
+            "zone": str(work.crm.config["locale.timezone"]),
         }
-        if party_id is not None:
-            party = work.parties.find(party_id)
-            if party is not None:
-                variables["party"] = {"id": party.id, "name": party.name}
         done = [
             _act(work, rule, action.kind, action.params, entity, record, party_id, variables)
             for action in rule.actions

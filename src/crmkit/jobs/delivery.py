@@ -76,7 +76,13 @@ def _bookkeeping(crm: CRM) -> Iterator[Connection]:
         yield connection
 
 
-def claim(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
+def claim(crm: CRM, item_id: int) -> tuple[Delivery, str] | None:
+    """Claim one due, free item: its delivery and the claim's token, or ``None``."""
+    deliveries, token = claim_batch(crm, [item_id])
+    return (deliveries[0], token) if deliveries else None
+
+
+def claim_batch(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
     """Claim those of ``item_ids`` that are due and free; the claimed ones and the token."""
     now = utcnow()
     token = uuid.uuid4().hex
@@ -207,7 +213,7 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
     statement and its outcomes written in one transaction; a batch that runs past half
     the lease hands its remaining items back untouched, so that no claim outlives its lease.
     """
-    deliveries, token = claim(crm, item_ids)
+    deliveries, token = claim_batch(crm, item_ids)
     if not deliveries:
         return {}
     budget = float(crm.config["outbox.lease_seconds"]) / 2

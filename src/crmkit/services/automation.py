@@ -10,7 +10,7 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.automation import Rule, rule_from_data
-from crmkit.automation.engine import data_rules, ensure_unique, recent_failures
+from crmkit.automation.engine import data_rules, ensure_unique, forget_rules, recent_failures
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import AutomationRule
@@ -96,6 +96,7 @@ class AutomationService:
         self.work.session.add(row)
         self.work.flush()
         self.work.audit("automation_rule", row.id, "create", {"name": [None, name]})
+        self._changed()
         return row
 
     def _row(self, name: str) -> AutomationRule:
@@ -114,6 +115,7 @@ class AutomationService:
             )
             row.enabled = enabled
             row.updated_at = utcnow()
+            self._changed()
         return row
 
     def delete(self, name: str) -> None:
@@ -122,6 +124,13 @@ class AutomationService:
         row = self._row(name)
         self.work.audit("automation_rule", row.id, "delete", {"name": [name, None]})
         self.work.session.delete(row)
+        self._changed()
+
+    def _changed(self) -> None:
+        # now (the same transaction may go on to trigger the rule) and after commit
+        crm = self.work.crm
+        forget_rules(crm)
+        self.work.after_commit(lambda: forget_rules(crm))
 
     def failures(self, rule: str | None = None, limit: int = 50) -> list[Any]:
         """Recent failed runs, newest first, with their error."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 
 from crmkit import events
+from crmkit.builtins.core import crmkit_resolve_party as _core_resolve
 from crmkit.channels import (
     AddressKind,
     CallEvent,
@@ -30,7 +32,7 @@ from crmkit.channels import (
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
-from crmkit.model import Activity, ContactPoint
+from crmkit.model import Activity, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
 
 if TYPE_CHECKING:
@@ -39,6 +41,23 @@ if TYPE_CHECKING:
 
 #: Statuses of records (tasks and the like) that are over: mail no longer joins them.
 CLOSED_STATUSES = frozenset({"done", "cancelled", "closed"})
+
+
+#: Errors that blame one message's data rather than the system (see ``ingest_isolated``).
+BAD_MESSAGE = (ValidationFailed, DataError, IntegrityError)
+
+_TOUCH_PARTY = (
+    update(Party)
+    .where(
+        Party.id == bindparam("party"),
+        (Party.last_activity_at < bindparam("when")) | Party.last_activity_at.is_(None),
+    )
+    .values(last_activity_at=bindparam("when"))
+)
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def address_key(channel: Channel, address: str, region: str) -> str:
@@ -141,75 +160,268 @@ class ChannelService:
 
     def ingest(self, message: InboundMessage) -> Activity | None:
         """Record an inbound message once; returns ``None`` when it was already recorded."""
-        channel = self.channel(message.channel)
-        existing = self.work.session.scalar(
-            select(Activity.id).where(
-                Activity.channel == channel.name, Activity.external_id == message.external_id
-            )
-        )
-        if existing is not None:
-            return None
-        party_id = self.resolve(channel.address_kind.value, message.sender, channel.service)
-        status = "new"
-        if party_id is None:
-            party_id, status = self._unknown_sender(channel, message)
-        record = self.thread_record(channel.name, message.thread_refs)
-        activity = self.work.timeline.add(
-            channel.activity_kind,
-            party_id=party_id,
-            subject=message.subject,
-            body=message.body,
-            record=record,
-            direction="in",
-            channel=channel.name,
-            external_id=message.external_id,
-            occurred_at=message.received_at or utcnow(),
-            status=status,
-            data={
-                "from": message.sender,
-                "from_name": message.sender_name,
-                "to": list(message.recipients),
-                "refs": list(message.thread_refs),
-                "account": message.account,
-                "has_html": bool(message.html),
-                **message.meta,
-            },
-        )
-        self.work.flush()
-        stored_ids = []
-        for attachment in message.attachments:
-            if attachment.data is None:
+        return self.ingest_many([message])[0]
+
+    def ingest_many(self, messages: list[InboundMessage]) -> list[Activity | None]:
+        """Record a batch of inbound messages, each once; ``None`` for those already recorded.
+
+        The batch costs a handful of statements, not a handful per message: one query for
+        the messages recorded already, one for the senders' parties, one for the threads,
+        one for the open conversations, one INSERT of every timeline entry.  Senders nobody
+        owns are handled per ``channels.unknown_sender`` (one lead per address, however many
+        of its messages the batch holds).  Files of a message are stored in a savepoint: a
+        file refused (too large...) leaves the message without files, noted in its data as
+        ``dropped_attachments``, and does not affect the rest of the batch.
+        """
+        results: list[Activity | None] = [None] * len(messages)
+        if not messages:
+            return results
+        session = self.work.session
+        region = self.region
+        todo: list[tuple[int, InboundMessage, Channel, str]] = []
+        seen: set[tuple[str, str]] = set()
+        by_channel: dict[str, list[str]] = {}
+        for message in messages:
+            by_channel.setdefault(message.channel, []).append(message.external_id)
+        recorded: set[tuple[str, str]] = set()
+        for name, ids in by_channel.items():
+            self.channel(name)
+            for chunk in _chunks(sorted(set(ids))):
+                recorded.update(
+                    (name, external_id)
+                    for external_id in session.scalars(
+                        select(Activity.external_id).where(
+                            Activity.channel == name, Activity.external_id.in_(chunk)
+                        )
+                    )
+                )
+        for index, message in enumerate(messages):
+            marker = (message.channel, message.external_id)
+            if marker in recorded or marker in seen:
                 continue
-            # kept on the message even while it waits in triage (the party comes later)
-            stored = self.work.attachments.add(
-                attachment.filename or "attachment",
-                attachment.data,
+            seen.add(marker)
+            channel = self.channel(message.channel)
+            todo.append((index, message, channel, address_key(channel, message.sender, region)))
+        if not todo:
+            return results
+        parties = self._resolve_keys({(c.address_kind.value, c.service, k) for _, _, c, k in todo})
+        threads = self._thread_records(todo)
+        rows: list[dict[str, Any]] = []
+        planned: list[tuple[int, InboundMessage, Channel, str, int | None, str]] = []
+        touched: dict[int, Any] = {}
+        open_by_channel: dict[str, dict[str, Any]] = {}
+        for index, message, channel, key in todo:
+            lookup = (channel.address_kind.value, channel.service, key)
+            party_id = parties.get(lookup)
+            status = "new"
+            if party_id is None:
+                party_id, status = self._unknown_sender(channel, message)
+                if party_id is not None:
+                    parties[lookup] = party_id  # the next message from them joins the lead
+            record = self._thread_of(channel.name, message.thread_refs, threads)
+            threads[(channel.name, message.external_id)] = record
+            when = message.received_at or utcnow()
+            if channel.name not in open_by_channel:
+                keys = [k for _, m, _, k in todo if m.channel == channel.name]
+                open_by_channel[channel.name] = self.work.conversations.open_by_key(
+                    channel.name, keys
+                )
+            opened = open_by_channel[channel.name]
+            conversation = self.work.conversations.note_message(
+                opened.get(key),
+                channel=channel.name,
+                address=message.sender[:320],
+                address_key=key[:320],
+                sender_name=message.sender_name[:300] if message.sender_name else None,
+                subject=message.subject[:500] if message.subject else None,
                 party_id=party_id,
-                record=("activity", activity.id),
-                content_type=attachment.content_type,
-                timeline=False,
+                record=record,
+                when=when,
+                open_by_key=opened,
             )
-            stored_ids.append(stored.id)
+            if party_id is not None and (party_id not in touched or touched[party_id] < when):
+                touched[party_id] = when
+            rows.append(
+                {
+                    "party_id": party_id,
+                    "kind": channel.activity_kind,
+                    "occurred_at": when,
+                    "actor_id": self.work.actor.user_id,
+                    "by_assistant": self.work.actor.assistant,
+                    "subject": message.subject[:500] if message.subject else None,
+                    "body": message.body,
+                    "data": {
+                        "from": message.sender,
+                        "from_name": message.sender_name,
+                        "to": list(message.recipients),
+                        "refs": list(message.thread_refs),
+                        "account": message.account,
+                        "has_html": bool(message.html),
+                        **message.meta,
+                    },
+                    "direction": "in",
+                    "channel": channel.name,
+                    "external_id": message.external_id,
+                    "status": status,
+                    "pinned": False,
+                    "record_entity": record[0] if record else None,
+                    "record_id": record[1] if record else None,
+                    "_conversation": conversation,
+                }
+            )
+            planned.append((index, message, channel, key, party_id, status))
+        self.work.flush()  # new conversations get their ids
+        for row in rows:
+            row["conversation_id"] = row.pop("_conversation").id
+        activities = list(
+            session.scalars(
+                insert(Activity).returning(Activity, sort_by_parameter_order=True), rows
+            )
+        )
+        if touched:
+            session.connection().execute(
+                _TOUCH_PARTY,
+                [{"party": party, "when": when} for party, when in touched.items()],
+            )
+        for (index, message, channel, _key, party_id, status), activity in zip(
+            planned, activities, strict=True
+        ):
+            if message.attachments:
+                self._store_files(message, activity, party_id)
+            results[index] = activity
+            self.work.crm.pm.hook.crmkit_message_received(
+                work=self.work, message=message, activity=activity
+            )
+            self.work.emit(
+                events.MESSAGE_RECEIVED,
+                "activity",
+                activity.id,
+                party_id=party_id,
+                channel=channel.name,
+                status=status,
+            )
+        return results
+
+    def ingest_isolated(
+        self, messages: list[InboundMessage]
+    ) -> tuple[list[Activity | None], dict[int, str]]:
+        """:meth:`ingest_many`, where a message refused for its own content spoils nothing.
+
+        The batch runs in a savepoint.  When it fails on a message's data (a refusal of a
+        ``crmkit_message_received`` handler with :class:`ValidationFailed`, a value the
+        database rejects), it is undone and run again message by message, each in its own
+        savepoint: the others are recorded and the refused ones come back as
+        ``{index: reason}`` for the caller to report.  Any other error (a handler down, the
+        database gone) propagates, so the caller's whole transaction is retried later.
+        """
+        try:
+            with self.work.savepoint():
+                return self.ingest_many(messages), {}
+        except BAD_MESSAGE:
+            pass  # find the culprits one by one
+        results: list[Activity | None] = []
+        failures: dict[int, str] = {}
+        for index, message in enumerate(messages):
+            try:
+                with self.work.savepoint():
+                    results.append(self.ingest_many([message])[0])
+            except BAD_MESSAGE as exc:
+                results.append(None)
+                failures[index] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
+        return results, failures
+
+    def _store_files(
+        self, message: InboundMessage, activity: Activity, party_id: int | None
+    ) -> None:
+        """Store a message's files; refused ones are all dropped and noted on the message."""
+        try:
+            with self.work.savepoint():
+                stored_ids = []
+                for attachment in message.attachments:
+                    if attachment.data is None:
+                        continue
+                    # kept on the message even while it waits in triage (the party comes later)
+                    stored = self.work.attachments.add(
+                        attachment.filename or "attachment",
+                        attachment.data,
+                        party_id=party_id,
+                        record=("activity", activity.id),
+                        content_type=attachment.content_type,
+                        timeline=False,
+                    )
+                    stored_ids.append(stored.id)
+        except (ValidationFailed, OSError) as exc:
+            names = ", ".join(a.filename or "attachment" for a in message.attachments)
+            activity.data = {**activity.data, "dropped_attachments": f"{names}: {exc}"[:500]}
+            return
         if stored_ids:
             activity.data = {**activity.data, "attachments": stored_ids}
-        self.work.conversations.file(
-            activity,
-            address=message.sender,
-            address_key=address_key(channel, message.sender, self.region),
-            sender_name=message.sender_name,
-        )
-        self.work.crm.pm.hook.crmkit_message_received(
-            work=self.work, message=message, activity=activity
-        )
-        self.work.emit(
-            events.MESSAGE_RECEIVED,
-            "activity",
-            activity.id,
-            party_id=party_id,
-            channel=channel.name,
-            status=status,
-        )
-        return activity
+
+    def _resolve_keys(
+        self, lookups: set[tuple[str, str | None, str]]
+    ) -> dict[tuple[str, str | None, str], int | None]:
+        """Parties owning each ``(kind, service, key)``: one query when only the core resolves."""
+        hook = self.work.crm.pm.hook.crmkit_resolve_party
+        found: dict[tuple[str, str | None, str], int | None] = {}
+        if any(impl.function is not _core_resolve for impl in hook.get_hookimpls()):
+            for lookup in lookups:  # a plugin resolves too: ask the hook, address by address
+                found[lookup] = hook(work=self.work, kind=lookup[0], key=lookup[2])
+            return found
+        by_kind: dict[str, list[str]] = {}
+        for kind, _service, key in lookups:
+            by_kind.setdefault(kind, []).append(key)
+        owners: dict[tuple[str, str], int] = {}
+        for kind, keys in by_kind.items():
+            for chunk in _chunks(sorted(set(keys))):
+                # the same order as the core hook: most recently active owner first
+                rows = self.work.session.execute(
+                    select(ContactPoint.key, ContactPoint.party_id)
+                    .join(Party, Party.id == ContactPoint.party_id)
+                    .where(
+                        ContactPoint.kind == kind,
+                        ContactPoint.key.in_(chunk),
+                        Party.merged_into_id.is_(None),
+                    )
+                    .order_by(Party.last_activity_at.desc(), Party.id.desc())
+                )
+                for key, party_id in rows:
+                    owners.setdefault((kind, key), party_id)
+        for lookup in lookups:
+            found[lookup] = owners.get((lookup[0], lookup[2]))
+        return found
+
+    def _thread_records(
+        self, todo: list[tuple[int, InboundMessage, Channel, str]]
+    ) -> dict[tuple[str, str], tuple[str, int] | None]:
+        """Records of the earlier messages a batch refers to, in one query per channel."""
+        refs: dict[str, set[str]] = {}
+        for _, message, channel, _ in todo:
+            refs.setdefault(channel.name, set()).update(message.thread_refs[:100])
+        found: dict[tuple[str, str], tuple[str, int] | None] = {}
+        for name, wanted in refs.items():
+            for chunk in _chunks(sorted(wanted)):
+                rows = self.work.session.execute(
+                    select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
+                        Activity.channel == name,
+                        Activity.external_id.in_(chunk),
+                        Activity.record_entity.is_not(None),
+                    )
+                )
+                for row in rows:
+                    found[(name, row.external_id)] = (row.record_entity, row.record_id)
+        return found
+
+    def _thread_of(
+        self,
+        channel_name: str,
+        refs: tuple[str, ...],
+        known: dict[tuple[str, str], tuple[str, int] | None],
+    ) -> tuple[str, int] | None:
+        for ref in refs[:100]:
+            record = known.get((channel_name, ref))
+            if record is not None and self._record_open(*record):
+                return record
+        return None
 
     def thread_record(self, channel_name: str, refs: tuple[str, ...]) -> tuple[str, int] | None:
         """The open record (deal, task...) of the conversation a message answers.

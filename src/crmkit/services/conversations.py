@@ -39,46 +39,116 @@ class ConversationService:
     # -- filing messages ------------------------------------------------------------------
 
     def file(
-        self, activity: Activity, *, address: str, address_key: str, sender_name: str | None
+        self,
+        activity: Activity,
+        *,
+        address: str,
+        address_key: str,
+        sender_name: str | None,
+        open_by_key: dict[str, Conversation] | None = None,
     ) -> Conversation:
-        """Put an inbound message into its sender's open conversation (or a new one)."""
-        session = self.work.session
-        conversation = session.scalar(
+        """Put an inbound message into its sender's open conversation (or a new one).
+
+        ``open_by_key`` (from :meth:`open_by_key`) lets a batch look every sender's open
+        conversation up in one query; conversations started here are added to it, and the
+        caller flushes once for the whole batch.
+        """
+        conversation = self._open_one(activity.channel or "", address_key, open_by_key)
+        record = (
+            (activity.record_entity, activity.record_id)
+            if activity.record_entity and activity.record_id
+            else None
+        )
+        conversation = self.note_message(
+            conversation,
+            channel=activity.channel or "",
+            address=address,
+            address_key=address_key,
+            sender_name=sender_name,
+            subject=activity.subject,
+            party_id=activity.party_id,
+            record=record,
+            when=activity.occurred_at,
+            open_by_key=open_by_key,
+        )
+        if conversation.id is None:
+            self.work.flush()
+        activity.conversation_id = conversation.id
+        return conversation
+
+    def open_by_key(self, channel: str, keys: list[str]) -> dict[str, Conversation]:
+        """The open conversation (the newest) of each sender address key, in one query."""
+        found: dict[str, Conversation] = {}
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), 500):
+            rows = self.work.session.scalars(
+                select(Conversation)
+                .where(
+                    Conversation.channel == channel,
+                    Conversation.address_key.in_(unique[start : start + 500]),
+                    Conversation.status != "closed",
+                )
+                .order_by(Conversation.id.desc())
+            )
+            for conversation in rows:
+                found.setdefault(conversation.address_key, conversation)
+        return found
+
+    def _open_one(
+        self, channel: str, address_key: str, open_by_key: dict[str, Conversation] | None
+    ) -> Conversation | None:
+        if open_by_key is not None:
+            return open_by_key.get(address_key)
+        return self.work.session.scalar(
             select(Conversation)
             .where(
-                Conversation.channel == activity.channel,
+                Conversation.channel == channel,
                 Conversation.address_key == address_key,
                 Conversation.status != "closed",
             )
             .order_by(Conversation.id.desc())
             .limit(1)
         )
-        when = activity.occurred_at
+
+    def note_message(
+        self,
+        conversation: Conversation | None,
+        *,
+        channel: str,
+        address: str,
+        address_key: str,
+        sender_name: str | None,
+        subject: str | None,
+        party_id: int | None,
+        record: tuple[str, int] | None,
+        when: dt.datetime,
+        open_by_key: dict[str, Conversation] | None = None,
+    ) -> Conversation:
+        """Count a new message on ``conversation`` (started when ``None``); not flushed."""
         if conversation is None:
             conversation = Conversation(
-                channel=activity.channel or "",
+                channel=channel,
                 address=address,
                 address_key=address_key,
                 sender_name=sender_name,
-                subject=activity.subject,
-                party_id=activity.party_id,
+                subject=subject,
+                party_id=party_id,
                 status="open",
                 unread=0,
                 last_message_at=when,
                 created_at=utcnow(),
             )
-            session.add(conversation)
-            self.work.flush()
+            self.work.session.add(conversation)
+            if open_by_key is not None:
+                open_by_key[address_key] = conversation
         conversation.unread = (conversation.unread or 0) + 1
         conversation.last_message_at = max(conversation.last_message_at, when)
         if conversation.status == "snoozed":
             conversation.status, conversation.snoozed_until = "open", None
-        if conversation.party_id is None and activity.party_id is not None:
-            conversation.party_id = activity.party_id
-        if activity.record_entity and activity.record_id:
-            conversation.record_entity = activity.record_entity
-            conversation.record_id = activity.record_id
-        activity.conversation_id = conversation.id
+        if conversation.party_id is None and party_id is not None:
+            conversation.party_id = party_id
+        if record is not None:
+            conversation.record_entity, conversation.record_id = record
         return conversation
 
     # -- reading --------------------------------------------------------------------------

@@ -125,7 +125,24 @@ def _environment() -> SandboxedEnvironment:
     env.filters["date"] = lambda value, fmt="%d.%m.%Y": (
         value.strftime(fmt) if isinstance(value, dt.date | dt.datetime) else value
     )
+    env.filters["local"] = _local_time
     return env
+
+
+def _local_time(value: Any, zone: str = "UTC") -> Any:
+    """``{{ record.starts_at|local(zone)|date("%d.%m %H:%M") }}``: a UTC moment in a zone."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, dt.datetime):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(str(zone)))
 
 
 _ENV = _environment()

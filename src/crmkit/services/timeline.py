@@ -55,6 +55,7 @@ class TimelineService:
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
         self.entity = work.crm.entities["activity"]
+        self._touched: dict[int, dt.datetime] = {}  # party -> latest activity, written at commit
 
     def add(
         self,
@@ -102,16 +103,33 @@ class TimelineService:
         return activity
 
     def touch(self, party_id: int, when: dt.datetime) -> None:
-        """Move a party's ``last_activity_at`` forward (never back), without bumping its version."""
-        self.work.session.execute(
-            update(Party)
-            .where(
-                Party.id == party_id,
-                (Party.last_activity_at < when) | Party.last_activity_at.is_(None),
+        """Move a party's ``last_activity_at`` forward (never back), without bumping its version.
+
+        Written once per party when the unit of work commits (the latest moment wins), so a
+        transaction adding many entries to one client's timeline updates the client once.
+        """
+        if not self._touched:
+            self.work.before_commit(self._write_touches)
+        known = self._touched.get(party_id)
+        try:
+            later = known is None or when > known
+        except TypeError:  # a naive and an aware moment: both are UTC
+            later = when.replace(tzinfo=None) > known.replace(tzinfo=None)  # type: ignore[union-attr]
+        if later:
+            self._touched[party_id] = when
+
+    def _write_touches(self) -> None:
+        touched, self._touched = self._touched, {}
+        for party_id, when in touched.items():
+            self.work.session.execute(
+                update(Party)
+                .where(
+                    Party.id == party_id,
+                    (Party.last_activity_at < when) | Party.last_activity_at.is_(None),
+                )
+                .values(last_activity_at=when)
+                .execution_options(synchronize_session=False)
             )
-            .values(last_activity_at=when)
-            .execution_options(synchronize_session=False)
-        )
 
     def list(
         self,

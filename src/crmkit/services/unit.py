@@ -54,6 +54,7 @@ class UnitOfWork:
         self._session: Session | None = None
         self._events: list[DomainEvent] = []
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
         self._services: dict[str, Any] = {}
 
@@ -92,6 +93,8 @@ class UnitOfWork:
         try:
             self.flush()
             self.dispatch_events()
+            while self._before_commit:  # e.g. the timeline's deferred last-activity updates
+                self._before_commit.pop(0)()
             self.flush()
             session.commit()
         except BaseException:
@@ -116,6 +119,7 @@ class UnitOfWork:
             self._session = None
         self._events.clear()
         self._after_commit.clear()
+        self._before_commit.clear()
         callbacks, self._on_rollback = self._on_rollback, []
         for callback in callbacks:
             try:
@@ -158,6 +162,10 @@ class UnitOfWork:
         else:
             if nested.is_active:
                 nested.commit()
+
+    def before_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` just before this unit of work commits (after its events)."""
+        self._before_commit.append(callback)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction committed (never if it rolled back)."""

@@ -278,10 +278,11 @@ class ChannelContract:
     def test_a_worker_dying_mid_delivery_loses_nothing(
         self, app: Any, channel_peer: ChannelPeer
     ) -> None:
-        claim = _delivery().claim
+        claim = _delivery().claim_batch
         self._send(app, channel_peer, 11, "claimed then orphaned")
         (item,) = _outbox(app)
-        assert claim(app, item.id) is not None  # a worker took it, then died
+        claimed, _token = claim(app, [item.id])
+        assert len(claimed) == 1  # a worker took it, then died
         deliver_outbox(app)
         assert channel_peer.sent() == []  # still leased to the dead worker
         make_due(app)  # the lease ran out

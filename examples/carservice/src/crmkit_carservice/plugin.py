@@ -18,6 +18,9 @@ from crmkit_carservice.pipeline import SERVICE_ORDER
 from crmkit_carservice.services import CarSchema, CarService
 
 crmkit_plugin_name = "carservice"
+#: A deployment: it takes over the order pipeline, roles and start screens, so it loads only
+#: where ``plugins.allow`` names it (``crmkit init DIR --plugin carservice ...``).
+crmkit_deployment = True
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OFFICE = ("manager", "admin")
@@ -142,3 +145,10 @@ def crmkit_register_demos() -> list[Demo]:
             default_size=800,
         )
     ]
+
+
+@hookimpl
+def crmkit_register_automations() -> list[Any]:
+    from crmkit_carservice.automations import rules
+
+    return rules()

@@ -177,8 +177,10 @@ class Desk:
                 self.work.session.add(
                     CarserviceOrderCar(order_id=order.id, car_id=car_id, mileage=mileage)
                 )
-            for index, item_id in enumerate(services):
-                fin.orders.add_line(order, int(item_id), main=index == 0)
+            fin.orders.add_lines(
+                order,
+                [{"item_id": int(i), "main": n == 0} for n, i in enumerate(services)],
+            )
             self.work.flush()
             return order
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.clock import utcnow
@@ -105,6 +105,7 @@ class LedgerService:
     def __init__(self, finance: Finance) -> None:
         self.finance = finance
         self.work = finance.work
+        self._accounts: dict[str, FinanceAccount] = {}  # by code, for this unit of work
 
     @property
     def session(self) -> Any:
@@ -126,8 +127,12 @@ class LedgerService:
 
         System accounts (:data:`SYSTEM_ACCOUNTS`) need only their code.
         """
+        cached = self._accounts.get(code)
+        if cached is not None and inspect(cached).persistent:  # not undone by a savepoint
+            return cached
         found = self.session.scalar(select(FinanceAccount).where(FinanceAccount.code == code))
         if found is not None:
+            self._accounts[code] = found
             return found
         system = code in SYSTEM_ACCOUNTS
         if system:
@@ -151,7 +156,9 @@ class LedgerService:
         self.session.execute(
             insert.values(**values).on_conflict_do_nothing(index_elements=["code"])
         )
-        return self.session.scalar(select(FinanceAccount).where(FinanceAccount.code == code))
+        created = self.session.scalar(select(FinanceAccount).where(FinanceAccount.code == code))
+        self._accounts[code] = created
+        return created
 
     def receivable(self, party_id: int) -> FinanceAccount:
         """What a client owes us (a negative balance is money they paid in advance)."""

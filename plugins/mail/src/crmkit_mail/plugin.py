@@ -151,3 +151,17 @@ def crmkit_register_commands(cli: Any) -> None:
 
     if "mail" not in cli.commands:
         cli.add_command(mail_group)
+
+
+@hookimpl
+def crmkit_register_screens() -> list[Any]:
+    from crmkit_mail.compose import SCREENS
+
+    return list(SCREENS)
+
+
+@hookimpl
+def crmkit_register_card_panels() -> list[Any]:
+    from crmkit_mail.compose import PANELS
+
+    return list(PANELS)

@@ -46,6 +46,8 @@ class SyncReport:
     fetched: int = 0
     recorded: int = 0
     duplicates: int = 0
+    #: messages refused for their content, as "UID n: reason" (skipped, the rest recorded)
+    failures: list[str] = attrs.Factory(list)
     bounces: int = 0
     restarted: bool = False
     error: str | None = None
@@ -115,13 +117,22 @@ def record_batch(
     if not batch:
         return
     with crm.system() as work:
+        messages = []
         for fetched in batch:
             parsed = parse_message(fetched.raw)
             if parsed.bounce is not None:
                 record_bounce(work, parsed.bounce)
                 report.bounces += 1
                 continue
-            activity = _ingest(work, inbound(parsed, fetched, report.account))
+            messages.append(inbound(parsed, fetched, report.account))
+        # one unit of work for the batch: a few statements, not a few per message; a message
+        # refused for its content is left out (and reported) rather than stopping the mailbox
+        activities, failures = work.channels.ingest_isolated(messages)
+        for index, reason in failures.items():
+            report.failures.append(f"UID {messages[index].meta.get('uid')}: {reason}")
+        for index, activity in enumerate(activities):
+            if index in failures:
+                continue
             if activity is None:
                 report.duplicates += 1
             else:
@@ -141,19 +152,6 @@ def record_batch(
             raise _Overtaken()
         report.last_uid = top
     report.fetched += len(batch)
-
-
-def _ingest(work: UnitOfWork, message: InboundMessage) -> Activity | None:
-    """Ingest; a message whose files are refused (too large) is kept without them."""
-    if not message.attachments:
-        return work.channels.ingest(message)
-    try:
-        with work.savepoint():
-            return work.channels.ingest(message)
-    except Exception as exc:
-        names = ", ".join(a.filename for a in message.attachments)
-        meta = {**message.meta, "dropped_attachments": f"{names}: {exc}"[:500]}
-        return work.channels.ingest(attrs.evolve(message, attachments=(), meta=meta))
 
 
 class _Overtaken(Exception):
@@ -205,7 +203,7 @@ def sync_account(
                 break
             if after_batch is not None:
                 after_batch(report)
-        _finish(crm, account_id, None)
+        _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         _finish(crm, account_id, report.error)
@@ -214,6 +212,12 @@ def sync_account(
         if own:
             box.close()
     return report
+
+
+def _failures_text(failures: list[str]) -> str | None:
+    if not failures:
+        return None
+    return f"{len(failures)} message(s) not recorded: " + "; ".join(failures)[:900]
 
 
 def _finish(crm: CRM, account_id: int, error: str | None) -> None:

@@ -547,7 +547,12 @@ class PaymentService:
             currency=payment.currency,
             method=payment.method,
             base_amount=str(abs(payment.base_amount)),
+            **({"order_due": str(self._due(order))} if order is not None else {}),
         )
+
+    def _due(self, order: Any) -> Decimal:
+        """What the client still owes on an order after this payment (0 when paid up)."""
+        return max(order.total - self.finance.orders.paid(order), Decimal(0))
 
     # -- reading --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 BUILTIN_PIPELINE = "finance_order"
 
 LINE_EDITABLE = ("qty", "unit_price", "discount", "performer_id", "description", "main")
+#: What a line given to ``add_lines`` may hold.
+LINE_ARGUMENTS = frozenset({"item_id", *LINE_EDITABLE})
 
 
 @attrs.frozen
@@ -211,7 +213,83 @@ class OrderService(EntityService):
         ``discount`` the order's percent.  On a completed order the line is recognized at
         once (an extra service added after the work was done).
         """
+        [line] = self.add_lines(
+            order,
+            [
+                {
+                    "item_id": item_id,
+                    "qty": qty,
+                    "unit_price": unit_price,
+                    "discount": discount,
+                    "performer_id": performer_id,
+                    "main": main,
+                    "description": description,
+                }
+            ],
+        )
+        return line
+
+    def add_lines(self, order: Any, lines: Sequence[Mapping[str, Any]]) -> list[FinanceOrderLine]:
+        """Add several lines at once (each a mapping of :meth:`add_line`'s arguments).
+
+        The same rules and books as line by line, with one flush, one re-total and one
+        recognition for all of them: the way to build an order of many lines (intake
+        forms, imports, generated data).  A refused line refuses them all (nothing written).
+        """
         order = self._open_for_lines(order)
+        position = (
+            self.session.scalar(
+                select(func.max(FinanceOrderLine.position)).where(
+                    FinanceOrderLine.order_id == order.id
+                )
+            )
+            or 0
+        )
+        built: list[tuple[FinanceOrderLine, FinanceItem]] = []
+        for number, spec in enumerate(lines, start=1):
+            unknown = set(spec) - LINE_ARGUMENTS
+            if unknown:
+                raise ValidationFailed({f"lines[{number}]": [f"unknown {sorted(unknown)[0]!r}"]})
+            if spec.get("item_id") is None:
+                raise ValidationFailed({f"lines[{number}]": ["item_id is required"]})
+            line, item = self._new_line(order, position + number, **spec)
+            self.session.add(line)
+            built.append((line, item))
+        if not built:
+            return []
+        self.work.flush()
+        for line, item in built:
+            if item.track_stock:
+                self._issue(order, line, item)
+        if order.completed_at is not None:
+            self._recognize(order, [line for line, _ in built], utcnow())
+        self._retotal(order)
+        for line, item in built:
+            self.work.audit(
+                "finance_order",
+                order.id,
+                "add_line",
+                {
+                    "line": [
+                        None,
+                        {"item_id": item.id, "qty": str(line.qty), "amount": str(line.amount)},
+                    ]
+                },
+            )
+        return [line for line, _ in built]
+
+    def _new_line(
+        self,
+        order: Any,
+        position: int,
+        item_id: int,
+        qty: Any = 1,
+        unit_price: Any = None,
+        discount: Any = None,
+        performer_id: int | None = None,
+        main: bool = False,
+        description: str | None = None,
+    ) -> tuple[FinanceOrderLine, FinanceItem]:
         fin = self.fin
         item = fin.catalogue.require_item(item_id)
         amount_qty = quantity(qty if qty is not None else 1)
@@ -232,14 +310,6 @@ class OrderService(EntityService):
                 raise ValidationFailed({"unit_price": ["a price is not negative"]})
         if performer_id is not None and performer_id != self.work.actor.user_id:
             self.check_assignable(performer_id)
-        position = (
-            self.session.scalar(
-                select(func.max(FinanceOrderLine.position)).where(
-                    FinanceOrderLine.order_id == order.id
-                )
-            )
-            or 0
-        ) + 1
         line = FinanceOrderLine(
             order_id=order.id,
             position=position,
@@ -256,25 +326,7 @@ class OrderService(EntityService):
             cost=Decimal(0),
         )
         self._price_line(order, line, discount)
-        self.session.add(line)
-        self.work.flush()
-        if item.track_stock:
-            self._issue(order, line, item)
-        if order.completed_at is not None:
-            self._recognize(order, [line], utcnow())
-        self._retotal(order)
-        self.work.audit(
-            "finance_order",
-            order.id,
-            "add_line",
-            {
-                "line": [
-                    None,
-                    {"item_id": item.id, "qty": str(amount_qty), "amount": str(line.amount)},
-                ]
-            },
-        )
-        return line
+        return line, item
 
     def update_line(self, line: Any, **values: Any) -> FinanceOrderLine:
         """Change an open line's quantity, price, discount, performer or text."""

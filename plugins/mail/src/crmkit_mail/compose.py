@@ -1,0 +1,163 @@
+"""Writing a mail to a client from a template: the client card's panel and the compose page.
+
+The panel (on ``/clients/<id>``) picks a template and one of the client's email addresses;
+``/mail/compose/<party_id>`` shows the template rendered for this client (the core's
+sandbox), editable, and sending queues the mail through the outbox in the same transaction
+as its timeline entry (:meth:`crmkit_mail.MailService.send`).  The worker delivers it,
+retries failures and dead-letters what keeps failing.
+
+Who may: users holding ``("activity", "create")`` (what the channels need to write to a
+timeline) who may read the client; anyone else gets 404, like a missing page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.services.message_templates import TemplateFailed
+from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit_mail import mail
+
+SEND = ("activity", "create")
+
+
+def mailbox_ready(unit: Any) -> bool:
+    """Whether the user has a mailbox to send from (their own or a shared one)."""
+    try:
+        mail(unit).accounts.sending_account(name=None, user_id=unit.actor.user_id)
+    except NotFound:
+        return False
+    return True
+
+
+def email_addresses(party: Any) -> list[str]:
+    """The client's email addresses, as the card lists them."""
+    return [p.value for p in party.contact_points if p.kind == "email" and p.value]
+
+
+def mail_templates(unit: Any) -> list[Any]:
+    """The mail templates the user may read (none without the permission)."""
+    try:
+        return list(unit.message_templates.list(channel="mail"))
+    except PermissionDenied:
+        return []
+
+
+def card_panel(unit: Any, party: Any) -> dict[str, Any] | None:
+    """The variables of the client card's "Write a mail" panel."""
+    return {
+        "ready": mailbox_ready(unit),
+        "addresses": email_addresses(party),
+        "templates": mail_templates(unit),
+    }
+
+
+def _party_id(request: Request) -> int:
+    return int(request.path_params["party_id"])
+
+
+def _page(request: Request, values: dict[str, Any], status: int = 200) -> Response:
+    return render(request, "mail/compose.html", {"title": "Write a mail", **values}, status=status)
+
+
+async def compose(request: Request) -> Response:
+    """The compose page: the chosen template rendered for this client, editable."""
+    party_id = _party_id(request)
+    chosen = request.query_params.get("template") or ""
+    error = None
+    subject = body = ""
+    with work(request) as unit:
+        party = unit.parties.get(party_id)  # hidden or missing: 404
+        addresses = email_addresses(party)
+        templates = mail_templates(unit)
+        ready = mailbox_ready(unit)
+        if chosen:
+            try:
+                rendered = unit.message_templates.render(int(chosen), party_id=party_id)
+                subject, body = rendered.subject, rendered.body
+            except (ValueError, NotFound):
+                error = "Choose a template."
+            except TemplateFailed as failed:
+                error = str(failed)
+        to = request.query_params.get("to") or (addresses[0] if addresses else "")
+        party_name = party.name
+    return _page(
+        request,
+        {
+            "party_id": party_id,
+            "party_name": party_name,
+            "addresses": addresses,
+            "templates": templates,
+            "chosen": chosen,
+            "to": to,
+            "subject": subject,
+            "body": body,
+            "ready": ready,
+            "error": error,
+        },
+        status=422 if error else 200,
+    )
+
+
+async def send(request: Request) -> Response:
+    """Queue the (edited) mail to one of the client's addresses; back to the card."""
+    party_id = _party_id(request)
+    data = await form_data(request)
+    to = str(data.get("to", "")).strip()
+    subject = str(data.get("subject", "")).strip()
+    body = str(data.get("body", ""))
+    try:
+        with work(request) as unit:
+            party = unit.parties.get(party_id)  # hidden or missing: 404
+            problems: dict[str, list[str]] = {}
+            if to not in email_addresses(party):
+                problems["to"] = ["choose one of the client's email addresses"]
+            if not subject:
+                problems["subject"] = ["write a subject"]
+            if not body.strip():
+                problems["body"] = ["write the text"]
+            if problems:
+                raise ValidationFailed(problems)
+            if not mailbox_ready(unit):
+                raise ValidationFailed({"_schema": ["no mailbox is configured to send from"]})
+            mail(unit).send(to=to, subject=subject, body=body, party_id=party_id)
+    except NotFound:
+        raise
+    except (ValidationFailed, PermissionDenied) as refused:
+        with work(request) as unit:
+            party = unit.parties.get(party_id)
+            values = {
+                "party_id": party_id,
+                "party_name": party.name,
+                "addresses": email_addresses(party),
+                "templates": mail_templates(unit),
+                "ready": mailbox_ready(unit),
+            }
+        values.update(
+            chosen=str(data.get("template", "")), to=to, subject=subject, body=body,
+            error=error_text(request, refused),
+        )  # fmt: skip
+        return _page(request, values, status=422)
+    return redirect(request, f"/clients/{party_id}", "Mail queued: it goes out in a moment.")
+
+
+SCREENS = [
+    Screen(
+        "mail_compose", "/mail/compose/{party_id:int}", "Write a mail", compose, permission=SEND
+    ),
+    Screen(
+        "mail_compose_send",
+        "/mail/compose/{party_id:int}/send",
+        "Send a mail",
+        send,
+        methods=("POST",),
+        permission=SEND,
+    ),
+]
+
+PANELS = [CardPanel("mail_compose", "mail/card_panel.html", card_panel, permission=SEND, order=30)]
