@@ -158,6 +158,7 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("profile", "/profile", "Profile", profile.page, methods=("GET", "POST")),
         post("profile_password", "/profile/password", profile.password),
         post("profile_feed", "/profile/feed", profile.renew_feed),
+        post("profile_notifications", "/profile/notifications", profile.forwarding),
         # message templates
         Screen("templates", "/templates", "Message templates", templates.index),
         post("template_preview", "/templates/preview", templates.preview),

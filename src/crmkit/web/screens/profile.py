@@ -1,4 +1,5 @@
-"""The user's own profile: name, language, time zone, password, calendar feed, sessions."""
+"""The user's own profile: name, language, time zone, password, calendar feed, sessions,
+and where notifications are forwarded (mail, Telegram...)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import zoneinfo
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.channels import AddressKind, Capability, Channel
 from crmkit.errors import ValidationFailed
+from crmkit.identity import email_key
 from crmkit.web import i18n
 from crmkit.web.pages import form_data, redirect, render, work
 
@@ -35,6 +38,7 @@ async def page(request: Request) -> Response:
     with work(request) as unit:
         user = unit.users.get(user_id)
         feed_since = unit.calendar_feeds.created_at()
+        forwarding = {p.channel: p.address for p in unit.notifications.preferences()}
     return render(
         request,
         "profile.html",
@@ -44,6 +48,8 @@ async def page(request: Request) -> Response:
             "sessions": sessions,
             "feed_since": feed_since,
             "feed_url": request.query_params.get("feed"),
+            "forward_channels": _forward_channels(request),
+            "forwarding": forwarding,
             "zones": sorted(z for z in zoneinfo.available_timezones() if "/" in z),
         },
     )
@@ -69,3 +75,28 @@ async def renew_feed(request: Request) -> Response:
         token = unit.calendar_feeds.renew()
     base = request.app.state.crm.config["web.base_url"] or str(request.base_url).rstrip("/")
     return redirect(request, "/profile", "New feed address made.", feed=f"{base}/ical/{token}.ics")
+
+
+def _forward_channels(request: Request) -> list[Channel]:
+    """Channels that can send to a person: where a user may have notifications forwarded."""
+    channels = request.app.state.crm.channels.values()
+    return sorted((c for c in channels if c.can(Capability.SEND)), key=lambda c: c.name)
+
+
+async def forwarding(request: Request) -> Response:
+    """Save where the user's notifications are forwarded; an empty address stops it."""
+    data = await form_data(request)
+    channels = _forward_channels(request)
+    errors: dict[str, list[str]] = {}
+    addresses: dict[str, str] = {}
+    for channel in channels:
+        address = str(data.get(f"forward_{channel.name}", "")).strip()
+        if address and channel.address_kind is AddressKind.EMAIL and "@" not in email_key(address):
+            errors[f"forward_{channel.name}"] = [f"{address!r} is not an email address"]
+        addresses[channel.name] = address
+    if errors:
+        raise ValidationFailed(errors)
+    with work(request) as unit:  # all channels or none
+        for name, address in addresses.items():
+            unit.notifications.set_preference(name, address or None)
+    return redirect(request, "/profile", "Saved.")
