@@ -58,5 +58,13 @@ async def test_forwarding_is_set_checked_used_and_stopped_from_the_profile(web, 
         items = work.session.scalars(select(OutboxItem)).all()
     assert [(item.kind, item.payload["to"]) for item in items] == [("channel.send", "Ivan@Firm.RU")]
 
+    # kinds chosen through the service (or the API) survive a new address from the profile
+    with crm.acting_as(agent.user) as work:
+        work.notifications.set_preference("mail", "Ivan@Firm.RU", kinds=["reminder"])
+    await agent.post("/profile/notifications", {"forward_mail": "ivan@other.ru"})
+    with crm.system() as work:
+        (row,) = work.session.scalars(select(NotificationPreference)).all()
+        assert (row.address, row.kinds) == ("ivan@other.ru", ["reminder"])
+
     stopped = await agent.post("/profile/notifications", {"forward_mail": ""})
     assert stopped.status_code == 303 and preferences(crm) == {}

@@ -97,6 +97,7 @@ async def forwarding(request: Request) -> Response:
     if errors:
         raise ValidationFailed(errors)
     with work(request) as unit:  # all channels or none
-        for name, address in addresses.items():
-            unit.notifications.set_preference(name, address or None)
+        kinds = {p.channel: list(p.kinds or []) for p in unit.notifications.preferences()}
+        for name, address in addresses.items():  # the kinds chosen elsewhere are kept
+            unit.notifications.set_preference(name, address or None, kinds=kinds.get(name))
     return redirect(request, "/profile", "Saved.")
