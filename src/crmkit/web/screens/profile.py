@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from crmkit.channels import AddressKind, Capability, Channel
 from crmkit.errors import ValidationFailed
-from crmkit.identity import email_key
+from crmkit.identity import contact_key
 from crmkit.web import i18n
 from crmkit.web.pages import form_data, redirect, render, work
 
@@ -91,7 +91,11 @@ async def forwarding(request: Request) -> Response:
     addresses: dict[str, str] = {}
     for channel in channels:
         address = str(data.get(f"forward_{channel.name}", "")).strip()
-        if address and channel.address_kind is AddressKind.EMAIL and "@" not in email_key(address):
+        if (
+            address
+            and channel.address_kind is AddressKind.EMAIL
+            and not contact_key("email", address).valid  # the rule contact points follow
+        ):
             errors[f"forward_{channel.name}"] = [f"{address!r} is not an email address"]
         addresses[channel.name] = address
     if errors:
