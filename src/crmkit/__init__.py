@@ -36,6 +36,7 @@ from crmkit.errors import (
 from crmkit.events import DomainEvent
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, Schedule
+from crmkit.jobs.watchers import Watcher
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, StageKind, Transition
 from crmkit.pipeline.engine import MoveContext
 from crmkit.plugins import hookimpl
@@ -90,6 +91,7 @@ __all__ = [
     "StageKind",
     "Transition",
     "ValidationFailed",
+    "Watcher",
     "grant",
     "hookimpl",
 ]

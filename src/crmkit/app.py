@@ -25,6 +25,7 @@ from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import NotFound, PluginError
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
+from crmkit.jobs.watchers import Watcher
 from crmkit.pipeline.definition import Pipeline
 from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
 from crmkit.reports import Report
@@ -105,6 +106,8 @@ class CRM:
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
         self.outbox_handlers: dict[str, OutboxHandler] = {}
+        #: Long-lived connections the workers keep running (see crmkit.jobs.watchers).
+        self.watchers: dict[str, Watcher] = {}
         self.automations: dict[str, Any] = {}
         #: Quick checks every worker's ticker runs often (``func(crm)``; see crmkit.jobs.worker).
         self.tickers: list[Callable[[CRM], Any]] = []
@@ -180,6 +183,7 @@ class CRM:
             self._collect("crmkit_register_outbox_handlers"),
             "outbox handler",
         )
+        _fill_unique(self.watchers, self._collect("crmkit_register_watchers"), "watcher")
         _fill_unique(self.automations, self._collect("crmkit_register_automations"), "automation")
         self.routes = [r for _, r in self._collect("crmkit_register_routes")]
         _fill_unique(self.screens, self._collect("crmkit_register_screens"), "screen")

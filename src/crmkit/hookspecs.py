@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from crmkit.events import DomainEvent
     from crmkit.filters import FilterField
     from crmkit.jobs import Job, OutboxHandler, Schedule
+    from crmkit.jobs.watchers import Watcher
     from crmkit.model import Activity, Party
     from crmkit.pipeline.definition import GuardResult, Pipeline
     from crmkit.pipeline.engine import MoveContext
@@ -343,6 +344,22 @@ def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
     handler's ``deliver(crm, delivery)`` outside any transaction, and retries with backoff
     on an exception (at once to the dead-letter list on ``PermanentFailure``).  The handler
     must hand ``delivery.idempotency_key`` to the peer so that a retry is never done twice.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_watchers() -> list[Watcher]:
+    """Long-lived connections the workers keep running: IMAP IDLE, long polling, a PBX feed.
+
+    Collecting.  Watcher names are unique in an application.  Every worker (``crmkit
+    worker``, and the one inside ``crmkit serve``) calls each watcher's ``keys(crm)`` every
+    few seconds and, for each key, ``run(crm, key, stop)`` in a thread of its own, holding
+    a lease in the database so that of all workers exactly one runs each key; another
+    worker takes over when that one dies.  ``run`` blocks until the ``stop`` event is set
+    (a worker shutting down, a key no longer listed) and should then return within a
+    second or two; when it raises, the error is recorded and the run started again after
+    a backoff.  ``queue.watchers = false`` turns them all off.
     """
     return []
 

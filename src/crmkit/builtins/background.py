@@ -27,6 +27,27 @@ def crmkit_register_settings() -> list[Setting]:
             "How often each worker's ticker checks schedules and due reminders.",
         ),
         Setting(
+            "queue.watchers",
+            bool,
+            True,
+            "Run the plugins' watchers (long-lived connections such as a mailbox's IMAP "
+            "IDLE) in every worker; each is run by one worker at a time.",
+        ),
+        Setting(
+            "queue.watcher_lease_seconds",
+            float,
+            30.0,
+            "How long a worker holds a watcher's lease without renewing it (every third of "
+            "this); the watchers of a killed worker start elsewhere after this.",
+        ),
+        Setting(
+            "queue.watcher_retry_max_seconds",
+            float,
+            300.0,
+            "Longest wait before a failing watcher is started again (the wait starts at "
+            "one second and doubles after each failure).",
+        ),
+        Setting(
             "outbox.lease_seconds",
             float,
             60.0,

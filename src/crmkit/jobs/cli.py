@@ -121,3 +121,28 @@ def jobs_schedules(env: Env) -> None:
         click.echo(f"{name:<40} {period:<16} runs {runs:<6} last {last}")
         if row is not None and row.last_error:
             click.echo(f"    last error: {row.last_error}")
+
+
+@jobs.command("watchers")
+@click.pass_obj  # not pass_env: `python -m crmkit.cli` has its own Env class
+def jobs_watchers(env: Env) -> None:
+    """List watched keys (mailboxes...): who runs each, since when, starts, last error."""
+    from crmkit.jobs.watchers import states
+
+    if not env.crm.watchers:
+        click.echo("no watchers registered")
+        return
+    if not env.crm.config["queue.watchers"]:
+        click.echo("watchers are off (queue.watchers = false)")
+    found = states(env.crm)
+    for state in found:
+        since = state.started_at.strftime("%Y-%m-%d %H:%M:%S") if state.started_at else "never"
+        where = f"running in {state.holder}" if state.running else "not running"
+        click.echo(
+            f"{state.watcher:<20} {state.key:<30} {where}, since {since}, starts {state.runs}"
+        )
+        if state.last_error:
+            when = state.finished_at.strftime("%Y-%m-%d %H:%M:%S") if state.finished_at else ""
+            click.echo(f"    last error {when}: {state.last_error}")
+    if not found:
+        click.echo("nothing watched yet (is a worker running?)")

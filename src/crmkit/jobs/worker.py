@@ -10,6 +10,10 @@ needs no second process.  The ticker, a thread of its own, wakes every
   across all workers (:func:`crmkit.jobs.delivery.sweep`);
 * call the registered *tickers*: quick checks that must run often, such as firing due
   reminders (each claims its rows, so several workers may run them together).
+
+Unless ``queue.watchers`` is off, a :class:`~crmkit.jobs.watchers.Supervisor` runs this
+worker's share of the registered watchers (long-lived connections, each run by exactly
+one worker).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmkit.jobs import schedules
 from crmkit.jobs.delivery import sweep
+from crmkit.jobs.watchers import Supervisor
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -32,7 +37,7 @@ SWEEP = "crmkit.outbox.sweep"
 
 
 class Worker:
-    """Consumer threads delivering queued work, and the ticker thread."""
+    """Consumer threads delivering queued work, the ticker thread, and the watchers."""
 
     def __init__(self, crm: CRM, concurrency: int = 1) -> None:
         self.crm = crm
@@ -52,21 +57,29 @@ class Worker:
         self._stop = threading.Event()
         self._seen_slots: dict[str, int] = {}
         self._ticker = threading.Thread(target=self._tick_loop, name="crmkit-ticker", daemon=True)
+        self.watchers: Supervisor | None = None
+        if crm.config["queue.watchers"] and crm.watchers:
+            self.watchers = Supervisor(crm)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the consumer and the ticker in background threads (embedded mode)."""
+        """Start the consumer, the ticker and the watchers in background threads (embedded mode)."""
         schedules.ensure_rows(self.crm, [*self.crm.schedules, SWEEP])
         self._ticker.start()
+        if self.watchers is not None:
+            self.watchers.start()
         # Consumer.start() minus its signal handlers, which belong to the host (uvicorn).
         self.consumer.scheduler.start()
         for _, thread in self.consumer.worker_threads:
             thread.start()
 
     def stop(self) -> None:
-        """Stop taking work; running deliveries finish (their claims protect the rest)."""
+        """Stop taking work and the watchers; running deliveries finish (their claims protect
+        the rest)."""
         self._stop.set()
+        if self.watchers is not None:
+            self.watchers.stop()
         self.consumer.stop(graceful=True)
         self._ticker.join(timeout=5)
 
@@ -74,10 +87,14 @@ class Worker:
         """Run in the foreground until SIGINT/SIGTERM (``crmkit worker``)."""
         schedules.ensure_rows(self.crm, [*self.crm.schedules, SWEEP])
         self._ticker.start()
+        if self.watchers is not None:
+            self.watchers.start()
         try:
             self.consumer.run()
         finally:
             self._stop.set()
+            if self.watchers is not None:
+                self.watchers.stop()
             self._ticker.join(timeout=5)
 
     # -- the ticker ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Administration of background work: failed deliveries (the dead-letter list) and the
-automation assistant's rules."""
+"""Administration of background work: failed deliveries (the dead-letter list), the
+watchers' state, and the automation assistant's rules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from crmkit.automation import ACTIONS, TRIGGERS
 from crmkit.errors import ValidationFailed
+from crmkit.jobs.watchers import states as watcher_states
 from crmkit.services.automation import automation
 from crmkit.web import i18n
 from crmkit.web.forms import as_list
@@ -23,6 +24,8 @@ SHOWN_TEXTS = (
     i18n.lazy("delivered"),
     i18n.lazy("dead"),
     i18n.lazy("discarded"),
+    i18n.lazy("running"),
+    i18n.lazy("not running"),
     i18n.lazy("A record was created"),
     i18n.lazy("A record entered a stage"),
     i18n.lazy("A record left a stage"),
@@ -36,7 +39,10 @@ SHOWN_TEXTS = (
 
 
 async def dead_letters(request: Request) -> Response:
-    """Outbox items given up after their last attempt, with the error; retry or discard."""
+    """Outbox items given up after their last attempt, with the error; retry or discard.
+
+    Below them, the watchers (a mailbox's IDLE connection...): who runs each, the last error.
+    """
     if request.method == "POST":
         data = await form_data(request)
         ids = [int(i) for i in as_list(data.get("ids")) if str(i).isdigit()]
@@ -52,10 +58,17 @@ async def dead_letters(request: Request) -> Response:
     with work(request) as unit:
         rows = unit.outbox.failed(limit=200, kind=kind)
         counts = unit.outbox.counts()
+    crm = request.app.state.crm
     return render(
         request,
         "admin/dead_letters.html",
-        {"title": i18n.lazy("Failed deliveries"), "rows": rows, "counts": counts, "kind": kind},
+        {
+            "title": i18n.lazy("Failed deliveries"),
+            "rows": rows,
+            "counts": counts,
+            "kind": kind,
+            "watchers": watcher_states(crm) if crm.watchers else None,
+        },
     )
 
 
