@@ -218,9 +218,10 @@ def test_watch_records_new_mail_through_idle(mail_crm, account, dovecot, imap_us
         assert time.monotonic() - started < 10
     finally:
         stop.set()
-        deliver(dovecot, imap_user, simple(2))  # wakes the IDLE so the thread can end
+        stopping = time.monotonic()
         worker.join(25)
     assert not worker.is_alive()
+    assert time.monotonic() - stopping < 2  # the stop ends the IDLE, no new mail needed
 
 
 def test_attachments_of_a_triaged_mail_follow_it_to_the_party(

@@ -13,6 +13,7 @@ import datetime as dt
 import imaplib
 import re
 import select
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -23,6 +24,7 @@ from crmkit_mail.smtp import tls_context
 _UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+_STOP_CHECK_SECONDS = 0.25
 
 
 class ImapError(Exception):
@@ -179,14 +181,19 @@ class ImapMailbox:
 
     # -- waiting --------------------------------------------------------------------------
 
-    def idle(self, timeout: float) -> bool:
+    def idle(self, timeout: float, stop: threading.Event | None = None) -> bool:
         """Wait up to ``timeout`` seconds for new mail with IDLE; True if some arrived.
 
-        Without IDLE on the server this sleeps and returns True (the caller polls).
+        Setting ``stop`` ends the wait within a fraction of a second (IDLE is ended
+        properly, the connection stays usable).  Without IDLE on the server this sleeps
+        and returns True (the caller polls).
         """
         conn = self._conn()
         if not self.has_idle:
-            time.sleep(timeout)
+            if stop is None:
+                time.sleep(timeout)
+            else:
+                stop.wait(timeout)
             return True
         tag = conn._new_tag()  # type: ignore[attr-defined]
         conn.send(tag + b" IDLE\r\n")
@@ -198,11 +205,13 @@ class ImapMailbox:
         sock = conn.socket()
         while not arrived:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (stop is not None and stop.is_set()):
                 break
             pending = getattr(sock, "pending", lambda: 0)()
-            if not pending and not select.select([sock], [], [], remaining)[0]:
-                break
+            # in short waits when someone may ask us to stop
+            wait = remaining if stop is None else min(remaining, _STOP_CHECK_SECONDS)
+            if not pending and not select.select([sock], [], [], wait)[0]:
+                continue
             line = conn.readline()
             if not line:
                 raise ImapError("IMAP IDLE: connection closed")

@@ -37,8 +37,8 @@ SETTINGS = (
         "mail.idle_seconds",
         int,
         1500,
-        "How long `crmkit mail watch` waits in IMAP IDLE before it re-checks (servers end "
-        "IDLE after 30 minutes).",
+        "How long a mailbox's watcher (in a worker, or `crmkit mail watch`) waits in IMAP "
+        "IDLE before it re-checks (servers end IDLE after 30 minutes).",
     ),
 )
 
@@ -125,8 +125,15 @@ def crmkit_register_jobs() -> list[Job]:
 
 @hookimpl
 def crmkit_register_schedules() -> list[Schedule]:
-    # a backstop: `crmkit mail watch` (IMAP IDLE) records mail within seconds
+    # a backstop: the mail.idle watcher (IMAP IDLE in a worker) records mail within seconds
     return [Schedule("mail.sync", job="mail.sync", every_seconds=120)]
+
+
+@hookimpl
+def crmkit_register_watchers() -> list[Any]:
+    from crmkit_mail.watcher import WATCHER
+
+    return [WATCHER]
 
 
 @hookimpl

@@ -274,4 +274,4 @@ def watch(
                 on_sync(report)
             if stop.is_set():
                 break
-            box.idle(wait)
+            box.idle(wait, stop=stop)
