@@ -68,3 +68,27 @@ async def test_rules_screen_creates_switches_and_shows_failures(crm, web):
         assert work.session.scalar(select(AutomationRule.enabled)) is False
     russian = await web("admin", locale="ru")
     assert "Автоматизация" in (await russian.get("/admin/automation")).text
+
+
+async def test_watched_connections_show_who_runs_them_and_the_last_error(crm, web):
+    from crmkit import Watcher
+    from crmkit.jobs import watchers
+
+    crm.watchers["mail.idle"] = Watcher("mail.idle", lambda crm: [], lambda crm, key, stop: None)
+    admin = await web("admin", locale="en")
+    assert "Nothing is watched yet" in (await admin.get("/admin/dead-letters")).text
+
+    names = [watchers.lease_name("mail.idle", key) for key in ("sales", "support")]
+    watchers.ensure_rows(crm, names)
+    assert watchers.claim(crm, names[0], "mx1/4242/ab12", lease_seconds=60)
+    assert watchers.claim(crm, names[1], "mx1/4242/ab12", lease_seconds=60)
+    watchers.record_failure(crm, names[1], "mx1/4242/ab12", "ImapError: IMAP LOGIN as support")
+    watchers.release(crm, names[1], "mx1/4242/ab12")
+    page = (await admin.get("/admin/dead-letters")).text
+    assert "Watched connections" in page
+    sales, support = page.split("<td>sales</td>")[1], page.split("<td>support</td>")[1]
+    assert "running</span>" in sales.split("</tr>")[0] and "mx1/4242/ab12" in sales
+    assert "not running" in support.split("</tr>")[0]
+    assert "ImapError: IMAP LOGIN as support" in support.split("</tr>")[0]
+    russian = (await (await web("admin", locale="ru")).get("/admin/dead-letters")).text
+    assert "Постоянные подключения" in russian and "не работает" in russian
