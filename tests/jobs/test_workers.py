@@ -158,3 +158,41 @@ def test_two_workers_never_run_one_schedule_at_once(deploy, tmp_path):
         "SELECT runs FROM job_schedule WHERE name = 'test.slow.every_second' AND last_error IS NULL"
     )
     assert finished >= 4
+
+
+def test_a_killed_workers_watcher_is_taken_over_and_a_stopped_one_handed_over(deploy, tmp_path):
+    watch_file = tmp_path / "watch.txt"
+    crm = deploy(
+        {"test.watch_file": str(watch_file), "queue.watcher_lease_seconds": 3},
+        plugins=["tests.jobs.watcher_plugin"],
+    )
+    processes = {p.pid: p for p in (crm.start_worker(1), crm.start_worker(1))}
+
+    def notes():
+        if not watch_file.exists():
+            return []
+        return [
+            (what, int(pid), float(when))
+            for what, pid, when in (line.split() for line in watch_file.read_text().splitlines())
+        ]
+
+    assert wait_until(lambda: len(notes()) >= 1, timeout=90), crm.logs()
+    time.sleep(4)  # both workers scan and renew several times: still one run
+    ((what, holder, _),) = notes()
+    assert what == "start" and holder in processes
+
+    processes[holder].send_signal(signal.SIGKILL)
+    processes[holder].wait(timeout=10)
+    killed = time.time()
+    assert wait_until(lambda: len(notes()) >= 2, timeout=30), crm.logs()
+    what, successor, started = notes()[1]
+    assert what == "start" and successor != holder
+    # not before the dead worker's lease ran out (renewed at most 1 s before the kill)...
+    assert started - killed >= 3 - 1 - 0.3
+    assert started - killed < 3 + 1 + 3  # ...and soon after (one scan, start-up slack)
+
+    processes[successor].send_signal(signal.SIGTERM)
+    processes[successor].wait(timeout=15)
+    assert [n[0] for n in notes()] == ["start", "start", "stop"]
+    row = "SELECT holder FROM job_schedule WHERE name = 'watcher:test.watch:only'"
+    assert crm.scalar(row) is None  # given up on the way out: another worker may start at once
