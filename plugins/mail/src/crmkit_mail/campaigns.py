@@ -31,7 +31,7 @@ from sqlalchemy import func, insert, select, update
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import ContactPoint, GroupMembership, Party
+from crmkit.model import ContactPoint
 from crmkit.services.message_templates import RenderedMessage, choose_language
 from crmkit_mail.accounts import MailAccounts, smtp_settings
 from crmkit_mail.model import MailAccount, MailCampaign, MailCampaignRecipient, MailUnsubscribe
@@ -225,17 +225,8 @@ class Campaigns:
                 ) from None
             return [p.id for p in self.work.parties.iterate(filters=filters, search=search)]
         if audience.get("group_id") is not None:
-            groups = self.work.groups.subtree_ids(int(audience["group_id"]))
-            visible = select(Party.id).where(self.work.access.where("party", "read"))
-            return list(
-                self.work.session.scalars(
-                    select(GroupMembership.party_id)
-                    .where(GroupMembership.group_id.in_(groups))
-                    .where(GroupMembership.party_id.in_(visible))
-                    .distinct()
-                    .order_by(GroupMembership.party_id)
-                )
-            )
+            # a smart group's rules or a static group with its subgroups; visible parties only
+            return self.work.groups.member_ids(int(audience["group_id"]))
         where = audience.get("where") or None
         return [p.id for p in self.work.parties.iterate(where=where)]
 
