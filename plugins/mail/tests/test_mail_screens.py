@@ -320,3 +320,23 @@ async def test_bad_mailing_input_is_named_and_nothing_is_saved(mail_crm, smtp):
     assert (await agent.post("/mail/mailings/new", {"name": "x"})).status_code == 404
     with mail_crm.system() as work:
         assert work.session.scalars(select(MailCampaign)).all() == []
+
+
+async def test_writing_from_the_card_uses_the_clients_language(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, _group, ids = mixed_clients(mail_crm)
+    agent = add_user(mail_crm, "agent", ["agent"], locale="en")
+    with mail_crm.system() as work:
+        for party_id in ids.values():
+            work.parties.update(party_id, {"owner_id": agent.id})
+    web = WebClient.for_crm(mail_crm)
+    assert (await web.login("agent")).status_code == 303
+    card = await web.get(f"/clients/{ids['John']}")
+    assert card.text.count(">Зимние шины</option>") == 1  # one entry for both versions
+    page = await web.get(f"/mail/compose/{ids['John']}", params={"template": str(template)})
+    assert page.status_code == 200, page.text
+    assert 'value="John: winter tyres on sale"' in page.text and "Hello, John!" in page.text
+    assert "Version used: English" in page.text
+    russian = await web.get(f"/mail/compose/{ids['Иван']}", params={"template": str(template)})
+    assert 'value="Иван: шины со скидкой"' in russian.text
+    assert f'<option value="{template}" selected>' in russian.text
