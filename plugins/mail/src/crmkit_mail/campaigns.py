@@ -197,7 +197,7 @@ class Campaigns:
 
     def audience_sample(self, campaign_id: int, limit: int = 50) -> list[int]:
         """Some of the parties the mailing would go to (for choosing whom to preview)."""
-        return self._party_ids(self.get(campaign_id))[:limit]
+        return self._party_ids(self.get(campaign_id), limit)
 
     def preview(self, campaign_id: int, party_id: int) -> RenderedMessage:
         """The mail ``party_id`` gets from this mailing, in their language."""
@@ -214,8 +214,11 @@ class Campaigns:
             self.work, campaign, party_id, address, self._default_language()
         )
 
-    def _party_ids(self, campaign: MailCampaign) -> list[int]:
+    def _party_ids(self, campaign: MailCampaign, limit: int | None = None) -> list[int]:
+        """The visible parties of the mailing's audience, by id (the first ``limit``)."""
         audience = campaign.audience or {}
+        filters, search = None, None
+        where = audience.get("where") or None
         if audience.get("view_id") is not None:
             try:
                 _, filters, search = self.work.saved_views.selection(int(audience["view_id"]))
@@ -223,12 +226,18 @@ class Campaigns:
                 raise ValidationFailed(
                     {"audience": [f"the saved view {audience.get('view', '')!r} is gone"]}
                 ) from None
-            return [p.id for p in self.work.parties.iterate(filters=filters, search=search)]
-        if audience.get("group_id") is not None:
-            # a smart group's rules or a static group with its subgroups; visible parties only
-            return self.work.groups.member_ids(int(audience["group_id"]))
-        where = audience.get("where") or None
-        return [p.id for p in self.work.parties.iterate(where=where)]
+        elif audience.get("group_id") is not None:
+            # a smart group's rules or a static group with its subgroups
+            where = self.work.groups.condition(int(audience["group_id"]))
+        parties = self.work.parties
+        statement = (
+            parties.filtered(where=where, filters=filters, search=search)
+            .with_only_columns(parties.model.id)
+            .order_by(parties.model.id)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return list(self.work.session.scalars(statement))
 
     def start(self, campaign_id: int) -> int:
         """Fix the recipients and queue the sending; returns how many will get a mail."""
