@@ -124,6 +124,9 @@ async def test_bad_mailbox_input_names_the_field_and_writes_nothing(mail_crm):
         "/mail/mailboxes/new", {"name": "x", "address": "x@example.test", "imap_port": "-1"}
     )
     assert page.status_code == 422 and "Порт IMAP" in page.text
+    listed = await russian.get("/mail/mailboxes")
+    assert "Почтовые ящики" in listed.text and "Добавить ящик" in listed.text
+    assert "Рассылки" in listed.text  # the menu
     with mail_crm.system() as work:
         assert work.session.scalars(select(MailAccount)).all() == []
 
