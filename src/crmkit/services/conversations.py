@@ -321,7 +321,8 @@ class ConversationService:
             else None
         )
         if template_id is not None:
-            rendered = self.work.message_templates.render(
+            # the version in the client's language (else the deployment's, else the oldest)
+            rendered = self.work.message_templates.render_for(
                 template_id, party_id=conversation.party_id, record=record
             )
             body = body or rendered.body
