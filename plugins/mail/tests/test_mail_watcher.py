@@ -1,5 +1,6 @@
 """The mail.idle watcher inside a worker, on a real Dovecot: mail recorded within seconds
-with no polling schedule; a mailbox that cannot log in shows its error and is retried."""
+with no polling schedule; a mailbox whose server is down shows its error, is retried, and
+is watched once its settings are fixed; one switched off is let go."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 from crmkit_mail import mail
 from crmkit_mail.imap import append
+from crmkit_mail.testing import free_port
 from sqlalchemy import select
 
 from crmkit.jobs import watchers
@@ -64,7 +66,8 @@ def test_a_worker_records_new_mail_through_idle_without_polling(
         assert wait_until(lambda: subjects(mail_crm) == ["заказ через IDLE"], timeout=10)
         elapsed = time.monotonic() - appended
         assert elapsed < 5, f"recorded {elapsed:.1f} s after it arrived"
-        assert last_sync(mail_crm, "sales") > synced
+        # the watcher's sync, which notes its end just after recording the batch
+        assert wait_until(lambda: last_sync(mail_crm, "sales") > synced, timeout=5)
     finally:
         began = time.monotonic()
         worker.stop()
@@ -78,18 +81,25 @@ def test_a_worker_records_new_mail_through_idle_without_polling(
     )
 
 
-def test_a_mailbox_that_cannot_log_in_shows_the_error_and_is_retried(mail_crm, dovecot, imap_user):
+def test_a_mailbox_whose_server_is_down_shows_the_error_and_is_watched_once_fixed(
+    mail_crm, dovecot, imap_user
+):
+    # (a wrong password would do too, but Dovecot then slows every login from this address)
     mail_crm.config.values["queue.watcher_retry_max_seconds"] = 0.5
     mail_crm.config.values["queue.watcher_lease_seconds"] = 3
     with mail_crm.system() as work:
-        mail(work).accounts.create(
-            name="support",
-            address=imap_user,
-            imap_host=dovecot.host,
-            imap_port=dovecot.tls_port,
-            imap_security="tls",
-            imap_username=imap_user,
-            imap_password="not-the-password",
+        account_id = (
+            mail(work)
+            .accounts.create(
+                name="support",
+                address=imap_user,
+                imap_host=dovecot.host,
+                imap_port=free_port(),  # nothing listens there
+                imap_security="tls",
+                imap_username=imap_user,
+                imap_password=dovecot.users[imap_user],
+            )
+            .id
         )
     del mail_crm.schedules["mail.sync"]
     worker = Worker(mail_crm, concurrency=1)
@@ -102,11 +112,20 @@ def test_a_mailbox_that_cannot_log_in_shows_the_error_and_is_retried(mail_crm, d
 
         assert wait_until(failed_twice, timeout=20)
         (state,) = watchers.states(mail_crm)
-        assert state.key == "support"
-        assert "LOGIN" in state.last_error and imap_user in state.last_error
+        assert (state.watcher, state.key, state.running) == ("mail.idle", "support", True)
+        assert state.last_error.startswith("ConnectionRefusedError")
+
+        # the admin corrects the port: the next restart connects, no worker restart needed
         with mail_crm.system() as work:
-            mail(work).accounts.by_name("support").active = False
+            mail(work).accounts.update(account_id, imap_port=dovecot.tls_port)
+        assert wait_until(lambda: last_sync(mail_crm, "support") is not None, timeout=15)
+        append(dovecot.settings(imap_user), letter("снова на связи"))
+        assert wait_until(lambda: subjects(mail_crm) == ["снова на связи"], timeout=10)
+
+        with mail_crm.system() as work:
+            mail(work).accounts.update(account_id, active=False)
         # switched off: the workers stop watching it and forget it
         assert wait_until(lambda: watchers.states(mail_crm) == [], timeout=15)
+        assert worker.watchers is not None and worker.watchers.running() == []
     finally:
         worker.stop()

@@ -99,15 +99,20 @@ class ImapMailbox:
             )
         elif s.security in ("starttls", "none"):
             conn = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
-            if s.security == "starttls":
-                _check("STARTTLS", conn.starttls(ssl_context=tls_context(s.ca_file)))
         else:
             raise ImapError(f"imap security {s.security!r}: use tls, starttls or none")
         try:
-            _check("LOGIN", conn.login(s.username, s.password))
-        except imaplib.IMAP4.error as exc:
-            conn.shutdown()
-            raise ImapError(f"IMAP LOGIN as {s.username}: {exc}") from None
+            if s.security == "starttls":
+                _check("STARTTLS", conn.starttls(ssl_context=tls_context(s.ca_file)))
+            try:
+                _check("LOGIN", conn.login(s.username, s.password))
+            except imaplib.IMAP4.error as exc:
+                raise ImapError(f"IMAP LOGIN as {s.username}: {exc}") from None
+        except BaseException:
+            # a refused login, or a timeout (servers slow down repeated failures)
+            with contextlib.suppress(OSError):
+                conn.shutdown()
+            raise
         self.conn = conn
         self.examine()
 
