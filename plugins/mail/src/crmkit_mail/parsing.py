@@ -560,7 +560,7 @@ def single_part_message(raw: bytes) -> Message | None:
     block = text[: blank.start() + 1]
     if block.count("\r") != block.count("\r\n"):
         return None
-    message = Message(policy.compat32)
+    message = _SinglePart(policy.compat32)
     name, lines = "", []
     for line in block.split("\n")[:-1]:
         line += "\n"
@@ -575,10 +575,39 @@ def single_part_message(raw: bytes) -> Message | None:
             message.set_raw(*policy.compat32.header_source_parse(lines))
         name, lines = line[: line.index(":")], [line]
     message.set_raw(*policy.compat32.header_source_parse(lines))
+    message.first, message.params = {}, {}
+    for key, value in reversed(list(message.raw_items())):
+        message.first[key.lower()] = (key, value)
     if message.get_content_maintype() in ("multipart", "message"):
         return None
     message.set_payload(text[blank.end() :])
     return message
+
+
+class _SinglePart(Message):
+    """A compat32 message whose headers, never changed after parsing, are looked up by name
+    in a dict: the walk over a single part asks for the same few headers a dozen times."""
+
+    first: dict[str, tuple[str, Any]]
+    params: dict[str, Any]
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        found = self.first.get(name.lower())
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.first
+
+    def _get_params_preserve(self, failobj: Any, header: str) -> Any:
+        # get_param parses a header's parameters on every call; they cannot change here
+        key = header.lower()
+        if key not in self.params:
+            self.params[key] = super()._get_params_preserve(_NO_PARAMS, header)  # type: ignore[misc]
+        found = self.params[key]
+        return failobj if found is _NO_PARAMS else found
+
+
+_NO_PARAMS = object()
 
 
 def parse_message(raw: bytes) -> ParsedMail:
@@ -586,7 +615,9 @@ def parse_message(raw: bytes) -> ParsedMail:
     defects: list[str] = []
     # compat32 parses the structure only; headers are decoded from their raw values below,
     # which is both faster than the header registry and right where it is wrong
-    message = single_part_message(raw) or email.message_from_bytes(raw, policy=policy.compat32)
+    message = single_part_message(raw)
+    if message is None:
+        message = email.message_from_bytes(raw, policy=policy.compat32)
     defects.extend(type(d).__name__ for d in getattr(message, "defects", ()))
     headers = _raw_headers(message)
 

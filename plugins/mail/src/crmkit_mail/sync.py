@@ -127,13 +127,13 @@ def record_batch(
             messages.append(inbound(parsed, fetched, report.account))
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
-        activities, failures = work.channels.ingest_isolated(messages)
+        recorded, failures = work.channels.record_isolated(messages)
         for index, reason in failures.items():
             report.failures.append(f"UID {messages[index].meta.get('uid')}: {reason}")
-        for index, activity in enumerate(activities):
+        for index, activity_id in enumerate(recorded):
             if index in failures:
                 continue
-            if activity is None:
+            if activity_id is None:
                 report.duplicates += 1
             else:
                 report.recorded += 1
