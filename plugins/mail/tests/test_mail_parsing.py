@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email
+import email.header
 import email.utils
 import quopri
 from email import policy
 
 from crmkit_mail.parsing import (
+    decode_bytes,
+    decode_header_text,
     guess_cyrillic,
     parse_date,
     parse_message,
@@ -287,3 +290,18 @@ def test_plain_dates_read_as_the_general_parser_reads_them(when, minutes, weekda
         value = value.split(", ", 1)[1]
     expected = email.utils.parsedate_to_datetime(value).astimezone(dt.UTC)
     assert parse_date(value, []) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=40),
+    st.sampled_from(["utf-8", "UTF-8", "windows-1251", "koi8-r", "x-unknown", "us-ascii"]),
+    st.sampled_from(["", " ", "  \t"]),
+)
+def test_one_base64_word_decodes_as_decode_header_says(data, charset, space):
+    value = f"{space}=?{charset}?B?{base64.b64encode(data).decode()}?={space}"
+    quick_defects, general_defects = [], []
+    quick = decode_header_text(value, quick_defects, "subject")
+    ((chunk, label),) = email.header.decode_header(value.strip())
+    general = decode_bytes(chunk, label, general_defects, "subject").strip()
+    assert (quick, quick_defects) == (general, general_defects)

@@ -13,6 +13,7 @@ yields *something*: ingest never stops on one bad mail.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import datetime as dt
 import email
@@ -153,6 +154,7 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: s
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_BASE64_WORD = re.compile(r"=\?([A-Za-z0-9_.:+-]+)\?[bB]\?([A-Za-z0-9+/]*={0,2})\?=")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 
 
@@ -169,6 +171,11 @@ def decode_header_text(raw: str, defects: list[str] | None = None, where: str = 
     raw = _FOLDING.sub(" ", raw or "")
     if "=?" not in raw:  # no encoded word: decode_header would hand the text back as it is
         return _unsurrogate(raw).strip()
+    single = _BASE64_WORD.fullmatch(raw.strip())
+    if single is not None and len(single[2]) % 4 == 0:
+        # the commonest case, one base64 word: what decode_header would make of it, sooner
+        data = binascii.a2b_base64(single[2])
+        return decode_bytes(data, single[1].lower(), defects, where).strip()
     try:
         chunks = email.header.decode_header(raw)
     except Exception as exc:  # a malformed encoded word: keep the text as it came

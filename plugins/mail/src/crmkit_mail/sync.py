@@ -14,6 +14,7 @@ recipient, or the outbound mail they answer, as bounced.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -196,13 +197,15 @@ def sync_account(
             last_uid = 0
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
-        for batch in box.batches(uids, size):
-            try:
-                record_batch(crm, account_id, validity, batch, report)
-            except _Overtaken:
-                break
-            if after_batch is not None:
-                after_batch(report)
+        # closed on the way out, so the batch being fetched ahead is done before the logout
+        with contextlib.closing(box.batches(uids, size)) as batches:
+            for batch in batches:
+                try:
+                    record_batch(crm, account_id, validity, batch, report)
+                except _Overtaken:
+                    break
+                if after_batch is not None:
+                    after_batch(report)
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
