@@ -232,6 +232,8 @@ def test_a_batch_counts_on_open_conversations_wakes_snoozed_and_skips_closed(crm
         closed = work.channels.ingest(message("<c3@x>", sender="done@x.ru"))
         work.conversations.snooze(snoozed.conversation_id, utcnow() + dt.timedelta(days=1))
         work.conversations.close(closed.conversation_id)
+    published = []
+    crm.live.publish = lambda user_id, message: published.append((user_id, message))
     with crm.system() as work:
         loaded = work.conversations.get(first.conversation_id)  # in the session: refreshed
         assert loaded.unread == 1
@@ -255,6 +257,7 @@ def test_a_batch_counts_on_open_conversations_wakes_snoozed_and_skips_closed(crm
         assert work.conversations.get(closed.conversation_id).status == "closed"
         received = [e for e in work.pending_events if e.name == "message.received"]
         assert [e.record_id for e in received] == ids
+    assert published == [(0, {"type": "inbox"})]  # open inboxes told once, after the commit
 
 
 def test_files_of_a_batch_ingested_by_a_user_are_stored_one_by_one(crm):

@@ -204,6 +204,7 @@ class ConversationService:
             return []
         work = self.work
         work.flush()
+        self._announce()
         columns = [_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)]
         keys = sorted({note.address_key for note in notes})
         opened: dict[str, dict[str, Any]] = {}
