@@ -14,8 +14,9 @@ import imaplib
 import re
 import select
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import attrs
 
@@ -24,6 +25,13 @@ from crmkit_mail.smtp import tls_context
 _UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+
+
+T = TypeVar("T")
+
+
+def _as_fetched(batch: list[FetchedMessage]) -> list[FetchedMessage]:
+    return batch
 
 
 class ImapError(Exception):
@@ -205,24 +213,34 @@ class ImapMailbox:
         messages.sort(key=lambda m: m.uid)
         return messages
 
-    def batches(self, uids: Sequence[int], size: int) -> Iterator[list[FetchedMessage]]:
+    def batches(
+        self,
+        uids: Sequence[int],
+        size: int,
+        prepare: Callable[[list[FetchedMessage]], T] = _as_fetched,  # type: ignore[assignment]
+    ) -> Iterator[T]:
         """``fetch`` in batches of ``size`` UIDs, each fetched while the caller handles the last.
 
-        The next batch is asked for in a background thread as soon as one is handed out,
-        so the server reads and sends it while the caller records the previous one.  The
-        connection is not to be used by the caller until the iteration ends (or is closed).
+        The next batch is fetched (and passed through ``prepare``, parsing for instance) in a
+        background thread as soon as one is handed out, so the server reads and sends it
+        while the caller records the previous one.  The connection is not to be used by the
+        caller until the iteration ends (or is closed).
         """
         chunks = [uids[start : start + size] for start in range(0, len(uids), size)]
         if len(chunks) < 2:
             for chunk in chunks:
-                yield self.fetch(chunk)
+                yield prepare(self.fetch(chunk))
             return
+
+        def ahead_of_time(chunk: Sequence[int]) -> T:
+            return prepare(self.fetch(chunk))
+
         with ThreadPoolExecutor(1, thread_name_prefix="imap-fetch") as ahead:
-            pending = ahead.submit(self.fetch, chunks[0])
+            pending = ahead.submit(ahead_of_time, chunks[0])
             for chunk in [*chunks[1:], None]:
                 batch = pending.result()
                 if chunk is not None:
-                    pending = ahead.submit(self.fetch, chunk)
+                    pending = ahead.submit(ahead_of_time, chunk)
                 yield batch
 
     # -- waiting --------------------------------------------------------------------------

@@ -111,16 +111,25 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
     return marked
 
 
+def parse_batch(batch: list[FetchedMessage]) -> list[tuple[FetchedMessage, ParsedMail]]:
+    """Each fetched message with what it says (done ahead, while the last batch is recorded)."""
+    return [(fetched, parse_message(fetched.raw)) for fetched in batch]
+
+
 def record_batch(
-    crm: CRM, account_id: int, uidvalidity: int, batch: list[FetchedMessage], report: SyncReport
+    crm: CRM,
+    account_id: int,
+    uidvalidity: int,
+    batch: list[tuple[FetchedMessage, ParsedMail]],
+    report: SyncReport,
 ) -> None:
-    """Record one batch and move the mailbox's UID in the same transaction."""
+    """Record one batch (from :func:`parse_batch`) and move the mailbox's UID in the same
+    transaction."""
     if not batch:
         return
     with crm.system() as work:
         messages = []
-        for fetched in batch:
-            parsed = parse_message(fetched.raw)
+        for fetched, parsed in batch:
             if parsed.bounce is not None:
                 record_bounce(work, parsed.bounce)
                 report.bounces += 1
@@ -138,7 +147,7 @@ def record_batch(
                 report.duplicates += 1
             else:
                 report.recorded += 1
-        top = batch[-1].uid
+        top = batch[-1][0].uid
         moved = work.session.execute(
             update(MailAccount)
             .where(
@@ -198,7 +207,7 @@ def sync_account(
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
         # closed on the way out, so the batch being fetched ahead is done before the logout
-        with contextlib.closing(box.batches(uids, size)) as batches:
+        with contextlib.closing(box.batches(uids, size, parse_batch)) as batches:
             for batch in batches:
                 try:
                     record_batch(crm, account_id, validity, batch, report)
