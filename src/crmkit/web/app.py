@@ -98,6 +98,9 @@ def create_app(crm: Any) -> Starlette:
     from crmkit.web.screens import auth, live
 
     routes: list[BaseRoute] = [
+        # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api).
+        # First, so that API requests are not matched against every screen's route first.
+        Mount(MOUNT, app=create_api(crm)),
         Route("/login", guarded(auth.login_form, public=True), methods=["GET"], name="login"),
         Route("/login", guarded(auth.login, public=True), methods=["POST"]),
         Route("/logout", guarded(auth.logout), methods=["POST"], name="logout"),
@@ -123,8 +126,6 @@ def create_app(crm: Any) -> Starlette:
                 name=route.name,
             )
         )
-    # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api)
-    routes.append(Mount(MOUNT, app=create_api(crm)))
     static = importlib.resources.files("crmkit.web") / "static"
     for plugin_name, folder in plugin_folders(crm, "static"):
         routes.append(Mount(f"/static/plugins/{plugin_name}", StaticFiles(directory=folder)))
