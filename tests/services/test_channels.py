@@ -18,9 +18,11 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.channels import Attachment
+from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, OutboxItem
-from crmkit.testing import factories
+from crmkit.model import Attachment as AttachmentRow
+from crmkit.testing import add_user, factories
 
 
 class NullAdapter:
@@ -221,3 +223,72 @@ def test_a_file_too_large_is_dropped_with_a_note_and_spoils_nothing(make_crm, pl
         assert len(light.data["attachments"]) == 1
         stored = work.attachments.get(light.data["attachments"][0])
         assert stored.filename == "счёт.pdf" and stored.record_id == light.id
+
+
+def test_a_batch_counts_on_open_conversations_wakes_snoozed_and_skips_closed(crm):
+    with crm.system() as work:
+        first = work.channels.ingest(message("<c1@x>", sender="open@x.ru"))
+        snoozed = work.channels.ingest(message("<c2@x>", sender="sleepy@x.ru"))
+        closed = work.channels.ingest(message("<c3@x>", sender="done@x.ru"))
+        work.conversations.snooze(snoozed.conversation_id, utcnow() + dt.timedelta(days=1))
+        work.conversations.close(closed.conversation_id)
+    published = []
+    crm.live.publish = lambda user_id, message: published.append((user_id, message))
+    with crm.system() as work:
+        loaded = work.conversations.get(first.conversation_id)  # in the session: refreshed
+        assert loaded.unread == 1
+        ids = work.channels.record_many(
+            [
+                message("<c4@x>", sender="open@x.ru"),
+                message("<c5@x>", sender="sleepy@x.ru"),
+                message("<c6@x>", sender="done@x.ru"),
+                message("<c7@x>", sender="Done@X.ru"),
+            ]
+        )
+        assert all(isinstance(i, int) for i in ids)
+        entries = [work.session.get(Activity, i) for i in ids]
+        assert entries[0].conversation_id == first.conversation_id and loaded.unread == 2
+        woken = work.conversations.get(snoozed.conversation_id)
+        assert (woken.status, woken.snoozed_until, woken.unread) == ("open", None, 2)
+        assert entries[2].conversation_id not in (None, closed.conversation_id)
+        assert entries[3].conversation_id == entries[2].conversation_id
+        started = work.conversations.get(entries[2].conversation_id)
+        assert (started.status, started.unread, started.address_key) == ("open", 2, "done@x.ru")
+        assert work.conversations.get(closed.conversation_id).status == "closed"
+        received = [e for e in work.pending_events if e.name == "message.received"]
+        assert [e.record_id for e in received] == ids
+    assert published == [(0, {"type": "inbox"})]  # open inboxes told once, after the commit
+
+
+def test_files_of_a_batch_ingested_by_a_user_are_stored_one_by_one(crm):
+    clerk = add_user(crm, "clerk", ["admin"])
+    with crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "client@romashka.ru"}]
+        )
+    small = Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")
+    with crm.acting_as(clerk) as work:
+        (entry,) = work.channels.ingest_many([message("<u1@x>", attachments=[small])])
+    with crm.system() as work:
+        entry = work.session.get(Activity, entry.id)
+        (stored,) = work.attachments.for_party(client.id)
+        assert entry.data["attachments"] == [stored.id] and stored.uploaded_by_id == clerk.id
+        assert (stored.record_entity, stored.record_id) == ("activity", entry.id)
+
+
+def test_files_of_a_batch_that_rolls_back_are_removed_from_storage(make_crm, plugin):
+    crm = make_crm(plugins=[plugin])
+    small = Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), crm.system() as work:
+        (entry_id,) = work.channels.record_many([message("<r1@x>", attachments=[small])])
+        (key,) = work.session.scalars(select(AttachmentRow.storage_key))
+        work.crm.storage.open(key).close()  # written
+        raise Boom
+    with pytest.raises(FileNotFoundError):
+        crm.storage.open(key)
+    with crm.system() as work:
+        assert work.session.get(Activity, entry_id) is None

@@ -7,8 +7,31 @@ import re
 import httpx
 import pytest
 
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
 from crmkit.testing import DEMO_PASSWORD, add_user
 from crmkit.web.app import create_app
+
+
+class ChatChannel:
+    """A messenger-like channel for contact-center tests: inbound through ingest, outbound
+    through the outbox (every send succeeds)."""
+
+    crmkit_plugin_name = "test_chat"
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "chat",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE},
+                lambda crm: self,
+                activity_kind="message",
+            )
+        ]
+
+    def send(self, message):
+        return DeliveryReceipt("chat-1")
 
 
 class Browser:

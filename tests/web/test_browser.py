@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, InboundMessage, hookimpl
+from crmkit import InboundMessage
 from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
+from tests.web.conftest import ChatChannel
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -30,27 +31,6 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-class ChatChannel:
-    """A messenger-like channel, for the contact center's story."""
-
-    crmkit_plugin_name = "e2e_chat"
-
-    @hookimpl
-    def crmkit_register_channels(self):
-        return [
-            Channel(
-                "chat",
-                AddressKind.EMAIL,
-                {Capability.SEND, Capability.RECEIVE},
-                lambda crm: self,
-                activity_kind="message",
-            )
-        ]
-
-    def send(self, message):
-        return DeliveryReceipt("chat-1")
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +108,8 @@ def test_client_note_mention_reaches_the_colleagues_bell(server, browser):
 
 def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
     crm, base = server
-    add_user(crm, "olga", ["agent"], display_name="Ольга")
-    page = sign_in(browser.new_context(), base, "olga")
+    add_user(crm, "svetlana", ["agent"], display_name="Светлана")
+    page = sign_in(browser.new_context(), base, "svetlana")
     page.goto(f"{base}/inbox")
     page.evaluate("window.stillTheSamePage = true")
     assert "Лидия Петрова" not in page.inner_text("[data-conversations]")

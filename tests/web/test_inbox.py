@@ -7,32 +7,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, InboundMessage, hookimpl
+from crmkit import InboundMessage
 from crmkit.model import Activity, Conversation, OutboxItem
 from crmkit.testing import factories
+from tests.web.conftest import ChatChannel
 
 pytestmark = pytest.mark.anyio
-
-
-class ChatChannel:
-    """A messenger-like channel: inbound through ingest, outbound through the outbox."""
-
-    crmkit_plugin_name = "test_chat"
-
-    @hookimpl
-    def crmkit_register_channels(self):
-        return [
-            Channel(
-                "chat",
-                AddressKind.EMAIL,
-                {Capability.SEND, Capability.RECEIVE},
-                lambda crm: self,
-                activity_kind="message",
-            )
-        ]
-
-    def send(self, message):
-        return DeliveryReceipt("chat-1")
 
 
 @pytest.fixture

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import email
+import email.header
+import email.utils
 import quopri
+from email import policy
 
-from crmkit_mail.parsing import guess_cyrillic, parse_message
+from crmkit_mail.parsing import (
+    decode_bytes,
+    decode_header_text,
+    guess_cyrillic,
+    parse_date,
+    parse_message,
+    plain_addresses,
+    single_part_message,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,3 +187,121 @@ def test_delivery_status_notification_is_a_bounce():
 def test_no_input_crashes_the_parser(noise, prefix):
     mail = parse_message(prefix + b"\r\n" + noise if prefix else noise)
     assert isinstance(mail.text, str) and isinstance(mail.subject, str)
+
+
+# -- the quick paths read exactly what the standard library reads --------------------------
+
+HEADER_LINES = [
+    b"From: =?koi8-r?B?8NLJ18XU?= <k@x.ru>",
+    b'From: "Ivan, P." <I@x.ru>',
+    b"From: A. Smith  <as@x.ru>, other@y.ru",
+    b"To: a@b, (c) d@e",
+    b"Subject: " + "Счёт".encode("cp1251"),
+    b"Subject: =?utf-8?Q?=D0=9F=D1=80?=\r\n  folded",
+    b"Date: Mon, 3 Mar 2025 10:01:00 +0300",
+    b"Message-ID: <x@y>",
+    b"Content-Type: text/plain; charset=windows-1251",
+    b'Content-Type: text/html; charset="koi8-r"',
+    b"Content-Type: application/pdf; name=x.pdf",
+    b"Content-Type: multipart/mixed; boundary=b",
+    b"Content-Type: message/rfc822",
+    b"Content-Transfer-Encoding: quoted-printable",
+    b"X-Folded: a\r\n\tb",
+    b" a continuation",
+    b"From nobody Mon Mar  3 10:00:00 2025",
+    b"not a header",
+    b":no name",
+    b"X-Bare-CR: a\rb",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(HEADER_LINES), max_size=6),
+    st.sampled_from([b"\r\n", b"\n"]),
+    st.sampled_from([b"\r\n", b"\n", b""]),
+    st.binary(max_size=60),
+)
+def test_single_part_messages_are_built_as_the_email_package_builds_them(
+    lines, newline, blank, body
+):
+    raw = b"".join(line.replace(b"\r\n", newline) + newline for line in lines) + blank + body
+    quick = single_part_message(raw)
+    if quick is None:
+        return
+    full = email.message_from_bytes(raw, policy=policy.compat32)
+    assert quick.raw_items() and list(quick.raw_items()) == list(full.raw_items())
+    assert quick.get_payload() == full.get_payload()
+    assert quick.defects == full.defects == []
+    assert parse_message(raw) == _without_quick_path(raw)
+
+
+def _without_quick_path(raw):
+    import crmkit_mail.parsing as parsing
+
+    original = parsing.single_part_message
+    parsing.single_part_message = lambda raw: None
+    try:
+        return parse_message(raw)
+    finally:
+        parsing.single_part_message = original
+
+
+def test_the_quick_path_takes_ordinary_mail_only(peers_dir):
+    plain = build("From: a@example.ru\nSubject: hi\nContent-Type: text/plain\n", b"body")
+    assert single_part_message(plain).get_payload() == "body"
+    for name in ("base.eml", "attachment_inline1.eml", "attachment_7bit.eml"):  # multipart
+        raw = read_peer(peers_dir, name)
+        assert single_part_message(raw) is None
+        assert parse_message(raw) == _without_quick_path(raw)
+    assert single_part_message(b"From x\r\n\r\nbody") is None  # no colon: not a header
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab.@<>", ;:()\\\t=?Q\udcd0', max_size=30))
+def test_plain_addresses_read_as_getaddresses_does(value):
+    quick = plain_addresses(value)
+    if quick is not None:
+        expected = [pair for pair in email.utils.getaddresses([value]) if "@" in pair[1]]
+        assert [pair for pair in quick if "@" in pair[1]] == expected
+
+
+def test_plain_addresses_cover_the_usual_shapes():
+    value = '=?utf-8?B?0K/QvdC00LXQutGB?= <hello@yandex.ru>, "Petrov, I." <ip@x.ru>'
+    assert plain_addresses(value) is None  # a comma beside quotes: the full parser
+    assert plain_addresses("A.  Smith <as@x.ru>, b@y.ru") == [
+        ("A. Smith", "as@x.ru"),
+        ("", "b@y.ru"),
+    ]
+    assert plain_addresses('"Ivan Petrov" <ip@x.ru>') == [("Ivan Petrov", "ip@x.ru")]
+    assert plain_addresses("Ivan (work) <ip@x.ru>") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=dt.datetime(1991, 1, 1), max_value=dt.datetime(2025, 12, 31)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+    st.booleans(),
+)
+def test_plain_dates_read_as_the_general_parser_reads_them(when, minutes, weekday):
+    zone = dt.timezone(dt.timedelta(minutes=minutes))
+    value = email.utils.format_datetime(when.replace(tzinfo=zone, microsecond=0))
+    if not weekday:
+        value = value.split(", ", 1)[1]
+    expected = email.utils.parsedate_to_datetime(value).astimezone(dt.UTC)
+    assert parse_date(value, []) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=40),
+    st.sampled_from(["utf-8", "UTF-8", "windows-1251", "koi8-r", "x-unknown", "us-ascii"]),
+    st.sampled_from(["", " ", "  \t"]),
+)
+def test_one_base64_word_decodes_as_decode_header_says(data, charset, space):
+    value = f"{space}=?{charset}?B?{base64.b64encode(data).decode()}?={space}"
+    quick_defects, general_defects = [], []
+    quick = decode_header_text(value, quick_defects, "subject")
+    ((chunk, label),) = email.header.decode_header(value.strip())
+    general = decode_bytes(chunk, label, general_defects, "subject").strip()
+    assert (quick, quick_defects) == (general, general_defects)

@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from crmkit import events
@@ -34,6 +35,8 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
 from crmkit.model import Activity, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
+from crmkit.services.bulk import allocate_ids, insert_rows
+from crmkit.services.conversations import InboundNote
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -54,6 +57,10 @@ _TOUCH_PARTY = (
     )
     .values(last_activity_at=bindparam("when"))
 )
+
+
+_ACTIVITY = Activity.__table__
+_ATTACHMENT = AttachmentRow.__table__
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
@@ -169,14 +176,26 @@ class ChannelService:
         the messages recorded already, one for the senders' parties, one for the threads,
         one for the open conversations, one INSERT of every timeline entry.  Senders nobody
         owns are handled per ``channels.unknown_sender`` (one lead per address, however many
-        of its messages the batch holds).  Files of a message are stored in a savepoint: a
-        file refused (too large...) leaves the message without files, noted in its data as
-        ``dropped_attachments``, and does not affect the rest of the batch.
+        of its messages the batch holds).  A file refused (too large...) leaves its message
+        without files, noted in its data as ``dropped_attachments``, and does not affect the
+        rest of the batch.  :meth:`record_many` does the same without reading the entries
+        back.
         """
-        results: list[Activity | None] = [None] * len(messages)
+        return self._activities(self.record_many(messages))
+
+    def record_many(self, messages: list[InboundMessage]) -> list[int | None]:
+        """:meth:`ingest_many` returning the entries' ids (``None`` for those recorded already).
+
+        For bulk readers (mail sync): the timeline entries, new conversations and files are
+        written with Core statements (ids allocated up front), no ORM objects are made, and
+        ``crmkit_message_received`` gets loaded entries only when a plugin implements it.
+        The ``message.received`` events are emitted as by :meth:`ingest_many`.
+        """
+        results: list[int | None] = [None] * len(messages)
         if not messages:
             return results
-        session = self.work.session
+        work = self.work
+        session = work.session
         region = self.region
         todo: list[tuple[int, InboundMessage, Channel, str]] = []
         seen: set[tuple[str, str]] = set()
@@ -207,9 +226,9 @@ class ChannelService:
         parties = self._resolve_keys({(c.address_kind.value, c.service, k) for _, _, c, k in todo})
         threads = self._thread_records(todo)
         rows: list[dict[str, Any]] = []
-        planned: list[tuple[int, InboundMessage, Channel, str, int | None, str]] = []
+        planned: list[tuple[int, InboundMessage, Channel, int | None, str]] = []
+        notes: dict[str, list[tuple[int, InboundNote]]] = {}
         touched: dict[int, Any] = {}
-        open_by_channel: dict[str, dict[str, Any]] = {}
         for index, message, channel, key in todo:
             lookup = (channel.address_kind.value, channel.service, key)
             party_id = parties.get(lookup)
@@ -221,33 +240,30 @@ class ChannelService:
             record = self._thread_of(channel.name, message.thread_refs, threads)
             threads[(channel.name, message.external_id)] = record
             when = message.received_at or utcnow()
-            if channel.name not in open_by_channel:
-                keys = [k for _, m, _, k in todo if m.channel == channel.name]
-                open_by_channel[channel.name] = self.work.conversations.open_by_key(
-                    channel.name, keys
+            notes.setdefault(channel.name, []).append(
+                (
+                    len(rows),
+                    InboundNote(
+                        address=message.sender[:320],
+                        address_key=key[:320],
+                        sender_name=message.sender_name[:300] if message.sender_name else None,
+                        subject=message.subject[:500] if message.subject else None,
+                        party_id=party_id,
+                        record=record,
+                        when=when,
+                    ),
                 )
-            opened = open_by_channel[channel.name]
-            conversation = self.work.conversations.note_message(
-                opened.get(key),
-                channel=channel.name,
-                address=message.sender[:320],
-                address_key=key[:320],
-                sender_name=message.sender_name[:300] if message.sender_name else None,
-                subject=message.subject[:500] if message.subject else None,
-                party_id=party_id,
-                record=record,
-                when=when,
-                open_by_key=opened,
             )
             if party_id is not None and (party_id not in touched or touched[party_id] < when):
                 touched[party_id] = when
             rows.append(
                 {
+                    "id": None,
                     "party_id": party_id,
                     "kind": channel.activity_kind,
                     "occurred_at": when,
-                    "actor_id": self.work.actor.user_id,
-                    "by_assistant": self.work.actor.assistant,
+                    "actor_id": work.actor.user_id,
+                    "by_assistant": work.actor.assistant,
                     "subject": message.subject[:500] if message.subject else None,
                     "body": message.body,
                     "data": {
@@ -266,46 +282,60 @@ class ChannelService:
                     "pinned": False,
                     "record_entity": record[0] if record else None,
                     "record_id": record[1] if record else None,
-                    "_conversation": conversation,
+                    "conversation_id": None,
                 }
             )
-            planned.append((index, message, channel, key, party_id, status))
-        self.work.flush()  # new conversations get their ids
-        for row in rows:
-            row["conversation_id"] = row.pop("_conversation").id
-        activities = list(
-            session.scalars(
-                insert(Activity).returning(Activity, sort_by_parameter_order=True), rows
-            )
-        )
+            planned.append((index, message, channel, party_id, status))
+        for name, noted in notes.items():
+            conversation_ids = work.conversations.note_messages(name, [n for _, n in noted])
+            for (position, _note), conversation_id in zip(noted, conversation_ids, strict=True):
+                rows[position]["conversation_id"] = conversation_id
+        connection = session.connection()
+        for row, new_id in zip(rows, allocate_ids(connection, _ACTIVITY, len(rows)), strict=True):
+            row["id"] = new_id
+        # files are stored before the entries are written, so each entry's data names them
+        late_files = self._store_files_early(planned, rows)
+        insert_rows(connection, _ACTIVITY, rows)
         if touched:
-            session.connection().execute(
+            connection.execute(
                 _TOUCH_PARTY,
                 [{"party": party, "when": when} for party, when in touched.items()],
             )
-        for (index, message, channel, _key, party_id, status), activity in zip(
-            planned, activities, strict=True
+        for position in late_files:
+            self._store_files(planned[position][1], rows[position], planned[position][3])
+        hook = work.crm.pm.hook.crmkit_message_received
+        loaded = self._activities([row["id"] for row in rows]) if hook.get_hookimpls() else None
+        for position, ((index, message, channel, party_id, status), row) in enumerate(
+            zip(planned, rows, strict=True)
         ):
-            if message.attachments:
-                self._store_files(message, activity, party_id)
-            results[index] = activity
-            self.work.crm.pm.hook.crmkit_message_received(
-                work=self.work, message=message, activity=activity
-            )
-            self.work.emit(
+            results[index] = row["id"]
+            if loaded is not None:
+                hook(work=work, message=message, activity=loaded[position])
+            work.emit(
                 events.MESSAGE_RECEIVED,
                 "activity",
-                activity.id,
+                row["id"],
                 party_id=party_id,
                 channel=channel.name,
                 status=status,
             )
         return results
 
-    def ingest_isolated(
+    def _activities(self, ids: list[int | None]) -> list[Activity | None]:
+        """The entries of ``ids`` (``None`` stays ``None``), loaded in one query per 500."""
+        wanted = [i for i in ids if i is not None]
+        found: dict[int, Activity] = {}
+        for chunk in _chunks(wanted):  # type: ignore[arg-type]
+            found.update(
+                (a.id, a)
+                for a in self.work.session.scalars(select(Activity).where(Activity.id.in_(chunk)))
+            )
+        return [found[i] if i is not None else None for i in ids]
+
+    def record_isolated(
         self, messages: list[InboundMessage]
-    ) -> tuple[list[Activity | None], dict[int, str]]:
-        """:meth:`ingest_many`, where a message refused for its own content spoils nothing.
+    ) -> tuple[list[int | None], dict[int, str]]:
+        """:meth:`record_many`, where a message refused for its own content spoils nothing.
 
         The batch runs in a savepoint.  When it fails on a message's data (a refusal of a
         ``crmkit_message_received`` handler with :class:`ValidationFailed`, a value the
@@ -316,24 +346,115 @@ class ChannelService:
         """
         try:
             with self.work.savepoint():
-                return self.ingest_many(messages), {}
+                return self.record_many(messages), {}
         except BAD_MESSAGE:
             pass  # find the culprits one by one
-        results: list[Activity | None] = []
+        results: list[int | None] = []
         failures: dict[int, str] = {}
         for index, message in enumerate(messages):
             try:
                 with self.work.savepoint():
-                    results.append(self.ingest_many([message])[0])
+                    results.append(self.record_many([message])[0])
             except BAD_MESSAGE as exc:
                 results.append(None)
                 failures[index] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
         return results, failures
 
+    def ingest_isolated(
+        self, messages: list[InboundMessage]
+    ) -> tuple[list[Activity | None], dict[int, str]]:
+        """:meth:`ingest_many` with the isolation of :meth:`record_isolated`."""
+        ids, failures = self.record_isolated(messages)
+        return self._activities(ids), failures
+
+    def _store_files_early(
+        self,
+        planned: list[tuple[int, InboundMessage, Channel, int | None, str]],
+        rows: list[dict[str, Any]],
+    ) -> list[int]:
+        """Store the batch's files and their rows in bulk; positions left to ``_store_files``.
+
+        For the system actor (sync workers) the checks ``attachments.add`` makes per file
+        (permission, the party and the entry visible) hold by construction, so the files
+        are saved and their rows written in one statement.  Other actors get them one by
+        one through ``attachments.add`` after the entries exist.
+        """
+        positions = [p for p, plan in enumerate(planned) if plan[1].attachments]
+        if not positions or not self.work.actor.system:
+            return positions
+        work = self.work
+        storage = work.crm.storage
+        limit = int(work.crm.config["storage.max_upload_mb"]) * 1024 * 1024
+        stored_rows: list[dict[str, Any]] = []
+        audits: list[tuple[int, str]] = []
+        for position in positions:
+            message, party_id, row = planned[position][1], planned[position][3], rows[position]
+            files: list[dict[str, Any]] = []
+            try:
+                for attachment in message.attachments:
+                    if attachment.data is None:
+                        continue
+                    name = (attachment.filename or "attachment").strip()
+                    name = name.replace("/", "_").replace("\\", "_")
+                    if not name:
+                        raise ValidationFailed({"filename": ["a file needs a name"]})
+                    try:
+                        saved = storage.save([attachment.data], max_size=limit)
+                    except ValueError as exc:
+                        raise ValidationFailed({"file": [str(exc)]}) from None
+                    files.append(
+                        {
+                            "id": None,
+                            "storage_key": saved.key,
+                            "filename": name,
+                            "content_type": attachment.content_type
+                            or mimetypes.guess_type(name)[0]
+                            or "application/octet-stream",
+                            "size": saved.size,
+                            "sha256": saved.sha256,
+                            "document_type": None,
+                            "party_id": party_id,
+                            "uploaded_by_id": work.actor.user_id,
+                            "created_at": utcnow(),
+                            "record_entity": "activity",
+                            "record_id": row["id"],
+                        }
+                    )
+            except (ValidationFailed, OSError) as exc:
+                for file in files:
+                    storage.delete(file["storage_key"])
+                names = ", ".join(a.filename or "attachment" for a in message.attachments)
+                row["data"]["dropped_attachments"] = f"{names}: {exc}"[:500]
+                continue
+            for file in files:
+                work.on_rollback(lambda key=file["storage_key"]: storage.delete(key))
+            stored_rows += files
+            if files:
+                row["data"]["attachments"] = files
+        connection = work.session.connection()
+        ids = allocate_ids(connection, _ATTACHMENT, len(stored_rows))
+        for file, new_id in zip(stored_rows, ids, strict=True):
+            file["id"] = new_id
+            audits.append((new_id, file["filename"]))
+        for position in positions:
+            data = rows[position]["data"]
+            if "attachments" in data:
+                data["attachments"] = [file["id"] for file in data["attachments"]]
+        insert_rows(connection, _ATTACHMENT, stored_rows)
+        for attachment_id, name in audits:
+            work.audit(
+                "attachment",
+                attachment_id,
+                "create",
+                {"filename": [None, name], "document_type": [None, None]},
+            )
+        return []
+
     def _store_files(
-        self, message: InboundMessage, activity: Activity, party_id: int | None
+        self, message: InboundMessage, row: dict[str, Any], party_id: int | None
     ) -> None:
         """Store a message's files; refused ones are all dropped and noted on the message."""
+        data = dict(row["data"])
         try:
             with self.work.savepoint():
                 stored_ids = []
@@ -345,17 +466,22 @@ class ChannelService:
                         attachment.filename or "attachment",
                         attachment.data,
                         party_id=party_id,
-                        record=("activity", activity.id),
+                        record=("activity", row["id"]),
                         content_type=attachment.content_type,
                         timeline=False,
                     )
                     stored_ids.append(stored.id)
         except (ValidationFailed, OSError) as exc:
             names = ", ".join(a.filename or "attachment" for a in message.attachments)
-            activity.data = {**activity.data, "dropped_attachments": f"{names}: {exc}"[:500]}
-            return
+            data["dropped_attachments"] = f"{names}: {exc}"[:500]
+            stored_ids = []
         if stored_ids:
-            activity.data = {**activity.data, "attachments": stored_ids}
+            data["attachments"] = stored_ids
+        if data != row["data"]:
+            row["data"] = data
+            self.work.session.execute(
+                update(Activity).where(Activity.id == row["id"]).values(data=data)
+            )
 
     def _resolve_keys(
         self, lookups: set[tuple[str, str | None, str]]

@@ -17,17 +17,38 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, true
+import attrs
+from sqlalchemy import and_, bindparam, or_, select, true, update
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import Activity, Conversation, Party
+from crmkit.services.bulk import allocate_ids, insert_rows
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 VIEWS = ("unassigned", "mine", "team")
 STATUSES = ("open", "snoozed", "closed")
+
+_CONVERSATION = Conversation.__table__
+#: what a new message may change on an open conversation (see ``note_message``)
+_COUNTED = ("unread", "last_message_at", "status", "snoozed_until", "party_id")
+_RECORD = ("record_entity", "record_id")
+_NOTE = update(_CONVERSATION).where(_CONVERSATION.c.id == bindparam("_id"))
+
+
+@attrs.frozen
+class InboundNote:
+    """One inbound message as its conversation counts it (see ``note_messages``)."""
+
+    address: str
+    address_key: str
+    sender_name: str | None
+    subject: str | None
+    party_id: int | None
+    record: tuple[str, int] | None
+    when: dt.datetime
 
 
 class ConversationService:
@@ -170,6 +191,91 @@ class ConversationService:
             conversation.record_entity, conversation.record_id = record
         self._announce()
         return conversation
+
+    def note_messages(self, channel: str, notes: list[InboundNote]) -> list[int]:
+        """:meth:`note_message` for a batch of messages on one channel; their conversation ids.
+
+        The same rules, without ORM objects: one query for the senders' open conversations,
+        one ``executemany`` UPDATE of those counted on, one bulk INSERT of those started
+        (ids allocated up front).  Conversation objects already loaded in the session are
+        expired, so they read the new counts.
+        """
+        if not notes:
+            return []
+        work = self.work
+        work.flush()
+        self._announce()
+        columns = [_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)]
+        keys = sorted({note.address_key for note in notes})
+        opened: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            rows = work.session.execute(
+                select(*columns)
+                .where(
+                    _CONVERSATION.c.channel == channel,
+                    _CONVERSATION.c.address_key.in_(keys[start : start + 500]),
+                    _CONVERSATION.c.status != "closed",
+                )
+                .order_by(_CONVERSATION.c.id.desc())
+            )
+            for row in rows.mappings():
+                opened.setdefault(row["address_key"], dict(row))
+        started: list[dict[str, Any]] = []
+        changed: dict[int, dict[str, Any]] = {}
+        targets: list[dict[str, Any]] = []
+        for note in notes:
+            state = opened.get(note.address_key)
+            if state is None:
+                state = {
+                    "id": None,
+                    "channel": channel,
+                    "address": note.address,
+                    "address_key": note.address_key,
+                    "sender_name": note.sender_name,
+                    "subject": note.subject,
+                    "party_id": note.party_id,
+                    "assignee_id": None,
+                    "team_id": None,
+                    "status": "open",
+                    "snoozed_until": None,
+                    "unread": 0,
+                    "last_message_at": note.when,
+                    "created_at": utcnow(),
+                    "closed_at": None,
+                    "record_entity": None,
+                    "record_id": None,
+                }
+                opened[note.address_key] = state
+                started.append(state)
+            elif state["id"] not in changed:
+                changed[state["id"]] = state
+            state["unread"] = (state["unread"] or 0) + 1
+            state["last_message_at"] = max(state["last_message_at"], note.when)
+            if state["status"] == "snoozed":
+                state["status"], state["snoozed_until"] = "open", None
+            if state["party_id"] is None and note.party_id is not None:
+                state["party_id"] = note.party_id
+            if note.record is not None:
+                state["record_entity"], state["record_id"] = note.record
+            targets.append(state)
+        connection = work.session.connection()
+        for state, new_id in zip(
+            started, allocate_ids(connection, _CONVERSATION, len(started)), strict=True
+        ):
+            state["id"] = new_id
+        insert_rows(connection, _CONVERSATION, started)
+        if changed:
+            connection.execute(
+                _NOTE.values({name: bindparam(f"_{name}") for name in (*_COUNTED, *_RECORD)}),
+                [
+                    {f"_{name}": state[name] for name in ("id", *_COUNTED, *_RECORD)}
+                    for state in changed.values()
+                ],
+            )
+            for loaded in list(work.session.identity_map.values()):
+                if isinstance(loaded, Conversation) and loaded.id in changed:
+                    work.session.expire(loaded)
+        return [state["id"] for state in targets]
 
     # -- reading --------------------------------------------------------------------------
 

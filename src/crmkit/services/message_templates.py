@@ -24,6 +24,7 @@ version (:func:`choose_language`)::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -171,6 +172,12 @@ def _local_time(value: Any, zone: str = "UTC") -> Any:
 
 
 _ENV = _environment()
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    """A template text compiled once: a mailing renders the same text for every recipient."""
+    return _ENV.from_string(source)
 
 
 def _plain(value: Any) -> Any:
@@ -392,8 +399,11 @@ class MessageTemplateService:
 
     def render_text(self, field: str, source: str, variables: Mapping[str, Any]) -> str:
         """Render one template text in the sandbox; mistakes become :class:`TemplateFailed`."""
-        self.check(field, source)
-        template = _ENV.from_string(source or "")
+        try:
+            template = _compiled(source or "")
+        except jinja2.TemplateSyntaxError:
+            self.check(field, source)  # raises TemplateFailed naming the field and the line
+            raise
         try:
             return template.render(variables)
         except jinja2.TemplateError as exc:

@@ -164,6 +164,7 @@ class EntityService:
             chunk = wanted[start : start + 500]
             for row in self.session.scalars(self.query().where(self.model.id.in_(chunk))):
                 found[row.id] = row
+        self._visible.update(found)  # a later get() of one of them needs no query
         return found
 
     def custom_kinds(self) -> dict[str, str]:

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import selectinload
 
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import ContactPoint
+from crmkit.model import ContactPoint, Party
 from crmkit.services.message_templates import RenderedMessage, choose_language
 from crmkit_mail.accounts import MailAccounts, smtp_settings
 from crmkit_mail.model import MailAccount, MailCampaign, MailCampaignRecipient, MailUnsubscribe
@@ -403,6 +404,15 @@ def send_campaign(
                 )
                 campaign = work.session.get(MailCampaign, campaign_id)
                 assert campaign is not None
+                # the chunk's clients with their contact points in two queries, so rendering
+                # each one's variables below reads them from the session, not the database
+                visible = work.parties.find_many(r.party_id for r in chunk if r.party_id)
+                if visible:
+                    work.session.scalars(
+                        select(Party)
+                        .where(Party.id.in_(list(visible)))
+                        .options(selectinload(Party.contact_points))
+                    ).all()
                 for row in chunk:
                     if row.address in opted_out:
                         row.status = "unsubscribed"

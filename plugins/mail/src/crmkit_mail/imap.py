@@ -15,7 +15,9 @@ import re
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import attrs
 
@@ -25,6 +27,13 @@ _UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _STOP_CHECK_SECONDS = 0.25
+
+
+T = TypeVar("T")
+
+
+def _as_fetched(batch: list[FetchedMessage]) -> list[FetchedMessage]:
+    return batch
 
 
 class ImapError(Exception):
@@ -62,12 +71,44 @@ def _check(command: str, answer: tuple[str, list[object]]) -> list[object]:
     return data
 
 
+_MONTHS = {
+    m: n
+    for n, m in enumerate(
+        (
+            b"Jan",
+            b"Feb",
+            b"Mar",
+            b"Apr",
+            b"May",
+            b"Jun",
+            b"Jul",
+            b"Aug",
+            b"Sep",
+            b"Oct",
+            b"Nov",
+            b"Dec",
+        ),
+        1,
+    )
+}
+_DATE_TIME = re.compile(rb" ?(\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+
+
 def _internal_date(header: bytes) -> dt.datetime | None:
+    """The INTERNALDATE of a FETCH response (``date-time`` of RFC 3501) as aware UTC."""
     found = _INTERNALDATE.search(header)
     if not found:
         return None
+    parts = _DATE_TIME.fullmatch(found.group(1))
+    if parts is None or parts[2] not in _MONTHS:
+        return None
+    day, _month, year, hour, minute, second, sign, zone_h, zone_m = parts.groups()
+    offset = dt.timedelta(hours=int(zone_h), minutes=int(zone_m))
     try:
-        when = dt.datetime.strptime(found.group(1).decode("ascii"), "%d-%b-%Y %H:%M:%S %z")
+        when = dt.datetime(
+            int(year), _MONTHS[parts[2]], int(day), int(hour), int(minute), int(second),
+            tzinfo=dt.timezone(-offset if sign == b"-" else offset),
+        )  # fmt: skip
     except ValueError:
         return None
     return when.astimezone(dt.UTC)
@@ -179,10 +220,35 @@ class ImapMailbox:
         messages.sort(key=lambda m: m.uid)
         return messages
 
-    def batches(self, uids: Sequence[int], size: int) -> Iterator[list[FetchedMessage]]:
-        """``fetch`` in batches of ``size`` UIDs."""
-        for start in range(0, len(uids), size):
-            yield self.fetch(uids[start : start + size])
+    def batches(
+        self,
+        uids: Sequence[int],
+        size: int,
+        prepare: Callable[[list[FetchedMessage]], T] = _as_fetched,  # type: ignore[assignment]
+    ) -> Iterator[T]:
+        """``fetch`` in batches of ``size`` UIDs, each fetched while the caller handles the last.
+
+        The next batch is fetched (and passed through ``prepare``, parsing for instance) in a
+        background thread as soon as one is handed out, so the server reads and sends it
+        while the caller records the previous one.  The connection is not to be used by the
+        caller until the iteration ends (or is closed).
+        """
+        chunks = [uids[start : start + size] for start in range(0, len(uids), size)]
+        if len(chunks) < 2:
+            for chunk in chunks:
+                yield prepare(self.fetch(chunk))
+            return
+
+        def ahead_of_time(chunk: Sequence[int]) -> T:
+            return prepare(self.fetch(chunk))
+
+        with ThreadPoolExecutor(1, thread_name_prefix="imap-fetch") as ahead:
+            pending = ahead.submit(ahead_of_time, chunks[0])
+            for chunk in [*chunks[1:], None]:
+                batch = pending.result()
+                if chunk is not None:
+                    pending = ahead.submit(ahead_of_time, chunk)
+                yield batch
 
     # -- waiting --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ yields *something*: ingest never stops on one bad mail.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import datetime as dt
 import email
@@ -152,9 +153,14 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: s
         return guessed if "\ufffd" not in guessed else data.decode(charset, errors="replace")
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_BASE64_WORD = re.compile(r"=\?([A-Za-z0-9_.:+-]+)\?[bB]\?([A-Za-z0-9+/]*={0,2})\?=")
+_FOLDING = re.compile(r"\r?\n[ \t]+")
+
+
 def _unsurrogate(value: str) -> str:
     """Raw 8-bit header bytes (kept by the parser as surrogate escapes), decoded by guess."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _SURROGATE.search(value):
         return value
     return guess_cyrillic(value.encode("utf-8", errors="surrogateescape"))
 
@@ -162,7 +168,14 @@ def _unsurrogate(value: str) -> str:
 def decode_header_text(raw: str, defects: list[str] | None = None, where: str = "header") -> str:
     """Decode a raw header value: RFC 2047 encoded words in any charset, raw 8-bit bytes."""
     defects = defects if defects is not None else []
-    raw = re.sub(r"\r?\n[ \t]+", " ", raw or "")
+    raw = _FOLDING.sub(" ", raw or "")
+    if "=?" not in raw:  # no encoded word: decode_header would hand the text back as it is
+        return _unsurrogate(raw).strip()
+    single = _BASE64_WORD.fullmatch(raw.strip())
+    if single is not None and len(single[2]) % 4 == 0:
+        # the commonest case, one base64 word: what decode_header would make of it, sooner
+        data = binascii.a2b_base64(single[2])
+        return decode_bytes(data, single[1].lower(), defects, where).strip()
     try:
         chunks = email.header.decode_header(raw)
     except Exception as exc:  # a malformed encoded word: keep the text as it came
@@ -182,15 +195,21 @@ def decode_header_text(raw: str, defects: list[str] | None = None, where: str = 
     return "".join(parts).strip()
 
 
-def _raw_header(message: Message, name: str) -> str | None:
-    lowered = name.lower()
+def _raw_headers(message: Message) -> dict[str, list[str]]:
+    """Every raw header value by lower-case name, in the order they came."""
+    found: dict[str, list[str]] = {}
     for key, value in message.raw_items():
-        if key.lower() == lowered:
-            return str(value)
-    return None
+        found.setdefault(key.lower(), []).append(str(value))
+    return found
 
 
-def header_text(message: Message, name: str, defects: list[str]) -> str:
+def _raw_header(message: Message | dict[str, list[str]], name: str) -> str | None:
+    headers = message if isinstance(message, dict) else _raw_headers(message)
+    values = headers.get(name.lower())
+    return values[0] if values else None
+
+
+def header_text(message: Message | dict[str, list[str]], name: str, defects: list[str]) -> str:
     """A header as text, decoded from its raw value (encoded words, raw 8-bit bytes)."""
     raw = _raw_header(message, name)
     return decode_header_text(raw, defects, name) if raw is not None else ""
@@ -199,21 +218,65 @@ def header_text(message: Message, name: str, defects: list[str]) -> str:
 # -- addresses, ids, dates ----------------------------------------------------------------
 
 
-def _addresses(message: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
+# one mailbox of the plain shapes almost all mail has: ``addr@domain``, ``<addr@domain>``,
+# ``Words or "quoted words" <addr@domain>`` (no comments, routes, groups or escapes)
+_ATOM = r"[^\x00-\x20\x7f()<>@,;:\\\"\[\]]+"
+_QUOTED = r'"[^"\\\r\n]*"'
+_PLAIN_MAILBOX = re.compile(
+    rf"[ \t]*(?:(?P<bare>{_ATOM}@{_ATOM})"
+    rf"|(?P<phrase>(?:[ \t]*(?:{_QUOTED}|{_ATOM}))*)[ \t]*<[ \t]*(?P<addr>{_ATOM}@{_ATOM})[ \t]*>)"
+    r"[ \t]*"
+)
+_PHRASE_WORD = re.compile(rf'"([^"\\\r\n]*)"|({_ATOM})')
+
+
+def plain_addresses(value: str) -> list[tuple[str, str]] | None:
+    """``email.utils.getaddresses([value])`` for plain address lists, ``None`` for the rest.
+
+    The standard parser is general and slow; this reads the common shapes with one regular
+    expression each and leaves anything else (comments, quoting escapes, groups) to it.
+    """
+    if "," in value and '"' in value:
+        return None  # a comma may sit inside a quoted name
+    found = []
+    for piece in value.split(","):
+        if not piece.strip(" \t"):
+            continue
+        matched = _PLAIN_MAILBOX.fullmatch(piece)
+        if matched is None:
+            return None
+        if matched["bare"] is not None:
+            found.append(("", matched["bare"]))
+        else:
+            # the words of the name (quoted ones without their quotes), one space apart
+            words = [
+                w[2] if w[1] is None else w[1] for w in _PHRASE_WORD.finditer(matched["phrase"])
+            ]
+            found.append((" ".join(words), matched["addr"]))
+    return found
+
+
+def _addresses(
+    message: Message | dict[str, list[str]], name: str, defects: list[str]
+) -> list[tuple[str, str]]:
     """``(display name, lower-case address)`` pairs of an address header.
 
     Read from the raw value: the standard header registry puts a space between adjacent
     encoded words of a display name split by folding ("про даж"), which RFC 2047 forbids.
     """
+    headers = message if isinstance(message, dict) else _raw_headers(message)
     found: list[tuple[str, str]] = []
-    for raw in (v for k, v in message.raw_items() if k.lower() == name):
-        unfolded = re.sub(r"\r?\n[ \t]+", " ", str(raw))
-        for display, address in email.utils.getaddresses([unfolded]):
+    for raw in headers.get(name, ()):
+        unfolded = _FOLDING.sub(" ", raw)
+        pairs = plain_addresses(unfolded)
+        if pairs is None:
+            pairs = email.utils.getaddresses([unfolded])
+        for display, address in pairs:
             if "@" in address:
                 found.append(
                     (decode_header_text(display, defects, name), _unsurrogate(address).lower())
                 )
-    if found:
+    if found or isinstance(message, dict):
         return found
     try:  # the registry's parser copes with some shapes getaddresses does not
         header = message.get(name)
@@ -251,10 +314,40 @@ _RUSSIAN_MONTHS = {
 }  # fmt: skip
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_PLAIN_DATE = re.compile(
+    r"[ \t]*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),[ \t]*)?(\d{1,2}) (" + "|".join(_MONTHS) + ")"
+    r" (\d{4}) (\d\d):(\d\d)(?::(\d\d))? ([+-])(\d\d)(\d\d)[ \t]*"
+)
+
+
+def _plain_date(value: str) -> dt.datetime | None:
+    """A date in the exact RFC 5322 form most mail has, read without the general parser."""
+    found = _PLAIN_DATE.fullmatch(value)
+    if found is None:
+        return None
+    day, month, year, hour, minute, second, sign, zone_h, zone_m = found.groups()
+    offset = dt.timedelta(hours=int(zone_h), minutes=int(zone_m))
+    try:
+        return dt.datetime(
+            int(year), _MONTHS.index(month) + 1, int(day), int(hour), int(minute), int(second or 0),
+            tzinfo=dt.timezone(-offset if sign == "-" else offset),
+        )  # fmt: skip
+    except ValueError:  # out of range: the general parser decides what to make of it
+        return None
+
+
 def parse_date(value: str | None, defects: list[str]) -> dt.datetime | None:
     """A Date header as aware UTC, or ``None`` (with a defect) when it cannot be read."""
     if not value or not value.strip():
         return None
+    when = _plain_date(value)
+    if when is not None:
+        when = when.astimezone(dt.UTC)
+        if when < _EARLIEST or when > dt.datetime.now(dt.UTC) + dt.timedelta(days=2):
+            defects.append(f"Date: implausible {value!r}")
+            return None
+        return when
     value = _unsurrogate(value)
     candidates = [value]
     cleaned = _COMMENT.sub("", value).replace(".", " ").strip()
@@ -453,27 +546,100 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
 
 # -- the whole message --------------------------------------------------------------------
 
+# a header line as the email package's feed parser accepts it: a name, then a colon
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+:")
+_BLANK_LINE = re.compile(r"\n\r?\n")
+
+
+def single_part_message(raw: bytes) -> Message | None:
+    """The message ``email.message_from_bytes(raw, policy=compat32)`` builds, built directly
+    for the common case of a single-part mail with well-formed headers; ``None`` otherwise.
+
+    Most mail is one text part: its headers and body are split here with a few string
+    operations instead of the general feed parser, which is several times slower.  Any
+    shape the feed parser treats specially (multipart, message/*, a missing blank line, an
+    envelope "From " line, a bare CR, a header line it would flag) is left to it.
+    """
+    text = raw.decode("ascii", "surrogateescape")
+    blank = _BLANK_LINE.search(text)
+    if blank is None or text[0] in "\r\n":
+        return None
+    block = text[: blank.start() + 1]
+    if block.count("\r") != block.count("\r\n"):
+        return None
+    message = _SinglePart(policy.compat32)
+    name, lines = "", []
+    for line in block.split("\n")[:-1]:
+        line += "\n"
+        if line[0] in " \t":
+            if not name:
+                return None
+            lines.append(line)
+            continue
+        if line.startswith("From ") or _HEADER_NAME.match(line) is None:
+            return None
+        if name:
+            message.set_raw(*policy.compat32.header_source_parse(lines))
+        name, lines = line[: line.index(":")], [line]
+    message.set_raw(*policy.compat32.header_source_parse(lines))
+    message.first, message.params = {}, {}
+    for key, value in reversed(list(message.raw_items())):
+        message.first[key.lower()] = (key, value)
+    if message.get_content_maintype() in ("multipart", "message"):
+        return None
+    message.set_payload(text[blank.end() :])
+    return message
+
+
+class _SinglePart(Message):
+    """A compat32 message whose headers, never changed after parsing, are looked up by name
+    in a dict: the walk over a single part asks for the same few headers a dozen times."""
+
+    first: dict[str, tuple[str, Any]]
+    params: dict[str, Any]
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        found = self.first.get(name.lower())
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.first
+
+    def _get_params_preserve(self, failobj: Any, header: str) -> Any:
+        # get_param parses a header's parameters on every call; they cannot change here
+        key = header.lower()
+        if key not in self.params:
+            self.params[key] = super()._get_params_preserve(_NO_PARAMS, header)  # type: ignore[misc]
+        found = self.params[key]
+        return failobj if found is _NO_PARAMS else found
+
+
+_NO_PARAMS = object()
+
 
 def parse_message(raw: bytes) -> ParsedMail:
     """Read a raw mail; never raises for bad content (see ``ParsedMail.defects``)."""
     defects: list[str] = []
     # compat32 parses the structure only; headers are decoded from their raw values below,
     # which is both faster than the header registry and right where it is wrong
-    message = email.message_from_bytes(raw, policy=policy.compat32)
+    message = single_part_message(raw)
+    if message is None:
+        message = email.message_from_bytes(raw, policy=policy.compat32)
     defects.extend(type(d).__name__ for d in getattr(message, "defects", ()))
+    headers = _raw_headers(message)
 
-    senders = _addresses(message, "from", defects) or _addresses(message, "sender", defects)
+    senders = _addresses(headers, "from", defects) or _addresses(headers, "sender", defects)
     sender_name, sender = senders[0] if senders else ("", "")
     if not sender:
         defects.append("From: no address")
     recipients = tuple(
-        address for name in ("to", "cc") for _display, address in _addresses(message, name, defects)
+        address for name in ("to", "cc") for _display, address in _addresses(headers, name, defects)
     )
-    subject = header_text(message, "subject", defects)
-    date = parse_date(_raw_header(message, "date"), defects)
-    message_id = (message_ids(header_text(message, "message-id", defects)) or (None,))[0]
-    in_reply_to = (message_ids(header_text(message, "in-reply-to", defects)) or (None,))[0]
-    references = message_ids(header_text(message, "references", defects))
+    subject = header_text(headers, "subject", defects)
+    date = parse_date(_raw_header(headers, "date"), defects)
+    message_id = (message_ids(header_text(headers, "message-id", defects)) or (None,))[0]
+    in_reply_to = (message_ids(header_text(headers, "in-reply-to", defects)) or (None,))[0]
+    references = message_ids(header_text(headers, "references", defects))
 
     texts: list[str] = []
     htmls: list[str] = []
@@ -488,7 +654,7 @@ def parse_message(raw: bytes) -> ParsedMail:
     if not text and html_body:
         text = html_to_text(html_body)
 
-    auto = (header_text(message, "auto-submitted", defects) or "no").lower()
+    auto = (header_text(headers, "auto-submitted", defects) or "no").lower()
     return ParsedMail(
         message_id=message_id,
         sender=sender,
@@ -503,7 +669,7 @@ def parse_message(raw: bytes) -> ParsedMail:
         attachments=tuple(files),
         bounce=_bounce(message, defects),
         auto_submitted=auto not in ("", "no"),
-        list_unsubscribe=header_text(message, "list-unsubscribe", defects) or None,
+        list_unsubscribe=header_text(headers, "list-unsubscribe", defects) or None,
         digest=hashlib.sha256(raw).hexdigest(),
         defects=tuple(defects),
     )

@@ -14,6 +14,7 @@ recipient, or the outbound mail they answer, as bounced.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -110,16 +111,25 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
     return marked
 
 
+def parse_batch(batch: list[FetchedMessage]) -> list[tuple[FetchedMessage, ParsedMail]]:
+    """Each fetched message with what it says (done ahead, while the last batch is recorded)."""
+    return [(fetched, parse_message(fetched.raw)) for fetched in batch]
+
+
 def record_batch(
-    crm: CRM, account_id: int, uidvalidity: int, batch: list[FetchedMessage], report: SyncReport
+    crm: CRM,
+    account_id: int,
+    uidvalidity: int,
+    batch: list[tuple[FetchedMessage, ParsedMail]],
+    report: SyncReport,
 ) -> None:
-    """Record one batch and move the mailbox's UID in the same transaction."""
+    """Record one batch (from :func:`parse_batch`) and move the mailbox's UID in the same
+    transaction."""
     if not batch:
         return
     with crm.system() as work:
         messages = []
-        for fetched in batch:
-            parsed = parse_message(fetched.raw)
+        for fetched, parsed in batch:
             if parsed.bounce is not None:
                 record_bounce(work, parsed.bounce)
                 report.bounces += 1
@@ -127,17 +137,17 @@ def record_batch(
             messages.append(inbound(parsed, fetched, report.account))
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
-        activities, failures = work.channels.ingest_isolated(messages)
+        recorded, failures = work.channels.record_isolated(messages)
         for index, reason in failures.items():
             report.failures.append(f"UID {messages[index].meta.get('uid')}: {reason}")
-        for index, activity in enumerate(activities):
+        for index, activity_id in enumerate(recorded):
             if index in failures:
                 continue
-            if activity is None:
+            if activity_id is None:
                 report.duplicates += 1
             else:
                 report.recorded += 1
-        top = batch[-1].uid
+        top = batch[-1][0].uid
         moved = work.session.execute(
             update(MailAccount)
             .where(
@@ -196,13 +206,15 @@ def sync_account(
             last_uid = 0
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
-        for batch in box.batches(uids, size):
-            try:
-                record_batch(crm, account_id, validity, batch, report)
-            except _Overtaken:
-                break
-            if after_batch is not None:
-                after_batch(report)
+        # closed on the way out, so the batch being fetched ahead is done before the logout
+        with contextlib.closing(box.batches(uids, size, parse_batch)) as batches:
+            for batch in batches:
+                try:
+                    record_batch(crm, account_id, validity, batch, report)
+                except _Overtaken:
+                    break
+                if after_batch is not None:
+                    after_batch(report)
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
