@@ -511,6 +511,9 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     wanted = sorted({w for w in words if w})
     if not wanted:
         return
+    if connection.dialect.name == "postgresql" and len(wanted) > 200:
+        _copy_words(connection, wanted)
+        return
     known: set[str] = set()
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
@@ -521,9 +524,6 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     if not new:
         return
     variants = [{"variant": v, "word": w} for w in new for v in one_letter_variants(w)]
-    if connection.dialect.name == "postgresql" and len(variants) > 200:
-        _copy_words(connection, new, variants)
-        return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
         dialect.insert(MatchWord).on_conflict_do_nothing(index_elements=["word"]),
@@ -535,9 +535,15 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     )
 
 
-def _copy_words(connection: Connection, words: list[str], variants: list[dict[str, str]]) -> None:
-    """Many new words on PostgreSQL: COPY into temporary tables, then one ``INSERT ...
-    ON CONFLICT DO NOTHING`` each (executemany of thousands of rows is several times slower)."""
+def _copy_words(connection: Connection, words: list[str]) -> None:
+    """Many words on PostgreSQL (an import batch): COPY them into a temporary table, insert
+    the unknown ones with ``ON CONFLICT DO NOTHING RETURNING`` (which tells which were new),
+    then their variants the same way.
+
+    Looking the words up first with ``word IN (...)`` was quadratic during an import: the
+    vocabulary grows inside the transaction, the planner still thinks it empty and scans it
+    once per batch of words (45 s of a 53 s import of 20,000 rows).
+    """
     driver = connection.connection.driver_connection
     with driver.cursor() as cursor:
         cursor.execute(
@@ -551,12 +557,17 @@ def _copy_words(connection: Connection, words: list[str], variants: list[dict[st
         with cursor.copy("COPY new_match_word (word) FROM STDIN") as copy:
             for word in words:
                 copy.write_row((word,))
-        with cursor.copy("COPY new_match_word_variant (variant, word) FROM STDIN") as copy:
-            for row in variants:
-                copy.write_row((row["variant"], row["word"]))
         cursor.execute(
-            "INSERT INTO match_word (word) SELECT word FROM new_match_word ON CONFLICT DO NOTHING"
+            "INSERT INTO match_word (word) SELECT word FROM new_match_word "
+            "ON CONFLICT DO NOTHING RETURNING word"
         )
+        new = [row[0] for row in cursor.fetchall()]
+        if not new:
+            return
+        with cursor.copy("COPY new_match_word_variant (variant, word) FROM STDIN") as copy:
+            for word in new:
+                for variant in one_letter_variants(word):
+                    copy.write_row((variant, word))
         cursor.execute(
             "INSERT INTO match_word_variant (variant, word) SELECT variant, word "
             "FROM new_match_word_variant ON CONFLICT DO NOTHING"
