@@ -542,12 +542,17 @@ def run_import(
             header, rows = ImportService(work)._rows(run)
         batch: list[tuple[int, list[str]]] = []
         seen: dict[str, int] = {}
+        written = analyzed = 0
         for number, raw in enumerate(rows, start=1):
             if number <= start_at:
                 continue
             batch.append((number, raw))
             if len(batch) >= batch_rows:
                 _run_batch(crm, actor, run_id, header, batch, seen)
+                written += len(batch)
+                if written >= 2 * analyzed:
+                    _refresh_statistics(crm)
+                    analyzed = written
                 batch = []
                 if progress:
                     progress(number, total)
@@ -567,6 +572,24 @@ def run_import(
             run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             run.error = str(exc)[:2000]
         raise
+
+
+#: The tables an import's duplicate look-ups read while it fills them.
+_LOOKED_UP = ("party", "contact_point", "party_match_key")
+
+
+def _refresh_statistics(crm: Any) -> None:
+    """Let PostgreSQL's planner see how big the tables have grown (each time the import has
+    written twice as many rows as at the last time).
+
+    Autovacuum analyzes a busy table only about once a minute; until then the planner
+    plans the batch look-ups (``key IN (...)`` of 500 keys) for the small tables it last
+    saw, scans them whole, and an import of 100,000 rows spent 45 of its 115 s in them.
+    """
+    if crm.engine.dialect.name != "postgresql":
+        return  # SQLite's planner uses the indexes without statistics
+    with crm.engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE " + ", ".join(_LOOKED_UP))
 
 
 def _run_batch(
