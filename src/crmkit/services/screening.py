@@ -19,6 +19,7 @@ left out of the answer.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -581,6 +582,9 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     new = [w for w in wanted if w not in known]
     if not new:
         return
+    if connection.dialect.name == "sqlite":
+        _insert_words_sqlite(connection, new)
+        return
     variants = [{"variant": v, "word": w} for w in new for v in one_letter_variants(w)]
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
@@ -590,6 +594,31 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     connection.execute(
         dialect.insert(MatchWordVariant).on_conflict_do_nothing(index_elements=["variant", "word"]),
         variants,
+    )
+
+
+def _insert_words_sqlite(connection: Connection, words: list[str]) -> None:
+    """New words and their variants on SQLite: one ``INSERT ... SELECT FROM json_each(?)``
+    each, not an executemany.
+
+    Every statement that writes ``match_word`` fires the FTS5 trigger, and inside a
+    savepoint (an import batch runs in one) FTS5 flushes its pending terms to a new segment
+    at each statement: row by row, the flushes and the merges they cause grew with the
+    index until a 20,000-row batch of a million-row import spent 75% of its time there
+    (5,000 words: 1.2-1.5 s by executemany, 0.1 s in one statement).
+    """
+    connection.exec_driver_sql(
+        "INSERT INTO match_word (word) SELECT value FROM json_each(?) WHERE true "
+        "ON CONFLICT (word) DO NOTHING",
+        (json.dumps(words),),
+    )
+    variants = [[v, w] for w in words for v in one_letter_variants(w)]
+    connection.exec_driver_sql(
+        "INSERT INTO match_word_variant (variant, word) "
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+        "FROM json_each(?) WHERE true "
+        "ON CONFLICT (variant, word) DO NOTHING",
+        (json.dumps(variants),),
     )
 
 
