@@ -7,7 +7,7 @@ DEMO_DIR ?= var/denaq
 PYTEST_WORKERS ?= 2
 VENDOR := src/crmkit/web/static/vendor
 
-.PHONY: install assets browser mailserver demo demo-carservice test test-fast bench lint clean
+.PHONY: install assets browser mailserver benchtools demo demo-carservice test test-fast bench lint clean
 
 # Everything the project needs, from its own files: uv (from PyPI), the workspace
 # (core + plugins + examples, editable) pinned by uv.lock.
@@ -37,6 +37,12 @@ mailserver:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; } || \
 		echo "dovecot is not installed: mail server tests will be skipped (run: apt-get install -y dovecot-imapd)"; }
 
+# wrk loads the API in `make bench` (Debian's package; benchmarks only, never CI)
+benchtools:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+		echo "wrk is not installed: the API benchmark will be skipped (run: apt-get install -y wrk)"; }
+
 install: $(BIN)/.installed assets
 
 # The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
@@ -64,7 +70,7 @@ test: install browser mailserver
 test-fast: install
 	$(BIN)/pytest -x -q --crmkit-db=sqlite -m "not slow"
 
-bench: install mailserver
+bench: install mailserver benchtools
 	$(BIN)/python -m benchmarks
 
 lint: install

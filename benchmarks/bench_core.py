@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -35,13 +36,16 @@ BATCH = 20_000
 
 def run(context: Context) -> list[Row]:
     rows: list[Row] = []
+    if "sqlite" in context.databases:
+        # first, in a process that has not yet built a million rows (a server would not
+        # have either: a full collection walks every live object)
+        rows.append(_moves("sqlite"))
     for database in context.databases:
         with fresh_crm(database) as crm:
             agents = [add_user(crm, f"agent{i}", ["agent"]).id for i in range(AGENTS)]
             rows.append(_bulk_create(crm, database, context.size, agents))
+            gc.collect()
             rows += _list_page(crm, database, agents)
-        if database == "sqlite":
-            rows.append(_moves(database))
     return rows
 
 
@@ -116,46 +120,78 @@ def _core_executemany(
 
 
 def _list_page(crm: Any, database: str, agents: list[int]) -> list[Row]:
+    """Both list paths: records (the web list screen) and plain rows (the REST API)."""
     pages_per_agent = 10
     probe_agents = agents[:: max(1, len(agents) // 10)]
     actors = {agent: crm.load_actor(agent) for agent in probe_agents}
-    ours: list[float] = []
-    cursors: list[tuple[int, Any, int]] = []
-    for agent in probe_agents:
-        after = None
-        for _ in range(pages_per_agent):
-            started = time.perf_counter()
-            with crm.acting_as(actors[agent]) as work:
-                page = work.parties.list(limit=50, after=after)
-                last = page.items[-1]
-                cursors.append((agent, last.last_activity_at, last.id))
-            ours.append(time.perf_counter() - started)
-            after = page.next_cursor
-    raw = _raw_pages(crm, database, probe_agents, pages_per_agent)
-    p95, raw_p95 = percentile(ours, 0.95) * 1000, percentile(raw, 0.95) * 1000
+    columns = [c.name for c in Party.__table__.columns]
+
+    def records(work: Any, after: Any) -> Any:
+        return work.parties.list(limit=50, after=after)
+
+    def plain_rows(work: Any, after: Any) -> Any:
+        return work.parties.list_rows(columns, limit=50, after=after)
+
+    def measure(read: Any) -> list[float]:
+        samples: list[float] = []
+        for agent in probe_agents:
+            after = None
+            for _ in range(pages_per_agent):
+                started = time.perf_counter()
+                with crm.acting_as(actors[agent]) as work:
+                    page = read(work, after)
+                samples.append(time.perf_counter() - started)
+                after = page.next_cursor
+        return samples
+
+    for read in (records, plain_rows):  # warm: statements built, pages cached by SQLite
+        measure(read)
+    _raw_pages(crm, database, probe_agents, pages_per_agent)
+    # interleaved rounds, so that a busy moment of the machine falls on both sides
+    ours: dict[str, list[float]] = {"records": [], "rows": []}
+    raw: list[float] = []
+    for _ in range(5):
+        ours["records"] += measure(records)
+        ours["rows"] += measure(plain_rows)
+        raw += _raw_pages(crm, database, probe_agents, pages_per_agent)
+    raw_p50, raw_p95 = percentile(raw, 0.5) * 1000, percentile(raw, 0.95) * 1000
     limit = 10 if database == "sqlite" else 20
-    return [
-        Row(
-            "list page, 50 of 1M, as an agent",
-            database,
-            "p95 latency",
-            f"{p95:.2f} ms",
-            "",
-            None,
-            f"<= {limit} ms",
-            p95 <= limit,
-        ),
-        Row(
-            "list page vs hand-written SQL",
-            database,
-            "p95 ratio",
-            f"{p95:.2f} ms",
-            f"{raw_p95:.2f} ms (raw driver)",
-            p95 / raw_p95,
-            "<= 2.00x",
-            p95 / raw_p95 <= 2,
-        ),
-    ]
+    result = []
+    for name, label in (("records", "records"), ("rows", "API rows")):
+        p50, p95 = percentile(ours[name], 0.5) * 1000, percentile(ours[name], 0.95) * 1000
+        result += [
+            Row(
+                f"list page ({label}), 50 of 1M, as an agent",
+                database,
+                "p95 latency",
+                f"{p95:.2f} ms",
+                "",
+                None,
+                f"<= {limit} ms",
+                p95 <= limit,
+            ),
+            Row(
+                f"list page ({label}) vs hand-written SQL",
+                database,
+                "p95 ratio",
+                f"{p95:.2f} ms",
+                f"{raw_p95:.2f} ms (raw driver)",
+                p95 / raw_p95,
+                "<= 2.00x",
+                p95 / raw_p95 <= 2,
+            ),
+            Row(
+                f"list page ({label}) vs hand-written SQL",
+                database,
+                "p50 ratio",
+                f"{p50:.2f} ms",
+                f"{raw_p50:.2f} ms (raw driver)",
+                p50 / raw_p50,
+                "(p95 is the target)",
+                None,
+            ),
+        ]
+    return result
 
 
 def _raw_pages(crm: Any, database: str, agents: list[int], pages: int) -> list[float]:

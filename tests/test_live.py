@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from crmkit.clock import utcnow
 from crmkit.live import LocalHub, PostgresHub, RedisHub
 
 
@@ -76,3 +77,43 @@ def test_a_committed_notification_is_published(crm):
 
     message = asyncio.run(scenario())
     assert message["type"] == "notification" and message["id"]
+
+
+def test_a_message_for_everyone_reaches_every_tab_through_redis(redis_url):
+    receiver, sender = (
+        RedisHub(redis_url, "crmkit-test:live-all"),
+        RedisHub(redis_url, "crmkit-test:live-all"),
+    )
+
+    async def scenario():
+        async with receiver.subscribe(1) as first, receiver.subscribe(2) as second:
+            sender.publish_everyone({"type": "inbox"})
+            assert await asyncio.wait_for(first.get(), 10) == {"type": "inbox"}
+            assert await asyncio.wait_for(second.get(), 10) == {"type": "inbox"}
+
+    asyncio.run(scenario())
+    receiver.close()
+    sender.close()
+
+
+def test_a_filed_message_tells_open_inboxes_once_after_commit(crm):
+    """Inbound messages announce "inbox changed" once per unit of work, only if committed."""
+    published = []
+    crm.live.publish = lambda user_id, message: published.append((user_id, message))
+    with crm.system() as work:
+        for n in range(3):
+            work.conversations.note_message(
+                None, channel="chat", address=f"a{n}@example.ru", address_key=f"a{n}@example.ru",
+                sender_name=None, subject="?", party_id=None, record=None,
+                when=utcnow(),
+            )  # fmt: skip
+        assert published == []  # not before the commit
+    assert published == [(0, {"type": "inbox"})]
+    with pytest.raises(RuntimeError), crm.system() as work:
+        work.conversations.note_message(
+            None, channel="chat", address="b@example.ru", address_key="b@example.ru",
+            sender_name=None, subject="?", party_id=None, record=None,
+            when=utcnow(),
+        )  # fmt: skip
+        raise RuntimeError("failed")
+    assert len(published) == 1  # a rolled-back message announces nothing

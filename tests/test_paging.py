@@ -36,3 +36,27 @@ def test_bad_cursor_and_bad_sort_are_named(crm):
             work.parties.list(after="not-a-cursor")
         with pytest.raises(ValidationFailed, match="cannot sort by 'password'"):
             work.parties.list(order=["password"])
+
+
+def test_later_pages_reuse_one_statement_and_rows_match_records(crm):
+    """The cursor's values are bound parameters: page 5 runs the statement page 2 built."""
+    from crmkit.testing import add_user
+
+    agent = add_user(crm, "pager", ["agent"])
+    with crm.acting_as(crm.load_actor(agent.id)) as work:
+        for i in range(30):
+            work.parties.create({"kind": "organisation", "name": f"Paged firm {i}"})
+    actor = crm.load_actor(agent.id)
+    cached = len(crm.page_statements.entries)
+    ids, rows_ids, cursor, row_cursor, sizes = [], [], None, None, []
+    for _ in range(6):
+        with crm.acting_as(actor) as work:
+            page = work.parties.list(limit=5, after=cursor)
+            rows = work.parties.list_rows(["id", "name"], limit=5, after=row_cursor)
+        ids += [p.id for p in page.items]
+        rows_ids += [r.id for r in rows.items]
+        cursor, row_cursor = page.next_cursor, rows.next_cursor
+        sizes.append(len(crm.page_statements.entries))
+    assert len(ids) == 30 and len(set(ids)) == 30 and ids == rows_ids
+    # first pages (records, rows) and later pages (records, rows): four statements in all
+    assert sizes[-1] == sizes[1] == cached + 4, sizes

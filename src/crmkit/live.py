@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 #: Messages waiting for a slow browser beyond this many are dropped (it reloads the count).
 QUEUE_SIZE = 100
 
+#: The address of a message for every signed-in tab (no user has id 0).  Such messages must
+#: carry no data a user may not see: they say "something changed, reload", as the contact
+#: center's ``{"type": "inbox"}`` does, and the reload applies the reader's access rules.
+EVERYONE = 0
+
 
 class LocalHub:
     """Delivers messages to subscribers in this process (thread-safe publishing)."""
@@ -42,10 +47,17 @@ class LocalHub:
         """Send ``message`` to ``user_id``'s browsers (callable from any thread)."""
         self.deliver(user_id, message)
 
+    def publish_everyone(self, message: dict[str, Any]) -> None:
+        """Send a content-free ``message`` to every signed-in tab (see :data:`EVERYONE`)."""
+        self.publish(EVERYONE, message)
+
     def deliver(self, user_id: int, message: dict[str, Any]) -> None:
-        """Hand a message to this process's subscribers of ``user_id``."""
+        """Hand a message to this process's subscribers of ``user_id`` (or of everyone)."""
         with self._lock:
-            targets = list(self._subscribers.get(user_id, ()))
+            if user_id == EVERYONE:
+                targets = [entry for entries in self._subscribers.values() for entry in entries]
+            else:
+                targets = list(self._subscribers.get(user_id, ()))
         for loop, queue in targets:
             try:
                 loop.call_soon_threadsafe(_offer, queue, message)

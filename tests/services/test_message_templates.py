@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crmkit import hookimpl
+from crmkit.errors import NotFound, ValidationFailed
 from crmkit.services.message_templates import StarterTemplate, seed_templates
 
 
@@ -43,3 +44,82 @@ def test_a_starter_template_that_does_not_compile_is_named(crm):
         pytest.raises(ValueError, match="starter template 'Сломанный'.*body"),
     ):
         seed_templates(session, [broken])
+
+
+# -- language versions ------------------------------------------------------------------
+
+
+def _offer_versions(work):
+    ru = work.message_templates.create(
+        name="Offer", language="ru", subject="Предложение для {{ party.name }}", body="Добрый день!"
+    )
+    en = work.message_templates.create(
+        name="Offer", language="en", subject="An offer for {{ party.name }}", body="Good day!"
+    )
+    return ru, en
+
+
+def test_each_client_gets_the_version_in_their_language(make_crm):
+    crm = make_crm(settings={"locale.default": "ru"})
+    with crm.system() as work:
+        ru, en = _offer_versions(work)
+        anna = work.parties.create(name="Анна", kind="person", language="ru").id
+        john = work.parties.create(name="John", kind="person", language="en").id
+        hans = work.parties.create(name="Hans", kind="person", language="de").id
+        nobody = work.parties.create(name="Без языка", kind="person").id
+    with crm.system() as work:
+        templates = work.message_templates
+        assert templates.render_for("Offer", party_id=anna).subject == "Предложение для Анна"
+        english = templates.render_for(ru.id, party_id=john)  # any version's id names the set
+        assert (english.subject, english.body, english.language) == (
+            "An offer for John",
+            "Good day!",
+            "en",
+        )
+        # no German version: the deployment's language; no language of their own: the same
+        assert templates.render_for("Offer", party_id=hans).language == "ru"
+        assert templates.render_for(en.id, party_id=nobody).body == "Добрый день!"
+        assert templates.version_for("Offer", language="en").id == en.id
+
+
+def test_without_the_default_language_the_oldest_version_is_used(make_crm):
+    crm = make_crm(settings={"locale.default": "ru"})
+    with crm.system() as work:
+        work.message_templates.create(name="Hello", language="en", body="Hello")
+        work.message_templates.create(name="Hello", language="de", body="Hallo")
+        party = work.parties.create(name="Kunde", language="fr").id
+        assert work.message_templates.render_for("Hello", party_id=party).body == "Hello"
+        with pytest.raises(NotFound):
+            work.message_templates.render_for("Nonexistent", party_id=party)
+
+
+def test_the_party_of_a_record_chooses_the_version(make_crm):
+    crm = make_crm(settings={"locale.default": "ru"})
+    with crm.system() as work:
+        _offer_versions(work)
+        party = work.parties.create(name="ACME", language="en")
+        deal = work.records("deal").create({"title": "Trucks", "party_id": party.id})
+        rendered = work.message_templates.render_for("Offer", record=("deal", deal.id))
+        assert rendered.subject == "An offer for ACME"
+
+
+def test_a_party_language_is_checked_and_can_be_cleared(crm):
+    with crm.system() as work:
+        with pytest.raises(ValidationFailed) as refused:
+            work.parties.create(name="Shouting", language="RU")
+        assert "language" in refused.value.errors
+        party = work.parties.create(name="Quiet", language="pt-br")
+        work.parties.update(party.id, {"language": None})
+        assert work.parties.get(party.id).language is None
+        with pytest.raises(ValidationFailed) as bulk_refused:
+            work.parties.bulk_create(
+                [{"name": "A", "language": "en"}, {"name": "B", "language": "x"}]
+            )
+        assert bulk_refused.value.row == 2
+        assert "language" in bulk_refused.value.errors
+
+
+def test_template_languages_are_language_codes(crm):
+    with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        work.message_templates.create(name="Bad", language="English", body="x")
+    assert "language" in refused.value.errors

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, InboundMessage, hookimpl
 from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
 
 pytestmark = pytest.mark.slow
@@ -31,13 +32,34 @@ FLAGS = [
 ]
 
 
+class ChatChannel:
+    """A messenger-like channel, for the contact center's story."""
+
+    crmkit_plugin_name = "e2e_chat"
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "chat",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE},
+                lambda crm: self,
+                activity_kind="message",
+            )
+        ]
+
+    def send(self, message):
+        return DeliveryReceipt("chat-1")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import uvicorn
 
     from crmkit.web.app import create_app
 
-    crm = make_crm(directory=tmp_path_factory.mktemp("e2e"))
+    crm = make_crm(directory=tmp_path_factory.mktemp("e2e"), plugins=[ChatChannel()])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -102,6 +124,27 @@ def test_client_note_mention_reaches_the_colleagues_bell(server, browser):
     assert maria.inner_text("#unread") == "1"
     ivan.screenshot(path=str(ARTIFACTS / "client-card.png"), full_page=True)
     maria.screenshot(path=str(ARTIFACTS / "bell.png"))
+
+
+def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
+    crm, base = server
+    add_user(crm, "olga", ["agent"], display_name="Ольга")
+    page = sign_in(browser.new_context(), base, "olga")
+    page.goto(f"{base}/inbox")
+    page.evaluate("window.stillTheSamePage = true")
+    assert "Лидия Петрова" not in page.inner_text("[data-conversations]")
+
+    with crm.system() as work:  # a message arrives while the screen is open
+        work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id="live-1", sender="lidia@example.ru",
+                body="Когда будет готов заказ?", sender_name="Лидия Петрова", subject="Заказ",
+            )
+        )  # fmt: skip
+    # pushed over server-sent events: the list refreshes without a reload of the page
+    page.wait_for_selector("[data-conversations] li:has-text('Лидия Петрова')", timeout=10000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=str(ARTIFACTS / "inbox-live.png"))
 
 
 def test_a_refused_move_snaps_back_with_its_reason(server, browser):

@@ -462,3 +462,20 @@ async def test_a_meeting_is_planned_from_the_card(web, crm):
     assert response.status_code == 303
     meetings = (await agent.get(f"/clients/{firm.id}")).text.split("Созвон по договору")
     assert len(meetings) == 2
+
+
+async def test_static_links_carry_a_content_digest_and_serve_the_file(web):
+    """Assets are linked as /static/<file>?v=<digest of the content>: a new build, a new URL."""
+    import hashlib
+    import importlib.resources
+
+    agent = await web("agent")
+    page = await agent.get("/tasks")
+    assert page.status_code == 200
+    links = dict(re.findall(r'/static/(app\.(?:js|css))\?v=([0-9a-f]+)"', page.text))
+    assert links, "the page links no core asset"
+    for name, digest in links.items():
+        content = (importlib.resources.files("crmkit.web") / "static" / name).read_bytes()
+        assert digest == hashlib.blake2b(content, digest_size=6).hexdigest()
+        served = await agent.get(f"/static/{name}?v={digest}")
+        assert served.status_code == 200 and served.content == content

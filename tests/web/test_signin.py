@@ -89,6 +89,25 @@ async def test_changing_roles_ends_sessions(web, crm):
     assert (await agent.get("/home")).status_code == 303
 
 
+async def test_a_permission_change_applies_to_the_next_page_of_a_signed_in_user(web, crm):
+    """Signed-in users' actors are kept between requests, but never past a change of access."""
+    from crmkit.testing import add_user, factories
+
+    agent = await web("agent")
+    colleague = add_user(crm, "colleague", ["agent"])
+    with crm.acting_as(colleague) as work:
+        theirs = factories.organisation(work, name="Чужой клиент")
+    assert (await agent.get(f"/clients/{theirs.id}")).status_code == 404
+    assert (await agent.get(f"/clients/{theirs.id}")).status_code == 404  # kept actor
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "all")
+    page = await agent.get(f"/clients/{theirs.id}")
+    assert page.status_code == 200 and "Чужой клиент" in page.text
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "own")
+    assert (await agent.get(f"/clients/{theirs.id}")).status_code == 404
+
+
 async def test_sign_out_everywhere(web, crm):
     agent = await web("agent")
     phone = Browser(agent.app, crm)

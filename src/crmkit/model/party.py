@@ -77,6 +77,8 @@ class Party(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, PipelineMixi
     merged_into_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("party.id", ondelete="SET NULL")
     )
+    # the language messages to this party are written in ("ru", "en"); empty: the default
+    language: Mapped[str | None] = mapped_column(String(16))
 
     contact_points: Mapped[list[ContactPoint]] = relationship(
         back_populates="party",

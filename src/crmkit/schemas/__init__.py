@@ -31,6 +31,9 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+#: A language as parties and message templates name it: "ru", "en", "pt-br" (16 at most).
+LANGUAGE_CODE = r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,2}$"
+
 #: The largest id a database column holds (64-bit signed integers).
 MAX_ID = 2**63 - 1
 
@@ -76,6 +79,12 @@ class PartySchema(StrictSchema):
     position = _text(200)
     source = _text(100)
     description = fields.String(validate=validate.Length(max=20000))
+    language = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(
+            LANGUAGE_CODE, error="a language code such as ru, en or pt-br (lower case)"
+        ),
+    )
     owner_id = _record_id()
     team_id = _record_id()
     pipeline = _text(64)

@@ -9,6 +9,7 @@ SQLite's write lock), build plain rows, and write them with :func:`insert_rows`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.filters import evaluate
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
+from crmkit.schemas import LANGUAGE_CODE
 
 if TYPE_CHECKING:
     from crmkit.services.parties import PartyService
@@ -122,6 +124,7 @@ _PARTY_KEYS = {
     "position",
     "source",
     "description",
+    "language",
     "owner_id",
     "team_id",
     "pipeline",
@@ -179,6 +182,13 @@ def bulk_create_parties(
                 raise ValidationFailed(
                     {"name": ["longer than 300 characters"]}, entity="party", row=row_number
                 )
+            language = row.get("language") or None
+            if language is not None and not re.fullmatch(LANGUAGE_CODE, str(language)):
+                raise ValidationFailed(
+                    {"language": [f"not a language code: {language!r}"]},
+                    entity="party",
+                    row=row_number,
+                )
             owner_id = row.get("owner_id", actor_id)
             if owner_id not in assignable:
                 service.check_assignable(owner_id)
@@ -201,6 +211,7 @@ def bulk_create_parties(
                 "position": row.get("position"),
                 "source": row.get("source") or source,
                 "description": row.get("description") or "",
+                "language": language,
                 "owner_id": owner_id,
                 "created_by_id": actor_id,
                 "team_id": row.get("team_id"),

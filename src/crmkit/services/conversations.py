@@ -35,6 +35,25 @@ class ConversationService:
 
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
+        self._announced = False
+
+    def _announce(self) -> None:
+        """Once the unit commits, tell open contact-center tabs to refresh their list.
+
+        The message says only that conversations changed; each tab reloads its own list,
+        so what it shows still follows its user's access rules.
+        """
+        if self._announced:
+            return
+        self._announced = True
+        crm = self.work.crm
+
+        def publish() -> None:
+            self._announced = False
+            crm.live.publish_everyone({"type": "inbox"})
+
+        self.work.after_commit(publish)
+        self.work.on_rollback(lambda: setattr(self, "_announced", False))
 
     # -- filing messages ------------------------------------------------------------------
 
@@ -149,6 +168,7 @@ class ConversationService:
             conversation.party_id = party_id
         if record is not None:
             conversation.record_entity, conversation.record_id = record
+        self._announce()
         return conversation
 
     # -- reading --------------------------------------------------------------------------
@@ -236,6 +256,7 @@ class ConversationService:
             self.work.flush()
             shown = {k: [_plain(a), _plain(b)] for k, (a, b) in changes.items()}
             self.work.audit("conversation", conversation.id, "update", shown)
+            self._announce()
         return conversation
 
     def assign(self, conversation_id: int, user_id: int | None) -> Conversation:
@@ -300,7 +321,8 @@ class ConversationService:
             else None
         )
         if template_id is not None:
-            rendered = self.work.message_templates.render(
+            # the version in the client's language (else the deployment's, else the oldest)
+            rendered = self.work.message_templates.render_for(
                 template_id, party_id=conversation.party_id, record=record
             )
             body = body or rendered.body

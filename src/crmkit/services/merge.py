@@ -45,6 +45,7 @@ MERGE_FIELDS = (
     "position",
     "source",
     "description",
+    "language",
     "owner_id",
     "team_id",
 )

@@ -12,13 +12,20 @@ the field and the line, never a crash::
 Variables: ``party`` (name, first_name, last_name, kind, phone, email, custom...),
 ``record`` (the chosen record's columns and ``custom``), ``sender`` (the actor: name,
 email, phone) and ``today``.  The mail plugin uses this service to fill its messages.
+
+A template may have one version per language (same name and channel).
+:meth:`MessageTemplateService.render_for` fills the version a client should get: their own
+language (``party.language``), else the deployment's (``locale.default``), else the oldest
+version (:func:`choose_language`)::
+
+    work.message_templates.render_for("Offer", party_id=42)   # Russian for a Russian client
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ from sqlalchemy import select
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import MessageTemplate, User
+from crmkit.schemas import LANGUAGE_CODE
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -48,7 +56,11 @@ class MessageTemplateSchema(Schema):
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     channel = fields.String(validate=validate.Length(min=1, max=32))
-    language = fields.String(validate=validate.Length(min=2, max=16))
+    language = fields.String(
+        validate=validate.Regexp(
+            LANGUAGE_CODE, error="a language code such as ru, en or pt-br (lower case)"
+        )
+    )
     subject = fields.String(validate=validate.Length(max=500))
     body = fields.String(validate=validate.Length(max=100_000))
 
@@ -104,10 +116,23 @@ class TemplateFailed(ValidationFailed):
 
 @attrs.frozen
 class RenderedMessage:
-    """A template filled in for one client."""
+    """A template filled in for one client (``language``: of the version used, if known)."""
 
     subject: str
     body: str
+    language: str | None = None
+
+
+def choose_language(available: Sequence[str], wanted: str | None, default: str) -> str | None:
+    """The version a client gets: ``wanted`` (theirs), else ``default``, else the first one.
+
+    ``available`` lists the languages a template exists in, oldest version first; ``None``
+    only when it is empty.
+    """
+    for language in (wanted, default):
+        if language and language in available:
+            return language
+    return available[0] if available else None
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -254,6 +279,70 @@ class MessageTemplateService:
         if clash is not None and clash != own_id:
             raise ValidationFailed({"name": [f"a {channel} template {name!r} ({language}) exists"]})
 
+    # -- language versions ----------------------------------------------------------------
+
+    def versions(self, name: str, channel: str = "mail") -> list[MessageTemplate]:
+        """Every language version of the template ``name`` for ``channel``, oldest first."""
+        self.work.access.require("message_template", "read")
+        return list(
+            self.session.scalars(
+                select(MessageTemplate)
+                .where(MessageTemplate.name == name, MessageTemplate.channel == channel)
+                .order_by(MessageTemplate.id)
+            )
+        )
+
+    def version_for(
+        self,
+        template: int | str | MessageTemplate,
+        *,
+        channel: str = "mail",
+        party_id: int | None = None,
+        language: str | None = None,
+    ) -> MessageTemplate:
+        """The version of a template a client should get (see :func:`choose_language`).
+
+        ``template`` is a name (with ``channel``) or any one version (an id or a row): its
+        siblings of the same name and channel are the other versions.  The client's
+        language is ``language`` if given, else the party's (a hidden party is
+        :class:`NotFound`).
+        """
+        if isinstance(template, int):
+            template = self.get(template)
+        if isinstance(template, MessageTemplate):
+            name, channel = template.name, template.channel
+        else:
+            name = template
+        versions = self.versions(name, channel)
+        if not versions:
+            raise NotFound("message_template", f"{name} ({channel})")
+        if language is None and party_id is not None:
+            language = self.work.parties.get(party_id).language
+        chosen = choose_language(
+            [v.language for v in versions], language, str(self.work.crm.config["locale.default"])
+        )
+        return next(v for v in versions if v.language == chosen)
+
+    def render_for(
+        self,
+        template: int | str | MessageTemplate,
+        *,
+        channel: str = "mail",
+        party_id: int | None = None,
+        record: tuple[str, int] | None = None,
+    ) -> RenderedMessage:
+        """Fill the version of a template in the client's language for the party and record.
+
+        The client is ``party_id``, else the party of ``record``; without either the
+        deployment's language is used.
+        """
+        if party_id is None and record is not None:
+            service = self.work.records(record[0])
+            party_id = service.party_id_of(service.get(record[1]))
+        version = self.version_for(template, channel=channel, party_id=party_id)
+        rendered = self.render(version, party_id=party_id, record=record)
+        return attrs.evolve(rendered, language=version.language)
+
     # -- rendering ------------------------------------------------------------------------
 
     @staticmethod
@@ -332,6 +421,7 @@ class MessageTemplateService:
         return RenderedMessage(
             subject=self.render_text("subject", texts["subject"], variables),
             body=self.render_text("body", texts["body"], variables),
+            language=template.language if isinstance(template, MessageTemplate) else None,
         )
 
 

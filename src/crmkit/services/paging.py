@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from sqlalchemy import and_, or_, tuple_
+from sqlalchemy import and_, bindparam, or_, tuple_
 
 from crmkit.errors import ValidationFailed
 
@@ -122,6 +122,27 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
     if not isinstance(values, list) or len(values) != len(keys):
         raise ValidationFailed({"after": ["the page cursor does not match the sort order"]})
     return [_decode_value(v) for v in values]
+
+
+def cursor_binds(keys: Sequence[SortKey], shape: Sequence[bool]) -> list[Any]:
+    """Bound parameters standing for a cursor's values (``None`` where the value is NULL).
+
+    A statement built with them serves every cursor of the same shape; run it with
+    :func:`cursor_params` of the decoded values.
+    """
+    return [
+        None
+        if is_null
+        else bindparam(f"crmkit_after_{index}", type_=getattr(key.column, "type", None))
+        for index, (key, is_null) in enumerate(zip(keys, shape, strict=True))
+    ]
+
+
+def cursor_params(values: Sequence[Any] | None) -> dict[str, Any]:
+    """The parameters of :func:`cursor_binds` for decoded cursor ``values``."""
+    if values is None:
+        return {}
+    return {f"crmkit_after_{i}": value for i, value in enumerate(values) if value is not None}
 
 
 def after_clause(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:

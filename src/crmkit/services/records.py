@@ -29,7 +29,15 @@ from crmkit.entities import EntityType
 from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import Condition, compile_condition, from_simple_filters
 from crmkit.model import PipelineMixin, Tag, Tagging
-from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
+from crmkit.services.paging import (
+    Page,
+    after_clause,
+    cursor_binds,
+    cursor_params,
+    decode_cursor,
+    encode_cursor,
+    parse_order,
+)
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -216,8 +224,10 @@ class EntityService:
         limit: int = 50,
     ) -> Page:
         """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
-        statement, keys, limit = self._page_statement(where, filters, search, order, after, limit)
-        rows = list(self.session.scalars(statement))
+        statement, params, keys, limit = self._page_statement(
+            where, filters, search, order, after, limit
+        )
+        rows = list(self.session.scalars(statement, params))
         next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
         return Page(rows[:limit], next_cursor)
 
@@ -237,11 +247,11 @@ class EntityService:
         The same query, access predicate and cursor as :meth:`list`, without building ORM
         objects: the fast path for API lists and exports that only show columns.
         """
-        statement, keys, limit = self._page_statement(
+        statement, params, keys, limit = self._page_statement(
             where, filters, search, order, after, limit, tuple(columns)
         )
         # plain columns need none of the ORM's loading machinery: run it as Core
-        fetched = self.session.connection().execute(statement).all()
+        fetched = self.session.connection().execute(statement, params).all()
         next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
         return Page(fetched[:limit], next_cursor)
 
@@ -254,29 +264,41 @@ class EntityService:
         after: str | None,
         limit: int,
         columns: tuple[str, ...] | None = None,
-    ) -> tuple[Select[Any], list[Any], int]:
+    ) -> tuple[Select[Any], dict[str, Any], list[Any], int]:
+        """The page query, its parameters (the cursor's values), its sort keys and limit.
+
+        The cursor's values are bound parameters, so the statement of page 2 is the one of
+        page 200: it is built once per actor access, order and search and then only run.
+        """
         limit = max(1, min(int(limit), MAX_PAGE))
-        key = None if where or filters else self._statement_key(search, order, after, limit)
+        keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
+        values = decode_cursor(after, keys) if after else None
+        params = cursor_params(values)
+        shape = None if values is None else tuple(v is None for v in values)
+        key = None if where or filters else self._statement_key(search, order, shape, limit)
         if key is None:
-            return self._build_page_statement(where, filters, search, order, after, limit, columns)
+            statement = self._build_page_statement(
+                keys, where, filters, search, shape, limit, columns
+            )
+            return statement, params, keys, limit
         key += (columns,)
         self.work.access.require(self.entity.name, "read")  # the check a cached query skips
-        return self.work.crm.page_statements.get_or_build(
+        statement = self.work.crm.page_statements.get_or_build(
             key,
-            lambda: self._build_page_statement(
-                where, filters, search, order, after, limit, columns
-            ),
+            lambda: self._build_page_statement(keys, where, filters, search, shape, limit, columns),
         )
+        return statement, params, keys, limit
 
     def _statement_key(
-        self, search: str | None, order: Sequence[str] | None, after: str | None, limit: int
+        self, search: str | None, order: Sequence[str] | None, shape: Any, limit: int
     ) -> tuple[Any, ...] | None:
         """What a page query without conditions depends on, when all of it is known.
 
         Building a statement costs about as much as running it; a list read again and
-        again (the first page of a busy list) reuses the one built for the same actor's
-        access, order, cursor and search.  Conditions (filters) are never cached: they may
-        depend on the time (``older_than_days``) and on custom field definitions.
+        again reuses the one built for the same actor's access, order, search and cursor
+        shape (which of the cursor's values are NULL: that changes the SQL, the values do
+        not).  Conditions (filters) are never cached: they may depend on the time
+        (``older_than_days``) and on custom field definitions.
         """
         actor = self.work.actor
         if not self.cache_page_statements:
@@ -295,24 +317,23 @@ class EntityService:
             frozenset((actor.scopes or {}).items()),
             search,
             tuple(order or ()),
-            after,
+            shape,
             limit,
         )
 
     def _build_page_statement(
         self,
+        keys: list[Any],
         where: Condition | None,
         filters: Mapping[str, Any] | None,
         search: str | None,
-        order: Sequence[str] | None,
-        after: str | None,
+        shape: tuple[bool, ...] | None,
         limit: int,
         columns: tuple[str, ...] | None = None,
-    ) -> tuple[Select[Any], list[Any], int]:
-        keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
+    ) -> Select[Any]:
         statement = self.filtered(where=where, filters=filters, search=search)
-        if after:
-            statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
+        if shape is not None:
+            statement = statement.where(after_clause(keys, cursor_binds(keys, shape)))
         statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
         if columns is not None:
             wanted = list(dict.fromkeys([*columns, *(k.attr for k in keys)]))
@@ -321,7 +342,7 @@ class EntityService:
             if unknown:
                 raise ValueError(f"{self.entity.name} has no column {unknown[0]!r}")
             statement = statement.with_only_columns(*(table.c[c] for c in wanted))
-        return statement, keys, limit
+        return statement
 
     def count(
         self,

@@ -195,13 +195,13 @@ class SignInService:
 
     def resume(self, token: str) -> ResumedSession | None:
         """The live session of a token, or ``None`` (unknown, expired, ended, user blocked)."""
-        from crmkit.access.policy import load_actor
+        from crmkit.access.cache import Stamp, generation_column
 
         if not token:
             return None
         now = utcnow()
         row = self.work.session.execute(
-            select(SignInSession, User)
+            select(SignInSession, User, generation_column().label("generation"))
             .join(User, User.id == SignInSession.user_id)
             .where(
                 SignInSession.token_hash == token_hash(token),
@@ -212,11 +212,14 @@ class SignInService:
         ).first()
         if row is None:
             return None
-        session, user = row
+        session, user, generation = row
         if now - session.last_seen_at > TOUCH_EVERY:
             session.last_seen_at = now
             session.expires_at = now + self.lifetime
-        actor = load_actor(self.work.session, user)
+        # the actor kept by this process, unless anything shaping access changed since
+        # (the stamp is read in this very query: no change is ever missed)
+        stamp = Stamp(user.session_epoch, user.updated_at, generation)
+        actor = self.work.crm.actors.actor(user.id, stamp)
         return ResumedSession(session.id, session.csrf_token, user, actor)
 
     def end(self, token: str) -> None:

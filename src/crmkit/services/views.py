@@ -74,6 +74,21 @@ class SavedViewService:
             raise NotFound("saved_view", view_id)
         return view
 
+    def selection(self, view_id: int) -> tuple[str, dict[str, Any], str | None]:
+        """What a view selects: its entity, service filters and search text.
+
+        ``work.records(entity).iterate(filters=..., search=...)`` then reads the records the
+        view lists (those the actor may see); a filter that no longer applies is
+        :class:`~crmkit.errors.ValidationFailed` naming its field.
+        """
+        from crmkit.filters import filters_from_query
+
+        view = self.get(view_id)
+        service = self.work.records(view.entity)
+        query = dict(view.query or {})
+        filters = filters_from_query(service.entity, query, service.custom_kinds())
+        return view.entity, filters, (str(query.get("q") or "").strip() or None)
+
     def delete(self, view_id: int) -> None:
         """Delete one of the actor's own views."""
         view = self.get(view_id)

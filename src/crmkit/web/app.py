@@ -14,6 +14,8 @@ version for ``{% extends %}``.  A plugin's ``static/`` folder is served at
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.resources
 from pathlib import Path
 from typing import Any
@@ -74,17 +76,21 @@ def make_templates(crm: Any) -> jinja2.Environment:
 
 
 def static_url(path: str) -> str:
-    """URL of a core static file, with the package version to defeat stale caches."""
-    return f"/static/{path}?v={_version()}"
+    """URL of a core static file, tagged with a digest of its content to defeat stale caches.
+
+    The digest is computed once per file and process (pages link four or five files; the
+    package metadata lookup used before cost milliseconds per page).
+    """
+    return f"/static/{path}?v={_fingerprint(path)}"
 
 
-def _version() -> str:
+@functools.cache
+def _fingerprint(path: str) -> str:
+    file = importlib.resources.files("crmkit.web") / "static" / path
     try:
-        import importlib.metadata
-
-        return importlib.metadata.version("crmkit")
-    except Exception:  # running from a checkout without metadata
-        return "dev"
+        return hashlib.blake2b(file.read_bytes(), digest_size=6).hexdigest()
+    except OSError:  # a missing file: the link 404s either way
+        return "0"
 
 
 def create_app(crm: Any) -> Starlette:
@@ -92,6 +98,9 @@ def create_app(crm: Any) -> Starlette:
     from crmkit.web.screens import auth, live
 
     routes: list[BaseRoute] = [
+        # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api).
+        # First, so that API requests are not matched against every screen's route first.
+        Mount(MOUNT, app=create_api(crm)),
         Route("/login", guarded(auth.login_form, public=True), methods=["GET"], name="login"),
         Route("/login", guarded(auth.login, public=True), methods=["POST"]),
         Route("/logout", guarded(auth.logout), methods=["POST"], name="logout"),
@@ -117,8 +126,6 @@ def create_app(crm: Any) -> Starlette:
                 name=route.name,
             )
         )
-    # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api)
-    routes.append(Mount(MOUNT, app=create_api(crm)))
     static = importlib.resources.files("crmkit.web") / "static"
     for plugin_name, folder in plugin_folders(crm, "static"):
         routes.append(Mount(f"/static/plugins/{plugin_name}", StaticFiles(directory=folder)))

@@ -28,7 +28,7 @@ def test_an_agents_first_page_needs_no_sort(crm):
     entity = crm.entities["party"]
     encoder = encoder_for(output_schema(entity), entity.model)
     with crm.acting_as(crm.actors.load(agent.id)) as work:
-        statement, _, _ = work.parties._page_statement(
+        statement, _, _, _ = work.parties._page_statement(
             None, None, None, None, None, 50, encoder.columns
         )
     plan = plan_of(crm, statement)

@@ -232,3 +232,14 @@ def test_search_across_entities(crm, client_for):
     assert problem(api.get("search", params={"q": ""}), 422)["errors"] == {
         "q": ["give something to search for"]
     }
+
+
+def test_the_api_reads_and_writes_the_language(crm, client_for):
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    created = api.post("party", json={"name": "Hans", "language": "de"})
+    assert created.status_code == 201, created.text
+    assert created.json()["language"] == "de"
+    assert (
+        "language"
+        in problem(api.post("party", json={"name": "X", "language": "German"}), 422)["errors"]
+    )

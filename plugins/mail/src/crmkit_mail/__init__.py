@@ -44,7 +44,7 @@ class MailService:
         subject: str | None = None,
         body: str | None = None,
         html: str | None = None,
-        template: int | None = None,
+        template: int | str | None = None,
         party_id: int | None = None,
         record: tuple[str, int] | None = None,
         reply_to: int | None = None,
@@ -53,7 +53,9 @@ class MailService:
     ) -> Activity:
         """Queue a mail (through the outbox); returns its timeline entry.
 
-        ``template`` fills subject and body for the party and record; ``reply_to`` (an
+        ``template`` (an id of any of its language versions, or its name) fills subject and
+        body for the party and record, in the version of the party's language (else the
+        deployment's, else the oldest); ``reply_to`` (an
         activity id of a received mail) answers it: same party, record, thread and, unless
         given, recipient and "Re:" subject.  ``to`` defaults to the party's email.
         """
@@ -76,7 +78,7 @@ class MailService:
                     else f"Re: {original.subject}"
                 )
         if template is not None:
-            rendered = work.message_templates.render(template, party_id=party_id, record=record)
+            rendered = work.message_templates.render_for(template, party_id=party_id, record=record)
             subject = rendered.subject if subject is None else subject
             body = rendered.body if body is None else body
         if not to and party_id is not None:

@@ -7,16 +7,21 @@ passwords exist only in memory, while a connection is being made.
 
 from __future__ import annotations
 
+import smtplib
+import socket
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
 
+from crmkit.channels import PermanentFailure
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit_mail.imap import ImapSettings
-from crmkit_mail.model import MailAccount
-from crmkit_mail.smtp import SECURITY_CHOICES, SmtpSettings
+from crmkit_mail.imap import ImapError, ImapMailbox, ImapSettings
+from crmkit_mail.model import MailAccount, MailCampaign
+from crmkit_mail.smtp import SECURITY_CHOICES, SmtpSettings, SmtpTransport
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -104,6 +109,21 @@ class MailAccounts:
             self.work.audit("mail_account", account.id, "update", changes)
         return account
 
+    def delete(self, account_id: int) -> None:
+        """Remove a mailbox; one that mailings were sent from can only be switched off."""
+        self.work.access.require("mail_account", "delete")
+        account = self.get(account_id)
+        used = self.work.session.scalar(
+            select(MailCampaign.id).where(MailCampaign.account_id == account.id).limit(1)
+        )
+        if used is not None:
+            raise ValidationFailed(
+                {"_schema": [f"mailings went out from {account.name!r}: switch it off instead"]}
+            )
+        self.work.session.delete(account)
+        self.work.flush()
+        self.work.audit("mail_account", account_id, "delete", {"name": [account.name, None]})
+
     def get(self, account_id: int) -> MailAccount:
         """One mailbox."""
         self.work.access.require("mail_account", "read")
@@ -178,3 +198,81 @@ def smtp_settings(crm: CRM, account: MailAccount) -> SmtpSettings:
         ca_file=crm.config["mail.ca_file"] or None,
         timeout=float(crm.config["mail.timeout_seconds"]),
     )
+
+
+@attrs.frozen
+class ConnectionCheck:
+    """How one server of a mailbox answered: ``ok`` and what happened, in plain words."""
+
+    server: str  # "IMAP" or "SMTP"
+    ok: bool
+    detail: str
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """A connection error as an admin can act on it (wrong host, port, security, login)."""
+    if isinstance(exc, socket.gaierror):
+        return "the host name is not known (check the server's name)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on this port (check the port)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer within {timeout:g} s (check the host, the port and the firewall)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"the server's certificate is not trusted: {exc.verify_message} (see mail.ca_file)"
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"TLS failed ({exc.reason or exc}): is the security (tls, starttls, none) right "
+            "for this port?"
+        )
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"login refused: {exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+    if isinstance(exc, smtplib.SMTPException | ImapError | PermanentFailure):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_timeout(crm: CRM) -> float:
+    # an admin waits for the answer: never the long timeout of a sync
+    return float(min(int(crm.config["mail.timeout_seconds"]), 15))
+
+
+def check_connection(crm: CRM, account: MailAccount) -> list[ConnectionCheck]:
+    """Connect to the mailbox's IMAP and SMTP servers (those configured) and log in.
+
+    Nothing is read or sent; each server gets a :class:`ConnectionCheck`.  Blocking (up to
+    15 s, or ``mail.timeout_seconds`` if shorter, per server): call it outside the event loop.
+    """
+    checks = []
+    if account.imap_host:
+        imap = attrs.evolve(imap_settings(crm, account), timeout=_check_timeout(crm))
+        try:
+            with ImapMailbox(imap) as box:
+                checks.append(
+                    ConnectionCheck(
+                        "IMAP",
+                        True,
+                        f"{imap.host}:{imap.port}: logged in as {imap.username}, folder "
+                        f"{imap.folder} (UIDVALIDITY {box.uidvalidity})",
+                    )
+                )
+        except Exception as exc:
+            checks.append(
+                ConnectionCheck(
+                    "IMAP", False, f"{imap.host}:{imap.port}: {_why(exc, imap.timeout)}"
+                )
+            )
+    if account.smtp_host:
+        smtp = attrs.evolve(smtp_settings(crm, account), timeout=_check_timeout(crm))
+        try:
+            with SmtpTransport(smtp):
+                login = f"logged in as {smtp.username}" if smtp.username else "connected"
+                checks.append(ConnectionCheck("SMTP", True, f"{smtp.host}:{smtp.port}: {login}"))
+        except Exception as exc:
+            checks.append(
+                ConnectionCheck(
+                    "SMTP", False, f"{smtp.host}:{smtp.port}: {_why(exc, smtp.timeout)}"
+                )
+            )
+    return checks

@@ -1,5 +1,11 @@
 """Mass mailings: one template rendered for each recipient of a group or a filter.
 
+A mailing made from a template keeps every language version of it (``versions``): each
+recipient gets the version in their language (``party.language``), else the deployment's
+(``locale.default``), else the oldest one (see ``choose_language`` of the core's
+:mod:`crmkit.services.message_templates`).
+The audience is a group, a condition, or a saved list view of clients (``view_id``).
+
 ``mail(work).campaigns.create(...)`` stores the mailing; ``start`` fixes its recipients (a
 row each, in one statement) and queues the ``mail.campaign`` job through the outbox, so the
 mailing starts only if the transaction commits.  The job (:func:`send_campaign`) sends the
@@ -25,7 +31,8 @@ from sqlalchemy import func, insert, select, update
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import ContactPoint, GroupMembership, Party
+from crmkit.model import ContactPoint
+from crmkit.services.message_templates import RenderedMessage, choose_language
 from crmkit_mail.accounts import MailAccounts, smtp_settings
 from crmkit_mail.model import MailAccount, MailCampaign, MailCampaignRecipient, MailUnsubscribe
 from crmkit_mail.smtp import SmtpTransport, compose, make_message_id
@@ -79,33 +86,59 @@ class Campaigns:
         account: str | None = None,
         group_id: int | None = None,
         where: Mapping[str, Any] | None = None,
+        view_id: int | None = None,
         rate_per_minute: int = 60,
     ) -> MailCampaign:
-        """A draft mailing to a group (and its subgroups) or to the parties a filter selects."""
+        """A draft mailing to a group (and its subgroups), a filter or a saved client view.
+
+        From a template (``template_id``) without a subject and body of its own, the mailing
+        keeps all the template's language versions and each recipient gets theirs; given
+        texts go to everyone as they are.
+        """
         self.work.access.require("mail_campaign", "create")
-        if (group_id is None) == (where is None):
-            raise ValidationFailed({"audience": ["give a group or a filter"]})
+        if not (name or "").strip():
+            raise ValidationFailed({"name": ["the mailing needs a name"]})
+        if len(name.strip()) > 200:
+            raise ValidationFailed({"name": ["200 characters at most"]})
+        if sum(x is not None for x in (group_id, where, view_id)) != 1:
+            raise ValidationFailed({"audience": ["give a group, a filter or a saved view"]})
         if rate_per_minute < 0:
             raise ValidationFailed({"rate_per_minute": ["0 (no limit) or more"]})
+        versions: dict[str, dict[str, str]] = {}
         if template_id is not None:
             template = self.work.message_templates.get(template_id)
+            if not subject and not body:
+                siblings = self.work.message_templates.versions(template.name, template.channel)
+                versions = {v.language: {"subject": v.subject, "body": v.body} for v in siblings}
+                chosen = choose_language(list(versions), None, self._default_language())
+                subject, body = versions[chosen]["subject"], versions[chosen]["body"]  # type: ignore[index]
             subject, body = subject or template.subject, body or template.body
+        for language, texts in versions.items():
+            if not texts["body"].strip():
+                raise ValidationFailed({"body": [f"the template's {language} version is empty"]})
         for field, text in (("subject", subject), ("body", body)):
             self.work.message_templates.check(field, text)
         if not body.strip():
             raise ValidationFailed({"body": ["the mailing is empty"]})
         sender = MailAccounts(self.work).sending_account(name=account, user_id=None)
+        audience: dict[str, Any]
         if group_id is not None:
-            self.work.groups.get(group_id)
+            audience = {"group_id": self.work.groups.get(group_id).id}
+        elif view_id is not None:
+            view = self.work.saved_views.get(view_id)
+            if view.entity != "party":
+                raise ValidationFailed({"view_id": ["choose a saved view of clients"]})
+            audience = {"view_id": view.id, "view": view.name}
+        else:
+            audience = {"where": dict(where or {})}
         campaign = MailCampaign(
-            name=name,
+            name=name.strip(),
             account_id=sender.id,
             subject=subject,
             body=body,
+            versions=versions,
             template_id=template_id,
-            audience={"group_id": group_id}
-            if group_id is not None
-            else {"where": dict(where or {})},
+            audience=audience,
             rate_per_minute=rate_per_minute,
             created_by_id=self.work.actor.user_id,
         )
@@ -121,22 +154,90 @@ class Campaigns:
             raise NotFound("mail_campaign", campaign_id)
         return campaign
 
-    def _party_ids(self, campaign: MailCampaign) -> list[int]:
-        audience = campaign.audience or {}
-        if audience.get("group_id") is not None:
-            groups = self.work.groups.subtree_ids(int(audience["group_id"]))
-            visible = select(Party.id).where(self.work.access.where("party", "read"))
-            return list(
-                self.work.session.scalars(
-                    select(GroupMembership.party_id)
-                    .where(GroupMembership.group_id.in_(groups))
-                    .where(GroupMembership.party_id.in_(visible))
-                    .distinct()
-                    .order_by(GroupMembership.party_id)
-                )
+    def _default_language(self) -> str:
+        return str(self.work.crm.config["locale.default"])
+
+    def list(self, *, limit: int = 200) -> list[tuple[MailCampaign, dict[str, int]]]:
+        """The latest mailings with how many recipients are in each state."""
+        self.work.access.require("mail_campaign", "read")
+        campaigns = list(
+            self.work.session.scalars(
+                select(MailCampaign)
+                .order_by(MailCampaign.created_at.desc(), MailCampaign.id.desc())
+                .limit(limit)
             )
+        )
+        counts: dict[int, dict[str, int]] = {c.id: dict.fromkeys(STATUSES, 0) for c in campaigns}
+        if campaigns:
+            for campaign_id, status, count in self.work.session.execute(
+                select(
+                    MailCampaignRecipient.campaign_id, MailCampaignRecipient.status, func.count()
+                )
+                .where(MailCampaignRecipient.campaign_id.in_(list(counts)))
+                .group_by(MailCampaignRecipient.campaign_id, MailCampaignRecipient.status)
+            ):
+                counts[campaign_id][status] = count
+        return [(c, counts[c.id]) for c in campaigns]
+
+    def recipients(
+        self, campaign_id: int, *, status: str | None = None, limit: int = 500
+    ) -> list[MailCampaignRecipient]:
+        """A mailing's recipients (failed ones carry their ``error``), in the order sent."""
+        campaign = self.get(campaign_id)
+        statement = select(MailCampaignRecipient).where(
+            MailCampaignRecipient.campaign_id == campaign.id
+        )
+        if status:
+            if status not in STATUSES:
+                raise ValidationFailed({"status": [f"one of {', '.join(STATUSES)}"]})
+            statement = statement.where(MailCampaignRecipient.status == status)
+        return list(
+            self.work.session.scalars(statement.order_by(MailCampaignRecipient.id).limit(limit))
+        )
+
+    def audience_sample(self, campaign_id: int, limit: int = 50) -> list[int]:
+        """Some of the parties the mailing would go to (for choosing whom to preview)."""
+        return self._party_ids(self.get(campaign_id), limit)
+
+    def preview(self, campaign_id: int, party_id: int) -> RenderedMessage:
+        """The mail ``party_id`` gets from this mailing, in their language."""
+        campaign = self.get(campaign_id)
+        address = next(
+            (
+                p.key
+                for p in self.work.parties.get(party_id).contact_points
+                if p.kind == "email" and p.key
+            ),
+            "",
+        )
+        return render_for_recipient(
+            self.work, campaign, party_id, address, self._default_language()
+        )
+
+    def _party_ids(self, campaign: MailCampaign, limit: int | None = None) -> list[int]:
+        """The visible parties of the mailing's audience, by id (the first ``limit``)."""
+        audience = campaign.audience or {}
+        filters, search = None, None
         where = audience.get("where") or None
-        return [p.id for p in self.work.parties.iterate(where=where)]
+        if audience.get("view_id") is not None:
+            try:
+                _, filters, search = self.work.saved_views.selection(int(audience["view_id"]))
+            except NotFound:
+                raise ValidationFailed(
+                    {"audience": [f"the saved view {audience.get('view', '')!r} is gone"]}
+                ) from None
+        elif audience.get("group_id") is not None:
+            # a smart group's rules or a static group with its subgroups
+            where = self.work.groups.condition(int(audience["group_id"]))
+        parties = self.work.parties
+        statement = (
+            parties.filtered(where=where, filters=filters, search=search)
+            .with_only_columns(parties.model.id)
+            .order_by(parties.model.id)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        return list(self.work.session.scalars(statement))
 
     def start(self, campaign_id: int) -> int:
         """Fix the recipients and queue the sending; returns how many will get a mail."""
@@ -223,6 +324,38 @@ class Campaigns:
         )
 
 
+def render_for_recipient(
+    work: UnitOfWork,
+    campaign: MailCampaign,
+    party_id: int | None,
+    address: str,
+    default_language: str,
+    variables: dict[str, Any] | None = None,
+) -> RenderedMessage:
+    """One recipient's mail: the version in their language, rendered in the sandbox.
+
+    The body always ends with the unsubscribe link when the text does not place it itself.
+    """
+    templates = work.message_templates
+    if variables is None:
+        variables = templates.variables(party_id=party_id)
+    link = unsubscribe_url(work.crm, address, campaign.id) if address else ""
+    variables["unsubscribe_url"] = link
+    versions = campaign.versions or {}
+    language = choose_language(
+        list(versions), (variables.get("party") or {}).get("language"), default_language
+    )
+    texts = versions.get(language) if language else None
+    subject = texts["subject"] if texts else campaign.subject
+    body = texts["body"] if texts else campaign.body
+    text = templates.render_text("body", body, variables)
+    if "unsubscribe_url" not in body:
+        text += f"\n\n--\nОтписаться / Unsubscribe: {link}\n"
+    return RenderedMessage(
+        subject=templates.render_text("subject", subject, variables), body=text, language=language
+    )
+
+
 def send_campaign(
     crm: CRM,
     campaign_id: int,
@@ -240,8 +373,8 @@ def send_campaign(
         assert account is not None
         settings = smtp_settings(crm, account)
         sender, sender_name = account.address, account.display_name or None
-        subject, body = campaign.subject, campaign.body
         rate = campaign.rate_per_minute if rate_per_minute is None else rate_per_minute
+    default_language = str(crm.config["locale.default"])
     interval = 60.0 / rate if rate else 0.0
     transport = SmtpTransport(settings)
     next_at = clock()
@@ -268,24 +401,24 @@ def send_campaign(
                         )
                     )
                 )
-                templates = work.message_templates
+                campaign = work.session.get(MailCampaign, campaign_id)
+                assert campaign is not None
                 for row in chunk:
                     if row.address in opted_out:
                         row.status = "unsubscribed"
                         continue
                     link = unsubscribe_url(crm, row.address, campaign_id)
-                    variables = templates.variables(party_id=row.party_id)
-                    variables["unsubscribe_url"] = link
                     try:
-                        text = templates.render_text("body", body, variables)
-                        if "unsubscribe_url" not in body:
-                            text += f"\n\n--\nОтписаться / Unsubscribe: {link}\n"
+                        variables = work.message_templates.variables(party_id=row.party_id)
+                        message = render_for_recipient(
+                            work, campaign, row.party_id, row.address, default_language, variables
+                        )
                         mime = compose(
                             sender=sender,
                             sender_name=sender_name,
                             to=[row.address],
-                            subject=templates.render_text("subject", subject, variables),
-                            body=text,
+                            subject=message.subject,
+                            body=message.body,
                             message_id=make_message_id(f"mail.campaign:{row.id}", sender),
                             headers={
                                 "List-Unsubscribe": f"<{link}>",
@@ -297,7 +430,7 @@ def send_campaign(
                             sleep(max(0.0, next_at - clock()))
                             next_at = max(next_at, clock()) + interval
                         transport.send(mime, sender, [row.address])
-                    except (PermanentFailure, ValidationFailed) as exc:
+                    except (PermanentFailure, ValidationFailed, NotFound) as exc:
                         row.status, row.error = "failed", str(exc)[:1000]
                         continue
                     except smtplib.SMTPServerDisconnected:

@@ -41,11 +41,19 @@ def email_addresses(party: Any) -> list[str]:
 
 
 def mail_templates(unit: Any) -> list[Any]:
-    """The mail templates the user may read (none without the permission)."""
+    """The mail templates the user may read, one per name (its oldest version).
+
+    Which language version a client gets is chosen when it is filled in (their language);
+    none without the permission.
+    """
     try:
-        return list(unit.message_templates.list(channel="mail"))
+        found = unit.message_templates.list(channel="mail")
     except PermissionDenied:
         return []
+    first: dict[str, Any] = {}
+    for template in sorted(found, key=lambda t: t.id):
+        first.setdefault(template.name, template)
+    return sorted(first.values(), key=lambda t: t.name)
 
 
 def card_panel(unit: Any, party: Any) -> dict[str, Any] | None:
@@ -69,7 +77,7 @@ async def compose(request: Request) -> Response:
     """The compose page: the chosen template rendered for this client, editable."""
     party_id = _party_id(request)
     chosen = request.query_params.get("template") or ""
-    error = None
+    error = language = None
     subject = body = ""
     with work(request) as unit:
         party = unit.parties.get(party_id)  # hidden or missing: 404
@@ -78,8 +86,11 @@ async def compose(request: Request) -> Response:
         ready = mailbox_ready(unit)
         if chosen:
             try:
-                rendered = unit.message_templates.render(int(chosen), party_id=party_id)
-                subject, body = rendered.subject, rendered.body
+                # the client's language picks the version; the menu shows each name once
+                version = unit.message_templates.version_for(int(chosen), party_id=party_id)
+                rendered = unit.message_templates.render(version, party_id=party_id)
+                subject, body, language = rendered.subject, rendered.body, version.language
+                chosen = str(next((t.id for t in templates if t.name == version.name), chosen))
             except (ValueError, NotFound):
                 error = "Choose a template."
             except TemplateFailed as failed:
@@ -99,6 +110,7 @@ async def compose(request: Request) -> Response:
             "body": body,
             "ready": ready,
             "error": error,
+            "language": language,
         },
         status=422 if error else 200,
     )

@@ -49,7 +49,11 @@ class MailAccount(IdMixin, Base):
 
 
 class MailCampaign(IdMixin, Base):
-    """A mass mailing: one template rendered for every recipient of a group or a filter."""
+    """A mass mailing: one template rendered for every recipient of a group or a filter.
+
+    ``subject``/``body`` are the text in the deployment's language; ``versions`` holds every
+    language version of the template it was made from, each recipient getting theirs.
+    """
 
     name: Mapped[str] = mapped_column(String(200))
     account_id: Mapped[int] = mapped_column(
@@ -60,6 +64,8 @@ class MailCampaign(IdMixin, Base):
     template_id: Mapped[int | None] = mapped_column(
         IdType, ForeignKey("message_template.id", ondelete="SET NULL")
     )
+    # a template's language versions when made from one: {"en": {"subject":..., "body":...}}
+    versions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     audience: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     rate_per_minute: Mapped[int] = mapped_column(Integer, default=60)
     status: Mapped[str] = mapped_column(String(16), default="draft")

@@ -155,9 +155,16 @@ def crmkit_register_commands(cli: Any) -> None:
 
 @hookimpl
 def crmkit_register_screens() -> list[Any]:
-    from crmkit_mail.compose import SCREENS
+    from crmkit_mail import compose, web
 
-    return list(SCREENS)
+    return [*compose.SCREENS, *web.SCREENS]
+
+
+@hookimpl
+def crmkit_register_menu_items() -> list[Any]:
+    from crmkit_mail.web import MENU
+
+    return list(MENU)
 
 
 @hookimpl

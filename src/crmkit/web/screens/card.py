@@ -261,6 +261,8 @@ def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str
         values.pop("name", None)
     if "customer_type" in data:
         values["customer_type"] = str(data["customer_type"]) or None
+    if "language" in data:
+        values["language"] = str(data["language"]).strip() or None
     if "organisation_id" in data:
         values["organisation_id"] = optional_int(data["organisation_id"])
     custom = custom_values(data, definitions)

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.filters import filters_from_query
 from crmkit.web import i18n
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import form_data, redirect, render, work
@@ -103,60 +104,8 @@ def column_names(entity: Any, custom_keys: list[str]) -> list[str]:
 
 
 def parse_filters(entity: Any, params: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
-    """``f.stage=firm&f.amount__gte=10`` -> service filters, with values of the column's type."""
-    filters: dict[str, Any] = {}
-    for key in params:
-        if not key.startswith("f."):
-            continue
-        values = [v for v in params.getlist(key) if v != ""]  # type: ignore[attr-defined]
-        if not values:
-            continue
-        name = key[2:]
-        field, _, op = name.partition("__")
-        converted = [coerce(entity, field, v, kinds) for v in values]
-        if op:
-            filters[name] = converted if op in ("in", "not_in") else converted[0]
-        else:
-            filters[field] = converted if len(converted) > 1 else converted[0]
-    return filters
-
-
-def coerce(entity: Any, field: str, value: str, kinds: Mapping[str, str]) -> Any:
-    """A query-string value as the type of the column (or custom field) it filters."""
-    if field.startswith("custom."):
-        kind = kinds.get(field[7:])
-        if kind in ("number", "money"):
-            return _number(field, value)
-        if kind == "boolean":
-            return value in ("1", "true", "yes")
-        return value
-    if field in ("tag", "group"):
-        return int(value) if field == "group" and value.isdigit() else value
-    column = getattr(entity.model, field, None)
-    try:
-        python_type = column.type.python_type if column is not None else str
-    except (AttributeError, NotImplementedError):
-        python_type = str
-    try:
-        if python_type is bool:
-            return value in ("1", "true", "yes", "on")
-        if python_type is int:
-            return int(value)
-        if python_type is Decimal:
-            return Decimal(value.replace(",", "."))
-        if python_type is dt.datetime:
-            day = dt.date.fromisoformat(value[:10])
-            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    except (ValueError, ArithmeticError):
-        raise ValidationFailed({field: [f"not a valid value: {value}"]}) from None
-    return value
-
-
-def _number(field: str, value: str) -> float:
-    try:
-        return float(value.replace(",", ".").replace(" ", ""))
-    except ValueError:
-        raise ValidationFailed({field: [f"not a number: {value}"]}) from None
+    """``f.stage=firm&f.amount__gte=10`` -> service filters (see :func:`filters_from_query`)."""
+    return filters_from_query(entity, params, kinds)
 
 
 def choices_of(entity: Any, attr: str) -> list[str]:

@@ -49,6 +49,22 @@
       }
     });
     source.addEventListener("signed-out", () => { source.close(); window.location = "/login"; });
+    // The contact center: a new or changed conversation refreshes the list (not the reply
+    // being typed beside it); the server sends only "changed", the list comes with this
+    // user's access rules applied.
+    let inboxTimer = null;
+    source.addEventListener("inbox", () => {
+      if (!document.querySelector("[data-conversations]") || inboxTimer) return;
+      inboxTimer = setTimeout(async () => {
+        inboxTimer = null;
+        const response = await fetch(window.location.href, { headers: { "X-Live": "inbox" } });
+        if (!response.ok) return;
+        const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
+          .querySelector("[data-conversations]");
+        const list = document.querySelector("[data-conversations]");
+        if (fresh && list) list.innerHTML = fresh.innerHTML;
+      }, 300);
+    });
     window.crmkit.live = source;
   }
 

@@ -1,0 +1,345 @@
+"""The mail screens: mailboxes (admins), mass mailings with a per-recipient preview and a
+report, and each recipient written to in their own language."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from crmkit_mail import mail
+from crmkit_mail.model import MailAccount, MailCampaign
+from crmkit_mail.parsing import parse_message
+from sqlalchemy import select
+
+from crmkit.jobs.delivery import deliver_due
+from crmkit.testing import add_user
+from crmkit.testing.web import WebClient
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def signed_in(crm, username, roles, locale="en"):
+    add_user(crm, username, roles, locale=locale)
+    client = WebClient.for_crm(crm)
+    assert (await client.login(username)).status_code == 303
+    return client
+
+
+def closed_port():
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def smtp_mailbox(crm, smtp, name="sales"):
+    with crm.system() as work:
+        return mail(work).accounts.create(
+            name=name, address="sales@example.test", display_name="Отдел продаж",
+            smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="starttls",
+            smtp_username="crm@example.test", smtp_password=smtp.users["crm@example.test"],
+        ).id  # fmt: skip
+
+
+# -- mailboxes ----------------------------------------------------------------------------
+
+
+async def test_only_admins_see_and_open_the_mailbox_screens(mail_crm):
+    with mail_crm.system() as work:
+        account = mail(work).accounts.create(name="sales", address="sales@example.test")
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    home = await manager.get("/mail/mailings")
+    assert home.status_code == 200 and 'href="/mail/mailboxes"' not in home.text
+    for path in ("/mail/mailboxes", "/mail/mailboxes/new", f"/mail/mailboxes/{account.id}"):
+        assert (await manager.get(path)).status_code == 404, path
+    refused = await manager.post(f"/mail/mailboxes/{account.id}", {"name": "stolen"})
+    assert refused.status_code == 404
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    page = await agent.get("/profile")
+    assert 'href="/mail/mailboxes"' not in page.text and 'href="/mail/mailings"' not in page.text
+    assert (await agent.get("/mail/mailings")).status_code == 404
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    listed = await admin.get("/mail/mailboxes")
+    assert listed.status_code == 200 and 'href="/mail/mailboxes"' in listed.text
+    assert 'data-mailbox="sales"' in listed.text
+    with mail_crm.system() as work:
+        assert mail(work).accounts.get(account.id).name == "sales"
+
+
+async def test_an_admin_adds_and_edits_a_mailbox_and_the_password_is_never_shown(mail_crm):
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    form = {
+        "name": "support", "address": "Support@Example.test", "display_name": "Поддержка",
+        "active": "1", "imap_host": "imap.example.test", "imap_port": "993",
+        "imap_security": "tls", "imap_username": "support", "imap_password": "s3cret-imap",
+        "imap_folder": "INBOX", "smtp_host": "smtp.example.test", "smtp_port": "587",
+        "smtp_security": "starttls", "smtp_username": "support", "smtp_password": "s3cret-smtp",
+    }  # fmt: skip
+    created = await admin.post("/mail/mailboxes/new", form)
+    assert created.status_code == 303, created.text
+    with mail_crm.system() as work:
+        account = mail(work).accounts.by_name("support")
+        assert account.address == "support@example.test"
+        sealed = account.imap_password_sealed
+        assert "s3cret" not in sealed and mail_crm.sealing.open(sealed) == "s3cret-imap"
+    page = await admin.get(created.headers["location"])
+    assert page.status_code == 200 and "imap.example.test" in page.text
+    assert "s3cret" not in page.text and sealed not in page.text
+    # saving with empty password fields keeps the stored passwords
+    changed = await admin.post(
+        f"/mail/mailboxes/{account.id}",
+        {**form, "imap_password": "", "smtp_password": "", "imap_host": "mail.example.test"},
+    )
+    assert changed.status_code == 303, changed.text
+    with mail_crm.system() as work:
+        account = mail(work).accounts.get(account.id)
+        assert account.imap_host == "mail.example.test"
+        assert mail_crm.sealing.open(account.imap_password_sealed) == "s3cret-imap"
+        assert mail_crm.sealing.open(account.smtp_password_sealed) == "s3cret-smtp"
+    # a refused form shows the error but never the password typed into it
+    bad = await admin.post(
+        f"/mail/mailboxes/{account.id}", {**form, "imap_port": "99x", "imap_password": "new-pw"}
+    )
+    assert bad.status_code == 422
+    assert "imap_port: Not a valid integer." in bad.text and "new-pw" not in bad.text
+
+
+async def test_bad_mailbox_input_names_the_field_and_writes_nothing(mail_crm):
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    missing = await admin.post("/mail/mailboxes/new", {"name": "x", "imap_port": "993"})
+    assert missing.status_code == 422
+    assert "address: Missing data for required field." in missing.text
+    wrong_port = await admin.post(
+        "/mail/mailboxes/new", {"name": "x", "address": "x@example.test", "smtp_port": "70000"}
+    )
+    assert wrong_port.status_code == 422 and "smtp_port:" in wrong_port.text
+    assert 'value="x@example.test"' in wrong_port.text  # what was typed is kept
+    russian = await signed_in(mail_crm, "admin-ru", ["admin"], locale="ru")
+    page = await russian.post(
+        "/mail/mailboxes/new", {"name": "x", "address": "x@example.test", "imap_port": "-1"}
+    )
+    assert page.status_code == 422 and "Порт IMAP" in page.text
+    listed = await russian.get("/mail/mailboxes")
+    assert "Почтовые ящики" in listed.text and "Добавить ящик" in listed.text
+    assert "Рассылки" in listed.text  # the menu
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailAccount)).all() == []
+
+
+async def test_check_connection_says_what_works_and_why_not(mail_crm, dovecot, imap_user, smtp):
+    with mail_crm.system() as work:
+        good = mail(work).accounts.create(
+            name="good", address=imap_user,
+            imap_host=dovecot.host, imap_port=dovecot.tls_port, imap_security="tls",
+            imap_username=imap_user, imap_password=dovecot.users[imap_user],
+            smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="starttls",
+            smtp_username="crm@example.test", smtp_password=smtp.users["crm@example.test"],
+        ).id  # fmt: skip
+        wrong = mail(work).accounts.create(
+            name="wrong", address=imap_user,
+            imap_host="127.0.0.1", imap_port=closed_port(), imap_security="tls",
+            smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="tls",  # STARTTLS port
+            smtp_username="crm@example.test", smtp_password="not-the-password",
+        ).id  # fmt: skip
+        login = mail(work).accounts.create(
+            name="login", address=imap_user,
+            imap_host=dovecot.host, imap_port=dovecot.tls_port, imap_security="tls",
+            imap_username=imap_user, imap_password="wrong-password",
+        ).id  # fmt: skip
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    works = await admin.post(f"/mail/mailboxes/{good}/check")
+    assert works.status_code == 200, works.text
+    assert works.text.count('data-ok="yes"') == 2 and "UIDVALIDITY" in works.text
+    broken = await admin.post(f"/mail/mailboxes/{wrong}/check")
+    assert broken.status_code == 422
+    assert "connection refused: nothing listens on this port" in broken.text
+    assert (
+        "TLS failed" in broken.text and "is the security (tls, starttls, none) right" in broken.text
+    )
+    refused = await admin.post(f"/mail/mailboxes/{login}/check")
+    assert refused.status_code == 422 and "IMAP LOGIN as " in refused.text
+
+
+async def test_switching_off_and_removing_mailboxes(mail_crm, smtp):
+    used = smtp_mailbox(mail_crm, smtp, "used")
+    spare = smtp_mailbox(mail_crm, smtp, "spare")
+    with mail_crm.system() as work:
+        group = work.groups.create(name="Все").id
+        mail(work).campaigns.create("r", subject="s", body="b", group_id=group, account="used")
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    off = await admin.post(f"/mail/mailboxes/{used}/active", {"active": "0"})
+    assert off.status_code == 303
+    kept = await admin.post(f"/mail/mailboxes/{used}/delete")
+    assert kept.status_code == 303
+    flash = await admin.get("/mail/mailboxes")
+    assert "switch it off instead" in flash.text and "Switch on" in flash.text
+    assert (await admin.post(f"/mail/mailboxes/{spare}/delete")).status_code == 303
+    with mail_crm.system() as work:
+        names = {a.name: a.active for a in mail(work).accounts.list()}
+    assert names == {"used": False}
+
+
+# -- mailings -----------------------------------------------------------------------------
+
+
+def mixed_clients(crm):
+    """A group of a Russian-, an English- and a German-speaking client, one without an email."""
+    with crm.system() as work:
+        templates = work.message_templates
+        ru = templates.create(
+            name="Зимние шины", language="ru",
+            subject="{{ party.name }}: шины со скидкой", body="Здравствуйте, {{ party.name }}!",
+        )  # fmt: skip
+        templates.create(
+            name="Зимние шины", language="en",
+            subject="{{ party.name }}: winter tyres on sale", body="Hello, {{ party.name }}!",
+        )  # fmt: skip
+        group = work.groups.create(name="Клиенты")
+        people = [
+            ("Иван", "ru", "ivan@example.ru"),
+            ("John", "en", "john@example.com"),
+            ("Hans", "de", "hans@example.de"),
+            ("Nobody", "en", None),
+        ]
+        ids = {}
+        for name, language, email in people:
+            points = [{"kind": "email", "value": email}] if email else []
+            ids[name] = work.parties.create(
+                {"name": name, "kind": "person", "language": language, "contact_points": points}
+            ).id
+        work.groups.add_members(group.id, list(ids.values()))
+        return ru.id, group.id, ids
+
+
+async def test_a_mixed_language_mailing_writes_to_each_client_in_their_language(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, group, _ids = mixed_clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create(
+            "Шины", template_id=template, group_id=group, rate_per_minute=0
+        )
+        assert set(campaign.versions) == {"ru", "en"}
+        assert mail(work).campaigns.start(campaign.id) == 3
+    deliver_due(mail_crm)
+    sent = {r.recipients[0]: parse_message(r.raw) for r in smtp.received}
+    assert sent["john@example.com"].subject == "John: winter tyres on sale"
+    assert sent["john@example.com"].text.startswith("Hello, John!")
+    assert sent["ivan@example.ru"].subject == "Иван: шины со скидкой"
+    assert sent["ivan@example.ru"].text.startswith("Здравствуйте, Иван!")
+    # no German version: the deployment's language (ru)
+    assert sent["hans@example.de"].subject == "Hans: шины со скидкой"
+    assert "Unsubscribe" in sent["john@example.com"].text  # the link is always added
+
+
+async def test_the_mailing_screens_from_draft_to_report(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, group, ids = mixed_clients(mail_crm)
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    menu = await manager.get("/mail/mailings")
+    assert menu.status_code == 200 and 'href="/mail/mailings"' in menu.text
+    form = await manager.get("/mail/mailings/new")
+    assert form.status_code == 200 and "Зимние шины" in form.text and "Клиенты" in form.text
+    assert form.text.count(">Зимние шины</option>") == 1  # one entry for both versions
+    created = await manager.post(
+        "/mail/mailings/new",
+        {"name": "Шины", "template": str(template), "audience": "group",
+         "group_id": str(group), "rate_per_minute": "0"},
+    )  # fmt: skip
+    assert created.status_code == 303, created.text
+    path = created.headers["location"]
+    draft = await manager.get(path)
+    assert draft.status_code == 200 and 'id="mailing-start"' in draft.text
+    english = await manager.get(path, params={"party": ids["John"]})
+    assert "John: winter tyres on sale" in english.text and "Hello, John!" in english.text
+    russian = await manager.get(path, params={"party": ids["Иван"]})
+    assert "Иван: шины со скидкой" in russian.text
+    smtp.refuse["hans@"] = "550 5.1.1 no such user"
+    started = await manager.post(f"{path}/start")
+    assert started.status_code == 303
+    assert "Mailing started: 3 to send." in (await manager.get(path)).text
+    deliver_due(mail_crm)
+    report = await manager.get(path)
+    assert 'data-count="sent">sent: 2<' in report.text
+    assert 'data-count="failed">failed: 1<' in report.text
+    assert 'data-count="skipped">skipped: 1<' in report.text
+    failed = await manager.get(path, params={"status": "failed"})
+    assert "hans@example.de" in failed.text and "550" in failed.text
+    assert "john@example.com" not in failed.text
+    listed = await manager.get("/mail/mailings")
+    assert '<td data-count="sent">2</td>' in listed.text
+    assert '<td data-count="failed">1</td>' in listed.text
+    again = await manager.post(f"{path}/start")
+    assert again.status_code == 303
+    assert "the mailing is done already" in (await manager.get(path)).text
+
+
+async def test_a_mailing_to_a_saved_filter(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, _group, _ids = mixed_clients(mail_crm)
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    with mail_crm.acting_as("manager") as work:
+        view = work.saved_views.save("party", "English speakers", {"q": "o", "f.kind": "person"})
+        view_id = view.id
+    created = await manager.post(
+        "/mail/mailings/new",
+        {"name": "Tyres", "template": str(template), "audience": "view",
+         "view_id": str(view_id), "rate_per_minute": "0"},
+    )  # fmt: skip
+    assert created.status_code == 303, created.text
+    started = await manager.post(created.headers["location"] + "/start")
+    assert started.status_code == 303
+    deliver_due(mail_crm)
+    # "o" finds John and Nobody (no email: skipped); Иван and Hans are not in the view
+    assert [r.recipients[0] for r in smtp.received] == ["john@example.com"]
+
+
+async def test_bad_mailing_input_is_named_and_nothing_is_saved(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, group, _ids = mixed_clients(mail_crm)
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    no_name = await manager.post(
+        "/mail/mailings/new", {"name": " ", "template": str(template), "group_id": str(group)}
+    )
+    assert no_name.status_code == 422 and "name: the mailing needs a name" in no_name.text
+    no_template = await manager.post("/mail/mailings/new", {"name": "x", "group_id": str(group)})
+    assert no_template.status_code == 422 and "template: choose a template" in no_template.text
+    no_view = await manager.post(
+        "/mail/mailings/new", {"name": "x", "template": str(template), "audience": "view"}
+    )
+    assert no_view.status_code == 422 and "choose a saved view of clients" in no_view.text
+    bad_rate = await manager.post(
+        "/mail/mailings/new",
+        {"name": "x", "template": str(template), "group_id": str(group), "rate_per_minute": "-5"},
+    )
+    assert bad_rate.status_code == 422 and "rate_per_minute:" in bad_rate.text
+    assert 'value="x"' in bad_rate.text  # the form keeps what was typed
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    assert (await agent.get("/mail/mailings/new")).status_code == 404
+    assert (await agent.post("/mail/mailings/new", {"name": "x"})).status_code == 404
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailCampaign)).all() == []
+
+
+async def test_writing_from_the_card_uses_the_clients_language(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    template, _group, ids = mixed_clients(mail_crm)
+    agent = add_user(mail_crm, "agent", ["agent"], locale="en")
+    with mail_crm.system() as work:
+        for party_id in ids.values():
+            work.parties.update(party_id, {"owner_id": agent.id})
+    web = WebClient.for_crm(mail_crm)
+    assert (await web.login("agent")).status_code == 303
+    card = await web.get(f"/clients/{ids['John']}")
+    assert card.text.count(">Зимние шины</option>") == 1  # one entry for both versions
+    page = await web.get(f"/mail/compose/{ids['John']}", params={"template": str(template)})
+    assert page.status_code == 200, page.text
+    assert 'value="John: winter tyres on sale"' in page.text and "Hello, John!" in page.text
+    assert "Version used: English" in page.text
+    russian = await web.get(f"/mail/compose/{ids['Иван']}", params={"template": str(template)})
+    assert 'value="Иван: шины со скидкой"' in russian.text
+    assert f'<option value="{template}" selected>' in russian.text
