@@ -81,6 +81,36 @@ def test_sql_and_memory_agree(crm):
     assert in_sql == in_memory == {a.id, c.id}
 
 
+def test_contains_and_startswith_ignore_case_in_any_alphabet(crm):
+    """On SQLite these compile to GLOB with letter classes, not to a Python lower() per row:
+    the answers must stay those of a case-insensitive substring test, wildcards literal."""
+    with crm.system() as work:
+        caps = factories.organisation(work, name="ООО «СТРОЙМАРКЕТ»")
+        mixed = factories.organisation(work, name="Стройка и Ремонт")
+        latin = factories.organisation(work, name="BuildStroy [50%] *New*")
+        factories.organisation(work, name="Строительный двор")
+
+    def names(op: str, value: str) -> set[str]:
+        with crm.system() as work:
+            found = work.parties.list(where={"field": "name", "op": op, "value": value})
+            return {p.name for p in found.items}
+
+    assert names("contains", "строй") == {caps.name, mixed.name}
+    assert names("contains", "СтРоЙ") == {caps.name, mixed.name}
+    assert names("contains", "stroy") == {latin.name}
+    assert names("startswith", "стройка") == {mixed.name}
+    assert names("startswith", "строй") == {mixed.name}
+    assert names("contains", "[50%]") == {latin.name}
+    assert names("contains", "*new*") == {latin.name}
+    assert names("contains", "50_") == set()
+    assert names("contains", "?") == set()
+    with crm.system() as work:
+        count = work.parties.count(
+            where={"not": {"field": "name", "op": "contains", "value": "строй"}}
+        )
+    assert count == 2
+
+
 def test_unknown_field_is_named(crm):
     with crm.system() as work, pytest.raises(ValidationFailed, match="password_hash"):
         work.parties.list(filters={"password_hash": "x"})

@@ -24,8 +24,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
-from sqlalchemy import and_, exists, not_, or_, select, true
+from sqlalchemy import Boolean, and_, exists, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from crmkit.clock import utcnow
 from crmkit.entities import EntityType
@@ -226,9 +228,9 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
             raise ValidationFailed({field: [f"operator {op} needs a list"]})
         return column.in_(list(value)) if op == "in" else column.not_in(list(value))
     if op == "contains":
-        return column.ilike(f"%{_escape_like(str(value))}%", escape="\\")
+        return text_matches(column, str(value))
     if op == "startswith":
-        return column.ilike(f"{_escape_like(str(value))}%", escape="\\")
+        return text_matches(column, str(value), anywhere=False)
     if op == "is_null":
         return column.is_(None)
     if op == "not_null":
@@ -245,6 +247,64 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class _TextMatch(ColumnElement[bool]):
+    """Case-insensitive substring (or prefix) match of a text column: ``ILIKE`` on
+    PostgreSQL; on SQLite a ``GLOB`` whose letters are classes of their cases
+    (``*[Сс][Тт][Рр][Оо][Йй]*``).
+
+    SQLite's own ``LIKE`` folds ASCII only, so ``ILIKE`` there compiles to
+    ``lower(x) LIKE lower(y)`` with a Python ``lower`` (see :mod:`crmkit.db`): a Python call
+    per row, four times the cost of the scan on a million clients (1.9 s against 0.45 s for
+    a smart group "name contains Строй").
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" around it where booleans are ints
+    _traverse_internals = [
+        ("like", InternalTraversal.dp_clauseelement),
+        ("glob", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, like: ColumnElement[bool], glob: ColumnElement[bool]) -> None:
+        self.like = like
+        self.glob = glob
+
+
+@compiles(_TextMatch)
+def _text_match_default(element: _TextMatch, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.like, **kw))
+
+
+@compiles(_TextMatch, "sqlite")
+def _text_match_sqlite(element: _TextMatch, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.glob, **kw))
+
+
+def text_matches(column: Any, text: str, *, anywhere: bool = True) -> ColumnElement[bool]:
+    """``column`` contains ``text`` (or starts with it, ``anywhere=False``), ignoring case."""
+    like = f"{_escape_like(text)}%"
+    glob = glob_pattern(text) + "*"
+    if anywhere:
+        like, glob = "%" + like, "*" + glob
+    return _TextMatch(column.ilike(like, escape="\\"), column.op("GLOB", is_comparison=True)(glob))
+
+
+def glob_pattern(text: str) -> str:
+    """``text`` as a case-insensitive SQLite ``GLOB`` pattern (without wildcards): each
+    letter a class of its cases, ``*``, ``?`` and ``[`` taken literally."""
+    parts = []
+    for char in text:
+        cases = sorted({c for c in (char, char.lower(), char.upper()) if len(c) == 1})
+        if len(cases) > 1:
+            parts.append("[" + "".join(cases) + "]")
+        elif char in "*?[":
+            parts.append(f"[{char}]")
+        else:
+            parts.append(char)
+    return "".join(parts)
 
 
 # -- evaluation in memory -------------------------------------------------------------------

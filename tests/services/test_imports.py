@@ -11,7 +11,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-from crmkit.model import ImportRun, Party
+from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
 from crmkit.services.imports import export_parties, run_import
 from crmkit.testing import add_user
@@ -129,6 +129,54 @@ def test_xlsx_import_resumes_after_a_failure_without_half_rows(crm, setup, monke
     with crm.system() as work:
         names = sorted(work.session.scalars(select(Party.name)))
         assert names == sorted(f"Фирма {i}" for i in range(10))
+
+
+def test_a_large_import_feeds_the_vocabulary_screening_corrects_against(crm, setup):
+    """Batches of hundreds of new words take the bulk path (COPY and ``INSERT ... ON
+    CONFLICT ... RETURNING`` on PostgreSQL, with the planner statistics refreshed between
+    batches); words repeated across batches and files are stored once, and a typo of an
+    imported name still finds it."""
+    anna = setup
+    syllables = ["ба", "ве", "ги", "до", "зу", "ка", "ле", "ми", "но", "пу", "ра", "се"]
+    names = [
+        f"{a}{b}{c}{d}".capitalize() + f" {e}{f}{a}{b}" + " Трейд"
+        for a, b, c, d, e, f in zip(
+            syllables * 30,
+            [s for s in syllables for _ in range(12)] * 3,
+            ["ро", "ту", "фа"] * 120,
+            [s for s in syllables for _ in range(30)],
+            ["мо", "ны", "ли", "за"] * 90,
+            ["ра"] * 360,
+            strict=False,
+        )
+    ]
+    names = list(dict.fromkeys(names))[:300]
+    body = "Название;Телефон\n" + "".join(
+        f"{name};+7 916 {i // 10_000:03d}-{i // 100 % 100:02d}-{i % 100:02d}\n"
+        for i, name in enumerate(names)
+    )
+    run_id, _ = _start(crm, anna, body.encode(), on_duplicate="create")
+    assert run_import(crm, run_id, batch_rows=120) == len(names)
+    # the same words again, in a second file: none is added twice
+    again = "Название\n" + "".join(f"{name} Групп\n" for name in names[:150])
+    run_id, _ = _start(crm, anna, again.encode(), on_duplicate="create")
+    run_import(crm, run_id, batch_rows=100)
+    with crm.system() as work:
+        words = list(work.session.scalars(select(MatchWord.word)))
+        assert len(words) == len(set(words))
+        assert {"treid", "grupp"} <= set(words)
+        variants = work.session.execute(
+            select(MatchWordVariant.variant, MatchWordVariant.word)
+        ).all()
+        assert len(variants) == len(set(variants))
+        assert ("treid", "treid") in variants and ("tred", "treid") in variants
+    target = names[123]
+    first, second, _ = target.split()
+    typo = first[:2] + first[3] + first[2] + first[4:]  # two letters swapped
+    with crm.acting_as(anna) as work:
+        found = work.screening.candidates(f"{typo} {second} Трейд")
+        by_name = {c.name: c for c in found}
+        assert target in by_name and "name" in by_name[target].reasons
 
 
 def test_export_applies_access_rules(crm):

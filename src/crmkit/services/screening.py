@@ -19,6 +19,7 @@ left out of the answer.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -29,7 +30,7 @@ import attrs
 from rapidfuzz import fuzz
 from rapidfuzz import process as fuzz_process
 from rapidfuzz.distance import DamerauLevenshtein
-from sqlalchemy import and_, delete, or_, select, text
+from sqlalchemy import case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -40,7 +41,7 @@ from crmkit.identity import (
     name_skeleton,
     one_letter_variants,
 )
-from crmkit.model import ContactPoint, MatchWord, MatchWordVariant, Party, PartyMatchKey, User
+from crmkit.model import MatchWord, MatchWordVariant, Party, PartyMatchKey, User
 from crmkit.model.party import MATCH_WORD_FTS
 
 if TYPE_CHECKING:
@@ -221,33 +222,65 @@ class ScreeningService:
         """Candidates for a :class:`Probe`, best first, at most ``limit``.
 
         ``deep`` also looks for words more than one typo apart (see :meth:`similar_words`).
+
+        Three statements at most: (1) the contact matches, the known words within one typo
+        of each word of the name and the parties behind the name's own keys, as one
+        ``UNION ALL``; (2) the parties behind corrected spellings; (3) the best candidates
+        with what the actor may see of them (the scope predicate as a column, the owner
+        joined).
         """
         if probe.empty:
             return []
         self.work.access.require("party", "create")
         threshold = self.threshold if threshold is None else threshold
         connection = self.work.session.connection()
-        reasons: dict[int, set[str]] = defaultdict(set)
-        for party_id, reason in self._contact_matches(connection, probe):
-            reasons[party_id].add(reason)
         skeleton = name_skeleton(probe.name, probe.kind) if probe.name.strip() else ""
-        blocked = self._name_block(connection, skeleton, deep) if skeleton else []
-        ids = set(reasons) | set(blocked)
+        weights = _name_weights(skeleton) if skeleton else {}
+        words = sorted({w for w in skeleton.split() if len(w) >= 4})
+        first = _Union(connection)
+        exact, domains = self._add_contact_matches(first, probe)
+        for index, word in enumerate(words):
+            variants = first.values(one_letter_variants(word))
+            first.add(
+                f"SELECT DISTINCT 'v{index}' AS tag, word AS a, CAST(NULL AS TEXT) AS b, "
+                "CAST(NULL AS TEXT) AS c, CAST(NULL AS BIGINT) AS party_id "
+                f"FROM match_word_variant WHERE variant IN ({variants}) LIMIT 200"
+            )
+        first.add_postings(weights)
+        fetched = set(weights)
+        reasons: dict[int, set[str]] = defaultdict(set)
+        known: dict[int, list[str]] = defaultdict(list)
+        postings: dict[str, list[int]] = defaultdict(list)
+        for tag, a, b, c, party_id in first.rows():
+            if tag == "p":
+                postings[a].append(party_id)
+            elif tag == "c":
+                if (a, b) in exact:
+                    reasons[party_id].add(a)
+                elif c and c in domains:
+                    reasons[party_id].add("domain")
+            else:
+                known[int(tag[1:])].append(a)
+        if words:
+            more: dict[str, float] = {}
+            for index, word in enumerate(words):
+                rows = known[index]
+                if deep:
+                    rows += self._trigram_words(connection, word)
+                for similar, similarity in _closest(word, rows):
+                    key = f"w:{similar}"[:120]
+                    more[key] = max(more.get(key, 0.0), weights.get(key, 0.0), similarity / 100)
+            weights.update(more)
+            second = _Union(connection)
+            second.add_postings(k for k in more if k not in fetched)
+            for _, key, _, _, party_id in second.rows():
+                postings[key].append(party_id)
+        ids = set(reasons) | set(_best_ranked(postings, weights))
         ids -= {int(i) for i in exclude}
         if not ids:
             return []
-        rows = connection.execute(
-            select(
-                Party.id,
-                Party.name,
-                Party.kind,
-                Party.pipeline,
-                Party.stage,
-                Party.owner_id,
-            ).where(Party.id.in_(sorted(ids)), Party.merged_into_id.is_(None))
-        ).all()
         scored = []
-        for row in rows:
+        for row in self._details(connection, sorted(ids)):
             name_score = _name_score(skeleton, name_skeleton(row.name, row.kind)) if skeleton else 0
             why = set(reasons.get(row.id, ()))
             if name_score >= threshold:
@@ -258,12 +291,16 @@ class ScreeningService:
             score = 100 if why - {"name", "domain"} else max(name_score, DOMAIN_SCORE)
             scored.append((score, name_score, row, why))
         scored.sort(key=lambda s: (-s[0], -s[1], s[2].id))
-        scored = scored[:limit]
-        return self._describe(scored)
+        return [self._candidate(*entry) for entry in scored[:limit]]
 
-    def _contact_matches(self, connection: Connection, probe: Probe) -> list[tuple[int, str]]:
+    def _add_contact_matches(
+        self, query: _Union, probe: Probe
+    ) -> tuple[set[tuple[str, str]], set[str]]:
+        """Add the look-up of the probe's contacts to ``query``; the exact ``(kind, key)``
+        pairs and the domains it looks for."""
         region = self.work.crm.config["locale.phone_region"]
         clauses = []
+        exact: set[tuple[str, str]] = set()
         domains: set[str] = set()
         for kind, values in (
             ("phone", probe.phones),
@@ -282,61 +319,57 @@ class ScreeningService:
                 if domain:
                     domains.add(domain)
             if keys:
-                clauses.append(and_(ContactPoint.kind == kind, ContactPoint.key.in_(sorted(keys))))
+                exact.update((kind, key) for key in keys)
+                clauses.append(
+                    f"(kind = {query.value(kind)} AND key IN ({query.values(sorted(keys))}))"
+                )
         if domains:
-            clauses.append(ContactPoint.domain.in_(sorted(domains)))
-        if not clauses:
-            return []
-        found = connection.execute(
-            select(ContactPoint.party_id, ContactPoint.kind, ContactPoint.key, ContactPoint.domain)
-            .where(or_(*clauses))
-            .limit(500)
-        ).all()
-        exact = {(k, key) for k, vs in (
-            ("phone", probe.phones), ("email", probe.emails), ("website", probe.websites)
-        ) for key in (contact_key(k, str(v), region=region).key for v in vs)}  # fmt: skip
-        matches = []
-        for party_id, kind, key, domain in found:
-            if (kind, key) in exact:
-                matches.append((party_id, kind))
-            elif domain and domain in domains:
-                matches.append((party_id, "domain"))
-        return matches
+            clauses.append(f"domain IN ({query.values(sorted(domains))})")
+        if clauses:
+            query.add(
+                "SELECT 'c' AS tag, kind AS a, key AS b, domain AS c, party_id "
+                f"FROM contact_point WHERE {' OR '.join(clauses)} LIMIT 500"
+            )
+        return exact, domains
 
-    def _name_block(self, connection: Connection, skeleton: str, deep: bool = False) -> list[int]:
-        """Parties sharing blocking keys with the name (or with corrected spellings of it)."""
-        words = skeleton.split()
-        compact = "".join(words)
-        weights: dict[str, float] = {}
-        for key in name_match_keys(skeleton):
-            weights[key] = 1.0 if key.startswith("w:") else 3.0
-        weights[f"c:{compact}"[:120]] = 3.0
-        weights.setdefault(f"w:{compact}"[:120], 3.0)
-        for word in {w for w in words if len(w) >= 4}:
-            for similar, similarity in self.similar_words(connection, word, deep=deep):
-                key = f"w:{similar}"[:120]
-                weights[key] = max(weights.get(key, 0.0), similarity / 100.0)
-        # one statement, spelled as text: its shape changes with the number of keys, and
-        # compiling a fresh SQLAlchemy construct each time costs more than running it
-        keys = list(weights)
-        sql = " UNION ALL ".join(
-            f"SELECT * FROM (SELECT key, party_id FROM party_match_key WHERE key = :k{i} "
-            f"LIMIT {POSTINGS_PER_KEY})"
-            + (" AS p" + str(i) if connection.dialect.name == "postgresql" else "")
-            for i in range(len(keys))
+    def _details(self, connection: Connection, ids: list[int]) -> list[Any]:
+        """The live parties among ``ids``, each with whether the actor may see it and its
+        owner's name: one statement, the scope predicate evaluated as a column."""
+        visible = self.work.parties.visible("read")
+        return list(
+            connection.execute(
+                select(
+                    Party.id,
+                    Party.name,
+                    Party.kind,
+                    Party.pipeline,
+                    Party.stage,
+                    Party.owner_id,
+                    case((visible, 1), else_=0).label("visible"),
+                    User.display_name,
+                    User.username,
+                )
+                .outerjoin(User, User.id == Party.owner_id)
+                .where(Party.id.in_(ids), Party.merged_into_id.is_(None))
+            )
         )
-        params = {f"k{i}": key for i, key in enumerate(keys)}
-        postings: dict[str, list[int]] = defaultdict(list)
-        for key, party_id in connection.execute(text(sql), params):
-            postings[key].append(party_id)
-        # a rare key says more than a common one ("Маркет" is in thousands of names)
-        rank: dict[int, float] = defaultdict(float)
-        for key, found in postings.items():
-            weight = weights.get(key, 0.0) / math.log2(2 + len(found))
-            for party_id in found:
-                rank[party_id] += weight
-        best = sorted(rank.items(), key=lambda item: -item[1])[:SCORED_CANDIDATES]
-        return [party_id for party_id, _ in best]
+
+    def _candidate(self, score: float, name_score: float, row: Any, why: set[str]) -> Candidate:
+        seen = bool(row.visible)
+        return Candidate(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            score=round(score),
+            reasons=tuple(r for r in REASON_LABELS if r in why),
+            name_score=round(name_score),
+            pipeline=row.pipeline,
+            stage=row.stage,
+            stage_label=self._stage_label(row.pipeline, row.stage),
+            visible=seen,
+            owner_id=row.owner_id if seen else None,
+            owner_name=(row.display_name or row.username) if seen and row.owner_id else None,
+        )
 
     def similar_words(
         self, connection: Connection, word: str, *, deep: bool = False
@@ -359,10 +392,7 @@ class ScreeningService:
         )
         if deep and len(word) >= 4:
             rows += self._trigram_words(connection, word)
-        found = fuzz_process.extract(
-            word, rows, scorer=fuzz.ratio, limit=SIMILAR_WORDS, score_cutoff=WORD_SIMILARITY
-        )
-        return [(choice, score) for choice, score, _ in found]
+        return _closest(word, rows)
 
     def _trigram_words(self, connection: Connection, word: str) -> list[str]:
         if connection.dialect.name == "postgresql":
@@ -394,50 +424,6 @@ class ScreeningService:
             )
         return []
 
-    def _describe(self, scored: Sequence[tuple[int, int, Any, set[str]]]) -> list[Candidate]:
-        if not scored:
-            return []
-        ids = [row.id for _, _, row, _ in scored]
-        parties = self.work.parties
-        visible = set(
-            self.work.session.scalars(
-                parties.query().with_only_columns(Party.id).where(Party.id.in_(ids))
-            )
-        )
-        owner_ids = {row.owner_id for _, _, row, _ in scored if row.id in visible and row.owner_id}
-        owners = (
-            {
-                user_id: display or username
-                for user_id, display, username in self.work.session.execute(
-                    select(User.id, User.display_name, User.username).where(
-                        User.id.in_(sorted(owner_ids))
-                    )
-                )
-            }
-            if owner_ids
-            else {}
-        )
-        result = []
-        for score, name_score, row, why in scored:
-            seen = row.id in visible
-            result.append(
-                Candidate(
-                    id=row.id,
-                    name=row.name,
-                    kind=row.kind,
-                    score=round(score),
-                    reasons=tuple(r for r in REASON_LABELS if r in why),
-                    name_score=round(name_score),
-                    pipeline=row.pipeline,
-                    stage=row.stage,
-                    stage_label=self._stage_label(row.pipeline, row.stage),
-                    visible=seen,
-                    owner_id=row.owner_id if seen else None,
-                    owner_name=owners.get(row.owner_id) if seen else None,
-                )
-            )
-        return result
-
     def _stage_label(self, pipeline: str | None, stage: str | None) -> str | None:
         if not pipeline or not stage:
             return stage
@@ -445,6 +431,79 @@ class ScreeningService:
         if definition is None or not definition.has_stage(stage):
             return stage
         return str(definition.stage(stage).label)
+
+
+class _Union:
+    """One ``UNION ALL`` statement spelled as text, its parts added one by one.
+
+    Each part yields ``(tag, a, b, c, party_id)``.  Its shape changes with the probe (the
+    number of words, keys and contacts), and compiling a fresh SQLAlchemy construct each
+    time costs more than running it.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.parts: list[str] = []
+        self.params: dict[str, Any] = {}
+
+    def value(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return ":" + name
+
+    def values(self, values: Iterable[Any]) -> str:
+        return ", ".join(self.value(v) for v in values)
+
+    def add(self, sql: str) -> None:
+        self.parts.append(f"SELECT * FROM ({sql}) AS u{len(self.parts)}")
+
+    def add_postings(self, keys: Iterable[str]) -> None:
+        """The parties behind each key (at most :data:`POSTINGS_PER_KEY` per key)."""
+        for key in keys:
+            self.add(
+                "SELECT 'p' AS tag, key AS a, CAST(NULL AS TEXT) AS b, CAST(NULL AS TEXT) AS c, "
+                f"party_id FROM party_match_key WHERE key = {self.value(key)} "
+                f"LIMIT {POSTINGS_PER_KEY}"
+            )
+
+    def rows(self) -> list[Any]:
+        if not self.parts:
+            return []
+        return list(self.connection.execute(text(" UNION ALL ".join(self.parts)), self.params))
+
+
+def _name_weights(skeleton: str) -> dict[str, float]:
+    """The blocking keys of a probe's name and how much a shared one says (words 1, the
+    whole name 3)."""
+    compact = "".join(skeleton.split())
+    weights: dict[str, float] = {}
+    for key in name_match_keys(skeleton):
+        weights[key] = 1.0 if key.startswith("w:") else 3.0
+    weights[f"c:{compact}"[:120]] = 3.0
+    weights.setdefault(f"w:{compact}"[:120], 3.0)
+    return weights
+
+
+def _closest(word: str, known: Sequence[str]) -> list[tuple[str, float]]:
+    """The known words closest to ``word`` (rapidfuzz ratio), at most :data:`SIMILAR_WORDS`."""
+    found = fuzz_process.extract(
+        word, known, scorer=fuzz.ratio, limit=SIMILAR_WORDS, score_cutoff=WORD_SIMILARITY
+    )
+    return [(choice, score) for choice, score, _ in found]
+
+
+def _best_ranked(postings: Mapping[str, list[int]], weights: Mapping[str, float]) -> list[int]:
+    """The :data:`SCORED_CANDIDATES` parties sharing the most telling keys with the probe.
+
+    A rare key says more than a common one ("Маркет" is in thousands of names).
+    """
+    rank: dict[int, float] = defaultdict(float)
+    for key, found in postings.items():
+        weight = weights.get(key, 0.0) / math.log2(2 + len(found))
+        for party_id in found:
+            rank[party_id] += weight
+    best = sorted(rank.items(), key=lambda item: -item[1])[:SCORED_CANDIDATES]
+    return [party_id for party_id, _ in best]
 
 
 def _name_score(probe: str, other: str) -> float:
@@ -511,6 +570,9 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     wanted = sorted({w for w in words if w})
     if not wanted:
         return
+    if connection.dialect.name == "postgresql" and len(wanted) > 200:
+        _copy_words(connection, wanted)
+        return
     known: set[str] = set()
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
@@ -520,10 +582,10 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     new = [w for w in wanted if w not in known]
     if not new:
         return
-    variants = [{"variant": v, "word": w} for w in new for v in one_letter_variants(w)]
-    if connection.dialect.name == "postgresql" and len(variants) > 200:
-        _copy_words(connection, new, variants)
+    if connection.dialect.name == "sqlite":
+        _insert_words_sqlite(connection, new)
         return
+    variants = [{"variant": v, "word": w} for w in new for v in one_letter_variants(w)]
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
         dialect.insert(MatchWord).on_conflict_do_nothing(index_elements=["word"]),
@@ -535,9 +597,40 @@ def add_words(connection: Connection, words: Iterable[str]) -> None:
     )
 
 
-def _copy_words(connection: Connection, words: list[str], variants: list[dict[str, str]]) -> None:
-    """Many new words on PostgreSQL: COPY into temporary tables, then one ``INSERT ...
-    ON CONFLICT DO NOTHING`` each (executemany of thousands of rows is several times slower)."""
+def _insert_words_sqlite(connection: Connection, words: list[str]) -> None:
+    """New words and their variants on SQLite: one ``INSERT ... SELECT FROM json_each(?)``
+    each, not an executemany.
+
+    Every statement that writes ``match_word`` fires the FTS5 trigger, and inside a
+    savepoint (an import batch runs in one) FTS5 flushes its pending terms to a new segment
+    at each statement: row by row, the flushes and the merges they cause grew with the
+    index until a 20,000-row batch of a million-row import spent 75% of its time there
+    (5,000 words: 1.2-1.5 s by executemany, 0.1 s in one statement).
+    """
+    connection.exec_driver_sql(
+        "INSERT INTO match_word (word) SELECT value FROM json_each(?) WHERE true "
+        "ON CONFLICT (word) DO NOTHING",
+        (json.dumps(words),),
+    )
+    variants = [[v, w] for w in words for v in one_letter_variants(w)]
+    connection.exec_driver_sql(
+        "INSERT INTO match_word_variant (variant, word) "
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+        "FROM json_each(?) WHERE true "
+        "ON CONFLICT (variant, word) DO NOTHING",
+        (json.dumps(variants),),
+    )
+
+
+def _copy_words(connection: Connection, words: list[str]) -> None:
+    """Many words on PostgreSQL (an import batch): COPY them into a temporary table, insert
+    the unknown ones with ``ON CONFLICT DO NOTHING RETURNING`` (which tells which were new),
+    then their variants the same way.
+
+    Looking the words up first with ``word IN (...)`` was quadratic during an import: the
+    vocabulary grows inside the transaction, the planner still thinks it empty and scans it
+    once per batch of words (45 s of a 53 s import of 20,000 rows).
+    """
     driver = connection.connection.driver_connection
     with driver.cursor() as cursor:
         cursor.execute(
@@ -551,12 +644,17 @@ def _copy_words(connection: Connection, words: list[str], variants: list[dict[st
         with cursor.copy("COPY new_match_word (word) FROM STDIN") as copy:
             for word in words:
                 copy.write_row((word,))
-        with cursor.copy("COPY new_match_word_variant (variant, word) FROM STDIN") as copy:
-            for row in variants:
-                copy.write_row((row["variant"], row["word"]))
         cursor.execute(
-            "INSERT INTO match_word (word) SELECT word FROM new_match_word ON CONFLICT DO NOTHING"
+            "INSERT INTO match_word (word) SELECT word FROM new_match_word "
+            "ON CONFLICT DO NOTHING RETURNING word"
         )
+        new = [row[0] for row in cursor.fetchall()]
+        if not new:
+            return
+        with cursor.copy("COPY new_match_word_variant (variant, word) FROM STDIN") as copy:
+            for word in new:
+                for variant in one_letter_variants(word):
+                    copy.write_row((variant, word))
         cursor.execute(
             "INSERT INTO match_word_variant (variant, word) SELECT variant, word "
             "FROM new_match_word_variant ON CONFLICT DO NOTHING"
