@@ -112,6 +112,7 @@ def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
     page = sign_in(browser.new_context(), base, "svetlana")
     page.goto(f"{base}/inbox")
     page.evaluate("window.stillTheSamePage = true")
+    page.wait_for_selector("body[data-live-ready]")  # the server now listens for this tab
     assert "Лидия Петрова" not in page.inner_text("[data-conversations]")
 
     with crm.system() as work:  # a message arrives while the screen is open

@@ -38,6 +38,8 @@
     const source = new EventSource(liveUrl);
     const count = document.getElementById("unread");
     source.addEventListener("notification", (event) => {
+      // the stream's first message comes once the server listens for this user
+      document.body.dataset.liveReady = "1";
       const data = JSON.parse(event.data);
       if (count) {
         count.textContent = data.unread;
