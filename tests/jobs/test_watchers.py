@@ -22,8 +22,7 @@ from crmkit.jobs import watchers
 from crmkit.jobs.cli import jobs
 from crmkit.jobs.worker import Worker
 from crmkit.model import JobSchedule
-
-from .processes import wait_until
+from crmkit.testing import wait_until
 
 FAST = {
     "queue.watcher_lease_seconds": 1.5,  # renewed and re-scanned every 0.5 s

@@ -17,9 +17,10 @@ from sqlalchemy import insert
 from crmkit import testing
 from crmkit.clock import utcnow
 from crmkit.model import OutboxItem
+from crmkit.testing import wait_until
 from crmkit.testing.peer import RecordingPeer
 
-from .processes import Deployment, wait_until
+from .processes import Deployment
 
 pytestmark = pytest.mark.xdist_group("workers")
 

@@ -14,15 +14,7 @@ from sqlalchemy import select
 from crmkit.jobs import watchers
 from crmkit.jobs.worker import Worker
 from crmkit.model import Activity
-
-
-def wait_until(condition, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
+from crmkit.testing import wait_until
 
 
 def subjects(crm):

@@ -16,7 +16,8 @@ import atexit
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,20 @@ from crmkit.model import User, metadata
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEMO_PASSWORD = "test-password-1"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; whether it held.
+
+    For what another thread or process does in its own time (a worker, a watcher, a
+    server): ``assert wait_until(lambda: ..., timeout=5)``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
 
 
 def in_ci() -> bool:

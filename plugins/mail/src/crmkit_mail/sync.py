@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
@@ -241,14 +242,17 @@ def _finish(crm: CRM, account_id: int, error: str | None) -> None:
         )
 
 
+def reads_mail() -> ColumnElement[bool]:
+    """The mailboxes that read mail: switched on, with an IMAP server."""
+    return and_(MailAccount.active.is_(True), MailAccount.imap_host != "")
+
+
 def active_accounts(crm: CRM) -> list[int]:
     """Ids of the mailboxes that read mail."""
     with crm.system() as work:
         return list(
             work.session.scalars(
-                select(MailAccount.id)
-                .where(MailAccount.active.is_(True), MailAccount.imap_host != "")
-                .order_by(MailAccount.id)
+                select(MailAccount.id).where(reads_mail()).order_by(MailAccount.id)
             )
         )
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from crmkit.jobs.watchers import Watcher
 from crmkit_mail.model import MailAccount
-from crmkit_mail.sync import watch
+from crmkit_mail.sync import reads_mail, watch
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -28,9 +28,7 @@ def mailbox_names(crm: CRM) -> list[str]:
     with crm.system() as work:
         return list(
             work.session.scalars(
-                select(MailAccount.name)
-                .where(MailAccount.active.is_(True), MailAccount.imap_host != "")
-                .order_by(MailAccount.name)
+                select(MailAccount.name).where(reads_mail()).order_by(MailAccount.name)
             )
         )
 
