@@ -150,34 +150,10 @@ def test_the_worker_delivers_the_letter_with_its_cyrillic_text(mail_shop, certif
 
     crm = mail_shop.crm
     with smtp_server(tmp_path / "smtp", certificate=certificate) as smtp:
-        with crm.system() as work:
-            mail_service(work).accounts.create(
-                name="purchasing",
-                address="zakupki@shop.test",
-                display_name="Отдел закупок",
-                smtp_host=smtp.host,
-                smtp_port=smtp.port,
-                smtp_security="starttls",
-                smtp_username="crm@example.test",
-                smtp_password=smtp.users["crm@example.test"],
-            )
-        with crm.acting_as(mail_shop.warehouse) as work:
-            fin = finance(work)
-            party = work.parties.create(
-                {
-                    "kind": "organisation",
-                    "name": "АО «Фильтры»",
-                    "contact_points": [{"kind": "email", "value": "sales@filtry.ru"}],
-                }
-            )
-            supplier = work.records("finance_supplier").create(party_id=party.id)
-            purchase = fin.purchases.create_order(
-                supplier.id,
-                mail_shop.branch.id,
-                [{"item_id": mail_shop.oil.id, "qty": "3", "unit_cost": "400"}],
-                expected_on=dt.date(2026, 12, 10),
-            )
-            letter_id = fin.letters.send(purchase.id).id
+        purchase, letter_id = _letter_through(
+            mail_shop, smtp, "АО «Фильтры»", "sales@filtry.ru", "3",
+            display_name="Отдел закупок", expected_on=dt.date(2026, 12, 10),
+        )  # fmt: skip
 
         smtp.fail_data = "451 try again later"
         assert deliver_due(crm) == {"retry": 1}
@@ -203,6 +179,40 @@ def test_the_worker_delivers_the_letter_with_its_cyrillic_text(mail_shop, certif
         assert work.session.get(Activity, letter_id).status == "sent"
 
 
+def _letter_through(mail_shop, smtp, supplier_name, email, qty, display_name=None, **options):
+    """A mailbox on ``smtp``, a supplier at ``email``, an order of ``qty`` l of oil and its
+    letter sent by the warehouse head: (the order, the letter's timeline entry id)."""
+    named = {"display_name": display_name} if display_name else {}
+    with mail_shop.crm.system() as work:
+        mail_service(work).accounts.create(
+            name="purchasing",
+            address="zakupki@shop.test",
+            **named,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            smtp_security="starttls",
+            smtp_username="crm@example.test",
+            smtp_password=smtp.users["crm@example.test"],
+        )
+    with mail_shop.crm.acting_as(mail_shop.warehouse) as work:
+        fin = finance(work)
+        party = work.parties.create(
+            {
+                "kind": "organisation",
+                "name": supplier_name,
+                "contact_points": [{"kind": "email", "value": email}],
+            }
+        )
+        supplier = work.records("finance_supplier").create(party_id=party.id)
+        purchase = fin.purchases.create_order(
+            supplier.id,
+            mail_shop.branch.id,
+            [{"item_id": mail_shop.oil.id, "qty": qty, "unit_cost": "400"}],
+            **options,
+        )
+        return purchase, fin.letters.send(purchase.id).id
+
+
 def test_a_refused_address_is_dead_lettered_and_the_letter_marked_failed(
     mail_shop, certificate, tmp_path
 ):
@@ -211,32 +221,7 @@ def test_a_refused_address_is_dead_lettered_and_the_letter_marked_failed(
     crm = mail_shop.crm
     with smtp_server(tmp_path / "smtp", certificate=certificate) as smtp:
         smtp.refuse["nobody@"] = "550 no such user"
-        with crm.system() as work:
-            mail_service(work).accounts.create(
-                name="purchasing",
-                address="zakupki@shop.test",
-                smtp_host=smtp.host,
-                smtp_port=smtp.port,
-                smtp_security="starttls",
-                smtp_username="crm@example.test",
-                smtp_password=smtp.users["crm@example.test"],
-            )
-        with crm.acting_as(mail_shop.warehouse) as work:
-            fin = finance(work)
-            party = work.parties.create(
-                {
-                    "kind": "organisation",
-                    "name": "ИП Пустой",
-                    "contact_points": [{"kind": "email", "value": "nobody@gone.ru"}],
-                }
-            )
-            supplier = work.records("finance_supplier").create(party_id=party.id)
-            purchase = fin.purchases.create_order(
-                supplier.id,
-                mail_shop.branch.id,
-                [{"item_id": mail_shop.oil.id, "qty": "1", "unit_cost": "400"}],
-            )
-            letter_id = fin.letters.send(purchase.id).id
+        _, letter_id = _letter_through(mail_shop, smtp, "ИП Пустой", "nobody@gone.ru", "1")
         assert deliver_due(crm) == {"dead": 1}
     with crm.system() as work:
         item = work.session.scalar(select(OutboxItem).where(OutboxItem.kind == "channel.send"))
