@@ -47,7 +47,11 @@ def test_later_pages_reuse_one_statement_and_rows_match_records(crm):
         for i in range(30):
             work.parties.create({"kind": "organisation", "name": f"Paged firm {i}"})
     actor = crm.load_actor(agent.id)
-    cached = len(crm.page_statements.entries)
+
+    def statements():  # built page statements (the cache also keeps parsed sort orders)
+        return len([k for k in crm.page_statements.entries if k[0] != "<order>"])
+
+    cached = statements()
     ids, rows_ids, cursor, row_cursor, sizes = [], [], None, None, []
     for _ in range(6):
         with crm.acting_as(actor) as work:
@@ -56,7 +60,7 @@ def test_later_pages_reuse_one_statement_and_rows_match_records(crm):
         ids += [p.id for p in page.items]
         rows_ids += [r.id for r in rows.items]
         cursor, row_cursor = page.next_cursor, rows.next_cursor
-        sizes.append(len(crm.page_statements.entries))
+        sizes.append(statements())
     assert len(ids) == 30 and len(set(ids)) == 30 and ids == rows_ids
     # first pages (records, rows) and later pages (records, rows): four statements in all
     assert sizes[-1] == sizes[1] == cached + 4, sizes

@@ -272,7 +272,12 @@ class EntityService:
         page 200: it is built once per actor access, order and search and then only run.
         """
         limit = max(1, min(int(limit), MAX_PAGE))
-        keys = parse_order(order or self.entity.default_sort, self.sort_columns(), self.model.id)
+        # sort keys depend on the entity and the order only: parsed once per application
+        wanted = tuple(order or self.entity.default_sort)
+        keys = self.work.crm.page_statements.get_or_build(
+            ("<order>", type(self), self.entity.name, wanted),
+            lambda: parse_order(wanted, self.sort_columns(), self.model.id),
+        )
         values = decode_cursor(after, keys) if after else None
         params = cursor_params(values)
         shape = None if values is None else tuple(v is None for v in values)
