@@ -186,8 +186,13 @@ def authenticate(
         return None
     moment = now or utcnow()
     # one statement, no transaction around it: on PostgreSQL that saves the ROLLBACK round
-    # trip a pooled connection otherwise makes when it is returned
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    # trip a pooled connection otherwise makes when it is returned.  (SQLite has no round
+    # trip to save, and switching its connection's isolation level there and back costs
+    # more than the query.)
+    connection = engine.connect()
+    if engine.dialect.name != "sqlite":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    with connection:
         row = connection.execute(_lookup(), {"digest": digest(secret)}).first()
     if row is None or row.revoked_at is not None or row.blocked:
         return None

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -51,7 +52,9 @@ class UnitOfWork:
     def __init__(self, crm: CRM, actor: Actor) -> None:
         self.crm = crm
         self.actor = actor
+        self._open = False
         self._session: Session | None = None
+        self._connection: Connection | None = None
         self._events: list[DomainEvent] = []
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
@@ -61,8 +64,11 @@ class UnitOfWork:
     # -- transaction ---------------------------------------------------------------------
 
     def __enter__(self) -> UnitOfWork:
-        self._session = self.crm.session_factory()
-        self._session.begin()
+        # the session and the connection are taken on first use: a unit that only runs a
+        # Core query (a list page's rows) needs no ORM session, whose set-up and commit
+        # cost as much as the query (docs/decisions.md, "A unit of work takes its session
+        # on first use")
+        self._open = True
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -71,38 +77,72 @@ class UnitOfWork:
         else:
             self.rollback()
 
-    @property
-    def session(self) -> Session:
-        """The SQLAlchemy session of this unit of work (open only inside the ``with`` block)."""
-        if self._session is None:
+    def _require_open(self) -> None:
+        if not self._open:
             raise RuntimeError(
                 "use the unit of work as a context manager: `with crm.acting_as(...)`"
             )
+
+    @property
+    def session(self) -> Session:
+        """The SQLAlchemy session of this unit of work (open only inside the ``with`` block).
+
+        Made on first use; when :meth:`connection` already began the unit's transaction, the
+        session joins it, so both see and write the same data.
+        """
+        if self._session is None:
+            self._require_open()
+            if self._connection is not None:
+                self._session = self.crm.session_factory(
+                    bind=self._connection, join_transaction_mode="rollback_only"
+                )
+            else:
+                self._session = self.crm.session_factory()
+                self._session.begin()
         return self._session
+
+    def connection(self) -> Connection:
+        """The unit's database connection, inside its transaction, for Core statements.
+
+        The session's connection when the unit has a session; otherwise a connection of its
+        own, which a session made later joins.
+        """
+        if self._session is not None:
+            return self._session.connection()
+        if self._connection is None:
+            self._require_open()
+            self._connection = self.crm.engine.connect()
+            self._connection.begin()
+        return self._connection
 
     def flush(self) -> None:
         """Send pending changes to the database; an optimistic-lock clash becomes ``Conflict``."""
+        if self._session is None:
+            self._require_open()
+            return  # no session, nothing to send
         try:
-            self.session.flush()
+            self._session.flush()
         except StaleDataError as exc:
             raise Conflict("record", None, _conflict_text(exc)) from None
 
     def commit(self) -> None:
         """Dispatch queued events, commit, then run after-commit callbacks."""
-        session = self.session
+        self._require_open()
         try:
             self.flush()
             self.dispatch_events()
             while self._before_commit:  # e.g. the timeline's deferred last-activity updates
                 self._before_commit.pop(0)()
             self.flush()
-            session.commit()
+            if self._session is not None:
+                self._session.commit()  # joined to self._connection: only flushes
+            if self._connection is not None:
+                self._connection.commit()
         except BaseException:
             self.rollback()
             raise
         finally:
-            session.close()
-            self._session = None
+            self._close()
         callbacks, self._after_commit = self._after_commit, []
         self._on_rollback.clear()
         for callback in callbacks:
@@ -111,12 +151,30 @@ class UnitOfWork:
             except Exception:  # the data is committed; a failed notification must not undo it
                 log.exception("after-commit callback failed")
 
+    def _close(self) -> None:
+        self._open = False
+        session, connection, self._session, self._connection = (
+            self._session,
+            self._connection,
+            None,
+            None,
+        )
+        try:
+            if session is not None:
+                session.close()
+        finally:
+            if connection is not None:
+                connection.close()
+
     def rollback(self) -> None:
         """Undo everything done in this unit of work (files it stored included)."""
-        if self._session is not None:
-            self._session.rollback()
-            self._session.close()
-            self._session = None
+        try:
+            if self._session is not None:
+                self._session.rollback()
+            if self._connection is not None:
+                self._connection.rollback()
+        finally:
+            self._close()
         self._events.clear()
         self._after_commit.clear()
         self._before_commit.clear()

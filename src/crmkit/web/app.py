@@ -34,6 +34,7 @@ from crmkit.web import i18n
 from crmkit.web.api import MOUNT, create_api
 from crmkit.web.pages import NotFoundPage, attach_user, error_text, is_htmx, render, toast
 from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
+from crmkit.web.routing import index_routes
 
 WEB_DIR = Path(__file__).parent
 
@@ -145,6 +146,7 @@ def create_app(crm: Any) -> Starlette:
             HTTPException: http_error,
         },
     )
+    index_routes(app)  # every screen of every plugin is a route: try only the request's group
     app.state.crm = crm
     app.state.signer = CookieSigner(crm.config["secret_key"], crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)

@@ -25,6 +25,7 @@ from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
 from crmkit.web.api.responses import ApiError, JSONResponse, problem, problem_for
+from crmkit.web.routing import index_routes
 
 log = logging.getLogger("crmkit.api")
 
@@ -140,6 +141,7 @@ def create_api(crm: Any) -> ASGIApp:
             Exception: _server_error,
         },
     )
+    index_routes(app)  # some eighty paths: try only those of the request's first segment
     app.state.crm = crm
     app.state.operations = operations
     return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS))
