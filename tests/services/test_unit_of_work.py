@@ -90,3 +90,42 @@ def test_audit_rows_cannot_be_changed(crm):
         work.parties.create(name="A")
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), crm.engine.begin() as c:
         c.execute(sa.text("DELETE FROM audit_log"))
+
+
+def test_core_reads_and_a_later_session_share_one_transaction(crm):
+    """A unit that starts with a Core statement and then writes through the ORM commits
+    both, or rolls both back: the session joins the connection's transaction."""
+    from sqlalchemy import insert
+
+    table = Party.__table__
+    with crm.system() as work:
+        before = work.connection().execute(select(func.count()).select_from(table)).scalar()
+        work.connection().execute(insert(table).values(kind="person", name="Core row"))
+        party = work.parties.create(name="ORM row")  # the session is made here
+        # the session sees the Core row: the same transaction
+        assert work.session.scalar(select(func.count()).select_from(Party)) == before + 2
+        assert (
+            work.connection().execute(select(table.c.name).where(table.c.id == party.id)).scalar()
+            == "ORM row"
+        )
+    with crm.system() as work:
+        names = set(work.session.scalars(select(Party.name)))
+    assert {"Core row", "ORM row"} <= names
+
+    with pytest.raises(RuntimeError), crm.system() as work:
+        work.connection().execute(insert(table).values(kind="person", name="Core gone"))
+        work.parties.create(name="ORM gone")
+        raise RuntimeError("boom")
+    with crm.system() as work:
+        names = set(work.session.scalars(select(Party.name)))
+    assert not {"Core gone", "ORM gone"} & names
+
+
+def test_a_unit_is_usable_only_inside_its_with_block(crm):
+    work = crm.system()
+    with pytest.raises(RuntimeError, match="context manager"):
+        work.connection()
+    with work:
+        work.connection()
+    with pytest.raises(RuntimeError, match="context manager"):
+        work.session  # noqa: B018 - the property is the check
