@@ -183,7 +183,7 @@ class RowEncoder:
         keys = self.keys
         width = len(keys)
         if rows and len(rows[0]) == width:  # only the columns: no slice of every row
-            return [dict(zip(keys, row)) for row in rows]
+            return [dict(zip(keys, row, strict=True)) for row in rows]
         return [dict(zip(keys, row[:width], strict=True)) for row in rows]
 
     def records(self, records: Sequence[Any]) -> list[Mapping[str, Any]]:

@@ -33,8 +33,8 @@ from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, Val
 from crmkit.web import i18n
 from crmkit.web.api import MOUNT, create_api
 from crmkit.web.pages import NotFoundPage, attach_user, error_text, is_htmx, render, toast
-from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
 from crmkit.web.routing import index_routes
+from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
 
 WEB_DIR = Path(__file__).parent
 
