@@ -118,7 +118,8 @@ def scope_in(scopes: Mapping[tuple[str, str], Scope], entity: str, action: str) 
 class AccessPolicy:
     """The permissions of one actor, loaded once per unit of work."""
 
-    def __init__(self, actor: Any, entities: EntityRegistry, session: Session) -> None:
+    def __init__(self, actor: Any, entities: EntityRegistry, session: Session | None) -> None:
+        """``session`` reads the actor's scopes; ``None`` is enough when the actor has them."""
         self.actor = actor
         self.entities = entities
         if actor.system:
@@ -126,6 +127,8 @@ class AccessPolicy:
         elif actor.scopes is not None:
             self._scopes = actor.scopes
         else:
+            if session is None:
+                raise ValueError("an actor without loaded scopes needs a session to read them")
             self._scopes = load_scopes(session, actor.roles)
 
     # -- the table -----------------------------------------------------------------

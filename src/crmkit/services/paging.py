@@ -105,10 +105,14 @@ def _decode_value(value: Any) -> Any:
     return value
 
 
+#: built once: ``json.dumps`` with options builds a new encoder on every call
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_cursor(keys: Sequence[SortKey], row: Any) -> str:
     """The cursor pointing just after ``row``."""
     values = [_encode_value(getattr(row, key.attr)) for key in keys]
-    raw = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = _to_json(values).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

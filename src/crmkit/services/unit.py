@@ -300,7 +300,9 @@ class UnitOfWork:
     @cached_property
     def access(self) -> AccessPolicy:
         """The actor's permissions, loaded once for this unit of work."""
-        return AccessPolicy(self.actor, self.crm.entities, self.session)
+        # a kept actor carries its scopes: no session needed to read them again
+        loaded = self.actor.system or self.actor.scopes is not None
+        return AccessPolicy(self.actor, self.crm.entities, None if loaded else self.session)
 
     # -- services ----------------------------------------------------------------------
 
