@@ -60,6 +60,22 @@ class Actor:
     timezone: str | None = None
     session_epoch: int = 0
     scopes: Mapping[tuple[str, str], Any] | None = attrs.field(default=None, eq=False)
+    #: everything above that access rules read, as one hashable value made once (list pages
+    #: key their cached statements on it, several times a request)
+    access_key: tuple[Any, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    @access_key.default
+    def _access_key(self) -> tuple[Any, ...]:
+        scopes = None if self.scopes is None else frozenset(self.scopes.items())
+        return (
+            self.user_id,
+            self.system,
+            self.roles,
+            self.team_ids,
+            self.teammate_ids,
+            self.group_paths,
+            scopes,
+        )
 
 
 SYSTEM = Actor(user_id=None, label="system", system=True)
