@@ -120,7 +120,8 @@ def _core_executemany(
 
 
 def _list_page(crm: Any, database: str, agents: list[int]) -> list[Row]:
-    """Both list paths: records (the web list screen) and plain rows (the REST API)."""
+    """Both list paths: ORM records (``list``, for Python callers) and plain rows
+    (``list_rows``, which the web list screen and the REST API read)."""
     pages_per_agent = 10
     probe_agents = agents[:: max(1, len(agents) // 10)]
     actors = {agent: crm.load_actor(agent) for agent in probe_agents}
@@ -157,7 +158,7 @@ def _list_page(crm: Any, database: str, agents: list[int]) -> list[Row]:
     raw_p50, raw_p95 = percentile(raw, 0.5) * 1000, percentile(raw, 0.95) * 1000
     limit = 10 if database == "sqlite" else 20
     result = []
-    for name, label in (("records", "records"), ("rows", "API rows")):
+    for name, label in (("records", "ORM records"), ("rows", "rows: web list and API")):
         p50, p95 = percentile(ours[name], 0.5) * 1000, percentile(ours[name], 0.95) * 1000
         result += [
             Row(

@@ -255,7 +255,10 @@ async def list_page(request: Request) -> Response:
         order_param = params.get("order") or ""
         order = [order_param] if order_param else None
         filters = parse_filters(entity, params, kinds)
-        page = service.list(
+        # plain rows of the table's columns: cells only read columns (custom fields from the
+        # ``custom`` column), and rows cost a fraction of ORM records to read
+        page = service.list_rows(
+            [c.key for c in entity.model.__table__.columns],
             search=params.get("q") or None,
             filters=filters,
             order=order,
