@@ -14,9 +14,11 @@ import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote_plus
 
 import attrs
 from starlette.datastructures import QueryParams
+from starlette.requests import Request
 
 from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
@@ -170,3 +172,15 @@ def parse_id(raw: Any) -> int | None:
 def flag(params: QueryParams, name: str) -> bool:
     """A boolean query flag: ``?name=true`` (also 1/yes)."""
     return (params.get(name) or "").lower() in ("1", "true", "yes")
+
+
+def next_link(request: Request, cursor: str) -> str:
+    """The ``Link`` header of the next page: the request's own query, ``after`` replaced.
+
+    Built from the raw query string (the client's own spelling of its other parameters is
+    kept); the cursor is URL-safe base64, so it needs no escaping.
+    """
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    kept = [p for p in raw.split("&") if p and unquote_plus(p.partition("=")[0]) != "after"]
+    kept.append(f"after={cursor}")
+    return f'<{request.scope["path"]}?{"&".join(kept)}>; rel="next"'

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 from functools import cache
 from typing import Any
-from urllib.parse import urlencode
 
 from marshmallow import ValidationError
 from starlette.requests import Request
@@ -48,7 +47,7 @@ from crmkit.web.api.operations import (
     not_modified,
     query_parameter,
 )
-from crmkit.web.api.params import flag, parse_id, parse_list_query
+from crmkit.web.api.params import flag, next_link, parse_id, parse_list_query
 from crmkit.web.api.responses import JSONResponse
 
 CONFIRM_DUPLICATES = "confirm_duplicates"
@@ -129,9 +128,7 @@ class EntityEndpoints:
                 items = self.encoder.records(page.items)
         headers = {}
         if page.next_cursor:
-            params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
-            params.append(("after", page.next_cursor))
-            headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+            headers["Link"] = next_link(request, page.next_cursor)
         return JSONResponse({"items": items, "next": page.next_cursor}, headers=headers)
 
     async def read(self, request: Request) -> Response:
