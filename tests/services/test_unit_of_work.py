@@ -129,3 +129,21 @@ def test_a_unit_is_usable_only_inside_its_with_block(crm):
         work.connection()
     with pytest.raises(RuntimeError, match="context manager"):
         work.session  # noqa: B018 - the property is the check
+
+
+def test_list_rows_see_the_units_own_writes_and_read_alone_outside_a_transaction(crm):
+    with crm.system() as work:
+        work.parties.create(name="Committed")
+    with crm.system() as work:
+        reader = work.read_connection()
+        assert [r.name for r in work.parties.list_rows(["name"]).items] == ["Committed"]
+        if crm.engine.dialect.name == "postgresql":
+            import psycopg
+
+            # a one-query unit pays no BEGIN/COMMIT round trips
+            status = reader.connection.driver_connection.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.IDLE
+        work.parties.create(name="Uncommitted")  # the session begins the unit's transaction
+        names = sorted(r.name for r in work.parties.list_rows(["name"]).items)
+        assert names == ["Committed", "Uncommitted"]  # read inside it, own write included
+        assert work.read_connection() is not reader

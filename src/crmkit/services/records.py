@@ -252,7 +252,7 @@ class EntityService:
             where, filters, search, order, after, limit, tuple(columns)
         )
         # plain columns need none of the ORM's loading machinery: run it as Core
-        fetched = self.work.connection().execute(statement, params).all()
+        fetched = self.work.read_connection().execute(statement, params).all()
         next_cursor = encode_cursor(keys, fetched[limit - 1]) if len(fetched) > limit else None
         return Page(fetched[:limit], next_cursor)
 

@@ -55,6 +55,7 @@ class UnitOfWork:
         self._open = False
         self._session: Session | None = None
         self._connection: Connection | None = None
+        self._reader: Connection | None = None
         self._events: list[DomainEvent] = []
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
@@ -115,6 +116,25 @@ class UnitOfWork:
             self._connection.begin()
         return self._connection
 
+    def read_connection(self) -> Connection:
+        """A connection for read-only Core statements (a list page's rows).
+
+        Inside the unit's transaction when it has begun one, so that the reads see the
+        unit's own writes.  Otherwise a pooled connection of its own, outside a transaction
+        block on PostgreSQL: under READ COMMITTED (crmkit's level) a statement sees the same
+        committed data either way, and the reader saves the BEGIN and COMMIT round trips a
+        one-query request would otherwise pay.  Never write through it.
+        """
+        if self._session is not None or self._connection is not None:
+            return self.connection()
+        if self._reader is None:
+            self._require_open()
+            reader = self.crm.engine.connect()
+            if reader.dialect.name == "postgresql":
+                reader = reader.execution_options(isolation_level="AUTOCOMMIT")
+            self._reader = reader
+        return self._reader
+
     def flush(self) -> None:
         """Send pending changes to the database; an optimistic-lock clash becomes ``Conflict``."""
         if self._session is None:
@@ -153,18 +173,15 @@ class UnitOfWork:
 
     def _close(self) -> None:
         self._open = False
-        session, connection, self._session, self._connection = (
-            self._session,
-            self._connection,
-            None,
-            None,
-        )
+        session, connection, reader = self._session, self._connection, self._reader
+        self._session = self._connection = self._reader = None
         try:
             if session is not None:
                 session.close()
         finally:
-            if connection is not None:
-                connection.close()
+            for open_connection in (connection, reader):
+                if open_connection is not None:
+                    open_connection.close()
 
     def rollback(self) -> None:
         """Undo everything done in this unit of work (files it stored included)."""

@@ -1,0 +1,60 @@
+"""Server database engines: pooled connections are pinged only after being idle."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from crmkit import testing
+from crmkit.db import make_engine
+
+
+@pytest.fixture
+def pg_url():
+    testing.require(testing.postgres_reachable(), f"PostgreSQL at {testing.postgres_url()}")
+    return testing.postgres_url()
+
+
+def _counting_pings(engine):
+    pings = []
+    real = engine.dialect.do_ping
+
+    def counted(dbapi_connection):
+        pings.append(1)
+        return real(dbapi_connection)
+
+    engine.dialect.do_ping = counted
+    return pings
+
+
+def test_a_connection_used_moments_ago_is_not_pinged(pg_url):
+    engine = make_engine(pg_url, ping_idle_seconds=60, pool_size=1, max_overflow=0)
+    pings = _counting_pings(engine)
+    try:
+        for _ in range(5):
+            with engine.connect() as connection:
+                assert connection.execute(sa.text("SELECT 1")).scalar() == 1
+        assert pings == []  # a fresh connection, then the same one again and again
+    finally:
+        engine.dispose()
+
+
+def test_a_dropped_idle_connection_is_replaced_before_use(pg_url):
+    engine = make_engine(pg_url, ping_idle_seconds=0.2, pool_size=1, max_overflow=0)
+    pings = _counting_pings(engine)
+    try:
+        with engine.connect() as connection:
+            first = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        killer = sa.create_engine(pg_url)
+        with killer.begin() as connection:  # the server (or a firewall) drops it while idle
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        killer.dispose()
+        time.sleep(0.3)
+        with engine.connect() as connection:  # pinged, found dead, replaced: no error here
+            second = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        assert second != first
+        assert pings  # the idle connection was checked
+    finally:
+        engine.dispose()
