@@ -29,6 +29,7 @@ from crmkit.model import Activity
 from crmkit_mail.accounts import imap_settings
 from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
+from crmkit_mail.parse_worker import ParserProcess
 from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
 
 if TYPE_CHECKING:
@@ -115,6 +116,33 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
 def parse_batch(batch: list[FetchedMessage]) -> list[tuple[FetchedMessage, ParsedMail]]:
     """Each fetched message with what it says (done ahead, while the last batch is recorded)."""
     return [(fetched, parse_message(fetched.raw)) for fetched in batch]
+
+
+def parser_feed(
+    parser: ParserProcess,
+) -> Callable[[list[FetchedMessage]], tuple[list[FetchedMessage], bool]]:
+    """What the fetching thread does with a batch: send it to ``parser`` (True if sent)."""
+
+    def feed(batch: list[FetchedMessage]) -> tuple[list[FetchedMessage], bool]:
+        return batch, bool(batch) and parser.submit([fetched.raw for fetched in batch])
+
+    return feed
+
+
+def parsed_by(
+    parser: ParserProcess, fed: tuple[list[FetchedMessage], bool]
+) -> list[tuple[FetchedMessage, ParsedMail]]:
+    """A batch from :func:`parser_feed` with what it says: decoded by the child if it was
+    sent and the child answers, else here."""
+    batch, sent = fed
+    if sent and not parser.broken:
+        try:
+            parsed = parser.results()
+        except Exception:  # the child is gone: this batch and the rest are decoded here
+            parsed = []
+        if len(parsed) == len(batch):
+            return list(zip(batch, parsed, strict=True))
+    return parse_batch(batch)
 
 
 def record_batch(
@@ -207,9 +235,15 @@ def sync_account(
             last_uid = 0
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
-        # closed on the way out, so the batch being fetched ahead is done before the logout
-        with contextlib.closing(box.batches(uids, size, parse_batch)) as batches:
-            for batch in batches:
+        with contextlib.ExitStack() as stack:
+            # a long sync decodes on another core (see parse_worker); one batch is decoded
+            # in the fetching thread, as the child would take longer to start
+            parser = stack.enter_context(ParserProcess()) if len(uids) > size else None
+            prepare = parse_batch if parser is None else parser_feed(parser)
+            # closed first on the way out, so the batch fetched ahead is done before logout
+            batches = stack.enter_context(contextlib.closing(box.batches(uids, size, prepare)))
+            for fetched in batches:
+                batch = fetched if parser is None else parsed_by(parser, fetched)
                 try:
                     record_batch(crm, account_id, validity, batch, report)
                 except _Overtaken:
