@@ -68,8 +68,43 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     if connection.dialect.name == "postgresql":
         _copy_rows(connection, table, rows)
+    elif connection.dialect.name == "sqlite":
+        _executemany_rows(connection, table, rows)
     else:
         connection.execute(insert(table), list(rows))
+
+
+#: ``(dialect, table, columns)`` -> the INSERT and each column's bind processor
+_PLANS: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+
+def _executemany_rows(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """The driver's ``executemany`` with the columns' own bind processors applied here.
+
+    What ``connection.execute(insert(table), rows)`` sends, without SQLAlchemy's per-row
+    parameter handling (about half the cost of a bulk insert on SQLite).  Like ``COPY``, it
+    fills no Python-side column defaults: rows carry every value.
+    """
+    dialect = connection.dialect
+    columns = tuple(rows[0].keys())
+    key = (dialect.name, table.name, columns)
+    plan = _PLANS.get(key)
+    if plan is None:
+        quote = dialect.identifier_preparer.quote
+        sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+        )
+        processors = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+        ]
+        plan = _PLANS[key] = (sql, processors)
+    sql, processors = plan
+    converters = list(zip(columns, processors, strict=True))
+    values = [tuple(row[c] if p is None else p(row[c]) for c, p in converters) for row in rows]
+    connection.exec_driver_sql(sql, values)
 
 
 def _copy_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
