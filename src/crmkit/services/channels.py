@@ -33,7 +33,7 @@ from crmkit.channels import (
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
-from crmkit.model import Activity, ContactPoint, Party
+from crmkit.model import Activity, AuditEntry, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services.bulk import allocate_ids, insert_rows
 from crmkit.services.conversations import InboundNote
@@ -61,6 +61,7 @@ _TOUCH_PARTY = (
 
 _ACTIVITY = Activity.__table__
 _ATTACHMENT = AttachmentRow.__table__
+_AUDIT = AuditEntry.__table__
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
@@ -441,13 +442,23 @@ class ChannelService:
             if "attachments" in data:
                 data["attachments"] = [file["id"] for file in data["attachments"]]
         insert_rows(connection, _ATTACHMENT, stored_rows)
-        for attachment_id, name in audits:
-            work.audit(
-                "attachment",
-                attachment_id,
-                "create",
-                {"filename": [None, name], "document_type": [None, None]},
-            )
+        now = utcnow()
+        insert_rows(
+            connection,
+            _AUDIT,
+            [
+                {
+                    "at": now,
+                    "actor_id": work.actor.user_id,
+                    "actor_label": work.actor.label,
+                    "entity": "attachment",
+                    "record_id": attachment_id,
+                    "action": "create",
+                    "changes": {"filename": [None, name], "document_type": [None, None]},
+                }
+                for attachment_id, name in audits
+            ],
+        )
         return []
 
     def _store_files(
