@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -102,9 +103,15 @@ def _executemany_rows(
         ]
         plan = _PLANS[key] = (sql, processors)
     sql, processors = plan
-    converters = list(zip(columns, processors, strict=True))
-    values = [tuple(row[c] if p is None else p(row[c]) for c, p in converters) for row in rows]
-    connection.exec_driver_sql(sql, values)
+    converted = [(i, p) for i, p in enumerate(processors) if p is not None]
+    if len(columns) == 1:
+        values = [[row[columns[0]]] for row in rows]
+    else:
+        values = list(map(list, map(itemgetter(*columns), rows)))
+    for value in values:
+        for i, process in converted:
+            value[i] = process(value[i])
+    connection.exec_driver_sql(sql, list(map(tuple, values)))
 
 
 def _copy_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
