@@ -39,6 +39,13 @@ class BulkResult:
     ids: list[int]
 
 
+# one round trip: the sequence is looked up once, then drawn from ``n`` times
+_NEXT_IDS = text(
+    "SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(:table, 'id')::regclass AS seq) s, "
+    "generate_series(1, :n)"
+)
+
+
 def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
     """``count`` fresh primary-key values for ``table``, reserved for this transaction.
 
@@ -49,10 +56,7 @@ def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
     if count <= 0:
         return []
     if connection.dialect.name == "postgresql":
-        sequence = connection.scalar(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')"))
-        rows = connection.execute(
-            text("SELECT nextval(:seq) FROM generate_series(1, :n)"), {"seq": sequence, "n": count}
-        )
+        rows = connection.execute(_NEXT_IDS, {"table": table.name, "n": count})
         return [r[0] for r in rows]
     connection.execute(table.delete().where(table.c.id == -1))  # takes SQLite's write lock
     start = (connection.scalar(select(func.max(table.c.id))) or 0) + 1
