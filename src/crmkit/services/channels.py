@@ -60,6 +60,27 @@ _TOUCH_PARTY = (
 
 
 _ACTIVITY = Activity.__table__
+# the batch look-ups, built once (a batch asks each with a few hundred values)
+_RECORDED = select(Activity.external_id).where(
+    Activity.channel == bindparam("channel"),
+    Activity.external_id.in_(bindparam("ids", expanding=True)),
+)
+# the same order as the core resolver: most recently active owner first
+_OWNERS = (
+    select(ContactPoint.key, ContactPoint.party_id)
+    .join(Party, Party.id == ContactPoint.party_id)
+    .where(
+        ContactPoint.kind == bindparam("kind"),
+        ContactPoint.key.in_(bindparam("keys", expanding=True)),
+        Party.merged_into_id.is_(None),
+    )
+    .order_by(Party.last_activity_at.desc(), Party.id.desc())
+)
+_THREADS = select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
+    Activity.channel == bindparam("channel"),
+    Activity.external_id.in_(bindparam("ids", expanding=True)),
+    Activity.record_entity.is_not(None),
+)
 _ATTACHMENT = AttachmentRow.__table__
 _AUDIT = AuditEntry.__table__
 
@@ -209,11 +230,7 @@ class ChannelService:
             for chunk in _chunks(sorted(set(ids))):
                 recorded.update(
                     (name, external_id)
-                    for external_id in session.scalars(
-                        select(Activity.external_id).where(
-                            Activity.channel == name, Activity.external_id.in_(chunk)
-                        )
-                    )
+                    for external_id in session.scalars(_RECORDED, {"channel": name, "ids": chunk})
                 )
         for index, message in enumerate(messages):
             marker = (message.channel, message.external_id)
@@ -510,17 +527,7 @@ class ChannelService:
         owners: dict[tuple[str, str], int] = {}
         for kind, keys in by_kind.items():
             for chunk in _chunks(sorted(set(keys))):
-                # the same order as the core hook: most recently active owner first
-                rows = self.work.session.execute(
-                    select(ContactPoint.key, ContactPoint.party_id)
-                    .join(Party, Party.id == ContactPoint.party_id)
-                    .where(
-                        ContactPoint.kind == kind,
-                        ContactPoint.key.in_(chunk),
-                        Party.merged_into_id.is_(None),
-                    )
-                    .order_by(Party.last_activity_at.desc(), Party.id.desc())
-                )
+                rows = self.work.session.execute(_OWNERS, {"kind": kind, "keys": chunk})
                 for key, party_id in rows:
                     owners.setdefault((kind, key), party_id)
         for lookup in lookups:
@@ -537,13 +544,7 @@ class ChannelService:
         found: dict[tuple[str, str], tuple[str, int] | None] = {}
         for name, wanted in refs.items():
             for chunk in _chunks(sorted(wanted)):
-                rows = self.work.session.execute(
-                    select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
-                        Activity.channel == name,
-                        Activity.external_id.in_(chunk),
-                        Activity.record_entity.is_not(None),
-                    )
-                )
+                rows = self.work.session.execute(_THREADS, {"channel": name, "ids": chunk})
                 for row in rows:
                     found[(name, row.external_id)] = (row.record_entity, row.record_id)
         return found
