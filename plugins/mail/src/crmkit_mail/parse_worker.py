@@ -89,8 +89,9 @@ class ParserProcess:
     def start(self) -> None:
         """Start the child (on failure, stay ``broken`` and decode in process)."""
         try:
+            # -P: the package's directory is not put first on the child's module path
             self.process = subprocess.Popen(
-                [sys.executable, "-I", __file__, str(Path(__file__).with_name("parsing.py"))],
+                [sys.executable, "-P", __file__, str(Path(__file__).with_name("parsing.py"))],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
