@@ -20,7 +20,7 @@ from crmkit import (
 from crmkit.channels import Attachment
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.model import Activity, OutboxItem
+from crmkit.model import Activity, AuditEntry, OutboxItem
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.testing import add_user, factories
 
@@ -223,6 +223,43 @@ def test_a_file_too_large_is_dropped_with_a_note_and_spoils_nothing(make_crm, pl
         assert len(light.data["attachments"]) == 1
         stored = work.attachments.get(light.data["attachments"][0])
         assert stored.filename == "счёт.pdf" and stored.record_id == light.id
+
+
+def test_files_of_a_batch_undone_or_dropped_leave_nothing_in_storage(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"storage.max_upload_mb": 1})
+    big = Attachment("чертёж.dwg", "application/acad", b"x" * (1024 * 1024 + 1))
+    small = Attachment("счёт.pdf", "application/pdf", b"%PDF-1.4")
+
+    def stored_files():
+        return sorted(p.name for p in crm.storage.root.rglob("*") if p.is_file())
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), crm.system() as work:
+        work.channels.record_many(
+            [message("<a@x>", attachments=[small, small]), message("<b@x>", attachments=[small])]
+        )
+        assert len(stored_files()) == 3
+        raise Undone
+    assert stored_files() == []
+    with crm.system() as work:
+        (heavy,) = work.channels.record_many([message("<big@x>", attachments=[small, big])])
+    assert stored_files() == []  # the small file went with the refused one
+    with crm.system() as work:
+        assert "dropped_attachments" in work.session.get(Activity, heavy).data
+        (kept,) = work.channels.record_many([message("<kept@x>", attachments=[small, small])])
+        files = work.session.get(Activity, kept).data["attachments"]
+    with crm.system() as work:
+        audited = work.session.execute(
+            select(AuditEntry.record_id, AuditEntry.action, AuditEntry.changes).where(
+                AuditEntry.entity == "attachment"
+            )
+        ).all()
+    assert sorted(audited) == [
+        (file, "create", {"filename": [None, "счёт.pdf"], "document_type": [None, None]})
+        for file in sorted(files)
+    ]
 
 
 def test_a_batch_counts_on_open_conversations_wakes_snoozed_and_skips_closed(crm):

@@ -238,3 +238,26 @@ def test_attachments_of_a_triaged_mail_follow_it_to_the_party(
         assert file.filename == "collector.jpg"
         assert work.session.scalar(select(func.count()).select_from(Activity).where(
             Activity.party_id == party.id, Activity.kind == "mail")) == 1  # fmt: skip
+
+
+def test_a_long_sync_lets_the_planner_see_the_tables_it_grew(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    from crmkit_mail import sync
+
+    def analyses():
+        with mail_crm.engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relid = 'activity'::regclass"
+            ).scalar()
+
+    for n in range(5):
+        deliver(dovecot, imap_user, simple(n))
+    monkeypatch.setattr(sync, "ANALYZE_FROM", 2)
+    postgres = mail_crm.engine.dialect.name == "postgresql"
+    before = analyses() if postgres else None
+
+    assert sync_account(mail_crm, account, batch_size=2).recorded == 5
+
+    if postgres:  # after 2 and 4 messages
+        assert analyses() == before + 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -38,6 +39,13 @@ class BulkResult:
     ids: list[int]
 
 
+# one round trip: the sequence is looked up once, then drawn from ``n`` times
+_NEXT_IDS = text(
+    "SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(:table, 'id')::regclass AS seq) s, "
+    "generate_series(1, :n)"
+)
+
+
 def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
     """``count`` fresh primary-key values for ``table``, reserved for this transaction.
 
@@ -48,10 +56,7 @@ def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
     if count <= 0:
         return []
     if connection.dialect.name == "postgresql":
-        sequence = connection.scalar(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')"))
-        rows = connection.execute(
-            text("SELECT nextval(:seq) FROM generate_series(1, :n)"), {"seq": sequence, "n": count}
-        )
+        rows = connection.execute(_NEXT_IDS, {"table": table.name, "n": count})
         return [r[0] for r in rows]
     connection.execute(table.delete().where(table.c.id == -1))  # takes SQLite's write lock
     start = (connection.scalar(select(func.max(table.c.id))) or 0) + 1
@@ -68,8 +73,49 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     if connection.dialect.name == "postgresql":
         _copy_rows(connection, table, rows)
+    elif connection.dialect.name == "sqlite":
+        _executemany_rows(connection, table, rows)
     else:
         connection.execute(insert(table), list(rows))
+
+
+#: ``(dialect, table, columns)`` -> the INSERT and each column's bind processor
+_PLANS: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Any]]] = {}
+
+
+def _executemany_rows(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """The driver's ``executemany`` with the columns' own bind processors applied here.
+
+    What ``connection.execute(insert(table), rows)`` sends, without SQLAlchemy's per-row
+    parameter handling (about half the cost of a bulk insert on SQLite).  Like ``COPY``, it
+    fills no Python-side column defaults: rows carry every value.
+    """
+    dialect = connection.dialect
+    columns = tuple(rows[0].keys())
+    key = (dialect.name, table.name, columns)
+    plan = _PLANS.get(key)
+    if plan is None:
+        quote = dialect.identifier_preparer.quote
+        sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+        )
+        processors = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+        ]
+        plan = _PLANS[key] = (sql, processors)
+    sql, processors = plan
+    converted = [(i, p) for i, p in enumerate(processors) if p is not None]
+    if len(columns) == 1:
+        values = [[row[columns[0]]] for row in rows]
+    else:
+        values = list(map(list, map(itemgetter(*columns), rows)))
+    for value in values:
+        for i, process in converted:
+            value[i] = process(value[i])
+    connection.exec_driver_sql(sql, list(map(tuple, values)))
 
 
 def _copy_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

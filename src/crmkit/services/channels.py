@@ -33,7 +33,7 @@ from crmkit.channels import (
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
-from crmkit.model import Activity, ContactPoint, Party
+from crmkit.model import Activity, AuditEntry, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services.bulk import allocate_ids, insert_rows
 from crmkit.services.conversations import InboundNote
@@ -60,7 +60,29 @@ _TOUCH_PARTY = (
 
 
 _ACTIVITY = Activity.__table__
+# the batch look-ups, built once (a batch asks each with a few hundred values)
+_RECORDED = select(Activity.external_id).where(
+    Activity.channel == bindparam("channel"),
+    Activity.external_id.in_(bindparam("ids", expanding=True)),
+)
+# the same order as the core resolver: most recently active owner first
+_OWNERS = (
+    select(ContactPoint.key, ContactPoint.party_id)
+    .join(Party, Party.id == ContactPoint.party_id)
+    .where(
+        ContactPoint.kind == bindparam("kind"),
+        ContactPoint.key.in_(bindparam("keys", expanding=True)),
+        Party.merged_into_id.is_(None),
+    )
+    .order_by(Party.last_activity_at.desc(), Party.id.desc())
+)
+_THREADS = select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
+    Activity.channel == bindparam("channel"),
+    Activity.external_id.in_(bindparam("ids", expanding=True)),
+    Activity.record_entity.is_not(None),
+)
 _ATTACHMENT = AttachmentRow.__table__
+_AUDIT = AuditEntry.__table__
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
@@ -208,11 +230,7 @@ class ChannelService:
             for chunk in _chunks(sorted(set(ids))):
                 recorded.update(
                     (name, external_id)
-                    for external_id in session.scalars(
-                        select(Activity.external_id).where(
-                            Activity.channel == name, Activity.external_id.in_(chunk)
-                        )
-                    )
+                    for external_id in session.scalars(_RECORDED, {"channel": name, "ids": chunk})
                 )
         for index, message in enumerate(messages):
             marker = (message.channel, message.external_id)
@@ -441,13 +459,23 @@ class ChannelService:
             if "attachments" in data:
                 data["attachments"] = [file["id"] for file in data["attachments"]]
         insert_rows(connection, _ATTACHMENT, stored_rows)
-        for attachment_id, name in audits:
-            work.audit(
-                "attachment",
-                attachment_id,
-                "create",
-                {"filename": [None, name], "document_type": [None, None]},
-            )
+        now = utcnow()
+        insert_rows(
+            connection,
+            _AUDIT,
+            [
+                {
+                    "at": now,
+                    "actor_id": work.actor.user_id,
+                    "actor_label": work.actor.label,
+                    "entity": "attachment",
+                    "record_id": attachment_id,
+                    "action": "create",
+                    "changes": {"filename": [None, name], "document_type": [None, None]},
+                }
+                for attachment_id, name in audits
+            ],
+        )
         return []
 
     def _store_files(
@@ -499,17 +527,7 @@ class ChannelService:
         owners: dict[tuple[str, str], int] = {}
         for kind, keys in by_kind.items():
             for chunk in _chunks(sorted(set(keys))):
-                # the same order as the core hook: most recently active owner first
-                rows = self.work.session.execute(
-                    select(ContactPoint.key, ContactPoint.party_id)
-                    .join(Party, Party.id == ContactPoint.party_id)
-                    .where(
-                        ContactPoint.kind == kind,
-                        ContactPoint.key.in_(chunk),
-                        Party.merged_into_id.is_(None),
-                    )
-                    .order_by(Party.last_activity_at.desc(), Party.id.desc())
-                )
+                rows = self.work.session.execute(_OWNERS, {"kind": kind, "keys": chunk})
                 for key, party_id in rows:
                     owners.setdefault((kind, key), party_id)
         for lookup in lookups:
@@ -526,13 +544,7 @@ class ChannelService:
         found: dict[tuple[str, str], tuple[str, int] | None] = {}
         for name, wanted in refs.items():
             for chunk in _chunks(sorted(wanted)):
-                rows = self.work.session.execute(
-                    select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
-                        Activity.channel == name,
-                        Activity.external_id.in_(chunk),
-                        Activity.record_entity.is_not(None),
-                    )
-                )
+                rows = self.work.session.execute(_THREADS, {"channel": name, "ids": chunk})
                 for row in rows:
                     found[(name, row.external_id)] = (row.record_entity, row.record_id)
         return found

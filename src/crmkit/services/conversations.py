@@ -36,6 +36,16 @@ _CONVERSATION = Conversation.__table__
 _COUNTED = ("unread", "last_message_at", "status", "snoozed_until", "party_id")
 _RECORD = ("record_entity", "record_id")
 _NOTE = update(_CONVERSATION).where(_CONVERSATION.c.id == bindparam("_id"))
+# the senders' open conversations, newest first (built once: a batch asks with many keys)
+_OPEN_BY_KEY = (
+    select(*(_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)))
+    .where(
+        _CONVERSATION.c.channel == bindparam("channel"),
+        _CONVERSATION.c.address_key.in_(bindparam("keys", expanding=True)),
+        _CONVERSATION.c.status != "closed",
+    )
+    .order_by(_CONVERSATION.c.id.desc())
+)
 
 
 @attrs.frozen
@@ -205,18 +215,11 @@ class ConversationService:
         work = self.work
         work.flush()
         self._announce()
-        columns = [_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)]
         keys = sorted({note.address_key for note in notes})
         opened: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
             rows = work.session.execute(
-                select(*columns)
-                .where(
-                    _CONVERSATION.c.channel == channel,
-                    _CONVERSATION.c.address_key.in_(keys[start : start + 500]),
-                    _CONVERSATION.c.status != "closed",
-                )
-                .order_by(_CONVERSATION.c.id.desc())
+                _OPEN_BY_KEY, {"channel": channel, "keys": keys[start : start + 500]}
             )
             for row in rows.mappings():
                 opened.setdefault(row["address_key"], dict(row))

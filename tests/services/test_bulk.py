@@ -1,0 +1,69 @@
+"""Bulk writes: ``insert_rows`` stores what a Core ``insert()`` of the same rows stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import insert, select
+
+from crmkit.model import Activity, Conversation
+from crmkit.services.bulk import allocate_ids, insert_rows
+
+WHEN = dt.datetime(2025, 3, 3, 7, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def activity(**values):
+    row = {
+        "id": None, "party_id": None, "kind": "mail", "occurred_at": WHEN, "actor_id": None,
+        "by_assistant": False, "subject": "Заявка", "body": "Текст",
+        "data": {"from": "a@example.ru", "refs": [], "nested": {"ok": True}, "none": None},
+        "direction": "in", "channel": "mail", "external_id": None, "status": "new",
+        "pinned": True, "record_entity": None, "record_id": None, "conversation_id": None,
+    }  # fmt: skip
+    return {**row, **values}
+
+
+def conversation(**values):
+    row = {
+        "id": None, "channel": "mail", "address": "a@example.ru", "address_key": "a@example.ru",
+        "sender_name": None, "subject": "Заявка", "party_id": None, "assignee_id": None,
+        "team_id": None, "status": "open", "snoozed_until": None, "unread": 3,
+        "last_message_at": WHEN, "created_at": WHEN.replace(microsecond=0), "closed_at": None,
+        "record_entity": None, "record_id": None,
+    }  # fmt: skip
+    return {**row, **values}
+
+
+def stored(connection, table, record_id):
+    """The values as the database holds them (strings of dates and JSON on SQLite)."""
+    columns = [c.name for c in table.columns if c.name != "id"]
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    found = connection.exec_driver_sql(
+        f'SELECT {quoted} FROM "{table.name}" WHERE id = {int(record_id)}'
+    ).one()
+    return dict(zip(columns, found, strict=True))
+
+
+def test_insert_rows_stores_what_core_insert_stores(make_crm):
+    crm = make_crm()
+    for model, make in ((Activity, activity), (Conversation, conversation)):
+        table = model.__table__
+        with crm.system() as work:
+            connection = work.session.connection()
+            ours, theirs = allocate_ids(connection, table, 2)
+            extra = {"external_id": f"<{ours}@x>"} if model is Activity else {}
+            insert_rows(connection, table, [make(id=ours, **extra)])
+            extra = {"external_id": f"<{theirs}@x>"} if model is Activity else {}
+            connection.execute(insert(table), [make(id=theirs, **extra)])
+        with crm.system() as work:
+            connection = work.session.connection()
+            mine, core = stored(connection, table, ours), stored(connection, table, theirs)
+            mine.pop("external_id", None), core.pop("external_id", None)
+            assert mine == core
+            loaded = work.session.scalar(select(model).where(model.id == ours))
+            assert loaded.id == ours
+            if model is Activity:
+                assert loaded.occurred_at == WHEN and loaded.pinned is True
+                assert loaded.data["nested"] == {"ok": True} and loaded.data["none"] is None
+            else:
+                assert loaded.last_message_at == WHEN and loaded.closed_at is None
