@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from crmkit.identity import (
     contact_key,
     domain_key,
+    name_key,
     name_match_keys,
     name_skeleton,
     one_letter_variants,
@@ -58,6 +59,15 @@ SIMILAR_WORDS = 8
 DEEP_SIMILARITY = 0.2
 #: A similar word must be at least this close (rapidfuzz ratio) to count.
 WORD_SIMILARITY = 72
+#: Known words one typo away kept for each word of the name (all of them, in practice).
+ONE_TYPO_WORDS = 40
+#: The similarity (0-100) given to a word one typo away.
+ONE_TYPO_SCORE = 90.0
+
+#: The weight of a shared whole-name key in ranking (a shared word weighs 1).
+WHOLE_NAME = 3.0
+#: Added to the rank of a party behind one of the probe's own whole-name keys.
+EXACT_FIRST = 100.0
 
 #: The score of a candidate found only by its domain (below the default threshold).
 DOMAIN_SCORE = 75
@@ -236,6 +246,7 @@ class ScreeningService:
         connection = self.work.session.connection()
         skeleton = name_skeleton(probe.name, probe.kind) if probe.name.strip() else ""
         weights = _name_weights(skeleton) if skeleton else {}
+        whole_names = {k for k, w in weights.items() if w >= WHOLE_NAME}
         words = sorted({w for w in skeleton.split() if len(w) >= 4})
         first = _Union(connection)
         exact, domains = self._add_contact_matches(first, probe)
@@ -263,23 +274,37 @@ class ScreeningService:
                 known[int(tag[1:])].append(a)
         if words:
             more: dict[str, float] = {}
+            whole: dict[str, float] = {}
+            several = len(skeleton.split()) > 1
             for index, word in enumerate(words):
                 rows = known[index]
                 if deep:
                     rows += self._trigram_words(connection, word)
-                for similar, similarity in _closest(word, rows):
+                closest = _closest(word, rows)
+                # a word's own postings: a few spellings in a longer name (its other words
+                # carry the match), every one-typo spelling when the word is the whole name
+                # (from five letters: one typo in four is not similar enough to report)
+                spellings = closest if not several and len(word) >= 5 else closest[:SIMILAR_WORDS]
+                for similar, similarity in spellings:
                     key = f"w:{similar}"[:120]
                     more[key] = max(more.get(key, 0.0), weights.get(key, 0.0), similarity / 100)
+                if several:
+                    for key, similarity in _corrected_names(skeleton, word, closest):
+                        whole[key] = max(whole.get(key, 0.0), WHOLE_NAME * similarity / 100)
             weights.update(more)
+            for key, weight in whole.items():
+                weights[key] = max(weights.get(key, 0.0), weight)
             second = _Union(connection)
             second.add_postings(k for k in more if k not in fetched)
+            second.add_postings_of([k for k in whole if k not in fetched])
             for _, key, _, _, party_id in second.rows():
                 postings[key].append(party_id)
-        ids = set(reasons) | set(_best_ranked(postings, weights))
+        ids = set(reasons) | set(_best_ranked(postings, weights, whole_names))
         ids -= {int(i) for i in exclude}
         if not ids:
             return []
         scored = []
+        typed_key = name_key(probe.name, probe.kind) if skeleton else ""
         for row in self._details(connection, sorted(ids)):
             name_score = _name_score(skeleton, name_skeleton(row.name, row.kind)) if skeleton else 0
             why = set(reasons.get(row.id, ()))
@@ -289,9 +314,15 @@ class ScreeningService:
                 continue
             # a shared domain alone suggests a colleague or a branch: shown, never blocking
             score = 100 if why - {"name", "domain"} else max(name_score, DOMAIN_SCORE)
-            scored.append((score, name_score, row, why))
-        scored.sort(key=lambda s: (-s[0], -s[1], s[2].id))
-        return [self._candidate(*entry) for entry in scored[:limit]]
+            # equal skeletons (``Илаль`` and ``Илал`` both read ``ilal``): the name as
+            # spelled decides which is shown first
+            spelled = fuzz.ratio(typed_key, row.name_key) if typed_key else 0
+            scored.append((score, name_score, spelled, row, why))
+        scored.sort(key=lambda s: (-s[0], -s[1], -s[2], s[3].id))
+        return [
+            self._candidate(score, name_score, row, why)
+            for score, name_score, _, row, why in scored[:limit]
+        ]
 
     def _add_contact_matches(
         self, query: _Union, probe: Probe
@@ -341,6 +372,7 @@ class ScreeningService:
                 select(
                     Party.id,
                     Party.name,
+                    Party.name_key,
                     Party.kind,
                     Party.pipeline,
                     Party.stage,
@@ -466,6 +498,15 @@ class _Union:
                 f"LIMIT {POSTINGS_PER_KEY}"
             )
 
+    def add_postings_of(self, keys: Sequence[str]) -> None:
+        """The parties behind selective keys (whole names), in one part."""
+        if keys:
+            self.add(
+                "SELECT 'p' AS tag, key AS a, CAST(NULL AS TEXT) AS b, CAST(NULL AS TEXT) AS c, "
+                f"party_id FROM party_match_key WHERE key IN ({self.values(keys)}) "
+                f"LIMIT {POSTINGS_PER_KEY * 4}"
+            )
+
     def rows(self) -> list[Any]:
         if not self.parts:
             return []
@@ -478,28 +519,72 @@ def _name_weights(skeleton: str) -> dict[str, float]:
     compact = "".join(skeleton.split())
     weights: dict[str, float] = {}
     for key in name_match_keys(skeleton):
-        weights[key] = 1.0 if key.startswith("w:") else 3.0
-    weights[f"c:{compact}"[:120]] = 3.0
-    weights.setdefault(f"w:{compact}"[:120], 3.0)
+        weights[key] = 1.0 if key.startswith("w:") else WHOLE_NAME
+    weights[f"c:{compact}"[:120]] = WHOLE_NAME
+    weights.setdefault(f"w:{compact}"[:120], WHOLE_NAME)
     return weights
 
 
 def _closest(word: str, known: Sequence[str]) -> list[tuple[str, float]]:
-    """The known words closest to ``word`` (rapidfuzz ratio), at most :data:`SIMILAR_WORDS`."""
-    found = fuzz_process.extract(
-        word, known, scorer=fuzz.ratio, limit=SIMILAR_WORDS, score_cutoff=WORD_SIMILARITY
+    """The known words spelled like ``word``, closest first, with a 0-100 score.
+
+    Every word one typo away (Damerau-Levenshtein: a letter changed, dropped, added, or two
+    swapped) is kept, up to :data:`ONE_TYPO_WORDS`, then the :data:`SIMILAR_WORDS` best of
+    the others by rapidfuzz ratio.  Ratio alone ranks a swap (80 for five letters) below a
+    word two changes away, and in a vocabulary of a million names a word has tens of
+    neighbours: the one meant was often cut.
+    """
+    unique = list(dict.fromkeys(known))
+    typos = []
+    others = []
+    for choice in unique:
+        edits = DamerauLevenshtein.distance(word, choice, score_cutoff=1)
+        if edits == 0:
+            typos.append((choice, 100.0, 100.0))
+        elif edits == 1 and len(word) >= 4:
+            typos.append((choice, ONE_TYPO_SCORE, fuzz.ratio(word, choice)))
+        else:
+            others.append(choice)
+    typos.sort(key=lambda t: (-t[1], -t[2], t[0]))
+    found = [(choice, score) for choice, score, _ in typos[:ONE_TYPO_WORDS]]
+    rest = fuzz_process.extract(
+        word, others, scorer=fuzz.ratio, limit=SIMILAR_WORDS, score_cutoff=WORD_SIMILARITY
     )
-    return [(choice, score) for choice, score, _ in found]
+    return found + [(choice, min(score, ONE_TYPO_SCORE - 1)) for choice, score, _ in rest]
 
 
-def _best_ranked(postings: Mapping[str, list[int]], weights: Mapping[str, float]) -> list[int]:
+def _corrected_names(
+    skeleton: str, word: str, closest: Sequence[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The sorted-words keys (``n:``) of the name with ``word`` spelled as each close word.
+
+    ``Саддар Техно`` asks for ``n:sadar tehno``: a whole name, a handful of parties, where
+    the corrected word alone (``sadar``) brings in hundreds and the other word thousands.
+    """
+    words = skeleton.split()
+    keys = []
+    for similar, similarity in closest:
+        if similar == word:
+            continue
+        spelled = sorted(similar if w == word else w for w in words)
+        keys.append((("n:" + " ".join(spelled))[:120], similarity))
+    return keys
+
+
+def _best_ranked(
+    postings: Mapping[str, list[int]], weights: Mapping[str, float], exact: Set[str] = frozenset()
+) -> list[int]:
     """The :data:`SCORED_CANDIDATES` parties sharing the most telling keys with the probe.
 
-    A rare key says more than a common one ("Маркет" is in thousands of names).
+    A rare key says more than a common one ("Маркет" is in thousands of names).  Parties
+    behind the probe's own whole-name keys (``exact``) come first: a hundred namesakes
+    of ``Муло`` outrank the one party of each of its forty one-typo neighbours.
     """
     rank: dict[int, float] = defaultdict(float)
     for key, found in postings.items():
         weight = weights.get(key, 0.0) / math.log2(2 + len(found))
+        if key in exact:
+            weight += EXACT_FIRST
         for party_id in found:
             rank[party_id] += weight
     best = sorted(rank.items(), key=lambda item: -item[1])[:SCORED_CANDIDATES]
