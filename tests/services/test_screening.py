@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crmkit.errors import DuplicatesFound
+from crmkit.services.screening import ONE_TYPO_WORDS, POSTINGS_PER_KEY
 from crmkit.testing import add_user
 
 
@@ -104,3 +105,39 @@ def test_deep_search_uses_the_trigram_index_for_words_further_apart(crm, agent):
         assert work.screening.candidates("Мередиен", threshold=70) == []  # two typos
         found = work.screening.candidates("Мередиен", threshold=70, deep=True)
         assert [c.id for c in found] == [party.id]
+
+
+def test_a_typo_is_corrected_among_many_look_alike_words(crm, agent):
+    """Twelve known words are closer to ``Коросек`` by ratio than the one meant (a letter
+    changed), and ``Торг`` is in hundreds of names: the whole name with the corrected word
+    finds the party."""
+    decoys = [f"Кор{letter}осек" for letter in "бвгдзклмнпрс"]
+    with crm.system() as work:
+        work.parties.bulk_create(
+            [{"name": f"ООО «{word}»"} for word in decoys]
+            + [{"name": f"Фирма{n} Торг"} for n in range(POSTINGS_PER_KEY + 20)]
+        )
+        meant = work.parties.create(name="ПАО «Коросик Торг»", confirm_duplicates=True)
+    with crm.acting_as(agent) as work:
+        found = work.screening.candidates("Коросек Торг")
+    assert found and found[0].id == meant.id
+    assert found[0].name_score == 95
+
+
+def test_the_name_itself_outranks_its_one_typo_neighbours(crm, agent):
+    """Hundreds of namesakes and forty neighbour words (three parties each) one typo away:
+    the namesakes are scored and shown first."""
+    neighbours = sorted(
+        {"мулос"[:i] + letter + "мулос"[i + 1 :] for i in range(5) for letter in "бвгдзклмнпрст"}
+        - {"мулос"}
+    )[:ONE_TYPO_WORDS]
+    with crm.system() as work:
+        work.parties.bulk_create(
+            [{"name": word.capitalize()} for word in neighbours for _ in range(3)]
+            + [{"name": "ООО «Мулос»"} for _ in range(POSTINGS_PER_KEY)]
+        )
+    with crm.acting_as(agent) as work:
+        found = work.screening.candidates("Мулос")
+    assert len(found) == 10
+    assert {c.name for c in found} == {"ООО «Мулос»"}
+    assert {c.score for c in found} == {100}

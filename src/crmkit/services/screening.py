@@ -521,7 +521,9 @@ def _name_weights(skeleton: str) -> dict[str, float]:
     for key in name_match_keys(skeleton):
         weights[key] = 1.0 if key.startswith("w:") else WHOLE_NAME
     weights[f"c:{compact}"[:120]] = WHOLE_NAME
-    weights.setdefault(f"w:{compact}"[:120], WHOLE_NAME)
+    # a one-word name is kept under its word only, and a name typed as one word may be
+    # another's words run together: either way that word is the whole name
+    weights[f"w:{compact}"[:120]] = WHOLE_NAME
     return weights
 
 
