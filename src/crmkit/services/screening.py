@@ -647,6 +647,7 @@ def index_names(
                 words.add(key[2:])
     add_words(connection, words)
     if bulk:
+        rows.sort(key=lambda row: (row["key"], row["party_id"]))
         insert_rows(connection, PartyMatchKey.__table__, rows)
     elif rows:
         connection.execute(PartyMatchKey.__table__.insert(), rows)
@@ -699,7 +700,7 @@ def _insert_words_sqlite(connection: Connection, words: list[str]) -> None:
         "ON CONFLICT (word) DO NOTHING",
         (json.dumps(words),),
     )
-    variants = [[v, w] for w in words for v in one_letter_variants(w)]
+    variants = sorted([v, w] for w in words for v in one_letter_variants(w))
     connection.exec_driver_sql(
         "INSERT INTO match_word_variant (variant, word) "
         "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
