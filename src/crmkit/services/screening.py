@@ -8,8 +8,11 @@ Candidates come from two kinds of evidence:
   legal forms, quotes, case and Cyrillic/Latin spelling removed), split into blocking keys
   (each word, the sorted words, the words run together) and looked up in
   ``party_match_key``.  Words with a typo are first corrected against the vocabulary of
-  known words (``match_word``) with a trigram index: ``pg_trgm`` on PostgreSQL, an FTS5
-  ``trigram`` table on SQLite.  The few hundred parties found are scored with rapidfuzz.
+  known words (``match_word``): every known word one typo away shares a one-letter-less
+  spelling with it (``match_word_variant``), and the whole name is looked up again with
+  each corrected word in place.  (``deep`` searches also ask a trigram index: ``pg_trgm``
+  on PostgreSQL, an FTS5 ``trigram`` table on SQLite.)  The parties found are scored with
+  rapidfuzz.
 
 Keys are kept on every write (create, rename, bulk import, merge) by :func:`index_names`.
 Screening sees the whole base: a lead creator must learn that a colleague already works
