@@ -33,7 +33,10 @@ def create_app() -> Any:
     statement = (
         sa.select(*columns)
         .where(Party.merged_into_id.is_(None), Party.owner_id == sa.bindparam("owner"))
-        .order_by(Party.last_activity_at.desc().nulls_last(), Party.id.desc())
+        # the API's own order (``-last_activity_at``, then id): no NULLS LAST, which on
+        # PostgreSQL could not read the (owner, last_activity_at, id) index and sorted
+        # the agent's 20,000 rows for every request
+        .order_by(Party.last_activity_at.desc(), Party.id.desc())
         .limit(50)
     )
 
