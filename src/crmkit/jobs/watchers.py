@@ -124,54 +124,46 @@ def renew(crm: CRM, held: dict[str, str], lease_seconds: float) -> set[str]:
     lost = set()
     with crm.engine.begin() as connection:
         for name, holder in held.items():
-            statement = (
-                update(JobSchedule)
-                .where(JobSchedule.name == name, JobSchedule.holder == holder)
-                .values(lease_until=until)
-            )
+            statement = update(JobSchedule).where(*_held(name, holder)).values(lease_until=until)
             if not connection.execute(statement).rowcount:
                 lost.add(name)
     return lost
 
 
-def record_failure(crm: CRM, name: str, holder: str, error: str) -> None:
-    """Note that the run of ``name`` ended with ``error`` (the lease stays held)."""
-    statement = (
-        update(JobSchedule)
-        .where(JobSchedule.name == name, JobSchedule.holder == holder)
-        .values(last_error=error, last_finished_at=utcnow())
-    )
-    with crm.engine.begin() as connection:
-        connection.execute(statement)
+def _held(name: str, holder: str) -> tuple[Any, ...]:
+    """The conditions matching the row of ``name`` while ``holder`` holds its lease."""
+    return (JobSchedule.name == name, JobSchedule.holder == holder)
 
 
-def record_restart(crm: CRM, name: str, holder: str) -> bool:
-    """Note a new run of ``name``; False if the lease was lost meanwhile."""
-    statement = (
-        update(JobSchedule)
-        .where(JobSchedule.name == name, JobSchedule.holder == holder)
-        .values(last_started_at=utcnow(), runs=JobSchedule.runs + 1)
-    )
+def _update_held(crm: CRM, name: str, holder: str, values: dict[str, Any]) -> bool:
+    """Set ``values`` on the row of ``name`` if ``holder`` still holds it; whether it did."""
+    statement = update(JobSchedule).where(*_held(name, holder)).values(values)
     with crm.engine.begin() as connection:
         return bool(connection.execute(statement).rowcount)
 
 
+def record_failure(crm: CRM, name: str, holder: str, error: str) -> None:
+    """Note that the run of ``name`` ended with ``error`` (the lease stays held)."""
+    _update_held(crm, name, holder, {"last_error": error, "last_finished_at": utcnow()})
+
+
+def record_restart(crm: CRM, name: str, holder: str) -> bool:
+    """Note a new run of ``name``; False if the lease was lost meanwhile."""
+    return _update_held(
+        crm, name, holder, {"last_started_at": utcnow(), "runs": JobSchedule.runs + 1}
+    )
+
+
 def forget(crm: CRM, name: str, holder: str) -> None:
     """Drop the row of a key no longer watched (a mailbox deleted or switched off)."""
-    statement = delete(JobSchedule).where(JobSchedule.name == name, JobSchedule.holder == holder)
     with crm.engine.begin() as connection:
-        connection.execute(statement)
+        connection.execute(delete(JobSchedule).where(*_held(name, holder)))
 
 
 def release(crm: CRM, name: str, holder: str) -> None:
     """Give the lease of ``name`` up (another worker may claim it at once)."""
-    statement = (
-        update(JobSchedule)
-        .where(JobSchedule.name == name, JobSchedule.holder == holder)
-        .values(holder=None, lease_until=None, last_finished_at=utcnow())
-    )
-    with crm.engine.begin() as connection:
-        connection.execute(statement)
+    released = {"holder": None, "lease_until": None, "last_finished_at": utcnow()}
+    _update_held(crm, name, holder, released)
 
 
 @attrs.frozen
