@@ -75,6 +75,21 @@ def make_engine(
         raise ConfigError(f"database.url {url!r}: driver not installed ({exc.name})") from None
 
 
+def read_only_connection(engine: Engine) -> sa.Connection:
+    """A pooled connection for read-only statements, outside a transaction block.
+
+    On a server database it runs in AUTOCOMMIT: no BEGIN before the first statement and no
+    COMMIT or ROLLBACK round trip when it is returned (under READ COMMITTED each statement
+    sees the same committed data either way).  On SQLite a plain connection is already
+    that (the driver begins transactions before writes only), and switching its isolation
+    level there and back would cost more than a short query.  Never write through it.
+    """
+    connection = engine.connect()
+    if engine.dialect.name != "sqlite":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
 def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
     """Ping a pooled connection on checkout only when it has been idle ``idle_seconds``.
 

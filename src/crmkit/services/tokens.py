@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from crmkit.access.cache import Stamp, stamp_columns
 from crmkit.clock import utcnow
+from crmkit.db import read_only_connection
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import ApiToken, User
 
@@ -185,14 +186,8 @@ def authenticate(
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
     moment = now or utcnow()
-    # one statement, no transaction around it: on PostgreSQL that saves the ROLLBACK round
-    # trip a pooled connection otherwise makes when it is returned.  (SQLite has no round
-    # trip to save, and switching its connection's isolation level there and back costs
-    # more than the query.)
-    connection = engine.connect()
-    if engine.dialect.name != "sqlite":
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-    with connection:
+    # one statement, no transaction around it (no BEGIN/ROLLBACK round trips)
+    with read_only_connection(engine) as connection:
         row = connection.execute(_lookup(), {"digest": digest(secret)}).first()
     if row is None or row.revoked_at is not None or row.blocked:
         return None

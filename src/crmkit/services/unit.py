@@ -29,6 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from crmkit.access.policy import AccessPolicy
 from crmkit.clock import utcnow
+from crmkit.db import read_only_connection
 from crmkit.errors import Conflict, CrmkitError
 from crmkit.events import DomainEvent
 from crmkit.model import AuditEntry
@@ -120,19 +121,15 @@ class UnitOfWork:
         """A connection for read-only Core statements (a list page's rows).
 
         Inside the unit's transaction when it has begun one, so that the reads see the
-        unit's own writes.  Otherwise a pooled connection of its own, outside a transaction
-        block on PostgreSQL: under READ COMMITTED (crmkit's level) a statement sees the same
-        committed data either way, and the reader saves the BEGIN and COMMIT round trips a
-        one-query request would otherwise pay.  Never write through it.
+        unit's own writes.  Otherwise :func:`crmkit.db.read_only_connection`, outside a
+        transaction block, which saves a one-query request the BEGIN and COMMIT round trips
+        on a server database.  Never write through it.
         """
         if self._session is not None or self._connection is not None:
             return self.connection()
         if self._reader is None:
             self._require_open()
-            reader = self.crm.engine.connect()
-            if reader.dialect.name == "postgresql":
-                reader = reader.execution_options(isolation_level="AUTOCOMMIT")
-            self._reader = reader
+            self._reader = read_only_connection(self.crm.engine)
         return self._reader
 
     def flush(self) -> None:
