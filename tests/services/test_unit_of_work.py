@@ -94,7 +94,7 @@ def test_audit_rows_cannot_be_changed(crm):
 
 def test_core_reads_and_a_later_session_share_one_transaction(crm):
     """A unit that starts with a Core statement and then writes through the ORM commits
-    both, or rolls both back: the session joins the connection's transaction."""
+    both, or rolls both back: one transaction."""
     from sqlalchemy import insert
 
     table = Party.__table__

@@ -55,7 +55,6 @@ class UnitOfWork:
         self.actor = actor
         self._open = False
         self._session: Session | None = None
-        self._connection: Connection | None = None
         self._reader: Connection | None = None
         self._events: list[DomainEvent] = []
         self._after_commit: list[Callable[[], None]] = []
@@ -66,8 +65,8 @@ class UnitOfWork:
     # -- transaction ---------------------------------------------------------------------
 
     def __enter__(self) -> UnitOfWork:
-        # the session and the connection are taken on first use: a unit that only runs a
-        # Core query (a list page's rows) needs no ORM session, whose set-up and commit
+        # the session is made on first use: a unit that only runs a Core query (a list
+        # page's rows) needs no ORM session, whose set-up and commit
         # cost as much as the query (docs/decisions.md, "A unit of work takes its session
         # on first use")
         self._open = True
@@ -89,33 +88,17 @@ class UnitOfWork:
     def session(self) -> Session:
         """The SQLAlchemy session of this unit of work (open only inside the ``with`` block).
 
-        Made on first use; when :meth:`connection` already began the unit's transaction, the
-        session joins it, so both see and write the same data.
+        Made on first use, with the unit's transaction.
         """
         if self._session is None:
             self._require_open()
-            if self._connection is not None:
-                self._session = self.crm.session_factory(
-                    bind=self._connection, join_transaction_mode="rollback_only"
-                )
-            else:
-                self._session = self.crm.session_factory()
-                self._session.begin()
+            self._session = self.crm.session_factory()
+            self._session.begin()
         return self._session
 
     def connection(self) -> Connection:
-        """The unit's database connection, inside its transaction, for Core statements.
-
-        The session's connection when the unit has a session; otherwise a connection of its
-        own, which a session made later joins.
-        """
-        if self._session is not None:
-            return self._session.connection()
-        if self._connection is None:
-            self._require_open()
-            self._connection = self.crm.engine.connect()
-            self._connection.begin()
-        return self._connection
+        """The unit's database connection, inside its transaction, for Core statements."""
+        return self.session.connection()
 
     def read_connection(self) -> Connection:
         """A connection for read-only Core statements (a list page's rows).
@@ -125,8 +108,8 @@ class UnitOfWork:
         transaction block, which saves a one-query request the BEGIN and COMMIT round trips
         on a server database.  Never write through it.
         """
-        if self._session is not None or self._connection is not None:
-            return self.connection()
+        if self._session is not None:
+            return self._session.connection()
         if self._reader is None:
             self._require_open()
             self._reader = read_only_connection(self.crm.engine)
@@ -152,9 +135,7 @@ class UnitOfWork:
                 self._before_commit.pop(0)()
             self.flush()
             if self._session is not None:
-                self._session.commit()  # joined to self._connection: only flushes
-            if self._connection is not None:
-                self._connection.commit()
+                self._session.commit()
         except BaseException:
             self.rollback()
             raise
@@ -170,23 +151,20 @@ class UnitOfWork:
 
     def _close(self) -> None:
         self._open = False
-        session, connection, reader = self._session, self._connection, self._reader
-        self._session = self._connection = self._reader = None
+        session, reader = self._session, self._reader
+        self._session = self._reader = None
         try:
             if session is not None:
                 session.close()
         finally:
-            for open_connection in (connection, reader):
-                if open_connection is not None:
-                    open_connection.close()
+            if reader is not None:
+                reader.close()
 
     def rollback(self) -> None:
         """Undo everything done in this unit of work (files it stored included)."""
         try:
             if self._session is not None:
                 self._session.rollback()
-            if self._connection is not None:
-                self._connection.rollback()
         finally:
             self._close()
         self._events.clear()
