@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.errors import CrmkitError
 from crmkit.web.api import account, calendar, files, search, timeline
-from crmkit.web.api.auth import BearerAuthMiddleware
+from crmkit.web.api.auth import BearerAuthMiddleware, Reads
 from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
@@ -127,8 +128,9 @@ def create_api(crm: Any) -> ASGIApp:
     by_path: dict[str, dict[str, Any]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = op.endpoint
+    reads = Reads(crm)
     for path, methods in by_path.items():
-        routes.append(Route(path, _dispatch(methods), methods=list(methods)))
+        routes.append(Route(path, _dispatch(methods, reads), methods=list(methods)))
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -144,16 +146,24 @@ def create_api(crm: Any) -> ASGIApp:
     index_routes(app)  # some eighty paths: try only those of the request's first segment
     app.state.crm = crm
     app.state.operations = operations
-    return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS))
+    return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS, reads))
 
 
-def _dispatch(methods: dict[str, Any]) -> Any:
-    """One endpoint for a path serving several methods."""
+def _dispatch(methods: dict[str, Any], reads: Reads) -> Any:
+    """One endpoint for a path serving several methods.
+
+    A coroutine handler (a write: it reads the body, then works in the thread pool) is
+    awaited; a plain function (a read) runs where ``reads`` says.
+    """
+    coroutines = {method: inspect.iscoroutinefunction(h) for method, h in methods.items()}
 
     async def endpoint(request: Request) -> Response:
-        handler = methods.get(request.method)
-        if handler is None:  # HEAD is answered as GET by Starlette
-            handler = methods["GET"]
-        return await handler(request)
+        method = request.method
+        if method not in methods:  # HEAD is answered as GET by Starlette
+            method = "GET"
+        handler = methods[method]
+        if coroutines[method]:
+            return await handler(request)  # type: ignore[no-any-return]
+        return await reads(handler, request)  # type: ignore[no-any-return]
 
     return endpoint

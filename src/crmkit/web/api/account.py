@@ -24,7 +24,7 @@ def _me_schema(crm: Any) -> type[Schema]:
     return Schema.from_dict(declared, name="Me")
 
 
-async def me(request: Request) -> Response:
+def me(request: Request) -> Response:
     """Who the token acts as."""
     crm = request.app.state.crm
     entity = crm.entities["user"]
@@ -45,7 +45,7 @@ def _owner(request: Request) -> int | None:
     return user_id
 
 
-async def list_tokens(request: Request) -> Response:
+def list_tokens(request: Request) -> Response:
     """Your tokens (an admin may name another user)."""
     owner = _owner(request)
     include_revoked = flag(request.query_params, "include_revoked")

@@ -54,7 +54,7 @@ def _optional_id(request: Request, name: str) -> int | None:
     return value
 
 
-async def calendar(request: Request) -> Response:
+def calendar(request: Request) -> Response:
     """Events overlapping a time range: a user's, or a resource's."""
     start, end = _moment(request, "start"), _moment(request, "end")
     if end <= start:

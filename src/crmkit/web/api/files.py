@@ -122,7 +122,7 @@ async def upload(request: Request) -> Response:
         await form.close()
 
 
-async def download(request: Request) -> Response:
+def download(request: Request) -> Response:
     """The content of a file you may see."""
     attachment_id = parse_id(request.path_params["id"])
     if attachment_id is None:

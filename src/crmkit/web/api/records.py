@@ -108,7 +108,7 @@ class EntityEndpoints:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def list(self, request: Request) -> Response:
+    def list(self, request: Request) -> Response:
         entity = self.entity
         with acting(request) as work:
             service = work.records(entity.name)
@@ -131,7 +131,7 @@ class EntityEndpoints:
             headers["Link"] = next_link(request, page.next_cursor)
         return JSONResponse({"items": items, "next": page.next_cursor}, headers=headers)
 
-    async def read(self, request: Request) -> Response:
+    def read(self, request: Request) -> Response:
         record_id = _record_id(request, self.entity)
         with acting(request) as work:
             record = work.records(self.name).get(record_id)
@@ -216,7 +216,7 @@ class EntityEndpoints:
 
         return await in_thread(request, action)
 
-    async def stages(self, request: Request) -> Response:
+    def stages(self, request: Request) -> Response:
         record_id = _record_id(request, self.entity)
         with acting(request) as work:
             options = work.moves.options(record_id, entity=self.name)
@@ -234,7 +234,7 @@ class EntityEndpoints:
             ]
         return JSONResponse({"items": items})
 
-    async def history(self, request: Request) -> Response:
+    def history(self, request: Request) -> Response:
         record_id = _record_id(request, self.entity)
         with acting(request) as work:
             moves = work.moves.history(record_id, entity=self.name)

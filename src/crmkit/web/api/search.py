@@ -20,7 +20,7 @@ def searchable(crm: Any) -> list[Any]:
     return [e for e in crm.entities if e.search_attrs and "read" in e.actions]
 
 
-async def search(request: Request) -> Response:
+def search(request: Request) -> Response:
     """Records whose search attributes match ``q``, per entity, as far as you may see."""
     crm = request.app.state.crm
     params = request.query_params

@@ -22,7 +22,7 @@ def _activities(crm: Any) -> Any:
     return entity, encoder_for(output_schema(entity), entity.model)
 
 
-async def timeline(request: Request) -> Response:
+def timeline(request: Request) -> Response:
     """A party's timeline, newest first, optionally only some kinds."""
     party_id = parse_id(request.path_params["id"])
     if party_id is None:
