@@ -1,10 +1,13 @@
 """What a screen needs: the signed-in user, a unit of work as them, rendering, redirects.
 
-A screen (core or plugin) is an ``async def endpoint(request)``::
+A screen (core or plugin) that only reads is a plain function ``def endpoint(request)``;
+one that awaits (a form's body, say) is an ``async def``.  A plain function runs on the
+event loop on SQLite and in the thread pool on a database server, so that its round trips
+do not hold up other requests (:mod:`crmkit.web.concurrency`)::
 
     from crmkit.web.pages import render, work
 
-    async def cashbox(request):
+    def cashbox(request):
         with work(request) as w:                      # acting as the signed-in user
             orders = w.records("finance_order").list(limit=20)
         return render(request, "finance/cashbox.html", {"orders": orders})
@@ -47,8 +50,8 @@ async def attach_user(request: Request) -> None:
     token = request.app.state.signer.unsign(request.cookies.get(SESSION_COOKIE))
     resumed = None
     if token:
-        with crm.system() as unit:
-            resumed = unit.signin.resume(token)
+        # a read: off the event loop on a database server (crmkit.web.concurrency)
+        resumed = await request.app.state.reads(_resume, crm, token)
     state.crm = crm
     state.session_token = token if resumed else None
     state.user = resumed.user if resumed else None
@@ -57,6 +60,11 @@ async def attach_user(request: Request) -> None:
     state.session_id = resumed.session_id if resumed else None
     state.locale = locale_for(request, state.user)
     state.attached = True
+
+
+def _resume(crm: Any, token: str) -> Any:
+    with crm.system() as unit:
+        return unit.signin.resume(token)
 
 
 def locale_for(request: Request, user: Any) -> i18n.Locale:

@@ -11,6 +11,7 @@ the login form is protected the same way by a token in a separate signed cookie.
 from __future__ import annotations
 
 import hmac
+import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
@@ -111,6 +112,8 @@ def guarded(
     """
     from crmkit.web.pages import NotFoundPage, actor_can, attach_user
 
+    coroutine = inspect.iscoroutinefunction(endpoint)
+
     @wraps(endpoint)
     async def guard(request: Request) -> Response:
         await attach_user(request)
@@ -126,6 +129,9 @@ def guarded(
                 request.state.csrf_token, await submitted_csrf(request)
             ):
                 raise CsrfFailed()
-        return await endpoint(request)
+        if coroutine:
+            return await endpoint(request)  # type: ignore[no-any-return]
+        # a plain function reads: on the loop on SQLite, in the thread pool on a server
+        return await request.app.state.reads(endpoint, request)  # type: ignore[no-any-return]
 
     return guard

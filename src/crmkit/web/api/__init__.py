@@ -21,11 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.errors import CrmkitError
 from crmkit.web.api import account, calendar, files, search, timeline
-from crmkit.web.api.auth import BearerAuthMiddleware, Reads
+from crmkit.web.api.auth import BearerAuthMiddleware
 from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
 from crmkit.web.api.responses import ApiError, JSONResponse, problem, problem_for
+from crmkit.web.concurrency import Reads
 from crmkit.web.routing import index_routes
 
 log = logging.getLogger("crmkit.api")

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.services import tokens
 from crmkit.web.api.responses import ApiError, problem_for
+from crmkit.web.concurrency import Reads
 
 T = TypeVar("T")
 
@@ -31,27 +32,6 @@ def _unauthorized(detail: str, error: str = "invalid_token") -> ApiError:
         kind="unauthorized",
         headers={"WWW-Authenticate": f'{CHALLENGE}, error="{error}"'},
     )
-
-
-class Reads:
-    """Where a request's database reads run: on the event loop, or in the thread pool.
-
-    On SQLite a read is a call into the library in the same process, with no network
-    wait: it runs on the event loop, and a thread hop would cost more than the query (on
-    the API list benchmark, half the requests/s).  On a server database each statement
-    waits a network round trip for the server; on the loop, that wait stalls every other
-    request of the worker process, so a slow round trip (an autovacuum, a busy core)
-    holds up all 32 connections at once.  There reads run in the thread pool, where the
-    waits of several requests overlap and the loop goes on parsing and answering.
-    """
-
-    def __init__(self, crm: Any) -> None:
-        self.in_threads = crm.engine.dialect.name != "sqlite"
-
-    async def __call__(self, function: Callable[..., T], *args: Any) -> T:
-        if self.in_threads:
-            return await run_in_threadpool(function, *args)
-        return function(*args)
 
 
 class BearerAuthMiddleware:
@@ -127,7 +107,8 @@ async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
 
     Writes go through here: on SQLite a write may wait for the database lock, which must
     not stall the event loop.  Read endpoints are plain functions instead, which the API
-    runs where :class:`Reads` says (on the loop on SQLite, in the pool on a server).
+    runs where :class:`~crmkit.web.concurrency.Reads` says (on the loop on SQLite, in the
+    thread pool on a database server).
     """
     crm = request.app.state.crm
     actor = caller(request)

@@ -16,7 +16,7 @@ from crmkit.web.pages import form_data, redirect, render, work
 from crmkit.web.stage_graph import stage_graph
 
 
-async def index(request: Request) -> Response:
+def index(request: Request) -> Response:
     """The administrator's start screen."""
     crm = request.app.state.crm
     with work(request) as unit:
@@ -196,7 +196,7 @@ async def fields(request: Request) -> Response:
     )
 
 
-async def pipelines(request: Request) -> Response:
+def pipelines(request: Request) -> Response:
     """Every pipeline: stages, moves with their rules, and the rendered stage graph."""
     crm = request.app.state.crm
     items = [(p, stage_graph(p)) for p in crm.pipelines.values()]
@@ -205,7 +205,7 @@ async def pipelines(request: Request) -> Response:
     )
 
 
-async def audit(request: Request) -> Response:
+def audit(request: Request) -> Response:
     """The audit log, newest first, filtered by entity and user, 100 entries a page."""
     params = request.query_params
     with work(request) as unit:

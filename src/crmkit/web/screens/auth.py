@@ -25,7 +25,7 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-async def login_form(request: Request) -> Response:
+def login_form(request: Request) -> Response:
     """The sign-in form (a signed-in user goes straight to their start screen)."""
     if request.state.user is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)

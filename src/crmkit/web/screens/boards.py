@@ -30,7 +30,7 @@ def pipeline_or_404(crm: Any, name: str) -> Any:
     return pipeline
 
 
-async def index(request: Request) -> Response:
+def index(request: Request) -> Response:
     """Every board the user may open."""
     crm = request.app.state.crm
     with work(request) as unit:
@@ -38,7 +38,7 @@ async def index(request: Request) -> Response:
     return render(request, "boards.html", {"title": i18n.lazy("Boards"), "boards": boards})
 
 
-async def board(request: Request) -> Response:
+def board(request: Request) -> Response:
     """One pipeline's board; ``?mine=1`` shows only the user's records, ``q`` searches."""
     crm = request.app.state.crm
     pipeline = pipeline_or_404(crm, request.path_params["pipeline"])

@@ -39,7 +39,7 @@ def _scope(who: str, user_id: int) -> dict[str, Any]:
     return {"owner_id": user_id}
 
 
-async def calendar_page(request: Request) -> Response:
+def calendar_page(request: Request) -> Response:
     """The calendar page (``?who=me|user:<id>|team:<id>|resource:<id>``)."""
     from crmkit.model import Resource
 
@@ -79,7 +79,7 @@ def _parse(value: str | None, field: str) -> dt.datetime:
     return moment
 
 
-async def events(request: Request) -> Response:
+def events(request: Request) -> Response:
     """FullCalendar's event source: visible events in ``[start, end)``, plus free slots."""
     params = request.query_params
     start = _parse(params.get("start"), "start")
@@ -162,7 +162,7 @@ async def create(request: Request) -> Response:
     return redirect(request, "/calendar", "Event added.", who=data.get("who") or None)
 
 
-async def ical_feed(request: Request) -> Response:
+def ical_feed(request: Request) -> Response:
     """The read-only iCalendar feed of the user owning the token (404 for a wrong token)."""
     from icalendar import Calendar, Event
 

@@ -52,7 +52,7 @@ def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
     }
 
 
-async def card(request: Request) -> Response:
+def card(request: Request) -> Response:
     """The card of one client."""
     crm = request.app.state.crm
     party_id = _party_id(request)
@@ -145,7 +145,7 @@ def card_panels(
     return shown
 
 
-async def timeline(request: Request) -> Response:
+def timeline(request: Request) -> Response:
     """The timeline section alone (htmx: kind filter, next page)."""
     party_id = _party_id(request)
     with work(request) as unit:

@@ -57,7 +57,7 @@ def screen_values(unit: Any, params: Any) -> list[Any]:
     )
 
 
-async def screening_page(request: Request) -> Response:
+def screening_page(request: Request) -> Response:
     """Type or paste a name, phone, email or site; see candidates as you type."""
     with work(request) as unit:
         unit.access.require("party", "create")
@@ -75,7 +75,7 @@ async def screening_page(request: Request) -> Response:
     )
 
 
-async def screening_candidates(request: Request) -> Response:
+def screening_candidates(request: Request) -> Response:
     """The candidates table alone (htmx partial for the screening box and the client form)."""
     params = request.query_params
     with work(request) as unit:

@@ -59,7 +59,7 @@ async def groups_page(request: Request) -> Response:
     )
 
 
-async def group_page(request: Request) -> Response:
+def group_page(request: Request) -> Response:
     """A group's members (a page at a time), its live count and the group actions."""
     group_id = int(request.path_params["group_id"])
     with work(request) as unit:
@@ -127,7 +127,7 @@ async def group_action(request: Request) -> Response:
     return redirect(request, f"/groups/{group_id}", "Done.", changed=changed)
 
 
-async def group_export(request: Request) -> Response:
+def group_export(request: Request) -> Response:
     """The group's members as CSV or XLSX (what the user may see)."""
     from crmkit.services.imports import export_parties
 
@@ -138,7 +138,7 @@ async def group_export(request: Request) -> Response:
     return _download(data, f"group-{group_id}.{fmt}", fmt)
 
 
-async def list_export(request: Request) -> Response:
+def list_export(request: Request) -> Response:
     """All clients the user may see (optionally matching ``q``) as CSV or XLSX."""
     from crmkit.services.imports import export_parties
 
@@ -257,7 +257,7 @@ async def import_run_page(request: Request) -> Response:
     )
 
 
-async def import_progress(request: Request) -> Response:
+def import_progress(request: Request) -> Response:
     """The progress bar alone (htmx polls it while the import runs)."""
     from crmkit.web.screens.clientbase import STATUSES
 
@@ -266,7 +266,7 @@ async def import_progress(request: Request) -> Response:
     return render(request, "import_progress.html", {"run": run, "statuses": STATUSES})
 
 
-async def import_errors(request: Request) -> Response:
+def import_errors(request: Request) -> Response:
     """The error report (row; column; reason) as CSV."""
     run_id = int(request.path_params["run_id"])
     with work(request) as unit:

@@ -11,7 +11,7 @@ from crmkit.web import i18n
 from crmkit.web.pages import actor_can, render, screen_path, work
 
 
-async def start(request: Request) -> Response:
+def start(request: Request) -> Response:
     """``/``: go to the start screen of the user's role (``Role.start_screen``).
 
     A user holding several roles lands where the first role (in registration order) that
@@ -42,7 +42,7 @@ async def start(request: Request) -> Response:
     return RedirectResponse("/home", status_code=303)
 
 
-async def workspace(request: Request) -> Response:
+def workspace(request: Request) -> Response:
     """Today's work: overdue and upcoming tasks, reminders, recent clients, team's tasks."""
     user_id = request.state.user.id
     now = dt.datetime.now(dt.UTC)

@@ -26,7 +26,7 @@ def _query(request: Request) -> tuple[str, str]:
     return (view if view in VIEWS else "unassigned", status if status in STATUSES else "open")
 
 
-async def inbox(request: Request) -> Response:
+def inbox(request: Request) -> Response:
     """The list of conversations, and the chosen one beside it."""
     view, status = _query(request)
     chosen_id = optional_int(request.path_params.get("conversation_id"))

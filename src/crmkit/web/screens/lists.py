@@ -236,7 +236,7 @@ def _query(params: Mapping[str, Any], **changes: Any) -> str:
     return urlencode(items)
 
 
-async def list_page(request: Request) -> Response:
+def list_page(request: Request) -> Response:
     """A list of any entity (``/lists/{entity}``)."""
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])

@@ -10,7 +10,7 @@ from crmkit.web.links import notification_url
 from crmkit.web.pages import form_data, redirect, render, work
 
 
-async def page(request: Request) -> Response:
+def page(request: Request) -> Response:
     """The user's newest notifications (opening the page does not mark them read)."""
     with work(request) as unit:
         items = unit.notifications.latest(limit=100)

@@ -23,7 +23,7 @@ from crmkit.web.screens.lists import (
 )
 
 
-async def record_page(request: Request) -> Response:
+def record_page(request: Request) -> Response:
     """Fields, stage and next moves, history and the timeline entries of one record."""
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])

@@ -50,7 +50,7 @@ def _report_or_404(request: Request) -> Report:
     return report
 
 
-async def index(request: Request) -> Response:
+def index(request: Request) -> Response:
     """The reports this user may run."""
     reports = [r for r in request.app.state.crm.reports.values() if may_run(request, r)]
     if not reports:
@@ -116,7 +116,7 @@ def chart_json(chart: Any) -> str | None:
     return json.dumps(chart, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
 
 
-async def report_page(request: Request) -> Response:
+def report_page(request: Request) -> Response:
     """One report: its parameter form, table, totals and chart."""
     report = _report_or_404(request)
     locale = request.state.locale
@@ -169,7 +169,7 @@ async def report_page(request: Request) -> Response:
     )
 
 
-async def download(request: Request) -> Response:
+def download(request: Request) -> Response:
     """The report as a CSV or XLSX file."""
     report = _report_or_404(request)
     fmt = request.path_params["format"]

@@ -16,7 +16,7 @@ from crmkit.web.pages import error_text, form_data, is_htmx, redirect, render, w
 BOARD_STATUSES = ("open", "in_progress", "waiting", "done")
 
 
-async def tasks_page(request: Request) -> Response:
+def tasks_page(request: Request) -> Response:
     """``?who=mine|team``, ``?view=list|board``."""
     params = request.query_params
     who = params.get("who", "mine")

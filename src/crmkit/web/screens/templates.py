@@ -18,7 +18,7 @@ from crmkit.web.pages import error_text, form_data, redirect, render, work
 CHANNELS = ("mail", "telegram", "sms", "whatsapp")
 
 
-async def index(request: Request) -> Response:
+def index(request: Request) -> Response:
     """Every template."""
     with work(request) as unit:
         items = unit.message_templates.list()

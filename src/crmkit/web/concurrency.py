@@ -1,0 +1,37 @@
+"""Where a request's database work runs: on the event loop, or in the thread pool.
+
+Endpoints of the web UI and the API come in two kinds.  A coroutine (``async def``) runs
+on the event loop; it must not wait long there (writes, which may wait for a lock, go to
+the thread pool themselves).  A plain function (``def``) is a read: :class:`Reads`
+decides where it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
+
+
+class Reads:
+    """Runs reads on the event loop on SQLite, in the thread pool on a database server.
+
+    On SQLite a read is a call into the library in the same process, with no network
+    wait: it runs on the event loop, and a thread hop would cost more than the query (on
+    the API list benchmark, half the requests/s).  On a server database each statement
+    waits a network round trip; on the loop that wait stalls every other request of the
+    worker process, so one slow round trip (an autovacuum, a busy core) holds up every
+    request queued behind it.  There reads run in the thread pool, where the waits of
+    several requests overlap while the loop goes on parsing and answering.
+    """
+
+    def __init__(self, crm: Any) -> None:
+        self.in_threads = crm.engine.dialect.name != "sqlite"
+
+    async def __call__(self, function: Callable[..., T], *args: Any) -> T:
+        if self.in_threads:
+            return await run_in_threadpool(function, *args)
+        return function(*args)

@@ -1,0 +1,60 @@
+"""Pages on a database server: one page waiting for a slow round trip holds up no other."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+import sqlalchemy as sa
+
+from crmkit.testing import factories
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_a_slow_card_does_not_hold_up_another_users_page(web, crm):
+    if crm.engine.dialect.name == "sqlite":
+        pytest.skip("on SQLite reading screens run on the event loop: no network wait")
+    owner = await web("agent")
+    other = await web("agent")
+    with crm.acting_as(owner.user) as work:
+        party = factories.organisation(work)
+    assert (await owner.get(f"/clients/{party.id}")).status_code == 200
+    assert (await other.get("/tasks")).status_code == 200
+    slow = threading.Event()
+
+    @sa.event.listens_for(crm.engine, "before_cursor_execute")
+    def round_trip(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if slow.is_set() and "FROM party" in statement:
+            slow.clear()
+            time.sleep(1.5)  # the server is slow to answer the card's first read
+
+    finished: list[str] = []
+
+    async def get(browser: Any, url: str) -> None:
+        response = await browser.get(url)
+        assert response.status_code == 200, response.text
+        finished.append(url)
+
+    try:
+        slow.set()
+        async with anyio.create_task_group() as group:
+            group.start_soon(get, owner, f"/clients/{party.id}")
+            await anyio.sleep(0.3)  # the card now waits for the database
+            started = time.monotonic()
+            group.start_soon(get, other, "/tasks")
+            while "/tasks" not in finished:
+                await anyio.sleep(0.01)
+            waited = time.monotonic() - started
+        assert finished == ["/tasks", f"/clients/{party.id}"]
+        assert waited < 1.0
+    finally:
+        sa.event.remove(crm.engine, "before_cursor_execute", round_trip)
