@@ -2,7 +2,7 @@
 
 ``GET /api/v1/party?limit=50`` (bearer token, access rules, keyset page, output schema) is
 served by ``crmkit.web.server`` under uvicorn (uvloop + httptools) with 1 and 2 workers and
-loaded by ``wrk -t2 -c32`` from the same machine, in alternating rounds (medians shown).
+loaded by ``wrk -c32`` (two threads) from the same machine, in alternating rounds (medians shown).
 The baseline, measured in the same run, is a bare Starlette endpoint running the same SQL
 through SQLAlchemy Core (no token, no access policy, no schema) and returning the same rows,
 encoded by the same JSON library.
@@ -10,7 +10,10 @@ Targets: requests/s >= 0.5x the baseline; p99 <= 50 ms.  The servers' CPU time p
 is shown too: on a machine shared with other work, requests/s and latencies move with the
 neighbours' load, while CPU per request (and its ratio) does not.
 
-    python -m benchmarks api_list [--db sqlite|postgresql] [--duration 10] [--rounds 3]
+    python -m benchmarks --only api_list [--db sqlite|postgresql]
+
+``BENCH_API_ROUNDS`` (3), ``BENCH_API_SECONDS`` (10) and ``BENCH_API_WRK_THREADS`` (2) change
+the rounds, their length and wrk's threads.
 
 The data set is generated once through ``work.parties.bulk_create`` and kept (SQLite under
 ``var/bench``, PostgreSQL in the schema ``crmkit_bench_api`` of ``CRMKIT_BENCH_PG_URL``).
@@ -41,6 +44,9 @@ PARTIES = 1_000_000
 SCHEMA = "crmkit_bench_api"
 BATCH = 50_000
 CONNECTIONS = 32
+ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_API_SECONDS", "10"))
+WRK_THREADS = int(os.environ.get("BENCH_API_WRK_THREADS", "2"))
 
 
 # -- the data set ---------------------------------------------------------------------------
@@ -187,7 +193,7 @@ def check_rows(url: str, headers: dict[str, str]) -> int:
 def load(url: str, headers: dict[str, str], duration: int) -> dict[str, float]:
     """wrk's requests/s and p99 latency (ms) for ``url``."""
     header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
-    base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--latency", *header_args, url]
+    base = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", "--latency", *header_args, url]
     run = subprocess.run([*base[:1], f"-d{duration}s", *base[1:]], capture_output=True, check=True)
     output = run.stdout.decode()
     if "Non-2xx" in output:
@@ -218,7 +224,7 @@ class Server:
         self.process = serve(target, port, workers, env)
         wait_until_up(self.url, headers)
         header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
-        warm_up = ["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", *header_args, self.url]
+        warm_up = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", "-d2s", *header_args, self.url]
         subprocess.run(warm_up, capture_output=True, check=True)
         rows = check_rows(self.url, headers)
         if rows != 50:
@@ -312,7 +318,7 @@ def run(context: Context) -> list[Row]:
         env = {"CRMKIT_CONFIG": str(directory), "CRMKIT_BENCH_AGENT": str(agent_id)}
         headers = {"Authorization": f"Bearer {secret}"}
         for workers in (1, 2):
-            baseline, api = compare(workers, env, headers, duration=10, rounds=3)
+            baseline, api = compare(workers, env, headers, duration=SECONDS, rounds=ROUNDS)
             name = f"API list, 50 of {context.size:,}, {workers} worker(s)"
             ratio = api["rps"] / baseline["rps"]
             rows += [
