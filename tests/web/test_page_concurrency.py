@@ -58,3 +58,59 @@ async def test_a_slow_card_does_not_hold_up_another_users_page(web, crm):
         assert waited < 1.0
     finally:
         sa.event.remove(crm.engine, "before_cursor_execute", round_trip)
+
+
+async def test_a_form_waiting_for_a_lock_does_not_hold_up_other_pages(web, crm):
+    """A note saved while another writer holds the lock (an import's batch, say) waits for
+    it without freezing anyone else's pages, and is saved once the lock is released."""
+    author = await web("agent")
+    other = await web("agent")
+    with crm.acting_as(author.user) as work:
+        party = factories.organisation(work)
+    assert (await other.get("/tasks")).status_code == 200
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with crm.engine.connect() as connection:
+            if crm.engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's one writer
+            else:
+                connection.exec_driver_sql("BEGIN")
+                connection.exec_driver_sql("LOCK TABLE activity IN EXCLUSIVE MODE")
+            held.set()
+            release.wait(10)
+            connection.exec_driver_sql("ROLLBACK")
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert held.wait(10)
+    finished: list[str] = []
+
+    async def post_note() -> None:
+        response = await author.post(f"/clients/{party.id}/notes", {"body": "после блокировки"})
+        assert response.status_code == 303, response.text
+        finished.append("note")
+
+    async def open_tasks() -> None:
+        response = await other.get("/tasks")
+        assert response.status_code == 200, response.text
+        finished.append("tasks")
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(post_note)
+            await anyio.sleep(0.3)  # the note now waits for the lock
+            started = time.monotonic()
+            group.start_soon(open_tasks)
+            while "tasks" not in finished:
+                await anyio.sleep(0.01)
+            waited = time.monotonic() - started
+            assert finished == ["tasks"]  # the note still waits
+            release.set()
+    finally:
+        release.set()
+        holder.join(10)
+    assert finished == ["tasks", "note"]
+    assert waited < 1.0
+    card = await author.get(f"/clients/{party.id}")
+    assert "после блокировки" in card.text

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.api import MOUNT, create_api
-from crmkit.web.concurrency import Reads
+from crmkit.web.concurrency import Blocking
 from crmkit.web.pages import NotFoundPage, attach_user, error_text, is_htmx, render, toast
 from crmkit.web.routing import index_routes
 from crmkit.web.security import CookieSigner, CsrfFailed, SignInRequired, guarded
@@ -149,7 +149,7 @@ def create_app(crm: Any) -> Starlette:
     )
     index_routes(app)  # every screen of every plugin is a route: try only the request's group
     app.state.crm = crm
-    app.state.reads = Reads(crm)
+    app.state.blocking = Blocking(crm)
     app.state.signer = CookieSigner(crm.config["secret_key"], crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)
     app.state.catalogs = i18n.load_catalogs(

@@ -1,9 +1,9 @@
-"""Where a request's database work runs: on the event loop, or in the thread pool.
+"""Where a request's blocking database work runs: on the event loop, or in the thread pool.
 
 Endpoints of the web UI and the API come in two kinds.  A coroutine (``async def``) runs
-on the event loop; it must not wait long there (writes, which may wait for a lock, go to
-the thread pool themselves).  A plain function (``def``) is a read: :class:`Reads`
-decides where it runs.
+on the event loop; it must not wait long there.  A plain function (``def``) does blocking
+work, and :class:`Blocking` runs it: a read where the database makes it cheapest, a write
+(an unsafe method: POST, PUT, PATCH, DELETE) always in the thread pool.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 T = TypeVar("T")
 
 
-class Reads:
-    """Runs reads on the event loop on SQLite, in the thread pool on a database server.
+class Blocking:
+    """Runs reads on the event loop on SQLite and in the thread pool on a database server;
+    writes in the thread pool on both.
 
     On SQLite a read is a call into the library in the same process, with no network
     wait: it runs on the event loop, and a thread hop would cost more than the query (on
@@ -25,13 +26,18 @@ class Reads:
     waits a network round trip; on the loop that wait stalls every other request of the
     worker process, so one slow round trip (an autovacuum, a busy core) holds up every
     request queued behind it.  There reads run in the thread pool, where the waits of
-    several requests overlap while the loop goes on parsing and answering.
+    several requests overlap while the loop goes on parsing and answering.  A write may
+    wait for a lock (SQLite's one writer: an import's batch, say), so it never runs on
+    the loop.
     """
 
     def __init__(self, crm: Any) -> None:
-        self.in_threads = crm.engine.dialect.name != "sqlite"
+        self.reads_in_threads = crm.engine.dialect.name != "sqlite"
 
-    async def __call__(self, function: Callable[..., T], *args: Any) -> T:
-        if self.in_threads:
+    async def read(self, function: Callable[..., T], *args: Any) -> T:
+        if self.reads_in_threads:
             return await run_in_threadpool(function, *args)
         return function(*args)
+
+    async def write(self, function: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(function, *args)

@@ -1,9 +1,9 @@
 """What a screen needs: the signed-in user, a unit of work as them, rendering, redirects.
 
-A screen (core or plugin) that only reads is a plain function ``def endpoint(request)``;
-one that awaits (a form's body, say) is an ``async def``.  A plain function runs on the
-event loop on SQLite and in the thread pool on a database server, so that its round trips
-do not hold up other requests (:mod:`crmkit.web.concurrency`)::
+A screen (core or plugin) is a plain function ``def endpoint(request)``; its guard reads a
+posted form (``posted(request)`` gives it) and runs the screen off the event loop where
+blocking would hurt (:mod:`crmkit.web.concurrency`).  An ``async def`` screen runs on the
+loop; it is for what must be awaited (a streamed upload, server-sent events)::
 
     from crmkit.web.pages import render, work
 
@@ -51,7 +51,7 @@ async def attach_user(request: Request) -> None:
     resumed = None
     if token:
         # a read: off the event loop on a database server (crmkit.web.concurrency)
-        resumed = await request.app.state.reads(_resume, crm, token)
+        resumed = await request.app.state.blocking.read(_resume, crm, token)
     state.crm = crm
     state.session_token = token if resumed else None
     state.user = resumed.user if resumed else None
@@ -262,6 +262,20 @@ def _flatten(messages: Any) -> str:
     if isinstance(messages, list):
         return " ".join(_flatten(m) for m in messages)
     return i18n.gettext(str(messages))
+
+
+def posted(request: Request) -> dict[str, Any]:
+    """The submitted form of a plain-function screen, as :func:`form_data` gives it.
+
+    The screen's guard reads the body before the screen runs (in the thread pool, where
+    nothing can be awaited); a GET has an empty form.
+    """
+    try:
+        return request.state.form  # type: ignore[no-any-return]
+    except AttributeError:
+        raise RuntimeError(
+            "posted() is for plain-function screens; an async screen awaits form_data(request)"
+        ) from None
 
 
 async def form_data(request: Request) -> dict[str, Any]:

@@ -77,12 +77,16 @@ async def submitted_csrf(request: Request) -> str:
     header = request.headers.get("x-csrf-token")
     if header:
         return header
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if _is_form(request):
         form = await request.form()
         value = form.get("csrf_token")
         return value if isinstance(value, str) else ""
     return ""
+
+
+def _is_form(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
 
 
 def tokens_match(expected: str, given: str) -> bool:
@@ -110,7 +114,7 @@ def guarded(
     401).  A user without any of ``roles``, or without ``permission`` (an ``(entity,
     action)`` cell of the permission table), gets 404, exactly like a missing page.
     """
-    from crmkit.web.pages import NotFoundPage, actor_can, attach_user
+    from crmkit.web.pages import NotFoundPage, actor_can, attach_user, form_data
 
     coroutine = inspect.iscoroutinefunction(endpoint)
 
@@ -131,7 +135,12 @@ def guarded(
                 raise CsrfFailed()
         if coroutine:
             return await endpoint(request)  # type: ignore[no-any-return]
-        # a plain function reads: on the loop on SQLite, in the thread pool on a server
-        return await request.app.state.reads(endpoint, request)  # type: ignore[no-any-return]
+        blocking = request.app.state.blocking
+        if request.method in UNSAFE_METHODS:
+            # a plain function cannot await the body: it reads it with posted(request)
+            request.state.form = await form_data(request) if _is_form(request) else {}
+            return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
+        request.state.form = {}
+        return await blocking.read(endpoint, request)  # type: ignore[no-any-return]
 
     return guard

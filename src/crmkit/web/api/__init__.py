@@ -26,7 +26,7 @@ from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
 from crmkit.web.api.responses import ApiError, JSONResponse, problem, problem_for
-from crmkit.web.concurrency import Reads
+from crmkit.web.concurrency import Blocking
 from crmkit.web.routing import index_routes
 
 log = logging.getLogger("crmkit.api")
@@ -129,9 +129,9 @@ def create_api(crm: Any) -> ASGIApp:
     by_path: dict[str, dict[str, Any]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = op.endpoint
-    reads = Reads(crm)
+    blocking = Blocking(crm)
     for path, methods in by_path.items():
-        routes.append(Route(path, _dispatch(methods, reads), methods=list(methods)))
+        routes.append(Route(path, _dispatch(methods, blocking), methods=list(methods)))
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -147,14 +147,14 @@ def create_api(crm: Any) -> ASGIApp:
     index_routes(app)  # some eighty paths: try only those of the request's first segment
     app.state.crm = crm
     app.state.operations = operations
-    return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS, reads))
+    return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS, blocking))
 
 
-def _dispatch(methods: dict[str, Any], reads: Reads) -> Any:
+def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
     """One endpoint for a path serving several methods.
 
     A coroutine handler (a write: it reads the body, then works in the thread pool) is
-    awaited; a plain function (a read) runs where ``reads`` says.
+    awaited; a plain function (a read) runs where ``blocking`` says.
     """
     coroutines = {method: inspect.iscoroutinefunction(h) for method, h in methods.items()}
 
@@ -165,6 +165,6 @@ def _dispatch(methods: dict[str, Any], reads: Reads) -> Any:
         handler = methods[method]
         if coroutines[method]:
             return await handler(request)  # type: ignore[no-any-return]
-        return await reads(handler, request)  # type: ignore[no-any-return]
+        return await blocking.read(handler, request)  # type: ignore[no-any-return]
 
     return endpoint

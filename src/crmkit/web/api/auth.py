@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.services import tokens
 from crmkit.web.api.responses import ApiError, problem_for
-from crmkit.web.concurrency import Reads
+from crmkit.web.concurrency import Blocking
 
 T = TypeVar("T")
 
@@ -38,12 +38,12 @@ class BearerAuthMiddleware:
     """Puts the caller's token owner in ``scope["crmkit.token"]`` or answers 401."""
 
     def __init__(
-        self, app: ASGIApp, crm: Any, public_paths: frozenset[str], reads: Reads | None = None
+        self, app: ASGIApp, crm: Any, public_paths: frozenset[str], blocking: Blocking | None = None
     ) -> None:
         self.app = app
         self.crm = crm
         self.public_paths = public_paths
-        self.reads = reads or Reads(crm)
+        self.blocking = blocking or Blocking(crm)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, root = scope["path"], scope.get("root_path", "")
@@ -53,7 +53,7 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            owner = await self.reads(self.authenticate, scope)
+            owner = await self.blocking.read(self.authenticate, scope)
         except ApiError as exc:
             await problem_for(Request(scope), exc)(scope, receive, send)
             return
@@ -107,7 +107,7 @@ async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
 
     Writes go through here: on SQLite a write may wait for the database lock, which must
     not stall the event loop.  Read endpoints are plain functions instead, which the API
-    runs where :class:`~crmkit.web.concurrency.Reads` says (on the loop on SQLite, in the
+    runs where :class:`~crmkit.web.concurrency.Blocking` says (on the loop on SQLite, in the
     thread pool on a database server).
     """
     crm = request.app.state.crm

@@ -12,7 +12,7 @@ from crmkit.access.rules import ACTIONS, Scope
 from crmkit.errors import NotFound
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, optional_int
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import posted, redirect, render, work
 from crmkit.web.stage_graph import stage_graph
 
 
@@ -36,11 +36,11 @@ def index(request: Request) -> Response:
     )
 
 
-async def users(request: Request) -> Response:
+def users(request: Request) -> Response:
     """Every user; POST creates one."""
     crm = request.app.state.crm
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         with work(request) as unit:
             created = unit.users.create(
                 username=str(data.get("username", "")).strip(),
@@ -59,12 +59,12 @@ async def users(request: Request) -> Response:
     )
 
 
-async def user(request: Request) -> Response:
+def user(request: Request) -> Response:
     """One user: profile and roles, block/unblock, new password, sign out everywhere."""
     crm = request.app.state.crm
     user_id = int(request.path_params["user_id"])
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         action = data.get("action")
         with work(request) as unit:
             if action == "block":
@@ -98,11 +98,11 @@ async def user(request: Request) -> Response:
     )
 
 
-async def permissions(request: Request) -> Response:
+def permissions(request: Request) -> Response:
     """The role x entity x action table; POST sets one cell."""
     crm = request.app.state.crm
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         with work(request) as unit:
             unit.permissions.set(
                 str(data.get("role")),
@@ -132,10 +132,10 @@ async def permissions(request: Request) -> Response:
     )
 
 
-async def teams(request: Request) -> Response:
+def teams(request: Request) -> Response:
     """Teams and their members; POST creates a team or sets its members."""
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         members = [int(m) for m in as_list(data.get("members"))]
         with work(request) as unit:
             team_id = optional_int(data.get("team_id"))
@@ -152,12 +152,12 @@ async def teams(request: Request) -> Response:
     )
 
 
-async def fields(request: Request) -> Response:
+def fields(request: Request) -> Response:
     """Custom fields of every entity that has them; POST defines one."""
     crm = request.app.state.crm
     entities = [e for e in crm.entities if e.custom_fields]
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         choices = [c.strip() for c in str(data.get("choices", "")).split(",") if c.strip()]
         values: dict[str, Any] = {
             "entity": str(data.get("entity", "")),

@@ -15,7 +15,7 @@ from crmkit.jobs.watchers import states as watcher_states
 from crmkit.services.automation import automation
 from crmkit.web import i18n
 from crmkit.web.forms import as_list
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import posted, redirect, render, work
 
 #: Texts shown through ``_(value)``, listed here so that the catalogs collect them.
 SHOWN_TEXTS = (
@@ -38,13 +38,13 @@ SHOWN_TEXTS = (
 )
 
 
-async def dead_letters(request: Request) -> Response:
+def dead_letters(request: Request) -> Response:
     """Outbox items given up after their last attempt, with the error; retry or discard.
 
     Below them, the watchers (a mailbox's IDLE connection...): who runs each, the last error.
     """
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         ids = [int(i) for i in as_list(data.get("ids")) if str(i).isdigit()]
         if not ids:
             return redirect(request, "/admin/dead-letters", "Choose the items first.", "error")
@@ -87,10 +87,10 @@ def _number(value: Any) -> float | None:
     return float(text) if text else None
 
 
-async def rules(request: Request) -> Response:
+def rules(request: Request) -> Response:
     """Automation rules (code and data): create, enable, disable, delete; recent failures."""
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         action = data.get("action")
         name = str(data.get("name", "")).strip()
         with work(request) as unit:

@@ -19,7 +19,7 @@ from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
 from crmkit.web.links import party_url
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 
 #: Working hours in which free slots of a resource are shown (the user's zone).
 WORKING_HOURS = (9, 18)
@@ -145,9 +145,9 @@ async def reschedule(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-async def create(request: Request) -> Response:
+def create(request: Request) -> Response:
     """A new event from the calendar's form."""
-    data = await form_data(request)
+    data = posted(request)
     locale = request.state.locale
     values: dict[str, Any] = {
         "title": str(data.get("title", "")),

@@ -19,7 +19,7 @@ from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int
 from crmkit.web.links import party_url
-from crmkit.web.pages import form_data, is_htmx, redirect, render, work
+from crmkit.web.pages import is_htmx, posted, redirect, render, work
 
 TIMELINE_PAGE = 30
 #: Entities shown in the card's own sections rather than as "linked records".
@@ -159,10 +159,10 @@ def timeline(request: Request) -> Response:
     return render(request, template, context)
 
 
-async def add_note(request: Request) -> Response:
+def add_note(request: Request) -> Response:
     """Write a note (``@username`` mentions notify colleagues at once)."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         unit.timeline.add_note(
             party_id=party_id, body=str(data.get("body", "")), pinned=bool(data.get("pinned"))
@@ -177,16 +177,16 @@ async def add_note(request: Request) -> Response:
     return redirect(request, party_url(party_id), "Note added.")
 
 
-async def pin_note(request: Request) -> Response:
+def pin_note(request: Request) -> Response:
     """Pin or unpin a note on top of the card."""
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         note = unit.timeline.pin(int(request.path_params["activity_id"]), bool(data.get("pinned")))
         party_id = note.party_id
     return redirect(request, party_url(party_id) if party_id else "/")
 
 
-async def new(request: Request) -> Response:
+def new(request: Request) -> Response:
     """Create a client: a form, then the card of the new client."""
     with work(request) as unit:
         unit.access.require("party", "create")
@@ -203,7 +203,7 @@ async def new(request: Request) -> Response:
                 "values": dict(request.query_params),
             },
         )
-    data = await form_data(request)
+    data = posted(request)
     values = _party_values(data, definitions)
     points = []
     for kind in ("phone", "email"):
@@ -271,7 +271,7 @@ def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str
     return values
 
 
-async def edit(request: Request) -> Response:
+def edit(request: Request) -> Response:
     """Edit a client's details (stale edits are refused: ``version`` of the form)."""
     party_id = _party_id(request)
     with work(request) as unit:
@@ -283,17 +283,17 @@ async def edit(request: Request) -> Response:
             "client_form.html",
             {"title": party.name, "party": party, "definitions": definitions, "values": {}},
         )
-    data = await form_data(request)
+    data = posted(request)
     values = _party_values(data, definitions)
     with work(request) as unit:
         unit.parties.update(party_id, values, expected_version=optional_int(data.get("version")))
     return redirect(request, party_url(party_id), "Saved.")
 
 
-async def add_contact(request: Request) -> Response:
+def add_contact(request: Request) -> Response:
     """Add a phone, email, messenger handle or website."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         unit.parties.add_contact(
             party_id,
@@ -304,7 +304,7 @@ async def add_contact(request: Request) -> Response:
     return redirect(request, party_url(party_id) + "#contacts", "Contact added.")
 
 
-async def remove_contact(request: Request) -> Response:
+def remove_contact(request: Request) -> Response:
     """Remove a contact point."""
     party_id = _party_id(request)
     with work(request) as unit:
@@ -350,10 +350,10 @@ async def download(request: Request) -> Response:
     )
 
 
-async def add_task(request: Request) -> Response:
+def add_task(request: Request) -> Response:
     """A task about this client."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     locale = request.state.locale
     with work(request) as unit:
         unit.tasks.create(
@@ -365,10 +365,10 @@ async def add_task(request: Request) -> Response:
     return redirect(request, party_url(party_id) + "#tasks", "Task added.")
 
 
-async def add_reminder(request: Request) -> Response:
+def add_reminder(request: Request) -> Response:
     """A reminder about this client, for the user and chosen colleagues."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     locale = request.state.locale
     recipients = [{"user_id": int(u)} for u in as_list(data.get("recipients"))]
     with work(request) as unit:
@@ -381,10 +381,10 @@ async def add_reminder(request: Request) -> Response:
     return redirect(request, party_url(party_id) + "#reminders", "Reminder set.")
 
 
-async def add_deal(request: Request) -> Response:
+def add_deal(request: Request) -> Response:
     """A deal with this client."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     values: dict[str, Any] = {"title": str(data.get("title", "")), "party_id": party_id}
     if str(data.get("amount", "")).strip():
         values["amount"] = str(data["amount"]).replace(" ", "").replace(",", ".")
@@ -395,19 +395,19 @@ async def add_deal(request: Request) -> Response:
     return redirect(request, f"/records/deal/{deal.id}", "Deal created.")
 
 
-async def add_group(request: Request) -> Response:
+def add_group(request: Request) -> Response:
     """Put this client in a group."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         unit.groups.add_members(int(data.get("group_id") or 0), [party_id])
     return redirect(request, party_url(party_id), "Added to the group.")
 
 
-async def set_tags(request: Request) -> Response:
+def set_tags(request: Request) -> Response:
     """Replace the client's tags (comma-separated)."""
     party_id = _party_id(request)
-    data = await form_data(request)
+    data = posted(request)
     names = [t.strip() for t in str(data.get("tags", "")).split(",") if t.strip()]
     with work(request) as unit:
         unit.parties.update(party_id, {"tags": names})

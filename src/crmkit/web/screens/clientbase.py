@@ -99,15 +99,15 @@ def _field_label(field: str, definitions: dict[str, Any]) -> str:
     return field
 
 
-async def merge_page(request: Request) -> Response:
+def merge_page(request: Request) -> Response:
     """Merge a duplicate into this client: pick the other record, then field by field."""
     from crmkit.errors import ValidationFailed
     from crmkit.web.forms import optional_int
     from crmkit.web.links import party_url
-    from crmkit.web.pages import error_text, form_data, redirect
+    from crmkit.web.pages import error_text, posted, redirect
 
     party_id = int(request.path_params["party_id"])
-    data = await form_data(request) if request.method == "POST" else {}
+    data = posted(request) if request.method == "POST" else {}
     other_id = optional_int(data.get("with") or request.query_params.get("with"))
     error = None
     if request.method == "POST" and other_id:
@@ -171,16 +171,16 @@ async def merge_page(request: Request) -> Response:
 # -- duplicate report (admin) -----------------------------------------------------------------
 
 
-async def duplicates_page(request: Request) -> Response:
+def duplicates_page(request: Request) -> Response:
     """The latest whole-base duplicate report, its groups with links to merge them."""
     from sqlalchemy import select
 
     from crmkit.model import DuplicateReport
     from crmkit.services.duplicates import queue_report, run_report
-    from crmkit.web.pages import form_data, redirect
+    from crmkit.web.pages import posted, redirect
 
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         if data.get("now"):
             with work(request) as unit:
                 unit.access.require("party", "delete")

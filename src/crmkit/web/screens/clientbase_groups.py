@@ -12,18 +12,18 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
 def _depth(group: Any) -> int:
     return group.path.count("/") - 2
 
 
-async def groups_page(request: Request) -> Response:
+def groups_page(request: Request) -> Response:
     """Every group, nested, each with the number of members the user may see."""
     error = None
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         try:
             rules_text = str(data.get("rules", "")).strip()
             rules = json.loads(rules_text) if rules_text else None
@@ -90,10 +90,10 @@ def group_page(request: Request) -> Response:
     )
 
 
-async def group_action(request: Request) -> Response:
+def group_action(request: Request) -> Response:
     """Apply an action to every member: copy or move to a group, assign, tag, change stage."""
     group_id = int(request.path_params["group_id"])
-    data = await form_data(request)
+    data = posted(request)
     action = str(data.get("action", ""))
     with work(request) as unit:
         groups = unit.groups
@@ -206,14 +206,14 @@ def _fields(unit: Any) -> list[tuple[str, str]]:
     return [("", "—"), *((f, f) for f in FIELDS), *custom]
 
 
-async def import_run_page(request: Request) -> Response:
+def import_run_page(request: Request) -> Response:
     """Map columns, preview, choose per duplicate row, start; then the progress."""
     from crmkit.web.screens.clientbase import STATUSES
 
     run_id = int(request.path_params["run_id"])
     error = None
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         mapping = {
             key[len("map.") :]: str(value) for key, value in data.items() if key.startswith("map.")
         }

@@ -17,7 +17,7 @@ from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.services.conversations import STATUSES, VIEWS
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
 def _query(request: Request) -> tuple[str, str]:
@@ -70,10 +70,10 @@ def inbox(request: Request) -> Response:
     )
 
 
-async def act(request: Request) -> Response:
+def act(request: Request) -> Response:
     """One action on a conversation (``action``: assign, reply, snooze, close, reopen, lead, attach)."""  # noqa: E501
     conversation_id = int(request.path_params["conversation_id"])
-    data = await form_data(request)
+    data = posted(request)
     action = str(data.get("action", ""))
     back = f"/inbox/{conversation_id}?view={data.get('view', 'unassigned')}"
     message = i18n.lazy("Saved.")

@@ -23,7 +23,7 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.filters import filters_from_query
 from crmkit.web import i18n
 from crmkit.web.links import party_url, record_url
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import posted, redirect, render, work
 
 #: Columns shown when the user has chosen none.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -342,11 +342,11 @@ def _column_label(column: str, definitions: dict) -> str:
     return i18n.lazy(column)
 
 
-async def bulk(request: Request) -> Response:
+def bulk(request: Request) -> Response:
     """Apply a bulk action to the checked rows: assign, tag, put in a group, change stage."""
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])
-    data = await form_data(request)
+    data = posted(request)
     back = f"/lists/{entity.name}?{data.get('back', '')}"
     raw_ids = data.get("ids", [])
     ids = [
@@ -407,13 +407,13 @@ def _flash_raw(request: Request, path: str, text: str) -> Response:
     return response
 
 
-async def save_view(request: Request) -> Response:
+def save_view(request: Request) -> Response:
     """Save the list's current query string as a named view."""
     from urllib.parse import parse_qsl
 
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])
-    data = await form_data(request)
+    data = posted(request)
     query = dict(parse_qsl(str(data.get("query", ""))))
     with work(request) as unit:
         view = unit.saved_views.save(
@@ -422,7 +422,7 @@ async def save_view(request: Request) -> Response:
     return redirect(request, f"/lists/{entity.name}", "View saved.", **view.query)
 
 
-async def delete_view(request: Request) -> Response:
+def delete_view(request: Request) -> Response:
     """Delete one of the user's saved views."""
     entity = entity_or_404(request.app.state.crm, request.path_params["entity"])
     with work(request) as unit:

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from crmkit.web import i18n
 from crmkit.web.links import notification_url
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import posted, redirect, render, work
 
 
 def page(request: Request) -> Response:
@@ -21,9 +21,9 @@ def page(request: Request) -> Response:
     )
 
 
-async def mark_read(request: Request) -> Response:
+def mark_read(request: Request) -> Response:
     """Mark one (``id``) or all notifications read; with ``go`` continue to its record."""
-    data = await form_data(request)
+    data = posted(request)
     ident = data.get("id")
     with work(request) as unit:
         unit.notifications.mark_read([int(ident)] if ident else None)

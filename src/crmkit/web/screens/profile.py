@@ -12,14 +12,14 @@ from crmkit.channels import AddressKind, Capability, Channel
 from crmkit.errors import ValidationFailed
 from crmkit.identity import contact_key
 from crmkit.web import i18n
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import posted, redirect, render, work
 
 
-async def page(request: Request) -> Response:
+def page(request: Request) -> Response:
     """Show (GET) or save (POST) the profile."""
     user_id = request.state.user.id
     if request.method == "POST":
-        data = await form_data(request)
+        data = posted(request)
         timezone = str(data.get("timezone", "")).strip()
         if timezone and timezone not in zoneinfo.available_timezones():
             raise ValidationFailed({"timezone": [f"unknown time zone {timezone}"]})
@@ -55,9 +55,9 @@ async def page(request: Request) -> Response:
     )
 
 
-async def password(request: Request) -> Response:
+def password(request: Request) -> Response:
     """Change the password (the current one is asked); other sessions end."""
-    data = await form_data(request)
+    data = posted(request)
     user = request.state.user
     if data.get("new") != data.get("repeat"):
         raise ValidationFailed({"password": ["the two new passwords differ"]})
@@ -69,7 +69,7 @@ async def password(request: Request) -> Response:
     return redirect(request, "/login", "Password changed; sign in again.")
 
 
-async def renew_feed(request: Request) -> Response:
+def renew_feed(request: Request) -> Response:
     """Make a new secret calendar feed address (the old one stops working)."""
     with work(request) as unit:
         token = unit.calendar_feeds.renew()
@@ -83,9 +83,9 @@ def _forward_channels(request: Request) -> list[Channel]:
     return sorted((c for c in channels if c.can(Capability.SEND)), key=lambda c: c.name)
 
 
-async def forwarding(request: Request) -> Response:
+def forwarding(request: Request) -> Response:
     """Save where the user's notifications are forwarded; an empty address stops it."""
-    data = await form_data(request)
+    data = posted(request)
     channels = _forward_channels(request)
     errors: dict[str, list[str]] = {}
     addresses: dict[str, str] = {}

@@ -12,7 +12,7 @@ from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
 from crmkit.web.links import party_url, record_url
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit.web.screens.card import card_panels
 from crmkit.web.screens.lists import (
     HIDDEN_COLUMNS,
@@ -103,7 +103,7 @@ def move_fields(data: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-async def move(request: Request) -> Response:
+def move(request: Request) -> Response:
     """Move a record to a stage; a refusal that can be fixed shows the small form."""
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])
@@ -114,7 +114,7 @@ async def move(request: Request) -> Response:
             record = unit.records(entity.name).get(record_id)
         target = request.query_params.get("to", "")
         return _form(request, entity, record, target, reasons=[], missing=[], values={})
-    data = await form_data(request)
+    data = posted(request)
     target = str(data.get("to", ""))
     try:
         with work(request) as unit:

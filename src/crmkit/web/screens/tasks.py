@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from crmkit.schemas import TASK_STATUSES
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
-from crmkit.web.pages import error_text, form_data, is_htmx, redirect, render, work
+from crmkit.web.pages import error_text, form_data, is_htmx, posted, redirect, render, work
 
 #: Columns of the task board.
 BOARD_STATUSES = ("open", "in_progress", "waiting", "done")
@@ -48,9 +48,9 @@ def tasks_page(request: Request) -> Response:
     )
 
 
-async def create(request: Request) -> Response:
+def create(request: Request) -> Response:
     """A new task (for the user unless assigned to a colleague)."""
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         unit.tasks.create(
             title=str(data.get("title", "")),
@@ -89,7 +89,7 @@ async def set_status(request: Request) -> Response:
     return redirect(request, back, "Saved.")
 
 
-async def reminder_done(request: Request) -> Response:
+def reminder_done(request: Request) -> Response:
     """The user has dealt with a reminder."""
     with work(request) as unit:
         unit.reminders.done(int(request.path_params["reminder_id"]))

@@ -13,7 +13,7 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 
 CHANNELS = ("mail", "telegram", "sms", "whatsapp")
 
@@ -30,7 +30,7 @@ def index(request: Request) -> Response:
     )
 
 
-async def edit(request: Request) -> Response:
+def edit(request: Request) -> Response:
     """Create (``/templates/new``) or edit a template."""
     raw_id = request.path_params["template_id"]
     template_id = None if raw_id == "new" else optional_int(raw_id)
@@ -39,7 +39,7 @@ async def edit(request: Request) -> Response:
     error = None
     values: dict = {}
     if request.method == "POST":
-        values = await form_data(request)
+        values = posted(request)
         data = {
             k: str(values.get(k, "")) for k in ("name", "channel", "language", "subject", "body")
         }
@@ -72,9 +72,9 @@ async def edit(request: Request) -> Response:
     )
 
 
-async def preview(request: Request) -> Response:
+def preview(request: Request) -> Response:
     """The preview fragment: the template rendered for the chosen client, or its mistake."""
-    data = await form_data(request)
+    data = posted(request)
     party_id = optional_int(data.get("party_id"))
     texts = {"subject": str(data.get("subject", "")), "body": str(data.get("body", ""))}
     problem = None
