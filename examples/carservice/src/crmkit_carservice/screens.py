@@ -17,7 +17,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_carservice.services import carservice
 
 
@@ -25,7 +25,7 @@ def _order_url(order_id: int) -> str:
     return f"/records/finance_order/{order_id}"
 
 
-async def desk(request: Request) -> Response:
+def desk(request: Request) -> Response:
     """Find a client by car plate (any alphabet, spacing or case); open orders of today."""
     query = request.query_params.get("q", "").strip()
     with work(request) as unit:
@@ -65,7 +65,7 @@ def _choices(unit: Any) -> dict[str, Any]:
     }
 
 
-async def intake(request: Request) -> Response:
+def intake(request: Request) -> Response:
     """One form: a new or found client, their car, the services, the worker."""
     if request.method == "GET":
         values: dict[str, Any] = dict(request.query_params)
@@ -80,7 +80,7 @@ async def intake(request: Request) -> Response:
             "carservice/intake.html",
             {"title": i18n.lazy("New order"), "values": values, **context},
         )
-    data = await form_data(request)
+    data = posted(request)
     services = data.get("services") or []
     if isinstance(services, str):
         services = [services]
@@ -146,10 +146,10 @@ def client_panel(unit: Any, party: Any) -> dict[str, Any] | None:
     return {"cars": cars, "office": office, "party": party}
 
 
-async def assign(request: Request) -> Response:
+def assign(request: Request) -> Response:
     """Give the order to a worker."""
     order_id = int(request.path_params["order_id"])
-    data = await form_data(request)
+    data = posted(request)
     try:
         with work(request) as unit:
             carservice(unit).assign(order_id, optional_int(data.get("assignee_id")))
@@ -158,7 +158,7 @@ async def assign(request: Request) -> Response:
     return redirect(request, _order_url(order_id), "Saved.")
 
 
-async def my_orders(request: Request) -> Response:
+def my_orders(request: Request) -> Response:
     """The worker's open orders (the scope shows them only theirs) and what they did lately."""
     with work(request) as unit:
         orders = unit.records("finance_order")
@@ -184,7 +184,7 @@ def _json_number(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
 
 
-async def director(request: Request) -> Response:
+def director(request: Request) -> Response:
     """Revenue, orders, average check and margin by month, corporate income, salaries, stock."""
     crm = request.app.state.crm
     today = utcnow().date()

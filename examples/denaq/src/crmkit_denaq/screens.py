@@ -27,7 +27,7 @@ def _ids(value: Any) -> list[int]:
     return [int(v) for v in as_list(value) if v.isdigit()]
 
 
-async def leads(request: Request) -> Response:
+def leads(request: Request) -> Response:
     """A lead creator's leads: those still waiting for an agent, newest first."""
     user_id = request.state.user.id
     with work(request) as unit:
@@ -108,7 +108,7 @@ async def _distribute(request: Request) -> Response:
     return redirect(request, HERE, text)
 
 
-async def statistics(request: Request) -> Response:
+def statistics(request: Request) -> Response:
     """denaq's reports on one page, as charts; each links to its table and downloads."""
     charts = []
     with work(request) as unit, i18n.activate(request.state.locale):

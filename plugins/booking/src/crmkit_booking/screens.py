@@ -12,7 +12,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
 
 
@@ -23,7 +23,7 @@ def _day(text: str | None, zone: Any) -> dt.date:
         return utcnow().astimezone(zone).date()
 
 
-async def journal(request: Request) -> Response:
+def journal(request: Request) -> Response:
     """``/booking?day=2026-11-23&days=7&minutes=60``: the grid, and free windows if asked."""
     params = request.query_params
     with work(request) as unit:
@@ -60,13 +60,13 @@ async def journal(request: Request) -> Response:
     )
 
 
-async def new(request: Request) -> Response:
+def new(request: Request) -> Response:
     """The booking form: resource, time, duration and the client (searched by name)."""
     values: dict[str, Any] = dict(request.query_params)
     error = None
     status = 200
     if request.method == "POST":
-        values = await form_data(request)
+        values = posted(request)
         try:
             with work(request) as unit:
                 service = booking(unit)
@@ -111,10 +111,10 @@ async def new(request: Request) -> Response:
     )
 
 
-async def cancel(request: Request) -> Response:
+def cancel(request: Request) -> Response:
     """Cancel a booking from the journal."""
     event_id = int(request.path_params["event_id"])
-    data = await form_data(request)
+    data = posted(request)
     with work(request) as unit:
         booking(unit).cancel(event_id, reason=str(data.get("reason", "")))
     return redirect(request, "/booking", "Booking cancelled.", day=data.get("day"))

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.web.contributions import Screen
-from crmkit.web.pages import form_data, render, work
+from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import (
     FinanceAccount,
@@ -75,7 +75,7 @@ def _schemes(unit: Any, on_date: dt.date) -> dict[int, Any]:
     return {user_id: (scheme, fin.payroll.rates_of(scheme)) for user_id, scheme in found.items()}
 
 
-async def payroll(request: Request) -> Response:
+def payroll(request: Request) -> Response:
     """Employees, their schemes and the month's salaries."""
     with work(request) as unit:
         fin = finance(unit)
@@ -114,9 +114,9 @@ async def payroll(request: Request) -> Response:
     return render(request, "finance/payroll.html", context)
 
 
-async def set_scheme(request: Request) -> Response:
+def set_scheme(request: Request) -> Response:
     """Set an employee's pay scheme from a date on."""
-    data = await form_data(request)
+    data = posted(request)
     rates = {
         int(key.removeprefix("rate.")): value
         for key, value in data.items()
@@ -139,9 +139,9 @@ async def set_scheme(request: Request) -> Response:
     return attempt(request, "/finance/payroll", set_it, "Pay scheme saved.")
 
 
-async def accrue(request: Request) -> Response:
+def accrue(request: Request) -> Response:
     """Accrue a month's salaries."""
-    data = await form_data(request)
+    data = posted(request)
     month_text = str(data.get("month", ""))
     back = f"/finance/payroll?month={month_text[:7]}" if month_text else "/finance/payroll"
     return attempt(
@@ -152,9 +152,9 @@ async def accrue(request: Request) -> Response:
     )
 
 
-async def pay(request: Request) -> Response:
+def pay(request: Request) -> Response:
     """Pay an employee out."""
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         "/finance/payroll",
@@ -167,7 +167,7 @@ async def pay(request: Request) -> Response:
     )
 
 
-async def payslip(request: Request) -> Response:
+def payslip(request: Request) -> Response:
     """An employee's payslip for a month."""
     user_id = int(request.path_params["user_id"])
     with work(request) as unit:
@@ -182,10 +182,10 @@ async def payslip(request: Request) -> Response:
     )
 
 
-async def reverse_payslip(request: Request) -> Response:
+def reverse_payslip(request: Request) -> Response:
     """Reverse an accrued payslip (to accrue it again)."""
     payslip_id = int(request.path_params["payslip_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         "/finance/payroll",
@@ -194,7 +194,7 @@ async def reverse_payslip(request: Request) -> Response:
     )
 
 
-async def cashback(request: Request) -> Response:
+def cashback(request: Request) -> Response:
     """The cashback program and, for a found client, their cashback account."""
     text = request.query_params.get("q", "").strip()
     party_id = optional_id(request.query_params.get("client"))
@@ -218,9 +218,9 @@ async def cashback(request: Request) -> Response:
     return render(request, "finance/cashback.html", context)
 
 
-async def set_program(request: Request) -> Response:
+def set_program(request: Request) -> Response:
     """Change the cashback percent and lifetime from a date on."""
-    data = await form_data(request)
+    data = posted(request)
 
     def set_it(fin: Any) -> Any:
         days = str(data.get("expiry_days") or "").strip()
@@ -237,10 +237,10 @@ async def set_program(request: Request) -> Response:
     return attempt(request, "/finance/cashback", set_it, "Cashback program saved.")
 
 
-async def adjust_cashback(request: Request) -> Response:
+def adjust_cashback(request: Request) -> Response:
     """Give or take a client's cashback by hand, with a reason."""
     party_id = int(request.path_params["party_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         f"/finance/cashback?client={party_id}",
@@ -251,7 +251,7 @@ async def adjust_cashback(request: Request) -> Response:
     )
 
 
-async def client_transactions(request: Request) -> Response:
+def client_transactions(request: Request) -> Response:
     """A client's money movements: receivable and cashback entries, newest first."""
     party_id = int(request.path_params["party_id"])
     with work(request) as unit:
@@ -282,7 +282,7 @@ async def client_transactions(request: Request) -> Response:
     )
 
 
-async def expenses(request: Request) -> Response:
+def expenses(request: Request) -> Response:
     """Expense and income categories, the booking form, the latest bookings."""
     with work(request) as unit:
         fin = finance(unit)
@@ -319,9 +319,9 @@ async def expenses(request: Request) -> Response:
     return render(request, "finance/expenses.html", context)
 
 
-async def book(request: Request) -> Response:
+def book(request: Request) -> Response:
     """Book an expense (or an income) in a category."""
-    data = await form_data(request)
+    data = posted(request)
     kind = str(data.get("kind") or "expense")
 
     def book_it(fin: Any) -> Any:
@@ -341,9 +341,9 @@ async def book(request: Request) -> Response:
     return attempt(request, "/finance/expenses", book_it, "Booked.")
 
 
-async def add_category(request: Request) -> Response:
+def add_category(request: Request) -> Response:
     """A new income or expense category."""
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         "/finance/expenses",

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
 from crmkit.web.contributions import Screen
-from crmkit.web.pages import form_data, render, work
+from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceOrder, FinancePayment
 from crmkit_finance.screens import (
@@ -60,7 +60,7 @@ def _found_orders(fin: Any, text: str) -> list[dict[str, Any]]:
     ]
 
 
-async def cashdesk(request: Request) -> Response:
+def cashdesk(request: Request) -> Response:
     """One desk: its shift, the payment form for a found order, the shift's payments."""
     desk_id = optional_id(request.query_params.get("desk"))
     text = request.query_params.get("q", "").strip()
@@ -106,10 +106,10 @@ def _desk_path(desk_id: int) -> str:
     return f"/finance/cashdesk?desk={desk_id}"
 
 
-async def open_shift(request: Request) -> Response:
+def open_shift(request: Request) -> Response:
     """Open a shift at a desk with a count of the drawer."""
     desk_id = int(request.path_params["desk_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         _desk_path(desk_id),
@@ -120,10 +120,10 @@ async def open_shift(request: Request) -> Response:
     )
 
 
-async def close_shift(request: Request) -> Response:
+def close_shift(request: Request) -> Response:
     """Close a shift with a count of the drawer, then show its report."""
     shift_id = int(request.path_params["shift_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         safe_back(data.get("back"), "/finance/cashdesk"),
@@ -135,10 +135,10 @@ async def close_shift(request: Request) -> Response:
     )
 
 
-async def move_cash(request: Request) -> Response:
+def move_cash(request: Request) -> Response:
     """Take cash from the drawer to the bank during a shift."""
     desk_id = int(request.path_params["desk_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         _desk_path(desk_id),
@@ -147,7 +147,7 @@ async def move_cash(request: Request) -> Response:
     )
 
 
-async def shift_page(request: Request) -> Response:
+def shift_page(request: Request) -> Response:
     """A shift's report: payments and refunds by method, counts and differences."""
     shift_id = int(request.path_params["shift_id"])
     with work(request) as unit:
@@ -178,9 +178,9 @@ async def shift_page(request: Request) -> Response:
     )
 
 
-async def take_payment(request: Request) -> Response:
+def take_payment(request: Request) -> Response:
     """Take a payment for an order or onto a client's account (prepayment)."""
-    data = await form_data(request)
+    data = posted(request)
     order_id = optional_id(data.get("order_id"))
     party_id = optional_id(data.get("party_id"))
     desk_id = optional_id(data.get("desk_id"))
@@ -204,10 +204,10 @@ async def take_payment(request: Request) -> Response:
     return attempt(request, back, take, "Payment taken.")
 
 
-async def refund_payment(request: Request) -> Response:
+def refund_payment(request: Request) -> Response:
     """Give (part of) a payment back."""
     payment_id = int(request.path_params["payment_id"])
-    data = await form_data(request)
+    data = posted(request)
     back = safe_back(data.get("back"), "/finance/cashdesk")
     return attempt(
         request,
@@ -223,10 +223,10 @@ async def refund_payment(request: Request) -> Response:
     )
 
 
-async def void_payment(request: Request) -> Response:
+def void_payment(request: Request) -> Response:
     """Cancel a payment entered by mistake (during its shift)."""
     payment_id = int(request.path_params["payment_id"])
-    data = await form_data(request)
+    data = posted(request)
     back = safe_back(data.get("back"), "/finance/cashdesk")
     return attempt(
         request,
@@ -236,7 +236,7 @@ async def void_payment(request: Request) -> Response:
     )
 
 
-async def receivables(request: Request) -> Response:
+def receivables(request: Request) -> Response:
     """Who owes what (base currency), overdue amounts first to see."""
     with work(request) as unit:
         fin = finance(unit)
@@ -249,7 +249,7 @@ async def receivables(request: Request) -> Response:
     )
 
 
-async def invoices(request: Request) -> Response:
+def invoices(request: Request) -> Response:
     """Invoices of corporate clients; the accountant issues one for a client's orders."""
     wanted = request.query_params.get("client", "").strip()
     party_id = int(wanted) if wanted.isdigit() else None
@@ -300,7 +300,7 @@ async def issue_invoice(request: Request) -> Response:
     )
 
 
-async def invoice_page(request: Request) -> Response:
+def invoice_page(request: Request) -> Response:
     """A printable invoice, with a form to book a bank transfer against it."""
     invoice_id = int(request.path_params["invoice_id"])
     with work(request) as unit:
@@ -320,10 +320,10 @@ async def invoice_page(request: Request) -> Response:
     )
 
 
-async def pay_invoice(request: Request) -> Response:
+def pay_invoice(request: Request) -> Response:
     """Book a bank transfer against an invoice (spread over its orders)."""
     invoice_id = int(request.path_params["invoice_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         f"/finance/invoices/{invoice_id}",

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from crmkit.errors import NotFound
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.pages import form_data
+from crmkit.web.pages import posted
 from crmkit_finance import finance
 from crmkit_finance.screens import attempt, optional_id
 from crmkit_finance.services.cashdesk import METHODS
@@ -91,10 +91,10 @@ def _order_path(order_id: int) -> str:
     return f"/records/finance_order/{order_id}"
 
 
-async def add_line(request: Request) -> Response:
+def add_line(request: Request) -> Response:
     """Add a service or a good (goods leave stock now)."""
     order_id = int(request.path_params["order_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         _order_path(order_id),
@@ -110,11 +110,11 @@ async def add_line(request: Request) -> Response:
     )
 
 
-async def remove_line(request: Request) -> Response:
+def remove_line(request: Request) -> Response:
     """Take a line off (a recognized one gets a correcting negative line)."""
     order_id = int(request.path_params["order_id"])
     line_id = int(request.path_params["line_id"])
-    data = await form_data(request)
+    data = posted(request)
 
     def remove(fin: Any) -> None:
         if line_id not in {line.id for line in fin.orders.lines(order_id)}:
@@ -124,10 +124,10 @@ async def remove_line(request: Request) -> Response:
     return attempt(request, _order_path(order_id), remove, "Line removed.")
 
 
-async def set_discount(request: Request) -> Response:
+def set_discount(request: Request) -> Response:
     """Give the order a discount percent (applies to its open lines)."""
     order_id = int(request.path_params["order_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         _order_path(order_id),

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.pages import form_data, render, work
+from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.screens import attempt, client_names, optional_id, safe_back
 
@@ -37,7 +37,7 @@ def _required(data: Any, field: str) -> int:
     return value
 
 
-async def stock(request: Request) -> Response:
+def stock(request: Request) -> Response:
     """Stock levels, the total value, and the warehouse's forms."""
     location_id = optional_id(request.query_params.get("location"))
     low_only = bool(request.query_params.get("low"))
@@ -107,20 +107,20 @@ STOCK_MESSAGES = {
 }
 
 
-async def stock_action(request: Request) -> Response:
+def stock_action(request: Request) -> Response:
     """One of the warehouse's forms (``/finance/stock/<action>``)."""
     name = request.path_params["action"]
     if name not in STOCK_MESSAGES:
         from crmkit.web.pages import NotFoundPage
 
         raise NotFoundPage()
-    data = await form_data(request)
+    data = posted(request)
     return attempt(request, "/finance/stock", _stock_action(name, data), STOCK_MESSAGES[name])
 
 
-async def new_item(request: Request) -> Response:
+def new_item(request: Request) -> Response:
     """A new good or service in the catalogue."""
-    data = await form_data(request)
+    data = posted(request)
     values = {
         "name": str(data.get("name", "")),
         "kind": str(data.get("kind") or "goods"),
@@ -140,9 +140,9 @@ async def new_item(request: Request) -> Response:
     )
 
 
-async def new_category(request: Request) -> Response:
+def new_category(request: Request) -> Response:
     """A new category of goods or services."""
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         "/finance/stock",
@@ -155,7 +155,7 @@ async def new_category(request: Request) -> Response:
     )
 
 
-async def purchases(request: Request) -> Response:
+def purchases(request: Request) -> Response:
     """Purchase orders, newest first, with the new-purchase and new-supplier forms."""
     with work(request) as unit:
         fin = finance(unit)
@@ -223,7 +223,7 @@ async def new_purchase(request: Request) -> Response:
     return attempt(request, "/finance/purchases", order, "Purchase order created.")
 
 
-async def receive_purchase(request: Request) -> Response:
+def receive_purchase(request: Request) -> Response:
     """Everything still outstanding on a purchase order arrived."""
     purchase_id = int(request.path_params["purchase_id"])
     return attempt(
@@ -234,10 +234,10 @@ async def receive_purchase(request: Request) -> Response:
     )
 
 
-async def send_letter(request: Request) -> Response:
+def send_letter(request: Request) -> Response:
     """Send the purchase order to the supplier's email (queued in the outbox)."""
     purchase_id = int(request.path_params["purchase_id"])
-    data = await form_data(request)
+    data = posted(request)
     return attempt(
         request,
         safe_back(data.get("back"), "/finance/purchases"),
@@ -246,9 +246,9 @@ async def send_letter(request: Request) -> Response:
     )
 
 
-async def new_supplier(request: Request) -> Response:
+def new_supplier(request: Request) -> Response:
     """A supplier: an organisation with payment terms."""
-    data = await form_data(request)
+    data = posted(request)
 
     def create(fin: Any) -> Any:
         values: dict[str, Any] = {"kind": "organisation", "name": str(data.get("name", ""))}
