@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import threading
 
 import pytest
 from crmkit_mail import parse_worker
@@ -237,3 +238,38 @@ def test_a_failed_batch_deletes_the_files_the_child_stored(
         sync_account(mail_crm, account, batch_size=2)
 
     assert files_on_disk(mail_crm) == [] == keys_recorded(mail_crm)
+
+
+def test_a_sync_stopped_midway_with_large_mails_does_not_hang(
+    mail_crm, account, dovecot, imap_user
+):
+    # each decoded batch is larger than a pipe holds: the child must still take the
+    # batches fetched ahead while nobody reads its answers, or closing waits forever
+    settings = dovecot.settings(imap_user)
+    for n in range(9):
+        body = f"Строка {n} ".encode() * 12_000
+        append(
+            settings,
+            b"From: client@example.ru\r\nSubject: big\r\nContent-Type: text/plain; "
+            b"charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nMessage-ID: <big"
+            + str(n).encode()
+            + b"@example.ru>\r\n\r\n"
+            + body,
+        )
+    outcome = []
+
+    def stop(report):
+        raise RuntimeError("worker stopped")
+
+    def run():
+        try:
+            sync_account(mail_crm, account, batch_size=2, after_batch=stop)
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the sync hung while stopping"
+    assert outcome == ["worker stopped"]
+    assert sync_account(mail_crm, account, batch_size=2).recorded == 7

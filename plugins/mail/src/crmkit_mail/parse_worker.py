@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import queue
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -224,11 +226,22 @@ def _serve(parsing_path: str, storage_path: str | None, root: str | None, limit:
         storage = _load("_crmkit_storage", storage_path).FileStorage(root)
     max_size = int(limit)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
-    while True:
+    # batches are read as they come, whether or not the parent reads the answers: a parent
+    # that stops reading (a sync stopped midway) must still be able to send the batches its
+    # fetching thread has under way, or both would wait for the other forever
+    waiting: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+
+    def read() -> None:
         try:
-            raws = _receive(source)
+            while True:
+                waiting.put(_receive(source))
         except EOFError:
-            return
+            pass
+        finally:
+            waiting.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    while (raws := waiting.get()) is not None:
         parsed = [parsing.parse_message(raw) for raw in raws]
         if storage is not None:
             parsed = [_store(storage, max_size, mail) for mail in parsed]
