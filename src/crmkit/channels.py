@@ -32,6 +32,7 @@ from crmkit.config import Setting
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+    from crmkit.storage import StoredFile
 
 
 class AddressKind(enum.StrEnum):
@@ -53,12 +54,20 @@ class Capability(enum.StrEnum):
 
 @attrs.frozen
 class Attachment:
-    """A file travelling with a message (inbound: the bytes; outbound: an attachment id)."""
+    """A file travelling with a message (inbound: the bytes; outbound: an attachment id).
+
+    An inbound file may instead come ``stored``: the reader wrote it to the CRM's storage
+    itself (a mail sync's decoding process does, off the recording thread) and the entry's
+    attachment refers to that file rather than a copy.  The stored file stays the reader's
+    to clean up: after its transaction it deletes those no attachment row refers to (the
+    message was a duplicate, its files were refused, the transaction failed).
+    """
 
     filename: str
     content_type: str = "application/octet-stream"
     data: bytes | None = None
     attachment_id: int | None = None
+    stored: StoredFile | None = None
 
 
 @attrs.frozen

@@ -27,6 +27,11 @@ class StoredFile:
     sha256: str
 
 
+def too_large(max_size: int) -> str:
+    """Why a file above ``max_size`` bytes is refused."""
+    return f"file is larger than the limit of {max_size // (1024 * 1024)} MB"
+
+
 class Storage(Protocol):
     """A place for file contents (disk by default; S3 or others through plugins)."""
 
@@ -66,9 +71,7 @@ class FileStorage:
                 for chunk in chunks:
                     size += len(chunk)
                     if max_size is not None and size > max_size:
-                        raise ValueError(
-                            f"file is larger than the limit of {max_size // (1024 * 1024)} MB"
-                        )
+                        raise ValueError(too_large(max_size))
                     digest.update(chunk)
                     handle.write(chunk)
             temporary.replace(path)

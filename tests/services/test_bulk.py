@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from crmkit.model import Activity, Conversation
 from crmkit.services.bulk import allocate_ids, insert_rows
 
 WHEN = dt.datetime(2025, 3, 3, 7, 0, 0, 123456, tzinfo=dt.UTC)
+MSK = dt.timezone(dt.timedelta(hours=3))
+NEWFOUNDLAND = dt.timezone(-dt.timedelta(hours=3, minutes=30))
 
 
 def activity(**values):
@@ -67,3 +72,37 @@ def test_insert_rows_stores_what_core_insert_stores(make_crm):
                 assert loaded.data["nested"] == {"ok": True} and loaded.data["none"] is None
             else:
                 assert loaded.last_message_at == WHEN and loaded.closed_at is None
+
+
+@given(
+    when=st.datetimes(
+        min_value=dt.datetime(2, 1, 1),
+        max_value=dt.datetime(9998, 12, 31),
+        timezones=st.sampled_from([dt.UTC, MSK, NEWFOUNDLAND]),
+    )
+)
+def test_sqlite_timestamps_are_the_text_sqlalchemy_would_store(when):
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.dialects.sqlite.base import DATETIME
+
+    from crmkit.model.base import UTCDateTime
+
+    dialect = sqlite.dialect()
+    column = UTCDateTime()
+    quick = column.dialect_impl(dialect).bind_processor(dialect)
+    general = DATETIME().bind_processor(dialect)
+    assert quick(when) == general(column.process_bind_param(when, dialect))
+
+
+def test_sqlite_timestamps_refuse_naive_and_other_values():
+    from sqlalchemy.dialects import sqlite
+
+    from crmkit.model.base import UTCDateTime
+
+    dialect = sqlite.dialect()
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        process(dt.datetime(2025, 3, 3))
+    with pytest.raises(TypeError, match="takes a datetime"):
+        process("2025-03-03")

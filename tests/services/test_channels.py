@@ -329,3 +329,43 @@ def test_files_of_a_batch_that_rolls_back_are_removed_from_storage(make_crm, plu
         crm.storage.open(key)
     with crm.system() as work:
         assert work.session.get(Activity, entry_id) is None
+
+
+def test_a_file_the_reader_stored_is_referred_to_not_copied_nor_deleted(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"storage.max_upload_mb": 1})
+    clerk = add_user(crm, "clerk", ["admin"])
+
+    def stored(content):
+        saved = crm.storage.save([content])
+        return Attachment("счёт.pdf", "application/pdf", stored=saved)
+
+    def files():
+        return sorted(p.name for p in crm.storage.root.rglob("*") if p.is_file())
+
+    small, big = stored(b"%PDF-1.4"), stored(b"x" * (1024 * 1024 + 1))
+    with crm.system() as work:
+        kept, heavy = work.channels.record_many(
+            [message("<s1@x>", attachments=[small]), message("<s2@x>", attachments=[big])]
+        )
+    with crm.system() as work:
+        (row,) = work.session.scalars(select(AttachmentRow))
+        assert (row.storage_key, row.size, row.sha256) == (
+            small.stored.key, 8, small.stored.sha256
+        )  # fmt: skip
+        assert work.session.get(Activity, kept).data["attachments"] == [row.id]
+        assert (
+            "larger than the limit" in work.session.get(Activity, heavy).data["dropped_attachments"]
+        )
+    # refused or not, the reader's files are left to the reader
+    assert files() == sorted([small.stored.key, big.stored.key])
+    # a user's batch gets a copy of its own (stored through attachments.add)
+    copied = stored(b"%PDF-1.7")
+    with crm.acting_as(clerk) as work:
+        (entry,) = work.channels.record_many([message("<s3@x>", attachments=[copied])])
+    with crm.system() as work:
+        (file_id,) = work.session.get(Activity, entry).data["attachments"]
+        row = work.session.get(AttachmentRow, file_id)
+        assert row.storage_key != copied.stored.key
+        with crm.storage.open(row.storage_key) as handle:
+            assert handle.read() == b"%PDF-1.7"
+    assert copied.stored.key in files()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import threading
 
+import pytest
 from crmkit_mail import parse_worker
 from crmkit_mail.imap import append
+from crmkit_mail.model import MailAccount
 from crmkit_mail.parse_worker import ParserProcess
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crmkit.model import Activity, Attachment
 
@@ -151,3 +154,122 @@ def test_a_child_that_cannot_start_leaves_decoding_to_the_sync(
 
     assert (report.recorded, report.error) == (3, None)
     assert [e.subject for e in recorded(mail_crm)[0]] == ["Заявка 0", "Заявка 1", "Заявка 2"]
+
+
+def files_on_disk(crm) -> list[str]:
+    return sorted(p.name for p in crm.storage.root.rglob("*") if p.is_file())
+
+
+def keys_recorded(crm) -> list[str]:
+    with crm.system() as work:
+        return sorted(work.session.scalars(select(Attachment.storage_key)))
+
+
+def test_the_child_stores_the_files_and_the_entries_refer_to_them(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    deliver_many(dovecot, imap_user, 7)
+    shipped = []
+    results = ParserProcess.results
+
+    def watched(self):
+        found = results(self)
+        shipped.extend(a for mail in found for a in mail.attachments)
+        return found
+
+    monkeypatch.setattr(ParserProcess, "results", watched)
+
+    sync_account(mail_crm, account, batch_size=2)
+
+    # the bytes stayed in the child: what came back is where it put them
+    assert [(a.data, a.stored is not None) for a in shipped] == [(None, True)] * 3
+    assert keys_recorded(mail_crm) == sorted(a.stored.key for a in shipped)
+    assert files_on_disk(mail_crm) == keys_recorded(mail_crm)
+    with mail_crm.system() as work:
+        for row in work.session.scalars(select(Attachment)):
+            with mail_crm.storage.open(row.storage_key) as handle:
+                content = handle.read()
+            assert content.startswith(b"%PDF-1.4 ") and len(content) == row.size == 69
+
+
+def test_files_of_mails_not_recorded_are_deleted(mail_crm, account, dovecot, imap_user):
+    deliver_many(dovecot, imap_user, 7)
+    sync_account(mail_crm, account, batch_size=2)
+    before = files_on_disk(mail_crm)
+    with mail_crm.system() as work:  # read the folder again: every mail is a duplicate now
+        work.session.execute(update(MailAccount).values(last_uid=0))
+
+    report = sync_account(mail_crm, account, batch_size=2)
+
+    assert (report.recorded, report.duplicates) == (0, 7)
+    assert files_on_disk(mail_crm) == before == keys_recorded(mail_crm)
+
+
+def test_a_sync_stopped_midway_leaves_no_stray_files(mail_crm, account, dovecot, imap_user):
+    deliver_many(dovecot, imap_user, 9)
+
+    def stop(report):
+        raise RuntimeError("worker stopped")
+
+    with pytest.raises(RuntimeError, match="worker stopped"):
+        # the batch recorded is kept; the one decoded ahead (its files written) is not
+        sync_account(mail_crm, account, batch_size=2, after_batch=stop)
+
+    assert len(keys_recorded(mail_crm)) == 1  # zayavka-0
+    assert files_on_disk(mail_crm) == keys_recorded(mail_crm)
+    report = sync_account(mail_crm, account, batch_size=2)
+    assert report.recorded == 7
+    assert len(files_on_disk(mail_crm)) == 3
+    assert files_on_disk(mail_crm) == keys_recorded(mail_crm)
+
+
+def test_a_failed_batch_deletes_the_files_the_child_stored(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    deliver_many(dovecot, imap_user, 4)
+    from crmkit.services.channels import ChannelService
+
+    def broken(self, messages):
+        raise ConnectionError("database gone")
+
+    monkeypatch.setattr(ChannelService, "record_isolated", broken)
+
+    with pytest.raises(ConnectionError):
+        sync_account(mail_crm, account, batch_size=2)
+
+    assert files_on_disk(mail_crm) == [] == keys_recorded(mail_crm)
+
+
+def test_a_sync_stopped_midway_with_large_mails_does_not_hang(
+    mail_crm, account, dovecot, imap_user
+):
+    # each decoded batch is larger than a pipe holds: the child must still take the
+    # batches fetched ahead while nobody reads its answers, or closing waits forever
+    settings = dovecot.settings(imap_user)
+    for n in range(9):
+        body = f"Строка {n} ".encode() * 12_000
+        append(
+            settings,
+            b"From: client@example.ru\r\nSubject: big\r\nContent-Type: text/plain; "
+            b"charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nMessage-ID: <big"
+            + str(n).encode()
+            + b"@example.ru>\r\n\r\n"
+            + body,
+        )
+    outcome = []
+
+    def stop(report):
+        raise RuntimeError("worker stopped")
+
+    def run():
+        try:
+            sync_account(mail_crm, account, batch_size=2, after_batch=stop)
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the sync hung while stopping"
+    assert outcome == ["worker stopped"]
+    assert sync_account(mail_crm, account, batch_size=2).recorded == 7

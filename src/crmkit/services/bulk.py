@@ -16,7 +16,8 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from crmkit import events
@@ -37,6 +38,26 @@ class BulkResult:
 
     count: int
     ids: list[int]
+
+
+def one_of(column: Any, name: str, *, array: bool) -> ColumnElement[bool]:
+    """``column`` is one of the values bound as ``name`` (a list).
+
+    With ``array`` (PostgreSQL) this is ``column = ANY(:name)``, one array parameter: the
+    statement's text is the same however many values come, so the driver parses and
+    prepares it once.  An expanding ``IN`` (the other databases) is rendered again for
+    each count, which cost a batch look-up of a few hundred values more than running it.
+    Both use the column's index.
+    """
+    if array:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def uses_arrays(connection_or_dialect: Any) -> bool:
+    """Whether :func:`one_of` with ``array=True`` suits this connection's database."""
+    dialect = getattr(connection_or_dialect, "dialect", connection_or_dialect)
+    return dialect.name == "postgresql"
 
 
 # one round trip: the sequence is looked up once, then drawn from ``n`` times

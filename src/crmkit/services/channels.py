@@ -35,11 +35,13 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key
 from crmkit.model import Activity, AuditEntry, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
-from crmkit.services.bulk import allocate_ids, insert_rows
+from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
 from crmkit.services.conversations import InboundNote
+from crmkit.storage import too_large
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
+    from crmkit.storage import StoredFile
 
 
 #: Statuses of records (tasks and the like) that are over: mail no longer joins them.
@@ -60,27 +62,35 @@ _TOUCH_PARTY = (
 
 
 _ACTIVITY = Activity.__table__
-# the batch look-ups, built once (a batch asks each with a few hundred values)
-_RECORDED = select(Activity.external_id).where(
-    Activity.channel == bindparam("channel"),
-    Activity.external_id.in_(bindparam("ids", expanding=True)),
-)
+# the batch look-ups, built once per kind of parameter (see ``one_of``): a batch asks each
+# with a few hundred values
+_RECORDED = {
+    array: select(Activity.external_id).where(
+        Activity.channel == bindparam("channel"),
+        one_of(Activity.external_id, "ids", array=array),
+    )
+    for array in (False, True)
+}
 # the same order as the core resolver: most recently active owner first
-_OWNERS = (
-    select(ContactPoint.key, ContactPoint.party_id)
+_OWNERS = {
+    array: select(ContactPoint.key, ContactPoint.party_id)
     .join(Party, Party.id == ContactPoint.party_id)
     .where(
         ContactPoint.kind == bindparam("kind"),
-        ContactPoint.key.in_(bindparam("keys", expanding=True)),
+        one_of(ContactPoint.key, "keys", array=array),
         Party.merged_into_id.is_(None),
     )
     .order_by(Party.last_activity_at.desc(), Party.id.desc())
-)
-_THREADS = select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
-    Activity.channel == bindparam("channel"),
-    Activity.external_id.in_(bindparam("ids", expanding=True)),
-    Activity.record_entity.is_not(None),
-)
+    for array in (False, True)
+}
+_THREADS = {
+    array: select(Activity.external_id, Activity.record_entity, Activity.record_id).where(
+        Activity.channel == bindparam("channel"),
+        one_of(Activity.external_id, "ids", array=array),
+        Activity.record_entity.is_not(None),
+    )
+    for array in (False, True)
+}
 _ATTACHMENT = AttachmentRow.__table__
 _AUDIT = AuditEntry.__table__
 
@@ -94,6 +104,31 @@ def address_key(channel: Channel, address: str, region: str) -> str:
     return contact_key(
         channel.address_kind.value, address, region=region, service=channel.service
     ).key
+
+
+def _file_row(
+    work: UnitOfWork,
+    saved: StoredFile,
+    name: str,
+    content_type: str | None,
+    party_id: int | None,
+    row: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``attachment`` row of a file stored for the timeline entry ``row``."""
+    return {
+        "id": None,
+        "storage_key": saved.key,
+        "filename": name,
+        "content_type": content_type or mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "size": saved.size,
+        "sha256": saved.sha256,
+        "document_type": None,
+        "party_id": party_id,
+        "uploaded_by_id": work.actor.user_id,
+        "created_at": utcnow(),
+        "record_entity": "activity",
+        "record_id": row["id"],
+    }
 
 
 class ChannelService:
@@ -230,7 +265,9 @@ class ChannelService:
             for chunk in _chunks(sorted(set(ids))):
                 recorded.update(
                     (name, external_id)
-                    for external_id in session.scalars(_RECORDED, {"channel": name, "ids": chunk})
+                    for external_id in session.scalars(
+                        _RECORDED[uses_arrays(work.crm.engine)], {"channel": name, "ids": chunk}
+                    )
                 )
         for index, message in enumerate(messages):
             marker = (message.channel, message.external_id)
@@ -408,44 +445,37 @@ class ChannelService:
         for position in positions:
             message, party_id, row = planned[position][1], planned[position][3], rows[position]
             files: list[dict[str, Any]] = []
+            saved_here: list[str] = []  # by this call (a reader's stored files are its own)
             try:
                 for attachment in message.attachments:
-                    if attachment.data is None:
+                    if attachment.data is None and attachment.stored is None:
                         continue
                     name = (attachment.filename or "attachment").strip()
                     name = name.replace("/", "_").replace("\\", "_")
                     if not name:
                         raise ValidationFailed({"filename": ["a file needs a name"]})
-                    try:
-                        saved = storage.save([attachment.data], max_size=limit)
-                    except ValueError as exc:
-                        raise ValidationFailed({"file": [str(exc)]}) from None
+                    if attachment.stored is not None:
+                        # written by the reader: referred to, not copied (nor deleted here)
+                        saved = attachment.stored
+                        if saved.size > limit:
+                            raise ValidationFailed({"file": [too_large(limit)]})
+                    else:
+                        try:
+                            saved = storage.save([attachment.data], max_size=limit)
+                        except ValueError as exc:
+                            raise ValidationFailed({"file": [str(exc)]}) from None
+                        saved_here.append(saved.key)
                     files.append(
-                        {
-                            "id": None,
-                            "storage_key": saved.key,
-                            "filename": name,
-                            "content_type": attachment.content_type
-                            or mimetypes.guess_type(name)[0]
-                            or "application/octet-stream",
-                            "size": saved.size,
-                            "sha256": saved.sha256,
-                            "document_type": None,
-                            "party_id": party_id,
-                            "uploaded_by_id": work.actor.user_id,
-                            "created_at": utcnow(),
-                            "record_entity": "activity",
-                            "record_id": row["id"],
-                        }
+                        _file_row(work, saved, name, attachment.content_type, party_id, row)
                     )
             except (ValidationFailed, OSError) as exc:
-                for file in files:
-                    storage.delete(file["storage_key"])
+                for key in saved_here:
+                    storage.delete(key)
                 names = ", ".join(a.filename or "attachment" for a in message.attachments)
                 row["data"]["dropped_attachments"] = f"{names}: {exc}"[:500]
                 continue
-            for file in files:
-                work.on_rollback(lambda key=file["storage_key"]: storage.delete(key))
+            for key in saved_here:
+                work.on_rollback(lambda key=key: storage.delete(key))
             stored_rows += files
             if files:
                 row["data"]["attachments"] = files
@@ -487,12 +517,17 @@ class ChannelService:
             with self.work.savepoint():
                 stored_ids = []
                 for attachment in message.attachments:
-                    if attachment.data is None:
+                    content = attachment.data
+                    if content is None and attachment.stored is not None:
+                        # a copy of the reader's file, which stays the reader's
+                        with self.work.crm.storage.open(attachment.stored.key) as handle:
+                            content = handle.read()
+                    if content is None:
                         continue
                     # kept on the message even while it waits in triage (the party comes later)
                     stored = self.work.attachments.add(
                         attachment.filename or "attachment",
-                        attachment.data,
+                        content,
                         party_id=party_id,
                         record=("activity", row["id"]),
                         content_type=attachment.content_type,
@@ -527,7 +562,9 @@ class ChannelService:
         owners: dict[tuple[str, str], int] = {}
         for kind, keys in by_kind.items():
             for chunk in _chunks(sorted(set(keys))):
-                rows = self.work.session.execute(_OWNERS, {"kind": kind, "keys": chunk})
+                rows = self.work.session.execute(
+                    _OWNERS[uses_arrays(self.work.crm.engine)], {"kind": kind, "keys": chunk}
+                )
                 for key, party_id in rows:
                     owners.setdefault((kind, key), party_id)
         for lookup in lookups:
@@ -544,7 +581,9 @@ class ChannelService:
         found: dict[tuple[str, str], tuple[str, int] | None] = {}
         for name, wanted in refs.items():
             for chunk in _chunks(sorted(wanted)):
-                rows = self.work.session.execute(_THREADS, {"channel": name, "ids": chunk})
+                rows = self.work.session.execute(
+                    _THREADS[uses_arrays(self.work.crm.engine)], {"channel": name, "ids": chunk}
+                )
                 for row in rows:
                     found[(name, row.external_id)] = (row.record_entity, row.record_id)
         return found

@@ -23,7 +23,7 @@ from sqlalchemy import and_, bindparam, or_, select, true, update
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import Activity, Conversation, Party
-from crmkit.services.bulk import allocate_ids, insert_rows
+from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -37,15 +37,16 @@ _COUNTED = ("unread", "last_message_at", "status", "snoozed_until", "party_id")
 _RECORD = ("record_entity", "record_id")
 _NOTE = update(_CONVERSATION).where(_CONVERSATION.c.id == bindparam("_id"))
 # the senders' open conversations, newest first (built once: a batch asks with many keys)
-_OPEN_BY_KEY = (
-    select(*(_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)))
+_OPEN_BY_KEY = {
+    array: select(*(_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)))
     .where(
         _CONVERSATION.c.channel == bindparam("channel"),
-        _CONVERSATION.c.address_key.in_(bindparam("keys", expanding=True)),
+        one_of(_CONVERSATION.c.address_key, "keys", array=array),
         _CONVERSATION.c.status != "closed",
     )
     .order_by(_CONVERSATION.c.id.desc())
-)
+    for array in (False, True)
+}
 
 
 @attrs.frozen
@@ -219,7 +220,8 @@ class ConversationService:
         opened: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
             rows = work.session.execute(
-                _OPEN_BY_KEY, {"channel": channel, "keys": keys[start : start + 500]}
+                _OPEN_BY_KEY[uses_arrays(work.crm.engine)],
+                {"channel": channel, "keys": keys[start : start + 500]},
             )
             for row in rows.mappings():
                 opened.setdefault(row["address_key"], dict(row))

@@ -8,6 +8,7 @@ for new mail with ``IDLE`` (RFC 2177) when the server has it.  Messages are fetc
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import imaplib
@@ -225,13 +226,17 @@ class ImapMailbox:
         uids: Sequence[int],
         size: int,
         prepare: Callable[[list[FetchedMessage]], T] = _as_fetched,  # type: ignore[assignment]
+        ahead: int = 2,
     ) -> Iterator[T]:
-        """``fetch`` in batches of ``size`` UIDs, each fetched while the caller handles the last.
+        """``fetch`` in batches of ``size`` UIDs, up to ``ahead`` batches ahead of the caller.
 
-        The next batch is fetched (and passed through ``prepare``, parsing for instance) in a
-        background thread as soon as one is handed out, so the server reads and sends it
-        while the caller records the previous one.  The connection is not to be used by the
-        caller until the iteration ends (or is closed).
+        The batches are fetched (and passed through ``prepare``: parsing, or handing them to
+        a decoding process) one after the other in a background thread, which keeps up to
+        ``ahead`` of them ready while the caller handles the last one: the server sends
+        and the decoder decodes while the caller records, and a decoder slower than the
+        fetch always has the next batch waiting.  Batches come out in order; the
+        connection is not to be used by the caller until the iteration ends (or is
+        closed, which cancels the batches not yet started and waits for the one under way).
         """
         chunks = [uids[start : start + size] for start in range(0, len(uids), size)]
         if len(chunks) < 2:
@@ -242,13 +247,21 @@ class ImapMailbox:
         def ahead_of_time(chunk: Sequence[int]) -> T:
             return prepare(self.fetch(chunk))
 
-        with ThreadPoolExecutor(1, thread_name_prefix="imap-fetch") as ahead:
-            pending = ahead.submit(ahead_of_time, chunks[0])
-            for chunk in [*chunks[1:], None]:
-                batch = pending.result()
-                if chunk is not None:
-                    pending = ahead.submit(ahead_of_time, chunk)
-                yield batch
+        with ThreadPoolExecutor(1, thread_name_prefix="imap-fetch") as worker:
+            following = iter(chunks[max(ahead, 1) :])
+            pending = collections.deque(
+                worker.submit(ahead_of_time, chunk) for chunk in chunks[: max(ahead, 1)]
+            )
+            try:
+                while pending:
+                    batch = pending.popleft().result()
+                    chunk = next(following, None)
+                    if chunk is not None:
+                        pending.append(worker.submit(ahead_of_time, chunk))
+                    yield batch
+            finally:
+                for queued in pending:
+                    queued.cancel()
 
     # -- waiting --------------------------------------------------------------------------
 

@@ -53,11 +53,16 @@ _EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 
 @attrs.frozen
 class MailAttachment:
-    """A file that travelled with the mail."""
+    """A file that travelled with the mail.
+
+    A decoding process that writes the file to the CRM's storage itself sets ``stored``
+    (a :class:`crmkit.storage.StoredFile`) and leaves ``data`` empty (``None``).
+    """
 
     filename: str
     content_type: str
-    data: bytes
+    data: bytes | None
+    stored: Any = None
 
 
 @attrs.frozen

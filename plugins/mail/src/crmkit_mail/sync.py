@@ -26,11 +26,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
 from crmkit.model import Activity
+from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
+from crmkit.storage import FileStorage
 from crmkit_mail.accounts import imap_settings
 from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
-from crmkit_mail.parse_worker import ParserProcess
+from crmkit_mail.parse_worker import ParserProcess, stored_keys
 from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
 
 if TYPE_CHECKING:
@@ -83,7 +85,10 @@ def inbound(parsed: ParsedMail, fetched: FetchedMessage | None, account: str) ->
         recipients=parsed.recipients,
         received_at=when,
         thread_refs=parsed.thread_refs,
-        attachments=[Attachment(a.filename, a.content_type, a.data) for a in parsed.attachments],
+        attachments=[
+            Attachment(a.filename, a.content_type, a.data, stored=a.stored)
+            for a in parsed.attachments
+        ],
         account=account,
         meta=meta,
     )
@@ -112,6 +117,13 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
             activity.data = {**(activity.data or {}), "bounce": bounce.status}
             marked += 1
     return marked
+
+
+def child_storage(crm: CRM) -> tuple[FileStorage | None, int]:
+    """Where the decoding process may write attachments itself, and up to what size:
+    the CRM's storage when it is the plain directory one (others are left to the sync)."""
+    limit = int(crm.config["storage.max_upload_mb"]) * 1024 * 1024
+    return (crm.storage if type(crm.storage) is FileStorage else None), limit
 
 
 def parse_batch(batch: list[FetchedMessage]) -> list[tuple[FetchedMessage, ParsedMail]]:
@@ -143,6 +155,7 @@ def parsed_by(
             parsed = []
         if len(parsed) == len(batch):
             return list(zip(batch, parsed, strict=True))
+        parser.discard(parsed)
     return parse_batch(batch)
 
 
@@ -157,6 +170,26 @@ def record_batch(
     transaction."""
     if not batch:
         return
+    # files the decoding process stored: kept if an entry refers to them, else deleted
+    keys = stored_keys([parsed for _fetched, parsed in batch])
+    kept: set[str] = set()
+    try:
+        _record_batch(crm, account_id, uidvalidity, batch, report, keys, kept)
+    finally:
+        for key in keys:
+            if key not in kept:
+                crm.storage.delete(key)
+
+
+def _record_batch(
+    crm: CRM,
+    account_id: int,
+    uidvalidity: int,
+    batch: list[tuple[FetchedMessage, ParsedMail]],
+    report: SyncReport,
+    keys: list[str],
+    kept: set[str],
+) -> None:
     with crm.system() as work:
         messages = []
         for fetched, parsed in batch:
@@ -190,7 +223,16 @@ def record_batch(
         if moved.rowcount == 0:
             # another worker got there first (or the folder was reset): drop our copy
             raise _Overtaken()
+        # read before the commit, kept only once it succeeded
+        referred = set(
+            work.session.scalars(
+                select(AttachmentRow.storage_key).where(AttachmentRow.storage_key.in_(keys))
+            )
+            if keys
+            else ()
+        )
         report.last_uid = top
+    kept.update(referred)
     report.fetched += len(batch)
 
 
@@ -265,7 +307,11 @@ def sync_account(
         with contextlib.ExitStack() as stack:
             # a long sync decodes on another core (see parse_worker); one batch is decoded
             # in the fetching thread, as the child would take longer to start
-            parser = stack.enter_context(ParserProcess()) if len(uids) > size else None
+            parser = (
+                stack.enter_context(ParserProcess(*child_storage(crm)))
+                if len(uids) > size
+                else None
+            )
             prepare = parse_batch if parser is None else parser_feed(parser)
             # closed first on the way out, so the batch fetched ahead is done before logout
             batches = stack.enter_context(contextlib.closing(box.batches(uids, size, prepare)))
