@@ -73,7 +73,7 @@ def _page(request: Request, values: dict[str, Any], status: int = 200) -> Respon
     return render(request, "mail/compose.html", {"title": "Write a mail", **values}, status=status)
 
 
-async def compose(request: Request) -> Response:
+def compose(request: Request) -> Response:
     """The compose page: the chosen template rendered for this client, editable."""
     party_id = _party_id(request)
     chosen = request.query_params.get("template") or ""

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.contributions import MenuItem, Screen
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 from crmkit_mail.smtp import SECURITY_CHOICES
 
@@ -137,7 +137,7 @@ def _account_form(
     )
 
 
-async def mailboxes(request: Request) -> Response:
+def mailboxes(request: Request) -> Response:
     """Every mailbox with its sync state: UIDVALIDITY, last UID, last sync, last error."""
     with work(request) as unit:
         accounts = mail(unit).accounts.list()
@@ -149,11 +149,11 @@ async def mailboxes(request: Request) -> Response:
     )
 
 
-async def mailbox_new(request: Request) -> Response:
+def mailbox_new(request: Request) -> Response:
     """Add a mailbox (GET: the empty form)."""
     if request.method == "GET":
         return _account_form(request, None, {"active": True})
-    data = await form_data(request)
+    data = posted(request)
     values = _account_values(data, creating=True)
     try:
         with work(request) as unit:
@@ -167,14 +167,14 @@ async def mailbox_new(request: Request) -> Response:
     )
 
 
-async def mailbox_edit(request: Request) -> Response:
+def mailbox_edit(request: Request) -> Response:
     """Change a mailbox; empty password fields keep the stored passwords."""
     account_id = int(request.path_params["account_id"])
     with work(request) as unit:
         account = mail(unit).accounts.get(account_id)
     if request.method == "GET":
         return _account_form(request, account, {})
-    data = await form_data(request)
+    data = posted(request)
     values = _account_values(data, creating=False)
     try:
         with work(request) as unit:
@@ -202,10 +202,10 @@ async def mailbox_check(request: Request) -> Response:
     )
 
 
-async def mailbox_active(request: Request) -> Response:
+def mailbox_active(request: Request) -> Response:
     """Switch a mailbox on or off (off: not synced, not sent from)."""
     account_id = int(request.path_params["account_id"])
-    data = await form_data(request)
+    data = posted(request)
     active = str(data.get("active", "")) == "1"
     with work(request) as unit:
         mail(unit).accounts.update(account_id, active=active)
@@ -214,7 +214,7 @@ async def mailbox_active(request: Request) -> Response:
     return redirect(request, "/mail/mailboxes", "Mailbox switched off.")
 
 
-async def mailbox_delete(request: Request) -> Response:
+def mailbox_delete(request: Request) -> Response:
     """Remove a mailbox that no mailing went out from."""
     account_id = int(request.path_params["account_id"])
     try:
@@ -291,7 +291,7 @@ def _mailing_arguments(data: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, **arguments}
 
 
-async def mailings(request: Request) -> Response:
+def mailings(request: Request) -> Response:
     """The latest mailings with their counts."""
     with work(request) as unit:
         rows = mail(unit).campaigns.list()
@@ -303,11 +303,11 @@ async def mailings(request: Request) -> Response:
     )
 
 
-async def mailing_new(request: Request) -> Response:
+def mailing_new(request: Request) -> Response:
     """Create a draft mailing from a template to a group or a saved client view."""
     if request.method == "GET":
         return _mailing_form(request, {"audience": "group", "rate_per_minute": 60})
-    data = await form_data(request)
+    data = posted(request)
     try:
         arguments = _mailing_arguments(data)
         with work(request) as unit:
@@ -321,7 +321,7 @@ async def mailing_new(request: Request) -> Response:
     )
 
 
-async def mailing(request: Request) -> Response:
+def mailing(request: Request) -> Response:
     """A mailing: a draft's preview for one recipient, or the report of one sent."""
     campaign_id = int(request.path_params["campaign_id"])
     status = request.query_params.get("status") or None
@@ -375,7 +375,7 @@ async def mailing(request: Request) -> Response:
     )
 
 
-async def mailing_start(request: Request) -> Response:
+def mailing_start(request: Request) -> Response:
     """Fix the recipients and queue the sending (the ``mail.campaign`` job)."""
     campaign_id = int(request.path_params["campaign_id"])
     path = f"/mail/mailings/{campaign_id}"
@@ -397,7 +397,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <h1>{title}</h1><p>{text}</p>{form}</body></html>"""
 
 
-async def unsubscribe(request: Request) -> Response:
+def unsubscribe(request: Request) -> Response:
     """Confirm (GET) or record (POST) an unsubscription."""
     from crmkit_mail.campaigns import Campaigns, address_of_token
 
