@@ -18,8 +18,12 @@ An import is an :class:`~crmkit.model.ImportRun`::
   error report; the others are imported.
 * Duplicates (the same phone, email, site or name as an existing client or as an earlier
   row of the file) are skipped, updated or created anyway: ``on_duplicate`` for the whole
-  file, ``choices`` per row (from the preview).  Fuzzy look-alikes are left to the
-  whole-base duplicate report.
+  file, ``choices`` per row (from the preview).
+* A row with no such duplicate whose name looks like a client's (one typo in a word, as
+  screening finds it: ``ООО "Рамашка"`` for ``«Ромашка»``) is a *possible duplicate*: it is
+  created unless its row's choice says ``skip`` or ``update`` (a guess never skips or
+  overwrites on the file-wide setting), and listed in the report with the client's id and
+  the name score.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key, name_match_keys, name_skeleton
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+from crmkit.services.screening import BatchLookalikes, Lookalike
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -353,7 +358,7 @@ class _Planner:
         self.region = str(work.crm.config["locale.phone_region"])
         self.kinds = {k: d.kind for k, d in work.custom_fields.definitions("party").items()}
         self.users: dict[str, int] | None = None
-        self.seen: dict[str, int] = {}  # keys of rows already planned in this file -> row
+        self.threshold = int(work.crm.config["screening.threshold"])
 
     def _user(self, text: str) -> int:
         if self.users is None:
@@ -490,25 +495,73 @@ class _Planner:
                 found.setdefault(key, party_id)
         return found
 
+    def lookalikes(self, planned: Sequence[tuple[int, Mapping[str, Any]]]) -> BatchLookalikes:
+        """The look-alike names of planned rows (those without an exact duplicate)."""
+        found = BatchLookalikes(self.work.session.connection(), self.threshold)
+        found.prepare({number: skeleton(values) for number, values in planned})
+        return found
+
     def row(self, number: int, raw: Sequence[str]) -> dict[str, Any]:
-        """One row planned alone (the preview)."""
+        """One row planned alone (the preview): ``duplicate_of`` is the client it
+        duplicates exactly (``match`` ``"exact"``, ``score`` 100) or whose name it looks like
+        (``"similar name"``, the name score)."""
         values, errors = self.values(raw)
-        duplicate = None
+        duplicate = lookalike = None
         if not errors:
             found = self.existing([values])
             duplicate = next((found[k] for k in self.keys(values) if k in found), None)
+            if duplicate is None:
+                lookalike = self.lookalikes([(number, values)]).of(number)
         return {
             "row": number,
             "values": values,
             "errors": [{"column": c, "reason": r} for c, r in errors],
-            "duplicate_of": duplicate,
-            "action": self.action(number, duplicate),
+            "duplicate_of": duplicate if lookalike is None else lookalike.party_id,
+            "match": "exact" if duplicate else "similar name" if lookalike else None,
+            "score": 100 if duplicate else lookalike.score if lookalike else None,
+            "action": self.action(number, duplicate, lookalike),
         }
 
-    def action(self, number: int, duplicate: int | None) -> str:
-        if duplicate is None:
-            return "create"
-        return str(self.run.options.get("choices", {}).get(str(number), self.run.on_duplicate))
+    def action(
+        self, number: int, duplicate: int | None, lookalike: Lookalike | None = None
+    ) -> str:
+        """What happens to a row: an exact duplicate follows its row's choice, else the
+        file's ``on_duplicate``; a look-alike follows its row's choice, else is created."""
+        choice = self.run.options.get("choices", {}).get(str(number))
+        if duplicate is not None:
+            return str(choice or self.run.on_duplicate)
+        if lookalike is not None:
+            return str(choice or "create")
+        return "create"
+
+    def possible_duplicate(
+        self, number: int, lookalike: Lookalike, action: str
+    ) -> dict[str, Any]:
+        """The report's line for a look-alike row."""
+        of = (
+            f"client #{lookalike.party_id} {lookalike.name!r}"
+            if lookalike.party_id is not None
+            else f"row {lookalike.row} {lookalike.name!r}"
+        )
+        done = {"create": "created", "skip": "skipped", "update": "updated"}[action]
+        return {
+            "row": number,
+            "column": self._column_of("name"),
+            "reason": f"possible duplicate of {of} (similar name, {lookalike.score}%): {done}",
+            "kind": "possible duplicate",
+            "duplicate_of": lookalike.party_id,
+            "duplicate_row": lookalike.row,
+            "score": lookalike.score,
+            "action": action,
+        }
+
+
+def skeleton(values: Mapping[str, Any]) -> str:
+    """The name skeleton of planned party input."""
+    name = values.get("name") or " ".join(
+        values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
+    )
+    return name_skeleton(name, values.get("kind", "organisation")) if name.strip() else ""
 
 
 # -- running ------------------------------------------------------------------------------
@@ -612,13 +665,27 @@ def _run_batch(
                 continue
             planned.append((number, values))
         existing = plan.existing([v for _, v in planned])
+        keyed = [(number, values, plan.keys(values)) for number, values in planned]
+        # look-alike names for the rows no existing client matches exactly
+        looks = plan.lookalikes(
+            [(n, v) for n, v, keys in keyed if not any(k in existing for k in keys)]
+        )
+        names: dict[int, str] = {}
         creates: list[tuple[int, dict[str, Any]]] = []
         updated = skipped = 0
-        for number, values in planned:
-            keys = plan.keys(values)
+        for number, values, keys in keyed:
             duplicate = next((existing[k] for k in keys if k in existing), None)
             earlier = next((seen[k] for k in keys if k in seen), None)
-            action = plan.action(number, duplicate if duplicate is not None else earlier)
+            lookalike = None
+            if duplicate is None and earlier is None:
+                lookalike = looks.of(number, names)
+            action = plan.action(
+                number, duplicate if duplicate is not None else earlier, lookalike
+            )
+            if lookalike is not None:
+                duplicate = lookalike.party_id  # an earlier row has no client to update yet
+                action = action if action != "update" or duplicate is not None else "create"
+                errors.append(plan.possible_duplicate(number, lookalike, action))
             if action == "skip":
                 skipped += 1
                 continue
@@ -628,10 +695,14 @@ def _run_batch(
                         _update(work, duplicate, values)
                     updated += 1
                 except ValidationFailed as failed:
+                    if lookalike is not None:
+                        errors.pop()  # not updated after all: the reasons say why
                     errors += _errors(number, failed)
                 continue
             for key in keys:
                 seen.setdefault(key, number)
+            looks.created(number)
+            names[number] = str(values.get("name") or skeleton(values))
             for point in values.get("contact_points") or ():
                 point.pop("invalid", None)
                 point.pop("key", None)
