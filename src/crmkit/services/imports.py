@@ -32,7 +32,9 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -395,12 +397,7 @@ class _Planner:
                 elif field == "owner":
                     values["owner_id"] = self._user(text)
                 elif field == "kind":
-                    lowered = text.lower()
-                    values["kind"] = (
-                        "person"
-                        if lowered in ("person", "человек", "физлицо", "физ. лицо", "фл")
-                        else "organisation"
-                    )
+                    values["kind"] = _kind(text)
                 elif field.startswith("custom."):
                     key = field[len("custom.") :]
                     kind = self.kinds.get(key, "text")
@@ -556,6 +553,24 @@ class _Planner:
         }
 
 
+def _kind(text: str) -> str:
+    lowered = text.lower()
+    persons = ("person", "человек", "физлицо", "физ. лицо", "фл")
+    return "person" if lowered in persons else "organisation"
+
+
+def _row_skeleton(header: Sequence[str], mapping: Mapping[str, str], raw: Sequence[str]) -> str:
+    """The name skeleton of a file row, as :meth:`_Planner.values` reads its name."""
+    values: dict[str, str] = {}
+    for index, column in enumerate(header):
+        field = mapping.get(column) or ""
+        if field in ("name", "first_name", "last_name", "kind") and index < len(raw):
+            text = (raw[index] or "").strip()
+            if text:
+                values[field] = _kind(text) if field == "kind" else text
+    return skeleton(values)
+
+
 def skeleton(values: Mapping[str, Any]) -> str:
     """The name skeleton of planned party input."""
     name = values.get("name") or " ".join(
@@ -593,24 +608,34 @@ def run_import(
         with crm.system() as work:
             run = work.session.get(ImportRun, run_id)
             header, rows = ImportService(work)._rows(run)
-        batch: list[tuple[int, list[str]]] = []
+            threshold = int(crm.config["screening.threshold"])
+            mapping = dict(run.mapping)
         seen: dict[str, int] = {}
         written = analyzed = 0
-        for number, raw in enumerate(rows, start=1):
-            if number <= start_at:
-                continue
-            batch.append((number, raw))
-            if len(batch) >= batch_rows:
-                _run_batch(crm, actor, run_id, header, batch, seen)
-                written += len(batch)
-                if written >= 2 * analyzed:
+        batches = _batches(rows, start_at, batch_rows)
+        current = next(batches, None)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-lookalikes") as pool:
+            # the look-alikes of batch N+1 are looked up on a second connection while
+            # batch N is written (see docs/decisions.md, "Fuzzy names at import")
+            prepare = partial(_prepare_lookalikes, crm, header, mapping, threshold)
+            future = pool.submit(prepare, current or [], ())
+            previous = None
+            while current:
+                looks = future.result()
+                if previous is not None:
+                    looks.follow(previous)
+                following = next(batches, None)
+                if following:
+                    future = pool.submit(prepare, following, looks.words)
+                _run_batch(crm, actor, run_id, header, current, seen, looks)
+                previous = looks
+                written += len(current)
+                if following and written >= 2 * analyzed:
                     _refresh_statistics(crm)
                     analyzed = written
-                batch = []
-                if progress:
-                    progress(number, total)
-        if batch:
-            _run_batch(crm, actor, run_id, header, batch, seen)
+                if progress and following:
+                    progress(current[-1][0], total)
+                current = following
         with crm.system() as work:
             run = work.session.get(ImportRun, run_id)
             run.status = "done" if not run.dry_run else "dry_run"
@@ -625,6 +650,42 @@ def run_import(
             run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             run.error = str(exc)[:2000]
         raise
+
+
+def _batches(
+    rows: Iterator[list[str]], start_at: int, size: int
+) -> Iterator[list[tuple[int, list[str]]]]:
+    """The numbered rows after the checkpoint, ``size`` at a time."""
+    batch: list[tuple[int, list[str]]] = []
+    for number, raw in enumerate(rows, start=1):
+        if number <= start_at:
+            continue
+        batch.append((number, raw))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prepare_lookalikes(
+    crm: Any,
+    header: Sequence[str],
+    mapping: Mapping[str, str],
+    threshold: int,
+    batch: Sequence[tuple[int, list[str]]],
+    also: Iterable[str],
+) -> BatchLookalikes:
+    """The existing look-alikes of a batch's rows, on a connection of its own (the reader
+    thread): it sees the batches committed before the one being written, whose words
+    (``also``) and created rows (:meth:`BatchLookalikes.follow`) are added from memory."""
+    names = {number: _row_skeleton(header, mapping, raw) for number, raw in batch}
+    with crm.engine.connect() as connection:
+        looks = BatchLookalikes(connection, threshold)
+        looks.prepare({number: name for number, name in names.items() if name}, also)
+        connection.rollback()
+    looks.connection = None
+    return looks
 
 
 def _refresh_statistics(crm: Any) -> None:
@@ -650,8 +711,10 @@ def _run_batch(
     header: Sequence[str],
     batch: Sequence[tuple[int, list[str]]],
     seen: dict[str, int],
+    looks: BatchLookalikes,
 ) -> None:
-    """Plan and write one batch, with the checkpoint, in one transaction."""
+    """Plan and write one batch, with the checkpoint, in one transaction; ``looks`` are
+    its rows' look-alike names (prepared while the batch before was written)."""
     unit = crm.acting_as(actor) if actor is not None else crm.system()
     with unit as work:
         run = work.session.get(ImportRun, run_id)
@@ -666,11 +729,6 @@ def _run_batch(
             planned.append((number, values))
         existing = plan.existing([v for _, v in planned])
         keyed = [(number, values, plan.keys(values)) for number, values in planned]
-        # look-alike names for the rows no existing client matches exactly
-        looks = plan.lookalikes(
-            [(n, v) for n, v, keys in keyed if not any(k in existing for k in keys)]
-        )
-        names: dict[int, str] = {}
         creates: list[tuple[int, dict[str, Any]]] = []
         updated = skipped = 0
         for number, values, keys in keyed:
@@ -678,7 +736,7 @@ def _run_batch(
             earlier = next((seen[k] for k in keys if k in seen), None)
             lookalike = None
             if duplicate is None and earlier is None:
-                lookalike = looks.of(number, names)
+                lookalike = looks.of(number)
             action = plan.action(
                 number, duplicate if duplicate is not None else earlier, lookalike
             )
@@ -701,8 +759,7 @@ def _run_batch(
                 continue
             for key in keys:
                 seen.setdefault(key, number)
-            looks.created(number)
-            names[number] = str(values.get("name") or skeleton(values))
+            looks.created(number, str(values.get("name") or skeleton(values)))
             for point in values.get("contact_points") or ():
                 point.pop("invalid", None)
                 point.pop("key", None)

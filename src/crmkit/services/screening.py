@@ -793,33 +793,46 @@ class BatchLookalikes:
     (:meth:`created` registers a row once it is to be created).
     """
 
-    def __init__(self, connection: Connection, threshold: int) -> None:
+    def __init__(self, connection: Connection | None, threshold: int) -> None:
         self.connection = connection
         self.threshold = threshold
         self.skeletons: dict[int, str] = {}
         self.keys: dict[int, list[str]] = {}
         self.best: dict[int, Lookalike] = {}
         self.rows: dict[str, list[int]] = defaultdict(list)  # whole-name key -> created rows
+        self.names: dict[int, str] = {}  # created row -> its name as typed
+        self.mine: dict[str, list[int]] = defaultdict(list)  # the rows created here
+        self.words: set[str] = set()
 
-    def prepare(self, names: Mapping[int, str]) -> None:
-        """Find the existing look-alikes of ``{row: skeleton}``."""
+    def prepare(self, names: Mapping[int, str], also: Iterable[str] = ()) -> None:
+        """Find the existing look-alikes of ``{row: skeleton}``; ``also``: words not in the
+        vocabulary yet that the rows may be one typo from (a batch being written)."""
         self.skeletons.update(names)
-        words = {w for s in names.values() for w in s.split() if len(w) >= 4}
+        words = self.words = {w for s in names.values() for w in s.split() if len(w) >= 4}
         if not words:
             return
-        wanted = {v for w in words for v in one_letter_variants(w)}
+        variants = {word: one_letter_variants(word) for word in words}
         by_variant: dict[str, set[str]] = defaultdict(set)
-        for word in words:  # the batch's own words, for the rows after them
+        for word, spellings in variants.items():  # the batch's own words, for later rows
+            for variant in spellings:
+                by_variant[variant].add(word)
+        for word in set(also) - words:
             for variant in one_letter_variants(word):
                 by_variant[variant].add(word)
         for variant, word in _any_of(
-            self.connection, "SELECT variant, word FROM match_word_variant WHERE variant", wanted
+            self.connection,
+            "SELECT variant, word FROM match_word_variant WHERE variant",
+            list(by_variant),
         ):
             by_variant[variant].add(word)
-        closest: dict[str, list[tuple[str, float]]] = {}
-        for word in words:
-            known = {k for v in one_letter_variants(word) for k in by_variant.get(v, ())}
-            closest[word] = _closest(word, sorted(known))
+        closest: dict[str, list[str]] = {}
+        distance = DamerauLevenshtein.distance
+        for word, spellings in variants.items():
+            known = set().union(*(by_variant[v] for v in spellings))
+            known.discard(word)
+            closest[word] = sorted(k for k in known if distance(word, k, score_cutoff=1) == 1)[
+                :ONE_TYPO_WORDS
+            ]
         wanted_keys: dict[str, list[int]] = defaultdict(list)
         for row, skeleton in names.items():
             keys = self.keys[row] = _lookalike_keys(skeleton, closest)
@@ -860,9 +873,9 @@ class BatchLookalikes:
             self.best[row] = candidate
         return candidate
 
-    def of(self, row: int, earlier: Mapping[int, str] | None = None) -> Lookalike | None:
+    def of(self, row: int) -> Lookalike | None:
         """The best look-alike of a prepared row: an existing party, else an earlier row
-        registered with :meth:`created` (``earlier``: row -> its name as typed)."""
+        registered with :meth:`created`."""
         found = self.best.get(row)
         if found is not None:
             return found
@@ -871,13 +884,14 @@ class BatchLookalikes:
             for other in self.rows.get(key, ()):
                 if other == row:
                     continue
-                name = (earlier or {}).get(other, "")
-                candidate = self._consider(row, Lookalike(None, other, name, 0), self.skeletons[other])
+                candidate = self._consider(
+                    row, Lookalike(None, other, self.names[other], 0), self.skeletons[other]
+                )
                 if candidate is not None and (best is None or candidate.score > best.score):
                     best = candidate
         return best
 
-    def created(self, row: int) -> None:
+    def created(self, row: int, name: str) -> None:
         """A prepared row is to be created: the rows after it may look like it."""
         skeleton = self.skeletons.get(row, "")
         words = skeleton.split()
@@ -885,19 +899,31 @@ class BatchLookalikes:
             return
         key = ("n:" + " ".join(sorted(words)))[:120] if len(words) > 1 else f"w:{words[0]}"[:120]
         self.rows[key].append(row)
+        self.mine[key].append(row)
+        self.names[row] = name
+
+    def follow(self, previous: BatchLookalikes) -> None:
+        """Also find the rows ``previous`` registered as created (the batch before, written
+        while this one was prepared, so not seen by its statements)."""
+        for key, rows in previous.mine.items():
+            self.rows[key].extend(rows)
+            for row in rows:
+                self.names[row] = previous.names[row]
+                self.skeletons[row] = previous.skeletons[row]
 
 
-def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[tuple[str, float]]]) -> list[str]:
-    """The whole-name keys of ``skeleton`` with one word spelled as each close known word."""
+def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[str]]) -> list[str]:
+    """The whole-name keys of ``skeleton`` with one word spelled as each known word one
+    typo away (the ``n:`` sorted words; a one-word name's ``w:`` word)."""
     words = skeleton.split()
+    if len(words) == 1:
+        return [f"w:{similar}"[:120] for similar in closest.get(words[0], ())]
     keys: list[str] = []
-    for word in dict.fromkeys(words):
-        near = closest.get(word, ())
-        if len(words) > 1:
-            keys += [key for key, _ in _corrected_names(skeleton, word, near)]
-        else:
-            keys += [f"w:{similar}"[:120] for similar, _ in near if similar != word]
-    return list(dict.fromkeys(keys))
+    for index, word in enumerate(words):
+        others = words[:index] + words[index + 1 :]
+        for similar in closest.get(word, ()):
+            keys.append(("n:" + " ".join(sorted([*others, similar])))[:120])
+    return keys
 
 
 def _any_of(connection: Connection, sql: str, values: Iterable[str]) -> list[Any]:
@@ -907,14 +933,14 @@ def _any_of(connection: Connection, sql: str, values: Iterable[str]) -> list[Any
     if not wanted:
         return []
     if connection.dialect.name == "postgresql":
-        return list(connection.execute(text(f"{sql} = ANY(:values)"), {"values": wanted}))
-    if connection.dialect.name == "sqlite":
-        return list(
-            connection.execute(
-                text(f"{sql} IN (SELECT value FROM json_each(:values))"),
-                {"values": json.dumps(wanted)},
-            )
-        )
+        return connection.exec_driver_sql(f"{sql} = ANY(%(values)s)", {"values": wanted}).all()
+    if connection.dialect.name == "sqlite":  # the driver's cursor: rows are plain tuples
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(f"{sql} IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
     found = []
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
