@@ -32,10 +32,10 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -519,9 +519,7 @@ class _Planner:
             "action": self.action(number, duplicate, lookalike),
         }
 
-    def action(
-        self, number: int, duplicate: int | None, lookalike: Lookalike | None = None
-    ) -> str:
+    def action(self, number: int, duplicate: int | None, lookalike: Lookalike | None = None) -> str:
         """What happens to a row: an exact duplicate follows its row's choice, else the
         file's ``on_duplicate``; a look-alike follows its row's choice, else is created."""
         choice = self.run.options.get("choices", {}).get(str(number))
@@ -531,9 +529,7 @@ class _Planner:
             return str(choice or "create")
         return "create"
 
-    def possible_duplicate(
-        self, number: int, lookalike: Lookalike, action: str
-    ) -> dict[str, Any]:
+    def possible_duplicate(self, number: int, lookalike: Lookalike, action: str) -> dict[str, Any]:
         """The report's line for a look-alike row."""
         of = (
             f"client #{lookalike.party_id} {lookalike.name!r}"
@@ -618,7 +614,7 @@ def run_import(
             # the look-alikes of batch N+1 are looked up on a second connection while
             # batch N is written (see docs/decisions.md, "Fuzzy names at import")
             prepare = partial(_prepare_lookalikes, crm, header, mapping, threshold)
-            future = pool.submit(prepare, current or [], ())
+            future = pool.submit(prepare, current or [], {})
             previous = None
             while current:
                 looks = future.result()
@@ -674,7 +670,7 @@ def _prepare_lookalikes(
     mapping: Mapping[str, str],
     threshold: int,
     batch: Sequence[tuple[int, list[str]]],
-    also: Iterable[str],
+    also: Mapping[str, Sequence[str]],
 ) -> BatchLookalikes:
     """The existing look-alikes of a batch's rows, on a connection of its own (the reader
     thread): it sees the batches committed before the one being written, whose words
@@ -737,9 +733,7 @@ def _run_batch(
             lookalike = None
             if duplicate is None and earlier is None:
                 lookalike = looks.of(number)
-            action = plan.action(
-                number, duplicate if duplicate is not None else earlier, lookalike
-            )
+            action = plan.action(number, duplicate if duplicate is not None else earlier, lookalike)
             if lookalike is not None:
                 duplicate = lookalike.party_id  # an earlier row has no client to update yet
                 action = action if action != "update" or duplicate is not None else "create"

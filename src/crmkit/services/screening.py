@@ -802,27 +802,33 @@ class BatchLookalikes:
         self.rows: dict[str, list[int]] = defaultdict(list)  # whole-name key -> created rows
         self.names: dict[int, str] = {}  # created row -> its name as typed
         self.mine: dict[str, list[int]] = defaultdict(list)  # the rows created here
-        self.words: set[str] = set()
+        self.words: dict[str, list[str]] = {}  # the rows' words -> their variants
 
-    def prepare(self, names: Mapping[int, str], also: Iterable[str] = ()) -> None:
+    def prepare(
+        self, names: Mapping[int, str], also: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         """Find the existing look-alikes of ``{row: skeleton}``; ``also``: words not in the
-        vocabulary yet that the rows may be one typo from (a batch being written)."""
+        vocabulary yet that the rows may be one typo from (the :attr:`words` of the batch
+        being written)."""
         self.skeletons.update(names)
-        words = self.words = {w for s in names.values() for w in s.split() if len(w) >= 4}
+        also = also or {}
+        words = {w for s in names.values() for w in s.split() if len(w) >= 4}
         if not words:
             return
-        variants = {word: one_letter_variants(word) for word in words}
+        variants = self.words = {w: also.get(w) or one_letter_variants(w) for w in words}
         by_variant: dict[str, set[str]] = defaultdict(set)
         for word, spellings in variants.items():  # the batch's own words, for later rows
             for variant in spellings:
                 by_variant[variant].add(word)
-        for word in set(also) - words:
-            for variant in one_letter_variants(word):
-                by_variant[variant].add(word)
+        wanted = list(by_variant)
+        for word, spellings in also.items():
+            for variant in spellings:
+                if variant in by_variant:
+                    by_variant[variant].add(word)
         for variant, word in _any_of(
             self.connection,
             "SELECT variant, word FROM match_word_variant WHERE variant",
-            list(by_variant),
+            wanted,
         ):
             by_variant[variant].add(word)
         closest: dict[str, list[str]] = {}
@@ -833,11 +839,14 @@ class BatchLookalikes:
             closest[word] = sorted(k for k in known if distance(word, k, score_cutoff=1) == 1)[
                 :ONE_TYPO_WORDS
             ]
-        wanted_keys: dict[str, list[int]] = defaultdict(list)
+        wanted_keys: dict[str, list[int]] = {}
         for row, skeleton in names.items():
             keys = self.keys[row] = _lookalike_keys(skeleton, closest)
             for key in keys:
-                wanted_keys[key].append(row)
+                if key in wanted_keys:
+                    wanted_keys[key].append(row)
+                else:
+                    wanted_keys[key] = [row]
         found: dict[int, set[int]] = defaultdict(set)
         postings: dict[str, int] = defaultdict(int)
         for key, party_id in _any_of(
@@ -916,9 +925,21 @@ def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[str]]) -> list
     """The whole-name keys of ``skeleton`` with one word spelled as each known word one
     typo away (the ``n:`` sorted words; a one-word name's ``w:`` word)."""
     words = skeleton.split()
-    if len(words) == 1:
-        return [f"w:{similar}"[:120] for similar in closest.get(words[0], ())]
-    keys: list[str] = []
+    if len(words) == 1:  # one typo in four letters scores under any useful threshold
+        near = closest.get(words[0], ()) if len(words[0]) >= 5 else ()
+        return [f"w:{similar}"[:120] for similar in near]
+    if len(words) == 2:  # most names: the sorted pair without sorting a list
+        first, second = words
+        keys = [
+            f"n:{min(similar, second)} {max(similar, second)}"[:120]
+            for similar in closest.get(first, ())
+        ]
+        keys += [
+            f"n:{min(first, similar)} {max(first, similar)}"[:120]
+            for similar in closest.get(second, ())
+        ]
+        return keys
+    keys = []
     for index, word in enumerate(words):
         others = words[:index] + words[index + 1 :]
         for similar in closest.get(word, ()):
