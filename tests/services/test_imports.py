@@ -246,7 +246,7 @@ def test_a_typo_of_a_clients_name_is_a_possible_duplicate_the_row_choice_decides
         ]
         assert run.row_errors == []
         assert work.parties.get(romashka).position == "поставщик"
-        assert work.parties.get(romashka).name == 'ООО "Рамашка"'
+        assert work.parties.get(romashka).name == "«Ромашка»"  # not the row's spelling
         assert work.session.scalar(select(func.count()).select_from(Party)) == 3
 
 

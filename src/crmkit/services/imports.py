@@ -744,7 +744,7 @@ def _run_batch(
             if action == "update" and duplicate is not None:
                 try:
                     if not run.dry_run:
-                        _update(work, duplicate, values)
+                        _update(work, duplicate, values, keep_name=lookalike is not None)
                     updated += 1
                 except ValidationFailed as failed:
                     if lookalike is not None:
@@ -791,14 +791,20 @@ def _create(
     return 0
 
 
-def _update(work: Any, party_id: int, values: dict[str, Any]) -> None:
-    """Fill an existing client from a row: given fields overwrite, new contacts are added."""
+def _update(
+    work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False
+) -> None:
+    """Fill an existing client from a row: given fields overwrite, new contacts are added.
+
+    ``keep_name``: a look-alike's row is the name spelled otherwise (most likely a typo),
+    so the client keeps its own."""
     party = work.parties.get(party_id, action="update")
     known = {(c.kind, c.key) for c in party.contact_points}
     region = str(work.crm.config["locale.phone_region"])
-    changes = {
-        k: v for k, v in values.items() if k not in ("contact_points", "kind", "tags", "owner_id")
-    }
+    kept = ("contact_points", "kind", "tags", "owner_id")
+    if keep_name:
+        kept += ("name", "first_name", "last_name")
+    changes = {k: v for k, v in values.items() if k not in kept}
     if changes:
         work.parties.update(party, changes)
     for point in values.get("contact_points") or ():
