@@ -250,10 +250,14 @@ def test_a_typo_of_a_clients_name_is_a_possible_duplicate_the_row_choice_decides
         assert work.session.scalar(select(func.count()).select_from(Party)) == 3
 
 
-def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup):
+@pytest.mark.parametrize("reader", ["thread", "process"])
+def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, reader, monkeypatch):
     """A later row looks like an earlier one (in the same batch and across batches); an
-    exact duplicate is still handled by ``on_duplicate``, not reported as a look-alike."""
+    exact duplicate is still handled by ``on_duplicate``, not reported as a look-alike.
+    Large files are looked up in a process of their own, small ones in a thread."""
     anna = setup
+    if reader == "process":
+        monkeypatch.setattr(imports, "PROCESS_BATCHES", 2)
     with crm.acting_as(anna) as work:
         romashka = work.parties.create(
             name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]

@@ -31,9 +31,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import multiprocessing
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
@@ -610,10 +611,12 @@ def run_import(
         written = analyzed = 0
         batches = _batches(rows, start_at, batch_rows)
         current = next(batches, None)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-lookalikes") as pool:
+        left = max(total - start_at, 0)
+        with _lookalike_pool(crm, -(-left // batch_rows)) as pool:
             # the look-alikes of batch N+1 are looked up on a second connection while
             # batch N is written (see docs/decisions.md, "Fuzzy names at import")
-            prepare = partial(_prepare_lookalikes, crm, header, mapping, threshold)
+            engine = crm.engine if isinstance(pool, ThreadPoolExecutor) else None
+            prepare = partial(_prepare_lookalikes, engine, header, mapping, threshold)
             future = pool.submit(prepare, current or [], {})
             previous = None
             while current:
@@ -664,8 +667,41 @@ def _batches(
         yield batch
 
 
+#: From how many batches an import looks look-alikes up in a process of its own.
+PROCESS_BATCHES = 3
+_reader_engine: Any = None
+
+
+def _lookalike_pool(crm: Any, batches: int) -> Executor:
+    """Where look-alikes are looked up while a batch is written: a thread for a small file,
+    a process for a large one (the look-up is Python: in a thread it waits for the GIL
+    that the writer holds; a process has a core of its own)."""
+    if batches < PROCESS_BATCHES:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-lookalikes")
+    url = crm.engine.url.render_as_string(hide_password=False)
+    options: dict[str, Any] = {}
+    if crm.engine.dialect.name == "postgresql":
+        with crm.engine.connect() as connection:
+            path = connection.exec_driver_sql("SHOW search_path").scalar()
+        options["connect_args"] = {"options": f"-csearch_path={path}"}
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_reader,
+        initargs=(url, options),
+    )
+
+
+def _start_reader(url: str, options: dict[str, Any]) -> None:
+    """The look-up process's engine (one connection)."""
+    global _reader_engine
+    from crmkit.db import make_engine
+
+    _reader_engine = make_engine(url, **options)
+
+
 def _prepare_lookalikes(
-    crm: Any,
+    engine: Any,
     header: Sequence[str],
     mapping: Mapping[str, str],
     threshold: int,
@@ -673,10 +709,11 @@ def _prepare_lookalikes(
     also: Mapping[str, Sequence[str]],
 ) -> BatchLookalikes:
     """The existing look-alikes of a batch's rows, on a connection of its own (the reader
-    thread): it sees the batches committed before the one being written, whose words
-    (``also``) and created rows (:meth:`BatchLookalikes.follow`) are added from memory."""
+    thread or process; ``engine`` ``None``: the process's): it sees the batches committed
+    before the one being written, whose words (``also``) and created rows
+    (:meth:`BatchLookalikes.follow`) are added from memory."""
     names = {number: _row_skeleton(header, mapping, raw) for number, raw in batch}
-    with crm.engine.connect() as connection:
+    with (engine or _reader_engine).connect() as connection:
         looks = BatchLookalikes(connection, threshold)
         looks.prepare({number: name for number, name in names.items() if name}, also)
         connection.rollback()
@@ -791,9 +828,7 @@ def _create(
     return 0
 
 
-def _update(
-    work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False
-) -> None:
+def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False) -> None:
     """Fill an existing client from a row: given fields overwrite, new contacts are added.
 
     ``keep_name``: a look-alike's row is the name spelled otherwise (most likely a typo),
