@@ -675,8 +675,9 @@ _reader_engine: Any = None
 def _lookalike_pool(crm: Any, batches: int) -> Executor:
     """Where look-alikes are looked up while a batch is written: a thread for a small file,
     a process for a large one (the look-up is Python: in a thread it waits for the GIL
-    that the writer holds; a process has a core of its own)."""
-    if batches < PROCESS_BATCHES:
+    that the writer holds; a process has a core of its own).  A daemonic process (which
+    may not start children) uses the thread."""
+    if batches < PROCESS_BATCHES or multiprocessing.current_process().daemon:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-lookalikes")
     url = crm.engine.url.render_as_string(hide_password=False)
     options: dict[str, Any] = {}
