@@ -684,7 +684,8 @@ def _lookalike_pool(crm: Any, batches: int) -> Executor:
     if crm.engine.dialect.name == "postgresql":
         with crm.engine.connect() as connection:
             path = connection.exec_driver_sql("SHOW search_path").scalar()
-        options["connect_args"] = {"options": f"-csearch_path={path}"}
+        escaped = str(path).replace("\\", "\\\\").replace(" ", "\\ ")  # libpq's options
+        options["connect_args"] = {"options": f"-csearch_path={escaped}"}
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
