@@ -112,7 +112,7 @@ def import_(
         run = work.session.get(ImportRun, run_id)
         click.echo(
             f"{run.status}: {run.created} created, {run.updated} updated, {run.skipped} skipped, "
-            f"{len(run.row_errors)} errors, {len(run.possible_duplicates)} possible duplicates"
+            f"{len(run.row_errors)} errors, {run.possible_duplicate_count} possible duplicates"
         )
         for error in [*run.row_errors[:20], *run.possible_duplicates[:20]]:
             click.echo(f"  row {error['row']}, {error['column']}: {error['reason']}")

@@ -275,6 +275,7 @@ def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, r
     run_import(crm, run_id, batch_rows=2)
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
+        assert run.possible_duplicate_count == 3
         found = {d["row"]: d for d in run.possible_duplicates}
         assert sorted(found) == [4, 5, 6] and (run.skipped, run.created) == (1, 5)
         assert found[4]["duplicate_row"] == 3 and found[4]["duplicate_of"] is None
@@ -285,3 +286,17 @@ def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, r
         buttercup = work.session.scalar(select(Party.id).where(Party.name == "Лютик Сервис"))
         assert found[6]["duplicate_row"] in (3, 4) or found[6]["duplicate_of"] == buttercup
         assert romashka not in {d["duplicate_of"] for d in found.values()}
+
+
+def test_possible_duplicates_past_the_limit_are_counted_not_listed(crm, setup, monkeypatch):
+    anna = setup
+    monkeypatch.setattr(imports, "REPORTED_LOOKALIKES", 1)
+    with crm.acting_as(anna) as work:
+        work.parties.create(name="Ромашка")
+        work.parties.create(name="Одуванчик")
+    run_id, _ = _start(crm, anna, "Название\nРамашка\nАдуванчик\n".encode())
+    run_import(crm, run_id, batch_rows=1)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert run.possible_duplicate_count == 2 and run.created == 2
+        assert [d["row"] for d in run.possible_duplicates] == [1]

@@ -65,6 +65,11 @@ class ImportRun(IdMixin, Base):
         ``duplicate_of`` (the client's id, or ``None`` for a row), ``score`` and ``action``."""
         return [e for e in self.errors or () if e.get("kind") == "possible duplicate"]
 
+    @property
+    def possible_duplicate_count(self) -> int:
+        """How many rows were possible duplicates (the report lists the first 10,000)."""
+        return int((self.options or {}).get("possible_duplicates", 0))
+
 
 class ImportMapping(Base):
     """The column mapping last used for a source (a supplier's price list, an old CRM)."""

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 JOB_NAME = "clientbase.import"
 BATCH_ROWS = 2000
+#: Possible duplicates listed one by one in a run's report (the rest are counted: a file
+#: with more look-alikes than this is a case for the whole-base duplicate report).
+REPORTED_LOOKALIKES = 10_000
 ON_DUPLICATE = ("skip", "update", "create")
 CONTACT_FIELDS = ("phone", "email", "website")
 PLAIN_FIELDS = (
@@ -763,6 +766,8 @@ def _run_batch(
                 continue
             planned.append((number, values))
         existing = plan.existing([v for _, v in planned])
+        reported = run.possible_duplicate_count
+        lookalikes = 0
         keyed = [(number, values, plan.keys(values)) for number, values in planned]
         creates: list[tuple[int, dict[str, Any]]] = []
         updated = skipped = 0
@@ -776,7 +781,9 @@ def _run_batch(
             if lookalike is not None:
                 duplicate = lookalike.party_id  # an earlier row has no client to update yet
                 action = action if action != "update" or duplicate is not None else "create"
-                errors.append(plan.possible_duplicate(number, lookalike, action))
+                lookalikes += 1
+                if reported + lookalikes <= REPORTED_LOOKALIKES:
+                    errors.append(plan.possible_duplicate(number, lookalike, action))
             if action == "skip":
                 skipped += 1
                 continue
@@ -803,6 +810,8 @@ def _run_batch(
         run.updated += updated
         run.skipped += skipped
         run.errors = [*run.errors, *errors]
+        if lookalikes:
+            run.options = {**run.options, "possible_duplicates": reported + lookalikes}
 
 
 def _create(
