@@ -36,7 +36,7 @@ def test_import_with_progress_export_and_report(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     assert "importing" in err  # the progress bar
-    assert "done: 2 created, 0 updated, 1 skipped, 0 errors" in out
+    assert "done: 2 created, 0 updated, 1 skipped, 0 errors, 0 possible duplicates" in out
     target = tmp_path / "out.csv"
     code, out, err = call(capsys, *config, "export", str(target), "--as", "olga")
     assert code == 0, err

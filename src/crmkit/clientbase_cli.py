@@ -112,9 +112,9 @@ def import_(
         run = work.session.get(ImportRun, run_id)
         click.echo(
             f"{run.status}: {run.created} created, {run.updated} updated, {run.skipped} skipped, "
-            f"{len(run.errors)} errors"
+            f"{len(run.row_errors)} errors, {run.possible_duplicate_count} possible duplicates"
         )
-        for error in run.errors[:20]:
+        for error in [*run.row_errors[:20], *run.possible_duplicates[:20]]:
             click.echo(f"  row {error['row']}, {error['column']}: {error['reason']}")
 
 

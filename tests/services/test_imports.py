@@ -191,3 +191,112 @@ def test_export_applies_access_rules(crm):
     assert "Моя фирма" in text and "a@b.ru" in text and "Чужая" not in text
     sheet = load_workbook(io.BytesIO(data)).active
     assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["Моя фирма"]
+
+
+def _run(crm, user, body, **options):
+    run_id, _ = _start(crm, user, body.encode(), **options)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        return run_id, run.possible_duplicates, (run.created, run.updated, run.skipped)
+
+
+def test_a_typo_of_a_clients_name_is_a_possible_duplicate_the_row_choice_decides(crm, setup):
+    """A look-alike name (one typo) is reported with the client's id and score, created on
+    every file-wide setting (a guess never skips or overwrites), and skipped or updated
+    only when its row's choice says so; a name merely sharing a common word is not one."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        romashka = work.parties.create(name="«Ромашка»").id
+        vector = work.parties.create(name="ООО Вектор Трейд").id
+    body = 'Название;Должность\nООО "Рамашка";поставщик\nРомашка Трейд;\nВекторр Трейд;\n'
+    for policy in ("skip", "update", "create"):
+        with crm.system() as work:
+            before = work.session.scalar(select(func.count()).select_from(Party))
+        run_id, found, counts = _run(crm, anna, body, on_duplicate=policy, dry_run=True)
+        assert [(d["row"], d["duplicate_of"], d["action"]) for d in found] == [
+            (1, romashka, "create"),
+            (3, vector, "create"),
+        ], policy
+        assert found[0]["score"] >= 85 and "possible duplicate of client" in found[0]["reason"]
+        assert counts == (3, 0, 0)
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(Party)) == before
+        report = work.imports.error_report(run_id).decode("utf-8-sig")
+    assert f"client #{romashka}" in report and "similar name" in report
+    # the preview shows the candidate; the row's choice is applied
+    run_id, _ = _start(crm, anna, body.encode(), on_duplicate="update")
+    with crm.acting_as(anna) as work:
+        shown = work.imports.preview(run_id)
+        assert [(r["duplicate_of"], r["match"], r["action"]) for r in shown] == [
+            (romashka, "similar name", "create"),
+            (None, None, "create"),
+            (vector, "similar name", "create"),
+        ]
+        assert shown[0]["score"] >= 85
+        work.imports.configure(run_id, choices={1: "update", 3: "skip"})
+        assert work.imports.preview(run_id)[0]["action"] == "update"
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.created, run.updated, run.skipped) == (1, 1, 0 + 1)
+        assert [(d["row"], d["action"]) for d in run.possible_duplicates] == [
+            (1, "update"),
+            (3, "skip"),
+        ]
+        assert run.row_errors == []
+        assert work.parties.get(romashka).position == "поставщик"
+        assert work.parties.get(romashka).name == "«Ромашка»"  # not the row's spelling
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 3
+
+
+@pytest.mark.parametrize("reader", ["thread", "process"])
+def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, reader, monkeypatch):
+    """A later row looks like an earlier one (in the same batch and across batches); an
+    exact duplicate is still handled by ``on_duplicate``, not reported as a look-alike.
+    Large files are looked up in a process of their own, small ones in a thread."""
+    anna = setup
+    if reader == "process":
+        monkeypatch.setattr(imports, "PROCESS_BATCHES", 2)
+    with crm.acting_as(anna) as work:
+        romashka = work.parties.create(
+            name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+    body = (
+        "Название;Телефон\n"
+        "Рамашка;+7 916 123 45 67\n"  # the client's phone: an exact duplicate, skipped
+        "Одуванчик;\n"
+        "Лютик Сервис;\n"
+        "Лютикк Сервис;\n"  # like row 3, in the same batch
+        "Адуванчик;\n"  # like row 2, written by an earlier batch
+        "Лютик Сервиз;\n"  # like row 3, written while this batch was prepared
+    )
+    run_id, _ = _start(crm, anna, body.encode(), on_duplicate="skip")
+    run_import(crm, run_id, batch_rows=2)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert run.possible_duplicate_count == 3
+        found = {d["row"]: d for d in run.possible_duplicates}
+        assert sorted(found) == [4, 5, 6] and (run.skipped, run.created) == (1, 5)
+        assert found[4]["duplicate_row"] == 3 and found[4]["duplicate_of"] is None
+        assert "row 3 'Лютик Сервис'" in found[4]["reason"]
+        dandelion = work.session.scalar(select(Party.id).where(Party.name == "Одуванчик"))
+        assert found[5]["duplicate_of"] == dandelion
+        # the row before may be committed or not when the batch is prepared: either way
+        buttercup = work.session.scalar(select(Party.id).where(Party.name == "Лютик Сервис"))
+        assert found[6]["duplicate_row"] in (3, 4) or found[6]["duplicate_of"] == buttercup
+        assert romashka not in {d["duplicate_of"] for d in found.values()}
+
+
+def test_possible_duplicates_past_the_limit_are_counted_not_listed(crm, setup, monkeypatch):
+    anna = setup
+    monkeypatch.setattr(imports, "REPORTED_LOOKALIKES", 1)
+    with crm.acting_as(anna) as work:
+        work.parties.create(name="Ромашка")
+        work.parties.create(name="Одуванчик")
+    run_id, _ = _start(crm, anna, "Название\nРамашка\nАдуванчик\n".encode())
+    run_import(crm, run_id, batch_rows=1)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert run.possible_duplicate_count == 2 and run.created == 2
+        assert [d["row"] for d in run.possible_duplicates] == [1]

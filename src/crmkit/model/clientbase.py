@@ -54,6 +54,22 @@ class ImportRun(IdMixin, Base):
     errors: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str] = mapped_column(Text, default="")
 
+    @property
+    def row_errors(self) -> list[dict[str, Any]]:
+        """The rows refused (``errors`` also lists the possible duplicates)."""
+        return [e for e in self.errors or () if e.get("kind") != "possible duplicate"]
+
+    @property
+    def possible_duplicates(self) -> list[dict[str, Any]]:
+        """Rows whose name looks like an existing client's (or an earlier row's), with
+        ``duplicate_of`` (the client's id, or ``None`` for a row), ``score`` and ``action``."""
+        return [e for e in self.errors or () if e.get("kind") == "possible duplicate"]
+
+    @property
+    def possible_duplicate_count(self) -> int:
+        """How many rows were possible duplicates (the report lists the first 10,000)."""
+        return int((self.options or {}).get("possible_duplicates", 0))
+
 
 class ImportMapping(Base):
     """The column mapping last used for a source (a supplier's price list, an old CRM)."""

@@ -18,8 +18,12 @@ An import is an :class:`~crmkit.model.ImportRun`::
   error report; the others are imported.
 * Duplicates (the same phone, email, site or name as an existing client or as an earlier
   row of the file) are skipped, updated or created anyway: ``on_duplicate`` for the whole
-  file, ``choices`` per row (from the preview).  Fuzzy look-alikes are left to the
-  whole-base duplicate report.
+  file, ``choices`` per row (from the preview).
+* A row with no such duplicate whose name looks like a client's (one typo in a word, as
+  screening finds it: ``ООО "Рамашка"`` for ``«Ромашка»``) is a *possible duplicate*: it is
+  created unless its row's choice says ``skip`` or ``update`` (a guess never skips or
+  overwrites on the file-wide setting), and listed in the report with the client's id and
+  the name score.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import multiprocessing
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +46,16 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key, name_match_keys, name_skeleton
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+from crmkit.services.screening import BatchLookalikes, Lookalike
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 JOB_NAME = "clientbase.import"
 BATCH_ROWS = 2000
+#: Possible duplicates listed one by one in a run's report (the rest are counted: a file
+#: with more look-alikes than this is a case for the whole-base duplicate report).
+REPORTED_LOOKALIKES = 10_000
 ON_DUPLICATE = ("skip", "update", "create")
 CONTACT_FIELDS = ("phone", "email", "website")
 PLAIN_FIELDS = (
@@ -353,7 +364,7 @@ class _Planner:
         self.region = str(work.crm.config["locale.phone_region"])
         self.kinds = {k: d.kind for k, d in work.custom_fields.definitions("party").items()}
         self.users: dict[str, int] | None = None
-        self.seen: dict[str, int] = {}  # keys of rows already planned in this file -> row
+        self.threshold = int(work.crm.config["screening.threshold"])
 
     def _user(self, text: str) -> int:
         if self.users is None:
@@ -390,12 +401,7 @@ class _Planner:
                 elif field == "owner":
                     values["owner_id"] = self._user(text)
                 elif field == "kind":
-                    lowered = text.lower()
-                    values["kind"] = (
-                        "person"
-                        if lowered in ("person", "человек", "физлицо", "физ. лицо", "фл")
-                        else "organisation"
-                    )
+                    values["kind"] = _kind(text)
                 elif field.startswith("custom."):
                     key = field[len("custom.") :]
                     kind = self.kinds.get(key, "text")
@@ -490,25 +496,87 @@ class _Planner:
                 found.setdefault(key, party_id)
         return found
 
+    def lookalikes(self, planned: Sequence[tuple[int, Mapping[str, Any]]]) -> BatchLookalikes:
+        """The look-alike names of planned rows (those without an exact duplicate)."""
+        found = BatchLookalikes(self.work.session.connection(), self.threshold)
+        found.prepare({number: skeleton(values) for number, values in planned})
+        return found
+
     def row(self, number: int, raw: Sequence[str]) -> dict[str, Any]:
-        """One row planned alone (the preview)."""
+        """One row planned alone (the preview): ``duplicate_of`` is the client it
+        duplicates exactly (``match`` ``"exact"``, ``score`` 100) or whose name it looks like
+        (``"similar name"``, the name score)."""
         values, errors = self.values(raw)
-        duplicate = None
+        duplicate = lookalike = None
         if not errors:
             found = self.existing([values])
             duplicate = next((found[k] for k in self.keys(values) if k in found), None)
+            if duplicate is None:
+                lookalike = self.lookalikes([(number, values)]).of(number)
         return {
             "row": number,
             "values": values,
             "errors": [{"column": c, "reason": r} for c, r in errors],
-            "duplicate_of": duplicate,
-            "action": self.action(number, duplicate),
+            "duplicate_of": duplicate if lookalike is None else lookalike.party_id,
+            "match": "exact" if duplicate else "similar name" if lookalike else None,
+            "score": 100 if duplicate else lookalike.score if lookalike else None,
+            "action": self.action(number, duplicate, lookalike),
         }
 
-    def action(self, number: int, duplicate: int | None) -> str:
-        if duplicate is None:
-            return "create"
-        return str(self.run.options.get("choices", {}).get(str(number), self.run.on_duplicate))
+    def action(self, number: int, duplicate: int | None, lookalike: Lookalike | None = None) -> str:
+        """What happens to a row: an exact duplicate follows its row's choice, else the
+        file's ``on_duplicate``; a look-alike follows its row's choice, else is created."""
+        choice = self.run.options.get("choices", {}).get(str(number))
+        if duplicate is not None:
+            return str(choice or self.run.on_duplicate)
+        if lookalike is not None:
+            return str(choice or "create")
+        return "create"
+
+    def possible_duplicate(self, number: int, lookalike: Lookalike, action: str) -> dict[str, Any]:
+        """The report's line for a look-alike row."""
+        of = (
+            f"client #{lookalike.party_id} {lookalike.name!r}"
+            if lookalike.party_id is not None
+            else f"row {lookalike.row} {lookalike.name!r}"
+        )
+        done = {"create": "created", "skip": "skipped", "update": "updated"}[action]
+        return {
+            "row": number,
+            "column": self._column_of("name"),
+            "reason": f"possible duplicate of {of} (similar name, {lookalike.score}%): {done}",
+            "kind": "possible duplicate",
+            "duplicate_of": lookalike.party_id,
+            "duplicate_row": lookalike.row,
+            "score": lookalike.score,
+            "action": action,
+        }
+
+
+def _kind(text: str) -> str:
+    lowered = text.lower()
+    persons = ("person", "человек", "физлицо", "физ. лицо", "фл")
+    return "person" if lowered in persons else "organisation"
+
+
+def _row_skeleton(header: Sequence[str], mapping: Mapping[str, str], raw: Sequence[str]) -> str:
+    """The name skeleton of a file row, as :meth:`_Planner.values` reads its name."""
+    values: dict[str, str] = {}
+    for index, column in enumerate(header):
+        field = mapping.get(column) or ""
+        if field in ("name", "first_name", "last_name", "kind") and index < len(raw):
+            text = (raw[index] or "").strip()
+            if text:
+                values[field] = _kind(text) if field == "kind" else text
+    return skeleton(values)
+
+
+def skeleton(values: Mapping[str, Any]) -> str:
+    """The name skeleton of planned party input."""
+    name = values.get("name") or " ".join(
+        values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
+    )
+    return name_skeleton(name, values.get("kind", "organisation")) if name.strip() else ""
 
 
 # -- running ------------------------------------------------------------------------------
@@ -540,24 +608,36 @@ def run_import(
         with crm.system() as work:
             run = work.session.get(ImportRun, run_id)
             header, rows = ImportService(work)._rows(run)
-        batch: list[tuple[int, list[str]]] = []
+            threshold = int(crm.config["screening.threshold"])
+            mapping = dict(run.mapping)
         seen: dict[str, int] = {}
         written = analyzed = 0
-        for number, raw in enumerate(rows, start=1):
-            if number <= start_at:
-                continue
-            batch.append((number, raw))
-            if len(batch) >= batch_rows:
-                _run_batch(crm, actor, run_id, header, batch, seen)
-                written += len(batch)
-                if written >= 2 * analyzed:
+        batches = _batches(rows, start_at, batch_rows)
+        current = next(batches, None)
+        left = max(total - start_at, 0)
+        with _lookalike_pool(crm, -(-left // batch_rows)) as pool:
+            # the look-alikes of batch N+1 are looked up on a second connection while
+            # batch N is written (see docs/decisions.md, "Fuzzy names at import")
+            engine = crm.engine if isinstance(pool, ThreadPoolExecutor) else None
+            prepare = partial(_prepare_lookalikes, engine, header, mapping, threshold)
+            future = pool.submit(prepare, current or [], {})
+            previous = None
+            while current:
+                looks = future.result()
+                if previous is not None:
+                    looks.follow(previous)
+                following = next(batches, None)
+                if following:
+                    future = pool.submit(prepare, following, looks.words)
+                _run_batch(crm, actor, run_id, header, current, seen, looks)
+                previous = looks
+                written += len(current)
+                if following and written >= 2 * analyzed:
                     _refresh_statistics(crm)
                     analyzed = written
-                batch = []
-                if progress:
-                    progress(number, total)
-        if batch:
-            _run_batch(crm, actor, run_id, header, batch, seen)
+                if progress and following:
+                    progress(current[-1][0], total)
+                current = following
         with crm.system() as work:
             run = work.session.get(ImportRun, run_id)
             run.status = "done" if not run.dry_run else "dry_run"
@@ -572,6 +652,78 @@ def run_import(
             run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             run.error = str(exc)[:2000]
         raise
+
+
+def _batches(
+    rows: Iterator[list[str]], start_at: int, size: int
+) -> Iterator[list[tuple[int, list[str]]]]:
+    """The numbered rows after the checkpoint, ``size`` at a time."""
+    batch: list[tuple[int, list[str]]] = []
+    for number, raw in enumerate(rows, start=1):
+        if number <= start_at:
+            continue
+        batch.append((number, raw))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+#: From how many batches an import looks look-alikes up in a process of its own.
+PROCESS_BATCHES = 3
+_reader_engine: Any = None
+
+
+def _lookalike_pool(crm: Any, batches: int) -> Executor:
+    """Where look-alikes are looked up while a batch is written: a thread for a small file,
+    a process for a large one (the look-up is Python: in a thread it waits for the GIL
+    that the writer holds; a process has a core of its own).  A daemonic process (which
+    may not start children) uses the thread."""
+    if batches < PROCESS_BATCHES or multiprocessing.current_process().daemon:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-lookalikes")
+    url = crm.engine.url.render_as_string(hide_password=False)
+    options: dict[str, Any] = {}
+    if crm.engine.dialect.name == "postgresql":
+        with crm.engine.connect() as connection:
+            path = connection.exec_driver_sql("SHOW search_path").scalar()
+        escaped = str(path).replace("\\", "\\\\").replace(" ", "\\ ")  # libpq's options
+        options["connect_args"] = {"options": f"-csearch_path={escaped}"}
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_reader,
+        initargs=(url, options),
+    )
+
+
+def _start_reader(url: str, options: dict[str, Any]) -> None:
+    """The look-up process's engine (one connection)."""
+    global _reader_engine
+    from crmkit.db import make_engine
+
+    _reader_engine = make_engine(url, **options)
+
+
+def _prepare_lookalikes(
+    engine: Any,
+    header: Sequence[str],
+    mapping: Mapping[str, str],
+    threshold: int,
+    batch: Sequence[tuple[int, list[str]]],
+    also: Mapping[str, Sequence[str]],
+) -> BatchLookalikes:
+    """The existing look-alikes of a batch's rows, on a connection of its own (the reader
+    thread or process; ``engine`` ``None``: the process's): it sees the batches committed
+    before the one being written, whose words (``also``) and created rows
+    (:meth:`BatchLookalikes.follow`) are added from memory."""
+    names = {number: _row_skeleton(header, mapping, raw) for number, raw in batch}
+    with (engine or _reader_engine).connect() as connection:
+        looks = BatchLookalikes(connection, threshold)
+        looks.prepare({number: name for number, name in names.items() if name}, also)
+        connection.rollback()
+    looks.connection = None
+    return looks
 
 
 def _refresh_statistics(crm: Any) -> None:
@@ -597,8 +749,10 @@ def _run_batch(
     header: Sequence[str],
     batch: Sequence[tuple[int, list[str]]],
     seen: dict[str, int],
+    looks: BatchLookalikes,
 ) -> None:
-    """Plan and write one batch, with the checkpoint, in one transaction."""
+    """Plan and write one batch, with the checkpoint, in one transaction; ``looks`` are
+    its rows' look-alike names (prepared while the batch before was written)."""
     unit = crm.acting_as(actor) if actor is not None else crm.system()
     with unit as work:
         run = work.session.get(ImportRun, run_id)
@@ -612,26 +766,40 @@ def _run_batch(
                 continue
             planned.append((number, values))
         existing = plan.existing([v for _, v in planned])
+        reported = run.possible_duplicate_count
+        lookalikes = 0
+        keyed = [(number, values, plan.keys(values)) for number, values in planned]
         creates: list[tuple[int, dict[str, Any]]] = []
         updated = skipped = 0
-        for number, values in planned:
-            keys = plan.keys(values)
+        for number, values, keys in keyed:
             duplicate = next((existing[k] for k in keys if k in existing), None)
             earlier = next((seen[k] for k in keys if k in seen), None)
-            action = plan.action(number, duplicate if duplicate is not None else earlier)
+            lookalike = None
+            if duplicate is None and earlier is None:
+                lookalike = looks.of(number)
+            action = plan.action(number, duplicate if duplicate is not None else earlier, lookalike)
+            if lookalike is not None:
+                duplicate = lookalike.party_id  # an earlier row has no client to update yet
+                action = action if action != "update" or duplicate is not None else "create"
+                lookalikes += 1
+                if reported + lookalikes <= REPORTED_LOOKALIKES:
+                    errors.append(plan.possible_duplicate(number, lookalike, action))
             if action == "skip":
                 skipped += 1
                 continue
             if action == "update" and duplicate is not None:
                 try:
                     if not run.dry_run:
-                        _update(work, duplicate, values)
+                        _update(work, duplicate, values, keep_name=lookalike is not None)
                     updated += 1
                 except ValidationFailed as failed:
+                    if lookalike is not None:
+                        errors.pop()  # not updated after all: the reasons say why
                     errors += _errors(number, failed)
                 continue
             for key in keys:
                 seen.setdefault(key, number)
+            looks.created(number, str(values.get("name") or skeleton(values)))
             for point in values.get("contact_points") or ():
                 point.pop("invalid", None)
                 point.pop("key", None)
@@ -642,6 +810,8 @@ def _run_batch(
         run.updated += updated
         run.skipped += skipped
         run.errors = [*run.errors, *errors]
+        if lookalikes:
+            run.options = {**run.options, "possible_duplicates": reported + lookalikes}
 
 
 def _create(
@@ -669,14 +839,18 @@ def _create(
     return 0
 
 
-def _update(work: Any, party_id: int, values: dict[str, Any]) -> None:
-    """Fill an existing client from a row: given fields overwrite, new contacts are added."""
+def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False) -> None:
+    """Fill an existing client from a row: given fields overwrite, new contacts are added.
+
+    ``keep_name``: a look-alike's row is the name spelled otherwise (most likely a typo),
+    so the client keeps its own."""
     party = work.parties.get(party_id, action="update")
     known = {(c.kind, c.key) for c in party.contact_points}
     region = str(work.crm.config["locale.phone_region"])
-    changes = {
-        k: v for k, v in values.items() if k not in ("contact_points", "kind", "tags", "owner_id")
-    }
+    kept = ("contact_points", "kind", "tags", "owner_id")
+    if keep_name:
+        kept += ("name", "first_name", "last_name")
+    changes = {k: v for k, v in values.items() if k not in kept}
     if changes:
         work.parties.update(party, changes)
     for point in values.get("contact_points") or ():

@@ -33,7 +33,7 @@ import attrs
 from rapidfuzz import fuzz
 from rapidfuzz import process as fuzz_process
 from rapidfuzz.distance import DamerauLevenshtein
-from sqlalchemy import case, delete, select, text
+from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -759,3 +759,214 @@ def forget_names(connection: Connection, party_ids: Iterable[int]) -> None:
         connection.execute(
             delete(PartyMatchKey).where(PartyMatchKey.party_id.in_(ids[start : start + 500]))
         )
+
+
+# -- many names at once (an import) ---------------------------------------------------------
+
+#: Parties taken from each key a one-word name corrects to (its word's postings).
+BATCH_POSTINGS_PER_KEY = 50
+
+
+@attrs.frozen
+class Lookalike:
+    """A name one typo away from a planned one: an existing party (``party_id``) or an
+    earlier row of the same file (``row``), with the name score (0-100)."""
+
+    party_id: int | None
+    row: int | None
+    name: str
+    score: int
+
+
+class BatchLookalikes:
+    """Look-alike names of many names at once (the rows of an import batch).
+
+    The same look-alike as interactive screening's correction path: each word of four
+    letters or more is corrected to the known words within one typo (they share a
+    one-letter-less variant, :func:`_closest`), the name's whole-name key is asked for with
+    each corrected word in place (``n:`` sorted words; a one-word name's ``w:`` word), and the
+    parties found are scored with :func:`_name_score`; those from ``threshold`` count.
+
+    Two statements for the whole batch (the variants of all its words, the parties behind
+    all corrected keys) and one for the candidates' names.  The batch's own words are
+    indexed in memory too, so a row finds a look-alike among the rows before it
+    (:meth:`created` registers a row once it is to be created).
+    """
+
+    def __init__(self, connection: Connection | None, threshold: int) -> None:
+        self.connection = connection
+        self.threshold = threshold
+        self.skeletons: dict[int, str] = {}
+        self.keys: dict[int, list[str]] = {}
+        self.best: dict[int, Lookalike] = {}
+        self.rows: dict[str, list[int]] = defaultdict(list)  # whole-name key -> created rows
+        self.names: dict[int, str] = {}  # created row -> its name as typed
+        self.mine: dict[str, list[int]] = defaultdict(list)  # the rows created here
+        self.words: dict[str, list[str]] = {}  # the rows' words -> their variants
+
+    def prepare(
+        self, names: Mapping[int, str], also: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """Find the existing look-alikes of ``{row: skeleton}``; ``also``: words not in the
+        vocabulary yet that the rows may be one typo from (the :attr:`words` of the batch
+        being written)."""
+        self.skeletons.update(names)
+        also = also or {}
+        words = {w for s in names.values() for w in s.split() if len(w) >= 4}
+        if not words:
+            return
+        variants = self.words = {w: also.get(w) or one_letter_variants(w) for w in words}
+        by_variant: dict[str, set[str]] = defaultdict(set)
+        for word, spellings in variants.items():  # the batch's own words, for later rows
+            for variant in spellings:
+                by_variant[variant].add(word)
+        wanted = list(by_variant)
+        for word, spellings in also.items():
+            for variant in spellings:
+                if variant in by_variant:
+                    by_variant[variant].add(word)
+        for variant, word in _any_of(
+            self.connection,
+            "SELECT variant, word FROM match_word_variant WHERE variant",
+            wanted,
+        ):
+            by_variant[variant].add(word)
+        closest: dict[str, list[str]] = {}
+        distance = DamerauLevenshtein.distance
+        for word, spellings in variants.items():
+            known = set().union(*(by_variant[v] for v in spellings))
+            known.discard(word)
+            closest[word] = sorted(k for k in known if distance(word, k, score_cutoff=1) == 1)[
+                :ONE_TYPO_WORDS
+            ]
+        wanted_keys: dict[str, list[int]] = {}
+        for row, skeleton in names.items():
+            keys = self.keys[row] = _lookalike_keys(skeleton, closest)
+            for key in keys:
+                if key in wanted_keys:
+                    wanted_keys[key].append(row)
+                else:
+                    wanted_keys[key] = [row]
+        found: dict[int, set[int]] = defaultdict(set)
+        postings: dict[str, int] = defaultdict(int)
+        for key, party_id in _any_of(
+            self.connection, "SELECT key, party_id FROM party_match_key WHERE key", wanted_keys
+        ):
+            postings[key] += 1
+            if postings[key] <= BATCH_POSTINGS_PER_KEY:
+                for row in wanted_keys[key]:
+                    found[row].add(party_id)
+        ids = sorted({i for parties in found.values() for i in parties})
+        details: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(ids), 5000):
+            for party_id, name, kind in self.connection.execute(
+                select(Party.id, Party.name, Party.kind).where(
+                    Party.id.in_(ids[start : start + 5000]), Party.merged_into_id.is_(None)
+                )
+            ):
+                details[party_id] = (name, name_skeleton(name, kind))
+        for row, parties in found.items():
+            for party_id in sorted(parties):
+                if party_id not in details:
+                    continue
+                name, skeleton = details[party_id]
+                self._consider(row, Lookalike(party_id, None, name, 0), skeleton)
+
+    def _consider(self, row: int, candidate: Lookalike, skeleton: str) -> Lookalike | None:
+        score = round(_name_score(self.skeletons[row], skeleton))
+        if score < self.threshold:
+            return None
+        candidate = attrs.evolve(candidate, score=score)
+        best = self.best.get(row)
+        if best is None or score > best.score:
+            self.best[row] = candidate
+        return candidate
+
+    def of(self, row: int) -> Lookalike | None:
+        """The best look-alike of a prepared row: an existing party, else an earlier row
+        registered with :meth:`created`."""
+        found = self.best.get(row)
+        if found is not None:
+            return found
+        best = None
+        for key in self.keys.get(row, ()):
+            for other in self.rows.get(key, ()):
+                if other == row:
+                    continue
+                candidate = self._consider(
+                    row, Lookalike(None, other, self.names[other], 0), self.skeletons[other]
+                )
+                if candidate is not None and (best is None or candidate.score > best.score):
+                    best = candidate
+        return best
+
+    def created(self, row: int, name: str) -> None:
+        """A prepared row is to be created: the rows after it may look like it."""
+        skeleton = self.skeletons.get(row, "")
+        words = skeleton.split()
+        if not words:
+            return
+        key = ("n:" + " ".join(sorted(words)))[:120] if len(words) > 1 else f"w:{words[0]}"[:120]
+        self.rows[key].append(row)
+        self.mine[key].append(row)
+        self.names[row] = name
+
+    def follow(self, previous: BatchLookalikes) -> None:
+        """Also find the rows ``previous`` registered as created (the batch before, written
+        while this one was prepared, so not seen by its statements)."""
+        for key, rows in previous.mine.items():
+            self.rows[key].extend(rows)
+            for row in rows:
+                self.names[row] = previous.names[row]
+                self.skeletons[row] = previous.skeletons[row]
+
+
+def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[str]]) -> list[str]:
+    """The whole-name keys of ``skeleton`` with one word spelled as each known word one
+    typo away (the ``n:`` sorted words; a one-word name's ``w:`` word)."""
+    words = skeleton.split()
+    if len(words) == 1:  # one typo in four letters scores under any useful threshold
+        near = closest.get(words[0], ()) if len(words[0]) >= 5 else ()
+        return [f"w:{similar}"[:120] for similar in near]
+    if len(words) == 2:  # most names: the sorted pair without sorting a list
+        first, second = words
+        keys = [
+            f"n:{min(similar, second)} {max(similar, second)}"[:120]
+            for similar in closest.get(first, ())
+        ]
+        keys += [
+            f"n:{min(first, similar)} {max(first, similar)}"[:120]
+            for similar in closest.get(second, ())
+        ]
+        return keys
+    keys = []
+    for index, word in enumerate(words):
+        others = words[:index] + words[index + 1 :]
+        for similar in closest.get(word, ()):
+            keys.append(("n:" + " ".join(sorted([*others, similar])))[:120])
+    return keys
+
+
+def _any_of(connection: Connection, sql: str, values: Iterable[str]) -> list[Any]:
+    """``sql`` (ending in a column) ``= ANY(...)`` of many values in one statement: an array
+    on PostgreSQL, ``IN (SELECT value FROM json_each(?))`` on SQLite."""
+    wanted = sorted(values)
+    if not wanted:
+        return []
+    if connection.dialect.name == "postgresql":
+        return connection.exec_driver_sql(f"{sql} = ANY(%(values)s)", {"values": wanted}).all()
+    if connection.dialect.name == "sqlite":  # the driver's cursor: rows are plain tuples
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute(f"{sql} IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+    found = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found += connection.execute(
+            text(f"{sql} IN :values").bindparams(bindparam("values", expanding=True)),
+            {"values": chunk},
+        ).all()
+    return found
