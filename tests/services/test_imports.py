@@ -300,3 +300,48 @@ def test_possible_duplicates_past_the_limit_are_counted_not_listed(crm, setup, m
         run = work.session.get(ImportRun, run_id)
         assert run.possible_duplicate_count == 2 and run.created == 2
         assert [d["row"] for d in run.possible_duplicates] == [1]
+
+
+UNGUARDED_SCRIPT = """
+import pathlib, sys
+from crmkit.app import CRM
+from crmkit.services.imports import run_import
+from crmkit.testing import add_user
+
+with open(sys.argv[2], "a") as marker:  # no `if __name__ == "__main__":` guard
+    marker.write("ran\\n")
+crm = CRM.from_directory(sys.argv[1])
+anna = add_user(crm, "anna", ["manager"])
+body = "Название\\n" + "".join(f"Клиент номер {n}\\n" for n in range(8))
+with crm.acting_as(anna) as work:
+    run_id = work.imports.start("clients.csv", body.encode()).id
+print("imported", run_import(crm, run_id, batch_rows=2))
+crm.close()
+"""
+
+
+def test_an_unguarded_script_imports_once(tmp_path):
+    """A script without the ``__main__`` guard runs a large import (its look-ups in a
+    process of their own): the process does not run the script a second time."""
+    import subprocess
+    import sys
+
+    from crmkit.cli import main
+
+    directory = tmp_path / "crm"
+    try:
+        main(["init", str(directory)])
+    except SystemExit as exc:
+        assert not exc.code
+    script, marker = tmp_path / "script.py", tmp_path / "ran.txt"
+    script.write_text(UNGUARDED_SCRIPT, encoding="utf-8")
+    assert imports.PROCESS_BATCHES <= 8 // 2  # the look-ups run in a process
+    done = subprocess.run(
+        [sys.executable, str(script), str(directory), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["imported", "8"]
+    assert marker.read_text().splitlines() == ["ran"]

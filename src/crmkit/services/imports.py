@@ -28,11 +28,15 @@ An import is an :class:`~crmkit.model.ImportRun`::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import multiprocessing
 import re
+import sys
+import threading
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
@@ -689,12 +693,37 @@ def _lookalike_pool(crm: Any, batches: int) -> Executor:
             path = connection.exec_driver_sql("SHOW search_path").scalar()
         escaped = str(path).replace("\\", "\\\\").replace(" ", "\\ ")  # libpq's options
         options["connect_args"] = {"options": f"-csearch_path={escaped}"}
-    return ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_reader,
         initargs=(url, options),
     )
+    with _main_left_out():
+        pool.submit(int).result()  # the process starts now, without the caller's script
+    return pool
+
+
+_MAIN_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_left_out() -> Iterator[None]:
+    """Start processes that do not import the caller's ``__main__``.
+
+    A spawned process imports the parent's main module first (as ``__mp_main__``), so a
+    script without an ``if __name__ == "__main__":`` guard would run again inside it: open
+    the CRM, write, start this import again.  The look-up process needs nothing from the
+    script (its functions live in this module), so while it starts ``__main__`` is a bare
+    stand-in, which the process has no file or module name to import from.
+    """
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _start_reader(url: str, options: dict[str, Any]) -> None:
