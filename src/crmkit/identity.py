@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 
 import attrs
@@ -255,6 +256,14 @@ def match_words(skeleton: str) -> list[str]:
     return list(dict.fromkeys(w for w in skeleton.split() if len(w) >= 2))
 
 
+def whole_name_key(words: Sequence[str]) -> str:
+    """The key a whole name is found by: its words in sorted order (``n:``), or a one-word
+    name's word (``w:``), as :func:`name_match_keys` stores them."""
+    if len(words) > 1:
+        return ("n:" + " ".join(sorted(words)))[:120]
+    return f"w:{words[0]}"[:120]
+
+
 def name_match_keys(skeleton: str) -> list[str]:
     """Blocking keys of a name skeleton: each word, the words in sorted order, the words
     run together (``alfa stroi`` = ``alfastroi``)."""
@@ -263,7 +272,7 @@ def name_match_keys(skeleton: str) -> list[str]:
         return []
     keys = [f"w:{w}" for w in words]
     if len(skeleton.split()) > 1:  # one word: its ``w:`` key says it all
-        keys.append("n:" + " ".join(sorted(skeleton.split())))
+        keys.append(whole_name_key(skeleton.split()))
         keys.append("c:" + "".join(skeleton.split()))
     return [k[:120] for k in dict.fromkeys(keys)]
 

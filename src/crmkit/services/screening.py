@@ -44,6 +44,7 @@ from crmkit.identity import (
     name_match_keys,
     name_skeleton,
     one_letter_variants,
+    whole_name_key,
 )
 from crmkit.model import MatchWord, MatchWordVariant, Party, PartyMatchKey, User
 from crmkit.model.party import MATCH_WORD_FTS
@@ -906,7 +907,7 @@ class BatchLookalikes:
         words = skeleton.split()
         if not words:
             return
-        key = ("n:" + " ".join(sorted(words)))[:120] if len(words) > 1 else f"w:{words[0]}"[:120]
+        key = whole_name_key(words)
         self.rows[key].append(row)
         self.mine[key].append(row)
         self.names[row] = name
@@ -943,7 +944,7 @@ def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[str]]) -> list
     for index, word in enumerate(words):
         others = words[:index] + words[index + 1 :]
         for similar in closest.get(word, ()):
-            keys.append(("n:" + " ".join(sorted([*others, similar])))[:120])
+            keys.append(whole_name_key([*others, similar]))
     return keys
 
 
