@@ -345,3 +345,15 @@ def test_an_unguarded_script_imports_once(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["imported", "8"]
     assert marker.read_text().splitlines() == ["ran"]
+
+
+def test_a_name_of_one_letter_is_imported(crm, setup):
+    """«ООО А» has no blocking key of its own (one letter): the row is still planned and
+    written, and a second row of the same name is its exact duplicate."""
+    anna = setup
+    run_id, _ = _start(crm, anna, "Название\nООО А\nБета\nА\n".encode(), on_duplicate="skip")
+    assert run_import(crm, run_id) == 3
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.created, run.skipped) == ("done", 2, 1)
+        assert work.session.scalar(select(func.count()).where(Party.name == "ООО А")) == 1

@@ -48,7 +48,7 @@ from sqlalchemy import select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.identity import contact_key, name_match_keys, name_skeleton
+from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
@@ -460,8 +460,7 @@ class _Planner:
         )
         skeleton = name_skeleton(name, values.get("kind", "organisation"))
         if skeleton:
-            blocking = name_match_keys(skeleton)
-            keys.append(next((k for k in blocking if k.startswith("n:")), blocking[0]))
+            keys.append(whole_name_key(skeleton.split()))
         return keys
 
     def existing(self, planned: Sequence[Mapping[str, Any]]) -> dict[str, int]:
