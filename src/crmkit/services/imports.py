@@ -455,12 +455,9 @@ class _Planner:
             )
             if point["kind"] != "phone" or sum(c.isdigit() for c in key) >= 6:
                 keys.append(f"{point['kind']}={key}")
-        name = values.get("name") or " ".join(
-            values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
-        )
-        skeleton = name_skeleton(name, values.get("kind", "organisation"))
-        if skeleton:
-            keys.append(whole_name_key(skeleton.split()))
+        name = skeleton(values)
+        if name:
+            keys.append(whole_name_key(name.split()))
         return keys
 
     def existing(self, planned: Sequence[Mapping[str, Any]]) -> dict[str, int]:
