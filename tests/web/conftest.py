@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
 from crmkit.testing import DEMO_PASSWORD, add_user
@@ -105,3 +111,20 @@ def web(crm):
 @pytest.fixture
 def anonymous(crm):
     return Browser(create_app(crm), crm)
+
+
+@contextlib.contextmanager
+def one_slow_statement(engine: Any, fragment: str, seconds: float = 1.5) -> Iterator[None]:
+    """The database server is slow (``seconds``) to answer the first statement containing
+    ``fragment`` run inside the block; every other statement is answered as usual."""
+    first = threading.Lock()  # taken once: by the first matching statement
+
+    def round_trip(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if fragment in statement and first.acquire(blocking=False):
+            time.sleep(seconds)
+
+    sa.event.listen(engine, "before_cursor_execute", round_trip)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", round_trip)

@@ -8,9 +8,9 @@ from typing import Any
 
 import anyio
 import pytest
-import sqlalchemy as sa
 
 from crmkit.testing import factories
+from tests.web.conftest import one_slow_statement
 
 pytestmark = pytest.mark.anyio
 
@@ -29,14 +29,6 @@ async def test_a_slow_card_does_not_hold_up_another_users_page(web, crm):
         party = factories.organisation(work)
     assert (await owner.get(f"/clients/{party.id}")).status_code == 200
     assert (await other.get("/tasks")).status_code == 200
-    slow = threading.Event()
-
-    @sa.event.listens_for(crm.engine, "before_cursor_execute")
-    def round_trip(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if slow.is_set() and "FROM party" in statement:
-            slow.clear()
-            time.sleep(1.5)  # the server is slow to answer the card's first read
-
     finished: list[str] = []
 
     async def get(browser: Any, url: str) -> None:
@@ -44,8 +36,7 @@ async def test_a_slow_card_does_not_hold_up_another_users_page(web, crm):
         assert response.status_code == 200, response.text
         finished.append(url)
 
-    try:
-        slow.set()
+    with one_slow_statement(crm.engine, "FROM party"):  # the card's first read
         async with anyio.create_task_group() as group:
             group.start_soon(get, owner, f"/clients/{party.id}")
             await anyio.sleep(0.3)  # the card now waits for the database
@@ -54,10 +45,8 @@ async def test_a_slow_card_does_not_hold_up_another_users_page(web, crm):
             while "/tasks" not in finished:
                 await anyio.sleep(0.01)
             waited = time.monotonic() - started
-        assert finished == ["/tasks", f"/clients/{party.id}"]
-        assert waited < 1.0
-    finally:
-        sa.event.remove(crm.engine, "before_cursor_execute", round_trip)
+    assert finished == ["/tasks", f"/clients/{party.id}"]
+    assert waited < 1.0
 
 
 async def test_a_form_waiting_for_a_lock_does_not_hold_up_other_pages(web, crm):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any
 
 import anyio
 import pytest
-import sqlalchemy as sa
 
 from crmkit.testing import add_user
+from tests.web.conftest import one_slow_statement
 
 
 def test_a_slow_database_round_trip_does_not_hold_up_other_requests(crm, client_for):
@@ -19,13 +17,6 @@ def test_a_slow_database_round_trip_does_not_hold_up_other_requests(crm, client_
     agent = add_user(crm, "ann", ["agent"])
     api = client_for(agent)
     assert api.get("party").status_code == 200  # the token and the actor are known
-    slow = threading.Event()
-
-    @sa.event.listens_for(crm.engine, "before_cursor_execute")
-    def round_trip(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if slow.is_set() and "FROM party" in statement:
-            slow.clear()
-            time.sleep(1.5)  # the server is slow to answer this one list
 
     async def both() -> list[str]:
         finished: list[str] = []
@@ -45,8 +36,5 @@ def test_a_slow_database_round_trip_does_not_hold_up_other_requests(crm, client_
             assert time.monotonic() - started < 1.0
         return finished
 
-    try:
-        slow.set()
+    with one_slow_statement(crm.engine, "FROM party"):  # this one list
         assert api.portal.call(both) == ["me", "party"]
-    finally:
-        sa.event.remove(crm.engine, "before_cursor_execute", round_trip)
