@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from crmkit.model import Activity, Conversation
-from crmkit.services.bulk import allocate_ids, insert_rows
+from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
 
 WHEN = dt.datetime(2025, 3, 3, 7, 0, 0, 123456, tzinfo=dt.UTC)
 MSK = dt.timezone(dt.timedelta(hours=3))
@@ -72,6 +72,48 @@ def test_insert_rows_stores_what_core_insert_stores(make_crm):
                 assert loaded.data["nested"] == {"ok": True} and loaded.data["none"] is None
             else:
                 assert loaded.last_message_at == WHEN and loaded.closed_at is None
+
+
+NASTY = [
+    'ООО "Ромашка"',
+    "a\\b",
+    "c,d",
+    "{e}",
+    " f ",
+    "NULL",
+    "",
+    '"',
+    '","',
+    "\\",
+    '\\"',
+    "g'h",
+]
+
+
+def test_one_of_finds_exactly_the_values_asked_for(make_crm):
+    """``one_of`` with many text values (on PostgreSQL one array literal the server parses):
+    quotes, backslashes, commas, braces, spaces, the word NULL and an empty string are
+    matched as themselves, and nothing else is."""
+    crm = make_crm()
+    table = Activity.__table__
+    stored_ids = [*NASTY, "other", "NULL2"]
+    with crm.system() as work:
+        connection = work.session.connection()
+        ids = allocate_ids(connection, table, len(stored_ids))
+        insert_rows(
+            connection,
+            table,
+            [activity(id=i, external_id=e) for i, e in zip(ids, stored_ids, strict=True)],
+        )
+    with crm.system() as work:
+        connection = work.session.connection()
+        arrays = uses_arrays(connection)
+        asked = one_of(Activity.external_id, "ids", array=arrays)
+        query = select(Activity.external_id).where(asked)
+        found = connection.execute(query, {"ids": [*NASTY, "absent"]}).scalars().all()
+        assert sorted(found) == sorted(NASTY)
+        assert connection.execute(query, {"ids": ["other"]}).scalars().all() == ["other"]
+        assert connection.execute(query, {"ids": ["absent"]}).scalars().all() == []
 
 
 @given(

@@ -50,6 +50,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+from crmkit.services.bulk import one_of, uses_arrays
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
 if TYPE_CHECKING:
@@ -473,25 +474,30 @@ class _Planner:
                     contact[(kind, value)] = key
         found: dict[str, int] = {}
         session = self.work.session
+        # PostgreSQL: one statement per kind, the keys as one array; elsewhere 500 at a time
+        arrays = uses_arrays(session.get_bind())
+        step = 1_000_000 if arrays else 500
         for kind in CONTACT_FIELDS:
             wanted = sorted(v for k, v in contact if k == kind)
-            for start in range(0, len(wanted), 500):
+            for start in range(0, len(wanted), step):
                 for key, party_id in session.execute(
                     select(ContactPoint.key, ContactPoint.party_id)
                     .join(Party, Party.id == ContactPoint.party_id)
                     .where(
                         ContactPoint.kind == kind,
-                        ContactPoint.key.in_(wanted[start : start + 500]),
+                        one_of(ContactPoint.key, "keys", array=arrays),
                         Party.merged_into_id.is_(None),
-                    )
+                    ),
+                    {"keys": wanted[start : start + step]},
                 ):
                     found.setdefault(f"{kind}={key}", party_id)
         wanted_names = sorted(names)
-        for start in range(0, len(wanted_names), 500):
+        for start in range(0, len(wanted_names), step):
             for key, party_id in session.execute(
                 select(PartyMatchKey.key, PartyMatchKey.party_id).where(
-                    PartyMatchKey.key.in_(wanted_names[start : start + 500])
-                )
+                    one_of(PartyMatchKey.key, "keys", array=arrays)
+                ),
+                {"keys": wanted_names[start : start + step]},
             ):
                 found.setdefault(key, party_id)
         return found

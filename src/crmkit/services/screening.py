@@ -48,6 +48,7 @@ from crmkit.identity import (
 )
 from crmkit.model import MatchWord, MatchWordVariant, Party, PartyMatchKey, User
 from crmkit.model.party import MATCH_WORD_FTS
+from crmkit.services.bulk import text_array_literal
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -950,12 +951,15 @@ def _lookalike_keys(skeleton: str, closest: Mapping[str, Sequence[str]]) -> list
 
 def _any_of(connection: Connection, sql: str, values: Iterable[str]) -> list[Any]:
     """``sql`` (ending in a column) ``= ANY(...)`` of many values in one statement: an array
-    on PostgreSQL, ``IN (SELECT value FROM json_each(?))`` on SQLite."""
+    (:func:`~crmkit.services.bulk.text_array_literal`) on PostgreSQL,
+    ``IN (SELECT value FROM json_each(?))`` on SQLite."""
     wanted = sorted(values)
     if not wanted:
         return []
-    if connection.dialect.name == "postgresql":
-        return connection.exec_driver_sql(f"{sql} = ANY(%(values)s)", {"values": wanted}).all()
+    if connection.dialect.name == "postgresql":  # one literal the server parses
+        return connection.exec_driver_sql(
+            f"{sql} = ANY(CAST(%(values)s AS text[]))", {"values": text_array_literal(wanted)}
+        ).all()
     if connection.dialect.name == "sqlite":  # the driver's cursor: rows are plain tuples
         cursor = connection.connection.driver_connection.cursor()
         try:
