@@ -50,7 +50,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
-from crmkit.services.bulk import one_of, uses_arrays
+from crmkit.services.bulk import chunked, one_of, uses_arrays
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
 if TYPE_CHECKING:
@@ -430,9 +430,7 @@ class _Planner:
         if points:
             values["contact_points"] = points
         kind = values.get("kind", "organisation")
-        name = values.get("name") or " ".join(
-            values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
-        )
+        name = _name(values)
         if not name.strip():
             errors.append((self._column_of("name"), "a name is required"))
         if len(name) > 300:
@@ -474,32 +472,30 @@ class _Planner:
                     contact[(kind, value)] = key
         found: dict[str, int] = {}
         session = self.work.session
-        # PostgreSQL: one statement per kind, the keys as one array; elsewhere 500 at a time
+        # PostgreSQL: all keys in one array; elsewhere 500 at a time
         arrays = uses_arrays(session.get_bind())
-        step = 1_000_000 if arrays else 500
+
+        def ask(statement: Any, keys: list[str]) -> Iterator[Any]:
+            for chunk in ([keys] if keys else []) if arrays else chunked(keys, 500):
+                yield from session.execute(statement, {"keys": chunk})
+
         for kind in CONTACT_FIELDS:
-            wanted = sorted(v for k, v in contact if k == kind)
-            for start in range(0, len(wanted), step):
-                for key, party_id in session.execute(
-                    select(ContactPoint.key, ContactPoint.party_id)
-                    .join(Party, Party.id == ContactPoint.party_id)
-                    .where(
-                        ContactPoint.kind == kind,
-                        one_of(ContactPoint.key, "keys", array=arrays),
-                        Party.merged_into_id.is_(None),
-                    ),
-                    {"keys": wanted[start : start + step]},
-                ):
-                    found.setdefault(f"{kind}={key}", party_id)
-        wanted_names = sorted(names)
-        for start in range(0, len(wanted_names), step):
-            for key, party_id in session.execute(
-                select(PartyMatchKey.key, PartyMatchKey.party_id).where(
-                    one_of(PartyMatchKey.key, "keys", array=arrays)
-                ),
-                {"keys": wanted_names[start : start + step]},
-            ):
-                found.setdefault(key, party_id)
+            contacts = (
+                select(ContactPoint.key, ContactPoint.party_id)
+                .join(Party, Party.id == ContactPoint.party_id)
+                .where(
+                    ContactPoint.kind == kind,
+                    one_of(ContactPoint.key, "keys", array=arrays),
+                    Party.merged_into_id.is_(None),
+                )
+            )
+            for key, party_id in ask(contacts, sorted(v for k, v in contact if k == kind)):
+                found.setdefault(f"{kind}={key}", party_id)
+        names_asked = select(PartyMatchKey.key, PartyMatchKey.party_id).where(
+            one_of(PartyMatchKey.key, "keys", array=arrays)
+        )
+        for key, party_id in ask(names_asked, sorted(names)):
+            found.setdefault(key, party_id)
         return found
 
     def lookalikes(self, planned: Sequence[tuple[int, Mapping[str, Any]]]) -> BatchLookalikes:
@@ -577,11 +573,16 @@ def _row_skeleton(header: Sequence[str], mapping: Mapping[str, str], raw: Sequen
     return skeleton(values)
 
 
-def skeleton(values: Mapping[str, Any]) -> str:
-    """The name skeleton of planned party input."""
-    name = values.get("name") or " ".join(
+def _name(values: Mapping[str, Any]) -> str:
+    """A row's name: its ``name``, else its first and last names."""
+    return values.get("name") or " ".join(
         values.get(k, "") for k in ("first_name", "last_name") if values.get(k)
     )
+
+
+def skeleton(values: Mapping[str, Any]) -> str:
+    """The name skeleton of planned party input."""
+    name = _name(values)
     return name_skeleton(name, values.get("kind", "organisation")) if name.strip() else ""
 
 
