@@ -1,11 +1,13 @@
 """API list endpoint under wrk: 50 parties as an agent, out of 1,000,000 owned by 50 agents.
 
 ``GET /api/v1/party?limit=50`` (bearer token, access rules, keyset page, output schema) is
-served by ``crmkit.web.server`` under uvicorn (uvloop + httptools) with 1 and 2 workers and
+served by ``crmkit.web.server`` under uvicorn as ``crmkit serve`` runs it (its event loop,
+``crmkit.web.eventloop``: uvloop accepting every waiting connection at once; httptools)
+with 1 and 2 workers and
 loaded by ``wrk -c32`` (two threads) from the same machine, in alternating rounds (medians shown).
 The baseline, measured in the same run, is a bare Starlette endpoint running the same SQL
 through SQLAlchemy Core (no token, no access policy, no schema) and returning the same rows,
-encoded by the same JSON library.
+encoded by the same JSON library, under the same uvicorn and event loop.
 Targets: requests/s >= 0.5x the baseline; p99 <= 50 ms.  The servers' CPU time per request
 is shown too: on a machine shared with other work, requests/s and latencies move with the
 neighbours' load, while CPU per request (and its ratio) does not.
@@ -142,7 +144,9 @@ def free_port() -> int:
 
 
 def serve(target: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """uvicorn serving an app factory, as ``crmkit serve`` does (uvloop, httptools)."""
+    """uvicorn serving an app factory, as ``crmkit serve`` does (its loop, httptools)."""
+    from crmkit.web.server import SERVING_LOOP
+
     command = [
         sys.executable,
         "-m",
@@ -156,7 +160,7 @@ def serve(target: str, port: int, workers: int, env: dict[str, str]) -> subproce
         "--workers",
         str(workers),
         "--loop",
-        "uvloop",
+        SERVING_LOOP,
         "--http",
         "httptools",
         "--log-level",

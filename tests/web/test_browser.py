@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from crmkit import InboundMessage
 from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
+from crmkit.testing.web import served
 from tests.web.conftest import ChatChannel
 
 pytestmark = pytest.mark.slow
@@ -35,27 +34,11 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from crmkit.web.app import create_app
 
     crm = make_crm(directory=tmp_path_factory.mktemp("e2e"), plugins=[ChatChannel()])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield crm, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(crm)) as base:
+        yield crm, base
     crm.close()
 
 

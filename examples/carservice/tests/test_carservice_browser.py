@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from service_fixtures import PLUGINS, build_station
 from sqlalchemy import text
 
 from crmkit.testing import DEMO_PASSWORD, make_crm, require
+from crmkit.testing.web import served
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
@@ -31,28 +29,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 @pytest.fixture(scope="module")
 def station_server(tmp_path_factory):
-    import uvicorn
-
     from crmkit.web.app import create_app
 
     crm = make_crm(plugins=PLUGINS, directory=tmp_path_factory.mktemp("carservice-e2e"))
     station = build_station(crm)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield station, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(crm)) as base:
+        yield station, base
     crm.close()
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from crmkit_denaq import plugin as denaq_plugin
 from denaq_fixtures import add_person, attach, new_lead
 
 from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
+from crmkit.testing.web import served
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
@@ -30,27 +28,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from crmkit.web.app import create_app
 
     crm = make_crm([denaq_plugin], directory=tmp_path_factory.mktemp("denaq"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield crm, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(crm)) as base:
+        yield crm, base
     crm.close()
 
 

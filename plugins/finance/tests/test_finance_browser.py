@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from crmkit_finance import plugin as finance_plugin
 from finance_fixtures import build_shop
 
 from crmkit.testing import DEMO_PASSWORD, make_crm, require
+from crmkit.testing.web import served
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
@@ -26,27 +24,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 @pytest.fixture
 def served_shop(tmp_path):
-    import uvicorn
-
     from crmkit.web.app import create_app
 
     crm = make_crm(directory=tmp_path, plugins=[finance_plugin])
     shop = build_shop(crm)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(crm), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield shop, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(crm), lifespan="auto") as base:
+        yield shop, base
     crm.close()
 
 

@@ -14,12 +14,16 @@ signs in and sends CSRF tokens like a browser does.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from crmkit.testing import DEMO_PASSWORD
+from crmkit.testing import DEMO_PASSWORD, wait_until
 
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
@@ -76,3 +80,42 @@ class WebClient:
     async def close(self) -> None:
         """Close the connection pool."""
         await self.client.aclose()
+
+
+@contextlib.contextmanager
+def served(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+    """Serve ``app`` over real HTTP for a browser test; yields its base URL.
+
+    uvicorn on a free port of 127.0.0.1, in a thread, on the event loop ``crmkit serve``
+    runs (:mod:`crmkit.web.eventloop`); stopped when the block ends::
+
+        with served(create_app(crm)) as base:
+            page.goto(f"{base}/login")
+    """
+    import uvicorn
+
+    from crmkit.web.server import SERVING_LOOP
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop=SERVING_LOOP,
+        log_level="warning",
+        lifespan=lifespan,  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    if not wait_until(lambda: server.started or not thread.is_alive(), timeout=20):
+        raise RuntimeError("the test server did not start within 20 s")
+    if not server.started:
+        raise RuntimeError("the test server stopped while starting (see its log)")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

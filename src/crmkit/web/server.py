@@ -4,6 +4,8 @@ Workers are separate processes: each builds its own application from the deploym
 ``crmkit.toml`` (passed through ``CRMKIT_CONFIG``), so they share nothing but the database
 and the queue.  uvloop and httptools are used when installed: with uvicorn's default h11
 parser several workers add ~44 ms to every request (no TCP_NODELAY on the shared socket).
+The loop is :func:`crmkit.web.eventloop.event_loop`: uvloop, but taking every waiting
+connection at once where the process listens alone (see that module).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 import anyio
 
 from crmkit.config import Config
+
+#: The uvicorn loop factory ``crmkit serve`` uses when uvloop is installed.
+SERVING_LOOP = "crmkit.web.eventloop:event_loop"
 
 
 def app_from_environment() -> Any:
@@ -92,7 +97,7 @@ def run(config: Config, *, host: str, port: int, workers: int = 1, reload: bool 
         "log_level": "info",
     }
     if importlib.util.find_spec("uvloop"):
-        options["loop"] = "uvloop"
+        options["loop"] = SERVING_LOOP
     if importlib.util.find_spec("httptools"):
         options["http"] = "httptools"
     if reload:
