@@ -58,3 +58,19 @@ def test_a_dropped_idle_connection_is_replaced_before_use(pg_url):
         assert pings  # the idle connection was checked
     finally:
         engine.dispose()
+
+
+def test_a_deployment_keeps_database_pool_size_connections(pg_url, tmp_path):
+    from crmkit.app import CRM
+    from crmkit.config import Config
+
+    (tmp_path / "crmkit.toml").write_text(
+        f'secret_key = "k"\n[database]\nurl = "{pg_url}"\npool_size = 4\n', encoding="utf-8"
+    )
+    crm = CRM(Config.load(tmp_path), load_entry_points=False)
+    try:
+        assert crm.engine.pool.size() == 4
+    finally:
+        crm.close()
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}", pool_size=4)  # ignored there
+    sqlite.dispose()

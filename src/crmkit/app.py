@@ -107,7 +107,11 @@ class CRM:
         )
         self.config.declare(item for _, item in self._collect("crmkit_register_settings"))
         self.config.validate()
-        self.engine = engine or make_engine(config.database_url, echo=config["database.echo"])
+        self.engine = engine or make_engine(
+            config.database_url,
+            echo=config["database.echo"],
+            pool_size=config["database.pool_size"],
+        )
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )

@@ -49,6 +49,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("database.echo", bool, False, "Log every SQL statement (debugging only)."),
     Setting(
+        "database.pool_size",
+        int,
+        10,
+        "Connections each process keeps open to a server database (PostgreSQL); a web "
+        "worker runs at most this many reads at once and queues the rest. Ignored on SQLite.",
+    ),
+    Setting(
         "queue.url",
         str,
         "",

@@ -54,6 +54,7 @@ def make_engine(
     kwargs.setdefault("json_deserializer", _json_loads)
     try:
         if parsed.get_backend_name() == "sqlite":
+            kwargs.pop("pool_size", None)  # SQLite's pool is SQLAlchemy's choice per file
             connect_args = kwargs.pop("connect_args", {})
             connect_args.setdefault("timeout", 30)
             connect_args.setdefault("check_same_thread", False)

@@ -99,10 +99,11 @@ def create_app(crm: Any) -> Starlette:
     """The ASGI application of one CRM."""
     from crmkit.web.screens import auth, live
 
+    blocking = Blocking(crm)  # one limit of concurrent reads for pages and the API
     routes: list[BaseRoute] = [
         # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api).
         # First, so that API requests are not matched against every screen's route first.
-        Mount(MOUNT, app=create_api(crm)),
+        Mount(MOUNT, app=create_api(crm, blocking)),
         Route("/login", guarded(auth.login_form, public=True), methods=["GET"], name="login"),
         Route("/login", guarded(auth.login, public=True), methods=["POST"]),
         Route("/logout", guarded(auth.logout), methods=["POST"], name="logout"),
@@ -149,7 +150,7 @@ def create_app(crm: Any) -> Starlette:
     )
     index_routes(app)  # every screen of every plugin is a route: try only the request's group
     app.state.crm = crm
-    app.state.blocking = Blocking(crm)
+    app.state.blocking = blocking
     app.state.signer = CookieSigner(crm.config["secret_key"], crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)
     app.state.catalogs = i18n.load_catalogs(

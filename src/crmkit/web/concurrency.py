@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
@@ -29,14 +30,26 @@ class Blocking:
     several requests overlap while the loop goes on parsing and answering.  A write may
     wait for a lock (SQLite's one writer: an import's batch, say), so it never runs on
     the loop.
+
+    Reads in threads are at most ``database.pool_size`` at once, the connections the
+    process keeps open; the rest wait their turn, in order, without a thread.  Unbounded
+    (the thread pool's 40), 32 concurrent requests held up to 15 connections, and every
+    one above the pool's size was closed when returned and opened again for the next
+    request: a new server process per request on PostgreSQL, a third of the requests/s
+    (docs/decisions.md, "Accepting connections under load; server-database reads no more
+    at once than the pool").
     """
 
     def __init__(self, crm: Any) -> None:
         self.reads_in_threads = crm.engine.dialect.name != "sqlite"
+        self.concurrent_reads = max(1, int(crm.config["database.pool_size"]))
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         if self.reads_in_threads:
-            return await run_in_threadpool(function, *args)
+            if self._limiter is None:  # made in the serving loop, on first use
+                self._limiter = anyio.CapacityLimiter(self.concurrent_reads)
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
         return function(*args)
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:

@@ -6,6 +6,7 @@ import time
 
 import anyio
 import pytest
+from sqlalchemy import event as sa_event
 
 from crmkit.testing import add_user
 from tests.web.conftest import one_slow_statement
@@ -38,3 +39,46 @@ def test_a_slow_database_round_trip_does_not_hold_up_other_requests(crm, client_
 
     with one_slow_statement(crm.engine, "FROM party"):  # this one list
         assert api.portal.call(both) == ["me", "party"]
+
+
+def test_concurrent_reads_take_no_more_connections_than_the_pool_keeps(
+    crm, client_for, monkeypatch
+):
+    """More requests at once than ``database.pool_size``: the rest wait for a turn instead
+    of each opening (and closing) a connection of its own."""
+    if crm.engine.dialect.name == "sqlite":
+        pytest.skip("on SQLite reads run on the event loop, one at a time")
+    monkeypatch.setitem(crm.config.values, "database.pool_size", 3)
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)  # the application is made now, with a pool of 3
+    assert api.get("party").status_code == 200
+    out = {"now": 0, "most": 0}
+
+    def checked_out(*_: object) -> None:
+        out["now"] += 1
+        out["most"] = max(out["most"], out["now"])
+
+    def checked_in(*_: object) -> None:
+        out["now"] -= 1
+
+    async def many() -> list[int]:
+        statuses: list[int] = []
+
+        async def get() -> None:
+            statuses.append((await api.client.get("party")).status_code)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(24):
+                group.start_soon(get)
+        return statuses
+
+    sa_event.listen(crm.engine, "checkout", checked_out)
+    sa_event.listen(crm.engine, "checkin", checked_in)
+    try:
+        with one_slow_statement(crm.engine, "FROM party", seconds=0.3):  # they pile up
+            statuses = api.portal.call(many)
+    finally:
+        sa_event.remove(crm.engine, "checkout", checked_out)
+        sa_event.remove(crm.engine, "checkin", checked_in)
+    assert statuses == [200] * 24
+    assert 1 < out["most"] <= 3

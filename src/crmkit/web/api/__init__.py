@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.errors import CrmkitError
 from crmkit.web.api import account, calendar, files, search, timeline
-from crmkit.web.api.auth import BearerAuthMiddleware
+from crmkit.web.api.auth import BearerAuthMiddleware, authenticate, touch
 from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
@@ -103,8 +104,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_api(crm: Any) -> ASGIApp:
-    """The ASGI application of the REST API of ``crm`` (to be mounted at ``/api/v1``)."""
+def create_api(crm: Any, blocking: Blocking | None = None) -> ASGIApp:
+    """The ASGI application of the REST API of ``crm`` (to be mounted at ``/api/v1``).
+
+    ``blocking`` is the web application's, so that pages and the API share one limit of
+    reads at once (and with it the connection pool).
+    """
     operations = api_operations(crm)
     built: dict[str, Any] = {}
 
@@ -129,7 +134,7 @@ def create_api(crm: Any) -> ASGIApp:
     by_path: dict[str, dict[str, Any]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = op.endpoint
-    blocking = Blocking(crm)
+    blocking = blocking or Blocking(crm)
     for path, methods in by_path.items():
         routes.append(Route(path, _dispatch(methods, blocking), methods=list(methods)))
     app = Starlette(
@@ -147,22 +152,35 @@ def create_api(crm: Any) -> ASGIApp:
     index_routes(app)  # some eighty paths: try only those of the request's first segment
     app.state.crm = crm
     app.state.operations = operations
-    return _ServerErrors(BearerAuthMiddleware(app, crm, PUBLIC_PATHS, blocking))
+    return _ServerErrors(BearerAuthMiddleware(app, PUBLIC_PATHS))
 
 
 def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
-    """One endpoint for a path serving several methods.
+    """One endpoint for a path serving several methods, behind the caller's token check.
 
     A coroutine handler (a write: it reads the body, then works in the thread pool) is
-    awaited; a plain function (a read) runs where ``blocking`` says.
+    awaited; a plain function (a read) runs where ``blocking`` says.  The token is checked
+    first, where ``blocking`` runs reads; when that is a thread (a server database), the
+    check and a plain handler share one trip to it.
     """
     coroutines = {method: inspect.iscoroutinefunction(h) for method, h in methods.items()}
+
+    def checked(handler: Any, request: Request) -> Response:
+        owner = authenticate(request)
+        if owner.needs_touch:
+            touch(request, owner)  # in a thread already: at most every few minutes
+        return handler(request)  # type: ignore[no-any-return]
 
     async def endpoint(request: Request) -> Response:
         method = request.method
         if method not in methods:  # HEAD is answered as GET by Starlette
             method = "GET"
         handler = methods[method]
+        if blocking.reads_in_threads and not coroutines[method]:
+            return await blocking.read(checked, handler, request)
+        owner = await blocking.read(authenticate, request)
+        if owner.needs_touch:  # a write: never on the event loop
+            await run_in_threadpool(touch, request, owner)
         if coroutines[method]:
             return await handler(request)  # type: ignore[no-any-return]
         return await blocking.read(handler, request)  # type: ignore[no-any-return]

@@ -2,8 +2,9 @@
 
 Every request but the public ones (the OpenAPI document and its docs page) must carry
 ``Authorization: Bearer <personal API token>``.  The token is checked against the database
-on every request (one indexed query), so a revoked token or a blocked user is refused at
-once, by every process.  The API never reads session cookies, so it needs no CSRF defence.
+on every request (one indexed query, run beside the endpoint: :func:`authenticate`), so a
+revoked token or a blocked user is refused at once, by every process.  The API never reads
+session cookies, so it needs no CSRF defence.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.services import tokens
 from crmkit.web.api.responses import ApiError, problem_for
-from crmkit.web.concurrency import Blocking
 
 T = TypeVar("T")
 
@@ -35,15 +35,17 @@ def _unauthorized(detail: str, error: str = "invalid_token") -> ApiError:
 
 
 class BearerAuthMiddleware:
-    """Puts the caller's token owner in ``scope["crmkit.token"]`` or answers 401."""
+    """Answers 401 to a request without a bearer token; otherwise passes its secret on.
 
-    def __init__(
-        self, app: ASGIApp, crm: Any, public_paths: frozenset[str], blocking: Blocking | None = None
-    ) -> None:
+    The secret goes to ``scope["crmkit.bearer"]``; :func:`authenticate` checks it against
+    the database where the endpoint runs (see :func:`crmkit.web.api._dispatch`), so that on
+    a server database a read makes one trip to the thread pool, not one for the token and
+    another for the read.
+    """
+
+    def __init__(self, app: ASGIApp, public_paths: frozenset[str]) -> None:
         self.app = app
-        self.crm = crm
         self.public_paths = public_paths
-        self.blocking = blocking or Blocking(crm)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, root = scope["path"], scope.get("root_path", "")
@@ -53,37 +55,51 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            owner = await self.blocking.read(self.authenticate, scope)
+            scope["crmkit.bearer"] = bearer_secret(scope)
         except ApiError as exc:
             await problem_for(Request(scope), exc)(scope, receive, send)
             return
-        scope["crmkit.token"] = owner
-        if owner.needs_touch:
-            # at most once per token every few minutes; in the thread pool, as it writes
-            await run_in_threadpool(tokens.touch, self.crm.engine, owner.token_id)
         await self.app(scope, receive, send)
 
-    def authenticate(self, scope: Scope) -> tokens.TokenOwner:
-        header = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value
-                break
-        if not header:
-            raise ApiError(
-                401,
-                "Unauthorized",
-                "send a personal API token: Authorization: Bearer <token>",
-                kind="unauthorized",
-                headers={"WWW-Authenticate": CHALLENGE},
-            )
-        scheme, _, secret = header.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise _unauthorized("use the Bearer scheme", "invalid_request")
-        owner = tokens.authenticate(self.crm.engine, secret.strip())
-        if owner is None:
-            raise _unauthorized("the token is unknown, revoked or expired, or its user blocked")
-        return owner
+
+def bearer_secret(scope: Scope) -> str:
+    """The secret of the request's ``Authorization: Bearer`` header (401 if there is none)."""
+    header = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value
+            break
+    if not header:
+        raise ApiError(
+            401,
+            "Unauthorized",
+            "send a personal API token: Authorization: Bearer <token>",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": CHALLENGE},
+        )
+    scheme, _, secret = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise _unauthorized("use the Bearer scheme", "invalid_request")
+    return secret.strip()
+
+
+def authenticate(request: Request) -> tokens.TokenOwner:
+    """The owner of the request's token, checked against the database (blocking).
+
+    Puts it in ``scope["crmkit.token"]`` for :func:`caller`; a token unknown, revoked or
+    expired, or of a blocked user, raises a 401 :class:`ApiError`.  Whether
+    ``last_used_at`` is due for a write is the owner's ``needs_touch``.
+    """
+    owner = tokens.authenticate(request.app.state.crm.engine, request.scope["crmkit.bearer"])
+    if owner is None:
+        raise _unauthorized("the token is unknown, revoked or expired, or its user blocked")
+    request.scope["crmkit.token"] = owner
+    return owner
+
+
+def touch(request: Request, owner: tokens.TokenOwner) -> None:
+    """Record the token's use (a write: callers run it off the event loop)."""
+    tokens.touch(request.app.state.crm.engine, owner.token_id)
 
 
 def caller_id(request: Request) -> int:
