@@ -66,6 +66,10 @@ def make_engine(
         engine = sa.create_engine(parsed, echo=echo, **kwargs)
         if not kwargs.get("pool_pre_ping"):
             ping_idle_connections(engine, ping_idle_seconds)
+        if parsed.get_driver_name() == "psycopg":
+            from crmkit import cooperative
+
+            cooperative.enable(engine)  # waits can go to the event loop (crmkit.cooperative)
         return engine
     except NoSuchModuleError:
         raise ConfigError(

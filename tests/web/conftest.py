@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,12 +115,15 @@ def anonymous(crm):
 @contextlib.contextmanager
 def one_slow_statement(engine: Any, fragment: str, seconds: float = 1.5) -> Iterator[None]:
     """The database server is slow (``seconds``) to answer the first statement containing
-    ``fragment`` run inside the block; every other statement is answered as usual."""
+    ``fragment`` run inside the block; every other statement is answered as usual.
+
+    The wait is the server's (``pg_sleep`` sent on the statement's own connection just
+    before it), so the client waits for the network exactly as for a slow query."""
     first = threading.Lock()  # taken once: by the first matching statement
 
     def round_trip(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
         if fragment in statement and first.acquire(blocking=False):
-            time.sleep(seconds)
+            cursor.execute("SELECT pg_sleep(%s)", (seconds,))
 
     sa.event.listen(engine, "before_cursor_execute", round_trip)
     try:

@@ -1,9 +1,10 @@
 """What a screen needs: the signed-in user, a unit of work as them, rendering, redirects.
 
 A screen (core or plugin) is a plain function ``def endpoint(request)``; its guard reads a
-posted form (``posted(request)`` gives it) and runs the screen off the event loop where
-blocking would hurt (:mod:`crmkit.web.concurrency`).  An ``async def`` screen runs on the
-loop; it is for what must be awaited (a streamed upload, server-sent events)::
+posted form (``posted(request)`` gives it) and runs the screen where it holds up no one
+(:mod:`crmkit.web.concurrency`: a read on the loop, its database waits given back to it).
+An ``async def`` screen runs on the loop; it is for what must be awaited (a streamed
+upload, server-sent events)::
 
     from crmkit.web.pages import render, work
 
@@ -50,7 +51,7 @@ async def attach_user(request: Request) -> None:
     token = request.app.state.signer.unsign(request.cookies.get(SESSION_COOKIE))
     resumed = None
     if token:
-        # a read: off the event loop on a database server (crmkit.web.concurrency)
+        # a read: its database waits give the loop back (crmkit.web.concurrency)
         resumed = await request.app.state.blocking.read(_resume, crm, token)
     state.crm = crm
     state.session_token = token if resumed else None

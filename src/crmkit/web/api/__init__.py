@@ -160,15 +160,15 @@ def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
 
     A coroutine handler (a write: it reads the body, then works in the thread pool) is
     awaited; a plain function (a read) runs where ``blocking`` says.  The token is checked
-    first, where ``blocking`` runs reads; when that is a thread (a server database), the
-    check and a plain handler share one trip to it.
+    first, where ``blocking`` runs reads; on a server database the check, the token's
+    occasional touch and a plain handler share one cooperative call.
     """
     coroutines = {method: inspect.iscoroutinefunction(h) for method, h in methods.items()}
 
     def checked(handler: Any, request: Request) -> Response:
         owner = authenticate(request)
         if owner.needs_touch:
-            touch(request, owner)  # in a thread already: at most every few minutes
+            touch(request, owner)  # at most every few minutes; its waits yield the loop
         return handler(request)  # type: ignore[no-any-return]
 
     async def endpoint(request: Request) -> Response:
@@ -176,7 +176,7 @@ def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
         if method not in methods:  # HEAD is answered as GET by Starlette
             method = "GET"
         handler = methods[method]
-        if blocking.reads_in_threads and not coroutines[method]:
+        if blocking.cooperative and not coroutines[method]:
             return await blocking.read(checked, handler, request)
         owner = await blocking.read(authenticate, request)
         if owner.needs_touch:  # a write: never on the event loop

@@ -39,8 +39,7 @@ class BearerAuthMiddleware:
 
     The secret goes to ``scope["crmkit.bearer"]``; :func:`authenticate` checks it against
     the database where the endpoint runs (see :func:`crmkit.web.api._dispatch`), so that on
-    a server database a read makes one trip to the thread pool, not one for the token and
-    another for the read.
+    a server database the token check and a read share one cooperative call.
     """
 
     def __init__(self, app: ASGIApp, public_paths: frozenset[str]) -> None:
@@ -98,7 +97,7 @@ def authenticate(request: Request) -> tokens.TokenOwner:
 
 
 def touch(request: Request, owner: tokens.TokenOwner) -> None:
-    """Record the token's use (a write: callers run it off the event loop)."""
+    """Record the token's use (a write: never run straight on the event loop)."""
     tokens.touch(request.app.state.crm.engine, owner.token_id)
 
 
@@ -123,8 +122,8 @@ async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
 
     Writes go through here: on SQLite a write may wait for the database lock, which must
     not stall the event loop.  Read endpoints are plain functions instead, which the API
-    runs where :class:`~crmkit.web.concurrency.Blocking` says (on the loop on SQLite, in the
-    thread pool on a database server).
+    runs where :class:`~crmkit.web.concurrency.Blocking` says (on the loop; on a database
+    server in a greenlet whose waits give the loop back).
     """
     crm = request.app.state.crm
     actor = caller(request)
