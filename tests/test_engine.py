@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from crmkit import testing
-from crmkit.db import make_engine
+from crmkit.db import SPARE_CONNECTIONS, make_engine
 
 
 @pytest.fixture
@@ -70,6 +70,15 @@ def test_a_deployment_keeps_database_pool_size_connections(pg_url, tmp_path):
     crm = CRM(Config.load(tmp_path), load_entry_points=False)
     try:
         assert crm.engine.pool.size() == 4
+        # as many again for the web's writes, and a few for background work: all out at
+        # once without waiting (pool_timeout would make the last one wait 30 s and fail)
+        wanted = 4 + 4 + SPARE_CONNECTIONS
+        connections = [crm.engine.connect() for _ in range(wanted)]
+        try:
+            assert crm.engine.pool.checkedout() == wanted
+        finally:
+            for connection in connections:
+                connection.close()
     finally:
         crm.close()
     sqlite = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}", pool_size=4)  # ignored there

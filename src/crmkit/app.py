@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmkit.access.rules import Permission, Role
 from crmkit.channels import Channel
 from crmkit.config import Config
-from crmkit.db import MigrationBranch, Migrations, make_engine
+from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import NotFound, PluginError
@@ -111,6 +111,7 @@ class CRM:
             config.database_url,
             echo=config["database.echo"],
             pool_size=config["database.pool_size"],
+            max_overflow=config["database.pool_size"] + SPARE_CONNECTIONS,
         )
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False

@@ -34,6 +34,12 @@ class MigrationBranch:
     directory: Path = attrs.field(converter=Path)
 
 
+#: Connections a server-database engine may open beyond ``database.pool_size`` for a
+#: moment: as many again (the web's writes may be as many at once as its reads, see
+#: :class:`crmkit.web.concurrency.Blocking`) plus these, for background work in the same
+#: process (the embedded queue's workers, the ticker, the watchers).
+SPARE_CONNECTIONS = 5
+
 #: A pooled server connection idle for longer than this is pinged before it is handed out.
 PING_IDLE_SECONDS = 5.0
 
@@ -55,6 +61,7 @@ def make_engine(
     try:
         if parsed.get_backend_name() == "sqlite":
             kwargs.pop("pool_size", None)  # SQLite's pool is SQLAlchemy's choice per file
+            kwargs.pop("max_overflow", None)
             connect_args = kwargs.pop("connect_args", {})
             connect_args.setdefault("timeout", 30)
             connect_args.setdefault("check_same_thread", False)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
 
 from crmkit import cooperative
 
@@ -36,10 +36,12 @@ class Blocking:
     import's batch, say) and runs in the thread pool on both.
 
     Reads on a server database are at most ``database.pool_size`` at once, the
-    connections the process keeps open; the rest wait their turn, in order.  Unbounded,
-    32 concurrent requests held up to 15 connections, and every one above the pool's
-    size was closed when returned and opened again for the next request: a new server
-    process per request on PostgreSQL.
+    connections the process keeps open, and so are writes; the rest wait their turn, in
+    order, without a thread.  Unbounded, 32 concurrent requests held up to 15
+    connections, and every one above the pool's size was closed when returned and opened
+    again for the next request: a new server process per request on PostgreSQL.  The
+    engine's overflow leaves room for both at once (:data:`crmkit.db.SPARE_CONNECTIONS`), so
+    a read's checkout, which on the loop would stop it while it waits, finds a connection.
     """
 
     def __init__(self, crm: Any) -> None:
@@ -48,6 +50,7 @@ class Blocking:
         self.cooperative = crm.engine.dialect.name != "sqlite"
         self.concurrent_reads = max(1, int(crm.config["database.pool_size"]))
         self._limiter: anyio.CapacityLimiter | None = None
+        self._write_limiter: anyio.CapacityLimiter | None = None
 
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         if not self.cooperative:
@@ -58,4 +61,6 @@ class Blocking:
             return await cooperative.run(function, *args)
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
-        return await run_in_threadpool(function, *args)
+        if self._write_limiter is None:  # made in the serving loop, on first use
+            self._write_limiter = anyio.CapacityLimiter(self.concurrent_reads)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._write_limiter)

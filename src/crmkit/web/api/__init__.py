@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -152,6 +151,7 @@ def create_api(crm: Any, blocking: Blocking | None = None) -> ASGIApp:
     index_routes(app)  # some eighty paths: try only those of the request's first segment
     app.state.crm = crm
     app.state.operations = operations
+    app.state.blocking = blocking
     return _ServerErrors(BearerAuthMiddleware(app, PUBLIC_PATHS))
 
 
@@ -180,7 +180,7 @@ def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
             return await blocking.read(checked, handler, request)
         owner = await blocking.read(authenticate, request)
         if owner.needs_touch:  # a write: never on the event loop
-            await run_in_threadpool(touch, request, owner)
+            await blocking.write(touch, request, owner)
         if coroutines[method]:
             return await handler(request)  # type: ignore[no-any-return]
         return await blocking.read(handler, request)  # type: ignore[no-any-return]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -118,7 +117,8 @@ def acting(request: Request) -> Any:
 
 
 async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
-    """Run ``action(work)`` in a unit of work acting as the caller, in the thread pool.
+    """Run ``action(work)`` in a unit of work acting as the caller, in the thread pool
+    (:meth:`~crmkit.web.concurrency.Blocking.write`).
 
     Writes go through here: on SQLite a write may wait for the database lock, which must
     not stall the event loop.  Read endpoints are plain functions instead, which the API
@@ -132,4 +132,4 @@ async def in_thread(request: Request, action: Callable[[Any], T]) -> T:
         with crm.acting_as(actor) as work:
             return action(work)
 
-    return await run_in_threadpool(run)
+    return await request.app.state.blocking.write(run)
