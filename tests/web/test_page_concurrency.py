@@ -103,3 +103,46 @@ async def test_a_form_waiting_for_a_lock_does_not_hold_up_other_pages(web, crm):
     assert waited < 1.0
     card = await author.get(f"/clients/{party.id}")
     assert "после блокировки" in card.text
+
+
+async def test_a_long_export_does_not_hold_up_another_users_page(web, crm, monkeypatch):
+    """Building a spreadsheet of the client base takes seconds at a million rows; the export
+    screen is ``long_running``, so it runs in a thread and other pages go on meanwhile (on
+    the loop, as reads run, it would hold up every request of the worker)."""
+    from crmkit.services import imports
+
+    exporter = await web("admin")
+    other = await web("agent")
+    with crm.acting_as(exporter.user) as work:
+        factories.organisation(work, name="Экспорт ООО")
+    assert (await other.get("/tasks")).status_code == 200
+    real = imports.export_parties
+
+    def slow_export(*args: Any, **kwargs: Any) -> bytes:
+        time.sleep(1.0)  # stands for seconds of building the workbook
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "export_parties", slow_export)
+    finished: list[str] = []
+
+    async def export() -> None:
+        response = await exporter.get("/lists/party/export.csv")
+        assert response.status_code == 200, response.text
+        assert "Экспорт ООО" in response.content.decode("utf-8-sig")
+        finished.append("export")
+
+    async def open_tasks() -> None:
+        response = await other.get("/tasks")
+        assert response.status_code == 200, response.text
+        finished.append("tasks")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(export)
+        await anyio.sleep(0.2)  # the export is now being built
+        started = time.monotonic()
+        group.start_soon(open_tasks)
+        while "tasks" not in finished:
+            await anyio.sleep(0.01)
+        waited = time.monotonic() - started
+    assert finished == ["tasks", "export"]
+    assert waited < 0.6

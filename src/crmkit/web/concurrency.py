@@ -4,7 +4,7 @@ Endpoints of the web UI and the API come in two kinds.  A coroutine (``async def
 on the event loop; it must not wait long there.  A plain function (``def``) does blocking
 work, and :class:`Blocking` runs it: a read on the loop (on a database server, in a
 greenlet that gives the loop back while the server works), a write (an unsafe method:
-POST, PUT, PATCH, DELETE) always in the thread pool.
+POST, PUT, PATCH, DELETE) and a read marked :func:`long_running` in the thread pool.
 """
 
 from __future__ import annotations
@@ -18,6 +18,24 @@ import anyio.to_thread
 from crmkit import cooperative
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def long_running(endpoint: F) -> F:
+    """Mark a plain read endpoint whose own Python work takes long (an export of the client
+    base, a report as a spreadsheet): it runs in the thread pool, bounded like writes, so
+    that the event loop serves other requests meanwhile instead of waiting for the file.
+
+    A read on the loop gives the loop back only while it waits for the database; seconds of
+    building a workbook would hold up every request of the worker.
+    """
+    endpoint.crmkit_long_running = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def is_long_running(endpoint: Callable[..., Any]) -> bool:
+    """Whether ``endpoint`` was marked with :func:`long_running`."""
+    return bool(getattr(endpoint, "crmkit_long_running", False))
 
 
 class Blocking:
@@ -61,6 +79,7 @@ class Blocking:
             return await cooperative.run(function, *args)
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a write in the thread pool (a :func:`long_running` read too)."""
         if self._write_limiter is None:  # made in the serving loop, on first use
             self._write_limiter = anyio.CapacityLimiter(self.concurrent_reads)
         return await anyio.to_thread.run_sync(function, *args, limiter=self._write_limiter)

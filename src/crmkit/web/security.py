@@ -20,6 +20,8 @@ from itsdangerous import BadSignature, Signer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.web.concurrency import is_long_running
+
 SESSION_COOKIE = "crmkit_session"
 CSRF_COOKIE = "crmkit_csrf"
 LANGUAGE_COOKIE = "crmkit_lang"
@@ -117,6 +119,7 @@ def guarded(
     from crmkit.web.pages import NotFoundPage, actor_can, attach_user, form_data
 
     coroutine = inspect.iscoroutinefunction(endpoint)
+    long = is_long_running(endpoint)
 
     @wraps(endpoint)
     async def guard(request: Request) -> Response:
@@ -141,6 +144,8 @@ def guarded(
             request.state.form = await form_data(request) if _is_form(request) else {}
             return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
         request.state.form = {}
+        if long:
+            return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
         return await blocking.read(endpoint, request)  # type: ignore[no-any-return]
 
     return guard

@@ -26,7 +26,7 @@ from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
 from crmkit.web.api.responses import ApiError, JSONResponse, problem, problem_for
-from crmkit.web.concurrency import Blocking
+from crmkit.web.concurrency import Blocking, is_long_running
 from crmkit.web.routing import index_routes
 
 log = logging.getLogger("crmkit.api")
@@ -164,6 +164,7 @@ def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
     occasional touch and a plain handler share one cooperative call.
     """
     coroutines = {method: inspect.iscoroutinefunction(h) for method, h in methods.items()}
+    long = {method: is_long_running(h) for method, h in methods.items()}
 
     def checked(handler: Any, request: Request) -> Response:
         owner = authenticate(request)
@@ -176,13 +177,15 @@ def _dispatch(methods: dict[str, Any], blocking: Blocking) -> Any:
         if method not in methods:  # HEAD is answered as GET by Starlette
             method = "GET"
         handler = methods[method]
-        if blocking.cooperative and not coroutines[method]:
+        if blocking.cooperative and not coroutines[method] and not long[method]:
             return await blocking.read(checked, handler, request)
         owner = await blocking.read(authenticate, request)
         if owner.needs_touch:  # a write: never on the event loop
             await blocking.write(touch, request, owner)
         if coroutines[method]:
             return await handler(request)  # type: ignore[no-any-return]
+        if long[method]:
+            return await blocking.write(handler, request)  # type: ignore[no-any-return]
         return await blocking.read(handler, request)  # type: ignore[no-any-return]
 
     return endpoint

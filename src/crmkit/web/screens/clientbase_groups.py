@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
+from crmkit.web.concurrency import long_running
 from crmkit.web.forms import optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
@@ -127,6 +128,7 @@ def group_action(request: Request) -> Response:
     return redirect(request, f"/groups/{group_id}", "Done.", changed=changed)
 
 
+@long_running
 def group_export(request: Request) -> Response:
     """The group's members as CSV or XLSX (what the user may see)."""
     from crmkit.services.imports import export_parties
@@ -138,6 +140,7 @@ def group_export(request: Request) -> Response:
     return _download(data, f"group-{group_id}.{fmt}", fmt)
 
 
+@long_running
 def list_export(request: Request) -> Response:
     """All clients the user may see (optionally matching ``q``) as CSV or XLSX."""
     from crmkit.services.imports import export_parties

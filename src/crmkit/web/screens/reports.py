@@ -22,6 +22,7 @@ from starlette.responses import Response
 from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.reports import Report, export, export_formats
 from crmkit.web import i18n
+from crmkit.web.concurrency import long_running
 from crmkit.web.pages import NotFoundPage, actor_can, error_text, render, work
 
 MONEY_PATTERN = "#,##0.00"
@@ -169,6 +170,7 @@ def report_page(request: Request) -> Response:
     )
 
 
+@long_running
 def download(request: Request) -> Response:
     """The report as a CSV or XLSX file."""
     report = _report_or_404(request)
