@@ -51,7 +51,7 @@ async def _ticking(seconds: float, work: object) -> tuple[object, int]:
 def test_the_loop_goes_on_while_the_server_works(engine):
     result, ticks = asyncio.run(_ticking(0.5, cooperative.run(_sleep_on_server, engine, 0.5)))
     assert result == 0.5
-    assert ticks >= 25  # about 50 in half a second; a blocked loop would count 0 or 1
+    assert ticks >= 10  # about 50 in half a second when idle; a blocked loop counts 0 or 1
 
 
 def test_a_plain_call_still_blocks_as_psycopg_always_did(engine):
@@ -73,14 +73,14 @@ def test_two_reads_wait_for_the_server_at_the_same_time(engine):
     async def both() -> list[float]:
         return list(
             await asyncio.gather(
-                cooperative.run(_sleep_on_server, engine, 0.4),
-                cooperative.run(_sleep_on_server, engine, 0.4),
+                cooperative.run(_sleep_on_server, engine, 0.5),
+                cooperative.run(_sleep_on_server, engine, 0.5),
             )
         )
 
     started = time.monotonic()
-    assert asyncio.run(both()) == [0.4, 0.4]
-    assert time.monotonic() - started < 0.75  # not 0.8: the waits overlapped
+    assert asyncio.run(both()) == [0.5, 0.5]
+    assert time.monotonic() - started < 0.9  # not 1.0 and more: the waits overlapped
 
 
 def test_connections_are_cooperative_and_work_in_threads_too(engine):
