@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks.harness import Context, Row
+from crmkit.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "var" / "bench"
@@ -134,13 +134,6 @@ def prepare(directory: Path, parties: int) -> tuple[str, int, dict[str, Any]]:
 
 
 # -- servers and load -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port the OS says is free on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def serve(target: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:

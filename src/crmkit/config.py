@@ -53,7 +53,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         int,
         10,
         "Connections each process keeps open to a server database (PostgreSQL); a web "
-        "worker runs at most this many reads at once and queues the rest. Ignored on SQLite.",
+        "worker runs at most this many reads, and this many writes, at once and queues the "
+        "rest. Ignored on SQLite.",
     ),
     Setting(
         "queue.url",

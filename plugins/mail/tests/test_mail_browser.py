@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 from crmkit_mail import mail
@@ -22,6 +19,7 @@ from crmkit_mail.sync import sync_all
 
 from crmkit.jobs.delivery import deliver_due
 from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
+from crmkit.testing.web import served as served_over_http
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,8 +27,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture
 def served(tmp_path, certificate, dovecot, imap_user, smtp):
-    import uvicorn
-
     from crmkit.web.app import create_app
 
     crm = make_crm(
@@ -43,23 +39,11 @@ def served(tmp_path, certificate, dovecot, imap_user, smtp):
             smtp_host=smtp.host, smtp_port=smtp.port, smtp_username="crm@example.test",
             smtp_password=smtp.users["crm@example.test"],
         )  # fmt: skip
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(crm), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield crm, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    crm.close()
+    try:
+        with served_over_http(create_app(crm)) as base:
+            yield crm, base
+    finally:
+        crm.close()
 
 
 def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_user, smtp):

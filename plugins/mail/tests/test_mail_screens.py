@@ -4,7 +4,6 @@ report, and each recipient written to in their own language."""
 from __future__ import annotations
 
 import contextlib
-import socket
 
 import pytest
 from crmkit_mail import mail
@@ -14,7 +13,7 @@ from crmkit_mail.testing import dovecot_server
 from sqlalchemy import select
 
 from crmkit.jobs.delivery import deliver_due
-from crmkit.testing import add_user
+from crmkit.testing import add_user, free_port
 from crmkit.testing.web import WebClient
 
 pytestmark = pytest.mark.anyio
@@ -30,13 +29,6 @@ async def signed_in(crm, username, roles, locale="en"):
     client = WebClient.for_crm(crm)
     assert (await client.login(username)).status_code == 303
     return client
-
-
-def closed_port():
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def smtp_mailbox(crm, smtp, name="sales"):
@@ -152,7 +144,7 @@ async def test_check_connection_says_what_works_and_why_not(
         ).id  # fmt: skip
         wrong = mail(work).accounts.create(
             name="wrong", address=imap_user,
-            imap_host="127.0.0.1", imap_port=closed_port(), imap_security="tls",
+            imap_host="127.0.0.1", imap_port=free_port(), imap_security="tls",
             smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="tls",  # STARTTLS port
             smtp_username="crm@example.test", smtp_password="not-the-password",
         ).id  # fmt: skip

@@ -8,13 +8,12 @@ import time
 
 from crmkit_mail import mail
 from crmkit_mail.imap import append
-from crmkit_mail.testing import free_port
 from sqlalchemy import select
 
 from crmkit.jobs import watchers
 from crmkit.jobs.worker import Worker
 from crmkit.model import Activity
-from crmkit.testing import wait_until
+from crmkit.testing import free_port, wait_until
 
 
 def subjects(crm):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +45,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05
             return True
         time.sleep(step)
     return condition()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a test server, or one nothing listens on)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def in_ci() -> bool:
@@ -322,6 +330,7 @@ __all__ = [
     "ServiceUnavailable",
     "add_user",
     "factories",
+    "free_port",
     "in_ci",
     "make_crm",
     "new_postgres_schema",

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from crmkit.testing import DEMO_PASSWORD, wait_until
+from crmkit.testing import DEMO_PASSWORD, free_port, wait_until
 
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
@@ -96,9 +95,7 @@ def served(app: Any, *, lifespan: str = "off") -> Iterator[str]:
 
     from crmkit.web.server import SERVING_LOOP
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -66,7 +66,7 @@ class Blocking:
         #: Reads run in greenlets whose waits go to the loop: a read may also make a short
         #: write (a token's last use) without holding up the loop.
         self.cooperative = crm.engine.dialect.name != "sqlite"
-        self.concurrent_reads = max(1, int(crm.config["database.pool_size"]))
+        self.at_once = max(1, int(crm.config["database.pool_size"]))
         self._limiter: anyio.CapacityLimiter | None = None
         self._write_limiter: anyio.CapacityLimiter | None = None
 
@@ -74,12 +74,12 @@ class Blocking:
         if not self.cooperative:
             return function(*args)
         if self._limiter is None:  # made in the serving loop, on first use
-            self._limiter = anyio.CapacityLimiter(self.concurrent_reads)
+            self._limiter = anyio.CapacityLimiter(self.at_once)
         async with self._limiter:
             return await cooperative.run(function, *args)
 
     async def write(self, function: Callable[..., T], *args: Any) -> T:
         """Run a write in the thread pool (a :func:`long_running` read too)."""
         if self._write_limiter is None:  # made in the serving loop, on first use
-            self._write_limiter = anyio.CapacityLimiter(self.concurrent_reads)
+            self._write_limiter = anyio.CapacityLimiter(self.at_once)
         return await anyio.to_thread.run_sync(function, *args, limiter=self._write_limiter)

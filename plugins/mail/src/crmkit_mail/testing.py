@@ -28,19 +28,14 @@ from typing import Any
 
 import attrs
 
+from crmkit.testing import free_port
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
 def dovecot_available() -> bool:
     """Whether the Dovecot binary is installed (Debian ``dovecot-imapd``)."""
     return os.path.exists(DOVECOT)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
