@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks.harness import Context, Row
+from benchmarks.harness import Context, Row, median
 from crmkit.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,10 +255,6 @@ def _cpu_of(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def compare(

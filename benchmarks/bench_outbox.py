@@ -91,9 +91,7 @@ def _noop_peer() -> Iterator[str]:
     """A no-op HTTP peer in its own process (so that it never shares a GIL with us)."""
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = testing.free_port()
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_peer", str(port)], cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
