@@ -83,3 +83,39 @@ def test_a_deployment_keeps_database_pool_size_connections(pg_url, tmp_path):
         crm.close()
     sqlite = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite3'}", pool_size=4)  # ignored there
     sqlite.dispose()
+
+
+def test_json_columns_read_back_as_fresh_values_on_either_database(crm, monkeypatch):
+    """Empty objects skip the parser (psycopg hands bytes, SQLite text) but stay separate."""
+    import json
+
+    from crmkit.model import Party
+
+    parsed = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, *a, **k: parsed.append(text) or real(text))
+
+    with crm.system() as work:
+        work.parties.create(kind="person", name="Пустой")
+        work.parties.create(kind="person", name="Второй")
+    with crm.engine.connect() as connection:
+        rows = connection.execute(sa.select(Party.custom).order_by(Party.id)).scalars().all()
+        raw = connection.execute(sa.select(sa.cast(Party.custom, sa.Text))).scalars().all()
+    assert raw[:2] == ["{}", "{}"]  # the stored text the quick path recognises
+    assert rows == [{}, {}]
+    assert parsed == []  # list pages read one per row: no parsing for the common value
+    rows[0]["added"] = 1
+    assert rows[1] == {}  # not one shared dict
+    with crm.engine.connect() as connection:
+        again = connection.execute(sa.select(Party.custom).order_by(Party.id)).scalars().first()
+    assert again == {}
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, 2]}', "[]", '{"big": 123456789012345678901234}'])
+def test_json_loads_keeps_the_standard_librarys_reading(text):
+    import json
+
+    from crmkit.db import _json_loads
+
+    assert _json_loads(text) == json.loads(text)
+    assert _json_loads(text.encode()) == json.loads(text)

@@ -136,14 +136,17 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
 def _json_loads(text: str | bytes) -> Any:
     """JSON columns as :func:`json.loads` reads them, the common empty values without parsing.
 
-    Most rows carry an empty ``custom`` object; list pages read one per row.  (orjson
-    would be faster on the rest, but it reads integers wider than 64 bits as floats.)
+    Most rows carry an empty ``custom`` object; list pages read one per row.  SQLite's
+    driver gives text, psycopg gives bytes: both are recognised.  (orjson would be faster
+    on the rest, but it reads integers wider than 64 bits as floats.)
     """
-    if text == "{}":
-        return {}
-    if text == "[]":
-        return []
+    empty = _EMPTY_JSON.get(text)
+    if empty is not None:
+        return empty()
     return json.loads(text)
+
+
+_EMPTY_JSON: dict[str | bytes, type] = {"{}": dict, b"{}": dict, "[]": list, b"[]": list}
 
 
 def _unicode_lower(value: Any) -> Any:
