@@ -119,3 +119,4 @@ def test_json_loads_keeps_the_standard_librarys_reading(text):
 
     assert _json_loads(text) == json.loads(text)
     assert _json_loads(text.encode()) == json.loads(text)
+    assert _json_loads(bytearray(text.encode())) == json.loads(text)

@@ -133,16 +133,17 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
             raise sa.exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
-def _json_loads(text: str | bytes) -> Any:
+def _json_loads(text: str | bytes | bytearray) -> Any:
     """JSON columns as :func:`json.loads` reads them, the common empty values without parsing.
 
     Most rows carry an empty ``custom`` object; list pages read one per row.  SQLite's
     driver gives text, psycopg gives bytes: both are recognised.  (orjson would be faster
     on the rest, but it reads integers wider than 64 bits as floats.)
     """
-    empty = _EMPTY_JSON.get(text)
-    if empty is not None:
-        return empty()
+    if isinstance(text, str | bytes):  # not a bytearray: unhashable
+        empty = _EMPTY_JSON.get(text)
+        if empty is not None:
+            return empty()
     return json.loads(text)
 
 
