@@ -120,3 +120,21 @@ def test_json_loads_keeps_the_standard_librarys_reading(text):
     assert _json_loads(text) == json.loads(text)
     assert _json_loads(text.encode()) == json.loads(text)
     assert _json_loads(bytearray(text.encode())) == json.loads(text)
+
+
+def test_postgresql_sessions_are_in_utc_whatever_the_url_says(pg_url):
+    """Timestamps come back in UTC without conversion, even where the URL sets a zone."""
+    import datetime as dt
+
+    separator = "&" if "?" in pg_url else "?"
+    engine = make_engine(f"{pg_url}{separator}options=-cTimeZone%3DEurope/Moscow")
+    try:
+        with engine.connect() as connection:
+            zone = connection.exec_driver_sql("SHOW TimeZone").scalar()
+            moment = connection.execute(
+                sa.select(sa.literal(dt.datetime(2026, 3, 8, 9, 30, tzinfo=dt.UTC)))
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert zone == "UTC"
+    assert moment.tzinfo is dt.UTC and moment.hour == 9

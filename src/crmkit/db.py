@@ -76,6 +76,7 @@ def make_engine(
         if parsed.get_driver_name() == "psycopg":
             from crmkit import cooperative
 
+            sa.event.listen(engine, "do_connect", _sessions_in_utc)  # before the connecting one
             cooperative.enable(engine)  # waits can go to the event loop (crmkit.cooperative)
         return engine
     except NoSuchModuleError:
@@ -131,6 +132,18 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
         except engine.dialect.loaded_dbapi.Error as exc:
             # the pool closes this connection and checks out another (a documented hook)
             raise sa.exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
+
+
+def _sessions_in_utc(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """Every PostgreSQL session of crmkit's in UTC, whatever the server's own time zone.
+
+    crmkit stores and computes in UTC and converts only for display, so the session's zone
+    changes no stored value; it decides what the driver hands back: ``timezone.utc`` values
+    that need no conversion (list pages read four timestamps a row) instead of values in
+    the server's zone (``Europe/Moscow`` on many a Russian server) converted one by one.
+    Added to the URL's own ``options``; a later ``-c`` wins, so this one does.
+    """
+    cparams["options"] = f"{cparams.get('options', '')} -c TimeZone=UTC".strip()
 
 
 def _json_loads(text: str | bytes | bytearray) -> Any:

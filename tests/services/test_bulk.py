@@ -148,3 +148,24 @@ def test_sqlite_timestamps_refuse_naive_and_other_values():
         process(dt.datetime(2025, 3, 3))
     with pytest.raises(TypeError, match="takes a datetime"):
         process("2025-03-03")
+
+
+@given(
+    when=st.datetimes(
+        min_value=dt.datetime(2, 1, 1),
+        max_value=dt.datetime(9998, 12, 31),
+        timezones=st.sampled_from([dt.UTC, MSK, NEWFOUNDLAND, None]),
+    )
+)
+def test_server_timestamps_read_as_the_type_decorator_reads_them(when):
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from crmkit.model.base import UTCDateTime
+
+    dialect = psycopg.dialect()
+    column = UTCDateTime()
+    quick = column.dialect_impl(dialect).result_processor(dialect, None)
+    read = quick(when)
+    assert read == column.process_result_value(when, dialect)
+    assert read.tzinfo is dt.UTC
+    assert quick(None) is None

@@ -96,7 +96,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         :meth:`datetime.fromisoformat` reads directly; list pages read four of them per row.
         """
         if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
+            if self.impl_instance.result_processor(dialect, coltype) is not None:
+                return super().result_processor(dialect, coltype)
+            return _aware_in_utc  # the driver's aware values: one call, not two wrappers
         parse = dt.datetime.fromisoformat
 
         def process(value: Any) -> dt.datetime | None:
@@ -107,6 +109,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return self.process_result_value(value, dialect)  # a non-text value, rare
 
         return process
+
+
+def _aware_in_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """What :meth:`UTCDateTime.process_result_value` gives, as a plain function (a server
+    database's driver hands back aware values; list pages read four of them per row)."""
+    if value is None:
+        return None
+    zone = value.tzinfo
+    if zone is dt.UTC:  # crmkit's PostgreSQL sessions are in UTC (crmkit.db.make_engine)
+        return value
+    if zone is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 class Amount(TypeDecorator[Decimal]):
