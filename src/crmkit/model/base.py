@@ -83,11 +83,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return process
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        return _aware_in_utc(value)
 
     def result_processor(self, dialect: Any, coltype: Any) -> Any:
         """On SQLite, one C-level parse per value instead of a regex, a build and a replace.
@@ -112,8 +108,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 def _aware_in_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """What :meth:`UTCDateTime.process_result_value` gives, as a plain function (a server
-    database's driver hands back aware values; list pages read four of them per row)."""
+    """A stored timestamp as an aware UTC value (naive ones are UTC already); on a server
+    database the result processor itself, one plain call per value."""
     if value is None:
         return None
     zone = value.tzinfo
