@@ -89,16 +89,10 @@ def _cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def _noop_peer() -> Iterator[str]:
     """A no-op HTTP peer in its own process (so that it never shares a GIL with us)."""
-    import socket
-
     port = testing.free_port()
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_peer", str(port)], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.1)
+        testing.wait_until(lambda: testing.listening(port), timeout=30, step=0.1)
         yield f"http://127.0.0.1:{port}/hook"
     finally:
         process.terminate()

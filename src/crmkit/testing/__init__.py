@@ -54,6 +54,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now: with :func:`wait_until`,
+    for a server a test started in another process or thread."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
 def in_ci() -> bool:
     """Whether we run under CI, where a missing service is a failure, not a skip."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

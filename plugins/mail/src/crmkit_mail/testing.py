@@ -16,11 +16,9 @@ import ipaddress
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from crmkit.testing import free_port
+from crmkit.testing import free_port, listening, wait_until
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -223,18 +221,13 @@ def dovecot_server(
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            detail = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"dovecot exited: {output}\n{detail}")
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"dovecot did not listen on {port}")
+    wait_until(lambda: process.poll() is not None or listening(port), timeout=20)
+    if process.poll() is not None:
+        output = process.stdout.read().decode() if process.stdout else ""
+        detail = log.read_text() if log.exists() else ""
+        raise RuntimeError(f"dovecot exited: {output}\n{detail}")
+    if not listening(port):
+        raise RuntimeError(f"dovecot did not listen on {port}")
 
 
 # -- SMTP -----------------------------------------------------------------------------------
