@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -266,6 +266,29 @@ class _Overtaken(Exception):
     pass
 
 
+def record_batches(
+    crm: CRM,
+    account_id: int,
+    uidvalidity: int,
+    batches: Iterable[list[tuple[FetchedMessage, ParsedMail]]],
+    report: SyncReport,
+    after_batch: Callable[[SyncReport], None] | None = None,
+) -> None:
+    """Record decoded batches in order (:func:`record_batch`), refreshing the planner's
+    statistics as the tables grow; stops when another worker has moved the mailbox on."""
+    analyzed = 0
+    for batch in batches:
+        try:
+            record_batch(crm, account_id, uidvalidity, batch, report)
+        except _Overtaken:
+            break
+        if report.recorded >= max(ANALYZE_FROM, 2 * analyzed):
+            refresh_statistics(crm, report.recorded - analyzed)
+            analyzed = report.recorded
+        if after_batch is not None:
+            after_batch(report)
+
+
 def sync_account(
     crm: CRM,
     account_id: int,
@@ -315,18 +338,14 @@ def sync_account(
             prepare = parse_batch if parser is None else parser_feed(parser)
             # closed first on the way out, so the batch fetched ahead is done before logout
             batches = stack.enter_context(contextlib.closing(box.batches(uids, size, prepare)))
-            analyzed = 0
-            for fetched in batches:
-                batch = fetched if parser is None else parsed_by(parser, fetched)
-                try:
-                    record_batch(crm, account_id, validity, batch, report)
-                except _Overtaken:
-                    break
-                if report.recorded >= max(ANALYZE_FROM, 2 * analyzed):
-                    refresh_statistics(crm, report.recorded - analyzed)
-                    analyzed = report.recorded
-                if after_batch is not None:
-                    after_batch(report)
+            record_batches(
+                crm,
+                account_id,
+                validity,
+                (fetched if parser is None else parsed_by(parser, fetched) for fetched in batches),
+                report,
+                after_batch,
+            )
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
