@@ -346,3 +346,23 @@ async def test_writing_from_the_card_uses_the_clients_language(mail_crm, smtp):
     russian = await web.get(f"/mail/compose/{ids['Иван']}", params={"template": str(template)})
     assert 'value="Иван: шины со скидкой"' in russian.text
     assert f'<option value="{template}" selected>' in russian.text
+
+
+async def test_a_new_mailbox_proposes_a_month_of_mail_and_takes_any_window(mail_crm):
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    blank = await admin.get("/mail/mailboxes/new")
+    assert 'name="import_days" type="number" value="30"' in blank.text
+    form = {"name": "sales", "address": "sales@example.test", "import_days": "14"}
+    assert (await admin.post("/mail/mailboxes/new", form)).status_code == 303
+    with mail_crm.system() as work:
+        account = mail(work).accounts.by_name("sales")
+        assert account.import_days == 14
+    refused = await admin.post(f"/mail/mailboxes/{account.id}", {**form, "import_days": "0"})
+    assert refused.status_code == 422 and "import_days:" in refused.text
+    emptied = await admin.post(f"/mail/mailboxes/{account.id}", {**form, "import_days": ""})
+    assert emptied.status_code == 303
+    with mail_crm.system() as work:
+        assert mail(work).accounts.get(account.id).import_days is None  # all the mail
+    russian = await signed_in(mail_crm, "admin-ru", ["admin"], locale="ru")
+    page = await russian.get(f"/mail/mailboxes/{account.id}")
+    assert "Загружать почту за последние N дней" in page.text

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
 import pytest
 from crmkit_mail.imap import ImapMailbox, append
 from crmkit_mail.model import MailAccount
-from crmkit_mail.sync import sync_account, watch
+from crmkit_mail.sync import import_since, sync_account, watch
 from sqlalchemy import func, select
 
 from crmkit.model import Activity, Attachment
@@ -261,3 +262,77 @@ def test_a_long_sync_lets_the_planner_see_the_tables_it_grew(
 
     if postgres:  # after 2 and 4 messages
         assert analyses() == before + 2
+
+
+def test_the_first_reading_keeps_to_the_import_window(mail_crm, account, dovecot, imap_user):
+    now = dt.datetime.now(dt.UTC)
+    # a mailbox with years of mail: two old letters, two of this week, an old one filed late
+    for n, age in enumerate((400, 90, 3, 1, 200)):
+        append(dovecot.settings(imap_user), simple(n), received_at=now - dt.timedelta(days=age))
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).import_days = 30
+
+    report = sync_account(mail_crm, account, batch_size=1)
+
+    assert (report.recorded, report.passed_over, report.error) == (2, 3, None)
+    assert [m.body for m in mails(mail_crm)] == ["Письмо номер 2", "Письмо номер 3"]
+    with mail_crm.system() as work:
+        assert work.session.get(MailAccount, account).last_uid == 5  # the old ones stay behind
+    # later mail is all recorded, whatever date it carries (a letter moved in from an archive)
+    append(dovecot.settings(imap_user), simple(5), received_at=now - dt.timedelta(days=700))
+    deliver(dovecot, imap_user, simple(6))
+    later = sync_account(mail_crm, account)
+    assert (later.recorded, later.passed_over) == (2, 0)
+    assert [m.body for m in mails(mail_crm)][-2:] == ["Письмо номер 5", "Письмо номер 6"]
+
+
+def test_a_window_with_nothing_in_it_still_passes_the_old_mail_over(
+    mail_crm, account, dovecot, imap_user
+):
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    for n in range(3):
+        append(dovecot.settings(imap_user), simple(n), received_at=old)
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).import_days = 7
+    report = sync_account(mail_crm, account)
+    assert (report.recorded, report.passed_over, report.last_uid) == (0, 3, 3)
+    assert mails(mail_crm) == []
+    deliver(dovecot, imap_user, simple(3))
+    assert sync_account(mail_crm, account).recorded == 1
+    assert [m.body for m in mails(mail_crm)] == ["Письмо номер 3"]
+
+
+def test_crmkit_mail_sync_says_what_the_window_passed_over(mail_crm, account, dovecot, imap_user):
+    from click.testing import CliRunner
+    from crmkit_mail.cli import mail_group
+
+    from crmkit.cli import Env
+
+    now = dt.datetime.now(dt.UTC)
+    append(dovecot.settings(imap_user), simple(0), received_at=now - dt.timedelta(days=90))
+    deliver(dovecot, imap_user, simple(1))
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).import_days = 30
+    env = Env(None, debug=False)
+    env._crm = mail_crm
+    result = CliRunner().invoke(mail_group, ["sync", "--account", "sales"], obj=env)
+    assert result.exit_code == 0, result.output
+    assert "sales: 1 recorded" in result.output
+    assert "1 older than the import window (uid 2)" in result.output
+
+
+def test_without_a_window_every_old_letter_is_recorded(mail_crm, account, dovecot, imap_user):
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3000)
+    append(dovecot.settings(imap_user), simple(0), received_at=old)
+    deliver(dovecot, imap_user, simple(1))
+    report = sync_account(mail_crm, account)
+    assert (report.recorded, report.passed_over) == (2, 0)
+
+
+def test_a_renumbered_folder_keeps_the_mail_received_since_the_last_sync():
+    last_sync = dt.datetime.now(dt.UTC) - dt.timedelta(days=45)
+    assert import_since(30) == (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).date()
+    # the worker was stopped for longer than the window: the window reaches back to it
+    assert import_since(30, last_sync) == last_sync.date() - dt.timedelta(days=1)
+    recent_sync = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    assert import_since(30, recent_sync) == import_since(30)

@@ -47,6 +47,7 @@ class MailAccountSchema(Schema):
     imap_username = fields.String(validate=validate.Length(max=320))
     imap_password = fields.String(load_only=True)
     imap_folder = fields.String(validate=validate.Length(min=1, max=200))
+    import_days = fields.Integer(allow_none=True, validate=validate.Range(1, 36500))
     smtp_host = fields.String(validate=validate.Length(max=255))
     smtp_port = fields.Integer(validate=validate.Range(1, 65535))
     smtp_security = fields.String(validate=validate.OneOf(SECURITY_CHOICES))

@@ -50,7 +50,9 @@ def sync_command(env: Env, name: str | None) -> None:
         else:
             click.echo(
                 f"{r.account}: {r.recorded} recorded, {r.duplicates} already known, "
-                f"{r.bounces} bounces (uid {r.last_uid})"
+                f"{r.bounces} bounces"
+                + (f", {r.passed_over} older than the import window" if r.passed_over else "")
+                + f" (uid {r.last_uid})"
             )
 
 

@@ -72,26 +72,9 @@ def _check(command: str, answer: tuple[str, list[object]]) -> list[object]:
     return data
 
 
-_MONTHS = {
-    m: n
-    for n, m in enumerate(
-        (
-            b"Jan",
-            b"Feb",
-            b"Mar",
-            b"Apr",
-            b"May",
-            b"Jun",
-            b"Jul",
-            b"Aug",
-            b"Sep",
-            b"Oct",
-            b"Nov",
-            b"Dec",
-        ),
-        1,
-    )
-}
+#: Month names of IMAP dates (``INTERNALDATE``, ``SEARCH SINCE``), whatever the locale.
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {name.encode(): number for number, name in enumerate(_MONTH_NAMES, 1)}
 _DATE_TIME = re.compile(rb" ?(\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
 
 
@@ -200,6 +183,13 @@ class ImapMailbox:
         found = b" ".join(d for d in data if isinstance(d, bytes)).split()
         # "n:*" always matches the last message, even when its UID is below n
         return sorted(uid for uid in (int(x) for x in found) if uid > last_uid)
+
+    def uids_since(self, day: dt.date) -> list[int]:
+        """UIDs of the folder's messages the server received on ``day`` or later (their
+        ``INTERNALDATE``, by the server's calendar), ascending."""
+        spec = f"{day.day}-{_MONTH_NAMES[day.month - 1]}-{day.year}"
+        data = _check("UID SEARCH", self._conn().uid("SEARCH", f"SINCE {spec}"))
+        return sorted(int(x) for x in b" ".join(d for d in data if isinstance(d, bytes)).split())
 
     def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         """Raw messages of ``uids`` (in UID order); vanished ones are simply absent."""
@@ -312,11 +302,19 @@ class ImapMailbox:
         return arrived
 
 
-def append(settings: ImapSettings, raw: bytes, folder: str | None = None) -> int | None:
-    """Store a message in a folder (tests, sent copies); returns its UID when the server says."""
+def append(
+    settings: ImapSettings,
+    raw: bytes,
+    folder: str | None = None,
+    received_at: dt.datetime | None = None,
+) -> int | None:
+    """Store a message in a folder (tests, sent copies); returns its UID when the server says.
+
+    ``received_at`` (aware) sets its ``INTERNALDATE``, as a copy from an archive keeps it.
+    """
     with ImapMailbox(settings) as box:
         conn = box._conn()
-        answer = conn.append(folder or settings.folder, None, None, raw)
+        answer = conn.append(folder or settings.folder, None, received_at, raw)
         _check("APPEND", answer)
         found = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
         return int(found.group(1)) if found else None

@@ -23,6 +23,9 @@ class MailAccount(IdMixin, Base):
 
     ``owner_id`` set: a user's own mailbox (their replies go out from it); empty: a shared
     one (``sales@``).  ``security`` is ``tls`` (implicit TLS), ``starttls`` or ``none``.
+    ``import_days`` set: when the folder is read from its start (the first sync, a changed
+    folder, a renumbered one), only mail received in the last so many days is recorded and
+    the older mail is passed over for good; empty: all of it.
     """
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -36,6 +39,7 @@ class MailAccount(IdMixin, Base):
     imap_username: Mapped[str] = mapped_column(String(320), default="")
     imap_password_sealed: Mapped[str] = mapped_column(Text, default="", info={"private": True})
     imap_folder: Mapped[str] = mapped_column(String(200), default="INBOX")
+    import_days: Mapped[int | None] = mapped_column(Integer)
     smtp_host: Mapped[str] = mapped_column(String(255), default="")
     smtp_port: Mapped[int] = mapped_column(Integer, default=587)
     smtp_security: Mapped[str] = mapped_column(String(16), default="starttls")

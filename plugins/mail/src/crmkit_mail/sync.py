@@ -15,6 +15,7 @@ recipient, or the outbound mail they answer, as bounced.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,8 @@ class SyncReport:
     #: messages refused for their content, as "UID n: reason" (skipped, the rest recorded)
     failures: list[str] = attrs.Factory(list)
     bounces: int = 0
+    #: messages older than the mailbox's import window, never to be recorded
+    passed_over: int = 0
     restarted: bool = False
     error: str | None = None
 
@@ -305,6 +308,7 @@ def sync_account(
         settings = imap_settings(crm, account)
         report = SyncReport(account=account.name, uidvalidity=account.uidvalidity)
         known_validity, last_uid = account.uidvalidity, account.last_uid
+        import_days, last_sync_at = account.import_days, account.last_sync_at
     size = batch_size or int(crm.config["mail.batch_size"])
     own = mailbox is None
     box = mailbox or ImapMailbox(settings)
@@ -327,6 +331,15 @@ def sync_account(
             last_uid = 0
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
+        passed_over: list[int] = []
+        if last_uid == 0 and import_days is not None and uids:
+            # read from the start: only the window's mail (a renumbered folder since the
+            # last sync's day too, so that nothing received meanwhile is lost)
+            since = import_since(import_days, last_sync_at if report.restarted else None)
+            recent = set(box.uids_since(since))
+            passed_over = [uid for uid in uids if uid not in recent]
+            uids = [uid for uid in uids if uid in recent]
+            report.passed_over = len(passed_over)
         with contextlib.ExitStack() as stack:
             # a long sync decodes on another core (see parse_worker); one batch is decoded
             # in the fetching thread, as the child would take longer to start
@@ -346,6 +359,10 @@ def sync_account(
                 report,
                 after_batch,
             )
+        if passed_over and (not uids or report.last_uid >= uids[-1]):
+            # every message of the window is recorded: the older ones stay below the mark
+            _pass_over(crm, account_id, validity, max(passed_over))
+            report.last_uid = max(report.last_uid, max(passed_over))
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
@@ -355,6 +372,30 @@ def sync_account(
         if own:
             box.close()
     return report
+
+
+def import_since(days: int, last_sync_at: dt.datetime | None = None) -> dt.date:
+    """The first day of a mailbox's import window of ``days`` days (see
+    :class:`~crmkit_mail.model.MailAccount`), moved back to the day before ``last_sync_at``
+    when that is earlier."""
+    since = (utcnow() - dt.timedelta(days=days)).date()
+    if last_sync_at is not None:
+        since = min(since, last_sync_at.date() - dt.timedelta(days=1))
+    return since
+
+
+def _pass_over(crm: CRM, account_id: int, uidvalidity: int, top: int) -> None:
+    """Move the mailbox's mark above messages passed over (unless someone moved it on)."""
+    with crm.system() as work:
+        work.session.execute(
+            update(MailAccount)
+            .where(
+                MailAccount.id == account_id,
+                MailAccount.uidvalidity == uidvalidity,
+                MailAccount.last_uid < top,
+            )
+            .values(last_uid=top)
+        )
 
 
 def _failures_text(failures: list[str]) -> str | None:

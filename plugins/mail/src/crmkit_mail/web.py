@@ -48,6 +48,8 @@ TEXT_FIELDS = (
     "smtp_username",
 )
 PORT_FIELDS = ("imap_port", "smtp_port")
+#: What the form proposes for a new mailbox: a month of mail, not years of it in triage.
+NEW_MAILBOX_IMPORT_DAYS = 30
 PASSWORD_FIELDS = ("imap_password", "smtp_password")
 
 #: Field names and states shown through ``_(value)``, listed so that the catalogs collect them.
@@ -61,6 +63,7 @@ SHOWN_TEXTS = (
     i18n.lazy("imap_username"),
     i18n.lazy("imap_password"),
     i18n.lazy("imap_folder"),
+    i18n.lazy("import_days"),
     i18n.lazy("smtp_host"),
     i18n.lazy("smtp_port"),
     i18n.lazy("smtp_security"),
@@ -97,6 +100,9 @@ def _account_values(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         text = str(data.get(key, "")).strip()
         if text:
             values[key] = text  # the schema says "Not a valid integer." for "99x"
+    if "import_days" in data:
+        days = str(data["import_days"]).strip()
+        values["import_days"] = days or None  # empty: all the mail
     for key in PASSWORD_FIELDS:
         secret = str(data.get(key, ""))
         if secret:  # empty: keep the stored password
@@ -152,7 +158,9 @@ def mailboxes(request: Request) -> Response:
 def mailbox_new(request: Request) -> Response:
     """Add a mailbox (GET: the empty form)."""
     if request.method == "GET":
-        return _account_form(request, None, {"active": True})
+        return _account_form(
+            request, None, {"active": True, "import_days": NEW_MAILBOX_IMPORT_DAYS}
+        )
     data = posted(request)
     values = _account_values(data, creating=True)
     try:

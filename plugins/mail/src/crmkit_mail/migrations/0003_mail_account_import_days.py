@@ -1,0 +1,27 @@
+"""Mailboxes may limit their first reading to the mail of the last so many days.
+
+Revision ID: mail_0003_import_days
+Revises: mail_0002_versions
+Create Date: 2026-11-23 18:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "mail_0003_import_days"
+down_revision: str | Sequence[str] | None = "mail_0002_versions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # existing mailboxes keep reading all their mail (NULL)
+    with op.batch_alter_table("mail_account", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("import_days", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("mail_account", schema=None) as batch_op:
+        batch_op.drop_column("import_days")
