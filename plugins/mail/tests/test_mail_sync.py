@@ -286,6 +286,38 @@ def test_the_first_reading_keeps_to_the_import_window(mail_crm, account, dovecot
     assert [m.body for m in mails(mail_crm)][-2:] == ["Письмо номер 5", "Письмо номер 6"]
 
 
+def test_a_first_reading_stopped_midway_goes_on_with_its_window(
+    mail_crm, account, dovecot, imap_user
+):
+    now = dt.datetime.now(dt.UTC)
+    # recent, recent, old (numbered after them: filed late), recent
+    for n, age in enumerate((2, 1, 300, 0)):
+        append(dovecot.settings(imap_user), simple(n), received_at=now - dt.timedelta(days=age))
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).import_days = 30
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_one(report):
+        raise Crash
+
+    with pytest.raises(Crash):
+        sync_account(mail_crm, account, batch_size=1, after_batch=crash_after_one)
+    with mail_crm.system() as work:
+        stopped = work.session.get(MailAccount, account)
+        assert (stopped.last_uid, stopped.import_until_uid) == (1, 4)
+
+    report = sync_account(mail_crm, account, batch_size=1)
+
+    assert (report.recorded, report.passed_over, report.last_uid) == (2, 1, 4)
+    assert [m.body for m in mails(mail_crm)] == [f"Письмо номер {n}" for n in (0, 1, 3)]
+    with mail_crm.system() as work:
+        assert work.session.get(MailAccount, account).import_until_uid is None
+    append(dovecot.settings(imap_user), simple(4), received_at=now - dt.timedelta(days=900))
+    assert sync_account(mail_crm, account).recorded == 1  # the window is over
+
+
 def test_a_window_with_nothing_in_it_still_passes_the_old_mail_over(
     mail_crm, account, dovecot, imap_user
 ):

@@ -104,7 +104,7 @@ class MailAccounts:
                 changes[key] = [None if key.endswith("_sealed") else getattr(account, key), shown]
                 setattr(account, key, value)
         if {"imap_host", "imap_username", "imap_folder"} & changes.keys():
-            account.uidvalidity, account.last_uid = None, 0
+            account.uidvalidity, account.last_uid, account.import_until_uid = None, 0, None
         if changes:
             self.work.flush()
             self.work.audit("mail_account", account.id, "update", changes)

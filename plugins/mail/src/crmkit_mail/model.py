@@ -25,7 +25,8 @@ class MailAccount(IdMixin, Base):
     one (``sales@``).  ``security`` is ``tls`` (implicit TLS), ``starttls`` or ``none``.
     ``import_days`` set: when the folder is read from its start (the first sync, a changed
     folder, a renumbered one), only mail received in the last so many days is recorded and
-    the older mail is passed over for good; empty: all of it.
+    the older mail is passed over for good; empty: all of it.  ``import_until_uid`` keeps
+    such a reading's extent until it is over, so that one stopped midway goes on with it.
     """
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -40,6 +41,8 @@ class MailAccount(IdMixin, Base):
     imap_password_sealed: Mapped[str] = mapped_column(Text, default="", info={"private": True})
     imap_folder: Mapped[str] = mapped_column(String(200), default="INBOX")
     import_days: Mapped[int | None] = mapped_column(Integer)
+    #: while a reading with an import window is under way: the highest UID it applies to
+    import_until_uid: Mapped[int | None] = mapped_column(BigInteger)
     smtp_host: Mapped[str] = mapped_column(String(255), default="")
     smtp_port: Mapped[int] = mapped_column(Integer, default=587)
     smtp_security: Mapped[str] = mapped_column(String(16), default="starttls")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, case, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.channels import Attachment, InboundMessage
@@ -309,6 +309,7 @@ def sync_account(
         report = SyncReport(account=account.name, uidvalidity=account.uidvalidity)
         known_validity, last_uid = account.uidvalidity, account.last_uid
         import_days, last_sync_at = account.import_days, account.last_sync_at
+        window_top = account.import_until_uid
     size = batch_size or int(crm.config["mail.batch_size"])
     own = mailbox is None
     box = mailbox or ImapMailbox(settings)
@@ -325,21 +326,27 @@ def sync_account(
                 work.session.execute(
                     update(MailAccount)
                     .where(MailAccount.id == account_id)
-                    .values(uidvalidity=validity, last_uid=0)
+                    .values(uidvalidity=validity, last_uid=0, import_until_uid=None)
                 )
             report.restarted = known_validity is not None
-            last_uid = 0
+            last_uid, window_top = 0, None
         report.uidvalidity, report.last_uid = validity, last_uid
         uids = box.uids_after(last_uid)
         passed_over: list[int] = []
-        if last_uid == 0 and import_days is not None and uids:
-            # read from the start: only the window's mail (a renumbered folder since the
-            # last sync's day too, so that nothing received meanwhile is lost)
-            since = import_since(import_days, last_sync_at if report.restarted else None)
+        # the window applies to a reading from the start, and to one that stopped midway
+        window = import_days if uids and (last_uid == 0 or window_top is not None) else None
+        if window is not None:
+            # only the window's mail among the messages there were when it began (for a
+            # renumbered folder, since the last sync's day too: nothing received meanwhile
+            # is lost)
+            top = window_top if window_top is not None else uids[-1]
+            since = import_since(window, last_sync_at if report.restarted else None)
             recent = set(box.uids_since(since))
-            passed_over = [uid for uid in uids if uid not in recent]
-            uids = [uid for uid in uids if uid in recent]
+            passed_over = [uid for uid in uids if uid <= top and uid not in recent]
+            uids = [uid for uid in uids if uid > top or uid in recent]
             report.passed_over = len(passed_over)
+            if passed_over and window_top is None:
+                _window_pending(crm, account_id, validity, top)
         with contextlib.ExitStack() as stack:
             # a long sync decodes on another core (see parse_worker); one batch is decoded
             # in the fetching thread, as the child would take longer to start
@@ -359,10 +366,11 @@ def sync_account(
                 report,
                 after_batch,
             )
-        if passed_over and (not uids or report.last_uid >= uids[-1]):
-            # every message of the window is recorded: the older ones stay below the mark
-            _pass_over(crm, account_id, validity, max(passed_over))
-            report.last_uid = max(report.last_uid, max(passed_over))
+        if window is not None and (not uids or report.last_uid >= uids[-1]):
+            # every message of the window is recorded: the older ones stay below the mark,
+            # and the window is done with
+            _pass_over(crm, account_id, validity, max(passed_over, default=0))
+            report.last_uid = max(report.last_uid, *passed_over)
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
@@ -384,17 +392,28 @@ def import_since(days: int, last_sync_at: dt.datetime | None = None) -> dt.date:
     return since
 
 
-def _pass_over(crm: CRM, account_id: int, uidvalidity: int, top: int) -> None:
-    """Move the mailbox's mark above messages passed over (unless someone moved it on)."""
+def _window_pending(crm: CRM, account_id: int, uidvalidity: int, top: int) -> None:
+    """Remember that the import window applies up to UID ``top`` until it is recorded, so
+    that a reading stopped midway goes on with it."""
     with crm.system() as work:
         work.session.execute(
             update(MailAccount)
-            .where(
-                MailAccount.id == account_id,
-                MailAccount.uidvalidity == uidvalidity,
-                MailAccount.last_uid < top,
+            .where(MailAccount.id == account_id, MailAccount.uidvalidity == uidvalidity)
+            .values(import_until_uid=top)
+        )
+
+
+def _pass_over(crm: CRM, account_id: int, uidvalidity: int, top: int) -> None:
+    """Move the mailbox's mark above messages passed over (unless someone moved it further)
+    and end its import window."""
+    with crm.system() as work:
+        work.session.execute(
+            update(MailAccount)
+            .where(MailAccount.id == account_id, MailAccount.uidvalidity == uidvalidity)
+            .values(
+                last_uid=case((MailAccount.last_uid < top, top), else_=MailAccount.last_uid),
+                import_until_uid=None,
             )
-            .values(last_uid=top)
         )
 
 

@@ -20,8 +20,10 @@ def upgrade() -> None:
     # existing mailboxes keep reading all their mail (NULL)
     with op.batch_alter_table("mail_account", schema=None) as batch_op:
         batch_op.add_column(sa.Column("import_days", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("import_until_uid", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("mail_account", schema=None) as batch_op:
+        batch_op.drop_column("import_until_uid")
         batch_op.drop_column("import_days")
