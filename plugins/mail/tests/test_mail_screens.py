@@ -366,3 +366,26 @@ async def test_a_new_mailbox_proposes_a_month_of_mail_and_takes_any_window(mail_
     russian = await signed_in(mail_crm, "admin-ru", ["admin"], locale="ru")
     page = await russian.get(f"/mail/mailboxes/{account.id}")
     assert "Загружать почту за последние N дней" in page.text
+
+
+async def test_the_ignored_senders_are_checked_line_by_line(mail_crm):
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    form = {"name": "sales", "address": "sales@example.test"}
+    bad = await admin.post(
+        "/mail/mailboxes/new", {**form, "ignore_senders": "github.com\nIvan Petrov <i@x.ru>"}
+    )
+    assert bad.status_code == 422
+    assert "ignore_senders: line 2: &#39;Ivan Petrov &lt;i@x.ru&gt;&#39; is not an address" in (
+        bad.text
+    )
+    assert "Ivan Petrov &lt;i@x.ru&gt;</textarea>" in bad.text  # what was typed is kept
+    everyone = await admin.post("/mail/mailboxes/new", {**form, "ignore_senders": "*@*"})
+    assert everyone.status_code == 422 and "would leave out every sender" in everyone.text
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailAccount)).all() == []
+    good = await admin.post(
+        "/mail/mailboxes/new", {**form, "ignore_senders": " @Ozon.ru \r\nnoreply@bank.ru\r\n"}
+    )
+    assert good.status_code == 303
+    page = await admin.get(good.headers["location"])
+    assert ">ozon.ru\nnoreply@bank.ru</textarea>" in page.text

@@ -368,3 +368,28 @@ def test_a_renumbered_folder_keeps_the_mail_received_since_the_last_sync():
     assert import_since(30, last_sync) == last_sync.date() - dt.timedelta(days=1)
     recent_sync = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
     assert import_since(30, recent_sync) == import_since(30)
+
+
+def test_mail_from_ignored_senders_is_not_recorded(mail_crm, account, dovecot, imap_user):
+    from crmkit_mail import mail
+
+    with mail_crm.system() as work:
+        mail(work).accounts.update(
+            account, ignore_senders="GitHub.com\nmailer-daemon@\n\n*-bounces@*.org"
+        )
+        assert work.session.get(MailAccount, account).ignore_senders == (
+            "github.com\nmailer-daemon@*\n*-bounces@*.org"
+        )
+    senders = (
+        "client@example.ru", "notifications@github.com", "noreply@mail.github.com",
+        "MAILER-DAEMON@mx.example.ru", "debian-bounces@lists.debian.org", "me@notgithub.com",
+    )  # fmt: skip
+    for n, sender in enumerate(senders):
+        deliver(dovecot, imap_user, simple(n, sender=sender))
+
+    report = sync_account(mail_crm, account, batch_size=2)
+
+    assert (report.recorded, report.ignored, report.last_uid) == (2, 4, 6)
+    assert [m.data["from"] for m in mails(mail_crm)] == ["client@example.ru", "me@notgithub.com"]
+    with mail_crm.system() as work:
+        assert work.session.get(MailAccount, account).last_uid == 6  # not read again

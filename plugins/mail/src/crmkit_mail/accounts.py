@@ -7,10 +7,11 @@ passwords exist only in memory, while a connection is being made.
 
 from __future__ import annotations
 
+import fnmatch
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -48,11 +49,61 @@ class MailAccountSchema(Schema):
     imap_password = fields.String(load_only=True)
     imap_folder = fields.String(validate=validate.Length(min=1, max=200))
     import_days = fields.Integer(allow_none=True, validate=validate.Range(1, 36500))
+    ignore_senders = fields.String(validate=validate.Length(max=20000))
     smtp_host = fields.String(validate=validate.Length(max=255))
     smtp_port = fields.Integer(validate=validate.Range(1, 65535))
     smtp_security = fields.String(validate=validate.OneOf(SECURITY_CHOICES))
     smtp_username = fields.String(validate=validate.Length(max=320))
     smtp_password = fields.String(load_only=True)
+
+
+def sender_patterns(text: str) -> list[str]:
+    """The rules of a mailbox's ``ignore_senders`` text, one a line, lower-case, in order.
+
+    A line is an address (``noreply@bank.ru``), a domain (``github.com``, also written
+    ``@github.com``: every address there and at its subdomains), an address with ``*``
+    and ``?`` wildcards (``noreply@*``, ``*-bounces@*.org``) or a name followed by ``@``
+    (``mailer-daemon@``: at any domain).  Raises :class:`ValueError` naming the first line
+    that is none of these, or that would leave out every sender.
+    """
+    patterns: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        rule = line.strip().lower()
+        if not rule:
+            continue
+        if rule.endswith("@"):
+            rule += "*"
+        rule = rule.removeprefix("@")
+        local, at, domain = rule.rpartition("@")
+        if not (local + domain).strip("*?."):
+            raise ValueError(f"line {number}: {line.strip()!r} would leave out every sender")
+        wrong = not local or not domain or "@" in local if at else not domain.strip("*?.")
+        if wrong or any(c.isspace() or c in ',;<>"' for c in rule):
+            raise ValueError(
+                f"line {number}: {line.strip()!r} is not an address, a domain or a pattern"
+            )
+        if rule not in patterns:
+            patterns.append(rule)
+    return patterns
+
+
+def sender_filter(text: str) -> Callable[[str], bool] | None:
+    """Whether a sender's address matches one of the ``ignore_senders`` rules (see
+    :func:`sender_patterns`); ``None`` when there are none."""
+    patterns = sender_patterns(text)
+    if not patterns:
+        return None
+    addresses = [p for p in patterns if "@" in p]
+    domains = [p for p in patterns if "@" not in p]
+
+    def ignored(address: str) -> bool:
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        return any(fnmatch.fnmatchcase(address, p) for p in addresses) or any(
+            fnmatch.fnmatchcase(domain, p) or domain.endswith("." + p) for p in domains
+        )
+
+    return ignored
 
 
 class MailAccounts:
@@ -68,6 +119,12 @@ class MailAccounts:
             raise ValidationFailed(exc.messages, entity="mail_account") from None  # type: ignore[arg-type]
         if "address" in loaded:
             loaded["address"] = loaded["address"].strip().lower()
+        if "ignore_senders" in loaded:
+            try:
+                loaded["ignore_senders"] = "\n".join(sender_patterns(loaded["ignore_senders"]))
+            except ValueError as exc:
+                failed = {"ignore_senders": [str(exc)]}
+                raise ValidationFailed(failed, entity="mail_account") from None
         sealing = self.work.crm.sealing
         for name in PASSWORD_FIELDS:
             if name in loaded:

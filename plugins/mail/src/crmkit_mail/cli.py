@@ -52,6 +52,7 @@ def sync_command(env: Env, name: str | None) -> None:
                 f"{r.account}: {r.recorded} recorded, {r.duplicates} already known, "
                 f"{r.bounces} bounces"
                 + (f", {r.passed_over} older than the import window" if r.passed_over else "")
+                + (f", {r.ignored} from ignored senders" if r.ignored else "")
                 + f" (uid {r.last_uid})"
             )
 

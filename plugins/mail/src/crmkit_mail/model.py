@@ -27,6 +27,8 @@ class MailAccount(IdMixin, Base):
     folder, a renumbered one), only mail received in the last so many days is recorded and
     the older mail is passed over for good; empty: all of it.  ``import_until_uid`` keeps
     such a reading's extent until it is over, so that one stopped midway goes on with it.
+    ``ignore_senders``: addresses, domains or patterns (one a line) whose mail is never
+    recorded (see :func:`crmkit_mail.sync.sender_filter`).
     """
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -43,6 +45,7 @@ class MailAccount(IdMixin, Base):
     import_days: Mapped[int | None] = mapped_column(Integer)
     #: while a reading with an import window is under way: the highest UID it applies to
     import_until_uid: Mapped[int | None] = mapped_column(BigInteger)
+    ignore_senders: Mapped[str] = mapped_column(Text, default="")
     smtp_host: Mapped[str] = mapped_column(String(255), default="")
     smtp_port: Mapped[int] = mapped_column(Integer, default=587)
     smtp_security: Mapped[str] = mapped_column(String(16), default="starttls")

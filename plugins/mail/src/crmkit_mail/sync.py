@@ -30,7 +30,7 @@ from crmkit.model import Activity
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
 from crmkit.storage import FileStorage
-from crmkit_mail.accounts import imap_settings
+from crmkit_mail.accounts import imap_settings, sender_filter
 from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
@@ -58,6 +58,8 @@ class SyncReport:
     bounces: int = 0
     #: messages older than the mailbox's import window, never to be recorded
     passed_over: int = 0
+    #: messages from senders the mailbox ignores (``ignore_senders``), not recorded
+    ignored: int = 0
     restarted: bool = False
     error: str | None = None
 
@@ -168,16 +170,17 @@ def record_batch(
     uidvalidity: int,
     batch: list[tuple[FetchedMessage, ParsedMail]],
     report: SyncReport,
+    ignore: Callable[[str], bool] | None = None,
 ) -> None:
     """Record one batch (from :func:`parse_batch`) and move the mailbox's UID in the same
-    transaction."""
+    transaction; mail from senders ``ignore`` matches is passed over (bounces are read)."""
     if not batch:
         return
     # files the decoding process stored: kept if an entry refers to them, else deleted
     keys = stored_keys([parsed for _fetched, parsed in batch])
     kept: set[str] = set()
     try:
-        _record_batch(crm, account_id, uidvalidity, batch, report, keys, kept)
+        _record_batch(crm, account_id, uidvalidity, batch, report, keys, kept, ignore)
     finally:
         for key in keys:
             if key not in kept:
@@ -192,6 +195,7 @@ def _record_batch(
     report: SyncReport,
     keys: list[str],
     kept: set[str],
+    ignore: Callable[[str], bool] | None,
 ) -> None:
     with crm.system() as work:
         messages = []
@@ -199,6 +203,9 @@ def _record_batch(
             if parsed.bounce is not None:
                 record_bounce(work, parsed.bounce)
                 report.bounces += 1
+                continue
+            if ignore is not None and ignore(parsed.sender):
+                report.ignored += 1
                 continue
             messages.append(inbound(parsed, fetched, report.account))
         # one unit of work for the batch: a few statements, not a few per message; a message
@@ -276,13 +283,14 @@ def record_batches(
     batches: Iterable[list[tuple[FetchedMessage, ParsedMail]]],
     report: SyncReport,
     after_batch: Callable[[SyncReport], None] | None = None,
+    ignore: Callable[[str], bool] | None = None,
 ) -> None:
     """Record decoded batches in order (:func:`record_batch`), refreshing the planner's
     statistics as the tables grow; stops when another worker has moved the mailbox on."""
     analyzed = 0
     for batch in batches:
         try:
-            record_batch(crm, account_id, uidvalidity, batch, report)
+            record_batch(crm, account_id, uidvalidity, batch, report, ignore)
         except _Overtaken:
             break
         if report.recorded >= max(ANALYZE_FROM, 2 * analyzed):
@@ -310,6 +318,7 @@ def sync_account(
         known_validity, last_uid = account.uidvalidity, account.last_uid
         import_days, last_sync_at = account.import_days, account.last_sync_at
         window_top = account.import_until_uid
+        ignore = sender_filter(account.ignore_senders or "")
     size = batch_size or int(crm.config["mail.batch_size"])
     own = mailbox is None
     box = mailbox or ImapMailbox(settings)
@@ -365,6 +374,7 @@ def sync_account(
                 (fetched if parser is None else parsed_by(parser, fetched) for fetched in batches),
                 report,
                 after_batch,
+                ignore,
             )
         if window is not None and (not uids or report.last_uid >= uids[-1]):
             # every message of the window is recorded: the older ones stay below the mark,

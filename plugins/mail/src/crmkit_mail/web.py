@@ -64,6 +64,7 @@ SHOWN_TEXTS = (
     i18n.lazy("imap_password"),
     i18n.lazy("imap_folder"),
     i18n.lazy("import_days"),
+    i18n.lazy("ignore_senders"),
     i18n.lazy("smtp_host"),
     i18n.lazy("smtp_port"),
     i18n.lazy("smtp_security"),
@@ -103,6 +104,8 @@ def _account_values(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     if "import_days" in data:
         days = str(data["import_days"]).strip()
         values["import_days"] = days or None  # empty: all the mail
+    if "ignore_senders" in data:
+        values["ignore_senders"] = str(data["ignore_senders"])  # one a line
     for key in PASSWORD_FIELDS:
         secret = str(data.get(key, ""))
         if secret:  # empty: keep the stored password
