@@ -47,6 +47,10 @@ def test_bad_input_names_the_field_and_writes_nothing(crm, agent):
     assert set(info.value.errors) == {"name", "contact_points"}
     with pytest.raises(ValidationFailed, match="shoe_size"), crm.acting_as(agent) as work:
         work.parties.create(name="X", shoe_size=42)
+    # values of the wrong type are named too, before the duplicate screening looks at them
+    with pytest.raises(ValidationFailed) as wrong, crm.acting_as(agent) as work:
+        work.parties.create(name=["Ромашка"], first_name={"x": 1})
+    assert set(wrong.value.errors) >= {"name", "first_name"}
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(Party)) == 0
         assert (

@@ -72,7 +72,8 @@ class PartyService(EntityService):
         wanted = {**(data or {}), **values}
         if not confirm_duplicates and self.work.crm.config["screening.on_create"]:
             self.work.access.require("party", "create")
-            found = self.work.screening.for_values(wanted)
+            # bad input is named (a field, not a crash) before it is compared with anyone
+            found = self.work.screening.for_values(self.load(wanted))
             if any(c.score >= self.work.screening.threshold for c in found):
                 raise DuplicatesFound("party", [c.as_dict() for c in found])
         return super().create(wanted)
