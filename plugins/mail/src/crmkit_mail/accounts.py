@@ -19,7 +19,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
 
 from crmkit.channels import PermanentFailure
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.errors import Conflict, NotFound, ValidationFailed
+from crmkit.services.records import EntityService
 from crmkit_mail.imap import ImapError, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaign
 from crmkit_mail.smtp import SECURITY_CHOICES, SmtpSettings, SmtpTransport
@@ -225,6 +226,34 @@ class MailAccounts:
         if shared is None:
             raise NotFound("mail_account", "a shared mailbox to send from")
         return shared
+
+
+class MailAccountService(EntityService):
+    """The REST API's mailboxes (entity ``mail_account``): written through
+    :class:`MailAccounts`, so passwords are sealed and every rule checked as on the screen."""
+
+    def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> MailAccount:
+        with self.work.savepoint():
+            return MailAccounts(self.work).create(data, **values)
+
+    def update(
+        self,
+        record: Any,
+        data: Mapping[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
+        **values: Any,
+    ) -> MailAccount:
+        account = self.get(record, action="update")
+        if expected_version is not None:  # mailboxes carry no version to compare
+            raise Conflict(self.entity.name, account.id)
+        with self.work.savepoint():
+            return MailAccounts(self.work).update(account.id, data, **values)
+
+    def delete(self, record: Any) -> None:
+        account = self.get(record, action="delete")
+        with self.work.savepoint():
+            MailAccounts(self.work).delete(account.id)
 
 
 def imap_settings(crm: CRM, account: MailAccount) -> ImapSettings:

@@ -17,6 +17,7 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.access.rules import Permission, Scope, grant
+from crmkit_mail.accounts import MailAccountSchema, MailAccountService
 from crmkit_mail.model import MailAccount, MailCampaign
 
 crmkit_plugin_name = "mail"
@@ -75,6 +76,8 @@ def crmkit_register_entities() -> list[EntityType]:
         EntityType(
             "mail_account",
             MailAccount,
+            schema=MailAccountSchema,
+            service=MailAccountService,
             label="Mailbox",
             label_plural="Mailboxes",
             title_attr="name",
