@@ -353,6 +353,18 @@ def test_crmkit_mail_sync_says_what_the_window_passed_over(mail_crm, account, do
     assert "1 older than the import window (uid 2)" in result.output
 
 
+def test_a_window_that_holds_all_the_mail_records_all_of_it(mail_crm, account, dovecot, imap_user):
+    for n in range(3):
+        deliver(dovecot, imap_user, simple(n))
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).import_days = 30
+    report = sync_account(mail_crm, account)
+    assert (report.recorded, report.passed_over, report.last_uid) == (3, 0, 3)
+    with mail_crm.system() as work:
+        done = work.session.get(MailAccount, account)
+        assert (done.last_uid, done.import_until_uid) == (3, None)
+
+
 def test_without_a_window_every_old_letter_is_recorded(mail_crm, account, dovecot, imap_user):
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3000)
     append(dovecot.settings(imap_user), simple(0), received_at=old)

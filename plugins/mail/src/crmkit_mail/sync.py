@@ -380,7 +380,7 @@ def sync_account(
             # every message of the window is recorded: the older ones stay below the mark,
             # and the window is done with
             _pass_over(crm, account_id, validity, max(passed_over, default=0))
-            report.last_uid = max(report.last_uid, *passed_over)
+            report.last_uid = max([report.last_uid, *passed_over])
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
