@@ -389,3 +389,27 @@ async def test_the_ignored_senders_are_checked_line_by_line(mail_crm):
     assert good.status_code == 303
     page = await admin.get(good.headers["location"])
     assert ">ozon.ru\nnoreply@bank.ru</textarea>" in page.text
+
+
+async def test_a_user_keeps_a_signature_and_sees_it_when_writing(mail_crm, smtp):
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"], locale="ru")
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "a@romashka.ru"}],
+        )  # fmt: skip
+    compose = await agent.get(f"/mail/compose/{client.id}")
+    assert 'href="/mail/signature"' in compose.text and "Моя подпись" in compose.text  # menu
+    assert "Добавить подпись" in compose.text
+    saved = await agent.post("/mail/signature", {"signature": "Иван Петров\nменеджер"})
+    assert saved.status_code == 303
+    page = await agent.get("/mail/signature")
+    assert ">Иван Петров\nменеджер</textarea>" in page.text
+    compose = await agent.get(f"/mail/compose/{client.id}")
+    assert "Под текстом будет ваша подпись:" in compose.text and "Иван Петров" in compose.text
+    too_long = await agent.post("/mail/signature", {"signature": "х" * 2001})
+    assert too_long.status_code == 422 and "signature" in too_long.text
+    with mail_crm.system() as work:
+        user = work.users.get("agent")
+        assert mail(work).signatures.get(user.id) == "Иван Петров\nменеджер"

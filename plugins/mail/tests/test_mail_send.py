@@ -7,13 +7,14 @@ import smtplib
 import pytest
 from crmkit_mail import mail
 from crmkit_mail.imap import append
-from crmkit_mail.model import MailAccount
+from crmkit_mail.model import MailAccount, MailSignature
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
 from crmkit_mail.testing import smtp_server
 from sqlalchemy import select, text
 
 from crmkit.channels import OutboundMessage, PermanentFailure
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, OutboxItem
 from crmkit.sealing import SecretUnreadable
 from crmkit.testing import add_user, factories
@@ -162,3 +163,55 @@ def test_passwords_are_sealed_at_rest(mail_crm, account, dovecot, imap_user, mak
     other = make_crm(settings={"secret_key": "another-deployment"})
     with pytest.raises(SecretUnreadable):
         other.sealing.open(row["imap_password_sealed"])
+
+
+def test_the_writers_signature_goes_under_their_mail(mail_crm, account, smtp):
+    maria = add_user(mail_crm, "maria", ["manager"])
+    ivan = add_user(mail_crm, "ivan", ["manager"])
+    with mail_crm.acting_as(maria) as work:
+        stored = mail(work).signatures.set("Мария Иванова  \r\nОтдел продаж, +7 495 000-00-00\r\n")
+        assert stored == "Мария Иванова\nОтдел продаж, +7 495 000-00-00"
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "boss@romashka.ru"}]
+        )
+        plain = mail(work).send(subject="Счёт", body="Счёт во вложении.\n", party_id=client.id)
+        rich = work.channels.send(
+            "mail", to="boss@romashka.ru", subject="Акт", body="Акт", party_id=client.id,
+            html="<html><body><p>Акт</p></body></html>",
+        )  # fmt: skip
+        ids = [plain.id, rich.id]
+    with mail_crm.acting_as(ivan) as work:
+        ids.append(mail(work).send(subject="Б", body="Без подписи", party_id=client.id).id)
+    with mail_crm.system() as work:
+        ids.append(mail(work).send(subject="С", body="От системы", party_id=client.id).id)
+    adapter = mail_crm.channels["mail"].adapter(mail_crm)
+    for activity_id in ids:
+        adapter.send(queued_message(mail_crm, activity_id))
+
+    texts = [parse_message(r.raw) for r in smtp.received]
+    assert texts[0].text.replace("\r\n", "\n") == (
+        "Счёт во вложении.\n\n-- \nМария Иванова\nОтдел продаж, +7 495 000-00-00"
+    )
+    rich_html = texts[1].html.replace("\r\n", "\n")
+    assert "-- <br>\nМария Иванова<br>\nОтдел продаж" in rich_html
+    assert rich_html.index("Мария Иванова") < rich_html.index("</body>")
+    assert [t.text.replace("\r\n", "\n") for t in texts[2:]] == ["Без подписи", "От системы"]
+    with mail_crm.system() as work:
+        entry = work.session.get(Activity, ids[0])
+        assert entry.body.endswith("-- \nМария Иванова\nОтдел продаж, +7 495 000-00-00")
+    # delivered again (a retry): the signature is not added twice
+    adapter.send(queued_message(mail_crm, ids[0]))
+    assert parse_message(smtp.received[-1].raw).text.count("Мария Иванова") == 1
+
+
+def test_a_signature_is_checked_and_an_empty_one_removed(mail_crm):
+    maria = add_user(mail_crm, "maria", ["manager"])
+    with mail_crm.acting_as(maria) as work:
+        with pytest.raises(ValidationFailed, match="signature"):
+            mail(work).signatures.set("х" * 2001)
+        mail(work).signatures.set("Мария")
+        assert mail(work).signatures.get() == "Мария"
+        assert mail(work).signatures.set("  \n ") == ""
+        assert mail(work).signatures.get() == ""
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailSignature)).all() == []

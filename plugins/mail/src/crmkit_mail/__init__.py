@@ -31,6 +31,13 @@ class MailService:
         self.accounts = MailAccounts(work)
 
     @property
+    def signatures(self) -> Any:
+        """Users' signatures (:class:`crmkit_mail.signatures.Signatures`)."""
+        from crmkit_mail.signatures import Signatures
+
+        return Signatures(self.work)
+
+    @property
     def campaigns(self) -> Any:
         """Mass mailings (:class:`crmkit_mail.campaigns.Campaigns`)."""
         from crmkit_mail.campaigns import Campaigns

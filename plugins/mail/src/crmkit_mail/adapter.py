@@ -16,6 +16,7 @@ from crmkit.channels import DeliveryReceipt, OutboundMessage, PermanentFailure, 
 from crmkit.errors import NotFound
 from crmkit.model import Activity, User
 from crmkit_mail.accounts import MailAccounts, smtp_settings
+from crmkit_mail.signatures import Signatures, signed
 from crmkit_mail.smtp import FileToSend, SmtpTransport, compose, make_message_id
 
 if TYPE_CHECKING:
@@ -61,14 +62,21 @@ class MailAdapter:
                 elif getattr(item, "data", None) is not None:
                     files.append(FileToSend(item.filename, item.content_type, item.data))
             address = account.address
+            # the writer's signature (mail a user sends; the system's own goes without)
+            signature = (
+                Signatures(work).get(message.sender_user_id)
+                if message.sender_user_id is not None
+                else ""
+            )
+        body, html = signed(message.body, message.html, signature)
         message_id = make_message_id(message.idempotency_key, address)
         mime = compose(
             sender=address,
             sender_name=sender_name,
             to=[message.to],
             subject=message.subject or "",
-            body=message.body,
-            html=message.html,
+            body=body,
+            html=html,
             message_id=message_id,
             in_reply_to=message.in_reply_to,
             references=message.references,
@@ -78,15 +86,19 @@ class MailAdapter:
         with SmtpTransport(settings) as transport:
             transport.send(mime, address, [message.to])
         if message.activity_id is not None:
-            self._remember_message_id(message.activity_id, message_id)
+            self._remember_sent(message.activity_id, message_id, body)
         return DeliveryReceipt(external_id=message_id, detail={"account": account.name})
 
-    def _remember_message_id(self, activity_id: int, message_id: str) -> None:
-        # replies quote this id in References: it is how they find the deal or task
+    def _remember_sent(self, activity_id: int, message_id: str, body: str) -> None:
+        # replies quote this id in References: it is how they find the deal or task; the
+        # entry keeps the text as it went out (with the signature)
         with self.crm.system() as work:
             activity = work.session.get(Activity, activity_id)
-            if activity is not None and activity.external_id is None:
-                activity.external_id = message_id
+            if activity is not None:
+                if activity.external_id is None:
+                    activity.external_id = message_id
+                if activity.body != body:
+                    activity.body = body
 
     def poll(self, cursor: str | None) -> PollResult:
         """Record new mail of every active mailbox; the cursor is each one's UID state."""

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.pages import error_text, form_data, redirect, render, work
+from crmkit.web.pages import error_text, form_data, posted, redirect, render, work
 from crmkit_mail import mail
 
 SEND = ("activity", "create")
@@ -70,7 +70,37 @@ def _party_id(request: Request) -> int:
 
 
 def _page(request: Request, values: dict[str, Any], status: int = 200) -> Response:
-    return render(request, "mail/compose.html", {"title": "Write a mail", **values}, status=status)
+    with work(request) as unit:
+        signature = mail(unit).signatures.get()
+    return render(
+        request,
+        "mail/compose.html",
+        {"title": "Write a mail", "signature": signature, **values},
+        status=status,
+    )
+
+
+def signature_page(request: Request) -> Response:
+    """The user's own signature: shown, and changed (empty: none)."""
+    error = None
+    if request.method == "POST":
+        text = str(posted(request).get("signature", ""))
+        try:
+            with work(request) as unit:
+                mail(unit).signatures.set(text)
+        except ValidationFailed as refused:
+            error = error_text(request, refused)
+        else:
+            return redirect(request, "/mail/signature", "Signature saved.")
+    else:
+        with work(request) as unit:
+            text = mail(unit).signatures.get()
+    return render(
+        request,
+        "mail/signature.html",
+        {"title": "My signature", "signature": text, "error": error},
+        status=422 if error else 200,
+    )
 
 
 def compose(request: Request) -> Response:
@@ -161,6 +191,14 @@ async def send(request: Request) -> Response:
 SCREENS = [
     Screen(
         "mail_compose", "/mail/compose/{party_id:int}", "Write a mail", compose, permission=SEND
+    ),
+    Screen(
+        "mail_signature",
+        "/mail/signature",
+        "My signature",
+        signature_page,
+        methods=("GET", "POST"),
+        permission=SEND,
     ),
     Screen(
         "mail_compose_send",

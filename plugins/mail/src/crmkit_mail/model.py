@@ -117,3 +117,14 @@ class MailUnsubscribe(Base):
         IdType, ForeignKey("mail_campaign.id", ondelete="SET NULL")
     )
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MailSignature(Base):
+    """A user's signature, put under the mail they write (by hand, from a template, in a
+    reply from the inbox) when it goes out; mailings and the system's mail go without."""
+
+    user_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    body: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
