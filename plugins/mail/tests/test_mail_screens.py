@@ -413,3 +413,55 @@ async def test_a_user_keeps_a_signature_and_sees_it_when_writing(mail_crm, smtp)
     with mail_crm.system() as work:
         user = work.users.get("agent")
         assert mail(work).signatures.get(user.id) == "Иван Петров\nменеджер"
+
+
+async def test_a_mail_written_on_the_compose_page_carries_files(mail_crm, smtp):
+    from crmkit.model import Attachment, OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        owner = work.users.get("agent").id
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=owner,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        other = work.parties.create(name="Чужой клиент", owner_id=owner)
+        price = work.attachments.add("Прайс 2025.pdf", b"%PDF price", party_id=client.id)
+        foreign = work.attachments.add("Чужой.pdf", b"%PDF other", party_id=other.id)
+        client_id, price_id, foreign_id = client.id, price.id, foreign.id
+    page = await agent.get(f"/mail/compose/{client_id}")
+    assert 'enctype="multipart/form-data"' in page.text and "Прайс 2025.pdf" in page.text
+
+    def form(**extra):
+        fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт и прайс во вложении",
+                  "csrf_token": agent.csrf, **extra}  # fmt: skip
+        upload = [("files", ("Счёт №17.pdf", b"%PDF invoice", "application/pdf"))]
+        return agent.client.post(f"/mail/compose/{client_id}/send", data=fields, files=upload)
+
+    refused = await form(attach=str(foreign_id))
+    assert refused.status_code == 422 and "choose among the client" in refused.text
+    with mail_crm.system() as work:  # the upload was not kept, nothing queued
+        assert work.session.scalars(select(OutboxItem)).all() == []
+        assert {a.filename for a in work.session.scalars(select(Attachment))} == {
+            "Прайс 2025.pdf", "Чужой.pdf"
+        }  # fmt: skip
+
+    sent = await form(attach=str(price_id))
+    assert sent.status_code == 303
+    (item,) = deliver_items(mail_crm)
+    assert item == {"delivered": 1}
+    (received,) = smtp.received
+    files = {a.filename: a.data for a in parse_message(received.raw).attachments}
+    assert files == {"Прайс 2025.pdf": b"%PDF price", "Счёт №17.pdf": b"%PDF invoice"}
+    with mail_crm.system() as work:  # the uploaded file is kept on the client's card
+        kept = work.attachments.for_party(client_id)
+        assert {a.filename for a in kept} == {"Прайс 2025.pdf", "Счёт №17.pdf"}
+
+
+def deliver_items(crm):
+    from crmkit.model import OutboxItem
+
+    with crm.system() as work:
+        ids = list(work.session.scalars(select(OutboxItem.id)))
+    return [deliver_due(crm, ids)]

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.pages import error_text, form_data, posted, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 
 SEND = ("activity", "create")
@@ -72,10 +72,20 @@ def _party_id(request: Request) -> int:
 def _page(request: Request, values: dict[str, Any], status: int = 200) -> Response:
     with work(request) as unit:
         signature = mail(unit).signatures.get()
+        try:  # the client's files, to attach
+            files = unit.attachments.for_party(values["party_id"])
+        except PermissionDenied:
+            files = []
     return render(
         request,
         "mail/compose.html",
-        {"title": "Write a mail", "signature": signature, **values},
+        {
+            "title": "Write a mail",
+            "signature": signature,
+            "files": files,
+            "attached": set(values.pop("attached", ())),
+            **values,
+        },
         status=status,
     )
 
@@ -147,44 +157,66 @@ def compose(request: Request) -> Response:
 
 
 async def send(request: Request) -> Response:
-    """Queue the (edited) mail to one of the client's addresses; back to the card."""
+    """Queue the (edited) mail to one of the client's addresses, with the client's files
+    ticked and files uploaded here (kept on the client's card); back to the card."""
     party_id = _party_id(request)
-    data = await form_data(request)
-    to = str(data.get("to", "")).strip()
-    subject = str(data.get("subject", "")).strip()
-    body = str(data.get("body", ""))
-    try:
-        with work(request) as unit:
-            party = unit.parties.get(party_id)  # hidden or missing: 404
-            problems: dict[str, list[str]] = {}
-            if to not in email_addresses(party):
-                problems["to"] = ["choose one of the client's email addresses"]
-            if not subject:
-                problems["subject"] = ["write a subject"]
-            if not body.strip():
-                problems["body"] = ["write the text"]
-            if problems:
-                raise ValidationFailed(problems)
-            if not mailbox_ready(unit):
-                raise ValidationFailed({"_schema": ["no mailbox is configured to send from"]})
-            mail(unit).send(to=to, subject=subject, body=body, party_id=party_id)
-    except NotFound:
-        raise
-    except (ValidationFailed, PermissionDenied) as refused:
-        with work(request) as unit:
-            party = unit.parties.get(party_id)
-            values = {
-                "party_id": party_id,
-                "party_name": party.name,
-                "addresses": email_addresses(party),
-                "templates": mail_templates(unit),
-                "ready": mailbox_ready(unit),
-            }
-        values.update(
-            chosen=str(data.get("template", "")), to=to, subject=subject, body=body,
-            error=error_text(request, refused),
-        )  # fmt: skip
-        return _page(request, values, status=422)
+    async with request.form() as form:  # closes the spooled uploads however this ends
+        to = str(form.get("to", "")).strip()
+        subject = str(form.get("subject", "")).strip()
+        body = str(form.get("body", ""))
+        attached = [int(v) for v in form.getlist("attach") if str(v).isdigit()]
+        uploads = [f for f in form.getlist("files") if not isinstance(f, str) and f.filename]
+        try:
+            with work(request) as unit:
+                party = unit.parties.get(party_id)  # hidden or missing: 404
+                problems: dict[str, list[str]] = {}
+                if to not in email_addresses(party):
+                    problems["to"] = ["choose one of the client's email addresses"]
+                if not subject:
+                    problems["subject"] = ["write a subject"]
+                if not body.strip():
+                    problems["body"] = ["write the text"]
+                attachment_ids = []
+                for file_id in attached:
+                    try:
+                        found = unit.attachments.get(file_id)
+                    except (NotFound, PermissionDenied):
+                        found = None
+                    if found is None or found.party_id != party_id:
+                        problems["attach"] = ["choose among the client's files"]
+                    else:
+                        attachment_ids.append(found.id)
+                if problems:
+                    raise ValidationFailed(problems)
+                if not mailbox_ready(unit):
+                    raise ValidationFailed({"_schema": ["no mailbox is configured to send from"]})
+                for upload in uploads:  # kept on the card; undone if the mail is refused
+                    stored = unit.attachments.add(
+                        upload.filename, upload.file, party_id=party_id,
+                        content_type=upload.content_type,
+                    )  # fmt: skip
+                    attachment_ids.append(stored.id)
+                mail(unit).send(
+                    to=to, subject=subject, body=body, party_id=party_id,
+                    attachment_ids=tuple(attachment_ids),
+                )  # fmt: skip
+        except NotFound:
+            raise
+        except (ValidationFailed, PermissionDenied) as refused:
+            with work(request) as unit:
+                party = unit.parties.get(party_id)
+                values = {
+                    "party_id": party_id,
+                    "party_name": party.name,
+                    "addresses": email_addresses(party),
+                    "templates": mail_templates(unit),
+                    "ready": mailbox_ready(unit),
+                }
+            values.update(
+                chosen=str(form.get("template", "")), to=to, subject=subject, body=body,
+                attached=attached, error=error_text(request, refused),
+            )  # fmt: skip
+            return _page(request, values, status=422)
     return redirect(request, f"/clients/{party_id}", "Mail queued: it goes out in a moment.")
 
 
