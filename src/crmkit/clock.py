@@ -26,6 +26,14 @@ def utcnow() -> dt.datetime:
     return frozen if frozen is not None else dt.datetime.now(dt.UTC)
 
 
+def in_utc(moment: dt.datetime) -> dt.datetime:
+    """An aware ``moment`` in UTC; :class:`OverflowError` when UTC cannot hold it (the first
+    or last hours of years 1 and 9999 given with an offset), :class:`ValueError` if naive."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: give its offset")
+    return moment.astimezone(dt.UTC)
+
+
 @contextmanager
 def frozen_at(moment: dt.datetime) -> Iterator[dt.datetime]:
     """Make :func:`utcnow` answer ``moment`` (aware) while the block runs, in this context."""

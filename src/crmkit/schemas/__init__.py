@@ -18,6 +18,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from crmkit.clock import in_utc
 from crmkit.model.party import ContactKind, CustomerType, PartyKind
 
 TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
@@ -36,6 +37,21 @@ LANGUAGE_CODE = r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,2}$"
 
 #: The largest id a database column holds (64-bit signed integers).
 MAX_ID = 2**63 - 1
+
+
+class Moment(fields.AwareDateTime):
+    """A date and time given with its offset, loaded as UTC (how crmkit stores times).
+
+    A moment UTC cannot hold (``0001-01-01T00:00+14:00`` is still year 0 there) is refused
+    as invalid, naming the field, instead of failing later when it is written or compared.
+    """
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return in_utc(moment)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
 
 
 def _record_id(**kwargs: Any) -> fields.Integer:
@@ -129,7 +145,7 @@ class TaskSchema(StrictSchema):
     description = fields.String(validate=validate.Length(max=20000))
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
     priority = fields.Integer(validate=validate.Range(min=0, max=3))
-    deadline = fields.AwareDateTime(allow_none=True)
+    deadline = Moment(allow_none=True)
     assignee_id = _record_id()
     team_id = _record_id()
     party_id = _record_id()
@@ -155,7 +171,7 @@ class RecipientSchema(StrictSchema):
 class ReminderSchema(StrictSchema):
     """A reminder at a time, for several people."""
 
-    remind_at = fields.AwareDateTime(required=True)
+    remind_at = Moment(required=True)
     text = _text(5000, required=True)
     party_id = _record_id()
     record_entity = _text(64)
@@ -176,8 +192,8 @@ class CalendarEventSchema(StrictSchema):
 
     title = _text(300, required=True)
     description = fields.String(validate=validate.Length(max=20000))
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
     all_day = fields.Boolean()
     location = _text(300)
     kind = _text(32)

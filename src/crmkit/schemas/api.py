@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from crmkit.schemas import MAX_ID, StrictSchema
+from crmkit.schemas import MAX_ID, Moment, StrictSchema
 
 
 class ProblemSchema(StrictSchema):
@@ -87,14 +87,14 @@ class NoteRequestSchema(StrictSchema):
 class SnoozeRequestSchema(StrictSchema):
     """Remind again later."""
 
-    until = fields.AwareDateTime(required=True)
+    until = Moment(required=True)
 
 
 class TokenRequestSchema(StrictSchema):
     """A new personal API token."""
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    expires_at = fields.AwareDateTime(allow_none=True)
+    expires_at = Moment(allow_none=True)
     user_id = fields.Integer(
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={"description": "Whose token (admins only; default: the caller)."},

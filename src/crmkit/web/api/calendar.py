@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.clock import in_utc
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.schemas.api import SnoozeRequestSchema, page_schema
 from crmkit.schemas.output import detail_schema, encoder_for, output_schema
@@ -38,7 +39,10 @@ def _moment(request: Request, name: str) -> dt.datetime:
         raise ValidationFailed({name: ["not a valid date and time (ISO 8601)"]}) from None
     if moment.tzinfo is None:
         raise ValidationFailed({name: ["give a time with its offset (…+03:00 or …Z)"]})
-    return moment
+    try:
+        return in_utc(moment)
+    except OverflowError:
+        raise ValidationFailed({name: ["out of range (years 1 to 9999 in UTC)"]}) from None
 
 
 def _optional_id(request: Request, name: str) -> int | None:

@@ -20,6 +20,7 @@ import attrs
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
+from crmkit.clock import in_utc
 from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
 from crmkit.filters import OPERATORS
@@ -139,7 +140,7 @@ def _convert(
             moment = dt.datetime.fromisoformat(raw)
             if moment.tzinfo is None:
                 raise ValidationFailed({key: ["give a time with its offset (…+03:00 or …Z)"]})
-            return moment
+            return in_utc(moment)  # OverflowError (not a valid date and time) if UTC can't
         if python_type is dt.date:
             return dt.date.fromisoformat(raw)
     except (ValueError, InvalidOperation, OverflowError):
