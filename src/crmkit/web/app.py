@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -95,6 +96,16 @@ def _fingerprint(path: str) -> str:
         return "0"
 
 
+class _ApiMount(Mount):
+    """The API's mount: every path below it is the API's, even one with a line break in a
+    segment (Starlette's ``{path:path}`` is ``.*``, which stops at one), so the answer is
+    always the API's (problem+json), never the web UI's HTML 404 page."""
+
+    def __init__(self, path: str, app: Any) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
 def create_app(crm: Any) -> Starlette:
     """The ASGI application of one CRM."""
     from crmkit.web.screens import auth, live
@@ -103,7 +114,7 @@ def create_app(crm: Any) -> Starlette:
     routes: list[BaseRoute] = [
         # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api).
         # First, so that API requests are not matched against every screen's route first.
-        Mount(MOUNT, app=create_api(crm, blocking)),
+        _ApiMount(MOUNT, app=create_api(crm, blocking)),
         Route("/login", guarded(auth.login_form, public=True), methods=["GET"], name="login"),
         Route("/login", guarded(auth.login, public=True), methods=["POST"]),
         Route("/logout", guarded(auth.logout), methods=["POST"], name="logout"),

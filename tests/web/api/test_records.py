@@ -58,6 +58,7 @@ def test_a_deletion_and_a_missing_record(crm, client_for):
     assert api.delete(f"party/{party_id}").status_code == 204
     assert problem(api.get(f"party/{party_id}"), 404)["type"] == "/api/v1/docs#not-found"
     problem(api.get("party/99999999999999999999"), 404)
+    problem(api.patch("party/a%0Ab", json={"source": "x"}), 404)  # a line break in the id
     problem(api.get("nothing-here"), 404)
 
 
@@ -212,6 +213,24 @@ def test_tasks_reminders_and_calendar(crm, client_for):
         json={"title": "x", "starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T09:00:00Z"},
     )
     assert "ends_at" in problem(bad, 422)["errors"]
+
+
+def test_times_utc_cannot_hold_are_refused_naming_the_field(crm, client_for):
+    api = client_for(add_user(crm, "root", ["admin"]))
+    early, late = "0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00"  # years 0 and 10000
+    week = api.get("calendar", params={"start": early, "end": "0001-01-05T00:00:00Z"})
+    assert "start" in problem(week, 422)["errors"]
+    assert "deadline__gte" in problem(api.get("task", params={"deadline__gte": late}), 422)[
+        "errors"
+    ]
+    reminder = api.post("reminder", json={"title": "x", "remind_at": early})
+    assert "remind_at" in problem(reminder, 422)["errors"]
+    event = api.post("calendar_event", json={"title": "x", "starts_at": early, "ends_at": late})
+    assert {"starts_at", "ends_at"} <= problem(event, 422)["errors"].keys()
+    # the first hours of year 1 in UTC itself are fine, and an offset is kept as the instant
+    task = api.post("task", json={"title": "x", "deadline": "2030-01-05T10:00:00+03:00"})
+    assert task.status_code == 201, task.text
+    assert task.json()["deadline"].startswith("2030-01-05T07:00:00")
 
 
 def test_notes_mention_colleagues_and_fill_the_timeline(crm, client_for):
