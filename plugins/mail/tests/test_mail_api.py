@@ -53,6 +53,10 @@ async def test_an_admin_manages_mailboxes_through_the_api(mail_crm):
         assert "line 1: 'a b' is not an address" in bad.text
         twice = await admin.post("mail_account", json={"name": "sales", "address": "x@x.test"})
         assert twice.status_code == 422 and "exists" in twice.text
+        nobody = await admin.post(
+            "mail_account", json={"name": "own", "address": "o@x.test", "owner_id": 303}
+        )
+        assert nobody.status_code == 422 and "no user 303" in nobody.text
         moved = await admin.patch(f"mail_account/{body['id']}", json={"imap_folder": "Support"})
         assert moved.status_code == 200 and moved.json()["imap_folder"] == "Support"
         assert (await admin.delete(f"mail_account/{body['id']}")).status_code == 204

@@ -131,7 +131,11 @@ class MailAccounts:
             if name in loaded:
                 loaded[f"{name}_sealed"] = sealing.seal(loaded.pop(name))
         if loaded.get("owner_id") is not None:
-            self.work.users.get(loaded["owner_id"])
+            try:
+                self.work.users.get(loaded["owner_id"])
+            except NotFound:
+                failed = {"owner_id": [f"no user {loaded['owner_id']}"]}
+                raise ValidationFailed(failed, entity="mail_account") from None
         return loaded
 
     def create(self, data: Mapping[str, Any] | None = None, **values: Any) -> MailAccount:
