@@ -220,9 +220,9 @@ def test_times_utc_cannot_hold_are_refused_naming_the_field(crm, client_for):
     early, late = "0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00"  # years 0 and 10000
     week = api.get("calendar", params={"start": early, "end": "0001-01-05T00:00:00Z"})
     assert "start" in problem(week, 422)["errors"]
-    assert "deadline__gte" in problem(api.get("task", params={"deadline__gte": late}), 422)[
-        "errors"
-    ]
+    assert (
+        "deadline__gte" in problem(api.get("task", params={"deadline__gte": late}), 422)["errors"]
+    )
     reminder = api.post("reminder", json={"title": "x", "remind_at": early})
     assert "remind_at" in problem(reminder, 422)["errors"]
     event = api.post("calendar_event", json={"title": "x", "starts_at": early, "ends_at": late})
