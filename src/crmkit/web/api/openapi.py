@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +86,28 @@ def _content(schema: Any, media_type: str = "application/json") -> dict[str, Any
     return {media_type: {"schema": schema}}
 
 
+def _numeric_range(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A number's bounds as numbers: apispec writes a string Decimal field's range through
+    the field (``"100"``), which JSON Schema refuses and schema validators stop at."""
+    fixed: dict[str, Any] = {}
+    for key in ("minimum", "maximum"):
+        value = ret.get(key)
+        if isinstance(value, str):
+            number = Decimal(value)
+            fixed[key] = int(number) if number == number.to_integral_value() else float(number)
+    return fixed
+
+
 def build_spec(
     operations: Sequence[Operation], *, title: str = "crmkit API", base: str = "/api/v1"
 ) -> dict[str, Any]:
     """The OpenAPI 3.0 document (a dict) describing ``operations``."""
+    marshmallow_plugin = MarshmallowPlugin(schema_name_resolver=_schema_name)
     spec = APISpec(
         title=title,
         version=API_VERSION,
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
+        plugins=[marshmallow_plugin],
         info={
             "description": (
                 "REST API of a crmkit CRM. Authenticate with a personal API token: "
@@ -104,6 +118,8 @@ def build_spec(
         servers=[{"url": base}],
         security=[{"bearer": []}],
     )
+    assert marshmallow_plugin.converter is not None
+    marshmallow_plugin.converter.add_attribute_function(_numeric_range)
     spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "description": "A personal API token."}
     )

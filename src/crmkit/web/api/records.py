@@ -353,9 +353,13 @@ class EntityEndpoints:
                     f"delete_{name}",
                     f"Delete a {label.lower()}",
                     tag,
+                    description=(
+                        "A record others still refer to (a category of items, a location "
+                        "with orders...) is refused with 422, saying why; nothing is deleted."
+                    ),
                     parameters=[IF_MATCH],
                     responses={204: ("Deleted.", None)},
-                    errors=(403, 404, 412),
+                    errors=(403, 404, 412, 422),
                 )
             )
         if issubclass(entity.model, PipelineMixin):
