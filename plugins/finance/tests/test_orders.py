@@ -250,3 +250,13 @@ def test_a_client_with_orders_is_not_deleted(shop):
         with pytest.raises(ValidationFailed, match="still referenced by other records"):
             work.parties.delete(shop.client.id)
         assert work.parties.get(shop.client.id).id == shop.client.id
+
+
+def test_amounts_the_columns_cannot_keep_are_refused_naming_the_field(shop):
+    with shop.crm.system() as work:
+        items = work.records("finance_item")
+        for price, reason in (("10.555", "at most 2 decimal places"), (3.5e-35, "at most 2"),
+                              ("1e30", "too large")):  # fmt: skip
+            with pytest.raises(ValidationFailed, match=f"price.*{reason}"):
+                items.create(name="Polish", kind="service", price=price)
+        assert items.create(name="Polish", kind="service", price="10.50").price == money("10.50")

@@ -7,19 +7,39 @@ Money arrives as strings (``"1500.00"``), never floats.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from crmkit.schemas import StrictSchema
-from crmkit_finance.money import MINOR_UNITS
+from crmkit_finance.money import MINOR_UNITS, QUANTITY_PLACES
 
 ITEM_KINDS = ("service", "goods")
 LOCATION_KINDS = ("branch", "warehouse")
 
 
-def _money(**kwargs: Any) -> fields.Decimal:
-    return fields.Decimal(places=None, as_string=True, allow_nan=False, **kwargs)
+class Places(validate.Validator):
+    """A number the column keeps exactly: at most ``places`` decimal places (money columns
+    refuse more rather than round) and within what a 64-bit column holds."""
+
+    def __init__(self, places: int) -> None:
+        self.places = places
+
+    def __call__(self, value: Any) -> Any:
+        if value is None:
+            return value
+        if abs(value) >= Decimal(10) ** (18 - self.places):
+            raise ValidationError("too large")
+        if value != value.quantize(Decimal(1).scaleb(-self.places)):
+            raise ValidationError(f"at most {self.places} decimal places")
+        return value
+
+
+def _money(places: int = 2, **kwargs: Any) -> fields.Decimal:
+    given = kwargs.pop("validate", None)
+    checks = [Places(places), *([given] if given is not None else [])]
+    return fields.Decimal(places=None, as_string=True, allow_nan=False, validate=checks, **kwargs)
 
 
 def _currency(**kwargs: Any) -> fields.String:
@@ -127,7 +147,7 @@ class OrderLineInputSchema(StrictSchema):
     """A line given with a new order."""
 
     item_id = fields.Integer(required=True)
-    qty = _money()
+    qty = _money(QUANTITY_PLACES)
     unit_price = _money(allow_none=True, validate=NonNegative())
     discount = _money(validate=NonNegative())
     performer_id = fields.Integer(allow_none=True)
