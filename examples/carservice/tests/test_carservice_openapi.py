@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import PLUGINS
+from service_fixtures import PLUGINS
 
 from crmkit.testing import add_user
 from crmkit.testing.fuzz import api_schema, check, document_app, fuzz_settings
