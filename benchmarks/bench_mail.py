@@ -164,7 +164,7 @@ def recording_only(db: str, directory: Path, dovecot, user: str) -> tuple[float,
                 .values(uidvalidity=validity, last_uid=0)
             )
         report = SyncReport(account="bench")
-        seconds, _ = timed(lambda: record_batches(crm, account_id, validity, iter(decoded), report))
+        seconds, _ = timed(lambda: record_batches(crm, account_id, validity, decoded, report))
         return seconds, report.recorded
     finally:
         crm.close()

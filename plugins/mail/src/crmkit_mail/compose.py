@@ -70,6 +70,7 @@ def _party_id(request: Request) -> int:
 
 
 def _page(request: Request, values: dict[str, Any], status: int = 200) -> Response:
+    attached = set(values.pop("attached", ()))  # ids of the client's files ticked
     with work(request) as unit:
         signature = mail(unit).signatures.get()
         try:  # the client's files, to attach
@@ -83,7 +84,7 @@ def _page(request: Request, values: dict[str, Any], status: int = 200) -> Respon
             "title": "Write a mail",
             "signature": signature,
             "files": files,
-            "attached": set(values.pop("attached", ())),
+            "attached": attached,
             **values,
         },
         status=status,

@@ -177,19 +177,20 @@ class ImapMailbox:
 
     # -- reading --------------------------------------------------------------------------
 
+    def _search(self, criteria: str) -> list[int]:
+        """UIDs of the folder's messages matching a ``UID SEARCH``, ascending."""
+        data = _check("UID SEARCH", self._conn().uid("SEARCH", criteria))
+        return sorted(int(x) for x in b" ".join(d for d in data if isinstance(d, bytes)).split())
+
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs of the folder's messages above ``last_uid``, ascending."""
-        data = _check("UID SEARCH", self._conn().uid("SEARCH", f"UID {last_uid + 1}:*"))
-        found = b" ".join(d for d in data if isinstance(d, bytes)).split()
         # "n:*" always matches the last message, even when its UID is below n
-        return sorted(uid for uid in (int(x) for x in found) if uid > last_uid)
+        return [uid for uid in self._search(f"UID {last_uid + 1}:*") if uid > last_uid]
 
     def uids_since(self, day: dt.date) -> list[int]:
         """UIDs of the folder's messages the server received on ``day`` or later (their
         ``INTERNALDATE``, by the server's calendar), ascending."""
-        spec = f"{day.day}-{_MONTH_NAMES[day.month - 1]}-{day.year}"
-        data = _check("UID SEARCH", self._conn().uid("SEARCH", f"SINCE {spec}"))
-        return sorted(int(x) for x in b" ".join(d for d in data if isinstance(d, bytes)).split())
+        return self._search(f"SINCE {day.day}-{_MONTH_NAMES[day.month - 1]}-{day.year}")
 
     def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         """Raw messages of ``uids`` (in UID order); vanished ones are simply absent."""

@@ -28,7 +28,7 @@ class MailAccount(IdMixin, Base):
     the older mail is passed over for good; empty: all of it.  ``import_until_uid`` keeps
     such a reading's extent until it is over, so that one stopped midway goes on with it.
     ``ignore_senders``: addresses, domains or patterns (one a line) whose mail is never
-    recorded (see :func:`crmkit_mail.sync.sender_filter`).
+    recorded (see :func:`crmkit_mail.accounts.sender_filter`).
     """
 
     name: Mapped[str] = mapped_column(String(64), unique=True)

@@ -27,10 +27,10 @@ from crmkit.web import i18n
 from crmkit.web.contributions import MenuItem, Screen
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
+from crmkit_mail.compose import SEND
 from crmkit_mail.smtp import SECURITY_CHOICES
 
 MANAGE_MAILBOXES = ("mail_account", "update")
-WRITE_MAIL = ("activity", "create")
 READ_MAILINGS = ("mail_campaign", "read")
 CREATE_MAILINGS = ("mail_campaign", "create")
 START_MAILINGS = ("mail_campaign", "update")
@@ -506,5 +506,5 @@ SCREENS = [
 MENU = [
     MenuItem("Mailings", "mail_mailings", order=72, icon="📨", permission=READ_MAILINGS),
     MenuItem("Mailboxes", "mail_mailboxes", order=93, icon="📮", permission=MANAGE_MAILBOXES),
-    MenuItem("My signature", "mail_signature", order=94, icon="✍", permission=WRITE_MAIL),
+    MenuItem("My signature", "mail_signature", order=94, icon="✍", permission=SEND),
 ]
