@@ -50,6 +50,8 @@ class Capability(enum.StrEnum):
     RECEIVE = "receive"
     CALL_OUT = "call_out"
     CALL_IN = "call_in"
+    #: one message goes to further addresses at once, each seeing the others (mail's Cc)
+    COPIES = "copies"
 
 
 @attrs.frozen
@@ -90,6 +92,8 @@ class OutboundMessage:
     attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
     headers: dict[str, str] = attrs.field(factory=dict)
     activity_id: int | None = None
+    #: further addresses that get the same message (channels with ``Capability.COPIES``)
+    cc: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen
@@ -111,7 +115,9 @@ class InboundMessage:
     ``external_id`` is the peer's stable id of the message (a Message-ID, a Telegram
     ``chat_id:message_id``); together with ``channel`` it makes ingest idempotent.
     ``thread_refs`` are ids of earlier messages this one answers (mail References),
-    used to link it to the conversation's deal or task.
+    used to link it to the conversation's deal or task.  ``cc`` are the others it was
+    addressed to, neither the sender nor the channel's own address (mail's To and Cc
+    besides the mailbox): those a reply to all copies.
     """
 
     channel: str
@@ -127,6 +133,7 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
     account: str | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
+    cc: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

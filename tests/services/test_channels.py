@@ -42,9 +42,16 @@ class ChannelsPlugin:
             Channel(
                 "mail",
                 AddressKind.EMAIL,
-                {Capability.SEND, Capability.RECEIVE},
+                {Capability.SEND, Capability.RECEIVE, Capability.COPIES},
                 lambda crm: NullAdapter(),
                 activity_kind="mail",
+            ),
+            Channel(
+                "sms",
+                AddressKind.PHONE,
+                {Capability.SEND},
+                lambda crm: NullAdapter(),
+                activity_kind="message",
             ),
             Channel(
                 "phone",
@@ -171,6 +178,62 @@ def test_send_refuses_what_a_channel_cannot_do(crm):
             work.channels.send("phone", to="+79160000000", body="hi")
         with pytest.raises(ValidationFailed, match="empty"):
             work.channels.send("mail", to="a@b.ru", body="  ")
+
+
+def test_copies_are_checked_once_each_and_travel_with_the_message(crm):
+    with crm.system() as work:
+        activity = work.channels.send(
+            "mail", to="client@romashka.ru", subject="КП", body="Добрый день",
+            cc=(" Boss@Romashka.ru ", "boss@romashka.ru", "CLIENT@romashka.ru", "", "acc@firm.ru"),
+        )  # fmt: skip
+        # trimmed, each address once, the recipient not copied to themselves
+        assert activity.data["cc"] == ["Boss@Romashka.ru", "acc@firm.ru"]
+        item = work.session.scalar(select(OutboxItem))
+        assert item.payload["cc"] == ["Boss@Romashka.ru", "acc@firm.ru"]
+        plain = work.channels.send("mail", to="client@romashka.ru", body="без копий")
+        assert "cc" not in plain.data
+
+
+def test_bad_copies_are_refused_by_name_and_nothing_is_queued(crm):
+    with crm.system() as work:
+        with pytest.raises(ValidationFailed) as refused:
+            work.channels.send(
+                "mail", to="client@romashka.ru", body="x", cc=("boss@romashka.ru", "бухгалтерия")
+            )
+        assert refused.value.errors == {"cc": ["'бухгалтерия' is not a valid email address"]}
+        many = tuple(f"person{i}@firm.ru" for i in range(21))
+        with pytest.raises(ValidationFailed, match="at most 20 copies"):
+            work.channels.send("mail", to="client@romashka.ru", body="x", cc=many)
+        with pytest.raises(ValidationFailed) as refused:
+            work.channels.send("sms", to="+79160000000", body="x", cc=("+79161111111",))
+        assert refused.value.errors == {"cc": ["sms cannot send copies"]}
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 0
+        assert work.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_the_others_an_inbound_message_went_to_are_kept_for_a_reply_to_all(crm):
+    with crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "client@romashka.ru"}]
+        )
+        work.channels.ingest(
+            message(sender="client@romashka.ru", cc=("boss@romashka.ru", "acc@romashka.ru"))
+        )
+        (conversation,) = work.conversations.list("unassigned", "open")
+        assert work.conversations.reply_copies(conversation.id) == [
+            "boss@romashka.ru",
+            "acc@romashka.ru",
+        ]
+        reply = work.conversations.reply(
+            conversation.id,
+            body="Ответ всем",
+            cc=tuple(work.conversations.reply_copies(conversation.id)),
+        )
+        assert reply.party_id == client.id and reply.data["cc"] == [
+            "boss@romashka.ru",
+            "acc@romashka.ru",
+        ]
 
 
 def test_a_call_is_one_timeline_entry_across_phases(crm):

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crmkit import InboundMessage
+from crmkit import AddressKind, Capability, Channel, InboundMessage, hookimpl
 from crmkit.model import Activity, Conversation, OutboxItem
 from crmkit.testing import factories
 from tests.web.conftest import ChatChannel
@@ -15,9 +15,27 @@ from tests.web.conftest import ChatChannel
 pytestmark = pytest.mark.anyio
 
 
+class CopiesChannel(ChatChannel):
+    """A mail-like channel: its messages may carry copies."""
+
+    crmkit_plugin_name = "test_copies"
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "letters",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE, Capability.COPIES},
+                lambda crm: self,
+                activity_kind="mail",
+            )
+        ]
+
+
 @pytest.fixture
 def crm(make_crm):
-    return make_crm(plugins=[ChatChannel()])
+    return make_crm(plugins=[ChatChannel(), CopiesChannel()])
 
 
 def receive(crm, sender, body, n, name=None, subject="Вопрос"):
@@ -153,3 +171,43 @@ async def test_snooze_needs_a_time_in_the_future(crm):
 
     with crm.system() as work, pytest.raises(ValidationFailed, match="future"):
         work.conversations.snooze(conversation.id, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+
+
+async def test_a_reply_to_all_and_a_refused_copy_that_loses_nothing(web, crm):
+    agent = await web("agent")
+    with crm.system() as work:
+        work.channels.ingest(
+            InboundMessage(
+                channel="letters", external_id="<l1@client.ru>", sender="anna@client.ru",
+                body="Пришлите счёт", subject="Счёт", cc=("boss@client.ru", "acc@client.ru"),
+            )
+        )  # fmt: skip
+    receive(crm, "ivan@example.ru", "Чат", 2)
+    letters, chat = conversations(crm)
+    page = await agent.get(f"/inbox/{letters.id}")
+    # the client's copies are shown, and the reply copies them unless the agent clears it
+    assert "boss@client.ru, acc@client.ru" in page.text
+    assert 'name="cc" value="boss@client.ru, acc@client.ru"' in page.text
+    assert 'name="cc"' not in (await agent.get(f"/inbox/{chat.id}")).text  # no copies there
+
+    refused = await agent.post(
+        f"/inbox/{letters.id}/act",
+        {"action": "reply", "body": "Счёт во вложении", "cc": "boss@client.ru, бухгалтерия"},
+    )
+    # shown again with the error and what was typed; nothing queued
+    assert refused.status_code == 422
+    assert "&#39;бухгалтерия&#39; is not a valid email address" in refused.text
+    assert ">Счёт во вложении</textarea>" in refused.text
+    assert 'value="boss@client.ru, бухгалтерия"' in refused.text
+    with crm.system() as work:
+        assert list(work.session.scalars(select(OutboxItem))) == []
+
+    sent = await agent.post(
+        f"/inbox/{letters.id}/act",
+        {"action": "reply", "body": "Счёт во вложении", "cc": "Boss <boss@client.ru>; a@firm.ru"},
+    )
+    assert sent.status_code == 303
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert item.payload["to"] == "anna@client.ru"
+        assert item.payload["cc"] == ["boss@client.ru", "a@firm.ru"]

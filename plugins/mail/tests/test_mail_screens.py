@@ -465,3 +465,37 @@ def deliver_items(crm):
     with crm.system() as work:
         ids = list(work.session.scalars(select(OutboxItem.id)))
     return [deliver_due(crm, ids)]
+
+
+async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, smtp):
+    from crmkit.model import OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        client_id = client.id
+    assert 'name="cc"' in (await agent.get(f"/mail/compose/{client_id}")).text
+    fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт во вложении"}
+
+    refused = await agent.post(
+        f"/mail/compose/{client_id}/send", {**fields, "cc": "acc@romashka.ru, бухгалтер"}
+    )
+    assert refused.status_code == 422
+    assert "&#39;бухгалтер&#39; is not a valid email address" in refused.text
+    assert 'value="acc@romashka.ru, бухгалтер"' in refused.text
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+
+    sent = await agent.post(
+        f"/mail/compose/{client_id}/send",
+        {**fields, "cc": "Бухгалтерия <acc@romashka.ru>, director@romashka.ru"},
+    )
+    assert sent.status_code == 303
+    deliver_items(mail_crm)
+    (received,) = smtp.received
+    assert received.recipients == ["boss@romashka.ru", "acc@romashka.ru", "director@romashka.ru"]
+    assert received.message["Cc"] == "acc@romashka.ru, director@romashka.ru"

@@ -215,3 +215,73 @@ def test_a_signature_is_checked_and_an_empty_one_removed(mail_crm):
         assert mail(work).signatures.get() == ""
     with mail_crm.system() as work:
         assert work.session.scalars(select(MailSignature)).all() == []
+
+
+def test_copies_reach_everyone_named_and_a_refused_copy_is_noted(mail_crm, account, smtp):
+    with mail_crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        activity = mail(work).send(
+            subject="Договор", body="Проект договора", party_id=client.id,
+            cc=("Director@Client.ru", "director@client.ru", "ghost@client.ru"),
+        )  # fmt: skip
+        activity_id = activity.id
+        assert activity.data["cc"] == ["Director@Client.ru", "ghost@client.ru"]
+        with pytest.raises(ValidationFailed) as refused:
+            mail(work).send(subject="x", body="x", party_id=client.id, cc=("директор",))
+        assert refused.value.errors == {"cc": ["'директор' is not a valid email address"]}
+    smtp.refuse["ghost@"] = "550 5.1.1 no such user"
+
+    receipt = (
+        mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, activity_id))
+    )
+
+    (received,) = smtp.received
+    # one mail: the client and the copy that exists got it, the Cc header names both copies
+    assert received.recipients == ["buyer@client.ru", "Director@Client.ru"]
+    assert received.message["To"] == "buyer@client.ru"
+    assert received.message["Cc"] == "Director@Client.ru, ghost@client.ru"
+    assert receipt.detail["refused"] == {"ghost@client.ru": "550 5.1.1 no such user"}
+    with mail_crm.system() as work:
+        entry = work.session.get(Activity, activity_id)
+        assert entry.data["refused"] == {"ghost@client.ru": "550 5.1.1 no such user"}
+
+
+def test_a_reply_to_all_copies_the_others_but_not_our_own_mailboxes(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    with mail_crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        mail(work).accounts.create(name="support", address="Support@Firm.test")
+    incoming = (
+        f"From: Buyer <buyer@client.ru>\r\nTo: {imap_user}, Boss <boss@client.ru>\r\n"
+        "Cc: support@firm.test, buyer@client.ru, Бухгалтерия <acc@client.ru>\r\n"
+        "Subject: Вопрос по счёту\r\nMessage-ID: <q1@client.ru>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nКогда отгрузка?\r\n"
+    ).encode()
+    append(dovecot.settings(imap_user), incoming)
+
+    sync_account(mail_crm, account)
+
+    with mail_crm.system() as work:
+        question = work.session.scalar(
+            select(Activity).where(Activity.external_id == "<q1@client.ru>")
+        )
+        assert question.party_id == client.id
+        # everyone it went to, and those a reply to all copies: not the sender, not us
+        assert question.data["to"] == [
+            imap_user, "boss@client.ru", "support@firm.test", "buyer@client.ru", "acc@client.ru"
+        ]  # fmt: skip
+        assert question.data["cc"] == ["boss@client.ru", "acc@client.ru"]
+        answer = mail(work).send(reply_to=question.id, body="Завтра", reply_all=True).id
+        only_to_the_sender = mail(work).send(reply_to=question.id, body="Лично вам").id
+    adapter = mail_crm.channels["mail"].adapter(mail_crm)
+    adapter.send(queued_message(mail_crm, answer))
+    adapter.send(queued_message(mail_crm, only_to_the_sender))
+    to_all, to_one = smtp.received
+    assert to_all.recipients == ["buyer@client.ru", "boss@client.ru", "acc@client.ru"]
+    assert to_all.message["Subject"] == "Re: Вопрос по счёту"
+    assert to_one.recipients == ["buyer@client.ru"] and to_one.message["Cc"] is None

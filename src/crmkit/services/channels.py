@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 CLOSED_STATUSES = frozenset({"done", "cancelled", "closed"})
 
 
+#: How many copies one message may carry (SMTP servers commonly take 100 recipients; a
+#: message to more people than this is a mailing, which has its own screens).
+MAX_COPIES = 20
+
 #: Errors that blame one message's data rather than the system (see ``ingest_isolated``).
 BAD_MESSAGE = (ValidationFailed, DataError, IntegrityError)
 
@@ -104,6 +108,39 @@ def address_key(channel: Channel, address: str, region: str) -> str:
     return contact_key(
         channel.address_kind.value, address, region=region, service=channel.service
     ).key
+
+
+def copies(channel: Channel, to: str, cc: Any, region: str) -> list[str]:
+    """The copies of a message to ``to``: trimmed, each address once, ``to`` left out.
+
+    Refuses (naming the field ``cc``) copies on a channel without ``Capability.COPIES``, an
+    address the channel's kind does not accept, and more than :data:`MAX_COPIES`.
+    """
+    if isinstance(cc, str):
+        cc = [cc]
+    kind = channel.address_kind.value
+    keys = {contact_key(kind, to, region=region, service=channel.service).key}
+    kept: list[str] = []
+    problems: list[str] = []
+    for value in cc or ():
+        if not isinstance(value, str):
+            problems.append(f"{value!r} is not an address")
+            continue
+        normalized = contact_key(kind, value, region=region, service=channel.service)
+        if not normalized.value:
+            continue
+        if not normalized.valid:
+            problems.append(f"{normalized.value!r} is not a valid {kind} address")
+        elif normalized.key not in keys:
+            keys.add(normalized.key)
+            kept.append(normalized.value)
+    if (kept or problems) and not channel.can(Capability.COPIES):
+        raise ValidationFailed({"cc": [f"{channel.name} cannot send copies"]})
+    if len(kept) > MAX_COPIES:
+        problems.append(f"at most {MAX_COPIES} copies (a mailing reaches more people)")
+    if problems:
+        raise ValidationFailed({"cc": problems})
+    return kept
 
 
 def _file_row(
@@ -172,8 +209,12 @@ class ChannelService:
         attachment_ids: tuple[int, ...] = (),
         account: str | None = None,
         idempotency_key: str | None = None,
+        cc: tuple[str, ...] = (),
     ) -> Activity:
-        """Queue a message: a timeline entry now, the delivery by a worker after commit."""
+        """Queue a message: a timeline entry now, the delivery by a worker after commit.
+
+        ``cc``: further addresses that get the same message (see :func:`copies`).
+        """
         channel = self.channel(channel_name)
         if not channel.can(Capability.SEND):
             raise ValidationFailed({"channel": [f"{channel.name} cannot send"]})
@@ -181,6 +222,7 @@ class ChannelService:
             raise ValidationFailed({"to": ["no recipient"]})
         if not (body or html or "").strip():
             raise ValidationFailed({"body": ["the message is empty"]})
+        cc = tuple(copies(channel, to, cc, self.region))
         self.work.access.require("activity", "create")
         if party_id is not None:
             self.work.parties.get(party_id)
@@ -195,7 +237,12 @@ class ChannelService:
             direction="out",
             channel=channel.name,
             status="queued",
-            data={"to": to, "account": account, "html": bool(html)},
+            data={
+                "to": to,
+                "account": account,
+                "html": bool(html),
+                **({"cc": list(cc)} if cc else {}),
+            },
         )
         self.work.flush()
         key = idempotency_key or f"{channel.name}:activity:{activity.id}"
@@ -214,6 +261,7 @@ class ChannelService:
             in_reply_to=in_reply_to,
             references=references,
             activity_id=activity.id,
+            cc=cc,
         )
         payload = attrs.asdict(message, recurse=True)
         payload["attachments"] = list(attachment_ids)
@@ -328,6 +376,7 @@ class ChannelService:
                         "refs": list(message.thread_refs),
                         "account": message.account,
                         "has_html": bool(message.html),
+                        **({"cc": list(message.cc)} if message.cc else {}),
                         **message.meta,
                     },
                     "direction": "in",

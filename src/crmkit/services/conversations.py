@@ -423,8 +423,13 @@ class ConversationService:
         body: str | None = None,
         template_id: int | None = None,
         subject: str | None = None,
+        cc: tuple[str, ...] = (),
     ) -> Activity:
-        """Answer through the conversation's channel (queued in the outbox)."""
+        """Answer through the conversation's channel (queued in the outbox).
+
+        ``cc``: copies to others (channels that can send copies; :meth:`reply_copies` are
+        those the client's latest message went to besides us, for a reply to all).
+        """
         conversation = self.get(conversation_id)
         record = (
             (conversation.record_entity, conversation.record_id)
@@ -459,12 +464,24 @@ class ConversationService:
             record=record,
             in_reply_to=in_reply_to,
             references=(*refs, in_reply_to) if in_reply_to else refs,
+            cc=cc,
         )
         activity.conversation_id = conversation.id
         if conversation.assignee_id is None:
             conversation.assignee_id = self.work.actor.user_id
         conversation.unread = 0
         return activity
+
+    def reply_copies(self, conversation_id: int) -> list[str]:
+        """Whom the client's latest message was also addressed to (a reply to all copies them)."""
+        conversation = self.get(conversation_id)
+        data = self.work.session.scalar(
+            select(Activity.data)
+            .where(Activity.conversation_id == conversation.id, Activity.direction == "in")
+            .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+            .limit(1)
+        )
+        return [str(address) for address in (data or {}).get("cc", [])]
 
     def create_lead(self, conversation_id: int, name: str | None = None) -> Party:
         """Make the unknown sender a new person (a lead) and file the conversation there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from crmkit.errors import ValidationFailed
@@ -47,6 +48,16 @@ def as_list(value: Any) -> list[str]:
         return []
     items = value if isinstance(value, list) else [value]
     return [str(v) for v in items if str(v).strip()]
+
+
+def address_list(value: Any) -> list[str]:
+    """Addresses typed into one field, separated by commas, semicolons, spaces or lines;
+    ``Name <address>`` (pasted from a mail client) gives the address."""
+    found: list[str] = []
+    for part in re.split(r"[,;\n]+", str(value or "")):
+        bracketed = re.search(r"<([^<>]*)>", part)
+        found.extend([bracketed.group(1).strip()] if bracketed else part.split())
+    return [address for address in found if address]
 
 
 def custom_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:

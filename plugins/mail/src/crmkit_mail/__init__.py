@@ -7,7 +7,7 @@ Inside a unit of work, ``mail(work)`` is the plugin's service::
     with crm.acting_as(user) as work:
         mail(work).accounts.create(name="sales", address="sales@firm.ru", ...)
         mail(work).send(to="client@example.ru", subject="Offer", body="...", party_id=7)
-        mail(work).send(template=3, party_id=7, record=("deal", 12))
+        mail(work).send(template=3, party_id=7, record=("deal", 12), cc=("boss@firm.ru",))
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class MailService:
         reply_to: int | None = None,
         attachment_ids: tuple[int, ...] = (),
         account: str | None = None,
+        cc: tuple[str, ...] = (),
+        reply_all: bool = False,
     ) -> Activity:
         """Queue a mail (through the outbox); returns its timeline entry.
 
@@ -64,7 +66,9 @@ class MailService:
         body for the party and record, in the version of the party's language (else the
         deployment's, else the oldest); ``reply_to`` (an
         activity id of a received mail) answers it: same party, record, thread and, unless
-        given, recipient and "Re:" subject.  ``to`` defaults to the party's email.
+        given, recipient and "Re:" subject; with ``reply_all`` the others it was addressed
+        to get copies too (besides ``cc``).  ``to`` defaults to the party's email.  ``cc``:
+        copies (at most 20 addresses), each refused address named.
         """
         work = self.work
         in_reply_to, references = None, ()
@@ -75,6 +79,8 @@ class MailService:
             if record is None and original.record_entity and original.record_id:
                 record = (original.record_entity, original.record_id)
             to = to or data.get("from") or data.get("to")
+            if reply_all:
+                cc = (*cc, *data.get("cc", ()))
             if original.external_id and original.external_id.startswith("<"):
                 in_reply_to = original.external_id
                 references = (*reversed(data.get("refs", [])), original.external_id)
@@ -108,6 +114,7 @@ class MailService:
             references=tuple(references),
             attachment_ids=tuple(attachment_ids),
             account=sender.name,
+            cc=tuple(cc),
         )
         key = f"mail:activity:{activity.id}"
         # the Message-ID is known now (it derives from the outbox key), so replies thread

@@ -74,6 +74,7 @@ class MailAdapter:
             sender=address,
             sender_name=sender_name,
             to=[message.to],
+            cc=message.cc,
             subject=message.subject or "",
             body=body,
             html=html,
@@ -84,14 +85,20 @@ class MailAdapter:
             headers=dict(message.headers),
         )
         with SmtpTransport(settings) as transport:
-            transport.send(mime, address, [message.to])
+            refused = transport.send(mime, address, [message.to, *message.cc])
         if message.activity_id is not None:
-            self._remember_sent(message.activity_id, message_id, body)
-        return DeliveryReceipt(external_id=message_id, detail={"account": account.name})
+            self._remember_sent(message.activity_id, message_id, body, refused)
+        detail: dict[str, Any] = {"account": account.name}
+        if refused:
+            detail["refused"] = refused
+        return DeliveryReceipt(external_id=message_id, detail=detail)
 
-    def _remember_sent(self, activity_id: int, message_id: str, body: str) -> None:
+    def _remember_sent(
+        self, activity_id: int, message_id: str, body: str, refused: dict[str, str]
+    ) -> None:
         # replies quote this id in References: it is how they find the deal or task; the
-        # entry keeps the text as it went out (with the signature)
+        # entry keeps the text as it went out (with the signature) and says who did not get
+        # it (a copy's address the server refused while it took the mail for the others)
         with self.crm.system() as work:
             activity = work.session.get(Activity, activity_id)
             if activity is not None:
@@ -99,6 +106,8 @@ class MailAdapter:
                     activity.external_id = message_id
                 if activity.body != body:
                     activity.body = body
+                if refused:
+                    activity.data = {**(activity.data or {}), "refused": refused}
 
     def poll(self, cursor: str | None) -> PollResult:
         """Record new mail of every active mailbox; the cursor is each one's UID state."""

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.forms import address_list
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 
@@ -147,6 +148,7 @@ def compose(request: Request) -> Response:
             "templates": templates,
             "chosen": chosen,
             "to": to,
+            "cc": request.query_params.get("cc") or "",
             "subject": subject,
             "body": body,
             "ready": ready,
@@ -163,6 +165,7 @@ async def send(request: Request) -> Response:
     party_id = _party_id(request)
     async with request.form() as form:  # closes the spooled uploads however this ends
         to = str(form.get("to", "")).strip()
+        cc = str(form.get("cc", "")).strip()
         subject = str(form.get("subject", "")).strip()
         body = str(form.get("body", ""))
         attached = [int(v) for v in form.getlist("attach") if str(v).isdigit()]
@@ -199,7 +202,7 @@ async def send(request: Request) -> Response:
                     attachment_ids.append(stored.id)
                 mail(unit).send(
                     to=to, subject=subject, body=body, party_id=party_id,
-                    attachment_ids=tuple(attachment_ids),
+                    attachment_ids=tuple(attachment_ids), cc=tuple(address_list(cc)),
                 )  # fmt: skip
         except NotFound:
             raise
@@ -214,7 +217,7 @@ async def send(request: Request) -> Response:
                     "ready": mailbox_ready(unit),
                 }
             values.update(
-                chosen=str(form.get("template", "")), to=to, subject=subject, body=body,
+                chosen=str(form.get("template", "")), to=to, cc=cc, subject=subject, body=body,
                 attached=attached, error=error_text(request, refused),
             )  # fmt: skip
             return _page(request, values, status=422)

@@ -61,7 +61,7 @@ def crmkit_register_channels() -> list[Channel]:
         Channel(
             "mail",
             AddressKind.EMAIL,
-            {Capability.SEND, Capability.RECEIVE},
+            {Capability.SEND, Capability.RECEIVE, Capability.COPIES},
             _adapter,
             label="Mail",
             activity_kind="mail",

@@ -61,6 +61,7 @@ def compose(
     sender: str,
     sender_name: str | None,
     to: Sequence[str],
+    cc: Sequence[str] = (),
     subject: str,
     body: str,
     html: str | None = None,
@@ -74,6 +75,8 @@ def compose(
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _address(sender, sender_name)
     message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
     message["Subject"] = subject or ""
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id
@@ -155,8 +158,12 @@ class SmtpTransport:
             self.client.close()
         self.client = None
 
-    def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> None:
-        """Hand one message over; raises PermanentFailure when every recipient is refused."""
+    def send(self, message: EmailMessage, sender: str, recipients: Sequence[str]) -> dict[str, str]:
+        """Hand one message over; raises PermanentFailure when every recipient is refused.
+
+        Returns the recipients the server refused while taking the message for others
+        (``{address: "550 ..."}``), empty when it took it for everyone.
+        """
         if self.client is None:
             self.open()
         assert self.client is not None
@@ -176,5 +183,10 @@ class SmtpTransport:
                 text = exc.smtp_error.decode("utf-8", "replace")
                 raise PermanentFailure(f"{exc.smtp_code} {text}") from exc
             raise
-        if refused and len(refused) == len(recipients):
-            raise PermanentFailure(f"refused: {refused}")
+        answers = {
+            address: f"{code} {text.decode('utf-8', 'replace')}"
+            for address, (code, text) in (refused or {}).items()
+        }
+        if answers and len(answers) == len(recipients):
+            raise PermanentFailure(f"refused: {answers}")
+        return answers

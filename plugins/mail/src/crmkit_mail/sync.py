@@ -26,9 +26,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
+from crmkit.identity import email_key
 from crmkit.model import Activity
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
+from crmkit.services.channels import MAX_COPIES
 from crmkit.storage import FileStorage
 from crmkit_mail.accounts import imap_settings, sender_filter
 from crmkit_mail.imap import FetchedMessage, ImapMailbox
@@ -69,8 +71,22 @@ def external_id(parsed: ParsedMail) -> str:
     return parsed.message_id or f"sha256:{parsed.digest}"
 
 
-def inbound(parsed: ParsedMail, fetched: FetchedMessage | None, account: str) -> InboundMessage:
-    """The channel contract's view of a parsed mail."""
+def inbound(
+    parsed: ParsedMail,
+    fetched: FetchedMessage | None,
+    account: str,
+    ours: frozenset[str] = frozenset(),
+) -> InboundMessage:
+    """The channel contract's view of a parsed mail; ``ours`` are the CRM's mailbox
+    addresses (lower case), left out of the copies a reply to all would send."""
+    sender = email_key(parsed.sender or "")
+    cc: list[str] = []
+    seen = {sender, *ours}
+    for address in parsed.recipients:
+        key = email_key(address)
+        if key and key not in seen:
+            seen.add(key)
+            cc.append(address)
     when = parsed.date or (fetched.internal_date if fetched else None)
     meta: dict[str, Any] = {}
     if parsed.defects:
@@ -96,6 +112,7 @@ def inbound(parsed: ParsedMail, fetched: FetchedMessage | None, account: str) ->
         ],
         account=account,
         meta=meta,
+        cc=cc[:MAX_COPIES],
     )
 
 
@@ -198,6 +215,9 @@ def _record_batch(
     ignore: Callable[[str], bool] | None,
 ) -> None:
     with crm.system() as work:
+        ours = frozenset(
+            email_key(address) for address in work.session.scalars(select(MailAccount.address))
+        )
         messages = []
         for fetched, parsed in batch:
             if parsed.bounce is not None:
@@ -207,7 +227,7 @@ def _record_batch(
             if ignore is not None and ignore(parsed.sender):
                 report.ignored += 1
                 continue
-            messages.append(inbound(parsed, fetched, report.account))
+            messages.append(inbound(parsed, fetched, report.account, ours))
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
         recorded, failures = work.channels.record_isolated(messages)

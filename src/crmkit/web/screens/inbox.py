@@ -9,14 +9,16 @@ sender, create a lead or attach to an existing client.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.channels import Capability
 from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.services.conversations import STATUSES, VIEWS
 from crmkit.web import i18n
-from crmkit.web.forms import local_time, optional_int
+from crmkit.web.forms import address_list, local_time, optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -29,12 +31,24 @@ def _query(request: Request) -> tuple[str, str]:
 def inbox(request: Request) -> Response:
     """The list of conversations, and the chosen one beside it."""
     view, status = _query(request)
-    chosen_id = optional_int(request.path_params.get("conversation_id"))
+    return _page(request, view, status, optional_int(request.path_params.get("conversation_id")))
+
+
+def _page(
+    request: Request,
+    view: str,
+    status: str,
+    chosen_id: int | None,
+    draft: dict[str, Any] | None = None,
+    code: int = 200,
+) -> Response:
+    """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error)."""
     search = (request.query_params.get("party") or "").strip()
     with work(request) as unit:
         rows = unit.conversations.list(view, status)
         chosen = messages = party = record = None
         templates = candidates = []
+        copies_allowed = False
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
             messages = unit.conversations.messages(chosen.id)
@@ -47,6 +61,10 @@ def inbox(request: Request) -> Response:
             templates = unit.message_templates.list(channel=chosen.channel)
             if search and chosen.party_id is None:
                 candidates = unit.parties.list(search=search, limit=10).items
+            channel = unit.crm.channels.get(chosen.channel)
+            copies_allowed = channel is not None and channel.can(Capability.COPIES)
+            if draft is None and copies_allowed:  # a reply to all, unless the user clears it
+                draft = {"cc": ", ".join(unit.conversations.reply_copies(chosen.id))}
         users = [u for u in unit.users.list() if not u.blocked]
         parties = unit.parties.find_many(c.party_id for c in rows if c.party_id)
     return render(
@@ -66,7 +84,10 @@ def inbox(request: Request) -> Response:
             "candidates": candidates,
             "search": search,
             "users": users,
+            "copies_allowed": copies_allowed,
+            "draft": draft or {},
         },
+        status=code,
     )
 
 
@@ -77,6 +98,7 @@ def act(request: Request) -> Response:
     action = str(data.get("action", ""))
     back = f"/inbox/{conversation_id}?view={data.get('view', 'unassigned')}"
     message = i18n.lazy("Saved.")
+    draft: dict[str, Any] | None = None
     try:
         with work(request) as unit:
             service = unit.conversations
@@ -85,11 +107,20 @@ def act(request: Request) -> Response:
                 user_id = request.state.user.id if who == "me" else optional_int(who)
                 service.assign(conversation_id, user_id)
             elif action == "reply":
-                service.reply(
-                    conversation_id,
-                    body=str(data.get("body") or "") or None,
-                    template_id=optional_int(data.get("template_id")),
-                )
+                try:
+                    service.reply(
+                        conversation_id,
+                        body=str(data.get("body") or "") or None,
+                        template_id=optional_int(data.get("template_id")),
+                        cc=tuple(address_list(data.get("cc"))),
+                    )
+                except ValidationFailed:
+                    draft = {  # shown again with what was typed, not lost behind a redirect
+                        "body": str(data.get("body") or ""),
+                        "cc": str(data.get("cc") or ""),
+                        "template_id": optional_int(data.get("template_id")),
+                    }
+                    raise
                 message = i18n.lazy("Reply queued.")
             elif action == "snooze":
                 hours = optional_int(data.get("hours"))
@@ -120,5 +151,10 @@ def act(request: Request) -> Response:
             else:
                 raise CrmkitError(f"unknown action {action!r}")
     except CrmkitError as failed:
+        if draft is not None:
+            draft["error"] = error_text(request, failed)
+            view = str(data.get("view") or "unassigned")
+            view = view if view in VIEWS else "unassigned"
+            return _page(request, view, "open", conversation_id, draft, 422)
         return redirect(request, back, error_text(request, failed), kind="error")
     return redirect(request, back, message)
