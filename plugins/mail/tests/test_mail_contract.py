@@ -38,7 +38,11 @@ class MailPeer:
         sync_all(crm)
 
     def sent(self):
-        return [(r.recipients[0], parse_message(r.raw).text) for r in self.smtp.received]
+        return [
+            (recipient, parse_message(r.raw).text)
+            for r in self.smtp.received
+            for recipient in r.recipients
+        ]
 
     def fail_sending(self, mode):
         self.smtp.fail_data = "451 4.3.0 try again later" if mode == "temporary" else None

@@ -22,7 +22,9 @@ timeline exactly once however often it is received; an unknown sender waits in t
 becomes a lead (``channels.unknown_sender``); an outbound message leaves only through the
 outbox, after commit; temporary failures are retried and permanent ones, or too many
 temporary ones, end in the dead-letter list; a crash (a rolled-back transaction, a worker
-dying mid-delivery or mid-receive) loses nothing and sends nothing twice.
+dying mid-delivery or mid-receive) loses nothing and sends nothing twice; a message with
+copies reaches each recipient once on a channel that can send copies and is refused,
+with nothing queued, on one that cannot.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from typing import Any, Protocol
 import pytest
 from sqlalchemy import select, update
 
+from crmkit.channels import Capability
 from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, OutboxItem
 from crmkit.plugins import hookimpl
 
@@ -58,7 +62,8 @@ class ChannelPeer(Protocol):
         ...
 
     def sent(self) -> list[tuple[str, str]]:
-        """``(recipient address, text)`` of every message the peer accepted, in order."""
+        """``(recipient address, text)`` of every message the peer accepted, in order: one
+        pair for each recipient of a message sent with copies."""
         ...
 
     def fail_sending(self, mode: str | None) -> None:
@@ -229,6 +234,32 @@ class ChannelContract:
         assert item.status == "delivered"
         with app.system() as work:
             assert work.session.get(Activity, activity_id).status == "sent"
+
+    def test_copies_reach_each_recipient_once_or_are_refused(
+        self, app: Any, channel_peer: ChannelPeer
+    ) -> None:
+        party_id = self._party(app, channel_peer, 11, "Copied Client")
+        copies = (channel_peer.address(12), channel_peer.address(13))
+        if not app.channels[channel_peer.channel].can(Capability.COPIES):
+            with pytest.raises(ValidationFailed) as refused, app.system() as work:
+                work.channels.send(
+                    channel_peer.channel, to=channel_peer.address(11), body="never",
+                    party_id=party_id, cc=copies,
+                )  # fmt: skip
+            assert "cc" in refused.value.errors
+            assert _outbox(app) == []
+            return
+        with app.system() as work:
+            work.channels.send(
+                channel_peer.channel, to=channel_peer.address(11), body="to all of you",
+                subject="contract", party_id=party_id, cc=copies,
+            )  # fmt: skip
+        deliver_outbox(app)
+        make_due(app)
+        deliver_outbox(app)
+        assert sorted((to, text.strip()) for to, text in channel_peer.sent()) == sorted(
+            (address, "to all of you") for address in (channel_peer.address(11), *copies)
+        )
 
     def test_a_rolled_back_change_sends_nothing(self, app: Any, channel_peer: ChannelPeer) -> None:
         party_id = self._party(app, channel_peer, 7, "Rolled Back")
