@@ -87,12 +87,13 @@ async def test_an_admin_adds_and_edits_a_mailbox_and_the_password_is_never_shown
     # saving with empty password fields keeps the stored passwords
     changed = await admin.post(
         f"/mail/mailboxes/{account.id}",
-        {**form, "imap_password": "", "smtp_password": "", "imap_host": "mail.example.test"},
-    )
+        {**form, "imap_password": "", "smtp_password": "", "imap_host": "mail.example.test",
+         "sent_folder": " Sent "},
+    )  # fmt: skip
     assert changed.status_code == 303, changed.text
     with mail_crm.system() as work:
         account = mail(work).accounts.get(account.id)
-        assert account.imap_host == "mail.example.test"
+        assert account.imap_host == "mail.example.test" and account.sent_folder == "Sent"
         assert mail_crm.sealing.open(account.imap_password_sealed) == "s3cret-imap"
         assert mail_crm.sealing.open(account.smtp_password_sealed) == "s3cret-smtp"
     # a refused form shows the error but never the password typed into it
@@ -101,6 +102,9 @@ async def test_an_admin_adds_and_edits_a_mailbox_and_the_password_is_never_shown
     )
     assert bad.status_code == 422
     assert "imap_port: Not a valid integer." in bad.text and "new-pw" not in bad.text
+    same = await admin.post(f"/mail/mailboxes/{account.id}", {**form, "sent_folder": "INBOX"})
+    assert same.status_code == 422
+    assert "sent_folder: &#39;INBOX&#39; is the folder mail is read from" in same.text
 
 
 async def test_bad_mailbox_input_names_the_field_and_writes_nothing(mail_crm):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import smtplib
+from pathlib import Path
 
 import pytest
 from crmkit_mail import mail
-from crmkit_mail.imap import append
+from crmkit_mail.imap import ImapMailbox, append
 from crmkit_mail.model import MailAccount, MailSignature
 from crmkit_mail.parsing import parse_message
+from crmkit_mail.sent_copies import KIND
 from crmkit_mail.sync import sync_account
 from crmkit_mail.testing import smtp_server
 from sqlalchemy import select, text
@@ -17,7 +19,8 @@ from crmkit.channels import OutboundMessage, PermanentFailure
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, OutboxItem
 from crmkit.sealing import SecretUnreadable
-from crmkit.testing import add_user, factories
+from crmkit.testing import add_user, factories, free_port
+from crmkit.testing.channel_contract import deliver_outbox, make_due
 
 
 def queued_message(crm, activity_id):
@@ -285,3 +288,88 @@ def test_a_reply_to_all_copies_the_others_but_not_our_own_mailboxes(
     assert to_all.recipients == ["buyer@client.ru", "boss@client.ru", "acc@client.ru"]
     assert to_all.message["Subject"] == "Re: Вопрос по счёту"
     assert to_one.recipients == ["buyer@client.ru"] and to_one.message["Cc"] is None
+
+
+def sent_folder(dovecot, user, folder="Sent"):
+    """``(Message-ID, flags)`` of every message in a mailbox's folder, read over IMAP."""
+    with ImapMailbox(dovecot.settings(user, folder=folder)) as box:
+        uids = box.uids_after(0)
+        found = []
+        for message in box.fetch(uids):
+            _status, data = box.conn.uid("FETCH", str(message.uid), "(FLAGS)")
+            found.append((parse_message(message.raw).message_id, data[0].decode()))
+        return found
+
+
+def test_a_copy_of_sent_mail_is_kept_in_the_sent_folder_once(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Sent")  # Dovecot has none yet
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        activity = mail(work).send(subject="КП", body="Наше предложение", party_id=client.id)
+        activity_id, message_id = activity.id, activity.external_id
+    deliver_outbox(mail_crm)  # the mail goes out and queues its copy
+    deliver_outbox(mail_crm)  # the copy is stored
+
+    (received,) = smtp.received
+    ((copied_id, flags),) = sent_folder(dovecot, imap_user)
+    assert copied_id == message_id == parse_message(received.raw).message_id
+    assert "\\Seen" in flags
+    with mail_crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == KIND))
+        assert item.status == "delivered" and item.result["folder"] == "Sent"
+        key = item.payload["storage_key"]
+    with pytest.raises(FileNotFoundError):  # the bytes kept for the copy are deleted
+        mail_crm.storage.open(key)
+    assert sent_folder(dovecot, imap_user, "INBOX") == []  # the inbox is left alone
+
+    # a delivery retried after the mail went out, and a copy stored again: still one copy
+    mail_crm.channels["mail"].adapter(mail_crm).send(queued_message(mail_crm, activity_id))
+    with mail_crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == KIND))
+        item.status, item.next_attempt_at = "pending", item.created_at
+    deliver_outbox(mail_crm)
+    assert [m for m, _flags in sent_folder(dovecot, imap_user)] == [message_id]
+    assert len(smtp.received) == 2  # (the retried delivery itself did send again)
+    stored = {p.name for p in Path(mail_crm.storage.root).rglob("*") if p.is_file()}
+    assert stored == set()  # the retry's bytes were not kept either
+
+
+def test_a_copy_the_server_will_not_take_is_retried_then_shown_and_the_mail_stays_sent(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Sent", imap_port=free_port())
+        activity_id = mail(work).send(to="buyer@client.ru", subject="x", body="Текст").id
+    deliver_outbox(mail_crm)
+    for _attempt in range(8):
+        make_due(mail_crm)
+        deliver_outbox(mail_crm)
+    with mail_crm.system() as work:
+        assert work.session.get(Activity, activity_id).status == "sent"
+        (dead,) = work.outbox.failed()
+        assert dead.kind == KIND and dead.status == "dead" and "refused" in dead.last_error
+        mail(work).accounts.update(account, imap_port=dovecot.tls_port)  # the admin mends it
+        work.outbox.retry([dead.id])
+    deliver_outbox(mail_crm)
+    assert [m for m, _flags in sent_folder(dovecot, imap_user)] == [
+        parse_message(smtp.received[0].raw).message_id
+    ]
+    assert len(smtp.received) == 1  # the mail itself was never sent again
+
+
+def test_copies_of_sent_mail_need_an_imap_server_and_another_folder(mail_crm, account):
+    with mail_crm.system() as work:
+        with pytest.raises(ValidationFailed) as refused:
+            mail(work).accounts.update(account, sent_folder="INBOX")
+        assert refused.value.errors == {
+            "sent_folder": ["'INBOX' is the folder mail is read from (imap_folder)"]
+        }
+        with pytest.raises(ValidationFailed) as refused:
+            mail(work).accounts.create(name="out", address="out@firm.ru", sent_folder="Sent")
+        assert refused.value.errors == {
+            "sent_folder": ["copies of sent mail need an IMAP server (imap_host)"]
+        }

@@ -51,6 +51,7 @@ class MailAccountSchema(Schema):
     imap_folder = fields.String(validate=validate.Length(min=1, max=200))
     import_days = fields.Integer(allow_none=True, validate=validate.Range(1, 36500))
     ignore_senders = fields.String(validate=validate.Length(max=20000))
+    sent_folder = fields.String(validate=validate.Length(max=200))
     smtp_host = fields.String(validate=validate.Length(max=255))
     smtp_port = fields.Integer(validate=validate.Range(1, 65535))
     smtp_security = fields.String(validate=validate.OneOf(SECURITY_CHOICES))
@@ -107,6 +108,16 @@ def sender_filter(text: str) -> Callable[[str], bool] | None:
     return ignored
 
 
+def _check_sent_folder(folder: str, imap_host: str, imap_folder: str) -> None:
+    problem = None
+    if folder and not imap_host.strip():
+        problem = "copies of sent mail need an IMAP server (imap_host)"
+    elif folder and folder == imap_folder:
+        problem = f"{folder!r} is the folder mail is read from (imap_folder)"
+    if problem:
+        raise ValidationFailed({"sent_folder": [problem]}, entity="mail_account")
+
+
 class MailAccounts:
     """Mailboxes of the deployment (entity ``mail_account``; admins manage them)."""
 
@@ -120,6 +131,8 @@ class MailAccounts:
             raise ValidationFailed(exc.messages, entity="mail_account") from None  # type: ignore[arg-type]
         if "address" in loaded:
             loaded["address"] = loaded["address"].strip().lower()
+        if "sent_folder" in loaded:
+            loaded["sent_folder"] = loaded["sent_folder"].strip()
         if "ignore_senders" in loaded:
             try:
                 loaded["ignore_senders"] = "\n".join(sender_patterns(loaded["ignore_senders"]))
@@ -146,6 +159,11 @@ class MailAccounts:
             select(MailAccount.id).where(MailAccount.name == loaded["name"])
         ):
             raise ValidationFailed({"name": [f"a mailbox called {loaded['name']!r} exists"]})
+        _check_sent_folder(
+            loaded.get("sent_folder", ""),
+            loaded.get("imap_host", ""),
+            loaded.get("imap_folder", "INBOX"),
+        )
         account = MailAccount(**loaded)
         self.work.session.add(account)
         self.work.flush()
@@ -159,6 +177,11 @@ class MailAccounts:
         self.work.access.require("mail_account", "update")
         account = self.get(account_id)
         loaded = self._load({**(data or {}), **values}, partial=True)
+        _check_sent_folder(
+            loaded.get("sent_folder", account.sent_folder),
+            loaded.get("imap_host", account.imap_host),
+            loaded.get("imap_folder", account.imap_folder),
+        )
         changes = {}
         for key, value in loaded.items():
             if getattr(account, key) != value:

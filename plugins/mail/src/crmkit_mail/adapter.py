@@ -16,6 +16,7 @@ from crmkit.channels import DeliveryReceipt, OutboundMessage, PermanentFailure, 
 from crmkit.errors import NotFound
 from crmkit.model import Activity, User
 from crmkit_mail.accounts import MailAccounts, smtp_settings
+from crmkit_mail.sent_copies import keep_bytes, queue_copy, wants_copy
 from crmkit_mail.signatures import Signatures, signed
 from crmkit_mail.smtp import FileToSend, SmtpTransport, compose, make_message_id
 
@@ -62,6 +63,7 @@ class MailAdapter:
                 elif getattr(item, "data", None) is not None:
                     files.append(FileToSend(item.filename, item.content_type, item.data))
             address = account.address
+            account_id, copied = account.id, wants_copy(account)
             # the writer's signature (mail a user sends; the system's own goes without)
             signature = (
                 Signatures(work).get(message.sender_user_id)
@@ -86,28 +88,43 @@ class MailAdapter:
         )
         with SmtpTransport(settings) as transport:
             refused = transport.send(mime, address, [message.to, *message.cc])
-        if message.activity_id is not None:
-            self._remember_sent(message.activity_id, message_id, body, refused)
+        copy = (account_id, keep_bytes(self.crm, mime.as_bytes())) if copied else None
+        self._remember_sent(message.activity_id, message_id, body, refused, copy)
         detail: dict[str, Any] = {"account": account.name}
         if refused:
             detail["refused"] = refused
         return DeliveryReceipt(external_id=message_id, detail=detail)
 
     def _remember_sent(
-        self, activity_id: int, message_id: str, body: str, refused: dict[str, str]
+        self,
+        activity_id: int | None,
+        message_id: str,
+        body: str,
+        refused: dict[str, str],
+        copy: tuple[int, str] | None,
     ) -> None:
         # replies quote this id in References: it is how they find the deal or task; the
         # entry keeps the text as it went out (with the signature) and says who did not get
-        # it (a copy's address the server refused while it took the mail for the others)
-        with self.crm.system() as work:
-            activity = work.session.get(Activity, activity_id)
-            if activity is not None:
-                if activity.external_id is None:
-                    activity.external_id = message_id
-                if activity.body != body:
-                    activity.body = body
-                if refused:
-                    activity.data = {**(activity.data or {}), "refused": refused}
+        # it (a copy's address the server refused while it took the mail for the others);
+        # the mailbox's Sent folder gets its copy later, through the outbox
+        if activity_id is None and copy is None:
+            return
+        kept = False
+        try:
+            with self.crm.system() as work:
+                queued = copy is not None and queue_copy(work, copy[0], message_id, copy[1])
+                activity = work.session.get(Activity, activity_id) if activity_id else None
+                if activity is not None:
+                    if activity.external_id is None:
+                        activity.external_id = message_id
+                    if activity.body != body:
+                        activity.body = body
+                    if refused:
+                        activity.data = {**(activity.data or {}), "refused": refused}
+            kept = queued  # committed
+        finally:
+            if copy is not None and not kept:  # queued before (a retry), or undone
+                self.crm.storage.delete(copy[1])
 
     def poll(self, cursor: str | None) -> PollResult:
         """Record new mail of every active mailbox; the cursor is each one's UID state."""

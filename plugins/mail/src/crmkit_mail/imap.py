@@ -64,6 +64,11 @@ class FetchedMessage:
     raw: bytes
 
 
+def _quoted(text: str) -> str:
+    """A folder name or search string as an IMAP quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _check(command: str, answer: tuple[str, list[object]]) -> list[object]:
     status, data = answer
     if status != "OK":
@@ -145,8 +150,7 @@ class ImapMailbox:
         """(Re)open the folder read-only; returns its UIDVALIDITY."""
         conn = self._conn()
         folder = self.settings.folder
-        quoted = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        _check(f"EXAMINE {folder}", conn.select(quoted, readonly=True))
+        _check(f"EXAMINE {folder}", conn.select(_quoted(folder), readonly=True))
         answer = conn.response("UIDVALIDITY")[1]
         value = answer[0] if answer and answer[0] is not None else None
         if value is None:
@@ -321,4 +325,30 @@ def append(
         return int(found.group(1)) if found else None
 
 
-__all__ = ["FetchedMessage", "ImapError", "ImapMailbox", "ImapSettings", "append"]
+def append_once(
+    settings: ImapSettings,
+    folder: str,
+    raw: Callable[[], bytes],
+    message_id: str,
+    sent_at: dt.datetime | None = None,
+) -> int | None:
+    """Store a sent mail (``raw()``'s bytes, read only when needed) in ``folder``, marked
+    seen, unless one with its ``message_id`` is there already (a retry after a copy the
+    server kept); the folder is created when the server has none of that name.  Returns
+    the copy's UID when the server says it."""
+    with ImapMailbox(settings) as box:
+        conn = box._conn()
+        status, _data = conn.select(_quoted(folder), readonly=True)
+        if status == "OK":
+            found = box._search(f"HEADER Message-ID {_quoted(message_id)}")
+            if found:
+                return found[-1]
+        else:
+            _check(f"CREATE {folder}", conn.create(_quoted(folder)))
+        answer = conn.append(_quoted(folder), r"(\Seen)", sent_at, raw())
+        _check(f"APPEND {folder}", answer)
+        stored = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
+        return int(stored.group(1)) if stored else None
+
+
+__all__ = ["FetchedMessage", "ImapError", "ImapMailbox", "ImapSettings", "append", "append_once"]

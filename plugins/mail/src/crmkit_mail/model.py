@@ -28,7 +28,9 @@ class MailAccount(IdMixin, Base):
     the older mail is passed over for good; empty: all of it.  ``import_until_uid`` keeps
     such a reading's extent until it is over, so that one stopped midway goes on with it.
     ``ignore_senders``: addresses, domains or patterns (one a line) whose mail is never
-    recorded (see :func:`crmkit_mail.accounts.sender_filter`).
+    recorded (see :func:`crmkit_mail.accounts.sender_filter`).  ``sent_folder`` set: a copy
+    of every mail sent from the mailbox is stored in that IMAP folder (see
+    :mod:`crmkit_mail.sent_copies`); empty: none.
     """
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -46,6 +48,7 @@ class MailAccount(IdMixin, Base):
     #: while a reading with an import window is under way: the highest UID it applies to
     import_until_uid: Mapped[int | None] = mapped_column(BigInteger)
     ignore_senders: Mapped[str] = mapped_column(Text, default="")
+    sent_folder: Mapped[str] = mapped_column(String(200), default="")
     smtp_host: Mapped[str] = mapped_column(String(255), default="")
     smtp_port: Mapped[int] = mapped_column(Integer, default=587)
     smtp_security: Mapped[str] = mapped_column(String(16), default="starttls")

@@ -127,6 +127,13 @@ def crmkit_register_jobs() -> list[Job]:
 
 
 @hookimpl
+def crmkit_register_outbox_handlers() -> list[Any]:
+    from crmkit_mail.sent_copies import HANDLER
+
+    return [HANDLER]
+
+
+@hookimpl
 def crmkit_register_schedules() -> list[Schedule]:
     # a backstop: the mail.idle watcher (IMAP IDLE in a worker) records mail within seconds
     return [Schedule("mail.sync", job="mail.sync", every_seconds=120)]
