@@ -494,6 +494,7 @@ async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, 
     with mail_crm.system() as work:
         assert work.session.scalars(select(OutboxItem)).all() == []
 
+    smtp.refuse["director@"] = "550 5.1.1 no such user"
     sent = await agent.post(
         f"/mail/compose/{client_id}/send",
         {**fields, "cc": "Бухгалтерия <acc@romashka.ru>, director@romashka.ru"},
@@ -501,5 +502,17 @@ async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, 
     assert sent.status_code == 303
     deliver_items(mail_crm)
     (received,) = smtp.received
-    assert received.recipients == ["boss@romashka.ru", "acc@romashka.ru", "director@romashka.ru"]
+    assert received.recipients == ["boss@romashka.ru", "acc@romashka.ru"]
     assert received.message["Cc"] == "acc@romashka.ru, director@romashka.ru"
+    # the card's timeline says whom it went to, that it went, and who did not get it
+    card = (await agent.get(f"/clients/{client_id}")).text
+    assert "Sent to: boss@romashka.ru · Copies: acc@romashka.ru, director@romashka.ru" in card
+    assert '<span class="state sent">sent</span>' in card
+    assert "Not delivered to: director@romashka.ru (550 5.1.1 no such user)" in card
+
+    smtp.refuse["boss@"] = "550 5.1.1 mailbox disabled"  # the client's address itself
+    await agent.post(f"/mail/compose/{client_id}/send", {**fields, "subject": "Второе"})
+    deliver_items(mail_crm)
+    card = (await agent.get(f"/clients/{client_id}")).text
+    assert '<span class="state failed">failed</span>' in card
+    assert "550 5.1.1 mailbox disabled" in card

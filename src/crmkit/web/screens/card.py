@@ -21,6 +21,14 @@ from crmkit.web.forms import as_list, custom_values, local_time, optional_int
 from crmkit.web.links import party_url
 from crmkit.web.pages import is_htmx, posted, redirect, render, work
 
+#: States of sent messages the timeline shows (listed so that the catalogs collect them).
+MESSAGE_STATES = (
+    i18n.lazy("queued"),
+    i18n.lazy("sent"),
+    i18n.lazy("failed"),
+    i18n.lazy("bounced"),
+)
+
 TIMELINE_PAGE = 30
 #: Entities shown in the card's own sections rather than as "linked records".
 OWN_SECTIONS = {
