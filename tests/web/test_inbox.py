@@ -211,3 +211,37 @@ async def test_a_reply_to_all_and_a_refused_copy_that_loses_nothing(web, crm):
         (item,) = work.session.scalars(select(OutboxItem))
         assert item.payload["to"] == "anna@client.ru"
         assert item.payload["cc"] == ["boss@client.ru", "a@firm.ru"]
+
+
+async def test_a_reply_carries_files_kept_on_the_client(web, crm):
+    from crmkit.model import Attachment
+
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(
+            work, name="ООО «Ромашка»", contact_points=[{"kind": "email", "value": "a@romashka.ru"}]
+        )
+    receive(crm, "a@romashka.ru", "Пришлите прайс", 1)
+    receive(crm, "stranger@example.ru", "Кто вы?", 2)
+    known, stranger = conversations(crm)
+
+    def reply(conversation, name):
+        return agent.client.post(
+            f"/inbox/{conversation.id}/act",
+            data={"action": "reply", "body": "Прайс во вложении", "csrf_token": agent.csrf},
+            files=[("files", (name, b"%PDF price", "application/pdf"))],
+        )
+
+    # an unknown sender's conversation has no client to keep the file on yet
+    refused = await reply(stranger, "Прайс.pdf")
+    assert refused.status_code == 422 and "create a lead or attach first" in refused.text
+    assert ">Прайс во вложении</textarea>" in refused.text
+    sent = await reply(known, "Прайс 2026.pdf")
+    assert sent.status_code == 303
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        (stored,) = work.session.scalars(select(Attachment))
+        assert item.payload["attachments"] == [stored.id]
+        assert (stored.filename, stored.party_id) == ("Прайс 2026.pdf", client.id)
+    files = [p for p in crm.storage.root.rglob("*") if p.is_file()]
+    assert len(files) == 1  # the refused reply's file was not kept

@@ -424,11 +424,13 @@ class ConversationService:
         template_id: int | None = None,
         subject: str | None = None,
         cc: tuple[str, ...] = (),
+        attachment_ids: tuple[int, ...] = (),
     ) -> Activity:
         """Answer through the conversation's channel (queued in the outbox).
 
         ``cc``: copies to others (channels that can send copies; :meth:`reply_copies` are
-        those the client's latest message went to besides us, for a reply to all).
+        those the client's latest message went to besides us, for a reply to all);
+        ``attachment_ids``: files sent with it (stored already, see ``work.attachments``).
         """
         conversation = self.get(conversation_id)
         record = (
@@ -465,6 +467,7 @@ class ConversationService:
             in_reply_to=in_reply_to,
             references=(*refs, in_reply_to) if in_reply_to else refs,
             cc=cc,
+            attachment_ids=attachment_ids,
         )
         activity.conversation_id = conversation.id
         if conversation.assignee_id is None:

@@ -142,7 +142,10 @@ def guarded(
         if request.method in UNSAFE_METHODS:
             # a plain function cannot await the body: it reads it with posted(request)
             request.state.form = await form_data(request) if _is_form(request) else {}
-            return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
+            try:
+                return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
+            finally:
+                await request.close()  # the uploads a multipart form spooled
         request.state.form = {}
         if long:
             return await blocking.write(endpoint, request)  # type: ignore[no-any-return]

@@ -91,6 +91,32 @@ def _page(
     )
 
 
+def _store_uploads(unit: Any, conversation_id: int, value: Any) -> tuple[int, ...]:
+    """Files chosen in the reply form, kept on the conversation's client (and its deal or
+    task); undone with the rest when the reply is refused."""
+    items = value if isinstance(value, list) else [value]
+    uploads = [item for item in items if getattr(item, "filename", None)]
+    if not uploads:
+        return ()
+    conversation = unit.conversations.get(conversation_id)
+    record = (
+        (conversation.record_entity, conversation.record_id)
+        if conversation.record_entity and conversation.record_id
+        else None
+    )
+    if conversation.party_id is None and record is None:
+        raise ValidationFailed(
+            {"files": [i18n.lazy("a file is kept on a client: create a lead or attach first")]}
+        )
+    return tuple(
+        unit.attachments.add(
+            upload.filename, upload.file, party_id=conversation.party_id, record=record,
+            content_type=upload.content_type,
+        ).id
+        for upload in uploads
+    )  # fmt: skip
+
+
 def act(request: Request) -> Response:
     """One action on a conversation (``action``: assign, reply, snooze, close, reopen, lead, attach)."""  # noqa: E501
     conversation_id = int(request.path_params["conversation_id"])
@@ -113,6 +139,7 @@ def act(request: Request) -> Response:
                         body=str(data.get("body") or "") or None,
                         template_id=optional_int(data.get("template_id")),
                         cc=tuple(address_list(data.get("cc"))),
+                        attachment_ids=_store_uploads(unit, conversation_id, data.get("files")),
                     )
                 except ValidationFailed:
                     draft = {  # shown again with what was typed, not lost behind a redirect
