@@ -84,6 +84,38 @@ class NoteRequestSchema(StrictSchema):
     )
 
 
+class MessageRequestSchema(StrictSchema):
+    """A message to send through a channel (queued in the outbox)."""
+
+    channel = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    to = fields.String(
+        validate=validate.Length(max=320),
+        metadata={"description": "Default: the party's first address of the channel's kind."},
+    )
+    cc = fields.List(
+        fields.String(validate=validate.Length(max=320)),
+        validate=validate.Length(max=100),
+        metadata={"description": "Copies (channels that can send them; at most 20 addresses)."},
+    )
+    subject = fields.String(allow_none=True, validate=validate.Length(max=500))
+    body = fields.String(validate=validate.Length(max=200000))
+    template_id = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "Fills subject and body (those given win), in the party's language."
+        },
+    )
+    party_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+    record_entity = fields.String(allow_none=True, validate=validate.Length(max=64))
+    record_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
+    attachment_ids = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=MAX_ID)),
+        validate=validate.Length(max=50),
+        metadata={"description": "Files stored before (POST /attachment) to send with it."},
+    )
+
+
 class SnoozeRequestSchema(StrictSchema):
     """Remind again later."""
 

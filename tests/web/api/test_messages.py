@@ -1,0 +1,114 @@
+"""Sending a message through a channel over the API: queued with its timeline entry,
+delivered by the outbox, refused by name with nothing written."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
+from crmkit.jobs.delivery import deliver_due
+from crmkit.model import Activity, OutboxItem
+from crmkit.testing import add_user
+from tests.web.api.conftest import problem
+
+
+class Letters:
+    """A mail-like channel whose peer keeps what it was given."""
+
+    crmkit_plugin_name = "test_letters"
+
+    def __init__(self):
+        self.sent = []
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "letters",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.COPIES},
+                lambda crm: self,
+                activity_kind="mail",
+            )
+        ]
+
+    def send(self, message):
+        self.sent.append(message)
+        return DeliveryReceipt(f"<{len(self.sent)}@letters>")
+
+
+def deliver(crm):
+    with crm.system() as work:
+        ids = list(work.session.scalars(select(OutboxItem.id)))
+    return deliver_due(crm, ids)
+
+
+def test_a_message_from_a_template_to_the_clients_address(make_crm, client_for_crm):
+    peer = Letters()
+    crm = make_crm(plugins=[peer])
+    manager = add_user(crm, "mia", ["manager"])
+    api = client_for_crm(crm, manager)
+    party = api.post(
+        "party",
+        json={"name": "ООО «Ромашка»", "contact_points": [
+            {"kind": "phone", "value": "+7 916 000-00-00"},
+            {"kind": "email", "value": "boss@romashka.ru"},
+        ]},
+    ).json()  # fmt: skip
+    with crm.acting_as(manager) as work:
+        template = work.message_templates.create(
+            {"name": "offer", "channel": "letters", "subject": "Предложение для {{ party.name }}",
+             "body": "Здравствуйте, {{ party.name }}!"}
+        )  # fmt: skip
+        template_id = template.id
+
+    sent = api.post(
+        "messages",
+        json={"channel": "letters", "party_id": party["id"], "template_id": template_id,
+              "cc": ["director@romashka.ru"]},
+    )  # fmt: skip
+
+    assert sent.status_code == 201, sent.text
+    entry = sent.json()
+    assert sent.headers["location"] == f"/api/v1/activity/{entry['id']}"
+    assert (entry["status"], entry["direction"], entry["party_id"]) == (
+        "queued",
+        "out",
+        party["id"],
+    )
+    assert entry["subject"] == "Предложение для ООО «Ромашка»"
+    assert peer.sent == []  # nothing leaves before a worker delivers it
+    deliver(crm)
+    (message,) = peer.sent
+    assert (message.to, message.cc, message.body) == (
+        "boss@romashka.ru",
+        ("director@romashka.ru",),
+        "Здравствуйте, ООО «Ромашка»!",
+    )
+    assert api.get(f"activity/{entry['id']}").json()["status"] == "sent"
+
+
+def test_a_message_refused_by_name_writes_nothing(make_crm, client_for_crm):
+    crm = make_crm(plugins=[Letters()])
+    agent = add_user(crm, "ann", ["agent"])
+    other = add_user(crm, "bob", ["agent"])
+    api = client_for_crm(crm, agent)
+    party_id = api.post("party", json={"name": "Без адреса"}).json()["id"]
+
+    unknown = problem(api.post("messages", json={"channel": "fax", "to": "x", "body": "x"}), 422)
+    assert "no channel 'fax' (registered: letters)" in str(unknown["errors"]["channel"])
+    nobody = problem(api.post("messages", json={"channel": "letters", "party_id": party_id,
+                                                 "body": "x"}), 422)  # fmt: skip
+    assert "no recipient" in str(nobody["errors"]["to"])
+    copied = {"channel": "letters", "to": "a@b.ru", "body": "x", "cc": ["бухгалтерия"]}
+    bad_copy = problem(api.post("messages", json=copied), 422)
+    assert bad_copy["errors"]["cc"] == ["'бухгалтерия' is not a valid email address"]
+    problem(api.post("messages", json={"channel": "letters", "body": "x", "fax": 1}), 422)
+    # a client the user may not see is not there for them
+    hidden = client_for_crm(crm, other).post(
+        "messages", json={"channel": "letters", "to": "a@b.ru", "body": "x", "party_id": party_id}
+    )
+    problem(hidden, 404)
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 0
+        assert work.session.scalar(select(func.count()).select_from(Activity)) == 0
