@@ -35,8 +35,30 @@ class ChatChannel:
             )
         ]
 
+    def __init__(self):
+        self.sent = []  # what the peer was given, in order
+
     def send(self, message):
-        return DeliveryReceipt("chat-1")
+        self.sent.append(message)
+        return DeliveryReceipt(f"chat-{len(self.sent)}")
+
+
+class CopiesChannel(ChatChannel):
+    """A mail-like channel (``letters``): its messages may carry copies."""
+
+    crmkit_plugin_name = "test_copies"
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "letters",
+                AddressKind.EMAIL,
+                {Capability.SEND, Capability.RECEIVE, Capability.COPIES},
+                lambda crm: self,
+                activity_kind="mail",
+            )
+        ]
 
 
 class Browser:

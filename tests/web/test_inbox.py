@@ -7,30 +7,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crmkit import AddressKind, Capability, Channel, InboundMessage, hookimpl
+from crmkit import InboundMessage
 from crmkit.model import Activity, Conversation, OutboxItem
 from crmkit.testing import factories
-from tests.web.conftest import ChatChannel
+from tests.web.conftest import ChatChannel, CopiesChannel
 
 pytestmark = pytest.mark.anyio
-
-
-class CopiesChannel(ChatChannel):
-    """A mail-like channel: its messages may carry copies."""
-
-    crmkit_plugin_name = "test_copies"
-
-    @hookimpl
-    def crmkit_register_channels(self):
-        return [
-            Channel(
-                "letters",
-                AddressKind.EMAIL,
-                {Capability.SEND, Capability.RECEIVE, Capability.COPIES},
-                lambda crm: self,
-                activity_kind="mail",
-            )
-        ]
 
 
 @pytest.fixture

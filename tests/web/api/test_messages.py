@@ -5,36 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
 from crmkit.jobs.delivery import deliver_due
 from crmkit.model import Activity, OutboxItem
 from crmkit.testing import add_user
 from tests.web.api.conftest import problem
-
-
-class Letters:
-    """A mail-like channel whose peer keeps what it was given."""
-
-    crmkit_plugin_name = "test_letters"
-
-    def __init__(self):
-        self.sent = []
-
-    @hookimpl
-    def crmkit_register_channels(self):
-        return [
-            Channel(
-                "letters",
-                AddressKind.EMAIL,
-                {Capability.SEND, Capability.COPIES},
-                lambda crm: self,
-                activity_kind="mail",
-            )
-        ]
-
-    def send(self, message):
-        self.sent.append(message)
-        return DeliveryReceipt(f"<{len(self.sent)}@letters>")
+from tests.web.conftest import CopiesChannel
 
 
 def deliver(crm):
@@ -44,7 +19,7 @@ def deliver(crm):
 
 
 def test_a_message_from_a_template_to_the_clients_address(make_crm, client_for_crm):
-    peer = Letters()
+    peer = CopiesChannel()
     crm = make_crm(plugins=[peer])
     manager = add_user(crm, "mia", ["manager"])
     api = client_for_crm(crm, manager)
@@ -89,7 +64,7 @@ def test_a_message_from_a_template_to_the_clients_address(make_crm, client_for_c
 
 
 def test_a_message_refused_by_name_writes_nothing(make_crm, client_for_crm):
-    crm = make_crm(plugins=[Letters()])
+    crm = make_crm(plugins=[CopiesChannel()])
     agent = add_user(crm, "ann", ["agent"])
     other = add_user(crm, "bob", ["agent"])
     api = client_for_crm(crm, agent)

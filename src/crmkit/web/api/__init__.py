@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmkit.errors import CrmkitError
-from crmkit.web.api import account, calendar, files, messages, search, timeline
+from crmkit.web.api import account, calendar, files, search, timeline
 from crmkit.web.api.auth import BearerAuthMiddleware, authenticate, touch
 from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
@@ -41,7 +41,6 @@ def api_operations(crm: Any) -> list[Operation]:
     operations += account.operations(crm)
     operations += search.operations(crm)
     operations += timeline.operations(crm)
-    operations += messages.operations(crm)
     operations += files.operations(crm)
     operations += calendar.operations(crm)
     for entity in sorted(crm.entities, key=lambda e: e.name):

@@ -1,4 +1,4 @@
-"""A party's timeline and notes with @mentions."""
+"""A party's timeline, notes with @mentions, and messages sent through channels."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.schemas.api import NoteRequestSchema, page_schema
+from crmkit.schemas.api import MessageRequestSchema, NoteRequestSchema, page_schema
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import Operation, json_body, query_parameter
@@ -41,6 +41,30 @@ def timeline(request: Request) -> Response:
     return JSONResponse({"items": items, "next": page.next_cursor})
 
 
+def _paired_record(body: dict[str, Any]) -> None:
+    """A record is named by its entity and id together."""
+    if bool(body.get("record_entity")) != bool(body.get("record_id")):
+        raise ValidationFailed({"record_id": ["give record_entity and record_id together"]})
+
+
+def _record_of(work: Any, body: dict[str, Any]) -> tuple[str, int] | None:
+    """The ``(entity, id)`` a body names, its entity checked."""
+    if not body.get("record_entity"):
+        return None
+    if body["record_entity"] not in work.crm.entities:
+        raise ValidationFailed({"record_entity": [f"no entity {body['record_entity']!r}"]})
+    return (body["record_entity"], body["record_id"])
+
+
+def _created(encoder: Any, activity: Any) -> Response:
+    """201 with a new timeline entry and where to read it again."""
+    return JSONResponse(
+        encoder.record(activity),
+        status_code=201,
+        headers={"Location": f"/api/v1/activity/{activity.id}"},
+    )
+
+
 async def add_note(request: Request) -> Response:
     """Write a note; every @mentioned colleague is notified."""
     body = await json_body(request)
@@ -48,29 +72,86 @@ async def add_note(request: Request) -> Response:
         note = NoteRequestSchema().load(body)
     except ValidationError as exc:
         raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
-    if bool(note.get("record_entity")) != bool(note.get("record_id")):
-        raise ValidationFailed({"record_id": ["give record_entity and record_id together"]})
+    _paired_record(note)
     _, encoder = _activities(request.app.state.crm)
 
     def action(work: Any) -> Response:
-        record = None
-        if note.get("record_entity"):
-            if note["record_entity"] not in work.crm.entities:
-                raise ValidationFailed({"record_entity": [f"no entity {note['record_entity']!r}"]})
-            record = (note["record_entity"], note["record_id"])
         activity = work.timeline.add_note(
             party_id=note.get("party_id"),
             body=note["body"],
-            record=record,
+            record=_record_of(work, note),
             pinned=bool(note.get("pinned")),
             mention=note.get("mention") or (),
         )
         work.flush()
-        return JSONResponse(
-            encoder.record(activity),
-            status_code=201,
-            headers={"Location": f"/api/v1/activity/{activity.id}"},
+        return _created(encoder, activity)
+
+    return await in_thread(request, action)
+
+
+def _recipient(work: Any, channel: Any, party_id: int | None) -> str | None:
+    """The party's first address a channel can reach (its kind, and its messenger)."""
+    if party_id is None:
+        return None
+    party = work.parties.get(party_id)
+    for point in party.contact_points:
+        same_service = channel.service is None or (point.service or "") == channel.service
+        if point.kind == channel.address_kind.value and point.value and same_service:
+            return str(point.value)
+    return None
+
+
+async def send_message(request: Request) -> Response:
+    """Queue a message: its timeline entry now, the delivery by a worker."""
+    body = await json_body(request)
+    try:
+        wanted = MessageRequestSchema().load(body)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+    _paired_record(wanted)
+    _, encoder = _activities(request.app.state.crm)
+
+    def action(work: Any) -> Response:
+        name = wanted["channel"]
+        channel = work.crm.channels.get(name)
+        if channel is None:
+            known = ", ".join(sorted(work.crm.channels)) or "none"
+            raise ValidationFailed({"channel": [f"no channel {name!r} (registered: {known})"]})
+        party_id = wanted.get("party_id")
+        record = _record_of(work, wanted)
+        if record is not None:
+            records = work.records(record[0])
+            linked = records.get(record[1])
+            if party_id is None:
+                party_id = records.party_id_of(linked)
+        subject, text = wanted.get("subject"), wanted.get("body")
+        if wanted.get("template_id") is not None:
+            rendered = work.message_templates.render_for(
+                wanted["template_id"], channel=name, party_id=party_id, record=record
+            )
+            subject = rendered.subject if subject is None else subject
+            text = rendered.body if text is None else text
+        to = (wanted.get("to") or "").strip() or _recipient(work, channel, party_id)
+        if not to:
+            raise ValidationFailed(
+                {
+                    "to": [
+                        f"no recipient: give `to`, or a party with a {channel.address_kind} address"
+                    ]
+                }
+            )
+        activity = work.channels.send(
+            name,
+            to=to,
+            body=text or "",
+            subject=subject,
+            party_id=party_id,
+            record=record,
+            attachment_ids=tuple(wanted.get("attachment_ids") or ()),
+            cc=tuple(wanted.get("cc") or ()),
         )
+        work.flush()
+        return _created(encoder, activity)
 
     return await in_thread(request, action)
 
@@ -113,6 +194,24 @@ def operations(crm: Any) -> list[Operation]:
             ),
             body=NoteRequestSchema,
             responses={201: ("The note (an activity of kind `note`).", activity)},
+            errors=(403, 404, 422),
+        ),
+        Operation(
+            "POST",
+            "/messages",
+            send_message,
+            "send_message",
+            "Send a message",
+            "Timeline",
+            description=(
+                "Through a registered channel (`mail`, ...): written by hand or from a template "
+                "(`template_id`, in the client's language), to `to` or the party's first "
+                "address of the channel's kind, with copies (`cc`) and files stored before. "
+                "Answers the timeline entry (`status` `queued`); a worker delivers it through "
+                "the outbox and the entry becomes `sent` or `failed` (GET /activity/{id})."
+            ),
+            body=MessageRequestSchema,
+            responses={201: ("The message's timeline entry.", activity)},
             errors=(403, 404, 422),
         ),
     ]
