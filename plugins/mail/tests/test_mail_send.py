@@ -373,3 +373,23 @@ def test_copies_of_sent_mail_need_an_imap_server_and_another_folder(mail_crm, ac
         assert refused.value.errors == {
             "sent_folder": ["copies of sent mail need an IMAP server (imap_host)"]
         }
+
+
+def test_a_copy_that_cannot_be_kept_does_not_send_the_mail_again(
+    mail_crm, account, smtp, monkeypatch
+):
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Sent")
+        activity_id = mail(work).send(to="buyer@client.ru", subject="x", body="Текст").id
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mail_crm.storage, "save", disk_full)
+    deliver_outbox(mail_crm)
+    assert len(smtp.received) == 1
+    with mail_crm.system() as work:
+        entry = work.session.get(Activity, activity_id)
+        assert entry.status == "sent"
+        assert "No space left on device" in entry.data["sent_copy"]
+        assert work.session.scalars(select(OutboxItem).where(OutboxItem.kind == KIND)).all() == []

@@ -10,6 +10,7 @@ the same id and the recipient's mail client shows one message, and replies to it
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from crmkit.channels import DeliveryReceipt, OutboundMessage, PermanentFailure, PollResult
@@ -22,6 +23,8 @@ from crmkit_mail.smtp import FileToSend, SmtpTransport, compose, make_message_id
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+log = logging.getLogger(__name__)
 
 
 def _attachment_id(item: Any) -> int | None:
@@ -88,8 +91,16 @@ class MailAdapter:
         )
         with SmtpTransport(settings) as transport:
             refused = transport.send(mime, address, [message.to, *message.cc])
-        copy = (account_id, keep_bytes(self.crm, mime.as_bytes())) if copied else None
-        self._remember_sent(message.activity_id, message_id, body, refused, copy)
+        copy, note = None, {}
+        if copied:
+            try:
+                copy = (account_id, keep_bytes(self.crm, mime.as_bytes()))
+            except OSError as exc:  # the mail went out: failing now would send it again
+                log.warning("mail %s: its copy for the Sent folder not kept: %s", message_id, exc)
+                note["sent_copy"] = f"not kept: {exc}"[:300]
+        if refused:
+            note["refused"] = refused
+        self._remember_sent(message.activity_id, message_id, body, note, copy)
         detail: dict[str, Any] = {"account": account.name}
         if refused:
             detail["refused"] = refused
@@ -100,7 +111,7 @@ class MailAdapter:
         activity_id: int | None,
         message_id: str,
         body: str,
-        refused: dict[str, str],
+        note: dict[str, Any],
         copy: tuple[int, str] | None,
     ) -> None:
         # replies quote this id in References: it is how they find the deal or task; the
@@ -119,8 +130,8 @@ class MailAdapter:
                         activity.external_id = message_id
                     if activity.body != body:
                         activity.body = body
-                    if refused:
-                        activity.data = {**(activity.data or {}), "refused": refused}
+                    if note:
+                        activity.data = {**(activity.data or {}), **note}
             kept = queued  # committed
         finally:
             if copy is not None and not kept:  # queued before (a retry), or undone
