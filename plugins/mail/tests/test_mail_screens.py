@@ -7,6 +7,7 @@ import contextlib
 
 import pytest
 from crmkit_mail import mail
+from crmkit_mail.imap import ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaign
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.testing import dovecot_server
@@ -161,6 +162,14 @@ async def test_check_connection_says_what_works_and_why_not(
     works = await admin.post(f"/mail/mailboxes/{good}/check")
     assert works.status_code == 200, works.text
     assert works.text.count('data-ok="yes"') == 2 and "UIDVALIDITY" in works.text
+    with mail_crm.system() as work:
+        mail(work).accounts.update(good, sent_folder="Отправленные")
+    missing = await admin.post(f"/mail/mailboxes/{good}/check")
+    assert "Отправленные is created with the first sent mail" in missing.text
+    with ImapMailbox(dovecot.settings(imap_user)) as box:  # as a mail program names it
+        box.conn.create("&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-")
+    found = await admin.post(f"/mail/mailboxes/{good}/check")
+    assert "copies of sent mail go to Отправленные" in found.text
     broken = await admin.post(f"/mail/mailboxes/{wrong}/check")
     assert broken.status_code == 422
     assert "connection refused: nothing listens on this port" in broken.text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from crmkit_mail import mail
-from crmkit_mail.imap import ImapMailbox, append
+from crmkit_mail.imap import ImapMailbox, append, folder_name
 from crmkit_mail.model import MailAccount, MailSignature
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sent_copies import KIND
@@ -393,3 +393,19 @@ def test_a_copy_that_cannot_be_kept_does_not_send_the_mail_again(
         assert entry.status == "sent"
         assert "No space left on device" in entry.data["sent_copy"]
         assert work.session.scalars(select(OutboxItem).where(OutboxItem.kind == KIND)).all() == []
+
+
+def test_a_folder_with_a_russian_name_is_spelled_as_imap_servers_spell_it(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    assert folder_name("Отправленные") == "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"
+    assert folder_name("R&D") == "R&-D"
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Отправленные")
+        message_id = mail(work).send(to="buyer@client.ru", subject="x", body="Текст").external_id
+    deliver_outbox(mail_crm)
+    deliver_outbox(mail_crm)
+    with ImapMailbox(dovecot.settings(imap_user)) as box:
+        _status, listed = box.conn.list('""', "*")
+    assert any(line.endswith(b" &BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-") for line in listed)
+    assert [m for m, _flags in sent_folder(dovecot, imap_user, "Отправленные")] == [message_id]

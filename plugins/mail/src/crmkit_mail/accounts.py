@@ -363,12 +363,19 @@ def check_connection(crm: CRM, account: MailAccount) -> list[ConnectionCheck]:
         imap = attrs.evolve(imap_settings(crm, account), timeout=_check_timeout(crm))
         try:
             with ImapMailbox(imap) as box:
+                sent = ""
+                if account.sent_folder:
+                    sent = (
+                        f"; copies of sent mail go to {account.sent_folder}"
+                        if box.has_folder(account.sent_folder)
+                        else f"; {account.sent_folder} is created with the first sent mail"
+                    )
                 checks.append(
                     ConnectionCheck(
                         "IMAP",
                         True,
                         f"{imap.host}:{imap.port}: logged in as {imap.username}, folder "
-                        f"{imap.folder} (UIDVALIDITY {box.uidvalidity})",
+                        f"{imap.folder} (UIDVALIDITY {box.uidvalidity}){sent}",
                     )
                 )
         except Exception as exc:

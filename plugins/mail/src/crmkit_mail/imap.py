@@ -8,6 +8,7 @@ for new mail with ``IDLE`` (RFC 2177) when the server has it.  Messages are fetc
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import datetime as dt
@@ -65,8 +66,35 @@ class FetchedMessage:
 
 
 def _quoted(text: str) -> str:
-    """A folder name or search string as an IMAP quoted string."""
+    """A string as an IMAP quoted string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def folder_name(name: str) -> str:
+    """A folder's name as IMAP servers spell it: modified UTF-7 (RFC 3501, 5.1.3), so that
+    ``Отправленные`` is ``&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-`` and ``&`` is ``&-``."""
+    spelled: list[str] = []
+    other: list[str] = []
+
+    def flush() -> None:
+        if other:
+            encoded = base64.b64encode("".join(other).encode("utf-16-be")).decode("ascii")
+            spelled.append("&" + encoded.rstrip("=").replace("/", ",") + "-")
+            other.clear()
+
+    for char in name:
+        if " " <= char <= "~":
+            flush()
+            spelled.append("&-" if char == "&" else char)
+        else:
+            other.append(char)
+    flush()
+    return "".join(spelled)
+
+
+def _folder(name: str) -> str:
+    """A folder's name as a command's quoted argument."""
+    return _quoted(folder_name(name))
 
 
 def _check(command: str, answer: tuple[str, list[object]]) -> list[object]:
@@ -150,7 +178,7 @@ class ImapMailbox:
         """(Re)open the folder read-only; returns its UIDVALIDITY."""
         conn = self._conn()
         folder = self.settings.folder
-        _check(f"EXAMINE {folder}", conn.select(_quoted(folder), readonly=True))
+        _check(f"EXAMINE {folder}", conn.select(_folder(folder), readonly=True))
         answer = conn.response("UIDVALIDITY")[1]
         value = answer[0] if answer and answer[0] is not None else None
         if value is None:
@@ -173,6 +201,11 @@ class ImapMailbox:
         if self.conn is None:
             raise ImapError("IMAP: not connected")
         return self.conn
+
+    def has_folder(self, name: str) -> bool:
+        """Whether the server has a folder called ``name`` (``LIST``)."""
+        data = _check(f"LIST {name}", self._conn().list('""', _folder(name)))
+        return any(item is not None for item in data)
 
     @property
     def has_idle(self) -> bool:
@@ -319,7 +352,7 @@ def append(
     """
     with ImapMailbox(settings) as box:
         conn = box._conn()
-        answer = conn.append(folder or settings.folder, None, received_at, raw)
+        answer = conn.append(_folder(folder or settings.folder), None, received_at, raw)
         _check("APPEND", answer)
         found = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
         return int(found.group(1)) if found else None
@@ -338,14 +371,14 @@ def append_once(
     the copy's UID when the server says it."""
     with ImapMailbox(settings) as box:
         conn = box._conn()
-        status, _data = conn.select(_quoted(folder), readonly=True)
+        status, _data = conn.select(_folder(folder), readonly=True)
         if status == "OK":
             found = box._search(f"HEADER Message-ID {_quoted(message_id)}")
             if found:
                 return found[-1]
         else:
-            _check(f"CREATE {folder}", conn.create(_quoted(folder)))
-        answer = conn.append(_quoted(folder), r"(\Seen)", sent_at, raw())
+            _check(f"CREATE {folder}", conn.create(_folder(folder)))
+        answer = conn.append(_folder(folder), r"(\Seen)", sent_at, raw())
         _check(f"APPEND {folder}", answer)
         stored = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
         return int(stored.group(1)) if stored else None
