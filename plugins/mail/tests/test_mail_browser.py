@@ -53,7 +53,8 @@ def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_
     add_user(crm, "olga", ["agent"], display_name="Ольга")
     raw = (
         "From: =?utf-8?b?0J/QtdGC0YAg0KHQuNC00L7RgNC+0LI=?= <petr@stroy.ru>\r\n"
-        f"To: {imap_user}\r\nSubject: =?utf-8?b?0J3Rg9C20L3RiyDRiNC40L3Riw==?=\r\n"
+        f"To: {imap_user}\r\nCc: buh@stroy.ru\r\n"
+        "Subject: =?utf-8?b?0J3Rg9C20L3RiyDRiNC40L3Riw==?=\r\n"
         "Message-ID: <ask-1@stroy.ru>\r\nContent-Type: text/plain; charset=windows-1251\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n"
     ).encode() + "Нужны зимние шины на 4 машины.".encode("cp1251")
@@ -74,7 +75,13 @@ def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_
         page.click('[data-action="lead"]')  # one click: the name is filled in from the mail
         page.wait_for_load_state()
         assert page.is_visible('[data-party-link]:has-text("Петр Сидоров")')
-        page.fill('textarea[name="body"]', "Добрый день! Шины есть, пришлю счёт.")
+        # a reply to all: the accountant the client copied is proposed; a file goes along
+        assert page.input_value('input[name="cc"]') == "buh@stroy.ru"
+        page.fill('textarea[name="body"]', "Добрый день! Шины есть, счёт во вложении.")
+        page.set_input_files(
+            'input[name="files"]',
+            files=[{"name": "Счёт 17.pdf", "mimeType": "application/pdf", "buffer": b"%PDF 17"}],
+        )
         page.click('[data-action="reply"]')
         page.wait_for_load_state()
         page.goto(f"{base}/inbox?view=mine")
@@ -84,6 +91,7 @@ def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_
     assert deliver_due(crm) == {"delivered": 1}
     (sent,) = smtp.received
     reply = parse_message(sent.raw)
-    assert sent.recipients == ["petr@stroy.ru"]
+    assert sent.recipients == ["petr@stroy.ru", "buh@stroy.ru"]
     assert reply.subject == "Re: Нужны шины" and reply.in_reply_to == "<ask-1@stroy.ru>"
     assert reply.text.startswith("Добрый день! Шины есть")
+    assert [(a.filename, a.data) for a in reply.attachments] == [("Счёт 17.pdf", b"%PDF 17")]
