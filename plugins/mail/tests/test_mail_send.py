@@ -261,7 +261,7 @@ def test_a_reply_to_all_copies_the_others_but_not_our_own_mailboxes(
         mail(work).accounts.create(name="support", address="Support@Firm.test")
     incoming = (
         f"From: Buyer <buyer@client.ru>\r\nTo: {imap_user}, Boss <boss@client.ru>\r\n"
-        "Cc: support@firm.test, buyer@client.ru, Бухгалтерия <acc@client.ru>\r\n"
+        "Cc: support@firm.test, buyer@client.ru, Бухгалтерия <acc@client.ru>, typo@localhost\r\n"
         "Subject: Вопрос по счёту\r\nMessage-ID: <q1@client.ru>\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\nКогда отгрузка?\r\n"
     ).encode()
@@ -274,9 +274,11 @@ def test_a_reply_to_all_copies_the_others_but_not_our_own_mailboxes(
             select(Activity).where(Activity.external_id == "<q1@client.ru>")
         )
         assert question.party_id == client.id
-        # everyone it went to, and those a reply to all copies: not the sender, not us
+        # everyone it went to, and those a reply to all copies: not the sender, not us, not
+        # an address no reply could reach
         assert question.data["to"] == [
-            imap_user, "boss@client.ru", "support@firm.test", "buyer@client.ru", "acc@client.ru"
+            imap_user, "boss@client.ru", "support@firm.test", "buyer@client.ru", "acc@client.ru",
+            "typo@localhost",
         ]  # fmt: skip
         assert question.data["cc"] == ["boss@client.ru", "acc@client.ru"]
         answer = mail(work).send(reply_to=question.id, body="Завтра", reply_all=True).id

@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
-from crmkit.identity import email_key
+from crmkit.identity import contact_key, email_key
 from crmkit.model import Activity
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
@@ -84,7 +84,7 @@ def inbound(
     seen = {sender, *ours}
     for address in parsed.recipients:
         key = email_key(address)
-        if key and key not in seen:
+        if key not in seen and contact_key("email", address).valid:  # a reply could use it
             seen.add(key)
             cc.append(address)
     when = parsed.date or (fetched.internal_date if fetched else None)
