@@ -411,3 +411,72 @@ def test_a_folder_with_a_russian_name_is_spelled_as_imap_servers_spell_it(
         _status, listed = box.conn.list('""', "*")
     assert any(line.endswith(b" &BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-") for line in listed)
     assert [m for m, _flags in sent_folder(dovecot, imap_user, "Отправленные")] == [message_id]
+
+
+def sent_mail(imap_user, to, message_id, subject="Ответ", extra=""):
+    return (
+        f"From: {imap_user}\r\nTo: {to}\r\n{extra}Subject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0300\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nНаписано в Thunderbird\r\n"
+    ).encode()
+
+
+def test_mail_sent_from_a_mail_program_lands_on_the_clients_timeline_once(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    settings = dovecot.settings(imap_user)
+    with ImapMailbox(settings) as box:
+        box.conn.create("Sent")
+    append(settings, sent_mail(imap_user, "old@client.ru", "<old@x>"), folder="Sent")
+    manager = add_user(mail_crm, "mia", ["manager"])
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Sent", owner_id=manager.id)
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        deal = factories.deal(work, party_id=client.id)
+        old_client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "old@client.ru"}]
+        ).id
+    with mail_crm.acting_as(manager) as work:
+        ours_id = (
+            mail(work)
+            .send(subject="Счёт", body="Счёт", party_id=client.id, record=("deal", deal.id))
+            .external_id
+        )
+
+    # the first reading starts at the folder's end: what it held is history, passed over
+    assert sync_account(mail_crm, account).sent_recorded == 0
+    deliver_outbox(mail_crm)  # the CRM's own mail and its copy in Sent
+    deliver_outbox(mail_crm)
+    append(settings, sent_mail(imap_user, "nobody@else.ru", "<n1@x>"), folder="Sent")
+    append(
+        settings,
+        sent_mail(imap_user, "stranger@else.ru", "<t1@x>", subject="Re: Счёт",
+                  extra=f"Cc: Buyer <buyer@client.ru>\r\nReferences: {ours_id}\r\n"),
+        folder="Sent",
+    )  # fmt: skip
+
+    report = sync_account(mail_crm, account)
+    assert report.sent_recorded == 1 and report.error is None
+    assert sync_account(mail_crm, account).sent_recorded == 0  # read once
+    with mail_crm.system() as work:
+        sent = work.session.scalars(
+            select(Activity).where(Activity.direction == "out").order_by(Activity.id)
+        ).all()
+        # the CRM's own mail once (its copy in Sent is not recorded again), and the one
+        # written in the mail program, on the client's timeline, about the same deal
+        assert [a.external_id for a in sent] == [ours_id, "<t1@x>"]
+        written = sent[1]
+        assert (written.party_id, written.status, written.subject) == (
+            client.id,
+            "sent",
+            "Re: Счёт",
+        )
+        assert (written.record_entity, written.record_id) == ("deal", deal.id)
+        assert written.actor_id == manager.id and written.body.strip() == "Написано в Thunderbird"
+        assert written.data["to"] == "stranger@else.ru" and written.data["cc"] == [
+            "buyer@client.ru"
+        ]
+        old = work.session.scalars(select(Activity).where(Activity.party_id == old_client)).all()
+        assert old == []

@@ -190,6 +190,8 @@ class MailAccounts:
                 setattr(account, key, value)
         if {"imap_host", "imap_username", "imap_folder"} & changes.keys():
             account.uidvalidity, account.last_uid, account.import_until_uid = None, 0, None
+        if {"imap_host", "imap_username", "sent_folder"} & changes.keys():
+            account.sent_uidvalidity, account.sent_last_uid = None, 0  # read from its end
         if changes:
             self.work.flush()
             self.work.audit("mail_account", account.id, "update", changes)

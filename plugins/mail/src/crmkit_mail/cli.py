@@ -53,6 +53,7 @@ def sync_command(env: Env, name: str | None) -> None:
                 f"{r.bounces} bounces"
                 + (f", {r.passed_over} older than the import window" if r.passed_over else "")
                 + (f", {r.ignored} from ignored senders" if r.ignored else "")
+                + (f", {r.sent_recorded} sent from mail programs" if r.sent_recorded else "")
                 + f" (uid {r.last_uid})"
             )
 

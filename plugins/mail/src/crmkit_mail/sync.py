@@ -37,6 +37,7 @@ from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
 from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
+from crmkit_mail.sent_reading import read_sent
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -63,6 +64,8 @@ class SyncReport:
     #: messages from senders the mailbox ignores (``ignore_senders``), not recorded
     ignored: int = 0
     restarted: bool = False
+    #: mail people sent from their own mail programs, recorded from the Sent folder
+    sent_recorded: int = 0
     error: str | None = None
 
 
@@ -401,6 +404,7 @@ def sync_account(
             # and the window is done with
             _pass_over(crm, account_id, validity, max(passed_over, default=0))
             report.last_uid = max([report.last_uid, *passed_over])
+        report.sent_recorded = read_sent(crm, account_id, size)
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,151 @@
+"""Recording the mail people send from their own mail programs (the mailbox's Sent folder).
+
+Staff who answer a client from Thunderbird or a phone leave the client's timeline without
+that mail unless the CRM reads it.  A mailbox with ``sent_folder`` set is read there too,
+after its inbox, on every sync (the ``mail.sync`` schedule: within two minutes):
+
+* only mail put there from the moment the folder is first read: what it held before (years
+  of history, most of it to people who are not clients) is passed over, and so is
+  everything before a renumbering of the folder (a changed ``UIDVALIDITY``);
+* a mail is recorded once (``(mail, Message-ID)``, like incoming mail), so the copies the
+  CRM stores there itself (:mod:`crmkit_mail.sent_copies`) are never recorded twice;
+* it goes on the timeline of the first recipient (To, then Cc) who is a client, as a sent
+  mail (direction ``out``, status ``sent``) written by the mailbox's owner, joined to the
+  deal or task of the mail it answers; mail to nobody the CRM knows is passed over;
+* each batch is recorded in the transaction that moves the folder's UID mark
+  (``sent_last_uid``), so a crash neither loses nor repeats anything.
+
+Files of such mail are not kept (the mail program has them); the entry says how many.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+from sqlalchemy import select, update
+
+from crmkit.model import Activity
+from crmkit_mail.accounts import imap_settings
+from crmkit_mail.imap import FetchedMessage, ImapMailbox
+from crmkit_mail.model import MailAccount
+from crmkit_mail.parsing import parse_message
+from crmkit_mail.sent_copies import wants_copy
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+    from crmkit.services.unit import UnitOfWork
+
+CHANNEL = "mail"
+
+
+def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
+    """Record the new mail of a mailbox's Sent folder; returns how many were recorded."""
+    with crm.system() as work:
+        account = work.session.get(MailAccount, account_id)
+        if account is None or not wants_copy(account):
+            return 0
+        folder = account.sent_folder
+        settings = imap_settings(crm, account)
+        known, last_uid = account.sent_uidvalidity, account.sent_last_uid
+    recorded = 0
+    with ImapMailbox(settings) as box:
+        if not box.has_folder(folder):
+            return 0  # created with the first copy the CRM stores
+        box.settings = attrs.evolve(settings, folder=folder)
+        validity = box.examine()
+        if validity != known:
+            # read for the first time, or renumbered: from now on, not its history
+            top = max(box.uids_after(0), default=0)
+            with crm.system() as work:
+                work.session.execute(
+                    update(MailAccount)
+                    .where(MailAccount.id == account_id)
+                    .values(sent_uidvalidity=validity, sent_last_uid=top)
+                )
+            return 0
+        uids = box.uids_after(last_uid)
+        for start in range(0, len(uids), batch_size):
+            fetched = box.fetch(uids[start : start + batch_size])
+            if not fetched:
+                continue
+            with crm.system() as work:
+                recorded += sum(_record(work, account_id, message) for message in fetched)
+                moved = work.session.execute(
+                    update(MailAccount)
+                    .where(
+                        MailAccount.id == account_id,
+                        MailAccount.sent_uidvalidity == validity,
+                        MailAccount.sent_last_uid < fetched[-1].uid,
+                    )
+                    .values(sent_last_uid=fetched[-1].uid)
+                )
+                if moved.rowcount == 0:  # another worker got there first: drop our copy
+                    work.rollback()
+                    return recorded
+    return recorded
+
+
+def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
+    """Put one sent mail on its client's timeline; whether it was recorded."""
+    parsed = parse_message(message.raw)
+    external_id = (parsed.message_id or f"sha256:{parsed.digest}")[:500]
+    known = work.session.scalar(
+        select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == external_id)
+    )
+    if known is not None:
+        return False
+    party_id = next(
+        (
+            found
+            for address in parsed.recipients
+            if (found := work.channels.resolve("email", address)) is not None
+        ),
+        None,
+    )
+    if party_id is None:
+        return False
+    account = work.session.get(MailAccount, account_id)
+    assert account is not None
+    refs = [r for r in parsed.thread_refs if r]
+    record = None
+    if refs:
+        earlier = work.session.execute(
+            select(Activity.record_entity, Activity.record_id)
+            .where(
+                Activity.channel == CHANNEL,
+                Activity.external_id.in_(refs),
+                Activity.record_entity.is_not(None),
+            )
+            .order_by(Activity.id.desc())
+            .limit(1)
+        ).first()
+        if earlier is not None:
+            record = (earlier.record_entity, earlier.record_id)
+    recipients = list(parsed.recipients)
+    data = {
+        "to": recipients[0] if recipients else "",
+        "account": account.name,
+        "from": parsed.sender,
+        "mail_program": True,
+        "refs": refs,
+    }
+    if recipients[1:]:
+        data["cc"] = recipients[1:]
+    if parsed.attachments:
+        data["files_not_kept"] = len(parsed.attachments)
+    activity = work.timeline.add(
+        "mail",
+        party_id=party_id,
+        subject=parsed.subject[:500] if parsed.subject else None,
+        body=parsed.text,
+        record=record,
+        data=data,
+        occurred_at=parsed.date or message.internal_date,
+        direction="out",
+        channel=CHANNEL,
+        external_id=external_id,
+        status="sent",
+    )
+    activity.actor_id = account.owner_id
+    return True
