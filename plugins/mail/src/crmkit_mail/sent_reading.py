@@ -70,7 +70,7 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
             if not fetched:
                 continue
             with crm.system() as work:
-                recorded += sum(_record(work, account_id, message) for message in fetched)
+                batch = sum(_record(work, account_id, message) for message in fetched)
                 moved = work.session.execute(
                     update(MailAccount)
                     .where(
@@ -83,6 +83,7 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
                 if moved.rowcount == 0:  # another worker got there first: drop our copy
                     work.rollback()
                     return recorded
+            recorded += batch  # committed
     return recorded
 
 
