@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, fields
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.errors import NotFound
 from crmkit.schemas.api import NewTokenSchema, TokenRequestSchema, TokenSchema
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.web.api.auth import acting, caller_id, in_thread
-from crmkit.web.api.operations import Operation, json_body, query_parameter
+from crmkit.web.api.operations import Operation, loaded_body, query_parameter
 from crmkit.web.api.params import flag, parse_id
 from crmkit.web.api.responses import JSONResponse
 
@@ -57,11 +57,7 @@ def list_tokens(request: Request) -> Response:
 
 async def create_token(request: Request) -> Response:
     """A new token; its secret is in this answer and never again."""
-    body = await json_body(request)
-    try:
-        wanted = TokenRequestSchema().load(body)
-    except ValidationError as exc:
-        raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+    wanted = await loaded_body(request, TokenRequestSchema)
 
     def action(work: Any) -> Response:
         issued = work.api_tokens.create(

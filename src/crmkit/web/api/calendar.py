@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from marshmallow import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,7 +17,7 @@ from crmkit.web.api.operations import (
     IF_MATCH,
     Operation,
     expected_version,
-    json_body,
+    loaded_body,
     query_parameter,
 )
 from crmkit.web.api.params import MAX_ID, parse_id
@@ -82,10 +81,7 @@ def _reminder_action(kind: str) -> Any:
             raise NotFound("reminder", request.path_params["id"])
         until = None
         if kind == "snooze":
-            try:
-                until = SnoozeRequestSchema().load(await json_body(request))["until"]
-            except ValidationError as exc:
-                raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+            until = (await loaded_body(request, SnoozeRequestSchema))["until"]
 
         def action(work: Any) -> Response:
             service = work.reminders

@@ -12,9 +12,10 @@ from typing import Any
 
 import attrs
 import orjson
+from marshmallow import ValidationError
 from starlette.requests import Request
 
-from crmkit.errors import Conflict
+from crmkit.errors import Conflict, ValidationFailed
 from crmkit.web.api.responses import ApiError
 
 _CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
@@ -178,3 +179,13 @@ async def json_body(request: Request) -> dict[str, Any]:
             errors={"_schema": ["the body must be a JSON object"]},
         )
     return data
+
+
+async def loaded_body(request: Request, schema: Any) -> dict[str, Any]:
+    """The request's JSON object loaded by a marshmallow ``schema`` (a class); a refused
+    value is a 422 naming its field."""
+    body = await json_body(request)
+    try:
+        return schema().load(body)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,7 +11,7 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.schemas.api import MessageRequestSchema, NoteRequestSchema, page_schema
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.web.api.auth import acting, in_thread
-from crmkit.web.api.operations import Operation, json_body, query_parameter
+from crmkit.web.api.operations import Operation, loaded_body, query_parameter
 from crmkit.web.api.params import parse_id, parse_limit
 from crmkit.web.api.responses import JSONResponse
 
@@ -67,11 +66,7 @@ def _created(encoder: Any, activity: Any) -> Response:
 
 async def add_note(request: Request) -> Response:
     """Write a note; every @mentioned colleague is notified."""
-    body = await json_body(request)
-    try:
-        note = NoteRequestSchema().load(body)
-    except ValidationError as exc:
-        raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+    note = await loaded_body(request, NoteRequestSchema)
     _paired_record(note)
     _, encoder = _activities(request.app.state.crm)
 
@@ -103,11 +98,7 @@ def _recipient(work: Any, channel: Any, party_id: int | None) -> str | None:
 
 async def send_message(request: Request) -> Response:
     """Queue a message: its timeline entry now, the delivery by a worker."""
-    body = await json_body(request)
-    try:
-        wanted = MessageRequestSchema().load(body)
-    except ValidationError as exc:
-        raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+    wanted = await loaded_body(request, MessageRequestSchema)
     _paired_record(wanted)
     _, encoder = _activities(request.app.state.crm)
 
