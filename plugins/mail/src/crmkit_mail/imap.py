@@ -202,6 +202,20 @@ class ImapMailbox:
             raise ImapError("IMAP: not connected")
         return self.conn
 
+    def append(
+        self,
+        folder: str,
+        raw: bytes,
+        when: dt.datetime | None = None,
+        flags: str | None = None,
+    ) -> int | None:
+        """Store a message in ``folder`` (``when`` sets its ``INTERNALDATE``); its UID when
+        the server says it (``APPENDUID``)."""
+        answer = self._conn().append(_folder(folder), flags, when, raw)
+        _check(f"APPEND {folder}", answer)
+        found = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
+        return int(found.group(1)) if found else None
+
     def has_folder(self, name: str) -> bool:
         """Whether the server has a folder called ``name`` (``LIST``)."""
         data = _check(f"LIST {name}", self._conn().list('""', _folder(name)))
@@ -351,11 +365,7 @@ def append(
     ``received_at`` (aware) sets its ``INTERNALDATE``, as a copy from an archive keeps it.
     """
     with ImapMailbox(settings) as box:
-        conn = box._conn()
-        answer = conn.append(_folder(folder or settings.folder), None, received_at, raw)
-        _check("APPEND", answer)
-        found = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
-        return int(found.group(1)) if found else None
+        return box.append(folder or settings.folder, raw, received_at)
 
 
 def append_once(
@@ -378,10 +388,7 @@ def append_once(
                 return found[-1]
         else:
             _check(f"CREATE {folder}", conn.create(_folder(folder)))
-        answer = conn.append(_folder(folder), r"(\Seen)", sent_at, raw())
-        _check(f"APPEND {folder}", answer)
-        stored = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(answer[1]))  # type: ignore[arg-type]
-        return int(stored.group(1)) if stored else None
+        return box.append(folder, raw(), sent_at, flags=r"(\Seen)")
 
 
 __all__ = ["FetchedMessage", "ImapError", "ImapMailbox", "ImapSettings", "append", "append_once"]

@@ -11,7 +11,8 @@ after its inbox, on every sync (the ``mail.sync`` schedule: within two minutes):
   CRM stores there itself (:mod:`crmkit_mail.sent_copies`) are never recorded twice;
 * it goes on the timeline of the first recipient (To, then Cc) who is a client, as a sent
   mail (direction ``out``, status ``sent``) written by the mailbox's owner, joined to the
-  deal or task of the mail it answers; mail to nobody the CRM knows is passed over;
+  open deal or task of the mail it answers (``work.channels.thread_record``, as incoming
+  mail is); mail to nobody the CRM knows is passed over;
 * each batch is recorded in the transaction that moves the folder's UID mark
   (``sent_last_uid``), so a crash neither loses nor repeats anything.
 
@@ -31,12 +32,11 @@ from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sent_copies import wants_copy
+from crmkit_mail.sync import CHANNEL, external_id
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
     from crmkit.services.unit import UnitOfWork
-
-CHANNEL = "mail"
 
 
 def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
@@ -90,9 +90,9 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
 def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
     """Put one sent mail on its client's timeline; whether it was recorded."""
     parsed = parse_message(message.raw)
-    external_id = (parsed.message_id or f"sha256:{parsed.digest}")[:500]
+    recorded_as = external_id(parsed)[:500]
     known = work.session.scalar(
-        select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == external_id)
+        select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == recorded_as)
     )
     if known is not None:
         return False
@@ -109,20 +109,8 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
     account = work.session.get(MailAccount, account_id)
     assert account is not None
     refs = [r for r in parsed.thread_refs if r]
-    record = None
-    if refs:
-        earlier = work.session.execute(
-            select(Activity.record_entity, Activity.record_id)
-            .where(
-                Activity.channel == CHANNEL,
-                Activity.external_id.in_(refs),
-                Activity.record_entity.is_not(None),
-            )
-            .order_by(Activity.id.desc())
-            .limit(1)
-        ).first()
-        if earlier is not None:
-            record = (earlier.record_entity, earlier.record_id)
+    # the open deal or task of the mail it answers, as for incoming mail
+    record = work.channels.thread_record(CHANNEL, tuple(refs))
     recipients = list(parsed.recipients)
     data = {
         "to": recipients[0] if recipients else "",
@@ -145,7 +133,7 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
         occurred_at=parsed.date or message.internal_date,
         direction="out",
         channel=CHANNEL,
-        external_id=external_id,
+        external_id=recorded_as,
         status="sent",
     )
     activity.actor_id = account.owner_id

@@ -37,7 +37,6 @@ from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
 from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
-from crmkit_mail.sent_reading import read_sent
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -86,9 +85,9 @@ def inbound(
     cc: list[str] = []
     seen = {sender, *ours}
     for address in parsed.recipients:
-        key = email_key(address)
-        if key not in seen and contact_key("email", address).valid:  # a reply could use it
-            seen.add(key)
+        normalized = contact_key("email", address)
+        if normalized.key not in seen and normalized.valid:  # a reply could reach it
+            seen.add(normalized.key)
             cc.append(address)
     when = parsed.date or (fetched.internal_date if fetched else None)
     meta: dict[str, Any] = {}
@@ -404,6 +403,8 @@ def sync_account(
             # and the window is done with
             _pass_over(crm, account_id, validity, max(passed_over, default=0))
             report.last_uid = max([report.last_uid, *passed_over])
+        from crmkit_mail.sent_reading import read_sent  # it reads mail as this module does
+
         report.sent_recorded = read_sent(crm, account_id, size)
         _finish(crm, account_id, _failures_text(report.failures))
     except Exception as exc:
