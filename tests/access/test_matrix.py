@@ -8,6 +8,7 @@ timeline, calendar) is checked for every role; writes are checked too.
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 
@@ -135,6 +136,13 @@ def test_related_lists_of_a_hidden_client_are_not_found(crm, world):
             work.groups.groups_of(bob_party)
         with pytest.raises(NotFound):
             work.attachments.open(records["bob"]["attachment"])
+        # an entry naming a hidden file (a mail's files are listed in its data) shows none
+        mail = SimpleNamespace(id=1, data={"attachments": [records["bob"]["attachment"]]})
+        assert work.attachments.of_entries([mail]) == {}
+        mail.data["attachments"].append(records["alice"]["attachment"])
+        assert [f.id for f in work.attachments.of_entries([mail])[1]] == [
+            records["alice"]["attachment"]
+        ]
         with pytest.raises(NotFound):
             work.audit_log.for_record("party", bob_party)
         assert work.tasks.for_party(bob_party) == []

@@ -227,3 +227,59 @@ async def test_a_reply_carries_files_kept_on_the_client(web, crm):
         assert (stored.filename, stored.party_id) == ("Прайс 2026.pdf", client.id)
     files = [p for p in crm.storage.root.rglob("*") if p.is_file()]
     assert len(files) == 1  # the refused reply's file was not kept
+
+
+async def test_a_messages_files_are_shown_with_it(web, crm):
+    from crmkit.channels import Attachment as Carried
+
+    agent = await web("agent", locale="ru")
+    other = await web("agent", locale="ru")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "a@romashka.ru"}]
+        )
+    with crm.system() as work:
+        entry = work.channels.ingest(
+            InboundMessage(
+                channel="letters", external_id="<f1@romashka.ru>", sender="a@romashka.ru",
+                body="Акт во вложении", subject="Акт",
+                attachments=[Carried("Акт <сверки>.pdf", "application/pdf", b"%PDF" * 512)],
+            )
+        )  # fmt: skip
+        refused = work.channels.ingest(
+            InboundMessage(
+                channel="letters", external_id="<f2@romashka.ru>", sender="a@romashka.ru",
+                body="Второе", subject="Акт",
+            )
+        )  # fmt: skip
+        refused.data = {**refused.data, "dropped_attachments": "big.zip: too large"}
+        (file_id,) = entry.data["attachments"]
+    (letters,) = conversations(crm)
+    link = f'<a href="/files/{file_id}" data-file="{file_id}">📎 Акт &lt;сверки&gt;.pdf</a>'
+
+    # in the contact center, under the message, with its size; a dropped file is named
+    page = await agent.get(f"/inbox/{letters.id}")
+    assert link in page.text and "2 КБ" in page.text
+    assert "Файлы не сохранены: big.zip: too large" in page.text
+    # on the client's card, with the mail on the timeline
+    card = await agent.get(f"/clients/{client.id}")
+    assert link in card.text
+    assert (await agent.get(f"/files/{file_id}")).content == b"%PDF" * 512
+    # a reply's files are shown with the reply
+    sent = await agent.client.post(
+        f"/inbox/{letters.id}/act",
+        data={"action": "reply", "body": "Подписанный", "csrf_token": agent.csrf},
+        files=[("files", ("Подписанный.pdf", b"%PDF signed", "application/pdf"))],
+    )
+    assert sent.status_code == 303
+    with crm.system() as work:
+        reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
+        (reply_file,) = reply.data["attachments"]
+    assert (
+        f'data-file="{reply_file}">📎 Подписанный.pdf</a>'
+        in (await agent.get(f"/inbox/{letters.id}")).text
+    )
+    # a manager sees them too; an agent who may not see this client does not get the file
+    manager = await web("manager", locale="ru")
+    assert link in (await manager.get(f"/inbox/{letters.id}")).text
+    assert (await other.get(f"/files/{file_id}")).status_code == 404

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import smtplib
+from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import pytest
@@ -413,16 +415,22 @@ def test_a_folder_with_a_russian_name_is_spelled_as_imap_servers_spell_it(
     assert [m for m, _flags in sent_folder(dovecot, imap_user, "Отправленные")] == [message_id]
 
 
-def sent_mail(imap_user, to, message_id, subject="Ответ", extra=""):
-    return (
-        f"From: {imap_user}\r\nTo: {to}\r\n{extra}Subject: {subject}\r\n"
-        f"Message-ID: {message_id}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0300\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\nНаписано в Thunderbird\r\n"
-    ).encode()
+def sent_mail(imap_user, to, message_id, subject="Ответ", extra="", file=None):
+    """A mail as a mail program stores it in Sent; ``file`` = (name, bytes) attaches one."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = imap_user, to, subject
+    message["Message-ID"], message["Date"] = message_id, "Mon, 23 Nov 2026 10:00:00 +0300"
+    for line in filter(None, extra.split("\r\n")):
+        name, _, value = line.partition(": ")
+        message[name] = value
+    message.set_content("Написано в Thunderbird\n")
+    if file is not None:
+        message.add_attachment(file[1], maintype="application", subtype="pdf", filename=file[0])
+    return message.as_bytes(policy=SMTP)
 
 
 def test_mail_sent_from_a_mail_program_lands_on_the_clients_timeline_once(
-    mail_crm, account, smtp, dovecot, imap_user
+    mail_crm, account, smtp, dovecot, imap_user, monkeypatch
 ):
     settings = dovecot.settings(imap_user)
     with ImapMailbox(settings) as box:
@@ -453,7 +461,8 @@ def test_mail_sent_from_a_mail_program_lands_on_the_clients_timeline_once(
     append(
         settings,
         sent_mail(imap_user, "stranger@else.ru", "<t1@x>", subject="Re: Счёт",
-                  extra=f"Cc: Buyer <buyer@client.ru>\r\nReferences: {ours_id}\r\n"),
+                  extra=f"Cc: Buyer <buyer@client.ru>\r\nReferences: {ours_id}\r\n",
+                  file=("Акт сверки.pdf", b"%PDF-1.4 act")),
         folder="Sent",
     )  # fmt: skip
 
@@ -478,5 +487,30 @@ def test_mail_sent_from_a_mail_program_lands_on_the_clients_timeline_once(
         assert written.data["to"] == "stranger@else.ru" and written.data["cc"] == [
             "buyer@client.ru"
         ]
+        # its file is kept on the entry, as an incoming mail's would be
+        (kept,) = work.attachments.for_record("activity", written.id)
+        assert written.data["attachments"] == [kept.id] and kept.party_id == client.id
+        assert kept.filename == "Акт сверки.pdf" and kept.content_type == "application/pdf"
+        with work.attachments.open(kept.id)[1] as handle:
+            assert handle.read() == b"%PDF-1.4 act"
         old = work.session.scalars(select(Activity).where(Activity.party_id == old_client)).all()
         assert old == []
+
+    # a file the CRM cannot keep (a full disk) leaves the mail recorded, the file named
+    append(
+        settings,
+        sent_mail(imap_user, "buyer@client.ru", "<t2@x>", file=("big.pdf", b"%PDF-1.4 big")),
+        folder="Sent",
+    )
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mail_crm.storage, "save", disk_full)
+    assert sync_account(mail_crm, account).sent_recorded == 1
+    with mail_crm.system() as work:
+        entry = work.session.scalar(select(Activity).where(Activity.external_id == "<t2@x>"))
+        assert entry.party_id == client.id and "attachments" not in entry.data
+        assert entry.data["dropped_attachments"].startswith("big.pdf: ")
+        assert "No space left on device" in entry.data["dropped_attachments"]
+        assert work.attachments.for_record("activity", entry.id) == []

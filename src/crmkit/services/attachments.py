@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import select
 
@@ -137,6 +137,31 @@ class AttachmentService:
                 .order_by(Attachment.id.desc())
             )
         )
+
+    def of_entries(self, entries: Iterable[Any]) -> dict[int, list[Attachment]]:
+        """The files each timeline entry carries (``data["attachments"]``: a mail's files),
+        by entry id, those the actor may read, in one query; entries without any are left out.
+        """
+        wanted = {
+            entry.id: [i for i in (entry.data or {}).get("attachments") or () if isinstance(i, int)]
+            for entry in entries
+        }
+        ids = {i for listed in wanted.values() for i in listed}
+        if not ids or not self.work.access.can("attachment", "read"):
+            return {}
+        found = {
+            a.id: a
+            for a in self.work.session.scalars(
+                select(Attachment)
+                .where(Attachment.id.in_(sorted(ids)))
+                .where(self.work.access.where(self.entity, "read"))
+            )
+        }
+        shown = {
+            entry_id: [found[i] for i in listed if i in found]
+            for entry_id, listed in wanted.items()
+        }
+        return {entry_id: files for entry_id, files in shown.items() if files}
 
     def delete(self, attachment_id: int) -> None:
         """Remove a file (its content goes once the transaction commits)."""

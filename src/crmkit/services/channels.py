@@ -242,6 +242,7 @@ class ChannelService:
                 "account": account,
                 "html": bool(html),
                 **({"cc": list(cc)} if cc else {}),
+                **({"attachments": list(attachment_ids)} if attachment_ids else {}),
             },
         )
         self.work.flush()

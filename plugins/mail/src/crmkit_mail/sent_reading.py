@@ -16,7 +16,9 @@ after its inbox, on every sync (the ``mail.sync`` schedule: within two minutes):
 * each batch is recorded in the transaction that moves the folder's UID mark
   (``sent_last_uid``), so a crash neither loses nor repeats anything.
 
-Files of such mail are not kept (the mail program has them); the entry says how many.
+Their files are kept on the entry as incoming mail's are (``data["attachments"]``); a file
+the CRM refuses (too large for ``storage.max_upload_mb``, a full disk) leaves the mail
+recorded without its files, named in ``data["dropped_attachments"]``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from typing import TYPE_CHECKING
 import attrs
 from sqlalchemy import select, update
 
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity
 from crmkit_mail.accounts import imap_settings
 from crmkit_mail.imap import FetchedMessage, ImapMailbox
 from crmkit_mail.model import MailAccount
-from crmkit_mail.parsing import parse_message
+from crmkit_mail.parsing import ParsedMail, parse_message
 from crmkit_mail.sent_copies import wants_copy
 from crmkit_mail.sync import CHANNEL, external_id
 
@@ -121,8 +124,6 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
     }
     if recipients[1:]:
         data["cc"] = recipients[1:]
-    if parsed.attachments:
-        data["files_not_kept"] = len(parsed.attachments)
     activity = work.timeline.add(
         "mail",
         party_id=party_id,
@@ -137,4 +138,29 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
         status="sent",
     )
     activity.actor_id = account.owner_id
+    if parsed.attachments:
+        _keep_files(work, activity, parsed)
     return True
+
+
+def _keep_files(work: UnitOfWork, activity: Activity, parsed: ParsedMail) -> None:
+    """Store a sent mail's files on its entry, all of them or, if one is refused, none."""
+    work.flush()
+    try:
+        with work.savepoint():
+            kept = [
+                work.attachments.add(
+                    file.filename or "attachment",
+                    file.data or b"",
+                    party_id=activity.party_id,
+                    record=("activity", activity.id),
+                    content_type=file.content_type,
+                    timeline=False,
+                ).id
+                for file in parsed.attachments
+            ]
+    except (ValidationFailed, OSError) as exc:
+        names = ", ".join(file.filename or "attachment" for file in parsed.attachments)
+        activity.data = {**activity.data, "dropped_attachments": f"{names}: {exc}"[:500]}
+        return
+    activity.data = {**activity.data, "attachments": kept}

@@ -52,8 +52,10 @@ def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
     page = unit.timeline.list(
         party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
     )
+    entries = list(page)
     return {
-        "timeline": list(page),
+        "timeline": entries,
+        "files_of": unit.attachments.of_entries(entries),
         "timeline_next": page.next_cursor,
         "kinds": kinds,
         "all_kinds": ACTIVITY_KINDS,

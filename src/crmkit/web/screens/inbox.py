@@ -47,11 +47,13 @@ def _page(
     with work(request) as unit:
         rows = unit.conversations.list(view, status)
         chosen = messages = party = record = None
+        files_of: dict[int, list[Any]] = {}
         templates = candidates = []
         copies_allowed = False
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
             messages = unit.conversations.messages(chosen.id)
+            files_of = unit.attachments.of_entries(messages)
             if chosen.unread:
                 unit.conversations.mark_read(chosen.id)
             if chosen.party_id:
@@ -78,6 +80,7 @@ def _page(
             "parties": parties,
             "chosen": chosen,
             "messages": messages or [],
+            "files_of": files_of,
             "party": party,
             "record": record,
             "templates": templates,
