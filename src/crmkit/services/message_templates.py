@@ -189,7 +189,12 @@ def _plain(value: Any) -> Any:
 
 
 def _columns(record: Any) -> dict[str, Any]:
-    return {c.key: _plain(getattr(record, c.key)) for c in record.__table__.columns}
+    """A record's values for templates; private columns (secrets, hashes) are left out."""
+    return {
+        c.key: _plain(getattr(record, c.key))
+        for c in record.__table__.columns
+        if not c.info.get("private")
+    }
 
 
 class MessageTemplateService:
@@ -370,6 +375,11 @@ class MessageTemplateService:
         """
         values: dict[str, Any] = {"today": utcnow().date(), "party": {}, "record": {}}
         if record is not None:
+            entity = self.work.crm.entities.by_name.get(record[0])
+            if entity is None or not entity.party_attr:
+                raise ValidationFailed(
+                    {"record_entity": [f"{record[0]!r} is not a record of a client"]}
+                )
             service = self.work.records(record[0])
             row = service.get(record[1])
             values["record"] = _columns(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.requests import Request
@@ -46,12 +48,26 @@ def _paired_record(body: dict[str, Any]) -> None:
         raise ValidationFailed({"record_id": ["give record_entity and record_id together"]})
 
 
+@contextmanager
+def _linked(field: str) -> Iterator[None]:
+    """A body's link to something missing or hidden is a 422 naming the field, not a 404."""
+    try:
+        yield
+    except NotFound as exc:
+        raise ValidationFailed({field: [str(exc)]}) from None
+
+
 def _record_of(work: Any, body: dict[str, Any]) -> tuple[str, int] | None:
     """The ``(entity, id)`` a body names, its entity checked."""
     if not body.get("record_entity"):
         return None
-    if body["record_entity"] not in work.crm.entities:
+    entity = work.crm.entities.by_name.get(body["record_entity"])
+    if entity is None:
         raise ValidationFailed({"record_entity": [f"no entity {body['record_entity']!r}"]})
+    if not entity.party_attr:
+        raise ValidationFailed(
+            {"record_entity": [f"{entity.name!r} is not a record of a client (a deal, a task...)"]}
+        )
     return (body["record_entity"], body["record_id"])
 
 
@@ -112,11 +128,21 @@ async def send_message(request: Request) -> Response:
         record = _record_of(work, wanted)
         if record is not None:
             records = work.records(record[0])
-            linked = records.get(record[1])
+            with _linked("record_id"):
+                linked = records.get(record[1])
             if party_id is None:
                 party_id = records.party_id_of(linked)
+        if party_id is not None:
+            with _linked("party_id"):
+                work.parties.get(party_id)
+        attachment_ids = tuple(wanted.get("attachment_ids") or ())
+        with _linked("attachment_ids"):
+            for attachment_id in attachment_ids:
+                work.attachments.get(attachment_id)
         subject, text = wanted.get("subject"), wanted.get("body")
         if wanted.get("template_id") is not None:
+            with _linked("template_id"):
+                work.message_templates.get(wanted["template_id"])
             rendered = work.message_templates.render_for(
                 wanted["template_id"], channel=name, party_id=party_id, record=record
             )
@@ -138,7 +164,7 @@ async def send_message(request: Request) -> Response:
             subject=subject,
             party_id=party_id,
             record=record,
-            attachment_ids=tuple(wanted.get("attachment_ids") or ()),
+            attachment_ids=attachment_ids,
             cc=tuple(wanted.get("cc") or ()),
         )
         work.flush()
