@@ -123,3 +123,27 @@ def test_template_languages_are_language_codes(crm):
     with crm.system() as work, pytest.raises(ValidationFailed) as refused:
         work.message_templates.create(name="Bad", language="English", body="x")
     assert "language" in refused.value.errors
+
+
+def test_templates_see_a_clients_records_but_never_private_columns(crm):
+    from crmkit.testing import add_user
+
+    add_user(crm, "mia", ["manager"], password="a long enough password")
+    with crm.system() as work:
+        party = work.parties.create(name="ООО «Кедр»")
+        deal = work.deals.create(title="Поставка", party_id=party.id)
+        file = work.attachments.add("счёт.pdf", b"%PDF", party_id=party.id)
+        body = "{{ record.title }}|{{ record.filename }}|{{ record.storage_key }}|{{ record }}"
+        template = work.message_templates.create(
+            {"name": "all", "channel": "mail", "subject": "x", "body": body}
+        )
+        deal_text = work.message_templates.render(template.id, record=("deal", deal.id)).body
+        assert deal_text.startswith("Поставка||")
+        file_text = work.message_templates.render(template.id, record=("attachment", file.id)).body
+        assert file_text.startswith("|счёт.pdf||")  # the storage key is not there
+        assert file.storage_key not in file_text
+        # a user is nobody's client record: refused by name, nothing of it rendered
+        user_id = work.users.list()[0].id
+        with pytest.raises(ValidationFailed) as refused:
+            work.message_templates.render(template.id, record=("user", user_id))
+        assert refused.value.errors == {"record_entity": ["'user' is not a record of a client"]}

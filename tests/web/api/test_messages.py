@@ -79,11 +79,39 @@ def test_a_message_refused_by_name_writes_nothing(make_crm, client_for_crm):
     bad_copy = problem(api.post("messages", json=copied), 422)
     assert bad_copy["errors"]["cc"] == ["'бухгалтерия' is not a valid email address"]
     problem(api.post("messages", json={"channel": "letters", "body": "x", "fax": 1}), 422)
-    # a client the user may not see is not there for them
-    hidden = client_for_crm(crm, other).post(
-        "messages", json={"channel": "letters", "to": "a@b.ru", "body": "x", "party_id": party_id}
-    )
-    problem(hidden, 404)
+    # a client, a record, a file or a template the user may not see is named, as missing
+    other_api = client_for_crm(crm, other)
+    base = {"channel": "letters", "to": "a@b.ru", "body": "x"}
+    deal_id = api.post("deal", json={"title": "Поставка", "party_id": party_id}).json()["id"]
+    file_id = api.post(
+        "attachment",
+        data={"party_id": party_id},
+        files={"file": ("счёт.pdf", b"%PDF", "application/pdf")},
+    ).json()["id"]
+    with crm.system() as work:
+        template_id = work.message_templates.create(
+            {"name": "t", "channel": "letters", "body": "x"}
+        ).id
+    for link, field in [
+        ({"party_id": party_id}, "party_id"),
+        ({"record_entity": "deal", "record_id": deal_id}, "record_id"),
+        ({"attachment_ids": [file_id]}, "attachment_ids"),
+        ({"template_id": template_id + 1000}, "template_id"),
+    ]:
+        hidden = problem(other_api.post("messages", json={**base, **link}), 422)
+        assert list(hidden["errors"]) == [field], hidden
+        assert "not found" in hidden["errors"][field][0]
+    # only a client's records (a deal, a task...) are a message's record
+    user = problem(api.post("messages", json={**base, "record_entity": "user",
+                                              "record_id": agent.id}), 422)  # fmt: skip
+    assert user["errors"]["record_entity"] == [
+        "'user' is not a record of a client (a deal, a task...)"
+    ]
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 0
-        assert work.session.scalar(select(func.count()).select_from(Activity)) == 0
+        assert (
+            work.session.scalar(
+                select(func.count()).select_from(Activity).where(Activity.direction == "out")
+            )
+            == 0
+        )
