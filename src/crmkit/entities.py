@@ -26,7 +26,9 @@ class EntityType:
     ``finance_order``).  ``owner_attrs`` are columns holding user ids that make a record the
     user's own; ``team_attr`` a column holding a team id; ``party_attr`` the column linking
     to a party.  With ``scope_through_party`` a record is also visible wherever its party is
-    (an activity, a contact point).  ``schema`` validates create/update input; ``service``
+    (an activity, a contact point); with ``shared_without_party`` as well, a record linked to
+    no party (a conversation waiting in triage) is reached by every scope but none.
+    ``schema`` validates create/update input; ``service``
     names an :class:`~crmkit.services.records.EntityService` subclass with extra behaviour.
     ``output_schema`` is the marshmallow schema of what the API returns for a record; when
     not given it is derived from the model's columns (those marked ``info={"private": True}``
@@ -42,6 +44,7 @@ class EntityType:
     team_attr: str | None = None
     party_attr: str | None = None
     scope_through_party: bool = False
+    shared_without_party: bool = False
     title_attr: str = "id"
     search_attrs: tuple[str, ...] = ()
     filter_attrs: tuple[str, ...] = ()

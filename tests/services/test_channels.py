@@ -178,6 +178,14 @@ def test_send_refuses_what_a_channel_cannot_do(crm):
             work.channels.send("phone", to="+79160000000", body="hi")
         with pytest.raises(ValidationFailed, match="empty"):
             work.channels.send("mail", to="a@b.ru", body="  ")
+        # a line break in a header would only fail later, at the worker, naming nothing
+        for field, values in [
+            ("subject", {"subject": "Счёт\r\nBcc: x@evil.ru"}),
+            ("to", {"to": "a@b.ru\nBcc: x@evil.ru"}),
+        ]:
+            with pytest.raises(ValidationFailed) as refused:
+                work.channels.send("mail", **{"to": "a@b.ru", "body": "x", **values})
+            assert refused.value.errors == {field: ["one line, without line breaks"]}
 
 
 def test_copies_are_checked_once_each_and_travel_with_the_message(crm):

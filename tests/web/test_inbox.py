@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crmkit import InboundMessage
 from crmkit.model import Activity, Conversation, OutboxItem
@@ -283,3 +283,48 @@ async def test_a_messages_files_are_shown_with_it(web, crm):
     manager = await web("manager", locale="ru")
     assert link in (await manager.get(f"/inbox/{letters.id}")).text
     assert (await other.get(f"/files/{file_id}")).status_code == 404
+
+
+async def test_a_lead_that_looks_like_a_client_is_attached_or_created_anyway(web, crm):
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        known = factories.person(work, name="Анна Иванова").id
+    receive(crm, "anna.new@example.ru", "Здравствуйте", 1, name="Анна Иванова")
+    (conversation,) = conversations(crm)
+
+    asked = await agent.post(f"/inbox/{conversation.id}/act", {"action": "lead"})
+    # the likely duplicate is offered to attach to, and creating anyway is one click
+    assert asked.status_code == 409
+    assert "This sender looks like a client you have already" in asked.text
+    assert f'name="party_id" value="{known}"' in asked.text
+    assert 'data-action="lead-anyway"' in asked.text
+    created = await agent.post(
+        f"/inbox/{conversation.id}/act",
+        {"action": "lead", "confirm": "1", "name": "Анна Иванова"},
+    )
+    assert created.status_code == 303
+    (conversation,) = conversations(crm)
+    assert conversation.party_id not in (None, known)
+
+
+async def test_a_colleagues_deal_is_not_shown_and_the_reply_stays_off_it(web, crm):
+    ann = await web("agent", locale="en")
+    bob = await web("agent", locale="en")
+    with crm.acting_as(ann.user) as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "a@kedr.ru"}]
+        )
+    with crm.system() as work:  # bob's deal on ann's client, which the client answered
+        deal = factories.deal(work, party_id=client.id, owner_id=bob.user.id)
+    receive(crm, "a@kedr.ru", "по сделке", 1)
+    with crm.system() as work:
+        work.session.execute(update(Conversation).values(record_entity="deal", record_id=deal.id))
+    (conversation,) = conversations(crm)
+
+    page = await ann.get(f"/inbox/{conversation.id}")
+    assert page.status_code == 200 and "data-record-link" not in page.text
+    sent = await ann.post(f"/inbox/{conversation.id}/act", {"action": "reply", "body": "Ок"})
+    assert sent.status_code == 303
+    with crm.system() as work:
+        reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
+        assert (reply.party_id, reply.record_id) == (client.id, None)

@@ -175,6 +175,8 @@ class AccessPolicy:
                 else false()
             )
             clauses.append(entity.column(entity.party_attr).in_(party_rows))
+            if entity.shared_without_party:
+                clauses.append(entity.column(entity.party_attr).is_(None))
         return or_(*clauses) if clauses else false()
 
     def _ownership(self, entity: EntityType, model: Any, scope: Scope) -> list[Any]:

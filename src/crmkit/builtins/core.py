@@ -254,9 +254,11 @@ def crmkit_register_entities() -> list[EntityType]:
             label="Conversation",
             label_plural="Conversations",
             title_attr="subject",
-            owner_attrs=("assignee_id",),
+            # visible where its client is, and to everyone while in triage (no client yet);
+            # being assigned one does not show a client the assignee may not see
             party_attr="party_id",
             scope_through_party=True,
+            shared_without_party=True,
             filter_attrs=("party_id", "channel", "status", "assignee_id"),
             sort_attrs=("last_message_at",),
             default_sort=("-last_message_at",),

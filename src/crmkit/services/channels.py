@@ -220,6 +220,9 @@ class ChannelService:
             raise ValidationFailed({"channel": [f"{channel.name} cannot send"]})
         if not (to or "").strip():
             raise ValidationFailed({"to": ["no recipient"]})
+        for field, value in (("to", to), ("subject", subject or "")):
+            if any(mark in value for mark in "\r\n\x00"):
+                raise ValidationFailed({field: ["one line, without line breaks"]})
         if not (body or html or "").strip():
             raise ValidationFailed({"body": ["the message is empty"]})
         cc = tuple(copies(channel, to, cc, self.region))
@@ -738,7 +741,8 @@ class ChannelService:
                     party, channel.address_kind.value, sender, service=channel.service
                 )
         activity.party_id = party.id
-        activity.status = "new"
+        if activity.direction != "out":  # a reply sent from triage keeps its delivery state
+            activity.status = "new"
         for attachment_id in (activity.data or {}).get("attachments", []):
             stored = self.work.session.get(AttachmentRow, attachment_id)
             if stored is not None and stored.party_id is None:

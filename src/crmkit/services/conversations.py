@@ -18,7 +18,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, bindparam, or_, select, true, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
@@ -89,126 +89,19 @@ class ConversationService:
 
     # -- filing messages ------------------------------------------------------------------
 
-    def file(
-        self,
-        activity: Activity,
-        *,
-        address: str,
-        address_key: str,
-        sender_name: str | None,
-        open_by_key: dict[str, Conversation] | None = None,
-    ) -> Conversation:
-        """Put an inbound message into its sender's open conversation (or a new one).
-
-        ``open_by_key`` (from :meth:`open_by_key`) lets a batch look every sender's open
-        conversation up in one query; conversations started here are added to it, and the
-        caller flushes once for the whole batch.
-        """
-        conversation = self._open_one(activity.channel or "", address_key, open_by_key)
-        record = (
-            (activity.record_entity, activity.record_id)
-            if activity.record_entity and activity.record_id
-            else None
-        )
-        conversation = self.note_message(
-            conversation,
-            channel=activity.channel or "",
-            address=address,
-            address_key=address_key,
-            sender_name=sender_name,
-            subject=activity.subject,
-            party_id=activity.party_id,
-            record=record,
-            when=activity.occurred_at,
-            open_by_key=open_by_key,
-        )
-        if conversation.id is None:
-            self.work.flush()
-        activity.conversation_id = conversation.id
-        return conversation
-
-    def open_by_key(self, channel: str, keys: list[str]) -> dict[str, Conversation]:
-        """The open conversation (the newest) of each sender address key, in one query."""
-        found: dict[str, Conversation] = {}
-        unique = sorted(set(keys))
-        for start in range(0, len(unique), 500):
-            rows = self.work.session.scalars(
-                select(Conversation)
-                .where(
-                    Conversation.channel == channel,
-                    Conversation.address_key.in_(unique[start : start + 500]),
-                    Conversation.status != "closed",
-                )
-                .order_by(Conversation.id.desc())
-            )
-            for conversation in rows:
-                found.setdefault(conversation.address_key, conversation)
-        return found
-
-    def _open_one(
-        self, channel: str, address_key: str, open_by_key: dict[str, Conversation] | None
-    ) -> Conversation | None:
-        if open_by_key is not None:
-            return open_by_key.get(address_key)
-        return self.work.session.scalar(
-            select(Conversation)
-            .where(
-                Conversation.channel == channel,
-                Conversation.address_key == address_key,
-                Conversation.status != "closed",
-            )
-            .order_by(Conversation.id.desc())
-            .limit(1)
-        )
-
-    def note_message(
-        self,
-        conversation: Conversation | None,
-        *,
-        channel: str,
-        address: str,
-        address_key: str,
-        sender_name: str | None,
-        subject: str | None,
-        party_id: int | None,
-        record: tuple[str, int] | None,
-        when: dt.datetime,
-        open_by_key: dict[str, Conversation] | None = None,
-    ) -> Conversation:
-        """Count a new message on ``conversation`` (started when ``None``); not flushed."""
-        if conversation is None:
-            conversation = Conversation(
-                channel=channel,
-                address=address,
-                address_key=address_key,
-                sender_name=sender_name,
-                subject=subject,
-                party_id=party_id,
-                status="open",
-                unread=0,
-                last_message_at=when,
-                created_at=utcnow(),
-            )
-            self.work.session.add(conversation)
-            if open_by_key is not None:
-                open_by_key[address_key] = conversation
-        conversation.unread = (conversation.unread or 0) + 1
-        conversation.last_message_at = max(conversation.last_message_at, when)
-        if conversation.status == "snoozed":
-            conversation.status, conversation.snoozed_until = "open", None
-        if conversation.party_id is None and party_id is not None:
-            conversation.party_id = party_id
-        if record is not None:
-            conversation.record_entity, conversation.record_id = record
-        self._announce()
-        return conversation
-
     def note_messages(self, channel: str, notes: list[InboundNote]) -> list[int]:
-        """:meth:`note_message` for a batch of messages on one channel; their conversation ids.
+        """File a batch of inbound messages on one channel; their conversation ids.
 
-        The same rules, without ORM objects: one query for the senders' open conversations,
-        one ``executemany`` UPDATE of those counted on, one bulk INSERT of those started
-        (ids allocated up front).  Conversation objects already loaded in the session are
+        Each goes to its sender's open conversation (the newest), or starts one: counted as
+        unread, a snoozed one woken, the deal or task of its thread noted.  A conversation
+        in triage whose sender has since become known (an address added to a client's card)
+        takes that client, with its earlier messages; a sender whose address now belongs to
+        another client starts a new conversation there (the old one stays with the old
+        client's people).
+
+        Without ORM objects: one query for the senders' open conversations, one
+        ``executemany`` UPDATE of those counted on, one bulk INSERT of those started (ids
+        allocated up front).  Conversation objects already loaded in the session are
         expired, so they read the new counts.
         """
         if not notes:
@@ -228,8 +121,12 @@ class ConversationService:
         started: list[dict[str, Any]] = []
         changed: dict[int, dict[str, Any]] = {}
         targets: list[dict[str, Any]] = []
+        known_now: dict[int, int] = {}  # conversation id -> the party its sender became
         for note in notes:
             state = opened.get(note.address_key)
+            moved = state is not None and note.party_id is not None
+            if moved and state["party_id"] not in (None, note.party_id):
+                state = None  # the address is another client's now
             if state is None:
                 state = {
                     "id": None,
@@ -260,6 +157,8 @@ class ConversationService:
                 state["status"], state["snoozed_until"] = "open", None
             if state["party_id"] is None and note.party_id is not None:
                 state["party_id"] = note.party_id
+                if state["id"] is not None:
+                    known_now[state["id"]] = note.party_id
             if note.record is not None:
                 state["record_entity"], state["record_id"] = note.record
             targets.append(state)
@@ -280,17 +179,19 @@ class ConversationService:
             for loaded in list(work.session.identity_map.values()):
                 if isinstance(loaded, Conversation) and loaded.id in changed:
                     work.session.expire(loaded)
+        for conversation_id, party_id in known_now.items():
+            conversation = work.session.get(Conversation, conversation_id)
+            party = work.session.get(Party, party_id)
+            if conversation is not None and party is not None:
+                self.file_triaged(conversation, party)
         return [state["id"] for state in targets]
 
     # -- reading --------------------------------------------------------------------------
 
-    def _visible(self) -> Any:
-        access = self.work.access
-        if self.work.actor.system:
-            return true()
-        party_rows = select(Party.id).where(access.where("party", "read"))
-        # triage (no client yet) is everyone's queue; the rest follows the client
-        return or_(Conversation.party_id.in_(party_rows), Conversation.party_id.is_(None))
+    def _visible(self, action: str = "read") -> Any:
+        # triage (no client yet) is everyone's queue; the rest follows the client: the
+        # entity's own predicate (``shared_without_party``), so the API lists the same
+        return self.work.access.where("conversation", action)
 
     def list(
         self, view: str = "unassigned", status: str = "open", limit: int = 100
@@ -353,9 +254,18 @@ class ConversationService:
 
     # -- acting ---------------------------------------------------------------------------
 
-    def _change(self, conversation_id: int, **values: Any) -> Conversation:
-        self.work.access.require("conversation", "update")
+    def _for_update(self, conversation_id: int) -> Conversation:
+        """A visible conversation the actor's ``update`` scope reaches (else refused)."""
+        access = self.work.access
+        access.require("conversation", "update")
         conversation = self.get(conversation_id)
+        access.check_record(
+            self.work.session, self.work.crm.entities["conversation"], conversation.id, "update"
+        )
+        return conversation
+
+    def _change(self, conversation_id: int, **values: Any) -> Conversation:
+        conversation = self._for_update(conversation_id)
         changes = {
             key: [getattr(conversation, key), value]
             for key, value in values.items()
@@ -402,6 +312,8 @@ class ConversationService:
         """Hide it until ``until`` (a new message brings it back sooner)."""
         if until.tzinfo is None or until <= utcnow():
             raise ValidationFailed({"until": ["a time in the future"]})
+        if self.get(conversation_id).status == "closed":
+            raise ValidationFailed({"status": ["a closed conversation is not snoozed: reopen it"]})
         return self._change(conversation_id, status="snoozed", snoozed_until=until)
 
     def close(self, conversation_id: int) -> Conversation:
@@ -432,12 +344,8 @@ class ConversationService:
         those the client's latest message went to besides us, for a reply to all);
         ``attachment_ids``: files sent with it (stored already, see ``work.attachments``).
         """
-        conversation = self.get(conversation_id)
-        record = (
-            (conversation.record_entity, conversation.record_id)
-            if conversation.record_entity and conversation.record_id
-            else None
-        )
+        conversation = self._for_update(conversation_id)
+        record = self.record_of(conversation)
         if template_id is not None:
             # the version in the client's language (else the deployment's, else the oldest)
             rendered = self.work.message_templates.render_for(
@@ -454,7 +362,7 @@ class ConversationService:
         in_reply_to = last_in.external_id if last_in is not None else None
         refs = tuple(reversed((last_in.data or {}).get("refs", []))) if last_in else ()
         if subject is None and conversation.subject:
-            subject = conversation.subject
+            subject = " ".join(conversation.subject.split())  # one line, whatever came in
             if not subject.lower().startswith("re:"):
                 subject = f"Re: {subject}"
         activity = self.work.channels.send(
@@ -475,6 +383,20 @@ class ConversationService:
         conversation.unread = 0
         return activity
 
+    def record_of(self, conversation: Conversation) -> tuple[str, int] | None:
+        """The deal or task the conversation is about, if the actor may see it.
+
+        The thread chose it; a colleague's deal the actor may not see is not shown to them,
+        and their reply goes to the client's timeline without it.
+        """
+        if not (conversation.record_entity and conversation.record_id):
+            return None
+        try:
+            self.work.records(conversation.record_entity).get(conversation.record_id)
+        except NotFound:
+            return None
+        return (conversation.record_entity, conversation.record_id)
+
     def reply_copies(self, conversation_id: int) -> list[str]:
         """Whom the client's latest message was also addressed to (a reply to all copies them)."""
         conversation = self.get(conversation_id)
@@ -486,9 +408,15 @@ class ConversationService:
         )
         return [str(address) for address in (data or {}).get("cc", [])]
 
-    def create_lead(self, conversation_id: int, name: str | None = None) -> Party:
-        """Make the unknown sender a new person (a lead) and file the conversation there."""
-        conversation = self.get(conversation_id)
+    def create_lead(
+        self, conversation_id: int, name: str | None = None, *, confirm_duplicates: bool = False
+    ) -> Party:
+        """Make the unknown sender a new person (a lead) and file the conversation there.
+
+        A likely duplicate is :class:`~crmkit.errors.DuplicatesFound` (attach to it instead,
+        or confirm with ``confirm_duplicates``).
+        """
+        conversation = self._for_update(conversation_id)
         if conversation.party_id is not None:
             raise ValidationFailed({"party_id": ["the conversation already has a client"]})
         channel = self.work.channels.channel(conversation.channel)
@@ -497,18 +425,32 @@ class ConversationService:
                 "kind": "person",
                 "name": (name or conversation.sender_name or conversation.address).strip(),
                 "source": conversation.channel,
-            }
+            },
+            confirm_duplicates=confirm_duplicates,
         )
         self.attach(conversation.id, party.id, _channel=channel)
         return party
 
     def attach(self, conversation_id: int, party_id: int, _channel: Any = None) -> Conversation:
         """File an unknown sender's conversation under an existing party (the address is kept)."""
-        conversation = self.get(conversation_id)
+        conversation = self._for_update(conversation_id)
         if conversation.party_id is not None:
             raise ValidationFailed({"party_id": ["the conversation already has a client"]})
-        self.work.access.require("conversation", "update")
         party = self.work.parties.get(party_id, action="update")
+        self.file_triaged(conversation, party)
+        changes: dict[str, list[Any]] = {"party_id": [None, party_id]}
+        assignee = conversation.assignee_id
+        if assignee is not None and not self._sees_party(assignee, party_id):
+            # whoever took it in triage may not see this client: back to the queue
+            conversation.assignee_id = None
+            changes["assignee_id"] = [assignee, None]
+        self.work.flush()
+        self.work.audit("conversation", conversation.id, "attach", changes)
+        self._announce()
+        return conversation
+
+    def file_triaged(self, conversation: Conversation, party: Party) -> None:
+        """Move the conversation's messages still waiting in triage to ``party``."""
         triaged = self.work.session.scalars(
             select(Activity).where(
                 Activity.conversation_id == conversation.id, Activity.party_id.is_(None)
@@ -516,10 +458,7 @@ class ConversationService:
         ).all()
         for activity in triaged:
             self.work.channels.file_under(activity, party)
-        conversation.party_id = party_id
-        self.work.flush()
-        self.work.audit("conversation", conversation.id, "attach", {"party_id": [None, party_id]})
-        return conversation
+        conversation.party_id = party.id
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.channels import Capability
-from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.errors import CrmkitError, DuplicatesFound, ValidationFailed
 from crmkit.services.conversations import STATUSES, VIEWS
 from crmkit.web import i18n
 from crmkit.web.forms import address_list, local_time, optional_int
@@ -41,8 +41,10 @@ def _page(
     chosen_id: int | None,
     draft: dict[str, Any] | None = None,
     code: int = 200,
+    duplicates: dict[str, Any] | None = None,
 ) -> Response:
-    """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error)."""
+    """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error);
+    ``duplicates`` the clients a new lead would likely duplicate (``name``, ``candidates``)."""
     search = (request.query_params.get("party") or "").strip()
     with work(request) as unit:
         rows = unit.conversations.list(view, status)
@@ -58,8 +60,9 @@ def _page(
                 unit.conversations.mark_read(chosen.id)
             if chosen.party_id:
                 party = unit.parties.get(chosen.party_id)
-            if chosen.record_entity and chosen.record_id:
-                record = unit.records(chosen.record_entity).get(chosen.record_id)
+            shown = unit.conversations.record_of(chosen)  # a deal the user may see
+            if shown is not None:
+                record = unit.records(shown[0]).get(shown[1])
             templates = unit.message_templates.list(channel=chosen.channel)
             if search and chosen.party_id is None:
                 candidates = unit.parties.list(search=search, limit=10).items
@@ -89,6 +92,7 @@ def _page(
             "users": users,
             "copies_allowed": copies_allowed,
             "draft": draft or {},
+            "duplicates": duplicates,
         },
         status=code,
     )
@@ -102,11 +106,7 @@ def _store_uploads(unit: Any, conversation_id: int, value: Any) -> tuple[int, ..
     if not uploads:
         return ()
     conversation = unit.conversations.get(conversation_id)
-    record = (
-        (conversation.record_entity, conversation.record_id)
-        if conversation.record_entity and conversation.record_id
-        else None
-    )
+    record = unit.conversations.record_of(conversation)
     if conversation.party_id is None and record is None:
         raise ValidationFailed(
             {"files": [i18n.lazy("a file is kept on a client: create a lead or attach first")]}
@@ -128,6 +128,7 @@ def act(request: Request) -> Response:
     back = f"/inbox/{conversation_id}?view={data.get('view', 'unassigned')}"
     message = i18n.lazy("Saved.")
     draft: dict[str, Any] | None = None
+    duplicates: dict[str, Any] | None = None
     try:
         with work(request) as unit:
             service = unit.conversations
@@ -169,7 +170,15 @@ def act(request: Request) -> Response:
             elif action == "reopen":
                 service.reopen(conversation_id)
             elif action == "lead":
-                party = service.create_lead(conversation_id, str(data.get("name") or "") or None)
+                name = str(data.get("name") or "") or None
+                try:
+                    party = service.create_lead(
+                        conversation_id, name, confirm_duplicates=data.get("confirm") == "1"
+                    )
+                except DuplicatesFound as found:
+                    # attach to one of them, or confirm: shown with the conversation
+                    duplicates = {"name": name or "", "candidates": found.candidates}
+                    raise
                 message = i18n.lazy("Lead created.")
                 back = f"/inbox/{conversation_id}?view=unassigned&lead={party.id}"
             elif action == "attach":
@@ -181,6 +190,10 @@ def act(request: Request) -> Response:
             else:
                 raise CrmkitError(f"unknown action {action!r}")
     except CrmkitError as failed:
+        if duplicates is not None:
+            view = str(data.get("view") or "unassigned")
+            view = view if view in VIEWS else "unassigned"
+            return _page(request, view, "open", conversation_id, code=409, duplicates=duplicates)
         if draft is not None:
             draft["error"] = error_text(request, failed)
             view = str(data.get("view") or "unassigned")

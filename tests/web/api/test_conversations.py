@@ -1,0 +1,40 @@
+"""Conversations over the API: the same ones the contact center shows."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from sqlalchemy import update
+
+from crmkit.errors import NotFound
+from crmkit.model import Conversation
+from crmkit.testing import add_user
+from tests.services.test_conversations import client_of, conversations, receive
+from tests.web.conftest import ChatChannel
+
+
+@pytest.fixture
+def crm(make_crm):
+    return make_crm(plugins=[ChatChannel()])
+
+
+def test_the_api_lists_the_conversations_the_screens_show(crm, client_for_crm):
+    """Triage is everyone's; being assigned one does not show a client one may not see."""
+    ann, bob = add_user(crm, "ann"), add_user(crm, "bob")
+    receive(crm, "stranger@new.ru", "triage", 1)
+    client_of(crm, ann, "a@kedr.ru")
+    receive(crm, "a@kedr.ru", "ann's client", 2)
+    triage, anns = conversations(crm)
+    with crm.system() as work:  # assigned to bob, who may not see ann's client
+        work.session.execute(
+            update(Conversation).where(Conversation.id == anns.id).values(assignee_id=bob.id)
+        )
+    for user, expected in [(ann, {triage.id, anns.id}), (bob, {triage.id})]:
+        with crm.acting_as(user) as work:
+            screens = set()
+            for conversation in (triage, anns):
+                with contextlib.suppress(NotFound):
+                    screens.add(work.conversations.get(conversation.id).id)
+        listed = client_for_crm(crm, user).get("conversation").json()["items"]
+        assert {c["id"] for c in listed} == screens == expected, user.username
