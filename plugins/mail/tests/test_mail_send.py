@@ -514,3 +514,17 @@ def test_mail_sent_from_a_mail_program_lands_on_the_clients_timeline_once(
         assert entry.data["dropped_attachments"].startswith("big.pdf: ")
         assert "No space left on device" in entry.data["dropped_attachments"]
         assert work.attachments.for_record("activity", entry.id) == []
+
+
+def test_a_colleagues_own_mailbox_is_not_sent_from(mail_crm, account, smtp):
+    ivan = add_user(mail_crm, "ivan", ["agent"])
+    mia = add_user(mail_crm, "mia", ["manager"])
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, owner_id=ivan.id)  # ivan's own mailbox
+    with mail_crm.acting_as(mia) as work, pytest.raises(ValidationFailed) as refused:
+        mail(work).send(to="buyer@client.ru", subject="x", body="x", account="sales")
+    assert refused.value.errors == {"account": ["sales is a colleague's own mailbox"]}
+    with mail_crm.acting_as(ivan) as work:  # its owner may
+        mail(work).send(to="buyer@client.ru", subject="x", body="x", account="sales")
+    deliver_outbox(mail_crm)
+    assert len(smtp.received) == 1

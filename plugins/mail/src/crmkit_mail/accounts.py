@@ -236,10 +236,29 @@ class MailAccounts:
             statement = statement.where(MailAccount.active.is_(True))
         return list(self.work.session.scalars(statement))
 
+    def may_send_from(self, account: MailAccount) -> bool:
+        """Whether the actor may send from ``account``: a shared mailbox, their own, or any
+        for those who manage mailboxes (and the system, delivering what was queued)."""
+        actor = self.work.actor
+        return (
+            actor.system
+            or account.owner_id is None
+            or account.owner_id == actor.user_id
+            or self.work.access.can("mail_account", "update")
+        )
+
     def sending_account(self, *, name: str | None, user_id: int | None) -> MailAccount:
-        """The mailbox a message goes out from: the named one, the sender's own, or a shared one."""
+        """The mailbox a message goes out from: the named one, the sender's own, or a shared one.
+
+        A colleague's own mailbox is refused (naming ``account``): mail from it would go out
+        under their address and login, and its answers land in their mailbox.
+        """
         if name:
-            return self.by_name(name)
+            account = self.by_name(name)
+            if not self.may_send_from(account):
+                owned = f"{account.name} is a colleague's own mailbox"
+                raise ValidationFailed({"account": [owned]})
+            return account
         statement = select(MailAccount).where(
             MailAccount.active.is_(True), MailAccount.smtp_host != ""
         )

@@ -254,7 +254,11 @@ def _mailing_choices(unit: Any) -> dict[str, Any]:
         "templates": mail_templates(unit),
         "groups": unit.groups.tree(),
         "views": views,
-        "accounts": [a for a in mail(unit).accounts.list(active_only=True) if a.smtp_host],
+        "accounts": [
+            a
+            for a in mail(unit).accounts.list(active_only=True)
+            if a.smtp_host and mail(unit).accounts.may_send_from(a)
+        ],
     }
 
 
