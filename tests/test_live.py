@@ -9,6 +9,7 @@ import pytest
 
 from crmkit.clock import utcnow
 from crmkit.live import LocalHub, PostgresHub, RedisHub
+from crmkit.services.conversations import InboundNote
 
 
 async def _receive_one(hub, user_id, publish):
@@ -96,24 +97,20 @@ def test_a_message_for_everyone_reaches_every_tab_through_redis(redis_url):
     sender.close()
 
 
+def note(address):
+    return InboundNote(address, address, None, "?", None, None, utcnow())
+
+
 def test_a_filed_message_tells_open_inboxes_once_after_commit(crm):
     """Inbound messages announce "inbox changed" once per unit of work, only if committed."""
     published = []
     crm.live.publish = lambda user_id, message: published.append((user_id, message))
     with crm.system() as work:
         for n in range(3):
-            work.conversations.note_message(
-                None, channel="chat", address=f"a{n}@example.ru", address_key=f"a{n}@example.ru",
-                sender_name=None, subject="?", party_id=None, record=None,
-                when=utcnow(),
-            )  # fmt: skip
+            work.conversations.note_messages("chat", [note(f"a{n}@example.ru")])
         assert published == []  # not before the commit
     assert published == [(0, {"type": "inbox"})]
     with pytest.raises(RuntimeError), crm.system() as work:
-        work.conversations.note_message(
-            None, channel="chat", address="b@example.ru", address_key="b@example.ru",
-            sender_name=None, subject="?", party_id=None, record=None,
-            when=utcnow(),
-        )  # fmt: skip
+        work.conversations.note_messages("chat", [note("b@example.ru")])
         raise RuntimeError("failed")
     assert len(published) == 1  # a rolled-back message announces nothing

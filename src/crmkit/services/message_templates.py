@@ -375,11 +375,6 @@ class MessageTemplateService:
         """
         values: dict[str, Any] = {"today": utcnow().date(), "party": {}, "record": {}}
         if record is not None:
-            entity = self.work.crm.entities.by_name.get(record[0])
-            if entity is None or not entity.party_attr:
-                raise ValidationFailed(
-                    {"record_entity": [f"{record[0]!r} is not a record of a client"]}
-                )
             service = self.work.records(record[0])
             row = service.get(record[1])
             values["record"] = _columns(row)

@@ -64,10 +64,6 @@ def _record_of(work: Any, body: dict[str, Any]) -> tuple[str, int] | None:
     entity = work.crm.entities.by_name.get(body["record_entity"])
     if entity is None:
         raise ValidationFailed({"record_entity": [f"no entity {body['record_entity']!r}"]})
-    if not entity.party_attr:
-        raise ValidationFailed(
-            {"record_entity": [f"{entity.name!r} is not a record of a client (a deal, a task...)"]}
-        )
     return (body["record_entity"], body["record_id"])
 
 
