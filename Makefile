@@ -47,7 +47,8 @@ install: $(BIN)/.installed assets
 
 # The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
-	@test -f $(DEMO_DIR)/crmkit.toml || $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq --plugin mail
+	@test -f $(DEMO_DIR)/crmkit.toml || { $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq --plugin mail && \
+		printf '\n[web]\n# where the demo is served: the unsubscribe links of mailings start with it\nbase_url = "http://127.0.0.1:8000"\n' >> $(DEMO_DIR)/crmkit.toml; }
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
 		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
@@ -57,8 +58,9 @@ demo: install
 # The car service example (examples/carservice): a demo year for two branches, on port 8001.
 CARSERVICE_DIR ?= var/demo-carservice
 demo-carservice: install
-	@test -f $(CARSERVICE_DIR)/crmkit.toml || $(BIN)/crmkit init $(CARSERVICE_DIR) --no-migrate \
-		--plugin finance --plugin booking --plugin mail --plugin carservice
+	@test -f $(CARSERVICE_DIR)/crmkit.toml || { $(BIN)/crmkit init $(CARSERVICE_DIR) --no-migrate \
+		--plugin finance --plugin booking --plugin mail --plugin carservice && \
+		printf '\n[web]\n# where the demo is served: the unsubscribe links of mailings start with it\nbase_url = "http://127.0.0.1:8001"\n' >> $(CARSERVICE_DIR)/crmkit.toml; }
 	$(BIN)/crmkit --config $(CARSERVICE_DIR) db upgrade
 	@$(BIN)/crmkit --config $(CARSERVICE_DIR) user list | grep -q . || \
 		$(BIN)/crmkit --config $(CARSERVICE_DIR) demo carservice

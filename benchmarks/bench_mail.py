@@ -175,7 +175,8 @@ def mass_mailing(db: str, directory: Path, smtp, count: int) -> tuple[float, int
     from crmkit_mail import plugin as mail_plugin
     from crmkit_mail.campaigns import send_campaign
 
-    crm = make_crm([mail_plugin], db=db, directory=directory)
+    settings = {"web.base_url": "https://crm.example.test"}  # unsubscribe links need it
+    crm = make_crm([mail_plugin], db=db, directory=directory, settings=settings)
     try:
         with crm.system() as work:
             created = work.parties.bulk_create(

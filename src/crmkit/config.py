@@ -159,7 +159,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "Public address of the web UI (https://crm.example.com), used in links such as "
-        "calendar feed URLs; empty uses the address of the request.",
+        "calendar feed URLs; empty uses the address of the request. Mailings (mail plugin) "
+        "need it for their unsubscribe links and refuse to start without it.",
     ),
 )
 

@@ -17,6 +17,7 @@ from crmkit_mail.testing import (
 from crmkit.testing import require
 
 _users = itertools.count(1)
+PUBLIC_ADDRESS = "https://crm.example.test"
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +50,15 @@ def smtp(tmp_path, certificate):
 
 @pytest.fixture
 def mail_crm(make_crm, certificate):
-    """A fresh application with the mail plugin, trusting the test servers' certificate."""
+    """A fresh application with the mail plugin, trusting the test servers' certificate, at
+    a public address (mailings' unsubscribe links need one)."""
     return make_crm(
         plugins=[mail_plugin],
-        settings={"mail.ca_file": str(certificate[0]), "mail.timeout_seconds": 10},
+        settings={
+            "mail.ca_file": str(certificate[0]),
+            "mail.timeout_seconds": 10,
+            "web.base_url": PUBLIC_ADDRESS,
+        },
     )
 
 

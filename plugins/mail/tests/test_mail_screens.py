@@ -7,12 +7,14 @@ import contextlib
 
 import pytest
 from crmkit_mail import mail
+from crmkit_mail import plugin as mail_plugin
 from crmkit_mail.imap import ImapMailbox
 from crmkit_mail.model import MailAccount, MailCampaign
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.testing import dovecot_server
 from sqlalchemy import select
 
+from crmkit.errors import ValidationFailed
 from crmkit.jobs.delivery import deliver_due
 from crmkit.testing import add_user, free_port
 from crmkit.testing.web import WebClient
@@ -292,6 +294,39 @@ async def test_the_mailing_screens_from_draft_to_report(mail_crm, smtp):
     again = await manager.post(f"{path}/start")
     assert again.status_code == 303
     assert "the mailing is done already" in (await manager.get(path)).text
+
+
+async def test_a_mailing_does_not_start_without_the_crms_public_address(
+    make_crm, certificate, smtp
+):
+    # web.base_url left empty, as in a new deployment: an unsubscribe link would lead nowhere
+    crm = make_crm(plugins=[mail_plugin], settings={"mail.ca_file": str(certificate[0])})
+    smtp_mailbox(crm, smtp)
+    template, group, _ids = mixed_clients(crm)
+    manager = await signed_in(crm, "manager", ["manager"])
+    created = await manager.post(
+        "/mail/mailings/new",
+        {"name": "Шины", "template": str(template), "audience": "group",
+         "group_id": str(group), "rate_per_minute": "0"},
+    )  # fmt: skip
+    assert created.status_code == 303  # a draft can be written and previewed
+    path = created.headers["location"]
+    missing = "web.base_url: set web.base_url to the CRM&#39;s public address"
+    draft = await manager.get(path)
+    assert f'id="preview-error">{missing}' in draft.text
+    assert (await manager.post(f"{path}/start")).status_code == 303
+    refused = await manager.get(path)
+    assert f'role="status">{missing}' in refused.text and "Mailing started" not in refused.text
+    campaign_id = int(path.rsplit("/", 1)[1])
+    with crm.system() as work:
+        campaigns = mail(work).campaigns
+        assert (
+            campaigns.get(campaign_id).status == "draft" and campaigns.recipients(campaign_id) == []
+        )
+        with pytest.raises(ValidationFailed, match="web.base_url: set web.base_url"):
+            campaigns.start(campaign_id)
+    deliver_due(crm)
+    assert smtp.received == []
 
 
 async def test_a_mailing_to_a_saved_filter(mail_crm, smtp):

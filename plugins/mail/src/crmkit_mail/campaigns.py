@@ -55,10 +55,28 @@ def unsubscribe_token(crm: CRM, address: str, campaign_id: int | None = None) ->
     return _signer(crm).sign(f"{address.lower()}|{campaign_id or ''}".encode()).decode()
 
 
+def public_address(crm: CRM) -> str:
+    """The CRM's public address (``web.base_url``) that unsubscribe links start with.
+
+    A mail is read far from any request, so there is no address to fall back on: without
+    the setting a ``ValidationFailed`` names it (a made-up address would be a dead link).
+    """
+    base = str(crm.config["web.base_url"] or "").strip().rstrip("/")
+    if not base:
+        raise ValidationFailed(
+            {
+                "web.base_url": [
+                    "set web.base_url to the CRM's public address: unsubscribe links need it"
+                ]
+            }
+        )
+    return base
+
+
 def unsubscribe_url(crm: CRM, address: str, campaign_id: int | None = None) -> str:
-    """The unsubscribe link put in every mailing to ``address``."""
-    base = (crm.config["web.base_url"] or "http://127.0.0.1:8000").rstrip("/")
-    return f"{base}/mail/unsubscribe/{unsubscribe_token(crm, address, campaign_id)}"
+    """The unsubscribe link put in every mailing to ``address`` (needs ``web.base_url``)."""
+    token = unsubscribe_token(crm, address, campaign_id)
+    return f"{public_address(crm)}/mail/unsubscribe/{token}"
 
 
 def address_of_token(crm: CRM, token: str) -> tuple[str, int | None] | None:
@@ -246,6 +264,7 @@ class Campaigns:
         campaign = self.get(campaign_id)
         if campaign.status != "draft":
             raise ValidationFailed({"status": [f"the mailing is {campaign.status} already"]})
+        public_address(self.work.crm)  # every mail's unsubscribe link starts with it
         party_ids = self._party_ids(campaign)
         emails: dict[int, str] = {}
         for start in range(0, len(party_ids), 5000):
@@ -374,6 +393,7 @@ def send_campaign(
         assert account is not None
         settings = smtp_settings(crm, account)
         sender, sender_name = account.address, account.display_name or None
+        public_address(crm)  # the setting cleared since the start: nothing goes out, retried
         rate = campaign.rate_per_minute if rate_per_minute is None else rate_per_minute
     default_language = str(crm.config["locale.default"])
     interval = 60.0 / rate if rate else 0.0
