@@ -91,6 +91,31 @@ async def test_a_mailing_from_start_to_report(mail_crm, account, smtp, dovecot, 
         assert mail(work).campaigns.start(later.id) == 2
 
 
+async def test_the_link_of_a_deleted_mailing_still_unsubscribes(mail_crm, account, smtp):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        old = mail(work).campaigns.create("Осень", subject="s", body="b", group_id=group_id,
+                                          rate_per_minute=0)  # fmt: skip
+        mail(work).campaigns.start(old.id)
+    deliver_due(mail_crm)
+    mailed = {r.recipients[0]: parse_message(r.raw) for r in smtp.received}
+    link = re.search(r"http\S+/mail/unsubscribe/\S+", mailed["a@one.ru"].text).group(0)
+    with mail_crm.system() as work:
+        work.records("mail_campaign").delete(old.id)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(mail_crm)), base_url="http://test"
+    ) as client:
+        done = await client.post(link.removeprefix("https://crm.example.test"))
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+
+    with mail_crm.system() as work:
+        later = mail(work).campaigns.create("Весна", subject="s", body="b", group_id=group_id)
+        assert mail(work).campaigns.start(later.id) == 2  # b@two.ru and c@three.ru
+        statuses = {r.address: r.status for r in mail(work).campaigns.recipients(later.id)}
+    assert statuses["a@one.ru"] == "unsubscribed"
+
+
 def test_the_rate_limit_spaces_the_mails(mail_crm, account, smtp):
     group_id = clients(mail_crm)
     with mail_crm.system() as work:

@@ -325,10 +325,16 @@ class Campaigns:
         return counts
 
     def unsubscribe(self, address: str, campaign_id: int | None = None) -> None:
-        """Record that ``address`` wants no more mailings (idempotent)."""
+        """Record that ``address`` wants no more mailings (idempotent).
+
+        ``campaign_id`` is the mailing the link came in; one deleted since is not named
+        (the opt-out holds all the same).
+        """
         key = address.strip().lower()
         if self.work.session.get(MailUnsubscribe, key) is not None:
             return
+        if campaign_id is not None and self.work.session.get(MailCampaign, campaign_id) is None:
+            campaign_id = None
         party_id = self.work.session.scalar(
             select(ContactPoint.party_id).where(
                 ContactPoint.kind == "email", ContactPoint.key == key
