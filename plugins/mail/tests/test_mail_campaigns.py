@@ -13,6 +13,7 @@ from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
 
 from crmkit.jobs.delivery import deliver_due
+from crmkit.testing.channel_contract import make_due
 from crmkit.web.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -114,6 +115,62 @@ async def test_the_link_of_a_deleted_mailing_still_unsubscribes(mail_crm, accoun
         assert mail(work).campaigns.start(later.id) == 2  # b@two.ru and c@three.ru
         statuses = {r.address: r.status for r in mail(work).campaigns.recipients(later.id)}
     assert statuses["a@one.ru"] == "unsubscribed"
+
+
+def started(crm, group_id):
+    with crm.system() as work:
+        campaign = mail(work).campaigns.create("Шины", subject="s", body="b", group_id=group_id,
+                                               rate_per_minute=0)  # fmt: skip
+        mail(work).campaigns.start(campaign.id)
+        return campaign.id
+
+
+def received_by(smtp):
+    return sorted(r.recipients[0] for r in smtp.received)
+
+
+@pytest.mark.parametrize(
+    "answer", ["450 4.2.0 Greylisted, try again later", "452 4.2.2 Mailbox full"]
+)
+def test_a_recipient_refused_for_now_fails_and_the_mailing_goes_on(mail_crm, account, smtp, answer):
+    campaign_id = started(mail_crm, clients(mail_crm))
+    smtp.refuse["b@two"] = answer
+
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        report = campaigns.report(campaign_id)
+        assert (report["sent"], report["failed"], report["pending"]) == (2, 1, 0)
+        assert campaigns.get(campaign_id).status == "done"
+        (failed,) = campaigns.recipients(campaign_id, status="failed")
+        assert failed.address == "b@two.ru" and answer in failed.error
+    # the job run again (a retry, a second worker) sends nobody a second mail
+    send_campaign(mail_crm, campaign_id)
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+
+
+def test_a_server_that_goes_away_is_tried_again_without_mailing_anyone_twice(
+    mail_crm, account, smtp
+):
+    campaign_id = started(mail_crm, clients(mail_crm))
+    smtp.refuse["b@two"] = "421 4.3.2 Service shutting down"  # and closes the connection
+
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru"]
+    with mail_crm.system() as work:
+        report = mail(work).campaigns.report(campaign_id)
+        assert (report["sent"], report["failed"], report["pending"]) == (1, 0, 2)
+    smtp.refuse.clear()  # the server is back: the job's retry sends the rest
+    make_due(mail_crm)
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        report = mail(work).campaigns.report(campaign_id)
+        assert (report["sent"], report["failed"], report["pending"]) == (3, 0, 0)
 
 
 def test_the_rate_limit_spaces_the_mails(mail_crm, account, smtp):

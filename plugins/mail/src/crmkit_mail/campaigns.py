@@ -12,6 +12,10 @@ mailing starts only if the transaction commits.  The job (:func:`send_campaign`)
 pending rows over one SMTP connection, rendering each in Jinja's sandbox with the
 recipient's party, at most ``rate_per_minute`` (0: no limit), and marks each row ``sent``
 (with its Message-ID) or ``failed`` chunk by chunk, so a stopped job resumes where it was.
+A recipient the server refuses, for good (5xx) or for now (4xx: greylisting, a full
+mailbox), is ``failed`` with the server's answer and the mailing goes on; a server that
+cannot be reached or goes away (421) stops the job after the chunk's sent rows are
+committed, and the job's retry sends the rest.
 
 Every mail carries an unsubscribe link (and ``List-Unsubscribe`` headers, RFC 8058); an
 address that used it is left out of this and every later mailing (``unsubscribed``).
@@ -382,6 +386,27 @@ def render_for_recipient(
     )
 
 
+def refused_for_now(exc: Exception) -> str | None:
+    """The server's answer when it refused one recipient's mail for now (4xx: greylisting,
+    a full mailbox) and keeps the connection; ``None`` for anything else (421 closes the
+    connection: the whole server is unavailable, not this recipient)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        answers = exc.recipients.items()
+        if any(code == 421 or not 400 <= code < 500 for _, (code, _) in answers):
+            return None
+        text = "; ".join(
+            f"{address}: {code} {answer.decode('utf-8', 'replace')}"
+            for address, (code, answer) in answers
+        )
+    elif isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code != 421:
+        if not 400 <= exc.smtp_code < 500:
+            return None
+        text = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+    else:
+        return None
+    return f"refused for now, not tried again: {text}"
+
+
 def send_campaign(
     crm: CRM,
     campaign_id: int,
@@ -405,8 +430,9 @@ def send_campaign(
     interval = 60.0 / rate if rate else 0.0
     transport = SmtpTransport(settings)
     next_at = clock()
+    stopped: Exception | None = None
     try:
-        while True:
+        while stopped is None:
             with crm.system() as work:
                 chunk = list(
                     work.session.scalars(
@@ -469,13 +495,23 @@ def send_campaign(
                     except (PermanentFailure, ValidationFailed, NotFound) as exc:
                         row.status, row.error = "failed", str(exc)[:1000]
                         continue
-                    except smtplib.SMTPServerDisconnected:
-                        transport.close()  # the chunk is retried by the next run
-                        raise
+                    except Exception as exc:
+                        answer = refused_for_now(exc)
+                        if answer is not None:
+                            row.status, row.error = "failed", answer[:1000]
+                            continue
+                        # the server went away (or said 421): the rows sent so far in this
+                        # chunk are committed as sent, this one and the rest stay pending
+                        # for the job's retry
+                        transport.close()
+                        stopped = exc
+                        break
                     row.status, row.sent_at = "sent", utcnow()
                     row.message_id = str(mime["Message-ID"])
     finally:
         transport.close()
+    if stopped is not None:
+        raise stopped
     with crm.system() as work:
         campaign = work.session.get(MailCampaign, campaign_id)
         if campaign is not None and campaign.status == "sending":
