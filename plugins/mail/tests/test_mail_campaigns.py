@@ -173,6 +173,30 @@ def test_a_server_that_goes_away_is_tried_again_without_mailing_anyone_twice(
         assert (report["sent"], report["failed"], report["pending"]) == (3, 0, 0)
 
 
+def test_a_mailing_started_twice_at_once_sends_each_mail_once(mail_crm, account, smtp):
+    from crmkit.errors import ValidationFailed
+
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        draft = mail(work).campaigns.create("Шины", subject="s", body="b", group_id=group_id,
+                                            rate_per_minute=0)  # fmt: skip
+    # two managers press Start on the same draft at once: the second unit has read it as a
+    # draft (and holds it) before the first one's start commits
+    with mail_crm.system() as second:
+        seen = mail(second).campaigns.get(draft.id)
+        assert seen.status == "draft"
+        with mail_crm.system() as first:
+            assert mail(first).campaigns.start(draft.id) == 3
+        with pytest.raises(ValidationFailed, match="status: the mailing is already started"):
+            mail(second).campaigns.start(draft.id)
+
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        assert len(mail(work).campaigns.recipients(draft.id)) == 5  # one row per client
+
+
 def test_the_rate_limit_spaces_the_mails(mail_crm, account, smtp):
     group_id = clients(mail_crm)
     with mail_crm.system() as work:

@@ -6,12 +6,14 @@ recipient gets the version in their language (``party.language``), else the depl
 :mod:`crmkit.services.message_templates`).
 The audience is a group, a condition, or a saved list view of clients (``view_id``).
 
-``mail(work).campaigns.create(...)`` stores the mailing; ``start`` fixes its recipients (a
-row each, in one statement) and queues the ``mail.campaign`` job through the outbox, so the
-mailing starts only if the transaction commits.  The job (:func:`send_campaign`) sends the
-pending rows over one SMTP connection, rendering each in Jinja's sandbox with the
-recipient's party, at most ``rate_per_minute`` (0: no limit), and marks each row ``sent``
-(with its Message-ID) or ``failed`` chunk by chunk, so a stopped job resumes where it was.
+``mail(work).campaigns.create(...)`` stores the mailing; ``start`` claims it (draft to
+sending in one statement: a second start at the same time is refused), fixes its recipients
+(a row each, in one statement; a client once) and queues the ``mail.campaign`` job through
+the outbox, so the mailing starts only if the transaction commits.  The job
+(:func:`send_campaign`) sends the pending rows over one SMTP connection, rendering each in
+Jinja's sandbox with the recipient's party, at most ``rate_per_minute`` (0: no limit), and
+marks each row ``sent`` (with its Message-ID) or ``failed`` chunk by chunk, so a stopped
+job resumes where it was.
 A recipient the server refuses, for good (5xx) or for now (4xx: greylisting, a full
 mailbox), is ``failed`` with the server's answer and the mailing goes on; a server that
 cannot be reached or goes away (421) stops the job after the chunk's sent rows are
@@ -263,13 +265,26 @@ class Campaigns:
         return list(self.work.session.scalars(statement))
 
     def start(self, campaign_id: int) -> int:
-        """Fix the recipients and queue the sending; returns how many will get a mail."""
+        """Fix the recipients and queue the sending; returns how many will get a mail.
+
+        The mailing is claimed first (draft to sending in one statement): of two starts at
+        once, the second finds it started and is refused, so nobody is mailed twice.
+        """
         self.work.access.require("mail_campaign", "update")
         campaign = self.get(campaign_id)
         if campaign.status != "draft":
             raise ValidationFailed({"status": [f"the mailing is {campaign.status} already"]})
         public_address(self.work.crm)  # every mail's unsubscribe link starts with it
-        party_ids = self._party_ids(campaign)
+        claimed = self.work.session.execute(
+            update(MailCampaign)
+            .where(MailCampaign.id == campaign.id, MailCampaign.status == "draft")
+            .values(status="sending", started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            raise ValidationFailed({"status": ["the mailing is already started"]})
+        self.work.session.expire(campaign, ["status", "started_at"])
+        party_ids = list(dict.fromkeys(self._party_ids(campaign)))
         emails: dict[int, str] = {}
         for start in range(0, len(party_ids), 5000):
             rows = self.work.session.execute(
@@ -299,7 +314,6 @@ class Campaigns:
             )
         if rows:
             self.work.session.execute(insert(MailCampaignRecipient), rows)
-        campaign.status, campaign.started_at = "sending", utcnow()
         self.work.outbox.add(
             "job",
             {"job": "mail.campaign", "payload": {"campaign_id": campaign.id}},

@@ -95,12 +95,13 @@ class MailCampaignRecipient(IdMixin, Base):
     """One recipient of a mailing and what became of their mail.
 
     ``status``: ``pending``, ``sent``, ``failed``, ``bounced``, ``unsubscribed`` (opted out
-    before it was sent), ``skipped`` (no address).
+    before it was sent), ``skipped`` (no address).  A client is a mailing's recipient once.
     """
 
     __table_args__ = (
         Index("ix_mail_campaign_recipient_campaign_status", "campaign_id", "status"),
         Index("ix_mail_campaign_recipient_message_id", "message_id"),
+        Index("ix_mail_campaign_recipient_campaign_party", "campaign_id", "party_id", unique=True),
     )
 
     campaign_id: Mapped[int] = mapped_column(
