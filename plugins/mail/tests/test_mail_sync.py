@@ -405,3 +405,33 @@ def test_mail_from_ignored_senders_is_not_recorded(mail_crm, account, dovecot, i
     assert [m.data["from"] for m in mails(mail_crm)] == ["client@example.ru", "me@notgithub.com"]
     with mail_crm.system() as work:
         assert work.session.get(MailAccount, account).last_uid == 6  # not read again
+
+
+def test_a_batch_overtaken_by_another_worker_is_not_counted(mail_crm, account, dovecot, imap_user):
+    from crmkit import hookimpl
+    from crmkit.errors import ValidationFailed
+
+    for n in range(4):
+        deliver(dovecot, imap_user, simple(n))
+
+    class RefusesThird:
+        @hookimpl
+        def crmkit_message_received(self, work, message, activity):
+            if message.body.endswith("2"):
+                raise ValidationFailed({"body": ["not for us"]})
+
+    mail_crm.pm.register(RefusesThird())
+
+    def another_worker_moves_on(report):
+        # meanwhile another worker recorded the rest and moved the mark past it
+        with mail_crm.system() as work:
+            work.session.get(MailAccount, account).last_uid = 4
+
+    report = sync_account(mail_crm, account, batch_size=2, after_batch=another_worker_moves_on)
+
+    # only the first batch is this worker's: the second, with the refused message, was dropped
+    assert (report.recorded, report.failures, report.last_uid, report.error) == (2, [], 2, None)
+    assert [m.body for m in mails(mail_crm)] == ["Письмо номер 0", "Письмо номер 1"]
+    with mail_crm.system() as work:
+        stored = work.session.get(MailAccount, account)
+        assert (stored.last_uid, stored.last_error) == (4, None)

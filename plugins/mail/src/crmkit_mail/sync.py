@@ -220,28 +220,28 @@ def _record_batch(
         ours = frozenset(
             email_key(address) for address in work.session.scalars(select(MailAccount.address))
         )
+        # counted here, and added to the report only once the batch is ours (not overtaken)
+        counts = {"recorded": 0, "duplicates": 0, "bounces": 0, "ignored": 0}
+        failed: list[str] = []
         messages = []
         for fetched, parsed in batch:
             if parsed.bounce is not None:
                 record_bounce(work, parsed.bounce)
-                report.bounces += 1
+                counts["bounces"] += 1
                 continue
             if ignore is not None and ignore(parsed.sender):
-                report.ignored += 1
+                counts["ignored"] += 1
                 continue
             messages.append(inbound(parsed, fetched, report.account, ours))
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
         recorded, failures = work.channels.record_isolated(messages)
         for index, reason in failures.items():
-            report.failures.append(f"UID {messages[index].meta.get('uid')}: {reason}")
+            failed.append(f"UID {messages[index].meta.get('uid')}: {reason}")
         for index, activity_id in enumerate(recorded):
             if index in failures:
                 continue
-            if activity_id is None:
-                report.duplicates += 1
-            else:
-                report.recorded += 1
+            counts["duplicates" if activity_id is None else "recorded"] += 1
         top = batch[-1][0].uid
         moved = work.session.execute(
             update(MailAccount)
@@ -263,7 +263,13 @@ def _record_batch(
             if keys
             else ()
         )
-        report.last_uid = top
+    # committed: the batch is this worker's, and so are its counts
+    report.last_uid = top
+    report.recorded += counts["recorded"]
+    report.duplicates += counts["duplicates"]
+    report.bounces += counts["bounces"]
+    report.ignored += counts["ignored"]
+    report.failures.extend(failed)
     kept.update(referred)
     report.fetched += len(batch)
 
