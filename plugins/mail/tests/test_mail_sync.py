@@ -435,3 +435,46 @@ def test_a_batch_overtaken_by_another_worker_is_not_counted(mail_crm, account, d
     with mail_crm.system() as work:
         stored = work.session.get(MailAccount, account)
         assert (stored.last_uid, stored.last_error) == (4, None)
+
+
+def test_a_renumbered_folder_keeps_the_mail_received_while_syncs_failed(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    from crmkit_mail import mail, sync
+
+    from crmkit.testing import free_port
+
+    now = dt.datetime.now(dt.UTC)
+    settings = dovecot.settings(imap_user)
+    with ImapMailbox(settings) as box:
+        box.conn.create("Support")
+    with mail_crm.system() as work:
+        stored = work.session.get(MailAccount, account)
+        stored.imap_folder, stored.import_days = "Support", 30
+    earlier = simple(0)
+    append(settings, earlier, folder="Support", received_at=now - dt.timedelta(days=55))
+    # seven weeks ago the mailbox was read, for the last time with success
+    monkeypatch.setattr(sync, "utcnow", lambda: now - dt.timedelta(days=50))
+    assert sync_account(mail_crm, account).recorded == 1
+    # then its server moved: every sync failed for weeks, the last one yesterday
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, imap_port=free_port())
+    monkeypatch.setattr(sync, "utcnow", lambda: now - dt.timedelta(days=1))
+    with pytest.raises(OSError):
+        sync_account(mail_crm, account)
+    # meanwhile a client wrote, and the folder was renumbered (made again, its mail copied)
+    with ImapMailbox(settings) as box:
+        box.conn.delete("Support")
+        box.conn.create("Support")
+    append(settings, earlier, folder="Support", received_at=now - dt.timedelta(days=55))
+    during = simple(1, subject="пока почта не читалась")
+    append(settings, during, folder="Support", received_at=now - dt.timedelta(days=40))
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).imap_port = dovecot.tls_port  # fixed
+    monkeypatch.setattr(sync, "utcnow", lambda: now)
+
+    report = sync_account(mail_crm, account)
+
+    # the window reaches back to the last sync that succeeded, not to the failed ones
+    assert report.restarted and (report.recorded, report.passed_over) == (1, 1)
+    assert [m.subject for m in mails(mail_crm)] == ["letter 0", "пока почта не читалась"]

@@ -59,7 +59,10 @@ class MailAccount(IdMixin, Base):
     smtp_password_sealed: Mapped[str] = mapped_column(Text, default="", info={"private": True})
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: when the last sync ended, whether it succeeded or failed (``last_error``)
     last_sync_at: Mapped[dt.datetime | None] = mapped_column()
+    #: when the last sync that succeeded began: the mail the server had by then is recorded
+    last_success_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

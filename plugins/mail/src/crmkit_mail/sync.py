@@ -337,6 +337,7 @@ def sync_account(
     after_batch: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
     """Record the new mail of one mailbox (see the module's doc for the guarantees)."""
+    began = utcnow()
     with crm.system() as work:
         account = work.session.get(MailAccount, account_id)
         if account is None:
@@ -344,7 +345,10 @@ def sync_account(
         settings = imap_settings(crm, account)
         report = SyncReport(account=account.name, uidvalidity=account.uidvalidity)
         known_validity, last_uid = account.uidvalidity, account.last_uid
-        import_days, last_sync_at = account.import_days, account.last_sync_at
+        import_days = account.import_days
+        # what was recorded for sure: the mail the server had when the last successful sync
+        # began (failed syncs prove nothing; never one: nothing before the mailbox existed)
+        recorded_until = account.last_success_at or account.created_at
         window_top = account.import_until_uid
         ignore = sender_filter(account.ignore_senders or "")
     size = batch_size or int(crm.config["mail.batch_size"])
@@ -374,10 +378,10 @@ def sync_account(
         window = import_days if uids and (last_uid == 0 or window_top is not None) else None
         if window is not None:
             # only the window's mail among the messages there were when it began (for a
-            # renumbered folder, since the last sync's day too: nothing received meanwhile
-            # is lost)
+            # renumbered folder, since the day of the last successful sync too: nothing
+            # received meanwhile, however long the syncs failed, is lost)
             top = window_top if window_top is not None else uids[-1]
-            since = import_since(window, last_sync_at if report.restarted else None)
+            since = import_since(window, recorded_until if report.restarted else None)
             recent = set(box.uids_since(since))
             passed_over = [uid for uid in uids if uid <= top and uid not in recent]
             uids = [uid for uid in uids if uid > top or uid in recent]
@@ -412,7 +416,7 @@ def sync_account(
         from crmkit_mail.sent_reading import read_sent  # it reads mail as this module does
 
         report.sent_recorded = read_sent(crm, account_id, size)
-        _finish(crm, account_id, _failures_text(report.failures))
+        _finish(crm, account_id, _failures_text(report.failures), succeeded=began)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         _finish(crm, account_id, report.error)
@@ -423,13 +427,13 @@ def sync_account(
     return report
 
 
-def import_since(days: int, last_sync_at: dt.datetime | None = None) -> dt.date:
+def import_since(days: int, recorded_until: dt.datetime | None = None) -> dt.date:
     """The first day of a mailbox's import window of ``days`` days (see
-    :class:`~crmkit_mail.model.MailAccount`), moved back to the day before ``last_sync_at``
-    when that is earlier."""
+    :class:`~crmkit_mail.model.MailAccount`), moved back to the day before
+    ``recorded_until`` (the last successful sync) when that is earlier."""
     since = (utcnow() - dt.timedelta(days=days)).date()
-    if last_sync_at is not None:
-        since = min(since, last_sync_at.date() - dt.timedelta(days=1))
+    if recorded_until is not None:
+        since = min(since, recorded_until.date() - dt.timedelta(days=1))
     return since
 
 
@@ -464,12 +468,16 @@ def _failures_text(failures: list[str]) -> str | None:
     return f"{len(failures)} message(s) not recorded: " + "; ".join(failures)[:900]
 
 
-def _finish(crm: CRM, account_id: int, error: str | None) -> None:
+def _finish(
+    crm: CRM, account_id: int, error: str | None, succeeded: dt.datetime | None = None
+) -> None:
+    """Note a sync's end and its error; ``succeeded``: it went through, begun at that time."""
+    values: dict[str, Any] = {"last_sync_at": utcnow(), "last_error": error}
+    if succeeded is not None:
+        values["last_success_at"] = succeeded
     with crm.system() as work:
         work.session.execute(
-            update(MailAccount)
-            .where(MailAccount.id == account_id)
-            .values(last_sync_at=utcnow(), last_error=error)
+            update(MailAccount).where(MailAccount.id == account_id).values(**values)
         )
 
 
