@@ -528,3 +528,46 @@ def test_a_colleagues_own_mailbox_is_not_sent_from(mail_crm, account, smtp):
         mail(work).send(to="buyer@client.ru", subject="x", body="x", account="sales")
     deliver_outbox(mail_crm)
     assert len(smtp.received) == 1
+
+
+def test_a_sent_mail_that_cannot_be_recorded_does_not_stop_the_sent_folder(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    from sqlalchemy.exc import DataError
+
+    from crmkit.services.timeline import TimelineService
+
+    settings = dovecot.settings(imap_user)
+    with ImapMailbox(settings) as box:
+        box.conn.create("Sent")
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, sent_folder="Sent")
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+    assert sync_account(mail_crm, account).sent_recorded == 0  # from the folder's end
+    for n in (1, 2, 3):
+        append(settings, sent_mail(imap_user, "buyer@client.ru", f"<s{n}@x>"), folder="Sent")
+    add = TimelineService.add
+
+    def rejects_the_second(self, kind, **values):
+        if values.get("external_id") == "<s2@x>":
+            raise DataError("INSERT INTO activity ...", {}, ValueError("value too long"))
+        return add(self, kind, **values)
+
+    monkeypatch.setattr(TimelineService, "add", rejects_the_second)
+
+    report = sync_account(mail_crm, account)
+
+    # the others are recorded, the refused one reported and passed, as for incoming mail
+    assert (report.sent_recorded, report.error) == (2, None)
+    assert len(report.failures) == 1 and report.failures[0].startswith("Sent UID 2: DataError")
+    with mail_crm.system() as work:
+        sent = work.session.scalars(
+            select(Activity.external_id).where(Activity.party_id == client.id)
+        ).all()
+        assert sorted(sent) == ["<s1@x>", "<s3@x>"]
+        stored = work.session.get(MailAccount, account)
+        assert stored.sent_last_uid == 3 and "Sent UID 2" in stored.last_error
+    monkeypatch.undo()
+    assert sync_account(mail_crm, account).sent_recorded == 0  # not read again

@@ -14,7 +14,11 @@ after its inbox, on every sync (the ``mail.sync`` schedule: within two minutes):
   open deal or task of the mail it answers (``work.channels.thread_record``, as incoming
   mail is); mail to nobody the CRM knows is passed over;
 * each batch is recorded in the transaction that moves the folder's UID mark
-  (``sent_last_uid``), so a crash neither loses nor repeats anything.
+  (``sent_last_uid``), so a crash neither loses nor repeats anything;
+* a mail refused for its content (a value the database rejects) is left out in its own
+  savepoint and reported (``SyncReport.failures``, "Sent UID n: ..."), the rest of its batch
+  recorded and the mark moved past it, as for incoming mail; any other error fails the
+  batch, which is read again next time.
 
 Their files are kept on the entry as incoming mail's are (``data["attachments"]``); a file
 the CRM refuses (too large for ``storage.max_upload_mb``, a full disk) leaves the mail
@@ -23,6 +27,7 @@ recorded without its files, named in ``data["dropped_attachments"]``.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 import attrs
@@ -30,8 +35,9 @@ from sqlalchemy import select, update
 
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity
+from crmkit.services.channels import BAD_MESSAGE
 from crmkit_mail.accounts import imap_settings
-from crmkit_mail.imap import FetchedMessage, ImapMailbox
+from crmkit_mail.imap import ImapMailbox
 from crmkit_mail.model import MailAccount
 from crmkit_mail.parsing import ParsedMail, parse_message
 from crmkit_mail.sent_copies import wants_copy
@@ -42,19 +48,28 @@ if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 
-def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
-    """Record the new mail of a mailbox's Sent folder; returns how many were recorded."""
+@attrs.define
+class SentReading:
+    """What one reading of a Sent folder recorded, and the mail it had to leave out."""
+
+    recorded: int = 0
+    #: mail refused for its content, as "Sent UID n: reason" (the rest recorded)
+    failures: list[str] = attrs.Factory(list)
+
+
+def read_sent(crm: CRM, account_id: int, batch_size: int) -> SentReading:
+    """Record the new mail of a mailbox's Sent folder."""
+    reading = SentReading()
     with crm.system() as work:
         account = work.session.get(MailAccount, account_id)
         if account is None or not wants_copy(account):
-            return 0
+            return reading
         folder = account.sent_folder
         settings = imap_settings(crm, account)
         known, last_uid = account.sent_uidvalidity, account.sent_last_uid
-    recorded = 0
     with ImapMailbox(settings) as box:
         if not box.has_folder(folder):
-            return 0  # created with the first copy the CRM stores
+            return reading  # created with the first copy the CRM stores
         box.settings = attrs.evolve(settings, folder=folder)
         validity = box.examine()
         if validity != known:
@@ -66,14 +81,22 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
                     .where(MailAccount.id == account_id)
                     .values(sent_uidvalidity=validity, sent_last_uid=top)
                 )
-            return 0
+            return reading
         uids = box.uids_after(last_uid)
         for start in range(0, len(uids), batch_size):
             fetched = box.fetch(uids[start : start + batch_size])
             if not fetched:
                 continue
             with crm.system() as work:
-                batch = sum(_record(work, account_id, message) for message in fetched)
+                account = work.session.get(MailAccount, account_id)
+                assert account is not None
+                batch, failed = 0, []
+                for message in fetched:
+                    parsed = parse_message(message.raw)
+                    done, failure = record_sent(work, account, parsed, message.internal_date)
+                    batch += done
+                    if failure is not None:
+                        failed.append(f"Sent UID {message.uid}: {failure}")
                 moved = work.session.execute(
                     update(MailAccount)
                     .where(
@@ -85,14 +108,34 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> int:
                 )
                 if moved.rowcount == 0:  # another worker got there first: drop our copy
                     work.rollback()
-                    return recorded
-            recorded += batch  # committed
-    return recorded
+                    return reading
+            reading.recorded += batch  # committed
+            reading.failures.extend(failed)
+    return reading
 
 
-def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
-    """Put one sent mail on its client's timeline; whether it was recorded."""
-    parsed = parse_message(message.raw)
+def record_sent(
+    work: UnitOfWork, account: MailAccount, parsed: ParsedMail, received_at: dt.datetime | None
+) -> tuple[bool, str | None]:
+    """Put one mail sent from ``account`` on the timeline of its first recipient who is a
+    client, as a sent mail by the mailbox's owner, in a savepoint of its own.
+
+    Returns whether it was recorded (not when it is known already, or goes to nobody the
+    CRM knows) and, for a mail refused for its content (a value the database rejects, see
+    ``work.channels.record_isolated``), why: it is undone, the rest of the unit of work
+    kept.  Any other error propagates.
+    """
+    try:
+        with work.savepoint():
+            return _record(work, account, parsed, received_at), None
+    except BAD_MESSAGE as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        return False, f"{type(exc).__name__}: {first_line}"[:300]
+
+
+def _record(
+    work: UnitOfWork, account: MailAccount, parsed: ParsedMail, received_at: dt.datetime | None
+) -> bool:
     recorded_as = external_id(parsed)[:500]
     known = work.session.scalar(
         select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == recorded_as)
@@ -109,8 +152,6 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
     )
     if party_id is None:
         return False
-    account = work.session.get(MailAccount, account_id)
-    assert account is not None
     refs = [r for r in parsed.thread_refs if r]
     # the open deal or task of the mail it answers, as for incoming mail
     record = work.channels.thread_record(CHANNEL, tuple(refs))
@@ -131,7 +172,7 @@ def _record(work: UnitOfWork, account_id: int, message: FetchedMessage) -> bool:
         body=parsed.text,
         record=record,
         data=data,
-        occurred_at=parsed.date or message.internal_date,
+        occurred_at=parsed.date or received_at,
         direction="out",
         channel=CHANNEL,
         external_id=recorded_as,

@@ -415,7 +415,9 @@ def sync_account(
             report.last_uid = max([report.last_uid, *passed_over])
         from crmkit_mail.sent_reading import read_sent  # it reads mail as this module does
 
-        report.sent_recorded = read_sent(crm, account_id, size)
+        sent = read_sent(crm, account_id, size)
+        report.sent_recorded = sent.recorded
+        report.failures.extend(sent.failures)
         _finish(crm, account_id, _failures_text(report.failures), succeeded=began)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
