@@ -478,3 +478,65 @@ def test_a_renumbered_folder_keeps_the_mail_received_while_syncs_failed(
     # the window reaches back to the last sync that succeeded, not to the failed ones
     assert report.restarted and (report.recorded, report.passed_over) == (1, 1)
     assert [m.subject for m in mails(mail_crm)] == ["letter 0", "пока почта не читалась"]
+
+
+def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_timeline(
+    mail_crm, account, dovecot, imap_user
+):
+    from crmkit_mail import mail
+
+    from crmkit.testing import add_user
+
+    manager = add_user(mail_crm, "mia", ["manager"])
+    with mail_crm.system() as work:
+        mail(work).accounts.create(name="mia", address="Mia@Firm.test", owner_id=manager.id)
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        deal = factories.deal(work, party_id=client.id)
+    question = (
+        "From: Buyer <buyer@client.ru>\r\nTo: mia@firm.test\r\nSubject: Счёт\r\n"
+        "Message-ID: <q@client.ru>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nГде счёт?\r\n"
+    ).encode()
+    deliver(dovecot, imap_user, question)
+    sync_account(mail_crm, account)  # the client's question, which Mia joins to the deal
+    with mail_crm.system() as work:
+        asked = work.session.scalar(select(Activity).where(Activity.external_id == "<q@client.ru>"))
+        asked.record_entity, asked.record_id = "deal", deal.id
+    # Mia answers from Thunderbird with the shared mailbox in copy, and writes to a colleague
+    answer = (
+        f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
+        "Subject: Re: Счёт\r\nMessage-ID: <a@firm.test>\r\nReferences: <q@client.ru>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
+    ).encode()
+    internal = (
+        f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
+        "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nИдём?\r\n"
+    ).encode()
+    deliver(dovecot, imap_user, answer)
+    deliver(dovecot, imap_user, internal)
+
+    report = sync_account(mail_crm, account)
+
+    assert report.recorded == 0  # neither is incoming mail
+    assert (report.sent_recorded, report.internal) == (1, 1)
+    with mail_crm.system() as work:
+        (written,) = work.session.scalars(
+            select(Activity).where(Activity.external_id == "<a@firm.test>")
+        ).all()
+        # on the client's timeline, as Mia's Sent folder would have put it: written by her
+        assert (written.party_id, written.direction, written.status) == (client.id, "out", "sent")
+        assert (written.record_entity, written.record_id) == ("deal", deal.id)
+        assert written.actor_id == manager.id and written.data["account"] == "mia"
+        assert written.conversation_id is None
+        # neither is waiting in triage, nor made a lead of Mia
+        assert work.session.scalar(
+            select(func.count()).select_from(Activity).where(Activity.party_id.is_(None))
+        ) == 0  # fmt: skip
+        assert [c.party_id for c in work.conversations.list(limit=10)] == [client.id]
+        assert work.channels.resolve("email", "mia@firm.test") is None
+    # read again (a renumbering, or Mia's Sent folder first): recorded once
+    with mail_crm.system() as work:
+        work.session.get(MailAccount, account).last_uid = 1
+    again = sync_account(mail_crm, account)
+    assert (again.sent_recorded, again.duplicates, again.internal) == (0, 1, 1)

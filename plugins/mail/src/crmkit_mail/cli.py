@@ -54,6 +54,7 @@ def sync_command(env: Env, name: str | None) -> None:
                 + (f", {r.passed_over} older than the import window" if r.passed_over else "")
                 + (f", {r.ignored} from ignored senders" if r.ignored else "")
                 + (f", {r.sent_recorded} sent from mail programs" if r.sent_recorded else "")
+                + (f", {r.internal} between colleagues" if r.internal else "")
                 + f" (uid {r.last_uid})"
             )
 

@@ -94,7 +94,7 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> SentReading:
                 for message in fetched:
                     parsed = parse_message(message.raw)
                     done, failure = record_sent(work, account, parsed, message.internal_date)
-                    batch += done
+                    batch += done == RECORDED
                     if failure is not None:
                         failed.append(f"Sent UID {message.uid}: {failure}")
                 moved = work.session.execute(
@@ -114,34 +114,42 @@ def read_sent(crm: CRM, account_id: int, batch_size: int) -> SentReading:
     return reading
 
 
+#: What :func:`record_sent` did with a mail: put it on a client's timeline, found it there
+#: already (the CRM's own mail, or a copy read before), or found no client among its
+#: recipients.
+RECORDED, KNOWN, TO_NOBODY_KNOWN = "recorded", "known", "to nobody known"
+
+
 def record_sent(
     work: UnitOfWork, account: MailAccount, parsed: ParsedMail, received_at: dt.datetime | None
-) -> tuple[bool, str | None]:
+) -> tuple[str | None, str | None]:
     """Put one mail sent from ``account`` on the timeline of its first recipient who is a
     client, as a sent mail by the mailbox's owner, in a savepoint of its own.
 
-    Returns whether it was recorded (not when it is known already, or goes to nobody the
-    CRM knows) and, for a mail refused for its content (a value the database rejects, see
-    ``work.channels.record_isolated``), why: it is undone, the rest of the unit of work
-    kept.  Any other error propagates.
+    Used for the mailbox's Sent folder, and for the mail from one of the CRM's mailboxes
+    that another one receives (a colleague's copy to ``sales@``, see
+    :mod:`crmkit_mail.sync`).  Returns what it did (:data:`RECORDED`, :data:`KNOWN`,
+    :data:`TO_NOBODY_KNOWN`) and, for a mail refused for its content (a value the database
+    rejects, see ``work.channels.record_isolated``), ``None`` and why: it is undone, the
+    rest of the unit of work kept.  Any other error propagates.
     """
     try:
         with work.savepoint():
             return _record(work, account, parsed, received_at), None
     except BAD_MESSAGE as exc:
         first_line = (str(exc).splitlines() or [""])[0]
-        return False, f"{type(exc).__name__}: {first_line}"[:300]
+        return None, f"{type(exc).__name__}: {first_line}"[:300]
 
 
 def _record(
     work: UnitOfWork, account: MailAccount, parsed: ParsedMail, received_at: dt.datetime | None
-) -> bool:
+) -> str:
     recorded_as = external_id(parsed)[:500]
     known = work.session.scalar(
         select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == recorded_as)
     )
     if known is not None:
-        return False
+        return KNOWN
     party_id = next(
         (
             found
@@ -151,7 +159,7 @@ def _record(
         None,
     )
     if party_id is None:
-        return False
+        return TO_NOBODY_KNOWN
     refs = [r for r in parsed.thread_refs if r]
     # the open deal or task of the mail it answers, as for incoming mail
     record = work.channels.thread_record(CHANNEL, tuple(refs))
@@ -181,7 +189,7 @@ def _record(
     activity.actor_id = account.owner_id
     if parsed.attachments:
         _keep_files(work, activity, parsed)
-    return True
+    return RECORDED
 
 
 def _keep_files(work: UnitOfWork, activity: Activity, parsed: ParsedMail) -> None:

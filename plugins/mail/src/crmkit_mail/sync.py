@@ -10,6 +10,12 @@ is read again from the start and what was recorded already is passed over.
 
 Delivery status notifications (bounces) are not put on the timeline: they mark the mailing
 recipient, or the outbound mail they answer, as bounced.
+
+Mail from one of the CRM's own mailboxes (a colleague writing to a client from their mail
+program with ``sales@`` in copy) is not incoming mail: it goes on the client's timeline as
+a sent mail, as its sender's Sent folder would put it (:func:`crmkit_mail.sent_reading.
+record_sent`), and mail between colleagues with no client among its recipients is passed
+over.
 """
 
 from __future__ import annotations
@@ -63,8 +69,12 @@ class SyncReport:
     #: messages from senders the mailbox ignores (``ignore_senders``), not recorded
     ignored: int = 0
     restarted: bool = False
-    #: mail people sent from their own mail programs, recorded from the Sent folder
+    #: mail people sent from their own mail programs, recorded from the Sent folder, or from
+    #: the inbox when one of the CRM's mailboxes sent it (a colleague's copy)
     sent_recorded: int = 0
+    #: mail from one of the CRM's mailboxes to none of its clients (colleagues writing to
+    #: each other), not recorded
+    internal: int = 0
     error: str | None = None
 
 
@@ -216,12 +226,18 @@ def _record_batch(
     kept: set[str],
     ignore: Callable[[str], bool] | None,
 ) -> None:
+    from crmkit_mail.sent_reading import KNOWN, RECORDED, record_sent  # it imports this one
+
     with crm.system() as work:
-        ours = frozenset(
-            email_key(address) for address in work.session.scalars(select(MailAccount.address))
-        )
+        mailboxes = {
+            email_key(account.address): account
+            for account in work.session.scalars(select(MailAccount).order_by(MailAccount.id))
+        }
+        ours = frozenset(mailboxes)
         # counted here, and added to the report only once the batch is ours (not overtaken)
-        counts = {"recorded": 0, "duplicates": 0, "bounces": 0, "ignored": 0}
+        counts = dict.fromkeys(
+            ("recorded", "duplicates", "bounces", "ignored", "sent", "internal"), 0
+        )
         failed: list[str] = []
         messages = []
         for fetched, parsed in batch:
@@ -231,6 +247,16 @@ def _record_batch(
                 continue
             if ignore is not None and ignore(parsed.sender):
                 counts["ignored"] += 1
+                continue
+            sent_from = mailboxes.get(email_key(parsed.sender or ""))
+            if sent_from is not None:
+                # a colleague's mail (or our own): sent mail on its client's timeline
+                done, failure = record_sent(work, sent_from, parsed, fetched.internal_date)
+                if failure is not None:
+                    failed.append(f"UID {fetched.uid}: {failure}")
+                else:
+                    key = {RECORDED: "sent", KNOWN: "duplicates"}.get(done or "", "internal")
+                    counts[key] += 1
                 continue
             messages.append(inbound(parsed, fetched, report.account, ours))
         # one unit of work for the batch: a few statements, not a few per message; a message
@@ -269,6 +295,8 @@ def _record_batch(
     report.duplicates += counts["duplicates"]
     report.bounces += counts["bounces"]
     report.ignored += counts["ignored"]
+    report.sent_recorded += counts["sent"]
+    report.internal += counts["internal"]
     report.failures.extend(failed)
     kept.update(referred)
     report.fetched += len(batch)
@@ -416,7 +444,7 @@ def sync_account(
         from crmkit_mail.sent_reading import read_sent  # it reads mail as this module does
 
         sent = read_sent(crm, account_id, size)
-        report.sent_recorded = sent.recorded
+        report.sent_recorded += sent.recorded
         report.failures.extend(sent.failures)
         _finish(crm, account_id, _failures_text(report.failures), succeeded=began)
     except Exception as exc:
