@@ -540,3 +540,40 @@ def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_tim
         work.session.get(MailAccount, account).last_uid = 1
     again = sync_account(mail_crm, account)
     assert (again.sent_recorded, again.duplicates, again.internal) == (0, 1, 1)
+
+
+def test_watch_records_mail_that_arrived_while_it_synced_without_waiting_for_idle(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    deliver(dovecot, imap_user, simple(1))
+    fetch = ImapMailbox.fetch
+    delivered = []
+
+    def fetch_while_a_letter_arrives(self, uids):
+        if not delivered:  # after the sync listed the folder, before its FETCH
+            delivered.append(deliver(dovecot, imap_user, simple(2, subject="во время чтения")))
+        return fetch(self, uids)
+
+    monkeypatch.setattr(ImapMailbox, "fetch", fetch_while_a_letter_arrives)
+    stop = threading.Event()
+    syncs = []
+    worker = threading.Thread(
+        target=watch,
+        args=(mail_crm, account),
+        kwargs={"stop": stop, "idle_seconds": 30, "on_sync": syncs.append},
+        daemon=True,
+    )
+    started = time.monotonic()
+    worker.start()
+    try:
+        while len(mails(mail_crm)) < 2 and time.monotonic() < started + 15:
+            time.sleep(0.1)
+        # the server said EXISTS in its answer to the FETCH, not again in IDLE: the watcher
+        # syncs again at once rather than after its 30 s in IDLE
+        assert [m.subject for m in mails(mail_crm)] == ["letter 1", "во время чтения"]
+        assert time.monotonic() - started < 10
+        assert syncs[0].recorded == 1 and syncs[1].recorded == 1
+    finally:
+        stop.set()
+        worker.join(35)
+    assert not worker.is_alive()

@@ -184,6 +184,9 @@ class ImapMailbox:
         if value is None:
             raise ImapError(f"IMAP EXAMINE {folder}: no UIDVALIDITY")
         self.uidvalidity = int(value)
+        # the folder's size as it is opened: only EXISTS or RECENT said later is news
+        conn.untagged_responses.pop("EXISTS", None)
+        conn.untagged_responses.pop("RECENT", None)
         return self.uidvalidity
 
     def close(self) -> None:
@@ -307,14 +310,27 @@ class ImapMailbox:
 
     # -- waiting --------------------------------------------------------------------------
 
+    def news(self) -> bool:
+        """Whether the server said that mail arrived (``* n EXISTS``, ``* n RECENT``) while
+        answering the commands since the folder was opened or this was last asked; forgets
+        it.  imaplib keeps such responses aside (``untagged_responses``): a mail delivered
+        while a sync searched or fetched is announced there, not again in the next IDLE."""
+        pending = self._conn().untagged_responses
+        exists = pending.pop("EXISTS", None)
+        recent = pending.pop("RECENT", None) or []
+        return exists is not None or any(count not in (b"0", "0") for count in recent)
+
     def idle(self, timeout: float, stop: threading.Event | None = None) -> bool:
         """Wait up to ``timeout`` seconds for new mail with IDLE; True if some arrived.
 
-        Setting ``stop`` ends the wait within a fraction of a second (IDLE is ended
-        properly, the connection stays usable).  Without IDLE on the server this sleeps
-        and returns True (the caller polls).
+        Mail the server announced while answering earlier commands (see :meth:`news`)
+        returns True at once.  Setting ``stop`` ends the wait within a fraction of a second
+        (IDLE is ended properly, the connection stays usable).  Without IDLE on the server
+        this sleeps and returns True (the caller polls).
         """
         conn = self._conn()
+        if self.news():
+            return True
         if not self.has_idle:
             if stop is None:
                 time.sleep(timeout)
