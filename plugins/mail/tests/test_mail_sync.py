@@ -577,3 +577,57 @@ def test_watch_records_mail_that_arrived_while_it_synced_without_waiting_for_idl
         stop.set()
         worker.join(35)
     assert not worker.is_alive()
+
+
+def test_watch_follows_a_changed_folder_instead_of_reading_the_old_one(
+    mail_crm, account, dovecot, imap_user, monkeypatch
+):
+    from crmkit_mail import mail, sync
+
+    monkeypatch.setattr(sync, "SETTINGS_CHECK_SECONDS", 0.5)
+    settings = dovecot.settings(imap_user)
+    with ImapMailbox(settings) as box:
+        box.conn.create("Support")
+    deliver(dovecot, imap_user, simple(1, subject="во входящих"))
+    stop = threading.Event()
+    syncs = []
+    worker = threading.Thread(
+        target=watch,
+        args=(mail_crm, account),
+        kwargs={"stop": stop, "idle_seconds": 30, "on_sync": syncs.append},
+        daemon=True,
+    )
+    worker.start()
+
+    def subjects_within(seconds, expected):
+        deadline = time.monotonic() + seconds
+        while [m.subject for m in mails(mail_crm)] != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return [m.subject for m in mails(mail_crm)]
+
+    try:
+        assert subjects_within(10, ["во входящих"]) == ["во входящих"]
+        # the admin points the mailbox at another folder while the watcher waits in IDLE
+        deliver(dovecot, imap_user, simple(2, subject="в поддержке"), folder="Support")
+        with mail_crm.system() as work:
+            mail(work).accounts.update(account, imap_folder="Support")
+        # noticed within a second, not after the 30 s in IDLE: the new folder is read
+        assert subjects_within(10, ["во входящих", "в поддержке"]) == ["во входящих", "в поддержке"]
+        # and only it: mail to the old folder is no longer recorded, the new one's is
+        deliver(dovecot, imap_user, simple(3, subject="снова во входящих"))
+        deliver(dovecot, imap_user, simple(4, subject="снова в поддержке"), folder="Support")
+        expected = ["во входящих", "в поддержке", "снова в поддержке"]
+        assert subjects_within(10, expected) == expected
+        with ImapMailbox(dovecot.settings(imap_user, folder="Support")) as box:
+            support = box.uidvalidity
+        with mail_crm.system() as work:
+            stored = work.session.get(MailAccount, account)
+            assert (stored.uidvalidity, stored.last_uid) == (support, 2)
+        assert not any(report.restarted for report in syncs)
+        # the two-minute backstop agrees: nothing to read again
+        backstop = sync_account(mail_crm, account)
+        assert (backstop.restarted, backstop.recorded, backstop.last_uid) == (False, 0, 2)
+    finally:
+        stop.set()
+        worker.join(35)
+    assert not worker.is_alive()

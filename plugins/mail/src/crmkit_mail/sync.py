@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from crmkit.services import bulk
 from crmkit.services.channels import MAX_COPIES
 from crmkit.storage import FileStorage
 from crmkit_mail.accounts import imap_settings, sender_filter
-from crmkit_mail.imap import FetchedMessage, ImapMailbox
+from crmkit_mail.imap import FetchedMessage, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
 from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
@@ -364,7 +365,12 @@ def sync_account(
     mailbox: ImapMailbox | None = None,
     after_batch: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
-    """Record the new mail of one mailbox (see the module's doc for the guarantees)."""
+    """Record the new mail of one mailbox (see the module's doc for the guarantees).
+
+    ``mailbox``: a connection to use (a watcher's, kept open between syncs); one opened
+    with other settings than the mailbox's current ones (an admin changed its server,
+    login, password or folder) is connected again with the current ones first.
+    """
     began = utcnow()
     with crm.system() as work:
         account = work.session.get(MailAccount, account_id)
@@ -384,6 +390,11 @@ def sync_account(
     box = mailbox or ImapMailbox(settings)
     try:
         if own:
+            box.open()
+        elif box.settings != settings:
+            # changed since the connection was opened: never read the old folder again
+            box.close()
+            box.settings = settings
             box.open()
         else:
             box.examine()
@@ -537,6 +548,17 @@ def sync_all(crm: CRM, **_payload: Any) -> list[SyncReport]:
     return reports
 
 
+#: How often a watcher waiting in IDLE checks whether its mailbox's settings changed.
+SETTINGS_CHECK_SECONDS = 60.0
+
+
+def current_settings(crm: CRM, account_id: int) -> ImapSettings | None:
+    """How a mailbox is to be reached now (``None``: it is gone)."""
+    with crm.system() as work:
+        account = work.session.get(MailAccount, account_id)
+        return None if account is None else imap_settings(crm, account)
+
+
 def watch(
     crm: CRM,
     account_id: int,
@@ -545,12 +567,15 @@ def watch(
     idle_seconds: float | None = None,
     on_sync: Callable[[SyncReport], None] | None = None,
 ) -> None:
-    """Keep a mailbox in sync until ``stop`` is set: IDLE when the server has it, else poll."""
-    with crm.system() as work:
-        account = work.session.get(MailAccount, account_id)
-        if account is None:
-            raise LookupError(f"no mailbox {account_id}")
-        settings = imap_settings(crm, account)
+    """Keep a mailbox in sync until ``stop`` is set: IDLE when the server has it, else poll.
+
+    The connection is kept between syncs; changed settings (server, port, security, login,
+    password, folder) are noticed within :data:`SETTINGS_CHECK_SECONDS` while it waits in
+    IDLE, and before every sync, which then connects with the new ones.
+    """
+    settings = current_settings(crm, account_id)
+    if settings is None:
+        raise LookupError(f"no mailbox {account_id}")
     wait = idle_seconds or float(crm.config["mail.idle_seconds"])
     with ImapMailbox(settings) as box:
         while not stop.is_set():
@@ -559,4 +584,21 @@ def watch(
                 on_sync(report)
             if stop.is_set():
                 break
-            box.idle(wait, stop=stop)
+            _wait_for_mail(crm, account_id, box, wait, stop)
+
+
+def _wait_for_mail(
+    crm: CRM, account_id: int, box: ImapMailbox, seconds: float, stop: threading.Event
+) -> None:
+    """IDLE up to ``seconds``, until mail arrives, ``stop`` is set or the mailbox's settings
+    are no longer those ``box`` was opened with (a server without IDLE: sleep, then poll)."""
+    if not box.has_idle:
+        box.idle(seconds, stop=stop)
+        return
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or box.idle(min(remaining, SETTINGS_CHECK_SECONDS), stop=stop):
+            return
+        if current_settings(crm, account_id) != box.settings:
+            return  # the next sync connects with the new ones

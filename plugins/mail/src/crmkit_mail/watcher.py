@@ -4,8 +4,9 @@ Its keys are the names of the active mailboxes that have an IMAP server; a worke
 :func:`crmkit_mail.sync.watch` for each (one worker per mailbox across all workers, see
 :mod:`crmkit.jobs.watchers`), so new mail is on the timeline seconds after it arrives.
 A mailbox added, switched off or deleted is picked up by the workers' next scan; a
-connection that fails is opened again after a backoff.  ``crmkit mail watch`` does the
-same for one mailbox in the foreground.
+connection that fails is opened again after a backoff; changed connection settings are
+noticed by the watch itself, which connects again with them (see ``watch``).
+``crmkit mail watch`` does the same for one mailbox in the foreground.
 """
 
 from __future__ import annotations
