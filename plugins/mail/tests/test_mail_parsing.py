@@ -11,6 +11,7 @@ import quopri
 from email import policy
 
 from crmkit_mail.parsing import (
+    clean_header,
     decode_bytes,
     decode_header_text,
     guess_cyrillic,
@@ -177,6 +178,49 @@ def test_delivery_status_notification_is_a_bounce():
     assert mail.auto_submitted
 
 
+NUL_MAIL = build(
+    "From: =?utf-8?Q?Iv=00an?= <ivan@example.ru>\nTo: sales@firm.test\n"
+    "Subject: =?utf-8?Q?a=00b=07c?=\nMessage-ID: <nul@example.ru>\nMIME-Version: 1.0\n"
+    'Content-Type: multipart/mixed; boundary="b"\n',
+    b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\nhello=00world\r\n"
+    b"--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    + base64.b64encode(b"<p>hello\x00world</p>")
+    + b"\r\n--b\r\nContent-Type: application/pdf\r\n"
+    b'Content-Disposition: attachment; filename="=?utf-8?Q?x=00y=09z.pdf?="\r\n\r\n%PDF\r\n'
+    b"--b--\r\n",
+)
+
+
+def test_nul_and_control_characters_are_removed_from_decoded_text():
+    mail = parse_message(NUL_MAIL)
+    assert mail.text == "helloworld" and mail.html == "<p>helloworld</p>"
+    assert mail.subject == "abc" and mail.sender_name == "Ivan"
+    assert mail.attachments[0].filename == "xy\tz.pdf"  # a tab is no control to remove
+    assert {
+        "body: NUL characters removed",
+        "html: NUL characters removed",
+        "subject: control characters removed",
+        "from: control characters removed",
+        "filename: control characters removed",
+    } <= set(mail.defects)
+    assert decode_header_text("a\x00b", []) == "ab"  # raw bytes too, not only encoded words
+
+
+def test_a_mail_with_nul_is_recorded_on_both_databases(mail_crm):
+    from crmkit_mail.sync import inbound
+
+    from crmkit.model import Activity
+
+    with mail_crm.system() as work:
+        recorded, failures = work.channels.record_isolated(
+            [inbound(parse_message(NUL_MAIL), None, "shared")]
+        )
+        assert failures == {} and recorded[0] is not None
+        entry = work.session.get(Activity, recorded[0])
+        assert (entry.subject, entry.body) == ("abc", "helloworld")
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.binary(max_size=400),
@@ -303,5 +347,6 @@ def test_one_base64_word_decodes_as_decode_header_says(data, charset, space):
     quick_defects, general_defects = [], []
     quick = decode_header_text(value, quick_defects, "subject")
     ((chunk, label),) = email.header.decode_header(value.strip())
-    general = decode_bytes(chunk, label, general_defects, "subject").strip()
+    general = decode_bytes(chunk, label, general_defects, "subject")
+    general = clean_header(general, general_defects, "subject").strip()
     assert (quick, quick_defects) == (general, general_defects)

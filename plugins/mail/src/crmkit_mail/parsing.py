@@ -159,6 +159,9 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: s
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+#: What a decoded header value may not hold: C0 control characters but the tab (NUL, which
+#: PostgreSQL refuses in text, above all).
+_HEADER_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f]+")
 _BASE64_WORD = re.compile(r"=\?([A-Za-z0-9_.:+-]+)\?[bB]\?([A-Za-z0-9+/]*={0,2})\?=")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 
@@ -170,22 +173,34 @@ def _unsurrogate(value: str) -> str:
     return guess_cyrillic(value.encode("utf-8", errors="surrogateescape"))
 
 
+def clean_header(value: str, defects: list[str], where: str) -> str:
+    """A decoded header value without control characters (a defect says they were there)."""
+    if _HEADER_CONTROLS.search(value) is None:
+        return value
+    defects.append(f"{where}: control characters removed")
+    return _HEADER_CONTROLS.sub("", value)
+
+
 def decode_header_text(raw: str, defects: list[str] | None = None, where: str = "header") -> str:
-    """Decode a raw header value: RFC 2047 encoded words in any charset, raw 8-bit bytes."""
+    """Decode a raw header value: RFC 2047 encoded words in any charset, raw 8-bit bytes.
+
+    Control characters are removed from the result (see :func:`clean_header`).
+    """
     defects = defects if defects is not None else []
     raw = _FOLDING.sub(" ", raw or "")
     if "=?" not in raw:  # no encoded word: decode_header would hand the text back as it is
-        return _unsurrogate(raw).strip()
+        return clean_header(_unsurrogate(raw), defects, where).strip()
     single = _BASE64_WORD.fullmatch(raw.strip())
     if single is not None and len(single[2]) % 4 == 0:
         # the commonest case, one base64 word: what decode_header would make of it, sooner
         data = binascii.a2b_base64(single[2])
-        return decode_bytes(data, single[1].lower(), defects, where).strip()
+        text = decode_bytes(data, single[1].lower(), defects, where)
+        return clean_header(text, defects, where).strip()
     try:
         chunks = email.header.decode_header(raw)
     except Exception as exc:  # a malformed encoded word: keep the text as it came
         defects.append(f"{where}: {exc}")
-        return _unsurrogate(raw).strip()
+        return clean_header(_unsurrogate(raw), defects, where).strip()
     parts: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
@@ -197,7 +212,7 @@ def decode_header_text(raw: str, defects: list[str] | None = None, where: str = 
                 if charset
                 else _unsurrogate(chunk.decode("ascii", errors="surrogateescape"))
             )
-    return "".join(parts).strip()
+    return clean_header("".join(parts), defects, where).strip()
 
 
 def _raw_headers(message: Message) -> dict[str, list[str]]:
@@ -279,7 +294,10 @@ def _addresses(
         for display, address in pairs:
             if "@" in address:
                 found.append(
-                    (decode_header_text(display, defects, name), _unsurrogate(address).lower())
+                    (
+                        decode_header_text(display, defects, name),
+                        clean_header(_unsurrogate(address), defects, name).lower(),
+                    )
                 )
     if found or isinstance(message, dict):
         return found
@@ -289,8 +307,10 @@ def _addresses(
             if address.addr_spec and "@" in address.addr_spec:
                 found.append(
                     (
-                        _unsurrogate(address.display_name or "").strip(),
-                        _unsurrogate(address.addr_spec).lower(),
+                        clean_header(
+                            _unsurrogate(address.display_name or ""), defects, name
+                        ).strip(),
+                        clean_header(_unsurrogate(address.addr_spec), defects, name).lower(),
                     )
                 )
     except Exception as exc:  # nothing readable: the caller reports a missing sender
@@ -504,7 +524,9 @@ def _walk(
         if not filename:
             extension = mimetypes.guess_extension(content_type) or ".bin"
             filename = f"attachment-{len(files) + 1}{extension}"
-        files.append(MailAttachment(filename, content_type, data))
+        files.append(
+            MailAttachment(filename, clean_header(content_type, defects, "attachment"), data)
+        )
     elif content_type == "text/plain":
         texts.append(part_text(part, defects))
     elif content_type == "text/html":
@@ -532,16 +554,19 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
                 action = (block.get("action") or "").strip().lower()
                 recipient = block.get("final-recipient") or block.get("original-recipient")
                 if recipient and action in ("failed", ""):
-                    address = str(recipient).split(";", 1)[-1].strip().strip("<>").lower()
+                    address = clean_header(str(recipient), defects, "bounce")
+                    address = address.split(";", 1)[-1].strip().strip("<>").lower()
                     if "@" in address:
                         recipients.append(address)
-                        status = status or str(block.get("status") or "").strip()
+                        found_status = str(block.get("status") or "")
+                        status = status or clean_header(found_status, defects, "bounce").strip()
         elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
             inner: Any = part.get_payload()
             if isinstance(inner, list) and inner:
-                original = (message_ids(str(inner[0].get("message-id", ""))) or (None,))[0]
+                value = clean_header(str(inner[0].get("message-id", "")), defects, "bounce")
+                original = (message_ids(value) or (None,))[0]
             else:
-                text = part_text(part, defects)
+                text = part_text(part, defects).replace("\x00", "")
                 found = re.search(r"^message-id:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE)
                 original = (message_ids(found.group(1)) or (None,))[0] if found else None
     if not recipients:
@@ -658,6 +683,13 @@ def parse_message(raw: bytes) -> ParsedMail:
     text = "\n".join(t for t in texts if t.strip()).strip()
     if not text and html_body:
         text = html_to_text(html_body)
+    # a NUL decoded from quoted-printable or base64: PostgreSQL refuses it in a text column
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        defects.append("body: NUL characters removed")
+    if html_body is not None and "\x00" in html_body:
+        html_body = html_body.replace("\x00", "")
+        defects.append("html: NUL characters removed")
 
     auto = (header_text(headers, "auto-submitted", defects) or "no").lower()
     return ParsedMail(
