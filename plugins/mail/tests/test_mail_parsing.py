@@ -118,6 +118,34 @@ def test_raw_8bit_headers_and_a_wrong_charset_label():
     assert any("unknown charset" in d for d in mail.defects)
 
 
+def test_a_wrong_cyrillic_code_page_label_is_read_past():
+    for actual, label, page in (
+        ("koi8_r", "windows-1251", "koi8-r"),
+        ("cp1251", "koi8-r", "windows-1251"),
+        ("cp1251", "koi8-u", "windows-1251"),
+        ("utf-8", "windows-1251", "utf-8"),
+    ):
+        raw = build(
+            f"From: a@example.ru\nSubject: x\nContent-Type: text/plain; charset={label}\n",
+            TEXT.encode(actual),
+        )
+        mail = parse_message(raw)
+        assert mail.text == TEXT, (actual, label)
+        assert mail.defects == (f"body: charset {label} looked like {page}",)
+    # an encoded word's label is checked as a body's is
+    subject = "=?windows-1251?B?" + base64.b64encode("Счёт на оплату".encode("koi8_r")).decode()
+    assert decode_header_text(subject + "?=") == "Счёт на оплату"
+
+
+def test_correctly_labelled_cyrillic_never_flips():
+    # capitals read in the wrong page are small letters, some of them frequent ones
+    for text in (TEXT, TEXT.upper(), "СРОЧНО", "ГРУППЫ", "ОК", "Да", "ООО РОМАШКА", "кВт"):
+        for charset, label in (("cp1251", "windows-1251"), ("koi8_r", "koi8-r")):
+            defects = []
+            assert decode_bytes(text.encode(charset), label, defects, "body") == text
+            assert defects == [], (text, label)
+
+
 def test_broken_and_russian_dates():
     base = "From: a@example.ru\nSubject: x\nDate: {}\n"
     broken = parse_message(build(base.format("32 Foo 2025 99:99"), b"hi"))

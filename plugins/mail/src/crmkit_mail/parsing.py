@@ -151,11 +151,76 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: s
             defects.append(f"{where}: 8-bit text labelled us-ascii")
         return guess_cyrillic(data)
     try:
-        return data.decode(charset)
+        text = data.decode(charset)
     except UnicodeDecodeError:
         defects.append(f"{where}: not valid {declared}")
         guessed = guess_cyrillic(data)
         return guessed if "\ufffd" not in guessed else data.decode(charset, errors="replace")
+    if charset in _CYRILLIC_PAGES and not data.isascii():
+        return _relabelled(data, text, charset, declared, defects, where)
+    return text
+
+
+#: The single-byte Cyrillic code pages whose label is checked against the text it gives (any
+#: byte decodes in them, so a wrong one gives no error, only mojibake), by what they call
+#: themselves in a defect.
+_CYRILLIC_PAGES = {"cp1251": "windows-1251", "koi8-r": "koi8-r", "koi8-u": "koi8-u"}
+_CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
+_SMALL_THEN_CAPITAL = re.compile("[а-яё][А-ЯЁ]")
+#: Bytes that are not one of the frequent letters, lower-case only or of either case, by page.
+_NOT_FREQUENT = {
+    (charset, either_case): bytes(
+        set(range(256)) - set((letters + letters.upper() * either_case).encode(charset))
+    )
+    for charset in _CYRILLIC_PAGES
+    for either_case in (False, True)
+    for letters in ["".join(sorted(_FREQUENT))]
+}
+
+
+def _frequent(data: bytes, charset: str, either_case: bool = False) -> int:
+    """How many frequent Russian letters ``data`` holds, read in a Cyrillic code page."""
+    return len(data.translate(None, _NOT_FREQUENT[charset, either_case]))
+
+
+def _relabelled(
+    data: bytes, text: str, charset: str, declared: str | None, defects: list[str], where: str
+) -> str:
+    """``text`` (``data`` read in the Cyrillic code page it was labelled with), or its reading
+    in UTF-8 or the other code page when that is clearly the Russian text.
+
+    Valid UTF-8 with Cyrillic letters in it is UTF-8: a Russian text in a code page is never
+    valid UTF-8.  Read in the wrong one of windows-1251 and KOI8-R, Russian letters change
+    case (and letter).  The other page wins when its reading has at least twice as many of
+    the frequent lower-case letters, and three more, *and* either the labelled reading has
+    more words with a capital after a small letter ("пРИВЕТ", a capitalised word read in the
+    wrong page) or the other reading has half as many again frequent letters of either case
+    (ten at least).  Correct text in capitals, which the wrong page turns into small letters,
+    so never flips; short texts all in small letters are left as labelled.
+    """
+    try:
+        utf8 = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if _CYRILLIC_LETTER.search(utf8):
+            defects.append(f"{where}: charset {declared} looked like utf-8")
+            return utf8
+    sample = data[:4096]  # enough letters to tell, whatever the length of the text
+    own = _frequent(sample, charset)
+    for other in ("cp1251", "koi8-r"):  # CYRILLIC_GUESSES, by their codec names
+        if other == charset or {other, charset} == {"koi8-r", "koi8-u"}:
+            continue  # KOI8-U puts the Russian letters where KOI8-R does
+        if _frequent(sample, other) < 2 * own + 3:
+            continue
+        either_case = _frequent(sample, other, True)
+        swapped = len(_SMALL_THEN_CAPITAL.findall(sample.decode(charset, errors="replace")))
+        if swapped > len(_SMALL_THEN_CAPITAL.findall(sample.decode(other, errors="replace"))) or (
+            either_case >= 10 and either_case >= 1.5 * _frequent(sample, charset, True)
+        ):
+            defects.append(f"{where}: charset {declared} looked like {_CYRILLIC_PAGES[other]}")
+            return data.decode(other, errors="replace")
+    return text
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
