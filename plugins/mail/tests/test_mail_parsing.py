@@ -249,6 +249,28 @@ def test_a_mail_with_nul_is_recorded_on_both_databases(mail_crm):
         assert (entry.subject, entry.body) == ("abc", "helloworld")
 
 
+def test_line_breaks_in_a_decoded_header_become_spaces():
+    from crmkit_mail.smtp import compose
+
+    raw = build(
+        "From: =?utf-8?Q?Ivan=0APetrov?= <ivan@example.ru>\n"
+        "Subject: =?utf-8?Q?a=0D=0ABcc:_x@evil.ru?=\nMessage-ID: <crlf@example.ru>\n",
+        b"hi",
+    )
+    mail = parse_message(raw)
+    assert mail.subject == "a Bcc: x@evil.ru" and mail.sender_name == "Ivan Petrov"
+    assert "subject: line breaks made spaces" in mail.defects
+    for value in ("a\u2028b", "a\x0b\x0cb", "a\x85b", "a\r\n\r\nb"):
+        assert decode_header_text(value) == "a b", repr(value)
+    # a reply built from it goes out, with no Bcc header of its own
+    reply = compose(
+        sender="sales@firm.test", sender_name=mail.sender_name, to=[mail.sender],
+        subject="Re: " + mail.subject, body="ok", message_id="<r@firm.test>",
+        in_reply_to=mail.message_id,
+    )  # fmt: skip
+    assert reply["Subject"] == "Re: a Bcc: x@evil.ru" and reply["Bcc"] is None
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.binary(max_size=400),

@@ -225,8 +225,12 @@ def _relabelled(
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
 #: What a decoded header value may not hold: C0 control characters but the tab (NUL, which
-#: PostgreSQL refuses in text, above all).
-_HEADER_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f]+")
+#: PostgreSQL refuses in text, above all) and line breaks (a reply's subject made of one
+#: would not go out).
+_HEADER_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x85\u2028\u2029]")
+#: Line breaks, as ``str.splitlines`` knows them; a run of them becomes one space.
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f]+")
 _BASE64_WORD = re.compile(r"=\?([A-Za-z0-9_.:+-]+)\?[bB]\?([A-Za-z0-9+/]*={0,2})\?=")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 
@@ -239,17 +243,23 @@ def _unsurrogate(value: str) -> str:
 
 
 def clean_header(value: str, defects: list[str], where: str) -> str:
-    """A decoded header value without control characters (a defect says they were there)."""
+    """A decoded header value on one line: each run of line breaks made one space, other
+    control characters (but the tab) removed; a defect says which were there."""
     if _HEADER_CONTROLS.search(value) is None:
         return value
-    defects.append(f"{where}: control characters removed")
-    return _HEADER_CONTROLS.sub("", value)
+    if _LINE_BREAKS.search(value) is not None:
+        defects.append(f"{where}: line breaks made spaces")
+        value = _LINE_BREAKS.sub(" ", value)
+    if _OTHER_CONTROLS.search(value) is not None:
+        defects.append(f"{where}: control characters removed")
+        value = _OTHER_CONTROLS.sub("", value)
+    return value
 
 
 def decode_header_text(raw: str, defects: list[str] | None = None, where: str = "header") -> str:
     """Decode a raw header value: RFC 2047 encoded words in any charset, raw 8-bit bytes.
 
-    Control characters are removed from the result (see :func:`clean_header`).
+    The result is one line without control characters (see :func:`clean_header`).
     """
     defects = defects if defects is not None else []
     raw = _FOLDING.sub(" ", raw or "")
