@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.header
 import email.utils
+import itertools
 import quopri
 from email import policy
 
@@ -144,6 +145,55 @@ def test_correctly_labelled_cyrillic_never_flips():
             defects = []
             assert decode_bytes(text.encode(charset), label, defects, "body") == text
             assert defects == [], (text, label)
+
+
+def test_raw_8bit_words_beside_encoded_words():
+    mir = "=?utf-8?B?" + base64.b64encode("мир".encode()).decode() + "?="
+    for charset in ("utf-8", "cp1251", "koi8_r"):
+        raw = build(
+            "To: a@example.ru\n",
+            b"hi",
+            extra=(
+                f"Subject: Привет {mir}\r\nFrom: Иван {mir} <ivan@x.ru>\r\n"
+                f"Cc: {mir} Пётр <p@x.ru>\r\n"
+            ).encode(charset),
+        )
+        mail = parse_message(raw)
+        assert (mail.subject, mail.sender_name, mail.sender) == (
+            "Привет мир",
+            "Иван мир",
+            "ivan@x.ru",
+        ), charset
+        assert mail.recipients == ("a@example.ru", "p@x.ru")
+    # the 8-bit words are guessed together, the blanks beside encoded words are kept
+    koi8 = "Счёт  =?koi8-r?Q?=CE=C1?= оплату".encode("koi8_r").decode("ascii", "surrogateescape")
+    assert decode_header_text(koi8) == "Счёт  на оплату"
+
+
+# words whose code page the letters tell (a word in capitals may read as small letters of the
+# other page, in a raw header with no encoded word too)
+RUSSIAN_WORDS = ["Привет", "счёт", "на", "оплату", "Ёлка", "(Иван)", "a", "17"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.sampled_from(RUSSIAN_WORDS)), min_size=1, max_size=6),
+    st.sampled_from(["utf-8", "cp1251", "koi8_r"]),
+)
+def test_mixed_headers_read_as_their_words(words, charset):
+    # raw 8-bit words in one charset, encoded words in UTF-8, one space apart
+    encoded = [
+        (True, f"=?utf-8?B?{base64.b64encode(word.encode()).decode()}?=") if enc else (False, word)
+        for enc, word in words
+    ]
+    raw = " ".join(
+        w if enc else w.encode(charset).decode("ascii", "surrogateescape") for enc, w in encoded
+    )
+    # RFC 2047: the blank between two encoded words is not text
+    expected = words[0][1]
+    for (before, _), (now, word) in itertools.pairwise(words):
+        expected += ("" if before and now else " ") + word
+    assert decode_header_text(raw) == expected
 
 
 def test_broken_and_russian_dates():

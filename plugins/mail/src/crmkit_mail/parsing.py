@@ -129,14 +129,13 @@ def guess_cyrillic(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    best, best_score = "", -1
-    for charset in CYRILLIC_GUESSES:
-        text = data.decode(charset, errors="replace")
-        score = sum(1 for ch in text if ch in _FREQUENT)
-        if score > best_score:
-            best, best_score = text, score
-    return best
+        return data.decode(_cyrillic_page(data), errors="replace")
+
+
+def _cyrillic_page(data: bytes) -> str:
+    """The code page of :data:`CYRILLIC_GUESSES` whose reading of ``data`` has the most
+    frequent lower-case letters (the first one of a tie)."""
+    return max(_GUESSED_PAGES, key=lambda charset: _frequent(data, charset))
 
 
 def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: str) -> str:
@@ -165,6 +164,7 @@ def decode_bytes(data: bytes, declared: str | None, defects: list[str], where: s
 #: byte decodes in them, so a wrong one gives no error, only mojibake), by what they call
 #: themselves in a defect.
 _CYRILLIC_PAGES = {"cp1251": "windows-1251", "koi8-r": "koi8-r", "koi8-u": "koi8-u"}
+_GUESSED_PAGES = tuple(codecs.lookup(charset).name for charset in CYRILLIC_GUESSES)
 _CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
 _SMALL_THEN_CAPITAL = re.compile("[а-яё][А-ЯЁ]")
 #: Bytes that are not one of the frequent letters, lower-case only or of either case, by page.
@@ -208,7 +208,7 @@ def _relabelled(
             return utf8
     sample = data[:4096]  # enough letters to tell, whatever the length of the text
     own = _frequent(sample, charset)
-    for other in ("cp1251", "koi8-r"):  # CYRILLIC_GUESSES, by their codec names
+    for other in _GUESSED_PAGES:
         if other == charset or {other, charset} == {"koi8-r", "koi8-u"}:
             continue  # KOI8-U puts the Russian letters where KOI8-R does
         if _frequent(sample, other) < 2 * own + 3:
@@ -233,6 +233,7 @@ _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 _OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f]+")
 _BASE64_WORD = re.compile(r"=\?([A-Za-z0-9_.:+-]+)\?[bB]\?([A-Za-z0-9+/]*={0,2})\?=")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
+_BLANKS = re.compile(r"([ \t]+)")
 
 
 def _unsurrogate(value: str) -> str:
@@ -271,11 +272,20 @@ def decode_header_text(raw: str, defects: list[str] | None = None, where: str = 
         data = binascii.a2b_base64(single[2])
         text = decode_bytes(data, single[1].lower(), defects, where)
         return clean_header(text, defects, where).strip()
+    if not raw.isascii():
+        # raw 8-bit words beside encoded ones: decode_header would turn their bytes into
+        # "\\udcd0" text, so they are read as a raw header is, the rest by decode_header
+        return clean_header(_decode_mixed(raw, defects, where), defects, where).strip()
+    return clean_header(_decode_words(raw, defects, where), defects, where).strip()
+
+
+def _decode_words(raw: str, defects: list[str], where: str) -> str:
+    """An ASCII header value's encoded words decoded by ``email.header.decode_header``."""
     try:
         chunks = email.header.decode_header(raw)
     except Exception as exc:  # a malformed encoded word: keep the text as it came
         defects.append(f"{where}: {exc}")
-        return clean_header(_unsurrogate(raw), defects, where).strip()
+        return _unsurrogate(raw)
     parts: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
@@ -287,7 +297,45 @@ def decode_header_text(raw: str, defects: list[str] | None = None, where: str = 
                 if charset
                 else _unsurrogate(chunk.decode("ascii", errors="surrogateescape"))
             )
-    return clean_header("".join(parts), defects, where).strip()
+    return "".join(parts)
+
+
+def _decode_mixed(raw: str, defects: list[str], where: str) -> str:
+    """A header value with both raw 8-bit words and encoded ones: the 8-bit words in the one
+    charset guessed from all of them together (as a raw header without encoded words is
+    read), the ASCII stretches between them by :func:`_decode_words`, blanks kept."""
+    pieces = _BLANKS.split(raw)  # words at even places, the blanks between them at odd ones
+    joined = b" ".join(
+        p.encode("utf-8", "surrogateescape") for p in pieces[::2] if _SURROGATE.search(p)
+    )
+    try:
+        joined.decode("utf-8")
+        charset = "utf-8"
+    except UnicodeDecodeError:
+        charset = _cyrillic_page(joined)
+    parts: list[str] = []
+    between: list[str] = []  # ASCII words and blanks since the last 8-bit word
+    for place, piece in enumerate(pieces):
+        if place % 2 or piece.isascii():
+            between.append(piece)
+            continue
+        parts.append(_decode_between("".join(between), defects, where))
+        between = []
+        if _SURROGATE.search(piece):
+            piece = piece.encode("utf-8", "surrogateescape").decode(charset, errors="replace")
+        parts.append(piece)
+    parts.append(_decode_between("".join(between), defects, where))
+    return "".join(parts)
+
+
+def _decode_between(piece: str, defects: list[str], where: str) -> str:
+    """ASCII text between raw 8-bit words: its encoded words decoded, its blanks kept."""
+    core = piece.strip(" \t")
+    if "=?" not in core:
+        return piece
+    lead = piece[: len(piece) - len(piece.lstrip(" \t"))]
+    trail = piece[len(piece.rstrip(" \t")) :]
+    return lead + _decode_words(core, defects, where) + trail
 
 
 def _raw_headers(message: Message) -> dict[str, list[str]]:
