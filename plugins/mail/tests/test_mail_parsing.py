@@ -214,6 +214,42 @@ def test_broken_and_russian_dates():
     assert future.date is None
 
 
+def test_zone_names_of_russian_mail():
+    utc = dt.UTC
+    for value, expected in (
+        ("Thu, 01 Jan 2015 10:00:00 MSK", dt.datetime(2015, 1, 1, 7, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00 msk", dt.datetime(2015, 1, 1, 7, tzinfo=utc)),
+        ("Sun, 1 Jul 2012 10:00:00 MSK", dt.datetime(2012, 7, 1, 6, tzinfo=utc)),  # UTC+4 then
+        ("Wed, 1 Jul 2009 10:00:00 MSD", dt.datetime(2009, 7, 1, 6, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00:00 YEKT", dt.datetime(2015, 1, 1, 5, tzinfo=utc)),
+        ("Thu Jan 01 10:00:00 MSK 2015", dt.datetime(2015, 1, 1, 7, tzinfo=utc)),
+        # what RFC 5322 allows, as before: "-0000", no zone, the obsolete names
+        ("Thu, 01 Jan 2015 10:00:00 -0000", dt.datetime(2015, 1, 1, 10, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00:00", dt.datetime(2015, 1, 1, 10, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00:00 EST", dt.datetime(2015, 1, 1, 15, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00:00 UT", dt.datetime(2015, 1, 1, 10, tzinfo=utc)),
+        ("Thu, 01 Jan 2015 10:00:00 +0300 (MSK)", dt.datetime(2015, 1, 1, 7, tzinfo=utc)),
+    ):
+        defects = []
+        assert parse_date(value, defects) == expected, value
+        assert defects == [], value
+    for unknown in ("Thu, 01 Jan 2015 10:00:00 XYZ", "01 Jan 2015 10:00:00 GMT+3"):
+        defects = []
+        assert parse_date(unknown, defects) is None
+        assert defects == [f"Date: unreadable {unknown!r}"]
+
+
+def test_a_date_in_an_unknown_zone_falls_back_to_the_arrival_time():
+    from crmkit_mail.imap import FetchedMessage
+    from crmkit_mail.sync import inbound
+
+    arrived = dt.datetime(2015, 1, 1, 7, 2, tzinfo=dt.UTC)
+    for zone, expected in (("MSK", dt.datetime(2015, 1, 1, 7, tzinfo=dt.UTC)), ("XYZ", arrived)):
+        raw = build(f"From: a@example.ru\nSubject: x\nDate: 1 Jan 2015 10:00:00 {zone}\n", b"hi")
+        message = inbound(parse_message(raw), FetchedMessage(1, arrived, raw), "shared")
+        assert message.received_at == expected, zone
+
+
 def test_attachment_with_cyrillic_rfc2231_name_and_broken_base64():
     raw = build(
         "From: a@example.ru\nSubject: files\nMIME-Version: 1.0\n"

@@ -462,6 +462,18 @@ _RUSSIAN_MONTHS = {
 }  # fmt: skip
 
 
+#: Zone names of Russian mail (and its neighbours') that ``parsedate`` does not know, as
+#: hours east of UTC.  Any other zone name it does not know leaves the date unreadable.
+_ZONE_NAMES = {
+    "MSK": 3, "МСК": 3, "MSD": 4, "SAMT": 4, "YEKT": 5, "OMST": 6, "NOVT": 7, "KRAT": 7,
+    "IRKT": 8, "YAKT": 9, "VLAT": 10, "MAGT": 11, "PETT": 12,
+    "CET": 1, "CEST": 2, "EET": 2, "EEST": 3,
+}  # fmt: skip
+#: Moscow time was UTC+4 all year from 27 March 2011 to 26 October 2014, and called MSK.
+_MOSCOW_SUMMER = (dt.datetime(2011, 3, 27, 2), dt.datetime(2014, 10, 26, 2))
+# the word after the time of day, where a date has its zone
+_ZONE_AFTER_TIME = re.compile(r"\d:\d\d(?::\d\d)?[ \t]+([^\s\d+-][^\s]*)")
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PLAIN_DATE = re.compile(
     r"[ \t]*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),[ \t]*)?(\d{1,2}) (" + "|".join(_MONTHS) + ")"
@@ -483,6 +495,22 @@ def _plain_date(value: str) -> dt.datetime | None:
         )  # fmt: skip
     except ValueError:  # out of range: the general parser decides what to make of it
         return None
+
+
+def _zone_name(value: str, when: dt.datetime) -> dt.timezone | None:
+    """The zone of a date ``parsedate`` read without one: UTC when it has no zone name after
+    its time (RFC 5322's "-0000", or none at all), that of a name of :data:`_ZONE_NAMES`, or
+    ``None`` for any other name ("GMT+3", "IST"): what time it means is not known."""
+    found = _ZONE_AFTER_TIME.search(value)
+    if found is None:
+        return dt.UTC
+    name = found[1].strip(",").upper()
+    hours = _ZONE_NAMES.get(name)
+    if hours is None:
+        return None
+    if name in ("MSK", "МСК") and _MOSCOW_SUMMER[0] <= when < _MOSCOW_SUMMER[1]:
+        hours = 4
+    return dt.timezone(dt.timedelta(hours=hours))
 
 
 def parse_date(value: str | None, defects: list[str]) -> dt.datetime | None:
@@ -511,8 +539,11 @@ def parse_date(value: str | None, defects: list[str]) -> dt.datetime | None:
             continue
         if when is None:
             continue
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
+        if when.tzinfo is None:  # no zone, "-0000" (UTC) or a zone name parsedate lacks
+            zone = _zone_name(cleaned, when)
+            if zone is None:
+                break
+            when = when.replace(tzinfo=zone)
         when = when.astimezone(dt.UTC)
         if when < _EARLIEST or when > dt.datetime.now(dt.UTC) + dt.timedelta(days=2):
             defects.append(f"Date: implausible {value!r}")
