@@ -178,6 +178,20 @@ _NOT_FREQUENT = {
 }
 
 
+#: The page a wrong label of a Cyrillic page most likely hides (KOI8-U puts the Russian
+#: letters where KOI8-R does).
+_OTHER_PAGE = {"cp1251": "koi8-r", "koi8-r": "cp1251", "koi8-u": "cp1251"}
+# the frequent small letters are bytes E0-FF in windows-1251 and C0-DF in KOI8: one pass of
+# translate marks those of each page ("w", "k") and drops every other byte
+_LETTER_BYTES = (
+    "".join(sorted(_FREQUENT)).encode("cp1251"),
+    "".join(sorted(_FREQUENT)).encode("koi8-r"),
+)
+_MARK = bytes.maketrans(b"".join(_LETTER_BYTES), b"w" * 10 + b"k" * 10)
+_UNMARKED = bytes(set(range(256)) - set(b"".join(_LETTER_BYTES)))
+_MARKER = {"cp1251": b"w", "koi8-r": b"k", "koi8-u": b"k"}
+
+
 def _frequent(data: bytes, charset: str, either_case: bool = False) -> int:
     """How many frequent Russian letters ``data`` holds, read in a Cyrillic code page."""
     return len(data.translate(None, _NOT_FREQUENT[charset, either_case]))
@@ -198,28 +212,28 @@ def _relabelled(
     (ten at least).  Correct text in capitals, which the wrong page turns into small letters,
     so never flips; short texts all in small letters are left as labelled.
     """
-    try:
-        utf8 = data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if _CYRILLIC_LETTER.search(utf8):
-            defects.append(f"{where}: charset {declared} looked like utf-8")
-            return utf8
     sample = data[:4096]  # enough letters to tell, whatever the length of the text
-    own = _frequent(sample, charset)
-    for other in _GUESSED_PAGES:
-        if other == charset or {other, charset} == {"koi8-r", "koi8-u"}:
-            continue  # KOI8-U puts the Russian letters where KOI8-R does
-        if _frequent(sample, other) < 2 * own + 3:
-            continue
-        either_case = _frequent(sample, other, True)
-        swapped = len(_SMALL_THEN_CAPITAL.findall(sample.decode(charset, errors="replace")))
-        if swapped > len(_SMALL_THEN_CAPITAL.findall(sample.decode(other, errors="replace"))) or (
-            either_case >= 10 and either_case >= 1.5 * _frequent(sample, charset, True)
-        ):
-            defects.append(f"{where}: charset {declared} looked like {_CYRILLIC_PAGES[other]}")
-            return data.decode(other, errors="replace")
+    marks = sample.translate(_MARK, _UNMARKED)
+    other = _OTHER_PAGE[charset]
+    own, theirs = marks.count(_MARKER[charset]), marks.count(_MARKER[other])
+    if own * 8 < len(sample):  # few letters of the labelled page's: UTF-8, perhaps
+        try:
+            utf8 = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if _CYRILLIC_LETTER.search(utf8):
+                defects.append(f"{where}: charset {declared} looked like utf-8")
+                return utf8
+    if theirs < 2 * own + 3:
+        return text
+    either_case = _frequent(sample, other, True)
+    swapped = len(_SMALL_THEN_CAPITAL.findall(sample.decode(charset, errors="replace")))
+    if swapped > len(_SMALL_THEN_CAPITAL.findall(sample.decode(other, errors="replace"))) or (
+        either_case >= 10 and either_case >= 1.5 * _frequent(sample, charset, True)
+    ):
+        defects.append(f"{where}: charset {declared} looked like {_CYRILLIC_PAGES[other]}")
+        return data.decode(other, errors="replace")
     return text
 
 
@@ -246,7 +260,7 @@ def _unsurrogate(value: str) -> str:
 def clean_header(value: str, defects: list[str], where: str) -> str:
     """A decoded header value on one line: each run of line breaks made one space, other
     control characters (but the tab) removed; a defect says which were there."""
-    if _HEADER_CONTROLS.search(value) is None:
+    if value.isprintable() or _HEADER_CONTROLS.search(value) is None:
         return value
     if _LINE_BREAKS.search(value) is not None:
         defects.append(f"{where}: line breaks made spaces")
