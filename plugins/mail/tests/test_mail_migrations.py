@@ -45,11 +45,7 @@ def test_recipients_doubled_by_a_double_start_are_merged_by_mail_0007(migrated):
     from alembic import command
     from crmkit_mail.model import MailAccount, MailCampaign, MailCampaignRecipient
 
-    config = migrated.migrations.config()
-    with migrated.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "mail_0006_sent_reading")
-    with migrated.system() as work:  # a mailing started twice at once, before the index
+    with migrated.system() as work:
         ids = [work.parties.create({"kind": "person", "name": n}).id for n in ("Иван", "Анна")]
         account = MailAccount(name="sales", address="sales@example.test")
         work.session.add(account)
@@ -57,10 +53,16 @@ def test_recipients_doubled_by_a_double_start_are_merged_by_mail_0007(migrated):
         campaign = MailCampaign(name="Шины", account_id=account.id, subject="s", body="b")
         work.session.add(campaign)
         work.flush()
-        rows = [{"campaign_id": campaign.id, "party_id": i, "address": "x"} for i in ids] * 2
-        rows.append({"campaign_id": campaign.id, "party_id": None, "address": "y"})
-        rows.append({"campaign_id": campaign.id, "party_id": None, "address": "z"})
-        work.session.execute(sa.insert(MailCampaignRecipient), rows)
+        campaign_id = campaign.id
+    config = migrated.migrations.config()
+    with migrated.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "mail_0006_sent_reading")
+    with migrated.engine.begin() as connection:  # a mailing started twice, before the index
+        rows = [{"campaign_id": campaign_id, "party_id": i, "address": "x"} for i in ids] * 2
+        rows.append({"campaign_id": campaign_id, "party_id": None, "address": "y"})
+        rows.append({"campaign_id": campaign_id, "party_id": None, "address": "z"})
+        connection.execute(sa.insert(MailCampaignRecipient), rows)
     migrated.migrations.upgrade()
     with migrated.engine.connect() as connection:
         kept = connection.execute(

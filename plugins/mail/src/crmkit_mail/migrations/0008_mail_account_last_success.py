@@ -2,7 +2,7 @@
 window reaches back to it, not to the last sync, which may have failed).
 
 Revision ID: mail_0008_last_success
-Revises: mail_0006_sent_reading
+Revises: mail_0007_one_recipient_row
 Create Date: 2026-11-24 10:00:00
 """
 
