@@ -15,7 +15,14 @@ from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.jobs import Job
-from crmkit.jobs.delivery import claim, deliver_due, deliver_item, retry_delay
+from crmkit.jobs.delivery import (
+    ClaimLost,
+    claim,
+    deliver_due,
+    deliver_item,
+    keep_claim,
+    retry_delay,
+)
 from crmkit.jobs.worker import Worker
 from crmkit.model import Activity, OutboxItem
 from crmkit.testing import add_user, factories
@@ -256,3 +263,60 @@ def test_embedded_worker_delivers_after_commit(make_crm, peer):
         worker.stop()
     assert [peer.accepted_count(f"e{n}") for n in range(3)] == [1, 1, 1]
     assert all(item(crm, i).status == "delivered" for i in ids)
+
+
+class LongJob:
+    """A job that runs past its item's lease: it renews the claim, or finds it lost."""
+
+    crmkit_plugin_name = "test_long_job"
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def crmkit_register_jobs(self):
+        return [Job("test.long", self.run)]
+
+    def run(self, crm, item_id, taken_over=False):
+        with crm.engine.begin() as connection:  # the lease runs out while the job works
+            values = {"next_attempt_at": utcnow() - dt.timedelta(seconds=1)}
+            if taken_over:  # ... and another worker claimed the item meanwhile
+                values["claimed_by"] = "another-worker"
+            connection.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(values))
+        try:
+            keep_claim()
+        except ClaimLost as lost:
+            self.seen.append(str(lost))
+            raise
+        self.seen.append(claim(crm, item_id))  # a second worker finds it held again
+
+
+def test_a_long_job_keeps_its_claim_or_learns_it_was_taken_over(make_crm):
+    job = LongJob()
+    crm = make_crm(plugins=[job], settings={"outbox.lease_seconds": 30})
+    keep_claim()  # outside a delivery: nothing to keep
+    with crm.system() as work:
+        held = work.outbox.run_job("test.long", {})
+    with crm.engine.begin() as connection:
+        connection.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == held.id)
+            .values(payload={"job": "test.long", "payload": {"item_id": held.id}})
+        )
+    assert deliver_due(crm) == {"delivered": 1}
+    assert job.seen == [None]  # renewed: no other worker could claim it
+
+    with crm.system() as work:
+        lost = work.outbox.run_job("test.long", {})
+    with crm.engine.begin() as connection:
+        connection.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == lost.id)
+            .values(
+                payload={"job": "test.long", "payload": {"item_id": lost.id, "taken_over": True}}
+            )
+        )
+    deliver_due(crm, [lost.id])
+    assert job.seen[1] == f"outbox item {lost.id} was taken over by another worker"
+    # the other worker's claim is untouched by the first one's ending
+    assert item(crm, lost.id).claimed_by == "another-worker"

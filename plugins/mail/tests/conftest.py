@@ -49,7 +49,13 @@ def smtp(tmp_path, certificate):
 
 
 @pytest.fixture
-def mail_crm(make_crm, certificate):
+def mail_settings():
+    """Further settings of ``mail_crm`` (a test parametrizes it to change one)."""
+    return {}
+
+
+@pytest.fixture
+def mail_crm(make_crm, certificate, mail_settings):
     """A fresh application with the mail plugin, trusting the test servers' certificate, at
     a public address (mailings' unsubscribe links need one)."""
     return make_crm(
@@ -58,6 +64,7 @@ def mail_crm(make_crm, certificate):
             "mail.ca_file": str(certificate[0]),
             "mail.timeout_seconds": 10,
             "web.base_url": PUBLIC_ADDRESS,
+            **mail_settings,
         },
     )
 

@@ -11,8 +11,10 @@ from crmkit_mail.campaigns import send_campaign
 from crmkit_mail.imap import append
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
+from sqlalchemy import update
 
 from crmkit.jobs.delivery import deliver_due
+from crmkit.model import Party
 from crmkit.testing.channel_contract import make_due
 from crmkit.web.app import create_app
 
@@ -221,3 +223,65 @@ def test_a_mailing_needs_an_audience_and_a_body(mail_crm, account):
         mail(work).campaigns.create("x", body="b")
     with mail_crm.system() as work, pytest.raises(ValidationFailed, match="line 1"):
         mail(work).campaigns.create("x", body="{{ party.name", group_id=None, where={})
+
+
+@pytest.mark.parametrize("mail_settings", [{"outbox.lease_seconds": 1.0}])
+def test_a_mailing_longer_than_its_lease_is_not_taken_over_by_another_worker(
+    mail_crm, account, smtp
+):
+    import threading
+    import time
+
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:  # three mails a second apart: twice the lease
+        campaign = mail(work).campaigns.create("Шины", subject="s", body="b", group_id=group_id,
+                                               rate_per_minute=60)  # fmt: skip
+        mail(work).campaigns.start(campaign.id)
+    done = threading.Event()
+
+    def second_worker():  # sweeps for items whose lease ran out, as idle workers do
+        while not done.is_set():
+            deliver_due(mail_crm)
+            time.sleep(0.1)
+
+    other = threading.Thread(target=second_worker)
+    other.start()
+    try:
+        deliver_due(mail_crm)
+    finally:
+        done.set()
+        other.join()
+
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru", "c@three.ru"]  # each once
+    with mail_crm.system() as work:
+        assert mail(work).campaigns.report(campaign.id)["sent"] == 3
+
+
+def test_a_mail_that_cannot_be_made_fails_its_recipient_alone(mail_crm, account, smtp):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        work.session.execute(  # an imported name that a subject cannot carry
+            update(Party).where(Party.name == "Сервис 1").values(name="Сервис\n1")
+        )
+        campaign = mail(work).campaigns.create(
+            "Шины", subject="Для {{ party.name }}", body="b", group_id=group_id, rate_per_minute=0
+        )
+        mail(work).campaigns.start(campaign.id)
+
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        assert campaigns.get(campaign.id).status == "done"
+        (failed,) = campaigns.recipients(campaign.id, status="failed")
+        assert failed.address == "b@two.ru" and "linefeed" in failed.error
+
+
+def test_an_address_in_a_cyrillic_domain_is_sent_in_its_ascii_form(mail_crm, account, smtp):
+    with mail_crm.system() as work:
+        mail(work).send(to="info@магазин.рф", subject="Счёт", body="Счёт во вложении")
+    deliver_due(mail_crm)
+    (received,) = smtp.received
+    assert received.recipients == ["info@xn--80aairftm.xn--p1ai"]
+    assert parse_message(received.raw).recipients == ("info@xn--80aairftm.xn--p1ai",)

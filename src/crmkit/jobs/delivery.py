@@ -18,6 +18,7 @@ idempotency key, and the outcome is written only if the claim is still ours
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import random
@@ -38,6 +39,41 @@ if TYPE_CHECKING:
     from crmkit.app import CRM
 
 log = logging.getLogger(__name__)
+
+#: the claim this thread is delivering under: (crm, item id, claim token)
+_claim: contextvars.ContextVar[tuple[Any, int, str] | None] = contextvars.ContextVar(
+    "crmkit_outbox_claim", default=None
+)
+
+
+class ClaimLost(RuntimeError):
+    """The item's lease ran out and another worker took it over: stop, it goes on there."""
+
+
+def keep_claim() -> None:
+    """Renew the lease of the outbox item this thread is delivering, for another
+    ``outbox.lease_seconds``.
+
+    A handler or job that may run longer than the lease (a mass mailing, a large export)
+    calls it now and then, well within the lease; otherwise a sweeping worker takes the
+    item over after the lease and runs it a second time beside the first.  Raises
+    :class:`ClaimLost` when that has already happened (the caller stops: the other run goes
+    on); does nothing outside a delivery (a job called directly, a test).
+    """
+    claim = _claim.get()
+    if claim is None:
+        return
+    crm, item_id, token = claim
+    lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
+    with _bookkeeping(crm) as connection:
+        kept = connection.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == item_id, OutboxItem.claimed_by == token)
+            .values(next_attempt_at=utcnow() + lease)
+        ).rowcount
+    if not kept:
+        raise ClaimLost(f"outbox item {item_id} was taken over by another worker")
+
 
 PENDING = "pending"
 DELIVERING = "delivering"
@@ -224,7 +260,11 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
         if done and time.monotonic() - started > budget:
             unreached.append(delivery)
             continue
-        done.append((delivery, _attempt(crm, delivery)))
+        held = _claim.set((crm, delivery.item_id, token))
+        try:
+            done.append((delivery, _attempt(crm, delivery)))
+        finally:
+            _claim.reset(held)
     now = utcnow()
     groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
     for delivery, values in done:

@@ -12,8 +12,12 @@ sending in one statement: a second start at the same time is refused), fixes its
 the outbox, so the mailing starts only if the transaction commits.  The job
 (:func:`send_campaign`) sends the pending rows over one SMTP connection, rendering each in
 Jinja's sandbox with the recipient's party, at most ``rate_per_minute`` (0: no limit), and
-marks each row ``sent`` (with its Message-ID) or ``failed`` chunk by chunk, so a stopped
-job resumes where it was.
+marks each row ``sent`` (with its Message-ID) or ``failed`` chunk by chunk (at most 100 rows
+or a quarter of ``outbox.lease_seconds``; the rate limit's waits between chunks, outside
+any transaction), so a stopped job resumes where it was.  The job renews its outbox claim
+as it goes (:func:`crmkit.jobs.delivery.keep_claim`), so a long mailing is never taken over
+and run twice by another worker.  A recipient whose mail cannot be made (a template error
+on their data, a header the composer refuses) is ``failed`` with the reason.
 A recipient the server refuses, for good (5xx) or for now (4xx: greylisting, a full
 mailbox), is ``failed`` with the server's answer and the mailing goes on; a server that
 cannot be reached or goes away (421) stops the job after the chunk's sent rows are
@@ -38,6 +42,7 @@ from sqlalchemy.orm import selectinload
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.jobs.delivery import error_text, keep_claim
 from crmkit.model import ContactPoint, Party
 from crmkit.services.message_templates import RenderedMessage, choose_language
 from crmkit_mail.accounts import MailAccounts, smtp_settings
@@ -444,9 +449,32 @@ def send_campaign(
     interval = 60.0 / rate if rate else 0.0
     transport = SmtpTransport(settings)
     next_at = clock()
+    # The job runs inside an outbox item's lease, renewed (``keep_claim``) often enough that
+    # no sweeping worker takes the mailing over and sends it a second time.  A chunk's
+    # transaction never outlives that step either, and never spans a wait of the rate
+    # limit: the wait is spent outside any transaction, so a SQLite deployment's other
+    # writers (the web screens) are never held up by a slow mailing.
+    step = max(0.5, float(crm.config["outbox.lease_seconds"]) / 4)
+    renewed = clock()
+
+    def hold(until: float) -> None:
+        """Wait until ``until`` (the rate limit), keeping the job's claim meanwhile."""
+        nonlocal renewed
+        while True:
+            now = clock()
+            if now - renewed >= step:
+                keep_claim()  # ClaimLost: another worker has it; stop sending
+                renewed = now
+            if now >= until:
+                return
+            sleep(min(until - now, step))
+
     stopped: Exception | None = None
+    more = True  # pending rows may be left
     try:
-        while stopped is None:
+        while stopped is None and more:
+            hold(next_at if interval else 0.0)
+            begun = clock()
             with crm.system() as work:
                 chunk = list(
                     work.session.scalars(
@@ -461,6 +489,7 @@ def send_campaign(
                 )
                 if not chunk:
                     break
+                more = len(chunk) == CHUNK  # else this chunk is the last, unless cut short
                 opted_out = set(
                     work.session.scalars(
                         select(MailUnsubscribe.address).where(
@@ -483,8 +512,13 @@ def send_campaign(
                     if row.address in opted_out:
                         row.status = "unsubscribed"
                         continue
+                    if row is not chunk[0] and (
+                        (interval and clock() < next_at) or clock() - begun >= step
+                    ):
+                        more = True
+                        break  # commit what is done; wait (or renew the claim) outside
                     link = unsubscribe_url(crm, row.address, campaign_id)
-                    try:
+                    try:  # this recipient's mail: what cannot be made fails them alone
                         variables = work.message_templates.variables(party_id=row.party_id)
                         message = render_for_recipient(
                             work, campaign, row.party_id, row.address, default_language, variables
@@ -502,11 +536,14 @@ def send_campaign(
                                 "Precedence": "bulk",
                             },
                         )
+                    except Exception as exc:  # a template error, a header compose refuses...
+                        row.status, row.error = "failed", error_text(exc)
+                        continue
+                    try:
                         if interval:
-                            sleep(max(0.0, next_at - clock()))
                             next_at = max(next_at, clock()) + interval
                         transport.send(mime, sender, [row.address])
-                    except (PermanentFailure, ValidationFailed, NotFound) as exc:
+                    except PermanentFailure as exc:
                         row.status, row.error = "failed", str(exc)[:1000]
                         continue
                     except Exception as exc:

@@ -27,9 +27,22 @@ from crmkit.clock import utcnow
 SECURITY_CHOICES = ("tls", "starttls", "none")
 
 
+def ascii_domain(address: str) -> str:
+    """``address`` with its domain in the ASCII form every server takes (IDNA:
+    ``info@магазин.рф`` -> ``info@xn--80aa0aebnilejl.xn--p1ai``); a name in non-Latin letters
+    before the ``@`` stays as it is (it needs a server with SMTPUTF8)."""
+    user, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{user}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address  # not a domain IDNA can spell: the server answers for it
+
+
 def make_message_id(idempotency_key: str, address: str) -> str:
     """The Message-ID of the mail sent for ``idempotency_key``: the same on every retry."""
-    domain = address.rpartition("@")[2] or "crmkit.invalid"
+    domain = ascii_domain(address).rpartition("@")[2] or "crmkit.invalid"
     digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
     return f"<crmkit.{digest}@{domain}>"
 
@@ -43,7 +56,7 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
 
 
 def _address(address: str, name: str | None) -> Address:
-    user, _, domain = address.partition("@")
+    user, _, domain = ascii_domain(address).rpartition("@")
     return Address(display_name=name or "", username=user, domain=domain)
 
 
@@ -74,9 +87,9 @@ def compose(
     """A MIME message ready for SMTP (UTF-8, headers encoded as RFC 2047 where needed)."""
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _address(sender, sender_name)
-    message["To"] = ", ".join(to)
+    message["To"] = ", ".join(ascii_domain(a) for a in to)
     if cc:
-        message["Cc"] = ", ".join(cc)
+        message["Cc"] = ", ".join(ascii_domain(a) for a in cc)
     message["Subject"] = subject or ""
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id
@@ -167,8 +180,17 @@ class SmtpTransport:
         if self.client is None:
             self.open()
         assert self.client is not None
+        envelope = [ascii_domain(a) for a in recipients]
         try:
-            refused = self.client.send_message(message, from_addr=sender, to_addrs=list(recipients))
+            refused = self.client.send_message(
+                message, from_addr=ascii_domain(sender), to_addrs=envelope
+            )
+        except smtplib.SMTPNotSupportedError as exc:
+            # an address in non-Latin letters before the @, and a server without SMTPUTF8
+            raise PermanentFailure(
+                f"{self.settings.host} does not take addresses in non-Latin letters "
+                f"(SMTPUTF8): {', '.join(recipients)}"
+            ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(
