@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 import pytest
 from sqlalchemy import func, select
 
@@ -440,3 +441,22 @@ def test_a_file_the_reader_stored_is_referred_to_not_copied_nor_deleted(make_crm
         with crm.storage.open(row.storage_key) as handle:
             assert handle.read() == b"%PDF-1.7"
     assert copied.stored.key in files()
+
+
+def test_a_message_the_database_refuses_spoils_only_itself(crm):
+    """A value PostgreSQL rejects (a NUL in text) is caught even from the bulk COPY path."""
+    with crm.system() as work:
+        ids, failures = work.channels.record_isolated(
+            [
+                message("<a@x>"),
+                attrs.evolve(message("<b@x>"), body="bro\x00ken"),
+                message("<c@x>"),
+            ]
+        )
+        recorded = work.session.scalars(select(Activity.external_id).order_by(Activity.id)).all()
+    if crm.engine.dialect.name == "postgresql":
+        assert ids[1] is None and list(failures) == [1]
+        assert "NUL" in failures[1]
+        assert recorded == ["<a@x>", "<c@x>"]
+    else:  # SQLite keeps any text
+        assert failures == {} and recorded == ["<a@x>", "<b@x>", "<c@x>"]

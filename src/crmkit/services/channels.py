@@ -16,6 +16,7 @@ import mimetypes
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import psycopg
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -53,7 +54,15 @@ CLOSED_STATUSES = frozenset({"done", "cancelled", "closed"})
 MAX_COPIES = 20
 
 #: Errors that blame one message's data rather than the system (see ``ingest_isolated``).
-BAD_MESSAGE = (ValidationFailed, DataError, IntegrityError)
+#: what a message's own content can cause (refused by a handler or by the database); the
+#: driver's own errors come straight from PostgreSQL's bulk COPY, which SQLAlchemy does not wrap
+BAD_MESSAGE = (
+    ValidationFailed,
+    DataError,
+    IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+)
 
 _TOUCH_PARTY = (
     update(Party)
