@@ -12,6 +12,8 @@ from crmkit_mail.model import MailAccount
 from crmkit_mail.sync import import_since, sync_account, watch
 from sqlalchemy import func, select
 
+from crmkit import hookimpl
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Attachment
 from crmkit.testing import factories
 
@@ -148,20 +150,19 @@ def test_a_batch_that_fails_is_not_half_recorded(mail_crm, account, dovecot, ima
     assert sync_account(mail_crm, account).recorded == 3
 
 
-def test_a_refused_message_does_not_stop_its_batch(mail_crm, account, dovecot, imap_user):
-    from crmkit import hookimpl
-    from crmkit.errors import ValidationFailed
+class RefusesNumberTwo:
+    """A plugin that refuses "Письмо номер 2" (the third of ``simple``'s mails)."""
 
+    @hookimpl
+    def crmkit_message_received(self, work, message, activity):
+        if message.body.endswith("2"):
+            raise ValidationFailed({"body": ["not for us"]})
+
+
+def test_a_refused_message_does_not_stop_its_batch(mail_crm, account, dovecot, imap_user):
     for n in range(4):
         deliver(dovecot, imap_user, simple(n))
-
-    class RefusesOne:
-        @hookimpl
-        def crmkit_message_received(self, work, message, activity):
-            if message.body.endswith("2"):
-                raise ValidationFailed({"body": ["not for us"]})
-
-    mail_crm.pm.register(RefusesOne())
+    mail_crm.pm.register(RefusesNumberTwo())
     report = sync_account(mail_crm, account, batch_size=10)
 
     assert [m.body for m in mails(mail_crm)] == [f"Письмо номер {n}" for n in (0, 1, 3)]
@@ -408,19 +409,9 @@ def test_mail_from_ignored_senders_is_not_recorded(mail_crm, account, dovecot, i
 
 
 def test_a_batch_overtaken_by_another_worker_is_not_counted(mail_crm, account, dovecot, imap_user):
-    from crmkit import hookimpl
-    from crmkit.errors import ValidationFailed
-
     for n in range(4):
         deliver(dovecot, imap_user, simple(n))
-
-    class RefusesThird:
-        @hookimpl
-        def crmkit_message_received(self, work, message, activity):
-            if message.body.endswith("2"):
-                raise ValidationFailed({"body": ["not for us"]})
-
-    mail_crm.pm.register(RefusesThird())
+    mail_crm.pm.register(RefusesNumberTwo())
 
     def another_worker_moves_on(report):
         # meanwhile another worker recorded the rest and moved the mark past it
