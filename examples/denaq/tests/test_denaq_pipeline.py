@@ -35,6 +35,32 @@ def test_a_lead_becomes_a_firm_only_with_a_contact_person(denaq, staff):
         assert work.moves.move(lead, "firm", entity="party").record.stage == "firm"
 
 
+def test_a_lead_refused_without_people_is_not_reopened_as_a_firm_until_it_has_one(denaq, staff):
+    lead = new_lead(denaq, staff.anna)
+    with denaq.acting_as(staff.anna) as work:
+        work.moves.move(lead, "refused", entity="party", comment="не отвечают")
+        with pytest.raises(MoveRefused) as refused:
+            work.moves.move(lead, "firm", entity="party")
+        assert refused.value.reasons == ["add a contact person first"]
+        assert work.parties.get(lead).stage == "refused"
+    add_person(denaq, staff.anna, lead)
+    with denaq.acting_as(staff.anna) as work:
+        assert work.moves.move(lead, "firm", entity="party").record.stage == "firm"
+
+
+def test_an_account_whose_people_are_gone_goes_back_to_firm_only_with_a_new_one(denaq, staff):
+    account = _account(denaq, staff.anna)
+    with denaq.acting_as(staff.admin) as work:
+        for person in work.parties.contacts_of(account):
+            work.parties.delete(person)
+    with denaq.acting_as(staff.anna) as work, pytest.raises(MoveRefused) as refused:
+        work.moves.move(account, "firm", entity="party")
+    assert refused.value.reasons == ["add a contact person first"]
+    add_person(denaq, staff.anna, account, name="Пётр Лесов")
+    with denaq.acting_as(staff.anna) as work:
+        assert work.moves.move(account, "firm", entity="party").record.stage == "firm"
+
+
 def test_a_firm_becomes_an_account_only_with_its_papers_named_when_missing(denaq, staff):
     firm = _firm(denaq, staff.anna)
     with denaq.acting_as(staff.anna) as work, pytest.raises(MoveRefused) as refused:

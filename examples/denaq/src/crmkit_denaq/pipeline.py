@@ -1,7 +1,8 @@
 """The dealer pipeline: Lead → Firm → Account → Client, with the refused firms' dead end.
 
 - A **Lead** is a company someone found; it becomes a **Firm** once it has a contact person
-  and is being worked.
+  and is being worked.  Every way into Firm (from a lead, back from an account, a refused
+  firm reopened) checks for that person.
 - A Firm may refuse (the dead end **Refused firm**), keep thinking (stays) or agree: it becomes an
   **Account** once the signed papers are attached.
 - An Account resells the product: it becomes a **Client**, or gives up and goes back to the
@@ -37,6 +38,10 @@ def has_contact_person(move: MoveContext) -> GuardResult | None:
     return None
 
 
+#: Guards of every transition into ``firm``: a firm always has a contact person, whichever
+#: way it got there (a lead refused and then reopened included).
+FIRM_GUARDS = (has_contact_person,)
+
 DEALERS = Pipeline(
     NAME,
     "party",
@@ -52,14 +57,14 @@ DEALERS = Pipeline(
         Stage("refused", "Refused firm", kind=StageKind.DEAD_END, color="#b04848"),
     ],
     transitions=[
-        Transition("lead", "firm", guards=(has_contact_person,)),
+        Transition("lead", "firm", guards=FIRM_GUARDS),
         Transition("firm", "account"),
         Transition("account", "client"),
         Transition(("lead", "firm"), "refused", label="refused", requires_comment=True),
         Transition("account", "refused", label="gave up", backward=True, requires_comment=True),
         Transition("firm", "lead", label="back", backward=True),
-        Transition("account", "firm", label="back", backward=True),
+        Transition("account", "firm", label="back", backward=True, guards=FIRM_GUARDS),
         Transition("client", "account", label="stopped reselling", backward=True),
-        Transition("refused", "firm", label="reopen", backward=True),
+        Transition("refused", "firm", label="reopen", backward=True, guards=FIRM_GUARDS),
     ],
 )
