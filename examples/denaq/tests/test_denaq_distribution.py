@@ -10,6 +10,7 @@ from denaq_fixtures import add_person, new_lead
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.model import Conversation
 from crmkit.testing import add_user
 
 
@@ -77,6 +78,50 @@ def test_reassigning_firms_moves_their_people_tasks_and_meetings(denaq, staff):
         assert work.tasks.get(task.id).assignee_id == staff.igor.id
         assert work.calendar.get(event.id).owner_id == staff.igor.id
         assert [p.id for p in work.parties.contacts_of(firm)] == [person]
+
+
+def test_reassigning_firms_moves_reminders_conversations_and_meetings_going_on(denaq, staff):
+    firm = new_lead(denaq, staff.anna, name="ООО «Кедр»")
+    now = utcnow()
+    with denaq.acting_as(staff.anna) as work:
+        reminder = work.reminders.create(
+            remind_at=(now + dt.timedelta(days=2)).isoformat(), text="Позвонить", party_id=firm
+        )
+        meeting = work.calendar.create(
+            title="Идёт встреча",
+            starts_at=(now - dt.timedelta(minutes=30)).isoformat(),
+            ends_at=(now + dt.timedelta(minutes=30)).isoformat(),
+            party_id=firm,
+        )
+        over = work.calendar.create(
+            title="Прошлая встреча",
+            starts_at=(now - dt.timedelta(days=1, hours=1)).isoformat(),
+            ends_at=(now - dt.timedelta(days=1)).isoformat(),
+            party_id=firm,
+        )
+    with denaq.system() as work:
+        conversation = Conversation(
+            channel="mail",
+            address="olga@kedr.ru",
+            address_key="olga@kedr.ru",
+            subject="Условия",
+            party_id=firm,
+            assignee_id=staff.anna.id,
+        )
+        work.session.add(conversation)
+        work.flush()
+        conversation_id = conversation.id
+    with denaq.acting_as(staff.admin) as work:
+        assert distribution(work).reassign(staff.anna.id, staff.igor.id, [firm]) == 1
+    with denaq.acting_as(staff.anna) as work:
+        assert work.reminders.for_user(staff.anna.id) == []
+        assert work.conversations.list("mine") == []
+    with denaq.acting_as(staff.igor) as work:
+        assert [r.id for r in work.reminders.for_user(staff.igor.id)] == [reminder.id]
+        assert [c.id for c in work.conversations.list("mine")] == [conversation_id]
+        assert work.calendar.get(meeting.id).owner_id == staff.igor.id
+    with denaq.acting_as(staff.admin) as work:  # a meeting that is over stays in her diary
+        assert work.calendar.get(over.id).owner_id == staff.anna.id
 
 
 def test_reassigning_to_a_blocked_agent_is_refused_and_changes_nothing(denaq, staff):

@@ -14,7 +14,14 @@ from sqlalchemy import func, or_, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.model import CalendarEvent, Party, Task
+from crmkit.model import (
+    CalendarEvent,
+    Conversation,
+    Party,
+    Reminder,
+    ReminderRecipient,
+    Task,
+)
 from crmkit_denaq.pipeline import NAME
 
 if TYPE_CHECKING:
@@ -103,8 +110,9 @@ class Distribution:
     ) -> int:
         """Give an agent's firms (all of them, or those listed) to another agent.
 
-        Their contact people, the old agent's open tasks and coming meetings about them
-        move too, so the old agent loses sight of them at once.  Returns the firms moved.
+        Their contact people, the old agent's open tasks, pending reminders, conversations
+        and meetings not yet over about them move too, so the old agent loses sight of them
+        at once.  Returns the firms moved.
         """
         if from_agent == to_agent:
             raise ValidationFailed({"to_agent": ["choose another agent"]})
@@ -131,6 +139,8 @@ class Distribution:
         return min(moved, len(firms))
 
     def _move_work(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
+        """The old agent's open tasks, reminders, conversations and current or coming
+        meetings about ``party_ids`` become the new agent's."""
         tasks = self.work.tasks.query().where(
             Task.party_id.in_(party_ids),
             Task.assignee_id == from_agent,
@@ -141,10 +151,65 @@ class Distribution:
         events = self.work.calendar.query().where(
             CalendarEvent.party_id.in_(party_ids),
             CalendarEvent.owner_id == from_agent,
-            CalendarEvent.starts_at >= utcnow(),
+            CalendarEvent.ends_at > utcnow(),  # coming, or still going on
         )
         for event in list(self.work.session.scalars(events)):
             self.work.calendar.update(event, {"owner_id": to_agent})
+        self._move_reminders(from_agent, to_agent, party_ids)
+        self._move_conversations(from_agent, to_agent, party_ids)
+
+    def _move_reminders(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
+        # The core has no service call to change a reminder's recipients: the rows are
+        # changed here, in the caller's unit of work, and audited like an update.
+        session = self.work.session
+        rows = session.scalars(
+            select(ReminderRecipient)
+            .join(Reminder, Reminder.id == ReminderRecipient.reminder_id)
+            .where(
+                Reminder.party_id.in_(party_ids),
+                Reminder.status != "done",
+                ReminderRecipient.user_id == from_agent,
+                ReminderRecipient.done_at.is_(None),
+            )
+        )
+        for row in list(rows):
+            already = session.scalar(
+                select(ReminderRecipient.id).where(
+                    ReminderRecipient.reminder_id == row.reminder_id,
+                    ReminderRecipient.user_id == to_agent,
+                )
+            )
+            if already is None:
+                row.user_id = to_agent
+            else:
+                session.delete(row)
+            self.work.audit(
+                "reminder", row.reminder_id, "update", {"recipients": [from_agent, to_agent]}
+            )
+        self.work.flush()
+
+    def _move_conversations(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
+        # ``conversations.assign`` asks, in a unit of its own, whether the new agent sees
+        # the client; the firms handed over in this one are not committed yet, so the
+        # assignee is changed here and audited as ``assign`` would.
+        found = list(
+            self.work.session.scalars(
+                select(Conversation).where(
+                    Conversation.party_id.in_(party_ids), Conversation.assignee_id == from_agent
+                )
+            )
+        )
+        if found:
+            self.work.access.require("conversation", "update")
+        for conversation in found:
+            conversation.assignee_id = to_agent
+            self.work.audit(
+                "conversation",
+                conversation.id,
+                "update",
+                {"assignee_id": [from_agent, to_agent]},
+            )
+        self.work.flush()
 
 
 def summary(work: UnitOfWork) -> list[dict[str, Any]]:
