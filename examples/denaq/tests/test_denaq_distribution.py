@@ -19,7 +19,7 @@ def test_leads_of_the_lead_creators_wait_until_given_by_hand(denaq, staff):
     with denaq.acting_as(staff.admin) as work:
         service = distribution(work)
         assert [p.id for p in service.unassigned()] == leads
-        assert service.assign(leads[:2], staff.anna.id) == 2
+        assert service.assign(leads[:2], staff.anna.id).count == 2
         with pytest.raises(ValidationFailed, match="not an active agent"):
             service.assign(leads[2:], staff.finder.id)
         assert [p.id for p in service.unassigned()] == leads[2:]
@@ -34,11 +34,31 @@ def test_round_robin_deals_in_turn_starting_with_the_least_loaded(denaq, staff):
     leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(5)]
     with denaq.acting_as(staff.admin) as work:
         given = distribution(work).round_robin()
-        assert given == {staff.igor.id: 3, staff.anna.id: 2}
+        assert given.given == {staff.igor.id: 3, staff.anna.id: 2} and given.taken == []
         assert distribution(work).unassigned() == []
         assert distribution(work).load() == {staff.anna.id: 3, staff.igor.id: 3}
         owners = [work.parties.get(i).owner_id for i in leads]
     assert owners == [staff.igor.id, staff.anna.id] * 2 + [staff.igor.id]
+
+
+def test_leads_dealt_from_a_stale_page_skip_those_already_taken(denaq, staff):
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(3)]
+    with denaq.acting_as(staff.admin) as work:  # one admin gives the first lead to Игорь
+        distribution(work).assign(leads[:1], staff.igor.id)
+    with denaq.acting_as(staff.admin) as work:  # another, still showing all three
+        dealt = distribution(work).assign(leads[:2], staff.anna.id)
+        assert (dealt.given, [p.name for p in dealt.taken]) == (
+            {staff.anna.id: 1},
+            ["ООО «Лид 0»"],
+        )
+        dealt = distribution(work).round_robin(leads)
+        assert dealt.count == 1
+        assert sorted(p.name for p in dealt.taken) == ["ООО «Лид 0»", "ООО «Лид 1»"]
+    with denaq.acting_as(staff.admin) as work:
+        owners = [work.parties.get(i).owner_id for i in leads]
+    assert owners[:2] == [staff.igor.id, staff.anna.id]
+    with denaq.acting_as(staff.igor) as work:
+        assert leads[0] in [p.id for p in work.parties.list()]
 
 
 def test_an_agent_may_not_distribute(denaq, staff):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from crmkit_denaq.distribution import distribution
 from denaq_fixtures import new_lead
 from denaq_web import Client
 
@@ -60,6 +61,22 @@ def test_the_admin_distributes_by_hand_and_in_turn_and_hands_firms_over(denaq, s
     assert "Передано фирм: 2" in page
     with denaq.system() as work:
         assert {work.parties.get(i).owner_id for i in leads} == {staff.igor.id}
+
+
+def test_giving_leads_from_a_stale_page_names_those_already_taken(denaq, staff, signed_in):
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(2)]
+    admin = signed_in("boss")
+    assert f'name="ids" value="{leads[0]}"' in admin.get("/denaq/distribution").text
+    with denaq.acting_as(staff.admin) as work:  # meanwhile, from another page
+        distribution(work).assign(leads[:1], staff.igor.id)
+    given = admin.post(
+        "/denaq/distribution",
+        {"action": "assign", "ids": [str(i) for i in leads], "agent_id": str(staff.anna.id)},
+    )
+    flash = admin.get(given.headers["location"]).text.split('class="flash', 1)[1].split("</p>")[0]
+    assert ": 1" in flash and "ООО «Лид 0»" in flash and "ООО «Лид 1»" not in flash
+    with denaq.system() as work:
+        assert [work.parties.get(i).owner_id for i in leads] == [staff.igor.id, staff.anna.id]
 
 
 def test_statistics_show_every_report_as_a_chart(denaq, staff, signed_in):

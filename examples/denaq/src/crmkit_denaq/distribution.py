@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import func, or_, select
 
 from crmkit.clock import utcnow
@@ -33,6 +34,20 @@ AGENT = "agent"
 OPEN_STAGES = ("lead", "firm", "account")
 
 
+@attrs.frozen
+class Dealt:
+    """What dealing leads did: leads given to each agent (agent id -> count), and the chosen
+    records left alone because they were no longer waiting for an agent."""
+
+    given: dict[int, int]
+    taken: list[Party] = attrs.field(factory=list)
+
+    @property
+    def count(self) -> int:
+        """Leads given in all."""
+        return sum(self.given.values())
+
+
 def distribution(work: UnitOfWork) -> Distribution:
     """The distribution service of this unit of work."""
     return work.service("denaq.distribution", Distribution)
@@ -54,21 +69,49 @@ class Distribution:
     def _agent_ids(self) -> list[int]:
         return [u.id for u in self.agents()]
 
+    def _waiting(self) -> Any:
+        """Leads no agent has yet (still with their creator, or with nobody)."""
+        agents = self._agent_ids()
+        return self.work.parties.query("assign").where(
+            Party.pipeline == NAME,
+            Party.stage == "lead",
+            or_(Party.owner_id.is_(None), Party.owner_id.not_in(agents or [-1])),
+        )
+
     def unassigned(self, limit: int = 200) -> list[Party]:
         """Leads no agent has yet (still with their creator, or with nobody), oldest first."""
-        agents = self._agent_ids()
         return list(
             self.work.session.scalars(
-                self.work.parties.query("assign")
-                .where(
-                    Party.pipeline == NAME,
-                    Party.stage == "lead",
-                    or_(Party.owner_id.is_(None), Party.owner_id.not_in(agents or [-1])),
-                )
-                .order_by(Party.created_at, Party.id)
-                .limit(limit)
+                self._waiting().order_by(Party.created_at, Party.id).limit(limit)
             )
         )
+
+    def _still_waiting(self, lead_ids: Iterable[int]) -> tuple[list[int], list[Party]]:
+        """The chosen ids that are still unassigned leads (in the order given, locked until
+        the end of the transaction so two admins cannot both deal one), and the chosen
+        records that are not (another agent has them, or they moved on meanwhile)."""
+        wanted = list(dict.fromkeys(int(i) for i in lead_ids))
+        if not wanted:
+            return [], []
+        found = set(
+            self.work.session.scalars(
+                self._waiting()
+                .with_only_columns(Party.id)
+                .where(Party.id.in_(wanted))
+                .with_for_update(of=Party)
+            )
+        )
+        rest = [i for i in wanted if i not in found]
+        taken = (
+            list(
+                self.work.session.scalars(
+                    self.work.parties.query().where(Party.id.in_(rest)).order_by(Party.name)
+                )
+            )
+            if rest
+            else []
+        )
+        return [i for i in wanted if i in found], taken
 
     def load(self) -> dict[int, int]:
         """Records each agent is working on now (leads, firms, accounts)."""
@@ -81,21 +124,29 @@ class Distribution:
         found = {owner: int(count) for owner, count in rows}
         return {agent: found.get(agent, 0) for agent in self._agent_ids()}
 
-    def assign(self, lead_ids: Iterable[int], agent_id: int) -> int:
-        """Give leads to one agent (by hand or in bulk); returns how many changed owner."""
+    def assign(self, lead_ids: Iterable[int], agent_id: int) -> Dealt:
+        """Give leads to one agent (by hand or in bulk).
+
+        Only leads no agent has yet are given; the others chosen (on a page shown before
+        someone dealt them) are left alone and named in ``Dealt.taken``.
+        """
         if agent_id not in self._agent_ids():
             raise ValidationFailed({"agent_id": [f"user {agent_id} is not an active agent"]})
-        return self.work.parties.assign(list(lead_ids), agent_id)
+        ids, taken = self._still_waiting(lead_ids)
+        given = self.work.parties.assign(ids, agent_id) if ids else 0
+        return Dealt({agent_id: given} if given else {}, taken)
 
-    def round_robin(self, lead_ids: Sequence[int] | None = None) -> dict[int, int]:
-        """Deal leads to the agents in turn, the least loaded first; agent id -> leads given.
+    def round_robin(self, lead_ids: Sequence[int] | None = None) -> Dealt:
+        """Deal leads to the agents in turn, the least loaded first.
 
-        Without ``lead_ids`` every unassigned lead is dealt.
+        Without ``lead_ids`` every unassigned lead is dealt; of those listed, only the ones
+        no agent has yet (the others are named in ``Dealt.taken``).
         """
         load = self.load()
         if not load:
             raise ValidationFailed({"agent_id": ["there is no active agent to give leads to"]})
-        ids = list(lead_ids) if lead_ids is not None else [p.id for p in self.unassigned(10_000)]
+        chosen = lead_ids if lead_ids is not None else [p.id for p in self.unassigned(10_000)]
+        ids, taken = self._still_waiting(chosen)
         order = sorted(load, key=lambda agent: (load[agent], agent))
         shares: dict[int, list[int]] = {agent: [] for agent in order}
         for index, lead_id in enumerate(ids):
@@ -103,7 +154,7 @@ class Distribution:
         for agent, share in shares.items():
             if share:
                 self.work.parties.assign(share, agent)
-        return {agent: len(share) for agent, share in shares.items() if share}
+        return Dealt({agent: len(share) for agent, share in shares.items() if share}, taken)
 
     def reassign(
         self, from_agent: int, to_agent: int, party_ids: Iterable[int] | None = None

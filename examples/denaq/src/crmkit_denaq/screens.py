@@ -90,9 +90,9 @@ async def _distribute(request: Request) -> Response:
                 raise ValidationFailed({"ids": ["choose some leads first"]})
             if not agent.isdigit():
                 raise ValidationFailed({"agent_id": ["choose an agent"]})
-            count = service.assign(ids, int(agent))
+            dealt = service.assign(ids, int(agent))
         elif action == "round_robin":
-            count = sum(service.round_robin(ids or None).values())
+            dealt = service.round_robin(ids or None)
         elif action == "reassign":
             source, target = str(data.get("from_agent", "")), str(data.get("to_agent", ""))
             if not (source.isdigit() and target.isdigit()):
@@ -104,8 +104,11 @@ async def _distribute(request: Request) -> Response:
         else:
             raise ValidationFailed({"action": ["choose an action"]})
     with i18n.activate(request.state.locale):
-        text = i18n.gettext("Leads given to agents: %(count)s") % {"count": count}
-    return redirect(request, HERE, text)
+        text = i18n.gettext("Leads given to agents: %(count)s") % {"count": dealt.count}
+        if dealt.taken:
+            names = ", ".join(p.name for p in dealt.taken)
+            text += ". " + i18n.gettext("Already taken: %(names)s") % {"names": names}
+    return redirect(request, HERE, text, kind="error" if dealt.taken and not dealt.count else "ok")
 
 
 def statistics(request: Request) -> Response:
