@@ -31,21 +31,38 @@ def _story(crm, staff):
     return ids
 
 
-def test_funnel_by_agent_counts_each_agents_records_and_conversion(denaq, staff):
-    _story(denaq, staff)
+def test_funnel_by_agent_counts_who_moved_each_record_and_moves_back_apart(denaq, staff):
+    ids = _story(denaq, staff)
+    with denaq.acting_as(staff.anna) as work:  # Анна reopens the firm that refused...
+        work.moves.move(ids[1], "firm", entity="party")
+    with denaq.acting_as(staff.admin) as work:  # ...which is then handed to Игорь
+        distribution(work).reassign(staff.anna.id, staff.igor.id, [ids[1]])
+    with denaq.acting_as(staff.igor) as work:  # who loses it again
+        work.moves.move(ids[1], "refused", entity="party", comment="передумали")
     with denaq.acting_as(staff.admin) as work:
         result = stats.funnel_by_agent(work, {})
     rows = {r["owner"]: r for r in result.rows}
-    assert {k: rows["Анна"][k] for k in ("lead", "firm", "account", "client", "refused")} == {
-        "lead": 3,
-        "firm": 2,
+    stages = ("lead", "firm", "account", "client", "refused", "back")
+    assert {k: rows["Анна"][k] for k in stages} == {
+        "lead": 0,
+        "firm": 2,  # the reopened firm is a move back, not a second entry
         "account": 1,
         "client": 1,
         "refused": 1,
+        "back": 1,
     }
-    assert rows["Анна"]["conversion"] == round(1 / 3, 4)
-    assert (rows["Игорь"]["firm"], rows["Игорь"]["client"]) == (1, 0)
-    assert result.chart["labels"] == ["Анна", "Игорь"]
+    assert rows["Анна"]["conversion"] == 0.5  # one client of the two firms she made
+    assert {k: rows["Игорь"][k] for k in stages} == {
+        "lead": 0,
+        "firm": 1,
+        "account": 0,
+        "client": 0,
+        "refused": 1,
+        "back": 0,
+    }
+    assert (rows["Ксения"]["lead"], rows["Ксения"]["firm"]) == (4, 0)  # she entered them
+    assert result.chart["labels"] == ["Анна", "Игорь", "Ксения"]
+    assert ("back", "Moved back") in [(c.key, c.label) for c in result.columns]
 
 
 def test_funnel_and_time_in_stage_of_the_dealer_pipeline(denaq, staff):
@@ -91,6 +108,11 @@ def test_activity_per_agent_per_week(denaq, staff):
 def test_an_agent_running_the_statistics_sees_only_their_own(denaq, staff):
     _story(denaq, staff)
     with denaq.acting_as(staff.igor) as work:
-        assert [r["owner"] for r in stats.funnel_by_agent(work, {}).rows] == ["Игорь"]
+        funnel = {r["owner"]: r for r in stats.funnel_by_agent(work, {}).rows}
+        # his one record: Ксения entered it, he made it a firm
+        assert {who: (r["lead"], r["firm"]) for who, r in funnel.items()} == {
+            "Игорь": (0, 1),
+            "Ксения": (1, 0),
+        }
         assert {r["who"] for r in stats.activity_by_week(work, {}).rows} == {"Игорь"}
         assert sum(r["count"] for r in stats.leads_by_source(work, {}).rows) == 1

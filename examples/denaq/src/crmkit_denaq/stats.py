@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, false, func, or_
 
 from crmkit import Column, Report, ReportResult
 from crmkit.clock import utcnow
@@ -26,42 +26,70 @@ if TYPE_CHECKING:
 #: Timeline kinds counted as an agent's work.
 WORK_KINDS = ("call", "mail", "note")
 WEEKS = 8
+#: The funnel by agent's column of backward moves (no stage is called so).
+BACK = "back"
 
 
 def _users(work: UnitOfWork) -> dict[int, str]:
     return {u.id: u.label for u in work.users.list()}
 
 
-def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
-    """For each agent's records now: how many entered each stage, and conversion to client.
+def _moved_back() -> Any:
+    """True for a history row of a backward transition of the dealer pipeline.
 
-    Counted by the current owner, so a firm taken from one agent counts for the next.
+    The history does not store which transition a move took; in this pipeline a (from, to)
+    pair names it, so the backward ones are recognised by their stages.
     """
+    pairs = []
+    for transition in DEALERS.transitions:
+        if not transition.backward:
+            continue
+        if "*" in transition.source:
+            pairs.append(StageMove.to_stage == transition.target)
+        else:
+            pairs.append(
+                StageMove.from_stage.in_(transition.source)
+                & (StageMove.to_stage == transition.target)
+            )
+    return or_(*pairs) if pairs else false()
+
+
+def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """For each person: how many records they moved into each stage, and conversion to client.
+
+    Counted by who made the move (``StageMove.actor_id``), so a firm handed to another agent
+    still counts for the one who brought it there; a new lead counts for whoever entered it.
+    Backward moves (a firm back to lead, a refused firm reopened, an account that gave up)
+    are not entries: they are counted apart, in ``back``.  Conversion is the records moved
+    into Client over those entered as leads (or, for someone who entered none, over the
+    stage they moved most records into).
+    """
+    entry = case((_moved_back(), BACK), else_=StageMove.to_stage).label("entry")
     rows = work.session.execute(
         work.parties.query()
         .join(StageMove, (StageMove.record_id == Party.id) & (StageMove.entity == "party"))
-        .with_only_columns(
-            Party.owner_id, StageMove.to_stage, func.count(StageMove.record_id.distinct())
-        )
+        .with_only_columns(StageMove.actor_id, entry, func.count(StageMove.record_id.distinct()))
         .where(StageMove.pipeline == NAME)
-        .group_by(Party.owner_id, StageMove.to_stage)
+        .group_by(StageMove.actor_id, entry)
     )
-    by_owner: dict[int | None, dict[str, int]] = {}
-    for owner, stage, count in rows:
-        by_owner.setdefault(owner, {})[stage] = int(count)
+    by_actor: dict[int | None, dict[str, int]] = {}
+    for actor, stage, count in rows:
+        by_actor.setdefault(actor, {})[stage] = int(count)
     names = _users(work)
     stages = DEALERS.stage_names()
     table = []
-    for owner, counts in sorted(by_owner.items(), key=lambda i: names.get(i[0] or 0, "")):
-        row: dict[str, Any] = {"owner": names.get(owner or 0, "—")}
+    for actor, counts in sorted(by_actor.items(), key=lambda i: names.get(i[0] or 0, "")):
+        row: dict[str, Any] = {"owner": names.get(actor or 0, "—")}
         row.update({stage: counts.get(stage, 0) for stage in stages})
-        entered = counts.get("lead", 0) or max(counts.values())
+        row[BACK] = counts.get(BACK, 0)
+        entered = counts.get("lead", 0) or max(row[stage] for stage in stages)
         row["conversion"] = round(counts.get("client", 0) / entered, 4) if entered else None
         table.append(row)
     return ReportResult(
         columns=[
             Column("owner", "Agent"),
             *(Column(s.name, s.title, "number") for s in DEALERS.stages),
+            Column(BACK, "Moved back", "number"),
             Column("conversion", "Conversion to client", "percent"),
         ],
         rows=table,
