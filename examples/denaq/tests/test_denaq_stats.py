@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from crmkit_denaq import stats
 from crmkit_denaq.distribution import distribution
 from denaq_fixtures import add_person, attach, new_lead
+
+from crmkit.clock import frozen_at
 
 
 def _story(crm, staff):
@@ -103,6 +108,25 @@ def test_activity_per_agent_per_week(denaq, staff):
         "Анна": 5,
         "Игорь": 2,
     }
+
+
+def test_activity_weeks_start_on_monday_midnight_in_the_deployments_time_zone(denaq, staff):
+    assert denaq.config["locale.timezone"] == "Europe/Moscow"
+    lead = new_lead(denaq, staff.anna)
+    moscow = ZoneInfo("Europe/Moscow")
+    sunday_night = dt.datetime(2024, 3, 3, 23, 30, tzinfo=moscow)  # 20:30 UTC
+    monday_early = dt.datetime(2024, 3, 4, 0, 15, tzinfo=moscow)  # still Sunday in UTC
+    with denaq.acting_as(staff.anna) as work:
+        work.timeline.add("call", party_id=lead, subject="поздно", occurred_at=sunday_night)
+        work.timeline.add("call", party_id=lead, subject="рано", occurred_at=monday_early)
+    with (
+        frozen_at(dt.datetime(2024, 3, 4, 0, 30, tzinfo=moscow)),
+        denaq.acting_as(staff.admin) as work,
+    ):
+        result = stats.activity_by_week(work, {"weeks": 2})
+    assert result.chart["labels"] == ["2024-02-26", "2024-03-04"]
+    [row] = result.rows
+    assert (row["who"], row["2024-02-26"], row["2024-03-04"]) == ("Анна", 1, 1)
 
 
 def test_an_agent_running_the_statistics_sees_only_their_own(denaq, staff):

@@ -9,8 +9,10 @@ the services' scoped queries, so an agent running them sees only their own recor
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, false, func, or_
 
@@ -135,25 +137,37 @@ def leads_by_creator(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
     return _leads_by(work, Party.created_by_id, "Entered by", _users(work))
 
 
-def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
-    """Calls, mails and notes of each person per week, the last ``weeks`` weeks."""
-    weeks = int(params.get("weeks") or WEEKS)
-    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+def _week_bounds(work: UnitOfWork, weeks: int) -> tuple[list[dt.date], list[dt.datetime]]:
+    """The Mondays of the last ``weeks`` weeks in the deployment's time zone
+    (``locale.timezone``), and the instants (in UTC) the weeks start at, the end of the
+    current week last.
+
+    A week runs from Monday midnight to Monday midnight *there*: a call made at 00:30 on a
+    Monday in Moscow belongs to that Monday's week, although it is still Sunday in UTC.
+    """
+    zone = ZoneInfo(str(work.crm.config["locale.timezone"]))
+    today = utcnow().astimezone(zone).date()
     monday = today - dt.timedelta(days=today.weekday())
-    starts = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    mondays = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    bounds = [
+        dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        for day in (*mondays, monday + dt.timedelta(weeks=1))
+    ]
+    return mondays, bounds
+
+
+def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """Calls, mails and notes of each person per week, the last ``weeks`` weeks.
+
+    Weeks start on Monday at midnight in the deployment's time zone; each is labelled with
+    the date of its Monday there.
+    """
+    weeks = int(params.get("weeks") or WEEKS)
+    mondays, bounds = _week_bounds(work, weeks)
     visible = work.parties.query().with_only_columns(Party.id)
     buckets = [
-        func.sum(
-            case(
-                (
-                    (Activity.occurred_at >= start)
-                    & (Activity.occurred_at < start + dt.timedelta(weeks=1)),
-                    1,
-                ),
-                else_=0,
-            )
-        )
-        for start in starts
+        func.sum(case(((Activity.occurred_at >= start) & (Activity.occurred_at < end), 1), else_=0))
+        for start, end in itertools.pairwise(bounds)
     ]
     rows = work.session.execute(
         work.records("activity")
@@ -162,13 +176,13 @@ def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
         .where(
             Activity.kind.in_(WORK_KINDS),
             Activity.actor_id.is_not(None),
-            Activity.occurred_at >= starts[0],
+            Activity.occurred_at >= bounds[0],
             Activity.party_id.in_(visible),
         )
         .group_by(Activity.actor_id, Activity.kind)
     )
     names = _users(work)
-    labels = [start.date().isoformat() for start in starts]
+    labels = [monday.isoformat() for monday in mondays]
     table = []
     for actor, kind, *counts in rows:
         row: dict[str, Any] = {"who": names.get(actor, "—"), "kind": kind}
