@@ -85,3 +85,11 @@ def test_statistics_show_every_report_as_a_chart(denaq, staff, signed_in):
     for title in ("Воронка по этапам", "Воронка по агентам", "Лиды по источникам"):
         assert title in page
     assert page.count("data-chart=") >= 4 and 'href="/reports/denaq_funnel"' in page
+
+
+def test_a_wrong_number_of_weeks_is_an_error_on_the_page_not_a_crash(denaq, staff, signed_in):
+    admin = signed_in("boss")
+    for weeks in ("x", "-1"):
+        for url in (f"/reports/denaq_activity?weeks={weeks}", f"/denaq/stats?weeks={weeks}"):
+            page = admin.get(url)
+            assert page.status_code == 422 and "weeks: " in page.text, url  # the field named

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from crmkit_denaq import stats
 from crmkit_denaq.distribution import distribution
 from denaq_fixtures import add_person, attach, new_lead
 
 from crmkit.clock import frozen_at
+from crmkit.errors import ValidationFailed
 
 
 def _story(crm, staff):
@@ -127,6 +129,20 @@ def test_activity_weeks_start_on_monday_midnight_in_the_deployments_time_zone(de
     assert result.chart["labels"] == ["2024-02-26", "2024-03-04"]
     [row] = result.rows
     assert (row["who"], row["2024-02-26"], row["2024-03-04"]) == ("Анна", 1, 1)
+
+
+@pytest.mark.parametrize("weeks", ["x", "-1", "0", "53", "2.5"])
+def test_activity_refuses_weeks_that_are_not_1_to_52_naming_the_parameter(denaq, staff, weeks):
+    with denaq.acting_as(staff.admin) as work, pytest.raises(ValidationFailed) as refused:
+        stats.activity_by_week(work, {"weeks": weeks})
+    assert list(refused.value.errors) == ["weeks"]
+
+
+def test_activity_takes_1_and_52_weeks_and_8_when_not_given(denaq, staff):
+    with denaq.acting_as(staff.admin) as work:
+        for given, columns in ((None, 8), ("", 8), ("1", 1), ("52", 52), (3, 3)):
+            params = {} if given is None else {"weeks": given}
+            assert len(stats.activity_by_week(work, params).chart["labels"]) == columns
 
 
 def test_an_agent_running_the_statistics_sees_only_their_own(denaq, staff):

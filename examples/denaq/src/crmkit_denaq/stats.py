@@ -18,6 +18,7 @@ from sqlalchemy import case, false, func, or_
 
 from crmkit import Column, Report, ReportResult
 from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
 from crmkit.pipeline.reports import funnel_report, time_in_stage_report
 from crmkit_denaq.pipeline import DEALERS, NAME
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 #: Timeline kinds counted as an agent's work.
 WORK_KINDS = ("call", "mail", "note")
 WEEKS = 8
+MAX_WEEKS = 52
 #: The funnel by agent's column of backward moves (no stage is called so).
 BACK = "back"
 
@@ -137,6 +139,19 @@ def leads_by_creator(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
     return _leads_by(work, Party.created_by_id, "Entered by", _users(work))
 
 
+def _weeks(value: Any) -> int:
+    """The ``weeks`` parameter: a whole number from 1 to 52 (``WEEKS`` when not given)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return WEEKS
+    try:
+        weeks = int(str(value).strip())
+    except ValueError:
+        weeks = 0
+    if not 1 <= weeks <= MAX_WEEKS:
+        raise ValidationFailed({"weeks": [f"a whole number of weeks from 1 to {MAX_WEEKS}"]})
+    return weeks
+
+
 def _week_bounds(work: UnitOfWork, weeks: int) -> tuple[list[dt.date], list[dt.datetime]]:
     """The Mondays of the last ``weeks`` weeks in the deployment's time zone
     (``locale.timezone``), and the instants (in UTC) the weeks start at, the end of the
@@ -162,7 +177,7 @@ def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
     Weeks start on Monday at midnight in the deployment's time zone; each is labelled with
     the date of its Monday there.
     """
-    weeks = int(params.get("weeks") or WEEKS)
+    weeks = _weeks(params.get("weeks"))
     mondays, bounds = _week_bounds(work, weeks)
     visible = work.parties.query().with_only_columns(Party.id)
     buckets = [
@@ -261,6 +276,6 @@ STATS = (
         activity_by_week,
         entity="activity",
         description="Calls, mails and notes of each agent per week.",
-        params={"weeks": "how many weeks back (8)"},
+        params={"weeks": "how many weeks back (1 to 52, 8 by default)"},
     ),
 )
