@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from crmkit_denaq.distribution import distribution
 from denaq_fixtures import new_lead
@@ -34,6 +36,18 @@ def test_the_lead_creator_sees_the_leads_waiting_for_an_agent(denaq, staff, sign
     new_lead(denaq, staff.finder, name="ООО «Велоград»", source="2ГИС")
     page = signed_in("finder").get("/denaq/leads").text
     assert "Ждут агента" in page and "ООО «Велоград»" in page and 'action="/screening"' in page
+
+
+def test_the_lead_creator_counts_every_lead_they_entered_also_those_given_away(
+    denaq, staff, signed_in
+):
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(3)]
+    new_lead(denaq, staff.anna, name="ООО «Чужой»")  # entered by someone else
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign(leads[:2], staff.igor.id)
+    page = signed_in("finder").get("/denaq/leads").text
+    assert re.search(r'<p class="meta">[^<]*: 3</p>', page)
+    assert "ООО «Лид 2»" in page and "ООО «Лид 0»" not in page  # names: only her own
 
 
 def test_the_admin_distributes_by_hand_and_in_turn_and_hands_firms_over(denaq, staff, signed_in):
