@@ -88,13 +88,17 @@ def _reports(crm: Any, database: str) -> list[Row]:
 
 
 def _funnel_core() -> Any:
+    """The same counts in one bare statement: by who moved, backward moves apart."""
+    from crmkit_denaq.stats import BACK, _moved_back
+
     party, move = Party.__table__, StageMove.__table__
+    entry = sa.case((_moved_back(), BACK), else_=move.c.to_stage)
     return (
-        sa.select(party.c.owner_id, move.c.to_stage, sa.func.count(move.c.record_id.distinct()))
+        sa.select(move.c.actor_id, entry, sa.func.count(move.c.record_id.distinct()))
         .select_from(move.join(party, party.c.id == move.c.record_id))
         .where(move.c.entity == "party", move.c.pipeline == "dealer")
         .where(party.c.merged_into_id.is_(None))
-        .group_by(party.c.owner_id, move.c.to_stage)
+        .group_by(move.c.actor_id, entry)
     )
 
 
