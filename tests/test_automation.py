@@ -263,3 +263,36 @@ def test_payment_received_acts_on_the_record_the_event_names(make_crm):
     with app.system() as work:
         assert work.session.get(Deal, deal.id).stage == "qualified"
         assert work.session.get(Deal, small.id).stage == "new"
+
+
+def test_a_rule_on_task_overdue_runs_when_the_task_becomes_overdue(app):
+    from crmkit.jobs.reminders import raise_overdue
+
+    admin = add_user(app, "root", ["admin"])
+    olga = add_user(app, "olga", ["agent"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "chase-overdue",
+            {"event": "task.overdue"},
+            [{"kind": "notify", "to": "root", "text": "Просрочена: {{ record.title }}"}],
+        )
+    with app.acting_as(olga) as work:
+        party = factories.person(work)
+        factories.task(
+            work,
+            title="Перезвонить",
+            party_id=party.id,
+            deadline=(utcnow() - dt.timedelta(minutes=5)).isoformat(),
+        )
+    assert raise_overdue(app)["overdue"] == 1
+    assert deliver_due(app) == {"delivered": 1}  # the rule ran
+    with app.system() as work:
+        told = work.session.scalars(
+            select(Notification).where(
+                Notification.user_id == admin.id, Notification.kind == "assistant"
+            )
+        ).all()
+        assert [n.text for n in told] == ["Просрочена: Перезвонить"]
+    [entry] = timeline(app, party.id)
+    assert entry.by_assistant and entry.subject == "chase-overdue"
+    assert deliver_due(app) == {}  # what the rule did started nothing more

@@ -6,7 +6,8 @@
   Claiming is the ``UPDATE ... WHERE status = 'pending'`` itself, so several workers
   never fire one reminder twice, and the notifications commit with it.
 * :func:`raise_overdue` (the schedule ``crmkit.overdue``, every 30 seconds) tells the
-  assignee of a task past its deadline, once, raising the event ``task.overdue``; after
+  assignee of a task past its deadline, once, raising the event ``task.overdue`` (as the
+  system actor, so that automation rules on it run); after
   ``reminders.escalate_after_minutes`` a still-open task, and a fired reminder someone has
   not dealt with, are raised to the manager of whoever was responsible.
 """
@@ -99,7 +100,9 @@ def raise_overdue(crm: CRM, now: dt.datetime | None = None, **_: Any) -> dict[st
     moment = now or utcnow()
     delay = dt.timedelta(minutes=float(crm.config["reminders.escalate_after_minutes"]))
     counts = {"overdue": 0, "escalated_tasks": 0, "escalated_reminders": 0}
-    with crm.assistant() as work:
+    # As the system, not the assistant: ``task.overdue`` is caused by the clock, and rules
+    # ignore what the assistant does (so that they cannot loop), which would drop it.
+    with crm.system() as work:
         overdue = list(
             work.session.scalars(
                 select(Task)
