@@ -187,3 +187,35 @@ def test_overdue_runs_as_a_schedule_of_the_worker(app):
     finally:
         worker.stop()
     assert len(notifications(app, olga, "overdue")) == 1
+
+
+def test_a_rescheduled_or_reopened_task_is_reported_overdue_again(app, plugin):
+    boss = add_user(app, "boss", ["manager"])
+    olga = add_user(app, "olga", ["agent"], manager_id=boss.id)
+    with app.acting_as(olga) as work:
+        task = factories.task(work, deadline=(utcnow() - dt.timedelta(minutes=5)).isoformat())
+    raise_overdue(app, now=utcnow() + dt.timedelta(minutes=61))  # told, and raised to the boss
+    assert len(notifications(app, olga, "overdue")) == 1
+    assert len(notifications(app, boss, "escalation")) == 1
+
+    later = utcnow() + dt.timedelta(hours=2)
+    with app.acting_as(olga) as work:
+        work.tasks.update(work.tasks.get(task.id), {"deadline": later.isoformat()})
+    assert raise_overdue(app)["overdue"] == 0  # not due yet
+    counts = raise_overdue(app, now=later + dt.timedelta(minutes=61))  # missed the new one too
+    assert (counts["overdue"], counts["escalated_tasks"]) == (1, 1)
+    assert len(notifications(app, olga, "overdue")) == 2
+    assert len(notifications(app, boss, "escalation")) == 2
+
+    with app.acting_as(olga) as work:
+        work.tasks.complete(work.tasks.get(task.id))
+    with app.acting_as(olga) as work:
+        work.tasks.update(work.tasks.get(task.id), {"status": "open"})  # not done after all
+    assert raise_overdue(app, now=later + dt.timedelta(minutes=62))["overdue"] == 1
+    assert len(notifications(app, olga, "overdue")) == 3
+    assert plugin.events.count(("task.overdue", task.id)) == 3
+
+    with app.acting_as(olga) as work:  # an earlier deadline, still past: told already
+        earlier = later - dt.timedelta(minutes=30)
+        work.tasks.update(work.tasks.get(task.id), {"deadline": earlier.isoformat()})
+    assert raise_overdue(app, now=later + dt.timedelta(minutes=63))["overdue"] == 0

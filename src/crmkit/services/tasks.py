@@ -57,7 +57,18 @@ class TaskService(EntityService):
         new_assignee = values.get("assignee_id", record.assignee_id)
         if new_assignee != record.assignee_id and new_assignee is not None:
             self.check_assignable(new_assignee)
-        return super().apply_changes(record, values)
+        deadline, status = record.deadline, record.status
+        changes = super().apply_changes(record, values)
+        postponed = "deadline" in changes and (
+            deadline is None or record.deadline is None or record.deadline > deadline
+        )
+        reopened = (
+            "status" in changes and status not in OPEN_STATUSES and record.status in OPEN_STATUSES
+        )
+        if postponed or reopened:  # a new deadline: its passing is told (and raised) again
+            record.overdue_notified_at = None
+            record.escalated_at = None
+        return changes
 
     def _announce(self, task: Task) -> None:
         if task.assignee_id is None:
