@@ -296,3 +296,60 @@ def test_a_rule_on_task_overdue_runs_when_the_task_becomes_overdue(app):
     [entry] = timeline(app, party.id)
     assert entry.by_assistant and entry.subject == "chase-overdue"
     assert deliver_due(app) == {}  # what the rule did started nothing more
+
+
+def _idle_rule(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "wake-up-idle",
+            {"event": "record.idle", "entity": "party", "days": 30},
+            [{"kind": "add_note", "body": "Давно не общались"}],
+        )
+
+
+def test_every_idle_client_is_reached_however_many_there_are(app):
+    from sqlalchemy import insert
+
+    from crmkit.model import Party
+
+    _idle_rule(app)
+    with app.system() as work:
+        work.session.execute(
+            insert(Party),
+            [
+                {"kind": "person", "name": f"Клиент {n}", "name_key": f"клиент {n}"}
+                for n in range(1005)
+            ],
+        )
+        clients = set(work.session.scalars(select(Party.id)))
+    month_later = utcnow() + dt.timedelta(days=31)
+    scans = [scan_clock(app, now=month_later) for _ in range(3)]
+    assert scans[0] >= 1000 and sum(scans) == 1005 and scans[2] == 0
+    with app.system() as work:
+        queued = [
+            item.payload["record_id"]
+            for item in work.session.scalars(
+                select(OutboxItem).where(OutboxItem.kind == "automation")
+            )
+        ]
+    assert sorted(queued) == sorted(clients)  # each client once, the 1001st too
+
+
+def test_an_idle_client_merged_away_does_not_act_on_its_survivor(app):
+    _idle_rule(app)
+    with app.system() as work:
+        survivor = factories.person(work)
+        merged = factories.person(work)
+        work.merges.merge(survivor.id, merged.id)
+    assert scan_clock(app, now=utcnow() + dt.timedelta(days=31)) == 1
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, survivor.id, kind="note")] == ["Давно не общались"]
+    with app.system() as work:  # idle when scanned, merged before the rule ran
+        late = factories.person(work)
+    assert scan_clock(app, now=utcnow() + dt.timedelta(days=62)) == 2
+    with app.system() as work:
+        work.merges.merge(survivor.id, late.id)
+    deliver_due(app)
+    notes = [n.body for n in timeline(app, survivor.id, kind="note")]
+    assert notes == ["Давно не общались"] * 2  # its own second idle month only

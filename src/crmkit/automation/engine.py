@@ -186,57 +186,95 @@ def queue_run(
 # -- time-based triggers -------------------------------------------------------------------
 
 
+#: Records :func:`scan_clock` reads at a time, and new runs it queues per rule and scan (a
+#: rule that suddenly matches many records queues the rest in the next scans).
+SCAN_PAGE = 500
+SCAN_QUEUE_LIMIT = 1000
+
+
+def _clock_candidates(
+    work: UnitOfWork, rule: Rule, moment: dt.datetime
+) -> Iterable[list[tuple[int, int | None, str]]]:
+    """Pages of (id, party id, moment) of the records a time-based rule is due for.
+
+    Every due record is reached: the pages follow the order of an index (booking start or
+    last activity, then id), so none is left out behind already queued ones.
+    """
+    from sqlalchemy import and_, or_
+
+    from crmkit.model import CalendarEvent, Party
+
+    if rule.when.event == "booking.upcoming":
+        horizon = moment + dt.timedelta(hours=float(rule.when.hours or 0))
+        at, model = CalendarEvent.starts_at, CalendarEvent
+        query = select(CalendarEvent.id, CalendarEvent.starts_at, CalendarEvent.party_id).where(
+            CalendarEvent.starts_at > moment,
+            CalendarEvent.starts_at <= horizon,
+            CalendarEvent.status != "cancelled",
+        )
+    else:
+        cutoff = moment - dt.timedelta(days=float(rule.when.days or 0))
+        at, model = Party.last_activity_at, Party
+        query = select(Party.id, Party.last_activity_at, Party.id.label("party_id")).where(
+            Party.last_activity_at < cutoff,
+            Party.merged_into_id.is_(None),  # a merged-away client lives on in its survivor
+        )
+    after: tuple[Any, int] | None = None
+    while True:
+        page = query
+        if after is not None:
+            page = page.where(or_(at > after[0], and_(at == after[0], model.id > after[1])))
+        rows = work.session.execute(page.order_by(at, model.id).limit(SCAN_PAGE)).all()
+        if not rows:
+            return
+        yield [(r[0], r[2], r[1].isoformat()) for r in rows]
+        if len(rows) < SCAN_PAGE:
+            return
+        after = (rows[-1][1], rows[-1][0])
+
+
 def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
     """Queue ``booking.upcoming`` and ``record.idle`` matches; how many were new."""
-    from crmkit.model import CalendarEvent, OutboxItem, Party
+    from crmkit.model import OutboxItem
 
     moment = now or utcnow()
     queued = 0
     with crm.system() as work:
         rules = [r for r in rules_of(work) if r.when.event in ("booking.upcoming", "record.idle")]
         for rule in rules:
-            if rule.when.event == "booking.upcoming":
-                horizon = moment + dt.timedelta(hours=float(rule.when.hours or 0))
-                rows = work.session.execute(
-                    select(CalendarEvent.id, CalendarEvent.starts_at, CalendarEvent.party_id)
-                    .where(
-                        CalendarEvent.starts_at > moment,
-                        CalendarEvent.starts_at <= horizon,
-                        CalendarEvent.status != "cancelled",
+            entity = "calendar_event" if rule.when.event == "booking.upcoming" else "party"
+            if rule.when.entity and rule.when.entity != entity:
+                continue
+            new = 0
+            for page in _clock_candidates(work, rule, moment):
+                keys = {
+                    f"automation:{rule.name}:{entity}:{record_id}:{at}": (record_id, party_id, at)
+                    for record_id, party_id, at in page
+                }
+                done = set(
+                    work.session.scalars(
+                        select(OutboxItem.idempotency_key).where(
+                            OutboxItem.idempotency_key.in_(list(keys))
+                        )
                     )
-                    .limit(1000)
-                ).all()
-                candidates = [
-                    ("calendar_event", r.id, r.party_id, r.starts_at.isoformat()) for r in rows
-                ]
-            else:
-                cutoff = moment - dt.timedelta(days=float(rule.when.days or 0))
-                rows = work.session.execute(
-                    select(Party.id, Party.last_activity_at)
-                    .where(Party.last_activity_at < cutoff)
-                    .limit(1000)
-                ).all()
-                candidates = [("party", r.id, r.id, r.last_activity_at.isoformat()) for r in rows]
-            for entity, record_id, party_id, moment_key in candidates:
-                if rule.when.entity and rule.when.entity != entity:
-                    continue
-                key = f"automation:{rule.name}:{entity}:{record_id}:{moment_key}"
-                exists = work.session.scalar(
-                    select(OutboxItem.id).where(OutboxItem.idempotency_key == key)
                 )
-                if exists is not None:
-                    continue
-                queue_run(
-                    work,
-                    rule,
-                    rule.when.event,
-                    entity,
-                    record_id,
-                    {"at": moment_key},
-                    party_id=party_id,
-                    key=key,
-                )
-                queued += 1
+                for key, (record_id, party_id, moment_key) in keys.items():
+                    if key in done or new >= SCAN_QUEUE_LIMIT:
+                        continue
+                    queue_run(
+                        work,
+                        rule,
+                        rule.when.event,
+                        entity,
+                        record_id,
+                        {"at": moment_key},
+                        party_id=party_id,
+                        key=key,
+                    )
+                    new += 1
+                if new >= SCAN_QUEUE_LIMIT:
+                    break
+            queued += new
     return queued
 
 
@@ -429,6 +467,9 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
             record = work.records(entity).find(record_id)
             if record is None:
                 return {"skipped": f"{entity} {record_id} is gone"}
+            if payload.get("trigger") == "record.idle" and record.id != record_id:
+                # merged since: the survivor was not idle then (it is scanned on its own)
+                return {"skipped": f"{entity} {record_id} was merged into {record.id}"}
         values = _record_values(work, entity, record) if record is not None else {}
         values.update({f"event.{k}": v for k, v in event.items()})
         party_id = payload.get("party_id")
