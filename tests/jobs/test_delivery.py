@@ -320,3 +320,43 @@ def test_a_long_job_keeps_its_claim_or_learns_it_was_taken_over(make_crm):
     assert job.seen[1] == f"outbox item {lost.id} was taken over by another worker"
     # the other worker's claim is untouched by the first one's ending
     assert item(crm, lost.id).claimed_by == "another-worker"
+
+
+def test_an_item_that_kills_its_worker_every_time_ends_in_the_failed_list(make_crm, plugin):
+    crm = make_crm(plugins=[plugin], settings={"outbox.lease_seconds": 30})
+    with crm.system() as work:
+        party = factories.organisation(work)
+        message = work.channels.send(
+            "mail", to="boss@romashka.ru", body="x" * 10, party_id=party.id
+        )
+    [item_id] = [i.id for i in _all_items(crm)]
+    with crm.engine.begin() as connection:
+        connection.execute(update(OutboxItem).values(max_attempts=3))
+    for attempt in (1, 2, 3):
+        claimed = claim(crm, item_id)  # a worker takes it and is killed (out of memory)
+        assert claimed is not None and claimed[0].attempt == attempt
+        with crm.engine.begin() as connection:  # ... its lease runs out
+            connection.execute(
+                update(OutboxItem).values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+            )
+    assert deliver_due(crm) == {"dead": 1}  # not a fourth time
+    assert plugin.sent == []
+    admin = add_user(crm, "admin1", ["admin"])
+    with crm.acting_as(admin) as work:  # Failed deliveries, `crmkit jobs failed`
+        [dead] = work.outbox.failed()
+        assert (dead.id, dead.attempts) == (item_id, 3)
+        assert "worker delivering it died (killed, out of memory?) in attempt 3 of 3" in (
+            dead.last_error
+        )
+        activity = work.session.get(Activity, message.id)
+        assert activity.status == "failed"  # on_dead marked the message
+    assert deliver_due(crm) == {}
+    with crm.acting_as(admin) as work:  # the admin's retry gives it fresh attempts
+        work.outbox.retry([item_id])
+    assert deliver_due(crm) == {"delivered": 1}
+    assert [m.to for m in plugin.sent] == ["boss@romashka.ru"]
+
+
+def _all_items(crm):
+    with crm.system() as work:
+        return list(work.session.scalars(select(OutboxItem).order_by(OutboxItem.id)))

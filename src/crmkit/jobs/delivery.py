@@ -12,7 +12,9 @@ again once its lease ran out (``next_attempt_at`` doubles as the lease's end, so
 serves both).  The handler then talks to the peer *outside* any transaction, passing the
 idempotency key, and the outcome is written only if the claim is still ours
 (``claimed_by = token``): delivered, back to pending after a backoff with jitter, or
-``dead`` after the last attempt (the dead-letter list an admin sees).
+``dead`` after the last attempt (the dead-letter list an admin sees).  An item whose last
+attempt killed its worker (no outcome was ever written) is made ``dead`` by the next claim
+instead of being delivered again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, String, bindparam, cast, func, literal, select, update
 
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
@@ -118,52 +120,107 @@ def claim(crm: CRM, item_id: int) -> tuple[Delivery, str] | None:
     return (deliveries[0], token) if deliveries else None
 
 
+_RETURNED = (
+    OutboxItem.id,
+    OutboxItem.kind,
+    OutboxItem.payload,
+    OutboxItem.idempotency_key,
+    OutboxItem.attempts,
+    OutboxItem.max_attempts,
+    OutboxItem.party_id,
+    OutboxItem.actor_id,
+    OutboxItem.last_error,
+)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        item_id=row.id,
+        kind=row.kind,
+        payload=dict(row.payload or {}),
+        idempotency_key=row.idempotency_key,
+        attempt=row.attempts,
+        max_attempts=row.max_attempts,
+        party_id=row.party_id,
+        actor_id=row.actor_id,
+    )
+
+
 def claim_batch(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
-    """Claim those of ``item_ids`` that are due and free; the claimed ones and the token."""
+    """Claim those of ``item_ids`` that are due and free; the claimed ones and the token.
+
+    An item whose last attempt never finished (its worker was killed, ran out of memory)
+    is given up here instead, with its ``on_dead`` handler run (see :func:`_claim_or_bury`).
+    """
+    deliveries, token, buried = _claim_or_bury(crm, item_ids)
+    for delivery, error in buried:
+        _given_up(crm, delivery, error)
+    return deliveries, token
+
+
+def _claim_or_bury(
+    crm: CRM, item_ids: Sequence[int]
+) -> tuple[list[Delivery], str, list[tuple[Delivery, str]]]:
+    """Claim the due, free items of ``item_ids``; also the ones given up instead.
+
+    An item still ``delivering`` once its lease ran out had a worker die on it; when that
+    was its last attempt (``attempts`` reached ``max_attempts``), delivering it again
+    would likely kill the next worker too, for ever: it becomes ``dead`` with an error
+    saying so (the dead-letter list), in the claim's transaction.
+    """
     now = utcnow()
     token = uuid.uuid4().hex
     lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
-    statement = (
+    due = (
+        OutboxItem.id.in_(list(item_ids)),
+        OutboxItem.status.in_(CLAIMABLE),
+        OutboxItem.next_attempt_at <= now,
+    )
+    died = (
+        literal("the worker delivering it died (killed, out of memory?) in attempt ")
+        + cast(OutboxItem.attempts, String)
+        + literal(" of ")
+        + cast(OutboxItem.max_attempts, String)
+        + func.coalesce(literal("; the error before: ") + OutboxItem.last_error, "")
+    )
+    bury = (
         update(OutboxItem)
         .where(
-            OutboxItem.id.in_(list(item_ids)),
-            OutboxItem.status.in_(CLAIMABLE),
-            OutboxItem.next_attempt_at <= now,
+            *due,
+            OutboxItem.status == DELIVERING,
+            OutboxItem.attempts >= OutboxItem.max_attempts,
         )
+        .values(status=DEAD, claimed_by=None, last_error=died)
+        .returning(*_RETURNED)
+    )
+    statement = (
+        update(OutboxItem)
+        .where(*due)
         .values(
             status=DELIVERING,
             claimed_by=token,
             attempts=OutboxItem.attempts + 1,
             next_attempt_at=now + lease,
         )
-        .returning(
-            OutboxItem.id,
-            OutboxItem.kind,
-            OutboxItem.payload,
-            OutboxItem.idempotency_key,
-            OutboxItem.attempts,
-            OutboxItem.max_attempts,
-            OutboxItem.party_id,
-            OutboxItem.actor_id,
-        )
+        .returning(*_RETURNED)
     )
     with _bookkeeping(crm) as connection:
+        dead = connection.execute(bury).all()
         rows = connection.execute(statement).all()
     order = {item_id: n for n, item_id in enumerate(item_ids)}
-    deliveries = [
-        Delivery(
-            item_id=row.id,
-            kind=row.kind,
-            payload=dict(row.payload or {}),
-            idempotency_key=row.idempotency_key,
-            attempt=row.attempts,
-            max_attempts=row.max_attempts,
-            party_id=row.party_id,
-            actor_id=row.actor_id,
-        )
-        for row in sorted(rows, key=lambda r: order.get(r.id, 0))
-    ]
-    return deliveries, token
+    deliveries = [_delivery(row) for row in sorted(rows, key=lambda r: order.get(r.id, 0))]
+    return deliveries, token, [(_delivery(row), str(row.last_error)) for row in dead]
+
+
+def _given_up(crm: CRM, delivery: Delivery, error: str) -> None:
+    """Log a dead item and run its kind's ``on_dead`` (mark the message failed...)."""
+    log.warning("outbox item %s (%s) is dead: %s", delivery.item_id, delivery.kind, error)
+    handler = crm.outbox_handlers.get(delivery.kind)
+    if handler is not None and handler.on_dead is not None:
+        try:
+            handler.on_dead(crm, delivery, error)
+        except Exception:
+            log.exception("on_dead of outbox kind %s failed", delivery.kind)
 
 
 def error_text(exc: BaseException) -> str:
@@ -249,9 +306,13 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
     statement and its outcomes written in one transaction; a batch that runs past half
     the lease hands its remaining items back untouched, so that no claim outlives its lease.
     """
-    deliveries, token = claim_batch(crm, item_ids)
+    deliveries, token, buried = _claim_or_bury(crm, item_ids)
+    outcomes: dict[int, str] = {}
+    for delivery, error in buried:
+        outcomes[delivery.item_id] = DEAD
+        _given_up(crm, delivery, error)
     if not deliveries:
-        return {}
+        return outcomes
     budget = float(crm.config["outbox.lease_seconds"]) / 2
     started = time.monotonic()
     done: list[tuple[Delivery, dict[str, Any]]] = []
@@ -281,23 +342,11 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
         ):
             if rows:
                 connection.execute(statement, rows)
-    outcomes: dict[int, str] = {}
     for delivery, values in done:
         status = values["b_status"]
         outcomes[delivery.item_id] = "retry" if status == PENDING else status
         if status == DEAD:
-            log.warning(
-                "outbox item %s (%s) is dead: %s",
-                delivery.item_id,
-                delivery.kind,
-                values["b_error"],
-            )
-            handler = crm.outbox_handlers.get(delivery.kind)
-            if handler is not None and handler.on_dead is not None:
-                try:
-                    handler.on_dead(crm, delivery, values["b_error"])
-                except Exception:
-                    log.exception("on_dead of outbox kind %s failed", delivery.kind)
+            _given_up(crm, delivery, values["b_error"])
     for row in groups[PENDING]:
         crm.queue.wakeup([row["b_id"]], eta=row["b_due"])
     if unreached:
