@@ -22,12 +22,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import logging
 import random
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, String, bindparam, cast, func, literal, select, update
@@ -42,30 +43,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the claim this thread is delivering under: (crm, item id, claim token)
-_claim: contextvars.ContextVar[tuple[Any, int, str] | None] = contextvars.ContextVar(
+#: how to renew the claim this thread works under (an outbox item's, a schedule run's)
+_claim: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "crmkit_outbox_claim", default=None
 )
 
 
 class ClaimLost(RuntimeError):
-    """The item's lease ran out and another worker took it over: stop, it goes on there."""
+    """The lease ran out and another worker took the work over: stop, it goes on there."""
 
 
 def keep_claim() -> None:
-    """Renew the lease of the outbox item this thread is delivering, for another
-    ``outbox.lease_seconds``.
+    """Renew the lease of the work this thread does: the outbox item it delivers (for
+    another ``outbox.lease_seconds``), or the schedule it runs (for the schedule's
+    ``lease_seconds``).
 
-    A handler or job that may run longer than the lease (a mass mailing, a large export)
-    calls it now and then, well within the lease; otherwise a sweeping worker takes the
-    item over after the lease and runs it a second time beside the first.  Raises
-    :class:`ClaimLost` when that has already happened (the caller stops: the other run goes
-    on); does nothing outside a delivery (a job called directly, a test).
+    A handler, job or scheduled job that may run longer than the lease (a mass mailing, a
+    large export, a first mail sync) calls it now and then, well within the lease;
+    otherwise another worker takes the work over after the lease and runs it a second time
+    beside the first.  Raises :class:`ClaimLost` when that has already happened (the
+    caller stops: the other run goes on); does nothing outside a delivery or a scheduled
+    run (a job called directly, a test).
     """
-    claim = _claim.get()
-    if claim is None:
-        return
-    crm, item_id, token = claim
+    renew = _claim.get()
+    if renew is not None:
+        renew()
+
+
+@contextlib.contextmanager
+def holding(renew: Callable[[], None]) -> Iterator[None]:
+    """Make :func:`keep_claim` call ``renew`` in this thread while the block runs."""
+    held = _claim.set(renew)
+    try:
+        yield
+    finally:
+        _claim.reset(held)
+
+
+def _renew_item(crm: CRM, item_id: int, token: str) -> None:
     lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
     with _bookkeeping(crm) as connection:
         kept = connection.execute(
@@ -321,11 +336,8 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
         if done and time.monotonic() - started > budget:
             unreached.append(delivery)
             continue
-        held = _claim.set((crm, delivery.item_id, token))
-        try:
+        with holding(functools.partial(_renew_item, crm, delivery.item_id, token)):
             done.append((delivery, _attempt(crm, delivery)))
-        finally:
-            _claim.reset(held)
     now = utcnow()
     groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
     for delivery, values in done:

@@ -5,12 +5,15 @@ or the minute when a cron expression matches it) and, when the slot is new to it
 a run for it.  Several workers enqueue the same slot; :func:`run_schedule` lets exactly one
 run start, by one conditional ``UPDATE`` of the schedule's row in ``job_schedule``:
 the slot must be newer than the last one started and nobody may hold an unexpired lease.
-A run longer than the period therefore makes the next slots skip rather than overlap.
+A run longer than the period therefore makes the next slots skip rather than overlap; a
+run that may outlast the schedule's ``lease_seconds`` renews the lease by calling
+:func:`crmkit.jobs.delivery.keep_claim` now and then, as outbox jobs do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -22,7 +25,7 @@ from sqlalchemy import or_, select, update
 
 from crmkit.clock import utcnow
 from crmkit.jobs import Schedule
-from crmkit.jobs.delivery import error_text
+from crmkit.jobs.delivery import ClaimLost, error_text, holding
 from crmkit.model import JobSchedule
 
 if TYPE_CHECKING:
@@ -117,6 +120,20 @@ def claim_slot(crm: CRM, name: str, slot: int, lease_seconds: float) -> str | No
     return token if claimed else None
 
 
+def renew_slot(crm: CRM, name: str, token: str, lease_seconds: float) -> None:
+    """Extend the lease of a run of ``name`` (:func:`crmkit.jobs.delivery.keep_claim` in a
+    scheduled job); :class:`~crmkit.jobs.delivery.ClaimLost` when another run took over."""
+    statement = (
+        update(JobSchedule)
+        .where(JobSchedule.name == name, JobSchedule.holder == token)
+        .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
+    )
+    with crm.engine.begin() as connection:
+        kept = connection.execute(statement).rowcount
+    if not kept:
+        raise ClaimLost(f"schedule {name} was taken over by another run")
+
+
 def release(crm: CRM, name: str, token: str, error: str | None) -> None:
     """End a run: free the schedule and record how it went."""
     statement = (
@@ -145,8 +162,10 @@ def run_schedule(crm: CRM, name: str, slot: int) -> bool:
         return False
     error = None
     started = time.monotonic()
+    renew = functools.partial(renew_slot, crm, name, token, schedule.lease_seconds)
     try:
-        crm.jobs[schedule.job].func(crm, **schedule.payload)
+        with holding(renew):  # the job's keep_claim() renews the schedule's lease
+            crm.jobs[schedule.job].func(crm, **schedule.payload)
     except Exception as exc:
         error = error_text(exc)
         log.exception("schedule %s failed", name)

@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
 from crmkit.identity import contact_key, email_key
+from crmkit.jobs.delivery import ClaimLost, keep_claim
 from crmkit.model import Activity
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
@@ -541,8 +542,11 @@ def sync_all(crm: CRM, **_payload: Any) -> list[SyncReport]:
     """Sync every active mailbox once; one failing mailbox does not stop the others."""
     reports = []
     for account_id in active_accounts(crm):
+        keep_claim()  # a first sync of a big mailbox is long: the schedule must stay ours
         try:
-            reports.append(sync_account(crm, account_id))
+            reports.append(sync_account(crm, account_id, after_batch=lambda _: keep_claim()))
+        except ClaimLost:  # another run of the schedule took over: it goes on
+            raise
         except Exception as exc:  # recorded on the mailbox (last_error); the rest go on
             reports.append(SyncReport(account=str(account_id), error=str(exc)))
     return reports
