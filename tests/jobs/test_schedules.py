@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 from sqlalchemy import update
 
@@ -10,7 +11,7 @@ from crmkit import hookimpl
 from crmkit.clock import utcnow
 from crmkit.jobs import Job, Schedule
 from crmkit.jobs.delivery import ClaimLost, keep_claim
-from crmkit.jobs.schedules import claim_slot, ensure_rows, run_schedule, states
+from crmkit.jobs.schedules import claim_slot, current_slot, ensure_rows, run_schedule, states
 from crmkit.model import JobSchedule
 
 
@@ -68,3 +69,36 @@ def test_a_scheduled_run_longer_than_its_lease_keeps_it_and_the_next_slot_skips(
     assert plugin.seen[1] == "schedule test.long was taken over by another run"
     row = state(crm, "test.long")
     assert row.holder == "another-run"  # the other run's lease is left alone
+
+
+def runs_between(cron, zone, first, last):
+    """The local times a cron schedule runs at, ticking every minute from first to last (UTC)."""
+    schedule = Schedule("test.cron", "test.job", cron=cron)
+    start = int(dt.datetime.fromisoformat(first).timestamp()) // 60
+    end = int(dt.datetime.fromisoformat(last).timestamp()) // 60
+    tz = zoneinfo.ZoneInfo(zone)
+    return [
+        dt.datetime.fromtimestamp(minute * 60, tz).isoformat(timespec="minutes")
+        for minute in range(start, end)
+        if current_slot(schedule, minute * 60 + 30.0, zone) is not None
+    ]
+
+
+def test_a_nightly_cron_runs_once_a_night_across_daylight_saving_changes():
+    # autumn: 02:00-02:59 comes twice in Berlin; the job runs on the first pass only
+    autumn = ("2024-10-26T20:00+00:00", "2024-10-27T06:00+00:00")
+    assert runs_between("30 2 * * *", "Europe/Berlin", *autumn) == ["2024-10-27T02:30+02:00"]
+    # spring: 02:00-02:59 never comes; the job runs at the first minute after it
+    spring = ("2024-03-30T20:00+00:00", "2024-03-31T06:00+00:00")
+    assert runs_between("30 2 * * *", "Europe/Berlin", *spring) == ["2024-03-31T03:00+02:00"]
+    assert runs_between("0 3 * * *", "Europe/Berlin", *spring) == ["2024-03-31T03:00+02:00"]
+    # an hourly job goes by the clock: every hour that passes, the repeated one too
+    hourly = runs_between("30 * * * *", "Europe/Berlin", *autumn)
+    assert hourly[3:6] == [
+        "2024-10-27T01:30+02:00",
+        "2024-10-27T02:30+02:00",
+        "2024-10-27T02:30+01:00",
+    ]
+    assert len(hourly) == 10
+    # Moscow (the default zone) keeps its clocks: the same night as any other
+    assert runs_between("30 2 * * *", "Europe/Moscow", *autumn) == ["2024-10-27T02:30+03:00"]

@@ -39,7 +39,9 @@ class Schedule:
 
     Two workers never run one schedule at once (a lock is taken for the run).  A run that
     dies without finishing (a killed worker) frees the schedule after ``lease_seconds``.
-    ``cron`` is read in the deployment's time zone (``locale.timezone``).
+    ``cron`` is read in the deployment's time zone (``locale.timezone``); at fixed hours it
+    runs once per local time of a date across daylight-saving changes (a time clocks skip
+    runs at the first minute after it; see :func:`crmkit.jobs.schedules.local_minutes`).
     """
 
     name: str

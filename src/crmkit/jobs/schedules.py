@@ -72,14 +72,46 @@ def cron_matches(expression: str, moment: dt.datetime) -> bool:
     )
 
 
+def local_minutes(minute: int, timezone: str, *, hourly: bool = False) -> list[dt.datetime]:
+    """The wall-clock times (naive) a cron reads at epoch minute ``minute``.
+
+    Usually the one local time.  Across daylight-saving changes a cron at fixed hours
+    matches each local time of a date once, as cron does: nothing in the hour clocks are
+    put back (the second pass of 02:00-02:59 on an autumn change; that time came already),
+    and at the first minute after clocks are put forward also the times skipped
+    (02:00-02:59 on a spring change), so that a job at 02:30 runs at 03:00 that day
+    instead of not at all.  An ``hourly`` cron (its hour field ``*`` or ``*/N``) goes by
+    the clock as it is: it runs in both passes of a repeated hour and has no skipped one.
+    """
+    zone = zoneinfo.ZoneInfo(timezone)
+    local = dt.datetime.fromtimestamp(minute * 60, zone)
+    wall = local.replace(tzinfo=None)
+    if hourly:
+        return [wall]
+    if local.fold and local.replace(fold=0).utcoffset() != local.utcoffset():
+        return []
+    previous = dt.datetime.fromtimestamp((minute - 1) * 60, zone).replace(tzinfo=None)
+    times = [wall]
+    skipped = previous + dt.timedelta(minutes=1)
+    while skipped < wall:
+        times.append(skipped)
+        skipped += dt.timedelta(minutes=1)
+    return times
+
+
 def current_slot(schedule: Schedule, now: float, timezone: str) -> int | None:
-    """The slot a schedule is in at ``now`` (epoch seconds); ``None`` when a cron is idle."""
+    """The slot a schedule is in at ``now`` (epoch seconds); ``None`` when a cron is idle.
+
+    A cron at fixed hours matches each local time of a date once across daylight-saving
+    changes (see :func:`local_minutes`).
+    """
     if schedule.every_seconds is not None:
         return int(now // schedule.every_seconds)
     assert schedule.cron is not None
     minute = int(now // 60)
-    local = dt.datetime.fromtimestamp(minute * 60, zoneinfo.ZoneInfo(timezone))
-    return minute if cron_matches(schedule.cron, local) else None
+    hourly = schedule.cron.split()[1].startswith("*")
+    times = local_minutes(minute, timezone, hourly=hourly)
+    return minute if any(cron_matches(schedule.cron, t) for t in times) else None
 
 
 def ensure_rows(crm: CRM, names: Iterable[str]) -> None:
