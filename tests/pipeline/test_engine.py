@@ -261,6 +261,22 @@ def test_plugin_veto_and_wrapper_order(crm, agent):
     assert calls == [("before", "lead"), ("after", "refused", "StageMove"), ("done", "refused")]
 
 
+def test_plugin_veto_by_false_names_the_plugin(crm, agent):
+    class Freeze:
+        crmkit_plugin_name = "year_end_freeze"
+
+        @hookimpl
+        def crmkit_before_stage_move(self, move):
+            return move.target.name != "refused"
+
+    crm.pm.register(Freeze())
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(org, "refused", comment="gone")
+    assert info.value.reasons == ["refused by the plugin year_end_freeze"]
+
+
 def test_wrapper_that_raises_aborts_the_whole_move(crm, agent):
     class Breaker:
         @hookimpl(wrapper=True)

@@ -100,10 +100,12 @@ def missing_documents(move: MoveContext) -> list[str]:
     return [d for d in required if d not in attached]
 
 
-def _verdict(guard: Any, outcome: Any) -> GuardResult:
+def _verdict(guard: Any, outcome: Any, plugin: str | None = None) -> GuardResult:
     if outcome is None or outcome is True:
         return GuardResult.allow()
     if outcome is False:
+        if plugin is not None:
+            return GuardResult.refuse(message("refused by the plugin {plugin}", plugin=plugin))
         name = getattr(guard, "__name__", "a guard").replace("_", " ")
         return GuardResult.refuse(message("refused by {guard}", guard=name))
     if isinstance(outcome, str | Message):
@@ -113,6 +115,33 @@ def _verdict(guard: Any, outcome: Any) -> GuardResult:
     raise TypeError(
         f"guard {guard!r} returned {outcome!r}; expected GuardResult, bool, str or None"
     )
+
+
+def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
+    """The refusals of ``crmkit_before_stage_move`` implementations, in hook order.
+
+    Called implementation by implementation (as pluggy would, last registered first), so
+    that a bare ``False`` can be reported with the name of the plugin that returned it.
+    """
+    pm = move.work.crm.pm
+    reasons: list[str | Message] = []
+    for impl in reversed(pm.hook.crmkit_before_stage_move.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue  # a veto hook has nothing to wrap
+        plugin = _plugin_name(pm, impl.plugin)
+        outcome = impl.function(**{name: move for name in impl.argnames})
+        verdict = _verdict(impl.function, outcome, plugin)
+        if not verdict.ok:
+            reasons.append(verdict.reason)
+    return reasons
+
+
+def _plugin_name(pm: Any, plugin: Any) -> str:
+    """The name a plugin was loaded under (one registered without a name: its class's)."""
+    name = getattr(plugin, "crmkit_plugin_name", None) or pm.get_name(plugin)
+    if not name or name.isdigit():  # pluggy names an unnamed object by its id()
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+    return str(name)
 
 
 def check_move(move: MoveContext) -> None:
@@ -159,10 +188,7 @@ def check_move(move: MoveContext) -> None:
         verdict = _verdict(guard, guard(move))
         if not verdict.ok:
             reasons.append(verdict.reason)
-    for outcome in move.work.crm.pm.hook.crmkit_before_stage_move(move=move):
-        verdict = _verdict("a plugin", outcome)
-        if not verdict.ok:
-            reasons.append(verdict.reason)
+    reasons += _plugin_vetoes(move)
     if reasons:
         raise MoveRefused(reasons, missing_fields=fields, missing_documents=documents)
 
