@@ -13,6 +13,13 @@ from crmkit.testing import add_user, factories
 
 
 @pytest.fixture
+def crm(make_crm, request):
+    """The core alone; parametrized indirectly with a zone, in that deployment time zone."""
+    zone = getattr(request, "param", None)
+    return make_crm(settings={"locale.timezone": zone} if zone else None)
+
+
+@pytest.fixture
 def history(crm):
     """Two agents' deals through the sales pipeline, with known durations."""
     ivan = add_user(crm, "ivan", ["agent"])
@@ -85,3 +92,21 @@ def test_registered_report_with_owner_split(crm, history):
             work, {"pipeline": "sales", "by_owner": "true"}
         )
     assert {"stage": "won", "owner_id": ivan.id, "count": 1} in report.rows
+
+
+@pytest.mark.parametrize("crm", ["Asia/Vladivostok"], indirect=True)
+def test_report_period_without_offset_is_read_in_the_deployment_zone(crm, history):
+    """A move at 06:00 on 2 March in Vladivostok (20:00 UTC on 1 March) is in a report for
+    2 March typed as a plain date, and not in one for 1 March."""
+    _, _, boss = history
+    moment = dt.datetime(2025, 3, 1, 20, 0, tzinfo=dt.UTC)
+    with crm.system() as work:
+        work.session.execute(update(StageMove).values(at=moment))
+    funnel_of = crm.reports["pipeline_funnel"].build
+    with crm.acting_as(boss) as work:
+        second = funnel_of(
+            work, {"pipeline": "sales", "since": "2025-03-02", "until": "2025-03-03"}
+        )
+        first = funnel_of(work, {"pipeline": "sales", "since": "2025-03-01", "until": "2025-03-02"})
+    assert {r["stage"]: r["entered"] for r in second.rows}["new"] == 6
+    assert {r["stage"]: r["entered"] for r in first.rows}["new"] == 0

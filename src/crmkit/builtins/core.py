@@ -305,7 +305,10 @@ def crmkit_register_permissions() -> list[Permission]:
 @hookimpl
 def crmkit_register_reports() -> list[Report]:
     pipeline_param = {"pipeline": "the pipeline's name"}
-    period = {"since": "start (ISO 8601)", "until": "end, exclusive (ISO 8601)"}
+    period = {
+        "since": "start (ISO 8601; without an offset, in the deployment's time zone)",
+        "until": "end, exclusive (ISO 8601; without an offset, in the deployment's time zone)",
+    }
     return [
         Report(
             "pipeline_funnel",

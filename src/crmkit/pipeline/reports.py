@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import attrs
 from sqlalchemy import func, select
@@ -177,18 +178,31 @@ def stage_counts(
 # -- as registered reports ------------------------------------------------------------------
 
 
-def _period(params: Mapping[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
+def _period(
+    work: UnitOfWork, params: Mapping[str, Any]
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``since`` and ``until`` as aware UTC moments.
+
+    A date or time without an offset (``2025-03-01``, what a date field sends) is read in
+    the deployment's time zone (``locale.timezone``): a month's report starts at that
+    month's local midnight, not at midnight UTC.
+    """
+    zone = ZoneInfo(str(work.crm.config["locale.timezone"]))
+
     def parse(name: str) -> dt.datetime | None:
         value = params.get(name)
         if value in (None, ""):
             return None
         if isinstance(value, dt.datetime):
-            return value
-        try:
-            moment = dt.datetime.fromisoformat(str(value))
-        except ValueError:
-            raise ValidationFailed({name: ["not a date or time (ISO 8601)"]}) from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+            moment = value
+        else:
+            try:
+                moment = dt.datetime.fromisoformat(str(value))
+            except ValueError:
+                raise ValidationFailed({name: ["not a date or time (ISO 8601)"]}) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(dt.UTC)
 
     return parse("since"), parse("until")
 
@@ -202,7 +216,7 @@ def _pipeline_param(params: Mapping[str, Any]) -> str:
 
 def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Report builder: the funnel of a pipeline over a period."""
-    since, until = _period(params)
+    since, until = _period(work, params)
     owner = params.get("owner_id")
     steps = funnel(
         work,
@@ -229,7 +243,7 @@ def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
 
 def time_in_stage_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Report builder: average time spent in each stage."""
-    since, until = _period(params)
+    since, until = _period(work, params)
     rows = time_in_stage(work, _pipeline_param(params), since=since, until=until)
     return ReportResult(
         columns=[
