@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
-from crmkit.model import StageMove
+from crmkit.model import Deal, StageMove
 from crmkit.pipeline.reports import funnel, stage_counts, time_in_stage
 from crmkit.testing import add_user, factories
 
@@ -110,3 +110,19 @@ def test_report_period_without_offset_is_read_in_the_deployment_zone(crm, histor
         first = funnel_of(work, {"pipeline": "sales", "since": "2025-03-01", "until": "2025-03-02"})
     assert {r["stage"]: r["entered"] for r in second.rows}["new"] == 6
     assert {r["stage"]: r["entered"] for r in first.rows}["new"] == 0
+
+
+def test_funnel_owner_filter_counts_the_records_the_user_owns_now(crm, history):
+    """Ivan's won deal handed to Maria is in Maria's funnel, with its whole history."""
+    ivan, maria, boss = history
+    with crm.acting_as(boss) as work:
+        won = work.session.scalars(work.records("deal").query().where(Deal.stage == "won")).one()
+        work.records("deal").assign([won.id], maria.id)
+    funnel_of = crm.reports["pipeline_funnel"].build
+    with crm.acting_as(boss) as work:
+        marias = funnel_of(work, {"pipeline": "sales", "owner_id": str(maria.id)})
+        ivans = funnel_of(work, {"pipeline": "sales", "owner_id": str(ivan.id)})
+    marias_entered = {r["stage"]: r["entered"] for r in marias.rows}
+    ivans_entered = {r["stage"]: r["entered"] for r in ivans.rows}
+    assert (marias_entered["new"], marias_entered["won"]) == (3, 1)
+    assert (ivans_entered["new"], ivans_entered["won"]) == (3, 0)

@@ -315,7 +315,7 @@ def crmkit_register_reports() -> list[Report]:
             "Funnel",
             funnel_report,
             description="Records that entered each stage in a period, with conversion.",
-            params={**pipeline_param, **period, "owner_id": "only this owner's records"},
+            params={**pipeline_param, **period, "owner_id": "only the records this user owns now"},
         ),
         Report(
             "pipeline_time_in_stage",

@@ -49,17 +49,23 @@ def _history(
     until: dt.datetime | None,
     owner_id: int | None,
 ) -> list[Any]:
+    records = _visible_ids(work, pipeline)
+    if owner_id is not None:
+        # the record's owner now, as the lists and the owner's own reports see it (a client
+        # handed to another agent counts, with its whole history, for the new owner)
+        model = work.crm.entities[pipeline.entity].model
+        if not hasattr(model, "owner_id"):
+            raise ValidationFailed({"owner_id": [f"{pipeline.entity} records have no owner"]})
+        records = records.where(model.owner_id == owner_id)
     conditions = [
         StageMove.pipeline == pipeline.name,
         StageMove.entity == pipeline.entity,
-        StageMove.record_id.in_(_visible_ids(work, pipeline)),
+        StageMove.record_id.in_(records),
     ]
     if since is not None:
         conditions.append(StageMove.at >= since)
     if until is not None:
         conditions.append(StageMove.at < until)
-    if owner_id is not None:
-        conditions.append(StageMove.owner_id == owner_id)
     return conditions
 
 
@@ -72,6 +78,8 @@ def funnel(
     owner_id: int | None = None,
 ) -> list[FunnelStep]:
     """Distinct records that entered each stage in ``[since, until)``, in stage order.
+
+    ``owner_id`` keeps the records that user owns now (whoever owned them at each move).
 
     Conversions are shares of the first stage's and of the previous open stage's entries;
     dead ends are reported with their own counts.
