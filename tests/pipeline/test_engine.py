@@ -362,3 +362,28 @@ def test_bulk_move_reports_each_refusal(crm, agent):
         result = work.moves.move_many([ready, lonely], "firm")
     assert result.moved == [ready.id]
     assert result.refused == {lonely.id: "add a contact person first"}
+
+
+def test_refused_move_with_fields_leaves_nothing_when_the_caller_goes_on(crm, agent):
+    """A refused move's fields (a new name, a phone) are not kept even though the caller
+    catches the refusal and commits the rest of its work."""
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work, name="Старое имя", contact_points=[])
+        org_id = org.id
+    with crm.acting_as(agent) as work:
+        with pytest.raises(MoveRefused, match="add a contact person first"):
+            work.moves.move(
+                org_id,
+                "firm",
+                entity="party",
+                fields={
+                    "name": "Новое имя",
+                    "contact_points": [{"kind": "phone", "value": "+7 916 123-45-67"}],
+                },
+            )
+        work.parties.update(org_id, description="called, no answer")
+    with crm.acting_as(agent) as work:
+        party = work.parties.get(org_id)
+        assert (party.name, party.description) == ("Старое имя", "called, no answer")
+        assert party.contact_points == []
+        assert work.screening.candidates("Новое имя") == []

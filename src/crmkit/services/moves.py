@@ -135,8 +135,9 @@ class MoveService:
 
         ``fields`` are set on the record first (the small form a move may ask for), so
         guards and required-field checks see them; if the move is refused they are
-        discarded, nothing having been written.  Raises :class:`MoveRefused` with every
-        reason, :class:`Conflict` if someone else moved or changed the record meanwhile.
+        discarded and whatever staging them wrote (a party's name keys, contacts, tags) is
+        rolled back.  Raises :class:`MoveRefused` with every reason, :class:`Conflict` if
+        someone else moved or changed the record meanwhile.
         """
         entity_type = self._entity(record, entity)
         service = self.work.records(entity_type.name)
@@ -170,9 +171,13 @@ class MoveService:
             comment=(comment or "").strip() or None,
         )
         try:
-            with self.work.session.no_autoflush:  # staged fields stay in memory until allowed
-                if fields:
+            if fields:
+                # staging may write (a party's name keys, contact points, tags): in a savepoint,
+                # so that a refused move leaves nothing even if the caller goes on and commits
+                with self.work.savepoint(), self.work.session.no_autoflush:
                     changes = service.stage_changes(record, fields)
+                    check_move(move)
+            else:
                 check_move(move)
         except CrmkitError:
             staged = [a.key for a in sa_inspect(record).attrs if a.history.has_changes()]
