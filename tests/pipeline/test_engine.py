@@ -387,3 +387,14 @@ def test_refused_move_with_fields_leaves_nothing_when_the_caller_goes_on(crm, ag
         assert (party.name, party.description) == ("Старое имя", "called, no answer")
         assert party.contact_points == []
         assert work.screening.candidates("Новое имя") == []
+
+
+def test_bulk_move_reports_a_record_in_no_pipeline_and_moves_the_rest(crm, agent):
+    with crm.acting_as(agent) as work:
+        org = factories.organisation(work)
+        person = factories.person(work)  # persons are in no pipeline
+        result = work.moves.move_many([person.id, org.id], "refused", comment="x", entity="party")
+    assert result.moved == [org.id]
+    assert result.refused == {person.id: "pipeline: this record is not in a pipeline"}
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(org.id).stage == "refused"

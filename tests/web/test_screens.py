@@ -102,6 +102,33 @@ async def test_bulk_assign_and_tag(web, crm):
     assert all(p.name in vip.text for p in parties)
 
 
+async def test_bulk_stage_change_takes_a_comment_and_names_each_refusal(web, crm):
+    """Moving deals to "Lost" needs a comment: the list's bulk form has one; without it each
+    deal is named with the reason, in the user's language."""
+    manager = await web("manager")
+    with crm.acting_as(manager.user) as work:
+        deals = [factories.deal(work, title=f"Сделка Кедр {n}") for n in range(3)]
+    ids = [str(d.id) for d in deals]
+    listing = await manager.get("/lists/deal")
+    assert 'name="comment" data-for="stage"' in listing.text
+    response = await manager.post(
+        "/lists/deal/bulk", {"ids": ids[:2], "action": "stage", "stage": "lost"}
+    )
+    assert response.status_code == 303
+    page = await manager.get(response.headers["location"])
+    assert "Переведено: 0" in page.text
+    for deal in deals[:2]:
+        assert f"{deal.title}: для этого перевода нужен комментарий" in page.text
+    response = await manager.post(
+        "/lists/deal/bulk",
+        {"ids": ids, "action": "stage", "stage": "lost", "comment": "бюджет закрыт"},
+    )
+    page = await manager.get(response.headers["location"])
+    assert "Переведено: 3" in page.text
+    with crm.acting_as(manager.user) as work:
+        assert {work.deals.get(d.id).stage for d in deals} == {"lost"}
+
+
 async def test_a_contact_person_is_added_from_the_organisation_card(web, crm):
     agent = await web("agent")
     firm = _own_client(crm, agent.user, name="ООО «Кедр»")

@@ -40,10 +40,16 @@ class MoveOption:
 
 @attrs.frozen
 class BulkMoveResult:
-    """What a bulk move did: records moved, and the reason each refused one stayed."""
+    """What a bulk move did: records moved, and the reason each refused one stayed.
+
+    ``refused`` gives each reason in English; ``errors`` the error itself (a
+    :class:`MoveRefused` keeps its translatable ``messages``), for a screen to show in the
+    user's language.
+    """
 
     moved: list[int]
     refused: dict[int, str]
+    errors: dict[int, CrmkitError] = attrs.field(factory=dict)
 
 
 class MoveService:
@@ -198,18 +204,25 @@ class MoveService:
         comment: str | None = None,
         entity: str | None = None,
     ) -> BulkMoveResult:
-        """Move many records (a bulk action); each refused one is reported, not fatal."""
+        """Move many records (a bulk action); each refused one is reported, not fatal.
+
+        A record that cannot go (refused, hidden, not allowed, in no pipeline) is reported
+        with its reason; each move runs in a savepoint, so a refusal leaves nothing of it.
+        """
         moved: list[int] = []
         refused: dict[int, str] = {}
+        errors: dict[int, CrmkitError] = {}
         for record in records:
             record_id = record if isinstance(record, int) else record.id
             try:
-                self.move(record, to, comment=comment, entity=entity)
-            except (MoveRefused, NotFound, PermissionDenied) as exc:  # raised before any write
+                with self.work.savepoint():
+                    self.move(record, to, comment=comment, entity=entity)
+            except (MoveRefused, NotFound, PermissionDenied, ValidationFailed) as exc:
                 refused[record_id] = str(exc)
+                errors[record_id] = exc
             else:
                 moved.append(record_id)
-        return BulkMoveResult(moved, refused)
+        return BulkMoveResult(moved, refused, errors)
 
     def options(self, record: Any, entity: str | None = None) -> list[MoveOption]:
         """Stages the record can go to next, with whether the actor's roles allow each."""

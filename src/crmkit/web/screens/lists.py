@@ -19,11 +19,12 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.errors import MoveRefused, NotFound, ValidationFailed
 from crmkit.filters import filters_from_query
+from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.links import party_url, record_url
-from crmkit.web.pages import posted, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 
 #: Columns shown when the user has chosen none.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -371,20 +372,33 @@ def bulk(request: Request) -> Response:
             changed = unit.groups.add_members(int(data.get("group_id") or 0), ids)
             message = i18n.lazy("Added to the group: %(count)s")
         elif action == "stage":
-            result = unit.moves.move_many(ids, str(data.get("stage", "")), entity=entity.name)
+            result = unit.moves.move_many(
+                ids,
+                str(data.get("stage", "")),
+                comment=str(data.get("comment", "")).strip() or None,
+                entity=entity.name,
+            )
             changed = len(result.moved)
             if result.refused:
-                first = next(iter(result.refused.items()))
+                found = service.find_many(result.refused)
+                names = {i: entity.title_of(record) for i, record in found.items()}
                 with i18n.activate(request.state.locale):
-                    text = i18n.gettext(
-                        "Moved: %(count)s; refused: %(refused)s (#%(id)s: %(reason)s)"
-                    ) % {
-                        "count": changed,
-                        "refused": len(result.refused),
-                        "id": first[0],
-                        "reason": first[1],
-                    }
-                return _flash_raw(request, back, text)
+                    notes = [
+                        {
+                            "text": i18n.gettext("Moved: %(count)s") % {"count": changed},
+                            "kind": "ok",
+                        }
+                    ]
+                    for record_id, error in list(result.errors.items())[:REFUSALS_SHOWN]:
+                        name = names.get(record_id) or f"#{record_id}"
+                        notes.append(
+                            {"text": f"{name}: {_reason(request, error)}", "kind": "error"}
+                        )
+                    more = len(result.refused) - REFUSALS_SHOWN
+                    if more > 0:
+                        text = i18n.gettext("… and %(count)s more refused") % {"count": more}
+                        notes.append({"text": text, "kind": "error"})
+                return _flash_raw(request, back, notes)
             message = i18n.lazy("Moved: %(count)s")
         else:
             raise ValidationFailed({"action": ["choose an action"]})
@@ -393,17 +407,27 @@ def bulk(request: Request) -> Response:
     return _flash_raw(request, back, text)
 
 
-def _flash_raw(request: Request, path: str, text: str) -> Response:
+#: How many refused records a bulk stage change names (the rest are counted).
+REFUSALS_SHOWN = 10
+
+
+def _reason(request: Request, error: Exception) -> str:
+    """Why a record was not moved, in the user's language (every reason of a refusal)."""
+    if isinstance(error, MoveRefused):
+        return "; ".join(translate(m, i18n.gettext) for m in error.messages)
+    return error_text(request, error)
+
+
+def _flash_raw(request: Request, path: str, text: str | list[dict[str, str]]) -> Response:
     import json
 
     from starlette.responses import RedirectResponse
 
     from crmkit.web.pages import FLASH_COOKIE
 
+    notes = [{"text": text, "kind": "ok"}] if isinstance(text, str) else text
     response = RedirectResponse(path, status_code=303)
-    request.app.state.signer.set(
-        response, FLASH_COOKIE, json.dumps([{"text": text, "kind": "ok"}]), max_age=60
-    )
+    request.app.state.signer.set(response, FLASH_COOKIE, json.dumps(notes), max_age=60)
     return response
 
 
