@@ -398,3 +398,19 @@ def test_bulk_move_reports_a_record_in_no_pipeline_and_moves_the_rest(crm, agent
     assert result.refused == {person.id: "pipeline: this record is not in a pipeline"}
     with crm.acting_as(agent) as work:
         assert work.parties.get(org.id).stage == "refused"
+
+
+def test_a_new_record_starts_in_the_first_stage_unless_an_admin_places_it(crm, agent):
+    """An agent cannot skip the contract the "Account" stage needs by creating a client
+    there; an administrator carrying over a client from elsewhere can."""
+    admin = add_user(crm, "boss", ["admin"])
+    with crm.acting_as(agent) as work:
+        with pytest.raises(ValidationFailed, match="a new record starts in “Lead”"):
+            work.parties.create(name="ООО «Обход»", stage="account")
+        assert work.parties.create(name="ООО «Начало»", stage="lead").stage == "lead"
+    with crm.acting_as(admin) as work:
+        carried = work.parties.create(name="ООО «Давний клиент»", stage="client")
+        assert (carried.pipeline, carried.stage) == ("dealer", "client")
+        assert [m.to_stage for m in work.moves.history(carried)] == ["client"]
+    with crm.acting_as(agent) as work:
+        assert work.parties.list(filters={"name": "ООО «Обход»"}).items == []

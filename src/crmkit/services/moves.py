@@ -73,8 +73,11 @@ class MoveService:
     ) -> None:
         """Put a new record in a pipeline: the named one, or the entity's default one.
 
-        The record starts in the pipeline's initial stage, or in ``stage`` when given
-        (imports of records already under way; needs the ``move`` permission).
+        The record starts in the pipeline's initial stage.  A later ``stage`` skips every
+        check on the way there (guards, required fields and documents), so only an
+        administrator (or the system) may place a record there, with the ``move`` permission:
+        records already under way elsewhere.  Imports place theirs through
+        :meth:`~crmkit.services.parties.PartyService.bulk_create`.
         """
         crm = self.work.crm
         if pipeline_name is None:
@@ -97,6 +100,18 @@ class MoveService:
             target = pipeline.stage(stage)
             if target.name != pipeline.initial_stage.name:
                 self.work.access.require(entity.name, "move")
+                actor = self.work.actor
+                if not (actor.system or "admin" in actor.roles):
+                    first = pipeline.initial_stage.title
+                    raise ValidationFailed(
+                        {
+                            "stage": [
+                                f"a new record starts in “{first}”: create it there and move "
+                                "it on (only administrators and imports place records in "
+                                "later stages)"
+                            ]
+                        }
+                    )
         record.pipeline = pipeline.name
         record.stage = target.name
         record.stage_entered_at = utcnow()
