@@ -414,3 +414,24 @@ def test_a_new_record_starts_in_the_first_stage_unless_an_admin_places_it(crm, a
         assert [m.to_stage for m in work.moves.history(carried)] == ["client"]
     with crm.acting_as(agent) as work:
         assert work.parties.list(filters={"name": "ООО «Обход»"}).items == []
+
+
+def test_changing_the_kind_enters_or_leaves_the_pipeline(crm, agent):
+    """The dealer pipeline applies to organisations: a person retyped as an organisation
+    enters it as a lead (with its history row); an organisation retyped as a person leaves
+    it and no longer shows on the board."""
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        person = factories.person(work)
+        assert person.pipeline is None
+        work.parties.update(person, kind="organisation")
+        assert (person.pipeline, person.stage) == ("dealer", "lead")
+        assert [(m.from_stage, m.to_stage) for m in work.moves.history(person)] == [(None, "lead")]
+        firm = work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
+        assert (firm.pipeline, firm.stage, firm.stage_entered_at) == (None, None, None)
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(firm_id).stage is None
+        audit = work.session.scalars(
+            select(AuditEntry).where(AuditEntry.record_id == firm_id, AuditEntry.action == "update")
+        ).all()
+        assert audit[-1].changes["stage"] == ["firm", None]

@@ -120,12 +120,43 @@ class MoveService:
         for pipeline in self.work.crm.pipelines_for(entity.name):
             if not pipeline.default:
                 continue
-            if pipeline.applies_to is None:
-                return pipeline
-            values = {c.key: getattr(record, c.key, None) for c in entity.model.__table__.columns}
-            if evaluate(pipeline.applies_to, values):
+            if self._applies(pipeline, record):
                 return pipeline
         return None
+
+    def follow_applies_to(self, record: Any, entity: EntityType) -> dict[str, Any]:
+        """After an edit, put the record where the default pipelines' ``applies_to`` say.
+
+        An organisation turned into a person leaves the organisations' pipeline (its stage
+        is cleared); a record in no pipeline that now matches a default one enters it in
+        the initial stage, with a history row.  A pipeline given explicitly at creation
+        (not a default one) is kept.  Returns the changes, ``{field: [old, new]}``.
+        """
+        current = self.work.crm.pipelines.get(record.pipeline) if record.pipeline else None
+        if current is not None and (not current.default or self._applies(current, record)):
+            return {}
+        target = self._default_pipeline(record, entity)
+        if target is None and current is None:
+            return {}
+        before = (record.pipeline, record.stage)
+        if target is None:
+            record.pipeline = record.stage = record.stage_entered_at = None
+        else:
+            record.pipeline = target.name
+            record.stage = target.initial_stage.name
+            record.stage_entered_at = utcnow()
+            self.record_placement(record, entity)
+        return {
+            "pipeline": [before[0], record.pipeline],
+            "stage": [before[1], record.stage],
+        }
+
+    @staticmethod
+    def _applies(pipeline: Pipeline, record: Any) -> bool:
+        if pipeline.applies_to is None:
+            return True
+        values = {c.key: getattr(record, c.key, None) for c in record.__table__.columns}
+        return bool(evaluate(pipeline.applies_to, values))
 
     def record_placement(self, record: Any, entity: EntityType) -> None:
         """History of a new record's first stage (called once the record has an id)."""
