@@ -18,6 +18,27 @@ def test_mentions_are_parsed_without_emails():
     ]
 
 
+def test_mention_of_someone_who_cannot_see_the_client_tells_them_nothing(crm):
+    """Igor (an agent) may not see Ivan's client: mentioning him sends him neither a
+    notification nor the note's text, and the note says he was not told."""
+    ivan = add_user(crm, "ivan", ["agent"])
+    igor = add_user(crm, "igor", ["agent"])
+    maria = add_user(crm, "maria", ["manager"])
+    with crm.acting_as(ivan) as work:
+        client = factories.organisation(work)
+        note = work.timeline.add_note(
+            party_id=client.id, body="@igor @maria the director's mobile is +7 916 000-00-00"
+        )
+        assert note.data == {"mentions": ["maria"], "not_told": ["igor"]}
+    with crm.acting_as(igor) as work:
+        assert work.notifications.latest() == []
+        assert work.notifications.unread_count() == 0
+    with crm.acting_as(maria) as work:
+        assert [n.kind for n in work.notifications.latest()] == ["mention"]
+    with crm.system() as work:
+        assert [n.id for n in work.timeline.mentions_of(igor.id)] == []
+
+
 def test_note_with_mention_notifies_the_colleague_only(crm):
     ivan = add_user(crm, "ivan", ["agent"])
     maria = add_user(crm, "maria", ["manager"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -173,6 +174,24 @@ async def test_note_with_a_mention_notifies_the_colleague(web, crm):
     page = await colleague.get("/notifications")
     assert "ivan" in page.text or "Ivan" in page.text
     assert re.search(r'id="unread" class="count">1<', page.text)
+
+
+async def test_note_tells_the_writer_who_was_not_told(web, crm):
+    """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
+    (a flash after a plain post, a toast after the htmx one)."""
+    author = await web("agent", username="ivan")
+    stranger = await web("agent", username="igor")
+    party = _own_client(crm, author.user)
+    response = await author.post(f"/clients/{party.id}/notes", {"body": "@igor глянь"})
+    card = await author.get(response.headers["location"])
+    assert re.search(r'class="flash error"[^>]*>[^<]*@igor', card.text)
+    response = await author.post(
+        f"/clients/{party.id}/notes", {"body": "@igor ещё раз"}, headers={"HX-Request": "true"}
+    )
+    toast = json.loads(response.headers["HX-Trigger"])["crmkit:toast"]
+    assert "@igor" in toast["text"] and toast["kind"] == "error"
+    page = await stranger.get("/notifications")
+    assert "глянь" not in page.text and not re.search(r'id="unread" class="count">[1-9]', page.text)
 
 
 async def test_timeline_kinds_and_pages(web, crm):

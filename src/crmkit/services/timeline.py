@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from crmkit import events
+from crmkit.access.policy import AccessPolicy, load_actor
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Mention, Party, User
@@ -196,7 +197,10 @@ class TimelineService:
     ) -> Activity:
         """Write a note on a party (and/or a record); notify every @mentioned colleague.
 
-        ``mention`` adds user ids to those found as ``@username`` in the text.
+        ``mention`` adds user ids to those found as ``@username`` in the text.  Only
+        colleagues who may read the note (its client, its record) are told and listed in
+        ``data["mentions"]``; the others are named in ``data["not_told"]`` so that the
+        writer can be told who did not hear of it (the note's text never reaches them).
         """
         text = (body or "").strip()
         if not text:
@@ -210,16 +214,22 @@ class TimelineService:
             linked = self.work.records(record[0]).get(record[1])
             if party_id is None:
                 party_id = self.work.records(record[0]).party_id_of(linked)
-        users = self._mentioned_users(text, mention)
+        mentioned = self._mentioned_users(text, mention)
         activity = self.add(
             "note",
             party_id=party_id,
             body=text,
             record=record,
             pinned=pinned,
-            data={"mentions": [u.username for u in users]},
+            data={"mentions": [u.username for u in mentioned]},
         )
         self.work.flush()
+        users = [u for u in mentioned if self._may_read(u, activity, party_id, record)]
+        if len(users) < len(mentioned):
+            activity.data = {
+                "mentions": [u.username for u in users],
+                "not_told": [u.username for u in mentioned if u not in users],
+            }
         for user in users:
             self.work.session.add(Mention(activity_id=activity.id, user_id=user.id))
             if user.id != self.work.actor.user_id:
@@ -240,6 +250,33 @@ class TimelineService:
             pinned=pinned,
         )
         return activity
+
+    def _may_read(
+        self, user: User, note: Activity, party_id: int | None, record: tuple[str, int] | None
+    ) -> bool:
+        """Whether ``user`` may read the note, its client and its record.
+
+        Asked in this unit's transaction (a client made in it counts), with the user's own
+        access rules.
+        """
+        if user.id == self.work.actor.user_id:
+            return True
+        crm = self.work.crm
+        session = self.work.session
+        policy = AccessPolicy(load_actor(session, user), crm.entities, None)
+        wanted = [("activity", note.id)]
+        if party_id is not None:
+            wanted.append(("party", party_id))
+        if record is not None:
+            wanted.append(record)
+        for entity_name, record_id in wanted:
+            model = crm.entities[entity_name].model
+            seen = session.scalar(
+                select(model.id).where(model.id == record_id, policy.where(entity_name, "read"))
+            )
+            if seen is None:
+                return False
+        return True
 
     def _mentioned_users(self, text: str, extra_ids: Iterable[int]) -> list[User]:
         names = mentioned_usernames(text)

@@ -9,6 +9,7 @@ files and meetings, and a note form with @mentions.  A party outside the user's 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -174,16 +175,29 @@ def add_note(request: Request) -> Response:
     party_id = _party_id(request)
     data = posted(request)
     with work(request) as unit:
-        unit.timeline.add_note(
+        note = unit.timeline.add_note(
             party_id=party_id, body=str(data.get("body", "")), pinned=bool(data.get("pinned"))
         )
+        not_told = list((note.data or {}).get("not_told") or ())
+    warning = None
+    if not_told:  # mentioned, but they may not see this client: the writer should know
+        with i18n.activate(request.state.locale):
+            warning = i18n.gettext("Not told, as they cannot see this client: %(names)s") % {
+                "names": ", ".join(f"@{name}" for name in not_told)
+            }
     if is_htmx(request):
         with work(request) as unit:
             party = unit.parties.get(party_id)
             context = timeline_context(unit, party_id, request.query_params)
             context["users"] = {u.id: u for u in unit.users.list()}
         context["party"] = party
-        return render(request, "timeline.html", context)
+        response = render(request, "timeline.html", context)
+        if warning:
+            toast = {"crmkit:toast": {"text": warning, "kind": "error"}}
+            response.headers["HX-Trigger"] = json.dumps(toast)
+        return response
+    if warning:
+        return redirect(request, party_url(party_id), warning, kind="error")
     return redirect(request, party_url(party_id), "Note added.")
 
 
