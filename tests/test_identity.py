@@ -69,6 +69,11 @@ def test_website_to_bare_domain(typed):
         "Общество с ограниченной ответственностью Ромашка",
         "ромашка",
         "  РОМАШКА  ",
+        "OOO Ромашка",  # the form typed with Latin O's
+        "OОO «Ромашка»",  # one Latin O among Cyrillic ones
+        "О.О.О. Ромашка",  # a dotted form
+        "о. о. о. «Ромашка»",
+        "Pомашка",  # a Latin P in a Cyrillic word
     ],
 )
 def test_company_names_without_legal_forms_and_quotes(typed):
@@ -79,6 +84,13 @@ def test_company_latin_forms_and_yo():
     assert company_name_key("Blue Harbor LLC") == "blue harbor"
     assert company_name_key("Acme GmbH.") == "acme"
     assert company_name_key("Ёлка ИП") == "елка"
+
+
+def test_look_alike_folding_leaves_latin_words_and_numbers_alone():
+    assert company_name_key("Ромашка Group") == "ромашка group"
+    assert company_name_key("Ромашка Co") == "ромашка"
+    assert company_name_key("И.П. Сидоров") == "сидоров"
+    assert company_name_key("Автосервис 5.1") == "автосервис 5 1"
 
 
 def test_company_made_only_of_a_form_keeps_its_text():

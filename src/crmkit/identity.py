@@ -38,6 +38,10 @@ _LEGAL_FORMS = (
     "company",
     "ооо",
     "оао",
+    "ooo",  # the Russian forms transliterated: OOO Romashka
+    "oao",
+    "zao",
+    "pao",
     "зао",
     "пао",
     "нао",
@@ -76,6 +80,14 @@ _LEGAL_FORM_RE = re.compile(
     re.IGNORECASE,
 )
 _QUOTES = "«»\"'„“”‚‘’`´"
+# Single letters with dots, as in "О.О.О." or "L.L.C.": run together before legal forms go.
+_DOTTED = re.compile(r"(?<![\w.])(?:[^\W\d_]\.\s?)+[^\W\d_](?!\w)\.?")
+# A word mixing Latin and Cyrillic letters ("Pомашка" typed with a Latin P)
+_SCRIPTS_MEET = re.compile(r"[a-z][а-яё]|[а-яё][a-z]")
+_MIXED_WORD = re.compile(r"\w*(?:[a-z][а-яё]|[а-яё][a-z])\w*")
+# Latin letters that look like Cyrillic ones once lower-cased (a c e o p x y k)
+_TO_CYRILLIC = str.maketrans("aceopxyk", "асеорхук")
+
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
 _SPACES = re.compile(r"\s+")
 
@@ -91,13 +103,36 @@ def _fold_text(value: str) -> str:
     return value
 
 
+def _undot(match: re.Match[str]) -> str:
+    return "".join(c for c in match.group() if c.isalpha())
+
+
+def _cyrillic_word(match: re.Match[str]) -> str:
+    return match.group().translate(_TO_CYRILLIC)
+
+
+def _fold_look_alikes(text: str) -> str:
+    """Words mixing Latin and Cyrillic letters, with the Latin look-alikes made Cyrillic.
+
+    ``OОO`` with one Latin O becomes the legal form ``ооо``, ``Pомашка`` with a Latin P
+    ``ромашка``; a Latin word beside Cyrillic ones (``Ромашка Group``) stays as it is (an
+    all-Latin ``OOO`` is a legal form in its own right).
+    """
+    if _SCRIPTS_MEET.search(text) is None:
+        return text
+    return _MIXED_WORD.sub(_cyrillic_word, text)
+
+
 def company_name_key(name: str) -> str:
     """``ООО «Ромашка»`` and ``Romashka LLC``-style noise removed: ``ромашка``.
 
     Lower case, ``ё`` as ``е``, legal forms, quotes and punctuation removed, spaces collapsed.
+    Dotted forms (``О.О.О.``) and forms typed with Latin look-alike letters count as forms.
     Returns the plain folded text when nothing would be left (a company called "АО").
     """
-    folded = _fold_text(name)
+    folded = _fold_look_alikes(_fold_text(name))
+    if "." in folded:
+        folded = _DOTTED.sub(_undot, folded)
     stripped = _LEGAL_FORM_RE.sub(" ", folded)
     words = _NON_WORD.sub(" ", stripped).split()
     if not words:

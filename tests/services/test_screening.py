@@ -37,6 +37,8 @@ def base(crm):
         ("ромашка", "ООО «Ромашка»", "name"),  # legal form and quotes
         ("Romashka LLC", "ООО «Ромашка»", "name"),  # transliteration
         ("ООО Ромащка", "ООО «Ромашка»", "name"),  # a typo
+        ("OOO Ромашка", "ООО «Ромашка»", "name"),  # the form typed with Latin O's
+        ("О.О.О. Ромашка", "ООО «Ромашка»", "name"),  # a dotted form
         ("Строй Альфа", "ЗАО «Альфа-Строй»", "name"),  # word order
         ("АльфаСтрой", "ЗАО «Альфа-Строй»", "name"),  # words run together
         ("Yandex", "Яндекс", "name"),
