@@ -146,6 +146,8 @@ def test_reschedule_an_event_by_dragging_it(server, browser):
     page = sign_in(context, base, "olga")
     page.goto(f"{base}/calendar")
     event_box = page.wait_for_selector(".fc-event:has-text('Встреча в офисе')")
+    # drawn at olga's hours (Moscow, the default zone), not the browser's (UTC)
+    assert event_box.inner_text().startswith(f"{start.hour + 3:02d}:00")
     box = event_box.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8)
     page.mouse.down()

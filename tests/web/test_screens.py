@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
-from crmkit.model import Resource
+from crmkit.clock import frozen_at
+from crmkit.model import Resource, User
 from crmkit.testing import add_user, factories
 from tests.web.conftest import Browser
 
@@ -292,7 +295,7 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
         await agent.get("/calendar/events?start=2026-11-30T00:00:00Z&end=2026-12-07T00:00:00Z")
     ).json()
     starts = {e["title"]: e["start"] for e in events if "title" in e}
-    assert starts["ТО"].startswith("2026-12-01T11:00") and "Ремонт" in starts
+    assert starts["ТО"] == "2026-12-01T14:00:00+03:00" and "Ремонт" in starts  # Moscow time
     free = (
         await agent.get(
             f"/calendar/events?who=resource:{bay_id}&start=2026-11-30T00:00:00Z&end=2026-12-02T00:00:00Z"
@@ -300,6 +303,63 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
     ).json()
     assert any(e.get("display") == "background" for e in free)
     assert second.id
+
+
+def _in_vladivostok(crm, user):
+    with crm.system() as work:
+        work.session.execute(
+            sa.update(User).where(User.id == user.id).values(timezone="Asia/Vladivostok")
+        )
+
+
+def _meetings(crm, user, *starts):
+    with crm.acting_as(user) as work:
+        for title, moment in starts:
+            work.calendar.create(
+                title=title,
+                starts_at=moment.isoformat(),
+                ends_at=(moment + dt.timedelta(minutes=30)).isoformat(),
+            )
+
+
+async def test_calendar_runs_in_the_users_time_zone(web, crm):
+    """FullCalendar is given the user's zone, asks for a day in that zone's wall time and
+    gets the times with its offset: a 09:00 meeting in Vladivostok is at 09:00 there."""
+    agent = await web("agent")
+    _in_vladivostok(crm, agent.user)
+    vladivostok = ZoneInfo("Asia/Vladivostok")
+    _meetings(
+        crm,
+        agent.user,
+        ("утро", dt.datetime(2026, 12, 1, 9, tzinfo=vladivostok)),
+        ("назавтра", dt.datetime(2026, 12, 2, 5, tzinfo=vladivostok)),  # 1 Dec 19:00 UTC
+    )
+    page = await agent.get("/calendar")
+    assert 'data-timezone="Asia/Vladivostok"' in page.text
+    day = await agent.get(
+        "/calendar/events?start=2026-12-01T00:00:00&end=2026-12-02T00:00:00"
+        "&timeZone=Asia%2FVladivostok"
+    )
+    assert {e["title"]: e["start"] for e in day.json()} == {"утро": "2026-12-01T09:00:00+10:00"}
+
+
+async def test_workspace_today_and_tomorrow_are_the_users_days(web, crm):
+    """At 01:00 on 2 March in Vladivostok (15:00 UTC on 1 March), "today and tomorrow" are
+    2 and 3 March there: the evening of 1 March is gone, the evening of 3 March is in."""
+    agent = await web("agent")
+    _in_vladivostok(crm, agent.user)
+    vladivostok = ZoneInfo("Asia/Vladivostok")
+    _meetings(
+        crm,
+        agent.user,
+        ("вчерашняя встреча", dt.datetime(2026, 3, 1, 20, tzinfo=vladivostok)),
+        ("сегодняшняя встреча", dt.datetime(2026, 3, 2, 10, tzinfo=vladivostok)),
+        ("завтрашняя встреча", dt.datetime(2026, 3, 3, 22, tzinfo=vladivostok)),
+    )
+    with frozen_at(dt.datetime(2026, 3, 1, 15, tzinfo=dt.UTC)):
+        page = await agent.get("/home")
+    assert "сегодняшняя встреча" in page.text and "завтрашняя встреча" in page.text
+    assert "вчерашняя встреча" not in page.text
 
 
 async def test_ical_feed(web, crm):

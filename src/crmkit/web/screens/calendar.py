@@ -69,25 +69,31 @@ def calendar_page(request: Request) -> Response:
     )
 
 
-def _parse(value: str | None, field: str) -> dt.datetime:
+def _parse(value: str | None, field: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """An ISO time; one without an offset is read in ``zone``."""
     try:
         moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise ValidationFailed({field: ["not a valid time"]}) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
+        moment = moment.replace(tzinfo=zone)
     return moment
 
 
 def events(request: Request) -> Response:
-    """FullCalendar's event source: visible events in ``[start, end)``, plus free slots."""
+    """FullCalendar's event source: visible events in ``[start, end)``, plus free slots.
+
+    The calendar runs in the user's time zone (its ``timeZone`` option): it asks for the
+    range in that zone's wall time, without an offset, and is given every time with the
+    zone's offset, so that it draws them at the user's hours whatever the browser's zone.
+    """
     params = request.query_params
-    start = _parse(params.get("start"), "start")
-    end = _parse(params.get("end"), "end")
+    locale = request.state.locale
+    start = _parse(params.get("start"), "start", locale.zone)
+    end = _parse(params.get("end"), "end", locale.zone)
     if end - start > dt.timedelta(days=62):
         raise ValidationFailed({"end": ["ask for two months at most"]})
     scope = _scope(params.get("who", "me"), request.state.user.id)
-    locale = request.state.locale
     with work(request) as unit:
         if "team_id" in scope:
             members = [u.id for u in unit.users.team_members(scope["team_id"])]
@@ -108,8 +114,8 @@ def events(request: Request) -> Response:
         {
             "id": str(event.id),
             "title": event.title,
-            "start": event.starts_at.isoformat(),
-            "end": event.ends_at.isoformat(),
+            "start": locale.local(event.starts_at).isoformat(),
+            "end": locale.local(event.ends_at).isoformat(),
             "allDay": event.all_day,
             "url": party_url(event.party_id) if event.party_id else None,
             "extendedProps": {"version": None, "kind": event.kind},
@@ -119,8 +125,8 @@ def events(request: Request) -> Response:
     ]
     items += [
         {
-            "start": begin.isoformat(),
-            "end": finish.isoformat(),
+            "start": locale.local(begin).isoformat(),
+            "end": locale.local(finish).isoformat(),
             "display": "background",
             "classNames": ["free-slot"],
         }

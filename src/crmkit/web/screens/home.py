@@ -7,6 +7,7 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from crmkit.clock import utcnow
 from crmkit.web import i18n
 from crmkit.web.pages import actor_can, render, screen_path, work
 
@@ -45,16 +46,18 @@ def start(request: Request) -> Response:
 def workspace(request: Request) -> Response:
     """Today's work: overdue and upcoming tasks, reminders, recent clients, team's tasks."""
     user_id = request.state.user.id
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
+    # "today and tomorrow" from the user's midnight, not UTC's
+    locale = request.state.locale
+    today = locale.local(now).date()
+    day_start = dt.datetime.combine(today, dt.time(), tzinfo=locale.zone)
+    day_end = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tzinfo=locale.zone)
     with work(request) as unit:
         mine = unit.tasks.mine(limit=50)
         reminders = unit.reminders.for_user(user_id)[:20]
         recent = unit.parties.list(filters={"owner_id": user_id}, limit=10)
         team = unit.tasks.team(limit=50) if len(request.state.actor.teammate_ids) > 1 else []
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        events = unit.calendar.between(
-            day_start, day_start + dt.timedelta(days=2), owner_id=user_id
-        )
+        events = unit.calendar.between(day_start, day_end, owner_id=user_id)
         parties = unit.parties.find_many(
             [t.party_id for t in [*mine, *team] if t.party_id]
             + [r.party_id for r in reminders if r.party_id]
