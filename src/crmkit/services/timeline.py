@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from crmkit import events
-from crmkit.access.policy import AccessPolicy, load_actor
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Mention, Party, User
@@ -261,22 +260,12 @@ class TimelineService:
         """
         if user.id == self.work.actor.user_id:
             return True
-        crm = self.work.crm
-        session = self.work.session
-        policy = AccessPolicy(load_actor(session, user), crm.entities, None)
         wanted = [("activity", note.id)]
         if party_id is not None:
             wanted.append(("party", party_id))
         if record is not None:
             wanted.append(record)
-        for entity_name, record_id in wanted:
-            model = crm.entities[entity_name].model
-            seen = session.scalar(
-                select(model.id).where(model.id == record_id, policy.where(entity_name, "read"))
-            )
-            if seen is None:
-                return False
-        return True
+        return bool(self.work.user_may_read(user, wanted))
 
     def _mentioned_users(self, text: str, extra_ids: Iterable[int]) -> list[User]:
         names = mentioned_usernames(text)

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crmkit.access.policy import AccessPolicy
+from crmkit.access.policy import AccessPolicy, load_actor
 from crmkit.clock import utcnow
 from crmkit.db import read_only_connection
-from crmkit.errors import Conflict, CrmkitError
+from crmkit.errors import Conflict, CrmkitError, PermissionDenied
 from crmkit.events import DomainEvent
 from crmkit.model import AuditEntry
 
@@ -295,6 +295,25 @@ class UnitOfWork:
         # a kept actor carries its scopes: no session needed to read them again
         loaded = self.actor.system or self.actor.scopes is not None
         return AccessPolicy(self.actor, self.crm.entities, None if loaded else self.session)
+
+    def user_may_read(self, user: Any, wanted: Iterable[tuple[str, int]]) -> bool:
+        """Whether another ``user`` (a ``User`` or an id) may read each ``(entity, id)``,
+        by their own access rules, asked in this unit's transaction (a record made or
+        changed in it counts as it is now).  A blocked user may read nothing."""
+        session = self.session
+        try:
+            actor = load_actor(session, user)
+        except PermissionDenied:
+            return False
+        policy = AccessPolicy(actor, self.crm.entities, None)  # the actor carries its scopes
+        for entity_name, record_id in wanted:
+            model = self.crm.entities[entity_name].model
+            seen = session.scalar(
+                select(model.id).where(model.id == record_id, policy.where(entity_name, "read"))
+            )
+            if seen is None:
+                return False
+        return True
 
     # -- services ----------------------------------------------------------------------
 

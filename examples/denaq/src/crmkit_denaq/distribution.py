@@ -240,27 +240,15 @@ class Distribution:
         self.work.flush()
 
     def _move_conversations(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
-        # ``conversations.assign`` asks, in a unit of its own, whether the new agent sees
-        # the client; the firms handed over in this one are not committed yet, so the
-        # assignee is changed here and audited as ``assign`` would.
-        found = list(
-            self.work.session.scalars(
-                select(Conversation).where(
-                    Conversation.party_id.in_(party_ids), Conversation.assignee_id == from_agent
-                )
+        # the new agent sees the firms handed over in this transaction: assign checks it
+        # here, tells them and refreshes the open contact centers
+        found = self.work.session.scalars(
+            select(Conversation.id).where(
+                Conversation.party_id.in_(party_ids), Conversation.assignee_id == from_agent
             )
-        )
-        if found:
-            self.work.access.require("conversation", "update")
-        for conversation in found:
-            conversation.assignee_id = to_agent
-            self.work.audit(
-                "conversation",
-                conversation.id,
-                "update",
-                {"assignee_id": [from_agent, to_agent]},
-            )
-        self.work.flush()
+        ).all()
+        for conversation_id in found:
+            self.work.conversations.assign(conversation_id, to_agent)
 
 
 def summary(work: UnitOfWork) -> list[dict[str, Any]]:
