@@ -11,6 +11,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
+from crmkit.errors import ValidationFailed
 from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
 from crmkit.services.imports import export_parties, run_import
@@ -357,3 +358,33 @@ def test_a_name_of_one_letter_is_imported(crm, setup):
         run = work.session.get(ImportRun, run_id)
         assert (run.status, run.created, run.skipped) == ("done", 2, 1)
         assert work.session.scalar(select(func.count()).where(Party.name == "ООО А")) == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_excel_unicode_text_is_read_as_utf16(crm, setup, encoding):
+    """Excel's "Unicode text" (.txt: UTF-16 with a BOM, tabs between columns) is imported
+    with its Cyrillic headers guessed, not read as windows-1251."""
+    anna = setup
+    text = "Название\tТелефон\r\nООО «Ромашка»\t+7 916 123-45-67\r\nЗАО Вектор\t\r\n"
+    data = "\ufeff".encode(encoding) + text.encode(encoding)
+    run_id, mapping = _start(crm, anna, data, name="clients.txt")
+    assert mapping == {"Название": "name", "Телефон": "phone"}
+    run_import(crm, run_id)
+    with crm.system() as work:
+        names = sorted(work.session.scalars(select(Party.name)))
+        assert names == ["ЗАО Вектор", "ООО «Ромашка»"]
+        assert work.parties.by_contact("phone", "+79161234567")[0].name == "ООО «Ромашка»"
+
+
+def test_a_file_that_is_not_text_is_refused_naming_the_byte_and_line(crm, setup):
+    """A byte windows-1251 does not define (0x98) is a validation error on the file that
+    says where it is, not a crash."""
+    anna = setup
+    data = "Название;Телефон\nООО Альфа;1\n".encode("cp1251") + b"\x98\xc1\xe5\xf2\xe0;2\n"
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, data)
+    [message] = refused.value.errors["file"]
+    assert "line 3" in message and "0x98" in message
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, b"\xff\xfe" + "Название\n".encode("utf-16-le") + b"\x00\xdc")
+    assert "UTF-16" in refused.value.errors["file"][0]

@@ -127,6 +127,12 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
     from crmkit.services.imports import run_import
 
     manager = await web("manager")
+    broken = await manager.client.post(
+        "/import",
+        data={"csrf_token": manager.csrf, "on_duplicate": "skip"},
+        files={"file": ("leads.csv", "Компания\nАльфа".encode("cp1251") + b"\x98\n", "text/csv")},
+    )
+    assert broken.status_code == 422 and "0x98" in broken.text and "line 2" in broken.text
     data = "Компания;Тел.\nООО Альфа;+7 916 111-22-33\n;+7 916 111-22-34\n".encode("cp1251")
     uploaded = await manager.client.post(
         "/import",

@@ -7,9 +7,9 @@ An import is an :class:`~crmkit.model.ImportRun`::
         work.imports.preview(run.id)       # the first rows as they would be written
     run_import(crm, run.id)                # the job (or `crmkit import FILE`)
 
-* Files as Russian Excel writes them are read as they are: UTF-8 (with or without BOM) or
-  windows-1251, ``;`` or ``,`` or tab between columns, ``1 234,56`` numbers and
-  ``31.12.2025`` dates.
+* Files as Russian Excel writes them are read as they are: UTF-8 (with or without BOM),
+  UTF-16 with a BOM ("Unicode text") or windows-1251, ``;`` or ``,`` or tab between
+  columns, ``1 234,56`` numbers and ``31.12.2025`` dates.
 * Columns map to fields (``name``, ``phone``, ``email``, ``custom.inn``...); the mapping is
   guessed from the headers and remembered per ``source`` for the next file.
 * Each batch of rows is one transaction that also moves the checkpoint (``done_rows``):
@@ -98,14 +98,44 @@ _DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 # -- reading files ------------------------------------------------------------------------
 
 
+#: Byte-order marks and the encodings they announce (Excel's "Unicode text" is UTF-16 LE).
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+
+
 def decode(data: bytes) -> str:
-    """Text of a CSV file: UTF-8 (BOM or not), else windows-1251."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
+    """Text of a CSV file: UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"),
+    else windows-1251.  Bytes that are none of these are a :class:`ValidationFailed` on
+    ``file`` naming the byte and its line."""
+    for bom, encoding, label in _BOMS:
+        if data.startswith(bom):
+            return _decoded(data[len(bom) :], encoding, label, len(bom))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1251")
+        return _decoded(data, "cp1251", "UTF-8 or windows-1251", 0)
+
+
+def _decoded(data: bytes, encoding: str, label: str, skipped: int) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.end]
+        if encoding.startswith("utf-16"):
+            line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
+        else:
+            line = data[: exc.start].count(b"\n") + 1
+        raise ValidationFailed(
+            {
+                "file": [
+                    f"not {label} text: byte {skipped + exc.start + 1} (line {line}) is "
+                    f"0x{bad[:1].hex().upper()}; save the file as CSV UTF-8"
+                ]
+            }
+        ) from None
 
 
 def read_rows(filename: str, data: bytes) -> tuple[list[str], Iterator[list[str]]]:
