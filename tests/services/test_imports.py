@@ -62,7 +62,7 @@ def test_russian_csv_is_read_mapped_and_imported_with_an_error_report(crm, setup
     assert run_import(crm, run_id) == 4
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
-        assert (run.status, run.created, run.skipped) == ("done", 2, 1)  # row 4 = row 1's phone
+        assert (run.status, run.created, run.skipped) == ("done", 2, 1)  # row 5 = row 2's phone
         romashka = work.parties.by_contact("phone", "+79161234567")[0]
         assert romashka.owner_id == anna.id
         assert Decimal(str(romashka.custom["revenue"])) == Decimal("1234567.89")
@@ -70,7 +70,7 @@ def test_russian_csv_is_read_mapped_and_imported_with_an_error_report(crm, setup
         report = work.imports.error_report(run_id).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(report), delimiter=";"))
     assert rows[0] == ["row", "column", "reason"]
-    assert {(r[0], r[1]) for r in rows[1:]} == {("3", "Выручка"), ("3", "Дата договора")}
+    assert {(r[0], r[1]) for r in rows[1:]} == {("4", "Выручка"), ("4", "Дата договора")}
     # the mapping is remembered for the source
     _run2, mapping2 = _start(crm, anna, "Название;Что-то\nX;1\n".encode(), source="old-crm")
     assert mapping2["Название"] == "name"
@@ -93,7 +93,7 @@ def test_duplicates_choice_per_row_dry_run_and_bom(crm, setup):
     run_id, _ = _start(crm, anna, data)
     with crm.acting_as(anna) as work:
         assert work.imports.preview(run_id)[0]["duplicate_of"] == existing.id
-        work.imports.configure(run_id, choices={1: "update"})
+        work.imports.configure(run_id, choices={2: "update"})
     run_import(crm, run_id)
     with crm.system() as work:
         assert work.parties.get(existing.id).position == "поставщик"
@@ -216,8 +216,8 @@ def test_a_typo_of_a_clients_name_is_a_possible_duplicate_the_row_choice_decides
             before = work.session.scalar(select(func.count()).select_from(Party))
         run_id, found, counts = _run(crm, anna, body, on_duplicate=policy, dry_run=True)
         assert [(d["row"], d["duplicate_of"], d["action"]) for d in found] == [
-            (1, romashka, "create"),
-            (3, vector, "create"),
+            (2, romashka, "create"),
+            (4, vector, "create"),
         ], policy
         assert found[0]["score"] >= 85 and "possible duplicate of client" in found[0]["reason"]
         assert counts == (3, 0, 0)
@@ -235,15 +235,15 @@ def test_a_typo_of_a_clients_name_is_a_possible_duplicate_the_row_choice_decides
             (vector, "similar name", "create"),
         ]
         assert shown[0]["score"] >= 85
-        work.imports.configure(run_id, choices={1: "update", 3: "skip"})
+        work.imports.configure(run_id, choices={2: "update", 4: "skip"})
         assert work.imports.preview(run_id)[0]["action"] == "update"
     run_import(crm, run_id)
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
         assert (run.created, run.updated, run.skipped) == (1, 1, 0 + 1)
         assert [(d["row"], d["action"]) for d in run.possible_duplicates] == [
-            (1, "update"),
-            (3, "skip"),
+            (2, "update"),
+            (4, "skip"),
         ]
         assert run.row_errors == []
         assert work.parties.get(romashka).position == "поставщик"
@@ -268,9 +268,9 @@ def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, r
         "Рамашка;+7 916 123 45 67\n"  # the client's phone: an exact duplicate, skipped
         "Одуванчик;\n"
         "Лютик Сервис;\n"
-        "Лютикк Сервис;\n"  # like row 3, in the same batch
-        "Адуванчик;\n"  # like row 2, written by an earlier batch
-        "Лютик Сервиз;\n"  # like row 3, written while this batch was prepared
+        "Лютикк Сервис;\n"  # like row 4, in the same batch
+        "Адуванчик;\n"  # like row 3, written by an earlier batch
+        "Лютик Сервиз;\n"  # like row 4, written while this batch was prepared
     )
     run_id, _ = _start(crm, anna, body.encode(), on_duplicate="skip")
     run_import(crm, run_id, batch_rows=2)
@@ -278,14 +278,14 @@ def test_look_alikes_among_the_rows_of_the_file_and_exact_keys_win(crm, setup, r
         run = work.session.get(ImportRun, run_id)
         assert run.possible_duplicate_count == 3
         found = {d["row"]: d for d in run.possible_duplicates}
-        assert sorted(found) == [4, 5, 6] and (run.skipped, run.created) == (1, 5)
-        assert found[4]["duplicate_row"] == 3 and found[4]["duplicate_of"] is None
-        assert "row 3 'Лютик Сервис'" in found[4]["reason"]
+        assert sorted(found) == [5, 6, 7] and (run.skipped, run.created) == (1, 5)
+        assert found[5]["duplicate_row"] == 4 and found[5]["duplicate_of"] is None
+        assert "row 4 'Лютик Сервис'" in found[5]["reason"]
         dandelion = work.session.scalar(select(Party.id).where(Party.name == "Одуванчик"))
-        assert found[5]["duplicate_of"] == dandelion
+        assert found[6]["duplicate_of"] == dandelion
         # the row before may be committed or not when the batch is prepared: either way
         buttercup = work.session.scalar(select(Party.id).where(Party.name == "Лютик Сервис"))
-        assert found[6]["duplicate_row"] in (3, 4) or found[6]["duplicate_of"] == buttercup
+        assert found[7]["duplicate_row"] in (4, 5) or found[7]["duplicate_of"] == buttercup
         assert romashka not in {d["duplicate_of"] for d in found.values()}
 
 
@@ -300,7 +300,7 @@ def test_possible_duplicates_past_the_limit_are_counted_not_listed(crm, setup, m
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
         assert run.possible_duplicate_count == 2 and run.created == 2
-        assert [d["row"] for d in run.possible_duplicates] == [1]
+        assert [d["row"] for d in run.possible_duplicates] == [2]
 
 
 UNGUARDED_SCRIPT = """
@@ -388,3 +388,54 @@ def test_a_file_that_is_not_text_is_refused_naming_the_byte_and_line(crm, setup)
     with pytest.raises(ValidationFailed) as refused:
         _start(crm, anna, b"\xff\xfe" + "Название\n".encode("utf-16-le") + b"\x00\xdc")
     assert "UTF-16" in refused.value.errors["file"][0]
+
+
+def test_rows_are_numbered_as_the_file_shows_them(crm, setup):
+    """Errors, possible duplicates, the preview and the per-row choices name a row by its
+    number in the file (the header is 1): a blank line and a quoted cell of two lines
+    count, in every batch; in an XLSX sheet, the sheet's row number."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        existing = work.parties.create(
+            name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+    body = (
+        "Название;Выручка;Должность;Телефон\n"  # 1
+        "Альфа;10;;\n"  # 2
+        "\n"  # 3: blank
+        'Бета;1;"первая строка\n'  # 4
+        'вторая строка";\n'  # 5
+        ";;;\n"  # 6: blank cells
+        "Гамма;много;;\n"  # 7: a bad number
+        "Ромашка;;поставщик;+7 916 123 45 67\n"  # 8: a duplicate
+    )
+    run_id, _ = _start(crm, anna, body.encode(), on_duplicate="skip")
+    with crm.acting_as(anna) as work:
+        shown = work.imports.preview(run_id)
+        assert [r["row"] for r in shown] == [2, 4, 7, 8]
+        assert shown[3]["duplicate_of"] == existing and shown[2]["errors"]
+        work.imports.configure(run_id, choices={8: "update"})
+    run_import(crm, run_id, batch_rows=1)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert [(e["row"], e["column"]) for e in run.row_errors] == [(7, "Выручка")]
+        assert (run.done_rows, run.total_rows, run.created, run.updated) == (4, 4, 2, 1)
+        assert work.parties.get(existing).position == "поставщик"
+        report = work.imports.error_report(run_id).decode("utf-8-sig")
+    assert report.splitlines()[1].startswith("7;Выручка;")
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Name", "Выручка"])
+    sheet.append(["Дельта", "1"])
+    sheet.append([])  # row 3 left empty
+    sheet.cell(row=4, column=1, value="Эпсилон")
+    sheet.cell(row=4, column=2, value="много")
+    buffer = io.BytesIO()
+    book.save(buffer)
+    run_id, _ = _start(crm, anna, buffer.getvalue(), name="list.xlsx")
+    with crm.acting_as(anna) as work:
+        assert [r["row"] for r in work.imports.preview(run_id)] == [2, 4]
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert [(e["row"], e["column"]) for e in run.row_errors] == [(4, "Выручка")]

@@ -152,6 +152,6 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
     progress = await manager.get(f"{run_url}/progress")
     assert "hx-trigger" not in progress.text and "2 / 2" in progress.text
     errors = await manager.get(f"{run_url}/errors.csv")
-    assert errors.content.decode("utf-8-sig").splitlines()[1].startswith("2;")
+    assert errors.content.decode("utf-8-sig").splitlines()[1].startswith("3;")  # line 3
     with crm.system() as work:
         assert work.session.get(ImportRun, run_id).created == 1

@@ -15,7 +15,8 @@ An import is an :class:`~crmkit.model.ImportRun`::
 * Each batch of rows is one transaction that also moves the checkpoint (``done_rows``):
   an interrupted or failed import resumes after the last committed batch and a row is
   never half written.  A bad row is skipped with its row number, column and reason in the
-  error report; the others are imported.
+  error report; the others are imported.  A row's number is the one the user sees: the
+  header is 1, a CSV row is numbered by the line it starts on, an XLSX row by the sheet.
 * Duplicates (the same phone, email, site or name as an existing client or as an earlier
   row of the file) are skipped, updated or created anyway: ``on_duplicate`` for the whole
   file, ``choices`` per row (from the preview).
@@ -138,8 +139,14 @@ def _decoded(data: bytes, encoding: str, label: str, skipped: int) -> str:
         ) from None
 
 
-def read_rows(filename: str, data: bytes) -> tuple[list[str], Iterator[list[str]]]:
-    """The header and the rows (as strings) of a CSV or XLSX file."""
+Rows = Iterator[tuple[int, list[str]]]
+
+
+def read_rows(filename: str, data: bytes) -> tuple[list[str], Rows]:
+    """The header and the rows (as strings) of a CSV or XLSX file, each row with its number
+    in the file as the user sees it (the header is 1): the line of a CSV file on which it
+    starts (a quoted cell of several lines counts them all), the row of the sheet.  Blank
+    rows are left out, and counted."""
     if filename.lower().endswith((".xlsx", ".xlsm")):
         return _read_xlsx(data)
     text = decode(data)
@@ -148,10 +155,18 @@ def read_rows(filename: str, data: bytes) -> tuple[list[str], Iterator[list[str]
     delimiter = max((";", ",", "\t"), key=first.count) if first else ";"
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, [])
-    return [h.strip() for h in header], (row for row in reader if any(c.strip() for c in row))
+
+    def body() -> Rows:
+        line = reader.line_num
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if any(c.strip() for c in row):
+                yield start, row
+
+    return [h.strip() for h in header], body()
 
 
-def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[list[str]]]:
+def _read_xlsx(data: bytes) -> tuple[list[str], Rows]:
     from openpyxl import load_workbook
 
     try:
@@ -162,11 +177,11 @@ def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[list[str]]]:
     rows = sheet.iter_rows(values_only=True)
     header = [_cell(v) for v in next(rows, ())]
 
-    def body() -> Iterator[list[str]]:
-        for row in rows:
+    def body() -> Rows:
+        for number, row in enumerate(rows, start=2):  # missing rows come as empty ones
             values = [_cell(v) for v in row]
             if any(values):
-                yield values
+                yield number, values
 
     return header, body()
 
@@ -359,8 +374,8 @@ class ImportService:
         header, rows = self._rows(run)
         plan = _Planner(self.work, run, header)
         shown = []
-        for number, raw in enumerate(rows, start=1):
-            if number > limit:
+        for number, raw in rows:
+            if len(shown) >= limit:
                 break
             shown.append(plan.row(number, raw))
         return shown
@@ -373,7 +388,7 @@ class ImportService:
         self.work.outbox.add("job", {"job": JOB_NAME, "payload": {"run_id": run.id}})
         return run
 
-    def _rows(self, run: ImportRun) -> tuple[list[str], Iterator[list[str]]]:
+    def _rows(self, run: ImportRun) -> tuple[list[str], Rows]:
         with self.work.crm.storage.open(run.path) as handle:
             data = handle.read()
         return read_rows(run.filename, data)
@@ -657,23 +672,24 @@ def run_import(
             # batch N is written (see docs/decisions.md, "Fuzzy names at import")
             engine = crm.engine if isinstance(pool, ThreadPoolExecutor) else None
             prepare = partial(_prepare_lookalikes, engine, header, mapping, threshold)
-            future = pool.submit(prepare, current or [], {})
+            future = pool.submit(prepare, current[1] if current else [], {})
             previous = None
-            while current:
+            while current is not None:
+                done, batch = current
                 looks = future.result()
                 if previous is not None:
                     looks.follow(previous)
                 following = next(batches, None)
                 if following:
-                    future = pool.submit(prepare, following, looks.words)
-                _run_batch(crm, actor, run_id, header, current, seen, looks)
+                    future = pool.submit(prepare, following[1], looks.words)
+                _run_batch(crm, actor, run_id, header, batch, done, seen, looks)
                 previous = looks
-                written += len(current)
+                written += len(batch)
                 if following and written >= 2 * analyzed:
                     _refresh_statistics(crm)
                     analyzed = written
                 if progress and following:
-                    progress(current[-1][0], total)
+                    progress(done, total)
                 current = following
         with crm.system() as work:
             run = work.session.get(ImportRun, run_id)
@@ -692,19 +708,20 @@ def run_import(
 
 
 def _batches(
-    rows: Iterator[list[str]], start_at: int, size: int
-) -> Iterator[list[tuple[int, list[str]]]]:
-    """The numbered rows after the checkpoint, ``size`` at a time."""
+    rows: Rows, start_at: int, size: int
+) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+    """The numbered rows after the checkpoint (the first ``start_at`` rows), ``size`` at a
+    time, each batch with the rows done once it is written (the next checkpoint)."""
     batch: list[tuple[int, list[str]]] = []
-    for number, raw in enumerate(rows, start=1):
-        if number <= start_at:
+    for done, (number, raw) in enumerate(rows, start=1):
+        if done <= start_at:
             continue
         batch.append((number, raw))
         if len(batch) >= size:
-            yield batch
+            yield done, batch
             batch = []
     if batch:
-        yield batch
+        yield done, batch
 
 
 #: From how many batches an import looks look-alikes up in a process of its own.
@@ -810,11 +827,12 @@ def _run_batch(
     run_id: int,
     header: Sequence[str],
     batch: Sequence[tuple[int, list[str]]],
+    done: int,
     seen: dict[str, int],
     looks: BatchLookalikes,
 ) -> None:
-    """Plan and write one batch, with the checkpoint, in one transaction; ``looks`` are
-    its rows' look-alike names (prepared while the batch before was written)."""
+    """Plan and write one batch, with the checkpoint (``done`` rows), in one transaction;
+    ``looks`` are its rows' look-alike names (prepared while the batch before was written)."""
     unit = crm.acting_as(actor) if actor is not None else crm.system()
     with unit as work:
         run = work.session.get(ImportRun, run_id)
@@ -867,7 +885,7 @@ def _run_batch(
                 point.pop("key", None)
             creates.append((number, values))
         created = _create(work, run, creates, errors)
-        run.done_rows = batch[-1][0]
+        run.done_rows = done
         run.created += created
         run.updated += updated
         run.skipped += skipped
