@@ -45,3 +45,32 @@ def test_import_with_progress_export_and_report(tmp_path, capsys):
     code, out, err = call(capsys, *config, "duplicates", "report")
     assert code == 0, err
     assert "2 clients scanned" in out
+
+
+def test_import_maps_a_name_column_it_cannot_guess(tmp_path, capsys):
+    """``--map`` maps a name column whose header is not recognised; without it the command
+    says what is missing and imports nothing."""
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory))[0] == 0
+    config = ["--config", str(directory)]
+    from crmkit import CRM
+    from crmkit.model import ImportRun, Party
+    from crmkit.testing import add_user
+
+    crm = CRM.from_directory(directory)
+    add_user(crm, "olga", ["admin"])
+    crm.close()
+    source = tmp_path / "leads.csv"
+    source.write_bytes("Контрагент;Телефон\nООО Альфа;+7 916 111-22-33\n".encode("cp1251"))
+    code, out, err = call(capsys, *config, "import", str(source), "--as", "olga")
+    assert code != 0 and "map a column to the name" in err
+    code, out, err = call(
+        capsys, *config, "import", str(source), "--as", "olga", "--map", "Контрагент=name"
+    )
+    assert code == 0, err
+    assert "done: 1 created" in out
+    crm = CRM.from_directory(directory)
+    with crm.system() as work:
+        assert [p.name for p in work.session.query(Party)] == ["ООО Альфа"]
+        assert work.session.query(ImportRun).count() == 1
+    crm.close()

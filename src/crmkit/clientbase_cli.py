@@ -86,11 +86,11 @@ def import_(
                 Path(path).name,
                 Path(path).read_bytes(),
                 source=source,
+                mapping=mapping,
                 on_duplicate=on_duplicate,
                 dry_run=dry_run,
             )
-            if mapping is not None:
-                work.imports.configure(run.id, mapping={**run.mapping, **mapping})
+            work.imports.check_mapping(run.mapping)  # the name is mapped: guessed or --map
             work.imports.remember(run)
             run_id, total = run.id, run.total_rows
     else:

@@ -439,3 +439,27 @@ def test_rows_are_numbered_as_the_file_shows_them(crm, setup):
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
         assert [(e["row"], e["column"]) for e in run.row_errors] == [(4, "Выручка")]
+
+
+def test_a_file_whose_name_column_is_not_guessed_is_mapped_after_the_upload(crm, setup):
+    """The upload keeps a file whose name column is not recognised; the name is mapped
+    afterwards (or given with the file), and only a run with a name is queued."""
+    anna = setup
+    data = "Контрагент;Тел.\nООО Альфа;+7 916 111-22-33\n".encode("cp1251")
+    run_id, mapping = _start(crm, anna, data)
+    assert mapping == {"Контрагент": "", "Тел.": ""}
+    with crm.acting_as(anna) as work, pytest.raises(ValidationFailed, match="to the name"):
+        work.imports.queue(run_id)
+    with crm.acting_as(anna) as work:
+        work.imports.configure(run_id, mapping={"Контрагент": "name", "Тел.": "phone"})
+        work.imports.queue(run_id)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        assert work.parties.by_contact("phone", "+79161112233")[0].name == "ООО Альфа"
+    # given with the file: the other columns are still guessed; a wrong column is named
+    run_id, mapping = _start(crm, anna, "Контрагент;Телефон\nБета;1\n".encode(),
+                             mapping={"Контрагент": "name"})  # fmt: skip
+    assert mapping == {"Контрагент": "name", "Телефон": "phone"}
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, data, mapping={"Контрагнет": "name"})
+    assert refused.value.errors == {"Контрагнет": ["no such column in the file"]}

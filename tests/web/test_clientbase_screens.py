@@ -155,3 +155,20 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
     assert errors.content.decode("utf-8-sig").splitlines()[1].startswith("3;")  # line 3
     with crm.system() as work:
         assert work.session.get(ImportRun, run_id).created == 1
+    # a name column the import cannot guess is mapped on the next page
+    unknown = "Контрагент;Тел.\nООО Бета;+7 916 111-22-35\n".encode("cp1251")
+    uploaded = await manager.client.post(
+        "/import",
+        data={"csrf_token": manager.csrf, "on_duplicate": "skip"},
+        files={"file": ("other.csv", unknown, "text/csv")},
+    )
+    assert uploaded.status_code == 303
+    run_url = uploaded.headers["location"]
+    refused = await manager.post(run_url, {"map.Контрагент": "", "start": "1"})
+    assert refused.status_code == 422 and "map a column to the name" in refused.text
+    mapped = await manager.post(run_url, {"map.Контрагент": "name", "start": "1"})
+    assert mapped.status_code == 303
+    run_id = int(run_url.rsplit("/", 1)[1])
+    run_import(crm, run_id)
+    with crm.system() as work:
+        assert work.session.get(ImportRun, run_id).created == 1

@@ -266,7 +266,11 @@ class ImportService:
         on_duplicate: str = "skip",
         dry_run: bool = False,
     ) -> ImportRun:
-        """Store the file and make a run (not started: preview it, then run the job)."""
+        """Store the file and make a run (not started: preview it, then run the job).
+
+        ``mapping`` maps some columns (the remembered mapping of ``source``, then the guess,
+        map the others); it may leave the name out (mapped later with :meth:`configure`), but
+        a run is queued only once a column is mapped to the name."""
         self.work.access.require("party", "create")
         if on_duplicate not in ON_DUPLICATE:
             raise ValidationFailed({"on_duplicate": [f"one of {', '.join(ON_DUPLICATE)}"]})
@@ -278,11 +282,14 @@ class ImportService:
         total = sum(1 for _ in rows)
         stored = self.work.crm.storage.save([data])
         self.work.on_rollback(lambda: self.work.crm.storage.delete(stored.key))
+        unknown = [column for column in mapping or () if column not in header]
+        if unknown:
+            raise ValidationFailed({unknown[0]: ["no such column in the file"]})
         remembered = self.session.get(ImportMapping, source) if source else None
-        chosen = dict(mapping or (remembered.mapping if remembered else {}))
+        chosen = {**(remembered.mapping if remembered else {}), **(mapping or {})}
         guessed = guess_mapping(header, self._custom_labels())
         chosen = {column: chosen.get(column, guessed[column]) for column in header}
-        self.check_mapping(chosen)
+        self.check_mapping(chosen, name=False)
         run = ImportRun(
             created_by_id=self.work.actor.user_id,
             source=source,
@@ -303,8 +310,8 @@ class ImportService:
     def _custom_labels(self) -> dict[str, str]:
         return {k: d.label for k, d in self.work.custom_fields.definitions("party").items()}
 
-    def check_mapping(self, mapping: Mapping[str, str]) -> None:
-        """Refuse a mapping to unknown fields, or one without a name."""
+    def check_mapping(self, mapping: Mapping[str, str], *, name: bool = True) -> None:
+        """Refuse a mapping to unknown fields, or (``name``) one without a name."""
         custom = self._custom_labels()
         for column, field in mapping.items():
             if not field:
@@ -315,7 +322,7 @@ class ImportService:
             elif field not in FIELDS:
                 raise ValidationFailed({column: [f"no field {field!r}"]})
         targets = set(mapping.values())
-        if not targets & {"name", "last_name", "first_name"}:
+        if name and not targets & {"name", "last_name", "first_name"}:
             raise ValidationFailed({"mapping": ["map a column to the name"]})
 
     def get(self, run_id: int) -> ImportRun:
@@ -381,8 +388,9 @@ class ImportService:
         return shown
 
     def queue(self, run_id: int) -> ImportRun:
-        """Hand the run to the background workers."""
+        """Hand the run to the background workers (once a column is mapped to the name)."""
         run = self.get(run_id)
+        self.check_mapping(run.mapping)
         run.status = "queued"
         self.remember(run)
         self.work.outbox.add("job", {"job": JOB_NAME, "payload": {"run_id": run.id}})
