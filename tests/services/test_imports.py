@@ -463,3 +463,31 @@ def test_a_file_whose_name_column_is_not_guessed_is_mapped_after_the_upload(crm,
     with pytest.raises(ValidationFailed) as refused:
         _start(crm, anna, data, mapping={"Контрагнет": "name"})
     assert refused.value.errors == {"Контрагнет": ["no such column in the file"]}
+
+
+def test_a_real_run_after_a_dry_run_writes_every_row_and_counts_afresh(crm, setup):
+    """The dry run's counts and report are not carried into the real run that follows it:
+    the real run writes the rows and reports what it wrote."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        work.parties.create(name="Ромашка")
+    body = "Название;Выручка\nАльфа;1\nБета;много\nРамашка;\n"
+    run_id, _ = _start(crm, anna, body.encode(), dry_run=True)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.created, len(run.row_errors)) == ("dry_run", 2, 1)
+        assert run.possible_duplicate_count == 1
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 1
+    with crm.acting_as(anna) as work:
+        work.imports.configure(run_id, dry_run=False)
+        work.imports.queue(run_id)
+    assert run_import(crm, run_id) == 3
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.done_rows, run.created, run.skipped) == ("done", 3, 2, 0)
+        assert [e["row"] for e in run.row_errors] == [3]
+        assert [d["row"] for d in run.possible_duplicates] == [4]
+        assert run.possible_duplicate_count == 1
+        names = set(work.session.scalars(select(Party.name)))
+        assert names == {"Ромашка", "Альфа", "Рамашка"}

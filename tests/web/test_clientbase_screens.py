@@ -172,3 +172,32 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
     run_import(crm, run_id)
     with crm.system() as work:
         assert work.session.get(ImportRun, run_id).created == 1
+
+
+async def test_import_screen_runs_for_real_after_a_dry_run(web, crm):
+    """After a dry run the page shows its results and the form again; unticking "dry run"
+    and starting writes the clients and counts them afresh."""
+    from crmkit.model import ImportRun
+    from crmkit.services.imports import run_import
+
+    manager = await web("manager")
+    data = "Компания;Тел.\nООО Альфа;+7 916 111-22-33\nООО Бета;\n".encode("cp1251")
+    uploaded = await manager.client.post(
+        "/import",
+        data={"csrf_token": manager.csrf, "on_duplicate": "skip", "dry_run": "1"},
+        files={"file": ("leads.csv", data, "text/csv")},
+    )
+    run_url = uploaded.headers["location"]
+    run_id = int(run_url.rsplit("/", 1)[1])
+    started = await manager.post(run_url, {"map.Компания": "name", "dry_run": "1", "start": "1"})
+    assert started.status_code == 303
+    run_import(crm, run_id)
+    page = await manager.get(run_url)
+    assert "2 / 2" in page.text and 'name="start"' in page.text
+    started = await manager.post(run_url, {"map.Компания": "name", "start": "1"})
+    assert started.status_code == 303
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, run.dry_run, run.created) == ("done", False, 2)
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 2

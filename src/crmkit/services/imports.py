@@ -388,9 +388,14 @@ class ImportService:
         return shown
 
     def queue(self, run_id: int) -> ImportRun:
-        """Hand the run to the background workers (once a column is mapped to the name)."""
+        """Hand the run to the background workers (once a column is mapped to the name).
+
+        A finished dry run goes again from the first row (for real once ``configure`` has
+        turned ``dry_run`` off), its counts and report forgotten."""
         run = self.get(run_id)
         self.check_mapping(run.mapping)
+        if run.status == "dry_run":
+            _start_over(run)
         run.status = "queued"
         self.remember(run)
         self.work.outbox.add("job", {"job": JOB_NAME, "payload": {"run_id": run.id}})
@@ -652,8 +657,8 @@ def run_import(
     """Run (or resume) an import; the job's function.  Returns the rows done.
 
     Rows before ``done_rows`` were committed by an earlier try and are skipped; each batch
-    is one transaction moving the checkpoint with it.  ``progress(done, total)`` is called
-    after each batch (the CLI's progress bar).
+    is one transaction moving the checkpoint with it.  A finished dry run starts over.
+    ``progress(done, total)`` is called after each batch (the CLI's progress bar).
     """
     with crm.system() as work:
         run = work.session.get(ImportRun, run_id)
@@ -661,6 +666,8 @@ def run_import(
             raise NotFound("import", run_id)
         if run.status == "done":
             return int(run.done_rows)
+        if run.status == "dry_run":
+            _start_over(run)
         run.status = "running"
         actor_id, start_at, total = run.created_by_id, run.done_rows, run.total_rows
     actor = crm.load_actor(actor_id) if actor_id else None
@@ -713,6 +720,16 @@ def run_import(
             run.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             run.error = str(exc)[:2000]
         raise
+
+
+def _start_over(run: ImportRun) -> None:
+    """Forget a finished dry run's progress and report: the run goes again from its first
+    row (a real run after a dry run writes every row; the dry run's counts were not)."""
+    run.done_rows = run.created = run.updated = run.skipped = 0
+    run.errors = []
+    run.options = {k: v for k, v in run.options.items() if k != "possible_duplicates"}
+    run.error = ""
+    run.finished_at = None
 
 
 def _batches(

@@ -241,7 +241,7 @@ def import_run_page(request: Request) -> Response:
             error = error_text(request, failed)
     with work(request) as unit:
         run = unit.imports.get(run_id)
-        preview = unit.imports.preview(run_id) if run.status == "new" else []
+        preview = unit.imports.preview(run_id) if run.status in ("new", "dry_run") else []
         duplicates = unit.parties.find_many(p["duplicate_of"] for p in preview)
         fields = _fields(unit)
     return render(
