@@ -491,3 +491,26 @@ def test_a_real_run_after_a_dry_run_writes_every_row_and_counts_afresh(crm, setu
         assert run.possible_duplicate_count == 1
         names = set(work.session.scalars(select(Party.name)))
         assert names == {"Ромашка", "Альфа", "Рамашка"}
+
+
+def test_an_update_row_refused_leaves_the_client_as_it_was(crm, setup):
+    """A duplicate row updating a client and refused for one cell (a tag too long) is
+    reported and written not at all: neither its fields nor its new contacts."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        client = work.parties.create(
+            name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+    body = (
+        "Название;Телефон;E-mail;Должность;Теги\n"
+        f"Ромашка;+7 916 123 45 67;new@romashka.ru;поставщик;{'т' * 101}\n"
+    )
+    _, _, counts = _run(crm, anna, body, on_duplicate="update")
+    assert counts == (0, 0, 0)
+    with crm.system() as work:
+        run = work.session.scalars(select(ImportRun)).one()
+        assert [(e["row"], e["column"]) for e in run.row_errors] == [(2, "tags")]
+        party = work.parties.get(client)
+        assert party.position is None
+        assert [c.kind for c in party.contact_points] == ["phone"]  # no new email
+        assert work.parties.tags_of(party) == []

@@ -946,6 +946,7 @@ def _create(
 
 def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False) -> None:
     """Fill an existing client from a row: given fields overwrite, new contacts are added.
+    The row is written whole or not at all (a refused tag undoes the fields and contacts).
 
     ``keep_name``: a look-alike's row is the name spelled otherwise (most likely a typo),
     so the client keeps its own."""
@@ -956,17 +957,19 @@ def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool
     if keep_name:
         kept += ("name", "first_name", "last_name")
     changes = {k: v for k, v in values.items() if k not in kept}
-    if changes:
-        work.parties.update(party, changes)
-    for point in values.get("contact_points") or ():
-        point.pop("invalid", None)
-        key = (
-            point.pop("key", None) or contact_key(point["kind"], point["value"], region=region).key
-        )
-        if (point["kind"], key) not in known:
-            work.parties.add_contact(party, point["kind"], point["value"])
-    if values.get("tags"):
-        work.parties.add_tags([party], values["tags"])
+    with work.savepoint():
+        if changes:
+            work.parties.update(party, changes)
+        for point in values.get("contact_points") or ():
+            point.pop("invalid", None)
+            key = (
+                point.pop("key", None)
+                or contact_key(point["kind"], point["value"], region=region).key
+            )
+            if (point["kind"], key) not in known:
+                work.parties.add_contact(party, point["kind"], point["value"])
+        if values.get("tags"):
+            work.parties.add_tags([party], values["tags"])
 
 
 def _errors(number: int, failed: ValidationFailed) -> list[dict[str, Any]]:
