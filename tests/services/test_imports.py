@@ -514,3 +514,32 @@ def test_an_update_row_refused_leaves_the_client_as_it_was(crm, setup):
         assert party.position is None
         assert [c.kind for c in party.contact_points] == ["phone"]  # no new email
         assert work.parties.tags_of(party) == []
+
+
+@pytest.mark.parametrize("sees", [False, True], ids=["hidden", "read-only"])
+def test_a_duplicate_of_a_client_the_importer_may_not_edit_is_skipped_alone(crm, sees):
+    """Duplicates are looked for in the whole base: a row duplicating another agent's
+    client (hidden, or visible but not editable) is reported without the client's id, in
+    the dry run too, and the other rows are imported."""
+    ann, bob = add_user(crm, "ann", ["agent"]), add_user(crm, "bob", ["agent"])
+    if sees:
+        with crm.system() as work:
+            work.permissions.set("agent", "party", "read", "all")
+    with crm.acting_as(ann) as work:
+        client = work.parties.create(
+            name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+    body = "Название;Телефон;Должность\nРомашка;+7 916 123 45 67;поставщик\nБета;;\n"
+    for dry_run in (True, False):
+        run_id, _, counts = _run(crm, bob, body, on_duplicate="update", dry_run=dry_run)
+        with crm.system() as work:
+            run = work.session.get(ImportRun, run_id)
+            assert run.status == ("dry_run" if dry_run else "done")
+            assert counts == (1, 0, 0)
+            assert [(e["row"], e["column"], e["reason"]) for e in run.row_errors] == [
+                (2, "Название", "duplicate of a client you may not edit: skipped")
+            ]
+            assert str(client) not in work.imports.error_report(run_id).decode("utf-8-sig")
+    with crm.system() as work:
+        assert work.parties.get(client).position is None
+        assert work.session.scalar(select(func.count()).where(Party.name == "Бета")) == 1

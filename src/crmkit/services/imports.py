@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from crmkit.clock import utcnow
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
 from crmkit.services.bulk import chunked, one_of, uses_arrays
@@ -63,6 +63,8 @@ BATCH_ROWS = 2000
 #: with more look-alikes than this is a case for the whole-base duplicate report).
 REPORTED_LOOKALIKES = 10_000
 ON_DUPLICATE = ("skip", "update", "create")
+#: The error of a row duplicating a client the importer may not edit (or not even see).
+UNEDITABLE = "duplicate of a client you may not edit: skipped"
 CONTACT_FIELDS = ("phone", "email", "website")
 PLAIN_FIELDS = (
     "name",
@@ -490,16 +492,16 @@ class _Planner:
         kind = values.get("kind", "organisation")
         name = _name(values)
         if not name.strip():
-            errors.append((self._column_of("name"), "a name is required"))
+            errors.append((self.column_of("name"), "a name is required"))
         if len(name) > 300:
-            errors.append((self._column_of("name"), "longer than 300 characters"))
+            errors.append((self.column_of("name"), "longer than 300 characters"))
         for point in points:  # normalized once per row; kept and flagged when invalid
             normalized = contact_key(point["kind"], point["value"], region=self.region)
             point["invalid"], point["key"] = not normalized.valid, normalized.key
         values.setdefault("kind", kind)
         return values, errors
 
-    def _column_of(self, field: str) -> str:
+    def column_of(self, field: str) -> str:
         return next((c for c, f in self.run.mapping.items() if f == field), field)
 
     def keys(self, values: Mapping[str, Any]) -> list[str]:
@@ -603,7 +605,7 @@ class _Planner:
         done = {"create": "created", "skip": "skipped", "update": "updated"}[action]
         return {
             "row": number,
-            "column": self._column_of("name"),
+            "column": self.column_of("name"),
             "reason": f"possible duplicate of {of} (similar name, {lookalike.score}%): {done}",
             "kind": "possible duplicate",
             "duplicate_of": lookalike.party_id,
@@ -894,13 +896,23 @@ def _run_batch(
                 continue
             if action == "update" and duplicate is not None:
                 try:
-                    if not run.dry_run:
+                    if run.dry_run:
+                        work.parties.get(duplicate, action="update")
+                    else:
                         _update(work, duplicate, values, keep_name=lookalike is not None)
                     updated += 1
                 except ValidationFailed as failed:
                     if lookalike is not None:
                         errors.pop()  # not updated after all: the reasons say why
                     errors += _errors(number, failed)
+                except (NotFound, PermissionDenied):
+                    # the duplicate search covers the whole base: the client may be one
+                    # the importer may not see or edit (whose id is not theirs to learn)
+                    if lookalike is not None:
+                        errors.pop()
+                    errors.append(
+                        {"row": number, "column": plan.column_of("name"), "reason": UNEDITABLE}
+                    )
                 continue
             for key in keys:
                 seen.setdefault(key, number)
