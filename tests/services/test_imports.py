@@ -11,6 +11,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
+from crmkit import Pipeline, Stage, StageKind, Transition, hookimpl
 from crmkit.errors import ValidationFailed
 from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
@@ -543,3 +544,42 @@ def test_a_duplicate_of_a_client_the_importer_may_not_edit_is_skipped_alone(crm,
     with crm.system() as work:
         assert work.parties.get(client).position is None
         assert work.session.scalar(select(func.count()).where(Party.name == "Бета")) == 1
+
+
+LIFECYCLE = Pipeline(
+    "lifecycle",
+    "party",
+    label="Clients",
+    default=True,
+    stages=[Stage("lead", "Lead"), Stage("client", "Client", kind=StageKind.SUCCESS)],
+    transitions=[Transition("lead", "client")],
+)
+
+
+class LifecyclePlugin:
+    crmkit_plugin_name = "lifecycle"
+
+    @hookimpl
+    def crmkit_register_pipelines(self):
+        return [LIFECYCLE]
+
+
+def test_a_status_column_sets_new_clients_stages_and_leaves_existing_ones(make_crm):
+    """A "Статус" column (guessed as the stage) places new clients; a duplicate row updates
+    the client's other fields and leaves its stage (stages change by moves)."""
+    crm = make_crm(plugins=[LifecyclePlugin()])
+    anna = add_user(crm, "anna", ["manager"])
+    with crm.acting_as(anna) as work:
+        client = work.parties.create(name="Ромашка").id
+    body = "Название;Статус;Должность\nРомашка;client;поставщик\nБета;client;\n"
+    run_id, _ = _start(crm, anna, body.encode(), on_duplicate="update")
+    with crm.system() as work:
+        assert work.session.get(ImportRun, run_id).mapping["Статус"] == "stage"
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.created, run.updated, run.row_errors) == (1, 1, [])
+        party = work.parties.get(client)
+        assert (party.position, party.stage) == ("поставщик", "lead")
+        beta = work.session.scalars(select(Party).where(Party.name == "Бета")).one()
+        assert beta.stage == "client"

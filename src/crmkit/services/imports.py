@@ -959,13 +959,15 @@ def _create(
 def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool = False) -> None:
     """Fill an existing client from a row: given fields overwrite, new contacts are added.
     The row is written whole or not at all (a refused tag undoes the fields and contacts).
+    The stage is left alone: it changes by a move, with the pipeline's checks and
+    automation, not by a file's status column (which sets the stage of new clients).
 
     ``keep_name``: a look-alike's row is the name spelled otherwise (most likely a typo),
     so the client keeps its own."""
     party = work.parties.get(party_id, action="update")
     known = {(c.kind, c.key) for c in party.contact_points}
     region = str(work.crm.config["locale.phone_region"])
-    kept = ("contact_points", "kind", "tags", "owner_id")
+    kept = ("contact_points", "kind", "tags", "owner_id", "stage")
     if keep_name:
         kept += ("name", "first_name", "last_name")
     changes = {k: v for k, v in values.items() if k not in kept}
