@@ -12,7 +12,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from crmkit import Pipeline, Stage, StageKind, Transition, hookimpl
-from crmkit.errors import ValidationFailed
+from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
 from crmkit.services.imports import export_parties, run_import
@@ -193,6 +193,26 @@ def test_export_applies_access_rules(crm):
     assert "Моя фирма" in text and "a@b.ru" in text and "Чужая" not in text
     sheet = load_workbook(io.BytesIO(data)).active
     assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["Моя фирма"]
+
+
+def test_export_needs_the_export_permission_and_keeps_to_its_scope(crm):
+    """A role that may read clients but not export them exports nothing; one that may read
+    every client but export only its own exports its own."""
+    ann, bob = add_user(crm, "ann", ["agent"]), add_user(crm, "bob", ["agent"])
+    with crm.acting_as(ann) as work:
+        work.parties.create(name="Моя фирма")
+    with crm.acting_as(bob) as work:
+        work.parties.create(name="Чужая фирма")
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "all")
+    with crm.acting_as(ann) as work:
+        assert work.parties.count() == 2
+        text = export_parties(work, "csv").decode("utf-8-sig")
+    assert "Моя фирма" in text and "Чужая" not in text
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "export", "none")
+    with crm.acting_as(ann) as work, pytest.raises(PermissionDenied):
+        export_parties(work, "xlsx")
 
 
 def _run(crm, user, body, **options):

@@ -122,6 +122,25 @@ async def test_groups_screen_counts_acts_and_exports(web, crm):
     assert vip
 
 
+async def test_exports_need_the_export_permission(web, crm):
+    """A user who may see clients but not export them gets no export links, and a 403
+    from the export addresses."""
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "export", "none")
+        group = work.groups.create(
+            "Все", rules={"field": "kind", "op": "eq", "value": "organisation"}
+        )
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        work.parties.create(name="Моя фирма")
+    page = await agent.get(f"/groups/{group.id}")
+    assert "Моя фирма" in page.text and "export.csv" not in page.text
+    assert "export.xlsx" not in (await agent.get("/lists/party")).text
+    for url in (f"/groups/{group.id}/export.csv", "/lists/party/export.xlsx"):
+        response = await agent.get(url)
+        assert response.status_code == 403 and "Моя фирма" not in response.text
+
+
 async def test_import_screen_upload_map_preview_and_progress(web, crm):
     from crmkit.model import ImportRun
     from crmkit.services.imports import run_import

@@ -1007,8 +1007,10 @@ def export_parties(
     filters: Mapping[str, Any] | None = None,
     search: str | None = None,
 ) -> bytes:
-    """Every client the actor may see that matches, as CSV (``;``, UTF-8 with BOM, as Excel
-    in Russia opens it) or XLSX, with contacts, owner, stage, tags and custom fields."""
+    """Every client the actor may see and export that matches, as CSV (``;``, UTF-8 with
+    BOM, as Excel in Russia opens it) or XLSX, with contacts, owner, stage, tags and custom
+    fields.  Needs the ``export`` permission on parties."""
+    work.access.require("party", "export")
     if fmt not in ("csv", "xlsx"):
         raise ValidationFailed({"format": ["csv or xlsx"]})
     parties = work.parties
@@ -1018,7 +1020,7 @@ def export_parties(
 
     def lines() -> Iterator[list[Any]]:
         batch: list[Any] = []
-        for party in parties.iterate(where=where, filters=filters, search=search):
+        for party in parties.iterate(where=where, filters=filters, search=search, action="export"):
             batch.append(party)
             if len(batch) >= 500:
                 yield from _export_rows(parties, batch, users, definitions)

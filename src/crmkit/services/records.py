@@ -365,12 +365,17 @@ class EntityService:
         filters: Mapping[str, Any] | None = None,
         search: str | None = None,
         batch: int = 1000,
+        action: str = "read",
     ) -> Iterable[Any]:
-        """Every visible matching record, in id order, fetched in batches (exports)."""
+        """Every visible matching record, in id order, fetched in batches (exports);
+        ``action``: only those the actor may also ``action`` (``"export"``)."""
+        if action != "read":
+            self.work.access.require(self.entity.name, action)
         after_id = 0
         while True:
             statement = (
                 self.filtered(where=where, filters=filters, search=search)
+                .where(self.visible(action))
                 .where(self.model.id > after_id)
                 .order_by(self.model.id)
                 .limit(batch)

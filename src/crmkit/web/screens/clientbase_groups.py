@@ -74,6 +74,7 @@ def group_page(request: Request) -> Response:
             for p in request.app.state.crm.pipelines_for("party")
             for s in p.stages
         ]
+        may_export = unit.access.can("party", "export")
     return render(
         request,
         "group.html",
@@ -86,6 +87,7 @@ def group_page(request: Request) -> Response:
             "groups": groups,
             "users": users,
             "stages": stages,
+            "may_export": may_export,
             "rules": json.dumps(group.rules, ensure_ascii=False, indent=1) if group.rules else "",
         },
     )

@@ -299,7 +299,10 @@ def list_page(request: Request) -> Response:
         with i18n.activate(locale):
             inputs = filter_inputs(unit, entity, params, users, definitions)
         groups = unit.groups.tree() if entity.name == "party" else []
-        may = {a: unit.access.can(entity.name, a) for a in ("create", "assign", "update", "move")}
+        may = {
+            a: unit.access.can(entity.name, a)
+            for a in ("create", "assign", "update", "move", "export")
+        }
     sortable = set(service.sort_columns())
     stages = [s for p in crm.pipelines_for(entity.name) for s in p.stages]
     return render(
