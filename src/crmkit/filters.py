@@ -13,7 +13,9 @@ same way: a JSON-able tree, never Python code or user text passed to ``eval``::
 :func:`compile_condition` turns a tree into a SQL predicate for an entity;
 :func:`evaluate` checks a tree against a plain mapping of values (for automation on one
 record already in memory).  Fields are checked against the entity: an unknown field or
-operator is a :class:`~crmkit.errors.ValidationFailed` naming it.
+operator is a :class:`~crmkit.errors.ValidationFailed` naming it.  Values are compiled as
+the field's kind (``12`` compared with a text field is ``"12"``, ``"1 000"`` with a number
+1000.0); one that is not of that kind is a ``ValidationFailed`` naming the field and rule.
 """
 
 from __future__ import annotations
@@ -184,9 +186,128 @@ def _compile(
         raise ValidationFailed({field: [f"unknown operator {op!r}"]})
     computed = fields.get(field)
     if computed is not None and computed.entity in ("*", entity.name):
-        return computed.compile(entity, op, value)
+        kind = _COMPUTED_KINDS.get(computed.kind, "")  # a plugin's "text" may be anything
+        return computed.compile(entity, op, _coerced(kind, field, op, value))
     column = _column(entity, field, kinds)
-    return _apply(column, op, value, field)
+    return _apply(column, op, _coerced(_kind_of(entity, field, kinds), field, op, value), field)
+
+
+#: Operators whose value (or, for ``in``, each item) is compared with the field's values.
+_COMPARED = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "has")
+#: How the values of computed fields are coerced, by the field's kind (others are left).
+_COMPUTED_KINDS = {"number": "computed_number", "money": "computed_number", "group": "group"}
+_TRUE, _FALSE = ("1", "true", "yes", "on", "да"), ("0", "false", "no", "off", "нет")
+
+
+def _kind_of(entity: EntityType, field: str, kinds: Mapping[str, str]) -> str:
+    """What a field's values are: a custom field's kind, else the column's Python type."""
+    if field.startswith("custom."):
+        kind = kinds.get(field[len("custom.") :], "text")
+        # stored as text in the JSON and compared as text (see _column)
+        return kind if kind in ("number", "money", "boolean", "date") else "text"
+    from crmkit.schemas.output import column_python_type
+
+    try:
+        python_type = column_python_type(entity.column(field))
+    except AttributeError:  # an expression without a column type
+        return ""
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        Decimal: "decimal",
+        dt.datetime: "datetime",
+        dt.date: "calendar_date",
+        str: "text",
+    }.get(python_type, "")
+
+
+def _coerced(kind: str, field: str, op: str, value: Any) -> Any:
+    """A condition's value as the field compares it: ``12`` for a text field is ``"12"``,
+    ``"1 000"`` for a number ``1000.0``, ``"2025-01-31"`` for a timestamp a UTC datetime.
+    A value that is not one is a :class:`ValidationFailed` naming the field and the rule
+    (the database would refuse the comparison: PostgreSQL does not compare text with
+    numbers)."""
+    if op not in _COMPARED or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        if op not in ("in", "not_in", "has"):
+            return value
+        return [None if v is None else _coerce_one(kind, field, op, v) for v in value]
+    return _coerce_one(kind, field, op, value)
+
+
+def _coerce_one(kind: str, field: str, op: str, value: Any) -> Any:
+    try:
+        if kind == "text":
+            if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+                raise ValueError("not a text")
+            if isinstance(value, float) and value.is_integer():
+                return str(int(value))
+            return str(value)
+        if kind in ("number", "money", "decimal", "integer", "computed_number"):
+            if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+                raise ValueError("not a number")
+            try:
+                number = Decimal(
+                    str(value).replace("\u00a0", "").replace(" ", "").replace(",", ".")
+                )
+            except InvalidOperation:
+                raise ValueError("not a number") from None
+            if not number.is_finite():
+                raise ValueError("not a number")
+            if kind == "computed_number":
+                return value  # checked; compared by the plugin's SQL as it was given
+            if kind == "decimal":
+                return number
+            if kind == "integer":
+                if number != number.to_integral_value():
+                    raise ValueError("not a whole number")
+                return int(number)
+            return float(number)
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError("not yes or no")
+        if kind in ("date", "datetime", "calendar_date"):
+            return _moment(kind, value)
+        if kind == "group":
+            if isinstance(value, bool) or not str(value).strip().isdigit():
+                raise ValueError("not a group id")
+            return int(value)
+    except ValueError as exc:
+        raise ValidationFailed({field: [f"{op} {value!r}: {exc}"]}) from None
+    return value
+
+
+def _moment(kind: str, value: Any) -> Any:
+    """A date (``YYYY-MM-DD`` or ``DD.MM.YYYY``) or timestamp as a ``date`` custom field
+    stores it (ISO text), or as the column takes it (a ``date``, an aware UTC datetime)."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                moment = dt.datetime.strptime(text, "%d.%m.%Y")
+            except ValueError:
+                raise ValueError("not a date (YYYY-MM-DD or DD.MM.YYYY)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+    else:
+        raise ValueError("not a date (YYYY-MM-DD or DD.MM.YYYY)")
+    if kind == "date":
+        return moment.date().isoformat()
+    if kind == "calendar_date":
+        return moment.date()
+    return moment
 
 
 def _column(entity: EntityType, field: str, kinds: Mapping[str, str]) -> Any:

@@ -117,3 +117,40 @@ def test_access_limited_to_granted_groups_and_subgroups(base):
     with crm.acting_as(agent) as work:
         assert [p.id for p in work.parties.list().items] == [moscow[1]]
         assert work.groups.count(everyone.id) == 1  # a group's count is what the user may see
+
+
+def test_rule_values_of_the_wrong_type_are_read_as_the_fields_kind(base):
+    """A smart group's rule value typed as the wrong JSON type (an INN as a number, an
+    amount as a string, a date as Russians write it) counts the clients it means on both
+    databases (PostgreSQL refused to compare text with a number: a 500); a value that is
+    not of the field's kind is refused naming the field and the rule."""
+    crm, moscow, kazan = base
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="inn", label="ИНН", kind="text")
+        work.custom_fields.define(entity="party", key="budget", label="Бюджет", kind="money")
+        work.parties.update(moscow[0], custom={"inn": "7701234567", "budget": "5000"})
+        work.parties.update(kazan[0], custom={"inn": "12", "budget": "999,5"})
+        by_inn = work.groups.create(
+            "ИНН", rules={"field": "custom.inn", "op": "eq", "value": 7701234567}
+        )
+        rich = work.groups.create(
+            "Бюджет", rules={"field": "custom.budget", "op": "gt", "value": "1 000"}
+        )
+        some = work.groups.create(
+            "Несколько", rules={"field": "custom.inn", "op": "in", "value": [12, 7701234567]}
+        )
+        recent = work.groups.create(
+            "Новые", rules={"field": "created_at", "op": "gte", "value": "01.01.2020"}
+        )
+    with crm.system() as work:
+        assert [p.id for p in work.groups.members(by_inn.id).items] == [moscow[0]]
+        assert [p.id for p in work.groups.members(rich.id).items] == [moscow[0]]
+        assert work.groups.count(some.id) == 2
+        assert work.groups.count(recent.id) == 5
+        with pytest.raises(ValidationFailed) as refused:
+            work.groups.create(
+                "Плохая", rules={"field": "custom.budget", "op": "gt", "value": "много"}
+            )
+        assert refused.value.errors == {"rules": ["custom.budget: gt 'много': not a number"]}
+        with pytest.raises(ValidationFailed, match="group: in 'x': not a group id"):
+            work.groups.update(rich.id, rules={"field": "group", "op": "in", "value": ["x"]})

@@ -76,7 +76,9 @@ class GroupService:
         return group
 
     def check_rules(self, rules: dict[str, Any] | None) -> None:
-        """Refuse smart-group rules that name an unknown field or operator (compiled once)."""
+        """Refuse smart-group rules that name an unknown field or operator, or compare a
+        field with a value that is not of its kind (compiled once: a value of another JSON
+        type that is, such as ``12`` for a text field, is read as the field's kind)."""
         if rules is None:
             return
         if not isinstance(rules, dict):
