@@ -124,6 +124,28 @@ def test_void_reverses_and_only_in_its_shift(shop):
         assert fin.orders.totals(order.id).due == 0
 
 
+def test_a_voided_payment_cannot_be_refunded(shop):
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="2000.00")
+        wrong = fin.payments.take(
+            order_id=order.id, amount="1000.00", method="cash", desk_id=shop.desk.id
+        )
+        fin.payments.void(wrong.id, reason="entered for the wrong order")
+    with (
+        pytest.raises(ValidationFailed, match=f"payment {wrong.id} was voided"),
+        shop.crm.acting_as(shop.cashier) as work,
+    ):
+        finance(work).payments.refund(wrong.id)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # the money went back once (by the void), not twice
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("2000.00")
+        assert fin.orders.totals(order.id).due == money("1500.00")
+        assert problems(work) == []
+
+
 def test_ledger_entries_cannot_be_edited_or_deleted(shop):
     import sqlalchemy as sa
 

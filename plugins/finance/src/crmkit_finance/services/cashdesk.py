@@ -373,6 +373,10 @@ class PaymentService:
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": ["only a payment can be refunded"]})
+        if self._voided(original):
+            raise ValidationFailed(
+                {"payment": [f"payment {original.id} was voided; there is nothing to refund"]}
+            )
         left = original.amount - self.refunded(original)
         value = left if amount is None else exact_money(amount, original.currency)
         if value <= 0 or value > left:
@@ -465,9 +469,7 @@ class PaymentService:
             raise ValidationFailed({"payment": ["only a payment can be voided"]})
         if self.refunded(original):
             raise ValidationFailed({"payment": ["part of it was refunded; refund the rest"]})
-        if self.session.scalar(
-            select(FinancePayment.id).where(FinancePayment.voids_id == original.id)
-        ):
+        if self._voided(original):
             raise ValidationFailed({"payment": ["already voided"]})
         if original.shift_id is not None:
             shift = self.session.get(FinanceShift, original.shift_id)
@@ -559,6 +561,15 @@ class PaymentService:
     def get(self, payment_id: int) -> FinancePayment:
         """A payment the actor may read."""
         return self.work.records("finance_payment").get(payment_id)
+
+    def _voided(self, payment: FinancePayment) -> bool:
+        """Whether a payment was voided (cancelled as a mistake)."""
+        return (
+            self.session.scalar(
+                select(FinancePayment.id).where(FinancePayment.voids_id == payment.id)
+            )
+            is not None
+        )
 
     def refunded(self, payment: FinancePayment) -> Decimal:
         """How much of a payment was given back."""
