@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 
 import pytest
 from crmkit_finance import finance
 from crmkit_finance.integrity import problems
+from crmkit_finance.services.cashdesk import PaymentService
 from finance_fixtures import money
 
 from crmkit.errors import PermissionDenied, ValidationFailed
@@ -142,6 +145,47 @@ def test_a_voided_payment_cannot_be_refunded(shop):
         fin = finance(work)
         # the money went back once (by the void), not twice
         assert fin.cashdesk.drawer_balance(shop.desk) == money("2000.00")
+        assert fin.orders.totals(order.id).due == money("1500.00")
+        assert problems(work) == []
+
+
+def test_two_refunds_of_one_payment_at_once_give_it_back_once(shop, monkeypatch):
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    # both cashiers read what is left to refund before either writes (as a double click or
+    # two screens would), unless the first holds the payment until it commits
+    both_read = threading.Barrier(2)
+    read_refunded = PaymentService.refunded
+
+    def refunded_then_wait(self, payment):
+        value = read_refunded(self, payment)
+        # the other one may be waiting for our payment row: then go on alone
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(2)
+        return value
+
+    monkeypatch.setattr(PaymentService, "refunded", refunded_then_wait)
+    outcomes = []
+
+    def refund():
+        try:
+            with shop.crm.acting_as(shop.cashier) as work:
+                finance(work).payments.refund(paid.id)
+            outcomes.append("refunded")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=refund) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    assert sorted(outcomes)[1] == "refunded" and "between 0.01 and 0.00" in sorted(outcomes)[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.refunded(paid) == money("1500.00")
         assert fin.orders.totals(order.id).due == money("1500.00")
         assert problems(work) == []
 

@@ -26,6 +26,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Party
 from crmkit_finance.ledger import Leg, credit, debit
+from crmkit_finance.locks import lock_row
 from crmkit_finance.model import (
     FinanceAccount,
     FinanceCashDesk,
@@ -373,6 +374,9 @@ class PaymentService:
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": ["only a payment can be refunded"]})
+        # two refunds (or a refund and a void) of one payment at once: the second waits here
+        # and then sees what the first gave back
+        lock_row(self.session, FinancePayment, original.id)
         if self._voided(original):
             raise ValidationFailed(
                 {"payment": [f"payment {original.id} was voided; there is nothing to refund"]}
@@ -467,6 +471,7 @@ class PaymentService:
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": ["only a payment can be voided"]})
+        lock_row(self.session, FinancePayment, original.id)
         if self.refunded(original):
             raise ValidationFailed({"payment": ["part of it was refunded; refund the rest"]})
         if self._voided(original):
