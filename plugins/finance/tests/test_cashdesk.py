@@ -190,6 +190,56 @@ def test_two_refunds_of_one_payment_at_once_give_it_back_once(shop, monkeypatch)
         assert problems(work) == []
 
 
+def test_salary_supplier_and_expense_paid_from_the_drawer_belong_to_its_shift(shop):
+    drawer = f"cash:desk:{shop.desk.id}"
+    with shop.crm.acting_as(shop.warehouse) as work:
+        finance(work).ledger.desk_account(shop.desk.id, "cash")
+        vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id)
+    pay_outs = (
+        lambda fin: fin.payroll.pay(shop.manager.id, "300.00", paid_from=drawer),
+        lambda fin: fin.purchases.pay(supplier.id, "200.00", paid_from=drawer),
+        lambda fin: fin.expenses.expense("expense:other", "100.00", paid_from=drawer),
+    )
+    for pay in pay_outs:  # no shift open: the drawer is not to be touched
+        with (
+            pytest.raises(ValidationFailed, match="open a shift at Desk 1 first"),
+            shop.crm.acting_as(shop.accountant) as work,
+        ):
+            pay(finance(work))
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    for pay in pay_outs:  # an empty drawer pays nothing
+        with (
+            pytest.raises(ValidationFailed, match="not that much cash in the drawer"),
+            shop.crm.acting_as(shop.accountant) as work,
+        ):
+            pay(finance(work))
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(
+            order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id
+        )
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        for pay in pay_outs:
+            pay(fin)
+        fin.expenses.income("income:other", "50.00", received_into=drawer, note="scrap metal")
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        report = fin.cashdesk.shift_report(shift.id)
+        assert [(r["kind"], r["amount"]) for r in report["cash_other"]] == [
+            ("salary_payout", money("-300.00")),
+            ("supplier_payment", money("-200.00")),
+            ("expense", money("-100.00")),
+            ("income", money("50.00")),
+        ]
+        assert report["cash_paid_out"] == money("550.00")
+        assert report["expected_cash"] == money("950.00")
+        closed = fin.cashdesk.close_shift(shift.id, counted="950.00")
+        assert closed.closing_count == closed.closing_expected
+
+
 def test_ledger_entries_cannot_be_edited_or_deleted(shop):
     import sqlalchemy as sa
 

@@ -259,8 +259,11 @@ class LedgerService:
         party_id: int | None = None,
         at: dt.datetime | None = None,
         reverses: FinanceTransaction | None = None,
+        shift: Any = None,
     ) -> FinanceTransaction:
         """Write one balanced transaction; ``ValidationFailed`` (nothing written) otherwise.
+
+        ``shift``: the cash desk shift whose drawer it pays from or into (its report lists it).
 
         Legs of zero are dropped and legs on the same account and currency are merged.
         Every amount must already be at its currency's minor unit.
@@ -298,6 +301,7 @@ class LedgerService:
             record_entity=record[0] if record else None,
             record_id=record[1] if record else None,
             reverses_id=reverses.id if reverses is not None else None,
+            shift_id=shift.id if shift is not None else None,
         )
         self.session.add(transaction)
         self.work.flush()

@@ -97,7 +97,8 @@ class FinanceTransaction(IdMixin, Base):
     """One money movement: a balanced set of ledger entries.  Append-only.
 
     ``reverses_id`` marks a correction: the transaction it undoes (at most once).
-    ``record_entity``/``record_id`` link the business record that caused it.
+    ``record_entity``/``record_id`` link the business record that caused it; ``shift_id``
+    the cash desk shift whose drawer it paid from (or into), outside payments and refunds.
     """
 
     __table_args__ = (
@@ -115,6 +116,10 @@ class FinanceTransaction(IdMixin, Base):
     record_entity: Mapped[str | None] = mapped_column(String(64))
     record_id: Mapped[int | None] = mapped_column(IdType)
     reverses_id: Mapped[int | None] = _fk("finance_transaction.id", unique=True)
+    # the shift of the cash drawer it takes money from or puts money into (a salary, a
+    # supplier or an expense paid from the drawer); no FK: added later to an append-only
+    # table, which SQLite could only rebuild without its triggers
+    shift_id: Mapped[int | None] = mapped_column(IdType, index=True)
 
 
 class FinanceEntry(IdMixin, Base):

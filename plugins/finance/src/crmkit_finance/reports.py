@@ -861,7 +861,7 @@ def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             Column("returned", "Returned", "money"),
         ],
         rows=rows,
-        totals={k: v for k, v in report.items() if k != "by_method"},
+        totals={k: v for k, v in report.items() if k not in ("by_method", "cash_other")},
     )
 
 

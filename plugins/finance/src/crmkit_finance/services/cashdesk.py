@@ -70,6 +70,23 @@ class CashDeskService:
         ledger = self.finance.ledger
         return ledger.balance(ledger.desk_account(desk.id, "cash"), desk.currency)
 
+    def drawer_shift(
+        self, account: FinanceAccount, outgoing: Decimal, field: str
+    ) -> FinanceShift | None:
+        """The open shift of the desk whose cash drawer ``account`` is (``None`` for any other
+        account), for money paid from it (``outgoing``) or into it (negative): as for taking
+        cash to the bank, the shift must be open and the drawer must hold what is paid out.
+        ``field`` names the form field that chose the account, for the refusal."""
+        if account.kind != "cash" or account.desk_id is None:
+            return None
+        desk = self.session.get(FinanceCashDesk, account.desk_id)
+        shift = self.current_shift(desk.id)
+        if shift is None:
+            raise ValidationFailed({field: [f"open a shift at {desk.name} first"]})
+        if outgoing > 0 and outgoing > self.drawer_balance(desk):
+            raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+        return shift
+
     def open_shift(self, desk_id: int, counted: Any, *, note: str = "") -> FinanceShift:
         """Open a shift: the cashier counts the drawer; a difference is booked at once."""
         self.finance.require("finance_shift", "create")
@@ -192,6 +209,19 @@ class CashDeskService:
                 FinanceTransaction.kind.in_(("cash_out", "cash_in")),
             )
         )
+        paid_out = []
+        for at, kind, memo, amount in self.session.execute(
+            select(
+                FinanceTransaction.at,
+                FinanceTransaction.kind,
+                FinanceTransaction.memo,
+                FinanceEntry.amount,
+            )
+            .join(FinanceEntry, FinanceEntry.transaction_id == FinanceTransaction.id)
+            .where(FinanceTransaction.shift_id == shift.id, FinanceEntry.account_id == drawer.id)
+            .order_by(FinanceTransaction.id)
+        ):
+            paid_out.append({"at": at, "kind": kind, "memo": memo, "amount": Decimal(amount)})
         cash = totals.get("cash", {"received": Decimal(0), "returned": Decimal(0)})
         expected_now = (
             shift.closing_expected if shift.closed_at is not None else self.drawer_balance(desk)
@@ -209,6 +239,10 @@ class CashDeskService:
             "cash_received": cash["received"],
             "cash_returned": cash["returned"],
             "cash_moved": Decimal(moved),
+            # salaries, suppliers and expenses paid from the drawer (negative) or income put
+            # into it, each with its kind and memo
+            "cash_other": paid_out,
+            "cash_paid_out": -sum((r["amount"] for r in paid_out), Decimal(0)),
             "expected_cash": expected_now,
             "closing_count": shift.closing_count,
             "closing_difference": (

@@ -71,7 +71,10 @@ class ExpenseService:
             legs = [debit(target, value, base), credit(money, value, base)]
         else:
             legs = [debit(money, value, base), credit(target, value, base)]
-        transaction = ledger.post(kind, legs, memo=note, party_id=party_id, at=at)
+        shift = self.finance.cashdesk.drawer_shift(
+            money, value if kind == "expense" else -value, "account"
+        )
+        transaction = ledger.post(kind, legs, memo=note, party_id=party_id, at=at, shift=shift)
         self.work.audit(
             "finance_ledger",
             transaction.id,

@@ -334,11 +334,13 @@ class PayrollService:
         source = ledger.get_account(paid_from)
         if source.kind not in ("cash", "bank"):
             raise ValidationFailed({"paid_from": ["pay from a cash drawer or a bank account"]})
+        shift = self.finance.cashdesk.drawer_shift(source, value, "paid_from")
         transaction = ledger.post(
             "salary_payout",
             [debit(ledger.salary(user_id), value, base), credit(source, value, base)],
             memo=note or "salary payout",
             record=("user", user_id),
+            shift=shift,
         )
         self.work.audit("finance_payroll", user_id, "pay", {"amount": [None, str(value)]})
         return transaction

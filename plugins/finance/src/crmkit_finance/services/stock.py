@@ -771,12 +771,14 @@ class PurchaseService:
         source = ledger.get_account(paid_from)
         if source.kind not in ("cash", "bank"):
             raise ValidationFailed({"paid_from": ["pay from a cash drawer or a bank account"]})
+        shift = self.finance.cashdesk.drawer_shift(source, value, "paid_from")
         transaction = ledger.post(
             "supplier_payment",
             [debit(ledger.payable(supplier.party_id), value, base), credit(source, value, base)],
             memo=note or "supplier payment",
             record=("finance_supplier", supplier.id),
             party_id=supplier.party_id,
+            shift=shift,
         )
         self.work.audit("finance_supplier", supplier.id, "pay", {"amount": [None, str(value)]})
         return transaction
