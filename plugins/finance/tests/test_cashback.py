@@ -68,3 +68,14 @@ def test_refund_withdraws_cashback_and_expiry(shop):
         assert problems(work) == []
     with crm.acting_as(shop.cashier) as work, pytest.raises(Exception, match="not allowed"):
         finance(work).cashback.adjust(shop.client.id, "10.00", reason="friend")
+
+
+def test_an_overpayment_earns_no_cashback(shop):
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop, "2000.00")  # 1500 charged, 500 kept as an advance
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.receivable(shop.client.id) == money("-500.00")
+        assert fin.cashback.balance(shop.client.id) == money("150.00")  # 10 % of 1500
+        assert fin.orders.totals(order.id).due == money("-500.00")

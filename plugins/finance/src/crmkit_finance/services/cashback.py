@@ -17,7 +17,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
@@ -136,12 +136,20 @@ class CashbackService:
         program = self.program(order.completed_on)
         if program is None or program.percent <= 0:
             return None
-        basis = self.session.scalar(
-            select(func.coalesce(func.sum(FinancePayment.base_amount), 0)).where(
-                FinancePayment.order_id == order.id, FinancePayment.method != "cashback"
-            )
-        )
-        basis = Decimal(basis)
+        by_cashback = FinancePayment.method == "cashback"
+        in_money, in_cashback = self.session.execute(
+            select(
+                func.coalesce(
+                    func.sum(case((by_cashback, 0), else_=FinancePayment.base_amount)), 0
+                ),
+                func.coalesce(
+                    func.sum(case((by_cashback, FinancePayment.base_amount), else_=0)), 0
+                ),
+            ).where(FinancePayment.order_id == order.id)
+        ).one()
+        # earned on the money that paid for what was charged: an overpayment (an advance
+        # kept on the client's account) and the part paid with cashback earn nothing
+        basis = min(Decimal(in_money), order.base_total - Decimal(in_cashback))
         base = self.finance.base_currency
         amount = percent_of(basis, program.percent, base)
         if amount <= 0:
