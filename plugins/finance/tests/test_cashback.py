@@ -79,3 +79,23 @@ def test_an_overpayment_earns_no_cashback(shop):
         assert fin.payments.receivable(shop.client.id) == money("-500.00")
         assert fin.cashback.balance(shop.client.id) == money("150.00")  # 10 % of 1500
         assert fin.orders.totals(order.id).due == money("-500.00")
+
+
+def test_refunding_the_cashback_part_keeps_the_cashback_earned_on_money(shop):
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+        fin.cashback.adjust(shop.client.id, "500.00", reason="welcome gift")
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.oil_change.id)  # 1500
+        work.moves.move(order, "done")
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        in_cashback = fin.payments.take(order_id=order.id, amount="500.00", method="cashback")
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        assert fin.cashback.balance(shop.client.id) == money("100.00")  # 10 % of the 1000
+        fin.payments.refund(in_cashback.id)
+        # the 500 of cashback comes back; the 100 earned on the money paid stays
+        assert fin.cashback.balance(shop.client.id) == money("600.00")
+        assert problems(work) == []

@@ -490,7 +490,8 @@ class PaymentService:
         self.work.flush()
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
         self._announce(refund, order, "payment.refunded", "Refund")
-        if order is not None:
+        if order is not None and original.method != "cashback":
+            # cashback is earned on money only: giving back cashback spent takes none back
             self.finance.cashback.on_refund(order, base_amount)
         return refund
 
@@ -547,7 +548,7 @@ class PaymentService:
         self.work.flush()
         self.work.audit("finance_payment", original.id, "void", {"reason": [None, reason]})
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
-        if order is not None:
+        if order is not None and original.method != "cashback":
             self.finance.cashback.on_refund(order, original.base_amount)
         return void
 
