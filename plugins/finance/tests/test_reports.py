@@ -248,3 +248,17 @@ def test_reports_honour_a_narrower_scope(shop):
         revenue = run_report(work, "finance.revenue", {})
     assert result.totals["orders"] == 1
     assert result.totals["revenue"] == mine.total == revenue.totals["revenue"]
+
+
+def test_salaries_report_shows_what_was_paid_out_as_a_positive_sum(shop):
+    mechanic = add_user(shop.crm, "mechanic", ["agent"])
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        month = fin.business_date(dt.datetime.now(dt.UTC)).replace(day=1)
+        fin.payroll.set_scheme(mechanic.id, fixed_amount="30000.00", valid_from=month)
+        fin.payroll.accrue(month)
+        fin.payroll.pay(mechanic.id, "20000.00")
+        [row] = run_report(work, "finance.salaries", {"month": month.isoformat()}).rows
+    assert row["total"] == money("30000.00")
+    assert row["paid"] == money("20000.00")
+    assert row["owed"] == money("10000.00")

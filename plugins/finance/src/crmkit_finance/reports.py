@@ -768,7 +768,7 @@ def salaries_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "fixed_amount": slip["fixed_amount"],
                 "commission": slip["commission"],
                 "total": slip["total"],
-                "paid": -slip["paid_in_period"],
+                "paid": slip["paid_in_period"],
                 "owed": slip["owed"],
             }
         )
