@@ -12,6 +12,7 @@ from crmkit_finance import finance
 from finance_web import clients
 
 from crmkit.clock import utcnow
+from crmkit.errors import ValidationFailed
 
 
 @pytest.fixture
@@ -61,6 +62,37 @@ def test_pay_scheme_accrual_payout_and_payslip(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         assert finance(work).payroll.owed(shop.manager.id) == Decimal("6500.00")
     assert again.status_code == 200
+
+
+def test_after_reversing_one_payslip_the_month_is_accrued_again_from_the_screen(shop, signed_in):
+    accountant = signed_in("accountant")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        month = fin.business_date(utcnow()).replace(day=1)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="10000.00", valid_from=month)
+        fin.payroll.set_scheme(shop.cashier.id, fixed_amount="8000.00", valid_from=month)
+    accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        manager_slip = fin.payroll.payslip(shop.manager.id, month)["payslip_id"]
+        # the fixed part was wrong: reverse the manager's payslip and correct the scheme
+        fin.payroll.reverse(manager_slip, reason="wrong fixed amount")
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="12000.00", valid_from=month)
+    page = accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    assert 'class="flash error"' not in page.text
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.payroll.owed(shop.manager.id) == Decimal("12000.00")
+        assert fin.payroll.owed(shop.cashier.id) == Decimal("8000.00")  # not accrued twice
+    # with everyone accrued, the run is refused, naming them (not by id)
+    again = accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    refusal = again.text.split('class="flash error"', 1)[1].split("</", 1)[0]
+    assert "already accrued" in refusal and shop.manager.label in refusal
+    with (
+        pytest.raises(ValidationFailed, match=f"{shop.cashier.label} is accrued"),
+        shop.crm.acting_as(shop.accountant) as work,
+    ):
+        finance(work).payroll.accrue(month, [shop.cashier.id])
 
 
 def test_cashier_and_warehouse_head_cannot_touch_salaries(shop, signed_in):

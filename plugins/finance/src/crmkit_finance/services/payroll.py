@@ -227,11 +227,13 @@ class PayrollService:
     def accrue(self, month: dt.date, user_ids: Iterable[int] | None = None) -> list[FinancePayslip]:
         """Accrue the month's salary to every employee with a scheme (or those named).
 
-        An employee already accrued for the month is refused (reverse the payslip first);
-        nothing is accrued when the total is zero.
+        The whole month's run accrues those not accrued yet (after a payslip was reversed,
+        its employee only); a named employee already accrued for the month is refused
+        (reverse the payslip first).  Nothing is accrued when the total is zero.
         """
         self.finance.require("finance_payroll", "create")
         start, end = month_bounds(month)
+        whole_month = user_ids is None
         if user_ids is None:
             user_ids = list(
                 self.session.scalars(
@@ -244,6 +246,7 @@ class PayrollService:
         ledger = self.finance.ledger
         base = self.finance.base_currency
         slips = []
+        already = []
         for user_id in user_ids:
             existing = self.session.scalar(
                 select(FinancePayslip.id).where(
@@ -252,26 +255,29 @@ class PayrollService:
                     FinancePayslip.status == "accrued",
                 )
             )
+            user = self.session.get(User, user_id)
+            name = user.label if user else str(user_id)
+            if existing is not None and whole_month:
+                already.append(name)
+                continue
             if existing is not None:
                 raise ValidationFailed(
                     {
                         "period": [
-                            f"user {user_id} is accrued for {start:%Y-%m}; "
-                            f"reverse payslip {existing} first"
+                            f"{name} is accrued for {start:%Y-%m}; reverse payslip {existing} first"
                         ]
                     }
                 )
             figures = self.calculate(user_id, start)
             if figures["total"] <= 0:
                 continue
-            user = self.session.get(User, user_id)
             transaction = ledger.post(
                 "salary_accrual",
                 [
                     debit(ledger.account("expense:salary"), figures["total"], base),
                     credit(ledger.salary(user_id), figures["total"], base),
                 ],
-                memo=f"salary {start:%Y-%m} {user.label if user else user_id}",
+                memo=f"salary {start:%Y-%m} {name}",
                 record=("user", user_id),
                 at=self.finance.start_of_day(end)
                 if end < self.finance.business_date(_now())
@@ -299,6 +305,10 @@ class PayrollService:
                 "salary.accrued", "finance_payroll", slip.id, user_id=user_id, total=str(slip.total)
             )
             slips.append(slip)
+        if already and not slips:
+            raise ValidationFailed(
+                {"period": [f"{', '.join(already)}: already accrued for {start:%Y-%m}"]}
+            )
         return slips
 
     def reverse(self, payslip_id: int, *, reason: str) -> FinancePayslip:
