@@ -28,6 +28,23 @@ def test_order_lines_discount_and_totals(shop):
     assert order.number and order.stage == "new"
 
 
+def test_editing_a_line_keeps_its_own_discount(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work, discount_percent="10")
+        line = fin.orders.add_line(order, shop.oil_change.id, discount="300.00")
+        fin.orders.update_line(line, description="Oil change, synthetic")
+        fin.orders.update_line(line, performer_id=shop.manager.id)
+        assert (line.discount, line.amount) == (money("300.00"), money("1200.00"))
+        assert fin.orders.totals(order).total == money("1200.00")
+        # a new quantity is a new sum: the order's percent applies to it
+        fin.orders.update_line(line, qty="3")
+        assert (line.discount, line.amount) == (money("450.00"), money("4050.00"))
+        fin.orders.update_line(line, discount="500.00")
+        assert (line.discount, line.amount) == (money("500.00"), money("4000.00"))
+        assert fin.orders.totals(order).total == money("4000.00")
+
+
 def test_lines_added_at_once_give_the_same_books_as_one_by_one(shop):
     with shop.crm.acting_as(shop.manager) as work:
         fin = finance(work)

@@ -340,6 +340,7 @@ class OrderService(EntityService):
                 {"line": ["the line is recognized; remove it and add a new one instead"]}
             )
         changes: dict[str, Any] = {}
+        gross_before = (line.qty, line.unit_price)
         item = self.session.get(FinanceItem, line.item_id) if line.item_id else None
         if "qty" in values:
             new_qty = quantity(values["qty"])
@@ -370,7 +371,13 @@ class OrderService(EntityService):
             if key in values:
                 changes[key] = [getattr(line, key), values[key]]
                 setattr(line, key, values[key])
-        self._price_line(order, line, values.get("discount"))
+        if "discount" in values:
+            changes["discount"] = [str(line.discount), values["discount"]]
+            self._price_line(order, line, values["discount"])
+        elif (line.qty, line.unit_price) != gross_before:
+            # a new quantity or price: the order's discount percent applies to the new sum
+            self._price_line(order, line, None)
+        # otherwise the line keeps its own discount (a performer or a text changed)
         self._retotal(order)
         self.work.audit("finance_order", order.id, "update_line", {f"line:{line.id}": changes})
         return line
