@@ -45,6 +45,26 @@ def test_an_order_goes_through_the_workshop_and_is_handed_over_paid(station):
     assert history[-3:] == ["done", "paid", "closed"]
 
 
+@pytest.mark.parametrize("role", ["cashier", "accountant"])
+def test_the_cashier_and_the_accountant_do_not_move_orders_through_the_workshop(station, role):
+    order = station.order()
+    office = getattr(station, role)
+    with station.crm.acting_as(office) as work:
+        for stage in ("diagnostics", "in_work"):
+            with pytest.raises(MoveRefused, match="only worker, manager, admin may move"):
+                work.moves.move(order.id, stage, entity="finance_order")
+    with station.crm.acting_as(station.ivan) as work:  # the order's worker may
+        work.moves.move(order.id, "in_work", entity="finance_order")
+    with station.crm.acting_as(office) as work:
+        for stage in ("waiting_parts", "done"):
+            with pytest.raises(MoveRefused, match="only worker, manager, admin may move"):
+                work.moves.move(order.id, stage, entity="finance_order")
+    with station.crm.acting_as(station.manager) as work:
+        assert work.records("finance_order").get(order.id).stage == "in_work"
+        assert work.records("finance_order").get(order.id).completed_on is None
+        work.moves.move(order.id, "done", entity="finance_order")  # the office may
+
+
 def test_cancelling_needs_a_reason_and_the_office(station):
     order = station.order()
     with station.crm.acting_as(station.ivan) as work, pytest.raises(MoveRefused):

@@ -31,7 +31,9 @@ def permissions() -> list[Permission]:
         *grant("worker", "resource", ("read",), Scope.ALL),
         # the manager: cars like clients
         *grant("manager", CARS, ("read", "create", "update", "delete", "export"), Scope.ALL),
-        # the cashier hands paid orders over (the pipeline limits them to done -> paid)
+        # the cashier and the accountant hand paid orders over: ``move`` on every order, and
+        # the pipeline's role limits leave them done -> paid only (the workshop transitions
+        # are the workers' and the office's, see pipeline.WORKSHOP_ROLES)
         *grant("cashier", "finance_order", ("move",), Scope.ALL),
         *grant("cashier", CARS, ("read",), Scope.ALL),
         *grant("accountant", "finance_order", ("move",), Scope.ALL),
