@@ -86,6 +86,17 @@ def test_plate_search_finds_the_client_and_their_orders(station, typed):
     assert [o.id for o in matches[0].orders] == [order.id]
 
 
+def test_plate_search_finds_a_plate_inside_exact_and_prefix_first(station):
+    with station.crm.acting_as(station.manager) as work:
+        cars = carservice(work).cars
+        other = cars.create(party_id=station.client.id, plate="МА123ВС50")
+        short = cars.create(party_id=station.client.id, plate="А123ВС")
+        # the digits and letters without the first one, as a client remembers them
+        assert [m.car.id for m in carservice(work).find_by_plate("123 вс 77")] == [station.car.id]
+        found = [m.car.id for m in carservice(work).find_by_plate("а123вс")]
+    assert found == [short.id, station.car.id, other.id]  # exact, starts with, contains
+
+
 def test_plate_search_misses_other_plates(station):
     with station.crm.acting_as(station.manager) as work:
         assert carservice(work).find_by_plate("В777ОР99") == []

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 from crmkit_finance import finance
 from marshmallow import fields, validate
-from sqlalchemy import select
+from sqlalchemy import case, select
 
 from crmkit.errors import ValidationFailed
 from crmkit.identity import plate_key
@@ -67,14 +67,20 @@ class CarService(EntityService):
         return super().apply_changes(record, staged)
 
     def by_plate(self, text: str, *, limit: int = 20) -> list[CarserviceCar]:
-        """Visible cars whose plate is or starts with ``text`` (any alphabet, spacing, case)."""
+        """Visible cars whose plate is, starts with or contains ``text`` (any alphabet,
+        spacing, case): the plate itself first, then those starting with it, then the rest
+        (a client often remembers the digits, not the letters before them)."""
         key = plate_key(text)
         if not key:
             return []
+        plate = CarserviceCar.plate_key
         statement = (
             self.query()
-            .where(CarserviceCar.plate_key.startswith(key, autoescape=True))
-            .order_by(CarserviceCar.plate_key != key, CarserviceCar.plate_key)
+            .where(plate.contains(key, autoescape=True))
+            .order_by(
+                case((plate == key, 0), (plate.startswith(key, autoescape=True), 1), else_=2),
+                plate,
+            )
             .limit(limit)
         )
         return list(self.session.scalars(statement))
