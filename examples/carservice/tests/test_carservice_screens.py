@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from crmkit_carservice import carservice
 
+from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied
 from crmkit.testing.web import WebClient
 
@@ -130,3 +132,13 @@ async def test_the_plate_search_is_not_the_workers(station):
         carservice(work).find_by_plate("А123ВС77")
     client = await signed_in(station, "ivan")
     assert (await client.get("/service", params={"q": "А123ВС77"})).status_code == 404
+
+
+async def test_the_dashboard_takes_today_where_the_station_is(station):
+    client = await signed_in(station, "director")
+    # half past one on 1 April in Moscow, still 31 March in UTC
+    with frozen_at(dt.datetime(2026, 3, 31, 22, 30, tzinfo=dt.UTC)):
+        page = await client.get("/service/director")
+    assert page.status_code == 200
+    # last month's salaries are March's (not February's)
+    assert re.search(r"<h3>[^<]*2026-03</h3>", page.text)

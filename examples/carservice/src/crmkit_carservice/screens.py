@@ -187,13 +187,13 @@ def _json_number(value: Any) -> Any:
 def director(request: Request) -> Response:
     """Revenue, orders, average check and margin by month, corporate income, salaries, stock."""
     crm = request.app.state.crm
-    today = utcnow().date()
-    start = dt.date(today.year - 1, today.month, 1) + dt.timedelta(days=31)
-    start = start.replace(day=1)
-    params = {"start": request.query_params.get("start") or start.isoformat()}
-    if request.query_params.get("end"):
-        params["end"] = request.query_params["end"]
     with work(request) as unit:
+        today = finance(unit).business_date(utcnow())  # the station's day, not UTC's
+        start = dt.date(today.year - 1, today.month, 1) + dt.timedelta(days=31)
+        start = start.replace(day=1)
+        params = {"start": request.query_params.get("start") or start.isoformat()}
+        if request.query_params.get("end"):
+            params["end"] = request.query_params["end"]
         summary = crm.reports["finance.director"].build(unit, params)
         corporate = crm.reports["finance.corporate_income"].build(unit, params)
         stock = crm.reports["finance.stock"].build(unit, {})
