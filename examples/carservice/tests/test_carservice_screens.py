@@ -142,3 +142,25 @@ async def test_the_dashboard_takes_today_where_the_station_is(station):
     assert page.status_code == 200
     # last month's salaries are March's (not February's)
     assert re.search(r"<h3>[^<]*2026-03</h3>", page.text)
+
+
+@pytest.mark.parametrize("typed", ["а123вс", "А 123 ВС 77", "a123bc77", "123вс"])
+async def test_the_car_list_and_the_api_find_a_plate_in_any_alphabet(station, typed):
+    with station.crm.acting_as(station.manager) as work:
+        other = carservice(work).cars.create(party_id=station.client.id, plate="В777ОР99")
+        found = work.records("carservice_car").list(search=typed).items
+        assert [c.id for c in found] == [station.car.id]
+        secret = work.api_tokens.create("desk").secret
+    client = await signed_in(station, "manager")
+    page = await client.get("/lists/carservice_car", params={"q": typed})
+    assert page.status_code == 200
+    assert f"/records/carservice_car/{station.car.id}" in page.text
+    assert f"/records/carservice_car/{other.id}" not in page.text
+    api = WebClient.for_crm(station.crm)
+    listed = await api.get(
+        "/api/v1/carservice_car",
+        params={"q": typed},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert listed.status_code == 200, listed.text
+    assert [c["id"] for c in listed.json()["items"]] == [station.car.id]

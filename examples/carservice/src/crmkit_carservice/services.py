@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 from crmkit_finance import finance
 from marshmallow import fields, validate
-from sqlalchemy import case, select
+from sqlalchemy import case, or_, select
 
 from crmkit.errors import ValidationFailed
 from crmkit.identity import plate_key
@@ -65,6 +65,15 @@ class CarService(EntityService):
         staged = dict(values)
         _plate(staged)
         return super().apply_changes(record, staged)
+
+    def search_clause(self, text: str) -> Any:
+        """The generic search (make, model, VIN...) or the plate folded as ``plate_key`` folds
+        it: the car list and the API find ``а 123 вс`` typed in Cyrillic, spaced or not."""
+        clause = super().search_clause(text)
+        key = plate_key(text)
+        if not key:
+            return clause
+        return or_(clause, CarserviceCar.plate_key.contains(key, autoescape=True))
 
     def by_plate(self, text: str, *, limit: int = 20) -> list[CarserviceCar]:
         """Visible cars whose plate is, starts with or contains ``text`` (any alphabet,
