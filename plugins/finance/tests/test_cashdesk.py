@@ -240,6 +240,34 @@ def test_salary_supplier_and_expense_paid_from_the_drawer_belong_to_its_shift(sh
         assert closed.closing_count == closed.closing_expected
 
 
+def test_one_payment_form_sent_twice_at_once_takes_the_money_once(shop):
+    order = completed_order(shop)
+    barrier = threading.Barrier(2)
+    taken = []
+
+    def take():
+        with shop.crm.acting_as(shop.cashier) as work:
+            barrier.wait(5)
+            payment = finance(work).payments.take(
+                order_id=order.id, amount="1500.00", method="transfer", form_token="f-1"
+            )
+            taken.append(payment.id)
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        [payment] = fin.payments.of_order(order.id)
+        assert taken == [payment.id, payment.id]  # the repeat gets the first payment back
+        assert fin.orders.totals(order.id).due == 0
+        # another form (another token) is another payment
+        fin.payments.take(order_id=order.id, amount="1.00", method="transfer", form_token="f-2")
+        assert fin.orders.totals(order.id).due == money("-1.00")
+
+
 def test_ledger_entries_cannot_be_edited_or_deleted(shop):
     import sqlalchemy as sa
 

@@ -202,3 +202,50 @@ def test_receivables_and_a_corporate_invoice_paid_by_transfer(shop, signed_in):
     paid = cashier.submit(invoice_page + "/pay", {"amount": "2500.00", "reference": "п/п 17"})
     assert re.search(r'id="outstanding">0,00|id="outstanding">RUB0\.00', paid.text)
     assert "ООО «Вектор»" not in cashier.get("/finance/receivables").text
+
+
+def test_a_payment_form_sent_twice_takes_the_money_once(shop, signed_in):
+    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    cashier = signed_in("cashier")
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    page = cashier.get(f"/records/finance_order/{order.id}")
+    form = page.text.split('action="/finance/payments"', 1)[1].split("</form>", 1)[0]
+    token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+    payment = {
+        "order_id": order.id,
+        "desk_id": shop.desk.id,
+        "amount": "1500",
+        "method": "cash",
+        "form_token": token,
+        "back": f"/records/finance_order/{order.id}",
+    }
+    first = cashier.submit("/finance/payments", payment)
+    again = cashier.submit("/finance/payments", payment)  # a double click
+    assert 'class="flash error"' not in first.text + again.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(order.id)) == 1
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1500.00")
+        assert fin.orders.totals(order.id).due == 0
+    # the next page gives the next form a token of its own
+    page = cashier.get(f"/records/finance_order/{order.id}")
+    assert token not in page.text
+
+
+def test_an_invoice_payment_sent_twice_is_booked_once(shop, signed_in):
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = factories.organisation(work, customer_type="corporate")
+    order = _completed_order(shop, shop.oil_change, party_id=firm.id)
+    with shop.crm.acting_as(shop.accountant) as work:
+        invoice = finance(work).invoices.issue([order.id])
+    cashier = signed_in("cashier")
+    page = cashier.get(f"/finance/invoices/{invoice.id}")
+    token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)
+    sent = {"amount": "1500", "reference": "п/п 12", "form_token": token}
+    cashier.submit(f"/finance/invoices/{invoice.id}/pay", sent)
+    again = cashier.submit(f"/finance/invoices/{invoice.id}/pay", sent)
+    assert 'class="flash error"' not in again.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert [p.amount for p in fin.payments.of_order(order.id)] == [Decimal("1500.00")]
+        assert fin.payments.receivable(firm.id) == 0

@@ -628,6 +628,19 @@ class FinancePlan(IdMixin, Base):
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
 
 
+class FinanceFormToken(IdMixin, Base):
+    """A money form submitted once: the random ``token`` the form carried, the ``action`` it
+    did and the ids of what it wrote (``result``, comma-separated), so a second submission
+    of the same form (a double click, a reload) returns the first one's result instead of
+    taking the money again.  The unique token makes two submissions at once wait for each
+    other: the second finds the first's claim once that commits."""
+
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    action: Mapped[str] = mapped_column(String(32))
+    result: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class FinanceSequence(Base):
     """Gap-free counters (invoice numbers per year, order numbers)."""
 

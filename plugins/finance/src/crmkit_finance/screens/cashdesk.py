@@ -28,6 +28,7 @@ from crmkit_finance.screens import (
     safe_back,
 )
 from crmkit_finance.services.cashdesk import METHODS
+from crmkit_finance.services.forms import new_form_token
 
 CASHIER = ("finance_payment", "create")
 PAYMENTS_READ = ("finance_payment", "read")
@@ -98,6 +99,7 @@ def cashdesk(request: Request) -> Response:
             "methods": METHODS,
             "recent_shifts": fin.cashdesk.shifts(desk.id, limit=5) if desk else [],
             "may_open": fin.can("finance_shift", "create"),
+            "form_token": new_form_token,
         }
     return render(request, "finance/cashdesk.html", context)
 
@@ -199,6 +201,7 @@ def take_payment(request: Request) -> Response:
             desk_id=desk_id if method in ("cash", "card") else None,
             reference=str(data.get("reference", "")),
             note=str(data.get("note", "")),
+            form_token=str(data.get("form_token") or "") or None,
         )
 
     return attempt(request, back, take, "Payment taken.")
@@ -316,6 +319,7 @@ def invoice_page(request: Request) -> Response:
             "doc": document,
             "invoice": invoice,
             "may_pay": may_pay,
+            "form_token": new_form_token,
         },
     )
 
@@ -328,7 +332,10 @@ def pay_invoice(request: Request) -> Response:
         request,
         f"/finance/invoices/{invoice_id}",
         lambda fin: fin.payments.pay_invoice(
-            invoice_id, data.get("amount", ""), reference=str(data.get("reference", ""))
+            invoice_id,
+            data.get("amount", ""),
+            reference=str(data.get("reference", "")),
+            form_token=str(data.get("form_token") or "") or None,
         ),
         "Payment taken.",
     )

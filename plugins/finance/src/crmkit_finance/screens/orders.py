@@ -19,6 +19,7 @@ from crmkit.web.pages import posted
 from crmkit_finance import finance
 from crmkit_finance.screens import attempt, optional_id
 from crmkit_finance.services.cashdesk import METHODS
+from crmkit_finance.services.forms import new_form_token
 
 ORDER_UPDATE = ("finance_order", "update")
 OPEN_ORDERS_ON_CARD = 10
@@ -57,6 +58,7 @@ def order_panel(work: Any, order: Any) -> dict[str, Any]:
         if may_pay and fin.can("finance_cashback", "read")
         else None,
         "base_currency": fin.base_currency,
+        "form_token": new_form_token,
     }
 
 
@@ -84,6 +86,7 @@ def client_panel(work: Any, party: Any) -> dict[str, Any] | None:
         "may_ledger": fin.can("finance_ledger", "read"),
         "desks": _desks(work) if may_pay else [],
         "methods": [m for m in METHODS if m != "cashback"],
+        "form_token": new_form_token,
     }
 
 

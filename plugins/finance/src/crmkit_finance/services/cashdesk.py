@@ -37,6 +37,7 @@ from crmkit_finance.model import (
     FinanceTransaction,
 )
 from crmkit_finance.money import exact_money, minor_units
+from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -308,14 +309,20 @@ class PaymentService:
         reference: str = "",
         note: str = "",
         at: dt.datetime | None = None,
+        form_token: str | None = None,
     ) -> FinancePayment:
         """Take a payment for an order (a prepayment if it is not completed yet, a partial
         payment if it covers part) or onto a client's account (``party_id`` alone).
 
         ``currency`` defaults to the order's; a foreign currency is converted at the day's
         rate.  Paying with cashback spends the client's cashback (base currency).
+        ``form_token``: the payment form's one-time token; the same form sent again returns
+        the payment it took (see :mod:`crmkit_finance.services.forms`).
         """
         self.finance.require("finance_payment", "create")
+        earlier = forms.claim(self.session, form_token, "payment")
+        if earlier:
+            return self.get(earlier[0])
         if method not in METHODS:
             raise ValidationFailed({"method": [f"one of {', '.join(METHODS)}"]})
         order = None
@@ -389,6 +396,7 @@ class PaymentService:
         )
         self.session.add(payment)
         self.work.flush()
+        forms.remember(self.session, form_token, [payment.id])
         self._announce(payment, order, "payment.received", "Payment")
         if order is not None:
             self.finance.cashback.on_order_changed(order)
@@ -706,9 +714,22 @@ class PaymentService:
         return sorted(result, key=lambda r: (-r["balance"], r["party_id"]))
 
     def pay_invoice(
-        self, invoice_id: int, amount: Any, *, reference: str = "", at: dt.datetime | None = None
+        self,
+        invoice_id: int,
+        amount: Any,
+        *,
+        reference: str = "",
+        at: dt.datetime | None = None,
+        form_token: str | None = None,
     ) -> list[FinancePayment]:
-        """A bank transfer against an invoice, spread over its orders oldest first."""
+        """A bank transfer against an invoice, spread over its orders oldest first.
+
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        payments it took."""
+        self.finance.require("finance_payment", "create")
+        earlier = forms.claim(self.session, form_token, "invoice_payment")
+        if earlier is not None:
+            return [self.get(i) for i in earlier]
         invoice = self.finance.invoices.get(invoice_id)
         if invoice.status == "cancelled":
             raise ValidationFailed({"invoice": ["the invoice is cancelled"]})
@@ -748,6 +769,7 @@ class PaymentService:
                 )
             )
         self.finance.invoices.refresh_status(invoice)
+        forms.remember(self.session, form_token, [p.id for p in payments])
         return payments
 
 
