@@ -95,6 +95,24 @@ def test_after_reversing_one_payslip_the_month_is_accrued_again_from_the_screen(
         finance(work).payroll.accrue(month, [shop.cashier.id])
 
 
+def test_a_payout_form_sent_twice_pays_once(shop, signed_in):
+    accountant = signed_in("accountant")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        month = fin.business_date(utcnow()).replace(day=1)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="10000.00", valid_from=month)
+        fin.payroll.accrue(month)
+    page = accountant.get("/finance/payroll")
+    form = page.text.split('action="/finance/payroll/pay"', 1)[1].split("</form>", 1)[0]
+    token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+    payout = {"user_id": shop.manager.id, "amount": "4000", "form_token": token}
+    accountant.submit("/finance/payroll/pay", payout)
+    again = accountant.submit("/finance/payroll/pay", payout)  # a double click
+    assert 'class="flash error"' not in again.text
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).payroll.owed(shop.manager.id) == Decimal("6000.00")
+
+
 def test_cashier_and_warehouse_head_cannot_touch_salaries(shop, signed_in):
     for who in ("cashier", "warehouse"):
         user = signed_in(who)

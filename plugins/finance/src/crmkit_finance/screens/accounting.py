@@ -33,6 +33,7 @@ from crmkit_finance.model import (
     FinanceTransaction,
 )
 from crmkit_finance.screens import attempt, client_names, optional_id
+from crmkit_finance.services.forms import new_form_token
 from crmkit_finance.services.payroll import BASES
 
 PAYROLL_READ = ("finance_payroll", "read")
@@ -110,6 +111,7 @@ def payroll(request: Request) -> Response:
             "may_accrue": fin.can("finance_payroll", "create"),
             "may_pay": fin.can("finance_payroll", "pay"),
             "today": today,
+            "form_token": new_form_token,
         }
     return render(request, "finance/payroll.html", context)
 
@@ -162,6 +164,7 @@ def pay(request: Request) -> Response:
             optional_id(data.get("user_id")) or 0,
             data.get("amount", ""),
             paid_from=str(data.get("paid_from") or "bank:main"),
+            form_token=str(data.get("form_token") or "") or None,
         ),
         "Salary paid.",
     )

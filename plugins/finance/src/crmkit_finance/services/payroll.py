@@ -39,6 +39,7 @@ from crmkit_finance.model import (
     FinanceTransaction,
 )
 from crmkit_finance.money import exact_money, percent_of, round_money, to_decimal
+from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -332,10 +333,22 @@ class PayrollService:
         return slip
 
     def pay(
-        self, user_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = ""
+        self,
+        user_id: int,
+        amount: Any,
+        *,
+        paid_from: str = "bank:main",
+        note: str = "",
+        form_token: str | None = None,
     ) -> Any:
-        """Pay an employee from a money account."""
+        """Pay an employee from a money account.
+
+        ``form_token``: the payout form's one-time token; the same form sent again returns
+        the first payout's transaction."""
         self.finance.require("finance_payroll", "pay")
+        earlier = forms.claim(self.session, form_token, "salary_payout")
+        if earlier:
+            return self.session.get(FinanceTransaction, earlier[0])
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
@@ -352,6 +365,7 @@ class PayrollService:
             record=("user", user_id),
             shift=shift,
         )
+        forms.remember(self.session, form_token, [transaction.id])
         self.work.audit("finance_payroll", user_id, "pay", {"amount": [None, str(value)]})
         return transaction
 
