@@ -185,6 +185,10 @@ SERVICE_MESSAGES = {
     "a comment is required for this move",
     "a note cannot be empty",
     "a name is required",
+    "one line, without line breaks",
+    "a closed conversation is not snoozed: reopen it",
+    "duplicate of a client you may not edit: skipped",
+    "no such column in the file",
 }
 
 
