@@ -67,7 +67,7 @@ def test_postgres_hub_crosses_processes(crm):
 def test_a_committed_notification_is_published(crm):
     from crmkit.testing import add_user
 
-    ivan, maria = add_user(crm, "ivan"), add_user(crm, "maria")
+    ivan, maria = add_user(crm, "ivan"), add_user(crm, "maria", ["manager"])  # she sees it
 
     async def scenario():
         async with crm.live.subscribe(maria.id) as queue:

@@ -235,16 +235,20 @@ def test_times_utc_cannot_hold_are_refused_naming_the_field(crm, client_for):
 
 def test_notes_mention_colleagues_and_fill_the_timeline(crm, client_for):
     ann = add_user(crm, "ann", ["agent"])
-    bob = add_user(crm, "bob", ["agent"])
+    bob = add_user(crm, "bob", ["manager"])
+    cid = add_user(crm, "cid", ["agent"])  # may not see ann's client
     api = client_for(ann)
     party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
-    note = api.post("notes", json={"party_id": party_id, "body": "@bob позвони им"})
+    note = api.post("notes", json={"party_id": party_id, "body": "@bob позвони им, @cid"})
     assert note.status_code == 201, note.text
     assert note.json()["data"]["mentions"] == ["bob"]
+    assert note.json()["data"]["not_told"] == ["cid"]
     with crm.acting_as(bob) as work:
         assert [n.kind for n in work.notifications.latest()] == ["mention"]
+    with crm.acting_as(cid) as work:
+        assert work.notifications.latest() == []
     timeline = api.get(f"party/{party_id}/timeline", params={"kind": "note"}).json()["items"]
-    assert [t["body"] for t in timeline] == ["@bob позвони им"]
+    assert [t["body"] for t in timeline] == ["@bob позвони им, @cid"]
     assert (
         "body" in problem(api.post("notes", json={"party_id": party_id, "body": ""}), 422)["errors"]
     )

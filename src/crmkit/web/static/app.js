@@ -1,5 +1,5 @@
 // crmkit reference UI: toasts, the live bell and reminder pop-ups (server-sent events),
-// @mention suggestions, bulk-action inputs and the column chooser.
+// @mention suggestions, bulk-action inputs, the column chooser and forms posted once.
 (function () {
   "use strict";
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
@@ -133,6 +133,26 @@
     box.addEventListener("change", () => {
       box.closest("form").querySelectorAll('input[name="ids"]').forEach((c) => { c.checked = box.checked; });
     });
+  });
+  // A form is posted once: a second submit while the page loads (a double click) is
+  // dropped, and the button shows it is busy. The guard lifts after a few seconds (a
+  // download keeps the page) and when the page comes back from the history. htmx forms
+  // are htmx's own (their submit is already prevented here).
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (e.defaultPrevented || (form.getAttribute("method") || "").toLowerCase() !== "post") return;
+    if (form.dataset.sent) { e.preventDefault(); return; }
+    form.dataset.sent = "1";
+    const button = e.submitter;
+    if (button) button.setAttribute("aria-busy", "true");
+    setTimeout(() => {
+      delete form.dataset.sent;
+      if (button) button.removeAttribute("aria-busy");
+    }, 5000);
+  });
+  window.addEventListener("pageshow", () => {
+    document.querySelectorAll("form[data-sent]").forEach((form) => { delete form.dataset.sent; });
+    document.querySelectorAll('[aria-busy="true"]').forEach((b) => b.removeAttribute("aria-busy"));
   });
   // Column chooser: checked boxes -> the "cols" parameter.
   document.querySelectorAll("input[data-columns]").forEach((hidden) => {
