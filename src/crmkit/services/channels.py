@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,6 +25,7 @@ from crmkit import events
 from crmkit.builtins.core import crmkit_resolve_party as _core_resolve
 from crmkit.channels import (
     AddressKind,
+    Attachment,
     CallEvent,
     CallPhase,
     Capability,
@@ -63,6 +65,14 @@ BAD_MESSAGE = (
     psycopg.DataError,
     psycopg.IntegrityError,
 )
+
+
+def refusal_text(exc: BaseException) -> str:
+    """How a message refused for its content (:data:`BAD_MESSAGE`) is reported: the
+    error's kind and first line."""
+    first_line = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line}"[:300]
+
 
 _TOUCH_PARTY = (
     update(Party)
@@ -474,7 +484,7 @@ class ChannelService:
                     results.append(self.record_many([message])[0])
             except BAD_MESSAGE as exc:
                 results.append(None)
-                failures[index] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
+                failures[index] = refusal_text(exc)
         return results, failures
 
     def ingest_isolated(
@@ -574,39 +584,47 @@ class ChannelService:
         self, message: InboundMessage, row: dict[str, Any], party_id: int | None
     ) -> None:
         """Store a message's files; refused ones are all dropped and noted on the message."""
-        data = dict(row["data"])
-        try:
-            with self.work.savepoint():
-                stored_ids = []
-                for attachment in message.attachments:
-                    content = attachment.data
-                    if content is None and attachment.stored is not None:
-                        # a copy of the reader's file, which stays the reader's
-                        with self.work.crm.storage.open(attachment.stored.key) as handle:
-                            content = handle.read()
-                    if content is None:
-                        continue
-                    # kept on the message even while it waits in triage (the party comes later)
-                    stored = self.work.attachments.add(
-                        attachment.filename or "attachment",
-                        content,
-                        party_id=party_id,
-                        record=("activity", row["id"]),
-                        content_type=attachment.content_type,
-                        timeline=False,
-                    )
-                    stored_ids.append(stored.id)
-        except (ValidationFailed, OSError) as exc:
-            names = ", ".join(a.filename or "attachment" for a in message.attachments)
-            data["dropped_attachments"] = f"{names}: {exc}"[:500]
-            stored_ids = []
-        if stored_ids:
-            data["attachments"] = stored_ids
+        data = {**row["data"], **self.keep_files(row["id"], message.attachments, party_id)}
         if data != row["data"]:
             row["data"] = data
             self.work.session.execute(
                 update(Activity).where(Activity.id == row["id"]).values(data=data)
             )
+
+    def keep_files(
+        self, entry_id: int, files: Sequence[Attachment], party_id: int | None
+    ) -> dict[str, Any]:
+        """Store a message's files on its timeline entry, all of them or, when one is
+        refused (too large, a full disk), none; what to add to the entry's data:
+        ``{"attachments": [ids]}``, ``{"dropped_attachments": "names: why"}`` or nothing.
+
+        A file a reader stored itself (``Attachment.stored``) is copied: it stays the
+        reader's.  The files are kept on the entry even while it waits in triage (its party
+        comes later).
+        """
+        try:
+            with self.work.savepoint():
+                stored_ids = []
+                for attachment in files:
+                    content = attachment.data
+                    if content is None and attachment.stored is not None:
+                        with self.work.crm.storage.open(attachment.stored.key) as handle:
+                            content = handle.read()
+                    if content is None:
+                        continue
+                    stored = self.work.attachments.add(
+                        attachment.filename or "attachment",
+                        content,
+                        party_id=party_id,
+                        record=("activity", entry_id),
+                        content_type=attachment.content_type,
+                        timeline=False,
+                    )
+                    stored_ids.append(stored.id)
+        except (ValidationFailed, OSError) as exc:
+            names = ", ".join(a.filename or "attachment" for a in files)
+            return {"dropped_attachments": f"{names}: {exc}"[:500]}
+        return {"attachments": stored_ids} if stored_ids else {}
 
     def _resolve_keys(
         self, lookups: set[tuple[str, str | None, str]]

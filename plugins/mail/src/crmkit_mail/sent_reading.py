@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 import attrs
 from sqlalchemy import select, update
 
-from crmkit.errors import ValidationFailed
+from crmkit.channels import Attachment
 from crmkit.model import Activity
-from crmkit.services.channels import BAD_MESSAGE
+from crmkit.services.channels import BAD_MESSAGE, refusal_text
 from crmkit_mail.accounts import imap_settings
 from crmkit_mail.imap import ImapMailbox
 from crmkit_mail.model import MailAccount
@@ -137,8 +137,7 @@ def record_sent(
         with work.savepoint():
             return _record(work, account, parsed, received_at), None
     except BAD_MESSAGE as exc:
-        first_line = (str(exc).splitlines() or [""])[0]
-        return None, f"{type(exc).__name__}: {first_line}"[:300]
+        return None, refusal_text(exc)
 
 
 def _record(
@@ -187,29 +186,9 @@ def _record(
         status="sent",
     )
     activity.actor_id = account.owner_id
-    if parsed.attachments:
-        _keep_files(work, activity, parsed)
+    if parsed.attachments:  # kept as an incoming mail's are
+        work.flush()
+        files = [Attachment(f.filename, f.content_type, f.data) for f in parsed.attachments]
+        kept = work.channels.keep_files(activity.id, files, party_id)
+        activity.data = {**activity.data, **kept}
     return RECORDED
-
-
-def _keep_files(work: UnitOfWork, activity: Activity, parsed: ParsedMail) -> None:
-    """Store a sent mail's files on its entry, all of them or, if one is refused, none."""
-    work.flush()
-    try:
-        with work.savepoint():
-            kept = [
-                work.attachments.add(
-                    file.filename or "attachment",
-                    file.data or b"",
-                    party_id=activity.party_id,
-                    record=("activity", activity.id),
-                    content_type=file.content_type,
-                    timeline=False,
-                ).id
-                for file in parsed.attachments
-            ]
-    except (ValidationFailed, OSError) as exc:
-        names = ", ".join(file.filename or "attachment" for file in parsed.attachments)
-        activity.data = {**activity.data, "dropped_attachments": f"{names}: {exc}"[:500]}
-        return
-    activity.data = {**activity.data, "attachments": kept}
