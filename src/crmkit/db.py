@@ -201,6 +201,24 @@ def is_postgres(bind: Engine | sa.Connection) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def lock_row(session: Any, model: Any, row_id: int) -> None:
+    """Hold the row ``row_id`` of ``model`` until the transaction ends, for a read-then-write
+    step that must not interleave with another (two refunds of one payment, two bookings of
+    one resource).
+
+    PostgreSQL locks the row (``SELECT ... FOR UPDATE``): a second transaction wanting it
+    waits until the first commits, then reads what it wrote.  SQLite has one writer at a
+    time: an empty write takes its write lock now, before the reads, so a concurrent writer
+    waits for this transaction as a whole.
+    """
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(table.c.id).where(table.c.id == row_id).with_for_update())
+    else:
+        # deletes nothing (ids are positive), so no row trigger fires; takes the write lock
+        session.execute(table.delete().where(table.c.id == -1))
+
+
 class Migrations:
     """Alembic for one application: every branch (core + plugins) in one script directory."""
 

@@ -24,8 +24,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.model import CalendarEvent, Party, Resource
 
@@ -211,23 +212,21 @@ class BookingService:
     ) -> CalendarEvent:
         """Book a resource for a client; a clash with another booking is refused.
 
-        The resource row is written first, which serializes bookings of one resource on
-        both databases (a row lock on PostgreSQL, the write lock on SQLite), so two people
-        booking the same slot at once cannot both succeed.
+        The resource row is held first (:func:`crmkit.db.lock_row`), which serializes
+        bookings of one resource on both databases, so two people booking the same slot at
+        once cannot both succeed.
         """
         self.work.access.require("calendar_event", "create")
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
             ends_at = starts_at + duration
-        locked = self.work.session.execute(
-            update(Resource)
-            .where(Resource.id == resource_id, Resource.active.is_(True))
-            .values(active=True)
+        lock_row(self.work.session, Resource, resource_id)
+        resource = self.work.session.scalar(
+            select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
-        if locked.rowcount != 1:
+        if resource is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
-        resource = self.work.session.get(Resource, resource_id)
         party = self.work.parties.get(party_id)
         values: dict[str, Any] = {
             "title": title or f"{party.name} — {resource.name}",

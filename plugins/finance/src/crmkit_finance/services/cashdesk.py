@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.model import Party
 from crmkit_finance.ledger import Leg, credit, debit
-from crmkit_finance.locks import lock_row
 from crmkit_finance.model import (
     FinanceAccount,
     FinanceCashDesk,
