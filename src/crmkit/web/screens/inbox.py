@@ -190,14 +190,12 @@ def act(request: Request) -> Response:
             else:
                 raise CrmkitError(f"unknown action {action!r}")
     except CrmkitError as failed:
+        view = str(data.get("view") or "unassigned")
+        view = view if view in VIEWS else "unassigned"
         if duplicates is not None:
-            view = str(data.get("view") or "unassigned")
-            view = view if view in VIEWS else "unassigned"
             return _page(request, view, "open", conversation_id, code=409, duplicates=duplicates)
         if draft is not None:
             draft["error"] = error_text(request, failed)
-            view = str(data.get("view") or "unassigned")
-            view = view if view in VIEWS else "unassigned"
             return _page(request, view, "open", conversation_id, draft, 422)
         return redirect(request, back, error_text(request, failed), kind="error")
     return redirect(request, back, message)
