@@ -52,6 +52,23 @@ def test_wrong_type_names_key_and_origin(tmp_path):
         config.validate()
 
 
+def test_time_zone_of_the_business(tmp_path):
+    (tmp_path / "crmkit.toml").write_text('[locale]\ntimezone = "Asia/Yekaterinburg"\n')
+    config = Config.load(tmp_path, environ={})
+    assert config.zone.utcoffset(None) is None  # a real zone, not a fixed offset
+    assert str(config.zone) == "Asia/Yekaterinburg"
+    assert str(Config.from_mapping({}, environ={}).zone) == "Europe/Moscow"
+
+
+def test_unknown_time_zone_fails_at_start_naming_the_setting(tmp_path):
+    (tmp_path / "crmkit.toml").write_text('[locale]\ntimezone = "Moscow"\n')
+    config = Config.load(tmp_path, environ={})
+    with pytest.raises(
+        ConfigError, match="'locale.timezone' from .*crmkit.toml: no time zone 'Moscow'"
+    ):
+        config.validate()
+
+
 def test_plugin_settings_get_env_overrides():
     config = Config.from_mapping({}, environ={})
     config.declare(

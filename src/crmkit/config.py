@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
@@ -87,7 +88,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("plugins.block", list, [], "Installed plugins never to load."),
     Setting("locale.default", str, "ru", "Language of the UI for users who did not choose one."),
-    Setting("locale.timezone", str, "Europe/Moscow", "Default time zone of new users."),
+    Setting(
+        "locale.timezone",
+        str,
+        "Europe/Moscow",
+        "Time zone of the business (which day a moment belongs to in reports, the cash day) "
+        "and of users who did not choose one.",
+    ),
     Setting(
         "locale.phone_region",
         str,
@@ -302,6 +309,20 @@ class Config:
         for name in self.values:
             if name in self.known:
                 self[name]
+        self.zone  # noqa: B018 - a zone name that does not exist fails here, not in a report
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The deployment's time zone (``locale.timezone``): its business days and reports."""
+        name = self["locale.timezone"]
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            origin = self._origin(self.known["locale.timezone"])
+            raise ConfigError(
+                f"setting 'locale.timezone' from {origin}: no time zone {name!r}; "
+                "give an IANA name such as Europe/Moscow"
+            ) from None
 
     @property
     def database_url(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import attrs
 from sqlalchemy import func, select
@@ -195,7 +194,7 @@ def _period(
     the deployment's time zone (``locale.timezone``): a month's report starts at that
     month's local midnight, not at midnight UTC.
     """
-    zone = ZoneInfo(str(work.crm.config["locale.timezone"]))
+    zone = work.crm.config.zone
 
     def parse(name: str) -> dt.datetime | None:
         value = params.get(name)

@@ -12,7 +12,6 @@ import datetime as dt
 import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, false, func, or_
 
@@ -160,7 +159,7 @@ def _week_bounds(work: UnitOfWork, weeks: int) -> tuple[list[dt.date], list[dt.d
     A week runs from Monday midnight to Monday midnight *there*: a call made at 00:30 on a
     Monday in Moscow belongs to that Monday's week, although it is still Sunday in UTC.
     """
-    zone = ZoneInfo(str(work.crm.config["locale.timezone"]))
+    zone = work.crm.config.zone
     today = utcnow().astimezone(zone).date()
     monday = today - dt.timedelta(days=today.weekday())
     mondays = [monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]

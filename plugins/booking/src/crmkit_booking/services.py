@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import attrs
 from sqlalchemy import select
@@ -82,7 +81,7 @@ class BookingService:
     def __init__(self, work: Any) -> None:
         self.work = work
         config = work.crm.config
-        self.zone = ZoneInfo(str(config["locale.timezone"]))
+        self.zone = config.zone
         self.opens = _clock(str(config["booking.day_start"]), "booking.day_start")
         self.closes = _clock(str(config["booking.day_end"]), "booking.day_end")
         self.slot_minutes = int(config["booking.slot_minutes"])

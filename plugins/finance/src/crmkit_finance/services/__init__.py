@@ -61,7 +61,7 @@ class Finance:
     @cached_property
     def timezone(self) -> ZoneInfo:
         """The business's time zone: which day (and month) a moment belongs to."""
-        return ZoneInfo(str(self.config["locale.timezone"]))
+        return self.config.zone
 
     def business_date(self, moment: dt.datetime) -> dt.date:
         """The calendar date of ``moment`` where the business is."""
