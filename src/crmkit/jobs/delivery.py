@@ -168,8 +168,7 @@ def claim_batch(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]
     is given up here instead, with its ``on_dead`` handler run (see :func:`_claim_or_bury`).
     """
     deliveries, token, buried = _claim_or_bury(crm, item_ids)
-    for delivery, error in buried:
-        _given_up(crm, delivery, error)
+    _give_up_all(crm, buried)
     return deliveries, token
 
 
@@ -225,6 +224,13 @@ def _claim_or_bury(
     order = {item_id: n for n, item_id in enumerate(item_ids)}
     deliveries = [_delivery(row) for row in sorted(rows, key=lambda r: order.get(r.id, 0))]
     return deliveries, token, [(_delivery(row), str(row.last_error)) for row in dead]
+
+
+def _give_up_all(crm: CRM, buried: Sequence[tuple[Delivery, str]]) -> dict[int, str]:
+    """Run :func:`_given_up` for each item a claim buried; their outcomes (all ``dead``)."""
+    for delivery, error in buried:
+        _given_up(crm, delivery, error)
+    return {delivery.item_id: DEAD for delivery, _ in buried}
 
 
 def _given_up(crm: CRM, delivery: Delivery, error: str) -> None:
@@ -322,10 +328,7 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
     the lease hands its remaining items back untouched, so that no claim outlives its lease.
     """
     deliveries, token, buried = _claim_or_bury(crm, item_ids)
-    outcomes: dict[int, str] = {}
-    for delivery, error in buried:
-        outcomes[delivery.item_id] = DEAD
-        _given_up(crm, delivery, error)
+    outcomes = _give_up_all(crm, buried)
     if not deliveries:
         return outcomes
     budget = float(crm.config["outbox.lease_seconds"]) / 2
