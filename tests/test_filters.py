@@ -131,3 +131,32 @@ def test_group_filter_includes_subgroups(crm):
                 where={"field": "group", "op": "not_in", "value": [top.id]}
             ).items
         }
+
+
+def test_query_string_filters_take_the_fields_types(crm):
+    """A list's ``f.`` parameters are text; each is read as the field it filters."""
+
+    from crmkit.filters import filters_from_query
+
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="staff", label="Штат", kind="number")
+        work.custom_fields.define(entity="party", key="vip", label="VIP", kind="boolean")
+        big = factories.organisation(work, name="Крупная", custom={"staff": 1200, "vip": True})
+        factories.organisation(work, name="Малая", custom={"staff": 15, "vip": False})
+        morning = work.tasks.create(
+            title="утром", deadline=dt.datetime(2026, 11, 24, 7, 0, tzinfo=dt.UTC)
+        )
+        work.tasks.create(title="вечером", deadline=dt.datetime(2026, 11, 24, 17, 0, tzinfo=dt.UTC))
+        parties, tasks = work.records("party"), work.records("task")
+
+        def names(service, query):
+            filters = filters_from_query(service.entity, query, service.custom_kinds())
+            return [r.id for r in service.list(filters=filters).items]
+
+        assert names(parties, {"f.custom.staff__gte": "1 000"}) == [big.id]
+        assert names(parties, {"f.custom.vip": "да"}) == [big.id]
+        # a moment with its time and offset is compared as that moment, not as midnight UTC
+        assert names(tasks, {"f.deadline__lt": "2026-11-24T13:00+03:00"}) == [morning.id]
+        with pytest.raises(ValidationFailed, match="custom.staff") as refused:
+            names(parties, {"f.custom.staff__gte": "много"})
+        assert "not a number" in str(refused.value)

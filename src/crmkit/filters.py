@@ -90,8 +90,10 @@ def filters_from_query(
 ) -> dict[str, Any]:
     """A list's query string (``f.stage=firm&f.amount__gte=10``) as service filters.
 
-    Values get the type of the column (or custom field) they filter; ``params`` is a
-    multi-dict (``getlist``) or a plain mapping, such as a saved view's query.
+    ``params`` is a multi-dict (``getlist``) or a plain mapping, such as a saved view's
+    query.  Values stay text here: compiling the condition gives each the type of the
+    column (or custom field) it filters, as for every other condition, and names the field
+    of a value that is not one.
     """
     filters: dict[str, Any] = {}
     for key in params:
@@ -103,50 +105,12 @@ def filters_from_query(
             continue
         name = key[2:]
         field, _, op = name.partition("__")
-        converted = [coerce_query_value(entity, field, v, kinds) for v in values]
+        converted = [str(v) for v in values]
         if op:
             filters[name] = converted if op in ("in", "not_in") else converted[0]
         else:
             filters[field] = converted if len(converted) > 1 else converted[0]
     return filters
-
-
-def coerce_query_value(entity: EntityType, field: str, value: str, kinds: Mapping[str, str]) -> Any:
-    """A query-string value as the type of the column (or custom field) it filters."""
-    if field.startswith("custom."):
-        kind = kinds.get(field[7:])
-        if kind in ("number", "money"):
-            return _query_number(field, value)
-        if kind == "boolean":
-            return value in ("1", "true", "yes")
-        return value
-    if field in ("tag", "group"):
-        return int(value) if field == "group" and value.isdigit() else value
-    column = getattr(entity.model, field, None)
-    try:
-        python_type = column.type.python_type if column is not None else str
-    except (AttributeError, NotImplementedError):
-        python_type = str
-    try:
-        if python_type is bool:
-            return value in ("1", "true", "yes", "on")
-        if python_type is int:
-            return int(value)
-        if python_type is Decimal:
-            return Decimal(value.replace(",", "."))
-        if python_type is dt.datetime:
-            day = dt.date.fromisoformat(value[:10])
-            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    except (ValueError, ArithmeticError):
-        raise ValidationFailed({field: [f"not a valid value: {value}"]}) from None
-    return value
-
-
-def _query_number(field: str, value: str) -> float:
-    try:
-        return float(value.replace(",", ".").replace(" ", ""))
-    except ValueError:
-        raise ValidationFailed({field: [f"not a number: {value}"]}) from None
 
 
 def compile_condition(
