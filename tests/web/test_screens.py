@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from crmkit.access.rules import Scope
 from crmkit.clock import frozen_at
 from crmkit.model import Resource, User
 from crmkit.testing import add_user, factories
@@ -585,3 +586,30 @@ async def test_static_links_carry_a_content_digest_and_serve_the_file(web):
         assert digest == hashlib.blake2b(content, digest_size=6).hexdigest()
         served = await agent.get(f"/static/{name}?v={digest}")
         assert served.status_code == 200 and served.content == content
+
+
+
+async def test_permissions_screen_shows_what_a_role_reaches(web, crm):
+    """Cells given by a ``*`` row show that scope (marked), cannot be narrowed to no
+    effect, and actions an entity adds (a user's ``block``) are listed."""
+    admin = await web("admin")
+    page = await admin.get("/admin/permissions?role=admin")
+    assert page.status_code == 200
+    # the admin role has one row for everything: every cell shows "all", marked as given
+    assert 'aria-label="user block" class="scope-all"' in page.text
+    assert 'aria-label="party delete" class="scope-all"' in page.text
+    refused = await admin.post(
+        "/admin/permissions",
+        {"role": "admin", "entity": "party", "action": "delete", "scope": "none"},
+    )
+    assert refused.status_code == 422
+    assert "would change nothing" in refused.text
+    with crm.system() as work:
+        assert work.permissions.effective("admin")[("party", "delete")] == (Scope.ALL, True)
+    # a role's own cells are shown as they are, not marked
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "export", "own")
+    agent = (await admin.get("/admin/permissions?role=agent")).text
+    assert 'aria-label="party export" class="scope-own"' in agent
+    with crm.system() as work:
+        assert work.permissions.effective("agent")[("party", "export")] == (Scope.OWN, False)

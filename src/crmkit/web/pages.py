@@ -248,9 +248,7 @@ def error_text(request: Request, error: Exception) -> str:
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
-                text = "; ".join(
-                    i18n.gettext(m) if isinstance(m, str) else _flatten(m) for m in items
-                )
+                text = "; ".join(_flatten(m) for m in items)
                 label = "" if field == "_schema" else i18n.gettext(field) + ": "
                 parts.append(label + text)
             return "; ".join(parts)
@@ -258,6 +256,10 @@ def error_text(request: Request, error: Exception) -> str:
 
 
 def _flatten(messages: Any) -> str:
+    from crmkit.i18n import Message, translate
+
+    if isinstance(messages, str | Message):
+        return translate(messages, i18n.gettext)
     if isinstance(messages, Mapping):
         return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
     if isinstance(messages, list):

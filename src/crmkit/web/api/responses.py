@@ -27,6 +27,7 @@ from crmkit.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from crmkit.i18n import Message
 
 log = logging.getLogger("crmkit.api")
 
@@ -39,6 +40,8 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, set | frozenset | tuple):
         return list(value)
+    if isinstance(value, Message):
+        return str(value)  # the API speaks English; the template and parameters stay apart
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 

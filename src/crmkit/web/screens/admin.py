@@ -112,11 +112,12 @@ def permissions(request: Request) -> Response:
             )
         return redirect(request, "/admin/permissions", "Saved.", role=data.get("role"))
     with work(request) as unit:
-        cells = unit.permissions.table()
         roles = unit.permissions.roles()
-    role = request.query_params.get("role") or (roles[0].name if roles else "")
-    table: dict[tuple[str, str], Any] = {(c.entity, c.action): c for c in cells if c.role == role}
+        role = request.query_params.get("role") or (roles[0].name if roles else "")
+        table = unit.permissions.effective(role)
     entities = sorted(crm.entities.by_name.values(), key=lambda e: e.name)
+    # the generic actions first, then those some entities add (refund, block...)
+    actions = [*ACTIONS, *sorted({a for e in entities for a in e.actions} - set(ACTIONS))]
     return render(
         request,
         "admin/permissions.html",
@@ -125,7 +126,7 @@ def permissions(request: Request) -> Response:
             "roles": roles,
             "role": role,
             "entities": entities,
-            "actions": ACTIONS,
+            "actions": actions,
             "table": table,
             "scopes": [s.label for s in Scope],
         },
