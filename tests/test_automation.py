@@ -353,3 +353,82 @@ def test_an_idle_client_merged_away_does_not_act_on_its_survivor(app):
     deliver_due(app)
     notes = [n.body for n in timeline(app, survivor.id, kind="note")]
     assert notes == ["Давно не общались"] * 2  # its own second idle month only
+
+
+@pytest.mark.parametrize(
+    ("trigger", "actions", "named"),
+    [
+        ({"event": "booking.upcoming", "hours": float("nan")}, NOTE, "hours: not a number"),
+        ({"event": "booking.upcoming", "hours": float("inf")}, NOTE, "hours: not a number"),
+        ({"event": "record.idle", "days": 1e6}, NOTE, "days: 1000000.0 is out of range"),
+        ({"event": "record.idle", "days": -3}, NOTE, "days: -3 is out of range"),
+        (
+            {"event": "record.created"},
+            [{"kind": "create_task", "title": "x", "due_in_hours": "2ч"}],
+            "create_task due_in_hours: not a number",
+        ),
+        (
+            {"event": "record.created"},
+            [{"kind": "create_reminder", "text": "x", "in_hours": 1e9}],
+            "create_reminder in_hours: 1000000000.0 is out of range",
+        ),
+    ],
+)
+def test_numbers_of_rules_are_checked_when_the_rule_is_made(app, trigger, actions, named):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work, pytest.raises(ValidationFailed, match=named):
+        automation(work).create("bad-numbers", trigger, actions)
+
+
+def test_one_failing_clock_rule_does_not_stop_the_others(app, monkeypatch):
+    from crmkit.automation import engine
+
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        for name in ("a-broken", "b-reminder"):
+            automation(work).create(
+                name,
+                {"event": "booking.upcoming", "hours": 24},
+                [{"kind": "add_note", "body": name}],
+            )
+        party = factories.person(work)
+        starts = utcnow() + dt.timedelta(hours=5)
+        work.calendar.create(
+            {
+                "title": "ТО",
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + dt.timedelta(hours=1)).isoformat(),
+                "party_id": party.id,
+            }
+        )
+    candidates = engine._clock_candidates
+
+    def failing(work, rule, moment):
+        if rule.name == "a-broken":
+            raise RuntimeError("disk on fire")
+        return candidates(work, rule, moment)
+
+    monkeypatch.setattr(engine, "_clock_candidates", failing)
+    assert scan_clock(app) == 1  # the second rule was queued all the same
+    deliver_due(app)
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["b-reminder"]
+    with app.acting_as(admin) as work:
+        [failure] = automation(work).failures()
+        assert failure.rule == "a-broken" and "disk on fire" in failure.error
+
+
+def test_paused_inside_a_unit_of_work_queues_no_rule(app):
+    from crmkit.automation import paused
+
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "note-on-new-clients", {"event": "record.created", "entity": "party"}, NOTE
+        )
+    with app.acting_as(admin) as work:
+        with paused():
+            past = factories.organisation(work, name="Прошлое")
+        now = factories.organisation(work, name="Сейчас")
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, past.id, kind="note") == []
+    assert len(timeline(app, now.id, kind="note")) == 1

@@ -57,6 +57,17 @@ async def test_rules_screen_creates_switches_and_shows_failures(crm, web):
         {"action": "create", "name": "bad", "event": "record.created", "actions": "[{"},
     )
     assert bad.status_code in (400, 422) and "not valid JSON" in bad.text
+    hours = await admin.post(
+        "/admin/automation",
+        {
+            "action": "create",
+            "name": "bad-hours",
+            "event": "booking.upcoming",
+            "hours": "abc",
+            "actions": '[{"kind": "add_note", "body": "."}]',
+        },
+    )
+    assert hours.status_code == 422 and "hours: not a number: abc" in hours.text
     with crm.system() as work:
         party = work.parties.create({"kind": "organisation", "name": "ООО «Тест»"})
         work.deals.create({"title": "Сделка", "party_id": party.id})

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -97,6 +98,10 @@ class Trigger:
             raise ValidationFailed({"trigger": ["booking.upcoming needs hours"]})
         if self.event == "record.idle" and not self.days:
             raise ValidationFailed({"trigger": ["record.idle needs days"]})
+        for name, limit in (("hours", MAX_HOURS), ("days", MAX_DAYS)):
+            value = getattr(self, name)
+            if value is not None:
+                _in_range(value, name, 0, limit, field="trigger", zero=False)
         if self.event == "field.changed" and not self.field:
             raise ValidationFailed({"trigger": ["field.changed needs a field"]})
 
@@ -117,6 +122,32 @@ class Action:
         missing = [name for name in required if not self.params.get(name)]
         if missing:
             raise ValidationFailed({"actions": [f"{self.kind} needs {', '.join(missing)}"]})
+        for name in _HOURS_PARAMS.get(self.kind, ()):
+            if self.params.get(name) not in (None, ""):
+                _in_range(self.params[name], f"{self.kind} {name}", 0, MAX_HOURS, field="actions")
+
+
+#: How far ahead or back a rule may look: a year, in hours or days (a longer span is a
+#: typing slip, and dates beyond the calendar's range would fail every scan).
+MAX_HOURS = 24 * 366
+MAX_DAYS = 3660
+_HOURS_PARAMS = {"create_task": ("due_in_hours",), "create_reminder": ("in_hours",)}
+
+
+def _in_range(
+    value: Any, name: str, low: float, high: float, *, field: str, zero: bool = True
+) -> float:
+    """``value`` as a finite number within [low, high] (above ``low`` unless ``zero``), or a
+    :class:`ValidationFailed` under ``field`` naming ``name``."""
+    number = None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None or not math.isfinite(number):
+        raise ValidationFailed({field: [f"{name}: not a number ({value!r})"]})
+    if number < low or (number == low and not zero) or number > high:
+        raise ValidationFailed({field: [f"{name}: {value!r} is out of range (up to {high:g})"]})
+    return number
 
 
 @attrs.frozen

@@ -136,7 +136,7 @@ def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -
 
 def on_event(event: DomainEvent, work: UnitOfWork) -> None:
     """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
-    if work.actor.assistant or is_paused():
+    if work.actor.assistant or event.rules_paused or is_paused():
         return
     found = triggers_of(event)
     if not found:
@@ -234,48 +234,67 @@ def _clock_candidates(
 
 
 def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
-    """Queue ``booking.upcoming`` and ``record.idle`` matches; how many were new."""
-    from crmkit.model import OutboxItem
+    """Queue ``booking.upcoming`` and ``record.idle`` matches; how many were new.
 
+    Each rule is scanned in its own savepoint: one that fails (a bad stored value, a
+    database error) is recorded as the rule's failure for the admin, the others go on.
+    """
     moment = now or utcnow()
     queued = 0
+    failed: list[tuple[Rule, str, str]] = []
     with crm.system() as work:
         rules = [r for r in rules_of(work) if r.when.event in ("booking.upcoming", "record.idle")]
         for rule in rules:
             entity = "calendar_event" if rule.when.event == "booking.upcoming" else "party"
             if rule.when.entity and rule.when.entity != entity:
                 continue
-            new = 0
-            for page in _clock_candidates(work, rule, moment):
-                keys = {
-                    f"automation:{rule.name}:{entity}:{record_id}:{at}": (record_id, party_id, at)
-                    for record_id, party_id, at in page
-                }
-                done = set(
-                    work.session.scalars(
-                        select(OutboxItem.idempotency_key).where(
-                            OutboxItem.idempotency_key.in_(list(keys))
-                        )
-                    )
-                )
-                for key, (record_id, party_id, moment_key) in keys.items():
-                    if key in done or new >= SCAN_QUEUE_LIMIT:
-                        continue
-                    queue_run(
-                        work,
-                        rule,
-                        rule.when.event,
-                        entity,
-                        record_id,
-                        {"at": moment_key},
-                        party_id=party_id,
-                        key=key,
-                    )
-                    new += 1
-                if new >= SCAN_QUEUE_LIMIT:
-                    break
-            queued += new
+            try:
+                with work.session.begin_nested():
+                    queued += _scan_rule(work, rule, entity, moment)
+            except Exception as exc:  # one rule's trouble must not stop the others' reminders
+                from crmkit.jobs.delivery import error_text
+
+                log.exception("automation rule %s: the clock scan failed", rule.name)
+                failed.append((rule, entity, error_text(exc)))
+    for rule, entity, error in failed:  # after the scan's commit: SQLite has one writer
+        record_failure(
+            crm, {"rule": rule.name, "trigger": rule.when.event, "entity": entity}, error
+        )
     return queued
+
+
+def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -> int:
+    """Queue one time-based rule's new matches (at most ``SCAN_QUEUE_LIMIT``); how many."""
+    from crmkit.model import OutboxItem
+
+    new = 0
+    for page in _clock_candidates(work, rule, moment):
+        keys = {
+            f"automation:{rule.name}:{entity}:{record_id}:{at}": (record_id, party_id, at)
+            for record_id, party_id, at in page
+        }
+        done = set(
+            work.session.scalars(
+                select(OutboxItem.idempotency_key).where(OutboxItem.idempotency_key.in_(list(keys)))
+            )
+        )
+        for key, (record_id, party_id, moment_key) in keys.items():
+            if key in done or new >= SCAN_QUEUE_LIMIT:
+                continue
+            queue_run(
+                work,
+                rule,
+                rule.when.event,
+                entity,
+                record_id,
+                {"at": moment_key},
+                party_id=party_id,
+                key=key,
+            )
+            new += 1
+        if new >= SCAN_QUEUE_LIMIT:
+            break
+    return new
 
 
 # -- running a rule --------------------------------------------------------------------------

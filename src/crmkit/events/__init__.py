@@ -57,3 +57,5 @@ class DomainEvent:
     party_id: int | None = None
     data: dict[str, Any] = attrs.field(factory=dict)
     at: dt.datetime = attrs.field(factory=utcnow)
+    #: raised inside ``crmkit.automation.paused()``: no automation rule reacts to it
+    rules_paused: bool = False

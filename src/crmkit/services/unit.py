@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from crmkit.access.policy import AccessPolicy, load_actor
+from crmkit.automation import is_paused
 from crmkit.clock import utcnow
 from crmkit.db import read_only_connection
 from crmkit.errors import Conflict, CrmkitError, PermissionDenied
@@ -244,6 +245,7 @@ class UnitOfWork:
             actor_id=self.actor.user_id,
             party_id=party_id,
             data=data,
+            rules_paused=is_paused(),
         )
         self._events.append(event)
         return event

@@ -82,9 +82,14 @@ def _json_field(data: dict[str, Any], name: str, default: Any) -> Any:
         raise ValidationFailed({name: [f"not valid JSON: {exc.msg} (line {exc.lineno})"]}) from None
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any, name: str) -> float | None:
     text = str(value or "").strip().replace(",", ".")
-    return float(text) if text else None
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationFailed({name: [f"not a number: {text}"]}) from None
 
 
 def rules(request: Request) -> Response:
@@ -109,7 +114,7 @@ def rules(request: Request) -> Response:
                 if str(data.get(key) or "").strip():
                     trigger[key] = str(data[key]).strip()
             for key in ("hours", "days"):
-                number = _number(data.get(key))
+                number = _number(data.get(key), key)
                 if number is not None:
                     trigger[key] = number
             service.create(
