@@ -22,7 +22,8 @@ signed "assistant".  Events raised by the assistant's own actions trigger no rul
 
 Triggers (``Trigger.event``):
 
-``record.created``, ``booking.made`` (a calendar event with a resource)
+``record.created``, ``booking.made`` (a calendar event was made: a booking or a meeting;
+narrow it with a condition such as ``resource_id not_null``)
 ``stage.entered`` / ``stage.left`` (``stage=`` the stage name)
 ``field.changed`` (``field=`` a field name)
 ``payment.received`` (raised by the finance plugin), ``task.overdue``
