@@ -432,3 +432,71 @@ def test_paused_inside_a_unit_of_work_queues_no_rule(app):
     assert deliver_due(app) == {"delivered": 1}
     assert timeline(app, past.id, kind="note") == []
     assert len(timeline(app, now.id, kind="note")) == 1
+
+
+def test_conditions_on_computed_fields_ask_the_database_about_the_record(make_crm):
+    """A rule may name what a list filters on but a record has no column for: the ``tag``
+    and ``group`` of the core and a plugin's ``FilterField``, checked for that one record
+    when the rule runs (not when the change was made)."""
+    from sqlalchemy import func
+
+    from crmkit.filters import FilterField
+
+    def open_tasks(entity, op, value):
+        count = (
+            select(func.count(Task.id))
+            .where(
+                Task.record_entity == "deal",
+                Task.record_id == entity.model.id,
+                Task.status == "open",
+            )
+            .scalar_subquery()
+        )
+        return {"eq": count == int(value), "gt": count > int(value)}[op]
+
+    class CallPlugin:
+        crmkit_plugin_name = "test_call_vip"
+
+        @hookimpl
+        def crmkit_register_filter_fields(self):
+            return [FilterField("open_tasks", "deal", open_tasks, kind="number")]
+
+        @hookimpl
+        def crmkit_register_automations(self):
+            return [
+                Rule(
+                    "call-vip-once",
+                    Trigger("stage.entered", entity="deal", stage="qualified"),
+                    (Action("create_task", {"title": CALL}),),
+                    condition={
+                        "all": [
+                            {"field": "tag", "op": "has", "value": "vip"},
+                            {"field": "open_tasks", "op": "eq", "value": 0},
+                        ]
+                    },
+                )
+            ]
+
+    app = make_crm(plugins=[CallPlugin()])
+    olga = add_user(app, "olga", ["agent"])
+    with app.acting_as(olga) as work:
+        party = factories.organisation(work, name="ООО «Ромашка»")
+        vip = factories.deal(work, party_id=party.id, title="Большая поставка")
+        busy = factories.deal(work, party_id=party.id, title="Поставка с задачей")
+        plain = factories.deal(work, party_id=party.id, title="Обычная поставка")
+        for deal in (vip, busy):
+            work.records("deal").set_tags(deal, ["vip"])
+        work.tasks.create(
+            {
+                "title": "Уже звоним",
+                "assignee_id": olga.id,
+                "record_entity": "deal",
+                "record_id": busy.id,
+            }
+        )
+        for deal in (vip, busy, plain):
+            work.moves.move(deal, "qualified")
+    assert deliver_due(app) == {"delivered": 3}
+    with app.system() as work:
+        titles = sorted(t.title for t in work.session.scalars(select(Task)))
+    assert titles == ["Call ООО «Ромашка» about Большая поставка", "Уже звоним"]

@@ -395,23 +395,40 @@ def glob_pattern(text: str) -> str:
 # -- evaluation in memory -------------------------------------------------------------------
 
 
-def evaluate(condition: Condition | None, values: Mapping[str, Any]) -> bool:
+#: Decides one comparison on a computed field for the record being evaluated:
+#: ``check(op, value) -> bool`` (a query about that one record, see
+#: :mod:`crmkit.automation.engine`).
+ComputedCheck = Callable[[str, Any], bool]
+
+
+def evaluate(
+    condition: Condition | None,
+    values: Mapping[str, Any],
+    computed: Mapping[str, ComputedCheck] | None = None,
+) -> bool:
     """Whether ``values`` (field -> value; ``custom.x`` keys for custom fields; ``tags`` as a
-    list) satisfy ``condition``.  Same operators and meaning as in SQL."""
+    list) satisfy ``condition``.  Same operators and meaning as in SQL.
+
+    ``computed`` decides the comparisons on computed fields (``tag``, ``group``, a plugin's
+    :class:`FilterField`) by field name; a branch of ``all``/``any`` already decided is not
+    asked, so cheap fields placed first spare the queries."""
     if not condition:
         return True
     if "all" in condition:
-        return all(evaluate(child, values) for child in condition["all"])
+        return all(evaluate(child, values, computed) for child in condition["all"])
     if "any" in condition:
         children = condition["any"]
-        return any(evaluate(child, values) for child in children) if children else True
+        return any(evaluate(child, values, computed) for child in children) if children else True
     if "not" in condition:
-        return not evaluate(condition["not"], values)
+        return not evaluate(condition["not"], values, computed)
     field = condition["field"]
     op = condition.get("op", "eq")
     expected = condition.get("value")
     if op not in OPERATORS:
         raise ValidationFailed({field: [f"unknown operator {op!r}"]})
+    check = (computed or {}).get(field)
+    if check is not None:
+        return check(op, expected)
     if field == "tag":
         tags = set(values.get("tags") or ())
         wanted = set(expected if isinstance(expected, list | tuple) else [expected])

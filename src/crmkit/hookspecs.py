@@ -121,7 +121,8 @@ def crmkit_register_filter_fields() -> list[FilterField]:
     """Computed fields that lists, smart groups and automation conditions may filter on.
 
     Collecting.  Each compiles ``(entity, op, value)`` to a SQL predicate (a client's
-    total paid, days since the last visit...).
+    total paid, days since the last visit...).  An automation condition on one is checked
+    by running the predicate for the rule's record when the rule runs.
     """
     return []
 

@@ -40,7 +40,11 @@ Texts are templates rendered in Jinja's sandbox with ``record``, ``party``, ``ev
 %H:%M") }}`` writes a moment in local time).  Conditions see the subject's fields, ``event.*``
 and the client's first address of each kind (``party.email``, ``party.phone``,
 ``party.messenger``, ``None`` when the client has none), so one rule can write to clients
-with an address and another give the staff a task for the rest.
+with an address and another give the staff a task for the rest.  The subject's computed
+filter fields (``tag``, ``group``, those plugins register with
+``crmkit_register_filter_fields``, such as the finance plugin's ``total_paid``) are
+checked by asking the database about that one record when the rule runs, so they mean
+what they mean in a list.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ class Rule:
     ``subject`` names the record the actions work on when it is not the event's own:
     ``(entity, key)`` reads the id from the event's data (``("finance_order",
     "order_id")``).  ``condition`` uses the :mod:`crmkit.filters` language over the
-    subject's fields (``custom.x`` for custom fields, ``tags``) and ``event.*`` values.
+    subject's fields (``custom.x`` for custom fields), its computed filter fields (``tag``,
+    ``group``, plugins' ones), ``party.*`` and ``event.*`` values.
     """
 
     name: str

@@ -28,6 +28,7 @@ from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.events import DomainEvent
+from crmkit.filters import BUILTIN_FIELDS, ComputedCheck, compile_condition, evaluate
 from crmkit.jobs import Delivery
 from crmkit.model import AutomationFailure, AutomationRule, Team, TeamMember, User, UserRole
 
@@ -309,6 +310,26 @@ def _record_values(work: UnitOfWork, entity: str, record: Any) -> dict[str, Any]
     return values
 
 
+def _computed_checks(work: UnitOfWork, entity: str, record: Any) -> dict[str, ComputedCheck]:
+    """Computed filter fields of the subject (``tag``, ``group``, those plugins register
+    with ``crmkit_register_filter_fields``), each checked by asking the database about this
+    one record: a condition means there what it means in a list or a smart group."""
+    entity_type = work.crm.entity(entity)
+    fields = {**BUILTIN_FIELDS, **work.crm.filter_fields_for(entity)}
+    model = entity_type.model
+
+    def check_of(name: str) -> ComputedCheck:
+        def check(op: str, value: Any) -> bool:
+            leaf = {"field": name, "op": op, "value": value}
+            predicate = compile_condition(entity_type, leaf, fields=fields)
+            found = work.session.scalar(select(model.id).where(model.id == record.id, predicate))
+            return found is not None
+
+        return check
+
+    return {name: check_of(name) for name in fields}
+
+
 def _template(work: UnitOfWork, text: str, variables: Mapping[str, Any]) -> str:
     return str(work.message_templates.render_text("text", str(text), variables))
 
@@ -505,9 +526,8 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
         values.update({f"party.{k}": v for k, v in party_values.items()})
         for kind in ("email", "phone", "messenger"):
             values.setdefault(f"party.{kind}", None)
-        from crmkit.filters import evaluate
-
-        if not evaluate(rule.condition, values):
+        computed = _computed_checks(work, entity, record) if record is not None else None
+        if not evaluate(rule.condition, values, computed):
             return {"skipped": "condition not met"}
         variables = {
             "record": values,
