@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from crmkit_finance import finance
 from crmkit_finance.integrity import problems
 from crmkit_finance.services.cashdesk import PaymentService
 from finance_fixtures import money
+from finance_web import clients
 
 from crmkit.errors import PermissionDenied, ValidationFailed
 
@@ -102,6 +104,44 @@ def test_partial_payments_prepayment_refund_and_events(shop):
         assert [a.data["amount"] for a in timeline] == ["-200.00", "1000.00", "500.00"]
         assert rest.shift_id is None
         assert problems(work) == []
+
+
+def test_orders_are_found_by_what_is_still_due(shop):
+    """``due`` (a computed filter field of orders): the total less what was paid, negative
+    when overpaid; lists and automation conditions read it."""
+    crm = shop.crm
+    unpaid, part, full, over = (completed_order(shop) for _ in range(4))
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        for order, amount in ((part, "500.00"), (full, "1500.00"), (over, "2000.00")):
+            fin.payments.take(order_id=order.id, amount=amount, method="transfer")
+    with crm.acting_as(shop.manager) as work:
+        orders = finance(work).orders
+
+        def due(op, value):
+            where = {"field": "due", "op": op, "value": value}
+            return sorted(o.id for o in orders.list(where=where).items)
+
+        assert due("gt", 0) == [unpaid.id, part.id]
+        assert due("lte", 0) == [full.id, over.id]
+        assert due("lt", "0") == [over.id]
+        assert due("eq", "1 000,00") == [part.id]
+        assert due("ne", 1000) == [unpaid.id, full.id, over.id]
+        with pytest.raises(ValidationFailed, match="operator contains does not apply"):
+            due("contains", 1)
+        with pytest.raises(ValidationFailed, match="0.001 has more than 2 decimal places"):
+            due("gt", "0.001")
+    with crm.acting_as(shop.cashier) as work:
+        [payment] = finance(work).payments.of_order(full.id)
+        finance(work).payments.refund(payment.id, "100.00", method="transfer")
+    with crm.acting_as(shop.manager) as work:
+        orders = finance(work).orders
+        assert due("gt", 0) == [unpaid.id, part.id, full.id]  # a refund is owed again
+    # the orders list filters by it from its query string
+    page = clients(crm)("manager").get("/lists/finance_order?f.due__lte=0")
+    listed = {int(i) for i in re.findall(r"/records/finance_order/(\d+)", page.text)}
+    assert listed == {over.id}
 
 
 def test_void_reverses_and_only_in_its_shift(shop):

@@ -178,12 +178,19 @@ def test_total_paid_filters_a_smart_group(shop):
     crm = shop.crm
     with crm.acting_as(shop.manager) as work:
         other = work.parties.create(kind="person", first_name="Нина", last_name="Нулева")
+        small = work.parties.create(kind="person", first_name="Пётр", last_name="Малов")
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(party_id=small.id, amount="500.00", method="transfer")
+    with crm.acting_as(shop.manager) as work:
         paid = finance(work).payments.total_paid(shop.client.id)
         rich = work.parties.list(where={"field": "total_paid", "op": "gte", "value": "1000"}).items
         poor = work.parties.list(where={"field": "total_paid", "op": "lt", "value": "1000"}).items
+        exact = work.parties.list(where={"field": "total_paid", "op": "eq", "value": 500}).items
     assert paid > 1000
+    # compared in rubles, though stored in kopecks (500 ₽ is 50000)
     assert [p.id for p in rich] == [shop.client.id]
-    assert other.id in [p.id for p in poor]
+    assert {other.id, small.id} <= {p.id for p in poor}
+    assert [p.id for p in exact] == [small.id]
 
 
 @pytest.mark.sqlite_only

@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, not_, or_, select
+from sqlalchemy import func, not_, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from crmkit import (
@@ -23,7 +23,7 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.errors import ValidationFailed
-from crmkit.model import Party
+from crmkit.model import Amount, Party
 from crmkit_finance import access, schemas
 from crmkit_finance.model import (
     FinanceAsset,
@@ -408,10 +408,29 @@ def crmkit_party_merged(work: Any, survivor: Any, merged: Any) -> None:
 # -- computed filter fields ------------------------------------------------------------
 
 
-def _total_paid(entity: EntityType, op: str, value: Any) -> Any:
+def _compared(name: str, amount: Any, op: str, value: Any) -> Any:
+    """``amount`` (a SQL expression over stored amounts) compared with a condition's value.
+
+    Amounts are stored as minor units (:class:`crmkit.model.Amount`); a difference of two
+    is a plain integer to SQLAlchemy, so the value would be compared unscaled (1000 ₽ with
+    10 ₽).  Typed as an amount, the value is bound in minor units too."""
     if op not in ("eq", "ne", "lt", "lte", "gt", "gte"):
-        raise ValidationFailed({"total_paid": [f"operator {op} does not apply to an amount"]})
-    amount = to_decimal(value, "total_paid")
+        raise ValidationFailed({name: [f"operator {op} does not apply to an amount"]})
+    given = to_decimal(value, name)
+    if given != given.quantize(Decimal("0.01")):
+        raise ValidationFailed({name: [f"{value} has more than 2 decimal places"]})
+    amount = type_coerce(amount, Amount(2))
+    return {
+        "eq": amount == given,
+        "ne": not_(amount == given),
+        "lt": amount < given,
+        "lte": amount <= given,
+        "gt": amount > given,
+        "gte": amount >= given,
+    }[op]
+
+
+def _total_paid(entity: EntityType, op: str, value: Any) -> Any:
     payer = aliased(Party)
     # payments of the party and of the parties merged into it (their history is its own)
     paid = (
@@ -420,14 +439,18 @@ def _total_paid(entity: EntityType, op: str, value: Any) -> Any:
         .where(or_(payer.id == entity.model.id, payer.merged_into_id == entity.model.id))
         .scalar_subquery()
     )
-    return {
-        "eq": paid == amount,
-        "ne": not_(paid == amount),
-        "lt": paid < amount,
-        "lte": paid <= amount,
-        "gt": paid > amount,
-        "gte": paid >= amount,
-    }[op]
+    return _compared("total_paid", paid, op, value)
+
+
+def _order_due(entity: EntityType, op: str, value: Any) -> Any:
+    # the total less what was paid for the order (refunds deducted): payment.received's
+    # order_due, but negative when overpaid
+    paid = (
+        select(func.coalesce(func.sum(FinancePayment.order_amount), 0))
+        .where(FinancePayment.order_id == FinanceOrder.id)
+        .scalar_subquery()
+    )
+    return _compared("due", FinanceOrder.total - paid, op, value)
 
 
 @hookimpl
@@ -439,7 +462,8 @@ def crmkit_register_filter_fields() -> list[FilterField]:
             _total_paid,
             label="Total paid",
             kind="money",
-        )
+        ),
+        FilterField("due", "finance_order", _order_due, label="Due", kind="money"),
     ]
 
 
