@@ -42,9 +42,10 @@ and the client's first address of each kind (``party.email``, ``party.phone``,
 ``party.messenger``, ``None`` when the client has none), so one rule can write to clients
 with an address and another give the staff a task for the rest.  The subject's computed
 filter fields (``tag``, ``group``, those plugins register with
-``crmkit_register_filter_fields``, such as the finance plugin's ``total_paid``) are
+``crmkit_register_filter_fields``, such as the finance plugin's ``due`` of an order) are
 checked by asking the database about that one record when the rule runs, so they mean
-what they mean in a list.
+what they mean in a list.  A run holds its subject's row (:func:`crmkit.db.lock_row`):
+two runs on one record take turns, the second seeing what the first did.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@
   triggers: bookings starting within N hours, parties idle for N days.  The outbox's
   idempotency key makes each (rule, record, moment) queue once however often it scans.
 * :func:`run_queued` (the ``automation`` outbox handler) runs one match in a unit of work
-  acting as the assistant: loads the subject, checks the condition, does the actions,
-  writes them on the timeline.  A failure rolls all of it back and is recorded in
-  ``automation_failure`` (and shown to admins); errors a retry cannot fix are not retried.
+  acting as the assistant: holds and loads the subject (runs on one record take turns),
+  checks the condition, does the actions, writes them on the timeline.  A failure rolls
+  all of it back and is recorded in ``automation_failure`` (and shown to admins); errors
+  a retry cannot fix are not retried.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from crmkit import events
 from crmkit.automation import Rule, is_paused, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
+from crmkit.db import lock_row
 from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.events import DomainEvent
 from crmkit.filters import BUILTIN_FIELDS, ComputedCheck, compile_condition, evaluate
@@ -504,6 +506,9 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
             record_id = event.get(key)
         record = None
         if record_id is not None and entity in crm.entities:
+            # runs on one record take turns: the second checks its condition on what the
+            # first did (a payment's rule and a stage's rule must not both move an order)
+            lock_row(work.session, crm.entities[entity].model, record_id)
             record = work.records(entity).find(record_id)
             if record is None:
                 return {"skipped": f"{entity} {record_id} is gone"}

@@ -2,7 +2,8 @@
 
 * a booking is confirmed when it is made, and the client is reminded the day before;
 * the client is asked for a review once the order is closed (the car handed back);
-* an order paid in full moves from ``done`` to ``paid`` and its manager is told.
+* an order paid in full moves from ``done`` to ``paid`` and its manager is told, whether
+  the last payment came after the work was done or the client paid before.
 
 Messages go to the client by mail (channel ``mail``, the ``crmkit-mail`` plugin).  A client
 without an email address gets no message: the rule leaves a note on the timeline and a
@@ -101,26 +102,49 @@ def rules() -> list[Rule]:
         task="Спросить отзыв о заказе {{ record.number }}: {{ party.name }}",
         due_in_hours=24,
     )
-    found.append(
+    found += _paid_in_full()
+    return found
+
+
+#: An order of the car service waiting in ``done`` (the order as it is when the rule runs).
+IS_DONE = [
+    {"field": "pipeline", "op": "eq", "value": "carservice_order"},
+    {"field": "stage", "op": "eq", "value": "done"},
+]
+#: Nothing left to pay: the finance plugin's computed ``due`` (negative when overpaid), a
+#: query, so it comes after the fields the order carries.
+PAID_UP = {"field": "due", "op": "lte", "value": 0}
+
+
+def _paid_in_full() -> list[Rule]:
+    """An order done and paid in full moves to ``paid`` and its manager is told, whichever
+    came last: the payment (``carservice-order-paid``) or the work (``-prepaid``).
+
+    Both check the order as it is when they run: the first to run moves it, the other finds
+    it no longer ``done`` and does nothing, so the manager is told once.
+    """
+    actions = (
+        Action("move", {"to": "paid"}),
+        Action(
+            "notify",
+            {"to": "owner", "text": "Заказ {{ record.number }} оплачен ({{ party.name }})"},
+        ),
+    )
+    return [
         Rule(
             "carservice-order-paid",
             Trigger("payment.received"),
-            (
-                Action("move", {"to": "paid"}),
-                Action(
-                    "notify",
-                    {"to": "owner", "text": "Заказ {{ record.number }} оплачен ({{ party.name }})"},
-                ),
-            ),
+            actions,
             subject=("finance_order", "order_id"),
-            condition={
-                "all": [
-                    {"field": "pipeline", "op": "eq", "value": "carservice_order"},
-                    {"field": "stage", "op": "eq", "value": "done"},
-                    {"field": "event.order_due", "op": "lte", "value": 0},
-                ]
-            },
+            condition={"all": [*IS_DONE, PAID_UP]},
             label="Заказ оплачен",
-        )
-    )
-    return found
+        ),
+        Rule(
+            "carservice-order-prepaid",
+            Trigger("stage.entered", entity="finance_order", stage="done"),
+            actions,
+            # a free order (nothing to pay) is not "paid": the office hands it over
+            condition={"all": [*IS_DONE, {"field": "total", "op": "gt", "value": 0}, PAID_UP]},
+            label="Заказ оплачен заранее",
+        ),
+    ]
