@@ -222,6 +222,8 @@ def test_a_payment_form_sent_twice_takes_the_money_once(shop, signed_in):
     first = cashier.submit("/finance/payments", payment)
     again = cashier.submit("/finance/payments", payment)  # a double click
     assert 'class="flash error"' not in first.text + again.text
+    assert "already sent" not in first.text
+    assert "This form was already sent" in again.text or "Эта форма уже отправлена" in again.text
     with shop.crm.acting_as(shop.cashier) as work:
         fin = finance(work)
         assert len(fin.payments.of_order(order.id)) == 1

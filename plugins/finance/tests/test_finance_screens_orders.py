@@ -52,3 +52,83 @@ def test_a_manager_builds_an_order_on_its_page(shop):
         other = shop.order(work)
         stray = finance(work).orders.add_line(other, shop.diagnostics.id)
     assert manager.post(f"/finance/orders/{order.id}/lines/{stray.id}/remove").status_code == 404
+
+
+AGAIN = ("This form was already sent", "Эта форма уже отправлена")
+
+
+def _token(page, action):
+    form = page.text.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+    return re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+
+
+def _flash(page):
+    return " ".join(re.findall(r'<p class="flash [^"]*"[^>]*>([^<]*)</p>', page.text))
+
+
+def test_an_add_line_form_sent_twice_adds_the_line_once(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    manager = clients(shop.crm)("manager")
+    page = manager.get(f"/records/finance_order/{order.id}")
+    add = f"/finance/orders/{order.id}/lines"
+    sent = {"item_id": shop.oil.id, "qty": "2", "form_token": _token(page, add)}
+    first = manager.submit(add, sent)
+    again = manager.submit(add, sent)  # a double click, a reload, the back button
+    assert "flash error" not in first.text + again.text
+    assert not any(text in _flash(first) for text in AGAIN)
+    assert any(text in _flash(again) for text in AGAIN)
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        [line] = fin.orders.lines(order.id)
+        assert line.qty == 2 and fin.orders.totals(order.id).total == Decimal("1800.00")
+    assert _on_hand(shop) == Decimal("8")  # 10 on hand, 2 issued once
+    # the page gives the next form a token of its own: the same good again is a second line
+    page = manager.get(f"/records/finance_order/{order.id}")
+    manager.submit(add, {**sent, "form_token": _token(page, add)})
+    with shop.crm.acting_as(shop.manager) as work:
+        assert len(finance(work).orders.lines(order.id)) == 2
+    assert _on_hand(shop) == Decimal("6")
+
+
+def test_a_remove_line_form_sent_twice_removes_once(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        fin = finance(work)
+        service = fin.orders.add_line(order, shop.oil_change.id, main=True)
+        goods = fin.orders.add_line(order, shop.oil.id, qty=3)
+    manager = clients(shop.crm)("manager")
+    page = manager.get(f"/records/finance_order/{order.id}")
+    remove = f"/finance/orders/{order.id}/lines/{goods.id}/remove"
+    sent = {"form_token": _token(page, remove)}
+    manager.submit(remove, sent)
+    again = manager.submit(remove, sent)  # the open line is gone: no 404, no second return
+    assert "flash error" not in again.text
+    assert any(text in _flash(again) for text in AGAIN)
+    assert _on_hand(shop) == Decimal("10")
+    # a charged line: one correcting line and one credit, however often the form comes
+    with shop.crm.acting_as(shop.manager) as work:
+        work.moves.move(order.id, "done", entity="finance_order")
+    page = manager.get(f"/records/finance_order/{order.id}")
+    remove = f"/finance/orders/{order.id}/lines/{service.id}/remove"
+    sent = {"form_token": _token(page, remove)}
+    manager.submit(remove, sent)
+    again = manager.submit(remove, sent)
+    assert "flash error" not in again.text
+    assert any(text in _flash(again) for text in AGAIN)
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        lines = fin.orders.lines(order.id)
+        assert [line.reverses_line_id for line in lines] == [None, service.id]
+        totals = fin.orders.totals(order.id)
+        assert totals.total == 0 and totals.charged == 0
+    # a token of one order's form does not remove a line of another order
+    with shop.crm.acting_as(shop.manager) as work:
+        other = shop.order(work)
+        stray = finance(work).orders.add_line(other, shop.diagnostics.id)
+    page = manager.get(f"/records/finance_order/{order.id}")
+    token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)
+    stray_path = f"/finance/orders/{order.id}/lines/{stray.id}/remove"
+    assert manager.post(stray_path, {"form_token": token}).status_code == 404
+    with shop.crm.acting_as(shop.manager) as work:
+        assert len(finance(work).orders.lines(other.id)) == 1

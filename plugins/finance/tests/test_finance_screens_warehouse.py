@@ -103,3 +103,35 @@ def test_warehouse_screens_are_hidden_from_the_cashier(shop, signed_in):
     for who in ("director", "accountant"):
         page = signed_in(who).get("/finance/stock")
         assert page.status_code == 200 and 'id="receive"' not in page.text
+
+
+def test_a_receipt_form_sent_twice_receives_the_goods_once(shop, signed_in):
+    head = signed_in("warehouse")
+    page = head.get("/finance/stock")
+    form = page.text.split('action="/finance/stock/receive"', 1)[1].split("</form>", 1)[0]
+    token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+    sent = {
+        "item_id": shop.oil.id,
+        "location_id": shop.branch.id,
+        "qty": "10",
+        "unit_cost": "500",
+        "paid_from": "bank:main",
+        "form_token": token,
+    }
+    first = head.submit("/finance/stock/receive", sent)
+    again = head.submit("/finance/stock/receive", sent)  # a double click, a reload
+    flash = " ".join(re.findall(r'<p class="flash [^"]*"[^>]*>([^<]*)</p>', again.text))
+    assert "flash error" not in first.text + again.text
+    assert "This form was already sent" in flash or "Эта форма уже отправлена" in flash
+    level = _level(shop, shop.oil.id)
+    assert level["qty"] == Decimal("20") and level["value"] == Decimal("9000.00")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        moves = fin.stock.moves(shop.oil.id, shop.branch.id)
+        assert [m.kind for m in moves].count("receipt") == 2  # the fixture's and this one
+        assert fin.ledger.balance(fin.ledger.account("inventory:stock"), "RUB") == Decimal(
+            "9000.00"
+        )
+    # the next page's form is a new receipt
+    page = head.get("/finance/stock")
+    assert token not in page.text

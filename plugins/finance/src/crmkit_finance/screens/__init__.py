@@ -19,6 +19,7 @@ from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit.web.pages import error_text, redirect, work
 from crmkit_finance import finance
+from crmkit_finance.services import forms
 
 
 def optional_id(value: Any) -> int | None:
@@ -29,6 +30,11 @@ def optional_id(value: Any) -> int | None:
         return int(str(value))
     except ValueError:
         raise ValidationFailed({"id": [f"not a number: {value!r}"]}) from None
+
+
+def sent_token(data: Any) -> str | None:
+    """A form's one-time token (its hidden ``form_token`` field), ``None`` when it has none."""
+    return str(data.get("form_token") or "") or None
 
 
 def client_names(work: Any, party_ids: Iterable[int | None]) -> dict[int, str]:
@@ -57,18 +63,24 @@ def attempt(
 ) -> Response:
     """Run ``action(fin)`` in one unit of work as the user and go back to ``back``.
 
-    Success shows ``done`` (on ``then(result)`` when given); a refusal (invalid input, no
-    permission) rolls everything back and shows why on ``back``.  A record outside the
-    user's scope stays a 404.
+    Success shows ``done`` (on ``then(result)`` when given); a form sent again (its
+    one-time token already used, see :mod:`crmkit_finance.services.forms`) did nothing the
+    second time and says so instead.  A refusal (invalid input, no permission) rolls
+    everything back and shows why on ``back``.  A record outside the user's scope stays a
+    404.
     """
     try:
         with work(request) as unit:
             result = action(finance(unit))
+            repeat = forms.repeated(unit.session)
     except NotFound:
         raise
     except (ValidationFailed, PermissionDenied) as refused:
         return redirect(request, back, error_text(request, refused), kind="error")
-    return redirect(request, then(result) if then else back, done)
+    target = then(result) if then else back
+    if repeat:
+        return redirect(request, target, "This form was already sent: nothing was done again.")
+    return redirect(request, target, done)
 
 
 REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")

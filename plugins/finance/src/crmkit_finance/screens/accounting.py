@@ -32,7 +32,7 @@ from crmkit_finance.model import (
     FinancePayScheme,
     FinanceTransaction,
 )
-from crmkit_finance.screens import attempt, client_names, optional_id
+from crmkit_finance.screens import attempt, client_names, optional_id, sent_token
 from crmkit_finance.services.forms import new_form_token
 from crmkit_finance.services.payroll import BASES
 
@@ -164,7 +164,7 @@ def pay(request: Request) -> Response:
             optional_id(data.get("user_id")) or 0,
             data.get("amount", ""),
             paid_from=str(data.get("paid_from") or "bank:main"),
-            form_token=str(data.get("form_token") or "") or None,
+            form_token=sent_token(data),
         ),
         "Salary paid.",
     )

@@ -26,6 +26,7 @@ from crmkit_finance.screens import (
     optional_id,
     order_numbers,
     safe_back,
+    sent_token,
 )
 from crmkit_finance.services.cashdesk import METHODS
 from crmkit_finance.services.forms import new_form_token
@@ -201,7 +202,7 @@ def take_payment(request: Request) -> Response:
             desk_id=desk_id if method in ("cash", "card") else None,
             reference=str(data.get("reference", "")),
             note=str(data.get("note", "")),
-            form_token=str(data.get("form_token") or "") or None,
+            form_token=sent_token(data),
         )
 
     return attempt(request, back, take, "Payment taken.")
@@ -335,7 +336,7 @@ def pay_invoice(request: Request) -> Response:
             invoice_id,
             data.get("amount", ""),
             reference=str(data.get("reference", "")),
-            form_token=str(data.get("form_token") or "") or None,
+            form_token=sent_token(data),
         ),
         "Payment taken.",
     )

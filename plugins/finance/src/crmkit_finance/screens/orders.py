@@ -13,11 +13,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crmkit.errors import NotFound
 from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.pages import posted
 from crmkit_finance import finance
-from crmkit_finance.screens import attempt, optional_id
+from crmkit_finance.screens import attempt, optional_id, sent_token
 from crmkit_finance.services.cashdesk import METHODS
 from crmkit_finance.services.forms import new_form_token
 
@@ -108,6 +107,7 @@ def add_line(request: Request) -> Response:
             unit_price=data.get("unit_price") or None,
             main=bool(data.get("main")),
             performer_id=optional_id(data.get("performer_id")),
+            form_token=sent_token(data),
         ),
         "Line added.",
     )
@@ -118,13 +118,17 @@ def remove_line(request: Request) -> Response:
     order_id = int(request.path_params["order_id"])
     line_id = int(request.path_params["line_id"])
     data = posted(request)
-
-    def remove(fin: Any) -> None:
-        if line_id not in {line.id for line in fin.orders.lines(order_id)}:
-            raise NotFound("finance_order_line", line_id)
-        fin.orders.remove_line(line_id, reason=str(data.get("reason", "")))
-
-    return attempt(request, _order_path(order_id), remove, "Line removed.")
+    return attempt(
+        request,
+        _order_path(order_id),
+        lambda fin: fin.orders.remove_line(
+            line_id,
+            reason=str(data.get("reason", "")),
+            order_id=order_id,
+            form_token=sent_token(data),
+        ),
+        "Line removed.",
+    )
 
 
 def set_discount(request: Request) -> Response:

@@ -22,7 +22,8 @@ from crmkit.errors import ValidationFailed
 from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
-from crmkit_finance.screens import attempt, client_names, optional_id, safe_back
+from crmkit_finance.screens import attempt, client_names, optional_id, safe_back, sent_token
+from crmkit_finance.services.forms import new_form_token
 
 STOCK_READ = ("finance_stock", "read")
 STOCK_WRITE = ("finance_stock", "create")
@@ -64,6 +65,7 @@ def stock(request: Request) -> Response:
             "supplier_names": client_names(unit, (s.party_id for s in suppliers)),
             "may_move": fin.can("finance_stock", "create"),
             "may_catalogue": fin.can("finance_item", "create"),
+            "form_token": new_form_token,
         }
     return render(request, "finance/stock.html", context)
 
@@ -84,6 +86,7 @@ def _stock_action(name: str, data: Any) -> Any:
                 supplier_id=optional_id(data.get("supplier_id")),
                 paid_from=str(data.get("paid_from") or "") or None,
                 note=str(data.get("note", "")),
+                form_token=sent_token(data),
             )
         if name == "write_off":
             return fin.stock.write_off(

@@ -3,7 +3,8 @@ tab) takes the money once.
 
 A screen puts :func:`new_form_token` in a hidden ``form_token`` field; the service claims
 the token before it writes anything (:func:`claim`) and records the ids of what it wrote
-(:func:`remember`).  A repeat finds the claim and gets the first result back.  Two
+(:func:`remember`).  A repeat finds the claim and gets the first result back, and the
+transaction notes it (:func:`repeated`), so the screen can say the form was already sent.  Two
 submissions at once cannot both claim it: the token is unique, so the second insert waits
 for the first transaction (PostgreSQL) or for the write lock (SQLite), then finds the claim;
 if the first failed and rolled back, the second goes ahead as a first submission.
@@ -22,6 +23,8 @@ from crmkit.errors import ValidationFailed
 from crmkit_finance.model import FinanceFormToken
 
 TOKEN_LENGTH = 64
+#: ``session.info`` key set when a claim found its form already sent (see :func:`repeated`)
+REPEATED = "crmkit_finance.form_repeated"
 
 
 def new_form_token() -> str:
@@ -52,7 +55,14 @@ def claim(session: Any, token: str | None, action: str) -> list[int] | None:
     ).one()
     if row.action != action or row.result is None:
         raise ValidationFailed({"form_token": ["this form was already sent; reload the page"]})
+    session.info[REPEATED] = True
     return [int(i) for i in row.result.split(",") if i]
+
+
+def repeated(session: Any) -> bool:
+    """Whether a form claimed in this transaction had been sent before (its first result
+    came back instead of a second effect)."""
+    return bool(session.info.get(REPEATED))
 
 
 def remember(session: Any, token: str | None, ids: list[int]) -> None:

@@ -44,7 +44,7 @@ from crmkit_finance.model import (
 )
 from crmkit_finance.money import exact_money, percent_of, quantity, round_money, to_decimal
 from crmkit_finance.numbering import next_number
-from crmkit_finance.services import finance
+from crmkit_finance.services import finance, forms
 
 if TYPE_CHECKING:
     from crmkit.pipeline.engine import MoveContext
@@ -206,13 +206,20 @@ class OrderService(EntityService):
         performer_id: int | None = None,
         main: bool = False,
         description: str | None = None,
-    ) -> FinanceOrderLine:
+        form_token: str | None = None,
+    ) -> FinanceOrderLine | None:
         """Add a service or a good; goods leave stock now (at their moving average cost).
 
         Without ``unit_price`` the client's price applies (see the catalogue); without
         ``discount`` the order's percent.  On a completed order the line is recognized at
-        once (an extra service added after the work was done).
+        once (an extra service added after the work was done).  ``form_token``: the form's
+        one-time token; the same form sent again adds nothing and returns the line it added
+        (``None`` if that line was removed since; see :mod:`crmkit_finance.services.forms`).
         """
+        self.fin.require("finance_order", "update")
+        earlier = forms.claim(self.session, form_token, "order_line_add")
+        if earlier is not None:
+            return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None
         [line] = self.add_lines(
             order,
             [
@@ -227,6 +234,7 @@ class OrderService(EntityService):
                 }
             ],
         )
+        forms.remember(self.session, form_token, [line.id])
         return line
 
     def add_lines(self, order: Any, lines: Sequence[Mapping[str, Any]]) -> list[FinanceOrderLine]:
@@ -382,13 +390,29 @@ class OrderService(EntityService):
         self.work.audit("finance_order", order.id, "update_line", {f"line:{line.id}": changes})
         return line
 
-    def remove_line(self, line: Any, *, reason: str = "") -> FinanceOrderLine | None:
+    def remove_line(
+        self,
+        line: Any,
+        *,
+        reason: str = "",
+        order_id: int | None = None,
+        form_token: str | None = None,
+    ) -> FinanceOrderLine | None:
         """Take a line off the order; goods go back to stock.
 
         An open line is deleted.  A recognized one stays and gets a negative twin,
-        recognized today (returned as the result).
+        recognized today (returned as the result).  ``order_id``: the order the line must
+        be on (a form names both; another order's line is not found).  ``form_token``: the
+        form's one-time token; the same form sent again removes nothing more and returns
+        what the first one did.
         """
+        self.fin.require("finance_order", "update")
+        earlier = forms.claim(self.session, form_token, "order_line_remove")
+        if earlier is not None:
+            return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None
         line = self._line(line)
+        if order_id is not None and line.order_id != order_id:
+            raise NotFound("finance_order_line", line.id)
         order = self._open_for_lines(line.order_id)
         item = self.session.get(FinanceItem, line.item_id) if line.item_id else None
         if line.reverses_line_id is not None:
@@ -400,6 +424,7 @@ class OrderService(EntityService):
             self.work.flush()
             self._retotal(order)
             self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
+            forms.remember(self.session, form_token, [])
             return None
         if self.session.scalar(
             select(FinanceOrderLine.id).where(FinanceOrderLine.reverses_line_id == line.id)
@@ -418,6 +443,7 @@ class OrderService(EntityService):
             )
         self._retotal(order)
         self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
+        forms.remember(self.session, form_token, [negative.id])
         return negative
 
     def _line(self, line: Any) -> FinanceOrderLine:

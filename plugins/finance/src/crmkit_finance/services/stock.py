@@ -36,6 +36,7 @@ from crmkit_finance.model import (
     FinanceSupplier,
 )
 from crmkit_finance.money import exact_money, quantity, round_money
+from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -292,14 +293,20 @@ class StockService:
         purchase_order: FinancePurchaseOrder | None = None,
         paid_from: str | None = None,
         note: str = "",
+        form_token: str | None = None,
     ) -> FinanceStockMove:
         """Goods arrive: stock grows by ``qty`` at ``unit_cost`` each (value rounded half up).
 
         The value is owed to the supplier (their payable), or paid at once from
         ``paid_from`` (an account code such as ``cash:desk:1`` or ``bank:main``), or, with
-        neither, booked as opening stock.
+        neither, booked as opening stock.  ``form_token``: the receipt form's one-time
+        token; the same form sent again receives nothing more and returns the first
+        receipt's move (see :mod:`crmkit_finance.services.forms`).
         """
         self.finance.require("finance_stock", "create")
+        earlier = forms.claim(self.session, form_token, "stock_receipt")
+        if earlier:
+            return self.session.get(FinanceStockMove, earlier[0])
         item = self._item(item_id)
         amount = quantity(qty)
         if amount <= 0:
@@ -332,6 +339,7 @@ class StockService:
             "receive",
             {"qty": [None, str(amount)], "cost": [None, str(cost)]},
         )
+        forms.remember(self.session, form_token, [move.id])
         return move
 
     def write_off(
