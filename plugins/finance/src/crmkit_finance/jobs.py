@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from crmkit.clock import utcnow
-from crmkit_finance.services import finance
+from crmkit_finance.services import finance, forms
 from crmkit_finance.services.stock import check_low_stock as _check_low_stock
 
 
@@ -33,3 +33,10 @@ def amortize_last_month(crm: Any, month: str | None = None, **_: Any) -> str:
 def check_low_stock(crm: Any, **_: Any) -> str:
     """Remind about every stock level below its minimum."""
     return f"{_check_low_stock(crm)} reminders"
+
+
+def purge_form_tokens(crm: Any, **_: Any) -> str:
+    """Delete the one-time form tokens no repeat of a form can need any more."""
+    with crm.system() as work:
+        purged = forms.purge(finance(work))
+    return f"purged {purged} form tokens"

@@ -378,6 +378,13 @@ def crmkit_register_settings() -> list[Setting]:
             "warehouse_head",
             "Role whose users are reminded when goods fall below their minimum.",
         ),
+        Setting(
+            "finance.form_token_days",
+            int,
+            7,
+            "Days a form that books money or goods may be sent after its page was shown, "
+            "and its one-time token kept against a second submission (at least 1).",
+        ),
     ]
 
 
@@ -514,6 +521,11 @@ def crmkit_register_jobs() -> list[Job]:
             jobs.check_low_stock,
             description="Remind about goods below their minimum.",
         ),
+        Job(
+            "finance.purge_form_tokens",
+            jobs.purge_form_tokens,
+            description="Delete one-time form tokens older than finance.form_token_days.",
+        ),
     ]
 
 
@@ -523,6 +535,7 @@ def crmkit_register_schedules() -> list[Schedule]:
         Schedule("finance.expire_cashback.daily", "finance.expire_cashback", cron="10 0 * * *"),
         Schedule("finance.amortize.monthly", "finance.amortize", cron="30 0 1 * *"),
         Schedule("finance.check_low_stock.hourly", "finance.check_low_stock", every_seconds=3600),
+        Schedule("finance.purge_form_tokens.daily", "finance.purge_form_tokens", cron="40 0 * * *"),
     ]
 
 

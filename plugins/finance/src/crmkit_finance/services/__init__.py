@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from crmkit.access.rules import Scope
-from crmkit.errors import PermissionDenied
+from crmkit.errors import ConfigError, PermissionDenied
 from crmkit_finance.money import minor_units
 
 if TYPE_CHECKING:
@@ -57,6 +57,15 @@ class Finance:
         code = str(self.config["finance.base_currency"] or self.config["locale.currency"])
         minor_units(code)  # refuses an unsupported currency
         return code
+
+    @cached_property
+    def form_token_lifetime(self) -> dt.timedelta:
+        """How long a form's one-time token is good for and its claim is kept
+        (``finance.form_token_days``; see :mod:`crmkit_finance.services.forms`)."""
+        days = self.config["finance.form_token_days"]
+        if days < 1:
+            raise ConfigError(f"setting 'finance.form_token_days' must be at least 1, got {days}")
+        return dt.timedelta(days=days)
 
     @cached_property
     def timezone(self) -> ZoneInfo:

@@ -320,7 +320,7 @@ class PaymentService:
         the payment it took (see :mod:`crmkit_finance.services.forms`).
         """
         self.finance.require("finance_payment", "create")
-        earlier = forms.claim(self.session, form_token, "payment")
+        earlier = forms.claim(self.finance, form_token, "payment")
         if earlier:
             return self.get(earlier[0])
         if method not in METHODS:
@@ -396,7 +396,7 @@ class PaymentService:
         )
         self.session.add(payment)
         self.work.flush()
-        forms.remember(self.session, form_token, [payment.id])
+        forms.remember(self.finance, form_token, [payment.id])
         self._announce(payment, order, "payment.received", "Payment")
         if order is not None:
             self.finance.cashback.on_order_changed(order)
@@ -727,7 +727,7 @@ class PaymentService:
         ``form_token``: the form's one-time token; the same form sent again returns the
         payments it took."""
         self.finance.require("finance_payment", "create")
-        earlier = forms.claim(self.session, form_token, "invoice_payment")
+        earlier = forms.claim(self.finance, form_token, "invoice_payment")
         if earlier is not None:
             return [self.get(i) for i in earlier]
         invoice = self.finance.invoices.get(invoice_id)
@@ -769,7 +769,7 @@ class PaymentService:
                 )
             )
         self.finance.invoices.refresh_status(invoice)
-        forms.remember(self.session, form_token, [p.id for p in payments])
+        forms.remember(self.finance, form_token, [p.id for p in payments])
         return payments
 
 

@@ -217,7 +217,7 @@ class OrderService(EntityService):
         (``None`` if that line was removed since; see :mod:`crmkit_finance.services.forms`).
         """
         self.fin.require("finance_order", "update")
-        earlier = forms.claim(self.session, form_token, "order_line_add")
+        earlier = forms.claim(self.fin, form_token, "order_line_add")
         if earlier is not None:
             return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None
         [line] = self.add_lines(
@@ -234,7 +234,7 @@ class OrderService(EntityService):
                 }
             ],
         )
-        forms.remember(self.session, form_token, [line.id])
+        forms.remember(self.fin, form_token, [line.id])
         return line
 
     def add_lines(self, order: Any, lines: Sequence[Mapping[str, Any]]) -> list[FinanceOrderLine]:
@@ -407,7 +407,7 @@ class OrderService(EntityService):
         what the first one did.
         """
         self.fin.require("finance_order", "update")
-        earlier = forms.claim(self.session, form_token, "order_line_remove")
+        earlier = forms.claim(self.fin, form_token, "order_line_remove")
         if earlier is not None:
             return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None
         line = self._line(line)
@@ -424,7 +424,7 @@ class OrderService(EntityService):
             self.work.flush()
             self._retotal(order)
             self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
-            forms.remember(self.session, form_token, [])
+            forms.remember(self.fin, form_token, [])
             return None
         if self.session.scalar(
             select(FinanceOrderLine.id).where(FinanceOrderLine.reverses_line_id == line.id)
@@ -443,7 +443,7 @@ class OrderService(EntityService):
             )
         self._retotal(order)
         self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
-        forms.remember(self.session, form_token, [negative.id])
+        forms.remember(self.fin, form_token, [negative.id])
         return negative
 
     def _line(self, line: Any) -> FinanceOrderLine:

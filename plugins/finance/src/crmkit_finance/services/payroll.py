@@ -346,7 +346,7 @@ class PayrollService:
         ``form_token``: the payout form's one-time token; the same form sent again returns
         the first payout's transaction."""
         self.finance.require("finance_payroll", "pay")
-        earlier = forms.claim(self.session, form_token, "salary_payout")
+        earlier = forms.claim(self.finance, form_token, "salary_payout")
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
         base = self.finance.base_currency
@@ -365,7 +365,7 @@ class PayrollService:
             record=("user", user_id),
             shift=shift,
         )
-        forms.remember(self.session, form_token, [transaction.id])
+        forms.remember(self.finance, form_token, [transaction.id])
         self.work.audit("finance_payroll", user_id, "pay", {"amount": [None, str(value)]})
         return transaction
 

@@ -304,7 +304,7 @@ class StockService:
         receipt's move (see :mod:`crmkit_finance.services.forms`).
         """
         self.finance.require("finance_stock", "create")
-        earlier = forms.claim(self.session, form_token, "stock_receipt")
+        earlier = forms.claim(self.finance, form_token, "stock_receipt")
         if earlier:
             return self.session.get(FinanceStockMove, earlier[0])
         item = self._item(item_id)
@@ -339,7 +339,7 @@ class StockService:
             "receive",
             {"qty": [None, str(amount)], "cost": [None, str(cost)]},
         )
-        forms.remember(self.session, form_token, [move.id])
+        forms.remember(self.finance, form_token, [move.id])
         return move
 
     def write_off(
