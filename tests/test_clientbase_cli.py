@@ -74,3 +74,78 @@ def test_import_maps_a_name_column_it_cannot_guess(tmp_path, capsys):
         assert [p.name for p in work.session.query(Party)] == ["ООО Альфа"]
         assert work.session.query(ImportRun).count() == 1
     crm.close()
+
+
+def _stale(crm, party_id, name_key, keys):
+    """Store keys as rules older than today's made them (as a party saved long ago has)."""
+    import sqlalchemy as sa
+
+    from crmkit.model import Party, PartyMatchKey
+    from crmkit.services.screening import add_words
+
+    with crm.system() as work:
+        connection = work.session.connection()
+        connection.execute(sa.delete(PartyMatchKey).where(PartyMatchKey.party_id == party_id))
+        connection.execute(
+            sa.update(Party.__table__).where(Party.id == party_id).values(name_key=name_key)
+        )
+        for key in keys:
+            connection.execute(sa.insert(PartyMatchKey).values(key=key, party_id=party_id))
+        add_words(connection, [k[2:] for k in keys if k.startswith("w:")])
+
+
+def _keys(crm, party_id):
+    import sqlalchemy as sa
+
+    from crmkit.model import PartyMatchKey
+
+    with crm.system() as work:
+        query = sa.select(PartyMatchKey.key).where(PartyMatchKey.party_id == party_id)
+        return set(work.session.scalars(query))
+
+
+def test_screening_rebuild_recomputes_stale_name_keys(crm):
+    from click.testing import CliRunner
+
+    from crmkit.cli import Env
+    from crmkit.clientbase_cli import screening
+    from crmkit.model import Party
+
+    with crm.system() as work:
+        # "Сфера" typed with a Latin C, e, p and a: today's rules read it as Cyrillic
+        sfera = work.parties.create(name="Cфepa", confirm_duplicates=True).id
+        merged = work.parties.create(name="ООО Полюс", confirm_duplicates=True).id
+        kept = work.parties.create(name="ООО «Ромашка»", confirm_duplicates=True).id
+        work.session.get(Party, merged).merged_into_id = kept
+    # before the look-alike folding both kept what they were typed with
+    _stale(crm, sfera, "cфepa", ["w:cfepa"])
+    _stale(crm, merged, "полюс", ["w:polius"])  # merged away: it should keep no keys
+    with crm.system() as work:
+        stamp = work.session.get(Party, sfera).updated_at
+
+    def found(typed):
+        with crm.system() as work:
+            return [c.id for c in work.screening.probe_text(typed)]
+
+    assert sfera not in found("Сфера")  # two letters away: screening misses it
+    env = Env(None, debug=False)
+    env._crm = crm
+    run = CliRunner().invoke(screening, ["rebuild", "--batch-size", "2"], obj=env)
+    assert run.exit_code == 0, run.output
+    assert (
+        "3 clients checked, keys changed for 2: 1 name keys rewritten, "
+        "1 blocking keys added, 2 removed"
+    ) in run.stdout
+    assert found("Сфера")[0] == sfera and found("ООО «Сфера»")[0] == sfera
+    assert merged not in found("Полюс")
+    assert _keys(crm, merged) == set() and _keys(crm, sfera) == {"w:sfera"}
+    with crm.system() as work:
+        party = work.session.get(Party, sfera)
+        assert party.name_key == "сфера" and party.name == "Cфepa"
+        assert party.updated_at == stamp  # derived keys: the record itself did not change
+    # everything is current now: a second run (or one after an interruption) changes nothing
+    again = CliRunner().invoke(screening, ["rebuild"], obj=env)
+    assert again.exit_code == 0, again.output
+    assert "3 clients checked, keys changed for 0: 0 name keys rewritten" in again.stdout
+    refused = CliRunner().invoke(screening, ["rebuild", "--batch-size", "0"], obj=env)
+    assert refused.exit_code == 2 and "--batch-size" in refused.output

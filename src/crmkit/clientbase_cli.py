@@ -1,8 +1,10 @@
-"""``crmkit duplicates ...`` and ``crmkit import``: client-base work from the command line."""
+"""``crmkit duplicates ...``, ``crmkit screening ...`` and ``crmkit import``: client-base work
+from the command line."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -36,6 +38,45 @@ def duplicates_report(env: Env, limit: int) -> None:
                 f"  {group['score']:>3}  {', '.join(group['reasons'])}: "
                 + " | ".join(f"#{i} {n}" for i, n in zip(group["party_ids"], names, strict=True))
             )
+
+
+@click.group()
+def screening() -> None:
+    """Duplicate screening: its stored name keys."""
+
+
+@screening.command("rebuild")
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Clients read and written per transaction.",
+)
+@pass_env
+def screening_rebuild(env: Env, batch_size: int) -> None:
+    """Recompute every client's stored name keys with the current rules (safe to rerun)."""
+    from sqlalchemy import func, select
+
+    from crmkit.model import Party
+    from crmkit.services.screening import rebuild_keys
+
+    crm = env.crm
+    with crm.system() as work:
+        total = work.session.scalar(select(func.count()).select_from(Party)) or 0
+    with click.progressbar(length=max(total, 1), label="rebuilding", file=sys.stderr) as bar:
+        shown = [0]
+
+        def progress(done: Any) -> None:
+            bar.update(done.parties - shown[0])
+            shown[0] = done.parties
+
+        done = rebuild_keys(crm, batch_size=batch_size, progress=progress)
+    click.echo(
+        f"{done.parties} clients checked, keys changed for {done.changed}: "
+        f"{done.name_keys} name keys rewritten, {done.added} blocking keys added, "
+        f"{done.removed} removed"
+    )
 
 
 @click.command("import")

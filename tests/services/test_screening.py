@@ -143,3 +143,36 @@ def test_the_name_itself_outranks_its_one_typo_neighbours(crm, agent):
     assert len(found) == 10
     assert {c.name for c in found} == {"ООО «Мулос»"}
     assert {c.score for c in found} == {100}
+
+
+def test_an_interrupted_key_rebuild_keeps_its_batches_and_finishes_when_run_again(crm, agent):
+    import sqlalchemy as sa
+
+    from crmkit.model import Party, PartyMatchKey
+    from crmkit.services.screening import rebuild_keys
+
+    names = ["Cфepa", "Kocмoc", "Xoлoд"]  # Latin look-alikes: keys as older rules stored them
+    with crm.system() as work:
+        ids = [work.parties.create(name=n, confirm_duplicates=True).id for n in names]
+        connection = work.session.connection()
+        connection.execute(sa.delete(PartyMatchKey))
+        connection.execute(sa.update(Party.__table__).values(name_key="stale"))
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(done):
+        if done.parties == 2:
+            raise Interrupted  # Ctrl-C between two batches
+
+    with pytest.raises(Interrupted):
+        rebuild_keys(crm, batch_size=1, progress=stop_after_two)
+    with crm.system() as work:
+        keys = dict(work.session.execute(sa.select(Party.id, Party.name_key)).all())
+    assert [keys[i] for i in ids] == ["сфера", "космос", "stale"]  # two batches committed
+    done = rebuild_keys(crm, batch_size=2)
+    assert (done.parties, done.changed, done.name_keys, done.added) == (3, 1, 1, 1)
+    with crm.acting_as(agent) as work:
+        assert [work.screening.probe_text(n)[0].id for n in ("Сфера", "Космос", "Холод")] == ids
+    with pytest.raises(ValueError, match="batch_size"):
+        rebuild_keys(crm, batch_size=0)

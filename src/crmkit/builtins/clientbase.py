@@ -1,5 +1,5 @@
 """Built-in plugin: the clean client base (duplicate report job, ``crmkit duplicates``,
-``crmkit import``)."""
+``crmkit screening``, ``crmkit import``)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def crmkit_register_jobs() -> list[Job]:
 
 @hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit.clientbase_cli import duplicates, export, import_
+    from crmkit.clientbase_cli import duplicates, export, import_, screening
 
     cli.add_command(duplicates)
+    cli.add_command(screening)
     cli.add_command(import_)
     cli.add_command(export)

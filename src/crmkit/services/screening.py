@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -645,8 +645,7 @@ def index_names(
     rows: list[dict[str, Any]] = []
     words: set[str] = set()
     for party_id, name, kind in parties:
-        skeleton = name_skeleton(name or "", kind or "organisation")
-        for key in name_match_keys(skeleton):
+        for key in party_name_keys(name, kind):
             rows.append({"key": key, "party_id": party_id})
             if key.startswith("w:"):
                 words.add(key[2:])
@@ -656,6 +655,11 @@ def index_names(
         insert_rows(connection, PartyMatchKey.__table__, rows)
     elif rows:
         connection.execute(PartyMatchKey.__table__.insert(), rows)
+
+
+def party_name_keys(name: str | None, kind: str | None) -> list[str]:
+    """The blocking keys stored for a party of this name and kind (``party_match_key``)."""
+    return name_match_keys(name_skeleton(name or "", kind or "organisation"))
 
 
 def add_words(connection: Connection, words: Iterable[str]) -> None:
@@ -761,6 +765,114 @@ def forget_names(connection: Connection, party_ids: Iterable[int]) -> None:
         connection.execute(
             delete(PartyMatchKey).where(PartyMatchKey.party_id.in_(ids[start : start + 500]))
         )
+
+
+@attrs.frozen
+class RebuiltKeys:
+    """What :func:`rebuild_keys` did: ``parties`` checked, ``changed`` of them had stale
+    keys: ``name_keys`` (the ``party.name_key`` column) rewritten, blocking keys ``added``
+    and ``removed``."""
+
+    parties: int = 0
+    changed: int = 0
+    name_keys: int = 0
+    added: int = 0
+    removed: int = 0
+
+    def __add__(self, other: RebuiltKeys) -> RebuiltKeys:
+        pairs = zip(attrs.astuple(self), attrs.astuple(other), strict=True)
+        return RebuiltKeys(*(a + b for a, b in pairs))
+
+
+def rebuild_keys(
+    crm: Any,
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[RebuiltKeys], None] | None = None,
+) -> RebuiltKeys:
+    """Recompute every party's stored name keys with today's folding rules.
+
+    Keys are written when a name is saved; a party saved before a change of the rules
+    (legal forms, look-alike letters) keeps keys that screening no longer looks for.  The
+    parties are read in id order, ``batch_size`` at a time, each batch in a transaction of
+    its own (memory stays bounded; an interrupted run keeps the batches it committed), and
+    only the parties whose keys differ are written, so running it again changes nothing.
+    A merged-away party keeps no blocking keys.  ``progress`` is called after each batch
+    with the totals so far.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    party = Party.__table__
+    done = RebuiltKeys()
+    last = 0
+    while True:
+        with crm.system() as work:
+            connection = work.session.connection()
+            if connection.dialect.name == "sqlite":
+                # one writer at a time: take the write lock before reading the names, so a
+                # rename cannot slip in between (PostgreSQL locks the rows read below)
+                connection.execute(delete(PartyMatchKey).where(PartyMatchKey.party_id == -1))
+            rows = connection.execute(
+                select(
+                    party.c.id, party.c.name, party.c.kind, party.c.name_key, party.c.merged_into_id
+                )
+                .where(party.c.id > last)
+                .order_by(party.c.id)
+                .limit(batch_size)
+                .with_for_update()
+            ).all()
+            if not rows:
+                return done
+            stored: dict[int, set[str]] = defaultdict(set)
+            for party_id, key in connection.execute(
+                select(PartyMatchKey.party_id, PartyMatchKey.key).where(
+                    PartyMatchKey.party_id.between(rows[0].id, rows[-1].id)
+                )
+            ):
+                stored[party_id].add(key)
+            batch = _rebuild_batch(connection, rows, stored)
+        done += batch
+        last = rows[-1].id
+        if progress is not None:
+            progress(done)
+
+
+def _rebuild_batch(
+    connection: Connection, rows: Sequence[Any], stored: Mapping[int, set[str]]
+) -> RebuiltKeys:
+    """Write the keys of the parties in ``rows`` that differ from ``stored``."""
+    party = Party.__table__
+    name_keys: list[dict[str, Any]] = []
+    reindex: list[tuple[int, str, str]] = []
+    forget: list[int] = []
+    changed: set[int] = set()
+    added = removed = 0
+    for row in rows:
+        key = name_key(row.name or "", row.kind or "organisation")
+        if key != row.name_key:
+            name_keys.append({"party_id": row.id, "folded": key})
+            changed.add(row.id)
+        wanted = set() if row.merged_into_id else set(party_name_keys(row.name, row.kind))
+        had = stored.get(row.id, set())
+        if wanted != had:
+            added += len(wanted - had)
+            removed += len(had - wanted)
+            changed.add(row.id)
+            if wanted:
+                reindex.append((row.id, row.name, row.kind))
+            else:
+                forget.append(row.id)
+    if name_keys:
+        connection.execute(
+            party.update()
+            .where(party.c.id == bindparam("party_id"))
+            # keys are derived data: the record itself did not change
+            .values(name_key=bindparam("folded"), updated_at=party.c.updated_at),
+            name_keys,
+        )
+    index_names(connection, reindex, replace=True)
+    forget_names(connection, forget)
+    return RebuiltKeys(len(rows), len(changed), len(name_keys), added, removed)
 
 
 # -- many names at once (an import) ---------------------------------------------------------
