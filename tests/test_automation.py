@@ -500,3 +500,62 @@ def test_conditions_on_computed_fields_ask_the_database_about_the_record(make_cr
     with app.system() as work:
         titles = sorted(t.title for t in work.session.scalars(select(Task)))
     assert titles == ["Call ООО «Ромашка» about Большая поставка", "Уже звоним"]
+
+
+def test_a_rule_switched_off_does_not_run_what_was_already_queued(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "note-on-new-clients", {"event": "record.created", "entity": "party"}, NOTE
+        )
+        party = factories.organisation(work)
+    with app.acting_as(admin) as work:  # switched off before a worker took the run
+        automation(work).set_enabled("note-on-new-clients", False)
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, party.id, kind="note") == []
+    with app.system() as work:
+        [item] = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == "automation"))
+        assert item.result == {"skipped": "the rule was deleted or switched off"}
+
+
+def test_a_custom_field_change_starts_its_rule(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        work.custom_fields.define(entity="party", key="segment", label="Сегмент", kind="text")
+        work.custom_fields.define(entity="party", key="region", label="Регион", kind="text")
+        automation(work).create(
+            "segment-changed",
+            {"event": "field.changed", "entity": "party", "field": "custom.segment"},
+            [{"kind": "add_note", "body": "Сегмент: {{ record['custom.segment'] }}"}],
+        )
+        party = factories.organisation(work, custom={"segment": "b2c", "region": "Тверь"})
+    deliver_due(app)
+    with app.acting_as(admin) as work:
+        work.parties.update(party.id, {"custom": {"region": "Москва"}})  # another field
+    assert deliver_due(app) == {}
+    with app.acting_as(admin) as work:
+        work.parties.update(party.id, {"custom": {"segment": "vip"}})
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["Сегмент: vip"]
+
+
+def test_an_admins_rule_named_like_a_later_code_rule_is_left_out(app, plugin):
+    from crmkit.model import AutomationRule
+
+    admin = add_user(app, "root", ["admin"])
+    with app.system() as work:  # stored before a plugin brought a rule of the same name
+        work.session.add(
+            AutomationRule(
+                name="qualified-big-deal",
+                trigger={"event": "record.created", "entity": "party"},
+                actions=NOTE,
+                enabled=True,
+            )
+        )
+    from crmkit.automation.engine import forget_rules
+
+    forget_rules(app)
+    with app.acting_as(admin) as work:
+        party = factories.organisation(work)
+    assert deliver_due(app) == {}  # the code rule (stage.entered) is the one by that name
+    assert timeline(app, party.id, kind="note") == []

@@ -2,7 +2,7 @@
 
 * :func:`on_event` (a ``crmkit_handle_event`` implementation) matches the event against
   every enabled rule and queues each match as an ``automation`` outbox item, in the
-  change's transaction (rules are read once per unit of work).
+  change's transaction (admins' rules are kept by each process for ``RULES_TTL`` seconds).
 * :func:`scan_clock` (the schedule ``crmkit.automation.clock``) queues the time-based
   triggers: bookings starting within N hours, parties idle for N days.  The outbox's
   idempotency key makes each (rule, record, moment) queue once however often it scans.
@@ -89,7 +89,11 @@ class _Rules:
         cached = _cache.get(work.crm)
         if cached is None or now - cached[0] > RULES_TTL:
             cached = _cache[work.crm] = (now, data_rules(work.session))
-        self.all = code_rules(work.crm) + cached[1]
+        code = code_rules(work.crm)
+        names = {rule.name for rule in code}
+        # a plugin installed later may bring a rule named like an admin's: the code rule
+        # wins (it is the one a queued run finds by name), the admin's is left out
+        self.all = code + [rule for rule in cached[1] if rule.name not in names]
 
 
 def rules_of(work: UnitOfWork) -> list[Rule]:
@@ -98,10 +102,10 @@ def rules_of(work: UnitOfWork) -> list[Rule]:
 
 
 def find_rule(crm: CRM, session: Any, name: str) -> Rule | None:
-    """A rule (code or data, enabled or not) by name."""
+    """An enabled rule (code or data) by name; ``None`` if deleted or switched off."""
     if name in crm.automations:
         return crm.automations[name]
-    return next((r for r in data_rules(session, enabled_only=False) if r.name == name), None)
+    return next((r for r in data_rules(session) if r.name == name), None)
 
 
 # -- matching events ---------------------------------------------------------------------------
@@ -120,10 +124,23 @@ def triggers_of(event: DomainEvent) -> list[tuple[str, dict[str, Any]]]:
             ("stage.left", {"stage": event.data.get("from")}),
         ]
     if event.name == events.RECORD_UPDATED:
-        return [("field.changed", {"field": f}) for f in (event.data.get("changes") or {})]
+        return [("field.changed", {"field": f}) for f in _changed_fields(event)]
     if event.name in ("payment.received", "task.overdue"):
         return [(event.name, {})]
     return []
+
+
+def _changed_fields(event: DomainEvent) -> list[str]:
+    """The fields a ``record.updated`` event changed; custom fields as ``custom.KEY`` (the
+    event carries them as one ``custom`` change of the whole mapping)."""
+    fields = []
+    for field, change in (event.data.get("changes") or {}).items():
+        if field == "custom" and isinstance(change, list | tuple) and len(change) == 2:
+            old, new = (value if isinstance(value, Mapping) else {} for value in change)
+            fields += [f"custom.{k}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
+        else:
+            fields.append(field)
+    return fields
 
 
 def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -> bool:
@@ -497,7 +514,7 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
     with crm.assistant() as work:
         rule = find_rule(crm, work.session, payload["rule"])
         if rule is None:
-            return {"skipped": "the rule no longer exists"}
+            return {"skipped": "the rule was deleted or switched off"}
         entity = payload["entity"]
         record_id = payload.get("record_id")
         event = dict(payload.get("event") or {})
