@@ -70,3 +70,52 @@ def test_plugin_branch_is_applied_with_core(migrated_engine, tmp_path):
     assert crm.migrations.current() == crm.migrations.heads()
     with migrated_engine.connect() as connection:
         assert "sample_visit" in sa.inspect(connection).get_table_names()
+
+
+def test_moves_before_0011_are_marked_backward_from_the_pipeline_definitions(
+    migrated_engine, tmp_path
+):
+    """History written before the column existed: a move whose declared transition is
+    backward (Qualified -> New, Lost -> New in the sales pipeline) is marked so; forward
+    moves, placements and moves of a pipeline the application does not know are not."""
+    from alembic import command
+
+    from crmkit.model import StageMove
+
+    crm = application(migrated_engine, tmp_path)
+    crm.migrations.upgrade()
+    config = crm.migrations.config()
+    with migrated_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010_party_language")
+    moves = [
+        ("sales", None, "new"),
+        ("sales", "new", "qualified"),
+        ("sales", "qualified", "new"),
+        ("sales", "new", "lost"),
+        ("sales", "lost", "new"),
+        ("sales", "new", "qualified"),
+        ("gone", "qualified", "new"),  # a pipeline no plugin declares any more
+    ]
+    rows = [
+        {"entity": "deal", "record_id": 1, "pipeline": p, "from_stage": a, "to_stage": b}
+        for p, a, b in moves
+    ]
+    with migrated_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO stage_move (entity, record_id, pipeline, from_stage, to_stage, at) "
+                "VALUES (:entity, :record_id, :pipeline, :from_stage, :to_stage, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            rows,
+        )
+    crm.migrations.upgrade()
+    with migrated_engine.connect() as connection:
+        marked = connection.execute(
+            sa.select(StageMove.pipeline, StageMove.from_stage, StageMove.to_stage).where(
+                StageMove.backward.is_(True)
+            )
+        ).all()
+        assert sorted(marked) == [("sales", "lost", "new"), ("sales", "qualified", "new")]
+        assert connection.scalar(sa.select(sa.func.count()).select_from(StageMove)) == 7

@@ -273,7 +273,7 @@ class CRM:
     @property
     def migrations(self) -> Migrations:
         """Alembic over the core branch and every plugin branch."""
-        return Migrations(self.engine, self.migration_branches)
+        return Migrations(self.engine, self.migration_branches, tuple(self.pipelines.values()))
 
     def create_schema(self) -> None:
         """Create every table directly from the models (tests and throwaway databases).

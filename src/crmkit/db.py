@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from crmkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from crmkit.pipeline.definition import Pipeline
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -220,11 +223,22 @@ def lock_row(session: Any, model: Any, row_id: int) -> None:
 
 
 class Migrations:
-    """Alembic for one application: every branch (core + plugins) in one script directory."""
+    """Alembic for one application: every branch (core + plugins) in one script directory.
 
-    def __init__(self, engine: Engine, branches: Sequence[MigrationBranch]) -> None:
+    ``pipelines`` are the application's pipeline definitions; a data migration that needs
+    them (marking the backward moves of the stage history) reads them from
+    ``config.attributes["pipelines"]``.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        branches: Sequence[MigrationBranch],
+        pipelines: Sequence[Pipeline] = (),
+    ) -> None:
         self.engine = engine
         self.branches = list(branches)
+        self.pipelines = tuple(pipelines)
 
     def config(self, stdout: io.TextIOBase | None = None) -> Any:
         """An Alembic ``Config`` covering every branch's versions directory."""
@@ -237,6 +251,7 @@ class Migrations:
         config.set_main_option("version_locations", " ".join(locations))
         config.set_main_option("path_separator", "space")
         config.attributes["engine"] = self.engine
+        config.attributes["pipelines"] = self.pipelines
         return config
 
     def branch(self, label: str) -> MigrationBranch:

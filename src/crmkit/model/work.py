@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -53,7 +54,8 @@ class StageMove(IdMixin, Base):
     """One move of a record between stages: who, when, from, to, why.
 
     ``seconds_in_source`` is how long the record stayed in ``from_stage``; time-in-stage
-    reports average it without pairing up rows.
+    reports average it without pairing up rows.  ``backward`` says the move took a
+    transition declared ``backward`` (against the flow): funnels count such moves apart.
     """
 
     __table_args__ = (
@@ -71,6 +73,8 @@ class StageMove(IdMixin, Base):
     comment: Mapped[str | None] = mapped_column(Text)
     seconds_in_source: Mapped[int | None] = mapped_column(Integer)
     owner_id: Mapped[int | None] = user_fk()
+    # a server default too: rows written by plain INSERTs that do not name it are forward
+    backward: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Activity(IdMixin, RecordRefMixin, Base):

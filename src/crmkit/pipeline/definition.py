@@ -94,7 +94,8 @@ class Transition:
     ``roles`` limits who may make it (empty: anybody allowed to ``move`` the entity);
     ``guards`` must all pass; ``requires_fields``/``requires_documents`` add to the target
     stage's own; ``requires_comment`` asks the user to say why (a refusal, a give-up).
-    ``backward`` marks a move against the flow (shown differently, counted apart in funnels).
+    ``backward`` marks a move against the flow: shown differently, stored on the move's
+    history row (``StageMove.backward``) and counted apart in funnels.
     """
 
     source: tuple[str, ...] = attrs.field(converter=_tuple)
@@ -195,6 +196,20 @@ class Pipeline:
             if transition.target == target and transition.leaves(source) and source != target:
                 return transition
         return None
+
+    def backward_moves(self) -> list[tuple[str, str]]:
+        """Every ``(source, target)`` pair of stages whose move takes a backward transition.
+
+        The transition is the one :meth:`transition` finds (the first declared for the
+        pair), as the engine takes it.
+        """
+        names = self.stage_names()
+        return [
+            (source, target)
+            for source in names
+            for target in names
+            if (found := self.transition(source, target)) is not None and found.backward
+        ]
 
     def targets_from(self, stage: str) -> list[Stage]:
         """Stages reachable in one move from ``stage``."""

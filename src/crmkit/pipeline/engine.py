@@ -249,6 +249,7 @@ def apply_move(move: MoveContext) -> StageMove:
         "comment": move.comment,
         "seconds_in_source": seconds,
         "owner_id": getattr(record, "owner_id", None),
+        "backward": move.backward,
     }
     # a plain INSERT: history rows are append-only and need no ORM bookkeeping
     inserted = work.session.connection().execute(_INSERT_HISTORY, values)

@@ -68,6 +68,9 @@ class StageMoveSchema(StrictSchema):
     actor_id = fields.Integer(allow_none=True)
     at = fields.AwareDateTime()
     comment = fields.String(allow_none=True)
+    backward = fields.Boolean(
+        metadata={"description": "Whether the move took a transition declared backward."}
+    )
 
 
 class NoteRequestSchema(StrictSchema):

@@ -376,6 +376,7 @@ def bulk_create_parties(
                         "comment": None,
                         "seconds_in_source": None,
                         "owner_id": owner_id,
+                        "backward": False,
                     }
                 )
             parties.append(party)

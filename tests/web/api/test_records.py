@@ -176,6 +176,22 @@ def test_stage_moves_explain_refusals_and_take_required_fields(crm, client_for):
     ]
 
 
+def test_history_says_which_moves_went_backward(crm, client_for):
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    deal_id = api.post("deal", json={"title": "Поставка", "party_id": party_id}).json()["id"]
+    for stage in ("qualified", "new", "qualified"):
+        moved = api.post(f"deal/{deal_id}/move", json={"to": stage})
+        assert moved.status_code == 200, moved.text
+    history = api.get(f"deal/{deal_id}/history").json()["items"]
+    assert [(h["to_stage"], h["backward"]) for h in history] == [
+        ("new", False),
+        ("qualified", False),
+        ("new", True),
+        ("qualified", False),
+    ]
+
+
 def test_tasks_reminders_and_calendar(crm, client_for):
     agent = add_user(crm, "ann", ["agent"])
     api = client_for(agent)
