@@ -126,3 +126,57 @@ def test_funnel_owner_filter_counts_the_records_the_user_owns_now(crm, history):
     ivans_entered = {r["stage"]: r["entered"] for r in ivans.rows}
     assert (marias_entered["new"], marias_entered["won"]) == (3, 1)
     assert (ivans_entered["new"], ivans_entered["won"]) == (3, 0)
+
+
+def test_a_record_moved_forward_back_and_forward_again_entered_each_stage_once(crm):
+    """A deal taken back from Proposal to Qualified and from Qualified to New, then forward
+    again, entered each stage once and came back twice: the funnel shows it so, and its
+    conversions are not inflated by the second entries."""
+    agent = add_user(crm, "ivan", ["agent"])
+    with crm.acting_as(agent) as work:
+        deal = factories.deal(work, amount="1000")
+        for stage in ("qualified", "new", "qualified", "proposal", "qualified", "proposal"):
+            work.moves.move(deal, stage)
+        history = [(m.from_stage, m.to_stage, m.backward) for m in work.moves.history(deal)]
+    assert history == [
+        (None, "new", False),
+        ("new", "qualified", False),
+        ("qualified", "new", True),
+        ("new", "qualified", False),
+        ("qualified", "proposal", False),
+        ("proposal", "qualified", True),
+        ("qualified", "proposal", False),
+    ]
+    with crm.acting_as(agent) as work:
+        steps = {s.stage: s for s in funnel(work, "sales")}
+        report = crm.reports["pipeline_funnel"].build(work, {"pipeline": "sales"})
+    assert {s: (steps[s].entered, steps[s].moved_back) for s in steps} == {
+        "new": (1, 1),
+        "qualified": (1, 1),
+        "proposal": (1, 0),
+        "won": (0, 0),
+        "lost": (0, 0),
+    }
+    assert steps["qualified"].from_previous == 1.0 and steps["proposal"].from_first == 1.0
+    assert [c.key for c in report.columns][:3] == ["label", "entered", "moved_back"]
+    assert report.chart["datasets"][1] == {"label": "Moved back", "data": [1, 1, 0, 0, 0]}
+
+
+def test_a_move_back_alone_is_not_an_entry(crm, history):
+    """Reopening a lost deal in the period counts it apart in New, not as a new entry."""
+    _, _, boss = history
+    with crm.acting_as(boss) as work:
+        lost = work.session.scalars(work.records("deal").query().where(Deal.stage == "lost"))
+        for deal in lost:
+            work.moves.move(deal, "new")
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with crm.system() as work:  # the earlier history happened long before the period
+        work.session.execute(
+            update(StageMove)
+            .where(StageMove.backward.is_(False))
+            .values(at=since - dt.timedelta(days=30))
+        )
+    with crm.acting_as(boss) as work:
+        steps = {s.stage: s for s in funnel(work, "sales", since=since)}
+    assert (steps["new"].entered, steps["new"].moved_back) == (0, 2)
+    assert steps["new"].from_first is None

@@ -552,6 +552,28 @@ async def test_pipeline_reports_count_the_users_records_and_chart_them(web, crm)
     assert chart["data"]["datasets"][0]["data"][:2] == [2, 2]
 
 
+async def test_the_funnel_page_counts_moves_back_apart(web, crm):
+    """A deal taken back to New and moved on again entered each stage once; the move back
+    is in its own column (after "entered") and its own chart bars."""
+    import html
+    import json
+
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+        for stage in ("qualified", "new", "qualified"):
+            work.moves.move(deal, stage)
+        work.moves.move(factories.deal(work), "qualified")
+    page = await agent.get("/reports/pipeline_funnel?pipeline=sales")
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table)
+    new, qualified = cells.index("Новая"), cells.index("Квалифицирована")
+    assert cells[new + 1 : new + 3] == ["2", "1"]  # entered, moved back
+    assert cells[qualified + 1 : qualified + 3] == ["2", "0"]
+    chart = json.loads(html.unescape(page.text.split('data-chart="', 1)[1].split('"', 1)[0]))
+    assert [d["data"][:2] for d in chart["data"]["datasets"]] == [[2, 2], [1, 0]]
+
+
 async def test_a_meeting_is_planned_from_the_card(web, crm):
     agent = await web("agent")
     firm = _own_client(crm, agent.user, name="ООО «Ольха»")

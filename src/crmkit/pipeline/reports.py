@@ -26,12 +26,18 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class FunnelStep:
-    """How many records reached a stage in the period, and the conversion to it."""
+    """How many records reached a stage in the period, and the conversion to it.
+
+    ``entered`` counts the records that entered the stage going forward (or were placed in
+    it); ``moved_back`` those that a backward move took there.  A record is counted once in
+    each however often it did so; conversions are shares of ``entered``.
+    """
 
     stage: str
     label: str
     kind: str
     entered: int
+    moved_back: int
     from_first: float | None
     from_previous: float | None
 
@@ -80,34 +86,41 @@ def funnel(
 
     ``owner_id`` keeps the records that user owns now (whoever owned them at each move).
 
+    Moves of a transition declared ``backward`` are counted apart (``moved_back``), not as
+    entries: a record moved forward, back and forward again entered each stage once.
     Conversions are shares of the first stage's and of the previous open stage's entries;
     dead ends are reported with their own counts.
     """
     pipeline = work.crm.pipeline(pipeline_name)
     rows = {
-        stage: count
-        for stage, count in work.session.execute(
-            select(StageMove.to_stage, func.count(StageMove.record_id.distinct()))
+        (stage, bool(backward)): count
+        for stage, backward, count in work.session.execute(
+            select(
+                StageMove.to_stage,
+                StageMove.backward,
+                func.count(StageMove.record_id.distinct()),
+            )
             .where(*_history(work, pipeline, since, until, owner_id))
-            .group_by(StageMove.to_stage)
+            .group_by(StageMove.to_stage, StageMove.backward)
         )
     }
     steps: list[FunnelStep] = []
     first: int | None = None
     previous: int | None = None
     for stage in pipeline.stages:
-        entered = int(rows.get(stage.name, 0))
+        entered = int(rows.get((stage.name, False), 0))
         if first is None:
             first = entered
         is_dead_end = stage.kind.value == "dead_end"
         steps.append(
             FunnelStep(
-                stage.name,
-                stage.title,
-                stage.kind.value,
-                entered,
-                _share(entered, first) if steps else 1.0 if entered else None,
-                None if is_dead_end or not steps else _share(entered, previous),
+                stage=stage.name,
+                label=stage.title,
+                kind=stage.kind.value,
+                entered=entered,
+                moved_back=int(rows.get((stage.name, True), 0)),
+                from_first=_share(entered, first) if steps else 1.0 if entered else None,
+                from_previous=None if is_dead_end or not steps else _share(entered, previous),
             )
         )
         if not is_dead_end:
@@ -222,7 +235,7 @@ def _pipeline_param(params: Mapping[str, Any]) -> str:
 
 
 def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
-    """Report builder: the funnel of a pipeline over a period."""
+    """Report builder: the funnel of a pipeline over a period, backward moves apart."""
     since, until = _period(work, params)
     owner = params.get("owner_id")
     steps = funnel(
@@ -236,6 +249,7 @@ def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
         columns=[
             Column("label", "Stage"),
             Column("entered", "Entered", "number"),
+            Column("moved_back", "Moved back", "number"),
             Column("from_first", "From first", "percent"),
             Column("from_previous", "From previous", "percent"),
         ],
@@ -243,7 +257,10 @@ def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
         chart={
             "type": "bar",
             "labels": [s.label for s in steps],
-            "datasets": [{"label": "Entered", "data": [s.entered for s in steps]}],
+            "datasets": [
+                {"label": "Entered", "data": [s.entered for s in steps]},
+                {"label": "Moved back", "data": [s.moved_back for s in steps]},
+            ],
         },
     )
 
