@@ -89,10 +89,10 @@ def _reports(crm: Any, database: str) -> list[Row]:
 
 def _funnel_core() -> Any:
     """The same counts in one bare statement: by who moved, backward moves apart."""
-    from crmkit_denaq.stats import BACK, _moved_back
+    from crmkit_denaq.stats import BACK
 
     party, move = Party.__table__, StageMove.__table__
-    entry = sa.case((_moved_back(), BACK), else_=move.c.to_stage)
+    entry = sa.case((move.c.backward, BACK), else_=move.c.to_stage)
     return (
         sa.select(move.c.actor_id, entry, sa.func.count(move.c.record_id.distinct()))
         .select_from(move.join(party, party.c.id == move.c.record_id))

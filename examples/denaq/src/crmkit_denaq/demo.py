@@ -247,6 +247,7 @@ def _write_history(connection: Any, ids: Sequence[int], plans: Sequence[dict[str
         delete(StageMove).where(StageMove.entity == "party", StageMove.record_id.in_(list(ids)))
     )
     history, parties = [], []
+    backward = set(DEALERS.backward_moves())
     for party_id, plan in zip(ids, plans, strict=True):
         moves = plan["moves"]
         for index, (source, target, at) in enumerate(moves):
@@ -264,6 +265,7 @@ def _write_history(connection: Any, ids: Sequence[int], plans: Sequence[dict[str
                     "comment": REFUSAL if target == "refused" else None,
                     "seconds_in_source": int((at - previous).total_seconds()) if previous else None,
                     "owner_id": plan["creator"] if source is None else plan["owner"],
+                    "backward": (source, target) in backward,
                 }
             )
         parties.append(
@@ -326,6 +328,7 @@ def _write_activities(
     blank = {c.key: None for c in Activity.__table__.columns if c.key != "id"}
     blank.update(by_assistant=False, body="", data={}, pinned=False)
     rows = []
+    backward = set(DEALERS.backward_moves())
     for party_id, plan in zip(ids, plans, strict=True):
         moves = plan["moves"]
         for source, target, at in moves[1:]:
@@ -337,7 +340,12 @@ def _write_activities(
                     "occurred_at": at,
                     "actor_id": plan["owner"],
                     "subject": f"{DEALERS.stage(source).title} → {DEALERS.stage(target).title}",
-                    "data": {"pipeline": NAME, "from": source, "to": target},
+                    "data": {
+                        "pipeline": NAME,
+                        "from": source,
+                        "to": target,
+                        "backward": (source, target) in backward,
+                    },
                     "record_entity": "party",
                     "record_id": party_id,
                 }

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, false, func, or_
+from sqlalchemy import case, func
 
 from crmkit import Column, Report, ReportResult
 from crmkit.clock import utcnow
@@ -37,37 +37,18 @@ def _users(work: UnitOfWork) -> dict[int, str]:
     return {u.id: u.label for u in work.users.list()}
 
 
-def _moved_back() -> Any:
-    """True for a history row of a backward transition of the dealer pipeline.
-
-    The history does not store which transition a move took; in this pipeline a (from, to)
-    pair names it, so the backward ones are recognised by their stages.
-    """
-    pairs = []
-    for transition in DEALERS.transitions:
-        if not transition.backward:
-            continue
-        if "*" in transition.source:
-            pairs.append(StageMove.to_stage == transition.target)
-        else:
-            pairs.append(
-                StageMove.from_stage.in_(transition.source)
-                & (StageMove.to_stage == transition.target)
-            )
-    return or_(*pairs) if pairs else false()
-
-
 def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """For each person: how many records they moved into each stage, and conversion to client.
 
     Counted by who made the move (``StageMove.actor_id``), so a firm handed to another agent
     still counts for the one who brought it there; a new lead counts for whoever entered it.
-    Backward moves (a firm back to lead, a refused firm reopened, an account that gave up)
-    are not entries: they are counted apart, in ``back``.  Conversion is the records moved
+    Backward moves (a firm back to lead, a refused firm reopened, an account that gave up;
+    ``StageMove.backward``, as the core funnel counts them) are not entries: they are
+    counted apart, in ``back``.  Conversion is the records moved
     into Client over those entered as leads (or, for someone who entered none, over the
     stage they moved most records into).
     """
-    entry = case((_moved_back(), BACK), else_=StageMove.to_stage).label("entry")
+    entry = case((StageMove.backward, BACK), else_=StageMove.to_stage).label("entry")
     rows = work.session.execute(
         work.parties.query()
         .join(StageMove, (StageMove.record_id == Party.id) & (StageMove.entity == "party"))
