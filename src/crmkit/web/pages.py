@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from crmkit.i18n import Message, translate
 from crmkit.web import i18n
 from crmkit.web.security import LANGUAGE_COOKIE, SESSION_COOKIE
 
@@ -248,7 +249,9 @@ def error_text(request: Request, error: Exception) -> str:
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
-                text = "; ".join(_flatten(m) for m in items)
+                text = "; ".join(
+                    i18n.gettext(m) if isinstance(m, str) else _flatten(m) for m in items
+                )
                 label = "" if field == "_schema" else i18n.gettext(field) + ": "
                 parts.append(label + text)
             return "; ".join(parts)
@@ -256,9 +259,7 @@ def error_text(request: Request, error: Exception) -> str:
 
 
 def _flatten(messages: Any) -> str:
-    from crmkit.i18n import Message, translate
-
-    if isinstance(messages, str | Message):
+    if isinstance(messages, Message):  # a service text with parameters (a stage's title)
         return translate(messages, i18n.gettext)
     if isinstance(messages, Mapping):
         return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())

@@ -40,8 +40,8 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, set | frozenset | tuple):
         return list(value)
-    if isinstance(value, Message):
-        return str(value)  # the API speaks English; the template and parameters stay apart
+    if isinstance(value, Message):  # a service text in a validation error: its English
+        return str(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
