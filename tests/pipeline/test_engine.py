@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from crmkit import GuardResult, Pipeline, Stage, StageKind, Transition, hookimpl
+from crmkit.access import Role, grant
 from crmkit.errors import Conflict, MoveRefused, ValidationFailed
+from crmkit.i18n import translate
 from crmkit.model import Activity, AuditEntry, StageMove
 from crmkit.testing import add_user, factories
 
@@ -405,15 +407,62 @@ def test_a_new_record_starts_in_the_first_stage_unless_an_admin_places_it(crm, a
     there; an administrator carrying over a client from elsewhere can."""
     admin = add_user(crm, "boss", ["admin"])
     with crm.acting_as(agent) as work:
-        with pytest.raises(ValidationFailed, match="a new record starts in “Lead”"):
+        with pytest.raises(ValidationFailed) as refused:
             work.parties.create(name="ООО «Обход»", stage="account")
         assert work.parties.create(name="ООО «Начало»", stage="lead").stage == "lead"
+    (reason,) = refused.value.errors["stage"]
+    assert str(reason) == (
+        "a new record starts in “Lead”: create it there and move it on to “Account” "
+        "(putting it straight into a later stage takes the permission “place”)"
+    )
+    russian = {
+        reason.template: "новая запись начинается в «{first}»: создайте её там и переведите "
+        "в «{stage}» (сразу в позднюю стадию ставит только право «{permission}»)",
+        "Lead": "Лид",
+        "Account": "Аккаунт",
+        "place": "создавать в любой стадии",
+    }
+    assert translate(reason, lambda text: russian.get(text, text)) == (
+        "новая запись начинается в «Лид»: создайте её там и переведите в «Аккаунт» "
+        "(сразу в позднюю стадию ставит только право «создавать в любой стадии»)"
+    )
     with crm.acting_as(admin) as work:
         carried = work.parties.create(name="ООО «Давний клиент»", stage="client")
         assert (carried.pipeline, carried.stage) == ("dealer", "client")
         assert [m.to_stage for m in work.moves.history(carried)] == ["client"]
     with crm.acting_as(agent) as work:
         assert work.parties.list(filters={"name": "ООО «Обход»"}).items == []
+
+
+class ChiefRole:
+    """A deployment whose senior role is not called "admin" and holds the power to place."""
+
+    crmkit_plugin_name = "chief"
+
+    @hookimpl
+    def crmkit_register_roles(self):
+        return [Role("chief", "Head of sales")]
+
+    @hookimpl
+    def crmkit_register_permissions(self):
+        return grant("chief", "party", ("read", "create", "move", "place"), "all")
+
+
+def test_placing_in_a_later_stage_is_a_permission_not_a_role_name(make_crm):
+    """A role of any name with ``place`` may create a record in a later stage; a role
+    without it may not until an admin grants it in the permission table."""
+    crm = make_crm(plugins=[DealerPlugin(), ChiefRole()])
+    chief = add_user(crm, "chief", ["chief"])
+    manager = add_user(crm, "manager", ["manager"])
+    with crm.acting_as(chief) as work:
+        carried = work.parties.create(name="ООО «Перенесённый»", stage="firm")
+        assert [m.to_stage for m in work.moves.history(carried)] == ["firm"]
+    with crm.acting_as(manager) as work, pytest.raises(ValidationFailed, match="“Firm”"):
+        work.parties.create(name="ООО «Рано»", stage="firm")
+    with crm.acting_as(add_user(crm, "boss", ["admin"])) as work:
+        work.permissions.set("manager", "party", "place", "all")
+    with crm.acting_as(manager) as work:
+        assert work.parties.create(name="ООО «Теперь можно»", stage="firm").stage == "firm"
 
 
 def test_changing_the_kind_enters_or_leaves_the_pipeline(crm, agent):

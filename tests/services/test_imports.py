@@ -12,7 +12,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from crmkit import Pipeline, Stage, StageKind, Transition, hookimpl
-from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
 from crmkit.services.imports import export_parties, run_import
@@ -213,6 +213,25 @@ def test_export_needs_the_export_permission_and_keeps_to_its_scope(crm):
         work.permissions.set("agent", "party", "export", "none")
     with crm.acting_as(ann) as work, pytest.raises(PermissionDenied):
         export_parties(work, "xlsx")
+
+
+def test_another_users_import_is_opened_with_the_import_permission_not_a_role_name(crm, setup):
+    """A manager's import is hidden from another manager; an admin opens it, and so does
+    any role granted ``import`` on clients over all records (no role name is checked)."""
+    anna = setup
+    run_id, _ = _start(crm, anna, "Название\nООО «Ромашка»\n".encode())
+    boris = add_user(crm, "boris", ["manager"])
+    with crm.acting_as(boris) as work, pytest.raises(NotFound):
+        work.imports.preview(run_id)
+    with crm.acting_as(add_user(crm, "boss", ["admin"])) as work:
+        assert work.imports.get(run_id).created_by_id == anna.id
+        work.permissions.set("manager", "party", "import", "all")
+    with crm.acting_as(boris) as work:
+        assert work.imports.preview(run_id)[0]["values"]["name"] == "ООО «Ромашка»"
+    with crm.system() as work:
+        work.permissions.set("manager", "party", "import", "own")
+    with crm.acting_as(boris) as work, pytest.raises(NotFound):
+        work.imports.get(run_id)
 
 
 def _run(crm, user, body, **options):

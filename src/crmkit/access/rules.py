@@ -45,7 +45,10 @@ class Scope(enum.IntEnum):
 
 
 #: Actions the core checks.  Entities may declare more (``export``, ``pay`` ...).
-ACTIONS = ("read", "create", "update", "delete", "move", "assign", "export")
+#: ``place``: create a record straight in a later stage of its pipeline (skipping the checks
+#: on the way there); ``import`` on ``party`` with scope ``all``: open, change and start the
+#: import runs of every user, not only one's own.
+ACTIONS = ("read", "create", "update", "delete", "move", "assign", "export", "place", "import")
 
 
 @attrs.frozen

@@ -55,6 +55,10 @@ BUSINESS = (
     "attachment",
 )
 ALL_ACTIONS = ("read", "create", "update", "delete", "move", "assign", "export")
+#: Granted to the admin role only by default (through its ``*`` cell): creating a record in a
+#: later stage of its pipeline; for parties also every user's import runs.
+DEAL_ACTIONS = (*ALL_ACTIONS, "place")
+PARTY_ACTIONS = (*DEAL_ACTIONS, "import")
 
 
 @hookimpl
@@ -89,7 +93,7 @@ def crmkit_register_entities() -> list[EntityType]:
             sort_attrs=("name", "created_at", "last_activity_at", "stage", "updated_at", "source"),
             default_sort=("-last_activity_at",),
             custom_fields=True,
-            actions=ALL_ACTIONS,
+            actions=PARTY_ACTIONS,
         ),
         EntityType(
             "contact_point",
@@ -126,7 +130,7 @@ def crmkit_register_entities() -> list[EntityType]:
             sort_attrs=("title", "amount", "created_at", "updated_at", "stage"),
             default_sort=("-updated_at",),
             custom_fields=True,
-            actions=ALL_ACTIONS,
+            actions=DEAL_ACTIONS,
         ),
         EntityType(
             "activity",

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
@@ -328,12 +329,12 @@ class ImportService:
             raise ValidationFailed({"mapping": ["map a column to the name"]})
 
     def get(self, run_id: int) -> ImportRun:
-        """An import the actor started (an admin's: any)."""
+        """An import the actor started (any, with ``import`` on ``party`` over all records)."""
         run = self.session.get(ImportRun, run_id)
         if run is None or (
-            run.created_by_id != self.work.actor.user_id and not self.work.actor.system
-            and "admin" not in self.work.actor.roles
-        ):  # fmt: skip
+            run.created_by_id != self.work.actor.user_id
+            and self.work.access.scope("party", "import") is not Scope.ALL
+        ):
             raise NotFound("import", run_id)
         return run
 

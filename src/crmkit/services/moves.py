@@ -74,10 +74,10 @@ class MoveService:
         """Put a new record in a pipeline: the named one, or the entity's default one.
 
         The record starts in the pipeline's initial stage.  A later ``stage`` skips every
-        check on the way there (guards, required fields and documents), so only an
-        administrator (or the system) may place a record there, with the ``move`` permission:
-        records already under way elsewhere.  Imports place theirs through
-        :meth:`~crmkit.services.parties.PartyService.bulk_create`.
+        check on the way there (guards, required fields and documents), so it takes the
+        ``place`` permission on the entity (the admin role's by default; the system actor
+        has it) besides ``move``: records already under way elsewhere.  Imports place theirs
+        through :meth:`~crmkit.services.parties.PartyService.bulk_create`.
         """
         crm = self.work.crm
         if pipeline_name is None:
@@ -100,18 +100,16 @@ class MoveService:
             target = pipeline.stage(stage)
             if target.name != pipeline.initial_stage.name:
                 self.work.access.require(entity.name, "move")
-                actor = self.work.actor
-                if not (actor.system or "admin" in actor.roles):
-                    first = pipeline.initial_stage.title
-                    raise ValidationFailed(
-                        {
-                            "stage": [
-                                f"a new record starts in “{first}”: create it there and move "
-                                "it on (only administrators and imports place records in "
-                                "later stages)"
-                            ]
-                        }
+                if not self.work.access.can(entity.name, "place"):
+                    refusal = message(
+                        "a new record starts in “{first}”: create it there and move it on to "
+                        "“{stage}” (putting it straight into a later stage takes the "
+                        "permission “{permission}”)",
+                        first=Label(pipeline.initial_stage.title),
+                        stage=Label(target.title),
+                        permission=Label("place"),
                     )
+                    raise ValidationFailed({"stage": [refusal]})
         record.pipeline = pipeline.name
         record.stage = target.name
         record.stage_entered_at = utcnow()

@@ -192,6 +192,19 @@ def test_history_says_which_moves_went_backward(crm, client_for):
     ]
 
 
+def test_a_deal_created_in_a_later_stage_needs_the_place_permission(crm, client_for):
+    agent = client_for(add_user(crm, "ann", ["agent"]))
+    refused = problem(agent.post("deal", json={"title": "Сразу", "stage": "proposal"}), 422)
+    assert refused["errors"]["stage"] == [
+        "a new record starts in “New”: create it there and move it on to “Proposal” "
+        "(putting it straight into a later stage takes the permission “place”)"
+    ]
+    admin = client_for(add_user(crm, "boss", ["admin"]))
+    placed = admin.post("deal", json={"title": "Перенесена", "stage": "proposal", "amount": "5"})
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["stage"] == "proposal"
+
+
 def test_tasks_reminders_and_calendar(crm, client_for):
     agent = add_user(crm, "ann", ["agent"])
     api = client_for(agent)
