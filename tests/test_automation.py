@@ -187,6 +187,45 @@ def test_a_failing_rule_never_blocks_the_change_and_is_shown_to_the_admin(app):
         assert row.failures == 1
 
 
+def test_roles_and_teams_stand_for_their_active_users_first_by_username(app, plugin):
+    admin = add_user(app, "root", ["admin"])
+    anna = add_user(app, "anna", ["manager"])  # first in every order, but blocked
+    vera = add_user(app, "vera", ["manager"])
+    boris = add_user(app, "boris", ["manager"])
+    with app.acting_as(admin) as work:
+        work.users.create_team("Продажи", members=[anna.id, vera.id])
+        work.notifications.set_preference("mail", "anna@home.example", user_id=anna.id)
+        work.notifications.set_preference("mail", "vera@home.example", user_id=vera.id)
+        work.users.block(anna.id)
+        automation(work).create(
+            "new-clients",
+            {"event": "record.created", "entity": "party"},
+            [
+                {"kind": "assign", "user": "role:manager"},
+                {"kind": "create_task", "title": "Позвонить", "assignee": "role:manager"},
+                {"kind": "notify", "to": "role:manager", "text": "New client {{ party.name }}"},
+                {"kind": "notify", "to": "team:Продажи", "text": "Для команды"},
+            ],
+        )
+        party = factories.organisation(work, name="ООО «Ромашка»")
+    assert deliver_due(app) == {"delivered": 1}  # the rule ran: nobody blocked was chosen
+    deliver_due(app)  # what it forwarded
+    with app.system() as work:
+        assert work.parties.get(party.id).owner_id == boris.id
+        [task] = work.session.scalars(select(Task)).all()
+        assert task.assignee_id == boris.id
+        told = work.session.scalars(select(Notification).where(Notification.kind == "assistant"))
+        by_user = sorted((n.user_id, n.text) for n in told)
+    assert by_user == sorted(
+        [
+            (boris.id, "New client ООО «Ромашка»"),
+            (vera.id, "New client ООО «Ромашка»"),
+            (vera.id, "Для команды"),
+        ]
+    )
+    assert sorted(m.to for m in plugin.sent) == ["vera@home.example", "vera@home.example"]
+
+
 def test_booking_reminder_the_day_before_is_queued_once(app):
     admin = add_user(app, "root", ["admin"])
     with app.acting_as(admin) as work:

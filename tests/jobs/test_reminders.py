@@ -120,6 +120,51 @@ def test_a_reminder_fires_once_for_people_and_teams_and_by_mail_per_preference(a
         assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 1
 
 
+def test_blocked_users_are_neither_reminded_nor_mailed_nor_waited_for(app, plugin):
+    petr = add_user(app, "petr", ["agent"])
+    anna = add_user(app, "anna", ["agent"])
+    boss = add_user(app, "boss", ["manager"])
+    ivan, old_boss = add_user(app, "ivan", ["agent"]), add_user(app, "old_boss", ["manager"])
+    with app.system() as work:
+        team = work.users.create_team("Продажи", members=[anna.id, petr.id])
+        work.users.update(anna.id, manager_id=boss.id)
+        work.users.update(petr.id, manager_id=boss.id)
+        work.users.update(ivan.id, manager_id=old_boss.id)
+        overdue = (utcnow() - dt.timedelta(days=1)).isoformat()
+        work.tasks.create({"title": "Отчёт", "deadline": overdue, "assignee_id": anna.id})
+        work.tasks.create({"title": "Звонок", "deadline": overdue, "assignee_id": petr.id})
+        work.tasks.create({"title": "Счёт", "deadline": overdue, "assignee_id": ivan.id})
+        work.notifications.set_preference("mail", "anna@home.example", user_id=anna.id)
+        work.users.block(anna.id)
+        work.users.block(old_boss.id)
+    told_before = [n.text for n in notifications(app, anna)]
+    with app.acting_as(petr) as work:
+        reminder = work.reminders.create(
+            {
+                "remind_at": (utcnow() - dt.timedelta(seconds=1)).isoformat(),
+                "text": "Планёрка",
+                "recipients": [{"team_id": team.id}],
+            }
+        )
+    assert fire_due_reminders(app) == 1
+    assert [n.text for n in notifications(app, petr, "reminder")] == ["Планёрка"]
+    assert [n.text for n in notifications(app, anna)] == told_before  # nothing new for her
+    assert deliver_due(app) == {} and plugin.mail == []  # nothing forwarded to her mail
+    with app.acting_as(petr) as work:
+        work.reminders.done(reminder.id)
+    with app.system() as work:  # the blocked member is not waited for
+        assert work.session.get(Reminder, reminder.id).status == "done"
+    counts = raise_overdue(app, now=utcnow() + dt.timedelta(hours=3))
+    assert [n.text for n in notifications(app, anna)] == told_before
+    assert [n.text for n in notifications(app, petr, "overdue")] == ["Звонок"]
+    assert counts["overdue"] == 3
+    boss_told = notifications(app, boss, "escalation")
+    assert sorted(n.text for n in boss_told) == ["Звонок", "Отчёт"]
+    assert notifications(app, old_boss) == []
+    assert counts["escalated_tasks"] == 2  # nobody told of ivan's: his manager is blocked
+    assert deliver_due(app) == {} and plugin.mail == []
+
+
 def test_snooze_fires_again_and_done_by_everyone_closes_it(app):
     olga = add_user(app, "olga", ["agent"])
     past = utcnow() - dt.timedelta(seconds=1)

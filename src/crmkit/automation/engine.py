@@ -32,7 +32,7 @@ from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.events import DomainEvent
 from crmkit.filters import BUILTIN_FIELDS, ComputedCheck, compile_condition, evaluate
 from crmkit.jobs import Delivery
-from crmkit.model import AutomationFailure, AutomationRule, Team, TeamMember, User, UserRole
+from crmkit.model import AutomationFailure, AutomationRule, Team, TeamMember, User
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -354,7 +354,11 @@ def _template(work: UnitOfWork, text: str, variables: Mapping[str, Any]) -> str:
 
 
 def _users_for(work: UnitOfWork, target: Any, record: Any) -> list[int]:
-    """``owner``, a username or id, ``role:NAME`` or ``team:NAME`` -> user ids."""
+    """``owner``, a username or id, ``role:NAME`` or ``team:NAME`` -> user ids.
+
+    A role or a team stands for its active (not blocked) users, ordered by username: the
+    first of them is who ``assign`` and ``create_task`` choose.
+    """
     if target in (None, "owner"):
         owner = getattr(record, "owner_id", None) or getattr(record, "assignee_id", None)
         return [owner] if owner else []
@@ -362,13 +366,15 @@ def _users_for(work: UnitOfWork, target: Any, record: Any) -> list[int]:
         return [target]
     text = str(target)
     if text.startswith("role:"):
-        return list(work.session.scalars(select(UserRole.user_id).where(UserRole.role == text[5:])))
+        return [u.id for u in work.users.list(role=text[5:], include_blocked=False)]
     if text.startswith("team:"):
         return list(
             work.session.scalars(
-                select(TeamMember.user_id)
+                select(User.id)
+                .join(TeamMember, TeamMember.user_id == User.id)
                 .join(Team, Team.id == TeamMember.team_id)
-                .where(Team.name == text[5:])
+                .where(Team.name == text[5:], User.blocked.is_(False))
+                .order_by(User.username)
             )
         )
     user = work.session.scalar(select(User.id).where(User.username == text))

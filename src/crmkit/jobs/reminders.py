@@ -153,14 +153,13 @@ def raise_overdue(crm: CRM, now: dt.datetime | None = None, **_: Any) -> dict[st
         for task in late:
             task.escalated_at = moment
             manager = managers.get(task.assignee_id) if task.assignee_id else None
-            if manager is not None:
-                work.notifications.notify(
-                    manager,
-                    "escalation",
-                    task.title,
-                    party_id=task.party_id,
-                    record=("task", task.id),
-                )
+            if manager is not None and work.notifications.notify(
+                manager,
+                "escalation",
+                task.title,
+                party_id=task.party_id,
+                record=("task", task.id),
+            ):  # a blocked manager is told nothing
                 counts["escalated_tasks"] += 1
 
         missed = list(
@@ -190,14 +189,14 @@ def raise_overdue(crm: CRM, now: dt.datetime | None = None, **_: Any) -> dict[st
                     record=_record_of(reminder),
                 )
             for manager in sorted(set(managers.values()) - waiting):
-                work.notifications.notify(
+                if work.notifications.notify(
                     manager,
                     "escalation",
                     reminder.text,
                     party_id=reminder.party_id,
                     record=_record_of(reminder),
-                )
-                counts["escalated_reminders"] += 1
+                ):
+                    counts["escalated_reminders"] += 1
     return counts
 
 

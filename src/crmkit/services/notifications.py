@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.model import Notification, NotificationPreference
+from crmkit.model import Notification, NotificationPreference, User
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -37,8 +37,14 @@ class NotificationService:
         *,
         party_id: int | None = None,
         record: tuple[str, int] | None = None,
-    ) -> Notification:
-        """Queue a notification for ``user_id``; it is published once the transaction commits."""
+    ) -> Notification | None:
+        """Queue a notification for ``user_id``; it is published once the transaction commits.
+
+        A blocked user is told nothing (``None``): no notification, nothing forwarded.
+        """
+        user = self.work.session.get(User, user_id)
+        if user is None or user.blocked:
+            return None
         notification = Notification(
             user_id=user_id,
             kind=kind,

@@ -183,7 +183,8 @@ class ReminderService(EntityService):
         self.work.flush()
 
     def recipients_of(self, reminder: Reminder) -> list[int]:
-        """User ids to remind: the named people plus every member of the named teams."""
+        """User ids to remind: the named people plus every member of the named teams,
+        blocked users left out."""
         rows = list(
             self.session.scalars(
                 select(ReminderRecipient).where(ReminderRecipient.reminder_id == reminder.id)
@@ -198,7 +199,14 @@ class ReminderService(EntityService):
                 )
             )
         dismissed = {r.user_id for r in rows if r.user_id is not None and r.done_at is not None}
-        return sorted(users - dismissed)
+        users -= dismissed
+        if users:
+            users = set(
+                self.session.scalars(
+                    select(User.id).where(User.id.in_(users), User.blocked.is_(False))
+                )
+            )
+        return sorted(users)
 
     def snooze(self, reminder: Any, until: dt.datetime) -> Reminder:
         """Remind again at ``until``."""
