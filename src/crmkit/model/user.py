@@ -130,7 +130,8 @@ class SignInSession(IdMixin, Base):
 
 
 class LoginFailure(IdMixin, Base):
-    """A failed sign-in, counted per account and per address by the login throttle."""
+    """A sign-in attempt (failed, or being checked), counted per account and per address by
+    the login throttle."""
 
     __table_args__ = (Index("ix_login_failure_key_at", "key", "at"),)
 

@@ -5,9 +5,11 @@ holds the token in a signed cookie.  Every request resumes the session with one 
 also checks the user: a blocked user, or one whose ``session_epoch`` moved on (roles or
 password changed, "sign out everywhere"), has no session any more, in every process at once.
 
-Failed sign-ins are counted per account and per address, in the database or in Redis when
+Sign-in attempts are counted per account and per address, in the database or in Redis when
 ``queue.url`` names a Redis server; never in process memory, so several web processes
-throttle together.  Passwords are never logged, stored or put in an error.
+throttle together.  An attempt is counted before its password is checked, so parallel
+attempts cannot slip past the limit together.  Passwords are never logged, stored or put
+in an error.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -59,37 +62,60 @@ class ResumedSession:
     actor: Actor
 
 
+@attrs.frozen
+class Attempt:
+    """A password check counted before it is made: ``counts`` has, per throttle key, the
+    attempts in the window with this one included; ``rows`` is how the database throttle
+    finds this attempt again to withdraw it."""
+
+    counts: dict[str, int]
+    rows: dict[str, int] = attrs.field(factory=dict)
+
+
 class DatabaseThrottle:
-    """Failed sign-ins counted in the ``login_failure`` table."""
+    """Sign-in attempts counted in the ``login_failure`` table.
 
-    def __init__(self, work: UnitOfWork) -> None:
-        self.work = work
+    Each step runs in a transaction of its own: an attempt is committed before it is counted
+    (so that parallel attempts see each other), and a refusal, which rolls back the caller's
+    unit of work, leaves the count in place.
+    """
 
-    def failures(self, key: str, since: dt.datetime) -> int:
-        """Failures recorded for ``key`` since a time."""
-        return int(
-            self.work.session.scalar(
-                select(func.count())
-                .select_from(LoginFailure)
-                .where(LoginFailure.key == key, LoginFailure.at >= since)
-            )
-            or 0
-        )
+    def __init__(self, crm: Any) -> None:
+        self.crm = crm
 
-    def record(self, keys: list[str], window: dt.timedelta) -> None:
-        """Count one failure for each key (and forget failures older than the window)."""
+    def attempt(self, keys: list[str], window: dt.timedelta) -> Attempt:
+        """Count one attempt for each key, then how many each has in the window."""
         now = utcnow()
-        for key in keys:
-            self.work.session.add(LoginFailure(key=key, at=now))
-        self.work.session.execute(delete(LoginFailure).where(LoginFailure.at < now - window * 2))
+        with self.crm.system() as work:
+            rows = {key: LoginFailure(key=key, at=now) for key in keys}
+            work.session.add_all(rows.values())
+            work.session.execute(delete(LoginFailure).where(LoginFailure.at < now - window * 2))
+            work.flush()
+            ids = {key: row.id for key, row in rows.items()}
+        with self.crm.system() as work:  # after the commit: every committed attempt counts
+            counts = dict(
+                work.session.execute(
+                    select(LoginFailure.key, func.count())
+                    .where(LoginFailure.key.in_(keys), LoginFailure.at >= now - window)
+                    .group_by(LoginFailure.key)
+                ).all()
+            )
+        return Attempt({key: int(counts.get(key, 0)) for key in keys}, ids)
+
+    def withdraw(self, attempt: Attempt, keys: list[str]) -> None:
+        """Stop counting ``attempt`` for ``keys`` (it was refused unchecked, or succeeded)."""
+        ids = [attempt.rows[key] for key in keys if key in attempt.rows]
+        with self.crm.system() as work:
+            work.session.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
 
     def clear(self, key: str) -> None:
         """Forget the failures of ``key`` (after a successful sign-in)."""
-        self.work.session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+        with self.crm.system() as work:
+            work.session.execute(delete(LoginFailure).where(LoginFailure.key == key))
 
 
 class RedisThrottle:
-    """Failed sign-ins counted in Redis: one counter per key, expiring with the window."""
+    """Sign-in attempts counted in Redis: one counter per key, expiring with the window."""
 
     def __init__(self, client: Any, namespace: str) -> None:
         self.client = client
@@ -98,16 +124,21 @@ class RedisThrottle:
     def _name(self, key: str) -> str:
         return f"{self.namespace}:login-failures:{key}"
 
-    def failures(self, key: str, since: dt.datetime) -> int:
-        """Failures counted for ``key`` in the current window."""
-        return int(self.client.get(self._name(key)) or 0)
-
-    def record(self, keys: list[str], window: dt.timedelta) -> None:
-        """Count one failure for each key; a counter lives one window after its last failure."""
+    def attempt(self, keys: list[str], window: dt.timedelta) -> Attempt:
+        """Count one attempt for each key (``INCR``: atomic, so parallel attempts each get
+        their own number); a counter lives one window after its last attempt."""
         pipe = self.client.pipeline()
         for key in keys:
             pipe.incr(self._name(key))
             pipe.expire(self._name(key), int(window.total_seconds()))
+        results = pipe.execute()
+        return Attempt({key: int(results[2 * i]) for i, key in enumerate(keys)})
+
+    def withdraw(self, attempt: Attempt, keys: list[str]) -> None:
+        """Stop counting ``attempt`` for ``keys``."""
+        pipe = self.client.pipeline()
+        for key in keys:
+            pipe.decr(self._name(key))
         pipe.execute()
 
     def clear(self, key: str) -> None:
@@ -128,11 +159,11 @@ class SignInService:
 
     @property
     def throttle(self) -> DatabaseThrottle | RedisThrottle:
-        """Where failures are counted: Redis when the deployment has one, else the database."""
+        """Where attempts are counted: Redis when the deployment has one, else the database."""
         client = self.work.crm.redis
         if client is not None:
             return RedisThrottle(client, self.work.crm.namespace)
-        return DatabaseThrottle(self.work)
+        return DatabaseThrottle(self.work.crm)
 
     def sign_in(
         self,
@@ -148,24 +179,10 @@ class SignInService:
         account or the address has failed too often within ``security.login_window_minutes``
         (the password is then not even checked).
         """
-        throttle = self.throttle
         name = (username or "").strip()
-        account_key = f"account:{name.casefold()}"
-        address_key = f"address:{address or '-'}"
-        since = utcnow() - self.window
-        minutes = int(self.window.total_seconds() // 60)
-        if (
-            throttle.failures(account_key, since) >= self.max_account
-            or throttle.failures(address_key, since) >= self.max_address
-        ):
-            raise SignInRefused(
-                "too many failed sign-in attempts; try again later", retry_after=minutes * 60
-            )
-        user = self.work.users.authenticate(name, password or "")
-        if user is None:
-            self._record_failure([account_key, address_key])
-            raise SignInRefused("wrong username or password")
-        throttle.clear(account_key)
+        user = self._throttled(
+            name, address, lambda: self.work.users.authenticate(name, password or "")
+        )
         token = secrets.token_urlsafe(32)
         now = utcnow()
         self.work.session.add(
@@ -185,13 +202,44 @@ class SignInService:
         self.work.audit("user", user.id, "sign_in", {"address": [None, address]})
         return user, token
 
-    def _record_failure(self, keys: list[str]) -> None:
-        # in a transaction of its own: the refusal rolls this unit of work back, the count stays
-        if self.work.crm.redis is not None:
-            self.throttle.record(keys, self.window)
-            return
-        with self.work.crm.system() as other:
-            DatabaseThrottle(other).record(keys, self.window)
+    def check_password(self, user: User, password: str, *, address: str | None = None) -> None:
+        """Check a signed-in user's password again (before changing it, say), throttled and
+        counted exactly like a sign-in; raises :class:`SignInRefused` when it is wrong or
+        when there were too many failures."""
+        name = user.username
+        self._throttled(name, address, lambda: self.work.users.authenticate(name, password or ""))
+
+    def _throttled(self, name: str, address: str | None, check: Callable[[], User | None]) -> User:
+        """Run ``check`` (a password check) unless the account or the address failed too often.
+
+        The attempt is counted *before* the check, so parallel attempts cannot all pass the
+        limit together; it stays counted when the check fails, and is withdrawn when it is
+        refused unchecked or succeeds (success also forgets the account's failures).
+        """
+        throttle = self.throttle
+        account_key = f"account:{name.casefold()}"
+        address_key = f"address:{address or '-'}"
+        keys = [account_key, address_key]
+        attempt = throttle.attempt(keys, self.window)
+        if (
+            attempt.counts[account_key] > self.max_account
+            or attempt.counts[address_key] > self.max_address
+        ):
+            throttle.withdraw(attempt, keys)
+            minutes = int(self.window.total_seconds() // 60)
+            raise SignInRefused(
+                "too many failed sign-in attempts; try again later", retry_after=minutes * 60
+            )
+        try:
+            user = check()
+        except BaseException:
+            throttle.withdraw(attempt, keys)  # not a failed password: an error on the way
+            raise
+        if user is None:
+            raise SignInRefused("wrong username or password")
+        throttle.withdraw(attempt, [address_key])
+        throttle.clear(account_key)
+        return user
 
     def resume(self, token: str) -> ResumedSession | None:
         """The live session of a token, or ``None`` (unknown, expired, ended, user blocked)."""
