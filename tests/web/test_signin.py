@@ -117,6 +117,30 @@ async def test_sign_out_everywhere(web, crm):
     assert (await phone.get("/home")).status_code == 303
 
 
+async def test_the_current_password_of_the_change_form_is_throttled_like_a_sign_in(make_crm):
+    crm = make_crm(settings={"security.login_max_failures_account": 3})
+    add_user(crm, "ivan", ["agent"], locale="en")
+    browser = Browser(_app(crm), crm)
+    assert (await browser.login("ivan")).status_code == 303  # a stolen session, say
+
+    async def change(current):
+        return await browser.post(
+            "/profile/password",
+            {"current": current, "new": "new-password-1", "repeat": "new-password-1"},
+        )
+
+    for guess in ("guess-1", "guess-2", "guess-3"):
+        wrong = await change(guess)
+        assert wrong.status_code == 422 and "the current password is wrong" in wrong.text
+    refused = await change(DEMO_PASSWORD)  # even the right one: no more guessing
+    assert refused.status_code == 422
+    assert "too many failed sign-in attempts; try again later" in refused.text
+    other = Browser(_app(crm), crm)  # the same counter as the sign-in form's
+    assert (await other.login("ivan", DEMO_PASSWORD)).status_code == 429
+    with crm.system() as work:  # the password is unchanged
+        assert work.users.authenticate("ivan", DEMO_PASSWORD) is not None
+
+
 async def test_state_changing_requests_need_the_csrf_token(web, crm):
     agent = await web("agent")
     with crm.acting_as(agent.user) as work:

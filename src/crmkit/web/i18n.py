@@ -182,6 +182,7 @@ def lazy(message: str) -> str:
 SERVICE_MESSAGES = {
     "wrong username or password",
     "too many failed sign-in attempts; try again later",
+    "the current password is wrong",
     "a comment is required for this move",
     "a note cannot be empty",
     "a name is required",

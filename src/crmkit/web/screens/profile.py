@@ -11,6 +11,7 @@ from starlette.responses import Response
 from crmkit.channels import AddressKind, Capability, Channel
 from crmkit.errors import ValidationFailed
 from crmkit.identity import contact_key
+from crmkit.services.signin import SignInRefused
 from crmkit.web import i18n
 from crmkit.web.pages import posted, redirect, render, work
 
@@ -56,14 +57,20 @@ def page(request: Request) -> Response:
 
 
 def password(request: Request) -> Response:
-    """Change the password (the current one is asked); other sessions end."""
+    """Change the password (the current one is asked, throttled like a sign-in); other
+    sessions end."""
     data = posted(request)
     user = request.state.user
     if data.get("new") != data.get("repeat"):
         raise ValidationFailed({"password": ["the two new passwords differ"]})
+    address = request.client.host if request.client else None
     with work(request) as unit:
-        if unit.users.authenticate(user.username, str(data.get("current", ""))) is None:
-            raise ValidationFailed({"password": ["the current password is wrong"]})
+        try:
+            unit.signin.check_password(user, str(data.get("current", "")), address=address)
+        except SignInRefused as refused:
+            wrong = refused.retry_after is None
+            reason = "the current password is wrong" if wrong else refused.reason
+            raise ValidationFailed({"password": [reason]}) from None
         unit.users.set_password(user.id, str(data.get("new", "")))
     # the epoch moved on: this browser signs in again with the new password
     return redirect(request, "/login", "Password changed; sign in again.")
