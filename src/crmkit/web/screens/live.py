@@ -2,8 +2,9 @@
 
 One stream per open tab at ``/live``.  Messages come from the application's live hub
 (:mod:`crmkit.live`), so a notification written by any process reaches the user's tabs in
-every web process.  Every ``PING_SECONDS`` the stream checks that the session still holds:
-a blocked user's tabs are told to sign in again and the stream ends.
+every web process.  The stream checks that the session still holds before it sends a
+notification, and otherwise at least every ``PING_SECONDS`` however busy it is: a blocked or
+signed-out user's tabs are told to sign in again and the stream ends.
 """
 
 from __future__ import annotations
@@ -56,22 +57,29 @@ async def stream(request: Request) -> Response:
             return unit.signin.resume(token) is not None
 
     async def events() -> AsyncIterator[str]:
+        clock = asyncio.get_running_loop().time
+        checked = clock()
         async with crm.live.subscribe(user_id) as queue:
             yield "retry: 3000\n\n" + notification_event(None)
             while True:
                 try:
                     message = await asyncio.wait_for(queue.get(), PING_SECONDS)
                 except TimeoutError:
+                    message = None
+                kind = str(message.get("type", "message")) if message else None
+                # on the clock whatever arrives (a busy stream never goes quiet), and before
+                # every notification: a signed-out or blocked user is told nothing more
+                if message is None or kind == "notification" or clock() - checked >= PING_SECONDS:
+                    checked = clock()
                     if not still_signed_in():
                         yield _event("signed-out", {})
                         return
+                if message is None:
                     yield ": ping\n\n"
-                    continue
-                kind = str(message.get("type", "message"))
-                if kind == "notification":
+                elif kind == "notification":
                     yield notification_event(message.get("id"))
                 else:
-                    yield _event(kind, message)
+                    yield _event(str(kind), message)
 
     return StreamingResponse(
         events(),
