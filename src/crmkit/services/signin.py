@@ -277,11 +277,13 @@ class SignInService:
         )
 
     def end_everywhere(self, user_id: int) -> None:
-        """Sign a user out of every browser, in every process (bumps ``session_epoch``)."""
+        """Sign a user out of every browser, in every process (bumps ``session_epoch``), and
+        revoke their API tokens: nothing signed in as them is left."""
         user = self.work.users.get(user_id)
         user.session_epoch += 1
         self.work.session.execute(delete(SignInSession).where(SignInSession.user_id == user_id))
         self.work.audit("user", user_id, "sign_out_everywhere", {})
+        self.work.api_tokens.revoke_all(user=user)
 
     def sessions_of(self, user_id: int) -> list[SignInSession]:
         """A user's open sessions, newest first."""

@@ -4,7 +4,8 @@ A token's secret is ``crmkit_`` followed by 43 URL-safe characters (256 random b
 shown once, when created; the database keeps its SHA-256 digest and its first characters.
 Anyone manages their own tokens; managing someone else's needs the ``update`` permission on
 users (an admin).  A token of a blocked user stops working on the very next request, and a
-revoked or expired one is refused for good.
+revoked or expired one is refused for good.  Changing a user's password or signing them out
+everywhere revokes their tokens; a token made with a token expires no later than it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class TokenOwner:
     user_id: int
     stamp: Stamp
     needs_touch: bool = False
+    #: when the token expires (``None``: never); a token it makes expires no later
+    expires_at: dt.datetime | None = None
 
 
 class ApiTokenService:
@@ -88,8 +91,14 @@ class ApiTokenService:
         *,
         user: int | str | User | None = None,
         expires_at: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
     ) -> IssuedToken:
-        """A new token for ``user`` (default: the actor), named so its owner recognises it."""
+        """A new token for ``user`` (default: the actor), named so its owner recognises it.
+
+        ``not_after`` caps its life: a token made through the API with a bearer token
+        expires no later than that token (without ``expires_at`` it takes that expiry, and
+        a later one is refused), so a short-lived token cannot make a lasting one.
+        """
         owner = self._owner(user)
         label = (name or "").strip()
         if not label:
@@ -101,6 +110,14 @@ class ApiTokenService:
                 raise ValidationFailed({"expires_at": ["give a time with its time zone"]})
             if expires_at <= utcnow():
                 raise ValidationFailed({"expires_at": ["must be in the future"]})
+        if not_after is not None:
+            if expires_at is None:
+                expires_at = not_after
+            elif expires_at > not_after:
+                limit = not_after.isoformat(timespec="seconds")
+                raise ValidationFailed(
+                    {"expires_at": [f"at most {limit}, when the token making it expires"]}
+                )
         if owner.blocked:
             raise ValidationFailed({"user": [f"user {owner.username} is blocked"]})
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -148,7 +165,10 @@ class ApiTokenService:
         return token
 
     def revoke_all(self, *, user: int | str | User | None = None) -> int:
-        """Revoke every live token of a user; returns how many."""
+        """Revoke every live token of a user; returns how many.
+
+        Done by a password change and by "sign out everywhere" (see
+        :meth:`~crmkit.services.users.UserService.set_password`)."""
         tokens = self.list(user=user)
         for token in tokens:
             self.revoke(token.id)
@@ -195,7 +215,7 @@ def authenticate(
         return None
     stale = row.last_used_at is None or moment - row.last_used_at > LAST_USED_PRECISION
     stamp = Stamp(row.session_epoch, row.updated_at, row.generation)
-    return TokenOwner(row.id, row.user_id, stamp, needs_touch=stale)
+    return TokenOwner(row.id, row.user_id, stamp, needs_touch=stale, expires_at=row.expires_at)
 
 
 def touch(engine: Engine, token_id: int, *, now: dt.datetime | None = None) -> None:

@@ -154,7 +154,8 @@ class UserService:
         return target
 
     def set_password(self, user: int | str | User, password: str) -> User:
-        """Set a new password; other sessions of the user end (sign-out everywhere)."""
+        """Set a new password; every session of the user ends and their API tokens are
+        revoked (whoever knew the old password may have made one)."""
         target = self.get(user)
         if target.id != self.work.actor.user_id:
             self.work.access.require("user", "update")
@@ -163,6 +164,7 @@ class UserService:
         target.password_hash = self.hasher.hash(password)
         target.session_epoch += 1
         self.work.audit("user", target.id, "password", {"password": ["***", "***"]})
+        self.work.api_tokens.revoke_all(user=target)
         return target
 
     def authenticate(self, username: str, password: str) -> User | None:

@@ -61,6 +61,54 @@ def test_a_blocked_users_tokens_stop_at_once(crm, client_for):
     assert api.get("party").status_code == 200
 
 
+def test_a_token_makes_no_token_outliving_it(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    in_an_hour = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+    with crm.acting_as(ann) as work:
+        short = work.api_tokens.create("an hour", expires_at=in_an_hour).secret
+    api = client_for(secret=short)
+    child = api.post("tokens", json={"name": "forever?"})
+    assert child.status_code == 201, child.text
+    assert dt.datetime.fromisoformat(child.json()["expires_at"]) == in_an_hour
+    later = (in_an_hour + dt.timedelta(days=30)).isoformat()
+    refused = problem(api.post("tokens", json={"name": "a month", "expires_at": later}), 422)
+    assert "when the token making it expires" in refused["errors"]["expires_at"][0]
+    sooner = (in_an_hour - dt.timedelta(minutes=30)).isoformat()
+    assert api.post("tokens", json={"name": "half", "expires_at": sooner}).status_code == 201
+
+
+def test_password_changes_and_signing_out_everywhere_revoke_the_users_tokens(crm, client_for):
+    ann = add_user(crm, "ann", ["agent"])
+    root = add_user(crm, "root", ["admin"])
+    keeps = client_for(root)  # someone else's token is untouched
+
+    def changes(how):
+        api = client_for(ann)
+        assert api.get("me").status_code == 200
+        how()
+        problem(api.get("me"), 401)
+        assert keeps.get("me").status_code == 200
+
+    def own_password():
+        with crm.acting_as(ann) as work:
+            work.users.set_password(ann.id, "a-new-password-1")
+
+    def admins_password():
+        with crm.acting_as(root) as work:
+            work.users.set_password(ann.id, "a-new-password-2")
+
+    def everywhere():
+        with crm.system() as work:
+            work.signin.end_everywhere(ann.id)
+
+    for how in (own_password, admins_password, everywhere):
+        changes(how)
+    with crm.acting_as(root) as work:
+        left = work.api_tokens.list(user=ann.id)
+        assert left == []  # revoked, for good (kept for the record)
+        assert len(work.api_tokens.list(user=ann.id, include_revoked=True)) == 3
+
+
 def test_expired_tokens_are_refused(crm, client_for):
     ann = add_user(crm, "ann", ["agent"])
     api = client_for(ann)

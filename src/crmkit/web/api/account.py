@@ -56,12 +56,17 @@ def list_tokens(request: Request) -> Response:
 
 
 async def create_token(request: Request) -> Response:
-    """A new token; its secret is in this answer and never again."""
+    """A new token; its secret is in this answer and never again.  It expires no later than
+    the token of the request (without ``expires_at`` it takes that token's expiry)."""
     wanted = await loaded_body(request, TokenRequestSchema)
+    caller_token = request.scope["crmkit.token"]
 
     def action(work: Any) -> Response:
         issued = work.api_tokens.create(
-            wanted["name"], user=wanted.get("user_id"), expires_at=wanted.get("expires_at")
+            wanted["name"],
+            user=wanted.get("user_id"),
+            expires_at=wanted.get("expires_at"),
+            not_after=caller_token.expires_at,  # no token outlives the one that made it
         )
         data = TokenSchema().dump(issued.token)
         data["secret"] = issued.secret
@@ -129,7 +134,13 @@ def operations(crm: Any) -> list[Operation]:
             "Create a personal API token",
             "Account",
             body=TokenRequestSchema,
-            responses={201: ("The token with its `secret` (shown this once).", NewTokenSchema)},
+            responses={
+                201: (
+                    "The token with its `secret` (shown this once). It expires no later than "
+                    "the token of the request: without `expires_at` it takes that expiry.",
+                    NewTokenSchema,
+                )
+            },
             errors=(403, 404, 422),
         ),
         Operation(

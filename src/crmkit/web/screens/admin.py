@@ -75,10 +75,12 @@ def user(request: Request) -> Response:
                 message = "User unblocked."
             elif action == "password":
                 unit.users.set_password(user_id, str(data.get("password", "")))
-                message = "Password set; their sessions ended."
+                message = i18n.lazy(
+                    "Password set; their sessions ended and their API tokens were revoked."
+                )
             elif action == "sign_out":
                 unit.signin.end_everywhere(user_id)
-                message = "Signed out everywhere."
+                message = i18n.lazy("Signed out everywhere; their API tokens were revoked.")
             else:
                 unit.users.update(
                     user_id,

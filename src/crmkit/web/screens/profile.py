@@ -58,7 +58,7 @@ def page(request: Request) -> Response:
 
 def password(request: Request) -> Response:
     """Change the password (the current one is asked, throttled like a sign-in); other
-    sessions end."""
+    sessions end and the user's API tokens are revoked."""
     data = posted(request)
     user = request.state.user
     if data.get("new") != data.get("repeat"):
@@ -73,7 +73,9 @@ def password(request: Request) -> Response:
             raise ValidationFailed({"password": [reason]}) from None
         unit.users.set_password(user.id, str(data.get("new", "")))
     # the epoch moved on: this browser signs in again with the new password
-    return redirect(request, "/login", "Password changed; sign in again.")
+    return redirect(
+        request, "/login", "Password changed and your API tokens revoked; sign in again."
+    )
 
 
 def renew_feed(request: Request) -> Response:
