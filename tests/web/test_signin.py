@@ -141,6 +141,51 @@ async def test_the_current_password_of_the_change_form_is_throttled_like_a_sign_
         assert work.users.authenticate("ivan", DEMO_PASSWORD) is not None
 
 
+async def test_using_a_session_extends_its_cookie_as_well(make_crm):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from crmkit.model import SignInSession
+
+    crm = make_crm(settings={"security.session_days": 14})
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    signed_in = await browser.login("ivan")
+    assert "max-age=1209600" in signed_in.headers["set-cookie"].lower()
+    quiet = await browser.get("/home")  # used moments ago: nothing to extend
+    assert "crmkit_session=" not in quiet.headers.get("set-cookie", "")
+
+    # ten days later, still at work: the server moves the session on, and the cookie too
+    ten_days = dt.timedelta(days=10)
+    ten_days_ago = dt.datetime.now(dt.UTC) - ten_days
+    with crm.engine.begin() as connection:
+        connection.execute(
+            sa.update(SignInSession).values(
+                created_at=ten_days_ago,
+                last_seen_at=ten_days_ago + dt.timedelta(minutes=10),
+                expires_at=ten_days_ago + dt.timedelta(days=14),
+            )
+        )
+    page = await browser.get("/home")
+    assert page.status_code == 200
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("crmkit_session=") and "max-age=1209600" in cookie.lower()
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    assert browser.client.cookies["crmkit_session"] in cookie  # the same session, kept
+    with crm.system() as work:
+        [session] = work.session.scalars(sa.select(SignInSession)).all()
+        left = session.expires_at.replace(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)
+        assert left > dt.timedelta(days=13, hours=23)
+    with crm.engine.begin() as connection:  # a while later, signing out: the cookie goes
+        connection.execute(
+            sa.update(SignInSession).values(last_seen_at=dt.datetime.now(dt.UTC) - ten_days)
+        )
+    signed_out = await browser.post("/logout")
+    [deleted] = signed_out.headers.get_list("set-cookie")
+    assert deleted.startswith('crmkit_session=""') and "max-age=0" in deleted.lower()
+
+
 async def test_state_changing_requests_need_the_csrf_token(web, crm):
     agent = await web("agent")
     with crm.acting_as(agent.user) as work:

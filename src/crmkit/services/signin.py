@@ -54,12 +54,14 @@ class SignInRefused(CrmkitError):
 
 @attrs.frozen
 class ResumedSession:
-    """A live session: its id, the CSRF token of its forms, its user and their actor."""
+    """A live session: its id, the CSRF token of its forms, its user and their actor;
+    ``extended`` when this use moved its expiry on (the browser's cookie should follow)."""
 
     session_id: int
     csrf_token: str
     user: User
     actor: Actor
+    extended: bool = False
 
 
 @attrs.frozen
@@ -261,14 +263,15 @@ class SignInService:
         if row is None:
             return None
         session, user, generation = row
-        if now - session.last_seen_at > TOUCH_EVERY:
+        extended = now - session.last_seen_at > TOUCH_EVERY
+        if extended:
             session.last_seen_at = now
             session.expires_at = now + self.lifetime
         # the actor kept by this process, unless anything shaping access changed since
         # (the stamp is read in this very query: no change is ever missed)
         stamp = Stamp(user.session_epoch, user.updated_at, generation)
         actor = self.work.crm.actors.actor(user.id, stamp)
-        return ResumedSession(session.id, session.csrf_token, user, actor)
+        return ResumedSession(session.id, session.csrf_token, user, actor, extended)
 
     def end(self, token: str) -> None:
         """Sign out this browser."""

@@ -42,8 +42,9 @@ class NotFoundPage(Exception):
 async def attach_user(request: Request) -> None:
     """Resume the session of the request's cookie and set ``request.state`` for screens.
 
-    Sets ``user`` (a detached ``User`` or ``None``), ``actor``, ``csrf_token``, ``session_id``
-    and ``locale``.  Runs once per request.
+    Sets ``user`` (a detached ``User`` or ``None``), ``actor``, ``csrf_token``, ``session_id``,
+    ``session_extended`` (the session's expiry moved on: its cookie is set again) and
+    ``locale``.  Runs once per request.
     """
     state = request.state
     if getattr(state, "attached", False):
@@ -60,6 +61,7 @@ async def attach_user(request: Request) -> None:
     state.actor = resumed.actor if resumed else None
     state.csrf_token = resumed.csrf_token if resumed else ""
     state.session_id = resumed.session_id if resumed else None
+    state.session_extended = bool(resumed and resumed.extended)
     state.locale = locale_for(request, state.user)
     state.attached = True
 

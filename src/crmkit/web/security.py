@@ -121,21 +121,7 @@ def guarded(
     coroutine = inspect.iscoroutinefunction(endpoint)
     long = is_long_running(endpoint)
 
-    @wraps(endpoint)
-    async def guard(request: Request) -> Response:
-        await attach_user(request)
-        if not public:
-            user = request.state.user
-            if user is None:
-                raise SignInRequired()
-            if roles and not (set(roles) & request.state.actor.roles):
-                raise NotFoundPage()
-            if permission is not None and not actor_can(request, *permission):
-                raise NotFoundPage()
-            if request.method in UNSAFE_METHODS and not tokens_match(
-                request.state.csrf_token, await submitted_csrf(request)
-            ):
-                raise CsrfFailed()
+    async def run(request: Request) -> Response:
         if coroutine:
             return await endpoint(request)  # type: ignore[no-any-return]
         blocking = request.app.state.blocking
@@ -151,4 +137,38 @@ def guarded(
             return await blocking.write(endpoint, request)  # type: ignore[no-any-return]
         return await blocking.read(endpoint, request)  # type: ignore[no-any-return]
 
+    @wraps(endpoint)
+    async def guard(request: Request) -> Response:
+        await attach_user(request)
+        if not public:
+            user = request.state.user
+            if user is None:
+                raise SignInRequired()
+            if roles and not (set(roles) & request.state.actor.roles):
+                raise NotFoundPage()
+            if permission is not None and not actor_can(request, *permission):
+                raise NotFoundPage()
+            if request.method in UNSAFE_METHODS and not tokens_match(
+                request.state.csrf_token, await submitted_csrf(request)
+            ):
+                raise CsrfFailed()
+        return extend_session_cookie(request, await run(request))
+
     return guard
+
+
+def extend_session_cookie(request: Request, response: Response) -> Response:
+    """Set the session cookie again, for ``security.session_days`` from now, when this
+    request moved the session's expiry on (at most every few minutes, see
+    :data:`crmkit.services.signin.TOUCH_EVERY`): the browser keeps the cookie as long as the
+    server keeps the session.  A response that sets or deletes the cookie itself is left be.
+    """
+    state = request.state
+    if not getattr(state, "session_extended", False) or not state.session_token:
+        return response
+    prefix = f"{SESSION_COOKIE}="
+    if any(c.startswith(prefix) for c in response.headers.getlist("set-cookie")):
+        return response
+    days = int(request.app.state.crm.config["security.session_days"])
+    request.app.state.signer.set(response, SESSION_COOKIE, state.session_token, days * 86400)
+    return response
