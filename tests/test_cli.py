@@ -75,6 +75,34 @@ def test_init_user_lifecycle(deployment, capsys, monkeypatch):
     crm.close()
 
 
+def test_a_password_from_standard_input_loses_its_line_ending_and_is_never_empty(
+    deployment, capsys, monkeypatch
+):
+    config = str(deployment)
+    add = ("--config", config, "user", "add", "ivan", "--role", "agent", "--password-stdin")
+    monkeypatch.setattr(sys, "stdin", _Stdin(""))  # nothing piped in
+    code, _, err = call(capsys, *add)
+    assert code == 1 and err.strip() == "error: no password given on standard input"
+    monkeypatch.setattr(sys, "stdin", _Stdin("\r\n"))  # an empty Windows line
+    code, _, err = call(capsys, *add)
+    assert code == 1 and err.strip() == "error: no password given on standard input"
+    assert "ivan" not in call(capsys, "--config", config, "user", "list")[1]  # not created
+    monkeypatch.setattr(sys, "stdin", _Stdin("correct-horse-1\r\n"))
+    assert call(capsys, *add)[0] == 0
+    monkeypatch.setattr(sys, "stdin", _Stdin(""))
+    passwd = ("--config", config, "user", "passwd", "ivan", "--password-stdin")
+    code, _, err = call(capsys, *passwd)
+    assert code == 1 and err.strip() == "error: no password given on standard input"
+    monkeypatch.setattr(sys, "stdin", _Stdin("another-horse-2\r\n"))
+    assert call(capsys, *passwd)[0] == 0
+    from crmkit import CRM
+
+    crm = CRM.from_directory(deployment)
+    with crm.system() as work:
+        assert work.users.authenticate("ivan", "another-horse-2") is not None
+    crm.close()
+
+
 def test_db_current_after_init(deployment, capsys):
     code, out, _ = call(capsys, "--config", str(deployment), "db", "current")
     assert code == 0

@@ -158,12 +158,18 @@ def user() -> None:
     """Users: add, list, block, unblock, set passwords."""
 
 
+def _stdin_password() -> str:
+    """The first line of standard input without its line ending (``\n`` or ``\r\n``);
+    an empty one is refused rather than taken as "no password"."""
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not line:
+        raise ConfigError("no password given on standard input")
+    return line
+
+
 def _password(prompt: str) -> str:
     if not sys.stdin.isatty():
-        line = sys.stdin.readline().rstrip("\n")
-        if not line:
-            raise ConfigError("no password given on standard input")
-        return line
+        return _stdin_password()
     first = getpass.getpass(prompt)
     if getpass.getpass("Repeat: ") != first:
         raise ConfigError("the passwords differ")
@@ -196,11 +202,7 @@ def user_add(
     """Add a user with one or more roles."""
     password = None
     if not no_password:
-        password = (
-            sys.stdin.readline().rstrip("\n")
-            if password_stdin
-            else _password(f"Password for {username}: ")
-        )
+        password = _stdin_password() if password_stdin else _password(f"Password for {username}: ")
     with env.crm.system() as work:
         data: dict[str, Any] = {
             "username": username,
@@ -211,7 +213,7 @@ def user_add(
             data["email"] = email
         if locale:
             data["locale"] = locale
-        if password:
+        if password is not None:
             data["password"] = password
         created = work.users.create(data)
     click.echo(f"added {created.username} ({', '.join(roles)})")
@@ -254,11 +256,7 @@ def user_unblock(env: Env, username: str) -> None:
 @pass_env
 def user_passwd(env: Env, username: str, password_stdin: bool) -> None:
     """Set a user's password (their other sessions end)."""
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else _password(f"New password for {username}: ")
-    )
+    password = _stdin_password() if password_stdin else _password(f"New password for {username}: ")
     with env.crm.system() as work:
         work.users.set_password(username, password)
     click.echo(f"password of {username} changed")
