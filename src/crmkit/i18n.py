@@ -48,6 +48,26 @@ class Message:
         params = {k: _translated(v, gettext) for k, v in self.params.items()}
         return gettext(self.template).format(**params)
 
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-able form, for a message kept in the database (an import's report) to be
+        translated when it is read; :meth:`from_json` gives the message back."""
+        kinds = {k: _KINDS[type(v)] for k, v in self.params.items() if type(v) in _KINDS}
+        params = {k: list(v) if isinstance(v, Labels) else v for k, v in self.params.items()}
+        return {"template": self.template, "params": params, "labels": kinds}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        """The message :meth:`as_json` wrote (its label parameters labels again)."""
+        kinds = data.get("labels") or {}
+        params = {
+            k: (Label(v) if kinds.get(k) == "label" else Labels(v) if kinds.get(k) else v)
+            for k, v in (data.get("params") or {}).items()
+        }
+        return cls(str(data["template"]), params)
+
+
+_KINDS = {Label: "label", Labels: "labels"}  # parameters that are labels, by their type
+
 
 def _translated(value: Any, gettext: Callable[[str], str]) -> Any:
     if isinstance(value, Label):

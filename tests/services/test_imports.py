@@ -424,10 +424,12 @@ def test_a_file_that_is_not_text_is_refused_naming_the_byte_and_line(crm, setup)
     with pytest.raises(ValidationFailed) as refused:
         _start(crm, anna, data)
     [message] = refused.value.errors["file"]
-    assert "line 3" in message and "0x98" in message
+    assert str(message) == (
+        "not UTF-8 or windows-1251 text: byte 30 (line 3) is 0x98; save the file as CSV UTF-8"
+    )
     with pytest.raises(ValidationFailed) as refused:
         _start(crm, anna, b"\xff\xfe" + "Название\n".encode("utf-16-le") + b"\x00\xdc")
-    assert "UTF-16" in refused.value.errors["file"][0]
+    assert str(refused.value.errors["file"][0]).startswith("not UTF-16 text: byte ")
 
 
 def test_rows_are_numbered_as_the_file_shows_them(crm, setup):
@@ -583,6 +585,66 @@ def test_a_duplicate_of_a_client_the_importer_may_not_edit_is_skipped_alone(crm,
     with crm.system() as work:
         assert work.parties.get(client).position is None
         assert work.session.scalar(select(func.count()).where(Party.name == "Бета")) == 1
+
+
+def _hidden_and_own_clients(crm):
+    """Ann's clients, which agent Bob (own scope) may not see, and Bob's own one."""
+    ann, bob = add_user(crm, "ann", ["agent"]), add_user(crm, "bob", ["agent"])
+    with crm.acting_as(ann) as work:
+        romashka = work.parties.create(name="«Ромашка»").id
+        zenit = work.parties.create(
+            name="Зенит", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+    with crm.acting_as(bob) as work:
+        vector = work.parties.create(name="ООО Вектор Трейд").id
+    return bob, romashka, zenit, vector
+
+
+#: Bob's file: a look-alike of Ann's client, one of his own, Ann's client's phone.
+HIDDEN_BODY = 'Название;Телефон\nООО "Рамашка";\nВекторр Трейд;\nЗенит Плюс;+7 916 123 45 67\n'
+
+
+def test_an_importer_learns_only_that_a_client_they_may_not_see_matches(crm):
+    """Duplicates are looked for in the whole base, but an agent limited to own clients
+    is told only that a client they may not see matches (no id, no name), in the preview
+    and in the run's report; their own look-alike keeps its id and name."""
+    bob, romashka, zenit, vector = _hidden_and_own_clients(crm)
+    run_id, _ = _start(crm, bob, HIDDEN_BODY.encode())
+    with crm.acting_as(bob) as work:
+        shown = work.imports.preview(run_id)
+    assert [(r["duplicate_of"], r["duplicate_hidden"], r["match"]) for r in shown] == [
+        (None, True, "similar name"),
+        (vector, False, "similar name"),
+        (None, True, "exact"),
+    ]
+    assert not {romashka, zenit} & {r["duplicate_of"] for r in shown}
+    # the same file by someone who sees every client names them all
+    boss = add_user(crm, "boss", ["admin"])
+    other_id, _ = _start(crm, boss, HIDDEN_BODY.encode())
+    with crm.acting_as(boss) as work:
+        seen = work.imports.preview(other_id)
+    assert [(r["duplicate_of"], r["duplicate_hidden"]) for r in seen] == [
+        (romashka, False),
+        (vector, False),
+        (zenit, False),
+    ]
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        found = run.possible_duplicates
+        report = work.imports.error_report(run_id).decode("utf-8-sig")
+    assert (run.created, run.skipped) == (2, 1)  # the exact duplicate is skipped
+    assert [(d["row"], d["duplicate_of"], d["duplicate_hidden"]) for d in found] == [
+        (2, None, True),
+        (3, vector, False),
+    ]
+    assert found[0]["reason"] == (
+        f"possible duplicate of a client you may not see (similar name, {found[0]['score']}%): "
+        "created"
+    )
+    assert f"client #{vector} 'ООО Вектор Трейд'" in found[1]["reason"]
+    assert "«Ромашка»" not in report and f"#{romashka}" not in report
+    assert "a client you may not see" in report and f"client #{vector}" in report
 
 
 LIFECYCLE = Pipeline(

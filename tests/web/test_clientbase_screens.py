@@ -94,6 +94,35 @@ async def test_admin_duplicate_report_screen(web, crm):
     assert f"/clients/{first.id}/merge?with={second.id}" in page.text
 
 
+async def test_duplicate_report_names_only_the_clients_the_reader_may_see(web, crm):
+    """The report covers the whole base; an admin whose role reads own clients only (a
+    deployment's narrowing) sees their own clients linked, a colleague's client in the same
+    group only counted (no name, id or link), and a group of the colleague's clients not
+    at all (an admin who reads every client sees every group as before: the test above)."""
+    with crm.system() as work:
+        work.permissions.set("admin", "*", "*", "own")
+    ann, bob = await web("admin"), await web("admin")
+    with crm.acting_as(ann.user) as work:
+        zenit = work.parties.create(name="ООО «Зенит»").id
+        omega = [
+            work.parties.create(name=n, confirm_duplicates=True).id for n in ("Омега", "Омега LLC")
+        ]
+    with crm.acting_as(bob.user) as work:
+        own_zenit = work.parties.create(name="Зенит LLC", confirm_duplicates=True).id
+        vector = [
+            work.parties.create(name=n, confirm_duplicates=True).id
+            for n in ("Вектор", "ООО Вектор")
+        ]
+    assert (await ann.post("/admin/duplicates", {"now": "1"})).status_code == 303
+    page = await bob.get("/admin/duplicates")
+    assert page.status_code == 200
+    assert f"/clients/{vector[0]}/merge?with={vector[1]}" in page.text
+    assert f'<a href="/clients/{own_zenit}">Зенит LLC</a>' in page.text
+    assert page.text.count("clients you may not see: 1") == 1
+    assert "«Зенит»" not in page.text and "Омега" not in page.text
+    assert not any(f"/clients/{i}" in page.text or f"#{i})" in page.text for i in (zenit, *omega))
+
+
 async def test_groups_screen_counts_acts_and_exports(web, crm):
     admin = await web("admin")
     with crm.acting_as(admin.user) as work:
@@ -220,3 +249,79 @@ async def test_import_screen_runs_for_real_after_a_dry_run(web, crm):
         run = work.session.get(ImportRun, run_id)
         assert (run.status, run.dry_run, run.created) == ("done", False, 2)
         assert work.session.scalar(select(func.count()).select_from(Party)) == 2
+
+
+async def _upload(browser, body, name="leads.csv"):
+    uploaded = await browser.client.post(
+        "/import",
+        data={"csrf_token": browser.csrf, "on_duplicate": "skip"},
+        files={"file": (name, body.encode(), "text/csv")},
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    return uploaded.headers["location"]
+
+
+async def test_import_preview_names_only_the_clients_the_importer_may_see(web, crm):
+    """A manager whose role reads own clients only previews a file matching a colleague's
+    client: the page says a client they may not see matches, without its name, id or link;
+    their own look-alike client is linked as before."""
+    from crmkit.services.imports import run_import
+
+    with crm.system() as work:
+        work.permissions.set("manager", "party", "read", "own")
+    ann, bob = await web("manager"), await web("manager")
+    with crm.acting_as(ann.user) as work:
+        romashka = work.parties.create(name="«Ромашка»").id
+    with crm.acting_as(bob.user) as work:
+        vector = work.parties.create(name="ООО Вектор Трейд").id
+    run_url = await _upload(bob, 'Название\nООО "Рамашка"\nВекторр Трейд\n')
+    page = await bob.get(run_url)
+    assert page.status_code == 200
+    assert page.text.count("a client you may not see") == 1
+    assert "«Ромашка»" not in page.text and f"/clients/{romashka}" not in page.text
+    assert f'<a href="/clients/{vector}">ООО Вектор Трейд</a>' in page.text
+    # the run's report, downloaded, says the same
+    started = await bob.post(run_url, {"map.Название": "name", "start": "1"})
+    assert started.status_code == 303
+    run_import(crm, int(run_url.rsplit("/", 1)[1]))
+    report = (await bob.get(f"{run_url}/errors.csv")).content.decode("utf-8-sig")
+    assert "«Ромашка»" not in report and f"#{romashka} " not in report
+    assert "2;Название;possible duplicate of a client you may not see" in report
+    assert f"3;Название;possible duplicate of client #{vector} 'ООО Вектор Трейд'" in report
+
+
+async def test_import_report_and_preview_reach_a_russian_user_translated(web, crm):
+    """The error report and the preview pass their messages through the user's catalog
+    (an entry put in the catalog here, as the lead's translation will be): a Russian user
+    reads them in Russian, with their parameters filled in."""
+    from crmkit.services.imports import run_import
+
+    with crm.system() as work:
+        work.permissions.set("manager", "party", "read", "own")
+    russian = await web("manager", locale="ru")
+    other = await web("manager")
+    with crm.acting_as(other.user) as work:
+        work.parties.create(name="«Ромашка»")
+    catalog = web.app.state.catalogs["ru"]._catalog
+    catalog["possible duplicate of a client you may not see (similar name, {score}%): {done}"] = (
+        "возможный дубль клиента, которого вы не видите (похожее название, {score}%): {done}"
+    )
+    catalog["no user {user}"] = "нет пользователя {user}"
+    body = 'Название;Ответственный\nООО "Рамашка";\nБета;никто\n'
+    run_url = await _upload(russian, body)
+    page = await russian.get(run_url)
+    assert "нет пользователя" in page.text and "no user" not in page.text
+    started = await russian.post(
+        run_url, {"map.Название": "name", "map.Ответственный": "owner", "start": "1"}
+    )
+    assert started.status_code == 303
+    run_import(crm, int(run_url.rsplit("/", 1)[1]))
+    report = (await russian.get(f"{run_url}/errors.csv")).content.decode("utf-8-sig")
+    lines = report.splitlines()
+    assert lines[0].endswith(";причина")  # "row" and "column" wait for the catalog
+    assert "3;Ответственный;нет пользователя 'никто'" in lines
+    assert any(
+        line.startswith("2;Название;возможный дубль клиента, которого вы не видите")
+        and line.endswith("%): создано")
+        for line in lines
+    ), lines

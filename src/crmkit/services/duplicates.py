@@ -9,7 +9,8 @@ report``, :func:`run_report`).  It reads the same keys screening uses:
   rapidfuzz scores; pairs at or above ``screening.threshold`` are linked;
 * linked parties are grouped (union-find), best groups first.
 
-An admin reviews the groups on ``/admin/duplicates`` and merges them from there.
+An admin reviews the groups on ``/admin/duplicates`` and merges them from there
+(:func:`shown_groups`: a member the reader may not see is counted, never named).
 """
 
 from __future__ import annotations
@@ -186,6 +187,33 @@ def run_report(crm: Any, report_id: int | None = None, requested_by_id: int | No
             report.status, report.error, report.finished_at = "failed", str(exc), utcnow()
         raise
     return int(report_id)
+
+
+def shown_groups(work: Any, report: DuplicateReport, limit: int = 200) -> list[dict[str, Any]]:
+    """The report's first ``limit`` groups as the actor may see them.
+
+    The report covers the whole base; a group lists as ``members`` the live parties the
+    actor may read (their scope, as screening asks it) and counts the live others as
+    ``hidden`` (a client they may not see: never its id or name).  A group with no member
+    the actor may read, or fewer than two live ones (merged since), is left out."""
+    groups = (report.groups or [])[:limit]
+    ids = sorted({i for group in groups for i in group["party_ids"]})
+    readable = work.parties.find_many(ids)
+    live: set[int] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        live.update(
+            work.session.scalars(
+                select(Party.id).where(Party.id.in_(chunk), Party.merged_into_id.is_(None))
+            )
+        )
+    shown = []
+    for group in groups:
+        members = [readable[i] for i in group["party_ids"] if i in readable]
+        alive = sum(1 for i in group["party_ids"] if i in live)
+        if members and alive > 1:
+            shown.append({**group, "members": members, "hidden": alive - len(members)})
+    return shown
 
 
 def queue_report(work: Any) -> DuplicateReport:

@@ -25,6 +25,12 @@ An import is an :class:`~crmkit.model.ImportRun`::
   created unless its row's choice says ``skip`` or ``update`` (a guess never skips or
   overwrites on the file-wide setting), and listed in the report with the client's id and
   the name score.
+* Duplicates are looked for in the whole base, but the preview and the report name only
+  the clients the importer may read (the parties' own scope predicate, as screening asks
+  it): another one is "a client you may not see", without its id or name.
+* Errors and report lines are :class:`~crmkit.i18n.Message` s where they have parameters:
+  a line keeps its English ``reason`` and, under ``message``, the template and parameters
+  a screen translates (:func:`reason_text`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import re
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -50,6 +56,7 @@ from sqlalchemy import select
 from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import Label, Message, message, translate
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
 from crmkit.services.bulk import chunked, one_of, uses_arrays
@@ -66,6 +73,10 @@ REPORTED_LOOKALIKES = 10_000
 ON_DUPLICATE = ("skip", "update", "create")
 #: The error of a row duplicating a client the importer may not edit (or not even see).
 UNEDITABLE = "duplicate of a client you may not edit: skipped"
+#: The error report's columns (translated with the reasons: crmkit.web.i18n.SERVICE_MESSAGES).
+REPORT_HEADER = ("row", "column", "reason")
+#: What a row that creates, skips or updates did, in its report line.
+DONE = {"create": "created", "skip": "skipped", "update": "updated"}
 CONTACT_FIELDS = ("phone", "email", "website")
 PLAIN_FIELDS = (
     "name",
@@ -120,10 +131,12 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return _decoded(data, "cp1251", "UTF-8 or windows-1251", 0)
+        return _decoded(data, "cp1251", None, 0)
 
 
-def _decoded(data: bytes, encoding: str, label: str, skipped: int) -> str:
+def _decoded(data: bytes, encoding: str, label: str | None, skipped: int) -> str:
+    """``data`` decoded; ``label`` names the encoding a BOM announced (``None``: none did,
+    UTF-8 and windows-1251 were tried)."""
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -132,14 +145,25 @@ def _decoded(data: bytes, encoding: str, label: str, skipped: int) -> str:
             line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
         else:
             line = data[: exc.start].count(b"\n") + 1
-        raise ValidationFailed(
-            {
-                "file": [
-                    f"not {label} text: byte {skipped + exc.start + 1} (line {line}) is "
-                    f"0x{bad[:1].hex().upper()}; save the file as CSV UTF-8"
-                ]
-            }
-        ) from None
+        where = {
+            "byte": skipped + exc.start + 1,
+            "line": line,
+            "value": f"0x{bad[:1].hex().upper()}",
+        }
+        if label is None:
+            refusal = message(
+                "not UTF-8 or windows-1251 text: byte {byte} (line {line}) is {value}; "
+                "save the file as CSV UTF-8",
+                **where,
+            )
+        else:
+            refusal = message(
+                "not {encoding} text: byte {byte} (line {line}) is {value}; "
+                "save the file as CSV UTF-8",
+                encoding=label,
+                **where,
+            )
+        raise ValidationFailed({"file": [refusal]}) from None
 
 
 Rows = Iterator[tuple[int, list[str]]]
@@ -175,7 +199,9 @@ def _read_xlsx(data: bytes) -> tuple[list[str], Rows]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises several kinds for a broken file
-        raise ValidationFailed({"file": [f"not a readable XLSX file ({exc})"]}) from None
+        raise ValidationFailed(
+            {"file": [message("not a readable XLSX file ({problem})", problem=str(exc))]}
+        ) from None
     sheet = book.worksheets[0]
     rows = sheet.iter_rows(values_only=True)
     header = [_cell(v) for v in next(rows, ())]
@@ -209,7 +235,7 @@ def parse_number(text: str) -> Decimal:
     try:
         return Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(message("{value} is not a number", value=repr(text))) from None
 
 
 def parse_date(text: str) -> str:
@@ -221,7 +247,36 @@ def parse_date(text: str) -> str:
             return dt.date(year, month, day).isoformat()
         return dt.date.fromisoformat(text.strip()).isoformat()
     except ValueError:
-        raise ValueError(f"{text!r} is not a date (dd.mm.yyyy)") from None
+        raise ValueError(message("{value} is not a date (dd.mm.yyyy)", value=repr(text))) from None
+
+
+def _one_of(choices: Sequence[str]) -> Message:
+    return message("one of {choices}", choices=", ".join(choices))
+
+
+# -- report lines -------------------------------------------------------------------------
+
+
+def report_line(column: str, reason: str | Message, **more: Any) -> dict[str, Any]:
+    """An error or report line (JSON): ``column``, the ``reason`` in English and, for a
+    :class:`~crmkit.i18n.Message`, its template and parameters (``message``) to translate."""
+    line: dict[str, Any] = {"column": column, "reason": str(reason), **more}
+    if isinstance(reason, Message):
+        line["message"] = reason.as_json()
+    return line
+
+
+def reason_text(line: Mapping[str, Any], gettext: Callable[[str], str]) -> str:
+    """A line's reason in the language of ``gettext`` (a plain reason is looked up as it
+    is: ``a name is required``)."""
+    stored = line.get("message")
+    return translate(Message.from_json(stored) if stored else str(line["reason"]), gettext)
+
+
+def _raised(exc: Exception) -> str | Message:
+    """What an exception was raised with: its :class:`~crmkit.i18n.Message`, else its text."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first if isinstance(first, Message) else str(exc)
 
 
 def guess_mapping(header: Sequence[str], custom_labels: Mapping[str, str]) -> dict[str, str]:
@@ -276,7 +331,7 @@ class ImportService:
         a run is queued only once a column is mapped to the name."""
         self.work.access.require("party", "create")
         if on_duplicate not in ON_DUPLICATE:
-            raise ValidationFailed({"on_duplicate": [f"one of {', '.join(ON_DUPLICATE)}"]})
+            raise ValidationFailed({"on_duplicate": [_one_of(ON_DUPLICATE)]})
         if not filename.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm")):
             raise ValidationFailed({"file": ["a .csv or .xlsx file"]})
         header, rows = read_rows(filename, data)
@@ -321,9 +376,11 @@ class ImportService:
                 continue
             if field.startswith("custom."):
                 if field[len("custom.") :] not in custom:
-                    raise ValidationFailed({column: [f"no custom field {field!r}"]})
+                    raise ValidationFailed(
+                        {column: [message("no custom field {field}", field=repr(field))]}
+                    )
             elif field not in FIELDS:
-                raise ValidationFailed({column: [f"no field {field!r}"]})
+                raise ValidationFailed({column: [message("no field {field}", field=repr(field))]})
         targets = set(mapping.values())
         if name and not targets & {"name", "last_name", "first_name"}:
             raise ValidationFailed({"mapping": ["map a column to the name"]})
@@ -356,14 +413,24 @@ class ImportService:
             run.mapping = dict(mapping)
         if on_duplicate is not None:
             if on_duplicate not in ON_DUPLICATE:
-                raise ValidationFailed({"on_duplicate": [f"one of {', '.join(ON_DUPLICATE)}"]})
+                raise ValidationFailed({"on_duplicate": [_one_of(ON_DUPLICATE)]})
             run.on_duplicate = on_duplicate
         if dry_run is not None:
             run.dry_run = dry_run
         if choices is not None:
             bad = [c for c in choices.values() if c not in ON_DUPLICATE]
             if bad:
-                raise ValidationFailed({"choices": [f"{bad[0]!r}: one of skip, update, create"]})
+                raise ValidationFailed(
+                    {
+                        "choices": [
+                            message(
+                                "{choice}: one of {choices}",
+                                choice=repr(bad[0]),
+                                choices=", ".join(ON_DUPLICATE),
+                            )
+                        ]
+                    }
+                )
             run.options = {**run.options, "choices": {str(k): v for k, v in choices.items()}}
         self.work.flush()
         return run
@@ -379,7 +446,10 @@ class ImportService:
             stored.mapping, stored.updated_at = dict(run.mapping), utcnow()
 
     def preview(self, run_id: int, limit: int = 20) -> list[dict[str, Any]]:
-        """The first rows as they would be imported: values, errors, duplicates found."""
+        """The first rows as they would be imported: values, errors, duplicates found.
+
+        A duplicate the actor may not read is ``duplicate_hidden`` (``duplicate_of`` is
+        ``None``): the row matches a client they may not see, whose id is not theirs."""
         run = self.get(run_id)
         header, rows = self._rows(run)
         plan = _Planner(self.work, run, header)
@@ -388,6 +458,12 @@ class ImportService:
             if len(shown) >= limit:
                 break
             shown.append(plan.row(number, raw))
+        readable = plan.readable(row["duplicate_of"] for row in shown)
+        for row in shown:
+            hidden = row["duplicate_of"] is not None and row["duplicate_of"] not in readable
+            row["duplicate_hidden"] = hidden
+            if hidden:
+                row["duplicate_of"] = None
         return shown
 
     def queue(self, run_id: int) -> ImportRun:
@@ -409,14 +485,16 @@ class ImportService:
             data = handle.read()
         return read_rows(run.filename, data)
 
-    def error_report(self, run_id: int) -> bytes:
-        """The errors as a CSV file (row; column; reason), UTF-8 with BOM for Excel."""
+    def error_report(self, run_id: int, gettext: Callable[[str], str] | None = None) -> bytes:
+        """The errors as a CSV file (row; column; reason), UTF-8 with BOM for Excel; in the
+        language of ``gettext`` when given (the header too), else in English."""
         run = self.get(run_id)
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";")
-        writer.writerow(["row", "column", "reason"])
+        writer.writerow([gettext(h) for h in REPORT_HEADER] if gettext else REPORT_HEADER)
         for error in run.errors:
-            writer.writerow([error["row"], error["column"], error["reason"]])
+            reason = reason_text(error, gettext) if gettext else error["reason"]
+            writer.writerow([error["row"], error["column"], reason])
         return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
 
 
@@ -444,14 +522,14 @@ class _Planner:
             }
         found = self.users.get(text.strip().lower())
         if found is None:
-            raise ValueError(f"no user {text!r}")
+            raise ValueError(message("no user {user}", user=repr(text)))
         return found
 
-    def values(self, raw: Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def values(self, raw: Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, str | Message]]]:
         """Party input from one row, and ``(column, reason)`` of each bad cell."""
         values: dict[str, Any] = {}
         points: list[dict[str, Any]] = []
-        errors: list[tuple[str, str]] = []
+        errors: list[tuple[str, str | Message]] = []
         for index, column in enumerate(self.header):
             field = self.run.mapping.get(column) or ""
             text = raw[index].strip() if index < len(raw) and raw[index] else ""
@@ -487,7 +565,7 @@ class _Planner:
                 else:
                     values[field] = text
             except ValueError as exc:
-                errors.append((column, str(exc)))
+                errors.append((column, _raised(exc)))
         if points:
             values["contact_points"] = points
         kind = values.get("kind", "organisation")
@@ -559,6 +637,21 @@ class _Planner:
             found.setdefault(key, party_id)
         return found
 
+    def readable(self, ids: Iterable[int | None]) -> set[int]:
+        """Those of ``ids`` the actor may read: the parties' scope predicate, the one
+        screening asks (a duplicate search covers the whole base; the others are only
+        "a client you may not see")."""
+        wanted = sorted({i for i in ids if i is not None})
+        if not wanted:
+            return set()
+        visible = self.work.parties.visible("read")
+        found: set[int] = set()
+        for chunk in chunked(wanted, 500):
+            found.update(
+                self.work.session.scalars(select(Party.id).where(Party.id.in_(chunk), visible))
+            )
+        return found
+
     def lookalikes(self, planned: Sequence[tuple[int, Mapping[str, Any]]]) -> BatchLookalikes:
         """The look-alike names of planned rows (those without an exact duplicate)."""
         found = BatchLookalikes(self.work.session.connection(), self.threshold)
@@ -579,7 +672,7 @@ class _Planner:
         return {
             "row": number,
             "values": values,
-            "errors": [{"column": c, "reason": r} for c, r in errors],
+            "errors": [report_line(c, r) for c, r in errors],
             "duplicate_of": duplicate if lookalike is None else lookalike.party_id,
             "match": "exact" if duplicate else "similar name" if lookalike else None,
             "score": 100 if duplicate else lookalike.score if lookalike else None,
@@ -596,20 +689,37 @@ class _Planner:
             return str(choice or "create")
         return "create"
 
-    def possible_duplicate(self, number: int, lookalike: Lookalike, action: str) -> dict[str, Any]:
-        """The report's line for a look-alike row."""
-        of = (
-            f"client #{lookalike.party_id} {lookalike.name!r}"
-            if lookalike.party_id is not None
-            else f"row {lookalike.row} {lookalike.name!r}"
-        )
-        done = {"create": "created", "skip": "skipped", "update": "updated"}[action]
+    def possible_duplicate(
+        self, number: int, lookalike: Lookalike, action: str, *, hidden: bool = False
+    ) -> dict[str, Any]:
+        """The report's line for a look-alike row; ``hidden``: the client is one the actor
+        may not read (the line names neither its id nor its name)."""
+        said = {"score": lookalike.score, "done": Label(DONE[action])}
+        if hidden:
+            reason = message(
+                "possible duplicate of a client you may not see (similar name, {score}%): {done}",
+                **said,
+            )
+        elif lookalike.party_id is not None:
+            reason = message(
+                "possible duplicate of client #{client} {name} (similar name, {score}%): {done}",
+                client=lookalike.party_id,
+                name=repr(lookalike.name),
+                **said,
+            )
+        else:
+            reason = message(
+                "possible duplicate of row {other} {name} (similar name, {score}%): {done}",
+                other=lookalike.row,
+                name=repr(lookalike.name),
+                **said,
+            )
         return {
             "row": number,
-            "column": self.column_of("name"),
-            "reason": f"possible duplicate of {of} (similar name, {lookalike.score}%): {done}",
+            **report_line(self.column_of("name"), reason),
             "kind": "possible duplicate",
-            "duplicate_of": lookalike.party_id,
+            "duplicate_of": None if hidden else lookalike.party_id,
+            "duplicate_hidden": hidden,
             "duplicate_row": lookalike.row,
             "score": lookalike.score,
             "action": action,
@@ -870,10 +980,11 @@ def _run_batch(
         for number, raw in batch:
             values, problems = plan.values(raw)
             if problems:
-                errors += [{"row": number, "column": c, "reason": r} for c, r in problems]
+                errors += [{"row": number, **report_line(c, r)} for c, r in problems]
                 continue
             planned.append((number, values))
         existing = plan.existing([v for _, v in planned])
+        readable = plan.readable(looks.parties())
         reported = run.possible_duplicate_count
         lookalikes = 0
         keyed = [(number, values, plan.keys(values)) for number, values in planned]
@@ -891,7 +1002,8 @@ def _run_batch(
                 action = action if action != "update" or duplicate is not None else "create"
                 lookalikes += 1
                 if reported + lookalikes <= REPORTED_LOOKALIKES:
-                    errors.append(plan.possible_duplicate(number, lookalike, action))
+                    hidden = duplicate is not None and duplicate not in readable
+                    errors.append(plan.possible_duplicate(number, lookalike, action, hidden=hidden))
             if action == "skip":
                 skipped += 1
                 continue
@@ -912,7 +1024,7 @@ def _run_batch(
                     if lookalike is not None:
                         errors.pop()
                     errors.append(
-                        {"row": number, "column": plan.column_of("name"), "reason": UNEDITABLE}
+                        {"row": number, **report_line(plan.column_of("name"), UNEDITABLE)}
                     )
                 continue
             for key in keys:
@@ -988,11 +1100,17 @@ def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool
 
 
 def _errors(number: int, failed: ValidationFailed) -> list[dict[str, Any]]:
-    return [
-        {"row": number, "column": field, "reason": " ".join(map(str, messages))
-         if isinstance(messages, list) else str(messages)}
-        for field, messages in failed.errors.items()
-    ]  # fmt: skip
+    """The lines of a refused row, a field each (a single :class:`~crmkit.i18n.Message`
+    is kept to translate)."""
+    lines = []
+    for field, messages in failed.errors.items():
+        if isinstance(messages, list) and len(messages) == 1:
+            messages = messages[0]
+        if isinstance(messages, list):
+            messages = " ".join(map(str, messages))
+        reason = messages if isinstance(messages, Message) else str(messages)
+        lines.append({"row": number, **report_line(field, reason)})
+    return lines
 
 
 # -- export -------------------------------------------------------------------------------

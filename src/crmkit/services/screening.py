@@ -1014,6 +1014,10 @@ class BatchLookalikes:
                     best = candidate
         return best
 
+    def parties(self) -> set[int]:
+        """The existing parties among the prepared rows' look-alikes."""
+        return {found.party_id for found in self.best.values() if found.party_id is not None}
+
     def created(self, row: int, name: str) -> None:
         """A prepared row is to be created: the rows after it may look like it."""
         skeleton = self.skeletons.get(row, "")

@@ -190,6 +190,15 @@ SERVICE_MESSAGES = {
     "a closed conversation is not snoozed: reopen it",
     "duplicate of a client you may not edit: skipped",
     "no such column in the file",
+    # imports: refusals of a file or a mapping, a row's error, the error report's header
+    "a .csv or .xlsx file",
+    "choose a file",
+    "the first row must name the columns",
+    "map a column to the name",
+    "the import has started already",
+    "longer than 300 characters",
+    "row",
+    "column",
 }
 
 

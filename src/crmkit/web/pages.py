@@ -243,7 +243,8 @@ def toast(request: Request, message: str, kind: str = "ok", status: int = 200) -
 
 
 def error_text(request: Request, error: Exception) -> str:
-    """A crmkit error's message in the user's language, field by field for validation errors."""
+    """A crmkit error's message in the user's language, field by field for validation errors
+    (a :class:`crmkit.i18n.Message` translated with its parameters)."""
     from crmkit.errors import ValidationFailed
 
     with i18n.activate(request.state.locale):
@@ -251,13 +252,12 @@ def error_text(request: Request, error: Exception) -> str:
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
-                text = "; ".join(
-                    i18n.gettext(m) if isinstance(m, str) else _flatten(m) for m in items
-                )
+                text = "; ".join(_flatten(m) for m in items)
                 label = "" if field == "_schema" else i18n.gettext(field) + ": "
                 parts.append(label + text)
             return "; ".join(parts)
-        return i18n.gettext(str(error))
+        raised = error.args[0] if len(error.args) == 1 else None
+        return translate(raised if isinstance(raised, Message) else str(error), i18n.gettext)
 
 
 def _flatten(messages: Any) -> str:
@@ -267,6 +267,8 @@ def _flatten(messages: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m) for m in messages)
+    if isinstance(messages, Message):
+        return messages.translate(i18n.gettext)
     return i18n.gettext(str(messages))
 
 

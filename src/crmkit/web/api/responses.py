@@ -36,7 +36,7 @@ DOCS = "/api/v1/docs"
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | Message):  # a message in English, as str() gives it
         return str(value)
     if isinstance(value, set | frozenset | tuple):
         return list(value)

@@ -172,11 +172,12 @@ def merge_page(request: Request) -> Response:
 
 
 def duplicates_page(request: Request) -> Response:
-    """The latest whole-base duplicate report, its groups with links to merge them."""
+    """The latest whole-base duplicate report, its groups with links to merge them (clients
+    the user may not see are counted in their groups, not named)."""
     from sqlalchemy import select
 
     from crmkit.model import DuplicateReport
-    from crmkit.services.duplicates import queue_report, run_report
+    from crmkit.services.duplicates import queue_report, run_report, shown_groups
     from crmkit.web.pages import posted, redirect
 
     if request.method == "POST":
@@ -194,15 +195,7 @@ def duplicates_page(request: Request) -> Response:
         report = unit.session.scalar(
             select(DuplicateReport).order_by(DuplicateReport.id.desc()).limit(1)
         )
-        groups = []
-        if report is not None and report.groups:
-            shown = report.groups[:200]
-            parties = unit.parties.find_many(i for g in shown for i in g["party_ids"])
-            for group in shown:
-                members = [parties[i] for i in group["party_ids"] if i in parties]
-                members = [p for p in members if p.merged_into_id is None]
-                if len(members) > 1:
-                    groups.append({**group, "members": members})
+        groups = shown_groups(unit, report) if report is not None else []
     return render(
         request,
         "duplicates.html",

@@ -213,6 +213,7 @@ def _fields(unit: Any) -> list[tuple[str, str]]:
 
 def import_run_page(request: Request) -> Response:
     """Map columns, preview, choose per duplicate row, start; then the progress."""
+    from crmkit.services.imports import reason_text
     from crmkit.web.screens.clientbase import STATUSES
 
     run_id = int(request.path_params["run_id"])
@@ -254,6 +255,7 @@ def import_run_page(request: Request) -> Response:
             "run": run,
             "preview": preview,
             "duplicates": duplicates,
+            "reason": lambda line: reason_text(line, i18n.gettext),
             "fields": fields,
             "statuses": STATUSES,
             "error": error,
@@ -274,6 +276,6 @@ def import_progress(request: Request) -> Response:
 def import_errors(request: Request) -> Response:
     """The error report (row; column; reason) as CSV."""
     run_id = int(request.path_params["run_id"])
-    with work(request) as unit:
-        data = unit.imports.error_report(run_id)
+    with work(request) as unit, i18n.activate(request.state.locale):
+        data = unit.imports.error_report(run_id, i18n.gettext)
     return _download(data, f"import-{run_id}-errors.csv", "csv")
