@@ -4,8 +4,9 @@ catalogs (``src/crmkit_finance/locale``).
     .venv/bin/python plugins/finance/scripts/update-catalogs.py
 
 Messages come from the plugin's templates and screens (``_``, ``gettext``, ``redirect`` and
-``attempt`` messages, screen titles, menu labels), its reports (labels and column headers)
-and its registries (entity, stage and field names).  Messages the core's catalogs already
+``attempt`` messages, screen titles, menu labels), its services' refusals (the templates of
+``crmkit.i18n.message``), its reports (labels, column headers, what a report ``guard``
+names) and its registries (entity, stage and field names).  Messages the core's catalogs already
 translate are left to them.  ``tests/test_finance_catalogs.py`` fails until every Russian one is
 filled in.
 """
@@ -33,6 +34,8 @@ KEYWORDS = {
     "Column": (2,),
     "_report": (2,),
     "Role": (2,),
+    "message": (1,),
+    "guard": (4,),
 }
 #: Texts the screens show through ``_(value)``: methods, kinds, states, parameters.
 DYNAMIC = (
@@ -50,6 +53,9 @@ DYNAMIC = (
 METHODS = [
     ("templates/**.html", "jinja2"),
     ("screens/**.py", "python"),
+    ("services/**.py", "python"),
+    ("ledger.py", "python"),
+    ("money.py", "python"),
     ("reports.py", "python"),
     ("access.py", "python"),
     ("plugin.py", "python"),

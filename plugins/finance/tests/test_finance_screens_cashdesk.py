@@ -114,6 +114,40 @@ def test_a_refused_payment_writes_nothing_and_says_why(shop, signed_in):
         assert finance(work).payments.of_order(order.id) == []
 
 
+def test_a_refusal_reaches_a_russian_cashier_translated(shop):
+    """A service's refusal is a message with parameters: the screen translates it for the
+    user (the entries are put in the catalog here, as the lead's translation will be) and
+    fills the parameters in; in English it reads as before."""
+    from finance_web import Client
+
+    from crmkit.web.app import create_app
+
+    order = _completed_order(shop, shop.oil_change)
+    app = create_app(shop.crm)
+    app.state.catalogs["ru"]._catalog.update(
+        {
+            "open a shift at {desk} first": "сначала откройте смену в кассе «{desk}»",
+            "{value} has more than {places} decimal places": (
+                "{value}: больше {places} знаков после запятой"
+            ),
+        }
+    )
+    cashier = Client(app, "cashier")
+    cashier.post("/language", {"language": "ru", "next": "/"})
+    back = f"/records/finance_order/{order.id}"
+    cash = {"order_id": order.id, "amount": "100", "method": "cash", "desk_id": shop.desk.id}
+    page = cashier.submit("/finance/payments", {**cash, "back": back})
+    assert "сначала откройте смену в кассе «Desk 1»" in page.text
+    transfer = {"order_id": order.id, "amount": "10.001", "method": "transfer", "back": back}
+    page = cashier.submit("/finance/payments", transfer)
+    assert "10.001: больше 2 знаков после запятой" in page.text
+    cashier.post("/language", {"language": "en", "next": "/"})
+    page = cashier.submit("/finance/payments", {**cash, "back": back})
+    assert "open a shift at Desk 1 first" in page.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).payments.of_order(order.id) == []
+
+
 def test_prepayment_cashback_and_void_from_the_order_page(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.set_program("10", expiry_days=365)

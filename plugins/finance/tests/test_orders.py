@@ -277,3 +277,24 @@ def test_amounts_the_columns_cannot_keep_are_refused_naming_the_field(shop):
             with pytest.raises(ValidationFailed, match=f"price.*{reason}"):
                 items.create(name="Polish", kind="service", price=price)
         assert items.create(name="Polish", kind="service", price="10.50").price == money("10.50")
+
+
+def test_a_refusal_over_the_api_reads_in_english(shop):
+    """A service's refusal is a message with parameters; the API answers 422 with its
+    English text (a JSON client has no catalog), field by field."""
+    from finance_web import TestClient
+
+    from crmkit.web.app import create_app
+
+    with shop.crm.acting_as(shop.manager) as work:
+        secret = work.api_tokens.create("test").secret
+        party_id = shop.order(work).party_id
+    api = TestClient(create_app(shop.crm))
+    refused = api.post(
+        "/api/v1/finance_order",
+        json={"party_id": party_id, "lines": [{"item_id": 987654}]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == {"item_id": ["no item 987654"]}
+    assert "no item 987654" in refused.json()["detail"]

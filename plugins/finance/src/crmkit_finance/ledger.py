@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import Label, message
 from crmkit_finance.model import FinanceAccount, FinanceEntry, FinanceTransaction
 from crmkit_finance.money import round_money
 
@@ -215,9 +216,11 @@ class LedgerService:
             raise ValidationFailed({"name": ["a category needs a name"]})
         code = code or f"{kind}:{_slug(name)}"
         if not code.startswith(f"{kind}:"):
-            raise ValidationFailed({"code": [f"the code of a {kind} category starts with {kind}:"]})
+            raise ValidationFailed(
+                {"code": [message("the code of a {kind} category starts with {kind}:", kind=kind)]}
+            )
         if self.session.scalar(select(FinanceAccount.id).where(FinanceAccount.code == code)):
-            raise ValidationFailed({"code": [f"category {code} exists"]})
+            raise ValidationFailed({"code": [message("category {code} exists", code=code)]})
         account = self.account(code, kind=kind, name=name.strip())
         self.work.audit("finance_ledger", account.id, "create", {"code": [None, code]})
         return account
@@ -349,14 +352,27 @@ class LedgerService:
             self.finance.require("finance_ledger", "reverse")
             if original.kind not in JOURNAL_KINDS:
                 raise ValidationFailed(
-                    {"transaction": [f"a {original.kind} is corrected through its own service"]}
+                    {
+                        "transaction": [
+                            message(
+                                "a {kind} is corrected through its own service",
+                                kind=Label(original.kind),
+                            )
+                        ]
+                    }
                 )
         if original.reverses_id is not None and check_kind:
             raise ValidationFailed({"transaction": ["a reversal cannot itself be reversed"]})
         if self.session.scalar(
             select(FinanceTransaction.id).where(FinanceTransaction.reverses_id == original.id)
         ):
-            raise ValidationFailed({"transaction": [f"transaction {original.id} is reversed"]})
+            raise ValidationFailed(
+                {
+                    "transaction": [
+                        message("transaction {transaction} is reversed", transaction=original.id)
+                    ]
+                }
+            )
         legs = [Leg(leg.account, -leg.amount, leg.currency) for leg in self.legs_of(original)]
         reversal = self.post(
             kind or original.kind,

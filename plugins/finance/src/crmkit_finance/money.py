@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 
 #: The rounding mode of every money computation in the plugin.
 ROUNDING = ROUND_HALF_UP
@@ -64,7 +65,11 @@ def minor_units(currency: str) -> int:
         return MINOR_UNITS[currency]
     except KeyError:
         raise ValidationFailed(
-            {"currency": [f"unknown or unsupported currency {currency!r}"]}
+            {
+                "currency": [
+                    message("unknown or unsupported currency {currency}", currency=repr(currency))
+                ]
+            }
         ) from None
 
 
@@ -96,9 +101,13 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal:
         try:
             result = Decimal(text)
         except InvalidOperation:
-            raise ValidationFailed({field: [f"{value!r} is not a number"]}) from None
+            raise ValidationFailed(
+                {field: [message("{value} is not a number", value=repr(value))]}
+            ) from None
     if not result.is_finite():
-        raise ValidationFailed({field: [f"{value!r} is not a finite number"]})
+        raise ValidationFailed(
+            {field: [message("{value} is not a finite number", value=repr(value))]}
+        )
     return result
 
 
@@ -108,7 +117,15 @@ def exact_money(value: Any, currency: str, field: str = "amount") -> Decimal:
     rounded = round_money(amount, currency)
     if rounded != amount:
         places = minor_units(currency)
-        raise ValidationFailed({field: [f"{value} has more than {places} decimal places"]})
+        raise ValidationFailed(
+            {
+                field: [
+                    message(
+                        "{value} has more than {places} decimal places", value=value, places=places
+                    )
+                ]
+            }
+        )
     return rounded
 
 
@@ -117,7 +134,17 @@ def quantity(value: Any, field: str = "qty") -> Decimal:
     amount = to_decimal(value, field)
     rounded = amount.quantize(Decimal(1).scaleb(-QUANTITY_PLACES), rounding=ROUNDING)
     if rounded != amount:
-        raise ValidationFailed({field: [f"{value} has more than {QUANTITY_PLACES} decimals"]})
+        raise ValidationFailed(
+            {
+                field: [
+                    message(
+                        "{value} has more than {places} decimals",
+                        value=value,
+                        places=QUANTITY_PLACES,
+                    )
+                ]
+            }
+        )
     return rounded
 
 

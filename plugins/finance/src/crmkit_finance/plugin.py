@@ -23,6 +23,7 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import Amount, Party
 from crmkit_finance import access, schemas
 from crmkit_finance.model import (
@@ -422,10 +423,18 @@ def _compared(name: str, amount: Any, op: str, value: Any) -> Any:
     is a plain integer to SQLAlchemy, so the value would be compared unscaled (1000 ₽ with
     10 ₽).  Typed as an amount, the value is bound in minor units too."""
     if op not in ("eq", "ne", "lt", "lte", "gt", "gte"):
-        raise ValidationFailed({name: [f"operator {op} does not apply to an amount"]})
+        raise ValidationFailed(
+            {name: [message("operator {op} does not apply to an amount", op=op)]}
+        )
     given = to_decimal(value, name)
     if given != given.quantize(Decimal("0.01")):
-        raise ValidationFailed({name: [f"{value} has more than 2 decimal places"]})
+        raise ValidationFailed(
+            {
+                name: [
+                    message("{value} has more than {places} decimal places", value=value, places=2)
+                ]
+            }
+        )
     amount = type_coerce(amount, Amount(2))
     return {
         "eq": amount == given,

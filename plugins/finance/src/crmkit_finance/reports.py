@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import Party, User
 from crmkit.reports import Column, Report, ReportResult
 from crmkit_finance.ledger import MONEY_KINDS, as_amount, normal_balance
@@ -61,7 +62,9 @@ def _date(params: Mapping[str, Any], key: str, default: dt.date) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise ValidationFailed({key: [f"{value!r} is not a date (YYYY-MM-DD)"]}) from None
+        raise ValidationFailed(
+            {key: [message("{value} is not a date (YYYY-MM-DD)", value=repr(value))]}
+        ) from None
 
 
 def period(work: Any, params: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
@@ -985,7 +988,7 @@ def run_report(work: Any, name: str, params: Mapping[str, Any] | None = None) ->
     """Build a registered report by name (its own access checks apply)."""
     report = work.crm.reports.get(name)
     if report is None:
-        raise ValidationFailed({"report": [f"no report {name!r}"]})
+        raise ValidationFailed({"report": [message("no report {name}", name=repr(name))]})
     return report.build(work, params or {})
 
 

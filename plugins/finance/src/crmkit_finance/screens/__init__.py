@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit.web.pages import error_text, redirect, work
 from crmkit_finance import finance
@@ -29,7 +30,9 @@ def optional_id(value: Any) -> int | None:
     try:
         return int(str(value))
     except ValueError:
-        raise ValidationFailed({"id": [f"not a number: {value!r}"]}) from None
+        raise ValidationFailed(
+            {"id": [message("not a number: {value}", value=repr(value))]}
+        ) from None
 
 
 def sent_token(data: Any) -> str | None:

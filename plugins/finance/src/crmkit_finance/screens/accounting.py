@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.web.contributions import Screen
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
@@ -50,7 +51,9 @@ def parse_month(value: Any, today: dt.date) -> dt.date:
     try:
         return dt.date.fromisoformat(text[:7] + "-01")
     except ValueError:
-        raise ValidationFailed({"month": [f"not a month: {text!r} (YYYY-MM)"]}) from None
+        raise ValidationFailed(
+            {"month": [message("not a month: {value} (YYYY-MM)", value=repr(text))]}
+        ) from None
 
 
 def parse_date(value: Any, field: str, default: dt.date) -> dt.date:
@@ -61,7 +64,9 @@ def parse_date(value: Any, field: str, default: dt.date) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise ValidationFailed({field: [f"not a date: {text!r}"]}) from None
+        raise ValidationFailed(
+            {field: [message("not a date: {value}", value=repr(text))]}
+        ) from None
 
 
 def _schemes(unit: Any, on_date: dt.date) -> dict[int, Any]:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
@@ -206,13 +207,17 @@ async def new_purchase(request: Request) -> Response:
             try:
                 expected_on = dt.date.fromisoformat(expected)
             except ValueError:
-                raise ValidationFailed({"expected_on": [f"not a date: {expected!r}"]}) from None
+                raise ValidationFailed(
+                    {"expected_on": [message("not a date: {value}", value=repr(expected))]}
+                ) from None
         client_order_id = None
         if number:
             found = list(fin.orders.list(search=number, limit=5))
             match = [o for o in found if o.number == number]
             if not match:
-                raise ValidationFailed({"client_order": [f"no order {number}"]})
+                raise ValidationFailed(
+                    {"client_order": [message("no order {number}", number=number)]}
+                )
             client_order_id = match[0].id
         return fin.purchases.create_order(
             _required(form, "supplier_id"),

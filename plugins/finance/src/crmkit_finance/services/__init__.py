@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from crmkit.access.rules import Scope
 from crmkit.errors import ConfigError, PermissionDenied
+from crmkit.i18n import Label, message
 from crmkit_finance.money import minor_units
 
 if TYPE_CHECKING:
@@ -95,7 +96,11 @@ class Finance:
         actor = self.work.actor
         if actor.system or "admin" in actor.roles or (actor.roles & set(roles)):
             return
-        raise PermissionDenied("finance_report", "read", f"{what} is for {', '.join(roles)}")
+        raise PermissionDenied(
+            "finance_report",
+            "read",
+            message("{what} is for {roles}", what=Label(what), roles=", ".join(roles)),
+        )
 
     # -- services --------------------------------------------------------------------
 

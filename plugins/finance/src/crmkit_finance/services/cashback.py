@@ -21,6 +21,7 @@ from sqlalchemy import case, func, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import FinanceCashbackLot, FinanceCashbackProgram, FinancePayment
 from crmkit_finance.money import exact_money, percent_of, round_money, to_decimal
@@ -303,7 +304,17 @@ class CashbackService:
             return lot
         available = self.balance(party_id)
         if -value > available:
-            raise ValidationFailed({"amount": [f"only {available} {base} to withdraw"]})
+            raise ValidationFailed(
+                {
+                    "amount": [
+                        message(
+                            "only {available} {currency} to withdraw",
+                            available=available,
+                            currency=base,
+                        )
+                    ]
+                }
+            )
         ledger = self.finance.ledger
         transaction = ledger.post(
             "cashback_withdrawal",

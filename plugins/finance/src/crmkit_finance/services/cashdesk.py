@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Label, Message, message
 from crmkit.model import Party
 from crmkit_finance.ledger import Leg, credit, debit
 from crmkit_finance.model import (
@@ -83,7 +84,7 @@ class CashDeskService:
         desk = self.session.get(FinanceCashDesk, account.desk_id)
         shift = self.current_shift(desk.id)
         if shift is None:
-            raise ValidationFailed({field: [f"open a shift at {desk.name} first"]})
+            raise ValidationFailed({field: [_open_a_shift(desk)]})
         if outgoing > 0 and outgoing > self.drawer_balance(desk):
             raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
         return shift
@@ -93,9 +94,13 @@ class CashDeskService:
         self.finance.require("finance_shift", "create")
         desk = self.desk(desk_id)
         if not desk.active:
-            raise ValidationFailed({"desk_id": [f"{desk.name} is closed for good"]})
+            raise ValidationFailed(
+                {"desk_id": [message("{desk} is closed for good", desk=desk.name)]}
+            )
         if self.current_shift(desk.id) is not None:
-            raise ValidationFailed({"desk_id": [f"a shift is already open at {desk.name}"]})
+            raise ValidationFailed(
+                {"desk_id": [message("a shift is already open at {desk}", desk=desk.name)]}
+            )
         count = exact_money(counted, desk.currency, "counted")
         if count < 0:
             raise ValidationFailed({"counted": ["a count is not negative"]})
@@ -168,7 +173,7 @@ class CashDeskService:
         desk = self.desk(desk_id)
         shift = self.current_shift(desk.id)
         if shift is None:
-            raise ValidationFailed({"desk_id": [f"open a shift at {desk.name} first"]})
+            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
         value = exact_money(amount, desk.currency)
         if value == 0:
             raise ValidationFailed({"amount": ["move some money"]})
@@ -289,11 +294,17 @@ class PaymentService:
         if method not in DESK_METHODS:
             return None, None
         if desk_id is None:
-            raise ValidationFailed({"desk_id": [f"a {method} payment is taken at a desk"]})
+            raise ValidationFailed(
+                {
+                    "desk_id": [
+                        message("a {method} payment is taken at a desk", method=Label(method))
+                    ]
+                }
+            )
         desk = self.finance.cashdesk.desk(desk_id)
         shift = self.finance.cashdesk.current_shift(desk.id)
         if shift is None:
-            raise ValidationFailed({"desk_id": [f"open a shift at {desk.name} first"]})
+            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
         return desk, shift
 
     def take(
@@ -324,7 +335,9 @@ class PaymentService:
         if earlier:
             return self.get(earlier[0])
         if method not in METHODS:
-            raise ValidationFailed({"method": [f"one of {', '.join(METHODS)}"]})
+            raise ValidationFailed(
+                {"method": [message("one of {choices}", choices=", ".join(METHODS))]}
+            )
         order = None
         if order_id is not None:
             order = self.finance.orders.get(order_id)
@@ -332,7 +345,9 @@ class PaymentService:
                 raise ValidationFailed({"party_id": ["the order belongs to another client"]})
             party_id = order.party_id
             if order.cancelled_at is not None:
-                raise ValidationFailed({"order_id": [f"order {order.number} is cancelled"]})
+                raise ValidationFailed(
+                    {"order_id": [message("order {number} is cancelled", number=order.number)]}
+                )
         if party_id is None:
             raise ValidationFailed({"order_id": ["pay for an order or onto a client's account"]})
         self.work.parties.get(party_id)
@@ -357,7 +372,15 @@ class PaymentService:
             available = ledger.balance(source, base)
             if value > available:
                 raise ValidationFailed(
-                    {"amount": [f"only {available} {base} of cashback to spend"]}
+                    {
+                        "amount": [
+                            message(
+                                "only {available} {currency} of cashback to spend",
+                                available=available,
+                                currency=base,
+                            )
+                        ]
+                    }
                 )
         else:
             source = self._money_account(method, desk)
@@ -421,15 +444,34 @@ class PaymentService:
         lock_row(self.session, FinancePayment, original.id)
         if self._voided(original):
             raise ValidationFailed(
-                {"payment": [f"payment {original.id} was voided; there is nothing to refund"]}
+                {
+                    "payment": [
+                        message(
+                            "payment {payment} was voided; there is nothing to refund",
+                            payment=original.id,
+                        )
+                    ]
+                }
             )
         left = original.amount - self.refunded(original)
         value = left if amount is None else exact_money(amount, original.currency)
         if value <= 0 or value > left:
-            raise ValidationFailed({"amount": [f"between 0.01 and {left} {original.currency}"]})
+            raise ValidationFailed(
+                {
+                    "amount": [
+                        message(
+                            "between 0.01 and {most} {currency}",
+                            most=left,
+                            currency=original.currency,
+                        )
+                    ]
+                }
+            )
         method = method or original.method
         if method not in METHODS:
-            raise ValidationFailed({"method": [f"one of {', '.join(METHODS)}"]})
+            raise ValidationFailed(
+                {"method": [message("one of {choices}", choices=", ".join(METHODS))]}
+            )
         desk_id = desk_id if desk_id is not None else original.desk_id
         desk, shift = self._desk_and_shift(method, desk_id)
         # the part of the receivable it settled, in proportion
@@ -771,6 +813,11 @@ class PaymentService:
         self.finance.invoices.refresh_status(invoice)
         forms.remember(self.finance, form_token, [p.id for p in payments])
         return payments
+
+
+def _open_a_shift(desk: FinanceCashDesk) -> Message:
+    """The refusal of a cash operation at a desk with no open shift."""
+    return message("open a shift at {desk} first", desk=desk.name)
 
 
 def _exchange(

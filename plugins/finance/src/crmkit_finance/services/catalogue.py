@@ -21,6 +21,7 @@ import attrs
 from sqlalchemy import or_, select
 
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import GroupMembership, PartyGroup
 from crmkit_finance.model import FinanceItem, FinanceItemCategory, FinancePrice, FinancePriceList
 from crmkit_finance.money import exact_money
@@ -165,7 +166,9 @@ class CatalogueService:
         try:
             found = self.item(item_id)
         except NotFound:
-            raise ValidationFailed({"item_id": [f"no item {item_id}"]}) from None
+            raise ValidationFailed({"item_id": [message("no item {item}", item=item_id)]}) from None
         if not found.active:
-            raise ValidationFailed({"item_id": [f"{found.name} is no longer sold"]})
+            raise ValidationFailed(
+                {"item_id": [message("{item} is no longer sold", item=found.name)]}
+            )
         return found

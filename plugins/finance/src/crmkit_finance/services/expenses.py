@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import message
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import FinanceAmortization, FinanceAsset, FinancePlan
 from crmkit_finance.money import exact_money, round_money
@@ -57,7 +58,15 @@ class ExpenseService:
         ledger.ensure_system_accounts()
         target = ledger.get_account(category)
         if target.kind != kind:
-            raise ValidationFailed({"category": [f"{category} is not an {kind} category"]})
+            raise ValidationFailed(
+                {
+                    "category": [
+                        message(
+                            "{category} is not an {kind} category", category=category, kind=kind
+                        )
+                    ]
+                }
+            )
         money = ledger.get_account(account)
         if money.kind not in ("cash", "bank", "card", "payable"):
             raise ValidationFailed(
@@ -253,7 +262,13 @@ class PlanService:
         self.finance.require("finance_plan", "create")
         if metric not in PLAN_METRICS and ":" not in metric:
             raise ValidationFailed(
-                {"metric": [f"one of {', '.join(PLAN_METRICS)} or an account code"]}
+                {
+                    "metric": [
+                        message(
+                            "one of {choices} or an account code", choices=", ".join(PLAN_METRICS)
+                        )
+                    ]
+                }
             )
         if ":" in metric:
             self.finance.ledger.get_account(metric)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import Label, message
 from crmkit_finance.model import FinanceContract, FinanceInvoice, FinanceOrder
 from crmkit_finance.numbering import next_number
 
@@ -57,9 +58,17 @@ class InvoiceService:
             raise ValidationFailed({"order_ids": ["the orders are in different currencies"]})
         for order in orders:
             if order.completed_at is None:
-                raise ValidationFailed({"order_ids": [f"order {order.number} is not completed"]})
+                raise ValidationFailed(
+                    {"order_ids": [message("order {number} is not completed", number=order.number)]}
+                )
             if order.invoice_id is not None:
-                raise ValidationFailed({"order_ids": [f"order {order.number} is already invoiced"]})
+                raise ValidationFailed(
+                    {
+                        "order_ids": [
+                            message("order {number} is already invoiced", number=order.number)
+                        ]
+                    }
+                )
         day = issued_on or self.finance.business_date(utcnow())
         party_id = party_ids.pop()
         contract = self.finance.orders.active_contract(party_id, day)
@@ -130,7 +139,9 @@ class InvoiceService:
         self.finance.require("finance_invoice", "update")
         invoice = self.get(invoice_id)
         if invoice.status != "issued":
-            raise ValidationFailed({"invoice": [f"the invoice is {invoice.status}"]})
+            raise ValidationFailed(
+                {"invoice": [message("the invoice is {status}", status=Label(invoice.status))]}
+            )
         for order in self.orders_of(invoice):
             order.invoice_id = None
         invoice.status = "cancelled"

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from crmkit.channels import AddressKind, Capability, Channel
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import Activity, ContactPoint, MessageTemplate
 from crmkit.services.message_templates import StarterTemplate
 from crmkit_finance.model import FinanceItem, FinancePurchaseOrder, FinanceSupplier
@@ -193,7 +194,14 @@ class SupplierLetterService:
         to = self.supplier_email(supplier)
         if not to:
             raise ValidationFailed(
-                {"email": [f"the supplier {party.name} has no email: add one on their card"]}
+                {
+                    "email": [
+                        message(
+                            "the supplier {supplier} has no email: add one on their card",
+                            supplier=party.name,
+                        )
+                    ]
+                }
             )
         subject, body, _ = self.render(purchase.id)
         activity = self.work.channels.send(

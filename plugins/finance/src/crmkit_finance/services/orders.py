@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import Message, message
 from crmkit.pipeline.definition import StageKind
 from crmkit.services.records import EntityService
 from crmkit_finance.ledger import credit, debit
@@ -193,7 +194,9 @@ class OrderService(EntityService):
     def _open_for_lines(self, order: Any) -> Any:
         order = self.get(order, action="update")
         if order.cancelled_at is not None:
-            raise ValidationFailed({"order": [f"order {order.number} is cancelled"]})
+            raise ValidationFailed(
+                {"order": [message("order {number} is cancelled", number=order.number)]}
+            )
         return order
 
     def add_line(
@@ -257,7 +260,13 @@ class OrderService(EntityService):
         for number, spec in enumerate(lines, start=1):
             unknown = set(spec) - LINE_ARGUMENTS
             if unknown:
-                raise ValidationFailed({f"lines[{number}]": [f"unknown {sorted(unknown)[0]!r}"]})
+                raise ValidationFailed(
+                    {
+                        f"lines[{number}]": [
+                            message("unknown {argument}", argument=repr(sorted(unknown)[0]))
+                        ]
+                    }
+                )
             if spec.get("item_id") is None:
                 raise ValidationFailed({f"lines[{number}]": ["item_id is required"]})
             line, item = self._new_line(order, position + number, **spec)
@@ -461,7 +470,9 @@ class OrderService(EntityService):
         else:
             amount_off = exact_money(discount, order.currency, "discount")
             if amount_off < 0 or amount_off > gross:
-                raise ValidationFailed({"discount": [f"a discount is between 0 and {gross}"]})
+                raise ValidationFailed(
+                    {"discount": [message("a discount is between 0 and {most}", most=gross)]}
+                )
         line.discount = amount_off
         line.amount = gross - amount_off
 
@@ -807,7 +818,7 @@ def follow_stage_move(move: MoveContext) -> None:
         orders.reopen(record, reason=move.comment or f"moved back to {move.target.title}")
 
 
-def paid_or_on_contract(move: MoveContext) -> str | None:
+def paid_or_on_contract(move: MoveContext) -> Message | None:
     """A guard for pipelines: the order is paid in full, or the client pays by contract."""
     orders = finance(move.work).orders
     order = move.record
@@ -816,4 +827,8 @@ def paid_or_on_contract(move: MoveContext) -> str | None:
     totals = orders.totals(order)
     if totals.paid >= totals.total:
         return None
-    return f"the order is not paid: {totals.total - totals.paid} {order.currency} due"
+    return message(
+        "the order is not paid: {due} {currency} due",
+        due=totals.total - totals.paid,
+        currency=order.currency,
+    )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import User
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
@@ -84,9 +85,11 @@ class PayrollService:
         """Set how an employee is paid from ``valid_from`` on (replacing a scheme of that date)."""
         self.finance.require("finance_pay_scheme", "create")
         if self.session.get(User, user_id) is None:
-            raise ValidationFailed({"user_id": [f"no user {user_id}"]})
+            raise ValidationFailed({"user_id": [message("no user {user}", user=user_id)]})
         if basis not in BASES:
-            raise ValidationFailed({"basis": [f"one of {', '.join(BASES)}"]})
+            raise ValidationFailed(
+                {"basis": [message("one of {choices}", choices=", ".join(BASES))]}
+            )
         base = self.finance.base_currency
         fixed = exact_money(fixed_amount, base, "fixed_amount")
         if fixed < 0:
@@ -265,7 +268,13 @@ class PayrollService:
                 raise ValidationFailed(
                     {
                         "period": [
-                            f"{name} is accrued for {start:%Y-%m}; reverse payslip {existing} first"
+                            message(
+                                "{employee} is accrued for {month}; "
+                                "reverse payslip {payslip} first",
+                                employee=name,
+                                month=f"{start:%Y-%m}",
+                                payslip=existing,
+                            )
                         ]
                     }
                 )
@@ -308,7 +317,15 @@ class PayrollService:
             slips.append(slip)
         if already and not slips:
             raise ValidationFailed(
-                {"period": [f"{', '.join(already)}: already accrued for {start:%Y-%m}"]}
+                {
+                    "period": [
+                        message(
+                            "{employees}: already accrued for {month}",
+                            employees=", ".join(already),
+                            month=f"{start:%Y-%m}",
+                        )
+                    ]
+                }
             )
         return slips
 

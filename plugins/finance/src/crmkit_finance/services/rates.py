@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit_finance.model import FinanceRate
 from crmkit_finance.money import RATE_PLACES, minor_units, round_money, to_decimal
 
@@ -74,7 +75,15 @@ class RateService:
         )
         if found is None:
             raise ValidationFailed(
-                {"currency": [f"no {currency} exchange rate on or before {on_date.isoformat()}"]}
+                {
+                    "currency": [
+                        message(
+                            "no {currency} exchange rate on or before {day}",
+                            currency=currency,
+                            day=on_date.isoformat(),
+                        )
+                    ]
+                }
             )
         return Decimal(found)
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import Label, message
 from crmkit.model import Reminder, User, UserRole
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
@@ -168,10 +169,14 @@ class StockService:
         """Change the level by ``qty`` (negative: out) and post the value against
         ``counter_account``.  Outgoing value is the moving average unless given."""
         if not item.track_stock:
-            raise ValidationFailed({"item_id": [f"{item.name} is not kept in stock"]})
+            raise ValidationFailed(
+                {"item_id": [message("{item} is not kept in stock", item=item.name)]}
+            )
         location = self.session.get(FinanceLocation, location_id)
         if location is None:
-            raise ValidationFailed({"location_id": [f"no location {location_id}"]})
+            raise ValidationFailed(
+                {"location_id": [message("no location {location}", location=location_id)]}
+            )
         level = self.level(item.id, location_id)
         if qty < 0:
             taking = -qty
@@ -179,8 +184,15 @@ class StockService:
                 raise ValidationFailed(
                     {
                         "qty": [
-                            f"only {level.qty.normalize():f} {item.unit} of “{item.name}” "
-                            f"at {location.name}, {taking.normalize():f} needed"
+                            message(
+                                "only {available} {unit} of “{item}” at {location}, "
+                                "{needed} needed",
+                                available=f"{level.qty.normalize():f}",
+                                unit=item.unit,
+                                item=item.name,
+                                location=location.name,
+                                needed=f"{taking.normalize():f}",
+                            )
                         ]
                     }
                 )
@@ -317,7 +329,9 @@ class StockService:
             raise ValidationFailed({"unit_cost": ["a cost is not negative"]})
         supplier = self.session.get(FinanceSupplier, supplier_id) if supplier_id else None
         if supplier_id and supplier is None:
-            raise ValidationFailed({"supplier_id": [f"no supplier {supplier_id}"]})
+            raise ValidationFailed(
+                {"supplier_id": [message("no supplier {supplier}", supplier=supplier_id)]}
+            )
         counter = paid_from or ("payable" if supplier else "equity:opening")
         if paid_from:
             self.finance.ledger.get_account(paid_from)
@@ -375,7 +389,9 @@ class StockService:
         item = self._item(item_id)
         supplier = self.session.get(FinanceSupplier, supplier_id)
         if supplier is None:
-            raise ValidationFailed({"supplier_id": [f"no supplier {supplier_id}"]})
+            raise ValidationFailed(
+                {"supplier_id": [message("no supplier {supplier}", supplier=supplier_id)]}
+            )
         amount = quantity(qty)
         if amount <= 0:
             raise ValidationFailed({"qty": ["a quantity is positive"]})
@@ -484,7 +500,7 @@ class StockService:
     def _item(self, item_id: int) -> FinanceItem:
         item = self.session.get(FinanceItem, item_id)
         if item is None:
-            raise ValidationFailed({"item_id": [f"no item {item_id}"]})
+            raise ValidationFailed({"item_id": [message("no item {item}", item=item_id)]})
         return item
 
     def _last_cost(self, item_id: int) -> Decimal:
@@ -620,7 +636,9 @@ class PurchaseService:
         if not supplier.active:
             raise ValidationFailed({"supplier_id": ["this supplier is no longer used"]})
         if self.session.get(FinanceLocation, location_id) is None:
-            raise ValidationFailed({"location_id": [f"no location {location_id}"]})
+            raise ValidationFailed(
+                {"location_id": [message("no location {location}", location=location_id)]}
+            )
         client_order = None
         if client_order_id is not None:
             client_order = self.finance.orders.get(client_order_id)
@@ -703,20 +721,34 @@ class PurchaseService:
         self.finance.require("finance_purchase_order", "update")
         purchase = self.get(purchase_id)
         if purchase.status in ("received", "cancelled"):
-            raise ValidationFailed({"purchase_order": [f"the purchase order is {purchase.status}"]})
+            raise ValidationFailed(
+                {
+                    "purchase_order": [
+                        message("the purchase order is {status}", status=Label(purchase.status))
+                    ]
+                }
+            )
         lines = {line.id: line for line in self.lines(purchase)}
         wanted = received or {i: line.qty - line.received_qty for i, line in lines.items()}
         moves = []
         for line_id, raw in wanted.items():
             line = lines.get(int(line_id))
             if line is None:
-                raise ValidationFailed({"received": [f"line {line_id} is not on this order"]})
+                raise ValidationFailed(
+                    {"received": [message("line {line} is not on this order", line=line_id)]}
+                )
             qty = quantity(raw, f"received[{line_id}]")
             if qty <= 0:
                 continue
             if line.received_qty + qty > line.qty:
                 raise ValidationFailed(
-                    {f"received[{line_id}]": [f"only {line.qty - line.received_qty:f} outstanding"]}
+                    {
+                        f"received[{line_id}]": [
+                            message(
+                                "only {qty} outstanding", qty=f"{line.qty - line.received_qty:f}"
+                            )
+                        ]
+                    }
                 )
             moves.append(
                 self.finance.stock.receive(
