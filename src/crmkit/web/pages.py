@@ -267,8 +267,6 @@ def _flatten(messages: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m) for m in messages)
-    if isinstance(messages, Message):
-        return messages.translate(i18n.gettext)
     return i18n.gettext(str(messages))
 
 
