@@ -40,8 +40,6 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, set | frozenset | tuple):
         return list(value)
-    if isinstance(value, Message):  # a service text in a validation error: its English
-        return str(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
