@@ -8,7 +8,18 @@ from crmkit.errors import ValidationFailed
 
 
 @pytest.mark.parametrize(
-    "order", [["name"], ["-name"], ["source", "-name"], ["-created_at"], ["-last_activity_at"]]
+    "order",
+    [
+        ["name"],
+        ["-name"],
+        ["source", "-name"],
+        # a nullable key in one direction: NULLs sort last descending, first ascending
+        ["-source"],
+        ["source"],
+        ["-source", "-name"],
+        ["-created_at"],
+        ["-last_activity_at"],
+    ],
 )
 def test_pages_cover_every_row_once_in_order(crm, order):
     with crm.system() as work:
@@ -64,3 +75,38 @@ def test_later_pages_reuse_one_statement_and_rows_match_records(crm):
     assert len(ids) == 30 and len(set(ids)) == 30 and ids == rows_ids
     # first pages (records, rows) and later pages (records, rows): four statements in all
     assert sizes[-1] == sizes[1] == cached + 4, sizes
+
+
+def test_task_pages_by_deadline_keep_undated_tasks(crm):
+    """``/lists/task?order=-deadline``: tasks without a deadline come last, on a later page."""
+    import datetime as dt
+
+    start = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
+    with crm.system() as work:
+        for i in range(12):
+            deadline = None if i % 3 == 0 else (start + dt.timedelta(days=i)).isoformat()
+            work.tasks.create(title=f"Task {i}", deadline=deadline)
+    with crm.system() as work:
+        paged, cursor = [], None
+        while True:
+            page = work.tasks.list(order=["-deadline"], limit=3, after=cursor)
+            paged += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert len({t.id for t in paged}) == 12
+    assert [t.deadline is None for t in paged] == [False] * 8 + [True] * 4
+
+
+def test_not_null_keys_keep_the_row_value_comparison():
+    """The index-friendly ``(a, id) < (:a, :id)`` stays for NOT NULL keys, in either direction."""
+    from crmkit.model import Party
+    from crmkit.services.paging import after_clause, parse_order
+
+    columns = {"created_at": Party.created_at, "source": Party.source}
+    for order in (["-created_at"], ["created_at"], ["source"]):
+        keys = parse_order(order, columns, Party.id)
+        sql = str(after_clause(keys, ["x", 1]))
+        assert sql.startswith("(party.") and " OR " not in sql, (order, sql)
+    keys = parse_order(["-source"], columns, Party.id)
+    assert "party.source IS NULL" in str(after_clause(keys, ["x", 1]))

@@ -153,10 +153,11 @@ def after_clause(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:
     """Rows strictly after ``values`` in the order of ``keys``.
 
     When every key runs the same way and no value is NULL, this is a row-value comparison
-    ``(a, b, id) < (:a, :b, :id)`` that an index on those columns answers directly.
+    ``(a, b, id) < (:a, :b, :id)`` that an index on those columns answers directly.  Not
+    when descending over a nullable column: its NULL rows sort last, after the cursor, but
+    compare as NULL and would drop out (ascending puts them first, before any value).
     """
-    same_direction = len({k.descending for k in keys}) == 1
-    if same_direction and all(v is not None for v in values):
+    if _row_comparison_holds(keys, values):
         left = tuple_(*(k.column for k in keys))
         right = tuple_(*values)
         return left < right if keys[0].descending else left > right
@@ -170,6 +171,13 @@ def after_clause(keys: Sequence[SortKey], values: Sequence[Any]) -> Any:
     return or_(*alternatives)
 
 
+def _row_comparison_holds(keys: Sequence[SortKey], values: Sequence[Any]) -> bool:
+    """Whether ``(a, b, id) > (:a, :b, :id)`` selects exactly the rows after the cursor."""
+    if len({k.descending for k in keys}) != 1 or any(v is None for v in values):
+        return False
+    return not keys[0].descending or not any(k.nullable for k in keys)
+
+
 def _equals(column: Any, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
@@ -179,6 +187,8 @@ def _beyond(key: SortKey, value: Any) -> Any:
     if key.descending:
         if value is None:
             return None
+        if not key.nullable:
+            return key.column < value
         return or_(key.column < value, key.column.is_(None))
     if value is None:
         return key.column.is_not(None)
