@@ -110,3 +110,50 @@ def test_not_null_keys_keep_the_row_value_comparison():
         assert sql.startswith("(party.") and " OR " not in sql, (order, sql)
     keys = parse_order(["-source"], columns, Party.id)
     assert "party.source IS NULL" in str(after_clause(keys, ["x", 1]))
+
+
+def _cursor(values):
+    import base64
+    import json
+
+    raw = json.dumps(values).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("entity", "order", "values"),
+    [
+        ("parties", ["-created_at"], [{"t": "garbage"}, 1]),
+        ("parties", ["-created_at"], ["2026-11-24T10:00:00+00:00", 1]),  # untagged
+        ("parties", ["-created_at"], [{"t": "2026-11-24T10:00:00"}, 1]),  # no offset
+        ("parties", ["-created_at"], [{"t": "2026-11-24T10:00:00+00:00"}, "7"]),
+        ("parties", ["-created_at"], [{"t": "2026-11-24T10:00:00+00:00"}, 10**30]),
+        ("parties", ["-created_at"], [{"t": "2026-11-24T10:00:00+00:00"}, None]),
+        ("parties", ["name"], [5, 1]),
+        ("parties", ["name"], [{"n": "5"}, 1]),
+        ("parties", ["name"], ["nul\x00", 1]),
+        ("parties", ["name"], ["\ud800", 1]),
+        ("parties", ["-source"], [True, 1]),
+        ("deals", ["amount"], [{"n": "1.234"}, 1]),
+        ("deals", ["amount"], [{"n": "NaN"}, 1]),
+        ("deals", ["amount"], [{"n": "1e40"}, 1]),
+        ("deals", ["amount"], [1.5, 1]),
+        ("tasks", ["-deadline"], [{"d": "2026-11-24"}, 1]),
+        ("tasks", ["priority"], [True, 1]),
+    ],
+)
+def test_a_cursor_with_values_of_other_types_is_named(crm, entity, order, values):
+    """An edited cursor, or one of another order, is a validation error, not a database one."""
+    with crm.system() as work:
+        service = getattr(work, entity)
+        with pytest.raises(ValidationFailed) as failed:
+            service.list(order=order, after=_cursor(values))
+    assert failed.value.errors == {"after": ["the page cursor does not match the sort order"]}
+
+
+def test_a_cursor_with_null_where_the_order_allows_it_is_read(crm):
+    with crm.system() as work:
+        work.tasks.create(title="undated")
+        assert work.tasks.list(order=["-deadline"], after=_cursor([None, 10**6])).items
+        amount = [{"n": "12.50"}, 1]
+        assert work.deals.list(order=["amount"], after=_cursor(amount)).items == []

@@ -12,12 +12,20 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from math import isfinite
 from typing import Any
 
 import attrs
 from sqlalchemy import and_, bindparam, or_, tuple_
 
+from crmkit.clock import in_utc
 from crmkit.errors import ValidationFailed
+from crmkit.model.base import Amount
+
+#: The largest integer a database column holds (64-bit signed).
+MAX_INTEGER = 2**63 - 1
+#: A cursor of another order, or an edited one whose values are not the columns' types.
+MISMATCH = "the page cursor does not match the sort order"
 
 
 @attrs.frozen
@@ -42,6 +50,8 @@ class SortKey:
     column: Any
     descending: bool
     nullable: bool = True
+    #: the Python type of the column's values (``object`` when unknown): checks cursors
+    value_type: Any = object
 
     def clause(self) -> Any:
         """``ORDER BY`` element (NULLs sort as the smallest values on both backends).
@@ -74,14 +84,23 @@ def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -
             raise ValidationFailed({"order": [f"cannot sort by {attr!r} (allowed: {allowed})"]})
         if attr != "id":
             column = columns[attr]
-            nullable = getattr(getattr(column, "expression", column), "nullable", True)
-            keys.append(SortKey(attr, column, descending, bool(nullable)))
+            keys.append(SortKey(attr, column, descending, _nullable(column), _value_type(column)))
     last_descending = keys[-1].descending if keys else True
     id_item = next((i for i in order if i.lstrip("-+") == "id"), None)
     if id_item is not None:
         last_descending = id_item.startswith("-")
-    keys.append(SortKey("id", id_column, last_descending, nullable=False))
+    keys.append(SortKey("id", id_column, last_descending, False, _value_type(id_column)))
     return keys
+
+
+def _value_type(column: Any) -> Any:
+    """The Python type of a sort column's values; ``object`` for an expression without one."""
+    from crmkit.schemas.output import column_python_type
+
+    try:
+        return column_python_type(column)
+    except AttributeError:  # a bare expression: no type to check cursors against
+        return object
 
 
 def _encode_value(value: Any) -> Any:
@@ -94,15 +113,58 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "t" in value:
-            return dt.datetime.fromisoformat(value["t"])
-        if "d" in value:
-            return dt.date.fromisoformat(value["d"])
-        if "n" in value:
-            return Decimal(value["n"])
+def _decode_value(value: Any, key: SortKey) -> Any:
+    """A cursor's value for ``key`` as the column takes it; ``ValueError`` when it is not one.
+
+    Cursors come back from clients: a value of another type (a cursor of another order, or
+    an edited one) would otherwise reach the database and fail there.
+    """
+    if value is None:
+        if not key.nullable:
+            raise ValueError("NULL for a NOT NULL column")
+        return None
+    expected = key.value_type
+    if expected is dt.datetime:
+        return in_utc(dt.datetime.fromisoformat(_tagged(value, "t")))  # naive: ValueError
+    if expected is dt.date:
+        return dt.date.fromisoformat(_tagged(value, "d"))
+    if expected is Decimal:
+        number = Decimal(_tagged(value, "n"))
+        if not number.is_finite():
+            raise ValueError("not a number")
+        column_type = getattr(key.column, "type", None)
+        if isinstance(column_type, Amount):  # stored as an integer count of minor units
+            minor = number.scaleb(column_type.scale)
+            if minor != minor.to_integral_value() or abs(minor) > MAX_INTEGER:
+                raise ValueError("not an amount the column holds")
+        return number
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ValueError("not a boolean")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INTEGER:
+            raise ValueError("not a whole number")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not isfinite(value):
+            raise ValueError("not a number")
+        return value
+    if expected is str:
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError("not a text")
+        value.encode()  # a lone surrogate (JSON allows "\ud800"): UnicodeEncodeError
+        return value
+    if isinstance(value, dict | list):  # a column of unknown type: scalars only
+        raise ValueError("not a single value")
     return value
+
+
+def _tagged(value: Any, tag: str) -> str:
+    """The text of ``{"t": "..."}`` (how :func:`_encode_value` writes non-JSON values)."""
+    if not isinstance(value, dict) or set(value) != {tag} or not isinstance(value[tag], str):
+        raise ValueError("not a value of the column's type")
+    return value[tag]
 
 
 #: built once: ``json.dumps`` with options builds a new encoder on every call
@@ -121,11 +183,17 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise ValidationFailed({"after": ["not a valid page cursor"]}) from None
     if not isinstance(values, list) or len(values) != len(keys):
-        raise ValidationFailed({"after": ["the page cursor does not match the sort order"]})
-    return [_decode_value(v) for v in values]
+        raise ValidationFailed({"after": [MISMATCH]})
+    decoded = []
+    for key, value in zip(keys, values, strict=True):
+        try:
+            decoded.append(_decode_value(value, key))
+        except (ValueError, ArithmeticError):  # InvalidOperation, OverflowError
+            raise ValidationFailed({"after": [MISMATCH]}) from None
+    return decoded
 
 
 def cursor_binds(keys: Sequence[SortKey], shape: Sequence[bool]) -> list[Any]:

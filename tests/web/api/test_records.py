@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
 
@@ -114,6 +116,11 @@ def test_list_pages_filters_order_and_search(crm, client_for):
     assert "owner_id" in problem(api.get("party", params={"owner_id": "me"}), 422)["errors"]
     assert "limit" in problem(api.get("party", params={"limit": 100000}), 422)["errors"]
     assert "after" in problem(api.get("party", params={"after": "garbage!"}), 422)["errors"]
+    # a cursor edited, or of another order: its values are not the sort columns' types
+    tampered = base64.urlsafe_b64encode(b'[{"t":"garbage"},1]').decode()
+    for order in ("-created_at", "name"):
+        body = problem(api.get("party", params={"order": order, "after": tampered}), 422)
+        assert body["errors"] == {"after": ["the page cursor does not match the sort order"]}
 
 
 def test_a_stale_write_is_refused_and_loses_nothing(crm, client_for):
