@@ -140,6 +140,8 @@ class CRM:
         self.demos: dict[str, Demo] = {}
         self.starter_templates: list[Any] = []
         self.filter_fields: list[FilterField] = []
+        #: (table, column) of party references that plugins merge themselves
+        self.party_merge_columns: set[tuple[str, str]] = set()
         self._collect_registries()
         self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
 
@@ -225,6 +227,14 @@ class CRM:
         _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
         self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
         self.starter_templates = [t for _, t in self._collect("crmkit_register_message_templates")]
+        for plugin, item in self._collect("crmkit_register_party_merge_columns"):
+            column = getattr(item, "expression", item)
+            table = getattr(column, "table", None)
+            if table is None or not any(
+                fk.column.table.name == "party" for fk in getattr(column, "foreign_keys", ())
+            ):
+                raise PluginError(plugin, f"{item!r} is not a column referencing party.id")
+            self.party_merge_columns.add((table.name, column.name))
 
     # -- units of work ---------------------------------------------------------------
 

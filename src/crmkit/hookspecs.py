@@ -230,8 +230,21 @@ def crmkit_resolve_party(work: UnitOfWork, kind: str, key: str) -> int | None:
 def crmkit_party_merged(work: UnitOfWork, survivor: Party, merged: Party) -> None:
     """Two parties were merged; move the plugin's own rows from ``merged`` to ``survivor``.
 
-    Every implementation is called inside the merge's transaction.
+    Every implementation is called inside the merge's transaction, after the merge moved
+    every row pointing at ``merged`` except those in the columns named by
+    :func:`crmkit_register_party_merge_columns`.
     """
+
+
+@hookspec
+def crmkit_register_party_merge_columns() -> list[Any]:
+    """Columns referencing ``party.id`` that the plugin merges itself (or keeps on purpose).
+
+    Collecting.  Each item is a mapped attribute (``FinanceAccount.party_id``) or a table
+    column.  A merge moves every other row pointing at the merged party to the survivor;
+    rows in these columns are left for the plugin's :func:`crmkit_party_merged`.
+    """
+    return []
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.model import AuditEntry, ContactPoint, GroupMembership, Party
+from crmkit import hookimpl
+from crmkit.errors import NotFound, PermissionDenied, PluginError, ValidationFailed
+from crmkit.model import AuditEntry, ContactPoint, Deal, GroupMembership, Party
 from crmkit.testing import add_user
 
 
@@ -110,3 +111,47 @@ def test_merge_needs_rights_and_sane_input(crm, pair):
     if not rights:
         with pytest.raises(PermissionDenied), crm.acting_as(viewer) as work:
             work.merges.merge(pair["survivor"], pair["merged"])
+
+
+class DealsMovedByHand:
+    """A plugin that merges the deals' party column itself."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def crmkit_register_party_merge_columns(self):
+        return [Deal.party_id]
+
+    @hookimpl
+    def crmkit_party_merged(self, work, survivor, merged):
+        deals = work.session.scalars(select(Deal).where(Deal.party_id == merged.id)).all()
+        self.seen.append([d.title for d in deals])
+        for deal in deals:
+            deal.party_id = survivor.id
+
+
+def test_columns_a_plugin_merges_itself_are_left_to_its_hook(make_crm):
+    plugin = DealsMovedByHand()
+    crm = make_crm(plugins=[plugin])
+    with crm.system() as work:
+        survivor = work.parties.create(name="Альфа")
+        merged = work.parties.create(name="Альфа-2", confirm_duplicates=True)
+        deal = work.deals.create(title="Поставка", party_id=merged.id)
+        task = work.tasks.create(title="Позвонить", party_id=merged.id)
+    with crm.system() as work:
+        work.merges.merge(survivor.id, merged.id)
+    assert plugin.seen == [["Поставка"]]  # still the merged party's when the hook ran
+    with crm.system() as work:
+        assert work.deals.get(deal.id).party_id == survivor.id
+        assert work.tasks.get(task.id).party_id == survivor.id
+
+
+def test_a_plugin_names_only_columns_referencing_parties(make_crm):
+    class Confused:
+        @hookimpl
+        def crmkit_register_party_merge_columns(self):
+            return [Party.name]
+
+    with pytest.raises(PluginError, match="not a column referencing party.id"):
+        make_crm(plugins=[Confused()])

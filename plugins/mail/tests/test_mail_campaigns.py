@@ -285,3 +285,25 @@ def test_an_address_in_a_cyrillic_domain_is_sent_in_its_ascii_form(mail_crm, acc
     (received,) = smtp.received
     assert received.recipients == ["info@xn--80aairftm.xn--p1ai"]
     assert parse_message(received.raw).recipients == ("info@xn--80aairftm.xn--p1ai",)
+
+
+def test_two_recipients_of_a_mailing_merged_are_its_recipient_once(mail_crm, account, smtp):
+    """A client is a mailing's recipient once: merging two who both got it keeps one row,
+    the survivor's."""
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create("Шины", subject="s", body="b", group_id=group_id,
+                                               rate_per_minute=0)  # fmt: skip
+        assert mail(work).campaigns.start(campaign.id) == 3
+    deliver_due(mail_crm)
+    with mail_crm.system() as work:
+        sent = mail(work).campaigns.recipients(campaign.id, status="sent")
+        survivor, merged = (r.party_id for r in sent[:2])
+        work.merges.merge(survivor, merged)
+    with mail_crm.system() as work:
+        rows = mail(work).campaigns.recipients(campaign.id)
+        assert [(r.party_id, r.address) for r in rows if r.party_id in (survivor, merged)] == [
+            (survivor, "a@one.ru")
+        ]
+        assert len(rows) == 4
+        assert mail(work).campaigns.report(campaign.id)["sent"] == 2

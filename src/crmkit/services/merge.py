@@ -10,7 +10,12 @@ into it, in one transaction:
   files, events, reminders, persons of an organisation, contact points, group memberships,
   plugins' tables — and every loose link (``record_entity = 'party'``) and tag moves to the
   survivor; repeats (the same phone twice, the same group twice) are dropped;
-* plugins move whatever else they keep through ``crmkit_party_merged``;
+* a row that may exist once per party and something else (a unique key such as a
+  mailing's ``(campaign_id, party_id)``) is kept once, the survivor's; where dropping the
+  merged party's row would lose more than a repeat (the row is the only one per party, or
+  other rows refer to it) the merge is refused, naming the table;
+* columns a plugin names in ``crmkit_register_party_merge_columns`` are left alone: the
+  plugin moves those rows itself in ``crmkit_party_merged``, which runs afterwards;
 * the merged party stays as a row with ``merged_into_id``: lists and screening no longer
   show it, and its id still resolves to the survivor (the card redirects, the API and
   ``work.parties.get`` answer with the survivor);
@@ -22,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint, and_, delete, exists, select, update
 from sqlalchemy.orm import aliased
 
 from crmkit import events
@@ -220,13 +225,16 @@ class MergeService:
             .values(record_id=survivor_id)
         )
         handled = {"contact_point", "group_membership", "tagging"}
-        for table in loaded_tables(self.work.crm):
+        left_to_plugins = self.work.crm.party_merge_columns
+        tables = loaded_tables(self.work.crm)
+        for table in tables:
             if table.name in handled:
                 continue
             for column in table.columns:
-                if (table.name, column.name) in _SPECIAL:
+                if (table.name, column.name) in _SPECIAL | left_to_plugins:
                     continue
                 if any(fk.column.table.name == "party" for fk in column.foreign_keys):
+                    self._make_room(table, column, survivor_id, merged_id, tables)
                     session.execute(
                         update(table)
                         .where(column == merged_id)
@@ -241,6 +249,67 @@ class MergeService:
                     .execution_options(synchronize_session=False)
                 )
         session.expire_all()
+
+    def _make_room(
+        self, table: Any, column: Any, survivor_id: int, merged_id: int, tables: list[Any]
+    ) -> None:
+        """Before ``column`` moves to the survivor: rows that would repeat a unique key the
+        survivor holds already are dropped (the survivor's kept), or the merge is refused
+        when dropping would lose more than a repeat."""
+        referenced = any(fk.column.table is table for other in tables for fk in other.foreign_keys)
+        for key, partial in _unique_keys(table, column):
+            rest = [c for c in key if c is not column]
+            twin = table.alias()
+            repeats = and_(
+                column == merged_id,
+                exists(
+                    select(twin.c[column.name]).where(
+                        twin.c[column.name] == survivor_id,
+                        *(twin.c[c.name] == c for c in rest),
+                    )
+                ),
+            )
+            if rest and not partial and not referenced:
+                self.session.execute(
+                    delete(table).where(repeats).execution_options(synchronize_session=False)
+                )
+                continue
+            if self.session.scalar(select(exists().where(repeats))):
+                what = self._title_of(table)
+                detail = (
+                    f"both parties have a record in {what} for the same "
+                    f"{', '.join(c.name for c in rest)}"
+                    if rest
+                    else f"both parties have a record in {what}, which a party may have once"
+                )
+                raise ValidationFailed({"merged": [f"{detail}: merge or remove one first"]})
+
+    def _title_of(self, table: Any) -> str:
+        """What a table is called for a person: its entity's label, else its name."""
+        for entity in self.work.crm.entities:
+            if getattr(entity.model, "__table__", None) is table:
+                return f"“{entity.label}”"
+        return table.name
+
+
+def _unique_keys(table: Any, column: Any) -> list[tuple[list[Any], bool]]:
+    """The unique keys of ``table`` that include ``column``, each with whether it is
+    partial (a unique index with a ``WHERE``, whose clashes are not read here exactly)."""
+    keys: list[tuple[list[Any], bool]] = []
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+            columns = list(constraint.columns)
+            if any(c is column for c in columns):
+                keys.append((columns, False))
+    for index in table.indexes:
+        columns = list(index.columns)
+        if index.unique and any(c is column for c in columns):
+            partial = any(
+                index.dialect_options[dialect].get("where") is not None
+                for dialect in ("postgresql", "sqlite")
+            )
+            keys.append((columns, partial))
+    return keys
 
 
 def loaded_tables(crm: Any) -> list[Any]:

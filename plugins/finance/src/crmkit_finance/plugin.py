@@ -413,6 +413,13 @@ def crmkit_party_merged(work: Any, survivor: Any, merged: Any) -> None:
     merge_party_finance(work, survivor, merged)
 
 
+@hookimpl
+def crmkit_register_party_merge_columns() -> list[Any]:
+    from crmkit_finance.services.merging import PARTY_COLUMNS
+
+    return list(PARTY_COLUMNS)
+
+
 # -- computed filter fields ------------------------------------------------------------
 
 
