@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 
 from crmkit import hookimpl
-from crmkit.errors import NotFound, PermissionDenied, PluginError, ValidationFailed
-from crmkit.model import AuditEntry, ContactPoint, Deal, GroupMembership, Party
+from crmkit.errors import Conflict, NotFound, PermissionDenied, PluginError, ValidationFailed
+from crmkit.model import Activity, AuditEntry, ContactPoint, Deal, GroupMembership, Party
 from crmkit.testing import add_user
 
 
@@ -155,3 +157,76 @@ def test_a_plugin_names_only_columns_referencing_parties(make_crm):
 
     with pytest.raises(PluginError, match="not a column referencing party.id"):
         make_crm(plugins=[Confused()])
+
+
+def _three_with_a_note(crm):
+    with crm.system() as work:
+        a = work.parties.create(name="Первая")
+        b = work.parties.create(name="Вторая")
+        c = work.parties.create(name="Третья")
+        note = work.timeline.add_note(party_id=b.id, body="заметка второй")
+        return a.id, b.id, c.id, note.id
+
+
+def test_a_party_merged_away_after_it_was_read_is_not_merged_into(crm):
+    """One person merges B into A while another merges A into C: the slower one is refused."""
+    a, b, c, note = _three_with_a_note(crm)
+    with crm.system() as first:
+        first.parties.get(a), first.parties.get(b)  # the merge screen read both
+        with crm.system() as second:
+            second.merges.merge(c, a)
+        with pytest.raises(Conflict, match="Первая was merged into another party meanwhile"):
+            first.merges.merge(a, b)
+    with crm.system() as work:
+        assert work.session.get(Party, b).merged_into_id is None  # nothing written
+        assert work.session.get(Activity, note).party_id == b
+        work.merges.merge(a, b)  # read again: A resolves to C, and B goes there
+        assert work.session.get(Party, b).merged_into_id == c
+        assert work.session.get(Activity, note).party_id == c
+
+
+class PausedMerge:
+    """Holds the first merge inside its transaction until the test lets it go."""
+
+    def __init__(self):
+        self.inside, self.go_on = threading.Event(), threading.Event()
+        self.paused = True
+
+    @hookimpl
+    def crmkit_party_merged(self, work, survivor, merged):
+        if self.paused:
+            self.paused = False
+            self.inside.set()
+            assert self.go_on.wait(30)
+
+
+@pytest.mark.postgres_only
+def test_two_merges_sharing_a_party_at_once_run_one_after_the_other(make_crm):
+    pause = PausedMerge()
+    crm = make_crm(plugins=[pause])
+    a, b, c, note = _three_with_a_note(crm)
+    errors = []
+
+    def run(survivor, merged):
+        try:
+            with crm.system() as work:
+                work.merges.merge(survivor, merged)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=run, args=(a, b))  # B into A, held open
+    first.start()
+    assert pause.inside.wait(30)
+    second = threading.Thread(target=run, args=(c, a))  # A into C meanwhile
+    second.start()
+    second.join(3)  # it waits for the first merge's lock on A
+    still_waiting = second.is_alive()
+    pause.go_on.set()
+    first.join(30)
+    second.join(30)
+    assert errors == [] and still_waiting
+    with crm.system() as work:
+        merged_into = {p: work.session.get(Party, p).merged_into_id for p in (a, b, c)}
+        assert merged_into == {a: c, b: a, c: None}
+        # B's note reached the party that is left, not one merged away
+        assert work.session.get(Activity, note).party_id == c

@@ -6,6 +6,8 @@ into it, in one transaction:
 * fields: for each field named in ``keep`` the value is taken from the party given there
   (``{"name": merged.id, "custom.inn": merged.id}``); every other field keeps the
   survivor's value, and fields empty on the survivor are filled from the merged party;
+* both parties are locked first and read again: a merge that touched either of them
+  meanwhile (another person merging one of them away) is refused, never built upon;
 * every row that points at the merged party by foreign key — activities, tasks, deals,
   files, events, reminders, persons of an organisation, contact points, group memberships,
   plugins' tables — and every loose link (``record_entity = 'party'``) and tag moves to the
@@ -29,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint, and_, delete, exists, select, update
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from crmkit import events
-from crmkit.errors import ValidationFailed
+from crmkit.db import lock_row
+from crmkit.errors import Conflict, NotFound, ValidationFailed
 from crmkit.model import ContactPoint, GroupMembership, Party, Tagging
 from crmkit.services.records import jsonable
 from crmkit.services.screening import forget_names
@@ -101,6 +105,7 @@ class MergeService:
         if target.id == other.id:
             raise ValidationFailed({"merged": ["a party cannot be merged into itself"]})
         with self.work.savepoint():
+            self._hold(target, other)
             changes = self._fields(target, other, keep or {})
             self._move_rows(target.id, other.id)
             self.work.crm.pm.hook.crmkit_party_merged(work=self.work, survivor=target, merged=other)
@@ -132,6 +137,23 @@ class MergeService:
                 events.RECORD_DELETED, "party", other.id, party_id=target.id, merged_into=target.id
             )
         return target
+
+    def _hold(self, *parties: Party) -> None:
+        """Lock the parties (in id order: two merges never wait for each other crosswise)
+        and read them again; one merged away since it was read is a :class:`Conflict`."""
+        for party in sorted(parties, key=lambda p: p.id):
+            lock_row(self.session, Party, party.id)
+        for party in parties:
+            try:
+                self.session.refresh(party)
+            except ObjectDeletedError:
+                raise NotFound("party", party.id) from None
+            if party.merged_into_id is not None:
+                raise Conflict(
+                    "party",
+                    party.id,
+                    f"{party.name} was merged into another party meanwhile; reload and try again",
+                )
 
     def _fields(self, target: Party, other: Party, keep: Mapping[str, int]) -> dict[str, Any]:
         unknown = [f for f in keep if f not in MERGE_FIELDS and not f.startswith("custom.")]
