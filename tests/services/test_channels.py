@@ -173,6 +173,18 @@ def test_send_goes_through_the_outbox_in_the_same_transaction(crm):
         assert work.session.scalar(select(func.count()).select_from(OutboxItem)) == 1
 
 
+def test_a_message_sent_to_a_merged_away_id_lands_on_the_survivor(crm):
+    with crm.system() as work:
+        survivor = factories.organisation(work)
+        merged = factories.organisation(work)
+        work.merges.merge(survivor.id, merged.id)
+    with crm.system() as work:
+        sent = work.channels.send("mail", to="client@romashka.ru", body="Добрый день",
+                                  party_id=merged.id)  # fmt: skip
+        assert sent.party_id == survivor.id
+        assert sent.id in [a.id for a in work.timeline.list(survivor.id)]
+
+
 def test_send_refuses_what_a_channel_cannot_do(crm):
     with crm.system() as work:
         with pytest.raises(ValidationFailed, match="phone cannot send"):

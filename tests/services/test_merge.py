@@ -95,6 +95,23 @@ def test_merge_moves_everything_and_keeps_chosen_fields(crm, pair):
         assert orphans == 0
 
 
+def test_a_merged_away_id_reads_and_writes_the_survivors_records(crm, pair):
+    """The old id resolves to the survivor everywhere a party is named, not only in get()."""
+    s, m = pair["survivor"], pair["merged"]
+    with crm.system() as work:
+        work.timeline.add_note(party_id=m, body="закреплено", pinned=True)
+        work.merges.merge(s, m)
+    with crm.system() as work:
+        timeline = [a.id for a in work.timeline.list(m)]
+        assert timeline == [a.id for a in work.timeline.list(s)] and pair["note"] in timeline
+        assert [a.body for a in work.timeline.pinned(m)] == ["закреплено"]
+        assert [f.id for f in work.attachments.for_party(m)] == [pair["file"]]
+        assert [g.id for g in work.groups.groups_of(m)] == [pair["group"]]
+        note = work.timeline.add_note(party_id=m, body="после слияния")
+        file = work.attachments.add("act.pdf", b"%PDF", party_id=m)
+        assert note.party_id == s and file.party_id == s
+
+
 def test_merge_needs_rights_and_sane_input(crm, pair):
     agent = add_user(crm, "agent", ["agent"])
     with pytest.raises(NotFound), crm.acting_as(agent) as work:

@@ -60,7 +60,7 @@ class AttachmentService:
         if party_id is None and record is None:
             raise ValidationFailed({"party_id": ["a file belongs to a party or a record"]})
         if party_id is not None:
-            work.parties.get(party_id)
+            party_id = work.parties.get(party_id).id  # a merged-away id: the survivor
         if record is not None:
             linked = work.records(record[0]).get(record[1])
             if party_id is None:
@@ -128,7 +128,7 @@ class AttachmentService:
 
     def for_party(self, party_id: int) -> list[Attachment]:
         """Files of a visible party (its records' files included)."""
-        self.work.parties.get(party_id)
+        party_id = self.work.parties.get(party_id).id
         return list(
             self.work.session.scalars(
                 select(Attachment)

@@ -247,7 +247,7 @@ class ChannelService:
         cc = tuple(copies(channel, to, cc, self.region))
         self.work.access.require("activity", "create")
         if party_id is not None:
-            self.work.parties.get(party_id)
+            party_id = self.work.parties.get(party_id).id  # a merged-away id: the survivor
         for attachment_id in attachment_ids:
             self.work.attachments.get(attachment_id)
         activity = self.work.timeline.add(

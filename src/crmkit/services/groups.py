@@ -275,7 +275,7 @@ class GroupService:
 
     def groups_of(self, party_id: int) -> list[PartyGroup]:
         """The static groups a visible party is in."""
-        self.work.parties.get(party_id)
+        party_id = self.work.parties.get(party_id).id
         return list(
             self.session.scalars(
                 select(PartyGroup)

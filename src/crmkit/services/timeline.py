@@ -141,7 +141,8 @@ class TimelineService:
         limit: int = 50,
     ) -> Page:
         """A party's timeline, newest first, optionally only some kinds or one record's entries."""
-        self.work.parties.get(party_id)  # NotFound when the party is hidden
+        # NotFound when the party is hidden; a merged-away id reads the survivor's timeline
+        party_id = self.work.parties.get(party_id).id
         access = self.work.access
         access.require("activity", "read")
         keys = parse_order(["-occurred_at"], {"occurred_at": Activity.occurred_at}, Activity.id)
@@ -169,7 +170,7 @@ class TimelineService:
 
     def pinned(self, party_id: int) -> list[Activity]:
         """Pinned notes of a party, newest first."""
-        self.work.parties.get(party_id)
+        party_id = self.work.parties.get(party_id).id
         return list(
             self.work.session.scalars(
                 select(Activity)
@@ -208,7 +209,7 @@ class TimelineService:
         if party_id is None and record is None:
             raise ValidationFailed({"party_id": ["a note belongs to a party or a record"]})
         if party_id is not None:
-            self.work.parties.get(party_id)
+            party_id = self.work.parties.get(party_id).id  # a merged-away id: the survivor
         if record is not None:
             linked = self.work.records(record[0]).get(record[1])
             if party_id is None:

@@ -79,6 +79,12 @@ def test_a_merged_away_id_resolves_to_the_survivor(crm, client_for):
     keep = api.post("party", json={"name": "ООО «Гранит»"}).json()["id"]
     dupe = api.post("party", json={"name": "Гранит", "confirm_duplicates": True}).json()["id"]
     with crm.system() as work:
+        work.timeline.add_note(party_id=dupe, body="звонили в понедельник")
         work.merges.merge(keep, dupe)
     answer = api.get(f"party/{dupe}")
     assert answer.status_code == 200 and answer.json()["id"] == keep
+    # its timeline too: the survivor's, the merged party's history in it
+    timeline = api.get(f"party/{dupe}/timeline")
+    assert timeline.status_code == 200, timeline.text
+    assert timeline.json()["items"] == api.get(f"party/{keep}/timeline").json()["items"]
+    assert "звонили в понедельник" in [e["body"] for e in timeline.json()["items"]]
