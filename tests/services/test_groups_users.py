@@ -24,6 +24,17 @@ def test_nested_groups_move_with_their_subtree(crm):
             work.groups.move(archive.id, center.id)
 
 
+def test_a_group_is_not_moved_under_a_smart_group(crm):
+    """create() refuses a smart parent; moving under one is refused the same way."""
+    with crm.system() as work:
+        smart = work.groups.create("Крупные", rules={"field": "source", "op": "eq", "value": "x"})
+        plain = work.groups.create("Дилеры")
+        with pytest.raises(ValidationFailed, match="a smart group cannot hold subgroups"):
+            work.groups.move(plain.id, smart.id)
+        assert work.groups.get(plain.id).parent_id is None
+        assert work.groups.get(plain.id).path == f"/{plain.id}/"
+
+
 def test_members_in_several_groups(crm):
     with crm.system() as work:
         a, b = work.groups.create("A"), work.groups.create("B")
@@ -35,6 +46,50 @@ def test_members_in_several_groups(crm):
         assert work.groups.remove_members(a.id, [client.id]) == 1
         with pytest.raises(NotFound):
             work.groups.add_members(b.id, [987654])
+
+
+def test_members_are_not_moved_to_their_own_group(crm):
+    with crm.system() as work:
+        group = work.groups.create("Дилеры")
+        clients = [factories.organisation(work).id for _ in range(2)]
+        work.groups.add_members(group.id, clients)
+        with pytest.raises(ValidationFailed, match="in this group already"):
+            work.groups.move_members(group.id, group.id)
+        assert work.groups.count(group.id) == 2
+
+
+def test_only_members_one_may_edit_are_taken_out_of_a_group(crm):
+    from sqlalchemy import select
+
+    from crmkit.model import AuditEntry
+
+    owner = add_user(crm, "owner", ["agent"])
+    other = add_user(crm, "other", ["agent"])
+    with crm.system() as work:
+        group = work.groups.create("Дилеры")
+        theirs = factories.organisation(work, owner_id=other.id)
+        mine = factories.organisation(work, owner_id=owner.id)
+        outsider = factories.organisation(work, owner_id=owner.id)
+        work.groups.add_members(group.id, [theirs.id, mine.id])
+    with crm.acting_as(owner) as work:
+        with pytest.raises(NotFound):  # another agent's client: as if it did not exist
+            work.groups.remove_members(group.id, [mine.id, theirs.id])
+        with pytest.raises(ValidationFailed, match=f"not in the group Дилеры: {outsider.id}"):
+            work.groups.remove_members(group.id, [mine.id, outsider.id])
+    with crm.system() as work:
+        assert sorted(work.groups.member_ids(group.id)) == sorted([theirs.id, mine.id])
+        ungrouped = work.session.scalars(
+            select(AuditEntry.record_id).where(AuditEntry.action == "ungroup")
+        ).all()
+        assert ungrouped == []
+    with crm.acting_as(owner) as work:
+        assert work.groups.remove_members(group.id, [mine.id]) == 1
+    with crm.system() as work:
+        assert work.groups.member_ids(group.id) == [theirs.id]
+        ungrouped = work.session.scalars(
+            select(AuditEntry.record_id).where(AuditEntry.action == "ungroup")
+        ).all()
+        assert ungrouped == [mine.id]
 
 
 def test_bulk_tagging(crm):

@@ -166,6 +166,10 @@ class GroupService:
         group = self.get(group_id)
         if group.smart:
             raise ValidationFailed({"group": ["a smart group's members follow its rules: copy"]})
+        if to_group_id == group.id:  # added, then removed: the group would be emptied
+            raise ValidationFailed(
+                {"to_group_id": ["the members are in this group already: choose another one"]}
+            )
         ids = self.member_ids(group_id, "update")
         own = list(
             self.session.scalars(
@@ -198,6 +202,8 @@ class GroupService:
         parent = self.get(new_parent_id) if new_parent_id is not None else None
         if parent is not None and parent.path.startswith(group.path):
             raise ValidationFailed({"parent_id": ["a group cannot move inside itself"]})
+        if parent is not None and parent.smart:
+            raise ValidationFailed({"parent_id": ["a smart group cannot hold subgroups"]})
         old_path = group.path
         new_path = f"{parent.path if parent else '/'}{group.id}/"
         self.session.execute(
@@ -235,16 +241,7 @@ class GroupService:
             raise ValidationFailed({"group": ["a smart group's members follow its rules"]})
         self.work.access.require("party", "update")
         ids = sorted(set(party_ids))
-        visible = set(
-            self.session.scalars(
-                self.work.parties.query("update")
-                .with_only_columns(self.work.parties.model.id)
-                .where(self.work.parties.model.id.in_(ids))
-            )
-        )
-        missing = [i for i in ids if i not in visible]
-        if missing:
-            raise NotFound("party", missing[0])
+        self._require_editable(ids)
         present = set(
             self.session.scalars(
                 select(GroupMembership.party_id).where(
@@ -260,18 +257,49 @@ class GroupService:
         return len(added)
 
     def remove_members(self, group_id: int, party_ids: Iterable[int]) -> int:
-        """Take parties out of a static group."""
-        self.get(group_id)
+        """Take members out of a static group; returns how many were taken out.
+
+        Like :meth:`add_members`: a party the actor may not update is :class:`NotFound`,
+        and one that is not a member is named, nothing being removed.
+        """
+        group = self.get(group_id)
+        if group.smart:
+            raise ValidationFailed({"group": ["a smart group's members follow its rules"]})
         self.work.access.require("party", "update")
-        ids = list(set(party_ids))
-        result = self.session.execute(
+        ids = sorted(set(party_ids))
+        self._require_editable(ids)
+        members = set(
+            self.session.scalars(
+                select(GroupMembership.party_id).where(
+                    GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
+                )
+            )
+        )
+        outside = [i for i in ids if i not in members]
+        if outside:
+            listed = ", ".join(str(i) for i in outside)
+            raise ValidationFailed({"party_ids": [f"not in the group {group.name}: {listed}"]})
+        self.session.execute(
             delete(GroupMembership).where(
                 GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
             )
         )
         for party_id in ids:
             self.work.audit("party", party_id, "ungroup", {"groups": [group_id, None]})
-        return int(result.rowcount or 0)
+        return len(ids)
+
+    def _require_editable(self, ids: list[int]) -> None:
+        """:class:`NotFound` for the first of ``ids`` the actor may not update (or see)."""
+        visible = set(
+            self.session.scalars(
+                self.work.parties.query("update")
+                .with_only_columns(self.work.parties.model.id)
+                .where(self.work.parties.model.id.in_(ids))
+            )
+        )
+        missing = [i for i in ids if i not in visible]
+        if missing:
+            raise NotFound("party", missing[0])
 
     def groups_of(self, party_id: int) -> list[PartyGroup]:
         """The static groups a visible party is in."""
