@@ -119,3 +119,23 @@ def test_invited_colleague_sees_the_event(crm):
     with crm.acting_as(maria) as work:
         window = work.calendar.between(NOW, NOW + dt.timedelta(days=1), owner_id=maria.id)
         assert [e.id for e in window] == [event.id]
+
+
+def test_a_dismissed_team_reminder_leaves_that_members_list_only(crm):
+    """A member who dealt with a team reminder no longer sees it in their workspace; the
+    rest of the team still does."""
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    oleg = add_user(crm, "oleg", ["agent"])
+    with crm.system() as work:
+        team = work.users.create_team("sales", members=[maria.id, oleg.id])
+    with crm.acting_as(ivan) as work:
+        reminder = work.reminders.create(
+            text="Позвонить поставщику", remind_at=iso(1), recipients=[{"team_id": team.id}]
+        )
+    with crm.acting_as(maria) as work:
+        work.reminders.done(reminder.id)
+    with crm.acting_as(maria) as work:
+        assert work.reminders.for_user(maria.id) == []
+    with crm.acting_as(oleg) as work:
+        assert [r.id for r in work.reminders.for_user(oleg.id)] == [reminder.id]

@@ -251,16 +251,24 @@ class ReminderService(EntityService):
         )
 
     def for_user(self, user_id: int) -> list[Reminder]:
-        """Pending reminders for a user (directly or through a team)."""
+        """Pending reminders for a user (directly or through a team), less those the user
+        has dealt with (:meth:`done` marks a team reminder done for that member alone)."""
         teams = select(TeamMember.team_id).where(TeamMember.user_id == user_id)
         mine = select(ReminderRecipient.reminder_id).where(
             ReminderRecipient.done_at.is_(None),
             or_(ReminderRecipient.user_id == user_id, ReminderRecipient.team_id.in_(teams)),
         )
+        dismissed = select(ReminderRecipient.reminder_id).where(
+            ReminderRecipient.user_id == user_id, ReminderRecipient.done_at.is_not(None)
+        )
         return list(
             self.session.scalars(
                 self.query()
-                .where(Reminder.id.in_(mine), Reminder.status != "done")
+                .where(
+                    Reminder.id.in_(mine),
+                    Reminder.id.not_in(dismissed),
+                    Reminder.status != "done",
+                )
                 .order_by(Reminder.remind_at)
             )
         )
