@@ -139,3 +139,35 @@ def test_a_dismissed_team_reminder_leaves_that_members_list_only(crm):
         assert work.reminders.for_user(maria.id) == []
     with crm.acting_as(oleg) as work:
         assert [r.id for r in work.reminders.for_user(oleg.id)] == [reminder.id]
+
+
+def _bay(work, name="Пост 1"):
+    from crmkit.model import Resource
+
+    bay = Resource(name=name, kind="bay")
+    work.session.add(bay)
+    work.flush()
+    return bay
+
+
+def test_an_event_taken_back_from_cancelled_needs_its_slot_free(crm):
+    """Booked, cancelled, the slot given to someone else: confirming the first again
+    would put two bookings in one slot, so it is refused and nothing changes."""
+    with crm.system() as work:
+        bay = _bay(work)
+        first = work.calendar.create(
+            title="Клиент 1", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2)
+        )
+        work.calendar.update(first, status="cancelled")
+        work.calendar.create(title="Клиент 2", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2))
+    with crm.system() as work, pytest.raises(ValidationFailed, match="already booked"):
+        work.calendar.update(first.id, status="confirmed")
+    with crm.system() as work:
+        assert work.calendar.get(first.id).status == "cancelled"
+        # a cancelled event takes no slot, so it may be made (or moved) over a busy one
+        ghost = work.calendar.create(
+            title="Отменён", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2),
+            status="cancelled",
+        )  # fmt: skip
+        work.calendar.reschedule(ghost, NOW + dt.timedelta(hours=1.5), NOW + dt.timedelta(hours=3))
+        work.calendar.update(ghost, status="tentative", starts_at=iso(4), ends_at=iso(5))

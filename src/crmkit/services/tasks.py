@@ -289,7 +289,10 @@ class CalendarService(EntityService):
         return or_(scoped, CalendarEvent.id.in_(invited))
 
     def build(self, values: dict[str, Any]) -> Any:
-        self._check_free(values.get("resource_id"), values["starts_at"], values["ends_at"], None)
+        if values.get("status") != "cancelled":  # a cancelled event holds no slot
+            self._check_free(
+                values.get("resource_id"), values["starts_at"], values["ends_at"], None
+            )
         return super().build(values)
 
     def after_create(
@@ -304,9 +307,11 @@ class CalendarService(EntityService):
         extra: Mapping[str, Any],
         changes: dict[str, Any],
     ) -> None:
-        if {"starts_at", "ends_at", "resource_id"} & set(changes):
-            if record.ends_at <= record.starts_at:
-                raise ValidationFailed({"ends_at": ["must be after the start"]})
+        moved = {"starts_at", "ends_at", "resource_id"} & set(changes)
+        if moved and record.ends_at <= record.starts_at:
+            raise ValidationFailed({"ends_at": ["must be after the start"]})
+        taken_back = changes.get("status", [None])[0] == "cancelled"
+        if record.status != "cancelled" and (moved or taken_back):
             self._check_free(record.resource_id, record.starts_at, record.ends_at, record.id)
         if "attendees" in extra:
             self._set_attendees(record, extra["attendees"])
