@@ -171,3 +171,48 @@ def test_an_event_taken_back_from_cancelled_needs_its_slot_free(crm):
         )  # fmt: skip
         work.calendar.reschedule(ghost, NOW + dt.timedelta(hours=1.5), NOW + dt.timedelta(hours=3))
         work.calendar.update(ghost, status="tentative", starts_at=iso(4), ends_at=iso(5))
+
+
+def test_two_events_for_one_resource_at_once_cannot_both_be_made(crm):
+    """The calendar's own create (its form, the API) serializes on the resource like a
+    booking does: the second of two simultaneous events for one hour waits for the first
+    and is refused.  The first holds its transaction open until the second has tried (or
+    for a second, when the second waits on the resource as it should)."""
+    import threading
+
+    with crm.system() as work:
+        bay_id = _bay(work).id
+    first_made, second_tried = threading.Event(), threading.Event()
+    outcomes = {}
+
+    def first():
+        with crm.system() as work:
+            work.calendar.create(
+                title="Первый", resource_id=bay_id, starts_at=iso(1), ends_at=iso(2)
+            )
+            first_made.set()
+            second_tried.wait(1)
+        outcomes["first"] = "made"
+
+    def second():
+        first_made.wait(10)
+        try:
+            with crm.system() as work:
+                work.calendar.create(
+                    title="Второй", resource_id=bay_id, starts_at=iso(1.5), ends_at=iso(2.5)
+                )
+            outcomes["second"] = "made"
+        except ValidationFailed:
+            outcomes["second"] = "refused"
+        finally:
+            second_tried.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {"first": "made", "second": "refused"}
+    with crm.system() as work:
+        booked = work.calendar.between(NOW, NOW + dt.timedelta(hours=3), resource_id=bay_id)
+        assert [e.title for e in booked] == ["Первый"]

@@ -10,12 +10,14 @@ from sqlalchemy import and_, delete, or_, select
 
 from crmkit import events
 from crmkit.clock import utcnow
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.model import (
     CalendarEvent,
     EventAttendee,
     Reminder,
     ReminderRecipient,
+    Resource,
     Task,
     Team,
     TeamMember,
@@ -338,10 +340,16 @@ class CalendarService(EntityService):
     def _check_free(
         self, resource_id: int | None, start: dt.datetime, end: dt.datetime, exclude_id: int | None
     ) -> None:
+        """Refuse a clash with another live event of the resource.
+
+        The resource's row is held first (:func:`crmkit.db.lock_row`) so that the check and
+        the write that follows are not interleaved with another's: of two people taking one
+        hour of a resource at once (a booking, the calendar's form, a drag, the API), the
+        second waits for the first and is refused.
+        """
         if resource_id is None:
             return
-        from crmkit.model import Resource
-
+        lock_row(self.session, Resource, resource_id)
         if self.session.get(Resource, resource_id) is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
         clash = select(CalendarEvent.id, CalendarEvent.starts_at).where(

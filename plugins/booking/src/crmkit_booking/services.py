@@ -25,7 +25,6 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
-from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.model import CalendarEvent, Party, Resource
 
@@ -211,16 +210,15 @@ class BookingService:
     ) -> CalendarEvent:
         """Book a resource for a client; a clash with another booking is refused.
 
-        The resource row is held first (:func:`crmkit.db.lock_row`), which serializes
-        bookings of one resource on both databases, so two people booking the same slot at
-        once cannot both succeed.
+        The calendar's clash check holds the resource's row (:func:`crmkit.db.lock_row`),
+        which serializes bookings of one resource on both databases, so two people booking
+        the same slot at once cannot both succeed.
         """
         self.work.access.require("calendar_event", "create")
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
             ends_at = starts_at + duration
-        lock_row(self.work.session, Resource, resource_id)
         resource = self.work.session.scalar(
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
