@@ -4,11 +4,13 @@ The core raises errors and refusals long before anyone knows who will read them 
 agent in the UI, an English API client, a log).  A :class:`Message` keeps the English
 template and its parameters apart, so each reader translates the template and fills in the
 parameters itself; parameters that are labels (a stage's title) are marked :class:`Label`
-and translated too.  ``str(message)`` is the English text.
+and translated too, and moments (:class:`Moment`) are shown in the reader's time zone when
+the reader gives one.  ``str(message)`` is the English text.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +36,29 @@ class Labels(tuple):  # type: ignore[type-arg]
 
 
 @attrs.frozen
+class Moment:
+    """A message parameter that is a point in time (an aware datetime).
+
+    ``str()`` shows it in the zone it was given in (the core gives the deployment's,
+    ``config.zone``); a reader that knows its own zone (the web UI: the user's) passes it
+    to :meth:`Message.translate` and sees the moment at its own hours.
+    """
+
+    value: dt.datetime
+
+    def shown(self, zone: dt.tzinfo | None = None) -> str:
+        """``2030-03-04 10:00`` in ``zone`` (the value's own zone when ``None``)."""
+        moment = self.value if zone is None else self.value.astimezone(zone)
+        return f"{moment:%Y-%m-%d %H:%M}"
+
+    def __str__(self) -> str:
+        return self.shown()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+@attrs.frozen
 class Message:
     """An English template (``str.format`` style) with its parameters."""
 
@@ -43,9 +68,10 @@ class Message:
     def __str__(self) -> str:
         return self.template.format(**self.params)
 
-    def translate(self, gettext: Callable[[str], str]) -> str:
-        """The message in the language of ``gettext`` (labels among parameters included)."""
-        params = {k: _translated(v, gettext) for k, v in self.params.items()}
+    def translate(self, gettext: Callable[[str], str], zone: dt.tzinfo | None = None) -> str:
+        """The message in the language of ``gettext`` (labels among parameters included),
+        its moments in ``zone`` (as given when ``None``)."""
+        params = {k: _translated(v, gettext, zone) for k, v in self.params.items()}
         return gettext(self.template).format(**params)
 
     def as_json(self) -> dict[str, Any]:
@@ -69,11 +95,13 @@ class Message:
 _KINDS = {Label: "label", Labels: "labels"}  # parameters that are labels, by their type
 
 
-def _translated(value: Any, gettext: Callable[[str], str]) -> Any:
+def _translated(value: Any, gettext: Callable[[str], str], zone: dt.tzinfo | None) -> Any:
     if isinstance(value, Label):
         return gettext(value)
     if isinstance(value, Labels):
         return ", ".join(gettext(item) for item in value)
+    if isinstance(value, Moment):
+        return value.shown(zone)
     return value
 
 
@@ -82,6 +110,8 @@ def message(template: str, **params: Any) -> Message:
     return Message(template, params)
 
 
-def translate(text: str | Message, gettext: Callable[[str], str]) -> str:
-    """Translate a plain text or a :class:`Message` with ``gettext``."""
-    return text.translate(gettext) if isinstance(text, Message) else gettext(text)
+def translate(
+    text: str | Message, gettext: Callable[[str], str], zone: dt.tzinfo | None = None
+) -> str:
+    """Translate a plain text or a :class:`Message` with ``gettext`` (moments in ``zone``)."""
+    return text.translate(gettext, zone) if isinstance(text, Message) else gettext(text)

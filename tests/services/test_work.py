@@ -173,6 +173,37 @@ def test_an_event_taken_back_from_cancelled_needs_its_slot_free(crm):
         work.calendar.update(ghost, status="tentative", starts_at=iso(4), ends_at=iso(5))
 
 
+def test_the_clash_names_the_time_in_the_business_zone(crm):
+    """Moscow is the deployment's zone: a 10:00 booking is "already booked at 10:00",
+    not at 07:00 UTC; the message is a translatable template."""
+    from zoneinfo import ZoneInfo
+
+    from crmkit.i18n import Message
+
+    moscow = dt.datetime(2030, 3, 4, 10, tzinfo=ZoneInfo("Europe/Moscow"))
+    with crm.system() as work:
+        bay = _bay(work)
+        work.calendar.create(
+            title="ТО",
+            resource_id=bay.id,
+            starts_at=moscow.isoformat(),
+            ends_at=(moscow + dt.timedelta(hours=1)).isoformat(),
+        )
+    with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        work.calendar.create(
+            title="Шиномонтаж",
+            resource_id=bay.id,
+            starts_at=(moscow + dt.timedelta(minutes=30)).isoformat(),
+            ends_at=(moscow + dt.timedelta(hours=2)).isoformat(),
+        )
+    (reason,) = refused.value.errors["resource_id"]
+    assert isinstance(reason, Message)
+    assert str(reason) == "already booked at 2030-03-04 10:00"
+    assert reason.translate({"already booked at {time}": "уже занят: {time}"}.get) == (
+        "уже занят: 2030-03-04 10:00"
+    )
+
+
 def test_two_events_for_one_resource_at_once_cannot_both_be_made(crm):
     """The calendar's own create (its form, the API) serializes on the resource like a
     booking does: the second of two simultaneous events for one hour waits for the first

@@ -344,6 +344,37 @@ async def test_calendar_runs_in_the_users_time_zone(web, crm):
     assert {e["title"]: e["start"] for e in day.json()} == {"утро": "2026-12-01T09:00:00+10:00"}
 
 
+async def test_a_clash_is_told_at_the_users_hours_in_their_language(web, crm):
+    """A Vladivostok user adding an event over a booked hour of a bay reads when the bay
+    is taken at Vladivostok hours (20:00, not 10:00 UTC), translated like any message."""
+    agent = await web("agent")
+    _in_vladivostok(crm, agent.user)
+    agent.app.state.catalogs["ru"]._catalog["already booked at {time}"] = "уже занят: {time}"
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    with crm.acting_as(agent.user) as work:
+        work.calendar.create(
+            title="ТО",
+            resource_id=bay_id,
+            starts_at="2026-12-01T10:00:00+00:00",
+            ends_at="2026-12-01T11:00:00+00:00",
+        )
+    refused = await agent.post(
+        "/calendar/new",
+        {
+            "title": "Мойка",
+            "resource_id": str(bay_id),
+            "starts_at": "2026-12-01T20:30",  # Vladivostok, 10:30 UTC
+            "ends_at": "2026-12-01T21:30",
+        },
+    )
+    assert refused.status_code == 422
+    assert "ресурс: уже занят: 2026-12-01 20:00" in refused.text
+
+
 async def test_workspace_today_and_tomorrow_are_the_users_days(web, crm):
     """At 01:00 on 2 March in Vladivostok (15:00 UTC on 1 March), "today and tomorrow" are
     2 and 3 March there: the evening of 1 March is gone, the evening of 3 March is in."""

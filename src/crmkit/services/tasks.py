@@ -12,6 +12,7 @@ from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Moment, message
 from crmkit.model import (
     CalendarEvent,
     EventAttendee,
@@ -362,8 +363,10 @@ class CalendarService(EntityService):
             clash = clash.where(CalendarEvent.id != exclude_id)
         taken = self.session.execute(clash.limit(1)).first()
         if taken is not None:
+            # told in the deployment's zone; the web UI shows it at the reader's hours
+            when = Moment(taken.starts_at.astimezone(self.work.crm.config.zone))
             raise ValidationFailed(
-                {"resource_id": [f"already booked at {taken.starts_at:%Y-%m-%d %H:%M} UTC"]}
+                {"resource_id": [message("already booked at {time}", time=when)]}
             )
 
     def reschedule(

@@ -242,31 +242,36 @@ def toast(request: Request, message: str, kind: str = "ok", status: int = 200) -
     return Response(status_code=status, headers={"HX-Trigger": trigger, "HX-Reswap": "none"})
 
 
-def error_text(request: Request, error: Exception) -> str:
-    """A crmkit error's message in the user's language, field by field for validation errors
-    (a :class:`crmkit.i18n.Message` translated with its parameters)."""
+def error_text(request: Request, error: Exception, zone: Any = None) -> str:
+    """A crmkit error's message in the user's language, field by field for validation errors.
+
+    A message naming a moment (:class:`crmkit.i18n.Moment`) shows it in ``zone``, by
+    default the user's.
+    """
     from crmkit.errors import ValidationFailed
 
-    with i18n.activate(request.state.locale):
+    locale = request.state.locale
+    zone = zone or locale.zone
+    with i18n.activate(locale):
         if isinstance(error, ValidationFailed):
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
-                text = "; ".join(_flatten(m) for m in items)
+                text = "; ".join(_flatten(m, zone) for m in items)
                 label = "" if field == "_schema" else i18n.gettext(field) + ": "
                 parts.append(label + text)
             return "; ".join(parts)
         raised = error.args[0] if len(error.args) == 1 else None
-        return translate(raised if isinstance(raised, Message) else str(error), i18n.gettext)
+        return translate(raised if isinstance(raised, Message) else str(error), i18n.gettext, zone)
 
 
-def _flatten(messages: Any) -> str:
-    if isinstance(messages, Message):  # a service text with parameters (a stage's title)
-        return translate(messages, i18n.gettext)
+def _flatten(messages: Any, zone: Any) -> str:
     if isinstance(messages, Mapping):
-        return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
+        return "; ".join(f"{k}: {_flatten(v, zone)}" for k, v in messages.items())
     if isinstance(messages, list):
-        return " ".join(_flatten(m) for m in messages)
+        return " ".join(_flatten(m, zone) for m in messages)
+    if isinstance(messages, Message):
+        return messages.translate(i18n.gettext, zone)
     return i18n.gettext(str(messages))
 
 

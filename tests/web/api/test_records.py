@@ -314,3 +314,20 @@ def test_the_api_reads_and_writes_the_language(crm, client_for):
         "language"
         in problem(api.post("party", json={"name": "X", "language": "German"}), 422)["errors"]
     )
+
+
+def test_a_resource_clash_over_the_api_is_a_validation_problem(crm, client_for):
+    """The clash is named in the deployment's zone (Moscow): 10:00 UTC is 13:00 there."""
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    hour = {"starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T11:00:00Z"}
+    first = api.post("calendar_event", json={"title": "ТО", "resource_id": bay_id, **hour})
+    assert first.status_code == 201, first.text
+    second = api.post("calendar_event", json={"title": "Мойка", "resource_id": bay_id, **hour})
+    assert problem(second, 422)["errors"] == {"resource_id": ["already booked at 2030-01-05 13:00"]}
