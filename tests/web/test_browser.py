@@ -147,6 +147,9 @@ def test_a_refused_move_snaps_back_with_its_reason(server, browser):
 
 
 def test_reschedule_an_event_by_dragging_it(server, browser):
+    """olga works in Moscow time in a browser set to UTC: a meeting dragged from 13:00 to
+    15:00 is stored at 15:00 Moscow time.  Dragged again after a colleague changed it, it
+    jumps back with the reason and the colleague's change stays."""
     crm, base = server
     add_user(crm, "olga", ["agent"])
     start = dt.datetime.now(dt.UTC).replace(hour=10, minute=0, second=0, microsecond=0)  # this week
@@ -161,24 +164,51 @@ def test_reschedule_an_event_by_dragging_it(server, browser):
     page.goto(f"{base}/calendar")
     event_box = page.wait_for_selector(".fc-event:has-text('Встреча в офисе')")
     # drawn at olga's hours (Moscow, the default zone), not the browser's (UTC)
-    assert event_box.inner_text().startswith(f"{start.hour + 3:02d}:00")
+    assert event_box.inner_text().startswith("13:00")
+    _drag_event_to(page, event_box, "13:00:00", "15:00:00")
+    moved = _until_moved(crm, event.id, start)
+    assert moved.starts_at == start + dt.timedelta(hours=2)  # 15:00 in Moscow, 12:00 UTC
+    assert moved.ends_at - moved.starts_at == dt.timedelta(hours=1)
+    page.wait_for_selector(".fc-event:has-text('15:00')")  # drawn again as stored
+    page.screenshot(path=str(ARTIFACTS / "calendar.png"))
+
+    with crm.acting_as("olga") as work:  # a colleague's change the page has not seen
+        work.calendar.update(event.id, title="Встреча у клиента")
+    event_box = page.wait_for_selector(".fc-event:has-text('Встреча в офисе')")
+    _drag_event_to(page, event_box, "15:00:00", "17:00:00")
+    toast = page.wait_for_selector(".toast.error", timeout=10000)
+    assert "meanwhile" in toast.inner_text() or "тем временем" in toast.inner_text()
+    page.wait_for_selector(".fc-event:has-text('Встреча у клиента')")  # as it is now
+    assert page.inner_text(".fc-event:has-text('Встреча у клиента')").startswith("15:00")
+    with crm.acting_as("olga") as work:
+        kept = work.calendar.get(event.id)
+    assert (kept.starts_at, kept.title) == (moved.starts_at, "Встреча у клиента")
+
+
+def _drag_event_to(page, event_box, time_from, time_to):
+    """Drag an event by its top from the slot row ``time_from`` to the row ``time_to``."""
+    lane = page.locator(f'td.fc-timegrid-slot-lane[data-time="{time_from}"]').bounding_box()
+    target = page.locator(f'td.fc-timegrid-slot-lane[data-time="{time_to}"]').bounding_box()
     box = event_box.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8)
+    x, y = box["x"] + box["width"] / 2, box["y"] + 6
+    goal = target["y"] + (y - lane["y"])
+    page.mouse.move(x, y)
     page.mouse.down()
     for step in range(1, 11):
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8 + step * 12)
+        page.mouse.move(x, y + (goal - y) * step / 10)
         time.sleep(0.03)
     page.mouse.up()
+
+
+def _until_moved(crm, event_id, start):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with crm.acting_as("olga") as work:
-            moved = work.calendar.get(event.id)
+            moved = work.calendar.get(event_id)
         if moved.starts_at != start:
             break
         time.sleep(0.2)
-    assert moved.starts_at > start
-    assert moved.ends_at - moved.starts_at == dt.timedelta(hours=1)
-    page.screenshot(path=str(ARTIFACTS / "calendar.png"))
+    return moved
 
 
 def test_switch_the_language(server, browser):

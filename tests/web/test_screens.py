@@ -284,12 +284,16 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
         )
     moved = await agent.post_json(
         f"/calendar/events/{first.id}/reschedule",
-        {"start": "2026-12-01T11:00:00Z", "end": "2026-12-01T12:00:00Z"},
+        {"start": "2026-12-01T11:00:00Z", "end": "2026-12-01T12:00:00Z", "version": 1},
     )
     assert moved.status_code == 200
     clash = await agent.post_json(
         f"/calendar/events/{first.id}/reschedule",
-        {"start": "2026-12-01T12:30:00Z", "end": "2026-12-01T13:30:00Z"},
+        {
+            "start": "2026-12-01T12:30:00Z",
+            "end": "2026-12-01T13:30:00Z",
+            "version": moved.json()["version"],
+        },
     )
     assert clash.status_code == 409 and clash.json()["reason"]
     events = (
@@ -304,6 +308,44 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
     ).json()
     assert any(e.get("display") == "background" for e in free)
     assert second.id
+
+
+async def test_a_drag_is_read_at_the_users_hours_and_never_overwrites_a_change(web, crm):
+    """The calendar posts a dropped event's wall time without an offset: a Vladivostok
+    user's drop at 15:00 is 15:00 in Vladivostok.  It sends the version the event was
+    drawn at; after someone else's edit the drag is refused and the edit stays."""
+    agent = await web("agent")
+    _in_vladivostok(crm, agent.user)
+    vladivostok = ZoneInfo("Asia/Vladivostok")
+    _meetings(crm, agent.user, ("планёрка", dt.datetime(2026, 12, 1, 13, tzinfo=vladivostok)))
+    feed = await agent.get("/calendar/events?start=2026-12-01T00:00:00&end=2026-12-02T00:00:00")
+    (shown,) = feed.json()
+    assert shown["extendedProps"]["version"] == 1
+    url = f"/calendar/events/{shown['id']}/reschedule"
+    moved = await agent.post_json(
+        url, {"start": "2026-12-01T15:00:00", "end": "2026-12-01T15:30:00", "version": 1}
+    )
+    assert moved.status_code == 200, moved.text
+    with crm.acting_as(agent.user) as work:
+        event = work.calendar.get(int(shown["id"]))
+        assert event.starts_at == dt.datetime(2026, 12, 1, 15, tzinfo=vladivostok)
+        assert event.ends_at == dt.datetime(2026, 12, 1, 15, 30, tzinfo=vladivostok)
+        work.calendar.update(event, title="планёрка (перенесена клиентом)")
+    drawn = moved.json()["version"]  # what the calendar drew after the first drag
+    stale = await agent.post_json(
+        url, {"start": "2026-12-01T17:00:00", "end": "2026-12-01T17:30:00", "version": drawn}
+    )
+    assert stale.status_code == 409
+    assert (
+        stale.json()["reason"]
+        == "Someone else changed this event meanwhile; it is shown as it is now."
+    )
+    unversioned = await agent.post_json(url, {"start": "2026-12-01T17:00:00"})
+    assert unversioned.status_code == 409 and "version" in unversioned.json()["reason"]
+    with crm.acting_as(agent.user) as work:
+        event = work.calendar.get(int(shown["id"]))
+        assert event.starts_at == dt.datetime(2026, 12, 1, 15, tzinfo=vladivostok)
+        assert event.title == "планёрка (перенесена клиентом)"
 
 
 def _in_vladivostok(crm, user):

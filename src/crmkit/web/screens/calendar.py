@@ -1,9 +1,10 @@
 """The calendar: a user's, a team's or a resource's; drag to reschedule; free slots; iCal feed.
 
 FullCalendar draws the page and asks ``/calendar/events`` for the visible range; a drag
-posts to ``/calendar/events/{id}/reschedule``, which goes through
-``work.calendar.reschedule`` (a resource is never double-booked: the clash comes back as a
-reason and the event jumps back).  ``/ical/<token>.ics`` is a read-only iCalendar feed of
+posts to ``/calendar/events/{id}/reschedule`` with the new wall times and the version the
+event was drawn at, which goes through ``work.calendar.reschedule`` (a resource is never
+double-booked and a change made meanwhile is never overwritten: the refusal comes back as
+a reason and the event jumps back).  ``/ical/<token>.ics`` is a read-only iCalendar feed of
 the user's events for calendar apps, opened by a secret token instead of a session.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from crmkit.errors import CrmkitError, ValidationFailed
+from crmkit.errors import Conflict, CrmkitError, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_int
 from crmkit.web.links import party_url
@@ -118,7 +119,7 @@ def events(request: Request) -> Response:
             "end": locale.local(event.ends_at).isoformat(),
             "allDay": event.all_day,
             "url": party_url(event.party_id) if event.party_id else None,
-            "extendedProps": {"version": None, "kind": event.kind},
+            "extendedProps": {"version": event.version, "kind": event.kind},
             "classNames": [f"event-{event.status}"],
         }
         for event in rows
@@ -136,19 +137,35 @@ def events(request: Request) -> Response:
 
 
 async def reschedule(request: Request) -> Response:
-    """A dragged or resized event: ``{start, end}``; a clash is refused with its reason."""
+    """A dragged or resized event: ``{start, end, version}``; a refusal comes with its reason.
+
+    The times are the calendar's wall times, read in the user's zone like the range of
+    :func:`events` (one with an offset keeps it); ``version`` is the event's as the calendar
+    drew it, and a change made since then is not overwritten.
+    """
     data = await request.json()
+    zone = request.state.locale.zone
     try:
-        starts = _parse(data.get("start"), "start")
-        ends = _parse(data.get("end"), "end") if data.get("end") else None
+        starts = _parse(data.get("start"), "start", zone)
+        ends = _parse(data.get("end"), "end", zone) if data.get("end") else None
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValidationFailed({"version": ["give the version the event was shown at"]})
         with work(request) as unit:
             event = unit.calendar.get(int(request.path_params["event_id"]), action="update")
             if ends is None:
                 ends = starts + (event.ends_at - event.starts_at)
-            unit.calendar.reschedule(event, starts, ends)
+            unit.calendar.reschedule(event, starts, ends, expected_version=version)
+            version = event.version
+    except Conflict:
+        with i18n.activate(request.state.locale):
+            reason = i18n.gettext(
+                "Someone else changed this event meanwhile; it is shown as it is now."
+            )
+        return JSONResponse({"ok": False, "reason": reason}, status_code=409)
     except CrmkitError as failed:
         return JSONResponse({"ok": False, "reason": error_text(request, failed)}, status_code=409)
-    return JSONResponse({"ok": True})
+    return JSONResponse({"ok": True, "version": version})
 
 
 def create(request: Request) -> Response:

@@ -1,9 +1,10 @@
 // The calendar page: FullCalendar with day, week and month views; dragging or resizing an
-// event reschedules it on the server, and a refusal (a booked resource) puts it back.
+// event reschedules it on the server, and a refusal (a booked resource, an event someone
+// else changed meanwhile) puts it back.
 // It runs in the user's time zone (data-timezone), not the browser's: the bundle has no
 // time-zone plugin, so the server sends every time with that zone's offset and reads the
-// range asked for (sent without an offset) in that zone; "now" (today, the red line) is
-// the zone's wall clock, from the browser's Intl.
+// times sent back (the range asked for, a dropped event) without an offset in that zone;
+// "now" (today, the red line) is the zone's wall clock, from the browser's Intl.
 (function () {
   "use strict";
   const element = document.getElementById("calendar");
@@ -35,16 +36,25 @@
     eventDrop: reschedule,
     eventResize: reschedule,
   });
+  // Without the plugin a named zone is "UTC-coerced": a drop at 15:00 is a Date whose UTC
+  // fields say 15:00, so toISOString() would label the wall time UTC.  formatIso writes it
+  // with no offset (the browser's offset in "local"), and the server reads it in the zone.
+  // The version the event was drawn at comes back, so a drag never overwrites a change made
+  // meanwhile by someone else.
   async function reschedule(info) {
+    const event = info.event;
     const { status, body } = await window.crmkit.post(
-      "/calendar/events/" + info.event.id + "/reschedule",
-      { start: info.event.start.toISOString(), end: info.event.end ? info.event.end.toISOString() : null });
+      "/calendar/events/" + event.id + "/reschedule",
+      {
+        start: calendar.formatIso(event.start),
+        end: event.end ? calendar.formatIso(event.end) : null,
+        version: event.extendedProps.version,
+      });
     if (status !== 200) {
       info.revert();
       window.crmkit.toast(body.reason || "refused", "error");
-    } else {
-      calendar.refetchEvents();
     }
+    calendar.refetchEvents();  // as it is now: moved, or as someone else left it
   }
   calendar.render();
   window.crmkit.calendar = calendar;
