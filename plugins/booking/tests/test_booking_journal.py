@@ -148,3 +148,25 @@ def test_booking_a_hidden_client_or_a_missing_resource_is_refused(shop):
         booking(work).book(
             party_id=client, resource_id=999, starts_at=at(10), duration=dt.timedelta(hours=1)
         )
+
+
+def test_a_specialist_must_be_a_user_and_a_blocked_one_is_not_booked(shop):
+    """A resource linked to no user is refused on user_id (not a database error); a
+    specialist who was blocked cannot be booked, and the refusal names them."""
+    crm, _, _, client, _ = shop
+    anna = add_user(crm, "anna", ["agent"], display_name="Анна Смирнова")
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).add_resource("Мастер Пётр", user_id=999)
+    assert refused.value.errors == {"user_id": ["no user 999"]}
+    with crm.acting_as("manager") as work:
+        master = booking(work).add_resource("Мастер Анна", user_id=anna.id)
+    with crm.system() as work:
+        work.users.block(anna.id)
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).book(
+            party_id=client, resource_id=master.id, starts_at=at(10), duration=dt.timedelta(hours=1)
+        )
+    (reason,) = refused.value.errors["resource_id"]
+    assert str(reason) == "Мастер Анна: Анна Смирнова is blocked and cannot be booked"
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed, match="is blocked"):
+        booking(work).add_resource("Мастер Анна 2", user_id=anna.id)

@@ -26,7 +26,8 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
-from crmkit.model import CalendarEvent, Party, Resource
+from crmkit.i18n import message
+from crmkit.model import CalendarEvent, Party, Resource, User
 
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
@@ -96,10 +97,19 @@ class BookingService:
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
 
     def add_resource(self, name: str, kind: str = "specialist", user_id: int | None = None) -> Any:
-        """A new bookable resource (a bay, or a specialist linked to their user)."""
+        """A new bookable resource (a bay, or a specialist linked to their user, who must
+        exist and not be blocked)."""
         self.work.access.require("resource", "create")
         if not name.strip():
             raise ValidationFailed({"name": ["a name is required"]}, entity="resource")
+        if user_id is not None:
+            user = self.work.session.get(User, user_id)
+            if user is None:
+                raise ValidationFailed({"user_id": [f"no user {user_id}"]}, entity="resource")
+            if user.blocked:
+                raise ValidationFailed(
+                    {"user_id": [f"user {user.username} is blocked"]}, entity="resource"
+                )
         resource = Resource(name=name.strip(), kind=kind, user_id=user_id, active=True)
         self.work.session.add(resource)
         self.work.flush()
@@ -210,6 +220,10 @@ class BookingService:
     ) -> CalendarEvent:
         """Book a resource for a client; a clash with another booking is refused.
 
+        The booking is the specialist's (the resource's user) unless ``owner_id`` says
+        otherwise; a specialist who is blocked (has left) cannot be booked: the refusal
+        names the resource and the person.
+
         The calendar's clash check holds the resource's row (:func:`crmkit.db.lock_row`),
         which serializes bookings of one resource on both databases, so two people booking
         the same slot at once cannot both succeed.
@@ -234,10 +248,23 @@ class BookingService:
             "party_id": party_id,
             "resource_id": resource_id,
         }
+        specialist = self.work.session.get(User, resource.user_id) if resource.user_id else None
+        if specialist is not None and specialist.blocked:
+            raise ValidationFailed(
+                {
+                    "resource_id": [
+                        message(
+                            "{resource}: {user} is blocked and cannot be booked",
+                            resource=resource.name,
+                            user=specialist.label,
+                        )
+                    ]
+                }
+            )
         if owner_id is not None:
             values["owner_id"] = owner_id
-        elif resource.user_id is not None:
-            values["owner_id"] = resource.user_id
+        elif specialist is not None:
+            values["owner_id"] = specialist.id
         if record is not None:
             values["record_entity"], values["record_id"] = record
         event = self.work.calendar.create(values)
