@@ -4,6 +4,7 @@ refused on the form with its reason."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from crmkit_booking import booking
@@ -45,3 +46,45 @@ async def test_book_through_the_form_and_see_it_in_the_journal(booking_crm):
         "/booking", params={"day": DAY.isoformat(), "minutes": "60", "kind": "bay"}
     )
     assert f"starts_at={DAY}T09:00" in windows.text.split('id="free-windows"', 1)[1]
+
+
+async def test_the_journal_speaks_the_stations_time_to_a_user_elsewhere(booking_crm):
+    """The station is in Moscow (the deployment's zone), its manager in Vladivostok: the
+    day grid, the week grid, the free windows, the cells' links, the form and a clash all
+    say 10:00 for a 10:00 Moscow booking, and the page says whose time it is."""
+    add_user(booking_crm, "manager", ["manager"], timezone="Asia/Vladivostok")
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+        opening = journal.day_bounds(DAY)[0]  # 09:00 in Moscow
+        journal.book(
+            party_id=client.id,
+            resource_id=bay.id,
+            starts_at=opening + dt.timedelta(hours=1),
+            duration=dt.timedelta(hours=1),
+        )
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+
+    day = (await web.get("/booking", params={"day": DAY.isoformat()})).text
+    rows = dict(re.findall(r"<tr><th>([^<]*)</th>\s*(<td[^>]*>)", day))
+    hours = list(rows)
+    assert (hours[0], hours[-1]) == ("09:00", "19:30")  # the opening hours in Moscow
+    assert rows["10:00"].startswith('<td class="busy"')
+    assert f"starts_at={DAY}T09:00" in day and "Europe/Moscow" in day
+
+    week = (await web.get("/booking", params={"day": DAY.isoformat(), "days": "7"})).text
+    first_row = week.split("<tbody>", 1)[1].split("</th>", 1)[0]
+    assert "09:00" in first_row and "16:00" not in first_row
+
+    windows = await web.get(
+        "/booking", params={"day": DAY.isoformat(), "minutes": "60", "kind": "bay"}
+    )
+    (first,) = re.findall(r'class="window">([^<]*)<', windows.text)[:1]
+    assert "09:00" in first and f"starts_at={DAY}T09:00" in windows.text
+
+    form = {"party_id": client.id, "resource_id": bay.id, "minutes": "60"}
+    clash = await web.post("/booking/new", {**form, "starts_at": f"{DAY}T10:30"})
+    assert clash.status_code == 422
+    assert "2030-03-04 10:00" in clash.text  # the station's time, as on the form

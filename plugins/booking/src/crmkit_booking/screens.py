@@ -1,10 +1,16 @@
-"""The booking journal's screens: the day/week grid, free windows, the booking form."""
+"""The booking journal's screens: the day/week grid, free windows, the booking form.
+
+The journal is a physical place's: every time on these screens (the grid, the free
+windows, the form, a clash) is the station's wall time, in the deployment's zone
+(``config.zone``), whatever the user's own zone; the page says so when they differ.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +18,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
+from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
 
@@ -21,6 +28,16 @@ def _day(text: str | None, zone: Any) -> dt.date:
         return dt.date.fromisoformat(text) if text else utcnow().astimezone(zone).date()
     except ValueError:
         return utcnow().astimezone(zone).date()
+
+
+def _zone(request: Request) -> Any:
+    """The station's time zone: the deployment's."""
+    return request.app.state.crm.config.zone
+
+
+def _station(request: Request) -> Locale:
+    """The user's language and formats, at the station's hours."""
+    return attrs.evolve(request.state.locale, timezone=_zone(request).key)
 
 
 def journal(request: Request) -> Response:
@@ -51,7 +68,7 @@ def journal(request: Request) -> Response:
             "prev": day - dt.timedelta(days=days),
             "next": day + dt.timedelta(days=days),
             "slot_minutes": service.slot_minutes,
-            "zone": service.zone,
+            "station": _station(request),
             "windows": windows,
             "minutes": minutes or "",
             "kind": params.get("kind", ""),
@@ -86,7 +103,7 @@ def new(request: Request) -> Response:
         except ValueError:
             error, status = i18n.gettext("Enter the date and time of the booking."), 422
         except ValidationFailed as exc:
-            error, status = error_text(request, exc), 422
+            error, status = error_text(request, exc, _zone(request)), 422
     with work(request) as unit:
         service = booking(unit)
         resources = service.resources()
@@ -106,6 +123,7 @@ def new(request: Request) -> Response:
             "found": found,
             "party": party,
             "error": error,
+            "station": _station(request),
         },
         status=status,
     )
