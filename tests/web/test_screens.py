@@ -683,7 +683,6 @@ async def test_static_links_carry_a_content_digest_and_serve_the_file(web):
         assert served.status_code == 200 and served.content == content
 
 
-
 async def test_permissions_screen_shows_what_a_role_reaches(web, crm):
     """Cells given by a ``*`` row show that scope (marked), cannot be narrowed to no
     effect, and actions an entity adds (a user's ``block``) are listed."""
