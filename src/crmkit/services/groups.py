@@ -13,6 +13,7 @@ from sqlalchemy import String, delete, func, literal, select, update
 
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.filters import compile_condition
+from crmkit.i18n import message
 from crmkit.model import GroupGrant, GroupMembership, PartyGroup, Tag
 
 if TYPE_CHECKING:
@@ -278,7 +279,13 @@ class GroupService:
         outside = [i for i in ids if i not in members]
         if outside:
             listed = ", ".join(str(i) for i in outside)
-            raise ValidationFailed({"party_ids": [f"not in the group {group.name}: {listed}"]})
+            raise ValidationFailed(
+                {
+                    "party_ids": [
+                        message("not in the group {name}: {ids}", name=group.name, ids=listed)
+                    ]
+                }
+            )
         self.session.execute(
             delete(GroupMembership).where(
                 GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)

@@ -36,6 +36,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError
 from crmkit import events
 from crmkit.db import lock_row
 from crmkit.errors import Conflict, NotFound, ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import ContactPoint, GroupMembership, Party, Tagging
 from crmkit.services.records import jsonable
 from crmkit.services.screening import forget_names
@@ -298,13 +299,21 @@ class MergeService:
                 continue
             if self.session.scalar(select(exists().where(repeats))):
                 what = self._title_of(table)
-                detail = (
-                    f"both parties have a record in {what} for the same "
-                    f"{', '.join(c.name for c in rest)}"
+                refusal = (
+                    message(
+                        "both parties have a record in {table} for the same {columns}: "
+                        "merge or remove one first",
+                        table=what,
+                        columns=", ".join(c.name for c in rest),
+                    )
                     if rest
-                    else f"both parties have a record in {what}, which a party may have once"
+                    else message(
+                        "both parties have a record in {table}, which a party may have once: "
+                        "merge or remove one first",
+                        table=what,
+                    )
                 )
-                raise ValidationFailed({"merged": [f"{detail}: merge or remove one first"]})
+                raise ValidationFailed({"merged": [refusal]})
 
     def _title_of(self, table: Any) -> str:
         """What a table is called for a person: its entity's label, else its name."""

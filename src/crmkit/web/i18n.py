@@ -190,6 +190,7 @@ SERVICE_MESSAGES = {
     "a closed conversation is not snoozed: reopen it",
     "duplicate of a client you may not edit: skipped",
     "no such column in the file",
+    "the members are in this group already: choose another one",
     # imports: refusals of a file or a mapping, a row's error, the error report's header
     "a .csv or .xlsx file",
     "choose a file",
