@@ -101,7 +101,7 @@ async def test_duplicate_report_names_only_the_clients_the_reader_may_see(web, c
     at all (an admin who reads every client sees every group as before: the test above)."""
     with crm.system() as work:
         work.permissions.set("admin", "*", "*", "own")
-    ann, bob = await web("admin"), await web("admin")
+    ann, bob = await web("admin", locale="en"), await web("admin", locale="en")
     with crm.acting_as(ann.user) as work:
         zenit = work.parties.create(name="ООО «Зенит»").id
         omega = [
@@ -180,7 +180,7 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
         data={"csrf_token": manager.csrf, "on_duplicate": "skip"},
         files={"file": ("leads.csv", "Компания\nАльфа".encode("cp1251") + b"\x98\n", "text/csv")},
     )
-    assert broken.status_code == 422 and "0x98" in broken.text and "line 2" in broken.text
+    assert broken.status_code == 422 and "0x98" in broken.text and "строка 2" in broken.text
     data = "Компания;Тел.\nООО Альфа;+7 916 111-22-33\n;+7 916 111-22-34\n".encode("cp1251")
     uploaded = await manager.client.post(
         "/import",
@@ -213,7 +213,7 @@ async def test_import_screen_upload_map_preview_and_progress(web, crm):
     assert uploaded.status_code == 303
     run_url = uploaded.headers["location"]
     refused = await manager.post(run_url, {"map.Контрагент": "", "start": "1"})
-    assert refused.status_code == 422 and "map a column to the name" in refused.text
+    assert refused.status_code == 422 and "сопоставьте столбец с названием" in refused.text
     mapped = await manager.post(run_url, {"map.Контрагент": "name", "start": "1"})
     assert mapped.status_code == 303
     run_id = int(run_url.rsplit("/", 1)[1])
@@ -269,7 +269,7 @@ async def test_import_preview_names_only_the_clients_the_importer_may_see(web, c
 
     with crm.system() as work:
         work.permissions.set("manager", "party", "read", "own")
-    ann, bob = await web("manager"), await web("manager")
+    ann, bob = await web("manager", locale="en"), await web("manager", locale="en")
     with crm.acting_as(ann.user) as work:
         romashka = work.parties.create(name="«Ромашка»").id
     with crm.acting_as(bob.user) as work:

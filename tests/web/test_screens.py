@@ -336,9 +336,8 @@ async def test_a_drag_is_read_at_the_users_hours_and_never_overwrites_a_change(w
         url, {"start": "2026-12-01T17:00:00", "end": "2026-12-01T17:30:00", "version": drawn}
     )
     assert stale.status_code == 409
-    assert (
-        stale.json()["reason"]
-        == "Someone else changed this event meanwhile; it is shown as it is now."
+    assert stale.json()["reason"] == (  # in the agent's language
+        "Кто-то изменил это событие, пока вы его переносили; оно показано как есть сейчас."
     )
     unversioned = await agent.post_json(url, {"start": "2026-12-01T17:00:00"})
     assert unversioned.status_code == 409 and "version" in unversioned.json()["reason"]
@@ -697,7 +696,7 @@ async def test_permissions_screen_shows_what_a_role_reaches(web, crm):
         {"role": "admin", "entity": "party", "action": "delete", "scope": "none"},
     )
     assert refused.status_code == 422
-    assert "would change nothing" in refused.text
+    assert "ничего не изменит" in refused.text  # the admin reads Russian
     with crm.system() as work:
         assert work.permissions.effective("admin")[("party", "delete")] == (Scope.ALL, True)
     # a role's own cells are shown as they are, not marked

@@ -87,7 +87,7 @@ def test_after_reversing_one_payslip_the_month_is_accrued_again_from_the_screen(
     # with everyone accrued, the run is refused, naming them (not by id)
     again = accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
     refusal = again.text.split('class="flash error"', 1)[1].split("</", 1)[0]
-    assert "already accrued" in refusal and shop.manager.label in refusal
+    assert "уже начислена" in refusal and shop.manager.label in refusal  # in Russian
     with (
         pytest.raises(ValidationFailed, match=f"{shop.cashier.label} is accrued"),
         shop.crm.acting_as(shop.accountant) as work,
