@@ -79,6 +79,17 @@ class EntityRegistry:
         """Register ``entity``; two plugins may not claim one name."""
         if entity.name in self.by_name and self.by_name[entity.name] != entity:
             raise ValueError(f"entity {entity.name!r} registered twice (second time by {source})")
+        from crmkit.schemas.output import is_private
+
+        columns = entity.model.__table__.columns
+        named = (*entity.filter_attrs, *entity.sort_attrs, *entity.search_attrs)
+        for attr in (*named, entity.title_attr):
+            if attr in columns and is_private(columns[attr]):
+                # a filter, an order or a search on a secret tells its value a step at a time
+                raise ValueError(
+                    f"entity {entity.name!r} names the private column {attr!r} as a "
+                    "filter, sort, search or title attribute"
+                )
         self.by_name[entity.name] = entity
         self.by_model[entity.model] = entity
 

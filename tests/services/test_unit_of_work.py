@@ -147,3 +147,22 @@ def test_list_rows_see_the_units_own_writes_and_read_alone_outside_a_transaction
         names = sorted(r.name for r in work.parties.list_rows(["name"]).items)
         assert names == ["Committed", "Uncommitted"]  # read inside it, own write included
         assert work.read_connection() is not reader
+
+
+def test_the_audit_of_a_deleted_record_keeps_no_private_column(crm):
+    with crm.system() as work:
+        party = work.parties.create(name="Temp")
+        attachment = work.attachments.add("a.txt", b"hello", party_id=party.id)
+        key = attachment.storage_key
+    with crm.system() as work:
+        work.records("attachment").delete(attachment.id)
+    with crm.system() as work:
+        [entry] = work.session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.entity == "attachment",
+                AuditEntry.record_id == attachment.id,
+                AuditEntry.action == "delete",
+            )
+        ).all()
+    assert entry.changes["filename"] == ["a.txt", None]
+    assert "storage_key" not in entry.changes and key not in str(entry.changes)

@@ -110,6 +110,27 @@ async def test_an_admin_adds_and_edits_a_mailbox_and_the_password_is_never_shown
     assert "sent_folder: &#39;INBOX&#39; is the folder mail is read from" in same.text
 
 
+async def test_the_generic_list_and_record_page_never_show_sealed_passwords(mail_crm):
+    with mail_crm.system() as work:
+        account = mail(work).accounts.create(
+            name="sales", address="sales@example.test", imap_password="s3cret-imap",
+            smtp_password="s3cret-smtp",
+        )  # fmt: skip
+        sealed = [account.imap_password_sealed, account.smtp_password_sealed]
+    agent = await signed_in(mail_crm, "agent", ["agent"])  # may read every mailbox
+    for url in (
+        "/lists/mail_account?cols=name,imap_password_sealed,smtp_password_sealed",
+        "/lists/mail_account",
+        f"/records/mail_account/{account.id}",
+    ):
+        page = await agent.get(url)
+        assert page.status_code == 200 and ">sales<" in page.text, url
+        assert not any(secret in page.text for secret in sealed), url
+        assert 'value="imap_password_sealed" data-column' not in page.text, url
+    refused = await agent.get("/lists/mail_account?f.imap_password_sealed__startswith=g")
+    assert refused.status_code == 422
+
+
 async def test_bad_mailbox_input_names_the_field_and_writes_nothing(mail_crm):
     admin = await signed_in(mail_crm, "admin", ["admin"])
     missing = await admin.post("/mail/mailboxes/new", {"name": "x", "imap_port": "993"})

@@ -27,10 +27,26 @@ if TYPE_CHECKING:
     from crmkit.entities import EntityType
 
 
+def is_private(column: Any) -> bool:
+    """Whether a table column is private (``info={"private": True}``: a password hash, a
+    sealed secret, a storage key).
+
+    The one rule for every place that shows columns: the API, lists, record pages,
+    filters, exports and template variables leave such a column out.
+    """
+    return bool(column.info.get("private"))
+
+
 def public_columns(model: type[Any]) -> list[Any]:
     """The table columns of ``model`` that may be shown (private ones left out)."""
-    shown = [c for c in model.__table__.columns if not c.info.get("private")]
+    shown = [c for c in model.__table__.columns if not is_private(c)]
     return sorted(shown, key=lambda c: c.key != "id")  # the id first, then table order
+
+
+def public_values(record: Any) -> dict[str, Any]:
+    """A record's column values by key, private columns left out (template variables,
+    automation payloads)."""
+    return {c.key: getattr(record, c.key, None) for c in public_columns(type(record))}
 
 
 def column_python_type(column: Any) -> type[Any]:
@@ -207,9 +223,11 @@ __all__ = [
     "column_python_type",
     "detail_schema",
     "encoder_for",
+    "is_private",
     "model_schema",
     "output_schema",
     "public_columns",
+    "public_values",
     "related_lists",
     "schema_name",
 ]

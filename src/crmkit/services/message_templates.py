@@ -41,6 +41,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import MessageTemplate, User
 from crmkit.schemas import LANGUAGE_CODE
+from crmkit.schemas.output import public_values
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -190,11 +191,7 @@ def _plain(value: Any) -> Any:
 
 def _columns(record: Any) -> dict[str, Any]:
     """A record's values for templates; private columns (secrets, hashes) are left out."""
-    return {
-        c.key: _plain(getattr(record, c.key))
-        for c in record.__table__.columns
-        if not c.info.get("private")
-    }
+    return {key: _plain(value) for key, value in public_values(record).items()}
 
 
 class MessageTemplateService:

@@ -29,6 +29,7 @@ from crmkit.entities import EntityType
 from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import Condition, compile_condition, from_simple_filters
 from crmkit.model import PipelineMixin, Tag, Tagging
+from crmkit.schemas.output import public_values
 from crmkit.services.paging import (
     Page,
     after_clause,
@@ -626,7 +627,8 @@ class EntityService:
         """
         record = self.get(record, action="delete")
         record_id = record.id
-        snapshot = {c.key: jsonable(getattr(record, c.key)) for c in self.model.__table__.columns}
+        # what the audit log keeps of it: never a private column (a hash, a storage key)
+        snapshot = {k: jsonable(v) for k, v in public_values(record).items()}
         party_id = self.party_id_of(record)
         try:
             with self.work.savepoint():

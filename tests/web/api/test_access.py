@@ -148,3 +148,23 @@ def test_access_changes_apply_on_the_next_request(crm, client_for):
         work.users.update(alice.id, roles=["manager"])
     assert api.get(f"party/{theirs['party']}").status_code == 200
     assert listed()
+
+
+def test_private_columns_are_refused_as_filters_and_orders_like_unknown_ones(crm, client_for):
+    api = client_for(add_user(crm, "alice", ["agent"]))
+    add_user(crm, "root", ["admin"])
+    unknown = problem(api.get("user", params={"nosuch": "abc"}), 422)["errors"]
+    assert unknown == {"nosuch": ["user cannot be filtered by 'nosuch'"]}
+    for field, value in (
+        ("password_hash__startswith", "$argon2"),
+        ("password_hash", "x"),
+        ("session_epoch", "abc"),  # not "must be a whole number": that would tell its type
+        ("session_epoch__gte", "0"),
+    ):
+        name = field.partition("__")[0]
+        errors = problem(api.get("user", params={field: value}), 422)["errors"]
+        assert errors == {name: [f"user cannot be filtered by {name!r}"]}, field
+    for order in ("password_hash", "-session_epoch"):
+        problem(api.get("user", params={"order": order}), 422)
+    listed = api.get("user").json()["items"]
+    assert listed and not any({"password_hash", "session_epoch"} & set(u) for u in listed)

@@ -24,7 +24,7 @@ from crmkit.clock import in_utc
 from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
 from crmkit.filters import OPERATORS
-from crmkit.schemas.output import column_python_type
+from crmkit.schemas.output import column_python_type, is_private
 
 RESERVED = ("limit", "after", "order", "q", "confirm_duplicates")
 DEFAULT_LIMIT = 50
@@ -100,7 +100,7 @@ def _python_type(entity: EntityType, field: str, custom_kinds: Mapping[str, str]
         kind = custom_kinds.get(field[len("custom.") :])
         return {"number": float, "money": float, "boolean": bool}.get(kind or "", str)
     column = entity.model.__table__.columns.get(field)
-    if column is None:
+    if column is None or is_private(column):
         return str  # a computed field (tag, group...) or an unknown one: compiling says which
     python_type = column_python_type(column)
     return str if python_type is object else python_type

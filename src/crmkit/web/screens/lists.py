@@ -22,6 +22,7 @@ from starlette.responses import Response
 from crmkit.errors import MoveRefused, NotFound, ValidationFailed
 from crmkit.filters import filters_from_query
 from crmkit.i18n import translate
+from crmkit.schemas.output import public_columns
 from crmkit.web import i18n
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -37,14 +38,13 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "attachment": ("filename", "document_type", "party_id", "created_at"),
     "message_template": ("name", "channel", "language", "updated_at"),
 }
-#: Columns never offered (big or internal).
+#: Columns never offered (big or internal); private ones (``is_private``) never are either.
 HIDDEN_COLUMNS = {
     "custom",
     "data",
     "version",
     "name_key",
     "merged_into_id",
-    "storage_key",
     "sha256",
 }
 USER_COLUMNS = {
@@ -96,9 +96,15 @@ def entity_or_404(crm: Any, name: str) -> Any:
     return crm.entities[name]
 
 
+def shown_columns(entity: Any) -> list[str]:
+    """The table columns of ``entity`` that lists and record pages show: the public ones
+    (as the API's, see :func:`~crmkit.schemas.output.public_columns`) less the internal."""
+    return [c.key for c in public_columns(entity.model) if c.key not in HIDDEN_COLUMNS]
+
+
 def column_names(entity: Any, custom_keys: list[str]) -> list[str]:
     """Every column a list of ``entity`` may show."""
-    names = [c.key for c in entity.model.__table__.columns if c.key not in HIDDEN_COLUMNS]
+    names = shown_columns(entity)
     names += [f"custom.{k}" for k in custom_keys]
     names.append("tags")
     return names
@@ -256,10 +262,10 @@ def list_page(request: Request) -> Response:
         order_param = params.get("order") or ""
         order = [order_param] if order_param else None
         filters = parse_filters(entity, params, kinds)
-        # plain rows of the table's columns: cells only read columns (custom fields from the
-        # ``custom`` column), and rows cost a fraction of ORM records to read
+        # plain rows of the table's public columns: cells only read columns (custom fields
+        # from the ``custom`` column), and rows cost a fraction of ORM records to read
         page = service.list_rows(
-            [c.key for c in entity.model.__table__.columns],
+            [c.key for c in public_columns(entity.model)],
             search=params.get("q") or None,
             filters=filters,
             order=order,

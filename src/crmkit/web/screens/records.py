@@ -15,11 +15,11 @@ from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit.web.screens.card import card_panels
 from crmkit.web.screens.lists import (
-    HIDDEN_COLUMNS,
     PARTY_COLUMNS,
     USER_COLUMNS,
     entity_or_404,
     format_value,
+    shown_columns,
 )
 
 
@@ -34,11 +34,7 @@ def record_page(request: Request) -> Response:
         service = unit.records(entity.name)
         record = service.get(int(request.path_params["record_id"]))
         users = {u.id: u for u in unit.users.list()}
-        columns = [
-            c.key
-            for c in entity.model.__table__.columns
-            if c.key not in HIDDEN_COLUMNS and c.key != "id"
-        ]
+        columns = [c for c in shown_columns(entity) if c != "id"]
         party_ids = [getattr(record, c) for c in columns if c in PARTY_COLUMNS]
         parties = unit.parties.find_many(i for i in party_ids if i)
         stage_titles = {
