@@ -598,3 +598,45 @@ def test_an_admins_rule_named_like_a_later_code_rule_is_left_out(app, plugin):
         party = factories.organisation(work)
     assert deliver_due(app) == {}  # the code rule (stage.entered) is the one by that name
     assert timeline(app, party.id, kind="note") == []
+
+
+def test_templates_and_webhooks_never_see_private_columns(make_crm):
+    from crmkit.model import User
+
+    class UserRule:
+        crmkit_plugin_name = "test_user_rule"
+
+        @hookimpl
+        def crmkit_register_automations(self):
+            return [
+                Rule(
+                    "tell-about-the-user",
+                    Trigger("payment.received"),
+                    (
+                        Action("notify", {"to": "root", "text": "{{ record }}"}),
+                        Action("webhook", {"url": "http://127.0.0.1:9/hook"}),
+                    ),
+                    subject=("user", "user_id"),
+                )
+            ]
+
+    app = make_crm(plugins=[UserRule()])
+    root = add_user(app, "root", ["admin"])
+    with app.system() as work:
+        stored_hash = work.session.get(User, root.id).password_hash
+    assert stored_hash.startswith("$argon2")
+    with app.acting_as(root) as work:
+        work.emit("payment.received", "finance_payment", 1, user_id=root.id)
+    assert deliver_due(app) == {"delivered": 1}
+    with app.system() as work:
+        [told] = work.session.scalars(
+            select(Notification).where(Notification.kind == "assistant")
+        ).all()
+        [hook] = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == "webhook"))
+    assert "'username': 'root'" in told.text
+    assert stored_hash not in told.text and "password_hash" not in told.text
+    assert "session_epoch" not in told.text
+    sent = hook.payload["json"]["record"]
+    assert sent["username"] == "root" and sent["id"] == root.id
+    assert not {"password_hash", "session_epoch"} & set(sent)
+    assert stored_hash not in str(hook.payload)

@@ -321,9 +321,10 @@ def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -
 
 
 def _record_values(work: UnitOfWork, entity: str, record: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for column in record.__table__.columns:
-        values[column.key] = getattr(record, column.key, None)
+    from crmkit.schemas.output import public_values
+
+    # private columns (hashes, sealed secrets) never reach a template or a webhook
+    values = public_values(record)
     for name, value in (values.pop("custom", None) or {}).items():
         values[f"custom.{name}"] = value
     return values
