@@ -247,3 +247,54 @@ def test_two_events_for_one_resource_at_once_cannot_both_be_made(crm):
     with crm.system() as work:
         booked = work.calendar.between(NOW, NOW + dt.timedelta(hours=3), resource_id=bay_id)
         assert [e.title for e in booked] == ["Первый"]
+
+
+def test_an_invited_colleague_reads_the_event_but_may_not_change_or_delete_it(crm):
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    with crm.system() as work:  # agents may delete their own events here
+        work.permissions.set("agent", "calendar_event", "delete", "own")
+    with crm.acting_as(anna) as work:
+        event = work.calendar.create(
+            title="Встреча", starts_at=iso(1), ends_at=iso(2), attendees=[{"user_id": boris.id}]
+        )
+        own = work.calendar.create(title="Своя", starts_at=iso(3), ends_at=iso(4))
+    with crm.acting_as(boris) as work:
+        assert work.calendar.get(event.id).title == "Встреча"
+        with pytest.raises(PermissionDenied):
+            work.records("calendar_event").update(event.id, {"title": "Отменена"})
+        with pytest.raises(PermissionDenied):
+            work.calendar.get(event.id, action="update")
+        with pytest.raises(PermissionDenied):
+            work.calendar.delete(event.id)
+        with pytest.raises(PermissionDenied):
+            work.calendar.add_tags([event.id], ["чужое"])
+    with crm.acting_as(anna) as work:
+        kept = work.calendar.get(event.id)
+        assert kept.title == "Встреча" and work.calendar.tags_of(kept) == []
+        work.calendar.update(event.id, {"title": "Встреча в 11"})  # the owner still may
+        work.calendar.delete(own.id)
+
+
+def test_a_recipient_dismisses_a_reminder_but_may_not_change_it(crm):
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    with crm.acting_as(anna) as work:
+        reminder = work.reminders.create(
+            text="Продлить договор",
+            remind_at=iso(1),
+            recipients=[{"user_id": anna.id}, {"user_id": boris.id}],
+        )
+    with crm.acting_as(boris) as work:
+        assert work.reminders.get(reminder.id).text == "Продлить договор"
+        with pytest.raises(PermissionDenied):
+            work.reminders.update(reminder.id, {"text": "Забыть"})
+        with pytest.raises(PermissionDenied):  # it would move it for anna too
+            work.reminders.snooze(reminder.id, NOW + dt.timedelta(days=30))
+        work.reminders.done(reminder.id)  # for himself
+    with crm.acting_as(anna) as work:
+        row = work.reminders.get(reminder.id)
+        assert (row.text, row.status) == ("Продлить договор", "pending")
+        assert row.remind_at == NOW + dt.timedelta(hours=1)
+        assert work.reminders.recipients_of(row) == [anna.id]
+        work.reminders.snooze(reminder.id, NOW + dt.timedelta(days=1))  # hers to move

@@ -202,15 +202,25 @@ class AccessPolicy:
         return clauses
 
     def check_record(
-        self, session: Session, entity: EntityType, record_id: Any, action: str
+        self,
+        session: Session,
+        entity: EntityType,
+        record_id: Any,
+        action: str,
+        *,
+        read_by_scope: bool = True,
     ) -> None:
         """Raise if the (visible) record is outside the actor's scope for ``action``.
 
         Invisible rows were already :class:`NotFound` when they were read; a visible row
-        that ``action`` does not reach gives :class:`PermissionDenied`.
+        that ``action`` does not reach gives :class:`PermissionDenied`.  ``read_by_scope``
+        says the row was read through this table's predicate alone; a service that shows
+        more (an event to its invited colleagues) passes false, and the row is checked.
         """
         scope = self.require(entity.name, action)
-        if scope is Scope.ALL or scope == self.scope(entity.name, "read"):
+        if scope is Scope.ALL:
+            return
+        if read_by_scope and scope == self.scope(entity.name, "read"):
             return  # the same predicate already selected the row when it was read
         model = entity.model
         reached = session.scalar(

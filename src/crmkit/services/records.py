@@ -106,6 +106,13 @@ class EntityService:
         """The scope predicate for ``action`` (subclasses widen it: a reminder's recipients)."""
         return self.work.access.where(self.entity, action)
 
+    @classmethod
+    def widens_reading(cls) -> bool:
+        """Whether :meth:`visible` is the service's own (it may show rows beyond the access
+        rules, as a reminder to its recipients): then :meth:`get` checks each row against
+        the access rules for every other action, since reading it proves nothing."""
+        return cls.visible is not EntityService.visible
+
     def find(self, record_id: int) -> Any | None:
         """The record if it exists and the actor may read it, else ``None``."""
         found = self._visible.get(record_id)
@@ -149,7 +156,13 @@ class EntityService:
         if found is None:
             raise NotFound(self.entity.name, record_id)
         if action != "read":
-            self.work.access.check_record(self.session, self.entity, record_id, action)
+            self.work.access.check_record(
+                self.session,
+                self.entity,
+                record_id,
+                action,
+                read_by_scope=not self.widens_reading(),
+            )
         return found
 
     def find_many(self, ids: Iterable[int]) -> dict[int, Any]:

@@ -168,3 +168,39 @@ def test_private_columns_are_refused_as_filters_and_orders_like_unknown_ones(crm
         problem(api.get("user", params={"order": order}), 422)
     listed = api.get("user").json()["items"]
     assert listed and not any({"password_hash", "session_epoch"} & set(u) for u in listed)
+
+
+def test_an_invited_colleague_or_a_recipient_may_read_but_not_write(crm, client_for):
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    with crm.system() as work:  # agents may delete their own events and reminders here
+        work.permissions.set("agent", "calendar_event", "delete", "own")
+        work.permissions.set("agent", "reminder", "delete", "own")
+    now = dt.datetime.now(dt.UTC)
+    with crm.acting_as(anna) as work:
+        event = work.calendar.create(
+            title="Встреча",
+            starts_at=(now + dt.timedelta(hours=1)).isoformat(),
+            ends_at=(now + dt.timedelta(hours=2)).isoformat(),
+            attendees=[{"user_id": boris.id}],
+        )
+        reminder = work.reminders.create(
+            text="Продлить договор",
+            remind_at=(now + dt.timedelta(days=1)).isoformat(),
+            recipients=[{"user_id": anna.id}, {"user_id": boris.id}],
+        )
+    api = client_for(boris)
+    assert api.get(f"calendar_event/{event.id}").json()["title"] == "Встреча"
+    assert api.get(f"reminder/{reminder.id}").json()["text"] == "Продлить договор"
+    problem(api.patch(f"calendar_event/{event.id}", json={"title": "Отменена"}), 403)
+    problem(api.delete(f"calendar_event/{event.id}"), 403)
+    problem(api.patch(f"reminder/{reminder.id}", json={"text": "Забыть"}), 403)
+    problem(api.delete(f"reminder/{reminder.id}"), 403)
+    snooze = api.post(f"reminder/{reminder.id}/snooze", json={"until": "2030-01-02T09:00:00Z"})
+    problem(snooze, 403)
+    assert api.post(f"reminder/{reminder.id}/done").status_code == 200  # his own part
+    owner = client_for(anna)
+    assert owner.get(f"calendar_event/{event.id}").json()["title"] == "Встреча"
+    kept = owner.get(f"reminder/{reminder.id}").json()
+    assert (kept["text"], kept["status"]) == ("Продлить договор", "pending")
+    assert owner.patch(f"calendar_event/{event.id}", json={"title": "В 11"}).status_code == 200
