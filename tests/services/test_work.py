@@ -298,3 +298,27 @@ def test_a_recipient_dismisses_a_reminder_but_may_not_change_it(crm):
         assert row.remind_at == NOW + dt.timedelta(hours=1)
         assert work.reminders.recipients_of(row) == [anna.id]
         work.reminders.snooze(reminder.id, NOW + dt.timedelta(days=1))  # hers to move
+
+
+def test_a_task_cannot_be_put_under_a_task_one_cannot_see(crm):
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    with crm.acting_as(maria) as work:
+        hidden = work.tasks.create(title="Задача Марии")
+    with crm.acting_as(ivan) as work:
+        mine = work.tasks.create(title="Моя задача")
+        parent = work.tasks.create(title="Моя большая задача")
+    missing_id = hidden.id + 1000
+    for parent_id in (hidden.id, missing_id):
+        with crm.acting_as(ivan) as work:
+            with pytest.raises(ValidationFailed) as refused:
+                work.tasks.update(mine.id, {"parent_id": parent_id, "title": "Переименована"})
+            assert refused.value.errors == {"parent_id": [f"no task {parent_id}"]}
+            with pytest.raises(ValidationFailed) as refused:
+                work.tasks.create(title="Подзадача", parent_id=parent_id)
+            assert refused.value.errors == {"parent_id": [f"no task {parent_id}"]}
+    with crm.acting_as(ivan) as work:
+        kept = work.tasks.get(mine.id)
+        assert (kept.title, kept.parent_id) == ("Моя задача", None)  # nothing written
+        work.tasks.update(mine.id, {"parent_id": parent.id})  # a visible parent is fine
+        assert [t.id for t in work.tasks.subtasks(parent.id)] == [mine.id]

@@ -610,7 +610,10 @@ class EntityService:
             changes[key] = [jsonable(old), jsonable(new)]
             setattr(record, key, new)
         if changes:
-            self.check_references({k: values[k] for k in changes if k in values})
+            # checked before the change is flushed: a missing id is refused by name, not
+            # by the database's foreign key when the check's own query flushes the session
+            with self.session.no_autoflush:
+                self.check_references({k: values[k] for k in changes if k in values})
         if owner_change is not None:
             self.work.flush()
             self.work.emit(

@@ -33,11 +33,17 @@ class TaskService(EntityService):
     """Tasks: the assignee is told; done sets ``done_at``; subtasks hang under a parent."""
 
     def build(self, values: dict[str, Any]) -> Any:
-        if values.get("parent_id") is not None and self.find(values["parent_id"]) is None:
-            raise ValidationFailed({"parent_id": [f"no task {values['parent_id']}"]})
         if values.get("assignee_id") not in (None, self.work.actor.user_id):
             self.check_assignable(values["assignee_id"])
         return super().build(values)
+
+    def check_references(self, values: Mapping[str, Any]) -> None:
+        """A parent task must be one the actor sees (on create and on update alike): a
+        hidden one is refused exactly like a missing one, so ids cannot be probed."""
+        parent_id = values.get("parent_id")
+        if parent_id is not None and self.find(parent_id) is None:
+            raise ValidationFailed({"parent_id": [f"no task {parent_id}"]})
+        super().check_references(values)
 
     def after_create(
         self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
