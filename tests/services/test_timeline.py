@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from crmkit.errors import ValidationFailed
+from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.services.timeline import mentioned_usernames
 from crmkit.testing import add_user, factories
 
@@ -104,3 +104,27 @@ def test_assistant_entries_are_signed(crm):
     with crm.assistant() as work:
         entry = work.timeline.add("assistant", party_id=client.id, subject="moved to paid")
         assert entry.by_assistant and entry.actor_id is None
+
+
+def test_pinning_is_an_update_of_that_note_in_its_scope(crm):
+    """Agents here read every note but update only their own clients' ones: Ivan pins a
+    note on his client, not Maria's note on hers."""
+    ivan = add_user(crm, "ivan", ["agent"])
+    maria = add_user(crm, "maria", ["agent"])
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "all")
+        work.permissions.set("agent", "activity", "read", "all")
+        work.permissions.set("agent", "activity", "update", "own")
+    with crm.acting_as(maria) as work:
+        hers = factories.organisation(work)
+        her_note = work.timeline.add_note(party_id=hers.id, body="Договор у юриста")
+    with crm.acting_as(ivan) as work:
+        his = factories.organisation(work)
+        his_note = work.timeline.add_note(party_id=his.id, body="Перезвонить в среду")
+    with crm.acting_as(ivan) as work:
+        assert work.timeline.get(her_note.id).body == "Договор у юриста"  # he may read it
+        with pytest.raises(PermissionDenied):
+            work.timeline.pin(her_note.id)
+        assert work.timeline.pin(his_note.id).pinned
+    with crm.acting_as(maria) as work:
+        assert work.timeline.pinned(hers.id) == []

@@ -285,11 +285,11 @@ class TimelineService:
         )
 
     def pin(self, activity_id: int, pinned: bool = True) -> Activity:
-        """Pin (or unpin) a note on top of its party's card."""
-        activity = self.get(activity_id)
+        """Pin (or unpin) a note on top of its party's card (an ``update`` of that note: a
+        role that may update only its own clients' notes pins only those)."""
+        activity = self.work.records("activity").get(activity_id, action="update")
         if activity.kind != "note":
             raise ValidationFailed({"pinned": ["only notes can be pinned"]})
-        self.work.access.require("activity", "update")
         activity.pinned = pinned
         self.work.audit("activity", activity.id, "pin", {"pinned": [not pinned, pinned]})
         return activity
