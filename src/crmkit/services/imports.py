@@ -59,6 +59,7 @@ from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import Label, Message, message, translate
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+from crmkit.reports import csv_cell, xlsx_cell
 from crmkit.services.bulk import chunked, one_of, uses_arrays
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
@@ -492,9 +493,9 @@ class ImportService:
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";")
         writer.writerow([gettext(h) for h in REPORT_HEADER] if gettext else REPORT_HEADER)
-        for error in run.errors:
+        for error in run.errors:  # the file's own text comes back: never as a formula
             reason = reason_text(error, gettext) if gettext else error["reason"]
-            writer.writerow([error["row"], error["column"], reason])
+            writer.writerow([csv_cell(value) for value in (error["row"], error["column"], reason)])
         return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
 
 
@@ -1149,17 +1150,17 @@ def export_parties(
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";")
-        writer.writerow(header)
-        for line in lines():
-            writer.writerow(["" if v is None else v for v in line])
+        writer.writerow([csv_cell(v) for v in header])
+        for line in lines():  # names and fields are the clients' text: never a formula
+            writer.writerow(["" if v is None else csv_cell(v) for v in line])
         return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("clients")
-    sheet.append(header)
+    sheet.append([xlsx_cell(sheet, v) for v in header])
     for line in lines():
-        sheet.append(line)
+        sheet.append([xlsx_cell(sheet, v) for v in line])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

