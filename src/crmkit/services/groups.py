@@ -235,34 +235,11 @@ class GroupService:
             )
         )
 
-    def add_members(self, group_id: int, party_ids: Iterable[int]) -> int:
-        """Put visible parties in a static group; returns how many were added."""
-        group = self.get(group_id)
-        if group.smart:
-            raise ValidationFailed({"group": ["a smart group's members follow its rules"]})
-        self.work.access.require("party", "update")
-        ids = sorted(set(party_ids))
-        self._require_editable(ids)
-        present = set(
-            self.session.scalars(
-                select(GroupMembership.party_id).where(
-                    GroupMembership.group_id == group_id, GroupMembership.party_id.in_(ids)
-                )
-            )
-        )
-        added = [i for i in ids if i not in present]
-        for party_id in added:
-            self.session.add(GroupMembership(group_id=group_id, party_id=party_id))
-            self.work.audit("party", party_id, "group", {"groups": [None, group_id]})
-        self.work.flush()
-        return len(added)
-
-    def remove_members(self, group_id: int, party_ids: Iterable[int]) -> int:
-        """Take members out of a static group; returns how many were taken out.
-
-        Like :meth:`add_members`: a party the actor may not update is :class:`NotFound`,
-        and one that is not a member is named, nothing being removed.
-        """
+    def _static_members(
+        self, group_id: int, party_ids: Iterable[int]
+    ) -> tuple[PartyGroup, list[int], set[int]]:
+        """For changing a static group's members: the group, the ids given (each a party the
+        actor may edit, else :class:`NotFound`) and those of them already members."""
         group = self.get(group_id)
         if group.smart:
             raise ValidationFailed({"group": ["a smart group's members follow its rules"]})
@@ -276,6 +253,25 @@ class GroupService:
                 )
             )
         )
+        return group, ids, members
+
+    def add_members(self, group_id: int, party_ids: Iterable[int]) -> int:
+        """Put visible parties in a static group; returns how many were added."""
+        _, ids, present = self._static_members(group_id, party_ids)
+        added = [i for i in ids if i not in present]
+        for party_id in added:
+            self.session.add(GroupMembership(group_id=group_id, party_id=party_id))
+            self.work.audit("party", party_id, "group", {"groups": [None, group_id]})
+        self.work.flush()
+        return len(added)
+
+    def remove_members(self, group_id: int, party_ids: Iterable[int]) -> int:
+        """Take members out of a static group; returns how many were taken out.
+
+        Like :meth:`add_members`: a party the actor may not update is :class:`NotFound`,
+        and one that is not a member is named, nothing being removed.
+        """
+        group, ids, members = self._static_members(group_id, party_ids)
         outside = [i for i in ids if i not in members]
         if outside:
             listed = ", ".join(str(i) for i in outside)
