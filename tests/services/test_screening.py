@@ -73,6 +73,11 @@ def test_owner_is_shown_only_to_who_may_see_the_party(crm, agent):
         assert hidden.id == mine.id and not hidden.visible
         assert hidden.owner_id is None and hidden.owner_name is None
         assert hidden.stage == mine.stage
+        assert hidden.as_dict()["id"] is None  # what the API and the screens are given
+        with pytest.raises(DuplicatesFound) as info:
+            work.parties.create(name="Вектор")
+        [told] = info.value.candidates
+        assert told["id"] is None and told["name"] == "ООО «Вектор»" and not told["visible"]
     with crm.acting_as(other) as work:
         [seen] = work.screening.candidates("Vektor")
         assert seen.visible and seen.owner_name == "other"
@@ -81,6 +86,10 @@ def test_owner_is_shown_only_to_who_may_see_the_party(crm, agent):
 def test_creating_a_duplicate_is_refused_until_confirmed(crm, base, agent):
     with pytest.raises(DuplicatesFound) as info, crm.acting_as(agent) as work:
         work.parties.create(name="ромашка", contact_points=[{"kind": "email", "value": "a@b.ru"}])
+    [told] = info.value.candidates  # the agent may not open it: its name, not its id
+    assert told["name"] == "ООО «Ромашка»" and told["id"] is None
+    with pytest.raises(DuplicatesFound) as info, crm.system() as work:
+        work.parties.create(name="ромашка")
     assert info.value.candidates[0]["id"] == base["ООО «Ромашка»"]
     with crm.acting_as(agent) as work:
         created = work.parties.create(name="ромашка", confirm_duplicates=True)

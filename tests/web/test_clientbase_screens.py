@@ -31,6 +31,7 @@ async def test_screening_shows_candidates_with_owner_only_when_visible(web, crm)
     theirs = await other.get("/screening/candidates", params={"q": "+7 (916) 1234567"})
     assert "ООО «Ромашка»" in theirs.text
     assert f"/clients/{party.id}" not in theirs.text and "olga" not in theirs.text
+    assert f'data-party="{party.id}"' not in theirs.text and f'data-party="{party.id}"' in mine.text
     assert "another manager" in theirs.text or "другой менеджер" in theirs.text
 
     nothing = await other.get("/screening/candidates", params={"q": "Совсем другая фирма"})

@@ -94,7 +94,9 @@ class Candidate:
 
     ``score`` is 0-100 (100: an exact key matched); ``reasons`` name the evidence
     (``phone``, ``email``, ``website``, ``domain``, ``name``).  ``visible`` says whether the
-    actor may open the party; when not, ``owner_id`` and ``owner_name`` are ``None``.
+    actor may open the party; when not, ``owner_id`` and ``owner_name`` are ``None`` and
+    :meth:`as_dict` leaves out ``id`` as well: the reader learns that a colleague works
+    with such a client and at which stage, never a handle to it.
     """
 
     id: int
@@ -113,7 +115,7 @@ class Candidate:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able form (the API's ``candidates``)."""
         return {
-            "id": self.id,
+            "id": self.id if self.visible else None,
             "name": self.name,
             "kind": self.kind,
             "score": self.score,
