@@ -640,3 +640,82 @@ def test_templates_and_webhooks_never_see_private_columns(make_crm):
     assert sent["username"] == "root" and sent["id"] == root.id
     assert not {"password_hash", "session_epoch"} & set(sent)
     assert stored_hash not in str(hook.payload)
+
+
+def test_a_run_queued_for_a_rule_deleted_and_made_anew_does_not_run_the_new_one(app):
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "greet-new-clients", {"event": "record.created", "entity": "party"}, NOTE
+        )
+        old = factories.organisation(work, name="До замены")
+    with app.acting_as(admin) as work:  # before a worker took the run: gone, and made anew
+        automation(work).delete("greet-new-clients")
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "greet-new-clients",
+            {"event": "record.created", "entity": "party"},
+            [{"kind": "create_task", "title": "Позвонить {{ party.name }}", "assignee": "root"}],
+        )
+    assert deliver_due(app) == {"delivered": 1}
+    with app.system() as work:
+        assert work.session.scalars(select(Task)).all() == []  # the new action: not for it
+        [item] = work.session.scalars(select(OutboxItem).where(OutboxItem.kind == "automation"))
+        assert item.result == {
+            "skipped": "the rule was changed or made anew since the run was queued"
+        }
+    assert timeline(app, old.id, kind="note") == []  # nor the old one: it is gone
+    with app.acting_as(admin) as work:  # the new rule runs for what happens from now on
+        new = factories.organisation(work, name="После замены")
+    assert deliver_due(app) == {"delivered": 1}
+    with app.system() as work:
+        assert [t.title for t in work.session.scalars(select(Task))] == ["Позвонить После замены"]
+        [row] = [r for r in automation(work).rules() if r.name == "greet-new-clients"]
+        assert row.runs == 1
+    assert new.id != old.id
+
+
+def test_a_queued_run_runs_only_if_the_rule_still_has_the_version_it_was_queued_with(app):
+    from crmkit.automation.engine import forget_rules
+    from crmkit.model import AutomationRule
+
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "note-on-new-clients", {"event": "record.created", "entity": "party"}, NOTE
+        )
+        first = factories.organisation(work, name="Первый")
+    with app.acting_as(admin) as work:  # switched off and on again: the same definition
+        automation(work).set_enabled("note-on-new-clients", False)
+    with app.acting_as(admin) as work:
+        automation(work).set_enabled("note-on-new-clients", True)
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, first.id, kind="note")] == ["."]
+    with app.acting_as(admin) as work:
+        second = factories.organisation(work, name="Второй")
+    with app.system() as work:  # its actions edited in place: the same row, a new version
+        row = work.session.scalar(
+            select(AutomationRule).where(AutomationRule.name == "note-on-new-clients")
+        )
+        row.actions = [{"kind": "add_note", "body": "Новая заметка"}]
+    forget_rules(app)
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, second.id, kind="note") == []  # queued for the old actions
+    with app.acting_as(admin) as work:
+        third = factories.organisation(work, name="Третий")
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, third.id, kind="note")] == ["Новая заметка"]
+
+
+def test_a_rule_deleted_and_made_anew_as_it_was_is_another_rule_for_queued_runs(app):
+    admin = add_user(app, "root", ["admin"])
+    rule = ("note-on-new-clients", {"event": "record.created", "entity": "party"}, NOTE)
+    with app.acting_as(admin) as work:
+        automation(work).create(*rule)
+        party = factories.organisation(work)
+    with app.acting_as(admin) as work:
+        automation(work).delete(rule[0])
+    with app.acting_as(admin) as work:  # SQLite may give the new row the old one's id
+        automation(work).create(*rule)
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, party.id, kind="note") == []

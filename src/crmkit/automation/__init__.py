@@ -18,7 +18,10 @@ assistant, in its own transaction.  So a rule never slows down or blocks the cha
 failing rule rolls back only its own actions (and is recorded for the admin, see
 ``automation_failure``), and everything it did is written on the record's timeline
 signed "assistant".  Events raised by the assistant's own actions trigger no rules
-(no loops).
+(no loops).  A run is for the rule as it was when the run was queued: when a worker
+takes it, an admin's rule that was deleted, switched off, edited or deleted and made anew
+under the same name is not run for it (the run is skipped, with the reason as the outbox
+item's result).
 
 Triggers (``Trigger.event``):
 
@@ -52,6 +55,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
+import hashlib
+import json
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -165,6 +171,10 @@ class Rule:
     "order_id")``).  ``condition`` uses the :mod:`crmkit.filters` language over the
     subject's fields (``custom.x`` for custom fields), its computed filter fields (``tag``,
     ``group``, plugins' ones), ``party.*`` and ``event.*`` values.
+
+    An admin's rule read from the database also carries its row's id (``row_id``) and the
+    ``version`` of its definition (:func:`definition_digest`): a run queued for it runs
+    only while the stored rule still has both.
     """
 
     name: str
@@ -174,6 +184,8 @@ class Rule:
     subject: tuple[str, str] | None = None
     label: str = ""
     source: str = "code"
+    row_id: int | None = None
+    version: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.actions:
@@ -191,6 +203,22 @@ class Rule:
             "condition": dict(self.condition) if self.condition else None,
             "actions": [{"kind": a.kind, **dict(a.params)} for a in self.actions],
         }
+
+
+def definition_digest(rule: Rule, made_at: Any = None) -> str:
+    """A short digest of what ``rule`` does: its trigger, subject, condition and actions,
+    and of ``made_at``, when its row was made (a rule deleted and made anew is another
+    rule even with the same definition, and SQLite may give it the same row id back).
+
+    Its name and label are left out: a new label changes no run's outcome.
+    """
+    data = rule.to_data()
+    del data["name"], data["label"]
+    if isinstance(made_at, dt.datetime):  # the same moment whatever zone a driver gave
+        made_at = made_at.astimezone(dt.UTC).isoformat()
+    data["made_at"] = made_at
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rule_from_data(
@@ -265,6 +293,7 @@ __all__ = [
     "Action",
     "Rule",
     "Trigger",
+    "definition_digest",
     "is_paused",
     "paused",
     "rule_from_data",

@@ -21,10 +21,11 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import select, update
 
 from crmkit import events
-from crmkit.automation import Rule, is_paused, rule_from_data
+from crmkit.automation import Rule, definition_digest, is_paused, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
@@ -52,18 +53,20 @@ def code_rules(crm: CRM) -> list[Rule]:
 
 
 def data_rules(session: Any, *, enabled_only: bool = True) -> list[Rule]:
-    """Rules admins defined; a stored rule that no longer validates is skipped (logged)."""
+    """Rules admins defined, each with its row's id and its version; a stored rule that no
+    longer validates is skipped (logged)."""
     query = select(AutomationRule)
     if enabled_only:
         query = query.where(AutomationRule.enabled.is_(True))
     rules = []
     for row in session.scalars(query.order_by(AutomationRule.name)):
         try:
-            rules.append(
-                rule_from_data(row.name, row.trigger, row.actions, row.condition, row.label)
-            )
+            rule = rule_from_data(row.name, row.trigger, row.actions, row.condition, row.label)
         except ValidationFailed as exc:
             log.warning("automation rule %s is invalid: %s", row.name, exc)
+            continue
+        version = definition_digest(rule, row.created_at)
+        rules.append(attrs.evolve(rule, row_id=row.id, version=version))
     return rules
 
 
@@ -189,10 +192,14 @@ def queue_run(
     party_id: int | None = None,
     key: str | None = None,
 ) -> None:
-    """Write the outbox item that makes a worker run ``rule`` for this event."""
+    """Write the outbox item that makes a worker run ``rule`` for this event.
+
+    An admin's rule is named with its row's id and version too: the worker runs it only
+    while the stored rule still has both (see :func:`_run`).
+    """
     from crmkit.services.records import jsonable
 
-    payload = {
+    payload: dict[str, Any] = {
         "rule": rule.name,
         "trigger": trigger,
         "entity": entity,
@@ -200,6 +207,8 @@ def queue_run(
         "party_id": party_id,
         "event": {k: jsonable(v) for k, v in data.items()},
     }
+    if rule.row_id is not None:
+        payload.update(rule_id=rule.row_id, version=rule.version)
     work.outbox.add(KIND, payload, idempotency_key=key, party_id=party_id, max_attempts=3)
 
 
@@ -521,7 +530,16 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
     with crm.assistant() as work:
         rule = find_rule(crm, work.session, payload["rule"])
         if rule is None:
+            log.info("automation rule %s was deleted or switched off: run skipped", payload["rule"])
             return {"skipped": "the rule was deleted or switched off"}
+        if "rule_id" in payload and (rule.row_id, rule.version) != (
+            payload["rule_id"],
+            payload.get("version"),
+        ):
+            # queued for a rule since edited, or deleted and made anew under its name: the
+            # event was matched against a definition that no longer exists
+            log.info("automation rule %s changed since the run was queued: run skipped", rule.name)
+            return {"skipped": "the rule was changed or made anew since the run was queued"}
         entity = payload["entity"]
         record_id = payload.get("record_id")
         event = dict(payload.get("event") or {})
@@ -578,10 +596,10 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
                 record=(entity, record.id) if record is not None else None,
                 data={"rule": rule.name, "trigger": payload.get("trigger")},
             )
-        if rule.source == "data":
+        if rule.row_id is not None:
             work.session.execute(
                 update(AutomationRule)
-                .where(AutomationRule.name == rule.name)
+                .where(AutomationRule.id == rule.row_id)
                 .values(runs=AutomationRule.runs + 1)
             )
         return {"rule": rule.name, "done": done}
