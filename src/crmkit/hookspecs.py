@@ -356,7 +356,8 @@ def crmkit_register_outbox_handlers() -> list[OutboxHandler]:
 
     Collecting.  Kinds are unique in an application.  A worker claims an item, calls the
     handler's ``deliver(crm, delivery)`` outside any transaction, and retries with backoff
-    on an exception (at once to the dead-letter list on ``PermanentFailure``).  The handler
+    on an exception (at once to the dead-letter list on ``PermanentFailure``; an item the
+    handler finds must not go out any more raises ``crmkit.jobs.Cancelled``).  The handler
     must hand ``delivery.idempotency_key`` to the peer so that a retry is never done twice.
     """
     return []

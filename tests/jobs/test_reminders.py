@@ -165,6 +165,39 @@ def test_blocked_users_are_neither_reminded_nor_mailed_nor_waited_for(app, plugi
     assert deliver_due(app) == {} and plugin.mail == []
 
 
+def test_forwards_queued_before_a_user_was_blocked_or_stopped_forwarding_are_cancelled(app, plugin):
+    users = {name: add_user(app, name, ["agent"]) for name in ("anna", "petr", "ivan", "olga")}
+    with app.system() as work:
+        for name, user in users.items():
+            work.notifications.set_preference("mail", f"{name}@home.example", user_id=user.id)
+            work.notifications.notify(user.id, "mention", "Вас упомянули в заметке")
+    with app.system() as work:  # before a worker took the forwards
+        work.users.block(users["anna"].id, reason="уволена")
+        work.notifications.set_preference("mail", "", user_id=users["petr"].id)
+        work.notifications.set_preference("mail", "ivan@new.example", user_id=users["ivan"].id)
+    assert deliver_due(app) == {"cancelled": 3, "delivered": 1}
+    assert [m.to for m in plugin.mail] == ["olga@home.example"]  # nothing else was sent
+    with app.system() as work:
+        items = work.session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+        assert [(i.payload["to"], i.status, i.last_error) for i in items] == [
+            ("anna@home.example", "cancelled", "not sent: anna is blocked"),
+            (
+                "petr@home.example",
+                "cancelled",
+                "not sent: petr no longer forwards mention notifications to mail",
+            ),
+            (
+                "ivan@home.example",
+                "cancelled",
+                "not sent: ivan forwards mail notifications to another address now",
+            ),
+            ("olga@home.example", "delivered", None),
+        ]
+        assert work.outbox.counts() == {"cancelled": 3, "delivered": 1}
+        assert work.outbox.failed() == []  # not a failure: nothing to retry
+    assert deliver_due(app) == {} and len(plugin.mail) == 1  # and never tried again
+
+
 def test_snooze_fires_again_and_done_by_everyone_closes_it(app):
     olga = add_user(app, "olga", ["agent"])
     past = utcnow() - dt.timedelta(seconds=1)

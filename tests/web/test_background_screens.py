@@ -38,6 +38,25 @@ async def test_dead_letters_show_the_error_and_can_be_retried_or_discarded(crm, 
     assert "Неудавшиеся доставки" in (await russian.get("/admin/dead-letters")).text
 
 
+async def test_cancelled_deliveries_are_listed_with_their_reason_not_as_failures(crm, web):
+    from crmkit.jobs import Cancelled, OutboxHandler
+
+    def refuse(crm, delivery):
+        raise Cancelled(f"not sent: {delivery.payload['who']} is blocked")
+
+    crm.outbox_handlers["test.forward"] = OutboxHandler("test.forward", refuse)
+    with crm.system() as work:
+        item = work.outbox.add("test.forward", {"who": "anna"}).id
+    assert deliver_due(crm) == {"cancelled": 1}
+    admin = await web("admin", locale="en")
+    page = (await admin.get("/admin/dead-letters")).text
+    assert "No failed deliveries." in page and "cancelled: 1" in page
+    listed = page.split("Cancelled deliveries")[1].split("</table>")[0]
+    assert f"<td>{item}</td>" in listed and "not sent: anna is blocked" in listed
+    russian = (await (await web("admin", locale="ru")).get("/admin/dead-letters")).text
+    assert "отменено: 1" in russian
+
+
 async def test_rules_screen_creates_switches_and_shows_failures(crm, web):
     admin = await web("admin", locale="en")
     response = await admin.post(

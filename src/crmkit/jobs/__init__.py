@@ -62,6 +62,12 @@ class Schedule:
             raise ValueError(f"schedule {self.name!r}: every_seconds must be at least 1")
 
 
+class Cancelled(Exception):
+    """Raised by an outbox handler when the item must not go out any more (a notification
+    forwarded to a user blocked since it was queued): the item ends ``cancelled``, with the
+    message as its reason (``last_error``), and is neither retried nor dead-lettered."""
+
+
 @attrs.frozen
 class Delivery:
     """One attempt at delivering an outbox item, as its handler sees it.
@@ -85,8 +91,9 @@ class OutboxHandler:
     """Delivers outbox items of one ``kind``: ``deliver(crm, delivery) -> dict | None``.
 
     Return a JSON-safe mapping (kept as the item's ``result``) when the peer accepted the
-    item; raise :class:`crmkit.channels.PermanentFailure` when retrying cannot help, any
-    other exception to be retried later.  ``on_dead(crm, delivery, error)`` runs once when
+    item; raise :class:`crmkit.channels.PermanentFailure` when retrying cannot help,
+    :class:`Cancelled` when the item must not go out any more, any other exception to be
+    retried later.  ``on_dead(crm, delivery, error)`` runs once when
     the item is given up (mark the message failed on the timeline, say).
     """
 

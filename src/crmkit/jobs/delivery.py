@@ -12,9 +12,11 @@ again once its lease ran out (``next_attempt_at`` doubles as the lease's end, so
 serves both).  The handler then talks to the peer *outside* any transaction, passing the
 idempotency key, and the outcome is written only if the claim is still ours
 (``claimed_by = token``): delivered, back to pending after a backoff with jitter, or
-``dead`` after the last attempt (the dead-letter list an admin sees).  An item whose last
-attempt killed its worker (no outcome was ever written) is made ``dead`` by the next claim
-instead of being delivered again.
+``dead`` after the last attempt (the dead-letter list an admin sees), or ``cancelled``
+when the handler found it must not go out any more (:class:`crmkit.jobs.Cancelled`: its
+reason is kept as ``last_error``; nothing failed, so nothing is retried).  An item whose
+last attempt killed its worker (no outcome was ever written) is made ``dead`` by the next
+claim instead of being delivered again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sqlalchemy import Connection, String, bindparam, cast, func, literal, selec
 
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
-from crmkit.jobs import Delivery
+from crmkit.jobs import Cancelled, Delivery
 from crmkit.model import OutboxItem
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ DELIVERING = "delivering"
 DELIVERED = "delivered"
 DEAD = "dead"
 DISCARDED = "discarded"
+CANCELLED = "cancelled"
 
 #: Statuses a worker may claim (a delivering item only once its lease has run out).
 CLAIMABLE = (PENDING, DELIVERING)
@@ -266,6 +269,10 @@ def _attempt(crm: CRM, delivery: Delivery) -> dict[str, Any]:
                 "(is the plugin that registers it loaded in this worker?)"
             )
         result = handler.deliver(crm, delivery)
+    except Cancelled as exc:
+        reason = str(exc)[:_ERROR_LIMIT]
+        log.info("outbox item %s (%s) cancelled: %s", delivery.item_id, delivery.kind, reason)
+        return {"b_status": CANCELLED, "b_error": reason, "b_due": None, "b_result": None}
     except Exception as exc:
         error = error_text(exc)
         if isinstance(exc, PermanentFailure) or delivery.attempt >= delivery.max_attempts:
@@ -307,6 +314,11 @@ _DEAD = (
     .where(_FENCE)
     .values(status=DEAD, last_error=bindparam("b_error"), claimed_by=None)
 )
+_CANCELLED = (
+    update(OutboxItem)
+    .where(_FENCE)
+    .values(status=CANCELLED, last_error=bindparam("b_error"), claimed_by=None)
+)
 _UNREACHED = (
     update(OutboxItem)
     .where(_FENCE)
@@ -322,7 +334,8 @@ _UNREACHED = (
 def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
     """Claim and deliver these items; what happened to each claimed one.
 
-    Outcomes: ``delivered``, ``retry`` (failed, due again later), ``dead`` (given up).
+    Outcomes: ``delivered``, ``retry`` (failed, due again later), ``dead`` (given up),
+    ``cancelled`` (the handler found it must not go out any more).
     Items not due or claimed by another worker are left out.  The batch is claimed in one
     statement and its outcomes written in one transaction; a batch that runs past half
     the lease hands its remaining items back untouched, so that no claim outlives its lease.
@@ -342,7 +355,7 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
         with holding(functools.partial(_renew_item, crm, delivery.item_id, token)):
             done.append((delivery, _attempt(crm, delivery)))
     now = utcnow()
-    groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
+    groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: [], CANCELLED: []}
     for delivery, values in done:
         groups[values["b_status"]].append(
             {**values, "b_id": delivery.item_id, "b_token": token, "b_at": now}
@@ -353,6 +366,7 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
             (_DELIVERED, groups[DELIVERED]),
             (_RETRY, groups[PENDING]),
             (_DEAD, groups[DEAD]),
+            (_CANCELLED, groups[CANCELLED]),
             (_UNREACHED, back),
         ):
             if rows:
@@ -373,7 +387,8 @@ def deliver_item(crm: CRM, item_id: int) -> str:
     """Try to deliver one item now.
 
     Returns what happened: ``delivered``, ``retry`` (failed, due again later), ``dead``
-    (given up), or ``skipped`` (not due, or claimed by another worker).
+    (given up), ``cancelled`` (not to go out any more), or ``skipped`` (not due, or claimed
+    by another worker).
     """
     return deliver_batch(crm, [item_id]).get(item_id, "skipped")
 

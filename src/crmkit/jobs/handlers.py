@@ -5,7 +5,9 @@
     :meth:`crmkit.services.channels.ChannelService.send`; ``attachments`` a list of
     attachment ids).  Calls the channel adapter's ``send`` with the item's idempotency key;
     the message's timeline entry becomes ``sent`` (with the peer's id) or, once given up,
-    ``failed``.
+    ``failed``.  A notification forwarded to a user's own address (``forward``: the
+    user's id and the notification's kind) is cancelled instead when the user was blocked
+    since, or no longer forwards that kind to that address.
 ``channel.call``
     payload: an :class:`~crmkit.channels.OutboundCall` as a mapping; calls ``originate``.
 ``webhook``
@@ -26,8 +28,8 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.channels import Attachment, OutboundCall, OutboundMessage, PermanentFailure
-from crmkit.jobs import Delivery, OutboxHandler
-from crmkit.model import Activity
+from crmkit.jobs import Cancelled, Delivery, OutboxHandler
+from crmkit.model import Activity, NotificationPreference, User
 from crmkit.model import Attachment as StoredAttachment
 
 if TYPE_CHECKING:
@@ -95,8 +97,38 @@ def _mark_activity(crm: CRM, activity_id: int | None, status: str, **data: Any) 
             activity.data = {**(activity.data or {}), **data}
 
 
+def _check_forward(crm: CRM, forward: dict[str, Any], channel: str, to: Any) -> None:
+    """Raise :class:`Cancelled` unless the user a notification is forwarded to is still
+    active and still forwards its kind to this address on this channel."""
+    with crm.session_factory() as session:
+        user = session.get(User, forward.get("user_id"))
+        if user is None:
+            raise Cancelled("not sent: the user it was for is gone")
+        if user.blocked:
+            raise Cancelled(f"not sent: {user.username} is blocked")
+        preference = session.scalar(
+            select(NotificationPreference).where(
+                NotificationPreference.user_id == user.id,
+                NotificationPreference.channel == channel,
+            )
+        )
+        kind = forward.get("kind")
+        if preference is None or (preference.kinds and kind not in preference.kinds):
+            raise Cancelled(
+                f"not sent: {user.username} no longer forwards {kind} notifications to {channel}"
+            )
+        if preference.address != to:
+            raise Cancelled(
+                f"not sent: {user.username} forwards {channel} notifications to another address now"
+            )
+
+
 def deliver_channel_message(crm: CRM, delivery: Delivery) -> dict[str, Any]:
-    """Send an :class:`OutboundMessage` through its channel's adapter."""
+    """Send an :class:`OutboundMessage` through its channel's adapter (a forwarded
+    notification only while its user is active and still forwards it there)."""
+    forward = delivery.payload.get("forward")
+    if forward:
+        _check_forward(crm, forward, delivery.payload.get("channel"), delivery.payload.get("to"))
     message = _message(crm, delivery)
     receipt = channel_adapter(crm, message.channel).send(message)
     _mark_activity(crm, message.activity_id, "sent", external_id=receipt.external_id)

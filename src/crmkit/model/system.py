@@ -70,7 +70,8 @@ class OutboxItem(IdMixin, Base):
     ``pending`` to ``delivering`` (claimed by ``claimed_by`` until ``next_attempt_at``, the
     lease's end) and on to ``delivered``, back to ``pending`` with a later
     ``next_attempt_at`` after a failed try, or to ``dead`` after the last one (an admin may
-    retry it, or set it ``discarded``).  See :mod:`crmkit.jobs.delivery`.
+    retry it, or set it ``discarded``); a handler that finds it must not go out any more
+    makes it ``cancelled``, with the reason as ``last_error``.  See :mod:`crmkit.jobs.delivery`.
     """
 
     __table_args__ = (

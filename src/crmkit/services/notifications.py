@@ -66,7 +66,12 @@ class NotificationService:
         return notification
 
     def _forward(self, notification: Notification) -> None:
-        """Queue the notification on the channels its user asked for (outbox items)."""
+        """Queue the notification on the channels its user asked for (outbox items).
+
+        Each item names the user and the notification's kind (``forward``): the
+        ``channel.send`` handler sends it only if the user is still active and still
+        forwards that kind to that address when a worker takes it, and cancels it otherwise.
+        """
         preferences = self.work.session.scalars(
             select(NotificationPreference).where(
                 NotificationPreference.user_id == notification.user_id
@@ -97,6 +102,9 @@ class NotificationService:
             )
             payload = attrs.asdict(message, recurse=True)
             payload["attachments"] = []
+            # checked again when a worker takes it: a user blocked since, or no longer
+            # forwarding this there, is sent nothing (the item ends cancelled)
+            payload["forward"] = {"user_id": notification.user_id, "kind": notification.kind}
             self.work.outbox.add("channel.send", payload, idempotency_key=key)
 
     def preferences(self, user_id: int | None = None) -> list[NotificationPreference]:

@@ -147,6 +147,13 @@ class OutboxService:
         query = query.order_by(OutboxItem.id.desc()).limit(limit)
         return list(self.work.session.scalars(query))
 
+    def cancelled(self, limit: int = 50) -> list[OutboxItem]:
+        """Items a handler cancelled (not to go out any more), newest first, each with its
+        reason as ``last_error``: nothing failed, there is nothing to retry."""
+        self.work.access.require("outbox_item", "read")
+        query = select(OutboxItem).where(OutboxItem.status == "cancelled")
+        return list(self.work.session.scalars(query.order_by(OutboxItem.id.desc()).limit(limit)))
+
     def counts(self) -> dict[str, int]:
         """How many items are in each status."""
         self.work.access.require("outbox_item", "read")

@@ -24,6 +24,7 @@ SHOWN_TEXTS = (
     i18n.lazy("delivered"),
     i18n.lazy("dead"),
     i18n.lazy("discarded"),
+    i18n.lazy("cancelled"),
     i18n.lazy("running"),
     i18n.lazy("not running"),
     i18n.lazy("A record was created"),
@@ -41,7 +42,8 @@ SHOWN_TEXTS = (
 def dead_letters(request: Request) -> Response:
     """Outbox items given up after their last attempt, with the error; retry or discard.
 
-    Below them, the watchers (a mailbox's IDLE connection...): who runs each, the last error.
+    Below them, the newest items cancelled on purpose (with the reason), and the watchers
+    (a mailbox's IDLE connection...): who runs each, the last error.
     """
     if request.method == "POST":
         data = posted(request)
@@ -57,6 +59,7 @@ def dead_letters(request: Request) -> Response:
     kind = request.query_params.get("kind") or None
     with work(request) as unit:
         rows = unit.outbox.failed(limit=200, kind=kind)
+        cancelled = unit.outbox.cancelled(limit=50)
         counts = unit.outbox.counts()
     crm = request.app.state.crm
     return render(
@@ -65,6 +68,7 @@ def dead_letters(request: Request) -> Response:
         {
             "title": i18n.lazy("Failed deliveries"),
             "rows": rows,
+            "cancelled": cancelled,
             "counts": counts,
             "kind": kind,
             "watchers": watcher_states(crm) if crm.watchers else None,
