@@ -473,6 +473,20 @@ def test_paused_inside_a_unit_of_work_queues_no_rule(app):
     assert len(timeline(app, now.id, kind="note")) == 1
 
 
+def test_paused_around_a_whole_unit_of_work_queues_no_rule(app):
+    from crmkit.automation import paused
+
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "note-on-new-clients", {"event": "record.created", "entity": "party"}, NOTE
+        )
+    with paused(), app.acting_as(admin) as work:  # the changes and their commit inside
+        past = factories.organisation(work, name="Прошлое")
+    assert deliver_due(app) == {}
+    assert timeline(app, past.id, kind="note") == []
+
+
 def test_conditions_on_computed_fields_ask_the_database_about_the_record(make_crm):
     """A rule may name what a list filters on but a record has no column for: the ``tag``
     and ``group`` of the core and a plugin's ``FilterField``, checked for that one record

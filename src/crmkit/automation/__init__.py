@@ -272,6 +272,10 @@ _PAUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("automation_pause
 def paused() -> Iterator[None]:
     """No rule reacts to changes made inside the block (in this thread or task).
 
+    Each event raised inside it remembers so (``DomainEvent.rules_paused``), whether its
+    unit of work commits inside the block or after it; a change made before the block is
+    not paused by committing it inside.
+
     For writing history that already happened (demo data, imports of past orders): a year
     of generated payments must not ask a year of clients for reviews.
     """

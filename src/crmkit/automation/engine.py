@@ -25,7 +25,7 @@ import attrs
 from sqlalchemy import select, update
 
 from crmkit import events
-from crmkit.automation import Rule, definition_digest, is_paused, rule_from_data
+from crmkit.automation import Rule, definition_digest, rule_from_data
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
@@ -159,7 +159,7 @@ def _matches(rule: Rule, trigger: str, narrow: Mapping[str, Any], entity: str) -
 
 def on_event(event: DomainEvent, work: UnitOfWork) -> None:
     """Queue a run of every rule the event matches (nothing done by the assistant counts)."""
-    if work.actor.assistant or event.rules_paused or is_paused():
+    if work.actor.assistant or event.rules_paused:  # set at emit, inside paused()
         return
     found = triggers_of(event)
     if not found:
