@@ -101,6 +101,24 @@ def test_bulk_tagging(crm):
         assert work.parties.count(where={"field": "tag", "op": "has", "value": "vip"}) == 3
 
 
+def test_users_of_a_role_or_a_team_by_name_active_ones_or_all(crm):
+    anna = add_user(crm, "anna", ["manager"])
+    vera = add_user(crm, "vera", ["manager"])
+    boris = add_user(crm, "boris", ["manager"])
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.system() as work:
+        work.users.create_team("Продажи", members=[vera.id, anna.id, ivan.id])
+        work.users.create_team("Склад", members=[boris.id])
+        work.users.block(anna.id)
+    with crm.acting_as(ivan) as work:
+        names = lambda **kw: [u.username for u in work.users.list(**kw)]  # noqa: E731
+        assert names(team="Продажи") == ["anna", "ivan", "vera"]
+        assert names(team="Продажи", include_blocked=False) == ["ivan", "vera"]
+        assert names(role="manager", include_blocked=False) == ["boris", "vera"]
+        assert names(role="manager", team="Продажи") == ["anna", "vera"]
+        assert names(team="Нет такой") == []
+
+
 def test_roles_change_ends_sessions_and_unknown_roles_are_refused(crm):
     ivan = add_user(crm, "ivan", ["agent"])
     with crm.system() as work:

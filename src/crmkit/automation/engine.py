@@ -33,7 +33,7 @@ from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.events import DomainEvent
 from crmkit.filters import BUILTIN_FIELDS, ComputedCheck, compile_condition, evaluate
 from crmkit.jobs import Delivery
-from crmkit.model import AutomationFailure, AutomationRule, Team, TeamMember, User
+from crmkit.model import AutomationFailure, AutomationRule, User
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -378,15 +378,7 @@ def _users_for(work: UnitOfWork, target: Any, record: Any) -> list[int]:
     if text.startswith("role:"):
         return [u.id for u in work.users.list(role=text[5:], include_blocked=False)]
     if text.startswith("team:"):
-        return list(
-            work.session.scalars(
-                select(User.id)
-                .join(TeamMember, TeamMember.user_id == User.id)
-                .join(Team, Team.id == TeamMember.team_id)
-                .where(Team.name == text[5:], User.blocked.is_(False))
-                .order_by(User.username)
-            )
-        )
+        return [u.id for u in work.users.list(team=text[5:], include_blocked=False)]
     user = work.session.scalar(select(User.id).where(User.username == text))
     if user is None:
         raise ValidationFailed({"to": [f"no user {text!r}"]})

@@ -69,12 +69,21 @@ class UserService:
             raise NotFound("user", user)
         return found
 
-    def list(self, *, role: str | None = None, include_blocked: bool = True) -> list[User]:
-        """Users ordered by name, optionally only those holding ``role``."""
+    def list(
+        self, *, role: str | None = None, team: str | None = None, include_blocked: bool = True
+    ) -> list[User]:
+        """Users ordered by username, optionally only those holding ``role`` or in the team
+        named ``team`` (and not blocked, without ``include_blocked``)."""
         statement = select(User)
         if role:
             statement = statement.join(UserRole, UserRole.user_id == User.id).where(
                 UserRole.role == role
+            )
+        if team:
+            statement = (
+                statement.join(TeamMember, TeamMember.user_id == User.id)
+                .join(Team, Team.id == TeamMember.team_id)
+                .where(Team.name == team)
             )
         if not include_blocked:
             statement = statement.where(User.blocked.is_(False))
