@@ -270,9 +270,9 @@ def _flatten(messages: Any, zone: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v, zone)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m, zone) for m in messages)
-    if isinstance(messages, Message):
-        return messages.translate(i18n.gettext, zone)
-    return i18n.gettext(str(messages))
+    return translate(
+        messages if isinstance(messages, Message) else str(messages), i18n.gettext, zone
+    )
 
 
 def posted(request: Request) -> dict[str, Any]:
