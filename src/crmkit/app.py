@@ -230,8 +230,14 @@ class CRM:
         for plugin, item in self._collect("crmkit_register_party_merge_columns"):
             column = getattr(item, "expression", item)
             table = getattr(column, "table", None)
-            if table is None or not any(
-                fk.column.table.name == "party" for fk in getattr(column, "foreign_keys", ())
+            loose_link = (
+                table is not None and column.name == "record_id" and "record_entity" in table.c
+            )
+            if table is None or not (
+                loose_link
+                or any(
+                    fk.column.table.name == "party" for fk in getattr(column, "foreign_keys", ())
+                )
             ):
                 raise PluginError(plugin, f"{item!r} is not a column referencing party.id")
             self.party_merge_columns.add((table.name, column.name))

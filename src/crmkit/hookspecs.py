@@ -242,7 +242,9 @@ def crmkit_register_party_merge_columns() -> list[Any]:
 
     Collecting.  Each item is a mapped attribute (``FinanceAccount.party_id``) or a table
     column.  A merge moves every other row pointing at the merged party to the survivor;
-    rows in these columns are left for the plugin's :func:`crmkit_party_merged`.
+    rows in these columns are left for the plugin's :func:`crmkit_party_merged`.  The
+    ``record_id`` of a table with a loose link (``record_entity``/``record_id``) may be
+    named too: its links to the merged party are then left alone (append-only history).
     """
     return []
 

@@ -166,6 +166,33 @@ def test_columns_a_plugin_merges_itself_are_left_to_its_hook(make_crm):
         assert work.tasks.get(task.id).party_id == survivor.id
 
 
+class KeepsActivityLinks:
+    """A plugin whose history keeps its loose links to a party (as an append-only ledger)."""
+
+    @hookimpl
+    def crmkit_register_party_merge_columns(self):
+        return [Activity.record_id]
+
+
+def test_loose_links_a_plugin_names_are_kept_by_a_merge(make_crm):
+    crm = make_crm(plugins=[KeepsActivityLinks()])
+    with crm.system() as work:
+        survivor = work.parties.create(name="Альфа")
+        merged = work.parties.create(name="Альфа-2", confirm_duplicates=True)
+        note = work.timeline.add_note(party_id=merged.id, body="о клиенте")
+        note.record_entity, note.record_id = "party", merged.id
+    with crm.system() as work:
+        work.merges.merge(survivor.id, merged.id)
+    with crm.system() as work:
+        kept = work.session.get(Activity, note.id)
+        # the row's party column moves; the link it names itself is left alone
+        assert (kept.party_id, kept.record_entity, kept.record_id) == (
+            survivor.id,
+            "party",
+            merged.id,
+        )
+
+
 def test_a_plugin_names_only_columns_referencing_parties(make_crm):
     class Confused:
         @hookimpl

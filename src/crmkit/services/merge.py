@@ -17,7 +17,8 @@ into it, in one transaction:
   merged party's row would lose more than a repeat (the row is the only one per party, or
   other rows refer to it) the merge is refused, naming the table;
 * columns a plugin names in ``crmkit_register_party_merge_columns`` are left alone: the
-  plugin moves those rows itself in ``crmkit_party_merged``, which runs afterwards;
+  plugin moves those rows itself in ``crmkit_party_merged``, which runs afterwards (a
+  table's ``record_id`` named there keeps its loose links to the merged party);
 * the merged party stays as a row with ``merged_into_id``: lists and screening no longer
   show it, and its id still resolves to the survivor (the card redirects, the API and
   ``work.parties.get`` answer with the survivor);
@@ -264,7 +265,11 @@ class MergeService:
                         .values({column.name: survivor_id})
                         .execution_options(synchronize_session=False)
                     )
-            if "record_entity" in table.c and "record_id" in table.c:
+            if (
+                "record_entity" in table.c
+                and "record_id" in table.c
+                and (table.name, "record_id") not in left_to_plugins
+            ):
                 session.execute(
                     update(table)
                     .where(and_(table.c.record_entity == "party", table.c.record_id == merged_id))

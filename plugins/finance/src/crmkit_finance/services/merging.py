@@ -1,14 +1,25 @@
 """Two clients merged: their finance follows the survivor.
 
-Orders, contracts, invoices, the supplier record and unspent cashback lots move to the
-survivor.  Ledger entries are never rewritten: the merged client's receivable, cashback and
-payable balances are carried over by a transfer transaction, and its accounts stay its own
-(emptied).  Payments keep the party they were taken from (history), and the survivor's
-totals include them.  When both were suppliers the survivor's supplier record stays the
-one in use; the merged one keeps its purchase history and is marked no longer used.
+Every finance column that names a party, and what a merge does with it:
 
-The core's merge leaves every party column of the finance tables to this module
-(:data:`PARTY_COLUMNS`, declared through ``crmkit_register_party_merge_columns``).
+* moved to the survivor: orders, contracts, invoices and cashback lots (``party_id``);
+  the supplier record (``finance_supplier.party_id``), unless the survivor has one: then
+  the survivor's stays the one in use, the merged one is marked no longer used, and its
+  purchase orders (``finance_purchase_order.supplier_id``, open and done alike, as a
+  client's orders) move to the survivor's record, so the survivor's purchases show them and
+  what still arrives is owed to the survivor;
+* kept, because the table is append-only history and the row says who it was then:
+  payments (``finance_payment.party_id``: the payer; the survivor's totals include them),
+  ledger transactions (``finance_transaction.party_id``, no foreign key, and their link
+  ``record_entity = 'party'``: an advance or a cashback given by hand names the client it
+  was booked for), and stock moves (``finance_stock_move.supplier_id``: the supplier record
+  a receipt or a return was booked with);
+* kept and emptied: the merged party's receivable, cashback and payable accounts
+  (``finance_account.party_id``); their balances are carried over to the survivor's by one
+  transfer transaction per account, so the ledger is never rewritten.
+
+The core's merge leaves all of these columns to this module (:data:`PARTY_COLUMNS`, declared
+through ``crmkit_register_party_merge_columns``).
 """
 
 from __future__ import annotations
@@ -26,11 +37,14 @@ from crmkit_finance.model import (
     FinanceInvoice,
     FinanceOrder,
     FinancePayment,
+    FinancePurchaseOrder,
     FinanceSupplier,
+    FinanceTransaction,
 )
 from crmkit_finance.services import finance
 
-#: Every finance column referencing a party: merged here, not by the core's generic move.
+#: Every finance column referencing a party: merged here, not by the core's generic move
+#: (``FinanceTransaction.record_id``: the transactions' loose links to a party, kept).
 PARTY_COLUMNS = (
     FinanceOrder.party_id,
     FinanceContract.party_id,
@@ -39,6 +53,7 @@ PARTY_COLUMNS = (
     FinanceSupplier.party_id,
     FinanceAccount.party_id,
     FinancePayment.party_id,
+    FinanceTransaction.record_id,
 )
 
 
@@ -52,10 +67,22 @@ def merge_party_finance(work: Any, survivor: Any, merged: Any) -> None:
             .values(party_id=survivor.id)
             .execution_options(synchronize_session=False)
         )
-    # a party has one supplier record: the survivor's stays in use if it has one
+    # a party has one supplier record: the survivor's stays in use if it has one, and the
+    # merged one's purchase orders go to it
     has_own = session.scalar(
         select(FinanceSupplier.id).where(FinanceSupplier.party_id == survivor.id)
     )
+    if has_own is not None:
+        session.execute(
+            update(FinancePurchaseOrder)
+            .where(
+                FinancePurchaseOrder.supplier_id.in_(
+                    select(FinanceSupplier.id).where(FinanceSupplier.party_id == merged.id)
+                )
+            )
+            .values(supplier_id=has_own, version=FinancePurchaseOrder.version + 1)
+            .execution_options(synchronize_session=False)
+        )
     session.execute(
         update(FinanceSupplier)
         .where(FinanceSupplier.party_id == merged.id)
