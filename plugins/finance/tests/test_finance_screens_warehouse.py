@@ -135,3 +135,60 @@ def test_a_receipt_form_sent_twice_receives_the_goods_once(shop, signed_in):
     # the next page's form is a new receipt
     page = head.get("/finance/stock")
     assert token not in page.text
+
+
+def _stock_form(page, action):
+    form = page.text.split(f'action="/finance/stock/{action}"', 1)[1].split("</form>", 1)[0]
+    return re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+
+
+def _flashes(page):
+    return " ".join(re.findall(r'<p class="flash [^"]*"[^>]*>([^<]*)</p>', page.text))
+
+
+def test_write_off_and_transfer_forms_sent_twice_take_effect_once(shop, signed_in):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        store = work.records("finance_location").create(name="Store")
+    head = signed_in("warehouse")
+    page = head.get("/finance/stock")
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    write_off = {
+        **common,
+        "qty": "2",
+        "reason": "spilled",
+        "form_token": _stock_form(page, "write_off"),
+    }
+    first = head.submit("/finance/stock/write_off", write_off)
+    again = head.submit("/finance/stock/write_off", write_off)  # back and send again
+    assert "flash error" not in first.text + again.text
+    assert "уже отправлена" not in _flashes(first)
+    assert "Эта форма уже отправлена: повторно ничего не сделано." in _flashes(again)
+    transfer = {
+        **common,
+        "to_location_id": store.id,
+        "qty": "3",
+        "form_token": _stock_form(page, "transfer"),
+    }
+    first = head.submit("/finance/stock/transfer", transfer)
+    again = head.submit("/finance/stock/transfer", transfer)  # a double click
+    assert "flash error" not in first.text + again.text
+    assert "Эта форма уже отправлена: повторно ничего не сделано." in _flashes(again)
+    # 10 l at 400.00: 2 written off once, 3 moved once
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("5")
+    with shop.crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        at_store = next(
+            r for r in fin.stock.levels(location_id=store.id) if r["item_id"] == shop.oil.id
+        )
+        assert at_store["qty"] == Decimal("3") and at_store["value"] == Decimal("1200.00")
+        kinds = [m.kind for m in fin.stock.moves(shop.oil.id)]
+        assert kinds.count("write_off") == 1 and kinds.count("transfer") == 2
+        shrinkage = fin.ledger.account("expense:shrinkage")
+        assert fin.ledger.balance(shrinkage, "RUB") == Decimal("800.00")
+    # a new page has new forms: the same write-off again is a second one
+    page = head.get("/finance/stock")
+    assert write_off["form_token"] not in page.text and transfer["form_token"] not in page.text
+    head.submit(
+        "/finance/stock/write_off", {**write_off, "form_token": _stock_form(page, "write_off")}
+    )
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("3")

@@ -91,10 +91,20 @@ def _stock_action(name: str, data: Any) -> Any:
             )
         if name == "write_off":
             return fin.stock.write_off(
-                item_id, location_id, qty, reason=str(data.get("reason", ""))
+                item_id,
+                location_id,
+                qty,
+                reason=str(data.get("reason", "")),
+                form_token=sent_token(data),
             )
         if name == "transfer":
-            return fin.stock.transfer(item_id, location_id, _required(data, "to_location_id"), qty)
+            return fin.stock.transfer(
+                item_id,
+                location_id,
+                _required(data, "to_location_id"),
+                qty,
+                form_token=sent_token(data),
+            )
         if name == "count":
             return fin.stock.count(location_id, {item_id: qty}, note=str(data.get("note", "")))
         return fin.stock.set_minimum(item_id, location_id, data.get("min_qty", ""))

@@ -357,10 +357,22 @@ class StockService:
         return move
 
     def write_off(
-        self, item_id: int, location_id: int, qty: Any, *, reason: str
+        self,
+        item_id: int,
+        location_id: int,
+        qty: Any,
+        *,
+        reason: str,
+        form_token: str | None = None,
     ) -> FinanceStockMove:
-        """Goods lost, broken or used in-house: out of stock, into shortages and write-offs."""
+        """Goods lost, broken or used in-house: out of stock, into shortages and write-offs.
+
+        ``form_token``: the write-off form's one-time token; the same form sent again
+        writes nothing more off and returns the first write-off's move."""
         self.finance.require("finance_stock", "create")
+        earlier = forms.claim(self.finance, form_token, "stock_write_off")
+        if earlier:
+            return self.session.get(FinanceStockMove, earlier[0])
         if not (reason or "").strip():
             raise ValidationFailed({"reason": ["say why the goods are written off"]})
         item = self._item(item_id)
@@ -379,6 +391,7 @@ class StockService:
         self.work.audit(
             "finance_stock", move.id, "write_off", {"qty": [None, str(amount)], "reason": reason}
         )
+        forms.remember(self.finance, form_token, [move.id])
         return move
 
     def return_to_supplier(
@@ -407,10 +420,26 @@ class StockService:
         )
 
     def transfer(
-        self, item_id: int, from_location_id: int, to_location_id: int, qty: Any
+        self,
+        item_id: int,
+        from_location_id: int,
+        to_location_id: int,
+        qty: Any,
+        *,
+        form_token: str | None = None,
     ) -> tuple[FinanceStockMove, FinanceStockMove]:
-        """Move goods between locations at their average cost (the total value is unchanged)."""
+        """Move goods between locations at their average cost (the total value is unchanged).
+
+        ``form_token``: the transfer form's one-time token; the same form sent again moves
+        nothing more and returns the first transfer's two moves."""
         self.finance.require("finance_stock", "create")
+        earlier = forms.claim(self.finance, form_token, "stock_transfer")
+        if earlier:
+            out_id, into_id = earlier
+            return (
+                self.session.get(FinanceStockMove, out_id),
+                self.session.get(FinanceStockMove, into_id),
+            )
         if from_location_id == to_location_id:
             raise ValidationFailed({"to_location_id": ["choose another location"]})
         item = self._item(item_id)
@@ -427,6 +456,7 @@ class StockService:
             counter_account=None,
             inbound_value=True,
         )
+        forms.remember(self.finance, form_token, [out.id, into.id])
         return out, into
 
     def count(self, location_id: int, counted: Mapping[int, Any], *, note: str = "") -> list[Any]:
