@@ -140,7 +140,9 @@ class LedgerService:
             kind, default_name = SYSTEM_ACCOUNTS[code]
             name = name or default_name
         if kind not in ACCOUNT_KINDS:
-            raise ValidationFailed({"kind": [f"unknown account kind {kind!r}"]})
+            raise ValidationFailed(
+                {"kind": [message("unknown account kind {kind}", kind=repr(kind))]}
+            )
         values = {
             "code": code,
             "kind": kind,
@@ -197,7 +199,7 @@ class LedgerService:
     def categories(self, kind: str) -> list[FinanceAccount]:
         """Income or expense categories (accounts of that kind), by name."""
         if kind not in ("income", "expense"):
-            raise ValidationFailed({"kind": ["income or expense"]})
+            raise ValidationFailed({"kind": [message("income or expense")]})
         self.ensure_system_accounts()
         return list(
             self.session.scalars(
@@ -211,9 +213,9 @@ class LedgerService:
         """A new income or expense category (``expense:insurance``...)."""
         self.finance.require("finance_ledger", "create")
         if kind not in ("income", "expense"):
-            raise ValidationFailed({"kind": ["income or expense"]})
+            raise ValidationFailed({"kind": [message("income or expense")]})
         if not (name or "").strip():
-            raise ValidationFailed({"name": ["a category needs a name"]})
+            raise ValidationFailed({"name": [message("a category needs a name")]})
         code = code or f"{kind}:{_slug(name)}"
         if not code.startswith(f"{kind}:"):
             raise ValidationFailed(
@@ -276,7 +278,15 @@ class LedgerService:
         for leg in legs:
             if round_money(leg.amount, leg.currency) != leg.amount:
                 raise ValidationFailed(
-                    {"amount": [f"{leg.amount} is not a whole number of {leg.currency} units"]}
+                    {
+                        "amount": [
+                            message(
+                                "{amount} is not a whole number of {currency} units",
+                                amount=leg.amount,
+                                currency=leg.currency,
+                            )
+                        ]
+                    }
                 )
             accounts[leg.account.id] = leg.account
             merged[(leg.account.id, leg.currency)] += leg.amount
@@ -287,9 +297,11 @@ class LedgerService:
         unbalanced = {c: s for c, s in sums.items() if s != 0}
         if unbalanced:
             detail = ", ".join(f"{s} {c}" for c, s in unbalanced.items())
-            raise ValidationFailed({"legs": [f"the transaction does not balance ({detail})"]})
+            raise ValidationFailed(
+                {"legs": [message("the transaction does not balance ({detail})", detail=detail)]}
+            )
         if not lines:
-            raise ValidationFailed({"legs": ["a transaction moves some money"]})
+            raise ValidationFailed({"legs": [message("a transaction moves some money")]})
         when = at or utcnow()
         on_date = self.finance.business_date(when)
         actor = self.work.actor
@@ -362,7 +374,9 @@ class LedgerService:
                     }
                 )
         if original.reverses_id is not None and check_kind:
-            raise ValidationFailed({"transaction": ["a reversal cannot itself be reversed"]})
+            raise ValidationFailed(
+                {"transaction": [message("a reversal cannot itself be reversed")]}
+            )
         if self.session.scalar(
             select(FinanceTransaction.id).where(FinanceTransaction.reverses_id == original.id)
         ):

@@ -91,11 +91,11 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal:
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, bool) or value is None:
-        raise ValidationFailed({field: ["a number is required"]})
+        raise ValidationFailed({field: [message("a number is required")]})
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, float):
-        raise ValidationFailed({field: ["give money as a string or Decimal, not a float"]})
+        raise ValidationFailed({field: [message("give money as a string or Decimal, not a float")]})
     else:
         text = str(value).strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
         try:

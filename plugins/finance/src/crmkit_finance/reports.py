@@ -76,7 +76,7 @@ def period(work: Any, params: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
     start = _date(params, "start", default_start)
     end = _date(params, "end", today)
     if end < start:
-        raise ValidationFailed({"end": ["the end comes before the start"]})
+        raise ValidationFailed({"end": [message("the end comes before the start")]})
     return start, end
 
 
@@ -301,7 +301,7 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     grain = str(params.get("grain") or "month")
     by = str(params.get("by") or "category")
     if grain not in ("day", "week", "month"):
-        raise ValidationFailed({"grain": ["day, week or month"]})
+        raise ValidationFailed({"grain": [message("day, week or month")]})
     line = FinanceOrderLine
     group_columns = {
         "category": line.category_id,
@@ -309,7 +309,7 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         "worker": func.coalesce(line.performer_id, FinanceOrder.assignee_id),
     }
     if by not in group_columns:
-        raise ValidationFailed({"by": ["category, item or worker"]})
+        raise ValidationFailed({"by": [message("category, item or worker")]})
     group = group_columns[by]
     statement = (
         select(line.recognized_on, group, func.sum(line.base_amount), func.count())
@@ -845,7 +845,7 @@ def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """A shift's payments and refunds by method, counts and differences (``shift_id``)."""
     guard(work, ("cashier", "accountant", "director"), "finance_shift", "the shift report")
     if not params.get("shift_id"):
-        raise ValidationFailed({"shift_id": ["choose a shift"]})
+        raise ValidationFailed({"shift_id": [message("choose a shift")]})
     report = finance(work).cashdesk.shift_report(int(params["shift_id"]))
     rows = [
         {

@@ -233,7 +233,7 @@ def set_program(request: Request) -> Response:
     def set_it(fin: Any) -> Any:
         days = str(data.get("expiry_days") or "").strip()
         if not days.isdigit():
-            raise ValidationFailed({"expiry_days": ["a number of days"]})
+            raise ValidationFailed({"expiry_days": [message("a number of days")]})
         return fin.cashback.set_program(
             data.get("percent") or "0",
             expiry_days=int(days),

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.web.contributions import Screen
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
@@ -192,7 +193,7 @@ def take_payment(request: Request) -> Response:
 
     def take(fin: Any) -> None:
         if method in ("cash", "card") and desk_id is None:
-            raise ValidationFailed({"desk_id": ["choose the cash desk"]})
+            raise ValidationFailed({"desk_id": [message("choose the cash desk")]})
         fin.payments.take(
             order_id=order_id,
             party_id=party_id if order_id is None else None,

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.i18n import lazy
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.screens import attempt, client_names, optional_id, safe_back, sent_token
@@ -35,7 +36,7 @@ PURCHASE_LINES = 5
 def _required(data: Any, field: str) -> int:
     value = optional_id(data.get(field))
     if value is None:
-        raise ValidationFailed({field: ["choose one"]})
+        raise ValidationFailed({field: [message("choose one")]})
     return value
 
 
@@ -113,11 +114,11 @@ def _stock_action(name: str, data: Any) -> Any:
 
 
 STOCK_MESSAGES = {
-    "receive": "Goods received.",
-    "write_off": "Written off.",
-    "transfer": "Moved.",
-    "count": "Count booked.",
-    "minimum": "Minimum set.",
+    "receive": lazy("Goods received."),
+    "write_off": lazy("Written off."),
+    "transfer": lazy("Moved."),
+    "count": lazy("Count booked."),
+    "minimum": lazy("Minimum set."),
 }
 
 

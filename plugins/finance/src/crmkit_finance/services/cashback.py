@@ -57,9 +57,11 @@ class CashbackService:
         self.finance.require("finance_cashback", "update")
         value = to_decimal(percent, "percent")
         if not 0 <= value <= 100 or value != round(value, 2):
-            raise ValidationFailed({"percent": ["between 0 and 100, two decimals at most"]})
+            raise ValidationFailed(
+                {"percent": [message("between 0 and 100, two decimals at most")]}
+            )
         if int(expiry_days) < 1:
-            raise ValidationFailed({"expiry_days": ["at least one day"]})
+            raise ValidationFailed({"expiry_days": [message("at least one day")]})
         day = valid_from or self.finance.business_date(utcnow())
         row = self.session.scalar(
             select(FinanceCashbackProgram).where(FinanceCashbackProgram.valid_from == day)
@@ -236,7 +238,7 @@ class CashbackService:
             lot.remaining -= part
             left -= part
         if left > 0:
-            raise ValidationFailed({"amount": ["not enough cashback"]})
+            raise ValidationFailed({"amount": [message("not enough cashback")]})
         self.work.flush()
 
     def restore(self, party_id: int, amount: Decimal, transaction: Any) -> FinanceCashbackLot:
@@ -290,12 +292,12 @@ class CashbackService:
         """The accountant gives (positive) or withdraws (negative) cashback by hand."""
         self.finance.require("finance_cashback", "create")
         if not (reason or "").strip():
-            raise ValidationFailed({"reason": ["say why"]})
+            raise ValidationFailed({"reason": [message("say why")]})
         self.work.parties.get(party_id)
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value == 0:
-            raise ValidationFailed({"amount": ["give or take some cashback"]})
+            raise ValidationFailed({"amount": [message("give or take some cashback")]})
         if value > 0:
             program = self.program()
             days = expiry_days or (program.expiry_days if program else None)

@@ -86,7 +86,9 @@ class CashDeskService:
         if shift is None:
             raise ValidationFailed({field: [_open_a_shift(desk)]})
         if outgoing > 0 and outgoing > self.drawer_balance(desk):
-            raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+            raise ValidationFailed(
+                {"amount": [message("there is not that much cash in the drawer")]}
+            )
         return shift
 
     def open_shift(self, desk_id: int, counted: Any, *, note: str = "") -> FinanceShift:
@@ -103,7 +105,7 @@ class CashDeskService:
             )
         count = exact_money(counted, desk.currency, "counted")
         if count < 0:
-            raise ValidationFailed({"counted": ["a count is not negative"]})
+            raise ValidationFailed({"counted": [message("a count is not negative")]})
         expected = self.drawer_balance(desk)
         shift = FinanceShift(
             desk_id=desk.id,
@@ -129,11 +131,11 @@ class CashDeskService:
         """Close a shift with a count of the drawer; a difference is booked."""
         shift = self.work.records("finance_shift").get(shift_id, action="update")
         if shift.closed_at is not None:
-            raise ValidationFailed({"shift": ["the shift is already closed"]})
+            raise ValidationFailed({"shift": [message("the shift is already closed")]})
         desk = self.session.get(FinanceCashDesk, shift.desk_id)
         count = exact_money(counted, desk.currency, "counted")
         if count < 0:
-            raise ValidationFailed({"counted": ["a count is not negative"]})
+            raise ValidationFailed({"counted": [message("a count is not negative")]})
         expected = self.drawer_balance(desk)
         self._book_difference(desk, shift, count - expected, "closing")
         shift.closed_at = utcnow()
@@ -176,12 +178,14 @@ class CashDeskService:
             raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
         value = exact_money(amount, desk.currency)
         if value == 0:
-            raise ValidationFailed({"amount": ["move some money"]})
+            raise ValidationFailed({"amount": [message("move some money")]})
         ledger = self.finance.ledger
         drawer = ledger.desk_account(desk.id, "cash")
         other = ledger.get_account(to)
         if value > 0 and value > self.drawer_balance(desk):
-            raise ValidationFailed({"amount": ["there is not that much cash in the drawer"]})
+            raise ValidationFailed(
+                {"amount": [message("there is not that much cash in the drawer")]}
+            )
         return ledger.post(
             "cash_out" if value > 0 else "cash_in",
             [credit(drawer, value, desk.currency), debit(other, value, desk.currency)],
@@ -342,14 +346,18 @@ class PaymentService:
         if order_id is not None:
             order = self.finance.orders.get(order_id)
             if party_id is not None and party_id != order.party_id:
-                raise ValidationFailed({"party_id": ["the order belongs to another client"]})
+                raise ValidationFailed(
+                    {"party_id": [message("the order belongs to another client")]}
+                )
             party_id = order.party_id
             if order.cancelled_at is not None:
                 raise ValidationFailed(
                     {"order_id": [message("order {number} is cancelled", number=order.number)]}
                 )
         if party_id is None:
-            raise ValidationFailed({"order_id": ["pay for an order or onto a client's account"]})
+            raise ValidationFailed(
+                {"order_id": [message("pay for an order or onto a client's account")]}
+            )
         self.work.parties.get(party_id)
         base = self.finance.base_currency
         receivable_currency = order.currency if order is not None else base
@@ -359,7 +367,9 @@ class PaymentService:
         minor_units(currency)
         value = exact_money(amount, currency)
         if value <= 0:
-            raise ValidationFailed({"amount": ["a payment is positive; refund to give money back"]})
+            raise ValidationFailed(
+                {"amount": [message("a payment is positive; refund to give money back")]}
+            )
         desk, shift = self._desk_and_shift(method, desk_id)
         when = at or utcnow()
         day = self.finance.business_date(when)
@@ -438,7 +448,7 @@ class PaymentService:
         self.finance.require("finance_payment", "refund")
         original = self.get(payment_id)
         if original.kind != "payment":
-            raise ValidationFailed({"payment": ["only a payment can be refunded"]})
+            raise ValidationFailed({"payment": [message("only a payment can be refunded")]})
         # two refunds (or a refund and a void) of one payment at once: the second waits here
         # and then sees what the first gave back
         lock_row(self.session, FinancePayment, original.id)
@@ -492,7 +502,7 @@ class PaymentService:
         currency = original.currency
         if method == "cashback":
             if currency != self.finance.base_currency:
-                raise ValidationFailed({"method": ["cashback is in the base currency"]})
+                raise ValidationFailed({"method": [message("cashback is in the base currency")]})
             target = ledger.cashback(party_id)
         else:
             target = self._money_account(method, desk)
@@ -500,7 +510,7 @@ class PaymentService:
                 drawer = self.finance.cashdesk.drawer_balance(desk)
                 if value > drawer:
                     raise ValidationFailed(
-                        {"amount": ["there is not that much cash in the drawer"]}
+                        {"amount": [message("there is not that much cash in the drawer")]}
                     )
         legs = [credit(target, value, currency)]
         legs += _exchange(ledger, -value, currency, -order_amount, original.order_currency)
@@ -552,23 +562,29 @@ class PaymentService:
         """
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
-            raise ValidationFailed({"reason": ["say why the payment is voided"]})
+            raise ValidationFailed({"reason": [message("say why the payment is voided")]})
         original = self.get(payment_id)
         if original.kind != "payment":
-            raise ValidationFailed({"payment": ["only a payment can be voided"]})
+            raise ValidationFailed({"payment": [message("only a payment can be voided")]})
         lock_row(self.session, FinancePayment, original.id)
         if self.refunded(original):
-            raise ValidationFailed({"payment": ["part of it was refunded; refund the rest"]})
+            raise ValidationFailed(
+                {"payment": [message("part of it was refunded; refund the rest")]}
+            )
         if self._voided(original):
-            raise ValidationFailed({"payment": ["already voided"]})
+            raise ValidationFailed({"payment": [message("already voided")]})
         if original.shift_id is not None:
             shift = self.session.get(FinanceShift, original.shift_id)
             if shift.closed_at is not None:
-                raise ValidationFailed({"payment": ["its shift is closed; refund it instead"]})
+                raise ValidationFailed(
+                    {"payment": [message("its shift is closed; refund it instead")]}
+                )
         if original.method == "cash":
             desk = self.session.get(FinanceCashDesk, original.desk_id)
             if original.amount > self.finance.cashdesk.drawer_balance(desk):
-                raise ValidationFailed({"payment": ["there is not that much cash in the drawer"]})
+                raise ValidationFailed(
+                    {"payment": [message("there is not that much cash in the drawer")]}
+                )
         reversal = self.finance.ledger.reverse(
             original.transaction_id, memo=f"void: {reason}", kind="payment_void", check_kind=False
         )
@@ -774,10 +790,10 @@ class PaymentService:
             return [self.get(i) for i in earlier]
         invoice = self.finance.invoices.get(invoice_id)
         if invoice.status == "cancelled":
-            raise ValidationFailed({"invoice": ["the invoice is cancelled"]})
+            raise ValidationFailed({"invoice": [message("the invoice is cancelled")]})
         value = exact_money(amount, invoice.currency)
         if value <= 0:
-            raise ValidationFailed({"amount": ["a payment is positive"]})
+            raise ValidationFailed({"amount": [message("a payment is positive")]})
         payments = []
         left = value
         for order in self.finance.invoices.orders_of(invoice):

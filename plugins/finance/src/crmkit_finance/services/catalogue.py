@@ -76,7 +76,7 @@ class CatalogueService:
         self.item(item_id)
         value = exact_money(price, price_list.currency, "price")
         if value < 0:
-            raise ValidationFailed({"price": ["a price is not negative"]})
+            raise ValidationFailed({"price": [message("a price is not negative")]})
         row = self.session.scalar(
             select(FinancePrice).where(
                 FinancePrice.price_list_id == price_list.id, FinancePrice.item_id == item_id
@@ -162,7 +162,7 @@ class CatalogueService:
     def require_item(self, item_id: int | None) -> FinanceItem:
         """An active item, or ``ValidationFailed`` naming ``item_id``."""
         if item_id is None:
-            raise ValidationFailed({"item_id": ["choose a service or a good"]})
+            raise ValidationFailed({"item_id": [message("choose a service or a good")]})
         try:
             found = self.item(item_id)
         except NotFound:

@@ -70,12 +70,12 @@ class ExpenseService:
         money = ledger.get_account(account)
         if money.kind not in ("cash", "bank", "card", "payable"):
             raise ValidationFailed(
-                {"account": ["a drawer, a bank account or a supplier's payable"]}
+                {"account": [message("a drawer, a bank account or a supplier's payable")]}
             )
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
-            raise ValidationFailed({"amount": ["an amount is positive"]})
+            raise ValidationFailed({"amount": [message("an amount is positive")]})
         if kind == "expense":
             legs = [debit(target, value, base), credit(money, value, base)]
         else:
@@ -144,13 +144,13 @@ class AssetService:
         value = exact_money(cost, base, "cost")
         salvage = exact_money(salvage_value, base, "salvage_value")
         if value <= 0:
-            raise ValidationFailed({"cost": ["a cost is positive"]})
+            raise ValidationFailed({"cost": [message("a cost is positive")]})
         if not 0 <= salvage < value:
-            raise ValidationFailed({"salvage_value": ["between 0 and the cost"]})
+            raise ValidationFailed({"salvage_value": [message("between 0 and the cost")]})
         if int(useful_life_months) < 1:
-            raise ValidationFailed({"useful_life_months": ["at least one month"]})
+            raise ValidationFailed({"useful_life_months": [message("at least one month")]})
         if not (name or "").strip():
-            raise ValidationFailed({"name": ["name the asset"]})
+            raise ValidationFailed({"name": [message("name the asset")]})
         ledger = self.finance.ledger
         source = ledger.get_account(paid_from)
         transaction = ledger.post(

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit_finance.model import FinanceFormToken
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def claim(fin: Finance, token: str | None, action: str) -> list[int] | None:
     if not token:
         return None
     if len(token) > TOKEN_LENGTH:
-        raise ValidationFailed({"form_token": ["not a form token"]})
+        raise ValidationFailed({"form_token": [message("not a form token")]})
     session = fin.work.session
     issued = issued_at(token)
     expired = issued is not None and utcnow() - issued > fin.form_token_lifetime
@@ -85,10 +86,12 @@ def claim(fin: Finance, token: str | None, action: str) -> list[int] | None:
     ).one_or_none()
     if row is None:  # an expired form never sent
         raise ValidationFailed(
-            {"form_token": ["this form is too old; reload the page and fill it in again"]}
+            {"form_token": [message("this form is too old; reload the page and fill it in again")]}
         )
     if row.action != action or row.result is None:
-        raise ValidationFailed({"form_token": ["this form was already sent; reload the page"]})
+        raise ValidationFailed(
+            {"form_token": [message("this form was already sent; reload the page")]}
+        )
     session.info[REPEATED] = True
     return [int(i) for i in row.result.split(",") if i]
 

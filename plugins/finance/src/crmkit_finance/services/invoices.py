@@ -49,13 +49,17 @@ class InvoiceService:
         self.finance.require("finance_invoice", "create")
         orders = [self.finance.orders.get(i) for i in order_ids]
         if not orders:
-            raise ValidationFailed({"order_ids": ["invoice at least one order"]})
+            raise ValidationFailed({"order_ids": [message("invoice at least one order")]})
         party_ids = {o.party_id for o in orders}
         currencies = {o.currency for o in orders}
         if len(party_ids) > 1:
-            raise ValidationFailed({"order_ids": ["the orders belong to different clients"]})
+            raise ValidationFailed(
+                {"order_ids": [message("the orders belong to different clients")]}
+            )
         if len(currencies) > 1:
-            raise ValidationFailed({"order_ids": ["the orders are in different currencies"]})
+            raise ValidationFailed(
+                {"order_ids": [message("the orders are in different currencies")]}
+            )
         for order in orders:
             if order.completed_at is None:
                 raise ValidationFailed(
@@ -75,7 +79,7 @@ class InvoiceService:
         payment_days = contract.payment_days if contract else 0
         amount = sum((o.total - self.finance.orders.paid(o) for o in orders), Decimal(0))
         if amount <= 0:
-            raise ValidationFailed({"order_ids": ["the orders are paid"]})
+            raise ValidationFailed({"order_ids": [message("the orders are paid")]})
         number = f"{day.year}-{next_number(self.session, f'invoice:{day.year}'):04d}"
         invoice = FinanceInvoice(
             number=number,

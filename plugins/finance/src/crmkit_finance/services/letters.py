@@ -184,11 +184,15 @@ class SupplierLetterService:
         channel = self.channel
         if channel is None:
             raise ValidationFailed(
-                {"channel": ["no mail channel is configured: install and set up a mail plugin"]}
+                {
+                    "channel": [
+                        message("no mail channel is configured: install and set up a mail plugin")
+                    ]
+                }
             )
         purchase = self.finance.purchases.get(purchase_id)
         if purchase.status == "cancelled":
-            raise ValidationFailed({"purchase_order": ["the purchase order is cancelled"]})
+            raise ValidationFailed({"purchase_order": [message("the purchase order is cancelled")]})
         supplier = self.finance.purchases.supplier(purchase.supplier_id)
         party = self.work.parties.get(supplier.party_id)
         to = self.supplier_email(supplier)

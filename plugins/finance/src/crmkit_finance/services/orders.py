@@ -106,7 +106,7 @@ class OrderService(EntityService):
         elif values.get("contract_id") is not None:
             contract = self.session.get(FinanceContract, values["contract_id"])
             if contract is None or contract.party_id != values.get("party_id"):
-                raise ValidationFailed({"contract_id": ["not a contract of this client"]})
+                raise ValidationFailed({"contract_id": [message("not a contract of this client")]})
         return super().build(values)
 
     def default_pipeline_name(self) -> str | None:
@@ -151,10 +151,16 @@ class OrderService(EntityService):
             frozen = {k for k in frozen if values[k] != getattr(record, k)}
             if frozen:
                 raise ValidationFailed(
-                    {sorted(frozen)[0]: ["the order is completed; reopen it to change this"]}
+                    {
+                        sorted(frozen)[0]: [
+                            message("the order is completed; reopen it to change this")
+                        ]
+                    }
                 )
         if "currency" in values and values["currency"] != record.currency and self.lines(record):
-            raise ValidationFailed({"currency": ["remove the lines before changing currency"]})
+            raise ValidationFailed(
+                {"currency": [message("remove the lines before changing currency")]}
+            )
         changes = super().apply_changes(record, values)
         if "discount_percent" in changes:
             self._reprice(record)
@@ -174,7 +180,7 @@ class OrderService(EntityService):
         )
         if has_lines or has_payments:
             raise ValidationFailed(
-                {"order": ["the order has lines or payments; cancel it instead"]}
+                {"order": [message("the order has lines or payments; cancel it instead")]}
             )
         super().delete(order)
 
@@ -268,7 +274,7 @@ class OrderService(EntityService):
                     }
                 )
             if spec.get("item_id") is None:
-                raise ValidationFailed({f"lines[{number}]": ["item_id is required"]})
+                raise ValidationFailed({f"lines[{number}]": [message("item_id is required")]})
             line, item = self._new_line(order, position + number, **spec)
             self.session.add(line)
             built.append((line, item))
@@ -311,7 +317,7 @@ class OrderService(EntityService):
         item = fin.catalogue.require_item(item_id)
         amount_qty = quantity(qty if qty is not None else 1)
         if amount_qty <= 0:
-            raise ValidationFailed({"qty": ["a quantity is positive"]})
+            raise ValidationFailed({"qty": [message("a quantity is positive")]})
         if unit_price is None:
             price = fin.catalogue.quote(
                 item,
@@ -321,10 +327,12 @@ class OrderService(EntityService):
             ).price
         else:
             if not fin.can("finance_order", "price"):
-                raise PermissionDenied("finance_order", "price", "not allowed to set prices")
+                raise PermissionDenied(
+                    "finance_order", "price", message("not allowed to set prices")
+                )
             price = exact_money(unit_price, order.currency, "unit_price")
             if price < 0:
-                raise ValidationFailed({"unit_price": ["a price is not negative"]})
+                raise ValidationFailed({"unit_price": [message("a price is not negative")]})
         if performer_id is not None and performer_id != self.work.actor.user_id:
             self.check_assignable(performer_id)
         line = FinanceOrderLine(
@@ -351,10 +359,10 @@ class OrderService(EntityService):
         order = self._open_for_lines(line.order_id)
         unknown = set(values) - set(LINE_EDITABLE)
         if unknown:
-            raise ValidationFailed({sorted(unknown)[0]: ["cannot be changed on a line"]})
+            raise ValidationFailed({sorted(unknown)[0]: [message("cannot be changed on a line")]})
         if line.recognized_on is not None:
             raise ValidationFailed(
-                {"line": ["the line is recognized; remove it and add a new one instead"]}
+                {"line": [message("the line is recognized; remove it and add a new one instead")]}
             )
         changes: dict[str, Any] = {}
         gross_before = (line.qty, line.unit_price)
@@ -362,7 +370,7 @@ class OrderService(EntityService):
         if "qty" in values:
             new_qty = quantity(values["qty"])
             if new_qty <= 0:
-                raise ValidationFailed({"qty": ["a quantity is positive"]})
+                raise ValidationFailed({"qty": [message("a quantity is positive")]})
             if new_qty != line.qty:
                 changes["qty"] = [str(line.qty), str(new_qty)]
                 if item is not None and item.track_stock and order.cancelled_at is None:
@@ -373,10 +381,12 @@ class OrderService(EntityService):
                     line.qty = new_qty
         if "unit_price" in values:
             if not self.fin.can("finance_order", "price"):
-                raise PermissionDenied("finance_order", "price", "not allowed to set prices")
+                raise PermissionDenied(
+                    "finance_order", "price", message("not allowed to set prices")
+                )
             price = exact_money(values["unit_price"], order.currency, "unit_price")
             if price < 0:
-                raise ValidationFailed({"unit_price": ["a price is not negative"]})
+                raise ValidationFailed({"unit_price": [message("a price is not negative")]})
             changes["unit_price"] = [str(line.unit_price), str(price)]
             line.unit_price = price
         if "performer_id" in values and values["performer_id"] != line.performer_id:
@@ -425,7 +435,7 @@ class OrderService(EntityService):
         order = self._open_for_lines(line.order_id)
         item = self.session.get(FinanceItem, line.item_id) if line.item_id else None
         if line.reverses_line_id is not None:
-            raise ValidationFailed({"line": ["a correcting line cannot be removed"]})
+            raise ValidationFailed({"line": [message("a correcting line cannot be removed")]})
         if line.recognized_on is None:
             if item is not None and item.track_stock and line.cost:
                 self._return_goods(order, line, item)
@@ -438,7 +448,7 @@ class OrderService(EntityService):
         if self.session.scalar(
             select(FinanceOrderLine.id).where(FinanceOrderLine.reverses_line_id == line.id)
         ):
-            raise ValidationFailed({"line": ["this line was already removed"]})
+            raise ValidationFailed({"line": [message("this line was already removed")]})
         negative = self._credit_line(order, line, utcnow(), memo=reason or "line removed")
         if item is not None and item.track_stock and line.cost:
             self.fin.stock.take_back(
@@ -486,7 +496,7 @@ class OrderService(EntityService):
         """Give the order a discount percent (applied to every open line)."""
         value = to_decimal(percent, "discount_percent")
         if not 0 <= value <= 100:
-            raise ValidationFailed({"discount_percent": ["between 0 and 100"]})
+            raise ValidationFailed({"discount_percent": [message("between 0 and 100")]})
         return self.update(order, discount_percent=str(value))
 
     def _retotal(self, order: Any) -> None:
@@ -560,7 +570,7 @@ class OrderService(EntityService):
         if order.completed_at is not None:
             return order
         if order.cancelled_at is not None:
-            raise ValidationFailed({"order": ["a cancelled order cannot be completed"]})
+            raise ValidationFailed({"order": [message("a cancelled order cannot be completed")]})
         when = at or utcnow()
         fin = self.fin
         open_lines = [ln for ln in self.lines(order) if ln.recognized_on is None]
@@ -680,7 +690,9 @@ class OrderService(EntityService):
 
     def _issue(self, order: Any, line: FinanceOrderLine, item: FinanceItem) -> None:
         if order.location_id is None:
-            raise ValidationFailed({"location_id": ["choose the branch the goods come from"]})
+            raise ValidationFailed(
+                {"location_id": [message("choose the branch the goods come from")]}
+            )
         line.cost = self.fin.stock.issue(
             item=item, location_id=order.location_id, qty=line.qty, order=order, line=line
         )

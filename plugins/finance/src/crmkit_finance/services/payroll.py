@@ -57,7 +57,9 @@ def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
 def _percent(value: Any, field: str) -> Decimal:
     number = to_decimal(value, field)
     if not 0 <= number <= 100 or number != round(number, 2):
-        raise ValidationFailed({field: ["a percent between 0 and 100, two decimals at most"]})
+        raise ValidationFailed(
+            {field: [message("a percent between 0 and 100, two decimals at most")]}
+        )
     return number
 
 
@@ -93,7 +95,7 @@ class PayrollService:
         base = self.finance.base_currency
         fixed = exact_money(fixed_amount, base, "fixed_amount")
         if fixed < 0:
-            raise ValidationFailed({"fixed_amount": ["not negative"]})
+            raise ValidationFailed({"fixed_amount": [message("not negative")]})
         scheme = self.session.scalar(
             select(FinancePayScheme).where(
                 FinancePayScheme.user_id == user_id, FinancePayScheme.valid_from == valid_from
@@ -336,7 +338,7 @@ class PayrollService:
         if slip is None:
             raise NotFound("finance_payroll", payslip_id)
         if slip.status != "accrued":
-            raise ValidationFailed({"payslip": ["already reversed"]})
+            raise ValidationFailed({"payslip": [message("already reversed")]})
         reversal = self.finance.ledger.reverse(
             slip.transaction_id,
             memo=f"salary reversed: {reason}",
@@ -369,11 +371,13 @@ class PayrollService:
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
-            raise ValidationFailed({"amount": ["a payout is positive"]})
+            raise ValidationFailed({"amount": [message("a payout is positive")]})
         ledger = self.finance.ledger
         source = ledger.get_account(paid_from)
         if source.kind not in ("cash", "bank"):
-            raise ValidationFailed({"paid_from": ["pay from a cash drawer or a bank account"]})
+            raise ValidationFailed(
+                {"paid_from": [message("pay from a cash drawer or a bank account")]}
+            )
         shift = self.finance.cashdesk.drawer_shift(source, value, "paid_from")
         transaction = ledger.post(
             "salary_payout",

@@ -40,12 +40,12 @@ class RateService:
         currency = currency.upper()
         minor_units(currency)
         if currency == self.finance.base_currency:
-            raise ValidationFailed({"currency": ["the base currency has no rate"]})
+            raise ValidationFailed({"currency": [message("the base currency has no rate")]})
         value = to_decimal(rate, "rate").quantize(
             Decimal(1).scaleb(-RATE_PLACES), rounding=ROUND_HALF_UP
         )
         if value <= 0:
-            raise ValidationFailed({"rate": ["a rate is positive"]})
+            raise ValidationFailed({"rate": [message("a rate is positive")]})
         row = self.session.scalar(
             select(FinanceRate).where(
                 FinanceRate.currency == currency, FinanceRate.on_date == on_date

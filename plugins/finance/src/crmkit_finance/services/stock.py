@@ -211,7 +211,9 @@ class StockService:
         level.value += signed_value
         if level.qty == 0 and level.value != 0 and not inbound_value:
             # can only happen if goods came back at a value they never left with
-            raise ValidationFailed({"value": ["stock would keep a value with nothing on hand"]})
+            raise ValidationFailed(
+                {"value": [message("stock would keep a value with nothing on hand")]}
+            )
         transaction_id = None
         if counter_account is not None and signed_value != 0:
             ledger = self.finance.ledger
@@ -322,11 +324,11 @@ class StockService:
         item = self._item(item_id)
         amount = quantity(qty)
         if amount <= 0:
-            raise ValidationFailed({"qty": ["a received quantity is positive"]})
+            raise ValidationFailed({"qty": [message("a received quantity is positive")]})
         base = self.finance.base_currency
         cost = exact_money(unit_cost, base, "unit_cost")
         if cost < 0:
-            raise ValidationFailed({"unit_cost": ["a cost is not negative"]})
+            raise ValidationFailed({"unit_cost": [message("a cost is not negative")]})
         supplier = self.session.get(FinanceSupplier, supplier_id) if supplier_id else None
         if supplier_id and supplier is None:
             raise ValidationFailed(
@@ -374,11 +376,11 @@ class StockService:
         if earlier:
             return self.session.get(FinanceStockMove, earlier[0])
         if not (reason or "").strip():
-            raise ValidationFailed({"reason": ["say why the goods are written off"]})
+            raise ValidationFailed({"reason": [message("say why the goods are written off")]})
         item = self._item(item_id)
         amount = quantity(qty)
         if amount <= 0:
-            raise ValidationFailed({"qty": ["a quantity is positive"]})
+            raise ValidationFailed({"qty": [message("a quantity is positive")]})
         move = self._move(
             "write_off",
             item,
@@ -407,7 +409,7 @@ class StockService:
             )
         amount = quantity(qty)
         if amount <= 0:
-            raise ValidationFailed({"qty": ["a quantity is positive"]})
+            raise ValidationFailed({"qty": [message("a quantity is positive")]})
         return self._move(
             "supplier_return",
             item,
@@ -441,11 +443,11 @@ class StockService:
                 self.session.get(FinanceStockMove, into_id),
             )
         if from_location_id == to_location_id:
-            raise ValidationFailed({"to_location_id": ["choose another location"]})
+            raise ValidationFailed({"to_location_id": [message("choose another location")]})
         item = self._item(item_id)
         amount = quantity(qty)
         if amount <= 0:
-            raise ValidationFailed({"qty": ["a quantity is positive"]})
+            raise ValidationFailed({"qty": [message("a quantity is positive")]})
         out = self._move("transfer", item, from_location_id, -amount, None, counter_account=None)
         into = self._move(
             "transfer",
@@ -472,7 +474,9 @@ class StockService:
             item = self._item(int(item_id))
             actual = quantity(found_qty, f"counted[{item_id}]")
             if actual < 0:
-                raise ValidationFailed({f"counted[{item_id}]": ["a count is not negative"]})
+                raise ValidationFailed(
+                    {f"counted[{item_id}]": [message("a count is not negative")]}
+                )
             level = self.level(item.id, location_id)
             difference = actual - level.qty
             if difference == 0:
@@ -518,7 +522,7 @@ class StockService:
         item = self._item(item_id)
         value = quantity(min_qty, "min_qty")
         if value < 0:
-            raise ValidationFailed({"min_qty": ["not negative"]})
+            raise ValidationFailed({"min_qty": [message("not negative")]})
         level = self.level(item.id, location_id)
         old, level.min_qty = level.min_qty, value
         self.work.flush()
@@ -664,7 +668,7 @@ class PurchaseService:
         self.finance.require("finance_purchase_order", "create")
         supplier = self.supplier(supplier_id)
         if not supplier.active:
-            raise ValidationFailed({"supplier_id": ["this supplier is no longer used"]})
+            raise ValidationFailed({"supplier_id": [message("this supplier is no longer used")]})
         if self.session.get(FinanceLocation, location_id) is None:
             raise ValidationFailed(
                 {"location_id": [message("no location {location}", location=location_id)]}
@@ -678,16 +682,16 @@ class PurchaseService:
             field = f"lines[{index}]"
             item = self.session.get(FinanceItem, line.get("item_id"))
             if item is None or item.kind != "goods":
-                raise ValidationFailed({field: ["choose goods to buy"]})
+                raise ValidationFailed({field: [message("choose goods to buy")]})
             qty = quantity(line.get("qty"), f"{field}.qty")
             if qty <= 0:
-                raise ValidationFailed({f"{field}.qty": ["a quantity is positive"]})
+                raise ValidationFailed({f"{field}.qty": [message("a quantity is positive")]})
             cost = exact_money(line.get("unit_cost", 0), base, f"{field}.unit_cost")
             if cost < 0:
-                raise ValidationFailed({f"{field}.unit_cost": ["a cost is not negative"]})
+                raise ValidationFailed({f"{field}.unit_cost": [message("a cost is not negative")]})
             rows.append(FinancePurchaseLine(item_id=item.id, qty=qty, unit_cost=cost))
         if not rows:
-            raise ValidationFailed({"lines": ["a purchase order buys something"]})
+            raise ValidationFailed({"lines": [message("a purchase order buys something")]})
         purchase = FinancePurchaseOrder(
             supplier_id=supplier.id,
             status="ordered",
@@ -804,7 +808,9 @@ class PurchaseService:
         self.finance.require("finance_purchase_order", "update")
         purchase = self.get(purchase_id)
         if any(line.received_qty > 0 for line in self.lines(purchase)):
-            raise ValidationFailed({"purchase_order": ["goods arrived; return them instead"]})
+            raise ValidationFailed(
+                {"purchase_order": [message("goods arrived; return them instead")]}
+            )
         purchase.status = "cancelled"
         self.work.flush()
         self.work.audit("finance_purchase_order", purchase.id, "cancel", {"reason": reason})
@@ -836,11 +842,13 @@ class PurchaseService:
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
-            raise ValidationFailed({"amount": ["a payment is positive"]})
+            raise ValidationFailed({"amount": [message("a payment is positive")]})
         ledger = self.finance.ledger
         source = ledger.get_account(paid_from)
         if source.kind not in ("cash", "bank"):
-            raise ValidationFailed({"paid_from": ["pay from a cash drawer or a bank account"]})
+            raise ValidationFailed(
+                {"paid_from": [message("pay from a cash drawer or a bank account")]}
+            )
         shift = self.finance.cashdesk.drawer_shift(source, value, "paid_from")
         transaction = ledger.post(
             "supplier_payment",
