@@ -378,3 +378,69 @@ def sa_text(statement):
     import sqlalchemy as sa
 
     return sa.text(statement)
+
+
+def test_a_cashback_payment_is_refunded_to_cashback_and_a_money_payment_in_money(shop):
+    """Cashback cannot be turned into cash by refunding a cashback payment by another
+    method, nor money into cashback."""
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
+    order = completed_order(shop)  # 1500.00
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="1000.00")
+        in_cashback = fin.payments.take(order_id=order.id, amount="500.00", method="cashback")
+        in_cash = fin.payments.take(
+            order_id=order.id, amount="1000.00", method="cash", desk_id=shop.desk.id
+        )
+    for method in ("cash", "card", "transfer"):
+        with (
+            pytest.raises(
+                ValidationFailed,
+                match=f"a payment made with cashback goes back to cashback, not by {method}",
+            ),
+            shop.crm.acting_as(shop.cashier) as work,
+        ):
+            finance(work).payments.refund(in_cashback.id, method=method, desk_id=shop.desk.id)
+    with (
+        pytest.raises(
+            ValidationFailed, match="a cash payment is refunded in money, not to cashback"
+        ),
+        shop.crm.acting_as(shop.cashier) as work,
+    ):
+        finance(work).payments.refund(in_cash.id, "100.00", method="cashback")
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # nothing left the drawer and no cashback came out of nowhere
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("2000.00")
+        assert fin.cashback.balance(shop.client.id) == 0
+        assert fin.payments.refunded(in_cashback) == 0 == fin.payments.refunded(in_cash)
+        # the cashback payment goes back to cashback; a money payment by another money method
+        back = fin.payments.refund(in_cashback.id)
+        assert back.method == "cashback" and fin.cashback.balance(shop.client.id) == money("500")
+        by_transfer = fin.payments.refund(in_cash.id, "100.00", method="transfer")
+        assert by_transfer.method == "transfer"
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("2000.00")
+        assert problems(work) == []
+
+
+def test_a_foreign_currency_payment_refunded_in_parts_leaves_nothing_on_the_order(shop):
+    with shop.crm.system() as work:
+        finance(work).rates.set("USD", "33.33333333", dt.date(2020, 1, 1))
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.diagnostics.id)  # 1000.00 RUB
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        paid = fin.payments.take(
+            order_id=order.id, amount="3.00", method="transfer", currency="USD"
+        )
+        assert paid.order_amount == money("100.00")
+        parts = [fin.payments.refund(paid.id, "1.00") for _ in range(3)]
+        # each part its share; the last one what the others left
+        assert [p.order_amount for p in parts] == [money("-33.33")] * 2 + [money("-33.34")]
+        assert sum(p.base_amount for p in parts) == -paid.base_amount
+        assert fin.orders.paid(order.id) == 0
+        assert fin.payments.receivable(shop.client.id) == 0
+        assert fin.payments.total_paid(shop.client.id) == 0
+        assert problems(work) == []

@@ -285,3 +285,31 @@ def test_an_invoice_payment_sent_twice_is_booked_once(shop, signed_in):
         fin = finance(work)
         assert [p.amount for p in fin.payments.of_order(order.id)] == [Decimal("1500.00")]
         assert fin.payments.receivable(firm.id) == 0
+
+
+def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
+    order = _completed_order(shop, shop.oil_change)
+    cashier = signed_in("cashier")
+    cashier.post("/language", {"language": "en", "next": "/"})
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "1000"})
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="500", method="cashback")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    refused = cashier.submit(
+        f"/finance/payments/{paid.id}/refund",
+        {"method": "cash", "desk_id": shop.desk.id, "back": desk},
+    )
+    assert 'class="flash error"' in refused.text
+    assert "a payment made with cashback goes back to cashback, not by cash" in refused.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.refunded(paid) == 0
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
+    # the refund form itself gives it back to cashback
+    cashier.submit(f"/finance/payments/{paid.id}/refund", {"back": desk})
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.cashback.balance(shop.client.id) == Decimal("500.00")
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")

@@ -463,7 +463,8 @@ class PaymentService:
                     ]
                 }
             )
-        left = original.amount - self.refunded(original)
+        given_back = self._refunded_parts(original)
+        left = original.amount - given_back[0]
         value = left if amount is None else exact_money(amount, original.currency)
         if value <= 0 or value > left:
             raise ValidationFailed(
@@ -482,12 +483,15 @@ class PaymentService:
             raise ValidationFailed(
                 {"method": [message("one of {choices}", choices=", ".join(METHODS))]}
             )
+        if (method == "cashback") != (original.method == "cashback"):
+            raise ValidationFailed({"method": [_refund_method_refusal(original.method, method)]})
         desk_id = desk_id if desk_id is not None else original.desk_id
         desk, shift = self._desk_and_shift(method, desk_id)
-        # the part of the receivable it settled, in proportion
-        if value == original.amount:
-            order_amount = original.order_amount
-            base_amount = original.base_amount
+        # the part of the receivable it settled, in proportion; the last part takes what
+        # the earlier ones left, so the parts add up to the payment (no kopeck left over)
+        if value == left:
+            order_amount = original.order_amount - given_back[1]
+            base_amount = original.base_amount - given_back[2]
         else:
             from crmkit_finance.money import round_money
 
@@ -679,12 +683,19 @@ class PaymentService:
 
     def refunded(self, payment: FinancePayment) -> Decimal:
         """How much of a payment was given back."""
-        value = self.session.scalar(
-            select(func.coalesce(func.sum(FinancePayment.amount), 0)).where(
-                FinancePayment.refund_of_id == payment.id
-            )
-        )
-        return -Decimal(value)
+        return self._refunded_parts(payment)[0]
+
+    def _refunded_parts(self, payment: FinancePayment) -> tuple[Decimal, Decimal, Decimal]:
+        """What the refunds of a payment gave back: in its currency, in the order's (or the
+        receivable's) and in the base currency."""
+        row = self.session.execute(
+            select(
+                func.coalesce(func.sum(FinancePayment.amount), 0),
+                func.coalesce(func.sum(FinancePayment.order_amount), 0),
+                func.coalesce(func.sum(FinancePayment.base_amount), 0),
+            ).where(FinancePayment.refund_of_id == payment.id)
+        ).one()
+        return -Decimal(row[0]), -Decimal(row[1]), -Decimal(row[2])
 
     def of_order(self, order_id: int) -> list[FinancePayment]:
         """Payments, refunds and voids of an order, oldest first."""
@@ -829,6 +840,20 @@ class PaymentService:
         self.finance.invoices.refresh_status(invoice)
         forms.remember(self.finance, form_token, [p.id for p in payments])
         return payments
+
+
+def _refund_method_refusal(paid_by: str, method: str) -> Message:
+    """The refusal of a refund by ``method`` of a payment made by ``paid_by``."""
+    if paid_by == "cashback":
+        return message(
+            "a payment made with cashback goes back to cashback, not by {method}",
+            method=Label(method),
+        )
+    return message(
+        "a {paid_by} payment is refunded in money, not to {method}",
+        paid_by=Label(paid_by),
+        method=Label(method),
+    )
 
 
 def _open_a_shift(desk: FinanceCashDesk) -> Message:
