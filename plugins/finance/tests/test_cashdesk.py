@@ -444,3 +444,66 @@ def test_a_foreign_currency_payment_refunded_in_parts_leaves_nothing_on_the_orde
         assert fin.payments.receivable(shop.client.id) == 0
         assert fin.payments.total_paid(shop.client.id) == 0
         assert problems(work) == []
+
+
+def test_a_refund_form_sent_twice_at_once_gives_the_money_back_once(shop):
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    barrier = threading.Barrier(2)
+    refunds = []
+
+    def refund():
+        with shop.crm.acting_as(shop.cashier) as work:
+            barrier.wait(5)
+            refunds.append(finance(work).payments.refund(paid.id, "300.00", form_token="r-1").id)
+
+    threads = [threading.Thread(target=refund) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.refunded(paid) == money("300.00")
+        [given] = [p for p in fin.payments.of_order(order.id) if p.kind == "refund"]
+        assert refunds == [given.id, given.id]  # the repeat gets the first refund back
+        # another form is another refund
+        fin.payments.refund(paid.id, "300.00", form_token="r-2")
+        assert fin.payments.refunded(paid) == money("600.00")
+
+
+def test_money_forms_sent_again_book_once(shop):
+    """Taking cash to the bank, an expense, an income, a cashback adjustment and a supplier
+    payment, each sent twice with its form's token, take effect once."""
+    with shop.crm.acting_as(shop.warehouse) as work:
+        vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id)
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        fin.payments.take(order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id)
+    for _ in range(2):
+        with shop.crm.acting_as(shop.cashier) as work:
+            first = finance(work).cashdesk.move_cash(shop.desk.id, "1000.00", form_token="m-1")
+        with shop.crm.acting_as(shop.accountant) as work:
+            fin = finance(work)
+            expense = fin.expenses.expense("expense:rent", "700.00", form_token="e-1")
+            income = fin.expenses.income("income:other", "40.00", form_token="i-1")
+            gift = fin.cashback.adjust(shop.client.id, "50.00", reason="sorry", form_token="c-1")
+            taken = fin.cashback.adjust(shop.client.id, "-20.00", reason="oops", form_token="c-2")
+            paid = fin.purchases.pay(supplier.id, "200.00", form_token="p-1")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        ledger = fin.ledger
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("500.00")
+        assert ledger.balance(ledger.get_account("expense:rent"), "RUB") == money("700.00")
+        assert ledger.balance(ledger.get_account("income:other"), "RUB") == money("40.00")
+        assert fin.cashback.balance(shop.client.id) == money("30.00")
+        assert fin.purchases.owed_to(supplier.id) == money("-200.00")
+        # the repeat returns what the first submission wrote
+        assert first.kind == "cash_out" and expense.kind == "expense" and income.kind == "income"
+        assert gift.amount == money("50.00") and taken.kind == "cashback_withdrawal"
+        assert paid.kind == "supplier_payment"
+        assert problems(work) == []

@@ -313,3 +313,47 @@ def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed
         fin = finance(work)
         assert fin.cashback.balance(shop.client.id) == Decimal("500.00")
         assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
+
+
+def _token(page, action):
+    """The one-time token of the form posting to ``action`` on ``page``."""
+    form = page.text.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+    return re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+
+
+def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in):
+    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    cashier = signed_in("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    cashier.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1500", "method": "cash"},
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        [paid] = finance(work).payments.of_order(order.id)
+    page = cashier.get(desk)
+    refund = {
+        "amount": "300",
+        "back": desk,
+        "form_token": _token(page, f"/finance/payments/{paid.id}/refund"),
+    }
+    move_path = f"/finance/cashdesk/{shop.desk.id}/move"
+    move = {"amount": "1000", "form_token": _token(page, move_path)}
+    for action, sent in ((f"/finance/payments/{paid.id}/refund", refund), (move_path, move)):
+        first = cashier.submit(action, sent)
+        again = cashier.submit(action, sent)  # a reload, a double click
+        assert 'class="flash error"' not in first.text + again.text
+        assert "Эта форма уже отправлена" in again.text or "already sent" in again.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.refunded(paid) == Decimal("300.00")
+        assert fin.orders.totals(order.id).due == Decimal("300.00")
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("200.00")  # 1500 - 300 - 1000
+    # the order page's refund form has a token of its own
+    page = cashier.get(f"/records/finance_order/{order.id}")
+    other = _token(page, f"/finance/payments/{paid.id}/refund")
+    assert other != refund["form_token"]
+    cashier.submit(f"/finance/payments/{paid.id}/refund", {"amount": "100", "form_token": other})
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).payments.refunded(paid) == Decimal("400.00")

@@ -222,6 +222,7 @@ def cashback(request: Request) -> Response:
             "may_adjust": fin.can("finance_cashback", "create"),
             "may_ledger": fin.can("finance_ledger", "read"),
             "today": fin.business_date(utcnow()),
+            "form_token": new_form_token,
         }
     return render(request, "finance/cashback.html", context)
 
@@ -253,7 +254,10 @@ def adjust_cashback(request: Request) -> Response:
         request,
         f"/finance/cashback?client={party_id}",
         lambda fin: fin.cashback.adjust(
-            party_id, data.get("amount", ""), reason=str(data.get("reason", ""))
+            party_id,
+            data.get("amount", ""),
+            reason=str(data.get("reason", "")),
+            form_token=sent_token(data),
         ),
         "Cashback adjusted.",
     )
@@ -323,6 +327,7 @@ def expenses(request: Request) -> Response:
             "clients": client_names(unit, (t.party_id for t in latest)),
             "currency": fin.base_currency,
             "may_book": fin.can("finance_ledger", "create"),
+            "form_token": new_form_token,
         }
     return render(request, "finance/expenses.html", context)
 
@@ -335,15 +340,21 @@ def book(request: Request) -> Response:
     def book_it(fin: Any) -> Any:
         account = str(data.get("account") or "bank:main")
         note = str(data.get("note", ""))
+        token = sent_token(data)
         if kind == "income":
             return fin.expenses.income(
                 str(data.get("category", "")),
                 data.get("amount", ""),
                 received_into=account,
                 note=note,
+                form_token=token,
             )
         return fin.expenses.expense(
-            str(data.get("category", "")), data.get("amount", ""), paid_from=account, note=note
+            str(data.get("category", "")),
+            data.get("amount", ""),
+            paid_from=account,
+            note=note,
+            form_token=token,
         )
 
     return attempt(request, "/finance/expenses", book_it, "Booked.")

@@ -146,7 +146,9 @@ def move_cash(request: Request) -> Response:
     return attempt(
         request,
         _desk_path(desk_id),
-        lambda fin: fin.cashdesk.move_cash(desk_id, data.get("amount", "")),
+        lambda fin: fin.cashdesk.move_cash(
+            desk_id, data.get("amount", ""), form_token=sent_token(data)
+        ),
         "Cash moved to the bank.",
     )
 
@@ -223,6 +225,7 @@ def refund_payment(request: Request) -> Response:
             method=str(data.get("method") or "") or None,
             desk_id=optional_id(data.get("desk_id")),
             note=str(data.get("note", "")),
+            form_token=sent_token(data),
         ),
         "Refund made.",
     )

@@ -23,8 +23,14 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit_finance.ledger import credit, debit
-from crmkit_finance.model import FinanceCashbackLot, FinanceCashbackProgram, FinancePayment
+from crmkit_finance.model import (
+    FinanceCashbackLot,
+    FinanceCashbackProgram,
+    FinancePayment,
+    FinanceTransaction,
+)
 from crmkit_finance.money import exact_money, percent_of, round_money, to_decimal
+from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -287,9 +293,18 @@ class CashbackService:
         return take
 
     def adjust(
-        self, party_id: int, amount: Any, *, reason: str, expiry_days: int | None = None
+        self,
+        party_id: int,
+        amount: Any,
+        *,
+        reason: str,
+        expiry_days: int | None = None,
+        form_token: str | None = None,
     ) -> Any:
-        """The accountant gives (positive) or withdraws (negative) cashback by hand."""
+        """The accountant gives (positive) or withdraws (negative) cashback by hand.
+
+        ``form_token``: the form's one-time token; the same form sent again returns what the
+        first one wrote (the lot given, or the withdrawal's transaction)."""
         self.finance.require("finance_cashback", "create")
         if not (reason or "").strip():
             raise ValidationFailed({"reason": [message("say why")]})
@@ -298,11 +313,18 @@ class CashbackService:
         value = exact_money(amount, base)
         if value == 0:
             raise ValidationFailed({"amount": [message("give or take some cashback")]})
+        # a gift and a withdrawal are told apart, so a repeat gets back what its form wrote
+        action = "cashback_give" if value > 0 else "cashback_withdraw"
+        earlier = forms.claim(self.finance, form_token, action)
+        if earlier:
+            kept = FinanceCashbackLot if value > 0 else FinanceTransaction
+            return self.session.get(kept, earlier[0])
         if value > 0:
             program = self.program()
             days = expiry_days or (program.expiry_days if program else None)
             lot = self._accrue(party_id, value, kind="manual", expiry_days=days, memo=reason)
             self.work.audit("finance_cashback", lot.id, "adjust", {"amount": [None, str(value)]})
+            forms.remember(self.finance, form_token, [lot.id])
             return lot
         available = self.balance(party_id)
         if -value > available:
@@ -330,6 +352,7 @@ class CashbackService:
         )
         self.consume(party_id, -value)
         self.work.audit("finance_cashback", party_id, "adjust", {"amount": [None, str(value)]})
+        forms.remember(self.finance, form_token, [transaction.id])
         return transaction
 
     def expire(self, now: dt.datetime | None = None) -> Decimal:

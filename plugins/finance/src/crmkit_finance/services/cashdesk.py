@@ -168,10 +168,22 @@ class CashDeskService:
             record=("finance_shift", shift.id),
         )
 
-    def move_cash(self, desk_id: int, amount: Any, *, to: str = "bank:main", note: str = "") -> Any:
+    def move_cash(
+        self,
+        desk_id: int,
+        amount: Any,
+        *,
+        to: str = "bank:main",
+        note: str = "",
+        form_token: str | None = None,
+    ) -> Any:
         """Take cash out of the drawer to the bank (``to``), or put cash in (negative amount
-        from ``to``).  Needs an open shift."""
+        from ``to``).  Needs an open shift.  ``form_token``: the form's one-time token; the
+        same form sent again returns the first transaction."""
         self.finance.require("finance_shift", "update")
+        earlier = forms.claim(self.finance, form_token, "cash_move")
+        if earlier:
+            return self.session.get(FinanceTransaction, earlier[0])
         desk = self.desk(desk_id)
         shift = self.current_shift(desk.id)
         if shift is None:
@@ -186,12 +198,14 @@ class CashDeskService:
             raise ValidationFailed(
                 {"amount": [message("there is not that much cash in the drawer")]}
             )
-        return ledger.post(
+        transaction = ledger.post(
             "cash_out" if value > 0 else "cash_in",
             [credit(drawer, value, desk.currency), debit(other, value, desk.currency)],
             memo=note or ("cash to bank" if value > 0 else "cash in"),
             record=("finance_shift", shift.id),
         )
+        forms.remember(self.finance, form_token, [transaction.id])
+        return transaction
 
     def shift_report(self, shift_id: int) -> dict[str, Any]:
         """What happened in a shift: payments and refunds by method, counts, difference."""
@@ -443,9 +457,19 @@ class PaymentService:
         method: str | None = None,
         desk_id: int | None = None,
         note: str = "",
+        form_token: str | None = None,
     ) -> FinancePayment:
-        """Give (part of) a payment back, by the same method unless another is named."""
+        """Give (part of) a payment back, by the same method unless another is named.
+
+        A payment made with cashback goes back to cashback, a money payment back as money
+        (cash, card or transfer): cashback never leaves as money.  ``form_token``: the
+        refund form's one-time token; the same form sent again returns the first refund."""
         self.finance.require("finance_payment", "refund")
+        # claimed before the payment is locked: a repeat waits for the first submission
+        # here, then gets its refund back instead of giving the money back twice
+        earlier = forms.claim(self.finance, form_token, "refund")
+        if earlier:
+            return self.get(earlier[0])
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": [message("only a payment can be refunded")]})
@@ -552,6 +576,7 @@ class PaymentService:
         )
         self.session.add(refund)
         self.work.flush()
+        forms.remember(self.finance, form_token, [refund.id])
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
         self._announce(refund, order, "payment.refunded", "Refund")
         if order is not None and original.method != "cashback":

@@ -21,8 +21,14 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import message
 from crmkit_finance.ledger import credit, debit
-from crmkit_finance.model import FinanceAmortization, FinanceAsset, FinancePlan
+from crmkit_finance.model import (
+    FinanceAmortization,
+    FinanceAsset,
+    FinancePlan,
+    FinanceTransaction,
+)
 from crmkit_finance.money import exact_money, round_money
+from crmkit_finance.services import forms
 from crmkit_finance.services.payroll import month_bounds
 
 if TYPE_CHECKING:
@@ -52,8 +58,12 @@ class ExpenseService:
         note: str,
         party_id: int | None,
         at: dt.datetime | None,
+        form_token: str | None,
     ) -> Any:
         self.finance.require("finance_ledger", "create")
+        earlier = forms.claim(self.finance, form_token, kind)
+        if earlier:
+            return self.work.session.get(FinanceTransaction, earlier[0])
         ledger = self.finance.ledger
         ledger.ensure_system_accounts()
         target = ledger.get_account(category)
@@ -84,6 +94,7 @@ class ExpenseService:
             money, value if kind == "expense" else -value, "account"
         )
         transaction = ledger.post(kind, legs, memo=note, party_id=party_id, at=at, shift=shift)
+        forms.remember(self.finance, form_token, [transaction.id])
         self.work.audit(
             "finance_ledger",
             transaction.id,
@@ -101,9 +112,11 @@ class ExpenseService:
         note: str = "",
         party_id: int | None = None,
         at: dt.datetime | None = None,
+        form_token: str | None = None,
     ) -> Any:
-        """Spend money on an expense category (``expense:rent``...)."""
-        return self._record("expense", category, amount, paid_from, note, party_id, at)
+        """Spend money on an expense category (``expense:rent``...).  ``form_token``: the
+        form's one-time token; the same form sent again returns the first transaction."""
+        return self._record("expense", category, amount, paid_from, note, party_id, at, form_token)
 
     def income(
         self,
@@ -114,9 +127,13 @@ class ExpenseService:
         note: str = "",
         party_id: int | None = None,
         at: dt.datetime | None = None,
+        form_token: str | None = None,
     ) -> Any:
-        """Money earned outside orders (``income:other``...)."""
-        return self._record("income", category, amount, received_into, note, party_id, at)
+        """Money earned outside orders (``income:other``...).  ``form_token`` as for
+        :meth:`expense`."""
+        return self._record(
+            "income", category, amount, received_into, note, party_id, at, form_token
+        )
 
 
 class AssetService:

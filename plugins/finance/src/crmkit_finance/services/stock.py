@@ -35,6 +35,7 @@ from crmkit_finance.model import (
     FinanceStockLevel,
     FinanceStockMove,
     FinanceSupplier,
+    FinanceTransaction,
 )
 from crmkit_finance.money import exact_money, quantity, round_money
 from crmkit_finance.services import forms
@@ -834,10 +835,22 @@ class PurchaseService:
         return ledger.balance(ledger.payable(supplier.party_id), self.finance.base_currency)
 
     def pay(
-        self, supplier_id: int, amount: Any, *, paid_from: str = "bank:main", note: str = ""
+        self,
+        supplier_id: int,
+        amount: Any,
+        *,
+        paid_from: str = "bank:main",
+        note: str = "",
+        form_token: str | None = None,
     ) -> Any:
-        """Pay a supplier from a money account (``bank:main``, ``cash:desk:1``...)."""
+        """Pay a supplier from a money account (``bank:main``, ``cash:desk:1``...).
+
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        first payment's transaction."""
         self.finance.require("finance_ledger", "create")
+        earlier = forms.claim(self.finance, form_token, "supplier_payment")
+        if earlier:
+            return self.session.get(FinanceTransaction, earlier[0])
         supplier = self.supplier(supplier_id)
         base = self.finance.base_currency
         value = exact_money(amount, base)
@@ -858,5 +871,6 @@ class PurchaseService:
             party_id=supplier.party_id,
             shift=shift,
         )
+        forms.remember(self.finance, form_token, [transaction.id])
         self.work.audit("finance_supplier", supplier.id, "pay", {"amount": [None, str(value)]})
         return transaction
