@@ -14,6 +14,7 @@ from crmkit_finance.services.cashdesk import PaymentService
 from finance_fixtures import money
 from finance_web import clients
 
+from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied, ValidationFailed
 
 
@@ -506,4 +507,56 @@ def test_money_forms_sent_again_book_once(shop):
         assert first.kind == "cash_out" and expense.kind == "expense" and income.kind == "income"
         assert gift.amount == money("50.00") and taken.kind == "cashback_withdrawal"
         assert paid.kind == "supplier_payment"
+        assert problems(work) == []
+
+
+def test_a_payment_without_a_shift_is_voided_only_on_its_business_day(shop):
+    """A transfer (no shift) is voided the same business day in the business's time zone
+    (Moscow here: 23:30 and 00:30 are two days, although the same UTC date), by one who may
+    also refund it; afterwards it is refunded."""
+    late_evening = dt.datetime(2030, 3, 4, 20, 30, tzinfo=dt.UTC)  # 23:30 in Moscow
+    with frozen_at(late_evening), shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        this_evening = [
+            fin.payments.take(party_id=shop.client.id, amount="1000.00", method="transfer")
+            for _ in range(2)
+        ]
+        old = fin.payments.take(
+            party_id=shop.client.id,
+            amount="500.00",
+            method="transfer",
+            at=dt.datetime(2029, 1, 10, 9, tzinfo=dt.UTC),
+        )
+    with (
+        frozen_at(late_evening + dt.timedelta(minutes=20)),
+        shop.crm.acting_as(shop.cashier) as work,
+    ):
+        voided = finance(work).payments.void(this_evening[0].id, reason="booked twice")
+        assert voided.voids_id == this_evening[0].id
+    after_midnight = late_evening + dt.timedelta(hours=1)  # 2030-03-04 21:30 UTC
+    for payment, day in ((this_evening[1], "2030-03-04"), (old, "2029-01-10")):
+        with (
+            pytest.raises(
+                ValidationFailed,
+                match=rf"a transfer payment can be voided only on the day it is dated \({day}\); "
+                "refund it instead",
+            ),
+            frozen_at(after_midnight),
+            shop.crm.acting_as(shop.cashier) as work,
+        ):
+            finance(work).payments.void(payment.id, reason="oops")
+    # the power to void alone is not enough to cancel a payment taken outside a shift
+    with shop.crm.system() as work:
+        work.permissions.set("cashier", "finance_payment", "refund", "none")
+    with (
+        pytest.raises(PermissionDenied),
+        frozen_at(late_evening),
+        shop.crm.acting_as(shop.cashier) as work,
+    ):
+        finance(work).payments.void(this_evening[1].id, reason="oops")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.payments.receivable(shop.client.id) == money("-1500.00")
+        fin.payments.refund(old.id)  # refunding it is the way
+        assert fin.payments.receivable(shop.client.id) == money("-1000.00")
         assert problems(work) == []

@@ -587,7 +587,10 @@ class PaymentService:
     def void(self, payment_id: int, *, reason: str) -> FinancePayment:
         """Cancel a payment entered by mistake: its transaction is reversed.
 
-        A cash or card payment can be voided only during the shift it was taken in.
+        A cash or card payment can be voided only during the shift it was taken in.  A
+        payment taken outside a shift (a bank transfer, cashback) can be voided only on the
+        business day it is dated (in the business's time zone) and by one who may also
+        refund it.  Later, it is refunded instead.
         """
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
@@ -605,9 +608,23 @@ class PaymentService:
         if original.shift_id is not None:
             shift = self.session.get(FinanceShift, original.shift_id)
             if shift.closed_at is not None:
+                raise ValidationFailed({"payment": [message("its shift is closed; refund it instead")]})
+        else:
+            today = self.finance.business_date(utcnow())
+            if original.on_date != today:
                 raise ValidationFailed(
-                    {"payment": [message("its shift is closed; refund it instead")]}
+                    {
+                        "payment": [
+                            message(
+                                "a {method} payment can be voided only on the day it is "
+                                "dated ({day}); refund it instead",
+                                method=Label(original.method),
+                                day=original.on_date.isoformat(),
+                            )
+                        ]
+                    }
                 )
+            self.finance.require("finance_payment", "refund")
         if original.method == "cash":
             desk = self.session.get(FinanceCashDesk, original.desk_id)
             if original.amount > self.finance.cashdesk.drawer_balance(desk):
