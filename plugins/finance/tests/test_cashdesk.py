@@ -16,6 +16,7 @@ from finance_web import clients
 
 from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.testing import add_user
 
 
 def completed_order(shop, *lines):
@@ -425,28 +426,6 @@ def test_a_cashback_payment_is_refunded_to_cashback_and_a_money_payment_in_money
         assert problems(work) == []
 
 
-def test_a_foreign_currency_payment_refunded_in_parts_leaves_nothing_on_the_order(shop):
-    with shop.crm.system() as work:
-        finance(work).rates.set("USD", "33.33333333", dt.date(2020, 1, 1))
-    with shop.crm.acting_as(shop.manager) as work:
-        order = shop.order(work)
-        finance(work).orders.add_line(order, shop.diagnostics.id)  # 1000.00 RUB
-    with shop.crm.acting_as(shop.cashier) as work:
-        fin = finance(work)
-        paid = fin.payments.take(
-            order_id=order.id, amount="3.00", method="transfer", currency="USD"
-        )
-        assert paid.order_amount == money("100.00")
-        parts = [fin.payments.refund(paid.id, "1.00") for _ in range(3)]
-        # each part its share; the last one what the others left
-        assert [p.order_amount for p in parts] == [money("-33.33")] * 2 + [money("-33.34")]
-        assert sum(p.base_amount for p in parts) == -paid.base_amount
-        assert fin.orders.paid(order.id) == 0
-        assert fin.payments.receivable(shop.client.id) == 0
-        assert fin.payments.total_paid(shop.client.id) == 0
-        assert problems(work) == []
-
-
 def test_a_refund_form_sent_twice_at_once_gives_the_money_back_once(shop):
     order = completed_order(shop)
     with shop.crm.acting_as(shop.cashier) as work:
@@ -510,6 +489,28 @@ def test_money_forms_sent_again_book_once(shop):
         assert problems(work) == []
 
 
+def test_a_foreign_currency_payment_refunded_in_parts_leaves_nothing_on_the_order(shop):
+    with shop.crm.system() as work:
+        finance(work).rates.set("USD", "33.33333333", dt.date(2020, 1, 1))
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.diagnostics.id)  # 1000.00 RUB
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        paid = fin.payments.take(
+            order_id=order.id, amount="3.00", method="transfer", currency="USD"
+        )
+        assert paid.order_amount == money("100.00")
+        parts = [fin.payments.refund(paid.id, "1.00") for _ in range(3)]
+        # each part its share; the last one what the others left
+        assert [p.order_amount for p in parts] == [money("-33.33")] * 2 + [money("-33.34")]
+        assert sum(p.base_amount for p in parts) == -paid.base_amount
+        assert fin.orders.paid(order.id) == 0
+        assert fin.payments.receivable(shop.client.id) == 0
+        assert fin.payments.total_paid(shop.client.id) == 0
+        assert problems(work) == []
+
+
 def test_a_payment_without_a_shift_is_voided_only_on_its_business_day(shop):
     """A transfer (no shift) is voided the same business day in the business's time zone
     (Moscow here: 23:30 and 00:30 are two days, although the same UTC date), by one who may
@@ -559,4 +560,62 @@ def test_a_payment_without_a_shift_is_voided_only_on_its_business_day(shop):
         assert fin.payments.receivable(shop.client.id) == money("-1500.00")
         fin.payments.refund(old.id)  # refunding it is the way
         assert fin.payments.receivable(shop.client.id) == money("-1000.00")
+        assert problems(work) == []
+
+
+def test_a_shift_is_its_cashiers(shop):
+    """Only the cashier who opened a shift takes payments, refunds, voids and moves cash
+    in it; the accountant may close it; a blocked cashier's shift another cashier closes."""
+    colleague = add_user(shop.crm, "cashier2", ["cashier"])
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        shift = fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        in_cash = fin.payments.take(
+            order_id=order.id, amount="1000.00", method="cash", desk_id=shop.desk.id
+        )
+        by_transfer = fin.payments.take(order_id=order.id, amount="100.00", method="transfer")
+    refused = "the shift at Desk 1 was opened by cashier at .*; work at this desk after it is"
+    attempts = (
+        lambda fin: fin.payments.take(
+            order_id=order.id, amount="5.00", method="cash", desk_id=shop.desk.id
+        ),
+        lambda fin: fin.payments.take(
+            order_id=order.id, amount="5.00", method="card", desk_id=shop.desk.id
+        ),
+        lambda fin: fin.payments.refund(in_cash.id, "5.00"),
+        lambda fin: fin.payments.refund(
+            by_transfer.id, "5.00", method="cash", desk_id=shop.desk.id
+        ),
+        lambda fin: fin.payments.void(in_cash.id, reason="not mine"),
+        lambda fin: fin.cashdesk.move_cash(shop.desk.id, "5.00"),
+    )
+    for act in attempts:
+        with pytest.raises(ValidationFailed, match=refused), shop.crm.acting_as(colleague) as work:
+            act(finance(work))
+    with (
+        pytest.raises(ValidationFailed, match="opened by cashier; they close it"),
+        shop.crm.acting_as(colleague) as work,
+    ):
+        finance(work).cashdesk.close_shift(shift.id, counted="1000.00")
+    with shop.crm.acting_as(colleague) as work:
+        fin = finance(work)
+        # money that does not go through the drawer is not the shift's business
+        fin.payments.refund(by_transfer.id, "5.00")
+        assert fin.cashdesk.drawer_balance(shop.desk) == money("1000.00")
+        assert fin.cashdesk.current_shift(shop.desk.id).id == shift.id
+    # the cashier is blocked with the shift open: their colleague counts and closes it
+    with shop.crm.system() as work:
+        work.users.block(shop.cashier.id, reason="left")
+    with shop.crm.acting_as(colleague) as work:
+        fin = finance(work)
+        closed = fin.cashdesk.close_shift(shift.id, counted="990.00", note="counted for Anna")
+        assert closed.closing_count == money("990.00") and closed.closing_expected == 1000
+        mine = fin.cashdesk.open_shift(shop.desk.id, counted="990.00")
+        fin.payments.take(order_id=order.id, amount="400.00", method="cash", desk_id=shop.desk.id)
+    # the accountant closes any shift (its cashier is not blocked)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.cashdesk.close_shift(mine.id, counted="1390.00")
+        assert fin.cashdesk.current_shift(shop.desk.id) is None
         assert problems(work) == []

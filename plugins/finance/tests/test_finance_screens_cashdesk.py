@@ -9,7 +9,7 @@ import pytest
 from crmkit_finance import finance
 from finance_web import clients
 
-from crmkit.testing import factories
+from crmkit.testing import add_user, factories
 
 
 @pytest.fixture
@@ -287,34 +287,6 @@ def test_an_invoice_payment_sent_twice_is_booked_once(shop, signed_in):
         assert fin.payments.receivable(firm.id) == 0
 
 
-def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
-    with shop.crm.acting_as(shop.accountant) as work:
-        finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
-    order = _completed_order(shop, shop.oil_change)
-    cashier = signed_in("cashier")
-    cashier.post("/language", {"language": "en", "next": "/"})
-    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "1000"})
-    with shop.crm.acting_as(shop.cashier) as work:
-        paid = finance(work).payments.take(order_id=order.id, amount="500", method="cashback")
-    desk = f"/finance/cashdesk?desk={shop.desk.id}"
-    refused = cashier.submit(
-        f"/finance/payments/{paid.id}/refund",
-        {"method": "cash", "desk_id": shop.desk.id, "back": desk},
-    )
-    assert 'class="flash error"' in refused.text
-    assert "a payment made with cashback goes back to cashback, not by cash" in refused.text
-    with shop.crm.acting_as(shop.cashier) as work:
-        fin = finance(work)
-        assert fin.payments.refunded(paid) == 0
-        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
-    # the refund form itself gives it back to cashback
-    cashier.submit(f"/finance/payments/{paid.id}/refund", {"back": desk})
-    with shop.crm.acting_as(shop.cashier) as work:
-        fin = finance(work)
-        assert fin.cashback.balance(shop.client.id) == Decimal("500.00")
-        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
-
-
 def _token(page, action):
     """The one-time token of the form posting to ``action`` on ``page``."""
     form = page.text.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
@@ -357,3 +329,89 @@ def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in)
     cashier.submit(f"/finance/payments/{paid.id}/refund", {"amount": "100", "form_token": other})
     with shop.crm.acting_as(shop.cashier) as work:
         assert finance(work).payments.refunded(paid) == Decimal("400.00")
+
+
+def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
+    order = _completed_order(shop, shop.oil_change)
+    cashier = signed_in("cashier")
+    cashier.post("/language", {"language": "en", "next": "/"})
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "1000"})
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="500", method="cashback")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    refused = cashier.submit(
+        f"/finance/payments/{paid.id}/refund",
+        {"method": "cash", "desk_id": shop.desk.id, "back": desk},
+    )
+    assert 'class="flash error"' in refused.text
+    assert "a payment made with cashback goes back to cashback, not by cash" in refused.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.refunded(paid) == 0
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
+    # the refund form itself gives it back to cashback
+    cashier.submit(f"/finance/payments/{paid.id}/refund", {"back": desk})
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.cashback.balance(shop.client.id) == Decimal("500.00")
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("1000.00")
+
+
+def test_a_second_cashier_sees_whose_shift_is_open_and_takes_no_payment_in_it(shop, signed_in):
+    add_user(shop.crm, "cashier2", ["cashier"], display_name="Boris")
+    with shop.crm.system() as work:
+        work.users.update(shop.cashier.id, display_name="Anna")
+    order = _completed_order(shop, shop.oil_change)
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    anna, boris = signed_in("cashier"), signed_in("cashier2")
+    boris.post("/language", {"language": "en", "next": "/"})
+    anna.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    anna.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1000", "method": "cash"},
+    )
+    # Anna works in her shift as before
+    hers = anna.get(desk)
+    assert 'action="/finance/payments"' not in hers.text  # no order looked up yet
+    assert 'id="take-payment"' in hers.text and 'id="close-shift"' in hers.text
+    assert (
+        'id="shift-payments"' in hers.text
+        and f'action="/finance/cashdesk/{shop.desk.id}/move"' in hers.text
+    )
+    # Boris sees the desk: whose shift it is and since when, and none of its forms
+    page = boris.get(desk + f"&q={order.number}")
+    assert page.status_code == 200
+    state = page.text.split('id="shift-state">', 1)[1].split("</p>", 1)[0]
+    assert "Shift opened by Anna at" in state and "after it is closed" in state
+    for form in ('id="take-payment"', 'id="close-shift"', 'id="move-cash"', "/refund"):
+        assert form not in page.text
+    # a payment he posts anyway is refused and written nowhere
+    refused = boris.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "desk_id": shop.desk.id,
+            "amount": "5",
+            "method": "cash",
+            "back": desk,
+        },
+    )
+    assert 'class="flash error"' in refused.text and "opened by Anna" in refused.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert len(finance(work).payments.of_order(order.id)) == 1
+        shift = finance(work).cashdesk.current_shift(shop.desk.id)
+    closing = boris.submit(f"/finance/shifts/{shift.id}/close", {"counted": "1000", "back": desk})
+    assert "opened by Anna; they close it" in closing.text
+    # Anna is blocked with her shift open: Boris counts the drawer and closes it
+    with shop.crm.system() as work:
+        work.users.block(shop.cashier.id, reason="left")
+    page = boris.get(desk)
+    assert 'id="close-shift"' in page.text and 'id="take-payment"' not in page.text
+    closed = boris.post(f"/finance/shifts/{shift.id}/close", {"counted": "1000", "back": desk})
+    assert closed.headers["location"] == f"/finance/shifts/{shift.id}"
+    page = boris.get(desk)
+    assert 'id="open-shift"' in page.text
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).cashdesk.current_shift(shop.desk.id) is None

@@ -3,7 +3,8 @@
 * **cashier**: takes payments, refunds and voids them, opens and closes shifts (their own),
   reads orders, clients, cashback balances and invoices; no salaries, no costs, no stock.
 * **accountant**: everything about money: the ledger, payments, invoices and contracts,
-  salaries and pay schemes, cashback, expenses, assets, plans, rates; reads orders and stock.
+  salaries and pay schemes, cashback, expenses, assets, plans, rates; reads orders and stock;
+  closes (counts) any cashier's shift.
 * **warehouse_head**: the catalogue (goods, categories, prices), suppliers, purchase orders,
   receipts, write-offs and counts; reads orders (to supply them).
 * **director**: reads and exports everything, sets plans.
@@ -81,6 +82,8 @@ def permissions() -> list[Permission]:
         *grant("accountant", "finance_payment", ("refund", "void"), Scope.ALL),
         *grant("accountant", "finance_payroll", ("pay", "reverse"), Scope.ALL),
         *grant("accountant", ("finance_order", "finance_shift"), ("read", "export"), Scope.ALL),
+        # closes a shift its cashier left open (see CashDeskService.may_close)
+        *grant("accountant", "finance_shift", ("update",), Scope.ALL),
         *grant("accountant", "finance_cash_desk", ("read", "create", "update"), Scope.ALL),
         *grant(
             "accountant", (*CATALOGUE, *GOODS, "finance_location"), ("read", "export"), Scope.ALL

@@ -4,8 +4,11 @@ corporate clients' invoices.
 ``/finance/cashdesk`` shows one desk (``?desk=``): open a shift by counting the drawer,
 find an order (``?q=`` a number or a client) and take a payment for it, the shift's
 payments with refund and void, and closing the shift with a count, which leads to the
-shift report.  Payments also start from an order's page and the client card (their forms
-post to ``/finance/payments`` with a ``back`` path).
+shift report.  A shift is its cashier's: anyone else sees who opened it and when, and
+takes no payments there until it is closed (a blocked cashier's shift can be closed by
+another cashier; an admin or the accountant may close any).  Payments also start from an
+order's page and the client card (their forms post to ``/finance/payments`` with a
+``back`` path).
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ def cashdesk(request: Request) -> Response:
         desks = _desks(unit)
         desk = next((d for d in desks if d.id == desk_id), desks[0] if desks else None)
         shift = fin.cashdesk.current_shift(desk.id) if desk else None
+        # only the cashier who opened the shift works in it; anyone else sees who did
+        mine = shift is not None and fin.cashdesk.is_mine(shift)
         payments = []
-        if shift is not None:
+        if mine:
             payments = list(
                 unit.session.scalars(
                     unit.records("finance_payment")
@@ -90,7 +95,10 @@ def cashdesk(request: Request) -> Response:
             "desk": desk,
             "shift": shift,
             "expected": fin.cashdesk.drawer_balance(desk) if desk else None,
-            "report": fin.cashdesk.shift_report(shift.id) if shift else None,
+            "report": fin.cashdesk.shift_report(shift.id) if mine else None,
+            "mine": mine,
+            "shift_cashier": fin.cashdesk.cashier_of(shift) if shift else None,
+            "may_close": shift is not None and fin.cashdesk.may_close(shift),
             "payments": payments,
             "voided": voided,
             "refunded": refunded,

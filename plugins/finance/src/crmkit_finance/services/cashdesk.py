@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
-from crmkit.errors import ValidationFailed
-from crmkit.i18n import Label, Message, message
-from crmkit.model import Party
+from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import Label, Message, Moment, message
+from crmkit.model import Party, User
 from crmkit_finance.ledger import Leg, credit, debit
 from crmkit_finance.model import (
     FinanceAccount,
@@ -66,6 +67,45 @@ class CashDeskService:
                 FinanceShift.desk_id == desk_id, FinanceShift.closed_at.is_(None)
             )
         )
+
+    def cashier_of(self, shift: FinanceShift) -> User | None:
+        """The user who opened ``shift``."""
+        return self.session.get(User, shift.cashier_id) if shift.cashier_id else None
+
+    def is_mine(self, shift: FinanceShift) -> bool:
+        """Whether the acting user opened ``shift`` (only they work in it)."""
+        return shift.cashier_id is not None and shift.cashier_id == self.work.actor.user_id
+
+    def require_mine(self, shift: FinanceShift, desk: FinanceCashDesk, field: str) -> None:
+        """Refuse a cash operation at ``desk`` by anyone but the cashier whose shift is open
+        there: money goes into the shift of the one who counts the drawer at its end."""
+        if not self.is_mine(shift):
+            cashier = self.cashier_of(shift)
+            raise ValidationFailed(
+                {
+                    field: [
+                        message(
+                            "the shift at {desk} was opened by {cashier} at {opened}; "
+                            "work at this desk after it is closed",
+                            desk=desk.name,
+                            cashier=cashier.label if cashier else "?",
+                            opened=Moment(shift.opened_at.astimezone(self.finance.timezone)),
+                        )
+                    ]
+                }
+            )
+
+    def may_close(self, shift: FinanceShift) -> bool:
+        """Whether the acting user may close ``shift``: its cashier; one who may update every
+        shift (an admin, the accountant); or, when its cashier is blocked (and so cannot
+        close it), anyone who may update shifts at all (another cashier)."""
+        scope = self.work.access.scope("finance_shift", "update")
+        if scope is Scope.NONE:
+            return False
+        if self.is_mine(shift) or scope is Scope.ALL:
+            return True
+        cashier = self.cashier_of(shift)
+        return cashier is None or cashier.blocked
 
     def drawer_balance(self, desk: FinanceCashDesk) -> Decimal:
         """What the ledger says is in the desk's cash drawer."""
@@ -128,11 +168,30 @@ class CashDeskService:
         return shift
 
     def close_shift(self, shift_id: int, counted: Any, *, note: str = "") -> FinanceShift:
-        """Close a shift with a count of the drawer; a difference is booked."""
-        shift = self.work.records("finance_shift").get(shift_id, action="update")
+        """Close a shift with a count of the drawer; a difference is booked.
+
+        Its cashier closes it; so may an admin or the accountant, and another cashier once
+        its cashier is blocked (see :meth:`may_close`), so a desk is never stuck."""
+        self.finance.require("finance_shift", "update")
+        shift = self.session.get(FinanceShift, shift_id)
+        if shift is None:
+            raise NotFound("finance_shift", shift_id)
         if shift.closed_at is not None:
             raise ValidationFailed({"shift": [message("the shift is already closed")]})
         desk = self.session.get(FinanceCashDesk, shift.desk_id)
+        if not self.may_close(shift):
+            cashier = self.cashier_of(shift)
+            raise ValidationFailed(
+                {
+                    "shift": [
+                        message(
+                            "the shift at {desk} was opened by {cashier}; they close it",
+                            desk=desk.name,
+                            cashier=cashier.label if cashier else "?",
+                        )
+                    ]
+                }
+            )
         count = exact_money(counted, desk.currency, "counted")
         if count < 0:
             raise ValidationFailed({"counted": [message("a count is not negative")]})
@@ -178,8 +237,8 @@ class CashDeskService:
         form_token: str | None = None,
     ) -> Any:
         """Take cash out of the drawer to the bank (``to``), or put cash in (negative amount
-        from ``to``).  Needs an open shift.  ``form_token``: the form's one-time token; the
-        same form sent again returns the first transaction."""
+        from ``to``).  Needs an open shift, the acting cashier's.  ``form_token``: the
+        form's one-time token; the same form sent again returns the first transaction."""
         self.finance.require("finance_shift", "update")
         earlier = forms.claim(self.finance, form_token, "cash_move")
         if earlier:
@@ -188,6 +247,7 @@ class CashDeskService:
         shift = self.current_shift(desk.id)
         if shift is None:
             raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        self.require_mine(shift, desk, "desk_id")
         value = exact_money(amount, desk.currency)
         if value == 0:
             raise ValidationFailed({"amount": [message("move some money")]})
@@ -323,6 +383,7 @@ class PaymentService:
         shift = self.finance.cashdesk.current_shift(desk.id)
         if shift is None:
             raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        self.finance.cashdesk.require_mine(shift, desk, "desk_id")
         return desk, shift
 
     def take(
@@ -587,10 +648,10 @@ class PaymentService:
     def void(self, payment_id: int, *, reason: str) -> FinancePayment:
         """Cancel a payment entered by mistake: its transaction is reversed.
 
-        A cash or card payment can be voided only during the shift it was taken in.  A
-        payment taken outside a shift (a bank transfer, cashback) can be voided only on the
-        business day it is dated (in the business's time zone) and by one who may also
-        refund it.  Later, it is refunded instead.
+        A cash or card payment can be voided only during the shift it was taken in, by the
+        cashier of that shift.  A payment taken outside a shift (a bank transfer, cashback)
+        can be voided only on the business day it is dated (in the business's time zone)
+        and by one who may also refund it.  Later, it is refunded instead.
         """
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
@@ -609,6 +670,8 @@ class PaymentService:
             shift = self.session.get(FinanceShift, original.shift_id)
             if shift.closed_at is not None:
                 raise ValidationFailed({"payment": [message("its shift is closed; refund it instead")]})
+            desk = self.session.get(FinanceCashDesk, shift.desk_id)
+            self.finance.cashdesk.require_mine(shift, desk, "payment")
         else:
             today = self.finance.business_date(utcnow())
             if original.on_date != today:
