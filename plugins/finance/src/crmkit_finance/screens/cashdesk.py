@@ -133,18 +133,20 @@ def open_shift(request: Request) -> Response:
 
 
 def close_shift(request: Request) -> Response:
-    """Close a shift with a count of the drawer, then show its report."""
+    """Close a shift with a count of the drawer, then show its report (to one who may read
+    it: a cashier closing a blocked colleague's shift goes back to the desk)."""
     shift_id = int(request.path_params["shift_id"])
     data = posted(request)
-    return attempt(
-        request,
-        safe_back(data.get("back"), "/finance/cashdesk"),
-        lambda fin: fin.cashdesk.close_shift(
+    back = safe_back(data.get("back"), "/finance/cashdesk")
+
+    def close(fin: Any) -> str:
+        shift = fin.cashdesk.close_shift(
             shift_id, data.get("counted", ""), note=str(data.get("note", ""))
-        ),
-        "Shift closed.",
-        then=lambda shift: f"/finance/shifts/{shift.id}",
-    )
+        )
+        readable = fin.work.records("finance_shift").find_many([shift.id])
+        return f"/finance/shifts/{shift.id}" if readable else back
+
+    return attempt(request, back, close, "Shift closed.", then=lambda path: path)
 
 
 def move_cash(request: Request) -> Response:
