@@ -54,7 +54,9 @@ def test_no_translation_shown_by_a_template_holds_a_bare_percent_sign():
     with (LOCALE / "ru" / "LC_MESSAGES" / "messages.po").open("rb") as source:
         catalog = read_po(source, locale="ru")
     for message in catalog:
-        if message.id and "%" in str(message.string):
+        # a placeholder (%(name)s) or an escaped %% is fine; a lone % is not
+        bare = re.sub(r"%\(\w+\)s|%%", "", str(message.string))
+        if message.id and "%" in bare:
             assert all(path.endswith("reports.py") for path, _line in message.locations), message.id
 
 

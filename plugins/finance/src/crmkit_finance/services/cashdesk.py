@@ -669,7 +669,9 @@ class PaymentService:
         if original.shift_id is not None:
             shift = self.session.get(FinanceShift, original.shift_id)
             if shift.closed_at is not None:
-                raise ValidationFailed({"payment": [message("its shift is closed; refund it instead")]})
+                raise ValidationFailed(
+                    {"payment": [message("its shift is closed; refund it instead")]}
+                )
             desk = self.session.get(FinanceCashDesk, shift.desk_id)
             self.finance.cashdesk.require_mine(shift, desk, "payment")
         else:
