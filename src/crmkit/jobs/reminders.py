@@ -53,7 +53,10 @@ def fire_due_reminders(crm: CRM, now: dt.datetime | None = None) -> int:
             work.session.scalars(
                 update(Reminder)
                 .where(Reminder.id.in_(due), Reminder.status == "pending")
-                .values(status="fired", fired_at=moment)
+                # ``version`` as the ORM would bump it: the reminder's ETag changes, so a
+                # client holding the pending one re-reads it (If-None-Match) and cannot
+                # write over the firing with it (If-Match).
+                .values(status="fired", fired_at=moment, version=Reminder.version + 1)
                 .returning(Reminder.id)
                 .execution_options(synchronize_session=False)
             )
