@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+import attrs
 from sqlalchemy import update
 
 from crmkit import hookimpl
@@ -12,6 +13,7 @@ from crmkit.clock import utcnow
 from crmkit.jobs import Job, Schedule
 from crmkit.jobs.delivery import ClaimLost, keep_claim
 from crmkit.jobs.schedules import claim_slot, current_slot, ensure_rows, run_schedule, states
+from crmkit.jobs.worker import SWEEP, Worker
 from crmkit.model import JobSchedule
 
 
@@ -69,6 +71,64 @@ def test_a_scheduled_run_longer_than_its_lease_keeps_it_and_the_next_slot_skips(
     assert plugin.seen[1] == "schedule test.long was taken over by another run"
     row = state(crm, "test.long")
     assert row.holder == "another-run"  # the other run's lease is left alone
+
+
+class CountedSchedule:
+    """A schedule whose runs are counted; its period is changed between deployments."""
+
+    crmkit_plugin_name = "test_counted_schedule"
+
+    def __init__(self):
+        self.runs = 0
+
+    @hookimpl
+    def crmkit_register_jobs(self):
+        return [Job("test.count", self.run)]
+
+    @hookimpl
+    def crmkit_register_schedules(self):
+        return [Schedule("test.counted", "test.count", every_seconds=5)]
+
+    def run(self, crm):
+        self.runs += 1
+
+
+def test_a_schedule_goes_on_when_its_period_changes(make_crm):
+    plugin = CountedSchedule()
+    crm = make_crm(plugins=[plugin], settings={"outbox.sweep_seconds": 5})
+    ensure_rows(crm, ["test.counted", SWEEP])
+    start = 1_800_000_000.0  # 2027-01-15, a multiple of every period below
+
+    def run_at(seconds_later):
+        """What a worker's ticker and the queued run do at that moment."""
+        schedule = crm.schedules["test.counted"]
+        slot = current_slot(schedule, start + seconds_later, "Europe/Moscow")
+        return slot is not None and run_schedule(crm, "test.counted", slot)
+
+    assert run_at(0) and not run_at(1)  # one run per 5-second slot
+    # redeployed with a longer period, then with a cron, then with an hourly period:
+    # each goes on at its next slot, as the deployment says, instead of never again
+    crm.schedules["test.counted"] = attrs.evolve(crm.schedules["test.counted"], every_seconds=30)
+    assert run_at(60) and not run_at(61) and run_at(90)
+    crm.schedules["test.counted"] = attrs.evolve(
+        crm.schedules["test.counted"], every_seconds=None, cron="* * * * *"
+    )
+    assert run_at(150) and not run_at(170) and run_at(180)
+    crm.schedules["test.counted"] = attrs.evolve(
+        crm.schedules["test.counted"], every_seconds=3600, cron=None
+    )
+    assert run_at(3600) and not run_at(3700)
+    assert plugin.runs == 6 and state(crm, "test.counted").runs == 6
+
+    # the outbox sweep, every outbox.sweep_seconds across all workers, likewise
+    Worker(crm).tick(start)
+    assert state(crm, SWEEP).runs == 1
+    crm.config.values["outbox.sweep_seconds"] = 30  # the workers restart with it
+    worker = Worker(crm)
+    for minute in range(1, 4):
+        worker.tick(start + 60 * minute)
+    assert state(crm, SWEEP).runs == 4
+    crm.queue.flush()
 
 
 def runs_between(cron, zone, first, last):

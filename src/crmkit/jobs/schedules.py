@@ -1,10 +1,14 @@
 """Periodic schedules: time slots, and runs that two workers never make at once.
 
-Every worker's ticker computes each schedule's current *slot* (``time // every_seconds``,
-or the minute when a cron expression matches it) and, when the slot is new to it, enqueues
-a run for it.  Several workers enqueue the same slot; :func:`run_schedule` lets exactly one
-run start, by one conditional ``UPDATE`` of the schedule's row in ``job_schedule``:
-the slot must be newer than the last one started and nobody may hold an unexpired lease.
+Every worker's ticker computes each schedule's current *slot*, named by the time it starts
+(epoch seconds: ``time`` rounded down to a multiple of ``every_seconds``, or the minute when
+a cron expression matches it) and, when the slot is new to it, enqueues a run for it.
+Several workers enqueue the same slot; :func:`run_schedule` lets exactly one run start, by
+one conditional ``UPDATE`` of the schedule's row in ``job_schedule``: the slot must start
+later than the last one started and nobody may hold an unexpired lease.  Slots are named
+by their start rather than counted in periods so that a schedule whose period changes (a
+longer ``outbox.sweep_seconds``, ``every_seconds`` or a cron instead) goes on at once: a
+count of longer periods would stay below the last count of shorter ones for years.
 A run longer than the period therefore makes the next slots skip rather than overlap; a
 run that may outlast the schedule's ``lease_seconds`` renews the lease by calling
 :func:`crmkit.jobs.delivery.keep_claim` now and then, as outbox jobs do.
@@ -99,19 +103,26 @@ def local_minutes(minute: int, timezone: str, *, hourly: bool = False) -> list[d
     return times
 
 
+def every_slot(every_seconds: int, now: float) -> int:
+    """The slot of a schedule run every ``every_seconds`` at ``now``: its start (epoch
+    seconds, a multiple of the period)."""
+    return int(now // every_seconds) * every_seconds
+
+
 def current_slot(schedule: Schedule, now: float, timezone: str) -> int | None:
-    """The slot a schedule is in at ``now`` (epoch seconds); ``None`` when a cron is idle.
+    """The slot a schedule is in at ``now`` (epoch seconds), named by its start (epoch
+    seconds); ``None`` when a cron is idle.
 
     A cron at fixed hours matches each local time of a date once across daylight-saving
     changes (see :func:`local_minutes`).
     """
     if schedule.every_seconds is not None:
-        return int(now // schedule.every_seconds)
+        return every_slot(schedule.every_seconds, now)
     assert schedule.cron is not None
     minute = int(now // 60)
     hourly = schedule.cron.split()[1].startswith("*")
     times = local_minutes(minute, timezone, hourly=hourly)
-    return minute if any(cron_matches(schedule.cron, t) for t in times) else None
+    return minute * 60 if any(cron_matches(schedule.cron, t) for t in times) else None
 
 
 def ensure_rows(crm: CRM, names: Iterable[str]) -> None:
@@ -130,7 +141,8 @@ def ensure_rows(crm: CRM, names: Iterable[str]) -> None:
 
 
 def claim_slot(crm: CRM, name: str, slot: int, lease_seconds: float) -> str | None:
-    """Start a run of ``name`` for ``slot`` if nobody ran that slot or runs it now."""
+    """Start a run of ``name`` for ``slot`` (its start, epoch seconds) unless a slot
+    starting as late or later was started already, or a run holds the schedule now."""
     now = utcnow()
     token = uuid.uuid4().hex
     statement = (

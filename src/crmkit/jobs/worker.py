@@ -117,7 +117,7 @@ class Worker:
                 self._seen_slots[name] = slot
                 self.crm.queue.run_schedule(name, slot)
         every = max(1, int(self.crm.config["outbox.sweep_seconds"]))
-        slot = int(now // every)
+        slot = schedules.every_slot(every, now)
         if slot > self._seen_slots.get(SWEEP, -1):
             self._seen_slots[SWEEP] = slot
             token = schedules.claim_slot(self.crm, SWEEP, slot, lease_seconds=60)

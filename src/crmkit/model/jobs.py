@@ -17,7 +17,8 @@ from crmkit.model.base import Base
 class JobSchedule(Base):
     """Where one periodic schedule stands: its last run slot and who is running it now.
 
-    A worker starts a run only by one conditional ``UPDATE`` that moves ``last_slot``
+    ``last_slot`` is the start (epoch seconds) of the last slot a run was started for.  A
+    worker starts a run only by one conditional ``UPDATE`` that moves ``last_slot``
     forward while nobody holds an unexpired lease (``lease_until``), so two workers never
     run one schedule at once and a run killed midway frees the schedule when its lease ends.
     """
