@@ -83,6 +83,7 @@ def _message(crm: CRM, delivery: Delivery) -> OutboundMessage:
 
 
 def _mark_activity(crm: CRM, activity_id: int | None, status: str, **data: Any) -> None:
+    """Set a message's status; ``sent`` drops the error of an earlier failure."""
     if not activity_id:
         return
     with crm.system() as work:
@@ -93,8 +94,11 @@ def _mark_activity(crm: CRM, activity_id: int | None, status: str, **data: Any) 
         external_id = data.pop("external_id", None)
         if external_id and not activity.external_id:
             activity.external_id = str(external_id)[:500]
-        if data:
-            activity.data = {**(activity.data or {}), **data}
+        kept = dict(activity.data or {})
+        if status == "sent":
+            kept.pop("error", None)
+        if data or kept != (activity.data or {}):
+            activity.data = {**kept, **data}
 
 
 def _check_forward(crm: CRM, forward: dict[str, Any], channel: str, to: Any) -> None:

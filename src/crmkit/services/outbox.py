@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import OutboxItem
+from crmkit.model import Activity, OutboxItem
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -181,7 +181,11 @@ class OutboxService:
         return items
 
     def retry(self, item_ids: Sequence[int]) -> list[OutboxItem]:
-        """Put dead items back in the queue with a fresh set of attempts."""
+        """Put dead items back in the queue with a fresh set of attempts.
+
+        The timeline entry of a message given up (``channel.send``) is ``queued`` again,
+        without the error, until the worker sends it or gives it up once more.
+        """
         items = self._dead(item_ids)
         now = utcnow()
         for item in items:
@@ -191,8 +195,16 @@ class OutboxService:
             item.claimed_by = None
             self.work.audit("outbox_item", item.id, "retry", {"status": ["dead", "pending"]})
             self._wake_after_commit(item.id)
+            if item.kind == "channel.send":
+                self._requeue_message((item.payload or {}).get("activity_id"))
         self.work.flush()
         return items
+
+    def _requeue_message(self, activity_id: Any) -> None:
+        activity = self.work.session.get(Activity, activity_id) if activity_id else None
+        if activity is not None and activity.status == "failed":
+            activity.status = "queued"
+            activity.data = {k: v for k, v in (activity.data or {}).items() if k != "error"}
 
     def discard(self, item_ids: Sequence[int]) -> list[OutboxItem]:
         """Give dead items up for good (they stay listed as discarded, with their error)."""
