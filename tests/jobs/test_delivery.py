@@ -14,15 +14,17 @@ from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
 from crmkit.errors import PermissionDenied, ValidationFailed
-from crmkit.jobs import Job
+from crmkit.jobs import Delivery, Job, OutboxHandler
 from crmkit.jobs.delivery import (
     ClaimLost,
     claim,
+    deliver_batch,
     deliver_due,
     deliver_item,
     keep_claim,
     retry_delay,
 )
+from crmkit.jobs.handlers import channel_message_dead
 from crmkit.jobs.worker import Worker
 from crmkit.model import Activity, OutboxItem
 from crmkit.testing import add_user, factories
@@ -360,3 +362,187 @@ def test_an_item_that_kills_its_worker_every_time_ends_in_the_failed_list(make_c
 def _all_items(crm):
     with crm.system() as work:
         return list(work.session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker leaves behind, simulated: not an exception the worker catches,
+    so nothing after it is written."""
+
+
+class PoisonPlugin:
+    """Items of kind ``test.poison``: the one marked ``poison`` kills its worker, one marked
+    ``slow`` runs so long that another worker gives it up meanwhile."""
+
+    crmkit_plugin_name = "test_poison"
+
+    def __init__(self):
+        self.delivered = []
+        self.dead = []
+        self.revived = []
+
+    @hookimpl
+    def crmkit_register_outbox_handlers(self):
+        return [
+            OutboxHandler(
+                "test.poison", self.deliver, on_dead=self.on_dead, on_revived=self.on_revived
+            )
+        ]
+
+    def deliver(self, crm, delivery):
+        if delivery.payload.get("poison"):
+            raise WorkerKilled
+        if delivery.payload.get("slow"):
+            lapse_leases(crm)
+            assert deliver_due(crm) == {"dead": 1}  # another worker gives it up
+        self.delivered.append(delivery.payload["name"])
+        return {"peer_id": delivery.payload["name"]}
+
+    def on_dead(self, crm, delivery, error):
+        self.dead.append(delivery.payload["name"])
+
+    def on_revived(self, crm, delivery, result):
+        self.revived.append((delivery.payload["name"], result))
+
+
+def lapse_leases(crm):
+    """The leases of the items being delivered run out (their worker is gone)."""
+    with crm.engine.begin() as connection:
+        connection.execute(
+            update(OutboxItem)
+            .where(OutboxItem.status == "delivering")
+            .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+
+def test_an_item_that_kills_its_worker_takes_no_other_item_with_it(make_crm):
+    plugin = PoisonPlugin()
+    crm = make_crm(plugins=[plugin], settings={"outbox.lease_seconds": 30})
+    with crm.system() as work:
+        ids = {
+            name: work.outbox.add(
+                "test.poison", {"name": name, "poison": name == "poison"}, max_attempts=2
+            ).id
+            for name in ("before", "poison", "after")
+        }
+    batch = [ids["before"], ids["poison"], ids["after"]]
+    for _ in range(2):  # the poison kills the worker of each batch it is in
+        with pytest.raises(WorkerKilled):
+            deliver_batch(crm, batch)
+        lapse_leases(crm)
+        batch = [ids["poison"], ids["after"]]
+    assert deliver_due(crm) == {"dead": 1, "delivered": 1}  # the poison is given up
+
+    states = {i.payload["name"]: (i.status, i.attempts) for i in _all_items(crm)}
+    assert states == {"before": ("delivered", 1), "poison": ("dead", 2), "after": ("delivered", 1)}
+    assert plugin.delivered == ["before", "after"]  # each once
+    assert plugin.dead == ["poison"]
+    [poison] = [i for i in _all_items(crm) if i.status == "dead"]
+    assert "died (killed, out of memory?) in attempt 2 of 2" in poison.last_error
+
+
+def test_an_item_given_up_while_it_was_still_delivered_is_revived(make_crm):
+    plugin = PoisonPlugin()
+    crm = make_crm(plugins=[plugin], settings={"outbox.lease_seconds": 30})
+    with crm.system() as work:
+        item_id = work.outbox.add("test.poison", {"name": "slow", "slow": True}, max_attempts=1).id
+    assert deliver_item(crm, item_id) == "delivered"
+    assert plugin.dead == ["slow"]  # the other worker's on_dead, then the kind's undoing
+    assert plugin.revived == [("slow", {"peer_id": "slow"})]
+    done = item(crm, item_id)
+    assert (done.status, done.result, done.last_error) == ("delivered", {"peer_id": "slow"}, None)
+
+
+class SlowAdapter(RecordingAdapter):
+    """A mail peer that answers so late that another worker takes the item over meanwhile
+    (``while_slow`` runs as that other worker), then accepts or refuses it."""
+
+    def __init__(self, plugin):
+        super().__init__(plugin)
+        self.slow_calls = 0
+
+    def send(self, message):
+        if self.plugin.while_slow is not None and not self.slow_calls:
+            self.slow_calls += 1
+            lapse_leases(self.plugin.crm)  # this worker's lease runs out ...
+            self.plugin.while_slow()  # ... and another worker takes the item over
+            if self.plugin.late_refusal:
+                raise PermanentFailure("the peer refused it after all")
+        return super().send(message)
+
+
+class SlowMailPlugin(MailPlugin):
+    crmkit_plugin_name = "test_slow_mail"
+
+    def __init__(self):
+        super().__init__()
+        self.crm = None
+        self.while_slow = None
+        self.late_refusal = False
+
+    @hookimpl
+    def crmkit_register_channels(self):
+        return [
+            Channel(
+                "mail",
+                AddressKind.EMAIL,
+                {Capability.SEND},
+                lambda crm: SlowAdapter(self),
+                activity_kind="mail",
+            )
+        ]
+
+
+def send_mail(crm, max_attempts):
+    with crm.system() as work:
+        party = factories.organisation(work)
+        message = work.channels.send("mail", to="boss@romashka.ru", body="Счёт", party_id=party.id)
+    [item_id] = [i.id for i in _all_items(crm) if i.status == "pending"]
+    with crm.engine.begin() as connection:
+        connection.execute(
+            update(OutboxItem).where(OutboxItem.id == item_id).values(max_attempts=max_attempts)
+        )
+    return message.id, item_id
+
+
+def test_a_last_attempt_that_outlives_its_lease_and_succeeds_is_delivered_not_dead(make_crm):
+    plugin = SlowMailPlugin()
+    crm = plugin.crm = make_crm(plugins=[plugin], settings={"outbox.lease_seconds": 30})
+    message_id, item_id = send_mail(crm, max_attempts=1)
+    taken_over = []
+    # the other worker finds the last attempt unfinished past its lease: it gives it up
+    plugin.while_slow = lambda: taken_over.append(deliver_due(crm))
+    assert deliver_item(crm, item_id) == "delivered"
+    assert taken_over == [{"dead": 1}]
+    assert [m.to for m in plugin.sent] == ["boss@romashka.ru"]  # it did go out, once
+
+    done = item(crm, item_id)
+    assert (done.status, done.last_error, done.claimed_by) == ("delivered", None, None)
+    admin = add_user(crm, "admin1", ["admin"])
+    with crm.acting_as(admin) as work:
+        assert work.outbox.failed() == []  # nothing for the admin to retry (twice)
+        activity = work.session.get(Activity, message_id)
+        assert activity.status == "sent" and "error" not in activity.data
+        assert activity.external_id == f"<mail:activity:{message_id}@peer>"
+    # had the other worker's on_dead come only now, the message would stay sent
+    given_up = Delivery(item_id, "channel.send", {"activity_id": message_id}, "k", 1, 1)
+    channel_message_dead(crm, given_up, "the worker delivering it died")
+    with crm.system() as work:
+        assert work.session.get(Activity, message_id).status == "sent"
+
+
+def test_an_outcome_whose_claim_was_lost_is_not_recorded_nor_acted_on(make_crm):
+    plugin = SlowMailPlugin()
+    crm = plugin.crm = make_crm(plugins=[plugin], settings={"outbox.lease_seconds": 30})
+    message_id, item_id = send_mail(crm, max_attempts=3)
+    taken_over = []
+    # another worker delivers the item while the first one still waits for the peer, which
+    # then refuses the first worker's copy: that refusal must not make the item dead
+    plugin.while_slow = lambda: taken_over.append(deliver_due(crm))
+    plugin.late_refusal = True
+    assert deliver_item(crm, item_id) == "skipped"  # its outcome was not ours to write
+    assert taken_over == [{"delivered": 1}]
+    done = item(crm, item_id)
+    assert (done.status, done.attempts, done.last_error) == ("delivered", 2, None)
+    with crm.system() as work:
+        activity = work.session.get(Activity, message_id)
+        assert activity.status == "sent" and "error" not in activity.data  # no on_dead

@@ -95,12 +95,17 @@ class OutboxHandler:
     :class:`Cancelled` when the item must not go out any more, any other exception to be
     retried later.  ``on_dead(crm, delivery, error)`` runs once when
     the item is given up (mark the message failed on the timeline, say).
+    ``on_revived(crm, delivery, result)`` runs when an item given up that way is found
+    delivered after all: its last attempt ran past its lease, so another worker took its
+    worker for dead and gave the item up, and then the peer accepted it.  It undoes what
+    ``on_dead`` did (the message is sent after all).
     """
 
     kind: str
     deliver: Callable[[Any, Delivery], dict[str, Any] | None]
     description: str = ""
     on_dead: Callable[[Any, Delivery, str], None] | None = None
+    on_revived: Callable[[Any, Delivery, dict[str, Any]], None] | None = None
 
     @property
     def name(self) -> str:

@@ -1,22 +1,32 @@
 """Delivering outbox items: claim with a lease, call the handler, record the outcome.
 
 The outbox table is the truth; the task queue only carries wake-ups (item ids).  A worker
-that receives a wake-up *claims* the item with one conditional ``UPDATE``::
+that receives a wake-up *claims* its items with one conditional ``UPDATE``::
 
     status in (pending, delivering) and next_attempt_at <= now
-      -> status = delivering, claimed_by = <fresh token>, attempts + 1,
-         next_attempt_at = now + lease
+      -> status = delivering, claimed_by = <fresh token>, next_attempt_at = now + lease
 
 so two workers never deliver one item at once; an item whose worker died is claimable
 again once its lease ran out (``next_attempt_at`` doubles as the lease's end, so one index
-serves both).  The handler then talks to the peer *outside* any transaction, passing the
-idempotency key, and the outcome is written only if the claim is still ours
-(``claimed_by = token``): delivered, back to pending after a backoff with jitter, or
-``dead`` after the last attempt (the dead-letter list an admin sees), or ``cancelled``
-when the handler found it must not go out any more (:class:`crmkit.jobs.Cancelled`: its
-reason is kept as ``last_error``; nothing failed, so nothing is retried).  An item whose
-last attempt killed its worker (no outcome was ever written) is made ``dead`` by the next
-claim instead of being delivered again.
+serves both).  An attempt is counted when the item's delivery *starts*: by the claim for
+the first item of the wake-up (delivered at once), and by a short ``UPDATE`` fenced by the
+claim for each further one, which also renews its lease; so a worker that dies on one
+item has not used an attempt of the items after it.  The handler then talks to the peer
+*outside* any transaction, passing the idempotency key, and the outcome is written only
+if the claim is still ours (``claimed_by = token``), in the transaction that starts the
+next item: delivered, back to pending after a backoff with jitter, or ``dead`` after the
+last attempt (the dead-letter list an admin sees), or ``cancelled`` when the handler
+found it must not go out any more (:class:`crmkit.jobs.Cancelled`: its reason is kept as
+``last_error``; nothing failed, so nothing is retried).  An outcome whose claim was lost
+(the lease ran out, another worker took the item over) is not recorded and has no side
+effects (no ``on_dead``).
+
+An item whose last attempt killed its worker (no outcome was ever written) is made
+``dead`` by the next claim instead of being delivered again; it keeps the dead claim's
+token, so that if that worker was only slow (a handler past the lease that did not call
+:func:`keep_claim`) and the peer accepted the item after all, its ``delivered`` outcome
+still lands: the item becomes ``delivered`` and its kind's ``on_revived`` undoes what
+``on_dead`` did (the message is ``sent`` again).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, String, bindparam, cast, func, literal, select, update
+from sqlalchemy import Connection, String, bindparam, case, cast, func, literal, select, update
 
 from crmkit.channels import PermanentFailure
 from crmkit.clock import utcnow
@@ -87,7 +97,11 @@ def _renew_item(crm: CRM, item_id: int, token: str) -> None:
     with _bookkeeping(crm) as connection:
         kept = connection.execute(
             update(OutboxItem)
-            .where(OutboxItem.id == item_id, OutboxItem.claimed_by == token)
+            .where(
+                OutboxItem.id == item_id,
+                OutboxItem.claimed_by == token,
+                OutboxItem.status == DELIVERING,
+            )
             .values(next_attempt_at=utcnow() + lease)
         ).rowcount
     if not kept:
@@ -151,13 +165,13 @@ _RETURNED = (
 )
 
 
-def _delivery(row: Any) -> Delivery:
+def _delivery(row: Any, attempt: int | None = None) -> Delivery:
     return Delivery(
         item_id=row.id,
         kind=row.kind,
         payload=dict(row.payload or {}),
         idempotency_key=row.idempotency_key,
-        attempt=row.attempts,
+        attempt=row.attempts if attempt is None else attempt,
         max_attempts=row.max_attempts,
         party_id=row.party_id,
         actor_id=row.actor_id,
@@ -167,6 +181,8 @@ def _delivery(row: Any) -> Delivery:
 def claim_batch(crm: CRM, item_ids: Sequence[int]) -> tuple[list[Delivery], str]:
     """Claim those of ``item_ids`` that are due and free; the claimed ones and the token.
 
+    The attempt of the first of ``item_ids`` is counted at once (it is the one delivered
+    right away); each other one's only when its delivery starts (:func:`deliver_batch`).
     An item whose last attempt never finished (its worker was killed, ran out of memory)
     is given up here instead, with its ``on_dead`` handler run (see :func:`_claim_or_bury`).
     """
@@ -183,10 +199,17 @@ def _claim_or_bury(
     An item still ``delivering`` once its lease ran out had a worker die on it; when that
     was its last attempt (``attempts`` reached ``max_attempts``), delivering it again
     would likely kill the next worker too, for ever: it becomes ``dead`` with an error
-    saying so (the dead-letter list), in the claim's transaction.
+    saying so (the dead-letter list), in the claim's transaction.  It keeps the dead
+    claim's token: a worker that was only slow may still record that it was delivered.
+
+    Only the first of ``item_ids`` has its attempt counted here; the deliveries of the
+    others carry the number their attempt will have once started (:func:`_start`).
     """
     now = utcnow()
     token = uuid.uuid4().hex
+    if not item_ids:
+        return [], token, []
+    first = item_ids[0]
     lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
     due = (
         OutboxItem.id.in_(list(item_ids)),
@@ -207,7 +230,7 @@ def _claim_or_bury(
             OutboxItem.status == DELIVERING,
             OutboxItem.attempts >= OutboxItem.max_attempts,
         )
-        .values(status=DEAD, claimed_by=None, last_error=died)
+        .values(status=DEAD, last_error=died)
         .returning(*_RETURNED)
     )
     statement = (
@@ -216,7 +239,7 @@ def _claim_or_bury(
         .values(
             status=DELIVERING,
             claimed_by=token,
-            attempts=OutboxItem.attempts + 1,
+            attempts=OutboxItem.attempts + case((OutboxItem.id == first, 1), else_=0),
             next_attempt_at=now + lease,
         )
         .returning(*_RETURNED)
@@ -225,7 +248,10 @@ def _claim_or_bury(
         dead = connection.execute(bury).all()
         rows = connection.execute(statement).all()
     order = {item_id: n for n, item_id in enumerate(item_ids)}
-    deliveries = [_delivery(row) for row in sorted(rows, key=lambda r: order.get(r.id, 0))]
+    deliveries = [
+        _delivery(row, row.attempts if row.id == first else row.attempts + 1)
+        for row in sorted(rows, key=lambda r: order.get(r.id, 0))
+    ]
     return deliveries, token, [(_delivery(row), str(row.last_error)) for row in dead]
 
 
@@ -245,6 +271,22 @@ def _given_up(crm: CRM, delivery: Delivery, error: str) -> None:
             handler.on_dead(crm, delivery, error)
         except Exception:
             log.exception("on_dead of outbox kind %s failed", delivery.kind)
+
+
+def _revived(crm: CRM, delivery: Delivery, result: dict[str, Any]) -> None:
+    """Log an item given up as dead that was delivered after all; run its ``on_revived``."""
+    log.warning(
+        "outbox item %s (%s) was given up while its delivery still ran (past its lease); "
+        "it was delivered after all",
+        delivery.item_id,
+        delivery.kind,
+    )
+    handler = crm.outbox_handlers.get(delivery.kind)
+    if handler is not None and handler.on_revived is not None:
+        try:
+            handler.on_revived(crm, delivery, result)
+        except Exception:
+            log.exception("on_revived of outbox kind %s failed", delivery.kind)
 
 
 def error_text(exc: BaseException) -> str:
@@ -287,18 +329,23 @@ def _attempt(crm: CRM, delivery: Delivery) -> dict[str, Any]:
     return {"b_status": DELIVERED, "b_error": None, "b_due": None, "b_result": result or {}}
 
 
-_FENCE = (OutboxItem.id == bindparam("b_id")) & (OutboxItem.claimed_by == bindparam("b_token"))
-_DELIVERED = (
+_OURS = (OutboxItem.id == bindparam("b_id")) & (OutboxItem.claimed_by == bindparam("b_token"))
+_FENCE = _OURS & (OutboxItem.status == DELIVERING)
+_START = (
     update(OutboxItem)
     .where(_FENCE)
-    .values(
-        status=DELIVERED,
-        delivered_at=bindparam("b_at"),
-        result=bindparam("b_result"),
-        last_error=None,
-        claimed_by=None,
-    )
+    .values(attempts=OutboxItem.attempts + 1, next_attempt_at=bindparam("b_lease"))
 )
+_DELIVERED_VALUES = {
+    "status": DELIVERED,
+    "delivered_at": bindparam("b_at"),
+    "result": bindparam("b_result"),
+    "last_error": None,
+    "claimed_by": None,
+}
+_DELIVERED = update(OutboxItem).where(_FENCE).values(_DELIVERED_VALUES)
+#: a delivery that succeeded after a claim took its worker for dead and gave the item up
+_REVIVED = update(OutboxItem).where(_OURS & (OutboxItem.status == DEAD)).values(_DELIVERED_VALUES)
 _RETRY = (
     update(OutboxItem)
     .where(_FENCE)
@@ -319,16 +366,66 @@ _CANCELLED = (
     .where(_FENCE)
     .values(status=CANCELLED, last_error=bindparam("b_error"), claimed_by=None)
 )
+_OUTCOMES = {DELIVERED: _DELIVERED, PENDING: _RETRY, DEAD: _DEAD, CANCELLED: _CANCELLED}
 _UNREACHED = (
     update(OutboxItem)
     .where(_FENCE)
-    .values(
-        status=PENDING,
-        attempts=OutboxItem.attempts - 1,
-        next_attempt_at=bindparam("b_due"),
-        claimed_by=None,
-    )
+    .values(status=PENDING, next_attempt_at=bindparam("b_due"), claimed_by=None)
 )
+
+#: what :func:`_record` returns for a dead item that turned out delivered
+_REVIVED_OUTCOME = "revived"
+
+_Outcome = tuple[Delivery, dict[str, Any]]
+
+
+def _record(connection: Connection, token: str, outcome: _Outcome) -> str | None:
+    """Write one item's outcome if its claim is still ours; the status written, or
+    ``None`` when another worker has taken the item over (nothing was written)."""
+    delivery, values = outcome
+    status = values["b_status"]
+    params = {**values, "b_id": delivery.item_id, "b_token": token, "b_at": utcnow()}
+    if connection.execute(_OUTCOMES[status], params).rowcount:
+        return str(status)
+    if status == DELIVERED and connection.execute(_REVIVED, params).rowcount:
+        return _REVIVED_OUTCOME
+    return None
+
+
+def _start(connection: Connection, token: str, delivery: Delivery, lease: dt.timedelta) -> bool:
+    """Count the attempt of a claimed item about to be delivered (and renew its lease);
+    whether the claim was still ours."""
+    params = {"b_id": delivery.item_id, "b_token": token, "b_lease": utcnow() + lease}
+    return bool(connection.execute(_START, params).rowcount)
+
+
+def _recorded(
+    crm: CRM,
+    outcome: _Outcome,
+    written: str | None,
+    outcomes: dict[int, str],
+    wakeups: list[tuple[int, dt.datetime]],
+) -> None:
+    """What follows an outcome once written: its report, ``on_dead``, ``on_revived``."""
+    delivery, values = outcome
+    if written is None:
+        log.warning(
+            "the outcome of outbox item %s (%s), %s, was not recorded: its lease ran out "
+            "and another worker took it over",
+            delivery.item_id,
+            delivery.kind,
+            values["b_status"],
+        )
+    elif written == _REVIVED_OUTCOME:
+        outcomes[delivery.item_id] = DELIVERED
+        _revived(crm, delivery, values["b_result"])
+    elif written == PENDING:
+        outcomes[delivery.item_id] = "retry"
+        wakeups.append((delivery.item_id, values["b_due"]))
+    else:
+        outcomes[delivery.item_id] = written
+        if written == DEAD:
+            _given_up(crm, delivery, values["b_error"])
 
 
 def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
@@ -336,48 +433,58 @@ def deliver_batch(crm: CRM, item_ids: Sequence[int]) -> dict[int, str]:
 
     Outcomes: ``delivered``, ``retry`` (failed, due again later), ``dead`` (given up),
     ``cancelled`` (the handler found it must not go out any more).
-    Items not due or claimed by another worker are left out.  The batch is claimed in one
-    statement and its outcomes written in one transaction; a batch that runs past half
-    the lease hands its remaining items back untouched, so that no claim outlives its lease.
+    Items not due or claimed by another worker are left out, and so is an item whose
+    outcome could not be recorded because another worker took it over meanwhile.  The
+    batch is claimed in one statement; each item's outcome is written in the short
+    transaction that starts the next one (:func:`_start`), so that a worker dying on an
+    item leaves the others' outcomes recorded and their attempts unused.  A batch that
+    runs past half the lease hands its remaining items back untouched, so that no claim
+    outlives its lease.
     """
     deliveries, token, buried = _claim_or_bury(crm, item_ids)
     outcomes = _give_up_all(crm, buried)
     if not deliveries:
         return outcomes
-    budget = float(crm.config["outbox.lease_seconds"]) / 2
+    lease = dt.timedelta(seconds=float(crm.config["outbox.lease_seconds"]))
+    budget = lease.total_seconds() / 2
     started = time.monotonic()
-    done: list[tuple[Delivery, dict[str, Any]]] = []
+    wakeups: list[tuple[int, dt.datetime]] = []
     unreached: list[Delivery] = []
-    for delivery in deliveries:
-        if done and time.monotonic() - started > budget:
-            unreached.append(delivery)
+    previous: _Outcome | None = None
+    for n, delivery in enumerate(deliveries):
+        if n and time.monotonic() - started > budget:
+            unreached = deliveries[n:]
+        begun = n == 0 and delivery.item_id == item_ids[0]  # counted by the claim
+        written = None
+        if previous is not None or not begun:
+            with _bookkeeping(crm) as connection:
+                if previous is not None:
+                    written = _record(connection, token, previous)
+                if unreached:
+                    back = [
+                        {"b_id": d.item_id, "b_token": token, "b_due": utcnow()} for d in unreached
+                    ]
+                    connection.execute(_UNREACHED, back)
+                else:
+                    begun = _start(connection, token, delivery, lease)
+        if previous is not None:
+            _recorded(crm, previous, written, outcomes, wakeups)
+            previous = None
+        if unreached:
+            break
+        if not begun:
+            log.warning(
+                "outbox item %s was taken over before its delivery started", delivery.item_id
+            )
             continue
         with holding(functools.partial(_renew_item, crm, delivery.item_id, token)):
-            done.append((delivery, _attempt(crm, delivery)))
-    now = utcnow()
-    groups: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: [], CANCELLED: []}
-    for delivery, values in done:
-        groups[values["b_status"]].append(
-            {**values, "b_id": delivery.item_id, "b_token": token, "b_at": now}
-        )
-    back = [{"b_id": d.item_id, "b_token": token, "b_due": now} for d in unreached]
-    with _bookkeeping(crm) as connection:
-        for statement, rows in (
-            (_DELIVERED, groups[DELIVERED]),
-            (_RETRY, groups[PENDING]),
-            (_DEAD, groups[DEAD]),
-            (_CANCELLED, groups[CANCELLED]),
-            (_UNREACHED, back),
-        ):
-            if rows:
-                connection.execute(statement, rows)
-    for delivery, values in done:
-        status = values["b_status"]
-        outcomes[delivery.item_id] = "retry" if status == PENDING else status
-        if status == DEAD:
-            _given_up(crm, delivery, values["b_error"])
-    for row in groups[PENDING]:
-        crm.queue.wakeup([row["b_id"]], eta=row["b_due"])
+            previous = (delivery, _attempt(crm, delivery))
+    if previous is not None:
+        with _bookkeeping(crm) as connection:
+            written = _record(connection, token, previous)
+        _recorded(crm, previous, written, outcomes, wakeups)
+    for item_id, due in wakeups:
+        crm.queue.wakeup([item_id], eta=due)
     if unreached:
         crm.queue.wakeup([d.item_id for d in unreached])
     return outcomes

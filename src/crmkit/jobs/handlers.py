@@ -28,8 +28,9 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.channels import Attachment, OutboundCall, OutboundMessage, PermanentFailure
+from crmkit.db import lock_row
 from crmkit.jobs import Cancelled, Delivery, OutboxHandler
-from crmkit.model import Activity, NotificationPreference, User
+from crmkit.model import Activity, NotificationPreference, OutboxItem, User
 from crmkit.model import Attachment as StoredAttachment
 
 if TYPE_CHECKING:
@@ -82,11 +83,22 @@ def _message(crm: CRM, delivery: Delivery) -> OutboundMessage:
     return OutboundMessage(**values)
 
 
-def _mark_activity(crm: CRM, activity_id: int | None, status: str, **data: Any) -> None:
-    """Set a message's status; ``sent`` drops the error of an earlier failure."""
+def _mark_activity(
+    crm: CRM, activity_id: int | None, status: str, *, while_dead: int | None = None, **data: Any
+) -> None:
+    """Set a message's status; ``sent`` drops the error of an earlier failure.
+
+    ``while_dead``: the id of the message's outbox item, when the mark is right only while
+    that item is dead (read under its lock: a late delivery recorded meanwhile wins).
+    """
     if not activity_id:
         return
     with crm.system() as work:
+        if while_dead is not None:
+            lock_row(work.session, OutboxItem, while_dead)
+            item = select(OutboxItem.status).where(OutboxItem.id == while_dead)
+            if work.session.scalar(item) != "dead":
+                return
         activity = work.session.get(Activity, activity_id)
         if activity is None:
             return
@@ -140,8 +152,16 @@ def deliver_channel_message(crm: CRM, delivery: Delivery) -> dict[str, Any]:
 
 
 def channel_message_dead(crm: CRM, delivery: Delivery, error: str) -> None:
-    """The message was given up: its timeline entry says so, with the reason."""
-    _mark_activity(crm, delivery.payload.get("activity_id"), "failed", error=error)
+    """The message was given up: its timeline entry says so, with the reason (unless a
+    delivery that outlived its lease has landed meanwhile)."""
+    activity_id = delivery.payload.get("activity_id")
+    _mark_activity(crm, activity_id, "failed", while_dead=delivery.item_id, error=error)
+
+
+def channel_message_revived(crm: CRM, delivery: Delivery, result: dict[str, Any]) -> None:
+    """The message given up was sent after all: its timeline entry says so."""
+    activity_id = delivery.payload.get("activity_id")
+    _mark_activity(crm, activity_id, "sent", external_id=result.get("external_id"))
 
 
 # -- channel.call -------------------------------------------------------------------------
@@ -204,6 +224,7 @@ CORE_HANDLERS = (
         deliver_channel_message,
         "Send a message through a channel adapter.",
         on_dead=channel_message_dead,
+        on_revived=channel_message_revived,
     ),
     OutboxHandler("channel.call", place_call, "Place an outbound call through telephony."),
     OutboxHandler("webhook", call_webhook, "Call an HTTP endpoint (httpx)."),
