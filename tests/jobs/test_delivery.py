@@ -546,3 +546,27 @@ def test_an_outcome_whose_claim_was_lost_is_not_recorded_nor_acted_on(make_crm):
     with crm.system() as work:
         activity = work.session.get(Activity, message_id)
         assert activity.status == "sent" and "error" not in activity.data  # no on_dead
+
+
+class FlakyJob:
+    crmkit_plugin_name = "test_flaky_job"
+
+    @hookimpl
+    def crmkit_register_jobs(self):
+        return [Job("test.flaky", self.run, retries=3, retry_delay=300)]
+
+    def run(self, crm):
+        raise RuntimeError("the report server is down")
+
+
+def test_a_job_is_retried_after_its_own_retry_delay(make_crm):
+    crm = make_crm(plugins=[FlakyJob()], settings={"outbox.retry_max_seconds": 60})
+    with crm.system() as work:
+        item_id = work.outbox.run_job("test.flaky").id
+        other_id = work.outbox.add("job", {"job": "test.flaky"}).id  # queued without run_job
+    failed_at = utcnow()
+    assert deliver_due(crm) == {"retry": 2}
+    for waiting in (item(crm, item_id), item(crm, other_id)):
+        assert waiting.status == "pending" and "report server is down" in waiting.last_error
+        delay = (waiting.next_attempt_at - failed_at).total_seconds()
+        assert 150 <= delay <= 301  # 300 s with jitter, not outbox.retry_base_seconds (10)

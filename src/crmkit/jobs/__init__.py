@@ -22,8 +22,10 @@ import attrs
 class Job:
     """A function the task queue may run later: ``func(crm, **payload)``.
 
-    ``retries`` and ``retry_delay`` (seconds, doubled each try, with jitter) govern
-    failures; after the last try the job lands in the dead-letter list.
+    ``retries`` and ``retry_delay`` (seconds, doubled each try, with jitter, up to
+    ``outbox.retry_max_seconds`` or ``retry_delay`` if longer) govern failures of the job
+    run by the outbox (``work.outbox.run_job``); after the last try the job lands in the
+    dead-letter list.
     """
 
     name: str

@@ -301,6 +301,16 @@ def error_text(exc: BaseException) -> str:
     return text[:_ERROR_LIMIT]
 
 
+def _retry_base(crm: CRM, delivery: Delivery) -> float:
+    """Seconds to wait after a first failure: a job's own ``Job.retry_delay`` for an item
+    of kind ``job``, else ``outbox.retry_base_seconds``."""
+    if delivery.kind == "job":
+        job = crm.jobs.get(str(delivery.payload.get("job")))
+        if job is not None:
+            return float(job.retry_delay)
+    return float(crm.config["outbox.retry_base_seconds"])
+
+
 def _attempt(crm: CRM, delivery: Delivery) -> dict[str, Any]:
     """Call the handler once; the outcome as the values to write."""
     handler = crm.outbox_handlers.get(delivery.kind)
@@ -319,11 +329,9 @@ def _attempt(crm: CRM, delivery: Delivery) -> dict[str, Any]:
         error = error_text(exc)
         if isinstance(exc, PermanentFailure) or delivery.attempt >= delivery.max_attempts:
             return {"b_status": DEAD, "b_error": error, "b_due": None, "b_result": None}
-        delay = retry_delay(
-            delivery.attempt,
-            float(crm.config["outbox.retry_base_seconds"]),
-            float(crm.config["outbox.retry_max_seconds"]),
-        )
+        base = _retry_base(crm, delivery)
+        cap = max(base, float(crm.config["outbox.retry_max_seconds"]))
+        delay = retry_delay(delivery.attempt, base, cap)
         due = utcnow() + dt.timedelta(seconds=delay)
         return {"b_status": PENDING, "b_error": error, "b_due": due, "b_result": None}
     return {"b_status": DELIVERED, "b_error": None, "b_due": None, "b_result": result or {}}
