@@ -159,6 +159,8 @@ def crmkit_register_screens() -> list[Screen]:
         post("profile_password", "/profile/password", profile.password),
         post("profile_feed", "/profile/feed", profile.renew_feed),
         post("profile_notifications", "/profile/notifications", profile.forwarding),
+        post("profile_token_new", "/profile/tokens", profile.create_token),
+        post("profile_token_revoke", "/profile/tokens/{token_id:int}/revoke", profile.revoke_token),
         # message templates
         Screen("templates", "/templates", "Message templates", templates.index),
         post("template_preview", "/templates/preview", templates.preview),

@@ -147,18 +147,26 @@ class ApiTokenService:
             statement = statement.where(ApiToken.revoked_at.is_(None))
         return list(self.session.scalars(statement.order_by(ApiToken.id.desc())))
 
-    def get(self, token_id: int) -> ApiToken:
-        """One token the actor may manage (others' tokens are not found unless admin)."""
+    def get(self, token_id: int, *, owner_id: int | None = None) -> ApiToken:
+        """One token the actor may manage (others' tokens are not found unless admin).
+
+        With ``owner_id`` only a token of that user is found: a screen listing one user's
+        tokens revokes no one else's, whatever id is posted to it.
+        """
         token = self.session.get(ApiToken, token_id)
         if token is None:
+            raise NotFound("api_token", token_id)
+        if owner_id is not None and token.user_id != owner_id:
             raise NotFound("api_token", token_id)
         if token.user_id != self.work.actor.user_id and not self.work.access.can("user", "update"):
             raise NotFound("api_token", token_id)
         return token
 
-    def revoke(self, token_id: int) -> ApiToken:
-        """Revoke a token for good; requests bearing it are refused from now on."""
-        token = self.get(token_id)
+    def revoke(self, token_id: int, *, owner_id: int | None = None) -> ApiToken:
+        """Revoke a token for good; requests bearing it are refused from now on.
+
+        ``owner_id``: only a token of that user (see :meth:`get`)."""
+        token = self.get(token_id, owner_id=owner_id)
         if token.revoked_at is None:
             token.revoked_at = utcnow()
             self.work.audit("api_token", token.id, "revoke", {"revoked_at": [None, "now"]})

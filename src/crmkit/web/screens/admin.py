@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.access.rules import ACTIONS, Scope
+from crmkit.clock import utcnow
 from crmkit.errors import NotFound
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, optional_int
@@ -60,7 +61,8 @@ def users(request: Request) -> Response:
 
 
 def user(request: Request) -> Response:
-    """One user: profile and roles, block/unblock, new password, sign out everywhere."""
+    """One user: profile and roles, block/unblock, new password, sign out everywhere,
+    their API tokens (revoked one by one)."""
     crm = request.app.state.crm
     user_id = int(request.path_params["user_id"])
     if request.method == "POST":
@@ -81,6 +83,13 @@ def user(request: Request) -> Response:
             elif action == "sign_out":
                 unit.signin.end_everywhere(user_id)
                 message = i18n.lazy("Signed out everywhere; their API tokens were revoked.")
+            elif action == "revoke_token":
+                token_id = optional_int(data.get("token_id"))
+                if token_id is None:
+                    raise NotFound("api_token", data.get("token_id"))
+                # only a token of this user: the page's form names no one else's
+                unit.api_tokens.revoke(token_id, owner_id=user_id)
+                message = i18n.lazy("Token revoked.")
             else:
                 unit.users.update(
                     user_id,
@@ -93,10 +102,18 @@ def user(request: Request) -> Response:
     with work(request) as unit:
         target = unit.users.get(user_id)
         teams = [t for t in unit.users.teams() if target in unit.users.team_members(t.id)]
+        api_tokens = unit.api_tokens.list(user=target.id)
     return render(
         request,
         "admin/user.html",
-        {"title": target.label, "target": target, "roles": crm.roles.values(), "teams": teams},
+        {
+            "title": target.label,
+            "target": target,
+            "roles": crm.roles.values(),
+            "teams": teams,
+            "api_tokens": api_tokens,
+            "now": utcnow(),
+        },
     )
 
 

@@ -1,25 +1,28 @@
 """The user's own profile: name, language, time zone, password, calendar feed, sessions,
-and where notifications are forwarded (mail, Telegram...)."""
+personal API tokens, and where notifications are forwarded (mail, Telegram...)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.channels import AddressKind, Capability, Channel
+from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.identity import contact_key
 from crmkit.services.signin import SignInRefused
+from crmkit.services.tokens import IssuedToken
 from crmkit.web import i18n
 from crmkit.web.pages import posted, redirect, render, work
 
 
 def page(request: Request) -> Response:
     """Show (GET) or save (POST) the profile."""
-    user_id = request.state.user.id
     if request.method == "POST":
+        user_id = request.state.user.id
         data = posted(request)
         timezone = str(data.get("timezone", "")).strip()
         if timezone and timezone not in zoneinfo.available_timezones():
@@ -34,12 +37,19 @@ def page(request: Request) -> Response:
                 timezone=timezone or None,
             )
         return redirect(request, "/profile", "Saved.")
+    return _show(request)
+
+
+def _show(request: Request, issued: IssuedToken | None = None) -> Response:
+    """The profile page; ``issued``: a token just made, whose secret it shows this once."""
+    user_id = request.state.user.id
     with request.app.state.crm.system() as unit:
         sessions = unit.signin.sessions_of(user_id)
     with work(request) as unit:
         user = unit.users.get(user_id)
         feed_since = unit.calendar_feeds.created_at()
         forwarding = {p.channel: p.address for p in unit.notifications.preferences()}
+        api_tokens = unit.api_tokens.list()
     return render(
         request,
         "profile.html",
@@ -52,8 +62,49 @@ def page(request: Request) -> Response:
             "forward_channels": _forward_channels(request),
             "forwarding": forwarding,
             "zones": sorted(z for z in zoneinfo.available_timezones() if "/" in z),
+            "api_tokens": api_tokens,
+            "issued": issued,
+            "now": utcnow(),
         },
+        # the page may carry a token's secret: no copy of it in any cache
+        headers={"Cache-Control": "no-store"},
     )
+
+
+def create_token(request: Request) -> Response:
+    """Make a personal API token; the answer is the profile showing its secret this once.
+
+    The page is rendered in the answer rather than after a redirect, so the secret is in
+    no address (history, logs) and in no cookie.
+    """
+    data = posted(request)
+    expires_at = _end_of_day(str(data.get("expires_on", "")).strip(), request.state.locale)
+    with work(request) as unit:
+        issued = unit.api_tokens.create(str(data.get("name", "")), expires_at=expires_at)
+    return _show(request, issued)
+
+
+def _end_of_day(text: str, locale: i18n.Locale) -> dt.datetime | None:
+    """A ``date`` input as the moment its day ends in the user's zone (``None``: never)."""
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed({"expires_on": ["not a valid date"]}) from None
+    if day < utcnow().astimezone(locale.zone).date():
+        raise ValidationFailed({"expires_on": ["must be today or later"]})
+    following = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=locale.zone)
+    return following.astimezone(dt.UTC)
+
+
+def revoke_token(request: Request) -> Response:
+    """Revoke one of the user's own tokens (another's id is not found, even by an admin:
+    administrators revoke others' tokens on the user's administration page)."""
+    token_id = int(request.path_params["token_id"])
+    with work(request) as unit:
+        unit.api_tokens.revoke(token_id, owner_id=request.state.user.id)
+    return redirect(request, "/profile", "Token revoked.")
 
 
 def password(request: Request) -> Response:
