@@ -603,6 +603,49 @@ async def test_a_registered_report_as_table_chart_and_csv_for_its_roles_only(mak
     assert (await manager.get("/reports/no.such")).status_code == 404
 
 
+async def test_reports_of_other_roles_follow_the_report_permission_not_a_role_named_admin(
+    make_crm,
+):
+    from crmkit.web.app import create_app
+    from tests.web.screen_plugin import plugin
+
+    crm = make_crm(plugins=[plugin])  # demo.kinds: on party, for managers
+    add_user(crm, "root", ["admin"])  # the deployment's admin: its role has "* / *"
+    add_user(crm, "fake", ["admin"])
+    add_user(crm, "ivan", ["agent"])
+    app = create_app(crm)
+    browsers = {}
+    for name in ("root", "fake", "ivan"):
+        browsers[name] = Browser(app, crm)
+        await browsers[name].login(name)
+
+    async def runs(name):
+        listed = 'href="/reports/demo.kinds"' in (await browsers[name].get("/reports")).text
+        status = (await browsers[name].get("/reports/demo.kinds")).status_code
+        assert listed == (status == 200), (name, listed, status)
+        return status == 200
+
+    assert await runs("root")
+    assert not await runs("ivan")
+    # a role that is called "admin" but holds no power runs no report of other roles
+    with crm.system() as work:
+        work.permissions.set("admin", "*", "*", "none")
+        work.permissions.set("admin", "party", "read", "all")
+    assert not await runs("fake") and not await runs("root")
+    # the power is the "report" cell: on the report's entity, or on every entity
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "report", "own")
+    assert await runs("ivan")
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "report", "none")
+        work.permissions.set("agent", "*", "report", "all")
+    assert await runs("ivan")
+    # it adds no reading: without read on the report's entity, still nothing
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "none")
+    assert not await runs("ivan")
+
+
 async def test_pipeline_reports_count_the_users_records_and_chart_them(web, crm):
     import html
     import json

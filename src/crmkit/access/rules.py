@@ -47,8 +47,20 @@ class Scope(enum.IntEnum):
 #: Actions the core checks.  Entities may declare more (``export``, ``pay`` ...).
 #: ``place``: create a record straight in a later stage of its pipeline (skipping the checks
 #: on the way there); ``import`` on ``party`` with scope ``all``: open, change and start the
-#: import runs of every user, not only one's own.
-ACTIONS = ("read", "create", "update", "delete", "move", "assign", "export", "place", "import")
+#: import runs of every user, not only one's own; ``report``: run the reports of the entity
+#: (on ``*``: every report) also when their ``roles`` name none of the user's roles.
+ACTIONS = (
+    "read",
+    "create",
+    "update",
+    "delete",
+    "move",
+    "assign",
+    "export",
+    "place",
+    "import",
+    "report",
+)
 
 
 @attrs.frozen

@@ -1,7 +1,8 @@
 """Reports: every registered report (``crmkit_register_reports``) as a table and a chart.
 
 ``/reports`` lists the reports the user may run: one of the report's ``roles`` (any role
-when it names none; an admin runs every report) and ``read`` on its ``entity``.  Others are
+when it names none) or the ``report`` permission on its ``entity`` (on ``*`` for a report
+naming none; the admin role's ``* / *`` cell gives it), and ``read`` on the entity.  Others are
 404, like a missing page.  ``/reports/<name>`` shows the parameter form (from
 ``Report.params``: ``"date"``, a list of choices, or an entity name whose records are
 offered), the table with its totals and the Chart.js chart; ``/reports/<name>/export.csv``
@@ -30,9 +31,14 @@ CHOICES_LIMIT = 200
 
 
 def may_run(request: Request, report: Report) -> bool:
-    """Whether the signed-in user may run ``report`` (roles, then the entity's ``read``)."""
+    """Whether the signed-in user may run ``report``: one of its roles or the ``report``
+    permission (a power, never a role's name), then the entity's ``read``."""
     roles = request.state.actor.roles
-    if report.roles and "admin" not in roles and not (set(report.roles) & roles):
+    if (
+        report.roles
+        and not (set(report.roles) & roles)
+        and not actor_can(request, report.entity or "*", "report")
+    ):
         return False
     return report.entity is None or actor_can(request, report.entity, "read")
 
