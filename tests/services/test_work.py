@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
 from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.testing import add_user, factories
@@ -298,6 +299,74 @@ def test_a_recipient_dismisses_a_reminder_but_may_not_change_it(crm):
         assert row.remind_at == NOW + dt.timedelta(hours=1)
         assert work.reminders.recipients_of(row) == [anna.id]
         work.reminders.snooze(reminder.id, NOW + dt.timedelta(days=1))  # hers to move
+
+
+def test_a_task_links_only_to_a_team_the_actor_may_read(crm):
+    from crmkit.model import Task
+
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.system() as work:
+        team = work.users.create_team("Продажи", [])
+        work.permissions.set("agent", "team", "read", "none")  # this deployment hides teams
+    with crm.acting_as(ivan) as work:
+        mine = work.tasks.create(title="Моя задача")
+    missing_id = team.id + 1000
+    for team_id in (team.id, missing_id):  # hidden and missing: the same refusal
+        with crm.acting_as(ivan) as work:
+            with pytest.raises(ValidationFailed) as refused:
+                work.tasks.create(title="Задача команды", team_id=team_id)
+            assert refused.value.errors == {"team_id": [f"no team {team_id}"]}
+            with pytest.raises(ValidationFailed) as refused:
+                work.tasks.update(mine.id, {"team_id": team_id, "title": "Переименована"})
+            assert refused.value.errors == {"team_id": [f"no team {team_id}"]}
+    with crm.system() as work:  # nothing written
+        assert work.session.scalars(sa.select(Task.title).order_by(Task.id)).all() == ["Моя задача"]
+        assert work.tasks.get(mine.id).team_id is None
+        work.tasks.update(mine.id, {"team_id": team.id})  # the system links anything
+        work.permissions.set("agent", "team", "read", "all")
+    with crm.acting_as(ivan) as work:  # a team ivan may read is fine
+        assert work.tasks.create(title="Задача команды", team_id=team.id).team_id == team.id
+        work.tasks.update(mine.id, {"team_id": None})
+
+
+def test_an_event_books_only_a_resource_the_actor_may_read(crm):
+    from crmkit.model import CalendarEvent, Resource
+
+    ivan = add_user(crm, "ivan", ["agent"])
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        work.calendar.create(title="ТО", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2))
+        work.permissions.set("agent", "resource", "read", "none")
+    with crm.acting_as(ivan) as work:
+        meeting = work.calendar.create(title="Встреча", starts_at=iso(5), ends_at=iso(6))
+    missing_id = bay.id + 1000
+    for resource_id in (bay.id, missing_id):
+        with crm.acting_as(ivan) as work:
+            # not "already booked at ...": that would tell the hidden bay exists, and when
+            with pytest.raises(ValidationFailed) as refused:
+                work.calendar.create(
+                    title="Шиномонтаж", resource_id=resource_id, starts_at=iso(1), ends_at=iso(2)
+                )
+            assert refused.value.errors == {"resource_id": [f"no resource {resource_id}"]}
+            with pytest.raises(ValidationFailed) as refused:
+                work.calendar.update(meeting.id, {"resource_id": resource_id})
+            assert refused.value.errors == {"resource_id": [f"no resource {resource_id}"]}
+    with crm.system() as work:
+        assert work.session.scalars(
+            sa.select(CalendarEvent.title).order_by(CalendarEvent.id)
+        ).all() == [
+            "ТО",
+            "Встреча",
+        ]
+        assert work.calendar.get(meeting.id).resource_id is None
+        work.calendar.update(meeting.id, {"resource_id": bay.id})  # the system books anything
+        work.permissions.set("agent", "resource", "read", "all")
+    with crm.acting_as(ivan) as work, pytest.raises(ValidationFailed, match="already booked"):
+        work.calendar.create(
+            title="Шиномонтаж", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2)
+        )
 
 
 def test_a_task_cannot_be_put_under_a_task_one_cannot_see(crm):

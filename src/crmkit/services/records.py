@@ -489,11 +489,16 @@ class EntityService:
             raise ValidationFailed({"owner_id": [f"user {user.username} is blocked"]})
 
     def check_references(self, values: Mapping[str, Any]) -> None:
-        """Linked records must exist, and linked parties be visible to the actor.
+        """Linked records must exist and be readable by the actor.
 
         Every foreign key given is checked, so a wrong id is a ``ValidationFailed`` naming
-        the field rather than a database integrity error; a party the actor may not see
-        counts as missing (no linking to hidden records).
+        the field rather than a database integrity error.  A key to a registered entity's
+        record (a party, a team, a parent task, a plugin's order...) must name one the actor
+        may read (:meth:`find`, through that entity's own service): a hidden record counts
+        as missing, with the same words, so links cannot probe what exists.  Users are
+        people, not records: a key to one must exist (giving a record to someone is checked
+        by :meth:`check_assignable`).  The system actor reads everything, so its writes are
+        checked for existence only.
         """
         if values.get("record_entity"):
             self.linked_record(values["record_entity"], values.get("record_id"))
@@ -503,11 +508,22 @@ class EntityService:
             if value is None or column is None or not column.foreign_keys:
                 continue
             target = next(iter(column.foreign_keys)).column
-            if target.table.name == "party":
-                if self.work.records("party").find(value) is None:
-                    raise ValidationFailed({attr: [f"no party {value}"]})
+            entity = self._referenced_entity(target)
+            if entity is not None:
+                reachable = self.work.access.can(entity.name, "read")
+                if not reachable or self.work.records(entity).find(value) is None:
+                    raise ValidationFailed({attr: [f"no {target.table.name} {value}"]})
             elif self.session.execute(select(target).where(target == value)).first() is None:
                 raise ValidationFailed({attr: [f"no {target.table.name} {value}"]})
+
+    def _referenced_entity(self, target: Any) -> EntityType | None:
+        """The entity whose records a foreign key's ``target`` column identifies, if it is a
+        registered entity's primary key (and not a user's: see :meth:`check_references`)."""
+        for entity in self.work.crm.entities:
+            table = entity.model.__table__
+            if table is target.table and target.primary_key and entity.name != "user":
+                return entity
+        return None
 
     def _check_exists(self, model: type[Any], record_id: Any, field: str, what: str) -> None:
         """``ValidationFailed`` on ``field`` unless ``record_id`` is ``None`` or exists."""

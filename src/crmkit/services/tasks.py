@@ -30,20 +30,13 @@ OPEN_STATUSES = ("open", "in_progress", "waiting")
 
 
 class TaskService(EntityService):
-    """Tasks: the assignee is told; done sets ``done_at``; subtasks hang under a parent."""
+    """Tasks: the assignee is told; done sets ``done_at``; subtasks hang under a parent
+    (one the actor sees, like every link: :meth:`EntityService.check_references`)."""
 
     def build(self, values: dict[str, Any]) -> Any:
         if values.get("assignee_id") not in (None, self.work.actor.user_id):
             self.check_assignable(values["assignee_id"])
         return super().build(values)
-
-    def check_references(self, values: Mapping[str, Any]) -> None:
-        """A parent task must be one the actor sees (on create and on update alike): a
-        hidden one is refused exactly like a missing one, so ids cannot be probed."""
-        parent_id = values.get("parent_id")
-        if parent_id is not None and self.find(parent_id) is None:
-            raise ValidationFailed({"parent_id": [f"no task {parent_id}"]})
-        super().check_references(values)
 
     def after_create(
         self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
@@ -298,11 +291,14 @@ class CalendarService(EntityService):
         return or_(scoped, CalendarEvent.id.in_(invited))
 
     def build(self, values: dict[str, Any]) -> Any:
+        # the links first: a resource the actor may not see is "no resource", never
+        # "already booked at ..." (which would tell it exists, and when it is busy)
+        record = super().build(values)
         if values.get("status") != "cancelled":  # a cancelled event holds no slot
             self._check_free(
                 values.get("resource_id"), values["starts_at"], values["ends_at"], None
             )
-        return super().build(values)
+        return record
 
     def after_create(
         self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]
