@@ -200,6 +200,12 @@ SERVICE_MESSAGES = {
     "longer than 300 characters",
     "row",
     "column",
+    # API tokens made on the profile page
+    "expires_on",
+    "not a valid date",
+    "must be today or later",
+    "give the token a name (what is it for?)",
+    "at most 200 characters",
 }
 
 
