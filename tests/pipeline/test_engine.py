@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crmkit import GuardResult, Pipeline, Stage, StageKind, Transition, hookimpl
 from crmkit.access import Role, grant
-from crmkit.errors import Conflict, MoveRefused, ValidationFailed
+from crmkit.errors import Conflict, MoveRefused, PermissionDenied, ValidationFailed
 from crmkit.i18n import translate
 from crmkit.model import Activity, AuditEntry, StageMove
 from crmkit.testing import add_user, factories
@@ -484,3 +484,68 @@ def test_changing_the_kind_enters_or_leaves_the_pipeline(crm, agent):
             select(AuditEntry).where(AuditEntry.record_id == firm_id, AuditEntry.action == "update")
         ).all()
         assert audit[-1].changes["stage"] == ["firm", None]
+
+
+class MoverRole:
+    """A role that may read and move clients but not edit them."""
+
+    crmkit_plugin_name = "mover"
+
+    @hookimpl
+    def crmkit_register_roles(self):
+        return [Role("mover", "Mover")]
+
+    @hookimpl
+    def crmkit_register_permissions(self):
+        return grant("mover", "party", ("read", "move"), "all")
+
+
+def test_a_move_takes_only_the_fields_it_asks_for_from_who_may_not_edit(make_crm):
+    """A mover who may not edit fills in what the move requires (the firm's INN), but
+    anything else given along is an edit: refused by the field's name, nothing written.
+    Whoever may edit the record still gives other fields with a move."""
+    crm = make_crm(plugins=[DealerPlugin(), MoverRole()])
+    with crm.system() as work:
+        work.custom_fields.define(entity="party", key="inn", label="ИНН", kind="text")
+    agent = add_user(crm, "agent", ["agent"])
+    mover = add_user(crm, "mover", ["mover"])
+    firm_id, other_id = make_firm(crm, agent), make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        for record_id in (firm_id, other_id):
+            work.attachments.add(
+                "c.pdf", b"%PDF", record=("party", record_id), document_type="contract"
+            )
+    with crm.acting_as(mover) as work, pytest.raises(PermissionDenied) as refused:
+        work.moves.move(
+            firm_id,
+            "account",
+            entity="party",
+            fields={"custom": {"inn": "7701234567"}, "description": "a gift", "name": "X"},
+        )
+    assert str(refused.value) == (
+        "changing description, name is an edit, not part of the move to “Account”: "
+        "it takes the permission to edit the record"
+    )
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert (firm.stage, firm.description, firm.custom.get("inn")) == ("firm", "", None)
+    with crm.acting_as(mover) as work:  # what the move asks for is the mover's to give
+        work.moves.move(firm_id, "account", entity="party", fields={"custom": {"inn": "7701"}})
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert (firm.stage, firm.custom["inn"]) == ("account", "7701")
+        # the agent may edit their own client: other fields go along with the move
+        work.moves.move(
+            other_id,
+            "account",
+            entity="party",
+            fields={"custom": {"inn": "7702"}, "description": "signed"},
+        )
+    # a required field already filled is no longer asked for
+    with crm.acting_as(mover) as work, pytest.raises(PermissionDenied, match="changing inn"):
+        work.moves.move(
+            firm_id, "firm", entity="party", comment="back", fields={"custom": {"inn": "1"}}
+        )
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(other_id).description == "signed"
+        assert work.parties.get(firm_id).custom["inn"] == "7701"

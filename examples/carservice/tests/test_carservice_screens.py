@@ -164,3 +164,47 @@ async def test_the_car_list_and_the_api_find_a_plate_in_any_alphabet(station, ty
     )
     assert listed.status_code == 200, listed.text
     assert [c["id"] for c in listed.json()["items"]] == [station.car.id]
+
+
+async def test_a_worker_moving_their_order_cannot_change_its_discount_or_note(station):
+    """A worker may move their own order but not edit it: a discount or a note posted with
+    the move (the form's ``field.*`` or the API's ``fields``) is refused by its name and
+    nothing is written; the plain move still goes through."""
+    from crmkit_finance import finance
+
+    order = station.order("ivan")
+    with station.crm.acting_as(station.ivan) as work:
+        work.moves.move(order.id, "in_work", entity="finance_order")
+        secret = work.api_tokens.create("phone").secret
+    client = await signed_in(station, "ivan")
+    refused = await client.post(
+        f"/records/finance_order/{order.id}/move",
+        {"to": "done", "next": "/service/my", "field.discount_percent": "100"},
+    )
+    assert refused.status_code == 403
+    assert "скидка в процентах" in refused.text  # the field, named in the user's language
+    api = WebClient.for_crm(station.crm)
+    answer = await api.client.post(
+        f"/api/v1/finance_order/{order.id}/move",
+        json={"to": "done", "fields": {"note": "free of charge", "discount_percent": "100"}},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["detail"] == (
+        "changing note, discount_percent is an edit, not part of the move to “Done”: "
+        "it takes the permission to edit the record"
+    )
+    with station.crm.acting_as(station.accountant) as work:
+        fin = finance(work)
+        kept = fin.orders.get(order.id)
+        totals = fin.orders.totals(order.id)
+        assert (kept.stage, kept.discount_percent, kept.note) == ("in_work", 0, "")
+        assert (totals.total, totals.due) == (1500, 1500)
+    moved = await client.post(
+        f"/records/finance_order/{order.id}/move", {"to": "done", "next": "/service/my"}
+    )
+    assert moved.status_code == 303 and moved.headers["location"] == "/service/my"
+    with station.crm.acting_as(station.accountant) as work:
+        totals = finance(work).orders.totals(order.id)
+        assert finance(work).orders.get(order.id).stage == "done"
+        assert (totals.total, totals.charged, totals.due) == (1500, 1500, 1500)

@@ -298,3 +298,25 @@ def test_a_refusal_over_the_api_reads_in_english(shop):
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"] == {"item_id": ["no item 987654"]}
     assert "no item 987654" in refused.json()["detail"]
+
+
+def test_a_discount_given_with_a_move_reprices_the_total(shop):
+    """A discount staged by a move (its fields are set before the move is checked, with
+    autoflush off) leaves a total that is the sum of the repriced lines, and completion
+    charges what the lines say."""
+    with shop.crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id, main=True)
+        fin.orders.add_line(order, shop.diagnostics.id)
+        work.moves.move(order, "in_work")
+        work.moves.move(order, "done", fields={"discount_percent": "10"})
+        order_id = order.id
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        lines = fin.orders.lines(order_id)
+        totals = fin.orders.totals(order_id)
+    assert [line.amount for line in lines] == [money("1350.00"), money("900.00")]
+    assert totals.total == sum(line.amount for line in lines) == money("2250.00")
+    assert totals.discount == money("250.00") and totals.subtotal == money("2500.00")
+    assert totals.charged == totals.total and totals.due == money("2250.00")

@@ -19,10 +19,10 @@ from crmkit.errors import (
     ValidationFailed,
 )
 from crmkit.filters import evaluate
-from crmkit.i18n import Label, message
+from crmkit.i18n import Label, Labels, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
-from crmkit.pipeline.engine import MoveContext, check_move
+from crmkit.pipeline.engine import MoveContext, check_move, missing_fields
 
 if TYPE_CHECKING:
     from crmkit.entities import EntityType
@@ -186,8 +186,11 @@ class MoveService:
         ``fields`` are set on the record first (the small form a move may ask for), so
         guards and required-field checks see them; if the move is refused they are
         discarded and whatever staging them wrote (a party's name keys, contacts, tags) is
-        rolled back.  Raises :class:`MoveRefused` with every reason, :class:`Conflict` if
-        someone else moved or changed the record meanwhile.
+        rolled back.  The move asks for the fields its target stage and transition require
+        that are still empty; any other field is an edit and takes ``update`` on the record
+        (:class:`PermissionDenied` naming the field, nothing written).  Raises
+        :class:`MoveRefused` with every reason, :class:`Conflict` if someone else moved or
+        changed the record meanwhile.
         """
         entity_type = self._entity(record, entity)
         service = self.work.records(entity_type.name)
@@ -220,6 +223,8 @@ class MoveService:
             transition=pipeline.transition(record.stage, to) if record.stage else None,
             comment=(comment or "").strip() or None,
         )
+        if fields:
+            self._check_unasked_fields(service, move, fields)
         try:
             if fields:
                 # staging may write (a party's name keys, contact points, tags): in a savepoint,
@@ -239,6 +244,40 @@ class MoveService:
         self.work.crm.pm.hook.crmkit_stage_move(move=move)
         self.work.crm.pm.hook.crmkit_after_stage_move(move=move)
         return move
+
+    def _check_unasked_fields(
+        self, service: Any, move: MoveContext, fields: Mapping[str, Any]
+    ) -> None:
+        """Refuse a field the move does not ask for unless the actor may edit the record.
+
+        A move asks for what it requires (the target stage's and the transition's
+        ``requires_fields``) and is still empty: what its small form shows.  Anything else
+        given along (a discount, a note) is an edit, so it takes ``update`` on the record,
+        as an edit would; a mover who may only move is refused by the field's name.
+        """
+        asked = set(missing_fields(move))
+        given: list[str] = []
+        for key, value in fields.items():
+            if key == "custom" and isinstance(value, Mapping):
+                given += [f"custom.{name}" for name in value]
+            else:
+                given.append(key)
+        unasked = [name for name in given if name not in asked]
+        if not unasked:
+            return
+        try:
+            service.get(move.record, action="update")
+        except PermissionDenied:
+            raise PermissionDenied(
+                move.entity.name,
+                "update",
+                message(
+                    "changing {fields} is an edit, not part of the move to “{stage}”: it takes "
+                    "the permission to edit the record",
+                    fields=Labels(Label(name.removeprefix("custom.")) for name in unasked),
+                    stage=Label(move.target.title),
+                ),
+            ) from None
 
     def move_many(
         self,

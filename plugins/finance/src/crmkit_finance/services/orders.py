@@ -500,6 +500,9 @@ class OrderService(EntityService):
         return self.update(order, discount_percent=str(value))
 
     def _retotal(self, order: Any) -> None:
+        # the lines as they are now: a discount staged by a move (autoflush off) has
+        # repriced them in memory only, and the sum below reads the table
+        self.work.flush()
         row = self.session.execute(
             select(
                 func.coalesce(func.sum(FinanceOrderLine.amount), 0),
