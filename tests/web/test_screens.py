@@ -51,6 +51,31 @@ async def test_records_outside_the_scope_are_404(web, crm):
     assert refused.status_code == 404
 
 
+async def test_a_record_page_names_no_client_its_reader_may_not_open(web, crm):
+    """A deal given to a colleague whose client they may not see opens without the
+    client's name or a button to its card; a role that may read no clients at all opens
+    it too (it was refused whole: "not allowed to read party")."""
+    owner = await web("agent")
+    reader = await web("agent")
+    party = _own_client(crm, owner.user, name="ООО «Чужой клиент»")
+    with crm.acting_as(owner.user) as work:
+        deal = factories.deal(work, party_id=party.id, title="Поставка")
+    mine = await owner.get(f"/records/deal/{deal.id}")
+    assert "ООО «Чужой клиент»" in mine.text and f'href="/clients/{party.id}"' in mine.text
+    with crm.system() as work:
+        work.records("deal").update(deal.id, owner_id=reader.user.id)
+    page = await reader.get(f"/records/deal/{deal.id}")
+    assert page.status_code == 200 and "Поставка" in page.text
+    assert "Чужой клиент" not in page.text and f"/clients/{party.id}" not in page.text
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "none")
+    with crm.acting_as(reader.user) as work:
+        assert work.parties.find_many([party.id]) == {}
+    page = await reader.get(f"/records/deal/{deal.id}")
+    assert page.status_code == 200 and "Поставка" in page.text
+    assert "Чужой клиент" not in page.text and f"/clients/{party.id}" not in page.text
+
+
 async def test_admin_screens_are_404_for_other_roles(web):
     agent = await web("agent")
     assert (await agent.get("/admin/users")).status_code == 404

@@ -208,3 +208,28 @@ async def test_a_worker_moving_their_order_cannot_change_its_discount_or_note(st
         totals = finance(work).orders.totals(order.id)
         assert finance(work).orders.get(order.id).stage == "done"
         assert (totals.total, totals.charged, totals.due) == (1500, 1500, 1500)
+
+
+async def test_a_worker_opens_their_order_page_with_the_client_named_but_not_linked(station):
+    """The order page is every role's (a worker's "My orders" link to it): a worker who may
+    not read clients sees the client's name and the car in the car service's block, no link
+    to the client card, which stays closed to them, and nothing of what was paid."""
+    from crmkit_finance import finance
+
+    order = station.order("ivan")
+    with station.crm.acting_as(station.cashier) as work:
+        finance(work).payments.take(order_id=order.id, amount="700.00", method="transfer")
+    client = await signed_in(station, "ivan")
+    mine = await client.get("/service/my")
+    assert f'href="/records/finance_order/{order.id}"' in mine.text
+    page = await client.get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200, page.text[:500]
+    block = page.text.split('id="order-car"', 1)[1].split("</dl>", 1)[0]
+    assert "Сергей Волков" in block and "А123ВС77" in block
+    assert f"/clients/{station.client.id}" not in page.text
+    assert 'id="order-totals"' in page.text and 'id="order-due"' not in page.text
+    assert (await client.get(f"/clients/{station.client.id}")).status_code in (403, 404)
+    manager = await signed_in(station, "manager")
+    office = await manager.get(f"/records/finance_order/{order.id}")
+    assert f'href="/clients/{station.client.id}"' in office.text  # who may read it, opens it
+    assert 'id="order-due"' in office.text

@@ -168,10 +168,13 @@ class EntityService:
     def find_many(self, ids: Iterable[int]) -> dict[int, Any]:
         """Visible records among ``ids``, by id (hidden and missing ones are left out).
 
-        Lists use it to show the names of linked records with one query per page.
+        Lists use it to show the names of linked records with one query per page.  An
+        actor who may not read the entity at all sees none of them: ``{}``, not
+        :class:`PermissionDenied` (an order's page names no client to a worker who may not
+        read clients, rather than refusing the whole page).
         """
         wanted = sorted({int(i) for i in ids if i is not None})
-        if not wanted:
+        if not wanted or not self.work.access.can(self.entity.name, "read"):
             return {}
         found: dict[int, Any] = {}
         for start in range(0, len(wanted), 500):

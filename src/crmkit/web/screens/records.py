@@ -36,7 +36,10 @@ def record_page(request: Request) -> Response:
         users = {u.id: u for u in unit.users.list()}
         columns = [c for c in shown_columns(entity) if c != "id"]
         party_ids = [getattr(record, c) for c in columns if c in PARTY_COLUMNS]
+        # linked clients the reader may open (a link each); one they may not is left out:
+        # reading a record shows no more of its client than reading the client would
         parties = unit.parties.find_many(i for i in party_ids if i)
+        columns = [c for c in columns if c not in PARTY_COLUMNS or getattr(record, c) in parties]
         stage_titles = {
             (p.name, s.name): s.title for p in crm.pipelines_for(entity.name) for s in p.stages
         }
@@ -50,6 +53,8 @@ def record_page(request: Request) -> Response:
         options = unit.moves.options(record, entity=entity.name) if pipelined else []
         history = unit.moves.history(record, entity=entity.name) if pipelined else []
         party_id = service.party_id_of(record)
+        if party_id and party_id not in parties and not unit.parties.find_many([party_id]):
+            party_id = None  # no button to a client card the reader may not open
         entries = (
             list(unit.timeline.list(party_id, record=(entity.name, record.id), limit=50))
             if party_id and unit.access.can("activity", "read")
