@@ -33,7 +33,8 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from crmkit.clock import utcnow
 from crmkit.entities import EntityType
-from crmkit.errors import ValidationFailed
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.i18n import Label, message
 
 OPERATORS = (
     "eq",
@@ -64,7 +65,13 @@ class FilterField:
     """A field computed in SQL rather than read from a column (``tag``, ``total_paid``...).
 
     Plugins return them from ``crmkit_register_filter_fields``; ``entity`` is the entity it
-    applies to, or ``"*"`` for every entity.
+    applies to, or ``"*"`` for every entity.  ``permission`` (``(entity, action)``, such as
+    ``("finance_payment", "read")``) is what a condition on the field takes: a field that
+    tells what the rows themselves do not (what a client paid) would otherwise be read a
+    threshold at a time by anyone who may list the rows.  An actor without it is refused
+    (:class:`~crmkit.errors.PermissionDenied` naming the field) wherever a condition is
+    compiled for them: lists, API filters, counts, exports, smart groups' members and rules.
+    Automation conditions run as the system and are not checked.
     """
 
     name: str
@@ -72,6 +79,13 @@ class FilterField:
     compile: FieldCompiler
     label: str = ""
     kind: str = "text"
+    permission: tuple[str, str] | None = attrs.field(
+        default=None, converter=lambda p: None if p is None else (str(p[0]), str(p[1]))
+    )
+
+
+#: Whether the actor may ``action`` some ``entity`` records (``work.access.can``).
+MayCheck = Callable[[str, str], bool]
 
 
 def from_simple_filters(filters: Mapping[str, Any]) -> Condition:
@@ -118,29 +132,37 @@ def compile_condition(
     condition: Condition | None,
     custom_kinds: Mapping[str, str] | None = None,
     fields: Mapping[str, FilterField] | None = None,
+    may: MayCheck | None = None,
 ) -> ColumnElement[bool]:
     """The SQL predicate of ``condition`` over ``entity``'s model.
 
     ``custom_kinds`` maps custom field keys to their kinds (to cast JSON values);
-    ``fields`` are the computed fields available for this entity.
+    ``fields`` are the computed fields available for this entity.  ``may`` is the actor's
+    permission check (``work.access.can``): a computed field with a ``permission`` the
+    actor lacks is refused with :class:`~crmkit.errors.PermissionDenied`.  Without it (the
+    system's own conditions) no field is checked.
     """
     if not condition:
         return true()
     available = dict(BUILTIN_FIELDS)
     available.update(fields or {})
-    return _compile(entity, condition, custom_kinds or {}, available)
+    return _compile(entity, condition, custom_kinds or {}, available, may)
 
 
 def _compile(
-    entity: EntityType, node: Condition, kinds: Mapping[str, str], fields: Mapping[str, FilterField]
+    entity: EntityType,
+    node: Condition,
+    kinds: Mapping[str, str],
+    fields: Mapping[str, FilterField],
+    may: MayCheck | None = None,
 ) -> Any:
     if "all" in node:
-        return and_(true(), *(_compile(entity, child, kinds, fields) for child in node["all"]))
+        return and_(true(), *(_compile(entity, child, kinds, fields, may) for child in node["all"]))
     if "any" in node:
-        children = [_compile(entity, child, kinds, fields) for child in node["any"]]
+        children = [_compile(entity, child, kinds, fields, may) for child in node["any"]]
         return or_(*children) if children else true()
     if "not" in node:
-        return not_(_compile(entity, node["not"], kinds, fields))
+        return not_(_compile(entity, node["not"], kinds, fields, may))
     field = node.get("field")
     op = node.get("op", "eq")
     value = node.get("value")
@@ -150,10 +172,27 @@ def _compile(
         raise ValidationFailed({field: [f"unknown operator {op!r}"]})
     computed = fields.get(field)
     if computed is not None and computed.entity in ("*", entity.name):
+        if computed.permission is not None and may is not None and not may(*computed.permission):
+            raise _refused(computed)
         kind = _COMPUTED_KINDS.get(computed.kind, "")  # a plugin's "text" may be anything
         return computed.compile(entity, op, _coerced(kind, field, op, value))
     column = _column(entity, field, kinds)
     return _apply(column, op, _coerced(_kind_of(entity, field, kinds), field, op, value), field)
+
+
+def _refused(field: FilterField) -> PermissionDenied:
+    """The refusal of a condition on a computed field the actor lacks the permission of."""
+    entity, action = field.permission or ("", "")
+    return PermissionDenied(
+        entity,
+        action,
+        message(
+            "filtering by “{field}” takes the permission “{action}” on “{entity}”",
+            field=Label(field.label or field.name),
+            action=Label(action),
+            entity=Label(entity),
+        ),
+    )
 
 
 #: Operators whose value (or, for ``in``, each item) is compared with the field's values.

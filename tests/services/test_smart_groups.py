@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from crmkit import hookimpl
-from crmkit.errors import ValidationFailed
+from crmkit.errors import PermissionDenied, ValidationFailed
 from crmkit.filters import FilterField
 from crmkit.model import Party
 from crmkit.testing import add_user, factories
@@ -154,3 +154,81 @@ def test_rule_values_of_the_wrong_type_are_read_as_the_fields_kind(base):
         assert refused.value.errors == {"rules": ["custom.budget: gt 'много': not a number"]}
         with pytest.raises(ValidationFailed, match="group: in 'x': not a group id"):
             work.groups.update(rich.id, rules={"field": "group", "op": "in", "value": ["x"]})
+
+
+class GuardedTotalPlugin:
+    """A computed field that tells what the rows do not: a condition on it takes a
+    permission of its own (here ``deal assign``: managers have it, agents do not)."""
+
+    @hookimpl
+    def crmkit_register_filter_fields(self):
+        from crmkit.model import Deal
+
+        def compile_total(entity, op, value):
+            total = (
+                select(func.coalesce(func.sum(Deal.amount), 0))
+                .where(Deal.party_id == entity.model.id)
+                .scalar_subquery()
+            )
+            return {"gt": total > value, "gte": total >= value}[op]
+
+        return [
+            FilterField(
+                "won_total",
+                "party",
+                compile_total,
+                label="Won total",
+                kind="money",
+                permission=("deal", "assign"),
+            )
+        ]
+
+
+def test_a_computed_field_with_a_permission_filters_only_for_who_holds_it(make_crm):
+    """Whoever may list clients could otherwise read a client's total a threshold at a
+    time: a condition on the field is refused by its name (lists, counts, a smart group's
+    members and rules), while whoever holds the permission and the system use it."""
+    from crmkit.filters import compile_condition
+
+    crm = make_crm(plugins=[GuardedTotalPlugin()])
+    agent = add_user(crm, "agent", ["agent"])
+    manager = add_user(crm, "manager", ["manager"])
+    with crm.acting_as(agent) as work:
+        rich = factories.organisation(work)
+        work.deals.create(title="Крупная", party_id=rich.id, amount="150000")
+    rule = {"field": "won_total", "op": "gte", "value": 100000}
+    with crm.acting_as(agent) as work:
+        with pytest.raises(PermissionDenied) as refused:
+            work.parties.list(filters={"won_total__gte": "149999"})
+        with pytest.raises(PermissionDenied):
+            work.parties.count(where={"any": [{"field": "name", "op": "eq", "value": "x"}, rule]})
+        # the system's own conditions (automation rules) are not checked
+        fields = crm.filter_fields_for("party")
+        compiled = compile_condition(work.parties.entity, rule, fields=fields)
+        assert work.session.scalars(select(Party.id).where(compiled)).all() == [rich.id]
+    assert str(refused.value) == "filtering by “Won total” takes the permission “assign” on “deal”"
+    with crm.acting_as(manager) as work:
+        assert [p.id for p in work.parties.list(where=rule).items] == [rich.id]
+        group = work.groups.create("Крупные", rules=rule)
+        assert work.groups.count(group.id) == 1
+    with crm.system() as work:
+        work.permissions.set("manager", "deal", "assign", "none")
+    with crm.acting_as(manager) as work:
+        with pytest.raises(ValidationFailed, match="“Won total”"):
+            work.groups.create("Ещё крупные", rules=rule)
+        with pytest.raises(PermissionDenied, match="“Won total”"):
+            work.groups.members(group.id)
+        static = work.groups.create("Обычная")
+    from crmkit.testing.web import WebClient
+
+    async def groups_page():
+        client = WebClient.for_crm(crm)
+        assert (await client.login("manager")).status_code == 303
+        return await client.get("/groups")
+
+    import asyncio
+
+    page = asyncio.run(groups_page())
+    assert page.status_code == 200  # the tree shows, the group it may not count without one
+    assert f'href="/groups/{static.id}"' in page.text and f'href="/groups/{group.id}"' in page.text
+    assert 'data-count=""' in page.text and 'data-count="0"' in page.text

@@ -229,6 +229,8 @@ async def test_a_worker_opens_their_order_page_with_the_client_named_but_not_lin
     assert f"/clients/{station.client.id}" not in page.text
     assert 'id="order-totals"' in page.text and 'id="order-due"' not in page.text
     assert (await client.get(f"/clients/{station.client.id}")).status_code in (403, 404)
+    # nor what is due, a filter at a time
+    assert (await client.get("/lists/finance_order?f.due__lte=0")).status_code == 403
     manager = await signed_in(station, "manager")
     office = await manager.get(f"/records/finance_order/{order.id}")
     assert f'href="/clients/{station.client.id}"' in office.text  # who may read it, opens it

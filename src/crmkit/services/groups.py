@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, delete, func, literal, select, update
 
-from crmkit.errors import NotFound, ValidationFailed
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import compile_condition
 from crmkit.i18n import message
 from crmkit.model import GroupGrant, GroupMembership, PartyGroup, Tag
@@ -91,9 +91,12 @@ class GroupService:
                 rules,
                 parties.custom_kinds(),
                 self.work.crm.filter_fields_for("party"),
+                self.work.access.can,  # rules on a guarded field take its permission
             )
         except ValidationFailed as failed:
             raise ValidationFailed({"rules": [str(failed)]}) from None
+        except PermissionDenied as refused:  # a field the author may not filter by
+            raise ValidationFailed({"rules": [refused.args[0]]}) from None
 
     def update(
         self,

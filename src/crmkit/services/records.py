@@ -203,11 +203,12 @@ class EntityService:
         fields = self.work.crm.filter_fields_for(self.entity.name)
         # custom field definitions are read only when a condition may need them
         kinds = self.custom_kinds() if where or filters else {}
+        may = self.work.access.can  # a computed field may take a permission of its own
         if where:
-            statement = statement.where(compile_condition(self.entity, where, kinds, fields))
+            statement = statement.where(compile_condition(self.entity, where, kinds, fields, may))
         if filters:
             statement = statement.where(
-                compile_condition(self.entity, from_simple_filters(filters), kinds, fields)
+                compile_condition(self.entity, from_simple_filters(filters), kinds, fields, may)
             )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))

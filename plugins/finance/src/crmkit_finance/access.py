@@ -101,9 +101,10 @@ def permissions() -> list[Permission]:
         *grant("warehouse_head", CATALOGUE, ("delete",), Scope.ALL),
         *grant("warehouse_head", "finance_location", ("read", "create", "update"), Scope.ALL),
         *grant("warehouse_head", "finance_order", ("read",), Scope.ALL),
-        *grant(
-            "warehouse_head", ("party", "contact_point"), ("read", "create", "update"), Scope.ALL
-        ),
+        # reads the client base; creates supplier parties and edits those they created (own),
+        # never a client's name or contacts
+        *grant("warehouse_head", ("party", "contact_point"), ("read", "create"), Scope.ALL),
+        *grant("warehouse_head", ("party", "contact_point"), ("update",), Scope.OWN),
         *grant("warehouse_head", ("task", "reminder"), ("read", "create", "update"), Scope.OWN),
         *grant("warehouse_head", "activity", ("read", "create"), Scope.ALL),
         # director

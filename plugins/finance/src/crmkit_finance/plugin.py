@@ -479,14 +479,23 @@ def _order_due(entity: EntityType, op: str, value: Any) -> Any:
 @hookimpl
 def crmkit_register_filter_fields() -> list[FilterField]:
     return [
+        # what was paid is the payments': a condition on it takes reading them
         FilterField(
             "total_paid",
             "party",
             _total_paid,
             label="Total paid",
             kind="money",
+            permission=("finance_payment", "read"),
         ),
-        FilterField("due", "finance_order", _order_due, label="Due", kind="money"),
+        FilterField(
+            "due",
+            "finance_order",
+            _order_due,
+            label="Due",
+            kind="money",
+            permission=("finance_payment", "read"),
+        ),
     ]
 
 
