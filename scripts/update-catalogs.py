@@ -40,6 +40,8 @@ METHODS = [
     ("src/crmkit/builtins/web.py", "python"),
     ("src/crmkit/pipeline/**.py", "python"),
     ("src/crmkit/services/**.py", "python"),
+    ("src/crmkit/automation/**.py", "python"),
+    ("src/crmkit/*.py", "python"),
 ]
 
 
