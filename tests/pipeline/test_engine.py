@@ -549,3 +549,23 @@ def test_a_move_takes_only_the_fields_it_asks_for_from_who_may_not_edit(make_crm
     with crm.acting_as(agent) as work:
         assert work.parties.get(other_id).description == "signed"
         assert work.parties.get(firm_id).custom["inn"] == "7701"
+
+
+@pytest.mark.parametrize(
+    "given", [{"pipeline": "nonexistent"}, {"pipeline": None}, {"kind": "person"}, {"stage": "x"}]
+)
+def test_a_move_never_takes_the_pipeline_or_the_kind_along(make_crm, given):
+    """Even the owner, who may edit the record, cannot rewrite its pipeline, stage or kind
+    with a move's fields: the record would be stranded outside any pipeline it can follow."""
+    crm = make_crm(plugins=[DealerPlugin(), MoverRole()])
+    agent = add_user(crm, "agent", ["agent"])
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        work.attachments.add("c.pdf", b"%PDF", record=("party", firm_id), document_type="contract")
+    [key] = given
+    with crm.acting_as(agent) as work, pytest.raises(ValidationFailed) as refused:
+        work.moves.move(firm_id, "account", entity="party", fields=given)
+    assert refused.value.errors == {key: ["cannot be changed as part of a move"]}
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert (firm.pipeline, firm.stage, firm.kind) == ("dealer", "firm", "organisation")

@@ -23,6 +23,7 @@ from crmkit.i18n import Label, Labels, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
 from crmkit.pipeline.engine import MoveContext, check_move, missing_fields
+from crmkit.services.records import PIPELINE_FIELDS
 
 if TYPE_CHECKING:
     from crmkit.entities import EntityType
@@ -208,7 +209,9 @@ class MoveService:
                     )
                 ]
             )
-        for key in ("tags", "owner_id"):
+        # the move itself sets the pipeline and the stage; a kind decides which pipeline a
+        # record follows, so changing it is an edit (which re-checks the pipeline), not a move
+        for key in ("tags", "owner_id", "kind", *PIPELINE_FIELDS):
             if fields and key in fields:
                 raise ValidationFailed({key: ["cannot be changed as part of a move"]})
         self.work.flush()  # so that discarding the record's unsaved state below loses nothing
