@@ -78,7 +78,7 @@ def _join(messages: Any) -> str:
 class Conflict(CrmkitError):
     """Somebody else changed the record first (optimistic locking); reload and try again."""
 
-    def __init__(self, entity: str, record_id: Any, detail: str | None = None) -> None:
+    def __init__(self, entity: str, record_id: Any, detail: Any = None) -> None:
         self.entity = entity
         self.record_id = record_id
         super().__init__(
@@ -118,3 +118,28 @@ class DuplicatesFound(CrmkitError):
         self.candidates = [dict(c) for c in candidates]
         names = ", ".join(str(c.get("name")) for c in self.candidates[:3])
         super().__init__(f"possible duplicates of this {entity}: {names}")
+
+
+class MergedAway(Conflict):
+    """A change or deletion addressed to a party merged into another one.
+
+    A merged-away id still *reads* as its survivor (an old link keeps working), and what is
+    added through it (a note, a file) lands on the survivor; but the record itself is never
+    changed, moved, given away or deleted through the old id: that would act on the
+    survivor, a client the caller never named.  ``survivor_id`` is the record to address.
+    """
+
+    def __init__(self, record_id: Any, survivor_id: int, entity: str = "party") -> None:
+        from crmkit.i18n import message
+
+        self.survivor_id = survivor_id
+        super().__init__(
+            entity,
+            record_id,
+            message(
+                "party {id} was merged into party {survivor}; change or delete party "
+                "{survivor} itself, not through the old id",
+                id=record_id,
+                survivor=survivor_id,
+            ),
+        )

@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from crmkit import hookimpl
-from crmkit.errors import Conflict, NotFound, PermissionDenied, PluginError, ValidationFailed
+from crmkit.errors import (
+    Conflict,
+    MergedAway,
+    NotFound,
+    PermissionDenied,
+    PluginError,
+    ValidationFailed,
+)
 from crmkit.model import Activity, AuditEntry, ContactPoint, Deal, GroupMembership, Party
 from crmkit.testing import add_user
 
@@ -110,6 +117,50 @@ def test_a_merged_away_id_reads_and_writes_the_survivors_records(crm, pair):
         note = work.timeline.add_note(party_id=m, body="после слияния")
         file = work.attachments.add("act.pdf", b"%PDF", party_id=m)
         assert note.party_id == s and file.party_id == s
+
+
+def test_a_merged_away_id_never_changes_or_deletes_the_survivor(crm, pair):
+    """Deleting a stale duplicate by its old id must not delete the client it became."""
+    s, m = pair["survivor"], pair["merged"]
+    with crm.system() as work:
+        work.merges.merge(s, m)
+        other = work.parties.create(name="Третья фирма", confirm_duplicates=True).id
+    attempts = {
+        "delete": lambda work: work.parties.delete(m),
+        "update": lambda work: work.parties.update(m, {"source": "через старый id"}),
+        "tags": lambda work: work.parties.update(m, {"tags": []}),
+        "contact": lambda work: work.parties.add_contact(m, "phone", "+7 495 000-00-00"),
+        "move": lambda work: work.moves.move(m, "won", entity="party"),
+        "assign": lambda work: work.parties.assign([s, m], None),
+        "merged away again": lambda work: work.merges.merge(other, m),
+    }
+    for name, attempt in attempts.items():
+        refused = pytest.raises(MergedAway, match=f"party {m} was merged into party {s}")
+        with refused, crm.system() as work:
+            attempt(work)
+        with crm.system() as work:
+            survivor = work.parties.get(s)
+            assert survivor.merged_into_id is None, name
+            assert survivor.source == "выставка" and work.parties.tags_of(survivor) == [
+                "vip",
+                "опт",
+            ], name
+            assert len(survivor.contact_points) == 2, name
+            assert survivor.owner_id is not None, name
+    with crm.system() as work:
+        assert work.parties.get(m).id == s  # reading the old id still shows the survivor
+        # what is added through the old id lands on the survivor, never on the old row
+        task = work.tasks.create(title="Позвонить", party_id=m)
+        deal = work.deals.create(title="Ещё поставка", party_id=m)
+        person = work.parties.create(
+            kind="person", first_name="Иван", last_name="Петров", organisation_id=m
+        )
+        assert (task.party_id, deal.party_id, person.organisation_id) == (s, s, s)
+        work.tasks.update(task, {"party_id": m})
+        assert task.party_id == s
+        # an old id of the survivor is where another party may still be merged into
+        work.merges.merge(m, other)
+        assert work.session.get(Party, other).merged_into_id == s
 
 
 def test_merge_needs_rights_and_sane_input(crm, pair):

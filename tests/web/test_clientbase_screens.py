@@ -82,6 +82,36 @@ async def test_merge_from_the_card_and_the_old_id_redirects(web, crm):
         assert work.parties.get(keep.id).name == "Вектор"
 
 
+async def test_stale_forms_of_a_merged_away_client_change_nothing(web, crm):
+    """An edit form, tags or a duplicate report's merge link of a client merged meanwhile:
+    refused, the survivor left as it was, and its card says why."""
+    admin = await web("admin", locale="en")
+    with crm.acting_as(admin.user) as work:
+        keep = work.parties.create(name="ООО «Вектор»", source="сайт", tags=["vip"])
+        dupe = work.parties.create(name="Вектор", confirm_duplicates=True)
+        third = work.parties.create(name="Вектор-2", confirm_duplicates=True)
+        keep, dupe, third = keep.id, dupe.id, third.id
+        work.merges.merge(keep, dupe)
+    stale = {
+        f"/clients/{dupe}/edit": {"name": "Переименовали", "kind": "organisation"},
+        f"/clients/{dupe}/tags": {"tags": ""},
+        f"/clients/{third}/merge": {"with": str(dupe)},  # the report's stale link
+    }
+    for url, form in stale.items():
+        refused = await admin.post(url, form)
+        assert refused.status_code == 303, url
+        assert refused.headers["location"] == f"/clients/{keep}", url
+        card = await admin.get(refused.headers["location"])
+        assert "was merged into this one; nothing was changed" in card.text, url
+    edit = await admin.get(f"/clients/{dupe}/edit")
+    assert edit.status_code == 303 and edit.headers["location"] == f"/clients/{keep}"
+    with crm.system() as work:
+        survivor = work.parties.get(keep)
+        assert survivor.merged_into_id is None and survivor.name == "ООО «Вектор»"
+        assert work.parties.tags_of(survivor) == ["vip"]
+        assert work.parties.get(third).id == third  # not merged either
+
+
 async def test_admin_duplicate_report_screen(web, crm):
     admin = await web("admin")
     agent = await web("agent")

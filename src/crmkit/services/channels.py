@@ -745,7 +745,7 @@ class ChannelService:
         if activity is None or activity.party_id is not None:
             raise NotFound("activity", activity_id)
         self.work.access.require("activity", "update")
-        party = self.work.parties.get(party_id, action="update")
+        party = self.work.parties.get(party_id, action="update", follow_merge=True)
         return self.file_under(activity, party)
 
     def file_under(self, activity: Activity, party: Any) -> Activity:

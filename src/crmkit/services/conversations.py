@@ -432,7 +432,8 @@ class ConversationService:
         conversation = self._for_update(conversation_id)
         if conversation.party_id is not None:
             raise ValidationFailed({"party_id": ["the conversation already has a client"]})
-        party = self.work.parties.get(party_id, action="update")
+        party = self.work.parties.get(party_id, action="update", follow_merge=True)
+        party_id = party.id  # a merged-away id: the client it became
         self.file_triaged(conversation, party)
         changes: dict[str, list[Any]] = {"party_id": [None, party_id]}
         assignee = conversation.assignee_id

@@ -102,7 +102,9 @@ class MergeService:
         Needs ``update`` on the survivor and ``delete`` on the merged party.  Returns the
         survivor.  Nothing is written if anything fails.
         """
-        target = self.work.parties.get(survivor, action="update")
+        # an old id of the survivor reaches the party it became (the duplicate is added to
+        # it); an old id of the duplicate is refused: it would merge away its survivor
+        target = self.work.parties.get(survivor, action="update", follow_merge=True)
         other = self.work.parties.get(merged, action="delete")
         if target.id == other.id:
             raise ValidationFailed({"merged": ["a party cannot be merged into itself"]})

@@ -17,7 +17,7 @@ from sqlalchemy.sql import Select
 
 from crmkit import events
 from crmkit.clock import utcnow
-from crmkit.errors import DuplicatesFound, NotFound, ValidationFailed
+from crmkit.errors import DuplicatesFound, MergedAway, NotFound, ValidationFailed
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import ContactPoint, Party, PartyKind
 from crmkit.services.records import EntityService
@@ -55,6 +55,40 @@ class PartyService(EntityService):
                 return survivor
             current = self.work.session.get(Party, current.merged_into_id)
         return None
+
+    def get(self, record: Any, action: str = "read", *, follow_merge: bool = False) -> Any:
+        """The party checked for ``action``; a merged-away id reads as its survivor.
+
+        Any other action addressed to a merged-away id (``update``, ``delete``, ``move``,
+        ``assign``) is refused with :class:`~crmkit.errors.MergedAway` naming the survivor:
+        deleting or editing a stale duplicate must never hit the client it was merged into.
+        ``follow_merge=True`` lets an action that only *adds* to the client (filing a
+        conversation under it, merging another party into it) reach the survivor.
+        """
+        if action == "read" or isinstance(record, Party):
+            return super().get(record, action)
+        try:
+            record_id = int(record)
+        except (TypeError, ValueError):
+            return super().get(record, action)  # NotFound, as for any bad id
+        found = self.find(record_id)
+        if found is not None and found.id != record_id:
+            if not follow_merge:
+                raise MergedAway(record_id, found.id)
+            return super().get(found, action)  # checked as the survivor, by its own rights
+        return super().get(record, action)
+
+    def assign(self, records: Iterable[Any], owner_id: int | None) -> int:
+        """Give parties to one owner; a merged-away id among them is refused by name
+        (:class:`~crmkit.errors.MergedAway`), not taken as its survivor."""
+        try:
+            return super().assign(records, owner_id)
+        except NotFound as missing:
+            if isinstance(missing.record_id, int):
+                found = self.find(missing.record_id)
+                if found is not None and found.id != missing.record_id:
+                    raise MergedAway(missing.record_id, found.id) from None
+            raise
 
     def create(
         self,
@@ -270,8 +304,8 @@ class PartyService(EntityService):
         )
 
     def contacts_of(self, organisation_id: int) -> list[Party]:
-        """Visible persons working at an organisation."""
-        self.get(organisation_id)
+        """Visible persons working at an organisation (a merged-away id: the survivor's)."""
+        organisation_id = self.get(organisation_id).id
         return list(
             self.work.session.scalars(
                 self.query().where(Party.organisation_id == organisation_id).order_by(Party.name)

@@ -436,6 +436,7 @@ class EntityService:
     def _create(self, data: Mapping[str, Any] | None, values: Mapping[str, Any]) -> Any:
         self.work.access.require(self.entity.name, "create")
         loaded = self.load({**(data or {}), **values})
+        self.follow_merged_links(loaded)
         extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
         record = self.build(loaded)
         self.session.add(record)
@@ -529,6 +530,32 @@ class EntityService:
                 return entity
         return None
 
+    def follow_merged_links(self, values: dict[str, Any]) -> None:
+        """Links to a merged-away party become links to the party it was merged into.
+
+        Adding a record to a client through its old id (a task, a deal, a person of an
+        organisation) lands on the survivor, as a note or a file does; stored as given, it
+        would hang off a party no list or card shows any more.  Hidden and missing ids are
+        left for :meth:`check_references` to refuse.
+        """
+        columns = self.model.__table__.columns
+        party_links = [
+            attr
+            for attr, value in values.items()
+            if isinstance(value, int)
+            and (column := columns.get(attr)) is not None
+            and any(key.column.table.name == "party" for key in column.foreign_keys)
+        ]
+        if values.get("record_entity") == "party" and isinstance(values.get("record_id"), int):
+            party_links.append("record_id")
+        if not party_links:
+            return
+        parties = self.work.records("party")
+        for attr in party_links:
+            found = parties.find(values[attr])
+            if found is not None and found.id != values[attr]:
+                values[attr] = found.id
+
     def _check_exists(self, model: type[Any], record_id: Any, field: str, what: str) -> None:
         """``ValidationFailed`` on ``field`` unless ``record_id`` is ``None`` or exists."""
         if record_id is not None and self.session.get(model, record_id) is None:
@@ -582,6 +609,7 @@ class EntityService:
         uses the gap to check a move against the new values and discard them if refused.
         """
         loaded = self.load(data, partial=True)
+        self.follow_merged_links(loaded)
         extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
         if "custom" in loaded:
             merged = dict(record.custom or {})

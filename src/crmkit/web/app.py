@@ -30,7 +30,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
+from crmkit.errors import (
+    Conflict,
+    MergedAway,
+    MoveRefused,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from crmkit.web import i18n
 from crmkit.web.api import MOUNT, create_api
 from crmkit.web.concurrency import Blocking
@@ -156,6 +163,7 @@ def create_app(crm: Any) -> Starlette:
             ValidationFailed: invalid,
             MoveRefused: invalid,
             Conflict: conflict,
+            MergedAway: merged_away,
             HTTPException: http_error,
         },
     )
@@ -225,6 +233,22 @@ async def conflict(request: Request, exc: Exception) -> Response:
         409,
         i18n.lazy("Changed meanwhile"),
         i18n.lazy("Someone else changed this record meanwhile; reload and try again."),
+    )
+
+
+async def merged_away(request: Request, exc: Exception) -> Response:
+    """A change sent to a client merged into another one: nothing changed, the survivor's
+    card says so (a stale form must not edit or delete the client it was merged into)."""
+    from crmkit.web.links import party_url
+    from crmkit.web.pages import redirect
+
+    assert isinstance(exc, MergedAway)
+    await attach_user(request)
+    return redirect(
+        request,
+        party_url(exc.survivor_id),
+        "That client was merged into this one; nothing was changed. Make the change here.",
+        kind="error",
     )
 
 

@@ -124,9 +124,10 @@ def merge_page(request: Request) -> Response:
         except ValidationFailed as failed:
             error = error_text(request, failed)
     with work(request) as unit:
-        party = unit.parties.get(party_id, action="update")
-        if party.id != party_id:
+        party = unit.parties.get(party_id)
+        if party.id != party_id:  # merged into another client: merge into that one
             return redirect(request, f"/clients/{party.id}/merge")
+        unit.parties.get(party_id, action="update")
         other = unit.parties.get(other_id, action="delete") if other_id else None
         candidates = []
         if other is None:
