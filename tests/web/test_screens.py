@@ -205,6 +205,23 @@ async def test_note_with_a_mention_notifies_the_colleague(web, crm):
     assert re.search(r'id="unread" class="count">1<', page.text)
 
 
+async def test_a_nul_character_in_a_form_is_refused_naming_the_field(web, crm):
+    """On PostgreSQL it cannot be stored (a 500 before), on SQLite it was kept: both refuse."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО «Чистая»", source="сайт").id
+    edit = await agent.post(
+        f"/clients/{party}/edit", {"kind": "organisation", "name": "Чистая", "source": "x\x00y"}
+    )
+    assert edit.status_code == 422
+    assert "source: contains a NUL character" in edit.text
+    note = await agent.post(f"/clients/{party}/notes", {"body": "заметка\x00"})
+    assert note.status_code == 422 and "body: contains a NUL character" in note.text
+    with crm.acting_as(agent.user) as work:
+        assert work.parties.get(party).source == "сайт"
+        assert [a.kind for a in work.timeline.list(party)] == []
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""

@@ -7,6 +7,7 @@ under ``custom`` and are checked against their definitions by the custom field s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import (
@@ -14,6 +15,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    pre_load,
     validate,
     validates_schema,
 )
@@ -25,11 +27,46 @@ TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
 EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
 
 
+#: The refusal of a text holding a NUL character (``\x00``).
+NUL_REFUSED = "contains a NUL character"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a text, or any text (key or value) inside lists and mappings, holds NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 class StrictSchema(Schema):
-    """Base: unknown fields raise, naming the field."""
+    """Base: unknown fields raise, naming the field; so does a text holding NUL.
+
+    PostgreSQL cannot store a NUL character in a text and SQLite would keep it, so a NUL is
+    refused here, at the input, the same way on both (a nested schema names its own field).
+    """
 
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def _refuse_nul(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        errors = {}
+        for key, value in data.items():
+            field = self.fields.get(key) if isinstance(key, str) else None
+            inner = getattr(field, "inner", None)
+            if isinstance(field, fields.Nested) or isinstance(inner, fields.Nested):
+                continue  # the nested schema names the field inside
+            if has_nul(key) or has_nul(value):
+                errors[str(key).replace("\x00", "\\x00")] = [NUL_REFUSED]
+        if errors:
+            raise ValidationError(errors)
+        return data
 
 
 #: A language as parties and message templates name it: "ru", "en", "pt-br" (16 at most).

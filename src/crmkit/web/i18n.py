@@ -185,6 +185,7 @@ SERVICE_MESSAGES = {
     "the current password is wrong",
     "a comment is required for this move",
     "a note cannot be empty",
+    "contains a NUL character",
     "a name is required",
     "one line, without line breaks",
     "a closed conversation is not snoozed: reopen it",
