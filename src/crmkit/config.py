@@ -169,6 +169,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "calendar feed URLs; empty uses the address of the request. Mailings (mail plugin) "
         "need it for their unsubscribe links and refuse to start without it.",
     ),
+    Setting(
+        "api.max_json_bytes",
+        int,
+        1024 * 1024,
+        "Largest JSON request body the REST API reads, in bytes; larger ones answer 413.",
+    ),
 )
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from crmkit.model import PermissionRule
+from crmkit.model import Attachment, PermissionRule
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
 
@@ -88,13 +88,30 @@ def test_writes_to_hidden_records_are_not_found(world):
     problem(api.get(f"deal/{theirs['deal']}/stages"), 404)
     problem(api.get(f"deal/{theirs['deal']}/history"), 404)
     problem(api.post(f"reminder/{theirs['reminder']}/done"), 404)
-    problem(api.post("notes", json={"party_id": theirs["party"], "body": "hi"}), 404)
     linked = api.post("deal", json={"title": "x", "party_id": theirs["party"]})
     assert "party_id" in problem(linked, 422)["errors"]
-    upload = api.post(
-        "attachment", data={"party_id": str(theirs["party"])}, files={"file": ("a.txt", b"x")}
-    )
-    problem(upload, 404)
+
+
+def test_links_in_a_body_to_hidden_or_missing_records_are_422_naming_the_field(world, crm):
+    """As for a deal's party_id: a note or a file linked to what you cannot see."""
+    api, mine, theirs = world
+    links = {
+        "party_id": {"party_id": theirs["party"]},
+        "record_id": {"record_entity": "task", "record_id": theirs["task"]},
+    }
+    for field, link in links.items():
+        for target in (link, {**link, field: 987654}):  # hidden, and missing: one answer
+            note = problem(api.post("notes", json={**target, "body": "hi"}), 422)
+            assert list(note["errors"]) == [field], note
+            form = {k: str(v) for k, v in target.items()}
+            upload = api.post("attachment", data=form, files={"file": ("a.txt", b"x")})
+            assert list(problem(upload, 422)["errors"]) == [field]
+    with crm.system() as work:  # nothing was written for any of them
+        assert work.session.scalar(sa.select(sa.func.count()).select_from(Attachment)) == 2
+    assert api.post("notes", json={"party_id": mine["party"], "body": "hi"}).status_code == 201
+    spec = api.get("openapi.json").json()["paths"]
+    assert "404" not in spec["/notes"]["post"]["responses"]
+    assert "404" not in spec["/attachment"]["post"]["responses"]
 
 
 def test_search_timeline_calendar_and_files_stay_private(world):

@@ -34,6 +34,31 @@ def test_every_entity_gets_endpoints_plugins_included(make_crm, client_for_crm):
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
+def test_the_document_says_what_the_endpoints_do(crm, client_for):
+    """One name per schema (no apispec `...1` twins), PATCH bodies without the fields an
+    edit refuses, and the timeline's pages linked like every list's."""
+    import re
+
+    admin = add_user(crm, "root", ["admin"])
+    spec = client_for().get("openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert [name for name in schemas if re.search(r"\d$", name)] == []
+    for name in ("PartyPatch", "DealPatch"):
+        assert not {"pipeline", "stage"} & set(schemas[name]["properties"]), name
+    assert "stage" in schemas["DealInput"]["properties"]  # a create may still place it
+    with crm.acting_as(admin) as work:
+        party = factories.organisation(work, name="Timeline")
+        notes = [work.timeline.add_note(party_id=party.id, body=f"n{i}").id for i in range(3)]
+    api = client_for(admin)
+    first = api.get(f"party/{party.id}/timeline", params={"limit": 2, "kind": "note"})
+    link = first.headers["link"]
+    assert link.endswith('; rel="next"') and "kind=note" in link
+    url = link[link.index("<") + 1 : link.index(">")].removeprefix("/api/v1/")
+    second = api.get(url)
+    assert [e["id"] for e in first.json()["items"] + second.json()["items"]] == notes[::-1]
+    assert "link" not in second.headers
+
+
 def test_docs_page_is_rendered_on_the_server(crm, client_for):
     page = client_for().get("docs")
     assert page.status_code == 200

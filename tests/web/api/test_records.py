@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
@@ -62,6 +63,76 @@ def test_a_deletion_and_a_missing_record(crm, client_for):
     problem(api.get("party/99999999999999999999"), 404)
     problem(api.patch("party/a%0Ab", json={"source": "x"}), 404)  # a line break in the id
     problem(api.get("nothing-here"), 404)
+
+
+def test_a_merged_away_id_reads_the_survivor_but_never_changes_or_deletes_it(crm, client_for):
+    admin = add_user(crm, "root", ["admin"])
+    with crm.acting_as(admin) as work:
+        survivor = factories.organisation(work, name="Survivor", source="site").id
+        duplicate = factories.organisation(work, name="Survivor LLC").id
+        work.merges.merge(survivor, duplicate)
+    api = client_for(admin)
+    assert api.get(f"party/{duplicate}").json()["id"] == survivor
+    for attempt in (
+        api.delete(f"party/{duplicate}"),
+        api.delete(f"party/{duplicate}", headers={"If-Match": '"1"'}),
+        api.patch(f"party/{duplicate}", json={"source": "stale integration"}),
+        api.post(f"party/{duplicate}/move", json={"to": "won"}),
+    ):
+        body = problem(attempt, 409)
+        assert body["type"] == "/api/v1/docs#merged" and body["merged_into"] == survivor
+        assert f"party {duplicate} was merged into party {survivor}" in body["detail"]
+    kept = api.get(f"party/{survivor}")
+    assert kept.status_code == 200 and kept.json()["source"] == "site"
+    note = api.post("notes", json={"party_id": duplicate, "body": "through the old id"})
+    assert note.status_code == 201 and note.json()["party_id"] == survivor
+
+
+def test_json_bodies_past_the_limit_are_refused_before_anything_is_written(crm, client_for):
+    api = client_for(add_user(crm, "root", ["admin"]))
+    limit = crm.config["api.max_json_bytes"]
+    assert limit == 1024 * 1024
+    big = {"name": "Big", "source": "x" * limit}
+    refused = problem(api.post("party", json=big), 413)
+    assert refused["type"] == "/api/v1/docs#too-large"
+    assert "api.max_json_bytes" in refused["detail"]
+
+    async def chunked():  # no Content-Length: counted as the chunks arrive
+        yield b'{"name": "Big", "source": "'
+        for _ in range(limit // 65536 + 1):
+            yield b"x" * 65536
+        yield b'"}'
+
+    problem(api.post("party", content=chunked(), headers={"content-type": "application/json"}), 413)
+    assert api.get("party").json()["items"] == []  # nothing written
+    # just under the limit the body is read and judged by its content
+    under = {"name": "Big", "source": "x" * (limit - 100)}
+    assert len(json.dumps(under)) <= limit
+    assert "source" in problem(api.post("party", json=under), 422)["errors"]
+    assert api.post("party", json={"name": "Small"}).status_code == 201
+    spec = api.get("openapi.json").json()
+    assert "413" in spec["paths"]["/party/{id}"]["patch"]["responses"]
+    assert "413" in spec["paths"]["/notes"]["post"]["responses"]
+
+
+def test_a_nul_character_is_refused_naming_the_field_on_every_database(crm, client_for):
+    admin = add_user(crm, "root", ["admin"])
+    api = client_for(admin)
+    party = api.post("party", json={"name": "Clean", "source": "site"}).json()
+    refused = problem(api.patch(f"party/{party['id']}", json={"source": "x\u0000y"}), 422)
+    assert refused["errors"] == {"source": ["contains a NUL character"]}
+    tags = api.post("party", json={"name": "Nul", "tags": ["ok", "b\u0000d"]})
+    assert problem(tags, 422)["errors"] == {"tags": ["contains a NUL character"]}
+    points = [{"kind": "email", "value": "a\u0000@b.ru"}]
+    contact = api.post("party", json={"name": "Nul", "contact_points": points})
+    errors = problem(contact, 422)["errors"]
+    assert errors == {"contact_points": {"0": {"value": ["contains a NUL character"]}}}
+    custom = api.post("party", json={"name": "Nul", "custom": {"region\u0000": "x"}})
+    assert problem(custom, 422)["errors"] == {"custom": ["contains a NUL character"]}
+    note = api.post("notes", json={"party_id": party["id"], "body": "\u0000"})
+    assert problem(note, 422)["errors"] == {"body": ["contains a NUL character"]}
+    assert api.get(f"party/{party['id']}").json()["source"] == "site"
+    assert [p["name"] for p in api.get("party").json()["items"]] == ["Clean"]
 
 
 def test_list_pages_filters_order_and_search(crm, client_for):

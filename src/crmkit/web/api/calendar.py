@@ -135,7 +135,8 @@ def operations(crm: Any) -> list[Operation]:
             responses={
                 200: (
                     "Events by start time.",
-                    page_schema("CalendarEventPage", output_schema(events)),
+                    # not the list's `CalendarEventPage`: one name, one schema
+                    page_schema("CalendarRange", output_schema(events)),
                 )
             },
             errors=(403, 422),

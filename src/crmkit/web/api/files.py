@@ -15,7 +15,7 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.schemas.api import AttachmentUploadSchema
 from crmkit.schemas.output import detail_schema
 from crmkit.web.api.auth import acting, in_thread
-from crmkit.web.api.operations import Operation
+from crmkit.web.api.operations import Operation, linked
 from crmkit.web.api.params import parse_id
 from crmkit.web.api.records import record_response
 from crmkit.web.api.responses import ApiError
@@ -104,6 +104,11 @@ async def upload(request: Request) -> Response:
                         {"record_entity": [f"no entity {values['record_entity']!r}"]}
                     )
                 record = (values["record_entity"], values["record_id"])
+                with linked("record_id"):
+                    work.records(record[0]).get(record[1])
+            if values.get("party_id") is not None:
+                with linked("party_id"):
+                    work.parties.get(values["party_id"])
             file.file.seek(0)
             attachment = work.attachments.add(
                 file.filename or "",
@@ -165,7 +170,7 @@ def operations(crm: Any) -> list[Operation]:
             ),
             body={"multipart/form-data": {"schema": AttachmentUploadSchema}},
             responses={201: ("The stored file's record.", detail_schema(entity))},
-            errors=(403, 404, 413, 415, 422),
+            errors=(403, 413, 415, 422),
         ),
         Operation(
             "GET",

@@ -48,7 +48,18 @@ PROBLEMS: tuple[tuple[str, int, str], ...] = (
         "read it again and reapply your change.",
     ),
     ("conflict", 409, "Someone changed the record at the same moment; read it again and retry."),
-    ("too-large", 413, "The upload is larger than `storage.max_upload_mb`."),
+    (
+        "merged",
+        409,
+        "The party was merged into another one (`merged_into`): reading its old id shows "
+        "the survivor, but changing, moving or deleting it must name the survivor's id.",
+    ),
+    (
+        "too-large",
+        413,
+        "The upload is larger than `storage.max_upload_mb`, or a JSON body larger than "
+        "`api.max_json_bytes`.",
+    ),
     ("unsupported-media-type", 415, "Send JSON, or multipart/form-data for uploads."),
     ("bad-json", 400, "The body is not valid JSON."),
     ("bad-request", 400, "The request cannot be served as sent; `detail` says why."),
@@ -60,9 +71,9 @@ _ERROR_TEXT = {
     401: "No valid bearer token.",
     403: "Not allowed for your roles.",
     404: "Not found (or not yours to see).",
-    409: "Refused: a stage move, possible duplicates, or a concurrent change.",
+    409: "Refused: a stage move, possible duplicates, a concurrent change, or a merged-away id.",
     412: "The record changed since the ETag you sent (`If-Match`).",
-    413: "Upload too large.",
+    413: "Body too large (an upload or a JSON body beyond its limit).",
     415: "Unsupported media type.",
     422: "Validation failed; `errors` names each field.",
 }
@@ -156,7 +167,8 @@ def build_spec(
             responses[str(status)] = response
         errors = {*op.errors, *(() if op.public else (401,))}
         if op.body is not None:
-            errors |= {400, 415, 422}  # malformed, of another media type, or invalid
+            # malformed, too large, of another media type, or invalid
+            errors |= {400, 413, 415, 422}
         for status in sorted(errors):
             responses[str(status)] = {"$ref": f"#/components/responses/Problem{status}"}
         operation: dict[str, Any] = {

@@ -7,7 +7,8 @@ from it and so is its entry in ``/api/v1/openapi.json``, so the two cannot drift
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -15,7 +16,7 @@ import orjson
 from marshmallow import ValidationError
 from starlette.requests import Request
 
-from crmkit.errors import Conflict, ValidationFailed
+from crmkit.errors import Conflict, NotFound, ValidationFailed
 from crmkit.web.api.responses import ApiError
 
 _CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
@@ -150,8 +151,35 @@ def not_modified(request: Request, record: Any) -> bool:
     return "*" in tags or any(_version(t) == record.version for t in tags)
 
 
+def _json_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "Content too large",
+        f"JSON bodies are limited to {limit} bytes (api.max_json_bytes)",
+        kind="too-large",
+        errors={"_schema": [f"the body is larger than the limit of {limit} bytes"]},
+    )
+
+
+async def _limited_body(request: Request) -> bytes:
+    """The body, read as it arrives and refused (413) once it passes ``api.max_json_bytes``:
+    a client cannot make a worker hold an endless body in memory."""
+    limit = int(request.app.state.crm.config["api.max_json_bytes"])
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _json_too_large(limit)
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise _json_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; a clear 400/415/422 otherwise."""
+    """The request's JSON object; a clear 400/413/415/422 otherwise."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("application/json", "") and not content_type.endswith("+json"):
         raise ApiError(
@@ -160,7 +188,7 @@ async def json_body(request: Request) -> dict[str, Any]:
             f"send JSON (Content-Type: application/json), not {content_type}",
             kind="unsupported-media-type",
         )
-    raw = await request.body()
+    raw = await _limited_body(request)
     if not raw.strip():
         return {}
 
@@ -189,3 +217,13 @@ async def loaded_body(request: Request, schema: Any) -> dict[str, Any]:
         return schema().load(body)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise ValidationFailed(exc.messages_dict) from None  # type: ignore[arg-type]
+
+
+@contextmanager
+def linked(field: str) -> Iterator[None]:
+    """A body's link to something missing or hidden is a 422 naming the field, not a 404
+    (the 404 of an endpoint is about the record in its path)."""
+    try:
+        yield
+    except NotFound as exc:
+        raise ValidationFailed({field: [str(exc)]}) from None

@@ -36,6 +36,7 @@ from crmkit.schemas.output import (
     related_lists,
     schema_name,
 )
+from crmkit.services.records import PIPELINE_FIELDS
 from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import (
     IF_MATCH,
@@ -338,7 +339,7 @@ class EntityEndpoints:
                         "is overwritten."
                     ),
                     parameters=[IF_MATCH],
-                    body=entity.schema(partial=True),
+                    body=_patch_schema(entity),
                     responses={200: ("The changed record.", detail)},
                     errors=(403, 404, 409, 412, 422),
                     etag=True,
@@ -435,6 +436,14 @@ class EntityEndpoints:
                 )
             )
         return params
+
+
+def _patch_schema(entity: EntityType) -> Any:
+    """A PATCH body: the input schema, every field optional, without the pipeline's fields
+    (the stage changes by a move; an edit naming it is refused)."""
+    assert entity.schema is not None
+    declared = entity.schema._declared_fields
+    return entity.schema(partial=True, exclude=[f for f in PIPELINE_FIELDS if f in declared])
 
 
 class _LazyKinds(dict):  # type: ignore[type-arg]

@@ -22,6 +22,7 @@ from crmkit.errors import (
     Conflict,
     CrmkitError,
     DuplicatesFound,
+    MergedAway,
     MoveRefused,
     NotFound,
     PermissionDenied,
@@ -145,6 +146,9 @@ def problem_for(request: Request, exc: Exception) -> Response:
             kind="duplicates-found",
             candidates=exc.candidates,
         )
+    if isinstance(exc, MergedAway):
+        # before Conflict: an If-Match does not make it a stale write, nothing can match
+        return problem(409, "Merged", str(exc), kind="merged", merged_into=exc.survivor_id)
     if isinstance(exc, Conflict):
         if "if-match" in request.headers:
             return problem(412, "Precondition failed", str(exc), kind="stale-write")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from starlette.requests import Request
@@ -13,8 +11,8 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.schemas.api import MessageRequestSchema, NoteRequestSchema, page_schema
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.web.api.auth import acting, in_thread
-from crmkit.web.api.operations import Operation, loaded_body, query_parameter
-from crmkit.web.api.params import parse_id, parse_limit
+from crmkit.web.api.operations import Operation, linked, loaded_body, query_parameter
+from crmkit.web.api.params import next_link, parse_id, parse_limit
 from crmkit.web.api.responses import JSONResponse
 
 
@@ -39,22 +37,14 @@ def timeline(request: Request) -> Response:
             limit=parse_limit(params),
         )
         items = encoder.records(page.items)
-    return JSONResponse({"items": items, "next": page.next_cursor})
+    headers = {"Link": next_link(request, page.next_cursor)} if page.next_cursor else {}
+    return JSONResponse({"items": items, "next": page.next_cursor}, headers=headers)
 
 
 def _paired_record(body: dict[str, Any]) -> None:
     """A record is named by its entity and id together."""
     if bool(body.get("record_entity")) != bool(body.get("record_id")):
         raise ValidationFailed({"record_id": ["give record_entity and record_id together"]})
-
-
-@contextmanager
-def _linked(field: str) -> Iterator[None]:
-    """A body's link to something missing or hidden is a 422 naming the field, not a 404."""
-    try:
-        yield
-    except NotFound as exc:
-        raise ValidationFailed({field: [str(exc)]}) from None
 
 
 def _record_of(work: Any, body: dict[str, Any]) -> tuple[str, int] | None:
@@ -65,6 +55,18 @@ def _record_of(work: Any, body: dict[str, Any]) -> tuple[str, int] | None:
     if entity is None:
         raise ValidationFailed({"record_entity": [f"no entity {body['record_entity']!r}"]})
     return (body["record_entity"], body["record_id"])
+
+
+def _check_links(work: Any, body: dict[str, Any]) -> None:
+    """The party and record a body names, each a 422 naming its field when missing or
+    hidden (the service would say 404, as for the path's own record)."""
+    record = _record_of(work, body)
+    if record is not None:
+        with linked("record_id"):
+            work.records(record[0]).get(record[1])
+    if body.get("party_id") is not None:
+        with linked("party_id"):
+            work.parties.get(body["party_id"])
 
 
 def _created(encoder: Any, activity: Any) -> Response:
@@ -83,6 +85,7 @@ async def add_note(request: Request) -> Response:
     _, encoder = _activities(request.app.state.crm)
 
     def action(work: Any) -> Response:
+        _check_links(work, note)
         activity = work.timeline.add_note(
             party_id=note.get("party_id"),
             body=note["body"],
@@ -124,20 +127,20 @@ async def send_message(request: Request) -> Response:
         record = _record_of(work, wanted)
         if record is not None:
             records = work.records(record[0])
-            with _linked("record_id"):
-                linked = records.get(record[1])
+            with linked("record_id"):
+                target = records.get(record[1])
             if party_id is None:
-                party_id = records.party_id_of(linked)
+                party_id = records.party_id_of(target)
         if party_id is not None:
-            with _linked("party_id"):
+            with linked("party_id"):
                 work.parties.get(party_id)
         attachment_ids = tuple(wanted.get("attachment_ids") or ())
-        with _linked("attachment_ids"):
+        with linked("attachment_ids"):
             for attachment_id in attachment_ids:
                 work.attachments.get(attachment_id)
         subject, text = wanted.get("subject"), wanted.get("body")
         if wanted.get("template_id") is not None:
-            with _linked("template_id"):
+            with linked("template_id"):
                 work.message_templates.get(wanted["template_id"])
             rendered = work.message_templates.render_for(
                 wanted["template_id"], channel=name, party_id=party_id, record=record
@@ -207,7 +210,7 @@ def operations(crm: Any) -> list[Operation]:
             ),
             body=NoteRequestSchema,
             responses={201: ("The note (an activity of kind `note`).", activity)},
-            errors=(403, 404, 422),
+            errors=(403, 422),
         ),
         Operation(
             "POST",
