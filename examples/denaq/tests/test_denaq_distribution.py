@@ -9,8 +9,8 @@ from crmkit_denaq.distribution import distribution, summary
 from denaq_fixtures import add_person, new_lead
 
 from crmkit.clock import utcnow
-from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.model import Conversation
+from crmkit.errors import MoveRefused, NotFound, PermissionDenied, ValidationFailed
+from crmkit.model import Conversation, Party
 from crmkit.testing import add_user
 
 
@@ -153,3 +153,83 @@ def test_reassigning_to_a_blocked_agent_is_refused_and_changes_nothing(denaq, st
         distribution(work).reassign(staff.anna.id, gone.id)
     with denaq.acting_as(staff.anna) as work:
         assert work.parties.get(firm).owner_id == staff.anna.id
+
+
+def test_a_lead_given_to_an_agent_takes_the_people_its_creator_entered(denaq, staff):
+    """The agent sees (and can call) the person the lead creator found, by hand or in turn."""
+    firms = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(3)]
+    people = [
+        add_person(denaq, staff.finder, firm, name=f"Ольга Кедрова{n}")
+        for n, firm in enumerate(firms)
+    ]
+    with denaq.system() as work:  # someone else's person at the first firm stays theirs
+        stranger = work.parties.create(
+            kind="person",
+            first_name="Пётр",
+            last_name="Чужой",
+            organisation_id=firms[0],
+            owner_id=staff.igor.id,
+            confirm_duplicates=True,
+        ).id
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign(firms[:1], staff.anna.id)
+        dealt = distribution(work).round_robin()
+        assert dealt.count == 2
+        owners = {p: work.parties.get(p).owner_id for p in [*firms, *people, stranger]}
+    for firm, person in zip(firms, people, strict=True):
+        assert owners[person] == owners[firm] and owners[firm] in (staff.anna.id, staff.igor.id)
+    assert owners[stranger] == staff.igor.id
+    with denaq.acting_as(staff.anna) as work:
+        assert [p.id for p in work.parties.contacts_of(firms[0])] == [people[0]]
+        phone_book = work.parties.get(people[0])
+        assert phone_book.organisation_id == firms[0]
+        work.moves.move(firms[0], "firm", entity="party")
+    with denaq.acting_as(staff.finder) as work:  # given away with the firm
+        assert [p.id for p in work.parties.list()] == []
+
+
+def test_a_lead_becomes_a_firm_only_with_a_person_the_mover_can_see(denaq, staff):
+    firm = new_lead(denaq, staff.anna, name="ООО «Кедр»")
+    with denaq.system() as work:  # a person at the firm, but Игорь's: Анна cannot call them
+        work.parties.create(
+            kind="person",
+            first_name="Пётр",
+            last_name="Чужой",
+            organisation_id=firm,
+            owner_id=staff.igor.id,
+            confirm_duplicates=True,
+        )
+    with denaq.acting_as(staff.anna) as work, pytest.raises(MoveRefused, match="contact person"):
+        work.moves.move(firm, "firm", entity="party")
+    add_person(denaq, staff.anna, firm)
+    with denaq.acting_as(staff.anna) as work:
+        work.moves.move(firm, "firm", entity="party")
+        assert work.parties.get(firm).stage == "firm"
+
+
+def test_handing_over_firms_passes_over_people_merged_away(denaq, staff):
+    firm = new_lead(denaq, staff.anna, name="ООО «Кедр»")
+    kept = add_person(denaq, staff.anna, firm)
+    twin = add_person(denaq, staff.anna, firm)
+    with denaq.acting_as(staff.admin) as work:
+        work.merges.merge(kept, twin)
+    with denaq.acting_as(staff.admin) as work:
+        assert distribution(work).reassign(staff.anna.id, staff.igor.id) == 1
+    with denaq.acting_as(staff.igor) as work:
+        assert [p.id for p in work.parties.contacts_of(firm)] == [kept]
+        assert work.parties.get(kept).owner_id == staff.igor.id
+    with denaq.system() as work:  # the merged-away row is left as it was
+        assert work.session.get(Party, twin).owner_id == staff.anna.id
+
+
+def test_handing_over_firms_gives_their_open_tasks_nobody_had_to_the_new_agent(denaq, staff):
+    firm = new_lead(denaq, staff.anna, name="ООО «Кедр»")
+    with denaq.acting_as(staff.anna) as work:
+        loose = work.tasks.create(title="Отправить прайс", party_id=firm).id
+        closed = work.tasks.create(title="Старое", party_id=firm, status="done").id
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).reassign(staff.anna.id, staff.igor.id)
+    with denaq.acting_as(staff.igor) as work:
+        assert [t.id for t in work.tasks.mine()] == [loose]
+    with denaq.system() as work:
+        assert work.tasks.get(closed).assignee_id is None  # what is done stays as it was

@@ -77,6 +77,34 @@ def test_the_admin_distributes_by_hand_and_in_turn_and_hands_firms_over(denaq, s
         assert {work.parties.get(i).owner_id for i in leads} == {staff.igor.id}
 
 
+def test_the_distribution_screen_gives_whole_counts_and_says_when_a_list_is_cut(
+    denaq, staff, signed_in, monkeypatch
+):
+    from crmkit_denaq.screens import POOL_SHOWN
+
+    from crmkit.testing import add_user
+
+    add_user(denaq, "chief", ["admin"], locale="en")
+    with denaq.acting_as(staff.finder) as work:
+        work.parties.bulk_create({"name": f"Dealer {n:04}"} for n in range(POOL_SHOWN + 5))
+    admin = signed_in("chief")
+    page = admin.get("/denaq/distribution").text
+    assert f"<small>({POOL_SHOWN + 5})</small>" in page
+    assert f"Showing {POOL_SHOWN} of {POOL_SHOWN + 5}." in page
+    assert page.count('name="ids"') == POOL_SHOWN
+    # dealing in turn with none chosen deals every lead, not only those listed
+    admin.post("/denaq/distribution", {"action": "round_robin"})
+    page = admin.get("/denaq/distribution").text
+    assert "<small>(0)</small>" in page and "Showing" not in page
+    with denaq.system() as work:
+        anna = work.parties.count(filters={"owner_id": staff.anna.id})
+    assert anna == (POOL_SHOWN + 5 + 1) // 2
+    # an agent's firms to hand over: the list is cut too, and says so
+    monkeypatch.setattr("crmkit_denaq.screens.FIRMS_SHOWN", 3)
+    portfolio = admin.get(f"/denaq/distribution?from={staff.anna.id}").text
+    assert f"Showing 3 of {anna}." in portfolio
+
+
 def test_giving_leads_from_a_stale_page_names_those_already_taken(denaq, staff, signed_in):
     leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(2)]
     admin = signed_in("boss")

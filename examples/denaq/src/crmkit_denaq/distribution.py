@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 AGENT = "agent"
 #: Stages an agent is still working on (the load round-robin balances).
 OPEN_STAGES = ("lead", "firm", "account")
+#: Ids per statement when many records are dealt or handed over at once.
+CHUNK = 500
 
 
 @attrs.frozen
@@ -78,13 +81,53 @@ class Distribution:
             or_(Party.owner_id.is_(None), Party.owner_id.not_in(agents or [-1])),
         )
 
-    def unassigned(self, limit: int = 200) -> list[Party]:
-        """Leads no agent has yet (still with their creator, or with nobody), oldest first."""
-        return list(
-            self.work.session.scalars(
-                self._waiting().order_by(Party.created_at, Party.id).limit(limit)
+    def unassigned(self, limit: int | None = 200) -> list[Party]:
+        """Leads no agent has yet (still with their creator, or with nobody), oldest first;
+        at most ``limit`` of them (``None``: all), :meth:`waiting_count` says how many."""
+        query = self._waiting().order_by(Party.created_at, Party.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self.work.session.scalars(query))
+
+    def waiting_count(self) -> int:
+        """How many leads no agent has yet."""
+        query = self._waiting().with_only_columns(func.count()).order_by(None)
+        return int(self.work.session.scalar(query) or 0)
+
+    def people_of(self, firm_ids: Sequence[int]) -> list[int]:
+        """Contact people of these firms who are with the firm's owner (the lead creator who
+        entered them, the agent who works on the firm), to go wherever the firm goes.
+
+        Read before the firms change hands; people merged away are left out, and so are
+        people someone else has (they are not the firm owner's to give)."""
+        firm = aliased(Party)
+        found: list[int] = []
+        for start in range(0, len(firm_ids), CHUNK):
+            chunk = list(firm_ids[start : start + CHUNK])
+            query = (
+                self.work.parties.query("assign")  # merged-away parties are never in it
+                .with_only_columns(Party.id)
+                .join(firm, firm.id == Party.organisation_id)
+                .where(
+                    Party.organisation_id.in_(chunk),
+                    or_(
+                        Party.owner_id == firm.owner_id,
+                        and_(Party.owner_id.is_(None), firm.owner_id.is_(None)),
+                    ),
+                )
+                .order_by(Party.id)
             )
-        )
+            found += self.work.session.scalars(query)
+        return found
+
+    def _give(self, lead_ids: list[int], agent_id: int) -> int:
+        """Give leads, and their people the leads' owners had, to one agent: the agent
+        sees the person they will call (and the lead's move to a firm counts them)."""
+        people = self.people_of(lead_ids)
+        given = self.work.parties.assign(lead_ids, agent_id)
+        if people:
+            self.work.parties.assign(people, agent_id)
+        return given
 
     def _still_waiting(self, lead_ids: Iterable[int]) -> tuple[list[int], list[Party]]:
         """The chosen ids that are still unassigned leads (in the order given, locked until
@@ -93,24 +136,23 @@ class Distribution:
         wanted = list(dict.fromkeys(int(i) for i in lead_ids))
         if not wanted:
             return [], []
-        found = set(
-            self.work.session.scalars(
-                self._waiting()
-                .with_only_columns(Party.id)
-                .where(Party.id.in_(wanted))
-                .with_for_update(of=Party)
-            )
-        )
-        rest = [i for i in wanted if i not in found]
-        taken = (
-            list(
+        found: set[int] = set()
+        for start in range(0, len(wanted), CHUNK):
+            found.update(
                 self.work.session.scalars(
-                    self.work.parties.query().where(Party.id.in_(rest)).order_by(Party.name)
+                    self._waiting()
+                    .with_only_columns(Party.id)
+                    .where(Party.id.in_(wanted[start : start + CHUNK]))
+                    .with_for_update(of=Party)
                 )
             )
-            if rest
-            else []
-        )
+        rest = [i for i in wanted if i not in found]
+        taken: list[Party] = []
+        for start in range(0, len(rest), CHUNK):
+            taken += self.work.session.scalars(
+                self.work.parties.query().where(Party.id.in_(rest[start : start + CHUNK]))
+            )
+        taken.sort(key=lambda p: (p.name, p.id))
         return [i for i in wanted if i in found], taken
 
     def load(self) -> dict[int, int]:
@@ -133,19 +175,25 @@ class Distribution:
         if agent_id not in self._agent_ids():
             raise ValidationFailed({"agent_id": [f"user {agent_id} is not an active agent"]})
         ids, taken = self._still_waiting(lead_ids)
-        given = self.work.parties.assign(ids, agent_id) if ids else 0
+        given = self._give(ids, agent_id) if ids else 0
         return Dealt({agent_id: given} if given else {}, taken)
 
     def round_robin(self, lead_ids: Sequence[int] | None = None) -> Dealt:
         """Deal leads to the agents in turn, the least loaded first.
 
-        Without ``lead_ids`` every unassigned lead is dealt; of those listed, only the ones
-        no agent has yet (the others are named in ``Dealt.taken``).
+        Without ``lead_ids`` every unassigned lead is dealt, however many; of those listed,
+        only the ones no agent has yet (the others are named in ``Dealt.taken``).
         """
         load = self.load()
         if not load:
             raise ValidationFailed({"agent_id": ["there is no active agent to give leads to"]})
-        chosen = lead_ids if lead_ids is not None else [p.id for p in self.unassigned(10_000)]
+        if lead_ids is None:
+            everyone = self._waiting().with_only_columns(Party.id)
+            chosen: Sequence[int] = list(
+                self.work.session.scalars(everyone.order_by(Party.created_at, Party.id))
+            )
+        else:
+            chosen = lead_ids
         ids, taken = self._still_waiting(chosen)
         order = sorted(load, key=lambda agent: (load[agent], agent))
         shares: dict[int, list[int]] = {agent: [] for agent in order}
@@ -153,7 +201,7 @@ class Distribution:
             shares[order[index % len(order)]].append(lead_id)
         for agent, share in shares.items():
             if share:
-                self.work.parties.assign(share, agent)
+                self._give(share, agent)
         return Dealt({agent: len(share) for agent, share in shares.items() if share}, taken)
 
     def reassign(
@@ -161,9 +209,11 @@ class Distribution:
     ) -> int:
         """Give an agent's firms (all of them, or those listed) to another agent.
 
-        Their contact people, the old agent's open tasks, pending reminders, conversations
-        and meetings not yet over about them move too, so the old agent loses sight of them
-        at once.  Returns the firms moved.
+        Their contact people (those the old agent had), the old agent's open tasks and the
+        open tasks nobody was given, pending reminders, conversations and meetings not yet
+        over about them move too, so the old agent loses sight of the firms at once (what
+        they created themselves stays theirs to read and edit: the core's "own" scope of
+        tasks, reminders and meetings counts their creator).  Returns the firms moved.
         """
         if from_agent == to_agent:
             raise ValidationFailed({"to_agent": ["choose another agent"]})
@@ -178,23 +228,18 @@ class Distribution:
         firms = [p.id for p in self.work.session.scalars(query)]
         if not firms:
             return 0
-        people = list(
-            self.work.session.scalars(
-                select(Party.id).where(
-                    Party.organisation_id.in_(firms), Party.owner_id == from_agent
-                )
-            )
-        )
+        people = self.people_of(firms)
         moved = self.work.parties.assign([*firms, *people], to_agent)
         self._move_work(from_agent, to_agent, [*firms, *people])
         return min(moved, len(firms))
 
     def _move_work(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
-        """The old agent's open tasks, reminders, conversations and current or coming
-        meetings about ``party_ids`` become the new agent's."""
+        """The old agent's open tasks (and open tasks nobody was given), reminders,
+        conversations and current or coming meetings about ``party_ids`` become the new
+        agent's."""
         tasks = self.work.tasks.query().where(
             Task.party_id.in_(party_ids),
-            Task.assignee_id == from_agent,
+            or_(Task.assignee_id == from_agent, Task.assignee_id.is_(None)),
             Task.status.not_in(("done", "cancelled")),
         )
         for task in list(self.work.session.scalars(tasks)):

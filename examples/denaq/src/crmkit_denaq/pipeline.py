@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from crmkit import GuardResult, MoveContext, Pipeline, Stage, StageKind, Transition
 from crmkit.i18n import message
@@ -27,11 +27,12 @@ DOCUMENTS = {
 
 
 def has_contact_person(move: MoveContext) -> GuardResult | None:
-    """A lead becomes a firm only once someone there is known by name."""
+    """A lead becomes a firm only once someone there is known by name: a contact person
+    the one who moves it can see (and call), merged-away ones left out."""
     people = move.work.session.scalar(
-        select(func.count())
-        .select_from(Party)
-        .where(Party.organisation_id == move.record.id, Party.merged_into_id.is_(None))
+        move.work.parties.query()
+        .where(Party.organisation_id == move.record.id)
+        .with_only_columns(func.count())
     )
     if not people:
         return GuardResult.refuse(message("add a contact person first"))

@@ -22,6 +22,10 @@ from crmkit_denaq.pipeline import NAME
 from crmkit_denaq.stats import STATS
 
 HERE = "/denaq/distribution"
+#: Rows the distribution screen lists at most: waiting leads, and an agent's firms (the
+#: headings give the whole counts; dealing in turn and handing over all work on every one).
+POOL_SHOWN = 200
+FIRMS_SHOWN = 500
 
 
 def _ids(value: Any) -> list[int]:
@@ -70,15 +74,17 @@ async def distribution_page(request: Request) -> Response:
     with work(request) as unit:
         service = distribution(unit)
         agents = service.agents()
-        pool = service.unassigned()
+        pool = service.unassigned(POOL_SHOWN)
+        pool_total = len(pool) if len(pool) < POOL_SHOWN else service.waiting_count()
         users = {u.id: u for u in unit.users.list()}
         portfolio: list[Party] = []
+        portfolio_total = 0
         if source.isdigit():
-            portfolio = list(
-                unit.parties.list(
-                    filters={"pipeline": NAME, "owner_id": int(source)}, order=["name"], limit=500
-                )
-            )
+            firms = {"pipeline": NAME, "owner_id": int(source)}
+            portfolio = list(unit.parties.list(filters=firms, order=["name"], limit=FIRMS_SHOWN))
+            portfolio_total = len(portfolio)
+            if portfolio_total == FIRMS_SHOWN:
+                portfolio_total = unit.parties.count(filters=firms)
         rows = summary(unit)
     return render(
         request,
@@ -87,10 +93,12 @@ async def distribution_page(request: Request) -> Response:
             "title": i18n.lazy("Distribution"),
             "agents": agents,
             "pool": pool,
+            "pool_total": pool_total,
             "users": users,
             "summary": rows,
             "source": int(source) if source.isdigit() else None,
             "portfolio": portfolio,
+            "portfolio_total": portfolio_total,
             "pipeline": request.app.state.crm.pipeline(NAME),
         },
     )
