@@ -1,8 +1,8 @@
 """Errors the framework raises on purpose; each carries a message a user can act on.
 
 The web layer maps them to HTTP statuses (``NotFound`` 404, ``PermissionDenied`` 403,
-``ValidationFailed`` 422, ``Conflict`` 409/412, ``MoveRefused`` 409) and the CLI prints their
-message as one line.
+``ValidationFailed`` 422, ``Conflict`` 409/412, ``MergedAway`` 409, ``MoveRefused`` 409) and
+the CLI prints their message as one line.
 """
 
 from __future__ import annotations
