@@ -38,6 +38,18 @@ async def test_wrong_password_opens_no_session_and_never_logs_the_password(crm, 
     assert not any("secret-wrong" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_nul_character_in_the_sign_in_form_is_refused_not_a_server_error(crm):
+    """PostgreSQL cannot store it even in the failure counter (a 500 before)."""
+    add_user(crm, "ivan", ["agent"])
+    browser = Browser(_app(crm), crm)
+    for username, password in (("iv\x00an", DEMO_PASSWORD), ("ivan", "x\x00")):
+        response = await browser.login(username, password)
+        assert response.status_code == 422
+        assert "NUL" in response.text  # the field is named, in any language
+    assert (await browser.get("/home")).status_code == 303  # no session
+    assert (await browser.login("ivan")).status_code == 303  # nor counted against Иван
+
+
 async def test_an_account_is_throttled_after_repeated_failures(make_crm):
     crm = make_crm(settings={"security.login_max_failures_account": 3})
     add_user(crm, "ivan", ["agent"])

@@ -60,6 +60,11 @@ async def login(request: Request) -> Response:
         with i18n.activate(request.state.locale):
             error = i18n.gettext("The form has expired; reload the page and try again.")
         return _form(request, error=error, username=username, status=403)
+    nul = next((k for k, v in (("username", username), ("password", password)) if "\x00" in v), "")
+    if nul:  # no account has one, and PostgreSQL cannot even count the failure
+        with i18n.activate(request.state.locale):
+            error = f"{i18n.gettext(nul)}: {i18n.gettext('contains a NUL character')}"
+        return _form(request, error=error, username=username.replace("\x00", ""), status=422)
     crm = request.app.state.crm
     address = request.client.host if request.client else None
 
