@@ -86,6 +86,8 @@ def test_a_merged_away_id_reads_the_survivor_but_never_changes_or_deletes_it(crm
     assert kept.status_code == 200 and kept.json()["source"] == "site"
     note = api.post("notes", json={"party_id": duplicate, "body": "through the old id"})
     assert note.status_code == 201 and note.json()["party_id"] == survivor
+    spec = api.get("openapi.json").json()
+    assert "409" in spec["paths"]["/party/{id}"]["delete"]["responses"]
 
 
 def test_json_bodies_past_the_limit_are_refused_before_anything_is_written(crm, client_for):

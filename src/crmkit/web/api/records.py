@@ -357,10 +357,16 @@ class EntityEndpoints:
                     description=(
                         "A record others still refer to (a category of items, a location "
                         "with orders...) is refused with 422, saying why; nothing is deleted."
+                        + (
+                            " The id of a party merged into another one answers 409 "
+                            "`merged` with `merged_into`: the survivor is not deleted."
+                            if name == "party"
+                            else ""
+                        )
                     ),
                     parameters=[IF_MATCH],
                     responses={204: ("Deleted.", None)},
-                    errors=(403, 404, 412, 422),
+                    errors=(403, 404, 409, 412, 422) if name == "party" else (403, 404, 412, 422),
                 )
             )
         if issubclass(entity.model, PipelineMixin):
