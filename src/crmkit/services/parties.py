@@ -65,10 +65,10 @@ class PartyService(EntityService):
         ``follow_merge=True`` lets an action that only *adds* to the client (filing a
         conversation under it, merging another party into it) reach the survivor.
         """
-        if action == "read" or isinstance(record, Party):
+        if action == "read":
             return super().get(record, action)
         try:
-            record_id = int(record)
+            record_id = record.id if isinstance(record, Party) else int(record)
         except (TypeError, ValueError):
             return super().get(record, action)  # NotFound, as for any bad id
         found = self.find(record_id)
