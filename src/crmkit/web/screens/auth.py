@@ -63,7 +63,8 @@ async def login(request: Request) -> Response:
     nul = next((k for k, v in (("username", username), ("password", password)) if "\x00" in v), "")
     if nul:  # no account has one, and PostgreSQL cannot even count the failure
         with i18n.activate(request.state.locale):
-            error = f"{i18n.gettext(nul)}: {i18n.gettext('contains a NUL character')}"
+            field = i18n.gettext("username") if nul == "username" else i18n.gettext("password")
+            error = f"{field}: {i18n.gettext('contains a NUL character')}"
         return _form(request, error=error, username=username.replace("\x00", ""), status=422)
     crm = request.app.state.crm
     address = request.client.host if request.client else None
