@@ -115,7 +115,6 @@ def test_a_receipt_form_sent_twice_receives_the_goods_once(shop, signed_in):
         "location_id": shop.branch.id,
         "qty": "10",
         "unit_cost": "500",
-        "paid_from": "bank:main",
         "form_token": token,
     }
     first = head.submit("/finance/stock/receive", sent)
@@ -192,3 +191,28 @@ def test_write_off_and_transfer_forms_sent_twice_take_effect_once(shop, signed_i
         "/finance/stock/write_off", {**write_off, "form_token": _stock_form(page, "write_off")}
     )
     assert _level(shop, shop.oil.id)["qty"] == Decimal("3")
+
+def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_in):
+    def receipt_form(page):
+        return page.text.split('action="/finance/stock/receive"', 1)[1].split("</form>", 1)[0]
+
+    head, admin = signed_in("warehouse"), signed_in("admin")
+    assert 'name="paid_from"' not in receipt_form(head.get("/finance/stock"))
+    assert 'name="paid_from"' in receipt_form(admin.get("/finance/stock"))
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id, "qty": "1"}
+    # a hand-made form paying from a client's cashback account is refused, nothing booked
+    refused = head.submit(
+        "/finance/stock/receive",
+        {**common, "unit_cost": "500", "paid_from": f"cashback:party:{shop.client.id}"},
+    )
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', refused.text))
+    assert "платежи" in flash, flash
+    refused = admin.submit(
+        "/finance/stock/receive",
+        {**common, "unit_cost": "500", "paid_from": f"cashback:party:{shop.client.id}"},
+    )
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', refused.text))
+    assert "кассы или с банковского счёта" in flash, flash
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("10")
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).cashback.balance(shop.client.id) == 0

@@ -118,3 +118,47 @@ def test_low_stock_reminds_the_warehouse_once(shop):
 def test_cashier_cannot_touch_stock(shop):
     with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
         finance(work).stock.receive(shop.oil.id, shop.branch.id, "1", "1.00")
+
+
+def test_a_receipt_is_paid_at_once_only_from_a_drawer_or_the_bank_by_whom_may_pay(shop):
+    crm, client = shop.crm, shop.client
+    with crm.acting_as(shop.admin) as work:
+        ledger = finance(work).ledger
+        for account in (ledger.cashback(client.id), ledger.receivable(client.id)):
+            assert ledger.balance(account, "RUB") == 0
+    oil, branch = shop.oil.id, shop.branch.id
+    # the warehouse head may receive goods but not pay: not even from the bank
+    with crm.acting_as(shop.warehouse) as work:
+        stock = finance(work).stock
+        for source in (f"cashback:party:{client.id}", f"receivable:party:{client.id}", "bank:main"):
+            with pytest.raises(ValidationFailed) as refused:
+                stock.receive(oil, branch, "1", "500.00", paid_from=source)
+            assert "paid_from" in refused.value.errors, source
+            assert "who may make payments" in str(refused.value)
+    # one who may pay pays from a drawer or the bank, never from a client's account
+    drawer = f"cash:desk:{shop.desk.id}"
+    with crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        for source in (f"cashback:party:{client.id}", f"receivable:party:{client.id}", "nope"):
+            with pytest.raises(ValidationFailed, match="a cash drawer or a bank account") as no:
+                fin.stock.receive(oil, branch, "1", "500.00", paid_from=source)
+            assert list(no.value.errors) == ["paid_from"]
+        with pytest.raises(ValidationFailed, match="open a shift at Desk 1 first") as closed:
+            fin.stock.receive(oil, branch, "1", "300.00", paid_from=drawer)
+        assert list(closed.value.errors) == ["paid_from"]
+    with crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, "1000.00")  # a surplus booked
+    with crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        with pytest.raises(ValidationFailed, match="not that much cash in the drawer"):
+            fin.stock.receive(oil, branch, "3", "400.00", paid_from=drawer)
+        move = fin.stock.receive(oil, branch, "1", "300.00", paid_from=drawer)
+        assert fin.ledger.get(move.transaction_id).shift_id == shift.id  # on the shift's report
+        fin.stock.receive(oil, branch, "1", "200.00", paid_from="bank:main")
+        ledger = fin.ledger
+        assert fin.cashdesk.drawer_balance(fin.cashdesk.desk(shop.desk.id)) == money("700.00")
+        assert ledger.balance(ledger.account("bank:main"), "RUB") == money("-200.00")
+        assert ledger.balance(ledger.cashback(client.id), "RUB") == 0
+        assert ledger.balance(ledger.receivable(client.id), "RUB") == 0
+        assert fin.stock.level(oil, branch).qty == 12  # the refused receipts left nothing
+        assert problems(work) == []

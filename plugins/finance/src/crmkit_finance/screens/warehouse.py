@@ -66,6 +66,7 @@ def stock(request: Request) -> Response:
             "suppliers": suppliers,
             "supplier_names": client_names(unit, (s.party_id for s in suppliers)),
             "may_move": fin.can("finance_stock", "create"),
+            "may_pay": fin.can("finance_ledger", "create"),  # a receipt paid at once
             "may_catalogue": fin.can("finance_item", "create"),
             "form_token": new_form_token,
         }

@@ -28,6 +28,7 @@ from crmkit.i18n import Label, message
 from crmkit.model import Reminder, User, UserRole
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
+    FinanceCashDesk,
     FinanceItem,
     FinanceLocation,
     FinancePurchaseLine,
@@ -166,9 +167,11 @@ class StockService:
         purchase_order: Any = None,
         supplier: FinanceSupplier | None = None,
         note: str = "",
+        shift: Any = None,
     ) -> FinanceStockMove:
         """Change the level by ``qty`` (negative: out) and post the value against
-        ``counter_account``.  Outgoing value is the moving average unless given."""
+        ``counter_account``.  Outgoing value is the moving average unless given.
+        ``shift``: the cash desk shift whose drawer the value is paid from."""
         if not item.track_stock:
             raise ValidationFailed(
                 {"item_id": [message("{item} is not kept in stock", item=item.name)]}
@@ -231,6 +234,7 @@ class StockService:
                 memo=f"{item.name}: {qty.normalize():f} {item.unit}",
                 record=("finance_stock", level.id),
                 party_id=supplier.party_id if supplier is not None else None,
+                shift=shift,
             )
             transaction_id = transaction.id
         move = FinanceStockMove(
@@ -313,8 +317,11 @@ class StockService:
         """Goods arrive: stock grows by ``qty`` at ``unit_cost`` each (value rounded half up).
 
         The value is owed to the supplier (their payable), or paid at once from
-        ``paid_from`` (an account code such as ``cash:desk:1`` or ``bank:main``), or, with
-        neither, booked as opening stock.  ``form_token``: the receipt form's one-time
+        ``paid_from`` (a cash drawer or a bank account: ``cash:desk:1``, ``bank:main``), or,
+        with neither, booked as opening stock.  Paying at once is a payment: it needs the
+        permission to post to the ledger (``finance_ledger``, ``create``), as paying a
+        supplier does, and a drawer pays only during its desk's open shift and only what it
+        holds.  ``form_token``: the receipt form's one-time
         token; the same form sent again receives nothing more and returns the first
         receipt's move (see :mod:`crmkit_finance.services.forms`).
         """
@@ -335,20 +342,21 @@ class StockService:
             raise ValidationFailed(
                 {"supplier_id": [message("no supplier {supplier}", supplier=supplier_id)]}
             )
+        value = round_money(amount * cost, base)
         counter = paid_from or ("payable" if supplier else "equity:opening")
-        if paid_from:
-            self.finance.ledger.get_account(paid_from)
+        shift = self._paid_from(paid_from, value) if paid_from else None
         move = self._move(
             "receipt",
             item,
             location_id,
             amount,
-            round_money(amount * cost, base),
+            value,
             counter_account=counter,
             inbound_value=True,
             purchase_order=purchase_order,
             supplier=supplier,
             note=note,
+            shift=shift,
         )
         self.work.audit(
             "finance_stock",
@@ -358,6 +366,39 @@ class StockService:
         )
         forms.remember(self.finance, form_token, [move.id])
         return move
+
+    def _paid_from(self, code: str, value: Decimal) -> Any:
+        """Check a receipt paid at once from ``code``; the drawer's open shift, if a drawer.
+
+        Only a cash drawer or a bank account pays (never a client's or an employee's
+        account), and only for a user who may post payments to the ledger."""
+        if not self.finance.can("finance_ledger", "create"):
+            raise ValidationFailed(
+                {
+                    "paid_from": [
+                        message(
+                            "paying at once is for those who may make payments; "
+                            "leave it empty and the goods are owed to the supplier"
+                        )
+                    ]
+                }
+            )
+        ledger = self.finance.ledger
+        try:
+            source = ledger.get_account(code)
+        except NotFound:  # a desk's drawer has no account before its first cash
+            desk_id = code.removeprefix("cash:desk:")
+            desk = (
+                self.session.get(FinanceCashDesk, int(desk_id))
+                if code.startswith("cash:desk:") and desk_id.isdigit()
+                else None
+            )
+            source = ledger.desk_account(desk.id, "cash") if desk is not None else None
+        if source is None or source.kind not in ("cash", "bank"):
+            raise ValidationFailed(
+                {"paid_from": [message("pay from a cash drawer or a bank account")]}
+            )
+        return self.finance.cashdesk.drawer_shift(source, value, "paid_from")
 
     def write_off(
         self,
