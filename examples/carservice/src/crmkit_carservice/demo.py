@@ -213,7 +213,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
             )
             goods.append((item, Decimal(cost), qty))
             for location in locations:
-                fin.stock.receive(item.id, location.id, "60", cost, paid_from="bank:main")
+                fin.stock.receive(item.id, location.id, "60", cost)  # opening stock
         goods_by_id = {item.id: (item, cost, qty) for item, cost, qty in goods}
     with frozen_at(start), crm.acting_as(actors["accountant"]) as work:
         fin = finance(work)
