@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import attrs
 from crmkit_finance import finance
 
+from crmkit.clock import frozen_at, utcnow
 from crmkit.testing import add_user, factories
 
 
@@ -92,3 +94,16 @@ def build_shop(crm: Any) -> Shop:
 def money(value: str) -> Decimal:
     """Exact money for assertions."""
     return Decimal(value)
+
+
+def previous_month(crm: Any) -> dt.date:
+    """The first day of last month where the business is (a month that is over)."""
+    first = utcnow().astimezone(crm.config.zone).date().replace(day=1)
+    return (first - dt.timedelta(days=1)).replace(day=1)
+
+
+def after_month(crm: Any, month: dt.date) -> Any:
+    """``frozen_at`` the moment the month of ``month`` is over where the business is (the
+    next month's first moment): a month's salaries are accrued once it is over."""
+    following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return frozen_at(dt.datetime.combine(following, dt.time(), crm.config.zone))

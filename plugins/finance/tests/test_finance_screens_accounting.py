@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 from crmkit_finance import finance
+from finance_fixtures import previous_month
 from finance_web import clients
 
-from crmkit.clock import utcnow
+from crmkit.clock import frozen_at, utcnow
 from crmkit.errors import ValidationFailed
 
 
@@ -20,8 +21,8 @@ def signed_in(shop):
     return clients(shop.crm)
 
 
-def _done_order(shop, worker, *items):
-    with shop.crm.acting_as(shop.manager) as work:
+def _done_order(shop, worker, *items, at=None):
+    with frozen_at(at or utcnow()), shop.crm.acting_as(shop.manager) as work:
         order = shop.order(work, assignee_id=worker.id)
         for item in items:
             finance(work).orders.add_line(order, item.id)
@@ -31,8 +32,7 @@ def _done_order(shop, worker, *items):
 
 def test_pay_scheme_accrual_payout_and_payslip(shop, signed_in):
     accountant = signed_in("accountant")
-    with shop.crm.acting_as(shop.accountant) as work:
-        month = finance(work).business_date(utcnow()).replace(day=1)
+    month = previous_month(shop.crm)  # a month is accrued once it is over
     saved = accountant.submit(
         "/finance/payroll/schemes",
         {
@@ -45,7 +45,8 @@ def test_pay_scheme_accrual_payout_and_payslip(shop, signed_in):
         },
     )
     assert 'class="flash error"' not in saved.text
-    _done_order(shop, shop.manager, shop.oil_change, shop.diagnostics)  # 2500 of engine work
+    in_month = dt.datetime.combine(month.replace(day=15), dt.time(12), shop.crm.config.zone)
+    _done_order(shop, shop.manager, shop.oil_change, shop.diagnostics, at=in_month)  # 2500
     page = accountant.get(f"/finance/payroll?month={month:%Y-%m}")
     row = page.text.split(f'id="employee-{shop.manager.id}"', 1)[1].split("</tr>", 1)[0]
     # 10 000 fixed + 20 % of 2 500 (the engine category's own rate) = 10 500
@@ -66,9 +67,9 @@ def test_pay_scheme_accrual_payout_and_payslip(shop, signed_in):
 
 def test_after_reversing_one_payslip_the_month_is_accrued_again_from_the_screen(shop, signed_in):
     accountant = signed_in("accountant")
+    month = previous_month(shop.crm)
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
-        month = fin.business_date(utcnow()).replace(day=1)
         fin.payroll.set_scheme(shop.manager.id, fixed_amount="10000.00", valid_from=month)
         fin.payroll.set_scheme(shop.cashier.id, fixed_amount="8000.00", valid_from=month)
     accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
@@ -97,9 +98,9 @@ def test_after_reversing_one_payslip_the_month_is_accrued_again_from_the_screen(
 
 def test_a_payout_form_sent_twice_pays_once(shop, signed_in):
     accountant = signed_in("accountant")
+    month = previous_month(shop.crm)
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
-        month = fin.business_date(utcnow()).replace(day=1)
         fin.payroll.set_scheme(shop.manager.id, fixed_amount="10000.00", valid_from=month)
         fin.payroll.accrue(month)
     page = accountant.get("/finance/payroll")
@@ -193,35 +194,91 @@ def test_expenses_by_category(shop, signed_in):
     assert signed_in("cashier").get("/finance/expenses").status_code == 404
 
 
-def test_expense_and_cashback_forms_sent_twice_book_once(shop, signed_in):
-    accountant = signed_in("accountant")
+def _payroll_row(page, user):
+    """The texts of an employee's cells on the salaries page (any space as a plain one)."""
+    row = page.text.split(f'id="employee-{user.id}"', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c)).strip() for c in cells]
 
-    def token(page, action):
-        form = page.text.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
-        return re.search(r'name="form_token" value="([^"]+)"', form).group(1)
 
-    expenses = accountant.get("/finance/expenses")
-    cashback = accountant.get(f"/finance/cashback?client={shop.client.id}")
-    adjust = f"/finance/cashback/{shop.client.id}/adjust"
-    sent = (
-        (
-            "/finance/expenses",
-            {
-                "kind": "expense",
-                "category": "expense:rent",
-                "amount": "700",
-                "account": "bank:main",
-                "form_token": token(expenses, "/finance/expenses"),
-            },
-        ),
-        (adjust, {"amount": "300", "reason": "birthday", "form_token": token(cashback, adjust)}),
-    )
-    for action, data in sent:
-        first = accountant.submit(action, data)
-        again = accountant.submit(action, data)  # a reload, a double click
-        assert 'class="flash error"' not in first.text + again.text
-        assert "Эта форма уже отправлена" in again.text or "already sent" in again.text
+def _payout_picker(page):
+    return page.text.split('id="pay-salary"', 1)[1].split("</select>", 1)[0]
+
+
+def test_a_blocked_employee_is_listed_while_the_month_has_their_payslip_or_they_are_owed(
+    shop, signed_in
+):
+    from crmkit.testing import add_user
+
+    leaver, gone = add_user(shop.crm, "leaver", ["manager"]), add_user(shop.crm, "gone", ["agent"])
+    month = previous_month(shop.crm)
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
-        assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == Decimal("700")
-        assert fin.cashback.balance(shop.client.id) == Decimal("300.00")
+        fin.payroll.set_scheme(leaver.id, fixed_amount="30000.00", valid_from=month)
+        fin.payroll.accrue(month)
+    with shop.crm.acting_as(shop.admin) as work:
+        work.users.block(leaver.id, reason="left")
+        work.users.block(gone.id, reason="left")
+    accountant = signed_in("accountant")
+    page = accountant.get(f"/finance/payroll?month={month:%Y-%m}")
+    employee, _scheme, fixed, _commission, total, state, owed = _payroll_row(page, leaver)
+    assert employee == "leaver заблокирован" and state == "начислено"
+    assert fixed == total == owed == "30 000,00 ₽"
+    assert f'value="{leaver.id}"' in _payout_picker(page)  # still to be paid out
+    scheme_form = page.text.split('id="set-scheme"', 1)[1].split("</select>", 1)[0]
+    assert f'value="{leaver.id}"' not in scheme_form  # no new scheme for who has left
+    assert f'id="employee-{gone.id}"' not in page.text  # never paid, nothing owed
+    # this month has no payslip of theirs, but they are still owed: listed too
+    assert f'id="employee-{leaver.id}"' in accountant.get("/finance/payroll").text
+    accountant.submit("/finance/payroll/pay", {"user_id": leaver.id, "amount": "30000"})
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).payroll.owed(leaver.id) == 0
+    page = accountant.get("/finance/payroll")
+    assert f'id="employee-{leaver.id}"' not in page.text  # paid off, gone from this month
+    assert (
+        f'id="employee-{leaver.id}"' in accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
+    )
+
+
+def test_an_accrued_row_shows_what_was_accrued_not_the_scheme_changed_since(shop, signed_in):
+    month = previous_month(shop.crm)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="30000.00", valid_from=month)
+        fin.payroll.accrue(month)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="45000.00", valid_from=month)
+    page = signed_in("accountant").get(f"/finance/payroll?month={month:%Y-%m}")
+    _employee, scheme, fixed, _commission, total, state, owed = _payroll_row(page, shop.manager)
+    assert scheme.startswith("45 000,00 ₽")  # the scheme as it is now
+    assert state == "начислено" and fixed == total == owed == "30 000,00 ₽"  # as accrued
+
+
+def test_accruing_a_month_not_over_yet_is_refused_saying_when_it_can_be(shop, signed_in):
+    accountant = signed_in("accountant")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        month = fin.business_date(utcnow()).replace(day=1)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="30000.00", valid_from=month)
+    page = accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
+    following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    assert f"{month:%Y-%m} ещё не закончился" in flash, flash
+    assert following.isoformat() in flash
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.payroll.payslips(month) == [] and fin.payroll.owed(shop.manager.id) == 0
+
+
+def test_payroll_forms_with_unknown_ids_say_so(shop, signed_in):
+    accountant = signed_in("accountant")
+
+    def refusal(url, data):
+        page = accountant.submit(url, data)
+        return " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
+
+    assert "99999" in refusal("/finance/payroll/pay", {"user_id": "99999", "amount": "10"})
+    assert "99999" in refusal(
+        "/finance/payroll/schemes",
+        {"user_id": shop.manager.id, "percent": "10", "rate.99999": "5"},
+    )
+    assert accountant.get("/finance/payroll/99999").status_code == 404

@@ -506,10 +506,14 @@ def _month_end(
                 invoice = fin.invoices.issue([o.id for o in orders], issued_on=day)
                 fin.payments.pay_invoice(invoice.id, str(invoice.amount), reference="п/п")
                 result.corporate_paid += invoice.amount
+            fin.expenses.expense("expense:rent", "180000.00", paid_from="bank:main")
+        # a month is accrued once it is over: at midnight, the next one's first moment
+        with frozen_at(fin.start_of_day(day + dt.timedelta(days=1))):
             for slip in fin.payroll.accrue(month):
                 fin.payroll.pay(slip.user_id, str(slip.total))
-            fin.expenses.expense("expense:rent", "180000.00", paid_from="bank:main")
-    with crm.acting_as(actors["warehouse"]) as work, frozen_at(_business_day(fin, day, 21, 30)):
+    # restocking is paid at once from the bank: by the admin, since the warehouse head
+    # receives goods but does not make payments
+    with crm.acting_as(actors["admin"]) as work, frozen_at(_business_day(fin, day, 21, 30)):
         fin = finance(work)
         levels = {(lv["item_id"], lv["location_id"]): lv["qty"] for lv in fin.stock.levels()}
         for item, cost, _qty in goods:

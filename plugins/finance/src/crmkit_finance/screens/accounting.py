@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -35,7 +36,7 @@ from crmkit_finance.model import (
 )
 from crmkit_finance.screens import attempt, client_names, optional_id, sent_token
 from crmkit_finance.services.forms import new_form_token
-from crmkit_finance.services.payroll import BASES
+from crmkit_finance.services.payroll import BASES, month_bounds
 
 PAYROLL_READ = ("finance_payroll", "read")
 CASHBACK_READ = ("finance_cashback", "read")
@@ -81,27 +82,52 @@ def _schemes(unit: Any, on_date: dt.date) -> dict[int, Any]:
     return {user_id: (scheme, fin.payroll.rates_of(scheme)) for user_id, scheme in found.items()}
 
 
+def _accrued_figures(slip: Any) -> dict[str, Any]:
+    """The figures an accrued payslip stored (what was booked, whatever the scheme is now)."""
+    return {
+        "fixed_amount": slip.fixed_amount,
+        "commission": slip.commission,
+        "total": slip.total,
+    }
+
+
 def payroll(request: Request) -> Response:
-    """Employees, their schemes and the month's salaries."""
+    """Employees, their schemes and the month's salaries.
+
+    A blocked employee is listed (marked) while the month has their payslip or they are
+    still owed something (or owe an advance back), so they can be paid out; an accrued
+    payslip shows the figures it was accrued with, a month not accrued today's preview.
+    """
     with work(request) as unit:
         fin = finance(unit)
         today = fin.business_date(utcnow())
         month = parse_month(request.query_params.get("month"), today)
-        users = [u for u in unit.users.list() if not u.blocked]
-        schemes = _schemes(unit, month)
+        _, month_end = month_bounds(month)
+        schemes = _schemes(unit, month_end)  # the scheme calculate() applies
         accrued = {slip.user_id: slip for slip in fin.payroll.payslips(month)}
+        owed_by_user = fin.payroll.owed_by_user()
+        users = [
+            user
+            for user in unit.users.list()
+            if not user.blocked or user.id in accrued or user.id in owed_by_user
+        ]
         rows = []
         for user in users:
+            owed = owed_by_user.get(user.id, Decimal("0.00"))
             scheme = schemes.get(user.id)
-            figures = fin.payroll.calculate(user.id, month) if scheme else None
+            slip = accrued.get(user.id)
+            if slip is not None:
+                figures = _accrued_figures(slip)
+            else:
+                figures = fin.payroll.calculate(user.id, month) if scheme else None
             rows.append(
                 {
                     "user": user,
                     "scheme": scheme[0] if scheme else None,
                     "rates": scheme[1] if scheme else {},
                     "figures": figures,
-                    "slip": accrued.get(user.id),
-                    "owed": fin.payroll.owed(user.id) if scheme else None,
+                    "slip": slip,
+                    "owed": owed if scheme or slip or owed else None,
                 }
             )
         categories = list(unit.records("finance_item_category").list(limit=200))

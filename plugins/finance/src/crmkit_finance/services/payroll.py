@@ -29,9 +29,11 @@ from sqlalchemy import func, select
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import message
 from crmkit.model import User
-from crmkit_finance.ledger import credit, debit
+from crmkit_finance.ledger import as_amount, credit, debit, normal_balance
 from crmkit_finance.model import (
+    FinanceAccount,
     FinanceEntry,
+    FinanceItemCategory,
     FinanceOrder,
     FinanceOrderLine,
     FinancePayRate,
@@ -96,6 +98,22 @@ class PayrollService:
         fixed = exact_money(fixed_amount, base, "fixed_amount")
         if fixed < 0:
             raise ValidationFailed({"fixed_amount": [message("not negative")]})
+        categories = {int(category_id) for category_id in (rates or {})}
+        known = set(
+            self.session.scalars(
+                select(FinanceItemCategory.id).where(FinanceItemCategory.id.in_(categories))
+            )
+        )
+        unknown = sorted(categories - known)
+        if unknown:
+            raise ValidationFailed(
+                {
+                    f"rates[{category_id}]": [
+                        message("no category {category}", category=category_id)
+                    ]
+                    for category_id in unknown
+                }
+            )
         scheme = self.session.scalar(
             select(FinancePayScheme).where(
                 FinancePayScheme.user_id == user_id, FinancePayScheme.valid_from == valid_from
@@ -235,10 +253,26 @@ class PayrollService:
 
         The whole month's run accrues those not accrued yet (after a payslip was reversed,
         its employee only); a named employee already accrued for the month is refused
-        (reverse the payslip first).  Nothing is accrued when the total is zero.
+        (reverse the payslip first).  Nothing is accrued when the total is zero.  A month
+        is accrued once it is over where the business is (:attr:`Finance.timezone`): until
+        its last day has ended, lines may still be recognized in it, and a payslip accrued
+        earlier would leave their commission out.
         """
         self.finance.require("finance_payroll", "create")
         start, end = month_bounds(month)
+        today = self.finance.business_date(_now())
+        if end >= today:
+            raise ValidationFailed(
+                {
+                    "month": [
+                        message(
+                            "{month} is not over yet: its salaries can be accrued from {day} on",
+                            month=f"{start:%Y-%m}",
+                            day=(end + dt.timedelta(days=1)).isoformat(),
+                        )
+                    ]
+                }
+            )
         whole_month = user_ids is None
         if user_ids is None:
             user_ids = list(
@@ -291,9 +325,7 @@ class PayrollService:
                 ],
                 memo=f"salary {start:%Y-%m} {name}",
                 record=("user", user_id),
-                at=self.finance.start_of_day(end)
-                if end < self.finance.business_date(_now())
-                else None,
+                at=self.finance.start_of_day(end),
             )
             slip = FinancePayslip(
                 user_id=user_id,
@@ -368,13 +400,18 @@ class PayrollService:
         earlier = forms.claim(self.finance, form_token, "salary_payout")
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
+        if self.session.get(User, user_id) is None:
+            raise ValidationFailed({"user_id": [message("no user {user}", user=user_id)]})
         base = self.finance.base_currency
         value = exact_money(amount, base)
         if value <= 0:
             raise ValidationFailed({"amount": [message("a payout is positive")]})
         ledger = self.finance.ledger
-        source = ledger.get_account(paid_from)
-        if source.kind not in ("cash", "bank"):
+        try:
+            source = ledger.get_account(paid_from)
+        except NotFound:
+            source = None
+        if source is None or source.kind not in ("cash", "bank"):
             raise ValidationFailed(
                 {"paid_from": [message("pay from a cash drawer or a bank account")]}
             )
@@ -391,14 +428,43 @@ class PayrollService:
         return transaction
 
     def owed(self, user_id: int) -> Decimal:
-        """Salary accrued and not yet paid out."""
+        """Salary accrued and not yet paid out (reading writes nothing: an employee never
+        accrued has no salary account yet, and owes and is owed nothing)."""
         self.finance.require("finance_payroll", "read")
-        ledger = self.finance.ledger
-        return ledger.balance(ledger.salary(user_id), self.finance.base_currency)
+        account = self._salary_account(user_id)
+        if account is None:
+            return Decimal("0.00")
+        return self.finance.ledger.balance(account, self.finance.base_currency)
+
+    def owed_by_user(self) -> dict[int, Decimal]:
+        """What :meth:`owed` says for every employee whose salary account is not settled
+        (an advance paid ahead is negative), in one statement."""
+        self.finance.require("finance_payroll", "read")
+        rows = self.session.execute(
+            select(FinanceAccount.user_id, func.sum(FinanceEntry.amount))
+            .join(FinanceEntry, FinanceEntry.account_id == FinanceAccount.id)
+            .where(
+                FinanceAccount.kind == "salary",
+                FinanceAccount.user_id.is_not(None),
+                FinanceEntry.currency == self.finance.base_currency,
+            )
+            .group_by(FinanceAccount.user_id)
+        )
+        owed = {user_id: normal_balance("salary", as_amount(raw)) for user_id, raw in rows}
+        return {user_id: value for user_id, value in owed.items() if value != 0}
+
+    def _salary_account(self, user_id: int) -> FinanceAccount | None:
+        """The employee's salary account, ``None`` before its first entry."""
+        return self.session.scalar(
+            select(FinanceAccount).where(FinanceAccount.code == f"salary:user:{user_id}")
+        )
 
     def payslip(self, user_id: int, month: dt.date) -> dict[str, Any]:
         """The month's payslip: what was accrued (with its groups), paid out, and is owed."""
         self.finance.require("finance_payroll", "read")
+        user = self.session.get(User, user_id)
+        if user is None:
+            raise NotFound("user", user_id)
         start, end = month_bounds(month)
         slip = self.session.scalar(
             select(FinancePayslip).where(
@@ -407,22 +473,25 @@ class PayrollService:
                 FinancePayslip.status == "accrued",
             )
         )
-        account = self.finance.ledger.salary(user_id)
-        paid = self.session.scalar(
-            select(func.coalesce(func.sum(FinanceEntry.amount), 0))
-            .join(FinanceTransaction, FinanceTransaction.id == FinanceEntry.transaction_id)
-            .where(
-                FinanceEntry.account_id == account.id,
-                FinanceTransaction.kind == "salary_payout",
-                FinanceEntry.on_date >= start,
-                FinanceEntry.on_date <= end,
+        account = self._salary_account(user_id)
+        paid = (
+            self.session.scalar(
+                select(func.coalesce(func.sum(FinanceEntry.amount), 0))
+                .join(FinanceTransaction, FinanceTransaction.id == FinanceEntry.transaction_id)
+                .where(
+                    FinanceEntry.account_id == account.id,
+                    FinanceTransaction.kind == "salary_payout",
+                    FinanceEntry.on_date >= start,
+                    FinanceEntry.on_date <= end,
+                )
             )
+            if account is not None
+            else 0
         )
-        user = self.session.get(User, user_id)
         figures = slip.details if slip is not None else _jsonable(self.calculate(user_id, start))
         return {
             "user_id": user_id,
-            "employee": user.label if user else str(user_id),
+            "employee": user.label,
             "period_start": start,
             "period_end": end,
             "accrued": slip is not None,
