@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from crmkit_finance import finance
 from finance_fixtures import money
@@ -125,6 +127,41 @@ def test_price_level_of_a_client_group(shop):
         assert fin.orders.add_line(other_order, shop.oil_change.id).unit_price == money("1600.00")
         # an item in no list keeps its own price
         assert fin.orders.add_line(other_order, shop.diagnostics.id).unit_price == money("1000.00")
+
+
+def test_a_price_levels_latest_list_replaces_its_older_ones_the_cheapest_level_wins(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        lists = work.records("finance_price_list")
+        for group, level in (("VIP", "vip"), ("Partners", "partner")):
+            made = work.groups.create(name=group, price_level=level)
+            work.groups.add_members(made.id, [shop.client.id])
+        vip_2024 = lists.create(name="VIP 2024", price_level="vip", valid_from="2024-01-01")
+        vip_2025 = lists.create(name="VIP 2025", price_level="vip", valid_from="2025-01-01")
+        partner = lists.create(name="Partners", price_level="partner", valid_from="2024-06-01")
+        fin.catalogue.set_price(vip_2024.id, shop.diagnostics.id, "800.00")
+        fin.catalogue.set_price(vip_2025.id, shop.diagnostics.id, "900.00")  # dearer, newer
+        fin.catalogue.set_price(partner.id, shop.diagnostics.id, "950.00")
+        fin.catalogue.set_price(vip_2024.id, shop.oil_change.id, "1300.00")  # not in 2025's
+        quote = fin.catalogue.quote
+
+        def vip(item, day):
+            return quote(item, currency="RUB", price_level="vip", on_date=day)
+
+        assert vip(shop.diagnostics, dt.date(2025, 3, 1)).price == money("900.00")
+        assert vip(shop.diagnostics, dt.date(2025, 3, 1)).price_list_id == vip_2025.id
+        assert vip(shop.diagnostics, dt.date(2024, 3, 1)).price == money("800.00")  # before
+        assert vip(shop.oil_change, dt.date(2025, 3, 1)).price == money("1300.00")
+        # the client has both levels: the cheaper level's current price wins
+        both = quote(shop.diagnostics, currency="RUB", party_id=shop.client.id)
+        assert (both.price, both.price_level) == (money("900.00"), "vip")
+        fin.catalogue.set_price(partner.id, shop.diagnostics.id, "850.00")
+        both = quote(shop.diagnostics, currency="RUB", party_id=shop.client.id)
+        assert (both.price, both.price_level) == (money("850.00"), "partner")
+    with crm.acting_as(shop.manager) as work:
+        line = finance(work).orders.add_line(shop.order(work), shop.diagnostics.id)
+        assert line.unit_price == money("850.00")
 
 
 def test_completion_recognizes_revenue_and_extra_service_after_it(shop):

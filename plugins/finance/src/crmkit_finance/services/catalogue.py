@@ -6,9 +6,11 @@ setting prices and finding the price a client pays.
 
 **Which price a client pays** for an item on a date: the client's price levels are those of
 the (static) groups they are in (``PartyGroup.price_level``), or the order's own level when
-it names one.  Among the active price lists of those levels valid on the date, the lowest
-price wins; without any, the latest valid default list (no level) decides; without that,
-the item's own price.  A price in another currency is converted at the day's rate.
+it names one.  Each level's price is that of its latest active list valid on the date that
+prices the item (a new list replaces the level's older ones, dearer or not); among the
+levels, the lowest price wins.  Without any, the latest valid default list (no level)
+decides; without that, the item's own price.  A price in another currency is converted at
+the day's rate.
 """
 
 from __future__ import annotations
@@ -133,11 +135,19 @@ class CatalogueService:
         )
         candidates: list[tuple[Decimal, str, int, str | None]] = []
         if levels:
+            seen: set[str] = set()
             for price, list_currency, list_id, level in self.session.execute(
-                base.add_columns(FinancePriceList.price_level).where(
-                    FinancePriceList.price_level.in_(levels)
+                base.add_columns(FinancePriceList.price_level)
+                .where(FinancePriceList.price_level.in_(levels))
+                .order_by(
+                    FinancePriceList.price_level,
+                    FinancePriceList.valid_from.desc().nulls_last(),
+                    FinancePriceList.id.desc(),
                 )
             ):
+                if level in seen:  # a level's latest list replaced its older ones
+                    continue
+                seen.add(level)
                 converted = self.finance.rates.convert(price, list_currency, currency, day)
                 candidates.append((converted, list_currency, list_id, level))
         if candidates:
