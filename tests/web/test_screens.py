@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 from zoneinfo import ZoneInfo
@@ -631,11 +632,17 @@ async def test_a_registered_report_as_table_chart_and_csv_for_its_roles_only(mak
     assert page.status_code == 200 and 'id="report-chart"' in page.text
     table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
     assert re.search(r"<td[^>]*>2</td>", table) and "person" not in table
+    assert re.search(r"<td[^>]*>организация</td>", table)  # a text cell, translated
+    # the plugin's full Chart.js configuration speaks the reader's language too
+    chart = json.loads(html.unescape(re.search(r'data-chart="([^"]*)"', page.text).group(1)))
+    assert chart["data"]["labels"] == ["организация"]
+    assert [d["label"] for d in chart["data"]["datasets"]] == ["Клиенты"]
     assert 'href="/reports/demo.kinds/export.csv?kind=organisation"' in page.text
     csv = await manager.get("/reports/demo.kinds/export.csv?kind=organisation")
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.content.decode("utf-8-sig").splitlines()
-    assert lines[1] == "organisation,2" and len(lines) == 3  # header, row, totals
+    # the file says what the page says: headers, text cells and the totals row
+    assert lines == ["Тип,Клиенты", "организация,2", "Итого,2"]
     agent = Browser(app, crm)
     await agent.login("ivan")
     # the core's own reports are for everyone; this one is for managers

@@ -6,7 +6,9 @@ naming none; the admin role's ``* / *`` cell gives it), and ``read`` on the enti
 404, like a missing page.  ``/reports/<name>`` shows the parameter form (from
 ``Report.params``: ``"date"``, a list of choices, or an entity name whose records are
 offered), the table with its totals and the Chart.js chart; ``/reports/<name>/export.csv``
-and ``.xlsx`` download the same figures, for users who may also ``export`` the entity.
+and ``.xlsx`` download the same figures, for users who may also ``export`` the entity.  All
+of it is in the reader's language: labels, text cells and the chart's labels go through
+the catalogs (:func:`translated`, :func:`chart_json`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import PermissionDenied, ValidationFailed
-from crmkit.reports import Report, export, export_formats
+from crmkit.reports import Column, Report, ReportResult, export, export_formats
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
 from crmkit.web.pages import NotFoundPage, actor_can, error_text, render, work
@@ -101,17 +103,24 @@ def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
     return i18n.gettext(str(value)) if isinstance(value, str) else str(value)
 
 
+def _translated_text(value: Any) -> Any:
+    """A report's text in the current language, as its table cells show it (other values
+    as they are)."""
+    return i18n.gettext(value) if isinstance(value, str) else value
+
+
 def chart_json(chart: Any) -> str | None:
-    """The Chart.js configuration of a report's chart, as JSON.
+    """The Chart.js configuration of a report's chart, as JSON, its labels translated.
 
     A chart given in the short form ``{"type", "labels", "datasets"}`` (the core's
-    pipeline reports) is wrapped into ``{"type", "data": {...}}`` with its labels
-    translated; a full configuration passes as it is.
+    pipeline reports) is wrapped into ``{"type", "data": {...}}``; in a full configuration
+    (a plugin's), the data's labels and each dataset's label are translated as the
+    table's text cells are, the rest passes as it is.
     """
     if not chart:
         return None
+    _ = i18n.gettext
     if "data" not in chart and "datasets" in chart:
-        _ = i18n.gettext
         chart = {
             "type": chart.get("type", "bar"),
             "data": {
@@ -120,7 +129,38 @@ def chart_json(chart: Any) -> str | None:
             },
             "options": chart.get("options", {}),
         }
+    elif isinstance(chart.get("data"), dict):
+        data = dict(chart["data"])
+        if "labels" in data:
+            data["labels"] = [_translated_text(label) for label in data["labels"]]
+        if "datasets" in data:
+            data["datasets"] = [
+                {**d, "label": _translated_text(d["label"])} if "label" in d else d
+                for d in data["datasets"]
+            ]
+        chart = {**chart, "data": data}
     return json.dumps(chart, default=lambda v: float(v) if isinstance(v, Decimal) else str(v))
+
+
+def translated(result: ReportResult) -> ReportResult:
+    """A report's figures as the reader reads them on its page (call it with the reader's
+    language active): column labels, text cells and totals translated, numbers, amounts and
+    dates as they are.  Exports write this, so a downloaded file says what the page says."""
+    texts = {c.key for c in result.columns if c.kind != "date"}
+
+    def row_of(row: Any) -> dict[str, Any]:
+        return {k: _translated_text(v) if k in texts else v for k, v in row.items()}
+
+    totals = row_of(result.totals) if result.totals else result.totals
+    keys = [c.key for c in result.columns]
+    if totals and keys and keys[0] not in totals and any(k in totals for k in keys):
+        totals[keys[0]] = i18n.gettext("Total")  # the export's own label of the totals row
+    return ReportResult(
+        columns=[Column(c.key, i18n.gettext(c.label), c.kind) for c in result.columns],
+        rows=[row_of(row) for row in result.rows],
+        chart=result.chart,
+        totals=totals,
+    )
 
 
 def report_page(request: Request) -> Response:
@@ -187,13 +227,8 @@ def download(request: Request) -> Response:
         result = report.build(unit, _params(report, request.query_params))
     with i18n.activate(request.state.locale):
         title = i18n.gettext(report.label)
-        translated = type(result)(
-            columns=[type(c)(c.key, i18n.gettext(c.label), c.kind) for c in result.columns],
-            rows=result.rows,
-            chart=result.chart,
-            totals=result.totals,
-        )
-    content, media_type, extension = export(translated, fmt, title)
+        readable = translated(result)
+    content, media_type, extension = export(readable, fmt, title)
     filename = f"{report.name}.{extension}"
     return Response(
         content,
