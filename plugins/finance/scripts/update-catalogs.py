@@ -6,9 +6,10 @@ catalogs (``src/crmkit_finance/locale``).
 Messages come from the plugin's templates and screens (``_``, ``gettext``, ``redirect`` and
 ``attempt`` messages, screen titles, menu labels), its services' refusals (the templates of
 ``crmkit.i18n.message``), its reports (labels, column headers, what a report ``guard``
-names) and its registries (entity, stage and field names).  Messages the core's catalogs already
-translate are left to them.  ``tests/test_finance_catalogs.py`` fails until every Russian one is
-filled in.
+names), texts marked ``crmkit.i18n.Label("...")`` (the system accounts' names, a report's
+fixed cells and chart labels) and its registries (entity, stage and field names).
+Messages the core's catalogs already translate are left to them.
+``tests/test_finance_catalogs.py`` fails until every Russian one is filled in.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ KEYWORDS = {
     "Role": (2,),
     "message": (1,),
     "guard": (4,),
+    "Label": None,
 }
 #: Texts the screens show through ``_(value)``: methods, kinds, states, parameters.
 DYNAMIC = (
     *("cash", "card", "transfer", "cashback"),
     *("payment", "refund", "void", "accrual", "manual", "restored", "receivable"),
     *("issued", "paid", "cancelled", "ordered", "partially_received", "received", "reversed"),
-    *("start", "end", "grain", "by", "as_of", "location_id", "shift_id"),
+    *("start", "end", "grain", "by", "as_of", "location_id", "shift_id", "paid_from"),
     *("day", "week", "category", "item", "worker"),
     *("cash_difference", "cash_out", "cash_in", "payment_void", "order_charge", "order_credit"),
     *("order_reopen", "salary_accrual", "salary_payout", "salary_reversal", "supplier_payment"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import html
 import io
+import json
 import re
 from decimal import Decimal
 
@@ -38,8 +41,8 @@ def test_the_director_sees_the_dashboard_chart_and_downloads_it(shop):
     revenue_column = header.index("Выручка") + 1
     last = sheet.max_row
     assert Decimal(str(sheet.cell(row=last, column=revenue_column).value)) == Decimal("3300")
-    csv = director.get("/reports/finance.stock/export.csv").content.decode("utf-8-sig")
-    assert "Motor oil 5W-30" in csv and "3200.00" in csv  # 8 l left at 400.00
+    stock = director.get("/reports/finance.stock/export.csv").content.decode("utf-8-sig")
+    assert "Motor oil 5W-30" in stock and "3200.00" in stock  # 8 l left at 400.00
 
 
 def test_each_role_sees_only_its_reports(shop):
@@ -55,3 +58,63 @@ def test_each_role_sees_only_its_reports(shop):
     assert page.status_code == 200 and "export.csv" not in page.text  # no export permission
     assert cashier.get("/reports/finance.receivables/export.csv").status_code == 404
     assert cashier.get("/reports/finance.director").status_code == 404
+
+
+def _chart(page):
+    found = re.search(r'data-chart="([^"]*)"', page.text)
+    return json.loads(html.unescape(found.group(1)))
+
+
+def _cells(page):
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    return [html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", table)]
+
+
+def test_a_russian_reader_reads_the_reports_texts_in_russian(shop):
+    # waits on the catalogs: the account names and report texts marked with Label()
+    _sell(shop)
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).expenses.expense("expense:rent", "100.00")
+    director = clients(shop.crm)("director")
+    page = director.get("/reports/finance.profit_loss")
+    cells = _cells(page)
+    for text in ("Выручка от товаров", "Выручка от услуг", "Аренда", "Прибыль", "прибыль"):
+        assert text in cells, (text, cells)
+    assert not {"Goods revenue", "Rent", "Profit", "profit"} & set(cells)
+    labels = [d["label"] for d in _chart(page)["data"]["datasets"]]
+    assert labels == ["Доходы", "Расходы", "Прибыль"]
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                director.get("/reports/finance.profit_loss/export.csv").content.decode("utf-8-sig")
+            )
+        )
+    )
+    assert rows[[r[0] for r in rows].index("Аренда")][:2] == ["Аренда", "расход"]
+    assert rows[-1][:2] == ["Прибыль", "прибыль"]
+    stock = director.get("/reports/finance.stock/export.csv").content.decode("utf-8-sig")
+    assert stock.splitlines()[-1].startswith("Итого,")  # the totals row's own label
+    sheet = load_workbook(
+        io.BytesIO(director.get("/reports/finance.profit_loss/export.xlsx").content)
+    ).active
+    assert "Выручка от услуг" in [row[0].value for row in sheet.iter_rows()]
+    worker = director.get("/reports/finance.revenue?by=worker")
+    head = worker.text.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert "Исполнитель" in head and "Worker" not in head
+    flow = [
+        d["label"] for d in _chart(director.get("/reports/finance.cash_flow"))["data"]["datasets"]
+    ]
+    assert flow == ["Чистый денежный поток"]
+
+
+def test_a_report_parameter_that_is_no_id_is_refused_naming_it(shop):
+    director = clients(shop.crm)("director")
+    for url, field in (
+        ("/reports/finance.stock?location_id=abc", "склад"),
+        ("/reports/finance.shift?shift_id=abc", None),
+    ):
+        page = director.get(url)
+        assert page.status_code == 422, url
+        error = html.unescape(page.text)
+        assert "не число: 'abc'" in error, url
+        assert field is None or f"{field}: не число" in error

@@ -51,27 +51,31 @@ ACCOUNT_KINDS: dict[str, int] = {
 #: Kinds whose balances count as money the business holds (cash flow reports).
 MONEY_KINDS = ("cash", "card", "bank")
 
-#: System accounts every deployment has: code -> (kind, name).
+#: System accounts every deployment has: code -> (kind, name).  The names are kept in
+#: English and marked (``Label``) for the catalogs: reports translate them for the reader.
 SYSTEM_ACCOUNTS: dict[str, tuple[str, str]] = {
-    "bank:main": ("bank", "Bank account"),
-    "income:services": ("income", "Services revenue"),
-    "income:goods": ("income", "Goods revenue"),
-    "income:other": ("income", "Other income"),
-    "expense:cogs": ("expense", "Cost of goods sold"),
-    "expense:salary": ("expense", "Salaries"),
-    "expense:cashback": ("expense", "Cashback"),
-    "expense:amortization": ("expense", "Amortization"),
-    "expense:shrinkage": ("expense", "Stock shortages and write-offs"),
-    "expense:cash_difference": ("expense", "Cash surplus and shortage"),
-    "expense:rent": ("expense", "Rent"),
-    "expense:utilities": ("expense", "Utilities"),
-    "expense:other": ("expense", "Other expenses"),
-    "inventory:stock": ("inventory", "Goods in stock"),
-    "wip:orders": ("wip", "Goods issued to open orders"),
-    "fixed_asset:equipment": ("fixed_asset", "Equipment"),
-    "accumulated_amortization:equipment": ("accumulated_amortization", "Amortization of equipment"),
-    "equity:opening": ("equity", "Opening balances"),
-    "equity:exchange": ("equity", "Currency exchange"),
+    "bank:main": ("bank", Label("Bank account")),
+    "income:services": ("income", Label("Services revenue")),
+    "income:goods": ("income", Label("Goods revenue")),
+    "income:other": ("income", Label("Other income")),
+    "expense:cogs": ("expense", Label("Cost of goods sold")),
+    "expense:salary": ("expense", Label("Salaries")),
+    "expense:cashback": ("expense", Label("Cashback")),
+    "expense:amortization": ("expense", Label("Amortization")),
+    "expense:shrinkage": ("expense", Label("Stock shortages and write-offs")),
+    "expense:cash_difference": ("expense", Label("Cash surplus and shortage")),
+    "expense:rent": ("expense", Label("Rent")),
+    "expense:utilities": ("expense", Label("Utilities")),
+    "expense:other": ("expense", Label("Other expenses")),
+    "inventory:stock": ("inventory", Label("Goods in stock")),
+    "wip:orders": ("wip", Label("Goods issued to open orders")),
+    "fixed_asset:equipment": ("fixed_asset", Label("Equipment")),
+    "accumulated_amortization:equipment": (
+        "accumulated_amortization",
+        Label("Amortization of equipment"),
+    ),
+    "equity:opening": ("equity", Label("Opening balances")),
+    "equity:exchange": ("equity", Label("Currency exchange")),
 }
 
 
@@ -166,24 +170,29 @@ class LedgerService:
     def receivable(self, party_id: int) -> FinanceAccount:
         """What a client owes us (a negative balance is money they paid in advance)."""
         return self.account(
-            f"receivable:party:{party_id}", kind="receivable", name="Receivable", party_id=party_id
+            f"receivable:party:{party_id}",
+            kind="receivable",
+            name=Label("Receivable"),
+            party_id=party_id,
         )
 
     def cashback(self, party_id: int) -> FinanceAccount:
         """The cashback a client may still spend."""
         return self.account(
-            f"cashback:party:{party_id}", kind="cashback", name="Cashback", party_id=party_id
+            f"cashback:party:{party_id}", kind="cashback", name=Label("Cashback"), party_id=party_id
         )
 
     def payable(self, party_id: int) -> FinanceAccount:
         """What we owe a supplier."""
         return self.account(
-            f"payable:party:{party_id}", kind="payable", name="Payable", party_id=party_id
+            f"payable:party:{party_id}", kind="payable", name=Label("Payable"), party_id=party_id
         )
 
     def salary(self, user_id: int) -> FinanceAccount:
         """Salary accrued to an employee and not yet paid out."""
-        return self.account(f"salary:user:{user_id}", kind="salary", name="Salary", user_id=user_id)
+        return self.account(
+            f"salary:user:{user_id}", kind="salary", name=Label("Salary"), user_id=user_id
+        )
 
     def desk_account(self, desk_id: int, method: str) -> FinanceAccount:
         """The cash drawer (``cash``) or card terminal (``card``) of a desk."""
@@ -192,7 +201,7 @@ class LedgerService:
         return self.account(
             f"{method}:desk:{desk_id}",
             kind=method,
-            name="Cash drawer" if method == "cash" else "Card terminal",
+            name=Label("Cash drawer") if method == "cash" else Label("Card terminal"),
             desk_id=desk_id,
         )
 

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Label, message
 from crmkit.model import Party, User
 from crmkit.reports import Column, Report, ReportResult
 from crmkit_finance.ledger import MONEY_KINDS, as_amount, normal_balance
@@ -64,6 +64,19 @@ def _date(params: Mapping[str, Any], key: str, default: dt.date) -> dt.date:
     except ValueError:
         raise ValidationFailed(
             {key: [message("{value} is not a date (YYYY-MM-DD)", value=repr(value))]}
+        ) from None
+
+
+def _id(params: Mapping[str, Any], key: str) -> int | None:
+    """A record id parameter (``location_id``...): empty is ``None``, anything else a number."""
+    value = params.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValidationFailed(
+            {key: [message("not a number: {value}", value=repr(value))]}
         ) from None
 
 
@@ -109,8 +122,12 @@ def _order_scope(work: Any, scope: Scope) -> Any:
     return work.access.where("finance_order", "read", scope)
 
 
+#: The revenue report's groupings (``by``) and the header of their column.
+GROUPS = {"category": Label("Category"), "item": Label("Item"), "worker": Label("Worker")}
+
+
 def _category_names(work: Any) -> dict[int | None, str]:
-    names: dict[int | None, str] = {None: "Uncategorized"}
+    names: dict[int | None, str] = {None: Label("Uncategorized")}
     names.update(
         work.session.execute(select(FinanceItemCategory.id, FinanceItemCategory.name)).all()
     )
@@ -255,7 +272,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         ]
         + [
             {
-                "label": "Average check",
+                "label": Label("Average check"),
                 "type": "line",
                 "data": [r["average_check"] for r in rows],
                 "yAxisID": "check",
@@ -351,7 +368,7 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     return ReportResult(
         columns=[
             Column("period", "Period"),
-            Column("group", by.capitalize()),
+            Column("group", GROUPS[by]),
             Column("revenue", "Revenue", "money"),
             Column("lines", "Lines", "number"),
         ],
@@ -395,7 +412,10 @@ def average_check_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             "data": {
                 "labels": [r["month"] for r in rows],
                 "datasets": [
-                    {"label": "Average check", "data": [_num(r["average_check"]) for r in rows]}
+                    {
+                        "label": Label("Average check"),
+                        "data": [_num(r["average_check"]) for r in rows],
+                    }
                 ],
             },
         },
@@ -513,8 +533,8 @@ def service_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         chart=_bar_chart(
             [r["item"] for r in rows[:20]],
             [
-                {"label": "Revenue", "data": [r["revenue"] for r in rows[:20]]},
-                {"label": "Margin", "data": [r["margin"] for r in rows[:20]]},
+                {"label": Label("Revenue"), "data": [r["revenue"] for r in rows[:20]]},
+                {"label": Label("Margin"), "data": [r["margin"] for r in rows[:20]]},
             ],
         ),
         totals={
@@ -572,9 +592,9 @@ def profit_loss_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     for row in rows:
         row["total"] = sum((row[m] for m in months), ZERO)
     profit_row = {
-        "kind": "profit",
+        "kind": Label("profit"),
         "code": "",
-        "category": "Profit",
+        "category": Label("Profit"),
         **{m: income[m] - expenses[m] for m in months},
     }
     profit_row["total"] = sum((profit_row[m] for m in months), ZERO)
@@ -590,10 +610,10 @@ def profit_loss_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         chart=_bar_chart(
             months,
             [
-                {"label": "Income", "data": [income[m] for m in months]},
-                {"label": "Expenses", "data": [expenses[m] for m in months]},
+                {"label": Label("Income"), "data": [income[m] for m in months]},
+                {"label": Label("Expenses"), "data": [expenses[m] for m in months]},
                 {
-                    "label": "Profit",
+                    "label": Label("Profit"),
                     "type": "line",
                     "data": [income[m] - expenses[m] for m in months],
                 },
@@ -652,7 +672,9 @@ def cash_flow_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             Column("net", "Net", "money"),
         ],
         rows=rows,
-        chart=_bar_chart(months, [{"label": "Net cash flow", "data": [net[m] for m in months]}]),
+        chart=_bar_chart(
+            months, [{"label": Label("Net cash flow"), "data": [net[m] for m in months]}]
+        ),
         totals={
             "inflow": sum((r["inflow"] for r in rows), ZERO),
             "outflow": sum((r["outflow"] for r in rows), ZERO),
@@ -702,8 +724,8 @@ def plan_fact_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         chart=_bar_chart(
             [f"{r['month']} {r['metric']}" for r in rows],
             [
-                {"label": "Plan", "data": [r["plan"] for r in rows]},
-                {"label": "Fact", "data": [r["fact"] for r in rows]},
+                {"label": Label("Plan"), "data": [r["plan"] for r in rows]},
+                {"label": Label("Fact"), "data": [r["fact"] for r in rows]},
             ],
         ),
     )
@@ -741,7 +763,7 @@ def corporate_income_report(work: Any, params: Mapping[str, Any]) -> ReportResul
         ],
         rows=rows,
         chart=_bar_chart(
-            months, [{"label": "Corporate income", "data": [per_month[m] for m in months]}]
+            months, [{"label": Label("Corporate income"), "data": [per_month[m] for m in months]}]
         ),
         totals={"received": sum(per_month.values(), ZERO)},
     )
@@ -788,8 +810,8 @@ def salaries_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         chart=_bar_chart(
             [r["employee"] for r in rows],
             [
-                {"label": "Fixed", "data": [r["fixed_amount"] for r in rows], "stack": "s"},
-                {"label": "Percent", "data": [r["commission"] for r in rows], "stack": "s"},
+                {"label": Label("Fixed"), "data": [r["fixed_amount"] for r in rows], "stack": "s"},
+                {"label": Label("Percent"), "data": [r["commission"] for r in rows], "stack": "s"},
             ],
             stacked=True,
         ),
@@ -805,8 +827,7 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """Stock on hand and its value (moving average), by location and item."""
     guard(work, ("director", "accountant", "warehouse_head"), "finance_stock", "stock")
     fin = finance(work)
-    location_id = params.get("location_id")
-    rows = fin.stock.levels(location_id=int(location_id) if location_id else None)
+    rows = fin.stock.levels(location_id=_id(params, "location_id"))
     rows = [r for r in rows if r["qty"] or r["value"] or r["min_qty"]]
     names = _category_names(work)
     for row in rows:
@@ -831,7 +852,9 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             "type": "doughnut",
             "data": {
                 "labels": labels,
-                "datasets": [{"label": "Value", "data": [_num(by_category[k]) for k in labels]}],
+                "datasets": [
+                    {"label": Label("Value"), "data": [_num(by_category[k]) for k in labels]}
+                ],
             },
         },
         totals={
@@ -844,9 +867,10 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """A shift's payments and refunds by method, counts and differences (``shift_id``)."""
     guard(work, ("cashier", "accountant", "director"), "finance_shift", "the shift report")
-    if not params.get("shift_id"):
+    shift_id = _id(params, "shift_id")
+    if shift_id is None:
         raise ValidationFailed({"shift_id": [message("choose a shift")]})
-    report = finance(work).cashdesk.shift_report(int(params["shift_id"]))
+    report = finance(work).cashdesk.shift_report(shift_id)
     rows = [
         {
             "method": method,
