@@ -95,6 +95,33 @@ async def test_a_bad_intake_says_which_field_and_keeps_the_form(station):
     assert 'id="form-error"' in response.text and 'value="Х001ХХ77"' in response.text
 
 
+async def test_intake_and_assignment_refusals_speak_russian(station):
+    # waits on the catalogs: the refusals are crmkit.i18n messages now
+    with station.crm.acting_as(station.users["manager"]) as work:
+        other = work.parties.create(kind="person", name="Другой Клиент")
+    order = station.order()
+    client = await signed_in(station, "manager")
+    service = str(station.diagnostics.id)
+
+    async def refusal(data):
+        response = await client.post("/service/intake", data)
+        assert response.status_code == 422, response.status_code
+        return re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+
+    # someone else's car: refused, the form kept with the client chosen
+    wrong_car = await refusal({"party_id": other.id, "car_id": station.car.id, "services": service})
+    assert "машина принадлежит другому клиенту" in wrong_car, wrong_car
+    # a client that is not there: the refusal, not a missing page
+    assert "нет клиента 99999" in await refusal({"party_id": "99999", "services": service})
+    moved = await client.post(f"/service/orders/{order.id}/assign", {"assignee_id": "99999"})
+    assert moved.status_code == 303
+    page = await client.get(moved.headers["location"])
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
+    assert "нет действующего пользователя 99999" in flash, flash
+    with station.crm.acting_as(station.users["manager"]) as work:
+        assert carservice(work).views([order])[0].worker.id == station.ivan.id  # unchanged
+
+
 async def test_a_worker_moves_their_order_and_cannot_open_anyone_elses(station):
     mine = station.order("ivan")
     theirs = station.order("petr")

@@ -20,6 +20,10 @@ from crmkit.web.forms import optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_carservice.services import carservice
 
+#: Fields the intake's refusals name that no registry labels: a refusal reads
+#: "<field>: <why>", the field translated as the rest is.
+REFUSED_FIELDS = (i18n.lazy("car_id"), i18n.lazy("client"))
+
 
 def _order_url(order_id: int) -> str:
     return f"/records/finance_order/{order_id}"
@@ -110,8 +114,9 @@ def intake(request: Request) -> Response:
         with work(request) as unit:
             context = _choices(unit)
             party_id = optional_int(data.get("party_id"))
-            if party_id:
-                context["party"] = unit.parties.get(party_id)
+            party = unit.parties.find(party_id) if party_id else None  # the refusal may be it
+            if party is not None:
+                context["party"] = party
                 context["cars"] = carservice(unit).cars.of_party(party_id)
         return render(
             request,

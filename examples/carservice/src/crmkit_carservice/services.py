@@ -27,6 +27,7 @@ from marshmallow import fields, validate
 from sqlalchemy import case, or_, select
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.identity import plate_key
 from crmkit.model import Party, User
 from crmkit.schemas import StrictSchema
@@ -51,7 +52,9 @@ def _plate(values: dict[str, Any]) -> None:
         values["plate"] = " ".join(values["plate"].split()).upper()
         values["plate_key"] = plate_key(values["plate"])
         if not values["plate_key"]:
-            raise ValidationFailed({"plate": ["a plate is required"]}, entity="carservice_car")
+            raise ValidationFailed(
+                {"plate": [message("a plate is required")]}, entity="carservice_car"
+            )
 
 
 class CarService(EntityService):
@@ -169,16 +172,22 @@ class Desk:
         with self.work.savepoint():
             if party_id is None:
                 if not client:
-                    raise ValidationFailed({"client": ["choose a client or enter a new one"]})
+                    raise ValidationFailed(
+                        {"client": [message("choose a client or enter a new one")]}
+                    )
                 party_id = self._new_client(client).id
             elif self.work.parties.find(party_id) is None:
-                raise ValidationFailed({"party_id": [f"no party {party_id}"]})
+                raise ValidationFailed(
+                    {"party_id": [message("no client {client}", client=party_id)]}
+                )
             if car_id is None and car and (car.get("plate") or "").strip():
                 car_id = self.cars.create({**car, "party_id": party_id}).id
             elif car_id is not None:
                 found = self.cars.get(car_id)
                 if found.party_id != party_id:
-                    raise ValidationFailed({"car_id": ["the car belongs to another client"]})
+                    raise ValidationFailed(
+                        {"car_id": [message("the car belongs to another client")]}
+                    )
             fin = finance(self.work)
             order = fin.orders.create(
                 {
@@ -216,7 +225,9 @@ class Desk:
         if worker_id is not None:
             user = self.work.session.get(User, worker_id)
             if user is None or user.blocked:
-                raise ValidationFailed({"assignee_id": [f"no active user {worker_id}"]})
+                raise ValidationFailed(
+                    {"assignee_id": [message("no active user {user}", user=worker_id)]}
+                )
         return self.work.records("finance_order").update(order, {"assignee_id": worker_id})
 
     def car_of(self, order_id: int) -> tuple[CarserviceCar | None, int | None]:
