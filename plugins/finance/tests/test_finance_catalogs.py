@@ -75,6 +75,8 @@ def _plain_texts(node):
         return []
     if isinstance(node, ast.Dict):  # the keys are field names
         return [text for value in node.values for text in _plain_texts(value)]
+    if isinstance(node, ast.DictComp):  # so is the key of {f"rates[{id}]": [...] for ...}
+        return _plain_texts(node.value)
     if isinstance(node, ast.JoinedStr) or (
         isinstance(node, ast.Constant) and isinstance(node.value, str)
     ):

@@ -282,3 +282,37 @@ def test_payroll_forms_with_unknown_ids_say_so(shop, signed_in):
         {"user_id": shop.manager.id, "percent": "10", "rate.99999": "5"},
     )
     assert accountant.get("/finance/payroll/99999").status_code == 404
+
+
+def test_expense_and_cashback_forms_sent_twice_book_once(shop, signed_in):
+    accountant = signed_in("accountant")
+
+    def token(page, action):
+        form = page.text.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+        return re.search(r'name="form_token" value="([^"]+)"', form).group(1)
+
+    expenses = accountant.get("/finance/expenses")
+    cashback = accountant.get(f"/finance/cashback?client={shop.client.id}")
+    adjust = f"/finance/cashback/{shop.client.id}/adjust"
+    sent = (
+        (
+            "/finance/expenses",
+            {
+                "kind": "expense",
+                "category": "expense:rent",
+                "amount": "700",
+                "account": "bank:main",
+                "form_token": token(expenses, "/finance/expenses"),
+            },
+        ),
+        (adjust, {"amount": "300", "reason": "birthday", "form_token": token(cashback, adjust)}),
+    )
+    for action, data in sent:
+        first = accountant.submit(action, data)
+        again = accountant.submit(action, data)  # a reload, a double click
+        assert 'class="flash error"' not in first.text + again.text
+        assert "Эта форма уже отправлена" in again.text or "already sent" in again.text
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == Decimal("700")
+        assert fin.cashback.balance(shop.client.id) == Decimal("300.00")

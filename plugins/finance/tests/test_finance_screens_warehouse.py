@@ -192,6 +192,7 @@ def test_write_off_and_transfer_forms_sent_twice_take_effect_once(shop, signed_i
     )
     assert _level(shop, shop.oil.id)["qty"] == Decimal("3")
 
+
 def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_in):
     def receipt_form(page):
         return page.text.split('action="/finance/stock/receive"', 1)[1].split("</form>", 1)[0]
