@@ -8,7 +8,10 @@ from decimal import Decimal
 
 import pytest
 from crmkit_finance import finance
+from crmkit_finance.model import FinanceStockLevel
+from crmkit_finance.services.stock import StockService
 from finance_web import clients
+from sqlalchemy import select, update
 
 
 @pytest.fixture
@@ -217,3 +220,26 @@ def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_i
     assert _level(shop, shop.oil.id)["qty"] == Decimal("10")
     with shop.crm.acting_as(shop.accountant) as work:
         assert finance(work).cashback.balance(shop.client.id) == 0
+
+def test_a_stale_write_met_on_the_way_is_the_changed_meanwhile_page(shop, signed_in, monkeypatch):
+    """A row changed under the form's change, found by a flush the service did not start
+    itself (a query's autoflush), is the page's conflict (409), not a server error."""
+
+    def set_minimum(self, item_id, location_id, min_qty):
+        level = self.level(item_id, location_id)
+        level.min_qty = Decimal(min_qty)
+        # the row's version moves on behind the loaded level (as another writer's would)
+        self.session.connection().execute(
+            update(FinanceStockLevel)
+            .where(FinanceStockLevel.id == level.id)
+            .values(version=FinanceStockLevel.version + 1)
+        )
+        self.session.scalar(select(FinanceStockLevel.id).limit(1))  # flushes on its way
+        return level
+
+    monkeypatch.setattr(StockService, "set_minimum", set_minimum)
+    head = signed_in("warehouse")
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    answer = head.post("/finance/stock/minimum", {**common, "min_qty": "20"})
+    assert answer.status_code == 409 and "Изменено другим" in answer.text
+    assert _level(shop, shop.oil.id)["min_qty"] == 0  # nothing of it saved

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from crmkit_finance import finance
 from crmkit_finance.integrity import problems
@@ -161,4 +164,40 @@ def test_a_receipt_is_paid_at_once_only_from_a_drawer_or_the_bank_by_whom_may_pa
         assert ledger.balance(ledger.cashback(client.id), "RUB") == 0
         assert ledger.balance(ledger.receivable(client.id), "RUB") == 0
         assert fin.stock.level(oil, branch).qty == 12  # the refused receipts left nothing
+
+def test_two_write_offs_of_the_last_units_at_once_take_them_once(shop):
+    """The second waits for the first and is refused by name, not with a stale write."""
+    crm = shop.crm
+    first_wrote, outcomes = threading.Event(), {}
+
+    def write_off(reason, first):
+        if not first:
+            first_wrote.wait(10)
+        try:
+            with crm.acting_as(shop.warehouse) as work:
+                finance(work).stock.write_off(shop.oil.id, shop.branch.id, "10", reason=reason)
+                if first:
+                    work.flush()
+                    first_wrote.set()
+                    time.sleep(1)  # the second one starts meanwhile
+            outcomes[reason] = "written off"
+        except ValidationFailed as refused:
+            outcomes[reason] = str(refused)
+        finally:
+            first_wrote.set()
+
+    threads = [
+        threading.Thread(target=write_off, args=("spilt", True)),
+        threading.Thread(target=write_off, args=("spilt too", False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {
+        "spilt": "written off",
+        "spilt too": "qty: only 0 l of “Motor oil 5W-30” at Branch 1, 10 needed",
+    }
+    with crm.acting_as(shop.warehouse) as work:
+        assert finance(work).stock.level(shop.oil.id, shop.branch.id).qty == 0
         assert problems(work) == []

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -164,6 +165,8 @@ def create_app(crm: Any) -> Starlette:
             MoveRefused: invalid,
             Conflict: conflict,
             MergedAway: merged_away,
+            # a stale write met by an autoflush rather than by the unit's own flush
+            StaleDataError: conflict,
             HTTPException: http_error,
         },
     )

@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
+import sqlalchemy as sa
+
+from crmkit.model import Party
+from crmkit.services.parties import PartyService
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
 
@@ -404,3 +408,26 @@ def test_a_resource_clash_over_the_api_is_a_validation_problem(crm, client_for):
     assert first.status_code == 201, first.text
     second = api.post("calendar_event", json={"title": "Мойка", "resource_id": bay_id, **hour})
     assert problem(second, 422)["errors"] == {"resource_id": ["already booked at 2030-01-05 13:00"]}
+
+
+def test_a_stale_row_met_by_an_autoflush_is_a_conflict(crm, client_for, monkeypatch):
+    """The record's row changed under a request that changed it too, and a query flushed
+    the change on its way (not the unit's own flush): 409, and nothing of it is saved."""
+    agent = add_user(crm, "ann", ["agent"])
+    api = client_for(agent)
+    party_id = api.post("party", json={"name": "Общая"}).json()["id"]
+    original = PartyService.after_update
+
+    def meanwhile(self, record, values, extra, changes):
+        # the row's version moves on behind the loaded record (as another writer's would)
+        self.session.connection().execute(
+            sa.update(Party).where(Party.id == record.id).values(version=Party.version + 1)
+        )
+        original(self, record, values, extra, changes)
+        self.session.scalar(sa.select(Party.id).limit(1))
+
+    monkeypatch.setattr(PartyService, "after_update", meanwhile)
+    body = problem(api.patch(f"party/{party_id}", json={"source": "site"}), 409)
+    assert body["type"].endswith("#conflict") and "reload and try again" in body["detail"]
+    monkeypatch.undo()
+    assert api.get(f"party/{party_id}").json()["source"] != "site"

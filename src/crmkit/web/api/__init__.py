@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -145,6 +146,7 @@ def create_api(crm: Any, blocking: Blocking | None = None) -> ASGIApp:
             DataError: _crmkit_error,
             OverflowError: _crmkit_error,
             IntegrityError: _crmkit_error,
+            StaleDataError: _crmkit_error,
             Exception: _server_error,
         },
     )

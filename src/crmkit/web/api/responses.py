@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -153,6 +154,15 @@ def problem_for(request: Request, exc: Exception) -> Response:
         if "if-match" in request.headers:
             return problem(412, "Precondition failed", str(exc), kind="stale-write")
         return problem(409, "Conflict", str(exc), kind="conflict")
+    if isinstance(exc, StaleDataError):
+        # a row written meanwhile by another request, met by a flush the unit of work did
+        # not start itself (an autoflush before a query): the same answer as its Conflict
+        return problem(
+            409,
+            "Conflict",
+            "the record was changed by someone else meanwhile; reload and try again",
+            kind="conflict",
+        )
     if isinstance(exc, DataError):
         # a value the database cannot hold (an integer beyond 64 bits...): the input's fault
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.clock import utcnow
+from crmkit.db import lock_row
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Label, message
 from crmkit.model import Reminder, User, UserRole
@@ -86,6 +87,16 @@ class StockService:
         """Quantity of an item at a location."""
         self.finance.require("finance_stock", "read")
         return self.level(item_id, location_id).qty
+
+    def _held_level(self, item_id: int, location_id: int) -> FinanceStockLevel:
+        """The level row, held until the transaction ends and read afresh: of two moves of
+        the last units at once the second waits, then sees what the first took (and is
+        refused if nothing is left) instead of failing on a stale write."""
+        level = self.level(item_id, location_id)
+        self.work.flush()
+        lock_row(self.session, FinanceStockLevel, level.id)
+        self.session.refresh(level)
+        return level
 
     def levels(
         self, *, location_id: int | None = None, category_id: int | None = None
@@ -181,7 +192,7 @@ class StockService:
             raise ValidationFailed(
                 {"location_id": [message("no location {location}", location=location_id)]}
             )
-        level = self.level(item.id, location_id)
+        level = self._held_level(item.id, location_id)
         if qty < 0:
             taking = -qty
             if taking > level.qty:
@@ -519,7 +530,7 @@ class StockService:
                 raise ValidationFailed(
                     {f"counted[{item_id}]": [message("a count is not negative")]}
                 )
-            level = self.level(item.id, location_id)
+            level = self._held_level(item.id, location_id)
             difference = actual - level.qty
             if difference == 0:
                 continue
