@@ -357,3 +357,39 @@ def test_a_discount_given_with_a_move_reprices_the_total(shop):
     assert totals.total == sum(line.amount for line in lines) == money("2250.00")
     assert totals.discount == money("250.00") and totals.subtotal == money("2500.00")
     assert totals.charged == totals.total and totals.due == money("2250.00")
+
+
+def test_an_open_orders_branch_and_client_stay_with_its_goods_and_money(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.warehouse) as work:
+        second_branch = work.records("finance_location").create(name="Branch 2")
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        other = work.parties.create(kind="person", first_name="Пётр", last_name="Другой")
+        order = shop.order(work)
+        line = fin.orders.add_line(order, shop.oil.id, qty="4")
+        with pytest.raises(ValidationFailed, match="issued from Branch 1") as refused:
+            fin.orders.update(order, location_id=second_branch.id)
+        assert set(refused.value.errors) == {"location_id"}
+        fin.orders.remove_line(line.id)  # the goods go back where they came from
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 10
+        fin.orders.update(order, location_id=second_branch.id)  # no goods: another branch
+        fin.orders.add_line(order, shop.diagnostics.id)
+    with crm.acting_as(shop.cashier) as work:
+        prepaid = finance(work).payments.take(
+            order_id=order.id, amount="1000.00", method="transfer"
+        )
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        with pytest.raises(ValidationFailed, match="1000.00 RUB was paid") as refused:
+            fin.orders.update(order, party_id=other.id)
+        assert set(refused.value.errors) == {"party_id"}
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).payments.refund(prepaid.id)
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        fin.orders.update(order, party_id=other.id)  # refunded: nothing sits with the first
+        assert fin.orders.get(order.id).party_id == other.id
+        from crmkit_finance.integrity import problems
+
+        assert problems(work) == []

@@ -39,6 +39,7 @@ from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
     FinanceContract,
     FinanceItem,
+    FinanceLocation,
     FinanceOrder,
     FinanceOrderLine,
     FinancePayment,
@@ -161,10 +162,56 @@ class OrderService(EntityService):
             raise ValidationFailed(
                 {"currency": [message("remove the lines before changing currency")]}
             )
+        if "location_id" in values and values["location_id"] != record.location_id:
+            self._check_branch_change(record)
+        if "party_id" in values and values["party_id"] != record.party_id:
+            paid = self.paid(record)
+            if paid != 0:
+                # the money sits on the first client's account; the order would charge another
+                raise ValidationFailed(
+                    {
+                        "party_id": [
+                            message(
+                                "{paid} {currency} was paid for this order by its client; "
+                                "refund it before changing the client",
+                                paid=paid,
+                                currency=record.currency,
+                            )
+                        ]
+                    }
+                )
         changes = super().apply_changes(record, values)
         if "discount_percent" in changes:
             self._reprice(record)
         return changes
+
+    def _check_branch_change(self, order: Any) -> None:
+        """Refuse another branch while goods issued from this one are with the order: they
+        would go back to (or be charged to) a branch they never left."""
+        if order.cancelled_at is not None:
+            return  # its goods went back; restoring it issues them from the new branch
+        held = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceOrderLine.qty), 0))
+            .join(FinanceItem, FinanceItem.id == FinanceOrderLine.item_id)
+            .where(
+                FinanceOrderLine.order_id == order.id,
+                FinanceOrderLine.kind == "goods",
+                FinanceItem.track_stock.is_(True),
+            )
+        )
+        if held and Decimal(held) > 0:
+            location = self.session.get(FinanceLocation, order.location_id)
+            raise ValidationFailed(
+                {
+                    "location_id": [
+                        message(
+                            "the order's goods were issued from {location}; "
+                            "remove the goods lines before changing the branch",
+                            location=location.name if location else order.location_id,
+                        )
+                    ]
+                }
+            )
 
     def delete(self, record: Any) -> None:
         """Delete an order entered by mistake: only while it has no lines and no payments.
