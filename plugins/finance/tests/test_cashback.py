@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
 from crmkit_finance import finance
@@ -98,4 +100,110 @@ def test_refunding_the_cashback_part_keeps_the_cashback_earned_on_money(shop):
         fin.payments.refund(in_cashback.id)
         # the 500 of cashback comes back; the 100 earned on the money paid stays
         assert fin.cashback.balance(shop.client.id) == money("600.00")
+        assert problems(work) == []
+
+
+def test_giving_back_an_overpayment_keeps_the_cashback_the_order_earned(shop):
+    """The cashback follows what the order is paid now: an overpayment given back takes none,
+    half the price given back takes half, and paying again gives it back."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop, "2000.00")  # 1500 charged, 500 an advance: 150 earned
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        [payment] = fin.payments.of_order(order.id)
+        assert fin.cashback.balance(shop.client.id) == money("150.00")
+        fin.payments.refund(payment.id, "500.00")  # the overpayment
+        assert fin.orders.totals(order.id).settled
+        assert fin.cashback.balance(shop.client.id) == money("150.00")
+        fin.payments.refund(payment.id, "750.00")  # half the price
+        assert fin.cashback.balance(shop.client.id) == money("75.00")
+        again = fin.payments.take(order_id=order.id, amount="750.00", method="transfer")
+        assert fin.cashback.balance(shop.client.id) == money("150.00")
+        fin.payments.void(again.id, reason="the bank sent it back")
+        assert fin.cashback.balance(shop.client.id) == money("75.00")
+        [lot] = fin.cashback.lots(shop.client.id)
+        assert (lot.amount, lot.remaining) == (money("150.00"), money("75.00"))
+        assert problems(work) == []
+
+
+def test_spent_cashback_is_not_taken_twice_when_more_is_refunded(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)  # 150 earned
+    with crm.acting_as(shop.manager) as work:
+        second = shop.order(work)
+        finance(work).orders.add_line(second, shop.diagnostics.id)
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=second.id, amount="120.00", method="cashback")
+        [payment] = fin.payments.of_order(order.id)
+        fin.payments.refund(payment.id, "1000.00")  # earns 50 now: 100 to take, 30 is left
+        assert fin.cashback.balance(shop.client.id) == 0
+        fin.payments.refund(payment.id, "500.00")  # nothing left in the lot to take
+        assert fin.cashback.balance(shop.client.id) == 0
+        assert problems(work) == []
+
+
+def test_a_cancelled_order_gives_back_its_cashback(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)
+    with crm.acting_as(shop.manager) as work:
+        order = finance(work).orders.get(order.id)
+        work.moves.move(order, "in_work", comment="mistake")
+        work.moves.move(order, "cancelled", comment="the client left")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # the money stays with the client as an advance; what it earned as an order goes
+        assert fin.payments.receivable(shop.client.id) == money("-1500.00")
+        assert fin.cashback.balance(shop.client.id) == 0
+        assert fin.orders.totals(order.id).due == money("-1500.00")
+        assert problems(work) == []
+
+
+def test_a_payment_taken_while_the_order_is_completed_earns_its_cashback(shop):
+    """The worker moves the order to done while the cashier takes its payment: each step
+    holds the order, so the second sees the first and the cashback is accrued."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    with crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.diagnostics.id)
+    completing, failures = threading.Event(), []
+
+    def complete():
+        try:
+            with crm.acting_as(shop.manager) as work:
+                work.moves.move(finance(work).orders.get(order.id), "done")
+                work.flush()
+                completing.set()
+                time.sleep(1)  # the payment is taken meanwhile
+        except Exception as failed:  # reported by the assertion below
+            failures.append(failed)
+        finally:
+            completing.set()
+
+    def pay():
+        completing.wait(10)
+        try:
+            with crm.acting_as(shop.cashier) as work:
+                finance(work).payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        except Exception as failed:  # reported by the assertion below
+            failures.append(failed)
+
+    threads = [threading.Thread(target=complete), threading.Thread(target=pay)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.orders.totals(order.id).settled
+        assert fin.cashback.balance(shop.client.id) == money("100.00")
         assert problems(work) == []

@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, not_, or_, select, type_coerce
+from sqlalchemy import case, func, not_, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from crmkit import (
@@ -467,13 +467,14 @@ def _total_paid(entity: EntityType, op: str, value: Any) -> Any:
 
 def _order_due(entity: EntityType, op: str, value: Any) -> Any:
     # the total less what was paid for the order (refunds deducted): payment.received's
-    # order_due, but negative when overpaid
+    # order_due, but negative when overpaid; a cancelled order's total is not due
     paid = (
         select(func.coalesce(func.sum(FinancePayment.order_amount), 0))
         .where(FinancePayment.order_id == FinanceOrder.id)
         .scalar_subquery()
     )
-    return _compared("due", FinanceOrder.total - paid, op, value)
+    total = case((FinanceOrder.cancelled_at.is_not(None), 0), else_=FinanceOrder.total)
+    return _compared("due", total - paid, op, value)
 
 
 @hookimpl

@@ -3,9 +3,11 @@
 The program (percent and how many days cashback keeps) is data the accountant edits, valid
 from a date on.  When an order is both completed and fully paid, the percent of what was
 paid for it in money (not with cashback itself) is accrued to the client as a **lot** that
-expires after the program's days.  Spending takes from the lots that expire first.  A
-refund or void of an order's payment withdraws the cashback accrued for it in the same
-proportion, as far as it is unspent.  Expired remainders go back to the cashback expense.
+expires after the program's days.  Spending takes from the lots that expire first.  After a
+refund or void of an order's payment (or its cancellation) the order's lot follows what it
+earns now: the percent of the money still paid for it, so giving back an overpayment
+takes nothing and giving back half of the price takes half, as far as it is unspent.
+Expired remainders go back to the cashback expense.
 
 The ledger's cashback account of a client is the truth; the lots say which part expires
 when, and the sum of the unexpired remainders always equals the account's balance.
@@ -17,7 +19,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, type_coerce
+from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
@@ -26,6 +29,7 @@ from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
     FinanceCashbackLot,
     FinanceCashbackProgram,
+    FinanceEntry,
     FinancePayment,
     FinanceTransaction,
 )
@@ -132,12 +136,22 @@ class CashbackService:
     # -- accrual -------------------------------------------------------------------------
 
     def on_order_changed(self, order: Any) -> FinanceCashbackLot | None:
-        """Accrue an order's cashback once it is completed and fully paid (once per order)."""
+        """Keep an order's cashback in step with its money and state (after a payment, a
+        refund, a void, a completion or a cancellation; the caller holds the order's row).
+
+        Accrued once the order is completed and fully paid (one lot per order).  Once
+        accrued, the lot follows what the order earns now: the percent of the money that
+        paid for what was charged, net of refunds and voids (nothing once cancelled).  What
+        it no longer earns is withdrawn as far as it is unspent; what it earns again (paid
+        again after a refund) is given back, never more than was first accrued.  A reopened
+        order is settled again at its completion."""
+        lot = self.session.scalar(
+            select(FinanceCashbackLot).where(FinanceCashbackLot.order_id == order.id)
+        )
+        if lot is not None:
+            self._follow(order, lot)
+            return lot
         if order.completed_at is None or order.cancelled_at is not None:
-            return None
-        if self.session.scalar(
-            select(FinanceCashbackLot.id).where(FinanceCashbackLot.order_id == order.id)
-        ):
             return None
         totals = self.finance.orders.totals(order)
         if not totals.settled:
@@ -145,20 +159,7 @@ class CashbackService:
         program = self.program(order.completed_on)
         if program is None or program.percent <= 0:
             return None
-        by_cashback = FinancePayment.method == "cashback"
-        in_money, in_cashback = self.session.execute(
-            select(
-                func.coalesce(
-                    func.sum(case((by_cashback, 0), else_=FinancePayment.base_amount)), 0
-                ),
-                func.coalesce(
-                    func.sum(case((by_cashback, FinancePayment.base_amount), else_=0)), 0
-                ),
-            ).where(FinancePayment.order_id == order.id)
-        ).one()
-        # earned on the money that paid for what was charged: an overpayment (an advance
-        # kept on the client's account) and the part paid with cashback earn nothing
-        basis = min(Decimal(in_money), order.base_total - Decimal(in_cashback))
+        basis = self._basis(order)
         base = self.finance.base_currency
         amount = percent_of(basis, program.percent, base)
         if amount <= 0:
@@ -172,6 +173,84 @@ class CashbackService:
             expiry_days=program.expiry_days,
             memo=f"cashback for order {order.number}",
         )
+
+    def _basis(self, order: Any) -> Decimal:
+        """What an order's cashback is earned on now (base currency): the money paid for it,
+        refunds and voids deducted, up to what was charged less the part paid with cashback.
+        An overpayment (an advance kept on the client's account) and cashback earn nothing.
+        A refund or void counts with the method of the payment it gives back."""
+        original = aliased(FinancePayment)
+        by_cashback = func.coalesce(original.method, FinancePayment.method) == "cashback"
+        amount = FinancePayment.base_amount
+
+        def total(part: Any) -> Any:  # read back as an amount, not in minor units
+            return type_coerce(func.coalesce(func.sum(part), 0), amount.type)
+
+        in_money, in_cashback = self.session.execute(
+            select(
+                total(case((by_cashback, 0), else_=amount)),
+                total(case((by_cashback, amount), else_=0)),
+            )
+            .select_from(FinancePayment)
+            .outerjoin(
+                original,
+                original.id == func.coalesce(FinancePayment.refund_of_id, FinancePayment.voids_id),
+            )
+            .where(FinancePayment.order_id == order.id)
+        ).one()
+        basis = min(Decimal(in_money), order.base_total - Decimal(in_cashback))
+        return max(basis, Decimal(0))
+
+    def _kept(self, order: Any) -> Decimal:
+        """The cashback an order's lot holds for it in the books: accrued less withdrawn."""
+        ledger = self.finance.ledger
+        value = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceEntry.amount), 0))
+            .join(FinanceTransaction, FinanceTransaction.id == FinanceEntry.transaction_id)
+            .where(
+                FinanceEntry.account_id == ledger.account("expense:cashback").id,
+                FinanceEntry.currency == self.finance.base_currency,
+                FinanceTransaction.record_entity == "finance_order",
+                FinanceTransaction.record_id == order.id,
+                FinanceTransaction.kind.in_(("cashback_accrual", "cashback_withdrawal")),
+            )
+        )
+        return Decimal(value)
+
+    def _follow(self, order: Any, lot: FinanceCashbackLot) -> None:
+        """Withdraw from (or give back to) an order's lot what its earnings changed by."""
+        if lot.expired_at is not None or not lot.basis:
+            return  # expired: nothing left to take or to give; a lot without a basis is manual
+        if order.cancelled_at is not None:
+            basis = Decimal(0)
+        elif order.completed_at is None:
+            return  # reopened: its cashback is settled again when it is completed
+        else:
+            basis = self._basis(order)
+        base = self.finance.base_currency
+        earned = min(lot.amount, round_money(lot.amount * basis / lot.basis, base))
+        change = earned - self._kept(order)
+        if change < 0:
+            change = -min(-change, lot.remaining)  # what was spent stays spent
+        if change == 0:
+            return
+        ledger = self.finance.ledger
+        legs = [  # a negative change credits the expense and debits the client's cashback
+            debit(ledger.account("expense:cashback"), change, base),
+            credit(ledger.cashback(order.party_id), change, base),
+        ]
+        ledger.post(
+            "cashback_accrual" if change > 0 else "cashback_withdrawal",
+            legs,
+            memo=(
+                f"cashback of order {order.number} "
+                f"{'given back' if change > 0 else 'withdrawn'}: earned on {basis} now"
+            ),
+            record=("finance_order", order.id),
+            party_id=order.party_id,
+        )
+        lot.remaining += change
+        self.work.flush()
 
     def _accrue(
         self,
@@ -264,33 +343,6 @@ class CashbackService:
         self.session.add(lot)
         self.work.flush()
         return lot
-
-    def on_refund(self, order: Any, refunded_base: Decimal) -> Decimal:
-        """Withdraw the cashback of an order in proportion to a refund; returns the amount."""
-        lot = self.session.scalar(
-            select(FinanceCashbackLot).where(FinanceCashbackLot.order_id == order.id)
-        )
-        if lot is None or not lot.basis or lot.remaining <= 0 or lot.expired_at is not None:
-            return Decimal(0)
-        base = self.finance.base_currency
-        share = round_money(lot.amount * abs(refunded_base) / lot.basis, base)
-        take = min(share, lot.remaining)
-        if take <= 0:
-            return Decimal(0)
-        ledger = self.finance.ledger
-        ledger.post(
-            "cashback_withdrawal",
-            [
-                debit(ledger.cashback(order.party_id), take, base),
-                credit(ledger.account("expense:cashback"), take, base),
-            ],
-            memo=f"cashback of order {order.number} withdrawn after a refund",
-            record=("finance_order", order.id),
-            party_id=order.party_id,
-        )
-        lot.remaining -= take
-        self.work.flush()
-        return take
 
     def adjust(
         self,

@@ -419,7 +419,8 @@ class PaymentService:
             )
         order = None
         if order_id is not None:
-            order = self.finance.orders.get(order_id)
+            # held until commit: a completion or another payment at once waits, then sees this
+            order = self.finance.orders.lock(self.finance.orders.get(order_id))
             if party_id is not None and party_id != order.party_id:
                 raise ValidationFailed(
                     {"party_id": [message("the order belongs to another client")]}
@@ -507,7 +508,7 @@ class PaymentService:
         forms.remember(self.finance, form_token, [payment.id])
         self._announce(payment, order, "payment.received", "Payment")
         if order is not None:
-            self.finance.cashback.on_order_changed(order)
+            self.finance.orders.after_payment(order)
         return payment
 
     def refund(
@@ -537,6 +538,8 @@ class PaymentService:
         # two refunds (or a refund and a void) of one payment at once: the second waits here
         # and then sees what the first gave back
         lock_row(self.session, FinancePayment, original.id)
+        if original.order_id is not None:
+            self.finance.orders.lock(original.order_id)
         if self._voided(original):
             raise ValidationFailed(
                 {
@@ -640,9 +643,8 @@ class PaymentService:
         forms.remember(self.finance, form_token, [refund.id])
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
         self._announce(refund, order, "payment.refunded", "Refund")
-        if order is not None and original.method != "cashback":
-            # cashback is earned on money only: giving back cashback spent takes none back
-            self.finance.cashback.on_refund(order, base_amount)
+        if order is not None:
+            self.finance.orders.after_payment(order)
         return refund
 
     def void(self, payment_id: int, *, reason: str) -> FinancePayment:
@@ -660,6 +662,8 @@ class PaymentService:
         if original.kind != "payment":
             raise ValidationFailed({"payment": [message("only a payment can be voided")]})
         lock_row(self.session, FinancePayment, original.id)
+        if original.order_id is not None:
+            self.finance.orders.lock(original.order_id)
         if self.refunded(original):
             raise ValidationFailed(
                 {"payment": [message("part of it was refunded; refund the rest")]}
@@ -725,8 +729,8 @@ class PaymentService:
         self.work.flush()
         self.work.audit("finance_payment", original.id, "void", {"reason": [None, reason]})
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
-        if order is not None and original.method != "cashback":
-            self.finance.cashback.on_refund(order, original.base_amount)
+        if order is not None:
+            self.finance.orders.after_payment(order)
         return void
 
     def _announce(self, payment: FinancePayment, order: Any, event: str, title: str) -> None:

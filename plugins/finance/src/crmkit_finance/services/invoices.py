@@ -111,11 +111,11 @@ class InvoiceService:
         return invoice
 
     def orders_of(self, invoice: FinanceInvoice) -> list[FinanceOrder]:
-        """The invoice's orders, oldest first."""
+        """The invoice's orders, oldest first (a cancelled order is not among them)."""
         return list(
             self.session.scalars(
                 select(FinanceOrder)
-                .where(FinanceOrder.invoice_id == invoice.id)
+                .where(FinanceOrder.invoice_id == invoice.id, FinanceOrder.cancelled_at.is_(None))
                 .order_by(FinanceOrder.completed_at, FinanceOrder.id)
             )
         )
@@ -131,12 +131,49 @@ class InvoiceService:
         )
 
     def refresh_status(self, invoice: FinanceInvoice) -> FinanceInvoice:
-        """``paid`` once nothing is outstanding."""
-        if invoice.status == "issued" and self.outstanding(invoice) <= 0:
-            invoice.status = "paid"
+        """``paid`` while nothing is outstanding, ``issued`` again once something is (a
+        transfer voided or refunded); a cancelled invoice stays cancelled."""
+        if invoice.status not in ("issued", "paid"):
+            return invoice
+        status = "paid" if self.outstanding(invoice) <= 0 else "issued"
+        if status != invoice.status:
+            before, invoice.status = invoice.status, status
             self.work.flush()
-            self.work.audit("finance_invoice", invoice.id, "paid", {"status": ["issued", "paid"]})
+            self.work.audit(
+                "finance_invoice",
+                invoice.id,
+                "paid" if status == "paid" else "unpaid",
+                {"status": [before, status]},
+            )
         return invoice
+
+    def follow_order(self, order: FinanceOrder) -> None:
+        """Bring the invoice of an order in step after its payment, refund, void or
+        cancellation.  A cancelled order leaves its invoice (nothing is due on it); an
+        invoice left without orders is cancelled."""
+        if order.invoice_id is None:
+            return
+        invoice = self.session.get(FinanceInvoice, order.invoice_id)
+        if order.cancelled_at is not None:
+            order.invoice_id = None
+            self.work.flush()
+            self.work.audit(
+                "finance_invoice", invoice.id, "remove_order", {"order": [order.number, None]}
+            )
+            if invoice.status != "cancelled" and not self.orders_of(invoice):
+                before, invoice.status = invoice.status, "cancelled"
+                self.work.flush()
+                self.work.audit(
+                    "finance_invoice",
+                    invoice.id,
+                    "cancel",
+                    {
+                        "status": [before, "cancelled"],
+                        "reason": [None, "its orders were cancelled"],
+                    },
+                )
+                return
+        self.refresh_status(invoice)
 
     def cancel(self, invoice_id: int, *, reason: str) -> FinanceInvoice:
         """Withdraw an unpaid invoice; its orders can be invoiced again."""
@@ -146,7 +183,9 @@ class InvoiceService:
             raise ValidationFailed(
                 {"invoice": [message("the invoice is {status}", status=Label(invoice.status))]}
             )
-        for order in self.orders_of(invoice):
+        for order in self.session.scalars(
+            select(FinanceOrder).where(FinanceOrder.invoice_id == invoice.id)
+        ):
             order.invoice_id = None
         invoice.status = "cancelled"
         self.work.flush()

@@ -31,6 +31,7 @@ import attrs
 from sqlalchemy import func, select
 
 from crmkit.clock import utcnow
+from crmkit.db import lock_row
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import Message, message
 from crmkit.pipeline.definition import StageKind
@@ -69,10 +70,14 @@ class OrderTotals:
     total: Decimal
     charged: Decimal
     paid: Decimal
+    cancelled: bool = False
 
     @property
     def due(self) -> Decimal:
-        """What is left to pay: of the charged amount once completed, else of the total."""
+        """What is left to pay: of the charged amount once completed, else of the total;
+        nothing on a cancelled order (what was paid for it is the client's: negative)."""
+        if self.cancelled:
+            return -self.paid
         return (self.charged if self.charged else self.total) - self.paid
 
     @property
@@ -580,6 +585,7 @@ class OrderService(EntityService):
             total=order.total,
             charged=Decimal(charged),
             paid=self.paid(order),
+            cancelled=order.cancelled_at is not None,
         )
 
     def paid(self, order: Any) -> Decimal:
@@ -591,6 +597,25 @@ class OrderService(EntityService):
             )
         )
         return Decimal(value).quantize(Decimal("0.01"))
+
+    def lock(self, order: Any) -> FinanceOrder:
+        """Hold the order's row until the transaction ends and read it afresh.
+
+        Everything that reads an order's totals and payments to decide something (taking,
+        refunding or voiding a payment; completing or cancelling the order) takes it first,
+        so of two such steps at once the second waits and sees what the first wrote: a
+        payment taken while the order is being completed still earns its cashback."""
+        order_id = order.id if isinstance(order, FinanceOrder) else int(order)
+        self.work.flush()
+        lock_row(self.session, FinanceOrder, order_id)
+        return self.session.get(FinanceOrder, order_id, populate_existing=True)
+
+    def after_payment(self, order: Any) -> None:
+        """What follows a payment, refund or void of an order: its cashback and the status of
+        its invoice."""
+        fin = self.fin
+        fin.cashback.on_order_changed(order)
+        fin.invoices.follow_order(order)
 
     def of_party(self, party_id: int, *, limit: int = 100) -> list[Any]:
         """A client's visible orders, newest first."""
@@ -616,7 +641,7 @@ class OrderService(EntityService):
 
     def complete(self, order: Any, *, at: dt.datetime | None = None) -> Any:
         """Recognize the order's revenue (called when it enters a success stage)."""
-        order = self.get(order)
+        order = self.lock(self.get(order))
         if order.completed_at is not None:
             return order
         if order.cancelled_at is not None:
@@ -695,8 +720,11 @@ class OrderService(EntityService):
         return order
 
     def cancel(self, order: Any, *, reason: str = "cancelled") -> Any:
-        """Cancel the order: a completed one is reopened first; goods go back to stock."""
-        order = self.get(order)
+        """Cancel the order: a completed one is reopened first; goods go back to stock.
+
+        The order leaves its invoice, and the cashback it earned is withdrawn as far as it
+        is unspent (what was paid for it stays on the client's account)."""
+        order = self.lock(self.get(order))
         if order.cancelled_at is not None:
             return order
         if order.completed_at is not None:
@@ -708,6 +736,8 @@ class OrderService(EntityService):
                     self._return_goods(order, line, item)
         order.cancelled_at = utcnow()
         self.work.flush()
+        self.fin.cashback.on_order_changed(order)
+        self.fin.invoices.follow_order(order)
         self.work.audit("finance_order", order.id, "cancel", {"reason": [None, reason]})
         self.work.emit("order.cancelled", "finance_order", order.id, party_id=order.party_id)
         return order
