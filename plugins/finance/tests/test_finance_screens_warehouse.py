@@ -221,6 +221,7 @@ def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_i
     with shop.crm.acting_as(shop.accountant) as work:
         assert finance(work).cashback.balance(shop.client.id) == 0
 
+
 def test_a_stale_write_met_on_the_way_is_the_changed_meanwhile_page(shop, signed_in, monkeypatch):
     """A row changed under the form's change, found by a flush the service did not start
     itself (a query's autoflush), is the page's conflict (409), not a server error."""

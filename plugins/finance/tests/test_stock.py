@@ -165,6 +165,7 @@ def test_a_receipt_is_paid_at_once_only_from_a_drawer_or_the_bank_by_whom_may_pa
         assert ledger.balance(ledger.receivable(client.id), "RUB") == 0
         assert fin.stock.level(oil, branch).qty == 12  # the refused receipts left nothing
 
+
 def test_two_write_offs_of_the_last_units_at_once_take_them_once(shop):
     """The second waits for the first and is refused by name, not with a stale write."""
     crm = shop.crm
