@@ -137,6 +137,8 @@ class CRM:
         self.menu_items: list[MenuItem] = []
         self.card_panels: list[CardPanel] = []
         self.migration_branches: list[MigrationBranch] = []
+        #: branch label -> top-level package of the plugin that registered it (its models)
+        self.migration_packages: dict[str, str] = {}
         self.demos: dict[str, Demo] = {}
         self.starter_templates: list[Any] = []
         self.filter_fields: list[FilterField] = []
@@ -224,6 +226,7 @@ class CRM:
                 raise PluginError(plugin, f"migration branch {branch.label!r} registered twice")
             seen_labels.add(branch.label)
             self.migration_branches.append(branch)
+            self.migration_packages[branch.label] = _top_package(self.pm.get_plugin(plugin))
         _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
         self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
         self.starter_templates = [t for _, t in self._collect("crmkit_register_message_templates")]
@@ -289,7 +292,12 @@ class CRM:
     @property
     def migrations(self) -> Migrations:
         """Alembic over the core branch and every plugin branch."""
-        return Migrations(self.engine, self.migration_branches, tuple(self.pipelines.values()))
+        return Migrations(
+            self.engine,
+            self.migration_branches,
+            tuple(self.pipelines.values()),
+            packages=self.migration_packages,
+        )
 
     def create_schema(self) -> None:
         """Create every table directly from the models (tests and throwaway databases).
@@ -418,3 +426,11 @@ def _fill_unique(target: dict[str, Any], items: Iterable[tuple[str, Any]], what:
         if existing is not None and existing is not item and existing != item:
             raise PluginError(plugin, f"{what} {item.name!r} is already registered")
         target[item.name] = item
+
+
+def _top_package(plugin: Any) -> str:
+    """The top-level package a plugin (a module or an object) is defined in."""
+    import types
+
+    module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+    return module.split(".")[0]
