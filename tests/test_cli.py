@@ -204,3 +204,27 @@ class _Stdin:
 
 def test_module_entry_point_matches_console_script():
     assert Path(sys.executable).parent.joinpath("crmkit").exists()
+
+
+def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
+    settings = directory / "crmkit.toml"
+    settings.write_text(settings.read_text().replace('allow = ["finance"]', 'allow = ["mail"]'))
+    for command in (["db", "current"], ["db", "upgrade"], ["db", "revision", "-m", "x"]):
+        code, _, err = call(capsys, "--config", str(directory), *command)
+        assert code == 1
+        assert err.strip().splitlines() == [
+            "error: revision finance_0003_form_token is applied but belongs to no loaded "
+            "plugin: reinstall the plugin (or downgrade its branch before removing it)"
+        ]
+
+
+def test_alembic_refusals_are_one_line(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--no-migrate")[0] == 0
+    code, _, err = call(capsys, "--config", str(directory), "db", "revision", "-m", "x")
+    assert (code, err) == (1, "error: migrations: Target database is not up to date.\n")
+    code, _, err = call(capsys, "--config", str(directory), "db", "upgrade", "--target", "nosuch")
+    assert code == 1
+    assert err == "error: migrations: Can't locate revision identified by 'nosuch'\n"

@@ -482,11 +482,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:  # database errors and the like: one line unless --debug
         if debug:
             raise
+        from alembic.script.revision import RevisionError
+        from alembic.util import CommandError
         from sqlalchemy.exc import SQLAlchemyError
 
         if isinstance(exc, SQLAlchemyError):
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             _fail(f"database: {reason}")
+        if isinstance(exc, (CommandError, RevisionError)):  # Alembic: a wrong revision
+            _fail(f"migrations: {str(exc).strip().splitlines()[0]}")
         raise
 
 

@@ -268,7 +268,27 @@ class Migrations:
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
         with self.engine.begin() as connection:
+            self._check_applied(connection)
             yield connection
+
+    def _check_applied(self, connection: sa.Connection) -> None:
+        """Refuse, naming it, an applied revision no loaded branch has (a removed plugin)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.script.revision import RevisionError
+        from alembic.util import CommandError
+
+        script = ScriptDirectory.from_config(self.config())
+        for head in sorted(MigrationContext.configure(connection).get_current_heads()):
+            try:
+                found = script.get_revision(head)
+            except (CommandError, RevisionError):
+                found = None
+            if found is None:
+                raise ConfigError(
+                    f"revision {head} is applied but belongs to no loaded plugin: reinstall "
+                    "the plugin (or downgrade its branch before removing it)"
+                )
 
     def upgrade(self, target: str = "heads") -> None:
         """Apply every branch up to its head (or to ``target``)."""
@@ -291,6 +311,7 @@ class Migrations:
 
         script = ScriptDirectory.from_config(self.config())
         with self.engine.connect() as connection:
+            self._check_applied(connection)
             heads = set(MigrationContext.configure(connection).get_current_heads())
         newest = _newest_per_branch(script, heads)
         return {branch.label: newest.get(branch.label) for branch in self.branches}
