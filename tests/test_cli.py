@@ -228,3 +228,35 @@ def test_alembic_refusals_are_one_line(tmp_path, capsys):
     code, _, err = call(capsys, "--config", str(directory), "db", "upgrade", "--target", "nosuch")
     assert code == 1
     assert err == "error: migrations: Can't locate revision identified by 'nosuch'\n"
+
+
+def test_serve_without_a_secret_key_is_one_line_before_any_worker_starts(
+    deployment, capsys, monkeypatch
+):
+    import crmkit.web.server
+
+    started = []
+    monkeypatch.setattr(crmkit.web.server, "run", lambda *a, **k: started.append(a))
+    settings = deployment / "crmkit.toml"
+    text = settings.read_text()
+    settings.write_text(text.replace(text.splitlines()[2], 'secret_key = ""'))
+    code, _, err = call(capsys, "--config", str(deployment), "serve", "--workers", "2")
+    assert (code, started) == (1, [])
+    assert err == (
+        f"error: setting 'secret_key' from {settings} is empty: the web UI cannot sign its "
+        "cookies; create the deployment with `crmkit init` or set CRMKIT_SECRET_KEY\n"
+    )
+
+
+def test_the_web_app_refuses_an_empty_secret_key_naming_the_setting(deployment):
+    from crmkit.app import CRM
+    from crmkit.config import Config
+    from crmkit.errors import ConfigError
+    from crmkit.web.app import create_app
+
+    crm = CRM(Config.load(deployment, environ={"CRMKIT_SECRET_KEY": " "}))
+    try:
+        with pytest.raises(ConfigError, match="setting 'secret_key' from .* is empty"):
+            create_app(crm)
+    finally:
+        crm.close()

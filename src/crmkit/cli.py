@@ -388,6 +388,7 @@ def serve(env: Env, host: str, port: int, workers: int, reload: bool) -> None:
     from crmkit.web.server import run
 
     config = env.config()
+    config.require_secret_key()  # before uvicorn: workers would crash and be respawned
     env.crm  # fail here, with one line, if the database or a plugin is wrong  # noqa: B018
     run(config, host=host, port=port, workers=workers, reload=reload)
 

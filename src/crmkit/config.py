@@ -317,6 +317,17 @@ class Config:
                 self[name]
         self.zone  # noqa: B018 - a zone name that does not exist fails here, not in a report
 
+    def require_secret_key(self) -> str:
+        """The ``secret_key``; a :class:`ConfigError` naming the setting when it is empty."""
+        key: str = self["secret_key"]
+        if not key.strip():
+            origin = self._origin(self.known["secret_key"])
+            raise ConfigError(
+                f"setting 'secret_key' from {origin} is empty: the web UI cannot sign its "
+                "cookies; create the deployment with `crmkit init` or set CRMKIT_SECRET_KEY"
+            )
+        return key
+
     @property
     def zone(self) -> ZoneInfo:
         """The deployment's time zone (``locale.timezone``): its business days and reports."""

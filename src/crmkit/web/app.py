@@ -118,6 +118,7 @@ def create_app(crm: Any) -> Starlette:
     """The ASGI application of one CRM."""
     from crmkit.web.screens import auth, live
 
+    secret_key = crm.config.require_secret_key()  # a ConfigError naming the setting
     blocking = Blocking(crm)  # one limit of concurrent reads for pages and the API
     routes: list[BaseRoute] = [
         # The REST API: bearer tokens, problem+json; no sessions or CSRF (see crmkit.web.api).
@@ -173,7 +174,7 @@ def create_app(crm: Any) -> Starlette:
     index_routes(app)  # every screen of every plugin is a route: try only the request's group
     app.state.crm = crm
     app.state.blocking = blocking
-    app.state.signer = CookieSigner(crm.config["secret_key"], crm.config["web.secure_cookies"])
+    app.state.signer = CookieSigner(secret_key, crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)
     app.state.catalogs = i18n.load_catalogs(
         [i18n.LOCALE_DIR, *(folder for _, folder in plugin_folders(crm, "locale"))]
