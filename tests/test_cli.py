@@ -260,3 +260,24 @@ def test_the_web_app_refuses_an_empty_secret_key_naming_the_setting(deployment):
             create_app(crm)
     finally:
         crm.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--port", "99999", "99999 is not in the range 0<=x<=65535"),
+        ("--port", "-1", "-1 is not in the range 0<=x<=65535"),
+        ("--workers", "0", "0 is not in the range x>=1"),
+        ("--workers", "-1", "-1 is not in the range x>=1"),
+    ],
+)
+def test_serve_refuses_a_port_or_worker_count_out_of_range(
+    deployment, capsys, monkeypatch, option, value, says
+):
+    import crmkit.web.server
+
+    started = []
+    monkeypatch.setattr(crmkit.web.server, "run", lambda *a, **k: started.append(a))
+    code, _, err = call(capsys, "--config", str(deployment), "serve", option, value)
+    assert (code, started) == (2, [])
+    assert f"Invalid value for '{option}': {says}" in err

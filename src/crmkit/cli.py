@@ -373,12 +373,12 @@ def pipeline_show(env: Env, name: str, fmt: str) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--workers",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Web worker processes (share nothing but the database and queue).",
 )
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
