@@ -281,3 +281,24 @@ def test_serve_refuses_a_port_or_worker_count_out_of_range(
     code, _, err = call(capsys, "--config", str(deployment), "serve", option, value)
     assert (code, started) == (2, [])
     assert f"Invalid value for '{option}': {says}" in err
+
+
+def test_export_to_a_missing_directory_is_one_line_naming_the_path(deployment, capsys):
+    assert (
+        call(
+            capsys,
+            "--config",
+            str(deployment),
+            "user",
+            "add",
+            "boss",
+            "--role",
+            "admin",
+            "--no-password",
+        )[0]
+        == 0
+    )
+    target = deployment / "no" / "such" / "out.csv"
+    code, _, err = call(capsys, "--config", str(deployment), "export", str(target), "--as", "boss")
+    assert (code, err) == (1, f"error: {target}: No such file or directory\n")
+    assert not target.parent.exists()

@@ -492,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _fail(f"database: {reason}")
         if isinstance(exc, (CommandError, RevisionError)):  # Alembic: a wrong revision
             _fail(f"migrations: {str(exc).strip().splitlines()[0]}")
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path the user gave
+            _fail(f"{exc.filename}: {exc.strerror or exc}")
         raise
 
 

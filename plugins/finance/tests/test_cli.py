@@ -63,3 +63,20 @@ def test_rates_report_and_check(tmp_path, capsys):
         str(target),
     )
     assert code == 0 and target.read_bytes()[:2] == b"PK", err
+
+
+def test_user_mistakes_are_one_line(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(directory))
+    assert code == 0, err
+    config = str(directory)
+    target = tmp_path / "missing" / "pnl.csv"
+    code, _, err = call(
+        capsys, "--config", config, "finance", "report", "finance.profit_loss", "-o", str(target)
+    )
+    assert (code, err) == (1, f"error: {target}: No such file or directory\n")
+    code, _, err = call(capsys, "--config", config, "finance", "amortize", "--month", "bad")
+    assert code == 2
+    assert "Invalid value for '--month': 'bad' does not match the formats" in err
+    code, out, err = call(capsys, "--config", config, "finance", "amortize", "--month", "2026-03")
+    assert (code, out.strip()) == (0, "amortized 0 for 2026-03"), err

@@ -108,10 +108,15 @@ def expire_cashback_command(env: Env) -> None:
 
 
 @finance_group.command("amortize")
-@click.option("--month", help="Any day of the month to amortize (default: last month).")
+@click.option(
+    "--month",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m"]),
+    help="The month to amortize, YYYY-MM or any day of it (default: last month).",
+)
 @pass_env
-def amortize_command(env: Env, month: str | None) -> None:
+def amortize_command(env: Env, month: dt.datetime | None) -> None:
     """Book a month's amortization of equipment."""
     from crmkit_finance.jobs import amortize_last_month
 
-    click.echo(amortize_last_month(env.crm, month=month))
+    day = month.date().isoformat() if month else None
+    click.echo(amortize_last_month(env.crm, month=day))
