@@ -302,3 +302,19 @@ def test_export_to_a_missing_directory_is_one_line_naming_the_path(deployment, c
     code, _, err = call(capsys, "--config", str(deployment), "export", str(target), "--as", "boss")
     assert (code, err) == (1, f"error: {target}: No such file or directory\n")
     assert not target.parent.exists()
+
+
+@pytest.mark.parametrize("module", ["crmkit", "crmkit.cli"])
+def test_plugin_commands_run_under_python_m(tmp_path, capsys, module):
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--config", str(directory), "finance", "check"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ledger ok\n", "")

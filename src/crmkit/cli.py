@@ -498,4 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m crmkit.cli`: run the imported module's CLI, whose `Env` plugins' commands use
+    from crmkit.cli import main as imported_main
+
+    imported_main()
