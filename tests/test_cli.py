@@ -143,8 +143,16 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 def test_missing_config_is_one_line(tmp_path):
-    line = _one_line_error(run("--config", str(tmp_path / "none"), "user", "list"))
-    assert line.startswith("error: no crmkit.toml at ")
+    line = _one_line_error(run("--config", str(tmp_path), "user", "list"))
+    assert line.startswith(f"error: no crmkit.toml at {tmp_path}; create a deployment with")
+
+
+def test_a_config_path_that_does_not_exist_is_named_with_its_option(tmp_path):
+    missing = tmp_path / "none"
+    line = _one_line_error(run("--config", str(missing), "user", "list"))
+    assert line == f"error: --config {missing}: no such file or directory"
+    line = _one_line_error(run("user", "list", env={"CRMKIT_CONFIG": str(missing)}))
+    assert line == f"error: CRMKIT_CONFIG {missing}: no such file or directory"
 
 
 def test_wrong_database_url_is_one_line(tmp_path):

@@ -39,6 +39,15 @@ def test_missing_file_is_one_clear_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_a_path_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        Config.load(tmp_path / "nowhere", environ={})
+    assert str(info.value).startswith(f"{tmp_path / 'nowhere'}: no such file or directory;")
+    with pytest.raises(ConfigError) as info:
+        Config.load(environ={"CRMKIT_CONFIG": str(tmp_path / "gone")})
+    assert str(info.value).startswith(f"CRMKIT_CONFIG {tmp_path / 'gone'}: no such file")
+
+
 def test_bad_toml_names_the_file(tmp_path):
     (tmp_path / "crmkit.toml").write_text("[database\n")
     with pytest.raises(ConfigError, match="crmkit.toml: not valid TOML"):

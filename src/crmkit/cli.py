@@ -23,13 +23,19 @@ from crmkit.errors import ConfigError, CrmkitError, PluginError
 class Env:
     """What every command shares: where the deployment is, and its application (lazily)."""
 
-    def __init__(self, config_path: str | None, debug: bool) -> None:
+    def __init__(
+        self, config_path: str | None, debug: bool, config_option: str = "--config"
+    ) -> None:
         self.config_path = config_path
         self.debug = debug
+        #: where ``config_path`` came from: ``--config`` or ``CRMKIT_CONFIG``
+        self.config_option = config_option
         self._crm: Any = None
 
     def config(self) -> Config:
         """The deployment's settings."""
+        if self.config_path and not Path(self.config_path).exists():
+            raise ConfigError(f"{self.config_option} {self.config_path}: no such file or directory")
         return Config.load(self.config_path)
 
     @property
@@ -66,7 +72,9 @@ pass_env = click.make_pass_decorator(Env)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """crmkit: build and run CRMs."""
-    ctx.obj = Env(config_path, debug)
+    source = ctx.get_parameter_source("config_path")
+    named_by = "CRMKIT_CONFIG" if source is click.core.ParameterSource.ENVIRONMENT else "--config"
+    ctx.obj = Env(config_path, debug, named_by)
     ctx.call_on_close(ctx.obj.close)
 
 

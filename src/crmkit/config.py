@@ -244,9 +244,16 @@ class Config:
         malformed file raises :class:`ConfigError` with one line naming the file.
         """
         environ = os.environ if environ is None else environ
+        named_by = ""
         if path is None:
+            named_by = "CRMKIT_CONFIG " if environ.get("CRMKIT_CONFIG") else ""
             path = environ.get("CRMKIT_CONFIG") or Path.cwd()
         path = Path(path)
+        if not path.exists():
+            raise ConfigError(
+                f"{named_by}{path}: no such file or directory; create a deployment with "
+                "`crmkit init DIR`"
+            )
         file = path / CONFIG_FILENAME if path.is_dir() else path
         if not file.exists():
             raise ConfigError(
