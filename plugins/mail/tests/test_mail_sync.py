@@ -354,6 +354,35 @@ def test_crmkit_mail_sync_says_what_the_window_passed_over(mail_crm, account, do
     assert "1 older than the import window (uid 2)" in result.output
 
 
+def test_crmkit_mail_sync_fails_when_a_mailbox_fails(make_crm):
+    from click.testing import CliRunner
+    from crmkit_mail import mail
+    from crmkit_mail import plugin as mail_plugin
+    from crmkit_mail.cli import mail_group
+
+    from crmkit.cli import Env
+
+    crm = make_crm(plugins=[mail_plugin], settings={"mail.timeout_seconds": 2})
+    with crm.system() as work:
+        mail(work).accounts.create(
+            name="closed",
+            address="closed@example.test",
+            imap_host="127.0.0.1",
+            imap_port=1,  # nothing listens there
+            imap_security="tls",
+            imap_username="closed@example.test",
+            imap_password="x",
+            smtp_host="127.0.0.1",
+            smtp_port=1,
+            smtp_security="starttls",
+        )
+    env = Env(None, debug=False)
+    env._crm = crm
+    result = CliRunner().invoke(mail_group, ["sync"], obj=env)
+    assert result.exit_code == 1, result.output
+    assert "closed: failed: " in result.output
+
+
 def test_a_window_that_holds_all_the_mail_records_all_of_it(mail_crm, account, dovecot, imap_user):
     for n in range(3):
         deliver(dovecot, imap_user, simple(n))

@@ -34,7 +34,7 @@ def accounts_command(env: Env) -> None:
 @click.option("--account", "name", help="Only this mailbox (by name).")
 @pass_env
 def sync_command(env: Env, name: str | None) -> None:
-    """Record the new mail of every active mailbox (or one) once."""
+    """Record the new mail of every active mailbox (or one) once; exit 1 if any failed."""
     from crmkit_mail import mail
     from crmkit_mail.sync import sync_account, sync_all
 
@@ -57,6 +57,8 @@ def sync_command(env: Env, name: str | None) -> None:
                 + (f", {r.internal} between colleagues" if r.internal else "")
                 + f" (uid {r.last_uid})"
             )
+    if any(r.error for r in reports):
+        raise SystemExit(1)  # a failed mailbox fails the command (cron and scripts see it)
 
 
 @mail_group.command("watch")

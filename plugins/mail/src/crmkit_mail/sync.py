@@ -548,8 +548,18 @@ def sync_all(crm: CRM, **_payload: Any) -> list[SyncReport]:
         except ClaimLost:  # another run of the schedule took over: it goes on
             raise
         except Exception as exc:  # recorded on the mailbox (last_error); the rest go on
-            reports.append(SyncReport(account=str(account_id), error=str(exc)))
+            reports.append(SyncReport(account=_account_name(crm, account_id), error=str(exc)))
     return reports
+
+
+def _account_name(crm: CRM, account_id: int) -> str:
+    """A mailbox's name for a report (its id when it cannot be read)."""
+    try:
+        with crm.system() as work:
+            account = work.session.get(MailAccount, account_id)
+            return account.name if account is not None else str(account_id)
+    except Exception:  # the failure being reported may be the database's
+        return str(account_id)
 
 
 #: How often a watcher waiting in IDLE checks whether its mailbox's settings changed.
