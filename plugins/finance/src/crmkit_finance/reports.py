@@ -41,6 +41,7 @@ from crmkit_finance.model import (
     FinanceTransaction,
 )
 from crmkit_finance.money import round_money
+from crmkit_finance.screens import optional_id
 from crmkit_finance.services import finance
 from crmkit_finance.services.payroll import month_bounds
 
@@ -64,19 +65,6 @@ def _date(params: Mapping[str, Any], key: str, default: dt.date) -> dt.date:
     except ValueError:
         raise ValidationFailed(
             {key: [message("{value} is not a date (YYYY-MM-DD)", value=repr(value))]}
-        ) from None
-
-
-def _id(params: Mapping[str, Any], key: str) -> int | None:
-    """A record id parameter (``location_id``...): empty is ``None``, anything else a number."""
-    value = params.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        return int(str(value))
-    except ValueError:
-        raise ValidationFailed(
-            {key: [message("not a number: {value}", value=repr(value))]}
         ) from None
 
 
@@ -827,7 +815,7 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """Stock on hand and its value (moving average), by location and item."""
     guard(work, ("director", "accountant", "warehouse_head"), "finance_stock", "stock")
     fin = finance(work)
-    rows = fin.stock.levels(location_id=_id(params, "location_id"))
+    rows = fin.stock.levels(location_id=optional_id(params.get("location_id"), "location_id"))
     rows = [r for r in rows if r["qty"] or r["value"] or r["min_qty"]]
     names = _category_names(work)
     for row in rows:
@@ -867,7 +855,7 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """A shift's payments and refunds by method, counts and differences (``shift_id``)."""
     guard(work, ("cashier", "accountant", "director"), "finance_shift", "the shift report")
-    shift_id = _id(params, "shift_id")
+    shift_id = optional_id(params.get("shift_id"), "shift_id")
     if shift_id is None:
         raise ValidationFailed({"shift_id": [message("choose a shift")]})
     report = finance(work).cashdesk.shift_report(shift_id)

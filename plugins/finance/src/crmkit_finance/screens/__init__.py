@@ -23,15 +23,16 @@ from crmkit_finance import finance
 from crmkit_finance.services import forms
 
 
-def optional_id(value: Any) -> int | None:
-    """A form's id field: empty is ``None``, anything else must be a number."""
+def optional_id(value: Any, field: str = "id") -> int | None:
+    """A form's or a report's id field: empty is ``None``, anything else must be a number
+    (refused naming ``field``)."""
     if value in (None, ""):
         return None
     try:
         return int(str(value))
     except ValueError:
         raise ValidationFailed(
-            {"id": [message("not a number: {value}", value=repr(value))]}
+            {field: [message("not a number: {value}", value=repr(value))]}
         ) from None
 
 
