@@ -11,6 +11,7 @@ import itertools
 import quopri
 from email import policy
 
+import pytest
 from crmkit_mail.parsing import (
     clean_header,
     decode_bytes,
@@ -269,6 +270,30 @@ def test_attachment_with_cyrillic_rfc2231_name_and_broken_base64():
     names = [a.filename for a in mail.attachments]
     assert names == ["Счёт.pdf", "broken.bin"]
     assert mail.attachments[0].data == b"%PDF-1.4 test"
+
+
+@pytest.mark.parametrize("charset", ["cp1251", "koi8_r", "utf-8"])
+@pytest.mark.parametrize(
+    "header", ["Content-Disposition: attachment; filename", "Content-Type: application/pdf; name"]
+)
+def test_raw_8bit_attachment_names_are_read_as_raw_headers_are(charset, header):
+    name = "Счёт на оплату №42.pdf"
+    raw = (
+        b"From: a@example.ru\r\nSubject: files\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n"
+        b"--b1\r\n"
+        + (b"Content-Type: application/pdf\r\n" if "Disposition" in header else b"")
+        + (b"Content-Disposition: attachment\r\n" if "Type" in header else b"")
+        + header.encode()
+        + b'="'
+        + name.encode(charset, errors="replace" if charset == "koi8_r" else "strict")
+        + b'"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b1--\r\n'
+    )
+    mail = parse_message(raw)
+    expected = name if charset != "koi8_r" else name.replace("№", "?")  # KOI8-R has no №
+    assert [a.filename for a in mail.attachments] == [expected]
+    assert mail.attachments[0].data == b"%PDF"
 
 
 def test_delivery_status_notification_is_a_bounce():

@@ -620,7 +620,36 @@ def part_text(part: Message, defects: list[str]) -> str:
     return decode_bytes(data, part.get_content_charset(), defects, "body")
 
 
+def _raw_8bit_filename(part: Message) -> str | None:
+    """The file name of a part whose Content-Disposition or Content-Type carries raw 8-bit
+    bytes (no standard allows them, mail clients write them), as surrogate-escaped text.
+
+    The email package would read such a header as "unknown-8bit" and turn every byte into
+    U+FFFD; here its parameters are read from the raw bytes, each byte kept as one Latin-1
+    character, and the name's bytes are given back for the headers' charset guessing.
+    """
+    for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
+        raw = _raw_header(part, header)
+        if raw is None or raw.isascii():
+            continue
+        probe = Message()
+        probe[header] = raw.encode("utf-8", "surrogateescape").decode("latin-1")
+        value = probe.get_param(parameter, header=header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231 pieces, collapsed once the bytes are read
+            value = email.utils.collapse_rfc2231_value(value)
+        try:
+            return str(value).encode("latin-1").decode("ascii", "surrogateescape")
+        except UnicodeEncodeError:  # an RFC 2231 value in its own charset, decoded already
+            return str(value)
+    return None
+
+
 def _filename(part: Message, defects: list[str]) -> str | None:
+    raw_name = _raw_8bit_filename(part)
+    if raw_name is not None:
+        return decode_header_text(raw_name, defects, "filename").replace("/", "_") or None
     try:
         name = part.get_filename()
     except Exception as exc:
