@@ -538,6 +538,22 @@ async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
         )
 
 
+async def test_template_preview_names_a_template_past_its_limits(web, crm):
+    manager = await web("manager")
+    party = _own_client(crm, manager.user, name="ООО «Вектор»")
+    huge = await manager.post(
+        "/templates/preview",
+        {
+            "party_id": str(party.id),
+            "name": "Акция",
+            "subject": "",
+            "body": "{{ 'x' * 300000000 }}",
+        },
+    )
+    assert huge.status_code == 200 and "template-error" in huge.text
+    assert "Акция" in huge.text and "200000" in huge.text
+
+
 async def test_language_switch(web, crm):
     agent = await web("agent")
     russian = await agent.get("/tasks")

@@ -307,3 +307,25 @@ def test_two_recipients_of_a_mailing_merged_are_its_recipient_once(mail_crm, acc
         ]
         assert len(rows) == 4
         assert mail(work).campaigns.report(campaign.id)["sent"] == 2
+
+
+def test_a_mailing_past_a_template_limit_fails_its_recipients_with_the_reason(
+    mail_crm, account, smtp
+):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:  # long for a client with a long name only
+        campaign = mail(work).campaigns.create(
+            "Шины", subject="s", body="{{ party.name * (100000 if '1' in party.name else 1) }}",
+            group_id=group_id, rate_per_minute=0,
+        )  # fmt: skip
+        mail(work).campaigns.start(campaign.id)
+
+    deliver_due(mail_crm)  # the job ends; it is not a crashed worker
+
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        assert campaigns.get(campaign.id).status == "done"
+        (failed,) = campaigns.recipients(campaign.id, status="failed")
+        assert failed.address == "b@two.ru"
+        assert "template “Шины”: it makes a value longer than 200000 characters" in failed.error

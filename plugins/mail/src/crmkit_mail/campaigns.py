@@ -397,11 +397,13 @@ def render_for_recipient(
     texts = versions.get(language) if language else None
     subject = texts["subject"] if texts else campaign.subject
     body = texts["body"] if texts else campaign.body
-    text = templates.render_text("body", body, variables)
+    text = templates.render_text("body", body, variables, template=campaign.name)
     if "unsubscribe_url" not in body:
         text += f"\n\n--\nОтписаться / Unsubscribe: {link}\n"
     return RenderedMessage(
-        subject=templates.render_text("subject", subject, variables), body=text, language=language
+        subject=templates.render_text("subject", subject, variables, template=campaign.name),
+        body=text,
+        language=language,
     )
 
 
