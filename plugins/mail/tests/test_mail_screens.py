@@ -317,6 +317,41 @@ async def test_the_mailing_screens_from_draft_to_report(mail_crm, smtp):
     assert "the mailing is done already" in (await manager.get(path)).text
 
 
+async def test_mails_maybe_sent_are_shown_and_sent_again_on_an_admins_word(mail_crm, smtp):
+    from crmkit_mail.campaigns import send_campaign
+    from crmkit_mail.model import MailCampaignRecipient
+    from sqlalchemy import update
+
+    smtp_mailbox(mail_crm, smtp)
+    template, group, ids = mixed_clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create(
+            "Шины", template_id=template, group_id=group, rate_per_minute=0
+        )
+        mail(work).campaigns.start(campaign.id)
+        # a worker was killed while John's mail was at the server
+        work.session.execute(
+            update(MailCampaignRecipient)
+            .where(MailCampaignRecipient.party_id == ids["John"])
+            .values(status="sending")
+        )
+    send_campaign(mail_crm, campaign.id)  # the job's retry
+    assert sorted(r.recipients[0] for r in smtp.received) == ["hans@example.de", "ivan@example.ru"]
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    path = f"/mail/mailings/{campaign.id}"
+    report = await manager.get(path)
+    assert 'data-count="unknown">unknown, maybe sent: 1<' in report.text
+    assert 'id="mailing-retry-unknown"' in report.text
+    retried = await manager.post(f"{path}/retry-unknown")
+    assert retried.status_code == 303
+    assert "Sending again: 1." in (await manager.get(path)).text
+    deliver_due(mail_crm)
+    assert [r.recipients[0] for r in smtp.received][2:] == ["john@example.com"]
+    report = await manager.get(path)
+    assert 'data-count="sent">sent: 3<' in report.text
+    assert "mailing-retry-unknown" not in report.text
+
+
 async def test_a_mailing_does_not_start_without_the_crms_public_address(
     make_crm, certificate, smtp
 ):
