@@ -117,7 +117,9 @@ class InboundMessage:
     ``thread_refs`` are ids of earlier messages this one answers (mail References),
     used to link it to the conversation's deal or task.  ``cc`` are the others it was
     addressed to, neither the sender nor the channel's own address (mail's To and Cc
-    besides the mailbox): those a reply to all copies.
+    besides the mailbox): those a reply to all copies.  ``meta["automatic"]`` true: sent
+    by a machine (an auto-reply, a mail system's notice), so an unknown sender waits in
+    triage and never becomes a lead, whatever ``channels.unknown_sender`` says.
     """
 
     channel: str

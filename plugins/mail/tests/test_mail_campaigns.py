@@ -12,11 +12,11 @@ from crmkit_mail.imap import append
 from crmkit_mail.model import MailCampaignRecipient
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from crmkit.clock import utcnow
 from crmkit.jobs.delivery import deliver_due
-from crmkit.model import Party
+from crmkit.model import Activity, Party
 from crmkit.testing.channel_contract import make_due
 from crmkit.web.app import create_app
 
@@ -488,3 +488,34 @@ def test_the_rate_limit_is_the_mailboxs_for_all_its_mailings(mail_crm, account, 
 
     assert len(smtp.received) == 6
     assert took >= 5 * 0.2 - 0.05  # six mails of one mailbox at 300 a minute: 0.2 s apart
+
+
+def test_bounces_without_the_originals_headers_find_the_latest_mail_sent(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    from test_mail_sync import delivery_report
+
+    campaign_id = started(mail_crm, clients(mail_crm))
+    deliver_due(mail_crm)
+    with mail_crm.system() as work:  # a mail by hand to c@ after the mailing
+        party = work.session.scalar(select(Party).where(Party.name == "Сервис 2"))
+        mail(work).send(to="c@three.ru", subject="Счёт", body="Счёт во вложении", party_id=party.id)
+    deliver_due(mail_crm)
+    # RET=HDRS not honoured: the reports name the address only
+    append(
+        dovecot.settings(imap_user), delivery_report("Failed (user unknown)", "5.1.1", "b@two.ru")
+    )
+    append(dovecot.settings(imap_user), delivery_report("failed", "5.2.2", "c@three.ru"))
+    append(dovecot.settings(imap_user), delivery_report("delayed", "4.4.7", "a@one.ru"))
+
+    assert sync_account(mail_crm, account).bounces == 2
+
+    with mail_crm.system() as work:
+        rows = {r.address: r for r in mail(work).campaigns.recipients(campaign_id)}
+        assert rows["b@two.ru"].status == "bounced" and "5.1.1" in rows["b@two.ru"].error
+        assert rows["a@one.ru"].status == "sent"  # delayed is no bounce
+        assert rows["c@three.ru"].status == "sent"  # the later mail by hand bounced
+        by_hand = work.session.scalar(
+            select(Activity).where(Activity.direction == "out", Activity.subject == "Счёт")
+        )
+        assert by_hand.status == "bounced"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from crmkit import hookimpl
 from crmkit.errors import ValidationFailed
-from crmkit.model import Activity, Attachment
+from crmkit.model import Activity, Attachment, Party
 from crmkit.testing import factories
 
 
@@ -93,6 +93,65 @@ def test_unknown_sender_becomes_a_lead_when_configured(
         lead = work.parties.get(entry.party_id)
         assert [p.value for p in lead.contact_points] == ["new.client@example.ru"]
         assert lead.name == "Client"
+
+
+def delivery_report(action, status, recipient, original=""):
+    """A multipart/report DSN from a mail system (``original``: a copy of the headers)."""
+    tail = f"--r\r\nContent-Type: text/rfc822-headers\r\n\r\n{original}\r\n" if original else ""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\nTo: in@firm.test\r\n"
+        f"Subject: Delivery Status Notification\r\nMessage-ID: <dsn{time.monotonic_ns()}@mx>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        'boundary="r"\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--r\r\n'
+        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n\r\n"
+        + tail
+        + "--r--\r\n"
+    ).encode()
+
+
+def test_machines_never_become_leads_and_reports_never_conversations(
+    make_crm, certificate, dovecot, imap_user, smtp
+):
+    from crmkit_mail import mail
+    from crmkit_mail import plugin as mail_plugin
+
+    crm = make_crm(
+        plugins=[mail_plugin],
+        settings={"mail.ca_file": str(certificate[0]), "channels.unknown_sender": "lead"},
+    )
+    with crm.system() as work:
+        account_id = mail(work).accounts.create(
+            name="in", address=imap_user, imap_host=dovecot.host, imap_port=dovecot.port,
+            imap_security="none", imap_password=dovecot.users[imap_user],
+        ).id  # fmt: skip
+    # still trying (delayed) and given up (failed, with a comment): notices, not mail
+    deliver(dovecot, imap_user, delivery_report("delayed", "4.4.7", "p1@example.org"))
+    deliver(dovecot, imap_user, delivery_report("failed (mailbox full)", "5.2.2", "p2@example.org"))
+    # an auto-reply and a postmaster's note from addresses nobody knows
+    deliver(
+        dovecot,
+        imap_user,
+        simple(1, sender="petrov@client.ru", extra="Auto-Submitted: auto-replied\r\n"),
+    )
+    deliver(dovecot, imap_user, simple(2, sender="postmaster@client.ru"))
+    deliver(dovecot, imap_user, simple(3, sender="new.client@example.ru"))  # a person
+
+    report = sync_account(crm, account_id)
+
+    assert (report.bounces, report.notices, report.recorded) == (1, 1, 3)
+    with crm.system() as work:
+        leads = {
+            p.value for party in work.session.scalars(select(Party)) for p in party.contact_points
+        }
+        assert leads == {"new.client@example.ru"}
+        entries = mails(crm)
+        assert sorted(e.data["from"] for e in entries) == [
+            "new.client@example.ru", "petrov@client.ru", "postmaster@client.ru"
+        ]  # fmt: skip
+        assert [
+            e.party_id is None for e in entries if e.data["from"] != "new.client@example.ru"
+        ] == [True, True]
 
 
 def test_restart_mid_sync_neither_misses_nor_duplicates(mail_crm, account, dovecot, imap_user):

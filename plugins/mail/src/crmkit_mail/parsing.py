@@ -67,11 +67,22 @@ class MailAttachment:
 
 @attrs.frozen
 class Bounce:
-    """A delivery status notification: which recipients failed, and for which message."""
+    """A delivery status notification: which recipients failed, and for which message.
+
+    ``action`` is ``failed`` (a bounce: ``recipients`` failed) or what the report says
+    instead (``delayed``: still being tried, no bounce; ``recipients`` are the delayed
+    ones).  Either is a notice, never a conversation or a lead.
+    """
 
     recipients: tuple[str, ...]
     status: str
     original_message_id: str | None
+    action: str = "failed"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the mail was given up on (delayed is not a bounce)."""
+        return self.action == "failed"
 
 
 @attrs.frozen
@@ -732,6 +743,8 @@ def _walk(
 
 # -- delivery status notifications --------------------------------------------------------
 
+_ACTION = re.compile(r"[a-z]*")
+
 
 def _bounce(message: Message, defects: list[str]) -> Bounce | None:
     """A bounce from a multipart/report DSN (RFC 3464), or ``None`` for an ordinary mail."""
@@ -740,6 +753,8 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
     if (message.get_param("report-type") or "").lower() != "delivery-status":
         return None
     recipients: list[str] = []
+    others: list[str] = []  # delayed (or delivered, relayed...): a notice, no bounce
+    other_action = ""
     status = ""
     original: str | None = None
     for part in message.walk():
@@ -748,15 +763,24 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
             payload = part.get_payload()
             blocks = payload if isinstance(payload, list) else []
             for block in blocks:
-                action = (block.get("action") or "").strip().lower()
+                # "failed", "Failed (mailbox full)", "failed; comment": the first word
+                action = _ACTION.match(str(block.get("action") or "").strip().lower())[0]
                 recipient = block.get("final-recipient") or block.get("original-recipient")
-                if recipient and action in ("failed", ""):
-                    address = clean_header(str(recipient), defects, "bounce")
-                    address = address.split(";", 1)[-1].strip().strip("<>").lower()
-                    if "@" in address:
-                        recipients.append(address)
-                        found_status = str(block.get("status") or "")
-                        status = status or clean_header(found_status, defects, "bounce").strip()
+                if not recipient:
+                    continue
+                address = clean_header(str(recipient), defects, "bounce")
+                address = address.split(";", 1)[-1].strip().strip("<>").lower()
+                if "@" not in address:
+                    continue
+                found_status = clean_header(str(block.get("status") or ""), defects, "bounce")
+                if action in ("failed", ""):
+                    recipients.append(address)
+                    status = status or found_status.strip()
+                else:
+                    others.append(address)
+                    other_action = other_action or action
+                    if not recipients:
+                        status = status or found_status.strip()
         elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
             inner: Any = part.get_payload()
             if isinstance(inner, list) and inner:
@@ -766,9 +790,10 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
                 text = part_text(part, defects).replace("\x00", "")
                 found = re.search(r"^message-id:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE)
                 original = (message_ids(found.group(1)) or (None,))[0] if found else None
-    if not recipients:
-        return None
-    return Bounce(tuple(recipients), status, original)
+    if recipients:
+        return Bounce(tuple(recipients), status, original)
+    # a delivery status that is no failure (delayed...) is a notice all the same
+    return Bounce(tuple(others), status, original, other_action or "delayed")
 
 
 # -- the whole message --------------------------------------------------------------------

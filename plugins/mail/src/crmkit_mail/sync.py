@@ -35,7 +35,7 @@ from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
 from crmkit.identity import contact_key, email_key
 from crmkit.jobs.delivery import ClaimLost, keep_claim
-from crmkit.model import Activity
+from crmkit.model import Activity, ContactPoint
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
 from crmkit.services.channels import MAX_COPIES
@@ -66,6 +66,8 @@ class SyncReport:
     #: messages refused for their content, as "UID n: reason" (skipped, the rest recorded)
     failures: list[str] = attrs.Factory(list)
     bounces: int = 0
+    #: delivery reports that are no bounce (delayed: the server still tries), not recorded
+    notices: int = 0
     #: messages older than the mailbox's import window, never to be recorded
     passed_over: int = 0
     #: messages from senders the mailbox ignores (``ignore_senders``), not recorded
@@ -78,6 +80,15 @@ class SyncReport:
     #: each other), not recorded
     internal: int = 0
     error: str | None = None
+
+
+#: Local parts of mail systems' own addresses (bounces, notices): no person writes from them.
+MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+
+
+def is_mail_system(address: str) -> bool:
+    """Whether ``address`` is a mail system's (``MAILER-DAEMON@...``, ``postmaster@...``)."""
+    return address.partition("@")[0].lower() in MAIL_SYSTEMS
 
 
 def external_id(parsed: ParsedMail) -> str:
@@ -109,6 +120,8 @@ def inbound(
         meta["uid"] = fetched.uid
     if parsed.auto_submitted:
         meta["auto_submitted"] = True
+    if parsed.auto_submitted or is_mail_system(sender):
+        meta["automatic"] = True  # an auto-reply or a mail system's notice: never a lead
     return InboundMessage(
         channel=CHANNEL,
         external_id=external_id(parsed)[:500],
@@ -131,16 +144,25 @@ def inbound(
 
 
 def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
-    """Mark what a bounce is about: mailing recipients and outbound mails. Returns how many."""
+    """Mark what a bounce is about: mailing recipients and outbound mails. Returns how many.
+
+    The original's Message-ID (from the report's copy of its headers) names it; a report
+    without that copy, or naming a mail the CRM does not know, falls back to each failed
+    address (``Final-Recipient``): the latest mail sent to it, a mailing's or one by hand.
+    A report that is no failure (delayed) marks nothing.
+    """
+    if not bounce.failed:
+        return 0
+    error = f"{bounce.status} bounced".strip()
     marked = 0
     if bounce.original_message_id:
         result = work.session.execute(
             update(MailCampaignRecipient)
             .where(
                 MailCampaignRecipient.message_id == bounce.original_message_id,
-                MailCampaignRecipient.status.in_(("sent", "pending")),
+                MailCampaignRecipient.status.in_(("sent", "pending", "unknown")),
             )
-            .values(status="bounced", error=f"{bounce.status} bounced".strip())
+            .values(status="bounced", error=error)
         )
         marked += result.rowcount or 0
         activity = work.session.scalar(
@@ -149,10 +171,60 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
             )
         )
         if activity is not None:
-            activity.status = "bounced"
-            activity.data = {**(activity.data or {}), "bounce": bounce.status}
+            _bounced(activity, bounce)
             marked += 1
+    if marked:
+        return marked
+    for address in bounce.recipients:
+        marked += _bounce_latest(work, address, bounce, error)
     return marked
+
+
+def _bounced(activity: Activity, bounce: Bounce) -> None:
+    activity.status = "bounced"
+    activity.data = {**(activity.data or {}), "bounce": bounce.status}
+
+
+def _bounce_latest(work: UnitOfWork, address: str, bounce: Bounce, error: str) -> int:
+    """Mark the latest mail sent to ``address`` bounced (a mailing's row or an outbound
+    mail, whichever went last); 1 if there was one."""
+    key = email_key(address)
+    row = work.session.scalar(
+        select(MailCampaignRecipient)
+        .where(MailCampaignRecipient.address == key, MailCampaignRecipient.status == "sent")
+        .order_by(MailCampaignRecipient.sent_at.desc(), MailCampaignRecipient.id.desc())
+        .limit(1)
+    )
+    parties = select(ContactPoint.party_id).where(
+        ContactPoint.kind == "email", ContactPoint.key == key
+    )
+    activity = next(
+        (
+            a
+            for a in work.session.scalars(
+                select(Activity)
+                .where(
+                    Activity.channel == CHANNEL,
+                    Activity.direction == "out",
+                    Activity.status == "sent",
+                    Activity.party_id.in_(parties),
+                )
+                .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+                .limit(50)
+            )
+            if email_key(str((a.data or {}).get("to") or "")) == key
+        ),
+        None,
+    )
+    if row is not None and (
+        activity is None or (row.sent_at is not None and row.sent_at >= activity.occurred_at)
+    ):
+        row.status, row.error = "bounced", error
+        return 1
+    if activity is not None:
+        _bounced(activity, bounce)
+        return 1
+    return 0
 
 
 def child_storage(crm: CRM) -> tuple[FileStorage | None, int]:
@@ -238,14 +310,14 @@ def _record_batch(
         ours = frozenset(mailboxes)
         # counted here, and added to the report only once the batch is ours (not overtaken)
         counts = dict.fromkeys(
-            ("recorded", "duplicates", "bounces", "ignored", "sent", "internal"), 0
+            ("recorded", "duplicates", "bounces", "notices", "ignored", "sent", "internal"), 0
         )
         failed: list[str] = []
         messages = []
         for fetched, parsed in batch:
-            if parsed.bounce is not None:
+            if parsed.bounce is not None:  # a delivery report: a notice, never a conversation
                 record_bounce(work, parsed.bounce)
-                counts["bounces"] += 1
+                counts["bounces" if parsed.bounce.failed else "notices"] += 1
                 continue
             if ignore is not None and ignore(parsed.sender):
                 counts["ignored"] += 1
@@ -296,6 +368,7 @@ def _record_batch(
     report.recorded += counts["recorded"]
     report.duplicates += counts["duplicates"]
     report.bounces += counts["bounces"]
+    report.notices += counts["notices"]
     report.ignored += counts["ignored"]
     report.sent_recorded += counts["sent"]
     report.internal += counts["internal"]
