@@ -119,7 +119,9 @@ class InboundMessage:
     addressed to, neither the sender nor the channel's own address (mail's To and Cc
     besides the mailbox): those a reply to all copies.  ``meta["automatic"]`` true: sent
     by a machine (an auto-reply, a mail system's notice), so an unknown sender waits in
-    triage and never becomes a lead, whatever ``channels.unknown_sender`` says.
+    triage and never becomes a lead, whatever ``channels.unknown_sender`` says;
+    ``meta["suspicious"]`` (the address it claims): the sender may be forged, shown with it
+    on the timeline and in the inbox (and never a lead either).
     """
 
     channel: str

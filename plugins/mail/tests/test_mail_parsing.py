@@ -511,3 +511,25 @@ def test_one_base64_word_decodes_as_decode_header_says(data, charset, space):
     general = decode_bytes(chunk, label, general_defects, "subject")
     general = clean_header(general, general_defects, "subject").strip()
     assert (quick, quick_defects) == (general, general_defects)
+
+
+def test_authentication_results_name_the_domains_that_passed():
+    from crmkit_mail.parsing import aligned, authenticated_domains
+
+    value = (
+        "mx.yandex.net; spf=pass (mx.yandex.net: domain of firm.ru designates 1.2.3.4 as"
+        " permitted sender) smtp.mail=sales@firm.ru; dkim=pass header.i=@mail.firm.ru;"
+        " dmarc=fail header.from=other.ru"
+    )
+    assert authenticated_domains(value) == ("mail.firm.ru",)
+    assert authenticated_domains("mx; dmarc=pass header.from=Firm.RU") == ("firm.ru",)
+    assert authenticated_domains("mx; spf=softfail smtp.mailfrom=a@firm.ru") == ()
+    assert authenticated_domains("mx; none") == authenticated_domains(None) == ()
+    assert aligned("sales@shop.firm.ru", ("firm.ru",))
+    assert not aligned("sales@firm.ru", ("evilfirm.ru",))
+    raw = (
+        b"Authentication-Results: mx; dkim=pass header.d=firm.ru\r\n"
+        b"Authentication-Results: mx; dkim=pass header.d=evil.ru\r\n"
+        b"From: sales@firm.ru\r\nSubject: x\r\n\r\nbody\r\n"
+    )
+    assert parse_message(raw).authenticated == ("firm.ru",)  # the topmost one only

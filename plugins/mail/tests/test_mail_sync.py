@@ -559,6 +559,14 @@ def test_a_renumbered_folder_keeps_the_mail_received_while_syncs_failed(
     assert [m.subject for m in mails(mail_crm)] == ["letter 0", "пока почта не читалась"]
 
 
+#: what the receiving server writes above a colleague's mail it verified
+VERIFIED = (
+    b"Authentication-Results: mx.firm.test;\r\n dkim=pass header.d=firm.test header.s=mail;"
+    b"\r\n spf=pass (sender SPF authorized) smtp.mailfrom=mia@firm.test;"
+    b"\r\n dmarc=pass (p=REJECT) header.from=firm.test\r\n"
+)
+
+
 def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_timeline(
     mail_crm, account, dovecot, imap_user
 ):
@@ -582,16 +590,24 @@ def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_tim
     with mail_crm.system() as work:
         asked = work.session.scalar(select(Activity).where(Activity.external_id == "<q@client.ru>"))
         asked.record_entity, asked.record_id = "deal", deal.id
-    # Mia answers from Thunderbird with the shared mailbox in copy, and writes to a colleague
+    # Mia answers from Thunderbird with the shared mailbox in copy, and writes to a colleague;
+    # the receiving server checked both (DKIM, SPF, DMARC)
     answer = (
-        f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
-        "Subject: Re: Счёт\r\nMessage-ID: <a@firm.test>\r\nReferences: <q@client.ru>\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
-    ).encode()
+        VERIFIED
+        + (
+            f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
+            "Subject: Re: Счёт\r\nMessage-ID: <a@firm.test>\r\nReferences: <q@client.ru>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
+        ).encode()
+    )
     internal = (
-        f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
-        "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nИдём?\r\n"
-    ).encode()
+        VERIFIED
+        + (
+            f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
+            "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "\r\nИдём?\r\n"
+        ).encode()
+    )
     deliver(dovecot, imap_user, answer)
     deliver(dovecot, imap_user, internal)
 
@@ -710,3 +726,56 @@ def test_watch_follows_a_changed_folder_instead_of_reading_the_old_one(
         stop.set()
         worker.join(35)
     assert not worker.is_alive()
+
+
+@pytest.mark.parametrize(
+    "checked",
+    [
+        b"",  # no word from the receiving server
+        b"Authentication-Results: mx.firm.test; spf=fail smtp.mailfrom=firm.test; dkim=none;"
+        b" dmarc=fail header.from=firm.test\r\n",
+        # a pass for another domain, and a forged pass below the server's own results
+        b"Authentication-Results: mx.firm.test; dkim=pass header.d=evil.example.net;"
+        b" spf=pass smtp.mailfrom=bounce@evil.example.net\r\n"
+        b"Authentication-Results: mx.firm.test; dmarc=pass header.from=firm.test\r\n",
+    ],
+)
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_forged_mail_from_our_own_mailbox_is_incoming_and_flagged(
+    mail_crm, account, dovecot, imap_user, checked, anyio_backend
+):
+    from crmkit_mail import mail
+
+    with mail_crm.system() as work:
+        mail(work).accounts.create(name="mia", address="mia@firm.test")
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+    forged = checked + (
+        b"Received: from evil.example.net (evil.example.net [203.0.113.9])\r\n"
+        b"From: mia@firm.test\r\nTo: buyer@client.ru\r\nSubject: New bank details\r\n"
+        b"Message-ID: <forged@evil.example.net>\r\n\r\nPay invoice 42 to another bank.\r\n"
+    )
+    deliver(dovecot, imap_user, forged)
+
+    report = sync_account(mail_crm, account)
+
+    assert (report.sent_recorded, report.recorded) == (0, 1)
+    with mail_crm.system() as work:
+        (entry,) = work.session.scalars(
+            select(Activity).where(Activity.external_id == "<forged@evil.example.net>")
+        ).all()
+        assert entry.direction == "in" and entry.data["suspicious"] == "mia@firm.test"
+        assert entry.party_id != client.id  # nothing "we sent" on the client's timeline
+        conversation_id = entry.conversation_id
+    # the inbox shows it with the warning
+    from crmkit.testing import add_user
+    from crmkit.testing.web import WebClient
+
+    add_user(mail_crm, "boss", ["admin"], locale="en")
+    web = WebClient.for_crm(mail_crm)
+    assert (await web.login("boss")).status_code == 303
+    page = await web.get(f"/inbox/{conversation_id}")
+    assert page.status_code == 200 and "Sender not verified" in page.text
+    assert "mia@firm.test" in page.text

@@ -717,7 +717,7 @@ class ChannelService:
     def _unknown_sender(self, channel: Channel, message: InboundMessage) -> tuple[int | None, str]:
         policy = self.work.crm.config.get("channels.unknown_sender", "triage")
         # an auto-reply or a mail system's notice (the channel says so): nobody to sell to
-        if policy != "lead" or message.meta.get("automatic"):
+        if policy != "lead" or message.meta.get("automatic") or message.meta.get("suspicious"):
             return None, "triage"
         name = message.sender_name or message.sender
         contact_kind = channel.address_kind.value

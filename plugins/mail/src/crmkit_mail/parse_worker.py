@@ -72,6 +72,7 @@ def to_wire(parsed: Any) -> tuple[Any, ...]:
         ),
         None if bounce is None else attrs.astuple(bounce),
         parsed.auto_submitted, parsed.list_unsubscribe, parsed.digest, parsed.defects,
+        parsed.authenticated,
     )  # fmt: skip
 
 

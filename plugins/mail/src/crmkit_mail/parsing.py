@@ -105,6 +105,9 @@ class ParsedMail:
     list_unsubscribe: str | None
     digest: str
     defects: tuple[str, ...] = ()
+    #: domains the receiving server's Authentication-Results (the topmost one) says passed
+    #: DMARC, DKIM or SPF (see :func:`authenticated_domains`)
+    authenticated: tuple[str, ...] = ()
 
     @property
     def thread_refs(self) -> tuple[str, ...]:
@@ -741,6 +744,46 @@ def _walk(
         htmls.append(part_text(part, defects))
 
 
+# -- authentication results -------------------------------------------------------------
+
+_RESULT = re.compile(r"\b(dmarc|dkim|spf)\s*=\s*([a-z]+)", re.IGNORECASE)
+_PROPERTY = re.compile(
+    r"\b(header\.from|header\.d|header\.i|smtp\.mailfrom)\s*=\s*([^\s;()]+)", re.IGNORECASE
+)
+
+
+def authenticated_domains(value: str | None) -> tuple[str, ...]:
+    """The domains an ``Authentication-Results`` header (RFC 8601) says passed: DMARC's
+    ``header.from``, DKIM's ``header.d`` (or ``header.i``'s domain), SPF's
+    ``smtp.mailfrom`` domain.  Only the topmost such header should be given: it is the
+    one the receiving server added (the ones below may be anybody's)."""
+    if not value:
+        return ()
+    found: list[str] = []
+    text = _FOLDING.sub(" ", value)
+    for clause in text.split(";")[1:]:  # the first part is the server's id
+        result = _RESULT.search(clause)
+        if result is None or result.group(2).lower() != "pass":
+            continue
+        method = result.group(1).lower()
+        wanted = {"dmarc": ("header.from",), "dkim": ("header.d", "header.i"),
+                  "spf": ("smtp.mailfrom",)}[method]  # fmt: skip
+        for name, domain in _PROPERTY.findall(clause):
+            if name.lower() in wanted:
+                domain = domain.strip("<>\"'").rpartition("@")[2].lower().rstrip(".")
+                if domain and domain not in found:
+                    found.append(domain)
+                break
+    return tuple(found)
+
+
+def aligned(address: str, domains: tuple[str, ...]) -> bool:
+    """Whether ``address``'s domain is one of ``domains`` or below one of them (relaxed
+    alignment: mail of ``sales@shop.example.ru`` signed by ``example.ru``)."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return bool(domain) and any(domain == d or domain.endswith("." + d) for d in domains)
+
+
 # -- delivery status notifications --------------------------------------------------------
 
 _ACTION = re.compile(r"[a-z]*")
@@ -931,4 +974,5 @@ def parse_message(raw: bytes) -> ParsedMail:
         list_unsubscribe=header_text(headers, "list-unsubscribe", defects) or None,
         digest=hashlib.sha256(raw).hexdigest(),
         defects=tuple(defects),
+        authenticated=authenticated_domains(_raw_header(headers, "authentication-results")),
     )

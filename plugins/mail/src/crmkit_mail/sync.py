@@ -44,7 +44,7 @@ from crmkit_mail.accounts import imap_settings, sender_filter
 from crmkit_mail.imap import FetchedMessage, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
-from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
+from crmkit_mail.parsing import Bounce, ParsedMail, aligned, parse_message
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -323,6 +323,12 @@ def _record_batch(
                 counts["ignored"] += 1
                 continue
             sent_from = mailboxes.get(email_key(parsed.sender or ""))
+            suspicious = None
+            if sent_from is not None and not aligned(parsed.sender, parsed.authenticated):
+                # anybody can write "From: sales@": without the receiving server's word
+                # (DMARC, DKIM or SPF passed for our domain) it is incoming mail, flagged
+                # with the mailbox it claims to come from
+                suspicious, sent_from = sent_from.address, None
             if sent_from is not None:
                 # a colleague's mail (or our own): sent mail on its client's timeline
                 done, failure = record_sent(work, sent_from, parsed, fetched.internal_date)
@@ -332,7 +338,10 @@ def _record_batch(
                     key = {RECORDED: "sent", KNOWN: "duplicates"}.get(done or "", "internal")
                     counts[key] += 1
                 continue
-            messages.append(inbound(parsed, fetched, report.account, ours))
+            message = inbound(parsed, fetched, report.account, ours)
+            if suspicious is not None:
+                message.meta["suspicious"] = suspicious
+            messages.append(message)
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
         recorded, failures = work.channels.record_isolated(messages)
