@@ -156,11 +156,11 @@ LOOP_LIMIT = 1_000_000
 
 #: The refusal of each limit; ``{name}`` names the template, ``{limit}`` the limit.
 LIMIT_MESSAGES = {
-    "output": "template “{name}”: the text it makes is longer than {limit} characters",
-    "value": "template “{name}”: it makes a value longer than {limit} characters",
-    "digits": "template “{name}”: it makes a number longer than {limit} digits",
-    "range": "template “{name}”: range() of more than {limit} numbers",
-    "loops": "template “{name}”: its loops turn more than {limit} times",
+    "output": message("template “{name}”: the text it makes is longer than {limit} characters"),
+    "value": message("template “{name}”: it makes a value longer than {limit} characters"),
+    "digits": message("template “{name}”: it makes a number longer than {limit} digits"),
+    "range": message("template “{name}”: range() of more than {limit} numbers"),
+    "loops": message("template “{name}”: its loops turn more than {limit} times"),
 }
 
 _LONG_NUMBER = re.compile(r"\d{7,}")  # a width or precision of a million or more
@@ -624,7 +624,8 @@ class MessageTemplateService:
                 "range": RANGE_LIMIT,
                 "loops": LOOP_LIMIT,
             }[exc.kind]
-            text = message(LIMIT_MESSAGES[exc.kind], name=template or field, limit=limit)
+            refusal = LIMIT_MESSAGES[exc.kind].template
+            text = message(refusal, name=template or field, limit=limit)
             raise TemplateFailed(field, _template_line(exc), text) from None
         except jinja2.TemplateError as exc:
             raise TemplateFailed(field, _template_line(exc), str(exc)) from None
