@@ -173,9 +173,11 @@ def test_bulk_create_places_in_a_later_stage_only_with_place(make_crm):
     crm = make_crm(plugins=[DealerPlugin()])
     agent = add_user(crm, "agent", ["agent"])
     rows = [{"name": "A"}, {"name": "B", "stage": "firm"}]
-    with pytest.raises(ValidationFailed, match="row 2: stage") as refused:
-        with crm.acting_as(agent) as work:
-            work.parties.bulk_create(rows)
+    with (
+        pytest.raises(ValidationFailed, match="row 2: stage") as refused,
+        crm.acting_as(agent) as work,
+    ):
+        work.parties.bulk_create(rows)
     assert "place" in str(refused.value)
     with crm.system() as work:
         assert work.parties.count() == 0
@@ -197,14 +199,16 @@ def test_bulk_create_links_like_create(crm, agent):
     with crm.system() as work:
         work.merges.merge(survivor, merged)
     for missing in (hidden, 999_999):
-        with pytest.raises(ValidationFailed, match="row 2: organisation_id") as refused:
-            with crm.acting_as(agent) as work:
-                work.parties.bulk_create(
-                    [
-                        {"kind": "person", "name": "Свой"},
-                        {"kind": "person", "name": "Чей-то", "organisation_id": missing},
-                    ]
-                )
+        with (
+            pytest.raises(ValidationFailed, match="row 2: organisation_id") as refused,
+            crm.acting_as(agent) as work,
+        ):
+            work.parties.bulk_create(
+                [
+                    {"kind": "person", "name": "Свой"},
+                    {"kind": "person", "name": "Чей-то", "organisation_id": missing},
+                ]
+            )
         assert f"no party {missing}" in str(refused.value)
     with crm.acting_as(agent) as work:
         [person] = work.parties.bulk_create(
