@@ -253,7 +253,7 @@ class CashDeskService:
             raise ValidationFailed({"amount": [message("move some money")]})
         ledger = self.finance.ledger
         drawer = ledger.desk_account(desk.id, "cash")
-        other = ledger.get_account(to)
+        other = ledger.named_account(to, "to")
         if value > 0 and value > self.drawer_balance(desk):
             raise ValidationFailed(
                 {"amount": [message("there is not that much cash in the drawer")]}

@@ -909,7 +909,7 @@ class PurchaseService:
         if value <= 0:
             raise ValidationFailed({"amount": [message("a payment is positive")]})
         ledger = self.finance.ledger
-        source = ledger.get_account(paid_from)
+        source = ledger.named_account(paid_from, "paid_from")
         if source.kind not in ("cash", "bank"):
             raise ValidationFailed(
                 {"paid_from": [message("pay from a cash drawer or a bank account")]}
