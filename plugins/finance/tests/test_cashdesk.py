@@ -619,3 +619,20 @@ def test_a_shift_is_its_cashiers(shop):
         fin.cashdesk.close_shift(mine.id, counted="1390.00")
         assert fin.cashdesk.current_shift(shop.desk.id) is None
         assert problems(work) == []
+
+
+def test_a_refund_of_a_cancelled_order_says_it_owes_nothing(shop):
+    """``payment.refunded`` tells what the order still owes: a cancelled order owes nothing,
+    whatever its total was."""
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="1000.00", method="transfer")
+    with shop.crm.acting_as(shop.manager) as work:
+        work.moves.move(order.id, "in_work", entity="finance_order", comment="reopened")
+        work.moves.move(order.id, "cancelled", entity="finance_order", comment="client left")
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.refund(paid.id, "400.00")
+        event = next(e for e in work.pending_events if e.name == "payment.refunded")
+        assert event.data["order_due"] == "0.00"
+        assert fin.orders.totals(order.id).due == money("-600.00")  # the client's money

@@ -774,8 +774,10 @@ class PaymentService:
         )
 
     def _due(self, order: Any) -> Decimal:
-        """What the client still owes on an order after this payment (0 when paid up)."""
-        return max(order.total - self.finance.orders.paid(order), Decimal(0))
+        """What the client still owes on an order after this payment (0 when paid up, and
+        on a cancelled order, which owes nothing)."""
+        due = self.finance.orders.totals_of(order).due
+        return due if due > 0 else Decimal(0).quantize(due)
 
     # -- reading --------------------------------------------------------------------------
 

@@ -572,7 +572,10 @@ class OrderService(EntityService):
 
     def totals(self, order: Any) -> OrderTotals:
         """Totals, what was charged (recognized) and what was paid."""
-        order = self.get(order)
+        return self.totals_of(self.get(order))
+
+    def totals_of(self, order: FinanceOrder) -> OrderTotals:
+        """:meth:`totals` of an order already in hand (read, or held by :meth:`lock`)."""
         charged = self.session.scalar(
             select(func.coalesce(func.sum(FinanceOrderLine.amount), 0)).where(
                 FinanceOrderLine.order_id == order.id, FinanceOrderLine.recognized_on.is_not(None)
