@@ -331,6 +331,46 @@ def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in)
         assert finance(work).payments.refunded(paid) == Decimal("400.00")
 
 
+def test_open_void_and_close_forms_sent_twice_take_effect_once(shop, signed_in):
+    """A double click on *Open the shift*, *Void* or *Close the shift* opens, voids or closes
+    once; the second submission says the form was already sent, not an error."""
+    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    cashier = signed_in("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+
+    def twice(action, sent):
+        first = cashier.submit(action, sent)
+        again = cashier.submit(action, sent)
+        assert 'class="flash error"' not in first.text + again.text, again.text
+        assert "already sent" not in first.text and "уже отправлена" not in first.text
+        assert (
+            "This form was already sent" in again.text or "Эта форма уже отправлена" in again.text
+        )
+
+    open_path = f"/finance/cashdesk/{shop.desk.id}/open"
+    twice(open_path, {"counted": "100", "form_token": _token(cashier.get(desk), open_path)})
+    cashier.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1500", "method": "cash"},
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        [paid] = finance(work).payments.of_order(order.id)
+    void_path = f"/finance/payments/{paid.id}/void"
+    page = cashier.get(desk)
+    twice(void_path, {"reason": "wrong order", "back": desk, "form_token": _token(page, void_path)})
+    shift = _open_shift(shop)
+    close_path = f"/finance/shifts/{shift.id}/close"
+    page = cashier.get(desk)
+    twice(close_path, {"counted": "100", "back": desk, "form_token": _token(page, close_path)})
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        [closed] = fin.cashdesk.shifts(shop.desk.id)  # one shift, opened once
+        assert closed.closed_at is not None and closed.closing_count == Decimal("100.00")
+        kinds = [p.kind for p in fin.payments.of_order(order.id)]
+        assert kinds == ["payment", "void"]  # voided once
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("100.00")
+
+
 def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")

@@ -126,7 +126,10 @@ def open_shift(request: Request) -> Response:
         request,
         _desk_path(desk_id),
         lambda fin: fin.cashdesk.open_shift(
-            desk_id, data.get("counted", ""), note=str(data.get("note", ""))
+            desk_id,
+            data.get("counted", ""),
+            note=str(data.get("note", "")),
+            form_token=sent_token(data),
         ),
         "Shift opened.",
     )
@@ -141,7 +144,10 @@ def close_shift(request: Request) -> Response:
 
     def close(fin: Any) -> str:
         shift = fin.cashdesk.close_shift(
-            shift_id, data.get("counted", ""), note=str(data.get("note", ""))
+            shift_id,
+            data.get("counted", ""),
+            note=str(data.get("note", "")),
+            form_token=sent_token(data),
         )
         readable = fin.work.records("finance_shift").find_many([shift.id])
         return f"/finance/shifts/{shift.id}" if readable else back
@@ -249,7 +255,9 @@ def void_payment(request: Request) -> Response:
     return attempt(
         request,
         back,
-        lambda fin: fin.payments.void(payment_id, reason=str(data.get("reason", ""))),
+        lambda fin: fin.payments.void(
+            payment_id, reason=str(data.get("reason", "")), form_token=sent_token(data)
+        ),
         "Payment voided.",
     )
 

@@ -131,9 +131,17 @@ class CashDeskService:
             )
         return shift
 
-    def open_shift(self, desk_id: int, counted: Any, *, note: str = "") -> FinanceShift:
-        """Open a shift: the cashier counts the drawer; a difference is booked at once."""
+    def open_shift(
+        self, desk_id: int, counted: Any, *, note: str = "", form_token: str | None = None
+    ) -> FinanceShift:
+        """Open a shift: the cashier counts the drawer; a difference is booked at once.
+
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        shift it opened."""
         self.finance.require("finance_shift", "create")
+        earlier = forms.claim(self.finance, form_token, "shift_open")
+        if earlier:
+            return self.session.get(FinanceShift, earlier[0])
         desk = self.desk(desk_id)
         if not desk.active:
             raise ValidationFailed(
@@ -164,15 +172,23 @@ class CashDeskService:
             "open",
             {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
+        forms.remember(self.finance, form_token, [shift.id])
         self.work.emit("shift.opened", "finance_shift", shift.id, desk_id=desk.id)
         return shift
 
-    def close_shift(self, shift_id: int, counted: Any, *, note: str = "") -> FinanceShift:
+    def close_shift(
+        self, shift_id: int, counted: Any, *, note: str = "", form_token: str | None = None
+    ) -> FinanceShift:
         """Close a shift with a count of the drawer; a difference is booked.
 
         Its cashier closes it; so may an admin or the accountant, and another cashier once
-        its cashier is blocked (see :meth:`may_close`), so a desk is never stuck."""
+        its cashier is blocked (see :meth:`may_close`), so a desk is never stuck.
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        shift it closed."""
         self.finance.require("finance_shift", "update")
+        earlier = forms.claim(self.finance, form_token, "shift_close")
+        if earlier:
+            return self.session.get(FinanceShift, earlier[0])
         shift = self.session.get(FinanceShift, shift_id)
         if shift is None:
             raise NotFound("finance_shift", shift_id)
@@ -209,6 +225,7 @@ class CashDeskService:
             "close",
             {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
+        forms.remember(self.finance, form_token, [shift.id])
         self.work.emit("shift.closed", "finance_shift", shift.id, desk_id=desk.id)
         return shift
 
@@ -647,17 +664,26 @@ class PaymentService:
             self.finance.orders.after_payment(order)
         return refund
 
-    def void(self, payment_id: int, *, reason: str) -> FinancePayment:
+    def void(
+        self, payment_id: int, *, reason: str, form_token: str | None = None
+    ) -> FinancePayment:
         """Cancel a payment entered by mistake: its transaction is reversed.
 
         A cash or card payment can be voided only during the shift it was taken in, by the
         cashier of that shift.  A payment taken outside a shift (a bank transfer, cashback)
         can be voided only on the business day it is dated (in the business's time zone)
         and by one who may also refund it.  Later, it is refunded instead.
+        ``form_token``: the void form's one-time token; the same form sent again returns
+        the first void.
         """
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
             raise ValidationFailed({"reason": [message("say why the payment is voided")]})
+        # claimed before the payment is locked, as for a refund: a repeat waits for the
+        # first submission, then gets its void back
+        earlier = forms.claim(self.finance, form_token, "void")
+        if earlier:
+            return self.session.get(FinancePayment, earlier[0])
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": [message("only a payment can be voided")]})
@@ -727,6 +753,7 @@ class PaymentService:
         )
         self.session.add(void)
         self.work.flush()
+        forms.remember(self.finance, form_token, [void.id])
         self.work.audit("finance_payment", original.id, "void", {"reason": [None, reason]})
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
         if order is not None:
