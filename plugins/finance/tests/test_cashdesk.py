@@ -636,3 +636,111 @@ def test_a_refund_of_a_cancelled_order_says_it_owes_nothing(shop):
         event = next(e for e in work.pending_events if e.name == "payment.refunded")
         assert event.data["order_due"] == "0.00"
         assert fin.orders.totals(order.id).due == money("-600.00")  # the client's money
+
+
+def _at_once(first, second, first_done, timeout=30):
+    """Run ``first`` and, once ``first_done`` is set, ``second`` in threads of their own
+    (each its own unit of work and connection); what each raised or returned."""
+    outcomes = {}
+
+    def run(name, step):
+        try:
+            outcomes[name] = step()
+        except ValidationFailed as refused:
+            outcomes[name] = refused
+
+    def then():
+        first_done.wait(10)
+        run("second", second)
+
+    threads = [threading.Thread(target=run, args=("first", first)), threading.Thread(target=then)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return outcomes
+
+
+def test_a_shift_closed_while_a_payment_is_posted_counts_it(shop, monkeypatch):
+    """The closing waits for a payment being posted into the shift and counts it: the
+    payment never lands in a shift whose expected cash left it out."""
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    posted, closed = threading.Event(), threading.Event()
+    announce = PaymentService._announce
+
+    def announce_then_linger(self, *args):
+        announce(self, *args)
+        posted.set()
+        closed.wait(2)  # a closing that does not wait for us is done by now
+
+    monkeypatch.setattr(PaymentService, "_announce", announce_then_linger)
+
+    def pay():
+        with shop.crm.acting_as(shop.cashier) as work:
+            finance(work).payments.take(
+                order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id
+            )
+
+    def close():
+        try:
+            with shop.crm.acting_as(shop.cashier) as work:
+                return finance(work).cashdesk.close_shift(shift.id, counted="1500.00").id
+        finally:
+            closed.set()
+
+    outcomes = _at_once(pay, close, posted)
+    monkeypatch.undo()
+    assert outcomes == {"first": None, "second": shift.id}
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        report = fin.cashdesk.shift_report(shift.id)
+        [payment] = fin.payments.of_order(order.id)
+        assert payment.shift_id == shift.id
+        assert report["cash_received"] == money("1500.00")
+        assert report["expected_cash"] == money("1500.00")
+        assert report["closing_difference"] == 0
+        assert fin.ledger.balance(fin.ledger.account("expense:cash_difference"), "RUB") == 0
+
+
+def test_a_payment_posted_while_its_shift_is_closed_is_refused(shop, monkeypatch):
+    """A payment waiting for the closing of its shift is refused (open a shift first), not
+    posted into the closed shift."""
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    counting, paying = threading.Event(), threading.Event()
+    from crmkit_finance.services.cashdesk import CashDeskService
+
+    book = CashDeskService._book_difference
+
+    def book_then_linger(self, *args):
+        book(self, *args)
+        counting.set()
+        paying.wait(2)  # a payment that does not wait for the closing is posted by now
+
+    monkeypatch.setattr(CashDeskService, "_book_difference", book_then_linger)
+
+    def close():
+        with shop.crm.acting_as(shop.cashier) as work:
+            return finance(work).cashdesk.close_shift(shift.id, counted="0").id
+
+    def pay():
+        try:
+            with shop.crm.acting_as(shop.cashier) as work:
+                finance(work).payments.take(
+                    order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id
+                )
+        finally:
+            paying.set()
+
+    outcomes = _at_once(close, pay, counting)
+    monkeypatch.undo()
+    assert outcomes["first"] == shift.id
+    assert "open a shift at Desk 1 first" in str(outcomes["second"])
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.of_order(order.id) == []
+        assert fin.cashdesk.drawer_balance(shop.desk) == 0
+        assert problems(work) == []

@@ -68,6 +68,24 @@ class CashDeskService:
             )
         )
 
+    def held_shift(self, desk: FinanceCashDesk, field: str) -> FinanceShift:
+        """The open shift of ``desk``, held until the transaction ends, for money posted into
+        it: a closing at the same moment waits for the post and counts it, and a post
+        waiting for a closing finds the shift closed and is refused (``field`` names the
+        form field for the refusal), so nothing lands in a closed shift."""
+        shift = self.current_shift(desk.id)
+        if shift is not None:
+            shift = self.hold(shift.id)
+        if shift is None or shift.closed_at is not None:
+            raise ValidationFailed({field: [_open_a_shift(desk)]})
+        return shift
+
+    def hold(self, shift_id: int) -> FinanceShift | None:
+        """Lock a shift's row (see :func:`crmkit.db.lock_row`) and read it afresh."""
+        self.work.flush()
+        lock_row(self.session, FinanceShift, shift_id)
+        return self.session.get(FinanceShift, shift_id, populate_existing=True)
+
     def cashier_of(self, shift: FinanceShift) -> User | None:
         """The user who opened ``shift``."""
         return self.session.get(User, shift.cashier_id) if shift.cashier_id else None
@@ -122,9 +140,7 @@ class CashDeskService:
         if account.kind != "cash" or account.desk_id is None:
             return None
         desk = self.session.get(FinanceCashDesk, account.desk_id)
-        shift = self.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({field: [_open_a_shift(desk)]})
+        shift = self.held_shift(desk, field)
         if outgoing > 0 and outgoing > self.drawer_balance(desk):
             raise ValidationFailed(
                 {"amount": [message("there is not that much cash in the drawer")]}
@@ -189,9 +205,11 @@ class CashDeskService:
         earlier = forms.claim(self.finance, form_token, "shift_close")
         if earlier:
             return self.session.get(FinanceShift, earlier[0])
-        shift = self.session.get(FinanceShift, shift_id)
-        if shift is None:
+        if self.session.get(FinanceShift, shift_id) is None:
             raise NotFound("finance_shift", shift_id)
+        # held while the drawer is counted against the ledger: a payment posted into the
+        # shift meanwhile is waited for and counted, and one waiting for us finds it closed
+        shift = self.hold(shift_id)
         if shift.closed_at is not None:
             raise ValidationFailed({"shift": [message("the shift is already closed")]})
         desk = self.session.get(FinanceCashDesk, shift.desk_id)
@@ -261,9 +279,7 @@ class CashDeskService:
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
         desk = self.desk(desk_id)
-        shift = self.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        shift = self.held_shift(desk, "desk_id")
         self.require_mine(shift, desk, "desk_id")
         value = exact_money(amount, desk.currency)
         if value == 0:
@@ -397,9 +413,7 @@ class PaymentService:
                 }
             )
         desk = self.finance.cashdesk.desk(desk_id)
-        shift = self.finance.cashdesk.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        shift = self.finance.cashdesk.held_shift(desk, "desk_id")
         self.finance.cashdesk.require_mine(shift, desk, "desk_id")
         return desk, shift
 
@@ -697,7 +711,7 @@ class PaymentService:
         if self._voided(original):
             raise ValidationFailed({"payment": [message("already voided")]})
         if original.shift_id is not None:
-            shift = self.session.get(FinanceShift, original.shift_id)
+            shift = self.finance.cashdesk.hold(original.shift_id)
             if shift.closed_at is not None:
                 raise ValidationFailed(
                     {"payment": [message("its shift is closed; refund it instead")]}
