@@ -744,3 +744,102 @@ def test_a_payment_posted_while_its_shift_is_closed_is_refused(shop, monkeypatch
         assert fin.payments.of_order(order.id) == []
         assert fin.cashdesk.drawer_balance(shop.desk) == 0
         assert problems(work) == []
+
+
+def _two_cashiers_at_once(shop, monkeypatch, pay):
+    """``pay(fin)`` by two cashiers at once, each on a connection of their own: each waits
+    for the other after reading its order (unless the other is held by the order's lock)."""
+    second = add_user(shop.crm, "cashier2", ["cashier"])
+    both_read = threading.Barrier(2)
+    read_desk = PaymentService._desk_and_shift
+
+    def desk_then_wait(self, *args):
+        found = read_desk(self, *args)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(2)
+        return found
+
+    monkeypatch.setattr(PaymentService, "_desk_and_shift", desk_then_wait)
+    outcomes = []
+
+    def run(user):
+        try:
+            with shop.crm.acting_as(user) as work:
+                pay(finance(work))
+            outcomes.append("paid")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    return sorted(outcomes)
+
+
+@pytest.mark.parametrize("method", ["transfer", "cashback"])
+def test_two_cashiers_taking_the_full_due_at_once_take_it_once(shop, monkeypatch, method):
+    """Both forms showed 1500 due: the second payment waits for the first, finds nothing
+    due and is refused by name (by money or by cashback alike)."""
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.adjust(shop.client.id, "3000.00", reason="welcome gift")
+    outcomes = _two_cashiers_at_once(
+        shop,
+        monkeypatch,
+        lambda fin: fin.payments.take(
+            order_id=order.id, amount="1500.00", method=method, due="1500.00"
+        ),
+    )
+    assert outcomes[1] == "paid"
+    assert f"only 0.00 RUB is due on order {order.number}" in outcomes[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(order.id)) == 1
+        assert fin.orders.totals(order.id).due == 0
+        assert fin.cashback.balance(shop.client.id) == money(
+            "1500.00" if method == "cashback" else "3000.00"
+        )
+        assert problems(work) == []
+
+
+def test_two_cashiers_booking_one_invoice_transfer_at_once_book_it_once(shop, monkeypatch):
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = work.parties.create(kind="organisation", name="ООО «Такси»")
+        order = shop.order(work, party_id=firm.id)
+        finance(work).orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+    with shop.crm.acting_as(shop.accountant) as work:
+        invoice = finance(work).invoices.issue([order.id])
+    outcomes = _two_cashiers_at_once(
+        shop,
+        monkeypatch,
+        lambda fin: fin.payments.pay_invoice(invoice.id, "1500.00", due="1500.00"),
+    )
+    assert outcomes[1] == "paid"
+    assert f"only 0.00 RUB is due on invoice {invoice.number}" in outcomes[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(order.id)) == 1
+        assert fin.payments.receivable(firm.id) == 0  # no second 1500 on the firm's account
+
+
+def test_a_payment_more_than_what_is_due_now_is_refused_but_an_advance_is_not(shop):
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer", due="1500.00")
+        # a form shown before that payment: 1500 was due, 500 is
+        with pytest.raises(ValidationFailed, match="only 500.00 RUB is due on order"):
+            fin.payments.take(order_id=order.id, amount="1500.00", method="transfer", due="1500.00")
+        # what is due now, from the same old form, is taken
+        fin.payments.take(order_id=order.id, amount="500.00", method="transfer", due="1500.00")
+        assert fin.orders.totals(order.id).due == 0
+    other = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # the due is what the form showed: paying more on purpose is an advance
+        fin.payments.take(order_id=other.id, amount="2000.00", method="transfer", due="1500.00")
+        assert fin.orders.totals(other.id).due == money("-500.00")

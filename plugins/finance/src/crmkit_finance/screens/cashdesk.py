@@ -222,6 +222,7 @@ def take_payment(request: Request) -> Response:
             reference=str(data.get("reference", "")),
             note=str(data.get("note", "")),
             form_token=sent_token(data),
+            due=str(data.get("due") or "") or None,
         )
 
     return attempt(request, back, take, "Payment taken.")
@@ -359,6 +360,7 @@ def pay_invoice(request: Request) -> Response:
             data.get("amount", ""),
             reference=str(data.get("reference", "")),
             form_token=sent_token(data),
+            due=str(data.get("due") or "") or None,
         ),
         "Payment taken.",
     )

@@ -431,6 +431,7 @@ class PaymentService:
         note: str = "",
         at: dt.datetime | None = None,
         form_token: str | None = None,
+        due: Any = None,
     ) -> FinancePayment:
         """Take a payment for an order (a prepayment if it is not completed yet, a partial
         payment if it covers part) or onto a client's account (``party_id`` alone).
@@ -439,6 +440,11 @@ class PaymentService:
         rate.  Paying with cashback spends the client's cashback (base currency).
         ``form_token``: the payment form's one-time token; the same form sent again returns
         the payment it took (see :mod:`crmkit_finance.services.forms`).
+        ``due``: what the payer was shown as due on the order (its currency; the payment
+        forms send it).  When less is due by the time the order is held (someone else took
+        a payment meanwhile), a payment larger than what is due now is refused, naming it:
+        two cashiers taking the full due at once take it once.  Paying more than the due
+        on purpose (an advance) stays allowed.
         """
         self.finance.require("finance_payment", "create")
         earlier = forms.claim(self.finance, form_token, "payment")
@@ -482,6 +488,8 @@ class PaymentService:
         day = self.finance.business_date(when)
         order_amount = self.finance.rates.convert(value, currency, receivable_currency, day)
         base_amount = self.finance.rates.to_base(value, currency, day)
+        if order is not None and due is not None:
+            self._refuse_more_than_due(order, order_amount, due)
         ledger = self.finance.ledger
         receivable = ledger.receivable(party_id)
         if method == "cashback":
@@ -541,6 +549,25 @@ class PaymentService:
         if order is not None:
             self.finance.orders.after_payment(order)
         return payment
+
+    def _refuse_more_than_due(self, order: FinanceOrder, order_amount: Decimal, due: Any) -> None:
+        """Refuse paying ``order_amount`` for an order held by :meth:`OrderService.lock` when
+        less is due now than the payer saw (``due``) and the payment is more than that."""
+        seen = exact_money(due, order.currency, "due")
+        now = max(self.finance.orders.totals_of(order).due, Decimal(0))
+        if now < seen and order_amount > now:
+            raise ValidationFailed(
+                {
+                    "amount": [
+                        message(
+                            "only {due} {currency} is due on order {number}",
+                            due=now,
+                            currency=order.currency,
+                            number=order.number,
+                        )
+                    ]
+                }
+            )
 
     def refund(
         self,
@@ -944,11 +971,15 @@ class PaymentService:
         reference: str = "",
         at: dt.datetime | None = None,
         form_token: str | None = None,
+        due: Any = None,
     ) -> list[FinancePayment]:
         """A bank transfer against an invoice, spread over its orders oldest first.
 
         ``form_token``: the form's one-time token; the same form sent again returns the
-        payments it took."""
+        payments it took.  ``due``: the outstanding amount the payer was shown (the form
+        sends it); as for :meth:`take`, a transfer larger than what is outstanding once the
+        invoice's orders are held is refused when that is less than what was shown (the
+        same transfer booked by two cashiers at once is booked once)."""
         self.finance.require("finance_payment", "create")
         earlier = forms.claim(self.finance, form_token, "invoice_payment")
         if earlier is not None:
@@ -959,13 +990,36 @@ class PaymentService:
         value = exact_money(amount, invoice.currency)
         if value <= 0:
             raise ValidationFailed({"amount": [message("a payment is positive")]})
+        # every order held (in id order, as every other path takes one order) before their
+        # dues are read: a payment of one of them at once waits, then is seen
+        for order in sorted(self.finance.invoices.orders_of(invoice), key=lambda o: o.id):
+            self.finance.orders.lock(order)
+        self.session.refresh(invoice)
+        if invoice.status == "cancelled":
+            raise ValidationFailed({"invoice": [message("the invoice is cancelled")]})
+        if due is not None:
+            seen = exact_money(due, invoice.currency, "due")
+            now = self.finance.invoices.outstanding(invoice)
+            if now < seen and value > now:
+                raise ValidationFailed(
+                    {
+                        "amount": [
+                            message(
+                                "only {due} {currency} is due on invoice {number}",
+                                due=now,
+                                currency=invoice.currency,
+                                number=invoice.number,
+                            )
+                        ]
+                    }
+                )
         payments = []
         left = value
         for order in self.finance.invoices.orders_of(invoice):
-            due = order.total - self.finance.orders.paid(order)
-            if due <= 0 or left <= 0:
+            order_due = order.total - self.finance.orders.paid(order)
+            if order_due <= 0 or left <= 0:
                 continue
-            part = min(due, left)
+            part = min(order_due, left)
             payments.append(
                 self.take(
                     order_id=order.id,
