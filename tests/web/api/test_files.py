@@ -65,6 +65,33 @@ def test_uploads_beyond_the_limit_are_refused_and_leave_nothing(make_crm, client
     assert exactly.status_code == 201, exactly.text
 
 
+def test_an_upload_and_a_json_body_past_their_limits_get_the_same_answer(make_crm, client_for_crm):
+    crm = make_crm(settings={"storage.max_upload_mb": 1, "api.max_json_bytes": 2000})
+    api = client_for_crm(crm, add_user(crm, "ann", ["agent"]))
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    upload = api.post(
+        "attachment",
+        data={"party_id": str(party_id)},
+        files={"file": ("big.bin", b"x" * (1024 * 1024 + 1))},
+    )
+    body = api.post("party", json={"name": "Клиент", "source": "x" * 2000})
+    answers = [(upload, "file", "1 MB", "files", "storage.max_upload_mb", 1024 * 1024)]
+    answers.append((body, "_schema", "2000 bytes", "JSON bodies", "api.max_json_bytes", 2000))
+    for response, field, limit, what, setting, max_bytes in answers:
+        assert problem(response, 413) == {
+            "type": "/api/v1/docs#too-large",
+            "title": "Content too large",
+            "status": 413,
+            "detail": f"{what} are limited to {limit} ({setting})",
+            "errors": {field: [f"larger than the limit of {limit}"]},
+            "max_bytes": max_bytes,
+        }
+        # refused maybe before the rest of the body was read: the connection is not kept
+        assert response.headers["connection"] == "close"
+    assert upload.headers.keys() == body.headers.keys()
+    assert api.get("party").json()["items"][0]["source"] is None
+
+
 def test_bad_uploads_get_clear_answers(make_crm, client_for_crm):
     crm = make_crm()
     api = client_for_crm(crm, add_user(crm, "ann", ["agent"]))
