@@ -27,7 +27,7 @@ from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.jobs.watchers import Watcher
 from crmkit.pipeline.definition import Pipeline
-from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
+from crmkit.plugins import CrmkitPluginManager, installed_plugins, make_plugin_manager
 from crmkit.reports import Report
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
@@ -106,7 +106,7 @@ class CRM:
             load_entry_points=load_entry_points,
         )
         self.config.declare(item for _, item in self._collect("crmkit_register_settings"))
-        self.config.validate()
+        self.config.validate(dormant=self._dormant_plugins)
         self.engine = engine or make_engine(
             config.database_url,
             echo=config["database.echo"],
@@ -153,6 +153,11 @@ class CRM:
     def from_directory(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> CRM:
         """Load the deployment at ``path`` (its ``crmkit.toml``)."""
         return cls(Config.load(path), **kwargs)
+
+    def _dormant_plugins(self) -> set[str]:
+        """Installed plugins this application did not load (blocked, not allowed, or the
+        test kit's): their settings sections are kept, unchecked, for when they are."""
+        return set(installed_plugins()) - set(self.pm.infos)
 
     def _collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         """Call a collecting hook implementation by implementation, yielding (plugin, item)."""
