@@ -22,7 +22,7 @@ from crmkit.config import Config
 from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
-from crmkit.errors import NotFound, PluginError
+from crmkit.errors import CrmkitError, NotFound, PluginError
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.jobs.watchers import Watcher
@@ -145,7 +145,7 @@ class CRM:
         #: (table, column) of party references that plugins merge themselves
         self.party_merge_columns: set[tuple[str, str]] = set()
         self._collect_registries()
-        self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
+        self._configure()
 
     # -- construction ----------------------------------------------------------------
 
@@ -153,6 +153,20 @@ class CRM:
     def from_directory(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> CRM:
         """Load the deployment at ``path`` (its ``crmkit.toml``)."""
         return cls(Config.load(path), **kwargs)
+
+    def _configure(self) -> None:
+        """Call ``crmkit_configure``; a plugin's failure becomes one line naming it."""
+        hook = self.pm.hook.crmkit_configure
+        try:
+            hook.call_historic(kwargs={"crm": self})
+        except PluginError:
+            raise
+        except CrmkitError as exc:  # a refusal the plugin worded itself: keep its words
+            raise PluginError(_failed_plugin(self.pm, hook, exc), str(exc)) from exc
+        except Exception as exc:
+            raise PluginError(
+                _failed_plugin(self.pm, hook, exc), f"crmkit_configure failed: {_reason(exc)}"
+            ) from exc
 
     def _dormant_plugins(self) -> set[str]:
         """Installed plugins this application did not load (blocked, not allowed, or the
@@ -439,3 +453,21 @@ def _top_package(plugin: Any) -> str:
 
     module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
     return module.split(".")[0]
+
+
+def _failed_plugin(pm: CrmkitPluginManager, hook: Any, exc: BaseException) -> str:
+    """The plugin whose implementation of ``hook`` raised ``exc`` (read from its traceback:
+    the innermost implementation the exception passed through)."""
+    codes = {impl.function.__code__: impl.plugin for impl in hook.get_hookimpls()}
+    found: Any = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        found = codes.get(traceback.tb_frame.f_code, found)
+        traceback = traceback.tb_next
+    return (pm.get_name(found) or repr(found)) if found is not None else "unknown"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception in a line: its message, or its type when it has none."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
