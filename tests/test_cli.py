@@ -326,3 +326,116 @@ def test_plugin_commands_run_under_python_m(tmp_path, capsys, module):
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "ledger ok\n", "")
+
+
+# -- checks before serve and worker start --------------------------------------------------
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """What `serve` and `worker` started (nothing runs: uvicorn and the worker are faked)."""
+    import crmkit.jobs.worker
+    import crmkit.web.server
+
+    calls: list[str] = []
+    monkeypatch.setattr(crmkit.web.server, "run", lambda *a, **k: calls.append("serve"))
+
+    class FakeWorker:
+        def __init__(self, crm, concurrency=1):
+            pass
+
+        def run(self):
+            calls.append("worker")
+
+    monkeypatch.setattr(crmkit.jobs.worker, "Worker", FakeWorker)
+    return calls
+
+
+def _set(directory: Path, old: str, new: str) -> None:
+    settings = directory / "crmkit.toml"
+    text = settings.read_text()
+    assert old in text
+    settings.write_text(text.replace(old, new))
+
+
+def test_serve_and_worker_start_on_the_embedded_defaults_with_no_server(
+    deployment, capsys, started
+):
+    assert call(capsys, "--config", str(deployment), "serve")[0] == 0
+    assert call(capsys, "--config", str(deployment), "worker")[0] == 0
+    assert started == ["serve", "worker"]
+
+
+def test_serve_and_worker_refuse_a_database_never_migrated(tmp_path, capsys, started):
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--no-migrate")[0] == 0
+    capsys.readouterr()
+    for command in ("serve", "worker"):
+        code, _, err = call(capsys, "--config", str(directory), command)
+        assert code == 1
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: database sqlite:///{directory}/crmkit.sqlite3 is not ")
+        assert line.endswith("run `crmkit db upgrade` first")
+    assert started == []
+    assert call(capsys, "--config", str(directory), "db", "upgrade")[0] == 0
+    assert call(capsys, "--config", str(directory), "serve")[0] == 0
+    assert started == ["serve"]
+
+
+def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(
+    deployment, capsys, started
+):
+    _set(deployment, 'url = ""', 'url = "redis://:hunter2@127.0.0.1:1/0"')
+    for command in ("serve", "worker"):
+        code, _, err = call(capsys, "--config", str(deployment), command)
+        assert code == 1
+        (line,) = err.splitlines()
+        assert line.startswith("error: cannot connect to the queue redis://:***@127.0.0.1:1/0: ")
+        assert "hunter2" not in line
+    assert started == []
+
+
+def test_serve_and_worker_start_when_the_queue_server_answers(
+    deployment, capsys, started, redis_url
+):
+    _set(deployment, 'url = ""', f'url = "{redis_url}"')
+    assert call(capsys, "--config", str(deployment), "worker")[0] == 0
+    assert call(capsys, "--config", str(deployment), "serve")[0] == 0
+    assert started == ["worker", "serve"]
+
+
+def test_a_plugin_whose_configure_fails_stops_serve_in_one_line(
+    deployment, capsys, started, monkeypatch
+):
+    import crmkit.app
+    from crmkit import hookimpl
+
+    class Licensing:
+        crmkit_plugin_name = "licensing"
+
+        @hookimpl
+        def crmkit_configure(self, crm):
+            raise RuntimeError("no licence server at 10.0.0.9")
+
+    original = crmkit.app.make_plugin_manager
+    monkeypatch.setattr(
+        crmkit.app,
+        "make_plugin_manager",
+        lambda **options: original(**{**options, "extra": [*options["extra"], Licensing()]}),
+    )
+    code, _, err = call(capsys, "--config", str(deployment), "serve")
+    assert (code, started) == (1, [])
+    assert err == (
+        "error: plugin 'licensing': crmkit_configure failed: RuntimeError: no licence server "
+        "at 10.0.0.9\n"
+    )
+
+
+def test_a_misspelled_setting_stops_every_command_in_one_line(deployment):
+    settings = deployment / "crmkit.toml"
+    settings.write_text(settings.read_text() + "\n[security]\nsesion_days = 0\n")
+    line = _one_line_error(run("--config", str(deployment), "user", "list"))
+    assert line == (
+        f"error: unknown setting 'security.sesion_days' in {settings}; "
+        "did you mean 'security.session_days'?"
+    )

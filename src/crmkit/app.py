@@ -22,7 +22,7 @@ from crmkit.config import Config
 from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
-from crmkit.errors import CrmkitError, NotFound, PluginError
+from crmkit.errors import ConfigError, CrmkitError, NotFound, PluginError
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.jobs.watchers import Watcher
@@ -388,6 +388,34 @@ class CRM:
 
         return redis.Redis.from_url(url)
 
+    def check_ready(self) -> None:
+        """What ``crmkit serve`` and ``crmkit worker`` check before they start, each failure
+        a :class:`ConfigError` in one line: the database is at every branch's head, and the
+        queue's Redis server (when ``queue.url`` names one) answers."""
+        self.migrations.check_current()
+        self.check_queue()
+
+    def check_queue(self) -> None:
+        """Ping the Redis server ``queue.url`` names (nothing to do for the embedded queue);
+        a :class:`ConfigError` naming the URL when it does not answer within 5 seconds."""
+        from crmkit.jobs.queue import is_redis_url
+
+        url = self.config["queue.url"] or ""
+        if not is_redis_url(url):
+            return
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+        except (redis.RedisError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"cannot connect to the queue {_without_password(url)}: {reason}"
+            ) from None
+        finally:
+            client.close()
+
     @cached_property
     def live(self) -> Any:
         """The :mod:`crmkit.live` hub delivering messages to users' browsers."""
@@ -471,3 +499,15 @@ def _reason(exc: BaseException) -> str:
     """An exception in a line: its message, or its type when it has none."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -392,12 +392,18 @@ def pipeline_show(env: Env, name: str, fmt: str) -> None:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 @pass_env
 def serve(env: Env, host: str, port: int, workers: int, reload: bool) -> None:
-    """Run the web UI and API under uvicorn."""
+    """Run the web UI and API under uvicorn.
+
+    Refuses to start, in one line, on a database not migrated to the code's revisions (run
+    `crmkit db upgrade`) or a queue.url whose Redis server does not answer.
+    """
     from crmkit.web.server import run
 
     config = env.config()
     config.require_secret_key()  # before uvicorn: workers would crash and be respawned
-    env.crm  # fail here, with one line, if the database or a plugin is wrong  # noqa: B018
+    # fail here, with one line, if the database (unreachable or not migrated), the queue's
+    # server or a plugin is wrong, not at the first request
+    env.crm.check_ready()
     run(config, host=host, port=port, workers=workers, reload=reload)
 
 

@@ -316,6 +316,33 @@ class Migrations:
         newest = _newest_per_branch(script, heads)
         return {branch.label: newest.get(branch.label) for branch in self.branches}
 
+    def stamp(self, target: str = "heads") -> None:
+        """Record ``target`` as applied without running it: for a schema created straight
+        from the models (:meth:`crmkit.app.CRM.create_schema`, as tests and benchmarks do)."""
+        from alembic import command
+
+        config = self.config()
+        with self._connection() as connection:
+            config.attributes["connection"] = connection
+            command.stamp(config, target)
+
+    def check_current(self) -> None:
+        """Refuse, in one line telling what to run, a database behind any branch's head:
+        never migrated, or migrated by an older version of the code or of a plugin."""
+        current = self.current()
+        late = [
+            f"{label} {current.get(label) or 'not applied'}, newest {head}"
+            for label, head in sorted(self.heads().items())
+            if current.get(label) != head
+        ]
+        if not late:
+            return
+        state = "not migrated" if not any(current.values()) else "behind the code"
+        raise ConfigError(
+            f"database {self.engine.url.render_as_string(hide_password=True)} is {state} "
+            f"({'; '.join(late)}): run `crmkit db upgrade` first"
+        )
+
     def heads(self) -> dict[str, str]:
         """The newest revision of each branch in the scripts."""
         from alembic.script import ScriptDirectory
