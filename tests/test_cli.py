@@ -382,9 +382,7 @@ def test_serve_and_worker_refuse_a_database_never_migrated(tmp_path, capsys, sta
     assert started == ["serve"]
 
 
-def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(
-    deployment, capsys, started
-):
+def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(deployment, capsys, started):
     _set(deployment, 'url = ""', 'url = "redis://:hunter2@127.0.0.1:1/0"')
     for command in ("serve", "worker"):
         code, _, err = call(capsys, "--config", str(deployment), command)

@@ -124,9 +124,7 @@ def _refusal(tmp_path, text: str, environ: dict[str, str] | None = None, **crm_o
 def test_a_misspelled_key_is_refused_naming_the_file_and_the_key_meant(tmp_path, text, says):
     message = _refusal(tmp_path, text, load_entry_points=False)
     file = tmp_path / "crmkit.toml"
-    assert message == (
-        f"unknown setting {says} in {file}; did you mean 'security.session_days'?"
-    )
+    assert message == (f"unknown setting {says} in {file}; did you mean 'security.session_days'?")
 
 
 def test_a_section_no_installed_plugin_declares_is_refused(tmp_path):
@@ -269,9 +267,7 @@ def test_every_range_is_stated_in_the_settings_reference():
     from pathlib import Path
 
     text = (Path(__file__).parents[1] / "docs" / "reference" / "settings.md").read_text()
-    sections = dict(
-        (block.split("\n", 1)[0].strip(), block) for block in text.split("\n### ")[1:]
-    )
+    sections = dict((block.split("\n", 1)[0].strip(), block) for block in text.split("\n### ")[1:])
     for setting in CORE_SETTINGS:
         if setting.minimum is None and setting.above is None and not setting.choices:
             continue
