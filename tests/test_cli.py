@@ -382,13 +382,23 @@ def test_serve_and_worker_refuse_a_database_never_migrated(tmp_path, capsys, sta
     assert started == ["serve"]
 
 
-def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(deployment, capsys, started):
-    _set(deployment, 'url = ""', 'url = "redis://:hunter2@127.0.0.1:1/0"')
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+        ("unix:///nonexistent/redis.sock?db=0&password=hunter2", None),
+    ],
+)
+def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(
+    deployment, capsys, started, url, shown
+):
+    shown = shown or url.replace("hunter2", "***")
+    _set(deployment, 'url = ""', f'url = "{url}"')
     for command in ("serve", "worker"):
         code, _, err = call(capsys, "--config", str(deployment), command)
         assert code == 1
         (line,) = err.splitlines()
-        assert line.startswith("error: cannot connect to the queue redis://:***@127.0.0.1:1/0: ")
+        assert line.startswith(f"error: cannot connect to the queue {shown}: ")
         assert "hunter2" not in line
     assert started == []
 
