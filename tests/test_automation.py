@@ -375,6 +375,24 @@ def test_every_idle_client_is_reached_however_many_there_are(app):
     assert sorted(queued) == sorted(clients)  # each client once, the 1001st too
 
 
+def test_a_clock_rule_with_a_long_name_queues_each_record_once(app):
+    """A rule may be named with 200 characters; its clock key still fits the outbox's
+    200-character key (PostgreSQL refused every scan of such a rule)."""
+    admin = add_user(app, "root", ["admin"])
+    name = "Напомнить о клиентах, с которыми давно не общались " * 4
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            name[:200],
+            {"event": "record.idle", "entity": "party", "days": 30},
+            [{"kind": "add_note", "body": "Давно не общались"}],
+        )
+        client = factories.person(work)
+    month_later = utcnow() + dt.timedelta(days=31)
+    assert [scan_clock(app, now=month_later) for _ in range(2)] == [1, 0]
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, client.id, kind="note")] == ["Давно не общались"]
+
+
 def test_an_idle_client_merged_away_does_not_act_on_its_survivor(app):
     _idle_rule(app)
     with app.system() as work:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -297,6 +298,17 @@ def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
     return queued
 
 
+def clock_key(rule_name: str, entity: str, record_id: Any, at: Any) -> str:
+    """The outbox key that queues one clock run once: the rule's name as written while the
+    key fits the column (200 characters), a digest of it for longer names (a rule may be
+    named with up to 200 characters itself)."""
+    key = f"automation:{rule_name}:{entity}:{record_id}:{at}"
+    if len(key) <= 200:
+        return key
+    digest = hashlib.sha256(rule_name.encode("utf-8")).hexdigest()[:32]
+    return f"automation:#{digest}:{entity}:{record_id}:{at}"
+
+
 def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -> int:
     """Queue one time-based rule's new matches (at most ``SCAN_QUEUE_LIMIT``); how many."""
     from crmkit.model import OutboxItem
@@ -304,7 +316,7 @@ def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -
     new = 0
     for page in _clock_candidates(work, rule, moment):
         keys = {
-            f"automation:{rule.name}:{entity}:{record_id}:{at}": (record_id, party_id, at)
+            clock_key(rule.name, entity, record_id, at): (record_id, party_id, at)
             for record_id, party_id, at in page
         }
         done = set(
