@@ -843,3 +843,43 @@ def test_a_payment_more_than_what_is_due_now_is_refused_but_an_advance_is_not(sh
         # the due is what the form showed: paying more on purpose is an advance
         fin.payments.take(order_id=other.id, amount="2000.00", method="transfer", due="1500.00")
         assert fin.orders.totals(other.id).due == money("-500.00")
+
+
+def test_two_cashiers_opening_one_desk_at_once_open_one_shift(shop, monkeypatch):
+    """Both read "no shift open" before either writes (unless the desk is held): the
+    second waits for the first and is refused by name, not a database error."""
+    from crmkit_finance.services.cashdesk import CashDeskService
+
+    second = add_user(shop.crm, "cashier2", ["cashier"])
+    both_read = threading.Barrier(2)
+    read_current = CashDeskService.current_shift
+
+    def current_then_wait(self, desk_id):
+        found = read_current(self, desk_id)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(2)
+        return found
+
+    monkeypatch.setattr(CashDeskService, "current_shift", current_then_wait)
+    outcomes = []
+
+    def run(user):
+        try:
+            with shop.crm.acting_as(user) as work:
+                finance(work).cashdesk.open_shift(shop.desk.id, counted="0.00")
+            outcomes.append("opened")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    assert sorted(outcomes)[1] == "opened", outcomes
+    assert "a shift is already open at Desk 1" in sorted(outcomes)[0]
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.cashdesk.current_shift(shop.desk.id) is not None
+        assert problems(work) == []

@@ -159,6 +159,8 @@ class CashDeskService:
         if earlier:
             return self.session.get(FinanceShift, earlier[0])
         desk = self.desk(desk_id)
+        # two cashiers opening one desk at once: the second waits, then finds the shift
+        lock_row(self.session, FinanceCashDesk, desk.id)
         if not desk.active:
             raise ValidationFailed(
                 {"desk_id": [message("{desk} is closed for good", desk=desk.name)]}
