@@ -108,8 +108,15 @@ def _stock_action(name: str, data: Any) -> Any:
                 form_token=sent_token(data),
             )
         if name == "count":
-            return fin.stock.count(location_id, {item_id: qty}, note=str(data.get("note", "")))
-        return fin.stock.set_minimum(item_id, location_id, data.get("min_qty", ""))
+            return fin.stock.count(
+                location_id,
+                {item_id: qty},
+                note=str(data.get("note", "")),
+                form_token=sent_token(data),
+            )
+        return fin.stock.set_minimum(
+            item_id, location_id, data.get("min_qty", ""), form_token=sent_token(data)
+        )
 
     return act
 
