@@ -233,6 +233,57 @@ def test_reopen_and_cancel_follow_the_stage_kind(shop):
         assert problems(work) == []
 
 
+def test_goods_that_cost_nothing_come_back_to_stock(shop):
+    """Goods received at no cost (samples, a supplier's gift) leave stock with an order and
+    come back when it is cancelled or their line removed, recognized or not."""
+    crm = shop.crm
+    with crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        sample = work.records("finance_item").create(
+            name="Additive sample", kind="goods", price="100.00", unit="pcs", track_stock=True
+        )
+        fin.stock.receive(sample.id, shop.branch.id, "5", "0")
+
+    def on_hand(fin):
+        return fin.stock.level(sample.id, shop.branch.id).qty
+
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        cancelled = shop.order(work)
+        fin.orders.add_line(cancelled, sample.id, qty="2")
+        fin.orders.add_line(cancelled, shop.oil.id, qty="1")
+        assert on_hand(fin) == 3
+        work.moves.move(cancelled, "cancelled", comment="client left")
+        assert on_hand(fin) == 5  # both sample units are back
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 10
+        work.moves.move(cancelled, "new")  # restored: issued again
+        assert on_hand(fin) == 3
+        work.moves.move(cancelled, "cancelled", comment="client left again")
+        assert on_hand(fin) == 5
+        order = shop.order(work)
+        line = fin.orders.add_line(order, sample.id, qty="2")
+        fin.orders.update_line(line, qty="3")
+        assert on_hand(fin) == 2
+        fin.orders.remove_line(line.id)  # an open line
+        assert on_hand(fin) == 5
+        sold = fin.orders.add_line(order, sample.id, qty="1")
+        work.moves.move(order, "done")
+        assert on_hand(fin) == 4
+        fin.orders.remove_line(sold, reason="not used")  # a recognized line
+        assert on_hand(fin) == 5
+        reopened = shop.order(work)
+        fin.orders.add_line(reopened, sample.id, qty="4")
+        work.moves.move(reopened, "done")
+        work.moves.move(reopened, "in_work", comment="one more thing")
+        work.moves.move(reopened, "cancelled", comment="client left")
+        assert on_hand(fin) == 5
+        level = fin.stock.level(sample.id, shop.branch.id)
+        assert level.value == 0
+        from crmkit_finance.integrity import problems
+
+        assert problems(work) == []
+
+
 def test_a_completed_order_keeps_its_currency_and_client(shop):
     with shop.crm.acting_as(shop.manager) as work:
         fin = finance(work)

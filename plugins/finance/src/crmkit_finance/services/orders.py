@@ -44,6 +44,7 @@ from crmkit_finance.model import (
     FinanceOrder,
     FinanceOrderLine,
     FinancePayment,
+    FinanceStockMove,
 )
 from crmkit_finance.money import exact_money, percent_of, quantity, round_money, to_decimal
 from crmkit_finance.numbering import next_number
@@ -489,7 +490,7 @@ class OrderService(EntityService):
         if line.reverses_line_id is not None:
             raise ValidationFailed({"line": [message("a correcting line cannot be removed")]})
         if line.recognized_on is None:
-            if item is not None and item.track_stock and line.cost:
+            if item is not None and item.track_stock:
                 self._return_goods(order, line, item)
             self.session.delete(line)
             self.work.flush()
@@ -502,16 +503,8 @@ class OrderService(EntityService):
         ):
             raise ValidationFailed({"line": [message("this line was already removed")]})
         negative = self._credit_line(order, line, utcnow(), memo=reason or "line removed")
-        if item is not None and item.track_stock and line.cost:
-            self.fin.stock.take_back(
-                item=item,
-                location_id=order.location_id,
-                qty=line.qty,
-                value=line.cost,
-                order=order,
-                line=negative,
-                from_account="expense:cogs",
-            )
+        if item is not None and item.track_stock:
+            self._return_goods(order, line, item, booked_on=negative, from_account="expense:cogs")
         self._retotal(order)
         self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
         forms.remember(self.fin, form_token, [negative.id])
@@ -733,7 +726,7 @@ class OrderService(EntityService):
         if order.completed_at is not None:
             self.reopen(order, reason=reason)
         for line in self.lines(order):
-            if line.recognized_on is None and line.kind == "goods" and line.cost:
+            if line.recognized_on is None and line.kind == "goods":
                 item = self.session.get(FinanceItem, line.item_id)
                 if item is not None and item.track_stock:
                     self._return_goods(order, line, item)
@@ -780,17 +773,49 @@ class OrderService(EntityService):
             item=item, location_id=order.location_id, qty=line.qty, order=order, line=line
         )
 
-    def _return_goods(self, order: Any, line: FinanceOrderLine, item: FinanceItem) -> None:
-        self.fin.stock.take_back(
-            item=item,
-            location_id=order.location_id,
-            qty=line.qty,
-            value=line.cost,
-            order=order,
-            line=line,
-            from_account="wip:orders",
+    def _return_goods(
+        self,
+        order: Any,
+        line: FinanceOrderLine,
+        item: FinanceItem,
+        *,
+        booked_on: FinanceOrderLine | None = None,
+        from_account: str = "wip:orders",
+    ) -> None:
+        """Bring the line's goods back to stock at the value they left with, goods that cost
+        nothing included: every unit issued comes back.  What the order still holds of the
+        item (issued less returned, from its stock moves) bounds it, so goods never issued
+        (a line added before the item was kept in stock) do not appear from nowhere.
+        ``booked_on``: the line the return is booked on (a removed recognized line's
+        negative twin); an open line's cost drops to 0 with its goods."""
+        back = min(line.qty, self._held(order, item.id))
+        if back > 0:
+            value = (
+                line.cost
+                if back == line.qty
+                else round_money(line.cost * back / line.qty, self.fin.base_currency)
+            )
+            self.fin.stock.take_back(
+                item=item,
+                location_id=order.location_id,
+                qty=back,
+                value=value,
+                order=order,
+                line=booked_on or line,
+                from_account=from_account,
+            )
+        if line.recognized_on is None:
+            line.cost = Decimal(0)
+
+    def _held(self, order: Any, item_id: int) -> Decimal:
+        """Units of an item issued to the order and not yet returned (its stock moves)."""
+        self.work.flush()
+        moved = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceStockMove.qty), 0)).where(
+                FinanceStockMove.order_id == order.id, FinanceStockMove.item_id == item_id
+            )
         )
-        line.cost = Decimal(0)
+        return -Decimal(moved)
 
     def _recognize(self, order: Any, lines: list[FinanceOrderLine], when: dt.datetime) -> None:
         """Charge the client for ``lines`` and book their income and cost, in one transaction."""
