@@ -284,6 +284,45 @@ def test_goods_that_cost_nothing_come_back_to_stock(shop):
         assert problems(work) == []
 
 
+def test_an_order_moved_to_another_client_never_keeps_the_first_clients_contract(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        taxi = work.parties.create(kind="organisation", name="ООО «Такси»")
+        bus = work.parties.create(kind="organisation", name="ООО «Автобус»")
+        taxi_terms = work.records("finance_contract").create(
+            party_id=taxi.id, number="Д-17", payment_days=30, signed_on="2020-01-01"
+        )
+        bus_terms = work.records("finance_contract").create(
+            party_id=bus.id, number="Д-18", payment_days=10, signed_on="2020-01-01"
+        )
+        order = shop.order(work, party_id=taxi.id)
+        assert order.contract_id == taxi_terms.id
+        # another client's contract, named with or without a change of client: refused
+        for values in (
+            {"contract_id": bus_terms.id},
+            {"party_id": shop.client.id, "contract_id": bus_terms.id},
+        ):
+            with pytest.raises(ValidationFailed, match="not a contract of this client") as no:
+                fin.orders.update(order, **values)
+            assert set(no.value.errors) == {"contract_id"}
+            assert (order.party_id, order.contract_id) == (taxi.id, taxi_terms.id)
+        # a client without a contract: the order pays as theirs, on the spot
+        fin.orders.update(order, party_id=shop.client.id)
+        assert order.contract_id is None
+        # a client with one: the order takes their contract in force, as a new order does
+        fin.orders.update(order, party_id=bus.id)
+        assert order.contract_id == bus_terms.id
+        # a form sending every field back (the contract as it was) with a new client
+        fin.orders.update(order, party_id=taxi.id, contract_id=bus_terms.id)
+        assert order.contract_id == taxi_terms.id
+        fin.orders.update(order, party_id=shop.client.id, contract_id=None)
+        assert order.contract_id is None
+        fin.orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+        assert order.due_on == order.completed_on  # no 30 days of the taxi's terms
+
+
 def test_a_completed_order_keeps_its_currency_and_client(shop):
     with shop.crm.acting_as(shop.manager) as work:
         fin = finance(work)

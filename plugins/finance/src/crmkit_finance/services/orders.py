@@ -186,10 +186,28 @@ class OrderService(EntityService):
                         ]
                     }
                 )
+        values = self._contract_of_client(record, values)
         changes = super().apply_changes(record, values)
         if "discount_percent" in changes:
             self._reprice(record)
         return changes
+
+    def _contract_of_client(self, order: Any, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The order's contract is always one of its client's: a contract named with the
+        change must be the (new) client's, refused by ``contract_id`` otherwise; a new
+        client without one named takes their contract in force, as a new order does, or
+        none (the first client's terms never pass to another)."""
+        party_id = values.get("party_id", order.party_id)
+        new_client = party_id != order.party_id
+        named = "contract_id" in values and values["contract_id"] != order.contract_id
+        if new_client and not named:
+            contract = self.active_contract(party_id) if party_id is not None else None
+            return {**values, "contract_id": contract.id if contract else None}
+        if named and values["contract_id"] is not None:
+            contract = self.session.get(FinanceContract, values["contract_id"])
+            if contract is None or contract.party_id != party_id:
+                raise ValidationFailed({"contract_id": [message("not a contract of this client")]})
+        return values
 
     def _check_branch_change(self, order: Any) -> None:
         """Refuse another branch while goods issued from this one are with the order: they
