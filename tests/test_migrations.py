@@ -183,3 +183,115 @@ def test_serve_and_worker_refuse_a_database_not_at_the_heads(migrated_engine, tm
     )
     crm.migrations.upgrade()
     crm.check_ready()  # at every head: starts
+
+BROKEN_REVISION = '''"""{message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+branch_labels = {labels!r}
+depends_on = {depends!r}
+
+
+def upgrade() -> None:
+    op.create_table({table!r}, sa.Column("id", sa.Integer, primary_key=True))
+    {then}
+
+
+def downgrade() -> None:
+    op.drop_table({table!r})
+'''
+
+
+def broken_plugin(directory):
+    """A plugin whose branch has a good first revision and a second one that creates a
+    table, then fails on a statement the database refuses."""
+    from crmkit import MigrationBranch, hookimpl
+
+    directory.mkdir()
+    (directory / "broken_0001.py").write_text(
+        BROKEN_REVISION.format(
+            message="a good one",
+            revision="broken_0001",
+            down=None,
+            labels=("broken",),
+            depends=("crmkit",),
+            table="broken_kept",
+            then="pass",
+        )
+    )
+    (directory / "broken_0002.py").write_text(
+        BROKEN_REVISION.format(
+            message="creates a table, then fails",
+            revision="broken_0002",
+            down="broken_0001",
+            labels=None,
+            depends=None,
+            table="broken_half",
+            then='op.execute("INSERT INTO no_such_table VALUES (1)")',
+        )
+    )
+
+    class Broken:
+        @hookimpl
+        def crmkit_register_migrations(self):
+            return [MigrationBranch("broken", directory)]
+
+    return Broken()
+
+
+def test_a_revision_failing_half_way_leaves_the_database_at_the_prior_revision(
+    migrated_engine, tmp_path
+):
+    """The failing revision's table is not left behind and `alembic_version` still names
+    the revision before it, on SQLite as on PostgreSQL."""
+    config = Config.from_mapping(
+        {"database.url": str(migrated_engine.url)}, root=tmp_path, environ={}
+    )
+    plugin = broken_plugin(tmp_path / "broken_versions")
+    crm = CRM(config, engine=migrated_engine, plugins=[plugin], load_entry_points=False)
+    crm.migrations.upgrade("broken_0001")
+    with migrated_engine.connect() as connection:
+        before = set(sa.inspect(connection).get_table_names())
+        versions_before = set(
+            connection.scalars(sa.text("SELECT version_num FROM alembic_version"))
+        )
+
+    with pytest.raises(sa.exc.DBAPIError, match="no_such_table"):
+        crm.migrations.upgrade()
+
+    with migrated_engine.connect() as connection:
+        after = set(sa.inspect(connection).get_table_names())
+        versions_after = set(connection.scalars(sa.text("SELECT version_num FROM alembic_version")))
+    assert "broken_half" not in after
+    assert after == before
+    assert versions_after == versions_before == {"broken_0001"}
+    assert crm.migrations.current()["broken"] == "broken_0001"
+
+
+def test_a_first_upgrade_failing_leaves_an_empty_database(migrated_engine, tmp_path):
+    """Every revision of the run is undone with the failing one: the core's tables, its
+    full-text virtual tables and triggers included, so the next upgrade starts afresh."""
+    config = Config.from_mapping(
+        {"database.url": str(migrated_engine.url)}, root=tmp_path, environ={}
+    )
+    plugin = broken_plugin(tmp_path / "broken_versions")
+    crm = CRM(config, engine=migrated_engine, plugins=[plugin], load_entry_points=False)
+    with pytest.raises(sa.exc.DBAPIError, match="no_such_table"):
+        crm.migrations.upgrade()
+    with migrated_engine.connect() as connection:
+        assert sa.inspect(connection).get_table_names() == []
+        if migrated_engine.dialect.name == "sqlite":
+            left = connection.scalars(sa.text("SELECT name FROM sqlite_master")).all()
+            assert left == []
+
+    crm = application(migrated_engine, tmp_path)
+    crm.migrations.upgrade()
+    with migrated_engine.connect() as connection:
+        assert schema_differences(crm, connection) == []
+        if migrated_engine.dialect.name == "sqlite":
+            assert "match_word_fts" in sa.inspect(connection).get_table_names()
+            # the pooled connection is handed back with the driver's own transactions
+            assert connection.connection.driver_connection.isolation_level == ""

@@ -188,6 +188,32 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextlib.contextmanager
+def transactional_ddl(connection: sa.Connection) -> Iterator[None]:
+    """Let ``connection`` run DDL inside its transaction, as PostgreSQL always does.
+
+    Python's ``sqlite3`` begins a transaction only before INSERT/UPDATE/DELETE and runs
+    ``CREATE TABLE`` and the like in autocommit, so a migration failing half-way would
+    keep the tables it had created under the previous ``alembic_version``.  SQLite itself
+    rolls DDL back (virtual full-text tables and triggers included): with the driver's
+    transaction handling off, the caller emits ``BEGIN`` itself (SQLAlchemy's documented
+    pysqlite recipe).  Only for this connection, restored when it goes back to the pool:
+    everywhere else the driver's late BEGIN keeps reads out of write transactions.
+    Nothing to do on other databases.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    before = raw.isolation_level
+    raw.isolation_level = None
+    try:
+        yield
+    finally:
+        raw.isolation_level = before
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once; an unreachable database raises ``ConfigError`` with the reason in a line."""
     try:
@@ -267,7 +293,18 @@ class Migrations:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as connection:
+        """One transaction for the whole run: a revision that fails leaves nothing behind
+        (its tables, the earlier revisions of the run, ``alembic_version``) on either
+        database; see :func:`transactional_ddl`."""
+        with (
+            self.engine.connect() as connection,
+            transactional_ddl(connection),
+            connection.begin(),
+        ):
+            if connection.dialect.name == "sqlite":
+                # the driver no longer begins for us; IMMEDIATE: the write lock now,
+                # so no other writer slips in between the checks and the DDL
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._check_applied(connection)
             yield connection
 
