@@ -219,7 +219,8 @@ def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
     assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
     settings = directory / "crmkit.toml"
     settings.write_text(settings.read_text().replace('allow = ["finance"]', 'allow = ["mail"]'))
-    for command in (["db", "current"], ["db", "upgrade"], ["db", "revision", "-m", "x"]):
+    revision = ["db", "revision", "--plugin", "crmkit", "-m", "x"]
+    for command in (["db", "current"], ["db", "upgrade"], revision):
         code, _, err = call(capsys, "--config", str(directory), *command)
         assert code == 1
         assert err.strip().splitlines() == [
@@ -231,11 +232,27 @@ def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
 def test_alembic_refusals_are_one_line(tmp_path, capsys):
     directory = tmp_path / "crm"
     assert call(capsys, "init", str(directory), "--no-migrate")[0] == 0
-    code, _, err = call(capsys, "--config", str(directory), "db", "revision", "-m", "x")
+    revision = ["db", "revision", "--plugin", "crmkit", "-m", "x"]
+    code, _, err = call(capsys, "--config", str(directory), *revision)
     assert (code, err) == (1, "error: migrations: Target database is not up to date.\n")
     code, _, err = call(capsys, "--config", str(directory), "db", "upgrade", "--target", "nosuch")
     assert code == 1
     assert err == "error: migrations: Can't locate revision identified by 'nosuch'\n"
+
+
+def test_a_revision_without_plugin_is_refused_naming_the_branches(tmp_path, capsys):
+    """Never a default branch: the core's own versions folder is inside the crmkit package."""
+    from crmkit.db import CORE_MIGRATIONS
+
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
+    core_versions = sorted((CORE_MIGRATIONS / "versions").iterdir())
+    code, out, err = call(capsys, "--config", str(directory), "db", "revision", "-m", "x")
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines() == [
+        "error: db revision needs --plugin NAME, the branch to write into (finance)"
+    ]
+    assert sorted((CORE_MIGRATIONS / "versions").iterdir()) == core_versions
 
 
 def test_serve_without_a_secret_key_is_one_line_before_any_worker_starts(

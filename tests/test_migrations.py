@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -295,3 +297,33 @@ def test_a_first_upgrade_failing_leaves_an_empty_database(migrated_engine, tmp_p
             assert "match_word_fts" in sa.inspect(connection).get_table_names()
             # the pooled connection is handed back with the driver's own transactions
             assert connection.connection.driver_connection.isolation_level == ""
+
+
+def test_no_revision_is_written_into_an_installed_package(migrated_engine, tmp_path):
+    """A branch whose folder is in site-packages (a plugin installed from a wheel) is
+    refused, naming the branch and the way out; nothing is written there."""
+    import sysconfig
+
+    from crmkit import MigrationBranch, hookimpl
+    from crmkit.errors import ConfigError
+
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    versions = site_packages / "crmkit_wheel_plugin" / "migrations"
+
+    class FromWheel:
+        @hookimpl
+        def crmkit_register_migrations(self):
+            return [MigrationBranch("wheel", versions)]
+
+    config = Config.from_mapping(
+        {"database.url": str(migrated_engine.url)}, root=tmp_path, environ={}
+    )
+    crm = CRM(config, engine=migrated_engine, plugins=[FromWheel()], load_entry_points=False)
+    crm.migrations.upgrade()
+    with pytest.raises(ConfigError) as refused:
+        crm.migrations.revision("x", "wheel")
+    assert str(refused.value) == (
+        f"migration branch 'wheel' is in an installed package ({site_packages}): write "
+        "revisions in its source checkout, installed editable (pip install -e PATH)"
+    )
+    assert not versions.parent.exists()

@@ -416,6 +416,12 @@ class Migrations:
         from alembic import command
 
         branch = self.branch(label)
+        installed = installed_under(branch.directory)
+        if installed is not None:
+            raise ConfigError(
+                f"migration branch {label!r} is in an installed package ({installed}): write "
+                "revisions in its source checkout, installed editable (pip install -e PATH)"
+            )
         config = self.config()
         existing = self.heads().get(label)
         with self._connection() as connection:
@@ -431,6 +437,27 @@ class Migrations:
             script = command.revision(config, **kwargs)
         scripts = script if isinstance(script, list) else [script]
         return Path(scripts[0].path)  # type: ignore[union-attr]
+
+
+def installed_under(directory: Path) -> Path | None:
+    """The site-packages folder ``directory`` is in, if it is in one (``None`` otherwise).
+
+    A revision written there would be lost with the next install of the package and never
+    reach its source; a plugin (or crmkit itself) installed editable has its folders in
+    its checkout instead.
+    """
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    roots.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        roots.add(site.getusersitepackages())
+    resolved = directory.resolve()
+    for root in sorted(roots):
+        if resolved.is_relative_to(Path(root).resolve()):
+            return Path(root)
+    return None
 
 
 def _branch_of(script: Any, revision: Any) -> str | None:
