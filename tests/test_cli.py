@@ -199,6 +199,96 @@ def test_init_refuses_to_overwrite(deployment):
     assert "exists already" in line
 
 
+@pytest.fixture
+def empty_database(db_backend, tmp_path):
+    """``--database-url`` of an empty database on the current backend (none: SQLite, the
+    default file in the deployment's directory) and a function listing its tables."""
+    import sqlalchemy as sa
+
+    from crmkit.testing import new_postgres_schema, postgres_reachable, postgres_url, require
+
+    if db_backend == "sqlite":
+        yield (), None
+        return
+    require(postgres_reachable(), "PostgreSQL")
+    schema, drop = new_postgres_schema()
+    url = sa.engine.make_url(postgres_url()).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    engine = sa.create_engine(url)
+
+    def tables() -> list[str]:
+        with engine.connect() as connection:
+            return sorted(sa.inspect(connection).get_table_names(schema=schema))
+
+    yield ("--database-url", url.render_as_string(hide_password=False)), tables
+    engine.dispose()
+    drop()
+
+
+def test_a_failed_init_leaves_nothing_behind(empty_database, tmp_path, capsys, monkeypatch):
+    """A failure after the tables were created (seeding the roles, here) leaves no
+    directory, no crmkit.toml, no database file and no tables: the next init succeeds."""
+    from crmkit.app import CRM
+    from crmkit.errors import ConfigError
+
+    url_option, tables = empty_database
+    directory = tmp_path / "new" / "crm"
+
+    def failing(self, connection=None):
+        raise ConfigError("seeding failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(CRM, "sync_access", failing)
+        code, out, err = call(capsys, "init", str(directory), *url_option)
+    assert (code, err) == (1, "error: seeding failed\n")
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []
+    if tables:
+        assert tables() == []
+    code, out, err = call(capsys, "init", str(directory), *url_option)
+    assert code == 0, err
+    assert (directory / "crmkit.toml").exists()
+    if tables:
+        assert "party" in tables()
+
+
+def test_init_refuses_a_database_that_holds_tables(empty_database, tmp_path, capsys):
+    """A database already in use (another deployment's) is named and left alone; no
+    crmkit.toml is written."""
+    url_option, tables = empty_database
+    first = tmp_path / "first"
+    assert call(capsys, "init", str(first), *url_option)[0] == 0
+    second = tmp_path / "second"
+    if not url_option:  # the same SQLite file, named by its path
+        url_option = ("--database-url", f"sqlite:///{first / 'crmkit.sqlite3'}")
+    before = tables() if tables else (first / "crmkit.sqlite3").read_bytes()
+    code, _, err = call(capsys, "init", str(second), *url_option)
+    assert code == 1
+    assert err.startswith("error: database ") and err.endswith(
+        " tables: init needs an empty one (--no-migrate writes only crmkit.toml, for a "
+        "database in use)\n"
+    )
+    assert not second.exists()
+    assert (tables() if tables else (first / "crmkit.sqlite3").read_bytes()) == before
+
+
+def test_init_checks_plugins_and_database_before_writing(tmp_path, capsys):
+    target = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(target), "--plugin", "nonexistent_plugin")
+    assert code == 1 and "nonexistent_plugin" in err
+    assert not target.exists()
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    code, _, err = call(capsys, "init", str(target), "--database-url", unreachable)
+    assert code == 1 and err.startswith("error: cannot connect to database")
+    assert not target.exists()
+    target.mkdir()
+    code, _, err = call(capsys, "init", str(target), "--plugin", "nonexistent_plugin")
+    assert code == 1
+    assert list(target.iterdir()) == []
+    assert call(capsys, "init", str(target))[0] == 0
+
+
 class _Stdin:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines(keepends=True)

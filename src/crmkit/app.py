@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import attrs
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmkit.access.rules import Permission, Role
@@ -328,15 +328,25 @@ class CRM:
         metadata.create_all(self.engine)
         self.sync_access()
 
-    def sync_access(self) -> None:
+    def sync_access(self, connection: Connection | None = None) -> None:
         """Seed roles, permission cells and starter message templates declared by plugins;
-        keep what an admin changed."""
+        keep what an admin changed.
+
+        With ``connection`` (in a transaction: the migrations', say) the rows are written
+        in that transaction and committed or rolled back with it.
+        """
         from crmkit.access.seeding import seed_roles_and_permissions
         from crmkit.services.message_templates import seed_templates
 
-        with self.session_factory.begin() as session:
+        if connection is None:
+            with self.session_factory.begin() as session:
+                seed_roles_and_permissions(session, self.roles.values(), self.permissions)
+                seed_templates(session, self.starter_templates)
+            return
+        with Session(bind=connection) as session:
             seed_roles_and_permissions(session, self.roles.values(), self.permissions)
             seed_templates(session, self.starter_templates)
+            session.flush()
 
     # -- lookups -----------------------------------------------------------------------
 

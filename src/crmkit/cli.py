@@ -95,20 +95,90 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 def init(
     env: Env, directory: Path, database_url: str | None, no_migrate: bool, plugins: tuple[str, ...]
 ) -> None:
-    """Create a deployment in DIRECTORY: crmkit.toml with a new secret, and its database."""
+    """Create a deployment in DIRECTORY: crmkit.toml with a new secret, and its database.
+
+    Everything is checked before crmkit.toml is written, last: the plugins, the settings,
+    the database (reachable and empty). The tables are created and seeded in one
+    transaction, committed after the file is written; a failure anywhere leaves nothing
+    new behind (the directories, the SQLite file, the file, the tables).
+    """
+    import tomllib
+
+    from crmkit.app import CRM
+    from crmkit.db import check_connection
+
     target = directory / CONFIG_FILENAME
     if target.exists():
         raise ConfigError(f"{target} exists already; refusing to overwrite it")
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(new_config_text(database_url, plugins), encoding="utf-8")
+    text = new_config_text(database_url, plugins)
+    config = Config.from_mapping(tomllib.loads(text), root=directory, source=target)
+    new_paths = _new_paths(directory, config)
+
+    def write_config(connection: Any = None) -> None:
+        if connection is not None:
+            crm.sync_access(connection)
+        with target.open("x", encoding="utf-8") as file:  # "x": never over a file made meanwhile
+            file.write(text)
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        crm = env._crm = CRM(config)  # an unknown plugin or a wrong setting stops here
+        if no_migrate:
+            write_config()
+        else:
+            check_connection(crm.engine)
+            _refuse_a_used_database(crm.engine)
+            crm.migrations.upgrade(then=write_config)
+    except BaseException:
+        env.close()
+        _remove(new_paths)
+        raise
     click.echo(f"wrote {target}")
     if not no_migrate:
-        env.config_path = str(directory)
-        env.crm.migrations.upgrade()
-        env.crm.sync_access()
         click.echo(
             "database ready; add an admin with: "
             f"crmkit --config {directory} user add admin --role admin"
+        )
+
+
+def _new_paths(directory: Path, config: Config) -> list[Path]:
+    """What ``init`` may create that does not exist yet: the deployment's directory (and
+    its missing parents), crmkit.toml, a SQLite database file, its side files and its
+    missing parent directories; outermost directories last."""
+    paths = [directory / CONFIG_FILENAME]
+    url = config.database_url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        database = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        paths += [database.with_name(database.name + end) for end in ("", "-wal", "-shm")]
+        paths += [database.with_name(database.name + "-journal")]
+        paths += [folder for folder in database.parents if not folder.exists()]
+    paths += [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    return [path for path in paths if not path.exists()]
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    """Remove what a failed ``init`` created among ``paths`` (files, then directories)."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _refuse_a_used_database(engine: Any) -> None:
+    """``init`` makes a new deployment's database: one that holds tables already (another
+    deployment's, say, whose secrets a new ``secret_key`` could not read) is refused."""
+    import sqlalchemy as sa
+
+    with engine.connect() as connection:
+        tables = sa.inspect(connection).get_table_names()
+    if tables:
+        safe = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"database {safe} already holds {len(tables)} tables: init needs an empty one "
+            "(--no-migrate writes only crmkit.toml, for a database in use)"
         )
 
 

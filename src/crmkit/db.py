@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -327,14 +327,22 @@ class Migrations:
                     "the plugin (or downgrade its branch before removing it)"
                 )
 
-    def upgrade(self, target: str = "heads") -> None:
-        """Apply every branch up to its head (or to ``target``)."""
+    def upgrade(
+        self, target: str = "heads", then: Callable[[sa.Connection], object] | None = None
+    ) -> None:
+        """Apply every branch up to its head (or to ``target``).
+
+        ``then(connection)`` runs after the last revision, in the same transaction: what it
+        writes is committed with the revisions, and if it fails they are all rolled back.
+        """
         from alembic import command
 
         config = self.config()
         with self._connection() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, target)
+            if then is not None:
+                then(connection)
 
     def current(self) -> dict[str, str | None]:
         """The applied revision of each branch (``None`` when a branch was never applied).
