@@ -186,7 +186,13 @@ class AccessPolicy:
                 through.append(entity.column(entity.party_attr).is_(None))
             # what the actor owns (a task assigned to them) stays theirs whatever it links
             clauses.append(or_(*through) if linked is None else and_(or_(*through), linked))
-        return or_(*clauses) if clauses else false()
+        reached = or_(*clauses) if clauses else false()
+        if entity.personal_attr:
+            # a personal account's record: its user's alone (and the scope "all"'s)
+            personal = entity.column(entity.personal_attr)
+            mine = personal == self.actor.user_id if self.actor.user_id is not None else false()
+            return or_(and_(personal.is_(None), reached), mine)
+        return reached
 
     def _linked_visible(self, entity: EntityType) -> ColumnElement[bool] | None:
         """SQL saying a row's loose link (``record_entity``/``record_id``) names nothing,

@@ -259,10 +259,12 @@ def crmkit_register_entities() -> list[EntityType]:
             label_plural="Conversations",
             title_attr="subject",
             # visible where its client is, and to everyone while in triage (no client yet);
-            # being assigned one does not show a client the assignee may not see
+            # being assigned one does not show a client the assignee may not see; one that
+            # came to a personal mailbox is its owner's (and the scope "all"'s) only
             party_attr="party_id",
             scope_through_party=True,
             shared_without_party=True,
+            personal_attr="owner_id",
             filter_attrs=("party_id", "channel", "status", "assignee_id"),
             sort_attrs=("last_message_at",),
             default_sort=("-last_message_at",),

@@ -189,6 +189,8 @@ SERVICE_MESSAGES = {
     "a name is required",
     "one line, without line breaks",
     "a closed conversation is not snoozed: reopen it",
+    "a new message arrived: read it first (it is shown now)",
+    "the conversation has been put back in the unassigned queue meanwhile",
     "duplicate of a client you may not edit: skipped",
     "no such column in the file",
     "the members are in this group already: choose another one",
