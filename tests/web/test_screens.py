@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from crmkit.access.rules import Scope
 from crmkit.clock import frozen_at
-from crmkit.model import Resource, User
+from crmkit.model import Attachment, Resource, User
 from crmkit.testing import add_user, factories
 from tests.web.conftest import Browser
 
@@ -798,3 +798,34 @@ async def test_permissions_screen_shows_what_a_role_reaches(web, crm):
     assert 'aria-label="party export" class="scope-own"' in agent
     with crm.system() as work:
         assert work.permissions.effective("agent")[("party", "export")] == (Scope.OWN, False)
+
+
+async def test_a_file_on_the_card_takes_editing_the_client(web, crm):
+    """A role reading every client but editing only its own may open a colleague's client,
+    not attach files to it there: refused naming the client, nothing stored."""
+    with crm.system() as work:
+        for entity, action, scope in (
+            ("party", "read", Scope.ALL),
+            ("attachment", "read", Scope.ALL),
+            ("attachment", "create", Scope.ALL),
+        ):
+            work.permissions.set("agent", entity, action, scope)
+    owner = await web("manager")
+    agent = await web("agent", locale="en")
+    party = _own_client(crm, owner.user, name="ООО «Чужая»")
+    assert (await agent.get(f"/clients/{party.id}")).status_code == 200
+    refused = await agent.post(
+        f"/clients/{party.id}/files", files={"file": ("договор.pdf", b"%PDF", "application/pdf")}
+    )
+    assert refused.status_code == 403
+    assert (
+        f"Client {party.id}: attaching a file takes the permission to edit the record"
+        in html.unescape(refused.text)
+    )
+    mine = _own_client(crm, agent.user)
+    done = await agent.post(
+        f"/clients/{mine.id}/files", files={"file": ("договор.pdf", b"%PDF", "application/pdf")}
+    )
+    assert done.status_code == 303
+    with crm.system() as work:
+        assert [a.party_id for a in work.session.scalars(sa.select(Attachment))] == [mine.id]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
+from crmkit.model import Attachment
 from crmkit.testing import add_user
 from tests.web.api.conftest import problem
 
@@ -103,3 +106,69 @@ def test_bad_uploads_get_clear_answers(make_crm, client_for_crm):
     assert "party_id" in problem(nowhere, 422)["errors"]
     bad_id = api.post("attachment", data={"party_id": "abc"}, files={"file": ("a.txt", b"x")})
     assert "party_id" in problem(bad_id, 422)["errors"]
+
+
+def test_a_file_goes_only_on_a_record_its_uploader_may_edit(make_crm, client_for_crm):
+    """An agent reads every user (to assign them work) but may not attach a file to a
+    colleague's record: it was stored and put on the user's record (403 now, nothing
+    stored). Their own record is theirs, as their profile is; an admin attaches to anyone."""
+    crm = make_crm()
+    agent = add_user(crm, "ann", ["agent"])
+    boss = add_user(crm, "root", ["admin"])
+    api = client_for_crm(crm, agent)
+    refused = api.post(
+        "attachment",
+        data={"record_entity": "user", "record_id": str(boss.id)},
+        files={"file": ("cv.txt", b"x")},
+    )
+    body = problem(refused, 403)
+    assert body["detail"] == (
+        f"User {boss.id}: attaching a file takes the permission to edit the record"
+    )
+    assert stored_files(crm) == []
+    with crm.system() as work:
+        assert work.session.scalars(sa.select(Attachment)).all() == []
+    own = api.post(
+        "attachment",
+        data={"record_entity": "user", "record_id": str(agent.id)},
+        files={"file": ("photo.txt", b"me")},
+    )
+    assert own.status_code == 201, own.text
+    admin = client_for_crm(crm, boss).post(
+        "attachment",
+        data={"record_entity": "user", "record_id": str(agent.id)},
+        files={"file": ("contract.txt", b"signed")},
+    )
+    assert admin.status_code == 201, admin.text
+
+
+def test_a_file_on_a_client_takes_editing_the_client(make_crm, client_for_crm):
+    """A role reading every client but editing only its own may read a colleague's
+    client, not put files on it (nor on the client's deal)."""
+    from crmkit.access.rules import Scope
+
+    crm = make_crm()
+    with crm.system() as work:
+        for entity, action, scope in (
+            ("party", "read", Scope.ALL),
+            ("party", "update", Scope.OWN),
+            ("deal", "read", Scope.ALL),
+            ("attachment", "create", Scope.ALL),
+            ("attachment", "read", Scope.ALL),
+        ):
+            work.permissions.set("agent", entity, action, scope)
+    owner = add_user(crm, "mia", ["manager"])
+    agent = add_user(crm, "ann", ["agent"])
+    owner_api, api = client_for_crm(crm, owner), client_for_crm(crm, agent)
+    party_id = owner_api.post("party", json={"name": "Клиент"}).json()["id"]
+    deal_id = owner_api.post("deal", json={"title": "Сделка", "party_id": party_id}).json()["id"]
+    on_party = api.post("attachment", data={"party_id": str(party_id)}, files={"file": ("a", b"x")})
+    assert problem(on_party, 403)["detail"].startswith(f"Client {party_id}: attaching a file")
+    on_deal = api.post(
+        "attachment",
+        data={"record_entity": "deal", "record_id": str(deal_id)},
+        files={"file": ("a", b"x")},
+    )
+    assert problem(on_deal, 403)["detail"].startswith(f"Deal {deal_id}: attaching a file")
+    assert stored_files(crm) == []
+    assert api.get(f"party/{party_id}").status_code == 200
