@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from crmkit.access.rules import Scope
 from crmkit.clock import frozen_at
-from crmkit.model import Attachment, Resource, User
+from crmkit.model import Attachment, ImportRun, Resource, User
 from crmkit.testing import add_user, factories
+from crmkit.testing.web import multipart
 from tests.web.conftest import Browser
 
 pytestmark = pytest.mark.anyio
@@ -829,3 +830,33 @@ async def test_a_file_on_the_card_takes_editing_the_client(web, crm):
     assert done.status_code == 303
     with crm.system() as work:
         assert [a.party_id for a in work.session.scalars(sa.select(Attachment))] == [mine.id]
+
+
+async def test_a_nul_character_in_an_upload_is_refused_naming_the_field(web, crm):
+    """The file and import forms read their own fields: a NUL in a file's name or its
+    document type reached PostgreSQL (a 500) and was kept by SQLite; both refuse, naming
+    the field, and keep nothing."""
+    agent = await web("agent", locale="en")
+    manager = await web("manager", locale="en")
+    party = _own_client(crm, agent.user)
+    url = f"/clients/{party.id}/files"
+    typed = await agent.post(
+        url, {"document_type": "contract\x00"}, files={"file": ("a.pdf", b"%PDF")}
+    )
+    assert typed.status_code == 422
+    assert "document_type: contains a NUL character" in typed.text
+    for browser, target, field in ((agent, url, "file"), (manager, "/import", "file")):
+        content, headers = multipart(
+            {"csrf_token": browser.csrf}, [(field, "дого\x00вор.csv", b"name\nIvan\n")]
+        )
+        named = await browser.client.post(target, content=content, headers=headers)
+        assert named.status_code == 422, target
+        assert "file: the file name contains a NUL character" in html.unescape(named.text)
+    source = await manager.post(
+        "/import", {"source": "выставка\x00"}, files={"file": ("clients.csv", b"name\nIvan\n")}
+    )
+    assert source.status_code == 422
+    assert "source: contains a NUL character" in source.text
+    with crm.system() as work:
+        assert work.session.scalars(sa.select(Attachment)).all() == []
+        assert work.session.scalars(sa.select(ImportRun)).all() == []

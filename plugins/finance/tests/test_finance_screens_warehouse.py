@@ -289,3 +289,27 @@ def test_a_stale_write_met_on_the_way_is_the_changed_meanwhile_page(shop, signed
     answer = head.post("/finance/stock/minimum", {**common, "min_qty": "20"})
     assert answer.status_code == 409 and "Изменено другим" in answer.text
     assert _level(shop, shop.oil.id)["min_qty"] == 0  # nothing of it saved
+
+
+def test_a_nul_character_in_a_purchase_order_is_refused_naming_the_field(shop, signed_in):
+    """The purchase form reads its own lines: a NUL in the note reached PostgreSQL (a 500)
+    and was kept by SQLite; it is refused naming the field, and no order is made."""
+    head = signed_in("warehouse")
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    with shop.crm.acting_as(shop.warehouse) as work:
+        supplier = next(iter(work.records("finance_supplier").list(limit=5)))
+    page = head.submit(
+        "/finance/purchases",
+        {
+            "supplier_id": supplier.id,
+            "location_id": shop.branch.id,
+            "item_id": [shop.oil.id],
+            "qty": ["6"],
+            "unit_cost": ["300"],
+            "note": "срочно\x00",
+        },
+    )
+    assert 'class="flash error"' in page.text
+    assert '"flash error" role="status">заметка: содержит символ NUL<' in page.text
+    with shop.crm.acting_as(shop.warehouse) as work:
+        assert list(work.records("finance_purchase_order").list(limit=5)) == []

@@ -186,6 +186,7 @@ SERVICE_MESSAGES = {
     "a comment is required for this move",
     "a note cannot be empty",
     "contains a NUL character",
+    "the file name contains a NUL character",
     "a name is required",
     "one line, without line breaks",
     "a closed conversation is not snoozed: reopen it",

@@ -172,3 +172,17 @@ def test_a_file_on_a_client_takes_editing_the_client(make_crm, client_for_crm):
     assert problem(on_deal, 403)["detail"].startswith(f"Deal {deal_id}: attaching a file")
     assert stored_files(crm) == []
     assert api.get(f"party/{party_id}").status_code == 200
+
+
+def test_a_nul_character_in_a_file_name_is_refused_naming_the_field(make_crm, client_for_crm):
+    """The upload reads its own form: its small fields went through the schema, the file's
+    name did not (a 500 on PostgreSQL, kept by SQLite)."""
+    from crmkit.testing.web import multipart
+
+    crm = make_crm()
+    api = client_for_crm(crm, add_user(crm, "ann", ["agent"]))
+    party_id = api.post("party", json={"name": "Клиент"}).json()["id"]
+    content, headers = multipart({"party_id": str(party_id)}, [("file", "a\x00b.pdf", b"%PDF")])
+    refused = api.post("attachment", content=content, headers=headers)
+    assert problem(refused, 422)["errors"] == {"file": ["the file name contains a NUL character"]}
+    assert stored_files(crm) == []

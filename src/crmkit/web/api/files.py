@@ -19,6 +19,7 @@ from crmkit.web.api.operations import Operation, linked
 from crmkit.web.api.params import parse_id
 from crmkit.web.api.records import record_response
 from crmkit.web.api.responses import MEGABYTE, ApiError, too_large
+from crmkit.web.forms import refuse_nul
 
 #: Room for the multipart framing and the small fields around the file.
 FRAMING = 64 * 1024
@@ -74,6 +75,7 @@ async def upload(request: Request) -> Response:
             400, "Bad request", f"malformed multipart body: {exc}", kind="bad-request"
         ) from None
     try:
+        refuse_nul(form)
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise ValidationFailed({"file": ["attach the file in the `file` field"]})

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import Screen
+from crmkit.web.forms import refuse_nul
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceOrder, FinancePayment
@@ -318,10 +319,15 @@ async def issue_invoice(request: Request) -> Response:
     """Invoice the chosen completed orders of one client."""
     form = await request.form()
     order_ids = [int(v) for v in form.getlist("order_id") if str(v).isdigit()]
+
+    def issue(fin: Any) -> Any:
+        refuse_nul(form)
+        return fin.invoices.issue(order_ids)
+
     return attempt(
         request,
         "/finance/invoices",
-        lambda fin: fin.invoices.issue(order_ids),
+        issue,
         "Invoice issued.",
         then=lambda invoice: f"/finance/invoices/{invoice.id}",
     )

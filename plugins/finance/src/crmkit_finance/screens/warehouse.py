@@ -21,6 +21,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.forms import refuse_nul
 from crmkit.web.i18n import lazy
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
@@ -221,6 +222,7 @@ async def new_purchase(request: Request) -> Response:
     expected = str(form.get("expected_on") or "").strip()
 
     def order(fin: Any) -> Any:
+        refuse_nul(form)
         expected_on = None
         if expected:
             try:
