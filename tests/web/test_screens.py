@@ -860,3 +860,52 @@ async def test_a_nul_character_in_an_upload_is_refused_naming_the_field(web, crm
     with crm.system() as work:
         assert work.session.scalars(sa.select(Attachment)).all() == []
         assert work.session.scalars(sa.select(ImportRun)).all() == []
+
+
+ADMIN_SCREENS = (
+    "/admin",
+    "/admin/users",
+    "/admin/permissions",
+    "/admin/teams",
+    "/admin/fields",
+    "/admin/pipelines",
+    "/admin/audit",
+    "/admin/duplicates",
+    "/admin/automation",
+    "/admin/dead-letters",
+)
+
+
+def _menu(page):
+    return set(re.findall(r'<a href="(/[^"]*)"', page.text.split("<nav>", 1)[1].split("</nav>")[0]))
+
+
+async def test_admin_and_import_screens_follow_the_permission_table(web, crm):
+    """They were given by role name ("admin", "admin" or "manager"): a deployment could
+    not hand one of them to another role. Each now takes its cell; the built-in roles
+    open what they opened before (and managers, who may merge any client, the duplicate
+    report)."""
+    admin, manager, agent = await web("admin"), await web("manager"), await web("agent")
+    for url in (*ADMIN_SCREENS, "/import"):
+        assert (await admin.get(url)).status_code == 200, url
+    for url in ("/import", "/admin/duplicates"):  # merging takes deleting, which they may
+        assert (await manager.get(url)).status_code == 200, url
+    for url in ADMIN_SCREENS[:-3]:
+        assert (await manager.get(url)).status_code == 404, url
+    for url in (*ADMIN_SCREENS, "/import"):
+        assert (await agent.get(url)).status_code == 404, url
+    assert "/import" in _menu(await manager.get("/home"))
+    assert not {"/import", "/admin"} & _menu(await agent.get("/home"))
+
+    with crm.system() as work:  # the deployment lets agents import and read the audit log
+        work.permissions.set("agent", "party", "import", "own")
+        work.permissions.set("agent", "permission", "read", "all")
+        work.permissions.set("agent", "audit_log", "read", "all")
+    assert (await agent.get("/import")).status_code == 200
+    for url in ("/admin", "/admin/permissions", "/admin/pipelines", "/admin/audit"):
+        assert (await agent.get(url)).status_code == 200, url
+    for url in ("/admin/users", "/admin/teams", "/admin/fields", "/admin/duplicates"):
+        assert (await agent.get(url)).status_code == 404, url
+    assert {"/import", "/admin"} <= _menu(await agent.get("/home"))
+    tiles = re.findall(r'class="tile" href="([^"]+)"', (await agent.get("/admin")).text)
+    assert tiles == ["/admin/permissions", "/admin/pipelines", "/admin/audit"]

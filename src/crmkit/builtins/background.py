@@ -175,7 +175,7 @@ def crmkit_register_screens() -> list[Any]:
             "/admin/dead-letters",
             "Failed deliveries",
             background.dead_letters,
-            roles=("admin",),
+            permission=("outbox_item", "read"),
             methods=("GET", "POST"),
         ),
         Screen(
@@ -183,7 +183,7 @@ def crmkit_register_screens() -> list[Any]:
             "/admin/automation",
             "Automation",
             background.rules,
-            roles=("admin",),
+            permission=("automation_rule", "read"),
             methods=("GET", "POST"),
         ),
     ]
@@ -194,6 +194,6 @@ def crmkit_register_menu_items() -> list[Any]:
     from crmkit.web.contributions import MenuItem
 
     return [
-        MenuItem("Automation", "admin_automation", roles=("admin",), order=91, icon="🤖"),
-        MenuItem("Failed deliveries", "admin_dead_letters", roles=("admin",), order=92, icon="⚠"),
+        MenuItem("Automation", "admin_automation", order=91, icon="🤖"),
+        MenuItem("Failed deliveries", "admin_dead_letters", order=92, icon="⚠"),
     ]

@@ -299,6 +299,8 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("manager", BUSINESS, ALL_ACTIONS, Scope.ALL),
         *grant("manager", ("party_group", "resource", "team", "user"), ("read",), Scope.ALL),
         *grant("manager", ("party_group",), ("create", "update"), Scope.ALL),
+        # the import screens; scope own: the runs the manager started (all: everyone's)
+        *grant("manager", "party", ("import",), own),
         *grant("agent", ("party", "deal"), ("read", "create", "update", "move", "export"), own),
         *grant("agent", ("contact_point", "activity", "attachment"), ("read", "create"), own),
         *grant("agent", ("task", "reminder", "calendar_event"), ("read", "create", "update"), own),
