@@ -229,6 +229,27 @@ async def test_a_reply_carries_files_kept_on_the_client(web, crm):
     assert len(files) == 1  # the refused reply's file was not kept
 
 
+async def test_a_nul_character_in_a_replys_file_name_is_refused_naming_the_field(web, crm):
+    """A plain screen's form goes through form_data, which checked texts but not the names
+    of uploaded files: one with a NUL failed on PostgreSQL (a 500) and was kept by SQLite."""
+    from crmkit.model import Attachment
+    from crmkit.testing.web import multipart
+
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        factories.organisation(work, contact_points=[{"kind": "email", "value": "a@romashka.ru"}])
+    receive(crm, "a@romashka.ru", "Пришлите прайс", 1)
+    (known,) = conversations(crm)
+    fields = {"action": "reply", "body": "Прайс во вложении", "csrf_token": agent.csrf}
+    content, headers = multipart(fields, [("files", "Пра\x00йс.pdf", b"%PDF price")])
+    refused = await agent.client.post(f"/inbox/{known.id}/act", content=content, headers=headers)
+    assert refused.status_code == 422
+    assert "files: the file name contains a NUL character" in refused.text
+    with crm.system() as work:
+        assert list(work.session.scalars(select(OutboxItem))) == []
+        assert list(work.session.scalars(select(Attachment))) == []
+
+
 async def test_a_messages_files_are_shown_with_it(web, crm):
     from crmkit.channels import Attachment as Carried
 

@@ -299,7 +299,11 @@ async def form_data(request: Request) -> dict[str, Any]:
     from crmkit.web.forms import refuse_nul
 
     form = await request.form()
-    refuse_nul(form)
+    try:
+        refuse_nul(form)
+    except Exception:
+        await form.close()  # the files a refused multipart form spooled
+        raise
     data: dict[str, Any] = {}
     for key in form:
         if key == "csrf_token":
