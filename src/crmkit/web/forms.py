@@ -20,10 +20,10 @@ def refuse_nul(form: Any) -> None:
     holds a NUL character, naming the field (:class:`ValidationFailed`, a 422).
 
     PostgreSQL cannot store a NUL (the insert fails with a 500) and SQLite would keep it,
-    so every form is checked here, before anything is written: :func:`crmkit.web.pages.
-    form_data` does it for the screens, and a screen that reads ``request.form()`` itself
-    (an upload, a list of lines) calls this.  ``form`` is Starlette's ``FormData`` (or any
-    mapping; repeated fields may be lists).
+    so every form is checked here, before anything is written:
+    :func:`crmkit.web.pages.form_data` does it for the screens, and a screen that reads
+    ``request.form()`` itself (an upload, a list of lines) calls this.  ``form`` is
+    Starlette's ``FormData`` (or any mapping; repeated fields may be lists).
     """
     items: Iterable[tuple[Any, Any]]
     if hasattr(form, "multi_items"):
@@ -40,7 +40,7 @@ def refuse_nul(form: Any) -> None:
 
 
 def _each(values: Any) -> list[Any]:
-    return values if isinstance(values, list | tuple) else [values]
+    return list(values) if isinstance(values, list | tuple) else [values]
 
 
 def local_time(value: Any, locale: Locale, field: str) -> str | None:
