@@ -28,6 +28,9 @@ class EntityType:
     to a party.  With ``scope_through_party`` a record is also visible wherever its party is
     (an activity, a contact point); with ``shared_without_party`` as well, a record linked to
     no party (a conversation waiting in triage) is reached by every scope but none.
+    ``personal_attr`` is a column holding the user whose own account a record came through
+    (a conversation of a personal mailbox): a record with it set is reached only by that
+    user and by the scope ``all``, neither through its party nor as shared.
     ``schema`` validates create/update input; ``service``
     names an :class:`~crmkit.services.records.EntityService` subclass with extra behaviour.
     ``output_schema`` is the marshmallow schema of what the API returns for a record; when
@@ -45,6 +48,7 @@ class EntityType:
     party_attr: str | None = None
     scope_through_party: bool = False
     shared_without_party: bool = False
+    personal_attr: str | None = None
     title_attr: str = "id"
     search_attrs: tuple[str, ...] = ()
     filter_attrs: tuple[str, ...] = ()

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from crmkit.errors import ValidationFailed
 from crmkit.jobs.delivery import deliver_due
 from crmkit.testing import add_user, free_port
-from crmkit.testing.web import WebClient
+from crmkit.testing.web import WebClient, multipart
 
 pytestmark = pytest.mark.anyio
 
@@ -616,3 +616,41 @@ async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, 
     card = (await agent.get(f"/clients/{client_id}")).text
     assert '<span class="state failed">failed</span>' in card
     assert "550 5.1.1 mailbox disabled" in card
+
+
+async def test_a_nul_character_on_the_compose_page_is_refused_naming_the_field(mail_crm, smtp):
+    """The compose form reads its own fields: a NUL in the text or in an uploaded file's
+    name reached PostgreSQL (a 500) and was kept by SQLite; now the page says which field,
+    keeps what was typed, and nothing is stored or queued."""
+    from crmkit.model import Attachment, OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        client_id = client.id
+    fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт во вложении",
+              "csrf_token": agent.csrf}  # fmt: skip
+
+    def send(**extra):
+        upload = [("files", ("Счёт.pdf", b"%PDF invoice", "application/pdf"))]
+        return agent.client.post(
+            f"/mail/compose/{client_id}/send", data={**fields, **extra}, files=upload
+        )
+
+    body = await send(body="Счёт во вложении\x00")
+    assert body.status_code == 422
+    assert "body: contains a NUL character" in body.text
+    assert "Счёт во вложении" in body.text  # what was typed is not lost
+    content, headers = multipart(fields, [("files", "Сч\x00ёт.pdf", b"%PDF invoice")])
+    named = await agent.client.post(
+        f"/mail/compose/{client_id}/send", content=content, headers=headers
+    )
+    assert named.status_code == 422
+    assert "files: the file name contains a NUL character" in named.text
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+        assert work.session.scalars(select(Attachment)).all() == []

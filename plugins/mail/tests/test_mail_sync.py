@@ -728,6 +728,36 @@ def test_watch_follows_a_changed_folder_instead_of_reading_the_old_one(
     assert not worker.is_alive()
 
 
+def test_mail_to_a_personal_mailbox_is_its_owners_conversation(
+    mail_crm, account, dovecot, imap_user
+):
+    from crmkit_mail import mail
+
+    from crmkit.errors import NotFound
+    from crmkit.testing import add_user
+
+    anna, boris = add_user(mail_crm, "anna"), add_user(mail_crm, "boris")
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, owner_id=anna.id)  # Anna's own mailbox
+    with mail_crm.acting_as(boris) as work:
+        factories.organisation(
+            work, name="Boris's client", contact_points=[{"kind": "email", "value": "c@corp.ru"}]
+        )
+    deliver(dovecot, imap_user, simple(1, sender="doctor@clinic.ru", subject="your results"))
+    deliver(dovecot, imap_user, simple(2, sender="c@corp.ru", subject="for Anna only"))
+
+    sync_account(mail_crm, account)
+
+    with mail_crm.acting_as(anna) as work:
+        mine = work.conversations.list("unassigned")
+        assert sorted(c.subject for c in mine) == ["for Anna only", "your results"]
+        assert {(c.account, c.owner_id) for c in mine} == {("sales", anna.id)}
+    with mail_crm.acting_as(boris) as work:
+        assert work.conversations.list("unassigned") == []
+        with pytest.raises(NotFound):
+            work.conversations.get(mine[0].id)
+
+
 @pytest.mark.parametrize(
     "checked",
     [

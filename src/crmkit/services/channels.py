@@ -355,6 +355,7 @@ class ChannelService:
         planned: list[tuple[int, InboundMessage, Channel, int | None, str]] = []
         notes: dict[str, list[tuple[int, InboundNote]]] = {}
         touched: dict[int, Any] = {}
+        arrived = utcnow()  # when the channel does not say when the peer got them
         for index, message, channel, key in todo:
             lookup = (channel.address_kind.value, channel.service, key)
             party_id = parties.get(lookup)
@@ -376,7 +377,9 @@ class ChannelService:
                         subject=message.subject[:500] if message.subject else None,
                         party_id=party_id,
                         record=record,
-                        when=when,
+                        when=message.arrived_at or arrived,
+                        account=message.account,
+                        owner_id=message.owner_id,
                     ),
                 )
             )

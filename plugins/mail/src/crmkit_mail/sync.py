@@ -101,9 +101,11 @@ def inbound(
     fetched: FetchedMessage | None,
     account: str,
     ours: frozenset[str] = frozenset(),
+    owner_id: int | None = None,
 ) -> InboundMessage:
     """The channel contract's view of a parsed mail; ``ours`` are the CRM's mailbox
-    addresses (lower case), left out of the copies a reply to all would send."""
+    addresses (lower case), left out of the copies a reply to all would send; ``owner_id``
+    the user whose own mailbox ``account`` is (their conversation, not everyone's triage)."""
     sender = email_key(parsed.sender or "")
     cc: list[str] = []
     seen = {sender, *ours}
@@ -140,6 +142,8 @@ def inbound(
         account=account,
         meta=meta,
         cc=cc[:MAX_COPIES],
+        arrived_at=fetched.internal_date if fetched else None,  # the server's, not the sender's
+        owner_id=owner_id,
     )
 
 
@@ -308,6 +312,8 @@ def _record_batch(
             for account in work.session.scalars(select(MailAccount).order_by(MailAccount.id))
         }
         ours = frozenset(mailboxes)
+        reading = work.session.get(MailAccount, account_id)
+        owner_id = reading.owner_id if reading is not None else None  # a personal mailbox
         # counted here, and added to the report only once the batch is ours (not overtaken)
         counts = dict.fromkeys(
             ("recorded", "duplicates", "bounces", "notices", "ignored", "sent", "internal"), 0
@@ -338,7 +344,7 @@ def _record_batch(
                     key = {RECORDED: "sent", KNOWN: "duplicates"}.get(done or "", "internal")
                     counts[key] += 1
                 continue
-            message = inbound(parsed, fetched, report.account, ours)
+            message = inbound(parsed, fetched, report.account, ours, owner_id)
             if suspicious is not None:
                 message.meta["suspicious"] = suspicious
             messages.append(message)
