@@ -26,7 +26,6 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
 from crmkit.model import CalendarEvent, Party, Resource, User
 
 BOOKING_MADE = "booking.made"
@@ -248,19 +247,7 @@ class BookingService:
             "party_id": party_id,
             "resource_id": resource_id,
         }
-        specialist = self.work.session.get(User, resource.user_id) if resource.user_id else None
-        if specialist is not None and specialist.blocked:
-            raise ValidationFailed(
-                {
-                    "resource_id": [
-                        message(
-                            "{resource}: {user} is blocked and cannot be booked",
-                            resource=resource.name,
-                            user=specialist.label,
-                        )
-                    ]
-                }
-            )
+        specialist = self.work.calendar.check_bookable(resource)
         if owner_id is not None:
             values["owner_id"] = owner_id
         elif specialist is not None:
