@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from crmkit_booking import BOOKING_MADE, booking
+from crmkit_booking import plugin as booking_plugin
 
 from crmkit import hookimpl
 from crmkit.errors import ValidationFailed
@@ -14,6 +15,7 @@ from crmkit.testing import add_user, factories
 
 MSK = dt.timezone(dt.timedelta(hours=3))  # the deployment's default zone, Europe/Moscow
 DAY = dt.date(2030, 3, 4)
+HOUR = dt.timedelta(hours=1)
 
 
 def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
@@ -170,3 +172,55 @@ def test_a_specialist_must_be_a_user_and_a_blocked_one_is_not_booked(shop):
     assert str(reason) == "Мастер Анна: Анна Смирнова is blocked and cannot be booked"
     with crm.acting_as("manager") as work, pytest.raises(ValidationFailed, match="is blocked"):
         booking(work).add_resource("Мастер Анна 2", user_id=anna.id)
+
+
+def test_the_journal_shows_a_booking_one_may_not_read_as_busy_only(make_crm):
+    """The front desk books for its own clients: a manager's booking of a client the desk
+    may not read still takes its hours in the journal (and in the free windows), but shows
+    neither its title nor its client; invited to that booking, the desk reads its title,
+    still not the client it may not read."""
+    crm = make_crm(plugins=[booking_plugin, FrontDesk()])
+    boss = add_user(crm, "boss", ["manager"])
+    desk = add_user(crm, "desk", ["desk"])
+    with crm.acting_as(boss) as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay").id
+        vip = factories.organisation(work, name="Секретный клиент", owner_id=boss.id).id
+        secret = booking(work).book(
+            party_id=vip, resource_id=bay, starts_at=at(9), duration=dt.timedelta(hours=2),
+            title="ТО секретного клиента",
+        ).id  # fmt: skip
+    with crm.acting_as(desk) as work:
+        own = factories.organisation(work, name="Клиент стойки").id
+        mine = booking(work).book(party_id=own, resource_id=bay, starts_at=at(11), duration=HOUR).id
+        grid = booking(work).journal(DAY)
+        held = grid.at(bay, at(10), 30)
+        assert held is not None and held.hidden
+        assert (held.id, held.title, held.party_id) == (None, "", None)
+        assert grid.at(bay, at(11), 30).id == mine and grid.clients == {own: "Клиент стойки"}
+        assert booking(work).find_free(HOUR, since=at(9))[0].starts_at == at(12)
+    with crm.acting_as(boss) as work:
+        work.calendar.update(secret, {"attendees": [{"user_id": desk.id}]})
+    with crm.acting_as(desk) as work:
+        grid = booking(work).journal(DAY)
+        held = grid.at(bay, at(9), 30)
+        assert (held.id, held.title) == (secret, "ТО секретного клиента")
+        assert vip not in grid.clients and "Секретный клиент" not in grid.clients.values()
+
+
+class FrontDesk:
+    """A role that reads and books for its own clients, and reads the resources."""
+
+    @hookimpl
+    def crmkit_register_roles(self):
+        from crmkit.access.rules import Role
+
+        return [Role("desk", "Front desk")]
+
+    @hookimpl
+    def crmkit_register_permissions(self):
+        from crmkit.access.rules import grant
+
+        return [
+            *grant("desk", ("party", "calendar_event"), ("read", "create", "update"), "own"),
+            *grant("desk", "resource", "read", "all"),
+        ]

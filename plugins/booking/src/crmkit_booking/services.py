@@ -26,7 +26,7 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
-from crmkit.model import CalendarEvent, Party, Resource, User
+from crmkit.model import CalendarEvent, Resource, User
 
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
@@ -48,17 +48,41 @@ class Window:
 
 
 @attrs.frozen
+class Held:
+    """A stretch of time a booking holds a resource, as the journal shows it.
+
+    A booking the actor may not read is still busy, but ``hidden``: it has no id, title or
+    client.
+    """
+
+    id: int | None
+    resource_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    title: str = ""
+    party_id: int | None = None
+
+    @property
+    def hidden(self) -> bool:
+        """Whether the actor may not read the booking (only that the time is taken)."""
+        return self.id is None
+
+
+@attrs.frozen
 class Journal:
-    """Who is busy in a period: the resources, the slot times, and bookings per resource."""
+    """Who is busy in a period: the resources, the slot times, and bookings per resource.
+
+    ``clients`` names the clients the actor may read.
+    """
 
     start: dt.datetime
     end: dt.datetime
     resources: Sequence[Resource]
     slots: Sequence[dt.datetime]
-    busy: dict[int, list[CalendarEvent]]
+    busy: dict[int, list[Held]]
     clients: dict[int, str]
 
-    def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> CalendarEvent | None:
+    def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> Held | None:
         """The booking holding ``resource_id`` during the slot starting at ``slot``."""
         end = slot + dt.timedelta(minutes=minutes)
         for event in self.busy.get(resource_id, ()):
@@ -128,31 +152,56 @@ class BookingService:
     ) -> Journal:
         """Bookings of each resource over ``days`` business days from ``day``.
 
-        Only bookings the actor may see are listed by title; the client of a booking the
-        actor may not see is not named.
+        Every booking holds its time, whoever may see it; one the actor may not read is
+        shown only as busy (:class:`Held` without id, title or client), and a client is
+        named only to an actor who may read them.
         """
         resources = self.resources()
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         start = self.day_bounds(day)[0]
         end = self.day_bounds(day + dt.timedelta(days=days - 1))[1]
-        busy: dict[int, list[CalendarEvent]] = {r.id: [] for r in resources}
-        ids = list(busy)
-        if ids:
-            events = self.work.calendar.query().where(
-                CalendarEvent.resource_id.in_(ids),
-                CalendarEvent.status != "cancelled",
-                CalendarEvent.starts_at < end,
-                CalendarEvent.ends_at > start,
-            )
-            for event in self.work.session.scalars(events.order_by(CalendarEvent.starts_at)):
-                busy[event.resource_id].append(event)
-        party_ids = {e.party_id for events in busy.values() for e in events if e.party_id}
-        clients = dict(
-            self.work.session.execute(
-                select(Party.id, Party.name).where(Party.id.in_(party_ids))
-            ).all()
+        live = (
+            CalendarEvent.resource_id.in_([r.id for r in resources]),
+            CalendarEvent.status != "cancelled",
+            CalendarEvent.starts_at < end,
+            CalendarEvent.ends_at > start,
         )
+        # the time is taken whoever may see the booking: read without the access rules
+        rows = self.work.session.execute(
+            select(
+                CalendarEvent.id,
+                CalendarEvent.resource_id,
+                CalendarEvent.starts_at,
+                CalendarEvent.ends_at,
+            )
+            .where(*live)
+            .order_by(CalendarEvent.starts_at, CalendarEvent.id)
+        ).all()
+        readable: dict[int, CalendarEvent] = {}
+        if rows and self.work.access.can("calendar_event", "read"):
+            readable = {
+                e.id: e for e in self.work.session.scalars(self.work.calendar.query().where(*live))
+            }
+        busy: dict[int, list[Held]] = {r.id: [] for r in resources}
+        for row in rows:
+            event = readable.get(row.id)
+            if event is None:
+                held = Held(None, row.resource_id, row.starts_at, row.ends_at)
+            else:
+                held = Held(
+                    event.id,
+                    row.resource_id,
+                    row.starts_at,
+                    row.ends_at,
+                    event.title,
+                    event.party_id,
+                )
+            busy[row.resource_id].append(held)
+        parties = self.work.parties.find_many(
+            h.party_id for held in busy.values() for h in held if h.party_id
+        )
+        clients = {party_id: party.name for party_id, party in parties.items()}
         slots = []
         for offset in range(days):
             opens, closes = self.day_bounds(day + dt.timedelta(days=offset))
