@@ -224,3 +224,33 @@ class FrontDesk:
             *grant("desk", ("party", "calendar_event"), ("read", "create", "update"), "own"),
             *grant("desk", "resource", "read", "all"),
         ]
+
+
+def test_a_blocked_specialist_has_no_free_window_and_no_bookable_column(shop):
+    """Anna has left: the free windows never offer her (book() would refuse them), the
+    form no longer lists her, and the journal shows her column only on days she still
+    holds bookings, marked closed (those bookings are to be moved or cancelled)."""
+    crm, bay, master, client, _ = shop
+    anna = add_user(crm, "anna", ["agent"], display_name="Анна Смирнова")
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        hers = journal.add_resource("Анна", user_id=anna.id).id
+        journal.book(party_id=client, resource_id=hers, starts_at=at(12), duration=HOUR)
+        # her name comes first: before she left, she was offered first
+        assert journal.find_free(HOUR, since=at(9))[0].resource.id == hers
+    with crm.system() as work:
+        work.users.block(anna.id)
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        windows = journal.find_free(HOUR, since=at(9), days=3)
+        assert windows and hers not in {w.resource.id for w in windows}
+        assert [w.resource.id for w in windows[:2]] == [master, bay]  # by name at one time
+        assert hers not in {
+            w.resource.id for w in journal.find_free(HOUR, since=at(9), kind="specialist")
+        }
+        assert [r.id for r in journal.bookable()] == [bay, master]
+        today = journal.journal(DAY)
+        assert [r.id for r in today.resources] == [bay, hers, master]
+        assert today.closed == {hers} and today.at(hers, at(12), 30) is not None
+        tomorrow = journal.journal(DAY + dt.timedelta(days=1))
+        assert [r.id for r in tomorrow.resources] == [bay, master] and not tomorrow.closed

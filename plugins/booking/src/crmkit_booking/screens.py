@@ -106,7 +106,7 @@ def new(request: Request) -> Response:
             error, status = error_text(request, exc, _zone(request)), 422
     with work(request) as unit:
         service = booking(unit)
-        resources = service.resources()
+        resources = service.bookable()
         found = []
         query = str(values.get("client_q", "")).strip()
         if query:

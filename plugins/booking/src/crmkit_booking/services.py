@@ -72,7 +72,8 @@ class Held:
 class Journal:
     """Who is busy in a period: the resources, the slot times, and bookings per resource.
 
-    ``clients`` names the clients the actor may read.
+    ``clients`` names the clients the actor may read; ``closed`` holds the resources shown
+    for the bookings they still hold but no longer bookable (their specialist is blocked).
     """
 
     start: dt.datetime
@@ -81,6 +82,7 @@ class Journal:
     slots: Sequence[dt.datetime]
     busy: dict[int, list[Held]]
     clients: dict[int, str]
+    closed: frozenset[int] = frozenset()
 
     def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> Held | None:
         """The booking holding ``resource_id`` during the slot starting at ``slot``."""
@@ -119,6 +121,25 @@ class BookingService:
             statement = statement.where(Resource.kind == kind)
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
 
+    def bookable(self, kind: str | None = None) -> list[Resource]:
+        """Active resources that can be booked: those whose specialist is blocked (has
+        left) are left out."""
+        resources = self.resources(kind)
+        closed = self._closed(resources)
+        return [r for r in resources if r.id not in closed]
+
+    def _closed(self, resources: Sequence[Resource]) -> frozenset[int]:
+        """Ids of ``resources`` whose person is blocked."""
+        people = {r.user_id for r in resources if r.user_id is not None}
+        if not people:
+            return frozenset()
+        blocked = set(
+            self.work.session.scalars(
+                select(User.id).where(User.id.in_(people), User.blocked.is_(True))
+            )
+        )
+        return frozenset(r.id for r in resources if r.user_id in blocked)
+
     def add_resource(self, name: str, kind: str = "specialist", user_id: int | None = None) -> Any:
         """A new bookable resource (a bay, or a specialist linked to their user, who must
         exist and not be blocked)."""
@@ -154,7 +175,8 @@ class BookingService:
 
         Every booking holds its time, whoever may see it; one the actor may not read is
         shown only as busy (:class:`Held` without id, title or client), and a client is
-        named only to an actor who may read them.
+        named only to an actor who may read them.  A resource whose specialist is blocked
+        is shown only while it holds bookings in the period, as ``closed``.
         """
         resources = self.resources()
         if resource_ids:
@@ -198,6 +220,8 @@ class BookingService:
                     event.party_id,
                 )
             busy[row.resource_id].append(held)
+        closed = self._closed(resources)
+        resources = [r for r in resources if r.id not in closed or busy[r.id]]
         parties = self.work.parties.find_many(
             h.party_id for held in busy.values() for h in held if h.party_id
         )
@@ -209,7 +233,9 @@ class BookingService:
             while cursor < closes:
                 slots.append(cursor)
                 cursor += dt.timedelta(minutes=self.slot_minutes)
-        return Journal(start, end, resources, slots, busy, clients)
+        return Journal(
+            start, end, resources, slots, busy, clients, closed & {r.id for r in resources}
+        )
 
     def find_free(
         self,
@@ -224,11 +250,12 @@ class BookingService:
         """The earliest free windows of ``duration`` within opening hours, soonest first.
 
         Windows start on the slot grid (``booking.slot_minutes``).  Every resource is busy
-        where *any* booking holds it, whoever may see that booking.
+        where *any* booking holds it, whoever may see that booking; a specialist who is
+        blocked has no window.
         """
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
-        resources = self.resources(kind)
+        resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         step = dt.timedelta(minutes=self.slot_minutes)
