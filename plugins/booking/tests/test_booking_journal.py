@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 
 import pytest
-from crmkit_booking import BOOKING_MADE, booking
+from crmkit_booking import BOOKING_CANCELLED, BOOKING_MADE, booking
 from crmkit_booking import plugin as booking_plugin
 
 from crmkit import hookimpl
@@ -254,3 +254,51 @@ def test_a_blocked_specialist_has_no_free_window_and_no_bookable_column(shop):
         assert today.closed == {hers} and today.at(hers, at(12), 30) is not None
         tomorrow = journal.journal(DAY + dt.timedelta(days=1))
         assert [r.id for r in tomorrow.resources] == [bay, master] and not tomorrow.closed
+
+
+def test_a_cancellation_keeps_its_reason_and_happens_once(shop):
+    """The reason is in the audit entry and on the client's timeline, where the booking
+    made and cancelled both show; cancelling again is refused on status, naming the
+    booking's time, and booking.cancelled is raised once."""
+    from sqlalchemy import select
+
+    from crmkit.model import AuditEntry
+
+    crm, bay, _, client, _ = shop
+    raised = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == BOOKING_CANCELLED:
+                raised.append(event.data["reason"])
+
+    crm.pm.register(Listener())
+    with crm.acting_as("manager") as work:
+        event = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR
+        )
+    with crm.acting_as("manager") as work:
+        booking(work).cancel(event.id, reason="  клиент заболел ")
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).cancel(event.id, reason="ещё раз")
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "status": ["the booking at 2030-03-04 10:00 is cancelled already"]
+    }
+    assert raised == ["клиент заболел"]
+    with crm.acting_as("manager") as work:
+        entries = list(work.timeline.list(client))
+        assert [(a.kind, a.subject, a.body) for a in entries] == [
+            ("booking_cancelled", "Пост 1, 2030-03-04 10:00", "клиент заболел"),
+            ("booking", "Пост 1, 2030-03-04 10:00", ""),
+        ]
+        assert {(a.record_entity, a.record_id) for a in entries} == {("calendar_event", event.id)}
+        audit = work.session.scalars(
+            select(AuditEntry.changes).where(
+                AuditEntry.entity == "calendar_event",
+                AuditEntry.record_id == event.id,
+                AuditEntry.action == "update",
+            )
+        ).all()
+        assert audit == [{"status": ["confirmed", "cancelled"], "reason": [None, "клиент заболел"]}]
+        assert work.calendar.get(event.id).status == "cancelled"

@@ -117,3 +117,31 @@ async def test_a_blocked_specialist_is_not_offered_on_the_screens(booking_crm):
     assert f"resource_id={hers}&" not in page and f"resource_id={bay}&" in page
     windows = await web.get("/booking", params={"day": DAY.isoformat(), "minutes": "60"})
     assert "Мастер Анна" not in windows.text.split('id="free-windows"', 1)[1].split("</section>")[0]
+
+
+async def test_cancelling_a_cancelled_booking_is_told_on_the_journal(booking_crm):
+    """The second cancel (a second tab, a double click) is refused by name on the journal
+    page, not with an error page, and the client is told once."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        client = factories.person(work, name="Ольга Соколова").id
+        event = journal.book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=journal.day_bounds(DAY)[0] + dt.timedelta(hours=1),
+            duration=dt.timedelta(hours=1),
+        ).id
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"reason": "клиент заболел", "day": DAY.isoformat()}
+    first = await web.post(f"/booking/{event}/cancel", form)
+    assert first.status_code == 303
+    again = await web.post(f"/booking/{event}/cancel", form)
+    assert again.status_code == 303 and again.headers["location"] == f"/booking?day={DAY}"
+    page = await web.get(again.headers["location"])
+    assert re.search(r'class="flash error"[^>]*>[^<]*2030-03-04 10:00', page.text)
+    with booking_crm.acting_as("manager") as work:
+        kinds = [a.kind for a in work.timeline.list(client)]
+    assert kinds == ["booking_cancelled", "booking"]

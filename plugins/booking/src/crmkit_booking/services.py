@@ -26,11 +26,15 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
 
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
 KIND = "booking"
+#: The kinds of the client's timeline entries of a booking made and cancelled.
+MADE_KIND = "booking"
+CANCELLED_KIND = "booking_cancelled"
 
 
 def booking(work: Any) -> BookingService:
@@ -331,6 +335,7 @@ class BookingService:
         if record is not None:
             values["record_entity"], values["record_id"] = record
         event = self.work.calendar.create(values)
+        self._on_timeline(MADE_KIND, event, resource)
         self.work.emit(
             BOOKING_MADE,
             "calendar_event",
@@ -343,11 +348,35 @@ class BookingService:
         return event
 
     def cancel(self, event_id: int, reason: str = "") -> CalendarEvent:
-        """Cancel a booking: its slot is free again."""
-        event = self.work.calendar.get(event_id, "update")
+        """Cancel a booking: its slot is free again.
+
+        The reason goes into the audit entry and onto the client's timeline; a booking
+        cancelled already is refused on ``status`` (so ``booking.cancelled``, and whatever
+        tells the client, happens once).
+        """
+        calendar = self.work.calendar
+        event = calendar.get(event_id, "update")
         if event.kind != KIND:
             raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
-        self.work.calendar.update(event, {"status": "cancelled"})
+        if event.status == "cancelled":
+            raise ValidationFailed(
+                {
+                    "status": [
+                        message(
+                            "the booking at {time} is cancelled already",
+                            time=Moment(event.starts_at.astimezone(self.zone)),
+                        )
+                    ]
+                }
+            )
+        reason = reason.strip()
+        with self.work.savepoint():
+            changes = calendar.stage_changes(event, {"status": "cancelled"})
+            if reason:
+                changes["reason"] = [None, reason]
+            calendar.record_update(event, changes)
+        resource = self.work.session.get(Resource, event.resource_id) if event.resource_id else None
+        self._on_timeline(CANCELLED_KIND, event, resource, reason)
         self.work.emit(
             BOOKING_CANCELLED,
             "calendar_event",
@@ -357,6 +386,28 @@ class BookingService:
             reason=reason,
         )
         return event
+
+    def _on_timeline(
+        self, kind: str, event: CalendarEvent, resource: Resource | None, body: str = ""
+    ) -> None:
+        """Tell the client's timeline that a booking was made or cancelled: the resource
+        and the station's time, linked to the booking (whoever may not read the booking
+        does not see the entry on timelines that follow record access)."""
+        if event.party_id is None:
+            return
+        when = Moment(event.starts_at.astimezone(self.zone))
+        self.work.timeline.add(
+            kind,
+            party_id=event.party_id,
+            subject=f"{resource.name}, {when}" if resource is not None else str(when),
+            body=body,
+            record=("calendar_event", event.id),
+            data={
+                "resource_id": event.resource_id,
+                "starts_at": event.starts_at.isoformat(),
+                "ends_at": event.ends_at.isoformat(),
+            },
+        )
 
     def of_party(self, party_id: int, *, upcoming_only: bool = True) -> list[CalendarEvent]:
         """A client's bookings (the upcoming ones by default), soonest first."""
