@@ -198,7 +198,7 @@ class AccessPolicy:
         """SQL saying a row's loose link (``record_entity``/``record_id``) names nothing,
         or a record the actor may read; ``None`` when every record is readable."""
         model = entity.model
-        if not issubclass(model, RecordRefMixin):
+        if not entity.follows_linked_record or not issubclass(model, RecordRefMixin):
             return None
         hidden: list[str] = []
         partial: list[tuple[EntityType, Scope]] = []

@@ -264,6 +264,8 @@ def crmkit_register_entities() -> list[EntityType]:
             party_attr="party_id",
             scope_through_party=True,
             shared_without_party=True,
+            # matched to a deal or task by its thread, it stays its client's conversation
+            follows_linked_record=False,
             personal_attr="owner_id",
             filter_attrs=("party_id", "channel", "status", "assignee_id"),
             sort_attrs=("last_message_at",),
