@@ -186,6 +186,7 @@ def test_serve_and_worker_refuse_a_database_not_at_the_heads(migrated_engine, tm
     crm.migrations.upgrade()
     crm.check_ready()  # at every head: starts
 
+
 BROKEN_REVISION = '''"""{message}"""
 
 import sqlalchemy as sa
