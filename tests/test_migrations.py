@@ -328,3 +328,45 @@ def test_no_revision_is_written_into_an_installed_package(migrated_engine, tmp_p
         "revisions in its source checkout, installed editable (pip install -e PATH)"
     )
     assert not versions.parent.exists()
+
+
+def test_upgrading_keeps_every_row_linked_to_a_rebuilt_table(db_backend, tmp_path):
+    """0012 rebuilds `conversation` on SQLite (copy, drop, rename): with the deployment's
+    own connections (foreign keys on), the drop acted as a delete and cut every message
+    from its conversation (ON DELETE SET NULL)."""
+    from crmkit.db import make_engine
+
+    if db_backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'kept.sqlite3'}")
+    else:
+        require(postgres_reachable(), "PostgreSQL")
+        schema, drop = new_postgres_schema()
+        engine = postgres_engine_for(schema)
+    try:
+        crm = application(engine, tmp_path)
+        crm.migrations.upgrade("0011_stage_move_backward")
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversation (id, channel, address, address_key, subject, "
+                    "status, unread, last_message_at, created_at) VALUES (1, 'mail', "
+                    "'a@kedr.ru', 'a@kedr.ru', 'Заявка', 'open', 1, CURRENT_TIMESTAMP, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO activity (id, kind, occurred_at, by_assistant, body, data, "
+                    "pinned, conversation_id, channel, direction) VALUES (1, 'mail', "
+                    "CURRENT_TIMESTAMP, false, 'Добрый день', '{}', false, 1, 'mail', 'in')"
+                )
+            )
+        crm.migrations.upgrade()
+        with engine.connect() as connection:
+            linked = connection.execute(sa.text("SELECT id, conversation_id FROM activity"))
+            assert linked.all() == [(1, 1)]
+            assert connection.execute(sa.text("SELECT count(*) FROM conversation")).scalar() == 1
+    finally:
+        engine.dispose()
+        if db_backend != "sqlite":
+            drop()

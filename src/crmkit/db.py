@@ -208,10 +208,30 @@ def transactional_ddl(connection: sa.Connection) -> Iterator[None]:
     assert raw is not None
     before = raw.isolation_level
     raw.isolation_level = None
+    # A revision that rebuilds a table (Alembic's batch mode on SQLite: copy, drop, rename)
+    # must not let the drop act as a delete: with foreign keys on, ``ON DELETE SET NULL``
+    # would cut every child row's link (every message from its conversation).  The pragma
+    # is a no-op inside a transaction, so it is switched off here, before the BEGIN, and
+    # the keys are checked as a whole before the commit (see Migrations._connection).
+    keys_on = raw.execute("PRAGMA foreign_keys").fetchone()[0]
+    raw.execute("PRAGMA foreign_keys=OFF")
     try:
         yield
     finally:
+        raw.execute(f"PRAGMA foreign_keys={'ON' if keys_on else 'OFF'}")
         raw.isolation_level = before
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    """Refuse (rolling the run back) when the migrations left a row whose foreign key
+    names nothing: SQLite checked none while they ran."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise ConfigError(
+            f"the migrations left {len(broken)} row(s) pointing at nothing "
+            f"(first: {table} row {rowid} -> {parent}); nothing was applied"
+        )
 
 
 def check_connection(engine: Engine) -> None:
@@ -307,6 +327,8 @@ class Migrations:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._check_applied(connection)
             yield connection
+            if connection.dialect.name == "sqlite":
+                _check_foreign_keys(connection)
 
     def _check_applied(self, connection: sa.Connection) -> None:
         """Refuse, naming it, an applied revision no loaded branch has (a removed plugin)."""

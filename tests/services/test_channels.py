@@ -472,3 +472,36 @@ def test_a_message_the_database_refuses_spoils_only_itself(crm):
         assert recorded == ["<a@x>", "<c@x>"]
     else:  # SQLite keeps any text
         assert failures == {} and recorded == ["<a@x>", "<b@x>", "<c@x>"]
+
+
+def test_a_clients_mail_about_a_colleagues_deal_stays_on_the_clients_timeline(crm):
+    """The mail follows its conversation (its client's), not the deal its thread matched;
+    a note on that deal and the note's file stay hidden (two links deep)."""
+    alice = add_user(crm, "alice", ["agent"])
+    bob = add_user(crm, "bob", ["agent"])
+    with crm.acting_as(alice) as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "client@romashka.ru"}]
+        ).id
+    with crm.system() as work:
+        deal = work.deals.create(title="Сделка Боба", party_id=client, owner_id=bob.id).id
+        first = work.channels.ingest(message("<m1@x>"))
+        first.record_entity, first.record_id = "deal", deal
+        note = work.timeline.add_note(record=("deal", deal), body="скидка 15%")
+        note_file = work.attachments.add("условия.pdf", b"%PDF", record=("activity", note.id))
+    with crm.system() as work:
+        second = work.channels.ingest(
+            message(
+                "<m2@x>",
+                thread_refs=("<m1@x>",),
+                attachments=[Attachment("счёт.pdf", "application/pdf", b"%PDF")],
+            )
+        )
+        assert (second.record_entity, second.record_id) == ("deal", deal)
+    with crm.acting_as(alice) as work:
+        timeline = work.timeline.list(client).items
+        assert sorted(a.external_id for a in timeline if a.kind == "mail") == ["<m1@x>", "<m2@x>"]
+        assert note.id not in {a.id for a in timeline}
+        files = {f.filename for f in work.attachments.for_party(client)}
+        assert files == {"счёт.pdf"}, files
+        assert note_file.id not in {f.id for f in work.records("attachment").list().items}

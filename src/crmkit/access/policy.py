@@ -163,14 +163,15 @@ class AccessPolicy:
         return self._predicate(entity_type, scope)
 
     def _predicate(
-        self, entity: EntityType, scope: Scope, *, links: bool = True
+        self, entity: EntityType, scope: Scope, *, links: int = 2
     ) -> ColumnElement[bool]:
         if scope is Scope.NONE:
             return false()
         # an entry, file, task or reminder linked to a record (a deal, a payment) seen
         # through its client is seen only where that record is: reading a client does
         # not read a colleague's deal through its stage moves, notes and files
-        linked = self._linked_visible(entity) if links else None
+        # (``links``: how many links deep to follow: a file on a note on a deal)
+        linked = self._linked_visible(entity, links) if links > 0 else None
         if scope is Scope.ALL:
             return true() if linked is None else linked
         clauses = self._ownership(entity, entity.model, scope)
@@ -194,7 +195,7 @@ class AccessPolicy:
             return or_(and_(personal.is_(None), reached), mine)
         return reached
 
-    def _linked_visible(self, entity: EntityType) -> ColumnElement[bool] | None:
+    def _linked_visible(self, entity: EntityType, depth: int) -> ColumnElement[bool] | None:
         """SQL saying a row's loose link (``record_entity``/``record_id``) names nothing,
         or a record the actor may read; ``None`` when every record is readable."""
         model = entity.model
@@ -216,9 +217,25 @@ class AccessPolicy:
         restricted = hidden + [other.name for other, _ in partial]
         clauses: list[Any] = [kinds.is_(None), kinds.notin_(restricted)]
         for other, scope in partial:
-            readable = select(other.model.id).where(self._predicate(other, scope, links=False))
+            readable = select(other.model.id).where(self._predicate(other, scope, links=depth - 1))
             clauses.append(and_(kinds == other.name, ids.in_(readable)))
-        return or_(*clauses)
+        by_link = or_(*clauses)
+        conversation = getattr(model, "conversation_id", None)
+        if conversation is None or "conversation" not in self.entities:
+            return by_link
+        # a message follows its conversation rather than the deal its thread matched: it
+        # stays its client's (see ``follows_linked_record``), and its mailbox owner's alone
+        # when it came to a personal mailbox
+        scope = self.scope("conversation", "read")
+        if scope is Scope.ALL:
+            return or_(conversation.is_not(None), by_link)
+        if scope is Scope.NONE:
+            return by_link
+        conversations = self.entities["conversation"]
+        readable = select(conversations.model.id).where(
+            self._predicate(conversations, scope, links=0)
+        )
+        return or_(and_(conversation.is_(None), by_link), conversation.in_(readable))
 
     def _ownership(self, entity: EntityType, model: Any, scope: Scope) -> list[Any]:
         actor = self.actor

@@ -355,6 +355,7 @@ class ChannelService:
         planned: list[tuple[int, InboundMessage, Channel, int | None, str]] = []
         notes: dict[str, list[tuple[int, InboundNote]]] = {}
         touched: dict[int, Any] = {}
+        owners: dict[tuple[int, int], bool] = {}
         arrived = utcnow()  # when the channel does not say when the peer got them
         for index, message, channel, key in todo:
             lookup = (channel.address_kind.value, channel.service, key)
@@ -379,7 +380,7 @@ class ChannelService:
                         record=record,
                         when=message.arrived_at or arrived,
                         account=message.account,
-                        owner_id=message.owner_id,
+                        owner_id=self._personal_owner(message.owner_id, party_id, owners),
                     ),
                 )
             )
@@ -670,6 +671,20 @@ class ChannelService:
                 for row in rows:
                     found[(name, row.external_id)] = (row.record_entity, row.record_id)
         return found
+
+    def _personal_owner(
+        self, owner_id: int | None, party_id: int | None, known: dict[tuple[int, int], bool]
+    ) -> int | None:
+        """The user a message that came to their own mailbox is kept for, or ``None`` (the
+        conversation follows its client) when they may not read its client: a colleague's
+        client writing to their address could be listed for them but never opened or
+        answered.  Asked once per user and client in a batch."""
+        if owner_id is None or party_id is None:
+            return owner_id
+        key = (owner_id, party_id)
+        if key not in known:
+            known[key] = self.work.user_may_read(owner_id, [("party", party_id)])
+        return owner_id if known[key] else None
 
     def _thread_of(
         self,
