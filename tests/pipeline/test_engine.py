@@ -569,3 +569,64 @@ def test_a_move_never_takes_the_pipeline_or_the_kind_along(make_crm, given):
     with crm.acting_as(agent) as work:
         firm = work.parties.get(firm_id)
         assert (firm.pipeline, firm.stage, firm.kind) == ("dealer", "firm", "organisation")
+
+
+class InnVeto:
+    """A veto written to the hook's documentation: it reads the field the stage requires."""
+
+    crmkit_plugin_name = "inn_check"
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl
+    def crmkit_before_stage_move(self, move):
+        if move.target.name != "account":
+            return None
+        self.calls += 1
+        if not move.record.custom["inn"].startswith("77"):
+            return GuardResult.refuse("only Moscow dealers")
+        return None
+
+
+def test_vetoes_run_only_once_the_pipelines_own_checks_passed(crm, agent):
+    veto = InnVeto()
+    crm.pm.register(veto)
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm_id, "account", entity="party")
+        assert info.value.reasons == ["fill in: custom.inn", "attach documents: contract"]
+        assert veto.calls == 0
+        work.attachments.add("contract.pdf", b"%PDF", party_id=firm_id, document_type="contract")
+        firm = work.parties.get(firm_id)
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm, "account", fields={"custom": {"inn": "5401234567"}})
+        assert info.value.reasons == ["only Moscow dealers"]
+        assert veto.calls == 1
+
+
+def test_a_veto_that_raises_refuses_naming_its_plugin_and_bulk_moves_go_on(crm, agent):
+    class Broken:
+        crmkit_plugin_name = "broken_policy"
+
+        @hookimpl
+        def crmkit_before_stage_move(self, move):
+            if move.record.name == "Keep":
+                raise RuntimeError("policy service is down")
+
+    crm.pm.register(Broken())
+    with crm.acting_as(agent) as work:
+        keep = factories.organisation(work, name="Keep")
+        gone = factories.organisation(work, name="Gone")
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(keep, "refused", comment="x")
+        assert info.value.reasons == ["the plugin broken_policy failed while checking this move"]
+        result = work.moves.move_many([keep, gone], "refused", comment="x")
+        assert result.moved == [gone.id]
+        assert result.refused == {
+            keep.id: "the plugin broken_policy failed while checking this move"
+        }
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(keep.id).stage == "lead"
+        assert work.parties.get(gone.id).stage == "refused"
