@@ -630,3 +630,57 @@ def test_a_veto_that_raises_refuses_naming_its_plugin_and_bulk_moves_go_on(crm, 
     with crm.acting_as(agent) as work:
         assert work.parties.get(keep.id).stage == "lead"
         assert work.parties.get(gone.id).stage == "refused"
+
+
+def _strand(crm, entity_model, record_id, stage):
+    """Put a record in a stage the pipeline does not declare (as if a release removed it)."""
+    from sqlalchemy import update
+
+    with crm.system() as work:
+        work.session.execute(
+            update(entity_model).where(entity_model.id == record_id).values(stage=stage)
+        )
+
+
+def test_a_record_in_a_removed_stage_can_go_to_any_stage(crm, agent):
+    from crmkit.model import Party
+
+    firm_id = make_firm(crm, agent)
+    _strand(crm, Party, firm_id, "negotiation")
+    with crm.acting_as(agent) as work:
+        options = work.moves.options(firm_id, entity="party")
+        assert [(o.stage.name, o.allowed) for o in options] == [
+            ("lead", True),
+            ("firm", True),
+            ("account", True),
+            ("client", True),
+            ("refused", True),
+        ]
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm_id, "negotiation", entity="party")
+        assert info.value.reasons == ["Dealers has no stage “negotiation”"]
+        with pytest.raises(MoveRefused) as info:  # the target's own requirements still apply
+            work.moves.move(firm_id, "account", entity="party")
+        assert info.value.missing_documents == ["contract"]
+        work.moves.move(firm_id, "firm", entity="party")
+        assert work.parties.get(firm_id).stage == "firm"
+        history = work.moves.history(firm_id, entity="party")
+        assert (history[-1].from_stage, history[-1].to_stage) == ("negotiation", "firm")
+        [entry] = work.timeline.list(firm_id, kinds=["stage_move"]).items[:1]
+        assert entry.subject == "negotiation → Firm"
+
+
+def test_moving_every_record_out_of_a_removed_stage(crm, agent):
+    from crmkit.model import Party
+
+    with crm.acting_as(agent) as work:
+        ids = [factories.organisation(work).id for _ in range(3)]
+    for record_id in ids[:2]:
+        _strand(crm, Party, record_id, "negotiation")
+    with crm.system() as work:
+        result = work.moves.move_stage_out("dealer", "negotiation", "lead", comment="stage gone")
+    assert sorted(result.moved) == ids[:2] and result.refused == {}
+    with crm.acting_as(agent) as work:
+        assert [work.parties.get(i).stage for i in ids] == ["lead", "lead", "lead"]
+        assert work.moves.history(ids[0], entity="party")[-1].comment == "stage gone"
+        assert len(work.moves.history(ids[2], entity="party")) == 1

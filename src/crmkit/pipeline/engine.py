@@ -158,6 +158,20 @@ def _plugin_name(pm: Any, plugin: Any) -> str:
     return str(name)
 
 
+def transition_for(pipeline: Pipeline, source: str | None, target: str) -> Transition | None:
+    """The transition a move from ``source`` to ``target`` takes (``None``: not allowed).
+
+    A record left in a stage the pipeline no longer declares (a later release removed or
+    renamed it) may go to any stage, as if by a ``"*"`` transition with no roles or
+    requirements of its own: the target stage's requirements still apply.
+    """
+    if source is None:
+        return None
+    if not pipeline.has_stage(source):
+        return None if source == target else Transition("*", target)
+    return pipeline.transition(source, target)
+
+
 def check_move(move: MoveContext) -> None:
     """Raise :class:`MoveRefused` with every reason this move may not happen."""
     actor = move.actor
@@ -166,7 +180,7 @@ def check_move(move: MoveContext) -> None:
         raise MoveRefused([message("already in stage “{stage}”", stage=Label(target.title))])
     transition = move.transition
     if transition is None:
-        source = pipeline.stage(move.source).title if move.source else "—"
+        source = pipeline.stage_title(move.source) if move.source else "—"
         raise MoveRefused(
             [
                 message(
@@ -279,7 +293,7 @@ def apply_move(move: MoveContext) -> StageMove:
     work.audit(move.entity.name, record.id, "move", changes)
     party_id = work.records(move.entity.name).party_id_of(record)
     if party_id is not None:
-        source_title = move.pipeline.stage(move.source).title if move.source else None
+        source_title = move.pipeline.stage_title(move.source) if move.source else None
         work.timeline.add(
             "stage_move",
             party_id=party_id,

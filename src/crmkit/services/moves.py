@@ -22,7 +22,7 @@ from crmkit.filters import evaluate
 from crmkit.i18n import Label, Labels, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
-from crmkit.pipeline.engine import MoveContext, check_move, missing_fields
+from crmkit.pipeline.engine import MoveContext, check_move, missing_fields, transition_for
 from crmkit.services.records import PIPELINE_FIELDS
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class MoveService:
             record=record,
             source=record.stage,
             target=pipeline.stage(to),
-            transition=pipeline.transition(record.stage, to) if record.stage else None,
+            transition=transition_for(pipeline, record.stage, to),
             comment=(comment or "").strip() or None,
         )
         if fields:
@@ -310,14 +310,56 @@ class MoveService:
                 moved.append(record_id)
         return BulkMoveResult(moved, refused, errors)
 
+    def move_stage_out(
+        self, pipeline_name: str, stage: str, to: str, *, comment: str | None = None
+    ) -> BulkMoveResult:
+        """Move every visible record of a pipeline in ``stage`` to ``to`` (a bulk move).
+
+        The way out for records left in a stage a release removed from the pipeline (they
+        may go to any stage); each record is moved by the engine, as :meth:`move_many` does,
+        with its history row, timeline entry and event.
+        """
+        pipeline = self.work.crm.pipeline(pipeline_name)
+        if not pipeline.has_stage(to):
+            raise MoveRefused(
+                [
+                    message(
+                        "{pipeline} has no stage “{stage}”",
+                        pipeline=Label(pipeline.title),
+                        stage=to,
+                    )
+                ]
+            )
+        service = self.work.records(pipeline.entity)
+        ids: list[int] = []
+        after = None
+        while True:
+            page = service.list(
+                filters={"pipeline": pipeline.name, "stage": stage}, after=after, limit=500
+            )
+            ids += [record.id for record in page]
+            after = page.next_cursor
+            if after is None:
+                break
+        return self.move_many(ids, to, comment=comment, entity=pipeline.entity)
+
     def options(self, record: Any, entity: str | None = None) -> list[MoveOption]:
-        """Stages the record can go to next, with whether the actor's roles allow each."""
+        """Stages the record can go to next, with whether the actor's roles allow each.
+
+        A record in a stage the pipeline no longer declares may go to any of its stages.
+        """
         entity_type = self._entity(record, entity)
         record = self.work.records(entity_type.name).get(record)
         pipeline = self.pipeline_of(record)
         actor = self.work.actor
         may_move = self.work.access.can(entity_type.name, "move")
         options = []
+        if record.stage and not pipeline.has_stage(record.stage):
+            # left in a stage since removed from the pipeline: every stage is a way out
+            return [
+                MoveOption(stage, Transition("*", stage.name), may_move)
+                for stage in pipeline.stages
+            ]
         for transition in pipeline.transitions_from(record.stage):
             allowed = may_move and (
                 not transition.roles or actor.system or bool(actor.roles & set(transition.roles))
