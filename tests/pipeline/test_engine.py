@@ -467,23 +467,44 @@ def test_placing_in_a_later_stage_is_a_permission_not_a_role_name(make_crm):
 
 def test_changing_the_kind_enters_or_leaves_the_pipeline(crm, agent):
     """The dealer pipeline applies to organisations: a person retyped as an organisation
-    enters it as a lead (with its history row); an organisation retyped as a person leaves
-    it and no longer shows on the board."""
-    firm_id = make_firm(crm, agent)
+    enters it as a lead (with its history row); an organisation (still a lead) retyped as a
+    person leaves it and no longer shows on the board."""
     with crm.acting_as(agent) as work:
         person = factories.person(work)
         assert person.pipeline is None
         work.parties.update(person, kind="organisation")
         assert (person.pipeline, person.stage) == ("dealer", "lead")
         assert [(m.from_stage, m.to_stage) for m in work.moves.history(person)] == [(None, "lead")]
-        firm = work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
-        assert (firm.pipeline, firm.stage, firm.stage_entered_at) == (None, None, None)
+        lead_id = factories.organisation(work).id
+        lead = work.parties.update(lead_id, kind="person", first_name="Пётр", last_name="Лидов")
+        assert (lead.pipeline, lead.stage, lead.stage_entered_at) == (None, None, None)
     with crm.acting_as(agent) as work:
-        assert work.parties.get(firm_id).stage is None
+        assert work.parties.get(lead_id).stage is None
         audit = work.session.scalars(
-            select(AuditEntry).where(AuditEntry.record_id == firm_id, AuditEntry.action == "update")
+            select(AuditEntry).where(AuditEntry.record_id == lead_id, AuditEntry.action == "update")
         ).all()
-        assert audit[-1].changes["stage"] == ["firm", None]
+        assert audit[-1].changes["stage"] == ["lead", None]
+
+
+def test_retyping_a_client_past_the_first_stage_is_refused_naming_the_field(crm, agent):
+    """Leaving the pipeline from “Firm” and coming back as a lead would undo moves (and
+    skip the backward transition's rules) with no history: the edit is refused instead."""
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work, pytest.raises(ValidationFailed) as info:
+        work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
+    [reason] = info.value.errors["kind"]
+    assert str(reason) == (
+        "this change takes the record out of Dealers, but it is in “Firm”: "
+        "move it back to “Lead” first"
+    )
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert (firm.kind, firm.pipeline, firm.stage) == ("organisation", "dealer", "firm")
+        assert [m.to_stage for m in work.moves.history(firm)] == ["lead", "firm"]
+    admin = add_user(crm, "boss", ["admin"])  # ``place`` skips the pipeline's checks anyway
+    with crm.acting_as(admin) as work:
+        firm = work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
+        assert firm.pipeline is None
 
 
 class MoverRole:

@@ -53,6 +53,19 @@ class BulkMoveResult:
     errors: dict[int, CrmkitError] = attrs.field(factory=dict)
 
 
+def _condition_fields(condition: Any) -> list[str]:
+    """The fields a filter condition reads, in order."""
+    found: list[str] = []
+    if isinstance(condition, Mapping):
+        if isinstance(condition.get("field"), str):
+            found.append(condition["field"])
+        for key in ("all", "any", "not"):
+            nested = condition.get(key)
+            for part in nested if isinstance(nested, list | tuple) else [nested]:
+                found += [f for f in _condition_fields(part) if f not in found]
+    return found
+
+
 class MoveService:
     """Moves records of any pipelined entity through their pipeline."""
 
@@ -123,13 +136,20 @@ class MoveService:
                 return pipeline
         return None
 
-    def follow_applies_to(self, record: Any, entity: EntityType) -> dict[str, Any]:
+    def follow_applies_to(
+        self, record: Any, entity: EntityType, changed: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """After an edit, put the record where the default pipelines' ``applies_to`` say.
 
         An organisation turned into a person leaves the organisations' pipeline (its stage
         is cleared); a record in no pipeline that now matches a default one enters it in
         the initial stage, with a history row.  A pipeline given explicitly at creation
         (not a default one) is kept.  Returns the changes, ``{field: [old, new]}``.
+
+        Leaving a pipeline from a stage past its initial one would undo moves no history
+        row records, so that edit is refused (``ValidationFailed`` on the edited field
+        ``applies_to`` reads, one of ``changed``) unless the actor has the ``place``
+        permission, the one that skips a pipeline's checks.
         """
         current = self.work.crm.pipelines.get(record.pipeline) if record.pipeline else None
         if current is not None and (not current.default or self._applies(current, record)):
@@ -137,6 +157,21 @@ class MoveService:
         target = self._default_pipeline(record, entity)
         if target is None and current is None:
             return {}
+        if (
+            current is not None
+            and record.stage != current.initial_stage.name
+            and not self.work.access.can(entity.name, "place")
+        ):
+            read = _condition_fields(current.applies_to)
+            field = next((f for f in changed if f in read), None) or next(iter(read), "_schema")
+            refusal = message(
+                "this change takes the record out of {pipeline}, but it is in “{stage}”: "
+                "move it back to “{first}” first",
+                pipeline=Label(current.title),
+                stage=Label(current.stage_title(record.stage)),
+                first=Label(current.initial_stage.title),
+            )
+            raise ValidationFailed({field: [refusal]}, entity=entity.name)
         before = (record.pipeline, record.stage)
         if target is None:
             record.pipeline = record.stage = record.stage_entered_at = None

@@ -598,7 +598,7 @@ class EntityService:
             changes = self.stage_changes(record, raw)
             if changes and isinstance(record, PipelineMixin):
                 # a new kind (say) may take it into or out of a default pipeline
-                changes.update(self.work.moves.follow_applies_to(record, self.entity))
+                changes.update(self.work.moves.follow_applies_to(record, self.entity, changes))
             self.record_update(record, changes)
         return record
 
