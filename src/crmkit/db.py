@@ -294,10 +294,13 @@ class Migrations:
         """Apply every branch up to its head (or to ``target``)."""
         from alembic import command
 
+        from crmkit.model.ids import ensure_triggers
+
         config = self.config()
         with self._connection() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, target)
+            ensure_triggers(connection)  # ids never reused in tables plugins added since
 
     def current(self) -> dict[str, str | None]:
         """The applied revision of each branch (``None`` when a branch was never applied).
