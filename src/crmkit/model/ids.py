@@ -49,12 +49,16 @@ def _trigger(table: str) -> str:
 
 def id_tables(connection: Connection) -> list[str]:
     """Tables of a SQLite database whose key is one integer column ``id`` (the rowid)."""
-    names = connection.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+    tables = connection.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
         f"AND name NOT IN ('{HIGH_WATER_TABLE}', 'alembic_version') ORDER BY name"
-    ).scalars()
+    ).all()
+    # full-text indexes and their shadow tables number their own rows
+    virtual = [name for name, sql in tables if (sql or "").upper().startswith("CREATE VIRTUAL")]
     found = []
-    for name in list(names):
+    for name, _ in tables:
+        if any(name == v or name.startswith(f"{v}_") for v in virtual):
+            continue
         columns = connection.exec_driver_sql(f'PRAGMA table_info("{name}")').all()
         keys = [c for c in columns if c[5]]  # (cid, name, type, notnull, default, pk)
         if len(keys) == 1 and keys[0][1] == "id" and keys[0][2].upper() == "INTEGER":
