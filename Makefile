@@ -67,7 +67,7 @@ demo-carservice: install
 	$(BIN)/crmkit --config $(CARSERVICE_DIR) serve --host 127.0.0.1 --port 8001
 
 test: install browser mailserver
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: install
 	$(BIN)/pytest -x -q --crmkit-db=sqlite -m "not slow"

@@ -67,6 +67,7 @@ def _deployment(redis_url: str) -> Iterator[tuple[Path, CRM]]:
     )
     crm = CRM(Config.load(directory, environ={}), load_entry_points=False)
     metadata.create_all(crm.engine)
+    crm.migrations.stamp()  # `crmkit worker` refuses a database not at the code's revisions
     try:
         yield directory, crm
     finally:

@@ -375,6 +375,24 @@ def test_every_idle_client_is_reached_however_many_there_are(app):
     assert sorted(queued) == sorted(clients)  # each client once, the 1001st too
 
 
+def test_a_clock_rule_with_a_long_name_queues_each_record_once(app):
+    """A rule may be named with 200 characters; its clock key still fits the outbox's
+    200-character key (PostgreSQL refused every scan of such a rule)."""
+    admin = add_user(app, "root", ["admin"])
+    name = "Напомнить о клиентах, с которыми давно не общались " * 4
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            name[:200],
+            {"event": "record.idle", "entity": "party", "days": 30},
+            [{"kind": "add_note", "body": "Давно не общались"}],
+        )
+        client = factories.person(work)
+    month_later = utcnow() + dt.timedelta(days=31)
+    assert [scan_clock(app, now=month_later) for _ in range(2)] == [1, 0]
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, client.id, kind="note")] == ["Давно не общались"]
+
+
 def test_an_idle_client_merged_away_does_not_act_on_its_survivor(app):
     _idle_rule(app)
     with app.system() as work:
@@ -733,3 +751,137 @@ def test_a_rule_deleted_and_made_anew_as_it_was_is_another_rule_for_queued_runs(
         automation(work).create(*rule)
     assert deliver_due(app) == {"delivered": 1}
     assert timeline(app, party.id, kind="note") == []
+
+
+def _booking_rule(app, admin, hours=24, condition=None):
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "remind-before-visit",
+            {"event": "booking.upcoming", "hours": hours},
+            [{"kind": "add_note", "body": "Старое напоминание"}],
+            condition=condition,
+        )
+
+
+def _booking_in(app, hours):
+    with app.system() as work:
+        party = factories.person(work)
+        starts = utcnow() + dt.timedelta(hours=hours)
+        work.calendar.create(
+            {
+                "title": "ТО",
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + dt.timedelta(hours=1)).isoformat(),
+                "party_id": party.id,
+            }
+        )
+    return party
+
+
+def _edit_rule(app, name, **columns):
+    """An admin's rule edited in place: the same row, a new version."""
+    from crmkit.automation.engine import forget_rules
+    from crmkit.model import AutomationRule
+
+    with app.system() as work:
+        row = work.session.scalar(select(AutomationRule).where(AutomationRule.name == name))
+        for column, value in columns.items():
+            setattr(row, column, value)
+    forget_rules(app)
+
+
+NEW_NOTE = [{"kind": "add_note", "body": "Новое напоминание"}]
+
+
+def test_a_time_based_run_skipped_for_an_edit_is_queued_again_under_the_edit_once(app):
+    admin = add_user(app, "root", ["admin"])
+    _booking_rule(app, admin, hours=24)
+    soon = _booking_in(app, hours=20)
+    assert scan_clock(app) == 1
+    # edited before a worker took the run: the run is for the old actions, so it is skipped
+    _edit_rule(app, "remind-before-visit", actions=NEW_NOTE)
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, soon.id, kind="note") == []
+    # ... and the client is reminded under the rule as it is now, once
+    assert scan_clock(app) == 1
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, soon.id, kind="note")] == ["Новое напоминание"]
+    assert scan_clock(app) == 0
+    assert deliver_due(app) == {}
+    # a new delay: the booking is reminded when it is due under it, not at once
+    later = _booking_in(app, hours=10)
+    assert scan_clock(app) == 1
+    _edit_rule(app, "remind-before-visit", trigger={"event": "booking.upcoming", "hours": 2})
+    assert deliver_due(app) == {"delivered": 1}
+    assert scan_clock(app) == 0  # 10 hours ahead: not due 2 hours before yet
+    assert scan_clock(app, now=utcnow() + dt.timedelta(hours=9)) == 1
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, later.id, kind="note")] == ["Новое напоминание"]
+    assert scan_clock(app, now=utcnow() + dt.timedelta(hours=9)) == 0
+    # the first client, reminded under the edit, is not reminded again by a later edit
+    assert [n.body for n in timeline(app, soon.id, kind="note")] == ["Новое напоминание"]
+
+
+def test_a_time_based_run_skipped_while_its_rule_was_off_runs_when_it_is_on_again(app):
+    admin = add_user(app, "root", ["admin"])
+    _booking_rule(app, admin, hours=24)
+    party = _booking_in(app, hours=20)
+    assert scan_clock(app) == 1
+    with app.acting_as(admin) as work:
+        automation(work).set_enabled("remind-before-visit", False)
+    assert deliver_due(app) == {"delivered": 1}  # skipped: switched off
+    assert scan_clock(app) == 0  # off: nothing is queued
+    assert timeline(app, party.id, kind="note") == []
+    with app.acting_as(admin) as work:
+        automation(work).set_enabled("remind-before-visit", True)
+    assert scan_clock(app) == 1  # on again while the booking is still ahead
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["Старое напоминание"]
+    assert scan_clock(app) == 0
+
+
+def test_a_time_based_run_skipped_for_a_new_condition_is_judged_by_it_once(app):
+    admin = add_user(app, "root", ["admin"])
+    _booking_rule(app, admin, hours=24)
+    party = _booking_in(app, hours=20)
+    assert scan_clock(app) == 1
+    # the new condition no longer holds for the booking: judged by it, and then done with
+    _edit_rule(app, "remind-before-visit", condition={"field": "title", "op": "eq", "value": "x"})
+    assert deliver_due(app) == {"delivered": 1}
+    assert scan_clock(app) == 1
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, party.id, kind="note") == []
+    with app.system() as work:
+        results = [
+            item.result
+            for item in work.session.scalars(
+                select(OutboxItem).where(OutboxItem.kind == "automation").order_by(OutboxItem.id)
+            )
+        ]
+    assert results == [
+        {"skipped": "the rule was changed or made anew since the run was queued"},
+        {"skipped": "condition not met"},
+    ]
+    assert scan_clock(app) == 0
+
+
+def test_an_idle_client_skipped_for_a_rule_made_anew_is_reached_by_the_new_rule(app):
+    _idle_rule(app)
+    admin = "root"
+    with app.system() as work:
+        party = factories.person(work)
+    month_later = utcnow() + dt.timedelta(days=31)
+    assert scan_clock(app, now=month_later) == 1
+    with app.acting_as(admin) as work:  # the screen's way of editing: delete, make anew
+        automation(work).delete("wake-up-idle")
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "wake-up-idle",
+            {"event": "record.idle", "entity": "party", "days": 30},
+            [{"kind": "add_note", "body": "Позвонить давнему клиенту"}],
+        )
+    assert deliver_due(app) == {"delivered": 1}
+    assert timeline(app, party.id, kind="note") == []
+    assert scan_clock(app, now=month_later) == 1
+    assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["Позвонить давнему клиенту"]

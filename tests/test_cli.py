@@ -230,6 +230,69 @@ def test_init_refuses_to_overwrite(deployment):
     assert "exists already" in line
 
 
+def test_a_failed_init_leaves_nothing_behind(empty_database, tmp_path, capsys, monkeypatch):
+    """A failure after the tables were created (seeding the roles, here) leaves no
+    directory, no crmkit.toml, no database file and no tables: the next init succeeds."""
+    from crmkit.app import CRM
+    from crmkit.errors import ConfigError
+
+    url_option, tables = empty_database
+    directory = tmp_path / "new" / "crm"
+
+    def failing(self, connection=None):
+        raise ConfigError("seeding failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(CRM, "sync_access", failing)
+        code, out, err = call(capsys, "init", str(directory), *url_option)
+    assert (code, err) == (1, "error: seeding failed\n")
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []
+    if tables:
+        assert tables() == []
+    code, out, err = call(capsys, "init", str(directory), *url_option)
+    assert code == 0, err
+    assert (directory / "crmkit.toml").exists()
+    if tables:
+        assert "party" in tables()
+
+
+def test_init_refuses_a_database_that_holds_tables(empty_database, tmp_path, capsys):
+    """A database already in use (another deployment's) is named and left alone; no
+    crmkit.toml is written."""
+    url_option, tables = empty_database
+    first = tmp_path / "first"
+    assert call(capsys, "init", str(first), *url_option)[0] == 0
+    second = tmp_path / "second"
+    if not url_option:  # the same SQLite file, named by its path
+        url_option = ("--database-url", f"sqlite:///{first / 'crmkit.sqlite3'}")
+    before = tables() if tables else (first / "crmkit.sqlite3").read_bytes()
+    code, _, err = call(capsys, "init", str(second), *url_option)
+    assert code == 1
+    assert err.startswith("error: database ") and err.endswith(
+        " tables: init needs an empty one (--no-migrate writes only crmkit.toml, for a "
+        "database in use)\n"
+    )
+    assert not second.exists()
+    assert (tables() if tables else (first / "crmkit.sqlite3").read_bytes()) == before
+
+
+def test_init_checks_plugins_and_database_before_writing(tmp_path, capsys):
+    target = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(target), "--plugin", "nonexistent_plugin")
+    assert code == 1 and "nonexistent_plugin" in err
+    assert not target.exists()
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    code, _, err = call(capsys, "init", str(target), "--database-url", unreachable)
+    assert code == 1 and err.startswith("error: cannot connect to database")
+    assert not target.exists()
+    target.mkdir()
+    code, _, err = call(capsys, "init", str(target), "--plugin", "nonexistent_plugin")
+    assert code == 1
+    assert list(target.iterdir()) == []
+    assert call(capsys, "init", str(target))[0] == 0
+
+
 class _Stdin:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines(keepends=True)
@@ -250,7 +313,8 @@ def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
     assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
     settings = directory / "crmkit.toml"
     settings.write_text(settings.read_text().replace('allow = ["finance"]', 'allow = ["mail"]'))
-    for command in (["db", "current"], ["db", "upgrade"], ["db", "revision", "-m", "x"]):
+    revision = ["db", "revision", "--plugin", "crmkit", "-m", "x"]
+    for command in (["db", "current"], ["db", "upgrade"], revision):
         code, _, err = call(capsys, "--config", str(directory), *command)
         assert code == 1
         assert err.strip().splitlines() == [
@@ -262,11 +326,27 @@ def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
 def test_alembic_refusals_are_one_line(tmp_path, capsys):
     directory = tmp_path / "crm"
     assert call(capsys, "init", str(directory), "--no-migrate")[0] == 0
-    code, _, err = call(capsys, "--config", str(directory), "db", "revision", "-m", "x")
+    revision = ["db", "revision", "--plugin", "crmkit", "-m", "x"]
+    code, _, err = call(capsys, "--config", str(directory), *revision)
     assert (code, err) == (1, "error: migrations: Target database is not up to date.\n")
     code, _, err = call(capsys, "--config", str(directory), "db", "upgrade", "--target", "nosuch")
     assert code == 1
     assert err == "error: migrations: Can't locate revision identified by 'nosuch'\n"
+
+
+def test_a_revision_without_plugin_is_refused_naming_the_branches(tmp_path, capsys):
+    """Never a default branch: the core's own versions folder is inside the crmkit package."""
+    from crmkit.db import CORE_MIGRATIONS
+
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--plugin", "finance")[0] == 0
+    core_versions = sorted((CORE_MIGRATIONS / "versions").iterdir())
+    code, out, err = call(capsys, "--config", str(directory), "db", "revision", "-m", "x")
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines() == [
+        "error: db revision needs --plugin NAME, the branch to write into (finance)"
+    ]
+    assert sorted((CORE_MIGRATIONS / "versions").iterdir()) == core_versions
 
 
 def test_serve_without_a_secret_key_is_one_line_before_any_worker_starts(
@@ -357,3 +437,124 @@ def test_plugin_commands_run_under_python_m(tmp_path, capsys, module):
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "ledger ok\n", "")
+
+
+# -- checks before serve and worker start --------------------------------------------------
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """What `serve` and `worker` started (nothing runs: uvicorn and the worker are faked)."""
+    import crmkit.jobs.worker
+    import crmkit.web.server
+
+    calls: list[str] = []
+    monkeypatch.setattr(crmkit.web.server, "run", lambda *a, **k: calls.append("serve"))
+
+    class FakeWorker:
+        def __init__(self, crm, concurrency=1):
+            pass
+
+        def run(self):
+            calls.append("worker")
+
+    monkeypatch.setattr(crmkit.jobs.worker, "Worker", FakeWorker)
+    return calls
+
+
+def _set(directory: Path, old: str, new: str) -> None:
+    settings = directory / "crmkit.toml"
+    text = settings.read_text()
+    assert old in text
+    settings.write_text(text.replace(old, new))
+
+
+def test_serve_and_worker_start_on_the_embedded_defaults_with_no_server(
+    deployment, capsys, started
+):
+    assert call(capsys, "--config", str(deployment), "serve")[0] == 0
+    assert call(capsys, "--config", str(deployment), "worker")[0] == 0
+    assert started == ["serve", "worker"]
+
+
+def test_serve_and_worker_refuse_a_database_never_migrated(tmp_path, capsys, started):
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory), "--no-migrate")[0] == 0
+    capsys.readouterr()
+    for command in ("serve", "worker"):
+        code, _, err = call(capsys, "--config", str(directory), command)
+        assert code == 1
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: database sqlite:///{directory}/crmkit.sqlite3 is not ")
+        assert line.endswith("run `crmkit db upgrade` first")
+    assert started == []
+    assert call(capsys, "--config", str(directory), "db", "upgrade")[0] == 0
+    assert call(capsys, "--config", str(directory), "serve")[0] == 0
+    assert started == ["serve"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+        ("unix:///nonexistent/redis.sock?db=0&password=hunter2", None),
+    ],
+)
+def test_serve_and_worker_refuse_a_queue_server_that_does_not_answer(
+    deployment, capsys, started, url, shown
+):
+    shown = shown or url.replace("hunter2", "***")
+    _set(deployment, 'url = ""', f'url = "{url}"')
+    for command in ("serve", "worker"):
+        code, _, err = call(capsys, "--config", str(deployment), command)
+        assert code == 1
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: cannot connect to the queue {shown}: ")
+        assert "hunter2" not in line
+    assert started == []
+
+
+def test_serve_and_worker_start_when_the_queue_server_answers(
+    deployment, capsys, started, redis_url
+):
+    _set(deployment, 'url = ""', f'url = "{redis_url}"')
+    assert call(capsys, "--config", str(deployment), "worker")[0] == 0
+    assert call(capsys, "--config", str(deployment), "serve")[0] == 0
+    assert started == ["worker", "serve"]
+
+
+def test_a_plugin_whose_configure_fails_stops_serve_in_one_line(
+    deployment, capsys, started, monkeypatch
+):
+    import crmkit.app
+    from crmkit import hookimpl
+
+    class Licensing:
+        crmkit_plugin_name = "licensing"
+
+        @hookimpl
+        def crmkit_configure(self, crm):
+            raise RuntimeError("no licence server at 10.0.0.9")
+
+    original = crmkit.app.make_plugin_manager
+    monkeypatch.setattr(
+        crmkit.app,
+        "make_plugin_manager",
+        lambda **options: original(**{**options, "extra": [*options["extra"], Licensing()]}),
+    )
+    code, _, err = call(capsys, "--config", str(deployment), "serve")
+    assert (code, started) == (1, [])
+    assert err == (
+        "error: plugin 'licensing': crmkit_configure failed: RuntimeError: no licence server "
+        "at 10.0.0.9\n"
+    )
+
+
+def test_a_misspelled_setting_stops_every_command_in_one_line(deployment):
+    settings = deployment / "crmkit.toml"
+    settings.write_text(settings.read_text() + "\n[security]\nsesion_days = 0\n")
+    line = _one_line_error(run("--config", str(deployment), "user", "list"))
+    assert line == (
+        f"error: unknown setting 'security.sesion_days' in {settings}; "
+        "did you mean 'security.session_days'?"
+    )

@@ -96,3 +96,181 @@ def test_new_config_has_a_fresh_secret():
 
 def test_every_core_setting_has_a_description():
     assert all(s.description for s in CORE_SETTINGS)
+
+
+# -- unknown keys, ranges and keys checked at start ---------------------------------------
+
+
+def _refusal(tmp_path, text: str, environ: dict[str, str] | None = None, **crm_options) -> str:
+    """The one-line refusal of a deployment whose crmkit.toml is ``text`` (at CRM start)."""
+    from crmkit.app import CRM
+
+    (tmp_path / "crmkit.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        CRM(Config.load(tmp_path, environ=environ or {}), **crm_options)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[security]\nsesion_days = 3\n", "'security.sesion_days'"),
+        ("sesion_days = 3\n", "'sesion_days'"),  # outside its section
+        ("[securty]\nsession_days = 3\n", "'securty.session_days'"),
+    ],
+)
+def test_a_misspelled_key_is_refused_naming_the_file_and_the_key_meant(tmp_path, text, says):
+    message = _refusal(tmp_path, text, load_entry_points=False)
+    file = tmp_path / "crmkit.toml"
+    assert message == (f"unknown setting {says} in {file}; did you mean 'security.session_days'?")
+
+
+def test_a_section_no_installed_plugin_declares_is_refused(tmp_path):
+    message = _refusal(tmp_path, '[telegram]\ntoken = "x"\n', load_entry_points=False)
+    assert message == (
+        f"unknown setting 'telegram.token' in {tmp_path / 'crmkit.toml'}; no loaded plugin "
+        "has settings [telegram]: install and load the plugin, or remove them"
+    )
+
+
+def test_plugin_settings_are_accepted_and_checked(tmp_path):
+    from crmkit.app import CRM
+
+    class Sample:
+        crmkit_plugin_name = "sample_settings"
+
+        @staticmethod
+        def crmkit_register_settings():
+            return [Setting("sample.retries", int, 3, "Retries.", minimum=0)]
+
+    (tmp_path / "crmkit.toml").write_text("[sample]\nretries = 5\n", encoding="utf-8")
+    crm = CRM(Config.load(tmp_path, environ={}), plugins=[Sample()], load_entry_points=False)
+    assert crm.config["sample.retries"] == 5
+    crm.close()
+    message = _refusal(
+        tmp_path, "[sample]\nretrys = 5\n", plugins=[Sample()], load_entry_points=False
+    )
+    assert message.endswith("did you mean 'sample.retries'?")
+    message = _refusal(
+        tmp_path, "[sample]\nretries = -1\n", plugins=[Sample()], load_entry_points=False
+    )
+    assert message.endswith("must be at least 0, got -1")
+
+
+def test_settings_of_an_installed_plugin_not_loaded_are_kept(tmp_path):
+    """A blocked (or not allowed) plugin keeps its section for when it is loaded again."""
+    from crmkit.app import CRM
+
+    (tmp_path / "crmkit.toml").write_text(
+        '[plugins]\nblock = ["mail"]\n[mail]\ntimeout_seconds = 30\n', encoding="utf-8"
+    )
+    crm = CRM(Config.load(tmp_path, environ={}))
+    assert "mail" not in crm.pm.infos
+    crm.close()
+
+
+def test_a_misspelled_environment_variable_of_a_known_section_is_refused(tmp_path):
+    environ = {"CRMKIT_SECURITY_SESION_DAYS": "3", "CRMKIT_TEST_ANYTHING": "x"}
+    message = _refusal(tmp_path, "", environ=environ, load_entry_points=False)
+    assert message == (
+        "unknown setting variable $CRMKIT_SECURITY_SESION_DAYS; "
+        "did you mean $CRMKIT_SECURITY_SESSION_DAYS?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "[security]\nsession_days = 0\n",
+            "'security.session_days' from {}: must be at least 1, got 0",
+        ),
+        (
+            "[queue]\ntick_seconds = 0\n",
+            "'queue.tick_seconds' from {}: must be greater than 0, got 0",
+        ),
+        (
+            "[screening]\nthreshold = 500\n",
+            "'screening.threshold' from {}: must be between 1 and 100, got 500",
+        ),
+        (
+            '[channels]\nunknown_sender = "drop"\n',
+            "'channels.unknown_sender' from {}: must be one of triage, lead, got 'drop'",
+        ),
+        (
+            '[queue]\nurl = "amqp://broker"\n',
+            "'queue.url' from {}: must be empty (the embedded queue) or redis://host:port/db, "
+            "got 'amqp://broker'",
+        ),
+        (
+            "[outbox]\nsweep_seconds = 0\n",
+            "'outbox.sweep_seconds' from {}: must be at least 1, got 0",
+        ),
+        (
+            "[storage]\nmax_upload_mb = -5\n",
+            "'storage.max_upload_mb' from {}: must be at least 1, got -5",
+        ),
+        (
+            '[locale]\ncurrency = "rubles"\n',
+            "'locale.currency' from {}: must be an ISO 4217 code of three capital letters such "
+            "as RUB, got 'rubles'",
+        ),
+        (
+            '[locale]\nphone_region = "XX"\n',
+            "'locale.phone_region' from {}: no phone region 'XX'; give a two-letter country "
+            "code such as RU",
+        ),
+        (
+            '[security]\nargon2_profile = "fast"\n',
+            "'security.argon2_profile' from {}: no argon2 profile 'fast' (known: CHEAPEST, "
+            "PRE_21_2, RFC_9106_HIGH_MEMORY, RFC_9106_LOW_MEMORY)",
+        ),
+    ],
+)
+def test_a_value_out_of_range_stops_start_naming_setting_value_and_range(tmp_path, text, says):
+    message = _refusal(tmp_path, text, load_entry_points=False)
+    assert message == "setting " + says.format(tmp_path / "crmkit.toml")
+
+
+def test_the_range_of_an_environment_value_names_the_variable(tmp_path):
+    message = _refusal(tmp_path, "", environ={"CRMKIT_SECURITY_SESSION_DAYS": "0"})
+    assert message == (
+        "setting 'security.session_days' from $CRMKIT_SECURITY_SESSION_DAYS: must be at "
+        "least 1, got 0"
+    )
+
+
+def test_a_bad_secrets_key_stops_start_without_showing_it(tmp_path):
+    from crmkit.sealing import new_key
+
+    good = new_key()
+    message = _refusal(
+        tmp_path, f'[security]\nsecrets_key = "{good}, not-a-key"\n', load_entry_points=False
+    )
+    assert message.startswith(
+        f"setting 'security.secrets_key' from {tmp_path / 'crmkit.toml'}: key 2 is not a "
+        "Fernet key (32 url-safe base64-encoded bytes)"
+    )
+    assert "not-a-key" not in message and good not in message
+    from crmkit.app import CRM
+
+    (tmp_path / "crmkit.toml").write_text(f'[security]\nsecrets_key = "{good}"\n')
+    crm = CRM(Config.load(tmp_path, environ={}), load_entry_points=False)
+    assert crm.sealing.open(crm.sealing.seal("pw")) == "pw"
+    crm.close()
+
+
+def test_every_range_is_stated_in_the_settings_reference():
+    """The reference tells the allowed values of every core setting that has bounds."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "reference" / "settings.md").read_text()
+    sections = dict((block.split("\n", 1)[0].strip(), block) for block in text.split("\n### ")[1:])
+    for setting in CORE_SETTINGS:
+        if setting.minimum is None and setting.above is None and not setting.choices:
+            continue
+        section = sections[setting.name].lower()
+        stated = ("at least", "greater than", "between", "one of")
+        assert any(word in section for word in stated), setting.name

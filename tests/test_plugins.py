@@ -168,3 +168,34 @@ def test_a_plugins_permission_cell_replaces_the_builtin_one(make_crm):
             (r.entity, r.action): r.scope for r in work.permissions.table() if r.role == "agent"
         }
     assert cells[("deal", "read")] == "none" and cells[("party", "read")] == "own"
+
+
+class _BrokenConfigure:
+    crmkit_plugin_name = "licensing"
+
+    @hookimpl
+    def crmkit_configure(self, crm):
+        raise RuntimeError("no licence server at 10.0.0.9")
+
+
+def test_a_failing_configure_hook_is_one_line_naming_the_plugin(make_crm):
+    with pytest.raises(PluginError) as info:
+        make_crm(plugins=[_BrokenConfigure()])
+    assert str(info.value) == (
+        "plugin 'licensing': crmkit_configure failed: RuntimeError: no licence server at 10.0.0.9"
+    )
+
+
+def test_a_refusal_raised_by_configure_keeps_its_words_and_names_the_plugin(make_crm):
+    from crmkit.errors import ConfigError
+
+    class NeedsBaseUrl:
+        crmkit_plugin_name = "mailings"
+
+        @hookimpl
+        def crmkit_configure(self, crm):
+            raise ConfigError("set web.base_url: unsubscribe links need it")
+
+    with pytest.raises(PluginError) as info:
+        make_crm(plugins=[NeedsBaseUrl()])
+    assert str(info.value) == "plugin 'mailings': set web.base_url: unsubscribe links need it"

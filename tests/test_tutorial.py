@@ -1,19 +1,43 @@
-"""The plugin tutorial works as written: its code is run here, on both databases."""
+"""The plugin tutorial works as written: its code is run here, on both databases, and so
+are its commands, in order, on a deployment of their own."""
 
 from __future__ import annotations
 
+import io
 import re
+import shlex
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial" / "first-plugin.md"
+from crmkit.cli import cli, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIAL = ROOT / "docs" / "tutorial" / "first-plugin.md"
+
+
+def blocks(language: str) -> list[str]:
+    text = TUTORIAL.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(encoding="utf-8"), re.DOTALL)
+    return blocks("python")
+
+
+def crmkit_commands() -> list[list[str]]:
+    """Every ``crmkit ...`` line of the tutorial's shell blocks, in order, split into
+    arguments (without the program name)."""
+    return [
+        shlex.split(line)[1:]
+        for block in blocks("sh")
+        for line in block.splitlines()
+        if line.startswith("crmkit ")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +63,75 @@ def test_tutorial_test_passes(make_crm, tutorial_plugin):
     exec(compile(test_code, str(TUTORIAL), "exec"), namespace)
     crm = make_crm(plugins=[tutorial_plugin])
     namespace["test_visit_lands_on_timeline_and_stays_private"](crm)
+
+
+def test_the_pyproject_joins_the_workspace_as_the_repositorys_plugins_do():
+    """uv refuses a workspace member depending on crmkit without `workspace = true`."""
+    [pyproject] = [tomllib.loads(block) for block in blocks("toml")]
+    finance = tomllib.loads((ROOT / "plugins/finance/pyproject.toml").read_text())
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "plugins/*" in root["tool"]["uv"]["workspace"]["members"]
+    assert pyproject["tool"]["uv"]["sources"] == finance["tool"]["uv"]["sources"]
+    assert pyproject["project"]["dependencies"] == ["crmkit"]
+    assert pyproject["project"]["entry-points"]["crmkit"] == {"visits": "crmkit_visits.plugin"}
+
+
+def test_every_command_of_the_tutorial_exists_with_its_options(capsys):
+    commands = crmkit_commands()
+    names = [" ".join(args[2:4] if args[0] == "--config" else args[:2]) for args in commands]
+    assert names.index("init var/demo") < names.index("db revision") < names.index("serve")
+    for args in commands:
+        with pytest.raises(SystemExit) as done:
+            cli.main([*args, "--help"], prog_name="crmkit")
+        assert done.value.code == 0, (args, capsys.readouterr().err)
+    capsys.readouterr()
+
+
+def test_the_tutorials_commands_in_order_on_a_deployment(
+    empty_database, tutorial_plugin, tmp_path, capsys, monkeypatch
+):
+    """init, db revision, db upgrade, user add, the shell's block, plugins: as written,
+    with the plugin installed (here: given to every application the commands build)."""
+    import crmkit.app
+    from crmkit import CRM, Config
+
+    url_option, _ = empty_database
+    source = tmp_path / "plugins" / "visits" / "src" / "crmkit_visits"
+    (source / "migrations").mkdir(parents=True)
+    monkeypatch.setattr(tutorial_plugin, "__file__", str(source / "plugin.py"))
+    original = crmkit.app.make_plugin_manager
+
+    def with_the_plugin(*args, extra=(), **kwargs):
+        return original(*args, extra=[*extra, tutorial_plugin], **kwargs)
+
+    monkeypatch.setattr(crmkit.app, "make_plugin_manager", with_the_plugin)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("correct-horse-1\n"))
+    deployment = tmp_path / "var" / "demo"
+    for args in crmkit_commands():
+        if args[-1] in ("shell", "serve"):  # interactive, long-running: below instead
+            continue
+        args = [str(deployment) if arg == "var/demo" else arg for arg in args]
+        if args[0] == "init":
+            args += url_option
+        try:
+            main(args)
+        except SystemExit as exc:
+            pytest.fail(f"crmkit {shlex.join(args)}: {exc.code} {capsys.readouterr().err}")
+        out = capsys.readouterr().out
+        if args[-1] == "plugins":
+            assert "crmkit_handle_event" in out and "crmkit_register_migrations" in out
+
+    [revision] = (source / "migrations").glob("*_visits_table.py")
+    assert "op.create_table('visits_visit'" in revision.read_text()
+    crm = CRM(Config.load(deployment))
+    try:
+        with crm.engine.connect() as connection:
+            assert "visits_visit" in sa.inspect(connection).get_table_names()
+        _plugin, _handler, usage, _test = python_blocks()
+        exec(compile(usage, str(TUTORIAL), "exec"), {"crm": crm})
+        with crm.acting_as("agent1") as work:
+            [client] = work.parties.list(search="Vesna").items
+            [entry] = work.timeline.list(client.id, kinds=["meeting"]).items
+            assert (entry.subject, entry.body) == ("Visit", "signed")
+    finally:
+        crm.close()

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import attrs
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmkit.access.rules import Permission, Role
@@ -22,13 +22,13 @@ from crmkit.config import Config
 from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
-from crmkit.errors import NotFound, PluginError
+from crmkit.errors import ConfigError, CrmkitError, NotFound, PluginError
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.jobs.watchers import Watcher
 from crmkit.model import ids
 from crmkit.pipeline.definition import Pipeline
-from crmkit.plugins import CrmkitPluginManager, make_plugin_manager
+from crmkit.plugins import CrmkitPluginManager, installed_plugins, make_plugin_manager
 from crmkit.reports import Report
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
@@ -107,7 +107,7 @@ class CRM:
             load_entry_points=load_entry_points,
         )
         self.config.declare(item for _, item in self._collect("crmkit_register_settings"))
-        self.config.validate()
+        self.config.validate(dormant=self._dormant_plugins)
         self.engine = engine or make_engine(
             config.database_url,
             echo=config["database.echo"],
@@ -147,7 +147,7 @@ class CRM:
         #: (table, column) of party references that plugins merge themselves
         self.party_merge_columns: set[tuple[str, str]] = set()
         self._collect_registries()
-        self.pm.hook.crmkit_configure.call_historic(kwargs={"crm": self})
+        self._configure()
 
     # -- construction ----------------------------------------------------------------
 
@@ -155,6 +155,25 @@ class CRM:
     def from_directory(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> CRM:
         """Load the deployment at ``path`` (its ``crmkit.toml``)."""
         return cls(Config.load(path), **kwargs)
+
+    def _configure(self) -> None:
+        """Call ``crmkit_configure``; a plugin's failure becomes one line naming it."""
+        hook = self.pm.hook.crmkit_configure
+        try:
+            hook.call_historic(kwargs={"crm": self})
+        except PluginError:
+            raise
+        except CrmkitError as exc:  # a refusal the plugin worded itself: keep its words
+            raise PluginError(_failed_plugin(self.pm, hook, exc), str(exc)) from exc
+        except Exception as exc:
+            raise PluginError(
+                _failed_plugin(self.pm, hook, exc), f"crmkit_configure failed: {_reason(exc)}"
+            ) from exc
+
+    def _dormant_plugins(self) -> set[str]:
+        """Installed plugins this application did not load (blocked, not allowed, or the
+        test kit's): their settings sections are kept, unchecked, for when they are."""
+        return set(installed_plugins()) - set(self.pm.infos)
 
     def _collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         """Call a collecting hook implementation by implementation, yielding (plugin, item)."""
@@ -311,15 +330,25 @@ class CRM:
         metadata.create_all(self.engine)
         self.sync_access()
 
-    def sync_access(self) -> None:
+    def sync_access(self, connection: Connection | None = None) -> None:
         """Seed roles, permission cells and starter message templates declared by plugins;
-        keep what an admin changed."""
+        keep what an admin changed.
+
+        With ``connection`` (in a transaction: the migrations', say) the rows are written
+        in that transaction and committed or rolled back with it.
+        """
         from crmkit.access.seeding import seed_roles_and_permissions
         from crmkit.services.message_templates import seed_templates
 
-        with self.session_factory.begin() as session:
+        if connection is None:
+            with self.session_factory.begin() as session:
+                seed_roles_and_permissions(session, self.roles.values(), self.permissions)
+                seed_templates(session, self.starter_templates)
+            return
+        with Session(bind=connection) as session:
             seed_roles_and_permissions(session, self.roles.values(), self.permissions)
             seed_templates(session, self.starter_templates)
+            session.flush()
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -370,6 +399,34 @@ class CRM:
         import redis
 
         return redis.Redis.from_url(url)
+
+    def check_ready(self) -> None:
+        """What ``crmkit serve`` and ``crmkit worker`` check before they start, each failure
+        a :class:`ConfigError` in one line: the database is at every branch's head, and the
+        queue's Redis server (when ``queue.url`` names one) answers."""
+        self.migrations.check_current()
+        self.check_queue()
+
+    def check_queue(self) -> None:
+        """Ping the Redis server ``queue.url`` names (nothing to do for the embedded queue);
+        a :class:`ConfigError` naming the URL when it does not answer within 5 seconds."""
+        from crmkit.jobs.queue import is_redis_url
+
+        url = self.config["queue.url"] or ""
+        if not is_redis_url(url):
+            return
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+        except (redis.RedisError, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"cannot connect to the queue {_without_password(url)}: {reason}"
+            ) from None
+        finally:
+            client.close()
 
     @cached_property
     def live(self) -> Any:
@@ -436,3 +493,35 @@ def _top_package(plugin: Any) -> str:
 
     module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
     return module.split(".")[0]
+
+
+def _failed_plugin(pm: CrmkitPluginManager, hook: Any, exc: BaseException) -> str:
+    """The plugin whose implementation of ``hook`` raised ``exc`` (read from its traceback:
+    the innermost implementation the exception passed through)."""
+    codes = {impl.function.__code__: impl.plugin for impl in hook.get_hookimpls()}
+    found: Any = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        found = codes.get(traceback.tb_frame.f_code, found)
+        traceback = traceback.tb_next
+    return (pm.get_name(found) or repr(found)) if found is not None else "unknown"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception in a line: its message, or its type when it has none."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password, if any (``redis://:pw@host``, ``unix://...?password=pw``),
+    shown as ``***``."""
+    import re
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return re.sub(r"([?&])password=[^&]*", r"\1password=***", url)

@@ -117,7 +117,16 @@ class InboundMessage:
     ``thread_refs`` are ids of earlier messages this one answers (mail References),
     used to link it to the conversation's deal or task.  ``cc`` are the others it was
     addressed to, neither the sender nor the channel's own address (mail's To and Cc
-    besides the mailbox): those a reply to all copies.
+    besides the mailbox): those a reply to all copies.  ``received_at`` is the sender's
+    time (shown on the timeline); ``arrived_at`` when the peer got it (IMAP's INTERNALDATE;
+    ingest time when not given), which orders the contact center.  ``account`` names the
+    channel's account it came in on (a mailbox: replies go out from it); ``owner_id`` the
+    user whose own account that is (a personal mailbox), whose conversation it then is.
+    ``meta["automatic"]`` true: sent by a machine (an auto-reply, a mail system's notice),
+    so an unknown sender waits in triage and never becomes a lead, whatever
+    ``channels.unknown_sender`` says; ``meta["suspicious"]`` (the address it claims): the
+    sender may be forged, shown with it on the timeline and in the inbox (and never a lead
+    either).
     """
 
     channel: str
@@ -134,6 +143,8 @@ class InboundMessage:
     account: str | None = None
     meta: dict[str, Any] = attrs.field(factory=dict)
     cc: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    arrived_at: dt.datetime | None = None
+    owner_id: int | None = None
 
 
 @attrs.frozen

@@ -9,10 +9,12 @@ and a test checks that none is missing.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,11 +35,97 @@ class Setting:
     default: Any
     description: str
     secret: bool = False
+    #: smallest allowed value (numbers), inclusive
+    minimum: float | None = None
+    #: largest allowed value (numbers), inclusive
+    maximum: float | None = None
+    #: the value must be greater than this (durations that cannot be zero)
+    above: float | None = None
+    #: the allowed values of an enumeration
+    choices: tuple[str, ...] = ()
+    #: further check of a set value: the problem in a few words (``"not a Fernet key"``), or
+    #: ``None`` when the value is good
+    check: Callable[[Any], str | None] | None = attrs.field(default=None, eq=False)
 
     @property
     def env_var(self) -> str:
         """The environment variable that overrides this key (``CRMKIT_`` + name in capitals)."""
         return "CRMKIT_" + self.name.replace(".", "_").upper()
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a value of the right type (out of range, not a choice), or
+        ``None``; the text follows ``setting 'name' from ORIGIN: ``."""
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            low, high = self.minimum, self.maximum
+            if self.above is not None and value <= self.above:
+                return f"must be greater than {_number(self.above)}, got {_number(value)}"
+            if (low is not None and value < low) or (high is not None and value > high):
+                if low is not None and high is not None:
+                    allowed = f"between {_number(low)} and {_number(high)}"
+                elif low is not None:
+                    allowed = f"at least {_number(low)}"
+                else:
+                    allowed = f"at most {_number(high)}"
+                return f"must be {allowed}, got {_number(value)}"
+        if self.check is not None:
+            return self.check(value)
+        return None
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _queue_url(url: str) -> str | None:
+    if not url or url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return f"must be empty (the embedded queue) or redis://host:port/db, got {url!r}"
+
+
+def _fernet_keys(text: str) -> str | None:
+    from cryptography.fernet import Fernet
+
+    for number, key in enumerate((k.strip() for k in text.split(",") if k.strip()), 1):
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            return (
+                f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes); make "
+                'one with: python -c "from crmkit.sealing import new_key; print(new_key())"'
+            )
+    return None
+
+
+def _argon2_profile(name: str) -> str | None:
+    from argon2 import profiles
+
+    if isinstance(getattr(profiles, name.upper(), None), type(profiles.CHEAPEST)):
+        return None
+    known = sorted(n for n in dir(profiles) if n.isupper())
+    return f"no argon2 profile {name!r} (known: {', '.join(known)})"
+
+
+def _phone_region(region: str) -> str | None:
+    import phonenumbers
+
+    if region.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return f"no phone region {region!r}; give a two-letter country code such as RU"
+
+
+def currency_code(code: str) -> str | None:
+    """A check for currency settings: empty or three capital letters (ISO 4217)."""
+    if not code or re.fullmatch(r"[A-Z]{3}", code):
+        return None
+    return f"must be an ISO 4217 code of three capital letters such as RUB, got {code!r}"
+
+
+def _base_url(url: str) -> str | None:
+    if not url or re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        return None
+    return f"must be empty or an http(s) address such as https://crm.example.com, got {url!r}"
 
 
 CORE_SETTINGS: tuple[Setting, ...] = (
@@ -56,6 +144,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "Connections each process keeps open to a server database (PostgreSQL); a web "
         "worker runs at most this many reads, and this many writes, at once and queues the "
         "rest. Ignored on SQLite.",
+        minimum=1,
     ),
     Setting(
         "queue.url",
@@ -63,6 +152,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "",
         "Task queue: empty for the embedded SQLite queue in the deployment directory, "
         "redis://host:port/db for a shared Redis queue.",
+        check=_queue_url,
     ),
     Setting(
         "secret_key",
@@ -78,6 +168,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "RFC_9106_LOW_MEMORY",
         "argon2 parameters for password hashes (a name from argon2.profiles); "
         "CHEAPEST is for test suites only.",
+        check=_argon2_profile,
     ),
     Setting(
         "plugins.allow",
@@ -100,13 +191,18 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         str,
         "RU",
         "Region used to read phone numbers written without a country code.",
+        check=_phone_region,
     ),
-    Setting("locale.currency", str, "RUB", "Default currency of money amounts."),
+    Setting(
+        "locale.currency", str, "RUB", "Default currency of money amounts.", check=currency_code
+    ),
     Setting(
         "screening.threshold",
         int,
         85,
-        "Name similarity (0-100) from which an existing party counts as a likely duplicate.",
+        "Name similarity (1-100) from which an existing party counts as a likely duplicate.",
+        minimum=1,
+        maximum=100,
     ),
     Setting(
         "screening.on_create",
@@ -120,6 +216,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "triage",
         "What happens to a message from an unknown address: `triage` (waits in the "
         "contact center) or `lead` (a new person is created).",
+        choices=("triage", "lead"),
     ),
     Setting(
         "security.secrets_key",
@@ -128,6 +225,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "Fernet key(s) that encrypt integration secrets (mailbox passwords, bot tokens) at "
         "rest, comma-separated, the first one sealing; empty derives one from `secret_key`.",
         secret=True,
+        check=_fernet_keys,
     ),
     Setting(
         "storage.path",
@@ -135,25 +233,34 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "files",
         "Directory of uploaded files, relative to the deployment directory.",
     ),
-    Setting("storage.max_upload_mb", int, 25, "Largest accepted upload, in megabytes."),
-    Setting("security.session_days", int, 14, "Days a web session lasts without being used."),
+    Setting("storage.max_upload_mb", int, 25, "Largest accepted upload, in megabytes.", minimum=1),
+    Setting(
+        "security.session_days",
+        int,
+        14,
+        "Days a web session lasts without being used.",
+        minimum=1,
+    ),
     Setting(
         "security.login_window_minutes",
         int,
         15,
         "Window over which failed sign-ins are counted by the login throttle.",
+        minimum=1,
     ),
     Setting(
         "security.login_max_failures_account",
         int,
         5,
         "Failed sign-ins of one account within the window before it is refused.",
+        minimum=1,
     ),
     Setting(
         "security.login_max_failures_address",
         int,
         20,
         "Failed sign-ins from one address within the window before it is refused.",
+        minimum=1,
     ),
     Setting(
         "web.secure_cookies",
@@ -168,12 +275,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "Public address of the web UI (https://crm.example.com), used in links such as "
         "calendar feed URLs; empty uses the address of the request. Mailings (mail plugin) "
         "need it for their unsubscribe links and refuse to start without it.",
+        check=_base_url,
     ),
     Setting(
         "api.max_json_bytes",
         int,
         1024 * 1024,
         "Largest JSON request body the REST API reads, in bytes; larger ones answer 413.",
+        minimum=1,
     ),
 )
 
@@ -233,6 +342,8 @@ class Config:
     values: dict[str, Any]
     source: Path | None = None
     known: dict[str, Setting] = attrs.field(factory=lambda: {s.name: s for s in CORE_SETTINGS})
+    #: the environment the ``CRMKIT_*`` overrides are read from (``None``: the process's)
+    environ: Mapping[str, str] | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -275,10 +386,16 @@ class Config:
         source: Path | None = None,
     ) -> Config:
         """Build settings from a (possibly nested) mapping, then apply ``CRMKIT_*`` overrides."""
-        config = cls(root=Path(root or Path.cwd()).resolve(), values={}, source=source)
+        config = cls(
+            root=Path(root or Path.cwd()).resolve(), values={}, source=source, environ=environ
+        )
         config.values.update(_flatten(tree))
-        config._apply_environment(os.environ if environ is None else environ)
+        config._apply_environment(config._environ)
         return config
+
+    @property
+    def _environ(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
 
     def _apply_environment(self, environ: Mapping[str, str]) -> None:
         by_env = {s.env_var: s for s in self.known.values()}
@@ -293,7 +410,7 @@ class Config:
         """Add plugin settings so that their defaults, types and env overrides apply."""
         for setting in settings:
             self.known[setting.name] = setting
-        self._apply_environment(os.environ if environ is None else environ)
+        self._apply_environment(self._environ if environ is None else environ)
 
     def __getitem__(self, name: str) -> Any:
         setting = self.known.get(name)
@@ -313,16 +430,56 @@ class Config:
             return default
 
     def _origin(self, setting: Setting) -> str:
-        if setting.env_var in os.environ:
+        if setting.env_var in self._environ:
             return f"${setting.env_var}"
+        return self._file
+
+    @property
+    def _file(self) -> str:
         return str(self.source) if self.source else "configuration"
 
-    def validate(self) -> None:
-        """Coerce every set value once so that a wrong type fails at start-up, not later."""
+    def validate(self, dormant: Callable[[], Collection[str]] = tuple) -> None:
+        """Check every set value once, so that a mistake fails at start-up, not later.
+
+        A key no loaded plugin declares is refused naming the closest known one, except
+        under a section named after a ``dormant()`` plugin (installed but not loaded: its
+        settings stay for when it is loaded again; asked only when a key is unknown).  A
+        ``CRMKIT_<SECTION>_*`` variable of a known section that names no setting is refused
+        the same way.  Values are converted to their type and checked against their range
+        or choices.
+        """
+        self._refuse_unknown(dormant)
         for name in self.values:
-            if name in self.known:
-                self[name]
+            setting = self.known.get(name)
+            if setting is None:
+                continue
+            problem = setting.problem(self[name])
+            if problem:
+                raise ConfigError(f"setting {name!r} from {self._origin(setting)}: {problem}")
         self.zone  # noqa: B018 - a zone name that does not exist fails here, not in a report
+
+    def _refuse_unknown(self, dormant: Callable[[], Collection[str]]) -> None:
+        sections = {name.split(".")[0] for name in self.known if "." in name}
+        unknown = [name for name in self.values if name not in self.known]
+        asleep = set(dormant()) if unknown else set()
+        for name in unknown:
+            if name.split(".")[0] in asleep:
+                continue
+            close = _closest(name, self.known)
+            hint = f"; did you mean {close!r}?" if close else ""
+            if not close and "." in name and name.split(".")[0] not in sections:
+                hint = (
+                    f"; no loaded plugin has settings [{name.split('.')[0]}]: install and "
+                    "load the plugin, or remove them"
+                )
+            raise ConfigError(f"unknown setting {name!r} in {self._file}{hint}")
+        known_vars = {setting.env_var: setting for setting in self.known.values()}
+        prefixes = tuple(f"CRMKIT_{section.upper()}_" for section in sections)
+        for var in sorted(self._environ):
+            if var.startswith(prefixes) and var not in known_vars:
+                close = _closest(var, known_vars)
+                hint = f"; did you mean ${close}?" if close else ""
+                raise ConfigError(f"unknown setting variable ${var}{hint}")
 
     def require_secret_key(self) -> str:
         """The ``secret_key``; a :class:`ConfigError` naming the setting when it is empty."""
@@ -363,6 +520,22 @@ class Config:
         """A path-valued setting resolved against the deployment directory."""
         value = Path(self[name])
         return value if value.is_absolute() else self.root / value
+
+
+def _closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` was probably meant to be: close as a whole, or by its last
+    part (``sesion_days`` written outside its section means ``security.session_days``)."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    if close:
+        return close[0]
+    by_leaf: dict[str, list[str]] = {}
+    for candidate in known:
+        by_leaf.setdefault(candidate.rpartition(".")[2], []).append(candidate)
+    leaf = difflib.get_close_matches(name.rpartition(".")[2], list(by_leaf), n=1, cutoff=0.8)
+    if leaf and len(by_leaf[leaf[0]]) == 1:
+        return by_leaf[leaf[0]][0]
+    return None
 
 
 def new_config_text(database_url: str | None = None, plugins: Sequence[str] = ()) -> str:

@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +188,32 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextlib.contextmanager
+def transactional_ddl(connection: sa.Connection) -> Iterator[None]:
+    """Let ``connection`` run DDL inside its transaction, as PostgreSQL always does.
+
+    Python's ``sqlite3`` begins a transaction only before INSERT/UPDATE/DELETE and runs
+    ``CREATE TABLE`` and the like in autocommit, so a migration failing half-way would
+    keep the tables it had created under the previous ``alembic_version``.  SQLite itself
+    rolls DDL back (virtual full-text tables and triggers included): with the driver's
+    transaction handling off, the caller emits ``BEGIN`` itself (SQLAlchemy's documented
+    pysqlite recipe).  Only for this connection, restored when it goes back to the pool:
+    everywhere else the driver's late BEGIN keeps reads out of write transactions.
+    Nothing to do on other databases.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    before = raw.isolation_level
+    raw.isolation_level = None
+    try:
+        yield
+    finally:
+        raw.isolation_level = before
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once; an unreachable database raises ``ConfigError`` with the reason in a line."""
     try:
@@ -267,7 +293,18 @@ class Migrations:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as connection:
+        """One transaction for the whole run: a revision that fails leaves nothing behind
+        (its tables, the earlier revisions of the run, ``alembic_version``) on either
+        database; see :func:`transactional_ddl`."""
+        with (
+            self.engine.connect() as connection,
+            transactional_ddl(connection),
+            connection.begin(),
+        ):
+            if connection.dialect.name == "sqlite":
+                # the driver no longer begins for us; IMMEDIATE: the write lock now,
+                # so no other writer slips in between the checks and the DDL
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._check_applied(connection)
             yield connection
 
@@ -290,8 +327,14 @@ class Migrations:
                     "the plugin (or downgrade its branch before removing it)"
                 )
 
-    def upgrade(self, target: str = "heads") -> None:
-        """Apply every branch up to its head (or to ``target``)."""
+    def upgrade(
+        self, target: str = "heads", then: Callable[[sa.Connection], object] | None = None
+    ) -> None:
+        """Apply every branch up to its head (or to ``target``).
+
+        ``then(connection)`` runs after the last revision, in the same transaction: what it
+        writes is committed with the revisions, and if it fails they are all rolled back.
+        """
         from alembic import command
 
         from crmkit.model.ids import ensure_triggers
@@ -301,6 +344,8 @@ class Migrations:
             config.attributes["connection"] = connection
             command.upgrade(config, target)
             ensure_triggers(connection)  # ids never reused in tables plugins added since
+            if then is not None:
+                then(connection)
 
     def current(self) -> dict[str, str | None]:
         """The applied revision of each branch (``None`` when a branch was never applied).
@@ -318,6 +363,41 @@ class Migrations:
             heads = set(MigrationContext.configure(connection).get_current_heads())
         newest = _newest_per_branch(script, heads)
         return {branch.label: newest.get(branch.label) for branch in self.branches}
+
+    def stamp(self, target: str = "heads") -> None:
+        """Record ``target`` as applied without running it: for a schema created straight
+        from the models (:meth:`crmkit.app.CRM.create_schema`, as tests and benchmarks do)."""
+        from alembic import command
+
+        config = self.config()
+        with self._connection() as connection:
+            config.attributes["connection"] = connection
+            command.stamp(config, target)
+
+    def check_current(self) -> None:
+        """Refuse, in one line telling what to run, a database behind any branch's head:
+        never migrated, or migrated by an older version of the code or of a plugin."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self.config())
+        with self.engine.connect() as connection:
+            applied = set(MigrationContext.configure(connection).get_current_heads())
+        if applied == set(script.get_heads()):
+            return  # the usual case, cheap: one read of the version table and of the scripts
+        current = self.current()
+        late = [
+            f"{label} {current.get(label) or 'not applied'}, newest {head}"
+            for label, head in sorted(self.heads().items())
+            if current.get(label) != head
+        ]
+        if not late:
+            return
+        state = "not migrated" if not any(current.values()) else "behind the code"
+        raise ConfigError(
+            f"database {self.engine.url.render_as_string(hide_password=True)} is {state} "
+            f"({'; '.join(late)}): run `crmkit db upgrade` first"
+        )
 
     def heads(self) -> dict[str, str]:
         """The newest revision of each branch in the scripts."""
@@ -347,6 +427,12 @@ class Migrations:
         from alembic import command
 
         branch = self.branch(label)
+        installed = installed_under(branch.directory)
+        if installed is not None:
+            raise ConfigError(
+                f"migration branch {label!r} is in an installed package ({installed}): write "
+                "revisions in its source checkout, installed editable (pip install -e PATH)"
+            )
         config = self.config()
         existing = self.heads().get(label)
         with self._connection() as connection:
@@ -362,6 +448,27 @@ class Migrations:
             script = command.revision(config, **kwargs)
         scripts = script if isinstance(script, list) else [script]
         return Path(scripts[0].path)  # type: ignore[union-attr]
+
+
+def installed_under(directory: Path) -> Path | None:
+    """The site-packages folder ``directory`` is in, if it is in one (``None`` otherwise).
+
+    A revision written there would be lost with the next install of the package and never
+    reach its source; a plugin (or crmkit itself) installed editable has its folders in
+    its checkout instead.
+    """
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    roots.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        roots.add(site.getusersitepackages())
+    resolved = directory.resolve()
+    for root in sorted(roots):
+        if resolved.is_relative_to(Path(root).resolve()):
+            return Path(root)
+    return None
 
 
 def _branch_of(script: Any, revision: Any) -> str | None:

@@ -28,6 +28,13 @@ class EntityType:
     to a party.  With ``scope_through_party`` a record is also visible wherever its party is
     (an activity, a contact point); with ``shared_without_party`` as well, a record linked to
     no party (a conversation waiting in triage) is reached by every scope but none.
+    ``personal_attr`` is a column holding the user whose own account a record came through
+    (a conversation of a personal mailbox): a record with it set is reached only by that
+    user and by the scope ``all``, neither through its party nor as shared.
+    ``follows_linked_record``: a record with a loose link (``record_entity``/``record_id``,
+    a note on a deal) seen through its party is seen only where the linked record is
+    readable; false where the link is a hint rather than what the record belongs to (a
+    client's conversation matched to a deal by its thread stays the client's).
     ``schema`` validates create/update input; ``service``
     names an :class:`~crmkit.services.records.EntityService` subclass with extra behaviour.
     ``output_schema`` is the marshmallow schema of what the API returns for a record; when
@@ -45,6 +52,8 @@ class EntityType:
     party_attr: str | None = None
     scope_through_party: bool = False
     shared_without_party: bool = False
+    personal_attr: str | None = None
+    follows_linked_record: bool = True
     title_attr: str = "id"
     search_attrs: tuple[str, ...] = ()
     filter_attrs: tuple[str, ...] = ()

@@ -62,7 +62,7 @@ def crmkit_configure(crm: CRM) -> None:
 
     Historic: a plugin registered later still receives the call.  Use it to read settings,
     open clients to outside services lazily, or check that a plugin you need is present.
-    Return value ignored.
+    Return value ignored; an exception stops start-up as a ``PluginError`` naming the plugin.
     """
 
 

@@ -1,8 +1,8 @@
 """Integration secrets (mailbox passwords, bot tokens) encrypted at rest.
 
 A plugin stores ``crm.sealing.seal(password)`` in its table and calls ``open`` when it
-needs the password.  The key is ``security.secrets_key`` (a Fernet key, see
-``crmkit secrets-key``) or, when that is empty, one derived from ``secret_key`` with HKDF.
+needs the password.  The key is ``security.secrets_key`` (a Fernet key: :func:`new_key`
+makes one) or, when that is empty, one derived from ``secret_key`` with HKDF.
 Several keys may be given, separated by commas: the first seals, all of them open, so a key
 can be rotated without losing the secrets sealed under the old one.
 """

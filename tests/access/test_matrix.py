@@ -249,3 +249,36 @@ def test_admin_edit_of_permission_survives_reseeding(crm, world):
     crm.sync_access()
     with crm.acting_as(people["alice"]) as work:
         assert records["bob"]["party"] in visible_ids(work, "party")
+
+
+def test_what_is_linked_to_a_hidden_deal_stays_hidden_on_a_visible_client(crm, world):
+    """Reading a client does not read a colleague's deal on it through its timeline:
+    its stage moves (with their comments), its notes, its files; a task about it that is
+    assigned to the reader stays theirs."""
+    people, records = world
+    alice, carol = people["alice"], people["carol"]
+    client = records["alice"]["party"]
+    with crm.acting_as(carol) as work:
+        deal = work.deals.create(title="Чужая сделка", party_id=client, owner_id=people["bob"].id)
+        work.moves.move(work.deals.get(deal.id), "lost", comment="ушли к конкуренту")
+        note = work.timeline.add_note(record=("deal", deal.id), body="скидка не больше 15%")
+        file = work.attachments.add("договор.pdf", b"terms", record=("deal", deal.id))
+        task = factories.task(work, party_id=client, title="Позвонить", assignee_id=alice.id)
+        task.record_entity, task.record_id = "deal", deal.id
+        seen_by_manager = {a.id for a in work.timeline.list(client).items}
+    assert note.id in seen_by_manager
+    with crm.acting_as(alice) as work:
+        with pytest.raises(NotFound):
+            work.deals.get(deal.id)
+        timeline = work.timeline.list(client).items
+        assert records["alice"]["activity"] in {a.id for a in timeline}
+        assert not [a for a in timeline if a.record_entity == "deal"], [
+            (a.kind, a.body) for a in timeline
+        ]
+        assert work.records("activity").list(search="скидка").items == []
+        assert note.id not in visible_ids(work, "activity")
+        with pytest.raises(NotFound):
+            work.attachments.open(file.id)
+        assert file.id not in {f.id for f in work.attachments.for_party(client)}
+        assert records["alice"]["attachment"] in visible_ids(work, "attachment")
+        assert task.id in visible_ids(work, "task")

@@ -63,6 +63,7 @@ class Deployment:
         modules = [importlib.import_module(name) for name in self.plugins]
         self.crm = CRM(Config.load(directory, environ={}), plugins=modules, load_entry_points=False)
         metadata.create_all(self.crm.engine)
+        self.crm.migrations.stamp()  # `crmkit worker` refuses a database not at the heads
         self.crm.sync_access()
         self.crm.queue.flush()
         self.workers: list[subprocess.Popen[bytes]] = []

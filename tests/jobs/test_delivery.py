@@ -570,3 +570,22 @@ def test_a_job_is_retried_after_its_own_retry_delay(make_crm):
         assert waiting.status == "pending" and "report server is down" in waiting.last_error
         delay = (waiting.next_attempt_at - failed_at).total_seconds()
         assert 150 <= delay <= 301  # 300 s with jitter, not outbox.retry_base_seconds (10)
+
+
+def test_a_job_queued_as_an_outbox_item_gets_its_own_retries(make_crm):
+    crm = make_crm(plugins=[FlakyJob()], settings=FAST)
+    with crm.system() as work:
+        queued = work.outbox.add("job", {"job": "test.flaky"}).id  # as the imports queue theirs
+        told = work.outbox.add("job", {"job": "test.flaky"}, max_attempts=2).id
+        webhook = work.outbox.add("webhook", {"url": "http://127.0.0.1:9/"}).id
+    assert [item(crm, i).max_attempts for i in (queued, told, webhook)] == [4, 2, 8]
+    for _ in range(4):  # Job.retries = 3: the first try and three more
+        with crm.engine.begin() as connection:
+            connection.execute(
+                update(OutboxItem).where(OutboxItem.id == queued).values(next_attempt_at=utcnow())
+            )
+        deliver_item(crm, queued)
+    dead = item(crm, queued)
+    assert (dead.status, dead.attempts) == ("dead", 4)
+    with crm.system() as work:
+        assert [i.id for i in work.outbox.failed(kind="job")] == [queued]

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from crmkit import InboundMessage
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.model import Activity, Conversation
+from crmkit.model import Activity, Conversation, OutboxItem
 from crmkit.testing import add_user, factories
 from tests.web.conftest import ChatChannel
 
@@ -133,3 +133,127 @@ def test_a_reply_to_a_subject_with_line_breaks_is_one_line(crm):
         (conversation,) = work.conversations.list("unassigned")
         reply = work.conversations.reply(conversation.id, body="Ок")
         assert reply.subject == "Re: Счёт Bcc: x@evil.ru"
+
+
+def arrive(crm, n, sender, body="hi", **fields):
+    with crm.system() as work:
+        return work.channels.ingest(
+            InboundMessage(channel="chat", external_id=f"m{n}", sender=sender, body=body, **fields)
+        ).id
+
+
+def test_a_message_to_a_personal_account_is_its_owners_not_everyones_triage(crm):
+    anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    mia = add_user(crm, "mia", ["manager"])
+    client_of(crm, boris, "client@corp.ru", "Boris's client")
+    arrive(crm, 1, "doctor@clinic.ru", "your results", account="anna-own", owner_id=anna.id)
+    arrive(crm, 2, "client@corp.ru", "Boris is slow", account="anna-own", owner_id=anna.id)
+    arrive(crm, 3, "client@corp.ru", "to sales@", account="sales")
+
+    personal, corporate, shared = conversations(crm)
+    assert (personal.owner_id, personal.account) == (anna.id, "anna-own")
+    assert (corporate.owner_id, shared.owner_id, shared.account) == (anna.id, None, "sales")
+    with crm.acting_as(anna) as work:  # her own mail, whoever the client is
+        assert {c.id for c in work.conversations.list("unassigned")} == {personal.id, corporate.id}
+        assert [m.body for m in work.conversations.messages(corporate.id)] == ["Boris is slow"]
+    with crm.acting_as(boris) as work:  # his client's mail to sales@, not Anna's own
+        assert [c.id for c in work.conversations.list("unassigned")] == [shared.id]
+        with pytest.raises(NotFound):
+            work.conversations.get(personal.id)
+    with crm.acting_as(mia) as work:  # who reads every conversation reads these too
+        assert len(work.conversations.list("unassigned")) == 3
+        with pytest.raises(ValidationFailed, match="boris cannot see this conversation"):
+            work.conversations.assign(personal.id, boris.id)
+
+
+def test_a_reply_goes_out_from_the_account_the_client_wrote_to(crm):
+    arrive(crm, 1, "olga@client.ru", "the invoice is wrong", account="support")
+    (conversation,) = conversations(crm)
+    with crm.system() as work:
+        work.conversations.reply(conversation.id, body="We will fix it")
+        work.flush()
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert item.payload["account"] == "support"
+
+
+def test_close_snooze_and_assign_from_a_page_that_missed_a_new_message_are_refused(crm):
+    ann, bob = add_user(crm, "ann", ["manager"]), add_user(crm, "bob", ["manager"])
+    shown = arrive(crm, 1, "ivan@client.ru", "first question")
+    arrive(crm, 2, "ivan@client.ru", "URGENT: change the address!")
+    (conversation,) = conversations(crm)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with crm.acting_as(ann) as work:
+        for act in (
+            lambda: work.conversations.close(conversation.id, seen=shown),
+            lambda: work.conversations.snooze(conversation.id, later, seen=shown),
+            lambda: work.conversations.assign(conversation.id, ann.id, seen=shown),
+        ):
+            with pytest.raises(ValidationFailed, match="a new message arrived"):
+                act()
+    (kept,) = conversations(crm)
+    assert (kept.status, kept.unread, kept.assignee_id) == ("open", 2, None)
+    newest = max(m.id for m in _messages(crm, conversation.id))
+    with crm.acting_as(bob) as work:  # bob takes it first
+        work.conversations.assign(conversation.id, bob.id, expected=None, seen=newest)
+    with crm.acting_as(ann) as work, pytest.raises(ValidationFailed, match="bob has taken"):
+        work.conversations.assign(conversation.id, ann.id, expected=None, seen=newest)
+    assert conversations(crm)[0].assignee_id == bob.id
+    with crm.acting_as(ann) as work:  # a page showing it as bob's may give it on
+        work.conversations.close(conversation.id, seen=newest)
+        work.conversations.assign(conversation.id, ann.id, expected=bob.id, seen=newest)
+    assert (conversations(crm)[0].status, conversations(crm)[0].assignee_id) == ("closed", ann.id)
+
+
+def _messages(crm, conversation_id):
+    with crm.system() as work:
+        return work.conversations.messages(conversation_id)
+
+
+def test_the_queue_is_paged_oldest_waiting_first_by_arrival_not_the_senders_clock(crm):
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    with crm.system() as work:
+        work.channels.ingest_many(
+            [
+                InboundMessage(
+                    channel="chat", external_id=f"w{i}", sender=f"c{i}@x.ru", body="help",
+                    subject=f"request {i}", arrived_at=start + dt.timedelta(minutes=i),
+                )
+                for i in range(105)
+            ]
+        )  # fmt: skip
+    wrong_clock = dt.datetime(2005, 2, 1, 7, tzinfo=dt.UTC)
+    arrive(crm, 1, "new@client.ru", subject="urgent", received_at=wrong_clock,
+           arrived_at=start + dt.timedelta(days=1))  # fmt: skip
+    with crm.system() as work:
+        assert work.conversations.counts() == {"unassigned": 106, "mine": 0, "team": 0}
+        subjects, after = [], None
+        while True:
+            page = work.conversations.page("unassigned", after=after, limit=50)
+            subjects += [c.subject for c in page]
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+        assert subjects == [f"request {i}" for i in range(105)] + ["urgent"]
+        urgent = next(c for c in work.conversations.list("unassigned", limit=200)
+                      if c.subject == "urgent")  # fmt: skip
+        assert urgent.last_message_at == start + dt.timedelta(days=1)
+        (message,) = work.conversations.messages(urgent.id)
+        assert message.occurred_at == wrong_clock  # the sender's date is still shown
+        work.conversations.assign(urgent.id, None)
+        work.conversations.close(urgent.id)
+        assert work.conversations.list("unassigned", "closed")[0].id == urgent.id
+
+
+def test_a_lead_from_a_later_conversation_takes_the_earlier_ones_in_triage(crm):
+    arrive(crm, 1, "olga@new.ru", "first: our requirements")
+    with crm.system() as work:
+        work.conversations.close(conversations(crm)[0].id)
+    arrive(crm, 2, "olga@new.ru", "second: any news?")
+    _first, second = conversations(crm)
+    with crm.system() as work:
+        party = work.conversations.create_lead(second.id, "Olga")
+    assert [c.party_id for c in conversations(crm)] == [party.id, party.id]
+    with crm.system() as work:
+        bodies = [a.body for a in work.timeline.list(party.id, kinds=["message"])]
+        assert bodies == ["second: any news?", "first: our requirements"]
+        assert work.session.scalar(select(Activity.id).where(Activity.party_id.is_(None))) is None

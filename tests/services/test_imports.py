@@ -673,6 +673,13 @@ def test_a_status_column_sets_new_clients_stages_and_leaves_existing_ones(make_c
     with crm.acting_as(anna) as work:
         client = work.parties.create(name="Ромашка").id
     body = "Название;Статус;Должность\nРомашка;client;поставщик\nБета;client;\n"
+    # placing a new client straight into a later stage takes `place`, as create does
+    refused_id, _ = _start(crm, anna, body.encode(), on_duplicate="update")
+    run_import(crm, refused_id)
+    with crm.system() as work:
+        refused = work.session.get(ImportRun, refused_id)
+        assert refused.created == 0 and "place" in str(refused.row_errors), refused.row_errors
+        work.permissions.set("manager", "party", "place", "all")
     run_id, _ = _start(crm, anna, body.encode(), on_duplicate="update")
     with crm.system() as work:
         assert work.session.get(ImportRun, run_id).mapping["Статус"] == "stage"

@@ -144,3 +144,52 @@ def test_templates_see_a_clients_records_but_never_private_columns(crm):
         user_text = work.message_templates.render(template.id, record=("user", user.id)).body
         assert "ivan" in user_text and "argon2" not in user_text
         assert user.password_hash and user.password_hash not in user_text
+
+
+@pytest.mark.parametrize(
+    ("body", "limit"),
+    [
+        ("{{ 'x' * 300000000 }}", "it makes a value longer than 200000 characters"),
+        ("{{ 9 ** 999999 }}", "it makes a number longer than 1000 digits"),
+        (
+            "{% set n = namespace(s='x' * 1000) %}{% for i in range(30) %}"
+            "{% set n.s = n.s ~ n.s %}{% endfor %}",
+            "it makes a value longer than 200000 characters",
+        ),
+        ("{{ 'x'|center(1000000000) }}", "it makes a value longer than 200000 characters"),
+        ("{{ '{:>1000000000}'.format(1) }}", "it makes a value longer than 200000 characters"),
+        (
+            "{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}",
+            "the text it makes is longer than 200000 characters",
+        ),
+        ("{{ range(100000)|list|length }}", "range() of more than 10000 numbers"),
+        (
+            "{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}",
+            "its loops turn more than 1000000 times",
+        ),
+    ],
+)
+def test_a_template_past_a_limit_fails_naming_the_template(crm, body, limit):
+    with crm.system() as work:
+        template = work.message_templates.create(name="Акция", subject="Тема", body=body)
+        with pytest.raises(ValidationFailed) as refused:
+            work.message_templates.render(template.id)
+    assert refused.value.field == "body"
+    assert f"template “Акция”: {limit}" in str(refused.value)
+
+
+def test_ordinary_templates_are_within_the_limits(crm):
+    with crm.system() as work:
+        party = work.parties.create(name="ООО «Кедр»")
+        rendered = work.message_templates.render(
+            {
+                "subject": "{{ party.name ~ '!' }}",
+                "body": "{{ '-' * 20 }} {{ 2 ** 10 }} {{ '%05d' % 42 }}"
+                " {{ 'a b'|replace('a', 'c') }}"
+                " {% for i in range(3) %}{{ i }}{% endfor %} {{ [1, 2]|join(', ') }}"
+                " {{ '{:>4}'.format(7) }} {{ '89161234567'|replace('8', '+7', 1) }}",
+            },
+            party_id=party.id,
+        )
+    assert rendered.subject == "ООО «Кедр»!"
+    assert rendered.body == "-" * 20 + " 1024 00042 c b 012 1, 2    7 +79161234567"

@@ -166,6 +166,58 @@ def test_bulk_create_places_in_default_pipeline(make_crm):
     assert moves == 2
 
 
+def test_bulk_create_places_in_a_later_stage_only_with_place(make_crm):
+    """An import places rows as create does: straight into a later stage takes `place`."""
+    from tests.pipeline.test_engine import DealerPlugin
+
+    crm = make_crm(plugins=[DealerPlugin()])
+    agent = add_user(crm, "agent", ["agent"])
+    rows = [{"name": "A"}, {"name": "B", "stage": "firm"}]
+    with (
+        pytest.raises(ValidationFailed, match="row 2: stage") as refused,
+        crm.acting_as(agent) as work,
+    ):
+        work.parties.bulk_create(rows)
+    assert "place" in str(refused.value)
+    with crm.system() as work:
+        assert work.parties.count() == 0
+        work.permissions.set("agent", "party", "place", "all")
+    with crm.acting_as(agent) as work:
+        ids = work.parties.bulk_create(rows).ids
+        assert [work.parties.get(i).stage for i in ids] == ["lead", "firm"]
+
+
+def test_bulk_create_links_like_create(crm, agent):
+    """A hidden organisation reads as a missing one, naming the row and field; a
+    merged-away one lands on its survivor."""
+    colleague = add_user(crm, "colleague", ["agent"])
+    with crm.acting_as(colleague) as work:
+        hidden = factories.organisation(work, name="Чужая").id
+    with crm.acting_as(agent) as work:
+        survivor = factories.organisation(work, name="Выжившая").id
+        merged = factories.organisation(work, name="Слитая").id
+    with crm.system() as work:
+        work.merges.merge(survivor, merged)
+    for missing in (hidden, 999_999):
+        with (
+            pytest.raises(ValidationFailed, match="row 2: organisation_id") as refused,
+            crm.acting_as(agent) as work,
+        ):
+            work.parties.bulk_create(
+                [
+                    {"kind": "person", "name": "Свой"},
+                    {"kind": "person", "name": "Чей-то", "organisation_id": missing},
+                ]
+            )
+        assert f"no party {missing}" in str(refused.value)
+    with crm.acting_as(agent) as work:
+        [person] = work.parties.bulk_create(
+            [{"kind": "person", "name": "Иван", "organisation_id": merged}]
+        ).ids
+        assert work.parties.get(person).organisation_id == survivor
+        assert work.parties.count() == 2
+
+
 def test_merged_away_id_resolves_to_survivor(crm, agent):
     with crm.acting_as(agent) as work:
         survivor = factories.organisation(work)

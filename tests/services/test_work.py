@@ -391,3 +391,55 @@ def test_a_task_cannot_be_put_under_a_task_one_cannot_see(crm):
         assert (kept.title, kept.parent_id) == ("Моя задача", None)  # nothing written
         work.tasks.update(mine.id, {"parent_id": parent.id})  # a visible parent is fine
         assert [t.id for t in work.tasks.subtasks(parent.id)] == [mine.id]
+
+
+def test_a_blocked_specialists_resource_takes_no_new_event(crm):
+    """A specialist who left (blocked) holds no new hour, whatever puts it there (the
+    calendar's form, a drag, the API): making an event on their resource, moving one onto
+    it or in time on it, or taking one back from cancelled is refused on resource_id,
+    naming the resource and the person; cancelling and editing other fields still work."""
+    from crmkit.model import Resource
+
+    anna = add_user(crm, "anna", ["agent"], display_name="Анна Смирнова")
+    with crm.system() as work:
+        mine = Resource(name="Мастер Анна", kind="specialist", user_id=anna.id)
+        work.session.add(mine)
+        bay = _bay(work)
+        kept = work.calendar.create(
+            title="Клиент 1", resource_id=mine.id, starts_at=iso(1), ends_at=iso(2)
+        )
+        elsewhere = work.calendar.create(
+            title="Клиент 2", resource_id=bay.id, starts_at=iso(3), ends_at=iso(4)
+        )
+        gone = work.calendar.create(
+            title="Клиент 3", resource_id=mine.id, starts_at=iso(5), ends_at=iso(6)
+        )
+        work.calendar.update(gone, status="cancelled")
+        ids = mine.id, kept.id, elsewhere.id, gone.id, bay.id
+    with crm.system() as work:
+        work.users.block(anna.id)
+    mine_id, kept_id, elsewhere_id, gone_id, bay_id = ids
+    refusal = {"resource_id": ["Мастер Анна: Анна Смирнова is blocked and cannot be booked"]}
+    attempts = [
+        lambda w: w.calendar.create(
+            title="Новый", resource_id=mine_id, starts_at=iso(8), ends_at=iso(9)
+        ),
+        lambda w: w.calendar.update(elsewhere_id, {"resource_id": mine_id}),
+        lambda w: w.calendar.reschedule(
+            kept_id, NOW + dt.timedelta(hours=10), NOW + dt.timedelta(hours=11)
+        ),
+        lambda w: w.calendar.update(gone_id, status="confirmed"),
+    ]
+    for attempt in attempts:
+        with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+            attempt(work)
+        assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == refusal
+    with crm.system() as work:
+        assert work.calendar.get(elsewhere_id).resource_id == bay_id
+        assert work.calendar.get(kept_id).starts_at == NOW + dt.timedelta(hours=1)
+        assert work.calendar.get(gone_id).status == "cancelled"
+        assert (
+            len(work.calendar.between(NOW, NOW + dt.timedelta(hours=12), resource_id=mine_id)) == 2
+        )
+        work.calendar.update(kept_id, {"title": "Клиент 1 (перезвонить)"})
+        work.calendar.update(kept_id, status="cancelled")  # a booking of theirs can be undone

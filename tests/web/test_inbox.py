@@ -229,6 +229,27 @@ async def test_a_reply_carries_files_kept_on_the_client(web, crm):
     assert len(files) == 1  # the refused reply's file was not kept
 
 
+async def test_a_nul_character_in_a_replys_file_name_is_refused_naming_the_field(web, crm):
+    """A plain screen's form goes through form_data, which checked texts but not the names
+    of uploaded files: one with a NUL failed on PostgreSQL (a 500) and was kept by SQLite."""
+    from crmkit.model import Attachment
+    from crmkit.testing.web import multipart
+
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        factories.organisation(work, contact_points=[{"kind": "email", "value": "a@romashka.ru"}])
+    receive(crm, "a@romashka.ru", "Пришлите прайс", 1)
+    (known,) = conversations(crm)
+    fields = {"action": "reply", "body": "Прайс во вложении", "csrf_token": agent.csrf}
+    content, headers = multipart(fields, [("files", "Пра\x00йс.pdf", b"%PDF price")])
+    refused = await agent.client.post(f"/inbox/{known.id}/act", content=content, headers=headers)
+    assert refused.status_code == 422
+    assert "files: the file name contains a NUL character" in refused.text
+    with crm.system() as work:
+        assert list(work.session.scalars(select(OutboxItem))) == []
+        assert list(work.session.scalars(select(Attachment))) == []
+
+
 async def test_a_messages_files_are_shown_with_it(web, crm):
     from crmkit.channels import Attachment as Carried
 
@@ -328,3 +349,66 @@ async def test_a_colleagues_deal_is_not_shown_and_the_reply_stays_off_it(web, cr
     with crm.system() as work:
         reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
         assert (reply.party_id, reply.record_id) == (client.id, None)
+
+
+async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
+    with crm.system() as work:  # a supervisor: reads every conversation, acts on their own
+        work.permissions.set("agent", "party", "read", "all")
+        work.permissions.set("agent", "conversation", "read", "all")
+    boris, supervisor = await web("agent"), await web("agent")
+    with crm.acting_as(boris.user) as work:
+        factories.organisation(
+            work, name="Client", contact_points=[{"kind": "email", "value": "c@x.ru"}]
+        )
+    receive(crm, "c@x.ru", "hi", 1)
+    (conversation,) = conversations(crm)
+
+    page = await supervisor.get(f"/inbox/{conversation.id}")
+    assert page.status_code == 200 and "hi" in page.text
+    assert conversations(crm)[0].unread == 1  # still unread for boris, whose client it is
+    await boris.get(f"/inbox/{conversation.id}")
+    assert conversations(crm)[0].unread == 0
+
+
+async def test_acting_on_a_page_that_missed_a_new_message_is_refused_and_shows_it(web, crm):
+    ann, bob = await web("manager", locale="en"), await web("manager", locale="en")
+    receive(crm, "ivan@client.ru", "first question", 1)
+    (conversation,) = conversations(crm)
+    page = await ann.get(f"/inbox/{conversation.id}")
+    receive(crm, "ivan@client.ru", "URGENT: change the address!", 2)  # meanwhile
+    shown = page.text.split('name="seen" value="')[1].split('"')[0]
+    await ann.get(f"/inbox/{conversation.id}", headers={"X-Live": "inbox"})  # list refreshed
+    assert conversations(crm)[0].unread == 1  # not read by a refresh of the list
+
+    refused = await ann.post(
+        f"/inbox/{conversation.id}/act", {"action": "close", "seen": shown}, follow_redirects=True
+    )
+    assert "a new message arrived" in refused.text and "URGENT" in refused.text
+    assert conversations(crm)[0].status == "open"
+    # bob takes it from a fresh page; ann's "assign to me" from hers names him
+    fresh = (await bob.get(f"/inbox/{conversation.id}")).text
+    seen = fresh.split('name="seen" value="')[1].split('"')[0]
+    taken = {"action": "assign", "assignee_id": "me", "seen": seen, "expected": ""}
+    await bob.post(f"/inbox/{conversation.id}/act", taken)
+    again = await ann.post(f"/inbox/{conversation.id}/act", taken, follow_redirects=True)
+    assert f"{bob.user.label} has taken this conversation meanwhile" in again.text
+    assert conversations(crm)[0].assignee_id == bob.user.id
+
+
+async def test_the_list_is_paged_with_counts_per_view(web, crm):
+    agent = await web("manager")
+    with crm.system() as work:
+        work.channels.ingest_many(
+            [
+                InboundMessage(channel="chat", external_id=f"w{i}", sender=f"c{i}@x.ru",
+                               body="help", subject=f"request {i}")
+                for i in range(55)
+            ]
+        )  # fmt: skip
+    first = await agent.get("/inbox?view=unassigned")
+    assert 'data-count="unassigned">55<' in first.text
+    assert first.text.count('<li class="conversation') == 50 and "request 0<" in first.text
+    more = first.text.split('data-page="next"')[0].rsplit('href="', 1)[1].split('"')[0]
+    second = await agent.get(more.replace("&amp;", "&"))
+    assert second.text.count('<li class="conversation') == 5 and "request 54<" in second.text
+    assert 'data-page="next"' not in second.text

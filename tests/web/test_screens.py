@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from crmkit.access.rules import Scope
 from crmkit.clock import frozen_at
-from crmkit.model import Resource, User
+from crmkit.model import Attachment, ImportRun, Resource, User
 from crmkit.testing import add_user, factories
+from crmkit.testing.web import multipart
 from tests.web.conftest import Browser
 
 pytestmark = pytest.mark.anyio
@@ -567,6 +568,22 @@ async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
         )
 
 
+async def test_template_preview_names_a_template_past_its_limits(web, crm):
+    manager = await web("manager")
+    party = _own_client(crm, manager.user, name="ООО «Вектор»")
+    huge = await manager.post(
+        "/templates/preview",
+        {
+            "party_id": str(party.id),
+            "name": "Акция",
+            "subject": "",
+            "body": "{{ 'x' * 300000000 }}",
+        },
+    )
+    assert huge.status_code == 200 and "template-error" in huge.text
+    assert "Акция" in huge.text and "200000" in huge.text
+
+
 async def test_language_switch(web, crm):
     agent = await web("agent")
     russian = await agent.get("/tasks")
@@ -827,3 +844,113 @@ async def test_permissions_screen_shows_what_a_role_reaches(web, crm):
     assert 'aria-label="party export" class="scope-own"' in agent
     with crm.system() as work:
         assert work.permissions.effective("agent")[("party", "export")] == (Scope.OWN, False)
+
+
+async def test_a_file_on_the_card_takes_editing_the_client(web, crm):
+    """A role reading every client but editing only its own may open a colleague's client,
+    not attach files to it there: refused naming the client, nothing stored."""
+    with crm.system() as work:
+        for entity, action, scope in (
+            ("party", "read", Scope.ALL),
+            ("attachment", "read", Scope.ALL),
+            ("attachment", "create", Scope.ALL),
+        ):
+            work.permissions.set("agent", entity, action, scope)
+    owner = await web("manager")
+    agent = await web("agent", locale="en")
+    party = _own_client(crm, owner.user, name="ООО «Чужая»")
+    assert (await agent.get(f"/clients/{party.id}")).status_code == 200
+    refused = await agent.post(
+        f"/clients/{party.id}/files", files={"file": ("договор.pdf", b"%PDF", "application/pdf")}
+    )
+    assert refused.status_code == 403
+    assert (
+        f"Client {party.id}: attaching a file takes the permission to edit the record"
+        in html.unescape(refused.text)
+    )
+    mine = _own_client(crm, agent.user)
+    done = await agent.post(
+        f"/clients/{mine.id}/files", files={"file": ("договор.pdf", b"%PDF", "application/pdf")}
+    )
+    assert done.status_code == 303
+    with crm.system() as work:
+        assert [a.party_id for a in work.session.scalars(sa.select(Attachment))] == [mine.id]
+
+
+async def test_a_nul_character_in_an_upload_is_refused_naming_the_field(web, crm):
+    """The file and import forms read their own fields: a NUL in a file's name or its
+    document type reached PostgreSQL (a 500) and was kept by SQLite; both refuse, naming
+    the field, and keep nothing."""
+    agent = await web("agent", locale="en")
+    manager = await web("manager", locale="en")
+    party = _own_client(crm, agent.user)
+    url = f"/clients/{party.id}/files"
+    typed = await agent.post(
+        url, {"document_type": "contract\x00"}, files={"file": ("a.pdf", b"%PDF")}
+    )
+    assert typed.status_code == 422
+    assert "document_type: contains a NUL character" in typed.text
+    for browser, target, field in ((agent, url, "file"), (manager, "/import", "file")):
+        content, headers = multipart(
+            {"csrf_token": browser.csrf}, [(field, "дого\x00вор.csv", b"name\nIvan\n")]
+        )
+        named = await browser.client.post(target, content=content, headers=headers)
+        assert named.status_code == 422, target
+        assert "file: the file name contains a NUL character" in html.unescape(named.text)
+    source = await manager.post(
+        "/import", {"source": "выставка\x00"}, files={"file": ("clients.csv", b"name\nIvan\n")}
+    )
+    assert source.status_code == 422
+    assert "source: contains a NUL character" in source.text
+    with crm.system() as work:
+        assert work.session.scalars(sa.select(Attachment)).all() == []
+        assert work.session.scalars(sa.select(ImportRun)).all() == []
+
+
+ADMIN_SCREENS = (
+    "/admin",
+    "/admin/users",
+    "/admin/permissions",
+    "/admin/teams",
+    "/admin/fields",
+    "/admin/pipelines",
+    "/admin/audit",
+    "/admin/duplicates",
+    "/admin/automation",
+    "/admin/dead-letters",
+)
+
+
+def _menu(page):
+    return set(re.findall(r'<a href="(/[^"]*)"', page.text.split("<nav>", 1)[1].split("</nav>")[0]))
+
+
+async def test_admin_and_import_screens_follow_the_permission_table(web, crm):
+    """They were given by role name ("admin", "admin" or "manager"): a deployment could
+    not hand one of them to another role. Each now takes its cell; the built-in roles
+    open what they opened before (and managers, who may merge any client, the duplicate
+    report)."""
+    admin, manager, agent = await web("admin"), await web("manager"), await web("agent")
+    for url in (*ADMIN_SCREENS, "/import"):
+        assert (await admin.get(url)).status_code == 200, url
+    for url in ("/import", "/admin/duplicates"):  # merging takes deleting, which they may
+        assert (await manager.get(url)).status_code == 200, url
+    for url in ADMIN_SCREENS[:-3]:
+        assert (await manager.get(url)).status_code == 404, url
+    for url in (*ADMIN_SCREENS, "/import"):
+        assert (await agent.get(url)).status_code == 404, url
+    assert "/import" in _menu(await manager.get("/home"))
+    assert not {"/import", "/admin"} & _menu(await agent.get("/home"))
+
+    with crm.system() as work:  # the deployment lets agents import and read the audit log
+        work.permissions.set("agent", "party", "import", "own")
+        work.permissions.set("agent", "permission", "read", "all")
+        work.permissions.set("agent", "audit_log", "read", "all")
+    assert (await agent.get("/import")).status_code == 200
+    for url in ("/admin", "/admin/permissions", "/admin/pipelines", "/admin/audit"):
+        assert (await agent.get(url)).status_code == 200, url
+    for url in ("/admin/users", "/admin/teams", "/admin/fields", "/admin/duplicates"):
+        assert (await agent.get(url)).status_code == 404, url
+    assert {"/import", "/admin"} <= _menu(await agent.get("/home"))
+    tiles = re.findall(r'class="tile" href="([^"]+)"', (await agent.get("/admin")).text)
+    assert tiles == ["/admin/permissions", "/admin/pipelines", "/admin/audit"]

@@ -141,6 +141,32 @@ def test_a_refused_intake_leaves_nothing_behind(station):
         )
 
 
+def test_a_service_that_is_not_a_number_is_refused_naming_its_row(station):
+    crm = station.crm
+    with crm.system() as work:
+        parties_before = work.session.scalar(select(func.count()).select_from(Party))
+    with crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).intake(
+            client={"name": "Новый клиент", "phone": "+7 916 555-44-33"},
+            car={"plate": "Е556КХ99"},
+            services=[str(station.diagnostics.id), "oil"],
+            location_id=station.branch.id,
+        )
+    assert set(refused.value.errors) == {"services"}
+    assert "row 2: not a number: 'oil'" in str(refused.value.errors["services"][0])
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(Party)) == parties_before
+    # ids as a form sends them are taken
+    with crm.acting_as(station.manager) as work:
+        order = carservice(work).intake(
+            party_id=station.client.id,
+            services=[str(station.diagnostics.id), f" {station.oil_change.id} "],
+            location_id=station.branch.id,
+        )
+        lines = finance(work).orders.lines(order)
+    assert [line.item_id for line in lines] == [station.diagnostics.id, station.oil_change.id]
+
+
 def test_extra_services_can_be_added_after_the_work_is_done(station):
     order = station.order()
     with station.crm.acting_as(station.ivan) as work:

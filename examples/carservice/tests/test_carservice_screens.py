@@ -95,6 +95,25 @@ async def test_a_bad_intake_says_which_field_and_keeps_the_form(station):
     assert 'id="form-error"' in response.text and 'value="Х001ХХ77"' in response.text
 
 
+async def test_an_intake_with_a_service_that_is_not_a_number_names_the_row(station):
+    client = await signed_in(station, "manager")
+    response = await client.post(
+        "/service/intake",
+        [
+            ("party_id", str(station.client.id)),
+            ("services", str(station.diagnostics.id)),
+            ("services", "1; drop"),
+            ("location_id", str(station.branch.id)),
+        ],
+    )
+    assert response.status_code == 422, response.status_code
+    error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+    assert "2" in error and "1; drop" in error, error
+    assert error.startswith(("services:", "услуги:")), error
+    with station.crm.acting_as(station.users["manager"]) as work:
+        assert len(work.records("finance_order").list(limit=50)) == 0
+
+
 async def test_intake_and_assignment_refusals_speak_russian(station):
     # waits on the catalogs: the refusals are crmkit.i18n messages now
     with station.crm.acting_as(station.users["manager"]) as work:

@@ -128,14 +128,25 @@ def test_reassigning_firms_moves_reminders_conversations_and_meetings_going_on(d
             party_id=firm,
             assignee_id=staff.anna.id,
         )
-        work.session.add(conversation)
+        # mail to Anna's own mailbox is hers: it does not go with the firm
+        personal = Conversation(
+            channel="mail",
+            address="olga@kedr.ru",
+            address_key="olga@kedr.ru",
+            subject="Лично Анне",
+            party_id=firm,
+            assignee_id=staff.anna.id,
+            account="anna",
+            owner_id=staff.anna.id,
+        )
+        work.session.add_all([conversation, personal])
         work.flush()
-        conversation_id = conversation.id
+        conversation_id, personal_id = conversation.id, personal.id
     with denaq.acting_as(staff.admin) as work:
         assert distribution(work).reassign(staff.anna.id, staff.igor.id, [firm]) == 1
     with denaq.acting_as(staff.anna) as work:
         assert work.reminders.for_user(staff.anna.id) == []
-        assert work.conversations.list("mine") == []
+        assert [c.id for c in work.conversations.list("mine")] == [personal_id]
     with denaq.acting_as(staff.igor) as work:
         assert [r.id for r in work.reminders.for_user(staff.igor.id)] == [reminder.id]
         assert [c.id for c in work.conversations.list("mine")] == [conversation_id]

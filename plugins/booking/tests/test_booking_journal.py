@@ -6,7 +6,8 @@ import datetime as dt
 import threading
 
 import pytest
-from crmkit_booking import BOOKING_MADE, booking
+from crmkit_booking import BOOKING_CANCELLED, BOOKING_MADE, booking
+from crmkit_booking import plugin as booking_plugin
 
 from crmkit import hookimpl
 from crmkit.errors import ValidationFailed
@@ -14,6 +15,7 @@ from crmkit.testing import add_user, factories
 
 MSK = dt.timezone(dt.timedelta(hours=3))  # the deployment's default zone, Europe/Moscow
 DAY = dt.date(2030, 3, 4)
+HOUR = dt.timedelta(hours=1)
 
 
 def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
@@ -170,3 +172,133 @@ def test_a_specialist_must_be_a_user_and_a_blocked_one_is_not_booked(shop):
     assert str(reason) == "Мастер Анна: Анна Смирнова is blocked and cannot be booked"
     with crm.acting_as("manager") as work, pytest.raises(ValidationFailed, match="is blocked"):
         booking(work).add_resource("Мастер Анна 2", user_id=anna.id)
+
+
+def test_the_journal_shows_a_booking_one_may_not_read_as_busy_only(make_crm):
+    """The front desk books for its own clients: a manager's booking of a client the desk
+    may not read still takes its hours in the journal (and in the free windows), but shows
+    neither its title nor its client; invited to that booking, the desk reads its title,
+    still not the client it may not read."""
+    crm = make_crm(plugins=[booking_plugin, FrontDesk()])
+    boss = add_user(crm, "boss", ["manager"])
+    desk = add_user(crm, "desk", ["desk"])
+    with crm.acting_as(boss) as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay").id
+        vip = factories.organisation(work, name="Секретный клиент", owner_id=boss.id).id
+        secret = booking(work).book(
+            party_id=vip, resource_id=bay, starts_at=at(9), duration=dt.timedelta(hours=2),
+            title="ТО секретного клиента",
+        ).id  # fmt: skip
+    with crm.acting_as(desk) as work:
+        own = factories.organisation(work, name="Клиент стойки").id
+        mine = booking(work).book(party_id=own, resource_id=bay, starts_at=at(11), duration=HOUR).id
+        grid = booking(work).journal(DAY)
+        held = grid.at(bay, at(10), 30)
+        assert held is not None and held.hidden
+        assert (held.id, held.title, held.party_id) == (None, "", None)
+        assert grid.at(bay, at(11), 30).id == mine and grid.clients == {own: "Клиент стойки"}
+        assert booking(work).find_free(HOUR, since=at(9))[0].starts_at == at(12)
+    with crm.acting_as(boss) as work:
+        work.calendar.update(secret, {"attendees": [{"user_id": desk.id}]})
+    with crm.acting_as(desk) as work:
+        grid = booking(work).journal(DAY)
+        held = grid.at(bay, at(9), 30)
+        assert (held.id, held.title) == (secret, "ТО секретного клиента")
+        assert vip not in grid.clients and "Секретный клиент" not in grid.clients.values()
+
+
+class FrontDesk:
+    """A role that reads and books for its own clients, and reads the resources."""
+
+    @hookimpl
+    def crmkit_register_roles(self):
+        from crmkit.access.rules import Role
+
+        return [Role("desk", "Front desk")]
+
+    @hookimpl
+    def crmkit_register_permissions(self):
+        from crmkit.access.rules import grant
+
+        return [
+            *grant("desk", ("party", "calendar_event"), ("read", "create", "update"), "own"),
+            *grant("desk", "resource", "read", "all"),
+        ]
+
+
+def test_a_blocked_specialist_has_no_free_window_and_no_bookable_column(shop):
+    """Anna has left: the free windows never offer her (book() would refuse them), the
+    form no longer lists her, and the journal shows her column only on days she still
+    holds bookings, marked closed (those bookings are to be moved or cancelled)."""
+    crm, bay, master, client, _ = shop
+    anna = add_user(crm, "anna", ["agent"], display_name="Анна Смирнова")
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        hers = journal.add_resource("Анна", user_id=anna.id).id
+        journal.book(party_id=client, resource_id=hers, starts_at=at(12), duration=HOUR)
+        # her name comes first: before she left, she was offered first
+        assert journal.find_free(HOUR, since=at(9))[0].resource.id == hers
+    with crm.system() as work:
+        work.users.block(anna.id)
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        windows = journal.find_free(HOUR, since=at(9), days=3)
+        assert windows and hers not in {w.resource.id for w in windows}
+        assert [w.resource.id for w in windows[:2]] == [master, bay]  # by name at one time
+        assert hers not in {
+            w.resource.id for w in journal.find_free(HOUR, since=at(9), kind="specialist")
+        }
+        assert [r.id for r in journal.bookable()] == [bay, master]
+        today = journal.journal(DAY)
+        assert [r.id for r in today.resources] == [bay, hers, master]
+        assert today.closed == {hers} and today.at(hers, at(12), 30) is not None
+        tomorrow = journal.journal(DAY + dt.timedelta(days=1))
+        assert [r.id for r in tomorrow.resources] == [bay, master] and not tomorrow.closed
+
+
+def test_a_cancellation_keeps_its_reason_and_happens_once(shop):
+    """The reason is in the audit entry and on the client's timeline, where the booking
+    made and cancelled both show; cancelling again is refused on status, naming the
+    booking's time, and booking.cancelled is raised once."""
+    from sqlalchemy import select
+
+    from crmkit.model import AuditEntry
+
+    crm, bay, _, client, _ = shop
+    raised = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == BOOKING_CANCELLED:
+                raised.append(event.data["reason"])
+
+    crm.pm.register(Listener())
+    with crm.acting_as("manager") as work:
+        event = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR
+        )
+    with crm.acting_as("manager") as work:
+        booking(work).cancel(event.id, reason="  клиент заболел ")
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).cancel(event.id, reason="ещё раз")
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "status": ["the booking at 2030-03-04 10:00 is cancelled already"]
+    }
+    assert raised == ["клиент заболел"]
+    with crm.acting_as("manager") as work:
+        entries = list(work.timeline.list(client))
+        assert [(a.kind, a.subject, a.body) for a in entries] == [
+            ("booking_cancelled", "Пост 1, 2030-03-04 10:00", "клиент заболел"),
+            ("booking", "Пост 1, 2030-03-04 10:00", ""),
+        ]
+        assert {(a.record_entity, a.record_id) for a in entries} == {("calendar_event", event.id)}
+        audit = work.session.scalars(
+            select(AuditEntry.changes).where(
+                AuditEntry.entity == "calendar_event",
+                AuditEntry.record_id == event.id,
+                AuditEntry.action == "update",
+            )
+        ).all()
+        assert audit == [{"status": ["confirmed", "cancelled"], "reason": [None, "клиент заболел"]}]
+        assert work.calendar.get(event.id).status == "cancelled"

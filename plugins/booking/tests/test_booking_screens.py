@@ -88,3 +88,60 @@ async def test_the_journal_speaks_the_stations_time_to_a_user_elsewhere(booking_
     clash = await web.post("/booking/new", {**form, "starts_at": f"{DAY}T10:30"})
     assert clash.status_code == 422
     assert "2030-03-04 10:00" in clash.text  # the station's time, as on the form
+
+
+async def test_a_blocked_specialist_is_not_offered_on_the_screens(booking_crm):
+    """Anna has left: the form lists only the bay, her column is shown (she still holds
+    a booking that day) marked closed, with no "+" to book her."""
+    add_user(booking_crm, "manager", ["manager"])
+    anna = add_user(booking_crm, "anna", ["agent"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        hers = journal.add_resource("Мастер Анна", user_id=anna.id).id
+        client = factories.person(work, name="Ольга Соколова").id
+        journal.book(
+            party_id=client,
+            resource_id=hers,
+            starts_at=journal.day_bounds(DAY)[0],
+            duration=dt.timedelta(hours=1),
+        )
+    with booking_crm.system() as work:
+        work.users.block(anna.id)
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = (await web.get("/booking/new", params={"party_id": client})).text
+    assert f'<option value="{bay}"' in form and f'<option value="{hers}"' not in form
+    page = (await web.get("/booking", params={"day": DAY.isoformat()})).text
+    assert re.search(rf'<th data-resource="{hers}" class="closed">', page)
+    assert f"resource_id={hers}&" not in page and f"resource_id={bay}&" in page
+    windows = await web.get("/booking", params={"day": DAY.isoformat(), "minutes": "60"})
+    assert "Мастер Анна" not in windows.text.split('id="free-windows"', 1)[1].split("</section>")[0]
+
+
+async def test_cancelling_a_cancelled_booking_is_told_on_the_journal(booking_crm):
+    """The second cancel (a second tab, a double click) is refused by name on the journal
+    page, not with an error page, and the client is told once."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        client = factories.person(work, name="Ольга Соколова").id
+        event = journal.book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=journal.day_bounds(DAY)[0] + dt.timedelta(hours=1),
+            duration=dt.timedelta(hours=1),
+        ).id
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"reason": "клиент заболел", "day": DAY.isoformat()}
+    first = await web.post(f"/booking/{event}/cancel", form)
+    assert first.status_code == 303
+    again = await web.post(f"/booking/{event}/cancel", form)
+    assert again.status_code == 303 and again.headers["location"] == f"/booking?day={DAY}"
+    page = await web.get(again.headers["location"])
+    assert re.search(r'class="flash error"[^>]*>[^<]*2030-03-04 10:00', page.text)
+    with booking_crm.acting_as("manager") as work:
+        kinds = [a.kind for a in work.timeline.list(client)]
+    assert kinds == ["booking_cancelled", "booking"]

@@ -165,6 +165,54 @@ def test_a_cancelled_order_gives_back_its_cashback(shop):
         assert problems(work) == []
 
 
+def test_a_reopened_order_earns_cashback_on_what_it_charges_now(shop):
+    """Reopened and completed again, the order's cashback follows what it earns now: more
+    work paid for earns more, less work earns less; the ledger books each difference once."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)  # 1500.00 paid: 150.00
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = fin.orders.get(order.id)
+        work.moves.move(order, "in_work", comment="the noise is back")
+        fin.orders.add_line(order, shop.diagnostics.id)  # 1000.00 more
+        work.moves.move(order, "done")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.cashback.balance(shop.client.id) == money("150.00")  # not paid yet
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        assert fin.cashback.balance(shop.client.id) == money("250.00")  # 10 % of 2500
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = fin.orders.get(order.id)
+        work.moves.move(order, "in_work", comment="diagnostics was not needed")
+        work.moves.move(order, "done")  # completed again as it was: nothing more
+        assert fin.cashback.balance(shop.client.id) == money("250.00")
+        work.moves.move(order, "in_work", comment="diagnostics was not needed")
+        [diagnostics] = [
+            line
+            for line in fin.orders.lines(order)
+            if line.item_id == shop.diagnostics.id and line.recognized_on is None
+        ]
+        fin.orders.remove_line(diagnostics.id)
+        work.moves.move(order, "done")
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        # 1500.00 charged now; the 1000.00 over it is the client's advance and earns nothing
+        assert fin.cashback.balance(shop.client.id) == money("150.00")
+        # the client's cashback account: each difference booked once, as it happened
+        statement = fin.ledger.entries(fin.ledger.cashback(shop.client.id))
+        assert [-entry.amount for entry in reversed(statement)] == [
+            money("150.00"),
+            money("100.00"),
+            money("-100.00"),
+        ]
+        [lot] = fin.cashback.lots(shop.client.id)
+        assert lot.remaining == money("150.00")
+        assert problems(work) == []
+
+
 def test_a_payment_taken_while_the_order_is_completed_earns_its_cashback(shop):
     """The worker moves the order to done while the cashier takes its payment: each step
     holds the order, so the second sees the first and the cashback is accrued."""

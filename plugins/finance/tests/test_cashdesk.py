@@ -619,3 +619,267 @@ def test_a_shift_is_its_cashiers(shop):
         fin.cashdesk.close_shift(mine.id, counted="1390.00")
         assert fin.cashdesk.current_shift(shop.desk.id) is None
         assert problems(work) == []
+
+
+def test_a_refund_of_a_cancelled_order_says_it_owes_nothing(shop):
+    """``payment.refunded`` tells what the order still owes: a cancelled order owes nothing,
+    whatever its total was."""
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.cashier) as work:
+        paid = finance(work).payments.take(order_id=order.id, amount="1000.00", method="transfer")
+    with shop.crm.acting_as(shop.manager) as work:
+        work.moves.move(order.id, "in_work", entity="finance_order", comment="reopened")
+        work.moves.move(order.id, "cancelled", entity="finance_order", comment="client left")
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.refund(paid.id, "400.00")
+        event = next(e for e in work.pending_events if e.name == "payment.refunded")
+        assert event.data["order_due"] == "0.00"
+        assert fin.orders.totals(order.id).due == money("-600.00")  # the client's money
+
+
+def _at_once(first, second, first_done, timeout=30):
+    """Run ``first`` and, once ``first_done`` is set, ``second`` in threads of their own
+    (each its own unit of work and connection); what each raised or returned."""
+    outcomes = {}
+
+    def run(name, step):
+        try:
+            outcomes[name] = step()
+        except ValidationFailed as refused:
+            outcomes[name] = refused
+
+    def then():
+        first_done.wait(10)
+        run("second", second)
+
+    threads = [threading.Thread(target=run, args=("first", first)), threading.Thread(target=then)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return outcomes
+
+
+def test_a_shift_closed_while_a_payment_is_posted_counts_it(shop, monkeypatch):
+    """The closing waits for a payment being posted into the shift and counts it: the
+    payment never lands in a shift whose expected cash left it out."""
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    posted, closed = threading.Event(), threading.Event()
+    announce = PaymentService._announce
+
+    def announce_then_linger(self, *args):
+        announce(self, *args)
+        posted.set()
+        closed.wait(2)  # a closing that does not wait for us is done by now
+
+    monkeypatch.setattr(PaymentService, "_announce", announce_then_linger)
+
+    def pay():
+        with shop.crm.acting_as(shop.cashier) as work:
+            finance(work).payments.take(
+                order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id
+            )
+
+    def close():
+        try:
+            with shop.crm.acting_as(shop.cashier) as work:
+                return finance(work).cashdesk.close_shift(shift.id, counted="1500.00").id
+        finally:
+            closed.set()
+
+    outcomes = _at_once(pay, close, posted)
+    monkeypatch.undo()
+    assert outcomes == {"first": None, "second": shift.id}
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        report = fin.cashdesk.shift_report(shift.id)
+        [payment] = fin.payments.of_order(order.id)
+        assert payment.shift_id == shift.id
+        assert report["cash_received"] == money("1500.00")
+        assert report["expected_cash"] == money("1500.00")
+        assert report["closing_difference"] == 0
+        assert fin.ledger.balance(fin.ledger.account("expense:cash_difference"), "RUB") == 0
+
+
+def test_a_payment_posted_while_its_shift_is_closed_is_refused(shop, monkeypatch):
+    """A payment waiting for the closing of its shift is refused (open a shift first), not
+    posted into the closed shift."""
+    order = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.open_shift(shop.desk.id, counted="0")
+    counting, paying = threading.Event(), threading.Event()
+    from crmkit_finance.services.cashdesk import CashDeskService
+
+    book = CashDeskService._book_difference
+
+    def book_then_linger(self, *args):
+        book(self, *args)
+        counting.set()
+        paying.wait(2)  # a payment that does not wait for the closing is posted by now
+
+    monkeypatch.setattr(CashDeskService, "_book_difference", book_then_linger)
+
+    def close():
+        with shop.crm.acting_as(shop.cashier) as work:
+            return finance(work).cashdesk.close_shift(shift.id, counted="0").id
+
+    def pay():
+        try:
+            with shop.crm.acting_as(shop.cashier) as work:
+                finance(work).payments.take(
+                    order_id=order.id, amount="1500.00", method="cash", desk_id=shop.desk.id
+                )
+        finally:
+            paying.set()
+
+    outcomes = _at_once(close, pay, counting)
+    monkeypatch.undo()
+    assert outcomes["first"] == shift.id
+    assert "open a shift at Desk 1 first" in str(outcomes["second"])
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.payments.of_order(order.id) == []
+        assert fin.cashdesk.drawer_balance(shop.desk) == 0
+        assert problems(work) == []
+
+
+def _two_cashiers_at_once(shop, monkeypatch, pay):
+    """``pay(fin)`` by two cashiers at once, each on a connection of their own: each waits
+    for the other after reading its order (unless the other is held by the order's lock)."""
+    second = add_user(shop.crm, "cashier2", ["cashier"])
+    both_read = threading.Barrier(2)
+    read_desk = PaymentService._desk_and_shift
+
+    def desk_then_wait(self, *args):
+        found = read_desk(self, *args)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(2)
+        return found
+
+    monkeypatch.setattr(PaymentService, "_desk_and_shift", desk_then_wait)
+    outcomes = []
+
+    def run(user):
+        try:
+            with shop.crm.acting_as(user) as work:
+                pay(finance(work))
+            outcomes.append("paid")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    return sorted(outcomes)
+
+
+@pytest.mark.parametrize("method", ["transfer", "cashback"])
+def test_two_cashiers_taking_the_full_due_at_once_take_it_once(shop, monkeypatch, method):
+    """Both forms showed 1500 due: the second payment waits for the first, finds nothing
+    due and is refused by name (by money or by cashback alike)."""
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.adjust(shop.client.id, "3000.00", reason="welcome gift")
+    outcomes = _two_cashiers_at_once(
+        shop,
+        monkeypatch,
+        lambda fin: fin.payments.take(
+            order_id=order.id, amount="1500.00", method=method, due="1500.00"
+        ),
+    )
+    assert outcomes[1] == "paid"
+    assert f"only 0.00 RUB is due on order {order.number}" in outcomes[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(order.id)) == 1
+        assert fin.orders.totals(order.id).due == 0
+        assert fin.cashback.balance(shop.client.id) == money(
+            "1500.00" if method == "cashback" else "3000.00"
+        )
+        assert problems(work) == []
+
+
+def test_two_cashiers_booking_one_invoice_transfer_at_once_book_it_once(shop, monkeypatch):
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = work.parties.create(kind="organisation", name="ООО «Такси»")
+        order = shop.order(work, party_id=firm.id)
+        finance(work).orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+    with shop.crm.acting_as(shop.accountant) as work:
+        invoice = finance(work).invoices.issue([order.id])
+    outcomes = _two_cashiers_at_once(
+        shop,
+        monkeypatch,
+        lambda fin: fin.payments.pay_invoice(invoice.id, "1500.00", due="1500.00"),
+    )
+    assert outcomes[1] == "paid"
+    assert f"only 0.00 RUB is due on invoice {invoice.number}" in outcomes[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(order.id)) == 1
+        assert fin.payments.receivable(firm.id) == 0  # no second 1500 on the firm's account
+
+
+def test_a_payment_more_than_what_is_due_now_is_refused_but_an_advance_is_not(shop):
+    order = completed_order(shop)  # 1500
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer", due="1500.00")
+        # a form shown before that payment: 1500 was due, 500 is
+        with pytest.raises(ValidationFailed, match="only 500.00 RUB is due on order"):
+            fin.payments.take(order_id=order.id, amount="1500.00", method="transfer", due="1500.00")
+        # what is due now, from the same old form, is taken
+        fin.payments.take(order_id=order.id, amount="500.00", method="transfer", due="1500.00")
+        assert fin.orders.totals(order.id).due == 0
+    other = completed_order(shop)
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        # the due is what the form showed: paying more on purpose is an advance
+        fin.payments.take(order_id=other.id, amount="2000.00", method="transfer", due="1500.00")
+        assert fin.orders.totals(other.id).due == money("-500.00")
+
+
+def test_two_cashiers_opening_one_desk_at_once_open_one_shift(shop, monkeypatch):
+    """Both read "no shift open" before either writes (unless the desk is held): the
+    second waits for the first and is refused by name, not a database error."""
+    from crmkit_finance.services.cashdesk import CashDeskService
+
+    second = add_user(shop.crm, "cashier2", ["cashier"])
+    both_read = threading.Barrier(2)
+    read_current = CashDeskService.current_shift
+
+    def current_then_wait(self, desk_id):
+        found = read_current(self, desk_id)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait(2)
+        return found
+
+    monkeypatch.setattr(CashDeskService, "current_shift", current_then_wait)
+    outcomes = []
+
+    def run(user):
+        try:
+            with shop.crm.acting_as(user) as work:
+                finance(work).cashdesk.open_shift(shop.desk.id, counted="0.00")
+            outcomes.append("opened")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.undo()
+    assert sorted(outcomes)[1] == "opened", outcomes
+    assert "a shift is already open at Desk 1" in sorted(outcomes)[0]
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.cashdesk.current_shift(shop.desk.id) is not None
+        assert problems(work) == []

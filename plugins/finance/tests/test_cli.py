@@ -80,3 +80,18 @@ def test_user_mistakes_are_one_line(tmp_path, capsys):
     assert "Invalid value for '--month': 'bad' does not match the formats" in err
     code, out, err = call(capsys, "--config", config, "finance", "amortize", "--month", "2026-03")
     assert (code, out.strip()) == (0, "amortized 0 for 2026-03"), err
+
+
+def test_an_unknown_report_parameter_is_refused_naming_it(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(directory))
+    assert code == 0, err
+    report = ["--config", str(directory), "finance", "report", "finance.receivables"]
+    code, out, err = call(capsys, *report, "-p", "asof=2026-01-01")
+    assert (code, out) == (1, "")
+    assert err == "error: asof: not a parameter of finance.receivables; its parameters: as_of\n"
+    code, out, err = call(capsys, *report, "-p", "as_of")
+    assert (code, out) == (1, "")
+    assert err == "error: -p as_of: give a report parameter as KEY=VALUE\n"
+    code, out, err = call(capsys, *report, "-p", "as_of=2026-01-01", "--format", "json")
+    assert code == 0, err

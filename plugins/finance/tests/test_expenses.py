@@ -51,3 +51,31 @@ def test_cashier_cannot_record_expenses(shop):
 
     with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
         finance(work).expenses.expense("expense:rent", "1.00")
+
+
+def test_an_unknown_account_or_category_is_refused_naming_its_field(shop):
+    """A mistyped account is the caller's mistake (422 naming the field), not a missing
+    page; nothing is booked."""
+    with shop.crm.acting_as(shop.warehouse) as work:
+        vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id)
+    refused = (
+        (
+            lambda fin: fin.expenses.expense("expense:rent", "1.00", paid_from="bank:nope"),
+            "account",
+        ),
+        (lambda fin: fin.expenses.income("income:other", "1.00", received_into="9999"), "account"),
+        (lambda fin: fin.expenses.expense("expense:nope", "1.00"), "category"),
+        (lambda fin: fin.purchases.pay(supplier.id, "1.00", paid_from="bank:nope"), "paid_from"),
+    )
+    for book, field in refused:
+        with (
+            pytest.raises(ValidationFailed) as caught,
+            shop.crm.acting_as(shop.accountant) as work,
+        ):
+            book(finance(work))
+        assert list(caught.value.errors) == [field]
+    assert "no account bank:nope" in str(caught.value)
+    with shop.crm.acting_as(shop.accountant) as work:
+        ledger = finance(work).ledger
+        assert ledger.balance(ledger.account("bank:main"), "RUB") == 0

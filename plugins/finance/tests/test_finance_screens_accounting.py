@@ -188,6 +188,14 @@ def test_expenses_by_category(shop, signed_in):
         },
     )
     assert 'class="flash error"' in wrong.text
+    # an account that is not there (a stale or tampered choice): the form again, saying so
+    mistyped = accountant.post(
+        "/finance/expenses",
+        {"kind": "expense", "category": "expense:insurance", "amount": "5", "account": "bank:x"},
+    )
+    assert mistyped.status_code == 303
+    again = accountant.get(mistyped.headers["location"])
+    assert 'class="flash error"' in again.text and "bank:x" in again.text
     with shop.crm.acting_as(shop.accountant) as work:
         ledger = finance(work).ledger
         assert ledger.balance(ledger.get_account("expense:insurance"), "RUB") == Decimal("12000.00")

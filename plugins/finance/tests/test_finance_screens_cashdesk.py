@@ -331,6 +331,46 @@ def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in)
         assert finance(work).payments.refunded(paid) == Decimal("400.00")
 
 
+def test_open_void_and_close_forms_sent_twice_take_effect_once(shop, signed_in):
+    """A double click on *Open the shift*, *Void* or *Close the shift* opens, voids or closes
+    once; the second submission says the form was already sent, not an error."""
+    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    cashier = signed_in("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+
+    def twice(action, sent):
+        first = cashier.submit(action, sent)
+        again = cashier.submit(action, sent)
+        assert 'class="flash error"' not in first.text + again.text, again.text
+        assert "already sent" not in first.text and "уже отправлена" not in first.text
+        assert (
+            "This form was already sent" in again.text or "Эта форма уже отправлена" in again.text
+        )
+
+    open_path = f"/finance/cashdesk/{shop.desk.id}/open"
+    twice(open_path, {"counted": "100", "form_token": _token(cashier.get(desk), open_path)})
+    cashier.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1500", "method": "cash"},
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        [paid] = finance(work).payments.of_order(order.id)
+    void_path = f"/finance/payments/{paid.id}/void"
+    page = cashier.get(desk)
+    twice(void_path, {"reason": "wrong order", "back": desk, "form_token": _token(page, void_path)})
+    shift = _open_shift(shop)
+    close_path = f"/finance/shifts/{shift.id}/close"
+    page = cashier.get(desk)
+    twice(close_path, {"counted": "100", "back": desk, "form_token": _token(page, close_path)})
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        [closed] = fin.cashdesk.shifts(shop.desk.id)  # one shift, opened once
+        assert closed.closed_at is not None and closed.closing_count == Decimal("100.00")
+        kinds = [p.kind for p in fin.payments.of_order(order.id)]
+        assert kinds == ["payment", "void"]  # voided once
+        assert fin.cashdesk.drawer_balance(shop.desk) == Decimal("100.00")
+
+
 def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
@@ -414,3 +454,53 @@ def test_a_second_cashier_sees_whose_shift_is_open_and_takes_no_payment_in_it(sh
     assert 'class="flash error"' not in page.text and 'id="open-shift"' in page.text
     with shop.crm.acting_as(shop.accountant) as work:
         assert finance(work).cashdesk.current_shift(shop.desk.id) is None
+
+
+def test_a_payment_form_shown_before_another_cashier_took_the_due_is_refused(shop, signed_in):
+    """Two cashiers with the order's page open, each with the full due in the form: the
+    second one sent is refused with what is due now; the invoice page likewise."""
+    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    add_user(shop.crm, "cashier2", ["cashier"])
+    anna, boris = signed_in("cashier"), signed_in("cashier2")
+    path = f"/records/finance_order/{order.id}"
+
+    def form_of(client):
+        page = client.get(path)
+        form = page.text.split('action="/finance/payments"', 1)[1].split("</form>", 1)[0]
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+        amount = re.search(r'name="amount"[^>]*value="([^"]*)"', form).group(1)
+        return {**fields, "amount": amount, "method": "transfer"}
+
+    sent_by_anna, sent_by_boris = form_of(anna), form_of(boris)
+    assert sent_by_anna["amount"] == sent_by_boris["amount"] == "1500.00"
+    first = anna.submit("/finance/payments", sent_by_anna)
+    second = boris.submit("/finance/payments", sent_by_boris)
+    assert 'class="flash error"' not in first.text
+    assert 'class="flash error"' in second.text and "0.00" in second.text
+    assert order.number in second.text.split('class="flash error"', 1)[1].split("</", 1)[0]
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert len(finance(work).payments.of_order(order.id)) == 1
+
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = factories.organisation(work, customer_type="corporate")
+    other = _completed_order(shop, shop.oil_change, party_id=firm.id)
+    with shop.crm.acting_as(shop.accountant) as work:
+        invoice = finance(work).invoices.issue([other.id])
+    invoice_path = f"/finance/invoices/{invoice.id}"
+    pay_path = f"{invoice_path}/pay"
+    shown = [client.get(invoice_path) for client in (anna, boris)]
+    sent = [
+        {
+            "amount": "1500.00",
+            "due": re.search(r'name="due" value="([^"]*)"', page.text).group(1),
+            "form_token": _token(page, pay_path),
+        }
+        for page in shown
+    ]
+    assert 'class="flash error"' not in anna.submit(pay_path, sent[0]).text
+    again = boris.submit(pay_path, sent[1])
+    assert 'class="flash error"' in again.text and invoice.number in again.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert len(fin.payments.of_order(other.id)) == 1
+        assert fin.payments.receivable(firm.id) == 0

@@ -196,6 +196,51 @@ def test_write_off_and_transfer_forms_sent_twice_take_effect_once(shop, signed_i
     assert _level(shop, shop.oil.id)["qty"] == Decimal("3")
 
 
+def test_count_and_minimum_forms_sent_again_after_goods_moved_change_nothing(shop, signed_in):
+    """A count or a minimum sets a level: sent again after the stock moved, a count would book
+    the difference once more and a minimum would undo the one set since."""
+    head = signed_in("warehouse")
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    page = head.get("/finance/stock")
+    count = {**common, "qty": "8", "form_token": _stock_form(page, "count")}
+    minimum = {**common, "min_qty": "5", "form_token": _stock_form(page, "minimum")}
+    first = head.submit("/finance/stock/count", count)  # 10 l found 8: 2 short
+    assert "flash error" not in first.text and "уже отправлена" not in _flashes(first)
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("8")
+    head.submit("/finance/stock/minimum", minimum)
+    with shop.crm.acting_as(shop.warehouse) as work:
+        finance(work).stock.write_off(shop.oil.id, shop.branch.id, "1", reason="spilled")
+    later = head.get("/finance/stock")  # a second minimum, from a page shown later
+    head.submit(
+        "/finance/stock/minimum",
+        {**common, "min_qty": "3", "form_token": _stock_form(later, "minimum")},
+    )
+    again = head.submit("/finance/stock/count", count)  # the back button and send again
+    assert "flash error" not in again.text
+    assert "Эта форма уже отправлена: повторно ничего не сделано." in _flashes(again)
+    again = head.submit("/finance/stock/minimum", minimum)
+    assert "Эта форма уже отправлена: повторно ничего не сделано." in _flashes(again)
+    level = _level(shop, shop.oil.id)
+    assert level["qty"] == Decimal("7") and level["value"] == Decimal("2800.00")
+    assert level["min_qty"] == Decimal("3")
+    # a count that found the stock as booked moved nothing, and its repeat moves nothing
+    nothing = {**common, "qty": "7", "form_token": _stock_form(later, "count")}
+    head.submit("/finance/stock/count", nothing)
+    with shop.crm.acting_as(shop.warehouse) as work:
+        finance(work).stock.write_off(shop.oil.id, shop.branch.id, "2", reason="spilled")
+    again = head.submit("/finance/stock/count", nothing)
+    assert "Эта форма уже отправлена: повторно ничего не сделано." in _flashes(again)
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("5")
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert [m.kind for m in fin.stock.moves(shop.oil.id)].count("count") == 1
+        shrinkage = fin.ledger.account("expense:shrinkage")
+        assert fin.ledger.balance(shrinkage, "RUB") == Decimal("2000.00")  # 5 l at 400.00
+    # the next page's forms are new ones
+    page = head.get("/finance/stock")
+    assert count["form_token"] not in page.text and minimum["form_token"] not in page.text
+
+
 def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_in):
     def receipt_form(page):
         return page.text.split('action="/finance/stock/receive"', 1)[1].split("</form>", 1)[0]
@@ -226,7 +271,7 @@ def test_a_stale_write_met_on_the_way_is_the_changed_meanwhile_page(shop, signed
     """A row changed under the form's change, found by a flush the service did not start
     itself (a query's autoflush), is the page's conflict (409), not a server error."""
 
-    def set_minimum(self, item_id, location_id, min_qty):
+    def set_minimum(self, item_id, location_id, min_qty, form_token=None):
         level = self.level(item_id, location_id)
         level.min_qty = Decimal(min_qty)
         # the row's version moves on behind the loaded level (as another writer's would)
@@ -244,3 +289,27 @@ def test_a_stale_write_met_on_the_way_is_the_changed_meanwhile_page(shop, signed
     answer = head.post("/finance/stock/minimum", {**common, "min_qty": "20"})
     assert answer.status_code == 409 and "Изменено другим" in answer.text
     assert _level(shop, shop.oil.id)["min_qty"] == 0  # nothing of it saved
+
+
+def test_a_nul_character_in_a_purchase_order_is_refused_naming_the_field(shop, signed_in):
+    """The purchase form reads its own lines: a NUL in the note reached PostgreSQL (a 500)
+    and was kept by SQLite; it is refused naming the field, and no order is made."""
+    head = signed_in("warehouse")
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    with shop.crm.acting_as(shop.warehouse) as work:
+        supplier = next(iter(work.records("finance_supplier").list(limit=5)))
+    page = head.submit(
+        "/finance/purchases",
+        {
+            "supplier_id": supplier.id,
+            "location_id": shop.branch.id,
+            "item_id": [shop.oil.id],
+            "qty": ["6"],
+            "unit_cost": ["300"],
+            "note": "срочно\x00",
+        },
+    )
+    assert 'class="flash error"' in page.text
+    assert '"flash error" role="status">заметка: содержит символ NUL<' in page.text
+    with shop.crm.acting_as(shop.warehouse) as work:
+        assert list(work.records("finance_purchase_order").list(limit=5)) == []

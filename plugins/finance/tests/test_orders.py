@@ -253,6 +253,96 @@ def test_an_order_left_in_a_removed_stage_moves_out_and_completes(shop):
         assert order.stage == "done" and order.completed_at is not None
 
 
+def test_goods_that_cost_nothing_come_back_to_stock(shop):
+    """Goods received at no cost (samples, a supplier's gift) leave stock with an order and
+    come back when it is cancelled or their line removed, recognized or not."""
+    crm = shop.crm
+    with crm.acting_as(shop.warehouse) as work:
+        fin = finance(work)
+        sample = work.records("finance_item").create(
+            name="Additive sample", kind="goods", price="100.00", unit="pcs", track_stock=True
+        )
+        fin.stock.receive(sample.id, shop.branch.id, "5", "0")
+
+    def on_hand(fin):
+        return fin.stock.level(sample.id, shop.branch.id).qty
+
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        cancelled = shop.order(work)
+        fin.orders.add_line(cancelled, sample.id, qty="2")
+        fin.orders.add_line(cancelled, shop.oil.id, qty="1")
+        assert on_hand(fin) == 3
+        work.moves.move(cancelled, "cancelled", comment="client left")
+        assert on_hand(fin) == 5  # both sample units are back
+        assert fin.stock.level(shop.oil.id, shop.branch.id).qty == 10
+        work.moves.move(cancelled, "new")  # restored: issued again
+        assert on_hand(fin) == 3
+        work.moves.move(cancelled, "cancelled", comment="client left again")
+        assert on_hand(fin) == 5
+        order = shop.order(work)
+        line = fin.orders.add_line(order, sample.id, qty="2")
+        fin.orders.update_line(line, qty="3")
+        assert on_hand(fin) == 2
+        fin.orders.remove_line(line.id)  # an open line
+        assert on_hand(fin) == 5
+        sold = fin.orders.add_line(order, sample.id, qty="1")
+        work.moves.move(order, "done")
+        assert on_hand(fin) == 4
+        fin.orders.remove_line(sold, reason="not used")  # a recognized line
+        assert on_hand(fin) == 5
+        reopened = shop.order(work)
+        fin.orders.add_line(reopened, sample.id, qty="4")
+        work.moves.move(reopened, "done")
+        work.moves.move(reopened, "in_work", comment="one more thing")
+        work.moves.move(reopened, "cancelled", comment="client left")
+        assert on_hand(fin) == 5
+        level = fin.stock.level(sample.id, shop.branch.id)
+        assert level.value == 0
+        from crmkit_finance.integrity import problems
+
+        assert problems(work) == []
+
+
+def test_an_order_moved_to_another_client_never_keeps_the_first_clients_contract(shop):
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        taxi = work.parties.create(kind="organisation", name="ООО «Такси»")
+        bus = work.parties.create(kind="organisation", name="ООО «Автобус»")
+        taxi_terms = work.records("finance_contract").create(
+            party_id=taxi.id, number="Д-17", payment_days=30, signed_on="2020-01-01"
+        )
+        bus_terms = work.records("finance_contract").create(
+            party_id=bus.id, number="Д-18", payment_days=10, signed_on="2020-01-01"
+        )
+        order = shop.order(work, party_id=taxi.id)
+        assert order.contract_id == taxi_terms.id
+        # another client's contract, named with or without a change of client: refused
+        for values in (
+            {"contract_id": bus_terms.id},
+            {"party_id": shop.client.id, "contract_id": bus_terms.id},
+        ):
+            with pytest.raises(ValidationFailed, match="not a contract of this client") as no:
+                fin.orders.update(order, **values)
+            assert set(no.value.errors) == {"contract_id"}
+            assert (order.party_id, order.contract_id) == (taxi.id, taxi_terms.id)
+        # a client without a contract: the order pays as theirs, on the spot
+        fin.orders.update(order, party_id=shop.client.id)
+        assert order.contract_id is None
+        # a client with one: the order takes their contract in force, as a new order does
+        fin.orders.update(order, party_id=bus.id)
+        assert order.contract_id == bus_terms.id
+        # a form sending every field back (the contract as it was) with a new client
+        fin.orders.update(order, party_id=taxi.id, contract_id=bus_terms.id)
+        assert order.contract_id == taxi_terms.id
+        fin.orders.update(order, party_id=shop.client.id, contract_id=None)
+        assert order.contract_id is None
+        fin.orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+        assert order.due_on == order.completed_on  # no 30 days of the taxi's terms
+
+
 def test_a_completed_order_keeps_its_currency_and_client(shop):
     with shop.crm.acting_as(shop.manager) as work:
         fin = finance(work)

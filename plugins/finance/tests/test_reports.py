@@ -271,3 +271,17 @@ def test_salaries_report_shows_what_was_paid_out_as_a_positive_sum(shop):
     assert row["total"] == money("30000.00")
     assert row["paid"] == money("20000.00")
     assert row["owed"] == money("10000.00")
+
+
+def test_a_parameter_the_report_does_not_declare_is_refused_naming_it(shop):
+    """A misspelt key (`grian` for `grain`) is not a report with the defaults: the refusal
+    names the key and the report's parameters."""
+    from crmkit.errors import ValidationFailed
+
+    with shop.crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        run_report(work, "finance.revenue", {"start": "2026-01-01", "grian": "day"})
+    assert str(refused.value) == (
+        "grian: not a parameter of finance.revenue; its parameters: start, end, grain, by"
+    )
+    with shop.crm.system() as work:
+        assert run_report(work, "finance.revenue", {"grain": "day"}).rows is not None

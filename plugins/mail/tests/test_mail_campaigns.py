@@ -7,14 +7,16 @@ import re
 import httpx
 import pytest
 from crmkit_mail import mail
-from crmkit_mail.campaigns import send_campaign
+from crmkit_mail.campaigns import REFUSED_IN_A_ROW, TRIES, send_campaign
 from crmkit_mail.imap import append
+from crmkit_mail.model import MailCampaignRecipient
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_account
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from crmkit.clock import utcnow
 from crmkit.jobs.delivery import deliver_due
-from crmkit.model import Party
+from crmkit.model import Activity, Party
 from crmkit.testing.channel_contract import make_due
 from crmkit.web.app import create_app
 
@@ -131,10 +133,17 @@ def received_by(smtp):
     return sorted(r.recipients[0] for r in smtp.received)
 
 
+def due_now(crm):
+    """Let the recipients refused for now, and the job's later run, be due now."""
+    with crm.system() as work:
+        work.session.execute(update(MailCampaignRecipient).values(retry_at=None))
+    make_due(crm)
+
+
 @pytest.mark.parametrize(
     "answer", ["450 4.2.0 Greylisted, try again later", "452 4.2.2 Mailbox full"]
 )
-def test_a_recipient_refused_for_now_fails_and_the_mailing_goes_on(mail_crm, account, smtp, answer):
+def test_a_recipient_refused_for_now_is_tried_again_later(mail_crm, account, smtp, answer):
     campaign_id = started(mail_crm, clients(mail_crm))
     smtp.refuse["b@two"] = answer
 
@@ -144,13 +153,69 @@ def test_a_recipient_refused_for_now_fails_and_the_mailing_goes_on(mail_crm, acc
     with mail_crm.system() as work:
         campaigns = mail(work).campaigns
         report = campaigns.report(campaign_id)
-        assert (report["sent"], report["failed"], report["pending"]) == (2, 1, 0)
-        assert campaigns.get(campaign_id).status == "done"
-        (failed,) = campaigns.recipients(campaign_id, status="failed")
-        assert failed.address == "b@two.ru" and answer in failed.error
-    # the job run again (a retry, a second worker) sends nobody a second mail
-    send_campaign(mail_crm, campaign_id)
+        assert (report["sent"], report["failed"], report["pending"]) == (2, 0, 1)
+        assert campaigns.get(campaign_id).status == "sending"  # not over: b@ is waiting
+        (waiting,) = campaigns.recipients(campaign_id, status="pending")
+        assert waiting.address == "b@two.ru" and answer in waiting.error
+        assert waiting.attempts == 1 and waiting.retry_at > utcnow()
+    # the job's later run is queued for then: before, nobody is mailed again
+    deliver_due(mail_crm)
     assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+
+    smtp.refuse.clear()  # the greylisting is over
+    due_now(mail_crm)
+    deliver_due(mail_crm)
+
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru", "c@three.ru"]  # each once
+    with mail_crm.system() as work:
+        report = mail(work).campaigns.report(campaign_id)
+        assert (report["sent"], report["failed"], report["pending"]) == (3, 0, 0)
+        assert mail(work).campaigns.get(campaign_id).status == "done"
+
+
+def test_a_recipient_refused_for_now_again_and_again_fails_in_the_end(mail_crm, account, smtp):
+    campaign_id = started(mail_crm, clients(mail_crm))
+    smtp.refuse["b@two"] = "452 4.2.2 Mailbox full"
+    for _ in range(TRIES):
+        send_campaign(mail_crm, campaign_id)
+        due_now(mail_crm)
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        (failed,) = campaigns.recipients(campaign_id, status="failed")
+        assert failed.address == "b@two.ru" and failed.attempts == TRIES
+        assert failed.error.startswith(f"refused for now {TRIES} times: ")
+        assert "452 4.2.2 Mailbox full" in failed.error
+        assert campaigns.get(campaign_id).status == "done"
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+
+
+def test_a_throttling_server_stops_the_run_and_the_mailing_goes_on_later(mail_crm, account, smtp):
+    with mail_crm.system() as work:
+        group = work.groups.create(name="Все")
+        ids = [
+            work.parties.create(
+                {"kind": "person", "name": f"Клиент {n}",
+                 "contact_points": [{"kind": "email", "value": f"p{n}@x.ru"}]}
+            ).id
+            for n in range(10)
+        ]  # fmt: skip
+        work.groups.add_members(group.id, ids)
+    campaign_id = started(mail_crm, group.id)
+    smtp.fail_data = "451 4.7.1 Too many messages, try again later"  # the provider's quota
+
+    report = send_campaign(mail_crm, campaign_id)
+
+    assert smtp.received == []
+    assert (report["pending"], report["failed"]) == (10, 0)  # nobody failed for good
+    with mail_crm.system() as work:
+        rows = mail(work).campaigns.recipients(campaign_id)
+        tried = [r.address for r in rows if r.attempts]
+        assert len(tried) == REFUSED_IN_A_ROW  # the run stopped: the rest were not tried
+        assert mail(work).campaigns.get(campaign_id).status == "sending"
+    smtp.fail_data = None
+    due_now(mail_crm)
+    deliver_due(mail_crm)
+    assert len(received_by(smtp)) == len(set(received_by(smtp))) == 10
 
 
 def test_a_server_that_goes_away_is_tried_again_without_mailing_anyone_twice(
@@ -307,3 +372,150 @@ def test_two_recipients_of_a_mailing_merged_are_its_recipient_once(mail_crm, acc
         ]
         assert len(rows) == 4
         assert mail(work).campaigns.report(campaign.id)["sent"] == 2
+
+
+def test_a_mailing_past_a_template_limit_fails_its_recipients_with_the_reason(
+    mail_crm, account, smtp
+):
+    group_id = clients(mail_crm)
+    with mail_crm.system() as work:  # long for a client with a long name only
+        campaign = mail(work).campaigns.create(
+            "Шины", subject="s", body="{{ party.name * (100000 if '1' in party.name else 1) }}",
+            group_id=group_id, rate_per_minute=0,
+        )  # fmt: skip
+        mail(work).campaigns.start(campaign.id)
+
+    deliver_due(mail_crm)  # the job ends; it is not a crashed worker
+
+    assert received_by(smtp) == ["a@one.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        assert campaigns.get(campaign.id).status == "done"
+        (failed,) = campaigns.recipients(campaign.id, status="failed")
+        assert failed.address == "b@two.ru"
+        assert "template “Шины”: it makes a value longer than 200000 characters" in failed.error
+
+
+class Killed(BaseException):
+    """The worker killed (kill -9) right after the server took a mail: nothing after runs."""
+
+
+def test_a_worker_killed_while_sending_never_mails_anyone_twice(
+    mail_crm, account, smtp, monkeypatch
+):
+    from crmkit_mail.smtp import SmtpTransport
+
+    campaign_id = started(mail_crm, clients(mail_crm))
+    send = SmtpTransport.send
+
+    def killed_after_two(self, *args, **kwargs):
+        send(self, *args, **kwargs)
+        if len(smtp.received) == 2:
+            raise Killed
+
+    monkeypatch.setattr(SmtpTransport, "send", killed_after_two)
+    with pytest.raises(Killed):
+        send_campaign(mail_crm, campaign_id)
+    monkeypatch.setattr(SmtpTransport, "send", send)
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru"]
+
+    # the job's retry on another worker: what the dead one was sending may have gone out
+    report = send_campaign(mail_crm, campaign_id)
+
+    assert received_by(smtp) == ["a@one.ru", "b@two.ru"]  # nobody mailed a second time
+    assert (report["unknown"], report["pending"], report["sending"]) == (3, 0, 0)
+    with mail_crm.system() as work:
+        campaigns = mail(work).campaigns
+        assert campaigns.get(campaign_id).status == "done"
+        rows = campaigns.recipients(campaign_id, status="unknown")
+        assert all("maybe sent" in r.error for r in rows)
+        # an admin decides to send them again
+        assert campaigns.retry_unknown(campaign_id) == 3
+    deliver_due(mail_crm)
+    assert received_by(smtp) == ["a@one.ru", "a@one.ru", "b@two.ru", "b@two.ru", "c@three.ru"]
+    with mail_crm.system() as work:
+        report = mail(work).campaigns.report(campaign_id)
+        assert (report["sent"], report["unknown"]) == (3, 0)
+        assert mail(work).campaigns.get(campaign_id).status == "done"
+
+
+def test_an_address_two_recipients_share_is_mailed_once(mail_crm, account, smtp):
+    with mail_crm.system() as work:
+        group = work.groups.create(name="Ромашка")
+        points = [{"kind": "email", "value": "info@romashka.ru"}]
+        firm = work.parties.create({"kind": "organisation", "name": "ООО Ромашка",
+                                    "contact_points": points}, confirm_duplicates=True)  # fmt: skip
+        points = [{"kind": "email", "value": "Info@Romashka.ru"}]
+        person = work.parties.create(
+            {"kind": "person", "name": "Иван", "contact_points": points}, confirm_duplicates=True
+        )
+        work.groups.add_members(group.id, [firm.id, person.id])
+        campaign = mail(work).campaigns.create("Акция", subject="s", body="b", group_id=group.id,
+                                               rate_per_minute=0)  # fmt: skip
+        assert mail(work).campaigns.start(campaign.id) == 1
+    deliver_due(mail_crm)
+    assert received_by(smtp) == ["info@romashka.ru"]
+    with mail_crm.system() as work:
+        (skipped,) = mail(work).campaigns.recipients(campaign.id, status="skipped")
+        assert skipped.party_id == person.id and "another recipient" in skipped.error
+
+
+def test_the_rate_limit_is_the_mailboxs_for_all_its_mailings(mail_crm, account, smtp):
+    import threading
+    import time
+
+    campaign_ids = []
+    for name in ("Первая", "Вторая"):
+        with mail_crm.system() as work:
+            group = work.groups.create(name=name)
+            ids = []
+            for n in range(3):
+                points = [{"kind": "email", "value": f"{n}@{len(campaign_ids)}.ru"}]
+                person = {"kind": "person", "name": f"{name} {n}", "contact_points": points}
+                ids.append(work.parties.create(person).id)
+            work.groups.add_members(group.id, ids)
+            campaign = mail(work).campaigns.create(name, subject="s", body="b", group_id=group.id,
+                                                   rate_per_minute=300)  # fmt: skip
+            mail(work).campaigns.start(campaign.id)
+            campaign_ids.append(campaign.id)
+    started_at = time.monotonic()
+    runs = [threading.Thread(target=send_campaign, args=(mail_crm, c)) for c in campaign_ids]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    took = time.monotonic() - started_at
+
+    assert len(smtp.received) == 6
+    assert took >= 5 * 0.2 - 0.05  # six mails of one mailbox at 300 a minute: 0.2 s apart
+
+
+def test_bounces_without_the_originals_headers_find_the_latest_mail_sent(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    from test_mail_sync import delivery_report
+
+    campaign_id = started(mail_crm, clients(mail_crm))
+    deliver_due(mail_crm)
+    with mail_crm.system() as work:  # a mail by hand to c@ after the mailing
+        party = work.session.scalar(select(Party).where(Party.name == "Сервис 2"))
+        mail(work).send(to="c@three.ru", subject="Счёт", body="Счёт во вложении", party_id=party.id)
+    deliver_due(mail_crm)
+    # RET=HDRS not honoured: the reports name the address only
+    append(
+        dovecot.settings(imap_user), delivery_report("Failed (user unknown)", "5.1.1", "b@two.ru")
+    )
+    append(dovecot.settings(imap_user), delivery_report("failed", "5.2.2", "c@three.ru"))
+    append(dovecot.settings(imap_user), delivery_report("delayed", "4.4.7", "a@one.ru"))
+
+    assert sync_account(mail_crm, account).bounces == 2
+
+    with mail_crm.system() as work:
+        rows = {r.address: r for r in mail(work).campaigns.recipients(campaign_id)}
+        assert rows["b@two.ru"].status == "bounced" and "5.1.1" in rows["b@two.ru"].error
+        assert rows["a@one.ru"].status == "sent"  # delayed is no bounce
+        assert rows["c@three.ru"].status == "sent"  # the later mail by hand bounced
+        by_hand = work.session.scalar(
+            select(Activity).where(Activity.direction == "out", Activity.subject == "Счёт")
+        )
+        assert by_hand.status == "bounced"

@@ -11,6 +11,7 @@ import itertools
 import quopri
 from email import policy
 
+import pytest
 from crmkit_mail.parsing import (
     clean_header,
     decode_bytes,
@@ -271,6 +272,30 @@ def test_attachment_with_cyrillic_rfc2231_name_and_broken_base64():
     assert mail.attachments[0].data == b"%PDF-1.4 test"
 
 
+@pytest.mark.parametrize("charset", ["cp1251", "koi8_r", "utf-8"])
+@pytest.mark.parametrize(
+    "header", ["Content-Disposition: attachment; filename", "Content-Type: application/pdf; name"]
+)
+def test_raw_8bit_attachment_names_are_read_as_raw_headers_are(charset, header):
+    name = "Счёт на оплату №42.pdf"
+    raw = (
+        b"From: a@example.ru\r\nSubject: files\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n"
+        b"--b1\r\n"
+        + (b"Content-Type: application/pdf\r\n" if "Disposition" in header else b"")
+        + (b"Content-Disposition: attachment\r\n" if "Type" in header else b"")
+        + header.encode()
+        + b'="'
+        + name.encode(charset, errors="replace" if charset == "koi8_r" else "strict")
+        + b'"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b1--\r\n'
+    )
+    mail = parse_message(raw)
+    expected = name if charset != "koi8_r" else name.replace("№", "?")  # KOI8-R has no №
+    assert [a.filename for a in mail.attachments] == [expected]
+    assert mail.attachments[0].data == b"%PDF"
+
+
 def test_delivery_status_notification_is_a_bounce():
     raw = build(
         "From: MAILER-DAEMON@mx.example.ru\nSubject: Undelivered Mail Returned to Sender\n"
@@ -486,3 +511,25 @@ def test_one_base64_word_decodes_as_decode_header_says(data, charset, space):
     general = decode_bytes(chunk, label, general_defects, "subject")
     general = clean_header(general, general_defects, "subject").strip()
     assert (quick, quick_defects) == (general, general_defects)
+
+
+def test_authentication_results_name_the_domains_that_passed():
+    from crmkit_mail.parsing import aligned, authenticated_domains
+
+    value = (
+        "mx.yandex.net; spf=pass (mx.yandex.net: domain of firm.ru designates 1.2.3.4 as"
+        " permitted sender) smtp.mail=sales@firm.ru; dkim=pass header.i=@mail.firm.ru;"
+        " dmarc=fail header.from=other.ru"
+    )
+    assert authenticated_domains(value) == ("mail.firm.ru",)
+    assert authenticated_domains("mx; dmarc=pass header.from=Firm.RU") == ("firm.ru",)
+    assert authenticated_domains("mx; spf=softfail smtp.mailfrom=a@firm.ru") == ()
+    assert authenticated_domains("mx; none") == authenticated_domains(None) == ()
+    assert aligned("sales@shop.firm.ru", ("firm.ru",))
+    assert not aligned("sales@firm.ru", ("evilfirm.ru",))
+    raw = (
+        b"Authentication-Results: mx; dkim=pass header.d=firm.ru\r\n"
+        b"Authentication-Results: mx; dkim=pass header.d=evil.ru\r\n"
+        b"From: sales@firm.ru\r\nSubject: x\r\n\r\nbody\r\n"
+    )
+    assert parse_message(raw).authenticated == ("firm.ru",)  # the topmost one only

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from crmkit.errors import ValidationFailed
 from crmkit.jobs.delivery import deliver_due
 from crmkit.testing import add_user, free_port
-from crmkit.testing.web import WebClient
+from crmkit.testing.web import WebClient, multipart
 
 pytestmark = pytest.mark.anyio
 
@@ -317,6 +317,41 @@ async def test_the_mailing_screens_from_draft_to_report(mail_crm, smtp):
     assert "the mailing is done already" in (await manager.get(path)).text
 
 
+async def test_mails_maybe_sent_are_shown_and_sent_again_on_an_admins_word(mail_crm, smtp):
+    from crmkit_mail.campaigns import send_campaign
+    from crmkit_mail.model import MailCampaignRecipient
+    from sqlalchemy import update
+
+    smtp_mailbox(mail_crm, smtp)
+    template, group, ids = mixed_clients(mail_crm)
+    with mail_crm.system() as work:
+        campaign = mail(work).campaigns.create(
+            "Шины", template_id=template, group_id=group, rate_per_minute=0
+        )
+        mail(work).campaigns.start(campaign.id)
+        # a worker was killed while John's mail was at the server
+        work.session.execute(
+            update(MailCampaignRecipient)
+            .where(MailCampaignRecipient.party_id == ids["John"])
+            .values(status="sending")
+        )
+    send_campaign(mail_crm, campaign.id)  # the job's retry
+    assert sorted(r.recipients[0] for r in smtp.received) == ["hans@example.de", "ivan@example.ru"]
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    path = f"/mail/mailings/{campaign.id}"
+    report = await manager.get(path)
+    assert 'data-count="unknown">unknown, maybe sent: 1<' in report.text
+    assert 'id="mailing-retry-unknown"' in report.text
+    retried = await manager.post(f"{path}/retry-unknown")
+    assert retried.status_code == 303
+    assert "Sending again: 1." in (await manager.get(path)).text
+    deliver_due(mail_crm)
+    assert [r.recipients[0] for r in smtp.received][2:] == ["john@example.com"]
+    report = await manager.get(path)
+    assert 'data-count="sent">sent: 3<' in report.text
+    assert "mailing-retry-unknown" not in report.text
+
+
 async def test_a_mailing_does_not_start_without_the_crms_public_address(
     make_crm, certificate, smtp
 ):
@@ -581,3 +616,41 @@ async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, 
     card = (await agent.get(f"/clients/{client_id}")).text
     assert '<span class="state failed">failed</span>' in card
     assert "550 5.1.1 mailbox disabled" in card
+
+
+async def test_a_nul_character_on_the_compose_page_is_refused_naming_the_field(mail_crm, smtp):
+    """The compose form reads its own fields: a NUL in the text or in an uploaded file's
+    name reached PostgreSQL (a 500) and was kept by SQLite; now the page says which field,
+    keeps what was typed, and nothing is stored or queued."""
+    from crmkit.model import Attachment, OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        client_id = client.id
+    fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт во вложении",
+              "csrf_token": agent.csrf}  # fmt: skip
+
+    def send(**extra):
+        upload = [("files", ("Счёт.pdf", b"%PDF invoice", "application/pdf"))]
+        return agent.client.post(
+            f"/mail/compose/{client_id}/send", data={**fields, **extra}, files=upload
+        )
+
+    body = await send(body="Счёт во вложении\x00")
+    assert body.status_code == 422
+    assert "body: contains a NUL character" in body.text
+    assert "Счёт во вложении" in body.text  # what was typed is not lost
+    content, headers = multipart(fields, [("files", "Сч\x00ёт.pdf", b"%PDF invoice")])
+    named = await agent.client.post(
+        f"/mail/compose/{client_id}/send", content=content, headers=headers
+    )
+    assert named.status_code == 422
+    assert "files: the file name contains a NUL character" in named.text
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+        assert work.session.scalars(select(Attachment)).all() == []

@@ -571,3 +571,41 @@ def test_a_sent_mail_that_cannot_be_recorded_does_not_stop_the_sent_folder(
         assert stored.sent_last_uid == 3 and "Sent UID 2" in stored.last_error
     monkeypatch.undo()
     assert sync_account(mail_crm, account).sent_recorded == 0  # not read again
+
+
+def test_a_reply_from_the_contact_center_goes_out_from_the_mailbox_written_to(
+    mail_crm, smtp, dovecot, imap_user
+):
+    agent = add_user(mail_crm, "agent", ["manager"])
+    with mail_crm.system() as work:
+        mailboxes = mail(work).accounts
+        smtp_login = {
+            "smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_security": "starttls",
+            "smtp_username": "crm@example.test", "smtp_password": smtp.users["crm@example.test"],
+        }  # fmt: skip
+        mailboxes.create(  # the first shared mailbox: what a mail goes out from by default
+            name="sales", address="sales@firm.test", imap_host="127.0.0.1", imap_port=1,
+            imap_security="none", imap_username="x", imap_password="x", **smtp_login,
+        )  # fmt: skip
+        support = mailboxes.create(
+            name="support", address=imap_user, imap_host=dovecot.host,
+            imap_port=dovecot.tls_port, imap_security="tls", imap_username=imap_user,
+            imap_password=dovecot.users[imap_user], import_days=None, **smtp_login,
+        ).id  # fmt: skip
+    # a client's mail program that sets no Message-ID
+    append(
+        dovecot.settings(imap_user),
+        b"From: Olga <olga@client.ru>\r\nTo: support@firm.test\r\nSubject: broken invoice\r\n"
+        b"\r\nThe invoice is wrong\r\n",
+    )
+    sync_account(mail_crm, support)
+    with mail_crm.acting_as(agent) as work:
+        (conversation,) = work.conversations.list("unassigned")
+        assert conversation.account == "support"
+        work.conversations.reply(conversation.id, body="We will fix it")
+    deliver_outbox(mail_crm)
+    answer = parse_message(smtp.received[-1].raw)
+    assert answer.sender == imap_user  # not sales@, the first shared mailbox
+    # the client's mail was recorded under a made-up id: no mail program knows it
+    assert (answer.in_reply_to, answer.references) == (None, ())
+    assert b"sha256:" not in smtp.received[-1].raw

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from crmkit import hookimpl
 from crmkit.errors import ValidationFailed
-from crmkit.model import Activity, Attachment
+from crmkit.model import Activity, Attachment, Party
 from crmkit.testing import factories
 
 
@@ -93,6 +93,65 @@ def test_unknown_sender_becomes_a_lead_when_configured(
         lead = work.parties.get(entry.party_id)
         assert [p.value for p in lead.contact_points] == ["new.client@example.ru"]
         assert lead.name == "Client"
+
+
+def delivery_report(action, status, recipient, original=""):
+    """A multipart/report DSN from a mail system (``original``: a copy of the headers)."""
+    tail = f"--r\r\nContent-Type: text/rfc822-headers\r\n\r\n{original}\r\n" if original else ""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\nTo: in@firm.test\r\n"
+        f"Subject: Delivery Status Notification\r\nMessage-ID: <dsn{time.monotonic_ns()}@mx>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        'boundary="r"\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--r\r\n'
+        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n\r\n"
+        + tail
+        + "--r--\r\n"
+    ).encode()
+
+
+def test_machines_never_become_leads_and_reports_never_conversations(
+    make_crm, certificate, dovecot, imap_user, smtp
+):
+    from crmkit_mail import mail
+    from crmkit_mail import plugin as mail_plugin
+
+    crm = make_crm(
+        plugins=[mail_plugin],
+        settings={"mail.ca_file": str(certificate[0]), "channels.unknown_sender": "lead"},
+    )
+    with crm.system() as work:
+        account_id = mail(work).accounts.create(
+            name="in", address=imap_user, imap_host=dovecot.host, imap_port=dovecot.port,
+            imap_security="none", imap_password=dovecot.users[imap_user],
+        ).id  # fmt: skip
+    # still trying (delayed) and given up (failed, with a comment): notices, not mail
+    deliver(dovecot, imap_user, delivery_report("delayed", "4.4.7", "p1@example.org"))
+    deliver(dovecot, imap_user, delivery_report("failed (mailbox full)", "5.2.2", "p2@example.org"))
+    # an auto-reply and a postmaster's note from addresses nobody knows
+    deliver(
+        dovecot,
+        imap_user,
+        simple(1, sender="petrov@client.ru", extra="Auto-Submitted: auto-replied\r\n"),
+    )
+    deliver(dovecot, imap_user, simple(2, sender="postmaster@client.ru"))
+    deliver(dovecot, imap_user, simple(3, sender="new.client@example.ru"))  # a person
+
+    report = sync_account(crm, account_id)
+
+    assert (report.bounces, report.notices, report.recorded) == (1, 1, 3)
+    with crm.system() as work:
+        leads = {
+            p.value for party in work.session.scalars(select(Party)) for p in party.contact_points
+        }
+        assert leads == {"new.client@example.ru"}
+        entries = mails(crm)
+        assert sorted(e.data["from"] for e in entries) == [
+            "new.client@example.ru", "petrov@client.ru", "postmaster@client.ru"
+        ]  # fmt: skip
+        assert [
+            e.party_id is None for e in entries if e.data["from"] != "new.client@example.ru"
+        ] == [True, True]
 
 
 def test_restart_mid_sync_neither_misses_nor_duplicates(mail_crm, account, dovecot, imap_user):
@@ -500,6 +559,14 @@ def test_a_renumbered_folder_keeps_the_mail_received_while_syncs_failed(
     assert [m.subject for m in mails(mail_crm)] == ["letter 0", "пока почта не читалась"]
 
 
+#: what the receiving server writes above a colleague's mail it verified
+VERIFIED = (
+    b"Authentication-Results: mx.firm.test;\r\n dkim=pass header.d=firm.test header.s=mail;"
+    b"\r\n spf=pass (sender SPF authorized) smtp.mailfrom=mia@firm.test;"
+    b"\r\n dmarc=pass (p=REJECT) header.from=firm.test\r\n"
+)
+
+
 def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_timeline(
     mail_crm, account, dovecot, imap_user
 ):
@@ -523,16 +590,24 @@ def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_tim
     with mail_crm.system() as work:
         asked = work.session.scalar(select(Activity).where(Activity.external_id == "<q@client.ru>"))
         asked.record_entity, asked.record_id = "deal", deal.id
-    # Mia answers from Thunderbird with the shared mailbox in copy, and writes to a colleague
+    # Mia answers from Thunderbird with the shared mailbox in copy, and writes to a colleague;
+    # the receiving server checked both (DKIM, SPF, DMARC)
     answer = (
-        f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
-        "Subject: Re: Счёт\r\nMessage-ID: <a@firm.test>\r\nReferences: <q@client.ru>\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
-    ).encode()
+        VERIFIED
+        + (
+            f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
+            "Subject: Re: Счёт\r\nMessage-ID: <a@firm.test>\r\nReferences: <q@client.ru>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
+        ).encode()
+    )
     internal = (
-        f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
-        "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nИдём?\r\n"
-    ).encode()
+        VERIFIED
+        + (
+            f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
+            "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "\r\nИдём?\r\n"
+        ).encode()
+    )
     deliver(dovecot, imap_user, answer)
     deliver(dovecot, imap_user, internal)
 
@@ -651,3 +726,86 @@ def test_watch_follows_a_changed_folder_instead_of_reading_the_old_one(
         stop.set()
         worker.join(35)
     assert not worker.is_alive()
+
+
+def test_mail_to_a_personal_mailbox_is_its_owners_conversation(
+    mail_crm, account, dovecot, imap_user
+):
+    from crmkit_mail import mail
+
+    from crmkit.errors import NotFound
+    from crmkit.testing import add_user
+
+    anna, boris = add_user(mail_crm, "anna"), add_user(mail_crm, "boris")
+    with mail_crm.system() as work:
+        mail(work).accounts.update(account, owner_id=anna.id)  # Anna's own mailbox
+    with mail_crm.acting_as(boris) as work:
+        factories.organisation(
+            work, name="Boris's client", contact_points=[{"kind": "email", "value": "c@corp.ru"}]
+        )
+    deliver(dovecot, imap_user, simple(1, sender="doctor@clinic.ru", subject="your results"))
+    deliver(dovecot, imap_user, simple(2, sender="c@corp.ru", subject="for Anna only"))
+
+    sync_account(mail_crm, account)
+
+    with mail_crm.acting_as(anna) as work:
+        mine = work.conversations.list("unassigned")
+        assert sorted(c.subject for c in mine) == ["for Anna only", "your results"]
+        assert {(c.account, c.owner_id) for c in mine} == {("sales", anna.id)}
+    with mail_crm.acting_as(boris) as work:
+        assert work.conversations.list("unassigned") == []
+        with pytest.raises(NotFound):
+            work.conversations.get(mine[0].id)
+
+
+@pytest.mark.parametrize(
+    "checked",
+    [
+        b"",  # no word from the receiving server
+        b"Authentication-Results: mx.firm.test; spf=fail smtp.mailfrom=firm.test; dkim=none;"
+        b" dmarc=fail header.from=firm.test\r\n",
+        # a pass for another domain, and a forged pass below the server's own results
+        b"Authentication-Results: mx.firm.test; dkim=pass header.d=evil.example.net;"
+        b" spf=pass smtp.mailfrom=bounce@evil.example.net\r\n"
+        b"Authentication-Results: mx.firm.test; dmarc=pass header.from=firm.test\r\n",
+    ],
+)
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_forged_mail_from_our_own_mailbox_is_incoming_and_flagged(
+    mail_crm, account, dovecot, imap_user, checked, anyio_backend
+):
+    from crmkit_mail import mail
+
+    with mail_crm.system() as work:
+        mail(work).accounts.create(name="mia", address="mia@firm.test")
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+    forged = checked + (
+        b"Received: from evil.example.net (evil.example.net [203.0.113.9])\r\n"
+        b"From: mia@firm.test\r\nTo: buyer@client.ru\r\nSubject: New bank details\r\n"
+        b"Message-ID: <forged@evil.example.net>\r\n\r\nPay invoice 42 to another bank.\r\n"
+    )
+    deliver(dovecot, imap_user, forged)
+
+    report = sync_account(mail_crm, account)
+
+    assert (report.sent_recorded, report.recorded) == (0, 1)
+    with mail_crm.system() as work:
+        (entry,) = work.session.scalars(
+            select(Activity).where(Activity.external_id == "<forged@evil.example.net>")
+        ).all()
+        assert entry.direction == "in" and entry.data["suspicious"] == "mia@firm.test"
+        assert entry.party_id != client.id  # nothing "we sent" on the client's timeline
+        conversation_id = entry.conversation_id
+    # the inbox shows it with the warning
+    from crmkit.testing import add_user
+    from crmkit.testing.web import WebClient
+
+    add_user(mail_crm, "boss", ["admin"], locale="en")
+    web = WebClient.for_crm(mail_crm)
+    assert (await web.login("boss")).status_code == 303
+    page = await web.get(f"/inbox/{conversation_id}")
+    assert page.status_code == 200 and "Sender not verified" in page.text
+    assert "mia@firm.test" in page.text

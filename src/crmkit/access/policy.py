@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import false, or_, select, true
+from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,6 +26,7 @@ from crmkit.model import (
     Party,
     PartyGroup,
     PermissionRule,
+    RecordRefMixin,
     TeamMember,
     User,
 )
@@ -161,11 +162,17 @@ class AccessPolicy:
             scope = self.scope(entity_type.name, action)
         return self._predicate(entity_type, scope)
 
-    def _predicate(self, entity: EntityType, scope: Scope) -> ColumnElement[bool]:
-        if scope is Scope.ALL:
-            return true()
+    def _predicate(
+        self, entity: EntityType, scope: Scope, *, links: bool = True
+    ) -> ColumnElement[bool]:
         if scope is Scope.NONE:
             return false()
+        # an entry, file, task or reminder linked to a record (a deal, a payment) seen
+        # through its client is seen only where that record is: reading a client does
+        # not read a colleague's deal through its stage moves, notes and files
+        linked = self._linked_visible(entity) if links else None
+        if scope is Scope.ALL:
+            return true() if linked is None else linked
         clauses = self._ownership(entity, entity.model, scope)
         if entity.scope_through_party and entity.party_attr:
             party_type = self.entities["party"]
@@ -174,10 +181,44 @@ class AccessPolicy:
                 if party_type.owner_attrs
                 else false()
             )
-            clauses.append(entity.column(entity.party_attr).in_(party_rows))
+            through: list[Any] = [entity.column(entity.party_attr).in_(party_rows)]
             if entity.shared_without_party:
-                clauses.append(entity.column(entity.party_attr).is_(None))
-        return or_(*clauses) if clauses else false()
+                through.append(entity.column(entity.party_attr).is_(None))
+            # what the actor owns (a task assigned to them) stays theirs whatever it links
+            clauses.append(or_(*through) if linked is None else and_(or_(*through), linked))
+        reached = or_(*clauses) if clauses else false()
+        if entity.personal_attr:
+            # a personal account's record: its user's alone (and the scope "all"'s)
+            personal = entity.column(entity.personal_attr)
+            mine = personal == self.actor.user_id if self.actor.user_id is not None else false()
+            return or_(and_(personal.is_(None), reached), mine)
+        return reached
+
+    def _linked_visible(self, entity: EntityType) -> ColumnElement[bool] | None:
+        """SQL saying a row's loose link (``record_entity``/``record_id``) names nothing,
+        or a record the actor may read; ``None`` when every record is readable."""
+        model = entity.model
+        if not entity.follows_linked_record or not issubclass(model, RecordRefMixin):
+            return None
+        hidden: list[str] = []
+        partial: list[tuple[EntityType, Scope]] = []
+        for other in self.entities:
+            scope = self.scope(other.name, "read")
+            if scope is Scope.ALL or getattr(other.model, "id", None) is None:
+                continue
+            if scope is Scope.NONE:
+                hidden.append(other.name)
+            else:
+                partial.append((other, scope))
+        if not hidden and not partial:
+            return None
+        kinds, ids = model.record_entity, model.record_id
+        restricted = hidden + [other.name for other, _ in partial]
+        clauses: list[Any] = [kinds.is_(None), kinds.notin_(restricted)]
+        for other, scope in partial:
+            readable = select(other.model.id).where(self._predicate(other, scope, links=False))
+            clauses.append(and_(kinds == other.name, ids.in_(readable)))
+        return or_(*clauses)
 
     def _ownership(self, entity: EntityType, model: Any, scope: Scope) -> list[Any]:
         actor = self.actor

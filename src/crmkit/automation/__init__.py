@@ -21,7 +21,8 @@ signed "assistant".  Events raised by the assistant's own actions trigger no rul
 (no loops).  A run is for the rule as it was when the run was queued: when a worker
 takes it, an admin's rule that was deleted, switched off, edited or deleted and made anew
 under the same name is not run for it (the run is skipped, with the reason as the outbox
-item's result).
+item's result).  A skipped run of a time-based rule is queued again by the clock under the
+rule as it is now, once, when its record is due under it.
 
 Triggers (``Trigger.event``):
 

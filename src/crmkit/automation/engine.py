@@ -5,7 +5,9 @@
   change's transaction (admins' rules are kept by each process for ``RULES_TTL`` seconds).
 * :func:`scan_clock` (the schedule ``crmkit.automation.clock``) queues the time-based
   triggers: bookings starting within N hours, parties idle for N days.  The outbox's
-  idempotency key makes each (rule, record, moment) queue once however often it scans.
+  idempotency key makes each (rule, record, moment) queue once however often it scans;
+  a run skipped because its rule was changed, switched off or deleted since gives the key
+  back, so the record is queued again under the rule as it is now (if still due).
 * :func:`run_queued` (the ``automation`` outbox handler) runs one match in a unit of work
   acting as the assistant: holds and loads the subject (runs on one record take turns),
   checks the condition, does the actions, writes them on the timeline.  A failure rolls
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -215,6 +218,9 @@ def queue_run(
 # -- time-based triggers -------------------------------------------------------------------
 
 
+#: The triggers :func:`scan_clock` raises, each (rule, record, moment) once.
+CLOCK_TRIGGERS = ("booking.upcoming", "record.idle")
+
 #: Records :func:`scan_clock` reads at a time, and new runs it queues per rule and scan (a
 #: rule that suddenly matches many records queues the rest in the next scans).
 SCAN_PAGE = 500
@@ -272,7 +278,7 @@ def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
     queued = 0
     failed: list[tuple[Rule, str, str]] = []
     with crm.system() as work:
-        rules = [r for r in rules_of(work) if r.when.event in ("booking.upcoming", "record.idle")]
+        rules = [r for r in rules_of(work) if r.when.event in CLOCK_TRIGGERS]
         for rule in rules:
             entity = "calendar_event" if rule.when.event == "booking.upcoming" else "party"
             if rule.when.entity and rule.when.entity != entity:
@@ -292,6 +298,17 @@ def scan_clock(crm: CRM, now: dt.datetime | None = None, **_: Any) -> int:
     return queued
 
 
+def clock_key(rule_name: str, entity: str, record_id: Any, at: Any) -> str:
+    """The outbox key that queues one clock run once: the rule's name as written while the
+    key fits the column (200 characters), a digest of it for longer names (a rule may be
+    named with up to 200 characters itself)."""
+    key = f"automation:{rule_name}:{entity}:{record_id}:{at}"
+    if len(key) <= 200:
+        return key
+    digest = hashlib.sha256(rule_name.encode("utf-8")).hexdigest()[:32]
+    return f"automation:#{digest}:{entity}:{record_id}:{at}"
+
+
 def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -> int:
     """Queue one time-based rule's new matches (at most ``SCAN_QUEUE_LIMIT``); how many."""
     from crmkit.model import OutboxItem
@@ -299,7 +316,7 @@ def _scan_rule(work: UnitOfWork, rule: Rule, entity: str, moment: dt.datetime) -
     new = 0
     for page in _clock_candidates(work, rule, moment):
         keys = {
-            f"automation:{rule.name}:{entity}:{record_id}:{at}": (record_id, party_id, at)
+            clock_key(rule.name, entity, record_id, at): (record_id, party_id, at)
             for record_id, party_id, at in page
         }
         done = set(
@@ -507,7 +524,7 @@ def run_queued(crm: CRM, delivery: Delivery) -> dict[str, Any]:
     """The ``automation`` outbox handler: run one queued match as the assistant."""
     payload = delivery.payload
     try:
-        return _run(crm, payload)
+        return _run(crm, payload, delivery.item_id)
     except Exception as exc:
         from crmkit.jobs.delivery import error_text
 
@@ -518,11 +535,12 @@ def run_queued(crm: CRM, delivery: Delivery) -> dict[str, Any]:
         raise
 
 
-def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
+def _run(crm: CRM, payload: Mapping[str, Any], item_id: int | None = None) -> dict[str, Any]:
     with crm.assistant() as work:
         rule = find_rule(crm, work.session, payload["rule"])
         if rule is None:
             log.info("automation rule %s was deleted or switched off: run skipped", payload["rule"])
+            _free_clock_key(work, payload, item_id)
             return {"skipped": "the rule was deleted or switched off"}
         if "rule_id" in payload and (rule.row_id, rule.version) != (
             payload["rule_id"],
@@ -531,6 +549,7 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
             # queued for a rule since edited, or deleted and made anew under its name: the
             # event was matched against a definition that no longer exists
             log.info("automation rule %s changed since the run was queued: run skipped", rule.name)
+            _free_clock_key(work, payload, item_id)
             return {"skipped": "the rule was changed or made anew since the run was queued"}
         entity = payload["entity"]
         record_id = payload.get("record_id")
@@ -595,6 +614,22 @@ def _run(crm: CRM, payload: Mapping[str, Any]) -> dict[str, Any]:
                 .values(runs=AutomationRule.runs + 1)
             )
         return {"rule": rule.name, "done": done}
+
+
+def _free_clock_key(work: UnitOfWork, payload: Mapping[str, Any], item_id: int | None) -> None:
+    """Give a skipped run of a time-based rule its own key, freeing the (rule, record,
+    moment) key for the clock: the record is queued again under the rule as it is now,
+    when (and if) the rule is on and the record is due under it.  A run that was done, or
+    whose condition did not hold, keeps its key: the clock queues each moment once."""
+    if item_id is None or payload.get("trigger") not in CLOCK_TRIGGERS:
+        return
+    from crmkit.model import OutboxItem
+
+    work.session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(idempotency_key=f"{KIND}:skipped:{item_id}")
+    )
 
 
 def record_failure(crm: CRM, payload: Mapping[str, Any], error: str) -> None:

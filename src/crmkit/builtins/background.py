@@ -19,12 +19,14 @@ def crmkit_register_settings() -> list[Setting]:
             2,
             "Worker threads `crmkit serve` runs in the web process (0: none; run "
             "`crmkit worker` processes instead).",
+            minimum=0,
         ),
         Setting(
             "queue.tick_seconds",
             float,
             0.25,
             "How often each worker's ticker checks schedules and due reminders.",
+            above=0,
         ),
         Setting(
             "queue.watchers",
@@ -39,6 +41,7 @@ def crmkit_register_settings() -> list[Setting]:
             30.0,
             "How long a worker holds a watcher's lease without renewing it (every third of "
             "this); the watchers of a killed worker start elsewhere after this.",
+            above=0,
         ),
         Setting(
             "queue.watcher_retry_max_seconds",
@@ -46,6 +49,7 @@ def crmkit_register_settings() -> list[Setting]:
             300.0,
             "Longest wait before a failing watcher is started again (the wait starts at "
             "one second and doubles after each failure).",
+            above=0,
         ),
         Setting(
             "outbox.lease_seconds",
@@ -53,6 +57,7 @@ def crmkit_register_settings() -> list[Setting]:
             60.0,
             "How long a worker holds a claimed outbox item; a killed worker's item is "
             "delivered again after this.",
+            above=0,
         ),
         Setting(
             "outbox.retry_base_seconds",
@@ -60,18 +65,21 @@ def crmkit_register_settings() -> list[Setting]:
             10.0,
             "Delay after the first failed delivery; doubled after each further failure "
             "(with jitter).",
+            minimum=0,
         ),
         Setting(
             "outbox.retry_max_seconds",
             float,
             3600.0,
             "Longest delay between two delivery attempts.",
+            minimum=0,
         ),
         Setting(
             "outbox.sweep_seconds",
             int,
             5,
             "How often (across all workers) the outbox is swept for items whose wake-up was lost.",
+            minimum=1,
         ),
         Setting(
             "reminders.escalate_after_minutes",
@@ -79,12 +87,14 @@ def crmkit_register_settings() -> list[Setting]:
             60.0,
             "Minutes after which an overdue task, or a fired reminder nobody dealt with, is "
             "raised to the responsible person's manager.",
+            above=0,
         ),
         Setting(
             "webhook.timeout_seconds",
             float,
             10.0,
             "Timeout of one webhook call (connect and read).",
+            above=0,
         ),
     ]
 
@@ -165,7 +175,7 @@ def crmkit_register_screens() -> list[Any]:
             "/admin/dead-letters",
             "Failed deliveries",
             background.dead_letters,
-            roles=("admin",),
+            permission=("outbox_item", "read"),
             methods=("GET", "POST"),
         ),
         Screen(
@@ -173,7 +183,7 @@ def crmkit_register_screens() -> list[Any]:
             "/admin/automation",
             "Automation",
             background.rules,
-            roles=("admin",),
+            permission=("automation_rule", "read"),
             methods=("GET", "POST"),
         ),
     ]
@@ -184,6 +194,6 @@ def crmkit_register_menu_items() -> list[Any]:
     from crmkit.web.contributions import MenuItem
 
     return [
-        MenuItem("Automation", "admin_automation", roles=("admin",), order=91, icon="🤖"),
-        MenuItem("Failed deliveries", "admin_dead_letters", roles=("admin",), order=92, icon="⚠"),
+        MenuItem("Automation", "admin_automation", order=91, icon="🤖"),
+        MenuItem("Failed deliveries", "admin_dead_letters", order=92, icon="⚠"),
     ]

@@ -259,10 +259,14 @@ def crmkit_register_entities() -> list[EntityType]:
             label_plural="Conversations",
             title_attr="subject",
             # visible where its client is, and to everyone while in triage (no client yet);
-            # being assigned one does not show a client the assignee may not see
+            # being assigned one does not show a client the assignee may not see; one that
+            # came to a personal mailbox is its owner's (and the scope "all"'s) only
             party_attr="party_id",
             scope_through_party=True,
             shared_without_party=True,
+            # matched to a deal or task by its thread, it stays its client's conversation
+            follows_linked_record=False,
+            personal_attr="owner_id",
             filter_attrs=("party_id", "channel", "status", "assignee_id"),
             sort_attrs=("last_message_at",),
             default_sort=("-last_message_at",),
@@ -297,6 +301,8 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("manager", BUSINESS, ALL_ACTIONS, Scope.ALL),
         *grant("manager", ("party_group", "resource", "team", "user"), ("read",), Scope.ALL),
         *grant("manager", ("party_group",), ("create", "update"), Scope.ALL),
+        # the import screens; scope own: the runs the manager started (all: everyone's)
+        *grant("manager", "party", ("import",), own),
         *grant("agent", ("party", "deal"), ("read", "create", "update", "move", "export"), own),
         *grant("agent", ("contact_point", "activity", "attachment"), ("read", "create"), own),
         *grant("agent", ("task", "reminder", "calendar_event"), ("read", "create", "update"), own),

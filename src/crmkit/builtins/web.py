@@ -12,7 +12,18 @@ from __future__ import annotations
 from crmkit.plugins import hookimpl
 from crmkit.web.contributions import MenuItem, Route, Screen
 
-ADMIN = ("admin",)
+# Who may open the administration and import screens is a cell of the permission table
+# (docs/concepts/access.md), never a role's name: the admin role has every cell through its
+# ``* / *`` row, and a deployment hands one of these powers to another role by granting it.
+USERS = ("user", "update")
+PERMISSIONS = ("permission", "read")
+TEAMS = ("team", "update")
+FIELDS = ("field_definition", "create")
+AUDIT = ("audit_log", "read")
+#: importing clients; scope ``all`` also reaches every user's import runs
+IMPORT = ("party", "import")
+#: the whole-base duplicate report: merging what it finds deletes the duplicates
+MERGE = ("party", "delete")
 
 
 @hookimpl
@@ -62,7 +73,7 @@ def crmkit_register_screens() -> list[Screen]:
             "Import clients",
             cbg.import_page,
             methods=("GET", "POST"),
-            roles=("admin", "manager"),
+            permission=IMPORT,
         ),
         Screen(
             "import_run",
@@ -70,21 +81,21 @@ def crmkit_register_screens() -> list[Screen]:
             "Import clients",
             cbg.import_run_page,
             methods=("GET", "POST"),
-            roles=("admin", "manager"),
+            permission=IMPORT,
         ),
         Screen(
             "import_progress",
             "/import/{run_id:int}/progress",
             "Import",
             cbg.import_progress,
-            roles=("admin", "manager"),
+            permission=IMPORT,
         ),
         Screen(
             "import_errors",
             "/import/{run_id:int}/errors.csv",
             "Import",
             cbg.import_errors,
-            roles=("admin", "manager"),
+            permission=IMPORT,
         ),
         Screen(
             "client_merge",
@@ -176,13 +187,13 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("report", "/reports/{name}", "Report", reports.report_page),
         Screen("report_export", "/reports/{name}/export.{format}", "Export", reports.download),
         # administration
-        Screen("admin", "/admin", "Administration", admin.index, roles=ADMIN),
+        Screen("admin", "/admin", "Administration", admin.index, permission=PERMISSIONS),
         Screen(
             "admin_users",
             "/admin/users",
             "Users",
             admin.users,
-            roles=ADMIN,
+            permission=USERS,
             methods=("GET", "POST"),
         ),
         Screen(
@@ -190,7 +201,7 @@ def crmkit_register_screens() -> list[Screen]:
             "/admin/users/{user_id:int}",
             "User",
             admin.user,
-            roles=ADMIN,
+            permission=USERS,
             methods=("GET", "POST"),
         ),
         Screen(
@@ -198,7 +209,7 @@ def crmkit_register_screens() -> list[Screen]:
             "/admin/permissions",
             "Roles and permissions",
             admin.permissions,
-            roles=ADMIN,
+            permission=PERMISSIONS,
             methods=("GET", "POST"),
         ),
         Screen(
@@ -206,7 +217,7 @@ def crmkit_register_screens() -> list[Screen]:
             "/admin/teams",
             "Teams",
             admin.teams,
-            roles=ADMIN,
+            permission=TEAMS,
             methods=("GET", "POST"),
         ),
         Screen(
@@ -214,17 +225,23 @@ def crmkit_register_screens() -> list[Screen]:
             "/admin/fields",
             "Custom fields",
             admin.fields,
-            roles=ADMIN,
+            permission=FIELDS,
             methods=("GET", "POST"),
         ),
-        Screen("admin_pipelines", "/admin/pipelines", "Pipelines", admin.pipelines, roles=ADMIN),
-        Screen("admin_audit", "/admin/audit", "Audit log", admin.audit, roles=ADMIN),
+        Screen(
+            "admin_pipelines",
+            "/admin/pipelines",
+            "Pipelines",
+            admin.pipelines,
+            permission=PERMISSIONS,
+        ),
+        Screen("admin_audit", "/admin/audit", "Audit log", admin.audit, permission=AUDIT),
         Screen(
             "admin_duplicates",
             "/admin/duplicates",
             "Duplicate report",
             clientbase.duplicates_page,
-            roles=ADMIN,
+            permission=MERGE,
             methods=("GET", "POST"),
         ),
     ]
@@ -237,19 +254,25 @@ def crmkit_register_menu_items() -> list[MenuItem]:
         MenuItem("Clients", "/lists/party", order=20, icon="👥"),
         MenuItem("Check for duplicates", "screening", order=25, icon="🔎"),
         MenuItem("Groups", "groups", order=26, icon="🗂"),
-        MenuItem("Import clients", "import", roles=("admin", "manager"), order=27, icon="⇪"),
+        MenuItem("Import clients", "import", order=27, icon="⇪"),
         MenuItem("Deals", "/lists/deal", order=30, icon="💼"),
         MenuItem("Boards", "boards", order=40, icon="▦"),
         MenuItem("Tasks", "tasks", order=50, icon="✔", permission=("task", "read")),
         MenuItem(
-            "Contact center", "inbox", roles=("agent", "manager", "admin"), order=55, icon="💬"
+            "Contact center", "inbox", order=55, icon="💬", permission=("conversation", "read")
         ),
         MenuItem(
             "Calendar", "calendar", order=60, icon="📅", permission=("calendar_event", "read")
         ),
-        MenuItem("Message templates", "templates", roles=("admin", "manager"), order=70, icon="✉"),
+        MenuItem(
+            "Message templates",
+            "templates",
+            order=70,
+            icon="✉",
+            permission=("message_template", "update"),
+        ),
         MenuItem("Reports", "reports", order=80, icon="📊"),
-        MenuItem("Administration", "admin", roles=ADMIN, order=90, icon="⚙"),
+        MenuItem("Administration", "admin", order=90, icon="⚙"),
     ]
 
 

@@ -24,8 +24,8 @@ class Job:
 
     ``retries`` and ``retry_delay`` (seconds, doubled each try, with jitter, up to
     ``outbox.retry_max_seconds`` or ``retry_delay`` if longer) govern failures of the job
-    run by the outbox (``work.outbox.run_job``); after the last try the job lands in the
-    dead-letter list.
+    run by the outbox (``work.outbox.run_job``, or ``work.outbox.add("job", ...)`` without
+    ``max_attempts``); after the last try the job lands in the dead-letter list.
     """
 
     name: str

@@ -24,7 +24,9 @@ from crmkit.errors import ConfigError
 def worker(env: Env, concurrency: int, verbose: bool) -> None:
     """Deliver the outbox and run scheduled jobs until interrupted (SIGINT/SIGTERM).
 
-    Start several (on several machines) with a Redis queue.url to share the work.
+    Start several (on several machines) with a Redis queue.url to share the work. Refuses
+    to start, in one line, on a database not migrated to the code's revisions (run `crmkit
+    db upgrade`) or a queue.url whose Redis server does not answer.
     """
     from crmkit.jobs.worker import Worker
 
@@ -33,6 +35,7 @@ def worker(env: Env, concurrency: int, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     crm = env.crm
+    crm.check_ready()  # a database not migrated, or a queue server down: one line, exit 1
     click.echo(f"crmkit worker: {concurrency} thread(s) on the {crm.queue.kind} queue", err=True)
     Worker(crm, concurrency=concurrency).run()
 

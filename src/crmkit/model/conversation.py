@@ -21,7 +21,11 @@ class Conversation(IdMixin, RecordRefMixin, Base):
     """An exchange with one sender on one channel: ``open``, ``snoozed`` or ``closed``.
 
     ``address_key`` is the sender's normalized address (how a triaged sender is recognised
-    before a party exists); ``record_*`` the open deal or task it concerns.
+    before a party exists); ``record_*`` the open deal or task it concerns.  ``account`` is
+    the channel's account its latest message came in on (a mailbox's name: replies go out
+    from it); ``owner_id`` the user whose own account that is (a personal mailbox): such a
+    conversation is theirs, not everyone's triage.  ``last_message_at`` is when its latest
+    message arrived (the server's time, not the sender's clock).
     """
 
     __table_args__ = (
@@ -44,3 +48,5 @@ class Conversation(IdMixin, RecordRefMixin, Base):
     last_message_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[dt.datetime | None] = mapped_column()
+    account: Mapped[str | None] = mapped_column(String(100))
+    owner_id: Mapped[int | None] = user_fk()

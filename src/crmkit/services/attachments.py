@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import select
 
-from crmkit.errors import ValidationFailed
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.i18n import Label, message
 from crmkit.model import Attachment
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ class AttachmentService:
             raise ValidationFailed({"party_id": ["a file belongs to a party or a record"]})
         if party_id is not None:
             party_id = work.parties.get(party_id).id  # a merged-away id: the survivor
+            self._editable("party", party_id)
         if record is not None:
-            linked = work.records(record[0]).get(record[1])
+            linked = self._editable(*record)
             if party_id is None:
                 party_id = work.records(record[0]).party_id_of(linked)
         limit = int(work.crm.config["storage.max_upload_mb"]) * 1024 * 1024
@@ -105,6 +107,34 @@ class AttachmentService:
                 },
             )
         return attachment
+
+    def _editable(self, entity: str, record_id: int) -> Any:
+        """The record a file is to be attached to, which the actor must be allowed to edit.
+
+        A file is one of the record's documents (a stage may require it), so attaching one
+        is an edit: reading the record is not enough.  A hidden or missing record is
+        :class:`NotFound`; a user's own record is theirs, as their profile is, and anyone
+        else's takes ``update`` on ``user``.
+        """
+        work = self.work
+        service = work.records(entity)
+        record = service.get(record_id)
+        if entity == "user" and record.id == work.actor.user_id:
+            return record
+        try:
+            service.get(record, action="update")
+        except PermissionDenied:
+            kind = work.crm.entities[entity]
+            raise PermissionDenied(
+                entity,
+                "update",
+                message(
+                    "{entity} {id}: attaching a file takes the permission to edit the record",
+                    entity=Label(kind.label or entity),
+                    id=record.id,
+                ),
+            ) from None
+        return record
 
     def get(self, attachment_id: int) -> Attachment:
         """One visible attachment."""

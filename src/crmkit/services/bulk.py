@@ -36,6 +36,7 @@ from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.filters import evaluate
+from crmkit.i18n import Label, message
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
 from crmkit.model.ids import high_water
@@ -283,6 +284,7 @@ def bulk_create_parties(
     pipelines = work.crm.pipelines_for("party")
     assignable: set[int | None] = {actor_id, None}
     may_place_anywhere = False
+    checked_links: dict[tuple[Any, ...], dict[str, Any]] = {}
     all_ids: list[int] = []
     analyzed = 0
     row_number = 0
@@ -322,6 +324,24 @@ def bulk_create_parties(
                     entity="party",
                     row=row_number,
                 )
+            links = {
+                attr: row[attr]
+                for attr in ("organisation_id", "team_id")
+                if row.get(attr) is not None
+            }
+            if links:
+                # linked like create links: a merged-away id lands on its survivor, a
+                # hidden or missing one is refused with the same words, naming the field
+                key = tuple(sorted(links.items()))
+                if key not in checked_links:
+                    resolved = dict(links)
+                    try:
+                        service.follow_merged_links(resolved)
+                        service.check_references(resolved)
+                    except ValidationFailed as exc:
+                        raise ValidationFailed(exc.errors, entity="party", row=row_number) from None
+                    checked_links[key] = resolved
+                links = checked_links[key]
             owner_id = row.get("owner_id", actor_id)
             if owner_id not in assignable:
                 service.check_assignable(owner_id)
@@ -340,14 +360,14 @@ def bulk_create_parties(
                 "name_key": name_key(name, kind),
                 "first_name": row.get("first_name"),
                 "last_name": row.get("last_name"),
-                "organisation_id": row.get("organisation_id"),
+                "organisation_id": links.get("organisation_id"),
                 "position": row.get("position"),
                 "source": row.get("source") or source,
                 "description": row.get("description") or "",
                 "language": language,
                 "owner_id": owner_id,
                 "created_by_id": actor_id,
-                "team_id": row.get("team_id"),
+                "team_id": links.get("team_id"),
                 "created_at": now,
                 "updated_at": now,
                 "last_activity_at": now,
@@ -358,9 +378,27 @@ def bulk_create_parties(
                 "version": 1,
                 "merged_into_id": None,
             }
-            _place(party, row, pipelines, row_number)
-            if row.get("stage") and not may_place_anywhere:
+            later_stage = _place(party, row, pipelines, row_number)
+            if later_stage is not None and not may_place_anywhere:
+                # a row put straight into a later stage is placed there, as create does
                 work.access.require("party", "move")
+                if not work.access.can("party", "place"):
+                    raise ValidationFailed(
+                        {
+                            "stage": [
+                                message(
+                                    "a new record starts in “{first}”: create it there and "
+                                    "move it on to “{stage}” (putting it straight into a "
+                                    "later stage takes the permission “{permission}”)",
+                                    first=Label(later_stage[0]),
+                                    stage=Label(later_stage[1]),
+                                    permission=Label("place"),
+                                )
+                            ]
+                        },
+                        entity="party",
+                        row=row_number,
+                    )
                 may_place_anywhere = True
             if party["pipeline"]:
                 party["stage_entered_at"] = now
@@ -444,7 +482,9 @@ def bulk_create_parties(
 
 def _place(
     party: dict[str, Any], row: Mapping[str, Any], pipelines: Sequence[Any], row_number: int
-) -> None:
+) -> tuple[str, str] | None:
+    """Put the row's party in its pipeline and stage; the (first, target) stage titles
+    when that is a later stage than the first."""
     name, stage = row.get("pipeline"), row.get("stage")
     pipeline = None
     if name:
@@ -465,13 +505,16 @@ def _place(
             raise ValidationFailed(
                 {"pipeline": ["give the pipeline of the stage"]}, entity="party", row=row_number
             )
-        return
+        return None
     if stage and not pipeline.has_stage(stage):
         raise ValidationFailed(
             {"stage": [f"{pipeline.title} has no stage {stage!r}"]}, entity="party", row=row_number
         )
     party["pipeline"] = pipeline.name
     party["stage"] = stage or pipeline.initial_stage.name
+    if party["stage"] == pipeline.initial_stage.name:
+        return None
+    return pipeline.initial_stage.title, pipeline.stage(party["stage"]).title
 
 
 def _tag(work: Any, party_id: int, names: Iterable[str]) -> None:

@@ -355,6 +355,7 @@ class ChannelService:
         planned: list[tuple[int, InboundMessage, Channel, int | None, str]] = []
         notes: dict[str, list[tuple[int, InboundNote]]] = {}
         touched: dict[int, Any] = {}
+        arrived = utcnow()  # when the channel does not say when the peer got them
         for index, message, channel, key in todo:
             lookup = (channel.address_kind.value, channel.service, key)
             party_id = parties.get(lookup)
@@ -376,7 +377,9 @@ class ChannelService:
                         subject=message.subject[:500] if message.subject else None,
                         party_id=party_id,
                         record=record,
-                        when=when,
+                        when=message.arrived_at or arrived,
+                        account=message.account,
+                        owner_id=message.owner_id,
                     ),
                 )
             )
@@ -716,7 +719,8 @@ class ChannelService:
 
     def _unknown_sender(self, channel: Channel, message: InboundMessage) -> tuple[int | None, str]:
         policy = self.work.crm.config.get("channels.unknown_sender", "triage")
-        if policy != "lead":
+        # an auto-reply or a mail system's notice (the channel says so): nobody to sell to
+        if policy != "lead" or message.meta.get("automatic") or message.meta.get("suspicious"):
             return None, "triage"
         name = message.sender_name or message.sender
         contact_kind = channel.address_kind.value

@@ -18,27 +18,37 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from crmkit.clock import utcnow
-from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import Activity, Conversation, Party
+from crmkit.db import lock_row
+from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import message
+from crmkit.model import Activity, Conversation, Party, User
 from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
+from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 VIEWS = ("unassigned", "mine", "team")
+#: ``assign(expected=ANY)``: whoever has it now (no check against what a page showed)
+ANY = object()
+#: refusals of an action taken on a page that no longer shows the conversation as it is
+NEW_MESSAGE = "a new message arrived: read it first (it is shown now)"
+BACK_IN_QUEUE = "the conversation has been put back in the unassigned queue meanwhile"
 STATUSES = ("open", "snoozed", "closed")
 
 _CONVERSATION = Conversation.__table__
 #: what a new message may change on an open conversation (see ``note_message``)
-_COUNTED = ("unread", "last_message_at", "status", "snoozed_until", "party_id")
+_COUNTED = ("unread", "last_message_at", "status", "snoozed_until", "party_id", "account")
 _RECORD = ("record_entity", "record_id")
 _NOTE = update(_CONVERSATION).where(_CONVERSATION.c.id == bindparam("_id"))
 # the senders' open conversations, newest first (built once: a batch asks with many keys)
 _OPEN_BY_KEY = {
-    array: select(*(_CONVERSATION.c[name] for name in ("id", "address_key", *_COUNTED, *_RECORD)))
+    array: select(
+        *(_CONVERSATION.c[name] for name in ("id", "address_key", "owner_id", *_COUNTED, *_RECORD))
+    )
     .where(
         _CONVERSATION.c.channel == bindparam("channel"),
         one_of(_CONVERSATION.c.address_key, "keys", array=array),
@@ -60,6 +70,8 @@ class InboundNote:
     party_id: int | None
     record: tuple[str, int] | None
     when: dt.datetime
+    account: str | None = None
+    owner_id: int | None = None
 
 
 class ConversationService:
@@ -110,20 +122,22 @@ class ConversationService:
         work.flush()
         self._announce()
         keys = sorted({note.address_key for note in notes})
-        opened: dict[str, dict[str, Any]] = {}
+        # by sender and by personal account: a mail to Anna's own mailbox is Anna's
+        # conversation, apart from the sender's conversation with the shared mailboxes
+        opened: dict[tuple[str, int | None], dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
             rows = work.session.execute(
                 _OPEN_BY_KEY[uses_arrays(work.crm.engine)],
                 {"channel": channel, "keys": keys[start : start + 500]},
             )
             for row in rows.mappings():
-                opened.setdefault(row["address_key"], dict(row))
+                opened.setdefault((row["address_key"], row["owner_id"]), dict(row))
         started: list[dict[str, Any]] = []
         changed: dict[int, dict[str, Any]] = {}
         targets: list[dict[str, Any]] = []
         known_now: dict[int, int] = {}  # conversation id -> the party its sender became
         for note in notes:
-            state = opened.get(note.address_key)
+            state = opened.get((note.address_key, note.owner_id))
             moved = state is not None and note.party_id is not None
             if moved and state["party_id"] not in (None, note.party_id):
                 state = None  # the address is another client's now
@@ -146,13 +160,17 @@ class ConversationService:
                     "closed_at": None,
                     "record_entity": None,
                     "record_id": None,
+                    "account": note.account,
+                    "owner_id": note.owner_id,
                 }
-                opened[note.address_key] = state
+                opened[(note.address_key, note.owner_id)] = state
                 started.append(state)
             elif state["id"] not in changed:
                 changed[state["id"]] = state
             state["unread"] = (state["unread"] or 0) + 1
-            state["last_message_at"] = max(state["last_message_at"], note.when)
+            if note.when >= state["last_message_at"]:
+                state["last_message_at"] = note.when
+                state["account"] = note.account or state["account"]
             if state["status"] == "snoozed":
                 state["status"], state["snoozed_until"] = "open", None
             if state["party_id"] is None and note.party_id is not None:
@@ -193,13 +211,8 @@ class ConversationService:
         # entity's own predicate (``shared_without_party``), so the API lists the same
         return self.work.access.where("conversation", action)
 
-    def list(
-        self, view: str = "unassigned", status: str = "open", limit: int = 100
-    ) -> list[Conversation]:
-        """Conversations of a view (``unassigned``, ``mine``, ``team``), newest message first.
-
-        ``open`` includes snoozed ones whose time has come.
-        """
+    def _listed(self, view: str, status: str) -> Any:
+        """The conversations of a view and status the actor sees (a SELECT)."""
         if view not in VIEWS:
             raise ValidationFailed({"view": [f"one of {', '.join(VIEWS)}"]})
         if status not in STATUSES:
@@ -209,8 +222,8 @@ class ConversationService:
         statement = select(Conversation).where(self._visible())
         if view == "unassigned":
             statement = statement.where(Conversation.assignee_id.is_(None))
-        elif view == "mine":
-            statement = statement.where(Conversation.assignee_id == actor.user_id)
+        elif view == "mine":  # (the system has none: ``== None`` would be the unassigned)
+            statement = statement.where(Conversation.assignee_id == (actor.user_id or 0))
         else:
             team = sorted(actor.teammate_ids or {actor.user_id or 0})
             statement = statement.where(Conversation.assignee_id.in_(team))
@@ -228,8 +241,60 @@ class ConversationService:
             )
         else:
             statement = statement.where(Conversation.status == "closed")
-        statement = statement.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-        return list(self.work.session.scalars(statement.limit(limit)))
+        return statement
+
+    def page(
+        self,
+        view: str = "unassigned",
+        status: str = "open",
+        *,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """One page of a view's conversations and the cursor of the next (``after``).
+
+        The open unassigned queue comes oldest-waiting first (its latest message arrived
+        longest ago); the other views newest first.  Both by arrival, not by the sender's
+        clock.
+        """
+        statement = self._listed(view, status)
+        descending = not (view == "unassigned" and status == "open")
+        keys = parse_order(
+            ["-last_message_at" if descending else "last_message_at"],
+            {"last_message_at": Conversation.last_message_at},
+            Conversation.id,
+        )
+        if after:
+            statement = statement.where(after_clause(keys, decode_cursor(after, keys)))
+        limit = max(1, min(int(limit), 500))
+        rows = list(
+            self.work.session.scalars(
+                statement.order_by(*(key.clause() for key in keys)).limit(limit + 1)
+            )
+        )
+        cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
+        return Page(rows[:limit], cursor)
+
+    def list(
+        self, view: str = "unassigned", status: str = "open", limit: int = 100
+    ) -> list[Conversation]:
+        """The first ``limit`` conversations of a view (see :meth:`page`).
+
+        ``open`` includes snoozed ones whose time has come.
+        """
+        return self.page(view, status, limit=limit).items
+
+    def counts(self, status: str = "open") -> dict[str, int]:
+        """How many conversations each view holds in ``status``, as the actor sees them."""
+        return {
+            view: int(
+                self.work.session.scalar(
+                    select(func.count()).select_from(self._listed(view, status).subquery())
+                )
+                or 0
+            )
+            for view in VIEWS
+        }
 
     def get(self, conversation_id: int) -> Conversation:
         """One conversation (hidden ones are :class:`NotFound`)."""
@@ -264,8 +329,37 @@ class ConversationService:
         )
         return conversation
 
-    def _change(self, conversation_id: int, **values: Any) -> Conversation:
+    def may_update(self, conversation_id: int) -> bool:
+        """Whether the actor may act on the (visible) conversation: assign, close, mark read."""
+        try:
+            self._for_update(conversation_id)
+        except PermissionDenied:
+            return False
+        return True
+
+    def _unseen(self, conversation_id: int, seen: int | None) -> None:
+        """Refuse when messages came in after ``seen``, the last one the actor's page showed.
+
+        The row is held first, so a message being filed now is either seen here or waits.
+        """
+        if seen is None:
+            return
+        lock_row(self.work.session, Conversation, conversation_id)
+        newer = self.work.session.scalar(
+            select(func.count())
+            .select_from(Activity)
+            .where(
+                Activity.conversation_id == conversation_id,
+                Activity.direction == "in",
+                Activity.id > seen,
+            )
+        )
+        if newer:
+            raise ValidationFailed({"_schema": [NEW_MESSAGE]})
+
+    def _change(self, conversation_id: int, seen: int | None = None, **values: Any) -> Conversation:
         conversation = self._for_update(conversation_id)
+        self._unseen(conversation.id, seen)
         changes = {
             key: [getattr(conversation, key), value]
             for key, value in values.items()
@@ -280,8 +374,20 @@ class ConversationService:
             self._announce()
         return conversation
 
-    def assign(self, conversation_id: int, user_id: int | None) -> Conversation:
-        """Give the conversation to a colleague (``None``: back to the unassigned queue)."""
+    def assign(
+        self,
+        conversation_id: int,
+        user_id: int | None,
+        *,
+        expected: int | object | None = ANY,
+        seen: int | None = None,
+    ) -> Conversation:
+        """Give the conversation to a colleague (``None``: back to the unassigned queue).
+
+        ``expected``: whom the actor's page showed it assigned to (``None``: nobody); when
+        someone else has taken it since, the assignment is refused naming them.  ``seen``:
+        the last message the page showed (see :meth:`close`).
+        """
         conversation = self.get(conversation_id)
         if user_id is not None:
             user = self.work.users.get(user_id)
@@ -289,7 +395,31 @@ class ConversationService:
                 user_id, conversation.party_id
             ):
                 raise ValidationFailed({"assignee_id": [f"{user.label} cannot see this client"]})
-        conversation = self._change(conversation_id, assignee_id=user_id)
+            if conversation.owner_id not in (None, user_id) and not self.work.user_may_read(
+                user_id, [("conversation", conversation.id)]
+            ):
+                hidden = message(
+                    "{user} cannot see this conversation: it came to a colleague's own mailbox",
+                    user=user.label,
+                )
+                raise ValidationFailed({"assignee_id": [hidden]})
+        if expected is not ANY:
+            self._for_update(conversation_id)
+            lock_row(self.work.session, Conversation, conversation.id)
+            self.work.session.refresh(conversation, ["assignee_id"])
+            if conversation.assignee_id != expected:
+                holder = (
+                    self.work.session.get(User, conversation.assignee_id)
+                    if conversation.assignee_id is not None
+                    else None
+                )
+                text: Any = (
+                    message("{user} has taken this conversation meanwhile", user=holder.label)
+                    if holder is not None
+                    else BACK_IN_QUEUE
+                )
+                raise ValidationFailed({"assignee_id": [text]})
+        conversation = self._change(conversation_id, seen=seen, assignee_id=user_id)
         if user_id is not None and user_id != self.work.actor.user_id:
             self.work.notifications.notify(
                 user_id,
@@ -304,17 +434,26 @@ class ConversationService:
         # asked in this transaction: a client handed over in it counts as handed over
         return bool(self.work.user_may_read(user_id, [("party", party_id)]))
 
-    def snooze(self, conversation_id: int, until: dt.datetime) -> Conversation:
-        """Hide it until ``until`` (a new message brings it back sooner)."""
+    def snooze(
+        self, conversation_id: int, until: dt.datetime, *, seen: int | None = None
+    ) -> Conversation:
+        """Hide it until ``until`` (a new message brings it back sooner); ``seen`` as for
+        :meth:`close`."""
         if until.tzinfo is None or until <= utcnow():
             raise ValidationFailed({"until": ["a time in the future"]})
         if self.get(conversation_id).status == "closed":
             raise ValidationFailed({"status": ["a closed conversation is not snoozed: reopen it"]})
-        return self._change(conversation_id, status="snoozed", snoozed_until=until)
+        return self._change(conversation_id, seen=seen, status="snoozed", snoozed_until=until)
 
-    def close(self, conversation_id: int) -> Conversation:
-        """Done: the next message from the sender starts a new conversation."""
-        return self._change(conversation_id, status="closed", closed_at=utcnow(), unread=0)
+    def close(self, conversation_id: int, *, seen: int | None = None) -> Conversation:
+        """Done: the next message from the sender starts a new conversation.
+
+        ``seen``: the id of the last message the actor's page showed; when the client wrote
+        again since, closing is refused (the new message must not be buried unread).
+        """
+        return self._change(
+            conversation_id, seen=seen, status="closed", closed_at=utcnow(), unread=0
+        )
 
     def reopen(self, conversation_id: int) -> Conversation:
         """Open a closed or snoozed conversation again."""
@@ -357,6 +496,9 @@ class ConversationService:
         )
         in_reply_to = last_in.external_id if last_in is not None else None
         refs = tuple(reversed((last_in.data or {}).get("refs", []))) if last_in else ()
+        # from the account the client wrote to (support@, a personal mailbox), so the
+        # client's answer comes back there too; the conversation's when the entry lacks it
+        account = ((last_in.data or {}).get("account") if last_in else None) or conversation.account
         if subject is None and conversation.subject:
             subject = " ".join(conversation.subject.split())  # one line, whatever came in
             if not subject.lower().startswith("re:"):
@@ -372,6 +514,7 @@ class ConversationService:
             references=(*refs, in_reply_to) if in_reply_to else refs,
             cc=cc,
             attachment_ids=attachment_ids,
+            account=account,
         )
         activity.conversation_id = conversation.id
         if conversation.assignee_id is None:
@@ -447,15 +590,45 @@ class ConversationService:
         return conversation
 
     def file_triaged(self, conversation: Conversation, party: Party) -> None:
-        """Move the conversation's messages still waiting in triage to ``party``."""
-        triaged = self.work.session.scalars(
-            select(Activity).where(
-                Activity.conversation_id == conversation.id, Activity.party_id.is_(None)
+        """File the conversation under ``party``, with every earlier conversation of the same
+        sender still without a client (closed in triage, say) and their messages.
+
+        Only those of the same account owner: a personal mailbox's conversations are not
+        moved onto a client's timeline by a shared mailbox's triage, nor the reverse.
+        """
+        session = self.work.session
+        owner = Conversation.owner_id
+        others = session.scalars(
+            select(Conversation).where(
+                Conversation.channel == conversation.channel,
+                Conversation.address_key == conversation.address_key,
+                Conversation.party_id.is_(None),
+                Conversation.id != conversation.id,
+                owner.is_(None)
+                if conversation.owner_id is None
+                else owner == conversation.owner_id,
             )
+        ).all()
+        filed = [conversation, *others]
+        triaged = session.scalars(
+            select(Activity)
+            .where(
+                Activity.conversation_id.in_([c.id for c in filed]),
+                Activity.party_id.is_(None),
+            )
+            .order_by(Activity.id)
         ).all()
         for activity in triaged:
             self.work.channels.file_under(activity, party)
-        conversation.party_id = party.id
+        for filing in filed:
+            filing.party_id = party.id
+            assignee = filing.assignee_id
+            if (
+                filing is not conversation
+                and assignee is not None
+                and not self._sees_party(assignee, party.id)
+            ):
+                filing.assignee_id = None  # as attach does: back to the queue
 
 
 def _plain(value: Any) -> Any:

@@ -23,8 +23,11 @@ version (:func:`choose_language`)::
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
+import math
+import re
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -32,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from marshmallow import Schema, ValidationError, fields, validate
@@ -39,6 +44,7 @@ from sqlalchemy import select
 
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import Message, message
 from crmkit.model import MessageTemplate, User
 from crmkit.schemas import LANGUAGE_CODE
 from crmkit.schemas.output import public_values
@@ -108,12 +114,12 @@ def seed_templates(session: Any, templates: Iterable[StarterTemplate]) -> int:
 class TemplateFailed(ValidationFailed):
     """A template does not compile or fails while rendering; ``line`` is where (1-based)."""
 
-    def __init__(self, field: str, line: int | None, message: str) -> None:
+    def __init__(self, field: str, line: int | None, message: str | Message) -> None:
         self.field = field
         self.line = line
         self.message = message
         where = f"line {line}: " if line else ""
-        super().__init__({field: [where + message]})
+        super().__init__({field: [where + str(message)]})
 
 
 @attrs.frozen
@@ -137,17 +143,205 @@ def choose_language(available: Sequence[str], wanted: str | None, default: str) 
     return available[0] if available else None
 
 
+#: What one template may make: the rendered text's characters, a string's or a list's
+#: length made on the way (``*``, ``+``, ``~``, a filter, a method), a number's digits
+#: (``*``, ``**``) and the numbers of a ``range()``.  A template a user writes must not
+#: take the memory or the time of the process that renders it (a worker, a web process).
+OUTPUT_LIMIT = 200_000
+VALUE_LIMIT = 200_000
+DIGITS_LIMIT = 1_000
+RANGE_LIMIT = 10_000
+#: The turns of all ``{% for %}`` loops of one rendering together (nested loops multiply).
+LOOP_LIMIT = 1_000_000
+
+#: The refusal of each limit; ``{name}`` names the template, ``{limit}`` the limit.
+LIMIT_MESSAGES = {
+    "output": message("template “{name}”: the text it makes is longer than {limit} characters"),
+    "value": message("template “{name}”: it makes a value longer than {limit} characters"),
+    "digits": message("template “{name}”: it makes a number longer than {limit} digits"),
+    "range": message("template “{name}”: range() of more than {limit} numbers"),
+    "loops": message("template “{name}”: its loops turn more than {limit} times"),
+}
+
+_LONG_NUMBER = re.compile(r"\d{7,}")  # a width or precision of a million or more
+
+
+class TemplateLimit(Exception):
+    """A template went over one of the limits above (``kind``: a key of LIMIT_MESSAGES)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(kind)
+
+
+def _sized(value: Any) -> Any:
+    """``value``, refused when it is a string or a sequence longer than VALUE_LIMIT."""
+    if isinstance(value, str | list | tuple | bytes) and len(value) > VALUE_LIMIT:
+        raise TemplateLimit("value")
+    if isinstance(value, int) and value.bit_length() > DIGITS_LIMIT * 3.33:
+        raise TemplateLimit("digits")
+    return value
+
+
+def _digits(value: int) -> float:
+    return abs(value).bit_length() * 0.302  # log10(2): about the decimal digits
+
+
+def _check_product(left: Any, right: Any) -> None:
+    for text, times in ((left, right), (right, left)):
+        if (
+            isinstance(text, str | list | tuple)
+            and isinstance(times, int)
+            and len(text) * max(times, 0) > VALUE_LIMIT
+        ):
+            raise TemplateLimit("value")
+    both = isinstance(left, int) and isinstance(right, int)
+    if both and _digits(left) + _digits(right) > DIGITS_LIMIT:
+        raise TemplateLimit("digits")
+
+
+def _check_power(left: Any, right: Any) -> None:
+    both = isinstance(left, int) and isinstance(right, int)
+    if both and right > 0 and abs(left) > 1 and right * math.log10(abs(left)) > DIGITS_LIMIT:
+        raise TemplateLimit("digits")
+
+
+def _check_counts(args: Iterable[Any]) -> None:
+    """Refuse a width or a count that would make a value past VALUE_LIMIT."""
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and arg > VALUE_LIMIT:
+            raise TemplateLimit("value")
+
+
+def _check_format(text: Any) -> None:
+    """Refuse a format string with a width or a precision of a million or more."""
+    if isinstance(text, str) and _LONG_NUMBER.search(text):
+        raise TemplateLimit("value")
+
+
+def _check_made(name: str, value: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse a join, a replace or an indent whose result would be past VALUE_LIMIT,
+    before it is made (its size is known from its arguments)."""
+    size = 0
+    if name in ("join", "do_join") and isinstance(value, list | tuple):
+        separator = args[0] if args and isinstance(args[0], str) else ""
+        size = sum(len(item) for item in value if isinstance(item, str))
+        size += len(separator) * len(value)
+    elif name in ("replace", "do_replace") and isinstance(value, str) and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        size = len(value) + (len(value) + 1 if not old else value.count(old)) * len(new)
+    elif name == "do_indent" and isinstance(value, str):
+        width = args[0] if args else kwargs.get("width", 4)
+        size = len(value) + (len(width) if isinstance(width, str) else 0) * value.count("\n")
+        if isinstance(width, int):
+            size += width * (value.count("\n") + 1)
+    if size > VALUE_LIMIT:
+        raise TemplateLimit("value")
+
+
+def _limited_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > RANGE_LIMIT:
+        raise TemplateLimit("range")
+    return numbers
+
+
+#: The loop turns left to the rendering under way (a one-item list), None outside one.
+_LOOP_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "template_loop_budget", default=None
+)
+
+
+def _counted(items: Any) -> Any:
+    """A ``{% for %}`` loop's items, each turn taken from the rendering's budget."""
+    budget = _LOOP_BUDGET.get()
+    if budget is None:
+        yield from items
+        return
+    for item in items:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise TemplateLimit("loops")
+        yield item
+
+
+class _LimitedCode(CodeGenerator):
+    """Jinja's code generator, with every ``~`` concatenation's result size-checked and
+    every loop's turns counted."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        counted = nodes.EnvironmentAttribute("counted", lineno=node.iter.lineno)
+        if not (isinstance(node.iter, nodes.Call) and node.iter.node == counted):
+            node.iter = nodes.Call(counted, [node.iter], [], None, None, lineno=node.lineno)
+        super().visit_For(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.sized(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
 class _Sandbox(SandboxedEnvironment):
-    """The sandbox, telling the author when a template reaches for something forbidden."""
+    """The sandbox, telling the author when a template reaches for something forbidden
+    and holding every template to the limits above."""
+
+    code_generator_class = _LimitedCode
+    intercepted_binops = frozenset(["*", "**", "+", "%"])
+    sized = staticmethod(_sized)
+    counted = staticmethod(_counted)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         raise SecurityError(f"{attribute!r} may not be used in a template")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _check_product(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+            _check_counts(right if isinstance(right, tuple) else [right])
+        return _sized(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # a string's method (str.format comes wrapped by the sandbox)
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str):
+            _check_counts([*args, *kwargs.values()])
+            _check_format(owner)
+            name = getattr(__obj, "__name__", "")
+            if name == "join" and args:
+                _check_made(name, args[0], (owner,), {})
+            elif name == "replace":
+                _check_made(name, owner, args, kwargs)
+        return _sized(super().call(__context, __obj, *args, **kwargs))
+
+
+def _limited_filter(function: Any) -> Any:
+    """A built-in filter whose widths and counts are checked, and whose result is sized."""
+
+    # the value filtered comes after the context or environment the filter may ask for
+    value_at = 1 if hasattr(function, "jinja_pass_arg") else 0
+
+    @functools.wraps(function)  # keeps jinja_pass_arg
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        _check_counts([*args[value_at + 1 :], *kwargs.values()])
+        if len(args) > value_at:
+            if function.__name__ == "do_format":
+                _check_format(args[value_at])
+            _check_made(function.__name__, args[value_at], args[value_at + 1 :], kwargs)
+        return _sized(function(*args, **kwargs))
+
+    return limited
 
 
 def _environment() -> SandboxedEnvironment:
     env = _Sandbox(
         undefined=jinja2.ChainableUndefined, autoescape=False, keep_trailing_newline=True
     )
+    for name in ("center", "indent", "format", "replace", "wordwrap", "truncate", "join"):
+        env.filters[name] = _limited_filter(env.filters[name])
+    env.globals["range"] = _limited_range
     env.filters["money"] = lambda value: f"{Decimal(str(value or 0)):,.2f}".replace(",", " ")
     env.filters["date"] = lambda value, fmt="%d.%m.%Y": (
         value.strftime(fmt) if isinstance(value, dt.date | dt.datetime) else value
@@ -399,21 +593,48 @@ class MessageTemplateService:
         )
         return values
 
-    def render_text(self, field: str, source: str, variables: Mapping[str, Any]) -> str:
-        """Render one template text in the sandbox; mistakes become :class:`TemplateFailed`."""
+    def render_text(
+        self, field: str, source: str, variables: Mapping[str, Any], *, template: str = ""
+    ) -> str:
+        """Render one template text in the sandbox; mistakes become :class:`TemplateFailed`.
+
+        A text going over a limit (:data:`OUTPUT_LIMIT` and the others) fails naming
+        ``template`` (the template's or the mailing's name) and the limit.
+        """
         try:
-            template = _compiled(source or "")
+            compiled = _compiled(source or "")
         except jinja2.TemplateSyntaxError:
             self.check(field, source)  # raises TemplateFailed naming the field and the line
             raise
+        budget = _LOOP_BUDGET.set([LOOP_LIMIT])
         try:
-            return template.render(variables)
+            parts: list[str] = []
+            size = 0
+            for part in compiled.generate(variables):
+                size += len(part)
+                if size > OUTPUT_LIMIT:
+                    raise TemplateLimit("output")
+                parts.append(part)
+            return "".join(parts)
+        except TemplateLimit as exc:
+            limit = {
+                "output": OUTPUT_LIMIT,
+                "value": VALUE_LIMIT,
+                "digits": DIGITS_LIMIT,
+                "range": RANGE_LIMIT,
+                "loops": LOOP_LIMIT,
+            }[exc.kind]
+            refusal = LIMIT_MESSAGES[exc.kind].template
+            text = message(refusal, name=template or field, limit=limit)
+            raise TemplateFailed(field, _template_line(exc), text) from None
         except jinja2.TemplateError as exc:
             raise TemplateFailed(field, _template_line(exc), str(exc)) from None
         except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
             raise TemplateFailed(
                 field, _template_line(exc), f"{type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            _LOOP_BUDGET.reset(budget)
 
     def render(
         self,
@@ -430,9 +651,10 @@ class MessageTemplateService:
         else:
             texts = {field: template.get(field, "") for field in TEMPLATE_FIELDS}
         variables = self.variables(party_id=party_id, record=record)
+        name = template.name if isinstance(template, MessageTemplate) else template.get("name", "")
         return RenderedMessage(
-            subject=self.render_text("subject", texts["subject"], variables),
-            body=self.render_text("body", texts["body"], variables),
+            subject=self.render_text("subject", texts["subject"], variables, template=name),
+            body=self.render_text("body", texts["body"], variables, template=name),
             language=template.language if isinstance(template, MessageTemplate) else None,
         )
 

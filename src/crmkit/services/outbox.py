@@ -41,6 +41,9 @@ def _insert_statement(dialect: str) -> Any:
 
 _INSERTS: dict[str, Any] = {}
 
+#: Attempts an item gets unless its adder or its job says otherwise.
+DEFAULT_ATTEMPTS = 8
+
 
 class OutboxService:
     """Adding items to the outbox and reading their state."""
@@ -57,13 +60,17 @@ class OutboxService:
         *,
         idempotency_key: str | None = None,
         party_id: int | None = None,
-        max_attempts: int = 8,
+        max_attempts: int | None = None,
         due: dt.datetime | None = None,
     ) -> OutboxItem:
         """Queue a side effect; an item with the same idempotency key is returned instead.
 
         ``due`` delays the first attempt (a reminder's message, a job to run later).
+        ``max_attempts`` defaults to 8, and for a ``job`` item to its job's ``Job.retries``
+        and one (as :meth:`run_job` queues it).
         """
+        if max_attempts is None:
+            max_attempts = self._attempts_of(kind, payload)
         key = idempotency_key or f"{kind}:{uuid.uuid4()}"
         now = utcnow()
         values = {
@@ -107,12 +114,16 @@ class OutboxService:
         if registered is None:
             raise ValidationFailed({"job": [f"no job {job!r} is registered"]})
         return self.add(
-            "job",
-            {"job": job, "payload": payload or {}},
-            idempotency_key=idempotency_key,
-            max_attempts=registered.retries + 1,
-            due=due,
+            "job", {"job": job, "payload": payload or {}}, idempotency_key=idempotency_key, due=due
         )
+
+    def _attempts_of(self, kind: str, payload: dict[str, Any]) -> int:
+        """The attempts an item gets unless told: a job's ``retries`` and one, else 8."""
+        if kind == "job":
+            registered = self.work.crm.jobs.get(str(payload.get("job")))
+            if registered is not None:
+                return registered.retries + 1
+        return DEFAULT_ATTEMPTS
 
     def _wake_after_commit(self, item_id: int, due: dt.datetime | None = None) -> None:
         # One wake-up call per transaction, whatever the number of items it queued.

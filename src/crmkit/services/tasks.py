@@ -343,7 +343,8 @@ class CalendarService(EntityService):
     def _check_free(
         self, resource_id: int | None, start: dt.datetime, end: dt.datetime, exclude_id: int | None
     ) -> None:
-        """Refuse a clash with another live event of the resource.
+        """Refuse a clash with another live event of the resource, or a resource whose
+        person (a specialist) is blocked: they have left and see no calendar.
 
         The resource's row is held first (:func:`crmkit.db.lock_row`) so that the check and
         the write that follows are not interleaved with another's: of two people taking one
@@ -353,8 +354,10 @@ class CalendarService(EntityService):
         if resource_id is None:
             return
         lock_row(self.session, Resource, resource_id)
-        if self.session.get(Resource, resource_id) is None:
+        resource = self.session.get(Resource, resource_id)
+        if resource is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
+        self.check_bookable(resource)
         clash = select(CalendarEvent.id, CalendarEvent.starts_at).where(
             CalendarEvent.resource_id == resource_id,
             CalendarEvent.status != "cancelled",
@@ -370,6 +373,24 @@ class CalendarService(EntityService):
             raise ValidationFailed(
                 {"resource_id": [message("already booked at {time}", time=when)]}
             )
+
+    def check_bookable(self, resource: Resource) -> User | None:
+        """The resource's person (``None`` for a bay or a room); a blocked one is refused on
+        ``resource_id``, naming the resource and the person."""
+        person = self.session.get(User, resource.user_id) if resource.user_id else None
+        if person is not None and person.blocked:
+            raise ValidationFailed(
+                {
+                    "resource_id": [
+                        message(
+                            "{resource}: {user} is blocked and cannot be booked",
+                            resource=resource.name,
+                            user=person.label,
+                        )
+                    ]
+                }
+            )
+        return person
 
     def reschedule(
         self,

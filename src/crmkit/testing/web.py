@@ -116,3 +116,32 @@ def served(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def multipart(
+    fields: dict[str, str], files: list[tuple[str, str, bytes]]
+) -> tuple[bytes, dict[str, str]]:
+    """A ``multipart/form-data`` body and its headers, file names sent as they are.
+
+    httpx percent-encodes what a file name may not carry (``\\x00`` becomes ``%00``); a
+    browser or a script may send it raw, so a test of what the server does with such a
+    name builds the body itself: ``content, headers = multipart({"a": "1"}, [("file",
+    "name.pdf", b"...")])`` then ``client.post(url, content=content, headers=headers)``.
+    """
+    boundary = "crmkit-test-boundary"
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
+    for name, filename, content in files:
+        head = (
+            f"--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(head.encode() + content + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}

@@ -4,10 +4,43 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from crmkit.errors import ValidationFailed
+from crmkit.schemas import NUL_REFUSED, has_nul
 from crmkit.web.i18n import Locale
+
+#: The refusal of an uploaded file whose name holds a NUL character.
+NUL_IN_FILE_NAME = "the file name contains a NUL character"
+
+
+def refuse_nul(form: Any) -> None:
+    """Refuse a submitted form in which a field's name, a text or an uploaded file's name
+    holds a NUL character, naming the field (:class:`ValidationFailed`, a 422).
+
+    PostgreSQL cannot store a NUL (the insert fails with a 500) and SQLite would keep it,
+    so every form is checked here, before anything is written:
+    :func:`crmkit.web.pages.form_data` does it for the screens, and a screen that reads
+    ``request.form()`` itself (an upload, a list of lines) calls this.  ``form`` is
+    Starlette's ``FormData`` (or any mapping; repeated fields may be lists).
+    """
+    items: Iterable[tuple[Any, Any]]
+    if hasattr(form, "multi_items"):
+        items = form.multi_items()
+    else:
+        items = ((k, v) for k, values in form.items() for v in _each(values))
+    for key, value in items:
+        field = str(key).replace("\x00", "\\x00")
+        if has_nul(key) or (isinstance(value, str) and has_nul(value)):
+            raise ValidationFailed({field: [NUL_REFUSED]})
+        filename = getattr(value, "filename", None)
+        if isinstance(filename, str) and has_nul(filename):
+            raise ValidationFailed({field: [NUL_IN_FILE_NAME]})
+
+
+def _each(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, list | tuple) else [values]
 
 
 def local_time(value: Any, locale: Locale, field: str) -> str | None:

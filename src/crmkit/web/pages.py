@@ -292,19 +292,22 @@ def posted(request: Request) -> dict[str, Any]:
 async def form_data(request: Request) -> dict[str, Any]:
     """The submitted form as a dict (repeated fields become lists), without the CSRF token.
 
-    A text holding a NUL character is refused naming its field (422), as the API refuses
-    it: PostgreSQL cannot store one, and a form screen must not fail with a 500 instead.
+    A text or an uploaded file's name holding a NUL character is refused naming its field
+    (422, :func:`crmkit.web.forms.refuse_nul`), as the API refuses it: PostgreSQL cannot
+    store one, and a form screen must not fail with a 500 instead.
     """
-    from crmkit.errors import ValidationFailed
-    from crmkit.schemas import NUL_REFUSED, has_nul
+    from crmkit.web.forms import refuse_nul
 
     form = await request.form()
+    try:
+        refuse_nul(form)
+    except Exception:
+        await form.close()  # the files a refused multipart form spooled
+        raise
     data: dict[str, Any] = {}
     for key in form:
         if key == "csrf_token":
             continue
         values = form.getlist(key)
-        if has_nul(key) or any(isinstance(v, str) and has_nul(v) for v in values):
-            raise ValidationFailed({key.replace("\x00", "\\x00"): [NUL_REFUSED]})
         data[key] = values if len(values) > 1 or key.endswith("[]") else values[0]
     return {k.removesuffix("[]"): v for k, v in data.items()}

@@ -22,7 +22,7 @@ from crmkit_carservice.services import carservice
 
 #: Fields the intake's refusals name that no registry labels: a refusal reads
 #: "<field>: <why>", the field translated as the rest is.
-REFUSED_FIELDS = (i18n.lazy("car_id"), i18n.lazy("client"))
+REFUSED_FIELDS = (i18n.lazy("car_id"), i18n.lazy("client"), i18n.lazy("services"))
 
 
 def _order_url(order_id: int) -> str:
@@ -103,7 +103,7 @@ def intake(request: Request) -> Response:
                     "make": data.get("make", ""),
                     "model": data.get("model", ""),
                 },
-                services=[int(s) for s in services if str(s).strip()],
+                services=[s for s in services if str(s).strip()],
                 assignee_id=optional_int(data.get("assignee_id")),
                 location_id=optional_int(data.get("location_id")),
                 mileage=optional_int(data.get("mileage")),

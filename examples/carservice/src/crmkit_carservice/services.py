@@ -57,6 +57,24 @@ def _plate(values: dict[str, Any]) -> None:
             )
 
 
+def service_ids(services: Iterable[Any]) -> list[int]:
+    """The intake's services as item ids; one that is not a number is refused naming the
+    ``services`` field and its row (counted from 1, as the form lists them)."""
+    ids = []
+    for row, value in enumerate(services, start=1):
+        text = str(value).strip() if isinstance(value, (int, str)) else ""
+        if isinstance(value, bool) or not text.isdecimal():
+            raise ValidationFailed(
+                {
+                    "services": [
+                        message("row {row}: not a number: {value}", row=row, value=repr(value))
+                    ]
+                }
+            )
+        ids.append(int(text))
+    return ids
+
+
 class CarService(EntityService):
     """Cars (entity ``carservice_car``): the plate is kept as typed and folded for search."""
 
@@ -158,7 +176,7 @@ class Desk:
         party_id: int | None = None,
         car: Mapping[str, Any] | None = None,
         car_id: int | None = None,
-        services: Iterable[int] = (),
+        services: Iterable[int | str] = (),
         assignee_id: int | None = None,
         location_id: int | None = None,
         mileage: int | None = None,
@@ -167,8 +185,10 @@ class Desk:
         """Take an order: an existing or new client, an existing or new car, the services.
 
         Runs in the caller's unit of work: anything refused (a bad plate, a hidden client,
-        an unknown service) raises and nothing of the order, client or car is kept.
+        an unknown service, a service that is not a number) raises and nothing of the order,
+        client or car is kept.  ``services`` are item ids, as numbers or as a form sends them.
         """
+        item_ids = service_ids(services)
         with self.work.savepoint():
             if party_id is None:
                 if not client:
@@ -203,7 +223,7 @@ class Desk:
                 )
             fin.orders.add_lines(
                 order,
-                [{"item_id": int(i), "main": n == 0} for n, i in enumerate(services)],
+                [{"item_id": i, "main": n == 0} for n, i in enumerate(item_ids)],
             )
             self.work.flush()
             return order

@@ -286,10 +286,13 @@ class Distribution:
 
     def _move_conversations(self, from_agent: int, to_agent: int, party_ids: list[int]) -> None:
         # the new agent sees the firms handed over in this transaction: assign checks it
-        # here, tells them and refreshes the open contact centers
+        # here, tells them and refreshes the open contact centers; mail to the old agent's
+        # own mailbox stays theirs (the new one may not read it)
         found = self.work.session.scalars(
             select(Conversation.id).where(
-                Conversation.party_id.in_(party_ids), Conversation.assignee_id == from_agent
+                Conversation.party_id.in_(party_ids),
+                Conversation.assignee_id == from_agent,
+                or_(Conversation.owner_id.is_(None), Conversation.owner_id == to_agent),
             )
         ).all()
         for conversation_id in found:

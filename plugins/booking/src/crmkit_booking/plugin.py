@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from crmkit import Setting, hookimpl
@@ -13,12 +14,39 @@ crmkit_plugin_name = "booking"
 ROLES = ("manager", "admin")
 
 
+def _time_of_day(text: str) -> str | None:
+    try:
+        dt.time.fromisoformat(text)
+    except ValueError:
+        return f"must be a time of day such as 09:00, got {text!r}"
+    return None
+
+
 @hookimpl
 def crmkit_register_settings() -> list[Setting]:
     return [
-        Setting("booking.day_start", str, "09:00", "When the journal's day opens (local time)."),
-        Setting("booking.day_end", str, "20:00", "When the journal's day closes (local time)."),
-        Setting("booking.slot_minutes", int, 30, "Length of one row of the journal, in minutes."),
+        Setting(
+            "booking.day_start",
+            str,
+            "09:00",
+            "When the journal's day opens (local time).",
+            check=_time_of_day,
+        ),
+        Setting(
+            "booking.day_end",
+            str,
+            "20:00",
+            "When the journal's day closes (local time).",
+            check=_time_of_day,
+        ),
+        Setting(
+            "booking.slot_minutes",
+            int,
+            30,
+            "Length of one row of the journal, in minutes.",
+            minimum=5,
+            maximum=24 * 60,
+        ),
     ]
 
 

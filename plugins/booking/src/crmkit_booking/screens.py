@@ -22,6 +22,10 @@ from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
 
+#: The kinds of a booking's entries on the client's timeline (``services.MADE_KIND`` and
+#: ``CANCELLED_KIND``), spelled out here for the catalog tools: the card shows them translated.
+TIMELINE_KINDS = (i18n.lazy("booking"), i18n.lazy("booking_cancelled"))
+
 
 def _day(text: str | None, zone: Any) -> dt.date:
     try:
@@ -106,7 +110,7 @@ def new(request: Request) -> Response:
             error, status = error_text(request, exc, _zone(request)), 422
     with work(request) as unit:
         service = booking(unit)
-        resources = service.resources()
+        resources = service.bookable()
         found = []
         query = str(values.get("client_q", "")).strip()
         if query:
@@ -133,6 +137,10 @@ def cancel(request: Request) -> Response:
     """Cancel a booking from the journal."""
     event_id = int(request.path_params["event_id"])
     data = posted(request)
-    with work(request) as unit:
-        booking(unit).cancel(event_id, reason=str(data.get("reason", "")))
+    try:
+        with work(request) as unit:
+            booking(unit).cancel(event_id, reason=str(data.get("reason", "")))
+    except ValidationFailed as exc:  # cancelled already: said on the journal, not a 422 page
+        text = error_text(request, exc, _zone(request))
+        return redirect(request, "/booking", text, kind="error", day=data.get("day"))
     return redirect(request, "/booking", "Booking cancelled.", day=data.get("day"))

@@ -26,12 +26,15 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
-from crmkit.model import CalendarEvent, Party, Resource, User
+from crmkit.i18n import Moment, message
+from crmkit.model import CalendarEvent, Resource, User
 
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
 KIND = "booking"
+#: The kinds of the client's timeline entries of a booking made and cancelled.
+MADE_KIND = "booking"
+CANCELLED_KIND = "booking_cancelled"
 
 
 def booking(work: Any) -> BookingService:
@@ -49,17 +52,43 @@ class Window:
 
 
 @attrs.frozen
+class Held:
+    """A stretch of time a booking holds a resource, as the journal shows it.
+
+    A booking the actor may not read is still busy, but ``hidden``: it has no id, title or
+    client.
+    """
+
+    id: int | None
+    resource_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    title: str = ""
+    party_id: int | None = None
+
+    @property
+    def hidden(self) -> bool:
+        """Whether the actor may not read the booking (only that the time is taken)."""
+        return self.id is None
+
+
+@attrs.frozen
 class Journal:
-    """Who is busy in a period: the resources, the slot times, and bookings per resource."""
+    """Who is busy in a period: the resources, the slot times, and bookings per resource.
+
+    ``clients`` names the clients the actor may read; ``closed`` holds the resources shown
+    for the bookings they still hold but no longer bookable (their specialist is blocked).
+    """
 
     start: dt.datetime
     end: dt.datetime
     resources: Sequence[Resource]
     slots: Sequence[dt.datetime]
-    busy: dict[int, list[CalendarEvent]]
+    busy: dict[int, list[Held]]
     clients: dict[int, str]
+    closed: frozenset[int] = frozenset()
 
-    def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> CalendarEvent | None:
+    def at(self, resource_id: int, slot: dt.datetime, minutes: int) -> Held | None:
         """The booking holding ``resource_id`` during the slot starting at ``slot``."""
         end = slot + dt.timedelta(minutes=minutes)
         for event in self.busy.get(resource_id, ()):
@@ -96,6 +125,25 @@ class BookingService:
             statement = statement.where(Resource.kind == kind)
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
 
+    def bookable(self, kind: str | None = None) -> list[Resource]:
+        """Active resources that can be booked: those whose specialist is blocked (has
+        left) are left out."""
+        resources = self.resources(kind)
+        closed = self._closed(resources)
+        return [r for r in resources if r.id not in closed]
+
+    def _closed(self, resources: Sequence[Resource]) -> frozenset[int]:
+        """Ids of ``resources`` whose person is blocked."""
+        people = {r.user_id for r in resources if r.user_id is not None}
+        if not people:
+            return frozenset()
+        blocked = set(
+            self.work.session.scalars(
+                select(User.id).where(User.id.in_(people), User.blocked.is_(True))
+            )
+        )
+        return frozenset(r.id for r in resources if r.user_id in blocked)
+
     def add_resource(self, name: str, kind: str = "specialist", user_id: int | None = None) -> Any:
         """A new bookable resource (a bay, or a specialist linked to their user, who must
         exist and not be blocked)."""
@@ -129,31 +177,59 @@ class BookingService:
     ) -> Journal:
         """Bookings of each resource over ``days`` business days from ``day``.
 
-        Only bookings the actor may see are listed by title; the client of a booking the
-        actor may not see is not named.
+        Every booking holds its time, whoever may see it; one the actor may not read is
+        shown only as busy (:class:`Held` without id, title or client), and a client is
+        named only to an actor who may read them.  A resource whose specialist is blocked
+        is shown only while it holds bookings in the period, as ``closed``.
         """
         resources = self.resources()
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         start = self.day_bounds(day)[0]
         end = self.day_bounds(day + dt.timedelta(days=days - 1))[1]
-        busy: dict[int, list[CalendarEvent]] = {r.id: [] for r in resources}
-        ids = list(busy)
-        if ids:
-            events = self.work.calendar.query().where(
-                CalendarEvent.resource_id.in_(ids),
-                CalendarEvent.status != "cancelled",
-                CalendarEvent.starts_at < end,
-                CalendarEvent.ends_at > start,
-            )
-            for event in self.work.session.scalars(events.order_by(CalendarEvent.starts_at)):
-                busy[event.resource_id].append(event)
-        party_ids = {e.party_id for events in busy.values() for e in events if e.party_id}
-        clients = dict(
-            self.work.session.execute(
-                select(Party.id, Party.name).where(Party.id.in_(party_ids))
-            ).all()
+        live = (
+            CalendarEvent.resource_id.in_([r.id for r in resources]),
+            CalendarEvent.status != "cancelled",
+            CalendarEvent.starts_at < end,
+            CalendarEvent.ends_at > start,
         )
+        # the time is taken whoever may see the booking: read without the access rules
+        rows = self.work.session.execute(
+            select(
+                CalendarEvent.id,
+                CalendarEvent.resource_id,
+                CalendarEvent.starts_at,
+                CalendarEvent.ends_at,
+            )
+            .where(*live)
+            .order_by(CalendarEvent.starts_at, CalendarEvent.id)
+        ).all()
+        readable: dict[int, CalendarEvent] = {}
+        if rows and self.work.access.can("calendar_event", "read"):
+            readable = {
+                e.id: e for e in self.work.session.scalars(self.work.calendar.query().where(*live))
+            }
+        busy: dict[int, list[Held]] = {r.id: [] for r in resources}
+        for row in rows:
+            event = readable.get(row.id)
+            if event is None:
+                held = Held(None, row.resource_id, row.starts_at, row.ends_at)
+            else:
+                held = Held(
+                    event.id,
+                    row.resource_id,
+                    row.starts_at,
+                    row.ends_at,
+                    event.title,
+                    event.party_id,
+                )
+            busy[row.resource_id].append(held)
+        closed = self._closed(resources)
+        resources = [r for r in resources if r.id not in closed or busy[r.id]]
+        parties = self.work.parties.find_many(
+            h.party_id for held in busy.values() for h in held if h.party_id
+        )
+        clients = {party_id: party.name for party_id, party in parties.items()}
         slots = []
         for offset in range(days):
             opens, closes = self.day_bounds(day + dt.timedelta(days=offset))
@@ -161,7 +237,9 @@ class BookingService:
             while cursor < closes:
                 slots.append(cursor)
                 cursor += dt.timedelta(minutes=self.slot_minutes)
-        return Journal(start, end, resources, slots, busy, clients)
+        return Journal(
+            start, end, resources, slots, busy, clients, closed & {r.id for r in resources}
+        )
 
     def find_free(
         self,
@@ -176,11 +254,12 @@ class BookingService:
         """The earliest free windows of ``duration`` within opening hours, soonest first.
 
         Windows start on the slot grid (``booking.slot_minutes``).  Every resource is busy
-        where *any* booking holds it, whoever may see that booking.
+        where *any* booking holds it, whoever may see that booking; a specialist who is
+        blocked has no window.
         """
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
-        resources = self.resources(kind)
+        resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         step = dt.timedelta(minutes=self.slot_minutes)
@@ -248,19 +327,7 @@ class BookingService:
             "party_id": party_id,
             "resource_id": resource_id,
         }
-        specialist = self.work.session.get(User, resource.user_id) if resource.user_id else None
-        if specialist is not None and specialist.blocked:
-            raise ValidationFailed(
-                {
-                    "resource_id": [
-                        message(
-                            "{resource}: {user} is blocked and cannot be booked",
-                            resource=resource.name,
-                            user=specialist.label,
-                        )
-                    ]
-                }
-            )
+        specialist = self.work.calendar.check_bookable(resource)
         if owner_id is not None:
             values["owner_id"] = owner_id
         elif specialist is not None:
@@ -268,6 +335,7 @@ class BookingService:
         if record is not None:
             values["record_entity"], values["record_id"] = record
         event = self.work.calendar.create(values)
+        self._on_timeline(MADE_KIND, event, resource)
         self.work.emit(
             BOOKING_MADE,
             "calendar_event",
@@ -280,11 +348,35 @@ class BookingService:
         return event
 
     def cancel(self, event_id: int, reason: str = "") -> CalendarEvent:
-        """Cancel a booking: its slot is free again."""
-        event = self.work.calendar.get(event_id, "update")
+        """Cancel a booking: its slot is free again.
+
+        The reason goes into the audit entry and onto the client's timeline; a booking
+        cancelled already is refused on ``status`` (so ``booking.cancelled``, and whatever
+        tells the client, happens once).
+        """
+        calendar = self.work.calendar
+        event = calendar.get(event_id, "update")
         if event.kind != KIND:
             raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
-        self.work.calendar.update(event, {"status": "cancelled"})
+        if event.status == "cancelled":
+            raise ValidationFailed(
+                {
+                    "status": [
+                        message(
+                            "the booking at {time} is cancelled already",
+                            time=Moment(event.starts_at.astimezone(self.zone)),
+                        )
+                    ]
+                }
+            )
+        reason = reason.strip()
+        with self.work.savepoint():
+            changes = calendar.stage_changes(event, {"status": "cancelled"})
+            if reason:
+                changes["reason"] = [None, reason]
+            calendar.record_update(event, changes)
+        resource = self.work.session.get(Resource, event.resource_id) if event.resource_id else None
+        self._on_timeline(CANCELLED_KIND, event, resource, reason)
         self.work.emit(
             BOOKING_CANCELLED,
             "calendar_event",
@@ -294,6 +386,28 @@ class BookingService:
             reason=reason,
         )
         return event
+
+    def _on_timeline(
+        self, kind: str, event: CalendarEvent, resource: Resource | None, body: str = ""
+    ) -> None:
+        """Tell the client's timeline that a booking was made or cancelled: the resource
+        and the station's time, linked to the booking (whoever may not read the booking
+        does not see the entry on timelines that follow record access)."""
+        if event.party_id is None:
+            return
+        when = Moment(event.starts_at.astimezone(self.zone))
+        self.work.timeline.add(
+            kind,
+            party_id=event.party_id,
+            subject=f"{resource.name}, {when}" if resource is not None else str(when),
+            body=body,
+            record=("calendar_event", event.id),
+            data={
+                "resource_id": event.resource_id,
+                "starts_at": event.starts_at.isoformat(),
+                "ends_at": event.ends_at.isoformat(),
+            },
+        )
 
     def of_party(self, party_id: int, *, upcoming_only: bool = True) -> list[CalendarEvent]:
         """A client's bookings (the upcoming ones by default), soonest first."""

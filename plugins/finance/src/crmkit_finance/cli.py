@@ -59,7 +59,10 @@ def report_command(
     from crmkit_finance.export import export, to_csv
     from crmkit_finance.reports import run_report
 
-    params = dict(p.split("=", 1) for p in param if "=" in p)
+    for item in param:
+        if "=" not in item:
+            raise ConfigError(f"-p {item}: give a report parameter as KEY=VALUE")
+    params = dict(p.split("=", 1) for p in param)
     with env.crm.system() as work:
         result = run_report(work, name, params)
     if fmt in ("csv", "xlsx"):

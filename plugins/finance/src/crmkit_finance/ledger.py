@@ -24,7 +24,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Label, message
-from crmkit_finance.model import FinanceAccount, FinanceEntry, FinanceTransaction
+from crmkit_finance.model import (
+    FinanceAccount,
+    FinanceCashDesk,
+    FinanceEntry,
+    FinanceTransaction,
+)
 from crmkit_finance.money import round_money
 
 if TYPE_CHECKING:
@@ -260,6 +265,25 @@ class LedgerService:
         if found is None:
             raise NotFound("finance_account", code_or_id)
         return found
+
+    def named_account(self, code_or_id: str | int, field: str) -> FinanceAccount:
+        """The account a form or a caller named in ``field``: an unknown one is refused
+        naming the field (a mistyped choice, not a missing page); a desk's cash drawer
+        (``cash:desk:<id>``) is found before its first cash, as :meth:`desk_account` makes it."""
+        try:
+            return self.get_account(code_or_id)
+        except NotFound:
+            code = str(code_or_id)
+            desk_id = code.removeprefix("cash:desk:")
+            if (
+                code.startswith("cash:desk:")
+                and desk_id.isdigit()
+                and self.session.get(FinanceCashDesk, int(desk_id)) is not None
+            ):
+                return self.desk_account(int(desk_id), "cash")
+            raise ValidationFailed(
+                {field: [message("no account {account}", account=code)]}
+            ) from None
 
     # -- posting ---------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from crmkit import (
     Transition,
     hookimpl,
 )
+from crmkit.config import currency_code
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.model import Amount, Party
@@ -365,6 +366,7 @@ def crmkit_register_settings() -> list[Setting]:
             "",
             "Currency of reports and of the ledger's income, expense, stock and cashback "
             "accounts; empty uses locale.currency.",
+            check=currency_code,
         ),
         Setting(
             "finance.order_pipeline",
@@ -385,6 +387,7 @@ def crmkit_register_settings() -> list[Setting]:
             7,
             "Days a form that books money or goods may be sent after its page was shown, "
             "and its one-time token kept against a second submission (at least 1).",
+            minimum=1,
         ),
     ]
 

@@ -997,11 +997,27 @@ REPORTS = (
 
 
 def run_report(work: Any, name: str, params: Mapping[str, Any] | None = None) -> ReportResult:
-    """Build a registered report by name (its own access checks apply)."""
+    """Build a registered report by name (its own access checks apply); a parameter the
+    report does not declare in ``Report.params`` is refused, naming it and the declared ones."""
     report = work.crm.reports.get(name)
     if report is None:
         raise ValidationFailed({"report": [message("no report {name}", name=repr(name))]})
-    return report.build(work, params or {})
+    params = params or {}
+    unknown = sorted(key for key in params if key not in report.params)
+    if unknown:
+        # a misspelt key would otherwise build the report with the default silently
+        raise ValidationFailed(
+            {
+                unknown[0]: [
+                    message(
+                        "not a parameter of {report}; its parameters: {known}",
+                        report=report.name,
+                        known=", ".join(report.params),  # keys as typed, not translated
+                    )
+                ]
+            }
+        )
+    return report.build(work, params)
 
 
 __all__ = ["REPORTS", "run_report"]

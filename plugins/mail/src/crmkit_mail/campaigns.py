@@ -8,20 +8,27 @@ The audience is a group, a condition, or a saved list view of clients (``view_id
 
 ``mail(work).campaigns.create(...)`` stores the mailing; ``start`` claims it (draft to
 sending in one statement: a second start at the same time is refused), fixes its recipients
-(a row each, in one statement; a client once) and queues the ``mail.campaign`` job through
-the outbox, so the mailing starts only if the transaction commits.  The job
-(:func:`send_campaign`) sends the pending rows over one SMTP connection, rendering each in
-Jinja's sandbox with the recipient's party, at most ``rate_per_minute`` (0: no limit), and
-marks each row ``sent`` (with its Message-ID) or ``failed`` chunk by chunk (at most 100 rows
-or a quarter of ``outbox.lease_seconds``; the rate limit's waits between chunks, outside
-any transaction), so a stopped job resumes where it was.  The job renews its outbox claim
-as it goes (:func:`crmkit.jobs.delivery.keep_claim`), so a long mailing is never taken over
-and run twice by another worker.  A recipient whose mail cannot be made (a template error
-on their data, a header the composer refuses) is ``failed`` with the reason.
-A recipient the server refuses, for good (5xx) or for now (4xx: greylisting, a full
-mailbox), is ``failed`` with the server's answer and the mailing goes on; a server that
-cannot be reached or goes away (421) stops the job after the chunk's sent rows are
-committed, and the job's retry sends the rest.
+(a row each, in one statement; a client once, an address once: a second client sharing it
+is ``skipped``) and queues the ``mail.campaign`` job through the outbox, so the mailing
+starts only if the transaction commits.  The job (:func:`send_campaign`) sends the pending
+rows over one SMTP connection, rendering each in Jinja's sandbox with the recipient's party,
+a window at a time: the window's rows are marked ``sending`` and committed *before* their
+mails go to the server, and their outcomes committed after, so a worker killed at any
+moment never leaves a delivered mail ``pending`` (sent again); what it left ``sending`` is
+``unknown`` (maybe sent) in the report, sent again only when an admin asks
+(:meth:`Campaigns.retry_unknown`).  The rate limit (``rate_per_minute``, 0: none) is the
+sending mailbox's: each mail takes the mailbox's next slot in the database, so mailings
+sharing a mailbox share its pace, and its waits are spent outside any transaction.  The
+job renews its outbox claim as it goes (:func:`crmkit.jobs.delivery.keep_claim`), so a long
+mailing is never taken over and run twice by another worker.  A recipient whose mail cannot
+be made (a template error or limit on their data, a header the composer refuses) is
+``failed`` with the reason.  A recipient the server refuses for good (5xx) is ``failed``
+with the server's answer; for now (4xx: greylisting, a full mailbox, a provider's quota) it
+stays ``pending`` and is tried again later (after RETRY_FIRST_SECONDS, doubling; ``failed``
+after TRIES refusals), a later run of the job being queued for then; several refusals for
+now one after another stop the run (the server throttles the mailbox).  A server that
+cannot be reached or goes away (421) stops the job, the window's untried rows pending
+again, and the job's retry sends the rest.
 
 Every mail carries an unsubscribe link (and ``List-Unsubscribe`` headers, RFC 8058); an
 address that used it is left out of this and every later mailing (``unsubscribed``).
@@ -30,6 +37,7 @@ Bounces read from the mailbox mark their row ``bounced`` (see :mod:`crmkit_mail.
 
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 import time
 from collections.abc import Callable, Mapping
@@ -53,8 +61,22 @@ if TYPE_CHECKING:
     from crmkit.app import CRM
     from crmkit.services.unit import UnitOfWork
 
-CHUNK = 100
-STATUSES = ("pending", "sent", "failed", "bounced", "unsubscribed", "skipped")
+#: Rows marked ``sending`` (and committed) at once before their mails go to the server: a
+#: worker killed meanwhile leaves at most so many ``unknown``.  With a rate limit, fewer:
+#: as many as go out in a quarter of the outbox lease.
+WINDOW = 20
+#: A refusal for now (4xx) is tried again this long after the first, doubling each time...
+RETRY_FIRST_SECONDS = 300.0
+#: ...and after so many refusals the recipient is ``failed``.
+TRIES = 5
+#: So many refusals for now one after another: the server throttles the mailbox (a
+#: provider's quota), the run stops and the mailing goes on later, trying again first.
+REFUSED_IN_A_ROW = 3
+STATUSES = (
+    "pending", "sending", "sent", "failed", "bounced", "unsubscribed", "skipped", "unknown"
+)  # fmt: skip
+#: The reason of a row left ``sending`` by a worker that stopped.
+UNKNOWN_REASON = "the worker stopped while sending it: maybe sent"
 
 
 def _signer(crm: CRM) -> Signer:
@@ -304,17 +326,24 @@ class Campaigns:
                 emails.setdefault(party_id, key)
         opted_out = set(self.work.session.scalars(select(MailUnsubscribe.address)))
         rows = []
+        mailed: set[str] = set()  # an address two clients share (info@) gets one mail
         for party_id in party_ids:
             address = emails.get(party_id, "")
-            status = (
-                "skipped" if not address else "unsubscribed" if address in opted_out else "pending"
-            )
+            error = None
+            if not address:
+                status = "skipped"
+            elif address in mailed:
+                status, error = "skipped", "the address of another recipient: mailed once"
+            else:
+                status = "unsubscribed" if address in opted_out else "pending"
+                mailed.add(address)
             rows.append(
                 {
                     "campaign_id": campaign.id,
                     "party_id": party_id,
                     "address": address,
                     "status": status,
+                    "error": error,
                 }
             )
         if rows:
@@ -325,6 +354,30 @@ class Campaigns:
             idempotency_key=f"mail.campaign:{campaign.id}",
         )
         return sum(1 for r in rows if r["status"] == "pending")
+
+    def retry_unknown(self, campaign_id: int) -> int:
+        """Send again the mails a stopped worker left ``unknown`` (maybe sent): an admin's
+        decision, never taken silently; returns how many will be sent."""
+        self.work.access.require("mail_campaign", "update")
+        campaign = self.get(campaign_id)
+        retried = self.work.session.execute(
+            update(MailCampaignRecipient)
+            .where(
+                MailCampaignRecipient.campaign_id == campaign.id,
+                MailCampaignRecipient.status == "unknown",
+            )
+            .values(status="pending", error=None, retry_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if retried:
+            if campaign.status == "done":
+                campaign.status, campaign.finished_at = "sending", None
+            self.work.outbox.add(
+                "job",
+                {"job": "mail.campaign", "payload": {"campaign_id": campaign.id}},
+                idempotency_key=f"mail.campaign:{campaign.id}:unknown:{utcnow().isoformat()}",
+            )
+        return int(retried)
 
     def report(self, campaign_id: int) -> dict[str, int]:
         """How many recipients are in each state (sent, failed, bounced, unsubscribed...)."""
@@ -397,11 +450,13 @@ def render_for_recipient(
     texts = versions.get(language) if language else None
     subject = texts["subject"] if texts else campaign.subject
     body = texts["body"] if texts else campaign.body
-    text = templates.render_text("body", body, variables)
+    text = templates.render_text("body", body, variables, template=campaign.name)
     if "unsubscribe_url" not in body:
         text += f"\n\n--\nОтписаться / Unsubscribe: {link}\n"
     return RenderedMessage(
-        subject=templates.render_text("subject", subject, variables), body=text, language=language
+        subject=templates.render_text("subject", subject, variables, template=campaign.name),
+        body=text,
+        language=language,
     )
 
 
@@ -423,7 +478,71 @@ def refused_for_now(exc: Exception) -> str | None:
         text = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
     else:
         return None
-    return f"refused for now, not tried again: {text}"
+    return f"refused for now: {text}"
+
+
+def _reserve_slot(crm: CRM, account_id: int, interval: float, now: float) -> float:
+    """The moment (``now``'s clock) this mail may go: the mailbox's next free slot, moved
+    on by ``interval`` in one conditional update, so that every mailing sending from the
+    mailbox, in any process, shares its pace."""
+    while True:
+        with crm.system() as work:
+            current = work.session.scalar(
+                select(MailAccount.send_slot).where(MailAccount.id == account_id)
+            )
+            at = max(current or 0.0, now)
+            same = (
+                MailAccount.send_slot.is_(None)
+                if current is None
+                else MailAccount.send_slot == current
+            )
+            taken = work.session.execute(
+                update(MailAccount)
+                .where(MailAccount.id == account_id, same)
+                .values(send_slot=at + interval)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if taken:
+            return at
+
+
+def _claim_window(work: UnitOfWork, campaign_id: int, size: int) -> list[MailCampaignRecipient]:
+    """The next pending rows that are due, marked ``sending`` by a conditional update (so
+    that two runs of one mailing never take the same row); committed with the unit."""
+    while True:
+        ids = list(
+            work.session.scalars(
+                select(MailCampaignRecipient.id)
+                .where(
+                    MailCampaignRecipient.campaign_id == campaign_id,
+                    MailCampaignRecipient.status == "pending",
+                    (MailCampaignRecipient.retry_at.is_(None))
+                    | (MailCampaignRecipient.retry_at <= utcnow()),
+                )
+                .order_by(MailCampaignRecipient.id)
+                .limit(size)
+            )
+        )
+        if not ids:
+            return []
+        taken = list(
+            work.session.scalars(
+                update(MailCampaignRecipient)
+                .where(MailCampaignRecipient.id.in_(ids), MailCampaignRecipient.status == "pending")
+                .values(status="sending")
+                .returning(MailCampaignRecipient.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if taken:  # else another run of the mailing took them all first: the next ones
+            return list(
+                work.session.scalars(
+                    select(MailCampaignRecipient)
+                    .where(MailCampaignRecipient.id.in_(taken))
+                    .order_by(MailCampaignRecipient.id)
+                    .execution_options(populate_existing=True)
+                )
+            )
 
 
 def send_campaign(
@@ -432,29 +551,47 @@ def send_campaign(
     *,
     rate_per_minute: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> dict[str, int]:
-    """Send a mailing's pending recipients (the ``mail.campaign`` job); returns the report."""
+    """Send a mailing's pending recipients (the ``mail.campaign`` job); returns the report.
+
+    Rows go out a window at a time: marked ``sending`` and committed, mailed outside any
+    transaction, their outcomes committed.  Rows a previous run left ``sending`` (its worker
+    was killed) are ``unknown`` first: maybe sent, sent again only by
+    :meth:`Campaigns.retry_unknown`.  A refusal for now (4xx) keeps the row pending until
+    ``retry_at`` (doubling from RETRY_FIRST_SECONDS, ``failed`` after TRIES); a later run
+    of the job is queued for then.  The rate limit reserves each mail a slot of the sending
+    mailbox (:func:`_reserve_slot`), so mailings sharing a mailbox share its pace.
+    """
     with crm.system() as work:
         campaign = work.session.get(MailCampaign, campaign_id)
         if campaign is None:
             raise LookupError(f"no mailing {campaign_id}")
         account = work.session.get(MailAccount, campaign.account_id)
         assert account is not None
+        account_id = account.id
         settings = smtp_settings(crm, account)
         sender, sender_name = account.address, account.display_name or None
         public_address(crm)  # the setting cleared since the start: nothing goes out, retried
         rate = campaign.rate_per_minute if rate_per_minute is None else rate_per_minute
+        work.session.execute(
+            update(MailCampaignRecipient)
+            .where(
+                MailCampaignRecipient.campaign_id == campaign_id,
+                MailCampaignRecipient.status == "sending",
+            )
+            .values(status="unknown", error=UNKNOWN_REASON)
+            .execution_options(synchronize_session=False)
+        )
     default_language = str(crm.config["locale.default"])
     interval = 60.0 / rate if rate else 0.0
     transport = SmtpTransport(settings)
-    next_at = clock()
     # The job runs inside an outbox item's lease, renewed (``keep_claim``) often enough that
-    # no sweeping worker takes the mailing over and sends it a second time.  A chunk's
-    # transaction never outlives that step either, and never spans a wait of the rate
-    # limit: the wait is spent outside any transaction, so a SQLite deployment's other
-    # writers (the web screens) are never held up by a slow mailing.
+    # no sweeping worker takes the mailing over.  No transaction spans a mail's sending or a
+    # wait of the rate limit, so a SQLite deployment's other writers (the web screens) are
+    # never held up by a slow mailing.
     step = max(0.5, float(crm.config["outbox.lease_seconds"]) / 4)
+    size = max(1, min(WINDOW, int(step / interval))) if interval else WINDOW
     renewed = clock()
 
     def hold(until: float) -> None:
@@ -470,53 +607,37 @@ def send_campaign(
             sleep(min(until - now, step))
 
     stopped: Exception | None = None
-    more = True  # pending rows may be left
+    throttled = 0  # refusals for now one after another
     try:
-        while stopped is None and more:
-            hold(next_at if interval else 0.0)
-            begun = clock()
+        while stopped is None and throttled < REFUSED_IN_A_ROW:
+            hold(0.0)
+            ready: list[tuple[int, str, Any]] = []  # (row id, address, mail)
             with crm.system() as work:
-                chunk = list(
-                    work.session.scalars(
-                        select(MailCampaignRecipient)
-                        .where(
-                            MailCampaignRecipient.campaign_id == campaign_id,
-                            MailCampaignRecipient.status == "pending",
-                        )
-                        .order_by(MailCampaignRecipient.id)
-                        .limit(CHUNK)
-                    )
-                )
-                if not chunk:
+                window = _claim_window(work, campaign_id, size)
+                if not window:
                     break
-                more = len(chunk) == CHUNK  # else this chunk is the last, unless cut short
                 opted_out = set(
                     work.session.scalars(
                         select(MailUnsubscribe.address).where(
-                            MailUnsubscribe.address.in_([r.address for r in chunk])
+                            MailUnsubscribe.address.in_([r.address for r in window])
                         )
                     )
                 )
                 campaign = work.session.get(MailCampaign, campaign_id)
                 assert campaign is not None
-                # the chunk's clients with their contact points in two queries, so rendering
+                # the window's clients with their contact points in two queries, so rendering
                 # each one's variables below reads them from the session, not the database
-                visible = work.parties.find_many(r.party_id for r in chunk if r.party_id)
+                visible = work.parties.find_many(r.party_id for r in window if r.party_id)
                 if visible:
                     work.session.scalars(
                         select(Party)
                         .where(Party.id.in_(list(visible)))
                         .options(selectinload(Party.contact_points))
                     ).all()
-                for row in chunk:
+                for row in window:
                     if row.address in opted_out:
                         row.status = "unsubscribed"
                         continue
-                    if row is not chunk[0] and (
-                        (interval and clock() < next_at) or clock() - begun >= step
-                    ):
-                        more = True
-                        break  # commit what is done; wait (or renew the claim) outside
                     link = unsubscribe_url(crm, row.address, campaign_id)
                     try:  # this recipient's mail: what cannot be made fails them alone
                         variables = work.message_templates.variables(party_id=row.party_id)
@@ -539,35 +660,98 @@ def send_campaign(
                     except Exception as exc:  # a template error, a header compose refuses...
                         row.status, row.error = "failed", error_text(exc)
                         continue
-                    try:
-                        if interval:
-                            next_at = max(next_at, clock()) + interval
-                        transport.send(mime, sender, [row.address])
-                    except PermanentFailure as exc:
-                        row.status, row.error = "failed", str(exc)[:1000]
-                        continue
-                    except Exception as exc:
-                        answer = refused_for_now(exc)
-                        if answer is not None:
-                            row.status, row.error = "failed", answer[:1000]
-                            continue
-                        # the server went away (or said 421): the rows sent so far in this
-                        # chunk are committed as sent, this one and the rest stay pending
-                        # for the job's retry
+                    ready.append((row.id, row.address, mime))
+            # the window is committed as "sending": from here a killed worker leaves it
+            # "unknown", never pending (sent again silently)
+            outcomes: dict[int, dict[str, Any]] = {}
+            for row_id, address, mime in ready:
+                if stopped is not None or throttled >= REFUSED_IN_A_ROW:
+                    break
+                hold(_reserve_slot(crm, account_id, interval, clock()) if interval else 0.0)
+                try:
+                    transport.send(mime, sender, [address])
+                except PermanentFailure as exc:
+                    outcomes[row_id] = {"status": "failed", "error": str(exc)[:1000]}
+                except Exception as exc:
+                    answer = refused_for_now(exc)
+                    if answer is None:
+                        # the server went away (or said 421): this row and the rest of the
+                        # window go back to pending for the job's retry
                         transport.close()
                         stopped = exc
                         break
-                    row.status, row.sent_at = "sent", utcnow()
-                    row.message_id = str(mime["Message-ID"])
+                    throttled += 1
+                    outcomes[row_id] = {"status": "later", "error": answer[:1000]}
+                else:
+                    throttled = 0
+                    outcomes[row_id] = {
+                        "status": "sent",
+                        "message_id": str(mime["Message-ID"]),
+                        "sent_at": utcnow(),
+                    }
+            _record_outcomes(crm, [r for r, _, _ in ready], outcomes)
     finally:
         transport.close()
     if stopped is not None:
         raise stopped
     with crm.system() as work:
         campaign = work.session.get(MailCampaign, campaign_id)
-        if campaign is not None and campaign.status == "sending":
+        later = work.session.scalar(
+            select(func.min(MailCampaignRecipient.retry_at)).where(
+                MailCampaignRecipient.campaign_id == campaign_id,
+                MailCampaignRecipient.status == "pending",
+            )
+        )
+        if later is not None or throttled >= REFUSED_IN_A_ROW:
+            # refused for now: the job comes back when the first of them is due
+            due = later or utcnow() + dt.timedelta(seconds=RETRY_FIRST_SECONDS)
+            work.outbox.add(
+                "job",
+                {"job": "mail.campaign", "payload": {"campaign_id": campaign_id}},
+                idempotency_key=f"mail.campaign:{campaign_id}:at:{due.isoformat()}",
+                due=due,
+            )
+        elif campaign is not None and campaign.status == "sending":
             campaign.status, campaign.finished_at = "done", utcnow()
         return Campaigns(work).report(campaign_id)
+
+
+def _record_outcomes(
+    crm: CRM, row_ids: list[int], outcomes: Mapping[int, Mapping[str, Any]]
+) -> None:
+    """Write a window's outcomes: sent, failed, refused for now (pending until its retry,
+    or failed after TRIES), and not tried (pending again)."""
+    if not row_ids:
+        return
+    with crm.system() as work:
+        rows = work.session.scalars(
+            select(MailCampaignRecipient)
+            .where(
+                MailCampaignRecipient.id.in_(row_ids),
+                # "unknown": another run of the mailing took this run for dead meanwhile
+                MailCampaignRecipient.status.in_(("sending", "unknown")),
+            )
+            .execution_options(populate_existing=True)
+        )
+        now = utcnow()
+        for row in rows:
+            outcome = outcomes.get(row.id)
+            if outcome is None:
+                row.status, row.error = "pending", None
+            elif outcome["status"] == "sent":
+                row.status, row.error, row.retry_at = "sent", None, None
+                row.message_id, row.sent_at = outcome["message_id"], outcome["sent_at"]
+            elif outcome["status"] == "failed":
+                row.status, row.error = "failed", outcome["error"]
+            else:  # refused for now
+                row.attempts = (row.attempts or 0) + 1
+                if row.attempts >= TRIES:
+                    row.status, row.retry_at = "failed", None
+                    row.error = f"refused for now {row.attempts} times: {outcome['error']}"
+                else:
+                    delay = RETRY_FIRST_SECONDS * 2 ** (row.attempts - 1)
+                    row.status, row.error = "pending", outcome["error"]
+                    row.retry_at = now + dt.timedelta(seconds=delay)
 
 
 def run_campaign_job(crm: CRM, campaign_id: int, **_payload: Any) -> None:

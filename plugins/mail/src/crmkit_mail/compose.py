@@ -20,7 +20,7 @@ from starlette.responses import Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.forms import address_list
+from crmkit.web.forms import address_list, refuse_nul
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 
@@ -171,6 +171,7 @@ async def send(request: Request) -> Response:
         attached = [int(v) for v in form.getlist("attach") if str(v).isdigit()]
         uploads = [f for f in form.getlist("files") if not isinstance(f, str) and f.filename]
         try:
+            refuse_nul(form)
             with work(request) as unit:
                 party = unit.parties.get(party_id)  # hidden or missing: 404
                 problems: dict[str, list[str]] = {}

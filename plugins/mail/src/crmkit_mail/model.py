@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit.clock import utcnow
@@ -64,6 +64,9 @@ class MailAccount(IdMixin, Base):
     #: when the last sync that succeeded began: the mail the server had by then is recorded
     last_success_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: when the mailbox may send its next mailing's mail (seconds since the epoch): the rate
+    #: limit of mailings is the mailbox's, shared by all that send from it at once
+    send_slot: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -97,8 +100,12 @@ class MailCampaign(IdMixin, Base):
 class MailCampaignRecipient(IdMixin, Base):
     """One recipient of a mailing and what became of their mail.
 
-    ``status``: ``pending``, ``sent``, ``failed``, ``bounced``, ``unsubscribed`` (opted out
-    before it was sent), ``skipped`` (no address).  A client is a mailing's recipient once.
+    ``status``: ``pending`` (``retry_at`` set: refused for now, tried again then),
+    ``sending`` (marked, and committed, before the mail went to the server), ``sent``,
+    ``failed``, ``bounced``, ``unsubscribed`` (opted out before it was sent), ``skipped``
+    (no address, or the address of another recipient), ``unknown`` (the worker stopped
+    while sending it: maybe sent, tried again only when an admin says so).  A client is a
+    mailing's recipient once.
     """
 
     __table_args__ = (
@@ -116,6 +123,9 @@ class MailCampaignRecipient(IdMixin, Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+    #: how many times a server refused the mail for now (4xx)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class MailUnsubscribe(Base):

@@ -70,8 +70,9 @@ def to_wire(parsed: Any) -> tuple[Any, ...]:
             (a.filename, a.content_type, a.data, a.stored and attrs.astuple(a.stored))
             for a in parsed.attachments
         ),
-        None if bounce is None else (bounce.recipients, bounce.status, bounce.original_message_id),
+        None if bounce is None else attrs.astuple(bounce),
         parsed.auto_submitted, parsed.list_unsubscribe, parsed.digest, parsed.defects,
+        parsed.authenticated,
     )  # fmt: skip
 
 

@@ -67,11 +67,22 @@ class MailAttachment:
 
 @attrs.frozen
 class Bounce:
-    """A delivery status notification: which recipients failed, and for which message."""
+    """A delivery status notification: which recipients failed, and for which message.
+
+    ``action`` is ``failed`` (a bounce: ``recipients`` failed) or what the report says
+    instead (``delayed``: still being tried, no bounce; ``recipients`` are the delayed
+    ones).  Either is a notice, never a conversation or a lead.
+    """
 
     recipients: tuple[str, ...]
     status: str
     original_message_id: str | None
+    action: str = "failed"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the mail was given up on (delayed is not a bounce)."""
+        return self.action == "failed"
 
 
 @attrs.frozen
@@ -94,6 +105,9 @@ class ParsedMail:
     list_unsubscribe: str | None
     digest: str
     defects: tuple[str, ...] = ()
+    #: domains the receiving server's Authentication-Results (the topmost one) says passed
+    #: DMARC, DKIM or SPF (see :func:`authenticated_domains`)
+    authenticated: tuple[str, ...] = ()
 
     @property
     def thread_refs(self) -> tuple[str, ...]:
@@ -620,7 +634,36 @@ def part_text(part: Message, defects: list[str]) -> str:
     return decode_bytes(data, part.get_content_charset(), defects, "body")
 
 
+def _raw_8bit_filename(part: Message) -> str | None:
+    """The file name of a part whose Content-Disposition or Content-Type carries raw 8-bit
+    bytes (no standard allows them, mail clients write them), as surrogate-escaped text.
+
+    The email package would read such a header as "unknown-8bit" and turn every byte into
+    U+FFFD; here its parameters are read from the raw bytes, each byte kept as one Latin-1
+    character, and the name's bytes are given back for the headers' charset guessing.
+    """
+    for header, parameter in (("content-disposition", "filename"), ("content-type", "name")):
+        raw = _raw_header(part, header)
+        if raw is None or raw.isascii():
+            continue
+        probe = Message()
+        probe[header] = raw.encode("utf-8", "surrogateescape").decode("latin-1")
+        value = probe.get_param(parameter, header=header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231 pieces, collapsed once the bytes are read
+            value = email.utils.collapse_rfc2231_value(value)
+        try:
+            return str(value).encode("latin-1").decode("ascii", "surrogateescape")
+        except UnicodeEncodeError:  # an RFC 2231 value in its own charset, decoded already
+            return str(value)
+    return None
+
+
 def _filename(part: Message, defects: list[str]) -> str | None:
+    raw_name = _raw_8bit_filename(part)
+    if raw_name is not None:
+        return decode_header_text(raw_name, defects, "filename").replace("/", "_") or None
     try:
         name = part.get_filename()
     except Exception as exc:
@@ -701,7 +744,49 @@ def _walk(
         htmls.append(part_text(part, defects))
 
 
+# -- authentication results -------------------------------------------------------------
+
+_RESULT = re.compile(r"\b(dmarc|dkim|spf)\s*=\s*([a-z]+)", re.IGNORECASE)
+_PROPERTY = re.compile(
+    r"\b(header\.from|header\.d|header\.i|smtp\.mailfrom)\s*=\s*([^\s;()]+)", re.IGNORECASE
+)
+
+
+def authenticated_domains(value: str | None) -> tuple[str, ...]:
+    """The domains an ``Authentication-Results`` header (RFC 8601) says passed: DMARC's
+    ``header.from``, DKIM's ``header.d`` (or ``header.i``'s domain), SPF's
+    ``smtp.mailfrom`` domain.  Only the topmost such header should be given: it is the
+    one the receiving server added (the ones below may be anybody's)."""
+    if not value:
+        return ()
+    found: list[str] = []
+    text = _FOLDING.sub(" ", value)
+    for clause in text.split(";")[1:]:  # the first part is the server's id
+        result = _RESULT.search(clause)
+        if result is None or result.group(2).lower() != "pass":
+            continue
+        method = result.group(1).lower()
+        wanted = {"dmarc": ("header.from",), "dkim": ("header.d", "header.i"),
+                  "spf": ("smtp.mailfrom",)}[method]  # fmt: skip
+        for name, domain in _PROPERTY.findall(clause):
+            if name.lower() in wanted:
+                domain = domain.strip("<>\"'").rpartition("@")[2].lower().rstrip(".")
+                if domain and domain not in found:
+                    found.append(domain)
+                break
+    return tuple(found)
+
+
+def aligned(address: str, domains: tuple[str, ...]) -> bool:
+    """Whether ``address``'s domain is one of ``domains`` or below one of them (relaxed
+    alignment: mail of ``sales@shop.example.ru`` signed by ``example.ru``)."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return bool(domain) and any(domain == d or domain.endswith("." + d) for d in domains)
+
+
 # -- delivery status notifications --------------------------------------------------------
+
+_ACTION = re.compile(r"[a-z]*")
 
 
 def _bounce(message: Message, defects: list[str]) -> Bounce | None:
@@ -711,6 +796,8 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
     if (message.get_param("report-type") or "").lower() != "delivery-status":
         return None
     recipients: list[str] = []
+    others: list[str] = []  # delayed (or delivered, relayed...): a notice, no bounce
+    other_action = ""
     status = ""
     original: str | None = None
     for part in message.walk():
@@ -719,15 +806,24 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
             payload = part.get_payload()
             blocks = payload if isinstance(payload, list) else []
             for block in blocks:
-                action = (block.get("action") or "").strip().lower()
+                # "failed", "Failed (mailbox full)", "failed; comment": the first word
+                action = _ACTION.match(str(block.get("action") or "").strip().lower())[0]
                 recipient = block.get("final-recipient") or block.get("original-recipient")
-                if recipient and action in ("failed", ""):
-                    address = clean_header(str(recipient), defects, "bounce")
-                    address = address.split(";", 1)[-1].strip().strip("<>").lower()
-                    if "@" in address:
-                        recipients.append(address)
-                        found_status = str(block.get("status") or "")
-                        status = status or clean_header(found_status, defects, "bounce").strip()
+                if not recipient:
+                    continue
+                address = clean_header(str(recipient), defects, "bounce")
+                address = address.split(";", 1)[-1].strip().strip("<>").lower()
+                if "@" not in address:
+                    continue
+                found_status = clean_header(str(block.get("status") or ""), defects, "bounce")
+                if action in ("failed", ""):
+                    recipients.append(address)
+                    status = status or found_status.strip()
+                else:
+                    others.append(address)
+                    other_action = other_action or action
+                    if not recipients:
+                        status = status or found_status.strip()
         elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
             inner: Any = part.get_payload()
             if isinstance(inner, list) and inner:
@@ -737,9 +833,10 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
                 text = part_text(part, defects).replace("\x00", "")
                 found = re.search(r"^message-id:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE)
                 original = (message_ids(found.group(1)) or (None,))[0] if found else None
-    if not recipients:
-        return None
-    return Bounce(tuple(recipients), status, original)
+    if recipients:
+        return Bounce(tuple(recipients), status, original)
+    # a delivery status that is no failure (delayed...) is a notice all the same
+    return Bounce(tuple(others), status, original, other_action or "delayed")
 
 
 # -- the whole message --------------------------------------------------------------------
@@ -877,4 +974,5 @@ def parse_message(raw: bytes) -> ParsedMail:
         list_unsubscribe=header_text(headers, "list-unsubscribe", defects) or None,
         digest=hashlib.sha256(raw).hexdigest(),
         defects=tuple(defects),
+        authenticated=authenticated_domains(_raw_header(headers, "authentication-results")),
     )

@@ -32,14 +32,20 @@ SETTINGS = (
         "Extra CA certificates (PEM file) trusted for IMAP and SMTP servers, for a company "
         "CA or a self-signed server; empty trusts the system's CAs only.",
     ),
-    Setting("mail.timeout_seconds", int, 60, "Network timeout of IMAP and SMTP connections."),
-    Setting("mail.batch_size", int, 200, "Messages fetched and recorded per transaction."),
+    Setting(
+        "mail.timeout_seconds", int, 60, "Network timeout of IMAP and SMTP connections.", minimum=1
+    ),
+    Setting(
+        "mail.batch_size", int, 200, "Messages fetched and recorded per transaction.", minimum=1
+    ),
     Setting(
         "mail.idle_seconds",
         int,
         1500,
         "How long a mailbox's watcher (in a worker, or `crmkit mail watch`) waits in IMAP "
         "IDLE before it re-checks (servers end IDLE after 30 minutes).",
+        minimum=1,
+        maximum=29 * 60,
     ),
 )
 

@@ -69,6 +69,17 @@ class FileToSend:
     data: bytes
 
 
+def _message_id(value: str | None) -> bool:
+    """Whether ``value`` is a Message-ID (``<left@right>``), not an id made up without one."""
+    return bool(
+        value
+        and len(value) > 2
+        and value.startswith("<")
+        and value.endswith(">")
+        and not any(c.isspace() for c in value)
+    )
+
+
 def compose(
     *,
     sender: str,
@@ -93,7 +104,11 @@ def compose(
     message["Subject"] = subject or ""
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id
-    refs = [r for r in references if r]
+    # only real message ids thread a reply: a mail without one was recorded under a made-up
+    # ``sha256:...`` id, which no mail program knows (and which is not a header's syntax)
+    refs = [r for r in references if _message_id(r)]
+    if not _message_id(in_reply_to):
+        in_reply_to = None
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
         if in_reply_to not in refs:

@@ -35,7 +35,7 @@ from crmkit.channels import Attachment, InboundMessage
 from crmkit.clock import utcnow
 from crmkit.identity import contact_key, email_key
 from crmkit.jobs.delivery import ClaimLost, keep_claim
-from crmkit.model import Activity
+from crmkit.model import Activity, ContactPoint
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services import bulk
 from crmkit.services.channels import MAX_COPIES
@@ -44,7 +44,7 @@ from crmkit_mail.accounts import imap_settings, sender_filter
 from crmkit_mail.imap import FetchedMessage, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
-from crmkit_mail.parsing import Bounce, ParsedMail, parse_message
+from crmkit_mail.parsing import Bounce, ParsedMail, aligned, parse_message
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -66,6 +66,8 @@ class SyncReport:
     #: messages refused for their content, as "UID n: reason" (skipped, the rest recorded)
     failures: list[str] = attrs.Factory(list)
     bounces: int = 0
+    #: delivery reports that are no bounce (delayed: the server still tries), not recorded
+    notices: int = 0
     #: messages older than the mailbox's import window, never to be recorded
     passed_over: int = 0
     #: messages from senders the mailbox ignores (``ignore_senders``), not recorded
@@ -80,6 +82,15 @@ class SyncReport:
     error: str | None = None
 
 
+#: Local parts of mail systems' own addresses (bounces, notices): no person writes from them.
+MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+
+
+def is_mail_system(address: str) -> bool:
+    """Whether ``address`` is a mail system's (``MAILER-DAEMON@...``, ``postmaster@...``)."""
+    return address.partition("@")[0].lower() in MAIL_SYSTEMS
+
+
 def external_id(parsed: ParsedMail) -> str:
     """The id a mail is recorded under: its Message-ID, else the digest of its bytes."""
     return parsed.message_id or f"sha256:{parsed.digest}"
@@ -90,9 +101,11 @@ def inbound(
     fetched: FetchedMessage | None,
     account: str,
     ours: frozenset[str] = frozenset(),
+    owner_id: int | None = None,
 ) -> InboundMessage:
     """The channel contract's view of a parsed mail; ``ours`` are the CRM's mailbox
-    addresses (lower case), left out of the copies a reply to all would send."""
+    addresses (lower case), left out of the copies a reply to all would send; ``owner_id``
+    the user whose own mailbox ``account`` is (their conversation, not everyone's triage)."""
     sender = email_key(parsed.sender or "")
     cc: list[str] = []
     seen = {sender, *ours}
@@ -109,6 +122,8 @@ def inbound(
         meta["uid"] = fetched.uid
     if parsed.auto_submitted:
         meta["auto_submitted"] = True
+    if parsed.auto_submitted or is_mail_system(sender):
+        meta["automatic"] = True  # an auto-reply or a mail system's notice: never a lead
     return InboundMessage(
         channel=CHANNEL,
         external_id=external_id(parsed)[:500],
@@ -127,20 +142,31 @@ def inbound(
         account=account,
         meta=meta,
         cc=cc[:MAX_COPIES],
+        arrived_at=fetched.internal_date if fetched else None,  # the server's, not the sender's
+        owner_id=owner_id,
     )
 
 
 def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
-    """Mark what a bounce is about: mailing recipients and outbound mails. Returns how many."""
+    """Mark what a bounce is about: mailing recipients and outbound mails. Returns how many.
+
+    The original's Message-ID (from the report's copy of its headers) names it; a report
+    without that copy, or naming a mail the CRM does not know, falls back to each failed
+    address (``Final-Recipient``): the latest mail sent to it, a mailing's or one by hand.
+    A report that is no failure (delayed) marks nothing.
+    """
+    if not bounce.failed:
+        return 0
+    error = f"{bounce.status} bounced".strip()
     marked = 0
     if bounce.original_message_id:
         result = work.session.execute(
             update(MailCampaignRecipient)
             .where(
                 MailCampaignRecipient.message_id == bounce.original_message_id,
-                MailCampaignRecipient.status.in_(("sent", "pending")),
+                MailCampaignRecipient.status.in_(("sent", "pending", "unknown")),
             )
-            .values(status="bounced", error=f"{bounce.status} bounced".strip())
+            .values(status="bounced", error=error)
         )
         marked += result.rowcount or 0
         activity = work.session.scalar(
@@ -149,10 +175,60 @@ def record_bounce(work: UnitOfWork, bounce: Bounce) -> int:
             )
         )
         if activity is not None:
-            activity.status = "bounced"
-            activity.data = {**(activity.data or {}), "bounce": bounce.status}
+            _bounced(activity, bounce)
             marked += 1
+    if marked:
+        return marked
+    for address in bounce.recipients:
+        marked += _bounce_latest(work, address, bounce, error)
     return marked
+
+
+def _bounced(activity: Activity, bounce: Bounce) -> None:
+    activity.status = "bounced"
+    activity.data = {**(activity.data or {}), "bounce": bounce.status}
+
+
+def _bounce_latest(work: UnitOfWork, address: str, bounce: Bounce, error: str) -> int:
+    """Mark the latest mail sent to ``address`` bounced (a mailing's row or an outbound
+    mail, whichever went last); 1 if there was one."""
+    key = email_key(address)
+    row = work.session.scalar(
+        select(MailCampaignRecipient)
+        .where(MailCampaignRecipient.address == key, MailCampaignRecipient.status == "sent")
+        .order_by(MailCampaignRecipient.sent_at.desc(), MailCampaignRecipient.id.desc())
+        .limit(1)
+    )
+    parties = select(ContactPoint.party_id).where(
+        ContactPoint.kind == "email", ContactPoint.key == key
+    )
+    activity = next(
+        (
+            a
+            for a in work.session.scalars(
+                select(Activity)
+                .where(
+                    Activity.channel == CHANNEL,
+                    Activity.direction == "out",
+                    Activity.status == "sent",
+                    Activity.party_id.in_(parties),
+                )
+                .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+                .limit(50)
+            )
+            if email_key(str((a.data or {}).get("to") or "")) == key
+        ),
+        None,
+    )
+    if row is not None and (
+        activity is None or (row.sent_at is not None and row.sent_at >= activity.occurred_at)
+    ):
+        row.status, row.error = "bounced", error
+        return 1
+    if activity is not None:
+        _bounced(activity, bounce)
+        return 1
+    return 0
 
 
 def child_storage(crm: CRM) -> tuple[FileStorage | None, int]:
@@ -236,21 +312,29 @@ def _record_batch(
             for account in work.session.scalars(select(MailAccount).order_by(MailAccount.id))
         }
         ours = frozenset(mailboxes)
+        reading = work.session.get(MailAccount, account_id)
+        owner_id = reading.owner_id if reading is not None else None  # a personal mailbox
         # counted here, and added to the report only once the batch is ours (not overtaken)
         counts = dict.fromkeys(
-            ("recorded", "duplicates", "bounces", "ignored", "sent", "internal"), 0
+            ("recorded", "duplicates", "bounces", "notices", "ignored", "sent", "internal"), 0
         )
         failed: list[str] = []
         messages = []
         for fetched, parsed in batch:
-            if parsed.bounce is not None:
+            if parsed.bounce is not None:  # a delivery report: a notice, never a conversation
                 record_bounce(work, parsed.bounce)
-                counts["bounces"] += 1
+                counts["bounces" if parsed.bounce.failed else "notices"] += 1
                 continue
             if ignore is not None and ignore(parsed.sender):
                 counts["ignored"] += 1
                 continue
             sent_from = mailboxes.get(email_key(parsed.sender or ""))
+            suspicious = None
+            if sent_from is not None and not aligned(parsed.sender, parsed.authenticated):
+                # anybody can write "From: sales@": without the receiving server's word
+                # (DMARC, DKIM or SPF passed for our domain) it is incoming mail, flagged
+                # with the mailbox it claims to come from
+                suspicious, sent_from = sent_from.address, None
             if sent_from is not None:
                 # a colleague's mail (or our own): sent mail on its client's timeline
                 done, failure = record_sent(work, sent_from, parsed, fetched.internal_date)
@@ -260,7 +344,10 @@ def _record_batch(
                     key = {RECORDED: "sent", KNOWN: "duplicates"}.get(done or "", "internal")
                     counts[key] += 1
                 continue
-            messages.append(inbound(parsed, fetched, report.account, ours))
+            message = inbound(parsed, fetched, report.account, ours, owner_id)
+            if suspicious is not None:
+                message.meta["suspicious"] = suspicious
+            messages.append(message)
         # one unit of work for the batch: a few statements, not a few per message; a message
         # refused for its content is left out (and reported) rather than stopping the mailbox
         recorded, failures = work.channels.record_isolated(messages)
@@ -296,6 +383,7 @@ def _record_batch(
     report.recorded += counts["recorded"]
     report.duplicates += counts["duplicates"]
     report.bounces += counts["bounces"]
+    report.notices += counts["notices"]
     report.ignored += counts["ignored"]
     report.sent_recorded += counts["sent"]
     report.internal += counts["internal"]

@@ -383,7 +383,7 @@ def mailing(request: Request) -> Response:
             "recipients": recipients,
             "names": {i: p.name for i, p in names.items()},
             "status": status,
-            "statuses": ("sent", "failed", "bounced", "unsubscribed", "pending", "skipped"),
+            "statuses": STATUS_LABELS,
             "sample": sample,
             "chosen": chosen,
             "preview": preview,
@@ -404,6 +404,17 @@ def mailing_start(request: Request) -> Response:
         return redirect(request, path, error_text(request, failed), "error")
     with i18n.activate(request.state.locale):
         text = i18n.gettext("Mailing started: %(num)d to send.") % {"num": count}
+    return redirect(request, path, text)
+
+
+def mailing_retry_unknown(request: Request) -> Response:
+    """Send again the mails a stopped worker left unknown (maybe sent): an admin's choice."""
+    campaign_id = int(request.path_params["campaign_id"])
+    path = f"/mail/mailings/{campaign_id}"
+    with work(request) as unit:
+        count = mail(unit).campaigns.retry_unknown(campaign_id)
+    with i18n.activate(request.state.locale):
+        text = i18n.gettext("Sending again: %(num)d.") % {"num": count}
     return redirect(request, path, text)
 
 
@@ -507,7 +518,27 @@ SCREENS = [
         methods=("POST",),
         permission=START_MAILINGS,
     ),
+    Screen(
+        "mail_mailing_retry_unknown",
+        "/mail/mailings/{campaign_id:int}/retry-unknown",
+        "Send the unknown again",
+        mailing_retry_unknown,
+        methods=("POST",),
+        permission=START_MAILINGS,
+    ),
 ]
+
+#: A mailing report's states, in the order shown, with their labels.
+STATUS_LABELS = {
+    "sent": i18n.lazy("sent"),
+    "failed": i18n.lazy("failed"),
+    "bounced": i18n.lazy("bounced"),
+    "unsubscribed": i18n.lazy("unsubscribed"),
+    "pending": i18n.lazy("pending"),
+    "sending": i18n.lazy("being sent"),
+    "unknown": i18n.lazy("unknown, maybe sent"),
+    "skipped": i18n.lazy("skipped"),
+}
 
 MENU = [
     MenuItem("Mailings", "mail_mailings", order=72, icon="📨", permission=READ_MAILINGS),

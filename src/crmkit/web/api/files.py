@@ -18,25 +18,19 @@ from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import Operation, linked
 from crmkit.web.api.params import parse_id
 from crmkit.web.api.records import record_response
-from crmkit.web.api.responses import ApiError
+from crmkit.web.api.responses import MEGABYTE, ApiError, too_large
+from crmkit.web.forms import refuse_nul
 
-MEGABYTE = 1024 * 1024
 #: Room for the multipart framing and the small fields around the file.
 FRAMING = 64 * 1024
 _CHUNK = 1 << 16
 
 
-def _too_large(limit_mb: int) -> ApiError:
-    return ApiError(
-        413,
-        "Content too large",
-        f"files are limited to {limit_mb} MB (storage.max_upload_mb)",
-        kind="too-large",
-        errors={"file": [f"larger than the limit of {limit_mb} MB"]},
-    )
+def _too_large(limit: int) -> ApiError:
+    return too_large("files", limit, "storage.max_upload_mb", field="file")
 
 
-def _limited(receive: Receive, limit: int, limit_mb: int) -> Receive:
+def _limited(receive: Receive, limit: int, file_limit: int) -> Receive:
     """``receive`` that refuses the request once its body passes ``limit`` bytes.
 
     The multipart parser spools to disk; without this a client could fill the disk with a
@@ -50,7 +44,7 @@ def _limited(receive: Receive, limit: int, limit_mb: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _too_large(limit_mb)
+                raise _too_large(file_limit)
         return message
 
     return counted
@@ -59,8 +53,7 @@ def _limited(receive: Receive, limit: int, limit_mb: int) -> Receive:
 async def upload(request: Request) -> Response:
     """Store a file on a party or record (``multipart/form-data``)."""
     crm = request.app.state.crm
-    limit_mb = int(crm.config["storage.max_upload_mb"])
-    limit = limit_mb * MEGABYTE
+    limit = int(crm.config["storage.max_upload_mb"]) * MEGABYTE
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(
@@ -71,8 +64,8 @@ async def upload(request: Request) -> Response:
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FRAMING:
-        raise _too_large(limit_mb)
-    limited = Request(request.scope, _limited(request.receive, limit + FRAMING, limit_mb))
+        raise _too_large(limit)
+    limited = Request(request.scope, _limited(request.receive, limit + FRAMING, limit))
     try:
         form = await limited.form(max_files=1, max_fields=20)
     except ApiError:
@@ -82,11 +75,12 @@ async def upload(request: Request) -> Response:
             400, "Bad request", f"malformed multipart body: {exc}", kind="bad-request"
         ) from None
     try:
+        refuse_nul(form)
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise ValidationFailed({"file": ["attach the file in the `file` field"]})
         if file.size is not None and file.size > limit:
-            raise _too_large(limit_mb)
+            raise _too_large(limit)
         fields = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str)}
         try:
             values = AttachmentUploadSchema(partial=("file",)).load(fields)

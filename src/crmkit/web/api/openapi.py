@@ -58,7 +58,8 @@ PROBLEMS: tuple[tuple[str, int, str], ...] = (
         "too-large",
         413,
         "The upload is larger than `storage.max_upload_mb`, or a JSON body larger than "
-        "`api.max_json_bytes`.",
+        "`api.max_json_bytes`: `max_bytes` is the limit, `errors` names `file` or "
+        "`_schema` (the whole body), and the connection is closed.",
     ),
     ("unsupported-media-type", 415, "Send JSON, or multipart/form-data for uploads."),
     ("bad-json", 400, "The body is not valid JSON."),

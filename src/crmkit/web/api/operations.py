@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from starlette.requests import Request
 
 from crmkit.errors import Conflict, NotFound, ValidationFailed
-from crmkit.web.api.responses import ApiError
+from crmkit.web.api.responses import ApiError, too_large
 
 _CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
 
@@ -152,13 +152,7 @@ def not_modified(request: Request, record: Any) -> bool:
 
 
 def _json_too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "Content too large",
-        f"JSON bodies are limited to {limit} bytes (api.max_json_bytes)",
-        kind="too-large",
-        errors={"_schema": [f"the body is larger than the limit of {limit} bytes"]},
-    )
+    return too_large("JSON bodies", limit, "api.max_json_bytes", field="_schema")
 
 
 async def _limited_body(request: Request) -> bytes:

@@ -86,6 +86,30 @@ class ApiError(Exception):
         self.extensions = extensions
 
 
+MEGABYTE = 1024 * 1024
+
+
+def too_large(what: str, max_bytes: int, setting: str, *, field: str) -> ApiError:
+    """The ``413 too-large`` answer to a body past its limit, the same for every limit:
+    ``detail`` names the limit and its setting, ``errors`` the refused field (``_schema``
+    for a whole body), ``max_bytes`` the limit for a client to act on.
+
+    It closes the connection (``Connection: close``): the refusal may come before the rest
+    of the body was read, and a kept connection would make the server read it all anyway.
+    """
+    whole = max_bytes > 0 and max_bytes % MEGABYTE == 0
+    limit = f"{max_bytes // MEGABYTE} MB" if whole else f"{max_bytes} bytes"
+    return ApiError(
+        413,
+        "Content too large",
+        f"{what} are limited to {limit} ({setting})",
+        kind="too-large",
+        headers={"Connection": "close"},
+        errors={field: [f"larger than the limit of {limit}"]},
+        max_bytes=max_bytes,
+    )
+
+
 def problem(
     status: int,
     title: str,

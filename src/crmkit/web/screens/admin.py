@@ -13,21 +13,28 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, optional_int
-from crmkit.web.pages import posted, redirect, render, work
+from crmkit.web.pages import actor_can, posted, redirect, render, work
 from crmkit.web.stage_graph import stage_graph
 
 
 def index(request: Request) -> Response:
-    """The administrator's start screen."""
+    """The administrator's start screen: a tile for each administration screen the user may
+    open (each takes its own cell of the permission table) and the latest changes."""
     crm = request.app.state.crm
+    tiles = {
+        name: actor_can(request, *screen.permission) if screen.permission else True
+        for name, screen in crm.screens.items()
+        if name.startswith("admin_")
+    }
     with work(request) as unit:
         users = unit.users.list()
-        audit = unit.audit_log.latest(limit=10)
+        audit = unit.audit_log.latest(limit=10) if tiles.get("admin_audit") else []
     return render(
         request,
         "admin/index.html",
         {
             "title": i18n.lazy("Administration"),
+            "tiles": tiles,
             "user_count": len(users),
             "blocked": sum(1 for u in users if u.blocked),
             "pipelines": list(crm.pipelines.values()),

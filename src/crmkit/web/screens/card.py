@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web import i18n
-from crmkit.web.forms import as_list, custom_values, local_time, optional_int
+from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
 from crmkit.web.links import party_url
 from crmkit.web.pages import is_htmx, posted, redirect, render, work
 
@@ -340,6 +340,7 @@ async def upload(request: Request) -> Response:
     """Attach a file (size-limited by ``storage.max_upload_mb``)."""
     party_id = _party_id(request)
     async with request.form() as form:  # closes the spooled upload however this ends
+        refuse_nul(form)
         upload = form.get("file")
         if upload is None or isinstance(upload, str) or not upload.filename:
             raise ValidationFailed({"file": ["choose a file"]})

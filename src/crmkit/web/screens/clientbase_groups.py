@@ -12,7 +12,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import optional_int, refuse_nul
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -180,6 +180,7 @@ async def import_page(request: Request) -> Response:
             content = await upload.read()
         await form.close()
         try:
+            refuse_nul(form)
             if upload is None or isinstance(upload, str) or not upload.filename:
                 raise ValidationFailed({"file": ["choose a file"]})
             with work(request) as unit:

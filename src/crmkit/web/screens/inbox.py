@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from crmkit.channels import Capability
 from crmkit.errors import CrmkitError, DuplicatesFound, ValidationFailed
-from crmkit.services.conversations import STATUSES, VIEWS
+from crmkit.services.conversations import ANY, STATUSES, VIEWS
 from crmkit.web import i18n
 from crmkit.web.forms import address_list, local_time, optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -46,8 +46,14 @@ def _page(
     """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error);
     ``duplicates`` the clients a new lead would likely duplicate (``name``, ``candidates``)."""
     search = (request.query_params.get("party") or "").strip()
+    after = request.query_params.get("after") or None
     with work(request) as unit:
-        rows = unit.conversations.list(view, status)
+        try:
+            page = unit.conversations.page(view, status, after=after)
+        except ValidationFailed:  # a cursor of another order, an edited link: the first page
+            page, after = unit.conversations.page(view, status), None
+        rows = page.items
+        counts = unit.conversations.counts(status)
         chosen = messages = party = record = None
         files_of: dict[int, list[Any]] = {}
         templates = candidates = []
@@ -56,7 +62,9 @@ def _page(
             chosen = unit.conversations.get(chosen_id)
             messages = unit.conversations.messages(chosen.id)
             files_of = unit.attachments.of_entries(messages)
-            if chosen.unread:
+            live = request.headers.get("X-Live") == "inbox"  # the list refreshed, unseen
+            if chosen.unread and not live and unit.conversations.may_update(chosen.id):
+                # read by one who may act on it; one who may only read leaves it unread
                 unit.conversations.mark_read(chosen.id)
             if chosen.party_id:
                 party = unit.parties.get(chosen.party_id)
@@ -80,6 +88,10 @@ def _page(
             "view": view,
             "status": status,
             "rows": rows,
+            "counts": counts,
+            "after": after,
+            "next_cursor": page.next_cursor,
+            "seen": max((m.id for m in messages or []), default=""),
             "parties": parties,
             "chosen": chosen,
             "messages": messages or [],
@@ -132,10 +144,13 @@ def act(request: Request) -> Response:
     try:
         with work(request) as unit:
             service = unit.conversations
+            seen = optional_int(data.get("seen"))  # the last message the page showed
             if action == "assign":
                 who = data.get("assignee_id")
                 user_id = request.state.user.id if who == "me" else optional_int(who)
-                service.assign(conversation_id, user_id)
+                # whom the page showed it assigned to: taking it from someone is refused
+                expected = optional_int(data["expected"]) if "expected" in data else ANY
+                service.assign(conversation_id, user_id, expected=expected, seen=seen)
             elif action == "reply":
                 try:
                     service.reply(
@@ -162,10 +177,10 @@ def act(request: Request) -> Response:
                     until = dt.datetime.fromisoformat(chosen)
                 else:
                     raise ValidationFailed({"until": [i18n.lazy("choose when it comes back")]})
-                service.snooze(conversation_id, until)
+                service.snooze(conversation_id, until, seen=seen)
                 message = i18n.lazy("Snoozed.")
             elif action == "close":
-                service.close(conversation_id)
+                service.close(conversation_id, seen=seen)
                 message = i18n.lazy("Closed.")
             elif action == "reopen":
                 service.reopen(conversation_id)

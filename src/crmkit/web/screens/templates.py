@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import translate
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
@@ -76,14 +77,20 @@ def preview(request: Request) -> Response:
     """The preview fragment: the template rendered for the chosen client, or its mistake."""
     data = posted(request)
     party_id = optional_int(data.get("party_id"))
-    texts = {"subject": str(data.get("subject", "")), "body": str(data.get("body", ""))}
+    texts = {
+        "subject": str(data.get("subject", "")),
+        "body": str(data.get("body", "")),
+        "name": str(data.get("name", "")),  # named by a refusal of the template's limits
+    }
     problem = None
     message = None
     try:
         with work(request) as unit:
             message = unit.message_templates.render(texts, party_id=party_id)
     except TemplateFailed as failed:
-        problem = {"field": failed.field, "line": failed.line, "message": failed.message}
+        with i18n.activate(request.state.locale):
+            text = translate(failed.message, i18n.gettext, request.state.locale.zone)
+        problem = {"field": failed.field, "line": failed.line, "message": text}
     except NotFound:
         problem = {"field": "party_id", "line": None, "message": "no such client"}
     return render(request, "template_preview.html", {"message": message, "problem": problem})

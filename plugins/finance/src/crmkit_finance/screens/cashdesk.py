@@ -21,6 +21,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import Screen
+from crmkit.web.forms import refuse_nul
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceOrder, FinancePayment
@@ -126,7 +127,10 @@ def open_shift(request: Request) -> Response:
         request,
         _desk_path(desk_id),
         lambda fin: fin.cashdesk.open_shift(
-            desk_id, data.get("counted", ""), note=str(data.get("note", ""))
+            desk_id,
+            data.get("counted", ""),
+            note=str(data.get("note", "")),
+            form_token=sent_token(data),
         ),
         "Shift opened.",
     )
@@ -141,7 +145,10 @@ def close_shift(request: Request) -> Response:
 
     def close(fin: Any) -> str:
         shift = fin.cashdesk.close_shift(
-            shift_id, data.get("counted", ""), note=str(data.get("note", ""))
+            shift_id,
+            data.get("counted", ""),
+            note=str(data.get("note", "")),
+            form_token=sent_token(data),
         )
         readable = fin.work.records("finance_shift").find_many([shift.id])
         return f"/finance/shifts/{shift.id}" if readable else back
@@ -216,6 +223,7 @@ def take_payment(request: Request) -> Response:
             reference=str(data.get("reference", "")),
             note=str(data.get("note", "")),
             form_token=sent_token(data),
+            due=str(data.get("due") or "") or None,
         )
 
     return attempt(request, back, take, "Payment taken.")
@@ -249,7 +257,9 @@ def void_payment(request: Request) -> Response:
     return attempt(
         request,
         back,
-        lambda fin: fin.payments.void(payment_id, reason=str(data.get("reason", ""))),
+        lambda fin: fin.payments.void(
+            payment_id, reason=str(data.get("reason", "")), form_token=sent_token(data)
+        ),
         "Payment voided.",
     )
 
@@ -309,10 +319,15 @@ async def issue_invoice(request: Request) -> Response:
     """Invoice the chosen completed orders of one client."""
     form = await request.form()
     order_ids = [int(v) for v in form.getlist("order_id") if str(v).isdigit()]
+
+    def issue(fin: Any) -> Any:
+        refuse_nul(form)
+        return fin.invoices.issue(order_ids)
+
     return attempt(
         request,
         "/finance/invoices",
-        lambda fin: fin.invoices.issue(order_ids),
+        issue,
         "Invoice issued.",
         then=lambda invoice: f"/finance/invoices/{invoice.id}",
     )
@@ -351,6 +366,7 @@ def pay_invoice(request: Request) -> Response:
             data.get("amount", ""),
             reference=str(data.get("reference", "")),
             form_token=sent_token(data),
+            due=str(data.get("due") or "") or None,
         ),
         "Payment taken.",
     )

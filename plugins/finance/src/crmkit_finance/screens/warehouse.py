@@ -21,6 +21,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.forms import refuse_nul
 from crmkit.web.i18n import lazy
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
@@ -108,8 +109,15 @@ def _stock_action(name: str, data: Any) -> Any:
                 form_token=sent_token(data),
             )
         if name == "count":
-            return fin.stock.count(location_id, {item_id: qty}, note=str(data.get("note", "")))
-        return fin.stock.set_minimum(item_id, location_id, data.get("min_qty", ""))
+            return fin.stock.count(
+                location_id,
+                {item_id: qty},
+                note=str(data.get("note", "")),
+                form_token=sent_token(data),
+            )
+        return fin.stock.set_minimum(
+            item_id, location_id, data.get("min_qty", ""), form_token=sent_token(data)
+        )
 
     return act
 
@@ -214,6 +222,7 @@ async def new_purchase(request: Request) -> Response:
     expected = str(form.get("expected_on") or "").strip()
 
     def order(fin: Any) -> Any:
+        refuse_nul(form)
         expected_on = None
         if expected:
             try:

@@ -4,9 +4,11 @@ The program (percent and how many days cashback keeps) is data the accountant ed
 from a date on.  When an order is both completed and fully paid, the percent of what was
 paid for it in money (not with cashback itself) is accrued to the client as a **lot** that
 expires after the program's days.  Spending takes from the lots that expire first.  After a
-refund or void of an order's payment (or its cancellation) the order's lot follows what it
-earns now: the percent of the money still paid for it, so giving back an overpayment
-takes nothing and giving back half of the price takes half, as far as it is unspent.
+refund or void of an order's payment, its cancellation or its completion again after it
+was reopened, the order's lot follows what it earns now, at the percent it was accrued
+at: the percent of the money still paid for what it charges, so giving back an
+overpayment takes nothing, giving back half of the price takes half (as far as it is
+unspent), and more work paid for after a reopening earns more.
 Expired remainders go back to the cashback expense.
 
 The ledger's cashback account of a client is the truth; the lots say which part expires
@@ -140,11 +142,13 @@ class CashbackService:
         refund, a void, a completion or a cancellation; the caller holds the order's row).
 
         Accrued once the order is completed and fully paid (one lot per order).  Once
-        accrued, the lot follows what the order earns now: the percent of the money that
-        paid for what was charged, net of refunds and voids (nothing once cancelled).  What
-        it no longer earns is withdrawn as far as it is unspent; what it earns again (paid
-        again after a refund) is given back, never more than was first accrued.  A reopened
-        order is settled again at its completion."""
+        accrued, the lot follows what the order earns now, at the percent it was first
+        accrued at: the percent of the money that paid for what was charged, net of refunds
+        and voids (nothing once cancelled).  What it no longer earns is withdrawn as far as
+        it is unspent; what it earns again or more (paid again after a refund; reopened,
+        given more work and paid for it) is accrued, each time only the difference from
+        what the lot keeps in the books.  A reopened order is settled again at its
+        completion."""
         lot = self.session.scalar(
             select(FinanceCashbackLot).where(FinanceCashbackLot.order_id == order.id)
         )
@@ -228,7 +232,7 @@ class CashbackService:
         else:
             basis = self._basis(order)
         base = self.finance.base_currency
-        earned = min(lot.amount, round_money(lot.amount * basis / lot.basis, base))
+        earned = self._earned(lot, basis)
         change = earned - self._kept(order)
         if change < 0:
             change = -min(-change, lot.remaining)  # what was spent stays spent
@@ -244,13 +248,25 @@ class CashbackService:
             legs,
             memo=(
                 f"cashback of order {order.number} "
-                f"{'given back' if change > 0 else 'withdrawn'}: earned on {basis} now"
+                f"{'accrued' if change > 0 else 'withdrawn'}: earned on {basis} now"
             ),
             record=("finance_order", order.id),
             party_id=order.party_id,
         )
         lot.remaining += change
+        if earned > lot.amount:  # the lot now stands for more: what it was accrued on
+            lot.amount, lot.basis = earned, basis
         self.work.flush()
+
+    def _earned(self, lot: FinanceCashbackLot, basis: Decimal) -> Decimal:
+        """What an order's lot earns on ``basis`` at the percent it was accrued at: the
+        program in force when it was accrued, while that still gives the lot's amount on its
+        basis (else, the program edited since, the lot's own ratio)."""
+        base = self.finance.base_currency
+        program = self.program(self.finance.business_date(lot.accrued_at))
+        if program is not None and percent_of(lot.basis, program.percent, base) == lot.amount:
+            return percent_of(basis, program.percent, base)
+        return round_money(lot.amount * basis / lot.basis, base)
 
     def _accrue(
         self,

@@ -68,6 +68,24 @@ class CashDeskService:
             )
         )
 
+    def held_shift(self, desk: FinanceCashDesk, field: str) -> FinanceShift:
+        """The open shift of ``desk``, held until the transaction ends, for money posted into
+        it: a closing at the same moment waits for the post and counts it, and a post
+        waiting for a closing finds the shift closed and is refused (``field`` names the
+        form field for the refusal), so nothing lands in a closed shift."""
+        shift = self.current_shift(desk.id)
+        if shift is not None:
+            shift = self.hold(shift.id)
+        if shift is None or shift.closed_at is not None:
+            raise ValidationFailed({field: [_open_a_shift(desk)]})
+        return shift
+
+    def hold(self, shift_id: int) -> FinanceShift | None:
+        """Lock a shift's row (see :func:`crmkit.db.lock_row`) and read it afresh."""
+        self.work.flush()
+        lock_row(self.session, FinanceShift, shift_id)
+        return self.session.get(FinanceShift, shift_id, populate_existing=True)
+
     def cashier_of(self, shift: FinanceShift) -> User | None:
         """The user who opened ``shift``."""
         return self.session.get(User, shift.cashier_id) if shift.cashier_id else None
@@ -122,19 +140,27 @@ class CashDeskService:
         if account.kind != "cash" or account.desk_id is None:
             return None
         desk = self.session.get(FinanceCashDesk, account.desk_id)
-        shift = self.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({field: [_open_a_shift(desk)]})
+        shift = self.held_shift(desk, field)
         if outgoing > 0 and outgoing > self.drawer_balance(desk):
             raise ValidationFailed(
                 {"amount": [message("there is not that much cash in the drawer")]}
             )
         return shift
 
-    def open_shift(self, desk_id: int, counted: Any, *, note: str = "") -> FinanceShift:
-        """Open a shift: the cashier counts the drawer; a difference is booked at once."""
+    def open_shift(
+        self, desk_id: int, counted: Any, *, note: str = "", form_token: str | None = None
+    ) -> FinanceShift:
+        """Open a shift: the cashier counts the drawer; a difference is booked at once.
+
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        shift it opened."""
         self.finance.require("finance_shift", "create")
+        earlier = forms.claim(self.finance, form_token, "shift_open")
+        if earlier:
+            return self.session.get(FinanceShift, earlier[0])
         desk = self.desk(desk_id)
+        # two cashiers opening one desk at once: the second waits, then finds the shift
+        lock_row(self.session, FinanceCashDesk, desk.id)
         if not desk.active:
             raise ValidationFailed(
                 {"desk_id": [message("{desk} is closed for good", desk=desk.name)]}
@@ -164,18 +190,28 @@ class CashDeskService:
             "open",
             {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
+        forms.remember(self.finance, form_token, [shift.id])
         self.work.emit("shift.opened", "finance_shift", shift.id, desk_id=desk.id)
         return shift
 
-    def close_shift(self, shift_id: int, counted: Any, *, note: str = "") -> FinanceShift:
+    def close_shift(
+        self, shift_id: int, counted: Any, *, note: str = "", form_token: str | None = None
+    ) -> FinanceShift:
         """Close a shift with a count of the drawer; a difference is booked.
 
         Its cashier closes it; so may an admin or the accountant, and another cashier once
-        its cashier is blocked (see :meth:`may_close`), so a desk is never stuck."""
+        its cashier is blocked (see :meth:`may_close`), so a desk is never stuck.
+        ``form_token``: the form's one-time token; the same form sent again returns the
+        shift it closed."""
         self.finance.require("finance_shift", "update")
-        shift = self.session.get(FinanceShift, shift_id)
-        if shift is None:
+        earlier = forms.claim(self.finance, form_token, "shift_close")
+        if earlier:
+            return self.session.get(FinanceShift, earlier[0])
+        if self.session.get(FinanceShift, shift_id) is None:
             raise NotFound("finance_shift", shift_id)
+        # held while the drawer is counted against the ledger: a payment posted into the
+        # shift meanwhile is waited for and counted, and one waiting for us finds it closed
+        shift = self.hold(shift_id)
         if shift.closed_at is not None:
             raise ValidationFailed({"shift": [message("the shift is already closed")]})
         desk = self.session.get(FinanceCashDesk, shift.desk_id)
@@ -209,6 +245,7 @@ class CashDeskService:
             "close",
             {"counted": [None, str(count)], "expected": [None, str(expected)]},
         )
+        forms.remember(self.finance, form_token, [shift.id])
         self.work.emit("shift.closed", "finance_shift", shift.id, desk_id=desk.id)
         return shift
 
@@ -244,16 +281,14 @@ class CashDeskService:
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
         desk = self.desk(desk_id)
-        shift = self.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        shift = self.held_shift(desk, "desk_id")
         self.require_mine(shift, desk, "desk_id")
         value = exact_money(amount, desk.currency)
         if value == 0:
             raise ValidationFailed({"amount": [message("move some money")]})
         ledger = self.finance.ledger
         drawer = ledger.desk_account(desk.id, "cash")
-        other = ledger.get_account(to)
+        other = ledger.named_account(to, "to")
         if value > 0 and value > self.drawer_balance(desk):
             raise ValidationFailed(
                 {"amount": [message("there is not that much cash in the drawer")]}
@@ -380,9 +415,7 @@ class PaymentService:
                 }
             )
         desk = self.finance.cashdesk.desk(desk_id)
-        shift = self.finance.cashdesk.current_shift(desk.id)
-        if shift is None:
-            raise ValidationFailed({"desk_id": [_open_a_shift(desk)]})
+        shift = self.finance.cashdesk.held_shift(desk, "desk_id")
         self.finance.cashdesk.require_mine(shift, desk, "desk_id")
         return desk, shift
 
@@ -400,6 +433,7 @@ class PaymentService:
         note: str = "",
         at: dt.datetime | None = None,
         form_token: str | None = None,
+        due: Any = None,
     ) -> FinancePayment:
         """Take a payment for an order (a prepayment if it is not completed yet, a partial
         payment if it covers part) or onto a client's account (``party_id`` alone).
@@ -408,6 +442,11 @@ class PaymentService:
         rate.  Paying with cashback spends the client's cashback (base currency).
         ``form_token``: the payment form's one-time token; the same form sent again returns
         the payment it took (see :mod:`crmkit_finance.services.forms`).
+        ``due``: what the payer was shown as due on the order (its currency; the payment
+        forms send it).  When less is due by the time the order is held (someone else took
+        a payment meanwhile), a payment larger than what is due now is refused, naming it:
+        two cashiers taking the full due at once take it once.  Paying more than the due
+        on purpose (an advance) stays allowed.
         """
         self.finance.require("finance_payment", "create")
         earlier = forms.claim(self.finance, form_token, "payment")
@@ -451,6 +490,8 @@ class PaymentService:
         day = self.finance.business_date(when)
         order_amount = self.finance.rates.convert(value, currency, receivable_currency, day)
         base_amount = self.finance.rates.to_base(value, currency, day)
+        if order is not None and due is not None:
+            self._refuse_more_than_due(order, order_amount, due)
         ledger = self.finance.ledger
         receivable = ledger.receivable(party_id)
         if method == "cashback":
@@ -510,6 +551,25 @@ class PaymentService:
         if order is not None:
             self.finance.orders.after_payment(order)
         return payment
+
+    def _refuse_more_than_due(self, order: FinanceOrder, order_amount: Decimal, due: Any) -> None:
+        """Refuse paying ``order_amount`` for an order held by :meth:`OrderService.lock` when
+        less is due now than the payer saw (``due``) and the payment is more than that."""
+        seen = exact_money(due, order.currency, "due")
+        now = max(self.finance.orders.totals_of(order).due, Decimal(0))
+        if now < seen and order_amount > now:
+            raise ValidationFailed(
+                {
+                    "amount": [
+                        message(
+                            "only {due} {currency} is due on order {number}",
+                            due=now,
+                            currency=order.currency,
+                            number=order.number,
+                        )
+                    ]
+                }
+            )
 
     def refund(
         self,
@@ -647,17 +707,26 @@ class PaymentService:
             self.finance.orders.after_payment(order)
         return refund
 
-    def void(self, payment_id: int, *, reason: str) -> FinancePayment:
+    def void(
+        self, payment_id: int, *, reason: str, form_token: str | None = None
+    ) -> FinancePayment:
         """Cancel a payment entered by mistake: its transaction is reversed.
 
         A cash or card payment can be voided only during the shift it was taken in, by the
         cashier of that shift.  A payment taken outside a shift (a bank transfer, cashback)
         can be voided only on the business day it is dated (in the business's time zone)
         and by one who may also refund it.  Later, it is refunded instead.
+        ``form_token``: the void form's one-time token; the same form sent again returns
+        the first void.
         """
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
             raise ValidationFailed({"reason": [message("say why the payment is voided")]})
+        # claimed before the payment is locked, as for a refund: a repeat waits for the
+        # first submission, then gets its void back
+        earlier = forms.claim(self.finance, form_token, "void")
+        if earlier:
+            return self.session.get(FinancePayment, earlier[0])
         original = self.get(payment_id)
         if original.kind != "payment":
             raise ValidationFailed({"payment": [message("only a payment can be voided")]})
@@ -671,7 +740,7 @@ class PaymentService:
         if self._voided(original):
             raise ValidationFailed({"payment": [message("already voided")]})
         if original.shift_id is not None:
-            shift = self.session.get(FinanceShift, original.shift_id)
+            shift = self.finance.cashdesk.hold(original.shift_id)
             if shift.closed_at is not None:
                 raise ValidationFailed(
                     {"payment": [message("its shift is closed; refund it instead")]}
@@ -727,6 +796,7 @@ class PaymentService:
         )
         self.session.add(void)
         self.work.flush()
+        forms.remember(self.finance, form_token, [void.id])
         self.work.audit("finance_payment", original.id, "void", {"reason": [None, reason]})
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
         if order is not None:
@@ -774,8 +844,10 @@ class PaymentService:
         )
 
     def _due(self, order: Any) -> Decimal:
-        """What the client still owes on an order after this payment (0 when paid up)."""
-        return max(order.total - self.finance.orders.paid(order), Decimal(0))
+        """What the client still owes on an order after this payment (0 when paid up, and
+        on a cancelled order, which owes nothing)."""
+        due = self.finance.orders.totals_of(order).due
+        return due if due > 0 else Decimal(0).quantize(due)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -901,11 +973,15 @@ class PaymentService:
         reference: str = "",
         at: dt.datetime | None = None,
         form_token: str | None = None,
+        due: Any = None,
     ) -> list[FinancePayment]:
         """A bank transfer against an invoice, spread over its orders oldest first.
 
         ``form_token``: the form's one-time token; the same form sent again returns the
-        payments it took."""
+        payments it took.  ``due``: the outstanding amount the payer was shown (the form
+        sends it); as for :meth:`take`, a transfer larger than what is outstanding once the
+        invoice's orders are held is refused when that is less than what was shown (the
+        same transfer booked by two cashiers at once is booked once)."""
         self.finance.require("finance_payment", "create")
         earlier = forms.claim(self.finance, form_token, "invoice_payment")
         if earlier is not None:
@@ -916,13 +992,36 @@ class PaymentService:
         value = exact_money(amount, invoice.currency)
         if value <= 0:
             raise ValidationFailed({"amount": [message("a payment is positive")]})
+        # every order held (in id order, as every other path takes one order) before their
+        # dues are read: a payment of one of them at once waits, then is seen
+        for order in sorted(self.finance.invoices.orders_of(invoice), key=lambda o: o.id):
+            self.finance.orders.lock(order)
+        self.session.refresh(invoice)
+        if invoice.status == "cancelled":
+            raise ValidationFailed({"invoice": [message("the invoice is cancelled")]})
+        if due is not None:
+            seen = exact_money(due, invoice.currency, "due")
+            now = self.finance.invoices.outstanding(invoice)
+            if now < seen and value > now:
+                raise ValidationFailed(
+                    {
+                        "amount": [
+                            message(
+                                "only {due} {currency} is due on invoice {number}",
+                                due=now,
+                                currency=invoice.currency,
+                                number=invoice.number,
+                            )
+                        ]
+                    }
+                )
         payments = []
         left = value
         for order in self.finance.invoices.orders_of(invoice):
-            due = order.total - self.finance.orders.paid(order)
-            if due <= 0 or left <= 0:
+            order_due = order.total - self.finance.orders.paid(order)
+            if order_due <= 0 or left <= 0:
                 continue
-            part = min(due, left)
+            part = min(order_due, left)
             payments.append(
                 self.take(
                     order_id=order.id,

@@ -66,8 +66,11 @@ class ExpenseService:
             return self.work.session.get(FinanceTransaction, earlier[0])
         ledger = self.finance.ledger
         ledger.ensure_system_accounts()
-        target = ledger.get_account(category)
-        if target.kind != kind:
+        try:
+            target = ledger.get_account(category)
+        except NotFound:  # a mistyped choice: the form again, naming the field
+            target = None
+        if target is None or target.kind != kind:
             raise ValidationFailed(
                 {
                     "category": [
@@ -77,7 +80,7 @@ class ExpenseService:
                     ]
                 }
             )
-        money = ledger.get_account(account)
+        money = ledger.named_account(account, "account")
         if money.kind not in ("cash", "bank", "card", "payable"):
             raise ValidationFailed(
                 {"account": [message("a drawer, a bank account or a supplier's payable")]}
@@ -169,7 +172,7 @@ class AssetService:
         if not (name or "").strip():
             raise ValidationFailed({"name": [message("name the asset")]})
         ledger = self.finance.ledger
-        source = ledger.get_account(paid_from)
+        source = ledger.named_account(paid_from, "paid_from")
         transaction = ledger.post(
             "asset_purchase",
             [

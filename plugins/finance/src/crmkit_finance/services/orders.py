@@ -44,6 +44,7 @@ from crmkit_finance.model import (
     FinanceOrder,
     FinanceOrderLine,
     FinancePayment,
+    FinanceStockMove,
 )
 from crmkit_finance.money import exact_money, percent_of, quantity, round_money, to_decimal
 from crmkit_finance.numbering import next_number
@@ -185,10 +186,28 @@ class OrderService(EntityService):
                         ]
                     }
                 )
+        values = self._contract_of_client(record, values)
         changes = super().apply_changes(record, values)
         if "discount_percent" in changes:
             self._reprice(record)
         return changes
+
+    def _contract_of_client(self, order: Any, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The order's contract is always one of its client's: a contract named with the
+        change must be the (new) client's, refused by ``contract_id`` otherwise; a new
+        client without one named takes their contract in force, as a new order does, or
+        none (the first client's terms never pass to another)."""
+        party_id = values.get("party_id", order.party_id)
+        new_client = party_id != order.party_id
+        named = "contract_id" in values and values["contract_id"] != order.contract_id
+        if new_client and not named:
+            contract = self.active_contract(party_id) if party_id is not None else None
+            return {**values, "contract_id": contract.id if contract else None}
+        if named and values["contract_id"] is not None:
+            contract = self.session.get(FinanceContract, values["contract_id"])
+            if contract is None or contract.party_id != party_id:
+                raise ValidationFailed({"contract_id": [message("not a contract of this client")]})
+        return values
 
     def _check_branch_change(self, order: Any) -> None:
         """Refuse another branch while goods issued from this one are with the order: they
@@ -489,7 +508,7 @@ class OrderService(EntityService):
         if line.reverses_line_id is not None:
             raise ValidationFailed({"line": [message("a correcting line cannot be removed")]})
         if line.recognized_on is None:
-            if item is not None and item.track_stock and line.cost:
+            if item is not None and item.track_stock:
                 self._return_goods(order, line, item)
             self.session.delete(line)
             self.work.flush()
@@ -502,16 +521,8 @@ class OrderService(EntityService):
         ):
             raise ValidationFailed({"line": [message("this line was already removed")]})
         negative = self._credit_line(order, line, utcnow(), memo=reason or "line removed")
-        if item is not None and item.track_stock and line.cost:
-            self.fin.stock.take_back(
-                item=item,
-                location_id=order.location_id,
-                qty=line.qty,
-                value=line.cost,
-                order=order,
-                line=negative,
-                from_account="expense:cogs",
-            )
+        if item is not None and item.track_stock:
+            self._return_goods(order, line, item, booked_on=negative, from_account="expense:cogs")
         self._retotal(order)
         self.work.audit("finance_order", order.id, "remove_line", {f"line:{line.id}": reason})
         forms.remember(self.fin, form_token, [negative.id])
@@ -572,7 +583,10 @@ class OrderService(EntityService):
 
     def totals(self, order: Any) -> OrderTotals:
         """Totals, what was charged (recognized) and what was paid."""
-        order = self.get(order)
+        return self.totals_of(self.get(order))
+
+    def totals_of(self, order: FinanceOrder) -> OrderTotals:
+        """:meth:`totals` of an order already in hand (read, or held by :meth:`lock`)."""
         charged = self.session.scalar(
             select(func.coalesce(func.sum(FinanceOrderLine.amount), 0)).where(
                 FinanceOrderLine.order_id == order.id, FinanceOrderLine.recognized_on.is_not(None)
@@ -730,7 +744,7 @@ class OrderService(EntityService):
         if order.completed_at is not None:
             self.reopen(order, reason=reason)
         for line in self.lines(order):
-            if line.recognized_on is None and line.kind == "goods" and line.cost:
+            if line.recognized_on is None and line.kind == "goods":
                 item = self.session.get(FinanceItem, line.item_id)
                 if item is not None and item.track_stock:
                     self._return_goods(order, line, item)
@@ -777,17 +791,49 @@ class OrderService(EntityService):
             item=item, location_id=order.location_id, qty=line.qty, order=order, line=line
         )
 
-    def _return_goods(self, order: Any, line: FinanceOrderLine, item: FinanceItem) -> None:
-        self.fin.stock.take_back(
-            item=item,
-            location_id=order.location_id,
-            qty=line.qty,
-            value=line.cost,
-            order=order,
-            line=line,
-            from_account="wip:orders",
+    def _return_goods(
+        self,
+        order: Any,
+        line: FinanceOrderLine,
+        item: FinanceItem,
+        *,
+        booked_on: FinanceOrderLine | None = None,
+        from_account: str = "wip:orders",
+    ) -> None:
+        """Bring the line's goods back to stock at the value they left with, goods that cost
+        nothing included: every unit issued comes back.  What the order still holds of the
+        item (issued less returned, from its stock moves) bounds it, so goods never issued
+        (a line added before the item was kept in stock) do not appear from nowhere.
+        ``booked_on``: the line the return is booked on (a removed recognized line's
+        negative twin); an open line's cost drops to 0 with its goods."""
+        back = min(line.qty, self._held(order, item.id))
+        if back > 0:
+            value = (
+                line.cost
+                if back == line.qty
+                else round_money(line.cost * back / line.qty, self.fin.base_currency)
+            )
+            self.fin.stock.take_back(
+                item=item,
+                location_id=order.location_id,
+                qty=back,
+                value=value,
+                order=order,
+                line=booked_on or line,
+                from_account=from_account,
+            )
+        if line.recognized_on is None:
+            line.cost = Decimal(0)
+
+    def _held(self, order: Any, item_id: int) -> Decimal:
+        """Units of an item issued to the order and not yet returned (its stock moves)."""
+        self.work.flush()
+        moved = self.session.scalar(
+            select(func.coalesce(func.sum(FinanceStockMove.qty), 0)).where(
+                FinanceStockMove.order_id == order.id, FinanceStockMove.item_id == item_id
+            )
         )
-        line.cost = Decimal(0)
+        return -Decimal(moved)
 
     def _recognize(self, order: Any, lines: list[FinanceOrderLine], when: dt.datetime) -> None:
         """Charge the client for ``lines`` and book their income and cost, in one transaction."""

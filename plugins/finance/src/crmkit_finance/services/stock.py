@@ -514,14 +514,26 @@ class StockService:
         forms.remember(self.finance, form_token, [out.id, into.id])
         return out, into
 
-    def count(self, location_id: int, counted: Mapping[int, Any], *, note: str = "") -> list[Any]:
+    def count(
+        self,
+        location_id: int,
+        counted: Mapping[int, Any],
+        *,
+        note: str = "",
+        form_token: str | None = None,
+    ) -> list[Any]:
         """An inventory count: bring each counted item's level to what was found.
 
         A shortage leaves at the average cost; a surplus enters at the average cost (or the
         last receipt's cost when nothing was on hand).  Both go to "stock shortages and
-        write-offs".  Returns the adjusting moves.
+        write-offs".  Returns the adjusting moves.  ``form_token``: the count form's
+        one-time token; the same form sent again (after goods moved, it would book the
+        difference once more) adjusts nothing and returns the first count's moves.
         """
         self.finance.require("finance_stock", "create")
+        earlier = forms.claim(self.finance, form_token, "stock_count")
+        if earlier is not None:  # a count that found nothing to adjust wrote no move
+            return [self.session.get(FinanceStockMove, move_id) for move_id in earlier]
         moves = []
         for item_id, found_qty in counted.items():
             item = self._item(int(item_id))
@@ -567,11 +579,20 @@ class StockService:
             "count",
             {str(k): [None, str(v)] for k, v in counted.items()},
         )
+        forms.remember(self.finance, form_token, [move.id for move in moves])
         return moves
 
-    def set_minimum(self, item_id: int, location_id: int, min_qty: Any) -> FinanceStockLevel:
-        """The level below which the warehouse head is reminded to reorder."""
+    def set_minimum(
+        self, item_id: int, location_id: int, min_qty: Any, *, form_token: str | None = None
+    ) -> FinanceStockLevel:
+        """The level below which the warehouse head is reminded to reorder.
+
+        ``form_token``: the minimum form's one-time token; the same form sent again changes
+        nothing (another minimum set since stays) and returns the level."""
         self.finance.require("finance_stock", "update")
+        earlier = forms.claim(self.finance, form_token, "stock_minimum")
+        if earlier:
+            return self.session.get(FinanceStockLevel, earlier[0])
         item = self._item(item_id)
         value = quantity(min_qty, "min_qty")
         if value < 0:
@@ -582,6 +603,7 @@ class StockService:
         self.work.audit("finance_stock", level.id, "minimum", {"min_qty": [str(old), str(value)]})
         location = self.session.get(FinanceLocation, location_id)
         self._watch_level(level, item, location)
+        forms.remember(self.finance, form_token, [level.id])
         return level
 
     def _item(self, item_id: int) -> FinanceItem:
@@ -909,7 +931,7 @@ class PurchaseService:
         if value <= 0:
             raise ValidationFailed({"amount": [message("a payment is positive")]})
         ledger = self.finance.ledger
-        source = ledger.get_account(paid_from)
+        source = ledger.named_account(paid_from, "paid_from")
         if source.kind not in ("cash", "bank"):
             raise ValidationFailed(
                 {"paid_from": [message("pay from a cash drawer or a bank account")]}

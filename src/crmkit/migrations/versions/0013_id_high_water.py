@@ -6,8 +6,8 @@ linked to it.  ``id_high_water`` keeps the largest id deleted from each table (a
 table with an integer ``id`` key) and new rows get ids above it (:mod:`crmkit.model.ids`).
 On PostgreSQL the table stays empty: sequences never go back.
 
-Revision ID: 0012_id_high_water
-Revises: 0011_stage_move_backward
+Revision ID: 0013_id_high_water
+Revises: 0012_conversation_account
 Create Date: 2026-11-24 08:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_id_high_water"
-down_revision: str | Sequence[str] | None = "0011_stage_move_backward"
+revision: str = "0013_id_high_water"
+down_revision: str | Sequence[str] | None = "0012_conversation_account"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
