@@ -106,6 +106,10 @@ def assign_ids_above_the_mark(session: Session, flush_context: Any, instances: A
     if not pending:
         return
     connection = session.connection()
+    if not connection.connection.driver_connection.in_transaction:
+        # the flush is about to write: take the write lock before reading the largest ids,
+        # or a concurrent writer could take the same ones in between (as allocate_ids does)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     for table, instances in pending.items():
         start = high_water(connection, table) + 1
         for offset, instance in enumerate(instances):
