@@ -126,6 +126,37 @@ def test_pipeline_show_text_and_mermaid(deployment, capsys):
     assert out.startswith("stateDiagram-v2") and "new --> qualified" in out
 
 
+def test_pipeline_move_out_of_a_removed_stage(deployment, capsys):
+    import sqlalchemy as sa
+
+    from crmkit import CRM
+    from crmkit.model import Deal
+    from crmkit.testing import factories
+
+    crm = CRM.from_directory(deployment)
+    with crm.system() as work:
+        ready = factories.deal(work, amount=5000)
+        empty = factories.deal(work)
+        kept = factories.deal(work)
+        work.session.execute(
+            sa.update(Deal).where(Deal.id.in_([ready.id, empty.id])).values(stage="talks")
+        )
+    crm.close()
+    code, out, err = call(
+        capsys, "--config", str(deployment), "pipeline", "move-out", "sales", "talks",
+        "--to", "proposal", "--comment", "stage removed",
+    )  # fmt: skip
+    assert code == 1
+    assert out.strip() == "moved 1 record(s) from talks to proposal"
+    assert err.strip() == f"refused {empty.id}: fill in: amount"
+    crm = CRM.from_directory(deployment)
+    with crm.system() as work:
+        stages = {d.id: d.stage for d in work.session.scalars(sa.select(Deal))}
+        assert stages == {ready.id: "proposal", empty.id: "talks", kept.id: "new"}
+        assert work.moves.history(ready.id, entity="deal")[-1].comment == "stage removed"
+    crm.close()
+
+
 def test_demo_data(deployment, capsys):
     code, out, err = call(capsys, "--config", str(deployment), "demo", "basic", "--size", "12")
     assert code == 0, err

@@ -59,6 +59,18 @@ def test_audit_log_is_append_only_after_migration(migrated_engine, tmp_path):
         c.execute(sa.text("DELETE FROM audit_log"))
 
 
+def test_a_migrated_database_never_reuses_a_deleted_id(migrated_engine, tmp_path):
+    crm = application(migrated_engine, tmp_path)
+    crm.migrations.upgrade()
+    crm.sync_access()
+    with crm.system() as work:
+        newest = work.parties.create(name="Newest")
+    with crm.system() as work:
+        work.parties.delete(newest.id)
+    with crm.system() as work:
+        assert work.parties.create(name="Next").id > newest.id
+
+
 def test_plugin_branch_is_applied_with_core(migrated_engine, tmp_path):
     """A plugin's own branch: a table of its own, created by `db upgrade` after the core's."""
     from tests.sample_plugin import plugin as sample

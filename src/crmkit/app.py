@@ -26,6 +26,7 @@ from crmkit.errors import ConfigError, CrmkitError, NotFound, PluginError
 from crmkit.filters import FilterField
 from crmkit.jobs import Job, OutboxHandler, Schedule
 from crmkit.jobs.watchers import Watcher
+from crmkit.model import ids
 from crmkit.pipeline.definition import Pipeline
 from crmkit.plugins import CrmkitPluginManager, installed_plugins, make_plugin_manager
 from crmkit.reports import Report
@@ -116,6 +117,7 @@ class CRM:
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
+        ids.install(self.session_factory, self.engine.dialect.name)  # never reused on SQLite
         self.storage: Storage = FileStorage(config.path("storage.path"))
         self.password_hasher = password_hasher(config["security.argon2_profile"])
         self.entities = EntityRegistry()

@@ -424,7 +424,7 @@ def plugins(env: Env) -> None:
 
 @cli.group()
 def pipeline() -> None:
-    """Pipelines: list them, show a stage graph."""
+    """Pipelines: list them, show a stage graph, move records out of a removed stage."""
 
 
 @pipeline.command("list")
@@ -451,6 +451,23 @@ def pipeline_show(env: Env, name: str, fmt: str) -> None:
     crm = CRM(env.config())
     item = crm.pipeline(name)
     click.echo(item.to_mermaid() if fmt == "mermaid" else item.to_text())
+
+
+@pipeline.command("move-out")
+@click.argument("name")
+@click.argument("stage")
+@click.option("--to", "target", required=True, help="The stage to move the records to.")
+@click.option("--comment", default=None, help="Why (kept on each move's history row).")
+@pass_env
+def pipeline_move_out(env: Env, name: str, stage: str, target: str, comment: str | None) -> None:
+    """Move every record of a pipeline in STAGE (one a release removed) to another stage."""
+    with env.crm.system() as work:
+        result = work.moves.move_stage_out(name, stage, target, comment=comment)
+    click.echo(f"moved {len(result.moved)} record(s) from {stage} to {target}")
+    for record_id, reason in result.refused.items():
+        click.echo(f"refused {record_id}: {reason}", err=True)
+    if result.refused:
+        raise SystemExit(1)
 
 
 # -- serve, shell, demo --------------------------------------------------------------------

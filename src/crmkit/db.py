@@ -359,10 +359,13 @@ class Migrations:
         """
         from alembic import command
 
+        from crmkit.model.ids import ensure_triggers
+
         config = self.config()
         with self._connection() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, target)
+            ensure_triggers(connection)  # ids never reused in tables plugins added since
             if then is not None:
                 then(connection)
 

@@ -176,8 +176,11 @@ def crmkit_register_message_templates() -> list[StarterTemplate]:
 def crmkit_before_stage_move(move: MoveContext) -> GuardResult | None:
     """Veto a stage move: return ``GuardResult.refuse(reason)`` to stop it.
 
-    Every implementation is called after the pipeline's own checks passed; all refusals
-    are collected and shown together.  Return ``None`` (or an ok result) to allow.
+    Every implementation is called only after the pipeline's own checks passed (required
+    fields, documents and comment, then the transition's guards ran): the record has what
+    the target stage requires.  All refusals are collected and shown together.  Return
+    ``None`` (or an ok result) to allow.  An implementation that raises refuses the move
+    with "the plugin NAME failed while checking this move" (the exception is logged).
     """
 
 

@@ -467,23 +467,44 @@ def test_placing_in_a_later_stage_is_a_permission_not_a_role_name(make_crm):
 
 def test_changing_the_kind_enters_or_leaves_the_pipeline(crm, agent):
     """The dealer pipeline applies to organisations: a person retyped as an organisation
-    enters it as a lead (with its history row); an organisation retyped as a person leaves
-    it and no longer shows on the board."""
-    firm_id = make_firm(crm, agent)
+    enters it as a lead (with its history row); an organisation (still a lead) retyped as a
+    person leaves it and no longer shows on the board."""
     with crm.acting_as(agent) as work:
         person = factories.person(work)
         assert person.pipeline is None
         work.parties.update(person, kind="organisation")
         assert (person.pipeline, person.stage) == ("dealer", "lead")
         assert [(m.from_stage, m.to_stage) for m in work.moves.history(person)] == [(None, "lead")]
-        firm = work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
-        assert (firm.pipeline, firm.stage, firm.stage_entered_at) == (None, None, None)
+        lead_id = factories.organisation(work).id
+        lead = work.parties.update(lead_id, kind="person", first_name="Пётр", last_name="Лидов")
+        assert (lead.pipeline, lead.stage, lead.stage_entered_at) == (None, None, None)
     with crm.acting_as(agent) as work:
-        assert work.parties.get(firm_id).stage is None
+        assert work.parties.get(lead_id).stage is None
         audit = work.session.scalars(
-            select(AuditEntry).where(AuditEntry.record_id == firm_id, AuditEntry.action == "update")
+            select(AuditEntry).where(AuditEntry.record_id == lead_id, AuditEntry.action == "update")
         ).all()
-        assert audit[-1].changes["stage"] == ["firm", None]
+        assert audit[-1].changes["stage"] == ["lead", None]
+
+
+def test_retyping_a_client_past_the_first_stage_is_refused_naming_the_field(crm, agent):
+    """Leaving the pipeline from “Firm” and coming back as a lead would undo moves (and
+    skip the backward transition's rules) with no history: the edit is refused instead."""
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work, pytest.raises(ValidationFailed) as info:
+        work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
+    [reason] = info.value.errors["kind"]
+    assert str(reason) == (
+        "this change takes the record out of Dealers, but it is in “Firm”: "
+        "move it back to “Lead” first"
+    )
+    with crm.acting_as(agent) as work:
+        firm = work.parties.get(firm_id)
+        assert (firm.kind, firm.pipeline, firm.stage) == ("organisation", "dealer", "firm")
+        assert [m.to_stage for m in work.moves.history(firm)] == ["lead", "firm"]
+    admin = add_user(crm, "boss", ["admin"])  # ``place`` skips the pipeline's checks anyway
+    with crm.acting_as(admin) as work:
+        firm = work.parties.update(firm_id, kind="person", first_name="Пётр", last_name="Фирмов")
+        assert firm.pipeline is None
 
 
 class MoverRole:
@@ -569,3 +590,118 @@ def test_a_move_never_takes_the_pipeline_or_the_kind_along(make_crm, given):
     with crm.acting_as(agent) as work:
         firm = work.parties.get(firm_id)
         assert (firm.pipeline, firm.stage, firm.kind) == ("dealer", "firm", "organisation")
+
+
+class InnVeto:
+    """A veto written to the hook's documentation: it reads the field the stage requires."""
+
+    crmkit_plugin_name = "inn_check"
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl
+    def crmkit_before_stage_move(self, move):
+        if move.target.name != "account":
+            return None
+        self.calls += 1
+        if not move.record.custom["inn"].startswith("77"):
+            return GuardResult.refuse("only Moscow dealers")
+        return None
+
+
+def test_vetoes_run_only_once_the_pipelines_own_checks_passed(crm, agent):
+    veto = InnVeto()
+    crm.pm.register(veto)
+    firm_id = make_firm(crm, agent)
+    with crm.acting_as(agent) as work:
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm_id, "account", entity="party")
+        assert info.value.reasons == ["fill in: custom.inn", "attach documents: contract"]
+        assert veto.calls == 0
+        work.attachments.add("contract.pdf", b"%PDF", party_id=firm_id, document_type="contract")
+        firm = work.parties.get(firm_id)
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm, "account", fields={"custom": {"inn": "5401234567"}})
+        assert info.value.reasons == ["only Moscow dealers"]
+        assert veto.calls == 1
+
+
+def test_a_veto_that_raises_refuses_naming_its_plugin_and_bulk_moves_go_on(crm, agent):
+    class Broken:
+        crmkit_plugin_name = "broken_policy"
+
+        @hookimpl
+        def crmkit_before_stage_move(self, move):
+            if move.record.name == "Keep":
+                raise RuntimeError("policy service is down")
+
+    crm.pm.register(Broken())
+    with crm.acting_as(agent) as work:
+        keep = factories.organisation(work, name="Keep")
+        gone = factories.organisation(work, name="Gone")
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(keep, "refused", comment="x")
+        assert info.value.reasons == ["the plugin broken_policy failed while checking this move"]
+        result = work.moves.move_many([keep, gone], "refused", comment="x")
+        assert result.moved == [gone.id]
+        assert result.refused == {
+            keep.id: "the plugin broken_policy failed while checking this move"
+        }
+    with crm.acting_as(agent) as work:
+        assert work.parties.get(keep.id).stage == "lead"
+        assert work.parties.get(gone.id).stage == "refused"
+
+
+def _strand(crm, entity_model, record_id, stage):
+    """Put a record in a stage the pipeline does not declare (as if a release removed it)."""
+    from sqlalchemy import update
+
+    with crm.system() as work:
+        work.session.execute(
+            update(entity_model).where(entity_model.id == record_id).values(stage=stage)
+        )
+
+
+def test_a_record_in_a_removed_stage_can_go_to_any_stage(crm, agent):
+    from crmkit.model import Party
+
+    firm_id = make_firm(crm, agent)
+    _strand(crm, Party, firm_id, "negotiation")
+    with crm.acting_as(agent) as work:
+        options = work.moves.options(firm_id, entity="party")
+        assert [(o.stage.name, o.allowed) for o in options] == [
+            ("lead", True),
+            ("firm", True),
+            ("account", True),
+            ("client", True),
+            ("refused", True),
+        ]
+        with pytest.raises(MoveRefused) as info:
+            work.moves.move(firm_id, "negotiation", entity="party")
+        assert info.value.reasons == ["Dealers has no stage “negotiation”"]
+        with pytest.raises(MoveRefused) as info:  # the target's own requirements still apply
+            work.moves.move(firm_id, "account", entity="party")
+        assert info.value.missing_documents == ["contract"]
+        work.moves.move(firm_id, "firm", entity="party")
+        assert work.parties.get(firm_id).stage == "firm"
+        history = work.moves.history(firm_id, entity="party")
+        assert (history[-1].from_stage, history[-1].to_stage) == ("negotiation", "firm")
+        [entry] = work.timeline.list(firm_id, kinds=["stage_move"]).items[:1]
+        assert entry.subject == "negotiation → Firm"
+
+
+def test_moving_every_record_out_of_a_removed_stage(crm, agent):
+    from crmkit.model import Party
+
+    with crm.acting_as(agent) as work:
+        ids = [factories.organisation(work).id for _ in range(3)]
+    for record_id in ids[:2]:
+        _strand(crm, Party, record_id, "negotiation")
+    with crm.system() as work:
+        result = work.moves.move_stage_out("dealer", "negotiation", "lead", comment="stage gone")
+    assert sorted(result.moved) == ids[:2] and result.refused == {}
+    with crm.acting_as(agent) as work:
+        assert [work.parties.get(i).stage for i in ids] == ["lead", "lead", "lead"]
+        assert work.moves.history(ids[0], entity="party")[-1].comment == "stage gone"
+        assert len(work.moves.history(ids[2], entity="party")) == 1

@@ -152,3 +152,18 @@ def one_slow_statement(engine: Any, fragment: str, seconds: float = 1.5) -> Iter
         yield
     finally:
         sa.event.remove(engine, "before_cursor_execute", round_trip)
+
+
+@contextlib.contextmanager
+def statements(engine: Any) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs inside the block (to catch N+1 queries)."""
+    seen: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

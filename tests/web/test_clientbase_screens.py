@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crmkit.model import Party
+from tests.web.conftest import statements
 
 pytestmark = pytest.mark.anyio
 
@@ -356,3 +357,69 @@ async def test_import_report_and_preview_reach_a_russian_user_translated(web, cr
         and line.endswith("%): создано")
         for line in lines
     ), lines
+
+
+async def test_groups_screen_counts_every_group_in_a_fixed_number_of_queries(web, crm):
+    """Static groups (with their subgroups' members) and smart groups: the counts are right
+    and the page takes as many statements with eight groups of each as with one."""
+    admin = await web("admin")
+    agent = await web("agent")
+
+    def add_groups(work, n):
+        made = []
+        for i in range(n):
+            parent = work.groups.create(f"Город {n}-{i}")
+            child = work.groups.create(f"Район {n}-{i}", parent.id)
+            mine = work.parties.create(name=f"Своя {n}-{i}", owner_id=agent.user.id)
+            other = work.parties.create(name=f"Чужая {n}-{i}", owner_id=admin.user.id)
+            work.groups.add_members(parent.id, [mine.id])
+            work.groups.add_members(child.id, [mine.id, other.id])
+            smart = work.groups.create(
+                f"Умная {n}-{i}", rules={"field": "name", "op": "contains", "value": f"{n}-{i}"}
+            )
+            made.append((parent.id, child.id, smart.id))
+        return made
+
+    with crm.acting_as(admin.user) as work:
+        small = add_groups(work, 1)
+    with statements(crm.engine) as few:
+        page = await agent.get("/groups")
+    parent, child, smart = small[0]
+    for group_id, count in ((parent, 1), (child, 1), (smart, 1)):  # the agent sees own ones
+        row = page.text.split(f'href="/groups/{group_id}"', 1)[1]
+        assert f'data-count="{count}"' in row.split("</li>", 1)[0]
+    whole = (await admin.get("/groups")).text.split(f'href="/groups/{parent}"', 1)[1]
+    assert 'data-count="2"' in whole.split("</li>", 1)[0]  # the child's members count too
+    with crm.acting_as(admin.user) as work:
+        add_groups(work, 8)
+    with statements(crm.engine) as many:
+        page = await agent.get("/groups")
+    assert page.status_code == 200
+    assert len(many) == len(few)
+
+
+async def test_client_export_loads_contacts_per_batch_not_per_client(web, crm):
+    admin = await web("admin")
+
+    def add_clients(n, start):
+        with crm.acting_as(admin.user) as work:
+            for i in range(start, start + n):
+                work.parties.create(
+                    name=f"Фирма {i}",
+                    contact_points=[
+                        {"kind": "phone", "value": f"+7 916 555-{i:02d}-00"},
+                        {"kind": "email", "value": f"f{i}@example.ru"},
+                    ],
+                )
+
+    add_clients(3, 0)
+    with statements(crm.engine) as few:
+        sheet = await admin.get("/lists/party/export.csv")
+    add_clients(12, 3)
+    with statements(crm.engine) as many:
+        sheet = await admin.get("/lists/party/export.csv")
+    lines = sheet.content.decode("utf-8-sig").splitlines()
+    assert len(lines) == 1 + 15
+    row = next(line for line in lines if "Фирма 7;" in line)
+    assert "+7 916 555-07-00;f7@example.ru;" in row
+    assert len(many) == len(few)

@@ -295,6 +295,35 @@ async def test_board_move_refused_then_completed_with_the_missing_field(web, crm
     assert reason.startswith("в воронке «") and "нельзя перейти с этапа «" in reason
 
 
+async def test_a_deal_in_a_removed_stage_is_shown_and_moved_out(web, crm):
+    from crmkit.model import Deal
+
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+    with crm.system() as work:  # as if a release renamed the stage the deal was in
+        work.session.execute(sa.update(Deal).where(Deal.id == deal.id).values(stage="talks"))
+    card = await agent.get(f"/clients/{deal.party_id}")
+    assert card.status_code == 200 and "talks" in card.text
+    page = await agent.get(f"/records/deal/{deal.id}")
+    assert page.status_code == 200
+    assert 'class="current removed"' in page.text
+    assert 'name="to" value="qualified"' in page.text and 'name="to" value="won"' in page.text
+    board = await agent.get("/boards/sales")
+    removed = board.text.split("data-removed>", 1)[1].split("</section>", 1)[0]
+    assert deal.title in removed and "talks" in removed
+    with crm.acting_as(agent.user) as work:
+        version = work.deals.get(deal.id).version
+    moved = await agent.post_json(
+        "/boards/sales/move", {"id": deal.id, "to": "qualified", "version": version}
+    )
+    assert moved.status_code == 200 and moved.json()["moved"]
+    with crm.acting_as(agent.user) as work:
+        assert work.deals.get(deal.id).stage == "qualified"
+    board = await agent.get("/boards/sales")
+    assert "data-removed" not in board.text
+
+
 async def test_move_form_for_a_comment(web, crm):
     agent = await web("agent")
     with crm.acting_as(agent.user) as work:

@@ -233,6 +233,26 @@ def test_reopen_and_cancel_follow_the_stage_kind(shop):
         assert problems(work) == []
 
 
+def test_an_order_left_in_a_removed_stage_moves_out_and_completes(shop):
+    import sqlalchemy as sa
+    from crmkit_finance.model import FinanceOrder
+
+    crm = shop.crm
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work)
+        fin.orders.add_line(order, shop.oil_change.id)
+        order_id = order.id
+    with crm.system() as work:  # as if a release removed the stage the order was in
+        work.session.execute(
+            sa.update(FinanceOrder).where(FinanceOrder.id == order_id).values(stage="parts")
+        )
+    with crm.acting_as(shop.manager) as work:
+        order = work.records("finance_order").get(order_id)
+        work.moves.move(order, "done")
+        assert order.stage == "done" and order.completed_at is not None
+
+
 def test_goods_that_cost_nothing_come_back_to_stock(shop):
     """Goods received at no cost (samples, a supplier's gift) leave stock with an order and
     come back when it is cancelled or their line removed, recognized or not."""

@@ -22,6 +22,7 @@ from crmkit.model.base import (
 )
 from crmkit.model.clientbase import DuplicateReport, ImportMapping, ImportRun
 from crmkit.model.conversation import Conversation
+from crmkit.model.ids import IdHighWater
 from crmkit.model.jobs import JobSchedule
 from crmkit.model.notify import NotificationPreference
 from crmkit.model.party import (
@@ -97,6 +98,7 @@ __all__ = [
     "FieldDefinition",
     "GroupGrant",
     "GroupMembership",
+    "IdHighWater",
     "IdMixin",
     "IdType",
     "ImportMapping",

@@ -182,6 +182,10 @@ class Pipeline:
             found.update(dict.fromkeys(item.requires_documents))
         return list(found)
 
+    def stage_title(self, name: str) -> str:
+        """A stage's title; one the pipeline no longer declares (removed) is its name."""
+        return self._by_name[name].title if name in self._by_name else name
+
     def has_stage(self, name: str) -> bool:
         """Whether ``name`` is one of the stages."""
         return name in self._by_name

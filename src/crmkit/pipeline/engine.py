@@ -2,16 +2,18 @@
 
 :func:`check_move` finds every reason a move may not happen (no such transition, a role
 that may not make it, missing fields or documents, failing guards, plugin vetoes) and
-raises :class:`~crmkit.errors.MoveRefused` with all of them at once.  :func:`apply_move`
-is the core's implementation of the ``crmkit_stage_move`` hook: it writes the new stage
-under optimistic locking, the history row, the audit entry, the timeline entry and the
-``stage.moved`` event.
+raises :class:`~crmkit.errors.MoveRefused` with all of them at once; guards and plugin
+vetoes run only once the pipeline's own checks (fields, documents, comment) passed.
+:func:`apply_move` is the core's implementation of the ``crmkit_stage_move`` hook: it
+writes the new stage under optimistic locking, the history row, the audit entry, the
+timeline entry and the ``stage.moved`` event.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -28,6 +30,8 @@ from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
 if TYPE_CHECKING:
     from crmkit.entities import EntityType
     from crmkit.services.unit import UnitOfWork
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -121,7 +125,8 @@ def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
     """The refusals of ``crmkit_before_stage_move`` implementations, in hook order.
 
     Called implementation by implementation (as pluggy would, last registered first), so
-    that a bare ``False`` can be reported with the name of the plugin that returned it.
+    that a bare ``False`` can be reported with the name of the plugin that returned it, and
+    an implementation that raises refuses the move with its plugin's name (and is logged).
     """
     pm = move.work.crm.pm
     reasons: list[str | Message] = []
@@ -129,7 +134,16 @@ def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
         if impl.hookwrapper or impl.wrapper:
             continue  # a veto hook has nothing to wrap
         plugin = _plugin_name(pm, impl.plugin)
-        outcome = impl.function(**{name: move for name in impl.argnames})
+        try:
+            outcome = impl.function(**{name: move for name in impl.argnames})
+        except Exception:
+            # a broken veto refuses the move (nothing is written) and names its plugin,
+            # instead of failing the whole request or a bulk move of many records
+            logger.exception("crmkit_before_stage_move of the plugin %s failed", plugin)
+            reasons.append(
+                message("the plugin {plugin} failed while checking this move", plugin=plugin)
+            )
+            continue
         verdict = _verdict(impl.function, outcome, plugin)
         if not verdict.ok:
             reasons.append(verdict.reason)
@@ -144,6 +158,20 @@ def _plugin_name(pm: Any, plugin: Any) -> str:
     return str(name)
 
 
+def transition_for(pipeline: Pipeline, source: str | None, target: str) -> Transition | None:
+    """The transition a move from ``source`` to ``target`` takes (``None``: not allowed).
+
+    A record left in a stage the pipeline no longer declares (a later release removed or
+    renamed it) may go to any stage, as if by a ``"*"`` transition with no roles or
+    requirements of its own: the target stage's requirements still apply.
+    """
+    if source is None:
+        return None
+    if not pipeline.has_stage(source):
+        return None if source == target else Transition("*", target)
+    return pipeline.transition(source, target)
+
+
 def check_move(move: MoveContext) -> None:
     """Raise :class:`MoveRefused` with every reason this move may not happen."""
     actor = move.actor
@@ -152,7 +180,7 @@ def check_move(move: MoveContext) -> None:
         raise MoveRefused([message("already in stage “{stage}”", stage=Label(target.title))])
     transition = move.transition
     if transition is None:
-        source = pipeline.stage(move.source).title if move.source else "—"
+        source = pipeline.stage_title(move.source) if move.source else "—"
         raise MoveRefused(
             [
                 message(
@@ -184,13 +212,17 @@ def check_move(move: MoveContext) -> None:
     if transition.requires_comment and not (move.comment or "").strip():
         reasons.append(message("a comment is required for this move"))
         fields.append("comment")
+    if reasons:
+        # guards and plugin vetoes are written against a record that passed the pipeline's
+        # own checks (a veto may compare a required amount): they wait until it does
+        raise MoveRefused(reasons, missing_fields=fields, missing_documents=documents)
     for guard in transition.guards:
         verdict = _verdict(guard, guard(move))
         if not verdict.ok:
             reasons.append(verdict.reason)
     reasons += _plugin_vetoes(move)
     if reasons:
-        raise MoveRefused(reasons, missing_fields=fields, missing_documents=documents)
+        raise MoveRefused(reasons)
 
 
 _INSERT_HISTORY = insert(StageMove.__table__)
@@ -261,7 +293,7 @@ def apply_move(move: MoveContext) -> StageMove:
     work.audit(move.entity.name, record.id, "move", changes)
     party_id = work.records(move.entity.name).party_id_of(record)
     if party_id is not None:
-        source_title = move.pipeline.stage(move.source).title if move.source else None
+        source_title = move.pipeline.stage_title(move.source) if move.source else None
         work.timeline.add(
             "stage_move",
             party_id=party_id,

@@ -26,9 +26,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
-    func,
     insert,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -41,6 +39,7 @@ from crmkit.filters import evaluate
 from crmkit.i18n import Label, message
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
+from crmkit.model.ids import high_water
 from crmkit.schemas import LANGUAGE_CODE
 
 if TYPE_CHECKING:
@@ -119,7 +118,8 @@ def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
 
     PostgreSQL draws them from the column's sequence in one round trip; SQLite takes the
     write lock first (so nobody else can insert meanwhile) and continues after the
-    current maximum.
+    current maximum or the largest id ever deleted, whichever is larger (ids are never
+    reused: :mod:`crmkit.model.ids`).
     """
     if count <= 0:
         return []
@@ -127,7 +127,7 @@ def allocate_ids(connection: Connection, table: Table, count: int) -> list[int]:
         rows = connection.execute(_NEXT_IDS, {"table": table.name, "n": count})
         return [r[0] for r in rows]
     connection.execute(table.delete().where(table.c.id == -1))  # takes SQLite's write lock
-    start = (connection.scalar(select(func.max(table.c.id))) or 0) + 1
+    start = high_water(connection, table.name) + 1  # above any id ever deleted, too
     return list(range(start, start + count))
 
 

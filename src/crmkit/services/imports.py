@@ -1172,10 +1172,17 @@ def _export_rows(
     if not batch:
         return
     tags = parties.tags_for(p.id for p in batch)
+    # the batch's contact points in one query (the relationship would load them per client)
+    by_party: dict[int, dict[str, list[str]]] = {p.id: {} for p in batch}
+    rows = parties.session.execute(
+        select(ContactPoint.party_id, ContactPoint.kind, ContactPoint.value)
+        .where(ContactPoint.party_id.in_(list(by_party)))
+        .order_by(ContactPoint.party_id, ContactPoint.id)
+    )
+    for party_id, kind, value in rows:
+        by_party[party_id].setdefault(kind, []).append(value)
     for party in batch:
-        points: dict[str, list[str]] = {}
-        for point in party.contact_points:
-            points.setdefault(point.kind, []).append(point.value)
+        points = by_party[party.id]
         custom = party.custom or {}
         yield [
             party.id,

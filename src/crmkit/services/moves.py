@@ -22,7 +22,7 @@ from crmkit.filters import evaluate
 from crmkit.i18n import Label, Labels, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
-from crmkit.pipeline.engine import MoveContext, check_move, missing_fields
+from crmkit.pipeline.engine import MoveContext, check_move, missing_fields, transition_for
 from crmkit.services.records import PIPELINE_FIELDS
 
 if TYPE_CHECKING:
@@ -51,6 +51,19 @@ class BulkMoveResult:
     moved: list[int]
     refused: dict[int, str]
     errors: dict[int, CrmkitError] = attrs.field(factory=dict)
+
+
+def _condition_fields(condition: Any) -> list[str]:
+    """The fields a filter condition reads, in order."""
+    found: list[str] = []
+    if isinstance(condition, Mapping):
+        if isinstance(condition.get("field"), str):
+            found.append(condition["field"])
+        for key in ("all", "any", "not"):
+            nested = condition.get(key)
+            for part in nested if isinstance(nested, list | tuple) else [nested]:
+                found += [f for f in _condition_fields(part) if f not in found]
+    return found
 
 
 class MoveService:
@@ -123,13 +136,20 @@ class MoveService:
                 return pipeline
         return None
 
-    def follow_applies_to(self, record: Any, entity: EntityType) -> dict[str, Any]:
+    def follow_applies_to(
+        self, record: Any, entity: EntityType, changed: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """After an edit, put the record where the default pipelines' ``applies_to`` say.
 
         An organisation turned into a person leaves the organisations' pipeline (its stage
         is cleared); a record in no pipeline that now matches a default one enters it in
         the initial stage, with a history row.  A pipeline given explicitly at creation
         (not a default one) is kept.  Returns the changes, ``{field: [old, new]}``.
+
+        Leaving a pipeline from a stage past its initial one would undo moves no history
+        row records, so that edit is refused (``ValidationFailed`` on the edited field
+        ``applies_to`` reads, one of ``changed``) unless the actor has the ``place``
+        permission, the one that skips a pipeline's checks.
         """
         current = self.work.crm.pipelines.get(record.pipeline) if record.pipeline else None
         if current is not None and (not current.default or self._applies(current, record)):
@@ -137,6 +157,21 @@ class MoveService:
         target = self._default_pipeline(record, entity)
         if target is None and current is None:
             return {}
+        if (
+            current is not None
+            and record.stage != current.initial_stage.name
+            and not self.work.access.can(entity.name, "place")
+        ):
+            read = _condition_fields(current.applies_to)
+            field = next((f for f in changed if f in read), None) or next(iter(read), "_schema")
+            refusal = message(
+                "this change takes the record out of {pipeline}, but it is in “{stage}”: "
+                "move it back to “{first}” first",
+                pipeline=Label(current.title),
+                stage=Label(current.stage_title(record.stage)),
+                first=Label(current.initial_stage.title),
+            )
+            raise ValidationFailed({field: [refusal]}, entity=entity.name)
         before = (record.pipeline, record.stage)
         if target is None:
             record.pipeline = record.stage = record.stage_entered_at = None
@@ -223,7 +258,7 @@ class MoveService:
             record=record,
             source=record.stage,
             target=pipeline.stage(to),
-            transition=pipeline.transition(record.stage, to) if record.stage else None,
+            transition=transition_for(pipeline, record.stage, to),
             comment=(comment or "").strip() or None,
         )
         if fields:
@@ -310,14 +345,56 @@ class MoveService:
                 moved.append(record_id)
         return BulkMoveResult(moved, refused, errors)
 
+    def move_stage_out(
+        self, pipeline_name: str, stage: str, to: str, *, comment: str | None = None
+    ) -> BulkMoveResult:
+        """Move every visible record of a pipeline in ``stage`` to ``to`` (a bulk move).
+
+        The way out for records left in a stage a release removed from the pipeline (they
+        may go to any stage); each record is moved by the engine, as :meth:`move_many` does,
+        with its history row, timeline entry and event.
+        """
+        pipeline = self.work.crm.pipeline(pipeline_name)
+        if not pipeline.has_stage(to):
+            raise MoveRefused(
+                [
+                    message(
+                        "{pipeline} has no stage “{stage}”",
+                        pipeline=Label(pipeline.title),
+                        stage=to,
+                    )
+                ]
+            )
+        service = self.work.records(pipeline.entity)
+        ids: list[int] = []
+        after = None
+        while True:
+            page = service.list(
+                filters={"pipeline": pipeline.name, "stage": stage}, after=after, limit=500
+            )
+            ids += [record.id for record in page]
+            after = page.next_cursor
+            if after is None:
+                break
+        return self.move_many(ids, to, comment=comment, entity=pipeline.entity)
+
     def options(self, record: Any, entity: str | None = None) -> list[MoveOption]:
-        """Stages the record can go to next, with whether the actor's roles allow each."""
+        """Stages the record can go to next, with whether the actor's roles allow each.
+
+        A record in a stage the pipeline no longer declares may go to any of its stages.
+        """
         entity_type = self._entity(record, entity)
         record = self.work.records(entity_type.name).get(record)
         pipeline = self.pipeline_of(record)
         actor = self.work.actor
         may_move = self.work.access.can(entity_type.name, "move")
         options = []
+        if record.stage and not pipeline.has_stage(record.stage):
+            # left in a stage since removed from the pipeline: every stage is a way out
+            return [
+                MoveOption(stage, Transition("*", stage.name), may_move)
+                for stage in pipeline.stages
+            ]
         for transition in pipeline.transitions_from(record.stage):
             allowed = may_move and (
                 not transition.roles or actor.system or bool(actor.roles & set(transition.roles))

@@ -28,7 +28,7 @@ from crmkit.clock import utcnow
 from crmkit.entities import EntityType
 from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import Condition, compile_condition, from_simple_filters
-from crmkit.model import PipelineMixin, Tag, Tagging
+from crmkit.model import PipelineMixin, StageMove, Tag, Tagging
 from crmkit.schemas.output import public_values
 from crmkit.services.paging import (
     Page,
@@ -598,7 +598,7 @@ class EntityService:
             changes = self.stage_changes(record, raw)
             if changes and isinstance(record, PipelineMixin):
                 # a new kind (say) may take it into or out of a default pipeline
-                changes.update(self.work.moves.follow_applies_to(record, self.entity))
+                changes.update(self.work.moves.follow_applies_to(record, self.entity, changes))
             self.record_update(record, changes)
         return record
 
@@ -684,7 +684,7 @@ class EntityService:
         """Subclasses update related rows here and add to ``changes``."""
 
     def delete(self, record: Any) -> None:
-        """Delete a record (audit keeps its last values).
+        """Delete a record (audit keeps its last values), its taggings and stage history.
 
         A record other records still depend on (a client with orders and payments) is not
         deleted: :class:`ValidationFailed` says so and nothing changes.
@@ -696,9 +696,15 @@ class EntityService:
         party_id = self.party_id_of(record)
         try:
             with self.work.savepoint():
+                # its own taggings and stage history go with it (the audit log keeps it)
                 self.session.execute(
                     Tagging.__table__.delete().where(
                         Tagging.entity == self.entity.name, Tagging.record_id == record_id
+                    )
+                )
+                self.session.execute(
+                    StageMove.__table__.delete().where(
+                        StageMove.entity == self.entity.name, StageMove.record_id == record_id
                     )
                 )
                 self.session.delete(record)

@@ -59,9 +59,17 @@ def board(request: Request) -> Response:
                 limit=COLUMN_SIZE,
             )
             columns.append((stage, list(page), page.next_cursor is not None))
+        # records left in stages a release removed: shown apart, to be dragged out
+        page = service.list(
+            filters=filters,
+            where={"field": "stage", "op": "not_in", "value": pipeline.stage_names()},
+            search=params.get("q") or None,
+            limit=COLUMN_SIZE,
+        )
+        stranded = (list(page), page.next_cursor is not None)
         party_ids = [
             getattr(r, entity.party_attr, None)
-            for _, rows, _ in columns
+            for rows in [*(rows for _, rows, _ in columns), stranded[0]]
             for r in rows
             if entity.party_attr and entity.name != "party"
         ]
@@ -74,6 +82,7 @@ def board(request: Request) -> Response:
             "pipeline": pipeline,
             "entity": entity,
             "columns": columns,
+            "stranded": stranded,
             "users": users,
             "parties": parties,
             "may_move": may_move,

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
 from crmkit.web.forms import optional_int, refuse_nul
@@ -45,7 +45,7 @@ def groups_page(request: Request) -> Response:
                 error = error_text(request, failed)
     with work(request) as unit:
         tree = unit.groups.tree()
-        counts = {g.id: _count_or_none(unit, g.id) for g in tree}
+        counts = unit.groups.counts(tree)
         may_create = unit.access.can("party_group", "create")
     return render(
         request,
@@ -58,15 +58,6 @@ def groups_page(request: Request) -> Response:
         },
         status=422 if error else 200,
     )
-
-
-def _count_or_none(unit: Any, group_id: int) -> int | None:
-    """A group's count, or ``None`` for a smart group whose rules the viewer may not run
-    (a condition on a field that takes a permission they lack, such as what was paid)."""
-    try:
-        return int(unit.groups.count(group_id))
-    except PermissionDenied:
-        return None
 
 
 def group_page(request: Request) -> Response:

@@ -74,7 +74,8 @@
     if (board.hasAttribute("data-readonly") || !window.Sortable) return;
     board.querySelectorAll("ul.cards").forEach((list) => {
       window.Sortable.create(list, {
-        group: "board",
+        // cards leave the column of removed stages but nothing is dropped into it
+        group: list.hasAttribute("data-removed") ? { name: "board", put: false } : "board",
         animation: 150,
         forceFallback: true, // pointer events: the same on desktops, phones and in tests
         delay: 150,

@@ -944,7 +944,12 @@ def follow_stage_move(move: MoveContext) -> None:
         return
     orders = finance(move.work).orders
     record = move.record
-    source_kind = move.pipeline.stage(move.source).kind
+    # a stage the pipeline no longer declares counts as an open one
+    pipeline = move.pipeline
+    if pipeline.has_stage(move.source):
+        source_kind = pipeline.stage(move.source).kind
+    else:
+        source_kind = StageKind.OPEN
     target_kind = move.target.kind
     if source_kind is StageKind.DEAD_END and target_kind is not StageKind.DEAD_END:
         orders.restore(record)
