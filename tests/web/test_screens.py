@@ -877,6 +877,27 @@ async def test_a_file_on_the_card_takes_editing_the_client(web, crm):
         assert [a.party_id for a in work.session.scalars(sa.select(Attachment))] == [mine.id]
 
 
+async def test_the_card_offers_the_upload_only_where_the_file_would_be_kept(web, crm):
+    """The upload form shows on the clients the reader may edit, not on one they only
+    read, where sending it would be refused."""
+    with crm.system() as work:
+        for entity, action, scope in (
+            ("party", "read", Scope.ALL),
+            ("attachment", "read", Scope.ALL),
+            ("attachment", "create", Scope.ALL),
+        ):
+            work.permissions.set("agent", entity, action, scope)
+    owner = await web("manager")
+    agent = await web("agent", locale="en")
+    theirs = _own_client(crm, owner.user, name="ООО «Чужая»")
+    mine = _own_client(crm, agent.user)
+    upload = 'action="/clients/{}/files"'
+    page = (await agent.get(f"/clients/{theirs.id}")).text
+    assert "Files" in page and upload.format(theirs.id) not in page
+    assert upload.format(mine.id) in (await agent.get(f"/clients/{mine.id}")).text
+    assert upload.format(theirs.id) in (await owner.get(f"/clients/{theirs.id}")).text
+
+
 async def test_a_nul_character_in_an_upload_is_refused_naming_the_field(web, crm):
     """The file and import forms read their own fields: a NUL in a file's name or its
     document type reached PostgreSQL (a 500) and was kept by SQLite; both refuse, naming
