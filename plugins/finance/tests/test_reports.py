@@ -15,6 +15,7 @@ from crmkit_finance.export import to_csv, to_xlsx
 from crmkit_finance.reports import run_report
 from finance_fixtures import after_month, money
 
+from crmkit.access.rules import Scope
 from crmkit.errors import PermissionDenied
 from crmkit.testing import add_user
 
@@ -136,6 +137,7 @@ def test_corporate_income_and_average_check(shop):
         ("warehouse_head", {"finance.stock"}),
         ("accountant", "all"),
         ("director", "all"),
+        ("admin", "all"),
         ("manager", set()),
     ],
 )
@@ -157,6 +159,32 @@ def test_each_role_sees_only_its_reports(shop, role, allowed):
             reached.add(name)
     expected = {n for n in crm.reports if n.startswith("finance.")} if allowed == "all" else allowed
     assert reached == expected
+
+
+def test_the_report_permission_hands_finance_reports_to_another_role(shop):
+    """Running the reports beyond their roles is the ``report`` cell of their entity (the
+    admin's, seeded), not the role's name: managers granted it on orders run the order
+    reports, and still not the salaries."""
+    from crmkit_finance.access import REPORTED
+
+    crm = shop.crm
+    trade(shop, orders=2)
+    with crm.system() as work:
+        assert {r.entity for r in crm.reports.values() if r.name.startswith("finance.")} <= set(
+            REPORTED
+        )
+        cells = work.permissions.effective("admin")
+        assert all(cells[(entity, "report")][0] is Scope.ALL for entity in REPORTED)
+    with crm.acting_as(shop.manager) as work, pytest.raises(PermissionDenied):
+        run_report(work, "finance.revenue", {})
+    with crm.system() as work:
+        work.permissions.set("manager", "finance_order", "report", "all")
+    with crm.acting_as(shop.manager) as work:
+        assert run_report(work, "finance.director", {}).totals["orders"] == 2
+        run_report(work, "finance.revenue", {})
+    with crm.acting_as(shop.manager) as work, pytest.raises(PermissionDenied) as refused:
+        run_report(work, "finance.salaries", {})
+    assert refused.value.entity == "finance_payroll" and "salaries" in str(refused.value)
 
 
 def test_exports_are_readable(shop):

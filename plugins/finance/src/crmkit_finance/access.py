@@ -10,7 +10,9 @@
 * **director**: reads and exports everything, sets plans.
 
 The core ``manager`` role takes orders (create, edit, assign a worker, move, set prices);
-the core ``admin`` may do everything.  A deployment's worker role is its own: typically
+the core ``admin`` may do everything, and runs every report (``report`` on the reported
+entities: a deployment hands a supervisor the finance reports with the same cells).
+A deployment's worker role is its own: typically
 ``grant("worker", "finance_order", ("read", "move"), "own")``, which shows a worker only the
 orders assigned to them.
 """
@@ -35,6 +37,17 @@ MONEY = (
 )
 GOODS = ("finance_stock", "finance_purchase_order", "finance_supplier")
 ALL_FINANCE = ("finance_order", *CATALOGUE, *PLACES, *MONEY, *GOODS, "finance_shift")
+#: The entities the finance reports are about (``Report.entity``): ``report`` on one runs its
+#: reports whatever their ``roles`` (see :func:`crmkit_finance.reports.guard`).
+REPORTED = (
+    "finance_order",
+    "finance_ledger",
+    "finance_plan",
+    "finance_payment",
+    "finance_payroll",
+    "finance_stock",
+    "finance_shift",
+)
 
 ROLES = (
     Role(
@@ -126,4 +139,7 @@ def permissions() -> list[Permission]:
         *grant("manager", (*CATALOGUE, *PLACES, "finance_contract"), ("read",), Scope.ALL),
         *grant("manager", ("finance_cashback", "finance_payment"), ("read",), Scope.ALL),
         *grant("manager", "finance_contract", ("create", "update"), Scope.ALL),
+        # every finance report, whatever its roles: the admin's (its ``* / *`` cell says the
+        # same; named here so the power is a cell a deployment can read and hand out)
+        *grant("admin", REPORTED, ("report",), Scope.ALL),
     ]

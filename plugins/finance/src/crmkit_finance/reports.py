@@ -1,7 +1,8 @@
 """Financial reports: each a table plus a Chart.js chart description, limited to some roles.
 
 Every report checks, before it reads anything, that the actor holds one of its roles (or
-is an admin or the system) and may read the entity it is about; order-based reports apply
+the ``report`` permission on the entity it is about, which the admin role has, or is the
+system) and may read that entity; order-based reports apply
 the actor's record scope, so a report never counts an order its reader may not see.
 
 Figures are in the base currency, by business date (the deployment's time zone).  Revenue
@@ -97,9 +98,10 @@ def months_between(start: dt.date, end: dt.date) -> list[str]:
 
 
 def guard(work: Any, roles: tuple[str, ...], entity: str, what: str) -> Scope:
-    """Refuse unless the actor holds one of ``roles`` and may read ``entity``; their scope."""
+    """Refuse unless the actor holds one of ``roles`` or the ``report`` permission on
+    ``entity``, and may read ``entity``; their read scope."""
     fin = finance(work)
-    fin.require_roles(roles, what)
+    fin.require_report(roles, entity, what)
     return fin.require(entity, "read")
 
 

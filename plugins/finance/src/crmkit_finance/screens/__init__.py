@@ -87,9 +87,6 @@ def attempt(
     return redirect(request, target, done)
 
 
-REPORT_ROLES = ("admin", "director", "accountant", "warehouse_head", "cashier")
-
-
 def screens() -> list[Screen]:
     """Every finance screen (see the modules for what each does)."""
     from crmkit_finance.screens import accounting, cashdesk, orders, warehouse

@@ -91,14 +91,16 @@ class Finance:
         """Whether the actor may ``action`` some ``entity`` records."""
         return self.work.access.can(entity, action)
 
-    def require_roles(self, roles: tuple[str, ...], what: str) -> None:
-        """Only the system, an admin or one of ``roles`` may go on."""
+    def require_report(self, roles: tuple[str, ...], entity: str, what: str) -> None:
+        """Go on only for the system, one of ``roles``, or a holder of the ``report``
+        permission on ``entity`` (any scope): the rule of the report screens (``may_run``),
+        a power of the permission table rather than of a role's name."""
         actor = self.work.actor
-        if actor.system or "admin" in actor.roles or (actor.roles & set(roles)):
+        if actor.system or (actor.roles & set(roles)) or self.can(entity, "report"):
             return
         raise PermissionDenied(
-            "finance_report",
-            "read",
+            entity,
+            "report",
             message("{what} is for {roles}", what=Label(what), roles=", ".join(roles)),
         )
 
