@@ -32,6 +32,26 @@ def test_each_role_lands_on_its_workspace_with_its_menu(signed_in):
         assert agent.get(url).status_code == 404 and finder.get(url).status_code == 404
 
 
+def test_distribution_and_statistics_follow_permissions_not_the_role_name(denaq, staff, signed_in):
+    """The admin's screens are powers: a role that may assign every client deals leads, and
+    the ``report`` cell on clients opens the statistics; the menu follows."""
+    from crmkit.testing import add_user
+
+    add_user(denaq, "head", ["manager"], locale="en")
+    head = signed_in("head")
+    assert head.get("/denaq/distribution").status_code == 200  # managers assign every client
+    assert head.get("/denaq/stats").status_code == 404
+    assert "/denaq/stats" not in head.menu()
+    with denaq.system() as work:
+        work.permissions.set("manager", "party", "report", "all")
+    assert head.get("/denaq/stats").status_code == 200
+    assert {"/denaq/distribution", "/denaq/stats", "/boards/dealer"} <= set(head.menu())
+    with denaq.system() as work:
+        work.permissions.set("manager", "party", "assign", "none")
+    assert head.get("/denaq/distribution").status_code == 404
+    assert "/denaq/distribution" not in head.menu()
+
+
 def test_the_lead_creator_sees_the_leads_waiting_for_an_agent(denaq, staff, signed_in):
     new_lead(denaq, staff.finder, name="ООО «Велоград»", source="2ГИС")
     page = signed_in("finder").get("/denaq/leads").text

@@ -18,7 +18,11 @@ crmkit_plugin_name = "denaq"
 crmkit_deployment = True
 
 LEAD_CREATOR = "lead_creator"
-ADMIN = ("admin",)
+#: The admin's screens are powers, cells of the permission table rather than the role's name
+#: (a deployment may hand them to a supervisor): dealing leads is giving clients to agents,
+#: the statistics page is running reports beyond one's roles.
+DISTRIBUTE = ("party", "assign")
+STATISTICS = ("party", "report")
 
 
 @hookimpl
@@ -67,10 +71,12 @@ def crmkit_register_screens() -> list[Screen]:
             "/denaq/distribution",
             "Distribution",
             screens.distribution_page,
-            roles=ADMIN,
+            permission=DISTRIBUTE,
             methods=("GET", "POST"),
         ),
-        Screen("denaq_stats", "/denaq/stats", "Statistics", screens.statistics, roles=ADMIN),
+        Screen(
+            "denaq_stats", "/denaq/stats", "Statistics", screens.statistics, permission=STATISTICS
+        ),
     ]
 
 
@@ -79,10 +85,13 @@ def crmkit_register_menu_items() -> list[MenuItem]:
     return [
         MenuItem("My leads", "denaq_leads", roles=(LEAD_CREATOR,), order=5, icon="🔎"),
         MenuItem("New lead", "/clients/new", roles=(LEAD_CREATOR,), order=6, icon="➕"),
-        MenuItem("Dealers board", "/boards/dealer", roles=("agent", "admin"), order=15, icon="▦"),
+        # the board is where dealers are moved on: for whoever may move them
+        MenuItem(
+            "Dealers board", "/boards/dealer", order=15, icon="▦", permission=("party", "move")
+        ),
         MenuItem("Mail templates", "templates", roles=("agent",), order=70, icon="✉"),
-        MenuItem("Distribution", "denaq_distribution", roles=ADMIN, order=16, icon="🎯"),
-        MenuItem("Statistics", "denaq_stats", roles=ADMIN, order=17, icon="📈"),
+        MenuItem("Distribution", "denaq_distribution", order=16, icon="🎯"),
+        MenuItem("Statistics", "denaq_stats", order=17, icon="📈"),
     ]
 
 
