@@ -281,3 +281,31 @@ async def test_a_worker_opens_their_order_page_with_the_client_named_but_not_lin
     office = await manager.get(f"/records/finance_order/{order.id}")
     assert f'href="/clients/{station.client.id}"' in office.text  # who may read it, opens it
     assert 'id="order-due"' in office.text
+
+
+async def test_office_screens_follow_permissions_not_role_names(station):
+    """The desk, the intake and the dashboard open to the roles they did, and to another
+    role once it is granted the power they take, with their menu items."""
+    crm = station.crm
+
+    async def reached(username):
+        client = await signed_in(station, username)
+        paths = ("/service", "/service/intake", "/service/director")
+        opened = {p for p in paths if (await client.get(p)).status_code == 200}
+        page = await client.get("/profile")
+        menu = re.search(r"<nav.*?</nav>", page.text, re.S).group(0)
+        return opened, {p for p in (*paths, "/lists/carservice_car") if f'href="{p}"' in menu}
+
+    office, dashboard = {"/service", "/service/intake"}, {"/service/director"}
+    assert (await reached("manager"))[0] == office
+    assert (await reached("director"))[0] == dashboard
+    assert (await reached("admin"))[0] == office | dashboard
+    for username in ("accountant", "cashier", "warehouse", "ivan"):
+        assert (await reached(username))[0] == set(), username
+    with crm.system() as work:
+        work.permissions.set("accountant", "finance_order", "create", "all")
+        work.permissions.set("accountant", "carservice_car", "create", "all")
+        work.permissions.set("accountant", "finance_order", "report", "all")
+    opened, menu = await reached("accountant")
+    assert opened == office | dashboard
+    assert menu == {"/service", "/service/director", "/lists/carservice_car"}

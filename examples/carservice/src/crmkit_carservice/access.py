@@ -19,6 +19,9 @@ ROLES = (
 )
 
 CARS = ("carservice_car",)
+#: What the director's dashboard shows: the director's report (orders), corporate income
+#: (payments), stock and salaries.
+DASHBOARD_REPORTS = ("finance_order", "finance_payment", "finance_stock", "finance_payroll")
 
 
 def permissions() -> list[Permission]:
@@ -42,4 +45,7 @@ def permissions() -> list[Permission]:
             for role in ("director", "accountant", "warehouse_head")
             for p in grant(role, CARS, ("read", "export"), Scope.ALL)
         ],
+        # the director's dashboard (the screen takes ``report`` on orders) and the reports
+        # it shows; the admin has the same through its ``* / *`` cell
+        *grant("director", DASHBOARD_REPORTS, ("report",), Scope.ALL),
     ]
