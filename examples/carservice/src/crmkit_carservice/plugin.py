@@ -90,7 +90,7 @@ def crmkit_register_screens() -> list[Screen]:
         Screen(
             "carservice-assign",
             "/service/orders/{order_id:int}/assign",
-            "carservice-assign",
+            "Assign the order to a worker",
             screens.assign,
             permission=ASSIGN_ORDERS,
             methods=("POST",),
