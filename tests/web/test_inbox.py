@@ -370,6 +370,27 @@ async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
     assert conversations(crm)[0].unread == 0
 
 
+async def test_the_reply_offers_files_only_to_who_may_keep_them_on_the_client(web, crm):
+    """A reply's files go on the client, which takes editing it: a supervisor who reads
+    every client but edits only their own gets no file field there (it would be refused)."""
+    with crm.system() as work:
+        work.permissions.set("agent", "party", "read", "all")
+        work.permissions.set("agent", "conversation", "read", "all")
+        work.permissions.set("agent", "conversation", "update", "all")
+    boris, supervisor = await web("agent"), await web("agent")
+    with crm.acting_as(boris.user) as work:
+        factories.organisation(
+            work, name="Client", contact_points=[{"kind": "email", "value": "c@x.ru"}]
+        )
+    receive(crm, "c@x.ru", "hi", 1)
+    (conversation,) = conversations(crm)
+    mine = await boris.get(f"/inbox/{conversation.id}")
+    theirs = await supervisor.get(f"/inbox/{conversation.id}")
+    assert 'name="body"' in mine.text and 'name="body"' in theirs.text
+    assert 'type="file"' in mine.text
+    assert 'type="file"' not in theirs.text
+
+
 async def test_acting_on_a_page_that_missed_a_new_message_is_refused_and_shows_it(web, crm):
     ann, bob = await web("manager", locale="en"), await web("manager", locale="en")
     receive(crm, "ivan@client.ru", "first question", 1)

@@ -571,6 +571,27 @@ def deliver_items(crm):
     return [deliver_due(crm, ids)]
 
 
+async def test_the_compose_page_offers_uploads_only_where_they_are_kept(mail_crm, smtp):
+    """Files from the computer go on the client, which takes editing it: one who reads
+    every client but edits only their own writes to a colleague's client without them."""
+    smtp_mailbox(mail_crm, smtp)
+    with mail_crm.system() as work:
+        work.permissions.set("agent", "party", "read", "all")
+    owner = await signed_in(mail_crm, "owner", ["agent"])
+    colleague = await signed_in(mail_crm, "colleague", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("owner").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        client_id = client.id
+    mine = await owner.get(f"/mail/compose/{client_id}")
+    theirs = await colleague.get(f"/mail/compose/{client_id}")
+    assert mine.status_code == theirs.status_code == 200
+    assert 'type="file"' in mine.text
+    assert 'type="file"' not in theirs.text
+
+
 async def test_the_compose_page_sends_copies_and_keeps_a_refused_list(mail_crm, smtp):
     from crmkit.model import OutboxItem
 

@@ -108,6 +108,17 @@ class AttachmentService:
             )
         return attachment
 
+    def may_attach(self, party_id: int) -> bool:
+        """Whether the actor may put a file on this (readable) client: the forms that
+        carry a file field offer it only then, instead of a refusal after the upload."""
+        if not self.work.access.can("attachment", "create"):
+            return False
+        try:
+            self._editable("party", party_id)
+        except PermissionDenied:
+            return False
+        return True
+
     def _editable(self, entity: str, record_id: int) -> Any:
         """The record a file is to be attached to, which the actor must be allowed to edit.
 

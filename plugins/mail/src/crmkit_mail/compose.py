@@ -78,6 +78,8 @@ def _page(request: Request, values: dict[str, Any], status: int = 200) -> Respon
             files = unit.attachments.for_party(values["party_id"])
         except PermissionDenied:
             files = []
+        # files from the computer are kept on the client: offered only where they would be
+        uploads = unit.attachments.may_attach(values["party_id"])
     return render(
         request,
         "mail/compose.html",
@@ -86,6 +88,7 @@ def _page(request: Request, values: dict[str, Any], status: int = 200) -> Respon
             "signature": signature,
             "files": files,
             "attached": attached,
+            "uploads": uploads,
             **values,
         },
         status=status,

@@ -58,6 +58,7 @@ def _page(
         files_of: dict[int, list[Any]] = {}
         templates = candidates = []
         copies_allowed = False
+        files_allowed = True
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
             messages = unit.conversations.messages(chosen.id)
@@ -68,6 +69,8 @@ def _page(
                 unit.conversations.mark_read(chosen.id)
             if chosen.party_id:
                 party = unit.parties.get(chosen.party_id)
+                # the reply's files go on the client: offered only where they would be kept
+                files_allowed = unit.attachments.may_attach(party.id)
             shown = unit.conversations.record_of(chosen)  # a deal the user may see
             if shown is not None:
                 record = unit.records(shown[0]).get(shown[1])
@@ -103,6 +106,7 @@ def _page(
             "search": search,
             "users": users,
             "copies_allowed": copies_allowed,
+            "files_allowed": files_allowed,
             "draft": draft or {},
             "duplicates": duplicates,
         },
