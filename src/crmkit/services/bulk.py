@@ -36,11 +36,11 @@ from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.filters import evaluate
-from crmkit.i18n import Label, message
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
 from crmkit.model.ids import high_water
 from crmkit.schemas import LANGUAGE_CODE
+from crmkit.services.moves import require_placement
 
 if TYPE_CHECKING:
     from crmkit.services.parties import PartyService
@@ -381,24 +381,7 @@ def bulk_create_parties(
             later_stage = _place(party, row, pipelines, row_number)
             if later_stage is not None and not may_place_anywhere:
                 # a row put straight into a later stage is placed there, as create does
-                work.access.require("party", "move")
-                if not work.access.can("party", "place"):
-                    raise ValidationFailed(
-                        {
-                            "stage": [
-                                message(
-                                    "a new record starts in “{first}”: create it there and "
-                                    "move it on to “{stage}” (putting it straight into a "
-                                    "later stage takes the permission “{permission}”)",
-                                    first=Label(later_stage[0]),
-                                    stage=Label(later_stage[1]),
-                                    permission=Label("place"),
-                                )
-                            ]
-                        },
-                        entity="party",
-                        row=row_number,
-                    )
+                require_placement(work.access, "party", *later_stage, row=row_number)
                 may_place_anywhere = True
             if party["pipeline"]:
                 party["stage_entered_at"] = now

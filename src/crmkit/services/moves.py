@@ -30,6 +30,28 @@ if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 
+def require_placement(
+    access: Any, entity: str, first: str, stage: str, *, row: int | None = None
+) -> None:
+    """A new record put straight into ``stage``, later than its pipeline's ``first``, skips
+    every guard on the way: it takes ``move`` and ``place`` on ``entity`` (create and
+    imports alike; ``row`` names an import's row in the refusal)."""
+    access.require(entity, "move")
+    if access.can(entity, "place"):
+        return
+    refusal = message(
+        "a new record starts in “{first}”: create it there and move it on to "
+        "“{stage}” (putting it straight into a later stage takes the "
+        "permission “{permission}”)",
+        first=Label(first),
+        stage=Label(stage),
+        permission=Label("place"),
+    )
+    raise ValidationFailed(
+        {"stage": [refusal]}, entity=entity if row is not None else None, row=row
+    )
+
+
 @attrs.frozen
 class MoveOption:
     """A stage the record could move to, and whether the actor's roles allow it."""
@@ -113,17 +135,9 @@ class MoveService:
                 raise ValidationFailed({"stage": [f"{pipeline.title} has no stage {stage!r}"]})
             target = pipeline.stage(stage)
             if target.name != pipeline.initial_stage.name:
-                self.work.access.require(entity.name, "move")
-                if not self.work.access.can(entity.name, "place"):
-                    refusal = message(
-                        "a new record starts in “{first}”: create it there and move it on to "
-                        "“{stage}” (putting it straight into a later stage takes the "
-                        "permission “{permission}”)",
-                        first=Label(pipeline.initial_stage.title),
-                        stage=Label(target.title),
-                        permission=Label("place"),
-                    )
-                    raise ValidationFailed({"stage": [refusal]})
+                require_placement(
+                    self.work.access, entity.name, pipeline.initial_stage.title, target.title
+                )
         record.pipeline = pipeline.name
         record.stage = target.name
         record.stage_entered_at = utcnow()

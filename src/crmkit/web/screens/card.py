@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from crmkit.errors import DuplicatesFound, PermissionDenied, ValidationFailed
+from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
@@ -131,22 +131,13 @@ def card(request: Request) -> Response:
                 "deal": unit.access.can("deal", "create"),
                 # a file is an edit of its client (AttachmentService.add): no form that
                 # would be refused for a client the reader may only read
-                "file": unit.access.can("attachment", "create") and _may_update(unit, party),
+                "file": unit.attachments.may_attach(party.id),
                 "meeting": unit.access.can("calendar_event", "create"),
                 "group": unit.access.can("party", "update") and bool(all_groups),
             },
             now=dt.datetime.now(dt.UTC),
         )
     return render(request, "card.html", context)
-
-
-def _may_update(unit: Any, party: Any) -> bool:
-    """Whether the reader may edit this client (their scope reaches it for ``update``)."""
-    try:
-        unit.parties.get(party, action="update")
-    except PermissionDenied:
-        return False
-    return True
 
 
 def card_panels(
