@@ -262,6 +262,81 @@ def test_a_bad_secrets_key_stops_start_without_showing_it(tmp_path):
     crm.close()
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "[outbox]\nretry_base_seconds = 7200\n",
+            "settings 'outbox.retry_base_seconds' and 'outbox.retry_max_seconds' disagree: "
+            "'outbox.retry_base_seconds' (7200 from {file}) must be at most "
+            "'outbox.retry_max_seconds' (3600 by default)",
+        ),
+        (
+            "[outbox]\nretry_base_seconds = 60\nretry_max_seconds = 30\n",
+            "settings 'outbox.retry_base_seconds' and 'outbox.retry_max_seconds' disagree: "
+            "'outbox.retry_base_seconds' (60 from {file}) must be at most "
+            "'outbox.retry_max_seconds' (30 from {file})",
+        ),
+        (
+            '[booking]\nday_start = "21:00"\n',
+            "settings 'booking.day_start' and 'booking.day_end' disagree: 'booking.day_start' "
+            "(21:00 from {file}) must be before 'booking.day_end' (20:00 by default)",
+        ),
+        (
+            '[booking]\nday_start = "10:00"\nday_end = "10:00"\n',
+            "settings 'booking.day_start' and 'booking.day_end' disagree: 'booking.day_start' "
+            "(10:00 from {file}) must be before 'booking.day_end' (10:00 from {file})",
+        ),
+    ],
+)
+def test_two_settings_that_contradict_each_other_stop_start_naming_both(tmp_path, text, says):
+    import crmkit_booking.plugin
+
+    message = _refusal(tmp_path, text, plugins=[crmkit_booking.plugin], load_entry_points=False)
+    assert message == says.format(file=tmp_path / "crmkit.toml")
+
+
+def test_a_contradiction_from_the_environment_names_the_variable(tmp_path):
+    environ = {"CRMKIT_OUTBOX_RETRY_MAX_SECONDS": "5"}
+    message = _refusal(tmp_path, "", environ=environ, load_entry_points=False)
+    assert message.endswith(
+        "'outbox.retry_base_seconds' (10 by default) must be at most "
+        "'outbox.retry_max_seconds' (5 from $CRMKIT_OUTBOX_RETRY_MAX_SECONDS)"
+    )
+
+
+def test_settings_that_agree_start(tmp_path):
+    import crmkit_booking.plugin
+
+    from crmkit.app import CRM
+
+    (tmp_path / "crmkit.toml").write_text(
+        "[outbox]\nretry_base_seconds = 30\nretry_max_seconds = 30\n"
+        '[booking]\nday_start = "08:00"\nday_end = "23:30"\n',
+        encoding="utf-8",
+    )
+    crm = CRM(
+        Config.load(tmp_path, environ={}),
+        plugins=[crmkit_booking.plugin],
+        load_entry_points=False,
+    )
+    assert crm.config["booking.day_start"] == "08:00"
+    crm.close()
+
+
+def test_a_default_language_without_catalogs_stops_start_naming_the_ones_there(tmp_path):
+    message = _refusal(tmp_path, '[locale]\ndefault = "de"\n', load_entry_points=False)
+    assert message == (
+        f"setting 'locale.default' from {tmp_path / 'crmkit.toml'}: no catalogs for "
+        "language 'de'; available: en, ru"
+    )
+    message = _refusal(tmp_path, "", environ={"CRMKIT_LOCALE_DEFAULT": "EN"})
+    assert message == (
+        "setting 'locale.default' from $CRMKIT_LOCALE_DEFAULT: no catalogs for language "
+        "'EN'; available: en, ru"
+    )
+
+
 def test_every_range_is_stated_in_the_settings_reference():
     """The reference tells the allowed values of every core setting that has bounds."""
     from pathlib import Path

@@ -46,6 +46,15 @@ class Setting:
     #: further check of a set value: the problem in a few words (``"not a Fernet key"``), or
     #: ``None`` when the value is good
     check: Callable[[Any], str | None] | None = attrs.field(default=None, eq=False)
+    #: another setting this one may not exceed (``outbox.retry_base_seconds`` is at most
+    #: ``outbox.retry_max_seconds``); checked at start when both are declared
+    at_most: str | None = None
+    #: another setting this one must stay below (``booking.day_start`` before
+    #: ``booking.day_end``); checked at start when both are declared
+    below: str | None = None
+    #: how a value is read to be compared with ``at_most``/``below`` (a time of day's text
+    #: as a time); ``None`` compares the values as they are
+    order: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
 
     @property
     def env_var(self) -> str:
@@ -122,6 +131,15 @@ def currency_code(code: str) -> str | None:
     return f"must be an ISO 4217 code of three capital letters such as RUB, got {code!r}"
 
 
+def _ui_language(language: str) -> str | None:
+    from crmkit.web.i18n import ui_languages
+
+    available = ui_languages()
+    if language in available:
+        return None
+    return f"no catalogs for language {language!r}; available: {', '.join(available)}"
+
+
 def _base_url(url: str) -> str | None:
     if not url or re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
         return None
@@ -178,7 +196,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "loads every installed plugin.",
     ),
     Setting("plugins.block", list, [], "Installed plugins never to load."),
-    Setting("locale.default", str, "ru", "Language of the UI for users who did not choose one."),
+    Setting(
+        "locale.default",
+        str,
+        "ru",
+        "Language of the UI for users who did not choose one.",
+        check=_ui_language,
+    ),
     Setting(
         "locale.timezone",
         str,
@@ -456,6 +480,7 @@ class Config:
             problem = setting.problem(self[name])
             if problem:
                 raise ConfigError(f"setting {name!r} from {self._origin(setting)}: {problem}")
+        self._check_pairs()
         self.zone  # noqa: B018 - a zone name that does not exist fails here, not in a report
 
     def _refuse_unknown(self, dormant: Callable[[], Collection[str]]) -> None:
@@ -480,6 +505,37 @@ class Config:
                 close = _closest(var, known_vars)
                 hint = f"; did you mean ${close}?" if close else ""
                 raise ConfigError(f"unknown setting variable ${var}{hint}")
+
+    def _check_pairs(self) -> None:
+        """Refuse two settings whose values contradict each other (a retry base above the
+        retry cap, a day that ends before it starts), naming both keys and values."""
+        for setting in self.known.values():
+            for other_name, strict in ((setting.at_most, False), (setting.below, True)):
+                other = self.known.get(other_name or "")
+                if other is None:
+                    continue
+                if setting.name not in self.values and other.name not in self.values:
+                    continue  # both defaults: they agree by design
+                value, limit = self[setting.name], self[other.name]
+                order = setting.order or (lambda v: v)
+                if order(value) < order(limit) or (not strict and order(value) == order(limit)):
+                    continue
+                relation = "must be at most"
+                if strict:
+                    relation = "must be before" if setting.order else "must be less than"
+                raise ConfigError(
+                    f"settings {setting.name!r} and {other.name!r} disagree: "
+                    f"{setting.name!r} ({self._value_origin(setting)}) {relation} "
+                    f"{other.name!r} ({self._value_origin(other)})"
+                )
+
+    def _value_origin(self, setting: Setting) -> str:
+        """``7200 from /srv/crm/crmkit.toml``, ``3600 by default``: a value and its origin."""
+        value = self[setting.name]
+        shown = _number(value) if isinstance(value, int | float) else str(value)
+        if setting.name not in self.values:
+            return f"{shown} by default"
+        return f"{shown} from {self._origin(setting)}"
 
     def require_secret_key(self) -> str:
         """The ``secret_key``; a :class:`ConfigError` naming the setting when it is empty."""

@@ -64,8 +64,9 @@ def crmkit_register_settings() -> list[Setting]:
             float,
             10.0,
             "Delay after the first failed delivery; doubled after each further failure "
-            "(with jitter).",
+            "(with jitter); at most outbox.retry_max_seconds.",
             minimum=0,
+            at_most="outbox.retry_max_seconds",
         ),
         Setting(
             "outbox.retry_max_seconds",

@@ -34,6 +34,15 @@ LANGUAGES = {"ru": "Русский", "en": "English"}
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 
+def ui_languages() -> list[str]:
+    """The languages the UI can speak: those of :data:`LANGUAGES` with a core catalog."""
+    return sorted(
+        language
+        for language in LANGUAGES
+        if (LOCALE_DIR / language / "LC_MESSAGES" / "messages.po").exists()
+    )
+
+
 def load_catalogs(directories: Iterable[Path]) -> dict[str, NullTranslations]:
     """Translations per language, merged from every ``locale`` directory given (first wins)."""
     result: dict[str, NullTranslations] = {}

@@ -29,8 +29,10 @@ def crmkit_register_settings() -> list[Setting]:
             "booking.day_start",
             str,
             "09:00",
-            "When the journal's day opens (local time).",
+            "When the journal's day opens (local time); before booking.day_end.",
             check=_time_of_day,
+            below="booking.day_end",
+            order=dt.time.fromisoformat,
         ),
         Setting(
             "booking.day_end",
