@@ -257,6 +257,47 @@ def test_a_failed_init_leaves_nothing_behind(empty_database, tmp_path, capsys, m
         assert "party" in tables()
 
 
+def test_a_failed_seeding_leaves_the_database_as_it_was(empty_database, tmp_path, capsys):
+    """`db upgrade` migrates and seeds in one transaction: seeding that fails leaves no
+    table and no applied revision, and the next upgrade starts from the same place."""
+    import sqlalchemy as sa
+
+    from crmkit.app import CRM
+    from crmkit.errors import ConfigError
+
+    url_option, _ = empty_database
+    directory = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(directory), "--no-migrate", *url_option)
+    assert code == 0, err
+    url = url_option[1] if url_option else f"sqlite:///{directory / 'crmkit.sqlite3'}"
+
+    def database() -> tuple[list[str], int]:
+        """The database's tables, and its seeded roles (0 when there is no role table)."""
+        engine = sa.create_engine(url)
+        try:
+            names = sorted(sa.inspect(engine).get_table_names())
+            if "role" not in names:
+                return names, 0
+            with engine.connect() as connection:
+                return names, connection.scalar(sa.text("SELECT count(*) FROM role"))
+        finally:
+            engine.dispose()
+
+    def failing(self, connection=None):
+        raise ConfigError("seeding failed")
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(CRM, "sync_access", failing)
+        code, out, err = call(capsys, "--config", str(directory), "db", "upgrade")
+    assert (code, out, err) == (1, "", "error: seeding failed\n")
+    assert database() == ([], 0)
+    code, out, err = call(capsys, "--config", str(directory), "db", "upgrade")
+    assert code == 0, err
+    assert "crmkit: " in out and "not applied" not in out
+    tables, roles = database()
+    assert "party" in tables and roles > 0
+
+
 def test_init_refuses_a_database_that_holds_tables(empty_database, tmp_path, capsys):
     """A database already in use (another deployment's) is named and left alone; no
     crmkit.toml is written."""

@@ -194,9 +194,9 @@ def db() -> None:
 @click.option("--target", default="heads", show_default=True, help="Revision to upgrade to.")
 @pass_env
 def db_upgrade(env: Env, target: str) -> None:
-    """Apply every branch's migrations, then seed roles and permissions."""
-    env.crm.migrations.upgrade(target)
-    env.crm.sync_access()
+    """Apply every branch's migrations, then seed roles and permissions (one transaction:
+    if seeding fails, no revision is applied)."""
+    env.crm.migrations.upgrade(target, then=env.crm.sync_access)
     for label, revision in env.crm.migrations.current().items():
         click.echo(f"{label}: {revision or 'not applied'}")
 
