@@ -95,3 +95,17 @@ def test_an_unknown_report_parameter_is_refused_naming_it(tmp_path, capsys):
     assert err == "error: -p as_of: give a report parameter as KEY=VALUE\n"
     code, out, err = call(capsys, *report, "-p", "as_of=2026-01-01", "--format", "json")
     assert code == 0, err
+
+
+def test_the_order_margin_report_takes_a_limit_and_checks_it(tmp_path, capsys):
+    directory = tmp_path / "crm"
+    code, _, err = call(capsys, "init", str(directory))
+    assert code == 0, err
+    report = ["--config", str(directory), "finance", "report", "finance.order_margin"]
+    code, out, err = call(capsys, *report, "-p", "limit=20", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["rows"] == []
+    for bad in ("0", "5001", "many"):
+        code, out, err = call(capsys, *report, "-p", f"limit={bad}")
+        assert (code, out) == (1, "")
+        assert err == f"error: limit: '{bad}' is not a whole number from 1 to 5000\n"

@@ -118,3 +118,25 @@ def test_a_report_parameter_that_is_no_id_is_refused_naming_it(shop):
         error = html.unescape(page.text)
         assert "не число: 'abc'" in error, url
         assert field is None or f"{field}: не число" in error
+
+
+def _body_rows(page) -> int:
+    table = page.text.split('id="report-table"', 1)[1].split("<tbody>", 1)[1]
+    return table.split("</tbody>", 1)[0].count("<tr>")
+
+
+def test_the_order_margin_screen_offers_and_checks_its_limit(shop):
+    _sell(shop)
+    _sell(shop)
+    director = clients(shop.crm)("director")
+    page = director.get("/reports/finance.order_margin")
+    assert page.status_code == 200
+    assert '<input type="number" name="limit" value="">' in page.text
+    assert _body_rows(page) == 2
+    page = director.get("/reports/finance.order_margin?limit=1")
+    assert page.status_code == 200
+    assert '<input type="number" name="limit" value="1">' in page.text
+    assert _body_rows(page) == 1
+    page = director.get("/reports/finance.order_margin?limit=0")
+    assert page.status_code == 422
+    assert "limit: '0' is not a whole number from 1 to 5000" in html.unescape(page.text)

@@ -313,3 +313,22 @@ def test_a_parameter_the_report_does_not_declare_is_refused_naming_it(shop):
     )
     with shop.crm.system() as work:
         assert run_report(work, "finance.revenue", {"grain": "day"}).rows is not None
+
+
+def test_the_order_margin_report_shows_as_many_orders_as_its_limit_says(shop):
+    """`limit` is a declared parameter of the margin report: it cuts the list (largest
+    margin first) and a value that is no whole number from 1 to 5000 is refused by name."""
+    from crmkit.errors import ValidationFailed
+
+    trade(shop, orders=3)
+    with shop.crm.acting_as(shop.director) as work:
+        every = run_report(work, "finance.order_margin", {}).rows
+        assert len(every) == 3
+        for limit in ("2", 2, " 1 "):
+            rows = run_report(work, "finance.order_margin", {"limit": limit}).rows
+            assert rows == every[: int(limit)]
+        assert run_report(work, "finance.order_margin", {"limit": ""}).rows == every
+        for bad in ("0", "-1", "5001", "ten", "1.5"):
+            with pytest.raises(ValidationFailed) as refused:
+                run_report(work, "finance.order_margin", {"limit": bad})
+            assert str(refused.value) == f"limit: {bad!r} is not a whole number from 1 to 5000"

@@ -69,6 +69,30 @@ def _date(params: Mapping[str, Any], key: str, default: dt.date) -> dt.date:
         ) from None
 
 
+def _count(params: Mapping[str, Any], key: str, default: int, most: int) -> int:
+    """A whole number from 1 to ``most`` (``default`` when not given), refused by ``key``."""
+    value = params.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if isinstance(value, bool) or not 1 <= number <= most:
+        raise ValidationFailed(
+            {
+                key: [
+                    message(
+                        "{value} is not a whole number from 1 to {most}",
+                        value=repr(value),
+                        most=most,
+                    )
+                ]
+            }
+        )
+    return number
+
+
 def period(work: Any, params: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
     """``start``/``end`` from the parameters; by default the last twelve months to today."""
     today = finance(work).business_date(utcnow())
@@ -420,11 +444,16 @@ def average_check_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 # -- margins ------------------------------------------------------------------------------
 
 
+#: orders the margin report shows by default, and at most (its ``limit`` parameter)
+ORDER_MARGIN_ROWS = 500
+ORDER_MARGIN_MOST = 5000
+
+
 def order_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     """Revenue, cost and margin of each order with revenue in the period (largest first)."""
     scope = guard(work, MANAGEMENT, "finance_order", "order margins")
     start, end = period(work, params)
-    limit = min(int(params.get("limit") or 500), 5000)
+    limit = _count(params, "limit", ORDER_MARGIN_ROWS, ORDER_MARGIN_MOST)
     line = FinanceOrderLine
     revenue = func.sum(line.base_amount)
     cost = func.sum(line.base_cost)
@@ -942,7 +971,12 @@ REPORTS = (
         "finance.average_check", "Average check", average_check_report, "finance_order", MANAGEMENT
     ),
     _report(
-        "finance.order_margin", "Margin per order", order_margin_report, "finance_order", MANAGEMENT
+        "finance.order_margin",
+        "Margin per order",
+        order_margin_report,
+        "finance_order",
+        MANAGEMENT,
+        {"start": "date", "end": "date", "limit": "number"},
     ),
     _report(
         "finance.service_margin",

@@ -4,11 +4,11 @@
 when it names none) or the ``report`` permission on its ``entity`` (on ``*`` for a report
 naming none; the admin role's ``* / *`` cell gives it), and ``read`` on the entity.  Others are
 404, like a missing page.  ``/reports/<name>`` shows the parameter form (from
-``Report.params``: ``"date"``, a list of choices, or an entity name whose records are
-offered), the table with its totals and the Chart.js chart; ``/reports/<name>/export.csv``
-and ``.xlsx`` download the same figures, for users who may also ``export`` the entity.  All
-of it is in the reader's language: labels, text cells and the chart's labels go through
-the catalogs (:func:`translated`, :func:`chart_json`).
+``Report.params``: ``"date"``, ``"number"``, a list of choices, or an entity name whose
+records are offered; anything else is a text field), the table with its totals and the
+Chart.js chart; ``/reports/<name>/export.csv`` and ``.xlsx`` download the same figures,
+for users who may also ``export`` the entity.  All of it is in the reader's language:
+labels, text cells and the chart's labels go through the catalogs (:func:`translated`, :func:`chart_json`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _inputs(unit: Any, report: Report, values: dict[str, str]) -> list[dict[str,
             choices = [(str(r.id), entity.title_of(r) or f"#{r.id}") for r in records]
             entry.update(kind="select", choices=choices, blank=True)
         else:
-            entry.update(kind="date" if kind == "date" else "text")
+            entry.update(kind=kind if kind in ("date", "number") else "text")
         inputs.append(entry)
     return inputs
 
