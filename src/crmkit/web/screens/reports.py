@@ -8,7 +8,8 @@ naming none; the admin role's ``* / *`` cell gives it), and ``read`` on the enti
 records are offered; anything else is a text field), the table with its totals and the
 Chart.js chart; ``/reports/<name>/export.csv`` and ``.xlsx`` download the same figures,
 for users who may also ``export`` the entity.  All of it is in the reader's language:
-labels, text cells and the chart's labels go through the catalogs (:func:`translated`, :func:`chart_json`).
+labels, text cells and the chart's labels go through the catalogs (:func:`translated`,
+:func:`chart_json`).
 """
 
 from __future__ import annotations
