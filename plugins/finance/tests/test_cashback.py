@@ -213,6 +213,68 @@ def test_a_reopened_order_earns_cashback_on_what_it_charges_now(shop):
         assert problems(work) == []
 
 
+def test_more_work_after_the_cashback_expired_earns_a_lot_of_its_own(shop):
+    """An order whose cashback expired, reopened and paid for more work, earns cashback on
+    the new work: a new lot with the first one's lifetime, while the expired remainder stays
+    expired. Giving that work back takes the new lot's cashback again; the books agree."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)  # 1500.00 paid: 150.00
+    with crm.acting_as(shop.manager) as work:
+        second = shop.order(work)
+        finance(work).orders.add_line(second, shop.diagnostics.id)
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(order_id=second.id, amount="50.00", method="cashback")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.cashback.expire(later) == money("100.00")
+        assert fin.cashback.balance(shop.client.id) == 0
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = fin.orders.get(order.id)
+        work.moves.move(order, "in_work", comment="the noise is back")
+        fin.orders.add_line(order, shop.diagnostics.id)  # 1000.00 more
+        work.moves.move(order, "done")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        payment = fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        # 10 % of 2500 earned, 150 given before: 100 more, spendable; the expired 100 not
+        assert fin.cashback.balance(shop.client.id) == money("100.00")
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        new, first = fin.cashback.lots(shop.client.id)
+        assert (first.order_id, first.remaining, first.expired_at is not None) == (
+            order.id,
+            money("0.00"),
+            True,
+        )
+        assert (new.amount, new.remaining, new.expired_at) == (
+            money("100.00"),
+            money("100.00"),
+            None,
+        )
+        assert new.expires_at - new.accrued_at == dt.timedelta(days=30)
+        assert fin.cashback.card(shop.client.id)["expiring"] == money("100.00")
+        assert problems(work) == []
+        fin.cashback.expire()  # nothing is due today: the new lot is not swept away
+        assert fin.cashback.balance(shop.client.id) == money("100.00")
+    with crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.refund(payment.id, "1000.00")  # earns 150 again: the 100 goes back
+        assert fin.cashback.balance(shop.client.id) == 0
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        assert fin.cashback.balance(shop.client.id) == money("100.00")  # the same lot again
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        # paid again, the cashback goes back to the lot it was taken from: no third lot
+        assert [
+            (lot.id, lot.amount, lot.remaining) for lot in fin.cashback.lots(shop.client.id)
+        ] == [(new.id, money("100.00"), money("100.00")), (first.id, money("150.00"), 0)]
+        assert problems(work) == []
+
+
 def test_a_payment_taken_while_the_order_is_completed_earns_its_cashback(shop):
     """The worker moves the order to done while the cashier takes its payment: each step
     holds the order, so the second sees the first and the cashback is accrued."""

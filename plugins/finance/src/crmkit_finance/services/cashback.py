@@ -8,8 +8,9 @@ refund or void of an order's payment, its cancellation or its completion again a
 was reopened, the order's lot follows what it earns now, at the percent it was accrued
 at: the percent of the money still paid for what it charges, so giving back an
 overpayment takes nothing, giving back half of the price takes half (as far as it is
-unspent), and more work paid for after a reopening earns more.
-Expired remainders go back to the cashback expense.
+unspent), and more work paid for after a reopening earns more.  Expired remainders go back
+to the cashback expense and are never taken or given again: what an order earns more once
+its lot expired is a new lot of its own.
 
 The ledger's cashback account of a client is the truth; the lots say which part expires
 when, and the sum of the unexpired remainders always equals the account's balance.
@@ -148,7 +149,8 @@ class CashbackService:
         it is unspent; what it earns again or more (paid again after a refund; reopened,
         given more work and paid for it) is accrued, each time only the difference from
         what the lot keeps in the books.  A reopened order is settled again at its
-        completion."""
+        completion.  Once the lot expired, what the order earns more is a new lot (see
+        :meth:`_follow`)."""
         lot = self.session.scalar(
             select(FinanceCashbackLot).where(FinanceCashbackLot.order_id == order.id)
         )
@@ -221,10 +223,36 @@ class CashbackService:
         )
         return Decimal(value)
 
+    def _order_lots(self, order: Any) -> list[FinanceCashbackLot]:
+        """The lots an order earned, oldest first: the lot of its first accrual (the one
+        holding ``order_id``) and any accrued after that one had expired (their accrual
+        records the order)."""
+        return list(
+            self.session.scalars(
+                select(FinanceCashbackLot)
+                .join(
+                    FinanceTransaction,
+                    FinanceTransaction.id == FinanceCashbackLot.transaction_id,
+                )
+                .where(
+                    FinanceCashbackLot.kind == "accrual",
+                    FinanceTransaction.record_entity == "finance_order",
+                    FinanceTransaction.record_id == order.id,
+                )
+                .order_by(FinanceCashbackLot.id)
+            )
+        )
+
     def _follow(self, order: Any, lot: FinanceCashbackLot) -> None:
-        """Withdraw from (or give back to) an order's lot what its earnings changed by."""
-        if lot.expired_at is not None or not lot.basis:
-            return  # expired: nothing left to take or to give; a lot without a basis is manual
+        """Withdraw from (or give back to) an order's lots what its earnings changed by.
+
+        What it earns less is taken from its lots that have not expired (an expired
+        remainder is gone: never taken twice, never brought back). What it earns more goes
+        to its lot that has not expired, or, when every lot of the order has expired, to a
+        new lot kept as long as the first one was: more work paid for after the cashback
+        expired earns cashback of its own, and the expired part stays expired."""
+        if not lot.basis:
+            return  # a lot without a basis is manual
         if order.cancelled_at is not None:
             basis = Decimal(0)
         elif order.completed_at is None:
@@ -234,9 +262,25 @@ class CashbackService:
         base = self.finance.base_currency
         earned = self._earned(lot, basis)
         change = earned - self._kept(order)
-        if change < 0:
-            change = -min(-change, lot.remaining)  # what was spent stays spent
+        held = [one for one in self._order_lots(order) if one.expired_at is None]
+        if change < 0:  # what was spent stays spent, what expired stays expired
+            change = -min(-change, sum((one.remaining for one in held), Decimal(0)))
         if change == 0:
+            return
+        memo = (
+            f"cashback of order {order.number} "
+            f"{'accrued' if change > 0 else 'withdrawn'}: earned on {basis} now"
+        )
+        if change > 0 and not held:
+            lifetime = lot.expires_at - lot.accrued_at if lot.expires_at else None
+            self._accrue(
+                order.party_id,
+                change,
+                kind="accrual",
+                expiry_days=lifetime.days if lifetime else None,
+                record_order_id=order.id,
+                memo=memo,
+            )
             return
         ledger = self.finance.ledger
         legs = [  # a negative change credits the expense and debits the client's cashback
@@ -246,16 +290,23 @@ class CashbackService:
         ledger.post(
             "cashback_accrual" if change > 0 else "cashback_withdrawal",
             legs,
-            memo=(
-                f"cashback of order {order.number} "
-                f"{'accrued' if change > 0 else 'withdrawn'}: earned on {basis} now"
-            ),
+            memo=memo,
             record=("finance_order", order.id),
             party_id=order.party_id,
         )
-        lot.remaining += change
-        if earned > lot.amount:  # the lot now stands for more: what it was accrued on
-            lot.amount, lot.basis = earned, basis
+        if change > 0:
+            target = held[-1]
+            target.remaining += change
+            if target is not lot:  # a later lot: it stands for at most what it holds
+                target.amount = max(target.amount, target.remaining)
+            elif earned > lot.amount:  # the lot now stands for more: what it was accrued on
+                lot.amount, lot.basis = earned, basis
+        else:
+            left = -change
+            for one in reversed(held):  # the newest first
+                part = min(one.remaining, left)
+                one.remaining -= part
+                left -= part
         self.work.flush()
 
     def _earned(self, lot: FinanceCashbackLot, basis: Decimal) -> Decimal:
@@ -277,8 +328,12 @@ class CashbackService:
         expiry_days: int | None,
         order_id: int | None = None,
         basis: Decimal | None = None,
+        record_order_id: int | None = None,
         memo: str,
     ) -> FinanceCashbackLot:
+        """A new lot and its accrual; ``order_id`` is the order's first lot,
+        ``record_order_id`` one it earned after that one expired (recorded on the order)."""
+        record_order_id = record_order_id or order_id
         ledger = self.finance.ledger
         base = self.finance.base_currency
         transaction = ledger.post(
@@ -288,7 +343,7 @@ class CashbackService:
                 credit(ledger.cashback(party_id), amount, base),
             ],
             memo=memo,
-            record=("finance_order", order_id) if order_id else ("party", party_id),
+            record=("finance_order", record_order_id) if record_order_id else ("party", party_id),
             party_id=party_id,
         )
         now = utcnow()
@@ -312,7 +367,7 @@ class CashbackService:
             lot.id,
             party_id=party_id,
             amount=str(amount),
-            order_id=order_id,
+            order_id=record_order_id,
         )
         return lot
 
