@@ -191,40 +191,19 @@ def test_a_voided_payment_cannot_be_refunded(shop):
         assert problems(work) == []
 
 
-def test_two_refunds_of_one_payment_at_once_give_it_back_once(shop, monkeypatch):
+def test_two_refunds_of_one_payment_at_once_give_it_back_once(shop):
     order = completed_order(shop)
     with shop.crm.acting_as(shop.cashier) as work:
         paid = finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
-    # both cashiers read what is left to refund before either writes (as a double click or
-    # two screens would), unless the first holds the payment until it commits
-    both_read = threading.Barrier(2)
-    read_refunded = PaymentService.refunded
-
-    def refunded_then_wait(self, payment):
-        value = read_refunded(self, payment)
-        # the other one may be waiting for our payment row: then go on alone
-        with contextlib.suppress(threading.BrokenBarrierError):
-            both_read.wait(2)
-        return value
-
-    monkeypatch.setattr(PaymentService, "refunded", refunded_then_wait)
-    outcomes = []
-
-    def refund():
-        try:
-            with shop.crm.acting_as(shop.cashier) as work:
-                finance(work).payments.refund(paid.id)
-            outcomes.append("refunded")
-        except ValidationFailed as refused:
-            outcomes.append(str(refused))
-
-    threads = [threading.Thread(target=refund) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    monkeypatch.undo()
-    assert sorted(outcomes)[1] == "refunded" and "between 0.01 and 0.00" in sorted(outcomes)[0]
+    # both read what is left to refund before either writes (as a double click or two
+    # screens would), unless the first holds the payment until it commits
+    done, refused = _two_at_once(
+        shop,
+        (PaymentService, "refunded"),
+        lambda fin: fin.payments.refund(paid.id),
+        users=(shop.cashier, shop.cashier),
+    )
+    assert done == 1 and len(refused) == 1 and "between 0.01 and 0.00" in refused[0]
     with shop.crm.acting_as(shop.cashier) as work:
         fin = finance(work)
         assert fin.payments.refunded(paid) == money("1500.00")
@@ -746,55 +725,62 @@ def test_a_payment_posted_while_its_shift_is_closed_is_refused(shop, monkeypatch
         assert problems(work) == []
 
 
-def _two_cashiers_at_once(shop, monkeypatch, pay):
-    """``pay(fin)`` by two cashiers at once, each on a connection of their own: each waits
-    for the other after reading its order (unless the other is held by the order's lock)."""
-    second = add_user(shop.crm, "cashier2", ["cashier"])
+def _two_at_once(shop, hold, action, users=None):
+    """``action(fin)`` by two users at once (``users``; by default the shop's cashier and a
+    second one), each on a connection of its own. ``hold`` is ``(class, method name)``:
+    each waits for the other right after that method returned, so both read before either
+    writes (as a double click or two screens would), unless the other holds a row it needs
+    (then it goes on alone after two seconds). Returns how many went through and the texts
+    of the refusals."""
+    if users is None:
+        users = (shop.cashier, add_user(shop.crm, "cashier2", ["cashier"]))
+    owner, name = hold
     both_read = threading.Barrier(2)
-    read_desk = PaymentService._desk_and_shift
+    read = getattr(owner, name)
 
-    def desk_then_wait(self, *args):
-        found = read_desk(self, *args)
+    def read_then_wait(self, *args, **kwargs):
+        value = read(self, *args, **kwargs)
+        # the other one may be waiting for a row we hold: then go on alone
         with contextlib.suppress(threading.BrokenBarrierError):
             both_read.wait(2)
-        return found
+        return value
 
-    monkeypatch.setattr(PaymentService, "_desk_and_shift", desk_then_wait)
-    outcomes = []
+    done, refused = [], []
 
     def run(user):
         try:
             with shop.crm.acting_as(user) as work:
-                pay(finance(work))
-            outcomes.append("paid")
-        except ValidationFailed as refused:
-            outcomes.append(str(refused))
+                action(finance(work))
+            done.append(user)
+        except ValidationFailed as refusal:
+            refused.append(str(refusal))
 
-    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    monkeypatch.undo()
-    return sorted(outcomes)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(owner, name, read_then_wait)
+        threads = [threading.Thread(target=run, args=(user,)) for user in users]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    return len(done), refused
 
 
 @pytest.mark.parametrize("method", ["transfer", "cashback"])
-def test_two_cashiers_taking_the_full_due_at_once_take_it_once(shop, monkeypatch, method):
+def test_two_cashiers_taking_the_full_due_at_once_take_it_once(shop, method):
     """Both forms showed 1500 due: the second payment waits for the first, finds nothing
     due and is refused by name (by money or by cashback alike)."""
     order = completed_order(shop)  # 1500
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.adjust(shop.client.id, "3000.00", reason="welcome gift")
-    outcomes = _two_cashiers_at_once(
+    done, refused = _two_at_once(
         shop,
-        monkeypatch,
+        (PaymentService, "_desk_and_shift"),
         lambda fin: fin.payments.take(
             order_id=order.id, amount="1500.00", method=method, due="1500.00"
         ),
     )
-    assert outcomes[1] == "paid"
-    assert f"only 0.00 RUB is due on order {order.number}" in outcomes[0]
+    assert done == 1 and len(refused) == 1
+    assert f"only 0.00 RUB is due on order {order.number}" in refused[0]
     with shop.crm.acting_as(shop.cashier) as work:
         fin = finance(work)
         assert len(fin.payments.of_order(order.id)) == 1
@@ -805,7 +791,7 @@ def test_two_cashiers_taking_the_full_due_at_once_take_it_once(shop, monkeypatch
         assert problems(work) == []
 
 
-def test_two_cashiers_booking_one_invoice_transfer_at_once_book_it_once(shop, monkeypatch):
+def test_two_cashiers_booking_one_invoice_transfer_at_once_book_it_once(shop):
     with shop.crm.acting_as(shop.manager) as work:
         firm = work.parties.create(kind="organisation", name="ООО «Такси»")
         order = shop.order(work, party_id=firm.id)
@@ -813,13 +799,13 @@ def test_two_cashiers_booking_one_invoice_transfer_at_once_book_it_once(shop, mo
         work.moves.move(order, "done")
     with shop.crm.acting_as(shop.accountant) as work:
         invoice = finance(work).invoices.issue([order.id])
-    outcomes = _two_cashiers_at_once(
+    done, refused = _two_at_once(
         shop,
-        monkeypatch,
+        (PaymentService, "_desk_and_shift"),
         lambda fin: fin.payments.pay_invoice(invoice.id, "1500.00", due="1500.00"),
     )
-    assert outcomes[1] == "paid"
-    assert f"only 0.00 RUB is due on invoice {invoice.number}" in outcomes[0]
+    assert done == 1 and len(refused) == 1
+    assert f"only 0.00 RUB is due on invoice {invoice.number}" in refused[0]
     with shop.crm.acting_as(shop.cashier) as work:
         fin = finance(work)
         assert len(fin.payments.of_order(order.id)) == 1
@@ -845,40 +831,18 @@ def test_a_payment_more_than_what_is_due_now_is_refused_but_an_advance_is_not(sh
         assert fin.orders.totals(other.id).due == money("-500.00")
 
 
-def test_two_cashiers_opening_one_desk_at_once_open_one_shift(shop, monkeypatch):
+def test_two_cashiers_opening_one_desk_at_once_open_one_shift(shop):
     """Both read "no shift open" before either writes (unless the desk is held): the
     second waits for the first and is refused by name, not a database error."""
     from crmkit_finance.services.cashdesk import CashDeskService
 
-    second = add_user(shop.crm, "cashier2", ["cashier"])
-    both_read = threading.Barrier(2)
-    read_current = CashDeskService.current_shift
-
-    def current_then_wait(self, desk_id):
-        found = read_current(self, desk_id)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            both_read.wait(2)
-        return found
-
-    monkeypatch.setattr(CashDeskService, "current_shift", current_then_wait)
-    outcomes = []
-
-    def run(user):
-        try:
-            with shop.crm.acting_as(user) as work:
-                finance(work).cashdesk.open_shift(shop.desk.id, counted="0.00")
-            outcomes.append("opened")
-        except ValidationFailed as refused:
-            outcomes.append(str(refused))
-
-    threads = [threading.Thread(target=run, args=(user,)) for user in (shop.cashier, second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    monkeypatch.undo()
-    assert sorted(outcomes)[1] == "opened", outcomes
-    assert "a shift is already open at Desk 1" in sorted(outcomes)[0]
+    done, refused = _two_at_once(
+        shop,
+        (CashDeskService, "current_shift"),
+        lambda fin: fin.cashdesk.open_shift(shop.desk.id, counted="0.00"),
+    )
+    assert done == 1 and len(refused) == 1, refused
+    assert "a shift is already open at Desk 1" in refused[0]
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         assert fin.cashdesk.current_shift(shop.desk.id) is not None
