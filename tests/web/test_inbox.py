@@ -351,10 +351,15 @@ async def test_a_colleagues_deal_is_not_shown_and_the_reply_stays_off_it(web, cr
         assert (reply.party_id, reply.record_id) == (client.id, None)
 
 
-async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
-    with crm.system() as work:  # a supervisor: reads every conversation, acts on their own
-        work.permissions.set("agent", "party", "read", "all")
-        work.permissions.set("agent", "conversation", "read", "all")
+async def supervised(web, crm, *also):
+    """Boris's client writes "hi"; returns boris, a supervisor and the conversation.
+
+    Both are agents, and agents now read every client and conversation (a supervisor:
+    reads everything, acts on their own), plus each ``(entity, action)`` of ``also`` on
+    every record."""
+    with crm.system() as work:
+        for entity, action in (("party", "read"), ("conversation", "read"), *also):
+            work.permissions.set("agent", entity, action, "all")
     boris, supervisor = await web("agent"), await web("agent")
     with crm.acting_as(boris.user) as work:
         factories.organisation(
@@ -362,7 +367,11 @@ async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
         )
     receive(crm, "c@x.ru", "hi", 1)
     (conversation,) = conversations(crm)
+    return boris, supervisor, conversation
 
+
+async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
+    boris, supervisor, conversation = await supervised(web, crm)
     page = await supervisor.get(f"/inbox/{conversation.id}")
     assert page.status_code == 200 and "hi" in page.text
     assert conversations(crm)[0].unread == 1  # still unread for boris, whose client it is
@@ -373,17 +382,7 @@ async def test_one_who_may_only_read_opens_an_unread_conversation(web, crm):
 async def test_the_reply_offers_files_only_to_who_may_keep_them_on_the_client(web, crm):
     """A reply's files go on the client, which takes editing it: a supervisor who reads
     every client but edits only their own gets no file field there (it would be refused)."""
-    with crm.system() as work:
-        work.permissions.set("agent", "party", "read", "all")
-        work.permissions.set("agent", "conversation", "read", "all")
-        work.permissions.set("agent", "conversation", "update", "all")
-    boris, supervisor = await web("agent"), await web("agent")
-    with crm.acting_as(boris.user) as work:
-        factories.organisation(
-            work, name="Client", contact_points=[{"kind": "email", "value": "c@x.ru"}]
-        )
-    receive(crm, "c@x.ru", "hi", 1)
-    (conversation,) = conversations(crm)
+    boris, supervisor, conversation = await supervised(web, crm, ("conversation", "update"))
     mine = await boris.get(f"/inbox/{conversation.id}")
     theirs = await supervisor.get(f"/inbox/{conversation.id}")
     assert 'name="body"' in mine.text and 'name="body"' in theirs.text
