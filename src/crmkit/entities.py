@@ -30,7 +30,9 @@ class EntityType:
     no party (a conversation waiting in triage) is reached by every scope but none.
     ``personal_attr`` is a column holding the user whose own account a record came through
     (a conversation of a personal mailbox): a record with it set is reached only by that
-    user and by the scope ``all``, neither through its party nor as shared.
+    user, by the owner of its party and by the scope ``all``, neither through its party
+    otherwise nor as shared.  Records of a readable conversation (its messages, their
+    files) are reached through it, whatever their party.
     ``follows_linked_record``: a record with a loose link (``record_entity``/``record_id``,
     a note on a deal) seen through its party is seen only where the linked record is
     readable; false where the link is a hint rather than what the record belongs to (a

@@ -144,31 +144,101 @@ def arrive(crm, n, sender, body="hi", **fields):
 
 def test_a_message_to_a_personal_account_is_its_owners_not_everyones_triage(crm):
     anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    vera = add_user(crm, "vera")
     mia = add_user(crm, "mia", ["manager"])
-    client_of(crm, boris, "client@corp.ru", "Boris's client")
+    client_of(crm, vera, "friend@corp.ru", "Vera's client")
     arrive(crm, 1, "doctor@clinic.ru", "your results", account="anna-own", owner_id=anna.id)
-    arrive(crm, 2, "client@corp.ru", "Boris is slow", account="anna-own", owner_id=anna.id)
-    arrive(crm, 3, "client@corp.ru", "to sales@", account="sales")
+    arrive(crm, 2, "friend@corp.ru", "for Anna", account="anna-own", owner_id=anna.id)
+    arrive(crm, 3, "friend@corp.ru", "to sales@", account="sales")
 
-    personal, corporate = conversations(crm)
+    personal, from_client, corporate = conversations(crm)
     assert (personal.owner_id, personal.account) == (anna.id, "anna-own")
-    # Boris's client writing to Anna's own address: she may not open that client, so she
-    # could neither open nor answer it; it follows its client, with its mail to sales@
-    assert corporate.owner_id is None
+    assert (from_client.owner_id, corporate.owner_id) == (anna.id, None)
     with crm.acting_as(anna) as work:  # her own mail
-        assert {c.id for c in work.conversations.list("unassigned")} == {personal.id}
-    with crm.acting_as(boris) as work:  # his client's mail, not Anna's own
-        assert [c.id for c in work.conversations.list("unassigned")] == [corporate.id]
-        assert [m.body for m in work.conversations.messages(corporate.id)] == [
-            "Boris is slow",
-            "to sales@",
-        ]
+        assert {c.id for c in work.conversations.list("unassigned")} == {
+            personal.id,
+            from_client.id,
+        }
+    with crm.acting_as(boris) as work:  # neither his mailbox nor his client
+        assert work.conversations.list("unassigned") == []
         with pytest.raises(NotFound):
             work.conversations.get(personal.id)
     with crm.acting_as(mia) as work:  # who reads every conversation reads these too
-        assert len(work.conversations.list("unassigned")) == 2
+        assert len(work.conversations.list("unassigned")) == 3
         with pytest.raises(ValidationFailed, match="boris cannot see this conversation"):
             work.conversations.assign(personal.id, boris.id)
+
+
+def test_a_colleagues_client_writing_to_ones_own_mailbox_is_answered_not_shown(crm):
+    """Anna may not read Boris's client; the client writes to Anna's own mailbox.  Anna
+    opens and answers the conversation (its messages and their files) and reads nothing
+    else of the client; Boris, the client's owner, still sees his client's mail."""
+    from crmkit.channels import Attachment as Carried
+
+    anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    mia = add_user(crm, "mia", ["manager"])
+    client = client_of(crm, boris, "client@corp.ru", "Boris's client")
+    with crm.acting_as(boris) as work:  # the rest of the client's record
+        note = work.timeline.add_note(party_id=client, body="discount 30%, do not tell")
+        paper = work.attachments.add("contract.pdf", b"%PDF contract", party_id=client).id
+    arrive(crm, 1, "client@corp.ru", "to sales@", account="sales")
+    with crm.system() as work:
+        letter = work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id="m2", sender="client@corp.ru", body="Anna, help",
+                account="anna-own", owner_id=anna.id,
+                attachments=[Carried("scan.pdf", "application/pdf", b"%PDF scan")],
+            )
+        )  # fmt: skip
+        (scan,) = letter.data["attachments"]
+    corporate, personal = conversations(crm)
+    assert (personal.owner_id, personal.party_id, personal.account) == (anna.id, client, "anna-own")
+
+    with crm.acting_as(anna) as work:
+        # the conversation, its messages and their files: one predicate of the access layer
+        assert [c.id for c in work.conversations.list("unassigned")] == [personal.id]
+        assert [m.body for m in work.conversations.messages(personal.id)] == ["Anna, help"]
+        assert work.records("activity").get(letter.id).body == "Anna, help"
+        found, stream = work.attachments.open(scan)
+        with stream:
+            assert (found.filename, stream.read()) == ("scan.pdf", b"%PDF scan")
+        assert work.conversations.client_of(personal) is None
+        # and nothing else of the client: the card, its other entries, its files
+        for hidden in (
+            lambda: work.parties.get(client),
+            lambda: work.records("activity").get(note.id),
+            lambda: work.attachments.get(paper),
+            lambda: work.conversations.get(corporate.id),
+        ):
+            with pytest.raises(NotFound):
+                hidden()
+        seen = work.session.scalars(
+            select(Activity.id).where(work.access.where("activity"), Activity.party_id == client)
+        ).all()
+        assert seen == [letter.id]
+        reply = work.conversations.reply(personal.id, body="Sure")
+        work.flush()
+        assert (reply.party_id, reply.conversation_id) == (client, personal.id)
+        assert work.session.get(Conversation, personal.id).assignee_id == anna.id
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert (item.payload["account"], item.payload["to"]) == ("anna-own", "client@corp.ru")
+    with crm.acting_as(anna) as work:  # her reply is hers to read in the conversation too
+        assert [m.body for m in work.conversations.messages(personal.id)] == [
+            "Anna, help",
+            "Sure",
+        ]
+    # Boris, the client's owner, sees his client's mail and the reply on the timeline
+    with crm.acting_as(boris) as work:
+        assert {c.id for c in work.conversations.list("unassigned")} == {corporate.id}
+        assert work.conversations.get(personal.id).id == personal.id
+        bodies = {a.body for a in work.timeline.list(client, kinds=["message"])}
+        assert {"Anna, help", "Sure", "to sales@"} <= bodies
+    # a manager may give it to its mailbox's owner, though she does not see the client
+    with crm.acting_as(mia) as work:
+        work.conversations.assign(personal.id, None)
+        work.conversations.assign(personal.id, anna.id)
+        with pytest.raises(ValidationFailed, match="anna cannot see this client"):
+            work.conversations.assign(corporate.id, anna.id)
 
 
 def test_a_reply_goes_out_from_the_account_the_client_wrote_to(crm):

@@ -432,3 +432,55 @@ async def test_the_list_is_paged_with_counts_per_view(web, crm):
     second = await agent.get(more.replace("&amp;", "&"))
     assert second.text.count('<li class="conversation') == 5 and "request 54<" in second.text
     assert 'data-page="next"' not in second.text
+
+
+async def test_mail_to_ones_own_mailbox_from_a_colleagues_client_is_answered_not_shown(web, crm):
+    """Boris's client writes to Anna's own mailbox: Anna opens and answers it, with its
+    file, and the page names the sender as the mail does, never the hidden client."""
+    from crmkit.channels import Attachment as Carried
+
+    anna = await web("agent", locale="en")
+    boris = await web("agent", locale="en")
+    with crm.acting_as(boris.user) as work:
+        client = factories.organisation(
+            work, name="ООО «Тайна»", contact_points=[{"kind": "email", "value": "ivan@tayna.ru"}]
+        )
+        work.timeline.add_note(party_id=client.id, body="скидка 30%, не говорить")
+    with crm.system() as work:
+        letter = work.channels.ingest(
+            InboundMessage(
+                channel="letters", external_id="<t1@tayna.ru>", sender="ivan@tayna.ru",
+                sender_name="Иван Петров", body="Анна, помогите", subject="Помощь",
+                account="anna-own", owner_id=anna.user.id,
+                attachments=[Carried("скан.pdf", "application/pdf", b"%PDF scan")],
+            )
+        )  # fmt: skip
+        (scan,) = letter.data["attachments"]
+    (conversation,) = conversations(crm)
+
+    listed = await anna.get("/inbox")
+    assert f'data-id="{conversation.id}"' in listed.text and "ООО «Тайна»" not in listed.text
+    page = await anna.get(f"/inbox/{conversation.id}")
+    assert page.status_code == 200
+    assert "Анна, помогите" in page.text and "Иван Петров &lt;ivan@tayna.ru&gt;" in page.text
+    assert f'data-file="{scan}">📎 скан.pdf</a>' in page.text
+    # nothing of the client beyond what the mail says: no name, link, note, file field
+    for hidden in ("ООО «Тайна»", "data-party-link", f"/clients/{client.id}", "скидка"):
+        assert hidden not in page.text, hidden
+    assert 'type="file"' not in page.text and 'data-action="lead"' not in page.text
+    assert (await anna.get(f"/files/{scan}")).content == b"%PDF scan"
+    assert (await anna.get(f"/clients/{client.id}")).status_code == 404
+
+    sent = await anna.post(f"/inbox/{conversation.id}/act", {"action": "reply", "body": "Да"})
+    assert sent.status_code == 303
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert (item.payload["to"], item.payload["account"]) == ("ivan@tayna.ru", "anna-own")
+        reply = work.session.get(Activity, item.payload["activity_id"])
+        assert (reply.party_id, reply.conversation_id) == (client.id, conversation.id)
+    assert f'data-id="{conversation.id}"' in (await anna.get("/inbox?view=mine")).text
+    # Boris, whose client it is, sees the mail and the reply, with the client
+    theirs = await boris.get(f"/inbox/{conversation.id}")
+    assert theirs.status_code == 200 and "data-party-link" in theirs.text
+    card = await boris.get(f"/clients/{client.id}")
+    assert "Анна, помогите" in card.text and "Да" in card.text

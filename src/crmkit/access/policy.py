@@ -187,13 +187,75 @@ class AccessPolicy:
                 through.append(entity.column(entity.party_attr).is_(None))
             # what the actor owns (a task assigned to them) stays theirs whatever it links
             clauses.append(or_(*through) if linked is None else and_(or_(*through), linked))
+            # a message of a conversation the actor reads, and its files, whatever its client
+            conversed = self._in_readable_conversation(entity)
+            if conversed is not None:
+                clauses.append(conversed)
         reached = or_(*clauses) if clauses else false()
         if entity.personal_attr:
-            # a personal account's record: its user's alone (and the scope "all"'s)
+            # a personal account's record: its user's (and the scope "all"'s), and the
+            # client's owner's (mail from his client, whichever of our addresses it came to)
             personal = entity.column(entity.personal_attr)
-            mine = personal == self.actor.user_id if self.actor.user_id is not None else false()
-            return or_(and_(personal.is_(None), reached), mine)
+            if self.actor.user_id is None:
+                return and_(personal.is_(None), reached)
+            mine = personal == self.actor.user_id
+            clients_owner = self._clients_owner(entity)
+            return or_(and_(personal.is_(None), reached), mine, clients_owner)
         return reached
+
+    def _clients_owner(self, entity: EntityType) -> ColumnElement[bool]:
+        """SQL saying the row's party is one the actor owns (``false`` without a party)."""
+        if not entity.party_attr or "party" not in self.entities:
+            return false()
+        party_type = self.entities["party"]
+        owned = self._ownership(party_type, Party, Scope.OWN)
+        if not party_type.owner_attrs or not owned:
+            return false()
+        return entity.column(entity.party_attr).in_(select(Party.id).where(or_(*owned)))
+
+    def _in_readable_conversation(self, entity: EntityType) -> ColumnElement[bool] | None:
+        """SQL saying the row is a message of a conversation the actor may read, or a file
+        on one; ``None`` when the entity has neither (or is the conversation itself).
+
+        Reading a conversation reads its messages and their files, and nothing else of its
+        client: the owner of a personal mailbox answers a colleague's client who wrote to it
+        without seeing that client's card, other entries or files.
+        """
+        if "conversation" not in self.entities:
+            return None
+        conversations = self.entities["conversation"]
+        if entity is conversations or entity.model is conversations.model:
+            return None
+        scope = self.scope("conversation", "read")
+        if scope is Scope.NONE:
+            return None
+        readable = select(conversations.model.id).where(
+            self._predicate(conversations, scope, links=0)
+        )
+        column = getattr(entity.model, "conversation_id", None)
+        if column is not None:
+            return column.in_(readable)
+        if not issubclass(entity.model, RecordRefMixin):
+            return None
+        carriers = [
+            other
+            for other in self.entities
+            if other is not entity and getattr(other.model, "conversation_id", None) is not None
+        ]
+        if not carriers:
+            return None
+        model = entity.model
+        return or_(
+            *(
+                and_(
+                    model.record_entity == other.name,
+                    model.record_id.in_(
+                        select(other.model.id).where(other.model.conversation_id.in_(readable))
+                    ),
+                )
+                for other in carriers
+            )
+        )
 
     def _linked_visible(self, entity: EntityType, depth: int) -> ColumnElement[bool] | None:
         """SQL saying a row's loose link (``record_entity``/``record_id``) names nothing,

@@ -260,7 +260,8 @@ def crmkit_register_entities() -> list[EntityType]:
             title_attr="subject",
             # visible where its client is, and to everyone while in triage (no client yet);
             # being assigned one does not show a client the assignee may not see; one that
-            # came to a personal mailbox is its owner's (and the scope "all"'s) only
+            # came to a personal mailbox is its owner's, its client's owner's and the scope
+            # "all"'s only (its owner reads its messages without reading the client)
             party_attr="party_id",
             scope_through_party=True,
             shared_without_party=True,

@@ -229,10 +229,14 @@ class ChannelService:
         account: str | None = None,
         idempotency_key: str | None = None,
         cc: tuple[str, ...] = (),
+        check_party: bool = True,
     ) -> Activity:
         """Queue a message: a timeline entry now, the delivery by a worker after commit.
 
         ``cc``: further addresses that get the same message (see :func:`copies`).
+        ``check_party=False``: the caller has checked that the actor may write to this
+        party's timeline without reading the party (the owner of a personal mailbox
+        answering, from the conversation, a colleague's client who wrote to it).
         """
         channel = self.channel(channel_name)
         if not channel.can(Capability.SEND):
@@ -246,7 +250,7 @@ class ChannelService:
             raise ValidationFailed({"body": ["the message is empty"]})
         cc = tuple(copies(channel, to, cc, self.region))
         self.work.access.require("activity", "create")
-        if party_id is not None:
+        if party_id is not None and check_party:
             party_id = self.work.parties.get(party_id).id  # a merged-away id: the survivor
         for attachment_id in attachment_ids:
             self.work.attachments.get(attachment_id)
@@ -355,7 +359,6 @@ class ChannelService:
         planned: list[tuple[int, InboundMessage, Channel, int | None, str]] = []
         notes: dict[str, list[tuple[int, InboundNote]]] = {}
         touched: dict[int, Any] = {}
-        owners: dict[tuple[int, int], bool] = {}
         arrived = utcnow()  # when the channel does not say when the peer got them
         for index, message, channel, key in todo:
             lookup = (channel.address_kind.value, channel.service, key)
@@ -380,7 +383,7 @@ class ChannelService:
                         record=record,
                         when=message.arrived_at or arrived,
                         account=message.account,
-                        owner_id=self._personal_owner(message.owner_id, party_id, owners),
+                        owner_id=message.owner_id,
                     ),
                 )
             )
@@ -671,20 +674,6 @@ class ChannelService:
                 for row in rows:
                     found[(name, row.external_id)] = (row.record_entity, row.record_id)
         return found
-
-    def _personal_owner(
-        self, owner_id: int | None, party_id: int | None, known: dict[tuple[int, int], bool]
-    ) -> int | None:
-        """The user a message that came to their own mailbox is kept for, or ``None`` (the
-        conversation follows its client) when they may not read its client: a colleague's
-        client writing to their address could be listed for them but never opened or
-        answered.  Asked once per user and client in a batch."""
-        if owner_id is None or party_id is None:
-            return owner_id
-        key = (owner_id, party_id)
-        if key not in known:
-            known[key] = self.work.user_may_read(owner_id, [("party", party_id)])
-        return owner_id if known[key] else None
 
     def _thread_of(
         self,

@@ -9,7 +9,8 @@ one step; its messages and files move to that party's timeline.
 
 Visibility follows the clients: a conversation is visible where its party is (and may only
 be assigned to someone who sees that client); a conversation with an unknown sender is
-everyone's (that is triage).
+everyone's (that is triage).  One that came to a personal mailbox is its owner's and its
+client's owner's; its owner works it (reads, answers) without reading the client.
 """
 
 from __future__ import annotations
@@ -207,8 +208,9 @@ class ConversationService:
     # -- reading --------------------------------------------------------------------------
 
     def _visible(self, action: str = "read") -> Any:
-        # triage (no client yet) is everyone's queue; the rest follows the client: the
-        # entity's own predicate (``shared_without_party``), so the API lists the same
+        # triage (no client yet) is everyone's queue; the rest follows the client, a
+        # personal mailbox's its owner: the entity's own predicate (``shared_without_party``,
+        # ``personal_attr``), so the API lists the same
         return self.work.access.where("conversation", action)
 
     def _listed(self, view: str, status: str) -> Any:
@@ -391,8 +393,8 @@ class ConversationService:
         conversation = self.get(conversation_id)
         if user_id is not None:
             user = self.work.users.get(user_id)
-            if conversation.party_id is not None and not self._sees_party(
-                user_id, conversation.party_id
+            if conversation.party_id is not None and not self._may_hold(
+                user_id, conversation, conversation.party_id
             ):
                 raise ValidationFailed({"assignee_id": [f"{user.label} cannot see this client"]})
             if conversation.owner_id not in (None, user_id) and not self.work.user_may_read(
@@ -421,11 +423,14 @@ class ConversationService:
                 raise ValidationFailed({"assignee_id": [text]})
         conversation = self._change(conversation_id, seen=seen, assignee_id=user_id)
         if user_id is not None and user_id != self.work.actor.user_id:
+            party_id = conversation.party_id
+            if party_id is not None and not self._sees_party(user_id, party_id):
+                party_id = None  # its mailbox's owner: the client stays hidden from them
             self.work.notifications.notify(
                 user_id,
                 "conversation.assigned",
                 f"{conversation.sender_name or conversation.address}: {conversation.subject or ''}",
-                party_id=conversation.party_id,
+                party_id=party_id,
                 record=("conversation", conversation.id),
             )
         return conversation
@@ -433,6 +438,19 @@ class ConversationService:
     def _sees_party(self, user_id: int, party_id: int) -> bool:
         # asked in this transaction: a client handed over in it counts as handed over
         return bool(self.work.user_may_read(user_id, [("party", party_id)]))
+
+    def _may_hold(self, user_id: int, conversation: Conversation, party_id: int) -> bool:
+        """Whether ``user_id`` may be given the conversation filed under ``party_id``: one
+        who sees the client, or the owner of the personal mailbox it came to (who works it
+        without reading the client)."""
+        return user_id == conversation.owner_id or self._sees_party(user_id, party_id)
+
+    def client_of(self, conversation: Conversation) -> Party | None:
+        """The conversation's client if the actor may read it (else ``None``: a colleague's
+        client who wrote to the actor's own mailbox is answered without being shown)."""
+        if conversation.party_id is None:
+            return None
+        return self.work.parties.find(conversation.party_id)
 
     def snooze(
         self, conversation_id: int, until: dt.datetime, *, seen: int | None = None
@@ -481,10 +499,13 @@ class ConversationService:
         """
         conversation = self._for_update(conversation_id)
         record = self.record_of(conversation)
+        # a client hidden from the actor (mail to their own mailbox from a colleague's
+        # client) is answered all the same; a template then sees no client
+        client = self.client_of(conversation)
         if template_id is not None:
             # the version in the client's language (else the deployment's, else the oldest)
             rendered = self.work.message_templates.render_for(
-                template_id, party_id=conversation.party_id, record=record
+                template_id, party_id=client.id if client else None, record=record
             )
             body = body or rendered.body
             subject = subject or rendered.subject
@@ -515,6 +536,7 @@ class ConversationService:
             cc=cc,
             attachment_ids=attachment_ids,
             account=account,
+            check_party=client is not None,  # a hidden client: the conversation vouches
         )
         activity.conversation_id = conversation.id
         if conversation.assignee_id is None:
@@ -580,7 +602,7 @@ class ConversationService:
         self.file_triaged(conversation, party)
         changes: dict[str, list[Any]] = {"party_id": [None, party_id]}
         assignee = conversation.assignee_id
-        if assignee is not None and not self._sees_party(assignee, party_id):
+        if assignee is not None and not self._may_hold(assignee, conversation, party_id):
             # whoever took it in triage may not see this client: back to the queue
             conversation.assignee_id = None
             changes["assignee_id"] = [assignee, None]
@@ -626,7 +648,7 @@ class ConversationService:
             if (
                 filing is not conversation
                 and assignee is not None
-                and not self._sees_party(assignee, party.id)
+                and not self._may_hold(assignee, filing, party.id)
             ):
                 filing.assignee_id = None  # as attach does: back to the queue
 

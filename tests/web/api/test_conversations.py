@@ -38,3 +38,29 @@ def test_the_api_lists_the_conversations_the_screens_show(crm, client_for_crm):
                     screens.add(work.conversations.get(conversation.id).id)
         listed = client_for_crm(crm, user).get("conversation").json()["items"]
         assert {c["id"] for c in listed} == screens == expected, user.username
+
+
+def test_the_api_lets_a_mailbox_owner_read_her_conversation_not_its_hidden_client(
+    crm, client_for_crm
+):
+    """A colleague's client writing to Anna's own mailbox: the API gives her the
+    conversation and its message, as the screens do, and still not the client."""
+    from crmkit import InboundMessage
+
+    anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    party_id = client_of(crm, boris, "c@corp.ru")
+    with crm.system() as work:
+        letter = work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id="p1", sender="c@corp.ru", body="to Anna",
+                account="anna-own", owner_id=anna.id,
+            )
+        )  # fmt: skip
+    (conversation,) = conversations(crm)
+    api = client_for_crm(crm, anna)
+    assert [c["id"] for c in api.get("conversation").json()["items"]] == [conversation.id]
+    assert api.get(f"conversation/{conversation.id}").status_code == 200
+    assert api.get(f"activity/{letter.id}").json()["body"] == "to Anna"
+    assert api.get(f"party/{party_id}").status_code == 404
+    listed = client_for_crm(crm, boris).get("conversation").json()["items"]
+    assert [c["id"] for c in listed] == [conversation.id]

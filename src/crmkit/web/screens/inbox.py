@@ -68,9 +68,11 @@ def _page(
                 # read by one who may act on it; one who may only read leaves it unread
                 unit.conversations.mark_read(chosen.id)
             if chosen.party_id:
-                party = unit.parties.get(chosen.party_id)
+                # a client hidden from the reader (a colleague's client who wrote to the
+                # reader's own mailbox) is not shown: the sender is, as the mail says
+                party = unit.conversations.client_of(chosen)
                 # the reply's files go on the client: offered only where they would be kept
-                files_allowed = unit.attachments.may_attach(party.id)
+                files_allowed = party is not None and unit.attachments.may_attach(party.id)
             shown = unit.conversations.record_of(chosen)  # a deal the user may see
             if shown is not None:
                 record = unit.records(shown[0]).get(shown[1])
