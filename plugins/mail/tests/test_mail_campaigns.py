@@ -519,3 +519,49 @@ def test_bounces_without_the_originals_headers_find_the_latest_mail_sent(
             select(Activity).where(Activity.direction == "out", Activity.subject == "Счёт")
         )
         assert by_hand.status == "bounced"
+
+
+def test_plain_text_bounces_mark_the_mailing_and_wait_in_no_triage(
+    mail_crm, account, smtp, dovecot, imap_user
+):
+    """Exim's notice quotes the original (its Message-ID names the mail); a Russian one
+    without it names the address only; neither is a conversation."""
+    from crmkit.model import Conversation
+
+    campaign_id = started(mail_crm, clients(mail_crm))
+    deliver_due(mail_crm)
+    sent = {r.recipients[0]: parse_message(r.raw) for r in smtp.received}
+    exim = (
+        "From: Mail Delivery System <Mailer-Daemon@mx.two.ru>\r\nTo: in@firm.test\r\n"
+        "Subject: Mail delivery failed: returning message to sender\r\n"
+        "Auto-Submitted: auto-replied\r\nMessage-Id: <E1tX-0001@mx.two.ru>\r\n\r\n"
+        "This message was created automatically by mail delivery software.\r\n\r\n"
+        "A message that you sent could not be delivered to one or more of its\r\n"
+        "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+        "  b@two.ru\r\n    host mx.two.ru [192.0.2.4]\r\n"
+        "    SMTP error from remote mail server after RCPT TO:<b@two.ru>:\r\n"
+        "    550 5.1.1 User unknown\r\n\r\n"
+        "------ This is a copy of the message, including all the headers. ------\r\n\r\n"
+        f"From: in@firm.test\r\nTo: b@two.ru\r\nMessage-ID: {sent['b@two.ru'].message_id}\r\n"
+        "Subject: s\r\n\r\nb\r\n"
+    )
+    russian = (
+        "From: mailer-daemon@three.ru\r\nTo: in@firm.test\r\n"
+        "Subject: =?utf-8?B?0J3QtdC00L7RgdGC0LDQstC70LXQvdC90L7QtSDRgdC+0L7QsdGJ0LXQvdC40LU=?=\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "К сожалению, Ваше письмо не может быть доставлено одному или нескольким\r\n"
+        "получателям:\r\n\r\nc@three.ru\r\nmessage is not accepted: user not found\r\n"
+    )
+    append(dovecot.settings(imap_user), exim.encode())
+    append(dovecot.settings(imap_user), russian.encode())
+
+    report = sync_account(mail_crm, account)
+
+    assert (report.bounces, report.recorded) == (2, 0)
+    with mail_crm.system() as work:
+        rows = {r.address: r for r in mail(work).campaigns.recipients(campaign_id)}
+        assert rows["b@two.ru"].status == "bounced" and "5.1.1" in rows["b@two.ru"].error
+        assert rows["c@three.ru"].status == "bounced"
+        assert rows["a@one.ru"].status == "sent"
+        assert list(work.session.scalars(select(Conversation))) == []
+        assert list(work.session.scalars(select(Activity).where(Activity.direction == "in"))) == []

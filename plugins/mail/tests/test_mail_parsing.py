@@ -533,3 +533,130 @@ def test_authentication_results_name_the_domains_that_passed():
         b"From: sales@firm.ru\r\nSubject: x\r\n\r\nbody\r\n"
     )
     assert parse_message(raw).authenticated == ("firm.ru",)  # the topmost one only
+
+
+# Plain-text delivery failure notices (no multipart/report), as mail systems write them.
+EXIM_FAILED = (
+    b"Return-path: <>\r\n"
+    b"From: Mail Delivery System <Mailer-Daemon@mx1.hosting.example>\r\n"
+    b"To: sales@firm.test\r\n"
+    b"Subject: Mail delivery failed: returning message to sender\r\n"
+    b"Message-Id: <E1tAbCd-0003xY-Qz@mx1.hosting.example>\r\n"
+    b"Auto-Submitted: auto-replied\r\n"
+    b"Date: Tue, 24 Nov 2026 10:02:11 +0300\r\n\r\n"
+    b"This message was created automatically by mail delivery software.\r\n\r\n"
+    b"A message that you sent could not be delivered to one or more of its\r\n"
+    b"recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+    b"  ivanov@old-client.ru\r\n"
+    b"    host mx.old-client.ru [203.0.113.25]\r\n"
+    b"    SMTP error from remote mail server after RCPT TO:<ivanov@old-client.ru>:\r\n"
+    b"    550 5.1.1 <ivanov@old-client.ru>: Recipient address rejected: User unknown\r\n"
+    b"  petrova@old-client.ru\r\n"
+    b"    Unrouteable address\r\n\r\n"
+    b"------ This is a copy of the message, including all the headers. ------\r\n\r\n"
+    b"Return-path: <sales@firm.test>\r\n"
+    b"From: sales@firm.test\r\n"
+    b"To: ivanov@old-client.ru,\r\n  petrova@old-client.ru, boss@old-client.ru\r\n"
+    b"Subject: =?utf-8?B?0KHRh9GR0YI=?=\r\n"
+    b"Message-ID: <crmkit.0a1b2c@firm.test>\r\n\r\n"
+    b"Invoice attached.\r\n"
+)
+POSTFIX_PLAIN = (
+    b"From: MAILER-DAEMON@mail.firm.test (Mail Delivery System)\r\n"
+    b"To: sales@firm.test\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"Message-Id: <20261124070211.5F1A2C0123@mail.firm.test>\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+    b"This is the mail system at host mail.firm.test.\r\n\r\n"
+    b"I'm sorry to have to inform you that your message could not\r\n"
+    b"be delivered to one or more recipients. It's attached below.\r\n\r\n"
+    b"                   The mail system\r\n\r\n"
+    b"<nobody@client.example>: host mx.client.example[198.51.100.7] said: 550\r\n"
+    b"    5.1.1 <nobody@client.example>: Recipient address rejected: User unknown\r\n"
+    b"    (in reply to RCPT TO command)\r\n\r\n"
+    b"--- Below this line is a copy of the message.\r\n\r\n"
+    b"From: sales@firm.test\r\nTo: nobody@client.example, other@client.example\r\n"
+    b"Message-ID: <crmkit.ffee@firm.test>\r\nSubject: Offer\r\n\r\nHello\r\n"
+)
+QMAIL_FAILURE = (
+    b"From: MAILER-DAEMON@mail.example.net\r\nTo: sales@firm.test\r\n"
+    b"Subject: failure notice\r\n\r\n"
+    b"Hi. This is the qmail-send program at mail.example.net.\r\n"
+    b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+    b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+    b"<gone@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+    b"--- Below this line is a copy of the message.\r\n\r\n"
+    b"Message-ID: <crmkit.q1@firm.test>\r\nTo: gone@example.net\r\n\r\nhi\r\n"
+)
+MAILRU_RUSSIAN = (
+    "From: mailer-daemon@corp.mail.ru\r\nTo: sales@firm.test\r\n"
+    "Subject: =?utf-8?B?0J3QtdC00L7RgdGC0LDQstC70LXQvdC90L7QtSDRgdC+0L7QsdGJ0LXQvdC40LU=?=\r\n"
+    "Auto-Submitted: auto-replied\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    "Это письмо создано автоматически\r\nсервером Mail.Ru, отвечать на него не\r\nнужно.\r\n\r\n"
+    "К сожалению, Ваше письмо не может\r\nбыть доставлено одному или нескольким\r\n"
+    "получателям:\r\n\r\nvasya.pupkin@mail.ru\r\n"
+    "message is not accepted: user not found\r\n\r\n"
+    "Рекомендуем Вам проверить корректность указания\r\nадресов получателей.\r\n"
+).encode()
+EXIM_DELAYED = (
+    b"From: Mail Delivery System <Mailer-Daemon@mx1.hosting.example>\r\n"
+    b"To: sales@firm.test\r\nAuto-Submitted: auto-replied\r\n"
+    b"Subject: Warning: message 1tAbCd-0003xY-Qz delayed 24 hours\r\n\r\n"
+    b"This message was created automatically by mail delivery software.\r\n"
+    b"A message that you sent has not yet been delivered to one or more of its\r\n"
+    b"recipients after more than 24 hours on the queue on mx1.hosting.example.\r\n\r\n"
+    b"The message identifier is:     1tAbCd-0003xY-Qz\r\n\r\n"
+    b"The address to which the message has not yet been delivered is:\r\n\r\n"
+    b"  slow@far.example\r\n    Delay reason: SMTP error from remote mail server\r\n\r\n"
+    b"No action is required on your part.\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "recipients", "status", "original"),
+    [
+        (EXIM_FAILED, ("ivanov@old-client.ru", "petrova@old-client.ru"), "5.1.1",
+         "<crmkit.0a1b2c@firm.test>"),
+        (POSTFIX_PLAIN, ("nobody@client.example",), "5.1.1", "<crmkit.ffee@firm.test>"),
+        (QMAIL_FAILURE, ("gone@example.net",), "5.1.1", "<crmkit.q1@firm.test>"),
+        (MAILRU_RUSSIAN, ("vasya.pupkin@mail.ru",), "", None),
+    ],
+    ids=["exim", "postfix", "qmail", "mail.ru"],
+)  # fmt: skip
+def test_a_plain_text_delivery_failure_is_a_bounce(raw, recipients, status, original):
+    """Only the addresses the notice says failed: not the quoted original's other To."""
+    bounce = parse_message(raw).bounce
+    assert bounce is not None and bounce.failed
+    assert (bounce.recipients, bounce.status, bounce.original_message_id) == (
+        recipients,
+        status,
+        original,
+    )
+
+
+def test_a_plain_text_delay_warning_is_a_notice_not_a_bounce():
+    bounce = parse_message(EXIM_DELAYED).bounce
+    assert bounce is not None and not bounce.failed and bounce.action == "delayed"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a postmaster writing as a person, about something else
+        b"From: postmaster@client.ru\r\nTo: sales@firm.test\r\nSubject: New MX records\r\n\r\n"
+        b"We move our mail servers on Friday.\r\n",
+        # a colleague passing a notice on, and a person quoting one
+        b"From: anna@firm.test\r\nTo: sales@firm.test\r\n"
+        b"Subject: Fwd: Undelivered Mail Returned to Sender\r\n\r\n"
+        b"<nobody@client.example>: host said: 550 User unknown\r\n",
+        b"From: ivan@client.ru\r\nTo: sales@firm.test\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\n\r\nYour mail bounced, why?\r\n",
+        # an auto-reply is no failure
+        b"From: petrov@client.ru\r\nTo: sales@firm.test\r\nAuto-Submitted: auto-replied\r\n"
+        b"Subject: =?utf-8?B?0K8g0LIg0L7RgtC/0YPRgdC60LU=?=\r\n\r\nVacation.\r\n",
+    ],
+    ids=["postmaster-note", "forwarded", "person", "auto-reply"],
+)
+def test_mail_that_only_looks_like_a_notice_is_not_a_bounce(raw):
+    assert parse_message(raw).bounce is None

@@ -839,6 +839,152 @@ def _bounce(message: Message, defects: list[str]) -> Bounce | None:
     return Bounce(tuple(others), status, original, other_action or "delayed")
 
 
+#: Local parts of mail systems' own addresses (bounces, notices): no person writes from them.
+MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+
+# plain-text notices (no multipart/report): what their subjects and bodies say
+_REPLY_PREFIX = re.compile(r"\s*(?:re|fwd?|aw|wg|отв|пересл)\s*:", re.IGNORECASE)
+_DELAY_SUBJECT = re.compile(
+    r"\(delay\)|delayed mail|delivery delayed|delivery has been delayed|still being retried"
+    r"|warning: (?:message .{0,60}delayed|could not send)|задерж",
+    re.IGNORECASE,
+)
+_FAILURE_SUBJECT = re.compile(
+    r"undeliver|returned mail|returned to sender|mail delivery failed|delivery failure"
+    r"|\(failure\)|failure notice|delivery has failed|could not be delivered|non-?delivery"
+    r"|mail system error|недоставлен|не\s+доставлен|ошибка\s+доставки|не\s+удалось\s+доставить",
+    re.IGNORECASE,
+)
+_FAILURE_BODY = re.compile(
+    r"permanent error|permanent fatal error|could not be delivered|failed permanently"
+    r"|address(?:\(es\)|es)? failed|undeliverable|не\s+может\s+быть\s+доставлен"
+    r"|не\s+удалось\s+доставить|не\s+было\s+доставлен",
+    re.IGNORECASE,
+)
+# the line after which a notice quotes the original (its headers, often its text)
+_COPY_FENCE = re.compile(
+    r"^\s*[-=_*]{2,}.*(?:copy of|below this line|original|returned message|headers"
+    r"|исходн|копи|оригинал)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ADDRESS = r"[^\s<>()\[\]\",;:@]+@[^\s<>()\[\]\",;:@]+\.[^\s<>()\[\]\",;:@]+"
+_DSN_FIELD = re.compile(
+    rf"^\s*(final|original)-recipient:\s*(?:rfc822\s*;)?\s*<?({_ADDRESS})>?",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Postfix, qmail, sendmail: "<address>: host ... said: 550 ..." or "<address>" on its own
+_ANGLED_LINE = re.compile(rf"^<({_ADDRESS})>(?::|\s*$)", re.MULTILINE)
+# Exim, Gmail, Mail.ru: "The following address(es) failed:" then the addresses, one a line
+_LIST_INTRO = re.compile(
+    r"(?:failed|failed permanently|recipients?|addresses|получател\w*|адресат\w*)\s*:\s*$",
+    re.IGNORECASE,
+)
+_BARE_LINE = re.compile(rf"^(\s*)<?({_ADDRESS})>?:?\s*$")
+_RCPT_TO = re.compile(rf"RCPT TO:\s*<({_ADDRESS})>", re.IGNORECASE)
+_STATUS_FIELD = re.compile(r"^\s*status:\s*([245]\.\d{1,3}\.\d{1,3})", re.IGNORECASE | re.MULTILINE)
+_STATUS_CODE = re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})(?![\d.])")
+
+
+def _plain_bounce(
+    message: Message, sender: str, subject: str, auto_submitted: bool, text: str
+) -> Bounce | None:
+    """A bounce from a plain-text delivery failure notice (a mail system's own words, no
+    multipart/report), or ``None`` for any other mail.
+
+    It is one when a mail system sends it (``MAILER-DAEMON@``, ``postmaster@``) or it is
+    ``Auto-Submitted``, and its subject says so ("Undelivered Mail Returned to Sender",
+    "Mail delivery failed", "Недоставленное сообщение"; a delay warning is a notice), or, from
+    a mail system, its text does ("This is a permanent error").  The failed addresses are read
+    only where notices put them (see :func:`_failed_addresses`); the original by the
+    Message-ID of its quoted headers.
+    """
+    from_system = sender.partition("@")[0].lower() in MAIL_SYSTEMS
+    if not (from_system or auto_submitted):
+        return None
+    subject = subject or ""
+    if _REPLY_PREFIX.match(subject):
+        return None  # someone answering or passing on a notice: a person's mail
+    fence = _COPY_FENCE.search(text)
+    report = text[: fence.start()] if fence else text
+    if _DELAY_SUBJECT.search(subject):
+        action = "delayed"
+    elif _FAILURE_SUBJECT.search(subject) or (from_system and _FAILURE_BODY.search(report)):
+        action = "failed"
+    else:
+        return None
+    status = _STATUS_FIELD.search(report) or _STATUS_CODE.search(report)
+    original = _quoted_original(message, text[fence.end() :] if fence else text)
+    return Bounce(_failed_addresses(report), status.group(1) if status else "", original, action)
+
+
+def _failed_addresses(report: str) -> tuple[str, ...]:
+    """The recipients a plain-text notice says failed, read where notices put them: its
+    ``Final-Recipient`` fields, else ``<address>:`` lines (Postfix, qmail, sendmail), else
+    the list under "The following address(es) failed:" (Exim, Gmail, Mail.ru), else the
+    ``RCPT TO:<address>`` the refusing server answered.  Nothing else of the text (the
+    quoted original's To and Cc name everyone it went to) is taken for a failure."""
+    found: list[str] = []
+    fields = _DSN_FIELD.findall(report)
+    finals = [address for kind, address in fields if kind.lower() == "final"]
+    found = finals or [address for _kind, address in fields]
+    if not found:
+        found = _ANGLED_LINE.findall(report)
+    if not found:
+        found = _listed(report)
+    if not found:
+        found = _RCPT_TO.findall(report)
+    unique: list[str] = []
+    for address in found:
+        address = address.lower().rstrip(".")
+        if address not in unique:
+            unique.append(address)
+    return tuple(unique[:50])
+
+
+def _listed(report: str) -> list[str]:
+    """Addresses one a line right below a line ending in "failed:" or "recipients:": the
+    first one sets the indentation the others share (Exim indents each failure's details
+    further); the list ends at the first unindented line that is no address."""
+    lines = report.splitlines()
+    for start, line in enumerate(lines):
+        if not _LIST_INTRO.search(line):
+            continue
+        found: list[str] = []
+        indent: int | None = None
+        for later in lines[start + 1 :]:
+            if not later.strip():
+                continue
+            bare = _BARE_LINE.match(later)
+            depth = len(later) - len(later.lstrip())
+            if bare is not None and (indent is None or depth <= indent):
+                indent = depth if indent is None else indent
+                found.append(bare.group(2))
+            elif indent is None or depth <= indent:
+                break  # the list's end (or no list: prose follows the colon)
+        if found:
+            return found
+    return []
+
+
+def _quoted_original(message: Message, copied: str) -> str | None:
+    """The Message-ID of the original a notice returns: its attached copy (a message/rfc822
+    or text/rfc822-headers part), else the first Message-ID line of the quoted copy."""
+    for part in message.walk():
+        if part.get_content_type() not in ("message/rfc822", "text/rfc822-headers"):
+            continue
+        inner: Any = part.get_payload()
+        if isinstance(inner, list) and inner:
+            found = message_ids(str(inner[0].get("message-id", "")))
+        else:
+            body = part.get_payload(decode=True) or b""
+            line = re.search(rb"^message-id:\s*(.+)$", body, re.IGNORECASE | re.MULTILINE)
+            found = message_ids(line.group(1).decode("ascii", "replace")) if line else ()
+        if found:
+            return found[0]
+    line = re.search(r"^\s*message-id:\s*(<[^>\s]+>)", copied, re.IGNORECASE | re.MULTILINE)
+    return line.group(1) if line else None
+
+
 # -- the whole message --------------------------------------------------------------------
 
 # a header line as the email package's feed parser accepts it: a name, then a colon
@@ -969,7 +1115,8 @@ def parse_message(raw: bytes) -> ParsedMail:
         in_reply_to=in_reply_to,
         references=references,
         attachments=tuple(files),
-        bounce=_bounce(message, defects),
+        bounce=_bounce(message, defects)
+        or _plain_bounce(message, sender, subject, auto not in ("", "no"), text),
         auto_submitted=auto not in ("", "no"),
         list_unsubscribe=header_text(headers, "list-unsubscribe", defects) or None,
         digest=hashlib.sha256(raw).hexdigest(),

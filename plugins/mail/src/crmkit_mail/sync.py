@@ -44,7 +44,7 @@ from crmkit_mail.accounts import imap_settings, sender_filter
 from crmkit_mail.imap import FetchedMessage, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaignRecipient
 from crmkit_mail.parse_worker import ParserProcess, stored_keys
-from crmkit_mail.parsing import Bounce, ParsedMail, aligned, parse_message
+from crmkit_mail.parsing import MAIL_SYSTEMS, Bounce, ParsedMail, aligned, parse_message
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -80,10 +80,6 @@ class SyncReport:
     #: each other), not recorded
     internal: int = 0
     error: str | None = None
-
-
-#: Local parts of mail systems' own addresses (bounces, notices): no person writes from them.
-MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
 
 
 def is_mail_system(address: str) -> bool:
