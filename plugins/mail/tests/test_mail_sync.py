@@ -637,6 +637,68 @@ def test_a_colleagues_mail_copied_to_the_mailbox_is_sent_mail_on_the_clients_tim
     assert (again.sent_recorded, again.duplicates, again.internal) == (0, 1, 1)
 
 
+def test_a_colleagues_unverified_copy_read_before_her_sent_folder_becomes_her_sent_mail(
+    mail_crm, account, dovecot, imap_user
+):
+    """Mia answers a client from her mail program with sales@ in copy; the server adds no
+    Authentication-Results to its own users' mail, and sales@ is read first: flagged, in
+    triage.  Reading Mia's Sent folder then finds the same Message-ID: it is hers after
+    all, and becomes the sent mail on the client's timeline, unflagged, out of triage."""
+    from crmkit_mail import mail
+    from crmkit_mail.sent_reading import read_sent
+
+    from crmkit.model import Conversation
+    from crmkit.testing import add_user
+
+    manager = add_user(mail_crm, "mia", ["manager"])
+    with mail_crm.system() as work:
+        mia_box = mail(work).accounts.create(
+            name="mia", address="mia@firm.test", owner_id=manager.id, sent_folder="Sent",
+            imap_host=dovecot.host, imap_port=dovecot.port, imap_security="none",
+            imap_username=imap_user, imap_password=dovecot.users[imap_user],
+        ).id  # fmt: skip
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+    with ImapMailbox(dovecot.settings(imap_user)) as box:
+        box.conn.create("Sent")
+    read_sent(mail_crm, mia_box, 10)  # the first reading marks where the folder starts
+    copies = [
+        (
+            f"From: Mia <mia@firm.test>\r\nTo: Buyer <buyer@client.ru>\r\nCc: {imap_user}\r\n"
+            "Subject: Счёт\r\nMessage-ID: <bill@firm.test>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nСчёт во вложении\r\n"
+        ).encode(),
+        (
+            f"From: mia@firm.test\r\nTo: {imap_user}\r\nSubject: Обед\r\n"
+            "Message-ID: <lunch@firm.test>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "\r\nИдём?\r\n"
+        ).encode(),
+    ]
+    for raw in copies:
+        deliver(dovecot, imap_user, raw)
+    assert sync_account(mail_crm, account).recorded == 2  # unverified: incoming, flagged
+    with mail_crm.system() as work:
+        flagged = work.session.scalars(select(Activity).order_by(Activity.id)).all()
+        assert [a.data.get("suspicious") for a in flagged] == ["mia@firm.test"] * 2
+        assert [c.party_id for c in work.conversations.list(limit=10)] == [None]
+
+    for raw in copies:
+        deliver(dovecot, imap_user, raw, folder="Sent")
+    assert read_sent(mail_crm, mia_box, 10).recorded == 1
+
+    with mail_crm.system() as work:
+        (bill,) = work.session.scalars(select(Activity)).all()  # lunch: between colleagues
+        assert (bill.external_id, bill.party_id, bill.direction, bill.status) == (
+            "<bill@firm.test>", client.id, "out", "sent",
+        )  # fmt: skip
+        assert "suspicious" not in bill.data and bill.actor_id == manager.id
+        assert (bill.data["account"], bill.data["to"]) == ("mia", "buyer@client.ru")
+        assert bill.conversation_id is None
+        assert list(work.session.scalars(select(Conversation))) == []
+    assert read_sent(mail_crm, mia_box, 10).recorded == 0
+
+
 def test_watch_records_mail_that_arrived_while_it_synced_without_waiting_for_idle(
     mail_crm, account, dovecot, imap_user, monkeypatch
 ):

@@ -8,7 +8,10 @@ after its inbox, on every sync (the ``mail.sync`` schedule: within two minutes):
   of history, most of it to people who are not clients) is passed over, and so is
   everything before a renumbering of the folder (a changed ``UIDVALIDITY``);
 * a mail is recorded once (``(mail, Message-ID)``, like incoming mail), so the copies the
-  CRM stores there itself (:mod:`crmkit_mail.sent_copies`) are never recorded twice;
+  CRM stores there itself (:mod:`crmkit_mail.sent_copies`) are never recorded twice; one
+  recorded already as unverified incoming mail (another of the CRM's inboxes read its copy
+  first, with no ``Authentication-Results`` to trust) is ours after all and becomes the sent
+  mail this reading would have made, its "Sender not verified" flag cleared;
 * it goes on the timeline of the first recipient (To, then Cc) who is a client, as a sent
   mail (direction ``out``, status ``sent``) written by the mailbox's owner, joined to the
   open deal or task of the mail it answers (``work.channels.thread_record``, as incoming
@@ -31,10 +34,12 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import attrs
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from crmkit.channels import Attachment
-from crmkit.model import Activity
+from crmkit.identity import email_key
+from crmkit.model import Activity, Conversation
+from crmkit.model import Attachment as AttachmentRow
 from crmkit.services.channels import BAD_MESSAGE, refusal_text
 from crmkit_mail.accounts import imap_settings
 from crmkit_mail.imap import ImapMailbox
@@ -145,10 +150,8 @@ def _record(
 ) -> str:
     recorded_as = external_id(parsed)[:500]
     known = work.session.scalar(
-        select(Activity.id).where(Activity.channel == CHANNEL, Activity.external_id == recorded_as)
+        select(Activity).where(Activity.channel == CHANNEL, Activity.external_id == recorded_as)
     )
-    if known is not None:
-        return KNOWN
     party_id = next(
         (
             found
@@ -157,6 +160,10 @@ def _record(
         ),
         None,
     )
+    if known is not None:
+        if _unverified_copy(known, account):
+            return _vouched(work, account, known, parsed, party_id)
+        return KNOWN
     if party_id is None:
         return TO_NOBODY_KNOWN
     refs = [r for r in parsed.thread_refs if r]
@@ -192,3 +199,94 @@ def _record(
         kept = work.channels.keep_files(activity.id, files, party_id)
         activity.data = {**activity.data, **kept}
     return RECORDED
+
+
+def _unverified_copy(entry: Activity, account: MailAccount) -> bool:
+    """Whether ``entry`` is this mailbox's mail read first from another of the CRM's
+    inboxes without the receiving server's word, so recorded as incoming and flagged."""
+    claimed = (entry.data or {}).get("suspicious")
+    return (
+        entry.direction == "in"
+        and isinstance(claimed, str)
+        and email_key(claimed) == email_key(account.address)
+    )
+
+
+def _vouched(
+    work: UnitOfWork,
+    account: MailAccount,
+    entry: Activity,
+    parsed: ParsedMail,
+    party_id: int | None,
+) -> str:
+    """The Sent folder holds the mail a colleague's inbox recorded as unverified: it is
+    ours after all, so it becomes what reading the Sent folder first would have made.
+
+    It leaves its triage conversation (removed when that held nothing else) and, flag
+    cleared, is a sent mail by the mailbox's owner on its first recipient client's timeline
+    (or the client someone filed it under meanwhile).  Mail to no client is passed over,
+    as between colleagues: the entry and its files go.  Returns what :func:`record_sent`
+    says for it.
+    """
+    _leave_conversation(work, entry)
+    party_id = party_id or entry.party_id
+    if party_id is None:
+        for attachment_id in (entry.data or {}).get("attachments") or ():
+            if work.session.get(AttachmentRow, attachment_id) is not None:
+                work.attachments.delete(attachment_id)
+        work.audit("activity", entry.id, "delete", {"suspicious": [entry.data["suspicious"], None]})
+        work.session.delete(entry)
+        return TO_NOBODY_KNOWN
+    recipients = list(parsed.recipients)
+    data = {
+        key: value
+        for key, value in (entry.data or {}).items()
+        if key not in ("suspicious", "from_name", "has_html", "uid", "cc", "to")
+    }
+    data.update(
+        {
+            "to": recipients[0] if recipients else "",
+            "account": account.name,
+            "from": parsed.sender,
+            "mail_program": True,
+        }
+    )
+    if recipients[1:]:
+        data["cc"] = recipients[1:]
+    changes = {"direction": ["in", "out"], "suspicious": [entry.data["suspicious"], None]}
+    if entry.party_id != party_id:
+        changes["party_id"] = [entry.party_id, party_id]
+        for attachment_id in data.get("attachments") or ():
+            stored = work.session.get(AttachmentRow, attachment_id)
+            if stored is not None and stored.party_id is None:
+                stored.party_id = party_id
+    if entry.record_entity is None:
+        record = work.channels.thread_record(CHANNEL, tuple(r for r in parsed.thread_refs if r))
+        if record is not None:
+            entry.record_entity, entry.record_id = record
+    entry.party_id, entry.direction, entry.status = party_id, "out", "sent"
+    entry.actor_id, entry.data = account.owner_id, data
+    work.timeline.touch(party_id, entry.occurred_at)
+    work.audit("activity", entry.id, "verified", changes)
+    return RECORDED
+
+
+def _leave_conversation(work: UnitOfWork, entry: Activity) -> None:
+    """Take ``entry`` out of its conversation; one left with no message goes too."""
+    conversation_id = entry.conversation_id
+    if conversation_id is None:
+        return
+    entry.conversation_id = None
+    work.flush()
+    left = work.session.scalar(
+        select(func.count())
+        .select_from(Activity)
+        .where(Activity.conversation_id == conversation_id)
+    )
+    conversation = work.session.get(Conversation, conversation_id)
+    if conversation is None:
+        return
+    if not left:
+        work.session.delete(conversation)
+    elif conversation.unread:
+        conversation.unread -= 1
