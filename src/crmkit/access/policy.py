@@ -21,6 +21,7 @@ from crmkit.access.rules import Scope
 from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import NotFound, PermissionDenied
 from crmkit.model import (
+    Attachment,
     GroupGrant,
     GroupMembership,
     Party,
@@ -235,8 +236,8 @@ class AccessPolicy:
         column = getattr(entity.model, "conversation_id", None)
         if column is not None:
             return column.in_(readable)
-        if not issubclass(entity.model, RecordRefMixin):
-            return None
+        if entity.model is not Attachment:
+            return None  # a task or a reminder on a message is its writer's, not the mail's
         carriers = [
             other
             for other in self.entities
