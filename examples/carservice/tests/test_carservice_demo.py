@@ -8,8 +8,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from crmkit_finance.integrity import problems
-from sqlalchemy import text
+from crmkit_finance.model import FinanceCashbackLot
+from sqlalchemy import func, select, text
 
+from crmkit.clock import utcnow
 from crmkit.testing.web import WebClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # a demo year takes a while
@@ -64,6 +66,13 @@ async def test_a_demo_year_keeps_sound_books_and_the_dashboard_equals_the_data(d
         # workers were paid a percent: every month of the year has their payslips
         assert work.records("finance_payroll").count() >= 12 * 6
         assert work.records("finance_cashback").count() > 0  # cashback accrued
+        # the daily expiry ran over the year: lots expired, none is left past its date
+        lots = select(func.count()).select_from(FinanceCashbackLot)
+        assert work.session.scalar(lots.where(FinanceCashbackLot.expired_at.is_not(None))) > 0
+        overdue = lots.where(
+            FinanceCashbackLot.expired_at.is_(None), FinanceCashbackLot.expires_at <= utcnow()
+        )
+        assert work.session.scalar(overdue) == 0
     # a year of history: the first orders are about a year old
     with crm.engine.connect() as connection:
         first = connection.execute(text("SELECT MIN(completed_on) FROM finance_order")).scalar()

@@ -11,6 +11,7 @@ from crmkit_finance import finance
 from crmkit_finance.integrity import problems
 from finance_fixtures import money
 
+from crmkit.clock import frozen_at
 from crmkit.errors import ValidationFailed
 
 
@@ -317,3 +318,52 @@ def test_a_payment_taken_while_the_order_is_completed_earns_its_cashback(shop):
         assert fin.orders.totals(order.id).settled
         assert fin.cashback.balance(shop.client.id) == money("100.00")
         assert problems(work) == []
+
+
+def test_cashback_past_its_date_is_neither_shown_nor_spent_before_the_job_runs(shop):
+    """A lot past its date counts for nothing at once: the card does not show it, a cashback
+    payment cannot use it; the daily job still books its expiry later."""
+    crm = shop.crm
+    now = dt.datetime.now(dt.UTC)
+    with crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+        fin.cashback.adjust(shop.client.id, "300.00", reason="gift", expiry_days=10)
+        fin.cashback.adjust(shop.client.id, "200.00", reason="gift", expiry_days=60)
+    with crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.oil_change.id)  # 1500
+        work.moves.move(order, "done")
+    later = now + dt.timedelta(days=20)  # the first lot is past its date, no job has run
+    with frozen_at(later), crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        card = fin.cashback.card(shop.client.id)
+        assert card["balance"] == money("200.00")
+        assert card["next_expiry"] > later and card["expiring"] == money("200.00")
+        with pytest.raises(ValidationFailed, match="only 200.00 RUB of cashback"):
+            fin.payments.take(order_id=order.id, amount="500.00", method="cashback")
+    with frozen_at(later), crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=order.id, amount="200.00", method="cashback")
+        assert fin.cashback.balance(shop.client.id) == money("0.00")
+        assert fin.orders.totals(order.id).due == money("1300.00")
+    with frozen_at(later), crm.system() as work:
+        fin = finance(work)
+        assert fin.cashback.expire() == money("300.00")  # the job books what was lost
+        assert fin.ledger.balance(fin.ledger.cashback(shop.client.id), "RUB") == money("0.00")
+        assert problems(work) == []
+
+
+def test_cashback_kept_for_more_than_ten_years_is_refused(shop):
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        with pytest.raises(ValidationFailed) as refused:
+            fin.cashback.set_program("5", 99999999999, valid_from=dt.date(2020, 1, 1))
+        assert "expiry_days" in refused.value.errors
+        with pytest.raises(ValidationFailed) as refused:
+            fin.cashback.adjust(shop.client.id, "10.00", reason="gift", expiry_days=3651)
+        assert "expiry_days" in refused.value.errors
+        fin.cashback.set_program("5", 3650, valid_from=dt.date(2020, 1, 1))
+    paid_order(shop)  # completed and paid: accrued with the longest lifetime
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).cashback.balance(shop.client.id) == money("75.00")

@@ -326,6 +326,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
     carry = 0.0
     for offset in range(365):
         day = first_day + dt.timedelta(days=offset)
+        _expire_cashback(crm, _business_day(fin, day, 0, 10))
         carry += per_day * (1.25 if day.weekday() < 5 else 0.4) * (0.85 + 0.3 * rng.random())
         count = int(carry)
         carry -= count
@@ -347,6 +348,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
         )
         if (day + dt.timedelta(days=1)).day == 1:
             _month_end(crm, rng, actors, users, day, branches, goods, corporate, result)
+    _expire_cashback(crm, utcnow())  # and today's run: no lot is left past its date
     return result, (rng, actors, today, party_ids, individuals)
 
 
@@ -476,6 +478,12 @@ def _work_day(
                 if item.get("corporate"):
                     work.moves.move(item["order_id"], "paid", entity="finance_order")
                 work.moves.move(item["order_id"], "closed", entity="finance_order")
+
+
+def _expire_cashback(crm: Any, at: dt.datetime) -> None:
+    """The daily job's run at ``at``: the lots past their date expire in the books."""
+    with frozen_at(at), crm.system() as work:
+        finance(work).cashback.expire()
 
 
 def _month_end(

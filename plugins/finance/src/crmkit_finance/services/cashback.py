@@ -13,7 +13,10 @@ to the cashback expense and are never taken or given again: what an order earns 
 its lot expired is a new lot of its own.
 
 The ledger's cashback account of a client is the truth; the lots say which part expires
-when, and the sum of the unexpired remainders always equals the account's balance.
+when, and the sum of the remainders not yet expired by the daily job always equals the
+account's balance.  A lot is spendable only until its date: between that moment and the
+job's run, its remainder is still in the account but neither shown nor spent
+(:meth:`CashbackService.spendable`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select, type_coerce
+from sqlalchemy import case, func, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
@@ -38,6 +41,9 @@ from crmkit_finance.model import (
 )
 from crmkit_finance.money import exact_money, percent_of, round_money, to_decimal
 from crmkit_finance.services import forms
+
+#: The longest cashback may be kept (ten years): a lot's date must stay a real date.
+MAX_EXPIRY_DAYS = 3650
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -73,8 +79,7 @@ class CashbackService:
             raise ValidationFailed(
                 {"percent": [message("between 0 and 100, two decimals at most")]}
             )
-        if int(expiry_days) < 1:
-            raise ValidationFailed({"expiry_days": [message("at least one day")]})
+        expiry_days = _expiry_days(expiry_days)
         day = valid_from or self.finance.business_date(utcnow())
         row = self.session.scalar(
             select(FinanceCashbackProgram).where(FinanceCashbackProgram.valid_from == day)
@@ -101,8 +106,30 @@ class CashbackService:
     def balance(self, party_id: int) -> Decimal:
         """The cashback a client may spend now (base currency)."""
         self.finance.require("finance_cashback", "read")
+        return self.spendable(party_id)
+
+    def spendable(self, party_id: int) -> Decimal:
+        """The cashback a client may spend now, with no permission asked (the cashdesk's
+        check of a cashback payment): the ledger's balance less the remainders of lots past
+        their date that the daily job has not expired yet."""
         ledger = self.finance.ledger
-        return ledger.balance(ledger.cashback(party_id), self.finance.base_currency)
+        base = self.finance.base_currency
+        booked = ledger.balance(ledger.cashback(party_id), base)
+        overdue = self.session.scalar(
+            select(
+                type_coerce(
+                    func.coalesce(func.sum(FinanceCashbackLot.remaining), 0),
+                    FinanceCashbackLot.remaining.type,
+                )
+            ).where(
+                FinanceCashbackLot.party_id == party_id,
+                FinanceCashbackLot.remaining > 0,
+                FinanceCashbackLot.expired_at.is_(None),
+                FinanceCashbackLot.expires_at.is_not(None),
+                FinanceCashbackLot.expires_at <= utcnow(),
+            )
+        )
+        return max(round_money(booked - Decimal(overdue), base), Decimal("0.00"))
 
     def card(self, party_id: int) -> dict[str, Any]:
         """What the client card shows: balance, the next expiry and how much expires then."""
@@ -113,7 +140,7 @@ class CashbackService:
                 FinanceCashbackLot.party_id == party_id,
                 FinanceCashbackLot.remaining > 0,
                 FinanceCashbackLot.expired_at.is_(None),
-                FinanceCashbackLot.expires_at.is_not(None),
+                FinanceCashbackLot.expires_at > utcnow(),
             )
             .order_by(FinanceCashbackLot.expires_at)
             .limit(1)
@@ -372,6 +399,7 @@ class CashbackService:
         return lot
 
     def _open_lots(self, party_id: int) -> list[FinanceCashbackLot]:
+        """The lots that may be spent now: with a remainder, not past their date."""
         return list(
             self.session.scalars(
                 select(FinanceCashbackLot)
@@ -379,6 +407,10 @@ class CashbackService:
                     FinanceCashbackLot.party_id == party_id,
                     FinanceCashbackLot.remaining > 0,
                     FinanceCashbackLot.expired_at.is_(None),
+                    or_(
+                        FinanceCashbackLot.expires_at.is_(None),
+                        FinanceCashbackLot.expires_at > utcnow(),
+                    ),
                 )
                 .order_by(FinanceCashbackLot.expires_at.asc().nulls_last(), FinanceCashbackLot.id)
             )
@@ -444,6 +476,8 @@ class CashbackService:
             return self.session.get(kept, earlier[0])
         if value > 0:
             program = self.program()
+            if expiry_days is not None:
+                expiry_days = _expiry_days(expiry_days)
             days = expiry_days or (program.expiry_days if program else None)
             lot = self._accrue(party_id, value, kind="manual", expiry_days=days, memo=reason)
             self.work.audit("finance_cashback", lot.id, "adjust", {"amount": [None, str(value)]})
@@ -513,3 +547,18 @@ class CashbackService:
             lot.expired_at = moment
         self.work.flush()
         return round_money(expired, base)
+
+
+def _expiry_days(value: Any) -> int:
+    """How many days cashback keeps: a whole number from 1 to :data:`MAX_EXPIRY_DAYS`."""
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise ValidationFailed({"expiry_days": [message("a number of days")]}) from None
+    if days < 1:
+        raise ValidationFailed({"expiry_days": [message("at least one day")]})
+    if days > MAX_EXPIRY_DAYS:
+        raise ValidationFailed(
+            {"expiry_days": [message("cashback is kept {days} days at most", days=MAX_EXPIRY_DAYS)]}
+        )
+    return days

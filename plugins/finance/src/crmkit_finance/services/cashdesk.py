@@ -496,7 +496,7 @@ class PaymentService:
         receivable = ledger.receivable(party_id)
         if method == "cashback":
             source = ledger.cashback(party_id)
-            available = ledger.balance(source, base)
+            available = self.finance.cashback.spendable(party_id)  # none past its date
             if value > available:
                 raise ValidationFailed(
                     {
