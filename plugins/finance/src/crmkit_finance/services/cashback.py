@@ -382,7 +382,7 @@ class CashbackService:
             basis=basis,
             remaining=amount,
             accrued_at=now,
-            expires_at=now + dt.timedelta(days=expiry_days) if expiry_days else None,
+            expires_at=_expiry(now, expiry_days),
             transaction_id=transaction.id,
             note=memo,
         )
@@ -439,7 +439,7 @@ class CashbackService:
             amount=amount,
             remaining=amount,
             accrued_at=now,
-            expires_at=now + dt.timedelta(days=program.expiry_days) if program else None,
+            expires_at=_expiry(now, program.expiry_days if program else None),
             transaction_id=transaction.id,
             note="cashback returned",
         )
@@ -562,3 +562,9 @@ def _expiry_days(value: Any) -> int:
             {"expiry_days": [message("cashback is kept {days} days at most", days=MAX_EXPIRY_DAYS)]}
         )
     return days
+
+
+def _expiry(now: dt.datetime, days: int | None) -> dt.datetime | None:
+    """When a lot given ``now`` expires (never without days); a program saved with more
+    days than allowed before the limit existed keeps its lots the longest allowed."""
+    return now + dt.timedelta(days=min(days, MAX_EXPIRY_DAYS)) if days else None
