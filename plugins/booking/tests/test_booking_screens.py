@@ -4,11 +4,14 @@ refused on the form with its reason."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 
 import pytest
 from crmkit_booking import booking
+from sqlalchemy import func, select
 
+from crmkit.model import CalendarEvent
 from crmkit.testing import add_user, factories
 from crmkit.testing.web import WebClient
 
@@ -145,3 +148,31 @@ async def test_cancelling_a_cancelled_booking_is_told_on_the_journal(booking_crm
     with booking_crm.acting_as("manager") as work:
         kinds = [a.kind for a in work.timeline.list(client)]
     assert kinds == ["booking_cancelled", "booking"]
+
+
+async def test_a_booking_length_out_of_range_is_refused_naming_the_minutes(booking_crm):
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    for typed, reason in (
+        ("99999999999", "from 1 to 10080 minutes"),
+        ("10081", "from 1 to 10080 minutes"),
+        ("0", "from 1 to 10080 minutes"),
+        ("-30", "-30 is not a whole number of minutes"),
+        ("1e3", "1e3 is not a whole number of minutes"),
+    ):
+        refused = await web.post("/booking/new", {**form, "minutes": typed})
+        assert refused.status_code == 422, typed
+        error = re.search(r'id="form-error"[^>]*>(.*?)</', refused.text, re.S).group(1)
+        assert f"minutes: {reason}" in html.unescape(error), (typed, error)
+        windows = await web.get("/booking", params={"day": DAY.isoformat(), "minutes": typed})
+        assert windows.status_code == 422, typed
+        assert f"minutes: {reason}" in html.unescape(windows.text), typed
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+    booked = await web.post("/booking/new", {**form, "minutes": "10080"})  # a week at most
+    assert booked.status_code == 303, booked.text

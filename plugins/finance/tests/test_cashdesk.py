@@ -847,3 +847,42 @@ def test_two_cashiers_opening_one_desk_at_once_open_one_shift(shop):
         fin = finance(work)
         assert fin.cashdesk.current_shift(shop.desk.id) is not None
         assert problems(work) == []
+
+
+def test_an_amount_is_typed_in_plain_digits_and_within_a_trillion(shop):
+    """ "1e5" is not 100 000 ₽, a twenty-digit amount is refused naming the field (not an
+    overflow), and grouped digits with a decimal comma still read as the number."""
+    order = completed_order(shop)  # 1500 RUB
+    with shop.crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.cashdesk.open_shift(shop.desk.id, counted="0")
+        for typed, reason in (
+            ("1e5", "is not a number"),
+            ("1,500.00", "is not a number"),
+            ("15 00", "is not a number"),
+            ("NaN", "is not a number"),
+            ("99999999999999999999", "is too large: at most 999999999999.99"),
+        ):
+            with pytest.raises(ValidationFailed) as refused:
+                fin.payments.take(
+                    order_id=order.id, amount=typed, method="cash", desk_id=shop.desk.id
+                )
+            assert list(refused.value.errors) == ["amount"], typed
+            assert reason in str(refused.value), typed
+        assert fin.payments.of_order(order.id) == []
+        paid = fin.payments.take(
+            order_id=order.id, amount="1\u202f000,50", method="cash", desk_id=shop.desk.id
+        )
+        assert paid.amount == money("1000.50")
+        assert fin.orders.totals(order.id).due == money("499.50")
+    with shop.crm.acting_as(shop.accountant) as work, pytest.raises(ValidationFailed) as refused:
+        finance(work).rates.set("USD", "99999999999", dt.date(2020, 1, 1))
+    assert list(refused.value.errors) == ["rate"] and "is too large" in str(refused.value)
+    with shop.crm.acting_as(shop.admin) as work:
+        fin = finance(work)
+        draft = shop.order(work)
+        with pytest.raises(ValidationFailed, match="qty: quantity times price comes to"):
+            fin.orders.add_line(
+                draft, shop.oil_change.id, qty="999999999", unit_price="999999999.00"
+            )
+        assert fin.orders.lines(draft) == []

@@ -21,6 +21,7 @@ from crmkit.web.forms import optional_int
 from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
+from crmkit_booking.services import minutes as booking_minutes
 
 #: The kinds of a booking's entries on the client's timeline (``services.MADE_KIND`` and
 #: ``CANCELLED_KIND``), spelled out here for the catalog tools: the card shows them translated.
@@ -52,7 +53,8 @@ def journal(request: Request) -> Response:
         day = _day(params.get("day"), service.zone)
         days = 7 if params.get("days") == "7" else 1
         grid = service.journal(day, days)
-        minutes = optional_int(params.get("minutes"))
+        length = str(params.get("minutes") or "").strip()
+        minutes = booking_minutes(length) if length else None
         windows = []
         if minutes:
             since = max(utcnow(), service.day_bounds(day)[0])
@@ -98,7 +100,7 @@ def new(request: Request) -> Response:
                     party_id=int(optional_int(values.get("party_id")) or 0),
                     resource_id=int(optional_int(values.get("resource_id")) or 0),
                     starts_at=starts.astimezone(dt.UTC),
-                    duration=dt.timedelta(minutes=int(optional_int(values.get("minutes")) or 60)),
+                    duration=dt.timedelta(minutes=booking_minutes(values.get("minutes") or 60)),
                     description=str(values.get("description", "")),
                 )
             return redirect(

@@ -37,6 +37,23 @@ MADE_KIND = "booking"
 CANCELLED_KIND = "booking_cancelled"
 
 
+#: The longest booking, in minutes: a week of one resource.
+MAX_MINUTES = 7 * 24 * 60
+
+
+def minutes(value: Any, field: str = "minutes") -> int:
+    """A booking's length as typed: a whole number of minutes from 1 to :data:`MAX_MINUTES`."""
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit():
+        raise ValidationFailed(
+            {field: [message("{value} is not a whole number of minutes", value=text)]}
+        )
+    number = int(text)
+    if not 1 <= number <= MAX_MINUTES:
+        raise ValidationFailed({field: [message("from 1 to {most} minutes", most=MAX_MINUTES)]})
+    return number
+
+
 def booking(work: Any) -> BookingService:
     """The booking journal of this unit of work."""
     return work.service("booking", BookingService)
@@ -311,6 +328,10 @@ class BookingService:
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
+            if not dt.timedelta(0) < duration <= dt.timedelta(minutes=MAX_MINUTES):
+                raise ValidationFailed(
+                    {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
+                )
             ends_at = starts_at + duration
         resource = self.work.session.scalar(
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))

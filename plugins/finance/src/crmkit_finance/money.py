@@ -11,6 +11,7 @@ last part takes the remainder instead of being rounded on its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -58,6 +59,16 @@ RATE_PLACES = 8
 #: Decimal places kept for quantities of goods (litres, metres, pieces).
 QUANTITY_PLACES = 3
 
+#: The largest number (in absolute value) a money or number field accepts: under a
+#: trillion.  Far beyond any real amount, and far enough below what the 64-bit integer
+#: columns hold (minor units, or thousandths of a quantity) that sums and a price times a
+#: quantity are checked against it instead of overflowing.
+MAX_NUMBER = Decimal("999999999999.99")
+
+#: What a person types as a number: digits, optionally grouped by three with spaces (plain,
+#: no-break, thin), and one decimal comma or point.  No exponent, no sign but a minus.
+_TYPED_NUMBER = re.compile(r"[-\u2212]?(?:\d{1,3}(?:[ \u00a0\u2009\u202f]\d{3})+|\d+)(?:[.,]\d+)?")
+
 
 def minor_units(currency: str) -> int:
     """Decimal places of ``currency``; ``ValidationFailed`` for an unknown code."""
@@ -97,10 +108,14 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal:
     elif isinstance(value, float):
         raise ValidationFailed({field: [message("give money as a string or Decimal, not a float")]})
     else:
-        text = str(value).strip().replace("\u00a0", "").replace(" ", "").replace(",", ".")
+        text = str(value).strip()
+        if not _TYPED_NUMBER.fullmatch(text):
+            raise ValidationFailed({field: [message("{value} is not a number", value=repr(value))]})
+        for space in " \u00a0\u2009\u202f":
+            text = text.replace(space, "")
         try:
-            result = Decimal(text)
-        except InvalidOperation:
+            result = Decimal(text.replace(",", ".").replace("\u2212", "-"))
+        except InvalidOperation:  # pragma: no cover - the pattern lets only numbers through
             raise ValidationFailed(
                 {field: [message("{value} is not a number", value=repr(value))]}
             ) from None
@@ -108,7 +123,20 @@ def to_decimal(value: Any, field: str = "amount") -> Decimal:
         raise ValidationFailed(
             {field: [message("{value} is not a finite number", value=repr(value))]}
         )
-    return result
+    return at_most(result, MAX_NUMBER, field)
+
+
+def at_most(value: Decimal, maximum: Decimal, field: str) -> Decimal:
+    """``value`` if it is within ``maximum`` either way, else ``ValidationFailed`` on ``field``."""
+    if abs(value) > maximum:
+        raise ValidationFailed(
+            {
+                field: [
+                    message("{value} is too large: at most {maximum}", value=value, maximum=maximum)
+                ]
+            }
+        )
+    return value
 
 
 def exact_money(value: Any, currency: str, field: str = "amount") -> Decimal:
@@ -146,6 +174,25 @@ def quantity(value: Any, field: str = "qty") -> Decimal:
             }
         )
     return rounded
+
+
+def line_total(qty: Decimal, price: Decimal, currency: str, field: str = "qty") -> Decimal:
+    """A quantity times a unit price, rounded half up; beyond :data:`MAX_NUMBER` refused on
+    ``field`` (each is within it, their product need not be)."""
+    amount = round_money(qty * price, currency)
+    if abs(amount) > MAX_NUMBER:
+        raise ValidationFailed(
+            {
+                field: [
+                    message(
+                        "quantity times price comes to {amount}: at most {maximum}",
+                        amount=amount,
+                        maximum=MAX_NUMBER,
+                    )
+                ]
+            }
+        )
+    return amount
 
 
 def percent_of(amount: Decimal, percent: Decimal, currency: str) -> Decimal:

@@ -38,7 +38,7 @@ from crmkit_finance.model import (
     FinanceShift,
     FinanceTransaction,
 )
-from crmkit_finance.money import exact_money, minor_units
+from crmkit_finance.money import MAX_NUMBER, at_most, exact_money, minor_units
 from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
@@ -490,6 +490,8 @@ class PaymentService:
         day = self.finance.business_date(when)
         order_amount = self.finance.rates.convert(value, currency, receivable_currency, day)
         base_amount = self.finance.rates.to_base(value, currency, day)
+        at_most(order_amount, MAX_NUMBER, "amount")  # converted at a rate: still an amount
+        at_most(base_amount, MAX_NUMBER, "amount")
         if order is not None and due is not None:
             self._refuse_more_than_due(order, order_amount, due)
         ledger = self.finance.ledger

@@ -46,7 +46,14 @@ from crmkit_finance.model import (
     FinancePayment,
     FinanceStockMove,
 )
-from crmkit_finance.money import exact_money, percent_of, quantity, round_money, to_decimal
+from crmkit_finance.money import (
+    exact_money,
+    line_total,
+    percent_of,
+    quantity,
+    round_money,
+    to_decimal,
+)
 from crmkit_finance.numbering import next_number
 from crmkit_finance.services import finance, forms
 
@@ -537,7 +544,7 @@ class OrderService(EntityService):
         return found
 
     def _price_line(self, order: Any, line: FinanceOrderLine, discount: Any) -> None:
-        gross = round_money(line.qty * line.unit_price, order.currency)
+        gross = line_total(line.qty, line.unit_price, order.currency)
         if discount is None:
             amount_off = percent_of(gross, order.discount_percent, order.currency)
         else:

@@ -17,7 +17,11 @@ from sqlalchemy import select
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit_finance.model import FinanceRate
-from crmkit_finance.money import RATE_PLACES, minor_units, round_money, to_decimal
+from crmkit_finance.money import RATE_PLACES, at_most, minor_units, round_money, to_decimal
+
+#: The largest rate kept: a million units of the base currency for one unit.  Real rates
+#: are far below; an amount converted at it still fits its column.
+MAX_RATE = Decimal(1_000_000)
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -46,6 +50,7 @@ class RateService:
         )
         if value <= 0:
             raise ValidationFailed({"rate": [message("a rate is positive")]})
+        at_most(value, MAX_RATE, "rate")
         row = self.session.scalar(
             select(FinanceRate).where(
                 FinanceRate.currency == currency, FinanceRate.on_date == on_date

@@ -39,7 +39,7 @@ from crmkit_finance.model import (
     FinanceSupplier,
     FinanceTransaction,
 )
-from crmkit_finance.money import exact_money, quantity, round_money
+from crmkit_finance.money import exact_money, line_total, quantity, round_money
 from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class StockService:
             raise ValidationFailed(
                 {"supplier_id": [message("no supplier {supplier}", supplier=supplier_id)]}
             )
-        value = round_money(amount * cost, base)
+        value = line_total(amount, cost, base)
         counter = paid_from or ("payable" if supplier else "equity:opening")
         shift = self._paid_from(paid_from, value) if paid_from else None
         move = self._move(
@@ -764,6 +764,7 @@ class PurchaseService:
             cost = exact_money(line.get("unit_cost", 0), base, f"{field}.unit_cost")
             if cost < 0:
                 raise ValidationFailed({f"{field}.unit_cost": [message("a cost is not negative")]})
+            line_total(qty, cost, base, f"{field}.qty")
             rows.append(FinancePurchaseLine(item_id=item.id, qty=qty, unit_cost=cost))
         if not rows:
             raise ValidationFailed({"lines": [message("a purchase order buys something")]})
