@@ -241,8 +241,15 @@ def test_a_blocked_employee_is_listed_while_the_month_has_their_payslip_or_they_
     accountant.submit("/finance/payroll/pay", {"user_id": leaver.id, "amount": "30000"})
     with shop.crm.acting_as(shop.accountant) as work:
         assert finance(work).payroll.owed(leaver.id) == 0
+    # paid off; this month's accrual still pays the fixed part of its days up to the
+    # blocking, and the preview says so
+    with shop.crm.acting_as(shop.accountant) as work:
+        this_month = finance(work).payroll.calculate(leaver.id, utcnow().date())
+    assert 0 < this_month["fixed_amount"] <= 30000
+    shown = f"{this_month['fixed_amount']:,.2f}".replace(",", " ").replace(".", ",") + " ₽"
     page = accountant.get("/finance/payroll")
-    assert f'id="employee-{leaver.id}"' not in page.text  # paid off, gone from this month
+    assert _payroll_row(page, leaver)[2] == shown
+    assert f'id="employee-{gone.id}"' not in page.text  # no scheme: nothing to accrue
     assert (
         f'id="employee-{leaver.id}"' in accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
     )
@@ -324,3 +331,41 @@ def test_expense_and_cashback_forms_sent_twice_book_once(shop, signed_in):
         fin = finance(work)
         assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == Decimal("700")
         assert fin.cashback.balance(shop.client.id) == Decimal("300.00")
+
+
+def test_a_blocked_employee_is_previewed_as_accrued_and_earns_no_fixed_pay_after_leaving(
+    shop, signed_in
+):
+    """The salaries page shows a blocked employee exactly as the month's accrual pays them:
+    in the month they left, the fixed part of its days up to the blocking and their percent
+    of the revenue; in the months after, nothing (so no row and no payslip)."""
+    from crmkit.testing import add_user
+
+    worker = add_user(shop.crm, "worker", ["agent"])
+    september, october = dt.date(2025, 9, 1), dt.date(2025, 10, 1)  # 30 days, 31 days
+    zone = shop.crm.config.zone
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="30000.00", percent="10", valid_from=dt.date(2020, 1, 1)
+        )
+    _done_order(shop, worker, shop.oil_change, at=dt.datetime(2025, 9, 10, 12, tzinfo=zone))
+    left = dt.datetime(2025, 9, 15, 18, tzinfo=zone)
+    with frozen_at(left), shop.crm.acting_as(shop.admin) as work:
+        work.users.block(worker.id, reason="left")
+    accountant = signed_in("accountant")
+    page = accountant.get(f"/finance/payroll?month={september:%Y-%m}")
+    employee, _scheme, fixed, commission, total, *_ = _payroll_row(page, worker)
+    assert employee == "worker заблокирован"
+    # 15 of September's 30 days, and 10 % of the 1500 of the order done before leaving
+    assert (fixed, commission, total) == ("15 000,00 ₽", "150,00 ₽", "15 150,00 ₽")
+    page = accountant.get(f"/finance/payroll?month={october:%Y-%m}")
+    assert f'id="employee-{worker.id}"' not in page.text  # nothing to accrue
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        with frozen_at(dt.datetime(2025, 10, 1, 9, tzinfo=zone)):
+            [slip] = [s for s in fin.payroll.accrue(september) if s.user_id == worker.id]
+        assert slip.fixed_amount == Decimal("15000.00") and slip.total == Decimal("15150.00")
+        with frozen_at(dt.datetime(2025, 11, 1, 9, tzinfo=zone)):
+            assert fin.payroll.calculate(worker.id, october)["total"] == 0
+            assert fin.payroll.accrue(october) == []  # no fixed pay for a month after
+        assert fin.payroll.owed(worker.id) == Decimal("15150.00")

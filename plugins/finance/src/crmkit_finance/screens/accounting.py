@@ -94,8 +94,9 @@ def _accrued_figures(slip: Any) -> dict[str, Any]:
 def payroll(request: Request) -> Response:
     """Employees, their schemes and the month's salaries.
 
-    A blocked employee is listed (marked) while the month has their payslip or they are
-    still owed something (or owe an advance back), so they can be paid out; an accrued
+    A blocked employee is listed (marked) while the month has their payslip, the month's
+    accrual would pay them something (the preview shows exactly what it accrues), or they
+    are still owed something (or owe an advance back), so they can be paid out; an accrued
     payslip shows the figures it was accrued with, a month not accrued today's preview.
     """
     with work(request) as unit:
@@ -106,13 +107,8 @@ def payroll(request: Request) -> Response:
         schemes = _schemes(unit, month_end)  # the scheme calculate() applies
         accrued = {slip.user_id: slip for slip in fin.payroll.payslips(month)}
         owed_by_user = fin.payroll.owed_by_user()
-        users = [
-            user
-            for user in unit.users.list()
-            if not user.blocked or user.id in accrued or user.id in owed_by_user
-        ]
         rows = []
-        for user in users:
+        for user in unit.users.list():
             owed = owed_by_user.get(user.id, Decimal("0.00"))
             scheme = schemes.get(user.id)
             slip = accrued.get(user.id)
@@ -120,6 +116,9 @@ def payroll(request: Request) -> Response:
                 figures = _accrued_figures(slip)
             else:
                 figures = fin.payroll.calculate(user.id, month) if scheme else None
+            to_accrue = figures is not None and slip is None and figures["total"] > 0
+            if user.blocked and slip is None and user.id not in owed_by_user and not to_accrue:
+                continue
             rows.append(
                 {
                     "user": user,

@@ -11,7 +11,10 @@ removed later (their negative twins count in the month of removal), in the base 
 The scheme's percent applies to service lines (and goods lines when ``include_goods``); a
 rate for a category replaces it for lines of that category.  Commission is rounded half up
 once per group of lines sharing a percent.  The scheme in force on the last day of the
-month applies.  Accrual books salary expense against the employee's salary account; a
+month applies.  An employee who is blocked (has left) earns no fixed part for the months
+after the one they were blocked in, and for that month the part of its days up to and
+including the blocking day; their percent of the revenue recognized in a month is owed as
+always.  Accrual books salary expense against the employee's salary account; a
 payout pays that account down; a payslip shows both.
 """
 
@@ -28,7 +31,7 @@ from sqlalchemy import func, select
 
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import message
-from crmkit.model import User
+from crmkit.model import AuditEntry, User
 from crmkit_finance.ledger import as_amount, credit, debit, normal_balance
 from crmkit_finance.model import (
     FinanceAccount,
@@ -194,6 +197,11 @@ class PayrollService:
         if scheme is None:
             result["total"] = Decimal("0.00")
             return result
+        blocked_on = self.blocked_on(user_id)
+        fixed = scheme.fixed_amount
+        if blocked_on is not None and blocked_on < end:
+            worked = (blocked_on - start).days + 1 if blocked_on >= start else 0
+            fixed = round_money(fixed * worked / end.day, base)
         rates = self.rates_of(scheme)
         performer = func.coalesce(FinanceOrderLine.performer_id, FinanceOrder.assignee_id)
         who = (
@@ -239,14 +247,30 @@ class PayrollService:
                 }
             )
         result.update(
-            fixed_amount=scheme.fixed_amount,
+            fixed_amount=fixed,
             commission=commission,
             groups=groups,
-            total=scheme.fixed_amount + commission,
+            total=fixed + commission,
+            blocked_on=blocked_on,
             basis=scheme.basis,
             scheme_id=scheme.id,
         )
         return result
+
+    def blocked_on(self, user_id: int) -> dt.date | None:
+        """The business day a blocked employee was blocked on (the latest blocking the
+        audit log keeps); ``None`` while they are not blocked."""
+        user = self.session.get(User, user_id)
+        if user is None or not user.blocked:
+            return None
+        at = self.session.scalar(
+            select(func.max(AuditEntry.at)).where(
+                AuditEntry.entity == "user",
+                AuditEntry.record_id == user_id,
+                AuditEntry.action == "block",
+            )
+        )
+        return self.finance.business_date(at) if at is not None else None
 
     def accrue(self, month: dt.date, user_ids: Iterable[int] | None = None) -> list[FinancePayslip]:
         """Accrue the month's salary to every employee with a scheme (or those named).
