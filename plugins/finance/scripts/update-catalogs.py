@@ -44,7 +44,7 @@ DYNAMIC = (
     *("cash", "card", "transfer", "cashback"),
     *("payment", "refund", "void", "accrual", "manual", "restored", "receivable"),
     *("issued", "paid", "cancelled", "ordered", "partially_received", "received", "reversed"),
-    *("start", "end", "grain", "by", "as_of", "location_id", "shift_id", "paid_from", "limit"),
+    *("start", "end", "grain", "by", "as_of", "location_id", "shift_id", "paid_from", "limit", "expiry_days"),
     *("day", "week", "category", "item", "worker"),
     *("cash_difference", "cash_out", "cash_in", "payment_void", "order_charge", "order_credit"),
     *("order_reopen", "salary_accrual", "salary_payout", "salary_reversal", "supplier_payment"),
