@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -59,6 +60,29 @@ class Moment:
 
 
 @attrs.frozen
+class Amount:
+    """A message parameter that is a sum of money in a currency.
+
+    ``str()`` is the plain ``10700.00 RUB`` (logs, exports, the API's stored text); a reader
+    that formats money its own way (the web UI: Babel, ``10 700,00 ₽`` in Russian) passes
+    its formatter to :meth:`Message.translate`.
+    """
+
+    value: Decimal = attrs.field(converter=lambda v: Decimal(str(v)))
+    currency: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.value} {self.currency}".strip()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+#: How a reader formats an :class:`Amount`: ``money(value, currency)``.
+MoneyFormat = Callable[[Decimal, str], str]
+
+
+@attrs.frozen
 class Message:
     """An English template (``str.format`` style) with its parameters."""
 
@@ -68,40 +92,73 @@ class Message:
     def __str__(self) -> str:
         return self.template.format(**self.params)
 
-    def translate(self, gettext: Callable[[str], str], zone: dt.tzinfo | None = None) -> str:
+    def translate(
+        self,
+        gettext: Callable[[str], str],
+        zone: dt.tzinfo | None = None,
+        money: MoneyFormat | None = None,
+    ) -> str:
         """The message in the language of ``gettext`` (labels among parameters included),
-        its moments in ``zone`` (as given when ``None``)."""
-        params = {k: _translated(v, gettext, zone) for k, v in self.params.items()}
+        its moments in ``zone`` (as given when ``None``), its amounts formatted by ``money``
+        (plain ``10700.00 RUB`` when ``None``)."""
+        params = {k: _translated(v, gettext, zone, money) for k, v in self.params.items()}
         return gettext(self.template).format(**params)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-able form, for a message kept in the database (an import's report) to be
         translated when it is read; :meth:`from_json` gives the message back."""
         kinds = {k: _KINDS[type(v)] for k, v in self.params.items() if type(v) in _KINDS}
-        params = {k: list(v) if isinstance(v, Labels) else v for k, v in self.params.items()}
+        params = {k: _plain(v) for k, v in self.params.items()}
         return {"template": self.template, "params": params, "labels": kinds}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Message:
         """The message :meth:`as_json` wrote (its label parameters labels again)."""
         kinds = data.get("labels") or {}
-        params = {
-            k: (Label(v) if kinds.get(k) == "label" else Labels(v) if kinds.get(k) else v)
-            for k, v in (data.get("params") or {}).items()
-        }
+        params = {k: _revived(v, kinds.get(k)) for k, v in (data.get("params") or {}).items()}
         return cls(str(data["template"]), params)
 
 
-_KINDS = {Label: "label", Labels: "labels"}  # parameters that are labels, by their type
+#: parameters that are labels or amounts, by their type (their kind in :meth:`as_json`)
+_KINDS = {Label: "label", Labels: "labels", Amount: "amount", Moment: "moment"}
 
 
-def _translated(value: Any, gettext: Callable[[str], str], zone: dt.tzinfo | None) -> Any:
+def _plain(value: Any) -> Any:
+    if isinstance(value, Labels):
+        return list(value)
+    if isinstance(value, Amount):
+        return {"amount": str(value.value), "currency": value.currency}
+    if isinstance(value, Moment):
+        return value.value.isoformat()
+    return value
+
+
+def _revived(value: Any, kind: str | None) -> Any:
+    if kind == "label":
+        return Label(value)
+    if kind == "labels":
+        return Labels(value)
+    if kind == "amount":
+        return Amount(value["amount"], value.get("currency") or "")
+    if kind == "moment":
+        return Moment(dt.datetime.fromisoformat(value))
+    return value
+
+
+def _translated(
+    value: Any,
+    gettext: Callable[[str], str],
+    zone: dt.tzinfo | None,
+    money: MoneyFormat | None = None,
+) -> Any:
     if isinstance(value, Label):
         return gettext(value)
     if isinstance(value, Labels):
         return ", ".join(gettext(item) for item in value)
     if isinstance(value, Moment):
         return value.shown(zone)
+    if isinstance(value, Amount):
+        return money(value.value, value.currency) if money else str(value)
     return value
 
 
@@ -111,7 +168,11 @@ def message(template: str, **params: Any) -> Message:
 
 
 def translate(
-    text: str | Message, gettext: Callable[[str], str], zone: dt.tzinfo | None = None
+    text: str | Message,
+    gettext: Callable[[str], str],
+    zone: dt.tzinfo | None = None,
+    money: MoneyFormat | None = None,
 ) -> str:
-    """Translate a plain text or a :class:`Message` with ``gettext`` (moments in ``zone``)."""
-    return text.translate(gettext, zone) if isinstance(text, Message) else gettext(text)
+    """Translate a plain text or a :class:`Message` with ``gettext`` (moments in ``zone``,
+    amounts formatted by ``money``)."""
+    return text.translate(gettext, zone, money) if isinstance(text, Message) else gettext(text)

@@ -35,6 +35,7 @@ from crmkit.db import lock_row
 from crmkit.errors import CrmkitError, ValidationFailed
 from crmkit.events import DomainEvent
 from crmkit.filters import BUILTIN_FIELDS, ComputedCheck, compile_condition, evaluate
+from crmkit.i18n import Label, Message, Moment, message
 from crmkit.jobs import Delivery
 from crmkit.model import AutomationFailure, AutomationRule, User
 
@@ -409,6 +410,11 @@ def _one_user(work: UnitOfWork, target: Any, record: Any) -> int:
     return users[0]
 
 
+#: How a move the assistant makes is commented (the rule's label follows): the record
+#: page signs such a move with the assistant and shows the rule alone.
+ASSISTANT_COMMENT = "assistant: "
+
+
 def _act(
     work: UnitOfWork,
     rule: Rule,
@@ -418,17 +424,21 @@ def _act(
     record: Any,
     party_id: int | None,
     variables: Mapping[str, Any],
-) -> str:
-    """Do one action; a line describing what was done (for the timeline)."""
+) -> Message:
+    """Do one action; a line describing what was done (for the timeline, which shows it in
+    the reader's language; ``str()`` of it is the English line)."""
     ref = (entity, record.id) if record is not None else None
     if kind == "move":
-        work.moves.move(record, str(params["to"]), comment=f"assistant: {rule.label or rule.name}")
-        return f"moved to {params['to']}"
+        target = str(params["to"])
+        work.moves.move(record, target, comment=ASSISTANT_COMMENT + (rule.label or rule.name))
+        pipeline = work.crm.pipelines.get(getattr(record, "pipeline", None))
+        title = pipeline.stage_title(target) if pipeline is not None else target
+        return message("moved to “{stage}”", stage=Label(title))
     if kind == "assign":
         user_id = _one_user(work, params["user"], record)
         field = "assignee_id" if hasattr(record, "assignee_id") else "owner_id"
         work.records(entity).update(record, {field: user_id})
-        return f"assigned to user {user_id}"
+        return message("assigned to user {user}", user=user_id)
     if kind == "create_task":
         due = utcnow() + dt.timedelta(hours=float(params.get("due_in_hours") or 24))
         assignee = _one_user(work, params.get("assignee", "owner"), record)
@@ -441,7 +451,7 @@ def _act(
                 **({"record_entity": entity, "record_id": record.id} if record else {}),
             }
         )
-        return f"task {task.id}: {task.title}"
+        return message("task {id}: {title}", id=task.id, title=task.title)
     if kind == "create_reminder":
         at = utcnow() + dt.timedelta(hours=float(params.get("in_hours") or 0))
         recipients = [{"user_id": u} for u in _users_for(work, params.get("to", "owner"), record)]
@@ -456,13 +466,13 @@ def _act(
                 **({"record_entity": entity, "record_id": record.id} if record else {}),
             }
         )
-        return f"reminder {reminder.id} at {at:%Y-%m-%d %H:%M} UTC"
+        return message("reminder {id} at {time}", id=reminder.id, time=Moment(at))
     if kind == "notify":
         text = _template(work, params["text"], variables)
         users = _users_for(work, params.get("to", "owner"), record)
         for user_id in users:
             work.notifications.notify(user_id, "assistant", text, party_id=party_id, record=ref)
-        return f"told {len(users)} colleague(s): {text}"
+        return message("told {count} colleague(s): {text}", count=len(users), text=text)
     if kind == "send_message":
         channel = work.channels.channel(str(params["channel"]))
         if params.get("template"):
@@ -476,19 +486,19 @@ def _act(
         work.channels.send(
             channel.name, to=to, body=body, subject=subject, party_id=party_id, record=ref
         )
-        return f"sent a {channel.name} message to {to}"
+        return message("sent a {channel} message to {to}", channel=Label(channel.name), to=to)
     if kind == "add_note":
         work.timeline.add_note(
             party_id=party_id, body=_template(work, params["body"], variables), record=ref
         )
-        return "added a note"
+        return message("added a note")
     if kind == "webhook":
         work.outbox.add(
             "webhook",
             {"url": params["url"], "json": {"rule": rule.name, **_plain(variables)}},
             party_id=party_id,
         )
-        return f"called {params['url']}"
+        return message("called {url}", url=params["url"])
     raise ValidationFailed({"actions": [f"unknown action {kind!r}"]})
 
 
@@ -603,7 +613,7 @@ def _run(crm: CRM, payload: Mapping[str, Any], item_id: int | None = None) -> di
                 "automation",
                 party_id=party_id,
                 subject=rule.label or rule.name,
-                body="\n".join(done),
+                body=done,
                 record=(entity, record.id) if record is not None else None,
                 data={"rule": rule.name, "trigger": payload.get("trigger")},
             )
@@ -613,7 +623,7 @@ def _run(crm: CRM, payload: Mapping[str, Any], item_id: int | None = None) -> di
                 .where(AutomationRule.id == rule.row_id)
                 .values(runs=AutomationRule.runs + 1)
             )
-        return {"rule": rule.name, "done": done}
+        return {"rule": rule.name, "done": [str(line) for line in done]}
 
 
 def _free_clock_key(work: UnitOfWork, payload: Mapping[str, Any], item_id: int | None) -> None:

@@ -26,6 +26,7 @@ from crmkit.errors import Conflict, MoveRefused
 from crmkit.i18n import Label, Labels, Message, message
 from crmkit.model import Attachment, StageMove
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
+from crmkit.services.timeline import stage_move_subject
 
 if TYPE_CHECKING:
     from crmkit.entities import EntityType
@@ -293,12 +294,11 @@ def apply_move(move: MoveContext) -> StageMove:
     work.audit(move.entity.name, record.id, "move", changes)
     party_id = work.records(move.entity.name).party_id_of(record)
     if party_id is not None:
-        source_title = move.pipeline.stage_title(move.source) if move.source else None
         work.timeline.add(
             "stage_move",
             party_id=party_id,
             record=(move.entity.name, record.id),
-            subject=f"{source_title} → {move.target.title}" if source_title else move.target.title,
+            subject=stage_move_subject(move.pipeline, move.source, move.target.name),
             body=move.comment or "",
             data={
                 "pipeline": move.pipeline.name,

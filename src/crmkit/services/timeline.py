@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Label, Message, MoneyFormat
 from crmkit.model import Activity, Mention, Party, User
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
@@ -41,6 +42,61 @@ ACTIVITY_KINDS = (
 _MENTION = re.compile(r"(?<![\w@])@([\w.+-]{2,150})", re.UNICODE)
 
 
+def shown_subject(
+    activity: Any,
+    crm: Any,
+    gettext: Callable[[str], str],
+    zone: dt.tzinfo | None = None,
+    money: MoneyFormat | None = None,
+) -> str | None:
+    """An entry's subject in the reader's language (``gettext``, ``zone``, ``money``).
+
+    An entry written with a message (``data["subject_message"]``) is written anew from it;
+    a stage move written before that is told from its data (the pipeline's stage titles);
+    any other entry shows its stored subject.
+    """
+    data = activity.data or {}
+    stored = data.get("subject_message")
+    if isinstance(stored, dict) and stored.get("template"):
+        return Message.from_json(stored).translate(gettext, zone, money)
+    if activity.kind == "stage_move" and data.get("to"):
+        pipeline = crm.pipelines.get(data.get("pipeline"))
+        if pipeline is not None:
+            return stage_move_subject(pipeline, data.get("from"), data["to"]).translate(
+                gettext, zone, money
+            )
+    return activity.subject  # type: ignore[no-any-return]
+
+
+def shown_body(
+    activity: Any,
+    gettext: Callable[[str], str],
+    zone: dt.tzinfo | None = None,
+    money: MoneyFormat | None = None,
+) -> str:
+    """An entry's body in the reader's language: its lines written anew from the messages
+    kept in ``data["body_lines"]`` (a plain line as it is), else the stored body."""
+    lines = (activity.data or {}).get("body_lines")
+    if not isinstance(lines, list):
+        return activity.body or ""
+    return "\n".join(
+        Message.from_json(line).translate(gettext, zone, money)
+        if isinstance(line, dict)
+        else str(line)
+        for line in lines
+    )
+
+
+def stage_move_subject(pipeline: Any, source: str | None, target: str) -> Message:
+    """``New → In work``: a move's timeline subject, the stages by their titles."""
+    to = Label(pipeline.stage_title(target))
+    if not source:
+        return Message("{target}", {"target": to})  # placed in its first stage
+    return Message(
+        "{source} → {target}", {"source": Label(pipeline.stage_title(source)), "target": to}
+    )
+
+
 def mentioned_usernames(text: str) -> list[str]:
     """``@ivan`` and ``@maria.k`` in a note's text, in order, without repeats."""
     seen: dict[str, None] = {}
@@ -62,8 +118,8 @@ class TimelineService:
         kind: str,
         *,
         party_id: int | None,
-        subject: str | None = None,
-        body: str = "",
+        subject: str | Message | None = None,
+        body: str | Message | Sequence[str | Message] = "",
         record: tuple[str, int] | None = None,
         data: dict[str, Any] | None = None,
         occurred_at: dt.datetime | None = None,
@@ -77,9 +133,26 @@ class TimelineService:
 
         Activities by the automation assistant are marked ``by_assistant``.  The party's
         ``last_activity_at`` moves forward so that lists ordered by it stay true.
+
+        A ``subject`` or ``body`` written by the framework (not typed by a person) is given
+        as a :class:`~crmkit.i18n.Message`, or the body as a list of lines, some of them
+        messages: the entry keeps their English text in ``subject`` and ``body`` (exports,
+        the API, old readers) and the messages themselves in ``data`` (``subject_message``,
+        ``body_lines``), from which :func:`shown_subject` and :func:`shown_body` write them
+        in the reader's language.
         """
         when = occurred_at or utcnow()
         actor = self.work.actor
+        data = dict(data or {})
+        if isinstance(subject, Message):
+            data["subject_message"] = subject.as_json()
+            subject = str(subject)
+        if not isinstance(body, str):
+            lines = [body] if isinstance(body, Message) else list(body)
+            data["body_lines"] = [
+                line.as_json() if isinstance(line, Message) else str(line) for line in lines
+            ]
+            body = "\n".join(str(line) for line in lines)
         activity = Activity(
             party_id=party_id,
             kind=kind,
@@ -88,7 +161,7 @@ class TimelineService:
             by_assistant=actor.assistant,
             subject=subject,
             body=body,
-            data=data or {},
+            data=data,
             direction=direction,
             channel=channel,
             external_id=external_id,

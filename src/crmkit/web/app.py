@@ -83,7 +83,21 @@ def make_templates(crm: Any) -> jinja2.Environment:
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["static"] = static_url
+    env.globals["entry_subject"] = lambda entry: _entry_text(crm, entry, subject=True)
+    env.globals["entry_body"] = lambda entry: _entry_text(crm, entry, subject=False)
     return env
+
+
+def _entry_text(crm: Any, entry: Any, *, subject: bool) -> str | None:
+    """A timeline entry's subject or body in the language of the page being rendered."""
+    from crmkit.services.timeline import shown_body, shown_subject
+
+    locale = i18n.current()
+    if locale is None:
+        return entry.subject if subject else entry.body  # type: ignore[no-any-return]
+    if subject:
+        return shown_subject(entry, crm, locale.gettext, locale.zone, locale.money)
+    return shown_body(entry, locale.gettext, locale.zone, locale.money)
 
 
 def static_url(path: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.automation.engine import ASSISTANT_COMMENT
 from crmkit.errors import MoveRefused, NotFound
 from crmkit.i18n import translate
 from crmkit.web import i18n
@@ -51,7 +52,9 @@ def record_page(request: Request) -> Response:
             ]
         pipelined = bool(getattr(record, "pipeline", None))
         options = unit.moves.options(record, entity=entity.name) if pipelined else []
-        history = unit.moves.history(record, entity=entity.name) if pipelined else []
+        history = (
+            stage_history(crm, unit.moves.history(record, entity=entity.name)) if pipelined else []
+        )
         party_id = service.party_id_of(record)
         if party_id and party_id not in parties and not unit.parties.find_many([party_id]):
             party_id = None  # no button to a client card the reader may not open
@@ -86,6 +89,34 @@ def record_page(request: Request) -> Response:
             "panels": panels,
         },
     )
+
+
+def stage_history(crm: Any, moves: list[Any]) -> list[dict[str, Any]]:
+    """The stage moves of a record as the page shows them: stage titles (the template
+    translates them, as the board does) instead of codes; a move the automation assistant
+    made is signed by it, its stored comment ``assistant: <rule>`` showing the rule alone."""
+    rows = []
+    for move in moves:
+        pipeline = crm.pipelines.get(move.pipeline)
+
+        def title(stage: str | None, pipeline: Any = pipeline) -> str | None:
+            if not stage:
+                return None
+            return pipeline.stage_title(stage) if pipeline is not None else stage
+
+        comment = move.comment or ""
+        by_assistant = move.actor_id is None and comment.startswith(ASSISTANT_COMMENT)
+        rows.append(
+            {
+                "at": move.at,
+                "source": title(move.from_stage),
+                "target": title(move.to_stage),
+                "actor_id": move.actor_id,
+                "by_assistant": by_assistant,
+                "comment": comment[len(ASSISTANT_COMMENT) :] if by_assistant else comment,
+            }
+        )
+    return rows
 
 
 def move_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.i18n import Label, Message, Moment, message
+from crmkit.i18n import Amount, Label, Message, Moment, message
 from crmkit.model import Party, User
 from crmkit_finance.ledger import Leg, credit, debit
 from crmkit_finance.model import (
@@ -549,7 +549,7 @@ class PaymentService:
         self.session.add(payment)
         self.work.flush()
         forms.remember(self.finance, form_token, [payment.id])
-        self._announce(payment, order, "payment.received", "Payment")
+        self._announce(payment, order, "payment.received", message("Payment: {amount} ({method})"))
         if order is not None:
             self.finance.orders.after_payment(order)
         return payment
@@ -704,7 +704,7 @@ class PaymentService:
         self.work.flush()
         forms.remember(self.finance, form_token, [refund.id])
         order = self.session.get(FinanceOrder, original.order_id) if original.order_id else None
-        self._announce(refund, order, "payment.refunded", "Refund")
+        self._announce(refund, order, "payment.refunded", message("Refund: {amount} ({method})"))
         if order is not None:
             self.finance.orders.after_payment(order)
         return refund
@@ -805,15 +805,25 @@ class PaymentService:
             self.finance.orders.after_payment(order)
         return void
 
-    def _announce(self, payment: FinancePayment, order: Any, event: str, title: str) -> None:
+    def _announce(self, payment: FinancePayment, order: Any, event: str, title: Message) -> None:
+        """Tell the client's timeline, the audit and the event bus of a payment or a refund.
+
+        ``title`` is the entry's subject without its values (``Payment: {amount}
+        ({method})``): the entry keeps it with the amount and the method, so a reader sees
+        it in their language and their money format (``Оплата: 10 700,00 ₽ (карта)``).
+        """
         record = (
             ("finance_order", order.id) if order is not None else ("finance_payment", payment.id)
         )
         amount = abs(payment.amount)
+        subject = Message(
+            title.template,
+            {"amount": Amount(amount, payment.currency), "method": Label(payment.method)},
+        )
         self.work.timeline.add(
             "payment",
             party_id=payment.party_id,
-            subject=f"{title}: {amount} {payment.currency} ({payment.method})",
+            subject=subject,
             record=record,
             data={
                 "payment_id": payment.id,
