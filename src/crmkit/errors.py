@@ -44,6 +44,7 @@ class PermissionDenied(CrmkitError):
     def __init__(self, entity: str, action: str, detail: str | None = None) -> None:
         self.entity = entity
         self.action = action
+        self.detail = detail  # None: the plain "not allowed to ACTION ENTITY"
         super().__init__(detail or f"not allowed to {action} {entity}")
 
 

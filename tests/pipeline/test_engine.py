@@ -225,7 +225,7 @@ def test_role_limited_transition(crm, agent):
     with crm.acting_as(agent) as work:
         org = factories.organisation(work)
         work.moves.move(org, "refused", comment="no")
-        with pytest.raises(MoveRefused, match="only admin may move"):
+        with pytest.raises(MoveRefused, match="only Administrator may move"):
             work.moves.move(org, "lead")
         options = {o.stage.name: o.allowed for o in work.moves.options(org)}
         assert options == {"lead": False}

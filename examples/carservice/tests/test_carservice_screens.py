@@ -309,3 +309,44 @@ async def test_office_screens_follow_permissions_not_role_names(station):
     opened, menu = await reached("accountant")
     assert opened == office | dashboard
     assert menu == {"/service", "/service/director", "/lists/carservice_car"}
+
+
+def _text(page):
+    import html
+
+    body = re.sub(r"(?s)<script.*?</script>", "", page.text)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+async def test_russian_pages_say_titles_stages_and_roles_in_russian(station):
+    """The tab title is the screen's translated title; an order's stage history names
+    stages by their Russian titles; a move the worker may not make names the roles that
+    may by their titles, not their codes."""
+    order = station.order()
+    manager = await signed_in(station, "manager")
+    ru = manager.app.state.catalogs["ru"].gettext
+    desk = await manager.get("/service")
+    assert f"<title>{ru('Service desk')} · crmkit</title>" in desk.text
+    assert "<title>Service desk" not in desk.text
+    director = await signed_in(station, "director")
+    dashboard = await director.get("/service/director")
+    assert f"<title>{ru('Dashboard')} · crmkit</title>" in dashboard.text
+    worker = await signed_in(station, "ivan")
+    page = await worker.get(f"/records/finance_order/{order.id}")
+    moved = await worker.post(
+        f"/records/finance_order/{order.id}/move",
+        {"to": "diagnostics", "version": re.search(r'name="version" value="(\d+)"', page.text)[1]},
+    )
+    assert moved.status_code == 303, moved.text
+    page = await manager.get(f"/records/finance_order/{order.id}")
+    history = _text(page).split(ru("Stage history"), 1)[1]
+    assert f"{ru('New')} → {ru('Diagnostics')}" in history
+    assert "new → diagnostics" not in history and "→ new" not in history
+    version = re.search(r'name="version" value="(\d+)"', page.text)[1]
+    refused = await worker.post(
+        f"/records/finance_order/{order.id}/move",
+        {"to": "cancelled", "comment": "клиент передумал", "version": version},
+    )
+    shown = _text(refused)
+    assert f"{ru('Manager')}, {ru('Administrator')}" in shown
+    assert "manager, admin" not in shown

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from crmkit.model import CalendarEvent
 from crmkit.testing import add_user, factories
 from crmkit.testing.web import WebClient
+from crmkit.web.i18n import registry_messages
 
 pytestmark = pytest.mark.anyio
 DAY = dt.date(2030, 3, 4)
@@ -176,3 +177,38 @@ async def test_a_booking_length_out_of_range_is_refused_naming_the_minutes(booki
         assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
     booked = await web.post("/booking/new", {**form, "minutes": "10080"})  # a week at most
     assert booked.status_code == 303, booked.text
+
+
+async def test_the_journal_and_the_form_speak_russian(booking_crm):
+    """The tab title is the screen's translated title; the form's refusals (an unknown
+    resource, an end before the start, a time that is no time) are Russian."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    # Russian for the refusal this change words anew (the catalog is written apart)
+    russian = {
+        "no resource {id}": "нет ресурса {id}",
+        "must be after the start": "должно быть позже начала",
+    }
+    web.app.state.catalogs["ru"]._catalog.update(russian)
+    # the core's refusal of an end before the start is one its catalog collects
+    assert "must be after the start" in registry_messages(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    journal = await web.get("/booking", params={"day": DAY.isoformat()})
+    assert "<title>Журнал записи · crmkit</title>" in journal.text
+    assert "Booking journal" not in journal.text
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    unknown = await web.post("/booking/new", {**form, "resource_id": "9999", "minutes": "60"})
+    assert unknown.status_code == 422
+    assert "ресурс: нет ресурса 9999" in unknown.text and "no resource" not in unknown.text
+    backwards = await web.post("/booking/new", {**form, "minutes": "-30"})
+    assert backwards.status_code == 422
+    assert "конец: должно быть позже начала" in backwards.text
+    assert "must be after the start" not in backwards.text
+    assert "<title>Новая запись · crmkit</title>" in backwards.text
+    no_time = await web.post("/booking/new", {**form, "starts_at": "завтра", "minutes": "60"})
+    assert no_time.status_code == 422
+    assert "Укажите дату и время записи." in no_time.text
+    assert "Enter the date and time" not in no_time.text

@@ -369,3 +369,14 @@ def test_a_blocked_employee_is_previewed_as_accrued_and_earns_no_fixed_pay_after
             assert fin.payroll.calculate(worker.id, october)["total"] == 0
             assert fin.payroll.accrue(october) == []  # no fixed pay for a month after
         assert fin.payroll.owed(worker.id) == Decimal("15150.00")
+
+
+def test_a_refused_cashback_program_names_the_field_by_its_label(shop, signed_in):
+    """The refusal of a lifetime that is no number of days names the form's field as the
+    form shows it (Сгорает через, дней), not by its name (expiry_days)."""
+    accountant = signed_in("accountant")
+    refused = accountant.submit("/finance/cashback/program", {"percent": "5", "expiry_days": "x"})
+    assert "Сгорает через, дней: нужно число дней" in refused.text
+    assert "expiry_days:" not in refused.text
+    zero = accountant.submit("/finance/cashback/program", {"percent": "5", "expiry_days": "0"})
+    assert "Сгорает через, дней:" in zero.text and "expiry_days:" not in zero.text

@@ -59,7 +59,13 @@ def crmkit_register_screens() -> list[Screen]:
         post("list_view_delete", "/lists/{entity}/views/{view_id:int}/delete", lists.delete_view),
         # the client card
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
-        Screen("screening", "/screening", "Check for duplicates", clientbase.screening_page),
+        Screen(
+            "screening",
+            "/screening",
+            "Check for duplicates",
+            clientbase.screening_page,
+            permission=("party", "create"),
+        ),
         Screen("groups", "/groups", "Groups", cbg.groups_page, methods=("GET", "POST")),
         Screen("group", "/groups/{group_id:int}", "Group", cbg.group_page),
         post("group_action", "/groups/{group_id:int}/action", cbg.group_action, "Group"),
@@ -109,6 +115,7 @@ def crmkit_register_screens() -> list[Screen]:
             "/screening/candidates",
             "Possible duplicates",
             clientbase.screening_candidates,
+            permission=("party", "create"),
         ),
         Screen("client", "/clients/{party_id:int}", "Client", card.card),
         Screen(

@@ -173,6 +173,12 @@ def transition_for(pipeline: Pipeline, source: str | None, target: str) -> Trans
     return pipeline.transition(source, target)
 
 
+def _role_titles(move: MoveContext, roles: tuple[str, ...]) -> Labels:
+    """The roles a refusal names, by their titles (translated for the reader), not codes."""
+    known = move.work.crm.roles
+    return Labels(Label((known[r].label if r in known else "") or r) for r in roles)
+
+
 def check_move(move: MoveContext) -> None:
     """Raise :class:`MoveRefused` with every reason this move may not happen."""
     actor = move.actor
@@ -197,7 +203,7 @@ def check_move(move: MoveContext) -> None:
             [
                 message(
                     "only {roles} may move to “{target}”",
-                    roles=", ".join(transition.roles),
+                    roles=_role_titles(move, transition.roles),
                     target=Label(target.title),
                 )
             ]

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.schemas import NUL_REFUSED, has_nul
 from crmkit.web.i18n import Locale
 
@@ -72,7 +73,9 @@ def optional_int(value: Any) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise ValidationFailed({"_schema": [f"not a number: {text}"]}) from None
+        raise ValidationFailed(
+            {"_schema": [message("not a number: {value}", value=text)]}
+        ) from None
 
 
 def as_list(value: Any) -> list[str]:

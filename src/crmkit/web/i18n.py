@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import io
+import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,8 @@ from babel import dates, numbers
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
+
+from crmkit.i18n import Message
 
 #: Languages of the reference UI.
 LANGUAGES = {"ru": "Русский", "en": "English"}
@@ -194,6 +197,7 @@ SERVICE_MESSAGES = {
     "the current password is wrong",
     "a comment is required for this move",
     "a note cannot be empty",
+    "must be after the start",
     "contains a NUL character",
     "the file name contains a NUL character",
     "a name is required",
@@ -220,6 +224,78 @@ SERVICE_MESSAGES = {
     "give the token a name (what is it for?)",
     "at most 200 characters",
 }
+
+
+#: Marshmallow's own refusals that hold values (its validators' default messages), as
+#: message templates: :func:`validation_message` finds the values in a refusal and the
+#: reader sees the template translated with them.
+MARSHMALLOW_TEMPLATES = (
+    "Length must be between {min} and {max}.",
+    "Length must be {equal}.",
+    "Longer than maximum length {max}.",
+    "Shorter than minimum length {min}.",
+    "Must be greater than or equal to {min} and less than or equal to {max}.",
+    "Must be greater than {min} and less than {max}.",
+    "Must be greater than or equal to {min} and less than {max}.",
+    "Must be greater than {min} and less than or equal to {max}.",
+    "Must be greater than or equal to {min}.",
+    "Must be greater than {min}.",
+    "Must be less than or equal to {max}.",
+    "Must be less than {max}.",
+    "Must be one of: {choices}.",
+    "Must be equal to {other}.",
+)
+
+#: Marshmallow's fixed refusals (its fields' default messages), translated as they are.
+MARSHMALLOW_MESSAGES = {
+    "Missing data for required field.",
+    "Field may not be null.",
+    "Unknown field.",
+    "Invalid input type.",
+    "Invalid value.",
+    "Invalid type.",
+    "Not a valid integer.",
+    "Not a valid number.",
+    "Not a valid string.",
+    "Not a valid boolean.",
+    "Not a valid date.",
+    "Not a valid datetime.",
+    "Not a valid aware datetime.",
+    "Not a valid naive datetime.",
+    "Not a valid list.",
+    "Not a valid mapping type.",
+    "Not a valid email address.",
+    "Not a valid URL.",
+    "Not a valid UUID.",
+    "Number too large.",
+    "Special numeric values (nan or infinity) are not permitted.",
+    "String does not match expected pattern.",
+}
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = ""
+    for index, part in enumerate(parts):
+        if index % 2:
+            pattern += rf"(?P<{part}>.+)" if part == "choices" else rf"(?P<{part}>\S+)"
+        else:
+            pattern += re.escape(part)
+    return re.compile(pattern)
+
+
+_MARSHMALLOW_PATTERNS = [(t, _template_pattern(t)) for t in MARSHMALLOW_TEMPLATES]
+
+
+def validation_message(text: str) -> str | Message:
+    """A refusal as the reader should see it: one of marshmallow's default messages with
+    values (``Length must be between 1 and 20.``) becomes its template with those values,
+    translated like any :class:`~crmkit.i18n.Message`; any other text is left as it is."""
+    for template, pattern in _MARSHMALLOW_PATTERNS:
+        found = pattern.fullmatch(text)
+        if found:
+            return Message(template, found.groupdict())
+    return text
 
 
 def registry_messages(crm: Any) -> set[str]:
@@ -254,4 +330,5 @@ def registry_messages(crm: Any) -> set[str]:
     texts |= {"mention", "assignment", "reminder", "reassignment", "tags", "tag", "group"}
     texts |= {"text", "number", "money", "date", "boolean", "choice", "multi_choice", "reference"}
     texts |= SERVICE_MESSAGES
+    texts |= MARSHMALLOW_MESSAGES | set(MARSHMALLOW_TEMPLATES)
     return {t for t in texts if t}

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from crmkit.i18n import Message, translate
+from crmkit.i18n import Label, Message, message, translate
 from crmkit.web import i18n
 from crmkit.web.security import LANGUAGE_COOKIE, SESSION_COOKIE
 
@@ -242,13 +242,18 @@ def toast(request: Request, message: str, kind: str = "ok", status: int = 200) -
     return Response(status_code=status, headers={"HX-Trigger": trigger, "HX-Reswap": "none"})
 
 
-def error_text(request: Request, error: Exception, zone: Any = None) -> str:
+def error_text(
+    request: Request, error: Exception, zone: Any = None, labels: Mapping[str, str] | None = None
+) -> str:
     """A crmkit error's message in the user's language, field by field for validation errors.
 
     A message naming a moment (:class:`crmkit.i18n.Moment`) shows it in ``zone``, by
-    default the user's.
+    default the user's.  A field is named by its label in ``labels`` (the form's own, as
+    the form shows it: ``{"expiry_days": "Expires after, days"}``), else by its name, both
+    translated.  Marshmallow's own refusals (``Length must be between 1 and 20.``) are
+    translated too, their numbers kept (:func:`crmkit.web.i18n.validation_message`).
     """
-    from crmkit.errors import ValidationFailed
+    from crmkit.errors import PermissionDenied, ValidationFailed
 
     locale = request.state.locale
     zone = zone or locale.zone
@@ -258,9 +263,20 @@ def error_text(request: Request, error: Exception, zone: Any = None) -> str:
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
                 text = "; ".join(_flatten(m, zone) for m in items)
-                label = "" if field == "_schema" else i18n.gettext(field) + ": "
+                label = "" if field == "_schema" else i18n.gettext((labels or {}).get(field, field))
+                label = label and label + ": "
                 parts.append(label + text)
             return "; ".join(parts)
+        if isinstance(error, PermissionDenied) and error.detail is None:
+            # the plain refusal names the action and the entity by their codes: the reader
+            # sees the action's and the entity's labels in their language
+            entity = request.app.state.crm.entities.by_name.get(error.entity)
+            refusal = message(
+                "not allowed to {action}: {entity}",
+                action=Label(error.action),
+                entity=Label((entity.label if entity else "") or error.entity),
+            )
+            return refusal.translate(i18n.gettext, zone)
         raised = error.args[0] if len(error.args) == 1 else None
         return translate(raised if isinstance(raised, Message) else str(error), i18n.gettext, zone)
 
@@ -271,7 +287,9 @@ def _flatten(messages: Any, zone: Any) -> str:
     if isinstance(messages, list):
         return " ".join(_flatten(m, zone) for m in messages)
     return translate(
-        messages if isinstance(messages, Message) else str(messages), i18n.gettext, zone
+        messages if isinstance(messages, Message) else i18n.validation_message(str(messages)),
+        i18n.gettext,
+        zone,
     )
 
 

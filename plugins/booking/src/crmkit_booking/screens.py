@@ -107,7 +107,8 @@ def new(request: Request) -> Response:
                 request, "/booking", "Booked.", day=starts.astimezone(service.zone).date()
             )
         except ValueError:
-            error, status = i18n.gettext("Enter the date and time of the booking."), 422
+            with i18n.activate(request.state.locale):  # gettext reads the active language
+                error, status = i18n.gettext("Enter the date and time of the booking."), 422
         except ValidationFailed as exc:
             error, status = error_text(request, exc, _zone(request)), 422
     with work(request) as unit:

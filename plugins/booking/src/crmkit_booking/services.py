@@ -337,7 +337,7 @@ class BookingService:
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
         if resource is None:
-            raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
+            raise ValidationFailed({"resource_id": [message("no resource {id}", id=resource_id)]})
         party = self.work.parties.get(party_id)
         values: dict[str, Any] = {
             "title": title or f"{party.name} — {resource.name}",

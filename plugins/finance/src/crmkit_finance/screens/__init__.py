@@ -9,7 +9,7 @@ operation (bad input, no permission) writes nothing and comes back as an error m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -64,14 +64,15 @@ def attempt(
     action: Callable[[Any], Any],
     done: str,
     then: Callable[[Any], str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Response:
     """Run ``action(fin)`` in one unit of work as the user and go back to ``back``.
 
     Success shows ``done`` (on ``then(result)`` when given); a form sent again (its
     one-time token already used, see :mod:`crmkit_finance.services.forms`) did nothing the
     second time and says so instead.  A refusal (invalid input, no permission) rolls
-    everything back and shows why on ``back``.  A record outside the user's scope stays a
-    404.
+    everything back and shows why on ``back``, naming a field by its label in ``labels``
+    (the form's), else by its name.  A record outside the user's scope stays a 404.
     """
     try:
         with work(request) as unit:
@@ -80,7 +81,7 @@ def attempt(
     except NotFound:
         raise
     except (ValidationFailed, PermissionDenied) as refused:
-        return redirect(request, back, error_text(request, refused), kind="error")
+        return redirect(request, back, error_text(request, refused, labels=labels), kind="error")
     target = then(result) if then else back
     if repeat:
         return redirect(request, target, "This form was already sent: nothing was done again.")

@@ -268,7 +268,13 @@ def set_program(request: Request) -> Response:
             ),
         )
 
-    return attempt(request, "/finance/cashback", set_it, "Cashback program saved.")
+    return attempt(
+        request,
+        "/finance/cashback",
+        set_it,
+        "Cashback program saved.",
+        labels={"expiry_days": "Expires after, days", "percent": "Percent", "valid_from": "From"},
+    )
 
 
 def adjust_cashback(request: Request) -> Response:
