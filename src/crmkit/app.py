@@ -363,6 +363,21 @@ class CRM:
         """Pipelines driving ``entity``, in registration order."""
         return [p for p in self.pipelines.values() if p.entity == entity]
 
+    def actions_of(self, entity: str) -> tuple[str, ...]:
+        """The actions of ``entity`` the permission table holds cells for: those it declares
+        (``EntityType.actions``), then those its pipelines' transitions take as their
+        ``permission`` and those a plugin seeds a cell of (the booking plugin's ``book`` on
+        ``resource``), so the admin screen offers them and an admin can hand them out."""
+        found = dict.fromkeys(self.entities[entity].actions)
+        for pipeline in self.pipelines_for(entity):
+            found.update(dict.fromkeys(pipeline.permissions()))
+        found.update(
+            dict.fromkeys(
+                p.action for p in self.permissions if p.entity == entity and p.action != "*"
+            )
+        )
+        return tuple(found)
+
     def filter_fields_for(self, entity: str) -> dict[str, FilterField]:
         """Computed filter fields that apply to ``entity`` (by name)."""
         return {f.name: f for f in self.filter_fields if f.entity in ("*", entity)}

@@ -10,6 +10,7 @@ they can be built, compared, printed and tested without a database.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ class GuardResult:
 #: mean ok; ``False`` refuses without a reason (the guard's name is used); a string refuses
 #: with that reason.
 Guard = Callable[["MoveContext"], "GuardResult | bool | str | None"]
+
+
+_ACTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _tuple(value: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -91,11 +95,16 @@ class Stage:
 class Transition:
     """An allowed move from one or more stages (``"*"`` for any) to ``target``.
 
-    ``roles`` limits who may make it (empty: anybody allowed to ``move`` the entity);
-    ``guards`` must all pass; ``requires_fields``/``requires_documents`` add to the target
-    stage's own; ``requires_comment`` asks the user to say why (a refusal, a give-up).
-    ``backward`` marks a move against the flow: shown differently, stored on the move's
-    history row (``StageMove.backward``) and counted apart in funnels.
+    Who may make it, besides holding ``move`` on the record: anybody, by default;
+    ``permission`` names an action on the pipeline's entity (``"pay"``: the cell
+    *entity* / ``pay`` of the permission table) whose scope must reach the record, so the
+    admin hands the move to any role by editing cells; ``roles`` is the simple form, a
+    fixed list of role names (a role renamed or added later does not get the move).  A
+    transition takes one of the two, not both.  ``guards`` must all pass;
+    ``requires_fields``/``requires_documents`` add to the target stage's own;
+    ``requires_comment`` asks the user to say why (a refusal, a give-up).  ``backward``
+    marks a move against the flow: shown differently, stored on the move's history row
+    (``StageMove.backward``) and counted apart in funnels.
     """
 
     source: tuple[str, ...] = attrs.field(converter=_tuple)
@@ -107,6 +116,18 @@ class Transition:
     requires_documents: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     requires_comment: bool = False
     backward: bool = False
+    permission: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.permission is None:
+            return
+        if not isinstance(self.permission, str) or not _ACTION_NAME.fullmatch(self.permission):
+            raise ValueError(
+                f"transition to {self.target!r}: permission {self.permission!r} is not an "
+                "action name (letters, digits and _, such as 'pay')"
+            )
+        if self.roles:
+            raise ValueError(f"transition to {self.target!r}: give roles or a permission, not both")
 
     def leaves(self, stage: str) -> bool:
         """Whether this transition starts from ``stage``."""
@@ -201,6 +222,11 @@ class Pipeline:
                 return transition
         return None
 
+    def permissions(self) -> list[str]:
+        """The actions the transitions take as their ``permission``, in declaration order
+        (cells of the permission table on :attr:`entity`)."""
+        return list(dict.fromkeys(t.permission for t in self.transitions if t.permission))
+
     def backward_moves(self) -> list[tuple[str, str]]:
         """Every ``(source, target)`` pair of stages whose move takes a backward transition.
 
@@ -258,6 +284,8 @@ class Pipeline:
                 notes.append("backward")
             if transition.roles:
                 notes.append("roles: " + ", ".join(transition.roles))
+            if transition.permission:
+                notes.append(f"permission: {self.entity} {transition.permission}")
             if transition.guards:
                 notes.append("guards: " + ", ".join(_guard_name(g) for g in transition.guards))
             if transition.requires_documents:

@@ -1,9 +1,10 @@
 """The pipeline engine: checking a move, then applying it with history, audit and events.
 
-:func:`check_move` finds every reason a move may not happen (no such transition, a role
-that may not make it, missing fields or documents, failing guards, plugin vetoes) and
-raises :class:`~crmkit.errors.MoveRefused` with all of them at once; guards and plugin
-vetoes run only once the pipeline's own checks (fields, documents, comment) passed.
+:func:`check_move` finds every reason a move may not happen (no such transition, an actor
+without the transition's role or permission, missing fields or documents, failing guards,
+plugin vetoes) and raises :class:`~crmkit.errors.MoveRefused` with all of them at once;
+guards and plugin vetoes run only once the pipeline's own checks (fields, documents,
+comment) passed.
 :func:`apply_move` is the core's implementation of the ``crmkit_stage_move`` hook: it
 writes the new stage under optimistic locking, the history row, the audit entry, the
 timeline entry and the ``stage.moved`` event.
@@ -22,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from crmkit import events
 from crmkit.clock import utcnow
-from crmkit.errors import Conflict, MoveRefused
+from crmkit.errors import Conflict, MoveRefused, PermissionDenied
 from crmkit.i18n import Label, Labels, Message, message
 from crmkit.model import Attachment, StageMove
 from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, Transition
@@ -173,15 +174,72 @@ def transition_for(pipeline: Pipeline, source: str | None, target: str) -> Trans
     return pipeline.transition(source, target)
 
 
-def _role_titles(move: MoveContext, roles: tuple[str, ...]) -> Labels:
+def _role_titles(work: UnitOfWork, roles: tuple[str, ...]) -> Labels:
     """The roles a refusal names, by their titles (translated for the reader), not codes."""
-    known = move.work.crm.roles
+    known = work.crm.roles
     return Labels(Label((known[r].label if r in known else "") or r) for r in roles)
+
+
+def who_may_not(
+    work: UnitOfWork,
+    pipeline: Pipeline,
+    entity: EntityType,
+    record: Any,
+    transition: Transition,
+) -> Message | None:
+    """Why the actor may not take ``transition`` with ``record``, read by the actor from
+    its stage (``None``: they may).
+
+    Only who makes the move is looked at (not the fields, documents or guards): the
+    transition's ``roles`` (one of them), or its ``permission``, an action on the entity
+    whose scope must reach the record.  The system actor may take every transition.
+    """
+    actor = work.actor
+    if actor.system:
+        return None
+    target = pipeline.stage(transition.target)
+    if transition.roles:
+        if actor.roles & set(transition.roles):
+            return None
+        return message(
+            "only {roles} may move to “{target}”",
+            roles=_role_titles(work, transition.roles),
+            target=Label(target.title),
+        )
+    action = transition.permission
+    if not action:
+        return None
+    access = work.access
+    params = {
+        "source": Label(pipeline.stage_title(record.stage) if record.stage else "—"),
+        "target": Label(target.title),
+        "permission": Label(action),
+        "entity": Label(entity.label_plural or entity.label or entity.name),
+    }
+    if not access.can(entity.name, action):
+        return message(
+            "moving from “{source}” to “{target}” takes the permission “{permission}” on {entity}",
+            **params,
+        )
+    try:
+        access.check_record(
+            work.session,
+            entity,
+            record.id,
+            action,
+            read_by_scope=not work.records(entity.name).widens_reading(),
+        )
+    except PermissionDenied:
+        return message(
+            "moving from “{source}” to “{target}” takes the permission “{permission}” on "
+            "{entity}, and yours does not reach this record",
+            **params,
+        )
+    return None
 
 
 def check_move(move: MoveContext) -> None:
     """Raise :class:`MoveRefused` with every reason this move may not happen."""
-    actor = move.actor
     pipeline, target = move.pipeline, move.target
     if move.source == target.name:
         raise MoveRefused([message("already in stage “{stage}”", stage=Label(target.title))])
@@ -198,16 +256,9 @@ def check_move(move: MoveContext) -> None:
                 )
             ]
         )
-    if transition.roles and not actor.system and not (actor.roles & set(transition.roles)):
-        raise MoveRefused(
-            [
-                message(
-                    "only {roles} may move to “{target}”",
-                    roles=_role_titles(move, transition.roles),
-                    target=Label(target.title),
-                )
-            ]
-        )
+    refusal = who_may_not(move.work, pipeline, move.entity, move.record, transition)
+    if refusal is not None:
+        raise MoveRefused([refusal])
     reasons: list[str | Message] = []
     fields = missing_fields(move)
     if fields:

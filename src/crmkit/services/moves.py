@@ -22,7 +22,13 @@ from crmkit.filters import evaluate
 from crmkit.i18n import Label, Labels, message
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline, Stage, Transition
-from crmkit.pipeline.engine import MoveContext, check_move, missing_fields, transition_for
+from crmkit.pipeline.engine import (
+    MoveContext,
+    check_move,
+    missing_fields,
+    transition_for,
+    who_may_not,
+)
 from crmkit.services.records import PIPELINE_FIELDS
 
 if TYPE_CHECKING:
@@ -54,7 +60,8 @@ def require_placement(
 
 @attrs.frozen
 class MoveOption:
-    """A stage the record could move to, and whether the actor's roles allow it."""
+    """A stage the record could move to, and whether the actor may make the move (the
+    transition's roles or permission; fields, documents and guards are checked when moving)."""
 
     stage: Stage
     transition: Transition
@@ -393,14 +400,15 @@ class MoveService:
         return self.move_many(ids, to, comment=comment, entity=pipeline.entity)
 
     def options(self, record: Any, entity: str | None = None) -> list[MoveOption]:
-        """Stages the record can go to next, with whether the actor's roles allow each.
+        """Stages the record can go to next, with whether the actor may take each: the
+        ``move`` permission, and the transition's roles or permission (its scope reaching
+        the record).
 
         A record in a stage the pipeline no longer declares may go to any of its stages.
         """
         entity_type = self._entity(record, entity)
         record = self.work.records(entity_type.name).get(record)
         pipeline = self.pipeline_of(record)
-        actor = self.work.actor
         may_move = self.work.access.can(entity_type.name, "move")
         options = []
         if record.stage and not pipeline.has_stage(record.stage):
@@ -411,7 +419,7 @@ class MoveService:
             ]
         for transition in pipeline.transitions_from(record.stage):
             allowed = may_move and (
-                not transition.roles or actor.system or bool(actor.roles & set(transition.roles))
+                who_may_not(self.work, pipeline, entity_type, record, transition) is None
             )
             options.append(MoveOption(pipeline.stage(transition.target), transition, allowed))
         return options

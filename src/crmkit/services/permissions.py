@@ -44,7 +44,7 @@ class PermissionService:
         scopes = load_scopes(self.work.session, [role])
         result: dict[tuple[str, str], tuple[Scope, bool]] = {}
         for entity in self.work.crm.entities:
-            for action in {*ACTIONS, *entity.actions}:
+            for action in {*ACTIONS, *self.work.crm.actions_of(entity.name)}:
                 scope = scope_in(scopes, entity.name, action)
                 own = scopes.get((entity.name, action), Scope.NONE)
                 result[(entity.name, action)] = (scope, scope > own)

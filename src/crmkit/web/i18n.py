@@ -312,6 +312,8 @@ def registry_messages(crm: Any) -> set[str]:
     texts: set[str] = set()
     for entity in crm.entities:
         texts |= {entity.label, entity.label_plural}
+        # actions its pipelines or plugins' cells add: columns of the permission screen
+        texts |= set(crm.actions_of(entity.name)) - set(entity.actions)
         texts |= {c.key for c in entity.model.__table__.columns}
         texts |= set(entity.filter_attrs)
     for role in crm.roles.values():
@@ -319,6 +321,7 @@ def registry_messages(crm: Any) -> set[str]:
     for pipeline in crm.pipelines.values():
         texts.add(pipeline.title)
         texts |= {stage.title for stage in pipeline.stages}
+
     for item in crm.menu_items:
         texts.add(item.label)
     for report in crm.reports.values():

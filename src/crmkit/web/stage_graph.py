@@ -99,6 +99,8 @@ def _edge(source: int, target: int, top: int, transition: Any) -> Edge:
     rules = []
     if transition.roles:
         rules.append("/".join(transition.roles))
+    if getattr(transition, "permission", None):
+        rules.append(f"⚿ {transition.permission}")
     if transition.requires_comment:
         rules.append("comment")
     if transition.guards:

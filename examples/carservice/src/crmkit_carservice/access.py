@@ -10,6 +10,8 @@ entity, so every money screen and report refuses them.
 from __future__ import annotations
 
 from crmkit.access.rules import Permission, Role, Scope, grant
+from crmkit_carservice import pipeline
+from crmkit_carservice.pipeline import PAY, REPAIR
 
 ROLES = (
     Role("worker", "Worker", "Does the work on the orders assigned to them.", "carservice-my"),
@@ -34,12 +36,19 @@ def permissions() -> list[Permission]:
         *grant("worker", "resource", ("read",), Scope.ALL),
         # the manager: cars like clients
         *grant("manager", CARS, ("read", "create", "update", "delete", "export"), Scope.ALL),
-        # the cashier and the accountant hand paid orders over: ``move`` on every order, and
-        # the pipeline's role limits leave them done -> paid only (the workshop transitions
-        # are the workers' and the office's, see pipeline.WORKSHOP_ROLES)
-        *grant("cashier", "finance_order", ("move",), Scope.ALL),
+        # the pipeline's moves (see pipeline.SERVICE_ORDER): ``move`` on the order and the
+        # transition's action.  The worker takes their own orders through the workshop; the
+        # cashier and the accountant move every order, but only done -> paid (``pay``); the
+        # office (manager, admin) does everything, as its role names did before
+        *grant("worker", "finance_order", (REPAIR,), Scope.OWN),
+        *grant("cashier", "finance_order", ("move", PAY), Scope.ALL),
         *grant("cashier", CARS, ("read",), Scope.ALL),
-        *grant("accountant", "finance_order", ("move",), Scope.ALL),
+        *grant("accountant", "finance_order", ("move", PAY), Scope.ALL),
+        *[
+            p
+            for role in ("manager", "admin")
+            for p in grant(role, "finance_order", pipeline.ACTIONS, Scope.ALL)
+        ],
         *[
             p
             for role in ("director", "accountant", "warehouse_head")

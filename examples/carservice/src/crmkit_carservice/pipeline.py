@@ -4,7 +4,8 @@ Revenue is recognized by the finance plugin when an order enters a success stage
 ``paid`` and ``closed`` are success stages too, so moving on from ``done`` changes no books.
 Workers (and the office) move orders through the workshop stages; handing the car over as
 paid is the cashier's or the accountant's (or the office's), and only when the order is paid
-or the client pays by contract.
+or the client pays by contract.  Each transition takes a permission on the order (``repair``,
+``pay``...), not a list of roles, so an admin gives a new role a move by granting its cell.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from crmkit_finance.services.orders import paid_or_on_contract
 from crmkit import Pipeline, Stage, StageKind, Transition
 
 WORKSHOP = ("new", "diagnostics", "in_work", "waiting_parts")
-OFFICE = ("manager", "admin")
-#: who moves an order through the workshop stages (to ``done`` included): the workers (on
-#: their own orders, by their scope) and the office; the cashier and the accountant, who
-#: may move any order for the handing over, are not among them
-WORKSHOP_ROLES = ("worker", *OFFICE)
+
+#: Who may take which move is a permission on ``finance_order`` (seeded in
+#: :mod:`crmkit_carservice.access`, edited by the admin on *Roles and permissions*): moving an
+#: order needs ``move`` on it and the transition's action, whose scope must reach the order.
+#: ``repair``: the workshop stages (to ``done`` included), the workers' (own) and the office's;
+REPAIR = "repair"
+#: ``pay``: handing a done order over as paid, the cashier's, the accountant's and the office's;
+PAY = "pay"
+#: ``reopen``, ``close`` and ``cancel`` (cancelling and restoring): the office's.
+REOPEN, CLOSE, CANCEL = "reopen", "close", "cancel"
+#: every action the pipeline's transitions take
+ACTIONS = (REPAIR, PAY, REOPEN, CLOSE, CANCEL)
 
 SERVICE_ORDER = Pipeline(
     name="carservice_order",
@@ -36,22 +44,22 @@ SERVICE_ORDER = Pipeline(
         Stage("cancelled", "Cancelled", kind=StageKind.DEAD_END),
     ],
     transitions=[
-        Transition("new", "diagnostics", roles=WORKSHOP_ROLES),
-        Transition(("new", "diagnostics", "waiting_parts"), "in_work", roles=WORKSHOP_ROLES),
-        Transition(("diagnostics", "in_work"), "waiting_parts", roles=WORKSHOP_ROLES),
-        Transition(("diagnostics", "in_work"), "done", roles=WORKSHOP_ROLES),
-        Transition("diagnostics", "new", backward=True, label="back", roles=WORKSHOP_ROLES),
-        Transition(
-            "done", "in_work", backward=True, label="reopen", requires_comment=True, roles=OFFICE
-        ),
+        Transition("new", "diagnostics", permission=REPAIR),
+        Transition(("new", "diagnostics", "waiting_parts"), "in_work", permission=REPAIR),
+        Transition(("diagnostics", "in_work"), "waiting_parts", permission=REPAIR),
+        Transition(("diagnostics", "in_work"), "done", permission=REPAIR),
+        Transition("diagnostics", "new", backward=True, label="back", permission=REPAIR),
         Transition(
             "done",
-            "paid",
-            guards=(paid_or_on_contract,),
-            roles=("cashier", "accountant", *OFFICE),
+            "in_work",
+            backward=True,
+            label="reopen",
+            requires_comment=True,
+            permission=REOPEN,
         ),
-        Transition("paid", "closed", roles=OFFICE),
-        Transition(WORKSHOP, "cancelled", requires_comment=True, roles=OFFICE),
-        Transition("cancelled", "new", backward=True, label="restore", roles=OFFICE),
+        Transition("done", "paid", guards=(paid_or_on_contract,), permission=PAY),
+        Transition("paid", "closed", permission=CLOSE),
+        Transition(WORKSHOP, "cancelled", requires_comment=True, permission=CANCEL),
+        Transition("cancelled", "new", backward=True, label="restore", permission=CANCEL),
     ],
 )

@@ -142,8 +142,10 @@ def permissions(request: Request) -> Response:
         role = request.query_params.get("role") or (roles[0].name if roles else "")
         table = unit.permissions.effective(role)
     entities = sorted(crm.entities.by_name.values(), key=lambda e: e.name)
-    # the generic actions first, then those some entities add (refund, block...)
-    actions = [*ACTIONS, *sorted({a for e in entities for a in e.actions} - set(ACTIONS))]
+    # the generic actions first, then those some entities add (refund, block...), their
+    # pipelines' transitions take (a car service's pay) or plugins seed (booking's book)
+    added = {a for e in entities for a in crm.actions_of(e.name)} - set(ACTIONS)
+    actions = [*ACTIONS, *sorted(added)]
     return render(
         request,
         "admin/permissions.html",
