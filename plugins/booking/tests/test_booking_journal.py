@@ -139,6 +139,8 @@ def test_a_cancelled_booking_frees_its_slot(shop):
 def test_booking_a_hidden_client_or_a_missing_resource_is_refused(shop):
     crm, bay, _, client, _ = shop
     add_user(crm, "agent", ["agent"])
+    with crm.system() as work:  # the agent keeps the journal, but not the manager's client
+        work.permissions.set("agent", "resource", "book", "all")
     with crm.acting_as("agent") as work:
         from crmkit.errors import NotFound
 
@@ -222,7 +224,8 @@ class FrontDesk:
 
         return [
             *grant("desk", ("party", "calendar_event"), ("read", "create", "update"), "own"),
-            *grant("desk", "resource", "read", "all"),
+            # reads the bays and specialists, keeps the journal (``book``, any scope)
+            *grant("desk", "resource", ("read", "book"), "all"),
         ]
 
 

@@ -8,10 +8,16 @@ from typing import Any
 from crmkit import Setting, hookimpl
 from crmkit.access.rules import Scope, grant
 from crmkit.web.contributions import MenuItem, Screen
+from crmkit_booking.services import BOOK
 
 crmkit_plugin_name = "booking"
 
-ROLES = ("manager", "admin")
+#: Keeping the journal (its screens and menu item, and ``BookingService``'s journal, free
+#: windows, booking and cancelling) is the action ``book`` on ``resource`` (``BOOK``), any
+#: scope: a cell the admin hands to any role.  Editing the bays and specialists stays
+#: ``resource`` ``update``.  The roles seeded with ``book``: those that kept the journal
+#: when it was theirs by name.
+BOOKING_ROLES = ("manager", "admin")
 
 
 def _time_of_day(text: str) -> str | None:
@@ -54,8 +60,12 @@ def crmkit_register_settings() -> list[Setting]:
 
 @hookimpl
 def crmkit_register_permissions() -> list[Any]:
-    # managers keep the journal: they add bays and specialists (everyone may read them)
-    return grant("manager", "resource", ("create", "update"), Scope.ALL)
+    # managers keep the journal and add bays and specialists (everyone may read them); the
+    # admin's ``* / *`` gives it the same, named so the power is a cell to read and hand out
+    return [
+        *grant("manager", "resource", ("create", "update"), Scope.ALL),
+        *[p for role in BOOKING_ROLES for p in grant(role, *BOOK, Scope.ALL)],
+    ]
 
 
 @hookimpl
@@ -63,13 +73,13 @@ def crmkit_register_screens() -> list[Screen]:
     from crmkit_booking import screens
 
     return [
-        Screen("booking", "/booking", "Booking journal", screens.journal, roles=ROLES),
+        Screen("booking", "/booking", "Booking journal", screens.journal, permission=BOOK),
         Screen(
             "booking-new",
             "/booking/new",
             "New booking",
             screens.new,
-            roles=ROLES,
+            permission=BOOK,
             methods=("GET", "POST"),
         ),
         Screen(
@@ -77,7 +87,7 @@ def crmkit_register_screens() -> list[Screen]:
             "/booking/{event_id:int}/cancel",
             "Cancel booking",
             screens.cancel,
-            roles=ROLES,
+            permission=BOOK,
             methods=("POST",),
         ),
     ]
@@ -85,4 +95,4 @@ def crmkit_register_screens() -> list[Screen]:
 
 @hookimpl
 def crmkit_register_menu_items() -> list[Any]:
-    return [MenuItem("Booking journal", "booking", roles=ROLES, order=55, icon="🗓")]
+    return [MenuItem("Booking journal", "booking", permission=BOOK, order=55, icon="🗓")]

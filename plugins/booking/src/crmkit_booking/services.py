@@ -12,6 +12,11 @@ all see it with no table of its own.  ``booking(work)`` is the facade::
         journal.book(party_id=client.id, resource_id=window.resource.id,
                      starts_at=window.starts_at, duration=dt.timedelta(hours=1))
 
+Keeping the journal takes the action ``book`` on ``resource`` (any scope; the manager's and
+the admin's as seeded, any role's an admin grants it to): :meth:`BookingService.journal`,
+:meth:`~BookingService.find_free`, :meth:`~BookingService.book` and
+:meth:`~BookingService.cancel` refuse an actor without it (:class:`PermissionDenied`).
+
 Booking raises the domain event ``booking.made`` (``booking.cancelled`` when cancelled),
 which automation rules react to (confirm, remind the day before, ask for a review).
 """
@@ -32,8 +37,12 @@ from crmkit.model import CalendarEvent, Resource, User
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
 KIND = "booking"
+#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
+BOOK = ("resource", "book")
 #: The kinds of the client's timeline entries of a booking made and cancelled.
 MADE_KIND = "booking"
+#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
+BOOK = ("resource", "book")
 CANCELLED_KIND = "booking_cancelled"
 
 
@@ -181,6 +190,10 @@ class BookingService:
         self.work.audit("resource", resource.id, "create", {"name": [None, resource.name]})
         return resource
 
+    def require_book(self) -> None:
+        """Refuse an actor who may not keep the journal (``resource`` ``book``)."""
+        self.work.access.require(*BOOK)
+
     # -- the journal ------------------------------------------------------------------
 
     def day_bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -199,6 +212,7 @@ class BookingService:
         named only to an actor who may read them.  A resource whose specialist is blocked
         is shown only while it holds bookings in the period, as ``closed``.
         """
+        self.require_book()
         resources = self.resources()
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
@@ -274,6 +288,7 @@ class BookingService:
         where *any* booking holds it, whoever may see that booking; a specialist who is
         blocked has no window.
         """
+        self.require_book()
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
         resources = self.bookable(kind)
@@ -324,6 +339,7 @@ class BookingService:
         which serializes bookings of one resource on both databases, so two people booking
         the same slot at once cannot both succeed.
         """
+        self.require_book()
         self.work.access.require("calendar_event", "create")
         if ends_at is None:
             if duration is None:
@@ -375,6 +391,7 @@ class BookingService:
         cancelled already is refused on ``status`` (so ``booking.cancelled``, and whatever
         tells the client, happens once).
         """
+        self.require_book()
         calendar = self.work.calendar
         event = calendar.get(event_id, "update")
         if event.kind != KIND:
