@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crmkit import InboundMessage
+from crmkit import InboundMessage, hookimpl
 from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
 from crmkit.testing.web import served
 from tests.web.conftest import ChatChannel
@@ -126,22 +126,41 @@ def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
 
 
 def test_a_refused_move_snaps_back_with_its_reason(server, browser):
+    """A card is dropped only on the stages the user may move it to (none from Qualified
+    to Won: the column does not take it); a move that is offered but refused (a plugin's
+    veto) snaps back with its reason."""
     crm, base = server
     add_user(crm, "petr", ["agent"])
     with crm.acting_as("petr") as work:
-        deal = factories.deal(work, title="Поставка станков")
+        deal = factories.deal(work, title="Поставка станков", amount="100000")
         work.moves.move(deal, "qualified")
-    page = sign_in(browser.new_context(viewport={"width": 1400, "height": 900}), base, "petr")
-    page.goto(f"{base}/boards/sales")
-    card = page.locator(f'.kcard[data-id="{deal.id}"]')
-    target = page.locator('ul.cards[data-stage="won"]')
-    _drag(page, card, target)
-    toast = page.wait_for_selector(".toast.error", timeout=10000)
-    reason = toast.inner_text()
-    assert "won" in reason.lower() or "выиграна" in reason.lower() or "qualified" in reason.lower()
-    back = f'ul.cards[data-stage="qualified"] .kcard[data-id="{deal.id}"]'
-    page.wait_for_selector(back)
-    page.screenshot(path=str(ARTIFACTS / "board-refused.png"))
+
+    class Budget:
+        @hookimpl
+        def crmkit_before_stage_move(self, move):
+            if move.target.name == "proposal":
+                return "the budget is not approved yet"
+            return None
+
+    veto = Budget()
+    crm.pm.register(veto)
+    try:
+        page = sign_in(browser.new_context(viewport={"width": 1400, "height": 900}), base, "petr")
+        page.goto(f"{base}/boards/sales")
+        card = page.locator(f'.kcard[data-id="{deal.id}"]')
+        assert card.get_attribute("data-targets") == "proposal new lost"
+        back = f'ul.cards[data-stage="qualified"] .kcard[data-id="{deal.id}"]'
+        _drag(page, card, page.locator('ul.cards[data-stage="won"]'))
+        page.wait_for_selector(back)
+        assert page.locator('ul.cards[data-stage="won"] .kcard').count() == 0
+        assert page.locator(".toast.error").count() == 0, page.inner_text(".toast.error")
+        _drag(page, card, page.locator('ul.cards[data-stage="proposal"]'))
+        toast = page.wait_for_selector(".toast.error", timeout=10000)
+        assert "the budget is not approved yet" in toast.inner_text()
+        page.wait_for_selector(back)
+        page.screenshot(path=str(ARTIFACTS / "board-refused.png"))
+    finally:
+        crm.pm.unregister(veto)
     with crm.acting_as("petr") as work:
         assert work.deals.get(deal.id).stage == "qualified"
 

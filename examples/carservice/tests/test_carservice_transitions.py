@@ -7,6 +7,8 @@ everything); a role of the deployment's own gets a move when the admin grants it
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from crmkit_carservice.pipeline import ACTIONS
 from crmkit_finance import finance
@@ -129,3 +131,16 @@ async def test_the_order_page_offers_paid_only_to_who_may_pay(station, anyio_bac
     screen = await client.get("/admin/permissions", params={"role": "cashier"})
     assert 'aria-label="finance_order pay"' in screen.text
     assert 'aria-label="finance_order repair"' in screen.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_board_lets_a_card_go_only_where_its_user_may_move_it(station, anyio_backend):
+    order = done_and_paid(station)
+    card = re.compile(rf'data-id="{order}" data-version="\d+" data-targets="([^"]*)"')
+    for username, targets in (("ivan", ""), ("cashier", "paid"), ("manager", "in_work paid")):
+        client = WebClient.for_crm(station.crm)
+        assert (await client.login(username)).status_code == 303
+        board = await client.get("/boards/carservice_order")
+        assert board.status_code == 200, username
+        assert card.findall(board.text) == [targets], username

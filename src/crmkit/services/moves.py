@@ -424,6 +424,41 @@ class MoveService:
             options.append(MoveOption(pipeline.stage(transition.target), transition, allowed))
         return options
 
+    def targets(self, records: Iterable[Any], entity: str) -> dict[int, list[str]]:
+        """The stages the actor may move each of ``records`` to, by record id: what a board
+        lets its cards be dropped on.
+
+        The records are those the actor has just read (a board's columns), so they are not
+        read again; who may take each transition is checked as :meth:`options` and the move
+        do (``move``, the transition's roles or permission), the fields, documents and guards
+        only when the move is made.  A record in a removed stage may go to every stage.
+        """
+        entity_type = self.work.crm.entities[entity]
+        may_move = self.work.access.can(entity, "move")
+        found: dict[int, list[str]] = {}
+        for record in records:
+            pipeline = self.work.crm.pipelines.get(record.pipeline) if record.pipeline else None
+            if not may_move or pipeline is None:
+                found[record.id] = []
+            elif record.stage and not pipeline.has_stage(record.stage):
+                found[record.id] = pipeline.stage_names()
+            else:
+                found[record.id] = [
+                    target
+                    for target in dict.fromkeys(
+                        t.target for t in pipeline.transitions_from(record.stage)
+                    )
+                    if who_may_not(
+                        self.work,
+                        pipeline,
+                        entity_type,
+                        record,
+                        pipeline.transition(record.stage, target),
+                    )
+                    is None
+                ]
+        return found
+
     def history(self, record: Any, entity: str | None = None) -> list[StageMove]:
         """Every move of a visible record, oldest first."""
         entity_type = self._entity(record, entity)

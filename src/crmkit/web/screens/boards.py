@@ -67,6 +67,11 @@ def board(request: Request) -> Response:
             limit=COLUMN_SIZE,
         )
         stranded = (list(page), page.next_cursor is not None)
+        # where each card may be dropped: the moves the user may make (the server decides)
+        targets = unit.moves.targets(
+            [r for rows in [*(rows for _, rows, _ in columns), stranded[0]] for r in rows],
+            entity.name,
+        )
         party_ids = [
             getattr(r, entity.party_attr, None)
             for rows in [*(rows for _, rows, _ in columns), stranded[0]]
@@ -86,6 +91,7 @@ def board(request: Request) -> Response:
             "users": users,
             "parties": parties,
             "may_move": may_move,
+            "targets": targets,
             "record_url": record_url,
             "params": params,
         },

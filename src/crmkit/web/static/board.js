@@ -60,6 +60,15 @@
     }
   }
 
+  // whether the pointer was let go over the column the card was put in
+  function releasedOver(event) {
+    const pointer = event.originalEvent;
+    if (!pointer || !("clientX" in pointer)) return true;
+    const under = document.elementFromPoint(pointer.clientX, pointer.clientY);
+    const column = under && under.closest("section.column");
+    return !column || column === event.to.closest("section.column");
+  }
+
   async function statusMove(event) {
     const item = event.item;
     const { status, body } = await window.crmkit.post(
@@ -80,8 +89,20 @@
         forceFallback: true, // pointer events: the same on desktops, phones and in tests
         delay: 150,
         delayOnTouchOnly: true,
+        // a pipeline card is dropped only on the stages the user may move it to
+        onMove: (event) => {
+          const allowed = event.dragged.dataset.targets;
+          const to = event.to.dataset.stage;
+          if (allowed === undefined || !to || event.to === event.from) return true;
+          return allowed.split(" ").includes(to);
+        },
         onEnd: (event) => {
           if (event.from === event.to) return;
+          if (event.item.dataset.targets !== undefined && !releasedOver(event)) {
+            // let go over a stage the card may not go to: it took the last one it passed
+            restore(event.item, event.from, event.oldIndex);
+            return;
+          }
           if (board.dataset.board) pipelineMove(board, event);
           else if (board.hasAttribute("data-status-board")) statusMove(event);
         },
