@@ -4,7 +4,10 @@ The finance plugin seeds the money roles (cashier, accountant, warehouse head, d
 this deployment adds the **worker** (the executor of orders) and decides where each role
 lands after sign-in.  A worker reads and moves only the orders assigned to them (scope
 ``own`` over the order's ``assignee_id``/``owner_id``), and holds no permission on any money
-entity, so every money screen and report refuses them.
+entity, so every money screen and report refuses them.  Who takes which move of the order
+pipeline is a cell too (``repair``, ``pay``, ``reopen``, ``close``, ``cancel`` on
+``finance_order``, see :mod:`crmkit_carservice.pipeline`), seeded below for the roles the
+pipeline named before.
 """
 
 from __future__ import annotations
