@@ -68,6 +68,11 @@ def test_the_permission_must_be_an_action_and_not_come_with_roles():
         Transition("a", "b", permission="pay", roles=("cashier",))
     assert APPROVAL.permissions() == ["approve"]
     assert "draft -> approved  (permission: deal approve)" in APPROVAL.to_text()
+    # the admin's drawing of the pipeline marks the edge with its permission or roles
+    from crmkit.web.stage_graph import stage_graph
+
+    labels = [edge.label for edge in stage_graph(APPROVAL).edges]
+    assert labels == ["⚿ approve", "comment", "manager"]
 
 
 def test_a_role_without_the_cell_is_refused_naming_the_move_and_the_permission(crm):

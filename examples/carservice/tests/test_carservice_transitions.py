@@ -144,3 +144,15 @@ async def test_the_board_lets_a_card_go_only_where_its_user_may_move_it(station,
         board = await client.get("/boards/carservice_order")
         assert board.status_code == 200, username
         assert card.findall(board.text) == [targets], username
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_pipelines_screen_names_each_moves_permission(station, anyio_backend):
+    client = WebClient.for_crm(station.crm)
+    assert (await client.login("admin")).status_code == 303
+    page = await client.get("/admin/pipelines")
+    assert page.status_code == 200
+    named = re.findall(r'data-permission="([^"]+)"', page.text)
+    assert set(named) == {f"finance_order {action}" for action in ACTIONS}
+    assert "⚿ pay" in page.text  # on the drawn edge Done -> Paid
