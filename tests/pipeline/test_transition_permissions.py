@@ -133,7 +133,7 @@ def test_roles_stay_the_simple_form(crm):
     deal = draft(crm, agent)
     with crm.acting_as(agent) as work:
         work.moves.move(deal, "rejected", entity="deal", comment="no budget")
-        with pytest.raises(MoveRefused, match="only manager may move to “Draft”"):
+        with pytest.raises(MoveRefused, match="only Manager may move to “Draft”"):
             work.moves.move(deal, "draft", entity="deal")
     with crm.acting_as(manager) as work:
         work.moves.move(deal, "draft", entity="deal")
