@@ -351,3 +351,57 @@ async def test_russian_pages_say_titles_stages_and_roles_in_russian(station):
     # the move takes the order action "cancel", named as the roles screen names it
     assert "нужно право «отменять» на «Заказы»" in shown
     assert "cancel" not in shown and "finance_order" not in shown
+
+
+def _orders_of(station, party_id):
+    with station.crm.acting_as(station.users["manager"]) as work:
+        return list(work.records("finance_order").list(filters={"party_id": party_id}))
+
+
+def _intake_form(station, **values):
+    form = {
+        "client_kind": "person",
+        "services": str(station.diagnostics.id),
+        "assignee_id": str(station.ivan.id),
+        "location_id": str(station.branch.id),
+    }
+    form.update(values)
+    return form
+
+
+@pytest.mark.parametrize(
+    ("name", "phone"),
+    [
+        ("Сергей Волков", "+7 999 765-43-21"),  # a common name with an unused phone
+        ("Сергей Иванович Волков-Новый", "+7 916 100-20-30"),  # the client's phone, new name
+    ],
+)
+async def test_a_returning_client_typed_as_new_is_offered_not_a_crash(station, name, phone):
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, client_name=name, phone=phone, plate="Т 321 ТТ 77")
+    shown = await client.post("/service/intake", form)
+    assert shown.status_code == 409, shown.status_code
+    # the existing client is listed with a button taking the order for them
+    assert "Сергей Волков" in shown.text
+    assert f'name="party_id" value="{station.client.id}"' in shown.text
+    assert 'name="confirm_duplicates"' in shown.text and 'value="Т 321 ТТ 77"' in shown.text
+    assert _orders_of(station, station.client.id) == []  # nothing was written
+    # the manager picks the existing client: the order is theirs, no second client
+    picked = await client.post("/service/intake", {**form, "party_id": str(station.client.id)})
+    assert picked.status_code == 303, picked.text
+    assert len(_orders_of(station, station.client.id)) == 1
+    with station.crm.acting_as(station.users["manager"]) as work:
+        assert [p.id for p in work.parties.list(search="Волков")] == [station.client.id]
+
+
+async def test_a_namesake_confirmed_as_a_new_client_gets_the_order(station):
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, client_name="Сергей Волков", phone="+7 999 765-43-21")
+    assert (await client.post("/service/intake", form)).status_code == 409
+    created = await client.post("/service/intake", {**form, "confirm_duplicates": "1"})
+    assert created.status_code == 303, created.text
+    with station.crm.acting_as(station.users["manager"]) as work:
+        namesakes = [p for p in work.parties.list(search="Волков") if p.id != station.client.id]
+        assert len(namesakes) == 1
+    assert len(_orders_of(station, namesakes[0].id)) == 1
+    assert _orders_of(station, station.client.id) == []

@@ -14,15 +14,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.clock import utcnow
-from crmkit.errors import ValidationFailed
+from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
+from crmkit.web.screens.clientbase import duplicates_found
 from crmkit_carservice.services import carservice
 
 #: Fields the intake's refusals name that no registry labels: a refusal reads
 #: "<field>: <why>", the field translated as the rest is.
 REFUSED_FIELDS = (i18n.lazy("car_id"), i18n.lazy("client"), i18n.lazy("services"))
+#: The button beside a client the intake's duplicate screening found.
+PICK_CLIENT = i18n.lazy("Take the order for this client")
 
 
 def _order_url(order_id: int) -> str:
@@ -88,15 +91,16 @@ def intake(request: Request) -> Response:
     services = data.get("services") or []
     if isinstance(services, str):
         services = [services]
+    client = {
+        "kind": data.get("client_kind") or "person",
+        "name": data.get("client_name", ""),
+        "phone": data.get("phone", ""),
+    }
     try:
         with work(request) as unit:
             order = carservice(unit).intake(
                 party_id=optional_int(data.get("party_id")),
-                client={
-                    "kind": data.get("client_kind") or "person",
-                    "name": data.get("client_name", ""),
-                    "phone": data.get("phone", ""),
-                },
+                client=client,
                 car_id=optional_int(data.get("car_id")),
                 car={
                     "plate": data.get("plate", ""),
@@ -108,8 +112,28 @@ def intake(request: Request) -> Response:
                 location_id=optional_int(data.get("location_id")),
                 mileage=optional_int(data.get("mileage")),
                 note=str(data.get("note", "")),
+                confirm_duplicates=bool(data.get("confirm_duplicates")),
             )
             order_id = order.id
+    except DuplicatesFound as found:
+        # a returning client typed anew: take the order for them, or confirm a new one
+        with work(request) as unit:
+            values = carservice(unit).client_values(client)
+            context = _choices(unit)
+        return render(
+            request,
+            "carservice/intake.html",
+            {
+                "title": i18n.lazy("New order"),
+                "values": data,
+                "chosen": {str(s) for s in services},
+                "pick": "party_id",
+                "pick_label": PICK_CLIENT,
+                **duplicates_found(request, values, found),
+                **context,
+            },
+            status=409,
+        )
     except ValidationFailed as exc:
         with work(request) as unit:
             context = _choices(unit)

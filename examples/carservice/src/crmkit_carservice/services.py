@@ -181,12 +181,18 @@ class Desk:
         location_id: int | None = None,
         mileage: int | None = None,
         note: str = "",
+        confirm_duplicates: bool = False,
     ) -> Any:
         """Take an order: an existing or new client, an existing or new car, the services.
 
         Runs in the caller's unit of work: anything refused (a bad plate, a hidden client,
         an unknown service, a service that is not a number) raises and nothing of the order,
         client or car is kept.  ``services`` are item ids, as numbers or as a form sends them.
+
+        A new client who looks like an existing one (the core's duplicate screening: the
+        same phone, a similar name) raises :class:`~crmkit.errors.DuplicatesFound` unless
+        ``confirm_duplicates``: the manager picks the existing client (``party_id``) or
+        confirms that this is somebody else.
         """
         item_ids = service_ids(services)
         with self.work.savepoint():
@@ -195,7 +201,9 @@ class Desk:
                     raise ValidationFailed(
                         {"client": [message("choose a client or enter a new one")]}
                     )
-                party_id = self._new_client(client).id
+                party_id = self.work.parties.create(
+                    self.client_values(client), confirm_duplicates=confirm_duplicates
+                ).id
             elif self.work.parties.find(party_id) is None:
                 raise ValidationFailed(
                     {"party_id": [message("no client {client}", client=party_id)]}
@@ -228,7 +236,8 @@ class Desk:
             self.work.flush()
             return order
 
-    def _new_client(self, client: Mapping[str, Any]) -> Party:
+    def client_values(self, client: Mapping[str, Any]) -> dict[str, Any]:
+        """A new client as the intake form describes it, as ``parties.create`` takes it."""
         data = {k: v for k, v in client.items() if v not in (None, "") and k != "phone"}
         data.setdefault("kind", "person")
         if data.get("kind") == "organisation":
@@ -238,7 +247,7 @@ class Desk:
         phone = (client.get("phone") or "").strip()
         if phone:
             data["contact_points"] = [{"kind": "phone", "value": phone}]
-        return self.work.parties.create(data)
+        return data
 
     def assign(self, order: Any, worker_id: int | None) -> Any:
         """Give an order to a worker (or take it back with ``None``)."""

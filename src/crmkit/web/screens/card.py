@@ -242,10 +242,8 @@ def new(request: Request) -> Response:
         with work(request) as unit:
             party = unit.parties.create(values, confirm_duplicates=confirmed)
     except DuplicatesFound as found:
-        from crmkit.web.screens.clientbase import REASONS
+        from crmkit.web.screens.clientbase import duplicates_found
 
-        with work(request) as unit:  # the candidates as objects, for the table
-            candidates = unit.screening.for_values(values)
         return render(
             request,
             "client_form.html",
@@ -254,9 +252,7 @@ def new(request: Request) -> Response:
                 "party": None,
                 "definitions": definitions,
                 "values": data,
-                "candidates": candidates or found.candidates,
-                "reasons": REASONS,
-                "probed": True,
+                **duplicates_found(request, values, found),
             },
             status=409,
         )

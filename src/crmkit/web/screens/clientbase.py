@@ -34,6 +34,20 @@ REASONS = {
 }
 
 
+def duplicates_found(request: Request, values: Any, found: Any) -> dict[str, Any]:
+    """What a create form shows when ``parties.create`` refused a likely duplicate.
+
+    The candidates are screened again for the table (objects: the template tells a
+    candidate the user may open, with its link, from one they may not, named only); the
+    refusal's own list stands in when the second look finds nothing.  A form renders it
+    with ``duplicates_found.html`` and a ``confirm_duplicates`` button (the client form,
+    the car service's intake).
+    """
+    with work(request) as unit:
+        candidates = unit.screening.for_values(values)
+    return {"candidates": candidates or found.candidates, "reasons": REASONS, "probed": True}
+
+
 def screen_values(unit: Any, params: Any) -> list[Any]:
     """Candidates for what the screening box or the client form holds."""
     typed = str(params.get("q", "")).strip()
