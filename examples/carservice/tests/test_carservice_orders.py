@@ -185,3 +185,48 @@ def test_assigning_a_blocked_worker_is_refused(station):
         work.users.block(station.petr.id, reason="left")
     with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed):
         carservice(work).assign(order.id, station.petr.id)
+
+
+def test_a_second_car_with_a_registered_plate_is_refused_naming_the_plate(station):
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        other = work.parties.create(kind="person", name="Другой Клиент")
+        carservice(work).cars.create(party_id=other.id, plate="a 123 bc 77")  # Latin, spaced
+    assert "A 123 BC 77" in str(refused.value.errors["plate"][0])  # the plate as typed
+    with station.crm.acting_as(station.manager) as work:
+        second = carservice(work).cars.create(party_id=station.client.id, plate="В777ОР99")
+        with pytest.raises(ValidationFailed) as renamed:
+            carservice(work).cars.update(second.id, {"plate": "А123ВС 77"})
+        assert "А123ВС 77" in str(renamed.value.errors["plate"][0])
+    with station.crm.system() as work:
+        keys = work.session.scalars(select(CarserviceCar.plate_key)).all()
+    assert sorted(keys) == ["A123BC77", "B777OP99"]
+
+
+def test_intake_for_the_client_with_their_plate_typed_takes_their_car(station):
+    with station.crm.acting_as(station.manager) as work:
+        order = carservice(work).intake(
+            party_id=station.client.id,
+            car={"plate": "a123bc77"},
+            services=[station.diagnostics.id],
+            location_id=station.branch.id,
+        )
+        car, _ = carservice(work).car_of(order.id)
+        assert car.id == station.car.id
+        assert len(carservice(work).cars.of_party(station.client.id)) == 1
+
+
+def test_intake_of_a_registered_plate_under_a_new_client_is_refused(station):
+    crm = station.crm
+    with crm.system() as work:
+        parties_before = work.session.scalar(select(func.count()).select_from(Party))
+    with crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).intake(
+            client={"name": "Пётр Новый", "phone": "+7 999 000-11-22"},
+            car={"plate": "А 123 ВС 77"},
+            services=[station.diagnostics.id],
+            location_id=station.branch.id,
+        )
+    assert "А 123 ВС 77" in str(refused.value.errors["plate"][0])
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(Party)) == parties_before
+        assert work.session.scalar(select(func.count()).select_from(CarserviceCar)) == 1

@@ -405,3 +405,20 @@ async def test_a_namesake_confirmed_as_a_new_client_gets_the_order(station):
         assert len(namesakes) == 1
     assert len(_orders_of(station, namesakes[0].id)) == 1
     assert _orders_of(station, station.client.id) == []
+
+
+async def test_intake_offers_the_car_of_a_registered_plate_and_its_owner(station):
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, client_name="Пётр Новый", phone="+7 999 000-11-22")
+    shown = await client.post("/service/intake", {**form, "plate": "a123bc 77"})
+    assert shown.status_code == 422, shown.status_code
+    error = re.search(r'id="form-error">([^<]*)<', shown.text).group(1)
+    assert "A123BC 77" in error, error
+    offer = shown.text.split('id="known-car"', 1)[1].split("</p>", 1)[0]
+    assert "Сергей Волков" in offer and f'name="car_id" value="{station.car.id}"' in offer
+    taken = await client.post("/service/intake", {**form, "car_id": str(station.car.id)})
+    assert taken.status_code == 303, taken.text
+    [order] = _orders_of(station, station.client.id)
+    with station.crm.acting_as(station.manager) as work:
+        assert carservice(work).car_of(order.id)[0].id == station.car.id
+        assert list(work.parties.list(search="Пётр Новый")) == []

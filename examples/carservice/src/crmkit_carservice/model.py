@@ -13,9 +13,10 @@ from crmkit.model import Base, IdMixin, IdType, TimestampMixin
 
 class CarserviceCar(IdMixin, TimestampMixin, Base):
     """A client's car.  ``plate_key`` is the plate folded by :func:`crmkit.identity.plate_key`
-    (Cyrillic and Latin look-alikes, spaces and case), what the plate search looks up."""
+    (Cyrillic and Latin look-alikes, spaces and case), what the plate search looks up; it is
+    unique: a plate is one car."""
 
-    __table_args__ = (Index("ix_carservice_car_plate_key", "plate_key"),)
+    __table_args__ = (Index("ix_carservice_car_plate_key", "plate_key", unique=True),)
 
     party_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("party.id", ondelete="CASCADE"), index=True

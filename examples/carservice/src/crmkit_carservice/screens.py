@@ -142,6 +142,11 @@ def intake(request: Request) -> Response:
             if party is not None:
                 context["party"] = party
                 context["cars"] = carservice(unit).cars.of_party(party_id)
+            else:  # a plate already registered: offer that car and its owner
+                known = carservice(unit).cars.registered(str(data.get("plate") or ""))
+                owner = unit.parties.find(known.party_id) if known is not None else None
+                if owner is not None:
+                    context["known_car"], context["known_owner"] = known, owner
         return render(
             request,
             "carservice/intake.html",

@@ -75,17 +75,50 @@ def service_ids(services: Iterable[Any]) -> list[int]:
     return ids
 
 
+def _plate_taken(plate: str) -> ValidationFailed:
+    return ValidationFailed(
+        {"plate": [message("a car with the plate {plate} is already registered", plate=plate)]},
+        entity="carservice_car",
+    )
+
+
 class CarService(EntityService):
-    """Cars (entity ``carservice_car``): the plate is kept as typed and folded for search."""
+    """Cars (entity ``carservice_car``): the plate is kept as typed and folded for search.
+
+    A plate is one car: a second car with the same folded plate is refused naming the plate
+    (and the table's unique index on ``plate_key`` holds it against a race).
+    """
 
     def build(self, values: dict[str, Any]) -> Any:
         _plate(values)
+        if self.holder(values["plate_key"]) is not None:
+            raise _plate_taken(values["plate"])
         return super().build(values)
 
     def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
         staged = dict(values)
         _plate(staged)
+        if "plate_key" in staged and self.holder(staged["plate_key"], other_than=record.id):
+            raise _plate_taken(staged["plate"])
         return super().apply_changes(record, staged)
+
+    def holder(self, key: str, *, other_than: int | None = None) -> CarserviceCar | None:
+        """The car registered under the folded plate ``key``, whoever's it is: a plate is
+        unique across the station, not only among the cars the actor sees.  System code
+        only: a screen offers a car through :meth:`registered`."""
+        statement = select(CarserviceCar).where(CarserviceCar.plate_key == key)
+        if other_than is not None:
+            statement = statement.where(CarserviceCar.id != other_than)
+        return self.session.scalars(statement.limit(1)).first()
+
+    def registered(self, text: str) -> CarserviceCar | None:
+        """The visible car whose plate is ``text`` (folded), if any."""
+        key = plate_key(text)
+        if not key:
+            return None
+        return self.session.scalars(
+            self.query().where(CarserviceCar.plate_key == key).limit(1)
+        ).first()
 
     def search_clause(self, text: str) -> Any:
         """The generic search (make, model, VIN...) or the plate folded as ``plate_key`` folds
@@ -185,6 +218,10 @@ class Desk:
     ) -> Any:
         """Take an order: an existing or new client, an existing or new car, the services.
 
+        A plate already registered is that car: the chosen client's own car is taken for
+        the order; another's is refused naming the plate (the form offers that car and its
+        owner, ``car_id`` alone).  ``car_id`` without ``party_id`` is the car's owner.
+
         Runs in the caller's unit of work: anything refused (a bad plate, a hidden client,
         an unknown service, a service that is not a number) raises and nothing of the order,
         client or car is kept.  ``services`` are item ids, as numbers or as a form sends them.
@@ -196,6 +233,16 @@ class Desk:
         """
         item_ids = service_ids(services)
         with self.work.savepoint():
+            if car_id is not None and party_id is None:
+                # a car chosen by itself (the intake offers a known plate's car): its owner
+                party_id = self.cars.get(car_id).party_id
+            typed = (car or {}).get("plate") or ""
+            if car_id is None and typed.strip():
+                known = self.cars.holder(plate_key(typed))
+                if known is not None and party_id is not None and known.party_id == party_id:
+                    car_id = known.id  # the client's own car, its plate typed again
+                elif known is not None:
+                    raise _plate_taken(" ".join(typed.split()).upper())
             if party_id is None:
                 if not client:
                     raise ValidationFailed(
