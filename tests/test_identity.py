@@ -104,5 +104,16 @@ def test_plates_fold_cyrillic_and_latin(typed):
     assert plate_key(typed) == "A123BC77"
 
 
+@pytest.mark.parametrize(
+    "typed", ["M225TP 177 RUS", "М225ТР|177", "м225тр/177", "м 225 тр 177 рус", "M225TP177rus"]
+)
+def test_plates_drop_the_country_and_separators(typed):
+    assert plate_key(typed) == "M225TP177"
+
+
+def test_a_plate_ending_in_letters_like_the_country_keeps_them():
+    assert plate_key("RUS") == "RUS" and plate_key("A123BC") == "A123BC"
+
+
 def test_messenger_handles():
     assert messenger_key("@Ivan_Petrov", "telegram") == "telegram:ivan_petrov"

@@ -72,6 +72,10 @@ class FilterField:
     (:class:`~crmkit.errors.PermissionDenied` naming the field) wherever a condition is
     compiled for them: lists, API filters, counts, exports, smart groups' members and rules.
     Automation conditions run as the system and are not checked.
+
+    ``searched=True`` makes the field part of the entity's search: a list's, the API's or a
+    screen's search text also finds the rows for which the field ``contains`` it (the car
+    service finds orders by the car's plate so), for an actor who holds its permission.
     """
 
     name: str
@@ -82,6 +86,7 @@ class FilterField:
     permission: tuple[str, str] | None = attrs.field(
         default=None, converter=lambda p: None if p is None else (str(p[0]), str(p[1]))
     )
+    searched: bool = False
 
 
 #: Whether the actor may ``action`` some ``entity`` records (``work.access.can``).

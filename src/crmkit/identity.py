@@ -208,10 +208,15 @@ def messenger_key(handle: str, service: str | None = None) -> str:
 
 
 def plate_key(value: str) -> str:
-    """``а 123 вс 77`` and ``A123BC77`` both give ``A123BC77``."""
+    """``а 123 вс 77`` and ``A123BC77`` both give ``A123BC77``.
+
+    Cyrillic letters and their Latin look-alikes fold together (to Latin), case, spaces and
+    the separators people type (``- _ . / |``) go, and so does the country after the region
+    (``RUS``, ``РУС``): ``M225TP 177 RUS``, ``М225ТР|177`` and ``м225тр/177`` are one plate.
+    """
     text = unicodedata.normalize("NFKC", value).upper().replace("Ё", "Е")
-    text = re.sub(r"[\s\-_.]", "", text)
-    return text.translate(_PLATE_FOLD)
+    text = re.sub(r"[\s\-_./|\\]", "", text).translate(_PLATE_FOLD)
+    return re.sub(r"(?<=\d)(?:RUS|PYC)$", "", text)
 
 
 @attrs.frozen

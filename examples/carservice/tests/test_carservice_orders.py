@@ -230,3 +230,10 @@ def test_intake_of_a_registered_plate_under_a_new_client_is_refused(station):
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(Party)) == parties_before
         assert work.session.scalar(select(func.count()).select_from(CarserviceCar)) == 1
+
+
+@pytest.mark.parametrize("typed", ["M225TP 177 RUS", "М225ТР|177", "м225тр/177", "М225ТР177 РУС"])
+def test_plate_search_takes_the_forms_people_type(station, typed):
+    with station.crm.acting_as(station.manager) as work:
+        car = carservice(work).cars.create(party_id=station.client.id, plate="М225ТР 177")
+        assert [m.car.id for m in carservice(work).find_by_plate(typed)] == [car.id]

@@ -6,7 +6,10 @@ import datetime as dt
 import re
 
 import pytest
+import sqlalchemy as sa
 from crmkit_carservice import carservice
+from crmkit_carservice.model import CarserviceOrderCar
+from crmkit_finance import finance
 
 from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied
@@ -422,3 +425,29 @@ async def test_intake_offers_the_car_of_a_registered_plate_and_its_owner(station
     with station.crm.acting_as(station.manager) as work:
         assert carservice(work).car_of(order.id)[0].id == station.car.id
         assert list(work.parties.list(search="Пётр Новый")) == []
+
+
+async def test_the_cashier_finds_an_order_by_plate_and_by_number_sign(station):
+    with station.crm.acting_as(station.manager) as work:
+        car = carservice(work).cars.create(party_id=station.client.id, plate="Х001ХХ77")
+    order = station.order()
+    other = station.order()  # the client's other car: not found by the plate
+    with station.crm.acting_as(station.manager) as work:
+        work.session.execute(
+            sa.update(CarserviceOrderCar)
+            .where(CarserviceOrderCar.order_id == order.id)
+            .values(car_id=car.id)
+        )
+    with station.crm.acting_as(station.cashier) as work:
+        finance(work).cashdesk.open_shift(station.desk.id, counted="0.00")
+    client = await signed_in(station, "cashier")
+    for typed, expected in (
+        ("Х001", [order.id]),
+        ("x 001 xx 77 rus", [order.id]),
+        (f"№{order.number}", [order.id]),
+        (f"№ {other.number}", [other.id]),
+    ):
+        page = await client.get("/finance/cashdesk", params={"desk": station.desk.id, "q": typed})
+        assert page.status_code == 200
+        found = [int(i) for i in re.findall(r'class="found-order" id="order-(\d+)"', page.text)]
+        assert found == expected, typed

@@ -215,15 +215,23 @@ class EntityService:
         return statement
 
     def search_clause(self, text: str) -> Any:
-        """Rows matching a search text (case-insensitive substring of the search attributes)."""
-        if not self.entity.search_attrs:
+        """Rows matching a search text: a case-insensitive substring of the search
+        attributes, or a computed field registered as ``searched`` that contains it."""
+        may = self.work.access.can
+        searched = [
+            field.compile(self.entity, "contains", text)
+            for field in self.work.crm.filter_fields_for(self.entity.name).values()
+            if field.searched and (field.permission is None or may(*field.permission))
+        ]
+        if not self.entity.search_attrs and not searched:
             raise ValidationFailed({"search": [f"{self.entity.name} cannot be searched"]})
         pattern = f"%{_escape(text.casefold())}%"
         return or_(
             *(
                 func.lower(self.entity.column(attr)).like(pattern, escape="\\")
                 for attr in self.entity.search_attrs
-            )
+            ),
+            *searched,
         )
 
     def sort_columns(self) -> dict[str, Any]:

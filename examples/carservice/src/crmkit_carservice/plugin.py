@@ -9,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import false, select
+
 from crmkit import EntityType, MigrationBranch, Pipeline, hookimpl
 from crmkit.demo import Demo
+from crmkit.errors import ValidationFailed
+from crmkit.filters import FilterField
+from crmkit.i18n import message
+from crmkit.identity import plate_key
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit_carservice import access
-from crmkit_carservice.model import CarserviceCar
+from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
 from crmkit_carservice.pipeline import SERVICE_ORDER
 from crmkit_carservice.services import CarSchema, CarService
 
@@ -48,6 +54,49 @@ def crmkit_register_entities() -> list[EntityType]:
             filter_attrs=("party_id", "make", "year"),
             sort_attrs=("plate_key", "created_at"),
             default_sort=("plate_key",),
+        )
+    ]
+
+
+def _order_plate(entity: EntityType, op: str, value: Any) -> Any:
+    """Orders whose car's plate is (``eq``), starts with or contains the text, folded as
+    :func:`crmkit.identity.plate_key` folds it (alphabet, spacing, ``RUS``, separators)."""
+    key = plate_key(str(value or ""))
+    plate = CarserviceCar.plate_key
+    compared = {
+        "eq": lambda: plate == key,
+        "startswith": lambda: plate.startswith(key, autoescape=True),
+        "contains": lambda: plate.contains(key, autoescape=True),
+    }.get(op)
+    if compared is None:
+        raise ValidationFailed(
+            {
+                "plate": [
+                    message("a plate is compared by eq, startswith or contains, not {op}", op=op)
+                ]
+            }
+        )
+    if not key:
+        return false()
+    cars = (
+        select(CarserviceOrderCar.order_id)
+        .join(CarserviceCar, CarserviceCar.id == CarserviceOrderCar.car_id)
+        .where(compared())
+    )
+    return entity.model.id.in_(cars)
+
+
+@hookimpl
+def crmkit_register_filter_fields() -> list[FilterField]:
+    # the plate is the car's: searching orders by it takes reading cars (a worker does not)
+    return [
+        FilterField(
+            "plate",
+            "finance_order",
+            _order_plate,
+            label="Car plate",
+            permission=("carservice_car", "read"),
+            searched=True,
         )
     ]
 

@@ -13,6 +13,7 @@ order's page and the client card (their forms post to ``/finance/payments`` with
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -40,6 +41,8 @@ CASHIER = ("finance_payment", "create")
 PAYMENTS_READ = ("finance_payment", "read")
 INVOICES_READ = ("finance_invoice", "read")
 FOUND_ORDERS = 20
+#: The sign a number is often typed with: "№801", "# 801", "No. 801".
+NUMBER_SIGN = re.compile(r"^\s*(?:№|#|No\.?)\s*(?=\d+\s*$)", re.IGNORECASE)
 
 
 def _desks(unit: Any) -> list[Any]:
@@ -47,10 +50,21 @@ def _desks(unit: Any) -> list[Any]:
 
 
 def _found_orders(fin: Any, text: str) -> list[dict[str, Any]]:
-    """Orders matching a number or a client's name, with what is due on each."""
+    """Orders matching a number, whatever else the order search takes (a deployment's
+    searched fields, such as the car service's plate), or a client's name, with what is due
+    on each.  A number typed with its sign (``№801``, ``# 801``) is that order only."""
     orders = fin.orders
-    found = list(orders.list(search=text, limit=FOUND_ORDERS))
-    if not found:
+    sign = NUMBER_SIGN.match(text)
+    if sign:
+        number = text[sign.end() :].strip()
+        found = list(
+            fin.work.session.scalars(
+                orders.query().where(FinanceOrder.number == number).limit(FOUND_ORDERS)
+            )
+        )
+    else:
+        found = list(orders.list(search=text, limit=FOUND_ORDERS))
+    if not found and not sign:
         parties = list(fin.work.parties.list(search=text, limit=FOUND_ORDERS))
         if parties:
             found = list(
