@@ -237,3 +237,54 @@ def test_plate_search_takes_the_forms_people_type(station, typed):
     with station.crm.acting_as(station.manager) as work:
         car = carservice(work).cars.create(party_id=station.client.id, plate="М225ТР 177")
         assert [m.car.id for m in carservice(work).find_by_plate(typed)] == [car.id]
+
+
+def _count_orders(station):
+    with station.crm.system() as work:
+        return len(work.records("finance_order").list(limit=100))
+
+
+def test_intake_refuses_goods_as_a_service_naming_the_row(station):
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).intake(
+            party_id=station.client.id,
+            car_id=station.car.id,
+            services=[station.diagnostics.id, station.oil.id],
+            location_id=station.branch.id,
+        )
+    [why] = refused.value.errors["services"]
+    assert "2" in str(why.params["row"]) and why.params["item"] == "Масло 5W-30"
+    assert _count_orders(station) == 0
+
+
+@pytest.mark.parametrize("who", ["cashier", "accountant"])
+def test_an_order_is_not_given_to_one_who_does_not_work_on_orders(station, who):
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).intake(
+            party_id=station.client.id,
+            car_id=station.car.id,
+            services=[station.diagnostics.id],
+            assignee_id=station.users[who].id,
+            location_id=station.branch.id,
+        )
+    assert "assignee_id" in refused.value.errors
+    assert _count_orders(station) == 0
+    order = station.order()
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed):
+        carservice(work).assign(order.id, station.users[who].id)
+    with station.crm.acting_as(station.manager) as work:
+        assert work.records("finance_order").get(order.id).assignee_id == station.ivan.id
+
+
+@pytest.mark.parametrize("mileage", [-5, "-5", 10**12, "99999999999999999999", "12a"])
+def test_intake_refuses_a_mileage_out_of_range_naming_the_field(station, mileage):
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).intake(
+            party_id=station.client.id,
+            car_id=station.car.id,
+            services=[station.diagnostics.id],
+            location_id=station.branch.id,
+            mileage=mileage,
+        )
+    assert list(refused.value.errors) == ["mileage"]
+    assert _count_orders(station) == 0

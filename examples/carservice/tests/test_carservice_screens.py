@@ -451,3 +451,13 @@ async def test_the_cashier_finds_an_order_by_plate_and_by_number_sign(station):
         assert page.status_code == 200
         found = [int(i) for i in re.findall(r'class="found-order" id="order-(\d+)"', page.text)]
         assert found == expected, typed
+
+
+async def test_a_huge_mileage_on_the_form_is_named_not_a_crash(station):
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, party_id=str(station.client.id), car_id=str(station.car.id))
+    response = await client.post("/service/intake", {**form, "mileage": "99999999999999999999"})
+    assert response.status_code == 422, response.status_code
+    error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+    assert error.startswith(("mileage:", "пробег:")), error
+    assert _orders_of(station, station.client.id) == []

@@ -23,7 +23,12 @@ from crmkit_carservice.services import carservice
 
 #: Fields the intake's refusals name that no registry labels: a refusal reads
 #: "<field>: <why>", the field translated as the rest is.
-REFUSED_FIELDS = (i18n.lazy("car_id"), i18n.lazy("client"), i18n.lazy("services"))
+REFUSED_FIELDS = (
+    i18n.lazy("car_id"),
+    i18n.lazy("client"),
+    i18n.lazy("services"),
+    i18n.lazy("mileage"),
+)
 #: The button beside a client the intake's duplicate screening found.
 PICK_CLIENT = i18n.lazy("Take the order for this client")
 
@@ -110,7 +115,7 @@ def intake(request: Request) -> Response:
                 services=[s for s in services if str(s).strip()],
                 assignee_id=optional_int(data.get("assignee_id")),
                 location_id=optional_int(data.get("location_id")),
-                mileage=optional_int(data.get("mileage")),
+                mileage=str(data.get("mileage") or ""),
                 note=str(data.get("note", "")),
                 confirm_duplicates=bool(data.get("confirm_duplicates")),
             )

@@ -33,6 +33,7 @@ from crmkit.model import Party, User
 from crmkit.schemas import StrictSchema
 from crmkit.services.records import EntityService
 from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
+from crmkit_carservice.pipeline import WORKSHOP_ROLES
 
 
 class CarSchema(StrictSchema):
@@ -80,6 +81,31 @@ def _plate_taken(plate: str) -> ValidationFailed:
         {"plate": [message("a car with the plate {plate} is already registered", plate=plate)]},
         entity="carservice_car",
     )
+
+
+#: The most a mileage may read, in kilometres (an odometer has six or seven digits).
+MOST_MILEAGE = 9_999_999
+
+
+def mileage_value(value: Any) -> int | None:
+    """The intake's mileage as a whole number of kilometres from 0 to :data:`MOST_MILEAGE`
+    (``None`` when not given); anything else is refused naming the ``mileage`` field."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip().replace(" ", "").replace("\u00a0", "")
+    if isinstance(value, bool) or not text.isdecimal() or int(text) > MOST_MILEAGE:
+        raise ValidationFailed(
+            {
+                "mileage": [
+                    message(
+                        "a whole number of kilometres from 0 to {most}, not {value}",
+                        most=MOST_MILEAGE,
+                        value=str(value),
+                    )
+                ]
+            }
+        )
+    return int(text)
 
 
 class CarService(EntityService):
@@ -212,7 +238,7 @@ class Desk:
         services: Iterable[int | str] = (),
         assignee_id: int | None = None,
         location_id: int | None = None,
-        mileage: int | None = None,
+        mileage: int | str | None = None,
         note: str = "",
         confirm_duplicates: bool = False,
     ) -> Any:
@@ -232,7 +258,11 @@ class Desk:
         confirms that this is somebody else.
         """
         item_ids = service_ids(services)
+        mileage = mileage_value(mileage)
         with self.work.savepoint():
+            self._check_services(item_ids)
+            if assignee_id is not None:
+                self._check_worker(assignee_id)
             if car_id is not None and party_id is None:
                 # a car chosen by itself (the intake offers a known plate's car): its owner
                 party_id = self.cars.get(car_id).party_id
@@ -296,14 +326,33 @@ class Desk:
             data["contact_points"] = [{"kind": "phone", "value": phone}]
         return data
 
+    def _check_services(self, item_ids: Sequence[int]) -> None:
+        """Each item of the intake's ``services`` is a service, not goods (goods go on the
+        order from its page, with a quantity, out of stock); the row is named."""
+        items = self.work.records("finance_item")
+        for row, item_id in enumerate(item_ids, start=1):
+            item = items.find(item_id)
+            if item is not None and item.kind != "service":
+                refused = message("row {row}: “{item}” is not a service", row=row, item=item.name)
+                raise ValidationFailed({"services": [refused]})
+
+    def _check_worker(self, worker_id: int) -> None:
+        """An order is given to an active user who works on orders: one holding a role the
+        pipeline lets move orders through the workshop (a worker, or the office), not a
+        cashier or an accountant, whose moves are the handing over."""
+        user = self.work.session.get(User, worker_id)
+        if user is None or user.blocked:
+            raise ValidationFailed(
+                {"assignee_id": [message("no active user {user}", user=worker_id)]}
+            )
+        if not user.role_names & set(WORKSHOP_ROLES):
+            refused = message("{user} does not work on orders", user=user.label)
+            raise ValidationFailed({"assignee_id": [refused]})
+
     def assign(self, order: Any, worker_id: int | None) -> Any:
         """Give an order to a worker (or take it back with ``None``)."""
         if worker_id is not None:
-            user = self.work.session.get(User, worker_id)
-            if user is None or user.blocked:
-                raise ValidationFailed(
-                    {"assignee_id": [message("no active user {user}", user=worker_id)]}
-                )
+            self._check_worker(worker_id)
         return self.work.records("finance_order").update(order, {"assignee_id": worker_id})
 
     def car_of(self, order_id: int) -> tuple[CarserviceCar | None, int | None]:
