@@ -103,3 +103,29 @@ async def dashboard_equals_the_data(crm, result):
         row = re.search(rf'data-month="{month}">.*?data-value="([^"]+)"', page.text, re.S).group(1)
         assert Decimal(row) == revenue, month
     assert "<canvas" in page.text
+
+
+@pytest.mark.parametrize("size", [800, 1500, 5000])
+def test_the_demo_keeps_stock_in_proportion_to_its_orders(size):
+    from crmkit_carservice.demo import GOODS, GOODS_SHARE, LEAST_STOCK, stock_level
+
+    for _category, name, _price, _unit, _cost, qty in GOODS:
+        # a branch's month: half the month's orders, GOODS_SHARE of them taking qty each
+        month = Decimal(size) / 24 * Decimal(str(GOODS_SHARE)) * Decimal(qty)
+        level = stock_level(size, qty)
+        assert level >= 2 * month and level >= LEAST_STOCK, name
+    # 1,500 orders ran out of oil with 60 l a branch: a month takes about 56 l of it
+    assert stock_level(1500, "4.5") >= 113
+
+
+def test_the_demo_refuses_a_database_that_is_not_empty(station):
+    from crmkit.errors import ConfigError
+    from crmkit.model import Party
+
+    crm = station.crm
+    with crm.system() as work:
+        before = work.session.query(Party).count()
+    with pytest.raises(ConfigError, match=r"not empty \(1 clients.*demo users.*new database"):
+        crm.demos["carservice"].run(crm, size=40, seed=3)
+    with crm.system() as work:
+        assert work.session.query(Party).count() == before

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import attrs
@@ -57,6 +57,11 @@ GOODS = (
     ("Запчасти", "Свеча зажигания", "450.00", "pcs", "210.00", "4"),
     ("Запчасти", "Аккумулятор 60 А·ч", "7800.00", "pcs", "5200.00", "1"),
 )
+#: How often an order takes each of the goods (the generator draws each one so).
+GOODS_SHARE = 0.2
+#: The least a branch keeps of each of the goods, and how many months of its expected use.
+LEAST_STOCK = Decimal(60)
+STOCK_MONTHS = 2
 FIRST = ("Иван", "Мария", "Алексей", "Ольга", "Дмитрий", "Анна", "Сергей", "Елена", "Павел")
 LAST = ("Петров", "Смирнов", "Кузнецов", "Попов", "Волков", "Соколов", "Лебедев", "Новиков")
 COMPANIES = ("Логистик", "ТрансАвто", "Городское такси", "СтройМаш", "Курьер Экспресс", "Агро")
@@ -122,9 +127,6 @@ def _users(crm: Any) -> dict[str, Any]:
         people.append((f"worker{number}", "worker", f"Мастер {FIRST[number]} {LAST[number]}"))
     users = {}
     with crm.system() as work:
-        existing = {u.username: u for u in work.users.list()}
-        if "director" in existing:
-            raise ValueError("the demo is already loaded (user director exists)")
         hashed = None
         for username, role, name in people:
             # the password is hashed once (argon2 is slow on purpose) and shared
@@ -141,6 +143,47 @@ def _users(crm: Any) -> dict[str, Any]:
     return {name: crm.load_actor(user.id) for name, user in users.items()} | {
         f"{name}:user": user for name, user in users.items()
     }
+
+
+def stock_level(size: int, qty: str | Decimal) -> Decimal:
+    """What a branch keeps of one of the goods (``qty`` of it on an order that takes it)
+    when the year has ``size`` orders: :data:`STOCK_MONTHS` months of its expected use (the
+    orders of a month, half of them at each branch, :data:`GOODS_SHARE` of those taking
+    it), never less than :data:`LEAST_STOCK`.  The opening stock is this much and each
+    month-end tops it up to it again, so a bigger demo does not run out of oil."""
+    monthly = Decimal(size) / 12 / 2 * Decimal(str(GOODS_SHARE)) * Decimal(qty)
+    return max(LEAST_STOCK, (monthly * STOCK_MONTHS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def _refuse_a_filled_database(crm: Any) -> None:
+    """The demo fills an empty database: one with clients, goods or orders already, or
+    with a demo that stopped half-way, is refused before anything is written."""
+    from crmkit_finance.model import FinanceItem, FinanceOrder
+    from sqlalchemy import func
+
+    from crmkit.errors import ConfigError
+    from crmkit.model import Party, User
+
+    with crm.system() as work:
+
+        def count(model: Any, *where: Any) -> int:
+            statement = select(func.count()).select_from(model).where(*where)
+            return int(work.session.scalar(statement) or 0)
+
+        found = {
+            "clients": count(Party),
+            "catalogue items": count(FinanceItem),
+            "orders": count(FinanceOrder),
+            "cars": count(CarserviceCar),
+            "demo users": count(User, User.username.in_(("director", "manager1", "worker1"))),
+        }
+    held = ", ".join(f"{n} {what}" for what, n in found.items() if n)
+    if held:
+        raise ConfigError(
+            f"the database is not empty ({held}): the car service demo fills an empty one. "
+            "Make a new database (crmkit init DIR ..., then crmkit db upgrade) and run the "
+            "demo there, or drop and recreate this one"
+        )
 
 
 def _business_day(fin: Any, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
@@ -164,6 +207,7 @@ def generate(crm: Any, size: int, seed: int) -> DemoResult:
     asked for a review of last spring's visit); the coming bookings are made live, so the
     assistant confirms them.
     """
+    _refuse_a_filled_database(crm)
     with paused():
         result, context = _year(crm, size, seed)
     result.bookings = _bookings(crm, *context)
@@ -213,7 +257,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
             )
             goods.append((item, Decimal(cost), qty))
             for location in locations:
-                fin.stock.receive(item.id, location.id, "60", cost)  # opening stock
+                fin.stock.receive(item.id, location.id, str(stock_level(size, qty)), cost)
         goods_by_id = {item.id: (item, cost, qty) for item, cost, qty in goods}
     with frozen_at(start), crm.acting_as(actors["accountant"]) as work:
         fin = finance(work)
@@ -347,7 +391,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
             recent=remaining_days <= 2,
         )
         if (day + dt.timedelta(days=1)).day == 1:
-            _month_end(crm, rng, actors, users, day, branches, goods, corporate, result)
+            _month_end(crm, rng, actors, users, day, branches, goods, corporate, result, size)
     _expire_cashback(crm, utcnow())  # and today's run: no lot is left past its date
     return result, (rng, actors, today, party_ids, individuals)
 
@@ -375,7 +419,7 @@ def _work_day(
         branch_index = rng.randrange(2)
         party_id = rng.choice(sorted(corporate)) if rng.random() < 0.15 else rng.choice(party_ids)
         chosen = rng.sample(services, rng.choice((1, 1, 2, 2, 3)))
-        extra = [g for g in goods.values() if rng.random() < 0.2]
+        extra = [g for g in goods.values() if rng.random() < GOODS_SHARE]
         plans[branch_index].append(
             {
                 "party_id": party_id,
@@ -496,8 +540,10 @@ def _month_end(
     goods: list[tuple[Any, Decimal, str]],
     corporate: set[int],
     result: DemoResult,
+    size: int,
 ) -> None:
-    """The last day of a month: invoices paid, salaries accrued and paid, goods restocked."""
+    """The last day of a month: invoices paid, salaries accrued and paid, goods restocked
+    (each up to its :func:`stock_level` once a third of it is gone)."""
     month = day.replace(day=1)
     with crm.acting_as(actors["accountant"]) as work:
         fin = finance(work)
@@ -524,17 +570,18 @@ def _month_end(
     with crm.acting_as(actors["admin"]) as work, frozen_at(_business_day(fin, day, 21, 30)):
         fin = finance(work)
         levels = {(lv["item_id"], lv["location_id"]): lv["qty"] for lv in fin.stock.levels()}
-        for item, cost, _qty in goods:
+        for item, cost, qty in goods:
+            level = stock_level(size, qty)
             for branch in branches:
                 on_hand = levels.get((item.id, branch.location.id), Decimal(0))
-                if on_hand < 40:
+                if on_hand < level * 2 / 3:
                     price = (cost * Decimal(rng.choice(("0.95", "1.00", "1.05", "1.10")))).quantize(
                         Decimal("0.01")
                     )
                     fin.stock.receive(
                         item.id,
                         branch.location.id,
-                        str(60 - on_hand),
+                        str(level - on_hand),
                         str(price),
                         paid_from="bank:main",
                     )
