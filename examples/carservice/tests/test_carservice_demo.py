@@ -129,3 +129,18 @@ def test_the_demo_refuses_a_database_that_is_not_empty(station):
         crm.demos["carservice"].run(crm, size=40, seed=3)
     with crm.system() as work:
         assert work.session.query(Party).count() == before
+
+
+def test_a_demo_that_stops_half_way_says_so_and_a_rerun_is_refused(station_crm, monkeypatch):
+    from crmkit_carservice import demo as demo_module
+
+    from crmkit.errors import ConfigError, ValidationFailed
+
+    def out_of_stock(*args, **kwargs):
+        raise ValidationFailed({"qty": ["only 1.5 l of oil, 4.5 needed"]})
+
+    monkeypatch.setattr(demo_module, "_month_end", out_of_stock)
+    with pytest.raises(ConfigError, match=r"demo stopped: .*4\.5 needed.*drop and recreate"):
+        station_crm.demos["carservice"].run(station_crm, size=40, seed=3)
+    with pytest.raises(ConfigError, match=r"not empty \(\d+ clients, .*demo users\).*new database"):
+        station_crm.demos["carservice"].run(station_crm, size=40, seed=3)

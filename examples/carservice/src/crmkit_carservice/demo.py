@@ -27,6 +27,7 @@ from sqlalchemy import insert, select
 
 from crmkit.automation import paused
 from crmkit.clock import frozen_at, utcnow
+from crmkit.errors import ConfigError, CrmkitError
 from crmkit_carservice.model import CarserviceCar
 from crmkit_carservice.services import carservice
 
@@ -161,7 +162,6 @@ def _refuse_a_filled_database(crm: Any) -> None:
     from crmkit_finance.model import FinanceItem, FinanceOrder
     from sqlalchemy import func
 
-    from crmkit.errors import ConfigError
     from crmkit.model import Party, User
 
     with crm.system() as work:
@@ -208,9 +208,16 @@ def generate(crm: Any, size: int, seed: int) -> DemoResult:
     assistant confirms them.
     """
     _refuse_a_filled_database(crm)
-    with paused():
-        result, context = _year(crm, size, seed)
-    result.bookings = _bookings(crm, *context)
+    try:
+        with paused():
+            result, context = _year(crm, size, seed)
+        result.bookings = _bookings(crm, *context)
+    except CrmkitError as stopped:
+        # a year is thousands of transactions: what was done stays; say so, and what to do
+        raise ConfigError(
+            f"the car service demo stopped: {stopped}. The database holds part of it: drop "
+            "and recreate it (or make a new one) before running the demo again"
+        ) from stopped
     return result
 
 
