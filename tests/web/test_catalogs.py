@@ -45,3 +45,16 @@ def test_russian_translations_keep_their_placeholders():
             assert set(re.findall(r"%\(\w+\)s", str(message.id))) == set(
                 re.findall(r"%\(\w+\)s", str(message.string))
             ), message.id
+
+
+def test_an_empty_text_is_never_translated_into_the_catalog_header():
+    """gettext("") gives a catalog's header (``Project-Id-Version: …``); an empty cell or
+    label must stay empty in every language."""
+    from crmkit.web import i18n
+
+    for language, catalog in i18n.load_catalogs([LOCALE_DIR]).items():
+        locale = i18n.Locale(language, "UTC", "RUB", catalog)
+        assert locale.gettext("") == ""
+        with i18n.activate(locale):
+            assert i18n.gettext("") == ""
+        assert locale.gettext("Total") != ""

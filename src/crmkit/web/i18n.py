@@ -89,7 +89,10 @@ class Locale:
             return ZoneInfo("UTC")
 
     def gettext(self, message: str) -> str:
-        """The translation of ``message``."""
+        """The translation of ``message``; an empty text stays empty (gettext would give
+        the catalog's header, ``Project-Id-Version: …``, for it)."""
+        if not message:
+            return message
         return self.translations.gettext(message)
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:

@@ -105,7 +105,8 @@ def _leads_by(work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str
             "labels": [r["key"] for r in table],
             "datasets": [{"label": "Leads", "data": [r["count"] for r in table]}],
         },
-        totals={"key": "", "count": sum(r["count"] for r in table)},
+        # no text in the first cell: the page and the downloads label the row "Total"
+        totals={"count": sum(r["count"] for r in table)},
     )
 
 

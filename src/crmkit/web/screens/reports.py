@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from babel import numbers
+from babel import numbers, units
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -96,12 +96,42 @@ def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
         return ""
     if kind == "money" and isinstance(value, Decimal | int | float):
         return numbers.format_decimal(value, MONEY_PATTERN, locale=locale.language)
-    if kind in ("number", "percent") and isinstance(value, Decimal | int | float):
-        text = locale.number(value)
-        return text + (" %" if kind == "percent" else "")
+    if kind == "percent" and isinstance(value, Decimal | int | float):
+        return percent(locale, value)
+    if kind == "duration" and isinstance(value, Decimal | int | float):
+        return duration(locale, value)
+    if kind == "number" and isinstance(value, Decimal | int | float):
+        return locale.number(value)
     if kind == "date":
         return locale.date(value)
     return i18n.gettext(str(value)) if isinstance(value, str) else str(value)
+
+
+def percent(locale: i18n.Locale, fraction: Decimal | float) -> str:
+    """A report's fraction (``0.149``) as a percent in the reader's language, one decimal at
+    most (``14,9 %`` in Russian, ``14.9%`` in English)."""
+    rounded = Decimal(str(fraction)).quantize(Decimal("0.001"))
+    return numbers.format_percent(rounded, locale=locale.language, decimal_quantization=False)
+
+
+def duration(locale: i18n.Locale, seconds: Decimal | float) -> str:
+    """A report's duration in seconds as days and hours in the reader's language
+    (``34 дня 9 часов``); under a day, hours and minutes; under an hour, minutes."""
+    total = max(round(float(seconds)), 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        parts = [("duration-day", days), ("duration-hour", hours)]
+    elif hours:
+        parts = [("duration-hour", hours), ("duration-minute", minutes)]
+    else:
+        parts = [("duration-minute", minutes)]
+    return " ".join(
+        units.format_unit(amount, unit, length="long", locale=locale.language)
+        for unit, amount in parts
+        if amount or unit == parts[0][0]
+    )
 
 
 def _translated_text(value: Any) -> Any:
@@ -185,7 +215,7 @@ def report_page(request: Request) -> Response:
         with i18n.activate(locale):
             # translated here: a label may hold a "%" that the template's _() would format
             headers = [
-                (i18n.gettext(c.label), c.kind in ("money", "number", "percent"))
+                (i18n.gettext(c.label), c.kind in ("money", "number", "percent", "duration"))
                 for c in result.columns
             ]
             rows = [

@@ -1,0 +1,68 @@
+"""What a reviewer using denaq in Russian found: figures, exports, the handover of a blocked
+agent's firms, odd ids, notes to colleagues, one notice per handover, paging, words in
+English on Russian pages."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import pytest
+from crmkit_denaq.distribution import distribution
+from denaq_fixtures import add_person, attach, new_lead
+from denaq_web import Client
+
+from crmkit.clock import frozen_at, utcnow
+from crmkit.web.app import create_app
+
+
+@pytest.fixture
+def signed_in(denaq, staff):
+    app = create_app(denaq)
+    return lambda username: Client(app, username)
+
+
+def _cells(page: str) -> list[str]:
+    table = page.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    return [c.strip() for c in re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", table)]
+
+
+def test_report_pages_show_percents_and_durations_as_a_reader_reads_them(denaq, staff, signed_in):
+    """A conversion of one in three is "33,3 %" (not "0,333 %"), and two days and three
+    hours in a stage read so, not as 183600 seconds."""
+    start = utcnow() - dt.timedelta(days=5)
+    with frozen_at(start):
+        ids = [new_lead(denaq, staff.finder, name=f"ООО «Фирма {n}»") for n in range(3)]
+        with denaq.acting_as(staff.admin) as work:
+            distribution(work).assign(ids, staff.anna.id)
+    for party in ids:
+        add_person(denaq, staff.anna, party)
+    with frozen_at(start + dt.timedelta(days=2, hours=3)), denaq.acting_as(staff.anna) as work:
+        for party in ids:
+            work.moves.move(party, "firm", entity="party")
+    attach(denaq, staff.anna, ids[0], "contract", "requisites")
+    with denaq.acting_as(staff.anna) as work:
+        work.moves.move(ids[0], "account", entity="party")
+        work.moves.move(ids[0], "client", entity="party")
+    admin = signed_in("boss")
+    cells = _cells(admin.get("/reports/denaq_funnel_by_agent").text)
+    assert "33,3\xa0%" in cells and not any("0,333" in c for c in cells)
+    cells = _cells(admin.get("/reports/denaq_time_in_stage").text)
+    assert "2 дня 3 часа" in cells
+    assert not any(re.fullmatch(r"[\d\s,]+", c) and len(c) > 5 for c in cells)
+
+
+@pytest.mark.parametrize("name", ["denaq_leads_by_source", "denaq_leads_by_creator"])
+def test_the_totals_row_of_leads_by_source_and_creator_says_total(denaq, staff, signed_in, name):
+    new_lead(denaq, staff.finder, name="ООО «Велоград»", source="2ГИС")
+    new_lead(denaq, staff.finder, name="ООО «Автомир»", source="сайт")
+    admin = signed_in("boss")
+    text = admin.get(f"/reports/{name}/export.csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[-1] == ["Итого", "2"]
+    assert "Project-Id-Version" not in text
+    xlsx = admin.get(f"/reports/{name}/export.xlsx")
+    assert xlsx.status_code == 200 and b"Project-Id-Version" not in xlsx.content
+    assert "Project-Id-Version" not in admin.get(f"/reports/{name}").text
