@@ -66,3 +66,39 @@ def test_the_totals_row_of_leads_by_source_and_creator_says_total(denaq, staff, 
     xlsx = admin.get(f"/reports/{name}/export.xlsx")
     assert xlsx.status_code == 200 and b"Project-Id-Version" not in xlsx.content
     assert "Project-Id-Version" not in admin.get(f"/reports/{name}").text
+
+
+def _select(page: str, name: str) -> str:
+    return page.split(f'name="{name}"', 1)[1].split("</select>", 1)[0]
+
+
+def test_a_blocked_agents_firms_can_still_be_handed_over_from_the_screen(denaq, staff, signed_in):
+    """An agent who left keeps their firms until the admin hands them over: they are listed
+    (marked blocked) in the agents' table and under "From", never as a receiver."""
+    firm = new_lead(denaq, staff.finder, name="ООО «Автомир»")
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([firm], staff.igor.id)
+    with denaq.system() as work:
+        work.users.block(staff.igor.id)
+        gone = work.users.create(username="olga", roles=["agent"], display_name="Ольга")
+        work.users.block(gone.id)  # holds nothing: not listed
+    admin = signed_in("boss")
+    page = admin.get("/denaq/distribution").text
+    agents = page.split('id="agents"', 1)[1].split("</section>", 1)[0]
+    assert "Игорь" in agents and "заблокирован" in agents and "Ольга" not in agents
+    assert f'href="/denaq/distribution?from={staff.igor.id}#handover"' in agents
+    assert f'value="{staff.igor.id}"' in _select(page, "from")
+    assert "Ольга" not in _select(page, "from")
+    handover = admin.get(f"/denaq/distribution?from={staff.igor.id}").text
+    assert "ООО «Автомир»" in handover
+    receivers = _select(handover, "to_agent")
+    assert f'value="{staff.anna.id}"' in receivers and f'value="{staff.igor.id}"' not in receivers
+    done = admin.post(
+        "/denaq/distribution",
+        {"action": "reassign", "from_agent": str(staff.igor.id), "to_agent": str(staff.anna.id)},
+    )
+    assert done.status_code == 303
+    with denaq.system() as work:
+        assert work.parties.get(firm).owner_id == staff.anna.id
+    # holding nothing now, the blocked agent is no longer listed
+    assert "Игорь" not in admin.get("/denaq/distribution").text.split('id="agents"', 1)[1]

@@ -69,6 +69,22 @@ class Distribution:
             key=lambda u: (u.display_name or u.username).casefold(),
         )
 
+    def holders(self) -> list[User]:
+        """Agents whose firms may be handed over: the active ones, and blocked ones (who
+        left) as long as they still hold dealer records, by name."""
+        holding = set(
+            self.work.session.scalars(
+                self.work.parties.query()
+                .with_only_columns(Party.owner_id)
+                .where(Party.pipeline == NAME, Party.owner_id.is_not(None))
+                .distinct()
+            )
+        )
+        return sorted(
+            (u for u in self.work.users.list(role=AGENT) if not u.blocked or u.id in holding),
+            key=lambda u: (u.display_name or u.username).casefold(),
+        )
+
     def _agent_ids(self) -> list[int]:
         return [u.id for u in self.agents()]
 
@@ -300,7 +316,9 @@ class Distribution:
 
 
 def summary(work: UnitOfWork) -> list[dict[str, Any]]:
-    """Per agent: how many leads, firms, accounts, clients and refusals they hold now."""
+    """Per agent: how many leads, firms, accounts, clients and refusals they hold now (the
+    active agents, and blocked ones still holding records: their firms are to be handed
+    over)."""
     rows = work.session.execute(
         work.parties.query()
         .with_only_columns(Party.owner_id, Party.stage, func.count())
@@ -312,7 +330,7 @@ def summary(work: UnitOfWork) -> list[dict[str, Any]]:
         counts.setdefault(owner, {})[stage] = int(count)
     return [
         {"agent": agent, **{s: counts.get(agent.id, {}).get(s, 0) for s in _STAGES}}
-        for agent in distribution(work).agents()
+        for agent in distribution(work).holders()
     ]
 
 

@@ -74,6 +74,7 @@ async def distribution_page(request: Request) -> Response:
     with work(request) as unit:
         service = distribution(unit)
         agents = service.agents()
+        holders = service.holders()
         pool = service.unassigned(POOL_SHOWN)
         pool_total = len(pool) if len(pool) < POOL_SHOWN else service.waiting_count()
         users = {u.id: u for u in unit.users.list()}
@@ -92,6 +93,7 @@ async def distribution_page(request: Request) -> Response:
         {
             "title": i18n.lazy("Distribution"),
             "agents": agents,
+            "holders": holders,
             "pool": pool,
             "pool_total": pool_total,
             "users": users,
