@@ -383,6 +383,36 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
     assert second.id
 
 
+async def test_the_calendar_refuses_ids_that_name_no_record_instead_of_failing(web, crm):
+    """``who=user:<id>`` past what an id column holds, a "²" or a huge event id are refused
+    (422 naming the field, or 404), never a 500."""
+    agent = await web("agent")
+    week = "start=2026-11-23T00:00:00&end=2026-11-30T00:00:00"
+    for who in ("user:99999999999999999999999", "team:²", "resource:-1", "user:1_0"):
+        refused = await agent.get(f"/calendar/events?{week}&who={who}")
+        assert refused.status_code == 422 and "2^63-1" in refused.text, who
+    assert (await agent.get(f"/calendar/events?{week}&who=user:{agent.user.id}")).status_code == 200
+    huge = await agent.post_json(
+        "/calendar/events/99999999999999999999999/reschedule",
+        {"start": "2026-12-01T11:00:00", "version": 1},
+    )
+    assert huge.status_code == 404
+    made = await agent.post(
+        "/calendar/new",
+        {
+            "title": "T",
+            "starts_at": "2026-12-01T10:00",
+            "ends_at": "2026-12-01T11:00",
+            "party_id": "²",
+        },
+    )
+    assert made.status_code == 422 and "клиент: " in made.text
+    with crm.system() as work:
+        assert not work.calendar.between(
+            dt.datetime(2026, 11, 30, tzinfo=dt.UTC), dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+        )
+
+
 async def test_a_drag_is_read_at_the_users_hours_and_never_overwrites_a_change(web, crm):
     """The calendar posts a dropped event's wall time without an offset: a Vladivostok
     user's drop at 15:00 is 15:00 in Vladivostok.  It sends the version the event was

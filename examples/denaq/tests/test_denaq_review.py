@@ -68,6 +68,12 @@ def test_the_totals_row_of_leads_by_source_and_creator_says_total(denaq, staff, 
     assert "Project-Id-Version" not in admin.get(f"/reports/{name}").text
 
 
+def _said(page: str) -> str:
+    """What an error page says (its article, without the markup)."""
+    article = page.split('class="error-page"', 1)[1].split("</article>", 1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", article))
+
+
 def _select(page: str, name: str) -> str:
     return page.split(f'name="{name}"', 1)[1].split("</select>", 1)[0]
 
@@ -102,3 +108,43 @@ def test_a_blocked_agents_firms_can_still_be_handed_over_from_the_screen(denaq, 
         assert work.parties.get(firm).owner_id == staff.anna.id
     # holding nothing now, the blocked agent is no longer listed
     assert "Игорь" not in admin.get("/denaq/distribution").text.split('id="agents"', 1)[1]
+
+
+def test_junk_ids_never_deal_every_waiting_lead(denaq, staff, signed_in):
+    """ "Deal in turn" without a choice deals every waiting lead; ids that are given but are
+    not ids are refused (422 naming the field) and nothing is dealt."""
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(3)]
+    admin = signed_in("boss")
+    for junk in ("abc", "²", "99999999999999999999999", "-1"):
+        refused = admin.post("/denaq/distribution", {"action": "round_robin", "ids": [junk]})
+        assert refused.status_code == 422 and "лиды: " in _said(refused.text), junk
+    refused = admin.post(
+        "/denaq/distribution", {"action": "round_robin", "ids": [str(leads[0]), "abc"]}
+    )
+    assert refused.status_code == 422
+    with denaq.system() as work:
+        assert {work.parties.get(i).owner_id for i in leads} == {staff.finder.id}
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"action": "assign", "ids": "²", "agent_id": "1"},
+        {"action": "assign", "ids": "1", "agent_id": "²"},
+        {"action": "assign", "ids": "99999999999999999999999", "agent_id": "1"},
+        {"action": "assign", "ids": "1", "agent_id": "99999999999999999999999"},
+        {"action": "reassign", "from_agent": "²", "to_agent": "1"},
+        {"action": "reassign", "from_agent": "1", "to_agent": "99999999999999999999999"},
+        {"action": "reassign", "from_agent": "1", "to_agent": "2", "ids": "١"},
+    ],
+)
+def test_odd_ids_on_the_distribution_screen_are_refused_not_a_500(denaq, staff, signed_in, form):
+    admin = signed_in("boss")
+    refused = admin.post("/denaq/distribution", form)
+    assert refused.status_code == 422 and "2^63-1" in _said(refused.text)
+
+
+@pytest.mark.parametrize("value", ["²", "99999999999999999999999", "x"])
+def test_an_odd_agent_in_the_address_bar_is_refused_not_a_500(denaq, staff, signed_in, value):
+    page = signed_in("boss").get(f"/denaq/distribution?from={value}")
+    assert page.status_code == 422 and "2^63-1" in _said(page.text)

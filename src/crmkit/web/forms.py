@@ -9,8 +9,11 @@ from typing import Any
 
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
-from crmkit.schemas import NUL_REFUSED, has_nul
+from crmkit.schemas import MAX_ID, NUL_REFUSED, has_nul
 from crmkit.web.i18n import Locale
+
+#: The refusal of a value that should name a record and cannot (the API's words too).
+NOT_AN_ID = "not an id (1 to 2^63-1)"
 
 #: The refusal of an uploaded file whose name holds a NUL character.
 NUL_IN_FILE_NAME = "the file name contains a NUL character"
@@ -76,6 +79,39 @@ def optional_int(value: Any) -> int | None:
         raise ValidationFailed(
             {"_schema": [message("not a number: {value}", value=text)]}
         ) from None
+
+
+def as_id(value: Any) -> int | None:
+    """A record id from a form, a query or a path: ASCII digits from 1 to 2^63-1 (what a
+    database column holds), else ``None``.
+
+    ``str.isdigit`` would let ``²`` or ``١`` through to ``int`` (a 500), and a huge number
+    fails in the database (an ``OverflowError``): every screen reading an id goes through
+    this, or through :func:`optional_id` and :func:`id_list` which refuse, naming the field.
+    """
+    text = str(value if value is not None else "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
+
+
+def optional_id(value: Any, field: str) -> int | None:
+    """A form's id field: ``None`` when empty, else the id (:func:`as_id`); a value that is
+    not one is refused naming ``field`` (a 422)."""
+    if value is None or not str(value).strip():
+        return None
+    found = as_id(value)
+    if found is None:
+        raise ValidationFailed({field: [NOT_AN_ID]})
+    return found
+
+
+def id_list(value: Any, field: str) -> list[int]:
+    """A repeated id field (checked rows): every value given must be an id, else the whole
+    form is refused naming ``field`` (an empty list means none was given, never "all")."""
+    found = [optional_id(item, field) for item in as_list(value)]
+    return [item for item in found if item is not None]
 
 
 def as_list(value: Any) -> list[str]:

@@ -226,6 +226,8 @@ SERVICE_MESSAGES = {
     "must be today or later",
     "give the token a name (what is it for?)",
     "at most 200 characters",
+    # an id field that names no record (crmkit.web.forms.NOT_AN_ID)
+    "not an id (1 to 2^63-1)",
 }
 
 

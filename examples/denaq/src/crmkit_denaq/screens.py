@@ -14,7 +14,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.model import Party
 from crmkit.web import i18n
-from crmkit.web.forms import as_list
+from crmkit.web.forms import id_list, optional_id
 from crmkit.web.pages import form_data, redirect, render, work
 from crmkit.web.screens.reports import chart_json
 from crmkit_denaq.distribution import distribution, summary
@@ -26,10 +26,6 @@ HERE = "/denaq/distribution"
 #: headings give the whole counts; dealing in turn and handing over all work on every one).
 POOL_SHOWN = 200
 FIRMS_SHOWN = 500
-
-
-def _ids(value: Any) -> list[int]:
-    return [int(v) for v in as_list(value) if v.isdigit()]
 
 
 def entered_by(unit: Any, user_id: int) -> int:
@@ -70,7 +66,7 @@ async def distribution_page(request: Request) -> Response:
     """Unassigned leads to agents (by hand, in bulk, round-robin); firms from agent to agent."""
     if request.method == "POST":
         return await _distribute(request)
-    source = request.query_params.get("from", "")
+    source = optional_id(request.query_params.get("from"), "from")
     with work(request) as unit:
         service = distribution(unit)
         agents = service.agents()
@@ -80,8 +76,8 @@ async def distribution_page(request: Request) -> Response:
         users = {u.id: u for u in unit.users.list()}
         portfolio: list[Party] = []
         portfolio_total = 0
-        if source.isdigit():
-            firms = {"pipeline": NAME, "owner_id": int(source)}
+        if source is not None:
+            firms = {"pipeline": NAME, "owner_id": source}
             portfolio = list(unit.parties.list(filters=firms, order=["name"], limit=FIRMS_SHOWN))
             portfolio_total = len(portfolio)
             if portfolio_total == FIRMS_SHOWN:
@@ -98,7 +94,7 @@ async def distribution_page(request: Request) -> Response:
             "pool_total": pool_total,
             "users": users,
             "summary": rows,
-            "source": int(source) if source.isdigit() else None,
+            "source": source,
             "portfolio": portfolio,
             "portfolio_total": portfolio_total,
             "pipeline": request.app.state.crm.pipeline(NAME),
@@ -109,23 +105,25 @@ async def distribution_page(request: Request) -> Response:
 async def _distribute(request: Request) -> Response:
     data = await form_data(request)
     action = data.get("action", "")
-    ids = _ids(data.get("ids"))
+    # ids given but not ids are refused: an empty list would mean "every one"
+    ids = id_list(data.get("ids"), "ids")
     with work(request) as unit:
         service = distribution(unit)
         if action == "assign":
-            agent = str(data.get("agent_id", ""))
+            agent = optional_id(data.get("agent_id"), "agent_id")
             if not ids:
                 raise ValidationFailed({"ids": ["choose some leads first"]})
-            if not agent.isdigit():
+            if agent is None:
                 raise ValidationFailed({"agent_id": ["choose an agent"]})
-            dealt = service.assign(ids, int(agent))
+            dealt = service.assign(ids, agent)
         elif action == "round_robin":
             dealt = service.round_robin(ids or None)
         elif action == "reassign":
-            source, target = str(data.get("from_agent", "")), str(data.get("to_agent", ""))
-            if not (source.isdigit() and target.isdigit()):
+            source = optional_id(data.get("from_agent"), "from_agent")
+            target = optional_id(data.get("to_agent"), "to_agent")
+            if source is None or target is None:
                 raise ValidationFailed({"to_agent": ["choose both agents"]})
-            count = service.reassign(int(source), int(target), ids or None)
+            count = service.reassign(source, target, ids or None)
             with i18n.activate(request.state.locale):
                 text = i18n.gettext("Firms handed over: %(count)s") % {"count": count}
             return redirect(request, HERE, text, **{"from": source})

@@ -18,9 +18,9 @@ from starlette.responses import JSONResponse, Response
 
 from crmkit.errors import Conflict, CrmkitError, ValidationFailed
 from crmkit.web import i18n
-from crmkit.web.forms import local_time, optional_int
+from crmkit.web.forms import as_id, local_time, optional_id
 from crmkit.web.links import party_url
-from crmkit.web.pages import error_text, posted, redirect, render, work
+from crmkit.web.pages import NotFoundPage, error_text, posted, redirect, render, work
 
 #: Working hours in which free slots of a resource are shown (the user's zone).
 WORKING_HOURS = (9, 18)
@@ -30,13 +30,12 @@ FEED_FUTURE = dt.timedelta(days=365)
 
 
 def _scope(who: str, user_id: int) -> dict[str, Any]:
+    """Whose calendar ``who`` names (``me``, ``user:<id>``, ``team:<id>``,
+    ``resource:<id>``); a kind with a value that is no id is refused, naming ``who``."""
     kind, _, ident = who.partition(":")
-    if kind == "user" and ident.isdigit():
-        return {"owner_id": int(ident)}
-    if kind == "resource" and ident.isdigit():
-        return {"resource_id": int(ident)}
-    if kind == "team" and ident.isdigit():
-        return {"team_id": int(ident)}
+    keys = {"user": "owner_id", "resource": "resource_id", "team": "team_id"}
+    if kind in keys and ident.strip():
+        return {keys[kind]: optional_id(ident, "who")}
     return {"owner_id": user_id}
 
 
@@ -143,6 +142,9 @@ async def reschedule(request: Request) -> Response:
     :func:`events` (one with an offset keeps it); ``version`` is the event's as the calendar
     drew it, and a change made since then is not overwritten.
     """
+    event_id = as_id(request.path_params["event_id"])
+    if event_id is None:  # past what an id column holds: there is no such event
+        raise NotFoundPage()
     data = await request.json()
     zone = request.state.locale.zone
     try:
@@ -152,7 +154,7 @@ async def reschedule(request: Request) -> Response:
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValidationFailed({"version": ["give the version the event was shown at"]})
         with work(request) as unit:
-            event = unit.calendar.get(int(request.path_params["event_id"]), action="update")
+            event = unit.calendar.get(event_id, action="update")
             if ends is None:
                 ends = starts + (event.ends_at - event.starts_at)
             unit.calendar.reschedule(event, starts, ends, expected_version=version)
@@ -178,8 +180,9 @@ def create(request: Request) -> Response:
         "ends_at": local_time(data.get("ends_at"), locale, "ends_at"),
     }
     for key in ("party_id", "resource_id"):
-        if optional_int(data.get(key)):
-            values[key] = optional_int(data.get(key))
+        chosen = optional_id(data.get(key), key)
+        if chosen is not None:
+            values[key] = chosen
     with work(request) as unit:
         unit.calendar.create(values)
     return redirect(request, "/calendar", "Event added.", who=data.get("who") or None)
