@@ -148,3 +148,80 @@ def test_odd_ids_on_the_distribution_screen_are_refused_not_a_500(denaq, staff, 
 def test_an_odd_agent_in_the_address_bar_is_refused_not_a_500(denaq, staff, signed_in, value):
     page = signed_in("boss").get(f"/denaq/distribution?from={value}")
     assert page.status_code == 422 and "2^63-1" in _said(page.text)
+
+
+def _data_mentions(page: str) -> list[str]:
+    import json
+
+    found = re.search(r"data-mentions='([^']*)'", page).group(1)
+    return json.loads(found.replace("&#34;", '"').replace("&quot;", '"'))
+
+
+def _mention_help(page: str) -> str:
+    return page.split('class="meta mention-help">', 1)[1].split("</small>", 1)[0]
+
+
+def test_the_note_box_offers_only_colleagues_who_can_see_the_client_and_says_so(
+    denaq, staff, signed_in
+):
+    """Agents see their own firms only: a note on Анна's firm can tell the head, not Игорь
+    nor the lead creator, so only the head is offered, the box says who hears of it, and
+    a note naming all three tells the head alone."""
+    from sqlalchemy import select
+
+    from crmkit.model import Mention, Notification
+
+    firm = new_lead(denaq, staff.finder, name="ООО «Автомир»")
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([firm], staff.anna.id)
+    anna = signed_in("anna")
+    card = anna.get(f"/clients/{firm}").text
+    assert _data_mentions(card) == ["boss"]
+    assert "@boss" in _mention_help(card) and "igor" not in _mention_help(card)
+    note = anna.post(f"/clients/{firm}/notes", {"body": "@boss @igor @finder согласуете?"})
+    assert note.status_code == 303
+    with denaq.system() as work:
+        mentioned = set(work.session.scalars(select(Mention.user_id)))
+        notified = set(
+            work.session.scalars(select(Notification.user_id).where(Notification.kind == "mention"))
+        )
+    assert mentioned == notified == {staff.admin.id}
+    # the head sees every client: every colleague who can is offered
+    head = _data_mentions(signed_in("boss").get(f"/clients/{firm}").text)
+    assert head == ["anna"]
+
+
+def test_the_demo_seeds_notes_that_reach_the_colleague_they_name(denaq):
+    """The demo's notes with an @mention are written through the note service to someone
+    who can read the firm (the head): each has its mention and its notification."""
+    from crmkit_denaq.demo import generate
+    from sqlalchemy import func, select
+
+    from crmkit.model import Activity, Mention, Notification
+
+    generate(denaq, 150, 7)
+    with denaq.system() as work:
+        notes = list(
+            work.session.scalars(
+                select(Activity.id).where(Activity.kind == "note", Activity.body.like("@%"))
+            )
+        )
+        mentions = set(work.session.scalars(select(Mention.activity_id)))
+        told = work.session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.kind == "mention")
+        )
+    assert notes and set(notes) <= mentions and told == len(notes)
+
+
+def test_the_demo_writes_no_call_mail_or_note_in_the_future(denaq):
+    from crmkit_denaq.demo import generate
+    from sqlalchemy import func, select
+
+    from crmkit.model import Activity
+
+    generate(denaq, 150, 7)
+    with denaq.system() as work:
+        future = work.session.scalar(
+            select(func.count()).select_from(Activity).where(Activity.occurred_at > utcnow())
+        )
+    assert future == 0

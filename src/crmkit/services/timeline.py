@@ -324,6 +324,18 @@ class TimelineService:
         )
         return activity
 
+    def may_be_told(self, party_id: int) -> list[User]:
+        """The colleagues a note on this client can tell with an ``@mention``: active users
+        other than the writer who may read the client, by their own access rules (the
+        others would not be told, see :meth:`add_note`), ordered by username.  The note
+        box offers these and says so."""
+        me = self.work.actor.user_id
+        return [
+            user
+            for user in self.work.users.list(include_blocked=False)
+            if user.id != me and self.work.user_may_read(user, [("party", party_id)])
+        ]
+
     def _may_read(
         self, user: User, note: Activity, party_id: int | None, record: tuple[str, int] | None
     ) -> bool:

@@ -4,7 +4,7 @@ An admin, two lead creators and five agents (password ``demo-password``); ``size
 companies found over the last 120 days and moved along the pipeline at realistic pace
 (history with real times, so the funnel and time-in-stage reports have something to say),
 contact people, calls, mails and notes, the papers of every account, follow-up meetings
-and tasks, notes to colleagues with mentions, and a few percent of planted duplicates
+and tasks, notes to the head with mentions, and a few percent of planted duplicates
 (the same company under another legal form, the same phone written differently, the same
 mail) for the screening screen to catch.
 
@@ -232,8 +232,8 @@ def generate(crm: Any, size: int, seed: int) -> str:
         connection = work.session.connection()
         _write_history(connection, ids, plans)
         people = _people(work, rng, ids, plans)
-        _write_activities(connection, rng, ids, plans, people)
-    _papers_and_plans(crm, rng, ids, plans, agents, now)
+        _write_activities(connection, rng, ids, plans, people, now)
+    _papers_and_plans(crm, rng, ids, plans, users["admin"], now)
     final = [p["moves"][-1][1] for p in plans]
     counts = ", ".join(f"{stage} {final.count(stage)}" for stage in ("lead", *dict(_OUTCOMES)))
     return (
@@ -324,6 +324,7 @@ def _write_activities(
     ids: Sequence[int],
     plans: Sequence[dict[str, Any]],
     people: dict[int, int],
+    now: dt.datetime,
 ) -> None:
     blank = {c.key: None for c in Activity.__table__.columns if c.key != "id"}
     blank.update(by_assistant=False, body="", data={}, pinned=False)
@@ -352,7 +353,9 @@ def _write_activities(
             )
         if not plan["agent"]:
             continue
-        start, end = moves[0][2], moves[-1][2] + dt.timedelta(days=rng.uniform(0, 10))
+        # calls and mails go on for a while after the last move, never past now
+        start = moves[0][2]
+        end = min(moves[-1][2] + dt.timedelta(days=rng.uniform(0, 10)), now)
         count = rng.randint(0, 3) if len(moves) == 1 else rng.randint(3, 12)
         for _ in range(count):
             at = start + (end - start) * rng.random()
@@ -377,10 +380,11 @@ def _papers_and_plans(
     rng: random.Random,
     ids: Sequence[int],
     plans: Sequence[dict[str, Any]],
-    agents: Sequence[Any],
+    head: Any,
     now: dt.datetime,
 ) -> None:
-    """The papers of accounts and clients, follow-ups of firms, notes with mentions."""
+    """The papers of accounts and clients, follow-ups of firms, notes to the head (with
+    mentions)."""
     papers = []
     for party_id, plan in zip(ids, plans, strict=True):
         if plan["moves"][-1][1] not in ("account", "client"):
@@ -428,12 +432,12 @@ def _papers_and_plans(
     for party_id, plan in zip(ids, plans, strict=True):
         if mentions >= 25 or not plan["agent"] or plan["moves"][-1][1] != "firm":
             continue
-        colleague = rng.choice([a for a in agents if a.id != plan["owner"]])
+        # through the note service, so the mention is recorded and the head is notified;
+        # addressed to the head: another agent cannot see this firm and would not be told
         with crm.acting_as(plan["owner"]) as work:
             work.timeline.add_note(
                 party_id=party_id,
-                body=f"@{colleague.username} ты с ними работал(а) раньше — подскажи, "
-                "кто у них принимает решения?",
+                body=f"@{head.username} просят отсрочку по первому заказу — согласуете?",
                 pinned=rng.random() < 0.3,
             )
         mentions += 1

@@ -120,6 +120,8 @@ def card(request: Request) -> Response:
             people=people,
             users={u.id: u for u in users},
             colleagues=[u for u in users if not u.blocked],
+            # only who may read the client hears of a note on it: the note box offers those
+            mentionable=unit.timeline.may_be_told(party.id) if can("activity", "create") else [],
             definitions=definitions,
             deal_pipelines=crm.pipelines_for("deal"),
             may={
