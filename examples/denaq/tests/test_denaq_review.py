@@ -13,6 +13,7 @@ import pytest
 from crmkit_denaq.distribution import distribution
 from denaq_fixtures import add_person, attach, new_lead
 from denaq_web import Client
+from sqlalchemy import select
 
 from crmkit.clock import frozen_at, utcnow
 from crmkit.web.app import create_app
@@ -225,3 +226,53 @@ def test_the_demo_writes_no_call_mail_or_note_in_the_future(denaq):
             select(func.count()).select_from(Activity).where(Activity.occurred_at > utcnow())
         )
     assert future == 0
+
+
+def _notices(crm, user_id):
+    from crmkit.model import Notification
+
+    with crm.system() as work:
+        return list(
+            work.session.scalars(
+                select(Notification)
+                .where(Notification.user_id == user_id, Notification.kind == "reassignment")
+                .order_by(Notification.id)
+            )
+        )
+
+
+def test_a_handover_tells_the_new_agent_once_with_a_link_to_their_list(denaq, staff, signed_in):
+    """Firms handed over with their contact people are one notification, not one per
+    record; it says how many, in the reader's language, and leads to the agent's list."""
+    firms = [new_lead(denaq, staff.finder, name=f"ООО «Фирма {n}»") for n in range(3)]
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign(firms, staff.igor.id)
+    for firm in firms:
+        add_person(denaq, staff.igor, firm)
+    before = len(_notices(denaq, staff.anna.id))
+    admin = signed_in("boss")
+    done = admin.post(
+        "/denaq/distribution",
+        {"action": "reassign", "from_agent": str(staff.igor.id), "to_agent": str(staff.anna.id)},
+    )
+    assert done.status_code == 303
+    notices = _notices(denaq, staff.anna.id)[before:]
+    assert len(notices) == 1
+    anna = signed_in("anna")
+    page = anna.get("/notifications").text
+    assert "Клиенты: 6" in page and "Clients" not in page
+    link = f"/lists/party?owner_id={staff.anna.id}"
+    assert link in page
+    listed = anna.get(link).text
+    assert all(f"ООО «Фирма {n}»" in listed for n in range(3))
+
+
+def test_one_record_given_is_named_with_its_label_in_the_readers_language(denaq, staff, signed_in):
+    firm = new_lead(denaq, staff.finder, name="ООО «Автомир»")
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([firm], staff.anna.id)
+    (notice,) = _notices(denaq, staff.anna.id)
+    page = signed_in("anna").get("/notifications").text
+    assert "→ Клиент: ООО «Автомир»" in page and "Client:" not in page
+    assert f'value="/clients/{firm}"' in page
+    assert notice.record_id == firm

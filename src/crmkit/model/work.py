@@ -255,6 +255,9 @@ class Notification(IdMixin, RecordRefMixin, Base):
     user_id: Mapped[int] = mapped_column(IdType, ForeignKey("user.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
+    #: The text as a :class:`crmkit.i18n.Message` (``as_json``), translated when shown;
+    #: ``text`` is its English, for readers without a language (forwarded copies, logs).
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     party_id: Mapped[int | None] = party_fk()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     read_at: Mapped[dt.datetime | None] = mapped_column()

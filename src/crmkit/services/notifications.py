@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Message
 from crmkit.model import Notification, NotificationPreference, User
 
 if TYPE_CHECKING:
@@ -33,13 +34,17 @@ class NotificationService:
         self,
         user_id: int,
         kind: str,
-        text: str,
+        text: str | Message,
         *,
         party_id: int | None = None,
         record: tuple[str, int] | None = None,
+        entity: str | None = None,
     ) -> Notification | None:
         """Queue a notification for ``user_id``; it is published once the transaction commits.
 
+        ``text`` may be a :class:`crmkit.i18n.Message`: it is kept as such and shown in the
+        reader's language (its English in ``Notification.text``).  ``entity`` without
+        ``record`` points the notification at that entity's list (many records at once).
         A blocked user is told nothing (``None``): no notification, nothing forwarded.
         """
         user = self.work.session.get(User, user_id)
@@ -48,9 +53,10 @@ class NotificationService:
         notification = Notification(
             user_id=user_id,
             kind=kind,
-            text=text,
+            text=str(text),
+            message=text.as_json() if isinstance(text, Message) else None,
             party_id=party_id,
-            record_entity=record[0] if record else None,
+            record_entity=record[0] if record else entity,
             record_id=record[1] if record else None,
             created_at=utcnow(),
         )

@@ -25,4 +25,20 @@ def notification_url(notification: Any) -> str:
         return record_url(notification.record_entity, notification.record_id)
     if notification.party_id:
         return party_url(notification.party_id)
+    if notification.record_entity:  # many records given at once: the user's own ones
+        return f"/lists/{notification.record_entity}?owner_id={notification.user_id}"
     return "/notifications"
+
+
+def notification_text(notification: Any) -> str:
+    """A notification's text in the current language (:func:`crmkit.web.i18n.activate`):
+    its message translated when it has one, else the text as written."""
+    from crmkit.i18n import Message
+    from crmkit.web import i18n
+
+    if not notification.message:
+        return str(notification.text)
+    locale = i18n.current()
+    return Message.from_json(notification.message).translate(
+        i18n.gettext, locale.zone if locale else None
+    )

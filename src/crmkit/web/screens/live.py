@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from crmkit.web import i18n
-from crmkit.web.links import notification_url
+from crmkit.web.links import notification_text, notification_url
 
 PING_SECONDS = 15.0
 
@@ -47,7 +47,7 @@ async def stream(request: Request) -> Response:
                     id=found.id,
                     kind=found.kind,
                     kind_label=i18n.gettext(found.kind),
-                    text=found.text,
+                    text=notification_text(found),
                     url=notification_url(found),
                 )
         return _event("notification", data)

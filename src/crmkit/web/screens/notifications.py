@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.web import i18n
-from crmkit.web.links import notification_url
+from crmkit.web.links import notification_text, notification_url
 from crmkit.web.pages import posted, redirect, render, work
 
 
@@ -17,7 +17,12 @@ def page(request: Request) -> Response:
     return render(
         request,
         "notifications.html",
-        {"title": i18n.lazy("Notifications"), "items": items, "url": notification_url},
+        {
+            "title": i18n.lazy("Notifications"),
+            "items": items,
+            "url": notification_url,
+            "text_of": notification_text,
+        },
     )
 
 
