@@ -276,3 +276,24 @@ def test_one_record_given_is_named_with_its_label_in_the_readers_language(denaq,
     assert "→ Клиент: ООО «Автомир»" in page and "Client:" not in page
     assert f'value="/clients/{firm}"' in page
     assert notice.record_id == firm
+
+
+def test_my_leads_says_how_many_wait_and_pages_through_all_of_them(
+    denaq, staff, signed_in, monkeypatch
+):
+    from crmkit_denaq import screens
+
+    monkeypatch.setattr(screens, "LEADS_SHOWN", 3)
+    names = [f"ООО «Лид {n}»" for n in range(5)]
+    for name in names:
+        new_lead(denaq, staff.finder, name=name)
+    finder = signed_in("finder")
+    first = finder.get("/denaq/leads").text
+    assert "Показаны 3 из 5." in first
+    shown = [n for n in names if n in first]
+    assert len(shown) == 3
+    after = re.search(r'href="/denaq/leads\?after=([^"]+)" rel="next"', first).group(1)
+    second = finder.get(f"/denaq/leads?after={after}").text
+    rest = [n for n in names if n in second]
+    assert sorted(shown + rest) == sorted(names) and 'rel="next"' not in second
+    assert "Первая страница" in second

@@ -26,6 +26,8 @@ HERE = "/denaq/distribution"
 #: headings give the whole counts; dealing in turn and handing over all work on every one).
 POOL_SHOWN = 200
 FIRMS_SHOWN = 500
+#: Leads on one page of the lead creator's "waiting" list (the next pages follow).
+LEADS_SHOWN = 100
 
 
 def entered_by(unit: Any, user_id: int) -> int:
@@ -45,20 +47,31 @@ def entered_by(unit: Any, user_id: int) -> int:
 
 
 def leads(request: Request) -> Response:
-    """A lead creator's leads: those still waiting for an agent, newest first, and how many
-    they entered in all."""
+    """A lead creator's leads: those still waiting for an agent, newest first, a page of
+    ``LEADS_SHOWN`` at a time (the heading says how many there are), and how many they
+    entered in all."""
     user_id = request.state.user.id
+    after = request.query_params.get("after") or None
+    mine = {"pipeline": NAME, "stage": "lead", "owner_id": user_id}
     with work(request) as unit:
-        waiting = unit.parties.list(
-            filters={"pipeline": NAME, "stage": "lead", "owner_id": user_id},
-            order=["-created_at"],
-            limit=100,
+        page = unit.parties.list(
+            filters=mine, order=["-created_at"], after=after, limit=LEADS_SHOWN
         )
+        waiting = list(page)
+        whole = after is None and page.next_cursor is None
+        total = len(waiting) if whole else unit.parties.count(filters=mine)
         entered = entered_by(unit, user_id)
     return render(
         request,
         "denaq/leads.html",
-        {"title": i18n.lazy("My leads"), "waiting": list(waiting), "entered": entered},
+        {
+            "title": i18n.lazy("My leads"),
+            "waiting": waiting,
+            "waiting_total": total,
+            "next": page.next_cursor,
+            "paged": after is not None,
+            "entered": entered,
+        },
     )
 
 
