@@ -297,3 +297,34 @@ def test_my_leads_says_how_many_wait_and_pages_through_all_of_them(
     rest = [n for n in names if n in second]
     assert sorted(shown + rest) == sorted(names) and 'rel="next"' not in second
     assert "Первая страница" in second
+
+
+def test_the_client_list_names_kinds_and_stages_in_the_readers_language(denaq, staff, signed_in):
+    firm = new_lead(denaq, staff.finder, name="ООО «Автомир»")
+    add_person(denaq, staff.finder, firm)
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([firm], staff.anna.id)
+    add_person(denaq, staff.anna, firm, name="Пётр Сидоров")
+    with denaq.acting_as(staff.anna) as work:
+        work.moves.move(firm, "firm", entity="party")
+    page = signed_in("boss").get("/lists/party?cols=name,kind,stage").text
+    table = page.split("<tbody", 1)[1].split("</tbody>", 1)[0]
+    cells = [c.strip() for c in re.findall(r"<td[^>]*>([^<]*)<", table)]
+    assert {"организация", "физлицо", "Фирма"} <= set(cells)
+    assert not {"organisation", "person", "Firm"} & set(cells)
+
+
+def test_a_receiver_who_is_not_an_agent_is_refused_in_words_a_catalog_can_translate(denaq, staff):
+    """The refusal is one message with the user as a parameter (not an f-string, which
+    no catalog can hold)."""
+    from crmkit.errors import ValidationFailed
+    from crmkit.i18n import translate
+
+    russian = {"user {user} is not an active agent": "пользователь {user} — не активный агент"}
+    lead = new_lead(denaq, staff.finder)
+    with denaq.acting_as(staff.admin) as work, pytest.raises(ValidationFailed) as refused:
+        distribution(work).assign([lead], staff.finder.id)
+    (text,) = refused.value.errors["agent_id"]
+    assert translate(text, lambda t: russian.get(t, t)) == (
+        f"пользователь {staff.finder.id} — не активный агент"
+    )

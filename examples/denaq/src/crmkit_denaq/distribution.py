@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Message, message
 from crmkit.model import (
     CalendarEvent,
     Conversation,
@@ -189,7 +190,7 @@ class Distribution:
         someone dealt them) are left alone and named in ``Dealt.taken``.
         """
         if agent_id not in self._agent_ids():
-            raise ValidationFailed({"agent_id": [f"user {agent_id} is not an active agent"]})
+            raise ValidationFailed({"agent_id": [_not_an_agent(agent_id)]})
         ids, taken = self._still_waiting(lead_ids)
         given = self._give(ids, agent_id) if ids else 0
         return Dealt({agent_id: given} if given else {}, taken)
@@ -234,7 +235,7 @@ class Distribution:
         if from_agent == to_agent:
             raise ValidationFailed({"to_agent": ["choose another agent"]})
         if to_agent not in self._agent_ids():
-            raise ValidationFailed({"to_agent": [f"user {to_agent} is not an active agent"]})
+            raise ValidationFailed({"to_agent": [_not_an_agent(to_agent)]})
         query = self.work.parties.query("assign").where(
             Party.pipeline == NAME, Party.owner_id == from_agent
         )
@@ -313,6 +314,11 @@ class Distribution:
         ).all()
         for conversation_id in found:
             self.work.conversations.assign(conversation_id, to_agent)
+
+
+def _not_an_agent(user_id: int) -> Message:
+    """The refusal of a receiver who is not an active agent (translated when shown)."""
+    return message("user {user} is not an active agent", user=user_id)
 
 
 def summary(work: UnitOfWork) -> list[dict[str, Any]]:

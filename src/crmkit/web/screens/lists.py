@@ -283,24 +283,25 @@ def list_page(request: Request) -> Response:
             for stage in pipeline.stages:
                 stage_titles[(pipeline.name, stage.name)] = stage.title
         now = dt.datetime.now(dt.UTC)
-        rows = [
-            Row(
-                id=record.id,
-                url=record_url(entity.name, record.id),
-                cells=[
-                    format_value(
-                        locale, entity, c, record, users_by_id, parties, tags, stage_titles
-                    )
-                    for c in columns
-                ],
-                overdue=bool(
-                    getattr(record, "deadline", None)
-                    and record.deadline < now
-                    and getattr(record, "status", "") not in ("done", "cancelled")
-                ),
-            )
-            for record in page
-        ]
+        with i18n.activate(locale):  # kinds, statuses and stages in the reader's words
+            rows = [
+                Row(
+                    id=record.id,
+                    url=record_url(entity.name, record.id),
+                    cells=[
+                        format_value(
+                            locale, entity, c, record, users_by_id, parties, tags, stage_titles
+                        )
+                        for c in columns
+                    ],
+                    overdue=bool(
+                        getattr(record, "deadline", None)
+                        and record.deadline < now
+                        and getattr(record, "status", "") not in ("done", "cancelled")
+                    ),
+                )
+                for record in page
+            ]
         views = unit.saved_views.list(entity.name)
         with i18n.activate(locale):
             inputs = filter_inputs(unit, entity, params, users, definitions)
