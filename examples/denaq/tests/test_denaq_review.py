@@ -328,3 +328,38 @@ def test_a_receiver_who_is_not_an_agent_is_refused_in_words_a_catalog_can_transl
     assert translate(text, lambda t: russian.get(t, t)) == (
         f"пользователь {staff.finder.id} — не активный агент"
     )
+
+
+def test_an_agent_records_a_call_on_the_card_and_the_weekly_statistics_count_it(
+    denaq, staff, signed_in
+):
+    from crmkit_denaq import stats
+
+    from crmkit.model import Activity
+
+    firm = new_lead(denaq, staff.finder, name="ООО «Автомир»")
+    other = new_lead(denaq, staff.finder, name="ООО «Велоград»")
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([firm], staff.anna.id)
+        distribution(work).assign([other], staff.igor.id)
+    anna = signed_in("anna")
+    card = anna.get(f"/clients/{firm}").text
+    assert f'action="/clients/{firm}/calls"' in card
+    saved = anna.post(
+        f"/clients/{firm}/calls", {"outcome": "call back", "body": "Просили перезвонить в пятницу"}
+    )
+    assert saved.status_code == 303
+    timeline = anna.get(f"/clients/{firm}").text
+    assert "Просили перезвонить в пятницу" in timeline and "call-outcome" in timeline
+    with denaq.acting_as(staff.admin) as work:
+        rows = stats.activity_by_week(work, {}).rows
+    assert [(r["who"], r["kind"], r["total"]) for r in rows] == [("Анна", "call", 1)]
+    # refused (the reason shown) and nothing written: no outcome; someone else's firm
+    refused = anna.post(f"/clients/{firm}/calls", {"outcome": "", "body": "?"})
+    assert refused.status_code == 422
+    assert anna.post(f"/clients/{other}/calls", {"outcome": "reached"}).status_code == 404
+    with denaq.system() as work:
+        calls = work.session.scalars(select(Activity).where(Activity.kind == "call")).all()
+    assert [(c.party_id, c.actor_id, c.data["outcome"]) for c in calls] == [
+        (firm, staff.anna.id, "call back")
+    ]

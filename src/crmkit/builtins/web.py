@@ -127,6 +127,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen("client_timeline", "/clients/{party_id:int}/timeline", "Timeline", card.timeline),
         post("client_note", "/clients/{party_id:int}/notes", card.add_note),
+        post("client_call", "/clients/{party_id:int}/calls", card.add_call),
         post("client_contact", "/clients/{party_id:int}/contacts", card.add_contact),
         post(
             "client_contact_delete",

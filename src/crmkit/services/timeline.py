@@ -39,6 +39,10 @@ ACTIVITY_KINDS = (
     "merge",
 )
 
+#: How a call that was made ended (``Activity.data["outcome"]`` of a ``call``), in English:
+#: each is its own label in the catalogs.
+CALL_OUTCOMES = ("reached", "no answer", "call back", "wrong number")
+
 _MENTION = re.compile(r"(?<![\w@])@([\w.+-]{2,150})", re.UNICODE)
 
 
@@ -335,6 +339,31 @@ class TimelineService:
             for user in self.work.users.list(include_blocked=False)
             if user.id != me and self.work.user_may_read(user, [("party", party_id)])
         ]
+
+    def add_call(self, party_id: int, *, outcome: str, body: str = "") -> Activity:
+        """Record a phone call made to a client: how it ended (one of ``CALL_OUTCOMES``)
+        and what was said, on the client's timeline as a ``call`` (outgoing, by phone), so
+        the calls-per-week statistics count it.
+
+        The writer needs ``activity create`` and must see the client (a merged-away id is
+        its survivor); a missing or unknown outcome is refused naming ``outcome``.
+        """
+        self.work.access.require("activity", "create")
+        if outcome not in CALL_OUTCOMES:
+            raise ValidationFailed({"outcome": ["choose how the call ended"]})
+        text = (body or "").strip()
+        party_id = self.work.parties.get(party_id).id
+        activity = self.add(
+            "call",
+            party_id=party_id,
+            body=text,
+            direction="out",
+            channel="phone",
+            data={"outcome": outcome},
+        )
+        self.work.flush()
+        self.work.audit("activity", activity.id, "create", {"kind": [None, "call"]})
+        return activity
 
     def _may_read(
         self, user: User, note: Activity, party_id: int | None, record: tuple[str, int] | None

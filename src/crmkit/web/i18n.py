@@ -226,6 +226,8 @@ SERVICE_MESSAGES = {
     "must be today or later",
     "give the token a name (what is it for?)",
     "at most 200 characters",
+    # a call recorded on a card without saying how it ended
+    "choose how the call ended",
     # an id field that names no record (crmkit.web.forms.NOT_AN_ID)
     "not an id (1 to 2^63-1)",
 }
@@ -312,7 +314,7 @@ def registry_messages(crm: Any) -> set[str]:
     from crmkit.access.rules import ACTIONS, Scope
     from crmkit.model import ContactKind, CustomerType, PartyKind
     from crmkit.schemas import EVENT_STATUSES, TASK_STATUSES
-    from crmkit.services.timeline import ACTIVITY_KINDS
+    from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
 
     texts: set[str] = set()
     for entity in crm.entities:
@@ -331,6 +333,7 @@ def registry_messages(crm: Any) -> set[str]:
         texts.add(item.label)
     for report in crm.reports.values():
         texts |= {report.label, report.description}
+    texts |= set(CALL_OUTCOMES)
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
     texts |= {s.label for s in Scope}
     texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}

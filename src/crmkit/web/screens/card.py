@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from crmkit.errors import DuplicatesFound, ValidationFailed
-from crmkit.services.timeline import ACTIVITY_KINDS
+from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
 from crmkit.web.links import party_url
@@ -121,6 +121,7 @@ def card(request: Request) -> Response:
             users={u.id: u for u in users},
             colleagues=[u for u in users if not u.blocked],
             # only who may read the client hears of a note on it: the note box offers those
+            call_outcomes=CALL_OUTCOMES,
             mentionable=unit.timeline.may_be_told(party.id) if can("activity", "create") else [],
             definitions=definitions,
             deal_pipelines=crm.pipelines_for("deal"),
@@ -128,6 +129,7 @@ def card(request: Request) -> Response:
                 "update": unit.access.can("party", "update"),
                 "delete": unit.access.can("party", "delete"),
                 "note": unit.access.can("activity", "create"),
+                "call": unit.access.can("activity", "create"),
                 "task": unit.access.can("task", "create"),
                 "reminder": unit.access.can("reminder", "create"),
                 "deal": unit.access.can("deal", "create"),
@@ -172,6 +174,17 @@ def timeline(request: Request) -> Response:
     context["party"] = party
     template = "timeline_items.html" if request.query_params.get("after") else "timeline.html"
     return render(request, template, context)
+
+
+def add_call(request: Request) -> Response:
+    """Record a call made to this client: how it ended and what was said."""
+    party_id = _party_id(request)
+    data = posted(request)
+    with work(request) as unit:
+        unit.timeline.add_call(
+            party_id, outcome=str(data.get("outcome", "")), body=str(data.get("body", ""))
+        )
+    return redirect(request, party_url(party_id) + "#timeline", "Call recorded.")
 
 
 def add_note(request: Request) -> Response:
