@@ -38,6 +38,7 @@ METHODS = [
     ("src/crmkit/web/templates/**.html", "jinja2"),
     ("src/crmkit/web/**.py", "python"),
     ("src/crmkit/builtins/web.py", "python"),
+    ("src/crmkit/builtins/notify.py", "python"),
     ("src/crmkit/pipeline/**.py", "python"),
     ("src/crmkit/services/**.py", "python"),
     ("src/crmkit/automation/**.py", "python"),

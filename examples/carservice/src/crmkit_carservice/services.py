@@ -26,6 +26,8 @@ from crmkit_finance import finance
 from marshmallow import fields, validate
 from sqlalchemy import case, or_, select
 
+from crmkit.access.policy import load_scopes, scope_in
+from crmkit.access.rules import Scope
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.identity import plate_key
@@ -33,7 +35,7 @@ from crmkit.model import Party, User
 from crmkit.schemas import StrictSchema
 from crmkit.services.records import EntityService
 from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
-from crmkit_carservice.pipeline import WORKSHOP_ROLES
+from crmkit_carservice.pipeline import REPAIR
 
 
 class CarSchema(StrictSchema):
@@ -337,15 +339,16 @@ class Desk:
                 raise ValidationFailed({"services": [refused]})
 
     def _check_worker(self, worker_id: int) -> None:
-        """An order is given to an active user who works on orders: one holding a role the
-        pipeline lets move orders through the workshop (a worker, or the office), not a
-        cashier or an accountant, whose moves are the handing over."""
+        """An order is given to an active user who works on orders: one whose roles hold the
+        order action ``repair`` (the pipeline's workshop moves: a worker, or the office), not
+        a cashier or an accountant, whose move is the handing over."""
         user = self.work.session.get(User, worker_id)
         if user is None or user.blocked:
             raise ValidationFailed(
                 {"assignee_id": [message("no active user {user}", user=worker_id)]}
             )
-        if not user.role_names & set(WORKSHOP_ROLES):
+        scopes = load_scopes(self.work.session, user.role_names)
+        if scope_in(scopes, "finance_order", REPAIR) == Scope.NONE:
             refused = message("{user} does not work on orders", user=user.label)
             raise ValidationFailed({"assignee_id": [refused]})
 
