@@ -154,4 +154,4 @@ def test_a_wrong_number_of_weeks_is_an_error_on_the_page_not_a_crash(denaq, staf
     for weeks in ("x", "-1"):
         for url in (f"/reports/denaq_activity?weeks={weeks}", f"/denaq/stats?weeks={weeks}"):
             page = admin.get(url)
-            assert page.status_code == 422 and "weeks: " in page.text, url  # the field named
+            assert page.status_code == 422 and "период, недель: " in page.text, url  # field named
