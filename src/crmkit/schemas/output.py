@@ -49,6 +49,40 @@ def public_values(record: Any) -> dict[str, Any]:
     return {c.key: getattr(record, c.key, None) for c in public_columns(type(record))}
 
 
+#: What the audit log and domain events (webhooks, outbox payloads) keep of a private
+#: column's value: that it changed, never the value.
+PRIVATE_MASK = "***"
+
+
+def mask_private(model: type[Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` (``{field: [old, new]}`` or ``{field: value}``) with the values of
+    ``model``'s private columns replaced by :data:`PRIVATE_MASK`.
+
+    The field's name stays (a reader sees that a password or a secret changed, and a rule
+    on ``field.changed`` still fires); an empty side (``None`` or ``""``) stays as it is,
+    so "set", "changed" and "cleared" can be told apart without the value.  The one rule
+    for audit entries and events: :meth:`UnitOfWork.audit` and :meth:`UnitOfWork.emit`
+    apply it to every entry and event of a registered entity.
+    """
+    if model is None or not hasattr(model, "__table__"):
+        return dict(changes)
+    columns = model.__table__.columns
+    shown: dict[str, Any] = {}
+    for key, value in changes.items():
+        column = columns.get(key)
+        if column is not None and is_private(column):
+            if isinstance(value, list | tuple):
+                value = [_masked(side) for side in value]
+            else:
+                value = _masked(value)
+        shown[key] = value
+    return shown
+
+
+def _masked(value: Any) -> Any:
+    return value if value is None or value == "" else PRIVATE_MASK
+
+
 def column_python_type(column: Any) -> type[Any]:
     """The Python type of a column's values (``Decimal`` for amounts, ``object`` for JSON).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from crmkit.db import read_only_connection
 from crmkit.errors import Conflict, CrmkitError, PermissionDenied
 from crmkit.events import DomainEvent
 from crmkit.model import AuditEntry
+from crmkit.schemas.output import mask_private
 
 if TYPE_CHECKING:
     from crmkit.app import CRM, Actor
@@ -237,7 +238,14 @@ class UnitOfWork:
         party_id: int | None = None,
         **data: Any,
     ) -> DomainEvent:
-        """Queue a domain event; handlers see it before this transaction commits."""
+        """Queue a domain event; handlers see it before this transaction commits.
+
+        A ``changes`` mapping never carries a private column's value (see
+        :func:`~crmkit.schemas.output.mask_private`): events reach outbox payloads and
+        webhooks.
+        """
+        if isinstance(data.get("changes"), Mapping):
+            data["changes"] = mask_private(self._model_of(entity), data["changes"])
         event = DomainEvent(
             name=name,
             entity=entity,
@@ -274,8 +282,11 @@ class UnitOfWork:
 
         Written with a plain Core INSERT on the unit of work's connection: audit rows are never
         read back as objects here, so they skip the ORM's bookkeeping (a third of a stage
-        move's CPU time otherwise).
+        move's CPU time otherwise).  A private column of a registered entity is recorded
+        as changed, its values masked (:func:`~crmkit.schemas.output.mask_private`).
         """
+        if changes:
+            changes = mask_private(self._model_of(entity), changes)
         self.session.connection().execute(
             _INSERT_AUDIT,
             {
@@ -288,6 +299,10 @@ class UnitOfWork:
                 "changes": changes or {},
             },
         )
+
+    def _model_of(self, entity: str) -> type[Any] | None:
+        found = self.crm.entities.by_name.get(entity)
+        return None if found is None else found.model
 
     # -- access ------------------------------------------------------------------------
 

@@ -185,8 +185,8 @@ class MailAccounts:
         changes = {}
         for key, value in loaded.items():
             if getattr(account, key) != value:
-                shown = "***" if key.endswith("_sealed") else value
-                changes[key] = [None if key.endswith("_sealed") else getattr(account, key), shown]
+                # the audit entry masks the sealed passwords (private columns) itself
+                changes[key] = [getattr(account, key), value]
                 setattr(account, key, value)
         if {"imap_host", "imap_username", "imap_folder"} & changes.keys():
             account.uidvalidity, account.last_uid, account.import_until_uid = None, 0, None
