@@ -74,6 +74,19 @@ class EntityType:
         except AttributeError:
             raise AttributeError(f"entity {self.name!r} has no attribute {attr!r}") from None
 
+    @property
+    def placement_attrs(self) -> tuple[str, ...]:
+        """What the framework's own queries narrow by, whatever :attr:`filter_attrs` offers
+        users: the party link, the owner columns, and a pipelined record's pipeline and
+        stage (a client's card lists the entity's records, a board its stages).
+
+        Only code passes ``internal=True`` to a service's ``list``/``count`` to use them;
+        the API and list screens offer users :attr:`filter_attrs` and :attr:`sort_attrs`.
+        """
+        columns = self.model.__table__.columns
+        named = [self.party_attr, *self.owner_attrs, self.team_attr, "pipeline", "stage"]
+        return tuple(a for a in dict.fromkeys(named) if a is not None and a in columns)
+
     def title_of(self, record: Any) -> str:
         """A short human title for a record (used in audit, notifications, timeline)."""
         return str(getattr(record, self.title_attr, None) or f"{self.name} {record.id}")

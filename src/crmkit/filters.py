@@ -138,6 +138,8 @@ def compile_condition(
     custom_kinds: Mapping[str, str] | None = None,
     fields: Mapping[str, FilterField] | None = None,
     may: MayCheck | None = None,
+    *,
+    internal: bool = False,
 ) -> ColumnElement[bool]:
     """The SQL predicate of ``condition`` over ``entity``'s model.
 
@@ -145,13 +147,16 @@ def compile_condition(
     ``fields`` are the computed fields available for this entity.  ``may`` is the actor's
     permission check (``work.access.can``): a computed field with a ``permission`` the
     actor lacks is refused with :class:`~crmkit.errors.PermissionDenied`.  Without it (the
-    system's own conditions) no field is checked.
+    system's own conditions) no field is checked.  ``internal``: the condition comes from
+    code, not from a user, and may also name the entity's
+    :attr:`~crmkit.entities.EntityType.placement_attrs` (party, owners, pipeline, stage).
     """
     if not condition:
         return true()
     available = dict(BUILTIN_FIELDS)
     available.update(fields or {})
-    return _compile(entity, condition, custom_kinds or {}, available, may)
+    extra = frozenset(entity.placement_attrs) if internal else frozenset()
+    return _compile(entity, condition, custom_kinds or {}, available, may, extra)
 
 
 def _compile(
@@ -160,14 +165,16 @@ def _compile(
     kinds: Mapping[str, str],
     fields: Mapping[str, FilterField],
     may: MayCheck | None = None,
+    extra: frozenset[str] = frozenset(),
 ) -> Any:
     if "all" in node:
-        return and_(true(), *(_compile(entity, child, kinds, fields, may) for child in node["all"]))
+        children = [_compile(entity, child, kinds, fields, may, extra) for child in node["all"]]
+        return and_(true(), *children)
     if "any" in node:
-        children = [_compile(entity, child, kinds, fields, may) for child in node["any"]]
+        children = [_compile(entity, child, kinds, fields, may, extra) for child in node["any"]]
         return or_(*children) if children else true()
     if "not" in node:
-        return not_(_compile(entity, node["not"], kinds, fields, may))
+        return not_(_compile(entity, node["not"], kinds, fields, may, extra))
     field = node.get("field")
     op = node.get("op", "eq")
     value = node.get("value")
@@ -181,7 +188,7 @@ def _compile(
             raise _refused(computed)
         kind = _COMPUTED_KINDS.get(computed.kind, "")  # a plugin's "text" may be anything
         return computed.compile(entity, op, _coerced(kind, field, op, value))
-    column = _column(entity, field, kinds)
+    column = _column(entity, field, kinds, extra)
     return _apply(column, op, _coerced(_kind_of(entity, field, kinds), field, op, value), field)
 
 
@@ -318,7 +325,9 @@ def _moment(kind: str, value: Any) -> Any:
     return moment
 
 
-def _column(entity: EntityType, field: str, kinds: Mapping[str, str]) -> Any:
+def _column(
+    entity: EntityType, field: str, kinds: Mapping[str, str], extra: frozenset[str] = frozenset()
+) -> Any:
     if field.startswith("custom."):
         if not entity.custom_fields:
             raise ValidationFailed({field: [f"{entity.name} has no custom fields"]})
@@ -332,7 +341,7 @@ def _column(entity: EntityType, field: str, kinds: Mapping[str, str]) -> Any:
         if kind == "boolean":
             return element.as_boolean()
         return element.as_string()
-    allowed = set(entity.filter_attrs) | set(entity.sort_attrs)
+    allowed = set(entity.filter_attrs) | set(entity.sort_attrs) | extra
     if field not in allowed:
         raise ValidationFailed({field: [f"{entity.name} cannot be filtered by {field!r}"]})
     return entity.column(field)

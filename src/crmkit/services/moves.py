@@ -391,7 +391,10 @@ class MoveService:
         after = None
         while True:
             page = service.list(
-                filters={"pipeline": pipeline.name, "stage": stage}, after=after, limit=500
+                filters={"pipeline": pipeline.name, "stage": stage},
+                after=after,
+                limit=500,
+                internal=True,
             )
             ids += [record.id for record in page]
             after = page.next_cursor

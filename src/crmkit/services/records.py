@@ -197,18 +197,27 @@ class EntityService:
         filters: Mapping[str, Any] | None = None,
         search: str | None = None,
         action: str = "read",
+        internal: bool = False,
     ) -> Select[Any]:
-        """The scoped query narrowed by a condition, simple filters and a search text."""
+        """The scoped query narrowed by a condition, simple filters and a search text.
+
+        ``internal``: the condition and filters come from code, not from a user, and may
+        also narrow by the entity's :attr:`~crmkit.entities.EntityType.placement_attrs`
+        (its party, owners, pipeline and stage) when its ``filter_attrs`` leave them out.
+        """
         statement = self.query(action)
         fields = self.work.crm.filter_fields_for(self.entity.name)
         # custom field definitions are read only when a condition may need them
         kinds = self.custom_kinds() if where or filters else {}
         may = self.work.access.can  # a computed field may take a permission of its own
         if where:
-            statement = statement.where(compile_condition(self.entity, where, kinds, fields, may))
-        if filters:
             statement = statement.where(
-                compile_condition(self.entity, from_simple_filters(filters), kinds, fields, may)
+                compile_condition(self.entity, where, kinds, fields, may, internal=internal)
+            )
+        if filters:
+            condition = from_simple_filters(filters)
+            statement = statement.where(
+                compile_condition(self.entity, condition, kinds, fields, may, internal=internal)
             )
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
@@ -249,10 +258,14 @@ class EntityService:
         order: Sequence[str] | None = None,
         after: str | None = None,
         limit: int = 50,
+        internal: bool = False,
     ) -> Page:
-        """A page of visible records, keyset-paginated (``after`` is the previous page's cursor)."""
+        """A page of visible records, keyset-paginated (``after`` is the previous page's cursor).
+
+        ``internal``: see :meth:`filtered` (code's own lists: a card's, a board's).
+        """
         statement, params, keys, limit = self._page_statement(
-            where, filters, search, order, after, limit
+            where, filters, search, order, after, limit, internal=internal
         )
         rows = list(self.session.scalars(statement, params))
         next_cursor = encode_cursor(keys, rows[limit - 1]) if len(rows) > limit else None
@@ -291,6 +304,8 @@ class EntityService:
         after: str | None,
         limit: int,
         columns: tuple[str, ...] | None = None,
+        *,
+        internal: bool = False,
     ) -> tuple[Select[Any], dict[str, Any], list[Any], int]:
         """The page query, its parameters (the cursor's values), its sort keys and limit.
 
@@ -310,7 +325,7 @@ class EntityService:
         key = None if where or filters else self._statement_key(search, order, shape, limit)
         if key is None:
             statement = self._build_page_statement(
-                keys, where, filters, search, shape, limit, columns
+                keys, where, filters, search, shape, limit, columns, internal=internal
             )
             return statement, params, keys, limit
         key += (columns,)
@@ -356,8 +371,10 @@ class EntityService:
         shape: tuple[bool, ...] | None,
         limit: int,
         columns: tuple[str, ...] | None = None,
+        *,
+        internal: bool = False,
     ) -> Select[Any]:
-        statement = self.filtered(where=where, filters=filters, search=search)
+        statement = self.filtered(where=where, filters=filters, search=search, internal=internal)
         if shape is not None:
             statement = statement.where(after_clause(keys, cursor_binds(keys, shape)))
         statement = statement.order_by(*(k.clause() for k in keys)).limit(limit + 1)
@@ -376,9 +393,10 @@ class EntityService:
         where: Condition | None = None,
         filters: Mapping[str, Any] | None = None,
         search: str | None = None,
+        internal: bool = False,
     ) -> int:
-        """How many visible records match."""
-        inner = self.filtered(where=where, filters=filters, search=search)
+        """How many visible records match (``internal``: see :meth:`filtered`)."""
+        inner = self.filtered(where=where, filters=filters, search=search, internal=internal)
         statement = select(func.count()).select_from(
             inner.with_only_columns(self.model.id).subquery()
         )

@@ -57,6 +57,7 @@ def board(request: Request) -> Response:
                 filters={**filters, "stage": stage.name},
                 search=params.get("q") or None,
                 limit=COLUMN_SIZE,
+                internal=True,  # pipeline, stage, owner: whatever the entity offers users
             )
             columns.append((stage, list(page), page.next_cursor is not None))
         # records left in stages a release removed: shown apart, to be dragged out
@@ -65,6 +66,7 @@ def board(request: Request) -> Response:
             where={"field": "stage", "op": "not_in", "value": pipeline.stage_names()},
             search=params.get("q") or None,
             limit=COLUMN_SIZE,
+            internal=True,
         )
         stranded = (list(page), page.next_cursor is not None)
         # where each card may be dropped: the moves the user may make (the server decides)

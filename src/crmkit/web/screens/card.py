@@ -82,7 +82,10 @@ def card(request: Request) -> Response:
                 continue
             if not unit.access.can(entity.name, "read"):
                 continue
-            page = unit.records(entity.name).list(filters={entity.party_attr: party.id}, limit=20)
+            # the party link narrows it even when the entity offers users no such filter
+            page = unit.records(entity.name).list(
+                filters={entity.party_attr: party.id}, limit=20, internal=True
+            )
             if len(page):
                 linked.append((entity, list(page)))
         # a role may read clients without tasks, reminders or meetings (a cashier): the
