@@ -123,6 +123,12 @@ def _verdict(guard: Any, outcome: Any, plugin: str | None = None) -> GuardResult
     )
 
 
+def _guard_name(guard: Any) -> str:
+    """A guard as its code names it (a function's name, a callable object's class)."""
+    name = getattr(guard, "__name__", None) or type(guard).__name__
+    return str(name)
+
+
 def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
     """The refusals of ``crmkit_before_stage_move`` implementations, in hook order.
 
@@ -138,6 +144,8 @@ def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
         plugin = _plugin_name(pm, impl.plugin)
         try:
             outcome = impl.function(**{name: move for name in impl.argnames})
+            # what no veto returns (``0``, a list) is a bug of the plugin, like raising
+            verdict = _verdict(impl.function, outcome, plugin)
         except Exception:
             # a broken veto refuses the move (nothing is written) and names its plugin,
             # instead of failing the whole request or a bulk move of many records
@@ -146,7 +154,6 @@ def _plugin_vetoes(move: MoveContext) -> list[str | Message]:
                 message("the plugin {plugin} failed while checking this move", plugin=plugin)
             )
             continue
-        verdict = _verdict(impl.function, outcome, plugin)
         if not verdict.ok:
             reasons.append(verdict.reason)
     return reasons
@@ -275,7 +282,15 @@ def check_move(move: MoveContext) -> None:
         # own checks (a veto may compare a required amount): they wait until it does
         raise MoveRefused(reasons, missing_fields=fields, missing_documents=documents)
     for guard in transition.guards:
-        verdict = _verdict(guard, guard(move))
+        try:
+            verdict = _verdict(guard, guard(move))
+        except Exception:
+            # a broken guard (it raised, or returned what no guard returns) refuses the move
+            # and is named, as a broken veto is: no 500, and a bulk move goes on
+            name = _guard_name(guard)
+            logger.exception("the pipeline guard %s failed", name)
+            reasons.append(message("the guard {guard} failed while checking this move", guard=name))
+            continue
         if not verdict.ok:
             reasons.append(verdict.reason)
     reasons += _plugin_vetoes(move)
