@@ -7,7 +7,10 @@ under ``custom`` and are checked against their definitions by the custom field s
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import (
@@ -42,11 +45,40 @@ def has_nul(value: Any) -> bool:
     return False
 
 
+_DIGITS = re.compile(r"^\s*[+-]?\d+\s*$")
+
+#: The refusal of a fraction (``2.9``) for a whole-number field (an id, a count).
+NOT_WHOLE = "not a whole number"
+#: The refusal of a whole number no database column holds (beyond 64 bits).
+TOO_LARGE = "too large (at most 2^63-1)"
+
+
+def _whole_number_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` for an integer field, if a number can say so: a
+    fraction (marshmallow would cut ``2.9`` to ``2``) or a number beyond 64 bits (the
+    databases refuse it: PostgreSQL's "bigint out of range", SQLite's overflow)."""
+    if isinstance(value, str) and _DIGITS.match(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None  # the rest: the field itself refuses what it cannot read
+    fraction = isinstance(value, float | Decimal)
+    if fraction and (not math.isfinite(value) or value != int(value)):
+        return NOT_WHOLE
+    if abs(int(value)) > MAX_ID:
+        return TOO_LARGE
+    return None
+
+
 class StrictSchema(Schema):
-    """Base: unknown fields raise, naming the field; so does a text holding NUL.
+    """Base: unknown fields raise, naming the field; so does a text holding NUL, and a
+    fraction or a number beyond 64 bits given for an integer field.
 
     PostgreSQL cannot store a NUL character in a text and SQLite would keep it, so a NUL is
     refused here, at the input, the same way on both (a nested schema names its own field).
+    marshmallow's ``Integer`` would store ``2.9`` as ``2`` (a deal linked to the wrong
+    client), and a number beyond 64 bits fails in the database, differently on each: both
+    are refused here naming the field (a list of integers names the field too).  Whole
+    numbers given as text (``"7"``, as forms send them) are still read.
     """
 
     class Meta:
@@ -64,6 +96,13 @@ class StrictSchema(Schema):
                 continue  # the nested schema names the field inside
             if has_nul(key) or has_nul(value):
                 errors[str(key).replace("\x00", "\\x00")] = [NUL_REFUSED]
+                continue
+            integer = isinstance(field, fields.Integer)
+            if integer or isinstance(inner, fields.Integer):
+                items = value if not integer and isinstance(value, list | tuple) else [value]
+                problem = next(filter(None, map(_whole_number_problem, items)), None)
+                if problem:
+                    errors[str(key)] = [problem]
         if errors:
             raise ValidationError(errors)
         return data
