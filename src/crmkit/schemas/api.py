@@ -19,7 +19,9 @@ class ProblemSchema(StrictSchema):
 
     ``errors`` maps each rejected field to its messages; a refused stage move adds
     ``reasons``, ``missing_fields`` and ``missing_documents``; possible duplicates add
-    ``candidates``.
+    ``candidates``; a client merged into another (409) ``merged_into``; a body or file over
+    its limit (413) ``max_bytes``.  Every member a problem may carry is declared here (the
+    document says no other appears); a test checks real answers against it.
     """
 
     type = fields.String(metadata={"description": "A link to this kind of problem's docs."})
@@ -31,6 +33,12 @@ class ProblemSchema(StrictSchema):
     missing_fields = fields.List(fields.String())
     missing_documents = fields.List(fields.String())
     candidates = fields.List(fields.Dict())
+    merged_into = fields.Integer(
+        metadata={"description": "The client this one was merged into (409 `merged`)."}
+    )
+    max_bytes = fields.Integer(
+        metadata={"description": "The size limit that was exceeded, in bytes (413)."}
+    )
 
 
 class MoveRequestSchema(StrictSchema):

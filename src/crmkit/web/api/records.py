@@ -13,7 +13,7 @@ import inspect
 from functools import cache
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,7 +36,7 @@ from crmkit.schemas.output import (
     related_lists,
     schema_name,
 )
-from crmkit.services.records import PIPELINE_FIELDS
+from crmkit.services.records import PIPELINE_FIELDS, EntityService
 from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import (
     IF_MATCH,
@@ -89,6 +89,20 @@ def _accepts_confirmation(service: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return CONFIRM_DUPLICATES in parameters
+
+
+@cache
+def _confirmable(schema: type[Any]) -> type[Any]:
+    """``schema`` with the ``confirm_duplicates`` member a create's body may carry (taken
+    out before the schema loads it), for the OpenAPI document: it says the body allows no
+    other member, so the one the endpoint reads must be declared.  Named like ``schema``
+    (``PartyInput``)."""
+    flag_field = fields.Boolean(
+        load_only=True,
+        metadata={"description": "Create even if likely duplicates exist (as the query's)."},
+    )
+    namespace = {"confirm_duplicates": flag_field, "__module__": schema.__module__}
+    return type(schema.__name__, (schema,), namespace)
 
 
 def _confirmed(request: Request, body: dict[str, Any]) -> bool:
@@ -295,6 +309,7 @@ class EntityEndpoints:
                 )
             )
         if entity.schema is not None and "create" in entity.actions:
+            confirmable = _accepts_confirmation(entity.service or EntityService)
             ops.append(
                 Operation(
                     "POST",
@@ -316,7 +331,7 @@ class EntityEndpoints:
                             {"type": "boolean"},
                         )
                     ],
-                    body=entity.schema,
+                    body=_confirmable(entity.schema) if confirmable else entity.schema,
                     responses={
                         201: ("Created; `Location` names it, `ETag` is its version.", detail)
                     },
