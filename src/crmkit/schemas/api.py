@@ -91,7 +91,10 @@ class NoteRequestSchema(StrictSchema):
     pinned = fields.Boolean()
     mention = fields.List(
         fields.Integer(validate=validate.Range(min=1, max=MAX_ID)),
-        metadata={"description": "User ids to notify besides the @mentioned ones."},
+        validate=validate.Length(
+            max=100, error="at most 100 users may be mentioned"
+        ),  # MAX_MENTIONS
+        metadata={"description": "User ids to notify besides the @mentioned ones (100 at most)."},
     )
 
 

@@ -617,9 +617,13 @@ class EntityService:
         raw = {**(data or {}), **values}
         blocked = [f for f in PIPELINE_FIELDS if f in raw]
         if blocked:
-            raise ValidationFailed(
-                {blocked[0]: ["change the stage with a move, not an edit"]}, entity=self.entity.name
+            # the version is the record's own count of changes, not a pipeline's field
+            refusal = (
+                "the version is kept by the system, not edited (send the one you read as If-Match)"
+                if blocked[0] == "version"
+                else "change the stage with a move, not an edit"
             )
+            raise ValidationFailed({blocked[0]: [refusal]}, entity=self.entity.name)
         with self.work.savepoint():
             changes = self.stage_changes(record, raw)
             if changes and isinstance(record, PipelineMixin):

@@ -43,6 +43,9 @@ ACTIVITY_KINDS = (
 #: each is its own label in the catalogs.
 CALL_OUTCOMES = ("reached", "no answer", "call back", "wrong number")
 
+#: The most user ids one note may mention by id (``mention``), besides ``@names``.
+MAX_MENTIONS = 100
+
 _MENTION = re.compile(r"(?<![\w@])@([\w.+-]{2,150})", re.UNICODE)
 
 
@@ -384,9 +387,16 @@ class TimelineService:
 
     def _mentioned_users(self, text: str, extra_ids: Iterable[int]) -> list[User]:
         names = mentioned_usernames(text)
-        ids = list(extra_ids)
+        ids = list(dict.fromkeys(extra_ids))
         if not names and not ids:
             return []
+        if len(ids) > MAX_MENTIONS:
+            raise ValidationFailed({"mention": [f"at most {MAX_MENTIONS} users may be mentioned"]})
+        if ids:
+            found = set(self.work.session.scalars(select(User.id).where(User.id.in_(ids))))
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise ValidationFailed({"mention": [f"no user {missing[0]}"]})
         clauses = []
         if names:
             clauses.append(User.username.in_(names))

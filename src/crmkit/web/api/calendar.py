@@ -163,7 +163,7 @@ def operations(crm: Any) -> list[Operation]:
             reminders.label_plural or "Reminders",
             parameters=[IF_MATCH],
             responses={200: ("The reminder.", detail_schema(reminders))},
-            errors=(403, 404, 412),
+            errors=(400, 403, 404, 412),  # 400: a malformed If-Match
             etag=True,
         ),
     ]

@@ -121,7 +121,9 @@ def expected_version(request: Request, record: Any) -> int | None:
 
     ``None`` means "no condition" (no header, or ``*``).  An ETag that is not the record's
     current one raises :class:`~crmkit.errors.Conflict` (answered 412); for a record
-    without versions any ETag but ``*`` fails, since none can match.
+    without versions any ETag but ``*`` fails, since none can match.  A header that holds
+    no ETag at all (``If-Match: garbage``, an empty one) is the client's mistake, not a
+    stale write: 400 naming the header.
     """
     header = request.headers.get("if-match")
     if header is None:
@@ -129,6 +131,17 @@ def expected_version(request: Request, record: Any) -> int | None:
     tags = _tags(header)
     if tags == ["*"]:
         return None
+    malformed = [t for t in tags if _version(t) is None]
+    if malformed or not tags:
+        shown = malformed[0] if malformed else header
+        raise ApiError(
+            400,
+            "Bad request",
+            f"If-Match: {shown!r} is not an ETag of this API (a version as the ETag "
+            'header gives it, such as "3"; or *)',
+            kind="bad-request",
+            errors={"If-Match": [f"{shown!r} is not an ETag"]},
+        )
     current = getattr(record, "version", None)
     wanted = [_version(t) for t in tags]
     if current is None or current not in wanted:

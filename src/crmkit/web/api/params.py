@@ -77,6 +77,12 @@ def parse_list_query(
             raise ValidationFailed({key: [f"unknown operator {op!r}"]})
         values = params.getlist(key)
         if op in _VALUELESS:
+            # ``?name__is_null`` or ``=true``; ``=false`` asks for the opposite
+            answers = {v.strip().lower() for v in values}
+            if not answers <= {"", "true", "1", "false", "0"} or len(answers) > 1:
+                raise ValidationFailed({key: ["takes no value, or true or false"]})
+            if answers & {"false", "0"}:
+                key = f"{field}__{'not_null' if op == 'is_null' else 'is_null'}"
             filters[key] = None
             continue
         if op in _LIST_OPERATORS or len(values) > 1:

@@ -135,12 +135,19 @@ class EntityEndpoints:
                 "after": query.after,
                 "limit": query.limit,
             }
-            if self.encoder.flat:
-                page = service.list_rows(self.encoder.columns, **options)
-                items = self.encoder.rows(page.items)
-            else:
-                page = service.list(**options)
-                items = self.encoder.records(page.items)
+            try:
+                if self.encoder.flat:
+                    page = service.list_rows(self.encoder.columns, **options)
+                    items = self.encoder.rows(page.items)
+                else:
+                    page = service.list(**options)
+                    items = self.encoder.records(page.items)
+            except ValidationFailed as exc:
+                if not query.search or "search" not in exc.errors:
+                    raise
+                # the service's argument is ``search``; the API's parameter is ``q``
+                errors = {("q" if k == "search" else k): v for k, v in exc.errors.items()}
+                raise ValidationFailed(errors, entity=entity.name) from None
         headers = {}
         if page.next_cursor:
             headers["Link"] = next_link(request, page.next_cursor)
@@ -381,7 +388,10 @@ class EntityEndpoints:
                     ),
                     parameters=[IF_MATCH],
                     responses={204: ("Deleted.", None)},
-                    errors=(403, 404, 409, 412, 422) if name == "party" else (403, 404, 412, 422),
+                    # 400: a malformed If-Match
+                    errors=(400, 403, 404, 409, 412, 422)
+                    if name == "party"
+                    else (400, 403, 404, 412, 422),
                 )
             )
         if issubclass(entity.model, PipelineMixin):
