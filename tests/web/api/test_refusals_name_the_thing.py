@@ -78,7 +78,7 @@ def test_is_null_takes_no_value_or_a_boolean(setup):
 
 
 def test_mentions_are_capped_and_must_be_users(setup):
-    crm, agent, api, party = setup
+    crm, _, api, party = setup
     colleague = add_user(crm, "colleague", ["agent"])
     many = api.post(
         "notes", json={"body": "всем", "party_id": party, "mention": list(range(1, 100_001))}
