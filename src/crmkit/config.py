@@ -467,7 +467,8 @@ class Config:
 
         A key no loaded plugin declares is refused naming the closest known one, except
         under a section named after a ``dormant()`` plugin (installed but not loaded: its
-        settings stay for when it is loaded again; asked only when a key is unknown).  A
+        settings stay for when it is loaded again; asked only when a key is unknown) that
+        no loaded plugin declares settings in.  A
         ``CRMKIT_<SECTION>_*`` variable of a known section that names no setting is refused
         the same way.  Values are converted to their type and checked against their range
         or choices.
@@ -488,7 +489,11 @@ class Config:
         unknown = [name for name in self.values if name not in self.known]
         asleep = set(dormant()) if unknown else set()
         for name in unknown:
-            if name.split(".")[0] in asleep:
+            section = name.split(".")[0]
+            # a section a loaded plugin declares settings in is checked, even when an
+            # installed plugin of that name was not loaded (the same plugin passed to
+            # make_crm under another name, say)
+            if section in asleep and section not in sections:
                 continue
             close = _closest(name, self.known)
             hint = f"; did you mean {close!r}?" if close else ""

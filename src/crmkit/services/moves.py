@@ -101,9 +101,22 @@ class MoveService:
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
 
-    def _entity(self, record: Any, entity: str | None) -> EntityType:
+    def _entity(self, record: Any, entity: str | None, argument: str = "record") -> EntityType:
         registry = self.work.crm.entities
-        return registry[entity] if entity else registry.of(record)
+        if entity:
+            return registry[entity]
+        if isinstance(record, int | str):
+            # an id says nothing of its entity: a clear refusal, not "int is not an entity"
+            raise TypeError(
+                f"{argument} holds the id {record!r}: pass the record itself, or the id "
+                "with entity=..."
+            )
+        try:
+            return registry.of(record)
+        except KeyError:
+            raise TypeError(
+                f"{argument} holds {record!r}, which is no record of a registered entity"
+            ) from None
 
     def pipeline_of(self, record: Any) -> Pipeline:
         """The pipeline a record is in (``ValidationFailed`` if it is in none)."""
@@ -350,7 +363,14 @@ class MoveService:
 
         A record that cannot go (refused, hidden, not allowed, in no pipeline) is reported
         with its reason; each move runs in a savepoint, so a refusal leaves nothing of it.
+        ``records`` are records, or ids together with ``entity``: ids without it (or
+        anything else) are a :class:`TypeError` naming ``records``, before any move.
         """
+        if isinstance(records, str | int) or not isinstance(records, Iterable):
+            raise TypeError(f"records must be a list of records, not {records!r}")
+        records = list(records)
+        for record in records:  # every item checked before any moves
+            self._entity(record, entity, argument="records")
         moved: list[int] = []
         refused: dict[int, str] = {}
         errors: dict[int, CrmkitError] = {}
