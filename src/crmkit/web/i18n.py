@@ -202,6 +202,8 @@ SERVICE_MESSAGES = {
     "a note cannot be empty",
     "must be after the start",
     "contains a NUL character",
+    "not a whole number",
+    "too large (at most 2^63-1)",
     "the file name contains a NUL character",
     "a name is required",
     "one line, without line breaks",
