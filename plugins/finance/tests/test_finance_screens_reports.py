@@ -139,4 +139,4 @@ def test_the_order_margin_screen_offers_and_checks_its_limit(shop):
     assert _body_rows(page) == 1
     page = director.get("/reports/finance.order_margin?limit=0")
     assert page.status_code == 422
-    assert "limit: '0' is not a whole number from 1 to 5000" in html.unescape(page.text)
+    assert "число заказов: '0' — не целое число от 1 до 5000" in html.unescape(page.text)
