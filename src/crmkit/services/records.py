@@ -30,6 +30,7 @@ from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import Condition, compile_condition, from_simple_filters
 from crmkit.model import PipelineMixin, StageMove, Tag, Tagging
 from crmkit.schemas.output import public_values
+from crmkit.services.limits import refusals
 from crmkit.services.paging import (
     Page,
     after_clause,
@@ -441,6 +442,11 @@ class EntityService:
             values = schema_class().load(dict(data), partial=partial)
         except ValidationError as exc:
             raise ValidationFailed(_messages(exc), entity=self.entity.name) from None
+        # what the columns hold, whatever fields the schema declares (a plugin's plain
+        # marshmallow ones): refused here, naming the field, the same on both databases
+        refused = refusals(self.model, values)
+        if refused:
+            raise ValidationFailed(refused, entity=self.entity.name)
         if "custom" in values:
             values["custom"] = self.work.custom_fields.validate(
                 self.entity.name, values["custom"] or {}, partial=partial

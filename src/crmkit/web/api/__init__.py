@@ -11,7 +11,7 @@ import inspect
 import logging
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,7 +26,13 @@ from crmkit.web.api.auth import BearerAuthMiddleware, authenticate, touch
 from crmkit.web.api.openapi import build_spec, render_docs
 from crmkit.web.api.operations import Operation
 from crmkit.web.api.records import EntityEndpoints
-from crmkit.web.api.responses import ApiError, JSONResponse, problem, problem_for
+from crmkit.web.api.responses import (
+    ApiError,
+    JSONResponse,
+    is_value_overflow,
+    problem,
+    problem_for,
+)
 from crmkit.web.concurrency import Blocking, is_long_running
 from crmkit.web.routing import index_routes
 
@@ -89,6 +95,14 @@ async def _crmkit_error(request: Request, exc: Exception) -> Response:
     return problem_for(request, exc)
 
 
+async def _statement_error(request: Request, exc: Exception) -> Response:
+    """A statement that could not be sent: a value its driver cannot convert is the
+    input's fault (a 422 naming the column); anything else stays a server error."""
+    if is_value_overflow(exc):
+        return problem_for(request, exc)
+    raise exc
+
+
 def _server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "Internal server error", kind="server-error")
 
@@ -144,6 +158,7 @@ def create_api(crm: Any, blocking: Blocking | None = None) -> ASGIApp:
             ApiError: _crmkit_error,
             HTTPException: _http_error,
             DataError: _crmkit_error,
+            StatementError: _statement_error,
             OverflowError: _crmkit_error,
             IntegrityError: _crmkit_error,
             StaleDataError: _crmkit_error,

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +30,7 @@ from crmkit.errors import (
     ValidationFailed,
 )
 from crmkit.i18n import Message
+from crmkit.services.limits import database_refusals
 
 log = logging.getLogger("crmkit.api")
 
@@ -129,6 +130,12 @@ def problem(
     )
 
 
+def is_value_overflow(exc: BaseException) -> bool:
+    """A statement SQLAlchemy could not send: a driver's conversion overflowed (a moment
+    UTC cannot hold, an integer beyond 64 bits)."""
+    return isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError)
+
+
 def problem_for(request: Request, exc: Exception) -> Response:
     """The response for an error raised while serving ``request``."""
     if isinstance(exc, ApiError):
@@ -187,18 +194,33 @@ def problem_for(request: Request, exc: Exception) -> Response:
             "the record was changed by someone else meanwhile; reload and try again",
             kind="conflict",
         )
-    if isinstance(exc, DataError):
-        # a value the database cannot hold (an integer beyond 64 bits...): the input's fault
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return problem(422, "Validation failed", reason, kind="validation-failed", errors={})
+    if isinstance(exc, DataError) or is_value_overflow(exc):
+        # a value the database or its driver cannot hold (a text longer than its column, a
+        # moment beyond the year 9999 in UTC): the input's fault, named by its column when
+        # the statement tells it (the services refuse these before writing; this is for
+        # what still gets through)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        errors: dict[str, Any] = dict(database_refusals(exc)) or {"_schema": [reason]}
+        return problem(
+            422,
+            "Validation failed",
+            str(ValidationFailed(errors)),
+            kind="validation-failed",
+            errors=errors,
+        )
     if isinstance(exc, IntegrityError):
         # the services check references and uniqueness first; reaching here means one of
         # them missed a case: answer like a conflict, but leave a trace to fix it
         log.warning("integrity error reached the API: %s", exc)
         return problem(409, "Conflict", "the change conflicts with existing data", kind="conflict")
     if isinstance(exc, OverflowError):  # SQLite's driver, for integers beyond 64 bits
+        errors = {"_schema": ["a number is too large"]}
         return problem(
-            422, "Validation failed", "a number is too large", kind="validation-failed", errors={}
+            422,
+            "Validation failed",
+            "a number is too large",
+            kind="validation-failed",
+            errors=errors,
         )
     if isinstance(exc, CrmkitError):
         return problem(400, "Bad request", str(exc), kind="bad-request")
