@@ -3,6 +3,7 @@ are its commands, in order, on a deployment of their own."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import shlex
@@ -10,9 +11,11 @@ import sys
 import tomllib
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from marshmallow import ValidationError
 
 from crmkit.cli import cli, main
 
@@ -57,12 +60,58 @@ def tutorial_plugin():
     return module
 
 
-def test_tutorial_test_passes(make_crm, tutorial_plugin):
+def tutorial_tests() -> list[tuple[Any, dict[str, Any]]]:
+    """Each test function of the tutorial's test block with each set of its parameters."""
     *_, test_code = python_blocks()
-    namespace: dict[str, object] = {}
+    namespace: dict[str, Any] = {}
     exec(compile(test_code, str(TUTORIAL), "exec"), namespace)
-    crm = make_crm(plugins=[tutorial_plugin])
-    namespace["test_visit_lands_on_timeline_and_stays_private"](crm)
+    cases = []
+    for name, function in namespace.items():
+        if not name.startswith("test_") or not callable(function):
+            continue
+        marks = [m for m in getattr(function, "pytestmark", []) if m.name == "parametrize"]
+        if not marks:
+            cases.append((function, {}))
+        for mark in marks:
+            argument, values = mark.args
+            cases += [(function, {argument: value}) for value in values]
+    return cases
+
+
+def test_tutorial_tests_pass(make_crm, tutorial_plugin):
+    """The tutorial's tests, its refusals of wrong input included: each on a new CRM."""
+    cases = tutorial_tests()
+    names = {function.__name__ for function, _ in cases}
+    assert names == {
+        "test_visit_lands_on_timeline_and_stays_private",
+        "test_wrong_input_is_refused_naming_the_field",
+    }
+    assert len(cases) == 5
+    for function, arguments in cases:
+        function(make_crm(plugins=[tutorial_plugin]), **arguments)
+
+
+def test_the_tutorials_schema_keeps_to_its_columns(tutorial_plugin):
+    """Its fields are crmkit's, whose limits are the model's: a text of its column's length,
+    an id of 64 bits, a moment UTC can hold."""
+    schema = tutorial_plugin.VisitSchema()
+    given = {"party_id": 1, "visited_at": "2026-11-20T10:00:00+03:00"}
+    loaded = schema.load({**given, "outcome": "я" * 200})
+    assert loaded["visited_at"] == dt.datetime(2026, 11, 20, 7, tzinfo=dt.UTC)
+    assert loaded["visited_at"].tzinfo is dt.UTC
+    refused = {
+        "outcome": "я" * 201,
+        "visited_at": "0001-01-01T00:00:00+05:00",
+        "party_id": 0,
+        "agent_id": 2**63,
+    }
+    for field, value in refused.items():
+        with pytest.raises(ValidationError) as wrong:
+            schema.load({**given, field: value})
+        assert list(wrong.value.messages) == [field], (field, wrong.value.messages)
+    with pytest.raises(ValidationError, match="party_id"):
+        schema.load({**given, "party_id": None})
+    assert schema.load({**given, "agent_id": None})["agent_id"] is None
 
 
 def test_the_pyproject_joins_the_workspace_as_the_repositorys_plugins_do():

@@ -146,6 +146,39 @@ def _text(max_length: int, required: bool = False, **kwargs: Any) -> fields.Stri
     return fields.String(validate=validate.Length(max=max_length), allow_none=True, **kwargs)
 
 
+# -- fields for plugin schemas ------------------------------------------------------------
+#
+# A plugin's input schema declares its fields with these, and its model's limits come with
+# them: what the core's own schemas refuse, naming the field, a plugin's refuses the same
+# way, before anything reaches the database (whose refusals differ: SQLite keeps a text
+# longer than its column, PostgreSQL refuses it without naming the column).
+
+
+def RecordId(*, required: bool = False, **kwargs: Any) -> fields.Integer:
+    """A reference to a record by its id: a whole number from 1 to 2^63-1.
+
+    Null is accepted unless the field is ``required`` (give ``allow_none`` to say
+    otherwise): ``party_id = RecordId(required=True)`` for a ``party_fk(nullable=False)``.
+    Whether the record exists is checked by the record service, naming the field.
+    """
+    kwargs.setdefault("allow_none", not required)
+    return _record_id(required=required, **kwargs)
+
+
+def Text(max_length: int, *, required: bool = False, **kwargs: Any) -> fields.String:
+    """A text of at most ``max_length`` characters: the ``n`` of its ``String(n)`` column.
+
+    A ``required`` text is not empty.  Null is refused unless ``allow_none=True`` is given
+    (for a column that is ``nullable``).  Further ``validate`` rules are added to the
+    length's.
+    """
+    rules: list[Any] = [validate.Length(min=1 if required else None, max=max_length)]
+    extra = kwargs.pop("validate", None)
+    if extra is not None:
+        rules.extend(extra if isinstance(extra, list | tuple) else [extra])
+    return fields.String(required=required, validate=rules, **kwargs)
+
+
 class ContactPointSchema(StrictSchema):
     """A phone, email, messenger handle or website as typed by a user."""
 
@@ -342,15 +375,19 @@ class FieldDefinitionSchema(StrictSchema):
 
 
 __all__ = [
+    "MAX_ID",
     "AttendeeSchema",
     "CalendarEventSchema",
     "ContactPointSchema",
     "DealSchema",
     "FieldDefinitionSchema",
+    "Moment",
     "PartySchema",
     "RecipientSchema",
+    "RecordId",
     "ReminderSchema",
     "StrictSchema",
     "TaskSchema",
+    "Text",
     "UserSchema",
 ]
