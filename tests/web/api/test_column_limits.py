@@ -137,3 +137,12 @@ def test_a_database_refusal_that_gets_through_is_a_422_naming_the_column(
         body = json.loads(answer.body)
         assert list(body["errors"]) == [column], body
         assert body["detail"].startswith(f"{column}: "), body
+
+
+def test_a_driver_overflow_nothing_names_still_says_what_is_wrong(db_backend):
+    """SQLite's driver raises a bare OverflowError for an integer beyond 64 bits: no
+    statement to read a column from, so the refusal is the request's, never empty."""
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+    answer = problem_for(request, OverflowError("Python int too large to convert to SQLite"))
+    assert answer.status_code == 422
+    assert json.loads(answer.body)["errors"] == {"_schema": ["a number is too large"]}
