@@ -290,9 +290,13 @@ def _coerce_one(kind: str, field: str, op: str, value: Any) -> Any:
         if kind in ("date", "datetime", "calendar_date"):
             return _moment(kind, value)
         if kind == "group":
-            if isinstance(value, bool) or not str(value).strip().isdigit():
+            # ASCII digits within a column's range: "²" passes isdigit() but not int(), and
+            # a number past 2^63-1 fails in the database instead of matching nothing
+            text = "" if isinstance(value, bool) else str(value).strip()
+            ascii_digits = text.isascii() and text.isdigit() and len(text) <= 19
+            if not ascii_digits or not 1 <= int(text) <= 2**63 - 1:
                 raise ValueError("not a group id")
-            return int(value)
+            return int(text)
     except ValueError as exc:
         raise ValidationFailed({field: [f"{op} {value!r}: {exc}"]}) from None
     return value

@@ -30,6 +30,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, message
 from crmkit.model import Party, User
 from crmkit.reports import Column, Report, ReportResult
+from crmkit.web.forms import optional_id
 from crmkit_finance.ledger import MONEY_KINDS, as_amount, normal_balance
 from crmkit_finance.model import (
     FinanceAccount,
@@ -42,7 +43,6 @@ from crmkit_finance.model import (
     FinanceTransaction,
 )
 from crmkit_finance.money import round_money
-from crmkit_finance.screens import optional_id
 from crmkit_finance.services import finance
 from crmkit_finance.services.payroll import month_bounds
 

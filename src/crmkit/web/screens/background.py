@@ -14,7 +14,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.jobs.watchers import states as watcher_states
 from crmkit.services.automation import automation
 from crmkit.web import i18n
-from crmkit.web.forms import as_list
+from crmkit.web.forms import id_list
 from crmkit.web.pages import posted, redirect, render, work
 
 #: Texts shown through ``_(value)``, listed here so that the catalogs collect them.
@@ -47,7 +47,7 @@ def dead_letters(request: Request) -> Response:
     """
     if request.method == "POST":
         data = posted(request)
-        ids = [int(i) for i in as_list(data.get("ids")) if str(i).isdigit()]
+        ids = id_list(data.get("ids"), "ids")
         if not ids:
             return redirect(request, "/admin/dead-letters", "Choose the items first.", "error")
         with work(request) as unit:

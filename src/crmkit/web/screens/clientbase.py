@@ -116,7 +116,7 @@ def _field_label(field: str, definitions: dict[str, Any]) -> str:
 def merge_page(request: Request) -> Response:
     """Merge a duplicate into this client: pick the other record, then field by field."""
     from crmkit.errors import ValidationFailed
-    from crmkit.web.forms import optional_int
+    from crmkit.web.forms import optional_id, optional_int
     from crmkit.web.links import party_url
     from crmkit.web.pages import error_text, posted, redirect
 
@@ -125,12 +125,12 @@ def merge_page(request: Request) -> Response:
     other_id = optional_int(data.get("with") or request.query_params.get("with"))
     error = None
     if request.method == "POST" and other_id:
-        keep = {
-            key[len("keep.") :]: int(value)
-            for key, value in data.items()
-            if key.startswith("keep.") and str(value).isdigit()
-        }
         try:
+            keep = {
+                key[len("keep.") :]: optional_id(value, key)
+                for key, value in data.items()
+                if key.startswith("keep.") and str(value).strip()
+            }
             with work(request) as unit:
                 survivor = unit.merges.merge(party_id, other_id, keep=keep)
                 survivor_id = survivor.id

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
-from crmkit.web.forms import optional_int, refuse_nul
+from crmkit.web.forms import optional_id, optional_int, refuse_nul
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -224,12 +224,12 @@ def import_run_page(request: Request) -> Response:
         mapping = {
             key[len("map.") :]: str(value) for key, value in data.items() if key.startswith("map.")
         }
-        choices = {
-            int(key[len("choice.") :]): str(value)
-            for key, value in data.items()
-            if key.startswith("choice.") and key[len("choice.") :].isdigit()
-        }
         try:
+            choices = {
+                optional_id(key[len("choice.") :], key) or 0: str(value)
+                for key, value in data.items()
+                if key.startswith("choice.") and key[len("choice.") :].strip()
+            }
             with work(request) as unit:
                 unit.imports.configure(
                     run_id,

@@ -24,6 +24,7 @@ from crmkit.filters import filters_from_query
 from crmkit.i18n import translate
 from crmkit.schemas.output import public_columns
 from crmkit.web import i18n
+from crmkit.web.forms import id_list, optional_id
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
@@ -359,18 +360,14 @@ def bulk(request: Request) -> Response:
     entity = entity_or_404(crm, request.path_params["entity"])
     data = posted(request)
     back = f"/lists/{entity.name}?{data.get('back', '')}"
-    raw_ids = data.get("ids", [])
-    ids = [
-        int(i) for i in (raw_ids if isinstance(raw_ids, list) else [raw_ids]) if str(i).isdigit()
-    ]
+    ids = id_list(data.get("ids"), "ids")
     action = data.get("action", "")
     if not ids:
         return redirect(request, back, "Choose some rows first.", kind="error")
     with work(request) as unit:
         service = unit.records(entity.name)
         if action == "assign":
-            owner = data.get("owner_id") or None
-            changed = service.assign(ids, int(owner) if owner else None)
+            changed = service.assign(ids, optional_id(data.get("owner_id"), "owner_id"))
             message = i18n.lazy("Assigned: %(count)s")
         elif action == "tag":
             names = [t.strip() for t in str(data.get("tag", "")).split(",") if t.strip()]
@@ -379,7 +376,9 @@ def bulk(request: Request) -> Response:
             changed = service.add_tags(ids, names)
             message = i18n.lazy("Tagged: %(count)s")
         elif action == "group":
-            changed = unit.groups.add_members(int(data.get("group_id") or 0), ids)
+            changed = unit.groups.add_members(
+                optional_id(data.get("group_id"), "group_id") or 0, ids
+            )
             message = i18n.lazy("Added to the group: %(count)s")
         elif action == "stage":
             result = unit.moves.move_many(

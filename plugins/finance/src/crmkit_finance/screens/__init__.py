@@ -16,24 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit.web.pages import error_text, redirect, work
 from crmkit_finance import finance
 from crmkit_finance.services import forms
-
-
-def optional_id(value: Any, field: str = "id") -> int | None:
-    """A form's or a report's id field: empty is ``None``, anything else must be a number
-    (refused naming ``field``)."""
-    if value in (None, ""):
-        return None
-    try:
-        return int(str(value))
-    except ValueError:
-        raise ValidationFailed(
-            {field: [message("not a number: {value}", value=repr(value))]}
-        ) from None
 
 
 def sent_token(data: Any) -> str | None:

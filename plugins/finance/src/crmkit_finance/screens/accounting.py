@@ -26,6 +26,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import Screen
+from crmkit.web.forms import optional_id
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import (
@@ -34,7 +35,7 @@ from crmkit_finance.model import (
     FinancePayScheme,
     FinanceTransaction,
 )
-from crmkit_finance.screens import attempt, client_names, optional_id, sent_token
+from crmkit_finance.screens import attempt, client_names, sent_token
 from crmkit_finance.services.forms import new_form_token
 from crmkit_finance.services.payroll import BASES, month_bounds
 
@@ -149,15 +150,15 @@ def payroll(request: Request) -> Response:
 def set_scheme(request: Request) -> Response:
     """Set an employee's pay scheme from a date on."""
     data = posted(request)
-    rates = {
-        int(key.removeprefix("rate.")): value
-        for key, value in data.items()
-        if key.startswith("rate.") and key.removeprefix("rate.").isdigit() and value != ""
-    }
 
     def set_it(fin: Any) -> Any:
+        rates = {
+            optional_id(key.removeprefix("rate."), key) or 0: value
+            for key, value in data.items()
+            if key.startswith("rate.") and key.removeprefix("rate.").strip() and value != ""
+        }
         return fin.payroll.set_scheme(
-            optional_id(data.get("user_id")) or 0,
+            optional_id(data.get("user_id"), "user_id") or 0,
             fixed_amount=data.get("fixed_amount") or "0",
             percent=data.get("percent") or "0",
             basis=str(data.get("basis") or "lines"),
@@ -191,7 +192,7 @@ def pay(request: Request) -> Response:
         request,
         "/finance/payroll",
         lambda fin: fin.payroll.pay(
-            optional_id(data.get("user_id")) or 0,
+            optional_id(data.get("user_id"), "user_id") or 0,
             data.get("amount", ""),
             paid_from=str(data.get("paid_from") or "bank:main"),
             form_token=sent_token(data),
@@ -230,7 +231,7 @@ def reverse_payslip(request: Request) -> Response:
 def cashback(request: Request) -> Response:
     """The cashback program and, for a found client, their cashback account."""
     text = request.query_params.get("q", "").strip()
-    party_id = optional_id(request.query_params.get("client"))
+    party_id = optional_id(request.query_params.get("client"), "client")
     with work(request) as unit:
         fin = finance(unit)
         found = list(unit.parties.list(search=text, limit=20)) if text else []

@@ -22,14 +22,13 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import Screen
-from crmkit.web.forms import refuse_nul
+from crmkit.web.forms import id_list, optional_id, refuse_nul
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceOrder, FinancePayment
 from crmkit_finance.screens import (
     attempt,
     client_names,
-    optional_id,
     order_numbers,
     safe_back,
     sent_token,
@@ -83,7 +82,7 @@ def _found_orders(fin: Any, text: str) -> list[dict[str, Any]]:
 
 def cashdesk(request: Request) -> Response:
     """One desk: its shift, the payment form for a found order, the shift's payments."""
-    desk_id = optional_id(request.query_params.get("desk"))
+    desk_id = optional_id(request.query_params.get("desk"), "desk")
     text = request.query_params.get("q", "").strip()
     with work(request) as unit:
         fin = finance(unit)
@@ -218,9 +217,9 @@ def shift_page(request: Request) -> Response:
 def take_payment(request: Request) -> Response:
     """Take a payment for an order or onto a client's account (prepayment)."""
     data = posted(request)
-    order_id = optional_id(data.get("order_id"))
-    party_id = optional_id(data.get("party_id"))
-    desk_id = optional_id(data.get("desk_id"))
+    order_id = optional_id(data.get("order_id"), "order_id")
+    party_id = optional_id(data.get("party_id"), "party_id")
+    desk_id = optional_id(data.get("desk_id"), "desk_id")
     back = safe_back(data.get("back"), _desk_path(desk_id) if desk_id else "/finance/cashdesk")
     method = str(data.get("method", ""))
 
@@ -255,7 +254,7 @@ def refund_payment(request: Request) -> Response:
             payment_id,
             data.get("amount") or None,
             method=str(data.get("method") or "") or None,
-            desk_id=optional_id(data.get("desk_id")),
+            desk_id=optional_id(data.get("desk_id"), "desk_id"),
             note=str(data.get("note", "")),
             form_token=sent_token(data),
         ),
@@ -294,7 +293,8 @@ def receivables(request: Request) -> Response:
 def invoices(request: Request) -> Response:
     """Invoices of corporate clients; the accountant issues one for a client's orders."""
     wanted = request.query_params.get("client", "").strip()
-    party_id = int(wanted) if wanted.isdigit() else None
+    # digits are a client's id (refused naming the field when they cannot be one), else a name
+    party_id = optional_id(wanted, "client") if wanted.isdigit() else None
     with work(request) as unit:
         fin = finance(unit)
         listed = list(unit.records("finance_invoice").list(order=["-id"], limit=100))
@@ -332,11 +332,10 @@ def invoices(request: Request) -> Response:
 async def issue_invoice(request: Request) -> Response:
     """Invoice the chosen completed orders of one client."""
     form = await request.form()
-    order_ids = [int(v) for v in form.getlist("order_id") if str(v).isdigit()]
 
     def issue(fin: Any) -> Any:
         refuse_nul(form)
-        return fin.invoices.issue(order_ids)
+        return fin.invoices.issue(id_list(form.getlist("order_id"), "order_id"))
 
     return attempt(
         request,

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.web.contributions import CardPanel, Screen
+from crmkit.web.forms import optional_id
 from crmkit.web.pages import posted
 from crmkit_finance import finance
-from crmkit_finance.screens import attempt, optional_id, sent_token
+from crmkit_finance.screens import attempt, sent_token
 from crmkit_finance.services.cashdesk import METHODS
 from crmkit_finance.services.forms import new_form_token
 
@@ -102,11 +103,11 @@ def add_line(request: Request) -> Response:
         _order_path(order_id),
         lambda fin: fin.orders.add_line(
             order_id,
-            optional_id(data.get("item_id")),
+            optional_id(data.get("item_id"), "item_id"),
             qty=data.get("qty") or 1,
             unit_price=data.get("unit_price") or None,
             main=bool(data.get("main")),
-            performer_id=optional_id(data.get("performer_id")),
+            performer_id=optional_id(data.get("performer_id"), "performer_id"),
             form_token=sent_token(data),
         ),
         "Line added.",

@@ -21,11 +21,11 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.forms import refuse_nul
+from crmkit.web.forms import optional_id, refuse_nul
 from crmkit.web.i18n import lazy
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
-from crmkit_finance.screens import attempt, client_names, optional_id, safe_back, sent_token
+from crmkit_finance.screens import attempt, client_names, safe_back, sent_token
 from crmkit_finance.services.forms import new_form_token
 
 STOCK_READ = ("finance_stock", "read")
@@ -35,7 +35,7 @@ PURCHASE_LINES = 5
 
 
 def _required(data: Any, field: str) -> int:
-    value = optional_id(data.get(field))
+    value = optional_id(data.get(field), field)
     if value is None:
         raise ValidationFailed({field: [message("choose one")]})
     return value
@@ -43,7 +43,7 @@ def _required(data: Any, field: str) -> int:
 
 def stock(request: Request) -> Response:
     """Stock levels, the total value, and the warehouse's forms."""
-    location_id = optional_id(request.query_params.get("location"))
+    location_id = optional_id(request.query_params.get("location"), "location")
     low_only = bool(request.query_params.get("low"))
     with work(request) as unit:
         fin = finance(unit)
@@ -87,7 +87,7 @@ def _stock_action(name: str, data: Any) -> Any:
                 location_id,
                 qty,
                 data.get("unit_cost", ""),
-                supplier_id=optional_id(data.get("supplier_id")),
+                supplier_id=optional_id(data.get("supplier_id"), "supplier_id"),
                 paid_from=str(data.get("paid_from") or "") or None,
                 note=str(data.get("note", "")),
                 form_token=sent_token(data),
@@ -148,7 +148,7 @@ def new_item(request: Request) -> Response:
     values = {
         "name": str(data.get("name", "")),
         "kind": str(data.get("kind") or "goods"),
-        "category_id": optional_id(data.get("category_id")),
+        "category_id": optional_id(data.get("category_id"), "category_id"),
         "price": str(data.get("price") or "0").replace(" ", "").replace(",", "."),
         "unit": str(data.get("unit") or "pcs"),
         "sku": str(data.get("sku") or "") or None,
@@ -173,7 +173,7 @@ def new_category(request: Request) -> Response:
         lambda fin: fin.work.records("finance_item_category").create(
             name=str(data.get("name", "")),
             kind=str(data.get("kind") or "goods"),
-            parent_id=optional_id(data.get("parent_id")),
+            parent_id=optional_id(data.get("parent_id"), "parent_id"),
         ),
         "Category added.",
     )
@@ -214,7 +214,7 @@ async def new_purchase(request: Request) -> Response:
     form = await request.form()
     items, qtys, costs = (form.getlist(k) for k in ("item_id", "qty", "unit_cost"))
     lines = [
-        {"item_id": optional_id(item), "qty": qty, "unit_cost": cost or "0"}
+        {"item_id": optional_id(item, "item_id"), "qty": qty, "unit_cost": cost or "0"}
         for item, qty, cost in zip(items, qtys, costs, strict=False)
         if item and qty
     ]

@@ -1,0 +1,99 @@
+"""Ids read from forms and queries: "²" (a digit to ``str.isdigit`` that ``int`` refuses)
+and a number past what an id column holds (2^63-1) are refused naming the field, never a
+500, and nothing is written."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from crmkit.model import ImportRun, OutboxItem
+from crmkit.testing import factories
+
+pytestmark = pytest.mark.anyio
+
+ODD = ["²", "9" * 25]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def _refused(response, field: str) -> bool:
+    text = html.unescape(response.text)
+    return f"{field}: not an id (1 to 2^63-1)" in text
+
+
+@pytest.mark.parametrize("odd", ODD)
+async def test_bulk_actions_refuse_odd_row_ids_and_tag_nobody(web, crm, odd):
+    manager = await web("manager", locale="en")
+    with crm.acting_as(manager.user) as work:
+        party = factories.organisation(work, name="ООО «Альфа»")
+    for form in (
+        {"ids": [str(party.id), odd], "action": "tag", "tag": "vip"},
+        {"ids": [str(party.id)], "action": "assign", "owner_id": odd},
+        {"ids": [str(party.id)], "action": "group", "group_id": odd},
+    ):
+        refused = await manager.post("/lists/party/bulk", form)
+        field = next(k for k, v in form.items() if v == odd or odd in v)
+        assert refused.status_code == 422 and _refused(refused, field), form
+    with crm.system() as work:
+        found = work.parties.get(party.id)
+        assert not work.records("party").tags_of(found) and found.owner_id == manager.user.id
+
+
+@pytest.mark.parametrize("odd", ODD)
+async def test_dead_letters_refuse_odd_ids_and_retry_nothing(web, crm, odd):
+    with crm.system() as work:
+        item_id = work.outbox.add("webhook", {"url": "ftp://nowhere/1"}).id
+    admin = await web("admin", locale="en")
+    refused = await admin.post(
+        "/admin/dead-letters", {"ids": [str(item_id), odd], "action": "discard"}
+    )
+    assert refused.status_code == 422 and _refused(refused, "ids")
+    with crm.system() as work:
+        assert work.session.get(OutboxItem, item_id).status == "pending"
+
+
+@pytest.mark.parametrize("odd", ODD)
+async def test_a_merge_refuses_an_odd_kept_side_and_merges_nothing(web, crm, odd):
+    admin = await web("admin", locale="en")
+    with crm.acting_as(admin.user) as work:
+        keep = work.parties.create(name="ООО «Вектор»")
+        dupe = work.parties.create(name="Вектор", confirm_duplicates=True)
+    page = await admin.post(f"/clients/{keep.id}/merge", {"with": str(dupe.id), "keep.name": odd})
+    assert page.status_code in (200, 422) and _refused(page, "keep.name")
+    with crm.system() as work:
+        assert work.parties.get(keep.id).name == "ООО «Вектор»"
+        assert work.parties.get(dupe.id).merged_into_id is None
+
+
+@pytest.mark.parametrize("odd", ODD)
+async def test_an_import_refuses_an_odd_row_choice_and_keeps_its_settings(web, crm, odd):
+    manager = await web("manager", locale="en")
+    data = "Компания;Тел.\nООО Альфа;+7 916 111-22-33\n".encode("cp1251")
+    uploaded = await manager.client.post(
+        "/import",
+        data={"csrf_token": manager.csrf, "on_duplicate": "skip"},
+        files={"file": ("leads.csv", data, "text/csv")},
+    )
+    run_url = uploaded.headers["location"]
+    run_id = int(run_url.rsplit("/", 1)[1])
+    with crm.system() as work:
+        before = dict(work.session.get(ImportRun, run_id).options)
+    page = await manager.post(
+        run_url, {"map.Компания": "phone", f"choice.{odd}": "create", "on_duplicate": "update"}
+    )
+    assert page.status_code in (200, 422) and _refused(page, f"choice.{odd}")
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert run.options == before and run.status == "new"
+
+
+@pytest.mark.parametrize("odd", ODD)
+async def test_a_list_filtered_by_an_odd_group_is_refused(web, crm, odd):
+    agent = await web("agent", locale="en")
+    refused = await agent.get("/lists/party", params={"f.group": odd})
+    assert refused.status_code == 422 and "not a group id" in html.unescape(refused.text)
