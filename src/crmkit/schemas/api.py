@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from crmkit.schemas import MAX_ID, Moment, StrictSchema
+from crmkit.services.timeline import CALL_OUTCOMES
 
 
 class ProblemSchema(StrictSchema):
@@ -95,6 +96,20 @@ class NoteRequestSchema(StrictSchema):
             max=100, error="at most 100 users may be mentioned"
         ),  # MAX_MENTIONS
         metadata={"description": "User ids to notify besides the @mentioned ones (100 at most)."},
+    )
+
+
+class CallRequestSchema(StrictSchema):
+    """A phone call made to the client in the path, as the card's "Record a call" writes it."""
+
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(CALL_OUTCOMES),
+        metadata={"description": "How the call ended."},
+    )
+    body = fields.String(
+        validate=validate.Length(max=20000),
+        metadata={"description": "What was said, what comes next (may be empty)."},
     )
 
 

@@ -10,7 +10,12 @@ from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.model import Activity
-from crmkit.schemas.api import MessageRequestSchema, NoteRequestSchema, page_schema
+from crmkit.schemas.api import (
+    CallRequestSchema,
+    MessageRequestSchema,
+    NoteRequestSchema,
+    page_schema,
+)
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web.api.auth import acting, in_thread
@@ -116,6 +121,24 @@ async def add_note(request: Request) -> Response:
             record=_record_of(work, note),
             pinned=bool(note.get("pinned")),
             mention=note.get("mention") or (),
+        )
+        work.flush()
+        return _created(encoder, activity)
+
+    return await in_thread(request, action)
+
+
+async def add_call(request: Request) -> Response:
+    """Record a phone call made to the client in the path, as the card's form does."""
+    party_id = parse_id(request.path_params["id"])
+    if party_id is None:
+        raise NotFound("party", request.path_params["id"])
+    call = await loaded_body(request, CallRequestSchema)
+    _, encoder = _activities(request.app.state.crm)
+
+    def action(work: Any) -> Response:
+        activity = work.timeline.add_call(
+            party_id, outcome=call["outcome"], body=call.get("body") or ""
         )
         work.flush()
         return _created(encoder, activity)
@@ -235,6 +258,22 @@ def operations(crm: Any) -> list[Operation]:
             body=NoteRequestSchema,
             responses={201: ("The note (an activity of kind `note`).", activity)},
             errors=(403, 422),
+        ),
+        Operation(
+            "POST",
+            "/party/{id:int}/calls",
+            add_call,
+            "add_call",
+            "Record a call",
+            "Timeline",
+            description=(
+                'A phone call made to the client (outgoing), as the card\'s "Record a call" '
+                "writes it: how it ended (`outcome`) and what was said (`body`). Needs "
+                "`activity` `create` and a client the user may see (else 404)."
+            ),
+            body=CallRequestSchema,
+            responses={201: ("The call (an activity of kind `call`).", activity)},
+            errors=(403, 404, 422),
         ),
         Operation(
             "POST",
