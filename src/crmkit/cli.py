@@ -408,6 +408,31 @@ def token_revoke(env: Env, token_id: int) -> None:
 # -- plugins and pipelines -----------------------------------------------------------------
 
 
+@cli.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("scrub-private")
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Audit rows read and rewritten per transaction.",
+)
+@pass_env
+def audit_scrub_private(env: Env, batch_size: int) -> None:
+    """Mask private column values old audit rows kept in clear (safe to rerun)."""
+    from crmkit.services.audit import private_entities, scrub_private
+
+    crm = env.crm
+    names = sorted(private_entities(crm))
+    click.echo(f"entities with private columns: {', '.join(names) or 'none'}", err=True)
+    done = scrub_private(crm, batch_size=batch_size)
+    click.echo(f"{done.checked} audit rows checked, {done.changed} changed")
+
+
 @cli.command()
 @pass_env
 def plugins(env: Env) -> None:

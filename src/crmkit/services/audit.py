@@ -1,12 +1,17 @@
-"""Reading the append-only audit log."""
+"""Reading the append-only audit log; masking private values its old rows kept."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+import attrs
+from sqlalchemy import bindparam, select, text, update
 
 from crmkit.model import AuditEntry
+from crmkit.model.system import AUDIT_APPEND_ONLY
+from crmkit.schemas.output import is_private, mask_private
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -51,3 +56,98 @@ class AuditService:
                 statement.order_by(AuditEntry.id.desc()).limit(min(limit, 1000))
             )
         )
+
+
+@attrs.frozen
+class Scrubbed:
+    """What :func:`scrub_private` did: audit rows read and rows rewritten."""
+
+    checked: int
+    changed: int
+
+
+def private_entities(crm: Any) -> dict[str, type[Any]]:
+    """The registered entities (core and plugins) with private columns, by name."""
+    found: dict[str, type[Any]] = {}
+    for entity in crm.entities:
+        table = getattr(entity.model, "__table__", None)
+        if table is not None and any(is_private(column) for column in table.columns):
+            found[entity.name] = entity.model
+    return found
+
+
+def scrub_private(crm: Any, *, batch_size: int = 1000) -> Scrubbed:
+    """Mask private column values in audit rows written before :meth:`UnitOfWork.audit`
+    masked them, with the same rule (:func:`~crmkit.schemas.output.mask_private`).
+
+    Reads the rows of entities with private columns in id order, ``batch_size`` per
+    transaction, and rewrites only those that would change, so a second run changes
+    nothing.  ``audit_log`` refuses updates (a trigger): each batch's transaction lifts
+    that trigger for its own update and puts it back before committing; both databases
+    do this transactionally, so a failure leaves the trigger and the rows as they were.
+    On PostgreSQL other writers of the audit log wait for the batch to commit.
+    """
+    models = private_entities(crm)
+    checked = changed = 0
+    if not models:
+        return Scrubbed(0, 0)
+    table = AuditEntry.__table__
+    last = 0
+    while True:
+        with crm.engine.begin() as connection:
+            rows = connection.execute(
+                select(table.c.id, table.c.entity, table.c.changes)
+                .where(table.c.entity.in_(sorted(models)), table.c.id > last)
+                .order_by(table.c.id)
+                .limit(batch_size)
+            ).all()
+            if not rows:
+                break
+            last = rows[-1].id
+            checked += len(rows)
+            rewritten = []
+            for row in rows:
+                if not isinstance(row.changes, dict):
+                    continue
+                masked = mask_private(models[row.entity], row.changes)
+                if masked != row.changes:
+                    rewritten.append({"row_id": row.id, "masked": masked})
+            if rewritten:
+                with _updatable_audit(connection):
+                    connection.execute(
+                        update(table)
+                        .where(table.c.id == bindparam("row_id"))
+                        .values(changes=bindparam("masked")),
+                        rewritten,
+                    )
+                changed += len(rewritten)
+    return Scrubbed(checked, changed)
+
+
+#: The trigger that refuses an UPDATE of ``audit_log``, per dialect, and how it is made
+#: again (the statements of :data:`~crmkit.model.system.AUDIT_APPEND_ONLY`).
+_UPDATE_TRIGGER = {
+    "sqlite": ("audit_log_no_update", "DROP TRIGGER audit_log_no_update", 0),
+    "postgresql": ("audit_log_append_only", "DROP TRIGGER audit_log_append_only ON audit_log", 1),
+}
+
+
+@contextmanager
+def _updatable_audit(connection: Any) -> Iterator[None]:
+    """Within ``connection``'s transaction: the update trigger dropped, then made again."""
+    dialect = connection.dialect.name
+    name, drop, statement = _UPDATE_TRIGGER.get(dialect, (None, "", 0))
+    if name is None or not _has_trigger(connection, dialect, name):
+        yield
+        return
+    connection.execute(text(drop))
+    yield
+    connection.execute(text(AUDIT_APPEND_ONLY[dialect][statement]))
+
+
+def _has_trigger(connection: Any, dialect: str, name: str) -> bool:
+    if dialect == "sqlite":
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name"
+    else:
+        query = "SELECT 1 FROM pg_trigger WHERE tgname = :name AND NOT tgisinternal"
+    return connection.execute(text(query), {"name": name}).first() is not None
