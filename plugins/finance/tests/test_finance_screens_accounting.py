@@ -380,3 +380,45 @@ def test_a_refused_cashback_program_names_the_field_by_its_label(shop, signed_in
     assert "expiry_days:" not in refused.text
     zero = accountant.submit("/finance/cashback/program", {"percent": "5", "expiry_days": "0"})
     assert "Сгорает через, дней:" in zero.text and "expiry_days:" not in zero.text
+
+
+def test_an_employee_blocked_and_unblocked_is_previewed_and_accrued_for_the_days_active(
+    shop, signed_in
+):
+    """Blocked on 10 September 2025 in the evening, back on the 20th: the salaries page
+    shows 21 of September's 30 days of the fixed part, the accrual pays exactly that, and
+    the payslip says how many days were paid; October, back at work, is paid whole."""
+    from crmkit.testing import add_user
+
+    worker = add_user(shop.crm, "worker", ["agent"])
+    september, october = dt.date(2025, 9, 1), dt.date(2025, 10, 1)
+    zone = shop.crm.config.zone
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="30000.00", valid_from=dt.date(2020, 1, 1)
+        )
+    with (
+        frozen_at(dt.datetime(2025, 9, 10, 18, tzinfo=zone)),
+        shop.crm.acting_as(shop.admin) as work,
+    ):
+        work.users.block(worker.id, reason="leave")
+    with (
+        frozen_at(dt.datetime(2025, 9, 20, 9, tzinfo=zone)),
+        shop.crm.acting_as(shop.admin) as work,
+    ):
+        work.users.unblock(worker.id)
+    accountant = signed_in("accountant")
+    page = accountant.get(f"/finance/payroll?month={september:%Y-%m}")
+    employee, _scheme, fixed, _commission, total, *_ = _payroll_row(page, worker)
+    assert employee == "worker" and fixed == total == "21 000,00 ₽"
+    page = accountant.get(f"/finance/payroll?month={october:%Y-%m}")
+    assert _payroll_row(page, worker)[2] == "30 000,00 ₽"
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        with frozen_at(dt.datetime(2025, 10, 1, 9, tzinfo=zone)):
+            [slip] = fin.payroll.accrue(september, [worker.id])
+        assert slip.fixed_amount == slip.total == Decimal("21000.00")
+    payslip = accountant.get(f"/finance/payroll/{worker.id}?month={september:%Y-%m}")
+    totals = payslip.text.split('id="payslip-totals"', 1)[1].split("</dl>", 1)[0]
+    assert re.search(r"21\xa0000,00", totals)
+    assert re.search(r'id="payslip-days">\s*21 / 30\s*<', totals)

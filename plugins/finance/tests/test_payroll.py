@@ -147,3 +147,129 @@ def test_reading_a_payslip_or_what_is_owed_writes_nothing(shop):
         assert fin.payroll.owed(shop.cashier.id) == 0
         assert fin.payroll.owed_by_user() == {}
     assert accounts() == before
+
+
+def _block_and_unblock(shop, user, *moments):
+    """Block ``user`` at the first moment, unblock at the next, block again... (local times)."""
+    zone = shop.crm.config.zone
+    for number, (day, hour) in enumerate(moments):
+        with (
+            frozen_at(dt.datetime.combine(day, dt.time(hour), zone)),
+            shop.crm.acting_as(shop.admin) as work,
+        ):
+            if number % 2 == 0:
+                work.users.block(user.id, reason="leave")
+            else:
+                work.users.unblock(user.id)
+
+
+def _accrued_fixed(shop, user, month):
+    """The fixed part the month's accrual pays, checked against the preview first."""
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        preview = fin.payroll.calculate(user.id, month)
+        with after_month(shop.crm, month):
+            slips = fin.payroll.accrue(month, [user.id])
+        accrued = slips[0].fixed_amount if slips else money("0.00")
+        assert accrued == preview["fixed_amount"], (month, accrued, preview)
+        return accrued
+
+
+def test_fixed_pay_follows_the_days_between_blocking_and_unblocking(shop):
+    """Blocked on 10 September in the evening and unblocked on the 20th in the morning: the
+    11th to the 19th (9 days) are not paid, 21 of September's 30 days are; October is whole."""
+    worker = add_user(shop.crm, "worker", ["agent"])
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="30000.00", valid_from=dt.date(2020, 1, 1)
+        )
+    _block_and_unblock(shop, worker, (dt.date(2025, 9, 10), 18), (dt.date(2025, 9, 20), 9))
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.payroll.blocked_periods(worker.id) == [
+            (dt.date(2025, 9, 11), dt.date(2025, 9, 19))
+        ]
+        assert fin.payroll.calculate(worker.id, dt.date(2025, 9, 1))["paid_days"] == 21
+    assert _accrued_fixed(shop, worker, dt.date(2025, 8, 1)) == money("30000.00")
+    assert _accrued_fixed(shop, worker, dt.date(2025, 9, 1)) == money("21000.00")  # 21/30
+    assert _accrued_fixed(shop, worker, dt.date(2025, 10, 1)) == money("30000.00")
+    with shop.crm.acting_as(shop.accountant) as work:
+        slip = finance(work).payroll.payslip(worker.id, dt.date(2025, 9, 1))
+        assert (slip["fixed_amount"], slip["paid_days"], slip["month_days"]) == (
+            money("21000.00"),
+            21,
+            30,
+        )
+
+
+def test_fixed_pay_with_several_blockings_in_a_month_and_one_still_in_force(shop):
+    """November 2025 (30 days): blocked on the 3rd, back on the 6th (4th, 5th unpaid);
+    blocked on the 10th, back on the 12th (11th unpaid); blocked on the 25th for good
+    (26th to 30th unpaid): 8 days unpaid, 22 paid; nothing in December."""
+    worker = add_user(shop.crm, "worker", ["agent"])
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="30000.00", valid_from=dt.date(2020, 1, 1)
+        )
+    _block_and_unblock(
+        shop,
+        worker,
+        (dt.date(2025, 11, 3), 17),
+        (dt.date(2025, 11, 6), 9),
+        (dt.date(2025, 11, 10), 12),
+        (dt.date(2025, 11, 12), 8),
+        (dt.date(2025, 11, 25), 19),
+    )
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.payroll.blocked_on(worker.id) == dt.date(2025, 11, 25)
+        assert fin.payroll.blocked_days(worker.id, dt.date(2025, 11, 1), dt.date(2025, 11, 30))
+        assert fin.payroll.calculate(worker.id, dt.date(2025, 11, 1))["paid_days"] == 22
+    assert _accrued_fixed(shop, worker, dt.date(2025, 11, 1)) == money("22000.00")
+    assert _accrued_fixed(shop, worker, dt.date(2025, 12, 1)) == money("0.00")
+
+
+def test_fixed_pay_for_a_whole_month_blocked_and_an_unblocking_mid_month(shop):
+    """Blocked on 28 August 2025, back on 15 October: 28 of August's 31 days are paid,
+    none of September's, and 17 of October's 31 (the 15th to the 31st); the percent of
+    revenue is for work done and is never cut."""
+    worker = add_user(shop.crm, "worker", ["agent"])
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="31000.00", percent="10", valid_from=dt.date(2020, 1, 1)
+        )
+    _block_and_unblock(shop, worker, (dt.date(2025, 8, 28), 20), (dt.date(2025, 10, 15), 10))
+    zone = shop.crm.config.zone
+    with (
+        frozen_at(dt.datetime(2025, 10, 20, 12, tzinfo=zone)),
+        shop.crm.acting_as(shop.manager) as work,
+    ):
+        order = shop.order(work, assignee_id=worker.id)
+        finance(work).orders.add_line(order, shop.oil_change.id)  # 1500
+        finance(work).orders.complete(order)
+    assert _accrued_fixed(shop, worker, dt.date(2025, 8, 1)) == money("28000.00")  # 28/31
+    assert _accrued_fixed(shop, worker, dt.date(2025, 9, 1)) == money("0.00")
+    assert _accrued_fixed(shop, worker, dt.date(2025, 10, 1)) == money("17000.00")  # 17/31
+    with shop.crm.acting_as(shop.accountant) as work:
+        slip = finance(work).payroll.payslip(worker.id, dt.date(2025, 10, 1))
+        assert slip["commission"] == money("150.00") and slip["total"] == money("17150.00")
+
+
+def test_blocked_and_unblocked_within_a_day_loses_no_pay(shop):
+    """A blocking undone the same day, or the next morning, leaves no whole day blocked."""
+    worker = add_user(shop.crm, "worker", ["agent"])
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            worker.id, fixed_amount="30000.00", valid_from=dt.date(2020, 1, 1)
+        )
+    _block_and_unblock(
+        shop,
+        worker,
+        (dt.date(2025, 6, 5), 10),
+        (dt.date(2025, 6, 5), 11),
+        (dt.date(2025, 6, 9), 22),
+        (dt.date(2025, 6, 10), 8),
+    )
+    with shop.crm.acting_as(shop.accountant) as work:
+        assert finance(work).payroll.blocked_periods(worker.id) == []
+    assert _accrued_fixed(shop, worker, dt.date(2025, 6, 1)) == money("30000.00")

@@ -11,11 +11,14 @@ removed later (their negative twins count in the month of removal), in the base 
 The scheme's percent applies to service lines (and goods lines when ``include_goods``); a
 rate for a category replaces it for lines of that category.  Commission is rounded half up
 once per group of lines sharing a percent.  The scheme in force on the last day of the
-month applies.  An employee who is blocked (has left) earns no fixed part for the months
-after the one they were blocked in, and for that month the part of its days up to and
-including the blocking day; their percent of the revenue recognized in a month is owed as
-always.  Accrual books salary expense against the employee's salary account; a
-payout pays that account down; a payslip shows both.
+month applies.  The fixed part is for the days of the month the employee was active: the
+audit log's ``block`` and ``unblock`` entries of the user mark where they were blocked
+(from the day after a blocking to the day before an unblocking; both of those days are
+worked), and a month with blocked days pays the fixed part prorated by calendar days, a
+month blocked throughout nothing (see :meth:`PayrollService.blocked_days`).  Their percent
+of the revenue recognized in a month is owed as always.  Accrual books salary expense
+against the employee's salary account; a payout pays that account down; a payslip shows
+both.
 """
 
 from __future__ import annotations
@@ -197,11 +200,13 @@ class PayrollService:
         if scheme is None:
             result["total"] = Decimal("0.00")
             return result
-        blocked_on = self.blocked_on(user_id)
+        history = self._block_history(user_id)
+        blocked_on = self._blocked_on(user_id, history)
+        blocked = _days_within(_blocked_periods(history), start, end)
+        paid_days = end.day - blocked
         fixed = scheme.fixed_amount
-        if blocked_on is not None and blocked_on < end:
-            worked = (blocked_on - start).days + 1 if blocked_on >= start else 0
-            fixed = round_money(fixed * worked / end.day, base)
+        if blocked:
+            fixed = round_money(fixed * paid_days / end.day, base)
         rates = self.rates_of(scheme)
         performer = func.coalesce(FinanceOrderLine.performer_id, FinanceOrder.assignee_id)
         who = (
@@ -252,6 +257,8 @@ class PayrollService:
             groups=groups,
             total=fixed + commission,
             blocked_on=blocked_on,
+            paid_days=paid_days,
+            month_days=end.day,
             basis=scheme.basis,
             scheme_id=scheme.id,
         )
@@ -260,17 +267,47 @@ class PayrollService:
     def blocked_on(self, user_id: int) -> dt.date | None:
         """The business day a blocked employee was blocked on (the latest blocking the
         audit log keeps); ``None`` while they are not blocked."""
+        return self._blocked_on(user_id, self._block_history(user_id))
+
+    def _blocked_on(self, user_id: int, history: list[tuple[str, dt.date]]) -> dt.date | None:
         user = self.session.get(User, user_id)
         if user is None or not user.blocked:
             return None
-        at = self.session.scalar(
-            select(func.max(AuditEntry.at)).where(
+        blockings = [day for action, day in history if action == "block"]
+        return blockings[-1] if blockings else None
+
+    def blocked_periods(self, user_id: int) -> list[tuple[dt.date | None, dt.date | None]]:
+        """The spans of business days an employee was blocked, oldest first, as
+        ``(first, last)`` days, both included; ``None`` is open-ended (blocked since before
+        the log's first entry, or still blocked).
+
+        Read from the audit log's ``block``/``unblock`` entries of the user: the day of a
+        blocking is still worked (a leaver works their last day), and so is the day of an
+        unblocking (back at work), so a span runs from the day after a blocking to the day
+        before the unblocking; a user blocked and unblocked within a day or two loses no
+        day.  A log whose first entry is an unblocking means blocked before it; a user whose
+        log has neither (blocked outside the application's services) counts as active.
+        """
+        return _blocked_periods(self._block_history(user_id))
+
+    def blocked_days(self, user_id: int, start: dt.date, end: dt.date) -> int:
+        """How many days from ``start`` to ``end`` (both included) the employee was
+        blocked (see :meth:`blocked_periods`)."""
+        return _days_within(_blocked_periods(self._block_history(user_id)), start, end)
+
+    def _block_history(self, user_id: int) -> list[tuple[str, dt.date]]:
+        """The user's blockings and unblockings in the audit log, in the order they were
+        made, each with its business day."""
+        rows = self.session.execute(
+            select(AuditEntry.action, AuditEntry.at)
+            .where(
                 AuditEntry.entity == "user",
                 AuditEntry.record_id == user_id,
-                AuditEntry.action == "block",
+                AuditEntry.action.in_(("block", "unblock")),
             )
+            .order_by(AuditEntry.at, AuditEntry.id)
         )
-        return self.finance.business_date(at) if at is not None else None
+        return [(action, self.finance.business_date(at)) for action, at in rows]
 
     def accrue(self, month: dt.date, user_ids: Iterable[int] | None = None) -> list[FinancePayslip]:
         """Accrue the month's salary to every employee with a scheme (or those named).
@@ -524,6 +561,8 @@ class PayrollService:
             "commission": Decimal(figures["commission"]),
             "total": Decimal(figures["total"]),
             "groups": figures["groups"],
+            "paid_days": figures.get("paid_days"),
+            "month_days": figures.get("month_days"),
             "paid_in_period": Decimal(paid),
             "owed": self.owed(user_id),
             "currency": self.finance.base_currency,
@@ -540,6 +579,40 @@ class PayrollService:
                 .order_by(FinancePayslip.user_id)
             )
         )
+
+
+def _blocked_periods(
+    history: list[tuple[str, dt.date]],
+) -> list[tuple[dt.date | None, dt.date | None]]:
+    """The blocked spans (see :meth:`PayrollService.blocked_periods`) of a user's
+    blockings and unblockings, in the order they were made."""
+    periods: list[tuple[dt.date | None, dt.date | None]] = []
+    since: dt.date | None = None
+    blocked = bool(history) and history[0][0] == "unblock"
+    for action, day in history:
+        if action == "block" and not blocked:
+            blocked, since = True, day + dt.timedelta(days=1)
+        elif action == "unblock" and blocked:
+            last = day - dt.timedelta(days=1)
+            if since is None or since <= last:
+                periods.append((since, last))
+            blocked = False
+    if blocked:
+        periods.append((since, None))
+    return periods
+
+
+def _days_within(
+    periods: list[tuple[dt.date | None, dt.date | None]], start: dt.date, end: dt.date
+) -> int:
+    """How many days from ``start`` to ``end`` (both included) the spans cover."""
+    days = 0
+    for first, last in periods:
+        lo = start if first is None else max(first, start)
+        hi = end if last is None else min(last, end)
+        if lo <= hi:
+            days += (hi - lo).days + 1
+    return days
 
 
 def _now() -> dt.datetime:
