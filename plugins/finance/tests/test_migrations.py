@@ -39,7 +39,7 @@ def test_finance_branch_matches_the_models(migrated):
     assert migrated.migrations.current() == migrated.migrations.heads()
     # the finance head stands on the core's, and each branch reports its own revision
     current = migrated.migrations.current()
-    assert current["finance"] == "finance_0003_form_token"
+    assert current["finance"] == "finance_0004_payment_messages"
     assert current["crmkit"] != current["finance"]
     with migrated.engine.connect() as connection:
         assert schema_differences(migrated, connection) == []
@@ -58,3 +58,85 @@ def test_ledger_is_append_only_after_migration(migrated):
             migrated.engine.begin() as connection,
         ):
             connection.execute(sa.text(statement))
+
+
+@pytest.fixture
+def before_payment_messages(db_backend, tmp_path):
+    """A deployment migrated up to the finance revision before payments' old timeline
+    entries were given their messages."""
+    if db_backend == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'p.sqlite3'}")
+        drop = None
+    else:
+        require(postgres_reachable(), "PostgreSQL")
+        schema, drop = new_postgres_schema("crmkit_fin")
+        engine = postgres_engine_for(schema)
+    settings = {
+        "database.url": str(engine.url),
+        "secret_key": "test-secret-payment-messages",
+        "security.argon2_profile": "CHEAPEST",
+    }
+    config = Config.from_mapping(settings, root=tmp_path, environ={})
+    crm = CRM(config, engine=engine, plugins=[finance_plugin], load_entry_points=False)
+    for target in ("crmkit@head", "finance@finance_0003_form_token"):
+        crm.migrations.upgrade(target)
+    yield crm
+    engine.dispose()
+    if drop:
+        drop()
+
+
+def test_old_payment_entries_read_in_the_readers_language_after_the_upgrade(
+    before_payment_messages,
+):
+    """A payment's and a refund's timeline entries written before they kept a message
+    (their English text only, as the cash desk wrote it) are given the message by the
+    upgrade: a Russian reader sees them in Russian, in roubles as Russians write them; an
+    entry of another shape stays as it was written."""
+    from finance_web import clients
+    from sqlalchemy import select
+
+    from crmkit.model import Activity
+    from crmkit.testing import add_user
+
+    crm = before_payment_messages
+    with crm.system() as work:
+        party_id = work.parties.create(kind="person", name="Иван Петров").id
+        for subject, data in (  # as the cash desk wrote them before (a plain text subject)
+            (
+                "Payment: 10700.00 RUB (card)",
+                {"kind": "payment", "method": "card", "amount": "10700.00", "currency": "RUB"},
+            ),
+            (
+                "Refund: 200.00 RUB (cash)",
+                {"kind": "refund", "method": "cash", "amount": "-200.00", "currency": "RUB"},
+            ),
+            ("Payment received by hand", {}),
+        ):
+            work.timeline.add("payment", party_id=party_id, subject=subject, data=data)
+    crm.migrations.upgrade()
+    assert crm.migrations.current()["finance"] == "finance_0004_payment_messages"
+    with crm.system() as work:
+        entries = {
+            a.subject: a.data
+            for a in work.session.scalars(select(Activity).where(Activity.kind == "payment"))
+        }
+    assert entries["Payment: 10700.00 RUB (card)"]["subject_message"] == {
+        "template": "Payment: {amount} ({method})",
+        "params": {"amount": {"amount": "10700.00", "currency": "RUB"}, "method": "card"},
+        "labels": {"amount": "amount", "method": "label"},
+    }
+    assert entries["Refund: 200.00 RUB (cash)"]["method"] == "cash"  # the data kept
+    assert "subject_message" not in entries["Payment received by hand"]
+    crm.sync_access()
+    add_user(crm, "reader", ["admin"])
+    page = clients(crm)("reader").get(f"/clients/{party_id}")
+    assert page.status_code == 200
+    timeline = page.text.split('<ol class="entries">', 1)[1].split("</ol>", 1)[0]
+    assert "Оплата: 10\xa0700,00\xa0₽ (карта)" in timeline
+    assert "Возврат: 200,00\xa0₽ (наличные)" in timeline
+    assert "Payment received by hand" in timeline  # another shape: as it was written
+    assert "Payment:" not in timeline and "Refund:" not in timeline and "RUB" not in timeline
+    crm.migrations.upgrade()  # nothing more to do
+    with crm.system() as work:
+        assert len(work.session.scalars(select(Activity.id)).all()) == 3
