@@ -814,6 +814,30 @@ async def test_the_funnel_page_counts_moves_back_apart(web, crm):
     assert [d["data"][:2] for d in chart["data"]["datasets"]] == [[2, 2], [1, 0]]
 
 
+async def test_the_funnels_conversion_is_one_percent_on_the_page_and_in_the_workbook(web, crm):
+    """One deal of three qualified: the page reads "33,3 %" and the XLSX cell holds the
+    same fraction with a percent format, so the spreadsheet shows 33.3% too."""
+    import io
+
+    from openpyxl import load_workbook
+
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deals = [factories.deal(work) for _ in range(3)]
+        work.moves.move(deals[0], "qualified")
+    url = "/reports/pipeline_funnel?pipeline=sales"
+    page = await agent.get(url)
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", table)]
+    qualified = cells.index("Квалифицирована")
+    assert cells[qualified + 1 : qualified + 5] == ["1", "0", "33,3\xa0%", "33,3\xa0%"]
+    workbook = await agent.get(url.replace("?", "/export.xlsx?"))
+    sheet = load_workbook(io.BytesIO(workbook.content)).active
+    row = next(r for r in sheet.iter_rows(min_row=2) if r[0].value == "Квалифицирована")
+    assert [c.value for c in row[3:5]] == [round(1 / 3, 4)] * 2
+    assert {c.number_format for c in row[3:5]} == {"0.0%"}
+
+
 async def test_a_meeting_is_planned_from_the_card(web, crm):
     agent = await web("agent")
     firm = _own_client(crm, agent.user, name="ООО «Ольха»")
