@@ -203,3 +203,46 @@ async def test_the_journal_and_the_form_speak_russian(booking_crm):
     assert no_time.status_code == 422
     assert "Укажите дату и время записи." in no_time.text
     assert "Enter the date and time" not in no_time.text
+
+
+async def test_bad_ids_and_dates_are_refused_naming_the_field_never_a_500(booking_crm):
+    """What a tampered link, an old bookmark or a slip of the keyboard sends: an id past
+    what a database holds, a letter for an id, no client, a year the clock cannot hold, a
+    day at the end of the calendar.  The form says which field is wrong (in Russian) and
+    books nothing; the journal opens on today; cancelling a booking that cannot exist is a
+    missing page."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    form["minutes"] = "60"
+    huge = "99999999999999999999"
+    for typed, reason in (
+        ({"resource_id": huge}, "ресурс: не номер записи"),
+        ({"resource_id": "abc"}, "ресурс: не номер записи"),
+        ({"resource_id": ""}, "ресурс: Обязательное поле."),
+        ({"party_id": huge}, "клиент: не номер записи"),
+        ({"party_id": "abc"}, "клиент: не номер записи"),
+        ({"party_id": ""}, "клиент: выберите клиента"),
+        ({"starts_at": "0001-01-01T00:00"}, "Укажите дату и время записи."),
+        # a week from the last evening a date holds ends past it
+        ({"starts_at": "9999-12-31T20:00", "minutes": "10080"}, "начало: Неверные дата и время."),
+    ):
+        refused = await web.post("/booking/new", {**form, **typed})
+        assert refused.status_code == 422, (typed, refused.status_code)
+        error = re.search(r'id="form-error"[^>]*>(.*?)</', refused.text, re.S)
+        assert error and reason in html.unescape(error.group(1)), (typed, error)
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+    link = await web.get("/booking/new", params={"party_id": huge})
+    assert link.status_code == 200 and 'id="client-search"' in link.text
+    for day in ("9999-12-31", "0001-01-01"):
+        for days in ("1", "7"):
+            page = await web.get("/booking", params={"day": day, "days": days, "minutes": "60"})
+            assert page.status_code == 200, (day, days)
+            assert 'id="journal"' in page.text
+    gone = await web.post(f"/booking/{huge}/cancel", {"day": DAY.isoformat()})
+    assert gone.status_code == 404

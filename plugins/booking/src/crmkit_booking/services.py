@@ -348,7 +348,10 @@ class BookingService:
                 raise ValidationFailed(
                     {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
                 )
-            ends_at = starts_at + duration
+            try:
+                ends_at = starts_at + duration
+            except OverflowError:  # a start at the end of the calendar: no end to hold
+                raise ValidationFailed({"starts_at": ["Not a valid datetime."]}) from None
         resource = self.work.session.scalar(
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
