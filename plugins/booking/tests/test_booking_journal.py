@@ -305,3 +305,37 @@ def test_a_cancellation_keeps_its_reason_and_happens_once(shop):
         ).all()
         assert audit == [{"status": ["confirmed", "cancelled"], "reason": [None, "клиент заболел"]}]
         assert work.calendar.get(event.id).status == "cancelled"
+
+
+def test_a_booking_given_its_end_is_as_long_as_one_given_its_length(shop):
+    """``book(ends_at=)`` takes at most the week ``duration=`` does: a mistyped year on the
+    end (2031 for 2030) would hold the bay for a year, hiding every free window.  An end
+    before the start is refused on ``ends_at``; a naive ``since`` is refused naming it
+    (the journal cannot guess whose wall clock it is)."""
+    crm, bay, _, client, _ = shop
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=at(10),
+            ends_at=at(10, day=DAY.replace(year=2031)),
+        )
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "ends_at": ["at most 10080 minutes after the start"]
+    }
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), ends_at=at(9))
+    assert refused.value.errors == {"ends_at": ["must be after the start"]}
+    with crm.acting_as("manager") as work:  # a week to the minute is a booking
+        week = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), ends_at=at(10) + 7 * 24 * HOUR
+        )
+        assert week.ends_at - week.starts_at == dt.timedelta(days=7)
+    with crm.acting_as("manager") as work:
+        assert [e.id for e in booking(work).of_party(client, upcoming_only=False)] == [week.id]
+        with pytest.raises(ValidationFailed) as refused:
+            booking(work).find_free(HOUR, since=dt.datetime(2030, 3, 4, 10))
+        assert list(refused.value.errors) == ["since"]
+        # the last days a date holds have their windows, and no day after them
+        last = booking(work).find_free(HOUR, since=dt.datetime(9999, 12, 30, tzinfo=dt.UTC))
+        assert last and {w.starts_at.year for w in last} == {9999}

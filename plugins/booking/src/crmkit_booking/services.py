@@ -48,6 +48,7 @@ CANCELLED_KIND = "booking_cancelled"
 
 #: The longest booking, in minutes: a week of one resource.
 MAX_MINUTES = 7 * 24 * 60
+LONGEST = dt.timedelta(minutes=MAX_MINUTES)
 
 
 def minutes(value: Any, field: str = "minutes") -> int:
@@ -291,6 +292,8 @@ class BookingService:
         self.require_book()
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
+        if since.tzinfo is None:  # whose wall clock? the station's and the server's differ
+            raise ValidationFailed({"since": ["Not a valid aware datetime."]})
         resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
@@ -298,7 +301,10 @@ class BookingService:
         found: list[Window] = []
         first_day = since.astimezone(self.zone).date()
         for offset in range(days):
-            opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            try:
+                opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            except OverflowError:  # past the last day a date holds: no more days
+                break
             for resource in resources:
                 free = self.work.calendar.free_slots(resource.id, opens, closes, duration)
                 for free_start, free_end in free:
@@ -344,7 +350,7 @@ class BookingService:
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
-            if not dt.timedelta(0) < duration <= dt.timedelta(minutes=MAX_MINUTES):
+            if not dt.timedelta(0) < duration <= LONGEST:
                 raise ValidationFailed(
                     {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
                 )
@@ -352,6 +358,11 @@ class BookingService:
                 ends_at = starts_at + duration
             except OverflowError:  # a start at the end of the calendar: no end to hold
                 raise ValidationFailed({"starts_at": ["Not a valid datetime."]}) from None
+        elif starts_at.tzinfo and ends_at.tzinfo and ends_at - starts_at > LONGEST:
+            # as long as a duration may be: a mistyped year would hold the resource a year
+            raise ValidationFailed(
+                {"ends_at": [message("at most {most} minutes after the start", most=MAX_MINUTES)]}
+            )
         resource = self.work.session.scalar(
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
