@@ -339,3 +339,50 @@ def test_a_booking_given_its_end_is_as_long_as_one_given_its_length(shop):
         # the last days a date holds have their windows, and no day after them
         last = booking(work).find_free(HOUR, since=dt.datetime(9999, 12, 30, tzinfo=dt.UTC))
         assert last and {w.starts_at.year for w in last} == {9999}
+
+
+def test_two_people_cancelling_one_booking_at_once_are_told_it_is_cancelled(shop):
+    """A double click, or the desk and the master at once: one cancels, the other is
+    told "cancelled already" (what the journal shows), not a conflict to reload; the
+    client is told once."""
+    crm, bay, _, client, _ = shop
+    raised = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == BOOKING_CANCELLED:
+                raised.append(event.data["reason"])
+
+    crm.pm.register(Listener())
+    with crm.acting_as("manager") as work:
+        event = (
+            booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR).id
+        )
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def attempt(reason):
+        try:
+            with crm.acting_as("manager") as work:
+                barrier.wait(5)
+                booking(work).cancel(event, reason=reason)
+            outcomes.append("cancelled")
+        except ValidationFailed as exc:
+            outcomes.append({k: [str(m) for m in v] for k, v in exc.errors.items()})
+        except Exception as exc:  # what the other learns must be the refusal above
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=attempt, args=(r,)) for r in ("первый", "второй")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes, key=str) == [
+        "cancelled",
+        {"status": ["the booking at 2030-03-04 10:00 is cancelled already"]},
+    ]
+    assert len(raised) == 1
+    with crm.acting_as("manager") as work:
+        kinds = [a.kind for a in work.timeline.list(client)]
+    assert kinds == ["booking_cancelled", "booking"]

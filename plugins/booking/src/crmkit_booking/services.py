@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
@@ -408,6 +409,10 @@ class BookingService:
         self.require_book()
         calendar = self.work.calendar
         event = calendar.get(event_id, "update")
+        # hold the booking, then read it again: of two cancelling it at once, the second
+        # waits for the first and is told it is cancelled already (not a stale write)
+        lock_row(self.work.session, CalendarEvent, event.id)
+        self.work.session.refresh(event)
         if event.kind != KIND:
             raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
         if event.status == "cancelled":
