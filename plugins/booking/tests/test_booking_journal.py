@@ -386,3 +386,28 @@ def test_two_people_cancelling_one_booking_at_once_are_told_it_is_cancelled(shop
     with crm.acting_as("manager") as work:
         kinds = [a.kind for a in work.timeline.list(client)]
     assert kinds == ["booking_cancelled", "booking"]
+
+
+def test_a_retired_resource_keeps_its_bookings_in_the_journal(shop):
+    """Bay 1 is taken out of service (``active`` false) with a client still booked on it:
+    the journal shows its column, closed, on the day of that booking (the desk must move
+    or cancel it, and sees whom to call), not on other days; no window nor booking is
+    offered on it."""
+    crm, bay, master, client, _ = shop
+    with crm.acting_as("manager") as work:
+        held = booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR)
+    with crm.system() as work:  # resources have no form: retired in code or the database
+        from crmkit.model import Resource
+
+        work.session.get(Resource, bay).active = False
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        today = journal.journal(DAY)
+        assert [r.id for r in today.resources] == [bay, master]
+        assert today.closed == {bay} and today.at(bay, at(10), 30).id == held.id
+        tomorrow = journal.journal(DAY + dt.timedelta(days=1))
+        assert [r.id for r in tomorrow.resources] == [master] and not tomorrow.closed
+        assert bay not in {w.resource.id for w in journal.find_free(HOUR, since=at(9))}
+        assert [r.id for r in journal.bookable()] == [master]
+        with pytest.raises(ValidationFailed, match="no resource"):
+            journal.book(party_id=client, resource_id=bay, starts_at=at(12), duration=HOUR)

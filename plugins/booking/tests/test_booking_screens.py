@@ -246,3 +246,30 @@ async def test_bad_ids_and_dates_are_refused_naming_the_field_never_a_500(bookin
             assert 'id="journal"' in page.text
     gone = await web.post(f"/booking/{huge}/cancel", {"day": DAY.isoformat()})
     assert gone.status_code == 404
+
+
+async def test_a_retired_bay_shows_its_bookings_closed_on_the_journal(booking_crm):
+    """Bay 1 is taken out of service with Olga still booked on it: the journal shows her
+    booking in its closed column (no "+" to book it), and the form no longer offers it."""
+    from crmkit.model import Resource
+
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        client = factories.person(work, name="Ольга Соколова").id
+        journal.book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=journal.day_bounds(DAY)[0],
+            duration=dt.timedelta(hours=1),
+        )
+    with booking_crm.system() as work:
+        work.session.get(Resource, bay).active = False
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    page = (await web.get("/booking", params={"day": DAY.isoformat()})).text
+    assert re.search(rf'<th data-resource="{bay}" class="closed">', page)
+    assert "Ольга Соколова" in page and f"resource_id={bay}&" not in page
+    form = (await web.get("/booking/new", params={"party_id": client})).text
+    assert f'<option value="{bay}"' not in form

@@ -105,7 +105,8 @@ class Journal:
     """Who is busy in a period: the resources, the slot times, and bookings per resource.
 
     ``clients`` names the clients the actor may read; ``closed`` holds the resources shown
-    for the bookings they still hold but no longer bookable (their specialist is blocked).
+    for the bookings they still hold but no longer bookable (their specialist is blocked,
+    or the resource is retired: ``active`` false).
     """
 
     start: dt.datetime
@@ -145,10 +146,13 @@ class BookingService:
 
     # -- resources --------------------------------------------------------------------
 
-    def resources(self, kind: str | None = None) -> list[Resource]:
-        """Active resources (of one kind: ``specialist``, ``bay``...), by name."""
+    def resources(self, kind: str | None = None, *, retired: bool = False) -> list[Resource]:
+        """Active resources (of one kind: ``specialist``, ``bay``...), by name; with
+        ``retired``, those taken out of service (``active`` false) too."""
         self.work.access.require("resource", "read")
-        statement = select(Resource).where(Resource.active.is_(True))
+        statement = select(Resource)
+        if not retired:
+            statement = statement.where(Resource.active.is_(True))
         if kind:
             statement = statement.where(Resource.kind == kind)
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
@@ -211,11 +215,14 @@ class BookingService:
 
         Every booking holds its time, whoever may see it; one the actor may not read is
         shown only as busy (:class:`Held` without id, title or client), and a client is
-        named only to an actor who may read them.  A resource whose specialist is blocked
-        is shown only while it holds bookings in the period, as ``closed``.
+        named only to an actor who may read them.  A resource whose specialist is blocked,
+        or which is retired (``active`` false), is shown only while it holds bookings in
+        the period, as ``closed``.
         """
         self.require_book()
-        resources = self.resources()
+        # a retired resource still holding bookings is shown (closed) on their days: the
+        # desk sees whom to move or call, where they would otherwise vanish from the journal
+        resources = self.resources(retired=True)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         start = self.day_bounds(day)[0]
@@ -257,7 +264,7 @@ class BookingService:
                     event.party_id,
                 )
             busy[row.resource_id].append(held)
-        closed = self._closed(resources)
+        closed = self._closed(resources) | {r.id for r in resources if not r.active}
         resources = [r for r in resources if r.id not in closed or busy[r.id]]
         parties = self.work.parties.find_many(
             h.party_id for held in busy.values() for h in held if h.party_id
