@@ -41,6 +41,7 @@ from crmkit.schemas import (
     TaskSchema,
 )
 from crmkit.services.parties import PartyService
+from crmkit.services.resources import ResourceService
 from crmkit.services.tasks import CalendarService, ReminderService, TaskService
 
 #: Business entities most roles work with.
@@ -241,7 +242,12 @@ def crmkit_register_entities() -> list[EntityType]:
             "party_group", PartyGroup, label="Group", label_plural="Groups", title_attr="name"
         ),
         EntityType(
-            "resource", Resource, label="Resource", label_plural="Resources", title_attr="name"
+            "resource",
+            Resource,
+            label="Resource",
+            label_plural="Resources",
+            title_attr="name",
+            service=ResourceService,
         ),
         EntityType(
             "permission",
