@@ -7,6 +7,7 @@ import datetime as dt
 import html
 import re
 
+import httpx
 import pytest
 from crmkit_booking import booking
 from sqlalchemy import func, select
@@ -273,3 +274,52 @@ async def test_a_retired_bay_shows_its_bookings_closed_on_the_journal(booking_cr
     assert "Ольга Соколова" in page and f"resource_id={bay}&" not in page
     form = (await web.get("/booking/new", params={"party_id": client})).text
     assert f'<option value="{bay}"' not in form
+
+
+async def test_a_night_station_books_the_hour_it_shows_when_the_clocks_change(make_crm):
+    """A tyre station in Berlin open day and night.  On 27 October 2030 the clocks go
+    back: 02:00-02:59 comes twice, and so do its rows.  The "+" of the second 02:30 books
+    the second 02:30 (CET, 01:30 UTC), not the first, which is free too.  On 31 March
+    the clocks go forward: 02:30 does not exist, and typing it is refused naming the
+    start, where it was booked an hour later."""
+    from crmkit_booking import plugin as booking_plugin
+
+    crm = make_crm(
+        plugins=[booking_plugin],
+        settings={
+            "locale.timezone": "Europe/Berlin",
+            "booking.day_start": "00:00",
+            "booking.day_end": "23:30",
+        },
+    )
+    add_user(crm, "manager", ["manager"], timezone="Europe/Berlin")
+    with crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Reifen 1", kind="bay").id
+        client = factories.person(work, name="Olga Sokolova").id
+    web = WebClient.for_crm(crm)
+    assert (await web.login("manager")).status_code == 303
+    page = (await web.get("/booking", params={"day": "2030-10-27"})).text
+    links = re.findall(
+        r'href="(/booking/new\?resource_id=[^"]*starts_at=2030-10-27T02:30[^"]*)"', page
+    )
+    assert len(links) == 2  # the first 02:30 (summer time) and the second (winter time)
+    query = dict(httpx.URL(html.unescape(links[1])).params)
+    form = (await web.get("/booking/new", params={**query, "party_id": client})).text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    booked = await web.post(
+        "/booking/new",
+        {**fields, "resource_id": bay, "starts_at": query["starts_at"], "minutes": "30"},
+    )
+    assert booked.status_code == 303, booked.text
+    with crm.acting_as("manager") as work:
+        (event,) = work.session.scalars(select(CalendarEvent)).all()
+        assert event.starts_at == dt.datetime(2030, 10, 27, 1, 30, tzinfo=dt.UTC)
+    gap = await web.post(
+        "/booking/new",
+        {"party_id": client, "resource_id": bay, "starts_at": "2030-03-31T02:30", "minutes": "30"},
+    )
+    assert gap.status_code == 422
+    error = html.unescape(re.search(r'id="form-error"[^>]*>(.*?)</', gap.text, re.S).group(1))
+    assert error.startswith("начало: ") and "Europe/Berlin" in error
+    with crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 1

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.web import i18n
 from crmkit.web.forms import as_id, optional_id
 from crmkit.web.i18n import Locale
@@ -53,14 +54,33 @@ def _day(text: str | None, zone: Any) -> dt.date:
     return day if FIRST_DAY <= day <= LAST_DAY else today
 
 
-def _starts(text: str, zone: Any) -> dt.datetime:
+def _starts(text: str, zone: Any, fold: Any = "") -> dt.datetime:
     """The form's start, the station's wall time (or with its own offset), in UTC; a
-    ``ValueError`` for a text that is no date and time, or one UTC cannot hold."""
+    ``ValueError`` for a text that is no date and time, or one UTC cannot hold.
+
+    A wall time the clocks go back over comes twice: ``fold`` ``1`` (which the journal's
+    links to the second one carry) takes the second.  One the clocks go forward over
+    does not exist, and is refused on ``starts_at`` (it used to be booked an hour later).
+    """
     starts = dt.datetime.fromisoformat(text)
-    if starts.tzinfo is None:
-        starts = starts.replace(tzinfo=zone)
     try:
-        return starts.astimezone(dt.UTC)
+        if starts.tzinfo is not None:
+            return starts.astimezone(dt.UTC)
+        local = starts.replace(tzinfo=zone, fold=1 if str(fold) == "1" else 0)
+        moment = local.astimezone(dt.UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) != starts:
+            raise ValidationFailed(
+                {
+                    "starts_at": [
+                        message(
+                            "{time} does not exist in {zone}: the clocks go forward then",
+                            time=text,
+                            zone=zone.key,
+                        )
+                    ]
+                }
+            )
+        return moment
     except OverflowError:  # 0001-01-01T00:00 in Moscow is still year 0 in UTC
         raise ValueError(text) from None
 
@@ -142,7 +162,7 @@ def new(request: Request) -> Response:
             with work(request) as unit:
                 service = booking(unit)
                 party_id, resource_id = _ids(values)
-                starts = _starts(str(values.get("starts_at", "")), service.zone)
+                starts = _starts(str(values.get("starts_at", "")), service.zone, values.get("fold"))
                 service.book(
                     party_id=party_id,
                     resource_id=resource_id,
