@@ -411,3 +411,18 @@ def test_a_retired_resource_keeps_its_bookings_in_the_journal(shop):
         assert [r.id for r in journal.bookable()] == [master]
         with pytest.raises(ValidationFailed, match="no resource"):
             journal.book(party_id=client, resource_id=bay, starts_at=at(12), duration=HOUR)
+
+
+def test_a_client_with_a_long_name_can_be_booked(shop):
+    """A state institution's full name fills most of the 300 characters a name holds: the
+    booking's title (client — resource, which the form does not ask for) is shortened to
+    what a title holds, keeping the resource, instead of refusing a field nobody typed."""
+    crm, bay, _, _, _ = shop
+    name = ("Федеральное государственное бюджетное учреждение " * 7)[:299] + "»"
+    with crm.acting_as("manager") as work:
+        client = factories.organisation(work, name=name).id
+        event = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR
+        )
+        assert len(event.title) <= 300 and event.title.endswith("… — Пост 1")
+        assert event.title.startswith("Федеральное государственное")

@@ -65,6 +65,20 @@ def minutes(value: Any, field: str = "minutes") -> int:
     return number
 
 
+#: What an event's title holds (``CalendarEvent.title``).
+TITLE_LENGTH = 300
+
+
+def _title(client: str, resource: str) -> str:
+    """A booking's title, "client — resource", the client's name shortened (``…``) to fit
+    a title: a long name (a state institution's) must not refuse a field nobody typed."""
+    tail = f" — {resource}"
+    if len(client) + len(tail) <= TITLE_LENGTH:
+        return client + tail
+    room = max(TITLE_LENGTH - len(tail) - 1, 1)
+    return (client[:room].rstrip() + "…" + tail)[:TITLE_LENGTH]
+
+
 def booking(work: Any) -> BookingService:
     """The booking journal of this unit of work."""
     return work.service("booking", BookingService)
@@ -378,7 +392,7 @@ class BookingService:
             raise ValidationFailed({"resource_id": [message("no resource {id}", id=resource_id)]})
         party = self.work.parties.get(party_id)
         values: dict[str, Any] = {
-            "title": title or f"{party.name} — {resource.name}",
+            "title": title or _title(party.name, resource.name),
             "description": description,
             "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(),
