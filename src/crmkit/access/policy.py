@@ -218,6 +218,17 @@ class AccessPolicy:
             return false()
         return entity.column(entity.party_attr).in_(select(Party.id).where(or_(*owned)))
 
+    def reads_past_clients(self, entity: EntityType) -> bool:
+        """Whether the actor may read rows of ``entity`` naming a client they may not read:
+        a conversation of their own mailbox (``personal_attr``), a message or file of a
+        conversation they read.  What shows such rows by their fields (the API) leaves such
+        a client's id out, as the contact center's screen leaves out its name."""
+        if not entity.party_attr or self.scope("party", "read") is Scope.ALL:
+            return False
+        if entity.personal_attr:
+            return True
+        return entity.scope_through_party and self._in_readable_conversation(entity) is not None
+
     def _reads_through_conversations(self, entity: EntityType) -> bool:
         """Whether reading ``entity`` reaches rows through conversations (its messages and
         their files) that its other actions, at the same scope, do not."""
