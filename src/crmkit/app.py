@@ -30,6 +30,7 @@ from crmkit.model import ids
 from crmkit.pipeline.definition import Pipeline
 from crmkit.plugins import CrmkitPluginManager, installed_plugins, make_plugin_manager
 from crmkit.reports import Report
+from crmkit.services.timeline import TimelineKind
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
 from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
@@ -125,6 +126,8 @@ class CRM:
         self.roles: dict[str, Role] = {}
         self.permissions: list[Permission] = []
         self.channels: dict[str, Channel] = {}
+        #: Kinds of timeline entries declared by the core, plugins and channels, by name.
+        self.timeline_kinds: dict[str, TimelineKind] = {}
         self.reports: dict[str, Report] = {}
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
@@ -215,6 +218,15 @@ class CRM:
             p for n, p in cells if n not in builtin
         ]
         _fill_unique(self.channels, self._collect("crmkit_register_channels"), "channel")
+        _fill_unique(
+            self.timeline_kinds,
+            _timeline_kinds(self._collect("crmkit_register_timeline_kinds")),
+            "timeline kind",
+        )
+        for channel in self.channels.values():  # a channel declares the kind it writes
+            self.timeline_kinds.setdefault(
+                channel.activity_kind, TimelineKind(channel.activity_kind)
+            )
         _fill_unique(self.reports, self._collect("crmkit_register_reports"), "report")
         _fill_unique(self.jobs, self._collect("crmkit_register_jobs"), "job")
         schedules = list(self._collect("crmkit_register_schedules"))
@@ -500,6 +512,23 @@ def _fill_unique(target: dict[str, Any], items: Iterable[tuple[str, Any]], what:
         if existing is not None and existing is not item and existing != item:
             raise PluginError(plugin, f"{what} {item.name!r} is already registered")
         target[item.name] = item
+
+
+def _timeline_kinds(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, TimelineKind]]:
+    """Each declared kind as a :class:`TimelineKind` (a plain name is one without a label);
+    anything else, or a malformed name, stops the start naming the plugin."""
+    for plugin, item in items:
+        if isinstance(item, TimelineKind):
+            yield plugin, item
+            continue
+        if not isinstance(item, str):
+            raise PluginError(
+                plugin, f"crmkit_register_timeline_kinds: {item!r} is not a TimelineKind or a name"
+            )
+        try:
+            yield plugin, TimelineKind(item)
+        except ValueError as exc:
+            raise PluginError(plugin, str(exc)) from None
 
 
 def _top_package(plugin: Any) -> str:

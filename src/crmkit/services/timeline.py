@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import or_, select, update
 
 from crmkit import events
@@ -24,7 +25,8 @@ from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cur
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
-#: The kinds of timeline entries the core knows; plugins may add their own.
+#: The kinds of timeline entries the core declares; plugins declare their own with
+#: ``crmkit_register_timeline_kinds`` (see :class:`TimelineKind`).
 ACTIVITY_KINDS = (
     "call",
     "mail",
@@ -37,7 +39,39 @@ ACTIVITY_KINDS = (
     "task",
     "meeting",
     "merge",
+    "automation",
 )
+
+#: Longest name a kind may have (``Activity.kind`` is a ``String(32)``).
+MAX_KIND_LENGTH = 32
+
+
+def _kind_name(value: Any) -> str:
+    name = str(value)
+    if not name or len(name) > MAX_KIND_LENGTH or "," in name or name != name.strip():
+        raise ValueError(
+            f"timeline kind {name!r}: 1 to {MAX_KIND_LENGTH} characters, "
+            "no commas or surrounding spaces"
+        )
+    return name
+
+
+@attrs.frozen
+class TimelineKind:
+    """A kind of timeline entry a plugin writes (``Activity.kind``), declared so that
+    readers know it: the API's ``kind`` filter accepts exactly the declared kinds, and the
+    client card offers each as a filter.
+
+    ``label`` is what the UI shows, translated through the catalogs (the name itself when
+    not given, as the core's kinds are shown).  A channel's ``activity_kind`` is declared
+    by the channel; two plugins may declare the same kind only with the same label.
+    """
+
+    name: str = attrs.field(converter=_kind_name)
+    label: str = attrs.field(
+        default=attrs.Factory(lambda kind: kind.name, takes_self=True), converter=str
+    )
+
 
 #: How a call that was made ended (``Activity.data["outcome"]`` of a ``call``), in English:
 #: each is its own label in the catalogs.

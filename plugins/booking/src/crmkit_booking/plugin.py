@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from crmkit import Setting, hookimpl
+from crmkit import Setting, TimelineKind, hookimpl
 from crmkit.access.rules import Scope, grant
 from crmkit.web.contributions import MenuItem, Screen
-from crmkit_booking.services import BOOK
+from crmkit_booking.services import BOOK, CANCELLED_KIND, MADE_KIND
 
 crmkit_plugin_name = "booking"
 
@@ -66,6 +66,13 @@ def crmkit_register_permissions() -> list[Any]:
         *grant("manager", "resource", ("create", "update"), Scope.ALL),
         *[p for role in BOOKING_ROLES for p in grant(role, *BOOK, Scope.ALL)],
     ]
+
+
+@hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    # a booking made and one cancelled, on the client's timeline (shown by these names,
+    # which the plugin's catalog translates)
+    return [TimelineKind(MADE_KIND), TimelineKind(CANCELLED_KIND)]
 
 
 @hookimpl

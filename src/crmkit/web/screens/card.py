@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from crmkit.errors import DuplicatesFound, ValidationFailed
-from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
+from crmkit.services.timeline import CALL_OUTCOMES
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
 from crmkit.web.links import party_url
@@ -59,7 +59,7 @@ def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
         "files_of": unit.attachments.of_entries(entries),
         "timeline_next": page.next_cursor,
         "kinds": kinds,
-        "all_kinds": ACTIVITY_KINDS,
+        "all_kinds": list(unit.crm.timeline_kinds.values()),  # declared: core, plugins
     }
 
 
