@@ -20,6 +20,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, Message, MoneyFormat
 from crmkit.model import Activity, Mention, Party, User
+from crmkit.services.limits import written_text_refusal
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
 if TYPE_CHECKING:
@@ -383,12 +384,16 @@ class TimelineService:
         the calls-per-week statistics count it.
 
         The writer needs ``activity create`` and must see the client (a merged-away id is
-        its survivor); a missing or unknown outcome is refused naming ``outcome``.
+        its survivor); a missing or unknown outcome is refused naming ``outcome``, what was
+        said longer than ``MAX_WRITTEN_TEXT`` characters naming ``body``.
         """
         self.work.access.require("activity", "create")
         if outcome not in CALL_OUTCOMES:
             raise ValidationFailed({"outcome": ["choose how the call ended"]})
         text = (body or "").strip()
+        too_long = written_text_refusal(text)
+        if too_long is not None:
+            raise ValidationFailed({"body": [too_long]})
         party_id = self.work.parties.get(party_id).id
         activity = self.add(
             "call",
