@@ -10,6 +10,7 @@ import pytest
 
 from crmkit.model import ImportRun, OutboxItem
 from crmkit.testing import factories
+from crmkit.testing.web import id_paths, int_paths
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +98,36 @@ async def test_a_list_filtered_by_an_odd_group_is_refused(web, crm, odd):
     agent = await web("agent", locale="en")
     refused = await agent.get("/lists/party", params={"f.group": odd})
     assert refused.status_code == 422 and "not a group id" in html.unescape(refused.text)
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_every_page(web, crm):
+    """Every route taking a record's id uses the ``id`` convertor: a 25-digit id, which
+    Starlette's ``int`` let through to an ``OverflowError`` in the database, is a 404."""
+    admin = await web("admin", locale="en")
+    assert not int_paths(admin.app)
+    paths = id_paths(admin.app)
+    assert ("GET", "/clients/" + "9" * 25) in paths and len(paths) > 30
+    for method, path in paths:
+        if method == "GET":
+            answer = await admin.get(path)
+        else:
+            answer = await admin.post(path, {"body": "x"})
+        assert answer.status_code == 404, (method, path)
+    for odd in ("0", "007", "9223372036854775808"):
+        assert (await admin.get(f"/clients/{odd}")).status_code == 404, odd
+    assert (await admin.get("/clients/9223372036854775807")).status_code == 404
+    with crm.acting_as(admin.user) as work:
+        party = factories.organisation(work, name="ООО «Альфа»")
+    assert (await admin.get(f"/clients/{party.id}")).status_code == 200
+
+
+async def test_a_board_move_refuses_an_odd_card_id_naming_it(web, crm):
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+    for odd in ("abc", "1.5", "", " ", "²", "-1", "0", "9" * 25, 10**25, 1.5, True, None, [1]):
+        moved = await agent.post_json("/boards/sales/move", {"id": odd, "to": "proposal"})
+        assert moved.status_code == 422, odd
+        assert moved.json()["reasons"] == ["id: not an id (1 to 2^63-1)"], odd
+    moved = await agent.post_json("/boards/sales/move", {"id": str(deal.id), "to": "qualified"})
+    assert moved.status_code == 200 and moved.json()["moved"]

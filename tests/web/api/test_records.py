@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import sqlalchemy as sa
 
@@ -67,6 +68,21 @@ def test_a_deletion_and_a_missing_record(crm, client_for):
     problem(api.get("party/99999999999999999999"), 404)
     problem(api.patch("party/a%0Ab", json={"source": "x"}), 404)  # a line break in the id
     problem(api.get("nothing-here"), 404)
+
+
+def test_every_path_id_past_an_id_column_is_a_404(crm, client_for):
+    """Every API path taking an id uses the ``id`` route convertor: a 25-digit id is a
+    404 problem on each operation, never a 500."""
+    from crmkit.web.api import api_operations
+
+    api = client_for(add_user(crm, "root", ["admin"]))
+    operations = [op for op in api_operations(crm) if ":id}" in op.path]
+    assert not [op.path for op in api_operations(crm) if ":int}" in op.path]
+    assert len(operations) > 10
+    for op in operations:
+        path = re.sub(r"\{\w+:id\}", "9" * 25, op.path).lstrip("/")
+        body = {} if op.method in ("POST", "PUT", "PATCH") else None
+        problem(api.request(op.method, path, json=body), 404)
 
 
 def test_a_merged_away_id_reads_the_survivor_but_never_changes_or_deletes_it(crm, client_for):

@@ -230,7 +230,7 @@ async def send(request: Request) -> Response:
 
 SCREENS = [
     Screen(
-        "mail_compose", "/mail/compose/{party_id:int}", "Write a mail", compose, permission=SEND
+        "mail_compose", "/mail/compose/{party_id:id}", "Write a mail", compose, permission=SEND
     ),
     Screen(
         "mail_signature",
@@ -242,7 +242,7 @@ SCREENS = [
     ),
     Screen(
         "mail_compose_send",
-        "/mail/compose/{party_id:int}/send",
+        "/mail/compose/{party_id:id}/send",
         "Send a mail",
         send,
         methods=("POST",),

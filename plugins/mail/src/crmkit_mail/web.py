@@ -464,7 +464,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox",
-        "/mail/mailboxes/{account_id:int}",
+        "/mail/mailboxes/{account_id:id}",
         "Mailbox",
         mailbox_edit,
         methods=("GET", "POST"),
@@ -472,7 +472,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_check",
-        "/mail/mailboxes/{account_id:int}/check",
+        "/mail/mailboxes/{account_id:id}/check",
         "Check the connection",
         mailbox_check,
         methods=("POST",),
@@ -480,7 +480,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_active",
-        "/mail/mailboxes/{account_id:int}/active",
+        "/mail/mailboxes/{account_id:id}/active",
         "Switch a mailbox on or off",
         mailbox_active,
         methods=("POST",),
@@ -488,7 +488,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_delete",
-        "/mail/mailboxes/{account_id:int}/delete",
+        "/mail/mailboxes/{account_id:id}/delete",
         "Remove a mailbox",
         mailbox_delete,
         methods=("POST",),
@@ -505,14 +505,14 @@ SCREENS = [
     ),
     Screen(
         "mail_mailing",
-        "/mail/mailings/{campaign_id:int}",
+        "/mail/mailings/{campaign_id:id}",
         "Mailing",
         mailing,
         permission=READ_MAILINGS,
     ),
     Screen(
         "mail_mailing_start",
-        "/mail/mailings/{campaign_id:int}/start",
+        "/mail/mailings/{campaign_id:id}/start",
         "Start a mailing",
         mailing_start,
         methods=("POST",),
@@ -520,7 +520,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailing_retry_unknown",
-        "/mail/mailings/{campaign_id:int}/retry-unknown",
+        "/mail/mailings/{campaign_id:id}/retry-unknown",
         "Send the unknown again",
         mailing_retry_unknown,
         methods=("POST",),

@@ -143,7 +143,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/reminder/{id:int}/snooze",
+            "/reminder/{id:id}/snooze",
             _reminder_action("snooze"),
             "snooze_reminder",
             "Remind again later",
@@ -156,7 +156,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/reminder/{id:int}/done",
+            "/reminder/{id:id}/done",
             _reminder_action("done"),
             "dismiss_reminder",
             "Mark a reminder done (for you)",

@@ -220,7 +220,7 @@ def operations(crm: Any) -> list[Operation]:
     return [
         Operation(
             "GET",
-            "/party/{id:int}/timeline",
+            "/party/{id:id}/timeline",
             timeline,
             "timeline_of_party",
             "The timeline of a client",
@@ -260,7 +260,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/party/{id:int}/calls",
+            "/party/{id:id}/calls",
             add_call,
             "add_call",
             "Record a call",

@@ -331,13 +331,13 @@ SCREENS = [
     ),
     _post(
         "finance_purchase_receive",
-        "/finance/purchases/{purchase_id:int}/receive",
+        "/finance/purchases/{purchase_id:id}/receive",
         receive_purchase,
         ("finance_purchase_order", "update"),
     ),
     _post(
         "finance_purchase_letter",
-        "/finance/purchases/{purchase_id:int}/letter",
+        "/finance/purchases/{purchase_id:id}/letter",
         send_letter,
         PURCHASES_READ,
     ),
