@@ -516,3 +516,17 @@ async def test_the_intake_page_and_an_assignment_refuse_odd_ids_naming_them(stat
         assert carservice(work).views([order])[0].worker.id == station.ivan.id  # unchanged
     huge = await client.post(f"/service/orders/{'9' * 25}/assign", {"assignee_id": "1"})
     assert huge.status_code == 404
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_the_car_service_pages(station):
+    from crmkit.testing import add_user
+    from crmkit.testing.web import id_paths, int_paths
+
+    add_user(station.crm, "root", ["admin"])
+    client = await signed_in(station, "root")
+    assert not int_paths(client.app)
+    paths = [
+        (method, path) for method, path in id_paths(client.app) if path.startswith("/service/")
+    ]
+    assert paths == [("POST", f"/service/orders/{'9' * 25}/assign")]
+    assert (await client.post(paths[0][1], {"assignee_id": "1"})).status_code == 404

@@ -227,3 +227,15 @@ async def test_an_odd_client_or_resource_id_is_named_on_the_form(booking_crm, od
     assert "not an id (1 to 2^63-1)" in html.unescape(linked.text)
     with booking_crm.acting_as("manager") as work:
         assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_the_booking_pages(booking_crm):
+    from crmkit.testing.web import id_paths, int_paths
+
+    add_user(booking_crm, "manager", ["manager"])
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    assert not int_paths(web.app)
+    paths = [(method, path) for method, path in id_paths(web.app) if path.startswith("/booking/")]
+    assert paths == [("POST", f"/booking/{'9' * 25}/cancel")]
+    assert (await web.post(paths[0][1], {"reason": "x"})).status_code == 404

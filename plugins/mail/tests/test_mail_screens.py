@@ -752,3 +752,15 @@ async def test_odd_ids_on_the_mailing_forms_are_named_and_nothing_saved(mail_crm
     assert created.status_code == 303
     draft = await manager.get(created.headers["location"], params={"party": odd})
     assert draft.status_code == 200 and f"party: {NOT_AN_ID}" in html.unescape(draft.text)
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_every_mail_page(mail_crm):
+    from crmkit.testing.web import id_paths, int_paths
+
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    assert not int_paths(admin.app)
+    paths = [(method, path) for method, path in id_paths(admin.app) if path.startswith("/mail/")]
+    assert ("GET", "/mail/compose/" + "9" * 25) in paths and len(paths) >= 8
+    for method, path in paths:
+        answer = await (admin.get(path) if method == "GET" else admin.post(path, {}))
+        assert answer.status_code == 404, (method, path)
