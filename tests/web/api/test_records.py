@@ -6,6 +6,7 @@ import base64
 import json
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from crmkit.model import Party
@@ -342,6 +343,17 @@ def test_tasks_reminders_and_calendar(crm, client_for):
         json={"title": "x", "starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T09:00:00Z"},
     )
     assert "ends_at" in problem(bad, 422)["errors"]
+
+
+@pytest.mark.parametrize("odd", ["abc", "1.5", "²", "1_000", "-5", "9" * 25])
+def test_the_calendars_owner_and_resource_are_read_as_ids(crm, client_for, odd):
+    """``owner_id`` and ``resource_id`` go through the id reader the forms use: what is no
+    id ("1_000" and "²" included, which ``int`` took or choked on) is refused naming it."""
+    api = client_for(add_user(crm, "root", ["admin"]))
+    week = {"start": "2030-01-04T00:00:00Z", "end": "2030-01-11T00:00:00Z"}
+    for field in ("owner_id", "resource_id"):
+        errors = problem(api.get("calendar", params={**week, field: odd}), 422)["errors"]
+        assert errors == {field: ["not an id (1 to 2^63-1)"]}, field
 
 
 def test_times_utc_cannot_hold_are_refused_naming_the_field(crm, client_for):
