@@ -84,3 +84,21 @@ def test_a_path_id_past_an_id_column_is_a_404_on_every_finance_page(shop):
     for method, path in paths:
         answer = admin.get(path) if method == "GET" else admin.post(path, {"amount": "1"})
         assert answer.status_code == 404, (method, path)
+
+
+@pytest.mark.parametrize("typed", ["abc", "1.5", "²", "9" * 25])
+def test_a_suppliers_payment_days_that_are_no_number_are_named(shop, signed_in, typed):
+    """The supplier form's days used to go through ``int()`` (a 500 on "abc"); the
+    schema's refusal names the field now, and neither the supplier nor its client is kept."""
+    head = signed_in("warehouse")
+    page = head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": typed})
+    assert 'class="flash error"' in page.text
+    assert any(
+        f"{name}: " in html.unescape(page.text) for name in ("payment_days", "отсрочка, дней")
+    )
+    with shop.crm.system() as work:
+        assert list(work.records("finance_supplier").list(limit=5)) == []
+        assert list(work.parties.list(search="Запчасти", limit=5)) == []
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    with shop.crm.system() as work:
+        assert [s.payment_days for s in work.records("finance_supplier").list(limit=5)] == [14]

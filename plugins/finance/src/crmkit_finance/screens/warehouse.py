@@ -286,7 +286,9 @@ def new_supplier(request: Request) -> Response:
             values["contact_points"] = [{"kind": "email", "value": email}]
         party = fin.work.parties.create(values)
         return fin.work.records("finance_supplier").create(
-            party_id=party.id, payment_days=int(str(data.get("payment_days") or "0") or 0)
+            # as typed: the schema names payment_days when it is no whole number in range
+            party_id=party.id,
+            payment_days=str(data.get("payment_days") or "").strip() or 0,
         )
 
     return attempt(request, "/finance/purchases", create, "Supplier added.")
