@@ -220,9 +220,35 @@ class EntityService:
             statement = statement.where(
                 compile_condition(self.entity, condition, kinds, fields, may, internal=internal)
             )
+        if not internal and self._asks_about_hidden_clients(where, filters):
+            statement = statement.where(self._client_shown())
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
+
+    def _asks_about_hidden_clients(
+        self, where: Condition | None, filters: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether a user's condition names the client of rows the actor may read without
+        reading their client (:meth:`~crmkit.access.policy.AccessPolicy.reads_past_clients`:
+        a conversation of their own mailbox, its messages and files)."""
+        attr = self.entity.party_attr
+        if not attr or not (where or filters):
+            return False
+        named = any(key.partition("__")[0] == attr for key in filters or ())
+        if not named and where and not _names_field(where, attr):
+            return False
+        return self.work.access.reads_past_clients(self.entity)
+
+    def _client_shown(self) -> Any:
+        """Rows whose client the actor may read, or with none.  A condition on the client
+        leaves out the rows whose client is hidden (the API shows their ``party_id`` as
+        ``null``), whatever it asks: their client's id is never told by what matches."""
+        from crmkit.model import Party
+
+        column = self.entity.column(self.entity.party_attr)
+        readable = select(Party.id).where(self.work.access.where("party"))
+        return or_(column.is_(None), column.in_(readable))
 
     def search_clause(self, text: str) -> Any:
         """Rows matching a search text: a case-insensitive substring of the search
@@ -931,3 +957,14 @@ def _messages(exc: ValidationError) -> dict[str, Any]:
     if isinstance(messages, dict):
         return messages
     return {"_schema": messages}
+
+
+def _names_field(condition: Any, field: str) -> bool:
+    """Whether a condition tree (``all``/``any``/``not`` of ``field`` rules) names ``field``."""
+    if isinstance(condition, Mapping):
+        if condition.get("field") == field:
+            return True
+        return any(_names_field(v, field) for v in condition.values())
+    if isinstance(condition, list | tuple):
+        return any(_names_field(v, field) for v in condition)
+    return False

@@ -18,9 +18,9 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web import i18n
-from crmkit.web.forms import as_id, optional_id
+from crmkit.web.forms import optional_id
 from crmkit.web.i18n import Locale
-from crmkit.web.pages import NotFoundPage, error_text, posted, redirect, render, work
+from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
 from crmkit_booking.services import minutes as booking_minutes
 
@@ -86,7 +86,7 @@ def _starts(text: str, zone: Any, fold: Any = "") -> dt.datetime:
 
 
 def _ids(values: dict[str, Any]) -> tuple[int, int]:
-    """The form's client and resource, each an id (:func:`as_id`): a missing or broken
+    """The form's client and resource, each an id (``optional_id``): a missing or broken
     one is refused naming its field, both at once."""
     errors: dict[str, list[str]] = {}
     chosen = {}
@@ -185,7 +185,12 @@ def new(request: Request) -> Response:
         query = str(values.get("client_q", "")).strip()
         if query:
             found = list(unit.parties.list(search=query, limit=10))
-        party_id = as_id(values.get("party_id"))  # a broken link's: no client chosen yet
+        try:
+            party_id = optional_id(values.get("party_id"), "party_id")
+        except ValidationFailed as exc:  # "abc" or 25 digits in the link: said on the form
+            party_id = None
+            if error is None:
+                error, status = error_text(request, exc, _zone(request)), 422
         party = unit.parties.get(party_id) if party_id else None
     return render(
         request,
@@ -205,9 +210,7 @@ def new(request: Request) -> Response:
 
 def cancel(request: Request) -> Response:
     """Cancel a booking from the journal."""
-    event_id = as_id(request.path_params["event_id"])
-    if event_id is None:  # past what an id column holds: there is no such booking
-        raise NotFoundPage()
+    event_id = int(request.path_params["event_id"])
     data = posted(request)
     try:
         with work(request) as unit:

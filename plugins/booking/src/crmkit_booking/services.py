@@ -35,15 +35,15 @@ from crmkit.errors import ValidationFailed
 from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
 
+# the permission cell keeping the journal takes, ``book`` on ``resource`` (any scope): the
+# core's, since the calendar takes it too to put an event on a resource
+from crmkit.services.tasks import BOOK
+
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
 KIND = "booking"
-#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
-BOOK = ("resource", "book")
 #: The kinds of the client's timeline entries of a booking made and cancelled.
 MADE_KIND = "booking"
-#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
-BOOK = ("resource", "book")
 CANCELLED_KIND = "booking_cancelled"
 
 
