@@ -558,6 +558,52 @@ async def test_ical_feed(web, crm):
     assert (await Browser(agent.app, crm).get("/ical/wrong-token.ics")).status_code == 404
 
 
+async def _feed(browser):
+    """The text of ``browser``'s user's iCalendar feed, from a new secret address."""
+    from urllib.parse import unquote
+
+    made = await browser.post("/profile/feed", {})
+    feed_url = re.search(r"feed=([^&\s]+)", made.headers["location"]).group(1)
+    path = unquote(feed_url).split("testserver", 1)[1]
+    feed = await Browser(browser.app, browser.crm).get(path)
+    assert feed.status_code == 200
+    return feed.text
+
+
+async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web, crm):
+    """Boris is invited to Anna's meeting with her client: his calendar, his feed and his
+    workspace show the meeting, with no link to the client's card (whose address would
+    tell the client's id); Anna's link to it stays."""
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with crm.acting_as(anna.user) as work:
+        work.calendar.create(
+            title="Встреча у клиента",
+            party_id=party.id,
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+            attendees=[{"user_id": boris.user.id}],
+        )
+    card = f"/clients/{party.id}"
+    day = start.date()
+    week = (
+        f"/calendar/events?start={day - dt.timedelta(days=2)}T00:00:00"
+        f"&end={day + dt.timedelta(days=3)}T00:00:00"
+    )
+    for browser, link in ((anna, card), (boris, None)):
+        shown = await browser.get(week)
+        assert [(e["title"], e["url"]) for e in shown.json()] == [("Встреча у клиента", link)]
+        feed = await _feed(browser)
+        assert "Встреча у клиента" in feed
+        assert (card in feed) is (link is not None)
+        home = await browser.get("/home")
+        assert "Встреча у клиента" in home.text
+        assert (f'href="{card}">→' in home.text) is (link is not None)
+    assert "Тайна" not in (await boris.get("/home")).text
+
+
 async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
     manager = await web("manager")
     party = _own_client(crm, manager.user, name="ООО «Вектор»")
