@@ -604,6 +604,34 @@ async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web
     assert "Тайна" not in (await boris.get("/home")).text
 
 
+async def test_a_reminder_leads_its_recipient_to_no_client_they_may_not_read(web, crm):
+    """Anna's reminder about a note on her client is for her and for Boris, who may not
+    read that client: his notification leads to the reminder's note alone, not to the
+    client's card (whose address would tell the client's id); hers leads to the card."""
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    with crm.acting_as(anna.user) as work:
+        note = work.timeline.add_note(party_id=party.id, body="договор у юриста")
+        work.reminders.create(
+            text="Спросить про договор",
+            party_id=party.id,
+            record_entity="activity",
+            record_id=note.id,
+            remind_at=(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(),
+            recipients=[{"user_id": anna.user.id}, {"user_id": boris.user.id}],
+        )
+    assert fire_due_reminders(crm) == 1
+    card = f"/clients/{party.id}"
+    mine = await anna.get("/notifications")
+    assert "Спросить про договор" in mine.text and f"{card}#activity-{note.id}" in mine.text
+    page = await boris.get("/notifications")
+    assert "Спросить про договор" in page.text
+    assert card not in page.text and f"/records/activity/{note.id}" in page.text
+
+
 async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
     manager = await web("manager")
     party = _own_client(crm, manager.user, name="ООО «Вектор»")
