@@ -224,6 +224,32 @@ async def test_a_nul_character_in_a_form_is_refused_naming_the_field(web, crm):
         assert [a.kind for a in work.timeline.list(party)] == []
 
 
+async def test_a_call_recorded_on_the_card_is_capped_at_20000_characters(web, crm):
+    """What was said on a call is a hand-written text like a note's: 20000 characters at
+    most, the longer one refused naming the field and nothing written (it was kept)."""
+    agent = await web("agent", locale="en")
+    reader = await web("agent", locale="ru")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО «Болтливая»", source="сайт").id
+    too_long = await agent.post(
+        f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20001}
+    )
+    assert too_long.status_code == 422
+    assert "body: longer than 20000 characters" in html.unescape(too_long.text)
+    with crm.acting_as(agent.user) as work:
+        assert [a.kind for a in work.timeline.list(party)] == []
+    in_russian = await reader.post(
+        f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20001}
+    )
+    assert in_russian.status_code == 422
+    assert "длиннее 20000 символов" in html.unescape(in_russian.text)
+    saved = await agent.post(f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20000})
+    assert saved.status_code == 303
+    with crm.acting_as(agent.user) as work:
+        [call] = work.timeline.list(party)
+        assert (call.kind, len(call.body)) == ("call", 20000)
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""

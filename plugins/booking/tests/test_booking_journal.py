@@ -305,3 +305,34 @@ def test_a_cancellation_keeps_its_reason_and_happens_once(shop):
         ).all()
         assert audit == [{"status": ["confirmed", "cancelled"], "reason": [None, "клиент заболел"]}]
         assert work.calendar.get(event.id).status == "cancelled"
+
+
+def test_bookings_made_and_cancelled_are_timeline_kinds_the_api_filters_on(shop):
+    """The plugin declares the kinds it writes, so the API's ``kind`` filter takes them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from crmkit.web.app import create_app
+
+    crm, bay, _, client, _ = shop
+    with crm.acting_as("manager") as work:
+        first = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR
+        )
+        booking(work).book(party_id=client, resource_id=bay, starts_at=at(12), duration=HOUR)
+    with crm.acting_as("manager") as work:
+        booking(work).cancel(first.id, reason="перенос")
+        secret = work.api_tokens.create("probe").secret
+    api = TestClient(create_app(crm), headers={"Authorization": f"Bearer {secret}"})
+
+    def subjects(kind: str) -> list[str]:
+        answer = api.get(f"/api/v1/party/{client}/timeline", params={"kind": kind})
+        assert answer.status_code == 200, answer.text
+        return [entry["subject"] for entry in answer.json()["items"]]
+
+    assert subjects("booking_cancelled") == ["Пост 1, 2030-03-04 10:00"]
+    assert subjects("booking") == ["Пост 1, 2030-03-04 12:00", "Пост 1, 2030-03-04 10:00"]
+    assert {"booking", "booking_cancelled"} <= set(crm.timeline_kinds)

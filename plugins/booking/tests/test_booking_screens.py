@@ -203,3 +203,39 @@ async def test_the_journal_and_the_form_speak_russian(booking_crm):
     assert no_time.status_code == 422
     assert "Укажите дату и время записи." in no_time.text
     assert "Enter the date and time" not in no_time.text
+
+
+@pytest.mark.parametrize("odd", ["abc", "1.5", "²", "-1", "9" * 25])
+async def test_an_odd_client_or_resource_id_is_named_on_the_form(booking_crm, odd):
+    """The client and the resource are ids: one that is none is named on the form (422),
+    never a 500, and nothing is booked; the form's link with an odd client says so too."""
+    add_user(booking_crm, "manager", ["manager"], locale="en")
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    for field in ("party_id", "resource_id"):
+        refused = await web.post("/booking/new", {**form, field: odd})
+        assert refused.status_code == 422, field
+        error = re.search(r'id="form-error"[^>]*>(.*?)</', refused.text, re.S).group(1)
+        assert "not an id (1 to 2^63-1)" in html.unescape(error), (field, error)
+        assert html.unescape(error).startswith(f"{field}: "), error
+    linked = await web.get("/booking/new", params={"party_id": odd})
+    assert linked.status_code == 422
+    assert "not an id (1 to 2^63-1)" in html.unescape(linked.text)
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_the_booking_pages(booking_crm):
+    from crmkit.testing.web import id_paths, int_paths
+
+    add_user(booking_crm, "manager", ["manager"])
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    assert not int_paths(web.app)
+    paths = [(method, path) for method, path in id_paths(web.app) if path.startswith("/booking/")]
+    assert paths == [("POST", f"/booking/{'9' * 25}/cancel")]
+    assert (await web.post(paths[0][1], {"reason": "x"})).status_code == 404

@@ -42,6 +42,7 @@ from crmkit.schemas import (
 )
 from crmkit.services.parties import PartyService
 from crmkit.services.tasks import CalendarService, ReminderService, TaskService
+from crmkit.services.timeline import ACTIVITY_KINDS, TimelineKind
 
 #: Business entities most roles work with.
 BUSINESS = (
@@ -311,6 +312,11 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("manager", "conversation", ("read", "update"), Scope.ALL),
         *grant("agent", "conversation", ("read", "update"), own),
     ]
+
+
+@hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    return [TimelineKind(kind) for kind in ACTIVITY_KINDS]
 
 
 @hookimpl

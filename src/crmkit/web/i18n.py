@@ -346,6 +346,7 @@ def registry_messages(crm: Any) -> set[str]:
     for report in crm.reports.values():
         texts |= {report.label, report.description}
     texts |= set(CALL_OUTCOMES)
+    texts |= {kind.label for kind in crm.timeline_kinds.values()}
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
     texts |= {s.label for s in Scope}
     texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}

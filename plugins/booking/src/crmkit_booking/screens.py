@@ -17,7 +17,7 @@ from starlette.responses import Response
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import optional_id
 from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
@@ -100,8 +100,8 @@ def new(request: Request) -> Response:
                 if starts.tzinfo is None:
                     starts = starts.replace(tzinfo=service.zone)
                 service.book(
-                    party_id=int(optional_int(values.get("party_id")) or 0),
-                    resource_id=int(optional_int(values.get("resource_id")) or 0),
+                    party_id=optional_id(values.get("party_id"), "party_id") or 0,
+                    resource_id=optional_id(values.get("resource_id"), "resource_id") or 0,
                     starts_at=starts.astimezone(dt.UTC),
                     duration=dt.timedelta(minutes=booking_minutes(values.get("minutes") or 60)),
                     description=str(values.get("description", "")),
@@ -121,7 +121,12 @@ def new(request: Request) -> Response:
         query = str(values.get("client_q", "")).strip()
         if query:
             found = list(unit.parties.list(search=query, limit=10))
-        party_id = optional_int(values.get("party_id"))
+        try:
+            party_id = optional_id(values.get("party_id"), "party_id")
+        except ValidationFailed as exc:  # "abc" or 25 digits in the link: said on the form
+            party_id = None
+            if error is None:
+                error, status = error_text(request, exc, _zone(request)), 422
         party = unit.parties.get(party_id) if party_id else None
     return render(
         request,

@@ -298,7 +298,7 @@ class EntityEndpoints:
         out = output_schema(entity)
         detail = detail_schema(entity)
         page = page_schema(f"{title}Page", out)
-        collection, item = f"/{name}", f"/{name}/{{id:int}}"
+        collection, item = f"/{name}", f"/{name}/{{id:id}}"
         ops: list[Operation] = []
         if "read" in entity.actions:
             ops.append(
