@@ -584,6 +584,80 @@ async def test_ical_feed(web, crm):
     assert (await Browser(agent.app, crm).get("/ical/wrong-token.ics")).status_code == 404
 
 
+async def _feed(browser):
+    """The text of ``browser``'s user's iCalendar feed, from a new secret address."""
+    from urllib.parse import unquote
+
+    made = await browser.post("/profile/feed", {})
+    feed_url = re.search(r"feed=([^&\s]+)", made.headers["location"]).group(1)
+    path = unquote(feed_url).split("testserver", 1)[1]
+    feed = await Browser(browser.app, browser.crm).get(path)
+    assert feed.status_code == 200
+    return feed.text
+
+
+async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web, crm):
+    """Boris is invited to Anna's meeting with her client: his calendar, his feed and his
+    workspace show the meeting, with no link to the client's card (whose address would
+    tell the client's id); Anna's link to it stays."""
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with crm.acting_as(anna.user) as work:
+        work.calendar.create(
+            title="Встреча у клиента",
+            party_id=party.id,
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+            attendees=[{"user_id": boris.user.id}],
+        )
+    card = f"/clients/{party.id}"
+    day = start.date()
+    week = (
+        f"/calendar/events?start={day - dt.timedelta(days=2)}T00:00:00"
+        f"&end={day + dt.timedelta(days=3)}T00:00:00"
+    )
+    for browser, link in ((anna, card), (boris, None)):
+        shown = await browser.get(week)
+        assert [(e["title"], e["url"]) for e in shown.json()] == [("Встреча у клиента", link)]
+        feed = await _feed(browser)
+        assert "Встреча у клиента" in feed
+        assert (card in feed) is (link is not None)
+        home = await browser.get("/home")
+        assert "Встреча у клиента" in home.text
+        assert (f'href="{card}">→' in home.text) is (link is not None)
+    assert "Тайна" not in (await boris.get("/home")).text
+
+
+async def test_a_reminder_leads_its_recipient_to_no_client_they_may_not_read(web, crm):
+    """Anna's reminder about a note on her client is for her and for Boris, who may not
+    read that client: his notification leads to the reminder's note alone, not to the
+    client's card (whose address would tell the client's id); hers leads to the card."""
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    with crm.acting_as(anna.user) as work:
+        note = work.timeline.add_note(party_id=party.id, body="договор у юриста")
+        work.reminders.create(
+            text="Спросить про договор",
+            party_id=party.id,
+            record_entity="activity",
+            record_id=note.id,
+            remind_at=(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(),
+            recipients=[{"user_id": anna.user.id}, {"user_id": boris.user.id}],
+        )
+    assert fire_due_reminders(crm) == 1
+    card = f"/clients/{party.id}"
+    mine = await anna.get("/notifications")
+    assert "Спросить про договор" in mine.text and f"{card}#activity-{note.id}" in mine.text
+    page = await boris.get("/notifications")
+    assert "Спросить про договор" in page.text
+    assert card not in page.text and f"/records/activity/{note.id}" in page.text
+
+
 async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
     manager = await web("manager")
     party = _own_client(crm, manager.user, name="ООО «Вектор»")

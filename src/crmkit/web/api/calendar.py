@@ -21,7 +21,7 @@ from crmkit.web.api.operations import (
     query_parameter,
 )
 from crmkit.web.api.params import parse_id
-from crmkit.web.api.records import record_response
+from crmkit.web.api.records import hide_unreadable_clients, record_response
 from crmkit.web.api.responses import JSONResponse
 from crmkit.web.forms import optional_id
 
@@ -58,7 +58,7 @@ def calendar(request: Request) -> Response:
     encoder = encoder_for(output_schema(entity), entity.model)
     with acting(request) as work:
         events = work.calendar.between(start, end, owner_id=owner_id, resource_id=resource_id)
-        items = encoder.records(events)
+        items = hide_unreadable_clients(work, entity, list(encoder.records(events)))
     return JSONResponse({"items": items, "next": None})
 
 

@@ -70,15 +70,16 @@ def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> 
     """``items`` with the client's id ``null`` where the caller may not read that client.
 
     A conversation that came to the caller's own mailbox, and its messages and files, are
-    theirs to read whoever the client is (``AccessPolicy.reads_past_clients``); the contact
-    center's screen then shows the sender and no client, and so does the API: one query
-    per page, only for such entities and callers.
+    theirs to read whoever the client is, as is an event they are invited to and a
+    reminder they are a recipient of (``EntityService.reads_past_clients``); the contact
+    center's screen then shows the sender and no client, the calendar no link to one, and
+    so does the API: one query per page, only for such entities and callers
+    (``EntityService.readable_clients``).
     """
     key = entity.party_attr
-    if not key or not items or not work.access.reads_past_clients(entity):
+    if not key or not items:
         return items
-    named = {item.get(key) for item in items} - {None}
-    readable = work.parties.find_many(named) if named else {}
+    readable = work.records(entity.name).readable_clients(item.get(key) for item in items)
     return [
         item if item.get(key) in readable or item.get(key) is None else {**item, key: None}
         for item in items

@@ -15,13 +15,14 @@ def page(request: Request) -> Response:
     """The user's newest notifications (opening the page does not mark them read)."""
     with work(request) as unit:
         items = unit.notifications.latest(limit=100)
+        clients = unit.parties.find_many(n.party_id for n in items if n.party_id)
     return render(
         request,
         "notifications.html",
         {
             "title": i18n.lazy("Notifications"),
             "items": items,
-            "url": notification_url,
+            "url": lambda notification: notification_url(notification, clients),
             "text_of": notification_text,
         },
     )
