@@ -545,6 +545,42 @@ async def test_a_clash_is_told_at_the_users_hours_in_their_language(web, crm):
     assert "ресурс: уже занят: 2026-12-01 20:00" in refused.text
 
 
+async def test_the_calendar_form_puts_no_event_on_a_retired_resource(web, crm):
+    """Bay 1 is taken out of service (``active`` false): the form no longer lists it, and
+    an old tab or a bookmark posting its id is refused on the resource field, naming the
+    bay in the user's language; no event is made."""
+    agent = await web("agent")
+    msgid = "{resource} is out of service and cannot be booked"
+    agent.app.state.catalogs["ru"]._catalog[msgid] = "{resource}: выведен из работы"
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay", active=False)
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    page = await agent.get("/calendar")
+    assert f'<option value="{bay_id}"' not in page.text
+    refused = await agent.post(
+        "/calendar/new",
+        {
+            "title": "Мойка",
+            "resource_id": str(bay_id),
+            "starts_at": "2026-12-01T10:00",
+            "ends_at": "2026-12-01T11:00",
+        },
+    )
+    assert refused.status_code == 422
+    assert "ресурс: Пост 1: выведен из работы" in html.unescape(refused.text)
+    with crm.system() as work:
+        assert (
+            work.calendar.between(
+                dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                dt.datetime(2026, 12, 3, tzinfo=dt.UTC),
+                resource_id=bay_id,
+            )
+            == []
+        )
+
+
 async def test_workspace_today_and_tomorrow_are_the_users_days(web, crm):
     """At 01:00 on 2 March in Vladivostok (15:00 UTC on 1 March), "today and tomorrow" are
     2 and 3 March there: the evening of 1 March is gone, the evening of 3 March is in."""

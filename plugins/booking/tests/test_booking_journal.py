@@ -440,8 +440,29 @@ def test_a_retired_resource_keeps_its_bookings_in_the_journal(shop):
         assert [r.id for r in tomorrow.resources] == [master] and not tomorrow.closed
         assert bay not in {w.resource.id for w in journal.find_free(HOUR, since=at(9))}
         assert [r.id for r in journal.bookable()] == [master]
-        with pytest.raises(ValidationFailed, match="no resource"):
+        with pytest.raises(ValidationFailed) as refused:
             journal.book(party_id=client, resource_id=bay, starts_at=at(12), duration=HOUR)
+    # the core calendar's refusal, the same the calendar's form and the API give
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "resource_id": ["Пост 1 is out of service and cannot be booked"]
+    }
+
+
+def test_cancelling_an_event_that_is_no_booking_is_refused_naming_it(shop):
+    """The journal cancels bookings only: a meeting's id sent to it (an old link, a
+    script) is refused on event_id, naming the meeting, in the reader's language."""
+    crm = shop[0]
+    with crm.acting_as("manager") as work:
+        meeting = work.calendar.create(
+            title="Планёрка", starts_at=at(10).isoformat(), ends_at=at(11).isoformat()
+        )
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).cancel(meeting.id, reason="ошибка")
+    (reason,) = refused.value.errors["event_id"]
+    russian = {"“{event}” is not a booking": "«{event}» — не запись"}
+    assert reason.translate(russian.get) == "«Планёрка» — не запись"
+    with crm.acting_as("manager") as work:
+        assert work.calendar.get(meeting.id).status != "cancelled"
 
 
 def test_a_client_with_a_long_name_can_be_booked(shop):

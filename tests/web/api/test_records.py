@@ -438,6 +438,35 @@ def test_a_resource_clash_over_the_api_is_a_validation_problem(crm, client_for):
     assert problem(second, 422)["errors"] == {"resource_id": ["already booked at 2030-01-05 13:00"]}
 
 
+def test_an_event_is_not_put_on_a_retired_resource_over_the_api(crm, client_for):
+    """Bay 1 is out of service (``active`` false): an event made on it, or moved onto it,
+    is a 422 naming resource_id and the bay; the event it still holds can be edited."""
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay, other = Resource(name="Пост 1", kind="bay"), Resource(name="Пост 2", kind="bay")
+        work.session.add_all([bay, other])
+        work.flush()
+        bay_id, other_id = bay.id, other.id
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    hour = {"starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T11:00:00Z"}
+    later = {"starts_at": "2030-01-05T12:00:00Z", "ends_at": "2030-01-05T13:00:00Z"}
+    kept = api.post("calendar_event", json={"title": "ТО", "resource_id": bay_id, **hour})
+    moving = api.post("calendar_event", json={"title": "Мойка", "resource_id": other_id, **hour})
+    assert kept.status_code == moving.status_code == 201, (kept.text, moving.text)
+    with crm.system() as work:
+        work.session.get(Resource, bay_id).active = False
+    refusal = {"resource_id": ["Пост 1 is out of service and cannot be booked"]}
+    made = api.post("calendar_event", json={"title": "Шины", "resource_id": bay_id, **later})
+    assert problem(made, 422)["errors"] == refusal
+    moved = api.patch(f"calendar_event/{moving.json()['id']}", json={"resource_id": bay_id})
+    assert problem(moved, 422)["errors"] == refusal
+    assert api.get(f"calendar_event/{moving.json()['id']}").json()["resource_id"] == other_id
+    edited = api.patch(f"calendar_event/{kept.json()['id']}", json={"title": "ТО (перезвонить)"})
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["title"], edited.json()["resource_id"]) == ("ТО (перезвонить)", bay_id)
+
+
 def test_a_stale_row_met_by_an_autoflush_is_a_conflict(crm, client_for, monkeypatch):
     """The record's row changed under a request that changed it too, and a query flushed
     the change on its way (not the unit's own flush): 409, and nothing of it is saved."""

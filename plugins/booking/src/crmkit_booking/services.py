@@ -360,8 +360,10 @@ class BookingService:
         """Book a resource for a client; a clash with another booking is refused.
 
         The booking is the specialist's (the resource's user) unless ``owner_id`` says
-        otherwise; a specialist who is blocked (has left) cannot be booked: the refusal
-        names the resource and the person.
+        otherwise.  A resource that cannot be booked is refused by the core calendar's
+        check (:meth:`~crmkit.services.tasks.CalendarService.check_bookable`) on
+        ``resource_id``: one taken out of service (``active`` false) naming the resource,
+        a specialist who is blocked (has left) naming the resource and the person.
 
         The calendar's clash check holds the resource's row (:func:`crmkit.db.lock_row`),
         which serializes bookings of one resource on both databases, so two people booking
@@ -385,9 +387,7 @@ class BookingService:
             raise ValidationFailed(
                 {"ends_at": [message("at most {most} minutes after the start", most=MAX_MINUTES)]}
             )
-        resource = self.work.session.scalar(
-            select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
-        )
+        resource = self.work.session.get(Resource, resource_id)
         if resource is None:
             raise ValidationFailed({"resource_id": [message("no resource {id}", id=resource_id)]})
         party = self.work.parties.get(party_id)
@@ -400,6 +400,8 @@ class BookingService:
             "party_id": party_id,
             "resource_id": resource_id,
         }
+        # the core calendar's check: a retired resource or a blocked specialist is refused
+        # here as on the calendar's form and the API (and again when the event is made)
         specialist = self.work.calendar.check_bookable(resource)
         if owner_id is not None:
             values["owner_id"] = owner_id
@@ -435,7 +437,9 @@ class BookingService:
         lock_row(self.work.session, CalendarEvent, event.id)
         self.work.session.refresh(event)
         if event.kind != KIND:
-            raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
+            raise ValidationFailed(
+                {"event_id": [message("“{event}” is not a booking", event=event.title)]}
+            )
         if event.status == "cancelled":
             raise ValidationFailed(
                 {
