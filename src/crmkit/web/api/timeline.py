@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.model import Activity
 from crmkit.schemas.api import (
     CallRequestSchema,
     MessageRequestSchema,
@@ -17,10 +15,9 @@ from crmkit.schemas.api import (
     page_schema,
 )
 from crmkit.schemas.output import encoder_for, output_schema
-from crmkit.services.timeline import ACTIVITY_KINDS
 from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import Operation, linked, loaded_body, query_parameter
-from crmkit.web.api.params import next_link, parse_id, parse_limit
+from crmkit.web.api.params import next_link, parse_id, parse_limit, timeline_kinds
 from crmkit.web.api.responses import JSONResponse
 
 
@@ -35,10 +32,9 @@ def timeline(request: Request) -> Response:
     if party_id is None:
         raise NotFound("party", request.path_params["id"])
     params = request.query_params
-    kinds = [k.strip() for value in params.getlist("kind") for k in value.split(",") if k.strip()]
     _, encoder = _activities(request.app.state.crm)
     with acting(request) as work:
-        _check_kinds(work, kinds)
+        kinds = timeline_kinds(work, params)
         page = work.timeline.list(
             party_id,
             kinds=kinds or None,
@@ -48,26 +44,6 @@ def timeline(request: Request) -> Response:
         items = encoder.records(page.items)
     headers = {"Link": next_link(request, page.next_cursor)} if page.next_cursor else {}
     return JSONResponse({"items": items, "next": page.next_cursor}, headers=headers)
-
-
-def _check_kinds(work: Any, kinds: list[str]) -> None:
-    """Each ``kind`` asked for is one the timeline knows: the core's, a channel's, or one
-    a plugin has written (an entry of that kind exists).  A typo is refused naming
-    ``kind``, not answered with an empty page as if the client had no such entries."""
-    known = {*ACTIVITY_KINDS, *(c.activity_kind for c in work.crm.channels.values())}
-    for kind in kinds:
-        if kind in known:
-            continue
-        found = work.session.scalar(select(Activity.id).where(Activity.kind == kind).limit(1))
-        if found is None:
-            raise ValidationFailed(
-                {
-                    "kind": [
-                        f"no timeline entry is of the kind {kind!r} (core kinds: "
-                        f"{', '.join(ACTIVITY_KINDS)})"
-                    ]
-                }
-            )
 
 
 def _paired_record(body: dict[str, Any]) -> None:
