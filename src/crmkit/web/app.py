@@ -190,9 +190,7 @@ def create_app(crm: Any) -> Starlette:
     app.state.blocking = blocking
     app.state.signer = CookieSigner(secret_key, crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)
-    app.state.catalogs = i18n.load_catalogs(
-        [i18n.LOCALE_DIR, *(folder for _, folder in plugin_folders(crm, "locale"))]
-    )
+    app.state.catalogs = i18n.catalogs_of(crm)
     return app
 
 
