@@ -88,6 +88,7 @@ SHOWN_TEXTS = (
     i18n.lazy("bounced"),
     i18n.lazy("unsubscribed"),
     i18n.lazy("skipped"),
+    i18n.lazy("signature"),  # a refusal of a mailbox's signature names it
 )
 
 
