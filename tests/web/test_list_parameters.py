@@ -62,6 +62,7 @@ def site(crm):
     """The web application over real HTTP, with a deal to list."""
     manager = add_user(crm, "manager_en", ("manager",), locale="en")
     add_user(crm, "manager_ru", ("manager",), locale="ru")
+    add_user(crm, "admin_ru", ("admin",), locale="ru")
     with crm.acting_as(manager) as work:
         factories.deal(work, title="Поставка")
         token = work.api_tokens.create("lists").secret
@@ -126,3 +127,27 @@ def test_the_card_reads_timeline_kinds_as_the_api_does(crm, site):
     assert shown.status_code == 200 and "Позвонить в среду" in shown.text
     api.close()
     browser.close()
+
+
+def test_other_screens_reading_a_search_or_kind_refuse_a_nul_by_its_name(site):
+    """The board's search, the clients' export and the failed deliveries' ``kind`` read
+    their text as the lists do: a NUL character (PostgreSQL refuses the statement: a 500
+    before) is a 422 naming the parameter, in the reader's language."""
+    base, _ = site
+    english = _sign_in(base, "manager_en")
+    assert english.get("/boards/sales?q=a").status_code == 200
+    for url, said in (
+        ("/boards/sales?q=a%00", "q: contains a NUL character"),
+        ("/lists/party/export.xlsx?q=%00", "q: contains a NUL character"),
+    ):
+        page = english.get(url)
+        assert page.status_code == 422 and said in html.unescape(page.text), url
+    russian = _sign_in(base, "admin_ru")
+    for url, said in (
+        ("/boards/sales?q=a%00", "q: содержит символ NUL"),
+        ("/admin/dead-letters?kind=%00", "вид: содержит символ NUL"),  # "kind", labelled
+    ):
+        page = russian.get(url)
+        assert page.status_code == 422 and said in html.unescape(page.text), url
+    english.close()
+    russian.close()

@@ -240,7 +240,10 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 
 async def invalid(request: Request, exc: Exception) -> Response:
     await attach_user(request)
-    return await _error_page(request, 422, i18n.lazy("Not saved"), error_text(request, exc))
+    # a page asked for with a parameter it refuses saved nothing: it was not shown
+    shown = request.method in ("GET", "HEAD")
+    title = i18n.lazy("Not shown") if shown else i18n.lazy("Not saved")
+    return await _error_page(request, 422, title, error_text(request, exc))
 
 
 async def conflict(request: Request, exc: Exception) -> Response:

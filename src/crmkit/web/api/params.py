@@ -87,9 +87,7 @@ def parse_list_query(
     order = None
     if params.get("order"):
         order = tuple(part.strip() for part in params["order"].split(",") if part.strip())
-    search = params.get("q") or None
-    if search is not None and "\x00" in search:
-        raise ValidationFailed({"q": [message("contains a NUL character")]})
+    search = text_param(params, "q")
     filters: dict[str, Any] = {}
     for name in dict.fromkeys(params.keys()):
         if prefix:
@@ -131,6 +129,16 @@ def parse_list_query(
         search=search,
         filters=filters,
     )
+
+
+def text_param(params: QueryParams, name: str) -> str | None:
+    """A text parameter (``q``, a screen's ``kind``), ``None`` when absent or empty; one
+    holding a NUL character is refused naming it, as the database could not compare it
+    (PostgreSQL refuses the statement)."""
+    value = params.get(name) or None
+    if value is not None and "\x00" in value:
+        raise ValidationFailed({name: [message("contains a NUL character")]})
+    return value
 
 
 def list_refusal(exc: ValidationFailed, query: ListQuery, entity: str) -> ValidationFailed:
