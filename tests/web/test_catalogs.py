@@ -67,9 +67,10 @@ _REFUSED_FIELD = re.compile(
     r'ValidationFailed\(\s*\{\s*"([a-z_][a-z0-9_]*)"\s*:'
     r'|\b(?:optional_id|id_list)\([^()]*?,\s*"([a-z_][a-z0-9_]*)"\s*\)'
 )
-#: Not labels: the form as a whole; a name two meanings share (a list's sort order, a
-#: finance order), left as it is rather than translated wrongly for one of them.
-_NOT_LABELS = {"_schema", "order"}
+#: Not labels: the form as a whole; names two meanings share (a list's sort order and a
+#: finance order; the API's page size and a finance report's number of orders; a token's
+#: end and a finance cashback's), left as they are rather than translated wrongly for one.
+_NOT_LABELS = {"_schema", "order", "limit", "expires_at"}
 
 
 def _refused_fields(root: Path) -> set[str]:

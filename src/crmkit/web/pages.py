@@ -246,7 +246,10 @@ def toast(request: Request, message: str, kind: str = "ok", status: int = 200) -
 #: registries): :func:`error_text` shows a field's name through ``gettext``, so these are
 #: listed for the catalogs to collect, and a Russian reader reads "Чем закончился" where
 #: the API says ``outcome``.  ``order`` is left out: a list's sort order and a plugin's
-#: order (finance) share the name, and one message cannot say both.
+#: order (finance) share the name, and one message cannot say both; ``limit`` too (the
+#: API's page size, never refused on a page; the finance reports' "number of orders"),
+#: and ``expires_at`` (a token's end; the finance's cashback that "burns"), as the core's
+#: catalog, read first, would say its meaning for the plugin's too.
 REFUSAL_FIELDS = (
     i18n.lazy("actions"),
     i18n.lazy("after"),
@@ -256,12 +259,10 @@ REFUSAL_FIELDS = (
     i18n.lazy("condition"),
     i18n.lazy("contact_points"),
     i18n.lazy("end"),
-    i18n.lazy("expires_at"),
     i18n.lazy("files"),
     i18n.lazy("filter"),
     i18n.lazy("format"),
     i18n.lazy("job"),
-    i18n.lazy("limit"),
     i18n.lazy("mapping"),
     i18n.lazy("merged"),
     i18n.lazy("on_duplicate"),
