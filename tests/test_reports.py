@@ -45,3 +45,32 @@ def test_xlsx_text_is_written_as_text_never_as_a_formula():
     assert amount.value == -1500.5 and amount.data_type == "n"
     assert amount.number_format == "#,##0.00"
     assert sheet.cell(row=sheet.max_row, column=2).value == -9003
+
+
+def test_a_percent_column_is_a_fraction_written_as_a_percent_in_every_format():
+    """A share of 0.7576 is 75.8 %: the page says so in the reader's language, the XLSX
+    cell holds the fraction with a percent format (a spreadsheet shows 75.8%) and the CSV
+    writes the fraction, as the JSON of ``crmkit finance report`` does."""
+    from gettext import NullTranslations
+
+    from crmkit.web.i18n import Locale
+    from crmkit.web.screens.reports import percent
+
+    result = ReportResult(
+        columns=[Column("stage", "Stage"), Column("share", "Share", kind="percent")],
+        rows=[{"stage": "won", "share": Decimal("0.7576")}, {"stage": "lost", "share": 0.3333}],
+        totals={"share": Decimal("1")},
+    )
+    sheet = load_workbook(io.BytesIO(to_xlsx(result, "Shares"))).active
+    cells = [sheet.cell(row=r, column=2) for r in range(2, sheet.max_row + 1)]
+    assert [c.value for c in cells] == [0.7576, 0.3333, 1]
+    assert {c.number_format for c in cells} == {"0.0%"}
+    rows = list(csv.reader(io.StringIO(to_csv(result).decode("utf-8-sig"), newline="")))
+    assert [row[1] for row in rows[1:]] == ["0.7576", "0.3333", "1"]
+    russian = Locale("ru", "UTC", "RUB", NullTranslations())
+    english = Locale("en", "UTC", "RUB", NullTranslations())
+    assert percent(russian, Decimal("0.7576")) == "75,8\xa0%"
+    assert percent(english, Decimal("0.7576")) == "75.8%"
+    assert percent(russian, 0.3333) == "33,3\xa0%" and percent(russian, 1) == "100\xa0%"
+    # half up, as money is rounded: 75.85 % is 75.9 %, not the even 75.8 %
+    assert percent(russian, Decimal("0.7585")) == "75,9\xa0%"

@@ -41,6 +41,7 @@ from crmkit.pipeline.definition import GuardResult, Pipeline, Stage, StageKind, 
 from crmkit.pipeline.engine import MoveContext
 from crmkit.plugins import hookimpl
 from crmkit.reports import Column, Report, ReportResult
+from crmkit.services.timeline import TimelineKind
 from crmkit.web.contributions import MenuItem, Route, Screen
 
 __version__ = "0.1.0"
@@ -89,6 +90,7 @@ __all__ = [
     "Setting",
     "Stage",
     "StageKind",
+    "TimelineKind",
     "Transition",
     "ValidationFailed",
     "Watcher",

@@ -6,6 +6,7 @@ work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,7 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmkit.access.rules import Permission, Role
 from crmkit.channels import Channel
 from crmkit.config import Config
-from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
+from crmkit.db import (
+    SPARE_CONNECTIONS,
+    MigrationBranch,
+    Migrations,
+    joined_transaction,
+    make_engine,
+    one_transaction,
+)
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import ConfigError, CrmkitError, NotFound, PluginError
@@ -30,6 +38,7 @@ from crmkit.model import ids
 from crmkit.pipeline.definition import Pipeline
 from crmkit.plugins import CrmkitPluginManager, installed_plugins, make_plugin_manager
 from crmkit.reports import Report
+from crmkit.services.timeline import TimelineKind
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
 from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
@@ -125,6 +134,8 @@ class CRM:
         self.roles: dict[str, Role] = {}
         self.permissions: list[Permission] = []
         self.channels: dict[str, Channel] = {}
+        #: Kinds of timeline entries declared by the core, plugins and channels, by name.
+        self.timeline_kinds: dict[str, TimelineKind] = {}
         self.reports: dict[str, Report] = {}
         self.jobs: dict[str, Job] = {}
         self.schedules: dict[str, Schedule] = {}
@@ -215,6 +226,15 @@ class CRM:
             p for n, p in cells if n not in builtin
         ]
         _fill_unique(self.channels, self._collect("crmkit_register_channels"), "channel")
+        _fill_unique(
+            self.timeline_kinds,
+            _timeline_kinds(self._collect("crmkit_register_timeline_kinds")),
+            "timeline kind",
+        )
+        for channel in self.channels.values():  # a channel declares the kind it writes
+            self.timeline_kinds.setdefault(
+                channel.activity_kind, TimelineKind(channel.activity_kind)
+            )
         _fill_unique(self.reports, self._collect("crmkit_register_reports"), "report")
         _fill_unique(self.jobs, self._collect("crmkit_register_jobs"), "job")
         schedules = list(self._collect("crmkit_register_schedules"))
@@ -279,6 +299,21 @@ class CRM:
         actor = who if isinstance(who, Actor) else self.load_actor(who)
         return UnitOfWork(self, actor)
 
+    @contextlib.contextmanager
+    def one_transaction(self) -> Iterator[Any]:
+        """Make the block one transaction: every unit of work begun in it (as any actor)
+        joins it, each in a savepoint, and the block commits as a whole or, when it raises,
+        leaves nothing written (files its units stored included).  See
+        :func:`crmkit.db.one_transaction`: on SQLite the block holds the database's write
+        lock throughout, so keep it for work nobody waits on (``crmkit demo``).
+        """
+
+        def same_ids(sessions: Any) -> None:
+            ids.install(sessions, self.engine.dialect.name)
+
+        with one_transaction(self.engine, configure=same_ids) as shared:
+            yield shared
+
     def system(self) -> Any:
         """A unit of work as the system actor (CLI, workers): every permission, no scope."""
         return self.acting_as(SYSTEM)
@@ -305,7 +340,8 @@ class CRM:
         """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""
         from crmkit.access.policy import load_actor
 
-        with self.session_factory() as session:
+        shared = joined_transaction(self.engine)
+        with (shared.sessions if shared else self.session_factory)() as session:
             return load_actor(session, who)
 
     # -- schema and seeding ------------------------------------------------------------
@@ -500,6 +536,23 @@ def _fill_unique(target: dict[str, Any], items: Iterable[tuple[str, Any]], what:
         if existing is not None and existing is not item and existing != item:
             raise PluginError(plugin, f"{what} {item.name!r} is already registered")
         target[item.name] = item
+
+
+def _timeline_kinds(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, TimelineKind]]:
+    """Each declared kind as a :class:`TimelineKind` (a plain name is one without a label);
+    anything else, or a malformed name, stops the start naming the plugin."""
+    for plugin, item in items:
+        if isinstance(item, TimelineKind):
+            yield plugin, item
+            continue
+        if not isinstance(item, str):
+            raise PluginError(
+                plugin, f"crmkit_register_timeline_kinds: {item!r} is not a TimelineKind or a name"
+            )
+        try:
+            yield plugin, TimelineKind(item)
+        except ValueError as exc:
+            raise PluginError(plugin, str(exc)) from None
 
 
 def _top_package(plugin: Any) -> str:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from crmkit.pipeline.engine import MoveContext
     from crmkit.reports import Report
     from crmkit.services.message_templates import StarterTemplate
+    from crmkit.services.timeline import TimelineKind
     from crmkit.services.unit import UnitOfWork
     from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
 
@@ -262,6 +263,18 @@ def crmkit_register_channels() -> list[Channel]:
     """Channels the plugin provides: capabilities, address kind, settings, adapter factory.
 
     Collecting.  See :mod:`crmkit.channels` for the contract an adapter must keep.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    """Kinds of timeline entries the plugin writes (``booking``, ``visit_report``...).
+
+    Collecting.  The API's ``kind`` filter accepts the declared kinds only (the core's,
+    these, and each channel's ``activity_kind``) and the client card offers them as
+    filters, showing each ``label`` translated.  A kind declared twice must carry the same
+    label.
     """
     return []
 

@@ -27,7 +27,8 @@ class Column:
 
     key: str
     label: str
-    kind: str = "text"  # text | number | money | date | percent | duration
+    #: text | number | money | date | percent (a fraction: 0.758 is 75.8 %) | duration (seconds)
+    kind: str = "text"
 
 
 @attrs.frozen
@@ -61,13 +62,14 @@ class Report:
 # Both formats write the columns in order with their labels as the header, then the rows,
 # then a totals row for the columns that have a total.  In XLSX (openpyxl, imported only
 # when used: install it, or a plugin that depends on it, to export XLSX), money and numbers
-# are real numbers with a number format (``#,##0.00``), dates are dates, percents keep one
-# decimal, so an accountant can add them up in a spreadsheet.  CSV is UTF-8 with a BOM (so
-# spreadsheet programs read Cyrillic right) and amounts are written exactly (``1500.00``).
+# are real numbers with a number format (``#,##0.00``), dates are dates, percents hold the
+# report's fraction (``0.758``) with a percent format that shows ``75.8%``, so an accountant
+# can add them up in a spreadsheet.  CSV is UTF-8 with a BOM (so spreadsheet programs read
+# Cyrillic right), amounts are written exactly (``1500.00``) and percents as the fraction.
 
 MONEY_FORMAT = "#,##0.00"
 NUMBER_FORMAT = "#,##0.###"
-PERCENT_FORMAT = "0.0"
+PERCENT_FORMAT = "0.0%"  # the cell holds the fraction: 0.758 shows as 75.8%
 
 #: How text starts when a spreadsheet program would read it as a formula: a client named
 #: ``=HYPERLINK("http://…?"&A2)`` must not become a link that sends the sheet away.

@@ -241,6 +241,57 @@ def test_a_colleagues_client_writing_to_ones_own_mailbox_is_answered_not_shown(c
             work.conversations.assign(corporate.id, anna.id)
 
 
+def test_reading_a_conversation_reads_its_messages_and_files_but_changes_none(crm):
+    """Anna reads the conversation a colleague's client started in her own mailbox, with
+    its message and file; her role may change and delete its own clients' entries and
+    files.  The conversation lets her read those, not change or delete them."""
+    from crmkit.channels import Attachment as Carried
+
+    anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    client = client_of(crm, boris, "client@corp.ru", "Boris's client")
+    mine = client_of(crm, anna, "own@corp.ru", "Anna's client")
+    with crm.system() as work:
+        for entity, action in (
+            ("activity", "update"),
+            ("activity", "delete"),
+            ("attachment", "delete"),
+        ):
+            work.permissions.set("agent", entity, action, "own")
+        letter = work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id="m1", sender="client@corp.ru", body="Anna, help",
+                account="anna-own", owner_id=anna.id,
+                attachments=[Carried("scan.pdf", "application/pdf", b"%PDF scan")],
+            )
+        )  # fmt: skip
+        (scan,) = letter.data["attachments"]
+        letter = letter.id
+        own_note = work.timeline.add_note(party_id=mine, body="call back").id
+    with crm.acting_as(anna) as work:
+        entries = work.records("activity")
+        assert entries.get(letter).body == "Anna, help"  # she reads it
+        assert work.attachments.get(scan).filename == "scan.pdf"
+        for act in (
+            lambda: entries.get(letter, action="update"),
+            lambda: work.timeline.pin(letter),
+            lambda: entries.delete(letter),
+            lambda: work.attachments.delete(scan),
+        ):
+            with pytest.raises(PermissionDenied):
+                act()
+        changeable = work.session.scalars(
+            select(Activity.id).where(work.access.where("activity", "update"))
+        ).all()
+        assert letter not in changeable
+        # her own client's entries stay hers to change
+        assert work.timeline.pin(own_note).pinned is True
+        entries.delete(own_note)
+    with crm.acting_as(boris) as work:  # the client's owner finds it as it was
+        found = work.records("activity").get(letter)
+        assert (found.party_id, found.body, found.pinned) == (client, "Anna, help", False)
+        assert work.attachments.get(scan).filename == "scan.pdf"
+
+
 def test_a_reply_goes_out_from_the_account_the_client_wrote_to(crm):
     arrive(crm, 1, "olga@client.ru", "the invoice is wrong", account="support")
     (conversation,) = conversations(crm)

@@ -443,3 +443,37 @@ def test_a_blocked_specialists_resource_takes_no_new_event(crm):
         )
         work.calendar.update(kept_id, {"title": "Клиент 1 (перезвонить)"})
         work.calendar.update(kept_id, status="cancelled")  # a booking of theirs can be undone
+
+
+def test_a_resource_holding_upcoming_bookings_is_not_deleted(crm):
+    """Deleting a bay used to unlink its bookings silently (the column is ``SET NULL``):
+    the clients booked next week vanished from the journal and still came.  While the
+    resource holds a live event that has not ended, deleting it is refused, naming it and
+    how many; once they are cancelled (or over), it is deleted and past events keep
+    their times, without the resource."""
+    with crm.system() as work:
+        bay = _bay(work)
+        past = work.calendar.create(
+            title="Было", resource_id=bay.id, starts_at=iso(-3), ends_at=iso(-2)
+        )
+        coming = [
+            work.calendar.create(
+                title=f"Клиент {n}", resource_id=bay.id, starts_at=iso(n), ends_at=iso(n + 1)
+            )
+            for n in (1, 2)
+        ]
+    with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        work.records("resource").delete(bay.id)
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "_schema": ["Пост 1 holds 2 upcoming events: move or cancel them first"]
+    }
+    with crm.system() as work:
+        assert [e.resource_id for e in map(work.calendar.get, [c.id for c in coming])] == [
+            bay.id
+        ] * 2
+        for event in coming:
+            work.calendar.update(event.id, status="cancelled")
+    with crm.system() as work:
+        work.records("resource").delete(bay.id)
+    with crm.system() as work:
+        assert work.calendar.get(past.id).resource_id is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from gettext import NullTranslations
 from types import SimpleNamespace
 
@@ -54,3 +55,16 @@ def test_page_errors_from_a_message_and_from_a_plain_text_both_reach_russian():
     assert error_text(request, PermissionError("not allowed")) == "нельзя"
     closed = RuntimeError(message("{what} is closed", what=Label("Order")))
     assert error_text(request, closed) == "Заказ закрыт"
+
+
+def test_a_zero_amount_never_shows_a_minus_sign():
+    """A zero that kept its sign (``Decimal('-0.00')``, what a zero times -1 gives) shows as
+    zero, in English and in Russian; real negative amounts keep theirs."""
+    english = Locale("en", "UTC", "RUB", NullTranslations())
+    russian = Locale("ru", "UTC", "RUB", NullTranslations())
+    for zero in (Decimal("-0.00"), Decimal("-0"), -0.0):
+        assert english.money(zero) == english.money(Decimal("0.00"))
+        assert "-" not in english.money(zero) and "-" not in english.number(zero)
+        assert russian.money(zero) == "0,00\xa0₽" and russian.number(zero) == "0"
+    assert russian.money(Decimal("-5.00")) == "-5,00\xa0₽"
+    assert english.number(Decimal("-1.5")) == "-1.5"

@@ -224,6 +224,32 @@ async def test_a_nul_character_in_a_form_is_refused_naming_the_field(web, crm):
         assert [a.kind for a in work.timeline.list(party)] == []
 
 
+async def test_a_call_recorded_on_the_card_is_capped_at_20000_characters(web, crm):
+    """What was said on a call is a hand-written text like a note's: 20000 characters at
+    most, the longer one refused naming the field and nothing written (it was kept)."""
+    agent = await web("agent", locale="en")
+    reader = await web("agent", locale="ru")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО «Болтливая»", source="сайт").id
+    too_long = await agent.post(
+        f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20001}
+    )
+    assert too_long.status_code == 422
+    assert "body: longer than 20000 characters" in html.unescape(too_long.text)
+    with crm.acting_as(agent.user) as work:
+        assert [a.kind for a in work.timeline.list(party)] == []
+    in_russian = await reader.post(
+        f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20001}
+    )
+    assert in_russian.status_code == 422
+    assert "длиннее 20000 символов" in html.unescape(in_russian.text)
+    saved = await agent.post(f"/clients/{party}/calls", {"outcome": "reached", "body": "д" * 20000})
+    assert saved.status_code == 303
+    with crm.acting_as(agent.user) as work:
+        [call] = work.timeline.list(party)
+        assert (call.kind, len(call.body)) == ("call", 20000)
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""
@@ -558,6 +584,80 @@ async def test_ical_feed(web, crm):
     assert (await Browser(agent.app, crm).get("/ical/wrong-token.ics")).status_code == 404
 
 
+async def _feed(browser):
+    """The text of ``browser``'s user's iCalendar feed, from a new secret address."""
+    from urllib.parse import unquote
+
+    made = await browser.post("/profile/feed", {})
+    feed_url = re.search(r"feed=([^&\s]+)", made.headers["location"]).group(1)
+    path = unquote(feed_url).split("testserver", 1)[1]
+    feed = await Browser(browser.app, browser.crm).get(path)
+    assert feed.status_code == 200
+    return feed.text
+
+
+async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web, crm):
+    """Boris is invited to Anna's meeting with her client: his calendar, his feed and his
+    workspace show the meeting, with no link to the client's card (whose address would
+    tell the client's id); Anna's link to it stays."""
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with crm.acting_as(anna.user) as work:
+        work.calendar.create(
+            title="Встреча у клиента",
+            party_id=party.id,
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+            attendees=[{"user_id": boris.user.id}],
+        )
+    card = f"/clients/{party.id}"
+    day = start.date()
+    week = (
+        f"/calendar/events?start={day - dt.timedelta(days=2)}T00:00:00"
+        f"&end={day + dt.timedelta(days=3)}T00:00:00"
+    )
+    for browser, link in ((anna, card), (boris, None)):
+        shown = await browser.get(week)
+        assert [(e["title"], e["url"]) for e in shown.json()] == [("Встреча у клиента", link)]
+        feed = await _feed(browser)
+        assert "Встреча у клиента" in feed
+        assert (card in feed) is (link is not None)
+        home = await browser.get("/home")
+        assert "Встреча у клиента" in home.text
+        assert (f'href="{card}">→' in home.text) is (link is not None)
+    assert "Тайна" not in (await boris.get("/home")).text
+
+
+async def test_a_reminder_leads_its_recipient_to_no_client_they_may_not_read(web, crm):
+    """Anna's reminder about a note on her client is for her and for Boris, who may not
+    read that client: his notification leads to the reminder's note alone, not to the
+    client's card (whose address would tell the client's id); hers leads to the card."""
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    with crm.acting_as(anna.user) as work:
+        note = work.timeline.add_note(party_id=party.id, body="договор у юриста")
+        work.reminders.create(
+            text="Спросить про договор",
+            party_id=party.id,
+            record_entity="activity",
+            record_id=note.id,
+            remind_at=(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(),
+            recipients=[{"user_id": anna.user.id}, {"user_id": boris.user.id}],
+        )
+    assert fire_due_reminders(crm) == 1
+    card = f"/clients/{party.id}"
+    mine = await anna.get("/notifications")
+    assert "Спросить про договор" in mine.text and f"{card}#activity-{note.id}" in mine.text
+    page = await boris.get("/notifications")
+    assert "Спросить про договор" in page.text
+    assert card not in page.text and f"/records/activity/{note.id}" in page.text
+
+
 async def test_template_preview_shows_the_line_of_a_mistake(web, crm):
     manager = await web("manager")
     party = _own_client(crm, manager.user, name="ООО «Вектор»")
@@ -812,6 +912,30 @@ async def test_the_funnel_page_counts_moves_back_apart(web, crm):
     assert cells[qualified + 1 : qualified + 3] == ["2", "0"]
     chart = json.loads(html.unescape(page.text.split('data-chart="', 1)[1].split('"', 1)[0]))
     assert [d["data"][:2] for d in chart["data"]["datasets"]] == [[2, 2], [1, 0]]
+
+
+async def test_the_funnels_conversion_is_one_percent_on_the_page_and_in_the_workbook(web, crm):
+    """One deal of three qualified: the page reads "33,3 %" and the XLSX cell holds the
+    same fraction with a percent format, so the spreadsheet shows 33.3% too."""
+    import io
+
+    from openpyxl import load_workbook
+
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        deals = [factories.deal(work) for _ in range(3)]
+        work.moves.move(deals[0], "qualified")
+    url = "/reports/pipeline_funnel?pipeline=sales"
+    page = await agent.get(url)
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", table)]
+    qualified = cells.index("Квалифицирована")
+    assert cells[qualified + 1 : qualified + 5] == ["1", "0", "33,3\xa0%", "33,3\xa0%"]
+    workbook = await agent.get(url.replace("?", "/export.xlsx?"))
+    sheet = load_workbook(io.BytesIO(workbook.content)).active
+    row = next(r for r in sheet.iter_rows(min_row=2) if r[0].value == "Квалифицирована")
+    assert [c.value for c in row[3:5]] == [round(1 / 3, 4)] * 2
+    assert {c.number_format for c in row[3:5]} == {"0.0%"}
 
 
 async def test_a_meeting_is_planned_from_the_card(web, crm):

@@ -100,3 +100,37 @@ async def test_the_screens_and_the_menu_follow_the_cell(shop, anyio_backend):
     assert booked.status_code == 303, booked.text
     page = await web.get("/booking", params={"day": DAY.isoformat()})
     assert "Клиент агента" in page.text
+
+
+def test_the_calendar_puts_no_event_on_a_resource_without_the_cell(shop):
+    """The calendar (its form, a drag, the API) is another way to book: an event made on a
+    resource, or moved onto one, takes the cell too, and the refusal names the resource."""
+    crm, bay, opening, _, client = shop
+    later = opening + 3 * HOUR
+    hour = {"starts_at": later.isoformat(), "ends_at": (later + HOUR).isoformat()}
+    with crm.acting_as("agent") as work:
+        meeting = work.calendar.create(title="Встреча", party_id=client, **hour).id
+    attempts = [
+        lambda w: w.calendar.create(title="Мимо журнала", resource_id=bay, **hour),
+        lambda w: w.calendar.create(
+            title="Отменённая", resource_id=bay, status="cancelled", **hour
+        ),
+        lambda w: w.calendar.update(meeting, {"resource_id": bay}),
+    ]
+    for attempt in attempts:
+        with crm.acting_as("agent") as work, pytest.raises(PermissionDenied) as refused:
+            attempt(work)
+        assert str(refused.value) == "booking “Пост 1” takes the permission “book” on resources"
+        assert (refused.value.entity, refused.value.action) == ("resource", "book")
+    with crm.acting_as("manager") as work:  # nothing of it was kept
+        assert [e.id for e in work.calendar.between(later, later + HOUR, resource_id=bay)] == []
+        assert work.calendar.get(meeting).resource_id is None
+    with crm.acting_as("agent") as work:  # the rest of the event is still theirs to change
+        work.calendar.update(meeting, {"title": "Встреча у клиента"})
+    with crm.acting_as("root") as work:
+        work.permissions.set("agent", "resource", "book", "own")
+    with crm.acting_as("agent") as work:
+        work.calendar.update(meeting, {"resource_id": bay})
+        assert [e.id for e in work.calendar.between(later, later + HOUR, resource_id=bay)] == [
+            meeting
+        ]

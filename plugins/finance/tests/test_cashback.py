@@ -367,3 +367,68 @@ def test_cashback_kept_for_more_than_ten_years_is_refused(shop):
     paid_order(shop)  # completed and paid: accrued with the longest lifetime
     with shop.crm.acting_as(shop.cashier) as work:
         assert finance(work).cashback.balance(shop.client.id) == money("75.00")
+
+
+def test_more_work_paid_once_the_cashback_is_past_its_date_earns_a_lot_of_its_own(shop):
+    """The order's lot is past its date and the daily job has not run yet: what the order
+    earns more is a new lot the client can spend, not an addition to the lot that is already
+    out of reach (and that the job then sweeps away)."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)  # 1500.00 paid: 150.00, for 30 days
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)  # past its date, no job yet
+    with frozen_at(later), crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = fin.orders.get(order.id)
+        work.moves.move(order, "in_work", comment="the noise is back")
+        fin.orders.add_line(order, shop.diagnostics.id)  # 1000.00 more
+        work.moves.move(order, "done")
+    with frozen_at(later), crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        assert fin.cashback.balance(shop.client.id) == 0
+        fin.payments.take(order_id=order.id, amount="1000.00", method="transfer")
+        # 10 % of 2500 earned, 150 given before: the 100 more is there to spend
+        assert fin.cashback.balance(shop.client.id) == money("100.00")
+        assert fin.cashback.card(shop.client.id)["expiring"] == money("100.00")
+    with frozen_at(later), crm.system() as work:
+        fin = finance(work)
+        assert fin.cashback.expire() == money("150.00")  # only the old lot's remainder
+        assert fin.cashback.balance(shop.client.id) == money("100.00")
+        assert problems(work) == []
+
+
+def test_a_refund_once_the_cashback_is_past_its_date_brings_none_of_it_back(shop):
+    """The order's lot is past its date when half the payment is refunded (the daily job
+    has not run yet), and the client pays again after the job ran: the expired cashback
+    stays expired, the client gets none of it back as a new lot."""
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("10", 30, valid_from=dt.date(2020, 1, 1))
+    order = paid_order(shop)  # 1500.00 paid: 150.00, for 30 days
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
+    with frozen_at(later), crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        [payment] = fin.payments.of_order(order.id)
+        fin.payments.refund(payment.id, "750.00")
+        assert fin.cashback.balance(shop.client.id) == 0
+    with frozen_at(later), crm.system() as work:
+        assert finance(work).cashback.expire() == money("150.00")  # all of it expired
+    with frozen_at(later), crm.acting_as(shop.cashier) as work:
+        fin = finance(work)
+        fin.payments.take(order_id=order.id, amount="750.00", method="transfer")
+        assert fin.cashback.balance(shop.client.id) == 0
+        assert [lot.remaining for lot in fin.cashback.lots(shop.client.id)] == [money("0.00")]
+        assert problems(work) == []
+
+
+def test_cashback_that_nets_to_zero_is_zero_not_minus_zero(shop):
+    """Given and taken back, or never given: the balance is 0.00, never -0.00."""
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert str(fin.cashback.balance(shop.client.id)) == "0.00"  # nothing booked yet
+        fin.cashback.adjust(shop.client.id, "300.00", reason="gift")
+        fin.cashback.adjust(shop.client.id, "-300.00", reason="a mistake")
+        assert str(fin.cashback.balance(shop.client.id)) == "0.00"
+        assert str(fin.cashback.card(shop.client.id)["balance"]) == "0.00"
+        assert str(fin.ledger.balance(fin.ledger.cashback(shop.client.id), "RUB")) == "0.00"

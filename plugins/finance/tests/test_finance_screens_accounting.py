@@ -161,6 +161,18 @@ def test_cashback_program_adjustment_and_client_transactions(shop, signed_in):
         assert program.percent == Decimal("5.00") and program.expiry_days == 90
 
 
+def test_cashback_given_and_taken_back_shows_zero_without_a_minus(shop, signed_in):
+    accountant = signed_in("accountant")
+    accountant.submit("/finance/cashback/program", {"percent": "5", "expiry_days": "90"})
+    page = accountant.get(f"/finance/cashback?client={shop.client.id}")
+    assert re.search(r'id="cashback-balance">0,00\xa0₽<', page.text)  # nothing booked yet
+    adjust = f"/finance/cashback/{shop.client.id}/adjust"
+    accountant.submit(adjust, {"amount": "300", "reason": "birthday"})
+    page = accountant.submit(adjust, {"amount": "-300", "reason": "a mistake"})
+    assert re.search(r'id="cashback-balance">0,00\xa0₽<', page.text)
+    assert "-0,00" not in page.text
+
+
 def test_expenses_by_category(shop, signed_in):
     accountant = signed_in("accountant")
     accountant.submit("/finance/expenses/categories", {"kind": "expense", "name": "Insurance"})

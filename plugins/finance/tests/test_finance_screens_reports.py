@@ -7,7 +7,7 @@ import html
 import io
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from crmkit_finance import finance
 from finance_web import clients
@@ -43,6 +43,48 @@ def test_the_director_sees_the_dashboard_chart_and_downloads_it(shop):
     assert Decimal(str(sheet.cell(row=last, column=revenue_column).value)) == Decimal("3300")
     stock = director.get("/reports/finance.stock/export.csv").content.decode("utf-8-sig")
     assert "Motor oil 5W-30" in stock and "3200.00" in stock  # 8 l left at 400.00
+
+
+def _table(page, part):
+    """The cells of the report table's ``thead``, ``tbody`` or ``tfoot``."""
+    table = page.text.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    section = table.split(f"<{part}>", 1)[1].split(f"</{part}>", 1)[0]
+    return [html.unescape(c) for c in re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", section)]
+
+
+def test_the_margin_share_reads_as_a_percent_on_the_page_and_in_the_files(shop):
+    """One order of the fixture's oil change and two litres of oil: the director reads its
+    margin as a percent of the revenue ("75,8 %" in Russian, not "7 580 %"); the XLSX cell
+    holds the fraction with a percent format, and the CSV writes the fraction."""
+    with shop.crm.acting_as(shop.warehouse) as work:
+        stock = finance(work).stock
+        unit_cost = stock.average_cost(stock.level(shop.oil.id, shop.branch.id))
+    _sell(shop)
+    revenue = shop.oil_change.price + 2 * shop.oil.price
+    share = (revenue - 2 * unit_cost) / revenue
+    shown = (share * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    expected = f"{shown}".replace(".", ",") + "\xa0%"  # 2500 of 3300: 75,8 %
+    director = clients(shop.crm)("director")
+    page = director.get("/reports/finance.director")
+    column = _table(page, "thead").index("Маржа, %")
+    assert _table(page, "tfoot")[column] == expected
+    width = len(_table(page, "thead"))
+    months = _table(page, "tbody")[column::width]
+    assert months[-1] == expected and not any(months[:-1])  # this month's order, none before
+    sheet = load_workbook(
+        io.BytesIO(director.get("/reports/finance.director/export.xlsx").content)
+    ).active
+    cell = sheet.cell(row=sheet.max_row, column=column + 1)  # the totals row
+    assert abs(Decimal(str(cell.value)) - share) < Decimal("0.00005")
+    assert cell.number_format == "0.0%"
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                director.get("/reports/finance.director/export.csv").content.decode("utf-8-sig")
+            )
+        )
+    )
+    assert Decimal(rows[-1][column]) == share.quantize(Decimal("0.0001"), ROUND_HALF_UP)
 
 
 def test_each_role_sees_only_its_reports(shop):

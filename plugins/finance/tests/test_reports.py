@@ -7,7 +7,7 @@ import datetime as dt
 import io
 import random
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from crmkit_finance import finance
@@ -52,6 +52,11 @@ def trade(shop, orders=12, seed=3):
     return sold, mechanic
 
 
+def share(part, whole):
+    """A percent column's value: the fraction (0.7576 for 75.76 %), four places, half up."""
+    return (part / whole).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
 def test_director_report_equals_the_orders(shop):
     orders, _ = trade(shop)
     with shop.crm.acting_as(shop.director) as work:
@@ -69,6 +74,8 @@ def test_director_report_equals_the_orders(shop):
     assert row["revenue"] == revenue == result.totals["revenue"]
     assert row["orders"] == len(orders)
     assert row["cost"] == cost and row["margin"] == revenue - cost
+    assert row["margin_percent"] == share(revenue - cost, revenue)
+    assert result.totals["margin_percent"] == share(revenue - cost, revenue)
     assert row["average_check"] == (revenue / len(orders)).quantize(Decimal("0.01"))
     assert row[f"category_{shop.engine.id}"] == by_category[shop.engine.id]
     assert row[f"category_{shop.parts.id}"] == by_category[shop.parts.id]
@@ -96,12 +103,16 @@ def test_ledger_reports_agree_with_the_orders(shop):
         assert flow.totals["outflow"] == money("1000.00")
         [plan] = run_report(work, "finance.plan_fact", {}).rows
         assert plan["fact"] == revenue and plan["difference"] == revenue - Decimal("10000.00")
+        assert plan["done_percent"] == share(revenue, Decimal("10000.00"))
         salaries = run_report(
             work, "finance.salaries", {"month": orders[0].completed_on.isoformat()}
         )
         assert [r["total"] for r in salaries.rows] == [salary]
         margin = run_report(work, "finance.service_margin", {})
         assert sum((r["revenue"] for r in margin.rows), Decimal(0)) == revenue
+        # every margin is the same kind of share as the director's and the funnel's
+        for row in [*margin.rows, *run_report(work, "finance.order_margin", {}).rows]:
+            assert row["margin_percent"] == share(row["margin"], row["revenue"])
         per_order = run_report(work, "finance.order_margin", {})
         assert {r["order_id"]: r["revenue"] for r in per_order.rows} == {
             o.id: o.total for o in orders

@@ -161,11 +161,14 @@ class AccessPolicy:
         entity_type = self.entities[entity] if isinstance(entity, str) else entity
         if scope is None:
             scope = self.scope(entity_type.name, action)
-        return self._predicate(entity_type, scope)
+        return self._predicate(entity_type, scope, action=action)
 
     def _predicate(
-        self, entity: EntityType, scope: Scope, *, links: int = 2
+        self, entity: EntityType, scope: Scope, *, links: int = 2, action: str = "read"
     ) -> ColumnElement[bool]:
+        """The rows ``scope`` of ``action`` reaches.  Reading a conversation reads its
+        messages and their files: that reaches them for ``read`` alone, never to change or
+        delete them (nor any other action)."""
         if scope is Scope.NONE:
             return false()
         # an entry, file, task or reminder linked to a record (a deal, a payment) seen
@@ -188,8 +191,9 @@ class AccessPolicy:
                 through.append(entity.column(entity.party_attr).is_(None))
             # what the actor owns (a task assigned to them) stays theirs whatever it links
             clauses.append(or_(*through) if linked is None else and_(or_(*through), linked))
-            # a message of a conversation the actor reads, and its files, whatever its client
-            conversed = self._in_readable_conversation(entity)
+            # a message of a conversation the actor reads, and its files, whatever its
+            # client: read, and nothing more (changing one takes the client's own scope)
+            conversed = self._in_readable_conversation(entity) if action == "read" else None
             if conversed is not None:
                 clauses.append(conversed)
         reached = or_(*clauses) if clauses else false()
@@ -213,6 +217,29 @@ class AccessPolicy:
         if not party_type.owner_attrs or not owned:
             return false()
         return entity.column(entity.party_attr).in_(select(Party.id).where(or_(*owned)))
+
+    def reads_past_clients(self, entity: EntityType, *, widened: bool = False) -> bool:
+        """Whether the actor may read rows of ``entity`` naming a client they may not read:
+        a conversation of their own mailbox (``personal_attr``), a message or file of a
+        conversation they read, and with ``widened`` (the entity's service shows rows
+        beyond these rules: ``EntityService.widens_reading``) an event they are invited
+        to or a reminder they are to be reminded by.  What shows such rows by their fields
+        (the API, the calendar, its feed) leaves such a client out, as the contact center's
+        screen leaves out its name: ``EntityService.readable_clients``."""
+        if not entity.party_attr or self.scope("party", "read") is Scope.ALL:
+            return False
+        if entity.personal_attr or (widened and self.actor.user_id is not None):
+            return True
+        return entity.scope_through_party and self._in_readable_conversation(entity) is not None
+
+    def _reads_through_conversations(self, entity: EntityType) -> bool:
+        """Whether reading ``entity`` reaches rows through conversations (its messages and
+        their files) that its other actions, at the same scope, do not."""
+        return (
+            entity.scope_through_party
+            and bool(entity.party_attr)
+            and self._in_readable_conversation(entity) is not None
+        )
 
     def _in_readable_conversation(self, entity: EntityType) -> ColumnElement[bool] | None:
         """SQL saying the row is a message of a conversation the actor may read, or a file
@@ -341,11 +368,17 @@ class AccessPolicy:
         scope = self.require(entity.name, action)
         if scope is Scope.ALL:
             return
-        if read_by_scope and scope == self.scope(entity.name, "read"):
+        if (
+            read_by_scope
+            and scope == self.scope(entity.name, "read")
+            and not self._reads_through_conversations(entity)
+        ):
             return  # the same predicate already selected the row when it was read
         model = entity.model
         reached = session.scalar(
-            select(model.id).where(model.id == record_id, self._predicate(entity, scope))
+            select(model.id).where(
+                model.id == record_id, self._predicate(entity, scope, action=action)
+            )
         )
         if reached is None:
             raise PermissionDenied(

@@ -41,7 +41,9 @@ from crmkit.schemas import (
     TaskSchema,
 )
 from crmkit.services.parties import PartyService
+from crmkit.services.resources import ResourceService
 from crmkit.services.tasks import CalendarService, ReminderService, TaskService
+from crmkit.services.timeline import ACTIVITY_KINDS, TimelineKind
 
 #: Business entities most roles work with.
 BUSINESS = (
@@ -241,7 +243,12 @@ def crmkit_register_entities() -> list[EntityType]:
             "party_group", PartyGroup, label="Group", label_plural="Groups", title_attr="name"
         ),
         EntityType(
-            "resource", Resource, label="Resource", label_plural="Resources", title_attr="name"
+            "resource",
+            Resource,
+            label="Resource",
+            label_plural="Resources",
+            title_attr="name",
+            service=ResourceService,
         ),
         EntityType(
             "permission",
@@ -311,6 +318,11 @@ def crmkit_register_permissions() -> list[Permission]:
         *grant("manager", "conversation", ("read", "update"), Scope.ALL),
         *grant("agent", "conversation", ("read", "update"), own),
     ]
+
+
+@hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    return [TimelineKind(kind) for kind in ACTIVITY_KINDS]
 
 
 @hookimpl

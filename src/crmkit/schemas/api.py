@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from crmkit.schemas import MAX_ID, Moment, StrictSchema
+from crmkit.services.limits import MAX_WRITTEN_TEXT
 from crmkit.services.timeline import CALL_OUTCOMES
 
 
@@ -85,7 +86,7 @@ class StageMoveSchema(StrictSchema):
 class NoteRequestSchema(StrictSchema):
     """A note on a party's timeline (and/or on a record); ``@username`` mentions notify."""
 
-    body = fields.String(required=True, validate=validate.Length(min=1, max=20000))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_WRITTEN_TEXT))
     party_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
     record_entity = fields.String(allow_none=True, validate=validate.Length(max=64))
     record_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
@@ -108,7 +109,7 @@ class CallRequestSchema(StrictSchema):
         metadata={"description": "How the call ended."},
     )
     body = fields.String(
-        validate=validate.Length(max=20000),
+        validate=validate.Length(max=MAX_WRITTEN_TEXT),
         metadata={"description": "What was said, what comes next (may be empty)."},
     )
 

@@ -28,6 +28,11 @@ from crmkit.model.base import Amount, UTCDateTime
 
 Check = Callable[[Any], Message | None]
 
+#: The longest text a person writes into one field by hand: a note, what was said on a
+#: call, a description.  Their columns are ``Text`` (no length of their own), so this is
+#: the one limit the forms, the API's schemas and the services share.
+MAX_WRITTEN_TEXT = 20_000
+
 #: Whole numbers each integer column type holds on PostgreSQL (SQLite holds 64 bits in all:
 #: the narrower limit is kept on both, so a value is accepted or refused the same way).
 _INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
@@ -82,6 +87,12 @@ def _check_for(column_type: Any) -> Check | None:
         if isinstance(column_type, kind):
             return _integer_check(bits)
     return None
+
+
+def written_text_refusal(value: str) -> Message | None:
+    """Why ``value`` is too long for a hand-written text (:data:`MAX_WRITTEN_TEXT`), or
+    ``None``; the words are those of a column's length."""
+    return _length_check(MAX_WRITTEN_TEXT)(value)
 
 
 def _length_check(limit: int) -> Check:

@@ -114,6 +114,24 @@ class EntityService:
         the access rules for every other action, since reading it proves nothing."""
         return cls.visible is not EntityService.visible
 
+    def reads_past_clients(self) -> bool:
+        """Whether the actor may read rows naming a client they may not read: a
+        conversation of their own mailbox, its messages and files
+        (:meth:`~crmkit.access.policy.AccessPolicy.reads_past_clients`), or a row this
+        service shows beyond the access rules (:meth:`widens_reading`: an event to its
+        invited colleagues, a reminder to its recipients)."""
+        return self.work.access.reads_past_clients(self.entity, widened=self.widens_reading())
+
+    def readable_clients(self, ids: Iterable[int | None]) -> set[int]:
+        """The clients among ``ids`` (of this entity's rows the actor read) that the actor
+        may read.  What shows a row names its client only if it is one of them: the API
+        gives ``party_id`` as ``null``, the calendar and its feed give no link to the
+        card.  No query unless :meth:`reads_past_clients` (every client is then readable)."""
+        named = {int(i) for i in ids if i is not None}
+        if not named or not self.reads_past_clients():
+            return named
+        return set(self.work.parties.find_many(named))
+
     def find(self, record_id: int) -> Any | None:
         """The record if it exists and the actor may read it, else ``None``."""
         found = self._visible.get(record_id)
@@ -220,9 +238,37 @@ class EntityService:
             statement = statement.where(
                 compile_condition(self.entity, condition, kinds, fields, may, internal=internal)
             )
+        if not internal and self._asks_about_hidden_clients(where, filters):
+            statement = statement.where(self._client_shown())
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
+
+    def _asks_about_hidden_clients(
+        self, where: Condition | None, filters: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether a user's condition names the client (its id, or its ``group``) of rows the
+        actor may read without reading their client (:meth:`reads_past_clients`: a
+        conversation of their own mailbox, its messages and files, an event they are
+        invited to, a reminder they are a recipient of)."""
+        attr = self.entity.party_attr
+        if not attr or not (where or filters):
+            return False
+        about_client = (attr, "group")  # its id, or the groups it is in
+        named = any(key.partition("__")[0] in about_client for key in filters or ()) or (
+            where is not None and any(_names_field(where, f) for f in about_client)
+        )
+        return named and self.reads_past_clients()
+
+    def _client_shown(self) -> Any:
+        """Rows whose client the actor may read, or with none.  A condition on the client
+        leaves out the rows whose client is hidden (the API shows their ``party_id`` as
+        ``null``), whatever it asks: their client's id is never told by what matches."""
+        from crmkit.model import Party
+
+        column = self.entity.column(self.entity.party_attr)
+        readable = select(Party.id).where(self.work.access.where("party"))
+        return or_(column.is_(None), column.in_(readable))
 
     def search_clause(self, text: str) -> Any:
         """Rows matching a search text: a case-insensitive substring of the search
@@ -931,3 +977,14 @@ def _messages(exc: ValidationError) -> dict[str, Any]:
     if isinstance(messages, dict):
         return messages
     return {"_schema": messages}
+
+
+def _names_field(condition: Any, field: str) -> bool:
+    """Whether a condition tree (``all``/``any``/``not`` of ``field`` rules) names ``field``."""
+    if isinstance(condition, Mapping):
+        if condition.get("field") == field:
+            return True
+        return any(_names_field(v, field) for v in condition.values())
+    if isinstance(condition, list | tuple):
+        return any(_names_field(v, field) for v in condition)
+    return False

@@ -11,8 +11,8 @@ from sqlalchemy import and_, delete, or_, select
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
-from crmkit.errors import ValidationFailed
-from crmkit.i18n import Moment, message
+from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.i18n import Label, Moment, message
 from crmkit.model import (
     CalendarEvent,
     EventAttendee,
@@ -27,6 +27,9 @@ from crmkit.model import (
 from crmkit.services.records import EntityService
 
 OPEN_STATUSES = ("open", "in_progress", "waiting")
+#: The permission cell putting an event on a resource takes (``book`` on ``resource``),
+#: where a plugin seeds it (the booking journal): :meth:`CalendarService.check_may_book`.
+BOOK = ("resource", "book")
 
 
 class TaskService(EntityService):
@@ -294,11 +297,40 @@ class CalendarService(EntityService):
         # the links first: a resource the actor may not see is "no resource", never
         # "already booked at ..." (which would tell it exists, and when it is busy)
         record = super().build(values)
+        self.check_may_book(values.get("resource_id"))
         if values.get("status") != "cancelled":  # a cancelled event holds no slot
             self._check_free(
                 values.get("resource_id"), values["starts_at"], values["ends_at"], None
             )
         return record
+
+    def apply_changes(self, record: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+        changes = super().apply_changes(record, values)  # the resource is one the actor sees
+        if "resource_id" in changes:
+            self.check_may_book(record.resource_id)
+        return changes
+
+    def check_may_book(self, resource_id: int | None) -> None:
+        """Refuse putting an event on a resource (new, or moved onto it) to an actor without
+        the permission :data:`BOOK` (``book`` on ``resource``), naming the resource.
+
+        Only where the permission exists: a plugin seeds a cell of it (the booking journal
+        does); without one a resource is a column of the calendar, as before.  Called after
+        the links are checked, so a resource the actor may not see is never named.
+        """
+        if resource_id is None or self.work.access.can(*BOOK):
+            return
+        if BOOK[1] not in self.work.crm.actions_of(BOOK[0]):
+            return
+        resource = self.session.get(Resource, resource_id)
+        raise PermissionDenied(
+            *BOOK,
+            message(
+                "booking “{resource}” takes the permission “{action}” on resources",
+                resource=resource.name if resource is not None else str(resource_id),
+                action=Label(BOOK[1]),
+            ),
+        )
 
     def after_create(
         self, record: Any, values: Mapping[str, Any], extra: Mapping[str, Any]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import or_, select, update
 
 from crmkit import events
@@ -19,12 +20,14 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, Message, MoneyFormat
 from crmkit.model import Activity, Mention, Party, User
+from crmkit.services.limits import written_text_refusal
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
-#: The kinds of timeline entries the core knows; plugins may add their own.
+#: The kinds of timeline entries the core declares; plugins declare their own with
+#: ``crmkit_register_timeline_kinds`` (see :class:`TimelineKind`).
 ACTIVITY_KINDS = (
     "call",
     "mail",
@@ -37,7 +40,39 @@ ACTIVITY_KINDS = (
     "task",
     "meeting",
     "merge",
+    "automation",
 )
+
+#: Longest name a kind may have (``Activity.kind`` is a ``String(32)``).
+MAX_KIND_LENGTH = 32
+
+
+def _kind_name(value: Any) -> str:
+    name = str(value)
+    if not name or len(name) > MAX_KIND_LENGTH or "," in name or name != name.strip():
+        raise ValueError(
+            f"timeline kind {name!r}: 1 to {MAX_KIND_LENGTH} characters, "
+            "no commas or surrounding spaces"
+        )
+    return name
+
+
+@attrs.frozen
+class TimelineKind:
+    """A kind of timeline entry a plugin writes (``Activity.kind``), declared so that
+    readers know it: the API's ``kind`` filter accepts exactly the declared kinds, and the
+    client card offers each as a filter.
+
+    ``label`` is what the UI shows, translated through the catalogs (the name itself when
+    not given, as the core's kinds are shown).  A channel's ``activity_kind`` is declared
+    by the channel; two plugins may declare the same kind only with the same label.
+    """
+
+    name: str = attrs.field(converter=_kind_name)
+    label: str = attrs.field(
+        default=attrs.Factory(lambda kind: kind.name, takes_self=True), converter=str
+    )
+
 
 #: How a call that was made ended (``Activity.data["outcome"]`` of a ``call``), in English:
 #: each is its own label in the catalogs.
@@ -349,12 +384,16 @@ class TimelineService:
         the calls-per-week statistics count it.
 
         The writer needs ``activity create`` and must see the client (a merged-away id is
-        its survivor); a missing or unknown outcome is refused naming ``outcome``.
+        its survivor); a missing or unknown outcome is refused naming ``outcome``, what was
+        said longer than ``MAX_WRITTEN_TEXT`` characters naming ``body``.
         """
         self.work.access.require("activity", "create")
         if outcome not in CALL_OUTCOMES:
             raise ValidationFailed({"outcome": ["choose how the call ended"]})
         text = (body or "").strip()
+        too_long = written_text_refusal(text)
+        if too_long is not None:
+            raise ValidationFailed({"body": [too_long]})
         party_id = self.work.parties.get(party_id).id
         activity = self.add(
             "call",

@@ -85,6 +85,7 @@ def make_templates(crm: Any) -> jinja2.Environment:
     env.globals["static"] = static_url
     env.globals["entry_subject"] = lambda entry: _entry_text(crm, entry, subject=True)
     env.globals["entry_body"] = lambda entry: _entry_text(crm, entry, subject=False)
+    env.globals["entry_kind"] = lambda entry: _kind_label(crm, entry.kind)
     return env
 
 
@@ -98,6 +99,12 @@ def _entry_text(crm: Any, entry: Any, *, subject: bool) -> str | None:
     if subject:
         return shown_subject(entry, crm, locale.gettext, locale.zone, locale.money)
     return shown_body(entry, locale.gettext, locale.zone, locale.money)
+
+
+def _kind_label(crm: Any, kind: str) -> str:
+    """What a timeline entry's kind is called (its declared label, to be translated)."""
+    declared = crm.timeline_kinds.get(kind)
+    return declared.label if declared is not None else kind
 
 
 def static_url(path: str) -> str:

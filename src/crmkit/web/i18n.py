@@ -156,14 +156,14 @@ class Locale:
         """A number with the language's separators."""
         if value is None or value == "":
             return ""
-        return numbers.format_decimal(value, locale=self.language)
+        return numbers.format_decimal(_unsigned_zero(value), locale=self.language)
 
     def money(self, value: Decimal | float | int | None, currency: str | None = None) -> str:
         """An amount with its currency (``1 234,50 ₽`` in Russian)."""
         if value is None:
             return ""
         return numbers.format_currency(
-            Decimal(str(value)), currency or self.currency, locale=self.language
+            _unsigned_zero(Decimal(str(value))), currency or self.currency, locale=self.language
         )
 
     def relative(self, value: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -179,6 +179,16 @@ class Locale:
     def first_weekday(self) -> int:
         """0 for Monday (Babel's numbering) in Russian, Sunday is 6."""
         return BabelLocale.parse(self.language).first_week_day
+
+
+def _unsigned_zero(value: Any) -> Any:
+    """A zero without its minus sign (``-0.00`` shows as ``0.00``, ``0,00`` in Russian);
+    anything else as it is."""
+    if isinstance(value, Decimal):
+        return value.copy_abs() if value.is_zero() else value
+    if isinstance(value, float) and value == 0:
+        return 0.0
+    return value
 
 
 _current: contextvars.ContextVar[Locale | None] = contextvars.ContextVar(
@@ -363,6 +373,7 @@ def registry_messages(crm: Any) -> set[str]:
     for report in crm.reports.values():
         texts |= {report.label, report.description}
     texts |= set(CALL_OUTCOMES)
+    texts |= {kind.label for kind in crm.timeline_kinds.values()}
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
     texts |= {s.label for s in Scope}
     texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}

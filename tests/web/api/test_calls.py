@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
+from crmkit.errors import ValidationFailed
 from crmkit.model import Activity
 from crmkit.testing import add_user, factories
 from tests.web.api.conftest import problem
@@ -82,3 +84,27 @@ def test_a_call_with_a_bad_outcome_or_field_is_refused_by_name(crm, client_for):
     assert _calls(crm, party.id) == []
     with crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_what_was_said_is_capped_at_20000_characters_like_on_the_card(crm, client_for):
+    agent = add_user(crm, "ann", ["agent"])
+    with crm.acting_as(agent) as work:
+        party = factories.organisation(work, name="ООО «Болтливая»")
+    api = client_for(agent)
+
+    refused = problem(
+        api.post(f"party/{party.id}/calls", json={"outcome": "reached", "body": "д" * 20001}),
+        422,
+    )
+
+    assert refused["errors"] == {"body": ["Longer than maximum length 20000."]}
+    assert _calls(crm, party.id) == []
+    made = api.post(f"party/{party.id}/calls", json={"outcome": "reached", "body": "д" * 20000})
+    assert made.status_code == 201, made.text
+    [call] = _calls(crm, party.id)
+    assert (call.id, len(call.body)) == (made.json()["id"], 20000)
+    # the service checks it too, for the card and any other writer
+    with crm.acting_as(agent) as work, pytest.raises(ValidationFailed) as too_long:
+        work.timeline.add_call(party.id, outcome="reached", body="д" * 20001)
+    assert [str(m) for m in too_long.value.errors["body"]] == ["longer than 20000 characters"]
+    assert len(_calls(crm, party.id)) == 1

@@ -64,3 +64,54 @@ def test_the_api_lets_a_mailbox_owner_read_her_conversation_not_its_hidden_clien
     assert api.get(f"party/{party_id}").status_code == 404
     listed = client_for_crm(crm, boris).get("conversation").json()["items"]
     assert [c["id"] for c in listed] == [conversation.id]
+
+
+def test_the_api_names_no_client_the_caller_may_not_read(crm, client_for_crm):
+    """Anna reads the conversation a colleague's client started in her own mailbox, as the
+    contact center shows it: the sender and no client.  The API gives its client as null
+    too, on the list, the conversation and its message, and a filter on the client never
+    matches it (which would tell whose it is); her own client's conversation keeps its."""
+    from crmkit import InboundMessage
+
+    anna, boris = add_user(crm, "anna"), add_user(crm, "boris")
+    hidden = client_of(crm, boris, "c@corp.ru", "Boris's client")
+    hers = client_of(crm, anna, "a@kedr.ru", "Anna's client")
+    with crm.system() as work:
+        letter = work.channels.ingest(
+            InboundMessage(
+                channel="chat", external_id="p1", sender="c@corp.ru", body="to Anna",
+                account="anna-own", owner_id=anna.id,
+            )
+        ).id  # fmt: skip
+    receive(crm, "a@kedr.ru", "from Anna's client", 2)
+    personal, own = conversations(crm)
+    assert (personal.party_id, own.party_id) == (hidden, hers)
+
+    api = client_for_crm(crm, anna)
+    listed = {c["id"]: c["party_id"] for c in api.get("conversation").json()["items"]}
+    assert listed == {personal.id: None, own.id: hers}
+    assert api.get(f"conversation/{personal.id}").json()["party_id"] is None
+    assert api.get(f"conversation/{own.id}").json()["party_id"] == hers
+    message = api.get(f"activity/{letter}").json()
+    assert (message["body"], message["party_id"]) == ("to Anna", None)
+    for query in (
+        {"party_id": hidden},
+        {"party_id__in": f"{hidden},{hers}"},
+        {"party_id__gte": 1},
+        {"party_id__ne": hers},
+    ):
+        found = [c["id"] for c in api.get("conversation", params=query).json()["items"]]
+        assert personal.id not in found, query
+    assert [
+        c["id"] for c in api.get("conversation", params={"party_id": hers}).json()["items"]
+    ] == [own.id]
+    assert [m["id"] for m in api.get("activity", params={"party_id": hidden}).json()["items"]] == []
+    # a filter on anything but the client finds it, as the contact center lists it
+    found = api.get("conversation", params={"channel": "chat"}).json()["items"]
+    assert {c["id"] for c in found} == {personal.id, own.id}
+    # the client's owner reads it as before
+    boris_api = client_for_crm(crm, boris)
+    assert boris_api.get(f"conversation/{personal.id}").json()["party_id"] == hidden
+    assert boris_api.get(f"activity/{letter}").json()["party_id"] == hidden
+    found = boris_api.get("conversation", params={"party_id": hidden}).json()["items"]
+    assert [c["id"] for c in found] == [personal.id]

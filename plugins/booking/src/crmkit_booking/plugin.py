@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from crmkit import Setting, hookimpl
+from crmkit import Setting, TimelineKind, hookimpl
 from crmkit.access.rules import Scope, grant
 from crmkit.web.contributions import MenuItem, Screen
-from crmkit_booking.services import BOOK
+from crmkit_booking.services import BOOK, CANCELLED_KIND, MADE_KIND
 
 crmkit_plugin_name = "booking"
 
@@ -69,6 +69,13 @@ def crmkit_register_permissions() -> list[Any]:
 
 
 @hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    # a booking made and one cancelled, on the client's timeline (shown by these names,
+    # which the plugin's catalog translates)
+    return [TimelineKind(MADE_KIND), TimelineKind(CANCELLED_KIND)]
+
+
+@hookimpl
 def crmkit_register_screens() -> list[Screen]:
     from crmkit_booking import screens
 
@@ -84,7 +91,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "booking-cancel",
-            "/booking/{event_id:int}/cancel",
+            "/booking/{event_id:id}/cancel",
             "Cancel booking",
             screens.cancel,
             permission=BOOK,

@@ -30,24 +30,26 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
 
+# the permission cell keeping the journal takes, ``book`` on ``resource`` (any scope): the
+# core's, since the calendar takes it too to put an event on a resource
+from crmkit.services.tasks import BOOK
+
 BOOKING_MADE = "booking.made"
 BOOKING_CANCELLED = "booking.cancelled"
 KIND = "booking"
-#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
-BOOK = ("resource", "book")
 #: The kinds of the client's timeline entries of a booking made and cancelled.
 MADE_KIND = "booking"
-#: The permission cell keeping the journal takes: ``book`` on ``resource`` (any scope).
-BOOK = ("resource", "book")
 CANCELLED_KIND = "booking_cancelled"
 
 
 #: The longest booking, in minutes: a week of one resource.
 MAX_MINUTES = 7 * 24 * 60
+LONGEST = dt.timedelta(minutes=MAX_MINUTES)
 
 
 def minutes(value: Any, field: str = "minutes") -> int:
@@ -61,6 +63,20 @@ def minutes(value: Any, field: str = "minutes") -> int:
     if not 1 <= number <= MAX_MINUTES:
         raise ValidationFailed({field: [message("from 1 to {most} minutes", most=MAX_MINUTES)]})
     return number
+
+
+#: What an event's title holds (``CalendarEvent.title``).
+TITLE_LENGTH = 300
+
+
+def _title(client: str, resource: str) -> str:
+    """A booking's title, "client — resource", the client's name shortened (``…``) to fit
+    a title: a long name (a state institution's) must not refuse a field nobody typed."""
+    tail = f" — {resource}"
+    if len(client) + len(tail) <= TITLE_LENGTH:
+        return client + tail
+    room = max(TITLE_LENGTH - len(tail) - 1, 1)
+    return (client[:room].rstrip() + "…" + tail)[:TITLE_LENGTH]
 
 
 def booking(work: Any) -> BookingService:
@@ -103,7 +119,8 @@ class Journal:
     """Who is busy in a period: the resources, the slot times, and bookings per resource.
 
     ``clients`` names the clients the actor may read; ``closed`` holds the resources shown
-    for the bookings they still hold but no longer bookable (their specialist is blocked).
+    for the bookings they still hold but no longer bookable (their specialist is blocked,
+    or the resource is retired: ``active`` false).
     """
 
     start: dt.datetime
@@ -143,10 +160,13 @@ class BookingService:
 
     # -- resources --------------------------------------------------------------------
 
-    def resources(self, kind: str | None = None) -> list[Resource]:
-        """Active resources (of one kind: ``specialist``, ``bay``...), by name."""
+    def resources(self, kind: str | None = None, *, retired: bool = False) -> list[Resource]:
+        """Active resources (of one kind: ``specialist``, ``bay``...), by name; with
+        ``retired``, those taken out of service (``active`` false) too."""
         self.work.access.require("resource", "read")
-        statement = select(Resource).where(Resource.active.is_(True))
+        statement = select(Resource)
+        if not retired:
+            statement = statement.where(Resource.active.is_(True))
         if kind:
             statement = statement.where(Resource.kind == kind)
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
@@ -209,11 +229,14 @@ class BookingService:
 
         Every booking holds its time, whoever may see it; one the actor may not read is
         shown only as busy (:class:`Held` without id, title or client), and a client is
-        named only to an actor who may read them.  A resource whose specialist is blocked
-        is shown only while it holds bookings in the period, as ``closed``.
+        named only to an actor who may read them.  A resource whose specialist is blocked,
+        or which is retired (``active`` false), is shown only while it holds bookings in
+        the period, as ``closed``.
         """
         self.require_book()
-        resources = self.resources()
+        # a retired resource still holding bookings is shown (closed) on their days: the
+        # desk sees whom to move or call, where they would otherwise vanish from the journal
+        resources = self.resources(retired=True)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         start = self.day_bounds(day)[0]
@@ -255,7 +278,7 @@ class BookingService:
                     event.party_id,
                 )
             busy[row.resource_id].append(held)
-        closed = self._closed(resources)
+        closed = self._closed(resources) | {r.id for r in resources if not r.active}
         resources = [r for r in resources if r.id not in closed or busy[r.id]]
         parties = self.work.parties.find_many(
             h.party_id for held in busy.values() for h in held if h.party_id
@@ -291,6 +314,8 @@ class BookingService:
         self.require_book()
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
+        if since.tzinfo is None:  # whose wall clock? the station's and the server's differ
+            raise ValidationFailed({"since": ["Not a valid aware datetime."]})
         resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
@@ -298,7 +323,10 @@ class BookingService:
         found: list[Window] = []
         first_day = since.astimezone(self.zone).date()
         for offset in range(days):
-            opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            try:
+                opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            except OverflowError:  # past the last day a date holds: no more days
+                break
             for resource in resources:
                 free = self.work.calendar.free_slots(resource.id, opens, closes, duration)
                 for free_start, free_end in free:
@@ -344,11 +372,19 @@ class BookingService:
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
-            if not dt.timedelta(0) < duration <= dt.timedelta(minutes=MAX_MINUTES):
+            if not dt.timedelta(0) < duration <= LONGEST:
                 raise ValidationFailed(
                     {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
                 )
-            ends_at = starts_at + duration
+            try:
+                ends_at = starts_at + duration
+            except OverflowError:  # a start at the end of the calendar: no end to hold
+                raise ValidationFailed({"starts_at": ["Not a valid datetime."]}) from None
+        elif starts_at.tzinfo and ends_at.tzinfo and ends_at - starts_at > LONGEST:
+            # as long as a duration may be: a mistyped year would hold the resource a year
+            raise ValidationFailed(
+                {"ends_at": [message("at most {most} minutes after the start", most=MAX_MINUTES)]}
+            )
         resource = self.work.session.scalar(
             select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
         )
@@ -356,7 +392,7 @@ class BookingService:
             raise ValidationFailed({"resource_id": [message("no resource {id}", id=resource_id)]})
         party = self.work.parties.get(party_id)
         values: dict[str, Any] = {
-            "title": title or f"{party.name} — {resource.name}",
+            "title": title or _title(party.name, resource.name),
             "description": description,
             "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(),
@@ -394,6 +430,10 @@ class BookingService:
         self.require_book()
         calendar = self.work.calendar
         event = calendar.get(event_id, "update")
+        # hold the booking, then read it again: of two cancelling it at once, the second
+        # waits for the first and is told it is cancelled already (not a stale write)
+        lock_row(self.work.session, CalendarEvent, event.id)
+        self.work.session.refresh(event)
         if event.kind != KIND:
             raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
         if event.status == "cancelled":

@@ -30,7 +30,7 @@ from crmkit_finance.model import (
     FinanceEntry,
     FinanceTransaction,
 )
-from crmkit_finance.money import round_money
+from crmkit_finance.money import round_money, unsigned_zero
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
@@ -105,8 +105,9 @@ def credit(account: FinanceAccount, amount: Decimal, currency: str) -> Leg:
 
 
 def normal_balance(kind: str, raw: Decimal) -> Decimal:
-    """A raw (debit-positive) balance shown with the sign natural to the account kind."""
-    return raw * ACCOUNT_KINDS[kind]
+    """A raw (debit-positive) balance shown with the sign natural to the account kind (a
+    zero balance is 0.00 either way, not -0.00)."""
+    return unsigned_zero(raw * ACCOUNT_KINDS[kind])
 
 
 class LedgerService:

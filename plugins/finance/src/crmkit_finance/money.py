@@ -90,8 +90,14 @@ def quantum(currency: str) -> Decimal:
 
 
 def round_money(value: Decimal | int | str, currency: str) -> Decimal:
-    """``value`` rounded half up to the minor unit of ``currency``."""
-    return Decimal(value).quantize(quantum(currency), rounding=ROUNDING)
+    """``value`` rounded half up to the minor unit of ``currency`` (zero is never -0.00)."""
+    return unsigned_zero(Decimal(value).quantize(quantum(currency), rounding=ROUNDING))
+
+
+def unsigned_zero(value: Decimal) -> Decimal:
+    """``value``, with a zero that kept a minus sign (``-0.00``, what a zero times -1 or a
+    negative rounded to nothing gives) made plain ``0.00``; any other value unchanged."""
+    return value.copy_abs() if value.is_zero() else value
 
 
 def to_decimal(value: Any, field: str = "amount") -> Decimal:

@@ -19,6 +19,7 @@ from crmkit import (
     Setting,
     Stage,
     StageKind,
+    TimelineKind,
     Transition,
     hookimpl,
 )
@@ -407,6 +408,12 @@ def crmkit_register_migrations() -> list[MigrationBranch]:
 @hookimpl
 def crmkit_after_stage_move(move: Any) -> None:
     follow_stage_move(move)
+
+
+@hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    # a payment or a refund at the cash desk, on the client's timeline (a core kind too)
+    return [TimelineKind("payment")]
 
 
 @hookimpl

@@ -10,6 +10,8 @@ is net of discounts and counts a line on the day it was recognized (an order's c
 or the day an extra line was added to or removed from a completed order).  Cost is the
 moving-average stock value of the goods sold; margin = revenue - cost.  The average check
 is the recognized revenue of the orders completed in a month divided by their number.
+A margin's or a plan's share (``margin_percent``, ``done_percent``) is a fraction, as every
+report's ``percent`` column is: ``0.7576``, shown as 75,8 %, and written so to CSV and JSON.
 
 Parameters arrive as strings from screens (``"2026-01-01"``) or as Python values.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -148,10 +150,13 @@ def _category_names(work: Any) -> dict[int | None, str]:
     return names
 
 
-def _percent(part: Decimal, whole: Decimal) -> Decimal | None:
+def _fraction(part: Decimal, whole: Decimal) -> Decimal | None:
+    """``part`` as a share of ``whole`` for a ``percent`` column: a fraction to four places,
+    rounded half up (``0.7576`` for 2500 of 3300, which the screen shows as 75,8 %), as the
+    core's funnel keeps its conversions; ``None`` when there is no whole to share."""
     if not whole:
         return None
-    return (part * 100 / whole).quantize(Decimal("0.1"))
+    return (part / whole).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
 def _bar_chart(
@@ -255,7 +260,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             "average_check": round_money(checks[key] / orders[key], base) if orders[key] else ZERO,
             "cost": cost[key],
             "margin": margin,
-            "margin_percent": _percent(margin, month_revenue),
+            "margin_percent": _fraction(margin, month_revenue),
         }
         for category in ordered:
             row[f"category_{category or 0}"] = revenue[key].get(category, ZERO)
@@ -307,7 +312,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             else ZERO,
             "cost": total_cost,
             "margin": total_revenue - total_cost,
-            "margin_percent": _percent(total_revenue - total_cost, total_revenue),
+            "margin_percent": _fraction(total_revenue - total_cost, total_revenue),
             "currency": base,
         },
     )
@@ -480,7 +485,7 @@ def order_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "revenue": amount,
                 "cost": goods_cost,
                 "margin": amount - goods_cost,
-                "margin_percent": _percent(amount - goods_cost, amount),
+                "margin_percent": _fraction(amount - goods_cost, amount),
             }
         )
     return ReportResult(
@@ -534,7 +539,7 @@ def service_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "revenue": amount,
                 "cost": goods_cost,
                 "margin": amount - goods_cost,
-                "margin_percent": _percent(amount - goods_cost, amount),
+                "margin_percent": _fraction(amount - goods_cost, amount),
             }
         )
     rows.sort(key=lambda r: (-r["revenue"], r["item"]))
@@ -727,7 +732,7 @@ def plan_fact_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "plan": plan.amount,
                 "fact": fact,
                 "difference": fact - plan.amount,
-                "done_percent": _percent(fact, plan.amount),
+                "done_percent": _fraction(fact, plan.amount),
             }
         )
     return ReportResult(

@@ -844,6 +844,15 @@ MAIL_SYSTEMS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerd
 
 # plain-text notices (no multipart/report): what their subjects and bodies say
 _REPLY_PREFIX = re.compile(r"\s*(?:re|fwd?|aw|wg|отв|пересл)\s*:", re.IGNORECASE)
+# a person's mailbox answering by itself (vacation, out of office): the subject's start
+_AUTO_REPLY_SUBJECT = re.compile(
+    r"\s*(?:out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response"
+    r"|auto\s*:|vacation|away from (?:the )?office|i am away|i'm away|absence"
+    r"|автоответ|автоматический ответ|авто\s*:|нет на месте|вне офиса|в отпуске|отсутству)",
+    re.IGNORECASE,
+)
+#: Headers only auto-responders add (their value does not matter).
+_AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-mail-autoreply")
 _DELAY_SUBJECT = re.compile(
     r"\(delay\)|delayed mail|delivery delayed|delivery has been delayed|still being retried"
     r"|warning: (?:message .{0,60}delayed|could not send)|задерж",
@@ -886,35 +895,61 @@ _STATUS_CODE = re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})(?![\d.])")
 
 
 def _plain_bounce(
-    message: Message, sender: str, subject: str, auto_submitted: bool, text: str
+    message: Message, headers: dict[str, list[str]], sender: str, subject: str, text: str
 ) -> Bounce | None:
     """A bounce from a plain-text delivery failure notice (a mail system's own words, no
     multipart/report), or ``None`` for any other mail.
 
-    It is one when a mail system sends it (``MAILER-DAEMON@``, ``postmaster@``) or it is
-    ``Auto-Submitted``, and its subject says so ("Undelivered Mail Returned to Sender",
-    "Mail delivery failed", "Недоставленное сообщение"; a delay warning is a notice), or, from
-    a mail system, its text does ("This is a permanent error").  The failed addresses are read
-    only where notices put them (see :func:`_failed_addresses`); the original by the
-    Message-ID of its quoted headers.
+    It takes both a mail system and its words.  The mail system: the notice comes from one
+    (``MAILER-DAEMON@``, ``postmaster@``: :data:`MAIL_SYSTEMS`) or with an empty return path
+    (``Return-Path: <>``, what delivery software sends its notices with).  Its words: the
+    subject says the mail failed ("Undelivered Mail Returned to Sender", "Mail delivery
+    failed", "Недоставленное сообщение"; a delay warning is a notice) or the text does
+    ("This is a permanent error").  An auto-reply is never one, whatever it says (see
+    :func:`_auto_reply`), nor is a subject starting with ``Re:``/``Fwd:``.  The failed
+    addresses are read only where notices put them (see :func:`_failed_addresses`); the
+    original by the Message-ID of its quoted headers.
     """
     from_system = sender.partition("@")[0].lower() in MAIL_SYSTEMS
-    if not (from_system or auto_submitted):
+    if not (from_system or _null_return_path(headers)):
         return None
     subject = subject or ""
     if _REPLY_PREFIX.match(subject):
         return None  # someone answering or passing on a notice: a person's mail
+    if _auto_reply(headers, subject, from_system):
+        return None
     fence = _COPY_FENCE.search(text)
     report = text[: fence.start()] if fence else text
     if _DELAY_SUBJECT.search(subject):
         action = "delayed"
-    elif _FAILURE_SUBJECT.search(subject) or (from_system and _FAILURE_BODY.search(report)):
+    elif _FAILURE_SUBJECT.search(subject) or _FAILURE_BODY.search(report):
         action = "failed"
     else:
         return None
     status = _STATUS_FIELD.search(report) or _STATUS_CODE.search(report)
     original = _quoted_original(message, text[fence.end() :] if fence else text)
     return Bounce(_failed_addresses(report), status.group(1) if status else "", original, action)
+
+
+def _null_return_path(headers: dict[str, list[str]]) -> bool:
+    """Whether the topmost ``Return-Path`` is empty (``<>``): sent by delivery software."""
+    value = _raw_header(headers, "return-path")
+    return value is not None and re.fullmatch(r"\s*<\s*>\s*", value) is not None
+
+
+def _auto_reply(headers: dict[str, list[str]], subject: str, from_system: bool) -> bool:
+    """Whether a mail is a mailbox's own answer (vacation, out of office): a header only
+    auto-responders add (``X-Autoreply``...), ``Precedence: auto_reply``, a subject that
+    starts as theirs do ("Out of office", "Automatic reply", "Автоответ"...), or
+    ``Auto-Submitted: auto-replied`` from anyone but a mail system (Exim and Mail.ru send
+    their own failure notices so marked, as RFC 3834 asks)."""
+    if any(name in headers for name in _AUTO_REPLY_HEADERS):
+        return True
+    precedence = (_raw_header(headers, "precedence") or "").strip().lower()
+    if precedence == "auto_reply" or _AUTO_REPLY_SUBJECT.match(subject):
+        return True
+    auto = (_raw_header(headers, "auto-submitted") or "").strip().lower()
+    return auto.startswith("auto-replied") and not from_system
 
 
 def _failed_addresses(report: str) -> tuple[str, ...]:
@@ -1115,8 +1150,7 @@ def parse_message(raw: bytes) -> ParsedMail:
         in_reply_to=in_reply_to,
         references=references,
         attachments=tuple(files),
-        bounce=_bounce(message, defects)
-        or _plain_bounce(message, sender, subject, auto not in ("", "no"), text),
+        bounce=_bounce(message, defects) or _plain_bounce(message, headers, sender, subject, text),
         auto_submitted=auto not in ("", "no"),
         list_unsubscribe=header_text(headers, "list-unsubscribe", defects) or None,
         digest=hashlib.sha256(raw).hexdigest(),

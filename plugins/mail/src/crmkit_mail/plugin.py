@@ -14,6 +14,7 @@ from crmkit import (
     MigrationBranch,
     Schedule,
     Setting,
+    TimelineKind,
     hookimpl,
 )
 from crmkit.access.rules import Permission, Scope, grant
@@ -74,6 +75,12 @@ def crmkit_register_channels() -> list[Channel]:
             settings=SETTINGS,
         )
     ]
+
+
+@hookimpl
+def crmkit_register_timeline_kinds() -> list[TimelineKind]:
+    # mail sent, received, and copies read back from the Sent folder (a core kind too)
+    return [TimelineKind("mail")]
 
 
 @hookimpl

@@ -150,29 +150,21 @@ def list_refusal(exc: ValidationFailed, query: ListQuery, entity: str) -> Valida
 
 
 def timeline_kinds(work: Any, params: QueryParams) -> list[str]:
-    """The timeline kinds a request asks for (``?kind=note,call`` or repeated), each one
-    the timeline knows: the core's, a channel's, or one a plugin has written (an entry of
-    that kind exists).  A typo is refused naming ``kind``, not answered with an empty page
-    as if the client had no such entries; the API's timeline and the client card's read
-    it alike."""
-    from sqlalchemy import select
-
-    from crmkit.model import Activity
-    from crmkit.services.timeline import ACTIVITY_KINDS
-
+    """The timeline kinds a request asks for (``?kind=note,call`` or repeated), each a
+    declared one (the core's, a plugin's through ``crmkit_register_timeline_kinds``, a
+    channel's).  A typo is refused naming ``kind`` and listing the kinds there are, not
+    answered with an empty page as if the client had no such entries; declared, so known
+    without asking the database.  The API's timeline and the client card read it alike."""
     kinds = [k.strip() for value in params.getlist("kind") for k in value.split(",") if k.strip()]
-    known = {*ACTIVITY_KINDS, *(c.activity_kind for c in work.crm.channels.values())}
-    for kind in kinds:
-        if kind in known:
-            continue
-        found = work.session.scalar(select(Activity.id).where(Activity.kind == kind).limit(1))
-        if found is None:
-            refusal = message(
-                "no timeline entry is of the kind {kind} (core kinds: {kinds})",
-                kind=repr(kind),
-                kinds=", ".join(ACTIVITY_KINDS),
-            )
-            raise ValidationFailed({"kind": [refusal]})
+    declared = work.crm.timeline_kinds
+    unknown = [kind for kind in kinds if kind not in declared]
+    if unknown:
+        refusal = message(
+            "unknown timeline kind {kind} (known: {known})",
+            kind=repr(unknown[0]),
+            known=", ".join(sorted(declared)),
+        )
+        raise ValidationFailed({"kind": [refusal]})
     return kinds
 
 

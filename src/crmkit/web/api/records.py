@@ -62,7 +62,28 @@ def represent(work: Any, entity: EntityType, record: Any) -> dict[str, Any]:
     for key, model in related_lists(entity).items():
         related = encoder_for(model_schema(model), model)
         data[key] = related.records(list(getattr(record, key)))
+    (data,) = hide_unreadable_clients(work, entity, [data])
     return data
+
+
+def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> list[Any]:
+    """``items`` with the client's id ``null`` where the caller may not read that client.
+
+    A conversation that came to the caller's own mailbox, and its messages and files, are
+    theirs to read whoever the client is, as is an event they are invited to and a
+    reminder they are a recipient of (``EntityService.reads_past_clients``); the contact
+    center's screen then shows the sender and no client, the calendar no link to one, and
+    so does the API: one query per page, only for such entities and callers
+    (``EntityService.readable_clients``).
+    """
+    key = entity.party_attr
+    if not key or not items:
+        return items
+    readable = work.records(entity.name).readable_clients(item.get(key) for item in items)
+    return [
+        item if item.get(key) in readable or item.get(key) is None else {**item, key: None}
+        for item in items
+    ]
 
 
 def record_response(
@@ -142,6 +163,7 @@ class EntityEndpoints:
                 else:
                     page = service.list(**options)
                     items = self.encoder.records(page.items)
+                items = hide_unreadable_clients(work, entity, list(items))
             except ValidationFailed as exc:
                 # the service's argument is ``search``; the API's parameter is ``q``
                 refusal = list_refusal(exc, query, entity.name)
@@ -276,7 +298,7 @@ class EntityEndpoints:
         out = output_schema(entity)
         detail = detail_schema(entity)
         page = page_schema(f"{title}Page", out)
-        collection, item = f"/{name}", f"/{name}/{{id:int}}"
+        collection, item = f"/{name}", f"/{name}/{{id:id}}"
         ops: list[Operation] = []
         if "read" in entity.actions:
             ops.append(

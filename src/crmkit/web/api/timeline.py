@@ -202,14 +202,19 @@ def operations(crm: Any) -> list[Operation]:
     return [
         Operation(
             "GET",
-            "/party/{id:int}/timeline",
+            "/party/{id:id}/timeline",
             timeline,
             "timeline_of_party",
             "The timeline of a client",
             "Timeline",
             description="Calls, mails, messages, notes, moves, payments, files: newest first.",
             parameters=[
-                query_parameter("kind", "Only these kinds (comma-separated: note,call,...)."),
+                query_parameter(
+                    "kind",
+                    "Only these kinds, comma-separated (note,call), of those declared: "
+                    + ", ".join(f"`{kind}`" for kind in sorted(crm.timeline_kinds))
+                    + ".",
+                ),
                 query_parameter("after", "The `next` cursor of the previous page."),
                 query_parameter(
                     "limit",
@@ -237,7 +242,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/party/{id:int}/calls",
+            "/party/{id:id}/calls",
             add_call,
             "add_call",
             "Record a call",

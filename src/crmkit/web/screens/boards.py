@@ -16,6 +16,7 @@ from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, Val
 from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.api.params import text_param
+from crmkit.web.forms import required_id
 from crmkit.web.links import record_url
 from crmkit.web.pages import error_text, render, work
 from crmkit.web.screens.records import move_fields
@@ -108,8 +109,16 @@ async def move(request: Request) -> Response:
     pipeline = pipeline_or_404(crm, request.path_params["pipeline"])
     data = await request.json()
     locale = request.state.locale
+    if not isinstance(data, dict):
+        return JSONResponse({"moved": False, "reasons": ["bad request"]}, status_code=400)
     try:
-        record_id = int(data.get("id"))
+        record_id = required_id(data.get("id"), "id")
+    except ValidationFailed as bad:  # "abc", "1.5" or an id no column holds, before any query
+        reasons = [error_text(request, bad)]
+        return JSONResponse(
+            {"moved": False, "reasons": reasons, "missing_fields": []}, status_code=422
+        )
+    try:
         with work(request) as unit:
             record = unit.records(pipeline.entity).get(record_id)
             if record.pipeline != pipeline.name:

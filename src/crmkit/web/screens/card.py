@@ -16,10 +16,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from crmkit.errors import DuplicatesFound, ValidationFailed
-from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
+from crmkit.services.timeline import CALL_OUTCOMES
 from crmkit.web import i18n
 from crmkit.web.api.params import timeline_kinds
-from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
+from crmkit.web.forms import (
+    custom_values,
+    id_list,
+    local_time,
+    optional_id,
+    optional_int,
+    refuse_nul,
+    required_id,
+)
 from crmkit.web.links import party_url
 from crmkit.web.pages import error_text, is_htmx, posted, redirect, render, work
 
@@ -70,7 +78,7 @@ def timeline_context(
             "files_of": {},
             "timeline_next": None,
             "kinds": [],
-            "all_kinds": ACTIVITY_KINDS,
+            "all_kinds": list(unit.crm.timeline_kinds.values()),
             "timeline_refusal": error_text(request, exc),
         }
     entries = list(page)
@@ -79,7 +87,7 @@ def timeline_context(
         "files_of": unit.attachments.of_entries(entries),
         "timeline_next": page.next_cursor,
         "kinds": kinds,
-        "all_kinds": ACTIVITY_KINDS,
+        "all_kinds": list(unit.crm.timeline_kinds.values()),  # declared: core, plugins
     }
 
 
@@ -328,7 +336,7 @@ def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str
     if "language" in data:
         values["language"] = str(data["language"]).strip() or None
     if "organisation_id" in data:
-        values["organisation_id"] = optional_int(data["organisation_id"])
+        values["organisation_id"] = optional_id(data["organisation_id"], "organisation_id")
     custom = custom_values(data, definitions)
     if custom:
         values["custom"] = custom
@@ -424,7 +432,8 @@ def add_task(request: Request) -> Response:
         unit.tasks.create(
             title=str(data.get("title", "")),
             party_id=party_id,
-            assignee_id=optional_int(data.get("assignee_id")) or request.state.user.id,
+            assignee_id=optional_id(data.get("assignee_id"), "assignee_id")
+            or request.state.user.id,
             deadline=local_time(data.get("deadline"), locale, "deadline"),
         )
     return redirect(request, party_url(party_id) + "#tasks", "Task added.")
@@ -435,7 +444,7 @@ def add_reminder(request: Request) -> Response:
     party_id = _party_id(request)
     data = posted(request)
     locale = request.state.locale
-    recipients = [{"user_id": int(u)} for u in as_list(data.get("recipients"))]
+    recipients = [{"user_id": u} for u in id_list(data.get("recipients"), "recipients")]
     with work(request) as unit:
         unit.reminders.create(
             text=str(data.get("text", "")),
@@ -465,7 +474,7 @@ def add_group(request: Request) -> Response:
     party_id = _party_id(request)
     data = posted(request)
     with work(request) as unit:
-        unit.groups.add_members(int(data.get("group_id") or 0), [party_id])
+        unit.groups.add_members(required_id(data.get("group_id"), "group_id"), [party_id])
     return redirect(request, party_url(party_id), "Added to the group.")
 
 

@@ -13,7 +13,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.api.params import text_param
 from crmkit.web.concurrency import long_running
-from crmkit.web.forms import optional_id, optional_int, refuse_nul
+from crmkit.web.forms import optional_id, refuse_nul, required_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -36,7 +36,7 @@ def groups_page(request: Request) -> Response:
                 with work(request) as unit:
                     group = unit.groups.create(
                         str(data.get("name", "")),
-                        optional_int(data.get("parent_id")),
+                        optional_id(data.get("parent_id"), "parent_id"),
                         rules=rules,
                         price_level=str(data.get("price_level", "")).strip() or None,
                     )
@@ -102,11 +102,11 @@ def group_action(request: Request) -> Response:
     with work(request) as unit:
         groups = unit.groups
         if action == "copy":
-            changed = groups.copy_members(group_id, int(data.get("to_group") or 0))
+            changed = groups.copy_members(group_id, required_id(data.get("to_group"), "to_group"))
         elif action == "move":
-            changed = groups.move_members(group_id, int(data.get("to_group") or 0))
+            changed = groups.move_members(group_id, required_id(data.get("to_group"), "to_group"))
         elif action == "assign":
-            changed = groups.assign_members(group_id, optional_int(data.get("owner_id")))
+            changed = groups.assign_members(group_id, optional_id(data.get("owner_id"), "owner_id"))
         elif action == "tag":
             names = [t.strip() for t in str(data.get("tags", "")).split(",") if t.strip()]
             changed = groups.tag_members(group_id, names)

@@ -15,7 +15,7 @@ labels, text cells and the chart's labels go through the catalogs (:func:`transl
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -108,9 +108,13 @@ def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
 
 
 def percent(locale: i18n.Locale, fraction: Decimal | float) -> str:
-    """A report's fraction (``0.149``) as a percent in the reader's language, one decimal at
-    most (``14,9 %`` in Russian, ``14.9%`` in English)."""
-    rounded = Decimal(str(fraction)).quantize(Decimal("0.001"))
+    """A report's fraction (``0.758``) as a percent in the reader's language, one decimal at
+    most, rounded half up (``75,8 %`` in Russian, ``75.8%`` in English).
+
+    The one way a ``percent`` value is shown: every report keeps a share as a fraction (1 is
+    100 %), never as a number of percents, and this multiplies it by a hundred.
+    """
+    rounded = Decimal(str(fraction)).quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
     return numbers.format_percent(rounded, locale=locale.language, decimal_quantization=False)
 
 

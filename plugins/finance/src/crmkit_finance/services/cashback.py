@@ -129,7 +129,7 @@ class CashbackService:
                 FinanceCashbackLot.expires_at <= utcnow(),
             )
         )
-        return max(round_money(booked - Decimal(overdue), base), Decimal("0.00"))
+        return max(Decimal("0.00"), round_money(booked - Decimal(overdue), base))
 
     def card(self, party_id: int) -> dict[str, Any]:
         """What the client card shows: balance, the next expiry and how much expires then."""
@@ -277,7 +277,9 @@ class CashbackService:
         remainder is gone: never taken twice, never brought back). What it earns more goes
         to its lot that has not expired, or, when every lot of the order has expired, to a
         new lot kept as long as the first one was: more work paid for after the cashback
-        expired earns cashback of its own, and the expired part stays expired."""
+        expired earns cashback of its own, and the expired part stays expired.  A lot past
+        its date counts as expired here even before the daily job books its expiry, as it
+        does for spending (:meth:`spendable`)."""
         if not lot.basis:
             return  # a lot without a basis is manual
         if order.cancelled_at is not None:
@@ -289,7 +291,12 @@ class CashbackService:
         base = self.finance.base_currency
         earned = self._earned(lot, basis)
         change = earned - self._kept(order)
-        held = [one for one in self._order_lots(order) if one.expired_at is None]
+        now = utcnow()
+        held = [  # a lot past its date is expired already, whether or not the job ran
+            one
+            for one in self._order_lots(order)
+            if one.expired_at is None and (one.expires_at is None or one.expires_at > now)
+        ]
         if change < 0:  # what was spent stays spent, what expired stays expired
             change = -min(-change, sum((one.remaining for one in held), Decimal(0)))
         if change == 0:
