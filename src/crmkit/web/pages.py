@@ -259,6 +259,7 @@ REFUSAL_FIELDS = (
     i18n.lazy("condition"),
     i18n.lazy("contact_points"),
     i18n.lazy("end"),
+    i18n.lazy("expected"),
     i18n.lazy("files"),
     i18n.lazy("filter"),
     i18n.lazy("format"),
