@@ -27,6 +27,8 @@ from crmkit_booking.services import minutes as booking_minutes
 #: The kinds of a booking's entries on the client's timeline (``services.MADE_KIND`` and
 #: ``CANCELLED_KIND``), spelled out here for the catalog tools: the card shows them translated.
 TIMELINE_KINDS = (i18n.lazy("booking"), i18n.lazy("booking_cancelled"))
+#: Fields the plugin's refusals name (shown through ``gettext``), listed for the catalogs.
+REFUSAL_FIELDS = (i18n.lazy("event_id"), i18n.lazy("since"))
 #: Field names a refusal names (``minutes: from 1 to 10080 minutes``): listed so the
 #: catalog gives them the words the form shows.
 FIELD_NAMES = (i18n.lazy("minutes"), i18n.lazy("duration"))

@@ -89,6 +89,10 @@ SHOWN_TEXTS = (
     i18n.lazy("bounced"),
     i18n.lazy("unsubscribed"),
     i18n.lazy("skipped"),
+    # fields the plugin's refusals name
+    i18n.lazy("signature"),
+    i18n.lazy("attach"),
+    i18n.lazy("party"),
 )
 
 

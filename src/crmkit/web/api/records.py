@@ -48,7 +48,7 @@ from crmkit.web.api.operations import (
     not_modified,
     query_parameter,
 )
-from crmkit.web.api.params import flag, next_link, parse_id, parse_list_query
+from crmkit.web.api.params import flag, list_refusal, next_link, parse_id, parse_list_query
 from crmkit.web.api.responses import JSONResponse
 
 CONFIRM_DUPLICATES = "confirm_duplicates"
@@ -165,11 +165,11 @@ class EntityEndpoints:
                     items = self.encoder.records(page.items)
                 items = hide_unreadable_clients(work, entity, list(items))
             except ValidationFailed as exc:
-                if not query.search or "search" not in exc.errors:
-                    raise
                 # the service's argument is ``search``; the API's parameter is ``q``
-                errors = {("q" if k == "search" else k): v for k, v in exc.errors.items()}
-                raise ValidationFailed(errors, entity=entity.name) from None
+                refusal = list_refusal(exc, query, entity.name)
+                if refusal is exc:
+                    raise
+                raise refusal from None
         headers = {}
         if page.next_cursor:
             headers["Link"] = next_link(request, page.next_cursor)

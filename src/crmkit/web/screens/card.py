@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import CALL_OUTCOMES
 from crmkit.web import i18n
+from crmkit.web.api.params import timeline_kinds
 from crmkit.web.forms import (
     custom_values,
     id_list,
@@ -28,7 +29,7 @@ from crmkit.web.forms import (
     required_id,
 )
 from crmkit.web.links import party_url
-from crmkit.web.pages import is_htmx, posted, redirect, render, work
+from crmkit.web.pages import error_text, is_htmx, posted, redirect, render, work
 
 #: States of sent messages the timeline shows (listed so that the catalogs collect them).
 MESSAGE_STATES = (
@@ -55,12 +56,31 @@ def _party_id(request: Request) -> int:
     return int(request.path_params["party_id"])
 
 
-def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
-    """A page of the timeline with the names needed to show it."""
-    kinds = [k for k in params.getlist("kind") if k]
-    page = unit.timeline.list(
-        party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
-    )
+def timeline_context(
+    unit: Any, party_id: int, params: Any, request: Request | None = None
+) -> dict[str, Any]:
+    """A page of the timeline with the names needed to show it.
+
+    ``kind`` is read as the API's timeline reads it (:func:`timeline_kinds`): a kind the
+    timeline does not know leaves the timeline empty with the API's refusal in
+    ``timeline_refusal`` (in the language of ``request``'s user) for the page to show.
+    """
+    try:
+        kinds = timeline_kinds(unit, params)
+        page = unit.timeline.list(
+            party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
+        )
+    except ValidationFailed as exc:
+        if request is None:
+            raise
+        return {
+            "timeline": [],
+            "files_of": {},
+            "timeline_next": None,
+            "kinds": [],
+            "all_kinds": list(unit.crm.timeline_kinds.values()),
+            "timeline_refusal": error_text(request, exc),
+        }
     entries = list(page)
     return {
         "timeline": entries,
@@ -79,7 +99,7 @@ def card(request: Request) -> Response:
         party = unit.parties.get(party_id)
         if party.id != party_id:  # merged into another client: show that one
             return redirect(request, party_url(party.id))
-        context = timeline_context(unit, party_id, request.query_params)
+        context = timeline_context(unit, party_id, request.query_params, request)
         users = unit.users.list()
         options = unit.moves.options(party) if party.pipeline else []
         organisation = unit.parties.find(party.organisation_id) if party.organisation_id else None
@@ -152,7 +172,9 @@ def card(request: Request) -> Response:
             },
             now=dt.datetime.now(dt.UTC),
         )
-    return render(request, "card.html", context)
+    return render(
+        request, "card.html", context, status=422 if "timeline_refusal" in context else 200
+    )
 
 
 def card_panels(
@@ -180,11 +202,13 @@ def timeline(request: Request) -> Response:
         party = unit.parties.get(party_id)
         if party.id != party_id:  # merged into another client: show that one
             return redirect(request, party_url(party.id))
-        context = timeline_context(unit, party_id, request.query_params)
+        context = timeline_context(unit, party_id, request.query_params, request)
         context["users"] = {u.id: u for u in unit.users.list()}
     context["party"] = party
-    template = "timeline_items.html" if request.query_params.get("after") else "timeline.html"
-    return render(request, template, context)
+    refused = "timeline_refusal" in context
+    after = request.query_params.get("after") and not refused
+    template = "timeline_items.html" if after else "timeline.html"
+    return render(request, template, context, status=422 if refused else 200)
 
 
 def add_call(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
+from crmkit.web.api.params import text_param
 from crmkit.web.concurrency import long_running
 from crmkit.web.forms import optional_id, refuse_nul, required_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -149,7 +150,7 @@ def list_export(request: Request) -> Response:
 
     fmt = request.path_params["fmt"]
     with work(request) as unit:
-        data = export_parties(unit, fmt, search=request.query_params.get("q") or None)
+        data = export_parties(unit, fmt, search=text_param(request.query_params, "q"))
     return _download(data, f"clients.{fmt}", fmt)
 
 
