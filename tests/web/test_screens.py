@@ -250,6 +250,18 @@ async def test_a_call_recorded_on_the_card_is_capped_at_20000_characters(web, cr
         assert (call.kind, len(call.body)) == ("call", 20000)
 
 
+async def test_a_call_without_its_outcome_is_refused_naming_the_field_in_russian(web, crm):
+    """The refusal names the field by the label the form shows, in the reader's language."""
+    reader = await web("agent", locale="ru")
+    with crm.acting_as(reader.user) as work:
+        party = work.parties.create(name="ООО «Молчаливая»", source="сайт").id
+    refused = await reader.post(f"/clients/{party}/calls", {"outcome": "", "body": "алло"})
+    assert refused.status_code == 422
+    assert "Чем закончился: выберите, чем закончился звонок" in html.unescape(refused.text)
+    with crm.acting_as(reader.user) as work:
+        assert list(work.timeline.list(party)) == []
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""
