@@ -88,3 +88,23 @@ def test_update_merges_and_clears_values(fields):
         assert party.custom == {"inn": "1", "region": "Казань"}
         with pytest.raises(ValidationFailed, match="required"):
             work.parties.update(party, custom={"inn": None})
+
+
+def test_a_number_too_large_to_keep_is_refused_naming_the_field(fields):
+    # Decimal could not round 1e30 to cents (InvalidOperation: a 500), nor a float hold
+    # 1e999999; the user learns which field is out of range, and nothing is written
+    for employees, budget in (("1e999999", "1e30"), ("1000000000000000", "1 000 000 000 000 000")):
+        with pytest.raises(ValidationFailed) as info, fields.system() as work:
+            factories.organisation(
+                work, custom={"inn": "7701", "employees": employees, "budget": budget}
+            )
+        assert info.value.errors["custom"] == {
+            "employees": ["out of range (less than 10^15)"],
+            "budget": ["out of range (less than 10^15)"],
+        }
+    with fields.system() as work:
+        party = factories.organisation(
+            work, custom={"inn": "7701", "employees": "999999999999999", "budget": "-1234567,89"}
+        )
+        assert party.custom["employees"] == 999999999999999
+        assert party.custom["budget"] == -1234567.89

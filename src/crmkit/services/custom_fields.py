@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
 
 
+#: The magnitude a number or money value stays below (a float keeps 15 significant digits).
+NUMBER_LIMIT = Decimal(10) ** 15
+
+
 class CustomFieldService:
     """Definitions per entity (cached for the unit of work) and value validation."""
 
@@ -113,6 +117,10 @@ class CustomFieldService:
                 raise ValueError("not a number") from None
             if not number.is_finite():
                 raise ValueError("not a number")
+            if abs(number) >= NUMBER_LIMIT:
+                # kept as a JSON number, compared as a float: and a money value is
+                # rounded to cents, which a Decimal of 28 digits cannot do beyond that
+                raise ValueError("out of range (less than 10^15)")
             if kind == "money":
                 number = number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
                 return float(number)
