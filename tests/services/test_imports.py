@@ -551,11 +551,41 @@ def test_an_update_row_refused_leaves_the_client_as_it_was(crm, setup):
     assert counts == (0, 0, 0)
     with crm.system() as work:
         run = work.session.scalars(select(ImportRun)).one()
-        assert [(e["row"], e["column"]) for e in run.row_errors] == [(2, "tags")]
+        assert [(e["row"], e["column"]) for e in run.row_errors] == [(2, "Теги")]
         party = work.parties.get(client)
         assert party.position is None
         assert [c.kind for c in party.contact_points] == ["phone"]  # no new email
         assert work.parties.tags_of(party) == []
+
+
+def test_a_cell_the_database_cannot_hold_skips_its_row_not_the_file(crm, setup):
+    """A number that is no number (NaN, Infinity) or too large to keep, a position longer
+    than its column, a tag too long: each row is reported by its number and the file's
+    column, and the other rows are imported (on PostgreSQL such a cell failed the whole
+    run; on SQLite the long position was kept whole)."""
+    anna = setup
+    body = (
+        "Название;Выручка;Должность;Теги\n"
+        "Альфа;NaN;;\n"
+        "Бета;Infinity;;\n"
+        "Гамма;1e30;;\n"
+        f"Дельта;;{'д' * 201};\n"
+        f"Эпсилон;;;vip, {'т' * 101}\n"
+        "Зета;1 000,5;директор;vip\n"
+    )
+    run_id, _, counts = _run(crm, anna, body)
+    assert counts == (1, 0, 0)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert run.status == "done"
+        assert sorted((e["row"], e["column"], e["reason"]) for e in run.row_errors) == [
+            (2, "Выручка", "'NaN' is not a number"),
+            (3, "Выручка", "'Infinity' is not a number"),
+            (4, "Выручка", "out of range (less than 10^15)"),
+            (5, "Должность", "longer than 200 characters"),
+            (6, "Теги", "longer than 100 characters"),
+        ]
+        assert list(work.session.scalars(select(Party.name))) == ["Зета"]
 
 
 @pytest.mark.parametrize("sees", [False, True], ids=["hidden", "read-only"])
@@ -578,7 +608,7 @@ def test_a_duplicate_of_a_client_the_importer_may_not_edit_is_skipped_alone(crm,
             run = work.session.get(ImportRun, run_id)
             assert run.status == ("dry_run" if dry_run else "done")
             assert counts == (1, 0, 0)
-            assert [(e["row"], e["column"], e["reason"]) for e in run.row_errors] == [
+            assert sorted((e["row"], e["column"], e["reason"]) for e in run.row_errors) == [
                 (2, "Название", "duplicate of a client you may not edit: skipped")
             ]
             assert str(client) not in work.imports.error_report(run_id).decode("utf-8-sig")

@@ -152,6 +152,30 @@ def test_bulk_create_bad_row_names_it_and_writes_nothing(crm, agent):
         )
 
 
+@pytest.mark.parametrize(
+    ("row", "refusal"),
+    [
+        ({"name": "ok 3", "position": "д" * 201}, "row 3: position"),
+        (
+            {"name": "ok 3", "contact_points": [{"kind": "email", "value": "a" * 320 + "@x.ru"}]},
+            "row 3: contact_points",
+        ),
+        ({"name": "ok 3", "tags": ["vip", "т" * 101]}, "row 3: tags"),
+    ],
+    ids=["position", "email", "tag"],
+)
+def test_bulk_create_refuses_a_value_too_long_for_its_column_naming_the_row(
+    crm, agent, row, refusal
+):
+    """PostgreSQL refused such a value without naming row or field (and SQLite kept it
+    whole): the call is refused naming both, and writes nothing."""
+    rows = [{"name": "ok 1"}, {"name": "ok 2"}, row]
+    with pytest.raises(ValidationFailed, match=refusal), crm.acting_as(agent) as work:
+        work.parties.bulk_create(rows, batch_size=2)
+    with crm.system() as work:
+        assert work.parties.count() == 0
+
+
 def test_bulk_create_places_in_default_pipeline(make_crm):
     from tests.pipeline.test_engine import DealerPlugin
 

@@ -40,6 +40,7 @@ from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
 from crmkit.model.ids import high_water
 from crmkit.schemas import LANGUAGE_CODE
+from crmkit.services.limits import refusals
 from crmkit.services.moves import require_placement
 
 if TYPE_CHECKING:
@@ -378,6 +379,9 @@ def bulk_create_parties(
                 "version": 1,
                 "merged_into_id": None,
             }
+            refused = refusals(Party, party)  # PostgreSQL would fail the whole call
+            if refused:
+                raise ValidationFailed(refused, entity="party", row=row_number)
             later_stage = _place(party, row, pipelines, row_number)
             if later_stage is not None and not may_place_anywhere:
                 # a row put straight into a later stage is placed there, as create does
@@ -417,19 +421,26 @@ def bulk_create_parties(
                 )
                 if not normalized.value:
                     continue
-                contacts.append(
-                    {
-                        "party_id": party_id,
-                        "kind": point_kind,
-                        "service": point.get("service"),
-                        "value": normalized.value,
-                        "key": normalized.key,
-                        "label": point.get("label"),
-                        "is_primary": bool(point.get("is_primary")),
-                        "valid": normalized.valid,
-                        "domain": domain_key(point_kind, normalized.key),
-                    }
-                )
+                contact = {
+                    "party_id": party_id,
+                    "kind": point_kind,
+                    "service": point.get("service"),
+                    "value": normalized.value,
+                    "key": normalized.key,
+                    "label": point.get("label"),
+                    "is_primary": bool(point.get("is_primary")),
+                    "valid": normalized.valid,
+                    "domain": domain_key(point_kind, normalized.key),
+                }
+                refused = refusals(ContactPoint, contact)
+                if refused:
+                    problem = next(iter(refused.values()))[0]
+                    raise ValidationFailed(
+                        {"contact_points": [f"{point_kind} {normalized.value[:20]!r}…: {problem}"]},
+                        entity="party",
+                        row=row_number,
+                    )
+                contacts.append(contact)
             audits.append(
                 {
                     "at": now,
@@ -446,13 +457,17 @@ def bulk_create_parties(
         insert_rows(connection, ContactPoint.__table__, contacts)
         insert_rows(connection, StageMove.__table__, moves)
         insert_rows(connection, AuditEntry.__table__, audits)
+        first_row = row_number - len(chunk) + 1
         tags = [
-            (party_id, row.get("tags"))
-            for party_id, row in zip(ids, chunk, strict=True)
+            (first_row + index, party_id, row.get("tags"))
+            for index, (party_id, row) in enumerate(zip(ids, chunk, strict=True))
             if row.get("tags")
         ]
-        for party_id, names in tags:
-            _tag(work, party_id, names)
+        for number, party_id, names in tags:
+            try:
+                _tag(work, party_id, names)
+            except ValidationFailed as exc:  # a tag too long: named with its row
+                raise ValidationFailed(exc.errors, entity="party", row=number) from None
         for party_id in ids:
             work.emit(events.RECORD_CREATED, "party", party_id, party_id=party_id, bulk=True)
         work.dispatch_events()

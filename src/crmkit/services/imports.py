@@ -58,9 +58,18 @@ from crmkit.clock import utcnow
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import Label, Message, message, translate
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
-from crmkit.model import ContactPoint, ImportMapping, ImportRun, Party, PartyMatchKey, User
+from crmkit.model import (
+    ContactPoint,
+    ImportMapping,
+    ImportRun,
+    Party,
+    PartyMatchKey,
+    Tag,
+    User,
+)
 from crmkit.reports import csv_cell, xlsx_cell
 from crmkit.services.bulk import chunked, one_of, uses_arrays
+from crmkit.services.limits import refusals
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
 if TYPE_CHECKING:
@@ -234,9 +243,12 @@ def parse_number(text: str) -> Decimal:
     if "," in cleaned and "." not in cleaned:
         cleaned = cleaned.replace(",", ".")
     try:
-        return Decimal(cleaned)
+        number = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(message("{value} is not a number", value=repr(text))) from None
+        number = Decimal("NaN")
+    if not number.is_finite():  # NaN, Infinity
+        raise ValueError(message("{value} is not a number", value=repr(text)))
+    return number
 
 
 def parse_date(text: str) -> str:
@@ -540,9 +552,12 @@ class _Planner:
                 if field in CONTACT_FIELDS:
                     for part in re.split(r"[,;]\s*", text) if field != "phone" else [text]:
                         if part.strip():
+                            _fits(ContactPoint, "value", part.strip())
                             points.append({"kind": field, "value": part.strip()})
                 elif field == "tags":
                     values["tags"] = [t.strip() for t in re.split(r"[,;]", text) if t.strip()]
+                    for tag in values["tags"]:
+                        _fits(Tag, "name", tag)
                 elif field == "owner":
                     values["owner_id"] = self._user(text)
                 elif field == "kind":
@@ -564,6 +579,8 @@ class _Planner:
                     else:
                         values.setdefault("custom", {})[key] = text
                 else:
+                    if field != "name":  # the name's own check follows
+                        _fits(Party, field, text)
                     values[field] = text
             except ValueError as exc:
                 errors.append((column, _raised(exc)))
@@ -725,6 +742,14 @@ class _Planner:
             "score": lookalike.score,
             "action": action,
         }
+
+
+def _fits(model: type[Any], attribute: str, text: str) -> None:
+    """Refuse a cell longer than its column (PostgreSQL would fail the whole batch, SQLite
+    keep it whole): the row is reported with the cell's column."""
+    refused = refusals(model, {attribute: text})
+    if refused:
+        raise ValueError(refused[attribute][0])
 
 
 def _kind(text: str) -> str:
@@ -1018,7 +1043,7 @@ def _run_batch(
                 except ValidationFailed as failed:
                     if lookalike is not None:
                         errors.pop()  # not updated after all: the reasons say why
-                    errors += _errors(number, failed)
+                    errors += _errors(number, failed, plan.column_of)
                 except (NotFound, PermissionDenied):
                     # the duplicate search covers the whole base: the client may be one
                     # the importer may not see or edit (whose id is not theirs to learn)
@@ -1035,7 +1060,7 @@ def _run_batch(
                 point.pop("invalid", None)
                 point.pop("key", None)
             creates.append((number, values))
-        created = _create(work, run, creates, errors)
+        created = _create(work, run, creates, errors, plan.column_of)
         run.done_rows = done
         run.created += created
         run.updated += updated
@@ -1046,7 +1071,11 @@ def _run_batch(
 
 
 def _create(
-    work: Any, run: ImportRun, creates: list[tuple[int, dict[str, Any]]], errors: list[Any]
+    work: Any,
+    run: ImportRun,
+    creates: list[tuple[int, dict[str, Any]]],
+    errors: list[Any],
+    column_of: Callable[[str], str],
 ) -> int:
     """Create the batch's new parties on the bulk path; a row it refuses is reported and
     the rest written (the bulk call is all or nothing, so it is repeated without it)."""
@@ -1066,7 +1095,7 @@ def _create(
             if failed.row is None:
                 raise
             number, _ = pending.pop(failed.row - 1)
-            errors += _errors(number, failed)
+            errors += _errors(number, failed, column_of)
     return 0
 
 
@@ -1100,11 +1129,26 @@ def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool
             work.parties.add_tags([party], values["tags"])
 
 
-def _errors(number: int, failed: ValidationFailed) -> list[dict[str, Any]]:
+#: The file's field a service's error on an input key is about.
+_FIELD_OF = {"owner_id": "owner", "pipeline": "stage"}
+
+
+def _errors(
+    number: int, failed: ValidationFailed, column_of: Callable[[str], str] | None = None
+) -> list[dict[str, Any]]:
     """The lines of a refused row, a field each (a single :class:`~crmkit.i18n.Message`
-    is kept to translate)."""
-    lines = []
+    is kept to translate), named by the file's column (``column_of``) where there is one:
+    a custom field's error by its own column, not as ``custom``."""
+    errors: dict[str, Any] = {}
     for field, messages in failed.errors.items():
+        if field == "custom" and isinstance(messages, Mapping):
+            errors.update({f"custom.{key}": value for key, value in messages.items()})
+        else:
+            errors[field] = messages
+    lines = []
+    for field, messages in errors.items():
+        if column_of is not None:
+            field = column_of(_FIELD_OF.get(field, field))
         if isinstance(messages, list) and len(messages) == 1:
             messages = messages[0]
         if isinstance(messages, list):
