@@ -432,6 +432,49 @@ def test_a_file_that_is_not_text_is_refused_naming_the_byte_and_line(crm, setup)
     assert str(refused.value.errors["file"][0]).startswith("not UTF-16 text: byte ")
 
 
+def test_a_nul_character_is_refused_naming_its_byte_and_line(crm, setup):
+    """A NUL character (UTF-16 saved without its BOM, or a damaged file) was read as text:
+    PostgreSQL then failed the whole run, SQLite kept names with NULs in them."""
+    anna = setup
+    data = "Название;Телефон\nООО Альфа;1\n".encode() + b"\xd0\x91\x00\xd0\xb5;2\n"
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, data)
+    assert str(refused.value.errors["file"][0]) == (
+        "not UTF-8 or windows-1251 text: byte 55 (line 3) is 0x00; save the file as CSV UTF-8"
+    )
+    with pytest.raises(ValidationFailed) as refused:  # UTF-16 without its BOM
+        _start(crm, anna, "Название\tТелефон\r\nАльфа\t1\r\n".encode("utf-16-le"))
+    assert "(line 1) is 0x00" in str(refused.value.errors["file"][0])
+    with crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(ImportRun)) == 0
+
+
+def test_a_quote_never_closed_is_refused_naming_its_line(crm, setup):
+    """A cell opened with a quote and never closed took in every line after it (the rest
+    of the file became one client's name or comment, without a word, or a cell too long
+    for the reader failed the upload): the file is refused naming the line."""
+    anna = setup
+    body = 'Название;Комментарий\nАльфа;ok\nБета;"звонить после 18\nГамма;3\nДельта;4\n'
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, body.encode())
+    assert str(refused.value.errors["file"][0]) == (
+        'line 3: a quote (") opens a cell that is never closed'
+    )
+    long = 'Название;Комментарий\nАльфа;ok\nБета;"' + "слово " * 30000 + "\nГамма;3\n"
+    with pytest.raises(ValidationFailed) as refused:
+        _start(crm, anna, long.encode())
+    assert str(refused.value.errors["file"][0]) == (
+        'line 3: a cell of more than 131072 characters (is a quote (") left open?)'
+    )
+    # a quoted cell of several lines, closed, is one cell as before
+    fine = 'Название;Комментарий\nАльфа;"две\nстроки ""в кавычках"""\nБета;2\n'
+    run_id, _ = _start(crm, anna, fine.encode())
+    run_import(crm, run_id)
+    with crm.system() as work:
+        comments = dict(work.session.execute(select(Party.name, Party.description)).all())
+    assert comments == {"Альфа": 'две\nстроки "в кавычках"', "Бета": "2"}
+
+
 def test_rows_are_numbered_as_the_file_shows_them(crm, setup):
     """Errors, possible duplicates, the preview and the per-row choices name a row by its
     number in the file (the header is 1): a blank line and a quoted cell of two lines

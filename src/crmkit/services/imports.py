@@ -133,47 +133,58 @@ _BOMS = (
 
 def decode(data: bytes) -> str:
     """Text of a CSV file: UTF-8 (BOM or not), UTF-16 with a BOM (Excel's "Unicode text"),
-    else windows-1251.  Bytes that are none of these are a :class:`ValidationFailed` on
-    ``file`` naming the byte and its line."""
+    else windows-1251.  Bytes that are none of these, or a NUL character (no spreadsheet
+    writes one in a cell: it is most likely UTF-16 without its BOM, and PostgreSQL cannot
+    store it), are a :class:`ValidationFailed` on ``file`` naming the byte and its line."""
     for bom, encoding, label in _BOMS:
         if data.startswith(bom):
             return _decoded(data[len(bom) :], encoding, label, len(bom))
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _decoded(data, "cp1251", None, 0)
+    return _checked(text, "utf-8", None, 0)
 
 
 def _decoded(data: bytes, encoding: str, label: str | None, skipped: int) -> str:
     """``data`` decoded; ``label`` names the encoding a BOM announced (``None``: none did,
     UTF-8 and windows-1251 were tried)."""
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         bad = data[exc.start : exc.end]
         if encoding.startswith("utf-16"):
             line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
         else:
             line = data[: exc.start].count(b"\n") + 1
-        where = {
-            "byte": skipped + exc.start + 1,
-            "line": line,
-            "value": f"0x{bad[:1].hex().upper()}",
-        }
-        if label is None:
-            refusal = message(
-                "not UTF-8 or windows-1251 text: byte {byte} (line {line}) is {value}; "
-                "save the file as CSV UTF-8",
-                **where,
-            )
-        else:
-            refusal = message(
-                "not {encoding} text: byte {byte} (line {line}) is {value}; "
-                "save the file as CSV UTF-8",
-                encoding=label,
-                **where,
-            )
-        raise ValidationFailed({"file": [refusal]}) from None
+        _refuse(label, skipped + exc.start + 1, line, bad[:1])
+    return _checked(text, encoding, label, skipped)
+
+
+def _checked(text: str, encoding: str, label: str | None, skipped: int) -> str:
+    """``text``, unless it holds a NUL character (refused naming its byte and line)."""
+    at = text.find("\x00")
+    if at >= 0:
+        byte = skipped + len(text[:at].encode(encoding)) + 1
+        _refuse(label, byte, text.count("\n", 0, at) + 1, b"\x00")
+    return text
+
+
+def _refuse(label: str | None, byte: int, line: int, value: bytes) -> None:
+    where = {"byte": byte, "line": line, "value": f"0x{value.hex().upper()}"}
+    if label is None:
+        refusal = message(
+            "not UTF-8 or windows-1251 text: byte {byte} (line {line}) is {value}; "
+            "save the file as CSV UTF-8",
+            **where,
+        )
+    else:
+        refusal = message(
+            "not {encoding} text: byte {byte} (line {line}) is {value}; save the file as CSV UTF-8",
+            encoding=label,
+            **where,
+        )
+    raise ValidationFailed({"file": [refusal]}) from None
 
 
 Rows = Iterator[tuple[int, list[str]]]
@@ -191,16 +202,58 @@ def read_rows(filename: str, data: bytes) -> tuple[list[str], Rows]:
     first = sample.splitlines()[0] if sample else ""
     delimiter = max((";", ",", "\t"), key=first.count) if first else ";"
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(reader, [])
+    header = _next_row(reader, 1) or []
 
     def body() -> Rows:
-        line = reader.line_num
-        for row in reader:
+        line = start = reader.line_num
+        while (row := _next_row(reader, line + 1)) is not None:
             start, line = line + 1, reader.line_num
             if any(c.strip() for c in row):
                 yield start, row
+        if start < line and _open_quote(text, start):  # the last row took in the rest
+            raise ValidationFailed(
+                {
+                    "file": [
+                        message(
+                            'line {line}: a quote (") opens a cell that is never closed',
+                            line=start,
+                        )
+                    ]
+                }
+            )
 
     return [h.strip() for h in header], body()
+
+
+def _next_row(reader: Any, start: int) -> list[str] | None:
+    """The reader's next row (``None`` at the end); a cell too long to read (most likely a
+    quote never closed, taking in the rest of the file) refuses the file at its line."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error:
+        raise ValidationFailed(
+            {
+                "file": [
+                    message(
+                        "line {line}: a cell of more than {limit} characters "
+                        '(is a quote (") left open?)',
+                        line=start,
+                        limit=csv.field_size_limit(),
+                    )
+                ]
+            }
+        ) from None
+
+
+def _open_quote(text: str, start: int) -> bool:
+    """Whether the file's last row, from line ``start`` to the end, leaves a quote open
+    (the reader then takes every line after it into one cell, without a word)."""
+    at = 0
+    for _ in range(start - 1):
+        at = text.find("\n", at) + 1
+    return text.count('"', at) % 2 == 1
 
 
 def _read_xlsx(data: bytes) -> tuple[list[str], Rows]:
