@@ -45,3 +45,22 @@ def test_the_report_is_a_registered_job_queued_by_an_admin(crm):
     crm.jobs[JOB_NAME].func(crm, **{"report_id": report_id})
     with crm.system() as work:
         assert work.session.get(DuplicateReport, report_id).status == "done"
+
+
+def test_contacts_with_nothing_left_to_compare_are_not_shared(crm):
+    """A site or email typed as `http://` or `<>` is kept (never dropped) with an empty
+    key: two unrelated clients with such values are not duplicates of each other."""
+    with crm.system() as work:
+        for name, kind, value in [
+            ("Альфа", "website", "http://"),
+            ("Бета", "website", "::::"),
+            ("Гамма", "email", "<>"),
+            ("Дельта", "email", "< >"),
+        ]:
+            work.parties.create(
+                name=name, contact_points=[{"kind": kind, "value": value}], confirm_duplicates=True
+            )
+    report_id = run_report(crm)
+    with crm.system() as work:
+        report = work.session.get(DuplicateReport, report_id)
+        assert report.status == "done" and report.groups == []

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from crmkit import Pipeline, Stage, StageKind, Transition, hookimpl
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.model import ImportRun, MatchWord, MatchWordVariant, Party
+from crmkit.model import ContactPoint, ImportRun, MatchWord, MatchWordVariant, Party
 from crmkit.services import imports
 from crmkit.services.imports import export_parties, run_import
 from crmkit.testing import add_user
@@ -430,6 +430,28 @@ def test_a_file_that_is_not_text_is_refused_naming_the_byte_and_line(crm, setup)
     with pytest.raises(ValidationFailed) as refused:
         _start(crm, anna, b"\xff\xfe" + "Название\n".encode("utf-16-le") + b"\x00\xdc")
     assert str(refused.value.errors["file"][0]).startswith("not UTF-16 text: byte ")
+
+
+def test_a_contact_with_nothing_left_to_compare_is_no_duplicate(crm, setup):
+    """A site typed as `http://` or `::::` has an empty key: it used to match every other
+    such site, so a row was skipped (or, on "update", written over an unrelated client)
+    as a duplicate of it. Now each row is created with its value kept as typed."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        alpha = work.parties.create(
+            name="Альфа", contact_points=[{"kind": "website", "value": "http://"}]
+        ).id
+    body = "Название;Сайт;Должность\nБета;::::;директор\nГамма;http://;\nДельта;<>;\n"
+    _, _, counts = _run(crm, anna, body, on_duplicate="update")
+    assert counts == (3, 0, 0)
+    with crm.system() as work:
+        assert work.parties.get(alpha).position is None
+        sites = dict(
+            work.session.execute(
+                select(Party.name, ContactPoint.value).join(ContactPoint.party)
+            ).all()
+        )
+    assert sites == {"Альфа": "http://", "Бета": "::::", "Гамма": "http://", "Дельта": "<>"}
 
 
 def test_a_nul_character_is_refused_naming_its_byte_and_line(crm, setup):

@@ -98,8 +98,8 @@ def find_groups(connection: Any, threshold: int) -> tuple[int, list[dict[str, An
     )
     by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
     for kind, key, party_id in rows:
-        if kind == "phone" and sum(c.isdigit() for c in key) < 6:
-            continue
+        if not key or (kind == "phone" and sum(c.isdigit() for c in key) < 6):
+            continue  # an empty key (`http://`, `<>`) is nothing shared
         by_key[(kind, key)].append(party_id)
     for (kind, _), ids in by_key.items():
         for other in ids[1:]:

@@ -662,6 +662,8 @@ class _Planner:
                 point.get("key")
                 or contact_key(point["kind"], point["value"], region=self.region).key
             )
+            if not key:  # nothing left of it (`http://`, `<>`): it matches nothing
+                continue
             if point["kind"] != "phone" or sum(c.isdigit() for c in key) >= 6:
                 keys.append(f"{point['kind']}={key}")
         name = skeleton(values)
