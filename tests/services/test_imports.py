@@ -454,6 +454,45 @@ def test_a_contact_with_nothing_left_to_compare_is_no_duplicate(crm, setup):
     assert sites == {"Альфа": "http://", "Бета": "::::", "Гамма": "http://", "Дельта": "<>"}
 
 
+@pytest.mark.parametrize("name", ["clients.csv", "clients.xlsx"])
+def test_columns_of_one_name_are_each_imported(crm, setup, name):
+    """Excel exports often repeat a header (`Телефон;Телефон`, work and mobile): the mapping
+    named both by one key, so the second was guessed as nothing and neither phone was
+    imported. The repeated column is `Телефон (2)`, and each phone column is a phone."""
+    anna = setup
+    rows = [
+        ["Название", "Телефон", "Телефон", "Мобильный", "Комментарий", "Комментарий"],
+        ["Альфа", "+7 495 111-22-33", "+7 916 123-45-67", "8 903 000-00-01", "первый", "второй"],
+    ]
+    if name.endswith(".xlsx"):
+        book = Workbook()
+        for row in rows:
+            book.active.append(row)
+        buffer = io.BytesIO()
+        book.save(buffer)
+        data = buffer.getvalue()
+    else:
+        data = "".join(";".join(row) + "\n" for row in rows).encode("cp1251")
+    run_id, mapping = _start(crm, anna, data, name=name)
+    assert mapping == {
+        "Название": "name",
+        "Телефон": "phone",
+        "Телефон (2)": "phone",
+        "Мобильный": "phone",
+        "Комментарий": "description",
+        "Комментарий (2)": "",
+    }
+    run_import(crm, run_id)
+    with crm.system() as work:
+        party = work.session.scalars(select(Party)).one()
+        assert sorted(c.key for c in party.contact_points) == [
+            "+74951112233",
+            "+79030000001",
+            "+79161234567",
+        ]
+        assert party.description == "первый"
+
+
 def test_a_nul_character_is_refused_naming_its_byte_and_line(crm, setup):
     """A NUL character (UTF-16 saved without its BOM, or a damaged file) was read as text:
     PostgreSQL then failed the whole run, SQLite kept names with NULs in them."""

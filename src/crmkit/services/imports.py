@@ -196,7 +196,8 @@ def read_rows(filename: str, data: bytes) -> tuple[list[str], Rows]:
     starts (a quoted cell of several lines counts them all), the row of the sheet.  Blank
     rows are left out, and counted."""
     if filename.lower().endswith((".xlsx", ".xlsm")):
-        return _read_xlsx(data)
+        header, rows = _read_xlsx(data)
+        return _unique(header), rows
     text = decode(data)
     sample = text[:4096]
     first = sample.splitlines()[0] if sample else ""
@@ -222,7 +223,31 @@ def read_rows(filename: str, data: bytes) -> tuple[list[str], Rows]:
                 }
             )
 
-    return [h.strip() for h in header], body()
+    return _unique([h.strip() for h in header]), body()
+
+
+#: The number a repeated column name is given (``Телефон (2)``), dropped to guess its field.
+_REPEAT = re.compile(r"\s\(\d+\)$")
+
+
+def _unique(header: Sequence[str]) -> list[str]:
+    """The column names, a repeated one numbered (``Телефон``, ``Телефон (2)``): a mapping
+    names each column, and two of one name would both follow the mapping of one."""
+    taken = {name for name in header}
+    seen: dict[str, int] = {}
+    unique = []
+    for name in header:
+        if name and name in seen:
+            number = seen[name]
+            while (numbered := f"{name} ({number + 1})") in taken:
+                number += 1
+            seen[name] = number + 1
+            taken.add(numbered)
+            name = numbered
+        elif name:
+            seen[name] = 1
+        unique.append(name)
+    return unique
 
 
 def _next_row(reader: Any, start: int) -> list[str] | None:
@@ -346,11 +371,13 @@ def _raised(exc: Exception) -> str | Message:
 
 
 def guess_mapping(header: Sequence[str], custom_labels: Mapping[str, str]) -> dict[str, str]:
-    """Column -> field, from the header words (unknown columns map to nothing)."""
+    """Column -> field, from the header words (unknown columns map to nothing); a field
+    is guessed for one column, but a phone, email or site for each column that names one
+    (``Телефон``, ``Телефон (2)``, ``Мобильный``)."""
     mapping: dict[str, str] = {}
     taken: set[str] = set()
     for column in header:
-        word = column.strip().lower()
+        word = _REPEAT.sub("", column.strip()).lower()
         field = ""
         for candidate, words in GUESSES.items():
             if word in words and candidate not in taken:
@@ -361,7 +388,7 @@ def guess_mapping(header: Sequence[str], custom_labels: Mapping[str, str]) -> di
                 if word in (key.lower(), label.lower()) and f"custom.{key}" not in taken:
                     field = f"custom.{key}"
                     break
-        if field:
+        if field and field not in CONTACT_FIELDS:  # a client has several phones
             taken.add(field)
         mapping[column] = field
     return mapping
