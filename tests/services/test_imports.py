@@ -639,6 +639,34 @@ def test_a_real_run_after_a_dry_run_writes_every_row_and_counts_afresh(crm, setu
         assert names == {"Ромашка", "Альфа", "Рамашка"}
 
 
+def test_a_dry_run_refuses_the_rows_the_real_run_refuses(crm, setup):
+    """The dry run checked rows with the input schema alone: a value the write refuses
+    (a sum too large, a stage with no pipeline) stopped the whole dry run, or passed it
+    and failed in the real run. Both now give the same counts and report."""
+    anna = setup
+    body = "Название;Выручка;Статус\nАльфа;1e30;\nБета;;нет такой\nГамма;5;\n"
+    run_id, _ = _start(crm, anna, body.encode(), dry_run=True)
+    run_import(crm, run_id)
+    reports = []
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert work.session.scalar(select(func.count()).select_from(Party)) == 0
+        reports.append((run.status, run.created, run.row_errors))
+    with crm.acting_as(anna) as work:
+        work.imports.configure(run_id, dry_run=False)
+        work.imports.queue(run_id)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        reports.append((run.status, run.created, run.row_errors))
+        assert list(work.session.scalars(select(Party.name))) == ["Гамма"]
+    lines = [
+        {"row": 2, "column": "Выручка", "reason": "out of range (less than 10^15)"},
+        {"row": 3, "column": "Статус", "reason": "give the pipeline of the stage"},
+    ]
+    assert reports == [("dry_run", 1, lines), ("done", 1, lines)]
+
+
 def test_an_update_row_refused_leaves_the_client_as_it_was(crm, setup):
     """A duplicate row updating a client and refused for one cell (a tag too long) is
     reported and written not at all: neither its fields nor its new contacts."""

@@ -37,7 +37,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.filters import evaluate
 from crmkit.identity import contact_key, domain_key, name_key
-from crmkit.model import AuditEntry, ContactPoint, Party, StageMove
+from crmkit.model import AuditEntry, ContactPoint, Party, StageMove, Tag
 from crmkit.model.ids import high_water
 from crmkit.schemas import LANGUAGE_CODE
 from crmkit.services.limits import refusals
@@ -270,9 +270,17 @@ _PARTY_KEYS = {
 
 
 def bulk_create_parties(
-    service: PartyService, rows: Iterable[Mapping[str, Any]], *, batch_size: int, source: str | None
+    service: PartyService,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int,
+    source: str | None,
+    check_only: bool = False,
 ) -> BulkResult:
-    """See :meth:`crmkit.services.parties.PartyService.bulk_create`."""
+    """See :meth:`crmkit.services.parties.PartyService.bulk_create`.
+
+    ``check_only``: check every row as a write would, and write nothing (an import's dry
+    run: the same refusals, with their row numbers, as the real run's)."""
     from crmkit.services.screening import index_names
 
     work = service.work
@@ -291,7 +299,10 @@ def bulk_create_parties(
     row_number = 0
     for chunk in chunked(rows, batch_size):
         now = utcnow()
-        ids = allocate_ids(connection, Party.__table__, len(chunk))
+        if check_only:
+            ids = [None] * len(chunk)
+        else:
+            ids = allocate_ids(connection, Party.__table__, len(chunk))
         parties, contacts, moves, audits = [], [], [], []
         for party_id, row in zip(ids, chunk, strict=True):
             row_number += 1
@@ -452,6 +463,15 @@ def bulk_create_parties(
                     "changes": {"name": [None, name], "bulk": [None, True]},
                 }
             )
+        if check_only:
+            for number, row in enumerate(chunk, start=row_number - len(chunk) + 1):
+                for name in row.get("tags") or ():  # what creating the tag would refuse
+                    refused = refusals(Tag, {"name": str(name).strip()})
+                    if refused:
+                        raise ValidationFailed(
+                            {"tags": refused["name"]}, entity="party", row=number
+                        )
+            continue
         insert_rows(connection, Party.__table__, parties)
         index_names(connection, [(p["id"], p["name"], p["kind"]) for p in parties], bulk=True)
         insert_rows(connection, ContactPoint.__table__, contacts)

@@ -68,7 +68,7 @@ from crmkit.model import (
     User,
 )
 from crmkit.reports import csv_cell, xlsx_cell
-from crmkit.services.bulk import chunked, one_of, uses_arrays
+from crmkit.services.bulk import bulk_create_parties, chunked, one_of, uses_arrays
 from crmkit.services.limits import refusals
 from crmkit.services.screening import BatchLookalikes, Lookalike
 
@@ -1164,9 +1164,14 @@ def _create(
     pending = list(creates)
     while pending:
         try:
-            if run.dry_run:
-                for _, values in pending:
-                    work.parties.load({k: v for k, v in values.items() if k != "owner_id"})
+            if run.dry_run:  # every check of the real run, nothing written
+                bulk_create_parties(
+                    work.parties,
+                    [values for _, values in pending],
+                    batch_size=BATCH_ROWS,
+                    source=run.source or None,
+                    check_only=True,
+                )
             else:
                 with work.savepoint():
                     work.parties.bulk_create(
