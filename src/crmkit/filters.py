@@ -167,6 +167,17 @@ def _compile(
     may: MayCheck | None = None,
     extra: frozenset[str] = frozenset(),
 ) -> Any:
+    if not isinstance(node, Mapping):
+        refusal = message("a condition is a mapping, not {node}", node=repr(node))
+        raise ValidationFailed({"filter": [refusal]})
+    for combined in ("all", "any"):
+        if combined in node and not isinstance(node[combined], list | tuple):
+            refusal = message(
+                "{combined} takes a list of conditions, not {node}",
+                combined=repr(combined),
+                node=repr(node[combined]),
+            )
+            raise ValidationFailed({"filter": [refusal]})
     if "all" in node:
         children = [_compile(entity, child, kinds, fields, may, extra) for child in node["all"]]
         return and_(true(), *children)
@@ -388,11 +399,10 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
         return column.is_not(None)
     if op in ("older_than_days", "within_days"):
         try:
-            days = float(value)
-        except (TypeError, ValueError):
+            edge = utcnow() - dt.timedelta(days=float(value))
+        except (TypeError, ValueError, OverflowError):  # not a number, NaN, beyond the calendar
             refusal = message("operator {op} needs a number of days", op=op)
             raise ValidationFailed({field: [refusal]}) from None
-        edge = utcnow() - dt.timedelta(days=days)
         return or_(column < edge, column.is_(None)) if op == "older_than_days" else column >= edge
     refusal = message("operator {op} does not apply to {field}", op=op, field=field)
     raise ValidationFailed({field: [refusal]})

@@ -232,3 +232,32 @@ def test_a_computed_field_with_a_permission_filters_only_for_who_holds_it(make_c
     assert page.status_code == 200  # the tree shows, the group it may not count without one
     assert f'href="/groups/{static.id}"' in page.text and f'href="/groups/{group.id}"' in page.text
     assert 'data-count=""' in page.text and 'data-count="0"' in page.text
+
+
+@pytest.mark.parametrize(
+    ("rules", "refusal"),
+    [
+        ({"all": "vip"}, "'all' takes a list of conditions, not 'vip'"),
+        (
+            {"any": [{"field": "tag", "op": "has", "value": "vip"}, "vip"]},
+            "a condition is a mapping",
+        ),
+        (
+            {"all": [{"field": "last_activity_at", "op": "older_than_days", "value": 10**12}]},
+            "last_activity_at: operator older_than_days needs a number of days",
+        ),
+        (
+            {"all": [{"field": "last_activity_at", "op": "within_days", "value": "nan"}]},
+            "last_activity_at: operator within_days needs a number of days",
+        ),
+    ],
+    ids=["all-not-a-list", "child-not-a-mapping", "days-beyond-calendar", "days-nan"],
+)
+def test_malformed_rules_are_refused_when_saved(crm, rules, refusal):
+    """Rules typed as JSON on the groups page: a shape that is not a condition, or a
+    number of days no date can be that far from today, was a server error (500)."""
+    with pytest.raises(ValidationFailed) as refused, crm.system() as work:
+        work.groups.create("Спящие", rules=rules)
+    assert refusal in refused.value.errors["rules"][0]
+    with crm.system() as work:
+        assert work.groups.tree() == []
