@@ -35,6 +35,24 @@ def test_a_group_is_not_moved_under_a_smart_group(crm):
         assert work.groups.get(plain.id).path == f"/{plain.id}/"
 
 
+def test_a_group_name_or_price_level_too_long_is_refused_naming_it(crm):
+    """PostgreSQL refused them without naming the field (a server error on the groups
+    page), SQLite kept them whole: both now refuse them, and nothing is written."""
+    with crm.system() as work:
+        group = work.groups.create("Дилеры").id
+    for call, field, limit in [
+        (lambda w: w.groups.create("Д" * 201), "name", 200),
+        (lambda w: w.groups.create("Опт", price_level="о" * 65), "price_level", 64),
+        (lambda w: w.groups.update(group, name="Д" * 201), "name", 200),
+        (lambda w: w.groups.update(group, price_level="о" * 65), "price_level", 64),
+    ]:
+        with pytest.raises(ValidationFailed) as refused, crm.system() as work:
+            call(work)
+        assert [str(m) for m in refused.value.errors[field]] == [f"longer than {limit} characters"]
+    with crm.system() as work:
+        assert [(g.name, g.price_level) for g in work.groups.tree()] == [("Дилеры", None)]
+
+
 def test_members_in_several_groups(crm):
     with crm.system() as work:
         a, b = work.groups.create("A"), work.groups.create("B")

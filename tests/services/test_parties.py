@@ -176,6 +176,21 @@ def test_bulk_create_refuses_a_value_too_long_for_its_column_naming_the_row(
         assert work.parties.count() == 0
 
 
+def test_a_contact_too_long_is_refused_naming_it(crm, agent):
+    """add_contact (the card, an import's update row) with an email longer than its
+    column: PostgreSQL refused it without naming it (a server error), SQLite kept it."""
+    with crm.acting_as(agent) as work:
+        party = factories.organisation(work, name="Альфа")
+        party_id, before = party.id, sorted(c.value for c in party.contact_points)
+    with pytest.raises(ValidationFailed) as refused, crm.acting_as(agent) as work:
+        work.parties.add_contact(party_id, "email", "a" * 320 + "@x.ru")
+    assert [str(m) for m in refused.value.errors["contact_points"]] == [
+        "longer than 320 characters"
+    ]
+    with crm.acting_as(agent) as work:
+        assert sorted(c.value for c in work.parties.get(party_id).contact_points) == before
+
+
 def test_bulk_create_places_in_default_pipeline(make_crm):
     from tests.pipeline.test_engine import DealerPlugin
 

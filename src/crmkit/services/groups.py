@@ -16,6 +16,7 @@ from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.filters import compile_condition
 from crmkit.i18n import message
 from crmkit.model import GroupGrant, GroupMembership, PartyGroup, Tag
+from crmkit.services.limits import refusals
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -57,6 +58,7 @@ class GroupService:
         parent = self.get(parent_id) if parent_id is not None else None
         if parent is not None and parent.smart:
             raise ValidationFailed({"parent_id": ["a smart group cannot hold subgroups"]})
+        _fits({"name": name.strip(), "price_level": price_level})
         self.check_rules(rules)
         group = PartyGroup(
             name=name.strip(),
@@ -118,6 +120,7 @@ class GroupService:
         if name is not None:
             if not name.strip():
                 raise ValidationFailed({"name": ["a group needs a name"]})
+            _fits({"name": name.strip()})
             changes["name"] = [group.name, name.strip()]
             group.name = name.strip()
         if rules is not None:
@@ -128,6 +131,7 @@ class GroupService:
             group.rules = rules
         if price_level is not _Unset:
             level = (price_level or "").strip() or None  # type: ignore[union-attr]
+            _fits({"price_level": level})
             changes["price_level"] = [group.price_level, level]
             group.price_level = level
         self.work.flush()
@@ -409,3 +413,11 @@ class GroupService:
     def tags(self) -> list[Tag]:
         """Every tag, by name."""
         return list(self.session.scalars(select(Tag).order_by(Tag.name)))
+
+
+def _fits(values: dict[str, Any]) -> None:
+    """Refuse a name or price level longer than its column, naming it (PostgreSQL would
+    refuse it without a name: a server error on the groups page; SQLite keep it whole)."""
+    refused = refusals(PartyGroup, values)
+    if refused:
+        raise ValidationFailed(refused)

@@ -20,6 +20,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import DuplicatesFound, MergedAway, NotFound, ValidationFailed
 from crmkit.identity import contact_key, domain_key, name_key
 from crmkit.model import ContactPoint, Party, PartyKind
+from crmkit.services.limits import refusals
 from crmkit.services.records import EntityService
 
 if TYPE_CHECKING:
@@ -170,6 +171,16 @@ class PartyService(EntityService):
         )
         if not normalized.value:
             raise ValidationFailed({"contact_points": [f"empty {kind}"]})
+        refused = refusals(
+            ContactPoint,
+            {
+                "value": normalized.value,
+                "label": point.get("label"),
+                "service": point.get("service"),
+            },
+        )
+        if refused:  # PostgreSQL would refuse it without naming it
+            raise ValidationFailed({"contact_points": next(iter(refused.values()))})
         contact = ContactPoint(
             party_id=party.id,
             kind=kind,
