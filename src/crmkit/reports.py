@@ -87,13 +87,17 @@ def csv_cell(value: Any) -> Any:
 
 def xlsx_cell(sheet: Any, value: Any) -> Any:
     """A value to append to an openpyxl ``sheet``: text as a string cell, never a formula
-    (openpyxl makes one of any text starting with ``=``); other values as they are.  Every
-    XLSX export writes its cells through this."""
+    (openpyxl makes one of any text starting with ``=``), each control character an XLSX
+    file cannot hold written as a space; other values as they are.  Every XLSX export
+    writes its cells through this."""
     if not isinstance(value, str):
         return value
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    cell = WriteOnlyCell(sheet, value=value)
+    # a control character (Word's line break \x0b, a stray \x01 from another system) is
+    # no character an XLSX cell may hold: openpyxl would refuse the whole file
+    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub(" ", value))
     cell.data_type = "s"
     return cell
 

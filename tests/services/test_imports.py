@@ -874,6 +874,26 @@ def test_export_writes_client_text_that_looks_like_a_formula_as_text(crm):
     assert sheet.cell(row=2, column=1).value == party.id
 
 
+def test_a_client_with_a_control_character_is_exported_to_xlsx(crm, setup):
+    """A name pasted from Word (its line break is \\x0b) or imported from another system
+    (a stray \\x01): openpyxl refused the whole XLSX export, a server error for every
+    list or group holding that client. The XLSX cell has a space in its place; the
+    client and the CSV export keep the text as it is."""
+    anna = setup
+    run_id, _ = _start(crm, anna, "Название\nООО\x0bРомашка\nБета\x01\n".encode())
+    run_import(crm, run_id)
+    with crm.acting_as(anna) as work:
+        data = export_parties(work, "xlsx")
+        text = export_parties(work, "csv").decode("utf-8-sig")
+    sheet = load_workbook(io.BytesIO(data)).active
+    assert sorted(row[1] for row in sheet.iter_rows(min_row=2, values_only=True)) == [
+        "Бета ",
+        "ООО Ромашка",
+    ]
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+    assert sorted(row[1] for row in rows[1:]) == ["Бета\x01", "ООО\x0bРомашка"]
+
+
 def test_the_error_report_gives_back_the_files_text_as_text(crm):
     anna = add_user(crm, "anna", ["manager"])
     run_id, _ = _start(crm, anna, "Название\nООО Ромашка\n".encode())
