@@ -493,6 +493,37 @@ def test_columns_of_one_name_are_each_imported(crm, setup, name):
         assert party.description == "первый"
 
 
+def test_a_cell_listing_several_phones_gives_each_phone(crm, setup):
+    """`8 916 123-45-67, 8 903 000-00-01` in one cell was kept as one invalid phone (its
+    key the digits of both): neither phone found the client, nor matched a duplicate. A
+    cell whose parts are each a phone gives each; an extension stays with its phone."""
+    anna = setup
+    with crm.acting_as(anna) as work:
+        work.parties.create(
+            name="Старая Альфа", contact_points=[{"kind": "phone", "value": "+7 903 000-00-01"}]
+        )
+    body = (
+        "Название;Телефон\n"
+        "Альфа;8 916 123-45-67, 8 (903) 000-00-01\n"
+        'Бета;"+7 495 765-43-21; +7 495 765-43-22"\n'
+        "Гамма;+7 495 111-22-33, доб. 123\n"
+        "Дельта;12-34, 56\n"
+    )
+    _, _, counts = _run(crm, anna, body, on_duplicate="update")
+    assert counts == (3, 1, 0)  # Альфа's second phone is Старая Альфа's
+    with crm.system() as work:
+        phones = {
+            party.name: sorted(c.value for c in party.contact_points)
+            for party in work.session.scalars(select(Party))
+        }
+    assert phones == {
+        "Альфа": ["+7 903 000-00-01", "8 916 123-45-67"],  # the row's name: an update
+        "Бета": ["+7 495 765-43-21", "+7 495 765-43-22"],
+        "Гамма": ["+7 495 111-22-33, доб. 123"],
+        "Дельта": ["12-34, 56"],
+    }
+
+
 def test_a_nul_character_is_refused_naming_its_byte_and_line(crm, setup):
     """A NUL character (UTF-16 saved without its BOM, or a damaged file) was read as text:
     PostgreSQL then failed the whole run, SQLite kept names with NULs in them."""

@@ -630,7 +630,8 @@ class _Planner:
                 continue
             try:
                 if field in CONTACT_FIELDS:
-                    for part in re.split(r"[,;]\s*", text) if field != "phone" else [text]:
+                    parts = self.phones(text) if field == "phone" else re.split(r"[,;]\s*", text)
+                    for part in parts:
                         if part.strip():
                             _fits(ContactPoint, "value", part.strip())
                             points.append({"kind": field, "value": part.strip()})
@@ -677,6 +678,20 @@ class _Planner:
             point["invalid"], point["key"] = not normalized.valid, normalized.key
         values.setdefault("kind", kind)
         return values, errors
+
+    def phones(self, text: str) -> list[str]:
+        """The phones of a cell: several when it lists them (``8 916 123-45-67, 8 903
+        000-00-01``: each part a phone by itself, although the cell may read as its first
+        phone alone), else the cell as typed (an extension, ``+7 495 123-45-67, доб. 123``,
+        is one phone; a typo stays one invalid value)."""
+        if "," not in text and ";" not in text:
+            return [text]
+        parts = [part.strip() for part in re.split(r"[,;]", text) if part.strip()]
+        if len(parts) > 1 and all(
+            contact_key("phone", part, region=self.region).valid for part in parts
+        ):
+            return parts
+        return [text]
 
     def column_of(self, field: str) -> str:
         return next((c for c, f in self.run.mapping.items() if f == field), field)
