@@ -334,8 +334,9 @@ class PartyService(EntityService):
     ) -> BulkResult:
         """Insert many parties with their contact points, bypassing the ORM unit of work.
 
-        Each row is validated like :meth:`create` would (name, kinds, custom fields) and a
-        bad row fails the whole call with its row number: nothing is written.  Normalization,
+        Each row is validated like :meth:`create` would (name, kinds, custom fields, texts
+        no longer than their columns, tags) and a bad row fails the whole call with its row
+        number: nothing is written.  Normalization,
         pipeline placement and history, audit entries and ``record.created`` events are all
         included.
         """
