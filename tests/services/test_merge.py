@@ -327,3 +327,24 @@ def test_two_merges_sharing_a_party_at_once_run_one_after_the_other(make_crm):
         assert merged_into == {a: c, b: a, c: None}
         # B's note reached the party that is left, not one merged away
         assert work.session.get(Activity, note).party_id == c
+
+
+def test_contacts_with_an_empty_key_are_both_kept(crm):
+    """`http://` and `::::` normalize to nothing: they are no repeat of each other (the
+    same phone twice is), so the merged client's value is kept as typed."""
+    with crm.system() as work:
+        ids = [
+            work.parties.create(
+                name=name,
+                contact_points=[
+                    {"kind": "website", "value": site},
+                    {"kind": "phone", "value": "+7 916 123-45-67"},
+                ],
+                confirm_duplicates=True,
+            ).id
+            for name, site in [("Альфа", "http://"), ("Альфа-2", "::::")]
+        ]
+    with crm.system() as work:
+        survivor = work.merges.merge(*ids)
+        points = sorted((c.kind, c.value) for c in survivor.contact_points)
+    assert points == [("phone", "+7 916 123-45-67"), ("website", "::::"), ("website", "http://")]

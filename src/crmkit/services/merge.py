@@ -194,11 +194,13 @@ class MergeService:
 
     def _move_rows(self, survivor_id: int, merged_id: int) -> None:
         session = self.session
-        # contact points: the same address twice is kept once
+        # contact points: the same address twice is kept once (an empty key, `http://`,
+        # is no address: both are kept as typed)
         duplicate = aliased(ContactPoint)
         session.execute(
             delete(ContactPoint).where(
                 ContactPoint.party_id == merged_id,
+                ContactPoint.key != "",
                 exists(
                     select(duplicate.id).where(
                         duplicate.party_id == survivor_id,
