@@ -269,6 +269,9 @@ SERVICE_MESSAGES = {
     "choose how the call ended",
     # an id field that names no record (crmkit.web.forms.NOT_AN_ID)
     "not an id (1 to 2^63-1)",
+    # custom fields' values (crmkit.services.custom_fields)
+    "too long (5000 characters at most)",
+    "out of range (less than 10^15)",
 }
 
 
