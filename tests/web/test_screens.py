@@ -250,6 +250,24 @@ async def test_a_call_recorded_on_the_card_is_capped_at_20000_characters(web, cr
         assert (call.kind, len(call.body)) == ("call", 20000)
 
 
+async def test_a_note_written_on_the_card_is_capped_at_20000_characters(web, crm):
+    """The card's note box reached the service without the API's schema and kept any
+    length: the longer text is refused naming the field, nothing is written."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО «Многословная»", source="сайт").id
+    too_long = await agent.post(f"/clients/{party}/notes", {"body": "д" * 20001})
+    assert too_long.status_code == 422
+    assert "body: longer than 20000 characters" in html.unescape(too_long.text)
+    with crm.acting_as(agent.user) as work:
+        assert [a.kind for a in work.timeline.list(party)] == []
+    saved = await agent.post(f"/clients/{party}/notes", {"body": "д" * 20000})
+    assert saved.status_code == 303
+    with crm.acting_as(agent.user) as work:
+        [note] = work.timeline.list(party)
+        assert (note.kind, len(note.body)) == ("note", 20000)
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""
