@@ -33,6 +33,10 @@ Check = Callable[[Any], Message | None]
 #: the one limit the forms, the API's schemas and the services share.
 MAX_WRITTEN_TEXT = 20_000
 
+#: The longest comment given with a stage move (``StageMove.comment``, a ``Text`` column):
+#: a reason in a few lines, not a note.
+MAX_MOVE_COMMENT = 5_000
+
 #: Whole numbers each integer column type holds on PostgreSQL (SQLite holds 64 bits in all:
 #: the narrower limit is kept on both, so a value is accepted or refused the same way).
 _INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
@@ -89,10 +93,11 @@ def _check_for(column_type: Any) -> Check | None:
     return None
 
 
-def written_text_refusal(value: str) -> Message | None:
-    """Why ``value`` is too long for a hand-written text (:data:`MAX_WRITTEN_TEXT`), or
-    ``None``; the words are those of a column's length."""
-    return _length_check(MAX_WRITTEN_TEXT)(value)
+def written_text_refusal(value: str, limit: int = MAX_WRITTEN_TEXT) -> Message | None:
+    """Why ``value`` is too long for a hand-written text (``limit`` characters,
+    :data:`MAX_WRITTEN_TEXT` unless told), or ``None``; the words are those of a column's
+    length."""
+    return _length_check(limit)(value)
 
 
 def _length_check(limit: int) -> Check:
