@@ -33,6 +33,10 @@ Check = Callable[[Any], Message | None]
 #: the one limit the forms, the API's schemas and the services share.
 MAX_WRITTEN_TEXT = 20_000
 
+#: The longest text of a message sent to a client (mail, a messenger): a letter may quote
+#: a thread or carry a long offer, so it is allowed ten times a note's length.
+MAX_SENT_TEXT = 200_000
+
 #: The longest comment given with a stage move (``StageMove.comment``, a ``Text`` column):
 #: a reason in a few lines, not a note.
 MAX_MOVE_COMMENT = 5_000
