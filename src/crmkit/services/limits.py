@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from crmkit.errors import ValidationFailed
 from crmkit.i18n import Message, message
 from crmkit.model.base import Amount, UTCDateTime
 
@@ -102,6 +103,23 @@ def written_text_refusal(value: str, limit: int = MAX_WRITTEN_TEXT) -> Message |
     :data:`MAX_WRITTEN_TEXT` unless told), or ``None``; the words are those of a column's
     length."""
     return _length_check(limit)(value)
+
+
+def refuse_long_texts(model: type[Any] | None = None, /, **texts: str | None) -> None:
+    """Refuse, naming each field, the hand-written ``texts`` that are too long: longer
+    than their ``String(n)`` column of ``model``, or than :data:`MAX_WRITTEN_TEXT` for a
+    ``Text`` column (or without a model).  For a service writing a form's free text past
+    any schema; call it before writing anything.  Raises :class:`ValidationFailed`."""
+    checks = column_checks(model) if model is not None else {}
+    errors: dict[str, list[Message]] = {}
+    for field, value in texts.items():
+        if value is None:
+            continue
+        problem = checks.get(field, _length_check(MAX_WRITTEN_TEXT))(value)
+        if problem is not None:
+            errors[field] = [problem]
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def _length_check(limit: int) -> Check:
