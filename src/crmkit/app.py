@@ -6,6 +6,7 @@ work opened on it: ``with crm.acting_as(user) as work: work.parties.create(...)`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,7 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmkit.access.rules import Permission, Role
 from crmkit.channels import Channel
 from crmkit.config import Config
-from crmkit.db import SPARE_CONNECTIONS, MigrationBranch, Migrations, make_engine
+from crmkit.db import (
+    SPARE_CONNECTIONS,
+    MigrationBranch,
+    Migrations,
+    joined_transaction,
+    make_engine,
+    one_transaction,
+)
 from crmkit.demo import Demo
 from crmkit.entities import EntityRegistry, EntityType
 from crmkit.errors import ConfigError, CrmkitError, NotFound, PluginError
@@ -291,6 +299,21 @@ class CRM:
         actor = who if isinstance(who, Actor) else self.load_actor(who)
         return UnitOfWork(self, actor)
 
+    @contextlib.contextmanager
+    def one_transaction(self) -> Iterator[Any]:
+        """Make the block one transaction: every unit of work begun in it (as any actor)
+        joins it, each in a savepoint, and the block commits as a whole or, when it raises,
+        leaves nothing written (files its units stored included).  See
+        :func:`crmkit.db.one_transaction`: on SQLite the block holds the database's write
+        lock throughout, so keep it for work nobody waits on (``crmkit demo``).
+        """
+
+        def same_ids(sessions: Any) -> None:
+            ids.install(sessions, self.engine.dialect.name)
+
+        with one_transaction(self.engine, configure=same_ids) as shared:
+            yield shared
+
     def system(self) -> Any:
         """A unit of work as the system actor (CLI, workers): every permission, no scope."""
         return self.acting_as(SYSTEM)
@@ -317,7 +340,8 @@ class CRM:
         """Build the :class:`Actor` of a user: roles, teams, teammates, granted groups."""
         from crmkit.access.policy import load_actor
 
-        with self.session_factory() as session:
+        shared = joined_transaction(self.engine)
+        with (shared.sessions if shared else self.session_factory)() as session:
             return load_actor(session, who)
 
     # -- schema and seeding ------------------------------------------------------------

@@ -9,8 +9,10 @@ its own :class:`MigrationBranch` through ``crmkit_register_migrations``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import sessionmaker
 
 from crmkit.errors import ConfigError
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from crmkit.pipeline.definition import Pipeline
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -220,6 +225,97 @@ def transactional_ddl(connection: sa.Connection) -> Iterator[None]:
     finally:
         raw.execute(f"PRAGMA foreign_keys={'ON' if keys_on else 'OFF'}")
         raw.isolation_level = before
+
+
+@attrs.define(eq=False)
+class SharedTransaction:
+    """The one transaction that every unit of work begun inside :func:`one_transaction`
+    joins (each unit in a savepoint of it).
+
+    ``after_commit`` and ``on_rollback`` collect what the joined units asked to run once
+    their data is committed, or to undo outside the database if it is not: a unit's own
+    "commit" only releases its savepoint, so those wait for the shared transaction.
+    """
+
+    engine: Engine
+    connection: sa.Connection
+    sessions: Any  # a sessionmaker bound to ``connection``
+    after_commit: list[Callable[[], None]] = attrs.Factory(list)
+    on_rollback: list[Callable[[], None]] = attrs.Factory(list)
+
+
+_SHARED: contextvars.ContextVar[SharedTransaction | None] = contextvars.ContextVar(
+    "crmkit_shared_transaction", default=None
+)
+
+
+def joined_transaction(engine: Engine) -> SharedTransaction | None:
+    """The :func:`one_transaction` on ``engine`` the caller runs inside, if any."""
+    shared = _SHARED.get()
+    return shared if shared is not None and shared.engine is engine else None
+
+
+@contextlib.contextmanager
+def one_transaction(
+    engine: Engine, configure: Callable[[Any], None] | None = None
+) -> Iterator[SharedTransaction]:
+    """Make the block one transaction: every unit of work on ``engine`` begun inside it (in
+    this thread or task) joins it, so the block commits as a whole or leaves nothing.
+
+    Each unit runs in a savepoint: a unit that fails undoes only its own work, as it
+    would alone, and the caller decides whether the block goes on.  On SQLite the driver's
+    own transaction handling is off for the connection and the block begins with
+    ``BEGIN IMMEDIATE`` (as :meth:`Migrations._connection` does): the savepoints then nest
+    in a real transaction, DDL included, and the write lock is held from the start, so
+    nothing else writes to the database until the block ends.  On PostgreSQL the rows it
+    writes are locked as usual until the end.  ``configure(sessionmaker)`` adds to the
+    sessions' set-up (the application's id rule on SQLite).  Inside another block on the
+    same engine it is simply part of that one.
+    """
+    current = joined_transaction(engine)
+    if current is not None:
+        yield current
+        return
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection if engine.dialect.name == "sqlite" else None
+        before = raw.isolation_level if raw is not None else None
+        try:
+            if raw is not None:
+                raw.isolation_level = None
+            transaction = connection.begin()
+            if raw is not None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            sessions = sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
+            if configure is not None:
+                configure(sessions)
+            shared = SharedTransaction(engine, connection, sessions)
+            token = _SHARED.set(shared)
+            try:
+                try:
+                    yield shared
+                finally:
+                    _SHARED.reset(token)
+                transaction.commit()
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                _run_callbacks(shared.on_rollback, "rollback cleanup failed")
+                raise
+        finally:
+            if raw is not None:
+                raw.isolation_level = before
+    _run_callbacks(shared.after_commit, "after-commit callback failed")
+
+
+def _run_callbacks(callbacks: list[Callable[[], None]], failure: str) -> None:
+    """Run each callback; one that fails is logged and the others still run."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception(failure)
 
 
 def _check_foreign_keys(connection: sa.Connection) -> None:

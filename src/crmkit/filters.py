@@ -181,7 +181,7 @@ def _compile(
     if not isinstance(field, str):
         raise ValidationFailed({"filter": [f"condition without a field: {dict(node)!r}"]})
     if op not in OPERATORS:
-        raise ValidationFailed({field: [f"unknown operator {op!r}"]})
+        raise ValidationFailed({field: [message("unknown operator {op}", op=repr(op))]})
     computed = fields.get(field)
     if computed is not None and computed.entity in ("*", entity.name):
         if computed.permission is not None and may is not None and not may(*computed.permission):
@@ -256,28 +256,28 @@ def _coerce_one(kind: str, field: str, op: str, value: Any) -> Any:
     try:
         if kind == "text":
             if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-                raise ValueError("not a text")
+                raise ValueError(message("not a text"))
             if isinstance(value, float) and value.is_integer():
                 return str(int(value))
             return str(value)
         if kind in ("number", "money", "decimal", "integer", "computed_number"):
             if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-                raise ValueError("not a number")
+                raise ValueError(message("not a number"))
             try:
                 number = Decimal(
                     str(value).replace("\u00a0", "").replace(" ", "").replace(",", ".")
                 )
             except InvalidOperation:
-                raise ValueError("not a number") from None
+                raise ValueError(message("not a number")) from None
             if not number.is_finite():
-                raise ValueError("not a number")
+                raise ValueError(message("not a number"))
             if kind == "computed_number":
                 return value  # checked; compared by the plugin's SQL as it was given
             if kind == "decimal":
                 return number
             if kind == "integer":
                 if number != number.to_integral_value():
-                    raise ValueError("not a whole number")
+                    raise ValueError(message("not a whole number"))
                 return int(number)
             return float(number)
         if kind == "boolean":
@@ -286,7 +286,7 @@ def _coerce_one(kind: str, field: str, op: str, value: Any) -> Any:
             text = str(value).strip().lower()
             if text in _TRUE or text in _FALSE:
                 return text in _TRUE
-            raise ValueError("not yes or no")
+            raise ValueError(message("not yes or no"))
         if kind in ("date", "datetime", "calendar_date"):
             return _moment(kind, value)
         if kind == "group":
@@ -295,10 +295,11 @@ def _coerce_one(kind: str, field: str, op: str, value: Any) -> Any:
             text = "" if isinstance(value, bool) else str(value).strip()
             ascii_digits = text.isascii() and text.isdigit() and len(text) <= 19
             if not ascii_digits or not 1 <= int(text) <= 2**63 - 1:
-                raise ValueError("not a group id")
+                raise ValueError(message("not a group id"))
             return int(text)
     except ValueError as exc:
-        raise ValidationFailed({field: [f"{op} {value!r}: {exc}"]}) from None
+        refusal = message("{op} {value}: {problem}", op=op, value=repr(value), problem=exc.args[0])
+        raise ValidationFailed({field: [refusal]}) from None
     return value
 
 
@@ -317,11 +318,11 @@ def _moment(kind: str, value: Any) -> Any:
             try:
                 moment = dt.datetime.strptime(text, "%d.%m.%Y")
             except ValueError:
-                raise ValueError("not a date (YYYY-MM-DD or DD.MM.YYYY)") from None
+                raise ValueError(message("not a date (YYYY-MM-DD or DD.MM.YYYY)")) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
     else:
-        raise ValueError("not a date (YYYY-MM-DD or DD.MM.YYYY)")
+        raise ValueError(message("not a date (YYYY-MM-DD or DD.MM.YYYY)"))
     if kind == "date":
         return moment.date().isoformat()
     if kind == "calendar_date":
@@ -334,11 +335,16 @@ def _column(
 ) -> Any:
     if field.startswith("custom."):
         if not entity.custom_fields:
-            raise ValidationFailed({field: [f"{entity.name} has no custom fields"]})
+            raise ValidationFailed(
+                {field: [message("{entity} has no custom fields", entity=Label(entity.name))]}
+            )
         key = field[len("custom.") :]
         kind = kinds.get(key)
         if kind is None:
-            raise ValidationFailed({field: [f"no custom field {key!r} on {entity.name}"]})
+            refusal = message(
+                "no custom field {key} on {entity}", key=repr(key), entity=Label(entity.name)
+            )
+            raise ValidationFailed({field: [refusal]})
         element = entity.model.custom[key]
         if kind in ("number", "money"):
             return element.as_float()
@@ -347,7 +353,10 @@ def _column(
         return element.as_string()
     allowed = set(entity.filter_attrs) | set(entity.sort_attrs) | extra
     if field not in allowed:
-        raise ValidationFailed({field: [f"{entity.name} cannot be filtered by {field!r}"]})
+        refusal = message(
+            "{entity} cannot be filtered by {field}", entity=Label(entity.name), field=repr(field)
+        )
+        raise ValidationFailed({field: [refusal]})
     return entity.column(field)
 
 
@@ -358,7 +367,7 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
         return column.is_not(None) if value is None else or_(column != value, column.is_(None))
     if op in ("lt", "lte", "gt", "gte"):
         if value is None:
-            raise ValidationFailed({field: [f"operator {op} needs a value"]})
+            raise ValidationFailed({field: [message("operator {op} needs a value", op=op)]})
         return {
             "lt": column < value,
             "lte": column <= value,
@@ -367,7 +376,7 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
         }[op]
     if op in ("in", "not_in"):
         if not isinstance(value, list | tuple):
-            raise ValidationFailed({field: [f"operator {op} needs a list"]})
+            raise ValidationFailed({field: [message("operator {op} needs a list", op=op)]})
         return column.in_(list(value)) if op == "in" else column.not_in(list(value))
     if op == "contains":
         return text_matches(column, str(value))
@@ -381,10 +390,12 @@ def _apply(column: Any, op: str, value: Any, field: str) -> Any:
         try:
             days = float(value)
         except (TypeError, ValueError):
-            raise ValidationFailed({field: [f"operator {op} needs a number of days"]}) from None
+            refusal = message("operator {op} needs a number of days", op=op)
+            raise ValidationFailed({field: [refusal]}) from None
         edge = utcnow() - dt.timedelta(days=days)
         return or_(column < edge, column.is_(None)) if op == "older_than_days" else column >= edge
-    raise ValidationFailed({field: [f"operator {op} does not apply to {field}"]})
+    refusal = message("operator {op} does not apply to {field}", op=op, field=field)
+    raise ValidationFailed({field: [refusal]})
 
 
 def _escape_like(text: str) -> str:
@@ -482,7 +493,7 @@ def evaluate(
     op = condition.get("op", "eq")
     expected = condition.get("value")
     if op not in OPERATORS:
-        raise ValidationFailed({field: [f"unknown operator {op!r}"]})
+        raise ValidationFailed({field: [message("unknown operator {op}", op=repr(op))]})
     check = (computed or {}).get(field)
     if check is not None:
         return check(op, expected)
@@ -558,14 +569,15 @@ def _tag_field(entity: EntityType, op: str, value: Any) -> Any:
         return found
     if op in ("ne", "not_in"):
         return not_(found)
-    raise ValidationFailed({"tag": [f"operator {op} does not apply to tags"]})
+    raise ValidationFailed({"tag": [message("operator {op} does not apply to tags", op=op)]})
 
 
 def _group_field(entity: EntityType, op: str, value: Any) -> Any:
     from crmkit.model import GroupMembership, PartyGroup
 
     if not entity.party_attr:
-        raise ValidationFailed({"group": [f"{entity.name} is not linked to parties"]})
+        refusal = message("{entity} is not linked to parties", entity=Label(entity.name))
+        raise ValidationFailed({"group": [refusal]})
     ids = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
     party_column = entity.model.id if entity.name == "party" else entity.column(entity.party_attr)
     members = (
@@ -588,7 +600,7 @@ def _group_field(entity: EntityType, op: str, value: Any) -> Any:
         return inside
     if op in ("not_in", "ne"):
         return not_(inside)
-    raise ValidationFailed({"group": [f"operator {op} does not apply to groups"]})
+    raise ValidationFailed({"group": [message("operator {op} does not apply to groups", op=op)]})
 
 
 BUILTIN_FIELDS: Mapping[str, FilterField] = {

@@ -107,7 +107,7 @@ class Message:
     def as_json(self) -> dict[str, Any]:
         """A JSON-able form, for a message kept in the database (an import's report) to be
         translated when it is read; :meth:`from_json` gives the message back."""
-        kinds = {k: _KINDS[type(v)] for k, v in self.params.items() if type(v) in _KINDS}
+        kinds = {k: _kind_of(v) for k, v in self.params.items() if _kind_of(v)}
         params = {k: _plain(v) for k, v in self.params.items()}
         return {"template": self.template, "params": params, "labels": kinds}
 
@@ -123,7 +123,15 @@ class Message:
 _KINDS = {Label: "label", Labels: "labels", Amount: "amount", Moment: "moment"}
 
 
+def _kind_of(value: Any) -> str | None:
+    if isinstance(value, Message):
+        return "message"  # a reason inside a message (a refusal's)
+    return _KINDS.get(type(value))
+
+
 def _plain(value: Any) -> Any:
+    if isinstance(value, Message):
+        return value.as_json()
     if isinstance(value, Labels):
         return list(value)
     if isinstance(value, Amount):
@@ -134,6 +142,8 @@ def _plain(value: Any) -> Any:
 
 
 def _revived(value: Any, kind: str | None) -> Any:
+    if kind == "message":
+        return Message.from_json(value)
     if kind == "label":
         return Label(value)
     if kind == "labels":
@@ -159,6 +169,8 @@ def _translated(
         return value.shown(zone)
     if isinstance(value, Amount):
         return money(value.value, value.currency) if money else str(value)
+    if isinstance(value, Message):  # a reason inside a refusal: translated in its turn
+        return value.translate(gettext, zone, money)
     return value
 
 

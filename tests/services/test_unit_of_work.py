@@ -166,3 +166,49 @@ def test_the_audit_of_a_deleted_record_keeps_no_private_column(crm):
         ).all()
     assert entry.changes["filename"] == ["a.txt", None]
     assert "storage_key" not in entry.changes and key not in str(entry.changes)
+
+
+def _count(crm, model) -> int:
+    with crm.system() as work:
+        return work.session.scalar(select(func.count()).select_from(model))
+
+
+def test_one_transaction_joins_every_unit_and_keeps_all_or_nothing(crm):
+    """Inside ``crm.one_transaction()`` each unit (any actor) sees the ones before it; a
+    failing unit undoes only itself; after-commit callbacks wait for the block's commit,
+    and a block that raises keeps no row and no file, whatever its units committed."""
+    from crmkit.testing import add_user
+
+    calls = []
+    with crm.one_transaction():
+        user = add_user(crm, "olga", ["agent"])  # a unit, committed to a savepoint
+        with crm.acting_as(user.id) as work:  # loads the actor inside the transaction
+            party = work.parties.create(name="Ромашка")
+            work.after_commit(lambda: calls.append("committed"))
+        with pytest.raises(RuntimeError), crm.system() as work:
+            work.parties.create(name="Вектор")
+            raise RuntimeError("only this unit")
+        with crm.system() as work:
+            assert [p.name for p in work.parties.list().items] == ["Ромашка"]
+        assert calls == []  # the data is not committed yet
+    assert calls == ["committed"]
+    assert _count(crm, Party) == 1
+    with crm.system() as work:
+        assert work.parties.get(party.id).owner_id == user.id
+
+    before = {model: _count(crm, model) for model in (Party, Attachment, AuditEntry)}
+    with pytest.raises(ValueError), crm.one_transaction():
+        add_user(crm, "igor", ["agent"])
+        with crm.system() as work:
+            other = work.parties.create(name="Лазурь")
+            key = work.attachments.add("a.txt", b"hello", party_id=other.id).storage_key
+            work.after_commit(lambda: calls.append("never"))
+        with crm.storage.open(key) as stored:  # stored, and kept while the block runs
+            assert stored.read() == b"hello"
+        raise ValueError("the block fails after its units committed")
+    assert {model: _count(crm, model) for model in before} == before
+    with crm.system() as work:
+        assert [u.username for u in work.users.list()] == ["olga"]
+    with pytest.raises(FileNotFoundError):
+        crm.storage.open(key)
+    assert calls == ["committed"]

@@ -443,3 +443,94 @@ def test_a_blocked_specialists_resource_takes_no_new_event(crm):
         )
         work.calendar.update(kept_id, {"title": "Клиент 1 (перезвонить)"})
         work.calendar.update(kept_id, status="cancelled")  # a booking of theirs can be undone
+
+
+def test_a_retired_resource_takes_no_new_event(crm):
+    """Bay 1 is taken out of service (``active`` false) with a client still on it.  Putting
+    an event on it is refused on resource_id, naming the bay, whatever does it (the
+    calendar's form and the API create and update through the service): a new event, one
+    moved onto it from another bay, or one taken back from cancelled.  The event it still
+    holds can be edited, moved in time and cancelled, so the desk can deal with it."""
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay = _bay(work)
+        other = _bay(work, "Пост 2")
+        kept = work.calendar.create(
+            title="Клиент 1", resource_id=bay.id, starts_at=iso(1), ends_at=iso(2)
+        )
+        elsewhere = work.calendar.create(
+            title="Клиент 2", resource_id=other.id, starts_at=iso(3), ends_at=iso(4)
+        )
+        gone = work.calendar.create(
+            title="Клиент 3", resource_id=bay.id, starts_at=iso(5), ends_at=iso(6)
+        )
+        work.calendar.update(gone, status="cancelled")
+        ids = bay.id, kept.id, elsewhere.id, gone.id, other.id
+    bay_id, kept_id, elsewhere_id, gone_id, other_id = ids
+    with crm.system() as work:
+        work.session.get(Resource, bay_id).active = False
+    refusal = {"resource_id": ["Пост 1 is out of service and cannot be booked"]}
+    attempts = [
+        lambda w: w.calendar.create(
+            title="Новый", resource_id=bay_id, starts_at=iso(8), ends_at=iso(9)
+        ),
+        lambda w: w.calendar.update(elsewhere_id, {"resource_id": bay_id}),
+        lambda w: w.calendar.update(gone_id, status="confirmed"),
+    ]
+    for attempt in attempts:
+        with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+            attempt(work)
+        assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == refusal
+    with crm.system() as work:
+        assert work.calendar.get(elsewhere_id).resource_id == other_id
+        assert work.calendar.get(gone_id).status == "cancelled"
+        assert [
+            e.id
+            for e in work.calendar.between(NOW, NOW + dt.timedelta(hours=12), resource_id=bay_id)
+        ] == [kept_id, gone_id]
+        work.calendar.update(kept_id, {"title": "Клиент 1 (перезвонить)"})
+        work.calendar.reschedule(
+            kept_id, NOW + dt.timedelta(hours=10), NOW + dt.timedelta(hours=11)
+        )
+    with crm.system() as work:
+        kept = work.calendar.get(kept_id)
+        assert (kept.title, kept.resource_id) == ("Клиент 1 (перезвонить)", bay_id)
+        assert kept.starts_at == NOW + dt.timedelta(hours=10)
+        work.calendar.update(kept_id, status="cancelled")
+        work.calendar.update(kept_id, {"resource_id": other_id, "status": "confirmed"})
+        assert work.calendar.get(kept_id).resource_id == other_id  # moved off it: fine
+
+
+def test_a_resource_holding_upcoming_bookings_is_not_deleted(crm):
+    """Deleting a bay used to unlink its bookings silently (the column is ``SET NULL``):
+    the clients booked next week vanished from the journal and still came.  While the
+    resource holds a live event that has not ended, deleting it is refused, naming it and
+    how many; once they are cancelled (or over), it is deleted and past events keep
+    their times, without the resource."""
+    with crm.system() as work:
+        bay = _bay(work)
+        past = work.calendar.create(
+            title="Было", resource_id=bay.id, starts_at=iso(-3), ends_at=iso(-2)
+        )
+        coming = [
+            work.calendar.create(
+                title=f"Клиент {n}", resource_id=bay.id, starts_at=iso(n), ends_at=iso(n + 1)
+            )
+            for n in (1, 2)
+        ]
+    with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        work.records("resource").delete(bay.id)
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "_schema": ["Пост 1 holds 2 upcoming events: move or cancel them first"]
+    }
+    with crm.system() as work:
+        assert [e.resource_id for e in map(work.calendar.get, [c.id for c in coming])] == [
+            bay.id
+        ] * 2
+        for event in coming:
+            work.calendar.update(event.id, status="cancelled")
+    with crm.system() as work:
+        work.records("resource").delete(bay.id)
+    with crm.system() as work:
+        assert work.calendar.get(past.id).resource_id is None

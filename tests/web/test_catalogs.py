@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 from babel.messages.pofile import read_po
@@ -58,3 +59,47 @@ def test_an_empty_text_is_never_translated_into_the_catalog_header():
         with i18n.activate(locale):
             assert i18n.gettext("") == ""
         assert locale.gettext("Total") != ""
+
+
+#: What a refusal names its field by: ``ValidationFailed({"field": ...})`` and the form
+#: readers that take the field's name.
+_REFUSED_FIELD = re.compile(
+    r'ValidationFailed\(\s*\{\s*"([a-z_][a-z0-9_]*)"\s*:'
+    r'|\b(?:optional_id|id_list)\([^()]*?,\s*"([a-z_][a-z0-9_]*)"\s*\)'
+)
+#: Not labels: the form as a whole; names two meanings share (a list's sort order and a
+#: finance order; the API's page size and a finance report's number of orders; a token's
+#: end and a finance cashback's), left as they are rather than translated wrongly for one.
+_NOT_LABELS = {"_schema", "order", "limit", "expires_at"}
+
+
+def _refused_fields(root: Path) -> set[str]:
+    found = set()
+    for path in root.rglob("*.py"):
+        if "static" not in path.parts:
+            found |= {a or b for a, b in _REFUSED_FIELD.findall(path.read_text())}
+    return found - _NOT_LABELS
+
+
+def _translated_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with path.open("rb") as source:
+        return {m.id for m in read_po(source, locale="ru") if m.id and m.string}
+
+
+def test_every_field_a_refusal_names_is_a_message_of_the_catalogs():
+    """A refused form names its field through ``gettext`` (``error_text``): a field that is
+    no column (those come from the registries) must be a message the catalog tools
+    collect, or a Russian reader reads ``outcome:`` where the form said "Чем закончился"."""
+    from crmkit.testing.catalogs import package_messages
+
+    core = {m.id for m in _extracted() if m.id}
+    missing = sorted(_refused_fields(ROOT / "src" / "crmkit") - core)
+    assert not missing, f"list them in crmkit.web.pages.REFUSAL_FIELDS: {missing}"
+    for package in sorted((ROOT / "plugins").glob("*/src/crmkit_*")):
+        own = package_messages(package) | _translated_ids(
+            package / "locale" / "ru" / "LC_MESSAGES" / "messages.po"
+        )
+        missing = sorted(_refused_fields(package) - core - own)
+        assert not missing, f"{package.name}: list them for its catalogs: {missing}"

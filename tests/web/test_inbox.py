@@ -486,6 +486,35 @@ async def test_mail_to_ones_own_mailbox_from_a_colleagues_client_is_answered_not
     assert "Анна, помогите" in card.text and "Да" in card.text
 
 
+@pytest.mark.parametrize("odd", ["abc", "1.5", "²", "9" * 25])
+async def test_odd_ids_in_a_conversations_actions_are_named_and_change_nothing(web, crm, odd):
+    """An assignee, the page's last message, the expected assignee, a client or a template
+    that is no id is refused naming the field (a message on the page), never a 500."""
+    import html
+
+    agent = await web("agent", locale="en")
+    receive(crm, "anna@example.ru", "Сколько стоит доставка?", 1, name="Анна")
+    (conversation,) = conversations(crm)
+    act = f"/inbox/{conversation.id}/act"
+    for form, field in (
+        ({"action": "assign", "assignee_id": odd}, "assignee_id"),
+        ({"action": "assign", "assignee_id": "me", "expected": odd}, "expected"),
+        ({"action": "close", "seen": odd}, "seen"),
+        ({"action": "attach", "party_id": odd}, "party_id"),
+    ):
+        answer = await agent.post(act, {**form, "view": "unassigned"})
+        assert answer.status_code == 303, form
+        page = await agent.get(answer.headers["location"])
+        assert f"{field}: not an id (1 to 2^63-1)" in html.unescape(page.text), form
+    reply = await agent.post(act, {"action": "reply", "body": "Бесплатно", "template_id": odd})
+    assert reply.status_code == 422
+    assert "template_id: not an id (1 to 2^63-1)" in html.unescape(reply.text)
+    (after,) = conversations(crm)
+    assert (after.status, after.assignee_id, after.party_id) == ("open", None, None)
+    with crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+
+
 async def test_a_reply_text_is_capped_and_a_long_subjects_re_is_cut_to_fit(web, crm):
     """The contact center's reply reached the sending service without the API's schema: a
     longer text than the API's 200000 characters is refused naming the field, nothing

@@ -99,3 +99,28 @@ async def test_a_notification_is_not_sent_once_the_session_has_ended(web, crm):
         told = await _next(events)
         assert told.startswith("event: signed-out"), told
         assert await _next(events) is None
+
+
+async def test_a_live_notification_leads_to_no_client_its_reader_may_not_read(web, crm):
+    """The bell's live message about a note on a colleague's client (a reminder on it)
+    leads to the note alone, as the notifications page does: not to the client's card."""
+    from crmkit.testing import factories
+
+    owner = await web("agent")
+    agent = await web("agent")
+    with crm.acting_as(owner.user) as work:
+        party = factories.organisation(work, name="ООО «Тайна»")
+        note = work.timeline.add_note(party_id=party.id, body="договор у юриста")
+    async with opened_stream(agent) as events:
+        assert "event: notification" in await _next(events)
+        with crm.system() as work:
+            work.notifications.notify(
+                agent.user.id,
+                "reminder",
+                "Спросить",
+                party_id=party.id,
+                record=("activity", note.id),
+            )
+        told = await _next(events)
+    assert "Спросить" in told and f"/records/activity/{note.id}" in told, told
+    assert f"/clients/{party.id}" not in told

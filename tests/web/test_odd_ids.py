@@ -10,6 +10,7 @@ import pytest
 
 from crmkit.model import ImportRun, OutboxItem
 from crmkit.testing import factories
+from crmkit.testing.web import id_paths, int_paths
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +98,122 @@ async def test_a_list_filtered_by_an_odd_group_is_refused(web, crm, odd):
     agent = await web("agent", locale="en")
     refused = await agent.get("/lists/party", params={"f.group": odd})
     assert refused.status_code == 422 and "not a group id" in html.unescape(refused.text)
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_every_page(web, crm):
+    """Every route taking a record's id uses the ``id`` convertor: a 25-digit id, which
+    Starlette's ``int`` let through to an ``OverflowError`` in the database, is a 404."""
+    admin = await web("admin", locale="en")
+    assert not int_paths(admin.app)
+    paths = id_paths(admin.app)
+    assert ("GET", "/clients/" + "9" * 25) in paths and len(paths) > 30
+    for method, path in paths:
+        if method == "GET":
+            answer = await admin.get(path)
+        else:
+            answer = await admin.post(path, {"body": "x"})
+        assert answer.status_code == 404, (method, path)
+    for odd in ("0", "007", "9223372036854775808"):
+        assert (await admin.get(f"/clients/{odd}")).status_code == 404, odd
+    assert (await admin.get("/clients/9223372036854775807")).status_code == 404
+    with crm.acting_as(admin.user) as work:
+        party = factories.organisation(work, name="ООО «Альфа»")
+    assert (await admin.get(f"/clients/{party.id}")).status_code == 200
+
+
+async def test_a_board_move_refuses_an_odd_card_id_naming_it(web, crm):
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+    for odd in ("abc", "1.5", "", " ", "²", "-1", "0", "9" * 25, 10**25, 1.5, True, None, [1]):
+        moved = await agent.post_json("/boards/sales/move", {"id": odd, "to": "proposal"})
+        assert moved.status_code == 422, odd
+        assert moved.json()["reasons"] == ["id: not an id (1 to 2^63-1)"], odd
+    moved = await agent.post_json("/boards/sales/move", {"id": str(deal.id), "to": "qualified"})
+    assert moved.status_code == 200 and moved.json()["moved"]
+
+
+BAD = ["abc", "1.5", "²", "-1", "9" * 25]
+
+
+@pytest.mark.parametrize("odd", BAD)
+async def test_the_card_forms_refuse_odd_ids_naming_the_field(web, crm, odd):
+    """The card's edit, task, reminder and group forms: an id that is none is a 422 naming
+    the field, never a 500 (an ``OverflowError`` in the database for 25 digits)."""
+    manager = await web("manager", locale="en")
+    with crm.acting_as(manager.user) as work:
+        party = factories.organisation(work, name="ООО «Альфа»")
+        party_id, version = party.id, party.version
+    card = f"/clients/{party_id}"
+    for url, form, field in (
+        (f"{card}/edit", {"name": "ООО «Бета»", "version": version, "organisation_id": odd},
+         "organisation_id"),
+        (f"{card}/tasks", {"title": "Позвонить", "assignee_id": odd}, "assignee_id"),
+        (f"{card}/reminders",
+         {"text": "Позвонить", "remind_at": "2030-01-01T10:00",
+          "recipients": [str(manager.user.id), odd]}, "recipients"),
+        (f"{card}/groups", {"group_id": odd}, "group_id"),
+        ("/tasks/new", {"title": "Позвонить", "assignee_id": odd}, "assignee_id"),
+    ):  # fmt: skip
+        refused = await manager.post(url, form)
+        assert refused.status_code == 422 and _refused(refused, field), (url, field)
+    with crm.system() as work:
+        assert work.parties.get(party_id).name == "ООО «Альфа»"
+        assert not work.tasks.list() and not work.reminders.list()
+
+
+@pytest.mark.parametrize("odd", BAD)
+async def test_the_client_base_forms_refuse_odd_ids_naming_the_field(web, crm, odd):
+    admin = await web("admin", locale="en")
+    with crm.acting_as(admin.user) as work:
+        keep = factories.organisation(work, name="ООО «Вектор»")
+        group = work.groups.create(name="Клиенты")
+        work.groups.add_members(group.id, [keep.id])
+        group_id = group.id
+    merge = await admin.get(f"/clients/{keep.id}/merge", params={"with": odd})
+    assert merge.status_code == 422 and _refused(merge, "with")
+    merge = await admin.post(f"/clients/{keep.id}/merge", {"with": odd})
+    assert merge.status_code == 422 and _refused(merge, "with")
+    created = await admin.post("/groups", {"name": "Подгруппа", "parent_id": odd})
+    assert created.status_code == 422 and _refused(created, "parent_id")
+    for form, field in (
+        ({"action": "copy", "to_group": odd}, "to_group"),
+        ({"action": "move", "to_group": odd}, "to_group"),
+        ({"action": "assign", "owner_id": odd}, "owner_id"),
+    ):
+        refused = await admin.post(f"/groups/{group_id}/action", form)
+        assert refused.status_code == 422 and _refused(refused, field), form
+    with crm.system() as work:
+        assert [g.name for g in work.groups.tree()] == ["Клиенты"]
+        assert work.groups.member_ids(group_id) == [keep.id]
+        assert work.parties.get(keep.id).owner_id == admin.user.id
+
+
+@pytest.mark.parametrize("odd", BAD)
+async def test_the_admin_forms_refuse_odd_ids_naming_the_field(web, crm, odd):
+    admin = await web("admin", locale="en")
+    page = f"/admin/users/{admin.user.id}"
+    revoked = await admin.post(page, {"action": "revoke_token", "token_id": odd})
+    assert revoked.status_code == 422 and _refused(revoked, "token_id")
+    for form, field in (
+        ({"name": "Продажи", "members": [str(admin.user.id), odd]}, "members"),
+        ({"team_id": odd, "members": [str(admin.user.id)]}, "team_id"),
+    ):
+        refused = await admin.post("/admin/teams", form)
+        assert refused.status_code == 422 and _refused(refused, field), form
+    for params, field in (({"actor_id": odd}, "actor_id"), ({"before": odd}, "before")):
+        refused = await admin.get("/admin/audit", params=params)
+        assert refused.status_code == 422 and _refused(refused, field), params
+    with crm.system() as work:
+        assert work.users.teams() == []
+
+
+@pytest.mark.parametrize("odd", BAD)
+async def test_notifications_and_templates_refuse_odd_ids(web, crm, odd):
+    agent = await web("agent", locale="en")
+    read = await agent.post("/notifications/read", {"id": odd})
+    assert read.status_code == 422 and _refused(read, "id")
+    preview = await agent.post("/templates/preview", {"body": "Здравствуйте", "party_id": odd})
+    assert preview.status_code == 200 and _refused(preview, "party_id")
+    manager = await web("manager", locale="en")
+    assert (await manager.get(f"/templates/{odd}")).status_code == 404

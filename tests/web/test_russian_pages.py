@@ -157,11 +157,14 @@ async def test_form_refusals_are_russian(make_crm):
     assert empty.status_code == 422
     assert "Длина должна быть от 1 до 300." in text_of(empty)
     assert "Length must be" not in empty.text
-    letters = await agent.post(
-        f"/clients/{party.id}/tasks", {"title": "Звонок", "assignee_id": "abc"}
-    )
+    letters = await agent.post("/tasks/new", {"title": "Звонок", "priority": "abc"})
     assert letters.status_code == 422
     assert "не число: abc" in text_of(letters) and "not a number" not in letters.text
+    odd_id = await agent.post(
+        f"/clients/{party.id}/tasks", {"title": "Звонок", "assignee_id": "abc"}
+    )
+    assert odd_id.status_code == 422
+    assert "исполнитель: не номер записи (целое число от 1 до 2^63-1)" in text_of(odd_id)
 
 
 async def test_role_limited_move_names_role_titles(make_crm):

@@ -595,6 +595,42 @@ async def test_a_clash_is_told_at_the_users_hours_in_their_language(web, crm):
     assert "ресурс: уже занят: 2026-12-01 20:00" in refused.text
 
 
+async def test_the_calendar_form_puts_no_event_on_a_retired_resource(web, crm):
+    """Bay 1 is taken out of service (``active`` false): the form no longer lists it, and
+    an old tab or a bookmark posting its id is refused on the resource field, naming the
+    bay in the user's language; no event is made."""
+    agent = await web("agent")
+    msgid = "{resource} is out of service and cannot be booked"
+    agent.app.state.catalogs["ru"]._catalog[msgid] = "{resource}: выведен из работы"
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay", active=False)
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    page = await agent.get("/calendar")
+    assert f'<option value="{bay_id}"' not in page.text
+    refused = await agent.post(
+        "/calendar/new",
+        {
+            "title": "Мойка",
+            "resource_id": str(bay_id),
+            "starts_at": "2026-12-01T10:00",
+            "ends_at": "2026-12-01T11:00",
+        },
+    )
+    assert refused.status_code == 422
+    assert "ресурс: Пост 1: выведен из работы" in html.unescape(refused.text)
+    with crm.system() as work:
+        assert (
+            work.calendar.between(
+                dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                dt.datetime(2026, 12, 3, tzinfo=dt.UTC),
+                resource_id=bay_id,
+            )
+            == []
+        )
+
+
 async def test_workspace_today_and_tomorrow_are_the_users_days(web, crm):
     """At 01:00 on 2 March in Vladivostok (15:00 UTC on 1 March), "today and tomorrow" are
     2 and 3 March there: the evening of 1 March is gone, the evening of 3 March is in."""
@@ -632,6 +668,80 @@ async def test_ical_feed(web, crm):
     assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
     assert "BEGIN:VCALENDAR" in feed.text and "Встреча с клиентом" in feed.text
     assert (await Browser(agent.app, crm).get("/ical/wrong-token.ics")).status_code == 404
+
+
+async def _feed(browser):
+    """The text of ``browser``'s user's iCalendar feed, from a new secret address."""
+    from urllib.parse import unquote
+
+    made = await browser.post("/profile/feed", {})
+    feed_url = re.search(r"feed=([^&\s]+)", made.headers["location"]).group(1)
+    path = unquote(feed_url).split("testserver", 1)[1]
+    feed = await Browser(browser.app, browser.crm).get(path)
+    assert feed.status_code == 200
+    return feed.text
+
+
+async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web, crm):
+    """Boris is invited to Anna's meeting with her client: his calendar, his feed and his
+    workspace show the meeting, with no link to the client's card (whose address would
+    tell the client's id); Anna's link to it stays."""
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    with crm.acting_as(anna.user) as work:
+        work.calendar.create(
+            title="Встреча у клиента",
+            party_id=party.id,
+            starts_at=start.isoformat(),
+            ends_at=(start + dt.timedelta(hours=1)).isoformat(),
+            attendees=[{"user_id": boris.user.id}],
+        )
+    card = f"/clients/{party.id}"
+    day = start.date()
+    week = (
+        f"/calendar/events?start={day - dt.timedelta(days=2)}T00:00:00"
+        f"&end={day + dt.timedelta(days=3)}T00:00:00"
+    )
+    for browser, link in ((anna, card), (boris, None)):
+        shown = await browser.get(week)
+        assert [(e["title"], e["url"]) for e in shown.json()] == [("Встреча у клиента", link)]
+        feed = await _feed(browser)
+        assert "Встреча у клиента" in feed
+        assert (card in feed) is (link is not None)
+        home = await browser.get("/home")
+        assert "Встреча у клиента" in home.text
+        assert (f'href="{card}">→' in home.text) is (link is not None)
+    assert "Тайна" not in (await boris.get("/home")).text
+
+
+async def test_a_reminder_leads_its_recipient_to_no_client_they_may_not_read(web, crm):
+    """Anna's reminder about a note on her client is for her and for Boris, who may not
+    read that client: his notification leads to the reminder's note alone, not to the
+    client's card (whose address would tell the client's id); hers leads to the card."""
+    from crmkit.jobs.reminders import fire_due_reminders
+
+    anna = await web("agent")
+    boris = await web("agent")
+    party = _own_client(crm, anna.user, name="ООО «Тайна»")
+    with crm.acting_as(anna.user) as work:
+        note = work.timeline.add_note(party_id=party.id, body="договор у юриста")
+        work.reminders.create(
+            text="Спросить про договор",
+            party_id=party.id,
+            record_entity="activity",
+            record_id=note.id,
+            remind_at=(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat(),
+            recipients=[{"user_id": anna.user.id}, {"user_id": boris.user.id}],
+        )
+    assert fire_due_reminders(crm) == 1
+    card = f"/clients/{party.id}"
+    mine = await anna.get("/notifications")
+    assert "Спросить про договор" in mine.text and f"{card}#activity-{note.id}" in mine.text
+    page = await boris.get("/notifications")
+    assert "Спросить про договор" in page.text
+    assert card not in page.text and f"/records/activity/{note.id}" in page.text
 
 
 async def test_template_preview_shows_the_line_of_a_mistake(web, crm):

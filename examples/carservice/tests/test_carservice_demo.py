@@ -131,16 +131,55 @@ def test_the_demo_refuses_a_database_that_is_not_empty(station):
         assert work.session.query(Party).count() == before
 
 
-def test_a_demo_that_stops_half_way_says_so_and_a_rerun_is_refused(station_crm, monkeypatch):
+def row_counts(crm) -> dict[str, int]:
+    """How many rows every table holds (the core's and every plugin's)."""
+    from crmkit.model import metadata
+
+    with crm.engine.connect() as connection:
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in metadata.sorted_tables
+        }
+
+
+def test_a_demo_that_stops_part_way_leaves_the_database_as_it_was(station_crm, monkeypatch):
+    """A year stopped at its first month-end (clients, cars, staff and a month of orders
+    written by then) keeps none of it, says so in one error, and the next run fills the
+    database as if the first had never been."""
+    from click.testing import CliRunner
     from crmkit_carservice import demo as demo_module
 
+    from crmkit.cli import Env, demo
     from crmkit.errors import ConfigError, ValidationFailed
+    from crmkit.model import Party, User
 
-    def out_of_stock(*args, **kwargs):
+    reached = []
+
+    def out_of_stock(crm, *args, **kwargs):
+        with crm.system() as work:  # the month really was written up to here
+            reached.append(work.session.scalar(select(func.count()).select_from(Party)))
         raise ValidationFailed({"qty": ["only 1.5 l of oil, 4.5 needed"]})
 
+    before = row_counts(station_crm)
     monkeypatch.setattr(demo_module, "_month_end", out_of_stock)
-    with pytest.raises(ConfigError, match=r"demo stopped: .*4\.5 needed.*drop and recreate"):
-        station_crm.demos["carservice"].run(station_crm, size=40, seed=3)
-    with pytest.raises(ConfigError, match=r"not empty \(\d+ clients, .*demo users\).*new database"):
-        station_crm.demos["carservice"].run(station_crm, size=40, seed=3)
+    env = Env(None, debug=False)
+    env._crm = station_crm
+
+    run = CliRunner().invoke(demo, ["carservice", "--size", "40", "--seed", "3"], obj=env)
+
+    assert reached and reached[0] > 40  # clients, and orders of a month, were there
+    after = row_counts(station_crm)
+    assert after["party"] == after["user"] == after["finance_order"] == 0
+    assert after == before
+    assert isinstance(run.exception, ConfigError), run.output
+    assert re.fullmatch(
+        r"demo carservice stopped: qty: only 1\.5 l of oil, 4\.5 needed\. Nothing of it was "
+        r"kept: the database is as it was before",
+        str(run.exception),
+    )
+    monkeypatch.undo()
+    again = CliRunner().invoke(demo, ["carservice", "--size", "40", "--seed", "3"], obj=env)
+    assert again.exit_code == 0, again.output
+    assert re.match(r"demo carservice: \d+ clients, 40 orders", again.stdout), again.stdout
+    with station_crm.system() as work:
+        assert work.session.scalar(select(func.count()).select_from(User)) == 14  # the staff

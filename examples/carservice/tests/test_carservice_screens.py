@@ -464,6 +464,75 @@ async def test_a_huge_mileage_on_the_form_is_named_not_a_crash(station):
     assert _orders_of(station, station.client.id) == []
 
 
+ODD_IDS = ("abc", "1.5", "²", "-1", "0", "9" * 25)
+ID_LABELS = {
+    "party_id": ("party_id", "клиент"),
+    "car_id": ("car_id", "машина"),
+    "assignee_id": ("assignee_id", "исполнитель"),
+    "location_id": ("location_id", "склад"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(ID_LABELS))
+async def test_an_intake_with_an_odd_id_names_the_field_and_takes_no_order(station, field):
+    """A client, car, worker or branch id that is no id (letters, a fraction, 25 digits)
+    is a 422 naming the field, the form kept, never a 500; no order is taken."""
+    client = await signed_in(station, "manager")
+    for odd in ODD_IDS:
+        form = _intake_form(station, party_id=str(station.client.id), car_id=str(station.car.id))
+        response = await client.post("/service/intake", {**form, field: odd})
+        assert response.status_code == 422, (odd, response.status_code)
+        error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+        assert error.startswith(tuple(f"{label}: " for label in ID_LABELS[field])), error
+        assert "2^63-1" in error, error
+    assert _orders_of(station, station.client.id) == []
+
+
+async def test_an_intake_with_a_service_id_no_column_holds_names_the_row(station):
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, party_id=str(station.client.id), car_id=str(station.car.id))
+    for odd in ("9" * 25, "0", "١"):
+        services = [("services", str(station.diagnostics.id)), ("services", odd)]
+        data = [*((k, v) for k, v in form.items() if k != "services"), *services]
+        response = await client.post("/service/intake", data)
+        assert response.status_code == 422, (odd, response.status_code)
+        error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+        assert error.startswith(("services:", "услуги:")) and "2" in error and odd in error, error
+    assert _orders_of(station, station.client.id) == []
+
+
+async def test_the_intake_page_and_an_assignment_refuse_odd_ids_naming_them(station):
+    client = await signed_in(station, "manager")
+    order = station.order()
+    for odd in ODD_IDS:
+        page = await client.get("/service/intake", params={"party_id": odd})
+        assert page.status_code == 422 and "2^63-1" in page.text, odd
+        assert any(f"{label}: " in page.text for label in ID_LABELS["party_id"]), odd
+        moved = await client.post(f"/service/orders/{order.id}/assign", {"assignee_id": odd})
+        assert moved.status_code == 303, odd
+        shown = await client.get(moved.headers["location"])
+        flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', shown.text))
+        assert "2^63-1" in flash and flash.startswith(ID_LABELS["assignee_id"]), flash
+    with station.crm.acting_as(station.users["manager"]) as work:
+        assert carservice(work).views([order])[0].worker.id == station.ivan.id  # unchanged
+    huge = await client.post(f"/service/orders/{'9' * 25}/assign", {"assignee_id": "1"})
+    assert huge.status_code == 404
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_the_car_service_pages(station):
+    from crmkit.testing import add_user
+    from crmkit.testing.web import id_paths, int_paths
+
+    add_user(station.crm, "root", ["admin"])
+    client = await signed_in(station, "root")
+    assert not int_paths(client.app)
+    paths = [
+        (method, path) for method, path in id_paths(client.app) if path.startswith("/service/")
+    ]
+    assert paths == [("POST", f"/service/orders/{'9' * 25}/assign")]
+    assert (await client.post(paths[0][1], {"assignee_id": "1"})).status_code == 404
+
+
 async def test_an_intakes_note_is_capped_at_20000_characters_and_nothing_is_taken(station):
     """The intake's note becomes the order's, whose schema holds 20000 characters: a longer
     one is refused naming the field, and neither the new client nor the order is kept."""

@@ -336,3 +336,145 @@ def test_bookings_made_and_cancelled_are_timeline_kinds_the_api_filters_on(shop)
     assert subjects("booking_cancelled") == ["Пост 1, 2030-03-04 10:00"]
     assert subjects("booking") == ["Пост 1, 2030-03-04 12:00", "Пост 1, 2030-03-04 10:00"]
     assert {"booking", "booking_cancelled"} <= set(crm.timeline_kinds)
+
+
+def test_a_booking_given_its_end_is_as_long_as_one_given_its_length(shop):
+    """``book(ends_at=)`` takes at most the week ``duration=`` does: a mistyped year on the
+    end (2031 for 2030) would hold the bay for a year, hiding every free window.  An end
+    before the start is refused on ``ends_at``; a naive ``since`` is refused naming it
+    (the journal cannot guess whose wall clock it is)."""
+    crm, bay, _, client, _ = shop
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=at(10),
+            ends_at=at(10, day=DAY.replace(year=2031)),
+        )
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "ends_at": ["at most 10080 minutes after the start"]
+    }
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), ends_at=at(9))
+    assert refused.value.errors == {"ends_at": ["must be after the start"]}
+    with crm.acting_as("manager") as work:  # a week to the minute is a booking
+        week = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), ends_at=at(10) + 7 * 24 * HOUR
+        )
+        assert week.ends_at - week.starts_at == dt.timedelta(days=7)
+    with crm.acting_as("manager") as work:
+        assert [e.id for e in booking(work).of_party(client, upcoming_only=False)] == [week.id]
+        with pytest.raises(ValidationFailed) as refused:
+            booking(work).find_free(HOUR, since=dt.datetime(2030, 3, 4, 10))
+        assert list(refused.value.errors) == ["since"]
+        # the last days a date holds have their windows, and no day after them
+        last = booking(work).find_free(HOUR, since=dt.datetime(9999, 12, 30, tzinfo=dt.UTC))
+        assert last and {w.starts_at.year for w in last} == {9999}
+
+
+def test_two_people_cancelling_one_booking_at_once_are_told_it_is_cancelled(shop):
+    """A double click, or the desk and the master at once: one cancels, the other is
+    told "cancelled already" (what the journal shows), not a conflict to reload; the
+    client is told once."""
+    crm, bay, _, client, _ = shop
+    raised = []
+
+    class Listener:
+        @hookimpl
+        def crmkit_handle_event(self, event, work):
+            if event.name == BOOKING_CANCELLED:
+                raised.append(event.data["reason"])
+
+    crm.pm.register(Listener())
+    with crm.acting_as("manager") as work:
+        event = (
+            booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR).id
+        )
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def attempt(reason):
+        try:
+            with crm.acting_as("manager") as work:
+                barrier.wait(5)
+                booking(work).cancel(event, reason=reason)
+            outcomes.append("cancelled")
+        except ValidationFailed as exc:
+            outcomes.append({k: [str(m) for m in v] for k, v in exc.errors.items()})
+        except Exception as exc:  # what the other learns must be the refusal above
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=attempt, args=(r,)) for r in ("первый", "второй")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes, key=str) == [
+        "cancelled",
+        {"status": ["the booking at 2030-03-04 10:00 is cancelled already"]},
+    ]
+    assert len(raised) == 1
+    with crm.acting_as("manager") as work:
+        kinds = [a.kind for a in work.timeline.list(client)]
+    assert kinds == ["booking_cancelled", "booking"]
+
+
+def test_a_retired_resource_keeps_its_bookings_in_the_journal(shop):
+    """Bay 1 is taken out of service (``active`` false) with a client still booked on it:
+    the journal shows its column, closed, on the day of that booking (the desk must move
+    or cancel it, and sees whom to call), not on other days; no window nor booking is
+    offered on it."""
+    crm, bay, master, client, _ = shop
+    with crm.acting_as("manager") as work:
+        held = booking(work).book(party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR)
+    with crm.system() as work:  # resources have no form: retired in code or the database
+        from crmkit.model import Resource
+
+        work.session.get(Resource, bay).active = False
+    with crm.acting_as("manager") as work:
+        journal = booking(work)
+        today = journal.journal(DAY)
+        assert [r.id for r in today.resources] == [bay, master]
+        assert today.closed == {bay} and today.at(bay, at(10), 30).id == held.id
+        tomorrow = journal.journal(DAY + dt.timedelta(days=1))
+        assert [r.id for r in tomorrow.resources] == [master] and not tomorrow.closed
+        assert bay not in {w.resource.id for w in journal.find_free(HOUR, since=at(9))}
+        assert [r.id for r in journal.bookable()] == [master]
+        with pytest.raises(ValidationFailed) as refused:
+            journal.book(party_id=client, resource_id=bay, starts_at=at(12), duration=HOUR)
+    # the core calendar's refusal, the same the calendar's form and the API give
+    assert {k: [str(m) for m in v] for k, v in refused.value.errors.items()} == {
+        "resource_id": ["Пост 1 is out of service and cannot be booked"]
+    }
+
+
+def test_cancelling_an_event_that_is_no_booking_is_refused_naming_it(shop):
+    """The journal cancels bookings only: a meeting's id sent to it (an old link, a
+    script) is refused on event_id, naming the meeting, in the reader's language."""
+    crm = shop[0]
+    with crm.acting_as("manager") as work:
+        meeting = work.calendar.create(
+            title="Планёрка", starts_at=at(10).isoformat(), ends_at=at(11).isoformat()
+        )
+    with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+        booking(work).cancel(meeting.id, reason="ошибка")
+    (reason,) = refused.value.errors["event_id"]
+    russian = {"“{event}” is not a booking": "«{event}» — не запись"}
+    assert reason.translate(russian.get) == "«Планёрка» — не запись"
+    with crm.acting_as("manager") as work:
+        assert work.calendar.get(meeting.id).status != "cancelled"
+
+
+def test_a_client_with_a_long_name_can_be_booked(shop):
+    """A state institution's full name fills most of the 300 characters a name holds: the
+    booking's title (client — resource, which the form does not ask for) is shortened to
+    what a title holds, keeping the resource, instead of refusing a field nobody typed."""
+    crm, bay, _, _, _ = shop
+    name = ("Федеральное государственное бюджетное учреждение " * 7)[:299] + "»"
+    with crm.acting_as("manager") as work:
+        client = factories.organisation(work, name=name).id
+        event = booking(work).book(
+            party_id=client, resource_id=bay, starts_at=at(10), duration=HOUR
+        )
+        assert len(event.title) <= 300 and event.title.endswith("… — Пост 1")
+        assert event.title.startswith("Федеральное государственное")

@@ -7,6 +7,7 @@ import datetime as dt
 import html
 import re
 
+import httpx
 import pytest
 from crmkit_booking import booking
 from sqlalchemy import func, select
@@ -203,6 +204,153 @@ async def test_the_journal_and_the_form_speak_russian(booking_crm):
     assert no_time.status_code == 422
     assert "Укажите дату и время записи." in no_time.text
     assert "Enter the date and time" not in no_time.text
+
+
+@pytest.mark.parametrize("odd", ["abc", "1.5", "²", "-1", "9" * 25])
+async def test_an_odd_client_or_resource_id_is_named_on_the_form(booking_crm, odd):
+    """The client and the resource are ids: one that is none is named on the form (422),
+    never a 500, and nothing is booked; the form's link with an odd client says so too."""
+    add_user(booking_crm, "manager", ["manager"], locale="en")
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    for field in ("party_id", "resource_id"):
+        refused = await web.post("/booking/new", {**form, field: odd})
+        assert refused.status_code == 422, field
+        error = re.search(r'id="form-error"[^>]*>(.*?)</', refused.text, re.S).group(1)
+        assert "not an id (1 to 2^63-1)" in html.unescape(error), (field, error)
+        assert html.unescape(error).startswith(f"{field}: "), error
+    linked = await web.get("/booking/new", params={"party_id": odd})
+    assert linked.status_code == 422
+    assert "not an id (1 to 2^63-1)" in html.unescape(linked.text)
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_the_booking_pages(booking_crm):
+    from crmkit.testing.web import id_paths, int_paths
+
+    add_user(booking_crm, "manager", ["manager"])
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    assert not int_paths(web.app)
+    paths = [(method, path) for method, path in id_paths(web.app) if path.startswith("/booking/")]
+    assert paths == [("POST", f"/booking/{'9' * 25}/cancel")]
+    assert (await web.post(paths[0][1], {"reason": "x"})).status_code == 404
+
+
+async def test_no_client_or_resource_and_dates_past_the_calendar_are_named_never_a_500(
+    booking_crm,
+):
+    """What a slip of the keyboard or an old bookmark sends: no client or no resource
+    chosen, a year the clock cannot hold, a day at the end of the calendar.  The form says
+    which field is wrong (in Russian) and books nothing; the journal opens on today."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    form = {"party_id": client.id, "resource_id": bay.id, "starts_at": f"{DAY}T10:00"}
+    form["minutes"] = "60"
+    for typed, reason in (
+        ({"resource_id": ""}, "ресурс: Обязательное поле."),
+        ({"party_id": ""}, "клиент: выберите клиента"),
+        ({"party_id": "", "resource_id": ""}, "клиент: выберите клиента; ресурс: Обязательное"),
+        ({"starts_at": "0001-01-01T00:00"}, "Укажите дату и время записи."),
+        # a week from the last evening a date holds ends past it
+        ({"starts_at": "9999-12-31T20:00", "minutes": "10080"}, "начало: Неверные дата и время."),
+    ):
+        refused = await web.post("/booking/new", {**form, **typed})
+        assert refused.status_code == 422, (typed, refused.status_code)
+        error = re.search(r'id="form-error"[^>]*>(.*?)</', refused.text, re.S)
+        assert error and reason in html.unescape(error.group(1)), (typed, error)
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 0
+    for day in ("9999-12-31", "0001-01-01"):
+        for days in ("1", "7"):
+            page = await web.get("/booking", params={"day": day, "days": days, "minutes": "60"})
+            assert page.status_code == 200, (day, days)
+            assert 'id="journal"' in page.text
+
+
+async def test_a_retired_bay_shows_its_bookings_closed_on_the_journal(booking_crm):
+    """Bay 1 is taken out of service with Olga still booked on it: the journal shows her
+    booking in its closed column (no "+" to book it), and the form no longer offers it."""
+    from crmkit.model import Resource
+
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        client = factories.person(work, name="Ольга Соколова").id
+        journal.book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=journal.day_bounds(DAY)[0],
+            duration=dt.timedelta(hours=1),
+        )
+    with booking_crm.system() as work:
+        work.session.get(Resource, bay).active = False
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    page = (await web.get("/booking", params={"day": DAY.isoformat()})).text
+    assert re.search(rf'<th data-resource="{bay}" class="closed">', page)
+    assert "Ольга Соколова" in page and f"resource_id={bay}&" not in page
+    form = (await web.get("/booking/new", params={"party_id": client})).text
+    assert f'<option value="{bay}"' not in form
+
+
+async def test_a_night_station_books_the_hour_it_shows_when_the_clocks_change(make_crm):
+    """A tyre station in Berlin open day and night.  On 27 October 2030 the clocks go
+    back: 02:00-02:59 comes twice, and so do its rows.  The "+" of the second 02:30 books
+    the second 02:30 (CET, 01:30 UTC), not the first, which is free too.  On 31 March
+    the clocks go forward: 02:30 does not exist, and typing it is refused naming the
+    start, where it was booked an hour later."""
+    from crmkit_booking import plugin as booking_plugin
+
+    crm = make_crm(
+        plugins=[booking_plugin],
+        settings={
+            "locale.timezone": "Europe/Berlin",
+            "booking.day_start": "00:00",
+            "booking.day_end": "23:30",
+        },
+    )
+    add_user(crm, "manager", ["manager"], timezone="Europe/Berlin")
+    with crm.acting_as("manager") as work:
+        bay = booking(work).add_resource("Reifen 1", kind="bay").id
+        client = factories.person(work, name="Olga Sokolova").id
+    web = WebClient.for_crm(crm)
+    assert (await web.login("manager")).status_code == 303
+    page = (await web.get("/booking", params={"day": "2030-10-27"})).text
+    links = re.findall(
+        r'href="(/booking/new\?resource_id=[^"]*starts_at=2030-10-27T02:30[^"]*)"', page
+    )
+    assert len(links) == 2  # the first 02:30 (summer time) and the second (winter time)
+    query = dict(httpx.URL(html.unescape(links[1])).params)
+    form = (await web.get("/booking/new", params={**query, "party_id": client})).text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    booked = await web.post(
+        "/booking/new",
+        {**fields, "resource_id": bay, "starts_at": query["starts_at"], "minutes": "30"},
+    )
+    assert booked.status_code == 303, booked.text
+    with crm.acting_as("manager") as work:
+        (event,) = work.session.scalars(select(CalendarEvent)).all()
+        assert event.starts_at == dt.datetime(2030, 10, 27, 1, 30, tzinfo=dt.UTC)
+    gap = await web.post(
+        "/booking/new",
+        {"party_id": client, "resource_id": bay, "starts_at": "2030-03-31T02:30", "minutes": "30"},
+    )
+    assert gap.status_code == 422
+    error = html.unescape(re.search(r'id="form-error"[^>]*>(.*?)</', gap.text, re.S).group(1))
+    assert error.startswith("начало: ") and "Europe/Berlin" in error
+    with crm.acting_as("manager") as work:
+        assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 1
 
 
 async def test_a_cancellations_reason_is_capped_at_20000_characters(booking_crm):

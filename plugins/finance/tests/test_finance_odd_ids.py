@@ -10,7 +10,11 @@ import html
 import pytest
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceInvoice
-from finance_web import clients
+from finance_web import Client, clients
+
+from crmkit.testing import add_user
+from crmkit.testing.web import id_paths, int_paths
+from crmkit.web.app import create_app
 
 ODD = ["²", "9" * 25]
 
@@ -66,3 +70,35 @@ def test_the_finance_forms_share_the_cores_id_refusal(shop, signed_in, odd):
     accountant = signed_in("accountant")
     payout = accountant.submit("/finance/payroll/pay", {"user_id": odd, "amount": "100"})
     assert _refused(payout, "user_id", "пользователь")
+
+
+def test_a_path_id_past_an_id_column_is_a_404_on_every_finance_page(shop):
+    """The finance routes take their ids with the core's ``id`` convertor: a 25-digit id
+    (which Starlette's ``int`` passed on to fail in the database) is a 404."""
+    add_user(shop.crm, "root", ["admin"])
+    app = create_app(shop.crm)
+    admin = Client(app, "root")
+    assert not int_paths(app)
+    paths = [(method, path) for method, path in id_paths(app) if path.startswith("/finance/")]
+    assert ("GET", "/finance/invoices/" + "9" * 25) in paths and len(paths) >= 15
+    for method, path in paths:
+        answer = admin.get(path) if method == "GET" else admin.post(path, {"amount": "1"})
+        assert answer.status_code == 404, (method, path)
+
+
+@pytest.mark.parametrize("typed", ["abc", "1.5", "²", "9" * 25])
+def test_a_suppliers_payment_days_that_are_no_number_are_named(shop, signed_in, typed):
+    """The supplier form's days used to go through ``int()`` (a 500 on "abc"); the
+    schema's refusal names the field now, and neither the supplier nor its client is kept."""
+    head = signed_in("warehouse")
+    page = head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": typed})
+    assert 'class="flash error"' in page.text
+    assert any(
+        f"{name}: " in html.unescape(page.text) for name in ("payment_days", "отсрочка, дней")
+    )
+    with shop.crm.system() as work:
+        assert list(work.records("finance_supplier").list(limit=5)) == []
+        assert list(work.parties.list(search="Запчасти", limit=5)) == []
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    with shop.crm.system() as work:
+        assert [s.payment_days for s in work.records("finance_supplier").list(limit=5)] == [14]

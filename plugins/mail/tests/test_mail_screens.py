@@ -4,6 +4,7 @@ report, and each recipient written to in their own language."""
 from __future__ import annotations
 
 import contextlib
+import html
 
 import pytest
 from crmkit_mail import mail
@@ -675,6 +676,94 @@ async def test_a_nul_character_on_the_compose_page_is_refused_naming_the_field(m
     with mail_crm.system() as work:
         assert work.session.scalars(select(OutboxItem)).all() == []
         assert work.session.scalars(select(Attachment)).all() == []
+
+
+# -- ids typed or sent into the mail forms --------------------------------------------------
+
+ODD_IDS = ("abc", "1.5", "²", "-1", "9" * 25)
+NOT_AN_ID = "not an id (1 to 2^63-1)"
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+async def test_odd_ids_on_the_compose_page_are_named_and_send_nothing(mail_crm, smtp, odd):
+    from crmkit.model import Attachment, OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        price = work.attachments.add("Прайс.pdf", b"%PDF price", party_id=client.id)
+        client_id, price_id = client.id, price.id
+    page = await agent.get(f"/mail/compose/{client_id}", params={"template": odd})
+    assert page.status_code == 422 and f"template: {NOT_AN_ID}" in html.unescape(page.text)
+    fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт во вложении",
+              "csrf_token": agent.csrf}  # fmt: skip
+    upload = [("files", ("Счёт.pdf", b"%PDF invoice", "application/pdf"))]
+    refused = await agent.client.post(
+        f"/mail/compose/{client_id}/send",
+        data={**fields, "attach": [str(price_id), odd]},
+        files=upload,
+    )
+    assert refused.status_code == 422 and f"attach: {NOT_AN_ID}" in html.unescape(refused.text)
+    with mail_crm.system() as work:  # nothing queued, the upload not kept
+        assert work.session.scalars(select(OutboxItem)).all() == []
+        assert [a.filename for a in work.session.scalars(select(Attachment))] == ["Прайс.pdf"]
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+async def test_an_odd_mailbox_owner_is_named_and_nothing_saved(mail_crm, odd):
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    form = {"name": "sales", "address": "sales@example.test", "owner_id": odd}
+    refused = await admin.post("/mail/mailboxes/new", form)
+    assert refused.status_code == 422
+    assert f"owner_id: {NOT_AN_ID}" in html.unescape(refused.text)
+    assert 'value="sales@example.test"' in refused.text  # what was typed is kept
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailAccount)).all() == []
+        account_id = mail(work).accounts.create(name="sales", address="sales@example.test").id
+    edited = await admin.post(f"/mail/mailboxes/{account_id}", {**form, "active": "1"})
+    assert edited.status_code == 422
+    assert f"owner_id: {NOT_AN_ID}" in html.unescape(edited.text)
+    with mail_crm.system() as work:
+        assert mail(work).accounts.get(account_id).owner_id is None
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+async def test_odd_ids_on_the_mailing_forms_are_named_and_nothing_saved(mail_crm, smtp, odd):
+    smtp_mailbox(mail_crm, smtp)
+    template, group, _ids = mixed_clients(mail_crm)
+    manager = await signed_in(mail_crm, "manager", ["manager"])
+    form = {"name": "Шины", "template": str(template), "audience": "group",
+            "group_id": str(group), "rate_per_minute": "0"}  # fmt: skip
+    for field, changed in (
+        ("template", {"template": odd}),
+        ("group_id", {"group_id": odd}),
+        ("view_id", {"audience": "view", "view_id": odd}),
+    ):
+        refused = await manager.post("/mail/mailings/new", {**form, **changed})
+        assert refused.status_code == 422, field
+        assert f"{field}: {NOT_AN_ID}" in html.unescape(refused.text), field
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(MailCampaign)).all() == []
+    created = await manager.post("/mail/mailings/new", form)
+    assert created.status_code == 303
+    draft = await manager.get(created.headers["location"], params={"party": odd})
+    assert draft.status_code == 200 and f"party: {NOT_AN_ID}" in html.unescape(draft.text)
+
+
+async def test_a_path_id_past_an_id_column_is_a_404_on_every_mail_page(mail_crm):
+    from crmkit.testing.web import id_paths, int_paths
+
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    assert not int_paths(admin.app)
+    paths = [(method, path) for method, path in id_paths(admin.app) if path.startswith("/mail/")]
+    assert ("GET", "/mail/compose/" + "9" * 25) in paths and len(paths) >= 8
+    for method, path in paths:
+        answer = await (admin.get(path) if method == "GET" else admin.post(path, {}))
+        assert answer.status_code == 404, (method, path)
 
 
 async def test_the_compose_page_refuses_a_text_or_subject_longer_than_the_apis(mail_crm, smtp):

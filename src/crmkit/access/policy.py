@@ -218,14 +218,17 @@ class AccessPolicy:
             return false()
         return entity.column(entity.party_attr).in_(select(Party.id).where(or_(*owned)))
 
-    def reads_past_clients(self, entity: EntityType) -> bool:
+    def reads_past_clients(self, entity: EntityType, *, widened: bool = False) -> bool:
         """Whether the actor may read rows of ``entity`` naming a client they may not read:
         a conversation of their own mailbox (``personal_attr``), a message or file of a
-        conversation they read.  What shows such rows by their fields (the API) leaves such
-        a client's id out, as the contact center's screen leaves out its name."""
+        conversation they read, and with ``widened`` (the entity's service shows rows
+        beyond these rules: ``EntityService.widens_reading``) an event they are invited
+        to or a reminder they are to be reminded by.  What shows such rows by their fields
+        (the API, the calendar, its feed) leaves such a client out, as the contact center's
+        screen leaves out its name: ``EntityService.readable_clients``."""
         if not entity.party_attr or self.scope("party", "read") is Scope.ALL:
             return False
-        if entity.personal_attr:
+        if entity.personal_attr or (widened and self.actor.user_id is not None):
             return True
         return entity.scope_through_party and self._in_readable_conversation(entity) is not None
 

@@ -41,6 +41,7 @@ from crmkit.schemas import (
     TaskSchema,
 )
 from crmkit.services.parties import PartyService
+from crmkit.services.resources import ResourceService
 from crmkit.services.tasks import CalendarService, ReminderService, TaskService
 from crmkit.services.timeline import ACTIVITY_KINDS, TimelineKind
 
@@ -242,7 +243,12 @@ def crmkit_register_entities() -> list[EntityType]:
             "party_group", PartyGroup, label="Group", label_plural="Groups", title_attr="name"
         ),
         EntityType(
-            "resource", Resource, label="Resource", label_plural="Resources", title_attr="name"
+            "resource",
+            Resource,
+            label="Resource",
+            label_plural="Resources",
+            title_attr="name",
+            service=ResourceService,
         ),
         EntityType(
             "permission",

@@ -56,7 +56,7 @@ def crmkit_register_screens() -> list[Screen]:
         Screen("list", "/lists/{entity}", "List", lists.list_page),
         post("list_bulk", "/lists/{entity}/bulk", lists.bulk),
         post("list_view_save", "/lists/{entity}/views", lists.save_view),
-        post("list_view_delete", "/lists/{entity}/views/{view_id:int}/delete", lists.delete_view),
+        post("list_view_delete", "/lists/{entity}/views/{view_id:id}/delete", lists.delete_view),
         # the client card
         Screen("client_new", "/clients/new", "New client", card.new, methods=("GET", "POST")),
         Screen(
@@ -67,10 +67,10 @@ def crmkit_register_screens() -> list[Screen]:
             permission=("party", "create"),
         ),
         Screen("groups", "/groups", "Groups", cbg.groups_page, methods=("GET", "POST")),
-        Screen("group", "/groups/{group_id:int}", "Group", cbg.group_page),
-        post("group_action", "/groups/{group_id:int}/action", cbg.group_action, "Group"),
+        Screen("group", "/groups/{group_id:id}", "Group", cbg.group_page),
+        post("group_action", "/groups/{group_id:id}/action", cbg.group_action, "Group"),
         Screen(
-            "group_export", "/groups/{group_id:int}/export.{fmt:str}", "Export", cbg.group_export
+            "group_export", "/groups/{group_id:id}/export.{fmt:str}", "Export", cbg.group_export
         ),
         Screen("clients_export", "/lists/party/export.{fmt:str}", "Export", cbg.list_export),
         Screen(
@@ -83,7 +83,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "import_run",
-            "/import/{run_id:int}",
+            "/import/{run_id:id}",
             "Import clients",
             cbg.import_run_page,
             methods=("GET", "POST"),
@@ -91,21 +91,21 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "import_progress",
-            "/import/{run_id:int}/progress",
+            "/import/{run_id:id}/progress",
             "Import",
             cbg.import_progress,
             permission=IMPORT,
         ),
         Screen(
             "import_errors",
-            "/import/{run_id:int}/errors.csv",
+            "/import/{run_id:id}/errors.csv",
             "Import",
             cbg.import_errors,
             permission=IMPORT,
         ),
         Screen(
             "client_merge",
-            "/clients/{party_id:int}/merge",
+            "/clients/{party_id:id}/merge",
             "Merge duplicates",
             clientbase.merge_page,
             methods=("GET", "POST"),
@@ -117,36 +117,36 @@ def crmkit_register_screens() -> list[Screen]:
             clientbase.screening_candidates,
             permission=("party", "create"),
         ),
-        Screen("client", "/clients/{party_id:int}", "Client", card.card),
+        Screen("client", "/clients/{party_id:id}", "Client", card.card),
         Screen(
             "client_edit",
-            "/clients/{party_id:int}/edit",
+            "/clients/{party_id:id}/edit",
             "Edit",
             card.edit,
             methods=("GET", "POST"),
         ),
-        Screen("client_timeline", "/clients/{party_id:int}/timeline", "Timeline", card.timeline),
-        post("client_note", "/clients/{party_id:int}/notes", card.add_note),
-        post("client_call", "/clients/{party_id:int}/calls", card.add_call),
-        post("client_contact", "/clients/{party_id:int}/contacts", card.add_contact),
+        Screen("client_timeline", "/clients/{party_id:id}/timeline", "Timeline", card.timeline),
+        post("client_note", "/clients/{party_id:id}/notes", card.add_note),
+        post("client_call", "/clients/{party_id:id}/calls", card.add_call),
+        post("client_contact", "/clients/{party_id:id}/contacts", card.add_contact),
         post(
             "client_contact_delete",
-            "/clients/{party_id:int}/contacts/{contact_id:int}/delete",
+            "/clients/{party_id:id}/contacts/{contact_id:id}/delete",
             card.remove_contact,
         ),
-        post("client_file", "/clients/{party_id:int}/files", card.upload),
-        post("client_task", "/clients/{party_id:int}/tasks", card.add_task),
-        post("client_reminder", "/clients/{party_id:int}/reminders", card.add_reminder),
-        post("client_deal", "/clients/{party_id:int}/deals", card.add_deal),
-        post("client_group", "/clients/{party_id:int}/groups", card.add_group),
-        post("client_tags", "/clients/{party_id:int}/tags", card.set_tags),
-        post("note_pin", "/notes/{activity_id:int}/pin", card.pin_note),
-        Screen("file", "/files/{attachment_id:int}", "File", card.download),
+        post("client_file", "/clients/{party_id:id}/files", card.upload),
+        post("client_task", "/clients/{party_id:id}/tasks", card.add_task),
+        post("client_reminder", "/clients/{party_id:id}/reminders", card.add_reminder),
+        post("client_deal", "/clients/{party_id:id}/deals", card.add_deal),
+        post("client_group", "/clients/{party_id:id}/groups", card.add_group),
+        post("client_tags", "/clients/{party_id:id}/tags", card.set_tags),
+        post("note_pin", "/notes/{activity_id:id}/pin", card.pin_note),
+        Screen("file", "/files/{attachment_id:id}", "File", card.download),
         # any record, and stage moves with their small form
-        Screen("record", "/records/{entity}/{record_id:int}", "Record", records.record_page),
+        Screen("record", "/records/{entity}/{record_id:id}", "Record", records.record_page),
         Screen(
             "record_move",
-            "/records/{entity}/{record_id:int}/move",
+            "/records/{entity}/{record_id:id}/move",
             "Move",
             records.move,
             methods=("GET", "POST"),
@@ -157,19 +157,19 @@ def crmkit_register_screens() -> list[Screen]:
         post("board_move", "/boards/{pipeline}/move", boards.move),
         # the contact center
         Screen("inbox", "/inbox", "Contact center", inbox.inbox),
-        Screen("inbox_conversation", "/inbox/{conversation_id:int}", "Conversation", inbox.inbox),
-        post("inbox_act", "/inbox/{conversation_id:int}/act", inbox.act),
+        Screen("inbox_conversation", "/inbox/{conversation_id:id}", "Conversation", inbox.inbox),
+        post("inbox_act", "/inbox/{conversation_id:id}/act", inbox.act),
         # tasks
         Screen("tasks", "/tasks", "Tasks", tasks.tasks_page),
         post("task_new", "/tasks/new", tasks.create),
-        post("task_status", "/tasks/{task_id:int}/status", tasks.set_status),
-        post("reminder_done", "/reminders/{reminder_id:int}/done", tasks.reminder_done),
+        post("task_status", "/tasks/{task_id:id}/status", tasks.set_status),
+        post("reminder_done", "/reminders/{reminder_id:id}/done", tasks.reminder_done),
         # calendar
         Screen("calendar", "/calendar", "Calendar", calendar.calendar_page),
         Screen("calendar_events", "/calendar/events", "Events", calendar.events),
         post("calendar_new", "/calendar/new", calendar.create),
         post(
-            "calendar_reschedule", "/calendar/events/{event_id:int}/reschedule", calendar.reschedule
+            "calendar_reschedule", "/calendar/events/{event_id:id}/reschedule", calendar.reschedule
         ),
         # notifications and the profile
         Screen("notifications", "/notifications", "Notifications", notifications.page),
@@ -179,7 +179,7 @@ def crmkit_register_screens() -> list[Screen]:
         post("profile_feed", "/profile/feed", profile.renew_feed),
         post("profile_notifications", "/profile/notifications", profile.forwarding),
         post("profile_token_new", "/profile/tokens", profile.create_token),
-        post("profile_token_revoke", "/profile/tokens/{token_id:int}/revoke", profile.revoke_token),
+        post("profile_token_revoke", "/profile/tokens/{token_id:id}/revoke", profile.revoke_token),
         # message templates
         Screen("templates", "/templates", "Message templates", templates.index),
         post("template_preview", "/templates/preview", templates.preview),
@@ -206,7 +206,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "admin_user",
-            "/admin/users/{user_id:int}",
+            "/admin/users/{user_id:id}",
             "User",
             admin.user,
             permission=USERS,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.exc import DBAPIError
 
+from crmkit.db import transactional_ddl
 from crmkit.model import AuditEntry
 from crmkit.model.system import AUDIT_APPEND_ONLY
 from crmkit.schemas.output import is_private, mask_private
@@ -83,9 +85,18 @@ def scrub_private(crm: Any, *, batch_size: int = 1000) -> Scrubbed:
     Reads the rows of entities with private columns in id order, ``batch_size`` per
     transaction, and rewrites only those that would change, so a second run changes
     nothing.  ``audit_log`` refuses updates (a trigger): each batch's transaction lifts
-    that trigger for its own update and puts it back before committing; both databases
-    do this transactionally, so a failure leaves the trigger and the rows as they were.
-    On PostgreSQL other writers of the audit log wait for the batch to commit.
+    that trigger for its own update and puts it back before committing.
+
+    The batch is one transaction on both databases, its DDL included.  PostgreSQL's DDL
+    is transactional anyway; on SQLite the driver would run ``DROP TRIGGER`` outside any
+    transaction (it begins one only before a write) and commit it at once, so a failure
+    in the batch would leave the log updatable.  Each batch therefore runs as
+    :meth:`crmkit.db.Migrations` runs its revisions (:func:`crmkit.db.transactional_ddl`,
+    ``BEGIN IMMEDIATE``: the write lock from the batch's first read), and a failure
+    anywhere in it rolls back the drop with the rewrites: the trigger and every row of the
+    batch stay as they were, while the batches committed before it stay masked.  On
+    PostgreSQL other writers of the audit log wait for the batch to commit; on SQLite
+    every writer does.
     """
     models = private_entities(crm)
     checked = changed = 0
@@ -94,7 +105,11 @@ def scrub_private(crm: Any, *, batch_size: int = 1000) -> Scrubbed:
     table = AuditEntry.__table__
     last = 0
     while True:
-        with crm.engine.begin() as connection:
+        with crm.engine.connect() as connection, transactional_ddl(connection), connection.begin():
+            if connection.dialect.name == "sqlite":
+                # the driver no longer begins for us: the DROP TRIGGER below is then part of
+                # the batch's transaction; IMMEDIATE: the write lock before the reads
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             rows = connection.execute(
                 select(table.c.id, table.c.entity, table.c.changes)
                 .where(table.c.entity.in_(sorted(models)), table.c.id > last)
@@ -134,15 +149,30 @@ _UPDATE_TRIGGER = {
 
 @contextmanager
 def _updatable_audit(connection: Any) -> Iterator[None]:
-    """Within ``connection``'s transaction: the update trigger dropped, then made again."""
+    """Within ``connection``'s transaction (which must run DDL transactionally, see
+    :func:`scrub_private`): the update trigger dropped, then made again, whatever happens
+    in the block.
+
+    After a failure the transaction is to be rolled back, which restores the trigger by
+    itself; it is made again here too, so that no caller that went on to commit could
+    keep the log updatable.  A PostgreSQL transaction that failed refuses every statement
+    until its rollback: then the rollback alone restores it, and the block's own error is
+    the one raised.
+    """
     dialect = connection.dialect.name
     name, drop, statement = _UPDATE_TRIGGER.get(dialect, (None, "", 0))
     if name is None or not _has_trigger(connection, dialect, name):
         yield
         return
+    create = text(AUDIT_APPEND_ONLY[dialect][statement])
     connection.execute(text(drop))
-    yield
-    connection.execute(text(AUDIT_APPEND_ONLY[dialect][statement]))
+    try:
+        yield
+    except BaseException:
+        with suppress(DBAPIError):
+            connection.execute(create)
+        raise
+    connection.execute(create)
 
 
 def _has_trigger(connection: Any, dialect: str, name: str) -> bool:

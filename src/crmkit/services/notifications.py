@@ -68,15 +68,17 @@ class NotificationService:
                 publish(user_id, notification.id)
 
             self.work.after_commit(after)
-        self._forward(notification)
+        self._forward(notification, user)
         return notification
 
-    def _forward(self, notification: Notification) -> None:
+    def _forward(self, notification: Notification, user: User) -> None:
         """Queue the notification on the channels its user asked for (outbox items).
 
         Each item names the user and the notification's kind (``forward``): the
         ``channel.send`` handler sends it only if the user is still active and still
         forwards that kind to that address when a worker takes it, and cancels it otherwise.
+        A notification with a message is written in its user's language and time zone
+        (:func:`crmkit.web.i18n.locale_of`), as the bell shows it to them, whoever caused it.
         """
         preferences = self.work.session.scalars(
             select(NotificationPreference).where(
@@ -95,13 +97,14 @@ class NotificationService:
         from crmkit.channels import OutboundMessage
 
         self.work.flush()
+        text = self._text_for(notification, user)
         for preference in wanted:
             key = f"notification:{notification.id}:{preference.channel}"
             message = OutboundMessage(
                 channel=preference.channel,
                 to=preference.address,
-                subject=notification.text[:120],
-                body=notification.text,
+                subject=text[:120],
+                body=text,
                 idempotency_key=key,
                 record_entity=notification.record_entity,
                 record_id=notification.record_id,
@@ -112,6 +115,17 @@ class NotificationService:
             # forwarding this there, is sent nothing (the item ends cancelled)
             payload["forward"] = {"user_id": notification.user_id, "kind": notification.kind}
             self.work.outbox.add("channel.send", payload, idempotency_key=key)
+
+    def _text_for(self, notification: Notification, user: User) -> str:
+        """The notification's text as ``user`` reads it (its message translated)."""
+        if not notification.message:
+            return notification.text
+        from crmkit.web.i18n import locale_of  # the UI's catalogs: the user's language
+
+        locale = locale_of(self.work.crm, user)
+        return Message.from_json(notification.message).translate(
+            locale.gettext, locale.zone, locale.money
+        )
 
     def preferences(self, user_id: int | None = None) -> list[NotificationPreference]:
         """Where the actor's (an admin: anyone's) notifications are forwarded."""

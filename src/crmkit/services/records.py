@@ -114,6 +114,24 @@ class EntityService:
         the access rules for every other action, since reading it proves nothing."""
         return cls.visible is not EntityService.visible
 
+    def reads_past_clients(self) -> bool:
+        """Whether the actor may read rows naming a client they may not read: a
+        conversation of their own mailbox, its messages and files
+        (:meth:`~crmkit.access.policy.AccessPolicy.reads_past_clients`), or a row this
+        service shows beyond the access rules (:meth:`widens_reading`: an event to its
+        invited colleagues, a reminder to its recipients)."""
+        return self.work.access.reads_past_clients(self.entity, widened=self.widens_reading())
+
+    def readable_clients(self, ids: Iterable[int | None]) -> set[int]:
+        """The clients among ``ids`` (of this entity's rows the actor read) that the actor
+        may read.  What shows a row names its client only if it is one of them: the API
+        gives ``party_id`` as ``null``, the calendar and its feed give no link to the
+        card.  No query unless :meth:`reads_past_clients` (every client is then readable)."""
+        named = {int(i) for i in ids if i is not None}
+        if not named or not self.reads_past_clients():
+            return named
+        return set(self.work.parties.find_many(named))
+
     def find(self, record_id: int) -> Any | None:
         """The record if it exists and the actor may read it, else ``None``."""
         found = self._visible.get(record_id)
@@ -229,16 +247,18 @@ class EntityService:
     def _asks_about_hidden_clients(
         self, where: Condition | None, filters: Mapping[str, Any] | None
     ) -> bool:
-        """Whether a user's condition names the client of rows the actor may read without
-        reading their client (:meth:`~crmkit.access.policy.AccessPolicy.reads_past_clients`:
-        a conversation of their own mailbox, its messages and files)."""
+        """Whether a user's condition names the client (its id, or its ``group``) of rows the
+        actor may read without reading their client (:meth:`reads_past_clients`: a
+        conversation of their own mailbox, its messages and files, an event they are
+        invited to, a reminder they are a recipient of)."""
         attr = self.entity.party_attr
         if not attr or not (where or filters):
             return False
-        named = any(key.partition("__")[0] == attr for key in filters or ())
-        if not named and where and not _names_field(where, attr):
-            return False
-        return self.work.access.reads_past_clients(self.entity)
+        about_client = (attr, "group")  # its id, or the groups it is in
+        named = any(key.partition("__")[0] in about_client for key in filters or ()) or (
+            where is not None and any(_names_field(where, f) for f in about_client)
+        )
+        return named and self.reads_past_clients()
 
     def _client_shown(self) -> Any:
         """Rows whose client the actor may read, or with none.  A condition on the client

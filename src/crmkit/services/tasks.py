@@ -300,7 +300,7 @@ class CalendarService(EntityService):
         self.check_may_book(values.get("resource_id"))
         if values.get("status") != "cancelled":  # a cancelled event holds no slot
             self._check_free(
-                values.get("resource_id"), values["starts_at"], values["ends_at"], None
+                values.get("resource_id"), values["starts_at"], values["ends_at"], None, put=True
             )
         return record
 
@@ -349,7 +349,12 @@ class CalendarService(EntityService):
             raise ValidationFailed({"ends_at": ["must be after the start"]})
         taken_back = changes.get("status", [None])[0] == "cancelled"
         if record.status != "cancelled" and (moved or taken_back):
-            self._check_free(record.resource_id, record.starts_at, record.ends_at, record.id)
+            # put on the resource: moved onto it, or holding it again once taken back; an
+            # event kept on it (edited, moved in time) may stay on a retired resource
+            put = "resource_id" in changes or taken_back
+            self._check_free(
+                record.resource_id, record.starts_at, record.ends_at, record.id, put=put
+            )
         if "attendees" in extra:
             self._set_attendees(record, extra["attendees"])
             changes["attendees"] = [None, len(extra["attendees"])]
@@ -373,10 +378,17 @@ class CalendarService(EntityService):
         self.work.flush()
 
     def _check_free(
-        self, resource_id: int | None, start: dt.datetime, end: dt.datetime, exclude_id: int | None
+        self,
+        resource_id: int | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        exclude_id: int | None,
+        *,
+        put: bool,
     ) -> None:
-        """Refuse a clash with another live event of the resource, or a resource whose
-        person (a specialist) is blocked: they have left and see no calendar.
+        """Refuse a clash with another live event of the resource, or a resource that
+        cannot be booked (:meth:`check_bookable`; ``put``: the event is put on it, new or
+        moved onto it or taken back from cancelled, rather than kept there).
 
         The resource's row is held first (:func:`crmkit.db.lock_row`) so that the check and
         the write that follows are not interleaved with another's: of two people taking one
@@ -389,7 +401,7 @@ class CalendarService(EntityService):
         resource = self.session.get(Resource, resource_id)
         if resource is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
-        self.check_bookable(resource)
+        self.check_bookable(resource, put=put)
         clash = select(CalendarEvent.id, CalendarEvent.starts_at).where(
             CalendarEvent.resource_id == resource_id,
             CalendarEvent.status != "cancelled",
@@ -406,9 +418,28 @@ class CalendarService(EntityService):
                 {"resource_id": [message("already booked at {time}", time=when)]}
             )
 
-    def check_bookable(self, resource: Resource) -> User | None:
-        """The resource's person (``None`` for a bay or a room); a blocked one is refused on
-        ``resource_id``, naming the resource and the person."""
+    def check_bookable(self, resource: Resource, *, put: bool = True) -> User | None:
+        """The resource's person (``None`` for a bay or a room), refusing on ``resource_id``
+        a resource that cannot be booked: the one check of the calendar, the API and
+        plugins (the booking journal).
+
+        A resource taken out of service (``active`` false) takes no event put on it
+        (``put``: a new one, one moved onto it or taken back from cancelled), naming the
+        resource; the events it still holds may be edited, moved in time and cancelled.
+        A blocked person (a specialist who left) takes no hour at all, naming the resource
+        and the person.
+        """
+        if put and not resource.active:
+            raise ValidationFailed(
+                {
+                    "resource_id": [
+                        message(
+                            "{resource} is out of service and cannot be booked",
+                            resource=resource.name,
+                        )
+                    ]
+                }
+            )
         person = self.session.get(User, resource.user_id) if resource.user_id else None
         if person is not None and person.blocked:
             raise ValidationFailed(

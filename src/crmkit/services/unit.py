@@ -30,7 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from crmkit.access.policy import AccessPolicy, load_actor
 from crmkit.automation import is_paused
 from crmkit.clock import utcnow
-from crmkit.db import read_only_connection
+from crmkit.db import SharedTransaction, joined_transaction, read_only_connection
 from crmkit.errors import Conflict, CrmkitError, PermissionDenied
 from crmkit.events import DomainEvent
 from crmkit.model import AuditEntry
@@ -63,6 +63,8 @@ class UnitOfWork:
         self._before_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
         self._services: dict[str, Any] = {}
+        #: The :func:`crmkit.db.one_transaction` this unit joins (set when it is entered).
+        self._shared: SharedTransaction | None = None
 
     # -- transaction ---------------------------------------------------------------------
 
@@ -72,6 +74,7 @@ class UnitOfWork:
         # cost as much as the query (docs/decisions.md, "A unit of work takes its session
         # on first use")
         self._open = True
+        self._shared = joined_transaction(self.crm.engine)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -94,8 +97,9 @@ class UnitOfWork:
         """
         if self._session is None:
             self._require_open()
-            self._session = self.crm.session_factory()
-            self._session.begin()
+            factory = self._shared.sessions if self._shared else self.crm.session_factory
+            self._session = factory()
+            self._session.begin()  # joined: a savepoint of the shared transaction
         return self._session
 
     def connection(self) -> Connection:
@@ -110,8 +114,8 @@ class UnitOfWork:
         transaction block, which saves a one-query request the BEGIN and COMMIT round trips
         on a server database.  Never write through it.
         """
-        if self._session is not None:
-            return self._session.connection()
+        if self._session is not None or self._shared is not None:
+            return self.session.connection()  # joined: the shared transaction's writes too
         if self._reader is None:
             self._require_open()
             self._reader = read_only_connection(self.crm.engine)
@@ -144,6 +148,13 @@ class UnitOfWork:
         finally:
             self._close()
         callbacks, self._after_commit = self._after_commit, []
+        if self._shared is not None:
+            # only a savepoint was released: what waits for the commit, or undoes this
+            # unit's files if it never comes, waits for the shared transaction
+            self._shared.after_commit.extend(callbacks)
+            self._shared.on_rollback.extend(self._on_rollback)
+            self._on_rollback = []
+            return
         self._on_rollback.clear()
         for callback in callbacks:
             try:

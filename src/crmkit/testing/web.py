@@ -145,3 +145,49 @@ def multipart(
         parts.append(head.encode() + content + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def id_paths(app: Any, value: str = "9" * 25) -> list[tuple[str, str]]:
+    """``(method, path)`` for each method of each route of ``app`` (the web UI's, not the
+    API's mount) whose path takes a record's id, ``value`` standing for every ``{name:id}``
+    parameter (``party`` for ``{entity}``, ``x`` for other parameters).
+
+    A test requests each to check that a bad id is a 404 on every page a plugin adds::
+
+        for method, path in id_paths(app):
+            assert (await client.client.request(method, path)).status_code == 404, path
+    """
+    from starlette.routing import Route
+
+    from crmkit.web.routing import IdConvertor
+
+    found: list[tuple[str, str]] = []
+    for route in app.routes:
+        if not isinstance(route, Route):
+            continue
+        kinds = route.param_convertors
+        if not any(isinstance(kind, IdConvertor) for kind in kinds.values()):
+            continue
+
+        def stand_in(match: re.Match[str], kinds: dict[str, Any] = kinds) -> str:
+            if isinstance(kinds[match.group(1)], IdConvertor):
+                return value
+            return "party" if match.group(1) == "entity" else "x"
+
+        path = re.sub(r"\{(\w+)(?::\w+)?\}", stand_in, route.path)
+        found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return found
+
+
+def int_paths(app: Any) -> list[str]:
+    """Paths of the routes of ``app`` that take Starlette's ``{name:int}`` (which lets a
+    number too large for an id column through): every id route should use ``{name:id}``."""
+    from starlette.convertors import IntegerConvertor
+    from starlette.routing import Route
+
+    return [
+        route.path
+        for route in app.routes
+        if isinstance(route, Route)
+        and any(isinstance(kind, IntegerConvertor) for kind in route.param_convertors.values())
+    ]

@@ -197,9 +197,7 @@ def create_app(crm: Any) -> Starlette:
     app.state.blocking = blocking
     app.state.signer = CookieSigner(secret_key, crm.config["web.secure_cookies"])
     app.state.templates = make_templates(crm)
-    app.state.catalogs = i18n.load_catalogs(
-        [i18n.LOCALE_DIR, *(folder for _, folder in plugin_folders(crm, "locale"))]
-    )
+    app.state.catalogs = i18n.catalogs_of(crm)
     return app
 
 
@@ -249,7 +247,10 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 
 async def invalid(request: Request, exc: Exception) -> Response:
     await attach_user(request)
-    return await _error_page(request, 422, i18n.lazy("Not saved"), error_text(request, exc))
+    # a page asked for with a parameter it refuses saved nothing: it was not shown
+    shown = request.method in ("GET", "HEAD")
+    title = i18n.lazy("Not shown") if shown else i18n.lazy("Not saved")
+    return await _error_page(request, 422, title, error_text(request, exc))
 
 
 async def conflict(request: Request, exc: Exception) -> Response:

@@ -107,6 +107,15 @@ def optional_id(value: Any, field: str) -> int | None:
     return found
 
 
+def required_id(value: Any, field: str) -> int:
+    """A form's or a JSON body's id that must be given: the id (:func:`as_id`), else the
+    value (empty included) is refused naming ``field`` (a 422)."""
+    found = as_id(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if found is None:
+        raise ValidationFailed({field: [NOT_AN_ID]})
+    return found
+
+
 def id_list(value: Any, field: str) -> list[int]:
     """A repeated id field (checked rows): every value given must be an id, else the whole
     form is refused naming ``field`` (an empty list means none was given, never "all")."""

@@ -71,6 +71,33 @@ def load_catalogs(directories: Iterable[Path]) -> dict[str, NullTranslations]:
     return result
 
 
+def catalogs_of(crm: Any) -> dict[str, NullTranslations]:
+    """The catalogs of ``crm``'s UI, the core's and its plugins' (``locale`` folders),
+    loaded once per application: the web app's pages and what is written for a user
+    outside a request (a notification forwarded by mail) read the same ones."""
+    cached = getattr(crm, "_ui_catalogs", None)
+    if cached is None:
+        from crmkit.web.app import plugin_folders
+
+        folders = [folder for _, folder in plugin_folders(crm, "locale")]
+        cached = load_catalogs([LOCALE_DIR, *folders])
+        crm._ui_catalogs = cached
+    return cached
+
+
+def locale_of(crm: Any, user: Any) -> Locale:
+    """How ``user`` reads: their language (``User.locale``) and time zone, else the
+    deployment's (``locale.default``, ``locale.timezone``), as their pages do."""
+    config = crm.config
+    language = getattr(user, "locale", None)
+    if language not in LANGUAGES:
+        language = config["locale.default"]
+    if language not in LANGUAGES:
+        language = "ru"
+    timezone = getattr(user, "timezone", None) or config["locale.timezone"]
+    return Locale(language, timezone, config["locale.currency"], catalogs_of(crm)[language])
+
+
 @attrs.frozen
 class Locale:
     """How one request speaks and writes: language, time zone, currency."""

@@ -221,3 +221,78 @@ def test_an_invited_colleague_or_a_recipient_may_read_but_not_write(crm, client_
     kept = owner.get(f"reminder/{reminder.id}").json()
     assert (kept["text"], kept["status"]) == ("Продлить договор", "pending")
     assert owner.patch(f"calendar_event/{event.id}", json={"title": "В 11"}).status_code == 200
+
+
+def test_an_invited_colleague_or_a_recipient_is_not_told_a_client_they_may_not_read(
+    crm, client_for
+):
+    """Boris is invited to Anna's meeting with her client and reminded by her reminder
+    about it: he reads both, as the calendar shows them, and not whose they are.  The API
+    gives their client as null (lists, one record, the calendar's range, a reminder he
+    dismisses), and a filter on the client (its id, its group) never matches them, while
+    one on anything else does; his own client's event keeps its, and Anna reads hers as
+    before."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    now = dt.datetime.now(dt.UTC)
+    hour = {
+        "starts_at": (now + dt.timedelta(hours=1)).isoformat(),
+        "ends_at": (now + dt.timedelta(hours=2)).isoformat(),
+    }
+    with crm.acting_as(anna) as work:
+        hidden = factories.organisation(work, name="ООО «Тайна»").id
+        event = work.calendar.create(
+            title="Встреча", party_id=hidden, attendees=[{"user_id": boris.id}], **hour
+        ).id
+        reminder = work.reminders.create(
+            text="Позвонить",
+            party_id=hidden,
+            remind_at=(now + dt.timedelta(days=1)).isoformat(),
+            recipients=[{"user_id": boris.id}],
+        ).id
+    with crm.system() as work:
+        group = work.groups.create("Особые").id
+        work.groups.add_members(group, [hidden])
+    with crm.acting_as(boris) as work:
+        his = factories.organisation(work, name="ИП Борисов").id
+        own = work.calendar.create(title="Своя", party_id=his, **hour).id
+        work.groups.add_members(group, [his])
+
+    api = client_for(boris)
+    assert api.get(f"party/{hidden}").status_code == 404
+    listed = {e["id"]: e["party_id"] for e in api.get("calendar_event").json()["items"]}
+    assert listed == {event: None, own: his}
+    assert api.get(f"calendar_event/{event}").json()["party_id"] is None
+    assert api.get(f"calendar_event/{own}").json()["party_id"] == his
+    week = {"start": now.isoformat(), "end": (now + dt.timedelta(days=7)).isoformat()}
+    ranged = {e["id"]: e["party_id"] for e in api.get("calendar", params=week).json()["items"]}
+    assert ranged == {event: None, own: his}
+    assert [r["party_id"] for r in api.get("reminder").json()["items"]] == [None]
+    assert api.get(f"reminder/{reminder}").json()["party_id"] is None
+    assert api.post(f"reminder/{reminder}/done").json()["party_id"] is None
+    for query in (
+        {"party_id": hidden},
+        {"party_id__in": f"{hidden},{his}"},
+        {"party_id__gte": 1},
+        {"party_id__ne": his},
+        {"group": group},
+    ):
+        found = [e["id"] for e in api.get("calendar_event", params=query).json()["items"]]
+        assert event not in found, query
+    assert [
+        e["id"] for e in api.get("calendar_event", params={"group": group}).json()["items"]
+    ] == [own]
+    assert api.get("reminder", params={"party_id": hidden}).json()["items"] == []
+    # a filter on anything else finds them as the calendar shows them
+    found = api.get("calendar_event", params={"kind": "meeting", "owner_id": anna.id}).json()
+    assert [e["id"] for e in found["items"]] == [event]
+    later = {"remind_at__gte": now.isoformat()}
+    assert [r["id"] for r in api.get("reminder", params=later).json()["items"]] == [reminder]
+
+    anna_api = client_for(anna)
+    assert anna_api.get(f"calendar_event/{event}").json()["party_id"] == hidden
+    assert anna_api.get(f"reminder/{reminder}").json()["party_id"] == hidden
+    found = anna_api.get("calendar_event", params={"party_id": hidden}).json()["items"]
+    assert [e["id"] for e in found] == [event]
+    found = anna_api.get("calendar_event", params={"group": group}).json()["items"]
+    assert [e["id"] for e in found] == [event]

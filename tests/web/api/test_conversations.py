@@ -106,6 +106,9 @@ def test_the_api_names_no_client_the_caller_may_not_read(crm, client_for_crm):
         c["id"] for c in api.get("conversation", params={"party_id": hers}).json()["items"]
     ] == [own.id]
     assert [m["id"] for m in api.get("activity", params={"party_id": hidden}).json()["items"]] == []
+    # a filter on anything but the client finds it, as the contact center lists it
+    found = api.get("conversation", params={"channel": "chat"}).json()["items"]
+    assert {c["id"] for c in found} == {personal.id, own.id}
     # the client's owner reads it as before
     boris_api = client_for_crm(crm, boris)
     assert boris_api.get(f"conversation/{personal.id}").json()["party_id"] == hidden

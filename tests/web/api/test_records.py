@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
+import pytest
 import sqlalchemy as sa
 
 from crmkit.model import Party
@@ -67,6 +69,21 @@ def test_a_deletion_and_a_missing_record(crm, client_for):
     problem(api.get("party/99999999999999999999"), 404)
     problem(api.patch("party/a%0Ab", json={"source": "x"}), 404)  # a line break in the id
     problem(api.get("nothing-here"), 404)
+
+
+def test_every_path_id_past_an_id_column_is_a_404(crm, client_for):
+    """Every API path taking an id uses the ``id`` route convertor: a 25-digit id is a
+    404 problem on each operation, never a 500."""
+    from crmkit.web.api import api_operations
+
+    api = client_for(add_user(crm, "root", ["admin"]))
+    operations = [op for op in api_operations(crm) if ":id}" in op.path]
+    assert not [op.path for op in api_operations(crm) if ":int}" in op.path]
+    assert len(operations) > 10
+    for op in operations:
+        path = re.sub(r"\{\w+:id\}", "9" * 25, op.path).lstrip("/")
+        body = {} if op.method in ("POST", "PUT", "PATCH") else None
+        problem(api.request(op.method, path, json=body), 404)
 
 
 def test_a_merged_away_id_reads_the_survivor_but_never_changes_or_deletes_it(crm, client_for):
@@ -328,6 +345,17 @@ def test_tasks_reminders_and_calendar(crm, client_for):
     assert "ends_at" in problem(bad, 422)["errors"]
 
 
+@pytest.mark.parametrize("odd", ["abc", "1.5", "²", "1_000", "-5", "9" * 25])
+def test_the_calendars_owner_and_resource_are_read_as_ids(crm, client_for, odd):
+    """``owner_id`` and ``resource_id`` go through the id reader the forms use: what is no
+    id ("1_000" and "²" included, which ``int`` took or choked on) is refused naming it."""
+    api = client_for(add_user(crm, "root", ["admin"]))
+    week = {"start": "2030-01-04T00:00:00Z", "end": "2030-01-11T00:00:00Z"}
+    for field in ("owner_id", "resource_id"):
+        errors = problem(api.get("calendar", params={**week, field: odd}), 422)["errors"]
+        assert errors == {field: ["not an id (1 to 2^63-1)"]}, field
+
+
 def test_times_utc_cannot_hold_are_refused_naming_the_field(crm, client_for):
     api = client_for(add_user(crm, "root", ["admin"]))
     early, late = "0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00"  # years 0 and 10000
@@ -408,6 +436,35 @@ def test_a_resource_clash_over_the_api_is_a_validation_problem(crm, client_for):
     assert first.status_code == 201, first.text
     second = api.post("calendar_event", json={"title": "Мойка", "resource_id": bay_id, **hour})
     assert problem(second, 422)["errors"] == {"resource_id": ["already booked at 2030-01-05 13:00"]}
+
+
+def test_an_event_is_not_put_on_a_retired_resource_over_the_api(crm, client_for):
+    """Bay 1 is out of service (``active`` false): an event made on it, or moved onto it,
+    is a 422 naming resource_id and the bay; the event it still holds can be edited."""
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay, other = Resource(name="Пост 1", kind="bay"), Resource(name="Пост 2", kind="bay")
+        work.session.add_all([bay, other])
+        work.flush()
+        bay_id, other_id = bay.id, other.id
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    hour = {"starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T11:00:00Z"}
+    later = {"starts_at": "2030-01-05T12:00:00Z", "ends_at": "2030-01-05T13:00:00Z"}
+    kept = api.post("calendar_event", json={"title": "ТО", "resource_id": bay_id, **hour})
+    moving = api.post("calendar_event", json={"title": "Мойка", "resource_id": other_id, **hour})
+    assert kept.status_code == moving.status_code == 201, (kept.text, moving.text)
+    with crm.system() as work:
+        work.session.get(Resource, bay_id).active = False
+    refusal = {"resource_id": ["Пост 1 is out of service and cannot be booked"]}
+    made = api.post("calendar_event", json={"title": "Шины", "resource_id": bay_id, **later})
+    assert problem(made, 422)["errors"] == refusal
+    moved = api.patch(f"calendar_event/{moving.json()['id']}", json={"resource_id": bay_id})
+    assert problem(moved, 422)["errors"] == refusal
+    assert api.get(f"calendar_event/{moving.json()['id']}").json()["resource_id"] == other_id
+    edited = api.patch(f"calendar_event/{kept.json()['id']}", json={"title": "ТО (перезвонить)"})
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["title"], edited.json()["resource_id"]) == ("ТО (перезвонить)", bay_id)
 
 
 def test_a_stale_row_met_by_an_autoflush_is_a_conflict(crm, client_for, monkeypatch):

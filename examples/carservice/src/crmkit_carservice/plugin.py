@@ -138,7 +138,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "carservice-assign",
-            "/service/orders/{order_id:int}/assign",
+            "/service/orders/{order_id:id}/assign",
             "Assign the order to a worker",
             screens.assign,
             permission=ASSIGN_ORDERS,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from crmkit.clock import utcnow
 from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.web import i18n
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import as_id, optional_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit.web.screens.clientbase import duplicates_found
 from crmkit_carservice.services import carservice
@@ -83,7 +83,7 @@ def intake(request: Request) -> Response:
         values: dict[str, Any] = dict(request.query_params)
         with work(request) as unit:
             context = _choices(unit)
-            party_id = optional_int(values.get("party_id"))
+            party_id = optional_id(values.get("party_id"), "party_id")
             if party_id:
                 context["party"] = unit.parties.get(party_id)
                 context["cars"] = carservice(unit).cars.of_party(party_id)
@@ -102,19 +102,23 @@ def intake(request: Request) -> Response:
         "phone": data.get("phone", ""),
     }
     try:
+        chosen = {
+            field: optional_id(data.get(field), field)
+            for field in ("party_id", "car_id", "assignee_id", "location_id")
+        }
         with work(request) as unit:
             order = carservice(unit).intake(
-                party_id=optional_int(data.get("party_id")),
+                party_id=chosen["party_id"],
                 client=client,
-                car_id=optional_int(data.get("car_id")),
+                car_id=chosen["car_id"],
                 car={
                     "plate": data.get("plate", ""),
                     "make": data.get("make", ""),
                     "model": data.get("model", ""),
                 },
                 services=[s for s in services if str(s).strip()],
-                assignee_id=optional_int(data.get("assignee_id")),
-                location_id=optional_int(data.get("location_id")),
+                assignee_id=chosen["assignee_id"],
+                location_id=chosen["location_id"],
                 mileage=str(data.get("mileage") or ""),
                 note=str(data.get("note", "")),
                 confirm_duplicates=bool(data.get("confirm_duplicates")),
@@ -142,7 +146,7 @@ def intake(request: Request) -> Response:
     except ValidationFailed as exc:
         with work(request) as unit:
             context = _choices(unit)
-            party_id = optional_int(data.get("party_id"))
+            party_id = as_id(data.get("party_id"))  # None when the refusal is that it is not one
             party = unit.parties.find(party_id) if party_id else None  # the refusal may be it
             if party is not None:
                 context["party"] = party
@@ -191,7 +195,7 @@ def assign(request: Request) -> Response:
     data = posted(request)
     try:
         with work(request) as unit:
-            carservice(unit).assign(order_id, optional_int(data.get("assignee_id")))
+            carservice(unit).assign(order_id, optional_id(data.get("assignee_id"), "assignee_id"))
     except ValidationFailed as exc:
         return redirect(request, _order_url(order_id), error_text(request, exc), kind="error")
     return redirect(request, _order_url(order_id), "Saved.")

@@ -32,7 +32,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.identity import plate_key
 from crmkit.model import Party, User
-from crmkit.schemas import StrictSchema
+from crmkit.schemas import MAX_ID, StrictSchema
 from crmkit.services.records import EntityService
 from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
 from crmkit_carservice.pipeline import REPAIR
@@ -61,16 +61,30 @@ def _plate(values: dict[str, Any]) -> None:
 
 
 def service_ids(services: Iterable[Any]) -> list[int]:
-    """The intake's services as item ids; one that is not a number is refused naming the
-    ``services`` field and its row (counted from 1, as the form lists them)."""
+    """The intake's services as item ids; one that is not a number, or a number no id
+    column holds (0, 25 digits), is refused naming the ``services`` field and its row
+    (counted from 1, as the form lists them)."""
     ids = []
     for row, value in enumerate(services, start=1):
         text = str(value).strip() if isinstance(value, (int, str)) else ""
-        if isinstance(value, bool) or not text.isdecimal():
+        # ASCII digits only: "١" is a decimal to Python but no id anyone typed here
+        if isinstance(value, bool) or not (text.isascii() and text.isdecimal()):
             raise ValidationFailed(
                 {
                     "services": [
                         message("row {row}: not a number: {value}", row=row, value=repr(value))
+                    ]
+                }
+            )
+        if len(text) > len(str(MAX_ID)) or not 1 <= int(text) <= MAX_ID:
+            raise ValidationFailed(
+                {
+                    "services": [
+                        message(
+                            "row {row}: not an id (1 to 2^63-1): {value}",
+                            row=row,
+                            value=repr(value),
+                        )
                     ]
                 }
             )

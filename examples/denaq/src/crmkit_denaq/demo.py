@@ -385,28 +385,30 @@ def _papers_and_plans(
 ) -> None:
     """The papers of accounts and clients, follow-ups of firms, notes to the head (with
     mentions)."""
-    papers = []
-    for party_id, plan in zip(ids, plans, strict=True):
-        if plan["moves"][-1][1] not in ("account", "client"):
-            continue
-        for document, label in DOCUMENTS.items():
-            stored = crm.storage.save([f"%PDF-1.4 {label}".encode()])
-            papers.append(
-                {
-                    "storage_key": stored.key,
-                    "filename": f"{label}.pdf",
-                    "content_type": "application/pdf",
-                    "size": stored.size,
-                    "sha256": stored.sha256,
-                    "document_type": document,
-                    "party_id": party_id,
-                    "uploaded_by_id": plan["owner"],
-                    "created_at": plan["moves"][-2][2],
-                    "record_entity": None,
-                    "record_id": None,
-                }
-            )
     with crm.system() as work:
+        papers = []
+        for party_id, plan in zip(ids, plans, strict=True):
+            if plan["moves"][-1][1] not in ("account", "client"):
+                continue
+            for document, label in DOCUMENTS.items():
+                stored = crm.storage.save([f"%PDF-1.4 {label}".encode()])
+                # a demo that fails later takes its files with it (see Demo.run)
+                work.on_rollback(lambda key=stored.key: crm.storage.delete(key))
+                papers.append(
+                    {
+                        "storage_key": stored.key,
+                        "filename": f"{label}.pdf",
+                        "content_type": "application/pdf",
+                        "size": stored.size,
+                        "sha256": stored.sha256,
+                        "document_type": document,
+                        "party_id": party_id,
+                        "uploaded_by_id": plan["owner"],
+                        "created_at": plan["moves"][-2][2],
+                        "record_entity": None,
+                        "record_id": None,
+                    }
+                )
         for chunk in chunked(papers, 5000):
             insert_rows(work.session.connection(), Attachment.__table__, chunk)
         for party_id, plan in zip(ids, plans, strict=True):

@@ -91,7 +91,7 @@ def crmkit_register_screens() -> list[Screen]:
         ),
         Screen(
             "booking-cancel",
-            "/booking/{event_id:int}/cancel",
+            "/booking/{event_id:id}/cancel",
             "Cancel booking",
             screens.cancel,
             permission=BOOK,

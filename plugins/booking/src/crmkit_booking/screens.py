@@ -16,8 +16,9 @@ from starlette.responses import Response
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.web import i18n
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import optional_id
 from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
@@ -26,16 +27,82 @@ from crmkit_booking.services import minutes as booking_minutes
 #: The kinds of a booking's entries on the client's timeline (``services.MADE_KIND`` and
 #: ``CANCELLED_KIND``), spelled out here for the catalog tools: the card shows them translated.
 TIMELINE_KINDS = (i18n.lazy("booking"), i18n.lazy("booking_cancelled"))
+#: Fields the plugin's refusals name (shown through ``gettext``), listed for the catalogs.
+REFUSAL_FIELDS = (i18n.lazy("event_id"), i18n.lazy("since"))
 #: Field names a refusal names (``minutes: from 1 to 10080 minutes``): listed so the
 #: catalog gives them the words the form shows.
 FIELD_NAMES = (i18n.lazy("minutes"), i18n.lazy("duration"))
+#: What the form says of a client or a resource not chosen (both in the core's catalog).
+NOT_CHOSEN = {
+    "party_id": i18n.lazy("choose a client"),
+    "resource_id": i18n.lazy("Missing data for required field."),
+}
+
+
+#: The days the journal opens on: a week shown, the one before and after it linked, and
+#: the free windows of the week after must all be dates (``date.min`` and ``date.max``
+#: are not the days of any station).  A day outside them is no day: the journal opens
+#: on today, as for a day that is no date.
+FIRST_DAY = dt.date.min + dt.timedelta(days=15)
+LAST_DAY = dt.date.max - dt.timedelta(days=15)
 
 
 def _day(text: str | None, zone: Any) -> dt.date:
+    today = utcnow().astimezone(zone).date()
     try:
-        return dt.date.fromisoformat(text) if text else utcnow().astimezone(zone).date()
+        day = dt.date.fromisoformat(text) if text else today
     except ValueError:
-        return utcnow().astimezone(zone).date()
+        return today
+    return day if FIRST_DAY <= day <= LAST_DAY else today
+
+
+def _starts(text: str, zone: Any, fold: Any = "") -> dt.datetime:
+    """The form's start, the station's wall time (or with its own offset), in UTC; a
+    ``ValueError`` for a text that is no date and time, or one UTC cannot hold.
+
+    A wall time the clocks go back over comes twice: ``fold`` ``1`` (which the journal's
+    links to the second one carry) takes the second.  One the clocks go forward over
+    does not exist, and is refused on ``starts_at`` (it used to be booked an hour later).
+    """
+    starts = dt.datetime.fromisoformat(text)
+    try:
+        if starts.tzinfo is not None:
+            return starts.astimezone(dt.UTC)
+        local = starts.replace(tzinfo=zone, fold=1 if str(fold) == "1" else 0)
+        moment = local.astimezone(dt.UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) != starts:
+            raise ValidationFailed(
+                {
+                    "starts_at": [
+                        message(
+                            "{time} does not exist in {zone}: the clocks go forward then",
+                            time=text,
+                            zone=zone.key,
+                        )
+                    ]
+                }
+            )
+        return moment
+    except OverflowError:  # 0001-01-01T00:00 in Moscow is still year 0 in UTC
+        raise ValueError(text) from None
+
+
+def _ids(values: dict[str, Any]) -> tuple[int, int]:
+    """The form's client and resource, each an id (``optional_id``): a missing or broken
+    one is refused naming its field, both at once."""
+    errors: dict[str, list[str]] = {}
+    chosen = {}
+    for field, missing in NOT_CHOSEN.items():
+        try:
+            chosen[field] = optional_id(values.get(field), field)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+            continue
+        if chosen[field] is None:
+            errors[field] = [missing]
+    if errors:
+        raise ValidationFailed(errors)
+    return chosen["party_id"], chosen["resource_id"]
 
 
 def _zone(request: Request) -> Any:
@@ -96,13 +163,12 @@ def new(request: Request) -> Response:
         try:
             with work(request) as unit:
                 service = booking(unit)
-                starts = dt.datetime.fromisoformat(str(values.get("starts_at", "")))
-                if starts.tzinfo is None:
-                    starts = starts.replace(tzinfo=service.zone)
+                party_id, resource_id = _ids(values)
+                starts = _starts(str(values.get("starts_at", "")), service.zone, values.get("fold"))
                 service.book(
-                    party_id=int(optional_int(values.get("party_id")) or 0),
-                    resource_id=int(optional_int(values.get("resource_id")) or 0),
-                    starts_at=starts.astimezone(dt.UTC),
+                    party_id=party_id,
+                    resource_id=resource_id,
+                    starts_at=starts,
                     duration=dt.timedelta(minutes=booking_minutes(values.get("minutes") or 60)),
                     description=str(values.get("description", "")),
                 )
@@ -121,7 +187,12 @@ def new(request: Request) -> Response:
         query = str(values.get("client_q", "")).strip()
         if query:
             found = list(unit.parties.list(search=query, limit=10))
-        party_id = optional_int(values.get("party_id"))
+        try:
+            party_id = optional_id(values.get("party_id"), "party_id")
+        except ValidationFailed as exc:  # "abc" or 25 digits in the link: said on the form
+            party_id = None
+            if error is None:
+                error, status = error_text(request, exc, _zone(request)), 422
         party = unit.parties.get(party_id) if party_id else None
     return render(
         request,

@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
+from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
@@ -49,6 +50,7 @@ CANCELLED_KIND = "booking_cancelled"
 
 #: The longest booking, in minutes: a week of one resource.
 MAX_MINUTES = 7 * 24 * 60
+LONGEST = dt.timedelta(minutes=MAX_MINUTES)
 
 
 def minutes(value: Any, field: str = "minutes") -> int:
@@ -62,6 +64,20 @@ def minutes(value: Any, field: str = "minutes") -> int:
     if not 1 <= number <= MAX_MINUTES:
         raise ValidationFailed({field: [message("from 1 to {most} minutes", most=MAX_MINUTES)]})
     return number
+
+
+#: What an event's title holds (``CalendarEvent.title``).
+TITLE_LENGTH = 300
+
+
+def _title(client: str, resource: str) -> str:
+    """A booking's title, "client — resource", the client's name shortened (``…``) to fit
+    a title: a long name (a state institution's) must not refuse a field nobody typed."""
+    tail = f" — {resource}"
+    if len(client) + len(tail) <= TITLE_LENGTH:
+        return client + tail
+    room = max(TITLE_LENGTH - len(tail) - 1, 1)
+    return (client[:room].rstrip() + "…" + tail)[:TITLE_LENGTH]
 
 
 def booking(work: Any) -> BookingService:
@@ -104,7 +120,8 @@ class Journal:
     """Who is busy in a period: the resources, the slot times, and bookings per resource.
 
     ``clients`` names the clients the actor may read; ``closed`` holds the resources shown
-    for the bookings they still hold but no longer bookable (their specialist is blocked).
+    for the bookings they still hold but no longer bookable (their specialist is blocked,
+    or the resource is retired: ``active`` false).
     """
 
     start: dt.datetime
@@ -144,10 +161,13 @@ class BookingService:
 
     # -- resources --------------------------------------------------------------------
 
-    def resources(self, kind: str | None = None) -> list[Resource]:
-        """Active resources (of one kind: ``specialist``, ``bay``...), by name."""
+    def resources(self, kind: str | None = None, *, retired: bool = False) -> list[Resource]:
+        """Active resources (of one kind: ``specialist``, ``bay``...), by name; with
+        ``retired``, those taken out of service (``active`` false) too."""
         self.work.access.require("resource", "read")
-        statement = select(Resource).where(Resource.active.is_(True))
+        statement = select(Resource)
+        if not retired:
+            statement = statement.where(Resource.active.is_(True))
         if kind:
             statement = statement.where(Resource.kind == kind)
         return list(self.work.session.scalars(statement.order_by(Resource.kind, Resource.name)))
@@ -210,11 +230,14 @@ class BookingService:
 
         Every booking holds its time, whoever may see it; one the actor may not read is
         shown only as busy (:class:`Held` without id, title or client), and a client is
-        named only to an actor who may read them.  A resource whose specialist is blocked
-        is shown only while it holds bookings in the period, as ``closed``.
+        named only to an actor who may read them.  A resource whose specialist is blocked,
+        or which is retired (``active`` false), is shown only while it holds bookings in
+        the period, as ``closed``.
         """
         self.require_book()
-        resources = self.resources()
+        # a retired resource still holding bookings is shown (closed) on their days: the
+        # desk sees whom to move or call, where they would otherwise vanish from the journal
+        resources = self.resources(retired=True)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
         start = self.day_bounds(day)[0]
@@ -256,7 +279,7 @@ class BookingService:
                     event.party_id,
                 )
             busy[row.resource_id].append(held)
-        closed = self._closed(resources)
+        closed = self._closed(resources) | {r.id for r in resources if not r.active}
         resources = [r for r in resources if r.id not in closed or busy[r.id]]
         parties = self.work.parties.find_many(
             h.party_id for held in busy.values() for h in held if h.party_id
@@ -292,6 +315,8 @@ class BookingService:
         self.require_book()
         if duration <= dt.timedelta(0):
             raise ValidationFailed({"duration": ["a duration is positive"]})
+        if since.tzinfo is None:  # whose wall clock? the station's and the server's differ
+            raise ValidationFailed({"since": ["Not a valid aware datetime."]})
         resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
@@ -299,7 +324,10 @@ class BookingService:
         found: list[Window] = []
         first_day = since.astimezone(self.zone).date()
         for offset in range(days):
-            opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            try:
+                opens, closes = self.day_bounds(first_day + dt.timedelta(days=offset))
+            except OverflowError:  # past the last day a date holds: no more days
+                break
             for resource in resources:
                 free = self.work.calendar.free_slots(resource.id, opens, closes, duration)
                 for free_start, free_end in free:
@@ -333,8 +361,10 @@ class BookingService:
         """Book a resource for a client; a clash with another booking is refused.
 
         The booking is the specialist's (the resource's user) unless ``owner_id`` says
-        otherwise; a specialist who is blocked (has left) cannot be booked: the refusal
-        names the resource and the person.
+        otherwise.  A resource that cannot be booked is refused by the core calendar's
+        check (:meth:`~crmkit.services.tasks.CalendarService.check_bookable`) on
+        ``resource_id``: one taken out of service (``active`` false) naming the resource,
+        a specialist who is blocked (has left) naming the resource and the person.
 
         The calendar's clash check holds the resource's row (:func:`crmkit.db.lock_row`),
         which serializes bookings of one resource on both databases, so two people booking
@@ -345,19 +375,25 @@ class BookingService:
         if ends_at is None:
             if duration is None:
                 raise ValidationFailed({"ends_at": ["give an end or a duration"]})
-            if not dt.timedelta(0) < duration <= dt.timedelta(minutes=MAX_MINUTES):
+            if not dt.timedelta(0) < duration <= LONGEST:
                 raise ValidationFailed(
                     {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
                 )
-            ends_at = starts_at + duration
-        resource = self.work.session.scalar(
-            select(Resource).where(Resource.id == resource_id, Resource.active.is_(True))
-        )
+            try:
+                ends_at = starts_at + duration
+            except OverflowError:  # a start at the end of the calendar: no end to hold
+                raise ValidationFailed({"starts_at": ["Not a valid datetime."]}) from None
+        elif starts_at.tzinfo and ends_at.tzinfo and ends_at - starts_at > LONGEST:
+            # as long as a duration may be: a mistyped year would hold the resource a year
+            raise ValidationFailed(
+                {"ends_at": [message("at most {most} minutes after the start", most=MAX_MINUTES)]}
+            )
+        resource = self.work.session.get(Resource, resource_id)
         if resource is None:
             raise ValidationFailed({"resource_id": [message("no resource {id}", id=resource_id)]})
         party = self.work.parties.get(party_id)
         values: dict[str, Any] = {
-            "title": title or f"{party.name} — {resource.name}",
+            "title": title or _title(party.name, resource.name),
             "description": description,
             "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(),
@@ -365,6 +401,8 @@ class BookingService:
             "party_id": party_id,
             "resource_id": resource_id,
         }
+        # the core calendar's check: a retired resource or a blocked specialist is refused
+        # here as on the calendar's form and the API (and again when the event is made)
         specialist = self.work.calendar.check_bookable(resource)
         if owner_id is not None:
             values["owner_id"] = owner_id
@@ -396,8 +434,14 @@ class BookingService:
         self.require_book()
         calendar = self.work.calendar
         event = calendar.get(event_id, "update")
+        # hold the booking, then read it again: of two cancelling it at once, the second
+        # waits for the first and is told it is cancelled already (not a stale write)
+        lock_row(self.work.session, CalendarEvent, event.id)
+        self.work.session.refresh(event)
         if event.kind != KIND:
-            raise ValidationFailed({"event_id": [f"event {event_id} is not a booking"]})
+            raise ValidationFailed(
+                {"event_id": [message("“{event}” is not a booking", event=event.title)]}
+            )
         if event.status == "cancelled":
             raise ValidationFailed(
                 {

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from crmkit.channels import PermanentFailure
 from crmkit.errors import Conflict, NotFound, ValidationFailed
+from crmkit.schemas import MAX_ID
 from crmkit.services.records import EntityService
 from crmkit_mail.imap import ImapError, ImapMailbox, ImapSettings
 from crmkit_mail.model import MailAccount, MailCampaign
@@ -41,7 +42,9 @@ class MailAccountSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     address = fields.Email(required=True)
     display_name = fields.String(validate=validate.Length(max=200))
-    owner_id = fields.Integer(allow_none=True)
+    owner_id = fields.Integer(
+        allow_none=True, validate=validate.Range(min=1, max=MAX_ID, error="not an id (1 to 2^63-1)")
+    )
     active = fields.Boolean()
     imap_host = fields.String(validate=validate.Length(max=255))
     imap_port = fields.Integer(validate=validate.Range(1, 65535))

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web.contributions import CardPanel, Screen
-from crmkit.web.forms import address_list, refuse_nul
+from crmkit.web.forms import address_list, as_id, id_list, refuse_nul, required_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 
@@ -131,11 +131,14 @@ def compose(request: Request) -> Response:
         ready = mailbox_ready(unit)
         if chosen:
             try:
+                template_id = required_id(chosen, "template")
                 # the client's language picks the version; the menu shows each name once
-                version = unit.message_templates.version_for(int(chosen), party_id=party_id)
+                version = unit.message_templates.version_for(template_id, party_id=party_id)
                 rendered = unit.message_templates.render(version, party_id=party_id)
                 subject, body, language = rendered.subject, rendered.body, version.language
                 chosen = str(next((t.id for t in templates if t.name == version.name), chosen))
+            except ValidationFailed as refused:
+                error = error_text(request, refused)
             except (ValueError, NotFound):
                 error = "Choose a template."
             except TemplateFailed as failed:
@@ -171,10 +174,12 @@ async def send(request: Request) -> Response:
         cc = str(form.get("cc", "")).strip()
         subject = str(form.get("subject", "")).strip()
         body = str(form.get("body", ""))
-        attached = [int(v) for v in form.getlist("attach") if str(v).isdigit()]
+        ticked = form.getlist("attach")
+        attached = [i for i in map(as_id, ticked) if i is not None]  # ticked again if refused
         uploads = [f for f in form.getlist("files") if not isinstance(f, str) and f.filename]
         try:
             refuse_nul(form)
+            id_list(ticked, "attach")  # one that is no id ("²", 25 digits) refuses the mail
             with work(request) as unit:
                 party = unit.parties.get(party_id)  # hidden or missing: 404
                 problems: dict[str, list[str]] = {}
@@ -229,9 +234,7 @@ async def send(request: Request) -> Response:
 
 
 SCREENS = [
-    Screen(
-        "mail_compose", "/mail/compose/{party_id:int}", "Write a mail", compose, permission=SEND
-    ),
+    Screen("mail_compose", "/mail/compose/{party_id:id}", "Write a mail", compose, permission=SEND),
     Screen(
         "mail_signature",
         "/mail/signature",
@@ -242,7 +245,7 @@ SCREENS = [
     ),
     Screen(
         "mail_compose_send",
-        "/mail/compose/{party_id:int}/send",
+        "/mail/compose/{party_id:id}/send",
         "Send a mail",
         send,
         methods=("POST",),

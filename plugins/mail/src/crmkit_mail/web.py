@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.contributions import MenuItem, Screen
+from crmkit.web.forms import NOT_AN_ID, as_id, optional_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_mail import mail
 from crmkit_mail.compose import SEND
@@ -88,6 +89,10 @@ SHOWN_TEXTS = (
     i18n.lazy("bounced"),
     i18n.lazy("unsubscribed"),
     i18n.lazy("skipped"),
+    # fields the plugin's refusals name
+    i18n.lazy("signature"),
+    i18n.lazy("attach"),
+    i18n.lazy("party"),
 )
 
 
@@ -114,7 +119,8 @@ def _account_values(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         if secret:  # empty: keep the stored password
             values[key] = secret
     owner = str(data.get("owner_id", "")).strip()
-    values["owner_id"] = int(owner) if owner.isdigit() else None
+    # kept as typed when it is no id, to show it again: the handler refuses it naming the field
+    values["owner_id"] = as_id(owner) or owner or None
     values["active"] = bool(data.get("active"))
     if creating:
         for key in ("imap_security", "smtp_security", "imap_folder", "display_name"):
@@ -170,6 +176,7 @@ def mailbox_new(request: Request) -> Response:
     data = posted(request)
     values = _account_values(data, creating=True)
     try:
+        optional_id(values["owner_id"], "owner_id")
         with work(request) as unit:
             account = mail(unit).accounts.create(values)
             account_id = account.id
@@ -191,6 +198,7 @@ def mailbox_edit(request: Request) -> Response:
     data = posted(request)
     values = _account_values(data, creating=False)
     try:
+        optional_id(values["owner_id"], "owner_id")
         with work(request) as unit:
             mail(unit).accounts.update(account_id, values)
     except ValidationFailed as failed:
@@ -281,32 +289,33 @@ def _mailing_arguments(data: dict[str, Any]) -> dict[str, Any]:
     name = str(data.get("name", "")).strip()
     if not name:
         problems["name"] = ["the mailing needs a name"]
+    # an id is what the core's reader takes ("²" or 25 digits are none), else it is named
     template = str(data.get("template", "")).strip()
-    if not template.isdigit():
-        problems["template"] = ["choose a template"]
+    template_id = as_id(template)
+    if template_id is None:
+        problems["template"] = ["choose a template"] if not template else [NOT_AN_ID]
     audience = str(data.get("audience", "group"))
-    group = str(data.get("group_id", "")).strip()
-    view = str(data.get("view_id", "")).strip()
-    if audience == "view":
-        if not view.isdigit():
-            problems["view_id"] = ["choose a saved view of clients"]
-    elif not group.isdigit():
-        problems["group_id"] = ["choose a group"]
+    field, unchosen = (
+        ("view_id", "choose a saved view of clients")
+        if audience == "view"
+        else ("group_id", "choose a group")
+    )
+    chosen = str(data.get(field, "")).strip()
+    audience_id = as_id(chosen)
+    if audience_id is None:
+        problems[field] = [unchosen] if not chosen else [NOT_AN_ID]
     rate = str(data.get("rate_per_minute", "")).strip() or "60"
-    if not rate.isdigit():
+    if not (rate.isascii() and rate.isdigit()) or len(rate) > 9:
         problems["rate_per_minute"] = ["a whole number of mails per minute (0: no limit)"]
     if problems:
         raise ValidationFailed(problems)
-    arguments: dict[str, Any] = {
-        "template_id": int(template),
+    return {
+        "name": name,
+        "template_id": template_id,
         "rate_per_minute": int(rate),
         "account": str(data.get("account", "")).strip() or None,
+        field: audience_id,
     }
-    if audience == "view":
-        arguments["view_id"] = int(view)
-    else:
-        arguments["group_id"] = int(group)
-    return {"name": name, **arguments}
 
 
 def mailings(request: Request) -> Response:
@@ -356,7 +365,10 @@ def mailing(request: Request) -> Response:
                 sample = list(found.values())
             except ValidationFailed as failed:
                 preview_error = error_text(request, failed)
-            party_id = int(chosen) if chosen.isdigit() else (sample[0].id if sample else None)
+            try:
+                party_id = optional_id(chosen, "party") or (sample[0].id if sample else None)
+            except ValidationFailed as failed:  # "abc", "²" or 25 digits: no client to show
+                party_id, preview_error = None, error_text(request, failed)
             if party_id is not None:
                 try:
                     preview = campaigns.preview(campaign_id, party_id)
@@ -464,7 +476,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox",
-        "/mail/mailboxes/{account_id:int}",
+        "/mail/mailboxes/{account_id:id}",
         "Mailbox",
         mailbox_edit,
         methods=("GET", "POST"),
@@ -472,7 +484,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_check",
-        "/mail/mailboxes/{account_id:int}/check",
+        "/mail/mailboxes/{account_id:id}/check",
         "Check the connection",
         mailbox_check,
         methods=("POST",),
@@ -480,7 +492,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_active",
-        "/mail/mailboxes/{account_id:int}/active",
+        "/mail/mailboxes/{account_id:id}/active",
         "Switch a mailbox on or off",
         mailbox_active,
         methods=("POST",),
@@ -488,7 +500,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailbox_delete",
-        "/mail/mailboxes/{account_id:int}/delete",
+        "/mail/mailboxes/{account_id:id}/delete",
         "Remove a mailbox",
         mailbox_delete,
         methods=("POST",),
@@ -505,14 +517,14 @@ SCREENS = [
     ),
     Screen(
         "mail_mailing",
-        "/mail/mailings/{campaign_id:int}",
+        "/mail/mailings/{campaign_id:id}",
         "Mailing",
         mailing,
         permission=READ_MAILINGS,
     ),
     Screen(
         "mail_mailing_start",
-        "/mail/mailings/{campaign_id:int}/start",
+        "/mail/mailings/{campaign_id:id}/start",
         "Start a mailing",
         mailing_start,
         methods=("POST",),
@@ -520,7 +532,7 @@ SCREENS = [
     ),
     Screen(
         "mail_mailing_retry_unknown",
-        "/mail/mailings/{campaign_id:int}/retry-unknown",
+        "/mail/mailings/{campaign_id:id}/retry-unknown",
         "Send the unknown again",
         mailing_retry_unknown,
         methods=("POST",),

@@ -145,7 +145,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "DELETE",
-            "/tokens/{id:int}",
+            "/tokens/{id:id}",
             revoke_token,
             "revoke_token",
             "Revoke a personal API token",

@@ -20,9 +20,10 @@ from crmkit.web.api.operations import (
     loaded_body,
     query_parameter,
 )
-from crmkit.web.api.params import MAX_ID, parse_id
-from crmkit.web.api.records import record_response
+from crmkit.web.api.params import parse_id
+from crmkit.web.api.records import hide_unreadable_clients, record_response
 from crmkit.web.api.responses import JSONResponse
+from crmkit.web.forms import optional_id
 
 #: The longest range one calendar request may span.
 MAX_RANGE = dt.timedelta(days=366)
@@ -44,19 +45,6 @@ def _moment(request: Request, name: str) -> dt.datetime:
         raise ValidationFailed({name: ["out of range (years 1 to 9999 in UTC)"]}) from None
 
 
-def _optional_id(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed({name: ["must be a whole number"]}) from None
-    if not 1 <= value <= MAX_ID:
-        raise ValidationFailed({name: ["out of range"]})
-    return value
-
-
 def calendar(request: Request) -> Response:
     """Events overlapping a time range: a user's, or a resource's."""
     start, end = _moment(request, "start"), _moment(request, "end")
@@ -64,13 +52,13 @@ def calendar(request: Request) -> Response:
         raise ValidationFailed({"end": ["must be after the start"]})
     if end - start > MAX_RANGE:
         raise ValidationFailed({"end": ["ask for at most a year at a time"]})
-    owner_id = _optional_id(request, "owner_id")
-    resource_id = _optional_id(request, "resource_id")
+    owner_id = optional_id(request.query_params.get("owner_id"), "owner_id")
+    resource_id = optional_id(request.query_params.get("resource_id"), "resource_id")
     entity = request.app.state.crm.entities["calendar_event"]
     encoder = encoder_for(output_schema(entity), entity.model)
     with acting(request) as work:
         events = work.calendar.between(start, end, owner_id=owner_id, resource_id=resource_id)
-        items = encoder.records(events)
+        items = hide_unreadable_clients(work, entity, list(encoder.records(events)))
     return JSONResponse({"items": items, "next": None})
 
 
@@ -143,7 +131,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/reminder/{id:int}/snooze",
+            "/reminder/{id:id}/snooze",
             _reminder_action("snooze"),
             "snooze_reminder",
             "Remind again later",
@@ -156,7 +144,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/reminder/{id:int}/done",
+            "/reminder/{id:id}/done",
             _reminder_action("done"),
             "dismiss_reminder",
             "Mark a reminder done (for you)",

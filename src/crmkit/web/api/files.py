@@ -168,7 +168,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/attachment/{id:int}/content",
+            "/attachment/{id:id}/content",
             download,
             "download_attachment",
             "Download a file",

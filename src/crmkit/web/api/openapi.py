@@ -14,6 +14,7 @@ import jinja2
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from crmkit.schemas import MAX_ID
 from crmkit.schemas.api import ProblemSchema
 from crmkit.web.api.operations import Operation
 
@@ -148,7 +149,7 @@ def build_spec(
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "format": "int64", "minimum": 1},
+                "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID},
             }
             for name in op.path_parameters
         ]

@@ -26,7 +26,7 @@ _CONVERTER = re.compile(r"\{(\w+)(:\w+)?\}")
 class Operation:
     """One method on one path.
 
-    ``path`` is relative to ``/api/v1`` in Starlette syntax (``/party/{id:int}``);
+    ``path`` is relative to ``/api/v1`` in Starlette syntax (``/party/{id:id}``);
     ``body`` is a marshmallow schema (class or instance) of a JSON body, or a mapping of
     media types to OpenAPI content objects; ``responses`` map a status to a description
     and a schema (or ``None`` for no body).  ``errors`` are the problem statuses it may
@@ -49,7 +49,7 @@ class Operation:
 
     @property
     def openapi_path(self) -> str:
-        """``/party/{id:int}`` -> ``/party/{id}``."""
+        """``/party/{id:id}`` -> ``/party/{id}``."""
         return _CONVERTER.sub(lambda m: "{" + m.group(1) + "}", self.path)
 
     @property

@@ -48,7 +48,7 @@ from crmkit.web.api.operations import (
     not_modified,
     query_parameter,
 )
-from crmkit.web.api.params import flag, next_link, parse_id, parse_list_query
+from crmkit.web.api.params import flag, list_refusal, next_link, parse_id, parse_list_query
 from crmkit.web.api.responses import JSONResponse
 
 CONFIRM_DUPLICATES = "confirm_duplicates"
@@ -70,15 +70,16 @@ def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> 
     """``items`` with the client's id ``null`` where the caller may not read that client.
 
     A conversation that came to the caller's own mailbox, and its messages and files, are
-    theirs to read whoever the client is (``AccessPolicy.reads_past_clients``); the contact
-    center's screen then shows the sender and no client, and so does the API: one query
-    per page, only for such entities and callers.
+    theirs to read whoever the client is, as is an event they are invited to and a
+    reminder they are a recipient of (``EntityService.reads_past_clients``); the contact
+    center's screen then shows the sender and no client, the calendar no link to one, and
+    so does the API: one query per page, only for such entities and callers
+    (``EntityService.readable_clients``).
     """
     key = entity.party_attr
-    if not key or not items or not work.access.reads_past_clients(entity):
+    if not key or not items:
         return items
-    named = {item.get(key) for item in items} - {None}
-    readable = work.parties.find_many(named) if named else {}
+    readable = work.records(entity.name).readable_clients(item.get(key) for item in items)
     return [
         item if item.get(key) in readable or item.get(key) is None else {**item, key: None}
         for item in items
@@ -164,11 +165,11 @@ class EntityEndpoints:
                     items = self.encoder.records(page.items)
                 items = hide_unreadable_clients(work, entity, list(items))
             except ValidationFailed as exc:
-                if not query.search or "search" not in exc.errors:
-                    raise
                 # the service's argument is ``search``; the API's parameter is ``q``
-                errors = {("q" if k == "search" else k): v for k, v in exc.errors.items()}
-                raise ValidationFailed(errors, entity=entity.name) from None
+                refusal = list_refusal(exc, query, entity.name)
+                if refusal is exc:
+                    raise
+                raise refusal from None
         headers = {}
         if page.next_cursor:
             headers["Link"] = next_link(request, page.next_cursor)
@@ -297,7 +298,7 @@ class EntityEndpoints:
         out = output_schema(entity)
         detail = detail_schema(entity)
         page = page_schema(f"{title}Page", out)
-        collection, item = f"/{name}", f"/{name}/{{id:int}}"
+        collection, item = f"/{name}", f"/{name}/{{id:id}}"
         ops: list[Operation] = []
         if "read" in entity.actions:
             ops.append(

@@ -17,7 +17,7 @@ from crmkit.schemas.api import (
 from crmkit.schemas.output import encoder_for, output_schema
 from crmkit.web.api.auth import acting, in_thread
 from crmkit.web.api.operations import Operation, linked, loaded_body, query_parameter
-from crmkit.web.api.params import next_link, parse_id, parse_limit
+from crmkit.web.api.params import next_link, parse_id, parse_limit, timeline_kinds
 from crmkit.web.api.responses import JSONResponse
 
 
@@ -32,10 +32,9 @@ def timeline(request: Request) -> Response:
     if party_id is None:
         raise NotFound("party", request.path_params["id"])
     params = request.query_params
-    kinds = [k.strip() for value in params.getlist("kind") for k in value.split(",") if k.strip()]
     _, encoder = _activities(request.app.state.crm)
     with acting(request) as work:
-        _check_kinds(work.crm, kinds)
+        kinds = timeline_kinds(work, params)
         page = work.timeline.list(
             party_id,
             kinds=kinds or None,
@@ -45,23 +44,6 @@ def timeline(request: Request) -> Response:
         items = encoder.records(page.items)
     headers = {"Link": next_link(request, page.next_cursor)} if page.next_cursor else {}
     return JSONResponse({"items": items, "next": page.next_cursor}, headers=headers)
-
-
-def _check_kinds(crm: Any, kinds: list[str]) -> None:
-    """Each ``kind`` asked for is a declared one (the core's, a plugin's through
-    ``crmkit_register_timeline_kinds``, a channel's); a typo is refused naming ``kind`` and
-    listing the kinds there are, not answered with an empty page as if the client had no
-    such entries.  Declared, so known without asking the database."""
-    unknown = [kind for kind in kinds if kind not in crm.timeline_kinds]
-    if unknown:
-        raise ValidationFailed(
-            {
-                "kind": [
-                    f"unknown timeline kind {unknown[0]!r} (known: "
-                    f"{', '.join(sorted(crm.timeline_kinds))})"
-                ]
-            }
-        )
 
 
 def _paired_record(body: dict[str, Any]) -> None:
@@ -220,7 +202,7 @@ def operations(crm: Any) -> list[Operation]:
     return [
         Operation(
             "GET",
-            "/party/{id:int}/timeline",
+            "/party/{id:id}/timeline",
             timeline,
             "timeline_of_party",
             "The timeline of a client",
@@ -260,7 +242,7 @@ def operations(crm: Any) -> list[Operation]:
         ),
         Operation(
             "POST",
-            "/party/{id:int}/calls",
+            "/party/{id:id}/calls",
             add_call,
             "add_call",
             "Record a call",

@@ -12,7 +12,7 @@ from crmkit.access.rules import ACTIONS, Scope
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound
 from crmkit.web import i18n
-from crmkit.web.forms import as_list, optional_int
+from crmkit.web.forms import as_list, id_list, optional_id, required_id
 from crmkit.web.pages import actor_can, posted, redirect, render, work
 from crmkit.web.stage_graph import stage_graph
 
@@ -91,9 +91,7 @@ def user(request: Request) -> Response:
                 unit.signin.end_everywhere(user_id)
                 message = i18n.lazy("Signed out everywhere; their API tokens were revoked.")
             elif action == "revoke_token":
-                token_id = optional_int(data.get("token_id"))
-                if token_id is None:
-                    raise NotFound("api_token", data.get("token_id"))
+                token_id = required_id(data.get("token_id"), "token_id")
                 # only a token of this user: the page's form names no one else's
                 unit.api_tokens.revoke(token_id, owner_id=user_id)
                 message = i18n.lazy("Token revoked.")
@@ -165,9 +163,9 @@ def teams(request: Request) -> Response:
     """Teams and their members; POST creates a team or sets its members."""
     if request.method == "POST":
         data = posted(request)
-        members = [int(m) for m in as_list(data.get("members"))]
+        members = id_list(data.get("members"), "members")
+        team_id = optional_id(data.get("team_id"), "team_id")
         with work(request) as unit:
-            team_id = optional_int(data.get("team_id"))
             if team_id:
                 unit.users.set_team_members(team_id, members)
             else:
@@ -240,8 +238,8 @@ def audit(request: Request) -> Response:
     with work(request) as unit:
         rows = unit.audit_log.latest(
             entity=params.get("entity") or None,
-            actor_id=optional_int(params.get("actor_id")),
-            before_id=optional_int(params.get("before")),
+            actor_id=optional_id(params.get("actor_id"), "actor_id"),
+            before_id=optional_id(params.get("before"), "before"),
             limit=100,
         )
         people = unit.users.list()

@@ -14,6 +14,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.jobs.watchers import states as watcher_states
 from crmkit.services.automation import automation
 from crmkit.web import i18n
+from crmkit.web.api.params import text_param
 from crmkit.web.forms import id_list
 from crmkit.web.pages import posted, redirect, render, work
 
@@ -56,7 +57,7 @@ def dead_letters(request: Request) -> Response:
                 return redirect(request, "/admin/dead-letters", "Discarded.")
             unit.outbox.retry(ids)
         return redirect(request, "/admin/dead-letters", "Queued again.")
-    kind = request.query_params.get("kind") or None
+    kind = text_param(request.query_params, "kind")
     with work(request) as unit:
         rows = unit.outbox.failed(limit=200, kind=kind)
         cancelled = unit.outbox.cancelled(limit=50)

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import translate
 from crmkit.web import i18n
+from crmkit.web.api.params import text_param
+from crmkit.web.forms import required_id
 from crmkit.web.links import record_url
 from crmkit.web.pages import error_text, render, work
 from crmkit.web.screens.records import move_fields
@@ -44,6 +46,7 @@ def board(request: Request) -> Response:
     pipeline = pipeline_or_404(crm, request.path_params["pipeline"])
     entity = crm.entities[pipeline.entity]
     params = request.query_params
+    search = text_param(params, "q")  # read as the lists and the API read it
     filters: dict[str, Any] = {"pipeline": pipeline.name}
     if params.get("mine") and "owner_id" in entity.owner_attrs:
         filters["owner_id"] = request.state.user.id
@@ -55,7 +58,7 @@ def board(request: Request) -> Response:
         for stage in pipeline.stages:
             page = service.list(
                 filters={**filters, "stage": stage.name},
-                search=params.get("q") or None,
+                search=search,
                 limit=COLUMN_SIZE,
                 internal=True,  # pipeline, stage, owner: whatever the entity offers users
             )
@@ -64,7 +67,7 @@ def board(request: Request) -> Response:
         page = service.list(
             filters=filters,
             where={"field": "stage", "op": "not_in", "value": pipeline.stage_names()},
-            search=params.get("q") or None,
+            search=search,
             limit=COLUMN_SIZE,
             internal=True,
         )
@@ -106,8 +109,16 @@ async def move(request: Request) -> Response:
     pipeline = pipeline_or_404(crm, request.path_params["pipeline"])
     data = await request.json()
     locale = request.state.locale
+    if not isinstance(data, dict):
+        return JSONResponse({"moved": False, "reasons": ["bad request"]}, status_code=400)
     try:
-        record_id = int(data.get("id"))
+        record_id = required_id(data.get("id"), "id")
+    except ValidationFailed as bad:  # "abc", "1.5" or an id no column holds, before any query
+        reasons = [error_text(request, bad)]
+        return JSONResponse(
+            {"moved": False, "reasons": reasons, "missing_fields": []}, status_code=422
+        )
+    try:
         with work(request) as unit:
             record = unit.records(pipeline.entity).get(record_id)
             if record.pipeline != pipeline.name:

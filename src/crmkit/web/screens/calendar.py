@@ -110,6 +110,9 @@ def events(request: Request) -> Response:
                 if day.weekday() < 5:
                     slots += unit.calendar.free_slots(scope["resource_id"], opens, closes, SLOT)
                 day += dt.timedelta(days=1)
+        # an event read past its client (invited to it) links to no card the reader may
+        # not open: its id is not told either
+        clients = unit.calendar.readable_clients(event.party_id for event in rows)
     items: list[dict[str, Any]] = [
         {
             "id": str(event.id),
@@ -117,7 +120,7 @@ def events(request: Request) -> Response:
             "start": locale.local(event.starts_at).isoformat(),
             "end": locale.local(event.ends_at).isoformat(),
             "allDay": event.all_day,
-            "url": party_url(event.party_id) if event.party_id else None,
+            "url": party_url(event.party_id) if event.party_id in clients else None,
             "extendedProps": {"version": event.version, "kind": event.kind},
             "classNames": [f"event-{event.status}"],
         }
@@ -201,6 +204,7 @@ def ical_feed(request: Request) -> Response:
     now = dt.datetime.now(dt.UTC)
     with crm.acting_as(user_id) as unit:
         rows = unit.calendar.between(now - FEED_PAST, now + FEED_FUTURE, owner_id=user_id)
+        clients = unit.calendar.readable_clients(row.party_id for row in rows)
     calendar = Calendar()
     calendar.add("prodid", "-//crmkit//calendar feed//EN")
     calendar.add("version", "2.0")
@@ -217,7 +221,7 @@ def ical_feed(request: Request) -> Response:
             event.add("location", row.location)
         if row.description:
             event.add("description", row.description)
-        if row.party_id:
+        if row.party_id in clients:
             event.add("url", host + party_url(row.party_id))
         event.add("status", "CANCELLED" if row.status == "cancelled" else "CONFIRMED")
         calendar.add_component(event)

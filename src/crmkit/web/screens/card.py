@@ -18,9 +18,18 @@ from starlette.responses import Response, StreamingResponse
 from crmkit.errors import DuplicatesFound, ValidationFailed
 from crmkit.services.timeline import CALL_OUTCOMES
 from crmkit.web import i18n
-from crmkit.web.forms import as_list, custom_values, local_time, optional_int, refuse_nul
+from crmkit.web.api.params import timeline_kinds
+from crmkit.web.forms import (
+    custom_values,
+    id_list,
+    local_time,
+    optional_id,
+    optional_int,
+    refuse_nul,
+    required_id,
+)
 from crmkit.web.links import party_url
-from crmkit.web.pages import is_htmx, posted, redirect, render, work
+from crmkit.web.pages import error_text, is_htmx, posted, redirect, render, work
 
 #: States of sent messages the timeline shows (listed so that the catalogs collect them).
 MESSAGE_STATES = (
@@ -47,12 +56,31 @@ def _party_id(request: Request) -> int:
     return int(request.path_params["party_id"])
 
 
-def timeline_context(unit: Any, party_id: int, params: Any) -> dict[str, Any]:
-    """A page of the timeline with the names needed to show it."""
-    kinds = [k for k in params.getlist("kind") if k]
-    page = unit.timeline.list(
-        party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
-    )
+def timeline_context(
+    unit: Any, party_id: int, params: Any, request: Request | None = None
+) -> dict[str, Any]:
+    """A page of the timeline with the names needed to show it.
+
+    ``kind`` is read as the API's timeline reads it (:func:`timeline_kinds`): a kind the
+    timeline does not know leaves the timeline empty with the API's refusal in
+    ``timeline_refusal`` (in the language of ``request``'s user) for the page to show.
+    """
+    try:
+        kinds = timeline_kinds(unit, params)
+        page = unit.timeline.list(
+            party_id, kinds=kinds or None, after=params.get("after") or None, limit=TIMELINE_PAGE
+        )
+    except ValidationFailed as exc:
+        if request is None:
+            raise
+        return {
+            "timeline": [],
+            "files_of": {},
+            "timeline_next": None,
+            "kinds": [],
+            "all_kinds": list(unit.crm.timeline_kinds.values()),
+            "timeline_refusal": error_text(request, exc),
+        }
     entries = list(page)
     return {
         "timeline": entries,
@@ -71,7 +99,7 @@ def card(request: Request) -> Response:
         party = unit.parties.get(party_id)
         if party.id != party_id:  # merged into another client: show that one
             return redirect(request, party_url(party.id))
-        context = timeline_context(unit, party_id, request.query_params)
+        context = timeline_context(unit, party_id, request.query_params, request)
         users = unit.users.list()
         options = unit.moves.options(party) if party.pipeline else []
         organisation = unit.parties.find(party.organisation_id) if party.organisation_id else None
@@ -144,7 +172,9 @@ def card(request: Request) -> Response:
             },
             now=dt.datetime.now(dt.UTC),
         )
-    return render(request, "card.html", context)
+    return render(
+        request, "card.html", context, status=422 if "timeline_refusal" in context else 200
+    )
 
 
 def card_panels(
@@ -172,11 +202,13 @@ def timeline(request: Request) -> Response:
         party = unit.parties.get(party_id)
         if party.id != party_id:  # merged into another client: show that one
             return redirect(request, party_url(party.id))
-        context = timeline_context(unit, party_id, request.query_params)
+        context = timeline_context(unit, party_id, request.query_params, request)
         context["users"] = {u.id: u for u in unit.users.list()}
     context["party"] = party
-    template = "timeline_items.html" if request.query_params.get("after") else "timeline.html"
-    return render(request, template, context)
+    refused = "timeline_refusal" in context
+    after = request.query_params.get("after") and not refused
+    template = "timeline_items.html" if after else "timeline.html"
+    return render(request, template, context, status=422 if refused else 200)
 
 
 def add_call(request: Request) -> Response:
@@ -304,7 +336,7 @@ def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str
     if "language" in data:
         values["language"] = str(data["language"]).strip() or None
     if "organisation_id" in data:
-        values["organisation_id"] = optional_int(data["organisation_id"])
+        values["organisation_id"] = optional_id(data["organisation_id"], "organisation_id")
     custom = custom_values(data, definitions)
     if custom:
         values["custom"] = custom
@@ -400,7 +432,8 @@ def add_task(request: Request) -> Response:
         unit.tasks.create(
             title=str(data.get("title", "")),
             party_id=party_id,
-            assignee_id=optional_int(data.get("assignee_id")) or request.state.user.id,
+            assignee_id=optional_id(data.get("assignee_id"), "assignee_id")
+            or request.state.user.id,
             deadline=local_time(data.get("deadline"), locale, "deadline"),
         )
     return redirect(request, party_url(party_id) + "#tasks", "Task added.")
@@ -411,7 +444,7 @@ def add_reminder(request: Request) -> Response:
     party_id = _party_id(request)
     data = posted(request)
     locale = request.state.locale
-    recipients = [{"user_id": int(u)} for u in as_list(data.get("recipients"))]
+    recipients = [{"user_id": u} for u in id_list(data.get("recipients"), "recipients")]
     with work(request) as unit:
         unit.reminders.create(
             text=str(data.get("text", "")),
@@ -441,7 +474,7 @@ def add_group(request: Request) -> Response:
     party_id = _party_id(request)
     data = posted(request)
     with work(request) as unit:
-        unit.groups.add_members(int(data.get("group_id") or 0), [party_id])
+        unit.groups.add_members(required_id(data.get("group_id"), "group_id"), [party_id])
     return redirect(request, party_url(party_id), "Added to the group.")
 
 

@@ -116,13 +116,13 @@ def _field_label(field: str, definitions: dict[str, Any]) -> str:
 def merge_page(request: Request) -> Response:
     """Merge a duplicate into this client: pick the other record, then field by field."""
     from crmkit.errors import ValidationFailed
-    from crmkit.web.forms import optional_id, optional_int
+    from crmkit.web.forms import optional_id
     from crmkit.web.links import party_url
     from crmkit.web.pages import error_text, posted, redirect
 
     party_id = int(request.path_params["party_id"])
     data = posted(request) if request.method == "POST" else {}
-    other_id = optional_int(data.get("with") or request.query_params.get("with"))
+    other_id = optional_id(data.get("with") or request.query_params.get("with"), "with")
     error = None
     if request.method == "POST" and other_id:
         try:

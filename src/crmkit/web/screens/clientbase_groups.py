@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n
+from crmkit.web.api.params import text_param
 from crmkit.web.concurrency import long_running
-from crmkit.web.forms import optional_id, optional_int, refuse_nul
+from crmkit.web.forms import optional_id, refuse_nul, required_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -35,7 +36,7 @@ def groups_page(request: Request) -> Response:
                 with work(request) as unit:
                     group = unit.groups.create(
                         str(data.get("name", "")),
-                        optional_int(data.get("parent_id")),
+                        optional_id(data.get("parent_id"), "parent_id"),
                         rules=rules,
                         price_level=str(data.get("price_level", "")).strip() or None,
                     )
@@ -101,11 +102,11 @@ def group_action(request: Request) -> Response:
     with work(request) as unit:
         groups = unit.groups
         if action == "copy":
-            changed = groups.copy_members(group_id, int(data.get("to_group") or 0))
+            changed = groups.copy_members(group_id, required_id(data.get("to_group"), "to_group"))
         elif action == "move":
-            changed = groups.move_members(group_id, int(data.get("to_group") or 0))
+            changed = groups.move_members(group_id, required_id(data.get("to_group"), "to_group"))
         elif action == "assign":
-            changed = groups.assign_members(group_id, optional_int(data.get("owner_id")))
+            changed = groups.assign_members(group_id, optional_id(data.get("owner_id"), "owner_id"))
         elif action == "tag":
             names = [t.strip() for t in str(data.get("tags", "")).split(",") if t.strip()]
             changed = groups.tag_members(group_id, names)
@@ -149,7 +150,7 @@ def list_export(request: Request) -> Response:
 
     fmt = request.path_params["fmt"]
     with work(request) as unit:
-        data = export_parties(unit, fmt, search=request.query_params.get("q") or None)
+        data = export_parties(unit, fmt, search=text_param(request.query_params, "q"))
     return _download(data, f"clients.{fmt}", fmt)
 
 

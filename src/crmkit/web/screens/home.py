@@ -61,6 +61,7 @@ def workspace(request: Request) -> Response:
         parties = unit.parties.find_many(
             [t.party_id for t in [*mine, *team] if t.party_id]
             + [r.party_id for r in reminders if r.party_id]
+            + [e.party_id for e in events if e.party_id]
         )
         users = {u.id: u for u in unit.users.list()}
     return render(

@@ -18,7 +18,7 @@ from crmkit.channels import Capability
 from crmkit.errors import CrmkitError, DuplicatesFound, ValidationFailed
 from crmkit.services.conversations import ANY, STATUSES, VIEWS
 from crmkit.web import i18n
-from crmkit.web.forms import address_list, local_time, optional_int
+from crmkit.web.forms import address_list, as_id, local_time, optional_id, optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 
@@ -150,19 +150,19 @@ def act(request: Request) -> Response:
     try:
         with work(request) as unit:
             service = unit.conversations
-            seen = optional_int(data.get("seen"))  # the last message the page showed
+            seen = optional_id(data.get("seen"), "seen")  # the last message the page showed
             if action == "assign":
                 who = data.get("assignee_id")
-                user_id = request.state.user.id if who == "me" else optional_int(who)
+                user_id = request.state.user.id if who == "me" else optional_id(who, "assignee_id")
                 # whom the page showed it assigned to: taking it from someone is refused
-                expected = optional_int(data["expected"]) if "expected" in data else ANY
+                expected = optional_id(data["expected"], "expected") if "expected" in data else ANY
                 service.assign(conversation_id, user_id, expected=expected, seen=seen)
             elif action == "reply":
                 try:
                     service.reply(
                         conversation_id,
                         body=str(data.get("body") or "") or None,
-                        template_id=optional_int(data.get("template_id")),
+                        template_id=optional_id(data.get("template_id"), "template_id"),
                         cc=tuple(address_list(data.get("cc"))),
                         attachment_ids=_store_uploads(unit, conversation_id, data.get("files")),
                     )
@@ -170,7 +170,7 @@ def act(request: Request) -> Response:
                     draft = {  # shown again with what was typed, not lost behind a redirect
                         "body": str(data.get("body") or ""),
                         "cc": str(data.get("cc") or ""),
-                        "template_id": optional_int(data.get("template_id")),
+                        "template_id": as_id(data.get("template_id")),
                     }
                     raise
                 message = i18n.lazy("Reply queued.")
@@ -203,7 +203,7 @@ def act(request: Request) -> Response:
                 message = i18n.lazy("Lead created.")
                 back = f"/inbox/{conversation_id}?view=unassigned&lead={party.id}"
             elif action == "attach":
-                party_id = optional_int(data.get("party_id"))
+                party_id = optional_id(data.get("party_id"), "party_id")
                 if party_id is None:
                     raise ValidationFailed({"party_id": [i18n.lazy("choose a client")]})
                 service.attach(conversation_id, party_id)

@@ -4,7 +4,9 @@ bulk actions and column choice.
 Everything goes through the entity's service (``work.records(name).list``), so the access
 predicate is part of every query and a page is one indexed keyset query however deep it is.
 The query string is the state of a list (``q``, ``order``, ``after``, ``cols`` and
-``f.<field>[__op]``), so a list can be bookmarked, shared and saved as a view.
+``f.<field>[__op]``), so a list can be bookmarked, shared and saved as a view.  It is read
+by the API's reader (:func:`crmkit.web.api.params.parse_list_query`), so a parameter the
+API refuses is refused here with the same message, shown on the list page (422).
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import attrs
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import MoveRefused, NotFound, ValidationFailed
-from crmkit.filters import filters_from_query
 from crmkit.i18n import translate
 from crmkit.schemas.output import public_columns
 from crmkit.web import i18n
+from crmkit.web.api.params import ListQuery, list_refusal, parse_list_query
 from crmkit.web.forms import id_list, optional_id
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -112,8 +115,17 @@ def column_names(entity: Any, custom_keys: list[str]) -> list[str]:
 
 
 def parse_filters(entity: Any, params: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
-    """``f.stage=firm&f.amount__gte=10`` -> service filters (see :func:`filters_from_query`)."""
-    return filters_from_query(entity, params, kinds)
+    """``f.stage=firm&f.amount__gte=10`` -> service filters, read as the API reads its own
+    (:func:`~crmkit.web.api.params.parse_list_query`); a bad one is a ``ValidationFailed``
+    naming it."""
+    return dict(list_query(entity, params, kinds).filters)
+
+
+def list_query(entity: Any, params: Mapping[str, Any], kinds: Mapping[str, str]) -> ListQuery:
+    """The search, order, page and filters (``f.<field>[__op]``) of a list's query string."""
+    if not isinstance(params, QueryParams):
+        params = QueryParams(params)
+    return parse_list_query(params, entity, kinds, prefix="f.", limit=PAGE_SIZE)
 
 
 def choices_of(entity: Any, attr: str) -> list[str]:
@@ -261,23 +273,32 @@ def list_page(request: Request) -> Response:
         if not columns:
             columns = [entity.title_attr, *[a for a in entity.filter_attrs[:4] if a in available]]
         order_param = params.get("order") or ""
-        order = [order_param] if order_param else None
-        filters = parse_filters(entity, params, kinds)
-        # plain rows of the table's public columns: cells only read columns (custom fields
-        # from the ``custom`` column), and rows cost a fraction of ORM records to read
-        page = service.list_rows(
-            [c.key for c in public_columns(entity.model)],
-            search=params.get("q") or None,
-            filters=filters,
-            order=order,
-            after=params.get("after") or None,
-            limit=PAGE_SIZE,
-        )
+        refusal = None
+        query: ListQuery | None = None
+        try:
+            query = list_query(entity, params, kinds)
+            # plain rows of the table's public columns: cells only read columns (custom
+            # fields from the ``custom`` column), and rows cost a fraction of ORM records
+            page = service.list_rows(
+                [c.key for c in public_columns(entity.model)],
+                search=query.search,
+                filters=query.filters,
+                order=query.order,
+                after=query.after,
+                limit=query.limit,
+            )
+        except ValidationFailed as exc:
+            # the page with the refusal (as the API words it) instead of the rows, so the
+            # filters can be corrected where they were chosen
+            shown = list_refusal(exc, query, entity.name) if query else exc
+            refusal = error_text(request, shown)
+            page = None
         users = unit.users.list()
         users_by_id = {u.id: u for u in users}
-        party_ids = {getattr(r, c, None) for r in page for c in columns if c in PARTY_COLUMNS}
+        records = list(page) if page is not None else []
+        party_ids = {getattr(r, c, None) for r in records for c in columns if c in PARTY_COLUMNS}
         parties = unit.parties.find_many(i for i in party_ids if i) if party_ids else {}
-        tags = service.tags_for(r.id for r in page) if "tags" in columns else {}
+        tags = service.tags_for(r.id for r in records) if "tags" in columns else {}
         stage_titles: dict[tuple[str, str], str] = {}
         for pipeline in crm.pipelines_for(entity.name):
             stage_titles[(pipeline.name, "")] = pipeline.title
@@ -301,7 +322,7 @@ def list_page(request: Request) -> Response:
                         and getattr(record, "status", "") not in ("done", "cancelled")
                     ),
                 )
-                for record in page
+                for record in records
             ]
         views = unit.saved_views.list(entity.name)
         with i18n.activate(locale):
@@ -323,7 +344,9 @@ def list_page(request: Request) -> Response:
             "available": available,
             "labels": {c: _column_label(c, definitions) for c in available},
             "rows": rows,
-            "next_url": f"?{_query(params, after=page.next_cursor)}" if page.next_cursor else None,
+            "next_url": (
+                f"?{_query(params, after=page.next_cursor)}" if page and page.next_cursor else None
+            ),
             "first_url": f"?{_query(params, after=None)}" if params.get("after") else None,
             "sort_url": lambda c: (
                 f"?{_query(params, after=None, order=_next_order(order_param, c))}"
@@ -339,7 +362,9 @@ def list_page(request: Request) -> Response:
             "stages": stages,
             "may": may,
             "query_string": _query(params, after=None),
+            "refusal": refusal,
         },
+        status=422 if refusal else 200,
     )
 
 

@@ -39,7 +39,9 @@ async def stream(request: Request) -> Response:
         with crm.acting_as(actor) as unit:
             unread = unit.notifications.unread_count()
             latest = unit.notifications.latest(limit=20)
-        found = next((n for n in latest if n.id == notification_id), None)
+            found = next((n for n in latest if n.id == notification_id), None)
+            wanted = [found.party_id] if found is not None and found.party_id else []
+            clients = unit.parties.find_many(wanted)
         data: dict[str, Any] = {"unread": unread}
         if found is not None:
             with i18n.activate(locale):
@@ -48,7 +50,7 @@ async def stream(request: Request) -> Response:
                     kind=found.kind,
                     kind_label=i18n.gettext(found.kind),
                     text=notification_text(found),
-                    url=notification_url(found),
+                    url=notification_url(found, clients),
                 )
         return _event("notification", data)
 

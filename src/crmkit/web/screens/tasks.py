@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from crmkit.schemas import TASK_STATUSES
 from crmkit.web import i18n
-from crmkit.web.forms import local_time, optional_int
+from crmkit.web.forms import local_time, optional_id, optional_int
 from crmkit.web.pages import error_text, form_data, is_htmx, posted, redirect, render, work
 
 #: Columns of the task board.
@@ -54,7 +54,8 @@ def create(request: Request) -> Response:
     with work(request) as unit:
         unit.tasks.create(
             title=str(data.get("title", "")),
-            assignee_id=optional_int(data.get("assignee_id")) or request.state.user.id,
+            assignee_id=optional_id(data.get("assignee_id"), "assignee_id")
+            or request.state.user.id,
             deadline=local_time(data.get("deadline"), request.state.locale, "deadline"),
             priority=optional_int(data.get("priority")) or 0,
         )

@@ -13,7 +13,7 @@ from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import translate
 from crmkit.services.message_templates import TemplateFailed
 from crmkit.web import i18n
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import NOT_AN_ID, as_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 CHANNELS = ("mail", "telegram", "sms", "whatsapp")
@@ -34,7 +34,7 @@ def index(request: Request) -> Response:
 def edit(request: Request) -> Response:
     """Create (``/templates/new``) or edit a template."""
     raw_id = request.path_params["template_id"]
-    template_id = None if raw_id == "new" else optional_int(raw_id)
+    template_id = None if raw_id == "new" else as_id(raw_id)  # no id ("abc", 25 digits): 404
     if raw_id != "new" and template_id is None:
         raise NotFound("message_template", raw_id)
     error = None
@@ -76,7 +76,7 @@ def edit(request: Request) -> Response:
 def preview(request: Request) -> Response:
     """The preview fragment: the template rendered for the chosen client, or its mistake."""
     data = posted(request)
-    party_id = optional_int(data.get("party_id"))
+    party_id = as_id(data.get("party_id"))
     texts = {
         "subject": str(data.get("subject", "")),
         "body": str(data.get("body", "")),
@@ -84,6 +84,11 @@ def preview(request: Request) -> Response:
     }
     problem = None
     message = None
+    if party_id is None and str(data.get("party_id") or "").strip():  # "abc", "²", 25 digits
+        with i18n.activate(request.state.locale):
+            text = i18n.gettext(NOT_AN_ID)
+        problem = {"field": "party_id", "line": None, "message": text}
+        return render(request, "template_preview.html", {"message": None, "problem": problem})
     try:
         with work(request) as unit:
             message = unit.message_templates.render(texts, party_id=party_id)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.web import i18n
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit.web.pages import error_text, redirect, work
 from crmkit_finance import finance
@@ -36,6 +37,32 @@ def order_numbers(work: Any, order_ids: Iterable[int | None]) -> dict[int, str]:
     """Numbers of the orders the user may see, by id."""
     found = work.records("finance_order").find_many(i for i in order_ids if i)
     return {i: o.number for i, o in found.items()}
+
+
+#: Fields the plugin's refusals name that are no column: a refusal shows a field's name
+#: through ``gettext`` (:func:`crmkit.web.pages.error_text`), so they are listed for the
+#: catalogs.  ``order`` is not: the core's lists name their sort order so too, and the
+#: core's catalog, read first, would say one for both.
+REFUSAL_FIELDS = (
+    i18n.lazy("client"),
+    i18n.lazy("client_order"),
+    i18n.lazy("counted"),
+    i18n.lazy("discount"),
+    i18n.lazy("form_token"),
+    i18n.lazy("invoice"),
+    i18n.lazy("legs"),
+    i18n.lazy("line"),
+    i18n.lazy("lines"),
+    i18n.lazy("order_ids"),
+    i18n.lazy("payslip"),
+    i18n.lazy("period"),
+    i18n.lazy("purchase_order"),
+    i18n.lazy("shift"),
+    i18n.lazy("to_location_id"),
+    i18n.lazy("transaction"),
+    i18n.lazy("unit_cost"),
+    i18n.lazy("unit_price"),
+)
 
 
 def safe_back(value: Any, default: str) -> str:

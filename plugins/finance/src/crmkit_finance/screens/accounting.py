@@ -413,7 +413,7 @@ SCREENS = [
     Screen("finance_payroll", "/finance/payroll", "Salaries", payroll, permission=PAYROLL_READ),
     Screen(
         "finance_payslip",
-        "/finance/payroll/{user_id:int}",
+        "/finance/payroll/{user_id:id}",
         "Payslip",
         payslip,
         permission=PAYROLL_READ,
@@ -428,7 +428,7 @@ SCREENS = [
     _post("finance_salary_pay", "/finance/payroll/pay", pay, ("finance_payroll", "pay")),
     _post(
         "finance_payslip_reverse",
-        "/finance/payroll/payslips/{payslip_id:int}/reverse",
+        "/finance/payroll/payslips/{payslip_id:id}/reverse",
         reverse_payslip,
         ("finance_payroll", "reverse"),
     ),
@@ -441,13 +441,13 @@ SCREENS = [
     ),
     _post(
         "finance_cashback_adjust",
-        "/finance/cashback/{party_id:int}/adjust",
+        "/finance/cashback/{party_id:id}/adjust",
         adjust_cashback,
         ("finance_cashback", "create"),
     ),
     Screen(
         "finance_client_transactions",
-        "/finance/clients/{party_id:int}",
+        "/finance/clients/{party_id:id}",
         "Financial transactions",
         client_transactions,
         permission=LEDGER_READ,

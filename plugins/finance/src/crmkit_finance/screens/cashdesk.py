@@ -391,12 +391,12 @@ def _post(name: str, path: str, endpoint: Any, permission: tuple[str, str]) -> S
 
 SCREENS = [
     Screen("finance_cashdesk", "/finance/cashdesk", "Cash desk", cashdesk, permission=CASHIER),
-    _post("finance_shift_open", "/finance/cashdesk/{desk_id:int}/open", open_shift, CASHIER),
-    _post("finance_cash_move", "/finance/cashdesk/{desk_id:int}/move", move_cash, CASHIER),
-    _post("finance_shift_close", "/finance/shifts/{shift_id:int}/close", close_shift, CASHIER),
+    _post("finance_shift_open", "/finance/cashdesk/{desk_id:id}/open", open_shift, CASHIER),
+    _post("finance_cash_move", "/finance/cashdesk/{desk_id:id}/move", move_cash, CASHIER),
+    _post("finance_shift_close", "/finance/shifts/{shift_id:id}/close", close_shift, CASHIER),
     Screen(
         "finance_shift",
-        "/finance/shifts/{shift_id:int}",
+        "/finance/shifts/{shift_id:id}",
         "Shift report",
         shift_page,
         permission=("finance_shift", "read"),
@@ -404,13 +404,13 @@ SCREENS = [
     _post("finance_payment_take", "/finance/payments", take_payment, CASHIER),
     _post(
         "finance_payment_refund",
-        "/finance/payments/{payment_id:int}/refund",
+        "/finance/payments/{payment_id:id}/refund",
         refund_payment,
         ("finance_payment", "refund"),
     ),
     _post(
         "finance_payment_void",
-        "/finance/payments/{payment_id:int}/void",
+        "/finance/payments/{payment_id:id}/void",
         void_payment,
         ("finance_payment", "void"),
     ),
@@ -430,10 +430,10 @@ SCREENS = [
     ),
     Screen(
         "finance_invoice",
-        "/finance/invoices/{invoice_id:int}",
+        "/finance/invoices/{invoice_id:id}",
         "Invoice",
         invoice_page,
         permission=INVOICES_READ,
     ),
-    _post("finance_invoice_pay", "/finance/invoices/{invoice_id:int}/pay", pay_invoice, CASHIER),
+    _post("finance_invoice_pay", "/finance/invoices/{invoice_id:id}/pay", pay_invoice, CASHIER),
 ]

@@ -147,7 +147,7 @@ def set_discount(request: Request) -> Response:
 SCREENS = [
     Screen(
         "finance_order_line_add",
-        "/finance/orders/{order_id:int}/lines",
+        "/finance/orders/{order_id:id}/lines",
         "Add a line",
         add_line,
         methods=("POST",),
@@ -155,7 +155,7 @@ SCREENS = [
     ),
     Screen(
         "finance_order_line_remove",
-        "/finance/orders/{order_id:int}/lines/{line_id:int}/remove",
+        "/finance/orders/{order_id:id}/lines/{line_id:id}/remove",
         "Remove a line",
         remove_line,
         methods=("POST",),
@@ -163,7 +163,7 @@ SCREENS = [
     ),
     Screen(
         "finance_order_discount",
-        "/finance/orders/{order_id:int}/discount",
+        "/finance/orders/{order_id:id}/discount",
         "Discount",
         set_discount,
         methods=("POST",),

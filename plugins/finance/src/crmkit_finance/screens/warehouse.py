@@ -286,7 +286,9 @@ def new_supplier(request: Request) -> Response:
             values["contact_points"] = [{"kind": "email", "value": email}]
         party = fin.work.parties.create(values)
         return fin.work.records("finance_supplier").create(
-            party_id=party.id, payment_days=int(str(data.get("payment_days") or "0") or 0)
+            # as typed: the schema names payment_days when it is no whole number in range
+            party_id=party.id,
+            payment_days=str(data.get("payment_days") or "").strip() or 0,
         )
 
     return attempt(request, "/finance/purchases", create, "Supplier added.")
@@ -331,13 +333,13 @@ SCREENS = [
     ),
     _post(
         "finance_purchase_receive",
-        "/finance/purchases/{purchase_id:int}/receive",
+        "/finance/purchases/{purchase_id:id}/receive",
         receive_purchase,
         ("finance_purchase_order", "update"),
     ),
     _post(
         "finance_purchase_letter",
-        "/finance/purchases/{purchase_id:int}/letter",
+        "/finance/purchases/{purchase_id:id}/letter",
         send_letter,
         PURCHASES_READ,
     ),

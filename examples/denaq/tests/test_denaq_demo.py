@@ -1,0 +1,69 @@
+"""``crmkit demo denaq`` is one transaction: a demo that fails part-way leaves nothing."""
+
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from crmkit.cli import Env, demo
+from crmkit.errors import ConfigError
+from crmkit.model import metadata
+
+
+def row_counts(crm) -> dict[str, int]:
+    """How many rows every table holds, as a unit of work reads them."""
+    with crm.system() as work:
+        connection = work.connection()
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in metadata.sorted_tables
+        }
+
+
+def stored_files(crm) -> list[str]:
+    root = crm.storage.root
+    return sorted(str(p) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_a_demo_that_fails_at_its_last_step_leaves_no_user_party_row_or_file(denaq, monkeypatch):
+    """Everything is written (users, companies and their history, people, papers with
+    their files, meetings, tasks, notes) before the injected failure: none of it stays,
+    the command says so in one error, and a second run works on the empty database."""
+    from crmkit_denaq import demo as demo_module
+
+    real = demo_module._papers_and_plans
+    written = {}
+
+    def papers_then_failure(crm, *args, **kwargs):
+        real(crm, *args, **kwargs)
+        # counted inside the demo's transaction: all of it was written
+        written.update(row_counts(crm), files=len(stored_files(crm)))
+        raise OSError(28, "No space left on device")
+
+    before = row_counts(denaq)
+    files_before = stored_files(denaq)
+    monkeypatch.setattr(demo_module, "_papers_and_plans", papers_then_failure)
+    env = Env(None, debug=False)
+    env._crm = denaq
+
+    run = CliRunner().invoke(demo, ["denaq", "--size", "60", "--seed", "7"], obj=env)
+
+    assert written["user"] == 8 and written["party"] >= 60 and written["files"] > 0
+    assert written["attachment"] > 0 and written["activity"] > 0
+    after = row_counts(denaq)
+    assert after["user"] == after["party"] == after["audit_log"] == 0
+    assert after == before
+    assert stored_files(denaq) == files_before
+    assert isinstance(run.exception, ConfigError), run.output
+    assert re.fullmatch(
+        r"demo denaq stopped: OSError: \[Errno 28\] No space left on device\. Nothing of it "
+        r"was kept: the database is as it was before",
+        str(run.exception),
+    )
+    monkeypatch.undo()
+    again = CliRunner().invoke(demo, ["denaq", "--size", "60", "--seed", "7"], obj=env)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith("demo denaq: 60 companies")
+    assert row_counts(denaq)["user"] == 8
