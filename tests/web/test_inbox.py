@@ -513,3 +513,27 @@ async def test_odd_ids_in_a_conversations_actions_are_named_and_change_nothing(w
     assert (after.status, after.assignee_id, after.party_id) == ("open", None, None)
     with crm.system() as work:
         assert work.session.scalars(select(OutboxItem)).all() == []
+
+
+async def test_a_reply_text_is_capped_and_a_long_subjects_re_is_cut_to_fit(web, crm):
+    """The contact center's reply reached the sending service without the API's schema: a
+    longer text than the API's 200000 characters is refused naming the field, nothing
+    queued.  A client's subject of 500 characters (all its column holds) got "Re: " and no
+    longer fit (PostgreSQL refused the reply, SQLite kept 504): it is cut to 500."""
+    agent = await web("agent", locale="en")
+    receive(crm, "ivan@example.ru", "Вопрос", 1, subject="в" * 500)
+    (chat,) = conversations(crm)
+
+    refused = await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "x" * 200001})
+    assert refused.status_code == 422
+    assert "body: longer than 200000 characters" in refused.text
+    with crm.system() as work:
+        assert list(work.session.scalars(select(OutboxItem))) == []
+        assert list(work.session.scalars(select(Activity).where(Activity.direction == "out"))) == []
+
+    sent = await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "x" * 200000})
+    assert sent.status_code == 303, sent.text
+    with crm.system() as work:
+        (reply,) = work.session.scalars(select(Activity).where(Activity.direction == "out"))
+        assert len(reply.body) == 200000
+        assert reply.subject == "Re: " + "в" * 496

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from crmkit.access.rules import Scope
 from crmkit.clock import frozen_at
-from crmkit.model import Attachment, ImportRun, Resource, User
+from crmkit.model import Attachment, ImportRun, Resource, StageMove, User
 from crmkit.testing import add_user, factories
 from crmkit.testing.web import multipart
 from tests.web.conftest import Browser
@@ -262,6 +262,24 @@ async def test_a_call_without_its_outcome_is_refused_naming_the_field_in_russian
         assert list(work.timeline.list(party)) == []
 
 
+async def test_a_note_written_on_the_card_is_capped_at_20000_characters(web, crm):
+    """The card's note box reached the service without the API's schema and kept any
+    length: the longer text is refused naming the field, nothing is written."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        party = work.parties.create(name="ООО «Многословная»", source="сайт").id
+    too_long = await agent.post(f"/clients/{party}/notes", {"body": "д" * 20001})
+    assert too_long.status_code == 422
+    assert "body: longer than 20000 characters" in html.unescape(too_long.text)
+    with crm.acting_as(agent.user) as work:
+        assert [a.kind for a in work.timeline.list(party)] == []
+    saved = await agent.post(f"/clients/{party}/notes", {"body": "д" * 20000})
+    assert saved.status_code == 303
+    with crm.acting_as(agent.user) as work:
+        [note] = work.timeline.list(party)
+        assert (note.kind, len(note.body)) == ("note", 20000)
+
+
 async def test_note_tells_the_writer_who_was_not_told(web, crm):
     """Igor cannot see Ivan's client: he gets nothing, and Ivan is told so on the card
     (a flash after a plain post, a toast after the htmx one)."""
@@ -370,6 +388,38 @@ async def test_move_form_for_a_comment(web, crm):
     assert form.status_code == 409 and 'name="comment"' in form.text
     done = await agent.post(f"/records/deal/{deal.id}/move", {"to": "lost", "comment": "дорого"})
     assert done.status_code == 303
+
+
+async def test_a_move_comment_on_the_form_is_capped_at_5000_characters(web, crm):
+    """The move form, the board and bulk moves reached the move service without the API's
+    schema: a longer comment is refused naming the field, the deal stays where it was."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+        stage = deal.stage
+    too_long = await agent.post(
+        f"/records/deal/{deal.id}/move", {"to": "lost", "comment": "д" * 5001}
+    )
+    assert too_long.status_code == 422
+    assert "comment: longer than 5000 characters" in html.unescape(too_long.text)
+    with crm.acting_as(agent.user) as work:
+        assert work.deals.get(deal.id).stage == stage
+        assert (
+            work.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(StageMove)
+                .where(StageMove.record_id == deal.id, StageMove.to_stage == "lost")
+            )
+            == 0
+        )
+    done = await agent.post(f"/records/deal/{deal.id}/move", {"to": "lost", "comment": "д" * 5000})
+    assert done.status_code == 303
+    with crm.acting_as(agent.user) as work:
+        assert work.deals.get(deal.id).stage == "lost"
+        [move] = work.session.scalars(
+            sa.select(StageMove).where(StageMove.record_id == deal.id, StageMove.to_stage == "lost")
+        )
+        assert len(move.comment) == 5000
 
 
 async def test_calendar_reschedule_and_resource_clash(web, crm):

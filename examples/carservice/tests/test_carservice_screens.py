@@ -13,6 +13,7 @@ from crmkit_finance import finance
 
 from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied
+from crmkit.model import Party
 from crmkit.testing.web import WebClient
 
 pytestmark = pytest.mark.anyio
@@ -530,3 +531,27 @@ async def test_a_path_id_past_an_id_column_is_a_404_on_the_car_service_pages(sta
     ]
     assert paths == [("POST", f"/service/orders/{'9' * 25}/assign")]
     assert (await client.post(paths[0][1], {"assignee_id": "1"})).status_code == 404
+
+
+async def test_an_intakes_note_is_capped_at_20000_characters_and_nothing_is_taken(station):
+    """The intake's note becomes the order's, whose schema holds 20000 characters: a longer
+    one is refused naming the field, and neither the new client nor the order is kept."""
+    client = await signed_in(station, "manager")
+    intake = {
+        "client_name": "Анна Многословная", "phone": "8 903 123-45-67", "client_kind": "person",
+        "plate": "о 778 оо 77", "services": str(station.diagnostics.id),
+        "location_id": str(station.branch.id),
+    }  # fmt: skip
+    response = await client.post("/service/intake", {**intake, "note": "д" * 20001})
+    assert response.status_code == 422, response.status_code
+    error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+    assert error.startswith("заметка:") and "20000" in error, error  # the schema's words
+    with station.crm.acting_as(station.users["manager"]) as work:
+        assert work.records("finance_order").list(limit=50).items == []
+        named = sa.select(Party.id).where(Party.name == "Анна Многословная")
+        assert work.session.scalars(named).all() == []
+    taken = await client.post("/service/intake", {**intake, "note": "д" * 20000})
+    assert taken.status_code == 303, taken.text[:300]
+    with station.crm.acting_as(station.users["manager"]) as work:
+        [order] = work.records("finance_order").list(limit=50).items
+        assert len(order.note) == 20000

@@ -351,3 +351,42 @@ async def test_a_night_station_books_the_hour_it_shows_when_the_clocks_change(ma
     assert error.startswith("начало: ") and "Europe/Berlin" in error
     with crm.acting_as("manager") as work:
         assert work.session.scalar(select(func.count()).select_from(CalendarEvent)) == 1
+
+
+async def test_a_cancellations_reason_is_capped_at_20000_characters(booking_crm):
+    """The journal's cancel form reached the booking service without a schema and kept a
+    reason of any length (in the audit and on the client's timeline): a longer one is
+    refused naming the field, on the journal, and the booking stays."""
+    add_user(booking_crm, "manager", ["manager"], locale="en")
+    with booking_crm.acting_as("manager") as work:
+        journal = booking(work)
+        bay = journal.add_resource("Пост 1", kind="bay").id
+        client = factories.person(work, name="Ольга Соколова").id
+        event = journal.book(
+            party_id=client,
+            resource_id=bay,
+            starts_at=journal.day_bounds(DAY)[0] + dt.timedelta(hours=1),
+            duration=dt.timedelta(hours=1),
+        ).id
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+
+    refused = await web.post(
+        f"/booking/{event}/cancel", {"reason": "д" * 20001, "day": DAY.isoformat()}
+    )
+    assert refused.status_code == 303
+    page = await web.get(refused.headers["location"])
+    flash = re.search(r'class="flash error"[^>]*>([^<]*)<', page.text).group(1)
+    assert "reason: longer than 20000 characters" in html.unescape(flash)
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.get(CalendarEvent, event).status != "cancelled"
+        assert [a.kind for a in work.timeline.list(client)] == ["booking"]
+
+    cancelled = await web.post(
+        f"/booking/{event}/cancel", {"reason": "д" * 20000, "day": DAY.isoformat()}
+    )
+    assert cancelled.status_code == 303
+    with booking_crm.acting_as("manager") as work:
+        assert work.session.get(CalendarEvent, event).status == "cancelled"
+        told = next(iter(work.timeline.list(client)))
+        assert (told.kind, len(told.body)) == ("booking_cancelled", 20000)

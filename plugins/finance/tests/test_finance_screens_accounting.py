@@ -434,3 +434,36 @@ def test_an_employee_blocked_and_unblocked_is_previewed_and_accrued_for_the_days
     totals = payslip.text.split('id="payslip-totals"', 1)[1].split("</dl>", 1)[0]
     assert re.search(r"21\xa0000,00", totals)
     assert re.search(r'id="payslip-days">\s*21 / 30\s*<', totals)
+
+
+def test_an_expenses_note_a_categorys_name_and_a_cashback_reason_are_capped(shop, signed_in):
+    """The accountant's forms reached the ledger, expense and cashback services without a
+    schema: a note or reason of any length was kept, a category's name over its 200
+    characters failed on PostgreSQL and was kept by SQLite.  Each is refused naming the
+    field, nothing booked; the limit itself is accepted."""
+    accountant = signed_in("accountant")
+    category = {"kind": "expense", "name": "я" * 201}
+    named = accountant.submit("/finance/expenses/categories", category)
+    assert "название: длиннее 200 символов" in named.text
+    expense = {"kind": "expense", "category": "expense:rent", "amount": "700"}
+    noted = accountant.submit(
+        "/finance/expenses", {**expense, "account": "bank:main", "note": "д" * 20001}
+    )
+    assert "заметка: длиннее 20000 символов" in noted.text
+    adjust = f"/finance/cashback/{shop.client.id}/adjust"
+    reasoned = accountant.submit(adjust, {"amount": "300", "reason": "д" * 20001})
+    assert "причина: длиннее 20000 символов" in reasoned.text
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == 0
+        assert fin.cashback.balance(shop.client.id) == 0
+        assert [a.name for a in fin.ledger.categories("expense") if len(a.name) > 100] == []
+
+    accountant.submit("/finance/expenses/categories", {**category, "name": "я" * 200})
+    accountant.submit("/finance/expenses", {**expense, "account": "bank:main", "note": "д" * 20000})
+    accountant.submit(adjust, {"amount": "300", "reason": "д" * 20000})
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == 700
+        assert fin.cashback.balance(shop.client.id) == 300
+        assert [len(a.name) for a in fin.ledger.categories("expense") if len(a.name) > 100] == [200]

@@ -548,3 +548,33 @@ def test_payments_on_the_timeline_read_in_the_readers_language(shop, signed_in):
             work.session.scalars(select(Activity.subject).where(Activity.kind == "payment"))
         )
     assert {"Payment: 1500.00 RUB (card)", "Refund: 200.00 RUB (cash)"} <= subjects
+
+
+def test_a_payments_note_and_reference_and_a_shifts_note_are_capped(shop, signed_in):
+    """The cashier's forms reached the payment and shift services without a schema: a
+    note of any length was kept, a reference over its 200 characters failed on PostgreSQL
+    and was kept by SQLite.  Each is refused naming the field, nothing written."""
+    order = _completed_order(shop, shop.oil_change)
+    cashier = signed_in("cashier")
+    back = f"/records/finance_order/{order.id}"
+    payment = {"order_id": order.id, "amount": "100", "method": "transfer", "back": back}
+
+    long_note = cashier.submit("/finance/payments", {**payment, "note": "д" * 20001})
+    assert 'class="flash error"' in long_note.text
+    assert "заметка: длиннее 20000 символов" in long_note.text
+    long_reference = cashier.submit("/finance/payments", {**payment, "reference": "7" * 201})
+    assert "ссылка: длиннее 200 символов" in long_reference.text
+    opened = cashier.submit(
+        f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0", "note": "д" * 20001}
+    )
+    assert "заметка: длиннее 20000 символов" in opened.text
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).payments.of_order(order.id) == []
+        assert finance(work).cashdesk.current_shift(shop.desk.id) is None
+
+    cashier.submit("/finance/payments", {**payment, "note": "д" * 20000, "reference": "7" * 200})
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0", "note": "д" * 20000})
+    with shop.crm.acting_as(shop.cashier) as work:
+        [taken] = finance(work).payments.of_order(order.id)
+        assert (len(taken.note), len(taken.reference)) == (20000, 200)
+        assert len(finance(work).cashdesk.current_shift(shop.desk.id).note) == 20000

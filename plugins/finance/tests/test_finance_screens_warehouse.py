@@ -313,3 +313,31 @@ def test_a_nul_character_in_a_purchase_order_is_refused_naming_the_field(shop, s
     assert '"flash error" role="status">заметка: содержит символ NUL<' in page.text
     with shop.crm.acting_as(shop.warehouse) as work:
         assert list(work.records("finance_purchase_order").list(limit=5)) == []
+
+
+def test_a_receipts_note_and_a_write_offs_reason_are_capped(shop, signed_in):
+    """The warehouse forms reached the stock service without a schema and kept a note or
+    a reason of any length: refused naming the field, the stock unmoved; 20000 kept."""
+    head = signed_in("warehouse")
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    receipt = {**common, "qty": "10", "unit_cost": "500"}
+    with shop.crm.acting_as(shop.warehouse) as work:
+        before = len(finance(work).stock.moves(shop.oil.id))
+
+    received = head.submit("/finance/stock/receive", {**receipt, "note": "д" * 20001})
+    assert "заметка: длиннее 20000 символов" in received.text
+    written_off = head.submit(
+        "/finance/stock/write_off", {**common, "qty": "2", "reason": "д" * 20001}
+    )
+    assert "причина: длиннее 20000 символов" in written_off.text
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("10")
+    with shop.crm.acting_as(shop.warehouse) as work:
+        assert len(finance(work).stock.moves(shop.oil.id)) == before
+
+    head.submit("/finance/stock/receive", {**receipt, "note": "д" * 20000})
+    head.submit("/finance/stock/write_off", {**common, "qty": "2", "reason": "д" * 20000})
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("18")
+    with shop.crm.acting_as(shop.warehouse) as work:
+        moves = finance(work).stock.moves(shop.oil.id)
+        assert len(moves) == before + 2
+        assert sorted(len(m.note) for m in moves)[-2:] == [20000, 20000]

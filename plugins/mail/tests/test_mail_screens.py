@@ -764,3 +764,42 @@ async def test_a_path_id_past_an_id_column_is_a_404_on_every_mail_page(mail_crm)
     for method, path in paths:
         answer = await (admin.get(path) if method == "GET" else admin.post(path, {}))
         assert answer.status_code == 404, (method, path)
+
+
+async def test_the_compose_page_refuses_a_text_or_subject_longer_than_the_apis(mail_crm, smtp):
+    """The compose page reached the sending service without the API's schema: a subject
+    over its 500 characters was a database error on PostgreSQL and kept by SQLite, a text
+    of any length was queued.  Both are refused naming the field, nothing queued."""
+    from crmkit.model import Activity, OutboxItem
+
+    smtp_mailbox(mail_crm, smtp)
+    agent = await signed_in(mail_crm, "agent", ["agent"])
+    with mail_crm.system() as work:
+        client = work.parties.create(
+            name="ООО «Ромашка»", owner_id=work.users.get("agent").id,
+            contact_points=[{"kind": "email", "value": "boss@romashka.ru"}],
+        )  # fmt: skip
+        client_id = client.id
+    fields = {"to": "boss@romashka.ru", "subject": "Счёт", "body": "Счёт во вложении"}
+
+    long_text = await agent.post(
+        f"/mail/compose/{client_id}/send", {**fields, "body": "x" * 200001}
+    )
+    assert long_text.status_code == 422
+    assert "body: longer than 200000 characters" in long_text.text
+    long_subject = await agent.post(
+        f"/mail/compose/{client_id}/send", {**fields, "subject": "я" * 501}
+    )
+    assert long_subject.status_code == 422
+    assert "subject: longer than 500 characters" in long_subject.text
+    with mail_crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+        assert work.session.scalars(select(Activity)).all() == []
+
+    sent = await agent.post(
+        f"/mail/compose/{client_id}/send", {**fields, "subject": "я" * 500, "body": "x" * 200000}
+    )
+    assert sent.status_code == 303
+    with mail_crm.system() as work:
+        [queued] = work.session.scalars(select(Activity)).all()
+        assert (len(queued.subject), len(queued.body)) == (500, 200000)

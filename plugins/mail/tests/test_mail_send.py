@@ -609,3 +609,21 @@ def test_a_reply_from_the_contact_center_goes_out_from_the_mailbox_written_to(
     # the client's mail was recorded under a made-up id: no mail program knows it
     assert (answer.in_reply_to, answer.references) == (None, ())
     assert b"sha256:" not in smtp.received[-1].raw
+
+
+def test_a_reply_to_a_subject_of_500_characters_is_cut_to_fit(mail_crm, account, smtp):
+    """ "Re: " before a received subject its column held at full length no longer fit
+    (PostgreSQL refused the reply, SQLite kept 504 characters): the subject is cut to 500."""
+    with mail_crm.system() as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "buyer@client.ru"}]
+        )
+        question = work.timeline.add(
+            "mail", party_id=client.id, direction="in", channel="mail",
+            subject="в" * 500, body="Когда отгрузка?", data={"from": "buyer@client.ru"},
+        )  # fmt: skip
+        work.flush()
+        answer = mail(work).send(reply_to=question.id, body="Завтра")
+        assert answer.subject == "Re: " + "в" * 496
+    with mail_crm.system() as work:
+        assert work.session.get(Activity, answer.id).subject == "Re: " + "в" * 496

@@ -25,6 +25,7 @@ from marshmallow import (
 
 from crmkit.clock import in_utc
 from crmkit.model.party import ContactKind, CustomerType, PartyKind
+from crmkit.services.limits import MAX_WRITTEN_TEXT
 
 TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
 EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
@@ -203,7 +204,7 @@ class PartySchema(StrictSchema):
     organisation_id = _record_id()
     position = _text(200)
     source = _text(100)
-    description = fields.String(validate=validate.Length(max=20000))
+    description = fields.String(validate=validate.Length(max=MAX_WRITTEN_TEXT))
     language = fields.String(
         allow_none=True,
         validate=validate.Regexp(
@@ -251,7 +252,7 @@ class TaskSchema(StrictSchema):
     """Work for someone, with a deadline."""
 
     title = _text(300, required=True)
-    description = fields.String(validate=validate.Length(max=20000))
+    description = fields.String(validate=validate.Length(max=MAX_WRITTEN_TEXT))
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
     priority = fields.Integer(validate=validate.Range(min=0, max=3))
     deadline = Moment(allow_none=True)
@@ -300,7 +301,7 @@ class CalendarEventSchema(StrictSchema):
     """A meeting, call, follow-up or booking."""
 
     title = _text(300, required=True)
-    description = fields.String(validate=validate.Length(max=20000))
+    description = fields.String(validate=validate.Length(max=MAX_WRITTEN_TEXT))
     starts_at = Moment(required=True)
     ends_at = Moment(required=True)
     all_day = fields.Boolean()

@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from crmkit.schemas import MAX_ID, Moment, StrictSchema
-from crmkit.services.limits import MAX_WRITTEN_TEXT
+from crmkit.services.limits import MAX_MOVE_COMMENT, MAX_SENT_TEXT, MAX_WRITTEN_TEXT
 from crmkit.services.timeline import CALL_OUTCOMES
 
 
@@ -47,7 +47,7 @@ class MoveRequestSchema(StrictSchema):
     """Move a record to another stage of its pipeline."""
 
     to = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    comment = fields.String(validate=validate.Length(max=5000), allow_none=True)
+    comment = fields.String(validate=validate.Length(max=MAX_MOVE_COMMENT), allow_none=True)
     fields_ = fields.Dict(
         data_key="fields",
         attribute="fields",
@@ -128,7 +128,7 @@ class MessageRequestSchema(StrictSchema):
         metadata={"description": "Copies (channels that can send them; at most 20 addresses)."},
     )
     subject = fields.String(allow_none=True, validate=validate.Length(max=500))
-    body = fields.String(validate=validate.Length(max=200000))
+    body = fields.String(validate=validate.Length(max=MAX_SENT_TEXT))
     template_id = fields.Integer(
         allow_none=True,
         validate=validate.Range(min=1, max=MAX_ID),

@@ -40,6 +40,7 @@ from crmkit.model import Activity, AuditEntry, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
 from crmkit.services.conversations import InboundNote
+from crmkit.services.limits import MAX_SENT_TEXT, refusals, written_text_refusal
 from crmkit.storage import too_large
 
 if TYPE_CHECKING:
@@ -233,7 +234,9 @@ class ChannelService:
     ) -> Activity:
         """Queue a message: a timeline entry now, the delivery by a worker after commit.
 
-        ``cc``: further addresses that get the same message (see :func:`copies`).
+        ``cc``: further addresses that get the same message (see :func:`copies`).  A
+        subject longer than its column (500 characters) or a text (``body``, ``html``)
+        longer than ``MAX_SENT_TEXT`` is refused naming the field, nothing queued.
         ``check_party=False``: the caller has checked that the actor may write to this
         party's timeline without reading the party (the owner of a personal mailbox
         answering, from the conversation, a colleague's client who wrote to it).
@@ -248,6 +251,15 @@ class ChannelService:
                 raise ValidationFailed({field: ["one line, without line breaks"]})
         if not (body or html or "").strip():
             raise ValidationFailed({"body": ["the message is empty"]})
+        # what the API's schema refuses, refused for every writer (the contact center's
+        # reply, a plugin's compose page): a subject its column cannot hold, a longer text
+        too_long = refusals(Activity, {"subject": subject})
+        for field, value in (("body", body), ("html", html)):
+            problem = written_text_refusal(value or "", MAX_SENT_TEXT)
+            if problem is not None:
+                too_long[field] = [problem]
+        if too_long:
+            raise ValidationFailed(too_long)
         cc = tuple(copies(channel, to, cc, self.region))
         self.work.access.require("activity", "create")
         if party_id is not None and check_party:

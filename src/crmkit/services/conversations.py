@@ -523,7 +523,8 @@ class ConversationService:
         if subject is None and conversation.subject:
             subject = " ".join(conversation.subject.split())  # one line, whatever came in
             if not subject.lower().startswith("re:"):
-                subject = f"Re: {subject}"
+                # "Re: " before a subject its column held at full length: cut to fit
+                subject = f"Re: {subject}"[: Activity.subject.type.length]
         activity = self.work.channels.send(
             conversation.channel,
             to=conversation.address,

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from crmkit.errors import ValidationFailed
 from crmkit.i18n import Message, message
 from crmkit.model.base import Amount, UTCDateTime
 
@@ -32,6 +33,14 @@ Check = Callable[[Any], Message | None]
 #: call, a description.  Their columns are ``Text`` (no length of their own), so this is
 #: the one limit the forms, the API's schemas and the services share.
 MAX_WRITTEN_TEXT = 20_000
+
+#: The longest text of a message sent to a client (mail, a messenger): a letter may quote
+#: a thread or carry a long offer, so it is allowed ten times a note's length.
+MAX_SENT_TEXT = 200_000
+
+#: The longest comment given with a stage move (``StageMove.comment``, a ``Text`` column):
+#: a reason in a few lines, not a note.
+MAX_MOVE_COMMENT = 5_000
 
 #: Whole numbers each integer column type holds on PostgreSQL (SQLite holds 64 bits in all:
 #: the narrower limit is kept on both, so a value is accepted or refused the same way).
@@ -89,10 +98,28 @@ def _check_for(column_type: Any) -> Check | None:
     return None
 
 
-def written_text_refusal(value: str) -> Message | None:
-    """Why ``value`` is too long for a hand-written text (:data:`MAX_WRITTEN_TEXT`), or
-    ``None``; the words are those of a column's length."""
-    return _length_check(MAX_WRITTEN_TEXT)(value)
+def written_text_refusal(value: str, limit: int = MAX_WRITTEN_TEXT) -> Message | None:
+    """Why ``value`` is too long for a hand-written text (``limit`` characters,
+    :data:`MAX_WRITTEN_TEXT` unless told), or ``None``; the words are those of a column's
+    length."""
+    return _length_check(limit)(value)
+
+
+def refuse_long_texts(model: type[Any] | None = None, /, **texts: str | None) -> None:
+    """Refuse, naming each field, the hand-written ``texts`` that are too long: longer
+    than their ``String(n)`` column of ``model``, or than :data:`MAX_WRITTEN_TEXT` for a
+    ``Text`` column (or without a model).  For a service writing a form's free text past
+    any schema; call it before writing anything.  Raises :class:`ValidationFailed`."""
+    checks = column_checks(model) if model is not None else {}
+    errors: dict[str, list[Message]] = {}
+    for field, value in texts.items():
+        if value is None:
+            continue
+        problem = checks.get(field, _length_check(MAX_WRITTEN_TEXT))(value)
+        if problem is not None:
+            errors[field] = [problem]
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def _length_check(limit: int) -> Check:

@@ -29,6 +29,7 @@ from crmkit.pipeline.engine import (
     transition_for,
     who_may_not,
 )
+from crmkit.services.limits import MAX_MOVE_COMMENT, written_text_refusal
 from crmkit.services.records import PIPELINE_FIELDS
 
 if TYPE_CHECKING:
@@ -260,7 +261,8 @@ class MoveService:
         that are still empty; any other field is an edit and takes ``update`` on the record
         (:class:`PermissionDenied` naming the field, nothing written).  Raises
         :class:`MoveRefused` with every reason, :class:`Conflict` if someone else moved or
-        changed the record meanwhile.
+        changed the record meanwhile; a comment longer than ``MAX_MOVE_COMMENT`` characters
+        is refused naming ``comment`` before anything is written.
         """
         entity_type = self._entity(record, entity)
         service = self.work.records(entity_type.name)
@@ -283,6 +285,10 @@ class MoveService:
         for key in ("tags", "owner_id", "kind", *PIPELINE_FIELDS):
             if fields and key in fields:
                 raise ValidationFailed({key: ["cannot be changed as part of a move"]})
+        comment = (comment or "").strip() or None
+        too_long = written_text_refusal(comment or "", MAX_MOVE_COMMENT)
+        if too_long is not None:
+            raise ValidationFailed({"comment": [too_long]})
         self.work.flush()  # so that discarding the record's unsaved state below loses nothing
         changes: dict[str, Any] = {}
         move = MoveContext(
@@ -293,7 +299,7 @@ class MoveService:
             source=record.stage,
             target=pipeline.stage(to),
             transition=transition_for(pipeline, record.stage, to),
-            comment=(comment or "").strip() or None,
+            comment=comment,
         )
         if fields:
             self._check_unasked_fields(service, move, fields)

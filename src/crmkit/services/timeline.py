@@ -316,10 +316,14 @@ class TimelineService:
         colleagues who may read the note (its client, its record) are told and listed in
         ``data["mentions"]``; the others are named in ``data["not_told"]`` so that the
         writer can be told who did not hear of it (the note's text never reaches them).
+        A text longer than ``MAX_WRITTEN_TEXT`` characters is refused naming ``body``.
         """
         text = (body or "").strip()
         if not text:
             raise ValidationFailed({"body": ["a note cannot be empty"]})
+        too_long = written_text_refusal(text)
+        if too_long is not None:
+            raise ValidationFailed({"body": [too_long]})
         self.work.access.require("activity", "create")
         if party_id is None and record is None:
             raise ValidationFailed({"party_id": ["a note belongs to a party or a record"]})

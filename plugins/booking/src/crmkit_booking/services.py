@@ -34,6 +34,7 @@ from crmkit.db import lock_row
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Moment, message
 from crmkit.model import CalendarEvent, Resource, User
+from crmkit.services.limits import refuse_long_texts
 
 # the permission cell keeping the journal takes, ``book`` on ``resource`` (any scope): the
 # core's, since the calendar takes it too to put an event on a resource
@@ -425,7 +426,8 @@ class BookingService:
     def cancel(self, event_id: int, reason: str = "") -> CalendarEvent:
         """Cancel a booking: its slot is free again.
 
-        The reason goes into the audit entry and onto the client's timeline; a booking
+        The reason goes into the audit entry and onto the client's timeline (one longer
+        than ``MAX_WRITTEN_TEXT`` characters is refused naming ``reason``); a booking
         cancelled already is refused on ``status`` (so ``booking.cancelled``, and whatever
         tells the client, happens once).
         """
@@ -452,6 +454,7 @@ class BookingService:
                 }
             )
         reason = reason.strip()
+        refuse_long_texts(reason=reason)  # a hand-written text: 20000 characters at most
         with self.work.savepoint():
             changes = calendar.stage_changes(event, {"status": "cancelled"})
             if reason:

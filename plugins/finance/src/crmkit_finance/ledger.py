@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Label, message
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.model import (
     FinanceAccount,
     FinanceCashDesk,
@@ -231,6 +232,7 @@ class LedgerService:
             raise ValidationFailed({"kind": [message("income or expense")]})
         if not (name or "").strip():
             raise ValidationFailed({"name": [message("a category needs a name")]})
+        refuse_long_texts(FinanceAccount, name=name.strip(), code=code)
         code = code or f"{kind}:{_slug(name)}"
         if not code.startswith(f"{kind}:"):
             raise ValidationFailed(

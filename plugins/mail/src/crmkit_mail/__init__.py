@@ -88,7 +88,7 @@ class MailService:
                 subject = (
                     original.subject
                     if original.subject.lower().startswith("re:")
-                    else f"Re: {original.subject}"
+                    else f"Re: {original.subject}"[: Activity.subject.type.length]
                 )
         if template is not None:
             rendered = work.message_templates.render_for(template, party_id=party_id, record=record)

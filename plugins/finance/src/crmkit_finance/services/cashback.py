@@ -31,6 +31,7 @@ from sqlalchemy.orm import aliased
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
     FinanceCashbackLot,
@@ -468,6 +469,7 @@ class CashbackService:
         ``form_token``: the form's one-time token; the same form sent again returns what the
         first one wrote (the lot given, or the withdrawal's transaction)."""
         self.finance.require("finance_cashback", "create")
+        refuse_long_texts(reason=reason)
         if not (reason or "").strip():
             raise ValidationFailed({"reason": [message("say why")]})
         self.work.parties.get(party_id)

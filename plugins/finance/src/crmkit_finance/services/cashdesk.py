@@ -28,6 +28,7 @@ from crmkit.db import lock_row
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Amount, Label, Message, Moment, message
 from crmkit.model import Party, User
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import Leg, credit, debit
 from crmkit_finance.model import (
     FinanceAccount,
@@ -155,6 +156,7 @@ class CashDeskService:
         ``form_token``: the form's one-time token; the same form sent again returns the
         shift it opened."""
         self.finance.require("finance_shift", "create")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "shift_open")
         if earlier:
             return self.session.get(FinanceShift, earlier[0])
@@ -204,6 +206,7 @@ class CashDeskService:
         ``form_token``: the form's one-time token; the same form sent again returns the
         shift it closed."""
         self.finance.require("finance_shift", "update")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "shift_close")
         if earlier:
             return self.session.get(FinanceShift, earlier[0])
@@ -277,6 +280,7 @@ class CashDeskService:
         from ``to``).  Needs an open shift, the acting cashier's.  ``form_token``: the
         form's one-time token; the same form sent again returns the first transaction."""
         self.finance.require("finance_shift", "update")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "cash_move")
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
@@ -449,6 +453,7 @@ class PaymentService:
         on purpose (an advance) stays allowed.
         """
         self.finance.require("finance_payment", "create")
+        refuse_long_texts(FinancePayment, reference=reference, note=note)
         earlier = forms.claim(self.finance, form_token, "payment")
         if earlier:
             return self.get(earlier[0])
@@ -589,6 +594,7 @@ class PaymentService:
         (cash, card or transfer): cashback never leaves as money.  ``form_token``: the
         refund form's one-time token; the same form sent again returns the first refund."""
         self.finance.require("finance_payment", "refund")
+        refuse_long_texts(note=note)
         # claimed before the payment is locked: a repeat waits for the first submission
         # here, then gets its refund back instead of giving the money back twice
         earlier = forms.claim(self.finance, form_token, "refund")
@@ -724,6 +730,7 @@ class PaymentService:
         self.finance.require("finance_payment", "void")
         if not (reason or "").strip():
             raise ValidationFailed({"reason": [message("say why the payment is voided")]})
+        refuse_long_texts(reason=reason)
         # claimed before the payment is locked, as for a refund: a repeat waits for the
         # first submission, then gets its void back
         earlier = forms.claim(self.finance, form_token, "void")
@@ -995,6 +1002,7 @@ class PaymentService:
         invoice's orders are held is refused when that is less than what was shown (the
         same transfer booked by two cashiers at once is booked once)."""
         self.finance.require("finance_payment", "create")
+        refuse_long_texts(FinancePayment, reference=reference)
         earlier = forms.claim(self.finance, form_token, "invoice_payment")
         if earlier is not None:
             return [self.get(i) for i in earlier]

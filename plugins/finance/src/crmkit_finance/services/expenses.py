@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import message
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
     FinanceAmortization,
@@ -61,6 +62,7 @@ class ExpenseService:
         form_token: str | None,
     ) -> Any:
         self.finance.require("finance_ledger", "create")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, kind)
         if earlier:
             return self.work.session.get(FinanceTransaction, earlier[0])

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Label, message
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.model import FinanceContract, FinanceInvoice, FinanceOrder
 from crmkit_finance.numbering import next_number
 
@@ -178,6 +179,7 @@ class InvoiceService:
     def cancel(self, invoice_id: int, *, reason: str) -> FinanceInvoice:
         """Withdraw an unpaid invoice; its orders can be invoiced again."""
         self.finance.require("finance_invoice", "update")
+        refuse_long_texts(reason=reason)
         invoice = self.get(invoice_id)
         if invoice.status != "issued":
             raise ValidationFailed(

@@ -35,6 +35,7 @@ from crmkit.db import lock_row
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import Message, message
 from crmkit.pipeline.definition import StageKind
+from crmkit.services.limits import refuse_long_texts
 from crmkit.services.records import EntityService
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
@@ -504,6 +505,7 @@ class OrderService(EntityService):
         what the first one did.
         """
         self.fin.require("finance_order", "update")
+        refuse_long_texts(reason=reason)
         earlier = forms.claim(self.fin, form_token, "order_line_remove")
         if earlier is not None:
             return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None

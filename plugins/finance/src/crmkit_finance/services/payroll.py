@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import message
 from crmkit.model import AuditEntry, User
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import as_amount, credit, debit, normal_balance
 from crmkit_finance.model import (
     FinanceAccount,
@@ -427,6 +428,7 @@ class PayrollService:
     def reverse(self, payslip_id: int, *, reason: str) -> FinancePayslip:
         """Undo a payslip's accrual (to correct it and accrue again)."""
         self.finance.require("finance_payroll", "reverse")
+        refuse_long_texts(reason=reason)
         slip = self.session.get(FinancePayslip, payslip_id)
         if slip is None:
             raise NotFound("finance_payroll", payslip_id)
@@ -458,6 +460,7 @@ class PayrollService:
         ``form_token``: the payout form's one-time token; the same form sent again returns
         the first payout's transaction."""
         self.finance.require("finance_payroll", "pay")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "salary_payout")
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])

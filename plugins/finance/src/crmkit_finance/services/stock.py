@@ -27,6 +27,7 @@ from crmkit.db import lock_row
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.i18n import Label, message
 from crmkit.model import Reminder, User, UserRole
+from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
     FinanceCashDesk,
@@ -337,6 +338,7 @@ class StockService:
         receipt's move (see :mod:`crmkit_finance.services.forms`).
         """
         self.finance.require("finance_stock", "create")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "stock_receipt")
         if earlier:
             return self.session.get(FinanceStockMove, earlier[0])
@@ -425,6 +427,7 @@ class StockService:
         ``form_token``: the write-off form's one-time token; the same form sent again
         writes nothing more off and returns the first write-off's move."""
         self.finance.require("finance_stock", "create")
+        refuse_long_texts(reason=reason)
         earlier = forms.claim(self.finance, form_token, "stock_write_off")
         if earlier:
             return self.session.get(FinanceStockMove, earlier[0])
@@ -531,6 +534,7 @@ class StockService:
         difference once more) adjusts nothing and returns the first count's moves.
         """
         self.finance.require("finance_stock", "create")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "stock_count")
         if earlier is not None:  # a count that found nothing to adjust wrote no move
             return [self.session.get(FinanceStockMove, move_id) for move_id in earlier]
@@ -741,6 +745,7 @@ class PurchaseService:
         linked to the purchase order, so the purchase shows among the order's work.
         """
         self.finance.require("finance_purchase_order", "create")
+        refuse_long_texts(note=note)
         supplier = self.supplier(supplier_id)
         if not supplier.active:
             raise ValidationFailed({"supplier_id": [message("this supplier is no longer used")]})
@@ -882,6 +887,7 @@ class PurchaseService:
     def cancel(self, purchase_id: int, reason: str = "") -> FinancePurchaseOrder:
         """Cancel a purchase order nothing of which has arrived."""
         self.finance.require("finance_purchase_order", "update")
+        refuse_long_texts(reason=reason)
         purchase = self.get(purchase_id)
         if any(line.received_qty > 0 for line in self.lines(purchase)):
             raise ValidationFailed(
@@ -923,6 +929,7 @@ class PurchaseService:
         ``form_token``: the form's one-time token; the same form sent again returns the
         first payment's transaction."""
         self.finance.require("finance_ledger", "create")
+        refuse_long_texts(note=note)
         earlier = forms.claim(self.finance, form_token, "supplier_payment")
         if earlier:
             return self.session.get(FinanceTransaction, earlier[0])
