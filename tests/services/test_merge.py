@@ -348,3 +348,20 @@ def test_contacts_with_an_empty_key_are_both_kept(crm):
         survivor = work.merges.merge(*ids)
         points = sorted((c.kind, c.value) for c in survivor.contact_points)
     assert points == [("phone", "+7 916 123-45-67"), ("website", "::::"), ("website", "http://")]
+
+
+@pytest.mark.parametrize("chosen", ["abc", "", 1.5, True, [1], "999999"])
+def test_a_keep_naming_neither_party_is_refused_naming_the_field(crm, pair, chosen):
+    """``keep`` values come from a form or a caller's JSON: one that names neither party
+    (not even an id) is the user's mistake, refused on the field as a translatable message,
+    never a ``ValueError`` (a 500 on a screen); ``None`` is no choice."""
+    s, m = pair["survivor"], pair["merged"]
+    with pytest.raises(ValidationFailed) as refused, crm.system() as work:
+        work.merges.merge(s, m, keep={"source": m, "name": chosen})
+    (message,) = refused.value.errors["name"]
+    assert str(message) == "choose the survivor or the merged party"
+    assert message.template == "choose the survivor or the merged party"  # for the catalogs
+    with crm.system() as work:  # nothing written
+        assert work.session.get(Party, m).merged_into_id is None
+        assert work.parties.get(s).name == "ООО «Ромашка»"
+        assert work.deals.get(pair["deal"]).party_id == m

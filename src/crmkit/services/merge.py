@@ -96,7 +96,7 @@ class MergeService:
     def _field(name: str, ours: Any, theirs: Any) -> dict[str, Any]:
         return {"field": name, "survivor": ours, "merged": theirs, "differ": ours != theirs}
 
-    def merge(self, survivor: Any, merged: Any, *, keep: Mapping[str, int] | None = None) -> Party:
+    def merge(self, survivor: Any, merged: Any, *, keep: Mapping[str, Any] | None = None) -> Party:
         """Fold ``merged`` into ``survivor``; ``keep`` maps a field to the party whose value wins.
 
         Needs ``update`` on the survivor and ``delete`` on the merged party.  Returns the
@@ -159,18 +159,13 @@ class MergeService:
                     f"{party.name} was merged into another party meanwhile; reload and try again",
                 )
 
-    def _fields(self, target: Party, other: Party, keep: Mapping[str, int]) -> dict[str, Any]:
-        unknown = [f for f in keep if f not in MERGE_FIELDS and not f.startswith("custom.")]
-        if unknown:
-            raise ValidationFailed({unknown[0]: ["not a field that can be merged"]})
-        wrong = [f for f, source in keep.items() if int(source) not in (target.id, other.id)]
-        if wrong:
-            raise ValidationFailed({wrong[0]: ["choose the survivor or the merged party"]})
+    def _fields(self, target: Party, other: Party, keep: Mapping[str, Any]) -> dict[str, Any]:
+        keep = _chosen(keep, (target.id, other.id))
         values: dict[str, Any] = {}
         for field in MERGE_FIELDS:
             ours, theirs = getattr(target, field), getattr(other, field)
             chosen = keep.get(field)
-            if (chosen is not None and int(chosen) == other.id and ours != theirs) or (
+            if (chosen == other.id and ours != theirs) or (
                 chosen is None and ours in (None, "") and theirs not in (None, "")
             ):
                 values[field] = theirs
@@ -179,9 +174,7 @@ class MergeService:
         custom = dict(target.custom or {})
         for key, value in (other.custom or {}).items():
             chosen = keep.get(f"custom.{key}")
-            if (chosen is not None and int(chosen) == other.id) or (
-                chosen is None and custom.get(key) in (None, "", [])
-            ):
+            if chosen == other.id or (chosen is None and custom.get(key) in (None, "", [])):
                 custom[key] = value
         if custom != (target.custom or {}):
             values["custom"] = custom
@@ -330,6 +323,26 @@ class MergeService:
             if getattr(entity.model, "__table__", None) is table:
                 return f"“{entity.label}”"
         return table.name
+
+
+def _chosen(keep: Mapping[str, Any], parties: tuple[int, int]) -> dict[str, int]:
+    """``keep`` checked: each field one that can be merged, each value the id of one of the
+    two ``parties`` (an int, or its digits as a form sends them; ``None`` is no choice).
+    Anything else is refused on the field, as a form or a caller's JSON may send it."""
+    chosen: dict[str, int] = {}
+    for field, source in keep.items():
+        if not isinstance(field, str) or (
+            field not in MERGE_FIELDS and not field.startswith("custom.")
+        ):
+            raise ValidationFailed({str(field): [message("not a field that can be merged")]})
+        if source is None:
+            continue
+        if isinstance(source, str) and source.strip().isdecimal():
+            source = int(source)
+        if isinstance(source, bool) or not isinstance(source, int) or source not in parties:
+            raise ValidationFailed({field: [message("choose the survivor or the merged party")]})
+        chosen[field] = source
+    return chosen
 
 
 def _unique_keys(table: Any, column: Any) -> list[tuple[list[Any], bool]]:
