@@ -936,3 +936,40 @@ def test_the_error_report_gives_back_the_files_text_as_text(crm):
         report = work.imports.error_report(run_id).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(report, newline=""), delimiter=";"))
     assert rows == [["row", "column", "reason"], ["2", "'=1+2", "'@A1: not a number"]]
+
+
+def test_an_owner_is_matched_by_username_then_email_and_a_shared_name_is_refused(crm, setup):
+    """The owner column names a user by username, email or display name, in that order:
+    a display name two users share names neither (the row is refused naming the row, the
+    column and the users it could be), and another user's display name never wins over
+    a username."""
+    anna = setup
+    add_user(crm, "petrova1", ["manager"], display_name="Анна Петрова")
+    add_user(crm, "petrova2", ["manager"], display_name="Анна Петрова")
+    add_user(crm, "sidorov", ["manager"], display_name="Anna")  # anna's username
+    boss = add_user(crm, "boss", ["manager"], email="Boss@Firm.ru")
+    body = (
+        "Название;Ответственный\n"
+        "Альфа;Анна Петрова\n"
+        "Бета;anna\n"
+        "Гамма;boss@firm.ru\n"
+        "Дельта;анна петрова\n"
+    )
+    run_id, _ = _start(crm, anna, body.encode())
+    shared = "'{name}' names several users (petrova1, petrova2): write the username of one"
+    with crm.acting_as(anna) as work:
+        preview = work.imports.preview(run_id)
+        assert [(e["column"], e["reason"]) for e in preview[0]["errors"]] == [
+            ("Ответственный", shared.format(name="Анна Петрова"))
+        ]
+        work.imports.queue(run_id)
+    run_import(crm, run_id)
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.created, run.updated, run.skipped) == (2, 0, 0)
+        assert [(e["row"], e["column"], e["reason"]) for e in run.row_errors] == [
+            (2, "Ответственный", shared.format(name="Анна Петрова")),
+            (5, "Ответственный", shared.format(name="анна петрова")),
+        ]
+        owners = dict(work.session.execute(select(Party.name, Party.owner_id)).all())
+        assert owners == {"Бета": anna.id, "Гамма": boss.id}

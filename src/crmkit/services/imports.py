@@ -600,23 +600,36 @@ class _Planner:
         self.header = list(header)
         self.region = str(work.crm.config["locale.phone_region"])
         self.kinds = {k: d.kind for k, d in work.custom_fields.definitions("party").items()}
-        self.users: dict[str, int] | None = None
+        self.users: dict[tuple[int, str], list[tuple[int, str]]] | None = None
         self.threshold = int(work.crm.config["screening.threshold"])
 
     def _user(self, text: str) -> int:
+        """The user an owner cell names: by username, else email, else display name (any
+        case).  A name two users share names neither: the row is refused, listing them."""
         if self.users is None:
-            self.users = {
-                name.lower(): user_id
-                for user_id, name, display in self.work.session.execute(
-                    select(User.id, User.username, User.display_name)
+            self.users = {}
+            for user_id, username, email, display in self.work.session.execute(
+                select(User.id, User.username, User.email, User.display_name).order_by(User.id)
+            ):
+                for tier, name in enumerate((username, email, display)):
+                    if name and name.strip():
+                        self.users.setdefault((tier, name.strip().lower()), []).append(
+                            (user_id, username)
+                        )
+        wanted = text.strip().lower()
+        for tier in range(3):
+            found = self.users.get((tier, wanted), [])
+            if len(found) == 1:
+                return found[0][0]
+            if found:
+                raise ValueError(
+                    message(
+                        "{user} names several users ({users}): write the username of one",
+                        user=repr(text),
+                        users=", ".join(username for _, username in found),
+                    )
                 )
-                for name in (name, display)
-                if name
-            }
-        found = self.users.get(text.strip().lower())
-        if found is None:
-            raise ValueError(message("no user {user}", user=repr(text)))
-        return found
+        raise ValueError(message("no user {user}", user=repr(text)))
 
     def values(self, raw: Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, str | Message]]]:
         """Party input from one row, and ``(column, reason)`` of each bad cell."""
