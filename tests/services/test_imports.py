@@ -973,3 +973,51 @@ def test_an_owner_is_matched_by_username_then_email_and_a_shared_name_is_refused
         ]
         owners = dict(work.session.execute(select(Party.name, Party.owner_id)).all())
         assert owners == {"Бета": anna.id, "Гамма": boss.id}
+
+
+def test_a_client_changed_by_someone_else_meanwhile_skips_its_row_alone(crm, setup, monkeypatch):
+    """Someone edits a client between the import's reading it and its update (the
+    optimistic version clash): that row is reported, written not at all, and the batch
+    goes on (it used to fail whole, and the run with it)."""
+    from crmkit.services.parties import PartyService
+
+    anna = setup
+    with crm.acting_as(anna) as work:
+        romashka = work.parties.create(
+            name="Ромашка", contact_points=[{"kind": "phone", "value": "+7 916 123-45-67"}]
+        ).id
+        vector = work.parties.create(
+            name="Вектор", contact_points=[{"kind": "phone", "value": "+7 495 765-43-21"}]
+        ).id
+    real = PartyService.get
+    edits = []
+
+    def get_and_edited_meanwhile(self, record, action="read", **kwargs):
+        party = real(self, record, action, **kwargs)
+        if action == "update" and party.id == romashka and not edits:
+            edits.append(1)  # a colleague saves the card now, on a connection of their own
+            with crm.acting_as(anna) as other:
+                other.parties.update(romashka, {"position": "директор"})
+        return party
+
+    monkeypatch.setattr(PartyService, "get", get_and_edited_meanwhile)
+    body = (
+        "Название;Телефон;E-mail;Должность;Теги\n"
+        "Ромашка;+7 916 123 45 67;new@romashka.ru;поставщик;опт\n"
+        "Вектор;+7 495 765 43 21;;дилер;\n"
+        "Гамма;;;;\n"
+    )
+    run_id, _, counts = _run(crm, anna, body, on_duplicate="update")
+    assert edits == [1]
+    with crm.system() as work:
+        run = work.session.get(ImportRun, run_id)
+        assert (run.status, counts) == ("done", (1, 1, 0))
+        assert [(e["row"], e["column"], e["reason"]) for e in run.row_errors] == [
+            (2, "Название", "changed by someone else meanwhile: import it again")
+        ]
+        party = work.parties.get(romashka)
+        assert party.position == "директор"  # the colleague's edit, and nothing of row 2
+        assert [c.kind for c in party.contact_points] == ["phone"]
+        assert work.parties.tags_of(party) == []
+        assert work.parties.get(vector).position == "дилер"
+        assert work.session.scalar(select(func.count()).where(Party.name == "Гамма")) == 1

@@ -52,10 +52,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
-from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import Label, Message, message, translate
 from crmkit.identity import contact_key, name_skeleton, whole_name_key
 from crmkit.model import (
@@ -83,6 +84,9 @@ REPORTED_LOOKALIKES = 10_000
 ON_DUPLICATE = ("skip", "update", "create")
 #: The error of a row duplicating a client the importer may not edit (or not even see).
 UNEDITABLE = "duplicate of a client you may not edit: skipped"
+#: The error of a row updating a client someone else saved (or merged away) between the
+#: import's reading it and its write: the row is written not at all, the batch goes on.
+CHANGED_MEANWHILE = "changed by someone else meanwhile: import it again"
 #: The error report's columns (translated with the reasons: crmkit.web.i18n.SERVICE_MESSAGES).
 REPORT_HEADER = ("row", "column", "reason")
 #: What a row that creates, skips or updates did, in its report line.
@@ -1162,6 +1166,14 @@ def _run_batch(
                     errors.append(
                         {"row": number, **report_line(plan.column_of("name"), UNEDITABLE)}
                     )
+                except (Conflict, StaleDataError):
+                    # saved by someone else since it was read (or merged away): their
+                    # change is newer than the file's, so the row is not written over it
+                    if lookalike is not None:
+                        errors.pop()
+                    errors.append(
+                        {"row": number, **report_line(plan.column_of("name"), CHANGED_MEANWHILE)}
+                    )
                 continue
             for key in keys:
                 seen.setdefault(key, number)
@@ -1242,6 +1254,7 @@ def _update(work: Any, party_id: int, values: dict[str, Any], *, keep_name: bool
                 work.parties.add_contact(party, point["kind"], point["value"])
         if values.get("tags"):
             work.parties.add_tags([party], values["tags"])
+        work.flush()  # a clash with someone else's save surfaces here, undoing the row
 
 
 #: The file's field a service's error on an input key is about.

@@ -248,6 +248,7 @@ SERVICE_MESSAGES = {
     "a new message arrived: read it first (it is shown now)",
     "the conversation has been put back in the unassigned queue meanwhile",
     "duplicate of a client you may not edit: skipped",
+    "changed by someone else meanwhile: import it again",
     "no such column in the file",
     "the members are in this group already: choose another one",
     # imports: refusals of a file or a mapping, a row's error, the error report's header
