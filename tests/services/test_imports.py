@@ -975,10 +975,13 @@ def test_an_owner_is_matched_by_username_then_email_and_a_shared_name_is_refused
         assert owners == {"Бета": anna.id, "Гамма": boss.id}
 
 
-def test_a_client_changed_by_someone_else_meanwhile_skips_its_row_alone(crm, setup, monkeypatch):
-    """Someone edits a client between the import's reading it and its update (the
-    optimistic version clash): that row is reported, written not at all, and the batch
-    goes on (it used to fail whole, and the run with it)."""
+@pytest.mark.parametrize("meanwhile", ["saved", "merged"])
+def test_a_client_changed_by_someone_else_meanwhile_skips_its_row_alone(
+    crm, setup, monkeypatch, meanwhile
+):
+    """Someone saves a client between the import's reading it and its update (the
+    optimistic version clash), or merges it away: that row is reported, written not at
+    all, and the batch goes on (it used to fail whole, and the run with it)."""
     from crmkit.services.parties import PartyService
 
     anna = setup
@@ -989,18 +992,22 @@ def test_a_client_changed_by_someone_else_meanwhile_skips_its_row_alone(crm, set
         vector = work.parties.create(
             name="Вектор", contact_points=[{"kind": "phone", "value": "+7 495 765-43-21"}]
         ).id
+        survivor = work.parties.create(name="Ромашка Групп").id
     real = PartyService.get
     edits = []
 
-    def get_and_edited_meanwhile(self, record, action="read", **kwargs):
-        party = real(self, record, action, **kwargs)
-        if action == "update" and party.id == romashka and not edits:
-            edits.append(1)  # a colleague saves the card now, on a connection of their own
-            with crm.acting_as(anna) as other:
-                other.parties.update(romashka, {"position": "директор"})
-        return party
+    def get_and_changed_meanwhile(self, record, action="read", **kwargs):
+        if action == "update" and record == romashka and not edits:
+            edits.append(1)  # a colleague acts now, on a connection of their own
+            with crm.system() as other:
+                if meanwhile == "saved":
+                    party = real(self, record, action, **kwargs)  # the import read it
+                    other.parties.update(romashka, {"position": "директор"})
+                    return party
+                other.merges.merge(survivor, romashka)
+        return real(self, record, action, **kwargs)
 
-    monkeypatch.setattr(PartyService, "get", get_and_edited_meanwhile)
+    monkeypatch.setattr(PartyService, "get", get_and_changed_meanwhile)
     body = (
         "Название;Телефон;E-mail;Должность;Теги\n"
         "Ромашка;+7 916 123 45 67;new@romashka.ru;поставщик;опт\n"
@@ -1015,9 +1022,9 @@ def test_a_client_changed_by_someone_else_meanwhile_skips_its_row_alone(crm, set
         assert [(e["row"], e["column"], e["reason"]) for e in run.row_errors] == [
             (2, "Название", "changed by someone else meanwhile: import it again")
         ]
-        party = work.parties.get(romashka)
-        assert party.position == "директор"  # the colleague's edit, and nothing of row 2
-        assert [c.kind for c in party.contact_points] == ["phone"]
-        assert work.parties.tags_of(party) == []
+        party = work.parties.get(romashka)  # the survivor, when merged
+        assert party.position == ("директор" if meanwhile == "saved" else None)
+        assert "new@romashka.ru" not in [c.value for c in party.contact_points]
+        assert work.parties.tags_of(party) == []  # nothing of row 2
         assert work.parties.get(vector).position == "дилер"
         assert work.session.scalar(select(func.count()).where(Party.name == "Гамма")) == 1
