@@ -223,12 +223,28 @@ class AccessPolicy:
         a conversation of their own mailbox (``personal_attr``), a message or file of a
         conversation they read, and with ``widened`` (the entity's service shows rows
         beyond these rules: ``EntityService.widens_reading``) an event they are invited
-        to or a reminder they are to be reminded by.  What shows such rows by their fields
+        to or a reminder they are to be reminded by; a row they read by owning it (a deal
+        they own, a task assigned to them), whatever its client; and any row, when their
+        scope of ``entity`` is wider than that of clients.  Never for a reader of every
+        client, nor for the clients themselves.  What shows such rows by their fields
         (the API, the calendar, its feed) leaves such a client out, as the contact center's
         screen leaves out its name: ``EntityService.readable_clients``."""
-        if not entity.party_attr or self.scope("party", "read") is Scope.ALL:
+        if not entity.party_attr or entity.model is Party:
+            return False
+        clients = self.scope("party", "read")
+        if clients is Scope.ALL:
             return False
         if entity.personal_attr or (widened and self.actor.user_id is not None):
+            return True
+        scope = self.scope(entity.name, "read")
+        if scope is Scope.NONE:
+            return False
+        # a wider scope than the clients' reaches rows of clients beyond them; a row the
+        # actor (or their team) owns is theirs whatever its client: a deal they own, a task
+        # assigned to them
+        if scope > clients or entity.owner_attrs:
+            return True
+        if entity.team_attr and scope >= Scope.TEAM:
             return True
         return entity.scope_through_party and self._in_readable_conversation(entity) is not None
 

@@ -296,3 +296,92 @@ def test_an_invited_colleague_or_a_recipient_is_not_told_a_client_they_may_not_r
     assert [e["id"] for e in found] == [event]
     found = anna_api.get("calendar_event", params={"group": group}).json()["items"]
     assert [e["id"] for e in found] == [event]
+
+
+def _given_to_boris(crm, anna, boris):
+    """Anna's client, and an event, a task and a deal on it that Boris holds (an admin gave
+    them to him): he reads and changes them as his own, and may not read the client."""
+    now = dt.datetime.now(dt.UTC)
+    with crm.acting_as(anna) as work:
+        hidden = factories.organisation(work, name="ООО «Тайна»").id
+    with crm.system() as work:
+        event = work.calendar.create(
+            title="Встреча",
+            party_id=hidden,
+            owner_id=boris.id,
+            starts_at=(now + dt.timedelta(hours=1)).isoformat(),
+            ends_at=(now + dt.timedelta(hours=2)).isoformat(),
+        ).id
+        task = factories.task(work, title="Позвонить", party_id=hidden, assignee_id=boris.id).id
+        deal = factories.deal(work, title="Поставка", party_id=hidden, owner_id=boris.id).id
+    with crm.acting_as(boris) as work:
+        his = factories.organisation(work, name="ИП Борисов").id
+    return hidden, his, {"calendar_event": event, "task": task, "deal": deal}
+
+
+def _clients(crm, ids):
+    with crm.system() as work:
+        return {name: work.records(name).get(i).party_id for name, i in ids.items()}
+
+
+def test_a_task_or_deal_held_without_its_client_does_not_name_it(crm, client_for):
+    """A task assigned to Boris and a deal he owns, on Anna's client: the API gives them
+    with their client as null (lists and records), a filter on the client never finds
+    them, and his own client's rows keep theirs; Anna reads her client's as before."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    hidden, his, given = _given_to_boris(crm, anna, boris)
+    with crm.acting_as(boris) as work:
+        own_task = factories.task(work, title="Своя", party_id=his).id
+        own_deal = factories.deal(work, title="Своя", party_id=his).id
+    api = client_for(boris)
+    assert api.get(f"party/{hidden}").status_code == 404
+    for entity, own in (("task", own_task), ("deal", own_deal)):
+        listed = {r["id"]: r["party_id"] for r in api.get(entity).json()["items"]}
+        assert listed == {given[entity]: None, own: his}, entity
+        assert api.get(f"{entity}/{given[entity]}").json()["party_id"] is None
+        assert api.get(f"{entity}/{own}").json()["party_id"] == his
+        for query in ({"party_id": hidden}, {"party_id__ne": his}, {"party_id__gte": 1}):
+            found = [r["id"] for r in api.get(entity, params=query).json()["items"]]
+            assert given[entity] not in found, (entity, query)
+        found = api.get(entity, params={"party_id": his}).json()["items"]
+        assert [r["id"] for r in found] == [own]
+    anna_api = client_for(anna)
+    with crm.system() as work:  # Anna may read every task and deal of her client's
+        work.permissions.set("agent", "task", "read", "all")
+        work.permissions.set("agent", "deal", "read", "all")
+        work.permissions.set("agent", "party", "read", "all")
+    for entity in ("task", "deal"):
+        assert anna_api.get(f"{entity}/{given[entity]}").json()["party_id"] == hidden
+
+
+def test_a_list_page_asks_for_hidden_clients_once_and_not_for_every_client_s_reader(
+    crm, client_for
+):
+    """An agent's page of deals asks which of their clients he may read in one query,
+    however many rows and clients it holds; a reader of every client is asked nothing."""
+    from tests.web.conftest import statements
+
+    boris = add_user(crm, "boris", ["agent"])
+    chief = add_user(crm, "chief", ["admin"])
+    with crm.acting_as(boris) as work:
+        factories.deal(work, title="Первая")
+    api, chief_api = client_for(boris), client_for(chief)
+    api.get("deal"), chief_api.get("deal")  # what a first request reads once
+
+    def party_queries(client, limit):
+        with statements(crm.engine) as seen:
+            page = client.get("deal", params={"limit": limit})
+        assert page.status_code == 200, page.text
+        asked = [s for s in seen if "FROM party" in s and "deal" not in s]
+        return len(page.json()["items"]), len(seen), len(asked)
+
+    rows, one_row, asked = party_queries(api, 50)
+    assert (rows, asked) == (1, 1)
+    with crm.acting_as(boris) as work:
+        for n in range(20):
+            factories.deal(work, title=f"Сделка {n}")
+    rows, many_rows, asked = party_queries(api, 50)
+    assert (rows, many_rows, asked) == (21, one_row, 1)
+    rows, _, asked = party_queries(chief_api, 50)
+    assert (rows, asked) == (21, 0)
