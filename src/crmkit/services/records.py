@@ -692,6 +692,7 @@ class EntityService:
         """
         loaded = self.load(data, partial=True)
         self.follow_merged_links(loaded)
+        self.keep_hidden_client(record, loaded)
         extra = {k: loaded.pop(k) for k in self.extra_fields if k in loaded}
         if "custom" in loaded:
             merged = dict(record.custom or {})
@@ -705,6 +706,18 @@ class EntityService:
             if set(before) != set(extra["tags"]):
                 changes["tags"] = [sorted(before), sorted(extra["tags"])]
         return changes
+
+    def keep_hidden_client(self, record: Any, values: dict[str, Any]) -> None:
+        """Leave out of ``values`` a ``null`` client for a record whose client the actor may
+        not read: they were shown it as ``null`` (:meth:`readable_clients`), so sending the
+        record back as read changes nothing, rather than clearing a link they never saw.
+        Another client (one they may read) still replaces it; one query, only then."""
+        attr = self.entity.party_attr
+        if not attr or attr not in values or values[attr] is not None:
+            return
+        current = getattr(record, attr, None)
+        if current is not None and current not in self.readable_clients([current]):
+            del values[attr]
 
     def record_update(self, record: Any, changes: dict[str, Any]) -> None:
         """Write staged changes: flush, audit entry and ``record.updated`` event."""

@@ -385,3 +385,41 @@ def test_a_list_page_asks_for_hidden_clients_once_and_not_for_every_client_s_rea
     assert (rows, many_rows, asked) == (21, one_row, 1)
     rows, _, asked = party_queries(chief_api, 50)
     assert (rows, asked) == (21, 0)
+
+
+def test_writing_back_a_hidden_client_as_null_keeps_it(crm, client_for):
+    """Boris, who holds an event, a task and a deal on Anna's client, reads their client as
+    null and sends the record back as read (a client writing whole records): the link is
+    kept, the rest changes, and a write of nothing else changes nothing (not even the
+    version).  A client he may read replaces it; an admin, who reads the client, clears it."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    hidden, his, given = _given_to_boris(crm, anna, boris)
+    api = client_for(boris)
+    for entity, title in (("calendar_event", "В 11"), ("task", "Перезвонить"), ("deal", "Опт")):
+        url = f"{entity}/{given[entity]}"
+        read = api.get(url)
+        assert read.json()["party_id"] is None
+        same = api.patch(url, json={"party_id": None}, headers={"If-Match": read.headers["ETag"]})
+        assert same.status_code == 200, same.text
+        assert same.headers["ETag"] == read.headers["ETag"], entity  # nothing changed
+        back = {"title": title, "party_id": None}
+        written = api.patch(url, json=back, headers={"If-Match": same.headers["ETag"]})
+        assert written.status_code == 200, written.text
+        assert (written.json()["title"], written.json()["party_id"]) == (title, None)
+        # a stale version is still refused, whatever it carries
+        stale = api.patch(url, json=back, headers={"If-Match": read.headers["ETag"]})
+        problem(stale, 412)
+    assert _clients(crm, given) == dict.fromkeys(given, hidden)
+
+    # a client he may read is his choice to make
+    changed = api.patch(f"task/{given['task']}", json={"party_id": his})
+    assert changed.json()["party_id"] == his
+    assert _clients(crm, {"task": given["task"]}) == {"task": his}
+
+    # who reads the client may clear it
+    chief = client_for(add_user(crm, "chief", ["admin"]))
+    assert chief.get(f"deal/{given['deal']}").json()["party_id"] == hidden
+    cleared = chief.patch(f"deal/{given['deal']}", json={"party_id": None})
+    assert cleared.status_code == 200, cleared.text
+    assert _clients(crm, {"deal": given["deal"]}) == {"deal": None}
