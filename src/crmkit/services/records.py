@@ -119,7 +119,8 @@ class EntityService:
         conversation of their own mailbox, its messages and files
         (:meth:`~crmkit.access.policy.AccessPolicy.reads_past_clients`), or a row this
         service shows beyond the access rules (:meth:`widens_reading`: an event to its
-        invited colleagues, a reminder to its recipients)."""
+        invited colleagues, a reminder to its recipients), or one they own (a task
+        assigned to them, a deal given to them with a colleague's client)."""
         return self.work.access.reads_past_clients(self.entity, widened=self.widens_reading())
 
     def readable_clients(self, ids: Iterable[int | None]) -> set[int]:

@@ -71,7 +71,8 @@ def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> 
 
     A conversation that came to the caller's own mailbox, and its messages and files, are
     theirs to read whoever the client is, as is an event they are invited to and a
-    reminder they are a recipient of (``EntityService.reads_past_clients``); the contact
+    reminder they are a recipient of, and a task or deal they hold, whatever its client
+    (``EntityService.reads_past_clients``); the contact
     center's screen then shows the sender and no client, the calendar no link to one, and
     so does the API: one query per page, only for such entities and callers
     (``EntityService.readable_clients``).
