@@ -101,7 +101,7 @@ def test_a_russian_reader_sees_the_refusal_in_russian(site):
     assert page.status_code == 422
     assert _alert(page) == "стадия: содержит символ NUL"
     page = browser.get("/lists/deal?q=%00")
-    assert page.status_code == 422 and _alert(page) == "q: содержит символ NUL"
+    assert page.status_code == 422 and _alert(page) == "поиск: содержит символ NUL"
     browser.close()
 
 
@@ -144,7 +144,7 @@ def test_other_screens_reading_a_search_or_kind_refuse_a_nul_by_its_name(site):
         assert page.status_code == 422 and said in html.unescape(page.text), url
     russian = _sign_in(base, "admin_ru")
     for url, said in (
-        ("/boards/sales?q=a%00", "q: содержит символ NUL"),
+        ("/boards/sales?q=a%00", "поиск: содержит символ NUL"),
         ("/admin/dead-letters?kind=%00", "вид: содержит символ NUL"),  # "kind", labelled
     ):
         page = russian.get(url)
