@@ -28,6 +28,8 @@ from crmkit.model.party import ContactKind, CustomerType, PartyKind
 from crmkit.services.limits import MAX_WRITTEN_TEXT
 
 TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
+#: A task's priority runs from 0 (none) to this.
+MOST_PRIORITY = 3
 EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
 
 
@@ -254,7 +256,7 @@ class TaskSchema(StrictSchema):
     title = _text(300, required=True)
     description = fields.String(validate=validate.Length(max=MAX_WRITTEN_TEXT))
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
-    priority = fields.Integer(validate=validate.Range(min=0, max=3))
+    priority = fields.Integer(validate=validate.Range(min=0, max=MOST_PRIORITY))
     deadline = Moment(allow_none=True)
     assignee_id = _record_id()
     team_id = _record_id()

@@ -8,12 +8,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Message, message
 from crmkit.schemas import MAX_ID, NUL_REFUSED, has_nul
 from crmkit.web.i18n import Locale
 
 #: The refusal of a value that should name a record and cannot (the API's words too).
 NOT_AN_ID = "not an id (1 to 2^63-1)"
+
+#: The highest ``version`` a record's ``Integer`` column holds (32 bits on PostgreSQL).
+MAX_VERSION = 2**31 - 1
 
 #: The refusal of an uploaded file whose name holds a NUL character.
 NUL_IN_FILE_NAME = "the file name contains a NUL character"
@@ -68,17 +71,32 @@ def input_time(value: dt.datetime | None, locale: Locale) -> str:
     return locale.local(value).strftime("%Y-%m-%dT%H:%M")
 
 
-def optional_int(value: Any) -> int | None:
-    """A form value as an int, ``None`` when empty."""
-    text = str(value or "").strip()
+def optional_int(value: Any, field: str, *, low: int, high: int) -> int | None:
+    """A form's plain-number field: ``None`` when empty, else a whole number from ``low``
+    to ``high``; anything else is refused naming ``field`` (a 422).
+
+    The bounds are the field's own (snooze hours, a priority): without them a 25-digit
+    number reached ``timedelta`` or the database and failed there (a 500).
+    """
+    text = str(value if value is not None else "").strip()
     if not text:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValidationFailed(
-            {"_schema": [message("not a number: {value}", value=text)]}
-        ) from None
+    if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits: int() reads "١" too
+        raise ValidationFailed({field: [message("must be a whole number")]})
+    if len(text) > 40 or not low <= int(text) <= high:  # int() of 5000 digits raises
+        raise ValidationFailed({field: [out_of_bounds(low, high)]})
+    return int(text)
+
+
+def optional_version(value: Any) -> int | None:
+    """The ``version`` a form was shown at (optimistic locking): ``None`` when empty, else
+    a number its ``Integer`` column holds (:func:`optional_int`)."""
+    return optional_int(value, "version", low=1, high=MAX_VERSION)
+
+
+def out_of_bounds(low: int, high: int) -> Message:
+    """The refusal of a plain number outside ``low``..``high``."""
+    return message("must be between {low} and {high}", low=low, high=high)
 
 
 def as_id(value: Any) -> int | None:

@@ -16,7 +16,7 @@ from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, Val
 from crmkit.i18n import translate
 from crmkit.web import i18n
 from crmkit.web.api.params import text_param
-from crmkit.web.forms import required_id
+from crmkit.web.forms import optional_version, required_id
 from crmkit.web.links import record_url
 from crmkit.web.pages import error_text, render, work
 from crmkit.web.screens.records import move_fields
@@ -113,6 +113,7 @@ async def move(request: Request) -> Response:
         return JSONResponse({"moved": False, "reasons": ["bad request"]}, status_code=400)
     try:
         record_id = required_id(data.get("id"), "id")
+        version = optional_version(data.get("version"))
     except ValidationFailed as bad:  # "abc", "1.5" or an id no column holds, before any query
         reasons = [error_text(request, bad)]
         return JSONResponse(
@@ -128,7 +129,7 @@ async def move(request: Request) -> Response:
                 str(data.get("to", "")),
                 comment=str(data.get("comment") or "") or None,
                 fields=move_fields(data) or None,
-                expected_version=int(data["version"]) if data.get("version") else None,
+                expected_version=version,
             )
             version = moved.record.version
     except MoveRefused as refused:

@@ -24,7 +24,7 @@ from crmkit.web.forms import (
     id_list,
     local_time,
     optional_id,
-    optional_int,
+    optional_version,
     refuse_nul,
     required_id,
 )
@@ -358,7 +358,9 @@ def edit(request: Request) -> Response:
     data = posted(request)
     values = _party_values(data, definitions)
     with work(request) as unit:
-        unit.parties.update(party_id, values, expected_version=optional_int(data.get("version")))
+        unit.parties.update(
+            party_id, values, expected_version=optional_version(data.get("version"))
+        )
     return redirect(request, party_url(party_id), "Saved.")
 
 

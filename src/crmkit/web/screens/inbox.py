@@ -21,6 +21,9 @@ from crmkit.web import i18n
 from crmkit.web.forms import address_list, as_id, local_time, optional_id, optional_int
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
+#: The longest snooze in hours: a year (a later return is chosen as a date).
+MOST_SNOOZE_HOURS = 8760
+
 
 def _query(request: Request) -> tuple[str, str]:
     view = request.query_params.get("view", "unassigned")
@@ -31,7 +34,7 @@ def _query(request: Request) -> tuple[str, str]:
 def inbox(request: Request) -> Response:
     """The list of conversations, and the chosen one beside it."""
     view, status = _query(request)
-    return _page(request, view, status, optional_int(request.path_params.get("conversation_id")))
+    return _page(request, view, status, request.path_params.get("conversation_id"))
 
 
 def _page(
@@ -175,7 +178,7 @@ def act(request: Request) -> Response:
                     raise
                 message = i18n.lazy("Reply queued.")
             elif action == "snooze":
-                hours = optional_int(data.get("hours"))
+                hours = optional_int(data.get("hours"), "hours", low=1, high=MOST_SNOOZE_HOURS)
                 chosen = local_time(data.get("until"), request.state.locale, "until")
                 if hours:
                     until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)

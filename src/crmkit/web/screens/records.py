@@ -11,7 +11,7 @@ from crmkit.automation.engine import ASSISTANT_COMMENT
 from crmkit.errors import MoveRefused, NotFound
 from crmkit.i18n import translate
 from crmkit.web import i18n
-from crmkit.web.forms import optional_int
+from crmkit.web.forms import optional_version
 from crmkit.web.links import party_url, record_url
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit.web.screens.card import card_panels
@@ -156,7 +156,7 @@ def move(request: Request) -> Response:
                 entity=entity.name,
                 comment=str(data.get("comment", "")) or None,
                 fields=move_fields(data) or None,
-                expected_version=optional_int(data.get("version")),
+                expected_version=optional_version(data.get("version")),
             )
     except MoveRefused as refused:
         with work(request) as unit:

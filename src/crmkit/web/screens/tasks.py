@@ -7,7 +7,7 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from crmkit.schemas import TASK_STATUSES
+from crmkit.schemas import MOST_PRIORITY, TASK_STATUSES
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_id, optional_int
 from crmkit.web.pages import error_text, form_data, is_htmx, posted, redirect, render, work
@@ -57,7 +57,7 @@ def create(request: Request) -> Response:
             assignee_id=optional_id(data.get("assignee_id"), "assignee_id")
             or request.state.user.id,
             deadline=local_time(data.get("deadline"), request.state.locale, "deadline"),
-            priority=optional_int(data.get("priority")) or 0,
+            priority=optional_int(data.get("priority"), "priority", low=0, high=MOST_PRIORITY) or 0,
         )
     return redirect(request, "/tasks", "Task added.")
 
