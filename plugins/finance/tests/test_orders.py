@@ -503,3 +503,33 @@ def test_an_open_orders_branch_and_client_stay_with_its_goods_and_money(shop):
         from crmkit_finance.integrity import problems
 
         assert problems(work) == []
+
+
+def test_an_over_long_line_description_is_refused_naming_it_not_cut(shop):
+    """A line's text is kept whole or refused: cutting it at 300 characters lost the end
+    of what was typed (the column holds 300).  Each attempt is its own unit of work, as a
+    request is: a refusal writes nothing."""
+    long_text = "Замена масла, " + "к" * 300
+    with shop.crm.acting_as(shop.manager) as work:
+        order_id = shop.order(work).id
+    with pytest.raises(ValidationFailed) as one, shop.crm.acting_as(shop.manager) as work:
+        finance(work).orders.add_line(order_id, shop.oil_change.id, description=long_text)
+    assert [str(m) for m in one.value.errors["description"]] == ["longer than 300 characters"]
+    with pytest.raises(ValidationFailed) as several, shop.crm.acting_as(shop.manager) as work:
+        finance(work).orders.add_lines(
+            order_id,
+            [{"item_id": shop.oil_change.id}, {"item_id": shop.oil.id, "description": long_text}],
+        )
+    assert [str(m) for m in several.value.errors["lines[2].description"]] == [
+        "longer than 300 characters"
+    ]
+    with shop.crm.acting_as(shop.manager) as work:
+        line_id = (
+            finance(work).orders.add_line(order_id, shop.oil_change.id, description="к" * 300).id
+        )
+    with pytest.raises(ValidationFailed) as edited, shop.crm.acting_as(shop.manager) as work:
+        finance(work).orders.update_line(line_id, description=long_text)
+    assert [str(m) for m in edited.value.errors["description"]] == ["longer than 300 characters"]
+    with shop.crm.system() as work:
+        lines = finance(work).orders.lines(order_id)
+        assert [line.description for line in lines] == ["к" * 300]

@@ -305,6 +305,7 @@ class OrderService(EntityService):
         (``None`` if that line was removed since; see :mod:`crmkit_finance.services.forms`).
         """
         self.fin.require("finance_order", "update")
+        refuse_long_texts(FinanceOrderLine, description=description)
         earlier = forms.claim(self.fin, form_token, "order_line_add")
         if earlier is not None:
             return self.session.get(FinanceOrderLine, earlier[0]) if earlier else None
@@ -354,6 +355,7 @@ class OrderService(EntityService):
                 )
             if spec.get("item_id") is None:
                 raise ValidationFailed({f"lines[{number}]": [message("item_id is required")]})
+            _refuse_long_description(spec.get("description"), f"lines[{number}].description")
             line, item = self._new_line(order, position + number, **spec)
             self.session.add(line)
             built.append((line, item))
@@ -420,7 +422,7 @@ class OrderService(EntityService):
             item_id=item.id,
             kind=item.kind,
             category_id=item.category_id,
-            description=(description or item.name)[:300],
+            description=description or item.name,  # both fit: refused before when longer
             main=bool(main),
             qty=amount_qty,
             unit_price=price,
@@ -439,6 +441,7 @@ class OrderService(EntityService):
         unknown = set(values) - set(LINE_EDITABLE)
         if unknown:
             raise ValidationFailed({sorted(unknown)[0]: [message("cannot be changed on a line")]})
+        refuse_long_texts(FinanceOrderLine, description=values.get("description"))
         if line.recognized_on is not None:
             raise ValidationFailed(
                 {"line": [message("the line is recognized; remove it and add a new one instead")]}
@@ -984,3 +987,12 @@ def paid_or_on_contract(move: MoveContext) -> Message | None:
         due=totals.total - totals.paid,
         currency=order.currency,
     )
+
+
+def _refuse_long_description(value: Any, field: str) -> None:
+    """Refuse a line's text longer than its column, naming ``field`` (which line's it is);
+    it used to be cut at 300 characters, losing the end of what was typed."""
+    try:
+        refuse_long_texts(FinanceOrderLine, description=value)
+    except ValidationFailed as refused:
+        raise ValidationFailed({field: refused.errors["description"]}) from None
