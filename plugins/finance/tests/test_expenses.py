@@ -46,6 +46,21 @@ def test_straight_line_amortization_adds_up_exactly(shop):
         assert fin.assets.book_value(lift.id) == money("85714.29")
 
 
+@pytest.mark.parametrize("months", ["abc", "²", 0, 1201, "9" * 25])
+def test_an_odd_useful_life_is_refused_naming_it_and_nothing_is_booked(shop, months):
+    """A lifetime that is no number, or longer than a hundred years (a schedule of
+    billions of months, dates past the year 9999, a number no column holds), is refused
+    naming the field before anything is paid."""
+    with pytest.raises(ValidationFailed) as refused, shop.crm.acting_as(shop.accountant) as work:
+        finance(work).assets.acquire(
+            "Подъёмник", "100000.00", useful_life_months=months, acquired_on=dt.date(2024, 1, 15)
+        )
+    assert list(refused.value.errors) == ["useful_life_months"]
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        assert fin.ledger.balance(fin.ledger.account("bank:main"), "RUB") == 0
+
+
 def test_cashier_cannot_record_expenses(shop):
     from crmkit.errors import PermissionDenied
 

@@ -394,6 +394,19 @@ def test_a_refused_cashback_program_names_the_field_by_its_label(shop, signed_in
     assert "Сгорает через, дней:" in zero.text and "expiry_days:" not in zero.text
 
 
+@pytest.mark.parametrize("days", ["²", "9" * 25, "-5"])
+def test_a_cashback_lifetime_of_odd_digits_is_refused_and_the_program_unchanged(
+    shop, signed_in, days
+):
+    """ "²" is a digit to ``str.isdigit`` that ``int`` refuses (it was a 500); a number
+    past the longest lifetime is refused like any other."""
+    accountant = signed_in("accountant")
+    refused = accountant.submit("/finance/cashback/program", {"percent": "5", "expiry_days": days})
+    assert "Сгорает через, дней:" in refused.text
+    with shop.crm.system() as work:
+        assert finance(work).cashback.program() is None
+
+
 def test_an_employee_blocked_and_unblocked_is_previewed_and_accrued_for_the_days_active(
     shop, signed_in
 ):

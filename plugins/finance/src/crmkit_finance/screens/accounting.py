@@ -259,11 +259,11 @@ def set_program(request: Request) -> Response:
 
     def set_it(fin: Any) -> Any:
         days = str(data.get("expiry_days") or "").strip()
-        if not days.isdigit():
+        if not (days.isascii() and days.isdigit()):  # "²" is a digit int() refuses
             raise ValidationFailed({"expiry_days": [message("a number of days")]})
         return fin.cashback.set_program(
             data.get("percent") or "0",
-            expiry_days=int(days),
+            expiry_days=days,  # bounded by the service
             valid_from=parse_date(
                 data.get("valid_from"), "valid_from", fin.business_date(utcnow())
             ),

@@ -71,7 +71,7 @@ class CashbackService:
         )
 
     def set_program(
-        self, percent: Any, expiry_days: int, valid_from: dt.date | None = None
+        self, percent: Any, expiry_days: int | str, valid_from: dt.date | None = None
     ) -> FinanceCashbackProgram:
         """Set the cashback percent (0 stops accruing) and lifetime from a date on."""
         self.finance.require("finance_cashback", "update")

@@ -12,6 +12,7 @@ whatever is left, so the months add up to exactly ``cost - salvage value``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,33 @@ if TYPE_CHECKING:
     from crmkit_finance.services import Finance
 
 PLAN_METRICS = ("revenue", "expenses", "profit")
+
+
+#: The longest useful life of equipment: a hundred years, in months.
+MAX_USEFUL_LIFE_MONTHS = 1200
+
+
+def _useful_life(value: Any) -> int:
+    """An asset's useful life in whole months, 1 to :data:`MAX_USEFUL_LIFE_MONTHS`; refused
+    naming ``useful_life_months`` (its schedule has one row a month, within the calendar)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]{1,12}", text):
+        number = None
+    else:
+        number = int(text)
+    if number is not None and number < 1:
+        raise ValidationFailed({"useful_life_months": [message("at least one month")]})
+    if number is None or number > MAX_USEFUL_LIFE_MONTHS:
+        raise ValidationFailed(
+            {
+                "useful_life_months": [
+                    message(
+                        "a whole number of months from 1 to {most}", most=MAX_USEFUL_LIFE_MONTHS
+                    )
+                ]
+            }
+        )
+    return number
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
@@ -154,7 +182,7 @@ class AssetService:
         name: str,
         cost: Any,
         *,
-        useful_life_months: int,
+        useful_life_months: int | str,
         acquired_on: dt.date,
         salvage_value: Any = "0",
         paid_from: str = "bank:main",
@@ -169,8 +197,7 @@ class AssetService:
             raise ValidationFailed({"cost": [message("a cost is positive")]})
         if not 0 <= salvage < value:
             raise ValidationFailed({"salvage_value": [message("between 0 and the cost")]})
-        if int(useful_life_months) < 1:
-            raise ValidationFailed({"useful_life_months": [message("at least one month")]})
+        months = _useful_life(useful_life_months)
         if not (name or "").strip():
             raise ValidationFailed({"name": [message("name the asset")]})
         ledger = self.finance.ledger
@@ -189,7 +216,7 @@ class AssetService:
             salvage_value=salvage,
             currency=base,
             acquired_on=acquired_on,
-            useful_life_months=int(useful_life_months),
+            useful_life_months=months,
             location_id=location_id,
             transaction_id=transaction.id,
         )
