@@ -108,3 +108,19 @@ def test_a_number_too_large_to_keep_is_refused_naming_the_field(fields):
         )
         assert party.custom["employees"] == 999999999999999
         assert party.custom["budget"] == -1234567.89
+
+
+def test_an_over_long_help_text_is_refused_naming_it_and_no_field_is_defined(crm):
+    """A field's hint is a few sentences shown under it on every form: at most 1000
+    characters (its column is a Text, which both databases would keep whole)."""
+    with crm.system() as work, pytest.raises(ValidationFailed) as refused:
+        work.custom_fields.define(
+            entity="party", key="inn", label="ИНН", kind="text", help_text="Ф" * 1001
+        )
+    assert refused.value.errors == {"help_text": ["Longer than maximum length 1000."]}
+    with crm.system() as work:
+        assert "inn" not in work.custom_fields.definitions("party")
+        hinted = work.custom_fields.define(
+            entity="party", key="inn", label="ИНН", kind="text", help_text="Ф" * 1000
+        )
+        assert hinted.help_text == "Ф" * 1000

@@ -28,6 +28,9 @@ from crmkit.model.party import ContactKind, CustomerType, PartyKind
 from crmkit.services.limits import MAX_WRITTEN_TEXT
 
 TASK_STATUSES = ("open", "in_progress", "waiting", "done", "cancelled")
+#: The longest hint of a custom field (``FieldDefinition.help_text``, a ``Text`` column):
+#: a few sentences shown under the field on every form.
+MAX_HELP_TEXT = 1000
 #: A task's priority runs from 0 (none) to this.
 MOST_PRIORITY = 3
 EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
@@ -366,7 +369,7 @@ class FieldDefinitionSchema(StrictSchema):
     ref_entity = _text(64)
     currency = fields.String(validate=validate.Length(equal=3), allow_none=True)
     position = fields.Integer(validate=validate.Range(min=-(2**31), max=2**31 - 1))
-    help_text = fields.String()
+    help_text = fields.String(validate=validate.Length(max=MAX_HELP_TEXT))
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
