@@ -161,7 +161,7 @@ def test_a_specialist_must_be_a_user_and_a_blocked_one_is_not_booked(shop):
     anna = add_user(crm, "anna", ["agent"], display_name="Анна Смирнова")
     with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
         booking(work).add_resource("Мастер Пётр", user_id=999)
-    assert refused.value.errors == {"user_id": ["no user 999"]}
+    assert [str(m) for m in refused.value.errors["user_id"]] == ["no user 999"]
     with crm.acting_as("manager") as work:
         master = booking(work).add_resource("Мастер Анна", user_id=anna.id)
     with crm.system() as work:
@@ -478,3 +478,46 @@ def test_a_client_with_a_long_name_can_be_booked(shop):
         )
         assert len(event.title) <= 300 and event.title.endswith("… — Пост 1")
         assert event.title.startswith("Федеральное государственное")
+
+
+def test_the_journals_refusals_to_a_developer_are_listed_for_translation(shop):
+    """The refusals of a resource without a name or user and of a booking without an end
+    are message templates (their parameters kept apart), so the catalog tool lists them
+    and a Russian page shows them in Russian, as the journal's other refusals."""
+    from pathlib import Path
+
+    import crmkit_booking
+
+    from crmkit.i18n import Message
+    from crmkit.testing.catalogs import package_messages
+
+    crm, _, _, client, _ = shop
+    anna = add_user(crm, "anna", ["agent"])
+    with crm.system() as work:
+        work.users.block(anna.id)
+    refusals = []
+    for attempt in (
+        lambda journal: journal.add_resource("  "),
+        lambda journal: journal.add_resource("Мастер Пётр", user_id=999),
+        lambda journal: journal.add_resource("Мастер Анна", user_id=anna.id),
+        lambda journal: journal.book(party_id=client, resource_id=1, starts_at=at(10)),
+        lambda journal: journal.find_free(dt.timedelta(0), since=at(9)),
+    ):
+        with crm.acting_as("manager") as work, pytest.raises(ValidationFailed) as refused:
+            attempt(booking(work))
+        (reasons,) = refused.value.errors.values()
+        refusals.extend(reasons)
+    assert all(isinstance(reason, Message) for reason in refusals)
+    assert [reason.template for reason in refusals] == [
+        "a name is required",
+        "no user {user}",
+        "user {user} is blocked",
+        "give an end or a duration",
+        "a duration is positive",
+    ]
+    listed = package_messages(Path(crmkit_booking.__file__).parent)
+    assert {
+        "user {user} is blocked",
+        "give an end or a duration",
+        "a duration is positive",
+    } <= listed

@@ -196,14 +196,17 @@ class BookingService:
         exist and not be blocked)."""
         self.work.access.require("resource", "create")
         if not name.strip():
-            raise ValidationFailed({"name": ["a name is required"]}, entity="resource")
+            raise ValidationFailed({"name": [message("a name is required")]}, entity="resource")
         if user_id is not None:
             user = self.work.session.get(User, user_id)
             if user is None:
-                raise ValidationFailed({"user_id": [f"no user {user_id}"]}, entity="resource")
+                raise ValidationFailed(
+                    {"user_id": [message("no user {user}", user=user_id)]}, entity="resource"
+                )
             if user.blocked:
                 raise ValidationFailed(
-                    {"user_id": [f"user {user.username} is blocked"]}, entity="resource"
+                    {"user_id": [message("user {user} is blocked", user=user.username)]},
+                    entity="resource",
                 )
         resource = Resource(name=name.strip(), kind=kind, user_id=user_id, active=True)
         self.work.session.add(resource)
@@ -314,9 +317,9 @@ class BookingService:
         """
         self.require_book()
         if duration <= dt.timedelta(0):
-            raise ValidationFailed({"duration": ["a duration is positive"]})
+            raise ValidationFailed({"duration": [message("a duration is positive")]})
         if since.tzinfo is None:  # whose wall clock? the station's and the server's differ
-            raise ValidationFailed({"since": ["Not a valid aware datetime."]})
+            raise ValidationFailed({"since": [message("Not a valid aware datetime.")]})
         resources = self.bookable(kind)
         if resource_ids:
             resources = [r for r in resources if r.id in set(resource_ids)]
@@ -374,7 +377,7 @@ class BookingService:
         self.work.access.require("calendar_event", "create")
         if ends_at is None:
             if duration is None:
-                raise ValidationFailed({"ends_at": ["give an end or a duration"]})
+                raise ValidationFailed({"ends_at": [message("give an end or a duration")]})
             if not dt.timedelta(0) < duration <= LONGEST:
                 raise ValidationFailed(
                     {"duration": [message("from 1 to {most} minutes", most=MAX_MINUTES)]}
@@ -382,7 +385,7 @@ class BookingService:
             try:
                 ends_at = starts_at + duration
             except OverflowError:  # a start at the end of the calendar: no end to hold
-                raise ValidationFailed({"starts_at": ["Not a valid datetime."]}) from None
+                raise ValidationFailed({"starts_at": [message("Not a valid datetime.")]}) from None
         elif starts_at.tzinfo and ends_at.tzinfo and ends_at - starts_at > LONGEST:
             # as long as a duration may be: a mistyped year would hold the resource a year
             raise ValidationFailed(
