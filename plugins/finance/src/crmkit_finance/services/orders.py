@@ -995,4 +995,5 @@ def _refuse_long_description(value: Any, field: str) -> None:
     try:
         refuse_long_texts(FinanceOrderLine, description=value)
     except ValidationFailed as refused:
-        raise ValidationFailed({field: refused.errors["description"]}) from None
+        (why,) = refused.errors.values()  # the column's words, under the line's field
+        raise ValidationFailed({field: why}) from None
