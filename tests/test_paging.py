@@ -49,6 +49,40 @@ def test_bad_cursor_and_bad_sort_are_named(crm):
             work.parties.list(order=["password"])
 
 
+#: A reader's catalog (what the Russian one is to hold): the paging refusals translated.
+_RUSSIAN = {
+    "cannot sort by {field} (allowed: {allowed})": (
+        "нельзя сортировать по {field} (можно: {allowed})"
+    ),
+    "not a valid page cursor": "неверная ссылка на страницу",
+    "the page cursor does not match the sort order": "ссылка на страницу не подходит к сортировке",
+}
+
+
+def test_paging_refusals_are_read_in_the_readers_language(crm):
+    """A bad sort or page cursor is refused with a message, translated by the reader's
+    catalog (the list screens show it in Russian), not a fixed English text."""
+    with crm.system() as work:
+        refused = {}
+        for field, call in (
+            ("order", lambda: work.parties.list(order=["password"])),
+            ("after", lambda: work.parties.list(after="not-a-cursor")),
+            ("after", lambda: work.parties.list(order=["name"], after=_cursor([5, 1]))),
+        ):
+            with pytest.raises(ValidationFailed) as failed:
+                call()
+            [refusal] = failed.value.errors[field]
+            refused.setdefault(field, []).append(
+                refusal.translate(lambda text: _RUSSIAN.get(text, text))
+            )
+    assert refused["order"][0].startswith("нельзя сортировать по 'password' (можно: ")
+    assert "name" in refused["order"][0]
+    assert refused["after"] == [
+        "неверная ссылка на страницу",
+        "ссылка на страницу не подходит к сортировке",
+    ]
+
+
 def test_later_pages_reuse_one_statement_and_rows_match_records(crm):
     """The cursor's values are bound parameters: page 5 runs the statement page 2 built."""
     from crmkit.testing import add_user
@@ -148,7 +182,9 @@ def test_a_cursor_with_values_of_other_types_is_named(crm, entity, order, values
         service = getattr(work, entity)
         with pytest.raises(ValidationFailed) as failed:
             service.list(order=order, after=_cursor(values))
-    assert failed.value.errors == {"after": ["the page cursor does not match the sort order"]}
+    assert [str(m) for m in failed.value.errors["after"]] == [
+        "the page cursor does not match the sort order"
+    ]
 
 
 def test_a_cursor_with_null_where_the_order_allows_it_is_read(crm):

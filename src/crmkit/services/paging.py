@@ -20,12 +20,16 @@ from sqlalchemy import and_, bindparam, or_, tuple_
 
 from crmkit.clock import in_utc
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.model.base import Amount
 
 #: The largest integer a database column holds (64-bit signed).
 MAX_INTEGER = 2**63 - 1
-#: A cursor of another order, or an edited one whose values are not the columns' types.
-MISMATCH = "the page cursor does not match the sort order"
+#: A cursor of another order, or an edited one whose values are not the columns' types
+#: (a message: the list screens show it in the reader's language).
+MISMATCH = message("the page cursor does not match the sort order")
+#: A cursor that is no cursor at all (not base64 of JSON).
+NOT_A_CURSOR = message("not a valid page cursor")
 
 
 @attrs.frozen
@@ -81,7 +85,10 @@ def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -
         attr = item.lstrip("-+")
         if attr not in columns:
             allowed = ", ".join(sorted(columns))
-            raise ValidationFailed({"order": [f"cannot sort by {attr!r} (allowed: {allowed})"]})
+            refusal = message(
+                "cannot sort by {field} (allowed: {allowed})", field=repr(attr), allowed=allowed
+            )
+            raise ValidationFailed({"order": [refusal]})
         if attr != "id":
             column = columns[attr]
             keys.append(SortKey(attr, column, descending, _nullable(column), _value_type(column)))
@@ -184,7 +191,7 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError, RecursionError):
-        raise ValidationFailed({"after": ["not a valid page cursor"]}) from None
+        raise ValidationFailed({"after": [NOT_A_CURSOR]}) from None
     if not isinstance(values, list) or len(values) != len(keys):
         raise ValidationFailed({"after": [MISMATCH]})
     decoded = []
