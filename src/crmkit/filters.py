@@ -341,19 +341,25 @@ def _moment(kind: str, value: Any) -> Any:
     return moment
 
 
+def _entity_label(entity: EntityType) -> Label:
+    """How a refusal names ``entity``: by its label (``Deal``, translated for the reader),
+    its code only when it declares none."""
+    return Label(entity.label or entity.name)
+
+
 def _column(
     entity: EntityType, field: str, kinds: Mapping[str, str], extra: frozenset[str] = frozenset()
 ) -> Any:
     if field.startswith("custom."):
         if not entity.custom_fields:
             raise ValidationFailed(
-                {field: [message("{entity} has no custom fields", entity=Label(entity.name))]}
+                {field: [message("{entity} has no custom fields", entity=_entity_label(entity))]}
             )
         key = field[len("custom.") :]
         kind = kinds.get(key)
         if kind is None:
             refusal = message(
-                "no custom field {key} on {entity}", key=repr(key), entity=Label(entity.name)
+                "no custom field {key} on {entity}", key=repr(key), entity=_entity_label(entity)
             )
             raise ValidationFailed({field: [refusal]})
         element = entity.model.custom[key]
@@ -365,7 +371,9 @@ def _column(
     allowed = set(entity.filter_attrs) | set(entity.sort_attrs) | extra
     if field not in allowed:
         refusal = message(
-            "{entity} cannot be filtered by {field}", entity=Label(entity.name), field=repr(field)
+            "{entity} cannot be filtered by {field}",
+            entity=_entity_label(entity),
+            field=repr(field),
         )
         raise ValidationFailed({field: [refusal]})
     return entity.column(field)
@@ -586,7 +594,7 @@ def _group_field(entity: EntityType, op: str, value: Any) -> Any:
     from crmkit.model import GroupMembership, PartyGroup
 
     if not entity.party_attr:
-        refusal = message("{entity} is not linked to parties", entity=Label(entity.name))
+        refusal = message("{entity} is not linked to parties", entity=_entity_label(entity))
         raise ValidationFailed({"group": [refusal]})
     ids = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
     party_column = entity.model.id if entity.name == "party" else entity.column(entity.party_attr)

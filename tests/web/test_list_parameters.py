@@ -151,3 +151,27 @@ def test_other_screens_reading_a_search_or_kind_refuse_a_nul_by_its_name(site):
         assert page.status_code == 422 and said in html.unescape(page.text), url
     english.close()
     russian.close()
+
+
+def test_a_filter_refusal_names_the_entity_by_its_label(site):
+    """A filter the entity has not is refused naming the entity as the reader knows it
+    ("Deal", «Сделка» in Russian), not by its code (``deal``)."""
+    base, token = site
+    api = httpx.Client(
+        base_url=f"{base}/api/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=20
+    )
+    answer = api.get("deal?frobnicate=1")
+    assert answer.json()["errors"] == {"frobnicate": ["Deal cannot be filtered by 'frobnicate'"]}
+    english = _sign_in(base, "manager_en")
+    page = english.get("/lists/deal?f.frobnicate=1")
+    assert page.status_code == 422
+    assert _alert(page) == "frobnicate: Deal cannot be filtered by 'frobnicate'"
+    russian = _sign_in(base, "manager_ru")
+    page = russian.get("/lists/deal?f.frobnicate=1")
+    assert page.status_code == 422
+    assert _alert(page) == "frobnicate: «Сделка» нельзя отбирать по полю 'frobnicate'"
+    page = russian.get("/lists/task?f.custom.size=1")
+    assert page.status_code == 422
+    assert _alert(page) == "custom.size: у «Задача» нет дополнительного поля 'size'"
+    for client in (api, english, russian):
+        client.close()

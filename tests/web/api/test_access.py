@@ -171,7 +171,7 @@ def test_private_columns_are_refused_as_filters_and_orders_like_unknown_ones(crm
     api = client_for(add_user(crm, "alice", ["agent"]))
     add_user(crm, "root", ["admin"])
     unknown = problem(api.get("user", params={"nosuch": "abc"}), 422)["errors"]
-    assert unknown == {"nosuch": ["user cannot be filtered by 'nosuch'"]}
+    assert unknown == {"nosuch": ["User cannot be filtered by 'nosuch'"]}
     for field, value in (
         ("password_hash__startswith", "$argon2"),
         ("password_hash", "x"),
@@ -180,7 +180,7 @@ def test_private_columns_are_refused_as_filters_and_orders_like_unknown_ones(crm
     ):
         name = field.partition("__")[0]
         errors = problem(api.get("user", params={field: value}), 422)["errors"]
-        assert errors == {name: [f"user cannot be filtered by {name!r}"]}, field
+        assert errors == {name: [f"User cannot be filtered by {name!r}"]}, field
     for order in ("password_hash", "-session_epoch"):
         problem(api.get("user", params={"order": order}), 422)
     listed = api.get("user").json()["items"]
