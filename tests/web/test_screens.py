@@ -471,6 +471,46 @@ async def test_calendar_reschedule_and_resource_clash(web, crm):
     assert second.id
 
 
+def _alert(page) -> str:
+    found = re.search(r'<p class="flash error" role="alert">(.*?)</p>', page.text, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+async def test_tasks_and_calendar_refuse_whose_they_do_not_know(web, crm):
+    """``?who=`` naming nobody the page knows is refused on the page itself (422, its tabs
+    or picker kept to choose again), naming ``who`` in the reader's language, rather than
+    showing the reader's own tasks or calendar as if they had been asked for."""
+    english = await web("agent", locale="en")
+    with crm.acting_as(english.user) as work:
+        work.tasks.create(title="Позвонить в Альфу", assignee_id=english.user.id)
+    assert "Позвонить в Альфу" in (await english.get("/tasks?who=mine")).text
+    week = "start=2026-11-23T00:00:00&end=2026-11-30T00:00:00"
+    for query in ("who=teem", "who=team:1", "who=me&view=board"):
+        page = await english.get(f"/tasks?{query}")
+        assert page.status_code == 422, query
+        assert _alert(page) == "Whose tasks: one of mine, team", query
+        assert "Позвонить в Альфу" not in page.text and "?who=team&view=" in page.text
+    for who in ("mine", "bogus", "user:", "team", "owner:1"):
+        page = await english.get(f"/calendar?who={who}")
+        assert page.status_code == 422, who
+        assert _alert(page) == ("Whose calendar: one of me, user:<id>, team:<id>, resource:<id>"), (
+            who
+        )
+        assert 'name="who"' in page.text and 'id="calendar"' not in page.text, who
+        events = await english.get(f"/calendar/events?{week}&who={who}")
+        assert events.status_code == 422, who
+    for who in ("me", f"user:{english.user.id}"):
+        assert (await english.get(f"/calendar?who={who}")).status_code == 200
+        assert (await english.get(f"/calendar/events?{week}&who={who}")).status_code == 200
+    russian = await web("agent", locale="ru")
+    page = await russian.get("/calendar?who=bogus")
+    assert _alert(page) == (
+        "Чей календарь: одно из значений: me, user:<id>, team:<id>, resource:<id>"
+    )
+    page = await russian.get("/tasks?who=bogus")
+    assert page.status_code == 422 and "одно из значений: mine, team" in _alert(page)
+
+
 async def test_the_calendar_refuses_ids_that_name_no_record_instead_of_failing(web, crm):
     """``who=user:<id>`` past what an id column holds, a "²" or a huge event id are refused
     (422 naming the field, or 404), never a 500."""

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmkit.errors import Conflict, CrmkitError, ValidationFailed
+from crmkit.i18n import message
 from crmkit.web import i18n
 from crmkit.web.forms import as_id, local_time, optional_id
 from crmkit.web.links import party_url
@@ -29,21 +30,36 @@ FEED_PAST = dt.timedelta(days=30)
 FEED_FUTURE = dt.timedelta(days=365)
 
 
+#: What ``who`` may be, as its refusal lists it.
+WHO_CHOICES = "me, user:<id>, team:<id>, resource:<id>"
+#: How a refusal names ``who`` on the calendar (``who`` alone is the tasks' too).
+WHO_LABELS = {"who": i18n.lazy("Whose calendar")}
+
+
 def _scope(who: str, user_id: int) -> dict[str, Any]:
     """Whose calendar ``who`` names (``me``, ``user:<id>``, ``team:<id>``,
-    ``resource:<id>``); a kind with a value that is no id is refused, naming ``who``."""
+    ``resource:<id>``); anything else (an unknown kind, a kind without an id or with a
+    value that is no id) is refused naming ``who``, rather than read as ``me``."""
+    if who == "me":
+        return {"owner_id": user_id}
     kind, _, ident = who.partition(":")
     keys = {"user": "owner_id", "resource": "resource_id", "team": "team_id"}
     if kind in keys and ident.strip():
         return {keys[kind]: optional_id(ident, "who")}
-    return {"owner_id": user_id}
+    raise ValidationFailed({"who": [message("one of {choices}", choices=WHO_CHOICES)]})
 
 
 def calendar_page(request: Request) -> Response:
     """The calendar page (``?who=me|user:<id>|team:<id>|resource:<id>``)."""
     from crmkit.model import Resource
 
-    who = request.query_params.get("who", "me")
+    who = request.query_params.get("who") or "me"
+    refusal = None
+    try:
+        _scope(who, request.state.user.id)
+    except ValidationFailed as refused:
+        # the page with the refusal and its picker, to choose a calendar there
+        refusal = error_text(request, refused, labels=WHO_LABELS)
     with work(request) as unit:
         users = [u for u in unit.users.list() if not u.blocked]
         teams = unit.users.teams()
@@ -65,7 +81,9 @@ def calendar_page(request: Request) -> Response:
             "users": users,
             "teams": teams,
             "resources": resources,
+            "refusal": refusal,
         },
+        status=422 if refusal else 200,
     )
 
 
@@ -93,7 +111,7 @@ def events(request: Request) -> Response:
     end = _parse(params.get("end"), "end", locale.zone)
     if end - start > dt.timedelta(days=62):
         raise ValidationFailed({"end": ["ask for two months at most"]})
-    scope = _scope(params.get("who", "me"), request.state.user.id)
+    scope = _scope(params.get("who") or "me", request.state.user.id)
     with work(request) as unit:
         if "team_id" in scope:
             members = [u.id for u in unit.users.team_members(scope["team_id"])]

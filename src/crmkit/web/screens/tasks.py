@@ -7,6 +7,8 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from crmkit.errors import ValidationFailed
+from crmkit.i18n import message
 from crmkit.schemas import MOST_PRIORITY, TASK_STATUSES
 from crmkit.web import i18n
 from crmkit.web.forms import local_time, optional_id, optional_int
@@ -14,16 +16,27 @@ from crmkit.web.pages import error_text, form_data, is_htmx, posted, redirect, r
 
 #: Columns of the task board.
 BOARD_STATUSES = ("open", "in_progress", "waiting", "done")
+#: Whose tasks the page shows (``?who=``).
+WHO = ("mine", "team")
+#: How a refusal names ``who`` here (``who`` alone is the calendar's in the catalogs).
+WHO_LABELS = {"who": i18n.lazy("Whose tasks")}
 
 
 def tasks_page(request: Request) -> Response:
     """``?who=mine|team``, ``?view=list|board``."""
     params = request.query_params
-    who = params.get("who", "mine")
+    who = params.get("who") or "mine"
     view = params.get("view", "list")
     now = dt.datetime.now(dt.UTC)
+    refusal = None
+    if who not in WHO:
+        # the page with the refusal and its tabs, not someone's tasks as if asked for
+        refused = ValidationFailed({"who": [message("one of {choices}", choices=", ".join(WHO))]})
+        refusal = error_text(request, refused, labels=WHO_LABELS)
     with work(request) as unit:
-        if who == "team":
+        if refusal:
+            rows = []
+        elif who == "team":
             rows = unit.tasks.team(limit=300)
         else:
             rows = unit.tasks.mine(include_done=view == "board", limit=300)
@@ -44,7 +57,9 @@ def tasks_page(request: Request) -> Response:
             "parties": parties,
             "now": now,
             "statuses": TASK_STATUSES,
+            "refusal": refusal,
         },
+        status=422 if refusal else 200,
     )
 
 
