@@ -52,6 +52,8 @@ class SavedViewService:
         if len(title) > 200:
             raise ValidationFailed({"name": ["200 characters at most"]})
         clean = {str(k): v for k, v in query.items() if k not in ("after", "csrf_token")}
+        # what its list would refuse is not kept as a view (a NUL: not even storable)
+        self._read(entity, clean)
         view = self.work.session.scalar(
             select(SavedView).where(
                 SavedView.user_id == self._user(),
@@ -78,16 +80,34 @@ class SavedViewService:
         """What a view selects: its entity, service filters and search text.
 
         ``work.records(entity).iterate(filters=..., search=...)`` then reads the records the
-        view lists (those the actor may see); a filter that no longer applies is
-        :class:`~crmkit.errors.ValidationFailed` naming its field.
+        view lists (those the actor may see).  The view's query is read by the list
+        screens' own reader (:func:`crmkit.web.api.params.parse_list_query`), so a mailing
+        to a view counts what the view's list shows: a parameter the list refuses (a value
+        its field cannot take, ``is_null=maybe``, a NUL in the search) is
+        :class:`~crmkit.errors.ValidationFailed` naming it, as on the list, and a filter
+        that no longer applies names its field when compiled.
         """
-        from crmkit.filters import filters_from_query
-
         view = self.get(view_id)
-        service = self.work.records(view.entity)
-        query = dict(view.query or {})
-        filters = filters_from_query(service.entity, query, service.custom_kinds())
-        return view.entity, filters, (str(query.get("q") or "").strip() or None)
+        query = self._read(view.entity, view.query or {})
+        return view.entity, dict(query.filters), (query.search or "").strip() or None
+
+    def _read(self, entity: str, query: Mapping[str, Any]) -> Any:
+        """``query`` (a list's query string, as a view keeps it) read as the list reads it."""
+        from starlette.datastructures import QueryParams
+
+        from crmkit.web.api.params import parse_list_query  # the lists' reader
+
+        service = self.work.records(entity)
+        pairs = [
+            (str(key), str(item))
+            for key, value in query.items()
+            for item in (value if isinstance(value, list | tuple) else [value])
+            if item is not None
+        ]
+        # the page size is no part of what a view selects: a fixed one, never read
+        return parse_list_query(
+            QueryParams(pairs), service.entity, service.custom_kinds(), prefix="f.", limit=1
+        )
 
     def delete(self, view_id: int) -> None:
         """Delete one of the actor's own views."""
