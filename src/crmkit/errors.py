@@ -49,14 +49,26 @@ class PermissionDenied(CrmkitError):
 
 
 class ValidationFailed(CrmkitError):
-    """Input was rejected; ``errors`` maps a field (or ``_schema``) to its messages."""
+    """Input was rejected; ``errors`` maps a field (or ``_schema``) to its messages.
+
+    ``labels`` name a field for a reader where its name alone means different things in
+    different places (``order``: a list's sort order, or a finance order): a field maps
+    to a translatable text (``{"order": message("sort order")}``) that the web UI shows
+    instead of the name; the API keeps naming the field itself.
+    """
 
     def __init__(
-        self, errors: Mapping[str, Any], entity: str | None = None, row: int | None = None
+        self,
+        errors: Mapping[str, Any],
+        entity: str | None = None,
+        row: int | None = None,
+        *,
+        labels: Mapping[str, Any] | None = None,
     ) -> None:
         self.errors = dict(errors)
         self.entity = entity
         self.row = row
+        self.labels = dict(labels or {})
         parts = []
         for field, messages in self.errors.items():
             if isinstance(messages, Mapping):

@@ -144,7 +144,7 @@ def test_other_screens_reading_a_search_or_kind_refuse_a_nul_by_its_name(site):
         assert page.status_code == 422 and said in html.unescape(page.text), url
     russian = _sign_in(base, "admin_ru")
     for url, said in (
-        ("/boards/sales?q=a%00", "поиск: содержит символ NUL"),
+        ("/boards/sales?q=a%00", "поиск: содержит символ NUL"),  # "q", labelled
         ("/admin/dead-letters?kind=%00", "вид: содержит символ NUL"),  # "kind", labelled
     ):
         page = russian.get(url)
@@ -174,4 +174,40 @@ def test_a_filter_refusal_names_the_entity_by_its_label(site):
     assert page.status_code == 422
     assert _alert(page) == "custom.size: у «Задача» нет дополнительного поля 'size'"
     for client in (api, english, russian):
+        client.close()
+
+
+def test_a_refused_sort_order_is_named_as_a_sort_order_whatever_order_means_elsewhere(
+    crm, site, monkeypatch
+):
+    """``order`` is a list's sort order here and a finance order in a plugin: the list's
+    refusal carries its own label ("sort order"), so a Russian reader reads the sort
+    order's name even where the catalogs give the bare ``order`` the plugin's meaning."""
+    from crmkit.web.i18n import catalogs_of
+
+    base, token = site
+    api = httpx.Client(
+        base_url=f"{base}/api/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=20
+    )
+    answer = api.get("deal?order=password")  # the API names the parameter itself
+    assert answer.status_code == 422 and list(answer.json()["errors"]) == ["order"]
+    english = _sign_in(base, "manager_en")
+    page = english.get("/lists/deal?order=password")
+    assert page.status_code == 422 and "Поставка" not in page.text
+    assert _alert(page).startswith("sort order: cannot sort by 'password' (allowed: ")
+    # the Russian catalog as the lead is to fill it, with a plugin's "order" (a finance
+    # order) read first
+    russian = catalogs_of(crm)["ru"]._catalog
+    monkeypatch.setitem(russian, "order", "заказ")
+    monkeypatch.setitem(russian, "sort order", "порядок сортировки")
+    monkeypatch.setitem(
+        russian,
+        "cannot sort by {field} (allowed: {allowed})",
+        "нельзя сортировать по {field} (можно: {allowed})",
+    )
+    browser = _sign_in(base, "manager_ru")
+    page = browser.get("/lists/deal?order=password")
+    assert page.status_code == 422
+    assert _alert(page).startswith("порядок сортировки: нельзя сортировать по 'password' (можно: ")
+    for client in (api, english, browser):
         client.close()

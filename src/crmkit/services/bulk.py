@@ -351,7 +351,9 @@ def bulk_create_parties(
                         service.follow_merged_links(resolved)
                         service.check_references(resolved)
                     except ValidationFailed as exc:
-                        raise ValidationFailed(exc.errors, entity="party", row=row_number) from None
+                        raise ValidationFailed(
+                            exc.errors, entity="party", row=row_number, labels=exc.labels
+                        ) from None
                     checked_links[key] = resolved
                 links = checked_links[key]
             owner_id = row.get("owner_id", actor_id)
@@ -363,7 +365,9 @@ def bulk_create_parties(
                 try:
                     custom = work.custom_fields.validate("party", dict(custom), partial=False)
                 except ValidationFailed as exc:
-                    raise ValidationFailed(exc.errors, entity="party", row=row_number) from None
+                    raise ValidationFailed(
+                        exc.errors, entity="party", row=row_number, labels=exc.labels
+                    ) from None
             party = {
                 "id": party_id,
                 "kind": kind,
@@ -487,7 +491,9 @@ def bulk_create_parties(
             try:
                 _tag(work, party_id, names)
             except ValidationFailed as exc:  # a tag too long: named with its row
-                raise ValidationFailed(exc.errors, entity="party", row=number) from None
+                raise ValidationFailed(
+                    exc.errors, entity="party", row=number, labels=exc.labels
+                ) from None
         for party_id in ids:
             work.emit(events.RECORD_CREATED, "party", party_id, party_id=party_id, bulk=True)
         work.dispatch_events()

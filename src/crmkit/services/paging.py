@@ -30,6 +30,9 @@ MAX_INTEGER = 2**63 - 1
 MISMATCH = message("the page cursor does not match the sort order")
 #: A cursor that is no cursor at all (not base64 of JSON).
 NOT_A_CURSOR = message("not a valid page cursor")
+#: How a refusal of ``order`` names it to a reader: a list's sort order (the bare word
+#: ``order`` is a finance order in the plugins' catalogs).
+SORT_ORDER = {"order": message("sort order")}
 
 
 @attrs.frozen
@@ -88,7 +91,7 @@ def parse_order(order: Sequence[str], columns: dict[str, Any], id_column: Any) -
             refusal = message(
                 "cannot sort by {field} (allowed: {allowed})", field=repr(attr), allowed=allowed
             )
-            raise ValidationFailed({"order": [refusal]})
+            raise ValidationFailed({"order": [refusal]}, labels=SORT_ORDER)
         if attr != "id":
             column = columns[attr]
             keys.append(SortKey(attr, column, descending, _nullable(column), _value_type(column)))

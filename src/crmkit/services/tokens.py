@@ -24,6 +24,7 @@ from crmkit.access.cache import Stamp, stamp_columns
 from crmkit.clock import utcnow
 from crmkit.db import read_only_connection
 from crmkit.errors import NotFound, ValidationFailed
+from crmkit.i18n import message
 from crmkit.model import ApiToken, User
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ SECRET_PREFIX = "crmkit_"
 SHOWN_CHARACTERS = 12
 #: ``last_used_at`` is written at most this often per token (a write per request would cost).
 LAST_USED_PRECISION = dt.timedelta(minutes=5)
+#: How a refusal of ``expires_at`` names it to a reader: the token's (the bare word is a
+#: cashback's expiry in the finance plugin's catalog).
+TOKEN_EXPIRY = {"expires_at": message("token expiry")}
 
 
 def digest(secret: str) -> str:
@@ -107,16 +111,20 @@ class ApiTokenService:
             raise ValidationFailed({"name": ["at most 200 characters"]})
         if expires_at is not None:
             if expires_at.tzinfo is None:
-                raise ValidationFailed({"expires_at": ["give a time with its time zone"]})
+                raise ValidationFailed(
+                    {"expires_at": ["give a time with its time zone"]}, labels=TOKEN_EXPIRY
+                )
             if expires_at <= utcnow():
-                raise ValidationFailed({"expires_at": ["must be in the future"]})
+                refusal = {"expires_at": ["must be in the future"]}
+                raise ValidationFailed(refusal, labels=TOKEN_EXPIRY)
         if not_after is not None:
             if expires_at is None:
                 expires_at = not_after
             elif expires_at > not_after:
                 limit = not_after.isoformat(timespec="seconds")
                 raise ValidationFailed(
-                    {"expires_at": [f"at most {limit}, when the token making it expires"]}
+                    {"expires_at": [f"at most {limit}, when the token making it expires"]},
+                    labels=TOKEN_EXPIRY,
                 )
         if owner.blocked:
             raise ValidationFailed({"user": [f"user {owner.username} is blocked"]})

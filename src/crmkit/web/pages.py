@@ -290,9 +290,11 @@ def error_text(
 
     A message naming a moment (:class:`crmkit.i18n.Moment`) shows it in ``zone``, by
     default the user's.  A field is named by its label in ``labels`` (the form's own, as
-    the form shows it: ``{"expiry_days": "Expires after, days"}``), else by its name, both
-    translated.  Marshmallow's own refusals (``Length must be between 1 and 20.``) are
-    translated too, their numbers kept (:func:`crmkit.web.i18n.validation_message`).
+    the form shows it: ``{"expiry_days": "Expires after, days"}``), else by the label the
+    refusal carries for it (``ValidationFailed.labels``: ``order`` a list's "sort order"),
+    else by its name, all translated.  Marshmallow's own refusals (``Length must be
+    between 1 and 20.``) are translated too, their numbers kept
+    (:func:`crmkit.web.i18n.validation_message`).
     """
     from crmkit.errors import PermissionDenied, ValidationFailed
 
@@ -304,7 +306,9 @@ def error_text(
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
                 text = "; ".join(_flatten(m, zone) for m in items)
-                label = "" if field == "_schema" else i18n.gettext((labels or {}).get(field, field))
+                carried = getattr(error, "labels", None) or {}
+                named = (labels or {}).get(field) or carried.get(field) or field
+                label = "" if field == "_schema" else translate(named, i18n.gettext, zone)
                 label = label and label + ": "
                 parts.append(label + text)
             return "; ".join(parts)

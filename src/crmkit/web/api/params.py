@@ -56,6 +56,11 @@ class ListQuery:
     filters: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+#: How a refusal of ``limit`` names it to a reader: a page's size (the bare word is a
+#: finance report's number of orders in the plugin's catalog).
+PAGE_SIZE_LABEL = {"limit": message("page size")}
+
+
 def parse_limit(params: QueryParams, default: int = DEFAULT_LIMIT) -> int:
     """``limit`` as an int in 1..500."""
     raw = params.get("limit")
@@ -64,9 +69,11 @@ def parse_limit(params: QueryParams, default: int = DEFAULT_LIMIT) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationFailed({"limit": [message("must be a whole number")]}) from None
+        refusal = message("must be a whole number")
+        raise ValidationFailed({"limit": [refusal]}, labels=PAGE_SIZE_LABEL) from None
     if not 1 <= value <= MAX_LIMIT:
-        raise ValidationFailed({"limit": [message("must be between 1 and {most}", most=MAX_LIMIT)]})
+        refusal = message("must be between 1 and {most}", most=MAX_LIMIT)
+        raise ValidationFailed({"limit": [refusal]}, labels=PAGE_SIZE_LABEL)
     return value
 
 
@@ -146,7 +153,7 @@ def list_refusal(exc: ValidationFailed, query: ListQuery, entity: str) -> Valida
     if not query.search or "search" not in exc.errors:
         return exc
     errors = {("q" if k == "search" else k): v for k, v in exc.errors.items()}
-    return ValidationFailed(errors, entity=entity)
+    return ValidationFailed(errors, entity=entity, labels=exc.labels)
 
 
 def timeline_kinds(work: Any, params: QueryParams) -> list[str]:
