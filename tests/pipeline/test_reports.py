@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
+from crmkit.errors import ValidationFailed
 from crmkit.model import Deal, StageMove
 from crmkit.pipeline.reports import funnel, stage_counts, time_in_stage
 from crmkit.testing import add_user, factories
@@ -180,3 +181,12 @@ def test_a_move_back_alone_is_not_an_entry(crm, history):
         steps = {s.stage: s for s in funnel(work, "sales", since=since)}
     assert (steps["new"].entered, steps["new"].moved_back) == (0, 2)
     assert steps["new"].from_first is None
+
+
+@pytest.mark.parametrize("owner", ["abc", "²", "1.5", "-1", "0", "99999999999999999999999"])
+def test_funnel_refuses_an_owner_that_is_no_id_naming_owner_id(crm, history, owner):
+    """``owner_id=abc`` (a typed or cut URL) crashed the report page with a 500."""
+    _, _, boss = history
+    with crm.acting_as(boss) as work, pytest.raises(ValidationFailed) as refused:
+        crm.reports["pipeline_funnel"].build(work, {"pipeline": "sales", "owner_id": owner})
+    assert list(refused.value.errors) == ["owner_id"]

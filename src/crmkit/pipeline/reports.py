@@ -19,6 +19,10 @@ from crmkit.errors import ValidationFailed
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline
 from crmkit.reports import Column, ReportResult
+from crmkit.schemas import MAX_ID
+
+#: The refusal of an ``owner_id`` that is no id (the words of the web forms' id refusal).
+NOT_AN_ID = "not an id (1 to 2^63-1)"
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -227,6 +231,21 @@ def _period(
     return parse("since"), parse("until")
 
 
+def _owner_param(params: Mapping[str, Any]) -> int | None:
+    """``owner_id``: empty for everyone's records, else a user's id (ASCII digits from 1 to
+    2^63-1, what an id column holds); anything else is refused naming ``owner_id`` (a
+    typed or cut URL, ``owner_id=abc``, was a 500)."""
+    value = params.get("owner_id")
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)):
+        number = int(text)
+        if 1 <= number <= MAX_ID:
+            return number
+    raise ValidationFailed({"owner_id": [NOT_AN_ID]})
+
+
 def _pipeline_param(params: Mapping[str, Any]) -> str:
     name = params.get("pipeline")
     if not name:
@@ -237,13 +256,8 @@ def _pipeline_param(params: Mapping[str, Any]) -> str:
 def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Report builder: the funnel of a pipeline over a period, backward moves apart."""
     since, until = _period(work, params)
-    owner = params.get("owner_id")
     steps = funnel(
-        work,
-        _pipeline_param(params),
-        since=since,
-        until=until,
-        owner_id=int(owner) if owner not in (None, "") else None,
+        work, _pipeline_param(params), since=since, until=until, owner_id=_owner_param(params)
     )
     return ReportResult(
         columns=[

@@ -151,10 +151,16 @@ async def _distribute(request: Request) -> Response:
 
 
 def statistics(request: Request) -> Response:
-    """denaq's reports on one page, as charts; each links to its table and downloads."""
+    """denaq's reports on one page, as charts; each links to its table and downloads.
+
+    Each report reads the parameters it declares (``weeks``), as on its own page: anything
+    else in the URL is no parameter of it (``owner_id=abc`` was a 500, ``pipeline=deals``
+    made the dealers' funnel another pipeline's)."""
     charts = []
+    query = request.query_params
     with work(request) as unit, i18n.activate(request.state.locale):
         for report in STATS:
-            result = report.build(unit, dict(request.query_params))
+            params = {key: query[key] for key in report.params if query.get(key)}
+            result = report.build(unit, params)
             charts.append((report, chart_json(result.chart), len(result.rows)))
     return render(request, "denaq/stats.html", {"title": i18n.lazy("Statistics"), "charts": charts})

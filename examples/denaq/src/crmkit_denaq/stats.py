@@ -209,7 +209,7 @@ def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
 
 def _dealer(build: Any) -> Any:
     def run(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
-        return build(work, {"pipeline": NAME, **params})
+        return build(work, {**params, "pipeline": NAME})  # the dealers', whatever is asked
 
     run.__doc__ = build.__doc__
     return run

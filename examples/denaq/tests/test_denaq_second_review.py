@@ -1,0 +1,37 @@
+"""What a second review of denaq in Russian found: the statistics page crashing on a cut
+URL, mail texts saying "None", and template variables that fill nothing."""
+
+from __future__ import annotations
+
+import pytest
+from denaq_fixtures import new_lead
+from denaq_web import Client
+
+from crmkit.web.app import create_app
+
+
+@pytest.fixture
+def signed_in(denaq, staff):
+    app = create_app(denaq)
+    return lambda username: Client(app, username)
+
+
+@pytest.mark.parametrize("query", ["owner_id=abc", "pipeline=", "pipeline=deals"])
+def test_the_statistics_page_reads_only_the_parameters_its_reports_take(
+    denaq, staff, signed_in, query
+):
+    """A cut or typed URL of the statistics page crashed it (owner_id=abc: a 500) or made
+    "Funnel by stage" report another pipeline; the page now reads, like each report's own
+    page, only the parameters a report declares (weeks), and the dealers' funnel stays the
+    dealers'."""
+    new_lead(denaq, staff.finder, name="ООО «Велоград»")
+    admin = signed_in("boss")
+    page = admin.get(f"/denaq/stats?{query}")
+    assert page.status_code == 200
+    assert 'id="report-denaq_funnel"' in page.text and "Лид" in page.text
+
+
+def test_the_funnel_report_page_refuses_an_owner_that_is_no_id(denaq, staff, signed_in):
+    admin = signed_in("boss")
+    page = admin.get("/reports/pipeline_funnel?pipeline=dealer&owner_id=abc")
+    assert page.status_code == 422 and "owner_id" in page.text
