@@ -3,6 +3,8 @@ URL, mail texts saying "None", and template variables that fill nothing."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from denaq_fixtures import new_lead
 from denaq_web import Client
@@ -35,3 +37,19 @@ def test_the_funnel_report_page_refuses_an_owner_that_is_no_id(denaq, staff, sig
     admin = signed_in("boss")
     page = admin.get("/reports/pipeline_funnel?pipeline=dealer&owner_id=abc")
     assert page.status_code == 422 and "owner_id" in page.text
+
+
+def test_a_template_never_writes_none_for_a_value_the_client_or_sender_lacks(
+    denaq, staff, signed_in
+):
+    """An agent without a phone previewing "{{ sender.phone }}", or a firm without a source
+    "{{ party.source }}", read "None" in the mail to the dealer; an empty value is empty."""
+    firm = new_lead(denaq, staff.anna, name="ООО «Шинторг»")
+    anna = signed_in("anna")
+    body = "Телефон: [{{ sender.phone }}], источник: [{{ party.source }}], {{ party.name }}"
+    page = anna.post(
+        "/templates/preview", {"subject": "Для {{ party.name }}", "body": body, "party_id": firm}
+    )
+    assert page.status_code == 200
+    assert "Телефон: [], источник: [], ООО «Шинторг»" in html.unescape(page.text)
+    assert "None" not in page.text

@@ -337,7 +337,12 @@ def _limited_filter(function: Any) -> Any:
 
 def _environment() -> SandboxedEnvironment:
     env = _Sandbox(
-        undefined=jinja2.ChainableUndefined, autoescape=False, keep_trailing_newline=True
+        undefined=jinja2.ChainableUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        # a value the client or the sender lacks (no phone, no source) is written as
+        # nothing, never as "None" in a mail to the client
+        finalize=_blank_none,
     )
     for name in ("center", "indent", "format", "replace", "wordwrap", "truncate", "join"):
         env.filters[name] = _limited_filter(env.filters[name])
@@ -348,6 +353,11 @@ def _environment() -> SandboxedEnvironment:
     )
     env.filters["local"] = _local_time
     return env
+
+
+def _blank_none(value: Any) -> Any:
+    """What ``{{ ... }}`` writes for a value: ``None`` (an empty column) as nothing."""
+    return "" if value is None else value
 
 
 def _local_time(value: Any, zone: str = "UTC") -> Any:
