@@ -152,3 +152,24 @@ def test_a_failed_delivery_stays_in_the_outbox_and_is_retried(crm, smtp):
         work.session.execute(update(OutboxItem).values(next_attempt_at=utcnow()))
     assert deliver_due(crm, [item.id]) == {"delivered": 1}
     assert [r.recipients for r in smtp.received] == [[ADDRESS]]
+
+
+def test_the_compose_page_names_what_the_template_fills_in_nothing_for(crm):
+    """The admin added "ИНН {{ party.inn }}" and "{{ party.phone }}" to the offer; for a firm
+    without them the agent is told before sending, the rest of the mail is filled in."""
+    firm = _firm(crm)
+    offer = _offer_id(crm)
+    with crm.system() as work:
+        template = work.message_templates.get(offer)
+        body = template.body + "\nИНН {{ party.inn }}, тел. {{ party.phone }}\n"
+        work.message_templates.update(offer, {"body": body})
+    anna = Client(create_app(crm), "anna")
+    page = anna.get(f"/mail/compose/{firm}?template={offer}").text
+    assert f"обсудить условия для {FIRM}" in html.unescape(page)
+    note = page.split('id="mail-unfilled"', 1)[1].split("</p>", 1)[0]
+    assert re.findall(r"<code>([^<]*)</code>", note) == ["party.inn", "party.phone"]
+    with crm.system() as work:  # the firm gets a phone: only what it still lacks is named
+        work.parties.add_contact(firm, "phone", "+7 495 123-45-67")
+    page = anna.get(f"/mail/compose/{firm}?template={offer}").text
+    note = page.split('id="mail-unfilled"', 1)[1].split("</p>", 1)[0]
+    assert re.findall(r"<code>([^<]*)</code>", note) == ["party.inn"]

@@ -4,6 +4,7 @@ URL, mail texts saying "None", and template variables that fill nothing."""
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from denaq_fixtures import new_lead
@@ -53,3 +54,31 @@ def test_a_template_never_writes_none_for_a_value_the_client_or_sender_lacks(
     assert page.status_code == 200
     assert "Телефон: [], источник: [], ООО «Шинторг»" in html.unescape(page.text)
     assert "None" not in page.text
+
+
+def test_the_preview_names_the_variables_that_fill_in_nothing_for_this_client(
+    denaq, staff, signed_in
+):
+    """A misspelt variable ("{{ partyy.name }}"), a field the CRM does not have
+    ("{{ party.inn }}") or one this client lacks ("{{ party.phone }}") silently wrote nothing:
+    "Здравствуйте, !" went to the dealer. The preview still renders (a mailing to many
+    must not stop at one client without a phone) and names them; ones written under an
+    ``{% if %}`` or with ``|default`` are the writer's choice and not named."""
+    firm = new_lead(denaq, staff.anna, name="ООО «Шинторг»")
+    anna = signed_in("anna")
+    body = (
+        "Здравствуйте, {{ partyy.name }}! ИНН {{ party.inn }}, тел. {{ party.phone }}.\n"
+        "{% if party.email %}{{ party.email }}{% endif %} {{ party.site|default('—') }}\n"
+        "{{ sender.name }}, {{ today|date }}"
+    )
+    page = anna.post(
+        "/templates/preview", {"subject": "Для {{ party.name }}", "body": body, "party_id": firm}
+    )
+    assert page.status_code == 200 and "ООО «Шинторг»" in html.unescape(page.text)
+    note = page.text.split('class="flash error template-unfilled"', 1)[1].split("</p>", 1)[0]
+    assert re.findall(r"<code>([^<]*)</code>", note) == ["partyy.name", "party.inn", "party.phone"]
+    # nothing is named when everything fills in
+    page = anna.post(
+        "/templates/preview", {"subject": "x", "body": "{{ party.name }}", "party_id": firm}
+    )
+    assert "template-unfilled" not in page.text

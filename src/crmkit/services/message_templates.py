@@ -124,11 +124,16 @@ class TemplateFailed(ValidationFailed):
 
 @attrs.frozen
 class RenderedMessage:
-    """A template filled in for one client (``language``: of the version used, if known)."""
+    """A template filled in for one client (``language``: of the version used, if known).
+
+    ``unfilled`` names the variables the texts write that filled in nothing for this client
+    (``"party.inn"``, ``"partyy.name"``): see :func:`unfilled`.
+    """
 
     subject: str
     body: str
     language: str | None = None
+    unfilled: tuple[str, ...] = ()
 
 
 def choose_language(available: Sequence[str], wanted: str | None, default: str) -> str | None:
@@ -353,6 +358,82 @@ def _environment() -> SandboxedEnvironment:
     )
     env.filters["local"] = _local_time
     return env
+
+
+#: Filters that give a value of their own when there is none: a variable written with one
+#: is not named by :func:`unfilled`.
+_FALLBACK_FILTERS = frozenset({"default", "d"})
+
+
+@functools.lru_cache(maxsize=256)
+def _written_paths(source: str) -> tuple[tuple[str, ...], ...]:
+    """The variables a text writes as they are (``{{ party.inn }}`` -> ``("party", "inn")``),
+    in order, outside ``{% if %}``, loops and macros and without a fallback filter."""
+    try:
+        tree = _ENV.parse(source or "")
+    except jinja2.TemplateSyntaxError:
+        return ()
+    found: list[tuple[str, ...]] = []
+
+    def path_of(expression: nodes.Node) -> tuple[str, ...] | None:
+        while isinstance(expression, nodes.Filter):
+            if expression.name in _FALLBACK_FILTERS or expression.node is None:
+                return None
+            expression = expression.node
+        if isinstance(expression, nodes.Name):
+            return (expression.name,)
+        if isinstance(expression, nodes.Getattr):
+            base = path_of(expression.node)
+            return None if base is None else (*base, expression.attr)
+        if (
+            isinstance(expression, nodes.Getitem)
+            and isinstance(expression.arg, nodes.Const)
+            and isinstance(expression.arg.value, str)
+        ):
+            base = path_of(expression.node)
+            return None if base is None else (*base, expression.arg.value)
+        return None
+
+    def walk(node: nodes.Node) -> None:
+        for child in node.iter_child_nodes():
+            if isinstance(child, nodes.Output):
+                for part in child.nodes:
+                    path = path_of(part)
+                    if path is not None:
+                        found.append(path)
+            elif not isinstance(
+                child, nodes.If | nodes.For | nodes.Macro | nodes.CallBlock | nodes.Expr
+            ):
+                walk(child)
+
+    walk(tree)
+    return tuple(found)
+
+
+def unfilled(texts: Iterable[str], variables: Mapping[str, Any]) -> tuple[str, ...]:
+    """The variables ``texts`` write that fill in nothing with ``variables``, each once, as
+    written (``"party.inn"``): a misspelt or unknown name, a field the client lacks (no
+    phone), an empty value.
+
+    Rendering writes nothing for them and goes on (a mailing to many does not stop at one
+    client without a phone); the preview and the compose page name them so the writer sees
+    "Здравствуйте, !" before the client does.  Variables written under ``{% if %}``, in a
+    loop or with ``|default`` are the writer's choice and not named.
+    """
+    named: dict[str, None] = {}
+    for text in texts:
+        for path in _written_paths(text or ""):
+            value: Any = variables
+            for key in path:
+                if value is None:
+                    break  # under a name that is missing or empty: named below
+                if not isinstance(value, Mapping):
+                    value = ...  # an attribute of a value (today.year): not ours to judge
+                    break
+                value = value.get(key)
+            if value is None or value == "":
+                named[".".join(path)] = None
+    return tuple(named)
 
 
 def _blank_none(value: Any) -> Any:
@@ -666,6 +747,7 @@ class MessageTemplateService:
             subject=self.render_text("subject", texts["subject"], variables, template=name),
             body=self.render_text("body", texts["body"], variables, template=name),
             language=template.language if isinstance(template, MessageTemplate) else None,
+            unfilled=unfilled((texts["subject"], texts["body"]), variables),
         )
 
 

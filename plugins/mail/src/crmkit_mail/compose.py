@@ -124,6 +124,7 @@ def compose(request: Request) -> Response:
     chosen = request.query_params.get("template") or ""
     error = language = None
     subject = body = ""
+    unfilled: tuple[str, ...] = ()  # variables of the template this client leaves empty
     with work(request) as unit:
         party = unit.parties.get(party_id)  # hidden or missing: 404
         addresses = email_addresses(party)
@@ -136,6 +137,7 @@ def compose(request: Request) -> Response:
                 version = unit.message_templates.version_for(template_id, party_id=party_id)
                 rendered = unit.message_templates.render(version, party_id=party_id)
                 subject, body, language = rendered.subject, rendered.body, version.language
+                unfilled = rendered.unfilled
                 chosen = str(next((t.id for t in templates if t.name == version.name), chosen))
             except ValidationFailed as refused:
                 error = error_text(request, refused)
@@ -160,6 +162,7 @@ def compose(request: Request) -> Response:
             "ready": ready,
             "error": error,
             "language": language,
+            "unfilled": unfilled,
         },
         status=422 if error else 200,
     )
