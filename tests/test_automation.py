@@ -885,3 +885,24 @@ def test_an_idle_client_skipped_for_a_rule_made_anew_is_reached_by_the_new_rule(
     assert scan_clock(app, now=month_later) == 1
     assert deliver_due(app) == {"delivered": 1}
     assert [n.body for n in timeline(app, party.id, kind="note")] == ["Позвонить давнему клиенту"]
+
+
+def test_today_in_a_rules_text_is_the_deployments_date(make_crm, plugin):
+    """A rule run at 01:30 in Moscow (22:30 the day before in UTC) wrote UTC's date."""
+    from zoneinfo import ZoneInfo
+
+    from crmkit.clock import frozen_at
+
+    app = make_crm(plugins=[plugin], settings={"locale.timezone": "Europe/Moscow"})
+    admin = add_user(app, "root", ["admin"])
+    with app.acting_as(admin) as work:
+        automation(work).create(
+            "dated-note",
+            {"event": "record.created", "entity": "party"},
+            [{"kind": "add_note", "body": "Занесён {{ today|date }}"}],
+        )
+    with frozen_at(dt.datetime(2026, 11, 2, 1, 30, tzinfo=ZoneInfo("Europe/Moscow"))):
+        with app.acting_as(admin) as work:
+            party = factories.organisation(work)
+        assert deliver_due(app) == {"delivered": 1}
+    assert [n.body for n in timeline(app, party.id, kind="note")] == ["Занесён 02.11.2026"]

@@ -3,13 +3,16 @@ URL, mail texts saying "None", and template variables that fill nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from denaq_fixtures import new_lead
 from denaq_web import Client
 
+from crmkit.clock import frozen_at
 from crmkit.web.app import create_app
 
 
@@ -82,3 +85,26 @@ def test_the_preview_names_the_variables_that_fill_in_nothing_for_this_client(
         "/templates/preview", {"subject": "x", "body": "{{ party.name }}", "party_id": firm}
     )
     assert "template-unfilled" not in page.text
+
+
+def test_today_in_a_template_is_the_senders_date_not_utcs(denaq, staff, signed_in):
+    """At 01:30 in Moscow on 2 November (22:30 on 1 November in UTC) "Ваш аккаунт дилера
+    открыт с {{ today|date }}" said 01.11.2026: today is the sender's date (their time zone,
+    else the deployment's), as every page shows it."""
+    firm = new_lead(denaq, staff.anna, name="ООО «Шинторг»")
+    anna = signed_in("anna")
+    body = "Ваш аккаунт дилера открыт с {{ today|date }}."
+    moscow = ZoneInfo("Europe/Moscow")
+    with frozen_at(dt.datetime(2026, 11, 2, 1, 30, tzinfo=moscow)):
+        page = anna.post("/templates/preview", {"subject": "x", "body": body, "party_id": firm})
+        with denaq.system() as work:  # without a sender (automation): the deployment's date
+            system = work.message_templates.render({"body": body}, party_id=firm).body
+    assert "открыт с 02.11.2026." in page.text
+    assert system == "Ваш аккаунт дилера открыт с 02.11.2026."
+    with denaq.system() as work:
+        work.users.update(staff.anna.id, timezone="UTC")
+    with frozen_at(dt.datetime(2026, 11, 2, 1, 30, tzinfo=moscow)):  # her own zone decides
+        page = signed_in("anna").post(
+            "/templates/preview", {"subject": "x", "body": body, "party_id": firm}
+        )
+    assert "открыт с 01.11.2026." in page.text

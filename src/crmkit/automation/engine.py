@@ -601,7 +601,7 @@ def _run(crm: CRM, payload: Mapping[str, Any], item_id: int | None = None) -> di
             "record": values,
             "event": event,
             "party": party_values,
-            "today": utcnow().date(),
+            "today": utcnow().astimezone(work.crm.config.zone).date(),  # the deployment's
             "zone": str(work.crm.config["locale.timezone"]),
         }
         done = [

@@ -23,6 +23,7 @@ version (:func:`choose_language`)::
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import functools
@@ -32,6 +33,7 @@ import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import jinja2
@@ -655,7 +657,10 @@ class MessageTemplateService:
         The party and the record are read through the services, so a hidden one is
         :class:`NotFound`.
         """
-        values: dict[str, Any] = {"today": utcnow().date(), "party": {}, "record": {}}
+        sender = (
+            self.session.get(User, self.work.actor.user_id) if self.work.actor.user_id else None
+        )
+        values: dict[str, Any] = {"today": self._today(sender), "party": {}, "record": {}}
         if record is not None:
             service = self.work.records(record[0])
             row = service.get(record[1])
@@ -669,9 +674,6 @@ class MessageTemplateService:
                 data.setdefault(point.kind, point.value)
             data["custom"] = _plain(party.custom or {})
             values["party"] = data
-        sender = (
-            self.session.get(User, self.work.actor.user_id) if self.work.actor.user_id else None
-        )
         values["sender"] = (
             {
                 "name": sender.label,
@@ -683,6 +685,17 @@ class MessageTemplateService:
             else {"name": self.work.actor.label}
         )
         return values
+
+    def _today(self, sender: User | None) -> dt.date:
+        """Today's date where the sender is: their time zone, else the deployment's
+        (``locale.timezone``), as their pages show dates; UTC's date is yesterday's in
+        Moscow until 03:00."""
+        zone = self.work.crm.config.zone
+        name = getattr(sender, "timezone", None)
+        if name:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):  # unknown: ours
+                zone = ZoneInfo(name)
+        return utcnow().astimezone(zone).date()
 
     def render_text(
         self, field: str, source: str, variables: Mapping[str, Any], *, template: str = ""
