@@ -73,6 +73,7 @@ def test_the_preview_names_the_variables_that_fill_in_nothing_for_this_client(
         "Здравствуйте, {{ partyy.name }}! ИНН {{ party.inn }}, тел. {{ party.phone }}.\n"
         "{% if party.email %}{{ party.email }}{% endif %} {{ party.site|default('—') }}\n"
         "{{ sender.name }}, {{ today|date }}"
+        "{% set who = party.name %}{{ who }}"
     )
     page = anna.post(
         "/templates/preview", {"subject": "Для {{ party.name }}", "body": body, "party_id": firm}

@@ -409,7 +409,9 @@ def _written_paths(source: str) -> tuple[tuple[str, ...], ...]:
                 walk(child)
 
     walk(tree)
-    return tuple(found)
+    # names the text sets itself ({% set n = party.name %}{{ n }}) are not ours to judge
+    local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    return tuple(path for path in found if path[0] not in local)
 
 
 def unfilled(texts: Iterable[str], variables: Mapping[str, Any]) -> tuple[str, ...]:
