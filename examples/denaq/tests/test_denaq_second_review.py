@@ -86,6 +86,9 @@ def test_the_preview_names_the_variables_that_fill_in_nothing_for_this_client(
         "/templates/preview", {"subject": "x", "body": "{{ party.name }}", "party_id": firm}
     )
     assert "template-unfilled" not in page.text
+    # nor without a client to fill in for (the editor's preview before one is chosen)
+    page = anna.post("/templates/preview", {"subject": "x", "body": "{{ party.name }}"})
+    assert page.status_code == 200 and "template-unfilled" not in page.text
 
 
 def test_today_in_a_template_is_the_senders_date_not_utcs(denaq, staff, signed_in):

@@ -98,4 +98,10 @@ def preview(request: Request) -> Response:
         problem = {"field": failed.field, "line": failed.line, "message": text}
     except NotFound:
         problem = {"field": "party_id", "line": None, "message": "no such client"}
-    return render(request, "template_preview.html", {"message": message, "problem": problem})
+    return render(
+        request,
+        "template_preview.html",
+        # what fills in nothing is named for a chosen client only (without one, every
+        # party.* would be)
+        {"message": message, "problem": problem, "client_chosen": party_id is not None},
+    )
