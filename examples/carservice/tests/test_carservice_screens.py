@@ -555,3 +555,23 @@ async def test_an_intakes_note_is_capped_at_20000_characters_and_nothing_is_take
     with station.crm.acting_as(station.users["manager"]) as work:
         [order] = work.records("finance_order").list(limit=50).items
         assert len(order.note) == 20000
+
+
+async def test_a_worker_sees_an_old_open_order_behind_a_hundred_finished_ones(station):
+    # a car waiting for parts since spring, and a busy summer of finished work after it
+    with frozen_at(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)):
+        waiting = station.order("ivan")
+    with station.crm.acting_as(station.manager) as work:
+        orders = finance(work).orders
+        later = [
+            orders.create({"party_id": station.client.id, "assignee_id": station.ivan.id}).id
+            for _ in range(120)
+        ]
+        work.session.execute(
+            sa.update(type(waiting)).where(type(waiting).id.in_(later)).values(stage="closed")
+        )
+    client = await signed_in(station, "ivan")
+    page = await client.get("/service/my")
+    assert page.status_code == 200
+    open_part = page.text.split("<h2>", 1)[0]
+    assert f'data-order="{waiting.id}"' in open_part

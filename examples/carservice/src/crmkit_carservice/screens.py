@@ -201,22 +201,36 @@ def assign(request: Request) -> Response:
     return redirect(request, _order_url(order_id), "Saved.")
 
 
+#: The stages of the worker's *Finished* list: their part of the order is over.
+FINISHED = ("done", "paid", "closed", "cancelled")
+#: The most open orders the worker's list shows (a worker holds a few dozen at most).
+MOST_OPEN = 500
+
+
 def my_orders(request: Request) -> Response:
     """The worker's open orders (the scope shows them only theirs) and what they did lately."""
+    mine = {"assignee_id": request.state.user.id}
     with work(request) as unit:
         orders = unit.records("finance_order")
-        mine = list(orders.list(filters={"assignee_id": request.state.user.id}, limit=100))
-        views = carservice(unit).views(mine)
-        moves = {v.order.id: [o for o in unit.moves.options(v.order) if o.allowed] for v in views}
+        # the open ones all, however many were finished since (an order waiting for parts
+        # since spring is still the worker's); the finished ones, the latest few
+        open_orders = list(
+            orders.list(filters={**mine, "stage__not_in": list(FINISHED)}, limit=MOST_OPEN)
+        )
+        finished = list(orders.list(filters={**mine, "stage__in": list(FINISHED)}, limit=20))
+        desk_ = carservice(unit)
+        open_views, finished_views = desk_.views(open_orders), desk_.views(finished)
+        moves = {
+            v.order.id: [o for o in unit.moves.options(v.order) if o.allowed] for v in open_views
+        }
     pipeline = request.app.state.crm.pipelines.get("carservice_order")
-    open_views = [v for v in views if v.order.stage not in ("done", "paid", "closed", "cancelled")]
     return render(
         request,
         "carservice/my.html",
         {
             "title": i18n.lazy("My orders"),
             "open": open_views,
-            "finished": [v for v in views if v not in open_views][:20],
+            "finished": finished_views,
             "moves": moves,
             "pipeline": pipeline,
         },
