@@ -575,3 +575,21 @@ async def test_a_worker_sees_an_old_open_order_behind_a_hundred_finished_ones(st
     assert page.status_code == 200
     open_part = page.text.split("<h2>", 1)[0]
     assert f'data-order="{waiting.id}"' in open_part
+
+
+async def test_a_car_with_orders_is_not_deleted_and_its_orders_keep_it(station):
+    order = station.order()
+    with station.crm.acting_as(station.manager) as work:
+        spare = carservice(work).cars.create(party_id=station.client.id, plate="Е001КХ77")
+        secret = work.api_tokens.create("desk").secret
+    api = WebClient.for_crm(station.crm)
+    bearer = {"Authorization": f"Bearer {secret}"}
+    refused = await api.client.delete(f"/api/v1/carservice_car/{station.car.id}", headers=bearer)
+    assert refused.status_code == 422, refused.text
+    assert "А123ВС77" in refused.text
+    with station.crm.acting_as(station.manager) as work:
+        car, _ = carservice(work).car_of(order.id)
+        assert car is not None and car.id == station.car.id
+    # a car never serviced (entered by mistake) still goes
+    gone = await api.client.delete(f"/api/v1/carservice_car/{spare.id}", headers=bearer)
+    assert gone.status_code == 204, gone.text

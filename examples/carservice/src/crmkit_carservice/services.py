@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 from crmkit_finance import finance
 from marshmallow import fields, validate
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, func, or_, select
 
 from crmkit.access.policy import load_scopes, scope_in
 from crmkit.access.rules import Scope
@@ -143,6 +143,22 @@ class CarService(EntityService):
         if "plate_key" in staged and self.holder(staged["plate_key"], other_than=record.id):
             raise _plate_taken(staged["plate"])
         return super().apply_changes(record, staged)
+
+    def delete(self, record: Any) -> None:
+        """Delete a car entered by mistake; a car with orders stays (its orders say which
+        car was serviced: the link would go with it), refused naming the plate."""
+        car = self.get(record, action="delete")
+        orders = self.session.scalar(
+            select(func.count()).where(CarserviceOrderCar.car_id == car.id)
+        )
+        if orders:
+            refused = message(
+                "the car {plate} is on {count} orders and stays with them",
+                plate=car.plate,
+                count=orders,
+            )
+            raise ValidationFailed({"_schema": [refused]}, entity="carservice_car")
+        super().delete(car)
 
     def holder(self, key: str, *, other_than: int | None = None) -> CarserviceCar | None:
         """The car registered under the folded plate ``key``, whoever's it is: a plate is
