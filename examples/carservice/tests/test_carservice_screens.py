@@ -593,3 +593,26 @@ async def test_a_car_with_orders_is_not_deleted_and_its_orders_keep_it(station):
     # a car never serviced (entered by mistake) still goes
     gone = await api.client.delete(f"/api/v1/carservice_car/{spare.id}", headers=bearer)
     assert gone.status_code == 204, gone.text
+
+
+async def test_an_intake_sent_twice_takes_one_order(station):
+    client = await signed_in(station, "manager")
+    form = await client.get(
+        "/service/intake", params={"party_id": station.client.id, "car_id": station.car.id}
+    )
+    token = re.search(r'name="form_token" value="([^"]+)"', form.text)
+    assert token, "the intake form carries a one-time token"
+    sent = [
+        ("party_id", str(station.client.id)),
+        ("car_id", str(station.car.id)),
+        ("services", str(station.diagnostics.id)),
+        ("assignee_id", str(station.ivan.id)),
+        ("form_token", token.group(1)),
+    ]
+    first = await client.post("/service/intake", sent)
+    again = await client.post("/service/intake", sent)  # a double click
+    assert first.status_code == again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]
+    with station.crm.acting_as(station.manager) as work:
+        orders = work.records("finance_order").list(filters={"party_id": station.client.id})
+        assert len(orders.items) == 1

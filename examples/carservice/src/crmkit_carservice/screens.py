@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit_finance import finance
+from crmkit_finance.services.forms import new_form_token
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -71,6 +72,8 @@ def desk(request: Request) -> Response:
 def _choices(unit: Any) -> dict[str, Any]:
     fin = finance(unit)
     return {
+        # a fresh one-time token each time the form is shown: sent twice, it takes one order
+        "form_token": new_form_token,
         "services": fin.catalogue.items(kind="service"),
         "workers": carservice(unit).workers(),
         "locations": list(unit.records("finance_location").list(limit=50)),
@@ -122,6 +125,7 @@ def intake(request: Request) -> Response:
                 mileage=str(data.get("mileage") or ""),
                 note=str(data.get("note", "")),
                 confirm_duplicates=bool(data.get("confirm_duplicates")),
+                form_token=str(data.get("form_token") or "") or None,
             )
             order_id = order.id
     except DuplicatesFound as found:

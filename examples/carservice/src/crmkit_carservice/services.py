@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 from crmkit_finance import finance
+from crmkit_finance.services import forms
 from marshmallow import fields, validate
 from sqlalchemy import case, func, or_, select
 
@@ -98,6 +99,9 @@ def _plate_taken(plate: str) -> ValidationFailed:
         entity="carservice_car",
     )
 
+
+#: The action the intake form's one-time token is claimed for.
+INTAKE = "carservice_intake"
 
 #: The most a mileage may read, in kilometres (an odometer has six or seven digits).
 MOST_MILEAGE = 9_999_999
@@ -273,6 +277,7 @@ class Desk:
         mileage: int | str | None = None,
         note: str = "",
         confirm_duplicates: bool = False,
+        form_token: str | None = None,
     ) -> Any:
         """Take an order: an existing or new client, an existing or new car, the services.
 
@@ -288,10 +293,19 @@ class Desk:
         same phone, a similar name) raises :class:`~crmkit.errors.DuplicatesFound` unless
         ``confirm_duplicates``: the manager picks the existing client (``party_id``) or
         confirms that this is somebody else.
+
+        ``form_token``: the intake form's one-time token (the finance plugin's, see
+        :mod:`crmkit_finance.services.forms`): the same form sent again (a double click, a
+        reload) returns the order it took instead of taking a second one.
         """
         item_ids = service_ids(services)
         mileage = mileage_value(mileage)
+        fin = finance(self.work)
         with self.work.savepoint():
+            # claimed inside the savepoint: a refused intake leaves the form usable again
+            earlier = forms.claim(fin, form_token, INTAKE)
+            if earlier:
+                return fin.orders.get(earlier[0])
             self._check_services(item_ids)
             if assignee_id is not None:
                 self._check_worker(assignee_id)
@@ -325,7 +339,6 @@ class Desk:
                     raise ValidationFailed(
                         {"car_id": [message("the car belongs to another client")]}
                     )
-            fin = finance(self.work)
             order = fin.orders.create(
                 {
                     "party_id": party_id,
@@ -343,6 +356,7 @@ class Desk:
                 [{"item_id": i, "main": n == 0} for n, i in enumerate(item_ids)],
             )
             self.work.flush()
+            forms.remember(fin, form_token, [order.id])
             return order
 
     def client_values(self, client: Mapping[str, Any]) -> dict[str, Any]:
