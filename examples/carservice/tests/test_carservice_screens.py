@@ -616,3 +616,22 @@ async def test_an_intake_sent_twice_takes_one_order(station):
     with station.crm.acting_as(station.manager) as work:
         orders = work.records("finance_order").list(filters={"party_id": station.client.id})
         assert len(orders.items) == 1
+
+
+async def test_a_plate_found_at_the_desk_lists_that_cars_orders_not_the_fleets(station):
+    # a corporate client's fleet: the manager asks about one car and sees its history
+    with station.crm.acting_as(station.manager) as work:
+        other = carservice(work).cars.create(party_id=station.client.id, plate="К555МН77")
+    this_car = station.order()
+    with station.crm.acting_as(station.manager) as work:
+        other_car = carservice(work).intake(
+            party_id=station.client.id,
+            car_id=other.id,
+            services=[station.oil_change.id],
+            assignee_id=station.petr.id,
+        )
+    client = await signed_in(station, "manager")
+    page = await client.get("/service", params={"q": "k555mh77"})
+    found = page.text.split('id="plate-results"', 1)[1].split("</section>", 1)[0]
+    assert f"/records/finance_order/{other_car.id}" in found
+    assert f"/records/finance_order/{this_car.id}" not in found

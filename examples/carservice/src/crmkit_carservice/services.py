@@ -218,7 +218,7 @@ class CarService(EntityService):
 
 @attrs.frozen
 class PlateMatch:
-    """A car found by its plate, its owner and their orders (those the actor may see)."""
+    """A car found by its plate, its owner and the car's orders (those the actor may see)."""
 
     car: CarserviceCar
     party: Party
@@ -253,15 +253,25 @@ class Desk:
         return self.work.records("carservice_car")
 
     def find_by_plate(self, text: str) -> list[PlateMatch]:
-        """Cars matching a plate as typed, with their client and the client's orders."""
+        """Cars matching a plate as typed, with their client and the car's latest orders
+        (those the actor may see): a fleet's other cars' orders are not this car's."""
         matches = []
         orders = self.work.records("finance_order")
         for car in self.cars.by_plate(text):
             party = self.work.parties.find(car.party_id)
             if party is None:
                 continue
-            found = orders.list(filters={"party_id": party.id}, limit=20)
-            matches.append(PlateMatch(car=car, party=party, orders=list(found)))
+            ids = list(
+                self.work.session.scalars(
+                    select(CarserviceOrderCar.order_id)
+                    .where(CarserviceOrderCar.car_id == car.id)
+                    .order_by(CarserviceOrderCar.order_id.desc())
+                    .limit(20)
+                )
+            )
+            visible = orders.find_many(ids)
+            found = [visible[i] for i in ids if i in visible]
+            matches.append(PlateMatch(car=car, party=party, orders=found))
         return matches
 
     def intake(
