@@ -635,3 +635,21 @@ async def test_a_plate_found_at_the_desk_lists_that_cars_orders_not_the_fleets(s
     found = page.text.split('id="plate-results"', 1)[1].split("</section>", 1)[0]
     assert f"/records/finance_order/{other_car.id}" in found
     assert f"/records/finance_order/{this_car.id}" not in found
+
+
+async def test_giving_orders_to_workers_is_the_assign_cell(station):
+    """A role granted ``finance_order`` ``assign`` (a shift supervisor: here the accountant)
+    gets the order page's worker form and gives the order to a worker with it."""
+    order = station.order("ivan")
+    client = await signed_in(station, "accountant")
+    assert 'id="assign"' not in (await client.get(f"/records/finance_order/{order.id}")).text
+    with station.crm.system() as work:
+        work.permissions.set("accountant", "finance_order", "assign", "all")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    assert 'id="assign"' in page.text
+    given = await client.post(
+        f"/service/orders/{order.id}/assign", {"assignee_id": str(station.petr.id)}
+    )
+    assert given.status_code == 303, given.text
+    with station.crm.acting_as(station.manager) as work:
+        assert work.records("finance_order").get(order.id).assignee_id == station.petr.id

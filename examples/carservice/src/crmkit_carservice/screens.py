@@ -178,7 +178,7 @@ def intake(request: Request) -> Response:
 def order_panel(unit: Any, order: Any) -> dict[str, Any]:
     """The order page's car service block: the car, the client's name, the worker."""
     desk_ = carservice(unit)
-    office = unit.access.can("finance_order", "update")
+    office = unit.access.can("finance_order", "assign")  # what the assign screen takes
     return {
         "view": desk_.views([order])[0],
         "workers": desk_.workers() if office else [],

@@ -407,10 +407,16 @@ class Desk:
             raise ValidationFailed({"assignee_id": [refused]})
 
     def assign(self, order: Any, worker_id: int | None) -> Any:
-        """Give an order to a worker (or take it back with ``None``)."""
+        """Give an order to a worker (or take it back with ``None``): the ``assign`` cell on
+        the order (its scope must reach it), not ``update``; written as an update is (the
+        audit entry, ``record.updated``)."""
+        orders = self.work.records("finance_order")
+        record = orders.get(order, action="assign")
         if worker_id is not None:
             self._check_worker(worker_id)
-        return self.work.records("finance_order").update(order, {"assignee_id": worker_id})
+        with self.work.savepoint():
+            orders.record_update(record, orders.stage_changes(record, {"assignee_id": worker_id}))
+        return record
 
     def car_of(self, order_id: int) -> tuple[CarserviceCar | None, int | None]:
         """The car of an order the actor may see, and the mileage on intake."""
