@@ -288,3 +288,12 @@ def test_intake_refuses_a_mileage_out_of_range_naming_the_field(station, mileage
         )
     assert list(refused.value.errors) == ["mileage"]
     assert _count_orders(station) == 0
+
+
+@pytest.mark.parametrize("typed", ["!!!", "%%%", "***", "- -"])
+def test_a_plate_of_no_letters_or_digits_is_refused(station, typed):
+    with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
+        carservice(work).cars.create(party_id=station.client.id, plate=typed)
+    assert "plate" in refused.value.errors
+    with station.crm.acting_as(station.manager) as work:
+        assert work.session.scalar(select(func.count()).select_from(CarserviceCar)) == 1

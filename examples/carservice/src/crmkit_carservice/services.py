@@ -55,7 +55,8 @@ def _plate(values: dict[str, Any]) -> None:
     if "plate" in values:
         values["plate"] = " ".join(values["plate"].split()).upper()
         values["plate_key"] = plate_key(values["plate"])
-        if not values["plate_key"]:
+        # a plate is letters and digits: "!!!" or "%%%" is no plate (and would match no search)
+        if not any(ch.isalnum() for ch in values["plate_key"]):
             raise ValidationFailed(
                 {"plate": [message("a plate is required")]}, entity="carservice_car"
             )
