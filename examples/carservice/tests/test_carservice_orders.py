@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,7 @@ from crmkit_carservice.model import CarserviceCar
 from crmkit_finance import finance
 from sqlalchemy import func, select
 
+from crmkit.clock import frozen_at
 from crmkit.errors import MoveRefused, ValidationFailed
 from crmkit.model import Party
 
@@ -297,3 +299,44 @@ def test_a_plate_of_no_letters_or_digits_is_refused(station, typed):
     assert "plate" in refused.value.errors
     with station.crm.acting_as(station.manager) as work:
         assert work.session.scalar(select(func.count()).select_from(CarserviceCar)) == 1
+
+
+def test_an_order_given_to_another_worker_after_it_was_done_leaves_the_percent_earned(station):
+    """Ivan did the work in March; in April the order goes to Petr for a warranty look and
+    a line is taken back: March's percent stays Ivan's, April's clawback is Ivan's too."""
+    with station.crm.acting_as(station.accountant) as work:
+        for worker in (station.ivan, station.petr):
+            finance(work).payroll.set_scheme(
+                worker.id, percent="40", basis="lines", valid_from=dt.date(2026, 1, 1)
+            )
+    with frozen_at(dt.datetime(2026, 3, 20, 10, tzinfo=dt.UTC)):
+        with station.crm.acting_as(station.manager) as work:
+            order = carservice(work).intake(
+                party_id=station.client.id,
+                car_id=station.car.id,
+                services=[station.diagnostics.id, station.oil_change.id],
+                assignee_id=station.ivan.id,
+                location_id=station.branch.id,
+            )
+        with station.crm.acting_as(station.ivan) as work:
+            for stage in ("in_work", "done"):
+                work.moves.move(order.id, stage, entity="finance_order")
+    warranty_day = dt.datetime(2026, 4, 6, 10, tzinfo=dt.UTC)
+    with frozen_at(warranty_day), station.crm.acting_as(station.manager) as work:
+        carservice(work).assign(order.id, station.petr.id)
+        fin = finance(work)
+        oil_line = next(
+            line for line in fin.orders.lines(order.id) if line.item_id == station.oil_change.id
+        )
+        fin.orders.remove_line(oil_line.id, reason="warranty: the oil change is on us")
+    with station.crm.acting_as(station.accountant) as work:
+        payroll = finance(work).payroll
+
+        def percent(worker, month):
+            return payroll.calculate(worker.id, month)["commission"]
+
+        march, april = dt.date(2026, 3, 1), dt.date(2026, 4, 1)
+        assert percent(station.ivan, march) == Decimal("1400.00")  # 40 % of 1500 + 2000
+        assert percent(station.petr, march) == Decimal("0.00")
+        assert percent(station.ivan, april) == Decimal("-800.00")  # the oil change taken back
+        assert percent(station.petr, april) == Decimal("0.00")

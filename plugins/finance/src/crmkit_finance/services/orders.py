@@ -861,6 +861,10 @@ class OrderService(EntityService):
             line.base_amount = fin.rates.to_base(line.amount, order.currency, day)
             line.base_cost = line.cost
             line.recognized_on = day
+            if line.performer_id is None:
+                # the work is the assignee's of now: given to someone else later (a warranty
+                # look), the order takes no earned percent (nor a later clawback) along
+                line.performer_id = order.assignee_id
             income[fin.catalogue.income_account_code(line.kind)] += line.base_amount
             charged += line.amount
             base_charged += line.base_amount

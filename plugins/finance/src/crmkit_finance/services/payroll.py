@@ -5,7 +5,7 @@ revenue is that of the order lines recognized in the month, net of discounts and
 removed later (their negative twins count in the month of removal), in the base currency:
 
 * basis ``lines``: the lines the employee performed (a line without a performer is the
-  order's assignee's);
+  order's assignee's; recognition writes the assignee of then on it);
 * basis ``orders``: every line of the orders the employee was assigned to.
 
 The scheme's percent applies to service lines (and goods lines when ``include_goods``); a
