@@ -653,3 +653,17 @@ async def test_giving_orders_to_workers_is_the_assign_cell(station):
     assert given.status_code == 303, given.text
     with station.crm.acting_as(station.manager) as work:
         assert work.records("finance_order").get(order.id).assignee_id == station.petr.id
+
+
+async def test_an_intake_for_a_branch_that_is_not_there_names_the_branch(station):
+    """A branch id no branch has (deleted since the form was shown, a stale tab) is the
+    form again with the branch named, not a missing page; no order is taken."""
+    client = await signed_in(station, "manager")
+    form = _intake_form(station, party_id=str(station.client.id), car_id=str(station.car.id))
+    response = await client.post("/service/intake", {**form, "location_id": "99999"})
+    assert response.status_code == 422, response.status_code
+    error = re.search(r'id="form-error">([^<]*)<', response.text).group(1)
+    assert error.startswith(tuple(f"{label}: " for label in ID_LABELS["location_id"])), error
+    assert "99999" in error, error
+    assert 'name="client_kind"' in response.text or 'name="services"' in response.text
+    assert _orders_of(station, station.client.id) == []

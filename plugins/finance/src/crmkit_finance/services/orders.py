@@ -114,7 +114,7 @@ class OrderService(EntityService):
         if values.get("assignee_id") not in (None, self.work.actor.user_id):
             self.check_assignable(values["assignee_id"])
         if values.get("location_id") is not None:
-            self.work.records("finance_location").get(values["location_id"])
+            self._check_location(values["location_id"])
         if values.get("contract_id") is None and values.get("party_id") is not None:
             contract = self.active_contract(values["party_id"])
             values["contract_id"] = contract.id if contract else None
@@ -123,6 +123,14 @@ class OrderService(EntityService):
             if contract is None or contract.party_id != values.get("party_id"):
                 raise ValidationFailed({"contract_id": [message("not a contract of this client")]})
         return super().build(values)
+
+    def _check_location(self, location_id: int) -> None:
+        """A branch the order may name: one there is and the actor may see.  Another is a
+        refusal naming the field (a form shows it again), not a missing page."""
+        if self.work.records("finance_location").find(location_id) is None:
+            raise ValidationFailed(
+                {"location_id": [message("no location {location}", location=location_id)]}
+            )
 
     def default_pipeline_name(self) -> str | None:
         """``finance.order_pipeline``, else a deployment's default pipeline, else the built-in."""
@@ -178,6 +186,8 @@ class OrderService(EntityService):
             )
         if "location_id" in values and values["location_id"] != record.location_id:
             self._check_branch_change(record)
+            if values["location_id"] is not None:
+                self._check_location(values["location_id"])
         if "party_id" in values and values["party_id"] != record.party_id:
             paid = self.paid(record)
             if paid != 0:
