@@ -301,13 +301,17 @@ def test_a_plate_of_no_letters_or_digits_is_refused(station, typed):
         assert work.session.scalar(select(func.count()).select_from(CarserviceCar)) == 1
 
 
-def test_an_order_given_to_another_worker_after_it_was_done_leaves_the_percent_earned(station):
+@pytest.mark.parametrize("basis", ["lines", "orders"])
+def test_an_order_given_to_another_worker_after_it_was_done_leaves_the_percent_earned(
+    station, basis
+):
     """Ivan did the work in March; in April the order goes to Petr for a warranty look and
-    a line is taken back: March's percent stays Ivan's, April's clawback is Ivan's too."""
+    a line is taken back: March's percent stays Ivan's, April's clawback is Ivan's too,
+    whether they are paid for the lines they did or for the orders they had."""
     with station.crm.acting_as(station.accountant) as work:
         for worker in (station.ivan, station.petr):
             finance(work).payroll.set_scheme(
-                worker.id, percent="40", basis="lines", valid_from=dt.date(2026, 1, 1)
+                worker.id, percent="40", basis=basis, valid_from=dt.date(2026, 1, 1)
             )
     with frozen_at(dt.datetime(2026, 3, 20, 10, tzinfo=dt.UTC)):
         with station.crm.acting_as(station.manager) as work:

@@ -279,8 +279,10 @@ class FinanceOrderLine(IdMixin, Base):
     ``amount`` = ``qty`` x ``unit_price`` − ``discount`` (rounded half up).  ``cost`` is what
     the goods cost the business (their stock value), zero for services.  Once the order is
     completed a line is **recognized**: ``recognized_on`` is the business date its revenue
-    counts on and ``base_amount``/``base_cost`` are in the base currency.  A recognized line
-    is never edited: removing it appends a negative line (``reverses_line_id``).
+    counts on and ``base_amount``/``base_cost`` are in the base currency, and
+    ``assignee_id`` is the order's assignee then (the worker of record whose orders the
+    revenue counts for, for a salary on basis ``orders``).  A recognized line is never
+    edited: removing it appends a negative line (``reverses_line_id``).
     """
 
     __table_args__ = (
@@ -293,6 +295,7 @@ class FinanceOrderLine(IdMixin, Base):
         ),
         Index("ix_finance_order_line_order", "order_id", "position"),
         Index("ix_finance_order_line_performer", "performer_id", "recognized_on"),
+        Index("ix_finance_order_line_assignee", "assignee_id", "recognized_on"),
     )
 
     order_id: Mapped[int] = _fk("finance_order.id", nullable=False, ondelete="CASCADE")
@@ -315,6 +318,9 @@ class FinanceOrderLine(IdMixin, Base):
     base_cost: Mapped[Decimal | None] = mapped_column(Amount(2))
     charge_transaction_id: Mapped[int | None] = _fk("finance_transaction.id")
     reverses_line_id: Mapped[int | None] = _fk("finance_order_line.id", unique=True)
+    #: the order's assignee when the line was recognized (a user id; no foreign key, as
+    #: the column came later and SQLite adds no constraint to a table in place)
+    assignee_id: Mapped[int | None] = mapped_column(IdType, nullable=True)
 
 
 # -- cash desk and payments -------------------------------------------------------------

@@ -871,6 +871,8 @@ class OrderService(EntityService):
             line.base_amount = fin.rates.to_base(line.amount, order.currency, day)
             line.base_cost = line.cost
             line.recognized_on = day
+            # the worker of record of the revenue (basis ``orders``): the order's of now
+            line.assignee_id = order.assignee_id
             if line.performer_id is None:
                 # the work is the assignee's of now: given to someone else later (a warranty
                 # look), the order takes no earned percent (nor a later clawback) along
@@ -926,6 +928,7 @@ class OrderService(EntityService):
             amount=-line.amount,
             cost=-line.cost,
             performer_id=line.performer_id,
+            assignee_id=line.assignee_id,
             added_at=when,
             added_by_id=self.work.actor.user_id,
             recognized_on=fin.business_date(when),

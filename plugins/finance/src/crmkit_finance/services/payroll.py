@@ -6,7 +6,9 @@ removed later (their negative twins count in the month of removal), in the base 
 
 * basis ``lines``: the lines the employee performed (a line without a performer is the
   order's assignee's; recognition writes the assignee of then on it);
-* basis ``orders``: every line of the orders the employee was assigned to.
+* basis ``orders``: every line of the orders the employee was assigned to when the line
+  was recognized (recognition writes the assignee of then on it, as the order's worker of
+  record: an order given to someone else later takes no earned percent along).
 
 The scheme's percent applies to service lines (and goods lines when ``include_goods``); a
 rate for a category replaces it for lines of that category.  Commission is rounded half up
@@ -209,10 +211,10 @@ class PayrollService:
         if blocked:
             fixed = round_money(fixed * paid_days / end.day, base)
         rates = self.rates_of(scheme)
+        # lines recognized before the columns were written fall back on the order's assignee
         performer = func.coalesce(FinanceOrderLine.performer_id, FinanceOrder.assignee_id)
-        who = (
-            performer == user_id if scheme.basis == "lines" else FinanceOrder.assignee_id == user_id
-        )
+        of_record = func.coalesce(FinanceOrderLine.assignee_id, FinanceOrder.assignee_id)
+        who = (performer if scheme.basis == "lines" else of_record) == user_id
         rows = self.session.execute(
             select(
                 FinanceOrderLine.category_id,
