@@ -344,3 +344,52 @@ def test_an_order_given_to_another_worker_after_it_was_done_leaves_the_percent_e
         assert percent(station.petr, march) == Decimal("0.00")
         assert percent(station.ivan, april) == Decimal("-800.00")  # the oil change taken back
         assert percent(station.petr, april) == Decimal("0.00")
+
+
+def test_an_order_done_in_march_and_cancelled_in_april_stays_in_marchs_count(station):
+    """The director's March is written once: an order done in March and reopened and
+    cancelled in April keeps its place in March's orders as its revenue keeps March's; April
+    takes both back (the revenue credited, the order counted off)."""
+    from crmkit_finance.reports import run_report
+
+    def take(services, day):
+        with frozen_at(day), station.crm.acting_as(station.manager) as work:
+            order = carservice(work).intake(
+                party_id=station.client.id,
+                car_id=station.car.id,
+                services=services,
+                assignee_id=station.ivan.id,
+                location_id=station.branch.id,
+            )
+        with frozen_at(day), station.crm.acting_as(station.ivan) as work:
+            for stage in ("in_work", "done"):
+                work.moves.move(order.id, stage, entity="finance_order")
+        return order
+
+    def months():
+        with station.crm.acting_as(station.users["director"]) as work:
+            params = {"start": "2026-03-01", "end": "2026-04-30"}
+            report = run_report(work, "finance.director", params)
+            checks = run_report(work, "finance.average_check", params)
+        return (
+            {r["month"]: (r["orders"], r["revenue"], r["average_check"]) for r in report.rows},
+            (report.totals["orders"], report.totals["revenue"]),
+            {r["month"]: (r["orders"], r["average_check"]) for r in checks.rows},
+        )
+
+    march = dt.datetime(2026, 3, 20, 10, tzinfo=dt.UTC)
+    first = take([station.diagnostics.id, station.oil_change.id], march)  # 1500 + 2000
+    before = months()
+    assert before[0]["2026-03"] == (1, Decimal("3500.00"), Decimal("3500.00"))
+    april = dt.datetime(2026, 4, 6, 10, tzinfo=dt.UTC)
+    take([station.diagnostics.id], april)
+    with frozen_at(april), station.crm.acting_as(station.manager) as work:
+        work.moves.move(first.id, "in_work", entity="finance_order", comment="the client came back")
+        work.moves.move(first.id, "cancelled", entity="finance_order", comment="refused the work")
+    by_month, totals, checks = months()
+    assert by_month["2026-03"] == before[0]["2026-03"]  # March as the director read it then
+    assert checks["2026-03"] == (1, Decimal("3500.00"))
+    # April: one order done (1500), one of March's counted off with its 3500 credited
+    assert by_month["2026-04"][:2] == (0, Decimal("-2000.00"))
+    assert by_month["2026-04"][2] == checks["2026-04"][1] == Decimal("1500.00")
+    assert totals == (1, Decimal("1500.00"))  # the one order standing, and its revenue

@@ -323,6 +323,26 @@ class FinanceOrderLine(IdMixin, Base):
     assignee_id: Mapped[int | None] = mapped_column(IdType, nullable=True)
 
 
+class FinanceOrderCompletion(IdMixin, Base):
+    """The orders completed and reopened, day by day, as the director's reports count them.
+
+    Written once and never edited, as a recognized line is: completing an order appends
+    ``orders`` 1 on the business date with ``base_total`` the revenue it recognized;
+    reopening it (before a cancellation, or to work on it again) appends ``orders`` -1 on
+    the day of the reopening with the revenue it credited back, negative.  So a month's
+    count of orders, like its revenue, never changes once the month is over.
+    """
+
+    __table_args__ = (
+        Index("ix_finance_order_completion_day", "completed_on", "orders", "base_total"),
+    )
+
+    order_id: Mapped[int] = _fk("finance_order.id", nullable=False, ondelete="CASCADE")
+    completed_on: Mapped[dt.date] = mapped_column(Date)
+    orders: Mapped[int] = mapped_column(Integer)
+    base_total: Mapped[Decimal] = mapped_column(Amount(2))
+
+
 # -- cash desk and payments -------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from crmkit.access.rules import Scope
 from crmkit.clock import utcnow
@@ -40,6 +40,7 @@ from crmkit_finance.model import (
     FinanceItem,
     FinanceItemCategory,
     FinanceOrder,
+    FinanceOrderCompletion,
     FinanceOrderLine,
     FinancePayment,
     FinanceTransaction,
@@ -211,17 +212,33 @@ def revenue_by_day_and_category(
 
 def orders_by_day(
     work: Any, start: dt.date, end: dt.date, scope_predicate: Any = None
-) -> list[tuple[dt.date, int, Decimal]]:
-    """(day, orders completed, their recognized revenue), off the covering index
-    ``ix_finance_order_completed``."""
+) -> list[tuple[dt.date, int, int, Decimal]]:
+    """(day, orders counted: completed less reopened, orders completed, the revenue those
+    completions recognized), off the covering index ``ix_finance_order_completion_day``.
+
+    Read from the completions as they were written (:class:`FinanceOrderCompletion`), not
+    from the orders as they are now, so a day's figures never change: an order reopened
+    later is counted off on the day of its reopening, as its revenue is credited then."""
+    entry = FinanceOrderCompletion
+    done = case((entry.orders > 0, 1), else_=0)
     statement = (
-        select(FinanceOrder.completed_on, func.count(), func.sum(FinanceOrder.base_total))
-        .where(FinanceOrder.completed_on >= start, FinanceOrder.completed_on <= end)
-        .group_by(FinanceOrder.completed_on)
+        select(
+            entry.completed_on,
+            func.sum(entry.orders),
+            func.sum(done),
+            func.sum(case((entry.orders > 0, entry.base_total), else_=0)),
+        )
+        .where(entry.completed_on >= start, entry.completed_on <= end)
+        .group_by(entry.completed_on)
     )
     if scope_predicate is not None:
-        statement = statement.where(scope_predicate)
-    return list(work.session.execute(statement))
+        statement = statement.join(FinanceOrder, FinanceOrder.id == entry.order_id).where(
+            scope_predicate
+        )
+    return [
+        (day, int(net or 0), int(completed or 0), Decimal(total or 0))
+        for day, net, completed, total in work.session.execute(statement)
+    ]
 
 
 def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
@@ -242,10 +259,12 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         cost[key] += goods_cost or ZERO
         categories.add(category)
     orders: dict[str, int] = defaultdict(int)
+    completed: dict[str, int] = defaultdict(int)
     checks: dict[str, Decimal] = defaultdict(Decimal)
-    for day, count, total in orders_by_day(work, start, end, predicate):
+    for day, count, done, total in orders_by_day(work, start, end, predicate):
         key = month_key(day)
         orders[key] += count
+        completed[key] += done
         checks[key] += total or ZERO
     ordered = sorted(categories, key=lambda c: (names.get(c, str(c)), c or 0))
     base = finance(work).base_currency
@@ -257,7 +276,9 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             "month": key,
             "orders": orders[key],
             "revenue": month_revenue,
-            "average_check": round_money(checks[key] / orders[key], base) if orders[key] else ZERO,
+            "average_check": (
+                round_money(checks[key] / completed[key], base) if completed[key] else ZERO
+            ),
             "cost": cost[key],
             "margin": margin,
             "margin_percent": _fraction(margin, month_revenue),
@@ -268,6 +289,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     total_revenue = sum((r["revenue"] for r in rows), ZERO)
     total_cost = sum((r["cost"] for r in rows), ZERO)
     total_orders = sum(r["orders"] for r in rows)
+    total_completed = sum(completed.values())
     total_checks = sum(checks.values(), ZERO)
     columns = [
         Column("month", "Month"),
@@ -307,8 +329,8 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
         totals={
             "orders": total_orders,
             "revenue": total_revenue,
-            "average_check": round_money(total_checks / total_orders, base)
-            if total_orders
+            "average_check": round_money(total_checks / total_completed, base)
+            if total_completed
             else ZERO,
             "cost": total_cost,
             "margin": total_revenue - total_cost,
@@ -398,14 +420,15 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 
 
 def average_check_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
-    """Orders completed per month, their revenue and the average check."""
+    """Orders completed per month, the revenue they recognized and the average check (the
+    completions as they were written: an order reopened later stays in its month)."""
     scope = guard(work, MANAGEMENT, "finance_order", "the average check")
     start, end = period(work, params)
     base = finance(work).base_currency
     counts: dict[str, int] = defaultdict(int)
     sums: dict[str, Decimal] = defaultdict(Decimal)
-    for day, count, total in orders_by_day(work, start, end, _order_scope(work, scope)):
-        counts[month_key(day)] += count
+    for day, _counted, done, total in orders_by_day(work, start, end, _order_scope(work, scope)):
+        counts[month_key(day)] += done
         sums[month_key(day)] += total or ZERO
     rows = [
         {

@@ -43,6 +43,7 @@ from crmkit_finance.model import (
     FinanceItem,
     FinanceLocation,
     FinanceOrder,
+    FinanceOrderCompletion,
     FinanceOrderLine,
     FinancePayment,
     FinanceStockMove,
@@ -689,6 +690,15 @@ class OrderService(EntityService):
             self._recognize(order, open_lines, when)
         order.completed_at = when
         order.completed_on = fin.business_date(when)
+        # the director's count of the day, written once as the revenue is
+        self.session.add(
+            FinanceOrderCompletion(
+                order_id=order.id,
+                completed_on=order.completed_on,
+                orders=1,
+                base_total=order.base_total,
+            )
+        )
         contract = (
             self.session.get(FinanceContract, order.contract_id) if order.contract_id else None
         )
@@ -714,6 +724,7 @@ class OrderService(EntityService):
         if order.completed_at is None:
             return order
         now = utcnow()
+        recognized = order.base_total
         for line in self._live_recognized(order):
             self._credit_line(order, line, now, memo=reason)
             copy = FinanceOrderLine(
@@ -746,6 +757,16 @@ class OrderService(EntityService):
                     record=("finance_order", order.id),
                     party_id=order.party_id,
                 )
+        # counted off on the day of the reopening, with what it credited back: the month it
+        # was done keeps it, as it keeps its revenue
+        self.session.add(
+            FinanceOrderCompletion(
+                order_id=order.id,
+                completed_on=self.fin.business_date(now),
+                orders=-1,
+                base_total=order.base_total - recognized,
+            )
+        )
         order.completed_at = None
         order.completed_on = None
         order.due_on = None
