@@ -420,8 +420,8 @@ def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 
 
 def average_check_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
-    """Orders completed per month, the revenue they recognized and the average check (the
-    completions as they were written: an order reopened later stays in its month)."""
+    """Orders completed per month, their revenue and the average check."""
+    # the completions as they were written: an order reopened later stays in its month
     scope = guard(work, MANAGEMENT, "finance_order", "the average check")
     start, end = period(work, params)
     base = finance(work).base_currency
