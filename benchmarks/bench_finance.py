@@ -120,9 +120,10 @@ def generate(crm: CRM, orders: int, seed: int = 7) -> None:
                     "version",
                     "created_at",
                     "updated_at",
+                    "last_activity_at",
                 ],
                 (
-                    (i, "person", f"Client {i}", f"client {i}", "", "{}", 1, now, now)
+                    (i, "person", f"Client {i}", f"client {i}", "", "{}", 1, now, now, now)
                     for i in range(1, CLIENTS + 1)
                 ),
             ),
