@@ -24,7 +24,7 @@ from crmkit.access.cache import Stamp, stamp_columns
 from crmkit.clock import utcnow
 from crmkit.db import read_only_connection
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Moment, message
 from crmkit.model import ApiToken, User
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class ApiTokenService:
         if user is None:
             if actor_id is None:
                 raise ValidationFailed(
-                    {"user": ["the system has no tokens of its own; name a user"]}
+                    {"user": [message("the system has no tokens of its own; name a user")]}
                 )
             return self.work.users.get(actor_id)
         target = self.work.users.get(user)
@@ -106,28 +106,33 @@ class ApiTokenService:
         owner = self._owner(user)
         label = (name or "").strip()
         if not label:
-            raise ValidationFailed({"name": ["give the token a name (what is it for?)"]})
+            raise ValidationFailed({"name": [message("give the token a name (what is it for?)")]})
         if len(label) > 200:
-            raise ValidationFailed({"name": ["at most 200 characters"]})
+            raise ValidationFailed({"name": [message("at most 200 characters")]})
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 raise ValidationFailed(
-                    {"expires_at": ["give a time with its time zone"]}, labels=TOKEN_EXPIRY
+                    {"expires_at": [message("give a time with its time zone")]},
+                    labels=TOKEN_EXPIRY,
                 )
             if expires_at <= utcnow():
-                refusal = {"expires_at": ["must be in the future"]}
+                refusal = {"expires_at": [message("must be in the future")]}
                 raise ValidationFailed(refusal, labels=TOKEN_EXPIRY)
         if not_after is not None:
             if expires_at is None:
                 expires_at = not_after
             elif expires_at > not_after:
-                limit = not_after.isoformat(timespec="seconds")
+                # the limit is a moment: a reader sees it at their own hours
+                limit = Moment(not_after)
+                refused = message("at most {limit}, when the token making it expires", limit=limit)
                 raise ValidationFailed(
-                    {"expires_at": [f"at most {limit}, when the token making it expires"]},
+                    {"expires_at": [refused]},
                     labels=TOKEN_EXPIRY,
                 )
         if owner.blocked:
-            raise ValidationFailed({"user": [f"user {owner.username} is blocked"]})
+            raise ValidationFailed(
+                {"user": [message("user {user} is blocked", user=owner.username)]}
+            )
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         token = ApiToken(
             user_id=owner.id,

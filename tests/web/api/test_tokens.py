@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from crmkit.cli import cli
+from crmkit.errors import ValidationFailed
+from crmkit.i18n import translate
 from crmkit.model import ApiToken
 from crmkit.services import tokens
 from crmkit.testing import add_user
@@ -156,3 +162,51 @@ def test_cli_creates_lists_and_revokes_tokens(tmp_path):
         revoked = runner.invoke(cli, [*config, "token", "revoke", str(owner.token_id)])
         assert revoked.exit_code == 0, revoked.output
         assert tokens.authenticate(crm.engine, secret) is None
+
+
+def test_token_refusals_are_messages_every_reader_translates(crm):
+    """Each refusal of a token is a template of the catalogs (its moment a moment), so a
+    Russian reader sees it in Russian and at their own hours, not an English sentence."""
+    script = Path(__file__).resolve().parents[3] / "scripts/update-catalogs.py"
+    spec = importlib.util.spec_from_file_location("update_catalogs", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    extracted = {m.id for m in module.extracted() if m.id}
+
+    ann = add_user(crm, "ann", ["agent"])
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    limit = dt.datetime(2100, 1, 1, 21, 30, tzinfo=dt.UTC)
+    attempts = {
+        "name": [{"name": " "}, {"name": "x" * 201}],
+        "expires_at": [
+            {"name": "t", "expires_at": dt.datetime(2100, 1, 1)},
+            {"name": "t", "expires_at": now - dt.timedelta(hours=1)},
+            {"name": "t", "expires_at": limit + dt.timedelta(days=1), "not_after": limit},
+        ],
+    }
+    texts = []
+    with crm.acting_as(ann) as work:
+        for field, tries in attempts.items():
+            for kwargs in tries:
+                with pytest.raises(ValidationFailed) as refused:
+                    work.api_tokens.create(**kwargs)
+                [text] = refused.value.errors[field]
+                texts.append(text)
+    with crm.system() as work:
+        with pytest.raises(ValidationFailed) as refused:
+            work.api_tokens.create("the system's")
+        texts.append(refused.value.errors["user"][0])
+        work.users.block("ann")
+        with pytest.raises(ValidationFailed) as refused:
+            work.api_tokens.create("a blocked one's", user="ann")
+        texts.append(refused.value.errors["user"][0])
+
+    def marked(template: str) -> str:
+        return "«" + template + "»" if template in extracted else template
+
+    for text in texts:
+        shown = translate(text, marked)
+        assert shown.startswith("«"), f"not in the catalogs: {shown}"
+    moscow = translate(texts[4], marked, ZoneInfo("Europe/Moscow"))
+    assert "2100-01-02 00:30" in moscow  # the limit at the reader's hours
+    assert "ann" in translate(texts[-1], marked)
