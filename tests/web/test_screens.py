@@ -511,6 +511,29 @@ async def test_tasks_and_calendar_refuse_whose_they_do_not_know(web, crm):
     assert page.status_code == 422 and "одно из значений: mine, team" in _alert(page)
 
 
+async def test_tasks_refuse_a_view_they_do_not_know(web, crm):
+    """``?view=`` other than list or board is refused on the page (422, its tabs kept and
+    leading to the list), naming the task view in the reader's language, rather than
+    showing the list as if it had been asked for."""
+    english = await web("agent", locale="en")
+    with crm.acting_as(english.user) as work:
+        work.tasks.create(title="Позвонить в Альфу", assignee_id=english.user.id)
+    for query in ("view=bord", "who=mine&view=kanban", "view=LIST"):
+        page = await english.get(f"/tasks?{query}")
+        assert page.status_code == 422, query
+        assert _alert(page) == "Task view: one of list, board", query
+        assert "Позвонить в Альфу" not in page.text, query
+        assert "?who=mine&view=list" in page.text and "?who=mine&view=board" in page.text
+    both = await english.get("/tasks?who=teem&view=bord")
+    assert _alert(both) == "Whose tasks: one of mine, team; Task view: one of list, board"
+    for query in ("view=list", "view=board", "view=", "who=team&view=board"):
+        page = await english.get(f"/tasks?{query}")
+        assert page.status_code == 200 and not _alert(page), query
+    russian = await web("agent", locale="ru")
+    page = await russian.get("/tasks?view=bord")
+    assert page.status_code == 422 and "одно из значений: list, board" in _alert(page)
+
+
 async def test_the_calendar_refuses_ids_that_name_no_record_instead_of_failing(web, crm):
     """``who=user:<id>`` past what an id column holds, a "²" or a huge event id are refused
     (422 naming the field, or 404), never a 500."""

@@ -18,21 +18,30 @@ from crmkit.web.pages import error_text, form_data, is_htmx, posted, redirect, r
 BOARD_STATUSES = ("open", "in_progress", "waiting", "done")
 #: Whose tasks the page shows (``?who=``).
 WHO = ("mine", "team")
-#: How a refusal names ``who`` here (``who`` alone is the calendar's in the catalogs).
-WHO_LABELS = {"who": i18n.lazy("Whose tasks")}
+#: How the page shows them (``?view=``).
+VIEWS = ("list", "board")
+#: How a refusal names ``who`` here (``who`` alone is the calendar's in the catalogs), and
+#: ``view`` (the bare word is a section of the site in the catalogs).
+LABELS = {"who": i18n.lazy("Whose tasks"), "view": i18n.lazy("Task view")}
 
 
 def tasks_page(request: Request) -> Response:
     """``?who=mine|team``, ``?view=list|board``."""
     params = request.query_params
     who = params.get("who") or "mine"
-    view = params.get("view", "list")
+    view = params.get("view") or "list"
     now = dt.datetime.now(dt.UTC)
     refusal = None
+    errors = {}
     if who not in WHO:
         # the page with the refusal and its tabs, not someone's tasks as if asked for
-        refused = ValidationFailed({"who": [message("one of {choices}", choices=", ".join(WHO))]})
-        refusal = error_text(request, refused, labels=WHO_LABELS)
+        errors["who"] = [message("one of {choices}", choices=", ".join(WHO))]
+    if view not in VIEWS:
+        # nor the list as if it had been asked for; the tabs link to the list
+        errors["view"] = [message("one of {choices}", choices=", ".join(VIEWS))]
+        view = "list"
+    if errors:
+        refusal = error_text(request, ValidationFailed(errors), labels=LABELS)
     with work(request) as unit:
         if refusal:
             rows = []
