@@ -16,6 +16,7 @@ from denaq_web import Client
 from sqlalchemy import select
 
 from crmkit.clock import frozen_at, utcnow
+from crmkit.errors import ValidationFailed
 from crmkit.web.app import create_app
 
 
@@ -363,3 +364,35 @@ def test_an_agent_records_a_call_on_the_card_and_the_weekly_statistics_count_it(
     assert [(c.party_id, c.actor_id, c.data["outcome"]) for c in calls] == [
         (firm, staff.anna.id, "call back")
     ]
+
+
+def test_a_lead_creators_leads_are_not_handed_over_by_address(denaq, staff, signed_in):
+    """``?from=`` names only an agent the screen offers (an active one, or a blocked one
+    still holding firms): a lead creator's leads, or a blocked agent holding nothing, are
+    refused naming ``from``, by the page and by the hand-over itself; nothing moves."""
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(2)]
+    with denaq.system() as work:
+        gone = work.users.create(username="olga", roles=["agent"], display_name="Ольга")
+        work.users.block(gone.id)  # holds nothing
+    admin = signed_in("boss")
+    for user in (staff.finder, gone, staff.admin):
+        page = admin.get(f"/denaq/distribution?from={user.id}")
+        assert page.status_code == 422, user.username
+        said = _said(page.text)
+        # "from" in the reader's language, and who it named (the text: see the catalogs)
+        assert re.search(rf"откуда: \S+ {user.id} ", said), said
+        assert "ООО «Лид 0»" not in page.text.split('id="handover"', 1)[-1]
+    refused = admin.post(
+        "/denaq/distribution",
+        {"action": "reassign", "from_agent": str(staff.finder.id), "to_agent": str(staff.anna.id)},
+    )
+    assert refused.status_code == 422 and "от кого:" in _said(refused.text)
+    with denaq.system() as work:
+        assert {work.parties.get(i).owner_id for i in leads} == {staff.finder.id}
+    with denaq.acting_as(staff.admin) as work, pytest.raises(ValidationFailed) as caught:
+        distribution(work).reassign(staff.finder.id, staff.anna.id)
+    assert str(caught.value.errors["from_agent"][0]) == (
+        f"user {staff.finder.id} is not an agent whose firms can be handed over"
+    )
+    # an agent holding nothing yet is still offered, and so shown
+    assert admin.get(f"/denaq/distribution?from={staff.anna.id}").status_code == 200

@@ -86,6 +86,13 @@ class Distribution:
             key=lambda u: (u.display_name or u.username).casefold(),
         )
 
+    def require_holder(self, user_id: int, field: str = "from") -> None:
+        """Refuse (naming ``field``) a user whose firms are not to be handed over: anyone
+        but the :meth:`holders` the screen offers (a lead creator's leads are dealt from the
+        pool, not handed over; a blocked agent holding nothing has nothing to give)."""
+        if user_id not in {u.id for u in self.holders()}:
+            raise ValidationFailed({field: [_not_a_holder(user_id)]})
+
     def _agent_ids(self) -> list[int]:
         return [u.id for u in self.agents()]
 
@@ -232,6 +239,7 @@ class Distribution:
         they created themselves stays theirs to read and edit: the core's "own" scope of
         tasks, reminders and meetings counts their creator).  Returns the firms moved.
         """
+        self.require_holder(from_agent, "from_agent")
         if from_agent == to_agent:
             raise ValidationFailed({"to_agent": ["choose another agent"]})
         if to_agent not in self._agent_ids():
@@ -319,6 +327,11 @@ class Distribution:
 def _not_an_agent(user_id: int) -> Message:
     """The refusal of a receiver who is not an active agent (translated when shown)."""
     return message("user {user} is not an active agent", user=user_id)
+
+
+def _not_a_holder(user_id: int) -> Message:
+    """The refusal of a giver whose firms are not to be handed over (translated when shown)."""
+    return message("user {user} is not an agent whose firms can be handed over", user=user_id)
 
 
 def summary(work: UnitOfWork) -> list[dict[str, Any]]:

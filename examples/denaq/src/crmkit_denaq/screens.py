@@ -90,6 +90,8 @@ async def distribution_page(request: Request) -> Response:
         portfolio: list[Party] = []
         portfolio_total = 0
         if source is not None:
+            # only the agents the screen offers: a lead creator's leads go through the pool
+            service.require_holder(source, "from")
             firms = {"pipeline": NAME, "owner_id": source}
             portfolio = list(unit.parties.list(filters=firms, order=["name"], limit=FIRMS_SHOWN))
             portfolio_total = len(portfolio)
@@ -137,9 +139,11 @@ async def _distribute(request: Request) -> Response:
             if source is None or target is None:
                 raise ValidationFailed({"to_agent": ["choose both agents"]})
             count = service.reassign(source, target, ids or None)
+            # back to the giver's firms, unless a blocked giver now holds none to give
+            still = source in {u.id for u in service.holders()}
             with i18n.activate(request.state.locale):
                 text = i18n.gettext("Firms handed over: %(count)s") % {"count": count}
-            return redirect(request, HERE, text, **{"from": source})
+            return redirect(request, HERE, text, **({"from": source} if still else {}))
         else:
             raise ValidationFailed({"action": ["choose an action"]})
     with i18n.activate(request.state.locale):
