@@ -396,3 +396,38 @@ def test_a_lead_creators_leads_are_not_handed_over_by_address(denaq, staff, sign
     )
     # an agent holding nothing yet is still offered, and so shown
     assert admin.get(f"/denaq/distribution?from={staff.anna.id}").status_code == 200
+
+
+def test_activity_weeks_are_labelled_as_their_reader_writes_days(denaq, staff, signed_in):
+    """The weekly activity's columns say which days they count, Monday to Sunday, as the
+    reader writes them (``23.11–29.11`` in Russian, ``Nov 23 – 29`` in English) on the
+    report's page and the statistics' chart; a download keeps the Monday's ISO date, which
+    a spreadsheet reads as a date."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from crmkit_denaq import stats
+
+    assert stats.week_label(dt.date(2026, 11, 23), "ru") == "23.11–29.11"
+    assert stats.week_label(dt.date(2026, 11, 23), "en") == "Nov 23\u2009–\u200929"
+    assert stats.week_label(dt.date(2026, 11, 30), "en") == "Nov 30\u2009–\u2009Dec 6"
+    lead = new_lead(denaq, staff.anna)
+    with denaq.acting_as(staff.anna) as work:
+        work.timeline.add("call", party_id=lead, subject="первый звонок")
+    today = utcnow().astimezone(ZoneInfo("Europe/Moscow")).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    russian = f"{monday:%d.%m}–{monday + dt.timedelta(days=6):%d.%m}"
+    admin = signed_in("boss")
+    page = admin.get("/reports/denaq_activity?weeks=2")
+    assert page.status_code == 200
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", page.text.split('id="report-table"', 1)[1])
+    assert russian in headers and monday.isoformat() not in page.text
+    chart = json.dumps(russian)[1:-1]  # as the chart's JSON writes it
+    assert chart in admin.get("/denaq/stats").text
+    text = admin.get("/reports/denaq_activity/export.csv?weeks=2").content.decode("utf-8-sig")
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[-2] == monday.isoformat() and russian not in text
+    with denaq.system() as work:
+        work.users.update(staff.admin.id, locale="en")
+    english = signed_in("boss").get("/reports/denaq_activity?weeks=2").text
+    assert stats.week_label(monday, "en") in english and monday.isoformat() not in english

@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from babel.dates import format_interval
 from sqlalchemy import case, func
 
 from crmkit import Column, Report, ReportResult
@@ -20,6 +21,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
 from crmkit.pipeline.reports import funnel_report, time_in_stage_report
+from crmkit.web import i18n
 from crmkit_denaq.pipeline import DEALERS, NAME
 
 if TYPE_CHECKING:
@@ -31,6 +33,24 @@ WEEKS = 8
 MAX_WEEKS = 52
 #: The funnel by agent's column of backward moves (no stage is called so).
 BACK = "back"
+#: How a week's days are written in its label, by language (Babel's skeletons): a Russian
+#: reader writes days as ``23.11``, others as their language's short month and day.
+WEEK_SKELETONS = {"ru": "MMdd"}
+WEEK_SKELETON = "MMMd"
+
+
+def week_label(monday: dt.date, language: str | None = None) -> str:
+    """A week's label for a reader of ``language`` (by default the active reader's, as the
+    page builds the report): its Monday to Sunday, ``23.11–29.11`` in Russian, ``Nov 23 –
+    29`` in English; with no reader (a download, the API) the Monday's ISO date, which a
+    spreadsheet reads as a date."""
+    if language is None:
+        reader = i18n.current()
+        if reader is None:
+            return monday.isoformat()
+        language = reader.language
+    skeleton = WEEK_SKELETONS.get(language, WEEK_SKELETON)
+    return format_interval(monday, monday + dt.timedelta(days=6), skeleton, locale=language)
 
 
 def _users(work: UnitOfWork) -> dict[int, str]:
@@ -155,8 +175,9 @@ def _week_bounds(work: UnitOfWork, weeks: int) -> tuple[list[dt.date], list[dt.d
 def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Calls, mails and notes of each person per week, the last ``weeks`` weeks.
 
-    Weeks start on Monday at midnight in the deployment's time zone; each is labelled with
-    the date of its Monday there.
+    Weeks start on Monday at midnight in the deployment's time zone.  Each column is keyed
+    by the ISO date of its Monday there and labelled by :func:`week_label`: Monday to
+    Sunday in the reader's language on the page, the Monday's date in a download.
     """
     weeks = _weeks(params.get("weeks"))
     mondays, bounds = _week_bounds(work, weeks)
@@ -178,24 +199,25 @@ def activity_by_week(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResul
         .group_by(Activity.actor_id, Activity.kind)
     )
     names = _users(work)
-    labels = [monday.isoformat() for monday in mondays]
+    keys = [monday.isoformat() for monday in mondays]
+    labels = [week_label(monday) for monday in mondays]
     table = []
     for actor, kind, *counts in rows:
         row: dict[str, Any] = {"who": names.get(actor, "—"), "kind": kind}
-        row.update({label: int(c or 0) for label, c in zip(labels, counts, strict=True)})
+        row.update({key: int(c or 0) for key, c in zip(keys, counts, strict=True)})
         row["total"] = sum(int(c or 0) for c in counts)
         table.append(row)
     table.sort(key=lambda r: (r["who"], WORK_KINDS.index(r["kind"])))
     per_person: dict[str, list[int]] = {}
     for row in table:
-        totals = per_person.setdefault(row["who"], [0] * len(labels))
-        for index, label in enumerate(labels):
-            totals[index] += row[label]
+        totals = per_person.setdefault(row["who"], [0] * len(keys))
+        for index, key in enumerate(keys):
+            totals[index] += row[key]
     return ReportResult(
         columns=[
             Column("who", "Agent"),
             Column("kind", "Kind"),
-            *(Column(label, label, "number") for label in labels),
+            *(Column(key, label, "number") for key, label in zip(keys, labels, strict=True)),
             Column("total", "Total", "number"),
         ],
         rows=table,

@@ -208,7 +208,10 @@ def report_page(request: Request) -> Response:
     with work(request) as unit:
         inputs = _inputs(unit, report, values)
         try:
-            result = report.build(unit, values)
+            # built for its reader: a report may label for them (crmkit.web.i18n.current());
+            # the downloads build it with no reader, for figures a program reads as well
+            with i18n.activate(locale):
+                result = report.build(unit, values)
         except (ValidationFailed, PermissionDenied) as refused:
             error = error_text(request, refused)
     rows = []
