@@ -379,8 +379,7 @@ def test_a_lead_creators_leads_are_not_handed_over_by_address(denaq, staff, sign
         page = admin.get(f"/denaq/distribution?from={user.id}")
         assert page.status_code == 422, user.username
         said = _said(page.text)
-        # "from" in the reader's language, and who it named (the text: see the catalogs)
-        assert re.search(rf"откуда: \S+ {user.id} ", said), said
+        assert f"откуда: пользователь {user.id} — не агент, чьи фирмы можно передать" in said
         assert "ООО «Лид 0»" not in page.text.split('id="handover"', 1)[-1]
     refused = admin.post(
         "/denaq/distribution",
