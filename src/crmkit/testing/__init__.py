@@ -158,7 +158,14 @@ def postgres_engine_for(schema: str, **kwargs: Any) -> sa.Engine:
     )
 
 
+def postgres_resets() -> int:
+    """How many times this process has emptied its private schema (a new application on
+    PostgreSQL does): an application kept across tests is still intact while it is unchanged."""
+    return int(_pg_state.get("resets", 0))
+
+
 def _reset_postgres(engine: sa.Engine) -> None:
+    _pg_state["resets"] = postgres_resets() + 1
     created: set[str] = _pg_state["tables"]
     missing = [t for t in metadata.sorted_tables if t.name not in created]
     if missing:

@@ -8,6 +8,11 @@ Fixtures:
 * ``make_crm`` -- ``make_crm(plugins=[...], settings={...})``: a fresh application on the
   current backend, closed after the test.
 * ``crm`` -- the core application alone.
+* ``module_crm`` -- ``module_crm(build, plugins=[...], settings={...})``: an application
+  and what ``build(crm)`` returned, made once per test module and backend (and made again
+  if another test emptied the PostgreSQL schema meanwhile).  For tests that only read, or
+  that hold whatever earlier tests left (API fuzzing): never for a test asserting exact
+  contents.
 * ``user_factory`` -- ``user_factory("agent")`` creates a user with that role.
 * ``as_role`` -- ``with as_role("agent") as work:`` acts as a new user with that role.
 * ``redis_url`` -- a reachable Redis (skipped, or failed under CI, when there is none).
@@ -84,6 +89,49 @@ def make_crm(db_backend: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield factory
     for crm in created:
         crm.close()
+
+
+@pytest.fixture(scope="module")
+def _module_crms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Any, Any]]:
+    """The applications ``module_crm`` keeps for one module, closed after its last test."""
+    kept: dict[Any, Any] = {}
+    yield kept
+    for crm, _built, _resets in kept.values():
+        crm.close()
+
+
+@pytest.fixture
+def module_crm(
+    db_backend: str, _module_crms: dict[Any, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Any]:
+    """``module_crm(build, plugins=[...], settings={...})`` -> ``(crm, build(crm))``, the same
+    for every test of the module on this backend while the database is intact."""
+
+    def get(build: Callable[[Any], Any], plugins: Any = (), **kwargs: Any) -> tuple[Any, Any]:
+        key = (db_backend, build)
+        if key in _module_crms:
+            crm, built, resets = _module_crms[key]
+            if db_backend != "postgresql" or resets == testing.postgres_resets():
+                return crm, built
+            del _module_crms[key]  # another test emptied the schema: build again
+            crm.close()
+        if db_backend == "postgresql":
+            testing.require(
+                testing.postgres_reachable(),
+                f"PostgreSQL at {testing.postgres_url()} ({testing.postgres_error()})",
+            )
+        crm = testing.make_crm(
+            plugins, db=db_backend, directory=tmp_path_factory.mktemp("crm"), **kwargs
+        )
+        try:
+            built = build(crm)
+        except BaseException:
+            crm.close()
+            raise
+        _module_crms[key] = (crm, built, testing.postgres_resets())
+        return crm, built
+
+    return get
 
 
 @pytest.fixture
