@@ -38,3 +38,23 @@ def test_wait_until_sees_a_server_that_starts_later():
         ready.set()
         thread.join()
     assert not wait_until(lambda: listening(port), timeout=0.2)
+
+
+def _with_a_user(crm):
+    from crmkit.testing import add_user
+
+    return add_user(crm, "kept", ["agent"]).id
+
+
+def test_module_crm_builds_once_and_again_after_the_database_was_emptied(
+    module_crm, make_crm, db_backend
+):
+    first, user_id = module_crm(_with_a_user)
+    assert module_crm(_with_a_user) == (first, user_id)
+
+    make_crm()  # a fresh application: on PostgreSQL it empties this process's schema
+
+    again, again_id = module_crm(_with_a_user)
+    assert (again is first) == (db_backend == "sqlite")
+    with again.system() as work:
+        assert work.users.get(again_id).username == "kept"
