@@ -72,16 +72,23 @@ def test_docs_page_is_rendered_on_the_server(crm, client_for):
 schema, CURRENT = api_schema()
 
 
-@pytest.fixture
-def fuzzed(crm):
-    """The web app with an admin's token and some records for ids to land on."""
+def fuzzed_app(crm):
+    """The web app and an admin with some records for ids to land on."""
     admin = add_user(crm, "root", ["admin"])
     with crm.acting_as(admin) as work:
         for _ in range(3):
             deal = factories.deal(work, amount="100.00")
             work.timeline.add_note(party_id=deal.party_id, body="@root заметка")
             factories.task(work, party_id=deal.party_id)
-    with CURRENT.serving(create_app(crm)):
+    return create_app(crm), admin
+
+
+@pytest.fixture
+def fuzzed(module_crm):
+    """The app built once per module and backend (the check holds whatever earlier requests
+    left: no 5xx, documented answers) and a token of its own (a request may revoke one)."""
+    crm, (app, admin) = module_crm(fuzzed_app)
+    with CURRENT.serving(app):
         yield token_for(crm, admin)
 
 
