@@ -55,18 +55,21 @@ def mail_settings():
 
 
 @pytest.fixture
-def mail_crm(make_crm, certificate, mail_settings):
-    """A fresh application with the mail plugin, trusting the test servers' certificate, at
-    a public address (mailings' unsubscribe links need one)."""
-    return make_crm(
-        plugins=[mail_plugin],
-        settings={
-            "mail.ca_file": str(certificate[0]),
-            "mail.timeout_seconds": 10,
-            "web.base_url": PUBLIC_ADDRESS,
-            **mail_settings,
-        },
-    )
+def mail_crm_settings(certificate, mail_settings):
+    """The settings of ``mail_crm``: trust the test servers' certificate, a public address
+    (mailings' unsubscribe links need one), and ``mail_settings``."""
+    return {
+        "mail.ca_file": str(certificate[0]),
+        "mail.timeout_seconds": 10,
+        "web.base_url": PUBLIC_ADDRESS,
+        **mail_settings,
+    }
+
+
+@pytest.fixture
+def mail_crm(make_crm, mail_crm_settings):
+    """A fresh application with the mail plugin and ``mail_crm_settings``."""
+    return make_crm(plugins=[mail_plugin], settings=mail_crm_settings)
 
 
 @pytest.fixture
