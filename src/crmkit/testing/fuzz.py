@@ -3,8 +3,8 @@
 schemathesis generates requests from ``/api/v1/openapi.json`` and checks that none makes
 the server fail (5xx) and that every answer has a documented status and media type.  The
 document is read once, when the test module is imported, from an application with the
-plugins given; each test then points :class:`CurrentApp` at its own application (its own
-fresh database)::
+plugins given; each test then points :class:`CurrentApp` at its application (a fresh
+database, or one the module keeps with the ``module_crm`` fixture when it is slow to fill)::
 
     from crmkit.testing.fuzz import api_schema, check, fuzz_settings
 
