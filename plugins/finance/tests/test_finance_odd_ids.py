@@ -33,7 +33,7 @@ def _refused(response, *names: str) -> bool:
 @pytest.mark.parametrize("odd", ODD)
 def test_an_odd_client_id_on_the_invoices_page_is_refused(shop, signed_in, odd):
     page = signed_in("accountant").get("/finance/invoices", params={"client": odd})
-    assert page.status_code == 422 and _refused(page, "client")
+    assert page.status_code == 422 and _refused(page, "client", "клиент")
 
 
 @pytest.mark.parametrize("odd", ODD)
