@@ -449,8 +449,10 @@ def test_a_retired_resource_takes_no_new_event(crm):
     """Bay 1 is taken out of service (``active`` false) with a client still on it.  Putting
     an event on it is refused on resource_id, naming the bay, whatever does it (the
     calendar's form and the API create and update through the service): a new event, one
-    moved onto it from another bay, or one taken back from cancelled.  The event it still
-    holds can be edited, moved in time and cancelled, so the desk can deal with it."""
+    moved onto it from another bay, the one it holds moved in time (a drag, or its end
+    alone), or one taken back from cancelled, as for a blocked specialist.  The event it
+    still holds can be edited otherwise, moved to another bay and cancelled, so the desk
+    can deal with it."""
     from crmkit.model import Resource
 
     with crm.system() as work:
@@ -476,6 +478,10 @@ def test_a_retired_resource_takes_no_new_event(crm):
             title="Новый", resource_id=bay_id, starts_at=iso(8), ends_at=iso(9)
         ),
         lambda w: w.calendar.update(elsewhere_id, {"resource_id": bay_id}),
+        lambda w: w.calendar.reschedule(
+            kept_id, NOW + dt.timedelta(hours=10), NOW + dt.timedelta(hours=11)
+        ),
+        lambda w: w.calendar.update(kept_id, {"ends_at": iso(3)}),
         lambda w: w.calendar.update(gone_id, status="confirmed"),
     ]
     for attempt in attempts:
@@ -490,13 +496,13 @@ def test_a_retired_resource_takes_no_new_event(crm):
             for e in work.calendar.between(NOW, NOW + dt.timedelta(hours=12), resource_id=bay_id)
         ] == [kept_id, gone_id]
         work.calendar.update(kept_id, {"title": "Клиент 1 (перезвонить)"})
-        work.calendar.reschedule(
-            kept_id, NOW + dt.timedelta(hours=10), NOW + dt.timedelta(hours=11)
-        )
     with crm.system() as work:
         kept = work.calendar.get(kept_id)
         assert (kept.title, kept.resource_id) == ("Клиент 1 (перезвонить)", bay_id)
-        assert kept.starts_at == NOW + dt.timedelta(hours=10)
+        assert (kept.starts_at, kept.ends_at) == (
+            NOW + dt.timedelta(hours=1),
+            NOW + dt.timedelta(hours=2),
+        )
         work.calendar.update(kept_id, status="cancelled")
         work.calendar.update(kept_id, {"resource_id": other_id, "status": "confirmed"})
         assert work.calendar.get(kept_id).resource_id == other_id  # moved off it: fine

@@ -300,7 +300,7 @@ class CalendarService(EntityService):
         self.check_may_book(values.get("resource_id"))
         if values.get("status") != "cancelled":  # a cancelled event holds no slot
             self._check_free(
-                values.get("resource_id"), values["starts_at"], values["ends_at"], None, put=True
+                values.get("resource_id"), values["starts_at"], values["ends_at"], None
             )
         return record
 
@@ -349,12 +349,9 @@ class CalendarService(EntityService):
             raise ValidationFailed({"ends_at": ["must be after the start"]})
         taken_back = changes.get("status", [None])[0] == "cancelled"
         if record.status != "cancelled" and (moved or taken_back):
-            # put on the resource: moved onto it, or holding it again once taken back; an
-            # event kept on it (edited, moved in time) may stay on a retired resource
-            put = "resource_id" in changes or taken_back
-            self._check_free(
-                record.resource_id, record.starts_at, record.ends_at, record.id, put=put
-            )
+            # moved onto the resource or in time on it, or holding it again once taken back:
+            # checked as a new event (an edit of other fields or a cancelling is not)
+            self._check_free(record.resource_id, record.starts_at, record.ends_at, record.id)
         if "attendees" in extra:
             self._set_attendees(record, extra["attendees"])
             changes["attendees"] = [None, len(extra["attendees"])]
@@ -383,12 +380,9 @@ class CalendarService(EntityService):
         start: dt.datetime,
         end: dt.datetime,
         exclude_id: int | None,
-        *,
-        put: bool,
     ) -> None:
         """Refuse a clash with another live event of the resource, or a resource that
-        cannot be booked (:meth:`check_bookable`; ``put``: the event is put on it, new or
-        moved onto it or taken back from cancelled, rather than kept there).
+        cannot be booked (:meth:`check_bookable`).
 
         The resource's row is held first (:func:`crmkit.db.lock_row`) so that the check and
         the write that follows are not interleaved with another's: of two people taking one
@@ -401,7 +395,7 @@ class CalendarService(EntityService):
         resource = self.session.get(Resource, resource_id)
         if resource is None:
             raise ValidationFailed({"resource_id": [f"no resource {resource_id}"]})
-        self.check_bookable(resource, put=put)
+        self.check_bookable(resource)
         clash = select(CalendarEvent.id, CalendarEvent.starts_at).where(
             CalendarEvent.resource_id == resource_id,
             CalendarEvent.status != "cancelled",
@@ -418,18 +412,18 @@ class CalendarService(EntityService):
                 {"resource_id": [message("already booked at {time}", time=when)]}
             )
 
-    def check_bookable(self, resource: Resource, *, put: bool = True) -> User | None:
+    def check_bookable(self, resource: Resource) -> User | None:
         """The resource's person (``None`` for a bay or a room), refusing on ``resource_id``
         a resource that cannot be booked: the one check of the calendar, the API and
         plugins (the booking journal).
 
-        A resource taken out of service (``active`` false) takes no event put on it
-        (``put``: a new one, one moved onto it or taken back from cancelled), naming the
-        resource; the events it still holds may be edited, moved in time and cancelled.
-        A blocked person (a specialist who left) takes no hour at all, naming the resource
-        and the person.
+        A resource taken out of service (``active`` false) takes no hour, naming the
+        resource; a blocked person (a specialist who left) takes none either, naming the
+        resource and the person. Both refuse a new event, one moved onto the resource or
+        in time on it, and one taken back from cancelled; the events the resource still
+        holds may be edited otherwise, moved to another resource and cancelled.
         """
-        if put and not resource.active:
+        if not resource.active:
             raise ValidationFailed(
                 {
                     "resource_id": [

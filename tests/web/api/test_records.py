@@ -467,6 +467,39 @@ def test_an_event_is_not_put_on_a_retired_resource_over_the_api(crm, client_for)
     assert (edited.json()["title"], edited.json()["resource_id"]) == ("ТО (перезвонить)", bay_id)
 
 
+def test_an_event_on_a_retired_resource_is_not_moved_in_time_over_the_api(crm, client_for):
+    """Bay 1 is taken out of service with a client still on it: a PATCH of the event's
+    start is a 422 naming resource_id and the bay, and the event keeps its hour; its title
+    can still be changed and it can be cancelled."""
+    from crmkit.model import Resource
+
+    with crm.system() as work:
+        bay = Resource(name="Пост 1", kind="bay")
+        work.session.add(bay)
+        work.flush()
+        bay_id = bay.id
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    hour = {"starts_at": "2030-01-05T10:00:00Z", "ends_at": "2030-01-05T11:00:00Z"}
+    kept = api.post("calendar_event", json={"title": "ТО", "resource_id": bay_id, **hour})
+    assert kept.status_code == 201, kept.text
+    url = f"calendar_event/{kept.json()['id']}"
+    with crm.system() as work:
+        work.session.get(Resource, bay_id).active = False
+    moved = api.patch(url, json={"starts_at": "2030-01-05T09:30:00Z"})
+    assert problem(moved, 422)["errors"] == {
+        "resource_id": ["Пост 1 is out of service and cannot be booked"]
+    }
+    assert api.get(url).json()["starts_at"].startswith("2030-01-05T10:00:00")
+    edited = api.patch(url, json={"title": "ТО (перезвонить)"})
+    assert edited.status_code == 200, edited.text
+    cancelled = api.patch(url, json={"status": "cancelled"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["title"], cancelled.json()["status"]) == (
+        "ТО (перезвонить)",
+        "cancelled",
+    )
+
+
 def test_a_stale_row_met_by_an_autoflush_is_a_conflict(crm, client_for, monkeypatch):
     """The record's row changed under a request that changed it too, and a query flushed
     the change on its way (not the unit's own flush): 409, and nothing of it is saved."""
