@@ -30,7 +30,12 @@ from crmkit.model import (
     User,
 )
 from crmkit.pipeline.engine import MoveContext, apply_move
-from crmkit.pipeline.reports import funnel_report, stage_counts_report, time_in_stage_report
+from crmkit.pipeline.reports import (
+    PERIOD_PARAMS,
+    funnel_report,
+    stage_counts_report,
+    time_in_stage_report,
+)
 from crmkit.plugins import hookimpl
 from crmkit.reports import Report
 from crmkit.schemas import (
@@ -328,10 +333,7 @@ def crmkit_register_timeline_kinds() -> list[TimelineKind]:
 @hookimpl
 def crmkit_register_reports() -> list[Report]:
     pipeline_param = {"pipeline": "the pipeline's name"}
-    period = {
-        "since": "start (ISO 8601; without an offset, in the deployment's time zone)",
-        "until": "end, exclusive (ISO 8601; without an offset, in the deployment's time zone)",
-    }
+    period = PERIOD_PARAMS
     return [
         Report(
             "pipeline_funnel",

@@ -201,6 +201,14 @@ def stage_counts(
 
 # -- as registered reports ------------------------------------------------------------------
 
+#: The period parameters of the funnel and time in stage, as their reports declare them
+#: (``Report.params``); a plugin's report built on these builders declares the same, and
+#: :func:`_period` reads them.
+PERIOD_PARAMS: dict[str, str] = {
+    "since": "start (ISO 8601; without an offset, in the deployment's time zone)",
+    "until": "end, exclusive (ISO 8601; without an offset, in the deployment's time zone)",
+}
+
 
 def _period(
     work: UnitOfWork, params: Mapping[str, Any]

@@ -157,14 +157,22 @@ async def _distribute(request: Request) -> Response:
 def statistics(request: Request) -> Response:
     """denaq's reports on one page, as charts; each links to its table and downloads.
 
-    Each report reads the parameters it declares (``weeks``), as on its own page: anything
+    Each report reads the parameters it declares (the funnel's ``since`` and ``until``, the
+    activity's ``weeks``), as on its own page, and shows them in a form above its chart: anything
     else in the URL is no parameter of it (``owner_id=abc`` was a 500, ``pipeline=deals``
     made the dealers' funnel another pipeline's)."""
     charts = []
     query = request.query_params
+    # every report's parameters as given: each report's form shows its own and carries the
+    # others', so choosing the funnel's period keeps the weeks of the activity and back
+    values = {key: query[key] for report in STATS for key in report.params if query.get(key)}
     with work(request) as unit, i18n.activate(request.state.locale):
         for report in STATS:
-            params = {key: query[key] for key in report.params if query.get(key)}
+            params = {key: values[key] for key in report.params if key in values}
             result = report.build(unit, params)
             charts.append((report, chart_json(result.chart), len(result.rows)))
-    return render(request, "denaq/stats.html", {"title": i18n.lazy("Statistics"), "charts": charts})
+    return render(
+        request,
+        "denaq/stats.html",
+        {"title": i18n.lazy("Statistics"), "charts": charts, "values": values},
+    )

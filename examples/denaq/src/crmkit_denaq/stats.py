@@ -20,7 +20,7 @@ from crmkit import Column, Report, ReportResult
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
-from crmkit.pipeline.reports import funnel_report, time_in_stage_report
+from crmkit.pipeline.reports import PERIOD_PARAMS, funnel_report, time_in_stage_report
 from crmkit.web import i18n
 from crmkit_denaq.pipeline import DEALERS, NAME
 
@@ -244,6 +244,8 @@ STATS = (
         _dealer(funnel_report),
         entity="party",
         description="Dealers that entered each stage, with conversion.",
+        # the core funnel's period (its declaration, read by its builder): since, until
+        params=PERIOD_PARAMS,
     ),
     Report(
         "denaq_funnel_by_agent",

@@ -1,0 +1,144 @@
+"""The dealers' funnel by stage over a period, as the core's funnel: on its report page, on
+the statistics page and in its downloads; a date that is no date is refused naming it."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+import re
+from zoneinfo import ZoneInfo
+
+import pytest
+from crmkit_denaq.distribution import distribution
+from crmkit_denaq.pipeline import DEALERS
+from denaq_fixtures import add_person, new_lead
+from denaq_web import Client
+
+from crmkit.clock import frozen_at
+from crmkit.web import i18n
+from crmkit.web.app import create_app
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+NOVEMBER = "since=2026-11-01&until=2026-12-01"
+#: The moments leads are entered at and the moments some of them are made firms: October,
+#: November (the first minutes of 1 November in Moscow are still October in UTC), December.
+ENTERED = [
+    dt.datetime(2026, 10, 20, 12, 0, tzinfo=MOSCOW),
+    dt.datetime(2026, 10, 31, 23, 50, tzinfo=MOSCOW),
+    dt.datetime(2026, 11, 1, 0, 10, tzinfo=MOSCOW),
+    dt.datetime(2026, 11, 15, 12, 0, tzinfo=MOSCOW),
+    dt.datetime(2026, 12, 1, 0, 5, tzinfo=MOSCOW),
+]
+#: (index of the lead in ENTERED, when it became a firm)
+MADE_FIRMS = [
+    (0, dt.datetime(2026, 10, 25, 12, 0, tzinfo=MOSCOW)),
+    (1, dt.datetime(2026, 11, 2, 12, 0, tzinfo=MOSCOW)),
+    (2, dt.datetime(2026, 11, 30, 23, 59, tzinfo=MOSCOW)),
+    (3, dt.datetime(2026, 12, 1, 0, 1, tzinfo=MOSCOW)),
+]
+
+
+def _in_november(moment: dt.datetime) -> bool:
+    return (
+        dt.datetime(2026, 11, 1, tzinfo=MOSCOW) <= moment < dt.datetime(2026, 12, 1, tzinfo=MOSCOW)
+    )
+
+
+def _expected() -> list[int]:
+    """What the funnel of November counts in each dealer stage, from the fixture's moments."""
+    counts = dict.fromkeys(DEALERS.stage_names(), 0)
+    counts["lead"] = sum(_in_november(at) for at in ENTERED)
+    counts["firm"] = sum(_in_november(at) for _, at in MADE_FIRMS)
+    return list(counts.values())
+
+
+@pytest.fixture
+def signed_in(denaq, staff):
+    app = create_app(denaq)
+    return lambda username: Client(app, username)
+
+
+@pytest.fixture
+def history(denaq, staff):
+    ids = []
+    for n, at in enumerate(ENTERED):
+        with frozen_at(at):
+            ids.append(new_lead(denaq, staff.finder, name=f"ООО «Фирма {n}»"))
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign(ids, staff.anna.id)
+    for index, at in MADE_FIRMS:
+        add_person(denaq, staff.anna, ids[index])
+        with frozen_at(at), denaq.acting_as(staff.anna) as work:
+            work.moves.move(ids[index], "firm", entity="party")
+    return ids
+
+
+def _entered_on_page(page: str) -> list[int]:
+    table = page.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [int(re.findall(r"<td[^>]*>([^<]*)</td>", row)[1]) for row in rows]
+
+
+def _funnel_chart(page: str) -> dict:
+    section = page.split('id="report-denaq_funnel"', 1)[1].split("</section>", 1)[0]
+    return json.loads(html.unescape(re.search(r'data-chart="([^"]*)"', section)[1]))
+
+
+def test_the_dealers_funnel_counts_the_chosen_period(denaq, staff, history, signed_in):
+    expected = _expected()
+    assert expected[:2] == [2, 2]  # the fixture moves records into and out of November
+    admin = signed_in("boss")
+    page = admin.get(f"/reports/denaq_funnel?{NOVEMBER}")
+    assert page.status_code == 200
+    assert 'name="since" value="2026-11-01"' in page.text
+    assert 'name="until" value="2026-12-01"' in page.text
+    assert _entered_on_page(page.text) == expected
+    # without a period, every move counts
+    assert _entered_on_page(admin.get("/reports/denaq_funnel").text)[:2] == [
+        len(ENTERED),
+        len(MADE_FIRMS),
+    ]
+
+    stats = admin.get(f"/denaq/stats?{NOVEMBER}&weeks=3")
+    assert stats.status_code == 200
+    assert _funnel_chart(stats.text)["data"]["datasets"][0]["data"] == expected
+    section = stats.text.split('id="report-denaq_funnel"', 1)[1].split("</section>", 1)[0]
+    assert 'name="since" value="2026-11-01"' in section
+    assert 'type="hidden" name="weeks" value="3"' in section  # the other report's kept
+    assert f"/reports/denaq_funnel?{NOVEMBER}" in html.unescape(section)  # its own page
+    assert _funnel_chart(admin.get("/denaq/stats").text)["data"]["datasets"][0]["data"][:2] == [
+        len(ENTERED),
+        len(MADE_FIRMS),
+    ]
+
+    for fmt in ("csv", "xlsx"):
+        download = admin.get(f"/reports/denaq_funnel/export.{fmt}?{NOVEMBER}")
+        assert download.status_code == 200, fmt
+    text = admin.get(f"/reports/denaq_funnel/export.csv?{NOVEMBER}").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))[1:]
+    assert [int(row[1]) for row in rows] == expected
+
+
+def test_the_dealers_funnel_xlsx_honours_the_period(denaq, staff, history, signed_in):
+    openpyxl = pytest.importorskip("openpyxl")
+    admin = signed_in("boss")
+    content = admin.get(f"/reports/denaq_funnel/export.xlsx?{NOVEMBER}").content
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    values = [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert values[: len(_expected())] == _expected()
+
+
+@pytest.mark.parametrize("url", ["/reports/denaq_funnel", "/denaq/stats"])
+def test_a_period_that_is_no_date_is_refused_naming_the_field(denaq, staff, signed_in, url):
+    admin = signed_in("boss")
+    with denaq.system() as work:
+        reader = i18n.locale_of(denaq, work.users.get(staff.admin.id))
+    with i18n.activate(reader):
+        named = i18n.gettext("until") + ": "  # the field as the page names it
+    page = admin.get(f"{url}?since=2026-11-01&until=30.11.2026")
+    assert page.status_code == 422, url
+    assert named in html.unescape(page.text), url
