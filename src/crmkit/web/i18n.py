@@ -273,6 +273,8 @@ SERVICE_MESSAGES = {
     # custom fields' values (crmkit.services.custom_fields)
     "too long (5000 characters at most)",
     "out of range (less than 10^15)",
+    # a report's period (crmkit.pipeline.reports.PERIOD_PARAMS)
+    "not a date or time (ISO 8601)",
 }
 
 

@@ -272,6 +272,7 @@ REFUSAL_FIELDS = (
     i18n.lazy("q"),
     i18n.lazy("recipients"),
     i18n.lazy("search"),
+    i18n.lazy("since"),
     i18n.lazy("template"),
     i18n.lazy("to"),
     i18n.lazy("to_group_id"),
