@@ -80,6 +80,46 @@ def test_basis_orders_counts_the_whole_order_and_removed_lines(shop):
         )
 
 
+def test_an_order_done_again_by_another_worker_pays_the_one_who_did_it_again(shop):
+    """Ivan does the oil change in March; in April the order is reopened, given to Petr and
+    done again: April takes Ivan's percent back and pays Petr's. The diagnostics were given
+    to the helper by hand, and stay the helper's whoever holds the order."""
+    crm = shop.crm
+    ivan = add_user(crm, "ivan", ["agent"])
+    petr = add_user(crm, "petr", ["agent"])
+    helper = add_user(crm, "helper", ["agent"])
+    zone = crm.config.zone
+    with frozen_at(dt.datetime(2026, 3, 20, 12, tzinfo=zone)), crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work, assignee_id=ivan.id)
+        fin.orders.add_line(order, shop.oil_change.id)  # 1500
+        fin.orders.add_line(order, shop.diagnostics.id, performer_id=helper.id)  # 1000
+        fin.orders.complete(order)
+    with frozen_at(dt.datetime(2026, 4, 6, 12, tzinfo=zone)), crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        fin.orders.reopen(order, reason="the oil leaks")
+        fin.orders.update(order, assignee_id=petr.id)
+        fin.orders.complete(order)
+    with crm.acting_as(shop.accountant) as work:
+        payroll = finance(work).payroll
+        for worker in (ivan, petr, helper):
+            payroll.set_scheme(
+                worker.id, percent="10", basis="lines", valid_from=dt.date(2020, 1, 1)
+            )
+
+        def percent(worker, month):
+            return payroll.calculate(worker.id, month)["commission"]
+
+        march, april = dt.date(2026, 3, 1), dt.date(2026, 4, 1)
+        assert (percent(ivan, march), percent(petr, march)) == (money("150.00"), money("0.00"))
+        assert percent(ivan, april) == money("-150.00")  # his oil change credited back
+        assert percent(petr, april) == money("150.00")  # and done again by Petr
+        assert (percent(helper, march), percent(helper, april)) == (
+            money("100.00"),
+            money("0.00"),  # credited back and done again, by the helper both times
+        )
+
+
 def test_cashier_cannot_change_salary_settings(shop):
     with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
         finance(work).payroll.set_scheme(

@@ -727,6 +727,11 @@ class OrderService(EntityService):
         recognized = order.base_total
         for line in self._live_recognized(order):
             self._credit_line(order, line, now, memo=reason)
+            # a performer its recognition filled in from the assignee (the two ids are the
+            # same) is left empty again, so doing the order again fills in the assignee of
+            # then; one chosen by hand for someone else stays.  Lines recognized before the
+            # assignee was written (finance_0005) cannot tell, and keep their performer.
+            filled_in = line.assignee_id is not None and line.performer_id == line.assignee_id
             copy = FinanceOrderLine(
                 order_id=order.id,
                 position=line.position,
@@ -740,7 +745,7 @@ class OrderService(EntityService):
                 discount=line.discount,
                 amount=line.amount,
                 cost=line.cost,
-                performer_id=line.performer_id,
+                performer_id=None if filled_in else line.performer_id,
                 added_at=now,
                 added_by_id=self.work.actor.user_id,
             )
