@@ -246,6 +246,9 @@ class FinanceOrder(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, Pipel
     """
 
     __table_args__ = (
+        # no report reads it since finance_0006 (they read finance_order_completion), but
+        # the order list and the API filter by ``completed_on`` and both databases search
+        # this index for it, so it stays
         Index("ix_finance_order_completed", "completed_on", "base_total"),
         Index("ix_finance_order_assignee_stage", "assignee_id", "pipeline", "stage"),
         Index("ix_finance_order_party", "party_id", "id"),
