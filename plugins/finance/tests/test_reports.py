@@ -272,6 +272,36 @@ def test_director_report_reads_only_covering_indexes(shop):
     assert not any("TEMP B-TREE" in plan for plan in plans)  # streamed, never sorted
 
 
+@pytest.mark.sqlite_only
+def test_the_order_list_filtered_by_completion_day_searches_its_index(shop):
+    """No report reads ``ix_finance_order_completed`` since the completions have their own
+    table, but the order list and the API filter by ``completed_on`` through it."""
+    import sqlalchemy as sa
+
+    trade(shop, orders=3)
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("SELECT") and "completed_on >=" in statement:
+            captured.append((statement, parameters))
+
+    with shop.crm.acting_as(shop.director) as work:
+        sa.event.listen(shop.crm.engine, "before_cursor_execute", capture)
+        try:
+            where = {"field": "completed_on", "op": "gte", "value": "2099-01-01"}
+            assert finance(work).orders.list(where=where).items == []
+        finally:
+            sa.event.remove(shop.crm.engine, "before_cursor_execute", capture)
+        [(statement, parameters)] = captured
+        plan = " ".join(
+            str(row[-1])
+            for row in work.session.connection().exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters
+            )
+        )
+    assert "USING INDEX ix_finance_order_completed (completed_on>?)" in plan
+
+
 def test_reports_honour_a_narrower_scope(shop):
     """A director whose order scope an admin narrowed to "own" counts only their orders."""
     from sqlalchemy import update
