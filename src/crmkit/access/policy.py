@@ -225,15 +225,19 @@ class AccessPolicy:
         beyond these rules: ``EntityService.widens_reading``) an event they are invited
         to or a reminder they are to be reminded by; a row they read by owning it (a deal
         they own, a task assigned to them), whatever its client; and any row, when their
-        scope of ``entity`` is wider than that of clients.  Never for a reader of every
-        client, nor for the clients themselves.  What shows such rows by their fields
-        (the API, the calendar, its feed) leaves such a client out, as the contact center's
-        screen leaves out its name: ``EntityService.readable_clients``."""
-        if not entity.party_attr or entity.model is Party:
+        scope of ``entity`` is wider than that of clients.  For the clients themselves, a
+        person whose organisation (``organisation_id``) the actor may not read: whenever
+        they read clients, not all of them.  Never for a reader of every client.  What
+        shows such rows by their fields (the API, the calendar, its feed, the card) leaves
+        such a client out, as the contact center's screen leaves out its name:
+        ``EntityService.readable_clients``."""
+        if not entity.party_attr:
             return False
         clients = self.scope("party", "read")
         if clients is Scope.ALL:
             return False
+        if entity.model is Party:  # a person read, their organisation perhaps not
+            return clients is not Scope.NONE
         if entity.personal_attr or (widened and self.actor.user_id is not None):
             return True
         scope = self.scope(entity.name, "read")

@@ -34,6 +34,11 @@ class PartyService(EntityService):
 
     extra_fields = ("tags", "contact_points")
 
+    def client_attrs(self) -> tuple[str, ...]:
+        """A person names their organisation, which the actor may not read although they
+        read the person: the API gives its id as ``null``, the card no name."""
+        return ("organisation_id",)
+
     @property
     def region(self) -> str:
         return str(self.work.crm.config["locale.phone_region"])

@@ -123,6 +123,13 @@ class EntityService:
         assigned to them, a deal given to them with a colleague's client)."""
         return self.work.access.reads_past_clients(self.entity, widened=self.widens_reading())
 
+    def client_attrs(self) -> tuple[str, ...]:
+        """The fields of this entity's rows that name a client the actor may not read
+        although they read the row (:meth:`reads_past_clients`): its ``party_attr``; a
+        client's own service names its organisation instead."""
+        attr = self.entity.party_attr
+        return (attr,) if attr else ()
+
     def readable_clients(self, ids: Iterable[int | None]) -> set[int]:
         """The clients among ``ids`` (of this entity's rows the actor read) that the actor
         may read.  What shows a row names its client only if it is one of them: the API
@@ -239,35 +246,41 @@ class EntityService:
             statement = statement.where(
                 compile_condition(self.entity, condition, kinds, fields, may, internal=internal)
             )
-        if not internal and self._asks_about_hidden_clients(where, filters):
-            statement = statement.where(self._client_shown())
+        if not internal:
+            for attr in self._asks_about_hidden_clients(where, filters):
+                statement = statement.where(self._client_shown(attr))
         if search and search.strip():
             statement = statement.where(self.search_clause(search.strip()))
         return statement
 
     def _asks_about_hidden_clients(
         self, where: Condition | None, filters: Mapping[str, Any] | None
-    ) -> bool:
-        """Whether a user's condition names the client (its id, or its ``group``) of rows the
-        actor may read without reading their client (:meth:`reads_past_clients`: a
-        conversation of their own mailbox, its messages and files, an event they are
-        invited to, a reminder they are a recipient of)."""
-        attr = self.entity.party_attr
-        if not attr or not (where or filters):
-            return False
-        about_client = (attr, "group")  # its id, or the groups it is in
-        named = any(key.partition("__")[0] in about_client for key in filters or ()) or (
-            where is not None and any(_names_field(where, f) for f in about_client)
-        )
-        return named and self.reads_past_clients()
+    ) -> list[str]:
+        """The fields naming a client (:meth:`client_attrs`) that a user's condition asks
+        about (its id, or for the row's own client its ``group``), on rows the actor may
+        read without reading that client (:meth:`reads_past_clients`: a conversation of
+        their own mailbox, its messages and files, an event they are invited to, a
+        reminder they are a recipient of, a person whose organisation is hidden)."""
+        if not (where or filters):
+            return []
+        named = []
+        for attr in self.client_attrs():
+            # its id, or the groups the row's client is in
+            about = (attr, "group") if attr == self.entity.party_attr else (attr,)
+            if any(key.partition("__")[0] in about for key in filters or ()) or (
+                where is not None and any(_names_field(where, f) for f in about)
+            ):
+                named.append(attr)
+        return named if named and self.reads_past_clients() else []
 
-    def _client_shown(self) -> Any:
-        """Rows whose client the actor may read, or with none.  A condition on the client
-        leaves out the rows whose client is hidden (the API shows their ``party_id`` as
-        ``null``), whatever it asks: their client's id is never told by what matches."""
+    def _client_shown(self, attr: str) -> Any:
+        """Rows whose client in ``attr`` the actor may read, or with none.  A condition on
+        the client leaves out the rows whose client is hidden (the API shows their
+        ``party_id`` as ``null``), whatever it asks: their client's id is never told by
+        what matches."""
         from crmkit.model import Party
 
-        column = self.entity.column(self.entity.party_attr)
+        column = self.entity.column(attr)
         readable = select(Party.id).where(self.work.access.where("party"))
         return or_(column.is_(None), column.in_(readable))
 
@@ -709,16 +722,17 @@ class EntityService:
         return changes
 
     def keep_hidden_client(self, record: Any, values: dict[str, Any]) -> None:
-        """Leave out of ``values`` a ``null`` client for a record whose client the actor may
-        not read: they were shown it as ``null`` (:meth:`readable_clients`), so sending the
-        record back as read changes nothing, rather than clearing a link they never saw.
+        """Leave out of ``values`` a ``null`` client (:meth:`client_attrs`: a row's client,
+        a person's organisation) for a record whose client there the actor may not read:
+        they were shown it as ``null`` (:meth:`readable_clients`), so sending the record
+        back as read changes nothing, rather than clearing a link they never saw.
         Another client (one they may read) still replaces it; one query, only then."""
-        attr = self.entity.party_attr
-        if not attr or attr not in values or values[attr] is not None:
-            return
-        current = getattr(record, attr, None)
-        if current is not None and current not in self.readable_clients([current]):
-            del values[attr]
+        for attr in self.client_attrs():
+            if attr not in values or values[attr] is not None:
+                continue
+            current = getattr(record, attr, None)
+            if current is not None and current not in self.readable_clients([current]):
+                del values[attr]
 
     def record_update(self, record: Any, changes: dict[str, Any]) -> None:
         """Write staged changes: flush, audit entry and ``record.updated`` event."""

@@ -423,3 +423,156 @@ def test_writing_back_a_hidden_client_as_null_keeps_it(crm, client_for):
     cleared = chief.patch(f"deal/{given['deal']}", json={"party_id": None})
     assert cleared.status_code == 200, cleared.text
     assert _clients(crm, {"deal": given["deal"]}) == {"deal": None}
+
+
+def _person_at_hidden_organisation(crm, anna, boris):
+    """Anna's organisation, a person at it that Boris owns (an admin gave it to him), and
+    Boris's own organisation with a person of his at it."""
+    with crm.acting_as(anna) as work:
+        hidden = factories.organisation(work, name="ООО «Тайна»").id
+    with crm.system() as work:
+        person = work.parties.create(
+            {
+                "kind": "person",
+                "name": "Пётр Тайнов",
+                "organisation_id": hidden,
+                "owner_id": boris.id,
+            }
+        ).id
+    with crm.acting_as(boris) as work:
+        his = factories.organisation(work, name="ИП Борисов").id
+        colleague = work.parties.create(
+            {"kind": "person", "name": "Борис Свой", "organisation_id": his}
+        ).id
+    return hidden, his, person, colleague
+
+
+def _organisation_of(crm, person):
+    with crm.system() as work:
+        return work.parties.get(person).organisation_id
+
+
+def test_a_person_read_without_their_organisation_does_not_name_it(crm, client_for):
+    """Boris owns a person who works at Anna's organisation: the API gives the person with
+    ``organisation_id`` null (list and record), a filter on the organisation never finds
+    them, and his own person keeps theirs; an admin reads it as before."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    hidden, his, person, colleague = _person_at_hidden_organisation(crm, anna, boris)
+    api = client_for(boris)
+    assert api.get(f"party/{hidden}").status_code == 404
+    listed = {r["id"]: r["organisation_id"] for r in api.get("party").json()["items"]}
+    assert listed == {person: None, colleague: his, his: None}
+    assert api.get(f"party/{person}").json()["organisation_id"] is None
+    assert api.get(f"party/{colleague}").json()["organisation_id"] == his
+    for query in (
+        {"organisation_id": hidden},
+        {"organisation_id__ne": his},
+        {"organisation_id__gte": 1},
+    ):
+        found = [r["id"] for r in api.get("party", params=query).json()["items"]]
+        assert person not in found, query
+    found = api.get("party", params={"organisation_id": his}).json()["items"]
+    assert [r["id"] for r in found] == [colleague]
+    # a filter on anything else finds the person as the list shows them
+    found = api.get("party", params={"kind": "person", "name": "Пётр Тайнов"}).json()["items"]
+    assert [(r["id"], r["organisation_id"]) for r in found] == [(person, None)]
+
+    chief = client_for(add_user(crm, "chief", ["admin"]))
+    assert chief.get(f"party/{person}").json()["organisation_id"] == hidden
+    found = chief.get("party", params={"organisation_id": hidden}).json()["items"]
+    assert [r["id"] for r in found] == [person]
+
+
+def test_a_page_of_persons_asks_for_hidden_organisations_once(crm, client_for):
+    """Boris's page of clients asks which organisations he may read in one query, for one
+    person or twenty-one at as many organisations; an admin's page asks nothing more."""
+    from tests.web.conftest import statements
+
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    chief = add_user(crm, "chief", ["admin"])
+    _person_at_hidden_organisation(crm, anna, boris)
+    api, chief_api = client_for(boris), client_for(chief)
+    api.get("party"), chief_api.get("party")  # what a first request reads once
+
+    def count(client):
+        with statements(crm.engine) as seen:
+            page = client.get("party", params={"limit": 100})
+        assert page.status_code == 200, page.text
+        return len(page.json()["items"]), len(seen)
+
+    rows, few = count(api)
+    _, chief_few = count(chief_api)
+    with crm.acting_as(anna) as work:
+        hidden = [factories.organisation(work, name=f"ООО {n}").id for n in range(20)]
+    with crm.system() as work:
+        for n, organisation in enumerate(hidden):
+            work.parties.create(
+                {
+                    "kind": "person",
+                    "name": f"Лицо {n}",
+                    "organisation_id": organisation,
+                    "owner_id": boris.id,
+                }
+            )
+    more, many = count(api)
+    assert (rows, more, many) == (3, 23, few)
+    page = api.get("party", params={"limit": 100}).json()["items"]
+    assert {r["organisation_id"] for r in page if r["name"].startswith("Лицо")} == {None}
+    _, chief_many = count(chief_api)
+    assert chief_many == chief_few == few - 1
+
+
+def test_writing_back_a_hidden_organisation_as_null_keeps_it(crm, client_for):
+    """Boris reads his person's organisation as null and sends the person back as read: the
+    organisation is kept, the rest changes, and a write of nothing else changes nothing.
+    An organisation he may read replaces it; an admin, who reads it, clears it."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    hidden, his, person, _ = _person_at_hidden_organisation(crm, anna, boris)
+    api = client_for(boris)
+    url = f"party/{person}"
+    read = api.get(url)
+    assert read.json()["organisation_id"] is None
+    same = api.patch(
+        url, json={"organisation_id": None}, headers={"If-Match": read.headers["ETag"]}
+    )
+    assert same.status_code == 200, same.text
+    assert same.headers["ETag"] == read.headers["ETag"]  # nothing changed
+    back = {"name": "Пётр Тайнов-Иванов", "organisation_id": None}
+    written = api.patch(url, json=back, headers={"If-Match": same.headers["ETag"]})
+    assert written.status_code == 200, written.text
+    assert (written.json()["name"], written.json()["organisation_id"]) == (back["name"], None)
+    assert _organisation_of(crm, person) == hidden
+
+    changed = api.patch(url, json={"organisation_id": his})
+    assert changed.json()["organisation_id"] == his
+    assert _organisation_of(crm, person) == his
+
+    with crm.system() as work:
+        work.parties.update(person, {"organisation_id": hidden})
+    chief = client_for(add_user(crm, "chief", ["admin"]))
+    cleared = chief.patch(url, json={"organisation_id": None})
+    assert cleared.status_code == 200, cleared.text
+    assert _organisation_of(crm, person) is None
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_person_s_card_does_not_name_a_hidden_organisation(crm, web):
+    """Boris's card of his person at Anna's organisation names no organisation and links
+    to none; the card of his own person names his."""
+    anna = add_user(crm, "anna", ["agent"])
+    browser = await web("agent", username="boris")
+    hidden, his, person, colleague = _person_at_hidden_organisation(crm, anna, browser.user)
+    card = await browser.get(f"/clients/{person}")
+    assert card.status_code == 200, card.text
+    assert "Пётр Тайнов" in card.text
+    assert "Тайна" not in card.text and f"/clients/{hidden}" not in card.text
+    own = await browser.get(f"/clients/{colleague}")
+    assert "ИП Борисов" in own.text and f'/clients/{his}"' in own.text

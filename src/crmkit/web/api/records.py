@@ -72,18 +72,26 @@ def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> 
     A conversation that came to the caller's own mailbox, and its messages and files, are
     theirs to read whoever the client is, as is an event they are invited to and a
     reminder they are a recipient of, and a task or deal they hold, whatever its client
-    (``EntityService.reads_past_clients``); the contact
-    center's screen then shows the sender and no client, the calendar no link to one, and
-    so does the API: one query per page, only for such entities and callers
-    (``EntityService.readable_clients``).
+    (``EntityService.reads_past_clients``), and a person whose organisation they may not
+    read; the contact center's screen then shows the sender and no client, the calendar
+    no link to one, the card no organisation, and so does the API: one query per page,
+    only for such entities and callers (``EntityService.readable_clients``), for every
+    field naming a client (``EntityService.client_attrs``).
     """
-    key = entity.party_attr
-    if not key or not items:
+    if not items:
         return items
-    readable = work.records(entity.name).readable_clients(item.get(key) for item in items)
-    return [
-        item if item.get(key) in readable or item.get(key) is None else {**item, key: None}
+    service = work.records(entity.name)
+    keys = service.client_attrs()
+    if not keys:
+        return items
+    readable = service.readable_clients(item.get(key) for item in items for key in keys)
+    hidden = [
+        {key for key in keys if item.get(key) is not None and item.get(key) not in readable}
         for item in items
+    ]
+    return [
+        {**item, **dict.fromkeys(gone)} if gone else item
+        for item, gone in zip(items, hidden, strict=True)
     ]
 
 
