@@ -20,7 +20,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, Message, MoneyFormat
 from crmkit.model import Activity, Mention, Party, User
-from crmkit.services.limits import written_text_refusal
+from crmkit.services.limits import refuse_long_texts
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
 if TYPE_CHECKING:
@@ -321,9 +321,7 @@ class TimelineService:
         text = (body or "").strip()
         if not text:
             raise ValidationFailed({"body": ["a note cannot be empty"]})
-        too_long = written_text_refusal(text)
-        if too_long is not None:
-            raise ValidationFailed({"body": [too_long]})
+        refuse_long_texts(body=text)
         self.work.access.require("activity", "create")
         if party_id is None and record is None:
             raise ValidationFailed({"party_id": ["a note belongs to a party or a record"]})
@@ -395,9 +393,7 @@ class TimelineService:
         if outcome not in CALL_OUTCOMES:
             raise ValidationFailed({"outcome": ["choose how the call ended"]})
         text = (body or "").strip()
-        too_long = written_text_refusal(text)
-        if too_long is not None:
-            raise ValidationFailed({"body": [too_long]})
+        refuse_long_texts(body=text)
         party_id = self.work.parties.get(party_id).id
         activity = self.add(
             "call",

@@ -30,6 +30,7 @@ from crmkit.entities import EntityType
 from crmkit.errors import ValidationFailed
 from crmkit.filters import OPERATORS
 from crmkit.i18n import Label, message
+from crmkit.schemas import NUL_REFUSED
 from crmkit.schemas.output import column_python_type, is_private
 from crmkit.web.i18n import lazy
 
@@ -144,7 +145,7 @@ def text_param(params: QueryParams, name: str) -> str | None:
     (PostgreSQL refuses the statement)."""
     value = params.get(name) or None
     if value is not None and "\x00" in value:
-        raise ValidationFailed({name: [message("contains a NUL character")]})
+        raise ValidationFailed({name: [message(NUL_REFUSED)]})
     return value
 
 
@@ -235,7 +236,7 @@ def _convert(
         what = Label(_NAMES.get(expected, expected))
         raise ValidationFailed({key: [message("not a valid {what}", what=what)]}) from None
     if "\x00" in raw:
-        raise ValidationFailed({key: [message("contains a NUL character")]})
+        raise ValidationFailed({key: [message(NUL_REFUSED)]})
     return raw
 
 
