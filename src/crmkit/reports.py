@@ -42,10 +42,37 @@ class ReportResult:
 
 
 @attrs.frozen
+class PeriodFields:
+    """Which two of a report's parameters hold its period, and how it reads the end.
+
+    ``end_inclusive`` is true when the end day is counted (finance's ``start``/``end``:
+    ``end=2026-01-31`` is the whole of January) and false when the end is the first moment
+    after the period (the core's ``since``/``until``: ``until=2026-02-01``).
+    """
+
+    start: str
+    end: str
+    end_inclusive: bool = False
+
+
+#: The core's period, :data:`crmkit.pipeline.reports.PERIOD_PARAMS`: ``since``, and
+#: ``until`` exclusive.  A report declaring both parameters has it unless it says otherwise.
+SINCE_UNTIL = PeriodFields("since", "until")
+
+
+def _default_period(report: Report) -> PeriodFields | None:
+    params = report.params
+    return SINCE_UNTIL if SINCE_UNTIL.start in params and SINCE_UNTIL.end in params else None
+
+
+@attrs.frozen
 class Report:
     """A report: ``build(work, params)`` computes it; ``roles`` limits who may run it.
 
     ``entity`` names the entity whose ``read`` permission (and scope) the report honours.
+    ``period`` names the parameters of its period (:class:`PeriodFields`): its page offers
+    the period shortcuts (:func:`period_shortcuts`) for them.  A report declaring ``since``
+    and ``until`` has the core's (:data:`SINCE_UNTIL`) unless it gives another.
     """
 
     name: str
@@ -55,6 +82,60 @@ class Report:
     roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     description: str = ""
     params: Mapping[str, Any] = attrs.field(factory=dict)
+    period: PeriodFields | None = attrs.field(
+        default=attrs.Factory(_default_period, takes_self=True)
+    )
+
+
+# -- periods --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PeriodShortcut:
+    """A period a report is often asked for: ``label`` (a message id: ``"This month"``),
+    its first day and the first day after it."""
+
+    label: str
+    start: dt.date
+    stop: dt.date
+
+    def params(self, fields: PeriodFields) -> dict[str, str]:
+        """The period as the report's parameters (ISO dates; an inclusive end is the
+        period's last day, an exclusive one the day after)."""
+        end = self.stop - dt.timedelta(days=1) if fields.end_inclusive else self.stop
+        return {fields.start: self.start.isoformat(), fields.end: end.isoformat()}
+
+
+#: The shortcuts' labels in the order they are offered (message ids of the core catalog).
+PERIOD_SHORTCUTS = ("Today", "This week", "This month", "Last month", "This quarter", "This year")
+
+
+def _month_start(year: int, month: int) -> dt.date:
+    """The first day of a month counted past December or before January."""
+    year, index = divmod(year * 12 + month - 1, 12)
+    return dt.date(year, index + 1, 1)
+
+
+def period_shortcuts(today: dt.date, first_weekday: int = 0) -> list[PeriodShortcut]:
+    """Today, this week, this month, last month, this quarter and this year, for a reader
+    whose day is ``today`` (in the deployment's time zone, where the reports read dates)
+    and whose weeks start on ``first_weekday`` (0 Monday … 6 Sunday, Babel's
+    ``Locale.first_week_day``: Monday in Russian, Sunday in American English)."""
+    week = today - dt.timedelta(days=(today.weekday() - first_weekday) % 7)
+    month = today.replace(day=1)
+    quarter = _month_start(today.year, (today.month - 1) // 3 * 3 + 1)
+    spans = (
+        (today, today + dt.timedelta(days=1)),
+        (week, week + dt.timedelta(days=7)),
+        (month, _month_start(today.year, today.month + 1)),
+        (_month_start(today.year, today.month - 1), month),
+        (quarter, _month_start(quarter.year, quarter.month + 3)),
+        (dt.date(today.year, 1, 1), dt.date(today.year + 1, 1, 1)),
+    )
+    return [
+        PeriodShortcut(label, start, stop)
+        for label, (start, stop) in zip(PERIOD_SHORTCUTS, spans, strict=True)
+    ]
 
 
 # -- export ---------------------------------------------------------------------------------

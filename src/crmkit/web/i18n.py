@@ -358,6 +358,7 @@ def registry_messages(crm: Any) -> set[str]:
     """
     from crmkit.access.rules import ACTIONS, Scope
     from crmkit.model import ContactKind, CustomerType, PartyKind
+    from crmkit.reports import PERIOD_SHORTCUTS
     from crmkit.schemas import EVENT_STATUSES, TASK_STATUSES
     from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
 
@@ -378,6 +379,7 @@ def registry_messages(crm: Any) -> set[str]:
         texts.add(item.label)
     for report in crm.reports.values():
         texts |= {report.label, report.description}
+    texts |= set(PERIOD_SHORTCUTS)  # the period links of a report's form
     texts |= set(CALL_OUTCOMES)
     texts |= {kind.label for kind in crm.timeline_kinds.values()}
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)

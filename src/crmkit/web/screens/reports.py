@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from babel import numbers, units
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.clock import utcnow
 from crmkit.errors import PermissionDenied, ValidationFailed
-from crmkit.reports import Column, Report, ReportResult, export, export_formats
+from crmkit.reports import Column, Report, ReportResult, export, export_formats, period_shortcuts
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
 from crmkit.web.pages import NotFoundPage, actor_can, error_text, render, work
@@ -89,6 +90,37 @@ def _inputs(unit: Any, report: Report, values: dict[str, str]) -> list[dict[str,
             entry.update(kind=kind if kind in ("date", "number") else "text")
         inputs.append(entry)
     return inputs
+
+
+def period_links(
+    crm: Any, locale: i18n.Locale, report: Report, values: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The period shortcuts of ``report`` (``Report.period``) as links to its page: each a
+    ``label`` (a message id: ``"This month"``), the ``query`` string that fills the period
+    fields and keeps the other ``values`` as given, and whether it is the ``current`` one.
+
+    The day is today in the deployment's time zone (``locale.timezone``), where the reports
+    read their dates; the week starts on the reader's language's first day (Monday in
+    Russian).  Empty for a report without a period.  The report page and every screen
+    showing reports with their forms (denaq's statistics) offer these, through the
+    ``period_shortcuts`` macro of ``report_period.html``.
+    """
+    fields = report.period
+    if fields is None:
+        return []
+    today = utcnow().astimezone(crm.config.zone).date()
+    links = []
+    for shortcut in period_shortcuts(today, locale.first_weekday):
+        period = shortcut.params(fields)
+        query = {**values, **period}
+        links.append(
+            {
+                "label": shortcut.label,
+                "query": urlencode(query),
+                "current": all(values.get(k) == v for k, v in period.items()),
+            }
+        )
+    return links
 
 
 def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
@@ -207,6 +239,7 @@ def report_page(request: Request) -> Response:
     error = None
     with work(request) as unit:
         inputs = _inputs(unit, report, values)
+        shortcuts = period_links(unit.crm, locale, report, values)
         try:
             # built for its reader: a report may label for them (crmkit.web.i18n.current());
             # the downloads build it with no reader, for figures a program reads as well
@@ -240,6 +273,7 @@ def report_page(request: Request) -> Response:
             "title": report.label,
             "report": report,
             "inputs": inputs,
+            "shortcuts": shortcuts,
             "result": result,
             "headers": headers,
             "rows": rows,
