@@ -31,7 +31,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, message
 from crmkit.model import Party, User
-from crmkit.reports import Column, Report, ReportResult
+from crmkit.reports import Column, PeriodFields, Report, ReportResult
 from crmkit.web.forms import optional_id
 from crmkit_finance.ledger import MONEY_KINDS, as_amount, normal_balance
 from crmkit_finance.model import (
@@ -959,6 +959,10 @@ def receivables_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
     )
 
 
+#: The period of the reports that take one: ``start`` and ``end``, the end day counted.
+PERIOD = PeriodFields("start", "end", end_inclusive=True)
+
+
 def _report(
     name: str,
     label: str,
@@ -967,6 +971,7 @@ def _report(
     roles: tuple[str, ...],
     params: Mapping[str, Any] | None = None,
 ) -> Report:
+    params = params or {"start": "date", "end": "date"}
     return Report(
         name=name,
         label=label,
@@ -974,7 +979,9 @@ def _report(
         entity=entity,
         roles=roles,
         description=(build.__doc__ or "").strip().splitlines()[0],
-        params=params or {"start": "date", "end": "date"},
+        params=params,
+        # its page offers the period shortcuts (today, this month…) for start and end
+        period=PERIOD if PERIOD.start in params and PERIOD.end in params else None,
     )
 
 
