@@ -142,3 +142,45 @@ def test_a_period_that_is_no_date_is_refused_naming_the_field(denaq, staff, sign
     page = admin.get(f"{url}?since=2026-11-01&until=30.11.2026")
     assert page.status_code == 422, url
     assert named in html.unescape(page.text), url
+
+
+#: 00:30 on 1 December 2026 in Moscow, still 30 November in UTC.
+FIRST_OF_DECEMBER = dt.datetime(2026, 12, 1, 0, 30, tzinfo=MOSCOW)
+
+
+def _section(page: str, name: str) -> str:
+    return page.split(f'id="report-{name}"', 1)[1].split("</section>", 1)[0]
+
+
+def _shortcuts(section: str) -> list[str]:
+    nav = section.split('class="period-shortcuts"', 1)[1].split("</nav>", 1)[0]
+    return [html.unescape(href) for href in re.findall(r'<a href="([^"]*)"', nav)]
+
+
+def test_the_statistics_funnel_offers_period_shortcuts_of_moscow_days(
+    denaq, staff, history, signed_in
+):
+    """On 1 December at 00:30 in Moscow (30 November in UTC), "last month" is November
+    and "today" 1 December there; each link keeps the other report's weeks and leads back
+    to the funnel's chart, which counts that period."""
+    admin = signed_in("boss")
+    with frozen_at(FIRST_OF_DECEMBER):
+        stats = admin.get("/denaq/stats?weeks=3")
+        links = _shortcuts(_section(stats.text, "denaq_funnel"))
+        today, week, month, last_month, quarter, year = links
+        assert month == "?weeks=3&since=2026-12-01&until=2027-01-01#report-denaq_funnel"
+        assert year == "?weeks=3&since=2026-01-01&until=2027-01-01#report-denaq_funnel"
+        assert last_month == f"?weeks=3&{NOVEMBER}#report-denaq_funnel"
+        assert today == "?weeks=3&since=2026-12-01&until=2026-12-02#report-denaq_funnel"
+        assert week == "?weeks=3&since=2026-11-30&until=2026-12-07#report-denaq_funnel"
+        assert quarter == "?weeks=3&since=2026-10-01&until=2027-01-01#report-denaq_funnel"
+        november = admin.get("/denaq/stats" + last_month.split("#")[0])
+        first_day = admin.get("/denaq/stats" + today.split("#")[0])
+        page = admin.get("/reports/denaq_funnel")
+    assert _funnel_chart(november.text)["data"]["datasets"][0]["data"] == _expected()
+    # on 1 December: the lead entered at 00:05 and the firm made at 00:01
+    assert _funnel_chart(first_day.text)["data"]["datasets"][0]["data"][:2] == [1, 1]
+    # the report's own page offers the same, without the statistics' other parameters
+    assert _shortcuts(page.text)[3] == f"?{NOVEMBER}"
+    # a report without a period has none
+    assert "period-shortcuts" not in _section(stats.text, "denaq_activity")

@@ -16,7 +16,7 @@ from crmkit.model import Party
 from crmkit.web import i18n
 from crmkit.web.forms import id_list, optional_id
 from crmkit.web.pages import form_data, redirect, render, work
-from crmkit.web.screens.reports import chart_json
+from crmkit.web.screens.reports import chart_json, period_links
 from crmkit_denaq.distribution import distribution, summary
 from crmkit_denaq.pipeline import NAME
 from crmkit_denaq.stats import STATS
@@ -156,6 +156,7 @@ async def _distribute(request: Request) -> Response:
 
 def statistics(request: Request) -> Response:
     """denaq's reports on one page, as charts; each links to its table and downloads.
+    A report with a period offers the core's period shortcuts (today, this month…).
 
     Each report reads the parameters it declares (the funnel's ``since`` and ``until``, the
     activity's ``weeks``), as on its own page, and shows them in a form above its chart: anything
@@ -166,11 +167,14 @@ def statistics(request: Request) -> Response:
     # every report's parameters as given: each report's form shows its own and carries the
     # others', so choosing the funnel's period keeps the weeks of the activity and back
     values = {key: query[key] for report in STATS for key in report.params if query.get(key)}
-    with work(request) as unit, i18n.activate(request.state.locale):
+    locale = request.state.locale
+    with work(request) as unit, i18n.activate(locale):
         for report in STATS:
             params = {key: values[key] for key in report.params if key in values}
             result = report.build(unit, params)
-            charts.append((report, chart_json(result.chart), len(result.rows)))
+            # the core's period shortcuts of a report with a period, the others' values kept
+            links = period_links(unit.crm, locale, report, values)
+            charts.append((report, chart_json(result.chart), len(result.rows), links))
     return render(
         request,
         "denaq/stats.html",
