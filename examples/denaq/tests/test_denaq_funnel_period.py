@@ -184,3 +184,29 @@ def test_the_statistics_funnel_offers_period_shortcuts_of_moscow_days(
     assert _shortcuts(page.text)[3] == f"?{NOVEMBER}"
     # a report without a period has none
     assert "period-shortcuts" not in _section(stats.text, "denaq_activity")
+
+
+def _left_on_page(page: str) -> list[int]:
+    """The time in stage's "left the stage" column, stage by stage."""
+    return _entered_on_page(page)  # the same place: the second cell of each row
+
+
+def test_the_time_in_stage_counts_the_chosen_period(denaq, staff, history, signed_in):
+    """Leads made firms in November (at 12:00 on the 2nd, at 23:59 on the 30th in Moscow)
+    left the lead stage in November; those of October and of the first minute of December
+    are left out, on the report's page, on the statistics page and in the download."""
+    in_november = sum(_in_november(at) for _, at in MADE_FIRMS)
+    assert 0 < in_november < len(MADE_FIRMS)
+    admin = signed_in("boss")
+    page = admin.get(f"/reports/denaq_time_in_stage?{NOVEMBER}")
+    assert page.status_code == 200
+    assert 'name="since" value="2026-11-01"' in page.text
+    assert 'name="until" value="2026-12-01"' in page.text
+    assert _left_on_page(page.text)[0] == in_november
+    assert _left_on_page(admin.get("/reports/denaq_time_in_stage").text)[0] == len(MADE_FIRMS)
+    stats = admin.get(f"/denaq/stats?{NOVEMBER}")
+    section = _section(stats.text, "denaq_time_in_stage")
+    assert 'name="since" value="2026-11-01"' in section and "period-shortcuts" in section
+    text = admin.get(f"/reports/denaq_time_in_stage/export.csv?{NOVEMBER}")
+    rows = list(csv.reader(io.StringIO(text.content.decode("utf-8-sig"))))[1:]
+    assert int(rows[0][1]) == in_november

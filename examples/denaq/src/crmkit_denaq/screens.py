@@ -158,10 +158,11 @@ def statistics(request: Request) -> Response:
     """denaq's reports on one page, as charts; each links to its table and downloads.
     A report with a period offers the core's period shortcuts (today, this month…).
 
-    Each report reads the parameters it declares (the funnel's ``since`` and ``until``, the
-    activity's ``weeks``), as on its own page, and shows them in a form above its chart: anything
-    else in the URL is no parameter of it (``owner_id=abc`` was a 500, ``pipeline=deals``
-    made the dealers' funnel another pipeline's)."""
+    Each report reads the parameters it declares (the funnel's and the time in stage's
+    ``since`` and ``until``, the activity's ``weeks``), as on its own page, and shows them
+    in a form above its chart: anything else in the URL is no parameter of it
+    (``owner_id=abc`` was a 500, ``pipeline=deals`` made the dealers' funnel another
+    pipeline's)."""
     charts = []
     query = request.query_params
     # every report's parameters as given: each report's form shows its own and carries the

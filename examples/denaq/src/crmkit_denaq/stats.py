@@ -260,6 +260,8 @@ STATS = (
         _dealer(time_in_stage_report),
         entity="party",
         description="How long dealers stayed in each stage.",
+        # the core's period, as the funnel's: the stays ended (moves made) in it
+        params=PERIOD_PARAMS,
     ),
     Report(
         "denaq_leads_by_source",
