@@ -74,3 +74,17 @@ def test_a_percent_column_is_a_fraction_written_as_a_percent_in_every_format():
     assert percent(russian, 0.3333) == "33,3\xa0%" and percent(russian, 1) == "100\xa0%"
     # half up, as money is rounded: 75.85 % is 75.9 %, not the even 75.8 %
     assert percent(russian, Decimal("0.7585")) == "75,9\xa0%"
+
+
+def test_a_share_is_a_decimal_fraction_to_four_places_rounded_half_up():
+    """What a person checking the figure by hand writes: 1 of 32 is 0.03125, so 0.0313 (a
+    float rounded to even gave 0.0312); 2500 of 3300 is 0.7576; no whole, no share."""
+    from crmkit.reports import share
+
+    assert share(1, 32) == Decimal("0.0313") and isinstance(share(1, 32), Decimal)
+    assert share(3, 32) == Decimal("0.0938")
+    assert share(Decimal("2500.00"), Decimal("3300.00")) == Decimal("0.7576")
+    assert share(-1, 32) == Decimal("-0.0313")  # a loss: away from zero, as by hand
+    assert share(2, 3) == Decimal("0.6667") and share(1, 1) == Decimal("1.0000")
+    assert share(0, 5) == Decimal("0.0000")
+    assert share(1, 0) is None and share(1, None) is None

@@ -12,7 +12,7 @@ import datetime as dt
 import importlib.util
 import io
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -85,6 +85,28 @@ class Report:
     period: PeriodFields | None = attrs.field(
         default=attrs.Factory(_default_period, takes_self=True)
     )
+
+
+# -- shares ---------------------------------------------------------------------------------
+
+#: The places a share (a ``percent`` column's fraction) keeps: 0.7576, shown as 75,8 %.
+SHARE_PLACES = Decimal("0.0001")
+
+
+def share(part: Decimal | int | None, whole: Decimal | int | None) -> Decimal | None:
+    """``part`` as a fraction of ``whole`` for a ``percent`` column: a :class:`Decimal` to
+    four places, rounded half up, as a person checking the figure by hand rounds it
+    (``0.0313`` for 1 of 32, ``0.7576`` for 2500 of 3300); ``None`` when there is no whole
+    to share (nothing entered, no revenue, no plan).  Every report's share is this: the
+    core's funnel, finance's margins and plans, denaq's conversion."""
+    if not whole:
+        return None
+    fraction = _exact(part or 0) / _exact(whole)
+    return fraction.quantize(SHARE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def _exact(value: Decimal | int | float) -> Decimal:
+    return Decimal(str(value)) if isinstance(value, float) else Decimal(value)
 
 
 # -- periods --------------------------------------------------------------------------------

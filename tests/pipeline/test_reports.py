@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import update
@@ -56,7 +57,7 @@ def test_funnel_counts_and_conversions(crm, history):
         ("lost", 2),
     ]
     assert steps["qualified"].from_first == 0.5
-    assert steps["proposal"].from_previous == round(2 / 3, 4)
+    assert steps["proposal"].from_previous == Decimal("0.6667")  # a Decimal, half up
     assert steps["won"].from_previous == 0.5
     assert steps["lost"].from_previous is None
 
@@ -190,3 +191,16 @@ def test_funnel_refuses_an_owner_that_is_no_id_naming_owner_id(crm, history, own
     with crm.acting_as(boss) as work, pytest.raises(ValidationFailed) as refused:
         crm.reports["pipeline_funnel"].build(work, {"pipeline": "sales", "owner_id": owner})
     assert list(refused.value.errors) == ["owner_id"]
+
+
+def test_the_funnels_conversion_is_rounded_half_up(crm):
+    """One deal of 32 qualified: 0.03125 of them, which is 0.0313 by hand (rounded half
+    up), as every report's share is (crmkit.reports.share)."""
+    boss = add_user(crm, "boss", ["manager"])
+    with crm.acting_as(boss) as work:
+        deals = [factories.deal(work) for _ in range(32)]
+        work.moves.move(deals[0], "qualified")
+        steps = {s.stage: s for s in funnel(work, "sales")}
+    assert steps["qualified"].from_first == Decimal("0.0313")
+    assert steps["qualified"].from_previous == Decimal("0.0313")
+    assert steps["new"].from_first == Decimal("1.0000")

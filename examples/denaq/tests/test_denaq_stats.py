@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -58,7 +59,9 @@ def test_funnel_by_agent_counts_who_moved_each_record_and_moves_back_apart(denaq
         "refused": 1,
         "back": 1,
     }
-    assert rows["Анна"]["conversion"] == 0.5  # one client of the two firms she made
+    # one client of the two firms she made, a share as every report's (crmkit.reports.share)
+    assert rows["Анна"]["conversion"] == Decimal("0.5000")
+    assert isinstance(rows["Анна"]["conversion"], Decimal)
     assert {k: rows["Игорь"][k] for k in stages} == {
         "lead": 0,
         "firm": 1,

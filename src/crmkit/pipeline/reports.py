@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from crmkit.errors import ValidationFailed
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline
-from crmkit.reports import Column, ReportResult
+from crmkit.reports import Column, ReportResult, share
 from crmkit.schemas import MAX_ID
 
 #: The refusal of an ``owner_id`` that is no id (the words of the web forms' id refusal).
@@ -34,7 +35,8 @@ class FunnelStep:
 
     ``entered`` counts the records that entered the stage going forward (or were placed in
     it); ``moved_back`` those that a backward move took there.  A record is counted once in
-    each however often it did so; conversions are shares of ``entered``.
+    each however often it did so; conversions are shares of ``entered``
+    (:func:`crmkit.reports.share`: fractions to four places, rounded half up).
     """
 
     stage: str
@@ -42,8 +44,8 @@ class FunnelStep:
     kind: str
     entered: int
     moved_back: int
-    from_first: float | None
-    from_previous: float | None
+    from_first: Decimal | None
+    from_previous: Decimal | None
 
 
 def _visible_ids(work: UnitOfWork, pipeline: Pipeline) -> Any:
@@ -123,17 +125,13 @@ def funnel(
                 kind=stage.kind.value,
                 entered=entered,
                 moved_back=int(rows.get((stage.name, True), 0)),
-                from_first=_share(entered, first) if steps else 1.0 if entered else None,
-                from_previous=None if is_dead_end or not steps else _share(entered, previous),
+                from_first=share(entered, first),
+                from_previous=None if is_dead_end or not steps else share(entered, previous),
             )
         )
         if not is_dead_end:
             previous = entered
     return steps
-
-
-def _share(part: int, whole: int | None) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def time_in_stage(

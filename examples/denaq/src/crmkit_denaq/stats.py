@@ -21,6 +21,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
 from crmkit.pipeline.reports import PERIOD_PARAMS, funnel_report, time_in_stage_report
+from crmkit.reports import share
 from crmkit.web import i18n
 from crmkit_denaq.pipeline import DEALERS, NAME
 
@@ -87,7 +88,7 @@ def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult
         row.update({stage: counts.get(stage, 0) for stage in stages})
         row[BACK] = counts.get(BACK, 0)
         entered = counts.get("lead", 0) or max(row[stage] for stage in stages)
-        row["conversion"] = round(counts.get("client", 0) / entered, 4) if entered else None
+        row["conversion"] = share(counts.get("client", 0), entered)
         table.append(row)
     return ReportResult(
         columns=[

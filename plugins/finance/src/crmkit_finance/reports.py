@@ -11,7 +11,8 @@ or the day an extra line was added to or removed from a completed order).  Cost 
 moving-average stock value of the goods sold; margin = revenue - cost.  The average check
 is the recognized revenue of the orders completed in a month divided by their number.
 A margin's or a plan's share (``margin_percent``, ``done_percent``) is a fraction, as every
-report's ``percent`` column is: ``0.7576``, shown as 75,8 %, and written so to CSV and JSON.
+report's ``percent`` column is (:func:`crmkit.reports.share`: four places, rounded half up):
+``0.7576``, shown as 75,8 %, and written so to CSV and JSON.
 
 Parameters arrive as strings from screens (``"2026-01-01"``) or as Python values.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -31,7 +32,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import Label, message
 from crmkit.model import Party, User
-from crmkit.reports import Column, PeriodFields, Report, ReportResult
+from crmkit.reports import Column, PeriodFields, Report, ReportResult, share
 from crmkit.web.forms import optional_id
 from crmkit_finance.ledger import MONEY_KINDS, as_amount, normal_balance
 from crmkit_finance.model import (
@@ -149,15 +150,6 @@ def _category_names(work: Any) -> dict[int | None, str]:
         work.session.execute(select(FinanceItemCategory.id, FinanceItemCategory.name)).all()
     )
     return names
-
-
-def _fraction(part: Decimal, whole: Decimal) -> Decimal | None:
-    """``part`` as a share of ``whole`` for a ``percent`` column: a fraction to four places,
-    rounded half up (``0.7576`` for 2500 of 3300, which the screen shows as 75,8 %), as the
-    core's funnel keeps its conversions; ``None`` when there is no whole to share."""
-    if not whole:
-        return None
-    return (part / whole).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
 def _bar_chart(
@@ -281,7 +273,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             ),
             "cost": cost[key],
             "margin": margin,
-            "margin_percent": _fraction(margin, month_revenue),
+            "margin_percent": share(margin, month_revenue),
         }
         for category in ordered:
             row[f"category_{category or 0}"] = revenue[key].get(category, ZERO)
@@ -334,7 +326,7 @@ def director_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
             else ZERO,
             "cost": total_cost,
             "margin": total_revenue - total_cost,
-            "margin_percent": _fraction(total_revenue - total_cost, total_revenue),
+            "margin_percent": share(total_revenue - total_cost, total_revenue),
             "currency": base,
         },
     )
@@ -508,7 +500,7 @@ def order_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "revenue": amount,
                 "cost": goods_cost,
                 "margin": amount - goods_cost,
-                "margin_percent": _fraction(amount - goods_cost, amount),
+                "margin_percent": share(amount - goods_cost, amount),
             }
         )
     return ReportResult(
@@ -562,7 +554,7 @@ def service_margin_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "revenue": amount,
                 "cost": goods_cost,
                 "margin": amount - goods_cost,
-                "margin_percent": _fraction(amount - goods_cost, amount),
+                "margin_percent": share(amount - goods_cost, amount),
             }
         )
     rows.sort(key=lambda r: (-r["revenue"], r["item"]))
@@ -755,7 +747,7 @@ def plan_fact_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
                 "plan": plan.amount,
                 "fact": fact,
                 "difference": fact - plan.amount,
-                "done_percent": _fraction(fact, plan.amount),
+                "done_percent": share(fact, plan.amount),
             }
         )
     return ReportResult(
