@@ -93,7 +93,7 @@ class Report:
 SHARE_PLACES = Decimal("0.0001")
 
 
-def share(part: Decimal | int | None, whole: Decimal | int | None) -> Decimal | None:
+def share(part: Decimal | float | None, whole: Decimal | float | None) -> Decimal | None:
     """``part`` as a fraction of ``whole`` for a ``percent`` column: a :class:`Decimal` to
     four places, rounded half up, as a person checking the figure by hand rounds it
     (``0.0313`` for 1 of 32, ``0.7576`` for 2500 of 3300); ``None`` when there is no whole
