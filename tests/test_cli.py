@@ -359,7 +359,7 @@ def test_migrations_of_a_removed_plugin_are_named_in_one_line(tmp_path, capsys):
         code, _, err = call(capsys, "--config", str(directory), *command)
         assert code == 1
         assert err.strip().splitlines() == [
-            "error: revision finance_0006_order_completions is applied but belongs to no loaded "
+            "error: revision finance_0007_performer_chosen is applied but belongs to no loaded "
             "plugin: reinstall the plugin (or downgrade its branch before removing it)"
         ]
 

@@ -132,3 +132,55 @@ def test_a_remove_line_form_sent_twice_removes_once(shop):
     assert manager.post(stray_path, {"form_token": token}).status_code == 404
     with shop.crm.acting_as(shop.manager) as work:
         assert len(finance(work).orders.lines(other.id)) == 1
+
+
+def test_a_performer_chosen_on_the_form_or_over_the_api_stays_with_its_worker(shop):
+    """The line form and the API choose the performer by hand, even when it is the order's
+    assignee of the day: reopened and given to someone else, the order keeps that worker on
+    the line (a line left empty on the form goes to the new assignee)."""
+    from finance_web import TestClient
+
+    from crmkit.testing import add_user
+    from crmkit.web.app import create_app
+
+    ivan = add_user(shop.crm, "ivan", ["agent"])
+    petr = add_user(shop.crm, "petr", ["agent"])
+    with shop.crm.acting_as(shop.manager) as work:
+        on_form = shop.order(work, assignee_id=ivan.id)
+        secret = work.api_tokens.create("test").secret
+    manager = clients(shop.crm)("manager")
+    add = f"/finance/orders/{on_form.id}/lines"
+    manager.submit(add, {"item_id": shop.oil_change.id, "performer_id": str(ivan.id)})
+    manager.submit(add, {"item_id": shop.diagnostics.id, "performer_id": ""})
+    created = TestClient(create_app(shop.crm)).post(
+        "/api/v1/finance_order",
+        json={
+            "party_id": shop.client.id,
+            "location_id": shop.branch.id,
+            "assignee_id": ivan.id,
+            "lines": [
+                {"item_id": shop.oil_change.id, "performer_id": ivan.id},
+                {"item_id": shop.diagnostics.id},
+            ],
+        },
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert created.status_code == 201, created.text
+    over_api = created.json()["id"]
+    with shop.crm.acting_as(shop.manager) as work:
+        orders = finance(work).orders
+        for order_id in (on_form.id, over_api):
+            orders.complete(order_id)
+            orders.reopen(order_id)
+            orders.update(order_id, assignee_id=petr.id)
+            orders.complete(order_id)
+            lines = orders.lines(order_id)
+            credited = {line.reverses_line_id for line in lines}
+            done_again = {
+                line.item_id: line.performer_id
+                for line in lines
+                if line.recognized_on is not None
+                and line.reverses_line_id is None
+                and line.id not in credited
+            }
+            assert done_again == {shop.oil_change.id: ivan.id, shop.diagnostics.id: petr.id}

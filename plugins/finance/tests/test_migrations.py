@@ -39,7 +39,7 @@ def test_finance_branch_matches_the_models(migrated):
     assert migrated.migrations.current() == migrated.migrations.heads()
     # the finance head stands on the core's, and each branch reports its own revision
     current = migrated.migrations.current()
-    assert current["finance"] == "finance_0006_order_completions"
+    assert current["finance"] == "finance_0007_performer_chosen"
     assert current["crmkit"] != current["finance"]
     with migrated.engine.connect() as connection:
         assert schema_differences(migrated, connection) == []
@@ -115,7 +115,7 @@ def test_old_payment_entries_read_in_the_readers_language_after_the_upgrade(
         ):
             work.timeline.add("payment", party_id=party_id, subject=subject, data=data)
     crm.migrations.upgrade()
-    assert crm.migrations.current()["finance"] == "finance_0006_order_completions"
+    assert crm.migrations.current()["finance"] == "finance_0007_performer_chosen"
     with crm.system() as work:
         entries = {
             a.subject: a.data
@@ -140,3 +140,54 @@ def test_old_payment_entries_read_in_the_readers_language_after_the_upgrade(
     crm.migrations.upgrade()  # nothing more to do
     with crm.system() as work:
         assert len(work.session.scalars(select(Activity.id)).all()) == 3
+
+
+def test_the_upgrade_tells_chosen_performers_as_the_reopening_did(migrated):
+    """finance_0007 marks the performers of existing lines chosen by hand as the reopening
+    told them before it: an open line's performer is chosen; a recognized line's is filled
+    in when it equals the assignee written on the line, chosen otherwise or when the line
+    has no assignee written (recognized before finance_0005); no performer, none chosen."""
+    from alembic import command
+    from crmkit_finance import finance
+    from finance_fixtures import build_shop
+
+    from crmkit.testing import add_user
+
+    crm = migrated
+    crm.sync_access()
+    shop = build_shop(crm)
+    ivan = add_user(crm, "ivan", ["agent"])
+    helper = add_user(crm, "helper", ["agent"])
+    with crm.acting_as(shop.manager) as work:
+        orders = finance(work).orders
+        open_order = shop.order(work, assignee_id=ivan.id)
+        open_chosen = orders.add_line(open_order, shop.oil_change.id, performer_id=ivan.id).id
+        open_empty = orders.add_line(open_order, shop.diagnostics.id).id
+        done = shop.order(work, assignee_id=ivan.id)
+        filled_in = orders.add_line(done, shop.oil_change.id).id
+        for_another = orders.add_line(done, shop.diagnostics.id, performer_id=helper.id).id
+        as_assignee = orders.add_line(done, shop.oil.id, performer_id=ivan.id).id
+        orders.complete(done)
+        before_0005 = shop.order(work, assignee_id=ivan.id)
+        old_line = orders.add_line(before_0005, shop.oil_change.id).id
+        orders.complete(before_0005)
+    config = crm.migrations.config()
+    with crm.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "finance_0006_order_completions")
+        connection.execute(
+            sa.text("UPDATE finance_order_line SET assignee_id = NULL WHERE id = :id"),
+            {"id": old_line},
+        )
+    crm.migrations.upgrade()
+    with crm.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, performer_chosen FROM finance_order_line"))
+        chosen = {key: value for key, value in rows}
+    assert {key: bool(value) for key, value in chosen.items()} == {
+        open_chosen: True,
+        open_empty: False,
+        filled_in: False,
+        for_another: True,
+        as_assignee: False,  # the assumption: equal to the assignee, it was filled in
+        old_line: True,  # no assignee written: it keeps its performer, as before
+    }

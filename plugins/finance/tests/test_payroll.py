@@ -120,6 +120,65 @@ def test_an_order_done_again_by_another_worker_pays_the_one_who_did_it_again(sho
         )
 
 
+def test_a_performer_chosen_by_hand_stays_when_the_order_changes_hands(shop):
+    """Ivan holds the order and is also chosen by hand for the oil change (his speciality);
+    the diagnostics are left to whoever holds the order, and the oil is given to him by
+    editing its line. Reopened in April and given to Petr, the hand-chosen lines stay
+    Ivan's and the diagnostics follow the order to Petr."""
+    crm = shop.crm
+    ivan = add_user(crm, "ivan", ["agent"])
+    petr = add_user(crm, "petr", ["agent"])
+    zone = crm.config.zone
+    with frozen_at(dt.datetime(2026, 3, 20, 12, tzinfo=zone)), crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        order = shop.order(work, assignee_id=ivan.id)
+        fin.orders.add_line(order, shop.oil_change.id, performer_id=ivan.id)  # 1500, by hand
+        fin.orders.add_line(order, shop.diagnostics.id)  # 1000, whoever holds the order
+        oil = fin.orders.add_line(order, shop.oil.id)
+        fin.orders.update_line(oil, performer_id=ivan.id)  # by hand, on the line's form
+        fin.orders.complete(order)
+    with frozen_at(dt.datetime(2026, 4, 6, 12, tzinfo=zone)), crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        fin.orders.reopen(order, reason="the oil leaks")
+        fin.orders.update(order, assignee_id=petr.id)
+        reopened = {
+            line.item_id: line.performer_id
+            for line in fin.orders.lines(order)
+            if line.recognized_on is None
+        }
+        assert reopened == {
+            shop.oil_change.id: ivan.id,
+            shop.diagnostics.id: None,
+            shop.oil.id: ivan.id,
+        }
+        fin.orders.complete(order)
+        done_again = {
+            line.item_id: line.performer_id
+            for line in fin.orders.lines(order)
+            if line.added_at.date() == dt.date(2026, 4, 6) and line.reverses_line_id is None
+        }
+        assert done_again == {
+            shop.oil_change.id: ivan.id,
+            shop.diagnostics.id: petr.id,
+            shop.oil.id: ivan.id,
+        }
+    with crm.acting_as(shop.accountant) as work:
+        payroll = finance(work).payroll
+        for worker in (ivan, petr):
+            payroll.set_scheme(
+                worker.id, percent="10", basis="lines", valid_from=dt.date(2020, 1, 1)
+            )
+
+        def percent(worker, month):
+            return payroll.calculate(worker.id, month)["commission"]
+
+        march, april = dt.date(2026, 3, 1), dt.date(2026, 4, 1)
+        assert (percent(ivan, march), percent(petr, march)) == (money("250.00"), money("0.00"))
+        # April: Ivan's diagnostics credited back, his oil change credited and done again
+        assert percent(ivan, april) == money("-100.00")
+        assert percent(petr, april) == money("100.00")  # the diagnostics, done again by Petr
+
+
 def test_cashier_cannot_change_salary_settings(shop):
     with shop.crm.acting_as(shop.cashier) as work, pytest.raises(PermissionDenied):
         finance(work).payroll.set_scheme(

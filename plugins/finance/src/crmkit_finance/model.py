@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -284,8 +285,9 @@ class FinanceOrderLine(IdMixin, Base):
     completed a line is **recognized**: ``recognized_on`` is the business date its revenue
     counts on and ``base_amount``/``base_cost`` are in the base currency, and
     ``assignee_id`` is the order's assignee then (the worker of record whose orders the
-    revenue counts for, for a salary on basis ``orders``).  A recognized line is never
-    edited: removing it appends a negative line (``reverses_line_id``).
+    revenue counts for, for a salary on basis ``orders``).  ``performer_chosen`` tells a
+    performer chosen by hand from one recognition filled in from the assignee.  A recognized
+    line is never edited: removing it appends a negative line (``reverses_line_id``).
     """
 
     __table_args__ = (
@@ -314,6 +316,10 @@ class FinanceOrderLine(IdMixin, Base):
     amount: Mapped[Decimal] = mapped_column(Amount(2))
     cost: Mapped[Decimal] = mapped_column(Amount(2), default=Decimal(0))
     performer_id: Mapped[int | None] = user_fk()
+    #: the performer was chosen by hand (a form, the API, a service given ``performer_id``),
+    #: not filled in from the order's assignee by recognition: a reopening keeps a chosen
+    #: performer, and empties a filled-in one so the order done again pays its new assignee
+    performer_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     added_by_id: Mapped[int | None] = user_fk()
     recognized_on: Mapped[dt.date | None] = mapped_column(Date)

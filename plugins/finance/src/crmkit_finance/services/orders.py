@@ -438,6 +438,8 @@ class OrderService(EntityService):
             qty=amount_qty,
             unit_price=price,
             performer_id=performer_id,
+            # a performer given with the line is chosen by hand, even the order's assignee
+            performer_chosen=performer_id is not None,
             added_at=utcnow(),
             added_by_id=self.work.actor.user_id,
             cost=Decimal(0),
@@ -487,6 +489,9 @@ class OrderService(EntityService):
                 self.check_assignable(values["performer_id"])
             changes["performer_id"] = [line.performer_id, values["performer_id"]]
             line.performer_id = values["performer_id"]
+        if "performer_id" in values:
+            # chosen by hand (or left to the assignee again, when emptied)
+            line.performer_chosen = values["performer_id"] is not None
         for key in ("description", "main"):
             if key in values:
                 changes[key] = [getattr(line, key), values[key]]
@@ -727,11 +732,10 @@ class OrderService(EntityService):
         recognized = order.base_total
         for line in self._live_recognized(order):
             self._credit_line(order, line, now, memo=reason)
-            # a performer its recognition filled in from the assignee (the two ids are the
-            # same) is left empty again, so doing the order again fills in the assignee of
-            # then; one chosen by hand for someone else stays.  Lines recognized before the
-            # assignee was written (finance_0005) cannot tell, and keep their performer.
-            filled_in = line.assignee_id is not None and line.performer_id == line.assignee_id
+            # a performer its recognition filled in from the assignee is left empty again,
+            # so doing the order again fills in the assignee of then; one chosen by hand
+            # stays, even when it was the assignee (``performer_chosen``; finance_0007)
+            chosen = line.performer_id is not None and line.performer_chosen
             copy = FinanceOrderLine(
                 order_id=order.id,
                 position=line.position,
@@ -745,7 +749,8 @@ class OrderService(EntityService):
                 discount=line.discount,
                 amount=line.amount,
                 cost=line.cost,
-                performer_id=None if filled_in else line.performer_id,
+                performer_id=line.performer_id if chosen else None,
+                performer_chosen=chosen,
                 added_at=now,
                 added_by_id=self.work.actor.user_id,
             )
@@ -903,6 +908,7 @@ class OrderService(EntityService):
                 # the work is the assignee's of now: given to someone else later (a warranty
                 # look), the order takes no earned percent (nor a later clawback) along
                 line.performer_id = order.assignee_id
+                line.performer_chosen = False
             income[fin.catalogue.income_account_code(line.kind)] += line.base_amount
             charged += line.amount
             base_charged += line.base_amount
@@ -954,6 +960,7 @@ class OrderService(EntityService):
             amount=-line.amount,
             cost=-line.cost,
             performer_id=line.performer_id,
+            performer_chosen=line.performer_chosen,
             assignee_id=line.assignee_id,
             added_at=when,
             added_by_id=self.work.actor.user_id,

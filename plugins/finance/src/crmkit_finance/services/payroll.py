@@ -6,8 +6,8 @@ removed later (their negative twins count in the month of removal), in the base 
 
 * basis ``lines``: the lines the employee performed (a line without a performer is the
   order's assignee's; recognition writes the assignee of then on it, and a reopening
-  empties it again where it equals the line's ``assignee_id``, so the order done again
-  pays its assignee of then);
+  empties it again unless it was chosen by hand (``performer_chosen``), so the order done
+  again pays its assignee of then);
 * basis ``orders``: every line of the orders the employee was assigned to when the line
   was recognized (recognition writes the assignee of then on it, as the order's worker of
   record: an order given to someone else later takes no earned percent along).
