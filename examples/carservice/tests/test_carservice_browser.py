@@ -2,9 +2,10 @@
 
 The admin blocks a worker, who loses the open session and cannot sign in again; the
 manager finds a client by a plate typed in Latin, takes an order for their car and adds a
-service; the worker sees only their own order, moves it through the workshop and reaches
-no money screen; the cashier takes the payment and hands the car over, and cannot reach
-salary settings; the director's dashboard shows the figures the tables hold.
+service, and adds parts to an order taken without a branch; the worker sees only their own
+order, moves it through the workshop and reaches no money screen; the cashier takes the
+payment and hands the car over, and cannot reach salary settings; the director's dashboard
+shows the figures the tables hold.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from crmkit_carservice import carservice
 from service_fixtures import PLUGINS, build_station
 from sqlalchemy import text
 
@@ -113,6 +115,20 @@ def test_a_day_at_the_car_service(station_server, browser):
     manager.click('#add-line button[type="submit"]')
     manager.wait_for_selector("#order-lines:has-text('Замена масла')")
     manager.screenshot(path=str(ARTIFACTS / "carservice-order.png"), full_page=True)
+    # parts for an order taken without a branch (over the API): the line form offers the
+    # station's only branch, and the parts leave its warehouse
+    with crm.acting_as(station.manager) as work:
+        branchless = carservice(work).intake(
+            party_id=station.client.id, car_id=station.car.id, services=[station.diagnostics.id]
+        )
+    manager.goto(f"{base}/records/finance_order/{branchless.id}")
+    manager.click("#add-line summary")
+    assert manager.input_value('#add-line select[name="location_id"]') == str(station.branch.id)
+    manager.select_option('#add-line select[name="item_id"]', str(station.oil.id))
+    manager.click('#add-line button[type="submit"]')
+    manager.wait_for_selector("#order-lines:has-text('Масло 5W-30')")
+    assert "Филиал 1" in manager.inner_text(".flash.ok")
+    assert manager.locator('#add-line select[name="location_id"]').count() == 0
 
     # -- the worker, on a phone: only their order, moved through the workshop -----------
     ivan = sign_in(browser, base, "ivan", phone=True)

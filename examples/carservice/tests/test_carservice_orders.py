@@ -393,3 +393,87 @@ def test_an_order_done_in_march_and_cancelled_in_april_stays_in_marchs_count(sta
     assert by_month["2026-04"][:2] == (0, Decimal("-2000.00"))
     assert by_month["2026-04"][2] == checks["2026-04"][1] == Decimal("1500.00")
     assert totals == (1, Decimal("1500.00"))  # the one order standing, and its revenue
+
+
+def _order_without_branch(station):
+    """An order taken with no branch (over the API, by a form of another deployment)."""
+    with station.crm.acting_as(station.manager) as work:
+        return carservice(work).intake(
+            party_id=station.client.id,
+            car_id=station.car.id,
+            services=[station.diagnostics.id],
+            assignee_id=station.ivan.id,
+        )
+
+
+def _second_branch(station, *, team_members=()):
+    """A second branch with oil in stock, its staff (``team_members``) in its team."""
+    with station.crm.system() as work:
+        team = work.users.create_team("Филиал 2", members=[u.id for u in team_members])
+        branch = work.records("finance_location").create(name="Филиал 2", team_id=team.id)
+    with station.crm.acting_as(station.warehouse) as work:
+        finance(work).stock.receive(station.oil.id, branch.id, "5", "400.00")
+    return branch
+
+
+def _on_hand(station, branch):
+    with station.crm.acting_as(station.warehouse) as work:
+        return finance(work).stock.on_hand(station.oil.id, branch.id)
+
+
+def test_goods_on_an_order_without_a_branch_come_from_the_stations_only_branch(station):
+    order = _order_without_branch(station)
+    assert order.location_id is None
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        fin.orders.add_line(order.id, station.oil.id, qty="2")
+        assert fin.orders.get(order.id).location_id == station.branch.id
+    assert _on_hand(station, station.branch) == Decimal("18")
+
+
+def test_goods_on_an_order_without_a_branch_come_from_the_branch_of_who_adds_them(station):
+    second = _second_branch(station, team_members=[station.manager])
+    order = _order_without_branch(station)
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        fin.orders.add_line(order.id, station.oil.id, qty="2")
+        assert fin.orders.get(order.id).location_id == second.id
+    assert (_on_hand(station, second), _on_hand(station, station.branch)) == (
+        Decimal("3"),
+        Decimal("20"),
+    )
+
+
+def test_goods_are_refused_naming_the_branch_until_one_is_chosen(station):
+    """Two branches and the manager at neither (or at both): which warehouse the goods
+    leave cannot be told, so adding them is refused naming the branch field, nothing is
+    written; naming the branch with the goods sets it on the order and takes them."""
+    second = _second_branch(station, team_members=[station.cashier])
+    order = _order_without_branch(station)
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        with pytest.raises(ValidationFailed) as refused:
+            fin.orders.add_line(order.id, station.oil.id, qty="2")
+        assert list(refused.value.errors) == ["location_id"]
+        assert "no branch" in str(refused.value.errors["location_id"][0])
+        assert [line.item_id for line in fin.orders.lines(order.id)] == [station.diagnostics.id]
+        assert fin.orders.get(order.id).location_id is None
+        # a service needs no branch
+        fin.orders.add_line(order.id, station.oil_change.id)
+        assert fin.orders.get(order.id).location_id is None
+        fin.orders.add_line(order.id, station.oil.id, qty="2", location_id=second.id)
+        assert fin.orders.get(order.id).location_id == second.id
+    assert (_on_hand(station, second), _on_hand(station, station.branch)) == (
+        Decimal("3"),
+        Decimal("20"),
+    )
+    # a manager at both branches cannot be told either
+    other = _order_without_branch(station)
+    with station.crm.system() as work:
+        first_team = work.users.create_team("Филиал 1", members=[station.manager.id])
+        work.records("finance_location").update(station.branch.id, team_id=first_team.id)
+        work.users.set_team_members(second.team_id, [station.cashier.id, station.manager.id])
+    with station.crm.acting_as(station.manager) as work:
+        with pytest.raises(ValidationFailed) as refused:
+            finance(work).orders.add_line(other.id, station.oil.id)
+        assert list(refused.value.errors) == ["location_id"]

@@ -667,3 +667,63 @@ async def test_an_intake_for_a_branch_that_is_not_there_names_the_branch(station
     assert "99999" in error, error
     assert 'name="client_kind"' in response.text or 'name="services"' in response.text
     assert _orders_of(station, station.client.id) == []
+
+
+def _flash(page, kind):
+    return " ".join(re.findall(rf'<p class="flash {kind}"[^>]*>([^<]*)</p>', page.text))
+
+
+async def test_goods_for_an_order_without_a_branch_take_the_branch_chosen_on_their_form(station):
+    """An order taken without a branch, at a station of two where the manager works at
+    neither: the goods form offers the branch, none chosen; goods sent without it are
+    refused naming the branch and nothing is added; chosen, the branch becomes the order's
+    and the goods leave its warehouse."""
+    with station.crm.system() as work:
+        second = work.records("finance_location").create(name="Филиал 2")
+        finance(work).stock.receive(station.oil.id, second.id, "5", "400.00")
+    with station.crm.acting_as(station.manager) as work:
+        order = carservice(work).intake(
+            party_id=station.client.id, car_id=station.car.id, services=[station.diagnostics.id]
+        )
+    client = await signed_in(station, "manager")
+    page_url = f"/records/finance_order/{order.id}"
+    form = (await client.get(page_url)).text.split('id="add-line"', 1)[1].split("</form>")[0]
+    branch_field = re.search(r'<select name="location_id"[^>]*>(.*?)</select>', form, re.S)
+    assert branch_field, form
+    assert "Филиал 2" in branch_field.group(1) and "selected" not in branch_field.group(1)
+    goods = {"item_id": str(station.oil.id), "qty": "2"}
+    sent = await client.post(f"/finance/orders/{order.id}/lines", {**goods, "location_id": ""})
+    assert sent.status_code == 303, sent.text
+    refused = _flash(await client.get(sent.headers["location"]), "error")
+    assert refused.startswith("Филиал: "), refused
+    assert "no branch" in refused or "нет филиала" in refused, refused
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        assert [line.item_id for line in fin.orders.lines(order.id)] == [station.diagnostics.id]
+    sent = await client.post(
+        f"/finance/orders/{order.id}/lines", {**goods, "location_id": str(second.id)}
+    )
+    page = await client.get(sent.headers["location"])
+    assert "Филиал 2" in _flash(page, "ok"), page.text
+    assert 'name="location_id"' not in page.text.split('id="add-line"', 1)[1].split("</form>")[0]
+    with station.crm.acting_as(station.manager) as work:
+        fin = finance(work)
+        assert fin.orders.get(order.id).location_id == second.id
+        assert [line.item_id for line in fin.orders.lines(order.id)][-1] == station.oil.id
+
+
+async def test_the_goods_form_of_an_order_without_a_branch_offers_the_stations_only_one(station):
+    with station.crm.acting_as(station.manager) as work:
+        order = carservice(work).intake(
+            party_id=station.client.id, car_id=station.car.id, services=[station.diagnostics.id]
+        )
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    form = page.text.split('id="add-line"', 1)[1].split("</form>")[0]
+    assert re.search(rf'<option value="{station.branch.id}" selected>Филиал 1</option>', form)
+    sent = await client.post(
+        f"/finance/orders/{order.id}/lines", {"item_id": str(station.oil.id), "qty": "1"}
+    )  # a form without the field (an older page): the only branch all the same
+    assert "Филиал 1" in _flash(await client.get(sent.headers["location"]), "ok")
+    with station.crm.acting_as(station.manager) as work:
+        assert finance(work).orders.get(order.id).location_id == station.branch.id

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
+from crmkit.i18n import Message
 from crmkit.web import i18n
 from crmkit.web.contributions import CardPanel, MenuItem, Screen
 from crmkit.web.pages import error_text, redirect, work
@@ -75,13 +76,14 @@ def attempt(
     request: Request,
     back: str,
     action: Callable[[Any], Any],
-    done: str,
+    done: str | Callable[[Any], str | Message],
     then: Callable[[Any], str] | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> Response:
     """Run ``action(fin)`` in one unit of work as the user and go back to ``back``.
 
-    Success shows ``done`` (on ``then(result)`` when given); a form sent again (its
+    Success shows ``done`` (or ``done(result)``, a text or a message with parameters; on
+    ``then(result)`` when given); a form sent again (its
     one-time token already used, see :mod:`crmkit_finance.services.forms`) did nothing the
     second time and says so instead.  A refusal (invalid input, no permission) rolls
     everything back and shows why on ``back``, naming a field by its label in ``labels``
@@ -98,7 +100,11 @@ def attempt(
     target = then(result) if then else back
     if repeat:
         return redirect(request, target, "This form was already sent: nothing was done again.")
-    return redirect(request, target, done)
+    said = done(result) if callable(done) else done
+    if isinstance(said, Message):
+        with i18n.activate(request.state.locale):
+            said = said.translate(i18n.gettext, request.state.locale.zone)
+    return redirect(request, target, said)
 
 
 def screens() -> list[Screen]:

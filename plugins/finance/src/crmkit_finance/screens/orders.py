@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmkit.i18n import message
 from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.forms import optional_id
 from crmkit.web.pages import posted
@@ -54,6 +55,11 @@ def order_panel(work: Any, order: Any) -> dict[str, Any]:
         "desks": _desks(work) if may_pay else [],
         "methods": METHODS,
         "users": users,
+        # an order without a branch: its goods' branch is chosen on the line form
+        "branches": fin.orders.branches() if may_edit and order.location_id is None else [],
+        "goods_branch": fin.orders.branch_for_goods(order)
+        if may_edit and order.location_id is None
+        else None,
         "cashback": fin.cashback.balance(order.party_id)
         if may_pay and fin.can("finance_cashback", "read")
         else None,
@@ -95,22 +101,37 @@ def _order_path(order_id: int) -> str:
 
 
 def add_line(request: Request) -> Response:
-    """Add a service or a good (goods leave stock now)."""
+    """Add a service or a good (goods leave stock now).  An order without a branch gets
+    one with its goods: the form's *Branch* (shown while the order has none), else the
+    one :meth:`~crmkit_finance.services.orders.OrderService.branch_for_goods` tells; the
+    message then says which it is."""
     order_id = int(request.path_params["order_id"])
     data = posted(request)
-    return attempt(
-        request,
-        _order_path(order_id),
-        lambda fin: fin.orders.add_line(
+
+    def add(fin: Any) -> Any:
+        had_branch = fin.orders.get(order_id).location_id is not None
+        fin.orders.add_line(
             order_id,
             optional_id(data.get("item_id"), "item_id"),
             qty=data.get("qty") or 1,
             unit_price=data.get("unit_price") or None,
             main=bool(data.get("main")),
             performer_id=optional_id(data.get("performer_id"), "performer_id"),
+            location_id=optional_id(data.get("location_id"), "location_id"),
             form_token=sent_token(data),
-        ),
-        "Line added.",
+        )
+        order = fin.orders.get(order_id)
+        if had_branch or order.location_id is None:
+            return "Line added."
+        branch = fin.orders.branch_for_goods(order)
+        return message(
+            "Line added. The order's branch is now {branch}: its goods come from there.",
+            branch=branch.name if branch else order.location_id,
+        )
+
+    # the action's result is what to say (the branch it gave the order, if any)
+    return attempt(
+        request, _order_path(order_id), add, lambda said: said, labels={"location_id": "Branch"}
     )
 
 

@@ -306,12 +306,14 @@ class OrderService(EntityService):
         main: bool = False,
         description: str | None = None,
         form_token: str | None = None,
+        location_id: int | None = None,
     ) -> FinanceOrderLine | None:
         """Add a service or a good; goods leave stock now (at their moving average cost).
 
         Without ``unit_price`` the client's price applies (see the catalogue); without
         ``discount`` the order's percent.  On a completed order the line is recognized at
-        once (an extra service added after the work was done).  ``form_token``: the form's
+        once (an extra service added after the work was done).  ``location_id``: the branch
+        to give the order with the line (see :meth:`add_lines`).  ``form_token``: the form's
         one-time token; the same form sent again adds nothing and returns the line it added
         (``None`` if that line was removed since; see :mod:`crmkit_finance.services.forms`).
         """
@@ -333,16 +335,28 @@ class OrderService(EntityService):
                     "description": description,
                 }
             ],
+            location_id=location_id,
         )
         forms.remember(self.fin, form_token, [line.id])
         return line
 
-    def add_lines(self, order: Any, lines: Sequence[Mapping[str, Any]]) -> list[FinanceOrderLine]:
+    def add_lines(
+        self,
+        order: Any,
+        lines: Sequence[Mapping[str, Any]],
+        *,
+        location_id: int | None = None,
+    ) -> list[FinanceOrderLine]:
         """Add several lines at once (each a mapping of :meth:`add_line`'s arguments).
 
         The same rules and books as line by line, with one flush, one re-total and one
         recognition for all of them: the way to build an order of many lines (intake
         forms, imports, generated data).  A refused line refuses them all (nothing written).
+
+        Goods kept in stock leave the order's branch.  ``location_id`` gives the order that
+        branch first (an edit of the order, refused as one: an unknown branch, goods already
+        issued from another).  An order still without one takes :meth:`branch_for_goods`,
+        or the goods are refused naming ``location_id``.
         """
         order = self._open_for_lines(order)
         position = (
@@ -367,11 +381,14 @@ class OrderService(EntityService):
             if spec.get("item_id") is None:
                 raise ValidationFailed({f"lines[{number}]": [message("item_id is required")]})
             _refuse_long_description(spec.get("description"), f"lines[{number}].description")
-            line, item = self._new_line(order, position + number, **spec)
-            self.session.add(line)
-            built.append((line, item))
+            built.append(self._new_line(order, position + number, **spec))
         if not built:
             return []
+        if location_id is not None and location_id != order.location_id:
+            self.update(order, location_id=location_id)
+        if order.location_id is None and any(item.track_stock for _, item in built):
+            self._give_goods_branch(order)
+        self.session.add_all(line for line, _ in built)
         self.work.flush()
         for line, item in built:
             if item.track_stock:
@@ -446,6 +463,48 @@ class OrderService(EntityService):
         )
         self._price_line(order, line, discount)
         return line, item
+
+    def branches(self) -> list[FinanceLocation]:
+        """The active branches the actor may read (the places orders take goods from)."""
+        if not self.fin.can("finance_location", "read"):
+            return []
+        return list(
+            self.session.scalars(
+                self.work.records("finance_location")
+                .query()
+                .where(FinanceLocation.active.is_(True), FinanceLocation.kind == "branch")
+                .order_by(FinanceLocation.name, FinanceLocation.id)
+            )
+        )
+
+    def branch_for_goods(self, order: Any) -> FinanceLocation | None:
+        """The branch an order's goods come from: its own; else, for an order taken without
+        one, the branch of the actor adding them when they work at exactly one (they are a
+        member of its team, ``FinanceLocation.team_id``), else the station's only branch;
+        else ``None`` (the user must choose).  Only active branches the actor may read."""
+        if order.location_id is not None:
+            return self.session.get(FinanceLocation, order.location_id)
+        branches = self.branches()
+        teams = self.work.actor.team_ids or frozenset()
+        own = [b for b in branches if b.team_id is not None and b.team_id in teams]
+        if len(own) == 1:
+            return own[0]
+        if len(branches) == 1:
+            return branches[0]
+        return None
+
+    def _give_goods_branch(self, order: Any) -> None:
+        """Give an order without a branch the one its goods come from, or refuse them."""
+        branch = self.branch_for_goods(order)
+        if branch is None:
+            raise ValidationFailed(
+                {
+                    "location_id": [
+                        message("the order has no branch: choose the one its goods come from")
+                    ]
+                }
+            )
+        self.update(order, location_id=branch.id)
 
     def update_line(self, line: Any, **values: Any) -> FinanceOrderLine:
         """Change an open line's quantity, price, discount, performer or text."""
