@@ -94,6 +94,24 @@ def test_the_list_screen_refuses_what_the_api_refuses_with_its_words(site):
     browser.close()
 
 
+def test_the_search_reads_its_text_as_the_lists_do(site):
+    """The API's search (``/search``) reads ``q`` with the lists' reader: a NUL is refused
+    in the lists' words, and an empty text still asks for something to search for."""
+    base, token = site
+    api = httpx.Client(
+        base_url=f"{base}/api/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=20
+    )
+    listed = api.get("deal?q=a%00")
+    searched = api.get("search?q=a%00")
+    assert searched.status_code == listed.status_code == 422
+    assert (
+        searched.json()["errors"] == listed.json()["errors"] == {"q": ["contains a NUL character"]}
+    )
+    assert api.get("search?q=%20").json()["errors"] == {"q": ["give something to search for"]}
+    assert api.get("search?q=Поставка").json()["hits"][0]["title"] == "Поставка"
+    api.close()
+
+
 def test_a_russian_reader_sees_the_refusal_in_russian(site):
     base, _ = site
     browser = _sign_in(base, "manager_ru")
