@@ -229,8 +229,10 @@ def format_value(
         user = users.get(value)
         return Cell(user.label if user else f"#{value}")
     if column in PARTY_COLUMNS:
+        # ``parties`` holds the clients the reader may read: any other is blank, as the API
+        # gives its id as ``null``, never a mark telling that a client is hidden there
         party = parties.get(value)
-        return Cell(party.name if party else "—", party_url(value) if party else None)
+        return Cell(party.name, party_url(value)) if party else Cell("")
     if column == "stage":
         title = stage_titles.get((getattr(record, "pipeline", None) or "", value), value)
         return Cell(i18n.gettext(title), css="stage")
