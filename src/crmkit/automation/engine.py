@@ -442,9 +442,10 @@ def _act(
     if kind == "create_task":
         due = utcnow() + dt.timedelta(hours=float(params.get("due_in_hours") or 24))
         assignee = _one_user(work, params.get("assignee", "owner"), record)
+        seen = _as_read_by(work, [assignee], entity, record, party_id, variables)
         task = work.tasks.create(
             {
-                "title": _template(work, params["title"], variables)[:300],
+                "title": _template(work, params["title"], seen)[:300],
                 "assignee_id": assignee,
                 "deadline": due.isoformat(),
                 "party_id": party_id,
@@ -457,10 +458,12 @@ def _act(
         recipients = [{"user_id": u} for u in _users_for(work, params.get("to", "owner"), record)]
         if not recipients:
             raise ValidationFailed({"to": ["nobody to remind"]})
+        readers = [r["user_id"] for r in recipients]
+        seen = _as_read_by(work, readers, entity, record, party_id, variables)
         reminder = work.reminders.create(
             {
                 "remind_at": at.isoformat(),
-                "text": _template(work, params["text"], variables),
+                "text": _template(work, params["text"], seen),
                 "party_id": party_id,
                 "recipients": recipients,
                 **({"record_entity": entity, "record_id": record.id} if record else {}),
@@ -468,20 +471,31 @@ def _act(
         )
         return message("reminder {id} at {time}", id=reminder.id, time=Moment(at))
     if kind == "notify":
-        text = _template(work, params["text"], variables)
+        text = _template(work, params["text"], variables)  # the timeline's: the client's
         users = _users_for(work, params.get("to", "owner"), record)
         for user_id in users:
-            work.notifications.notify(user_id, "assistant", text, party_id=party_id, record=ref)
+            seen = _as_read_by(work, [user_id], entity, record, party_id, variables)
+            told = text if seen is variables else _template(work, params["text"], seen)
+            work.notifications.notify(user_id, "assistant", told, party_id=party_id, record=ref)
         return message("told {count} colleague(s): {text}", count=len(users), text=text)
     if kind == "send_message":
         channel = work.channels.channel(str(params["channel"]))
+        # the client's own address, or one the rule names; that of a colleague is read by
+        # the colleague, who is told only the clients they may read
+        colleague = _colleague_at(work, params["to"]) if params.get("to") else None
+        seen = variables
+        if colleague is not None:
+            seen = _as_read_by(work, [colleague], entity, record, party_id, variables)
         if params.get("template"):
             template = _find_template(work, params["template"], channel.name)
-            rendered = work.message_templates.render(template, party_id=party_id, record=ref)
-            subject, body = rendered.subject, rendered.body
+            if seen is variables:
+                rendered = work.message_templates.render(template, party_id=party_id, record=ref)
+                subject, body = rendered.subject, rendered.body
+            else:
+                subject, body = _template_as_read(work, template, seen, party_id, ref)
         else:
-            subject = _template(work, params.get("subject") or "", variables) or None
-            body = _template(work, params.get("body") or "", variables)
+            subject = _template(work, params.get("subject") or "", seen) or None
+            body = _template(work, params.get("body") or "", seen)
         to = params.get("to") or _address_of(work, party_id, channel)
         work.channels.send(
             channel.name, to=to, body=body, subject=subject, party_id=party_id, record=ref
@@ -500,6 +514,94 @@ def _act(
         )
         return message("called {url}", url=params["url"])
     raise ValidationFailed({"actions": [f"unknown action {kind!r}"]})
+
+
+def _as_read_by(
+    work: UnitOfWork,
+    users: Iterable[int],
+    entity: str,
+    record: Any,
+    party_id: int | None,
+    variables: Mapping[str, Any],
+) -> Mapping[str, Any]:
+    """``variables`` as every one of ``users`` may read them.  The rule runs as the system
+    and reads every client, but a colleague told something (a notification, a task given
+    to them, a reminder, a mail to their address) reads it as themselves: a client one of
+    them may not read (the run's, or one the record names: a person's organisation) is
+    blank there, its name, addresses and id, as the API gives its id as ``null``; a rule
+    on such a client tells them none of its fields.  ``variables`` itself when nothing is
+    hidden (one query per user and client, only for the clients the run names)."""
+    named = {party_id} if party_id is not None else set()
+    attrs = {"party_id", "organisation_id"}
+    if record is not None:
+        attrs.update(work.records(entity).client_attrs())
+        named.update(getattr(record, a, None) for a in attrs)
+    named.discard(None)
+    users = list(dict.fromkeys(users))
+    hidden = {
+        client
+        for client in named
+        if not all(work.user_may_read(user, [("party", client)]) for user in users)
+    }
+    if not hidden:
+        return variables
+    values = dict(variables.get("record") or {})
+    if entity == "party" and record is not None and record.id in hidden:
+        values = dict.fromkeys(values)  # the record is the client they may not read
+    for key, value in values.items():
+        if (key in attrs and value in hidden) or (party_id in hidden and key[:6] == "party."):
+            values[key] = None
+    event = {
+        k: None if k in attrs and v in hidden else v
+        for k, v in (variables.get("event") or {}).items()
+    }
+    party = {} if party_id in hidden else variables.get("party")
+    return {**variables, "record": values, "event": event, "party": party}
+
+
+def _colleague_at(work: UnitOfWork, address: Any) -> int | None:
+    """The user an address is theirs: their account's email, or one they have their
+    notifications forwarded to."""
+    from sqlalchemy import func
+
+    from crmkit.model import NotificationPreference
+
+    text = str(address or "").strip().lower()
+    if not text:
+        return None
+    found = work.session.scalar(select(User.id).where(func.lower(User.email) == text).limit(1))
+    if found is None:
+        found = work.session.scalar(
+            select(NotificationPreference.user_id)
+            .where(func.lower(NotificationPreference.address) == text)
+            .limit(1)
+        )
+    return found
+
+
+def _template_as_read(
+    work: UnitOfWork,
+    template: Any,
+    seen: Mapping[str, Any],
+    party_id: int | None,
+    ref: tuple[str, int] | None,
+) -> tuple[str | None, str]:
+    """A message template filled for a colleague who may not read a client it would name:
+    its variables as the template service gives them, less that client (see
+    :func:`_as_read_by`: ``seen`` is the run's variables as they read them)."""
+    templates = work.message_templates
+    filled = dict(templates.variables(party_id=party_id, record=ref))
+    if seen.get("party") == {}:
+        filled["party"] = {}
+    record = dict(filled.get("record") or {})
+    shown = seen.get("record") or {}
+    for key in record:
+        if key in shown and shown[key] is None:
+            record[key] = None
+    filled["record"] = record
+    subject = templates.render_text("subject", template.subject, filled, template=template.name)
+    body = templates.render_text("body", template.body, filled, template=template.name)
+    return subject or None, body
 
 
 def _plain(variables: Mapping[str, Any]) -> dict[str, Any]:
