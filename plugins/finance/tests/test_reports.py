@@ -373,3 +373,61 @@ def test_the_order_margin_report_shows_as_many_orders_as_its_limit_says(shop):
             with pytest.raises(ValidationFailed) as refused:
                 run_report(work, "finance.order_margin", {"limit": bad})
             assert str(refused.value) == f"limit: {bad!r} is not a whole number from 1 to 5000"
+
+
+def test_the_order_margin_report_names_only_clients_its_reader_may_read(shop):
+    """A role reading its own orders (the worker's) and handed the order reports names no
+    client it may not read in the margin report, on the screen or in its export: the cell
+    is blank, as the API gives the order's ``party_id`` as ``null``. The director, who
+    reads every client, reads the name."""
+    crm = shop.crm
+    orders, mechanic = trade(shop, orders=2)
+    with crm.system() as work:
+        work.permissions.set("agent", "finance_order", "read", "own")
+        work.permissions.set("agent", "finance_order", "report", "own")
+        name = work.parties.get(shop.client.id).name
+    with crm.acting_as(mechanic) as work:
+        assert work.parties.find(shop.client.id) is None
+        result = run_report(work, "finance.order_margin", {})
+    assert {r["order_id"] for r in result.rows} == {o.id for o in orders}
+    assert {r["client"] for r in result.rows} == {""}
+    assert name not in to_csv(result).decode("utf-8-sig")
+    with crm.acting_as(shop.director) as work:
+        shown = run_report(work, "finance.order_margin", {})
+    assert {r["client"] for r in shown.rows} == {name}
+
+
+def test_corporate_income_keeps_to_the_payments_and_clients_its_reader_reads(shop):
+    """A role handed the payment reports reads the income of the payments it may read
+    (an agent with its own payments only: none here), and a client it may not read is
+    blank (the agent reading every payment, and its own clients only); the director reads
+    every payment and every name."""
+    crm = shop.crm
+    mechanic = add_user(crm, "mechanic", ["agent"])
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        orders = []
+        for name in ("ООО «Флот»", "ООО «Парк»"):
+            company = work.parties.create(kind="organisation", name=name, customer_type="corporate")
+            order = shop.order(work, party_id=company.id)
+            fin.orders.add_line(order, shop.oil_change.id)
+            work.moves.move(order, "done")
+            orders.append(order)
+    with crm.acting_as(shop.cashier) as work:
+        for order in orders:
+            finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    with crm.system() as work:
+        work.permissions.set("agent", "finance_payment", "read", "own")
+        work.permissions.set("agent", "finance_payment", "report", "own")
+    with crm.acting_as(mechanic) as work:
+        result = run_report(work, "finance.corporate_income", {})
+    assert result.rows == [] and result.totals["received"] == 0
+    with crm.system() as work:
+        work.permissions.set("agent", "finance_payment", "read", "all")
+    with crm.acting_as(mechanic) as work:
+        result = run_report(work, "finance.corporate_income", {})
+    assert [(r["client"], r["received"]) for r in result.rows] == [("", money("1500.00"))] * 2
+    assert "ООО" not in to_csv(result).decode("utf-8-sig")
+    with crm.acting_as(shop.director) as work:
+        shown = run_report(work, "finance.corporate_income", {})
+    assert sorted(r["client"] for r in shown.rows) == ["ООО «Парк»", "ООО «Флот»"]
