@@ -137,3 +137,36 @@ def test_a_cancelled_order_leaves_its_invoice(shop):
         assert fin.invoices.get(invoice.id).status == "cancelled"
         assert fin.payments.receivable(company.id) == money("-1500.00")
         assert problems(work) == []
+
+
+def test_receivables_name_only_clients_their_reader_may_read(shop):
+    """A role reading payments (its own) and handed the receivables reads who owes what
+    with the clients it may not read blank, neither named nor linked by id; the
+    accountant, who reads every client, reads the name."""
+    from crmkit_finance.reports import run_report
+
+    from crmkit.testing import add_user
+
+    crm = shop.crm
+    mechanic = add_user(crm, "mechanic", ["agent"])
+    with crm.acting_as(shop.manager) as work:
+        fin = finance(work)
+        company = work.parties.create(
+            kind="organisation", name="АО «Парк»", customer_type="corporate"
+        )
+        order = shop.order(work, party_id=company.id)
+        fin.orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+    with crm.system() as work:
+        work.permissions.set("agent", "finance_payment", "read", "own")
+        work.permissions.set("agent", "finance_payment", "report", "own")
+    with crm.acting_as(mechanic) as work:
+        rows = finance(work).payments.receivables()
+        report = run_report(work, "finance.receivables", {})
+    assert [(r["client"], r["party_id"], r["balance"]) for r in rows] == [
+        ("", None, money("1500.00"))
+    ]
+    assert [r["client"] for r in report.rows] == [""]
+    with crm.acting_as(shop.accountant) as work:
+        [row] = finance(work).payments.receivables()
+    assert (row["client"], row["party_id"]) == ("АО «Парк»", company.id)

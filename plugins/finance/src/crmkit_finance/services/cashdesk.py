@@ -972,17 +972,20 @@ class PaymentService:
                 left = order_total - Decimal(paid.get(order_id) or 0)
                 if left > 0:
                     overdue[party_id] += left
-        result = [
+        # a client the reader may not read (they read payments, not every client) is
+        # neither named nor linked by its id, as the API gives it as ``null``
+        readable = self.work.records("finance_payment").readable_clients(balances)
+        ordered = sorted(balances.items(), key=lambda item: (-item[1], item[0]))
+        return [
             {
-                "party_id": party_id,
-                "client": names.get(party_id, ""),
+                "party_id": party_id if party_id in readable else None,
+                "client": names.get(party_id, "") if party_id in readable else "",
                 "balance": balance,
                 "overdue": min(overdue.get(party_id, Decimal(0)), max(balance, Decimal(0))),
                 "currency": base,
             }
-            for party_id, balance in balances.items()
+            for party_id, balance in ordered
         ]
-        return sorted(result, key=lambda r: (-r["balance"], r["party_id"]))
 
     def pay_invoice(
         self,
