@@ -7,6 +7,7 @@ import pytest
 from crmkit import hookimpl
 from crmkit.errors import NotFound, ValidationFailed
 from crmkit.services.message_templates import StarterTemplate, seed_templates
+from crmkit.testing import add_user, factories
 
 
 class Starters:
@@ -193,3 +194,33 @@ def test_ordinary_templates_are_within_the_limits(crm):
         )
     assert rendered.subject == "ООО «Кедр»!"
     assert rendered.body == "-" * 20 + " 1024 00042 c b 012 1, 2    7 +79161234567"
+
+
+def test_a_template_filled_by_a_user_gives_no_hidden_organisation(crm):
+    """Boris fills a template for a person he owns who works at Anna's organisation: the
+    person's ``organisation_id`` (as the client and as the record) is blank, as the API
+    gives it as ``null``; for his own person's organisation, and for the system, it is
+    there."""
+    anna = add_user(crm, "anna", ["agent"])
+    boris = add_user(crm, "boris", ["agent"])
+    with crm.acting_as(anna) as work:
+        hidden = factories.organisation(work, name="ООО «Тайна»").id
+    with crm.system() as work:
+        person = work.parties.create(
+            {"kind": "person", "name": "Пётр", "organisation_id": hidden, "owner_id": boris.id}
+        ).id
+    with crm.acting_as(boris) as work:
+        his = factories.organisation(work, name="ИП Борисов").id
+        own = work.parties.create({"kind": "person", "name": "Свой", "organisation_id": his}).id
+    text = {
+        "subject": "{{ party.name }}",
+        "body": "{{ party.organisation_id }}|{{ record.organisation_id }}",
+    }
+    with crm.acting_as(boris) as work:
+        filled = work.message_templates.render(text, party_id=person, record=("party", person))
+        assert (filled.subject, filled.body) == ("Пётр", "|")
+        filled = work.message_templates.render(text, party_id=own, record=("party", own))
+        assert filled.body == f"{his}|{his}"
+    with crm.system() as work:
+        filled = work.message_templates.render(text, party_id=person, record=("party", person))
+        assert filled.body == f"{hidden}|{hidden}"

@@ -483,6 +483,16 @@ def _columns(record: Any) -> dict[str, Any]:
     return {key: _plain(value) for key, value in public_values(record).items()}
 
 
+def _without_hidden_clients(service: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A row's values less the clients it names that the actor may not read (a person's
+    organisation, a deal's client held by its owner): ``None``, as the API gives them."""
+    attrs = [a for a in service.client_attrs() if values.get(a) is not None]
+    if not attrs:
+        return values
+    readable = service.readable_clients(values[a] for a in attrs)
+    return {**values, **{a: None for a in attrs if values[a] not in readable}}
+
+
 class MessageTemplateService:
     """Create, edit, list and render message templates (entity ``message_template``)."""
 
@@ -666,12 +676,12 @@ class MessageTemplateService:
         if record is not None:
             service = self.work.records(record[0])
             row = service.get(record[1])
-            values["record"] = _columns(row)
+            values["record"] = _without_hidden_clients(service, _columns(row))
             if party_id is None:
                 party_id = service.party_id_of(row)
         if party_id is not None:
             party = self.work.parties.get(party_id)
-            data = _columns(party)
+            data = _without_hidden_clients(self.work.parties, _columns(party))
             for point in party.contact_points:
                 data.setdefault(point.kind, point.value)
             data["custom"] = _plain(party.custom or {})
