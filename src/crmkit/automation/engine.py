@@ -549,7 +549,8 @@ def _as_read_by(
     if entity == "party" and record is not None and record.id in hidden:
         values = dict.fromkeys(values)  # the record is the client they may not read
     for key, value in values.items():
-        if (key in attrs and value in hidden) or (party_id in hidden and key[:6] == "party."):
+        field = key.removeprefix("event.")  # the event's data is in the record's values too
+        if (field in attrs and value in hidden) or (party_id in hidden and key[:6] == "party."):
             values[key] = None
     event = {
         k: None if k in attrs and v in hidden else v
