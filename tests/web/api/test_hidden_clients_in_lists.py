@@ -99,6 +99,24 @@ async def test_the_lists_leave_a_hidden_client_blank(crm, web):
         cells = _cells(_row(page.text, record))
         assert "—" not in cells, (url, cells)
 
+    # a saved view showing the column, and an admin's shared one filtering by it
+    from crmkit.web.screens.lists import view_url
+
+    with crm.acting_as(browser.user) as work:
+        mine = work.saved_views.save("party", "Люди", {"cols": "name,organisation_id"})
+    with crm.acting_as(add_user(crm, "chief", ["admin"])) as work:
+        shared = work.saved_views.save(
+            "party",
+            "Чужие люди",
+            {"cols": "name,organisation_id", "f.organisation_id": str(ids["hidden"])},
+            shared=True,
+        )
+    viewed = await browser.get(view_url("party", mine))
+    _names_nothing_hidden(viewed.text, ids)
+    assert _cells(_row(viewed.text, f"/clients/{ids['person']}"))[-2:] == ["Пётр Тайнов", ""]
+    viewed = await browser.get(view_url("party", shared))
+    assert viewed.status_code == 200 and "Пётр Тайнов" not in html.unescape(viewed.text)
+
     # the global search box is the clients' list searched
     found = await browser.get("/lists/party?q=Пётр&cols=name,organisation_id")
     assert "Пётр Тайнов" in html.unescape(found.text)
