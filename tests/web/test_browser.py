@@ -296,3 +296,27 @@ def _drag(page, source, target):
         page.mouse.move(x, y)
         time.sleep(0.03)
     page.mouse.up()
+
+
+def test_the_timeline_filters_stay_in_their_column_on_a_laptop(server, browser):
+    # the card's timeline filters ran on in one line over the side column at 1366 px,
+    # covering the client's e-mail address in the contacts
+    crm, base = server
+    add_user(crm, "agent8", ["agent"])
+    with crm.acting_as("agent8") as work:
+        party = factories.organisation(work, name="ООО «Мотолайн»")
+        work.parties.add_contact(party, "email", "info@motolayn.ru")
+    laptop = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = sign_in(laptop, base, "agent8")
+    page.goto(f"{base}/clients/{party.id}")
+    column = page.locator(".card-main").bounding_box()
+    chips = page.locator("#timeline .kinds .chip")
+    assert chips.count() > 5
+    for index in range(chips.count()):
+        box = chips.nth(index).bounding_box()
+        assert box["x"] + box["width"] <= column["x"] + column["width"] + 1, chips.nth(
+            index
+        ).inner_text()
+    mail = page.locator("#contacts a:has-text('info@motolayn.ru')")
+    mail.click(trial=True)  # nothing lies over the address: it can be clicked
+    page.screenshot(path=str(ARTIFACTS / "card-laptop.png"))
