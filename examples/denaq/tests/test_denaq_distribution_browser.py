@@ -1,0 +1,121 @@
+"""The admin's distribution screen in headless Chromium, on a laptop's screen (1366x768).
+
+With a few hundred leads waiting, or an agent holding hundreds of firms, the admin chooses
+whom to give them to and presses the button without scrolling past every row first; the
+firms of an agent can all be ticked at once; a forgotten agent is asked for on the page,
+the ticks kept, instead of a page that only says what was missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from crmkit_denaq import plugin as denaq_plugin
+
+from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
+from crmkit.testing.web import served
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from crmkit.web.app import create_app
+
+    crm = make_crm([denaq_plugin], directory=tmp_path_factory.mktemp("denaq-distribution"))
+    with served(create_app(crm)) as base:
+        yield crm, base
+    crm.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser, base, username):
+    page = browser.new_context(viewport=LAPTOP).new_page()
+    page.goto(f"{base}/login")
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', DEMO_PASSWORD)
+    page.click('button[type="submit"]')
+    page.wait_for_load_state()
+    return page
+
+
+def on_screen(page, selector):
+    """Whether the element is within the window as the page stands (no scrolling)."""
+    box = page.locator(selector).bounding_box()
+    return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= LAPTOP["height"]
+
+
+def leads(crm, who, count, prefix):
+    with crm.acting_as(who) as work:
+        return [
+            work.parties.create(name=f"{prefix} {n:03d}", confirm_duplicates=True).id
+            for n in range(count)
+        ]
+
+
+def test_the_admin_deals_and_hands_over_without_scrolling_past_every_row(server, browser):
+    crm, base = server
+    add_user(crm, "boss", ["admin"], display_name="Босс")
+    finder = add_user(crm, "finder", ["lead_creator"], display_name="Ксения")
+    anna = add_user(crm, "anna", ["agent"], display_name="Анна")
+    igor = add_user(crm, "igor", ["agent"], display_name="Игорь")
+    waiting = leads(crm, finder, 60, "Ждёт")
+    held = leads(crm, anna, 60, "Фирма Анны")
+
+    admin = sign_in(browser, base, "boss")
+    admin.goto(f"{base}/denaq/distribution")
+    assert on_screen(admin, '#pool select[name="agent_id"]')
+    assert on_screen(admin, '#pool button[value="assign"]')
+    admin.screenshot(path=str(ARTIFACTS / "denaq-distribution.png"))
+
+    # ticked, but no agent chosen: the page asks for one and keeps the ticks
+    for lead in waiting[:3]:
+        admin.check(f'#pool input[name="ids"][value="{lead}"]')
+    admin.click('#pool button[value="assign"]')
+    assert admin.url.endswith("/denaq/distribution")
+    assert admin.locator("h1").inner_text() == "Распределение"
+    assert admin.evaluate(
+        "document.querySelector('#pool select[name=agent_id]').validity.valueMissing"
+    )
+    assert admin.locator('#pool input[name="ids"]:checked').count() == 3
+    admin.select_option('#pool select[name="agent_id"]', str(anna.id))
+    admin.click('#pool button[value="assign"]')
+    admin.wait_for_selector(".flash:has-text('Лидов передано агентам: 3')")
+
+    # dealing in turn needs no agent
+    admin.check(f'#pool input[name="ids"][value="{waiting[3]}"]')
+    admin.click('#pool button[value="round_robin"]')
+    admin.wait_for_selector(".flash:has-text('Лидов передано агентам: 1')")
+
+    # Анна's firms: the receiver and the button on screen, every firm ticked at once
+    admin.goto(f"{base}/denaq/distribution?from={anna.id}#handover")
+    assert on_screen(admin, '#handover select[name="to_agent"]')
+    assert on_screen(admin, '#handover button[value="reassign"]')
+    admin.check('#handover thead input[type="checkbox"]')
+    ticked = admin.locator('#handover input[name="ids"]:checked')
+    assert ticked.count() == admin.locator('#handover input[name="ids"]').count() >= len(held)
+    admin.select_option('#handover select[name="to_agent"]', str(igor.id))
+    admin.screenshot(path=str(ARTIFACTS / "denaq-handover.png"))
+    admin.click('#handover button[value="reassign"]')
+    admin.wait_for_selector(".flash:has-text('Передано фирм:')")
+    with crm.acting_as(igor) as work:
+        assert {p.id for p in work.parties.list(filters={"owner_id": igor.id}, limit=500)} >= set(
+            held
+        )
