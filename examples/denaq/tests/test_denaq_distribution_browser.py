@@ -59,7 +59,7 @@ def sign_in(browser, base, username):
 def on_screen(page, selector):
     """Whether the element is within the window as the page stands (no scrolling)."""
     box = page.locator(selector).bounding_box()
-    return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= LAPTOP["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= LAPTOP["height"]
 
 
 def leads(crm, who, count, prefix):
