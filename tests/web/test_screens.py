@@ -1290,3 +1290,59 @@ async def test_admin_and_import_screens_follow_the_permission_table(web, crm):
     assert {"/import", "/admin"} <= _menu(await agent.get("/home"))
     tiles = re.findall(r'class="tile" href="([^"]+)"', (await agent.get("/admin")).text)
     assert tiles == ["/admin/permissions", "/admin/pipelines", "/admin/audit"]
+
+
+async def test_a_meeting_planned_on_the_card_keeps_the_agent_on_the_card(web, crm):
+    """The card's "plan a meeting" returns to the card (its meetings), not to the calendar;
+    an end left empty makes a meeting of an hour; a refusal (the end before the start) is
+    told on the card, naming the field, instead of a page with only a way to the start."""
+    agent = await web("agent")
+    firm = _own_client(crm, agent.user, name="ООО «Ольха»")
+    card = (await agent.get(f"/clients/{firm.id}")).text
+    form = card.split('class="plan-meeting"', 1)[1].split("</form>", 1)[0]
+    assert 'name="back" value="card"' in form
+    assert 'name="ends_at" required' not in form
+
+    planned = await agent.post(
+        "/calendar/new",
+        {
+            "party_id": str(firm.id),
+            "back": "card",
+            "title": "Созвон по договору",
+            "starts_at": "2030-03-04T10:00",
+            "ends_at": "",
+        },
+    )
+    assert planned.status_code == 303
+    assert planned.headers["location"] == f"/clients/{firm.id}#meetings"
+    with crm.acting_as(agent.user) as work:
+        (event,) = work.calendar.between(
+            dt.datetime(2030, 3, 1, tzinfo=dt.UTC), dt.datetime(2030, 3, 9, tzinfo=dt.UTC)
+        )
+        assert event.ends_at - event.starts_at == dt.timedelta(hours=1)
+    shown = await agent.get(f"/clients/{firm.id}")
+    assert "Созвон по договору" in shown.text
+
+    refused = await agent.post(
+        "/calendar/new",
+        {
+            "party_id": str(firm.id),
+            "back": "card",
+            "title": "Встреча наоборот",
+            "starts_at": "2030-03-05T10:00",
+            "ends_at": "2030-03-05T09:00",
+        },
+    )
+    assert refused.status_code == 303
+    assert refused.headers["location"] == f"/clients/{firm.id}#meetings"
+    again = (await agent.get(f"/clients/{firm.id}")).text
+    assert 'class="flash error"' in again and "конец: должно быть позже начала" in again
+    with crm.acting_as(agent.user) as work:
+        assert len(work.calendar.between(event.starts_at, event.starts_at + dt.timedelta(days=2))) == 1
+
+    # the calendar's own form still answers on its own page
+    plain = await agent.post(
+        "/calendar/new",
+        {"title": "x", "starts_at": "2030-03-05T10:00", "ends_at": "2030-03-05T09:00"},
+    )
+    assert plain.status_code == 422

@@ -192,20 +192,40 @@ async def reschedule(request: Request) -> Response:
 
 
 def create(request: Request) -> Response:
-    """A new event from the calendar's form."""
+    """A new event from the calendar's form, or a meeting planned on a client's card.
+
+    An end left empty makes an event of ``SLOT`` (an hour).  The card's form says
+    ``back=card``: the agent goes back to the card's meetings, and a refusal (the end
+    before the start, a booked resource) is told there, naming the field, rather than on a
+    page of its own that leads only to the start screen.
+    """
     data = posted(request)
     locale = request.state.locale
-    values: dict[str, Any] = {
-        "title": str(data.get("title", "")),
-        "starts_at": local_time(data.get("starts_at"), locale, "starts_at"),
-        "ends_at": local_time(data.get("ends_at"), locale, "ends_at"),
-    }
-    for key in ("party_id", "resource_id"):
-        chosen = optional_id(data.get(key), key)
-        if chosen is not None:
-            values[key] = chosen
-    with work(request) as unit:
-        unit.calendar.create(values)
+    party_id = optional_id(data.get("party_id"), "party_id")
+    card = party_url(party_id) + "#meetings" if party_id and data.get("back") == "card" else None
+    try:
+        starts_at = local_time(data.get("starts_at"), locale, "starts_at")
+        ends_at = local_time(data.get("ends_at"), locale, "ends_at")
+        if ends_at is None and starts_at is not None:
+            ends_at = (dt.datetime.fromisoformat(starts_at) + SLOT).isoformat()
+        values: dict[str, Any] = {
+            "title": str(data.get("title", "")),
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+        }
+        if party_id is not None:
+            values["party_id"] = party_id
+        resource_id = optional_id(data.get("resource_id"), "resource_id")
+        if resource_id is not None:
+            values["resource_id"] = resource_id
+        with work(request) as unit:
+            unit.calendar.create(values)
+    except ValidationFailed as refused:
+        if card is None:
+            raise
+        return redirect(request, card, error_text(request, refused), kind="error")
+    if card is not None:
+        return redirect(request, card, "Event added.")
     return redirect(request, "/calendar", "Event added.", who=data.get("who") or None)
 
 
