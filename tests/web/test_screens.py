@@ -1347,3 +1347,32 @@ async def test_a_meeting_planned_on_the_card_keeps_the_agent_on_the_card(web, cr
         {"title": "x", "starts_at": "2030-03-05T10:00", "ends_at": "2030-03-05T09:00"},
     )
     assert plain.status_code == 422
+
+
+async def test_a_refused_form_leads_back_to_the_form(web, crm):
+    """A form refused on a page of its own ("Не сохранено: срок: ...") offers the way back
+    to the form it came from (the browser's back, which keeps what was typed), not only the
+    start screen; a page of another site in the Referer is no way back."""
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        party = factories.organisation(work, name="ООО «Ясень»")
+    card = f"/clients/{party.id}"
+    refused = await agent.post(
+        f"{card}/tasks",
+        {"title": "Позвонить", "deadline": "завтра"},
+        headers={"Referer": f"http://testserver{card}?tab=1"},
+    )
+    assert refused.status_code == 422
+    assert "срок" in refused.text
+    back = re.search(r'<a href="([^"]*)" onclick="[^"]*history\.back\(\)', refused.text)
+    assert back and html.unescape(back.group(1)) == f"{card}?tab=1"
+    assert "На главный экран" in refused.text
+
+    foreign = await agent.post(
+        f"{card}/tasks",
+        {"title": "Позвонить", "deadline": "завтра"},
+        headers={"Referer": "http://evil.example/phish"},
+    )
+    assert foreign.status_code == 422 and "history.back()" not in foreign.text
+    bare = await agent.post(f"{card}/tasks", {"title": "Позвонить", "deadline": "завтра"})
+    assert bare.status_code == 422 and "history.back()" not in bare.text

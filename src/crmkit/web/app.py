@@ -20,7 +20,7 @@ import importlib.resources
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from sqlalchemy.orm.exc import StaleDataError
@@ -215,7 +215,24 @@ async def _error_page(request: Request, status: int, title: str, message: str) -
     await attach_user(request)
     if is_htmx(request):
         return toast(request, message, kind="error", status=200)
-    return render(request, "error.html", {"title": title, "message": message}, status=status)
+    context = {"title": title, "message": message, "back": _way_back(request)}
+    return render(request, "error.html", context, status=status)
+
+
+def _way_back(request: Request) -> str | None:
+    """The page of this site a refused form was sent from (its ``Referer``), or ``None``.
+
+    The error page links to it, so the user returns to the form (the browser's back keeps
+    what was typed) rather than only to the start screen; another site is no way back.
+    """
+    if request.method != "POST":
+        return None
+    came_from = urlsplit(request.headers.get("referer", ""))
+    if came_from.netloc != request.url.netloc or came_from.scheme not in ("http", "https"):
+        return None
+    if not came_from.path.startswith("/") or came_from.path.startswith("//"):
+        return None
+    return came_from.path + (f"?{came_from.query}" if came_from.query else "")
 
 
 async def sign_in_required(request: Request, exc: Exception) -> Response:
