@@ -155,3 +155,14 @@ def test_a_wrong_number_of_weeks_is_an_error_on_the_page_not_a_crash(denaq, staf
         for url in (f"/reports/denaq_activity?weeks={weeks}", f"/denaq/stats?weeks={weeks}"):
             page = admin.get(url)
             assert page.status_code == 422 and "период, недель: " in page.text, url  # field named
+
+
+def test_a_dealers_card_shows_no_deals_panel_to_those_without_deals(denaq, staff, signed_in):
+    """denaq sells through dealers and keeps no deals: an agent's card has no empty
+    "Сделки и записи" panel with nothing to do in it (the admin, who may make deals,
+    still has it)."""
+    lead = new_lead(denaq, staff.anna, name="ООО «Велоград»")
+    card = signed_in("anna").get(f"/clients/{lead}").text
+    assert 'id="deals"' not in card and "Сделки и записи" not in card
+    assert 'id="files"' in card and 'id="tasks"' in card
+    assert 'id="deals"' in signed_in("boss").get(f"/clients/{lead}").text
