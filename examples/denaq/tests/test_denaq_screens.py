@@ -166,3 +166,33 @@ def test_a_dealers_card_shows_no_deals_panel_to_those_without_deals(denaq, staff
     assert 'id="deals"' not in card and "Сделки и записи" not in card
     assert 'id="files"' in card and 'id="tasks"' in card
     assert 'id="deals"' in signed_in("boss").get(f"/clients/{lead}").text
+
+
+def test_refusing_a_firm_asks_for_the_reason_before_any_error(denaq, staff, signed_in):
+    """The card's "→ Фирма: отказ" opens the small form with the comment box, and no red
+    "a comment is required" is shown before the agent has written anything; the reason
+    given moves the firm to the dead end."""
+    from denaq_fixtures import add_person
+
+    firm = new_lead(denaq, staff.anna, name="ООО «Велоград»")
+    add_person(denaq, staff.anna, firm)
+    with denaq.acting_as(staff.anna) as work:
+        work.moves.move(firm, "firm", entity="party")
+    anna = signed_in("anna")
+    card = anna.get(f"/clients/{firm}").text
+    refuse = re.search(
+        r'<form method="get" action="(/records/party/\d+/move)"[^>]*>\s*'
+        r'<input type="hidden" name="to" value="refused">',
+        card,
+    )
+    assert refuse, "the refusal is not asked for on a form of its own"
+    form = anna.get(refuse.group(1), params={"to": "refused"})
+    assert form.status_code == 200
+    assert '<textarea name="comment" required>' in form.text
+    assert 'class="flash error"' not in form.text
+    moved = anna.post(
+        f"/records/party/{firm}/move", {"to": "refused", "comment": "работают с конкурентом"}
+    )
+    assert moved.status_code == 303
+    with denaq.acting_as(staff.anna) as work:
+        assert work.parties.get(firm).stage == "refused"

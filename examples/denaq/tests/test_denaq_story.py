@@ -58,8 +58,9 @@ def sign_in(browser, base, username):
 
 
 def move(page, stage):
-    """Press the card's move button to ``stage`` (its Russian title)."""
-    page.click(f".moves button:text-is('→ {stage}')")
+    """Press the card's move button to ``stage`` (its Russian title; one that asks for a
+    reason first ends in an ellipsis)."""
+    page.click(f".moves button:text-is('→ {stage}'), .moves button:text-is('→ {stage}…')")
     page.wait_for_load_state()
 
 

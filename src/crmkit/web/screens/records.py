@@ -145,7 +145,11 @@ def move(request: Request) -> Response:
         with work(request) as unit:
             record = unit.records(entity.name).get(record_id)
         target = request.query_params.get("to", "")
-        return _form(request, entity, record, target, reasons=[], missing=[], values={})
+        # a move that needs a reason shows its comment box at once, not after a refusal
+        pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
+        transition = pipeline.transition(record.stage, target) if pipeline else None
+        asks = ["comment"] if transition is not None and transition.requires_comment else []
+        return _form(request, entity, record, target, reasons=[], missing=asks, values={})
     data = posted(request)
     target = str(data.get("to", ""))
     try:
