@@ -67,3 +67,22 @@ def test_a_demo_that_fails_at_its_last_step_leaves_no_user_party_row_or_file(den
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("demo denaq: 60 companies")
     assert row_counts(denaq)["user"] == 8
+
+
+def test_the_demos_contact_people_have_surnames_that_agree_with_their_names(denaq):
+    """A man is "Алексей Попов" and a woman "Елена Попова": the demo wrote "Алексей Попова"
+    and "Андрей Петрова" on the cards and the agent's workspace."""
+    from crmkit.model import Party
+
+    env = Env(None, debug=False)
+    env._crm = denaq
+    run = CliRunner().invoke(demo, ["denaq", "--size", "120", "--seed", "3"], obj=env)
+    assert run.exit_code == 0, run.output
+    with denaq.system() as work:
+        people = work.session.execute(
+            select(Party.first_name, Party.last_name).where(Party.kind == "person")
+        ).all()
+    assert len(people) > 10
+    women = {"Елена", "Наталья", "Татьяна", "Юлия"}
+    wrong = [f"{first} {last}" for first, last in people if (first in women) != last.endswith("а")]
+    assert not wrong
