@@ -196,3 +196,54 @@ def test_refusing_a_firm_asks_for_the_reason_before_any_error(denaq, staff, sign
     assert moved.status_code == 303
     with denaq.acting_as(staff.anna) as work:
         assert work.parties.get(firm).stage == "refused"
+
+
+def test_the_person_named_with_a_new_lead_becomes_its_contact_person(denaq, staff, signed_in):
+    """The lead creator spoke to someone at the company and types their name and position
+    beside the company's: that person becomes the lead's contact person (the card lists
+    them, and the agent it is given to may make it a Firm at once), instead of the name
+    vanishing into the organisation's own record."""
+    finder = signed_in("finder")
+    form = finder.get("/clients/new").text
+    assert 'class="meta contact-person-note"' in form  # (its text is new: not yet in Russian)
+    created = finder.post(
+        "/clients/new",
+        {
+            "kind": "organisation",
+            "name": "ООО «Велоград»",
+            "phone": "8 912 345-67-89",
+            "first_name": "Пётр",
+            "last_name": "Велосипедов",
+            "position": "директор",
+            "source": "выставка",
+        },
+    )
+    assert created.status_code == 303, created.text
+    lead = int(created.headers["location"].rstrip("/").split("/")[-1])
+    with denaq.system() as work:
+        organisation = work.parties.get(lead)
+        assert organisation.first_name is None and organisation.position is None
+        (person,) = work.parties.contacts_of(lead)
+        assert (person.name, person.position) == ("Пётр Велосипедов", "директор")
+    card = finder.get(f"/clients/{lead}").text
+    assert "Пётр Велосипедов" in card.split('id="people"', 1)[1]
+
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([lead], staff.anna.id)
+    moved = signed_in("anna").post(f"/records/party/{lead}/move", {"to": "firm"})
+    assert moved.status_code == 303, moved.text
+    with denaq.system() as work:
+        assert work.parties.get(lead).stage == "firm"
+
+
+def test_a_person_is_still_entered_with_their_own_name(denaq, staff, signed_in):
+    finder = signed_in("finder")
+    created = finder.post(
+        "/clients/new",
+        {"kind": "person", "first_name": "Ольга", "last_name": "Кедрова", "position": "ИП"},
+    )
+    assert created.status_code == 303, created.text
+    person = int(created.headers["location"].rstrip("/").split("/")[-1])
+    with denaq.system() as work:
+        party = work.parties.get(person)
+        assert (party.name, party.position, party.organisation_id) == ("Ольга Кедрова", "ИП", None)

@@ -287,10 +287,17 @@ def new(request: Request) -> Response:
             points.append({"kind": kind, "value": str(data[kind]).strip(), "is_primary": True})
     if points:
         values["contact_points"] = points
+    person = _contact_person(values)
     confirmed = bool(data.get("confirm_duplicates"))
     try:
         with work(request) as unit:
             party = unit.parties.create(values, confirm_duplicates=confirmed)
+            if person:
+                # the people of an organisation are many and alike by name: not screened
+                unit.parties.create(
+                    {**person, "kind": "person", "organisation_id": party.id},
+                    confirm_duplicates=True,
+                )
     except DuplicatesFound as found:
         from crmkit.web.screens.clientbase import duplicates_found
 
@@ -322,6 +329,25 @@ def new(request: Request) -> Response:
             status=422,
         )
     return redirect(request, party_url(party.id), "Client created.")
+
+
+def _contact_person(values: dict[str, Any]) -> dict[str, Any]:
+    """The person named on a new organisation's form (first and last name, position): taken
+    out of the organisation's values, to be made its contact person; empty when none was.
+
+    An organisation has no first name of its own: a name typed there is the person the user
+    spoke to, whom the card lists under its people (and whom a pipeline guard such as
+    denaq's "a contact person first" counts)."""
+    if values.get("kind", "organisation") != "organisation":
+        return {}
+    person = {k: values.pop(k) for k in ("first_name", "last_name", "position") if k in values}
+    person = {k: v for k, v in person.items() if str(v or "").strip()}
+    if not (person.get("first_name") or person.get("last_name")):
+        # a position alone names nobody: it stays the organisation's, as before
+        if person.get("position"):
+            values["position"] = person["position"]
+        return {}
+    return person
 
 
 def _party_values(data: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
