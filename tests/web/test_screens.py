@@ -1334,7 +1334,7 @@ async def test_a_meeting_planned_on_the_card_keeps_the_agent_on_the_card(web, cr
         },
     )
     assert refused.status_code == 303
-    assert refused.headers["location"] == f"/clients/{firm.id}#meetings"
+    assert refused.headers["location"] == f"/clients/{firm.id}"  # the top, with the refusal
     again = (await agent.get(f"/clients/{firm.id}")).text
     assert 'class="flash error"' in again and "конец: должно быть позже начала" in again
     with crm.acting_as(agent.user) as work:

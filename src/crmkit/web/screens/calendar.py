@@ -196,13 +196,13 @@ def create(request: Request) -> Response:
 
     An end left empty makes an event of ``SLOT`` (an hour).  The card's form says
     ``back=card``: the agent goes back to the card's meetings, and a refusal (the end
-    before the start, a booked resource) is told there, naming the field, rather than on a
-    page of its own that leads only to the start screen.
+    before the start, a booked resource) is told at the card's top, naming the field, rather
+    than on a page of its own that leads only to the start screen.
     """
     data = posted(request)
     locale = request.state.locale
     party_id = optional_id(data.get("party_id"), "party_id")
-    card = party_url(party_id) + "#meetings" if party_id and data.get("back") == "card" else None
+    card = party_url(party_id) if party_id and data.get("back") == "card" else None
     try:
         starts_at = local_time(data.get("starts_at"), locale, "starts_at")
         ends_at = local_time(data.get("ends_at"), locale, "ends_at")
@@ -223,9 +223,10 @@ def create(request: Request) -> Response:
     except ValidationFailed as refused:
         if card is None:
             raise
+        # the card's top, where the refusal is shown (its meetings are far below)
         return redirect(request, card, error_text(request, refused), kind="error")
     if card is not None:
-        return redirect(request, card, "Event added.")
+        return redirect(request, card + "#meetings", "Event added.")
     return redirect(request, "/calendar", "Event added.", who=data.get("who") or None)
 
 
