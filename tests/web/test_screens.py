@@ -1376,3 +1376,33 @@ async def test_a_refused_form_leads_back_to_the_form(web, crm):
     assert foreign.status_code == 422 and "history.back()" not in foreign.text
     bare = await agent.post(f"{card}/tasks", {"title": "Позвонить", "deadline": "завтра"})
     assert bare.status_code == 422 and "history.back()" not in bare.text
+
+
+async def test_the_workspace_names_each_meetings_client_and_day(web, crm):
+    """ "Today and tomorrow" told two "Созвон: условия" at 06:00 and 22:00 with an arrow
+    each: the agent could not tell which dealer, nor that one of them is tomorrow. Each
+    meeting now names its client (a link to the card) and tomorrow's show their date."""
+    agent = await web("agent")
+    moscow = ZoneInfo("Europe/Moscow")
+    with crm.acting_as(agent.user) as work:
+        olha = factories.organisation(work, name="ООО «Ольха»")
+        kedr = factories.organisation(work, name="ООО «Кедр»")
+        for party, moment in (
+            (olha, dt.datetime(2026, 3, 2, 22, tzinfo=moscow)),
+            (kedr, dt.datetime(2026, 3, 3, 6, tzinfo=moscow)),
+        ):
+            work.calendar.create(
+                title="Созвон: условия",
+                party_id=party.id,
+                starts_at=moment.isoformat(),
+                ends_at=(moment + dt.timedelta(minutes=30)).isoformat(),
+            )
+    with frozen_at(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)):
+        page = (await agent.get("/home")).text
+    events = html.unescape(page.split('<ul class="events">', 1)[1].split("</ul>", 1)[0])
+    items = re.findall(r"<li>(.*?)</li>", events, re.S)
+    assert len(items) == 2
+    today, tomorrow = (re.sub(r"<[^>]+>", "", item) for item in items)
+    assert "22:00" in today and "ООО «Ольха»" in today and "02.03" not in today
+    assert "03.03" in tomorrow and "06:00" in tomorrow and "ООО «Кедр»" in tomorrow
+    assert f'href="/clients/{kedr.id}"' in items[1]
