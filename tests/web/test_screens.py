@@ -1406,3 +1406,32 @@ async def test_the_workspace_names_each_meetings_client_and_day(web, crm):
     assert "22:00" in today and "ООО «Ольха»" in today and "02.03" not in today
     assert "03.03" in tomorrow and "06:00" in tomorrow and "ООО «Кедр»" in tomorrow
     assert f'href="/clients/{kedr.id}"' in items[1]
+
+
+async def test_a_full_board_column_gives_its_count_and_a_way_to_the_rest(web, crm):
+    """A column shows its first 50 cards: it said "50+" and nothing more, so an agent with
+    53 deals in a stage never saw three of them from the board. It now gives the whole count
+    and links to the list of that stage, where every one is."""
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        party = factories.organisation(work)
+        deals = [factories.deal(work, party_id=party.id) for _ in range(53)]
+    stage = deals[0].stage
+    board = (await agent.get("/boards/sales")).text
+    column = board.split(f'<section class="column', 1)[1].split("</section>", 1)[0]
+    assert f'data-stage="{stage}"' in column
+    assert "<small>53</small>" in column.split("</h2>", 1)[0]
+    link = re.search(r'<a class="column-more" href="([^"]+)"', column)
+    assert link, "no way to the rest of the column"
+    rest = await agent.get(html.unescape(link.group(1)))
+    assert rest.status_code == 200
+    listed = set(re.findall(r'href="/records/deal/(\d+)"', rest.text))
+    assert str(deals[0].id) in listed or str(deals[-1].id) in listed
+    assert "f.stage" in link.group(1) and "f.pipeline=sales" in link.group(1)
+
+    # a column holding all its cards has no such link
+    with crm.acting_as(agent.user) as work:
+        work.moves.move(deals[0], "qualified")
+    board = (await agent.get("/boards/sales")).text
+    qualified = board.split('data-stage="qualified"', 1)[1].split("</section>", 1)[0]
+    assert 'class="column-more"' not in qualified

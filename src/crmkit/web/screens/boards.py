@@ -8,6 +8,7 @@ needs, for which the browser opens a small form and tries again.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -56,13 +57,20 @@ def board(request: Request) -> Response:
         may_move = unit.access.can(entity.name, "move")
         users = {u.id: u for u in unit.users.list()}
         for stage in pipeline.stages:
+            where = {**filters, "stage": stage.name}
             page = service.list(
-                filters={**filters, "stage": stage.name},
+                filters=where,
                 search=search,
                 limit=COLUMN_SIZE,
                 internal=True,  # pipeline, stage, owner: whatever the entity offers users
             )
-            columns.append((stage, list(page), page.next_cursor is not None))
+            # a full column: its whole count (the third item, 0 when every card is shown)
+            total = (
+                service.count(filters=where, search=search, internal=True)
+                if page.next_cursor is not None
+                else 0
+            )
+            columns.append((stage, list(page), total))
         # records left in stages a release removed: shown apart, to be dragged out
         page = service.list(
             filters=filters,
@@ -99,8 +107,23 @@ def board(request: Request) -> Response:
             "targets": targets,
             "record_url": record_url,
             "params": params,
+            "rest_url": _rest_url(entity, pipeline, search, filters.get("owner_id")),
         },
     )
+
+
+def _rest_url(entity: Any, pipeline: Any, search: str | None, owner_id: Any) -> str | None:
+    """The list of a column's stage, where the cards beyond the board's first ones are:
+    its address without the stage (the template adds it), or ``None`` when the entity's
+    list cannot filter by pipeline and stage."""
+    if not {"pipeline", "stage"} <= set(entity.filter_attrs):
+        return None
+    query = {"f.pipeline": pipeline.name}
+    if owner_id is not None and "owner_id" in entity.filter_attrs:
+        query["f.owner_id"] = str(owner_id)
+    if search:
+        query["q"] = search
+    return f"/lists/{entity.name}?{urlencode(query)}&f.stage="
 
 
 async def move(request: Request) -> Response:
