@@ -1418,7 +1418,7 @@ async def test_a_full_board_column_gives_its_count_and_a_way_to_the_rest(web, cr
         deals = [factories.deal(work, party_id=party.id) for _ in range(53)]
     stage = deals[0].stage
     board = (await agent.get("/boards/sales")).text
-    column = board.split(f'<section class="column', 1)[1].split("</section>", 1)[0]
+    column = board.split('<section class="column', 1)[1].split("</section>", 1)[0]
     assert f'data-stage="{stage}"' in column
     assert "<small>53</small>" in column.split("</h2>", 1)[0]
     link = re.search(r'<a class="column-more" href="([^"]+)"', column)
