@@ -247,3 +247,28 @@ def test_a_person_is_still_entered_with_their_own_name(denaq, staff, signed_in):
     with denaq.system() as work:
         party = work.parties.get(person)
         assert (party.name, party.position, party.organisation_id) == ("Ольга Кедрова", "ИП", None)
+
+
+def test_the_admin_deals_the_leads_of_one_source(denaq, staff, signed_in):
+    """The admin gives the leads from the exhibition to the agents and leaves the others:
+    the pool is narrowed to a source (the heading counts those), and dealing in turn with
+    none ticked deals only them."""
+    finder = staff.finder
+    fair = [new_lead(denaq, finder, name=f"ООО «Ярмарка {n}»", source="выставка") for n in range(3)]
+    rest = [new_lead(denaq, finder, name=f"ООО «Каталог {n}»", source="2ГИС") for n in range(2)]
+    boss = signed_in("boss")
+    page = boss.get("/denaq/distribution").text
+    assert '<option value="выставка">' in page and '<option value="2ГИС">' in page
+    narrowed = boss.get("/denaq/distribution", params={"source": "выставка"}).text
+    pool = narrowed.split('id="pool"', 1)[1].split("</section>", 1)[0]
+    assert "<small>(3)</small>" in pool
+    assert all(f'name="ids" value="{lead}"' in pool for lead in fair)
+    assert not any(f'name="ids" value="{lead}"' in pool for lead in rest)
+    assert '<input type="hidden" name="source" value="выставка">' in pool
+    dealt = boss.post("/denaq/distribution", {"action": "round_robin", "source": "выставка"})
+    assert dealt.status_code == 303
+    assert "source=" in dealt.headers["location"]
+    with denaq.system() as work:
+        owners = {p.id: p.owner_id for p in work.parties.find_many(fair + rest).values()}
+    assert {owners[lead] for lead in fair} <= {staff.anna.id, staff.igor.id}
+    assert {owners[lead] for lead in rest} == {staff.finder.id}

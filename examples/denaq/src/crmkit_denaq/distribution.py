@@ -96,27 +96,41 @@ class Distribution:
     def _agent_ids(self) -> list[int]:
         return [u.id for u in self.agents()]
 
-    def _waiting(self) -> Any:
-        """Leads no agent has yet (still with their creator, or with nobody)."""
+    def _waiting(self, source: str | None = None) -> Any:
+        """Leads no agent has yet (still with their creator, or with nobody); with
+        ``source``, only those found there."""
         agents = self._agent_ids()
-        return self.work.parties.query("assign").where(
+        query = self.work.parties.query("assign").where(
             Party.pipeline == NAME,
             Party.stage == "lead",
             or_(Party.owner_id.is_(None), Party.owner_id.not_in(agents or [-1])),
         )
+        return query.where(Party.source == source) if source else query
 
-    def unassigned(self, limit: int | None = 200) -> list[Party]:
+    def unassigned(self, limit: int | None = 200, source: str | None = None) -> list[Party]:
         """Leads no agent has yet (still with their creator, or with nobody), oldest first;
-        at most ``limit`` of them (``None``: all), :meth:`waiting_count` says how many."""
-        query = self._waiting().order_by(Party.created_at, Party.id)
+        at most ``limit`` of them (``None``: all), :meth:`waiting_count` says how many;
+        with ``source``, only those found there."""
+        query = self._waiting(source).order_by(Party.created_at, Party.id)
         if limit is not None:
             query = query.limit(limit)
         return list(self.work.session.scalars(query))
 
-    def waiting_count(self) -> int:
-        """How many leads no agent has yet."""
-        query = self._waiting().with_only_columns(func.count()).order_by(None)
+    def waiting_count(self, source: str | None = None) -> int:
+        """How many leads no agent has yet (with ``source``: found there)."""
+        query = self._waiting(source).with_only_columns(func.count()).order_by(None)
         return int(self.work.session.scalar(query) or 0)
+
+    def sources(self) -> list[str]:
+        """The sources of the leads no agent has yet, to narrow the pool to one."""
+        query = (
+            self._waiting()
+            .with_only_columns(Party.source)
+            .where(Party.source.is_not(None), Party.source != "")
+            .distinct()
+            .order_by(Party.source)
+        )
+        return list(self.work.session.scalars(query))
 
     def people_of(self, firm_ids: Sequence[int]) -> list[int]:
         """Contact people of these firms who are with the firm's owner (the lead creator who
@@ -202,17 +216,20 @@ class Distribution:
         given = self._give(ids, agent_id) if ids else 0
         return Dealt({agent_id: given} if given else {}, taken)
 
-    def round_robin(self, lead_ids: Sequence[int] | None = None) -> Dealt:
+    def round_robin(
+        self, lead_ids: Sequence[int] | None = None, source: str | None = None
+    ) -> Dealt:
         """Deal leads to the agents in turn, the least loaded first.
 
-        Without ``lead_ids`` every unassigned lead is dealt, however many; of those listed,
-        only the ones no agent has yet (the others are named in ``Dealt.taken``).
+        Without ``lead_ids`` every unassigned lead is dealt (with ``source``: every one
+        found there), however many; of those listed, only the ones no agent has yet (the
+        others are named in ``Dealt.taken``).
         """
         load = self.load()
         if not load:
             raise ValidationFailed({"agent_id": ["there is no active agent to give leads to"]})
         if lead_ids is None:
-            everyone = self._waiting().with_only_columns(Party.id)
+            everyone = self._waiting(source).with_only_columns(Party.id)
             chosen: Sequence[int] = list(
                 self.work.session.scalars(everyone.order_by(Party.created_at, Party.id))
             )

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from crmkit.errors import ValidationFailed
 from crmkit.model import Party
 from crmkit.web import i18n
+from crmkit.web.api.params import text_param
 from crmkit.web.forms import id_list, optional_id
 from crmkit.web.pages import form_data, redirect, render, work
 from crmkit.web.screens.reports import chart_json, period_links
@@ -80,12 +81,14 @@ async def distribution_page(request: Request) -> Response:
     if request.method == "POST":
         return await _distribute(request)
     source = optional_id(request.query_params.get("from"), "from")
+    found_at = text_param(request.query_params, "source")  # the pool narrowed to a source
     with work(request) as unit:
         service = distribution(unit)
         agents = service.agents()
         holders = service.holders()
-        pool = service.unassigned(POOL_SHOWN)
-        pool_total = len(pool) if len(pool) < POOL_SHOWN else service.waiting_count()
+        sources = service.sources()
+        pool = service.unassigned(POOL_SHOWN, source=found_at)
+        pool_total = len(pool) if len(pool) < POOL_SHOWN else service.waiting_count(found_at)
         users = {u.id: u for u in unit.users.list()}
         portfolio: list[Party] = []
         portfolio_total = 0
@@ -107,6 +110,8 @@ async def distribution_page(request: Request) -> Response:
             "holders": holders,
             "pool": pool,
             "pool_total": pool_total,
+            "sources": sources,
+            "found_at": found_at,
             "users": users,
             "summary": rows,
             "source": source,
@@ -122,6 +127,7 @@ async def _distribute(request: Request) -> Response:
     action = data.get("action", "")
     # ids given but not ids are refused: an empty list would mean "every one"
     ids = id_list(data.get("ids"), "ids")
+    found_at = text_param(data, "source")  # the pool's source, kept after dealing
     with work(request) as unit:
         service = distribution(unit)
         if action == "assign":
@@ -132,7 +138,7 @@ async def _distribute(request: Request) -> Response:
                 raise ValidationFailed({"agent_id": ["choose an agent"]})
             dealt = service.assign(ids, agent)
         elif action == "round_robin":
-            dealt = service.round_robin(ids or None)
+            dealt = service.round_robin(ids or None, source=found_at)
         elif action == "reassign":
             source = optional_id(data.get("from_agent"), "from_agent")
             target = optional_id(data.get("to_agent"), "to_agent")
@@ -151,7 +157,8 @@ async def _distribute(request: Request) -> Response:
         if dealt.taken:
             names = ", ".join(p.name for p in dealt.taken)
             text += ". " + i18n.gettext("Already taken: %(names)s") % {"names": names}
-    return redirect(request, HERE, text, kind="error" if dealt.taken and not dealt.count else "ok")
+    kind = "error" if dealt.taken and not dealt.count else "ok"
+    return redirect(request, HERE, text, kind=kind, **({"source": found_at} if found_at else {}))
 
 
 def statistics(request: Request) -> Response:
