@@ -787,7 +787,7 @@ async def test_an_invited_colleague_is_not_led_to_a_client_they_may_not_read(web
         assert (card in feed) is (link is not None)
         home = await browser.get("/home")
         assert "Встреча у клиента" in home.text
-        assert (f'href="{card}">→' in home.text) is (link is not None)
+        assert (f'href="{card}">ООО «Тайна»<' in home.text) is (link is not None)
     assert "Тайна" not in (await boris.get("/home")).text
 
 
