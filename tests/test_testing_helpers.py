@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
+
 from crmkit.testing import free_port, listening, wait_until
 
 
@@ -58,3 +60,62 @@ def test_module_crm_builds_once_and_again_after_the_database_was_emptied(
     assert (again is first) == (db_backend == "sqlite")
     with again.system() as work:
         assert work.users.get(again_id).username == "kept"
+
+
+def _row_counts(crm):
+    import sqlalchemy as sa
+
+    from crmkit.model import metadata
+
+    with crm.engine.connect() as connection:
+        return {
+            table.name: connection.scalar(sa.select(sa.func.count()).select_from(table))
+            for table in metadata.sorted_tables
+        }
+
+
+@pytest.mark.parametrize("grown", [False, True], ids=["small", "grown"])
+def test_a_new_application_holds_only_its_seeds_and_numbers_rows_from_1(
+    make_crm, monkeypatch, grown
+):
+    """Whatever the previous application wrote (a plugin's table too, rows deleted since),
+    the next one starts from empty tables and ids from 1 (on PostgreSQL, in the same schema)."""
+    import crmkit.testing
+    from crmkit.testing import add_user, factories
+    from tests.sample_plugin import plugin as sample
+
+    if grown:  # tables big enough to be truncated rather than emptied row by row
+        monkeypatch.setattr(crmkit.testing, "_TRUNCATE_ABOVE_BYTES", 0)
+    seeds = _row_counts(make_crm(plugins=[sample]))
+
+    used = make_crm(plugins=[sample])
+    boss = add_user(used, "boss", ["manager", "admin"])
+    with used.acting_as(boss) as work:
+        client = factories.organisation(work)
+        work.session.add_all(
+            [sample.SampleVisit(party_id=client.id, owner_id=boss.id) for _ in range(3)]
+        )
+        gone = factories.deal(work, party_id=client.id)
+    with used.acting_as(boss) as work:
+        work.deals.delete(gone.id)  # the deal table is empty again, its ids went on
+    written = _row_counts(used)
+    assert written["sample_visit"] == 3 and written["party"] == 1 and written["deal"] == 0
+    assert written["audit_log"] > 0  # append-only: its rows cannot be deleted one by one
+
+    fresh = make_crm(plugins=[sample])
+    assert _row_counts(fresh) == seeds
+    assert not {name for name, count in seeds.items() if count} & {
+        "sample_visit",
+        "party",
+        "deal",
+        "user",
+        "audit_log",
+    }
+    boss = add_user(fresh, "boss", ["manager", "admin"])
+    with fresh.acting_as(boss) as work:
+        client = factories.organisation(work)
+        visit = sample.SampleVisit(party_id=client.id, owner_id=boss.id)
+        work.session.add(visit)
+        deal = factories.deal(work, party_id=client.id)
+        work.session.flush()
+        assert (boss.id, client.id, visit.id, deal.id) == (1, 1, 1, 1)
