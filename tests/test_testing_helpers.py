@@ -119,3 +119,27 @@ def test_a_new_application_holds_only_its_seeds_and_numbers_rows_from_1(
         deal = factories.deal(work, party_id=client.id)
         work.session.flush()
         assert (boss.id, client.id, visit.id, deal.id) == (1, 1, 1, 1)
+
+
+@pytest.mark.sqlite_only
+def test_a_new_sqlite_application_has_the_schema_create_schema_makes(make_crm, tmp_path):
+    from crmkit.db import make_engine
+    from crmkit.model import metadata
+    from tests.sample_plugin import plugin as sample
+
+    made = make_crm(plugins=[sample])
+    expected = make_engine(f"sqlite:///{tmp_path / 'expected.sqlite3'}")
+    metadata.create_all(expected)
+
+    def schema(engine):
+        with engine.connect() as connection:
+            return (
+                connection.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                connection.exec_driver_sql(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+                ).all(),
+            )
+
+    assert schema(made.engine) == schema(expected)
+    assert len(schema(made.engine)[1]) > len(metadata.tables)
+    expected.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -232,6 +233,33 @@ def _reset_postgres(engine: sa.Engine) -> None:
         )
 
 
+def _sqlite_template() -> Path:
+    """A SQLite file holding the tables of every model imported so far, made once per process
+    (again when a plugin imported since adds tables): a new application's database is a copy
+    of it, which takes a millisecond where creating the schema takes a tenth of a second."""
+    from crmkit.db import make_engine
+
+    key = tuple(t.name for t in metadata.sorted_tables)
+    templates: dict[tuple[str, ...], Path] = _sqlite_state.setdefault("templates", {})
+    if key not in templates:
+        if "directory" not in _sqlite_state:
+            _sqlite_state["directory"] = tempfile.mkdtemp(prefix="crmkit-schema-")
+            atexit.register(shutil.rmtree, _sqlite_state["directory"], True)
+        path = Path(_sqlite_state["directory"]) / f"schema{len(templates)}.sqlite3"
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            metadata.create_all(engine)
+            with engine.connect() as connection:  # everything in the file, no WAL beside it
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            engine.dispose()
+        templates[key] = path
+    return templates[key]
+
+
+_sqlite_state: dict[str, Any] = {}
+
+
 def owned_tables(crm: CRM) -> set[str]:
     """Names of the tables whose models belong to the core or to a plugin loaded in ``crm``.
 
@@ -311,8 +339,9 @@ def make_crm(
     }
     tree.update(settings or {})
     engine = None
+    database = root / "crm.sqlite3"
     if db == "sqlite":
-        tree.setdefault("database.url", f"sqlite:///{root / 'crm.sqlite3'}")
+        tree.setdefault("database.url", f"sqlite:///{database}")
     elif db == "postgresql":
         if not postgres_reachable():
             raise ServiceUnavailable(f"PostgreSQL at {postgres_url()}: {postgres_error()}")
@@ -321,9 +350,15 @@ def make_crm(
     else:
         raise ValueError(f"unknown test database {db!r} (sqlite or postgresql)")
     config = Config.from_mapping(tree, root=root, environ={})
+    default_file = config["database.url"] == f"sqlite:///{database}"
+    copied = db == "sqlite" and default_file and not database.exists()
+    if copied:  # the tables create_schema would make, made once per process
+        shutil.copyfile(_sqlite_template(), database)
     crm = CRM(config, plugins=plugins, load_entry_points=load_entry_points, engine=engine)
     if db == "postgresql":
         _reset_postgres(crm.engine)
+        crm.sync_access()
+    elif copied:
         crm.sync_access()
     else:
         crm.create_schema()
