@@ -165,7 +165,8 @@ def postgres_resets() -> int:
     return int(_pg_state.get("resets", 0))
 
 
-#: A table holding more than this many bytes is emptied by ``TRUNCATE`` (see _reset_postgres).
+#: A table holding rows whose files (deleted rows included) have grown past this many bytes
+#: makes the next reset truncate the whole schema (see _reset_postgres).
 _TRUNCATE_ABOVE_BYTES = 2 * 1024 * 1024
 
 
