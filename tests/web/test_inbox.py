@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 
 import pytest
 from sqlalchemy import select, update
@@ -537,3 +539,41 @@ async def test_a_reply_text_is_capped_and_a_long_subjects_re_is_cut_to_fit(web, 
         (reply,) = work.session.scalars(select(Activity).where(Activity.direction == "out"))
         assert len(reply.body) == 200000
         assert reply.subject == "Re: " + "в" * 496
+
+
+async def test_a_template_fills_the_reply_for_the_client_to_read_and_edit(web, crm):
+    """Choosing a template showed nothing: the reply went out as the template made it,
+    unseen.  Now the template fills the reply's text for this client (the version in their
+    language, one entry per template), naming what it could not fill; the agent edits it
+    and sends it, still in the thread ("Re: ...")."""
+    agent = await web("agent", locale="en")
+    receive(crm, "anna@example.ru", "Сколько стоит доставка?", 1, name="Анна")
+    (chat,) = conversations(crm)
+    await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": "Анна"})
+    with crm.system() as work:
+        russian = work.message_templates.create(
+            {"name": "доставка", "channel": "chat", "language": "ru", "subject": "Доставка",
+             "body": "{{ party.name }}, доставка бесплатно. Ваш телефон: {{ party.phone }}"}
+        )  # fmt: skip
+        work.message_templates.create(
+            {"name": "доставка", "channel": "chat", "language": "en", "subject": "Delivery",
+             "body": "{{ party.name }}, delivery is free."}
+        )  # fmt: skip
+
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert page.text.count(">доставка<") == 1  # one entry, whatever its languages
+    filled = await agent.get(f"/inbox/{chat.id}?view=unassigned&template={russian.id}")
+    assert filled.status_code == 200
+    reply = re.search(r'<textarea name="body"[^>]*>([^<]*)</textarea>', filled.text).group(1)
+    assert html.unescape(reply) == "Анна, доставка бесплатно. Ваш телефон: "
+    assert "Nothing to fill in for this client:" in filled.text and "party.phone" in filled.text
+
+    edited = "Анна, доставка бесплатно. Привезём в среду."
+    sent = await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": edited})
+    assert sent.status_code == 303
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert (item.payload["body"], item.payload["subject"]) == (edited, "Re: Вопрос")
+
+    broken = await agent.get(f"/inbox/{chat.id}?template=99999")  # gone meanwhile
+    assert broken.status_code == 200 and "template: not found" in html.unescape(broken.text)

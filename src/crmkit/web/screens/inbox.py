@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.channels import Capability
-from crmkit.errors import CrmkitError, DuplicatesFound, ValidationFailed
+from crmkit.errors import CrmkitError, DuplicatesFound, NotFound, ValidationFailed
 from crmkit.services.conversations import ANY, STATUSES, VIEWS
 from crmkit.web import i18n
 from crmkit.web.forms import address_list, as_id, local_time, optional_id, optional_int
@@ -64,6 +64,7 @@ def _page(
         files_allowed = True
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
+            client = None
             messages = unit.conversations.messages(chosen.id)
             files_of = unit.attachments.of_entries(messages)
             live = request.headers.get("X-Live") == "inbox"  # the list refreshed, unseen
@@ -73,19 +74,23 @@ def _page(
             if chosen.party_id:
                 # a client hidden from the reader (a colleague's client who wrote to the
                 # reader's own mailbox) is not shown: the sender is, as the mail says
-                party = unit.conversations.client_of(chosen)
+                party = client = unit.conversations.client_of(chosen)
                 # the reply's files go on the client: offered only where they would be kept
                 files_allowed = party is not None and unit.attachments.may_attach(party.id)
             shown = unit.conversations.record_of(chosen)  # a deal the user may see
             if shown is not None:
                 record = unit.records(shown[0]).get(shown[1])
-            templates = unit.message_templates.list(channel=chosen.channel)
+            templates = one_per_name(unit.message_templates.list(channel=chosen.channel))
+            if draft is None and "template" in request.query_params:
+                draft = _filled(request, unit, chosen, client, shown)
             if search and chosen.party_id is None:
                 candidates = unit.parties.list(search=search, limit=10).items
             channel = unit.crm.channels.get(chosen.channel)
             copies_allowed = channel is not None and channel.can(Capability.COPIES)
-            if draft is None and copies_allowed:  # a reply to all, unless the user clears it
-                draft = {"cc": ", ".join(unit.conversations.reply_copies(chosen.id))}
+            if copies_allowed and (draft is None or "cc" not in draft):
+                # a reply to all, unless the user clears it
+                copies = unit.conversations.reply_copies(chosen.id)
+                draft = {**(draft or {}), "cc": ", ".join(copies)}
         users = [u for u in unit.users.list() if not u.blocked]
         parties = unit.parties.find_many(c.party_id for c in rows if c.party_id)
     return render(
@@ -117,6 +122,38 @@ def _page(
         },
         status=code,
     )
+
+
+def one_per_name(templates: list[Any]) -> list[Any]:
+    """One entry per template, whatever its language versions (its oldest version stands
+    for it: the client's language chooses the version when it is filled in)."""
+    first: dict[str, Any] = {}
+    for template in sorted(templates, key=lambda t: t.id):
+        first.setdefault(template.name, template)
+    return sorted(first.values(), key=lambda t: t.name)
+
+
+def _filled(
+    request: Request, unit: Any, chosen: Any, client: Any, record: tuple[str, int] | None
+) -> dict[str, Any]:
+    """The reply's draft filled from the template chosen (``?template=<id>``) for this
+    conversation's client, to read and edit before sending; or what went wrong, named."""
+    try:
+        template_id = optional_id(request.query_params.get("template"), "template")
+        if template_id is None:
+            return {}
+        try:
+            rendered = unit.message_templates.render_for(
+                template_id,
+                channel=chosen.channel,
+                party_id=client.id if client is not None else None,
+                record=record,
+            )
+        except NotFound:
+            raise ValidationFailed({"template": [i18n.lazy("not found")]}) from None
+    except ValidationFailed as failed:
+        return {"error": error_text(request, failed)}
+    return {"body": rendered.body, "template_id": template_id, "unfilled": rendered.unfilled}
 
 
 def _store_uploads(unit: Any, conversation_id: int, value: Any) -> tuple[int, ...]:

@@ -154,6 +154,31 @@
     document.querySelectorAll("form[data-sent]").forEach((form) => { delete form.dataset.sent; });
     document.querySelectorAll('[aria-busy="true"]').forEach((b) => b.removeAttribute("aria-busy"));
   });
+  // The contact center's templates: the one chosen is filled in for the client where the
+  // reply's cursor is (what was typed, the copies and the files chosen stay); the words it
+  // could not fill are named above the reply. Without scripts the form reloads the page.
+  document.querySelectorAll("[data-template-choice]").forEach((form) => {
+    const select = form.querySelector("select");
+    const fill = async (e) => {
+      if (e) e.preventDefault();
+      if (!select.value) return;
+      const url = form.action + "?" + new URLSearchParams(new FormData(form)).toString();
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return toast(response.statusText, "error");
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      const area = document.querySelector('form.reply textarea[name="body"]');
+      const filled = fresh.querySelector('form.reply textarea[name="body"]');
+      if (!area || !filled) return;
+      const problem = fresh.querySelector("form.reply [data-unfilled], form.reply .flash.error");
+      document.querySelectorAll("form.reply [data-unfilled], form.reply .flash.error").forEach((n) => n.remove());
+      if (problem) area.before(problem);
+      if (filled.value) area.setRangeText(filled.value, area.selectionStart, area.selectionEnd, "end");
+      area.focus();
+      select.value = "";
+    };
+    form.addEventListener("submit", fill);
+    select.addEventListener("change", () => fill());
+  });
   // Column chooser: checked boxes -> the "cols" parameter.
   document.querySelectorAll("input[data-columns]").forEach((hidden) => {
     hidden.form.addEventListener("submit", () => {
