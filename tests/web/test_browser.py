@@ -125,6 +125,46 @@ def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
     page.screenshot(path=str(ARTIFACTS / "inbox-live.png"))
 
 
+def test_a_laptop_agent_acts_and_fills_a_template_without_scrolling_or_losing_text(server, browser):
+    """On a 1366x768 laptop the assign, snooze and close buttons were under the thread and
+    the reply (off the screen once the client wrote twice); a template chosen for the reply
+    showed nothing.  Now the actions sit under the conversation's header, and the template
+    is filled in where the cursor is, keeping what was typed, without reloading the page."""
+    crm, base = server
+    add_user(crm, "nina", ["agent"], display_name="Нина")
+    with crm.system() as work:
+        for n, text in enumerate(["Добрый день!\nНужны шины R16 на 4 машины.", "Счёт можно?"]):
+            work.channels.ingest(
+                InboundMessage(
+                    channel="chat", external_id=f"laptop-{n}", sender="oleg@tyres.ru",
+                    body=text + "\n" * 6, sender_name="Олег Шинин", subject="Шины",
+                )
+            )  # fmt: skip
+        work.message_templates.create(
+            {"name": "Цены", "channel": "chat", "subject": "Цены",
+             "body": "{{ party.name }}, цены во вложении."}
+        )  # fmt: skip
+    page = sign_in(browser.new_context(viewport={"width": 1366, "height": 768}), base, "nina")
+    page.goto(f"{base}/inbox")
+    page.click("[data-conversations] >> text=Олег Шинин")
+    page.wait_for_load_state()
+    for action in ("assign", "snooze", "close"):
+        box = page.locator(f'[data-action="{action}"]').bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 768, action
+
+    page.click('[data-action="lead"]')  # the template fills in the client's name
+    page.wait_for_load_state()
+    page.evaluate("window.stillTheSamePage = true")
+    page.fill('textarea[name="body"]', "Олег, ")
+    page.select_option('select[name="template"]', label="Цены")
+    page.wait_for_function(
+        "document.querySelector('textarea[name=body]').value.includes('цены во вложении')"
+    )
+    assert page.input_value('textarea[name="body"]') == "Олег, Олег Шинин, цены во вложении."
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=str(ARTIFACTS / "inbox-laptop.png"))
+
+
 def test_a_refused_move_snaps_back_with_its_reason(server, browser):
     """A card is dropped only on the stages the user may move it to (none from Qualified
     to Won: the column does not take it); a move that is offered but refused (a plugin's

@@ -360,6 +360,7 @@ def registry_messages(crm: Any) -> set[str]:
     from crmkit.model import ContactKind, CustomerType, PartyKind
     from crmkit.reports import PERIOD_SHORTCUTS
     from crmkit.schemas import EVENT_STATUSES, TASK_STATUSES
+    from crmkit.services.conversations import STATUSES as CONVERSATION_STATUSES
     from crmkit.services.timeline import ACTIVITY_KINDS, CALL_OUTCOMES
 
     texts: set[str] = set()
@@ -383,6 +384,7 @@ def registry_messages(crm: Any) -> set[str]:
     texts |= set(CALL_OUTCOMES)
     texts |= {kind.label for kind in crm.timeline_kinds.values()}
     texts |= set(ACTIVITY_KINDS) | set(TASK_STATUSES) | set(EVENT_STATUSES) | set(ACTIONS)
+    texts |= set(CONVERSATION_STATUSES) | {c.label for c in crm.channels.values()}
     texts |= {s.label for s in Scope}
     texts |= {k.value for k in PartyKind} | {k.value for k in CustomerType}
     texts |= {k.value for k in ContactKind}

@@ -92,6 +92,9 @@ def _page(
                 copies = unit.conversations.reply_copies(chosen.id)
                 draft = {**(draft or {}), "cc": ", ".join(copies)}
         users = [u for u in unit.users.list() if not u.blocked]
+        assignee = next((u for u in users if chosen and u.id == chosen.assignee_id), None)
+        if chosen is not None and chosen.assignee_id is not None and assignee is None:
+            assignee = unit.users.get(chosen.assignee_id)  # blocked since: still named
         parties = unit.parties.find_many(c.party_id for c in rows if c.party_id)
     return render(
         request,
@@ -115,6 +118,8 @@ def _page(
             "candidates": candidates,
             "search": search,
             "users": users,
+            "assignee": assignee,
+            "channel_labels": {c.name: c.label or c.name for c in unit.crm.channels.values()},
             "copies_allowed": copies_allowed,
             "files_allowed": files_allowed,
             "draft": draft or {},
@@ -197,6 +202,14 @@ def act(request: Request) -> Response:
                 # whom the page showed it assigned to: taking it from someone is refused
                 expected = optional_id(data["expected"], "expected") if "expected" in data else ANY
                 service.assign(conversation_id, user_id, expected=expected, seen=seen)
+                if user_id == request.state.user.id:  # taken: shown among one's own
+                    back = f"/inbox/{conversation_id}?view=mine"
+                if user_id is None:
+                    message = i18n.lazy("Back in the unassigned queue.")
+                else:
+                    label = unit.users.get(user_id).label
+                    with i18n.activate(request.state.locale):
+                        message = i18n.gettext("Assigned to %(user)s.") % {"user": label}
             elif action == "reply":
                 try:
                     service.reply(
@@ -230,6 +243,7 @@ def act(request: Request) -> Response:
                 message = i18n.lazy("Closed.")
             elif action == "reopen":
                 service.reopen(conversation_id)
+                message = i18n.lazy("Reopened.")
             elif action == "lead":
                 name = str(data.get("name") or "") or None
                 try:
