@@ -635,3 +635,42 @@ async def test_a_russian_agent_reads_the_state_and_what_each_action_did(web, crm
     await agent.post(act, {"action": "snooze", "hours": "4"})
     page = _text(await agent.get(f"/inbox/{chat.id}?status=snoozed"))
     assert "отложена до" in page
+
+
+async def test_an_unknown_sender_at_a_clients_domain_is_offered_that_client(web, crm):
+    """Attaching an unknown sender took a search first (type, Find, Attach).  A colleague
+    of a client writing from the client's own domain is offered that client at once: one
+    click attaches.  A public mail service's domain (mail.ru, gmail.com) says nothing and
+    offers nobody; neither does a client the agent may not see."""
+    agent = await web("agent", locale="en")
+    other = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(
+            work, name="ООО «Ромашка»",
+            contact_points=[{"kind": "website", "value": "https://www.romashka.ru/"}],
+        )  # fmt: skip
+        factories.organisation(
+            work, name="ООО «Частник»", contact_points=[{"kind": "email", "value": "boss@mail.ru"}]
+        )
+    with crm.acting_as(other.user) as work:
+        hidden = factories.organisation(
+            work, name="ООО «Ромашка-Юг»",
+            contact_points=[{"kind": "email", "value": "yug@romashka.ru"}],
+        )  # fmt: skip
+    receive(crm, "new.boss@romashka.ru", "Это наш новый адрес", 1, name="Новый Директор")
+    receive(crm, "someone@mail.ru", "Вопрос", 2)
+    romashka, public = conversations(crm)
+
+    page = await agent.get(f"/inbox/{romashka.id}")
+    assert f'name="party_id" value="{client.id}"' in page.text
+    assert "Attach to ООО «Ромашка»" in _text(page)
+    assert "Clients at the sender's domain:" in _text(page)
+    assert (await agent.get(f"/clients/{hidden.id}")).status_code == 404  # a colleague's
+    assert f'name="party_id" value="{hidden.id}"' not in page.text
+    assert 'data-action="attach"' not in (await agent.get(f"/inbox/{public.id}")).text
+
+    attached = await agent.post(
+        f"/inbox/{romashka.id}/act", {"action": "attach", "party_id": client.id}
+    )
+    assert attached.status_code == 303
+    assert conversations(crm)[0].party_id == client.id

@@ -25,7 +25,8 @@ from crmkit.clock import utcnow
 from crmkit.db import lock_row
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import message
-from crmkit.model import Activity, Conversation, Party, User
+from crmkit.identity import domain_key
+from crmkit.model import Activity, ContactPoint, Conversation, Party, User
 from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
 
@@ -451,6 +452,26 @@ class ConversationService:
         if conversation.party_id is None:
             return None
         return self.work.parties.find(conversation.party_id)
+
+    def suggested_clients(self, conversation: Conversation, limit: int = 5) -> list[Party]:
+        """Clients an unknown sender likely belongs to, offered to attach without a search:
+        those the actor sees with an address or a website at the sender's own domain
+        (``new.boss@romashka.ru``: a client with ``romashka.ru``).  A public mail service's
+        domain (``mail.ru``, ``gmail.com``) says nothing: none."""
+        if conversation.party_id is not None or "@" not in conversation.address_key:
+            return []
+        domain = domain_key("email", conversation.address_key)
+        if domain is None:
+            return []
+        at_domain = select(ContactPoint.party_id).where(ContactPoint.domain == domain)
+        return list(
+            self.work.session.scalars(
+                self.work.parties.query()
+                .where(Party.id.in_(at_domain))
+                .order_by(Party.name, Party.id)
+                .limit(limit)
+            )
+        )
 
     def snooze(
         self, conversation_id: int, until: dt.datetime, *, seen: int | None = None

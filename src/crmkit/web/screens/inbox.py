@@ -60,6 +60,7 @@ def _page(
         chosen = messages = party = record = None
         files_of: dict[int, list[Any]] = {}
         templates = candidates = []
+        suggested = False
         copies_allowed = False
         files_allowed = True
         if chosen_id is not None:
@@ -85,6 +86,9 @@ def _page(
                 draft = _filled(request, unit, chosen, client, shown)
             if search and chosen.party_id is None:
                 candidates = unit.parties.list(search=search, limit=10).items
+            elif chosen.party_id is None:  # no search yet: the clients of the sender's domain
+                candidates = unit.conversations.suggested_clients(chosen)
+                suggested = bool(candidates)
             channel = unit.crm.channels.get(chosen.channel)
             copies_allowed = channel is not None and channel.can(Capability.COPIES)
             if copies_allowed and (draft is None or "cc" not in draft):
@@ -116,6 +120,7 @@ def _page(
             "record": record,
             "templates": templates,
             "candidates": candidates,
+            "suggested": suggested,
             "search": search,
             "users": users,
             "assignee": assignee,
