@@ -674,3 +674,18 @@ async def test_an_unknown_sender_at_a_clients_domain_is_offered_that_client(web,
     )
     assert attached.status_code == 303
     assert conversations(crm)[0].party_id == client.id
+
+
+async def test_an_empty_reply_is_refused_in_russian_naming_the_text(web, crm):
+    """Sending an empty reply said "текст: the message is empty" to a Russian agent; the
+    reply box is now required (the browser asks for a text first) and the refusal is a
+    catalog text."""
+    web.app.state.catalogs["ru"]._catalog.update({"the message is empty": "сообщение пустое"})
+    agent = await web("agent", locale="ru")
+    receive(crm, "petr@stroy.ru", "Нужны шины", 1, name="Пётр")
+    (chat,) = conversations(crm)
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert re.search(r'<textarea name="body"[^>]*\brequired\b', page.text)
+    refused = await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "  "})
+    assert refused.status_code == 422
+    assert "текст: сообщение пустое" in _text(refused)

@@ -245,6 +245,7 @@ SERVICE_MESSAGES = {
     "a name is required",
     "one line, without line breaks",
     "a closed conversation is not snoozed: reopen it",
+    "the message is empty",
     "a new message arrived: read it first (it is shown now)",
     "the conversation has been put back in the unassigned queue meanwhile",
     "duplicate of a client you may not edit: skipped",
