@@ -689,3 +689,37 @@ async def test_an_empty_reply_is_refused_in_russian_naming_the_text(web, crm):
     refused = await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "  "})
     assert refused.status_code == 422
     assert "текст: сообщение пустое" in _text(refused)
+
+
+async def test_send_and_close_in_one_click_unless_the_client_wrote_meanwhile(web, crm):
+    """Answering and closing took two forms (send, then close further down).  "Send and
+    close" does both; when the client wrote again since the page was shown, neither is done
+    and the page shows the new message with the reply still typed."""
+    agent = await web("agent", locale="en")
+    receive(crm, "petr@stroy.ru", "Нужны шины", 1, name="Пётр")
+    (chat,) = conversations(crm)
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert 'data-action="reply-close"' in page.text
+    seen = re.search(r'class="reply".*?name="seen" value="(\d+)"', page.text, re.S).group(1)
+
+    receive(crm, "petr@stroy.ru", "И ещё диски", 2)  # while the agent types
+    form = {"action": "reply", "body": "Шины есть.", "then": "close", "seen": seen}
+    refused = await agent.post(f"/inbox/{chat.id}/act", form)
+    assert refused.status_code == 422
+    assert "a new message arrived" in refused.text and "И ещё диски" in refused.text
+    assert ">Шины есть.</textarea>" in refused.text
+    with crm.system() as work:
+        assert work.session.scalars(select(OutboxItem)).all() == []
+    assert conversations(crm)[0].status == "open"
+
+    seen = re.search(r'class="reply".*?name="seen" value="(\d+)"', refused.text, re.S).group(1)
+    done = await agent.post(f"/inbox/{chat.id}/act", {**form, "seen": seen})
+    assert done.status_code == 303
+    assert "Reply queued and the conversation closed." in _text(
+        await agent.get(done.headers["location"])
+    )
+    (after,) = conversations(crm)
+    assert (after.status, after.assignee_id) == ("closed", agent.user.id)
+    with crm.system() as work:
+        (item,) = work.session.scalars(select(OutboxItem))
+        assert item.payload["body"] == "Шины есть."

@@ -224,6 +224,9 @@ def act(request: Request) -> Response:
                         cc=tuple(address_list(data.get("cc"))),
                         attachment_ids=_store_uploads(unit, conversation_id, data.get("files")),
                     )
+                    if data.get("then") == "close":  # unless the client wrote meanwhile
+                        service.close(conversation_id, seen=seen)
+                        message = i18n.lazy("Reply queued and the conversation closed.")
                 except ValidationFailed:
                     draft = {  # shown again with what was typed, not lost behind a redirect
                         "body": str(data.get("body") or ""),
@@ -231,7 +234,8 @@ def act(request: Request) -> Response:
                         "template_id": as_id(data.get("template_id")),
                     }
                     raise
-                message = i18n.lazy("Reply queued.")
+                if data.get("then") != "close":
+                    message = i18n.lazy("Reply queued.")
             elif action == "snooze":
                 hours = optional_int(data.get("hours"), "hours", low=1, high=MOST_SNOOZE_HOURS)
                 chosen = local_time(data.get("until"), request.state.locale, "until")
