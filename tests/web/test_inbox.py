@@ -723,3 +723,31 @@ async def test_send_and_close_in_one_click_unless_the_client_wrote_meanwhile(web
     with crm.system() as work:
         (item,) = work.session.scalars(select(OutboxItem))
         assert item.payload["body"] == "Шины есть."
+
+
+async def test_a_clients_conversation_shows_their_open_deals_and_tasks(web, crm):
+    """A client's conversation showed a deal only when the mail answered one of its
+    messages; the agent answering "what about my order?" had to open the card to find it.
+    The client's open deals and tasks (those the agent sees) are linked beside the client;
+    closed deals and finished tasks are not."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(
+            work, name="ООО «Ромашка»",
+            contact_points=[{"kind": "email", "value": "zakaz@romashka.ru"}],
+        )  # fmt: skip
+        open_deal = factories.deal(work, party_id=client.id, title="Поставка шин")
+        closed_deal = factories.deal(work, party_id=client.id, title="Старая поставка")
+        task = factories.task(work, party_id=client.id, title="Выставить счёт")
+        done = factories.task(work, party_id=client.id, title="Позвонить", status="done")
+    with crm.system() as work:
+        work.deals.get(closed_deal.id).closed_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    receive(crm, "zakaz@romashka.ru", "Что с заказом?", 1)
+    (chat,) = conversations(crm)
+
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert f'href="/records/deal/{open_deal.id}"' in page.text
+    assert f'href="/records/task/{task.id}"' in page.text
+    assert f"/records/deal/{closed_deal.id}" not in page.text
+    assert f"/records/task/{done.id}" not in page.text
+    assert "Open deals: Поставка шин" in _text(page) and "Open tasks: Выставить счёт" in _text(page)

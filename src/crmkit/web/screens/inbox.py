@@ -60,6 +60,8 @@ def _page(
         chosen = messages = party = record = None
         files_of: dict[int, list[Any]] = {}
         templates = candidates = []
+        open_deals: list[Any] = []
+        open_tasks: list[Any] = []
         suggested = False
         copies_allowed = False
         files_allowed = True
@@ -78,6 +80,8 @@ def _page(
                 party = client = unit.conversations.client_of(chosen)
                 # the reply's files go on the client: offered only where they would be kept
                 files_allowed = party is not None and unit.attachments.may_attach(party.id)
+                if party is not None:
+                    open_deals, open_tasks = _open_work(unit, party.id)
             shown = unit.conversations.record_of(chosen)  # a deal the user may see
             if shown is not None:
                 record = unit.records(shown[0]).get(shown[1])
@@ -120,6 +124,8 @@ def _page(
             "record": record,
             "templates": templates,
             "candidates": candidates,
+            "open_deals": open_deals,
+            "open_tasks": open_tasks,
             "suggested": suggested,
             "search": search,
             "users": users,
@@ -132,6 +138,22 @@ def _page(
         },
         status=code,
     )
+
+
+#: How many of a client's open deals and tasks the conversation links to (the card has all).
+SHOWN_OPEN = 5
+
+
+def _open_work(unit: Any, party_id: int) -> tuple[list[Any], list[Any]]:
+    """The client's open deals and tasks the user sees, for the conversation to link to:
+    what an answer is likely about, without opening the card."""
+    can = unit.access.can
+    deals: list[Any] = []
+    if can("deal", "read"):
+        page = unit.deals.list(filters={"party_id": party_id}, limit=50, internal=True)
+        deals = [d for d in page if d.closed_at is None][:SHOWN_OPEN]
+    tasks = unit.tasks.for_party(party_id)[:SHOWN_OPEN] if can("task", "read") else []
+    return deals, tasks
 
 
 def one_per_name(templates: list[Any]) -> list[Any]:
