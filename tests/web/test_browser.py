@@ -165,6 +165,36 @@ def test_a_laptop_agent_acts_and_fills_a_template_without_scrolling_or_losing_te
     page.screenshot(path=str(ARTIFACTS / "inbox-laptop.png"))
 
 
+def test_a_phone_opens_a_conversation_at_its_top_and_goes_back_to_the_list(server, browser):
+    """On a phone the chosen conversation came under the whole list (fifty conversations
+    to scroll past) and a long subject widened the page past the screen.  Now the chosen
+    conversation stands alone, nothing is wider than the screen, and a link leads back."""
+    crm, base = server
+    add_user(crm, "vera", ["agent"], display_name="Вера")
+    with crm.system() as work:
+        for n in range(8):
+            work.channels.ingest(
+                InboundMessage(
+                    channel="chat", external_id=f"phone-{n}", sender=f"client{n}@sklad.ru",
+                    body="Когда отгрузка?", sender_name=f"Клиент {n}",
+                    subject="Отгрузка_по_договору_поставки_№2026/11/24-ОПТ-000017_без_пробелов",
+                )
+            )  # fmt: skip
+    page = sign_in(browser.new_context(viewport={"width": 390, "height": 844}), base, "vera")
+    page.goto(f"{base}/inbox")
+    page.click("[data-conversations] >> text=Клиент 7")
+    page.wait_for_load_state()
+    heading = page.locator(".conversation-view h2").bounding_box()
+    assert heading is not None and heading["y"] < 300
+    assert page.locator("[data-conversations]").is_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "inbox-phone.png"))
+    page.click("[data-back]")
+    page.wait_for_load_state()
+    assert page.locator("[data-conversations]").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
 def test_a_refused_move_snaps_back_with_its_reason(server, browser):
     """A card is dropped only on the stages the user may move it to (none from Qualified
     to Won: the column does not take it); a move that is offered but refused (a plugin's
