@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import html
+from pathlib import Path
 
+import crmkit_mail
 import pytest
 from crmkit_mail import mail
 from crmkit_mail import plugin as mail_plugin
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from crmkit.errors import ValidationFailed
 from crmkit.jobs.delivery import deliver_due
 from crmkit.testing import add_user, free_port
+from crmkit.testing.catalogs import package_messages
 from crmkit.testing.web import WebClient, multipart
 
 pytestmark = pytest.mark.anyio
@@ -803,3 +806,32 @@ async def test_the_compose_page_refuses_a_text_or_subject_longer_than_the_apis(m
     with mail_crm.system() as work:
         [queued] = work.session.scalars(select(Activity)).all()
         assert (len(queued.subject), len(queued.body)) == (500, 200000)
+
+
+async def test_a_russian_manager_reads_the_mailing_forms_refusals_in_russian(mail_crm, smtp):
+    """The new mailing's refusals were plain English to a Russian manager ("группа: choose
+    a group"): they are catalog texts now, named by the field."""
+    smtp_mailbox(mail_crm, smtp)
+    template, _group, _ids = mixed_clients(mail_crm)
+    manager = await signed_in(mail_crm, "menedzher", ["manager"], locale="ru")
+    russian = {
+        "the mailing needs a name": "у рассылки должно быть название",
+        "choose a group": "выберите группу",
+        "choose a saved view of clients": "выберите сохранённый фильтр клиентов",
+        "a whole number of mails per minute (0: no limit)": "целое число писем в минуту",
+    }
+    # the catalog tools find them (they were plain strings, never offered for translation)
+    assert set(russian) <= package_messages(Path(crmkit_mail.__file__).parent)
+    manager.app.state.catalogs["ru"]._catalog.update(russian)
+    refused = await manager.post(
+        "/mail/mailings/new", {"name": " ", "template": str(template), "rate_per_minute": "много"}
+    )
+    text = html.unescape(refused.text)
+    assert refused.status_code == 422
+    for english, translated in russian.items():
+        if english != "choose a saved view of clients":
+            assert translated in text and english not in text
+    no_view = await manager.post(
+        "/mail/mailings/new", {"name": "x", "template": str(template), "audience": "view"}
+    )
+    assert "выберите сохранённый фильтр клиентов" in html.unescape(no_view.text)

@@ -288,17 +288,17 @@ def _mailing_arguments(data: dict[str, Any]) -> dict[str, Any]:
     problems: dict[str, list[str]] = {}
     name = str(data.get("name", "")).strip()
     if not name:
-        problems["name"] = ["the mailing needs a name"]
+        problems["name"] = [i18n.lazy("the mailing needs a name")]
     # an id is what the core's reader takes ("²" or 25 digits are none), else it is named
     template = str(data.get("template", "")).strip()
     template_id = as_id(template)
     if template_id is None:
-        problems["template"] = ["choose a template"] if not template else [NOT_AN_ID]
+        problems["template"] = [i18n.lazy("choose a template")] if not template else [NOT_AN_ID]
     audience = str(data.get("audience", "group"))
     field, unchosen = (
-        ("view_id", "choose a saved view of clients")
+        ("view_id", i18n.lazy("choose a saved view of clients"))
         if audience == "view"
-        else ("group_id", "choose a group")
+        else ("group_id", i18n.lazy("choose a group"))
     )
     chosen = str(data.get(field, "")).strip()
     audience_id = as_id(chosen)
@@ -306,7 +306,9 @@ def _mailing_arguments(data: dict[str, Any]) -> dict[str, Any]:
         problems[field] = [unchosen] if not chosen else [NOT_AN_ID]
     rate = str(data.get("rate_per_minute", "")).strip() or "60"
     if not (rate.isascii() and rate.isdigit()) or len(rate) > 9:
-        problems["rate_per_minute"] = ["a whole number of mails per minute (0: no limit)"]
+        problems["rate_per_minute"] = [
+            i18n.lazy("a whole number of mails per minute (0: no limit)")
+        ]
     if problems:
         raise ValidationFailed(problems)
     return {
