@@ -751,3 +751,39 @@ async def test_a_clients_conversation_shows_their_open_deals_and_tasks(web, crm)
     assert f"/records/deal/{closed_deal.id}" not in page.text
     assert f"/records/task/{done.id}" not in page.text
     assert "Open deals: Поставка шин" in _text(page) and "Open tasks: Выставить счёт" in _text(page)
+
+
+async def test_snooze_until_tomorrow_morning_or_a_chosen_time(web, crm):
+    """Snoozing offered 1, 4 or 24 hours only: "call me back on Monday" could not be
+    snoozed till Monday.  Tomorrow at 9:00 (the agent's clock) and a chosen date and time
+    are offered; a time gone by is refused naming the field."""
+    from zoneinfo import ZoneInfo
+
+    agent = await web("agent", locale="en", timezone="Asia/Yekaterinburg")
+    receive(crm, "petr@stroy.ru", "Перезвоните в понедельник", 1, name="Пётр")
+    (chat,) = conversations(crm)
+    act = f"/inbox/{chat.id}/act"
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert 'value="tomorrow"' in page.text and 'name="until"' in page.text
+
+    zone = ZoneInfo("Asia/Yekaterinburg")
+    await agent.post(act, {"action": "snooze", "hours": "tomorrow"})
+    tomorrow = dt.datetime.now(zone).date() + dt.timedelta(days=1)
+    expected = dt.datetime.combine(tomorrow, dt.time(9), tzinfo=zone)
+    assert conversations(crm)[0].snoozed_until == expected.astimezone(dt.UTC)
+
+    await agent.post(act, {"action": "reopen"})
+    chosen = await agent.post(
+        act, {"action": "snooze", "hours": "1", "until": "2030-01-07T10:30"}
+    )  # a time typed in wins over the hours left at their default
+    assert chosen.status_code == 303
+    monday = dt.datetime(2030, 1, 7, 10, 30, tzinfo=zone).astimezone(dt.UTC)
+    assert (conversations(crm)[0].status, conversations(crm)[0].snoozed_until) == (
+        "snoozed",
+        monday,
+    )
+    await agent.post(act, {"action": "reopen"})
+    past = await agent.post(act, {"action": "snooze", "hours": "1", "until": "2001-01-01T10:00"})
+    shown = _text(await agent.get(past.headers["location"]))
+    assert "until: a time in the future" in shown
+    assert conversations(crm)[0].status == "open"

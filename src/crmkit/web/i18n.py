@@ -246,6 +246,7 @@ SERVICE_MESSAGES = {
     "one line, without line breaks",
     "a closed conversation is not snoozed: reopen it",
     "the message is empty",
+    "a time in the future",
     "a new message arrived: read it first (it is shown now)",
     "the conversation has been put back in the unassigned queue meanwhile",
     "duplicate of a client you may not edit: skipped",

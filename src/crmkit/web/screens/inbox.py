@@ -259,14 +259,19 @@ def act(request: Request) -> Response:
                 if data.get("then") != "close":
                     message = i18n.lazy("Reply queued.")
             elif action == "snooze":
-                hours = optional_int(data.get("hours"), "hours", low=1, high=MOST_SNOOZE_HOURS)
+                # a time typed in wins over the hours, which always come with their default
                 chosen = local_time(data.get("until"), request.state.locale, "until")
-                if hours:
-                    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
-                elif chosen:
+                if chosen:
                     until = dt.datetime.fromisoformat(chosen)
+                elif data.get("hours") == "tomorrow":  # 9:00 on the agent's clock
+                    zone = request.state.locale.zone
+                    day = dt.datetime.now(zone).date() + dt.timedelta(days=1)
+                    until = dt.datetime.combine(day, dt.time(9), tzinfo=zone)
                 else:
-                    raise ValidationFailed({"until": [i18n.lazy("choose when it comes back")]})
+                    hours = optional_int(data.get("hours"), "hours", low=1, high=MOST_SNOOZE_HOURS)
+                    if not hours:
+                        raise ValidationFailed({"until": [i18n.lazy("choose when it comes back")]})
+                    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
                 service.snooze(conversation_id, until, seen=seen)
                 message = i18n.lazy("Snoozed.")
             elif action == "close":
