@@ -221,7 +221,9 @@ def test_bad_copies_are_refused_by_name_and_nothing_is_queued(crm):
             work.channels.send(
                 "mail", to="client@romashka.ru", body="x", cc=("boss@romashka.ru", "бухгалтерия")
             )
-        assert refused.value.errors == {"cc": ["'бухгалтерия' is not a valid email address"]}
+        assert [str(m) for m in refused.value.errors["cc"]] == [
+            "'бухгалтерия' is not a valid email address"
+        ]
         many = tuple(f"person{i}@firm.ru" for i in range(21))
         with pytest.raises(ValidationFailed, match="at most 20 copies"):
             work.channels.send("mail", to="client@romashka.ru", body="x", cc=many)

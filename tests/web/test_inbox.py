@@ -180,7 +180,7 @@ async def test_a_reply_to_all_and_a_refused_copy_that_loses_nothing(web, crm):
     )
     # shown again with the error and what was typed; nothing queued
     assert refused.status_code == 422
-    assert "&#39;бухгалтерия&#39; is not a valid email address" in refused.text
+    assert "копия: &#39;бухгалтерия&#39; is not a valid" in refused.text  # named, by the field
     assert ">Счёт во вложении</textarea>" in refused.text
     assert 'value="boss@client.ru, бухгалтерия"' in refused.text
     with crm.system() as work:
@@ -787,3 +787,23 @@ async def test_snooze_until_tomorrow_morning_or_a_chosen_time(web, crm):
     shown = _text(await agent.get(past.headers["location"]))
     assert "until: a time in the future" in shown
     assert conversations(crm)[0].status == "open"
+
+
+async def test_a_bad_copy_address_is_refused_in_russian(web, crm):
+    """A mistyped copy address was refused as "копия: 'buh' is not a valid email address"
+    to a Russian agent; the refusal is a catalog text with the address and its kind."""
+    web.app.state.catalogs["ru"]._catalog.update(
+        {"{address} is not a valid {kind} address": "{address} — не адрес ({kind})"}
+    )
+    agent = await web("agent", locale="ru")
+    with crm.system() as work:
+        work.channels.ingest(
+            InboundMessage(channel="letters", external_id="c1", sender="petr@stroy.ru",
+                           body="Нужны шины", sender_name="Пётр")
+        )  # fmt: skip
+    (letter,) = conversations(crm)
+    refused = await agent.post(
+        f"/inbox/{letter.id}/act", {"action": "reply", "body": "Есть", "cc": "buh"}
+    )
+    assert refused.status_code == 422
+    assert "копия: 'buh' — не адрес (эл. почта)" in _text(refused)

@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from crmkit import events
+from crmkit import events, i18n
 from crmkit.builtins.core import crmkit_resolve_party as _core_resolve
 from crmkit.channels import (
     AddressKind,
@@ -141,7 +141,7 @@ def copies(channel: Channel, to: str, cc: Any, region: str) -> list[str]:
     kind = channel.address_kind.value
     keys = {contact_key(kind, to, region=region, service=channel.service).key}
     kept: list[str] = []
-    problems: list[str] = []
+    problems: list[Any] = []  # texts and messages (translated where they are shown)
     for value in cc or ():
         if not isinstance(value, str):
             problems.append(f"{value!r} is not an address")
@@ -150,7 +150,13 @@ def copies(channel: Channel, to: str, cc: Any, region: str) -> list[str]:
         if not normalized.value:
             continue
         if not normalized.valid:
-            problems.append(f"{normalized.value!r} is not a valid {kind} address")
+            problems.append(
+                i18n.message(
+                    "{address} is not a valid {kind} address",
+                    address=repr(normalized.value),
+                    kind=i18n.Label(kind),
+                )
+            )
         elif normalized.key not in keys:
             keys.add(normalized.key)
             kept.append(normalized.value)
