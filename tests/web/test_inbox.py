@@ -807,3 +807,20 @@ async def test_a_bad_copy_address_is_refused_in_russian(web, crm):
     )
     assert refused.status_code == 422
     assert "копия: 'buh' — не адрес (эл. почта)" in _text(refused)
+
+
+async def test_the_clients_card_opens_the_conversation_in_the_contact_center(web, crm):
+    """The card's conversations led to a bare record page (its columns, "closed", no
+    messages, no way to answer).  The card now opens the conversation in the contact
+    center, and the record page links there too."""
+    agent = await web("agent", locale="en")
+    receive(crm, "anna@example.ru", "Сколько стоит доставка?", 1, name="Анна")
+    (chat,) = conversations(crm)
+    await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": "Анна"})
+    (chat,) = conversations(crm)
+
+    card = await agent.get(f"/clients/{chat.party_id}")
+    assert f'href="/inbox/{chat.id}"' in card.text
+    assert f'href="/records/conversation/{chat.id}"' not in card.text
+    record = await agent.get(f"/records/conversation/{chat.id}")
+    assert f'href="/inbox/{chat.id}"' in record.text and "Open in the contact center" in record.text
