@@ -824,3 +824,16 @@ async def test_the_clients_card_opens_the_conversation_in_the_contact_center(web
     assert f'href="/records/conversation/{chat.id}"' not in card.text
     record = await agent.get(f"/records/conversation/{chat.id}")
     assert f'href="/inbox/{chat.id}"' in record.text and "Open in the contact center" in record.text
+
+
+async def test_a_nameless_senders_lead_field_says_what_name_it_gets(web, crm):
+    """A sender without a name left the lead's name field empty: nothing said the lead
+    would be named by the address.  The field shows the address it falls back to."""
+    agent = await web("agent", locale="en")
+    receive(crm, "noname@yandex.ru", "Перезвоните мне", 1)
+    (chat,) = conversations(crm)
+    page = await agent.get(f"/inbox/{chat.id}")
+    assert re.search(r'<input name="name" value="" placeholder="noname@yandex.ru"', page.text)
+    await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": ""})
+    with crm.system() as work:
+        assert work.parties.get(conversations(crm)[0].party_id).name == "noname@yandex.ru"
