@@ -195,6 +195,31 @@ def test_a_phone_opens_a_conversation_at_its_top_and_goes_back_to_the_list(serve
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
+def test_a_laptop_shows_a_screenful_of_conversations(server, browser):
+    """Each conversation took four or five lines (name, unread count, channel and time,
+    subject, client): a 1366x768 laptop showed five.  Name, count and time now share a
+    line, so at least eight show without scrolling."""
+    crm, base = server
+    add_user(crm, "zoya", ["agent"], display_name="Зоя")
+    with crm.system() as work:
+        for n in range(12):
+            work.channels.ingest(
+                InboundMessage(
+                    channel="chat", external_id=f"many-{n}", sender=f"buyer{n}@opt.ru",
+                    body="Цена?", sender_name=f"Покупатель {n}", subject="Цена на шины",
+                )
+            )  # fmt: skip
+    page = sign_in(browser.new_context(viewport={"width": 1366, "height": 768}), base, "zoya")
+    page.goto(f"{base}/inbox")
+    shown = [
+        box
+        for row in page.locator("[data-conversations] li.conversation").all()
+        if (box := row.bounding_box()) and box["y"] + box["height"] <= 768
+    ]
+    assert len(shown) >= 8, len(shown)
+    page.screenshot(path=str(ARTIFACTS / "inbox-list-laptop.png"))
+
+
 def test_a_refused_move_snaps_back_with_its_reason(server, browser):
     """A card is dropped only on the stages the user may move it to (none from Qualified
     to Won: the column does not take it); a move that is offered but refused (a plugin's
