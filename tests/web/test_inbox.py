@@ -837,3 +837,14 @@ async def test_a_nameless_senders_lead_field_says_what_name_it_gets(web, crm):
     await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": ""})
     with crm.system() as work:
         assert work.parties.get(conversations(crm)[0].party_id).name == "noname@yandex.ru"
+
+
+async def test_the_empty_side_of_the_inbox_says_what_to_do(web, crm):
+    """Before a conversation was chosen, two thirds of the screen were blank."""
+    agent = await web("agent", locale="en")
+    receive(crm, "petr@stroy.ru", "Нужны шины", 1, name="Пётр")
+    page = _text(await agent.get("/inbox"))
+    assert "Choose a conversation to read and answer it." in page
+    empty = _text(await agent.get("/inbox?view=mine"))
+    assert "No conversations here." in empty
+    assert "Choose a conversation" not in empty
