@@ -190,3 +190,22 @@ def test_a_day_at_the_car_service(station_server, browser):
     assert orders == completed == 1
     assert director.inner_text("#kpi-revenue").replace("\xa0", " ") == "3 500,00 ₽"  # Russian
     director.screenshot(path=str(ARTIFACTS / "carservice-director.png"), full_page=True)
+
+
+def test_a_refused_intake_shows_its_error_as_an_error(station_server, browser):
+    """The intake's refusal stands out from the form (the red box every other form of the
+    UI uses), not a line of plain text above it."""
+    _, base = station_server
+    manager = sign_in(browser, base, "manager")
+    manager.goto(f"{base}/service/intake")
+    manager.fill('input[name="plate"]', "Х001ХХ77")
+    manager.click('#intake button[type="submit"]')
+    manager.wait_for_selector("#form-error")
+    style = manager.eval_on_selector(
+        "#form-error",
+        "e => { const s = getComputedStyle(e); return [s.backgroundColor, s.color]; }",
+    )
+    plain = manager.eval_on_selector("#intake label", "e => getComputedStyle(e).color")
+    assert style[0] not in ("rgba(0, 0, 0, 0)", "transparent"), style
+    assert style[1] != plain, (style, plain)
+    assert manager.is_visible("#form-error")
