@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 import re
 
 import pytest
@@ -190,8 +192,8 @@ async def test_the_dashboard_takes_today_where_the_station_is(station):
     with frozen_at(dt.datetime(2026, 3, 31, 22, 30, tzinfo=dt.UTC)):
         page = await client.get("/service/director")
     assert page.status_code == 200
-    # last month's salaries are March's (not February's)
-    assert re.search(r"<h3>[^<]*2026-03</h3>", page.text)
+    # last month's salaries are March's (not February's), named the Russian way
+    assert re.search(r"<h3>[^<]*март 2026</h3>", page.text)
 
 
 @pytest.mark.parametrize("typed", ["а123вс", "А 123 ВС 77", "a123bc77", "123вс"])
@@ -727,3 +729,51 @@ async def test_the_goods_form_of_an_order_without_a_branch_offers_the_stations_o
     assert "Филиал 1" in _flash(await client.get(sent.headers["location"]), "ok")
     with station.crm.acting_as(station.manager) as work:
         assert finance(work).orders.get(order.id).location_id == station.branch.id
+async def test_the_desk_lists_the_orders_in_progress_not_the_closed_ones(station):
+    """The desk's table is the station's work in progress: an order waiting for parts
+    since spring stays on it behind a busy summer of closed and cancelled orders, and
+    each row says when the order was taken."""
+    with frozen_at(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)):
+        waiting = station.order("ivan")
+    cancelled = station.order("petr")
+    with station.crm.acting_as(station.manager) as work:
+        work.moves.move(cancelled.id, "cancelled", entity="finance_order", comment="передумал")
+        orders = finance(work).orders
+        later = [
+            orders.create({"party_id": station.client.id, "assignee_id": station.ivan.id}).id
+            for _ in range(40)
+        ]
+        work.session.execute(
+            sa.update(type(waiting)).where(type(waiting).id.in_(later)).values(stage="closed")
+        )
+    client = await signed_in(station, "manager")
+    page = await client.get("/service")
+    assert page.status_code == 200
+    table = page.text.split('id="recent-orders"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr data-order="(\d+)"', table)
+    assert rows == [str(waiting.id)], rows
+    assert "2 мар. 2026" in table, table  # when it was taken, the Russian way
+    # the whole list of open orders is one click away
+    assert "/lists/finance_order?f.stage__not_in=closed,cancelled" in page.text
+
+
+async def test_the_dashboard_names_its_months_the_russian_way(station):
+    """The director reads "март 2026", not "2026-03": in the table, on the chart's axis and
+    over last month's salaries; the month keys stay in the rows' data."""
+    order = station.order("ivan")
+    march = dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC)
+    with frozen_at(march), station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+    client = await signed_in(station, "director")
+    with frozen_at(dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)):
+        page = await client.get("/service/director")
+    assert page.status_code == 200
+    table = page.text.split('id="by-month"', 1)[1].split("</table>", 1)[0]
+    march = re.search(r'<tr data-month="2026-03"><td>([^<]*)</td>', table).group(1)
+    assert march == "март 2026", march
+    assert "2026-03<" not in table and "2026-04<" not in table
+    chart = re.search(r'data-chart="([^"]*)"', page.text).group(1)
+    labels = json.loads(html.unescape(chart))["data"]["labels"]
+    assert "март 2026" in labels and "2026-03" not in labels, labels
+    assert re.search(r"<h3>[^<]*март 2026</h3>", page.text)

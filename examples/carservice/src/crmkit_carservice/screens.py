@@ -38,13 +38,23 @@ def _order_url(order_id: int) -> str:
     return f"/records/finance_order/{order_id}"
 
 
+#: The stages off the desk's table: the car has left and nothing is left to do.
+OFF_DESK = ("closed", "cancelled")
+#: The most orders in progress the desk shows (the rest are a link away).
+DESK_ORDERS = 50
+
+
 def desk(request: Request) -> Response:
-    """Find a client by car plate (any alphabet, spacing or case); open orders of today."""
+    """Find a client by car plate (any alphabet, spacing or case); the orders in progress."""
     query = request.query_params.get("q", "").strip()
     with work(request) as unit:
         desk_ = carservice(unit)
         matches = desk_.find_by_plate(query) if query else []
-        open_orders = unit.records("finance_order").list(limit=30)
+        # the work in progress, however many orders were closed since (a car waiting for
+        # parts since spring is still on the desk), the newest first
+        open_orders = unit.records("finance_order").list(
+            filters={"stage__not_in": list(OFF_DESK)}, limit=DESK_ORDERS
+        )
         views = desk_.views([*open_orders, *[o for m in matches for o in m.orders]])
     by_id = {v.order.id: v for v in views}
     pipelines = request.app.state.crm.pipelines
@@ -64,6 +74,7 @@ def desk(request: Request) -> Response:
             "matches": matches,
             "views": by_id,
             "recent": [by_id[o.id] for o in open_orders],
+            "all_open": "/lists/finance_order?f.stage__not_in=" + ",".join(OFF_DESK),
             "stage_title": stage_title,
         },
     )
@@ -241,8 +252,18 @@ def my_orders(request: Request) -> Response:
     )
 
 
+#: A month as the dashboard names it (Babel's stand-alone month: "март 2026").
+MONTH = "LLLL y"
+
+
 def _json_number(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
+
+
+def _month(key: str) -> dt.date:
+    """A report's month key (``2026-03``) as the month's first day."""
+    year, month = key.split("-")[:2]
+    return dt.date(int(year), int(month), 1)
 
 
 def director(request: Request) -> Response:
@@ -263,9 +284,13 @@ def director(request: Request) -> Response:
         salaries = crm.reports["finance.salaries"].build(unit, {"month": previous.isoformat()})
     totals = dict(summary.totals or {})
     chart = dict(summary.chart or {})
+    locale = request.state.locale
+    # "март 2026", not the report's key "2026-03", in the table and on the chart's axis
+    months = {row["month"]: locale.date(_month(row["month"]), MONTH) for row in summary.rows}
     if chart:
-        with i18n.activate(request.state.locale):  # the report's labels are English
+        with i18n.activate(locale):  # the report's labels are English
             data = dict(chart["data"])
+            data["labels"] = [months.get(str(key), key) for key in data.get("labels", [])]
             data["datasets"] = [
                 {**d, "label": i18n.gettext(str(d.get("label", "")))} for d in data["datasets"]
             ]
@@ -280,7 +305,8 @@ def director(request: Request) -> Response:
             "corporate": corporate,
             "stock": stock,
             "salaries": salaries,
-            "salary_month": previous,
+            "salary_month": locale.date(previous, MONTH),
+            "months": months,
             "chart": json.dumps(chart, default=_json_number) if chart else "",
             "params": params,
         },
