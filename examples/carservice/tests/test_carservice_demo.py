@@ -183,3 +183,30 @@ def test_a_demo_that_stops_part_way_leaves_the_database_as_it_was(station_crm, m
     assert re.match(r"demo carservice: \d+ clients, 40 orders", again.stdout), again.stdout
     with station_crm.system() as work:
         assert work.session.scalar(select(func.count()).select_from(User)) == 14  # the staff
+
+
+def test_the_demos_people_and_units_read_as_russian(demo):
+    """A woman's surname agrees with her name ("Мария Смирнова", not "Мария Смирнов") on
+    the staff and the clients alike, and goods are counted in "шт." and "л", not in the
+    English "pcs" and "l" a Russian warehouse head would not write."""
+    from crmkit_finance.model import FinanceItem
+
+    from crmkit.model import Party, User
+
+    crm, _ = demo
+    women = ("Мария", "Ольга", "Анна", "Елена", "Нина")
+    with crm.system() as work:
+        names = [u.display_name for u in work.session.scalars(select(User))]
+        names += [p.name for p in work.session.scalars(select(Party).where(Party.kind == "person"))]
+        units = set(
+            work.session.scalars(select(FinanceItem.unit).where(FinanceItem.kind == "goods"))
+        )
+    wrong = [
+        name
+        for name in names
+        for first, last in zip(name.split(), name.split()[1:], strict=False)
+        if first in women and last[-2:] in ("ов", "ев", "ин")
+    ]
+    assert not wrong, wrong
+    assert any(n.endswith("ова") or n.endswith("ева") for n in names), names
+    assert units == {"шт.", "л"}, units

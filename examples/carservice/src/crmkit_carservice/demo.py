@@ -53,12 +53,12 @@ SERVICES = (
 )
 GOODS = (
     # category, name, price, unit, cost, usual quantity on an order
-    ("Масла", "Масло моторное 5W-30", "950.00", "l", "520.00", "4.5"),
-    ("Фильтры", "Фильтр масляный", "650.00", "pcs", "310.00", "1"),
-    ("Фильтры", "Фильтр воздушный", "900.00", "pcs", "430.00", "1"),
-    ("Запчасти", "Колодки тормозные", "3200.00", "pcs", "1750.00", "1"),
-    ("Запчасти", "Свеча зажигания", "450.00", "pcs", "210.00", "4"),
-    ("Запчасти", "Аккумулятор 60 А·ч", "7800.00", "pcs", "5200.00", "1"),
+    ("Масла", "Масло моторное 5W-30", "950.00", "л", "520.00", "4.5"),
+    ("Фильтры", "Фильтр масляный", "650.00", "шт.", "310.00", "1"),
+    ("Фильтры", "Фильтр воздушный", "900.00", "шт.", "430.00", "1"),
+    ("Запчасти", "Колодки тормозные", "3200.00", "шт.", "1750.00", "1"),
+    ("Запчасти", "Свеча зажигания", "450.00", "шт.", "210.00", "4"),
+    ("Запчасти", "Аккумулятор 60 А·ч", "7800.00", "шт.", "5200.00", "1"),
 )
 #: How often an order takes each of the goods (the generator draws each one so).
 GOODS_SHARE = 0.2
@@ -67,6 +67,16 @@ LEAST_STOCK = Decimal(60)
 STOCK_MONTHS = 2
 FIRST = ("Иван", "Мария", "Алексей", "Ольга", "Дмитрий", "Анна", "Сергей", "Елена", "Павел")
 LAST = ("Петров", "Смирнов", "Кузнецов", "Попов", "Волков", "Соколов", "Лебедев", "Новиков")
+#: The first names above that are women's: their surnames take the feminine ending.
+WOMEN = frozenset(("Мария", "Ольга", "Анна", "Елена"))
+
+
+def full_name(first: str, last: str) -> str:
+    """ "Мария Смирнова", "Иван Смирнов": a woman's surname agrees with her (every surname
+    in :data:`LAST` ends in -ов or -ев, whose feminine is -ова, -ева)."""
+    return f"{first} {last}{'а' if first in WOMEN else ''}"
+
+
 COMPANIES = ("Логистик", "ТрансАвто", "Городское такси", "СтройМаш", "Курьер Экспресс", "Агро")
 CARS = (
     ("Lada", "Vesta"),
@@ -127,7 +137,9 @@ def _users(crm: Any) -> dict[str, Any]:
             (f"cashier{number}", "cashier", f"Кассир {number}"),
         ]
     for number in range(1, 7):
-        people.append((f"worker{number}", "worker", f"Мастер {FIRST[number]} {LAST[number]}"))
+        people.append(
+            (f"worker{number}", "worker", f"Мастер {full_name(FIRST[number], LAST[number])}")
+        )
     users = {}
     with crm.system() as work:
         hashed = None
@@ -309,7 +321,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
         rows.append(
             {
                 "kind": "person",
-                "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                "name": full_name(rng.choice(FIRST), rng.choice(LAST)),
                 "customer_type": "individual",
                 "owner_id": users[rng.choice(("manager1", "manager2"))].id,
                 "source": rng.choice(("site", "call", "referral", "walk-in")),
