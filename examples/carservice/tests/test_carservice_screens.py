@@ -777,3 +777,33 @@ async def test_the_dashboard_names_its_months_the_russian_way(station):
     labels = json.loads(html.unescape(chart))["data"]["labels"]
     assert "март 2026" in labels and "2026-03" not in labels, labels
     assert re.search(r"<h3>[^<]*март 2026</h3>", page.text)
+
+
+def _details(page_text):
+    """The record page's field block as {label: text}."""
+    block = page_text.split('<dl class="details">', 1)[1].split("</dl>", 1)[0]
+    pairs = re.findall(r"<dt>([^<]*)</dt><dd>(.*?)</dd>", block, re.S)
+    return {
+        label: html.unescape(re.sub(r"<[^>]+>", "", value)).replace("\xa0", " ").strip()
+        for label, value in pairs
+    }
+
+
+async def test_the_order_page_names_the_branch_and_the_pipeline_and_says_percent(station):
+    """The order page's fields read as a person wrote them: the branch by its name (a
+    link to it), the pipeline by its title, the discount in percent, not "1", "carservice_
+    order" and a ruble amount."""
+    order = station.order("ivan")
+    with station.crm.acting_as(station.manager) as work:
+        finance(work).orders.set_discount(order.id, "10")
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200
+    fields = _details(page.text)
+    assert "Филиал 1" in fields.values(), fields
+    assert f'href="/records/finance_location/{station.branch.id}"' in page.text
+    assert "Заказ-наряды" in fields.values(), fields
+    assert "carservice_order" not in fields.values(), fields
+    percent = [v for v in fields.values() if "%" in v]
+    assert percent == ["10 %"], fields
+    assert "10,00 ₽" not in fields.values(), fields

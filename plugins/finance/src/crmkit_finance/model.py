@@ -263,7 +263,9 @@ class FinanceOrder(IdMixin, TimestampMixin, OwnedMixin, CustomFieldsMixin, Pipel
     location_id: Mapped[int | None] = _fk("finance_location.id")
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
     price_level: Mapped[str | None] = mapped_column(String(64))
-    discount_percent: Mapped[Decimal] = mapped_column(Amount(2), default=Decimal(0))
+    discount_percent: Mapped[Decimal] = mapped_column(
+        Amount(2), default=Decimal(0), info={"format": "percent"}
+    )
     subtotal: Mapped[Decimal] = mapped_column(Amount(2), default=Decimal(0))
     discount_total: Mapped[Decimal] = mapped_column(Amount(2), default=Decimal(0))
     total: Mapped[Decimal] = mapped_column(Amount(2), default=Decimal(0))

@@ -204,6 +204,13 @@ def filter_inputs(
     return inputs
 
 
+def _is_percent(entity: Any, column: str) -> bool:
+    """Whether a number column holds a percent (``info={"format": "percent"}``)."""
+    attr = getattr(entity.model, column, None)
+    info = getattr(getattr(attr, "property", None), "columns", [None])[0]
+    return info is not None and getattr(info, "info", {}).get("format") == "percent"
+
+
 def format_value(
     locale: i18n.Locale,
     entity: Any,
@@ -243,6 +250,8 @@ def format_value(
     if isinstance(value, dt.date):
         return Cell(locale.date(value))
     if isinstance(value, Decimal):
+        if _is_percent(entity, column):  # a discount of 10 %, not 10,00 ₽
+            return Cell(f"{locale.number(value)}\u00a0%")
         currency = getattr(record, "currency", None)
         return Cell(locale.money(value, currency))
     if isinstance(value, bool):
