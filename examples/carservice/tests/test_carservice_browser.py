@@ -209,3 +209,32 @@ def test_a_refused_intake_shows_its_error_as_an_error(station_server, browser):
     assert style[0] not in ("rgba(0, 0, 0, 0)", "transparent"), style
     assert style[1] != plain, (style, plain)
     assert manager.is_visible("#form-error")
+
+
+def test_the_client_cards_timeline_chips_stay_in_their_column_on_a_laptop(station_server, browser):
+    """On a 1366-pixel screen the timeline's kind chips wrap inside the card's main column
+    instead of running over the side column (the client's cars, money, contacts)."""
+    station, base = station_server
+    manager = sign_in(browser, base, "manager")
+    manager.set_viewport_size({"width": 1366, "height": 768})
+    manager.goto(f"{base}/clients/{station.client.id}")
+    manager.wait_for_selector(".timeline .kinds .chip")
+    main_right = manager.eval_on_selector(".card-main", "e => e.getBoundingClientRect().right")
+    side_left = manager.eval_on_selector(".card-side", "e => e.getBoundingClientRect().left")
+    chips_right = manager.eval_on_selector_all(
+        ".timeline .kinds .chip", "cs => Math.max(...cs.map(c => c.getBoundingClientRect().right))"
+    )
+    assert chips_right <= main_right + 1 and chips_right <= side_left, (
+        chips_right,
+        main_right,
+        side_left,
+    )
+    # a car's actions start a line of their own under the plate, not a stray "·" line
+    car = f'#client-cars li[data-car="{station.car.id}"]'
+    box = "e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.bottom]; }"
+    plate = manager.eval_on_selector(f"{car} .plate", box)
+    link = manager.eval_on_selector(f"{car} a.new-for-car", box)
+    assert abs(link[0] - plate[0]) <= 1 and link[1] >= plate[2] - 1, (plate, link)
+    book = manager.eval_on_selector(f"{car} a.book", box)
+    assert abs(book[1] - link[1]) <= 1, (link, book)  # one line: "new order · book a visit"
+    manager.screenshot(path=str(ARTIFACTS / "carservice-client-card.png"), full_page=True)
