@@ -807,3 +807,23 @@ async def test_the_order_page_names_the_branch_and_the_pipeline_and_says_percent
     percent = [v for v in fields.values() if "%" in v]
     assert percent == ["10 %"], fields
     assert "10,00 ₽" not in fields.values(), fields
+
+
+async def test_the_director_picks_the_dashboards_period_on_the_page(station):
+    """The dashboard has a period form (start and end dates, today's period filled in);
+    sent, it shows those months only and keeps them in the form."""
+    client = await signed_in(station, "director")
+    with frozen_at(dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)):
+        page = await client.get("/service/director")
+        assert page.status_code == 200
+        form = page.text.split('id="period"', 1)[1].split("</form>", 1)[0]
+        assert 'name="start"' in form and 'name="end"' in form and 'type="date"' in form
+        assert 'value="2025-05-01"' in form and 'value="2026-04-15"' in form, form
+        picked = await client.get(
+            "/service/director", params={"start": "2026-01-01", "end": "2026-02-28"}
+        )
+    assert picked.status_code == 200
+    months = re.findall(r'<tr data-month="([^"]+)"', picked.text)
+    assert months == ["2026-01", "2026-02"], months
+    form = picked.text.split('id="period"', 1)[1].split("</form>", 1)[0]
+    assert 'value="2026-01-01"' in form and 'value="2026-02-28"' in form, form

@@ -309,5 +309,7 @@ def director(request: Request) -> Response:
             "months": months,
             "chart": json.dumps(chart, default=_json_number) if chart else "",
             "params": params,
+            # the period form shows the period the figures are for, today's by default
+            "period": {"start": params["start"], "end": params.get("end") or today.isoformat()},
         },
     )
