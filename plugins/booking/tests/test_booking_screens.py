@@ -390,3 +390,27 @@ async def test_a_cancellations_reason_is_capped_at_20000_characters(booking_crm)
         assert work.session.get(CalendarEvent, event).status == "cancelled"
         told = next(iter(work.timeline.list(client)))
         assert (told.kind, len(told.body)) == ("booking_cancelled", 20000)
+
+
+async def test_the_journal_opened_for_a_client_names_them_and_keeps_them_day_to_day(booking_crm):
+    """ "Book a visit" on a client card opens the journal for that client: the page says who
+    is being booked (with the way back to their card), and the day and week links, like
+    the grid's cells, keep the client, so turning to tomorrow does not lose them."""
+    add_user(booking_crm, "manager", ["manager"])
+    with booking_crm.acting_as("manager") as work:
+        booking(work).add_resource("Пост 1", kind="bay")
+        client = factories.person(work, name="Ольга Соколова")
+    web = WebClient.for_crm(booking_crm)
+    assert (await web.login("manager")).status_code == 303
+    page = await web.get("/booking", params={"day": DAY.isoformat(), "party_id": client.id})
+    assert page.status_code == 200
+    who = page.text.split('id="booking-for"', 1)[1].split("</p>", 1)[0]
+    assert "Ольга Соколова" in who and f'href="/clients/{client.id}"' in who, who
+    nav = page.text.split('class="journal-nav"', 1)[1].split("</p>", 1)[0]
+    links = re.findall(r'href="([^"]+)"', nav)
+    assert len(links) == 4 and all(f"party_id={client.id}" in html.unescape(a) for a in links), (
+        links
+    )
+    # without a client, no such line
+    plain = await web.get("/booking", params={"day": DAY.isoformat()})
+    assert 'id="booking-for"' not in plain.text

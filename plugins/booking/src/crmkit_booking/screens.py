@@ -18,7 +18,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web import i18n
-from crmkit.web.forms import optional_id
+from crmkit.web.forms import as_id, optional_id
 from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit_booking.services import booking
@@ -133,6 +133,9 @@ def journal(request: Request) -> Response:
                 since=since,
                 kind=params.get("kind") or None,
             )
+        # opened for a client ("Book a visit" on their card): say who, keep them day to day
+        party_id = as_id(params.get("party_id"))
+        party = unit.parties.find(party_id) if party_id else None
     return render(
         request,
         "booking/journal.html",
@@ -149,6 +152,7 @@ def journal(request: Request) -> Response:
             "minutes": minutes or "",
             "kind": params.get("kind", ""),
             "party_id": params.get("party_id", ""),
+            "party": party,
         },
     )
 
