@@ -42,6 +42,9 @@ class EntityType:
     ``output_schema`` is the marshmallow schema of what the API returns for a record; when
     not given it is derived from the model's columns (those marked ``info={"private": True}``
     left out), see :func:`crmkit.schemas.output.output_schema`.
+    ``page_hidden_attrs``: columns the record page's field block leaves out because a card
+    panel of the entity shows them its own way (an order's totals, with what is paid and
+    due); the API, the lists and exports keep them.
     """
 
     name: str
@@ -66,6 +69,7 @@ class EntityType:
     actions: tuple[str, ...] = ("read", "create", "update", "delete")
     service: type[Any] | None = None
     output_schema: type[marshmallow.Schema] | None = None
+    page_hidden_attrs: tuple[str, ...] = ()
 
     def column(self, attr: str) -> Any:
         """The mapped attribute ``attr`` of the model; a clear error when it does not exist."""

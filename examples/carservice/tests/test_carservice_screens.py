@@ -827,3 +827,24 @@ async def test_the_director_picks_the_dashboards_period_on_the_page(station):
     assert months == ["2026-01", "2026-02"], months
     form = picked.text.split('id="period"', 1)[1].split("</form>", 1)[0]
     assert 'value="2026-01-01"' in form and 'value="2026-02-28"' in form, form
+
+
+async def test_the_order_page_shows_its_money_once_in_the_finance_block(station):
+    """The order page's field block leaves the number (the page's title), the currency and
+    the totals to the finance block, which shows them with what is paid and due: above the
+    fold a receptionist sees the client, the worker and the branch, not "итог в базовой
+    валюте 0,00 ₽" next to a total of 1 500 ₽."""
+    order = station.order("ivan")
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200
+    fields = _details(page.text)
+    for label in ("число", "номер", "валюта", "сумма без скидки", "скидка", "итого"):
+        assert label not in fields, fields
+    assert not [k for k in fields if "базовой" in k], fields
+    assert "RUB" not in fields.values() and "Сергей Волков" in fields.values(), fields
+    totals = page.text.split('id="order-totals"', 1)[1].split("</dl>", 1)[0]
+    assert "1 500,00" in totals.replace("\xa0", " "), totals
+    # the list keeps them
+    listed = await client.get("/lists/finance_order", params={"cols": "number,total,currency"})
+    assert listed.status_code == 200 and "RUB" in listed.text

@@ -98,6 +98,16 @@ def crmkit_register_entities() -> list[EntityType]:
             team_attr="team_id",
             party_attr="party_id",
             title_attr="number",
+            # the page's title is the number; the order panel shows the money (lines,
+            # totals, paid, due) in the order's currency
+            page_hidden_attrs=(
+                "number",
+                "currency",
+                "subtotal",
+                "discount_total",
+                "total",
+                "base_total",
+            ),
             search_attrs=("number",),
             filter_attrs=(
                 "party_id",

@@ -36,7 +36,8 @@ def record_page(request: Request) -> Response:
         service = unit.records(entity.name)
         record = service.get(int(request.path_params["record_id"]))
         users = {u.id: u for u in unit.users.list()}
-        columns = [c for c in shown_columns(entity) if c != "id"]
+        hidden = {"id", *entity.page_hidden_attrs}  # a panel shows these its own way
+        columns = [c for c in shown_columns(entity) if c not in hidden]
         party_ids = [getattr(record, c) for c in columns if c in PARTY_COLUMNS]
         # linked clients the reader may open (a link each); one they may not is left out:
         # reading a record shows no more of its client than reading the client would
