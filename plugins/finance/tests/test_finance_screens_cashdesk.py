@@ -578,3 +578,30 @@ def test_a_payments_note_and_reference_and_a_shifts_note_are_capped(shop, signed
         [taken] = finance(work).payments.of_order(order.id)
         assert (len(taken.note), len(taken.reference)) == (20000, 200)
         assert len(finance(work).cashdesk.current_shift(shop.desk.id).note) == 20000
+
+
+def test_a_refused_payment_at_the_desk_keeps_the_found_order_on_screen(shop, signed_in):
+    """A cashier who mistypes the amount comes back to the order they found, with the
+    reason, rather than to an empty search they must type again."""
+    order = _completed_order(shop, shop.oil_change)
+    cashier = signed_in("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    found = cashier.get(desk + f"&q={order.number}")
+    form = found.text.split(f'id="order-{order.id}"', 1)[1].split("</form>", 1)[0]
+    back = re.search(r'name="back" value="([^"]+)"', form).group(1).replace("&amp;", "&")
+    assert f"q={order.number}" in back, back
+    page = cashier.submit(
+        "/finance/payments",
+        {
+            "order_id": order.id,
+            "desk_id": shop.desk.id,
+            "amount": "abc",
+            "method": "cash",
+            "back": back,
+        },
+    )
+    assert f'id="order-{order.id}"' in page.text
+    assert "abc" in page.text  # the refusal, naming what was typed
+    with shop.crm.acting_as(shop.cashier) as work:
+        assert finance(work).orders.totals(order.id).paid == 0
