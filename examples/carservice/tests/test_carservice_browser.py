@@ -238,3 +238,29 @@ def test_the_client_cards_timeline_chips_stay_in_their_column_on_a_laptop(statio
     book = manager.eval_on_selector(f"{car} a.book", box)
     assert abs(book[1] - link[1]) <= 1, (link, book)  # one line: "new order · book a visit"
     manager.screenshot(path=str(ARTIFACTS / "carservice-client-card.png"), full_page=True)
+
+
+def test_the_dashboards_chart_writes_numbers_the_russian_way(station_server, browser):
+    """The chart's axis says "1 600", as the table beside it does, in a browser set to
+    English too (Chart.js formats with the browser's language unless told the page's)."""
+    station, base = station_server
+    order = station.order("ivan")
+    with station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+    director = browser.new_context(
+        viewport={"width": 1366, "height": 768}, locale="en-US"
+    ).new_page()
+    director.goto(f"{base}/login")
+    director.fill('input[name="username"]', "director")
+    director.fill('input[name="password"]', DEMO_PASSWORD)
+    director.click('button[type="submit"]')
+    director.wait_for_function(
+        "() => window.Chart && Chart.getChart(document.querySelector('#revenue-chart'))"
+    )
+    ticks = director.evaluate(
+        "() => { const c = Chart.getChart(document.querySelector('#revenue-chart'));"
+        " return Object.values(c.scales).flatMap(s => s.ticks.map(t => String(t.label))); }"
+    )
+    big = [t for t in ticks if len(t.replace("\u00a0", "").replace(" ", "")) > 3]
+    assert big and not [t for t in big if "," in t], ticks
