@@ -193,7 +193,8 @@ def test_a_second_car_with_a_registered_plate_is_refused_naming_the_plate(statio
     with station.crm.acting_as(station.manager) as work, pytest.raises(ValidationFailed) as refused:
         other = work.parties.create(kind="person", name="Другой Клиент")
         carservice(work).cars.create(party_id=other.id, plate="a 123 bc 77")  # Latin, spaced
-    assert "A 123 BC 77" in str(refused.value.errors["plate"][0])  # the plate as typed
+    # the plate as it is registered: a Russian plate typed in Latin reads in Cyrillic
+    assert "А 123 ВС 77" in str(refused.value.errors["plate"][0])
     with station.crm.acting_as(station.manager) as work:
         second = carservice(work).cars.create(party_id=station.client.id, plate="В777ОР99")
         with pytest.raises(ValidationFailed) as renamed:
@@ -477,3 +478,22 @@ def test_goods_are_refused_naming_the_branch_until_one_is_chosen(station):
         with pytest.raises(ValidationFailed) as refused:
             finance(work).orders.add_line(other.id, station.oil.id)
         assert list(refused.value.errors) == ["location_id"]
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("y701xb99", "У701ХВ99"),  # a Latin keyboard: the Russian plate in Cyrillic
+        ("x 001 xx 777", "Х 001 ХХ 777"),
+        ("M225tp177 RUS", "М225ТР177 RUS"),
+        ("о777оо77", "О777ОО77"),
+        ("AB 1234 CD", "AB 1234 CD"),  # not a Russian plate: as typed
+        ("7ABC123", "7ABC123"),
+    ],
+)
+def test_a_russian_plate_typed_in_latin_is_kept_in_cyrillic(station, typed, kept):
+    """A Russian plate is written in Cyrillic (on the car, the work order, the act): one
+    typed on a Latin keyboard is kept in its Cyrillic letters, so the desk, the order and
+    the documents show it as it reads on the car; a plate of another form stays as typed."""
+    with station.crm.acting_as(station.manager) as work:
+        car = carservice(work).cars.create(party_id=station.client.id, plate=typed)
+        assert car.plate == kept
+        assert [m.car.id for m in carservice(work).find_by_plate(typed)] == [car.id]

@@ -18,6 +18,7 @@ only the orders assigned to them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -51,9 +52,25 @@ class CarSchema(StrictSchema):
     note = fields.String(validate=validate.Length(max=5000))
 
 
+#: A Russian plate's letters (the twelve with Latin look-alikes), folded to Latin as
+#: ``plate_key`` folds them: ``А123ВС77``, ``А123ВС777``.
+RUSSIAN_PLATE = re.compile(r"[ABEKMHOPCTYX]\d{3}[ABEKMHOPCTYX]{2}\d{2,3}")
+_TO_CYRILLIC = str.maketrans("ABEKMHOPCTYX", "АВЕКМНОРСТУХ")
+
+
+def russian_plate(typed: str) -> str:
+    """A Russian plate typed with Latin look-alikes (``y701xb99``, a Latin keyboard) in its
+    Cyrillic letters (``У701ХВ99``), as it reads on the car and on the documents; spacing,
+    and a ``RUS`` after the region, as typed.  Any other plate is returned as it is."""
+    if not RUSSIAN_PLATE.fullmatch(plate_key(typed)):
+        return typed
+    number, suffix = re.match(r"(.*?\d)(\D*)$", typed, re.S).groups()
+    return number.translate(_TO_CYRILLIC) + suffix
+
+
 def _plate(values: dict[str, Any]) -> None:
     if "plate" in values:
-        values["plate"] = " ".join(values["plate"].split()).upper()
+        values["plate"] = russian_plate(" ".join(values["plate"].split()).upper())
         values["plate_key"] = plate_key(values["plate"])
         # a plate is letters and digits: "!!!" or "%%%" is no plate (and would match no search)
         if not any(ch.isalnum() for ch in values["plate_key"]):
