@@ -204,3 +204,29 @@ async def test_duplicate_check_only_for_who_may_create_clients(make_crm):
     assert forbidden.status_code == 403
     assert "нет права: создавать — Клиент" in text_of(forbidden)
     assert "not allowed to create party" not in forbidden.text
+
+
+async def test_a_persons_card_says_individual_once(make_crm):
+    """A person who is a private client reads "физлицо · ответственный: …", not
+    "физлицо · физлицо": the kind and the client type say the same in Russian."""
+    crm = make_crm()
+    add_user(crm, "olga", ["agent"])
+    with crm.acting_as("olga") as work:
+        person = work.parties.create(
+            kind="person", name="Анна Смирнова", customer_type="individual"
+        )
+        firm = work.parties.create(
+            kind="organisation", name="ООО «Ромашка»", customer_type="corporate"
+        )
+    agent = await signed_in(create_app(crm), crm, "olga")
+    page = await agent.get(f"/clients/{person.id}")
+
+    def meta(page):
+        head = r'class="pagehead card-head">.*?<p class="meta">(.*?)</p>'
+        found = re.search(head, page.text, re.S)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1)))
+
+    assert meta(page).count("физлицо") == 1, meta(page)
+    # an organisation's type is told beside its kind
+    firm_meta = meta(await agent.get(f"/clients/{firm.id}"))
+    assert firm_meta.count(" · ") >= 2, firm_meta
