@@ -210,3 +210,9 @@ def test_the_demos_people_and_units_read_as_russian(demo):
     assert not wrong, wrong
     assert any(n.endswith("ова") or n.endswith("ева") for n in names), names
     assert units == {"шт.", "л"}, units
+    # a bay names its branch in the nominative ("Пост 1, Химки"), not "Пост 1 — Химках"
+    from crmkit.model.work import Resource
+
+    with crm.system() as work:
+        bays = set(work.session.scalars(select(Resource.name).where(Resource.kind == "bay")))
+    assert bays == {"Пост 1, Ленинский", "Пост 2, Ленинский", "Пост 1, Химки", "Пост 2, Химки"}

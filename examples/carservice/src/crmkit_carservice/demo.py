@@ -35,6 +35,8 @@ from crmkit_carservice.services import carservice
 
 PASSWORD = "demo-password"
 BRANCHES = ("Автосервис на Ленинском", "Автосервис в Химках")
+#: How a bay names its branch in the journal's columns ("Пост 1, Ленинский").
+BRANCH_SHORT = {"Автосервис на Ленинском": "Ленинский", "Автосервис в Химках": "Химки"}
 
 SERVICES = (
     # category, name, price, minutes
@@ -309,7 +311,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
         journal = booking(work)
         for index, location in enumerate(locations):
             for bay in (1, 2):
-                journal.add_resource(f"Пост {bay} — {location.name.split()[-1]}", kind="bay")
+                journal.add_resource(f"Пост {bay}, {BRANCH_SHORT[location.name]}", kind="bay")
             for worker in branches[index].workers:
                 user = users[f"worker{(index * 3) + branches[index].workers.index(worker) + 1}"]
                 journal.add_resource(user.display_name, kind="specialist", user_id=user.id)
