@@ -230,3 +230,22 @@ async def test_a_persons_card_says_individual_once(make_crm):
     # an organisation's type is told beside its kind
     firm_meta = meta(await agent.get(f"/clients/{firm.id}"))
     assert firm_meta.count(" · ") >= 2, firm_meta
+
+
+async def test_the_users_list_names_roles_by_their_titles(make_crm):
+    """The admin's list of users says "Администратор", "Агент", as the form beside it does,
+    not the role codes ``admin``, ``agent``."""
+    crm = make_crm()
+    add_user(crm, "boss", ["admin"])
+    add_user(crm, "olga", ["agent"])
+    admin = await signed_in(create_app(crm), crm, "boss")
+    page = await admin.get("/admin/users")
+    assert page.status_code == 200
+    table = page.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    cells = [
+        re.findall(r"<td>([^<]*)</td>", row)
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)
+    ]
+    shown = " ".join(c for row in cells for c in row)
+    assert "Администратор" in shown and "Агент" in shown, cells
+    assert not [row for row in cells if "admin" in row or "agent" in row], cells

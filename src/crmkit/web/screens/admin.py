@@ -63,7 +63,13 @@ def users(request: Request) -> Response:
     return render(
         request,
         "admin/users.html",
-        {"title": i18n.lazy("Users"), "rows": rows, "roles": crm.roles.values()},
+        {
+            "title": i18n.lazy("Users"),
+            "rows": rows,
+            "roles": crm.roles.values(),
+            # the roles column says the roles' titles, as the form does, not their codes
+            "role_titles": {r.name: r.label or r.name for r in crm.roles.values()},
+        },
     )
 
 
