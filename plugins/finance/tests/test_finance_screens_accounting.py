@@ -480,3 +480,14 @@ def test_an_expenses_note_a_categorys_name_and_a_cashback_reason_are_capped(shop
         assert fin.ledger.balance(fin.ledger.get_account("expense:rent"), "RUB") == 700
         assert fin.cashback.balance(shop.client.id) == 300
         assert [len(a.name) for a in fin.ledger.categories("expense") if len(a.name) > 100] == [200]
+
+
+def test_with_nobody_owed_the_payout_says_so_instead_of_an_empty_list(shop, signed_in):
+    """Before the month is accrued nobody is owed a salary: the payout block says so and
+    what to do, rather than offering an empty list of employees and a "Pay" button."""
+    accountant = signed_in("accountant")
+    page = accountant.get("/finance/payroll")
+    assert page.status_code == 200
+    block = page.text.split('id="pay-salary"', 1)[1].split("</section>", 1)[0]
+    assert 'name="user_id"' not in block, block
+    assert 'id="nobody-owed"' in block, block
