@@ -14,6 +14,7 @@ from crmkit.errors import NotFound
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, id_list, optional_id, required_id
 from crmkit.web.pages import actor_can, posted, redirect, render, work
+from crmkit.web.screens.lists import audit_references
 from crmkit.web.stage_graph import stage_graph
 
 
@@ -29,6 +30,7 @@ def index(request: Request) -> Response:
     with work(request) as unit:
         users = unit.users.list()
         audit = unit.audit_log.latest(limit=10) if tiles.get("admin_audit") else []
+        references = audit_references(unit, audit)
     return render(
         request,
         "admin/index.html",
@@ -39,6 +41,7 @@ def index(request: Request) -> Response:
             "blocked": sum(1 for u in users if u.blocked),
             "pipelines": list(crm.pipelines.values()),
             "audit": audit,
+            "references": references,
             "users": {u.id: u for u in users},
         },
     )
@@ -249,6 +252,7 @@ def audit(request: Request) -> Response:
             limit=100,
         )
         people = unit.users.list()
+        references = audit_references(unit, rows)
     if params.get("entity") and params["entity"] not in request.app.state.crm.entities:
         raise NotFound("entity", params["entity"])
     return render(
@@ -257,6 +261,7 @@ def audit(request: Request) -> Response:
         {
             "title": i18n.lazy("Audit log"),
             "rows": rows,
+            "references": references,
             "users": {u.id: u for u in people},
             "people": people,
             "params": params,

@@ -12,7 +12,7 @@ API refuses is refused here with the same message, shown on the list page (422).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -209,6 +209,101 @@ def _is_percent(entity: Any, column: str) -> bool:
     attr = getattr(entity.model, column, None)
     info = getattr(getattr(attr, "property", None), "columns", [None])[0]
     return info is not None and getattr(info, "info", {}).get("format") == "percent"
+def reference_target(crm: Any, entity: Any, column: str) -> Any:
+    """The registered entity a column of ``entity`` refers to by foreign key, else ``None``."""
+    table = getattr(entity.model, "__table__", None)
+    if table is None or column not in table.columns:
+        return None
+    for key in table.columns[column].foreign_keys:
+        target = key.column.table.name
+        for other in crm.entities:
+            if getattr(getattr(other.model, "__table__", None), "name", None) == target:
+                return other
+    return None
+
+
+def user_columns(crm: Any, entity: Any, columns: list[str]) -> set[str]:
+    """Columns shown as a user's name: the usual ones and any other referring to a user."""
+    found = set()
+    for column in columns:
+        if column in USER_COLUMNS:
+            found.add(column)
+        elif column not in PARTY_COLUMNS:
+            target = reference_target(crm, entity, column)
+            if target is not None and target.name == "user":
+                found.add(column)
+    return found
+
+
+def reference_cells(
+    unit: Any, entity: Any, columns: list[str], records: list[Any]
+) -> dict[str, dict[int, Cell]]:
+    """The shown names of the records that ``columns`` of ``records`` refer to.
+
+    ``{column: {id: Cell}}`` for every column with a foreign key to a registered entity
+    other than users and clients (shown by :func:`format_value` as before): the referred
+    record's title linked to its page.  Only records the reader may read are looked up
+    (``find_many`` applies the access rules), so one they may not is missing here and its
+    cell stays blank, as a hidden client's does: a page never names what its reader may not
+    open.  A target whose title is its id is named by its label and number (``Shift #3``).
+    """
+    crm = unit.crm
+    found: dict[str, dict[int, Cell]] = {}
+    for column in columns:
+        if column in USER_COLUMNS or column in PARTY_COLUMNS or column.startswith("custom."):
+            continue
+        target = reference_target(crm, entity, column)
+        if target is None or target.name in ("user", "party"):
+            continue
+        found[column] = named_records(unit, target, {getattr(r, column, None) for r in records})
+    return found
+
+
+def named_records(unit: Any, target: Any, ids: Any) -> dict[int, Cell]:
+    """``{id: Cell}`` naming the records of ``target`` among ``ids`` the reader may read:
+    users by label, clients by name linked to their card, others by title linked to their
+    page (see :func:`reference_cells`); the others are left out."""
+    wanted = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
+    if not wanted:
+        return {}
+    if target.name == "user":
+        return {u.id: Cell(u.label) for u in unit.users.list() if u.id in wanted}
+    if target.name == "party":
+        return {i: Cell(p.name, party_url(i)) for i, p in unit.parties.find_many(wanted).items()}
+    cells = {}
+    for ref_id, referred in unit.records(target.name).find_many(wanted).items():
+        if target.title_attr == "id":
+            text = f"{i18n.gettext(target.label or target.name)} #{ref_id}"
+        else:
+            text = target.title_of(referred)
+        cells[ref_id] = Cell(text, record_url(target.name, ref_id))
+    return cells
+
+
+def audit_references(unit: Any, rows: list[Any]) -> dict[str, dict[str, dict[int, Cell]]]:
+    """``{entity: {field: {id: Cell}}}`` naming the records the audit ``rows``' changes
+    refer to (an order's new branch, a deal's new owner), as :func:`named_records` does:
+    a value the reader may not read is missing, and the log shows it blank."""
+    crm = unit.crm
+    wanted: dict[tuple[str, str], set[int]] = {}
+    for row in rows:
+        if row.entity not in crm.entities:
+            continue
+        for field, change in (row.changes or {}).items():
+            pair = isinstance(change, list) and len(change) == 2
+            ids = [
+                v
+                for v in (change if pair else [change])
+                if isinstance(v, int) and not isinstance(v, bool)
+            ]
+            if ids:
+                wanted.setdefault((row.entity, field), set()).update(ids)
+    found: dict[str, dict[str, dict[int, Cell]]] = {}
+    for (name, field), ids in wanted.items():
+        target = reference_target(crm, crm.entities[name], field)
+        if target is not None:
+            found.setdefault(name, {})[field] = named_records(unit, target, ids)
+    return found
 
 
 def format_value(
@@ -220,8 +315,15 @@ def format_value(
     parties: dict[int, Any],
     tags: dict[int, list[str]],
     stage_titles: dict[tuple[str, str], str],
+    references: Mapping[str, Mapping[int, Cell]] | None = None,
+    user_attrs: Container[str] = USER_COLUMNS,
 ) -> Cell:
-    """One cell: users and parties by name, stages by title, times in the user's zone."""
+    """One cell: users and parties by name, stages by title, times in the user's zone.
+
+    A column referring to another record shows that record's title from ``references``
+    (:func:`reference_cells`), blank when the reader may not read it; ``user_attrs``
+    are the columns naming a user (:func:`user_columns`).
+    """
     if column == "tags":
         return Cell(", ".join(tags.get(record.id, [])))
     if column.startswith("custom."):
@@ -232,9 +334,11 @@ def format_value(
     value = getattr(record, column, None)
     if value is None:
         return Cell("")
-    if column in USER_COLUMNS:
+    if column in user_attrs:
         user = users.get(value)
         return Cell(user.label if user else f"#{value}")
+    if references is not None and column in references:
+        return references[column].get(value) or Cell("")
     if column in PARTY_COLUMNS:
         # ``parties`` holds the clients the reader may read: any other is blank, as the API
         # gives its id as ``null``, never a mark telling that a client is hidden there
@@ -310,6 +414,8 @@ def list_page(request: Request) -> Response:
         party_ids = {getattr(r, c, None) for r in records for c in columns if c in PARTY_COLUMNS}
         parties = unit.parties.find_many(i for i in party_ids if i) if party_ids else {}
         tags = service.tags_for(r.id for r in records) if "tags" in columns else {}
+        references = reference_cells(unit, entity, columns, records)
+        user_attrs = user_columns(crm, entity, columns)
         stage_titles: dict[tuple[str, str], str] = {}
         for pipeline in crm.pipelines_for(entity.name):
             stage_titles[(pipeline.name, "")] = pipeline.title
@@ -323,7 +429,16 @@ def list_page(request: Request) -> Response:
                     url=record_url(entity.name, record.id),
                     cells=[
                         format_value(
-                            locale, entity, c, record, users_by_id, parties, tags, stage_titles
+                            locale,
+                            entity,
+                            c,
+                            record,
+                            users_by_id,
+                            parties,
+                            tags,
+                            stage_titles,
+                            references,
+                            user_attrs,
                         )
                         for c in columns
                     ],

@@ -18,10 +18,11 @@ from crmkit.web.screens.card import card_panels
 from crmkit.web.screens.lists import (
     PARTY_COLUMNS,
     USER_COLUMNS,
-    Cell,
     entity_or_404,
     format_value,
+    reference_cells,
     shown_columns,
+    user_columns,
 )
 
 
@@ -43,6 +44,11 @@ def record_page(request: Request) -> Response:
         # reading a record shows no more of its client than reading the client would
         parties = unit.parties.find_many(i for i in party_ids if i)
         columns = [c for c in columns if c not in PARTY_COLUMNS or getattr(record, c) in parties]
+        # other linked records by title, linked; one the reader may not read is left out
+        # too, as a hidden client is (its title, even its number, stays unsaid)
+        references = reference_cells(unit, entity, columns, [record])
+        columns = [c for c in columns if c not in references or getattr(record, c) in references[c]]
+        user_attrs = user_columns(crm, entity, columns)
         stage_titles = {
             (p.name, s.name): s.title for p in crm.pipelines_for(entity.name) for s in p.stages
         }
@@ -50,11 +56,24 @@ def record_page(request: Request) -> Response:
         stage_titles.update({(p.name, ""): p.title for p in crm.pipelines_for(entity.name)})
         with i18n.activate(locale):
             fields = [
-                (c, format_value(locale, entity, c, record, users, parties, {}, stage_titles))
+                (
+                    c,
+                    format_value(
+                        locale,
+                        entity,
+                        c,
+                        record,
+                        users,
+                        parties,
+                        {},
+                        stage_titles,
+                        references,
+                        user_attrs,
+                    ),
+                )
                 for c in columns
                 if getattr(record, c, None) not in (None, "")
             ]
-            fields = [(c, _referenced(crm, unit, entity, c, record) or cell) for c, cell in fields]
         pipelined = bool(getattr(record, "pipeline", None))
         options = unit.moves.options(record, entity=entity.name) if pipelined else []
         history = (
@@ -94,32 +113,6 @@ def record_page(request: Request) -> Response:
             "panels": panels,
         },
     )
-
-
-def _referenced(crm: Any, unit: Any, entity: Any, column: str, record: Any) -> Cell | None:
-    """A column pointing at another entity's record (an order's branch, its contract) as
-    that record's title with a link to it, when the reader may read it; ``None`` (the id
-    as it is) otherwise.  Users and clients have cells of their own."""
-    if column in USER_COLUMNS or column in PARTY_COLUMNS:
-        return None
-    attr = getattr(entity.model, column, None)
-    columns = getattr(getattr(attr, "property", None), "columns", None) or []
-    keys = list(columns[0].foreign_keys) if columns else []
-    if len(keys) != 1:
-        return None
-    table = keys[0].column.table.name
-    target = next((e for e in crm.entities.by_name.values() if _table(e) == table), None)
-    if target is None or target.name == "party" or not unit.access.can(target.name, "read"):
-        return None
-    found = unit.records(target.name).find(getattr(record, column))
-    if found is None:
-        return None
-    return Cell(str(target.title_of(found)), record_url(target.name, found.id))
-
-
-def _table(entity: Any) -> str | None:
-    table = getattr(entity.model, "__table__", None)
-    return getattr(table, "name", None)
 
 
 def stage_history(crm: Any, moves: list[Any]) -> list[dict[str, Any]]:

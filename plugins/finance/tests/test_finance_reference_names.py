@@ -1,0 +1,66 @@
+"""Pages name the records an order refers to (its branch, its contract) instead of showing
+their ids, linked to their pages, and say nothing of one the reader may not read."""
+
+from __future__ import annotations
+
+import re
+
+from finance_web import clients
+
+
+def _details(page) -> dict[str, str]:
+    """The record page's fields: label -> shown value (tags left in, text stripped)."""
+    block = page.text.split('<dl class="details">', 1)[1].split("</dl>", 1)[0]
+    pairs = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", block, re.S)
+    return {label.strip(): value.strip() for label, value in pairs}
+
+
+def test_the_order_page_shows_its_branch_by_name(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    page = clients(shop.crm)("manager").get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200
+    fields = _details(page)
+    branch = fields.get("location_id") or fields.get("склад") or fields.get("филиал")
+    assert branch == (
+        f'<a href="/records/finance_location/{shop.branch.id}">{shop.branch.name}</a>'
+    ), fields
+
+
+def test_a_reader_who_may_not_read_branches_sees_no_branch_on_the_order(shop):
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    with shop.crm.system() as work:
+        work.permissions.set("manager", "finance_location", "read", "none")
+    page = clients(shop.crm)("manager").get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200
+    assert shop.branch.name not in page.text
+    assert f"/records/finance_location/{shop.branch.id}" not in page.text
+    fields = _details(page)
+    assert not {"location_id", "склад", "филиал"} & set(fields), fields
+
+
+def test_the_cash_desk_list_shows_the_desks_branch_by_name(shop):
+    page = clients(shop.crm)("accountant").get("/lists/finance_cash_desk?cols=name,location_id")
+    assert page.status_code == 200
+    body = page.text.split("<tbody", 1)[1]
+    row = next(r for r in body.split("<tr") if shop.desk.name in r)
+    assert f'<a href="/records/finance_location/{shop.branch.id}">{shop.branch.name}</a>' in row
+
+
+def test_the_audit_log_names_an_orders_old_and_new_branch(shop):
+    with shop.crm.acting_as(shop.warehouse) as work:
+        other = work.records("finance_location").create(name="Branch 2")
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        work.records("finance_order").update(order, location_id=other.id)
+    admin = clients(shop.crm)("admin")
+    for url in ("/admin/audit?entity=finance_order", "/admin"):
+        page = admin.get(url)
+        assert page.status_code == 200, url
+        change = page.text.split("<b>location_id</b>: ", 1)[1].split("</small>", 1)[0]
+        change = change.split(";", 1)[0]
+        assert change == (
+            f'<a href="/records/finance_location/{shop.branch.id}">Branch 1</a>'
+            f' → <a href="/records/finance_location/{other.id}">Branch 2</a>'
+        ), url
