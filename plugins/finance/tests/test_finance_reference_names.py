@@ -64,3 +64,33 @@ def test_the_audit_log_names_an_orders_old_and_new_branch(shop):
             f'<a href="/records/finance_location/{shop.branch.id}">Branch 1</a>'
             f' → <a href="/records/finance_location/{other.id}">Branch 2</a>'
         ), url
+
+
+def test_payments_name_an_order_by_number_and_a_hidden_one_not_at_all(shop):
+    from crmkit_finance import finance
+
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.diagnostics.id)
+        work.moves.move(order, "done", entity="finance_order")
+    cashier = clients(shop.crm)("cashier")
+    desk = f"/finance/cashdesk?desk={shop.desk.id}"
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    cashier.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1000", "method": "cash"},
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.current_shift(shop.desk.id)
+    order_link = f'<a href="/records/finance_order/{order.id}">'
+    for url in (desk, f"/records/finance_order/{order.id}"):
+        page = cashier.get(url)
+        table = page.text.split('class="records payments"', 1)[1]
+        assert re.search(order_link + r"(Order|Заказ) " + re.escape(order.number), table), url
+    with shop.crm.system() as work:  # a cashier who may not read orders
+        work.permissions.set("cashier", "finance_order", "read", "none")
+    for url in (desk, f"/finance/shifts/{shift.id}"):
+        page = cashier.get(url)
+        assert page.status_code == 200, url
+        assert order_link not in page.text, url
+        assert not re.search(r"· (Order|Заказ) ", page.text), url
