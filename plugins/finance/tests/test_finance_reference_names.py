@@ -94,3 +94,18 @@ def test_payments_name_an_order_by_number_and_a_hidden_one_not_at_all(shop):
         assert page.status_code == 200, url
         assert order_link not in page.text, url
         assert not re.search(r"· (Order|Заказ) ", page.text), url
+
+
+def test_a_purchase_names_a_good_no_longer_sold(shop):
+    from crmkit_finance import finance
+
+    with shop.crm.acting_as(shop.warehouse) as work:
+        vendor = work.parties.create(kind="organisation", name="ООО «Масла»")
+        supplier = work.records("finance_supplier").create(party_id=vendor.id)
+        lines = [{"item_id": shop.oil.id, "qty": "4", "unit_cost": "300.00"}]
+        purchase = finance(work).purchases.create_order(supplier.id, shop.branch.id, lines)
+        work.records("finance_item").update(shop.oil, active=False)
+    page = clients(shop.crm)("warehouse").get("/finance/purchases")
+    assert page.status_code == 200
+    row = page.text.split(f'id="purchase-{purchase.id}"', 1)[1].split("</tr>", 1)[0]
+    assert f"<td>{shop.oil.name}: " in row, row

@@ -187,12 +187,18 @@ def purchases(request: Request) -> Response:
         letters = fin.letters.sent([o.id for o in orders])
         suppliers = list(unit.records("finance_supplier").list(limit=200))
         names = client_names(unit, (s.party_id for s in suppliers))
+        rows = [
+            {"order": o, "lines": fin.purchases.lines(o), "letters": letters.get(o.id, [])}
+            for o in orders
+        ]
+        # the goods of the lines by name, an item no longer sold (inactive) too
+        line_items = unit.records("finance_item").find_many(
+            line.item_id for row in rows for line in row["lines"]
+        )
         context = {
             "title": "Purchases",
-            "orders": [
-                {"order": o, "lines": fin.purchases.lines(o), "letters": letters.get(o.id, [])}
-                for o in orders
-            ],
+            "orders": rows,
+            "line_items": line_items,
             "suppliers": suppliers,
             "supplier_names": {s.id: names.get(s.party_id, "") for s in suppliers},
             "owed": {s.id: fin.purchases.owed_to(s.id) for s in suppliers},
