@@ -283,7 +283,9 @@ def named_records(unit: Any, target: Any, ids: Any) -> dict[int, Cell]:
 def audit_references(unit: Any, rows: list[Any]) -> dict[str, dict[str, dict[int, Cell]]]:
     """``{entity: {field: {id: Cell}}}`` naming the records the audit ``rows``' changes
     refer to (an order's new branch, a deal's new owner), as :func:`named_records` does:
-    a value the reader may not read is missing, and the log shows it blank."""
+    a value the reader may not read is missing, and the log shows it blank.  The key ``""``
+    names the changed records themselves; one missing there (deleted since, or one the
+    reader may not read) keeps the number the log always showed."""
     crm = unit.crm
     wanted: dict[tuple[str, str], set[int]] = {}
     for row in rows:
@@ -299,6 +301,10 @@ def audit_references(unit: Any, rows: list[Any]) -> dict[str, dict[str, dict[int
             if ids:
                 wanted.setdefault((row.entity, field), set()).update(ids)
     found: dict[str, dict[str, dict[int, Cell]]] = {}
+    for name in {row.entity for row in rows if row.record_id and row.entity in crm.entities}:
+        # the changed records themselves, under the key "" (a deleted one keeps its number)
+        ids = {row.record_id for row in rows if row.entity == name}
+        found.setdefault(name, {})[""] = named_records(unit, crm.entities[name], ids)
     for (name, field), ids in wanted.items():
         target = reference_target(crm, crm.entities[name], field)
         if target is not None:
