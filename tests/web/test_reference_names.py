@@ -55,3 +55,23 @@ async def test_the_task_list_names_a_subtasks_parent(web, crm):
     assert page.status_code == 200
     row = next(r for r in page.text.split("<tbody", 1)[1].split("<tr") if child.title in r)
     assert f'<a href="/records/task/{parent.id}">Подготовить договор</a>' in row
+
+
+async def test_a_deal_page_names_its_pipeline_by_title(web, crm):
+    agent = await web("agent")
+    with crm.acting_as(agent.user) as work:
+        client = work.parties.create(name="ООО «Ромашка»")
+        deal = work.deals.create(title="Поставка", party_id=client.id)
+    pipeline = crm.pipelines.get(deal.pipeline)
+    assert pipeline.title != pipeline.name
+    page = await agent.get(f"/records/deal/{deal.id}")
+    fields = _details(page)
+    shown = fields.get("pipeline") or fields.get("воронка")
+    assert shown is not None and shown != pipeline.name, fields
+    assert shown in (pipeline.title, _russian(crm, pipeline.title)), fields
+
+
+def _russian(crm, text):
+    from crmkit.web import i18n
+
+    return i18n.catalogs_of(crm)["ru"].gettext(text)
