@@ -111,3 +111,14 @@ def test_a_purchase_names_a_good_no_longer_sold(shop):
     assert page.status_code == 200
     row = page.text.split(f'id="purchase-{purchase.id}"', 1)[1].split("</tr>", 1)[0]
     assert f"<td>{shop.oil.name}: " in row, row
+
+
+def test_the_shift_list_names_the_cashier_and_the_desk(shop):
+    cashier = clients(shop.crm)("cashier")
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    page = clients(shop.crm)("accountant").get("/lists/finance_shift?cols=id,desk_id,cashier_id")
+    assert page.status_code == 200
+    row = page.text.split("<tbody", 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert f'<a href="/records/finance_cash_desk/{shop.desk.id}">{shop.desk.name}</a>' in cells
+    assert shop.cashier.label in cells, cells
