@@ -122,3 +122,24 @@ def test_the_shift_list_names_the_cashier_and_the_desk(shop):
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     assert f'<a href="/records/finance_cash_desk/{shop.desk.id}">{shop.desk.name}</a>' in cells
     assert shop.cashier.label in cells, cells
+
+
+def test_a_payment_names_its_shift_in_the_readers_words(shop):
+    """A shift has no name: it is called by its label and number, translated."""
+    from crmkit_finance import finance
+
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.diagnostics.id)
+        work.moves.move(order, "done", entity="finance_order")
+    cashier = clients(shop.crm)("cashier")
+    cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
+    cashier.submit(
+        "/finance/payments",
+        {"order_id": order.id, "desk_id": shop.desk.id, "amount": "1000", "method": "cash"},
+    )
+    with shop.crm.acting_as(shop.cashier) as work:
+        shift = finance(work).cashdesk.current_shift(shop.desk.id)
+    page = clients(shop.crm)("accountant").get("/lists/finance_payment?cols=amount,shift_id")
+    assert page.status_code == 200
+    assert f'<a href="/records/finance_shift/{shift.id}">Смена #{shift.id}</a>' in page.text

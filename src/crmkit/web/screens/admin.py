@@ -30,7 +30,8 @@ def index(request: Request) -> Response:
     with work(request) as unit:
         users = unit.users.list()
         audit = unit.audit_log.latest(limit=10) if tiles.get("admin_audit") else []
-        references = audit_references(unit, audit)
+        with i18n.activate(request.state.locale):
+            references = audit_references(unit, audit)
     return render(
         request,
         "admin/index.html",
@@ -252,7 +253,8 @@ def audit(request: Request) -> Response:
             limit=100,
         )
         people = unit.users.list()
-        references = audit_references(unit, rows)
+        with i18n.activate(request.state.locale):
+            references = audit_references(unit, rows)
     if params.get("entity") and params["entity"] not in request.app.state.crm.entities:
         raise NotFound("entity", params["entity"])
     return render(

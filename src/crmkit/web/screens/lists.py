@@ -420,7 +420,8 @@ def list_page(request: Request) -> Response:
         party_ids = {getattr(r, c, None) for r in records for c in columns if c in PARTY_COLUMNS}
         parties = unit.parties.find_many(i for i in party_ids if i) if party_ids else {}
         tags = service.tags_for(r.id for r in records) if "tags" in columns else {}
-        references = reference_cells(unit, entity, columns, records)
+        with i18n.activate(locale):  # a target titled by its id is named in the reader's words
+            references = reference_cells(unit, entity, columns, records)
         user_attrs = user_columns(crm, entity, columns)
         stage_titles: dict[tuple[str, str], str] = {}
         for pipeline in crm.pipelines_for(entity.name):

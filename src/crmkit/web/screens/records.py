@@ -46,7 +46,8 @@ def record_page(request: Request) -> Response:
         columns = [c for c in columns if c not in PARTY_COLUMNS or getattr(record, c) in parties]
         # other linked records by title, linked; one the reader may not read is left out
         # too, as a hidden client is (its title, even its number, stays unsaid)
-        references = reference_cells(unit, entity, columns, [record])
+        with i18n.activate(locale):
+            references = reference_cells(unit, entity, columns, [record])
         columns = [c for c in columns if c not in references or getattr(record, c) in references[c]]
         user_attrs = user_columns(crm, entity, columns)
         stage_titles = {
