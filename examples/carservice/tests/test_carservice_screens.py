@@ -471,7 +471,7 @@ ID_LABELS = {
     "party_id": ("party_id", "клиент"),
     "car_id": ("car_id", "машина"),
     "assignee_id": ("assignee_id", "исполнитель"),
-    "location_id": ("location_id", "склад"),
+    "location_id": ("location_id", "филиал"),
 }
 
 

@@ -152,7 +152,7 @@ def test_a_russian_reader_reads_the_reports_texts_in_russian(shop):
 def test_a_report_parameter_that_is_no_id_is_refused_naming_it(shop):
     director = clients(shop.crm)("director")
     for url, field in (
-        ("/reports/finance.stock?location_id=abc", "склад"),
+        ("/reports/finance.stock?location_id=abc", "филиал"),
         ("/reports/finance.shift?shift_id=abc", None),
     ):
         page = director.get(url)
