@@ -180,7 +180,7 @@ async def test_a_reply_to_all_and_a_refused_copy_that_loses_nothing(web, crm):
     )
     # shown again with the error and what was typed; nothing queued
     assert refused.status_code == 422
-    assert "копия: &#39;бухгалтерия&#39; is not a valid" in refused.text  # named, by the field
+    assert "копия: &#39;бухгалтерия&#39; — неверный адрес" in refused.text  # named, by the field
     assert ">Счёт во вложении</textarea>" in refused.text
     assert 'value="boss@client.ru, бухгалтерия"' in refused.text
     with crm.system() as work:
