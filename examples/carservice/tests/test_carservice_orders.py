@@ -478,6 +478,8 @@ def test_goods_are_refused_naming_the_branch_until_one_is_chosen(station):
         with pytest.raises(ValidationFailed) as refused:
             finance(work).orders.add_line(other.id, station.oil.id)
         assert list(refused.value.errors) == ["location_id"]
+
+
 @pytest.mark.parametrize(
     ("typed", "kept"),
     [

@@ -729,6 +729,8 @@ async def test_the_goods_form_of_an_order_without_a_branch_offers_the_stations_o
     assert "Филиал 1" in _flash(await client.get(sent.headers["location"]), "ok")
     with station.crm.acting_as(station.manager) as work:
         assert finance(work).orders.get(order.id).location_id == station.branch.id
+
+
 async def test_the_desk_lists_the_orders_in_progress_not_the_closed_ones(station):
     """The desk's table is the station's work in progress: an order waiting for parts
     since spring stays on it behind a busy summer of closed and cancelled orders, and

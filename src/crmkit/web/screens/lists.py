@@ -209,6 +209,8 @@ def _is_percent(entity: Any, column: str) -> bool:
     attr = getattr(entity.model, column, None)
     info = getattr(getattr(attr, "property", None), "columns", [None])[0]
     return info is not None and getattr(info, "info", {}).get("format") == "percent"
+
+
 def reference_target(crm: Any, entity: Any, column: str) -> Any:
     """The registered entity a column of ``entity`` refers to by foreign key, else ``None``."""
     table = getattr(entity.model, "__table__", None)
