@@ -7,29 +7,18 @@ thread of the test process.  Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from crmkit import InboundMessage, hookimpl
-from crmkit.testing import DEMO_PASSWORD, add_user, factories, make_crm, require
-from crmkit.testing.web import served
+from crmkit.testing import add_user, factories, make_crm
+from crmkit.testing.web import chromium, served, sign_in
 from tests.web.conftest import ChatChannel
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +33,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
-
-
-def sign_in(context, base, username):
-    page = context.new_page()
-    page.goto(f"{base}/login")
-    page.fill('input[name="username"]', username)
-    page.fill('input[name="password"]', DEMO_PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_load_state()
-    return page
+    with chromium() as launched:
+        yield launched
 
 
 def test_client_note_mention_reaches_the_colleagues_bell(server, browser):

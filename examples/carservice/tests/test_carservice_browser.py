@@ -10,8 +10,6 @@ shows the figures the tables hold.
 
 from __future__ import annotations
 
-import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,13 +18,12 @@ from crmkit_carservice import carservice
 from service_fixtures import PLUGINS, build_station
 from sqlalchemy import text
 
-from crmkit.testing import DEMO_PASSWORD, make_crm, require
-from crmkit.testing.web import served
+from crmkit.testing import DEMO_PASSWORD, make_crm
+from crmkit.testing.web import chromium, served
+from crmkit.testing.web import sign_in as signed_in
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +39,9 @@ def station_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def sign_in(browser, base, username, *, phone=False):
@@ -57,13 +50,7 @@ def sign_in(browser, base, username, *, phone=False):
         if phone
         else {"viewport": {"width": 1366, "height": 900}}
     )
-    page = browser.new_context(**options).new_page()
-    page.goto(f"{base}/login")
-    page.fill('input[name="username"]', username)
-    page.fill('input[name="password"]', DEMO_PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_load_state()
-    return page
+    return signed_in(browser.new_context(**options), base, username)
 
 
 def menu_links(page):

@@ -9,21 +9,18 @@ to another agent, who sees it while the first no longer does; the statistics sho
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from crmkit_denaq import plugin as denaq_plugin
 from denaq_fixtures import add_person, attach, new_lead
 
-from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
-from crmkit.testing.web import served
+from crmkit.testing import add_user, make_crm
+from crmkit.testing.web import chromium, served
+from crmkit.testing.web import sign_in as signed_in
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +35,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def sign_in(browser, base, username):
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{base}/login")
-    page.fill('input[name="username"]', username)
-    page.fill('input[name="password"]', DEMO_PASSWORD)
-    page.click('button[type="submit"]')
-    page.wait_for_load_state()
-    return page
+    return signed_in(browser.new_context(viewport={"width": 1280, "height": 900}), base, username)
 
 
 def move(page, stage):

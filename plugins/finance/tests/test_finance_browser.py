@@ -3,8 +3,6 @@ order settled, close the shift with its report (Debian's chromium, driven by Pla
 
 from __future__ import annotations
 
-import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,13 +11,11 @@ from crmkit_finance import finance
 from crmkit_finance import plugin as finance_plugin
 from finance_fixtures import build_shop
 
-from crmkit.testing import DEMO_PASSWORD, make_crm, require
-from crmkit.testing.web import served
+from crmkit.testing import make_crm
+from crmkit.testing.web import chromium, served, sign_in
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture
@@ -34,22 +30,15 @@ def served_shop(tmp_path):
 
 
 def test_a_cashier_takes_a_payment_in_the_browser(served_shop):
-    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     shop, base = served_shop
     with shop.crm.acting_as(shop.manager) as work:
         order = shop.order(work)
         finance(work).orders.add_line(order, shop.oil_change.id, main=True)  # 1500.00
         work.moves.move(order, "done", entity="finance_order")
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = chromium.new_context(viewport={"width": 420, "height": 900}).new_page()  # a phone
-        page.goto(f"{base}/login")
-        page.fill('input[name="username"]', "cashier")
-        page.fill('input[name="password"]', DEMO_PASSWORD)
-        page.click('button[type="submit"]')
-        page.wait_for_load_state()
+    with chromium() as browser:
+        phone = browser.new_context(viewport={"width": 420, "height": 900})
+        page = sign_in(phone, base, "cashier")
         page.goto(f"{base}/finance/cashdesk")
         page.fill('#open-shift input[name="counted"]', "500")
         page.click("#open-shift button[type=submit]")
@@ -67,7 +56,6 @@ def test_a_cashier_takes_a_payment_in_the_browser(served_shop):
         page.click("#close-shift button[type=submit]")
         page.wait_for_selector("#closing-difference")
         assert page.inner_text("#closing-difference").replace("\xa0", " ").startswith("0,00")
-        chromium.close()
     with shop.crm.acting_as(shop.accountant) as work:
         totals = finance(work).orders.totals(order.id)
         assert totals.paid == Decimal("1500.00") and totals.settled

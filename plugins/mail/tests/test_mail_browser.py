@@ -7,9 +7,6 @@ hands the reply to aiosmtpd, threaded on the client's mail.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 from crmkit_mail import mail
 from crmkit_mail import plugin as mail_plugin
@@ -18,11 +15,11 @@ from crmkit_mail.parsing import parse_message
 from crmkit_mail.sync import sync_all
 
 from crmkit.jobs.delivery import deliver_due
-from crmkit.testing import DEMO_PASSWORD, add_user, make_crm, require
+from crmkit.testing import add_user, make_crm
+from crmkit.testing.web import chromium, sign_in
 from crmkit.testing.web import served as served_over_http
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -47,8 +44,6 @@ def served(tmp_path, certificate, dovecot, imap_user, smtp):
 
 
 def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_user, smtp):
-    require(os.path.exists(CHROMIUM), "Debian chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     crm, base = served
     add_user(crm, "olga", ["agent"], display_name="Ольга")
     raw = (
@@ -61,14 +56,9 @@ def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_
     append(dovecot.settings(imap_user), raw)
     sync_all(crm)
 
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = chromium.new_page(viewport={"width": 390, "height": 844})  # a phone
-        page.goto(f"{base}/login")
-        page.fill('input[name="username"]', "olga")
-        page.fill('input[name="password"]', DEMO_PASSWORD)
-        page.click('button[type="submit"]')
-        page.wait_for_load_state()
+    with chromium() as browser:
+        phone = browser.new_context(viewport={"width": 390, "height": 844})
+        page = sign_in(phone, base, "olga")
         page.goto(f"{base}/inbox")
         page.click("text=Петр Сидоров")
         assert page.is_visible("text=Нужны зимние шины на 4 машины.")
@@ -86,7 +76,6 @@ def test_answer_an_unknown_sender_from_the_contact_center(served, dovecot, imap_
         page.wait_for_load_state()
         page.goto(f"{base}/inbox?view=mine")
         assert page.is_visible("text=Петр Сидоров")
-        chromium.close()
 
     assert deliver_due(crm) == {"delivered": 1}
     (sent,) = smtp.received

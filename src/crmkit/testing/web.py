@@ -10,19 +10,25 @@ signs in and sends CSRF tokens like a browser does.
         assert (await client.login("manager")).status_code == 303
         page = await client.get("/service?q=a123bc77")
         await client.post("/service/intake", {"client_name": "Иван", ...})
+
+and with one: :func:`chromium` launches Debian's Chromium through Playwright (which
+downloads no browser of its own) and :func:`sign_in` opens a signed-in page on a
+:func:`served` application.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from crmkit.testing import DEMO_PASSWORD, free_port, wait_until
+from crmkit.testing import DEMO_PASSWORD, free_port, require, wait_until
 
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
@@ -191,3 +197,56 @@ def int_paths(app: Any) -> list[str]:
         if isinstance(route, Route)
         and any(isinstance(kind, IntegerConvertor) for kind in route.param_convertors.values())
     ]
+
+
+#: How the tests start Chromium: headless, and without the background connections that this
+#: closed network refuses (updates, sync, component downloads).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (``apt-get install chromium``): on the ``PATH`` or in /usr/bin."""
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A Playwright ``Browser`` on Debian's Chromium, closed on leaving.
+
+    Without Chromium or Playwright the test is skipped with the reason outside CI and fails
+    under CI (:func:`crmkit.testing.require`).
+    """
+    path = chromium_path()
+    require(os.path.exists(path), "Debian chromium (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - a dependency of the test extra
+        require(False, "Playwright (the test extra's playwright package)")
+        raise
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=list(CHROMIUM_FLAGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def sign_in(target: Any, base: str, username: str, *, password: str = DEMO_PASSWORD) -> Any:
+    """A page signed in as ``username`` on the application served at ``base``.
+
+    ``target`` is a Playwright ``BrowserContext`` (a new page is opened in it) or a ``Page``.
+    """
+    page = target.new_page() if hasattr(target, "new_page") else target
+    page.goto(f"{base}/login")
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+    page.wait_for_load_state()
+    return page
