@@ -752,3 +752,31 @@ def test_real_mail_of_the_peers_keeps_its_verdict(peers_dir):
         )
         bounce = parse_message(raw).bounce
         assert (bounce is not None) == is_report, path.name
+
+
+def test_copies_of_the_real_message_split_names_from_addresses(peers_dir):
+    # its second recipient's display name is an encoded address ("Rabea.Bartölke@uni.de") and
+    # its address has a raw UTF-8 local part (RFC 6532): the name stays out of the address,
+    # the address is kept as written
+    mail = parse_message(read_peer(peers_dir, "attachment_7bit.eml"))
+    assert mail.recipients == ("jessica.schmidt@uni.de", "я你Rabea.Bartölke@uni.de")
+
+
+def test_display_names_never_leak_into_addresses():
+    raw = (
+        "From: =?utf-8?B?0JjQstCw0L0=?= <Ivan@Example.RU>\r\n"
+        'To: Rabea.Bartölke@uni.de <я你Rabea.Bartölke@Uni.DE>, "Петров, Пётр" <p@пример.рф>\r\n'
+        "Cc: =?utf-8?Q?Bart=C3=B6lke=2C_R_=3Cfake=40x=2Ede=3E?= <r@xn--e1afmkfd.xn--p1ai>,\r\n"
+        " ivan@x.ru <Ivan@X.ru>, Group: a@b.ru, =?utf-8?B?0JjQstCw0L0=?= <c@d.ru>;\r\n"
+        "Subject: s\r\n\r\nhi\r\n"
+    ).encode()
+    mail = parse_message(raw)
+    assert (mail.sender, mail.sender_name) == ("ivan@example.ru", "Иван")
+    assert mail.recipients == (
+        "я你Rabea.Bartölke@uni.de",
+        "p@пример.рф",
+        "r@xn--e1afmkfd.xn--p1ai",
+        "ivan@x.ru",
+        "a@b.ru",
+        "c@d.ru",
+    )

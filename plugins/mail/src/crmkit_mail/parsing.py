@@ -427,6 +427,104 @@ def plain_addresses(value: str) -> list[tuple[str, str]] | None:
     return found
 
 
+def address_key(address: str) -> str:
+    """An address as crmkit keeps it: its domain in lower case (domains ignore case, an IDN
+    domain stays as written, Unicode or ``xn--``), an ASCII local part in lower case as
+    everywhere in crmkit, a non-ASCII one (RFC 6532) as written: folding its case could
+    name another mailbox."""
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.lower()
+    return f"{local.lower() if local.isascii() else local}@{domain.lower()}"
+
+
+def _top_level(value: str, stops: str) -> list[tuple[int, str]]:
+    """Where characters of ``stops`` stand outside quoted strings, comments and ``<...>``."""
+    found: list[tuple[int, str]] = []
+    quoted = escaped = False
+    depth = angle = 0
+    for place, char in enumerate(value):
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif char == '"':
+            quoted = True
+        elif char == "<":
+            angle += 1
+        elif char == ">" and angle:
+            angle -= 1
+        elif not angle and char in stops:
+            found.append((place, char))
+    return found
+
+
+_QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ADDRESS_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+
+
+def split_mailboxes(value: str) -> list[tuple[str, str]]:
+    """``(display name, address)`` of each mailbox of an address list (RFC 5322 3.4).
+
+    Commas split mailboxes only outside quoted strings, comments and angle brackets; a
+    mailbox with an angle address has that for its address and everything before it for
+    its name, whatever the name holds (an unquoted "@", raw 8-bit text, encoded words that
+    decode to "<" or ","), so a name never becomes an address.  Group names ("Team:")
+    and the group's closing ";" are dropped; other shapes go to ``email.utils``.
+    """
+    cuts = [place for place, _char in _top_level(value, ",;")]
+    bounds = zip([-1, *cuts], [*cuts, len(value)], strict=True)
+    pieces = [value[a + 1 : b] for a, b in bounds]
+    found: list[tuple[str, str]] = []
+    for piece in pieces:
+        colons = [place for place, _char in _top_level(piece, ":")]
+        if colons:  # a group's name before its first member
+            piece = piece[colons[0] + 1 :]
+        opening = _angle_start(piece)
+        if opening is None:
+            if piece.strip(" \t"):
+                found.extend(email.utils.getaddresses([piece]))
+            continue
+        closing = piece.find(">", opening)
+        inside = piece[opening + 1 : closing if closing >= 0 else len(piece)].strip(" \t")
+        inside = inside.rpartition(":")[2] if inside.startswith("@") else inside  # a route
+        display = _ADDRESS_COMMENT.sub(" ", piece[:opening])
+        display = _QUOTED_STRING.sub(lambda m: re.sub(r"\\(.)", r"\1", m[1]), display)
+        found.append((" ".join(display.split()), inside.strip()))
+    return found
+
+
+def _angle_start(piece: str) -> int | None:
+    """Where a mailbox's angle address opens (outside quotes and comments), if it has one."""
+    quoted = escaped = False
+    depth = 0
+    for place, char in enumerate(piece):
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth and char == '"':
+            quoted = True
+        elif not depth and char == "<":
+            return place
+    return None
+
+
 def _addresses(
     message: Message | dict[str, list[str]], name: str, defects: list[str]
 ) -> list[tuple[str, str]]:
@@ -441,13 +539,13 @@ def _addresses(
         unfolded = _FOLDING.sub(" ", raw)
         pairs = plain_addresses(unfolded)
         if pairs is None:
-            pairs = email.utils.getaddresses([unfolded])
+            pairs = split_mailboxes(unfolded)
         for display, address in pairs:
             if "@" in address:
                 found.append(
                     (
                         decode_header_text(display, defects, name),
-                        clean_header(_unsurrogate(address), defects, name).lower(),
+                        address_key(clean_header(_unsurrogate(address), defects, name)),
                     )
                 )
     if found or isinstance(message, dict):
@@ -461,7 +559,7 @@ def _addresses(
                         clean_header(
                             _unsurrogate(address.display_name or ""), defects, name
                         ).strip(),
-                        clean_header(_unsurrogate(address.addr_spec), defects, name).lower(),
+                        address_key(clean_header(_unsurrogate(address.addr_spec), defects, name)),
                     )
                 )
     except Exception as exc:  # nothing readable: the caller reports a missing sender
