@@ -32,6 +32,7 @@ from crmkit.config import Setting
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+    from crmkit.services.unit import UnitOfWork
     from crmkit.storage import StoredFile
 
 
@@ -218,6 +219,27 @@ class ChannelAdapter(Protocol):
         ...
 
 
+@runtime_checkable
+class SenderRules(Protocol):
+    """A channel's list of senders it never records, per account (the mail plugin's
+    mailboxes' ``ignore_senders``): what the contact center's "Not a client" adds to.
+
+    ``rule`` is a lower-case address (``robot@shop.ru``) or a domain (``shop.ru``, every
+    address there).  ``account`` is the conversation's account (``None``: the channel's
+    default one).
+    """
+
+    def may_ignore(self, work: UnitOfWork, account: str | None) -> bool:
+        """Whether the acting user may change ``account``'s rules (mail: admins)."""
+        ...
+
+    def ignore(self, work: UnitOfWork, account: str | None, rule: str) -> None:
+        """Add ``rule`` to ``account``'s rules (a rule it has already: nothing changes);
+        refused (:class:`~crmkit.errors.PermissionDenied`) to those :meth:`may_ignore`
+        refuses."""
+        ...
+
+
 @attrs.frozen
 class Channel:
     """A way of reaching people, contributed by a plugin.
@@ -225,7 +247,8 @@ class Channel:
     ``adapter`` builds the :class:`ChannelAdapter` for an application (reading the
     channel's ``settings`` from its config); ``activity_kind`` is the timeline kind of
     items it carries (``mail``, ``message``, ``call``); ``service`` names the messenger for
-    ``messenger`` addresses (``telegram``).
+    ``messenger`` addresses (``telegram``); ``sender_rules`` (a :class:`SenderRules`), when
+    the channel can stop recording a sender, lets the contact center do so in one click.
     """
 
     name: str
@@ -236,6 +259,7 @@ class Channel:
     activity_kind: str = "message"
     service: str | None = None
     settings: tuple[Setting, ...] = attrs.field(default=(), converter=tuple)
+    sender_rules: SenderRules | None = None
 
     def can(self, capability: Capability) -> bool:
         """Whether the channel has ``capability``."""

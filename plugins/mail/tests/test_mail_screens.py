@@ -835,3 +835,77 @@ async def test_a_russian_manager_reads_the_mailing_forms_refusals_in_russian(mai
         "/mail/mailings/new", {"name": "x", "template": str(template), "audience": "view"}
     )
     assert "выберите сохранённый фильтр клиентов" in html.unescape(no_view.text)
+
+
+# -- the contact center's "Not a client" --------------------------------------------------
+
+
+def triage_mail(crm, sender, n, account="sales"):
+    from crmkit import InboundMessage
+    from crmkit.model import Conversation
+
+    with crm.system() as work:
+        activity = work.channels.ingest(
+            InboundMessage(
+                channel="mail", external_id=f"<n{n}@shop.test>", sender=sender,
+                body="Скидки недели!", subject="Акция", account=account,
+            )
+        )  # fmt: skip
+        return work.session.get(Conversation, activity.conversation_id).id
+
+
+async def test_an_admin_blocks_a_triage_sender_or_their_domain_in_one_click(mail_crm):
+    from crmkit_mail.accounts import sender_filter
+
+    from crmkit.model import Conversation
+
+    with mail_crm.system() as work:
+        account = mail(work).accounts.create(
+            name="sales", address="sales@example.test", ignore_senders="github.com"
+        )
+    robot = triage_mail(mail_crm, "Promo@Shop.test", 1)
+    newsletter = triage_mail(mail_crm, "news@letters.shop.test", 2)
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    page = await admin.get(f"/inbox/{robot}")
+    assert 'data-action="ignore-sender"' in page.text and "Block promo@shop.test" in page.text
+    assert "Block all of shop.test" in page.text
+
+    done = await admin.post(f"/inbox/{robot}/act", {"action": "ignore", "scope": "sender"})
+    assert done.status_code == 303
+    shown = await admin.get(done.headers["location"])
+    assert "mail from promo@shop.test will no longer be recorded" in html.unescape(shown.text)
+    await admin.post(f"/inbox/{newsletter}/act", {"action": "ignore", "scope": "domain"})
+    with mail_crm.system() as work:
+        rules = work.session.get(MailAccount, account.id).ignore_senders
+        assert rules.splitlines() == ["github.com", "promo@shop.test", "letters.shop.test"]
+        assert {work.session.get(Conversation, c).status for c in (robot, newsletter)} == {"closed"}
+    ignored = sender_filter(rules)
+    assert ignored("promo@shop.test") and ignored("any@letters.shop.test")
+    assert not ignored("boss@shop.test")
+    # a closed conversation offers it no more
+    assert 'data-action="ignore-sender"' not in (await admin.get(f"/inbox/{robot}")).text
+
+
+async def test_only_who_manages_the_mailbox_may_block_and_never_a_public_domain(mail_crm):
+    from crmkit.errors import PermissionDenied
+    from crmkit.model import Conversation
+
+    with mail_crm.system() as work:
+        account = mail(work).accounts.create(name="sales", address="sales@example.test")
+    conversation = triage_mail(mail_crm, "someone@gmail.com", 1)
+    agent = await signed_in(mail_crm, "agent", ["agent"], locale="ru")
+    page = await agent.get(f"/inbox/{conversation}")
+    assert page.status_code == 200 and "data-not-a-client" not in page.text
+    refused = await agent.post(f"/inbox/{conversation}/act", {"action": "ignore"})
+    assert refused.status_code == 303
+    with mail_crm.acting_as("agent") as work, pytest.raises(PermissionDenied):
+        work.conversations.ignore_sender(conversation)
+    admin = await signed_in(mail_crm, "admin", ["admin"])
+    page = await admin.get(f"/inbox/{conversation}")
+    # gmail.com is everyone's: only the address is offered, the domain refused
+    assert 'data-action="ignore-sender"' in page.text and "ignore-domain" not in page.text
+    with mail_crm.acting_as("admin") as work, pytest.raises(ValidationFailed):
+        work.conversations.ignore_sender(conversation, "domain")
+    with mail_crm.system() as work:
+        assert work.session.get(MailAccount, account.id).ignore_senders == ""
+        assert work.session.get(Conversation, conversation).status == "open"

@@ -40,6 +40,8 @@ ANY = object()
 NEW_MESSAGE = "a new message arrived: read it first (it is shown now)"
 BACK_IN_QUEUE = "the conversation has been put back in the unassigned queue meanwhile"
 STATUSES = ("open", "snoozed", "closed")
+#: what "Not a client" ignores from now on: the sender's address, or their whole domain
+IGNORE_SCOPES = ("sender", "domain")
 
 _CONVERSATION = Conversation.__table__
 #: what a new message may change on an open conversation (see ``note_message``)
@@ -493,6 +495,52 @@ class ConversationService:
         return self._change(
             conversation_id, seen=seen, status="closed", closed_at=utcnow(), unread=0
         )
+
+    def ignore_rules(self, conversation: Conversation) -> dict[str, str]:
+        """What "Not a client" may ignore for this conversation, by scope (``sender``:
+        the address; ``domain``: the sender's domain, unless a public mail service's): empty
+        unless it is in triage, its channel keeps such rules and the actor may change them
+        for the conversation's account (see :class:`~crmkit.channels.SenderRules`)."""
+        channel = self.work.crm.channels.get(conversation.channel)
+        rules = channel.sender_rules if channel is not None else None
+        if conversation.party_id is not None or rules is None or not conversation.address_key:
+            return {}
+        if not rules.may_ignore(self.work, conversation.account):
+            return {}
+        found = {"sender": conversation.address_key}
+        if channel is not None and channel.address_kind == "email":
+            domain = domain_key("email", conversation.address_key)
+            if domain is not None:
+                found["domain"] = domain
+        return found
+
+    def ignore_sender(
+        self, conversation_id: int, scope: str = "sender", *, seen: int | None = None
+    ) -> str:
+        """ "Not a client": an unknown sender's messages (or their domain's) are no longer
+        recorded on the conversation's account, and the conversation is closed; the rule
+        added.  Only in triage, for those who may change the account's rules; ``seen`` as
+        for :meth:`close`."""
+        if scope not in IGNORE_SCOPES:
+            raise ValidationFailed({"scope": [f"one of {', '.join(IGNORE_SCOPES)}"]})
+        conversation = self._for_update(conversation_id)
+        if conversation.party_id is not None:
+            raise ValidationFailed({"_schema": ["the sender is a client: only unknown senders"]})
+        channel = self.work.crm.channels.get(conversation.channel)
+        if channel is None or channel.sender_rules is None:
+            raise ValidationFailed({"_schema": [f"{conversation.channel} cannot ignore senders"]})
+        rules = self.ignore_rules(conversation)
+        if not rules:
+            detail = "only those who manage the mailbox may stop recording a sender"
+            raise PermissionDenied("conversation", "ignore_sender", detail)
+        if scope not in rules:
+            raise ValidationFailed(
+                {"scope": ["a public mail service's domain cannot be ignored: the address can"]}
+            )
+        self._unseen(conversation.id, seen)
+        channel.sender_rules.ignore(self.work, conversation.account, rules[scope])
+        self.close(conversation.id)
+        return rules[scope]
 
     def reopen(self, conversation_id: int) -> Conversation:
         """Open a closed or snoozed conversation again."""

@@ -111,6 +111,29 @@ def sender_filter(text: str) -> Callable[[str], bool] | None:
     return ignored
 
 
+class IgnoredSenders:
+    """The mail channel's :class:`crmkit.channels.SenderRules`: the contact center's "Not a
+    client" adds the sender (or their domain) to the receiving mailbox's ``ignore_senders``;
+    only those who may change mailboxes (admins) may."""
+
+    def may_ignore(self, work: UnitOfWork, account: str | None) -> bool:
+        """Whether the actor may change the rules of the mailbox called ``account``."""
+        if not account or not work.access.can("mail_account", "update"):
+            return False
+        return (
+            work.session.scalar(select(MailAccount.id).where(MailAccount.name == account))
+            is not None
+        )
+
+    def ignore(self, work: UnitOfWork, account: str | None, rule: str) -> None:
+        """Add ``rule`` (an address or a domain) to the mailbox's ``ignore_senders``."""
+        accounts = MailAccounts(work)
+        mailbox = accounts.by_name(account or "")
+        rules = sender_patterns(mailbox.ignore_senders or "")
+        if rule.strip().lower() not in rules:
+            accounts.update(mailbox.id, ignore_senders="\n".join([*rules, rule]))
+
+
 def _check_sent_folder(folder: str, imap_host: str, imap_folder: str) -> None:
     problem = None
     if folder and not imap_host.strip():

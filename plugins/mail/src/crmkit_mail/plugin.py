@@ -18,7 +18,7 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.access.rules import Permission, Scope, grant
-from crmkit_mail.accounts import MailAccountSchema, MailAccountService
+from crmkit_mail.accounts import IgnoredSenders, MailAccountSchema, MailAccountService
 from crmkit_mail.model import MailAccount, MailCampaign
 
 crmkit_plugin_name = "mail"
@@ -73,6 +73,7 @@ def crmkit_register_channels() -> list[Channel]:
             label="Mail",
             activity_kind="mail",
             settings=SETTINGS,
+            sender_rules=IgnoredSenders(),
         )
     ]
 

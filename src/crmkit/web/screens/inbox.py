@@ -1,9 +1,11 @@
 """The contact center: one inbox for the conversations of every channel.
 
-``/inbox?view=unassigned|mine|team&status=open|snoozed|closed`` lists conversations; a
+``/inbox?view=unassigned|mine|team&status=open|snoozed|closed`` lists conversations (``q``:
+those whose sender's name or address or subject contains it, in any case); a
 chosen one (``/inbox/<id>``) shows its messages, the client and the deal or task it is about,
 and the actions: assign, reply (by hand or from a template), snooze, close; for an unknown
-sender, create a lead or attach to an existing client.
+sender, create a lead, attach to an existing client or, for who manages the mailbox, "Not a
+client": never record the sender (or their domain) again, and close.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def _page(
         suggested = False
         copies_allowed = False
         files_allowed = True
+        ignorable: dict[str, str] = {}
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
             client = None
@@ -93,6 +96,8 @@ def _page(
             elif chosen.party_id is None:  # no search yet: the clients of the sender's domain
                 candidates = unit.conversations.suggested_clients(chosen)
                 suggested = bool(candidates)
+            if chosen.party_id is None and chosen.status != "closed":
+                ignorable = unit.conversations.ignore_rules(chosen)  # "Not a client"
             channel = unit.crm.channels.get(chosen.channel)
             copies_allowed = channel is not None and channel.can(Capability.COPIES)
             if copies_allowed and (draft is None or "cc" not in draft):
@@ -133,6 +138,7 @@ def _page(
             "channel_labels": {c.name: c.label or c.name for c in unit.crm.channels.values()},
             "copies_allowed": copies_allowed,
             "files_allowed": files_allowed,
+            "ignorable": ignorable,
             "draft": draft or {},
             "duplicates": duplicates,
         },
@@ -211,7 +217,8 @@ def _store_uploads(unit: Any, conversation_id: int, value: Any) -> tuple[int, ..
 
 
 def act(request: Request) -> Response:
-    """One action on a conversation (``action``: assign, reply, snooze, close, reopen, lead, attach)."""  # noqa: E501
+    """One action on a conversation (``action``: assign, reply, snooze, close, reopen, lead,
+    attach, ignore: "Not a client", ``scope`` sender or domain)."""
     conversation_id = int(request.path_params["conversation_id"])
     data = posted(request)
     action = str(data.get("action", ""))
@@ -292,6 +299,14 @@ def act(request: Request) -> Response:
                     raise
                 message = i18n.lazy("Lead created.")
                 back = f"/inbox/{conversation_id}?view=unassigned&lead={party.id}"
+            elif action == "ignore":
+                rule = service.ignore_sender(
+                    conversation_id, str(data.get("scope") or "sender"), seen=seen
+                )
+                with i18n.activate(request.state.locale):
+                    message = i18n.gettext(
+                        "Closed; mail from %(rule)s will no longer be recorded."
+                    ) % {"rule": rule}
             elif action == "attach":
                 party_id = optional_id(data.get("party_id"), "party_id")
                 if party_id is None:
