@@ -848,3 +848,40 @@ async def test_the_empty_side_of_the_inbox_says_what_to_do(web, crm):
     empty = _text(await agent.get("/inbox?view=mine"))
     assert "No conversations here." in empty
     assert "Choose a conversation" not in empty
+
+
+async def test_the_list_is_searched_by_sender_and_subject_in_any_case(web, crm):
+    agent = await web("agent")
+    receive(crm, "anna@example.ru", "Привет", 1, name="Анна Петрова", subject="Доставка")
+    receive(crm, "OLEG@Firm.ru", "Добрый день", 2, name="Олег", subject="Счёт на оплату")
+    receive(crm, "ivan@example.ru", "Вопрос", 3, name="Иван", subject="Ёлки: 100%_скидка")
+    anna, oleg, ivan = conversations(crm)
+
+    def shown(page):
+        return {int(i) for i in re.findall(r'class="conversation[^"]*" data-id="(\d+)"', page.text)}
+
+    # mixed-case Cyrillic finds the name and the subject; a Latin address in any case
+    for query, found in (
+        ("пЕтРоВ", {anna.id}),
+        ("СЧЁТ", {oleg.id}),
+        ("счет на", {oleg.id}),  # "ё" typed as "е", as clients' names are searched
+        ("ДОСТАВ", {anna.id}),
+        ("oleg@FIRM", {oleg.id}),
+        ("example.RU", {anna.id, ivan.id}),
+        ("ёЛКИ", {ivan.id}),
+        ("ЕЛКИ", {ivan.id}),
+        ("100%_", {ivan.id}),  # LIKE's wildcards are taken as typed
+        ("0%", {ivan.id}),
+        ("_", {ivan.id}),
+    ):
+        page = await agent.get("/inbox", params={"q": query})
+        assert page.status_code == 200 and shown(page) == found, query
+    none = await agent.get("/inbox", params={"q": "Кузнецов"})
+    assert shown(none) == set() and "No conversation matches “Кузнецов”." in html.unescape(
+        none.text
+    )
+    # the conversation chosen from a search keeps the search in the list beside it
+    page = await agent.get(f"/inbox/{oleg.id}", params={"q": "олег"})
+    assert shown(page) == {oleg.id} and 'value="олег"' in page.text
+    with crm.acting_as(agent.user) as work:
+        assert [c.id for c in work.conversations.list(search="АННА")] == [anna.id]

@@ -255,14 +255,19 @@ class ConversationService:
         *,
         after: str | None = None,
         limit: int = 50,
+        search: str | None = None,
     ) -> Page:
-        """One page of a view's conversations and the cursor of the next (``after``).
+        """One page of a view's conversations and the cursor of the next (``after``);
+        ``search``: only those whose sender's name or address or subject contains it (see
+        :meth:`search_clause`).
 
         The open unassigned queue comes oldest-waiting first (its latest message arrived
         longest ago); the other views newest first.  Both by arrival, not by the sender's
         clock.
         """
         statement = self._listed(view, status)
+        if search and search.strip():
+            statement = statement.where(self.search_clause(search))
         descending = not (view == "unassigned" and status == "open")
         keys = parse_order(
             ["-last_message_at" if descending else "last_message_at"],
@@ -281,13 +286,36 @@ class ConversationService:
         return Page(rows[:limit], cursor)
 
     def list(
-        self, view: str = "unassigned", status: str = "open", limit: int = 100
+        self,
+        view: str = "unassigned",
+        status: str = "open",
+        limit: int = 100,
+        search: str | None = None,
     ) -> list[Conversation]:
         """The first ``limit`` conversations of a view (see :meth:`page`).
 
         ``open`` includes snoozed ones whose time has come.
         """
-        return self.page(view, status, limit=limit).items
+        return self.page(view, status, limit=limit, search=search).items
+
+    @staticmethod
+    def search_clause(text: str) -> Any:
+        """Conversations whose sender's name, address or subject contains ``text``, in any
+        case: ``lower()`` on both sides, as records are searched (SQLite's own ``lower``
+        folds ASCII only; crmkit registers a Unicode one, so "иВаН" finds "Иван"), and "ё"
+        read as "е" as clients' names are ("счет" finds "Счёт")."""
+        typed = text.strip().casefold().replace("ё", "е")
+        pattern = "%" + typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return or_(
+            *(
+                func.replace(func.lower(column), "ё", "е").like(pattern, escape="\\")
+                for column in (
+                    Conversation.sender_name,
+                    Conversation.address,
+                    Conversation.subject,
+                )
+            )
+        )
 
     def counts(self, status: str = "open") -> dict[str, int]:
         """How many conversations each view holds in ``status``, as the actor sees them."""

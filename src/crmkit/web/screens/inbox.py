@@ -51,12 +51,14 @@ def _page(
     """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error);
     ``duplicates`` the clients a new lead would likely duplicate (``name``, ``candidates``)."""
     search = (request.query_params.get("party") or "").strip()
+    # the list's own search: the sender's name or address, the subject
+    query = (request.query_params.get("q") or "").strip()[:200]
     after = request.query_params.get("after") or None
     with work(request) as unit:
         try:
-            page = unit.conversations.page(view, status, after=after)
+            page = unit.conversations.page(view, status, after=after, search=query)
         except ValidationFailed:  # a cursor of another order, an edited link: the first page
-            page, after = unit.conversations.page(view, status), None
+            page, after = unit.conversations.page(view, status, search=query), None
         rows = page.items
         counts = unit.conversations.counts(status)
         chosen = messages = party = record = None
@@ -133,6 +135,7 @@ def _page(
             "open_tasks": open_tasks,
             "suggested": suggested,
             "search": search,
+            "query": query,
             "users": users,
             "assignee": assignee,
             "channel_labels": {c.name: c.label or c.name for c in unit.crm.channels.values()},
