@@ -61,6 +61,9 @@ def test_recorded_messages_land_on_the_right_timeline(
     # unknown senders wait in triage (the default of channels.unknown_sender)
     triaged = by_subject["статус"]
     assert triaged.party_id is None and triaged.status == "triage"
+    # a reply to all copies its recipients as they are: a display name that is an address
+    # ("Rabea.Bartölke@uni.de", encoded) is no copy, a UTF-8 local part is kept as written
+    assert triaged.data["cc"] == ["jessica.schmidt@uni.de", "я你Rabea.Bartölke@uni.de"]
     with mail_crm.system() as work:
         files = {a.filename: a for a in work.session.scalars(select(Attachment))}
         assert set(files) == {"collector.jpg", "Contract 25 04 2020.docx"}
