@@ -553,7 +553,9 @@ class ConversationService:
             raise ValidationFailed({"scope": [f"one of {', '.join(IGNORE_SCOPES)}"]})
         conversation = self._for_update(conversation_id)
         if conversation.party_id is not None:
-            raise ValidationFailed({"_schema": ["the sender is a client: only unknown senders"]})
+            raise ValidationFailed(
+                {"_schema": [message("the sender is a client: only unknown senders")]}
+            )
         channel = self.work.crm.channels.get(conversation.channel)
         if channel is None or channel.sender_rules is None:
             raise ValidationFailed({"_schema": [f"{conversation.channel} cannot ignore senders"]})
@@ -562,9 +564,8 @@ class ConversationService:
             detail = "only those who manage the mailbox may stop recording a sender"
             raise PermissionDenied("conversation", "ignore_sender", detail)
         if scope not in rules:
-            raise ValidationFailed(
-                {"scope": ["a public mail service's domain cannot be ignored: the address can"]}
-            )
+            public = message("a public mail service's domain cannot be ignored: the address can")
+            raise ValidationFailed({"scope": [public]})
         self._unseen(conversation.id, seen)
         channel.sender_rules.ignore(self.work, conversation.account, rules[scope])
         self.close(conversation.id)
