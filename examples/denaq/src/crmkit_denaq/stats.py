@@ -58,8 +58,16 @@ def _users(work: UnitOfWork) -> dict[int, str]:
     return {u.id: u.label for u in work.users.list()}
 
 
+#: The role whose holders the funnel by agent shows (the core's).
+AGENT = "agent"
+
+
 def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
-    """For each person: how many records they moved into each stage, and conversion to client.
+    """For each agent: how many records they moved into each stage, and conversion to client.
+
+    Only holders of the ``agent`` role (blocked ones included, for their past moves) are
+    shown: the lead creators, who enter thousands of leads and move nothing else, and the
+    admin would flatten the agents' bars.
 
     Counted by who made the move (``StageMove.actor_id``), so a firm handed to another agent
     still counts for the one who brought it there; a new lead counts for whoever entered it.
@@ -80,11 +88,12 @@ def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult
     by_actor: dict[int | None, dict[str, int]] = {}
     for actor, stage, count in rows:
         by_actor.setdefault(actor, {})[stage] = int(count)
-    names = _users(work)
+    names = {u.id: u.label for u in work.users.list(role=AGENT)}
     stages = DEALERS.stage_names()
     table = []
-    for actor, counts in sorted(by_actor.items(), key=lambda i: names.get(i[0] or 0, "")):
-        row: dict[str, Any] = {"owner": names.get(actor or 0, "—")}
+    agents = ((a, c) for a, c in by_actor.items() if a in names)
+    for actor, counts in sorted(agents, key=lambda i: names[i[0]]):
+        row: dict[str, Any] = {"owner": names[actor]}
         row.update({stage: counts.get(stage, 0) for stage in stages})
         row[BACK] = counts.get(BACK, 0)
         entered = counts.get("lead", 0) or max(row[stage] for stage in stages)
