@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import html
+import io
+import json
 import re
 
 import pytest
-from denaq_fixtures import new_lead
+from crmkit_denaq.distribution import distribution
+from denaq_fixtures import add_person, new_lead
 from denaq_web import Client
+from openpyxl import load_workbook
 
+from crmkit.clock import frozen_at, utcnow
 from crmkit.web.app import create_app
 
 
@@ -22,6 +30,11 @@ def _cells(page: str) -> list[str]:
     return [c.strip() for c in re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", table)]
 
 
+def _header(page: str) -> list[str]:
+    table = page.split('id="report-table"', 1)[1].split("</thead>", 1)[0]
+    return [c.strip() for c in re.findall(r"<th[^>]*>([^<]*)</th>", table)]
+
+
 def test_the_funnel_by_agent_page_shows_no_lead_creator(denaq, staff, signed_in):
     new_lead(denaq, staff.finder, name="ООО «Велоград»")
     new_lead(denaq, staff.anna, name="ООО «Автомир»")
@@ -30,3 +43,46 @@ def test_the_funnel_by_agent_page_shows_no_lead_creator(denaq, staff, signed_in)
     assert "Анна" in cells and "Ксения" not in cells
     csv = admin.get("/reports/denaq_funnel_by_agent/export.csv").content.decode("utf-8-sig")
     assert "Анна" in csv and "Ксения" not in csv
+
+
+def _chart(page: str) -> dict:
+    """The Chart.js configuration of a report's own page."""
+    return json.loads(html.unescape(re.search(r'data-chart="([^"]*)"', page)[1]))
+
+
+def test_the_time_in_stage_reads_in_days_on_the_page_the_chart_and_the_downloads(
+    denaq, staff, signed_in
+):
+    """Two days and three hours as a lead is 2,1 days: in the table, in the chart, whose
+    legend is the column's header (no "Average hours"), and in the CSV and XLSX, whose
+    header says the unit."""
+    start = utcnow() - dt.timedelta(days=5)
+    with frozen_at(start):
+        lead = new_lead(denaq, staff.finder)
+        with denaq.acting_as(staff.admin) as work:
+            distribution(work).assign([lead], staff.anna.id)
+    add_person(denaq, staff.anna, lead)
+    with frozen_at(start + dt.timedelta(days=2, hours=3)), denaq.acting_as(staff.anna) as work:
+        work.moves.move(lead, "firm", entity="party")
+    admin = signed_in("boss")
+    page = admin.get("/reports/denaq_time_in_stage").text
+    assert "Average hours" not in page
+    header = _header(page)
+    assert header[-1] in ("Average time, days", "Среднее время, дней")
+    lead_row = _cells(page)[len(header) : 2 * len(header)]
+    assert lead_row[-1] == "2,1"
+    chart = _chart(page)
+    [dataset] = chart["data"]["datasets"]
+    assert dataset["label"] == header[-1]
+    assert dataset["data"][0] == 2.1
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                admin.get("/reports/denaq_time_in_stage/export.csv").content.decode("utf-8-sig")
+            )
+        )
+    )
+    assert rows[0][-1] == header[-1] and rows[1][-1] == "2.1"
+    book = load_workbook(io.BytesIO(admin.get("/reports/denaq_time_in_stage/export.xlsx").content))
+    sheet = [[c.value for c in r] for r in book.active.iter_rows()]
+    assert sheet[0][-1] == header[-1] and float(sheet[1][-1]) == 2.1
