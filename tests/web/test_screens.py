@@ -390,6 +390,31 @@ async def test_move_form_for_a_comment(web, crm):
     assert done.status_code == 303
 
 
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [("en", "has no stage “bogus”"), ("ru", "нет этапа «bogus»")],
+)
+async def test_the_move_form_to_a_stage_that_does_not_exist_is_refused_at_once(
+    web, crm, language, said
+):
+    """``move?to=bogus`` showed a form to move the deal to nowhere, refused only when sent:
+    it is a 404 page naming the stage, with no form; a real stage still shows its form."""
+    agent = await web("agent", locale=language)
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work)
+    for target in ("bogus", "", "100%25"):
+        page = await agent.get(f"/records/deal/{deal.id}/move?to={target}")
+        assert page.status_code == 404
+        assert 'name="to"' not in page.text and "<form" not in page.text.split("<main", 1)[-1]
+    page = await agent.get(f"/records/deal/{deal.id}/move?to=bogus")
+    assert said in html.unescape(page.text)
+    odd = await agent.get(f"/records/deal/{deal.id}/move?to=100%25")
+    shown = html.unescape(odd.text)
+    assert ("“100%”" in shown or "«100%»" in shown) and "100%%" not in shown
+    real = await agent.get(f"/records/deal/{deal.id}/move?to=lost")
+    assert real.status_code == 200 and 'name="comment"' in real.text
+
+
 async def test_a_move_comment_on_the_form_is_capped_at_5000_characters(web, crm):
     """The move form, the board and bulk moves reached the move service without the API's
     schema: a longer comment is refused naming the field, the deal stays where it was."""

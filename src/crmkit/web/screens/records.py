@@ -9,11 +9,20 @@ from starlette.responses import Response
 
 from crmkit.automation.engine import ASSISTANT_COMMENT
 from crmkit.errors import MoveRefused, NotFound
-from crmkit.i18n import translate
+from crmkit.i18n import Label, message, translate
 from crmkit.web import i18n
 from crmkit.web.forms import optional_version
 from crmkit.web.links import party_url, record_url
-from crmkit.web.pages import error_text, posted, redirect, render, work
+from crmkit.web.pages import (
+    NotFoundPage,
+    error_text,
+    is_htmx,
+    posted,
+    redirect,
+    render,
+    toast,
+    work,
+)
 from crmkit.web.screens.card import card_panels
 from crmkit.web.screens.lists import (
     PARTY_COLUMNS,
@@ -170,8 +179,13 @@ def move(request: Request) -> Response:
         with work(request) as unit:
             record = unit.records(entity.name).get(record_id)
         target = request.query_params.get("to", "")
-        # a move that needs a reason shows its comment box at once, not after a refusal
         pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
+        if pipeline is None:
+            raise NotFoundPage()
+        if not pipeline.has_stage(target):
+            # no form to move the record nowhere (refused only once sent): a 404 naming it
+            return _no_such_stage(request, pipeline, target)
+        # a move that needs a reason shows its comment box at once, not after a refusal
         transition = pipeline.transition(record.stage, target) if pipeline else None
         asks = ["comment"] if transition is not None and transition.requires_comment else []
         return _form(request, entity, record, target, reasons=[], missing=asks, values={})
@@ -203,6 +217,21 @@ def move(request: Request) -> Response:
     except NotFound:
         raise
     return redirect(request, local_path(data.get("next")) or back, "Moved.")
+
+
+def _no_such_stage(request: Request, pipeline: Any, target: str) -> Response:
+    """The 404 page of a move form asked for a stage its pipeline lacks, naming the stage
+    (the message a sent move to it is refused with); a toast for htmx."""
+    refusal = message(
+        "{pipeline} has no stage “{stage}”", pipeline=Label(pipeline.title), stage=target
+    )
+    with i18n.activate(request.state.locale):
+        said = refusal.translate(i18n.gettext, request.state.locale.zone)
+    if is_htmx(request):
+        return toast(request, said, kind="error", status=200)
+    # the template's _() formats with %: a "%" typed in the address is a "%" shown
+    context = {"title": i18n.lazy("Not found"), "message": said.replace("%", "%%"), "back": None}
+    return render(request, "error.html", context, status=404)
 
 
 def local_path(value: Any) -> str | None:
