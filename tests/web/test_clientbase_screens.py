@@ -423,3 +423,18 @@ async def test_client_export_loads_contacts_per_batch_not_per_client(web, crm):
     row = next(line for line in lines if "Фирма 7;" in line)
     assert "+7 916 555-07-00;f7@example.ru;" in row
     assert len(many) == len(few)
+
+
+async def test_the_core_new_client_form_has_no_save_and_add_another(web, crm):
+    """The button is a deployment's choice (``card.new(another=True)``, denaq's new lead):
+    the core's form is headed "New client", has one Save, and a stray ``another`` opens the
+    new client's card as ever."""
+    agent = await web("agent", locale="en")
+    form = await agent.get("/clients/new")
+    assert "<h1>New client</h1>" in form.text and 'name="another"' not in form.text
+    created = await agent.post(
+        "/clients/new", {"kind": "organisation", "name": "ООО «Бета»", "another": "1"}
+    )
+    assert created.status_code == 303 and created.headers["location"].startswith("/clients/")
+    card = await agent.get(created.headers["location"])
+    assert "Client created." in card.text or "Клиент создан" in card.text

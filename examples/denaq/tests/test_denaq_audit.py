@@ -86,3 +86,63 @@ def test_the_time_in_stage_reads_in_days_on_the_page_the_chart_and_the_downloads
     book = load_workbook(io.BytesIO(admin.get("/reports/denaq_time_in_stage/export.xlsx").content))
     sheet = [[c.value for c in r] for r in book.active.iter_rows()]
     assert sheet[0][-1] == header[-1] and float(sheet[1][-1]) == 2.1
+
+
+def _h1(page: str) -> str:
+    return re.search(r"<h1>([^<]*)</h1>", page)[1].strip()
+
+
+def test_the_new_lead_form_is_titled_as_the_button_the_lead_creator_clicked(
+    denaq, staff, signed_in
+):
+    finder = signed_in("finder")
+    assert "/denaq/leads/new" in finder.menu() and "/clients/new" not in finder.menu()
+    assert 'href="/denaq/leads/new"' in finder.get("/denaq/leads").text
+    form = finder.get("/denaq/leads/new").text
+    assert _h1(form) == "Новый лид"
+    assert "<title>Новый лид" in form
+    refused = finder.post("/denaq/leads/new", {"kind": "organisation", "name": ""})
+    assert refused.status_code == 422 and _h1(refused.text) == "Новый лид"
+    # the core's form, from the clients' list, is still a new client's
+    assert _h1(finder.get("/clients/new").text) == "Новый клиент"
+
+
+def test_save_and_add_another_returns_to_an_empty_form_naming_the_saved_lead(
+    denaq, staff, signed_in
+):
+    finder = signed_in("finder")
+    form = finder.get("/denaq/leads/new").text
+    assert 'name="another" value="1"' in form
+    saved = finder.post(
+        "/denaq/leads/new",
+        {"kind": "organisation", "name": "ООО «Велоград»", "source": "2ГИС", "another": "1"},
+    )
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == "/denaq/leads/new"
+    with denaq.acting_as(staff.finder) as work:
+        [lead] = work.parties.list(filters={"name": "ООО «Велоград»"}).items
+    again = finder.get("/denaq/leads/new").text
+    flash = html.unescape(again.split('class="flash', 1)[1].split("</p>", 1)[0])
+    assert "ООО «Велоград»" in flash
+    assert f'href="/clients/{lead.id}"' in flash
+    empty = again.split('class="record-form"', 1)[1]
+    assert 'name="name" value=""' in empty and "Велоград" not in empty
+    # a plain save still opens the new lead's card
+    plain = finder.post("/denaq/leads/new", {"kind": "organisation", "name": "ООО «Тандем»"})
+    assert plain.status_code == 303 and plain.headers["location"].startswith("/clients/")
+    # a likely duplicate stops the save: "create anyway" keeps the wish to add another
+    twin = finder.post(
+        "/denaq/leads/new", {"kind": "organisation", "name": "ООО «Велоград»", "another": "1"}
+    )
+    assert twin.status_code == 409
+    assert '<input type="hidden" name="another" value="1">' in twin.text
+    anyway = finder.post(
+        "/denaq/leads/new",
+        {
+            "kind": "organisation",
+            "name": "ООО «Велоград»",
+            "another": "1",
+            "confirm_duplicates": "1",
+        },
+    )
+    assert anyway.status_code == 303 and anyway.headers["location"] == "/denaq/leads/new"

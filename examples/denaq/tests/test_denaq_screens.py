@@ -21,7 +21,7 @@ def signed_in(denaq, staff):
 def test_each_role_lands_on_its_workspace_with_its_menu(signed_in):
     finder = signed_in("finder")
     assert finder.get("/").headers["location"] == "/denaq/leads"
-    assert {"/denaq/leads", "/clients/new", "/screening"} <= set(finder.menu())
+    assert {"/denaq/leads", "/denaq/leads/new", "/screening"} <= set(finder.menu())
     assert not {"/lists/deal", "/denaq/distribution", "/admin"} & set(finder.menu())
     agent = signed_in("anna")
     assert {"/boards/dealer", "/templates", "/calendar"} <= set(agent.menu())

@@ -212,9 +212,16 @@ def render(
 
 
 def redirect(
-    request: Request, path: str, message: str | None = None, kind: str = "ok", **query: Any
+    request: Request,
+    path: str,
+    message: str | None = None,
+    kind: str = "ok",
+    *,
+    link: tuple[str, str] | None = None,
+    **query: Any,
 ) -> Response:
-    """Redirect (303) to ``path``; ``message`` is shown on the next page.
+    """Redirect (303) to ``path``; ``message`` is shown on the next page, followed by
+    ``link`` (a path of this site and its text, both as given) when one is given.
 
     For htmx requests the redirect is an ``HX-Redirect`` header, so the whole page changes.
     """
@@ -228,9 +235,10 @@ def redirect(
     if message:
         with i18n.activate(request.state.locale):
             text = i18n.gettext(message)
-        request.app.state.signer.set(
-            response, FLASH_COOKIE, json.dumps([{"text": text, "kind": kind}]), max_age=60
-        )
+        flash = {"text": text, "kind": kind}
+        if link is not None:
+            flash.update(link=link[0], link_text=link[1])
+        request.app.state.signer.set(response, FLASH_COOKIE, json.dumps([flash]), max_age=60)
     return response
 
 

@@ -66,6 +66,15 @@ def crmkit_register_screens() -> list[Screen]:
             screens.leads,
             roles=(LEAD_CREATOR, "admin"),
         ),
+        # the core's new client form, titled as the lead creators' button that leads there
+        Screen(
+            "denaq_new_lead",
+            "/denaq/leads/new",
+            "New lead",
+            screens.new_lead,
+            permission=("party", "create"),
+            methods=("GET", "POST"),
+        ),
         Screen(
             "denaq_distribution",
             "/denaq/distribution",
@@ -84,7 +93,7 @@ def crmkit_register_screens() -> list[Screen]:
 def crmkit_register_menu_items() -> list[MenuItem]:
     return [
         MenuItem("My leads", "denaq_leads", roles=(LEAD_CREATOR,), order=5, icon="🔎"),
-        MenuItem("New lead", "/clients/new", roles=(LEAD_CREATOR,), order=6, icon="➕"),
+        MenuItem("New lead", "denaq_new_lead", roles=(LEAD_CREATOR,), order=6, icon="➕"),
         # the board is where dealers are moved on: for whoever may move them
         MenuItem(
             "Dealers board", "/boards/dealer", order=15, icon="▦", permission=("party", "move")

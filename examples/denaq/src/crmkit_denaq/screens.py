@@ -17,6 +17,7 @@ from crmkit.web import i18n
 from crmkit.web.api.params import text_param
 from crmkit.web.forms import id_list, optional_id
 from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.screens import card
 from crmkit.web.screens.reports import chart_json, period_links
 from crmkit_denaq.distribution import distribution, summary
 from crmkit_denaq.pipeline import NAME
@@ -45,6 +46,13 @@ def entered_by(unit: Any, user_id: int) -> int:
         )
         or 0
     )
+
+
+def new_lead(request: Request) -> Response:
+    """The core's new client form as the lead creator's "New lead": titled so, with "Save
+    and add another" for entering many leads in a row (back to an empty form, the saved
+    lead named and linked in the flash)."""
+    return card.new(request, title="New lead", another=True, saved="Lead saved: %(name)s")
 
 
 def leads(request: Request) -> Response:

@@ -262,8 +262,20 @@ def pin_note(request: Request) -> Response:
     return redirect(request, party_url(party_id) if party_id else "/")
 
 
-def new(request: Request) -> Response:
-    """Create a client: a form, then the card of the new client."""
+def new(
+    request: Request,
+    *,
+    title: str = "New client",
+    another: bool = False,
+    saved: str = "Client created: %(name)s",
+) -> Response:
+    """Create a client: a form, then the card of the new client.
+
+    A deployment's own screen may reuse the form: ``title`` (a message id) heads it as the
+    button that led there is named (denaq's "New lead"); ``another`` adds a "Save and add
+    another" button, which saves and comes back to an empty form at the same address with a
+    flash (``saved``, a message id taking ``%(name)s``) linking to the saved client.
+    """
     with work(request) as unit:
         unit.access.require("party", "create")
         definitions = unit.custom_fields.definitions("party")
@@ -272,7 +284,8 @@ def new(request: Request) -> Response:
             request,
             "client_form.html",
             {
-                "title": i18n.lazy("New client"),
+                "title": title,
+                "another": another,
                 "party": None,
                 "definitions": definitions,
                 # ?kind=person&organisation_id=7: a contact person of organisation 7
@@ -305,7 +318,8 @@ def new(request: Request) -> Response:
             request,
             "client_form.html",
             {
-                "title": i18n.lazy("New client"),
+                "title": title,
+                "another": another,
                 "party": None,
                 "definitions": definitions,
                 "values": data,
@@ -320,7 +334,8 @@ def new(request: Request) -> Response:
             request,
             "client_form.html",
             {
-                "title": i18n.lazy("New client"),
+                "title": title,
+                "another": another,
                 "party": None,
                 "definitions": definitions,
                 "values": data,
@@ -328,6 +343,11 @@ def new(request: Request) -> Response:
             },
             status=422,
         )
+    if another and data.get("another"):
+        with i18n.activate(request.state.locale):
+            text = i18n.gettext(saved) % {"name": party.name}
+            opens = i18n.gettext("Open")
+        return redirect(request, request.url.path, text, link=(party_url(party.id), opens))
     return redirect(request, party_url(party.id), "Client created.")
 
 
