@@ -52,7 +52,12 @@ def new_lead(request: Request) -> Response:
     """The core's new client form as the lead creator's "New lead": titled so, with "Save
     and add another" for entering many leads in a row (back to an empty form, the saved
     lead named and linked in the flash)."""
-    return card.new(request, title="New lead", another=True, saved="Lead saved: %(name)s")
+    return card.new(
+        request,
+        title=i18n.lazy("New lead"),
+        another=True,
+        saved=i18n.lazy("Lead saved: %(name)s"),
+    )
 
 
 def leads(request: Request) -> Response:

@@ -264,7 +264,7 @@ def time_in_stage_days(work: UnitOfWork, params: Mapping[str, Any]) -> ReportRes
         }
         for row in core.rows
     ]
-    label = "Average time, days"
+    label = i18n.lazy("Average time, days")
     return ReportResult(
         columns=[
             *(c for c in core.columns if c.key != "average_seconds"),

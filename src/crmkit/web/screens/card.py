@@ -262,12 +262,17 @@ def pin_note(request: Request) -> Response:
     return redirect(request, party_url(party_id) if party_id else "/")
 
 
+#: The new client form's heading, and the flash after "Save and add another" (message ids).
+NEW_CLIENT = i18n.lazy("New client")
+CLIENT_SAVED = i18n.lazy("Client created: %(name)s")
+
+
 def new(
     request: Request,
     *,
-    title: str = "New client",
+    title: str = NEW_CLIENT,
     another: bool = False,
-    saved: str = "Client created: %(name)s",
+    saved: str = CLIENT_SAVED,
 ) -> Response:
     """Create a client: a form, then the card of the new client.
 
