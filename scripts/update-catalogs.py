@@ -26,6 +26,7 @@ KEYWORDS = {
     "gettext": None,
     "ngettext": (1, 2),
     "lazy": None,
+    "Label": None,
     "redirect": (3,),
     "toast": (2,),
     "Screen": (3,),

@@ -17,6 +17,7 @@ import attrs
 from sqlalchemy import func, select
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import Label
 from crmkit.model import StageMove
 from crmkit.pipeline.definition import Pipeline
 from crmkit.reports import Column, ReportResult, share
@@ -301,7 +302,7 @@ def time_in_stage_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportR
             "labels": [r["label"] for r in rows],
             "datasets": [
                 {
-                    "label": "Average hours",
+                    "label": Label("Average hours"),
                     "data": [round((r["average_seconds"] or 0) / 3600, 1) for r in rows],
                 }
             ],
