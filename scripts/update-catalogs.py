@@ -4,7 +4,9 @@
 
 Literal messages come from the templates (``_("...")``) and the code (``gettext``, ``lazy``,
 ``redirect``/``toast`` messages, screen and menu titles); texts from registries (entity and
-stage labels, column names, kinds) come from :func:`crmkit.web.i18n.registry_messages`.
+stage labels, column names, kinds) come from :func:`crmkit.web.i18n.registry_messages`;
+each pipeline's stage titles are written a second time with the pipeline as ``msgctxt``
+(left empty, the plain translation shows; fill one where the grammar needs it).
 Existing translations are kept; new messages get an empty translation to fill in, and
 ``tests/web/test_catalogs.py`` fails until every Russian one is filled.
 """
@@ -18,6 +20,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from crmkit.testing import make_crm
+from crmkit.testing.catalogs import split_context
 from crmkit.web.i18n import LANGUAGES, LOCALE_DIR, registry_messages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +61,9 @@ def extracted() -> Catalog:
         template.add(message, None, [(filename, lineno)], auto_comments=comments)
     crm = make_crm()
     for text in sorted(registry_messages(crm)):
-        if text not in template:
-            template.add(text, None, [("registries", 0)])
+        context, msgid = split_context(text)
+        if template.get(msgid, context=context) is None:
+            template.add(msgid, None, [("registries", 0)], context=context)
     crm.close()
     return template
 
@@ -81,7 +85,7 @@ def main() -> None:
                     message.string = message.id
         with path.open("wb") as target:
             write_po(target, catalog, width=100, omit_header=False, ignore_obsolete=True)
-        missing = sum(1 for m in catalog if m.id and not m.string)
+        missing = sum(1 for m in catalog if m.id and not m.string and not m.context)
         print(f"{language}: {len(catalog)} messages, {missing} untranslated")
 
 

@@ -24,6 +24,55 @@ class Label(str):
     __slots__ = ()
 
 
+#: What separates a message's context from its id in a catalog's key (gettext's own).
+CONTEXT_SEPARATOR = "\x04"
+
+
+def stage_context(pipeline: str) -> str:
+    """The message context of a pipeline's stage titles: the pipeline's name.
+
+    One English title (``New``) reads differently by what the stage belongs to (a deal is
+    «Новая», a car service's order «Новый»), so each pipeline's titles are looked up in its
+    own context first and then as plain messages (see :func:`pgettext`).
+    """
+    return pipeline
+
+
+def contexted(context: str, text: str) -> str:
+    """The catalog key of ``text`` in ``context`` (``context\\x04text``)."""
+    return f"{context}{CONTEXT_SEPARATOR}{text}" if context else text
+
+
+def pgettext(gettext: Callable[[str], str], context: str, text: str) -> str:
+    """``text`` translated in ``context`` when the catalogs have it there, else plainly.
+
+    ``gettext`` is any plain lookup (a catalog's, a locale's): a contexted message is kept
+    under its :func:`contexted` key, which an untranslated lookup gives back unchanged.
+    """
+    if not text:
+        return text
+    if context:
+        key = contexted(context, text)
+        found = gettext(key)
+        if found != key and CONTEXT_SEPARATOR not in found:
+            return found
+    return gettext(text)
+
+
+class StageLabel(Label):
+    """A label parameter that is a pipeline's stage title, translated in its context."""
+
+    context: str
+
+    def __new__(cls, title: str, context: str = "") -> StageLabel:
+        label = super().__new__(cls, title)
+        label.context = context
+        return label
+
+    def __reduce__(self) -> Any:
+        return (StageLabel, (str(self), self.context))
+
+
 class Labels(tuple):  # type: ignore[type-arg]
     """A message parameter listing translatable labels, shown joined by commas."""
 
@@ -124,12 +173,16 @@ _KINDS = {Label: "label", Labels: "labels", Amount: "amount", Moment: "moment"}
 
 
 def _kind_of(value: Any) -> str | None:
+    if isinstance(value, StageLabel):
+        return "stage"
     if isinstance(value, Message):
         return "message"  # a reason inside a message (a refusal's)
     return _KINDS.get(type(value))
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, StageLabel):
+        return {"title": str(value), "context": value.context}
     if isinstance(value, Message):
         return value.as_json()
     if isinstance(value, Labels):
@@ -146,6 +199,8 @@ def _revived(value: Any, kind: str | None) -> Any:
         return Message.from_json(value)
     if kind == "label":
         return Label(value)
+    if kind == "stage":
+        return StageLabel(value["title"], value.get("context") or "")
     if kind == "labels":
         return Labels(value)
     if kind == "amount":
@@ -161,6 +216,8 @@ def _translated(
     zone: dt.tzinfo | None,
     money: MoneyFormat | None = None,
 ) -> Any:
+    if isinstance(value, StageLabel):
+        return pgettext(gettext, value.context, str(value))
     if isinstance(value, Label):
         return gettext(value)
     if isinstance(value, Labels):

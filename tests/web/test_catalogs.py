@@ -24,7 +24,8 @@ def _extracted():
 
 def test_every_message_is_translated_in_every_language():
     template = _extracted()
-    wanted = {m.id for m in template if m.id}
+    # a stage title in its pipeline's context (msgctxt) may stay empty: the plain one shows
+    wanted = {m.id for m in template if m.id and not m.context}
     assert len(wanted) > 300
     for language in LANGUAGES:
         with (LOCALE_DIR / language / "LC_MESSAGES" / "messages.po").open("rb") as source:

@@ -15,6 +15,7 @@ from crmkit_finance import finance
 
 from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied
+from crmkit.i18n import pgettext
 from crmkit.model import Party
 from crmkit.testing.web import WebClient
 
@@ -346,7 +347,8 @@ async def test_russian_pages_say_titles_stages_and_roles_in_russian(station):
     assert moved.status_code == 303, moved.text
     page = await manager.get(f"/records/finance_order/{order.id}")
     history = _text(page).split(ru("Stage history"), 1)[1]
-    assert f"{ru('New')} → {ru('Diagnostics')}" in history
+    new = pgettext(ru, "carservice_order", "New")  # an order's stage, in its pipeline's words
+    assert f"{new} → {ru('Diagnostics')}" in history
     assert "new → diagnostics" not in history and "→ new" not in history
     version = re.search(r'name="version" value="(\d+)"', page.text)[1]
     refused = await worker.post(

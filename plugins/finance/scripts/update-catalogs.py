@@ -8,7 +8,9 @@ Messages come from the plugin's templates and screens (``_``, ``gettext``, ``red
 ``crmkit.i18n.message``), its reports (labels, column headers, what a report ``guard``
 names), texts marked ``crmkit.i18n.Label("...")`` (the system accounts' names, a report's
 fixed cells and chart labels) and its registries (entity, stage and field names).
-Messages the core's catalogs already translate are left to them.
+Messages the core's catalogs already translate are left to them.  Each of the plugin's
+pipelines' stage titles is written a second time with the pipeline as ``msgctxt`` (left
+empty, the plain translation shows; fill one where the grammar needs it).
 ``tests/test_finance_catalogs.py`` fails until every Russian one is filled in.
 """
 
@@ -21,6 +23,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from crmkit.testing import make_crm
+from crmkit.testing.catalogs import split_context
 from crmkit.web.i18n import LANGUAGES, LOCALE_DIR, registry_messages
 
 PLUGIN = Path(__file__).resolve().parents[1] / "src" / "crmkit_finance"
@@ -91,8 +94,11 @@ def extracted() -> Catalog:
     core = make_crm()
     with_finance = make_crm(plugins=[plugin])
     for text in sorted(registry_messages(with_finance) - registry_messages(core)):
-        if text not in known and text not in template:
-            template.add(text, None, [("registries", 0)])
+        context, msgid = split_context(text)
+        if context is None and text in known:
+            continue
+        if template.get(msgid, context=context) is None:
+            template.add(msgid, None, [("registries", 0)], context=context)
     core.close()
     with_finance.close()
     return template
@@ -115,7 +121,7 @@ def main() -> None:
                     message.string = message.id
         with path.open("wb") as target:
             write_po(target, catalog, width=100, omit_header=False, ignore_obsolete=True)
-        missing = sum(1 for m in catalog if m.id and not m.string)
+        missing = sum(1 for m in catalog if m.id and not m.string and not m.context)
         print(f"{language}: {len(catalog)} messages, {missing} untranslated")
 
 

@@ -26,7 +26,8 @@ def _extracted():
 
 
 def test_every_message_is_translated_in_every_language():
-    wanted = {m.id for m in _extracted() if m.id}
+    # a stage title in its pipeline's context (msgctxt) may stay empty: the plain one shows
+    wanted = {m.id for m in _extracted() if m.id and not m.context}
     assert len(wanted) > 200
     for language in LANGUAGES:
         with (LOCALE / language / "LC_MESSAGES" / "messages.po").open("rb") as source:

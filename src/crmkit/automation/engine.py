@@ -432,8 +432,8 @@ def _act(
         target = str(params["to"])
         work.moves.move(record, target, comment=ASSISTANT_COMMENT + (rule.label or rule.name))
         pipeline = work.crm.pipelines.get(getattr(record, "pipeline", None))
-        title = pipeline.stage_title(target) if pipeline is not None else target
-        return message("moved to “{stage}”", stage=Label(title))
+        stage = pipeline.stage_label(target) if pipeline is not None else Label(target)
+        return message("moved to “{stage}”", stage=stage)
     if kind == "assign":
         user_id = _one_user(work, params["user"], record)
         field = "assignee_id" if hasattr(record, "assignee_id") else "owner_id"

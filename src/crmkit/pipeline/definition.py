@@ -207,6 +207,20 @@ class Pipeline:
         """A stage's title; one the pipeline no longer declares (removed) is its name."""
         return self._by_name[name].title if name in self._by_name else name
 
+    @property
+    def stage_context(self) -> str:
+        """The message context its stage titles are translated in (its name)."""
+        from crmkit.i18n import stage_context
+
+        return stage_context(self.name)
+
+    def stage_label(self, name: str) -> Any:
+        """A stage's title as a message parameter, translated in :attr:`stage_context`
+        (a :class:`crmkit.i18n.StageLabel`)."""
+        from crmkit.i18n import StageLabel
+
+        return StageLabel(self.stage_title(name), self.stage_context)
+
     def has_stage(self, name: str) -> bool:
         """Whether ``name`` is one of the stages."""
         return name in self._by_name

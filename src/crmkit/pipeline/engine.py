@@ -211,15 +211,15 @@ def who_may_not(
         return message(
             "only {roles} may move to “{target}”",
             roles=_role_titles(work, transition.roles),
-            target=Label(target.title),
+            target=pipeline.stage_label(target.name),
         )
     action = transition.permission
     if not action:
         return None
     access = work.access
     params = {
-        "source": Label(pipeline.stage_title(record.stage) if record.stage else "—"),
-        "target": Label(target.title),
+        "source": pipeline.stage_label(record.stage) if record.stage else Label("—"),
+        "target": pipeline.stage_label(target.name),
         "permission": Label(action),
         "entity": Label(entity.label_plural or entity.label or entity.name),
     }
@@ -249,16 +249,18 @@ def check_move(move: MoveContext) -> None:
     """Raise :class:`MoveRefused` with every reason this move may not happen."""
     pipeline, target = move.pipeline, move.target
     if move.source == target.name:
-        raise MoveRefused([message("already in stage “{stage}”", stage=Label(target.title))])
+        raise MoveRefused(
+            [message("already in stage “{stage}”", stage=pipeline.stage_label(target.name))]
+        )
     transition = move.transition
     if transition is None:
-        source = pipeline.stage_title(move.source) if move.source else "—"
+        source = pipeline.stage_label(move.source) if move.source else Label("—")
         raise MoveRefused(
             [
                 message(
                     "no move from “{source}” to “{target}” in {pipeline}",
-                    source=Label(source),
-                    target=Label(target.title),
+                    source=source,
+                    target=pipeline.stage_label(target.name),
                     pipeline=Label(pipeline.title),
                 )
             ]

@@ -122,7 +122,7 @@ def funnel(
         steps.append(
             FunnelStep(
                 stage=stage.name,
-                label=stage.title,
+                label=pipeline.stage_label(stage.name),
                 kind=stage.kind.value,
                 entered=entered,
                 moved_back=int(rows.get((stage.name, True), 0)),
@@ -158,7 +158,7 @@ def time_in_stage(
     return [
         {
             "stage": s.name,
-            "label": s.title,
+            "label": pipeline.stage_label(s.name),
             "left": int(rows.get(s.name, (0, None))[0]),
             "average_seconds": None
             if rows.get(s.name, (0, None))[1] is None

@@ -203,8 +203,8 @@ class MoveService:
                 "this change takes the record out of {pipeline}, but it is in “{stage}”: "
                 "move it back to “{first}” first",
                 pipeline=Label(current.title),
-                stage=Label(current.stage_title(record.stage)),
-                first=Label(current.initial_stage.title),
+                stage=current.stage_label(record.stage),
+                first=current.stage_label(current.initial_stage.name),
             )
             raise ValidationFailed({field: [refusal]}, entity=entity.name)
         before = (record.pipeline, record.stage)
@@ -353,7 +353,7 @@ class MoveService:
                     "changing {fields} is an edit, not part of the move to “{stage}”: it takes "
                     "the permission to edit the record",
                     fields=Labels(Label(name.removeprefix("custom.")) for name in unasked),
-                    stage=Label(move.target.title),
+                    stage=move.pipeline.stage_label(move.target.name),
                 ),
             ) from None
 

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from crmkit import events
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import Label, Message, MoneyFormat
+from crmkit.i18n import Message, MoneyFormat
 from crmkit.model import Activity, Mention, Party, User
 from crmkit.services.limits import refuse_long_texts
 from crmkit.services.paging import Page, after_clause, decode_cursor, encode_cursor, parse_order
@@ -131,12 +131,10 @@ def shown_body(
 
 def stage_move_subject(pipeline: Any, source: str | None, target: str) -> Message:
     """``New → In work``: a move's timeline subject, the stages by their titles."""
-    to = Label(pipeline.stage_title(target))
+    to = pipeline.stage_label(target)
     if not source:
         return Message("{target}", {"target": to})  # placed in its first stage
-    return Message(
-        "{source} → {target}", {"source": Label(pipeline.stage_title(source)), "target": to}
-    )
+    return Message("{source} → {target}", {"source": pipeline.stage_label(source), "target": to})
 
 
 def mentioned_usernames(text: str) -> list[str]:

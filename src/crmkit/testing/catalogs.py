@@ -12,6 +12,12 @@ and the labels it adds to the registries (entities, roles, pipelines, stages, me
 
 Texts the core's catalog (or the ``base`` application's plugins) already translate are left
 out, so a plugin's catalog holds only its own.
+
+A pipeline's stage titles are wanted twice: plainly and in the pipeline's message context
+(``msgctxt``, :func:`crmkit.i18n.stage_context`), written as ``context\\x04title`` in the
+sets below and as a ``msgctxt`` entry in the ``.po`` files.  The contexted entry may stay
+empty (the plain translation is shown); fill it where the language needs another form
+(``carservice_order`` / ``New`` → «Новый» beside the deals' «Новая»).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
+from crmkit.i18n import CONTEXT_SEPARATOR, contexted
 from crmkit.web.i18n import LANGUAGES, LOCALE_DIR, registry_messages
 
 KEYWORDS = {
@@ -57,7 +64,15 @@ def _translated(path: Path, language: str) -> dict[str, str]:
         return {}
     with path.open("rb") as source:
         catalog = read_po(source, locale=language)
-    return {str(m.id): str(m.string) for m in catalog if m.id and m.string}
+    return {
+        contexted(m.context or "", str(m.id)): str(m.string) for m in catalog if m.id and m.string
+    }
+
+
+def split_context(text: str) -> tuple[str | None, str]:
+    """``(context, msgid)`` of a wanted text (``None`` for a plain one)."""
+    context, separator, msgid = text.rpartition(CONTEXT_SEPARATOR)
+    return (context, msgid) if separator else (None, text)
 
 
 def _catalog_path(package_dir: Path, language: str) -> Path:
@@ -76,7 +91,14 @@ def missing_translations(
     """Texts of the package shown untranslated in ``language`` (core catalog included)."""
     have = _translated(LOCALE_DIR / language / "LC_MESSAGES" / "messages.po", language)
     have.update(_translated(_catalog_path(package_dir, language), language))
-    return sorted(wanted_messages(package_dir, crm, base) - set(have))
+    missing = wanted_messages(package_dir, crm, base) - set(have)
+    # a stage title in its pipeline's context may stay untranslated: the plain one shows
+    # (translated here, or by a catalog of ``base``); it is missing only when that one is
+    return sorted(
+        text
+        for text in missing
+        if split_context(text)[0] is None or split_context(text)[1] in missing
+    )
 
 
 def update_catalogs(package_dir: Path, crm: Any, *, base: Any = None) -> dict[str, int]:
@@ -92,10 +114,11 @@ def update_catalogs(package_dir: Path, crm: Any, *, base: Any = None) -> dict[st
         known = _translated(path, language)
         catalog = Catalog(locale=language, project=package_dir.name, fuzzy=False)
         for text in sorted(wanted_messages(package_dir, crm, base) - set(core)):
-            string = known.get(text) or (text if language == "en" else "")
-            catalog.add(text, string)
+            context, msgid = split_context(text)
+            string = known.get(text) or (msgid if language == "en" else "")
+            catalog.add(msgid, string, context=context)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as target:
             write_po(target, catalog, width=100, omit_header=False)
-        result[language] = sum(1 for m in catalog if m.id and not m.string)
+        result[language] = sum(1 for m in catalog if m.id and not m.string and not m.context)
     return result

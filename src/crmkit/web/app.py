@@ -83,6 +83,7 @@ def make_templates(crm: Any) -> jinja2.Environment:
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["static"] = static_url
+    env.globals["stage_label"] = i18n.stage_title
     env.globals["entry_subject"] = lambda entry: _entry_text(crm, entry, subject=True)
     env.globals["entry_body"] = lambda entry: _entry_text(crm, entry, subject=False)
     env.globals["entry_kind"] = lambda entry: _kind_label(crm, entry.kind)

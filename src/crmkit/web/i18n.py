@@ -30,7 +30,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from crmkit.i18n import Message
+from crmkit.i18n import Message, contexted
+from crmkit.i18n import pgettext as _pgettext
 
 #: Languages of the reference UI.
 LANGUAGES = {"ru": "Русский", "en": "English"}
@@ -121,6 +122,10 @@ class Locale:
         if not message:
             return message
         return self.translations.gettext(message)
+
+    def pgettext(self, context: str, message: str) -> str:
+        """The translation of ``message`` in ``context`` (``msgctxt``), else its plain one."""
+        return _pgettext(self.gettext, context, message)
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         """The translation of a message with a count."""
@@ -215,6 +220,25 @@ def gettext(message: str) -> str:
     """Translate ``message`` into the current request's language."""
     locale = _current.get()
     return locale.gettext(message) if locale else message
+
+
+def pgettext(context: str, message: str) -> str:
+    """Translate ``message`` in ``context`` (its plain translation when the catalogs have
+    none in that context) into the current request's language."""
+    locale = _current.get()
+    return locale.pgettext(context, message) if locale else message
+
+
+def stage_title(pipeline: Any, stage: Any) -> str:
+    """A stage's title in the current language, translated in its pipeline's context
+    (``stage`` is a :class:`~crmkit.pipeline.Stage` or a stage's name; a name the pipeline
+    no longer has, or no pipeline, shows as it is)."""
+    if pipeline is None:
+        return str(getattr(stage, "title", stage) or "")
+    name = getattr(stage, "name", stage)
+    if not name:
+        return ""
+    return pgettext(pipeline.stage_context, pipeline.stage_title(name))
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
@@ -377,6 +401,9 @@ def registry_messages(crm: Any) -> set[str]:
     for pipeline in crm.pipelines.values():
         texts.add(pipeline.title)
         texts |= {stage.title for stage in pipeline.stages}
+        # each pipeline's titles in its own context too (``msgctxt``), for a language whose
+        # words agree with what the stage belongs to (a deal «Новая», an order «Новый»)
+        texts |= {contexted(pipeline.stage_context, s.title) for s in pipeline.stages}
 
     for item in crm.menu_items:
         texts.add(item.label)

@@ -63,7 +63,7 @@ def desk(request: Request) -> Response:
         pipeline = pipelines.get(order.pipeline)
         if pipeline is None or not pipeline.has_stage(order.stage):
             return str(order.stage)
-        return pipeline.stage(order.stage).title
+        return i18n.stage_title(pipeline, order.stage)  # in the pipeline's context
 
     return render(
         request,

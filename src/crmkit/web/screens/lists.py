@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import MoveRefused, NotFound, ValidationFailed
-from crmkit.i18n import translate
+from crmkit.i18n import stage_context, translate
 from crmkit.schemas.output import public_columns
 from crmkit.web import i18n
 from crmkit.web.api.params import ListQuery, list_refusal, parse_list_query
@@ -163,7 +163,7 @@ def filter_inputs(
             options = [
                 (
                     s.name,
-                    f"{gettext(s.title)}"
+                    f"{i18n.pgettext(p.stage_context, s.title)}"
                     + (f" ({gettext(p.title)})" if len(pipelines) > 1 else ""),
                 )
                 for p in pipelines
@@ -353,8 +353,11 @@ def format_value(
         party = parties.get(value)
         return Cell(party.name, party_url(value)) if party else Cell("")
     if column == "stage":
-        title = stage_titles.get((getattr(record, "pipeline", None) or "", value), value)
-        return Cell(i18n.gettext(title), css="stage")
+        pipeline = getattr(record, "pipeline", None) or ""
+        title = stage_titles.get((pipeline, value), value)
+        # a title the pipeline declares reads in its context (an order «Новый», a deal «Новая»)
+        context = stage_context(pipeline) if (pipeline, value) in stage_titles else ""
+        return Cell(i18n.pgettext(context, title), css="stage")
     if column == "pipeline":
         return Cell(i18n.gettext(stage_titles.get((value, ""), value)))
     if isinstance(value, dt.datetime):
@@ -468,7 +471,7 @@ def list_page(request: Request) -> Response:
             for a in ("create", "assign", "update", "move", "export")
         }
     sortable = set(service.sort_columns())
-    stages = [s for p in crm.pipelines_for(entity.name) for s in p.stages]
+    stages = [(p, s) for p in crm.pipelines_for(entity.name) for s in p.stages]
     return render(
         request,
         "list.html",

@@ -86,9 +86,9 @@ def record_page(request: Request) -> Response:
             ]
         pipelined = bool(getattr(record, "pipeline", None))
         options = unit.moves.options(record, entity=entity.name) if pipelined else []
-        history = (
-            stage_history(crm, unit.moves.history(record, entity=entity.name)) if pipelined else []
-        )
+        with i18n.activate(locale):
+            moves = unit.moves.history(record, entity=entity.name) if pipelined else []
+            history = stage_history(crm, moves) if pipelined else []
         party_id = service.party_id_of(record)
         if party_id and party_id not in parties and not unit.parties.find_many([party_id]):
             party_id = None  # no button to a client card the reader may not open
@@ -126,9 +126,10 @@ def record_page(request: Request) -> Response:
 
 
 def stage_history(crm: Any, moves: list[Any]) -> list[dict[str, Any]]:
-    """The stage moves of a record as the page shows them: stage titles (the template
-    translates them, as the board does) instead of codes; a move the automation assistant
-    made is signed by it, its stored comment ``assistant: <rule>`` showing the rule alone."""
+    """The stage moves of a record as the page shows them: stage titles (translated in
+    their pipeline's context, in the active language) instead of codes; a move the
+    automation assistant made is signed by it, its stored comment ``assistant: <rule>``
+    showing the rule alone."""
     rows = []
     for move in moves:
         pipeline = crm.pipelines.get(move.pipeline)
@@ -136,7 +137,10 @@ def stage_history(crm: Any, moves: list[Any]) -> list[dict[str, Any]]:
         def title(stage: str | None, pipeline: Any = pipeline) -> str | None:
             if not stage:
                 return None
-            return pipeline.stage_title(stage) if pipeline is not None else stage
+            if pipeline is None or not pipeline.has_stage(stage):
+                return stage
+            # translated here, in the pipeline's context (the template's ``_`` keeps it)
+            return i18n.pgettext(pipeline.stage_context, pipeline.stage_title(stage))
 
         comment = move.comment or ""
         by_assistant = move.actor_id is None and comment.startswith(ASSISTANT_COMMENT)

@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from crmkit.clock import utcnow
 from crmkit.errors import PermissionDenied, ValidationFailed
+from crmkit.i18n import StageLabel
 from crmkit.reports import Column, Report, ReportResult, export, export_formats, period_shortcuts
 from crmkit.web import i18n
 from crmkit.web.concurrency import long_running
@@ -136,7 +137,7 @@ def _cell(locale: i18n.Locale, value: Any, kind: str) -> str:
         return locale.number(value)
     if kind == "date":
         return locale.date(value)
-    return i18n.gettext(str(value)) if isinstance(value, str) else str(value)
+    return _translated_text(value) if isinstance(value, str) else str(value)
 
 
 def percent(locale: i18n.Locale, fraction: Decimal | float) -> str:
@@ -172,7 +173,9 @@ def duration(locale: i18n.Locale, seconds: Decimal | float) -> str:
 
 def _translated_text(value: Any) -> Any:
     """A report's text in the current language, as its table cells show it (other values
-    as they are)."""
+    as they are); a stage's title in its pipeline's context."""
+    if isinstance(value, StageLabel):
+        return i18n.pgettext(value.context, str(value))
     return i18n.gettext(value) if isinstance(value, str) else value
 
 
@@ -191,7 +194,7 @@ def chart_json(chart: Any) -> str | None:
         chart = {
             "type": chart.get("type", "bar"),
             "data": {
-                "labels": [_(str(label)) for label in chart.get("labels", [])],
+                "labels": [_translated_text(label) for label in chart.get("labels", [])],
                 "datasets": [{**d, "label": _(str(d.get("label", "")))} for d in chart["datasets"]],
             },
             "options": chart.get("options", {}),
