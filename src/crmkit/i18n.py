@@ -132,6 +132,27 @@ MoneyFormat = Callable[[Decimal, str], str]
 
 
 @attrs.frozen
+class Number:
+    """A message parameter that is a number (a limit: ``at most 9999999``).
+
+    ``str()`` is the plain ``9999999``; a reader that writes numbers its own way (the web UI:
+    Babel, ``9 999 999`` in Russian) passes its formatter to :meth:`Message.translate`.
+    """
+
+    value: Decimal | int
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+#: How a reader formats a :class:`Number`: ``number(value)``.
+NumberFormat = Callable[[Any], str]
+
+
+@attrs.frozen
 class Message:
     """An English template (``str.format`` style) with its parameters."""
 
@@ -146,11 +167,13 @@ class Message:
         gettext: Callable[[str], str],
         zone: dt.tzinfo | None = None,
         money: MoneyFormat | None = None,
+        number: NumberFormat | None = None,
     ) -> str:
         """The message in the language of ``gettext`` (labels among parameters included),
         its moments in ``zone`` (as given when ``None``), its amounts formatted by ``money``
-        (plain ``10700.00 RUB`` when ``None``)."""
-        params = {k: _translated(v, gettext, zone, money) for k, v in self.params.items()}
+        (plain ``10700.00 RUB`` when ``None``), its numbers by ``number`` (plain when
+        ``None``)."""
+        params = {k: _translated(v, gettext, zone, money, number) for k, v in self.params.items()}
         return gettext(self.template).format(**params)
 
     def as_json(self) -> dict[str, Any]:
@@ -169,7 +192,13 @@ class Message:
 
 
 #: parameters that are labels or amounts, by their type (their kind in :meth:`as_json`)
-_KINDS = {Label: "label", Labels: "labels", Amount: "amount", Moment: "moment"}
+_KINDS = {
+    Label: "label",
+    Labels: "labels",
+    Amount: "amount",
+    Moment: "moment",
+    Number: "number",
+}
 
 
 def _kind_of(value: Any) -> str | None:
@@ -191,6 +220,8 @@ def _plain(value: Any) -> Any:
         return {"amount": str(value.value), "currency": value.currency}
     if isinstance(value, Moment):
         return value.value.isoformat()
+    if isinstance(value, Number):
+        return str(value.value)
     return value
 
 
@@ -207,6 +238,8 @@ def _revived(value: Any, kind: str | None) -> Any:
         return Amount(value["amount"], value.get("currency") or "")
     if kind == "moment":
         return Moment(dt.datetime.fromisoformat(value))
+    if kind == "number":
+        return Number(Decimal(value))
     return value
 
 
@@ -215,6 +248,7 @@ def _translated(
     gettext: Callable[[str], str],
     zone: dt.tzinfo | None,
     money: MoneyFormat | None = None,
+    number: NumberFormat | None = None,
 ) -> Any:
     if isinstance(value, StageLabel):
         return pgettext(gettext, value.context, str(value))
@@ -226,8 +260,10 @@ def _translated(
         return value.shown(zone)
     if isinstance(value, Amount):
         return money(value.value, value.currency) if money else str(value)
+    if isinstance(value, Number):
+        return number(value.value) if number else str(value)
     if isinstance(value, Message):  # a reason inside a refusal: translated in its turn
-        return value.translate(gettext, zone, money)
+        return value.translate(gettext, zone, money, number)
     return value
 
 
@@ -241,7 +277,10 @@ def translate(
     gettext: Callable[[str], str],
     zone: dt.tzinfo | None = None,
     money: MoneyFormat | None = None,
+    number: NumberFormat | None = None,
 ) -> str:
     """Translate a plain text or a :class:`Message` with ``gettext`` (moments in ``zone``,
-    amounts formatted by ``money``)."""
-    return text.translate(gettext, zone, money) if isinstance(text, Message) else gettext(text)
+    amounts formatted by ``money``, numbers by ``number``)."""
+    if isinstance(text, Message):
+        return text.translate(gettext, zone, money, number)
+    return gettext(text)

@@ -340,10 +340,12 @@ def _flatten(messages: Any, zone: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v, zone)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m, zone) for m in messages)
+    locale = i18n.current()  # numbers (a limit) in the reader's way: 9 999 999 in Russian
     return translate(
         messages if isinstance(messages, Message) else i18n.validation_message(str(messages)),
         i18n.gettext,
         zone,
+        number=locale.number if locale else None,
     )
 
 

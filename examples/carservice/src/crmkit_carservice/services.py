@@ -31,7 +31,7 @@ from sqlalchemy import case, func, or_, select
 from crmkit.access.policy import load_scopes, scope_in
 from crmkit.access.rules import Scope
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Number, message
 from crmkit.identity import plate_key
 from crmkit.model import Party, User
 from crmkit.schemas import MAX_ID, StrictSchema
@@ -137,7 +137,7 @@ def mileage_value(value: Any) -> int | None:
                 "mileage": [
                     message(
                         "a whole number of kilometres from 0 to {most}, not {value}",
-                        most=MOST_MILEAGE,
+                        most=Number(MOST_MILEAGE),
                         value=str(value),
                     )
                 ]
