@@ -150,7 +150,8 @@ def new_item(request: Request) -> Response:
         "kind": str(data.get("kind") or "goods"),
         "category_id": optional_id(data.get("category_id"), "category_id"),
         "price": str(data.get("price") or "0").replace(" ", "").replace(",", "."),
-        "unit": str(data.get("unit") or "pcs"),
+        # no unit typed: the reader's word for pieces (шт. in Russian), as the form offers
+        "unit": str(data.get("unit") or request.state.locale.gettext("pcs")),
         "sku": str(data.get("sku") or "") or None,
         "track_stock": bool(data.get("track_stock")),
     }
