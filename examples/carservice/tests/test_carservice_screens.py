@@ -533,8 +533,13 @@ async def test_a_path_id_past_an_id_column_is_a_404_on_the_car_service_pages(sta
     paths = [
         (method, path) for method, path in id_paths(client.app) if path.startswith("/service/")
     ]
-    assert paths == [("POST", f"/service/orders/{'9' * 25}/assign")]
-    assert (await client.post(paths[0][1], {"assignee_id": "1"})).status_code == 404
+    assert sorted(paths) == [
+        ("GET", f"/service/orders/{'9' * 25}/print"),
+        ("POST", f"/service/orders/{'9' * 25}/assign"),
+    ]
+    assert (await client.get(f"/service/orders/{'9' * 25}/print")).status_code == 404
+    assign = f"/service/orders/{'9' * 25}/assign"
+    assert (await client.post(assign, {"assignee_id": "1"})).status_code == 404
 
 
 async def test_an_intakes_note_is_capped_at_20000_characters_and_nothing_is_taken(station):

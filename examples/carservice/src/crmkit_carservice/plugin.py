@@ -144,6 +144,14 @@ def crmkit_register_screens() -> list[Screen]:
             permission=ASSIGN_ORDERS,
             methods=("POST",),
         ),
+        # the printable work order: whoever may read the order (its scope decides which)
+        Screen(
+            "carservice-work-order",
+            "/service/orders/{order_id:id}/print",
+            "Work order",
+            screens.work_order,
+            permission=("finance_order", "read"),
+        ),
         # the worker's start screen: by role
         Screen("carservice-my", "/service/my", "My orders", screens.my_orders, roles=("worker",)),
         Screen(

@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit_finance import finance
+from crmkit_finance.model import FinanceLocation
 from crmkit_finance.services.forms import new_form_token
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.clock import utcnow
-from crmkit.errors import DuplicatesFound, ValidationFailed
+from crmkit.errors import DuplicatesFound, PermissionDenied, ValidationFailed
 from crmkit.web import i18n
 from crmkit.web.forms import as_id, optional_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -195,6 +196,61 @@ def order_panel(unit: Any, order: Any) -> dict[str, Any]:
         "workers": desk_.workers() if office else [],
         "office": office,
     }
+
+
+def _phone(party: Any) -> str:
+    """The client's phone: the primary one, else the first."""
+    phones = [c for c in party.contact_points if c.kind == "phone"]
+    phones.sort(key=lambda c: not c.is_primary)
+    return phones[0].value if phones else ""
+
+
+def work_order(request: Request) -> Response:
+    """The printable work order (*заказ-наряд*) of an order the reader may read: the branch,
+    number and date, client, car, lines and totals, performers, lines to sign.  An order
+    the reader may not read is not found (404), as on its record page."""
+    order_id = int(request.path_params["order_id"])
+    with work(request) as unit:
+        fin = finance(unit)
+        order = unit.records("finance_order").get(order_id)  # the reader's scope: 404
+        view = carservice(unit).views([order])[0]
+        lines = fin.orders.lines(order)
+        removed = {ln.reverses_line_id for ln in lines if ln.reverses_line_id}
+        # what the car was left for: lines taken back (and their negative twins) are not
+        lines = [ln for ln in lines if ln.id not in removed and not ln.reverses_line_id]
+        totals = fin.orders.totals(order)
+        location = (
+            unit.session.get(FinanceLocation, order.location_id) if order.location_id else None
+        )
+        # the phone is the client card's: shown to those who may read the client
+        try:
+            party = unit.parties.find(order.party_id)
+        except PermissionDenied:  # a worker: the client's name is on the order, not the card
+            party = None
+        phone = _phone(party) if party is not None else ""
+        people = {u.id: u for u in unit.users.list()}
+        performer_ids = [ln.performer_id for ln in lines if ln.performer_id]
+        if order.assignee_id:
+            performer_ids.insert(0, order.assignee_id)
+        performers = [people[i] for i in dict.fromkeys(performer_ids) if i in people]
+        manager = people.get(order.owner_id) if order.owner_id else None
+    return render(
+        request,
+        "carservice/work_order.html",
+        {
+            "title": i18n.lazy("Work order"),
+            "order": order,
+            "view": view,
+            "works": [ln for ln in lines if ln.kind != "goods"],
+            "parts": [ln for ln in lines if ln.kind == "goods"],
+            "totals": totals,
+            "location": location,
+            "phone": phone,
+            "performers": performers,
+            "manager": manager,
+            "people": people,
+        },
+    )
 
 
 def client_panel(unit: Any, party: Any) -> dict[str, Any] | None:
