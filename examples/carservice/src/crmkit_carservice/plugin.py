@@ -226,3 +226,19 @@ def crmkit_register_automations() -> list[Any]:
     from crmkit_carservice.automations import rules
 
     return rules()
+
+
+@hookimpl(optionalhook=True)
+def crmkit_finance_found_orders(work: Any, orders: list[Any]) -> dict[int, str]:
+    """The cash desk's found orders (finance plugin's optional hook): each one's car, plate
+    first, for a cashier who reads cars (the plate is what finds them)."""
+    from crmkit_carservice.services import carservice
+
+    if not work.access.can("carservice_car", "read"):
+        return {}
+    notes = {}
+    for view in carservice(work).views(orders):
+        if view.car is not None:
+            car = view.car
+            notes[view.order.id] = " ".join(p for p in (car.plate, car.make, car.model) if p)
+    return notes

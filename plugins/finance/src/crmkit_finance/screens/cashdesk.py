@@ -80,6 +80,39 @@ def _found_orders(fin: Any, text: str) -> list[dict[str, Any]]:
     ]
 
 
+#: The optional hook through which another plugin tells something of each found order
+#: (the car service: the car and its plate); see docs/guide/finance.md.
+FOUND_ORDER_HOOK = "crmkit_finance_found_orders"
+
+
+def _found_notes(crm: Any, unit: Any, orders: list[Any]) -> dict[int, list[str]]:
+    """What plugins tell of the found orders (``crmkit_finance_found_orders``), by order id.
+
+    The hook is optional (declared by no spec: its implementations are marked
+    ``optionalhook``), so a plugin adds a line under each found order without the cash desk
+    knowing what it is."""
+    hook = getattr(crm.pm.hook, FOUND_ORDER_HOOK, None)
+    notes: dict[int, list[str]] = {}
+    if hook is None or not orders:
+        return notes
+    for answer in hook(work=unit, orders=orders):
+        for order_id, text in (answer or {}).items():
+            if text:
+                notes.setdefault(order_id, []).append(str(text))
+    return notes
+
+
+def _searched_labels(unit: Any) -> list[str]:
+    """The labels of the fields an order search also looks in for this actor (a
+    deployment's searched filter fields, such as the car service's plate)."""
+    may = unit.access.can
+    return [
+        field.label or name
+        for name, field in unit.crm.filter_fields_for("finance_order").items()
+        if field.searched and (field.permission is None or may(*field.permission))
+    ]
+
+
 def cashdesk(request: Request) -> Response:
     """One desk: its shift, the payment form for a found order, the shift's payments."""
     desk_id = optional_id(request.query_params.get("desk"), "desk")
@@ -101,6 +134,7 @@ def cashdesk(request: Request) -> Response:
                     .order_by(FinancePayment.id.desc())
                 )
             )
+        found = _found_orders(fin, text) if text else []
         voided = {p.voids_id for p in payments if p.voids_id}
         refunded = {p.refund_of_id for p in payments if p.refund_of_id}
         context = {
@@ -119,7 +153,9 @@ def cashdesk(request: Request) -> Response:
             "clients": client_names(unit, (p.party_id for p in payments)),
             "order_numbers": order_numbers(unit, (p.order_id for p in payments)),
             "q": text,
-            "found": _found_orders(fin, text) if text else [],
+            "found": found,
+            "notes": _found_notes(request.app.state.crm, unit, [r["order"] for r in found]),
+            "searched": _searched_labels(unit),
             "methods": METHODS,
             "recent_shifts": fin.cashdesk.shifts(desk.id, limit=5) if desk else [],
             "may_open": fin.can("finance_shift", "create"),
