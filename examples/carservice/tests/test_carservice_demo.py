@@ -216,3 +216,52 @@ def test_the_demos_people_and_units_read_as_russian(demo):
     with crm.system() as work:
         bays = set(work.session.scalars(select(Resource.name).where(Resource.kind == "bay")))
     assert bays == {"Пост 1, Ленинский", "Пост 2, Ленинский", "Пост 1, Химки", "Пост 2, Химки"}
+
+
+@pytest.fixture
+def busier_demo(station_crm):
+    result = station_crm.demos["carservice"].run(station_crm, size=120, seed=3)
+    return station_crm, result
+
+
+async def test_the_demo_leaves_each_worker_open_orders_on_my_orders_and_the_desk(busier_demo):
+    """A station's day ends with cars in the workshop: every worker has orders in progress
+    or waiting for parts on *My orders*, and the desk lists them, not one order in all."""
+    from crmkit_finance.model import FinanceOrder
+
+    from crmkit.model import User, UserRole
+
+    crm, result = busier_demo
+    assert result.orders == 120  # --size is still the number of orders
+    with crm.system() as work:
+        workers = list(
+            work.session.scalars(
+                select(User)
+                .join(UserRole, UserRole.user_id == User.id)
+                .where(UserRole.role == "worker")
+            )
+        )
+        open_orders = list(
+            work.session.scalars(
+                select(FinanceOrder).where(
+                    FinanceOrder.stage.not_in(("done", "paid", "closed", "cancelled"))
+                )
+            )
+        )
+    assert len(workers) == 6
+    assert result.open == len(open_orders) >= 10
+    stages = {o.stage for o in open_orders}
+    assert {"in_work", "waiting_parts"} <= stages, stages
+    for worker in workers:
+        client = WebClient.for_crm(crm)
+        assert (await client.login(worker.username, "demo-password")).status_code == 303
+        page = await client.get("/service/my")
+        mine = [o for o in open_orders if o.assignee_id == worker.id]
+        assert mine, worker.username
+        for order in mine:
+            assert f"/records/finance_order/{order.id}" in page.text, worker.username
+    client = WebClient.for_crm(crm)
+    assert (await client.login("manager1", "demo-password")).status_code == 303
+    desk = await client.get("/service")
+    listed = [o for o in open_orders if f"/records/finance_order/{o.id}" in desk.text]
+    assert len(listed) == min(len(open_orders), 50)

@@ -126,6 +126,47 @@ class Branch:
     workers: list[Any]
 
 
+#: The share of a day's orders still open today, by the day's age (days before today):
+#: today's and yesterday's mostly, last week's some, last month's a car waiting for parts.
+OPEN_SHARE = ((1, 0.8), (2, 0.6), (4, 0.4), (8, 0.2), (30, 0.04))
+#: The last days before today take at least this many orders (both branches): however
+#: small the demo, the desk and each worker's *My orders* have cars in progress.
+LAST_BUSY_DAYS = 4
+LEAST_RECENT_ORDERS = 6
+
+
+def _day_counts(rng: random.Random, first_day: dt.date, size: int) -> list[int]:
+    """How many orders each of the 365 days takes: ``size`` in all, weekdays busier than
+    weekends, and the last :data:`LAST_BUSY_DAYS` at least :data:`LEAST_RECENT_ORDERS`
+    each (taken from the busiest earlier days, a quarter of the orders at most), so the
+    year ends with work in progress."""
+    per_day = size / 365
+    counts, carry = [], 0.0
+    for offset in range(365):
+        day = first_day + dt.timedelta(days=offset)
+        carry += per_day * (1.25 if day.weekday() < 5 else 0.4) * (0.85 + 0.3 * rng.random())
+        counts.append(int(carry))
+        carry -= counts[-1]
+    counts[-1] += size - sum(counts)  # what the rounding left (the weights average about 1)
+    while counts[-1] < 0:  # more than the size: give back from the busiest day
+        busiest = max(range(364), key=counts.__getitem__)
+        counts[busiest] -= 1
+        counts[-1] += 1
+    earlier = 365 - LAST_BUSY_DAYS
+    movable = size // 4  # a tiny demo keeps most of its orders over the year
+    for offset in range(earlier, 365):
+        while counts[offset] < LEAST_RECENT_ORDERS and movable > 0:
+            most = max(counts[:earlier])
+            if most == 0:
+                return counts
+            # one of the busiest days, anywhere in the year (not all from its start)
+            busiest = rng.choice([i for i in range(earlier) if counts[i] == most])
+            counts[busiest] -= 1
+            counts[offset] += 1
+            movable -= 1
+    return counts
+
+
 def _users(crm: Any) -> dict[str, Any]:
     people = [
         ("admin", "admin", "Администратор"),
@@ -384,14 +425,13 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
     corporate = set(corporate_ids)
 
     # -- a year of days ------------------------------------------------------------------
-    per_day = size / 365
-    carry = 0.0
+    counts = _day_counts(rng, first_day, size)
+    # the orders each worker still has in the workshop at the end of the year
+    open_of: dict[int, int] = {w.user_id: 0 for b in branches for w in b.workers}
     for offset in range(365):
         day = first_day + dt.timedelta(days=offset)
         _expire_cashback(crm, _business_day(fin, day, 0, 10))
-        carry += per_day * (1.25 if day.weekday() < 5 else 0.4) * (0.85 + 0.3 * rng.random())
-        count = int(carry)
-        carry -= count
+        count = counts[offset]
         remaining_days = 365 - offset
         _work_day(
             crm,
@@ -406,7 +446,8 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
             corporate,
             cars_of,
             result,
-            recent=remaining_days <= 2,
+            age=remaining_days - 1,
+            open_of=open_of,
         )
         if (day + dt.timedelta(days=1)).day == 1:
             _month_end(crm, rng, actors, users, day, branches, goods, corporate, result, size)
@@ -427,14 +468,28 @@ def _work_day(
     corporate: set[int],
     cars_of: dict[int, list[int]],
     result: DemoResult,
-    recent: bool,
+    age: int,
+    open_of: dict[int, int],
 ) -> None:
-    """One business day at both branches: intake, work, payment, handing over."""
+    """One business day at both branches, ``age`` days before today: intake, work,
+    payment, handing over.  The last days' orders are partly still open (in work, or
+    waiting for parts, the older the likelier), each given to the worker with the fewest
+    open orders so far, so every worker ends the year with some on *My orders*."""
     if count == 0:
         return
     plans: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    share = next((s for days, s in OPEN_SHARE if age < days), 0.0)
     for _ in range(count):
+        still_open = rng.random() < share
         branch_index = rng.randrange(2)
+        worker = rng.choice(branches[branch_index].workers)
+        if still_open:  # the least busy worker of the station takes it
+            fewest = min(open_of.values())
+            worker = rng.choice(
+                [w for b in branches for w in b.workers if open_of[w.user_id] == fewest]
+            )
+            branch_index = next(i for i, b in enumerate(branches) if worker in b.workers)
+            open_of[worker.user_id] += 1
         party_id = rng.choice(sorted(corporate)) if rng.random() < 0.15 else rng.choice(party_ids)
         chosen = rng.sample(services, rng.choice((1, 1, 2, 2, 3)))
         extra = [g for g in goods.values() if rng.random() < GOODS_SHARE]
@@ -444,12 +499,10 @@ def _work_day(
                 "car_id": rng.choice(cars_of[party_id]),
                 "services": [s.id for s, _ in chosen],
                 "goods": extra,
-                "worker": rng.choice(branches[branch_index].workers),
+                "worker": worker,
                 "hour": rng.randint(9, 16),
                 "minute": rng.choice((0, 15, 30, 45)),
-                "fate": "open"
-                if recent and rng.random() < 0.6
-                else ("cancelled" if rng.random() < 0.03 else "done"),
+                "fate": "open" if still_open else ("cancelled" if rng.random() < 0.03 else "done"),
             }
         )
     for branch_index, plan in plans.items():
@@ -489,7 +542,8 @@ def _work_day(
                     steps = ["diagnostics", "in_work"] if rng.random() < 0.3 else ["in_work"]
                     if item["fate"] == "done":
                         steps.append("done")
-                    elif rng.random() < 0.3:
+                    elif rng.random() < (0.3 if age < 2 else 0.7):
+                        # a car still in the workshop after days mostly waits for parts
                         steps.append("waiting_parts")
                     for stage in steps:
                         with frozen_at(at):
