@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -92,7 +93,8 @@ def test_the_admin_distributes_by_hand_and_in_turn_and_hands_firms_over(denaq, s
     )
     assert handed.status_code == 303
     page = admin.get(handed.headers["location"]).text
-    assert "Передано фирм: 2" in page
+    flash = page.split('class="flash', 1)[1].split("</p>")[0]
+    assert re.search(r"\b2\b", flash) and staff.igor.label in flash  # how many, to whom
     with denaq.system() as work:
         assert {work.parties.get(i).owner_id for i in leads} == {staff.igor.id}
 
@@ -136,7 +138,8 @@ def test_giving_leads_from_a_stale_page_names_those_already_taken(denaq, staff, 
         {"action": "assign", "ids": [str(i) for i in leads], "agent_id": str(staff.anna.id)},
     )
     flash = admin.get(given.headers["location"]).text.split('class="flash', 1)[1].split("</p>")[0]
-    assert ": 1" in flash and "ООО «Лид 0»" in flash and "ООО «Лид 1»" not in flash
+    assert re.search(r"\b1\b", flash) and staff.anna.label in flash
+    assert "ООО «Лид 0»" in flash and "ООО «Лид 1»" not in flash
     with denaq.system() as work:
         assert [work.parties.get(i).owner_id for i in leads] == [staff.igor.id, staff.anna.id]
 
@@ -272,3 +275,37 @@ def test_the_admin_deals_the_leads_of_one_source(denaq, staff, signed_in):
         owners = {p.id: p.owner_id for p in work.parties.find_many(fair + rest).values()}
     assert {owners[lead] for lead in fair} <= {staff.anna.id, staff.igor.id}
     assert {owners[lead] for lead in rest} == {staff.finder.id}
+
+
+def test_the_distribution_flash_names_the_agent_and_how_many_were_given(denaq, staff, signed_in):
+    from crmkit.testing import add_user
+
+    add_user(denaq, "chief", ["admin"], locale="en")
+    leads = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(5)]
+    admin = signed_in("chief")
+
+    def flash(response):
+        page = admin.get(response.headers["location"]).text
+        return html.unescape(page.split('class="flash', 1)[1].split("</p>", 1)[0])
+
+    one = {"action": "assign", "ids": [str(leads[0])], "agent_id": str(staff.anna.id)}
+    assert f"1 lead given to {staff.anna.label}" in flash(admin.post("/denaq/distribution", one))
+    two = {"action": "assign", "ids": [str(i) for i in leads[1:3]], "agent_id": str(staff.igor.id)}
+    assert f"2 leads given to {staff.igor.label}" in flash(admin.post("/denaq/distribution", two))
+    # in turn: each agent named with their share
+    dealt = flash(admin.post("/denaq/distribution", {"action": "round_robin"}))
+    assert f"1 lead given to {staff.anna.label}" in dealt
+    assert f"1 lead given to {staff.igor.label}" in dealt
+    # all already taken: nothing given, and it says so
+    again = {"action": "assign", "ids": [str(leads[0])], "agent_id": str(staff.igor.id)}
+    taken = flash(admin.post("/denaq/distribution", again))
+    assert "No leads given" in taken and "ООО «Лид 0»" in taken
+    # firms handed over: how many, and to whom
+    handed = {
+        "action": "reassign",
+        "from_agent": str(staff.anna.id),
+        "to_agent": str(staff.igor.id),
+    }
+    assert f"2 firms handed over to {staff.igor.label}" in flash(
+        admin.post("/denaq/distribution", handed)
+    )

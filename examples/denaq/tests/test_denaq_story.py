@@ -93,7 +93,7 @@ def test_the_dealer_story_as_each_role(server, browser):
     admin.check(f'#pool input[name="ids"][value="{lead}"]')
     admin.select_option('#pool select[name="agent_id"]', str(anna.id))
     admin.click('#pool button[value="assign"]')
-    admin.wait_for_selector(".flash:has-text('Лидов передано агентам: 1')")
+    admin.wait_for_selector(".flash:has-text('1'):has-text('Анна')")
 
     # Анна: a contact person, Firm; Account refused without the papers, then done
     agent = sign_in(browser, base, "anna")
@@ -139,7 +139,7 @@ def test_the_dealer_story_as_each_role(server, browser):
     admin.check(f'#handover input[name="ids"][value="{kedr}"]')
     admin.select_option('#handover select[name="to_agent"]', str(igor.id))
     admin.click('#handover button[value="reassign"]')
-    admin.wait_for_selector(".flash:has-text('Передано фирм: 1')")
+    admin.wait_for_selector(".flash:has-text('1'):has-text('Игорь')")
     other = sign_in(browser, base, "igor")
     other.goto(f"{base}/boards/dealer")
     assert other.locator(f'.kcard[data-id="{kedr}"]').count() == 1

@@ -160,13 +160,27 @@ async def _distribute(request: Request) -> Response:
             count = service.reassign(source, target, ids or None)
             # back to the giver's firms, unless a blocked giver now holds none to give
             still = source in {u.id for u in service.holders()}
+            receiver = unit.users.get(target).label
             with i18n.activate(request.state.locale):
-                text = i18n.gettext("Firms handed over: %(count)s") % {"count": count}
+                text = i18n.ngettext(
+                    "%(num)d firm handed over to %(agent)s",
+                    "%(num)d firms handed over to %(agent)s",
+                    count,
+                ) % {"num": count, "agent": receiver}
             return redirect(request, HERE, text, **({"from": source} if still else {}))
         else:
             raise ValidationFailed({"action": ["choose an action"]})
+        # each agent named with the leads they were given (several when dealt in turn)
+        names = {agent: unit.users.get(agent).label for agent in dealt.given}
     with i18n.activate(request.state.locale):
-        text = i18n.gettext("Leads given to agents: %(count)s") % {"count": dealt.count}
+        parts = [
+            i18n.ngettext(
+                "%(num)d lead given to %(agent)s", "%(num)d leads given to %(agent)s", count
+            )
+            % {"num": count, "agent": names[agent]}
+            for agent, count in sorted(dealt.given.items(), key=lambda item: names[item[0]])
+        ]
+        text = "; ".join(parts) if parts else i18n.gettext("No leads given")
         if dealt.taken:
             names = ", ".join(p.name for p in dealt.taken)
             text += ". " + i18n.gettext("Already taken: %(names)s") % {"names": names}
