@@ -376,6 +376,9 @@ def test_the_timeline_filters_stay_in_their_column_on_a_laptop(server, browser):
     with crm.acting_as("agent8") as work:
         party = factories.organisation(work, name="ООО «Мотолайн»")
         work.parties.add_contact(party, "email", "info@motolayn.ru")
+        # the card offers the kinds found on the timeline: a client with many of them
+        for kind in ("call", "mail", "message", "payment", "file", "meeting", "task"):
+            work.timeline.add(kind, party_id=party.id, subject=kind)
     laptop = browser.new_context(viewport={"width": 1366, "height": 768})
     page = sign_in(laptop, base, "agent8")
     page.goto(f"{base}/clients/{party.id}")

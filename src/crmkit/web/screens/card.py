@@ -64,6 +64,9 @@ def timeline_context(
     ``kind`` is read as the API's timeline reads it (:func:`timeline_kinds`): a kind the
     timeline does not know leaves the timeline empty with the API's refusal in
     ``timeline_refusal`` (in the language of ``request``'s user) for the page to show.
+
+    The filters offered (``all_kinds``) are the declared kinds found on this party's
+    timeline, in their declared order, and the chosen ones even when none is found.
     """
     try:
         kinds = timeline_kinds(unit, params)
@@ -78,7 +81,7 @@ def timeline_context(
             "files_of": {},
             "timeline_next": None,
             "kinds": [],
-            "all_kinds": list(unit.crm.timeline_kinds.values()),
+            "all_kinds": offered_kinds(unit, party_id, []),
             "timeline_refusal": error_text(request, exc),
         }
     entries = list(page)
@@ -87,8 +90,17 @@ def timeline_context(
         "files_of": unit.attachments.of_entries(entries),
         "timeline_next": page.next_cursor,
         "kinds": kinds,
-        "all_kinds": list(unit.crm.timeline_kinds.values()),  # declared: core, plugins
+        # a further page adds entries only: its filters are already on the page
+        "all_kinds": [] if params.get("after") else offered_kinds(unit, party_id, kinds),
     }
+
+
+def offered_kinds(unit: Any, party_id: int, chosen: Any) -> list[Any]:
+    """The timeline kinds the card offers as filters: those declared (core, plugins) that
+    occur on the party's timeline, plus the chosen ones, so a filter with no entries stays
+    visible (and can be seen to be on)."""
+    present = unit.timeline.kinds_of(party_id) | set(chosen or ())
+    return [kind for name, kind in unit.crm.timeline_kinds.items() if name in present]
 
 
 def card(request: Request) -> Response:
