@@ -242,3 +242,19 @@ def crmkit_finance_found_orders(work: Any, orders: list[Any]) -> dict[int, str]:
             car = view.car
             notes[view.order.id] = " ".join(p for p in (car.plate, car.make, car.model) if p)
     return notes
+
+
+@hookimpl(optionalhook=True)
+def crmkit_finance_found_clients(work: Any, parties: list[Any]) -> dict[int, str]:
+    """The cashback screen's found clients (finance plugin's optional hook): each one's car
+    plates, for a reader who reads cars (namesakes are told apart by their cars)."""
+    from crmkit_carservice.model import CarserviceCar
+
+    if not parties or not work.access.can("carservice_car", "read"):
+        return {}
+    plates: dict[int, list[str]] = {}
+    cars = work.records("carservice_car")
+    query = cars.query().where(CarserviceCar.party_id.in_([p.id for p in parties]))
+    for car in work.session.scalars(query.order_by(CarserviceCar.id)):
+        plates.setdefault(car.party_id, []).append(car.plate)
+    return {party_id: ", ".join(found) for party_id, found in plates.items()}

@@ -228,19 +228,55 @@ def reverse_payslip(request: Request) -> Response:
     )
 
 
+#: The optional hook through which another plugin tells what sets each found client apart
+#: (the car service: their cars' plates); see docs/guide/finance.md.
+FOUND_CLIENT_HOOK = "crmkit_finance_found_clients"
+
+
+def _phones(party: Any) -> list[str]:
+    """The client's phones, the primary one first."""
+    points = sorted(
+        (c for c in party.contact_points if c.kind == "phone"), key=lambda c: not c.is_primary
+    )
+    return [c.value for c in points if c.value]
+
+
+def found_client_notes(crm: Any, unit: Any, parties: list[Any]) -> dict[int, list[str]]:
+    """What tells found clients apart for this reader, by client id: their phones when the
+    reader may read contact points (the core masks none: it shows them or nothing), then
+    what plugins add (``crmkit_finance_found_clients``, optional, as the cash desk's
+    ``crmkit_finance_found_orders``)."""
+    notes: dict[int, list[str]] = {p.id: [] for p in parties}
+    if not parties:
+        return notes
+    if unit.access.can("contact_point", "read"):
+        for party in parties:
+            notes[party.id].extend(_phones(party))
+    hook = getattr(crm.pm.hook, FOUND_CLIENT_HOOK, None)
+    if hook is not None:
+        for answer in hook(work=unit, parties=parties):
+            for party_id, text in (answer or {}).items():
+                if text and party_id in notes:
+                    notes[party_id].append(str(text))
+    return notes
+
+
 def cashback(request: Request) -> Response:
-    """The cashback program and, for a found client, their cashback account."""
+    """The cashback program and, for a found client, their cashback account; each found
+    client with what tells namesakes apart (:func:`found_client_notes`)."""
     text = request.query_params.get("q", "").strip()
     party_id = optional_id(request.query_params.get("client"), "client")
     with work(request) as unit:
         fin = finance(unit)
         found = list(unit.parties.list(search=text, limit=20)) if text else []
+        notes = found_client_notes(request.app.state.crm, unit, found)
         client = unit.parties.get(party_id) if party_id else None
         context = {
             "title": "Cashback",
             "program": fin.cashback.program(),
             "q": text,
             "found": found,
+            "notes": notes,
             "client": client,
             "card": fin.cashback.card(client.id) if client else None,
             "lots": fin.cashback.lots(client.id) if client else [],
