@@ -58,9 +58,9 @@ def test_the_audit_log_names_an_orders_old_and_new_branch(shop):
     for url in ("/admin/audit?entity=finance_order", "/admin"):
         page = admin.get(url)
         assert page.status_code == 200, url
-        row = page.text.split("<b>location_id</b>: ", 1)[0].rsplit("<tr>", 1)[1]
+        row = page.text.split("<b>филиал</b>: ", 1)[0].rsplit("<tr>", 1)[1]
         assert f'<a href="/records/finance_order/{order.id}">{order.number}</a>' in row, url
-        change = page.text.split("<b>location_id</b>: ", 1)[1].split("</small>", 1)[0]
+        change = page.text.split("<b>филиал</b>: ", 1)[1].split("</small>", 1)[0]
         change = change.split(";", 1)[0]
         assert change == (
             f'<a href="/records/finance_location/{shop.branch.id}">Branch 1</a>'

@@ -14,8 +14,84 @@ from crmkit.errors import NotFound
 from crmkit.web import i18n
 from crmkit.web.forms import as_list, id_list, optional_id, required_id
 from crmkit.web.pages import actor_can, posted, redirect, render, work
-from crmkit.web.screens.lists import audit_references
+from crmkit.web.screens.lists import Cell, audit_references
 from crmkit.web.stage_graph import stage_graph
+
+#: What the audit log says of its actions, in the reader's language; another action (a
+#: plugin's) is shown through ``gettext`` with its underscores as spaces.
+AUDIT_ACTIONS = {
+    "create": i18n.lazy("created"),
+    "update": i18n.lazy("changed"),
+    "delete": i18n.lazy("deleted"),
+    "restore": i18n.lazy("restored"),
+    "move": i18n.lazy("moved"),
+    "sign_in": i18n.lazy("signed in"),
+    "sign_out_everywhere": i18n.lazy("signed out everywhere"),
+    "password": i18n.lazy("password changed"),
+    "merged_into": i18n.lazy("merged into another"),
+}
+#: Bookkeeping columns the log keeps but a reader does not need to see changed.
+AUDIT_NOISE = frozenset(
+    {"id", "version", "created_at", "updated_at", "created_by_id", "last_activity_at", "custom"}
+)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def audit_lines(unit: Any, rows: list[Any], references: dict[str, Any]) -> list[dict[str, Any]]:
+    """The audit ``rows`` as a reader reads them (call within the reader's language): who,
+    the translated action, the record by its label and title (linked, from
+    :func:`~crmkit.web.screens.lists.audit_references`; a deleted one by the title it had),
+    and the changed fields by their labels as ``(label, field, old, new)``, ``old`` left
+    ``None`` when nothing was there before.  A deletion lists no fields (all would go to
+    nothing), a creation only the fields it set; bookkeeping columns (keys, stamps,
+    versions) are left out.  A sign-in is its user's: the system writes it."""
+    crm = unit.crm
+    lines = []
+    for row in rows:
+        entity = crm.entities.by_name.get(row.entity)
+        kind = i18n.gettext(entity.label) if entity is not None and entity.label else row.entity
+        record = references.get(row.entity, {}).get("", {}).get(row.record_id)
+        changes = row.changes or {}
+        if record is None and row.record_id:
+            # gone since (or out of the reader's reach): the title the entry itself names
+            title = changes.get(entity.title_attr) if entity is not None else None
+            if isinstance(title, list) and len(title) == 2:
+                title = title[0] if row.action == "delete" else title[1]
+            record = Cell(str(title) if isinstance(title, str) and title else f"#{row.record_id}")
+        action = AUDIT_ACTIONS.get(row.action)
+        shown_action = i18n.gettext(action or row.action.replace("_", " "))
+        fields = []
+        if row.action != "delete":
+            for field, change in changes.items():
+                if field in AUDIT_NOISE or field.endswith("_key"):
+                    continue
+                pair = isinstance(change, list) and len(change) == 2
+                old, new = change if pair else (None, change)
+                if _empty(old) and _empty(new):
+                    continue
+                old, new = (
+                    ", ".join(map(str, v)) if isinstance(v, list) else v for v in (old, new)
+                )
+                fields.append((i18n.gettext(field), field, None if _empty(old) else old, new))
+        who = row.actor_label
+        if row.actor_id is None and who == "system":
+            who = i18n.gettext("system")
+        if row.action == "sign_in" and record is not None:
+            who = record.text
+        lines.append(
+            {
+                "row": row,
+                "who": who,
+                "kind": kind,
+                "record": record,
+                "action": shown_action,
+                "fields": fields,
+            }
+        )
+    return lines
 
 
 def index(request: Request) -> Response:
@@ -32,6 +108,7 @@ def index(request: Request) -> Response:
         audit = unit.audit_log.latest(limit=10) if tiles.get("admin_audit") else []
         with i18n.activate(request.state.locale):
             references = audit_references(unit, audit)
+            lines = audit_lines(unit, audit, references)
     return render(
         request,
         "admin/index.html",
@@ -42,6 +119,7 @@ def index(request: Request) -> Response:
             "blocked": sum(1 for u in users if u.blocked),
             "pipelines": list(crm.pipelines.values()),
             "audit": audit,
+            "lines": lines,
             "references": references,
             "users": {u.id: u for u in users},
         },
@@ -255,6 +333,7 @@ def audit(request: Request) -> Response:
         people = unit.users.list()
         with i18n.activate(request.state.locale):
             references = audit_references(unit, rows)
+            lines = audit_lines(unit, rows, references)
     if params.get("entity") and params["entity"] not in request.app.state.crm.entities:
         raise NotFound("entity", params["entity"])
     return render(
@@ -263,6 +342,7 @@ def audit(request: Request) -> Response:
         {
             "title": i18n.lazy("Audit log"),
             "rows": rows,
+            "lines": lines,
             "references": references,
             "users": {u.id: u for u in people},
             "people": people,
