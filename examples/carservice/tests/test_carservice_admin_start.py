@@ -38,5 +38,7 @@ async def test_the_admins_latest_changes_read_as_sentences(station):
     made = next(i for i, r in enumerate(rows) if order.number in r and "создано" in r)
     assert f'href="/records/finance_order/{order.id}"' in raw[made], raw[made]
     assert "Manager" in rows[made]
-    for english in ("sign_in", "create", "update", "None", "finance_order"):
+    stocked = next(r for r in rows if station.oil.name in r and "создано" in r)
+    assert "учёт на складе : да" in stocked, stocked  # a yes/no field says yes or no
+    for english in ("sign_in", "create", "update", "None", "True", "finance_order"):
         assert all(english not in r for r in rows), (english, rows)

@@ -36,6 +36,15 @@ AUDIT_NOISE = frozenset(
 )
 
 
+def _readable(value: Any) -> Any:
+    """A logged value as shown: a list joined, a yes/no as the word."""
+    if isinstance(value, bool):
+        return i18n.gettext("yes" if value else "no")
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return value
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
@@ -72,9 +81,7 @@ def audit_lines(unit: Any, rows: list[Any], references: dict[str, Any]) -> list[
                 old, new = change if pair else (None, change)
                 if _empty(old) and _empty(new):
                     continue
-                old, new = (
-                    ", ".join(map(str, v)) if isinstance(v, list) else v for v in (old, new)
-                )
+                old, new = _readable(old), _readable(new)
                 fields.append((i18n.gettext(field), field, None if _empty(old) else old, new))
         who = row.actor_label
         if row.actor_id is None and who == "system":
