@@ -39,7 +39,7 @@ AUDIT_NOISE = frozenset(
 def _readable(value: Any) -> Any:
     """A logged value as shown: a list joined, a yes/no as the word."""
     if isinstance(value, bool):
-        return i18n.gettext("yes" if value else "no")
+        return i18n.gettext("yes") if value else i18n.gettext("no")
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return value
