@@ -877,7 +877,7 @@ async def test_the_list_is_searched_by_sender_and_subject_in_any_case(web, crm):
         page = await agent.get("/inbox", params={"q": query})
         assert page.status_code == 200 and shown(page) == found, query
     none = await agent.get("/inbox", params={"q": "Кузнецов"})
-    assert shown(none) == set() and "No conversation matches “Кузнецов”." in html.unescape(
+    assert shown(none) == set() and "Нет обращений по запросу «Кузнецов»." in html.unescape(
         none.text
     )
     # the conversation chosen from a search keeps the search in the list beside it
