@@ -3,6 +3,7 @@ resource, a subtask's parent task, a team) instead of showing their ids."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -65,10 +66,12 @@ async def test_a_deal_page_names_its_pipeline_by_title(web, crm):
     pipeline = crm.pipelines.get(deal.pipeline)
     assert pipeline.title != pipeline.name
     page = await agent.get(f"/records/deal/{deal.id}")
+    # the stage line is labelled with it; the field block does not repeat it
     fields = _details(page)
-    shown = fields.get("pipeline") or fields.get("воронка")
-    assert shown is not None and shown != pipeline.name, fields
-    assert shown in (pipeline.title, _russian(crm, pipeline.title)), fields
+    assert not {"pipeline", "воронка", "stage", "стадия"} & set(fields), fields
+    line = re.search(r'<ol class="stage-line" aria-label="([^"]*)"', page.text)
+    assert line is not None and line.group(1) != pipeline.name, page.text
+    assert html.unescape(line.group(1)) in (pipeline.title, _russian(crm, pipeline.title))
 
 
 def _russian(crm, text):

@@ -184,3 +184,16 @@ def test_a_performer_chosen_on_the_form_or_over_the_api_stays_with_its_worker(sh
                 and line.id not in credited
             }
             assert done_again == {shop.oil_change.id: ivan.id, shop.diagnostics.id: petr.id}
+
+
+def test_the_order_page_lists_the_stage_once_and_keeps_the_client_no_panel_shows(shop):
+    """Without a car service block the order's field block names the client (no other
+    part of the page does), but never the pipeline or the stage: the stage line says it."""
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+    page = clients(shop.crm)("manager").get(f"/records/finance_order/{order.id}")
+    details = page.text.split('<dl class="details">', 1)[1].split("</dl>", 1)[0]
+    labels = re.findall(r"<dt>(.*?)</dt>", details)
+    assert "party_id" in labels or "клиент" in labels, labels
+    assert not {"pipeline", "stage", "воронка", "стадия"} & set(labels), labels
+    assert page.text.count('class="current') == 1

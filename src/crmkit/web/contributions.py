@@ -92,7 +92,9 @@ class CardPanel:
     ``None`` to show nothing; ``template`` reads them as ``data.<name>`` beside the page's
     own context (``party`` or ``record``, ``l``, ``csrf_token``...).  ``permission`` (an
     ``(entity, action)`` cell) hides the panel, without calling ``context``, from users who
-    lack it.  Panels are ordered by ``order``.
+    lack it.  Panels are ordered by ``order``.  ``shows_attrs`` names columns of the record
+    the panel shows itself (a car block's client and worker): the record page's field block
+    leaves them out, but only when the panel is shown to the reader.
     """
 
     name: str
@@ -101,3 +103,4 @@ class CardPanel:
     permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)
     order: int = 100
     entity: str = "party"
+    shows_attrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)

@@ -175,6 +175,8 @@ def crmkit_register_card_panels() -> list[CardPanel]:
             screens.order_panel,
             entity="finance_order",
             order=5,
+            # the block names the client and the worker: the order's fields don't repeat them
+            shows_attrs=("party_id", "assignee_id"),
         ),
         CardPanel(
             "carservice_cars",

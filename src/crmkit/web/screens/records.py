@@ -46,7 +46,12 @@ def record_page(request: Request) -> Response:
         service = unit.records(entity.name)
         record = service.get(int(request.path_params["record_id"]))
         users = {u.id: u for u in unit.users.list()}
+        panels = card_panels(request, unit, record, entity.name)
+        pipelined = bool(getattr(record, "pipeline", None))
         hidden = {"id", *entity.page_hidden_attrs}  # a panel shows these its own way
+        hidden.update(a for panel, _ in panels for a in panel.shows_attrs)
+        if pipelined:  # the stage line above says both
+            hidden.update(("pipeline", "stage"))
         columns = [c for c in shown_columns(entity) if c not in hidden]
         party_ids = [getattr(record, c) for c in columns if c in PARTY_COLUMNS]
         # linked clients the reader may open (a link each); one they may not is left out:
@@ -84,7 +89,6 @@ def record_page(request: Request) -> Response:
                 for c in columns
                 if getattr(record, c, None) not in (None, "")
             ]
-        pipelined = bool(getattr(record, "pipeline", None))
         options = unit.moves.options(record, entity=entity.name) if pipelined else []
         with i18n.activate(locale):
             moves = unit.moves.history(record, entity=entity.name) if pipelined else []
@@ -99,7 +103,6 @@ def record_page(request: Request) -> Response:
         )
         definitions = unit.custom_fields.definitions(entity.name) if entity.custom_fields else {}
         tags = service.tags_of(record)
-        panels = card_panels(request, unit, record, entity.name)
     return render(
         request,
         "record.html",
