@@ -45,6 +45,10 @@ class EntityType:
     ``page_hidden_attrs``: columns the record page's field block leaves out because a card
     panel of the entity shows them its own way (an order's totals, with what is paid and
     due); the API, the lists and exports keep them.
+    ``field_labels`` maps a column to the text that names it for a reader (a msgid) where
+    the column's name alone would be translated as something else: the finance order's
+    ``number`` is its ``order number`` (the core's ``number`` is a field type, «число»).
+    The record page, the lists' headers and a refusal naming the field read it.
     """
 
     name: str
@@ -70,6 +74,7 @@ class EntityType:
     service: type[Any] | None = None
     output_schema: type[marshmallow.Schema] | None = None
     page_hidden_attrs: tuple[str, ...] = ()
+    field_labels: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     def column(self, attr: str) -> Any:
         """The mapped attribute ``attr`` of the model; a clear error when it does not exist."""
@@ -90,6 +95,11 @@ class EntityType:
         columns = self.model.__table__.columns
         named = [self.party_attr, *self.owner_attrs, self.team_attr, "pipeline", "stage"]
         return tuple(a for a in dict.fromkeys(named) if a is not None and a in columns)
+
+    def field_label(self, attr: str) -> str:
+        """The text (a msgid) that names column ``attr`` for a reader: its
+        :attr:`field_labels` entry, else its name."""
+        return self.field_labels.get(attr, attr)
 
     def title_of(self, record: Any) -> str:
         """A short human title for a record (used in audit, notifications, timeline)."""

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import html
 import re
+from types import SimpleNamespace
 
 import pytest
 from test_carservice_screens import signed_in
+
+from crmkit.errors import ValidationFailed
+from crmkit.web import i18n
+from crmkit.web.pages import error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -35,3 +40,28 @@ async def test_the_order_page_shows_the_stage_and_the_client_once(station):
     assert text.count(station.client.name) == 1, station.client.name
     car_block = text.split('id="order-car"', 1)[1].split("</dl>", 1)[0]
     assert station.client.name in car_block and "Ivan" in car_block
+
+
+async def test_an_orders_number_is_named_number_not_a_figure(station):
+    """The core says «число» for ``number`` (a field type); the order's number has its own
+    label, «номер» (its msgid ``order number`` until the catalog has it), in the list's
+    header and in a refusal naming it."""
+    station.order()
+    client = await signed_in(station, "manager")
+    listed = await client.get("/lists/finance_order", params={"cols": "number,total"})
+    assert listed.status_code == 200
+    headers = [
+        html.unescape(re.sub(r"<[^>]+>", "", h)).strip()
+        for h in re.findall(r"<th[^>]*>(.*?)</th>", listed.text, re.S)
+    ]
+    assert any(h.startswith(("номер", "order number")) for h in headers), headers
+    assert not any(h.startswith("число") for h in headers), headers
+    request = SimpleNamespace(
+        state=SimpleNamespace(
+            locale=i18n.Locale("ru", "UTC", "RUB", i18n.catalogs_of(station.crm)["ru"])
+        ),
+        app=SimpleNamespace(state=SimpleNamespace(crm=station.crm)),
+    )
+    refused = ValidationFailed({"number": ["Longer than 100."]}, entity="finance_order")
+    said = error_text(request, refused)
+    assert said.startswith(("номер: ", "order number: ")), said

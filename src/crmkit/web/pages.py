@@ -301,8 +301,9 @@ def error_text(
     default the user's.  A field is named by its label in ``labels`` (the form's own, as
     the form shows it: ``{"expiry_days": "Expires after, days"}``), else by the label the
     refusal carries for it (``ValidationFailed.labels``: ``order`` a list's "sort order"),
-    else by its name, all translated.  Marshmallow's own refusals (``Length must be
-    between 1 and 20.``) are translated too, their numbers kept
+    else by the label its entity gives it (``EntityType.field_labels``: a finance order's
+    ``number`` is its ``order number``), else by its name, all translated.  Marshmallow's
+    own refusals (``Length must be between 1 and 20.``) are translated too, their numbers kept
     (:func:`crmkit.web.i18n.validation_message`).
     """
     from crmkit.errors import PermissionDenied, ValidationFailed
@@ -311,12 +312,18 @@ def error_text(
     zone = zone or locale.zone
     with i18n.activate(locale):
         if isinstance(error, ValidationFailed):
+            # a field the refused record's entity names its own way (an order's number)
+            entity = request.app.state.crm.entities.by_name.get(error.entity or "")
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
                 text = "; ".join(_flatten(m, zone) for m in items)
                 carried = getattr(error, "labels", None) or {}
-                named = (labels or {}).get(field) or carried.get(field) or field
+                named = (
+                    (labels or {}).get(field)
+                    or carried.get(field)
+                    or (entity.field_label(field) if entity else field)
+                )
                 label = "" if field == "_schema" else translate(named, i18n.gettext, zone)
                 label = label and label + ": "
                 parts.append(label + text)

@@ -108,6 +108,8 @@ def crmkit_register_entities() -> list[EntityType]:
                 "total",
                 "base_total",
             ),
+            # the core's "number" is a field type («число»): the order's is its number
+            field_labels={"number": "order number"},
             search_attrs=("number",),
             filter_attrs=(
                 "party_id",

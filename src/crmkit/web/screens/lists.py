@@ -480,7 +480,7 @@ def list_page(request: Request) -> Response:
             "title": entity.label_plural or entity.name,
             "columns": columns,
             "available": available,
-            "labels": {c: _column_label(c, definitions) for c in available},
+            "labels": {c: _column_label(entity, c, definitions) for c in available},
             "rows": rows,
             "next_url": (
                 f"?{_query(params, after=page.next_cursor)}" if page and page.next_cursor else None
@@ -510,11 +510,11 @@ def _next_order(current: str, column: str) -> str:
     return f"-{column}" if current == column else column
 
 
-def _column_label(column: str, definitions: dict) -> str:
+def _column_label(entity: Any, column: str, definitions: dict) -> str:
     if column.startswith("custom."):
         definition = definitions.get(column[7:])
         return definition.label if definition else column
-    return i18n.lazy(column)
+    return i18n.lazy(entity.field_label(column))
 
 
 def bulk(request: Request) -> Response:

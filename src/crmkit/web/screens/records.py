@@ -72,7 +72,7 @@ def record_page(request: Request) -> Response:
         with i18n.activate(locale):
             fields = [
                 (
-                    c,
+                    entity.field_label(c),
                     format_value(
                         locale,
                         entity,
