@@ -25,7 +25,7 @@ from crmkit import (
 )
 from crmkit.config import currency_code
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Label, message
 from crmkit.model import Amount, Party
 from crmkit_finance import access, schemas
 from crmkit_finance.model import (
@@ -109,7 +109,7 @@ def crmkit_register_entities() -> list[EntityType]:
                 "base_total",
             ),
             # the core's "number" is a field type («число»): the order's is its number
-            field_labels={"number": "order number"},
+            field_labels={"number": Label("order number")},
             search_attrs=("number",),
             filter_attrs=(
                 "party_id",
