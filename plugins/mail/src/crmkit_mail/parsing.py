@@ -440,7 +440,8 @@ def address_key(address: str) -> str:
 
 
 def _top_level(value: str, stops: str) -> list[tuple[int, str]]:
-    """Where characters of ``stops`` stand outside quoted strings, comments and ``<...>``."""
+    """Where characters of ``stops`` stand outside quoted strings, comments and ``<...>``
+    (a ``"<"`` in ``stops`` is found where it opens an angle address)."""
     found: list[tuple[int, str]] = []
     quoted = escaped = False
     depth = angle = 0
@@ -460,6 +461,8 @@ def _top_level(value: str, stops: str) -> list[tuple[int, str]]:
         elif char == '"':
             quoted = True
         elif char == "<":
+            if not angle and "<" in stops:
+                found.append((place, char))
             angle += 1
         elif char == ">" and angle:
             angle -= 1
@@ -505,24 +508,7 @@ def split_mailboxes(value: str) -> list[tuple[str, str]]:
 
 def _angle_start(piece: str) -> int | None:
     """Where a mailbox's angle address opens (outside quotes and comments), if it has one."""
-    quoted = escaped = False
-    depth = 0
-    for place, char in enumerate(piece):
-        if escaped:
-            escaped = False
-        elif char == "\\" and (quoted or depth):
-            escaped = True
-        elif quoted:
-            quoted = char != '"'
-        elif char == "(":
-            depth += 1
-        elif char == ")" and depth:
-            depth -= 1
-        elif not depth and char == '"':
-            quoted = True
-        elif not depth and char == "<":
-            return place
-    return None
+    return next((place for place, _char in _top_level(piece, "<")), None)
 
 
 def _addresses(
