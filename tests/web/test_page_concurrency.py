@@ -119,7 +119,7 @@ async def test_a_long_export_does_not_hold_up_another_users_page(web, crm, monke
     real = imports.export_parties
 
     def slow_export(*args: Any, **kwargs: Any) -> bytes:
-        time.sleep(1.5)  # stands for seconds of building the workbook
+        time.sleep(3.0)  # stands for seconds of building the workbook
         return real(*args, **kwargs)
 
     monkeypatch.setattr(imports, "export_parties", slow_export)
@@ -145,4 +145,4 @@ async def test_a_long_export_does_not_hold_up_another_users_page(web, crm, monke
             await anyio.sleep(0.01)
         waited = time.monotonic() - started
     assert finished == ["tasks", "export"]
-    assert waited < 1.0
+    assert waited < 2.5  # well before the export's 3 s, with room for a loaded machine

@@ -313,7 +313,9 @@ def error_text(
     with i18n.activate(locale):
         if isinstance(error, ValidationFailed):
             # a field the refused record's entity names its own way (an order's number)
-            entity = request.app.state.crm.entities.by_name.get(error.entity or "")
+            entity = (
+                request.app.state.crm.entities.by_name.get(error.entity) if error.entity else None
+            )
             parts = []
             for field, messages in error.errors.items():
                 items = messages if isinstance(messages, list) else [messages]
