@@ -12,6 +12,7 @@ from crmkit_finance import finance
 from crmkit_finance import plugin as finance_plugin
 
 from crmkit.testing import add_user
+from crmkit.testing.web import WebClient
 
 #: What the car service is assembled from.
 PLUGINS = [finance_plugin, booking_plugin, carservice_plugin]
@@ -107,3 +108,11 @@ def build_station(crm: Any) -> Station:
         client=client,
         car=car,
     )
+
+
+async def signed_in(station: Station, username: str) -> WebClient:
+    """A web client on the station's application, signed in as ``username``."""
+    client = WebClient.for_crm(station.crm)
+    response = await client.login(username)
+    assert response.status_code == 303, response.text
+    return client

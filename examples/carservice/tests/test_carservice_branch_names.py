@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_carservice_screens import signed_in
+from service_fixtures import signed_in
 
 pytestmark = pytest.mark.anyio
 

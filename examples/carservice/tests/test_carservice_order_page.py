@@ -8,7 +8,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from test_carservice_screens import signed_in
+from service_fixtures import signed_in
 
 from crmkit.errors import ValidationFailed
 from crmkit.web import i18n

@@ -7,8 +7,7 @@ import html
 import re
 
 import pytest
-
-from crmkit.testing.web import WebClient
+from service_fixtures import signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -16,13 +15,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def signed_in(station, username):
-    client = WebClient.for_crm(station.crm)
-    response = await client.login(username)
-    assert response.status_code == 303, response.text
-    return client
 
 
 async def test_the_intake_form_asks_a_persons_full_name_not_a_title(station):

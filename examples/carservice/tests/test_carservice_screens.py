@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from crmkit_carservice import carservice
 from crmkit_carservice.model import CarserviceOrderCar
 from crmkit_finance import finance
+from service_fixtures import signed_in
 
 from crmkit.clock import frozen_at
 from crmkit.errors import PermissionDenied
@@ -25,13 +26,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def signed_in(station, username):
-    client = WebClient.for_crm(station.crm)
-    response = await client.login(username)
-    assert response.status_code == 303, response.text
-    return client
 
 
 async def test_each_role_lands_on_its_workspace(station):

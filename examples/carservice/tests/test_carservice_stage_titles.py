@@ -11,9 +11,9 @@ import html
 import re
 
 import pytest
+from service_fixtures import signed_in
 
 from crmkit.i18n import contexted
-from crmkit.testing.web import WebClient
 
 pytestmark = pytest.mark.anyio
 
@@ -26,13 +26,6 @@ FINANCE_STAGES = {"New": "Новый", "Done": "Готов"}
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def signed_in(station, username):
-    client = WebClient.for_crm(station.crm)
-    response = await client.login(username)
-    assert response.status_code == 303, response.text
-    return client
 
 
 def _text(page):

@@ -6,8 +6,7 @@ import html
 
 import pytest
 from crmkit_finance import finance
-
-from crmkit.testing.web import WebClient
+from service_fixtures import signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -15,13 +14,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def signed_in(station, username):
-    client = WebClient.for_crm(station.crm)
-    response = await client.login(username)
-    assert response.status_code == 303, response.text
-    return client
 
 
 def order_with_service_and_goods(station):
