@@ -231,13 +231,23 @@ def crmkit_register_automations() -> list[Any]:
 
 
 @hookimpl(optionalhook=True)
-def crmkit_finance_found_orders(work: Any, orders: list[Any]) -> dict[int, str]:
-    """The cash desk's found orders (finance plugin's optional hook): each one's car, plate
-    first, for a cashier who reads cars (the plate is what finds them)."""
+def crmkit_finance_describe_found(work: Any, entity: str, records: list[Any]) -> dict[int, str]:
+    """What the finance plugin's screens found (its optional hook), for a reader who reads
+    cars: the cash desk's orders, each one's car, plate first (the plate is what finds
+    them); the cashback screen's clients, each one's car plates (namesakes are told apart
+    by their cars)."""
+    if not records or not work.access.can("carservice_car", "read"):
+        return {}
+    if entity == "finance_order":
+        return _order_cars(work, records)
+    if entity == "party":
+        return _client_plates(work, records)
+    return {}
+
+
+def _order_cars(work: Any, orders: list[Any]) -> dict[int, str]:
     from crmkit_carservice.services import carservice
 
-    if not work.access.can("carservice_car", "read"):
-        return {}
     notes = {}
     for view in carservice(work).views(orders):
         if view.car is not None:
@@ -246,14 +256,9 @@ def crmkit_finance_found_orders(work: Any, orders: list[Any]) -> dict[int, str]:
     return notes
 
 
-@hookimpl(optionalhook=True)
-def crmkit_finance_found_clients(work: Any, parties: list[Any]) -> dict[int, str]:
-    """The cashback screen's found clients (finance plugin's optional hook): each one's car
-    plates, for a reader who reads cars (namesakes are told apart by their cars)."""
+def _client_plates(work: Any, parties: list[Any]) -> dict[int, str]:
     from crmkit_carservice.model import CarserviceCar
 
-    if not parties or not work.access.can("carservice_car", "read"):
-        return {}
     plates: dict[int, list[str]] = {}
     cars = work.records("carservice_car")
     query = cars.query().where(CarserviceCar.party_id.in_([p.id for p in parties]))

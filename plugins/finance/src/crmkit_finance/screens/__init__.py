@@ -40,6 +40,31 @@ def order_numbers(work: Any, order_ids: Iterable[int | None]) -> dict[int, str]:
     return {i: o.number for i, o in found.items()}
 
 
+#: The optional hook through which another plugin describes the records a screen found (the
+#: car service: an order's car, a client's plates); see docs/guide/finance.md.
+DESCRIBE_FOUND_HOOK = "crmkit_finance_describe_found"
+
+
+def found_notes(work: Any, entity: str, records: list[Any]) -> dict[int, list[str]]:
+    """What plugins say of each found record of ``entity`` (``"finance_order"`` on the cash
+    desk, ``"party"`` on the cashback screen), by record id: every record's id is a key, with
+    the texts plugins return for it, empty ones left out.
+
+    The hook, ``crmkit_finance_describe_found(work, entity, records)`` returning ``{id:
+    text}``, is optional (declared by no spec: its implementations are marked
+    ``optionalhook``), so a plugin adds a line under each found record without the screen
+    knowing what it is.  ``work`` acts as the reader: a plugin tells only what they may read."""
+    notes: dict[int, list[str]] = {r.id: [] for r in records}
+    hook = getattr(work.crm.pm.hook, DESCRIBE_FOUND_HOOK, None)
+    if hook is None or not records:
+        return notes
+    for answer in hook(work=work, entity=entity, records=records):
+        for record_id, text in (answer or {}).items():
+            if text and record_id in notes:
+                notes[record_id].append(str(text))
+    return notes
+
+
 #: Fields the plugin's refusals name that are no column: a refusal shows a field's name
 #: through ``gettext`` (:func:`crmkit.web.pages.error_text`), so they are listed for the
 #: catalogs.  ``order`` is not: the core's lists name their sort order so too, and the

@@ -35,7 +35,7 @@ from crmkit_finance.model import (
     FinancePayScheme,
     FinanceTransaction,
 )
-from crmkit_finance.screens import attempt, client_names, sent_token
+from crmkit_finance.screens import attempt, client_names, found_notes, sent_token
 from crmkit_finance.services.forms import new_form_token
 from crmkit_finance.services.payroll import BASES, month_bounds
 
@@ -228,11 +228,6 @@ def reverse_payslip(request: Request) -> Response:
     )
 
 
-#: The optional hook through which another plugin tells what sets each found client apart
-#: (the car service: their cars' plates); see docs/guide/finance.md.
-FOUND_CLIENT_HOOK = "crmkit_finance_found_clients"
-
-
 def _phones(party: Any) -> list[str]:
     """The client's phones, the primary one first."""
     points = sorted(
@@ -241,24 +236,13 @@ def _phones(party: Any) -> list[str]:
     return [c.value for c in points if c.value]
 
 
-def found_client_notes(crm: Any, unit: Any, parties: list[Any]) -> dict[int, list[str]]:
+def found_client_notes(unit: Any, parties: list[Any]) -> dict[int, list[str]]:
     """What tells found clients apart for this reader, by client id: their phones when the
     reader may read contact points (the core masks none: it shows them or nothing), then
-    what plugins add (``crmkit_finance_found_clients``, optional, as the cash desk's
-    ``crmkit_finance_found_orders``)."""
-    notes: dict[int, list[str]] = {p.id: [] for p in parties}
-    if not parties:
-        return notes
-    if unit.access.can("contact_point", "read"):
-        for party in parties:
-            notes[party.id].extend(_phones(party))
-    hook = getattr(crm.pm.hook, FOUND_CLIENT_HOOK, None)
-    if hook is not None:
-        for answer in hook(work=unit, parties=parties):
-            for party_id, text in (answer or {}).items():
-                if text and party_id in notes:
-                    notes[party_id].append(str(text))
-    return notes
+    what plugins add (:func:`~crmkit_finance.screens.found_notes`, as on the cash desk)."""
+    described = found_notes(unit, "party", parties)
+    phones = unit.access.can("contact_point", "read")
+    return {p.id: [*(_phones(p) if phones else []), *described[p.id]] for p in parties}
 
 
 def cashback(request: Request) -> Response:
@@ -269,7 +253,7 @@ def cashback(request: Request) -> Response:
     with work(request) as unit:
         fin = finance(unit)
         found = list(unit.parties.list(search=text, limit=20)) if text else []
-        notes = found_client_notes(request.app.state.crm, unit, found)
+        notes = found_client_notes(unit, found)
         client = unit.parties.get(party_id) if party_id else None
         context = {
             "title": "Cashback",

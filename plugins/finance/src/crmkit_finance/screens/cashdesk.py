@@ -29,6 +29,7 @@ from crmkit_finance.model import FinanceOrder, FinancePayment
 from crmkit_finance.screens import (
     attempt,
     client_names,
+    found_notes,
     order_numbers,
     safe_back,
     sent_token,
@@ -78,28 +79,6 @@ def _found_orders(fin: Any, text: str) -> list[dict[str, Any]]:
     return [
         {"order": o, "client": names.get(o.party_id, ""), "totals": orders.totals(o)} for o in found
     ]
-
-
-#: The optional hook through which another plugin tells something of each found order
-#: (the car service: the car and its plate); see docs/guide/finance.md.
-FOUND_ORDER_HOOK = "crmkit_finance_found_orders"
-
-
-def _found_notes(crm: Any, unit: Any, orders: list[Any]) -> dict[int, list[str]]:
-    """What plugins tell of the found orders (``crmkit_finance_found_orders``), by order id.
-
-    The hook is optional (declared by no spec: its implementations are marked
-    ``optionalhook``), so a plugin adds a line under each found order without the cash desk
-    knowing what it is."""
-    hook = getattr(crm.pm.hook, FOUND_ORDER_HOOK, None)
-    notes: dict[int, list[str]] = {}
-    if hook is None or not orders:
-        return notes
-    for answer in hook(work=unit, orders=orders):
-        for order_id, text in (answer or {}).items():
-            if text:
-                notes.setdefault(order_id, []).append(str(text))
-    return notes
 
 
 def _searched_labels(unit: Any) -> list[str]:
@@ -154,7 +133,7 @@ def cashdesk(request: Request) -> Response:
             "order_numbers": order_numbers(unit, (p.order_id for p in payments)),
             "q": text,
             "found": found,
-            "notes": _found_notes(request.app.state.crm, unit, [r["order"] for r in found]),
+            "notes": found_notes(unit, "finance_order", [r["order"] for r in found]),
             "searched": _searched_labels(unit),
             "methods": METHODS,
             "recent_shifts": fin.cashdesk.shifts(desk.id, limit=5) if desk else [],
