@@ -1,4 +1,5 @@
-"""Fixtures of denaq's tests: the CRM with the deployment plugin and its people."""
+"""Fixtures of denaq's tests: the CRM with the deployment plugin and its people, and the
+same CRM served over HTTP for the browser tests."""
 
 from __future__ import annotations
 
@@ -6,13 +7,26 @@ import pytest
 from crmkit_denaq import plugin as denaq_plugin
 from denaq_fixtures import Staff
 
-from crmkit.testing import add_user
+from crmkit.testing import add_user, make_crm
+from crmkit.testing.web import served
 
 
 @pytest.fixture
 def denaq(make_crm):
     """A fresh CRM with the denaq deployment plugin."""
     return make_crm(plugins=[denaq_plugin])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``(crm, base_url)``: a fresh CRM with the denaq plugin served over HTTP for a browser,
+    one per test module (SQLite, as the browser stories run)."""
+    from crmkit.web.app import create_app
+
+    crm = make_crm([denaq_plugin], directory=tmp_path_factory.mktemp("denaq"))
+    with served(create_app(crm)) as base:
+        yield crm, base
+    crm.close()
 
 
 @pytest.fixture

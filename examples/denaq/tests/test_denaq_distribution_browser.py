@@ -11,25 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from crmkit_denaq import plugin as denaq_plugin
 
-from crmkit.testing import add_user, make_crm
-from crmkit.testing.web import chromium, served
+from crmkit.testing import add_user
+from crmkit.testing.web import chromium
 from crmkit.testing.web import sign_in as signed_in
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 LAPTOP = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from crmkit.web.app import create_app
-
-    crm = make_crm([denaq_plugin], directory=tmp_path_factory.mktemp("denaq-distribution"))
-    with served(create_app(crm)) as base:
-        yield crm, base
-    crm.close()
 
 
 @pytest.fixture(scope="module")
