@@ -1,4 +1,5 @@
-"""Fixtures of the API tests: the whole web application, clients holding a user's token."""
+"""Fixtures of the API tests: the whole web application, clients holding a user's token, and
+the hidden client the access tests share (Anna's organisation that Boris may not read)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import anyio.from_thread
 import httpx
 import pytest
 
+from crmkit.testing import factories
 from crmkit.web.app import create_app
 
 
@@ -88,3 +90,45 @@ def problem(response: Any, status: int) -> dict[str, Any]:
     body = response.json()
     assert body["status"] == status
     return body
+
+
+def hidden_organisation(crm: Any, anna: Any) -> int:
+    """Anna's organisation «Тайна»: another agent may not read it."""
+    with crm.acting_as(anna) as work:
+        return factories.organisation(work, name="ООО «Тайна»").id
+
+
+def his_organisation(crm: Any, boris: Any) -> int:
+    """Boris's own organisation «ИП Борисов»."""
+    with crm.acting_as(boris) as work:
+        return factories.organisation(work, name="ИП Борисов").id
+
+
+def person_at(crm: Any, organisation: int, boris: Any) -> int:
+    """«Пётр Тайнов», a person at ``organisation`` given to Boris (by an admin)."""
+    with crm.system() as work:
+        return work.parties.create(
+            {
+                "kind": "person",
+                "name": "Пётр Тайнов",
+                "organisation_id": organisation,
+                "owner_id": boris.id,
+            }
+        ).id
+
+
+def colleague_at(crm: Any, organisation: int, boris: Any) -> int:
+    """«Борис Свой», Boris's own person at his ``organisation``."""
+    with crm.acting_as(boris) as work:
+        return work.parties.create(
+            {"kind": "person", "name": "Борис Свой", "organisation_id": organisation}
+        ).id
+
+
+def person_at_hidden_organisation(crm: Any, anna: Any, boris: Any) -> tuple[int, int, int, int]:
+    """``(hidden, his, person, colleague)``: Anna's organisation, a person at it that Boris
+    owns (an admin gave it to him), and Boris's own organisation with a person of his at it."""
+    hidden = hidden_organisation(crm, anna)
+    person = person_at(crm, hidden, boris)
+    his = his_organisation(crm, boris)
+    return hidden, his, person, colleague_at(crm, his, boris)

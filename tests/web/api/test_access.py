@@ -14,7 +14,12 @@ import sqlalchemy as sa
 
 from crmkit.model import Attachment, PermissionRule
 from crmkit.testing import add_user, factories
-from tests.web.api.conftest import problem
+from tests.web.api.conftest import (
+    hidden_organisation,
+    his_organisation,
+    person_at_hidden_organisation,
+    problem,
+)
 
 READABLE = ("party", "deal", "task", "activity", "attachment", "calendar_event", "reminder")
 
@@ -302,8 +307,7 @@ def _given_to_boris(crm, anna, boris):
     """Anna's client, and an event, a task and a deal on it that Boris holds (an admin gave
     them to him): he reads and changes them as his own, and may not read the client."""
     now = dt.datetime.now(dt.UTC)
-    with crm.acting_as(anna) as work:
-        hidden = factories.organisation(work, name="ООО «Тайна»").id
+    hidden = hidden_organisation(crm, anna)
     with crm.system() as work:
         event = work.calendar.create(
             title="Встреча",
@@ -314,8 +318,7 @@ def _given_to_boris(crm, anna, boris):
         ).id
         task = factories.task(work, title="Позвонить", party_id=hidden, assignee_id=boris.id).id
         deal = factories.deal(work, title="Поставка", party_id=hidden, owner_id=boris.id).id
-    with crm.acting_as(boris) as work:
-        his = factories.organisation(work, name="ИП Борисов").id
+    his = his_organisation(crm, boris)
     return hidden, his, {"calendar_event": event, "task": task, "deal": deal}
 
 
@@ -425,28 +428,6 @@ def test_writing_back_a_hidden_client_as_null_keeps_it(crm, client_for):
     assert _clients(crm, {"deal": given["deal"]}) == {"deal": None}
 
 
-def _person_at_hidden_organisation(crm, anna, boris):
-    """Anna's organisation, a person at it that Boris owns (an admin gave it to him), and
-    Boris's own organisation with a person of his at it."""
-    with crm.acting_as(anna) as work:
-        hidden = factories.organisation(work, name="ООО «Тайна»").id
-    with crm.system() as work:
-        person = work.parties.create(
-            {
-                "kind": "person",
-                "name": "Пётр Тайнов",
-                "organisation_id": hidden,
-                "owner_id": boris.id,
-            }
-        ).id
-    with crm.acting_as(boris) as work:
-        his = factories.organisation(work, name="ИП Борисов").id
-        colleague = work.parties.create(
-            {"kind": "person", "name": "Борис Свой", "organisation_id": his}
-        ).id
-    return hidden, his, person, colleague
-
-
 def _organisation_of(crm, person):
     with crm.system() as work:
         return work.parties.get(person).organisation_id
@@ -458,7 +439,7 @@ def test_a_person_read_without_their_organisation_does_not_name_it(crm, client_f
     them, and his own person keeps theirs; an admin reads it as before."""
     anna = add_user(crm, "anna", ["agent"])
     boris = add_user(crm, "boris", ["agent"])
-    hidden, his, person, colleague = _person_at_hidden_organisation(crm, anna, boris)
+    hidden, his, person, colleague = person_at_hidden_organisation(crm, anna, boris)
     api = client_for(boris)
     assert api.get(f"party/{hidden}").status_code == 404
     listed = {r["id"]: r["organisation_id"] for r in api.get("party").json()["items"]}
@@ -492,7 +473,7 @@ def test_a_page_of_persons_asks_for_hidden_organisations_once(crm, client_for):
     anna = add_user(crm, "anna", ["agent"])
     boris = add_user(crm, "boris", ["agent"])
     chief = add_user(crm, "chief", ["admin"])
-    _person_at_hidden_organisation(crm, anna, boris)
+    person_at_hidden_organisation(crm, anna, boris)
     api, chief_api = client_for(boris), client_for(chief)
     api.get("party"), chief_api.get("party")  # what a first request reads once
 
@@ -530,7 +511,7 @@ def test_writing_back_a_hidden_organisation_as_null_keeps_it(crm, client_for):
     An organisation he may read replaces it; an admin, who reads it, clears it."""
     anna = add_user(crm, "anna", ["agent"])
     boris = add_user(crm, "boris", ["agent"])
-    hidden, his, person, _ = _person_at_hidden_organisation(crm, anna, boris)
+    hidden, his, person, _ = person_at_hidden_organisation(crm, anna, boris)
     api = client_for(boris)
     url = f"party/{person}"
     read = api.get(url)
@@ -569,7 +550,7 @@ async def test_a_person_s_card_does_not_name_a_hidden_organisation(crm, web):
     to none; the card of his own person names his."""
     anna = add_user(crm, "anna", ["agent"])
     browser = await web("agent", username="boris")
-    hidden, his, person, colleague = _person_at_hidden_organisation(crm, anna, browser.user)
+    hidden, his, person, colleague = person_at_hidden_organisation(crm, anna, browser.user)
     card = await browser.get(f"/clients/{person}")
     assert card.status_code == 200, card.text
     assert "Пётр Тайнов" in card.text

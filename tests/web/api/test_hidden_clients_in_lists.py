@@ -12,6 +12,12 @@ import re
 import pytest
 
 from crmkit.testing import add_user, factories
+from tests.web.api.conftest import (
+    colleague_at,
+    hidden_organisation,
+    his_organisation,
+    person_at,
+)
 
 
 @pytest.fixture
@@ -22,31 +28,19 @@ def anyio_backend():
 def _given_to(crm, anna, boris):
     """Anna's organisation «Тайна»; a person at it, a deal and a task on it, all given to
     Boris by an admin; Boris's own organisation with a person of his at it."""
-    with crm.acting_as(anna) as work:
-        hidden = factories.organisation(work, name="ООО «Тайна»").id
+    hidden = hidden_organisation(crm, anna)
+    person = person_at(crm, hidden, boris)
     with crm.system() as work:
-        person = work.parties.create(
-            {
-                "kind": "person",
-                "name": "Пётр Тайнов",
-                "organisation_id": hidden,
-                "owner_id": boris.id,
-            }
-        ).id
         deal = factories.deal(work, party_id=hidden, title="Поставка втайне", owner_id=boris.id).id
         task = work.tasks.create(
             {"title": "Позвонить втайне", "party_id": hidden, "assignee_id": boris.id}
         ).id
-    with crm.acting_as(boris) as work:
-        his = factories.organisation(work, name="ИП Борисов").id
-        colleague = work.parties.create(
-            {"kind": "person", "name": "Борис Свой", "organisation_id": his}
-        ).id
+    his = his_organisation(crm, boris)
     return {
         "hidden": hidden,
         "his": his,
         "person": person,
-        "colleague": colleague,
+        "colleague": colleague_at(crm, his, boris),
         "deal": deal,
         "task": task,
     }
