@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crmkit import AddressKind, Capability, Channel, DeliveryReceipt, hookimpl
+from crmkit import hookimpl
 from crmkit.automation import Action, Rule, Trigger
 from crmkit.automation.engine import scan_clock
 from crmkit.clock import utcnow
@@ -18,58 +18,8 @@ from crmkit.model import Activity, Deal, Notification, OutboxItem, Task
 from crmkit.services.automation import automation
 from crmkit.testing import add_user, factories
 
-
-class Mail:
-    def __init__(self, sent):
-        self.sent = sent
-
-    def send(self, message):
-        self.sent.append(message)
-        return DeliveryReceipt(f"m{len(self.sent)}")
-
-
 CALL = "Call {{ party.name }} about {{ record.title }}"
 NOTE = [{"kind": "add_note", "body": "."}]
-
-
-class RulesPlugin:
-    crmkit_plugin_name = "test_rules"
-
-    def __init__(self):
-        self.sent = []
-
-    @hookimpl
-    def crmkit_register_channels(self):
-        return [Channel("mail", AddressKind.EMAIL, {Capability.SEND}, lambda crm: Mail(self.sent))]
-
-    @hookimpl
-    def crmkit_register_automations(self):
-        return [
-            Rule(
-                "qualified-big-deal",
-                Trigger("stage.entered", entity="deal", stage="qualified"),
-                (
-                    Action(
-                        "create_task", {"title": "Call {{ party.name }} about {{ record.title }}"}
-                    ),
-                    Action(
-                        "notify", {"to": "role:manager", "text": "Big deal: {{ record.title }}"}
-                    ),
-                ),
-                condition={"field": "amount", "op": "gte", "value": 100000},
-                label="Big deals get a call",
-            )
-        ]
-
-
-@pytest.fixture
-def plugin():
-    return RulesPlugin()
-
-
-@pytest.fixture
-def app(make_crm, plugin):
-    return make_crm(plugins=[plugin])
 
 
 def timeline(crm, party_id, kind="automation"):

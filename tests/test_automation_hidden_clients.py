@@ -5,26 +5,14 @@ it.  Anna owns «Тайна»; an admin gives Boris, an agent who may not read i
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from crmkit.jobs.delivery import deliver_due
 from crmkit.model import Notification, Reminder, Task
 from crmkit.services.automation import automation
 from crmkit.testing import add_user, factories
-from tests.test_automation import RulesPlugin
 
 TOLD = "Сделка {{ record.title }}: {{ party.name }} {{ party.email }} #{{ record.party_id }}"
-
-
-@pytest.fixture
-def plugin():
-    return RulesPlugin()
-
-
-@pytest.fixture
-def app(make_crm, plugin):
-    return make_crm(plugins=[plugin])
 
 
 def _told(app, user):
