@@ -59,8 +59,15 @@ class MoveRequestSchema(StrictSchema):
 class MoveOptionSchema(StrictSchema):
     """A stage the record can move to next."""
 
-    stage = fields.String()
-    title = fields.String()
+    stage = fields.String(
+        metadata={"description": "The stage's key (its name), the same in every language."}
+    )
+    title = fields.String(
+        metadata={
+            "description": "The stage's title in the caller's language: their own setting, "
+            "else `Accept-Language`, else the deployment's."
+        }
+    )
     kind = fields.String()
     allowed = fields.Boolean(metadata={"description": "Whether the caller's roles allow it."})
     backward = fields.Boolean()

@@ -62,11 +62,14 @@ def require_placement(
 @attrs.frozen
 class MoveOption:
     """A stage the record could move to, and whether the actor may make the move (the
-    transition's roles or permission; fields, documents and guards are checked when moving)."""
+    transition's roles or permission; fields, documents and guards are checked when moving).
+
+    ``pipeline`` is the record's, whose context the stage's title is translated in."""
 
     stage: Stage
     transition: Transition
     allowed: bool
+    pipeline: Pipeline | None = None
 
 
 @attrs.frozen
@@ -443,14 +446,15 @@ class MoveService:
         if record.stage and not pipeline.has_stage(record.stage):
             # left in a stage since removed from the pipeline: every stage is a way out
             return [
-                MoveOption(stage, Transition("*", stage.name), may_move)
+                MoveOption(stage, Transition("*", stage.name), may_move, pipeline)
                 for stage in pipeline.stages
             ]
         for transition in pipeline.transitions_from(record.stage):
             allowed = may_move and (
                 who_may_not(self.work, pipeline, entity_type, record, transition) is None
             )
-            options.append(MoveOption(pipeline.stage(transition.target), transition, allowed))
+            target = pipeline.stage(transition.target)
+            options.append(MoveOption(target, transition, allowed, pipeline))
         return options
 
     def targets(self, records: Iterable[Any], entity: str) -> dict[int, list[str]]:

@@ -86,17 +86,50 @@ def catalogs_of(crm: Any) -> dict[str, NullTranslations]:
     return cached
 
 
-def locale_of(crm: Any, user: Any) -> Locale:
+def locale_of(crm: Any, user: Any, accept_language: str | None = None) -> Locale:
     """How ``user`` reads: their language (``User.locale``) and time zone, else the
-    deployment's (``locale.default``, ``locale.timezone``), as their pages do."""
+    deployment's (``locale.default``, ``locale.timezone``), as their pages do.
+
+    ``accept_language`` (a request's ``Accept-Language`` header, the API's) chooses among
+    the UI's languages for a user who has not chosen one, before the deployment's.
+    """
     config = crm.config
     language = getattr(user, "locale", None)
+    if language not in LANGUAGES:
+        language = accepted_language(accept_language)
     if language not in LANGUAGES:
         language = config["locale.default"]
     if language not in LANGUAGES:
         language = "ru"
     timezone = getattr(user, "timezone", None) or config["locale.timezone"]
     return Locale(language, timezone, config["locale.currency"], catalogs_of(crm)[language])
+
+
+def accepted_language(header: str | None) -> str | None:
+    """The UI language an ``Accept-Language`` header prefers (``en-GB,en;q=0.9,ru;q=0.5``
+    gives ``en``), matched by primary subtag; ``None`` when it names none of
+    :data:`LANGUAGES` (or only with ``q=0``)."""
+    best: tuple[float, int] | None = None
+    found = None
+    for position, item in enumerate((header or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        language = tag.strip().lower().partition("-")[0]
+        if language not in LANGUAGES:
+            continue
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if not 0 < weight <= 1:
+            continue
+        rank = (-weight, position)  # the highest weight; of equal ones, the first named
+        if best is None or rank < best:
+            best, found = rank, language
+    return found
 
 
 @attrs.frozen

@@ -111,6 +111,16 @@ def caller(request: Request) -> Any:
     return request.app.state.crm.actors.actor(owner.user_id, owner.stamp)
 
 
+def caller_locale(request: Request) -> Any:
+    """The language the caller reads (a :class:`~crmkit.web.i18n.Locale`): their own
+    setting (``User.locale``), else the request's ``Accept-Language`` when it names one of
+    the UI's languages, else the deployment's (``locale.default``)."""
+    from crmkit.web.i18n import locale_of
+
+    crm = request.app.state.crm
+    return locale_of(crm, caller(request), request.headers.get("accept-language"))
+
+
 def acting(request: Request) -> Any:
     """A unit of work acting as the caller (use as a context manager)."""
     return request.app.state.crm.acting_as(caller(request))

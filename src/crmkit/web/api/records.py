@@ -37,7 +37,7 @@ from crmkit.schemas.output import (
     schema_name,
 )
 from crmkit.services.records import PIPELINE_FIELDS, EntityService
-from crmkit.web.api.auth import acting, in_thread
+from crmkit.web.api.auth import acting, caller_locale, in_thread
 from crmkit.web.api.operations import (
     IF_MATCH,
     IF_NONE_MATCH,
@@ -64,6 +64,14 @@ def represent(work: Any, entity: EntityType, record: Any) -> dict[str, Any]:
         data[key] = related.records(list(getattr(record, key)))
     (data,) = hide_unreadable_clients(work, entity, [data])
     return data
+
+
+def _stage_title(locale: Any, option: Any) -> str:
+    """A move option's stage title in ``locale``'s language, looked up in its pipeline's
+    message context first (``msgctxt``), then plainly, as the web UI's ``stage_label``."""
+    pipeline = option.pipeline
+    context = pipeline.stage_context if pipeline is not None else ""
+    return str(locale.pgettext(context, option.stage.title))
 
 
 def hide_unreadable_clients(work: Any, entity: EntityType, items: list[Any]) -> list[Any]:
@@ -271,12 +279,14 @@ class EntityEndpoints:
 
     def stages(self, request: Request) -> Response:
         record_id = _record_id(request, self.entity)
+        locale = caller_locale(request)
         with acting(request) as work:
             options = work.moves.options(record_id, entity=self.name)
             items = [
                 {
                     "stage": option.stage.name,
-                    "title": option.stage.title,
+                    # in the caller's language, in the pipeline's context as the UI shows it
+                    "title": _stage_title(locale, option),
                     "kind": str(option.stage.kind.value),
                     "allowed": option.allowed,
                     "backward": option.transition.backward,
@@ -285,7 +295,8 @@ class EntityEndpoints:
                 }
                 for option in options
             ]
-        return JSONResponse({"items": items})
+        # the titles follow the header for a caller without a language of their own
+        return JSONResponse({"items": items}, headers={"Vary": "Accept-Language"})
 
     def history(self, request: Request) -> Response:
         record_id = _record_id(request, self.entity)
