@@ -154,3 +154,59 @@ async def test_an_export_and_the_search_do_not_name_a_hidden_client(crm, web, cl
         ("task", "Позвонить втайне"),
     }
     assert api.get("search", params={"q": "ООО «Тайна»"}).json()["hits"] == []
+
+
+def _shown(page) -> str:
+    """What a page shows a reader: its text, without markup, scripts and addresses."""
+    body = re.sub(r"(?s)<script.*?</script>", "", page.text)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+@pytest.mark.anyio
+async def test_a_shared_view_filtering_by_a_hidden_client_names_it_nowhere(crm, web):
+    """An admin's shared views narrowed to «Тайна» (deals by client, people by
+    organisation, tasks by client), opened by Boris, who may not read it: the page names
+    the view and nothing of the client, no title, no «#id», no link to its card, as a list
+    leaves a hidden client's cell blank; and lists nothing, as a list filtered by a client
+    its reader may not see does. The admin opening the same views sees what they select."""
+    from crmkit.web.screens.lists import view_url
+
+    anna = add_user(crm, "anna", ["agent"])
+    browser = await web("agent", username="boris")
+    ids = _given_to(crm, anna, browser.user)
+    chief = await web("admin", username="chief")
+    hidden = str(ids["hidden"])
+    with crm.acting_as(chief.user) as work:
+        views = {
+            "deal": work.saved_views.save(
+                "deal", "Сделки клиента", {"f.party_id": hidden}, shared=True
+            ),
+            "party": work.saved_views.save(
+                "party",
+                "Люди клиента",
+                {"cols": "name,organisation_id", "f.organisation_id": hidden},
+                shared=True,
+            ),
+            "task": work.saved_views.save(
+                "task", "Задачи клиента", {"f.party_id": hidden}, shared=True
+            ),
+        }
+    selected = {
+        "deal": f"/records/deal/{ids['deal']}",
+        "party": f"/clients/{ids['person']}",
+        "task": f"/records/task/{ids['task']}",
+    }
+    for entity, view in views.items():
+        url = view_url(entity, view)
+        page = await browser.get(url)
+        assert page.status_code == 200, (url, page.text)
+        shown = _shown(page)
+        assert view.name in shown
+        _names_nothing_hidden(page.text, ids)
+        assert f"#{hidden}" not in shown, (url, shown)
+        assert f'href="{selected[entity]}"' not in page.text, url  # nothing listed
+        assert "Ничего не найдено." in shown, (url, shown)
+
+        seen_by_admin = await chief.get(url)
+        assert seen_by_admin.status_code == 200, (url, seen_by_admin.text)
+        assert f'href="{selected[entity]}"' in seen_by_admin.text, url
