@@ -885,3 +885,40 @@ async def test_the_list_is_searched_by_sender_and_subject_in_any_case(web, crm):
     assert shown(page) == {oleg.id} and 'value="олег"' in page.text
     with crm.acting_as(agent.user) as work:
         assert [c.id for c in work.conversations.list(search="АННА")] == [anna.id]
+
+
+async def test_each_tabs_count_follows_the_search_and_switching_tabs_keeps_it(web, crm):
+    """A search narrowed the list but the tabs went on counting every conversation
+    ("Mine 3" beside one match), and a tab's link dropped the search.  Each tab counts
+    what the search finds in it, and its link keeps the search, as the status tabs do."""
+    agent = await web("agent", locale="en")
+    receive(crm, "anna@example.ru", "Привет", 1, name="Анна", subject="Доставка")
+    receive(crm, "oleg@firm.ru", "Добрый день", 2, name="Олег", subject="Счёт")
+    receive(crm, "ivan@example.ru", "Вопрос", 3, name="Иван", subject="Доставка шин")
+    receive(crm, "petr@stroy.ru", "Вопрос", 4, name="Пётр", subject="Счёт на шины")
+    anna, oleg, ivan, petr = conversations(crm)
+    for conversation in (anna, oleg):
+        await agent.post(f"/inbox/{conversation.id}/act", {"action": "assign", "assignee_id": "me"})
+
+    def count(page, view):
+        return int(re.search(rf'data-count="{view}">(\d+)<', page.text).group(1))
+
+    everything = await agent.get("/inbox")
+    assert (count(everything, "unassigned"), count(everything, "mine")) == (2, 2)
+    found = await agent.get("/inbox", params={"q": "доставка"})  # Anna's (mine), Ivan's
+    assert (count(found, "unassigned"), count(found, "mine"), count(found, "team")) == (1, 1, 1)
+    tyres = await agent.get("/inbox", params={"q": "шин"})  # Ivan's and Petr's, unassigned
+    assert (count(tyres, "unassigned"), count(tyres, "mine")) == (2, 0)
+    assert f'data-id="{ivan.id}"' in tyres.text and f'data-id="{petr.id}"' in tyres.text
+    # every tab, a view's or a status's, opens with the search kept
+    nav = html.unescape(re.search(r'<nav class="tabs".*?</nav>', found.text, re.S).group(0))
+    for view in ("unassigned", "mine", "team"):
+        assert f'href="/inbox?view={view}&status=open&q=%D0%B4' in nav, view
+    for status in ("open", "snoozed", "closed"):
+        assert f'href="/inbox?view=unassigned&status={status}&q=%D0%B4' in nav, status
+    mine = await agent.get(re.search(r'href="(/inbox\?view=mine[^"]*)"', nav).group(1))
+    shown = {int(i) for i in re.findall(r'class="conversation[^"]*" data-id="(\d+)"', mine.text)}
+    assert shown == {anna.id} and 'value="доставка"' in mine.text
+    # the search found nothing in a tab: it says so, and its count is 0
+    closed = await agent.get("/inbox", params={"q": "доставка", "status": "closed"})
+    assert count(closed, "mine") == 0 and "No conversation matches" in _text(closed)

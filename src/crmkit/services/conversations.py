@@ -317,17 +317,20 @@ class ConversationService:
             )
         )
 
-    def counts(self, status: str = "open") -> dict[str, int]:
-        """How many conversations each view holds in ``status``, as the actor sees them."""
-        return {
-            view: int(
-                self.work.session.scalar(
-                    select(func.count()).select_from(self._listed(view, status).subquery())
-                )
+    def counts(self, status: str = "open", *, search: str | None = None) -> dict[str, int]:
+        """How many conversations each view holds in ``status``, as the actor sees them;
+        ``search``: only those it finds (as :meth:`page` does), so each count is what
+        its view would list."""
+        counted: dict[str, int] = {}
+        for view in VIEWS:
+            statement = self._listed(view, status)
+            if search and search.strip():
+                statement = statement.where(self.search_clause(search))
+            counted[view] = int(
+                self.work.session.scalar(select(func.count()).select_from(statement.subquery()))
                 or 0
             )
-            for view in VIEWS
-        }
+        return counted
 
     def get(self, conversation_id: int) -> Conversation:
         """One conversation (hidden ones are :class:`NotFound`)."""

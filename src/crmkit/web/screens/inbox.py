@@ -60,7 +60,7 @@ def _page(
         except ValidationFailed:  # a cursor of another order, an edited link: the first page
             page, after = unit.conversations.page(view, status, search=query), None
         rows = page.items
-        counts = unit.conversations.counts(status)
+        counts = unit.conversations.counts(status, search=query)
         chosen = messages = party = record = None
         files_of: dict[int, list[Any]] = {}
         templates = candidates = []
