@@ -7,7 +7,7 @@ import html
 import re
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from crmkit import InboundMessage
 from crmkit.model import Activity, Conversation, OutboxItem
@@ -922,3 +922,114 @@ async def test_each_tabs_count_follows_the_search_and_switching_tabs_keeps_it(we
     # the search found nothing in a tab: it says so, and its count is 0
     closed = await agent.get("/inbox", params={"q": "доставка", "status": "closed"})
     assert count(closed, "mine") == 0 and "No conversation matches" in _text(closed)
+
+
+async def test_a_reply_files_the_conversation_on_a_chosen_open_deal_or_task(web, crm):
+    """A reply went on the deal the thread matched, or on the client: a client with two
+    open orders could not be answered about the other one.  The reply form offers the
+    client's open deals and tasks the agent may change (the matched one chosen); the
+    choice moves the conversation (its messages too) and the reply there, so the client's
+    next mail in the thread joins that deal.  A deal the agent may only read, another
+    client's deal or a closed one is not offered, and sent anyway it is refused."""
+    ann = await web("agent", locale="en")
+    bob = await web("agent", locale="en")
+    with crm.system() as work:  # agents read every deal, change their own
+        work.permissions.set("agent", "deal", "read", "all")
+    with crm.acting_as(ann.user) as work:
+        client = factories.organisation(
+            work, name="ООО «Кедр»", contact_points=[{"kind": "email", "value": "a@kedr.ru"}]
+        )
+        other = factories.organisation(work, name="ООО «Сосна»")
+        matched = factories.deal(work, party_id=client.id, title="Шины летние")
+        wanted = factories.deal(work, party_id=client.id, title="Диски")
+        task = factories.task(work, party_id=client.id, title="Счёт на диски")
+        closed = factories.deal(work, party_id=client.id, title="Старый заказ")
+        elsewhere = factories.deal(work, party_id=other.id, title="Чужая сделка")
+    with crm.system() as work:
+        bobs = factories.deal(work, party_id=client.id, owner_id=bob.user.id, title="Боба")
+        work.deals.get(closed.id).closed_at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    receive(crm, "a@kedr.ru", "Что с заказом?", 1)
+    with crm.system() as work:  # the thread matched the summer tyres
+        work.session.execute(update(Activity).values(record_entity="deal", record_id=matched.id))
+        work.session.execute(
+            update(Conversation).values(record_entity="deal", record_id=matched.id)
+        )
+    (chat,) = conversations(crm)
+
+    page = await ann.get(f"/inbox/{chat.id}")
+    choice = re.search(r'<select name="record".*?</select>', page.text, re.S).group(0)
+    offered = re.findall(r'<option value="([^"]*)"', choice)
+    assert offered == ["", f"deal:{matched.id}", f"deal:{wanted.id}", f"task:{task.id}"]
+    assert re.search(rf'<option value="deal:{matched.id}" selected>', choice)
+    assert "Диски" in _text(page) and f"deal:{bobs.id}" not in choice
+
+    def state():
+        with crm.system() as work:
+            return (work.conversations.get(chat.id).record_id, work.session.scalar(
+                select(func.count()).select_from(Activity).where(Activity.direction == "out")
+            ))  # fmt: skip
+
+    for refused in (f"deal:{bobs.id}", f"deal:{closed.id}", f"deal:{elsewhere.id}", "deal:x"):
+        answer = await ann.post(
+            f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "record": refused}
+        )
+        assert answer.status_code in (404, 422), refused
+        assert state() == (matched.id, 0), refused  # nothing sent, nothing moved
+    refused = await ann.post(
+        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "record": f"deal:{closed.id}"}
+    )
+    assert "Ок</textarea>" in refused.text  # the reply typed is shown again
+
+    sent = await ann.post(
+        f"/inbox/{chat.id}/act",
+        {"action": "reply", "body": "Диски будут в пятницу", "record": f"deal:{wanted.id}"},
+    )
+    assert sent.status_code == 303
+    with crm.system() as work:
+        reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
+        assert (reply.record_entity, reply.record_id) == ("deal", wanted.id)
+        first = work.session.scalar(select(Activity).where(Activity.external_id == "m1"))
+        assert (first.record_entity, first.record_id) == ("deal", wanted.id)
+        assert work.conversations.get(chat.id).record_id == wanted.id
+    page = await ann.get(f"/inbox/{chat.id}")
+    assert "data-record-link>Диски<" in page.text
+    # the client's next mail in the thread joins the chosen deal
+    with crm.system() as work:
+        follow = work.channels.ingest(
+            InboundMessage(channel="chat", external_id="m2", sender="a@kedr.ru",
+                           body="Спасибо", thread_refs=("m1",))
+        )  # fmt: skip
+        assert (follow.record_entity, follow.record_id) == ("deal", wanted.id)
+    # the task, then the client alone
+    await ann.post(
+        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Счёт", "record": f"task:{task.id}"}
+    )
+    assert state() == (task.id, 2)
+    await ann.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "Всё", "record": ""})
+    with crm.system() as work:
+        last = work.session.scalars(
+            select(Activity).where(Activity.direction == "out").order_by(Activity.id.desc())
+        ).first()
+        assert last.record_id is None and work.conversations.get(chat.id).record_id is None
+        assert last.party_id == client.id
+
+
+async def test_a_reply_without_a_choice_keeps_the_matched_deal(web, crm):
+    """Who sends no choice (an old page, the API's way of replying) changes nothing: the
+    reply goes on the matched deal, as before; a client with no open work offers none."""
+    agent = await web("agent", locale="en")
+    with crm.acting_as(agent.user) as work:
+        client = factories.organisation(
+            work, contact_points=[{"kind": "email", "value": "b@bereza.ru"}]
+        )
+    receive(crm, "b@bereza.ru", "Здравствуйте", 1)
+    (chat,) = conversations(crm)
+    assert 'name="record"' not in (await agent.get(f"/inbox/{chat.id}")).text
+    with crm.acting_as(agent.user) as work:
+        deal = factories.deal(work, party_id=client.id, title="Берёзы")
+    with crm.system() as work:
+        work.session.execute(update(Conversation).values(record_entity="deal", record_id=deal.id))
+    await agent.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок"})
+    with crm.system() as work:
+        reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
+        assert (reply.record_entity, reply.record_id) == ("deal", deal.id)

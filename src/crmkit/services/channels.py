@@ -729,6 +729,10 @@ class ChannelService:
                 return record
         return None
 
+    def record_open(self, entity: str, record_id: int) -> bool:
+        """Whether a record (deal, task...) is still open: mail still joins it."""
+        return self._record_open(entity, record_id)
+
     def _record_open(self, entity: str, record_id: int) -> bool:
         try:
             model = self.work.crm.entity(entity).model

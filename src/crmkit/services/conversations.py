@@ -42,6 +42,10 @@ BACK_IN_QUEUE = "the conversation has been put back in the unassigned queue mean
 STATUSES = ("open", "snoozed", "closed")
 #: what "Not a client" ignores from now on: the sender's address, or their whole domain
 IGNORE_SCOPES = ("sender", "domain")
+#: what a conversation (and its replies) may be filed on: its client's open deals and tasks
+FILED_ON = ("deal", "task")
+#: how many of each :meth:`ConversationService.filing_choices` offers
+MOST_CHOICES = 50
 
 _CONVERSATION = Conversation.__table__
 #: what a new message may change on an open conversation (see ``note_message``)
@@ -659,6 +663,76 @@ class ConversationService:
         except NotFound:
             return None
         return (conversation.record_entity, conversation.record_id)
+
+    def filing_choices(self, conversation: Conversation) -> list[tuple[str, Any]]:
+        """The client's open deals and tasks the actor may read and change, as
+        ``(entity, record)``: what :meth:`file_on` may file the conversation on."""
+        if conversation.party_id is None:
+            return []
+        from crmkit.services.channels import CLOSED_STATUSES
+
+        found: list[tuple[str, Any]] = []
+        for entity in FILED_ON:
+            service = self.work.records(entity)
+            try:
+                statement = service.query("update").where(service.visible("read"))
+            except PermissionDenied:  # no right to change any: none offered
+                continue
+            model = service.entity.model
+            statement = statement.where(model.party_id == conversation.party_id)
+            if hasattr(model, "closed_at"):
+                statement = statement.where(model.closed_at.is_(None))
+            if hasattr(model, "status"):
+                statement = statement.where(model.status.not_in(sorted(CLOSED_STATUSES)))
+            rows = self.work.session.scalars(statement.order_by(model.id).limit(MOST_CHOICES))
+            found.extend((entity, row) for row in rows)
+        return found
+
+    def file_on(self, conversation_id: int, record: tuple[str, int] | None) -> Conversation:
+        """File the conversation on one of its client's open deals or tasks (``None``: on
+        the client alone), with its messages: its next replies go there, and so does the
+        client's mail answering any message of it.
+
+        The record must be the client's, open, and one the actor may change.  Messages the
+        actor sees on no record or on the conversation's record move with it; those on a
+        record hidden from the actor (a colleague's deal) stay where they are.
+        """
+        conversation = self._for_update(conversation_id)
+        if conversation.party_id is None:
+            first = message("the conversation has no client yet: create a lead or attach first")
+            raise ValidationFailed({"record": [first]})
+        if record is not None:
+            entity, record_id = record
+            if entity not in FILED_ON:
+                raise ValidationFailed({"record": [message("a deal or a task of the client")]})
+            row = self.work.records(entity).get(record_id, action="update")
+            if row.party_id != conversation.party_id:
+                raise ValidationFailed({"record": [message("not a deal or task of this client")]})
+            if not self.work.channels.record_open(entity, record_id):
+                raise ValidationFailed({"record": [message("closed: choose an open one")]})
+        shown = self.record_of(conversation)
+        if record == shown:
+            return conversation
+        entity_id = record or (None, None)
+        movable = [Activity.record_entity.is_(None)]
+        if shown is not None:
+            movable.append(and_(Activity.record_entity == shown[0], Activity.record_id == shown[1]))
+        moved = self.work.session.scalars(
+            select(Activity).where(Activity.conversation_id == conversation.id, or_(*movable))
+        ).all()
+        for activity in moved:
+            activity.record_entity, activity.record_id = entity_id
+        before = [conversation.record_entity, conversation.record_id]
+        conversation.record_entity, conversation.record_id = entity_id
+        self.work.flush()
+        self.work.audit(
+            "conversation",
+            conversation.id,
+            "file_on",
+            {"record_entity": [before[0], entity_id[0]], "record_id": [before[1], entity_id[1]]},
+        )
+        self._announce()
+        return conversation
 
     def reply_copies(self, conversation_id: int) -> list[str]:
         """Whom the client's latest message was also addressed to (a reply to all copies them)."""

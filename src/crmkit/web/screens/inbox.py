@@ -17,10 +17,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.channels import Capability
-from crmkit.errors import CrmkitError, DuplicatesFound, NotFound, ValidationFailed
+from crmkit.errors import (
+    CrmkitError,
+    DuplicatesFound,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from crmkit.services.conversations import ANY, STATUSES, VIEWS
 from crmkit.web import i18n
-from crmkit.web.forms import address_list, as_id, local_time, optional_id, optional_int
+from crmkit.web.forms import (
+    NOT_AN_ID,
+    address_list,
+    as_id,
+    local_time,
+    optional_id,
+    optional_int,
+)
 from crmkit.web.pages import error_text, posted, redirect, render, work
 
 #: The longest snooze in hours: a year (a later return is chosen as a date).
@@ -66,6 +79,8 @@ def _page(
         templates = candidates = []
         open_deals: list[Any] = []
         open_tasks: list[Any] = []
+        filing: list[dict[str, Any]] = []  # what the reply may be filed on
+        filed = ""
         suggested = False
         copies_allowed = False
         files_allowed = True
@@ -90,6 +105,8 @@ def _page(
             shown = unit.conversations.record_of(chosen)  # a deal the user may see
             if shown is not None:
                 record = unit.records(shown[0]).get(shown[1])
+            if client is not None:
+                filing, filed = _filing(unit, chosen, shown, record)
             templates = one_per_name(unit.message_templates.list(channel=chosen.channel))
             if draft is None and "template" in request.query_params:
                 draft = _filled(request, unit, chosen, client, shown)
@@ -133,6 +150,9 @@ def _page(
             "candidates": candidates,
             "open_deals": open_deals,
             "open_tasks": open_tasks,
+            "filing": filing,
+            # the choice a refused reply made, else the record the conversation is on
+            "filed": (draft or {}).get("record", filed),
             "suggested": suggested,
             "search": search,
             "query": query,
@@ -163,6 +183,42 @@ def _open_work(unit: Any, party_id: int) -> tuple[list[Any], list[Any]]:
         deals = [d for d in page if d.closed_at is None][:SHOWN_OPEN]
     tasks = unit.tasks.for_party(party_id)[:SHOWN_OPEN] if can("task", "read") else []
     return deals, tasks
+
+
+#: how a record the reply may be filed on is introduced in the choice
+FILING_LABELS = {"deal": i18n.lazy("Deal"), "task": i18n.lazy("Task")}
+
+
+def _filing(
+    unit: Any, chosen: Any, shown: tuple[str, int] | None, record: Any
+) -> tuple[list[dict[str, Any]], str]:
+    """The open deals and tasks the reply may file the conversation on (those of its client
+    the user may change, and the one it is on), and the one it is on (``""``: the client)."""
+    choices = unit.conversations.filing_choices(chosen)
+    if not choices:
+        return [], ""
+    current = f"{shown[0]}:{shown[1]}" if shown is not None else ""
+    offered = [
+        {"value": f"{entity}:{row.id}", "label": FILING_LABELS[entity], "title": row.title}
+        for entity, row in choices
+    ]
+    if current and current not in {o["value"] for o in offered}:  # read-only, still shown
+        offered.insert(
+            0, {"value": current, "label": FILING_LABELS.get(shown[0], ""), "title": record.title}
+        )
+    return offered, current
+
+
+def _record_choice(value: Any) -> tuple[str, int] | None:
+    """The reply form's ``record`` (``deal:12``, ``task:5``; empty: the client alone)."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    entity, _, number = text.partition(":")
+    record_id = as_id(number)
+    if not entity or record_id is None:
+        raise ValidationFailed({"record": [NOT_AN_ID]})
+    return entity, record_id
 
 
 def one_per_name(templates: list[Any]) -> list[Any]:
@@ -249,6 +305,14 @@ def act(request: Request) -> Response:
                         message = i18n.gettext("Assigned to %(user)s.") % {"user": label}
             elif action == "reply":
                 try:
+                    if "record" in data:  # the deal or task chosen: the conversation moves
+                        record = _record_choice(data.get("record"))
+                        if record != service.record_of(service.get(conversation_id)):
+                            try:
+                                service.file_on(conversation_id, record)
+                            except (NotFound, PermissionDenied):  # named, the reply kept
+                                found = {"record": [i18n.lazy("not found")]}
+                                raise ValidationFailed(found) from None
                     service.reply(
                         conversation_id,
                         body=str(data.get("body") or "") or None,
@@ -264,6 +328,7 @@ def act(request: Request) -> Response:
                         "body": str(data.get("body") or ""),
                         "cc": str(data.get("cc") or ""),
                         "template_id": as_id(data.get("template_id")),
+                        **({"record": str(data["record"])} if "record" in data else {}),
                     }
                     raise
                 if data.get("then") != "close":
