@@ -11,6 +11,7 @@ from crmkit.identity import (
     messenger_key,
     phone_key,
     plate_key,
+    sender_name_guess,
     website_key,
 )
 
@@ -117,3 +118,37 @@ def test_a_plate_ending_in_letters_like_the_country_keeps_them():
 
 def test_messenger_handles():
     assert messenger_key("@Ivan_Petrov", "telegram") == "telegram:ivan_petrov"
+
+
+@pytest.mark.parametrize(
+    ("address", "named"),
+    [
+        # a local part that reads as a name: the person, whatever the domain
+        ("ivan.petrov@romashka.ru", ("person", "Ivan Petrov", "Ivan", "Petrov")),
+        ("Ivan_Petrov@mail.ru", ("person", "Ivan Petrov", "Ivan", "Petrov")),
+        ("i.petrov@gmail.com", ("person", "I. Petrov", "I.", "Petrov")),
+        ("anna-maria.petrova@bk.ru", ("person", "Anna Maria Petrova", "Anna Maria", "Petrova")),
+        ("ivan.petrov+crm@yandex.ru", ("person", "Ivan Petrov", "Ivan", "Petrov")),
+        ("иван.петров@почта.рф", ("person", "Иван Петров", "Иван", "Петров")),
+        # a role, digits, one word or no name: the company the domain names...
+        ("info@romashka.ru", ("organisation", "Romashka", None, None)),
+        ("sales@stroy-invest.com.ru", ("organisation", "Stroy-Invest", None, None)),
+        ("no-reply@mail.romashka.ru", ("organisation", "Romashka", None, None)),
+        ("zakaz@xn--80aswg.xn--p1ai", ("organisation", "Сайт", None, None)),
+        ("89161234567@shiny.ru", ("organisation", "Shiny", None, None)),
+        ("ivan@romashka.ru", ("organisation", "Romashka", None, None)),
+        ("ivan.sales@romashka.ru", ("organisation", "Romashka", None, None)),
+        ("petrov85.i@romashka.ru", ("organisation", "Romashka", None, None)),
+        # ...unless it is a public mail service's: the address
+        ("office@mail.ru", ("person", "office@mail.ru", None, None)),
+        ("noreply@gmail.com", ("person", "noreply@gmail.com", None, None)),
+        ("89161234567@yandex.ru", ("person", "89161234567@yandex.ru", None, None)),
+        ("noname@ya.ru", ("person", "noname@ya.ru", None, None)),
+        ("i.p@inbox.ru", ("person", "i.p@inbox.ru", None, None)),
+        ("support@localhost", ("person", "support@localhost", None, None)),
+        ("+79161234567", ("person", "+79161234567", None, None)),  # not an address at all
+    ],
+)
+def test_a_nameless_sender_is_named_from_the_address(address, named):
+    guess = sender_name_guess(address)
+    assert (guess.kind, guess.name, guess.first_name, guess.last_name) == named

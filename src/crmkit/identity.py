@@ -317,7 +317,10 @@ def name_match_keys(skeleton: str) -> list[str]:
     return [k[:120] for k in dict.fromkeys(keys)]
 
 
-#: Mail services whose domain says nothing about who the sender works for.
+#: Mail services whose domain says nothing about who the sender works for: their clients
+#: are not grouped by it (duplicate screening, the contact center's suggested clients,
+#: "Not a client" for a whole domain), and a lead from one is not named after it
+#: (:func:`sender_name_guess`).  The one list of them: add a service here.
 PUBLIC_MAIL_DOMAINS = frozenset(
     {
         "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
@@ -343,6 +346,100 @@ def domain_key(kind: str, key: str) -> str | None:
     if not domain or "." not in domain or domain in PUBLIC_MAIL_DOMAINS:
         return None
     return domain[:253]
+
+
+#: Local parts (or words of one) that name a mailbox's role, not a person: ``info@``,
+#: ``sales@``, ``no-reply@``... A lead from such an address is not named by it.
+ROLE_MAILBOXES = frozenset(
+    {
+        "info", "sales", "sale", "noreply", "no", "reply", "donotreply", "office", "admin",
+        "administrator", "support", "mail", "email", "zakaz", "zakazy", "order", "orders",
+        "hello", "contact", "contacts", "help", "helpdesk", "service", "billing", "invoice",
+        "buh", "buhgalter", "buhgalteria", "accounting", "accounts", "finance", "manager",
+        "managers", "director", "secretary", "reception", "priemnaya", "hr", "job", "jobs",
+        "kadry", "team", "marketing", "reklama", "press", "pr", "news", "newsletter",
+        "notify", "notifications", "robot", "bot", "postmaster", "webmaster", "mailer",
+        "daemon", "abuse", "security", "root", "feedback", "tender", "tenders", "snab",
+        "opt", "sklad", "shop", "store", "partner", "partners", "client", "clients",
+        "request", "requests", "post", "inbox", "all", "general", "user", "test",
+    }
+)  # fmt: skip
+
+#: Second-level labels under which a company's own name is one label further left
+#: (``stroy.com.ru``, ``firm.co.uk``, ``shop.msk.ru``).
+_SHARED_SECOND_LEVELS = frozenset(
+    {"com", "co", "org", "net", "gov", "edu", "ac", "msk", "spb", "biz", "pp", "nov", "kiev"}
+)
+
+
+@attrs.frozen
+class SenderName:
+    """What a lead from a sender without a name is called (see :func:`sender_name_guess`)."""
+
+    kind: str  # "person" or "organisation"
+    name: str
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+def _person_words(local: str) -> list[str] | None:
+    """The words of a name in an address's local part (``ivan.petrov``, ``i_petrov``), or
+    ``None`` when it does not read as one: a role, digits, one word, letters mixed with
+    anything else."""
+    local = local.split("+", 1)[0].casefold()
+    if not local or local in ROLE_MAILBOXES:
+        return None
+    words = [w for w in re.split(r"[._-]+", local) if w]
+    if not 2 <= len(words) <= 3:
+        return None
+    if any(not w.isalpha() or w in ROLE_MAILBOXES for w in words):
+        return None
+    if all(len(w) == 1 for w in words):
+        return None
+    return [f"{w.upper()}." if len(w) == 1 else w[:1].upper() + w[1:] for w in words]
+
+
+def _company_of_domain(domain: str) -> str | None:
+    """The company name an address's own domain gives (``romashka.ru``: ``Romashka``);
+    ``None`` for a public mail service's (:data:`PUBLIC_MAIL_DOMAINS`) or a bare host."""
+    if domain_key("email", f"x@{domain}") is None:
+        return None
+    labels = [label for label in domain.split(".") if label]
+    if len(labels) < 2:
+        return None
+    name = labels[-2]
+    if len(labels) >= 3 and name in _SHARED_SECOND_LEVELS:
+        name = labels[-3]
+    if name.startswith("xn--"):
+        try:
+            name = name.encode("ascii").decode("idna")
+        except UnicodeError:
+            return None
+    parts = [p[:1].upper() + p[1:] for p in name.split("-")]
+    return "-".join(parts) if any(parts) else None
+
+
+def sender_name_guess(address: str) -> SenderName:
+    """The name of a lead from a sender who gave none, read from their address, as mature
+    CRMs do: the person when the local part reads as a name (``ivan.petrov``, ``ivan_petrov``,
+    ``i.petrov``: *Ivan Petrov*, *I. Petrov*; not a role such as ``info@`` or ``sales@``
+    (:data:`ROLE_MAILBOXES`), nor digits); else the company the domain names
+    (``info@romashka.ru``: the organisation *Romashka*), unless it is a public mail service's
+    (:data:`PUBLIC_MAIL_DOMAINS`); else the address itself, as before.  The address is kept
+    on the lead as its email whatever its name."""
+    text = address.strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local:
+        return SenderName("person", text)
+    words = _person_words(local)
+    if words is not None:
+        return SenderName(
+            "person", " ".join(words), first_name=" ".join(words[:-1]), last_name=words[-1]
+        )
+    company = _company_of_domain(domain.casefold())
+    if company is not None:
+        return SenderName("organisation", company)
+    return SenderName("person", text)
 
 
 def one_letter_variants(word: str) -> list[str]:

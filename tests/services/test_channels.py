@@ -125,6 +125,23 @@ def test_unknown_sender_becomes_a_lead_when_configured(make_crm, plugin):
         assert [c.key for c in lead.contact_points] == ["boss@newfirm.ru"]
 
 
+def test_a_nameless_senders_lead_is_named_from_the_address(make_crm, plugin):
+    """A sender with no name made a lead named "ivan.petrov@romashka.ru".  The local
+    part names the person when it reads as a name, else the company's domain names the
+    lead (not a public mail service's), else the address; the address stays as its email."""
+    crm = make_crm(plugins=[plugin], settings={"channels.unknown_sender": "lead"})
+    with crm.system() as work:
+        for n, sender, kind, name in (
+            (1, "ivan.petrov@romashka.ru", "person", "Ivan Petrov"),
+            (2, "info@kedr-stroy.ru", "organisation", "Kedr-Stroy"),
+            (3, "zakaz@mail.ru", "person", "zakaz@mail.ru"),
+        ):
+            activity = work.channels.ingest(message(f"<n{n}@x>", sender=sender))
+            lead = work.parties.get(activity.party_id)
+            assert (lead.kind, lead.name) == (kind, name)
+            assert [c.value for c in lead.contact_points] == [sender]
+
+
 def test_a_batch_is_recorded_like_its_messages_one_by_one(make_crm, plugin):
     crm = make_crm(plugins=[plugin], settings={"channels.unknown_sender": "lead"})
     with crm.system() as work:

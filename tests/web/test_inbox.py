@@ -1033,3 +1033,37 @@ async def test_a_reply_without_a_choice_keeps_the_matched_deal(web, crm):
     with crm.system() as work:
         reply = work.session.scalar(select(Activity).where(Activity.direction == "out"))
         assert (reply.record_entity, reply.record_id) == ("deal", deal.id)
+
+
+async def test_a_lead_from_a_nameless_sender_is_named_as_the_field_says(web, crm):
+    """A lead from a sender without a name was named by the bare address.  The name field
+    proposes (and an empty one gives) the person the local part names, else the company of
+    the domain, else the address; the address stays on the lead as its email, and a name
+    typed in wins."""
+    agent = await web("agent", locale="en")
+    for n, (sender, kind, name, first, last) in enumerate(
+        [
+            ("ivan.petrov@romashka.ru", "person", "Ivan Petrov", "Ivan", "Petrov"),
+            ("i_sidorova@mail.ru", "person", "I. Sidorova", "I.", "Sidorova"),
+            ("info@kedr-stroy.ru", "organisation", "Kedr-Stroy", None, None),
+            ("89161234567@bk.ru", "person", "89161234567@bk.ru", None, None),
+        ],
+        start=1,
+    ):
+        receive(crm, sender, "Добрый день", n)
+        chat = conversations(crm)[-1]
+        page = await agent.get(f"/inbox/{chat.id}")
+        assert f'<input name="name" value="" placeholder="{name}"' in page.text, sender
+        answer = await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": ""})
+        assert answer.status_code == 303, sender
+        with crm.system() as work:
+            lead = work.parties.get(conversations(crm)[-1].party_id)
+            assert (lead.kind, lead.name, lead.first_name, lead.last_name) == (
+                kind, name, first, last
+            ), sender  # fmt: skip
+            assert [p.value for p in lead.contact_points] == [sender]
+    receive(crm, "oleg.ivanov@firm.ru", "Здравствуйте", 9)
+    chat = conversations(crm)[-1]
+    await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": "Олег Иванович"})
+    with crm.system() as work:
+        assert work.parties.get(conversations(crm)[-1].party_id).name == "Олег Иванович"

@@ -98,6 +98,43 @@ def test_unknown_sender_becomes_a_lead_when_configured(
         assert lead.name == "Client"
 
 
+def test_a_nameless_senders_lead_is_named_from_the_address(
+    make_crm, certificate, dovecot, imap_user, smtp
+):
+    """Mail from a bare address (``From: ivan.petrov@romashka.ru``) made a lead named by
+    the address.  The person the local part names, else the company of the domain (not a
+    public mail service's), else the address; the address is the lead's email."""
+    from crmkit_mail import mail
+    from crmkit_mail import plugin as mail_plugin
+
+    crm = make_crm(
+        plugins=[mail_plugin],
+        settings={"mail.ca_file": str(certificate[0]), "channels.unknown_sender": "lead"},
+    )
+    with crm.system() as work:
+        account_id = mail(work).accounts.create(
+            name="in", address=imap_user, imap_host=dovecot.host, imap_port=dovecot.port,
+            imap_security="none", imap_password=dovecot.users[imap_user],
+        ).id  # fmt: skip
+    senders = {
+        "ivan.petrov@romashka.ru": ("person", "Ivan Petrov"),
+        "info@kedr-stroy.ru": ("organisation", "Kedr-Stroy"),
+        "zakaz@mail.ru": ("person", "zakaz@mail.ru"),
+    }
+    for n, (sender, form) in enumerate(zip(senders, ("{0}", "<{0}>", "{0}"), strict=True), start=1):
+        raw = simple(n, sender=sender).replace(
+            f"From: Client <{sender}>".encode(), f"From: {form.format(sender)}".encode()
+        )
+        deliver(dovecot, imap_user, raw)
+    sync_account(crm, account_id)
+    with crm.system() as work:
+        for entry in mails(crm):
+            lead = work.parties.get(entry.party_id)
+            (address,) = [p.value for p in lead.contact_points]
+            assert (lead.kind, lead.name) == senders[address]
+        assert len(mails(crm)) == 3
+
+
 def delivery_report(action, status, recipient, original=""):
     """A multipart/report DSN from a mail system (``original``: a copy of the headers)."""
     tail = f"--r\r\nContent-Type: text/rfc822-headers\r\n\r\n{original}\r\n" if original else ""

@@ -35,7 +35,7 @@ from crmkit.channels import (
 )
 from crmkit.clock import utcnow
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.identity import contact_key
+from crmkit.identity import contact_key, sender_name_guess
 from crmkit.model import Activity, AuditEntry, ContactPoint, Party
 from crmkit.model import Attachment as AttachmentRow
 from crmkit.services.bulk import allocate_ids, insert_rows, one_of, uses_arrays
@@ -748,12 +748,10 @@ class ChannelService:
         # an auto-reply or a mail system's notice (the channel says so): nobody to sell to
         if policy != "lead" or message.meta.get("automatic") or message.meta.get("suspicious"):
             return None, "triage"
-        name = message.sender_name or message.sender
         contact_kind = channel.address_kind.value
         party = self.work.parties.create(
             {
-                "kind": "person",
-                "name": name,
+                **self.lead_name(channel, message.sender, message.sender_name),
                 "source": channel.name,
                 "owner_id": None,
                 "contact_points": [
@@ -768,6 +766,26 @@ class ChannelService:
             confirm_duplicates=True,
         )
         return party.id, "new"
+
+    def lead_name(self, channel: Channel, address: str, sender_name: str | None) -> dict[str, str]:
+        """What a new lead from an unknown sender is (``kind``) and is called (``name``,
+        ``first_name``, ``last_name``): the name the sender gave; else, for mail, what
+        their address says (:func:`crmkit.identity.sender_name_guess`: *Ivan Petrov* from
+        ``ivan.petrov@``, the company *Romashka* from ``info@romashka.ru``); else the
+        address.  The one place both the contact center's "Create a lead" and the
+        ``channels.unknown_sender = "lead"`` policy name a lead."""
+        given = (sender_name or "").strip()
+        if given:
+            return {"kind": "person", "name": given}
+        if channel.address_kind is not AddressKind.EMAIL:
+            return {"kind": "person", "name": address.strip()}
+        guess = sender_name_guess(address)
+        names = {"first_name": guess.first_name, "last_name": guess.last_name}
+        return {
+            "kind": guess.kind,
+            "name": guess.name,
+            **{key: value for key, value in names.items() if value},
+        }
 
     def attach_to_party(self, activity_id: int, party_id: int) -> Activity:
         """File a triaged message under a party (and remember the address on it)."""

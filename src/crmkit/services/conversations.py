@@ -745,10 +745,18 @@ class ConversationService:
         )
         return [str(address) for address in (data or {}).get("cc", [])]
 
+    def lead_name(self, conversation: Conversation) -> dict[str, str]:
+        """What :meth:`create_lead` names the sender's lead when no name is typed (see
+        :meth:`crmkit.services.channels.ChannelService.lead_name`)."""
+        channel = self.work.channels.channel(conversation.channel)
+        return self.work.channels.lead_name(channel, conversation.address, conversation.sender_name)
+
     def create_lead(
         self, conversation_id: int, name: str | None = None, *, confirm_duplicates: bool = False
     ) -> Party:
-        """Make the unknown sender a new person (a lead) and file the conversation there.
+        """Make the unknown sender a new lead and file the conversation there: named
+        ``name``, else as :meth:`lead_name` says (the sender's name; for a nameless one,
+        the person or company their address names, else the address).
 
         A likely duplicate is :class:`~crmkit.errors.DuplicatesFound` (attach to it instead,
         or confirm with ``confirm_duplicates``).
@@ -757,12 +765,10 @@ class ConversationService:
         if conversation.party_id is not None:
             raise ValidationFailed({"party_id": ["the conversation already has a client"]})
         channel = self.work.channels.channel(conversation.channel)
+        typed = (name or "").strip()
+        named = {"kind": "person", "name": typed} if typed else self.lead_name(conversation)
         party = self.work.parties.create(
-            {
-                "kind": "person",
-                "name": (name or conversation.sender_name or conversation.address).strip(),
-                "source": conversation.channel,
-            },
+            {**named, "source": conversation.channel},
             confirm_duplicates=confirm_duplicates,
         )
         self.attach(conversation.id, party.id, _channel=channel)

@@ -85,6 +85,7 @@ def _page(
         copies_allowed = False
         files_allowed = True
         ignorable: dict[str, str] = {}
+        lead_name = ""
         if chosen_id is not None:
             chosen = unit.conversations.get(chosen_id)
             client = None
@@ -115,6 +116,8 @@ def _page(
             elif chosen.party_id is None:  # no search yet: the clients of the sender's domain
                 candidates = unit.conversations.suggested_clients(chosen)
                 suggested = bool(candidates)
+            if chosen.party_id is None:  # the name an empty field gives the lead
+                lead_name = unit.conversations.lead_name(chosen)["name"]
             if chosen.party_id is None and chosen.status != "closed":
                 ignorable = unit.conversations.ignore_rules(chosen)  # "Not a client"
             channel = unit.crm.channels.get(chosen.channel)
@@ -162,6 +165,7 @@ def _page(
             "copies_allowed": copies_allowed,
             "files_allowed": files_allowed,
             "ignorable": ignorable,
+            "lead_name": lead_name,
             "draft": draft or {},
             "duplicates": duplicates,
         },
