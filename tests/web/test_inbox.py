@@ -957,7 +957,7 @@ async def test_a_reply_files_the_conversation_on_a_chosen_open_deal_or_task(web,
     (chat,) = conversations(crm)
 
     page = await ann.get(f"/inbox/{chat.id}")
-    choice = re.search(r'<select name="record".*?</select>', page.text, re.S).group(0)
+    choice = re.search(r'<select name="filed_on".*?</select>', page.text, re.S).group(0)
     offered = re.findall(r'<option value="([^"]*)"', choice)
     assert offered == ["", f"deal:{matched.id}", f"deal:{wanted.id}", f"task:{task.id}"]
     assert re.search(rf'<option value="deal:{matched.id}" selected>', choice)
@@ -971,18 +971,18 @@ async def test_a_reply_files_the_conversation_on_a_chosen_open_deal_or_task(web,
 
     for refused in (f"deal:{bobs.id}", f"deal:{closed.id}", f"deal:{elsewhere.id}", "deal:x"):
         answer = await ann.post(
-            f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "record": refused}
+            f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "filed_on": refused}
         )
         assert answer.status_code in (404, 422), refused
         assert state() == (matched.id, 0), refused  # nothing sent, nothing moved
     refused = await ann.post(
-        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "record": f"deal:{closed.id}"}
+        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Ок", "filed_on": f"deal:{closed.id}"}
     )
     assert "Ок</textarea>" in refused.text  # the reply typed is shown again
 
     sent = await ann.post(
         f"/inbox/{chat.id}/act",
-        {"action": "reply", "body": "Диски будут в пятницу", "record": f"deal:{wanted.id}"},
+        {"action": "reply", "body": "Диски будут в пятницу", "filed_on": f"deal:{wanted.id}"},
     )
     assert sent.status_code == 303
     with crm.system() as work:
@@ -1002,10 +1002,10 @@ async def test_a_reply_files_the_conversation_on_a_chosen_open_deal_or_task(web,
         assert (follow.record_entity, follow.record_id) == ("deal", wanted.id)
     # the task, then the client alone
     await ann.post(
-        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Счёт", "record": f"task:{task.id}"}
+        f"/inbox/{chat.id}/act", {"action": "reply", "body": "Счёт", "filed_on": f"task:{task.id}"}
     )
     assert state() == (task.id, 2)
-    await ann.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "Всё", "record": ""})
+    await ann.post(f"/inbox/{chat.id}/act", {"action": "reply", "body": "Всё", "filed_on": ""})
     with crm.system() as work:
         last = work.session.scalars(
             select(Activity).where(Activity.direction == "out").order_by(Activity.id.desc())
@@ -1024,7 +1024,7 @@ async def test_a_reply_without_a_choice_keeps_the_matched_deal(web, crm):
         )
     receive(crm, "b@bereza.ru", "Здравствуйте", 1)
     (chat,) = conversations(crm)
-    assert 'name="record"' not in (await agent.get(f"/inbox/{chat.id}")).text
+    assert 'name="filed_on"' not in (await agent.get(f"/inbox/{chat.id}")).text
     with crm.acting_as(agent.user) as work:
         deal = factories.deal(work, party_id=client.id, title="Берёзы")
     with crm.system() as work:

@@ -700,16 +700,16 @@ class ConversationService:
         conversation = self._for_update(conversation_id)
         if conversation.party_id is None:
             first = message("the conversation has no client yet: create a lead or attach first")
-            raise ValidationFailed({"record": [first]})
+            raise ValidationFailed({"filed_on": [first]})
         if record is not None:
             entity, record_id = record
             if entity not in FILED_ON:
-                raise ValidationFailed({"record": [message("a deal or a task of the client")]})
+                raise ValidationFailed({"filed_on": [message("a deal or a task of the client")]})
             row = self.work.records(entity).get(record_id, action="update")
             if row.party_id != conversation.party_id:
-                raise ValidationFailed({"record": [message("not a deal or task of this client")]})
+                raise ValidationFailed({"filed_on": [message("not a deal or task of this client")]})
             if not self.work.channels.record_open(entity, record_id):
-                raise ValidationFailed({"record": [message("closed: choose an open one")]})
+                raise ValidationFailed({"filed_on": [message("closed: choose an open one")]})
         shown = self.record_of(conversation)
         if record == shown:
             return conversation

@@ -268,6 +268,7 @@ REFUSAL_FIELDS = (
     i18n.lazy("contact_points"),
     i18n.lazy("end"),
     i18n.lazy("expected"),
+    i18n.lazy("filed_on"),
     i18n.lazy("files"),
     i18n.lazy("filter"),
     i18n.lazy("format"),

@@ -155,7 +155,7 @@ def _page(
             "open_tasks": open_tasks,
             "filing": filing,
             # the choice a refused reply made, else the record the conversation is on
-            "filed": (draft or {}).get("record", filed),
+            "filed": (draft or {}).get("filed_on", filed),
             "suggested": suggested,
             "search": search,
             "query": query,
@@ -214,14 +214,14 @@ def _filing(
 
 
 def _record_choice(value: Any) -> tuple[str, int] | None:
-    """The reply form's ``record`` (``deal:12``, ``task:5``; empty: the client alone)."""
+    """The reply form's ``filed_on`` (``deal:12``, ``task:5``; empty: the client alone)."""
     text = str(value or "").strip()
     if not text:
         return None
     entity, _, number = text.partition(":")
     record_id = as_id(number)
     if not entity or record_id is None:
-        raise ValidationFailed({"record": [NOT_AN_ID]})
+        raise ValidationFailed({"filed_on": [NOT_AN_ID]})
     return entity, record_id
 
 
@@ -309,13 +309,17 @@ def act(request: Request) -> Response:
                         message = i18n.gettext("Assigned to %(user)s.") % {"user": label}
             elif action == "reply":
                 try:
-                    if "record" in data:  # the deal or task chosen: the conversation moves
-                        record = _record_choice(data.get("record"))
+                    if "filed_on" in data:  # the deal or task chosen: the conversation moves
+                        record = _record_choice(data.get("filed_on"))
                         if record != service.record_of(service.get(conversation_id)):
                             try:
                                 service.file_on(conversation_id, record)
                             except (NotFound, PermissionDenied):  # named, the reply kept
-                                found = {"record": [i18n.lazy("not found")]}
+                                found = {
+                                    "filed_on": [
+                                        i18n.lazy("choose one of the deals and tasks offered")
+                                    ]
+                                }
                                 raise ValidationFailed(found) from None
                     service.reply(
                         conversation_id,
@@ -332,7 +336,7 @@ def act(request: Request) -> Response:
                         "body": str(data.get("body") or ""),
                         "cc": str(data.get("cc") or ""),
                         "template_id": as_id(data.get("template_id")),
-                        **({"record": str(data["record"])} if "record" in data else {}),
+                        **({"filed_on": str(data["filed_on"])} if "filed_on" in data else {}),
                     }
                     raise
                 if data.get("then") != "close":
