@@ -29,6 +29,7 @@ AUDIT_ACTIONS = {
     "sign_out_everywhere": i18n.lazy("signed out everywhere"),
     "password": i18n.lazy("password changed"),
     "merged_into": i18n.lazy("merged into another"),
+    "file_on": i18n.lazy("conversation filed on a record"),
 }
 #: Bookkeeping columns the log keeps but a reader does not need to see changed.
 AUDIT_NOISE = frozenset(
