@@ -16,7 +16,7 @@ from crmkit_mail import mail
 from crmkit_mail import plugin as mail_plugin
 from crmkit_mail.parsing import parse_message
 from crmkit_mail.testing import smtp_server
-from denaq_fixtures import new_lead
+from denaq_fixtures import add_person, new_lead
 from denaq_web import Client
 from sqlalchemy import select, update
 
@@ -173,3 +173,35 @@ def test_the_compose_page_names_what_the_template_fills_in_nothing_for(crm):
     page = anna.get(f"/mail/compose/{firm}?template={offer}").text
     note = page.split('id="mail-unfilled"', 1)[1].split("</p>", 1)[0]
     assert re.findall(r"<code>([^<]*)</code>", note) == ["party.inn"]
+
+
+def _chosen(card):
+    """The templates the card's mail panel lists, and the one it has chosen."""
+    form = card.split('id="mail-compose-start"', 1)[1].split("</form>", 1)[0]
+    select = form.split('name="template"', 1)[1].split("</select>", 1)[0]
+    options = re.findall(r"<option value=\"[^\"]*\"( selected)?>([^<]*)</option>", select)
+    return [name for _, name in options], [name for chosen, name in options if chosen]
+
+
+def test_the_card_chooses_the_template_of_the_dealers_stage_and_offers_the_others(crm):
+    firm = _firm(crm)
+    with crm.system() as work:
+        mail(work).accounts.create(name="sales", address="sales@denaq.test", smtp_host="x")
+    anna = Client(create_app(crm), "anna")
+    offered, chosen = _chosen(anna.get(f"/clients/{firm}").text)
+    assert chosen == ["Лид: первое предложение"]
+    assert {"Аккаунт: помощь с интеграцией", "Фирма: запрос документов"} <= set(offered)
+    add_person(crm, crm.anna, firm)
+    with crm.acting_as(crm.anna) as work:
+        work.moves.move(firm, "firm", entity="party")
+    offered, chosen = _chosen(anna.get(f"/clients/{firm}").text)
+    assert chosen == ["Фирма: запрос документов"]
+    assert "Лид: первое предложение" in offered  # another may still be chosen
+    # the chosen one is the template of that name the admin kept: renamed, nothing is chosen
+    with crm.system() as work:
+        (template,) = work.session.scalars(
+            select(MessageTemplate).where(MessageTemplate.name == "Фирма: запрос документов")
+        )
+        work.message_templates.update(template.id, {"name": "Документы"})
+    offered, chosen = _chosen(anna.get(f"/clients/{firm}").text)
+    assert chosen == [] and "Документы" in offered

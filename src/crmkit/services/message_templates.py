@@ -77,13 +77,33 @@ class MessageTemplateSchema(Schema):
 
 @attrs.frozen
 class StarterTemplate:
-    """A template a plugin ships (``crmkit_register_message_templates``), seeded once."""
+    """A template a plugin ships (``crmkit_register_message_templates``), seeded once.
+
+    ``pipeline`` and ``stage`` say which records it is meant for (a dealer in "lead" gets
+    the first offer): a screen offering templates for a record in that stage (the mail
+    panel of the client card) chooses the template of this name first.
+    """
 
     name: str
     subject: str = ""
     body: str = ""
     channel: str = "mail"
     language: str = "ru"
+    pipeline: str | None = None
+    stage: str | None = None
+
+
+def template_for_stage(
+    templates: Iterable[StarterTemplate], pipeline: str | None, stage: str | None, channel: str
+) -> str | None:
+    """The name of the first starter template of ``channel`` meant for records in ``stage``
+    of ``pipeline`` (``None``: none is)."""
+    if not pipeline or not stage:
+        return None
+    for template in templates:
+        if (template.pipeline, template.stage, template.channel) == (pipeline, stage, channel):
+            return template.name
+    return None
 
 
 def seed_templates(session: Any, templates: Iterable[StarterTemplate]) -> int:
@@ -107,7 +127,8 @@ def seed_templates(session: Any, templates: Iterable[StarterTemplate]) -> int:
                 MessageTemplateService.check(field, getattr(template, field))
             except TemplateFailed as exc:
                 raise ValueError(f"starter template {template.name!r}: {exc}") from None
-        session.add(MessageTemplate(**attrs.asdict(template)))
+        stored = attrs.asdict(template, filter=lambda a, _: a.name not in ("pipeline", "stage"))
+        session.add(MessageTemplate(**stored))
         existing.add(key)
         added += 1
     return added

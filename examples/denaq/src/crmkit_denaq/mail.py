@@ -1,12 +1,14 @@
 """Mail templates for each stage, in Russian: nobody copy-pastes an offer again.
 
 Seeded once (``crmkit init`` / ``crmkit db upgrade``); admins edit them at ``/templates``.
-Each name starts with the stage it is meant for.
+Each name starts with the stage it is meant for, and each template says so (``pipeline``,
+``stage``): the card's mail panel chooses the template of the dealer's stage.
 """
 
 from __future__ import annotations
 
 from crmkit.services.message_templates import StarterTemplate
+from crmkit_denaq.pipeline import NAME
 
 FIRST_OFFER = StarterTemplate(
     "Лид: первое предложение",
@@ -22,6 +24,8 @@ FIRST_OFFER = StarterTemplate(
 С уважением,
 {{ sender.name }}{% if sender.phone %}, {{ sender.phone }}{% endif %}
 """,
+    pipeline=NAME,
+    stage="lead",
 )
 
 DOCUMENTS_REQUEST = StarterTemplate(
@@ -39,6 +43,8 @@ DOCUMENTS_REQUEST = StarterTemplate(
 С уважением,
 {{ sender.name }}
 """,
+    pipeline=NAME,
+    stage="firm",
 )
 
 INTEGRATION_HELP = StarterTemplate(
@@ -57,6 +63,8 @@ INTEGRATION_HELP = StarterTemplate(
 С уважением,
 {{ sender.name }}
 """,
+    pipeline=NAME,
+    stage="account",
 )
 
 STAGE_TEMPLATES = (FIRST_OFFER, DOCUMENTS_REQUEST, INTEGRATION_HELP)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmkit.errors import NotFound, PermissionDenied, ValidationFailed
-from crmkit.services.message_templates import TemplateFailed
+from crmkit.services.message_templates import TemplateFailed, template_for_stage
 from crmkit.web.contributions import CardPanel, Screen
 from crmkit.web.forms import address_list, as_id, id_list, refuse_nul, required_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
@@ -58,11 +58,16 @@ def mail_templates(unit: Any) -> list[Any]:
 
 
 def card_panel(unit: Any, party: Any) -> dict[str, Any] | None:
-    """The variables of the client card's "Write a mail" panel."""
+    """The variables of the client card's "Write a mail" panel: the template meant for the
+    client's stage (a starter template's ``pipeline`` and ``stage``) is chosen, if the
+    templates hold one of its name; the user may pick another."""
+    templates = mail_templates(unit)
+    meant = template_for_stage(unit.crm.starter_templates, party.pipeline, party.stage, "mail")
     return {
         "ready": mailbox_ready(unit),
         "addresses": email_addresses(party),
-        "templates": mail_templates(unit),
+        "templates": templates,
+        "chosen": next((t.id for t in templates if meant and t.name == meant), None),
     }
 
 
