@@ -154,6 +154,7 @@ class CRM:
         self.migration_packages: dict[str, str] = {}
         self.demos: dict[str, Demo] = {}
         self.starter_templates: list[Any] = []
+        self.starter_fields: list[Any] = []
         self.filter_fields: list[FilterField] = []
         #: (table, column) of party references that plugins merge themselves
         self.party_merge_columns: set[tuple[str, str]] = set()
@@ -271,6 +272,7 @@ class CRM:
         _fill_unique(self.demos, self._collect("crmkit_register_demos"), "demo")
         self.filter_fields = [f for _, f in self._collect("crmkit_register_filter_fields")]
         self.starter_templates = [t for _, t in self._collect("crmkit_register_message_templates")]
+        self.starter_fields = [f for _, f in self._collect("crmkit_register_custom_fields")]
         for plugin, item in self._collect("crmkit_register_party_merge_columns"):
             column = getattr(item, "expression", item)
             table = getattr(column, "table", None)
@@ -367,23 +369,26 @@ class CRM:
         self.sync_access()
 
     def sync_access(self, connection: Connection | None = None) -> None:
-        """Seed roles, permission cells and starter message templates declared by plugins;
-        keep what an admin changed.
+        """Seed roles, permission cells, starter message templates and custom fields declared
+        by plugins; keep what an admin changed.
 
         With ``connection`` (in a transaction: the migrations', say) the rows are written
         in that transaction and committed or rolled back with it.
         """
         from crmkit.access.seeding import seed_roles_and_permissions
+        from crmkit.services.custom_fields import seed_fields
         from crmkit.services.message_templates import seed_templates
 
         if connection is None:
             with self.session_factory.begin() as session:
                 seed_roles_and_permissions(session, self.roles.values(), self.permissions)
                 seed_templates(session, self.starter_templates)
+                seed_fields(session, self.starter_fields)
             return
         with Session(bind=connection) as session:
             seed_roles_and_permissions(session, self.roles.values(), self.permissions)
             seed_templates(session, self.starter_templates)
+            seed_fields(session, self.starter_fields)
             session.flush()
 
     # -- lookups -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from crmkit.pipeline.definition import GuardResult, Pipeline
     from crmkit.pipeline.engine import MoveContext
     from crmkit.reports import Report
+    from crmkit.services.custom_fields import StarterField
     from crmkit.services.message_templates import StarterTemplate
     from crmkit.services.timeline import TimelineKind
     from crmkit.services.unit import UnitOfWork
@@ -164,6 +165,18 @@ def crmkit_register_message_templates() -> list[StarterTemplate]:
     Collecting.  Seeded with the roles and permissions (``crmkit init``, ``crmkit db
     upgrade``): a template whose name, channel and language exist already is left as it
     is, so an admin's edits are kept.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_custom_fields() -> list[StarterField]:
+    """Custom fields a deployment's code relies on (a refusal reason its pipeline asks for).
+
+    Collecting.  Seeded with the roles and permissions (``crmkit init``, ``crmkit db
+    upgrade``): a field missing on its entity is created; an existing one keeps its label,
+    position and help as an admin left them, and its kind and choices follow the
+    declaration (the code reads them).
     """
     return []
 

@@ -133,9 +133,7 @@ def test_missing_fields_and_documents_are_all_reported(crm, agent):
         work.moves.move(firm_id, "account", entity="party")
     assert info.value.missing_fields == ["custom.inn"]
     assert info.value.missing_documents == ["contract"]
-    assert "fill in: custom.inn" in str(info.value) and "attach documents: contract" in str(
-        info.value
-    )
+    assert "fill in: ИНН" in str(info.value) and "attach documents: contract" in str(info.value)
 
 
 def test_missing_documents_are_named_by_their_labels(make_crm):
@@ -617,7 +615,7 @@ def test_vetoes_run_only_once_the_pipelines_own_checks_passed(crm, agent):
     with crm.acting_as(agent) as work:
         with pytest.raises(MoveRefused) as info:
             work.moves.move(firm_id, "account", entity="party")
-        assert info.value.reasons == ["fill in: custom.inn", "attach documents: contract"]
+        assert info.value.reasons == ["fill in: ИНН", "attach documents: contract"]
         assert veto.calls == 0
         work.attachments.add("contract.pdf", b"%PDF", party_id=firm_id, document_type="contract")
         firm = work.parties.get(firm_id)

@@ -39,3 +39,14 @@ def attach(crm, who, party_id, *documents):
             work.attachments.add(
                 f"{document}.pdf", b"%PDF-1.4", party_id=party_id, document_type=document
             )
+
+
+def refuse(work, party_id, reason, comment=None):
+    """Move a dealer to the refused firms for ``reason`` (one of the deployment's list)."""
+    return work.moves.move(
+        party_id,
+        "refused",
+        entity="party",
+        comment=comment,
+        fields={"custom": {"refusal_reason": reason}},
+    )

@@ -86,3 +86,24 @@ def test_the_demos_contact_people_have_surnames_that_agree_with_their_names(dena
     women = {"Елена", "Наталья", "Татьяна", "Юлия"}
     wrong = [f"{first} {last}" for first, last in people if (first in women) != last.endswith("а")]
     assert not wrong
+
+
+def test_the_demos_refused_firms_each_say_why(denaq):
+    """The statistics' refusals by reason have something to show in the demo: every refused
+    firm holds a reason of the deployment's list, the others none."""
+    from crmkit_denaq.pipeline import REFUSAL_REASONS
+
+    from crmkit.model import Party
+
+    env = Env(None, debug=False)
+    env._crm = denaq
+    run = CliRunner().invoke(demo, ["denaq", "--size", "120", "--seed", "3"], obj=env)
+    assert run.exit_code == 0, run.output
+    with denaq.system() as work:
+        rows = work.session.execute(
+            select(Party.stage, Party.custom).where(Party.kind == "organisation")
+        ).all()
+    reasons = [(custom or {}).get("refusal_reason") for stage, custom in rows if stage == "refused"]
+    assert len(reasons) > 5 and set(reasons) <= set(REFUSAL_REASONS)
+    assert len(set(reasons)) > 2
+    assert not [c for stage, c in rows if stage != "refused" and (c or {}).get("refusal_reason")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from denaq_fixtures import add_person, attach, new_lead
+from denaq_fixtures import add_person, attach, new_lead, refuse
 
 from crmkit.errors import MoveRefused
 from crmkit.i18n import translate
@@ -38,7 +38,7 @@ def test_a_lead_becomes_a_firm_only_with_a_contact_person(denaq, staff):
 def test_a_lead_refused_without_people_is_not_reopened_as_a_firm_until_it_has_one(denaq, staff):
     lead = new_lead(denaq, staff.anna)
     with denaq.acting_as(staff.anna) as work:
-        work.moves.move(lead, "refused", entity="party", comment="не отвечают")
+        refuse(work, lead, "не дозвонились", comment="не отвечают")
         with pytest.raises(MoveRefused) as refused:
             work.moves.move(lead, "firm", entity="party")
         assert refused.value.reasons == ["add a contact person first"]
@@ -85,9 +85,9 @@ def test_a_firm_becomes_an_account_only_with_its_papers_named_when_missing(denaq
 def test_an_account_that_gives_up_returns_to_the_refused_firms_and_may_be_reopened(denaq, staff):
     account = _account(denaq, staff.anna)
     with denaq.acting_as(staff.anna) as work:
-        with pytest.raises(MoveRefused, match="a comment is required"):
-            work.moves.move(account, "refused", entity="party")
-        moved = work.moves.move(account, "refused", entity="party", comment="нет спроса")
+        with pytest.raises(MoveRefused, match="fill in: Причина отказа"):
+            work.moves.move(account, "refused", entity="party", comment="нет спроса")
+        moved = refuse(work, account, "нет потребности", comment="нет спроса")
         assert moved.record.stage == "refused"
         last = work.moves.history(moved.record)[-1]
         assert (last.from_stage, last.to_stage, last.comment) == (

@@ -172,9 +172,9 @@ def test_a_dealers_card_shows_no_deals_panel_to_those_without_deals(denaq, staff
 
 
 def test_refusing_a_firm_asks_for_the_reason_before_any_error(denaq, staff, signed_in):
-    """The card's "→ Фирма: отказ" opens the small form with the comment box, and no red
-    "a comment is required" is shown before the agent has written anything; the reason
-    given moves the firm to the dead end."""
+    """The card's "→ Фирма: отказ" opens the small form with the reasons and the comment box,
+    and no red "fill in" is shown before the agent has chosen anything; the reason given
+    moves the firm to the dead end."""
     from denaq_fixtures import add_person
 
     firm = new_lead(denaq, staff.anna, name="ООО «Велоград»")
@@ -191,10 +191,12 @@ def test_refusing_a_firm_asks_for_the_reason_before_any_error(denaq, staff, sign
     assert refuse, "the refusal is not asked for on a form of its own"
     form = anna.get(refuse.group(1), params={"to": "refused"})
     assert form.status_code == 200
-    assert '<textarea name="comment" required>' in form.text
+    assert '<select name="field.custom.refusal_reason" required>' in form.text
+    assert '<textarea name="comment">' in form.text
     assert 'class="flash error"' not in form.text
     moved = anna.post(
-        f"/records/party/{firm}/move", {"to": "refused", "comment": "работают с конкурентом"}
+        f"/records/party/{firm}/move",
+        {"to": "refused", "field.custom.refusal_reason": "уже работает с конкурентом"},
     )
     assert moved.status_code == 303
     with denaq.acting_as(staff.anna) as work:

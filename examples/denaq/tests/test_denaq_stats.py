@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from crmkit_denaq import stats
 from crmkit_denaq.distribution import distribution
-from denaq_fixtures import add_person, attach, new_lead
+from denaq_fixtures import add_person, attach, new_lead, refuse
 
 from crmkit.clock import frozen_at
 from crmkit.errors import ValidationFailed
@@ -34,7 +34,7 @@ def _story(crm, staff):
     with crm.acting_as(staff.anna) as work:
         work.moves.move(ids[0], "account", entity="party")
         work.moves.move(ids[0], "client", entity="party")
-        work.moves.move(ids[1], "refused", entity="party", comment="дорого")
+        refuse(work, ids[1], "дорого")
         work.timeline.add("mail", party_id=ids[0], subject="предложение")
     return ids
 
@@ -46,7 +46,7 @@ def test_funnel_by_agent_counts_who_moved_each_record_and_moves_back_apart(denaq
     with denaq.acting_as(staff.admin) as work:  # ...which is then handed to Игорь
         distribution(work).reassign(staff.anna.id, staff.igor.id, [ids[1]])
     with denaq.acting_as(staff.igor) as work:  # who loses it again
-        work.moves.move(ids[1], "refused", entity="party", comment="передумали")
+        refuse(work, ids[1], "другое", comment="передумали")
     with denaq.acting_as(staff.admin) as work:
         result = stats.funnel_by_agent(work, {})
     rows = {r["owner"]: r for r in result.rows}
@@ -80,12 +80,7 @@ def test_funnel_by_agent_shows_agents_only_even_those_who_entered_leads(denaq, s
     _story(denaq, staff)
     new_lead(denaq, staff.anna, name="ООО «Своя»")  # an agent entering a lead is counted
     with denaq.acting_as(staff.admin) as work:
-        work.moves.move(
-            new_lead(denaq, staff.admin, name="ООО «Админ»"),
-            "refused",
-            entity="party",
-            comment="нет",
-        )
+        refuse(work, new_lead(denaq, staff.admin, name="ООО «Админ»"), "не интересно")
         result = stats.funnel_by_agent(work, {})
     rows = {r["owner"]: r for r in result.rows}
     assert sorted(rows) == ["Анна", "Игорь"]  # neither the lead creator nor the admin

@@ -114,6 +114,7 @@ def test_the_dealer_story_as_each_role(server, browser):
 
     # the account gives up: back among the refused firms, with the reason
     move(agent, "Фирма: отказ")
+    agent.select_option('select[name="field.custom.refusal_reason"]', "нет потребности")
     agent.fill('textarea[name="comment"]', "не нашли спроса в регионе")
     agent.click('.move-form button[type="submit"]')
     agent.wait_for_selector(".stage-line li.current:text-is('Фирма: отказ')")

@@ -84,6 +84,20 @@ def missing_fields(move: MoveContext) -> list[str]:
     return [f for f in required if _is_empty(field_value(move.record, f))]
 
 
+def field_names(move: MoveContext, fields: list[str]) -> list[str]:
+    """The fields a refusal names: a custom field by its definition's label (``ИНН``, not
+    ``custom.inn``), any other by its name."""
+    definitions: dict[str, Any] = {}
+    if move.entity.custom_fields and any(f.startswith("custom.") for f in fields):
+        definitions = move.work.custom_fields.definitions(move.entity.name)
+    named = []
+    for field in fields:
+        key = field.removeprefix("custom.")
+        found = definitions.get(key) if field.startswith("custom.") else None
+        named.append(found.label if found is not None and found.label else field)
+    return named
+
+
 def missing_documents(move: MoveContext) -> list[str]:
     """Document types required to enter the stage that are not attached to the record."""
     required = list(move.target.requires_documents)
@@ -271,7 +285,7 @@ def check_move(move: MoveContext) -> None:
     reasons: list[str | Message] = []
     fields = missing_fields(move)
     if fields:
-        reasons.append(message("fill in: {fields}", fields=", ".join(fields)))
+        reasons.append(message("fill in: {fields}", fields=", ".join(field_names(move, fields))))
     documents = missing_documents(move)
     if documents:
         labels = Labels(Label(pipeline.document_label(d)) for d in documents)

@@ -9,9 +9,11 @@ dates as ISO strings, references as ids of records the user may see.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from marshmallow import ValidationError
 from sqlalchemy import select
 
@@ -25,6 +27,52 @@ if TYPE_CHECKING:
 
 #: The magnitude a number or money value stays below (a float keeps 15 significant digits).
 NUMBER_LIMIT = Decimal(10) ** 15
+
+
+@attrs.frozen
+class StarterField:
+    """A custom field a plugin declares (``crmkit_register_custom_fields``): ``entity``,
+    ``key``, ``label``, ``kind`` (one of the kinds above) and, for a choice, ``choices``."""
+
+    entity: str
+    key: str
+    label: str
+    kind: str = "text"
+    choices: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    help_text: str = ""
+    position: int = 0
+
+
+def seed_fields(session: Any, fields: Iterable[StarterField]) -> int:
+    """Create the declared custom fields that are missing and bring the kind and choices of
+    the others to their declaration (label, position and help stay an admin's); returns how
+    many were created or changed."""
+    changed = 0
+    for field in fields:
+        row = session.scalar(
+            select(FieldDefinition).where(
+                FieldDefinition.entity == field.entity, FieldDefinition.key == field.key
+            )
+        )
+        choices = list(field.choices) or None
+        if row is None:
+            session.add(
+                FieldDefinition(
+                    entity=field.entity,
+                    key=field.key,
+                    label=field.label,
+                    kind=field.kind,
+                    choices=choices,
+                    help_text=field.help_text,
+                    position=field.position,
+                    required=False,
+                )
+            )
+            changed += 1
+        elif (row.kind, row.choices) != (field.kind, choices):
+            row.kind, row.choices = field.kind, choices
+            changed += 1
+    return changed
 
 
 class CustomFieldService:

@@ -71,6 +71,15 @@ class MoveOption:
     allowed: bool
     pipeline: Pipeline | None = None
 
+    @property
+    def asks_first(self) -> bool:
+        """Whether the move asks for something before it is made (a comment, fields): a
+        screen opens its small form instead of moving at once."""
+        transition = self.transition
+        return bool(
+            transition.requires_comment or transition.requires_fields or self.stage.requires_fields
+        )
+
 
 @attrs.frozen
 class BulkMoveResult:

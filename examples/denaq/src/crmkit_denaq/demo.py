@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, delete, update
 from crmkit.clock import utcnow
 from crmkit.model import Activity, Attachment, Party, StageMove
 from crmkit.services.bulk import chunked, insert_rows
-from crmkit_denaq.pipeline import DEALERS, DOCUMENTS, NAME
+from crmkit_denaq.pipeline import DEALERS, DOCUMENTS, NAME, REASON_FIELD, REFUSAL_REASONS
 
 PASSWORD = "demo-password"
 USERS = (
@@ -96,6 +96,9 @@ _TRANSLIT = {
 _OUTCOMES = (("refused", 0.17), ("client", 0.08), ("account", 0.10), ("firm", 0.25))
 DUPLICATE_SHARE = 0.04
 REFUSAL = "отказались: работают с конкурентом"
+#: How often each refusal reason is drawn: the first of the list most, the last ("другое",
+#: whose comment is ``REFUSAL``) least, whatever the deployment's list.
+_REASON_WEIGHTS = tuple(range(len(REFUSAL_REASONS), 0, -1))
 
 
 def _latin(text: str) -> str:
@@ -217,6 +220,9 @@ def generate(crm: Any, size: int, seed: int) -> str:
         owner = creator if unassigned else rng.choice(agents)
         created = now - dt.timedelta(days=rng.uniform(0.5, 120))
         row = {**row, "owner_id": owner.id, "stage": "lead", "pipeline": NAME}
+        if outcome == "refused":  # why, as the agent chose it moving the firm there
+            reason = rng.choices(REFUSAL_REASONS, _REASON_WEIGHTS)[0]
+            row["custom"] = {REASON_FIELD: reason}
         rows.append(row)
         plans.append(
             {

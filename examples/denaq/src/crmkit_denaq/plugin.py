@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from crmkit import Demo, MenuItem, Permission, Pipeline, Report, Role, Scope, Screen, hookimpl
 from crmkit.access.rules import grant
+from crmkit.pipeline.engine import MoveContext
+from crmkit.services.custom_fields import StarterField
 from crmkit.services.message_templates import StarterTemplate
 from crmkit_denaq import screens
 from crmkit_denaq.mail import STAGE_TEMPLATES
-from crmkit_denaq.pipeline import DEALERS
+from crmkit_denaq.pipeline import DEALERS, REASON_FIELD, REFUSAL_FIELD
 from crmkit_denaq.stats import STATS
 
 crmkit_plugin_name = "denaq"
@@ -28,6 +30,25 @@ STATISTICS = ("party", "report")
 @hookimpl
 def crmkit_register_pipelines() -> list[Pipeline]:
     return [DEALERS]
+
+
+@hookimpl
+def crmkit_register_custom_fields() -> list[StarterField]:
+    return [REFUSAL_FIELD]
+
+
+@hookimpl
+def crmkit_after_stage_move(move: MoveContext) -> None:
+    """A refused dealer moved on (reopened) no longer holds the reason of its refusal: it is
+    cleared, with its audit entry, so that the next refusal asks for one again."""
+    if move.pipeline.name != DEALERS.name or move.source != "refused":
+        return
+    if not (move.record.custom or {}).get(REASON_FIELD):
+        return
+    service = move.work.records("party")
+    service.record_update(
+        move.record, service.stage_changes(move.record, {"custom": {REASON_FIELD: None}})
+    )
 
 
 @hookimpl

@@ -21,10 +21,15 @@ from crmkit import Column, Report, ReportResult
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
-from crmkit.pipeline.reports import PERIOD_PARAMS, funnel_report, time_in_stage_report
+from crmkit.pipeline.reports import (
+    PERIOD_PARAMS,
+    _period,
+    funnel_report,
+    time_in_stage_report,
+)
 from crmkit.reports import share
 from crmkit.web import i18n
-from crmkit_denaq.pipeline import DEALERS, NAME
+from crmkit_denaq.pipeline import DEALERS, NAME, REASON_FIELD, REFUSAL_REASONS
 
 if TYPE_CHECKING:
     from crmkit.services.unit import UnitOfWork
@@ -279,6 +284,47 @@ def time_in_stage_days(work: UnitOfWork, params: Mapping[str, Any]) -> ReportRes
     )
 
 
+#: The refusals' dead end, and the row of refusals that hold no reason (older than the list).
+REFUSED = "refused"
+NO_REASON = "—"
+
+
+def refusals_by_reason(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
+    """The dealers refused in the period (``since``, ``until``: when they entered the refused
+    firms) and refused still, by the reason of their refusal, most first (ties in the list's
+    order).  A firm reopened since is no refusal any more (its reason is cleared then)."""
+    since, until = _period(work, params)
+    reason = Party.custom[REASON_FIELD].as_string()
+    query = (
+        work.parties.query()
+        .with_only_columns(reason, func.count())
+        .where(Party.pipeline == NAME, Party.stage == REFUSED)
+        .group_by(reason)
+    )
+    if since is not None:
+        query = query.where(Party.stage_entered_at >= since)
+    if until is not None:
+        query = query.where(Party.stage_entered_at < until)
+    counts = {key or NO_REASON: int(count) for key, count in work.session.execute(query)}
+    order = {key: index for index, key in enumerate(REFUSAL_REASONS)}
+    table = [
+        {"reason": key, "count": count}
+        for key, count in sorted(
+            counts.items(), key=lambda item: (-item[1], order.get(item[0], len(order)), item[0])
+        )
+    ]
+    return ReportResult(
+        columns=[Column("reason", "Refusal reason"), Column("count", "Refusals", "number")],
+        rows=table,
+        chart={
+            "type": "pie",
+            "labels": [r["reason"] for r in table],
+            "datasets": [{"label": "Refusals", "data": [r["count"] for r in table]}],
+        },
+        totals={"count": sum(r["count"] for r in table)},
+    )
+
+
 def _dealer(build: Any) -> Any:
     def run(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
         return build(work, {**params, "pipeline": NAME})  # the dealers', whatever is asked
@@ -311,6 +357,14 @@ STATS = (
         entity="party",
         description="How long dealers stayed in each stage.",
         # the core's period, as the funnel's: the stays ended (moves made) in it
+        params=PERIOD_PARAMS,
+    ),
+    Report(
+        "denaq_refusals",
+        "Refusals by reason",
+        refusals_by_reason,
+        entity="party",
+        description="Why the dealers refused: those refused in the period, by reason.",
         params=PERIOD_PARAMS,
     ),
     Report(

@@ -156,9 +156,21 @@ async def move(request: Request) -> Response:
             )
             version = moved.record.version
     except MoveRefused as refused:
+        entity = crm.entities[pipeline.entity]
+        definitions: dict[str, Any] = {}
+        if entity.custom_fields and any(f.startswith("custom.") for f in refused.missing_fields):
+            with work(request) as unit:
+                definitions = dict(unit.custom_fields.definitions(entity.name))
+        asked = {
+            f: definitions.get(f.removeprefix("custom.")) if f.startswith("custom.") else None
+            for f in refused.missing_fields
+        }
         with i18n.activate(locale):
             reasons = [translate(r, i18n.gettext) for r in refused.messages]
-            labels = {f: i18n.gettext(f.removeprefix("custom.")) for f in refused.missing_fields}
+            labels = {
+                f: found.label if found is not None else i18n.gettext(f.removeprefix("custom."))
+                for f, found in asked.items()
+            }
         fixable = bool(refused.missing_fields) and not refused.missing_documents
         return JSONResponse(
             {
@@ -166,6 +178,12 @@ async def move(request: Request) -> Response:
                 "reasons": reasons,
                 "missing_fields": refused.missing_fields,
                 "labels": labels,
+                # a choice field asked for: its choices (the form offers them in a list)
+                "choices": {
+                    f: list(found.choices or [])
+                    for f, found in asked.items()
+                    if found is not None and found.kind == "choice"
+                },
                 "form": fixable and len(refused.missing_fields) == len(reasons),
             },
             status_code=409,

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from crmkit.automation.engine import ASSISTANT_COMMENT
 from crmkit.errors import MoveRefused, NotFound
 from crmkit.i18n import Label, message, translate
+from crmkit.pipeline.engine import field_value
 from crmkit.web import i18n
 from crmkit.web.forms import optional_version
 from crmkit.web.links import party_url, record_url
@@ -192,9 +193,9 @@ def move(request: Request) -> Response:
         if not pipeline.has_stage(target):
             # no form to move the record nowhere (refused only once sent): a 404 naming it
             return _no_such_stage(request, pipeline, target)
-        # a move that needs a reason shows its comment box at once, not after a refusal
+        # a move that needs a reason or fields shows their inputs at once, not after a refusal
         transition = pipeline.transition(record.stage, target) if pipeline else None
-        asks = ["comment"] if transition is not None and transition.requires_comment else []
+        asks = _asked(pipeline.stage(target), transition, record)
         return _form(request, entity, record, target, reasons=[], missing=asks, values={})
     data = posted(request)
     target = str(data.get("to", ""))
@@ -211,19 +212,36 @@ def move(request: Request) -> Response:
     except MoveRefused as refused:
         with work(request) as unit:
             record = unit.records(entity.name).get(record_id)
+        # what the move asks for stays on the form, whichever check refused it (a guard
+        # that wants a comment for the reason chosen keeps the reason's choice shown)
+        pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
+        asks: list[str] = []
+        if pipeline is not None and pipeline.has_stage(target):
+            transition = pipeline.transition(record.stage, target)
+            asks = _asked(pipeline.stage(target), transition, record)
         return _form(
             request,
             entity,
             record,
             target,
             reasons=refused.messages,
-            missing=refused.missing_fields,
+            missing=list(dict.fromkeys([*asks, *refused.missing_fields])),
             values=data,
             status=409,
         )
     except NotFound:
         raise
     return redirect(request, local_path(data.get("next")) or back, "Moved.")
+
+
+def _asked(stage: Any, transition: Any, record: Any) -> list[str]:
+    """What a move's form asks for before it is sent: the fields the target stage and the
+    transition require that the record leaves empty, and the comment it requires."""
+    required = [*stage.requires_fields, *(transition.requires_fields if transition else ())]
+    asks = [f for f in dict.fromkeys(required) if field_value(record, f) in (None, "", [], {})]
+    if transition is not None and transition.requires_comment:
+        asks.append("comment")
+    return asks
 
 
 def _no_such_stage(request: Request, pipeline: Any, target: str) -> Response:
@@ -265,6 +283,11 @@ def _form(
     stage = pipeline.stage(target) if pipeline and pipeline.has_stage(target) else None
     with i18n.activate(request.state.locale):
         shown = [translate(r, i18n.gettext) for r in reasons]
+    asked = [m for m in missing if m != "comment"]
+    definitions: dict[str, Any] = {}
+    if entity.custom_fields and any(m.startswith("custom.") for m in asked):
+        with work(request) as unit:
+            definitions = dict(unit.custom_fields.definitions(entity.name))
     return render(
         request,
         "move_form.html",
@@ -275,7 +298,13 @@ def _form(
             "target": target,
             "stage": stage,
             "reasons": shown,
-            "missing": [m for m in missing if m != "comment"],
+            "missing": asked,
+            # a custom field asked for: its definition (its label, a choice's choices)
+            "definitions": {
+                m: definitions[m.removeprefix("custom.")]
+                for m in asked
+                if m.startswith("custom.") and m.removeprefix("custom.") in definitions
+            },
             "needs_comment": "comment" in missing,
             "values": values,
             "back": record_url(entity.name, record.id),

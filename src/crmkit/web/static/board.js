@@ -9,17 +9,26 @@
     setTimeout(() => item.classList.remove("refused"), 1200);
   }
 
-  function askFields(reasons, fields, labels) {
+  function askFields(reasons, fields, labels, choices) {
     const dialog = document.getElementById("move-form");
     if (!dialog) return Promise.resolve(null);
     dialog.querySelector(".reasons").textContent = reasons.join("; ");
     const inputs = dialog.querySelector(".inputs");
-    inputs.replaceChildren(...fields.map((field) => {
+    // a move asking for fields takes a comment too: required when asked for, else optional
+    const asked = fields.includes("comment") ? fields : [...fields, "comment"];
+    inputs.replaceChildren(...asked.map((field) => {
       const label = document.createElement("label");
-      label.textContent = labels[field] || field;
-      const input = document.createElement(field === "comment" ? "textarea" : "input");
+      label.textContent =
+        labels[field] || (field === "comment" && dialog.dataset.commentLabel) || field;
+      let input;
+      if (choices[field]) {  // a choice field: its choices in a list
+        input = document.createElement("select");
+        input.append(new Option("—", ""), ...choices[field].map((c) => new Option(c, c)));
+      } else {
+        input = document.createElement(field === "comment" ? "textarea" : "input");
+      }
       input.name = field;
-      input.required = true;
+      input.required = fields.includes(field);
       label.appendChild(input);
       return label;
     }));
@@ -45,11 +54,13 @@
         return;
       }
       if (body.form && body.missing_fields && body.missing_fields.length) {
-        const values = await askFields(body.reasons, body.missing_fields, body.labels || {});
+        const values = await askFields(
+          body.reasons, body.missing_fields, body.labels || {}, body.choices || {});
         if (values) {
           payload = Object.assign({}, payload);
           for (const [key, value] of Object.entries(values)) {
-            if (key === "comment") payload.comment = value; else payload["field." + key] = value;
+            if (key === "comment") { if (value) payload.comment = value; }
+            else payload["field." + key] = value;
           }
           continue;
         }
