@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import func
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from crmkit.clock import utcnow
+
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import translate
+from crmkit.model import Activity, Task
+from crmkit.services.tasks import OPEN_STATUSES
 from crmkit.web import i18n
 from crmkit.web.api.params import text_param
 from crmkit.web.forms import optional_version, required_id
@@ -23,6 +28,8 @@ from crmkit.web.pages import error_text, render, work
 from crmkit.web.screens.records import move_fields
 
 COLUMN_SIZE = 50
+#: Timeline kinds that are a contact with the client: a card's "last contact".
+CONTACT_KINDS = ("call", "mail")
 
 
 def pipeline_or_404(crm: Any, name: str) -> Any:
@@ -92,6 +99,8 @@ def board(request: Request) -> Response:
             if entity.party_attr and entity.name != "party"
         ]
         parties = unit.parties.find_many(i for i in party_ids if i)
+        cards = [r for rows in [*(rows for _, rows, _ in columns), stranded[0]] for r in rows]
+        dates = card_dates(unit, entity, cards)
     return render(
         request,
         "board.html",
@@ -105,11 +114,59 @@ def board(request: Request) -> Response:
             "parties": parties,
             "may_move": may_move,
             "targets": targets,
+            "dates": dates,
+            "now": utcnow(),
             "record_url": record_url,
             "params": params,
             "rest_url": _rest_url(entity, pipeline, search, filters.get("owner_id")),
         },
     )
+
+
+def card_dates(unit: Any, entity: Any, records: list[Any]) -> dict[int, tuple[Any, Any]]:
+    """Each card's client's next open task's deadline and last contact (``CONTACT_KINDS`` on
+    the timeline), by record id: ``(due, contacted)``, either ``None``.
+
+    Read for every card at once, as far as the user may see tasks and the timeline: two
+    grouped queries whatever the number of cards (none for an entity without clients)."""
+    if entity.name == "party":
+        client_of = {r.id: r.id for r in records}
+    elif entity.party_attr:
+        client_of = {r.id: getattr(r, entity.party_attr, None) for r in records}
+    else:
+        return {}
+    ids = sorted({i for i in client_of.values() if i is not None})
+    due: dict[int, Any] = {}
+    contacted: dict[int, Any] = {}
+    if ids and unit.access.can("task", "read"):
+        due = dict(
+            unit.session.execute(
+                unit.records("task")
+                .query()
+                .with_only_columns(Task.party_id, func.min(Task.deadline))
+                .where(
+                    Task.party_id.in_(ids),
+                    Task.status.in_(OPEN_STATUSES),
+                    Task.deadline.is_not(None),
+                )
+                .group_by(Task.party_id)
+            ).all()
+        )
+    if ids and unit.access.can("activity", "read"):
+        contacted = dict(
+            unit.session.execute(
+                unit.records("activity")
+                .query()
+                .with_only_columns(Activity.party_id, func.max(Activity.occurred_at))
+                .where(Activity.party_id.in_(ids), Activity.kind.in_(CONTACT_KINDS))
+                .group_by(Activity.party_id)
+            ).all()
+        )
+    return {
+        record_id: (due.get(client), contacted.get(client))
+        for record_id, client in client_of.items()
+        if client is not None and (client in due or client in contacted)
+    }
 
 
 def _rest_url(entity: Any, pipeline: Any, search: str | None, owner_id: Any) -> str | None:
