@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from crmkit.clock import utcnow
-
 from crmkit.errors import Conflict, MoveRefused, NotFound, PermissionDenied, ValidationFailed
 from crmkit.i18n import translate
 from crmkit.model import Activity, Task
