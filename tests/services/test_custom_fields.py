@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from crmkit import hookimpl
 from crmkit.errors import ValidationFailed
+from crmkit.services.custom_fields import StarterField, seed_fields
 from crmkit.testing import factories
 
 
@@ -124,3 +126,41 @@ def test_an_over_long_help_text_is_refused_naming_it_and_no_field_is_defined(crm
             entity="party", key="inn", label="ИНН", kind="text", help_text="Ф" * 1000
         )
         assert hinted.help_text == "Ф" * 1000
+
+
+class ReasonPlugin:
+    """A deployment whose code reads a choice field of its own."""
+
+    crmkit_plugin_name = "reasons"
+
+    def __init__(self, choices):
+        self.choices = choices
+
+    @hookimpl
+    def crmkit_register_custom_fields(self):
+        return [StarterField("party", "reason", "Причина", kind="choice", choices=self.choices)]
+
+
+def test_a_plugins_field_is_seeded_and_its_choices_follow_the_code(make_crm):
+    crm = make_crm(plugins=[ReasonPlugin(("дорого", "другое"))])
+    with crm.system() as work:
+        field = work.custom_fields.definitions("party")["reason"]
+        assert (field.label, field.kind, field.choices) == (
+            "Причина",
+            "choice",
+            ["дорого", "другое"],
+        )
+        field.label = "Почему отказ"  # the admin renames it, and drops a choice the code needs
+        field.choices = ["дорого"]
+    crm.sync_access()  # the next upgrade
+    with crm.system() as work:
+        field = work.custom_fields.definitions("party")["reason"]
+        assert (field.label, field.choices) == ("Почему отказ", ["дорого", "другое"])
+        party = factories.organisation(work, custom={"reason": "другое"})
+        assert party.custom == {"reason": "другое"}
+    assert seed_fields_count(crm) == 0  # nothing left to change
+
+
+def seed_fields_count(crm):
+    with crm.session_factory.begin() as session:
+        return seed_fields(session, crm.starter_fields)
