@@ -202,14 +202,14 @@ def stage_counts(
 
 #: The period parameters of the funnel and time in stage, as their reports declare them
 #: (``Report.params``); a plugin's report built on these builders declares the same, and
-#: :func:`_period` reads them.
+#: :func:`period_of` reads them.
 PERIOD_PARAMS: dict[str, str] = {
     "since": "start (ISO 8601; without an offset, in the deployment's time zone)",
     "until": "end, exclusive (ISO 8601; without an offset, in the deployment's time zone)",
 }
 
 
-def _period(
+def period_of(
     work: UnitOfWork, params: Mapping[str, Any]
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
     """``since`` and ``until`` as aware UTC moments.
@@ -262,7 +262,7 @@ def _pipeline_param(params: Mapping[str, Any]) -> str:
 
 def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Report builder: the funnel of a pipeline over a period, backward moves apart."""
-    since, until = _period(work, params)
+    since, until = period_of(work, params)
     steps = funnel(
         work, _pipeline_param(params), since=since, until=until, owner_id=_owner_param(params)
     )
@@ -288,7 +288,7 @@ def funnel_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
 
 def time_in_stage_report(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Report builder: average time spent in each stage."""
-    since, until = _period(work, params)
+    since, until = period_of(work, params)
     rows = time_in_stage(work, _pipeline_param(params), since=since, until=until)
     return ReportResult(
         columns=[

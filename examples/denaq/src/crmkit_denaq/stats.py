@@ -23,7 +23,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
 from crmkit.pipeline.reports import (
     PERIOD_PARAMS,
-    _period,
+    period_of,
     funnel_report,
     time_in_stage_report,
 )
@@ -293,7 +293,7 @@ def refusals_by_reason(work: UnitOfWork, params: Mapping[str, Any]) -> ReportRes
     """The dealers refused in the period (``since``, ``until``: when they entered the refused
     firms) and refused still, by the reason of their refusal, most first (ties in the list's
     order).  A firm reopened since is no refusal any more (its reason is cleared then)."""
-    since, until = _period(work, params)
+    since, until = period_of(work, params)
     reason = Party.custom[REASON_FIELD].as_string()
     query = (
         work.parties.query()
