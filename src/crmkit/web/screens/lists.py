@@ -60,6 +60,9 @@ USER_COLUMNS = {
     "manager_id",
 }
 PARTY_COLUMNS = {"party_id", "organisation_id"}
+#: Loose links (:class:`~crmkit.model.RecordRefMixin`): an id column and the column naming
+#: the entity of the record it refers to (a task's parent deal, order or client).
+LOOSE_LINKS = {"record_id": "record_entity"}
 PAGE_SIZE = 50
 
 
@@ -237,9 +240,27 @@ def user_columns(crm: Any, entity: Any, columns: list[str]) -> set[str]:
     return found
 
 
+def loose_link(entity: Any, column: str) -> str | None:
+    """The column naming the entity that ``column`` of ``entity`` refers to loosely
+    (``record_entity`` for ``record_id``, see :data:`LOOSE_LINKS`), else ``None``."""
+    table = getattr(entity.model, "__table__", None)
+    named_by = LOOSE_LINKS.get(column)
+    if table is None or named_by is None:
+        return None
+    return named_by if column in table.columns and named_by in table.columns else None
+
+
+def reference_key(entity: Any, column: str, record: Any) -> Any:
+    """The key of ``record``'s ``column`` among :func:`reference_cells`' cells: its value,
+    or for a loose link ``(entity name, id)``."""
+    named_by = loose_link(entity, column)
+    value = getattr(record, column, None)
+    return (getattr(record, named_by, None), value) if named_by else value
+
+
 def reference_cells(
     unit: Any, entity: Any, columns: list[str], records: list[Any]
-) -> dict[str, dict[int, Cell]]:
+) -> dict[str, dict[Any, Cell]]:
     """The shown names of the records that ``columns`` of ``records`` refer to.
 
     ``{column: {id: Cell}}`` for every column with a foreign key to a registered entity
@@ -248,11 +269,26 @@ def reference_cells(
     (``find_many`` applies the access rules), so one they may not is missing here and its
     cell stays blank, as a hidden client's does: a page never names what its reader may not
     open.  A target whose title is its id is named by its label and number (``Shift #3``).
+    A loose link (a task's ``record_id``, its entity in ``record_entity``) is named the same
+    way, keyed by ``(entity name, id)`` (:func:`reference_key`); one to an entity no longer
+    registered is blank too.
     """
     crm = unit.crm
-    found: dict[str, dict[int, Cell]] = {}
+    found: dict[str, dict[Any, Cell]] = {}
     for column in columns:
         if column in USER_COLUMNS or column in PARTY_COLUMNS or column.startswith("custom."):
+            continue
+        if loose_link(entity, column):
+            wanted: dict[str, set[Any]] = {}
+            for record in records:
+                name, ref_id = reference_key(entity, column, record)
+                if name in crm.entities and ref_id is not None:
+                    wanted.setdefault(name, set()).add(ref_id)
+            found[column] = {
+                (name, ref_id): cell
+                for name, ids in wanted.items()
+                for ref_id, cell in named_records(unit, crm.entities[name], ids).items()
+            }
             continue
         target = reference_target(crm, entity, column)
         if target is None or target.name in ("user", "party"):
@@ -323,7 +359,7 @@ def format_value(
     parties: dict[int, Any],
     tags: dict[int, list[str]],
     stage_titles: dict[tuple[str, str], str],
-    references: Mapping[str, Mapping[int, Cell]] | None = None,
+    references: Mapping[str, Mapping[Any, Cell]] | None = None,
     user_attrs: Container[str] = USER_COLUMNS,
 ) -> Cell:
     """One cell: users and parties by name, stages by title, times in the user's zone.
@@ -346,7 +382,7 @@ def format_value(
         user = users.get(value)
         return Cell(user.label if user else f"#{value}")
     if references is not None and column in references:
-        return references[column].get(value) or Cell("")
+        return references[column].get(reference_key(entity, column, record)) or Cell("")
     if column in PARTY_COLUMNS:
         # ``parties`` holds the clients the reader may read: any other is blank, as the API
         # gives its id as ``null``, never a mark telling that a client is hidden there

@@ -31,6 +31,7 @@ from crmkit.web.screens.lists import (
     entity_or_404,
     format_value,
     reference_cells,
+    reference_key,
     shown_columns,
     user_columns,
 )
@@ -63,7 +64,11 @@ def record_page(request: Request) -> Response:
         # too, as a hidden client is (its title, even its number, stays unsaid)
         with i18n.activate(locale):
             references = reference_cells(unit, entity, columns, [record])
-        columns = [c for c in columns if c not in references or getattr(record, c) in references[c]]
+        columns = [
+            c
+            for c in columns
+            if c not in references or reference_key(entity, c, record) in references[c]
+        ]
         user_attrs = user_columns(crm, entity, columns)
         stage_titles = {
             (p.name, s.name): s.title for p in crm.pipelines_for(entity.name) for s in p.stages
