@@ -96,6 +96,31 @@ class FilterInput:
     choices: list[tuple[str, str]] = attrs.field(factory=list)
 
 
+@attrs.frozen
+class FilterChip:
+    """A filter of the list the filter bar has no input for (a client, an organisation, a
+    comparison typed in the address): the form carries its ``values`` as hidden fields,
+    the page shows ``text`` with a link to the list without it (``remove_url``)."""
+
+    name: str
+    values: list[str]
+    text: str
+    remove_url: str
+
+
+#: How a filter chip words an operator: a sign, or a phrase (a msgid) after the field.
+FILTER_SIGNS = {"ne": "≠", "not_in": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
+FILTER_PHRASES = {
+    "contains": "contains",
+    "startswith": "starts with",
+    "has": "has",
+    "older_than_days": "older than, days:",
+    "within_days": "within, days:",
+}
+#: Operators taking no value: the chip says the phrase alone.
+VALUELESS_PHRASES = {"is_null": "is empty", "not_null": "is filled"}
+
+
 def entity_or_404(crm: Any, name: str) -> Any:
     """The entity type of a URL, or a 404."""
     if name not in crm.entities:
@@ -205,6 +230,93 @@ def filter_inputs(
         else:
             inputs.append(FilterInput(name, label, "text", params.get(name, "")))
     return inputs
+
+
+def filter_chips(
+    unit: Any,
+    entity: Any,
+    params: Any,
+    inputs: list[FilterInput],
+    users: list[Any],
+    definitions: dict,
+) -> list[FilterChip]:
+    """The filters of ``params`` (``f.<field>[__op]``) that no input of the filter bar
+    (``inputs``) holds, as chips: the field's label and the value, a referred record by
+    its title as a list's cell names it (:func:`named_records`, a client by name, a user
+    by label), or in the words for a record the reader may not open when they may not
+    read it or it is gone (never its title or id).  Call in the reader's language."""
+    gettext = i18n.gettext
+    held = {i.name for i in inputs}
+    chips = []
+    for name in dict.fromkeys(params.keys()):
+        if not name.startswith("f.") or name in held:
+            continue
+        field, _, op = name[2:].partition("__")
+        values = params.getlist(name)
+        if op not in VALUELESS_PHRASES:
+            values = [v for v in values if v != ""]
+            if not values:
+                continue  # an empty field is no filter
+        if field.startswith("custom."):
+            definition = definitions.get(field[7:])
+            label = definition.label if definition else field[7:]
+        else:
+            label = gettext(entity.field_label(field))
+        if op in VALUELESS_PHRASES:
+            text = f"{label}: {gettext(VALUELESS_PHRASES[op])}"
+        else:
+            shown = ", ".join(_filter_values(unit, entity, field, values, params, users))
+            if op in FILTER_SIGNS:
+                text = f"{label} {FILTER_SIGNS[op]} {shown}"
+            elif op in FILTER_PHRASES:
+                text = f"{label} {gettext(FILTER_PHRASES[op])} {shown}"
+            else:
+                text = f"{label}: {shown}"
+        remove_url = f"/lists/{entity.name}"
+        rest = _query(params, **{name: None, "after": None})
+        chips.append(FilterChip(name, values, text, remove_url + (f"?{rest}" if rest else "")))
+    return chips
+
+
+def _filter_values(
+    unit: Any, entity: Any, field: str, values: list[str], params: Any, users: list[Any]
+) -> list[str]:
+    """The values of a filter on ``field`` as a chip shows them (see :func:`filter_chips`)."""
+    crm = unit.crm
+    gettext = i18n.gettext
+    items = [item.strip() for value in values for item in value.split(",")]
+    unavailable = gettext("unavailable record")
+    if field in USER_COLUMNS:
+        labels = {str(u.id): u.label for u in users}
+        return [labels.get(item, unavailable) for item in items]
+    if field == "group":
+        groups = {str(g.id): g.name for g in unit.groups.tree()}
+        return [groups.get(item, unavailable) for item in items]
+    target = None
+    if field in PARTY_COLUMNS:
+        target = crm.entities["party"]
+    elif loose_link(entity, field):
+        named_by = params.getlist(f"f.{LOOSE_LINKS[field]}")
+        if len(named_by) == 1 and named_by[0] in crm.entities:
+            target = crm.entities[named_by[0]]
+        else:  # any entity's record of that id: named by none
+            return [unavailable] * len(items)
+    elif not field.startswith("custom.") and field != "tag":
+        target = reference_target(crm, entity, field)
+    if target is not None:
+        ids = {item: int(item) for item in items if item.isdigit()}
+        named = named_records(unit, target, set(ids.values()))
+        return [named[ids[item]].text if ids.get(item) in named else unavailable for item in items]
+    if field == "stage":
+        titles = {
+            s.name: i18n.pgettext(p.stage_context, s.title)
+            for p in crm.pipelines_for(entity.name)
+            for s in p.stages
+        }
+        return [titles.get(v, v) for v in values]
+    if not field.startswith("custom.") and choices_of(entity, field):
+        return [gettext(v) for v in values]
+    return values
 
 
 def _is_percent(entity: Any, column: str) -> bool:
@@ -501,6 +613,7 @@ def list_page(request: Request) -> Response:
         views = unit.saved_views.list(entity.name)
         with i18n.activate(locale):
             inputs = filter_inputs(unit, entity, params, users, definitions)
+            chips = filter_chips(unit, entity, params, inputs, users, definitions)
         groups = unit.groups.tree() if entity.name == "party" else []
         may = {
             a: unit.access.can(entity.name, a)
@@ -530,6 +643,7 @@ def list_page(request: Request) -> Response:
             "params": params,
             "filtering": any(k.startswith("f.") for k in params),
             "inputs": inputs,
+            "chips": chips,
             "views": views,
             "users": users,
             "groups": groups,
