@@ -164,3 +164,27 @@ async def test_show_keeps_an_organisation_filter_and_names_no_hidden_one(crm, we
     assert f"/clients/{hidden}" not in page.text
     refined = await browser.get(_press_show(page, "/lists/party", q="Иван"))
     assert "Иван" not in html.unescape(re.sub(r"<input[^>]*>", "", refined.text))
+
+
+async def test_a_comparison_typed_in_the_address_is_kept_and_worded(crm, web):
+    """Deals of 500 and more (``f.amount__gte``) and tasks without a deadline
+    (``f.deadline__is_null``): Show keeps each, and the chip says the comparison."""
+    browser = await web("agent")
+    with crm.acting_as(browser.user) as work:
+        big = factories.deal(work, title="Поставка большая", amount=900).id
+        factories.deal(work, title="Поставка малая", amount=100)
+        factories.deal(work, title="Монтаж большой", amount=700)
+        undated = factories.task(work, title="Позвонить когда-нибудь").id
+        factories.task(work, title="Позвонить завтра", deadline="2030-01-01T10:00:00+00:00")
+
+    page = await browser.get("/lists/deal?f.amount__gte=500")
+    assert _chips(page) == [(f"{_russian(crm, 'amount')} ≥ 500", "/lists/deal")]
+    refined = await browser.get(_press_show(page, "/lists/deal", q="Поставка"))
+    assert _listed(refined, "deal") == {big}
+
+    page = await browser.get("/lists/task?f.deadline__is_null=")
+    assert _chips(page) == [
+        (f"{_russian(crm, 'deadline')} {_russian(crm, 'is empty')}", "/lists/task")
+    ]
+    refined = await browser.get(_press_show(page, "/lists/task", q="Позвонить"))
+    assert _listed(refined, "task") == {undated}

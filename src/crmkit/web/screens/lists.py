@@ -108,17 +108,20 @@ class FilterChip:
     remove_url: str
 
 
-#: How a filter chip words an operator: a sign, or a phrase (a msgid) after the field.
+#: How a filter chip words an operator after the field's label: a sign before the value,
+#: or a phrase (a msgid) saying it (``%(value)s``); ``=`` and ``in`` read ``label: value``.
 FILTER_SIGNS = {"ne": "≠", "not_in": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
 FILTER_PHRASES = {
-    "contains": "contains",
-    "startswith": "starts with",
-    "has": "has",
-    "older_than_days": "older than, days:",
-    "within_days": "within, days:",
+    "contains": "contains %(value)s",
+    "startswith": "starts with %(value)s",
+    "has": "has %(value)s",
+    "older_than_days": "more than %(value)s days ago or never",
+    "within_days": "in the last %(value)s days",
+    "is_null": "is empty",
+    "not_null": "is filled in",
 }
-#: Operators taking no value: the chip says the phrase alone.
-VALUELESS_PHRASES = {"is_null": "is empty", "not_null": "is filled"}
+#: The operators taking no value (the chip says the phrase alone).
+VALUELESS_OPS = ("is_null", "not_null")
 
 
 def entity_or_404(crm: Any, name: str) -> Any:
@@ -253,7 +256,7 @@ def filter_chips(
             continue
         field, _, op = name[2:].partition("__")
         values = params.getlist(name)
-        if op not in VALUELESS_PHRASES:
+        if op not in VALUELESS_OPS:
             values = [v for v in values if v != ""]
             if not values:
                 continue  # an empty field is no filter
@@ -262,16 +265,17 @@ def filter_chips(
             label = definition.label if definition else field[7:]
         else:
             label = gettext(entity.field_label(field))
-        if op in VALUELESS_PHRASES:
-            text = f"{label}: {gettext(VALUELESS_PHRASES[op])}"
+        shown = (
+            ""
+            if op in VALUELESS_OPS
+            else ", ".join(_filter_values(unit, entity, field, values, params, users))
+        )
+        if op in FILTER_SIGNS:
+            text = f"{label} {FILTER_SIGNS[op]} {shown}"
+        elif op in FILTER_PHRASES:
+            text = f"{label} {gettext(FILTER_PHRASES[op]) % {'value': shown}}"
         else:
-            shown = ", ".join(_filter_values(unit, entity, field, values, params, users))
-            if op in FILTER_SIGNS:
-                text = f"{label} {FILTER_SIGNS[op]} {shown}"
-            elif op in FILTER_PHRASES:
-                text = f"{label} {gettext(FILTER_PHRASES[op])} {shown}"
-            else:
-                text = f"{label}: {shown}"
+            text = f"{label}: {shown}"
         remove_url = f"/lists/{entity.name}"
         rest = _query(params, **{name: None, "after": None})
         chips.append(FilterChip(name, values, text, remove_url + (f"?{rest}" if rest else "")))
