@@ -112,13 +112,13 @@ class FilterChip:
 #: or a phrase (a msgid) saying it (``%(value)s``); ``=`` and ``in`` read ``label: value``.
 FILTER_SIGNS = {"ne": "≠", "not_in": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
 FILTER_PHRASES = {
-    "contains": "contains %(value)s",
-    "startswith": "starts with %(value)s",
-    "has": "has %(value)s",
-    "older_than_days": "more than %(value)s days ago or never",
-    "within_days": "in the last %(value)s days",
-    "is_null": "is empty",
-    "not_null": "is filled in",
+    "contains": i18n.lazy("contains %(value)s"),
+    "startswith": i18n.lazy("starts with %(value)s"),
+    "has": i18n.lazy("has %(value)s"),
+    "older_than_days": i18n.lazy("more than %(value)s days ago or never"),
+    "within_days": i18n.lazy("in the last %(value)s days"),
+    "is_null": i18n.lazy("is empty"),
+    "not_null": i18n.lazy("is filled in"),
 }
 #: The operators taking no value (the chip says the phrase alone).
 VALUELESS_OPS = ("is_null", "not_null")
