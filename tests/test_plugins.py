@@ -199,3 +199,34 @@ def test_a_refusal_raised_by_configure_keeps_its_words_and_names_the_plugin(make
     with pytest.raises(PluginError) as info:
         make_crm(plugins=[NeedsBaseUrl()])
     assert str(info.value) == "plugin 'mailings': set web.base_url: unsubscribe links need it"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"party_attr": "client_id"}, "party_attr 'client_id'"),
+        ({"owner_attrs": ("agent",)}, "owner_attrs 'agent'"),
+        ({"sort_attrs": ("visit_at",)}, "sort_attrs 'visit_at'"),
+        ({"default_sort": ("-visit_at",)}, "default_sort 'visit_at'"),
+        ({"filter_attrs": ("status",)}, "filter_attrs 'status'"),
+        ({"title_attr": "title"}, "title_attr 'title'"),
+    ],
+)
+def test_an_entity_naming_an_attribute_its_model_lacks_stops_the_start(make_crm, options, named):
+    """A typo in an entity type (``party_attr="client_id"``) is one line at start-up naming
+    the plugin, the entity, the option and the attribute, not an AttributeError from the
+    first list or create that reads it."""
+    from crmkit import EntityType
+    from crmkit.model import Tag
+
+    class Typo:
+        crmkit_plugin_name = "typo"
+
+        @hookimpl
+        def crmkit_register_entities(self):
+            return [EntityType("typo_tag", Tag, **options)]
+
+    with pytest.raises(PluginError) as info:
+        make_crm(plugins=[Typo()])
+    assert str(info.value).startswith("plugin 'typo': entity 'typo_tag' names ")
+    assert f"{named}, but Tag has no such attribute" in str(info.value)

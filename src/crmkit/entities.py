@@ -96,6 +96,23 @@ class EntityType:
         named = [self.party_attr, *self.owner_attrs, self.team_attr, "pipeline", "stage"]
         return tuple(a for a in dict.fromkeys(named) if a is not None and a in columns)
 
+    def named_attrs(self) -> list[tuple[str, str]]:
+        """Each model attribute this entity type names, with the option naming it
+        (``("party_attr", "party_id")``, ``("default_sort", "visited_at")``)."""
+        named = [
+            *(("owner_attrs", a) for a in self.owner_attrs),
+            ("team_attr", self.team_attr),
+            ("party_attr", self.party_attr),
+            ("personal_attr", self.personal_attr),
+            ("title_attr", self.title_attr),
+            *(("search_attrs", a) for a in self.search_attrs),
+            *(("filter_attrs", a) for a in self.filter_attrs),
+            *(("sort_attrs", a) for a in self.sort_attrs),
+            *(("default_sort", a.removeprefix("-")) for a in self.default_sort),
+            *(("page_hidden_attrs", a) for a in self.page_hidden_attrs),
+        ]
+        return [(option, attr) for option, attr in named if attr is not None]
+
     def field_label(self, attr: str) -> str:
         """The text (a msgid) that names column ``attr`` for a reader: its
         :attr:`field_labels` entry, else its name."""
@@ -119,6 +136,14 @@ class EntityRegistry:
             raise ValueError(f"entity {entity.name!r} registered twice (second time by {source})")
         from crmkit.schemas.output import is_private
 
+        for option, attr in entity.named_attrs():
+            if not hasattr(entity.model, attr):
+                # a typo here would surface as an AttributeError from the first list, create
+                # or access check that reads it: stop the start instead, naming it
+                raise ValueError(
+                    f"entity {entity.name!r} names {option} {attr!r}, but "
+                    f"{entity.model.__name__} has no such attribute"
+                )
         columns = entity.model.__table__.columns
         named = (*entity.filter_attrs, *entity.sort_attrs, *entity.search_attrs)
         for attr in (*named, entity.title_attr):
