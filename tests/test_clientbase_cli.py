@@ -76,6 +76,44 @@ def test_import_maps_a_name_column_it_cannot_guess(tmp_path, capsys):
     crm.close()
 
 
+def test_import_resume_takes_only_the_run_id(tmp_path, capsys):
+    """``crmkit import --resume ID`` (as the guide writes it) goes on with the run's own
+    file as the user who started it: no file nor ``--as`` to repeat.  Without ``--resume``
+    the file and ``--as`` are still required, and named when missing."""
+    directory = tmp_path / "crm"
+    assert call(capsys, "init", str(directory))[0] == 0
+    config = ["--config", str(directory)]
+    from crmkit import CRM
+    from crmkit.model import ImportRun, Party
+    from crmkit.testing import add_user
+
+    crm = CRM.from_directory(directory)
+    add_user(crm, "olga", ["admin"])
+    data = "Название;Телефон\nООО Альфа;+7 916 111-22-33\nБета;\n".encode()
+    with crm.acting_as("olga") as work:  # started, never run: as after an interruption
+        run = work.imports.start("leads.csv", data, source="old-crm")
+        run_id = run.id
+    crm.close()
+
+    code, out, err = call(capsys, *config, "import", "--resume", str(run_id))
+    assert code == 0, err
+    assert "done: 2 created" in out
+    crm = CRM.from_directory(directory)
+    with crm.system() as work:
+        assert sorted(p.name for p in work.session.query(Party)) == ["Бета", "ООО Альфа"]
+        assert {p.created_by_id for p in work.session.query(Party)} == {
+            work.session.get(ImportRun, run_id).created_by_id
+        }
+    crm.close()
+
+    code, out, err = call(capsys, *config, "import", "--as", "olga")
+    assert code == 2 and "Missing argument 'PATH'" in err
+    source = tmp_path / "leads.csv"
+    source.write_bytes(data)
+    code, out, err = call(capsys, *config, "import", str(source))
+    assert code == 2 and "Missing option '--as'" in err
+
+
 def _stale(crm, party_id, name_key, keys):
     """Store keys as rules older than today's made them (as a party saved long ago has)."""
     import sqlalchemy as sa

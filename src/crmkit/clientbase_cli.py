@@ -80,8 +80,10 @@ def screening_rebuild(env: Env, batch_size: int) -> None:
 
 
 @click.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--as", "username", required=True, help="User the clients are imported as.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option(
+    "--as", "username", help="User the clients are imported as (not with --resume: its own)."
+)
 @click.option("--source", default="", help="Where the file comes from (its mapping is kept).")
 @click.option(
     "--map",
@@ -97,12 +99,20 @@ def screening_rebuild(env: Env, batch_size: int) -> None:
     show_default=True,
 )
 @click.option("--dry-run", is_flag=True, help="Check every row; write nothing.")
-@click.option("--resume", "resume_id", type=int, default=None, help="Resume import run ID.")
+@click.option(
+    "--resume",
+    "resume_id",
+    type=int,
+    default=None,
+    help="Resume import run ID, with its own file and user (PATH and --as not needed).",
+)
+@click.pass_context
 @pass_env
 def import_(
     env: Env,
-    path: str,
-    username: str,
+    context: click.Context,
+    path: str | None,
+    username: str | None,
     source: str,
     mappings: tuple[str, ...],
     on_duplicate: str,
@@ -114,8 +124,13 @@ def import_(
 
     from crmkit.services.imports import run_import
 
+    # a new run needs its file and its user; a resumed one has its own
+    if resume_id is None and path is None:
+        raise click.MissingParameter(ctx=context, param_type="argument", param_hint="'PATH'")
+    if resume_id is None and username is None:
+        raise click.MissingParameter(ctx=context, param_type="option", param_hint="'--as'")
     crm = env.crm
-    if resume_id is None:
+    if resume_id is None and path is not None:
         mapping = None
         if mappings:
             mapping = {}
