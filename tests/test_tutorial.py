@@ -184,3 +184,20 @@ def test_the_tutorials_commands_in_order_on_a_deployment(
             assert (entry.subject, entry.body) == ("Visit", "signed")
     finally:
         crm.close()
+
+
+def test_the_tutorials_code_imports_what_it_uses_and_uses_what_it_imports(tmp_path):
+    """A reader copies the blocks into files and runs their linter: the plugin module (the
+    model and handler blocks) and the test file pass pyflakes' checks as they are."""
+    import subprocess
+
+    plugin_code, handler_code, _usage, test_code = python_blocks()
+    files = {"plugin.py": plugin_code + "\n\n" + handler_code, "test_visits.py": test_code}
+    for name, code in files.items():
+        (tmp_path / name).write_text(code, encoding="utf-8")
+    found = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "F",
+         "--output-format", "concise", *files],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stdout + found.stderr

@@ -142,8 +142,9 @@ def crmkit_register_pipelines() -> list[Pipeline]:
 def crmkit_register_roles() -> list[Role]:
     """Roles users can hold, with their labels and start screens.
 
-    Collecting.  Roles are seeded into the ``role`` table at start-up; an admin's edits
-    are kept.
+    Collecting.  Roles are seeded into the ``role`` table by ``crmkit init`` and
+    ``crmkit db upgrade`` (not when a process starts: run ``db upgrade`` after adding one);
+    an admin's edits are kept.
     """
     return []
 
@@ -152,8 +153,9 @@ def crmkit_register_roles() -> list[Role]:
 def crmkit_register_permissions() -> list[Permission]:
     """Cells of the role x entity x action permission table, each with a record scope.
 
-    Collecting.  Seeded into the ``permission`` table at start-up without overwriting cells
-    an admin changed.
+    Collecting.  Seeded into the ``permission`` table by ``crmkit init`` and ``crmkit db
+    upgrade`` (not when a process starts: run ``db upgrade`` after changing a cell) without
+    overwriting cells an admin changed.
     """
     return []
 
