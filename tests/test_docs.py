@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -81,3 +82,19 @@ def test_every_hook_spec_states_its_call_semantics():
             word in doc
             for word in ("Collecting", "Every implementation", "Stops at", "Historic", "wrapper")
         ), name
+
+
+def test_the_background_guides_automation_rules_build_as_written():
+    """The automation assistant's example imports what it uses and each rule is valid (a
+    rule is checked when it is made: its trigger's hours and days, its actions)."""
+    guide = ROOT.joinpath("docs", "guide", "background.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", guide, re.S) if "Rule(" in b]
+    imports, _, rules = block.partition("\n\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(imports, "background.md", "exec"), namespace)
+    made, rule = [], namespace["Rule"]
+    namespace["Rule"] = lambda *args, **kwargs: made.append(rule(*args, **kwargs))
+    exec(compile(rules, "background.md", "exec"), namespace)
+    assert [r.name for r in made] == [
+        "order-paid", "confirm-booking", "remind-day-before", "wake-up-idle",
+    ]  # fmt: skip
