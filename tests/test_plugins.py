@@ -230,3 +230,38 @@ def test_an_entity_naming_an_attribute_its_model_lacks_stops_the_start(make_crm,
         make_crm(plugins=[Typo()])
     assert str(info.value).startswith("plugin 'typo': entity 'typo_tag' names ")
     assert f"{named}, but Tag has no such attribute" in str(info.value)
+
+
+def test_a_pipeline_over_an_entity_of_a_plugin_left_out_names_what_is_not_loaded(
+    monkeypatch, tmp_path
+):
+    """``crmkit init DIR --plugin carservice`` without ``--plugin finance``: the refusal
+    says which installed plugins plugins.allow leaves out, where the entity may come from."""
+    from crmkit import CRM, Config
+
+    class Orders:
+        @hookimpl
+        def crmkit_register_pipelines(self):
+            stages = [Stage("a"), Stage("b")]
+            return [Pipeline("orders", "shop_order", stages, [Transition("a", "b")])]
+
+    orders = types.ModuleType("plug_orders")
+    orders.crmkit_register_pipelines = Orders().crmkit_register_pipelines
+    shop = types.ModuleType("plug_shop")
+    shop.crmkit_register_roles = lambda: []
+    monkeypatch.setitem(sys.modules, "plug_orders", orders)
+    monkeypatch.setitem(sys.modules, "plug_shop", shop)
+    monkeypatch.setattr(
+        "crmkit.plugins.installed_plugins",
+        lambda: {"orders": _entry_point("orders", "plug_orders"),
+                 "shop": _entry_point("shop", "plug_shop")},
+    )  # fmt: skip
+    config = Config.from_mapping(
+        {"database": {"url": f"sqlite:///{tmp_path / 'x.db'}"}, "plugins": {"allow": ["orders"]}}
+    )
+    with pytest.raises(PluginError) as info:
+        CRM(config)
+    assert str(info.value) == (
+        "plugin 'orders': pipeline 'orders' drives unknown entity 'shop_order' "
+        "(installed but not loaded, by plugins.allow or plugins.block: shop)"
+    )

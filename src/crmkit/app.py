@@ -214,9 +214,13 @@ class CRM:
         _fill_unique(self.pipelines, pipelines, "pipeline")
         for plugin, pipeline in pipelines:
             if pipeline.entity not in self.entities:
-                raise PluginError(
-                    plugin, f"pipeline {pipeline.name!r} drives unknown entity {pipeline.entity!r}"
-                )
+                refusal = f"pipeline {pipeline.name!r} drives unknown entity {pipeline.entity!r}"
+                if self.pm.left_out:  # its plugin may be installed and not allowed
+                    refusal += (
+                        " (installed but not loaded, by plugins.allow or plugins.block: "
+                        f"{', '.join(self.pm.left_out)})"
+                    )
+                raise PluginError(plugin, refusal)
         for _, role in self._collect("crmkit_register_roles"):
             self.roles.setdefault(role.name, role)
         # a plugin's cell replaces the built-in one for the same role, entity and action

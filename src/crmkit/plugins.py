@@ -62,6 +62,9 @@ class CrmkitPluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        #: installed plugins that plugins.allow or plugins.block (or being a deployment not
+        #: named in the allow list) kept out: where a missing entity may come from
+        self.left_out: list[str] = []
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
         opts = super().parse_hookimpl_opts(plugin, name)
@@ -171,6 +174,7 @@ def make_plugin_manager(
             )
         for name, entry_point in sorted(available.items()):
             if (allow and name not in allow) or name in block:
+                pm.left_out.append(name)
                 continue
             plugin = _import_plugin(name, entry_point.value)
             if getattr(plugin, "crmkit_deployment", False) and name not in allow:
