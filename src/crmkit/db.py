@@ -556,6 +556,7 @@ class Migrations:
         with self._connection() as connection:
             config.attributes["connection"] = connection
             config.attributes["tables"] = self.owned_tables(label)
+            config.attributes["autogenerate"] = autogenerate
             kwargs: dict[str, Any] = {"message": message, "autogenerate": autogenerate}
             if existing:
                 kwargs["head"] = f"{label}@head"
@@ -564,6 +565,11 @@ class Migrations:
                 if label != "crmkit":
                     kwargs["depends_on"] = "crmkit"  # plugin tables point at core tables
             script = command.revision(config, **kwargs)
+        if config.attributes.get("nothing_changed"):  # the environment wrote no script
+            raise ConfigError(
+                f"no change in the models of branch {label!r} since its last revision: "
+                "nothing written (db revision --empty writes a revision to fill in by hand)"
+            )
         scripts = script if isinstance(script, list) else [script]
         return Path(scripts[0].path)  # type: ignore[union-attr]
 
