@@ -201,3 +201,33 @@ def test_the_tutorials_code_imports_what_it_uses_and_uses_what_it_imports(tmp_pa
         cwd=tmp_path, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert found.returncode == 0, found.stdout + found.stderr
+
+
+def test_the_testing_pages_migration_test_passes_on_the_tutorials_plugin(
+    tutorial_plugin, db_backend, tmp_path, monkeypatch
+):
+    """docs/testing.md's migration test, as written, on the tutorial's plugin with the
+    revision `db revision` writes for it: the migrations make exactly the model's table."""
+    from crmkit import CRM, Config
+
+    source = tmp_path / "src" / "crmkit_visits"
+    (source / "migrations").mkdir(parents=True)
+    monkeypatch.setattr(tutorial_plugin, "__file__", str(source / "plugin.py"))
+    url = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+    config = Config.from_mapping({"database.url": url}, root=tmp_path, environ={})
+    with CRM(config, plugins=[tutorial_plugin], load_entry_points=False) as crm:
+        crm.migrations.upgrade()
+        crm.migrations.revision("visits table", "visits")
+
+    page = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "migrated" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "testing.md", "exec"), namespace)
+    (tmp_path / "test").mkdir()
+    fixture = namespace["migrated"].__wrapped__(db_backend, tmp_path / "test")
+    migrated = next(fixture)
+    try:
+        assert set(migrated.migrations.current()) == {"crmkit", "visits"}
+        namespace["test_the_migrations_make_the_models_tables"](migrated)
+    finally:
+        next(fixture, None)
