@@ -97,7 +97,9 @@ def test_import_resume_takes_only_the_run_id(tmp_path, capsys):
 
     code, out, err = call(capsys, *config, "import", "--resume", str(run_id))
     assert code == 0, err
-    assert "done: 2 created" in out
+    assert f"import {run_id}: 2 rows" in err and "done: 2 created" in out
+    code, out, err = call(capsys, *config, "import", "--resume", "999")
+    assert (code, err) == (1, "error: import 999 not found\n")
     crm = CRM.from_directory(directory)
     with crm.system() as work:
         assert sorted(p.name for p in work.session.query(Party)) == ["Бета", "ООО Альфа"]

@@ -150,7 +150,14 @@ def import_(
             work.imports.remember(run)
             run_id, total = run.id, run.total_rows
     else:
-        run_id, total = resume_id, 0
+        from crmkit.errors import NotFound
+        from crmkit.model import ImportRun
+
+        with crm.system() as work:
+            resumed = work.session.get(ImportRun, resume_id)
+            if resumed is None:
+                raise NotFound("import", resume_id)
+            run_id, total = resume_id, int(resumed.total_rows)
     click.echo(f"import {run_id}: {total} rows", err=True)
     with click.progressbar(length=max(total, 1), label="importing", file=sys.stderr) as bar:
         shown = [0]
