@@ -23,11 +23,18 @@ def accounts_command(env: Env) -> None:
     from crmkit_mail import mail
 
     with env.crm.system() as work:
-        for account in mail(work).accounts.list():
+        accounts = mail(work).accounts.list()
+        if not accounts:
+            click.echo(NO_MAILBOXES)
+        for account in accounts:
             state = f"uidvalidity={account.uidvalidity} last_uid={account.last_uid}"
             error = f" error: {account.last_error}" if account.last_error else ""
             flag = "" if account.active else " (inactive)"
             click.echo(f"{account.name}\t{account.address}\t{state}{flag}{error}")
+
+
+#: what `mail accounts` says on a deployment with no mailbox yet, rather than nothing
+NO_MAILBOXES = "no mailboxes: add one on the Mailboxes screen (/mail/mailboxes)"
 
 
 @mail_group.command("sync")
@@ -44,6 +51,8 @@ def sync_command(env: Env, name: str | None) -> None:
         reports = [sync_account(env.crm, account_id)]
     else:
         reports = sync_all(env.crm)
+        if not reports:
+            click.echo("no active mailboxes: nothing to sync")
     for r in reports:
         if r.error:
             click.echo(f"{r.account}: failed: {r.error}", err=True)
