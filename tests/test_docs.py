@@ -98,3 +98,36 @@ def test_the_background_guides_automation_rules_build_as_written():
     assert [r.name for r in made] == [
         "order-paid", "confirm-booking", "remind-day-before", "wake-up-idle",
     ]  # fmt: skip
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a heading gets where the docs are read (GitHub's rule)."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_every_relative_link_leads_to_a_file_and_heading():
+    """A reader following a link lands somewhere: the file exists and, for `#part`, one of
+    its headings has that anchor."""
+    files = [
+        *ROOT.joinpath("docs").rglob("*.md"),
+        ROOT / "README.md",
+        *ROOT.glob("plugins/*/README.md"),
+        *ROOT.glob("examples/*/README.md"),
+    ]
+    anchors = {
+        f.resolve(): {_anchor(h) for h in re.findall(r"^#{1,6}\s+(.+)$", f.read_text(), re.M)}
+        for f in files
+    }
+    broken = []
+    for f in files:
+        for link in re.findall(r"\]\(([^)\s]+)\)", f.read_text(encoding="utf-8")):
+            if link.startswith(("http:", "https:", "mailto:")):
+                continue
+            path, _, anchor = link.partition("#")
+            target = (f.parent / path).resolve() if path else f.resolve()
+            if not target.exists():
+                broken.append(f"{f.relative_to(ROOT)}: {link} (no such file)")
+            elif anchor and target.suffix == ".md" and anchor not in anchors.get(target, ()):
+                broken.append(f"{f.relative_to(ROOT)}: {link} (no such heading)")
+    assert not broken, broken
