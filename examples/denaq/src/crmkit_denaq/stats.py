@@ -23,8 +23,8 @@ from crmkit.errors import ValidationFailed
 from crmkit.model import Activity, Party, StageMove
 from crmkit.pipeline.reports import (
     PERIOD_PARAMS,
-    period_of,
     funnel_report,
+    period_of,
     time_in_stage_report,
 )
 from crmkit.reports import share
