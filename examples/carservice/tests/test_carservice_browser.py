@@ -251,3 +251,40 @@ def test_the_dashboards_chart_writes_numbers_the_russian_way(station_server, bro
     )
     big = [t for t in ticks if len(t.replace("\u00a0", "").replace(" ", "")) > 3]
     assert big and not [t for t in big if "," in t], ticks
+
+
+def test_the_intake_shows_a_known_plates_car_as_it_is_typed(station_server, browser):
+    """The plate typed in Latin, before anything else: the car, its owner and its open
+    order appear under it after a short pause, with the form for that car a click away;
+    a new plate clears them; leaving the field checks a plate that was pasted in."""
+    station, base = station_server
+    order = station.order("ivan")
+    manager = sign_in(browser, base, "manager")
+    manager.goto(f"{base}/service/intake")
+    plate = '#intake input[name="plate"]'
+    manager.locator(plate).press_sequentially("a123bc77", delay=30)
+    found = manager.wait_for_selector("#plate-check .known-plate")
+    assert "Сергей Волков" in found.inner_text() and "А123ВС77" in found.inner_text()
+    assert manager.locator(f'#plate-check a[href="/records/finance_order/{order.id}"]').count()
+    manager.screenshot(path=str(ARTIFACTS / "carservice-intake-plate.png"), full_page=True)
+    # a new plate: nothing to say
+    manager.fill(plate, "О777ОО77")
+    manager.wait_for_selector("#plate-check .known-plate", state="detached")
+    # a plate put in without typing (autofill, a script): checked when the field is left
+    manager.eval_on_selector(plate, "e => { e.value = 'А 123 ВС 77'; }")
+    manager.focus(plate)
+    manager.press(plate, "Tab")
+    manager.wait_for_selector("#plate-check .known-plate")
+    # the form for that car: its owner chosen, the car picked
+    manager.click("#plate-check a.new-for-car")
+    manager.wait_for_selector('#intake input[name="party_id"]', state="attached")
+    assert manager.input_value('#intake select[name="car_id"]') == str(station.car.id)
+    assert "Сергей Волков" in manager.inner_text("#intake")
+
+    # on a phone the check fits the screen
+    phone = sign_in(browser, base, "manager", phone=True)
+    phone.goto(f"{base}/service/intake")
+    phone.fill(plate, "a123bc77")
+    phone.wait_for_selector("#plate-check .known-plate")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the intake scrolls sideways by {overflow}px on a phone"

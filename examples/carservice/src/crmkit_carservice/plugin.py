@@ -136,6 +136,14 @@ def crmkit_register_screens() -> list[Screen]:
             permission=TAKE_ORDERS,
             methods=("GET", "POST"),
         ),
+        # the intake's plate, checked as it is typed (an htmx fragment)
+        Screen(
+            "carservice-plate-check",
+            "/service/intake/plate",
+            "Plate check",
+            screens.plate_check,
+            permission=TAKE_ORDERS,
+        ),
         Screen(
             "carservice-assign",
             "/service/orders/{order_id:id}/assign",

@@ -21,7 +21,7 @@ from crmkit.web import i18n
 from crmkit.web.forms import as_id, optional_id
 from crmkit.web.pages import error_text, posted, redirect, render, work
 from crmkit.web.screens.clientbase import duplicates_found
-from crmkit_carservice.services import carservice
+from crmkit_carservice.services import OFF_DESK, carservice
 
 #: Fields the intake's refusals name that no registry labels: a refusal reads
 #: "<field>: <why>", the field translated as the rest is.
@@ -39,10 +39,16 @@ def _order_url(order_id: int) -> str:
     return f"/records/finance_order/{order_id}"
 
 
-#: The stages off the desk's table: the car has left and nothing is left to do.
-OFF_DESK = ("closed", "cancelled")
 #: The most orders in progress the desk shows (the rest are a link away).
 DESK_ORDERS = 50
+
+
+def _stage_title(request: Request, order: Any) -> str:
+    """An order's stage as its pipeline names it (in the pipeline's context)."""
+    pipeline = request.app.state.crm.pipelines.get(order.pipeline)
+    if pipeline is None or not pipeline.has_stage(order.stage):
+        return str(order.stage)
+    return i18n.stage_title(pipeline, order.stage)
 
 
 def desk(request: Request) -> Response:
@@ -58,14 +64,6 @@ def desk(request: Request) -> Response:
         )
         views = desk_.views([*open_orders, *[o for m in matches for o in m.orders]])
     by_id = {v.order.id: v for v in views}
-    pipelines = request.app.state.crm.pipelines
-
-    def stage_title(order: Any) -> str:
-        pipeline = pipelines.get(order.pipeline)
-        if pipeline is None or not pipeline.has_stage(order.stage):
-            return str(order.stage)
-        return i18n.stage_title(pipeline, order.stage)  # in the pipeline's context
-
     return render(
         request,
         "carservice/desk.html",
@@ -76,7 +74,30 @@ def desk(request: Request) -> Response:
             "views": by_id,
             "recent": [by_id[o.id] for o in open_orders],
             "all_open": "/lists/finance_order?f.stage__not_in=" + ",".join(OFF_DESK),
-            "stage_title": stage_title,
+            "stage_title": lambda order: _stage_title(request, order),
+        },
+    )
+
+
+def plate_check(request: Request) -> Response:
+    """The intake form's plate, checked as it is typed (htmx, after a pause and on leaving
+    the field): a plate already registered shows its car, the owner and the car's open
+    orders, with the form for that car a click away; a new plate shows nothing.  The
+    form's ``party_id`` (a client chosen) tells their own car from another's."""
+    params = request.query_params
+    with work(request) as unit:
+        known = carservice(unit).known_plate(str(params.get("plate") or ""))
+        views = {v.order.id: v for v in carservice(unit).views(known.open_orders)} if known else {}
+    party_id = as_id(params.get("party_id"))
+    own = bool(known and known.party is not None and known.party.id == party_id)
+    return render(
+        request,
+        "carservice/plate_check.html",
+        {
+            "known": known,
+            "own": own,
+            "views": views,
+            "stage_title": lambda order: _stage_title(request, order),
         },
     )
 

@@ -243,6 +243,25 @@ class PlateMatch:
     orders: Sequence[Any]
 
 
+#: The stages of an order that is over: the car has left and nothing is left to do.
+OFF_DESK = ("closed", "cancelled")
+
+
+@attrs.frozen
+class KnownPlate:
+    """A plate typed on the intake that is already a car's (the intake's live check).
+
+    ``plate`` is the plate as the server writes it (Cyrillic letters).  ``car`` and
+    ``party`` are ``None`` when the car is registered to a client the actor may not read:
+    the order would be refused all the same, so the plate is said to be taken, no more.
+    ``open_orders``: the car's orders not yet closed or cancelled, the newest first."""
+
+    plate: str
+    car: CarserviceCar | None = None
+    party: Party | None = None
+    open_orders: Sequence[Any] = ()
+
+
 @attrs.frozen
 class OrderView:
     """What the order screens show: the order, its car, client name and worker."""
@@ -291,6 +310,37 @@ class Desk:
             found = [visible[i] for i in ids if i in visible]
             matches.append(PlateMatch(car=car, party=party, orders=found))
         return matches
+
+    def known_plate(self, text: str, *, open_orders: int = 10) -> KnownPlate | None:
+        """The car already registered under the plate ``text`` (folded: any alphabet,
+        spacing, case), its owner and its open orders (those the actor may see, at most
+        ``open_orders``); ``None`` for a plate no car has.  The intake form asks as the
+        plate is typed; :meth:`intake` refuses the same plate on its own when sent."""
+        key = plate_key(text)
+        if not key or not any(ch.isalnum() for ch in key):
+            return None
+        holder = self.cars.holder(key)
+        if holder is None:
+            return None
+        readable = self.work.access.can("carservice_car", "read")
+        car = self.cars.registered(text) if readable else None
+        party = self.work.parties.find(car.party_id) if car is not None else None
+        if car is None or party is None:
+            return KnownPlate(plate=russian_plate(" ".join(text.split()).upper()))
+        orders = self.work.records("finance_order")
+        model = orders.model
+        found = []
+        if self.work.access.can("finance_order", "read"):
+            of_car = select(CarserviceOrderCar.order_id).where(CarserviceOrderCar.car_id == car.id)
+            found = list(
+                self.work.session.scalars(
+                    orders.query()
+                    .where(model.id.in_(of_car), model.stage.not_in(OFF_DESK))
+                    .order_by(model.id.desc())
+                    .limit(open_orders)
+                )
+            )
+        return KnownPlate(plate=car.plate, car=car, party=party, open_orders=found)
 
     def intake(
         self,
