@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import re
 
 import pytest
 from crmkit_finance import finance
 from service_fixtures import signed_in
+
+from crmkit.clock import frozen_at
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +73,14 @@ async def test_worker_prints_their_order_but_not_anothers(station):
     assert "+7 916 100-20-30" not in text  # the client card is not theirs
     assert (await client.get(f"/service/orders/{theirs.id}/print")).status_code in (403, 404)
     assert (await client.get(f"/service/orders/{theirs.id}/print")).status_code == 404
+
+
+async def test_the_work_orders_date_is_written_out_as_a_russian_document_writes_it(station):
+    """«от 3 марта 2026 г.», the month's name in full (as on a contract or an act), not the
+    screen's short «3 мар. 2026 г.»."""
+    with frozen_at(dt.datetime(2026, 3, 3, 9, tzinfo=dt.UTC)):
+        order = station.order()
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/service/orders/{order.id}/print")
+    date = html.unescape(page.text.split('id="wo-date">', 1)[1].split("<", 1)[0])
+    assert re.sub(r"\s", " ", date) == "3 марта 2026 г.", date
