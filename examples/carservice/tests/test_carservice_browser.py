@@ -251,6 +251,11 @@ def test_the_dashboards_chart_writes_numbers_the_russian_way(station_server, bro
     )
     big = [t for t in ticks if len(t.replace("\u00a0", "").replace(" ", "")) > 3]
     assert big and not [t for t in big if "," in t], ticks
+    # the month table's sums line up on the right, under their heading
+    aligned = director.eval_on_selector_all(
+        "#by-month tr > :nth-child(3)", "cs => cs.map(c => getComputedStyle(c).textAlign)"
+    )
+    assert aligned and set(aligned) == {"right"}, aligned
 
 
 def test_the_intake_shows_a_known_plates_car_as_it_is_typed(station_server, browser):
