@@ -853,3 +853,33 @@ async def test_the_order_page_shows_its_money_once_in_the_finance_block(station)
     # the list keeps them
     listed = await client.get("/lists/finance_order", params={"cols": "number,total,currency"})
     assert listed.status_code == 200 and "RUB" in listed.text
+
+
+async def test_the_order_page_leads_back_to_the_readers_car_service_screen(station):
+    """From an order the worker goes back to *My orders*, the manager to the desk, without
+    the menu; a reader with neither screen (the cashier) gets no such link."""
+    order = station.order()
+    for username, path, label in (
+        ("ivan", "/service/my", "Мои заказы"),
+        ("manager", "/service", "Приёмка"),
+    ):
+        client = await signed_in(station, username)
+        page = await client.get(f"/records/finance_order/{order.id}")
+        back = re.search(r'<a href="([^"]*)"[^>]*id="order-back"[^>]*>([^<]*)<', page.text)
+        assert back, username
+        assert back.group(1) == path and label in html.unescape(back.group(2)), back.groups()
+        assert (await client.get(path)).status_code == 200, username
+    cashier = await signed_in(station, "cashier")
+    page = await cashier.get(f"/records/finance_order/{order.id}")
+    assert page.status_code == 200 and 'id="order-back"' not in page.text
+
+
+async def test_the_dashboards_figures_line_up_on_the_right(station):
+    """The month table's counts and sums are numbers: right-aligned, each in one piece."""
+    client = await signed_in(station, "director")
+    page = await client.get("/service/director")
+    head = page.text.split('id="by-month"', 1)[1].split("</thead>", 1)[0]
+    table = re.search(r'<table id="by-month"[^>]*>', page.text).group(0)
+    assert 'class="report"' in table, table
+    cells = re.findall(r"<th( class=\"num\")?>", head)
+    assert cells == ["", ' class="num"', ' class="num"', ' class="num"', ' class="num"'], cells

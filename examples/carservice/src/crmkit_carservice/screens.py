@@ -208,14 +208,26 @@ def intake(request: Request) -> Response:
     return redirect(request, _order_url(order_id), "Order created.")
 
 
+def _workspace(unit: Any) -> tuple[str, Any] | None:
+    """The car service screen an order page leads back to: the desk for who takes orders,
+    *My orders* for a worker; none for the others (the cash desk, the dashboard are theirs)."""
+    if unit.access.can("finance_order", "create"):  # the desk's permission
+        return "/service", i18n.lazy("Service desk")
+    if "worker" in unit.actor.roles:  # the worker's screen is by role
+        return "/service/my", i18n.lazy("My orders")
+    return None
+
+
 def order_panel(unit: Any, order: Any) -> dict[str, Any]:
-    """The order page's car service block: the car, the client's name, the worker."""
+    """The order page's car service block: the car, the client's name, the worker, and the
+    way back to the reader's car service screen."""
     desk_ = carservice(unit)
     office = unit.access.can("finance_order", "assign")  # what the assign screen takes
     return {
         "view": desk_.views([order])[0],
         "workers": desk_.workers() if office else [],
         "office": office,
+        "back": _workspace(unit),
     }
 
 
