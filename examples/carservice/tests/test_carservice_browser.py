@@ -293,3 +293,26 @@ def test_the_intake_shows_a_known_plates_car_as_it_is_typed(station_server, brow
     phone.wait_for_selector("#plate-check .known-plate")
     overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the intake scrolls sideways by {overflow}px on a phone"
+
+
+def test_the_dashboard_fits_a_phone_and_its_chart_keeps_its_height(station_server, browser):
+    """At 390 pixels the month table scrolls in its own box (the page does not widen past
+    the screen: a phone's layout viewport grows with it, so the page is measured against the
+    screen, not ``innerWidth``), and the chart keeps room for its bars under the legend."""
+    station, base = station_server
+    order = station.order("ivan")
+    with station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+    director = sign_in(browser, base, "director", phone=True)
+    director.wait_for_function(
+        "() => window.Chart && Chart.getChart(document.querySelector('#revenue-chart'))"
+    )
+    width = director.evaluate("document.documentElement.scrollWidth")
+    assert width <= 391, f"the dashboard is {width}px wide on a 390px phone"
+    area = director.evaluate(
+        "() => { const c = Chart.getChart(document.querySelector('#revenue-chart'));"
+        " return c.chartArea.bottom - c.chartArea.top; }"
+    )
+    assert area >= 150, f"the chart's bars have {area}px on a phone"
+    director.screenshot(path=str(ARTIFACTS / "carservice-director-phone.png"), full_page=True)
