@@ -216,6 +216,10 @@ def test_the_demos_people_and_units_read_as_russian(demo):
     with crm.system() as work:
         bays = set(work.session.scalars(select(Resource.name).where(Resource.kind == "bay")))
     assert bays == {"Пост 1, Ленинский", "Пост 2, Ленинский", "Пост 1, Химки", "Пост 2, Химки"}
+    # where a client came from reads as the manager would write it («звонок», not "call")
+    with crm.system() as work:
+        sources = set(work.session.scalars(select(Party.source).where(Party.source.is_not(None))))
+    assert sources and all(re.fullmatch(r"[а-яё ]+", s) for s in sources), sources
 
 
 @pytest.fixture

@@ -79,6 +79,8 @@ def full_name(first: str, last: str) -> str:
     return f"{first} {last}{'а' if first in WOMEN else ''}"
 
 
+#: Where a client came from, as the station's managers write it on the card.
+SOURCES = ("сайт", "звонок", "рекомендация", "пришёл сам")
 COMPANIES = ("Логистик", "ТрансАвто", "Городское такси", "СтройМаш", "Курьер Экспресс", "Агро")
 CARS = (
     ("Lada", "Vesta"),
@@ -367,7 +369,7 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
                 "name": full_name(rng.choice(FIRST), rng.choice(LAST)),
                 "customer_type": "individual",
                 "owner_id": users[rng.choice(("manager1", "manager2"))].id,
-                "source": rng.choice(("site", "call", "referral", "walk-in")),
+                "source": rng.choice(SOURCES),
                 "contact_points": [
                     {"kind": "phone", "value": f"+7 9{rng.randint(10, 99)} {index:07d}"}
                 ],
