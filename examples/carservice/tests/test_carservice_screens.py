@@ -883,3 +883,19 @@ async def test_the_dashboards_figures_line_up_on_the_right(station):
     assert 'class="report"' in table, table
     cells = re.findall(r"<th( class=\"num\")?>", head)
     assert cells == ["", ' class="num"', ' class="num"', ' class="num"', ' class="num"'], cells
+
+
+async def test_the_workers_finished_orders_say_which_were_done_and_which_cancelled(station):
+    """*Finished* holds orders done and orders cancelled: each says which, in Russian."""
+    done, cancelled = station.order(), station.order()
+    with station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(done.id, stage, entity="finance_order")
+    with station.crm.acting_as(station.manager) as work:
+        work.moves.move(cancelled.id, "cancelled", entity="finance_order", comment="передумал")
+    client = await signed_in(station, "ivan")
+    page = await client.get("/service/my")
+    finished = html.unescape(page.text.split("<h2>", 1)[1])
+    rows = dict(re.findall(r'<li data-order="(\d+)">(.*?)</li>', finished, re.S))
+    assert "Готов" in rows[str(done.id)] and "Отменён" not in rows[str(done.id)], rows
+    assert "Отменён" in rows[str(cancelled.id)], rows
