@@ -899,3 +899,21 @@ async def test_the_workers_finished_orders_say_which_were_done_and_which_cancell
     rows = dict(re.findall(r'<li data-order="(\d+)">(.*?)</li>', finished, re.S))
     assert "Готов" in rows[str(done.id)] and "Отменён" not in rows[str(done.id)], rows
     assert "Отменён" in rows[str(cancelled.id)], rows
+
+
+async def test_a_dashboard_period_without_orders_says_so_instead_of_an_empty_chart(station):
+    """A period with no order completed reads «no orders completed in this period», not a
+    chart with a 0-to-1 axis and no bars; a period with orders has its chart, no such line."""
+    order = station.order("ivan")
+    with station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+    client = await signed_in(station, "director")
+    empty = await client.get(
+        "/service/director", params={"start": "2020-01-01", "end": "2020-02-29"}
+    )
+    assert empty.status_code == 200
+    assert 'id="no-orders"' in empty.text and 'id="revenue-chart"' not in empty.text
+    assert re.findall(r'<tr data-month="([^"]+)"', empty.text) == ["2020-01", "2020-02"]
+    busy = await client.get("/service/director")
+    assert 'id="revenue-chart"' in busy.text and 'id="no-orders"' not in busy.text
