@@ -896,7 +896,7 @@ async def test_the_workers_finished_orders_say_which_were_done_and_which_cancell
     client = await signed_in(station, "ivan")
     page = await client.get("/service/my")
     finished = html.unescape(page.text.split("<h2>", 1)[1])
-    rows = dict(re.findall(r'<li data-order="(\d+)">(.*?)</li>', finished, re.S))
+    rows = dict(re.findall(r'<li data-finished="(\d+)">(.*?)</li>', finished, re.S))
     assert "Готов" in rows[str(done.id)] and "Отменён" not in rows[str(done.id)], rows
     assert "Отменён" in rows[str(cancelled.id)], rows
 
