@@ -1,14 +1,14 @@
 """Fixtures of denaq's tests: the CRM with the deployment plugin and its people, and the
-same CRM served over HTTP for the browser tests."""
+same CRM served over HTTP, with a headless Chromium, for the browser tests."""
 
 from __future__ import annotations
 
 import pytest
 from crmkit_denaq import plugin as denaq_plugin
-from denaq_fixtures import Staff
+from denaq_fixtures import ARTIFACTS, Staff
 
 from crmkit.testing import add_user, make_crm
-from crmkit.testing.web import served
+from crmkit.testing.web import chromium, served
 
 
 @pytest.fixture
@@ -27,6 +27,15 @@ def server(tmp_path_factory):
     with served(create_app(crm)) as base:
         yield crm, base
     crm.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the browser tests, one per test module (screenshots go to
+    ``ARTIFACTS``)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

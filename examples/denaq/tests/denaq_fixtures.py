@@ -1,8 +1,14 @@
-"""Helpers of denaq's tests: its people, and leads, contact people and papers made quickly."""
+"""Helpers of denaq's tests: its people, leads, contact people and papers made quickly, and
+where the browser tests put their screenshots."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
+
+#: Where the browser tests leave their screenshots (the repository's test-artifacts).
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 @attrs.frozen

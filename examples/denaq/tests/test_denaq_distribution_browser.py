@@ -8,24 +8,14 @@ the ticks kept, instead of a page that only says what was missing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from denaq_fixtures import ARTIFACTS
 
 from crmkit.testing import add_user
-from crmkit.testing.web import chromium
 from crmkit.testing.web import sign_in as signed_in
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 LAPTOP = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with chromium() as launched:
-        yield launched
 
 
 def sign_in(browser, base, username):

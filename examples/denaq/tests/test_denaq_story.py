@@ -9,24 +9,13 @@ to another agent, who sees it while the first no longer does; the statistics sho
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from denaq_fixtures import add_person, attach, new_lead
+from denaq_fixtures import ARTIFACTS, add_person, attach, new_lead
 
 from crmkit.testing import add_user
-from crmkit.testing.web import chromium
 from crmkit.testing.web import sign_in as signed_in
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with chromium() as launched:
-        yield launched
 
 
 def sign_in(browser, base, username):
