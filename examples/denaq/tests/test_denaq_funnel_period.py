@@ -210,3 +210,47 @@ def test_the_time_in_stage_counts_the_chosen_period(denaq, staff, history, signe
     text = admin.get(f"/reports/denaq_time_in_stage/export.csv?{NOVEMBER}")
     rows = list(csv.reader(io.StringIO(text.content.decode("utf-8-sig"))))[1:]
     assert int(rows[0][1]) == in_november
+
+
+def test_a_refused_period_is_shown_by_its_chart_with_the_form_to_correct_it(
+    denaq, staff, history, signed_in
+):
+    """A date typed as the admin writes it (30.11.2026) is refused next to the funnel's
+    form, which keeps what was typed; the other charts are still drawn, and the page is the
+    statistics with its menu, not an error page to go back from."""
+    admin = signed_in("boss")
+    with denaq.system() as work:
+        reader = i18n.locale_of(denaq, work.users.get(staff.admin.id))
+    with i18n.activate(reader):
+        named = i18n.gettext("until") + ": "  # the field as the page names it
+    page = admin.get("/denaq/stats?since=2026-11-01&until=30.11.2026&weeks=3")
+    assert page.status_code == 422
+    text = html.unescape(page.text)
+    funnel = _section(text, "denaq_funnel")
+    assert 'role="alert"' in funnel and named in funnel
+    assert 'name="until" value="30.11.2026"' in funnel
+    assert "<canvas" not in funnel
+    assert "<canvas" in _section(text, "denaq_funnel_by_agent")
+    assert 'name="weeks" value="3"' in _section(text, "denaq_activity")
+    assert "/denaq/distribution" in text  # the menu is there
+    # the period is chosen with the browser's date field, the weeks with a number field
+    assert re.search(r'<input type="date" name="since" value="2026-11-01"', funnel)
+    assert re.search(r'<input type="number" name="weeks" value="3" min="1" max="52"', text)
+
+
+def test_a_period_with_nothing_in_it_says_so_instead_of_an_empty_chart(
+    denaq, staff, history, signed_in
+):
+    """January 2027 has no moves: the funnel and the time in stage say there is nothing for
+    this period rather than drawing bars of zero; the reports without a period still draw."""
+    admin = signed_in("boss")
+    page = admin.get("/denaq/stats?since=2027-01-01&until=2027-02-01")
+    assert page.status_code == 200
+    with denaq.system() as work:
+        reader = i18n.locale_of(denaq, work.users.get(staff.admin.id))
+    with i18n.activate(reader):
+        nothing = i18n.gettext("Nothing for this period.")
+    for name in ("denaq_funnel", "denaq_time_in_stage"):
+        section = html.unescape(_section(page.text, name))
+        assert "<canvas" not in section and nothing in section, name
+    assert "<canvas" in _section(page.text, "denaq_leads_by_source")

@@ -149,7 +149,9 @@ def test_statistics_show_every_report_as_a_chart(denaq, staff, signed_in):
     page = signed_in("boss").get("/denaq/stats").text
     for title in ("Воронка по этапам", "Воронка по агентам", "Лиды по источникам"):
         assert title in page
-    assert page.count("data-chart=") >= 4 and 'href="/reports/denaq_funnel"' in page
+    # the funnel and both pies; the time in stage, with no lead out of its stage yet, says
+    # there is nothing for the period (test_denaq_funnel_period)
+    assert page.count("data-chart=") >= 3 and 'href="/reports/denaq_funnel"' in page
 
 
 def test_a_wrong_number_of_weeks_is_an_error_on_the_page_not_a_crash(denaq, staff, signed_in):

@@ -5,6 +5,8 @@ Everything else (cards, lists, the board, calendar, templates, users) is the cor
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func
@@ -16,7 +18,7 @@ from crmkit.model import Party
 from crmkit.web import i18n
 from crmkit.web.api.params import text_param
 from crmkit.web.forms import id_list, optional_id
-from crmkit.web.pages import form_data, redirect, render, work
+from crmkit.web.pages import error_text, form_data, redirect, render, work
 from crmkit.web.screens import card
 from crmkit.web.screens.reports import chart_json, period_links
 from crmkit_denaq.distribution import distribution, summary
@@ -196,22 +198,67 @@ def statistics(request: Request) -> Response:
     ``since`` and ``until``, the activity's ``weeks``), as on its own page, and shows them
     in a form above its chart: anything else in the URL is no parameter of it
     (``owner_id=abc`` was a 500, ``pipeline=deals`` made the dealers' funnel another
-    pipeline's)."""
+    pipeline's).  A parameter a report refuses (``until=30.11.2026``) is said above that
+    report's chart, naming the field, its form keeping what was typed; the other reports
+    are drawn (a 422, the page kept).  A report whose figures are all zero (a period with
+    no moves) says there is nothing for the period instead of a chart of empty bars."""
     charts = []
     query = request.query_params
     # every report's parameters as given: each report's form shows its own and carries the
     # others', so choosing the funnel's period keeps the weeks of the activity and back
     values = {key: query[key] for report in STATS for key in report.params if query.get(key)}
     locale = request.state.locale
+    refused = False
     with work(request) as unit, i18n.activate(locale):
         for report in STATS:
             params = {key: values[key] for key in report.params if key in values}
-            result = report.build(unit, params)
             # the core's period shortcuts of a report with a period, the others' values kept
             links = period_links(unit.crm, locale, report, values)
-            charts.append((report, chart_json(result.chart), len(result.rows), links))
+            fields = [_field(key, values.get(key, "")) for key in report.params]
+            try:
+                result = report.build(unit, params)
+            except ValidationFailed as error:
+                refused = True
+                charts.append((report, None, 0, links, fields, error_text(request, error)))
+                continue
+            shown = len(result.rows) if _has_figures(result.rows) else 0
+            charts.append((report, chart_json(result.chart), shown, links, fields, None))
     return render(
         request,
         "denaq/stats.html",
-        {"title": i18n.lazy("Statistics"), "charts": charts, "values": values},
+        {
+            "title": i18n.lazy("Statistics"),
+            "charts": charts,
+            "values": values,
+        },
+        status=422 if refused else 200,
+    )
+
+
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: The statistics' parameter fields: the period's days in the browser's date field (shown
+#: in the reader's format, sent as ISO 8601), the activity's weeks as a number.
+STAT_INPUTS = {
+    "since": {"type": "date"},
+    "until": {"type": "date"},
+    "weeks": {"type": "number", "min": "1", "max": "52"},
+}
+
+
+def _field(key: str, value: str) -> dict[str, str]:
+    """The form field of a report's parameter: its attributes and value.  A value a date
+    field cannot hold (a refused ``30.11.2026``) is shown as typed, in a text field."""
+    field = {"name": key, "value": value, **STAT_INPUTS.get(key, {"type": "text"})}
+    if field["type"] == "date" and value and not ISO_DAY.fullmatch(value):
+        field["type"] = "text"
+    return field
+
+
+def _has_figures(rows: list[dict[str, Any]]) -> bool:
+    """Whether any number in ``rows`` is not zero (a funnel of a quiet period has a row
+    for every stage, each of zeros)."""
+    return any(
+        isinstance(value, int | float | Decimal) and not isinstance(value, bool) and value
+        for row in rows
+        for value in row.values()
     )
