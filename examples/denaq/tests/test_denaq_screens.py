@@ -313,3 +313,18 @@ def test_the_distribution_flash_names_the_agent_and_how_many_were_given(denaq, s
     assert f"2 firms handed over to {staff.igor.label}" in flash(
         admin.post("/denaq/distribution", handed)
     )
+
+
+def test_counts_of_thousands_are_written_the_russian_way(denaq, staff, signed_in):
+    """1 200 leads, not 1200: the lead creator's count of what she entered and the agents'
+    table of the distribution screen write thousands as the rest of the pages do."""
+    with denaq.acting_as(staff.finder) as work:
+        ids = work.parties.bulk_create({"name": f"Дилер {n:04}"} for n in range(1200)).ids
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign(ids, staff.anna.id)
+    finder = html.unescape(signed_in("finder").get("/denaq/leads").text)
+    assert re.search(r'<p class="meta">[^<]*: 1\s200</p>', finder)
+    page = html.unescape(signed_in("boss").get("/denaq/distribution").text)
+    agents = page.split('id="agents"', 1)[1].split("</section>", 1)[0]
+    anna = next(row for row in agents.split("<tr>") if staff.anna.label in row)
+    assert re.search(r'<td class="num">1\s200</td>', anna), anna
