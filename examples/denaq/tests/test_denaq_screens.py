@@ -328,3 +328,20 @@ def test_counts_of_thousands_are_written_the_russian_way(denaq, staff, signed_in
     agents = page.split('id="agents"', 1)[1].split("</section>", 1)[0]
     anna = next(row for row in agents.split("<tr>") if staff.anna.label in row)
     assert re.search(r'<td class="num">1\s200</td>', anna), anna
+
+
+def test_a_lead_creator_who_entered_nothing_yet_is_shown_where_to_start(denaq, staff, signed_in):
+    """Before her first lead, "My leads" does not say that every lead she entered has an
+    agent: it says she has entered none yet and links to the New lead form; once her leads
+    are all given away, it says so."""
+    page = html.unescape(signed_in("finder").get("/denaq/leads").text)
+    table = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert "агент" not in table
+    assert 'href="/denaq/leads/new"' in table
+    lead = new_lead(denaq, staff.finder, name="ООО «Велоград»")
+    with denaq.acting_as(staff.admin) as work:
+        distribution(work).assign([lead], staff.anna.id)
+    page = html.unescape(signed_in("finder").get("/denaq/leads").text)
+    table = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert "У всех занесённых вами лидов есть агент." in table
+    assert 'href="/denaq/leads/new"' not in table
