@@ -254,3 +254,21 @@ def test_a_period_with_nothing_in_it_says_so_instead_of_an_empty_chart(
         section = html.unescape(_section(page.text, name))
         assert "<canvas" not in section and nothing in section, name
     assert "<canvas" in _section(page.text, "denaq_leads_by_source")
+
+
+def test_leads_found_nowhere_in_particular_are_named_so_in_the_sources_pie(denaq, staff, signed_in):
+    """A lead entered without a source is counted under words, not a lone dash the pie's
+    legend and the table show as if it were a source called "—"."""
+    new_lead(denaq, staff.finder, name="ООО «Без источника»")
+    new_lead(denaq, staff.finder, name="ООО «С выставки»", source="выставка")
+    with denaq.system() as work:
+        reader = i18n.locale_of(denaq, work.users.get(staff.admin.id))
+    with i18n.activate(reader):
+        unnamed = i18n.gettext("no source given")
+    admin = signed_in("boss")
+    stats = admin.get("/denaq/stats")
+    section = _section(stats.text, "denaq_leads_by_source")
+    chart = json.loads(html.unescape(re.search(r'data-chart="([^"]*)"', section)[1]))
+    assert sorted(chart["data"]["labels"]) == sorted(["выставка", unnamed])
+    table = html.unescape(admin.get("/reports/denaq_leads_by_source").text)
+    assert unnamed in table.split("<tbody>", 1)[1].split("</tbody>", 1)[0]

@@ -124,7 +124,11 @@ def funnel_by_agent(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult
     )
 
 
-def _leads_by(work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str]) -> ReportResult:
+def _leads_by(
+    work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str], blank: str = "—"
+) -> ReportResult:
+    """Dealer records counted by ``column``, each value named by ``names`` (else itself),
+    the records without one under ``blank`` (a message id: the page translates it)."""
     rows = work.session.execute(
         work.parties.query()
         .with_only_columns(column, func.count())
@@ -132,7 +136,7 @@ def _leads_by(work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str
         .group_by(column)
         .order_by(func.count().desc())
     )
-    table = [{"key": names.get(key, key) or "—", "count": int(count)} for key, count in rows]
+    table = [{"key": names.get(key, key) or blank, "count": int(count)} for key, count in rows]
     return ReportResult(
         columns=[Column("key", label), Column("count", "Leads", "number")],
         rows=table,
@@ -146,9 +150,13 @@ def _leads_by(work: UnitOfWork, column: Any, label: str, names: Mapping[Any, str
     )
 
 
+#: How the leads entered without a source are counted (a lone "—" read as a source's name).
+NO_SOURCE = "no source given"
+
+
 def leads_by_source(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Every dealer record by where it was found."""
-    return _leads_by(work, Party.source, "Source", {})
+    return _leads_by(work, Party.source, "Source", {}, blank=NO_SOURCE)
 
 
 def leads_by_creator(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
