@@ -55,6 +55,24 @@ async def test_new_client_form_shows_duplicates_and_creates_only_when_confirmed(
         assert work.session.scalar(select(func.count()).select_from(Party)) == 2
 
 
+async def test_a_refused_duplicate_the_user_may_not_open_sends_them_to_an_administrator(web, crm):
+    """The refusal's advice matches what the user can do: "open the existing card" only when
+    they may open one; a client in another manager's hands sends them to an administrator."""
+    owner = await web("agent", username="olga")
+    other = await web("agent", username="petr")
+    with crm.acting_as(owner.user) as work:
+        work.parties.create(name="ЗАО «Альфа-Строй»")
+    form = {"kind": "organisation", "name": "Альфастрой", "phone": "", "email": ""}
+    theirs = await other.post("/clients/new", form)
+    assert theirs.status_code == 409
+    assert "обратитесь к администратору" in theirs.text
+    assert "Откройте существующую карточку" not in theirs.text
+    mine = await owner.post("/clients/new", form)
+    assert mine.status_code == 409
+    assert "Откройте существующую карточку" in mine.text
+    assert "обратитесь к администратору" not in mine.text
+
+
 async def test_merge_from_the_card_and_the_old_id_redirects(web, crm):
     admin = await web("admin")
     with crm.acting_as(admin.user) as work:
