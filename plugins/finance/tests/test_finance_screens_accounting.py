@@ -491,3 +491,48 @@ def test_with_nobody_owed_the_payout_says_so_instead_of_an_empty_list(shop, sign
     block = page.text.split('id="pay-salary"', 1)[1].split("</section>", 1)[0]
     assert 'name="user_id"' not in block, block
     assert 'id="nobody-owed"' in block, block
+
+
+def _catalog_says(crm, **texts):
+    """Russian for the given catalog texts, as the catalog will say them: the page shows
+    a text from the catalog only if it asks the catalog for that very text."""
+    from crmkit.web.i18n import catalogs_of
+
+    catalog = catalogs_of(crm)["ru"]
+    for text, russian in texts.items():
+        catalog._catalog[text] = russian
+
+
+def test_a_clients_transactions_show_the_plugins_memos_and_the_system_in_russian(shop, signed_in):
+    accountant = signed_in("accountant")
+    crm = shop.crm
+    with crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("5", 30, valid_from=dt.date(2020, 1, 1))
+    with crm.acting_as(shop.manager) as work:
+        order = shop.order(work)
+        finance(work).orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done")
+    with crm.acting_as(shop.cashier) as work:
+        finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    with crm.system() as work:  # a month on, the daily job expires the lot
+        finance(work).cashback.expire(utcnow() + dt.timedelta(days=31))
+    with crm.acting_as(shop.accountant) as work:
+        lot = finance(work).cashback.lots(shop.client.id)[0]
+    _catalog_says(
+        crm,
+        **{
+            "order %(number)s": "заказ %(number)s",
+            "%(method)s payment for order %(number)s": "оплата заказа %(number)s: %(method)s",
+            "cashback for order %(number)s": "кешбэк за заказ %(number)s",
+            "cashback lot %(lot)s expired": "сгорел кешбэк (партия %(lot)s)",
+        },
+    )
+    table = accountant.get(f"/finance/clients/{shop.client.id}").text
+    table = table.split('id="client-transactions"', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<td>([^<]*)</td>", table)
+    assert f"заказ {order.number}" in cells
+    assert f"оплата заказа {order.number}: перевод" in cells
+    assert f"кешбэк за заказ {order.number}" in cells
+    assert f"сгорел кешбэк (партия {lot.id})" in cells
+    assert "система" in cells and "system" not in cells
+    assert not [cell for cell in cells if "order" in cell or "cashback" in cell]

@@ -29,6 +29,7 @@ from crmkit.web.contributions import Screen
 from crmkit.web.forms import optional_id
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
+from crmkit_finance.memos import shown_actor, shown_memo
 from crmkit_finance.model import (
     FinanceAccount,
     FinanceEntry,
@@ -342,7 +343,14 @@ def client_transactions(request: Request) -> Response:
     return render(
         request,
         "finance/client_transactions.html",
-        {"title": "Financial transactions", "party": party, "rows": rows, "balances": balances},
+        {
+            "title": "Financial transactions",
+            "party": party,
+            "rows": rows,
+            "balances": balances,
+            "memo": shown_memo,
+            "shown_actor": shown_actor,
+        },
     )
 
 
@@ -380,6 +388,8 @@ def expenses(request: Request) -> Response:
             "currency": fin.base_currency,
             "may_book": fin.can("finance_ledger", "create"),
             "form_token": new_form_token,
+            "memo": shown_memo,
+            "shown_actor": shown_actor,
         }
     return render(request, "finance/expenses.html", context)
 

@@ -25,6 +25,7 @@ from crmkit.web.contributions import Screen
 from crmkit.web.forms import id_list, optional_id, refuse_nul
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
+from crmkit_finance.memos import shown_memo
 from crmkit_finance.model import FinanceOrder, FinancePayment
 from crmkit_finance.screens import (
     attempt,
@@ -225,6 +226,7 @@ def shift_page(request: Request) -> Response:
             "cashier": cashier,
             "clients": clients,
             "order_numbers": numbers,
+            "memo": shown_memo,
         },
     )
 
