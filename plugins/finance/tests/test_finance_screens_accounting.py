@@ -536,3 +536,45 @@ def test_a_clients_transactions_show_the_plugins_memos_and_the_system_in_russian
     assert f"сгорел кешбэк (партия {lot.id})" in cells
     assert "система" in cells and "system" not in cells
     assert not [cell for cell in cells if "order" in cell or "cashback" in cell]
+
+
+def test_the_salaries_list_totals_its_money_columns_and_a_payslip_shows_russian_percents(
+    shop, signed_in
+):
+    month = previous_month(shop.crm)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.payroll.set_scheme(
+            shop.manager.id, fixed_amount="10000.00", percent="12.5", valid_from=month
+        )
+        fin.payroll.set_scheme(shop.cashier.id, fixed_amount="8000.50", valid_from=month)
+    in_month = dt.datetime.combine(month.replace(day=15), dt.time(12), shop.crm.config.zone)
+    _done_order(shop, shop.manager, shop.oil_change, at=in_month)  # 1 500: 187,50 commission
+    accountant = signed_in("accountant")
+    accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    accountant.submit("/finance/payroll/pay", {"user_id": shop.cashier.id, "amount": "3000"})
+    page = accountant.get(f"/finance/payroll?month={month:%Y-%m}")
+    footer = page.text.split('id="payroll-totals"', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", footer, re.S)
+    cells = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c)).strip() for c in cells]
+    # fixed 18 000,50, commission 187,50, total 18 188,00, owed 10 187,50 + 5 000,50
+    assert cells[0] == "Итого"
+    assert cells[2:5] == ["18 000,50 ₽", "187,50 ₽", "18 188,00 ₽"]
+    assert cells[6] == "15 188,00 ₽"
+    slip = accountant.get(f"/finance/payroll/{shop.manager.id}?month={month:%Y-%m}").text
+    groups = slip.split('id="payslip-groups"', 1)[1].split("</table>", 1)[0]
+    assert "12,5 %" in groups and "12.50" not in groups
+
+
+def test_a_schemes_and_a_programs_start_date_is_not_labelled_like_the_account_paid_from(
+    shop, signed_in
+):
+    accountant = signed_in("accountant")
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            shop.cashier.id, fixed_amount="100.00", valid_from=previous_month(shop.crm)
+        )
+    for path in ("/finance/payroll", "/finance/cashback"):
+        page = accountant.get(path).text
+        label = re.search(r"<label>([^<]*)<input type=\"date\" name=\"valid_from\"", page)
+        assert label and label.group(1) in ("In force from", "Действует с"), path

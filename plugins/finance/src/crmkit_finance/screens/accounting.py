@@ -136,6 +136,7 @@ def payroll(request: Request) -> Response:
             "title": "Salaries",
             "month": month,
             "rows": rows,
+            "totals": _payroll_totals(rows),
             "categories": categories,
             "bases": BASES,
             "currency": fin.base_currency,
@@ -146,6 +147,16 @@ def payroll(request: Request) -> Response:
             "form_token": new_form_token,
         }
     return render(request, "finance/payroll.html", context)
+
+
+def _payroll_totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """The sums of the salaries page's money columns: what the rows shown add up to."""
+    totals = dict.fromkeys(("fixed_amount", "commission", "total", "owed"), Decimal("0.00"))
+    for row in rows:
+        for key in ("fixed_amount", "commission", "total"):
+            totals[key] += row["figures"][key] if row["figures"] else 0
+        totals["owed"] += row["owed"] or 0
+    return totals
 
 
 def set_scheme(request: Request) -> Response:
