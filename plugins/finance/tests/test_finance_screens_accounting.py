@@ -578,3 +578,31 @@ def test_a_schemes_and_a_programs_start_date_is_not_labelled_like_the_account_pa
         page = accountant.get(path).text
         label = re.search(r"<label>([^<]*)<input type=\"date\" name=\"valid_from\"", page)
         assert label and label.group(1) in ("In force from", "Действует с"), path
+
+
+def test_the_accrual_button_shows_only_while_accruing_can_do_something(shop, signed_in):
+    accountant = signed_in("accountant")
+    month = previous_month(shop.crm)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.payroll.set_scheme(shop.manager.id, fixed_amount="30000.00", valid_from=month)
+        this_month = fin.business_date(utcnow()).replace(day=1)
+    # this month is not over: no button to be refused, the day it can be done instead
+    page = accountant.get(f"/finance/payroll?month={this_month:%Y-%m}").text
+    assert 'id="accrue"' not in page
+    following = (this_month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    later = page.split('id="accrue-later">', 1)[1].split("</p>", 1)[0]
+    assert f"{following.day}\xa0" in later or f"{following.day} " in later
+    assert following.isoformat() not in later and str(following.year) in later
+    # last month: the button, until it is accrued
+    page = accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
+    assert 'id="accrue"' in page and 'id="accrue-done"' not in page
+    accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    page = accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
+    assert 'id="accrue"' not in page and 'id="accrue-done"' in page
+    # a reversed payslip is to be accrued again: the button is back
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        fin.payroll.reverse(fin.payroll.payslip(shop.manager.id, month)["payslip_id"], reason="x")
+    page = accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
+    assert 'id="accrue"' in page

@@ -142,6 +142,13 @@ def payroll(request: Request) -> Response:
             "currency": fin.base_currency,
             "may_set": fin.can("finance_pay_scheme", "create"),
             "may_accrue": fin.can("finance_payroll", "create"),
+            # a month is accrued once it is over, and once only: the button shows while
+            # it can do something, else the page says when it can or that it is done
+            "accrue_from": month_end + dt.timedelta(days=1) if month_end >= today else None,
+            "left_to_accrue": any(
+                row["figures"] is not None and row["slip"] is None and row["figures"]["total"] > 0
+                for row in rows
+            ),
             "may_pay": fin.can("finance_payroll", "pay"),
             "today": today,
             "form_token": new_form_token,
