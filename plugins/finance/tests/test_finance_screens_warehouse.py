@@ -341,3 +341,19 @@ def test_a_receipts_note_and_a_write_offs_reason_are_capped(shop, signed_in):
         moves = finance(work).stock.moves(shop.oil.id)
         assert len(moves) == before + 2
         assert sorted(len(m.note) for m in moves)[-2:] == [20000, 20000]
+
+
+def test_with_no_supplier_the_purchase_form_says_to_add_one_and_its_button_places_the_order(
+    shop, signed_in
+):
+    head = signed_in("warehouse")
+    page = head.get("/finance/purchases").text
+    new_purchase = page.split('id="new-purchase"', 1)[1].split("</section>", 1)[0]
+    assert 'name="supplier_id"' not in new_purchase  # no form to fail on an empty choice
+    assert 'id="no-suppliers"' in new_purchase
+    head.submit("/finance/suppliers", {"name": "ООО «Запчасти»", "payment_days": "14"})
+    page = head.get("/finance/purchases").text
+    new_purchase = page.split('id="new-purchase"', 1)[1].split("</section>", 1)[0]
+    assert 'name="supplier_id"' in new_purchase and 'id="no-suppliers"' not in new_purchase
+    button = re.search(r'<button type="submit">([^<]*)</button>', new_purchase).group(1)
+    assert button in ("Place the order", "Заказать")  # a verb, not the noun «Заказ»
