@@ -182,3 +182,11 @@ def test_the_order_margin_screen_offers_and_checks_its_limit(shop):
     page = director.get("/reports/finance.order_margin?limit=0")
     assert page.status_code == 422
     assert "число заказов: '0' — не целое число от 1 до 5000" in html.unescape(page.text)
+
+
+def test_the_reports_list_describes_each_report_in_words_not_its_parameter_names(shop):
+    listed = clients(shop.crm)("director").get("/reports").text
+    assert "finance.revenue" in listed and "finance.salaries" in listed
+    assert "``" not in listed
+    for name in ("grain", "shift_id"):
+        assert name not in re.sub(r"<[^>]+>", " ", listed)

@@ -345,7 +345,11 @@ def _period_key(day: dt.date, grain: str) -> str:
 
 
 def revenue_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
-    """Revenue by period (``grain``: day, week, month) and by ``by``: category, item, worker."""
+    """Revenue by day, week or month, by category, item or worker.
+
+    ``grain``: day, week or month; ``by``: category, item or worker (the first line is the
+    report's description on the reports page, in the user's words).
+    """
     scope = guard(work, MANAGEMENT, "finance_order", "revenue")
     start, end = period(work, params)
     grain = str(params.get("grain") or "month")
@@ -828,7 +832,10 @@ def corporate_income_report(work: Any, params: Mapping[str, Any]) -> ReportResul
 
 
 def salaries_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
-    """Each employee's accrual for a month (``month``), payouts in it and what is owed."""
+    """Each employee's accrual for a month, the payouts in it and what is owed.
+
+    ``month``: any day of the month (this month by default).
+    """
     guard(work, ("director", "accountant"), "finance_payroll", "salaries")
     fin = finance(work)
     month = _date(params, "month", fin.business_date(utcnow()))
@@ -920,7 +927,10 @@ def stock_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
 
 
 def shift_report(work: Any, params: Mapping[str, Any]) -> ReportResult:
-    """A shift's payments and refunds by method, counts and differences (``shift_id``)."""
+    """A shift's payments and refunds by method, its counts and differences.
+
+    ``shift_id``: the shift (its report is also the shift's page at the desk).
+    """
     guard(work, ("cashier", "accountant", "director"), "finance_shift", "the shift report")
     shift_id = optional_id(params.get("shift_id"), "shift_id")
     if shift_id is None:
