@@ -59,3 +59,27 @@ def test_a_cashier_takes_a_payment_in_the_browser(served_shop):
     with shop.crm.acting_as(shop.accountant) as work:
         totals = finance(work).orders.totals(order.id)
         assert totals.paid == Decimal("1500.00") and totals.settled
+
+
+def test_a_clients_cashback_lots_fit_the_screen_of_a_phone_and_a_laptop(served_shop):
+    import datetime as dt
+
+    shop, base = served_shop
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).cashback.set_program("5", 30, valid_from=dt.date(2020, 1, 1))
+    for _ in range(2):
+        with shop.crm.acting_as(shop.manager) as work:
+            order = shop.order(work)
+            finance(work).orders.add_line(order, shop.oil_change.id)
+            work.moves.move(order, "done", entity="finance_order")
+        with shop.crm.acting_as(shop.cashier) as work:
+            finance(work).payments.take(order_id=order.id, amount="1500.00", method="transfer")
+    with chromium() as browser:
+        for width, height in ((390, 844), (1366, 768)):
+            page = sign_in(
+                browser.new_context(viewport={"width": width, "height": height}), base, "accountant"
+            )
+            page.goto(f"{base}/finance/cashback?client={shop.client.id}")
+            page.wait_for_selector("#cashback-lots tbody tr")
+            # the page itself never scrolls sideways: a wide table scrolls in its own box
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
