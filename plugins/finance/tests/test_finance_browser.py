@@ -11,6 +11,7 @@ from crmkit_finance import finance
 from crmkit_finance import plugin as finance_plugin
 from finance_fixtures import build_shop
 
+from crmkit.clock import utcnow
 from crmkit.testing import make_crm
 from crmkit.testing.web import chromium, served, sign_in
 
@@ -83,3 +84,25 @@ def test_a_clients_cashback_lots_fit_the_screen_of_a_phone_and_a_laptop(served_s
             page.wait_for_selector("#cashback-lots tbody tr")
             # the page itself never scrolls sideways: a wide table scrolls in its own box
             assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_a_payslip_fits_the_screen_of_a_phone(served_shop):
+    shop, base = served_shop
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            shop.manager.id,
+            fixed_amount="150000.00",
+            percent="12.5",
+            valid_from=finance(work).business_date(utcnow()).replace(day=1),
+        )
+    with shop.crm.acting_as(shop.manager) as work:
+        order = shop.order(work, assignee_id=shop.manager.id)
+        finance(work).orders.add_line(order, shop.oil_change.id)
+        work.moves.move(order, "done", entity="finance_order")
+    with chromium() as browser:
+        phone = browser.new_context(viewport={"width": 390, "height": 844})
+        page = sign_in(phone, base, "accountant")
+        page.goto(f"{base}/finance/payroll/{shop.manager.id}")
+        page.wait_for_selector("#payslip-groups tbody tr")
+        assert "12,5 %" in page.inner_text("#payslip-groups")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
