@@ -350,11 +350,13 @@ def _flatten(messages: Any, zone: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v, zone)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m, zone) for m in messages)
-    locale = i18n.current()  # numbers (a limit) in the reader's way: 9 999 999 in Russian
+    # numbers (a limit) and sums of money in the reader's way: 9 999 999, 1 300,50 ₽
+    locale = i18n.current()
     return translate(
         messages if isinstance(messages, Message) else i18n.validation_message(str(messages)),
         i18n.gettext,
         zone,
+        money=locale.money if locale else None,
         number=locale.number if locale else None,
     )
 
