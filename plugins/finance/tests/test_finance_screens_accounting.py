@@ -606,3 +606,15 @@ def test_the_accrual_button_shows_only_while_accruing_can_do_something(shop, sig
         fin.payroll.reverse(fin.payroll.payslip(shop.manager.id, month)["payslip_id"], reason="x")
     page = accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
     assert 'id="accrue"' in page
+
+
+def test_withdrawing_more_cashback_than_there_is_says_how_much_there_is_in_russian_money(
+    shop, signed_in
+):
+    accountant = signed_in("accountant")
+    adjust = f"/finance/cashback/{shop.client.id}/adjust"
+    accountant.submit(adjust, {"amount": "1 300,5", "reason": "birthday"})
+    page = accountant.submit(adjust, {"amount": "-5000", "reason": "a mistake"})
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
+    assert "1\xa0300,50\xa0₽" in flash and "RUB" not in flash, flash
+    assert re.search(r'id="cashback-balance">1\xa0300,50', page.text)

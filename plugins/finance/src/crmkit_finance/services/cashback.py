@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased
 
 from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import Amount, message
 from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import credit, debit
 from crmkit_finance.model import (
@@ -497,11 +497,7 @@ class CashbackService:
             raise ValidationFailed(
                 {
                     "amount": [
-                        message(
-                            "only {available} {currency} to withdraw",
-                            available=available,
-                            currency=base,
-                        )
+                        message("only {available} to withdraw", available=Amount(available, base))
                     ]
                 }
             )

@@ -509,9 +509,8 @@ class PaymentService:
                     {
                         "amount": [
                             message(
-                                "only {available} {currency} of cashback to spend",
-                                available=available,
-                                currency=base,
+                                "only {available} of cashback to spend",
+                                available=Amount(available, base),
                             )
                         ]
                     }
@@ -569,9 +568,8 @@ class PaymentService:
                 {
                     "amount": [
                         message(
-                            "only {due} {currency} is due on order {number}",
-                            due=now,
-                            currency=order.currency,
+                            "only {due} is due on order {number}",
+                            due=Amount(now, order.currency),
                             number=order.number,
                         )
                     ]
@@ -1030,9 +1028,8 @@ class PaymentService:
                     {
                         "amount": [
                             message(
-                                "only {due} {currency} is due on invoice {number}",
-                                due=now,
-                                currency=invoice.currency,
+                                "only {due} is due on invoice {number}",
+                                due=Amount(now, invoice.currency),
                                 number=invoice.number,
                             )
                         ]
