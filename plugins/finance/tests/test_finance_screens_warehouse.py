@@ -357,3 +357,14 @@ def test_with_no_supplier_the_purchase_form_says_to_add_one_and_its_button_place
     assert 'name="supplier_id"' in new_purchase and 'id="no-suppliers"' not in new_purchase
     button = re.search(r'<button type="submit">([^<]*)</button>', new_purchase).group(1)
     assert button in ("Place the order", "Заказать")  # a verb, not the noun «Заказ»
+
+
+def test_writing_off_more_than_there_is_says_both_quantities_with_a_decimal_comma(shop, signed_in):
+    head = signed_in("warehouse")
+    common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
+    head.submit("/finance/stock/receive", {**common, "qty": "0,5", "unit_cost": "400"})
+    page = head.submit("/finance/stock/write_off", {**common, "qty": "20,25", "reason": "spilled"})
+    flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
+    assert "10,5" in flash and "20,25" in flash, flash
+    assert "10.5" not in flash and "20.25" not in flash
+    assert _level(shop, shop.oil.id)["qty"] == Decimal("10.5")  # nothing written off

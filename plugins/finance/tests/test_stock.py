@@ -54,7 +54,7 @@ def test_purchase_order_for_a_client_order_received_and_paid(shop):
         [line] = fin.purchases.lines(purchase)
         fin.purchases.receive(purchase.id, {line.id: "12"})
         assert purchase.status == "partially_received"
-        with pytest.raises(ValidationFailed, match="only 8.000 outstanding"):
+        with pytest.raises(ValidationFailed, match="only 8 outstanding"):
             fin.purchases.receive(purchase.id, {line.id: "9"})
         fin.purchases.receive(purchase.id)
         assert purchase.status == "received"

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.clock import utcnow
 from crmkit.db import lock_row
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.i18n import Label, message
+from crmkit.i18n import Label, Number, message
 from crmkit.model import Reminder, User, UserRole
 from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import credit, debit
@@ -45,6 +45,12 @@ from crmkit_finance.services import forms
 
 if TYPE_CHECKING:
     from crmkit_finance.services import Finance
+
+
+def _count(qty: Decimal) -> Number:
+    """A quantity in a refusal: ``2.5`` plain, ``2,5`` to a Russian reader (no ``2.500``,
+    no ``1E+1``)."""
+    return Number(Decimal(f"{qty.normalize():f}"))
 
 
 class StockService:
@@ -203,11 +209,11 @@ class StockService:
                             message(
                                 "only {available} {unit} of “{item}” at {location}, "
                                 "{needed} needed",
-                                available=f"{level.qty.normalize():f}",
+                                available=_count(level.qty),
                                 unit=item.unit,
                                 item=item.name,
                                 location=location.name,
-                                needed=f"{taking.normalize():f}",
+                                needed=_count(taking),
                             )
                         ]
                     }
@@ -860,7 +866,7 @@ class PurchaseService:
                     {
                         f"received[{line_id}]": [
                             message(
-                                "only {qty} outstanding", qty=f"{line.qty - line.received_qty:f}"
+                                "only {qty} outstanding", qty=_count(line.qty - line.received_qty)
                             )
                         ]
                     }
