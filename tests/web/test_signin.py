@@ -240,3 +240,19 @@ def _app(crm):
     from crmkit.web.app import create_app
 
     return create_app(crm)
+
+
+async def test_a_blocked_users_page_says_so_in_russian_and_leads_back_to_the_users(web, crm):
+    from crmkit.web.i18n import catalogs_of
+
+    said = "User blocked: their sessions ended and their API tokens stopped working."
+    russian = "Пользователь заблокирован: сеансы завершены, API-токены больше не действуют."
+    catalogs_of(crm)["ru"]._catalog[said] = russian  # as the catalog will say it
+    admin = await web("admin")
+    ivan = add_user(crm, "ivan", ["agent"])
+    done = await admin.post(f"/admin/users/{ivan.id}", {"action": "block", "reason": "уволен"})
+    page = await admin.get(done.headers["location"])
+    flash = re.search(r'<p class="flash ok"[^>]*>([^<]*)</p>', page.text).group(1)
+    assert flash == russian
+    heading = page.text.split('role="status">', 1)[-1].split("<h1", 1)[0]
+    assert 'href="/admin/users"' in heading and "Пользователи" in heading

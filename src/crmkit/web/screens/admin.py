@@ -174,10 +174,12 @@ def user(request: Request) -> Response:
         with work(request) as unit:
             if action == "block":
                 unit.users.block(user_id, reason=str(data.get("reason", "")))
-                message = "User blocked; their sessions ended."
+                message = i18n.lazy(
+                    "User blocked: their sessions ended and their API tokens stopped working."
+                )
             elif action == "unblock":
                 unit.users.unblock(user_id)
-                message = "User unblocked."
+                message = i18n.lazy("User unblocked.")
             elif action == "password":
                 unit.users.set_password(user_id, str(data.get("password", "")))
                 message = i18n.lazy(
