@@ -605,3 +605,24 @@ def test_a_refused_payment_at_the_desk_keeps_the_found_order_on_screen(shop, sig
     assert "abc" in page.text  # the refusal, naming what was typed
     with shop.crm.acting_as(shop.cashier) as work:
         assert finance(work).orders.totals(order.id).paid == 0
+
+
+def test_the_invoices_list_totals_what_was_invoiced_and_what_is_still_unpaid(shop, signed_in):
+    with shop.crm.acting_as(shop.manager) as work:
+        firm = factories.organisation(work, customer_type="corporate")
+    first = _completed_order(shop, shop.oil_change, party_id=firm.id)  # 1 500
+    second = _completed_order(shop, shop.oil_change, shop.oil_change, party_id=firm.id)
+    with shop.crm.acting_as(shop.accountant) as work:
+        fin = finance(work)
+        paid = fin.invoices.issue([first.id])
+        unpaid = fin.invoices.issue([second.id])
+        fin.payments.pay_invoice(paid.id, "1000.00", reference="п/п 1")
+    page = signed_in("accountant").get("/finance/invoices").text
+    footer = page.split('id="invoices-totals"', 1)[1].split("</tr>", 1)[0]
+    cells = [
+        re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", footer)
+    ]
+    amount = unpaid.amount + paid.amount
+    shown = f"{amount:,.2f}".replace(",", "\xa0").replace(".", ",") + "\xa0₽"
+    owed = f"{unpaid.amount + 500:,.2f}".replace(",", "\xa0").replace(".", ",") + "\xa0₽"
+    assert cells[0] == "Итого" and shown in cells and owed in cells, cells

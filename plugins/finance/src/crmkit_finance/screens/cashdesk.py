@@ -14,6 +14,7 @@ order's page and the client card (their forms post to ``/finance/payments`` with
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
@@ -307,6 +308,10 @@ def receivables(request: Request) -> Response:
     )
 
 
+#: How many invoices the list shows, the latest first.
+LATEST_INVOICES = 100
+
+
 def invoices(request: Request) -> Response:
     """Invoices of corporate clients; the accountant issues one for a client's orders."""
     wanted = request.query_params.get("client", "").strip()
@@ -314,7 +319,7 @@ def invoices(request: Request) -> Response:
     party_id = optional_id(wanted, "client") if wanted.isdigit() else None
     with work(request) as unit:
         fin = finance(unit)
-        listed = list(unit.records("finance_invoice").list(order=["-id"], limit=100))
+        listed = list(unit.records("finance_invoice").list(order=["-id"], limit=LATEST_INVOICES))
         clients = client_names(unit, (i.party_id for i in listed))
         may_issue = fin.can("finance_invoice", "create")
         client = unit.parties.get(party_id) if party_id else None
@@ -329,6 +334,14 @@ def invoices(request: Request) -> Response:
                 if totals.due > 0:
                     uninvoiced.append({"order": order, "totals": totals})
         outstanding = {i.id: fin.invoices.outstanding(i) for i in listed}
+        # what the listed invoices add up to, per currency (one line each)
+        totals: dict[str, dict[str, Decimal]] = {}
+        for invoice in listed:
+            sums = totals.setdefault(
+                invoice.currency, {"amount": Decimal("0.00"), "outstanding": Decimal("0.00")}
+            )
+            sums["amount"] += invoice.amount
+            sums["outstanding"] += outstanding[invoice.id]
     return render(
         request,
         "finance/invoices.html",
@@ -337,6 +350,8 @@ def invoices(request: Request) -> Response:
             "invoices": listed,
             "clients": clients,
             "outstanding": outstanding,
+            "totals": totals,
+            "latest": LATEST_INVOICES if len(listed) >= LATEST_INVOICES else None,
             "may_issue": may_issue,
             "client": client,
             "wanted": wanted,
