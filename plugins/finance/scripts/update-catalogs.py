@@ -61,6 +61,7 @@ METHODS = [
     ("screens/**.py", "python"),
     ("services/**.py", "python"),
     ("ledger.py", "python"),
+    ("memos.py", "python"),
     ("money.py", "python"),
     ("reports.py", "python"),
     ("access.py", "python"),

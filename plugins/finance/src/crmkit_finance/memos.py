@@ -21,44 +21,50 @@ from crmkit.web import i18n
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.DOTALL), text)
     for pattern, text in (
-        (r"cashback for order (?P<number>.+)", "cashback for order %(number)s"),
-        (r"cashback lot (?P<lot>\d+) expired", "cashback lot %(lot)s expired"),
+        (r"cashback for order (?P<number>.+)", i18n.lazy("cashback for order %(number)s")),
+        (r"cashback lot (?P<lot>\d+) expired", i18n.lazy("cashback lot %(lot)s expired")),
         (
             r"(?P<method>cash|card|transfer|cashback) payment for order (?P<number>.+)",
-            "%(method)s payment for order %(number)s",
+            i18n.lazy("%(method)s payment for order %(number)s"),
         ),
-        (r"(?P<method>cash|card|transfer|cashback) payment", "%(method)s payment"),
-        (r"order (?P<number>[^:]+): (?P<memo>.*)", "order %(number)s: %(memo)s"),
-        (r"order (?P<number>[^:]+)", "order %(number)s"),
-        (r"salary (?P<month>\d{4}-\d{2}) (?P<name>.+)", "salary of %(month)s: %(name)s"),
-        (r"salary reversed: (?P<reason>.*)", "salary accrual reversed: %(reason)s"),
-        (r"salary payout", "salary payout"),
-        (r"supplier payment", "supplier payment"),
-        (r"cash to bank", "cash to bank"),
-        (r"cash in", "cash in"),
-        (r"line removed", "line removed"),
-        (r"refund of payment (?P<payment>\d+)", "refund of payment %(payment)s"),
-        (r"void: (?P<reason>.*)", "payment voided: %(reason)s"),
-        (r"reversal of #(?P<transaction>\d+)", "reversal of transaction %(transaction)s"),
-        (r"equipment: (?P<name>.+)", "equipment: %(name)s"),
+        (r"(?P<method>cash|card|transfer|cashback) payment", i18n.lazy("%(method)s payment")),
+        (r"order (?P<number>[^:]+): (?P<memo>.*)", i18n.lazy("order %(number)s: %(memo)s")),
+        (r"order (?P<number>[^:]+)", i18n.lazy("order %(number)s")),
+        (r"salary (?P<month>\d{4}-\d{2}) (?P<name>.+)", i18n.lazy("salary of %(month)s: %(name)s")),
+        (r"salary reversed: (?P<reason>.*)", i18n.lazy("salary accrual reversed: %(reason)s")),
+        (r"salary payout", i18n.lazy("salary payout")),
+        (r"supplier payment", i18n.lazy("supplier payment")),
+        (r"cash to bank", i18n.lazy("cash to bank")),
+        (r"cash in", i18n.lazy("cash in")),
+        (r"line removed", i18n.lazy("line removed")),
+        (r"refund of payment (?P<payment>\d+)", i18n.lazy("refund of payment %(payment)s")),
+        (r"void: (?P<reason>.*)", i18n.lazy("payment voided: %(reason)s")),
+        (
+            r"reversal of #(?P<transaction>\d+)",
+            i18n.lazy("reversal of transaction %(transaction)s"),
+        ),
+        (r"equipment: (?P<name>.+)", i18n.lazy("equipment: %(name)s")),
         (
             r"amortization (?P<month>\d{4}-\d{2}): (?P<name>.+)",
-            "amortization of %(month)s: %(name)s",
+            i18n.lazy("amortization of %(month)s: %(name)s"),
         ),
         (
             r"client (?P<merged>\d+) merged into (?P<survivor>\d+)",
-            "client %(merged)s merged into %(survivor)s",
+            i18n.lazy("client %(merged)s merged into %(survivor)s"),
         ),
         (
             r"opening count of shift (?P<shift>\d+): (?P<result>surplus|shortage)",
-            "count at the opening of shift %(shift)s: %(result)s",
+            i18n.lazy("count at the opening of shift %(shift)s: %(result)s"),
         ),
         (
             r"closing count of shift (?P<shift>\d+): (?P<result>surplus|shortage)",
-            "count at the closing of shift %(shift)s: %(result)s",
+            i18n.lazy("count at the closing of shift %(shift)s: %(result)s"),
         ),
     )
 )
+
+#: How a count of the drawer came out (the shift's memos): catalog texts.
+RESULTS = (i18n.lazy("surplus"), i18n.lazy("shortage"))
 
 #: Who did what when nobody signed in did (the daily jobs): the actor's stored label.
 SYSTEM_LABEL = "system"
