@@ -618,3 +618,18 @@ def test_withdrawing_more_cashback_than_there_is_says_how_much_there_is_in_russi
     flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
     assert "1\xa0300,50\xa0₽" in flash and "RUB" not in flash, flash
     assert re.search(r'id="cashback-balance">1\xa0300,50', page.text)
+
+
+def test_with_everything_accrued_paid_out_the_payout_does_not_say_to_accrue_first(shop, signed_in):
+    accountant = signed_in("accountant")
+    month = previous_month(shop.crm)
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(shop.manager.id, fixed_amount="1000", valid_from=month)
+    before = accountant.get(f"/finance/payroll?month={month:%Y-%m}").text
+    block = before.split('id="nobody-owed"', 1)[1].split("</p>", 1)[0]
+    assert "начислите" in block  # the month is to be accrued: the advice stands
+    accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
+    accountant.submit("/finance/payroll/pay", {"user_id": shop.manager.id, "amount": "1000"})
+    for path in (f"/finance/payroll?month={month:%Y-%m}", "/finance/payroll"):
+        block = accountant.get(path).text.split('id="nobody-owed"', 1)[1].split("</p>", 1)[0]
+        assert "начислите" not in block and ("paid out" in block or "выплачено" in block), path
