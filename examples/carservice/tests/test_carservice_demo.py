@@ -118,6 +118,25 @@ def test_the_demo_keeps_stock_in_proportion_to_its_orders(size):
     assert stock_level(1500, "4.5") >= 113
 
 
+def test_a_run_of_busy_days_gets_an_urgent_delivery_instead_of_stopping_the_demo(
+    station_crm, monkeypatch
+):
+    """The month-end restock keeps two months of goods, but a seed whose days cluster can
+    still need more oil than a branch has before it (`make demo-carservice` stopped with
+    "only 2,5 л … 4,5 needed" on 2026-11-25): a short day now gets a morning delivery.
+    Forced here by keeping a single unit of every good."""
+    from crmkit_carservice import demo as demo_module
+    from crmkit_finance import finance
+
+    monkeypatch.setattr(demo_module, "stock_level", lambda size, qty: Decimal(1))
+    result = station_crm.demos["carservice"].run(station_crm, size=40, seed=3)
+    assert result.orders == 40
+    with station_crm.system() as work:
+        levels = finance(work).stock.levels()
+        assert levels and all(level["qty"] >= 0 for level in levels)
+        assert problems(work) == []
+
+
 def test_the_demo_refuses_a_database_that_is_not_empty(station):
     from crmkit.errors import ConfigError
     from crmkit.model import Party

@@ -450,6 +450,8 @@ def _year(crm: Any, size: int, seed: int) -> tuple[DemoResult, tuple[Any, ...]]:
             result,
             age=remaining_days - 1,
             open_of=open_of,
+            admin=actors["admin"],
+            size=size,
         )
         if (day + dt.timedelta(days=1)).day == 1:
             _month_end(crm, rng, actors, users, day, branches, goods, corporate, result, size)
@@ -472,6 +474,8 @@ def _work_day(
     result: DemoResult,
     age: int,
     open_of: dict[int, int],
+    admin: Any,
+    size: int,
 ) -> None:
     """One business day at both branches, ``age`` days before today: intake, work,
     payment, handing over.  The last days' orders are partly still open (in work, or
@@ -509,6 +513,7 @@ def _work_day(
         )
     for branch_index, plan in plans.items():
         branch = branches[branch_index]
+        _deliver_what_is_short(crm, admin, fin, day, branch, plan, size)
         # the manager takes the orders
         with crm.acting_as(branch.manager) as work:
             desk = carservice(work)
@@ -596,6 +601,44 @@ def _work_day(
                 if item.get("corporate"):
                     work.moves.move(item["order_id"], "paid", entity="finance_order")
                 work.moves.move(item["order_id"], "closed", entity="finance_order")
+
+
+def _deliver_what_is_short(
+    crm: Any,
+    admin: Any,
+    fin: Any,
+    day: dt.date,
+    branch: Branch,
+    plan: list[dict[str, Any]],
+    size: int,
+) -> None:
+    """An urgent delivery in the morning of a day whose orders need more of some goods
+    than the branch has (a run of busy days before the month-end restock): each short item
+    topped up to its :func:`stock_level` plus the day's need.  Draws nothing from the
+    random generator, so the rest of the year stays as the seed makes it."""
+    need: dict[int, Decimal] = defaultdict(Decimal)
+    kinds: dict[int, tuple[Any, Decimal, str]] = {}
+    for item in plan:
+        for good in item["goods"]:
+            need[good[0].id] += Decimal(good[2])
+            kinds[good[0].id] = good
+    if not need:
+        return
+    with crm.acting_as(admin) as work, frozen_at(_business_day(fin, day, 8, 30)):
+        stock = finance(work).stock
+        levels = {lv["item_id"]: lv["qty"] for lv in stock.levels(location_id=branch.location.id)}
+        for item_id, wanted in sorted(need.items()):
+            on_hand = levels.get(item_id, Decimal(0))
+            if on_hand >= wanted:
+                continue
+            item, cost, qty = kinds[item_id]
+            stock.receive(
+                item.id,
+                branch.location.id,
+                str(stock_level(size, qty) + wanted - on_hand),
+                str(cost),
+                paid_from="bank:main",
+            )
 
 
 def _expire_cashback(crm: Any, at: dt.datetime) -> None:
