@@ -188,3 +188,39 @@ async def test_a_comparison_typed_in_the_address_is_kept_and_worded(crm, web):
     ]
     refined = await browser.get(_press_show(page, "/lists/task", q="Позвонить"))
     assert _listed(refined, "task") == {undated}
+
+
+async def test_a_time_filter_chip_reads_as_the_lists_cells_do(crm, web):
+    """Tasks due from a moment typed in the address (``f.deadline__gte``, ISO 8601 with
+    its offset): the chip says the moment as the list's deadline cells do, in the reader's
+    zone and date format, not as it was typed; a reader in another zone sees it in theirs."""
+    browser = await web("agent", timezone="Europe/Moscow")
+    with crm.acting_as(browser.user) as work:
+        due = factories.task(work, title="Сдать отчёт", deadline="2026-11-30T06:00:00+00:00").id
+        factories.task(work, title="Сдать раньше", deadline="2026-11-29T06:00:00+00:00")
+    label = _russian(crm, "deadline")
+
+    query = urlencode({"cols": "title,deadline", "f.deadline__gte": "2026-11-30T09:00:00+03:00"})
+    page = await browser.get(f"/lists/task?{query}")
+    assert page.status_code == 200, page.text
+    assert _listed(page, "task") == {due}
+    (chip,) = _chips(page)
+    assert chip[0] == f"{label} ≥ 30.11.2026, 09:00"
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page.text)
+    assert "30.11.2026, 09:00" in [html.unescape(c).strip() for c in cells]  # the same words
+    assert "2026-11-30" not in chip[0]
+    refined = await browser.get(_press_show(page, "/lists/task", q="Сдать"))
+    assert _listed(refined, "task") == {due}
+
+    far = await web("agent", timezone="Asia/Yekaterinburg")
+    (chip,) = _chips(await far.get(f"/lists/task?{query}"))
+    assert chip[0] == f"{label} ≥ 30.11.2026, 11:00"
+
+
+async def test_a_parent_kind_filter_chip_names_the_entity(crm, web):
+    """Tasks on deals (``f.record_entity=deal``): the chip names the kind as the reader
+    reads it («Сделка»), not by its code."""
+    browser = await web("agent")
+    page = await browser.get("/lists/task?f.record_entity=deal")
+    assert page.status_code == 200, page.text
+    assert _chips(page) == [(f"{_russian(crm, 'record_entity')}: Сделка", "/lists/task")]

@@ -89,3 +89,45 @@ async def test_a_task_list_names_a_readable_parent_and_leaves_a_hidden_one_blank
     assert secret_page.status_code == 200, secret_page.text
     assert "Сделка Анны" not in html.unescape(secret_page.text)
     assert f"/records/deal/{secret}" not in secret_page.text
+
+
+@pytest.mark.anyio
+async def test_the_parent_kind_is_named_by_its_label_and_blank_when_the_parent_is_hidden(crm, web):
+    """The kind of a task's parent (``record_entity``) reads as the entity's name in the
+    reader's language («Сделка»), not its code; on a task whose parent Boris may not read
+    it is blank in the list and left out of the task's page, so it tells nothing of it."""
+    anna = add_user(crm, "anna", ["agent"])
+    browser = await web("agent", username="boris")
+    boris = browser.user
+    hidden_client = hidden_organisation(crm, anna)
+    with crm.acting_as(anna) as work:
+        secret = factories.deal(work, party_id=hidden_client, title="Сделка Анны").id
+    his_client = his_organisation(crm, boris)
+    with crm.acting_as(boris) as work:
+        own = factories.deal(work, party_id=his_client, title="Сделка Бориса").id
+    with crm.system() as work:
+        on_secret, on_own = (
+            work.tasks.create(
+                {"title": title, "assignee_id": boris.id, "record_entity": "deal", "record_id": i}
+            ).id
+            for title, i in (("Задача по чужой сделке", secret), ("Задача по своей сделке", own))
+        )
+
+    for columns in ("title,record_entity,record_id", "title,record_entity"):
+        page = await browser.get(f"/lists/task?cols={columns}")
+        assert page.status_code == 200, page.text
+        assert _cells_of(page.text, f"/records/task/{on_own}")[1] == "Сделка"
+        assert _cells_of(page.text, f"/records/task/{on_secret}")[1] == ""
+        assert ">deal<" not in page.text
+
+    chief = await web("admin", username="chief")
+    seen = await chief.get("/lists/task?cols=title,record_entity")
+    assert _cells_of(seen.text, f"/records/task/{on_secret}")[1] == "Сделка"
+
+    kind = re.compile(r"<dt>тип записи</dt><dd>([^<]*)</dd>")
+    own_page = await browser.get(f"/records/task/{on_own}")
+    assert kind.findall(own_page.text) == ["Сделка"]
+    secret_page = await browser.get(f"/records/task/{on_secret}")
+    assert secret_page.status_code == 200, secret_page.text
+    assert kind.findall(secret_page.text) == []
+    assert "тип записи" not in secret_page.text and ">deal<" not in secret_page.text

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from crmkit.errors import MoveRefused, NotFound, ValidationFailed
 from crmkit.i18n import stage_context, translate
-from crmkit.schemas.output import public_columns
+from crmkit.schemas.output import column_python_type, is_private, public_columns
 from crmkit.web import i18n
 from crmkit.web.api.params import ListQuery, list_refusal, parse_list_query
 from crmkit.web.forms import id_list, optional_id
@@ -242,12 +242,15 @@ def filter_chips(
     inputs: list[FilterInput],
     users: list[Any],
     definitions: dict,
+    locale: i18n.Locale,
 ) -> list[FilterChip]:
     """The filters of ``params`` (``f.<field>[__op]``) that no input of the filter bar
     (``inputs``) holds, as chips: the field's label and the value, a referred record by
     its title as a list's cell names it (:func:`named_records`, a client by name, a user
     by label), or in the words for a record the reader may not open when they may not
-    read it or it is gone (never its title or id).  Call in the reader's language."""
+    read it or it is gone (never its title or id); a date or a time as a cell shows it, in
+    ``locale`` (:func:`moment_text`); an entity by its label.  Call in the reader's
+    language."""
     gettext = i18n.gettext
     held = {i.name for i in inputs}
     chips = []
@@ -268,7 +271,7 @@ def filter_chips(
         shown = (
             ""
             if op in VALUELESS_OPS
-            else ", ".join(_filter_values(unit, entity, field, values, params, users))
+            else ", ".join(_filter_values(unit, entity, field, op, values, params, users, locale))
         )
         if op in FILTER_SIGNS:
             text = f"{label} {FILTER_SIGNS[op]} {shown}"
@@ -283,13 +286,26 @@ def filter_chips(
 
 
 def _filter_values(
-    unit: Any, entity: Any, field: str, values: list[str], params: Any, users: list[Any]
+    unit: Any,
+    entity: Any,
+    field: str,
+    op: str,
+    values: list[str],
+    params: Any,
+    users: list[Any],
+    locale: i18n.Locale,
 ) -> list[str]:
     """The values of a filter on ``field`` as a chip shows them (see :func:`filter_chips`)."""
     crm = unit.crm
     gettext = i18n.gettext
     items = [item.strip() for value in values for item in value.split(",")]
     unavailable = gettext("unavailable record")
+    if op not in ("older_than_days", "within_days") and not field.startswith("custom."):
+        kind = _moment_type(entity, field)
+        if kind is not None:
+            return [_moment_value(locale, kind, item) for item in items]
+    if loose_kind(entity, field):
+        return [entity_label(crm.entities[i]) if i in crm.entities else i for i in items]
     if field in USER_COLUMNS:
         labels = {str(u.id): u.label for u in users}
         return [labels.get(item, unavailable) for item in items]
@@ -321,6 +337,30 @@ def _filter_values(
     if not field.startswith("custom.") and choices_of(entity, field):
         return [gettext(v) for v in values]
     return values
+
+
+def _moment_type(entity: Any, field: str) -> type[dt.date] | None:
+    """``datetime`` or ``date`` when ``field`` is a public column of ``entity`` holding
+    one, else ``None``."""
+    table = getattr(entity.model, "__table__", None)
+    column = table.columns.get(field) if table is not None else None
+    if column is None or is_private(column):
+        return None
+    python_type = column_python_type(column)
+    return python_type if python_type in (dt.datetime, dt.date) else None
+
+
+def _moment_value(locale: i18n.Locale, kind: type[dt.date], raw: str) -> str:
+    """A date or time typed in a list's address (ISO 8601) as a list's cell shows it; a
+    time without its offset (refused by the list) as typed, a bare date as a date."""
+    try:
+        if kind is dt.datetime:
+            moment = dt.datetime.fromisoformat(raw)
+            if moment.tzinfo is not None:
+                return moment_text(locale, moment)
+        return moment_text(locale, dt.date.fromisoformat(raw))
+    except (ValueError, OverflowError):
+        return raw
 
 
 def _is_percent(entity: Any, column: str) -> bool:
@@ -366,9 +406,26 @@ def loose_link(entity: Any, column: str) -> str | None:
     return named_by if column in table.columns and named_by in table.columns else None
 
 
+def loose_kind(entity: Any, column: str) -> str | None:
+    """The id column of the loose link whose entity ``column`` of ``entity`` names
+    (``record_id`` for ``record_entity``, see :data:`LOOSE_LINKS`), else ``None``."""
+    for id_column, named_by in LOOSE_LINKS.items():
+        if named_by == column and loose_link(entity, id_column):
+            return id_column
+    return None
+
+
+def entity_label(target: Any) -> str:
+    """An entity's name for a reader (its label translated in the active language)."""
+    return i18n.gettext(target.label or target.name)
+
+
 def reference_key(entity: Any, column: str, record: Any) -> Any:
     """The key of ``record``'s ``column`` among :func:`reference_cells`' cells: its value,
-    or for a loose link ``(entity name, id)``."""
+    or for a loose link (its id column or the one naming its entity) ``(entity name, id)``."""
+    id_column = loose_kind(entity, column)
+    if id_column:
+        return (getattr(record, column, None), getattr(record, id_column, None))
     named_by = loose_link(entity, column)
     value = getattr(record, column, None)
     return (getattr(record, named_by, None), value) if named_by else value
@@ -387,24 +444,34 @@ def reference_cells(
     open.  A target whose title is its id is named by its label and number (``Shift #3``).
     A loose link (a task's ``record_id``, its entity in ``record_entity``) is named the same
     way, keyed by ``(entity name, id)`` (:func:`reference_key`); one to an entity no longer
-    registered is blank too.
+    registered is blank too.  The column naming a loose link's entity (``record_entity``)
+    shows the entity's label (:func:`entity_label`), under the same key and on the same
+    terms: blank when the linked record is, so a hidden link tells not even its kind.
     """
     crm = unit.crm
     found: dict[str, dict[Any, Cell]] = {}
+    linked: dict[str, dict[Any, Cell]] = {}  # a loose link's readable records, by id column
     for column in columns:
         if column in USER_COLUMNS or column in PARTY_COLUMNS or column.startswith("custom."):
             continue
-        if loose_link(entity, column):
-            wanted: dict[str, set[Any]] = {}
-            for record in records:
-                name, ref_id = reference_key(entity, column, record)
-                if name in crm.entities and ref_id is not None:
-                    wanted.setdefault(name, set()).add(ref_id)
-            found[column] = {
-                (name, ref_id): cell
-                for name, ids in wanted.items()
-                for ref_id, cell in named_records(unit, crm.entities[name], ids).items()
-            }
+        id_column = loose_kind(entity, column) or (column if loose_link(entity, column) else None)
+        if id_column:
+            if id_column not in linked:
+                wanted: dict[str, set[Any]] = {}
+                for record in records:
+                    name, ref_id = reference_key(entity, id_column, record)
+                    if name in crm.entities and ref_id is not None:
+                        wanted.setdefault(name, set()).add(ref_id)
+                linked[id_column] = {
+                    (name, ref_id): cell
+                    for name, ids in wanted.items()
+                    for ref_id, cell in named_records(unit, crm.entities[name], ids).items()
+                }
+            found[column] = (
+                linked[id_column]
+                if column == id_column
+                else {key: Cell(entity_label(crm.entities[key[0]])) for key in linked[id_column]}
+            )
             continue
         target = reference_target(crm, entity, column)
         if target is None or target.name in ("user", "party"):
@@ -427,7 +494,7 @@ def named_records(unit: Any, target: Any, ids: Any) -> dict[int, Cell]:
     cells = {}
     for ref_id, referred in unit.records(target.name).find_many(wanted).items():
         if target.title_attr == "id":
-            text = f"{i18n.gettext(target.label or target.name)} #{ref_id}"
+            text = f"{entity_label(target)} #{ref_id}"
         else:
             text = target.title_of(referred)
         cells[ref_id] = Cell(text, record_url(target.name, ref_id))
@@ -512,10 +579,8 @@ def format_value(
         return Cell(i18n.pgettext(context, title), css="stage")
     if column == "pipeline":
         return Cell(i18n.gettext(stage_titles.get((value, ""), value)))
-    if isinstance(value, dt.datetime):
-        return Cell(locale.datetime(value))
     if isinstance(value, dt.date):
-        return Cell(locale.date(value))
+        return Cell(moment_text(locale, value))
     if isinstance(value, Decimal):
         if _is_percent(entity, column):  # a discount of 10 %, not 10,00 ₽
             return Cell(f"{locale.number(value)}\u00a0%")
@@ -526,6 +591,13 @@ def format_value(
     if column in ("kind", "status", "customer_type", "direction"):
         return Cell(i18n.gettext(str(value)))
     return Cell(str(value))
+
+
+def moment_text(locale: i18n.Locale, value: dt.date) -> str:
+    """A date, or a date and time (in the reader's zone), as a list's cell shows it."""
+    if isinstance(value, dt.datetime):
+        return locale.datetime(value)
+    return locale.date(value)
 
 
 def _query(params: Mapping[str, Any], **changes: Any) -> str:
@@ -617,7 +689,7 @@ def list_page(request: Request) -> Response:
         views = unit.saved_views.list(entity.name)
         with i18n.activate(locale):
             inputs = filter_inputs(unit, entity, params, users, definitions)
-            chips = filter_chips(unit, entity, params, inputs, users, definitions)
+            chips = filter_chips(unit, entity, params, inputs, users, definitions, locale)
         groups = unit.groups.tree() if entity.name == "party" else []
         may = {
             a: unit.access.can(entity.name, a)
