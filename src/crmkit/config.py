@@ -235,6 +235,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "Refuse to create a party that looks like an existing one unless the caller confirms.",
     ),
     Setting(
+        "screening.domain_blocks",
+        bool,
+        False,
+        "Refuse to create a party that shares a company email or website domain with an "
+        "existing one, as for a strong match (public mail services never count).",
+    ),
+    Setting(
         "channels.unknown_sender",
         str,
         "triage",

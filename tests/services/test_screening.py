@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crmkit.errors import DuplicatesFound
-from crmkit.services.screening import ONE_TYPO_WORDS, POSTINGS_PER_KEY
+from crmkit.identity import name_skeleton
+from crmkit.services.screening import ONE_TYPO_WORDS, POSTINGS_PER_KEY, _name_score
 from crmkit.testing import add_user
 
 
@@ -185,3 +186,100 @@ def test_an_interrupted_key_rebuild_keeps_its_batches_and_finishes_when_run_agai
         assert [work.screening.probe_text(n)[0].id for n in ("Сфера", "Космос", "Холод")] == ids
     with pytest.raises(ValueError, match="batch_size"):
         rebuild_keys(crm, batch_size=0)
+
+
+# -- branches in other cities, a name with and without its qualifier -----------------------
+
+#: (existing, typed, refused): whether creating ``typed`` is refused as a duplicate of
+#: ``existing``.  Two different qualifiers (a city after a hyphen, in parentheses or after
+#: a space) name two businesses; the same name with and without one is one business.
+QUALIFIED_NAMES = [
+    ("Спортцентр-Уфа", "Спортцентр-Тула", False),
+    ("Мебельцентр-Тула", "Мебельцентр-Уфа", False),
+    ("Мебельцентр (Тула)", "Мебельцентр (Уфа)", False),
+    ("ООО «Автодом Казань»", "Автодом Самара", False),
+    ("Мебельсервис", "Мебельсервис-Уфа", True),
+    ("Мебельсервис-Уфа", "Мебельсервис", True),
+    ("ООО «Техномастер»", "ИП Техномастер Тула", True),
+    ("ИП Техномастер Тула", "ООО «Техномастер»", True),
+    ("Мебельцентр-Тула", "ЗАО Мебельцентр (Тула)", True),
+    ("Мебельцентр-Тула", "Мебельцентр-Тулa", True),  # a Latin a: the same city
+    ("Мебельцентр-Тула", "Мебелцентр Тула", True),  # a typo in the name itself
+    ("Спортцентр-Уфа", "Спорцентр-Уфа", True),
+]
+
+
+@pytest.mark.parametrize(("existing", "typed", "refused"), QUALIFIED_NAMES)
+def test_branches_in_other_cities_are_not_refused_as_duplicates(
+    crm, agent, existing, typed, refused
+):
+    with crm.system() as work:
+        work.parties.create(name=existing, confirm_duplicates=True)
+    with crm.acting_as(agent) as work:
+        if refused:
+            with pytest.raises(DuplicatesFound) as info:
+                work.parties.create(name=typed)
+            assert [c["name"] for c in info.value.candidates] == [existing]
+        else:
+            created = work.parties.create(name=typed)
+            assert created.name == typed
+
+
+@pytest.mark.parametrize(("existing", "typed", "refused"), QUALIFIED_NAMES)
+def test_name_score_of_qualified_names(existing, typed, refused):
+    score = _name_score(name_skeleton(typed), name_skeleton(existing))
+    assert (score >= 85) is refused, score
+
+
+def test_a_branch_in_another_city_is_shown_without_blocking(crm, agent):
+    with crm.system() as work:
+        branch = work.parties.create(name="Мебельцентр-Тула").id
+    with crm.acting_as(agent) as work:
+        [shown] = work.screening.candidates("Мебельцентр-Уфа")
+    assert shown.id == branch and shown.reasons == ("name",)
+    assert shown.score < work.screening.threshold
+
+
+# -- a shared company domain ----------------------------------------------------------------
+
+
+def _with_email(work, name, email, **options):
+    return work.parties.create(
+        name=name, contact_points=[{"kind": "email", "value": email}], **options
+    )
+
+
+def test_a_shared_domain_is_shown_but_does_not_block_by_default(crm, agent):
+    with crm.system() as work:
+        _with_email(work, "Мебельсервис-Уфа", "sales@mebelservis-ufa.ru")
+    with crm.acting_as(agent) as work:
+        [shown] = work.screening.candidates("Диванный мир", emails=["info@mebelservis-ufa.ru"])
+        assert shown.reasons == ("domain",) and shown.score < work.screening.threshold
+        created = _with_email(work, "Диванный мир", "info@mebelservis-ufa.ru")
+        assert created.name == "Диванный мир"
+
+
+def test_a_shared_domain_blocks_when_the_setting_says_so(make_crm):
+    crm = make_crm(settings={"screening.domain_blocks": True})
+    agent = add_user(crm, "agent", ["agent"])
+    with crm.system() as work:
+        existing = _with_email(work, "Мебельсервис-Уфа", "sales@mebelservis-ufa.ru").id
+        work.parties.create(
+            name="Совсем другая фирма",
+            contact_points=[{"kind": "website", "value": "https://www.divan-mir.ru/"}],
+        )
+        _with_email(work, "Северная звезда", "boss@gmail.com")
+    with crm.acting_as(agent) as work:
+        with pytest.raises(DuplicatesFound) as info:
+            _with_email(work, "Диванный мир", "info@mebelservis-ufa.ru")
+        [told] = info.value.candidates
+        assert told["name"] == "Мебельсервис-Уфа" and told["reasons"] == ["domain"]
+        with pytest.raises(DuplicatesFound):  # a website's domain as well as an email's
+            _with_email(work, "Диваны", "zakaz@divan-mir.ru")
+        # a public mail service says nothing about the company
+        created = _with_email(work, "Полярная звезда", "other@gmail.com")
+        assert created.name == "Полярная звезда"
+        created = _with_email(
+            work, "Диванный мир", "info@mebelservis-ufa.ru", confirm_duplicates=True
+        )
+        assert created.id != existing

@@ -74,8 +74,19 @@ WHOLE_NAME = 3.0
 #: Added to the rank of a party behind one of the probe's own whole-name keys.
 EXACT_FIRST = 100.0
 
-#: The score of a candidate found only by its domain (below the default threshold).
+#: The score of a candidate found only by its domain (below the default threshold),
+#: unless the setting ``screening.domain_blocks`` makes a shared domain block.
 DOMAIN_SCORE = 75
+
+#: The highest name score of two names whose qualifiers differ (``Мебельцентр-Тула``,
+#: ``Мебельцентр-Уфа``: two branches, below the default threshold; see
+#: :func:`_name_score_detail`).
+BRANCH_SCORE = 80
+#: Two qualifiers at least this alike (rapidfuzz ratio) may be one spelled two ways.
+QUALIFIER_SIMILARITY = 70
+#: The lowest name score of a name and the same name with a short qualifier
+#: (``Мебельсервис``, ``Мебельсервис-Уфа``).
+QUALIFIED_SCORE = 90
 
 _DIGITS = re.compile(r"\d+")
 
@@ -312,15 +323,25 @@ class ScreeningService:
             return []
         scored = []
         typed_key = name_key(probe.name, probe.kind) if skeleton else ""
+        domain_blocks = bool(self.work.crm.config["screening.domain_blocks"])
         for row in self._details(connection, sorted(ids)):
-            name_score = _name_score(skeleton, name_skeleton(row.name, row.kind)) if skeleton else 0
+            name_score, plain = (
+                _name_score_detail(skeleton, name_skeleton(row.name, row.kind))
+                if skeleton
+                else (0.0, 0.0)
+            )
             why = set(reasons.get(row.id, ()))
-            if name_score >= threshold:
+            if plain >= threshold:  # a branch elsewhere is shown at its capped score
                 why.add("name")
             if not why:
                 continue
-            # a shared domain alone suggests a colleague or a branch: shown, never blocking
-            score = 100 if why - {"name", "domain"} else max(name_score, DOMAIN_SCORE)
+            if why - {"name", "domain"}:
+                score = 100
+            elif "domain" in why and domain_blocks:  # the setting: a domain blocks
+                score = max(name_score, self.threshold)
+            else:
+                # a shared domain alone suggests a colleague or a branch: shown, not blocking
+                score = max(name_score, DOMAIN_SCORE)
             # equal skeletons (``Илаль`` and ``Илал`` both read ``ilal``): the name as
             # spelled decides which is shown first
             spelled = fuzz.ratio(typed_key, row.name_key) if typed_key else 0
@@ -603,20 +624,81 @@ def _best_ranked(
 def _name_score(probe: str, other: str) -> float:
     """How alike two name skeletons are (0-100): word order and spacing do not matter.
 
-    Numbers must agree: ``Автосервис 5`` and ``Автосервис 15`` are two businesses.
+    Numbers must agree: ``Автосервис 5`` and ``Автосервис 15`` are two businesses.  So must
+    qualifiers (see :func:`_name_score_detail`): ``Мебельцентр-Тула`` and ``Мебельцентр-Уфа``
+    are two branches, ``Мебельсервис`` and ``Мебельсервис-Уфа`` one business.
+    """
+    return _name_score_detail(probe, other)[0]
+
+
+def _name_score_detail(probe: str, other: str) -> tuple[float, float]:
+    """:func:`_name_score` and the score before a cap for different qualifiers (the two
+    differ for two branches: screening shows a branch whose plain score reaches the
+    threshold, at the capped score, so it never blocks).
+
+    The words the names share (equal, or one typo apart from five letters) are set aside;
+    what is left of each is its *qualifier* (``тула`` of ``Мебельцентр-Тула``).  When both
+    names keep a qualifier and the two differ clearly (more than one edit apart and a
+    rapidfuzz ratio under :data:`QUALIFIER_SIMILARITY`), the score is at most
+    :data:`BRANCH_SCORE`.  When only one name has a qualifier and it is short beside the
+    shared words (at most half their length), the score is at least
+    :data:`QUALIFIED_SCORE`: ``ИП Техномастер Тула`` is ``ООО «Техномастер»``.
     """
     if not probe or not other:
-        return 0.0
+        return 0.0, 0.0
     if _DIGITS.findall(probe) != _DIGITS.findall(other):
-        return min(60.0, fuzz.token_sort_ratio(probe, other))
+        score = min(60.0, fuzz.token_sort_ratio(probe, other))
+        return score, score
     compact, other_compact = probe.replace(" ", ""), other.replace(" ", "")
+    shared, mine, theirs = _shared_words(probe.split(), other.split())
+    if shared and mine and theirs:
+        left, right = "".join(mine), "".join(theirs)
+        if (
+            DamerauLevenshtein.distance(left, right, score_cutoff=2) > 1
+            and fuzz.ratio(left, right) < QUALIFIER_SIMILARITY
+        ):
+            score = _plain_score(probe, other, compact, other_compact)
+            return min(score, BRANCH_SCORE), score
+    score = _plain_score(probe, other, compact, other_compact)
+    extra = "".join(mine or theirs)
+    if shared and not (mine and theirs) and extra:
+        common = sum(len(w) for w in shared)
+        if common >= 6 and len(extra) * 2 <= common:
+            score = max(score, QUALIFIED_SCORE)
+    return score, score
+
+
+def _plain_score(probe: str, other: str, compact: str, other_compact: str) -> float:
     edits = DamerauLevenshtein.distance(compact, other_compact, score_cutoff=2)
     if (len(compact) >= 5 and edits <= 1) or (len(compact) >= 9 and edits <= 2):
         return 100.0 - 5 * edits  # one typo in a short name costs more than the ratio says
-    return max(
-        fuzz.token_sort_ratio(probe, other),
-        fuzz.ratio(probe.replace(" ", ""), other.replace(" ", "")),
-    )
+    return max(fuzz.token_sort_ratio(probe, other), fuzz.ratio(compact, other_compact))
+
+
+def _shared_words(
+    words: Sequence[str], others: Sequence[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """The words of two names matched one to one (equal, or one typo apart from five
+    letters), and what is left of each: ``(shared, words left, others left)``."""
+    left = list(others)
+    shared, mine = [], []
+    for word in words:
+        match = next((o for o in left if o == word), None)
+        if match is None and len(word) >= 5:
+            match = next(
+                (
+                    o
+                    for o in left
+                    if len(o) >= 5 and DamerauLevenshtein.distance(word, o, score_cutoff=1) <= 1
+                ),
+                None,
+            )
+        if match is None:
+            mine.append(word)
+        else:
+            left.remove(match)
+            shared.append(word)
+    return shared, mine, left
 
 
 # -- keeping the keys ---------------------------------------------------------------------
