@@ -88,3 +88,13 @@ def test_a_merged_away_id_resolves_to_the_survivor(crm, client_for):
     assert timeline.status_code == 200, timeline.text
     assert timeline.json()["items"] == api.get(f"party/{keep}/timeline").json()["items"]
     assert "звонили в понедельник" in [e["body"] for e in timeline.json()["items"]]
+
+
+def test_a_branch_in_another_city_is_created_a_qualified_name_is_not(crm, client_for):
+    api = client_for(add_user(crm, "ann", ["agent"]))
+    for name in ("Мебельцентр-Тула", "Мебельсервис"):
+        assert api.post("party", json={"name": name}).status_code == 201
+    branch = api.post("party", json={"name": "Мебельцентр-Уфа"})
+    assert branch.status_code == 201, branch.text
+    same = problem(api.post("party", json={"name": "ИП Мебельсервис (Уфа)"}), 409)
+    assert [c["name"] for c in same["candidates"]] == ["Мебельсервис"]
