@@ -679,7 +679,10 @@ def _shared_words(
     words: Sequence[str], others: Sequence[str]
 ) -> tuple[list[str], list[str], list[str]]:
     """The words of two names matched one to one (equal, or one typo apart from five
-    letters), and what is left of each: ``(shared, words left, others left)``."""
+    letters), and what is left of each: ``(shared, words left, others left)``.  Two words
+    of one name that the other runs together (``мебель центр``, ``мебельцентр``) count as
+    one."""
+    words, others = _joined(words, others), _joined(others, words)
     left = list(others)
     shared, mine = [], []
     for word in words:
@@ -699,6 +702,20 @@ def _shared_words(
             left.remove(match)
             shared.append(word)
     return shared, mine, left
+
+
+def _joined(words: Sequence[str], others: Sequence[str]) -> list[str]:
+    """``words`` with each two neighbours run together when ``others`` has them as one word."""
+    joined: list[str] = []
+    index = 0
+    while index < len(words):
+        if index + 1 < len(words) and words[index] + words[index + 1] in others:
+            joined.append(words[index] + words[index + 1])
+            index += 2
+        else:
+            joined.append(words[index])
+            index += 1
+    return joined
 
 
 # -- keeping the keys ---------------------------------------------------------------------
