@@ -917,3 +917,14 @@ async def test_a_dashboard_period_without_orders_says_so_instead_of_an_empty_cha
     assert re.findall(r'<tr data-month="([^"]+)"', empty.text) == ["2020-01", "2020-02"]
     busy = await client.get("/service/director")
     assert 'id="revenue-chart"' in busy.text and 'id="no-orders"' not in busy.text
+
+
+async def test_the_intake_links_back_to_the_desk_and_says_the_mileage_unit(station):
+    client = await signed_in(station, "manager")
+    page = await client.get("/service/intake")
+    ru = client.app.state.catalogs["ru"].gettext
+    back = re.search(r'<a href="/service"[^>]*>(.*?)</a>', page.text)
+    assert back and ru("Service desk") in html.unescape(back[1])
+    label = re.search(r"<label>([^<]*)<input name=\"mileage\"", page.text)
+    assert label and html.unescape(label[1]) == ru("Mileage, km")
+    assert "км" in label[1] or "km" in label[1]
