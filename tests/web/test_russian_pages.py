@@ -109,6 +109,8 @@ async def test_stage_history_and_timeline_speak_the_readers_language(make_crm):
         history
     )
     assert "new →" not in history and "→ qualified" not in history
+    # the deal's creation enters its first stage, no stray "·" for the stage before it
+    assert re.search(r"\d → Новая", history) and "· →" not in history
     assert "assistant" not in history
     timeline = text_of(page).split("Лента")[1]
     assert "Новая → Квалифицирована" in timeline and "Квалифицирована → Предложение" in timeline

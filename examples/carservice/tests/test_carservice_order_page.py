@@ -11,6 +11,7 @@ import pytest
 from service_fixtures import signed_in
 
 from crmkit.errors import ValidationFailed
+from crmkit.i18n import pgettext
 from crmkit.web import i18n
 from crmkit.web.pages import error_text
 
@@ -65,3 +66,22 @@ async def test_an_orders_number_is_named_number_not_a_figure(station):
     refused = ValidationFailed({"number": ["Longer than 100."]}, entity="finance_order")
     said = error_text(request, refused)
     assert said.startswith(("номер: ", "order number: ")), said
+
+
+def _text(page_text):
+    body = re.sub(r"(?s)<script.*?</script>", "", page_text)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+async def test_the_stage_history_enters_the_first_stage_without_a_stray_dot(station):
+    """The order's first history row is its entry into the first stage: "→ Новый", not
+    "· → Новый" (no stage came before it)."""
+    order = station.order()
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    new = pgettext(client.app.state.catalogs["ru"].gettext, "carservice_order", "New")
+    rows = re.findall(r"<li>(.*?)</li>", page.text.split('class="plain history"', 1)[1], re.S)
+    first = _text(rows[0])
+    assert f"→ {new}" in first
+    assert "·" not in first.split("→", 1)[0]
+
