@@ -85,3 +85,14 @@ async def test_the_stage_history_enters_the_first_stage_without_a_stray_dot(stat
     assert f"→ {new}" in first
     assert "·" not in first.split("→", 1)[0]
 
+
+async def test_the_order_page_names_the_order_number_once(station):
+    """An order titled by its number reads "Заказ #N" once, not again as a bare "N"."""
+    order = station.order()
+    client = await signed_in(station, "manager")
+    page = await client.get(f"/records/finance_order/{order.id}")
+    head = page.text.split('class="pagehead"', 1)[1].split("</div>", 2)
+    head = _text(head[0] + head[1])
+    assert str(order.number) == str(order.id)  # the case the page says once
+    assert re.findall(rf"\b{order.id}\b", head) == [str(order.id)], head
+    assert f"#{order.id}" in head
