@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import json
 import re
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -928,3 +929,34 @@ async def test_the_intake_links_back_to_the_desk_and_says_the_mileage_unit(stati
     label = re.search(r"<label>([^<]*)<input name=\"mileage\"", page.text)
     assert label and html.unescape(label[1]) == ru("Mileage, km")
     assert "км" in label[1] or "km" in label[1]
+
+
+async def test_the_dashboards_salaries_follow_the_period_picked(station):
+    """The salaries card is for the last month the period covers to its end (a period
+    ending mid-month, the month before; one within a month, that month so far) and names
+    it; with no period picked it is last month's, as before."""
+    with station.crm.acting_as(station.accountant) as work:
+        finance(work).payroll.set_scheme(
+            station.ivan.id, percent="40", valid_from=dt.date(2026, 1, 1)
+        )
+    order = station.order("ivan")  # diagnostics, 1500
+    february = dt.datetime(2026, 2, 10, 9, tzinfo=dt.UTC)
+    with frozen_at(february), station.crm.acting_as(station.ivan) as work:
+        for stage in ("in_work", "done"):
+            work.moves.move(order.id, stage, entity="finance_order")
+    client = await signed_in(station, "director")
+
+    async def card(**period):
+        with frozen_at(dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)):
+            page = await client.get("/service/director", params=period)
+        assert page.status_code == 200, page.text[:300]
+        month = re.search(r"<h3>[^<]*, ([^<]*)</h3><p id=\"salaries\"", page.text)[1]
+        return month, Decimal(re.search(r'id="salaries" data-value="([^"]*)"', page.text)[1])
+
+    assert await card() == ("март 2026", 0)
+    assert await card(start="2026-01-01", end="2026-02-28") == ("февраль 2026", 600)
+    assert await card(start="2026-01-01", end="2026-03-15") == ("февраль 2026", 600)
+    assert await card(start="2026-01-01", end="2026-02-15") == ("январь 2026", 0)
+    assert await card(start="2026-02-03", end="2026-02-20") == ("февраль 2026", 600)
+    # a period running past today: the months up to today
+    assert await card(start="2026-04-01", end="2026-06-30") == ("апрель 2026", 0)

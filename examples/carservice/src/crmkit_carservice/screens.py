@@ -355,6 +355,28 @@ def _month(key: str) -> dt.date:
     return dt.date(int(year), int(month), 1)
 
 
+def _day(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return None  # the period's report names a date it cannot read
+
+
+def _salary_month(params: dict[str, Any], today: dt.date) -> dt.date:
+    """The first day of the month the dashboard's salaries are for: the last month the
+    period covers to its end (up to today); a period ending mid-month, the month before,
+    unless the period lies within that one month, which is then shown so far.  No period
+    picked: last month (the period runs to today)."""
+    end = min(_day(params.get("end")) or today, today)
+    month = end.replace(day=1)
+    if (end + dt.timedelta(days=1)).month == end.month:  # not the month's last day
+        before = (month - dt.timedelta(days=1)).replace(day=1)
+        start = _day(params.get("start")) or before
+        if start < month:
+            month = before
+    return month
+
+
 def director(request: Request) -> Response:
     """Revenue, orders, average check and margin by month, corporate income, salaries, stock."""
     crm = request.app.state.crm
@@ -368,9 +390,8 @@ def director(request: Request) -> Response:
         summary = crm.reports["finance.director"].build(unit, params)
         corporate = crm.reports["finance.corporate_income"].build(unit, params)
         stock = crm.reports["finance.stock"].build(unit, {})
-        month = today.replace(day=1)
-        previous = (month - dt.timedelta(days=1)).replace(day=1)
-        salaries = crm.reports["finance.salaries"].build(unit, {"month": previous.isoformat()})
+        salary_month = _salary_month(params, today)
+        salaries = crm.reports["finance.salaries"].build(unit, {"month": salary_month.isoformat()})
     totals = dict(summary.totals or {})
     chart = dict(summary.chart or {})
     locale = request.state.locale
@@ -394,7 +415,7 @@ def director(request: Request) -> Response:
             "corporate": corporate,
             "stock": stock,
             "salaries": salaries,
-            "salary_month": locale.date(previous, MONTH),
+            "salary_month": locale.date(salary_month, MONTH),
             "months": months,
             "chart": json.dumps(chart, default=_json_number) if chart else "",
             "params": params,
