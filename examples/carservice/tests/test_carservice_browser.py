@@ -333,3 +333,31 @@ def test_the_desk_fits_a_phone(station_server, browser):
         assert width <= 391, f"{path} is {width}px wide on a 390px phone"
     assert manager.locator("#plate-results .plate-match table").count()
     manager.screenshot(path=str(ARTIFACTS / "carservice-desk-phone.png"), full_page=True)
+
+
+def test_the_desks_dates_and_plate_placeholder_fit_a_phone(station_server, browser):
+    """At 390 pixels each date of the desk's tables reads on one line, and the plate
+    search's placeholder shows whole, not cut off ("Госномер, наприме")."""
+    station, base = station_server
+    station.order("ivan")
+    manager = sign_in(browser, base, "manager", phone=True)
+    manager.goto(f"{base}/service?q=a123")
+    manager.wait_for_selector("#recent-orders")
+    lines = manager.evaluate(
+        """() => [...document.querySelectorAll('#recent-orders td, #plate-results td')]
+            .filter(td => /^\\d{1,2}\\s\\S+\\s20\\d\\d/.test(td.textContent.trim()))
+            .map(td => { const r = document.createRange(); r.selectNodeContents(td);
+                         return [td.textContent.trim(), r.getClientRects().length]; })"""
+    )
+    assert lines and len(lines) >= 2, lines  # the orders in progress and the plate's orders
+    assert all(count == 1 for _, count in lines), f"dates wrap on a phone: {lines}"
+    room, needed, placeholder = manager.evaluate(
+        """() => { const input = document.querySelector('form.plate-search input[name=q]');
+            const style = getComputedStyle(input);
+            const context = document.createElement('canvas').getContext('2d');
+            context.font = style.font;
+            const room = input.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight);
+            return [room, context.measureText(input.placeholder).width, input.placeholder]; }"""
+    )
+    assert placeholder and needed <= room, f"«{placeholder}» needs {needed}px, has {room}px"
