@@ -293,13 +293,13 @@ def test_the_distribution_flash_names_the_agent_and_how_many_were_given(denaq, s
         return html.unescape(page.split('class="flash', 1)[1].split("</p>", 1)[0])
 
     one = {"action": "assign", "ids": [str(leads[0])], "agent_id": str(staff.anna.id)}
-    assert f"1 lead given to {staff.anna.label}" in flash(admin.post("/denaq/distribution", one))
+    assert f"1 lead given → {staff.anna.label}" in flash(admin.post("/denaq/distribution", one))
     two = {"action": "assign", "ids": [str(i) for i in leads[1:3]], "agent_id": str(staff.igor.id)}
-    assert f"2 leads given to {staff.igor.label}" in flash(admin.post("/denaq/distribution", two))
+    assert f"2 leads given → {staff.igor.label}" in flash(admin.post("/denaq/distribution", two))
     # in turn: each agent named with their share
     dealt = flash(admin.post("/denaq/distribution", {"action": "round_robin"}))
-    assert f"1 lead given to {staff.anna.label}" in dealt
-    assert f"1 lead given to {staff.igor.label}" in dealt
+    assert f"1 lead given → {staff.anna.label}" in dealt
+    assert f"1 lead given → {staff.igor.label}" in dealt
     # all already taken: nothing given, and it says so
     again = {"action": "assign", "ids": [str(leads[0])], "agent_id": str(staff.igor.id)}
     taken = flash(admin.post("/denaq/distribution", again))
@@ -310,7 +310,7 @@ def test_the_distribution_flash_names_the_agent_and_how_many_were_given(denaq, s
         "from_agent": str(staff.anna.id),
         "to_agent": str(staff.igor.id),
     }
-    assert f"2 firms handed over to {staff.igor.label}" in flash(
+    assert f"2 firms handed over → {staff.igor.label}" in flash(
         admin.post("/denaq/distribution", handed)
     )
 

@@ -165,8 +165,9 @@ async def _distribute(request: Request) -> Response:
             receiver = unit.users.get(target).label
             with i18n.activate(request.state.locale):
                 text = i18n.ngettext(
-                    "%(num)d firm handed over to %(agent)s",
-                    "%(num)d firms handed over to %(agent)s",
+                    # the name stands alone (in the nominative: names are not declined)
+                    "%(num)d firm handed over → %(agent)s",
+                    "%(num)d firms handed over → %(agent)s",
                     count,
                 ) % {"num": count, "agent": receiver}
             return redirect(request, HERE, text, **({"from": source} if still else {}))
@@ -177,7 +178,7 @@ async def _distribute(request: Request) -> Response:
     with i18n.activate(request.state.locale):
         parts = [
             i18n.ngettext(
-                "%(num)d lead given to %(agent)s", "%(num)d leads given to %(agent)s", count
+                "%(num)d lead given → %(agent)s", "%(num)d leads given → %(agent)s", count
             )
             % {"num": count, "agent": names[agent]}
             for agent, count in sorted(dealt.given.items(), key=lambda item: names[item[0]])
