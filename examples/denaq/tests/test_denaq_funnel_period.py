@@ -272,3 +272,22 @@ def test_leads_found_nowhere_in_particular_are_named_so_in_the_sources_pie(denaq
     assert sorted(chart["data"]["labels"]) == sorted(["выставка", unnamed])
     table = html.unescape(admin.get("/reports/denaq_leads_by_source").text)
     assert unnamed in table.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+
+
+def test_leads_nobody_entered_are_named_so_in_the_creators_pie(denaq, staff, signed_in):
+    """A lead with no creator (imported, made by the system) is counted under words in
+    «Leads by creator», as the sources' pie does, not under a lone dash."""
+    new_lead(denaq, staff.finder, name="ООО «От Ксении»")
+    with denaq.system() as work:
+        work.parties.create(name="ООО «Из импорта»", confirm_duplicates=True)
+        reader = i18n.locale_of(denaq, work.users.get(staff.admin.id))
+    with i18n.activate(reader):
+        unnamed = i18n.gettext("no creator given")
+    admin = signed_in("boss")
+    stats = admin.get("/denaq/stats")
+    section = _section(stats.text, "denaq_leads_by_creator")
+    chart = json.loads(html.unescape(re.search(r'data-chart="([^"]*)"', section)[1]))
+    assert sorted(chart["data"]["labels"]) == sorted([staff.finder.label, unnamed])
+    table = html.unescape(admin.get("/reports/denaq_leads_by_creator").text)
+    body = table.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert unnamed in body and "—" not in body

@@ -159,9 +159,14 @@ def leads_by_source(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult
     return _leads_by(work, Party.source, "Source", {}, blank=NO_SOURCE)
 
 
+#: How the leads nobody entered are counted (imported, or made by the system), as
+#: :data:`NO_SOURCE` is: words, not a lone "—" read as somebody's name.
+NO_CREATOR = "no creator given"
+
+
 def leads_by_creator(work: UnitOfWork, params: Mapping[str, Any]) -> ReportResult:
     """Every dealer record by who entered it."""
-    return _leads_by(work, Party.created_by_id, "Entered by", _users(work))
+    return _leads_by(work, Party.created_by_id, "Entered by", _users(work), blank=NO_CREATOR)
 
 
 def _weeks(value: Any) -> int:
