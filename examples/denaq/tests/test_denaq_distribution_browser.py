@@ -85,3 +85,25 @@ def test_the_admin_deals_and_hands_over_without_scrolling_past_every_row(server,
         assert {p.id for p in work.parties.list(filters={"owner_id": igor.id}, limit=500)} >= set(
             held
         )
+
+
+def test_on_a_phone_the_agents_table_does_not_widen_the_page(server, browser):
+    """At 390 px the agents' table (a column per stage) scrolls in its own box, the page
+    itself never scrolls sideways, and each row's «Hand over firms» link is on the screen
+    as the page opens, not past its right edge behind a sideways scroll."""
+    crm, base = server
+    add_user(crm, "chief", ["admin"], display_name="Начальник")
+    add_user(crm, "vasilisa", ["agent"], display_name="Василиса Премудрая-Заболоцкая")
+    phone = {"width": 390, "height": 844}
+    admin = signed_in(browser.new_context(viewport=phone), base, "chief")
+    admin.goto(f"{base}/denaq/distribution")
+    admin.screenshot(path=str(ARTIFACTS / "denaq-distribution-phone.png"), full_page=True)
+    assert admin.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    wrap = admin.locator("#agents .table-wrap")
+    box = wrap.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= phone["width"]
+    link = admin.locator("#agents a", has_text="Передать фирмы").last
+    seen = link.bounding_box()
+    assert seen["x"] >= 0 and seen["x"] + seen["width"] <= phone["width"]
+    link.click()
+    admin.wait_for_url("**from=*")
