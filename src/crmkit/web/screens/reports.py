@@ -236,20 +236,34 @@ def translated(result: ReportResult) -> ReportResult:
 def report_page(request: Request) -> Response:
     """One report: its parameter form, table, totals and chart."""
     report = _report_or_404(request)
-    locale = request.state.locale
     values = _params(report, request.query_params)
     result = None
     error = None
     with work(request) as unit:
-        inputs = _inputs(unit, report, values)
-        shortcuts = period_links(unit.crm, locale, report, values)
         try:
             # built for its reader: a report may label for them (crmkit.web.i18n.current());
             # the downloads build it with no reader, for figures a program reads as well
-            with i18n.activate(locale):
+            with i18n.activate(request.state.locale):
                 result = report.build(unit, values)
         except (ValidationFailed, PermissionDenied) as refused:
             error = error_text(request, refused)
+        return _page(request, unit, report, values, result, error)
+
+
+def _page(
+    request: Request,
+    unit: Any,
+    report: Report,
+    values: dict[str, str],
+    result: ReportResult | None,
+    error: str | None,
+) -> Response:
+    """The report's page: the form holding ``values``, then the figures of ``result``, or
+    the reason ``error`` the report refused them above the form (a 422 when parameters
+    were given: a report opened without its parameters says why next to the empty form)."""
+    locale = request.state.locale
+    inputs = _inputs(unit, report, values)
+    shortcuts = period_links(unit.crm, locale, report, values)
     rows = []
     totals = None
     headers = []
@@ -283,23 +297,33 @@ def report_page(request: Request) -> Response:
             "totals": totals,
             "chart": chart,
             "error": error,
-            "formats": export_formats() if may_export(request, report) else (),
+            # nothing to download while the report refuses its parameters
+            "formats": export_formats() if result and may_export(request, report) else (),
+            # the shortcuts lead to the report's page also from a refused download's URL
+            "page_path": ""
+            if request.url.path == f"/reports/{report.name}"
+            else f"/reports/{report.name}",
             "query": query,
         },
-        # a report opened without its parameters shows why next to the empty form
         status=422 if error is not None and values else 200,
     )
 
 
 @long_running
 def download(request: Request) -> Response:
-    """The report as a CSV or XLSX file."""
+    """The report as a CSV or XLSX file; parameters it refuses show its page (a 422)."""
     report = _report_or_404(request)
     fmt = request.path_params["format"]
     if fmt not in export_formats() or not may_export(request, report):
         raise NotFoundPage()
+    values = _params(report, request.query_params)
     with work(request) as unit:
-        result = report.build(unit, _params(report, request.query_params))
+        try:
+            result = report.build(unit, values)
+        except (ValidationFailed, PermissionDenied) as refused:
+            # the report's page (a 422), the reason above its form holding what was typed:
+            # no error page whose only way on is the home screen
+            return _page(request, unit, report, values, None, error_text(request, refused))
     with i18n.activate(request.state.locale):
         title = i18n.gettext(report.label)
         readable = translated(result)
