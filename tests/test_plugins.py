@@ -265,3 +265,37 @@ def test_a_pipeline_over_an_entity_of_a_plugin_left_out_names_what_is_not_loaded
         "plugin 'orders': pipeline 'orders' drives unknown entity 'shop_order' "
         "(installed but not loaded, by plugins.allow or plugins.block: shop)"
     )
+
+
+class _Typos:
+    crmkit_plugin_name = "typos"
+
+    @hookimpl
+    def crmkit_register_permissions(self):
+        from crmkit.access.rules import grant
+
+        return [
+            *grant("agnet", "party", "read", "own"),
+            *grant("agent", "dael", "update", "own"),
+            *grant("agent", ("party", "*"), "export", "own"),  # known: no warning
+        ]
+
+
+def test_a_cell_naming_an_unknown_role_or_entity_is_warned_about_at_start_up(make_crm, caplog):
+    """A typo in a ``grant`` ("agnet", "dael") gives a cell no user ever meets: it is still
+    seeded (a role or entity of an optional plugin may legitimately be absent), but start-up
+    says so, naming the plugin, the unknown name and the cell."""
+    with caplog.at_level("WARNING", logger="crmkit.app"):
+        crm = make_crm(plugins=[_Typos()])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    role = [w for w in warnings if "'agnet'" in w]
+    entity = [w for w in warnings if "'dael'" in w]
+    assert len(role) == 1 and len(entity) == 1, warnings
+    assert "plugin 'typos'" in role[0] and "unknown role 'agnet'" in role[0]
+    assert "agnet / party / read" in role[0]
+    assert "plugin 'typos'" in entity[0] and "unknown entity 'dael'" in entity[0]
+    assert "agent / dael / update" in entity[0]
+    assert len(warnings) == 2, warnings  # the known cells, the core's and "*", say nothing
+    with crm.system() as work:  # seeded as declared, not refused
+        cells = {(r.role, r.entity, r.action) for r in work.permissions.table()}
+    assert ("agent", "dael", "update") in cells

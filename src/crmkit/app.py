@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -42,6 +43,8 @@ from crmkit.services.timeline import TimelineKind
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
 from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -133,6 +136,7 @@ class CRM:
         self.pipelines: dict[str, Pipeline] = {}
         self.roles: dict[str, Role] = {}
         self.permissions: list[Permission] = []
+        self._cells_by_plugin: list[tuple[str, Permission]] = []
         self.channels: dict[str, Channel] = {}
         #: Kinds of timeline entries declared by the core, plugins and channels, by name.
         self.timeline_kinds: dict[str, TimelineKind] = {}
@@ -160,6 +164,7 @@ class CRM:
         self.party_merge_columns: set[tuple[str, str]] = set()
         self._collect_registries()
         self._configure()
+        self._warn_of_unknown_cells()
 
     # -- construction ----------------------------------------------------------------
 
@@ -181,6 +186,40 @@ class CRM:
             raise PluginError(
                 _failed_plugin(self.pm, hook, exc), f"crmkit_configure failed: {_reason(exc)}"
             ) from exc
+
+    def _warn_of_unknown_cells(self) -> None:
+        """Log a warning for each permission cell naming a role or an entity nothing
+        registers (a typo in a ``grant``: "agnet", "dael"), naming its plugin and the cell.
+
+        Not refused: the cell is seeded as declared, since a deployment may grant a role or
+        entity of an optional plugin that is not loaded here (the car service's cells on
+        the booking plugin's ``resource``); it applies to nobody until that plugin is."""
+        cells, self._cells_by_plugin = self._cells_by_plugin, []
+        absent = (
+            f" (installed but not loaded: {', '.join(self.pm.left_out)})"
+            if self.pm.left_out
+            else ""
+        )
+        for plugin, cell in cells:
+            where = f"{cell.role} / {cell.entity} / {cell.action}"
+            if cell.role not in self.roles:
+                log.warning(
+                    "plugin %r: permission cell %s names unknown role %r: no loaded plugin "
+                    "registers it, so the cell applies to nobody%s",
+                    plugin,
+                    where,
+                    cell.role,
+                    absent,
+                )
+            if cell.entity != "*" and cell.entity not in self.entities:
+                log.warning(
+                    "plugin %r: permission cell %s names unknown entity %r: no loaded plugin "
+                    "registers it, so the cell applies to nothing%s",
+                    plugin,
+                    where,
+                    cell.entity,
+                    absent,
+                )
 
     def _dormant_plugins(self) -> set[str]:
         """Installed plugins this application did not load (blocked, not allowed, or the
@@ -226,6 +265,7 @@ class CRM:
         # a plugin's cell replaces the built-in one for the same role, entity and action
         # (seeding keeps the last declaration of each cell): built-ins go first
         cells = list(self._collect("crmkit_register_permissions"))
+        self._cells_by_plugin = cells  # checked once every plugin is configured
         builtin = {name for name, info in self.pm.infos.items() if info.builtin}
         self.permissions = [p for n, p in cells if n in builtin] + [
             p for n, p in cells if n not in builtin
