@@ -313,6 +313,14 @@ def test_the_distribution_flash_names_the_agent_and_how_many_were_given(denaq, s
     assert f"2 firms handed over → {staff.igor.label}" in flash(
         admin.post("/denaq/distribution", handed)
     )
+    # in Russian the name stands after «агенту:», in the nominative, the count declined
+    add_user(denaq, "glava", ["admin"], locale="ru")
+    admin = signed_in("glava")
+    more = [new_lead(denaq, staff.finder, name=f"ООО «Лид {n}»") for n in range(5, 7)]
+    five = {"action": "assign", "ids": [str(i) for i in more], "agent_id": str(staff.anna.id)}
+    assert f"2 лида переданы агенту: {staff.anna.label}" in flash(
+        admin.post("/denaq/distribution", five)
+    )
 
 
 def test_counts_of_thousands_are_written_the_russian_way(denaq, staff, signed_in):
