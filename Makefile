@@ -48,7 +48,8 @@ install: $(BIN)/.installed assets
 # The dealer-acquisition CRM of examples/denaq, with a few thousand generated dealers.
 demo: install
 	@test -f $(DEMO_DIR)/crmkit.toml || { $(BIN)/crmkit init $(DEMO_DIR) --plugin denaq --plugin mail && \
-		printf '\n[web]\n# where the demo is served: the unsubscribe links of mailings start with it\nbase_url = "http://127.0.0.1:8000"\n' >> $(DEMO_DIR)/crmkit.toml; }
+		printf '\n[web]\n# where the demo is served: the unsubscribe links of mailings start with it\nbase_url = "http://127.0.0.1:8000"\n' >> $(DEMO_DIR)/crmkit.toml && \
+		printf '\n[screening]\n# a dealer is one company: a new lead at a domain the base knows waits for confirmation\ndomain_blocks = true\n' >> $(DEMO_DIR)/crmkit.toml; }
 	$(BIN)/crmkit --config $(DEMO_DIR) db upgrade
 	@$(BIN)/crmkit --config $(DEMO_DIR) user list | grep -q . || \
 		$(BIN)/crmkit --config $(DEMO_DIR) demo denaq
