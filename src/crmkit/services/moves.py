@@ -25,6 +25,7 @@ from crmkit.pipeline.definition import Pipeline, Stage, Transition
 from crmkit.pipeline.engine import (
     MoveContext,
     check_move,
+    field_value,
     missing_fields,
     transition_for,
     who_may_not,
@@ -375,12 +376,15 @@ class MoveService:
         to: str,
         *,
         comment: str | None = None,
+        fields: Mapping[str, Any] | None = None,
         entity: str | None = None,
     ) -> BulkMoveResult:
         """Move many records (a bulk action); each refused one is reported, not fatal.
 
         A record that cannot go (refused, hidden, not allowed, in no pipeline) is reported
         with its reason; each move runs in a savepoint, so a refusal leaves nothing of it.
+        ``fields`` (as :meth:`move` takes them, asked once for all) are set on each record
+        that still leaves them empty; a record that has one keeps its own value.
         ``records`` are records, or ids together with ``entity``: ids without it (or
         anything else) are a :class:`TypeError` naming ``records``, before any move.
         """
@@ -396,13 +400,34 @@ class MoveService:
             record_id = record if isinstance(record, int) else record.id
             try:
                 with self.work.savepoint():
-                    self.move(record, to, comment=comment, entity=entity)
+                    given = self._still_empty(record, fields, entity) if fields else None
+                    self.move(record, to, comment=comment, fields=given, entity=entity)
             except (MoveRefused, NotFound, PermissionDenied, ValidationFailed) as exc:
                 refused[record_id] = str(exc)
                 errors[record_id] = exc
             else:
                 moved.append(record_id)
         return BulkMoveResult(moved, refused, errors)
+
+    def _still_empty(
+        self, record: Any, fields: Mapping[str, Any], entity: str | None
+    ) -> dict[str, Any] | None:
+        """The part of ``fields`` that ``record`` leaves empty (what a bulk move fills)."""
+        entity_type = self._entity(record, entity)
+        current = self.work.records(entity_type.name).get(record, action="move")
+        given: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "custom" and isinstance(value, Mapping):
+                custom = {
+                    name: item
+                    for name, item in value.items()
+                    if _empty(field_value(current, f"custom.{name}"))
+                }
+                if custom:
+                    given["custom"] = custom
+            elif _empty(field_value(current, key)):
+                given[key] = value
+        return given or None
 
     def move_stage_out(
         self, pipeline_name: str, stage: str, to: str, *, comment: str | None = None
@@ -512,3 +537,8 @@ class MoveService:
                 .order_by(StageMove.at, StageMove.id)
             )
         )
+
+
+def _empty(value: Any) -> bool:
+    """A field a move would ask for (nothing in it), as the required-fields check sees it."""
+    return value is None or (isinstance(value, str | list | tuple | dict) and not value)

@@ -745,6 +745,8 @@ def _column_label(entity: Any, column: str, definitions: dict) -> str:
 
 def bulk(request: Request) -> Response:
     """Apply a bulk action to the checked rows: assign, tag, put in a group, change stage."""
+    from crmkit.web.screens.records import move_fields  # records imports this module
+
     crm = request.app.state.crm
     entity = entity_or_404(crm, request.path_params["entity"])
     data = posted(request)
@@ -770,10 +772,18 @@ def bulk(request: Request) -> Response:
             )
             message = i18n.lazy("Added to the group: %(count)s")
         elif action == "stage":
+            target = str(data.get("stage", ""))
+            if not data.get("asked"):
+                # a stage that requires fields some checked record leaves empty: asked once,
+                # on a form of its own that sends the same bulk move back with them
+                asked = _bulk_asks(crm, service, entity, ids, target)
+                if asked is not None:
+                    return _bulk_move_form(request, unit, entity, ids, target, data, *asked)
             result = unit.moves.move_many(
                 ids,
-                str(data.get("stage", "")),
+                target,
                 comment=str(data.get("comment", "")).strip() or None,
+                fields=move_fields(data) or None,
                 entity=entity.name,
             )
             changed = len(result.moved)
@@ -803,6 +813,73 @@ def bulk(request: Request) -> Response:
     with i18n.activate(request.state.locale):
         text = i18n.gettext(message) % {"count": changed}
     return _flash_raw(request, back, text)
+
+
+def _bulk_asks(
+    crm: Any, service: Any, entity: Any, ids: list[int], target: str
+) -> tuple[Any, Any, list[str], bool] | None:
+    """What a bulk move to ``target`` asks for before it is sent: the pipeline and stage,
+    the required fields that some checked record leaves empty (the single move form's
+    inputs) and whether a comment is required; ``None`` when no field is asked."""
+    from crmkit.web.screens.records import _asked  # the single move form's question
+
+    asks: list[str] = []
+    needs_comment = False
+    found: tuple[Any, Any] | None = None
+    for record in service.find_many(ids).values():
+        pipeline = crm.pipelines.get(record.pipeline) if record.pipeline else None
+        if pipeline is None or not pipeline.has_stage(target):
+            continue
+        stage = pipeline.stage(target)
+        found = found or (pipeline, stage)
+        for field in _asked(stage, pipeline.transition(record.stage, target), record):
+            if field == "comment":
+                needs_comment = True
+            elif field not in asks:
+                asks.append(field)
+    if not asks or found is None:
+        return None
+    return found[0], found[1], asks, needs_comment
+
+
+def _bulk_move_form(
+    request: Request,
+    unit: Any,
+    entity: Any,
+    ids: list[int],
+    target: str,
+    data: Mapping[str, Any],
+    pipeline: Any,
+    stage: Any,
+    asks: list[str],
+    needs_comment: bool,
+) -> Response:
+    """The bulk move's small form: the required fields once, for every checked record."""
+    definitions: dict[str, Any] = {}
+    if entity.custom_fields and any(a.startswith("custom.") for a in asks):
+        definitions = dict(unit.custom_fields.definitions(entity.name))
+    return render(
+        request,
+        "bulk_move_form.html",
+        {
+            "entity": entity,
+            "title": entity.label_plural or entity.name,
+            "ids": ids,
+            "target": target,
+            "pipeline": pipeline,
+            "stage": stage,
+            "missing": asks,
+            "definitions": {
+                a: definitions[a.removeprefix("custom.")]
+                for a in asks
+                if a.startswith("custom.") and a.removeprefix("custom.") in definitions
+            },
+            "needs_comment": needs_comment,
+            "values": data,
+            "back_query": str(data.get("back", "")),
+            "back": f"/lists/{entity.name}?{data.get('back', '')}",
+        },
+    )
 
 
 #: How many refused records a bulk stage change names (the rest are counted).
