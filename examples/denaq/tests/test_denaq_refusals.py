@@ -218,3 +218,35 @@ def test_the_statistics_count_refusals_by_reason_in_a_period(denaq, staff):
     assert "<canvas" in section  # refusals in November: a chart
     table = admin.get("/reports/denaq_refusals?since=2026-11-01&until=2026-12-01")
     assert table.status_code == 200 and "дорого" in table.text
+
+
+def test_firms_are_refused_in_bulk_from_the_list_with_one_reason(denaq, staff):
+    firms = [_firm(denaq, staff.anna, name=f"ООО «Вело {n}»") for n in range(3)]
+    anna = Client(create_app(denaq), "anna")
+    chosen = {"ids": [str(f) for f in firms], "action": "stage", "stage": "refused"}
+
+    form = anna.post("/lists/party/bulk", chosen)
+
+    assert form.status_code == 200  # asked once, not three refusals
+    assert "заполните" not in html.unescape(form.text)
+    select = form.text.split(f'name="field.custom.{REASON}"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r"<option value=\"([^\"]+)\"", select) == list(pipeline.REFUSAL_REASONS)
+    assert "Причина отказа" in form.text
+    with denaq.acting_as(staff.anna) as work:
+        assert {work.parties.get(f).stage for f in firms} == {"firm"}
+
+    other = anna.post(
+        "/lists/party/bulk", {**chosen, "asked": "1", f"field.custom.{REASON}": "другое"}
+    )
+    page = html.unescape(anna.get(other.headers["location"]).text)
+    assert "Переведено: 0" in page  # "другое" needs a comment: each firm named, none moved
+    assert all(f"ООО «Вело {n}»: " in page for n in range(3))
+
+    refused = anna.post(
+        "/lists/party/bulk", {**chosen, "asked": "1", f"field.custom.{REASON}": "дорого"}
+    )
+    assert refused.status_code == 303
+    assert "Переведено: 3" in html.unescape(anna.get(refused.headers["location"]).text)
+    with denaq.acting_as(staff.anna) as work:
+        done = [work.parties.get(f) for f in firms]
+    assert [(f.stage, f.custom[REASON]) for f in done] == [("refused", "дорого")] * 3
