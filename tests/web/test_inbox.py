@@ -1067,3 +1067,75 @@ async def test_a_lead_from_a_nameless_sender_is_named_as_the_field_says(web, crm
     await agent.post(f"/inbox/{chat.id}/act", {"action": "lead", "name": "Олег Иванович"})
     with crm.system() as work:
         assert work.parties.get(conversations(crm)[-1].party_id).name == "Олег Иванович"
+
+
+def _form(page, action):
+    """The hidden inputs of the page's form for ``action``, as a browser would send them."""
+    for form in re.findall(r'(?s)<form method="post" action="/inbox/\d+/act".*?</form>', page.text):
+        if f'name="action" value="{action}"' in form:
+            return {
+                name: html.unescape(value)
+                for name, value in re.findall(
+                    r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form
+                )
+                if name != "csrf_token"
+            }
+    raise AssertionError(f"no {action} form")
+
+
+async def test_every_action_keeps_the_search_the_view_and_the_status(web, crm):
+    """The search was kept by the tabs and the way back, but an action's redirect
+    (``/inbox/<id>?view=…``) dropped it, and the status tab: the agent lost the list they
+    were working through.  Each action comes back to the same list, searched."""
+    agent = await web("agent", locale="en")
+    colleague = await web("agent", locale="en")
+    receive(crm, "anna@example.ru", "Привет", 1, name="Анна", subject="Доставка")
+    receive(crm, "ivan@example.ru", "Вопрос", 2, name="Иван", subject="Доставка шин")
+    receive(crm, "oleg@firm.ru", "Добрый день", 3, name="Олег", subject="Счёт")
+    anna, ivan, oleg = conversations(crm)
+    kept = "status=open&q=%D0%B4%D0%BE%D1%81%D1%82%D0%B0%D0%B2%D0%BA%D0%B0"  # "доставка"
+
+    def shown(page):
+        return {int(i) for i in re.findall(r'class="conversation[^"]*" data-id="(\d+)"', page.text)}
+
+    async def act(conversation, action, view="team", **values):
+        page = await agent.get(
+            f"/inbox/{conversation.id}", params={"view": view, "status": "open", "q": "доставка"}
+        )
+        sent = await agent.post(
+            f"/inbox/{conversation.id}/act", {**_form(page, action), "action": action, **values}
+        )
+        assert sent.status_code == 303, (action, sent.text)
+        where = sent.headers["location"]
+        back = await agent.get(where)
+        assert shown(back) <= {anna.id, ivan.id} and 'value="доставка"' in back.text, action
+        return where
+
+    where = await act(anna, "assign", assignee_id=str(colleague.user.id))
+    assert where == f"/inbox/{anna.id}?view=team&{kept}"
+    where = await act(ivan, "assign", view="unassigned", assignee_id="me")  # taken: mine
+    assert where == f"/inbox/{ivan.id}?view=mine&{kept}"
+    assert await act(ivan, "reply", view="mine", body="Доставим завтра") == (
+        f"/inbox/{ivan.id}?view=mine&{kept}"
+    )
+    assert await act(ivan, "snooze", view="mine", hours="4") == (
+        f"/inbox/{ivan.id}?view=mine&{kept}"
+    )
+    refused = await act(ivan, "snooze", view="mine", hours="")  # a refusal comes back too
+    assert refused == f"/inbox/{ivan.id}?view=mine&{kept}"
+    assert await act(anna, "close") == f"/inbox/{anna.id}?view=team&{kept}"
+    assert await act(anna, "reopen") == f"/inbox/{anna.id}?view=team&{kept}"
+    where = await act(anna, "lead", name="Анна")
+    with crm.system() as work:
+        lead = work.session.get(Conversation, anna.id).party_id
+    assert where == f"/inbox/{anna.id}?view=unassigned&lead={lead}&{kept}"
+    # a reply refused is shown again beside the same searched list
+    page = await agent.get(
+        f"/inbox/{ivan.id}", params={"view": "mine", "status": "open", "q": "доставка"}
+    )
+    again = await agent.post(
+        f"/inbox/{ivan.id}/act", {**_form(page, "reply"), "action": "reply", "body": ""}
+    )
+    assert again.status_code == 422 and 'value="доставка"' in again.text
+    assert f'data-id="{oleg.id}"' not in again.text
+    assert 'name="q" value="доставка"' in again.text  # and sent again, kept still

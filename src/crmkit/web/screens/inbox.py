@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,6 +47,23 @@ def _query(request: Request) -> tuple[str, str]:
     return (view if view in VIEWS else "unassigned", status if status in STATUSES else "open")
 
 
+def _list_of(data: Any) -> tuple[str, str, str]:
+    """The list an action was taken from (a form's ``view``, ``status`` and ``q``)."""
+    view = str(data.get("view") or "unassigned")
+    status = str(data.get("status") or "open")
+    return (
+        view if view in VIEWS else "unassigned",
+        status if status in STATUSES else "open",
+        str(data.get("q") or "").strip()[:200],
+    )
+
+
+def _back(conversation_id: int, view: str, status: str, query: str, **more: Any) -> str:
+    """The conversation beside the list it was chosen from: the same view, status, search."""
+    params = {"view": view, **more, "status": status, **({"q": query} if query else {})}
+    return f"/inbox/{conversation_id}?{urlencode(params)}"
+
+
 def inbox(request: Request) -> Response:
     """The list of conversations, and the chosen one beside it."""
     view, status = _query(request)
@@ -60,12 +78,15 @@ def _page(
     draft: dict[str, Any] | None = None,
     code: int = 200,
     duplicates: dict[str, Any] | None = None,
+    query: str | None = None,
 ) -> Response:
     """The inbox page; ``draft`` is a refused reply shown again (its text, copies, error);
-    ``duplicates`` the clients a new lead would likely duplicate (``name``, ``candidates``)."""
+    ``duplicates`` the clients a new lead would likely duplicate (``name``, ``candidates``);
+    ``query`` the list's search when not in the address (an action's form sent it)."""
     search = (request.query_params.get("party") or "").strip()
     # the list's own search: the sender's name or address, the subject
-    query = (request.query_params.get("q") or "").strip()[:200]
+    if query is None:
+        query = (request.query_params.get("q") or "").strip()[:200]
     after = request.query_params.get("after") or None
     with work(request) as unit:
         try:
@@ -285,7 +306,8 @@ def act(request: Request) -> Response:
     conversation_id = int(request.path_params["conversation_id"])
     data = posted(request)
     action = str(data.get("action", ""))
-    back = f"/inbox/{conversation_id}?view={data.get('view', 'unassigned')}"
+    view, status, query = _list_of(data)
+    back = _back(conversation_id, view, status, query)
     message = i18n.lazy("Saved.")
     draft: dict[str, Any] | None = None
     duplicates: dict[str, Any] | None = None
@@ -300,7 +322,7 @@ def act(request: Request) -> Response:
                 expected = optional_id(data["expected"], "expected") if "expected" in data else ANY
                 service.assign(conversation_id, user_id, expected=expected, seen=seen)
                 if user_id == request.state.user.id:  # taken: shown among one's own
-                    back = f"/inbox/{conversation_id}?view=mine"
+                    back = _back(conversation_id, "mine", status, query)
                 if user_id is None:
                     message = i18n.lazy("Back in the unassigned queue.")
                 else:
@@ -374,7 +396,7 @@ def act(request: Request) -> Response:
                     duplicates = {"name": name or "", "candidates": found.candidates}
                     raise
                 message = i18n.lazy("Lead created.")
-                back = f"/inbox/{conversation_id}?view=unassigned&lead={party.id}"
+                back = _back(conversation_id, "unassigned", status, query, lead=party.id)
             elif action == "ignore":
                 rule = service.ignore_sender(
                     conversation_id, str(data.get("scope") or "sender"), seen=seen
@@ -392,12 +414,18 @@ def act(request: Request) -> Response:
             else:
                 raise CrmkitError(f"unknown action {action!r}")
     except CrmkitError as failed:
-        view = str(data.get("view") or "unassigned")
-        view = view if view in VIEWS else "unassigned"
         if duplicates is not None:
-            return _page(request, view, "open", conversation_id, code=409, duplicates=duplicates)
+            return _page(
+                request,
+                view,
+                status,
+                conversation_id,
+                code=409,
+                duplicates=duplicates,
+                query=query,
+            )
         if draft is not None:
             draft["error"] = error_text(request, failed)
-            return _page(request, view, "open", conversation_id, draft, 422)
+            return _page(request, view, status, conversation_id, draft, 422, query=query)
         return redirect(request, back, error_text(request, failed), kind="error")
     return redirect(request, back, message)
