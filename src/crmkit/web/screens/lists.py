@@ -821,7 +821,7 @@ def _bulk_asks(
     """What a bulk move to ``target`` asks for before it is sent: the pipeline and stage,
     the required fields that some checked record leaves empty (the single move form's
     inputs) and whether a comment is required; ``None`` when no field is asked."""
-    from crmkit.web.screens.records import _asked  # the single move form's question
+    from crmkit.web.screens.records import move_asks  # the single move form's question
 
     asks: list[str] = []
     needs_comment = False
@@ -832,7 +832,7 @@ def _bulk_asks(
             continue
         stage = pipeline.stage(target)
         found = found or (pipeline, stage)
-        for field in _asked(stage, pipeline.transition(record.stage, target), record):
+        for field in move_asks(stage, pipeline.transition(record.stage, target), record):
             if field == "comment":
                 needs_comment = True
             elif field not in asks:
@@ -855,9 +855,8 @@ def _bulk_move_form(
     needs_comment: bool,
 ) -> Response:
     """The bulk move's small form: the required fields once, for every checked record."""
-    definitions: dict[str, Any] = {}
-    if entity.custom_fields and any(a.startswith("custom.") for a in asks):
-        definitions = dict(unit.custom_fields.definitions(entity.name))
+    from crmkit.web.screens.records import asked_definitions  # records imports this module
+
     return render(
         request,
         "bulk_move_form.html",
@@ -869,11 +868,7 @@ def _bulk_move_form(
             "pipeline": pipeline,
             "stage": stage,
             "missing": asks,
-            "definitions": {
-                a: definitions[a.removeprefix("custom.")]
-                for a in asks
-                if a.startswith("custom.") and a.removeprefix("custom.") in definitions
-            },
+            "definitions": asked_definitions(unit, entity, asks),
             "needs_comment": needs_comment,
             "values": data,
             "back_query": str(data.get("back", "")),

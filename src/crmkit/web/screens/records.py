@@ -200,7 +200,7 @@ def move(request: Request) -> Response:
             return _no_such_stage(request, pipeline, target)
         # a move that needs a reason or fields shows their inputs at once, not after a refusal
         transition = pipeline.transition(record.stage, target) if pipeline else None
-        asks = _asked(pipeline.stage(target), transition, record)
+        asks = move_asks(pipeline.stage(target), transition, record)
         return _form(request, entity, record, target, reasons=[], missing=asks, values={})
     data = posted(request)
     target = str(data.get("to", ""))
@@ -223,7 +223,7 @@ def move(request: Request) -> Response:
         asks: list[str] = []
         if pipeline is not None and pipeline.has_stage(target):
             transition = pipeline.transition(record.stage, target)
-            asks = _asked(pipeline.stage(target), transition, record)
+            asks = move_asks(pipeline.stage(target), transition, record)
         return _form(
             request,
             entity,
@@ -239,7 +239,7 @@ def move(request: Request) -> Response:
     return redirect(request, local_path(data.get("next")) or back, "Moved.")
 
 
-def _asked(stage: Any, transition: Any, record: Any) -> list[str]:
+def move_asks(stage: Any, transition: Any, record: Any) -> list[str]:
     """What a move's form asks for before it is sent: the fields the target stage and the
     transition require that the record leaves empty, and the comment it requires."""
     required = [*stage.requires_fields, *(transition.requires_fields if transition else ())]
@@ -247,6 +247,20 @@ def _asked(stage: Any, transition: Any, record: Any) -> list[str]:
     if transition is not None and transition.requires_comment:
         asks.append("comment")
     return asks
+
+
+def asked_definitions(unit: Any, entity: Any, asked: list[str]) -> dict[str, Any]:
+    """The definitions (label, a choice's choices) of the custom fields among ``asked``
+    (names as a move asks for them, ``custom.<key>``), by those names: what a move form
+    needs to show them."""
+    if not entity.custom_fields or not any(a.startswith("custom.") for a in asked):
+        return {}
+    definitions = dict(unit.custom_fields.definitions(entity.name))
+    return {
+        a: definitions[a.removeprefix("custom.")]
+        for a in asked
+        if a.startswith("custom.") and a.removeprefix("custom.") in definitions
+    }
 
 
 def _no_such_stage(request: Request, pipeline: Any, target: str) -> Response:
@@ -292,7 +306,7 @@ def _form(
     definitions: dict[str, Any] = {}
     if entity.custom_fields and any(m.startswith("custom.") for m in asked):
         with work(request) as unit:
-            definitions = dict(unit.custom_fields.definitions(entity.name))
+            definitions = asked_definitions(unit, entity, asked)
     return render(
         request,
         "move_form.html",
@@ -305,11 +319,7 @@ def _form(
             "reasons": shown,
             "missing": asked,
             # a custom field asked for: its definition (its label, a choice's choices)
-            "definitions": {
-                m: definitions[m.removeprefix("custom.")]
-                for m in asked
-                if m.startswith("custom.") and m.removeprefix("custom.") in definitions
-            },
+            "definitions": definitions,
             "needs_comment": "comment" in missing,
             "values": values,
             "back": record_url(entity.name, record.id),
