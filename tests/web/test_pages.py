@@ -67,4 +67,18 @@ def test_a_zero_amount_never_shows_a_minus_sign():
         assert "-" not in english.money(zero) and "-" not in english.number(zero)
         assert russian.money(zero) == "0,00\xa0₽" and russian.number(zero) == "0"
     assert russian.money(Decimal("-5.00")) == "-5,00\xa0₽"
+
+
+def test_a_number_in_a_form_field_is_typed_the_readers_way():
+    """A sum a form prefills reads as the reader writes it (``1 200,00`` in Russian, a
+    no-break space between the groups), every decimal kept; English keeps no grouping
+    comma, which would read back as a decimal sign."""
+    english = Locale("en", "UTC", "RUB", NullTranslations())
+    russian = Locale("ru", "UTC", "RUB", NullTranslations())
+    assert russian.typed(Decimal("1200.00")) == "1\xa0200,00"
+    assert russian.typed(Decimal("12.5")) == "12,5"
+    assert russian.typed(Decimal("10").normalize()) == "10"
+    assert russian.typed(Decimal("-0.00")) == "0,00"
+    assert english.typed(Decimal("1234567.50")) == "1234567.50"
+    assert english.typed(None) == russian.typed("") == ""
     assert english.number(Decimal("-1.5")) == "-1.5"

@@ -47,7 +47,7 @@ def test_a_cashier_takes_a_payment_in_the_browser(served_shop):
         page.fill('#take-payment input[name="q"]', order.number)
         page.click("#take-payment form[method=get] button[type=submit]")
         found = page.wait_for_selector(f"#order-{order.id}")
-        assert found.eval_on_selector('input[name="amount"]', "el => el.value") == "1500.00"
+        assert found.eval_on_selector('input[name="amount"]', "el => el.value") == "1\xa0500,00"
         found.query_selector('select[name="method"]').select_option("cash")
         found.query_selector("button[type=submit]").click()
         page.wait_for_selector("#shift-payments tr.payment")

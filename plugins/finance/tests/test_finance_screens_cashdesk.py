@@ -472,7 +472,7 @@ def test_a_payment_form_shown_before_another_cashier_took_the_due_is_refused(sho
         return {**fields, "amount": amount, "method": "transfer"}
 
     sent_by_anna, sent_by_boris = form_of(anna), form_of(boris)
-    assert sent_by_anna["amount"] == sent_by_boris["amount"] == "1500.00"
+    assert sent_by_anna["amount"] == sent_by_boris["amount"] == "1\u00a0500,00"
     first = anna.submit("/finance/payments", sent_by_anna)
     second = boris.submit("/finance/payments", sent_by_boris)
     assert 'class="flash error"' not in first.text

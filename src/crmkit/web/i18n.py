@@ -35,6 +35,9 @@ from crmkit.i18n import pgettext as _pgettext
 
 #: Languages of the reference UI.
 LANGUAGES = {"ru": "Русский", "en": "English"}
+#: The group separators a typed number may keep (:meth:`Locale.typed`): spaces, plain,
+#: no-break, thin and narrow no-break.
+TYPED_GROUPS = " \u00a0\u2009\u202f"
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 
@@ -195,6 +198,21 @@ class Locale:
         if value is None or value == "":
             return ""
         return numbers.format_decimal(_unsigned_zero(value), locale=self.language)
+
+    def typed(self, value: Decimal | int | None) -> str:
+        """A number as a form field holds it for the reader to send back: the language's
+        decimal sign and every decimal kept (``1 200,00`` in Russian, ``1200.00`` in
+        English).  Groups are split only where the language splits them with a space (a
+        no-break one in Russian): a grouping comma (``1,200.00``) would read back as the
+        decimal sign.  The finance plugin's amounts read all of these back."""
+        if value is None or value == "":
+            return ""
+        number = _unsigned_zero(Decimal(str(value)))
+        exponent = number.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        grouped = numbers.get_group_symbol(self.language) in TYPED_GROUPS
+        pattern = ("#,##0" if grouped else "0") + ("." + "0" * places if places else "")
+        return numbers.format_decimal(number, format=pattern, locale=self.language)
 
     def money(self, value: Decimal | float | int | None, currency: str | None = None) -> str:
         """An amount with its currency (``1 234,50 ₽`` in Russian)."""
