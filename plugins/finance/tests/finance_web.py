@@ -42,6 +42,13 @@ class Client:
         assert response.status_code == 303, (response.status_code, response.text[:500])
         return self.get(response.headers["location"])
 
+    def refused(self, url: str, data: dict[str, Any] | None = None) -> Any:
+        """A form post refused with its page shown again (a 422: the form as it was sent,
+        the reason beside it), as the warehouse's forms are."""
+        response = self.post(url, data)
+        assert response.status_code == 422, (response.status_code, response.text[:500])
+        return response
+
     def menu(self) -> list[str]:
         """The paths of the user's menu."""
         page = self.get("/profile")

@@ -106,3 +106,21 @@ def test_a_payslip_fits_the_screen_of_a_phone(served_shop):
         page.wait_for_selector("#payslip-groups tbody tr")
         assert "12,5 %" in page.inner_text("#payslip-groups")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_refused_write_off_on_a_phone_opens_on_its_form(served_shop):
+    """On a phone the write-off form is far down the stock page: refused, the page comes
+    back showing that form with what was typed and the reason inside it, not its top."""
+    _shop, base = served_shop
+    with chromium() as browser:
+        phone = browser.new_context(viewport={"width": 390, "height": 844})
+        page = sign_in(phone, base, "warehouse")
+        page.goto(f"{base}/finance/stock")
+        page.fill('#write-off input[name="qty"]', "50")
+        page.fill('#write-off input[name="reason"]', "пролили")
+        page.click("#write-off button[type=submit]")
+        reason = page.wait_for_selector("#write-off .flash.error")
+        assert page.input_value('#write-off input[name="qty"]') == "50"
+        assert page.input_value('#write-off input[name="reason"]') == "пролили"
+        box = reason.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844, box

@@ -40,7 +40,7 @@ def test_receipt_write_off_count_and_low_stock(shop, signed_in):
     level = _level(shop, shop.oil.id)
     assert level["qty"] == Decimal("17") and level["value"] == Decimal("7650.00")
     assert re.search(r'id="stock-value">7\xa0650,00', counted.text)
-    refused = head.submit("/finance/stock/write_off", {**common, "qty": "1", "reason": ""})
+    refused = head.refused("/finance/stock/write_off", {**common, "qty": "1", "reason": ""})
     assert 'class="flash error"' in refused.text and _level(shop, shop.oil.id)["qty"] == 17
     head.submit("/finance/stock/minimum", {**common, "min_qty": "20"})
     low = head.get("/finance/stock?low=1")
@@ -250,13 +250,13 @@ def test_only_one_who_may_pay_is_offered_to_pay_a_receipt_at_once(shop, signed_i
     assert 'name="paid_from"' in receipt_form(admin.get("/finance/stock"))
     common = {"item_id": shop.oil.id, "location_id": shop.branch.id, "qty": "1"}
     # a hand-made form paying from a client's cashback account is refused, nothing booked
-    refused = head.submit(
+    refused = head.refused(
         "/finance/stock/receive",
         {**common, "unit_cost": "500", "paid_from": f"cashback:party:{shop.client.id}"},
     )
     flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', refused.text))
     assert "платежи" in flash, flash
-    refused = admin.submit(
+    refused = admin.refused(
         "/finance/stock/receive",
         {**common, "unit_cost": "500", "paid_from": f"cashback:party:{shop.client.id}"},
     )
@@ -324,9 +324,9 @@ def test_a_receipts_note_and_a_write_offs_reason_are_capped(shop, signed_in):
     with shop.crm.acting_as(shop.warehouse) as work:
         before = len(finance(work).stock.moves(shop.oil.id))
 
-    received = head.submit("/finance/stock/receive", {**receipt, "note": "д" * 20001})
+    received = head.refused("/finance/stock/receive", {**receipt, "note": "д" * 20001})
     assert "заметка: длиннее 20000 символов" in received.text
-    written_off = head.submit(
+    written_off = head.refused(
         "/finance/stock/write_off", {**common, "qty": "2", "reason": "д" * 20001}
     )
     assert "причина: длиннее 20000 символов" in written_off.text
@@ -363,8 +363,51 @@ def test_writing_off_more_than_there_is_says_both_quantities_with_a_decimal_comm
     head = signed_in("warehouse")
     common = {"item_id": shop.oil.id, "location_id": shop.branch.id}
     head.submit("/finance/stock/receive", {**common, "qty": "0,5", "unit_cost": "400"})
-    page = head.submit("/finance/stock/write_off", {**common, "qty": "20,25", "reason": "spilled"})
+    page = head.refused("/finance/stock/write_off", {**common, "qty": "20,25", "reason": "spilled"})
     flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
     assert "10,5" in flash and "20,25" in flash, flash
     assert "10.5" not in flash and "20.25" not in flash
     assert _level(shop, shop.oil.id)["qty"] == Decimal("10.5")  # nothing written off
+
+
+def _form(page, form_id):
+    return page.text.split(f'id="{form_id}"', 1)[1].split("</form>", 1)[0]
+
+
+def test_a_refused_stock_form_keeps_what_was_typed_and_says_why_beside_it(shop, signed_in):
+    """A write-off of more than is on hand, a count or a receipt with a mistyped number:
+    the page comes back with that form filled in as it was sent (the good, the place, the
+    quantity, the reason), the reason for the refusal inside it and the page opening on
+    it (a phone shows the top of the page far from the form); nothing moved."""
+    with shop.crm.acting_as(shop.admin) as work:
+        store = work.records("finance_location").create(name="Склад 2")
+        finance(work).stock.receive(shop.oil.id, store.id, "3", "400.00")
+    head = signed_in("warehouse")
+    place = {"item_id": shop.oil.id, "location_id": store.id}
+    refused = head.post("/finance/stock/write_off", {**place, "qty": "5", "reason": "пролили"})
+    assert refused.status_code == 422
+    form = _form(refused, "write-off")
+    assert re.search(r'name="qty"[^>]*value="5"', form)
+    assert re.search(r'name="reason"[^>]*value="пролили"', form)
+    assert f'<option value="{store.id}" selected>' in form
+    assert 'class="flash error"' in form and "autofocus" in form
+    # the other forms stay empty, and the refusal is said once, by its form
+    assert 'value="5"' not in _form(refused, "count")
+    assert refused.text.count('class="flash error"') == 1
+
+    refused = head.post("/finance/stock/count", {**place, "qty": "2,5,"})
+    assert refused.status_code == 422
+    form = _form(refused, "count")
+    assert re.search(r'name="qty"[^>]*value="2,5,"', form) and 'class="flash error"' in form
+    assert "2,5," in form.split('class="flash error"', 1)[1]
+
+    receipt = {**place, "qty": "4", "unit_cost": "4OO"}
+    refused = head.post("/finance/stock/receive", receipt)
+    assert refused.status_code == 422
+    form = _form(refused, "receive")
+    assert re.search(r'name="qty"[^>]*value="4"', form)
+    assert re.search(r'name="unit_cost"[^>]*value="4OO"', form)
+    assert 'class="flash error"' in form
+    with shop.crm.acting_as(shop.warehouse) as work:
+        rows = finance(work).stock.levels(location_id=store.id)
+    assert [r["qty"] for r in rows if r["item_id"] == shop.oil.id] == [Decimal("3")]

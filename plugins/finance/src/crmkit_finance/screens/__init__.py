@@ -104,6 +104,7 @@ def attempt(
     done: str | Callable[[Any], str | Message],
     then: Callable[[Any], str] | None = None,
     labels: Mapping[str, str] | None = None,
+    refused: Callable[[str], Response] | None = None,
 ) -> Response:
     """Run ``action(fin)`` in one unit of work as the user and go back to ``back``.
 
@@ -112,7 +113,9 @@ def attempt(
     one-time token already used, see :mod:`crmkit_finance.services.forms`) did nothing the
     second time and says so instead.  A refusal (invalid input, no permission) rolls
     everything back and shows why on ``back``, naming a field by its label in ``labels``
-    (the form's), else by its name.  A record outside the user's scope stays a 404.
+    (the form's), else by its name; with ``refused``, the page ``refused(why)`` answers
+    instead (the form shown again as it was sent, the reason beside it).  A record outside
+    the user's scope stays a 404.
     """
     try:
         with work(request) as unit:
@@ -120,8 +123,11 @@ def attempt(
             repeat = forms.repeated(unit.session)
     except NotFound:
         raise
-    except (ValidationFailed, PermissionDenied) as refused:
-        return redirect(request, back, error_text(request, refused, labels=labels), kind="error")
+    except (ValidationFailed, PermissionDenied) as refusal:
+        why = error_text(request, refusal, labels=labels)
+        if refused is not None:
+            return refused(why)
+        return redirect(request, back, why, kind="error")
     target = then(result) if then else back
     if repeat:
         return redirect(request, target, "This form was already sent: nothing was done again.")

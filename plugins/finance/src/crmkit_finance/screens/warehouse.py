@@ -43,6 +43,14 @@ def _required(data: Any, field: str) -> int:
 
 def stock(request: Request) -> Response:
     """Stock levels, the total value, and the warehouse's forms."""
+    return _stock_page(request)
+
+
+def _stock_page(
+    request: Request, sent: dict[str, Any] | None = None, refused: str | None = None
+) -> Response:
+    """The stock page; after a refused form (``sent``: its name under ``"form"`` and what was
+    typed), that form filled in as it was sent with ``refused`` beside it (a 422)."""
     location_id = optional_id(request.query_params.get("location"), "location")
     low_only = bool(request.query_params.get("low"))
     with work(request) as unit:
@@ -70,8 +78,10 @@ def stock(request: Request) -> Response:
             "may_pay": fin.can("finance_ledger", "create"),  # a receipt paid at once
             "may_catalogue": fin.can("finance_item", "create"),
             "form_token": new_form_token,
+            "sent": sent or {},
+            "refused": refused,
         }
-    return render(request, "finance/stock.html", context)
+    return render(request, "finance/stock.html", context, status=422 if refused else 200)
 
 
 def _stock_action(name: str, data: Any) -> Any:
@@ -122,6 +132,19 @@ def _stock_action(name: str, data: Any) -> Any:
     return act
 
 
+#: What a refused warehouse form shows again as it was sent.
+SENT_FIELDS = (
+    "item_id",
+    "location_id",
+    "to_location_id",
+    "supplier_id",
+    "paid_from",
+    "qty",
+    "unit_cost",
+    "min_qty",
+    "reason",
+)
+
 STOCK_MESSAGES = {
     "receive": lazy("Goods received."),
     "write_off": lazy("Written off."),
@@ -139,7 +162,16 @@ def stock_action(request: Request) -> Response:
 
         raise NotFoundPage()
     data = posted(request)
-    return attempt(request, "/finance/stock", _stock_action(name, data), STOCK_MESSAGES[name])
+    # refused: the page again with this form as it was sent and the reason beside it (a
+    # redirect lost what was typed and told why at the top, far from the form on a phone)
+    sent = {k: v for k, v in data.items() if isinstance(v, str) and k in SENT_FIELDS}
+    return attempt(
+        request,
+        "/finance/stock",
+        _stock_action(name, data),
+        STOCK_MESSAGES[name],
+        refused=lambda why: _stock_page(request, {**sent, "form": name}, why),
+    )
 
 
 def new_item(request: Request) -> Response:
