@@ -124,3 +124,22 @@ def test_a_refused_write_off_on_a_phone_opens_on_its_form(served_shop):
         assert page.input_value('#write-off input[name="reason"]') == "пролили"
         box = reason.bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844, box
+
+
+def test_choosing_an_employee_in_the_scheme_form_shows_their_scheme(served_shop):
+    shop, base = served_shop
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            shop.manager.id,
+            fixed_amount="30000.00",
+            percent="12.5",
+            valid_from=utcnow().date().replace(day=1),
+        )
+    with chromium() as browser:
+        page = sign_in(browser.new_context(), base, "accountant")
+        page.goto(f"{base}/finance/payroll?employee={shop.cashier.id}")
+        assert page.input_value('#set-scheme input[name="fixed_amount"]') == "0"
+        page.select_option('#set-scheme select[name="user_id"]', str(shop.manager.id))
+        page.wait_for_url(f"**employee={shop.manager.id}**")
+        assert page.input_value('#set-scheme input[name="fixed_amount"]') == "30\xa0000,00"
+        assert page.input_value('#set-scheme input[name="percent"]') == "12,5"

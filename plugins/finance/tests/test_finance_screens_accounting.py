@@ -633,3 +633,59 @@ def test_with_everything_accrued_paid_out_the_payout_does_not_say_to_accrue_firs
     for path in (f"/finance/payroll?month={month:%Y-%m}", "/finance/payroll"):
         block = accountant.get(path).text.split('id="nobody-owed"', 1)[1].split("</p>", 1)[0]
         assert "начислите" not in block and ("paid out" in block or "выплачено" in block), path
+
+
+def _scheme_form(page):
+    return page.text.split('id="set-scheme"', 1)[1].split("</form>", 1)[0]
+
+
+def _value(form, name):
+    return re.search(rf'name="{re.escape(name)}"[^>]*value="([^"]*)"', form).group(1)
+
+
+def test_the_pay_scheme_form_shows_the_chosen_employees_current_scheme(shop, signed_in):
+    """Opened for an employee (choosing one in the form opens it so), the scheme form holds
+    what they are paid now, to change rather than type again; one without a scheme, zeros."""
+    month = previous_month(shop.crm)
+    with shop.crm.acting_as(shop.accountant) as work:
+        finance(work).payroll.set_scheme(
+            shop.manager.id,
+            fixed_amount="30000.00",
+            percent="12.5",
+            basis="orders",
+            include_goods=True,
+            rates={shop.engine.id: "20"},
+            valid_from=month,
+        )
+    accountant = signed_in("accountant")
+    form = _scheme_form(accountant.get(f"/finance/payroll?employee={shop.manager.id}"))
+    assert f'<option value="{shop.manager.id}" selected>' in form
+    assert _value(form, "fixed_amount") == "30\xa0000,00"
+    assert _value(form, "percent") == "12,5"
+    assert '<option value="orders" selected>' in form
+    assert re.search(r'name="include_goods"[^>]*checked', form)
+    assert _value(form, f"rate.{shop.engine.id}") == "20"
+    assert _value(form, f"rate.{shop.parts.id}") == ""
+    # choosing another employee opens the page for them
+    assert "employee=" in form.split('name="user_id"', 1)[1].split(">", 1)[0]
+
+    form = _scheme_form(accountant.get(f"/finance/payroll?employee={shop.cashier.id}"))
+    assert f'<option value="{shop.cashier.id}" selected>' in form
+    assert _value(form, "fixed_amount") == "0" and _value(form, "percent") == "0"
+    assert not re.search(r'name="include_goods"[^>]*checked', form)
+    assert _value(form, f"rate.{shop.engine.id}") == ""
+
+    # saved as shown, the scheme is the same
+    sent = {
+        "user_id": shop.manager.id,
+        "fixed_amount": "30\xa0000,00",
+        "percent": "12,5",
+        "basis": "orders",
+        "include_goods": "1",
+        "valid_from": month.isoformat(),
+        f"rate.{shop.engine.id}": "20",
+    }
+    assert 'class="flash error"' not in accountant.submit("/finance/payroll/schemes", sent).text
+    with shop.crm.acting_as(shop.accountant) as work:
+        scheme = finance(work).payroll.scheme_for(shop.manager.id, month)
+        assert (scheme.fixed_amount, scheme.percent) == (Decimal("30000.00"), Decimal("12.5"))

@@ -26,7 +26,7 @@ from crmkit.clock import utcnow
 from crmkit.errors import ValidationFailed
 from crmkit.i18n import message
 from crmkit.web.contributions import Screen
-from crmkit.web.forms import optional_id
+from crmkit.web.forms import as_id, optional_id
 from crmkit.web.pages import posted, render, work
 from crmkit_finance import finance
 from crmkit_finance.memos import shown_actor, shown_memo
@@ -132,8 +132,16 @@ def payroll(request: Request) -> Response:
                 }
             )
         categories = list(unit.records("finance_item_category").list(limit=200))
+        # the scheme form is for one employee (``?employee=``, else the first it offers) and
+        # holds their scheme as the table shows it, to change rather than type again
+        wanted = as_id(request.query_params.get("employee"))
+        offered = [row for row in rows if not row["user"].blocked]
+        chosen = next(
+            (r for r in offered if r["user"].id == wanted), offered[0] if offered else None
+        )
         context = {
             "title": "Salaries",
+            "chosen": chosen,
             "month": month,
             "rows": rows,
             "totals": _payroll_totals(rows),
