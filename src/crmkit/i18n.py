@@ -151,6 +151,32 @@ class Number:
 #: How a reader formats a :class:`Number`: ``number(value)``.
 NumberFormat = Callable[[Any], str]
 
+#: The :class:`Day` format of a month: ``ноябрь 2026`` (Babel's pattern).
+MONTH = "LLLL y"
+
+
+@attrs.frozen
+class Day:
+    """A message parameter that is a calendar day, or a month (``format=MONTH``).
+
+    ``str()`` is the plain ``2026-12-01`` (``2026-11`` for a month: logs, the API); a reader
+    that writes dates its own way (the web UI: Babel, ``1 дек. 2026 г.``, ``ноябрь 2026``
+    in Russian, as its pages do) passes its formatter to :meth:`Message.translate`.
+    """
+
+    value: dt.date
+    format: str = "medium"
+
+    def __str__(self) -> str:
+        return f"{self.value:%Y-%m}" if self.format == MONTH else self.value.isoformat()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+#: How a reader formats a :class:`Day`: ``date(value, format)``.
+DateFormat = Callable[[dt.date, str], str]
+
 
 @attrs.frozen
 class Message:
@@ -168,12 +194,15 @@ class Message:
         zone: dt.tzinfo | None = None,
         money: MoneyFormat | None = None,
         number: NumberFormat | None = None,
+        date: DateFormat | None = None,
     ) -> str:
         """The message in the language of ``gettext`` (labels among parameters included),
         its moments in ``zone`` (as given when ``None``), its amounts formatted by ``money``
-        (plain ``10700.00 RUB`` when ``None``), its numbers by ``number`` (plain when
-        ``None``)."""
-        params = {k: _translated(v, gettext, zone, money, number) for k, v in self.params.items()}
+        (plain ``10700.00 RUB`` when ``None``), its numbers by ``number`` and its days by
+        ``date`` (plain when ``None``)."""
+        params = {
+            k: _translated(v, gettext, zone, money, number, date) for k, v in self.params.items()
+        }
         return gettext(self.template).format(**params)
 
     def as_json(self) -> dict[str, Any]:
@@ -198,6 +227,7 @@ _KINDS = {
     Amount: "amount",
     Moment: "moment",
     Number: "number",
+    Day: "day",
 }
 
 
@@ -222,6 +252,8 @@ def _plain(value: Any) -> Any:
         return value.value.isoformat()
     if isinstance(value, Number):
         return str(value.value)
+    if isinstance(value, Day):
+        return {"day": value.value.isoformat(), "format": value.format}
     return value
 
 
@@ -240,6 +272,8 @@ def _revived(value: Any, kind: str | None) -> Any:
         return Moment(dt.datetime.fromisoformat(value))
     if kind == "number":
         return Number(Decimal(value))
+    if kind == "day":
+        return Day(dt.date.fromisoformat(value["day"]), value.get("format") or "medium")
     return value
 
 
@@ -249,6 +283,7 @@ def _translated(
     zone: dt.tzinfo | None,
     money: MoneyFormat | None = None,
     number: NumberFormat | None = None,
+    date: DateFormat | None = None,
 ) -> Any:
     if isinstance(value, StageLabel):
         return pgettext(gettext, value.context, str(value))
@@ -262,8 +297,10 @@ def _translated(
         return money(value.value, value.currency) if money else str(value)
     if isinstance(value, Number):
         return number(value.value) if number else str(value)
+    if isinstance(value, Day):
+        return date(value.value, value.format) if date else str(value)
     if isinstance(value, Message):  # a reason inside a refusal: translated in its turn
-        return value.translate(gettext, zone, money, number)
+        return value.translate(gettext, zone, money, number, date)
     return value
 
 
@@ -278,9 +315,10 @@ def translate(
     zone: dt.tzinfo | None = None,
     money: MoneyFormat | None = None,
     number: NumberFormat | None = None,
+    date: DateFormat | None = None,
 ) -> str:
     """Translate a plain text or a :class:`Message` with ``gettext`` (moments in ``zone``,
-    amounts formatted by ``money``, numbers by ``number``)."""
+    amounts formatted by ``money``, numbers by ``number``, days by ``date``)."""
     if isinstance(text, Message):
-        return text.translate(gettext, zone, money, number)
+        return text.translate(gettext, zone, money, number, date)
     return gettext(text)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from gettext import NullTranslations
 from types import SimpleNamespace
 
 from crmkit.errors import ValidationFailed
-from crmkit.i18n import Label, message
+from crmkit.i18n import MONTH, Day, Label, Message, message
 from crmkit.web.i18n import Locale
 from crmkit.web.pages import error_text
 
@@ -34,6 +35,26 @@ def test_a_validation_message_with_parameters_is_translated_labels_and_all():
     request = SimpleNamespace(state=SimpleNamespace(locale=Locale("ru", "UTC", "RUB", catalog)))
     failed = ValidationFailed({"stage": [message("starts in “{stage}”", stage=Label("New"))]})
     assert error_text(request, failed) == "стадия: начинается в «Новая»"
+
+
+def test_a_refusal_names_a_day_and_a_month_the_readers_way():
+    """A day or a month among a refusal's parameters reads as the pages write them
+    (``ноябрь 2026``, ``1 дек. 2026 г.``); the plain text (logs, the API) stays ISO, and a
+    message kept as JSON comes back with them."""
+    refusal = message(
+        "{month} is not over yet: from {day} on",
+        month=Day(dt.date(2026, 11, 1), MONTH),
+        day=Day(dt.date(2026, 12, 1)),
+    )
+    assert str(refusal) == "2026-11 is not over yet: from 2026-12-01 on"
+    catalog = Catalog({"{month} is not over yet: from {day} on": "{month} не кончился: с {day}"})
+    request = SimpleNamespace(state=SimpleNamespace(locale=Locale("ru", "UTC", "RUB", catalog)))
+    shown = error_text(request, ValidationFailed({"_schema": [refusal]}))
+    assert (
+        shown.replace("\u202f", " ").replace("\xa0", " ")
+        == "ноябрь 2026 не кончился: с 1 дек. 2026 г."
+    )
+    assert Message.from_json(refusal.as_json()) == refusal
 
 
 def test_page_errors_from_a_message_and_from_a_plain_text_both_reach_russian():

@@ -289,11 +289,32 @@ def test_accruing_a_month_not_over_yet_is_refused_saying_when_it_can_be(shop, si
     page = accountant.submit("/finance/payroll/accrue", {"month": f"{month:%Y-%m}"})
     flash = " ".join(re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text))
     following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    assert f"{month:%Y-%m} ещё не закончился" in flash, flash
-    assert following.isoformat() in flash
+    assert "ещё не закончился" in flash, flash  # its words: the test below
+    assert f"{month:%Y-%m}" not in flash and following.isoformat() not in flash
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         assert fin.payroll.payslips(month) == [] and fin.payroll.owed(shop.manager.id) == 0
+
+
+def test_a_month_not_over_is_refused_naming_the_month_and_day_the_russian_way(shop, signed_in):
+    """«ноябрь 2026 ещё не закончился: … с 1 дек. 2026 г.», as the salaries page writes
+    them, not «2026-11 … 2026-12-01»."""
+    accountant = signed_in("accountant")
+    mid_november = dt.datetime(2026, 11, 15, 12, tzinfo=shop.crm.config.zone)
+    with frozen_at(mid_november):
+        with shop.crm.acting_as(shop.accountant) as work:
+            finance(work).payroll.set_scheme(
+                shop.manager.id, fixed_amount="30000.00", valid_from=dt.date(2026, 11, 1)
+            )
+        page = accountant.submit("/finance/payroll/accrue", {"month": "2026-11"})
+        later = accountant.get("/finance/payroll?month=2026-11").text
+    (flash,) = re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page.text)
+    flash = re.sub("[\xa0\u202f]", " ", flash)
+    assert flash.startswith("месяц: ноябрь 2026 ещё не закончился"), flash
+    assert flash.endswith("с 1 дек. 2026 г."), flash
+    # the words the page says of the month it shows
+    later = re.sub("[\xa0\u202f]", " ", later)
+    assert "ноябрь 2026" in later and "с 1 дек. 2026 г." in later
 
 
 def test_payroll_forms_with_unknown_ids_say_so(shop, signed_in):

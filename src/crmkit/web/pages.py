@@ -350,7 +350,8 @@ def _flatten(messages: Any, zone: Any) -> str:
         return "; ".join(f"{k}: {_flatten(v, zone)}" for k, v in messages.items())
     if isinstance(messages, list):
         return " ".join(_flatten(m, zone) for m in messages)
-    # numbers (a limit) and sums of money in the reader's way: 9 999 999, 1 300,50 ₽
+    # numbers (a limit), sums of money and days in the reader's way: 9 999 999, 1 300,50 ₽,
+    # 1 дек. 2026 г.
     locale = i18n.current()
     return translate(
         messages if isinstance(messages, Message) else i18n.validation_message(str(messages)),
@@ -358,6 +359,7 @@ def _flatten(messages: Any, zone: Any) -> str:
         zone,
         money=locale.money if locale else None,
         number=locale.number if locale else None,
+        date=locale.date if locale else None,
     )
 
 

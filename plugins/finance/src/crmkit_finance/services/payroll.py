@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from crmkit.errors import NotFound, ValidationFailed
-from crmkit.i18n import message
+from crmkit.i18n import MONTH, Day, message
 from crmkit.model import AuditEntry, User
 from crmkit.services.limits import refuse_long_texts
 from crmkit_finance.ledger import as_amount, credit, debit, normal_balance
@@ -333,8 +333,9 @@ class PayrollService:
                     "month": [
                         message(
                             "{month} is not over yet: its salaries can be accrued from {day} on",
-                            month=f"{start:%Y-%m}",
-                            day=(end + dt.timedelta(days=1)).isoformat(),
+                            # as the salaries page writes them (ноябрь 2026, 1 дек. 2026 г.)
+                            month=Day(start, MONTH),
+                            day=Day(end + dt.timedelta(days=1)),
                         )
                     ]
                 }
