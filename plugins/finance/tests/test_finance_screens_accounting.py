@@ -706,6 +706,9 @@ def test_the_pay_scheme_form_shows_the_chosen_employees_current_scheme(shop, sig
         "valid_from": month.isoformat(),
         f"rate.{shop.engine.id}": "20",
     }
+    saved = accountant.submit("/finance/payroll/schemes", {**sent, "percent": "15"})
+    assert 'class="flash error"' not in saved.text
+    assert _value(_scheme_form(saved), "percent") == "15"  # back on the form, for the same one
     assert 'class="flash error"' not in accountant.submit("/finance/payroll/schemes", sent).text
     with shop.crm.acting_as(shop.accountant) as work:
         scheme = finance(work).payroll.scheme_for(shop.manager.id, month)

@@ -196,7 +196,10 @@ def set_scheme(request: Request) -> Response:
             ),
         )
 
-    return attempt(request, "/finance/payroll", set_it, "Pay scheme saved.")
+    # back to the form for the same employee: it shows the scheme just saved
+    employee = as_id(data.get("user_id"))
+    back = f"/finance/payroll?employee={employee}#set-scheme" if employee else "/finance/payroll"
+    return attempt(request, back, set_it, "Pay scheme saved.")
 
 
 def accrue(request: Request) -> Response:
