@@ -251,3 +251,26 @@ async def test_the_users_list_names_roles_by_their_titles(make_crm):
     shown = " ".join(c for row in cells for c in row)
     assert "Администратор" in shown and "Агент" in shown, cells
     assert not [row for row in cells if "admin" in row or "agent" in row], cells
+
+
+async def test_an_error_page_of_the_framework_speaks_russian(make_crm):
+    """A form sent to an address that only shows a page answers with a Russian title and
+    text, not the English reason phrase "Method Not Allowed"."""
+    crm = make_crm()
+    add_user(crm, "olga", ["agent"])
+    app = create_app(crm)
+    app.state.catalogs["ru"]._catalog.update(
+        {
+            "Request not accepted": "Запрос не принят",
+            "This address does not take this kind of request; use the page's links and"
+            " buttons.": "Этот адрес не принимает такой запрос; пользуйтесь ссылками и"
+            " кнопками страницы.",
+        }
+    )
+    agent = await signed_in(app, crm, "olga")
+    refused = await agent.post("/tasks", {})
+    assert refused.status_code == 405
+    shown = text_of(refused)
+    assert "Запрос не принят" in shown
+    assert "Этот адрес не принимает такой запрос" in shown
+    assert "Method Not Allowed" not in shown and "Error" not in shown

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import importlib.resources
 import re
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -296,8 +297,36 @@ async def merged_away(request: Request, exc: Exception) -> Response:
     )
 
 
+#: The title and the text of an error page for the HTTP statuses the framework answers
+#: itself (an address asked for with a method it does not take, a body too large...), in
+#: the reader's language rather than the English reason phrase.
+HTTP_ERRORS = {
+    400: (i18n.lazy("Bad request"), i18n.lazy("The request could not be understood.")),
+    405: (
+        i18n.lazy("Request not accepted"),
+        i18n.lazy(
+            "This address does not take this kind of request; use the page's links and buttons."
+        ),
+    ),
+    413: (i18n.lazy("Too large"), i18n.lazy("What was sent is too large.")),
+    429: (
+        i18n.lazy("Too many requests"),
+        i18n.lazy("Too many requests in a short time; wait a little and try again."),
+    ),
+}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return await not_found(request, exc)
-    return await _error_page(request, exc.status_code, i18n.lazy("Error"), str(exc.detail))
+    title, message = HTTP_ERRORS.get(
+        exc.status_code, (i18n.lazy("Error"), i18n.lazy("Something went wrong."))
+    )
+    try:
+        reason = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        reason = ""
+    if exc.detail and exc.detail != reason:
+        message = str(exc.detail)  # a text of its own, not the bare reason phrase
+    return await _error_page(request, exc.status_code, title, message)
