@@ -274,3 +274,22 @@ async def test_an_error_page_of_the_framework_speaks_russian(make_crm):
     assert "Запрос не принят" in shown
     assert "Этот адрес не принимает такой запрос" in shown
     assert "Method Not Allowed" not in shown and "Error" not in shown
+
+
+async def test_form_labels_named_after_fields_start_with_a_capital(make_crm):
+    """The admin's user page says «Отображаемое имя», «Эл. почта» like its other labels
+    («Пароль», «Роли»); the catalog's lowercase words stay for use inside sentences."""
+    crm = make_crm()
+    add_user(crm, "boss", ["admin"])
+    olga = add_user(crm, "olga", ["agent"])
+    admin = await signed_in(create_app(crm), crm, "boss")
+    page = await admin.get(f"/admin/users/{olga.id}")
+    assert page.status_code == 200
+    labels = re.findall(r"<label>([^<]+)<input", page.text)
+    assert "Отображаемое имя" in labels and "Эл. почта" in labels, labels
+    users = await admin.get("/admin/users")
+    headers = re.findall(r"<th>([^<]+)</th>", users.text)
+    assert "Логин" in headers and "Последний вход" in headers, headers
+    form = await admin.get("/clients/new")
+    labels = [text.strip() for text in re.findall(r"<label>([^<]+)<", form.text)]
+    assert "Телефон" in labels and "телефон" not in labels, labels

@@ -83,6 +83,9 @@ def make_templates(crm: Any) -> jinja2.Environment:
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    # a field's name ("email", "display_name") is lowercase in the catalogs, as it reads
+    # inside a sentence ("email: not an address"); as a form's label it starts a line
+    env.filters["capfirst"] = lambda value: str(value)[:1].upper() + str(value)[1:]
     env.globals["static"] = static_url
     env.globals["stage_label"] = i18n.stage_title
     env.globals["entry_subject"] = lambda entry: _entry_text(crm, entry, subject=True)
