@@ -361,3 +361,47 @@ def test_the_desks_dates_and_plate_placeholder_fit_a_phone(station_server, brows
             return [room, context.measureText(input.placeholder).width, input.placeholder]; }"""
     )
     assert placeholder and needed <= room, f"«{placeholder}» needs {needed}px, has {room}px"
+
+
+def test_a_workers_calendar_fits_a_phone(station_server, browser):
+    """The calendar's toolbar (arrows, «Сегодня», the title, the views) wraps within the
+    390 px screen: no view button hangs off its right edge."""
+    _station, base = station_server
+    ivan = sign_in(browser, base, "ivan", phone=True)
+    ivan.goto(f"{base}/calendar")
+    ivan.wait_for_selector(".fc-toolbar .fc-dayGridMonth-button")
+    overflow = ivan.evaluate("document.documentElement.scrollWidth - 390")
+    assert overflow <= 1, f"the calendar scrolls sideways by {overflow}px on a phone"
+    rights = ivan.eval_on_selector_all(
+        ".fc-toolbar button", "buttons => buttons.map(b => b.getBoundingClientRect().right)"
+    )
+    assert rights and max(rights) <= 390, rights
+
+
+def test_an_orders_page_on_a_phone_shows_its_stages_and_scrolls_its_lines(station_server, browser):
+    """On a phone every stage of the order's line is on the screen (the line wraps), and
+    the lines table, wider than the screen, scrolls in its own box whose edge fades where
+    more columns wait, until it is scrolled there."""
+    station, base = station_server
+    order = station.order("ivan")
+    ivan = sign_in(browser, base, "ivan", phone=True)
+    ivan.goto(f"{base}/records/finance_order/{order.id}")
+    ivan.wait_for_load_state("load")
+    overflow = ivan.evaluate("document.documentElement.scrollWidth - 390")
+    assert overflow <= 1, f"the order's page scrolls sideways by {overflow}px on a phone"
+    stages = ivan.eval_on_selector_all(
+        ".stage-line li",
+        "items => items.map(li => [li.innerText, li.getBoundingClientRect().right])",
+    )
+    assert len(stages) >= 5 and all(right <= 390 for _, right in stages), stages
+    box = ivan.locator(".table-wrap:has(#order-lines)")
+    widths = box.evaluate("b => [b.scrollWidth, b.clientWidth, b.getBoundingClientRect().right]")
+    assert widths[0] > widths[1] and widths[2] <= 390, widths
+    faded = "b => [b.classList.contains('more-right'), getComputedStyle(b).maskImage !== 'none']"
+    assert box.evaluate(faded) == [True, True]
+    box.evaluate("b => { b.scrollLeft = b.scrollWidth; }")
+    ivan.wait_for_function(
+        "() => !document.querySelector('.table-wrap:has(#order-lines)')"
+        ".classList.contains('more-right')"
+    )
+    assert box.evaluate("b => b.classList.contains('more-left')")

@@ -179,6 +179,22 @@
     form.addEventListener("submit", fill);
     select.addEventListener("change", () => fill());
   });
+  // A wide table scrolls in its own box (.table-wrap). A phone shows no scrollbar until
+  // the box is touched, so the box is marked where more columns wait, and its CSS fades
+  // that edge: a cut-off column reads as "more this way", not as the table's end.
+  function markScrolling(box) {
+    const more = box.scrollWidth - box.clientWidth;
+    box.classList.toggle("more-right", more > 1 && box.scrollLeft < more - 1);
+    box.classList.toggle("more-left", more > 1 && box.scrollLeft > 1);
+  }
+  const markTables = () => document.querySelectorAll(".table-wrap").forEach(markScrolling);
+  document.addEventListener("scroll", (e) => {
+    if (e.target.classList && e.target.classList.contains("table-wrap")) markScrolling(e.target);
+  }, true);
+  window.addEventListener("resize", markTables);
+  window.addEventListener("load", markTables);
+  document.addEventListener("htmx:afterSettle", markTables);
+  markTables();
   // Column chooser: checked boxes -> the "cols" parameter.
   document.querySelectorAll("input[data-columns]").forEach((hidden) => {
     hidden.form.addEventListener("submit", () => {
