@@ -42,7 +42,7 @@ from crmkit.reports import Report
 from crmkit.services.timeline import TimelineKind
 from crmkit.services.users import password_hasher
 from crmkit.storage import FileStorage, Storage
-from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
+from crmkit.web.contributions import CardPanel, ListColumn, MenuItem, Route, Screen
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class CRM:
         self.screens: dict[str, Screen] = {}
         self.menu_items: list[MenuItem] = []
         self.card_panels: list[CardPanel] = []
+        self.list_columns: list[ListColumn] = []
         self.migration_branches: list[MigrationBranch] = []
         #: branch label -> top-level package of the plugin that registered it (its models)
         self.migration_packages: dict[str, str] = {}
@@ -306,6 +307,7 @@ class CRM:
             (p for _, p in self._collect("crmkit_register_card_panels")),
             key=lambda p: (p.order, p.name),
         )
+        self.list_columns = [c for _, c in self._collect("crmkit_register_list_columns")]
         seen_labels: set[str] = set()
         for plugin, branch in self._collect("crmkit_register_migrations"):
             if branch.label in seen_labels:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from crmkit.services.message_templates import StarterTemplate
     from crmkit.services.timeline import TimelineKind
     from crmkit.services.unit import UnitOfWork
-    from crmkit.web.contributions import CardPanel, MenuItem, Route, Screen
+    from crmkit.web.contributions import CardPanel, ListColumn, MenuItem, Route, Screen
 
 PROJECT = "crmkit"
 
@@ -352,6 +352,17 @@ def crmkit_register_card_panels() -> list[CardPanel]:
     Collecting; panels are ordered by their ``order``.  Each ``CardPanel.context(work,
     record)`` runs in the page's unit of work acting as the viewer and returns the panel
     template's variables, or ``None`` to show nothing.
+    """
+    return []
+
+
+@hookspec
+def crmkit_register_list_columns() -> list[ListColumn]:
+    """Columns the plugin adds to an entity's lists (an order's car...).
+
+    Collecting; shown after the list's own default columns.  Each
+    ``ListColumn.cells(work, rows)`` runs in the page's unit of work acting as the reader
+    and returns the text of each row by id.
     """
     return []
 

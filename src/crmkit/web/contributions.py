@@ -104,3 +104,26 @@ class CardPanel:
     order: int = 100
     entity: str = "party"
     shows_attrs: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class ListColumn:
+    """A column a plugin adds to the lists of an entity (``/lists/<entity>``)
+    (``crmkit_register_list_columns``): something the entity's table does not hold, such
+    as the car of a car service's order.
+
+    ``key`` names it in the list's ``cols`` parameter, ``label`` (a msgid) heads it.
+    ``cells(work, rows)`` runs in the page's unit of work (acting as the reader) with the
+    page's rows (each has the entity's public columns as attributes, ``id`` among them)
+    and returns the text of each row it has one for, by the row's id.  ``default``: shown
+    without a ``cols`` choice (otherwise only offered in the column chooser).
+    ``permission`` (an ``(entity, action)`` cell) hides the column from users who lack
+    it.  It cannot be sorted or filtered by.
+    """
+
+    entity: str
+    key: str
+    label: str
+    cells: Callable[..., Any]
+    default: bool = True
+    permission: tuple[str, str] | None = attrs.field(default=None, converter=_permission)

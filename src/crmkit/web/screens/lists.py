@@ -145,6 +145,33 @@ def column_names(entity: Any, custom_keys: list[str]) -> list[str]:
     return names
 
 
+def default_columns(
+    unit: Any, entity: Any, available: list[str], added: Mapping[str, Any]
+) -> list[str]:
+    """The columns a list shows before the reader chooses: the entity's defaults (else its
+    title and first filter fields), less a link to records the reader may not read (a
+    worker's orders would show an empty client on every row), with the stage of a
+    pipelined entity, and the plugins' added columns (:class:`ListColumn` ``default``)."""
+    crm = unit.crm
+    named = DEFAULT_COLUMNS.get(entity.name) or (entity.title_attr, *entity.filter_attrs[:4])
+    columns = []
+    for column in named:
+        if column not in available and column != entity.title_attr:
+            continue
+        target = crm.entities["party"] if column in PARTY_COLUMNS else None
+        target = target or reference_target(crm, entity, column)
+        if (
+            target is not None
+            and target.name != "user"
+            and not unit.access.can(target.name, "read")
+        ):
+            continue
+        columns.append(column)
+    if crm.pipelines_for(entity.name) and "stage" in available and "stage" not in columns:
+        columns.insert(1, "stage")
+    return columns + [key for key, column in added.items() if column.default]
+
+
 def parse_filters(entity: Any, params: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
     """``f.stage=firm&f.amount__gte=10`` -> service filters, read as the API reads its own
     (:func:`~crmkit.web.api.params.parse_list_query`); a bad one is a ``ValidationFailed``
@@ -617,11 +644,14 @@ def list_page(request: Request) -> Response:
         unit.access.require(entity.name, "read")
         definitions = unit.custom_fields.definitions(entity.name) if entity.custom_fields else {}
         kinds = {k: d.kind for k, d in definitions.items()}
-        available = column_names(entity, list(definitions))
+        added = {
+            c.key: c
+            for c in crm.list_columns
+            if c.entity == entity.name and (c.permission is None or unit.access.can(*c.permission))
+        }
+        available = column_names(entity, list(definitions)) + list(added)
         chosen = [c for c in params.get("cols", "").split(",") if c in available]
-        columns = chosen or [c for c in DEFAULT_COLUMNS.get(entity.name, ()) if c in available]
-        if not columns:
-            columns = [entity.title_attr, *[a for a in entity.filter_attrs[:4] if a in available]]
+        columns = chosen or default_columns(unit, entity, available, added)
         order_param = params.get("order") or ""
         refusal = None
         query: ListQuery | None = None
@@ -652,6 +682,9 @@ def list_page(request: Request) -> Response:
         with i18n.activate(locale):  # a target titled by its id is named in the reader's words
             references = reference_cells(unit, entity, columns, records)
         user_attrs = user_columns(crm, entity, columns)
+        added_cells = {
+            c: added[c].cells(unit, records) if records else {} for c in columns if c in added
+        }
         stage_titles: dict[tuple[str, str], str] = {}
         for pipeline in crm.pipelines_for(entity.name):
             stage_titles[(pipeline.name, "")] = pipeline.title
@@ -664,7 +697,9 @@ def list_page(request: Request) -> Response:
                     id=record.id,
                     url=record_url(entity.name, record.id),
                     cells=[
-                        format_value(
+                        Cell(str(added_cells[c].get(record.id) or ""))
+                        if c in added_cells
+                        else format_value(
                             locale,
                             entity,
                             c,
@@ -705,7 +740,10 @@ def list_page(request: Request) -> Response:
             "title": entity.label_plural or entity.name,
             "columns": columns,
             "available": available,
-            "labels": {c: _column_label(entity, c, definitions) for c in available},
+            "labels": {
+                c: added[c].label if c in added else _column_label(entity, c, definitions)
+                for c in available
+            },
             "rows": rows,
             "next_url": (
                 f"?{_query(params, after=page.next_cursor)}" if page and page.next_cursor else None
