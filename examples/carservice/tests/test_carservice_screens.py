@@ -960,3 +960,38 @@ async def test_the_dashboards_salaries_follow_the_period_picked(station):
     assert await card(start="2026-02-03", end="2026-02-20") == ("февраль 2026", 600)
     # a period running past today: the months up to today
     assert await card(start="2026-04-01", end="2026-06-30") == ("апрель 2026", 0)
+
+
+async def test_the_workers_list_of_orders_names_the_stage_and_the_car(station):
+    """A worker, who may not read clients, sees no client column empty on every row in
+    /lists/finance_order: each of their orders with its stage and its car; the manager's
+    list keeps the client."""
+    order = station.order("ivan")
+
+    def table(page):
+        head = re.findall(r"<th>(.*?)</th>", page.text.split("<thead>", 1)[1].split("</thead>")[0])
+        headers = [html.unescape(re.sub(r"<[^>]+>|[▲▼]", "", h)).strip() for h in head]
+        body = page.text.split("<tbody>", 1)[1].split("</tbody>")[0]
+        rows = [
+            [
+                html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)
+            ]
+            for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+        ]
+        return headers, rows
+
+    ivan = await signed_in(station, "ivan")
+    page = await ivan.get("/lists/finance_order")
+    assert page.status_code == 200
+    headers, rows = table(page)
+    assert "Клиент" not in headers, headers
+    assert "Стадия" in headers and "Автомобиль" in headers, headers
+    assert len(rows) == 1, rows
+    cells = dict(zip(headers, rows[0][-len(headers) :], strict=True))
+    assert cells["Стадия"] == "Новый", cells
+    assert cells["Автомобиль"] == "А123ВС77 Lada Vesta", cells
+    manager = await signed_in(station, "manager")
+    headers, rows = table(await manager.get("/lists/finance_order"))
+    assert "Клиент" in headers and "Автомобиль" in headers, headers
+    assert order.id and any("Сергей Волков" in row for row in rows), rows

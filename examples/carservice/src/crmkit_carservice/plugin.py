@@ -17,7 +17,7 @@ from crmkit.errors import ValidationFailed
 from crmkit.filters import FilterField
 from crmkit.i18n import message
 from crmkit.identity import plate_key
-from crmkit.web.contributions import CardPanel, MenuItem, Screen
+from crmkit.web.contributions import CardPanel, ListColumn, MenuItem, Screen
 from crmkit_carservice import access
 from crmkit_carservice.model import CarserviceCar, CarserviceOrderCar
 from crmkit_carservice.pipeline import SERVICE_ORDER
@@ -194,6 +194,13 @@ def crmkit_register_card_panels() -> list[CardPanel]:
             order=5,
         ),
     ]
+
+
+@hookimpl
+def crmkit_register_list_columns() -> list[ListColumn]:
+    """The list of orders names each one's car (plate, make, model), as the order's page
+    does: a worker, who may not read clients, tells their orders apart by the car."""
+    return [ListColumn("finance_order", "car", "Car", _order_cars)]
 
 
 @hookimpl
