@@ -231,3 +231,39 @@ def test_the_testing_pages_migration_test_passes_on_the_tutorials_plugin(
         namespace["test_the_migrations_make_the_models_tables"](migrated)
     finally:
         next(fixture, None)
+
+
+def test_the_readmes_python_sample_runs_on_a_deployment_with_the_basic_demo(
+    empty_database, tmp_path, capsys
+):
+    """The README's first Python block, as written, on a deployment `crmkit init` made and
+    `crmkit demo basic` filled (its agent1): the client, the deal and the move it makes."""
+    from crmkit.model import Deal, Party
+
+    url_option, _ = empty_database
+    deployment = tmp_path / "var" / "demo"
+    for args in (
+        ["init", str(deployment), *url_option],
+        ["--config", str(deployment), "demo", "basic", "--size", "3"],
+    ):
+        try:
+            main(args)
+        except SystemExit as exc:
+            pytest.fail(f"crmkit {shlex.join(args)}: {exc.code} {capsys.readouterr().err}")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sample = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert 'CRM.from_directory("var/demo")' in sample
+    namespace: dict[str, Any] = {}
+    exec(compile(sample.replace("var/demo", str(deployment)), "README.md", "exec"), namespace)
+    crm = namespace["crm"]
+    try:
+        with crm.system() as work:
+            deal = work.session.get(Deal, namespace["deal"].id)
+            client = work.session.get(Party, deal.party_id)
+            assert (client.name, deal.title, deal.stage) == (
+                "ООО «Ромашка»",
+                "Поставка",
+                "qualified",
+            )
+    finally:
+        crm.close()
