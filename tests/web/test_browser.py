@@ -86,6 +86,7 @@ def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
     page.evaluate("window.stillTheSamePage = true")
     page.wait_for_selector("body[data-live-ready]")  # the server now listens for this tab
     assert "Лидия Петрова" not in page.inner_text("[data-conversations]")
+    unassigned = int(page.inner_text("[data-count=unassigned]"))
 
     with crm.system() as work:  # a message arrives while the screen is open
         work.channels.ingest(
@@ -97,6 +98,8 @@ def test_a_new_conversation_appears_in_the_open_contact_center(server, browser):
     # pushed over server-sent events: the list refreshes without a reload of the page
     page.wait_for_selector("[data-conversations] li:has-text('Лидия Петрова')", timeout=10000)
     assert page.evaluate("window.stillTheSamePage") is True
+    # the tab counts follow the list: one more unassigned conversation
+    assert int(page.inner_text("[data-count=unassigned]")) == unassigned + 1
     page.screenshot(path=str(ARTIFACTS / "inbox-live.png"))
 
 

@@ -51,9 +51,9 @@
       }
     });
     source.addEventListener("signed-out", () => { source.close(); window.location = "/login"; });
-    // The contact center: a new or changed conversation refreshes the list (not the reply
-    // being typed beside it); the server sends only "changed", the list comes with this
-    // user's access rules applied.
+    // The contact center: a new or changed conversation refreshes the list and the tabs'
+    // counts (not the reply being typed beside it); the server sends only "changed", the
+    // list comes with this user's access rules applied.
     let inboxTimer = null;
     source.addEventListener("inbox", () => {
       if (!document.querySelector("[data-conversations]") || inboxTimer) return;
@@ -61,10 +61,15 @@
         inboxTimer = null;
         const response = await fetch(window.location.href, { headers: { "X-Live": "inbox" } });
         if (!response.ok) return;
-        const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
-          .querySelector("[data-conversations]");
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = page.querySelector("[data-conversations]");
         const list = document.querySelector("[data-conversations]");
         if (fresh && list) list.innerHTML = fresh.innerHTML;
+        // and the tabs' counts, which count what the list counts (its search included)
+        page.querySelectorAll("[data-count]").forEach((count) => {
+          const shown = document.querySelector(`[data-count="${count.dataset.count}"]`);
+          if (shown) shown.textContent = count.textContent;
+        });
       }, 300);
     });
     window.crmkit.live = source;
