@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from crmkit_finance import plugin as finance_plugin
 from finance_fixtures import Shop, build_shop
+from finance_web import clients
 
 
 @pytest.fixture
@@ -17,3 +18,9 @@ def fin_crm(make_crm):
 def shop(fin_crm) -> Shop:
     """A small shop on a fresh application with the finance plugin."""
     return build_shop(fin_crm)
+
+
+@pytest.fixture
+def signed_in(shop):
+    """``signed_in(username)``: a web client signed in as one of the shop's staff."""
+    return clients(shop.crm)

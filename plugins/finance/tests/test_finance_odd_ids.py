@@ -10,18 +10,13 @@ import html
 import pytest
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceInvoice
-from finance_web import Client, clients
+from finance_web import Client
 
 from crmkit.testing import add_user
 from crmkit.testing.web import id_paths, int_paths
 from crmkit.web.app import create_app
 
 ODD = ["²", "9" * 25]
-
-
-@pytest.fixture
-def signed_in(shop):
-    return clients(shop.crm)
 
 
 def _refused(response, *names: str) -> bool:

@@ -9,25 +9,9 @@ import html
 import re
 from decimal import Decimal
 
-import pytest
 from crmkit_finance import finance
-from finance_web import clients
 
 from crmkit.testing import factories
-
-
-@pytest.fixture
-def signed_in(shop):
-    return clients(shop.crm)
-
-
-def _completed_order(shop, *items, party_id=None):
-    with shop.crm.acting_as(shop.manager) as work:
-        order = shop.order(work, **({"party_id": party_id} if party_id else {}))
-        for item in items:
-            finance(work).orders.add_line(order, item.id)
-        work.moves.move(order, "done", entity="finance_order")
-        return order
 
 
 def test_the_pay_scheme_names_each_categorys_percent_grammatically(shop, signed_in):
@@ -57,7 +41,7 @@ def _field(page, form_marker, name):
 def test_the_cashier_sees_sums_to_take_written_the_russian_way_and_sends_them_back(shop, signed_in):
     """The due in a payment form reads «1 500,00» (a no-break space between the groups),
     and that is what the cashier sends: at the desk, on the order's page and on an invoice."""
-    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    order = shop.completed_order(shop.oil_change)  # 1500.00
     cashier = signed_in("cashier")
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
     found = cashier.get(f"/finance/cashdesk?desk={shop.desk.id}&q={order.number}")
@@ -75,7 +59,7 @@ def test_the_cashier_sees_sums_to_take_written_the_russian_way_and_sends_them_ba
 
     with shop.crm.acting_as(shop.manager) as work:
         firm = factories.organisation(work, customer_type="corporate")
-    other = _completed_order(shop, shop.oil_change, shop.diagnostics, party_id=firm.id)
+    other = shop.completed_order(shop.oil_change, shop.diagnostics, party_id=firm.id)
     with shop.crm.acting_as(shop.accountant) as work:
         invoice = finance(work).invoices.issue([other.id])
     shown = cashier.get(f"/finance/invoices/{invoice.id}")

@@ -10,15 +10,9 @@ from decimal import Decimal
 import pytest
 from crmkit_finance import finance
 from finance_fixtures import previous_month
-from finance_web import clients
 
 from crmkit.clock import frozen_at, utcnow
 from crmkit.errors import ValidationFailed
-
-
-@pytest.fixture
-def signed_in(shop):
-    return clients(shop.crm)
 
 
 def _done_order(shop, worker, *items, at=None):

@@ -5,29 +5,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import pytest
 from crmkit_finance import finance
-from finance_web import clients
 
 from crmkit.testing import add_user, factories
 
 
-@pytest.fixture
-def signed_in(shop):
-    return clients(shop.crm)
-
-
-def _completed_order(shop, *items, party_id=None):
-    with shop.crm.acting_as(shop.manager) as work:
-        order = shop.order(work, **({"party_id": party_id} if party_id else {}))
-        for item in items:
-            finance(work).orders.add_line(order, item.id)
-        work.moves.move(order, "done", entity="finance_order")
-        return order
-
-
 def test_a_cashier_opens_a_shift_takes_payments_and_closes_with_a_report(shop, signed_in):
-    order = _completed_order(shop, shop.oil_change, shop.diagnostics)  # 2500.00
+    order = shop.completed_order(shop.oil_change, shop.diagnostics)  # 2500.00
     cashier = signed_in("cashier")
     desk = f"/finance/cashdesk?desk={shop.desk.id}"
     page = cashier.get(desk)
@@ -86,7 +70,7 @@ def _open_shift(shop):
 
 
 def test_a_refused_payment_writes_nothing_and_says_why(shop, signed_in):
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     cashier = signed_in("cashier")
     # no shift open: a cash payment is refused with the reason, nothing is written
     page = cashier.submit(
@@ -122,7 +106,7 @@ def test_a_refusal_reaches_a_russian_cashier_translated(shop):
 
     from crmkit.web.app import create_app
 
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     app = create_app(shop.crm)
     app.state.catalogs["ru"]._catalog.update(
         {
@@ -151,7 +135,7 @@ def test_a_refusal_reaches_a_russian_cashier_translated(shop):
 def test_prepayment_cashback_and_void_from_the_order_page(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.set_program("10", expiry_days=365)
-    first = _completed_order(shop, shop.oil_change)  # 1500.00
+    first = shop.completed_order(shop.oil_change)  # 1500.00
     cashier = signed_in("cashier")
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
     back = f"/records/finance_order/{first.id}"
@@ -214,8 +198,8 @@ def test_receivables_and_a_corporate_invoice_paid_by_transfer(shop, signed_in):
     with shop.crm.acting_as(shop.manager) as work:
         firm = factories.organisation(work, name="ООО «Вектор»", customer_type="corporate")
         work.records("finance_contract").create(party_id=firm.id, number="Д-1", payment_days=10)
-    one = _completed_order(shop, shop.oil_change, party_id=firm.id)
-    two = _completed_order(shop, shop.diagnostics, party_id=firm.id)
+    one = shop.completed_order(shop.oil_change, party_id=firm.id)
+    two = shop.completed_order(shop.diagnostics, party_id=firm.id)
     accountant = signed_in("accountant")
     owed = accountant.get("/finance/receivables")
     row = owed.text.split("ООО «Вектор»", 1)[1].split("</tr>", 1)[0]
@@ -239,7 +223,7 @@ def test_receivables_and_a_corporate_invoice_paid_by_transfer(shop, signed_in):
 
 
 def test_a_payment_form_sent_twice_takes_the_money_once(shop, signed_in):
-    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    order = shop.completed_order(shop.oil_change)  # 1500.00
     cashier = signed_in("cashier")
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
     page = cashier.get(f"/records/finance_order/{order.id}")
@@ -271,7 +255,7 @@ def test_a_payment_form_sent_twice_takes_the_money_once(shop, signed_in):
 def test_an_invoice_payment_sent_twice_is_booked_once(shop, signed_in):
     with shop.crm.acting_as(shop.manager) as work:
         firm = factories.organisation(work, customer_type="corporate")
-    order = _completed_order(shop, shop.oil_change, party_id=firm.id)
+    order = shop.completed_order(shop.oil_change, party_id=firm.id)
     with shop.crm.acting_as(shop.accountant) as work:
         invoice = finance(work).invoices.issue([order.id])
     cashier = signed_in("cashier")
@@ -294,7 +278,7 @@ def _token(page, action):
 
 
 def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in):
-    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    order = shop.completed_order(shop.oil_change)  # 1500.00
     cashier = signed_in("cashier")
     desk = f"/finance/cashdesk?desk={shop.desk.id}"
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
@@ -334,7 +318,7 @@ def test_refund_and_cash_move_forms_sent_twice_take_effect_once(shop, signed_in)
 def test_open_void_and_close_forms_sent_twice_take_effect_once(shop, signed_in):
     """A double click on *Open the shift*, *Void* or *Close the shift* opens, voids or closes
     once; the second submission says the form was already sent, not an error."""
-    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    order = shop.completed_order(shop.oil_change)  # 1500.00
     cashier = signed_in("cashier")
     desk = f"/finance/cashdesk?desk={shop.desk.id}"
 
@@ -374,7 +358,7 @@ def test_open_void_and_close_forms_sent_twice_take_effect_once(shop, signed_in):
 def test_a_cashback_payment_is_not_refunded_in_cash_from_the_screen(shop, signed_in):
     with shop.crm.acting_as(shop.accountant) as work:
         finance(work).cashback.adjust(shop.client.id, "500.00", reason="gift")
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     cashier = signed_in("cashier")
     cashier.post("/language", {"language": "en", "next": "/"})
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "1000"})
@@ -403,7 +387,7 @@ def test_a_second_cashier_sees_whose_shift_is_open_and_takes_no_payment_in_it(sh
     add_user(shop.crm, "cashier2", ["cashier"], display_name="Boris")
     with shop.crm.system() as work:
         work.users.update(shop.cashier.id, display_name="Anna")
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     desk = f"/finance/cashdesk?desk={shop.desk.id}"
     anna, boris = signed_in("cashier"), signed_in("cashier2")
     boris.post("/language", {"language": "en", "next": "/"})
@@ -459,7 +443,7 @@ def test_a_second_cashier_sees_whose_shift_is_open_and_takes_no_payment_in_it(sh
 def test_a_payment_form_shown_before_another_cashier_took_the_due_is_refused(shop, signed_in):
     """Two cashiers with the order's page open, each with the full due in the form: the
     second one sent is refused with what is due now; the invoice page likewise."""
-    order = _completed_order(shop, shop.oil_change)  # 1500.00
+    order = shop.completed_order(shop.oil_change)  # 1500.00
     add_user(shop.crm, "cashier2", ["cashier"])
     anna, boris = signed_in("cashier"), signed_in("cashier2")
     path = f"/records/finance_order/{order.id}"
@@ -483,7 +467,7 @@ def test_a_payment_form_shown_before_another_cashier_took_the_due_is_refused(sho
 
     with shop.crm.acting_as(shop.manager) as work:
         firm = factories.organisation(work, customer_type="corporate")
-    other = _completed_order(shop, shop.oil_change, party_id=firm.id)
+    other = shop.completed_order(shop.oil_change, party_id=firm.id)
     with shop.crm.acting_as(shop.accountant) as work:
         invoice = finance(work).invoices.issue([other.id])
     invoice_path = f"/finance/invoices/{invoice.id}"
@@ -514,7 +498,7 @@ def test_payments_on_the_timeline_read_in_the_readers_language(shop, signed_in):
 
     from crmkit.model import Activity
 
-    order = _completed_order(shop, shop.oil_change, shop.diagnostics)
+    order = shop.completed_order(shop.oil_change, shop.diagnostics)
     cashier = signed_in("cashier")
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
     for amount, method in (("1000", "cash"), ("1500.00", "card")):
@@ -554,7 +538,7 @@ def test_a_payments_note_and_reference_and_a_shifts_note_are_capped(shop, signed
     """The cashier's forms reached the payment and shift services without a schema: a
     note of any length was kept, a reference over its 200 characters failed on PostgreSQL
     and was kept by SQLite.  Each is refused naming the field, nothing written."""
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     cashier = signed_in("cashier")
     back = f"/records/finance_order/{order.id}"
     payment = {"order_id": order.id, "amount": "100", "method": "transfer", "back": back}
@@ -583,7 +567,7 @@ def test_a_payments_note_and_reference_and_a_shifts_note_are_capped(shop, signed
 def test_a_refused_payment_at_the_desk_keeps_the_found_order_on_screen(shop, signed_in):
     """A cashier who mistypes the amount comes back to the order they found, with the
     reason, rather than to an empty search they must type again."""
-    order = _completed_order(shop, shop.oil_change)
+    order = shop.completed_order(shop.oil_change)
     cashier = signed_in("cashier")
     desk = f"/finance/cashdesk?desk={shop.desk.id}"
     cashier.submit(f"/finance/cashdesk/{shop.desk.id}/open", {"counted": "0"})
@@ -610,8 +594,8 @@ def test_a_refused_payment_at_the_desk_keeps_the_found_order_on_screen(shop, sig
 def test_the_invoices_list_totals_what_was_invoiced_and_what_is_still_unpaid(shop, signed_in):
     with shop.crm.acting_as(shop.manager) as work:
         firm = factories.organisation(work, customer_type="corporate")
-    first = _completed_order(shop, shop.oil_change, party_id=firm.id)  # 1 500
-    second = _completed_order(shop, shop.oil_change, shop.oil_change, party_id=firm.id)
+    first = shop.completed_order(shop.oil_change, party_id=firm.id)  # 1 500
+    second = shop.completed_order(shop.oil_change, shop.oil_change, party_id=firm.id)
     with shop.crm.acting_as(shop.accountant) as work:
         fin = finance(work)
         paid = fin.invoices.issue([first.id])

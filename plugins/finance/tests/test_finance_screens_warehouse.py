@@ -6,17 +6,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import pytest
 from crmkit_finance import finance
 from crmkit_finance.model import FinanceStockLevel
 from crmkit_finance.services.stock import StockService
-from finance_web import clients
 from sqlalchemy import select, update
-
-
-@pytest.fixture
-def signed_in(shop):
-    return clients(shop.crm)
 
 
 def _level(shop, item_id):
